@@ -1,0 +1,1 @@
+/* store dispatch: to be written */

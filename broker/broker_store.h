@@ -1,0 +1,201 @@
+/* broker_store - durable job storage behind one small interface.
+ *
+ * The broker keeps every live job in memory and writes each change through
+ * this interface. Writes are grouped: the broker calls begin() once per loop
+ * iteration, then any number of insert/update calls, then commit() — one
+ * transaction (one fsync) for everything that arrived in that iteration, and
+ * only after commit() returns 0 does it acknowledge submits to clients.
+ *
+ * Backends: "sqlite:PATH" (or a bare path) is the embedded default; a
+ * PostgreSQL backend ("postgres://...") implements the same vtable. The
+ * schema is plain SQL a person can query (docs/operations.md).
+ *
+ * Errors: 0 on success; DV_ETRANSIENT when retrying the whole group later may
+ * succeed (busy, connection lost); DV_EIO otherwise. Write calls between
+ * begin() and commit() may be buffered: a failure can surface only at
+ * commit(), which then rolls the whole group back.
+ *
+ * None of these calls is thread-safe; the broker's loop thread owns the store.
+ */
+#ifndef BROKER_STORE_H
+#define BROKER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dv_backoff.h"
+#include "dv_proto.h"
+
+typedef struct broker_store broker_store_t;
+
+/* Durability of a commit. */
+typedef enum {
+    BROKER_SYNC_FULL = 0, /* synced to disk: survives a power cut (default) */
+    BROKER_SYNC_NORMAL,   /* survives a process crash, not a power cut */
+    BROKER_SYNC_OFF,      /* tests and benchmarks only */
+} broker_sync_t;
+
+typedef struct {
+    broker_sync_t sync;
+} broker_store_opts_t;
+
+/* One job as stored. Strings are NUL-terminated; NULL = absent. On insert
+ * the caller owns every pointer; in replay() callbacks they are valid only
+ * during the call. */
+typedef struct {
+    const char *id;            /* 36-char UUIDv7 */
+    const char *queue;
+    const char *type;
+    const char *key;           /* idempotency key */
+    const char *batch;
+    const char *trace;
+    const void *payload;       /* one msgpack value */
+    size_t payload_len;
+    dv_state_t state;          /* queued, scheduled, running, or terminal */
+    int priority;              /* 0..9 */
+    int64_t created_ms;        /* when accepted */
+    int64_t run_at_ms;         /* when it may run (scheduled) */
+    int attempt;               /* attempts started so far */
+    int max_attempts;
+    int64_t timeout_ms;        /* per attempt; 0 = worker default */
+    dv_backoff_t backoff;
+    int64_t result_ttl_ms;     /* how long a finished job is kept */
+    const char *worker;        /* running on (state running) */
+} broker_jobrec_t;
+
+/* A finished attempt, for the attempts history table. */
+typedef struct {
+    const char *job_id;
+    int attempt;
+    const char *worker;
+    int64_t started_ms;
+    int64_t finished_ms;
+    dv_state_t outcome;        /* succeeded or failed */
+    const dv_failure_t *failure; /* NULL when succeeded */
+} broker_attempt_t;
+
+/* A finished (or any) job as looked up by id: what WAIT and `drover job`
+ * need. Strings valid only during the callback. */
+typedef struct {
+    const char *id;
+    const char *queue;
+    const char *type;
+    dv_state_t state;
+    int attempt;
+    const void *result;        /* msgpack, when succeeded */
+    size_t result_len;
+    const char *category;      /* last failure, or NULL */
+    const char *error;         /* last failure message, or NULL */
+    int64_t finished_ms;
+} broker_jobview_t;
+
+/* Opens (creating the schema if needed) the store named by url. Returns NULL
+ * with a reason in err on failure. Caller owns the result. */
+broker_store_t *broker_store_open(const char *url,
+                                  const broker_store_opts_t *opts, char *err,
+                                  size_t err_size);
+
+/* Closes the store; NULL-safe; sets *self_p to NULL. Uncommitted writes are
+ * rolled back. */
+void broker_store_destroy(broker_store_t **self_p);
+
+/* Backend name ("sqlite", "postgres"). */
+const char *broker_store_backend(const broker_store_t *self);
+
+/* Starts a write group. Nested begin() without commit() is a bug. */
+int broker_store_begin(broker_store_t *self);
+
+/* Makes every write since begin() durable, as one transaction. */
+int broker_store_commit(broker_store_t *self);
+
+/* Discards every write since begin(). */
+int broker_store_rollback(broker_store_t *self);
+
+/* True between begin() and commit()/rollback(). */
+bool broker_store_in_group(const broker_store_t *self);
+
+/* Adds a new job (state queued or scheduled). A duplicate idempotency key is
+ * the caller's job to prevent (find_key); the store's unique index makes the
+ * commit fail if it is not. */
+int broker_store_insert(broker_store_t *self, const broker_jobrec_t *rec);
+
+/* The job was leased: state running, attempt number, worker, start time. */
+int broker_store_mark_running(broker_store_t *self, const char *id,
+                              int attempt, const char *worker,
+                              int64_t started_ms);
+
+/* The job goes back to waiting (retry after a failure, a lost worker, a
+ * returned or recovered job): state queued or scheduled, run_at, attempt
+ * count as it now stands, and the last failure (NULL keeps the old one). */
+int broker_store_mark_waiting(broker_store_t *self, const char *id,
+                              dv_state_t state, int64_t run_at_ms, int attempt,
+                              const dv_failure_t *last_failure);
+
+/* The job ended: state succeeded, dead or cancelled; result (succeeded) or
+ * last failure; it is deleted after finished_ms + its result_ttl. */
+int broker_store_mark_finished(broker_store_t *self, const char *id,
+                               dv_state_t state, int attempt,
+                               const void *result, size_t result_len,
+                               const dv_failure_t *failure,
+                               int64_t finished_ms);
+
+/* Records one finished attempt in the history. */
+int broker_store_add_attempt(broker_store_t *self, const broker_attempt_t *a);
+
+/* Calls cb for every job not yet finished (queued, scheduled, running), in
+ * id order. Used at start-up to rebuild memory. Returns 0 or an error; a
+ * non-zero return from cb stops the scan and is returned. Must be called
+ * outside a write group. */
+int broker_store_replay(broker_store_t *self,
+                        int (*cb)(void *arg, const broker_jobrec_t *rec),
+                        void *arg);
+
+/* Looks up the job holding an idempotency key, finished jobs included until
+ * they expire. Returns 1 and fills id_out (37 bytes), 0 if none, or an error.
+ * Sees writes of the current group. */
+int broker_store_find_key(broker_store_t *self, const char *key,
+                          char id_out[37]);
+
+/* Looks up one job by id. Returns 1 after calling cb, 0 if there is no such
+ * job, or an error. Sees writes of the current group. */
+int broker_store_get(broker_store_t *self, const char *id,
+                     void (*cb)(void *arg, const broker_jobview_t *view),
+                     void *arg);
+
+/* Deletes up to limit finished jobs (and their attempts) whose result_ttl
+ * has passed at now_ms. Returns the number deleted, or an error. Call outside
+ * a write group (it makes its own). */
+int broker_store_expire(broker_store_t *self, int64_t now_ms, int limit);
+
+/* ---- backend vtable (one per file: store_sqlite.c, store_pg.c) ---------- */
+
+typedef struct {
+    const char *name;
+    void *(*open)(const char *url, const broker_store_opts_t *opts, char *err,
+                  size_t err_size);
+    void (*close)(void *be);
+    int (*begin)(void *be);
+    int (*commit)(void *be);
+    int (*rollback)(void *be);
+    int (*insert)(void *be, const broker_jobrec_t *rec);
+    int (*mark_running)(void *be, const char *id, int attempt,
+                        const char *worker, int64_t started_ms);
+    int (*mark_waiting)(void *be, const char *id, dv_state_t state,
+                        int64_t run_at_ms, int attempt,
+                        const dv_failure_t *last_failure);
+    int (*mark_finished)(void *be, const char *id, dv_state_t state,
+                         int attempt, const void *result, size_t result_len,
+                         const dv_failure_t *failure, int64_t finished_ms);
+    int (*add_attempt)(void *be, const broker_attempt_t *a);
+    int (*replay)(void *be, int (*cb)(void *arg, const broker_jobrec_t *rec),
+                  void *arg);
+    int (*find_key)(void *be, const char *key, char id_out[37]);
+    int (*get)(void *be, const char *id,
+               void (*cb)(void *arg, const broker_jobview_t *view), void *arg);
+    int (*expire)(void *be, int64_t now_ms, int limit);
+} broker_store_ops_t;
+
+extern const broker_store_ops_t broker_store_sqlite_ops;
+
+#endif

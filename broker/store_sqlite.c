@@ -1,0 +1,1 @@
+/* sqlite backend: to be written */

@@ -1,0 +1,12 @@
+/* cli - subcommands implemented in cli/ itself. */
+#ifndef CLI_H
+#define CLI_H
+
+/* `drover up`: broker + N workers in one process tree. */
+int up_main(int argc, char **argv);
+
+/* `drover cancel ID` and `drover status` (through the broker). */
+int cancel_main(int argc, char **argv);
+int status_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,64 @@
+/* drover - one executable, one subcommand per component. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker.h"
+#include "cli.h"
+#include "submit.h"
+#include "worker.h"
+
+typedef struct {
+    const char *name;
+    int (*main)(int argc, char **argv);
+    const char *help;
+} s_command_t;
+
+static const s_command_t s_commands[] = {
+    { "broker", broker_main, "run the broker daemon" },
+    { "worker", worker_main, "run a worker supervisor and its process pool" },
+    { "submit", submit_main, "submit one job, or many from JSON Lines" },
+    { "up", up_main, "run broker + workers in one process tree (dev, demos)" },
+    { "cancel", cancel_main, "cancel a job" },
+    { "status", status_main, "show queues and workers as the broker sees them" },
+};
+
+static void
+s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: drover COMMAND [OPTIONS]\n"
+            "\n"
+            "drover is a job queue: a broker keeps jobs durably and hands them\n"
+            "to pools of worker processes, with retries, backoff and progress.\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        fprintf(out, "  %-8s %s\n", s_commands[i].name, s_commands[i].help);
+    fprintf(out, "\n'drover COMMAND --help' describes each command.\n"
+                 "Environment: DROVER_BROKER, DROVER_WORKER_ENDPOINT, "
+                 "DROVER_EVENTS.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        s_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        s_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("drover 0.1.0\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        if (!strcmp(argv[1], s_commands[i].name))
+            return s_commands[i].main(argc - 1, argv + 1);
+    fprintf(stderr, "drover: unknown command '%s'\n\n", argv[1]);
+    s_usage(stderr);
+    return 2;
+}

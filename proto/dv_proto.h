@@ -1,0 +1,381 @@
+/* dv_proto - drover's wire protocol: message types, msgpack encode/decode with
+ * strict validation, protocol version. No I/O here.
+ *
+ * Every message is one ZeroMQ frame (after the ROUTER routing envelope) that
+ * holds one msgpack map. Two keys are always present:
+ *
+ *     "v": protocol version (unsigned int, DV_PROTO_VERSION)
+ *     "t": message type name (string, see dv_msg_type_name())
+ *
+ * The other keys depend on the type; docs/protocol.md lists them. Unknown keys
+ * are ignored (so a newer peer may add optional fields); a known key with the
+ * wrong type, a missing required key, a value out of range, or a string, array
+ * or frame over its limit rejects the whole message with a reason. Job payloads
+ * and results are carried as msgpack *bin* values holding one msgpack value, so
+ * the broker stores and forwards them without decoding; the decoder still
+ * checks that the bytes are exactly one well-formed value.
+ *
+ * Events on the PUB socket are two frames: the event kind as topic
+ * ("job.succeeded") and the msgpack body (type "event").
+ */
+#ifndef DV_PROTO_H
+#define DV_PROTO_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dv_backoff.h"
+
+#define DV_PROTO_VERSION 1
+
+/* Limits; the decoder rejects anything larger (DV_ETOOBIG). */
+#define DV_MSG_MAX (64u << 20)     /* one frame */
+#define DV_PAYLOAD_MAX (1u << 20)  /* one job's payload or result */
+#define DV_NAME_MAX 200            /* queue, type, worker, batch names */
+#define DV_KEY_MAX 512             /* idempotency key */
+#define DV_TEXT_MAX 4096           /* messages, reasons, traces */
+#define DV_ITEMS_MAX 100000        /* jobs / ids / updates in one message */
+#define DV_QUEUES_MAX 256          /* queues one worker may serve */
+#define DV_VALUE_DEPTH_MAX 64      /* nesting inside a payload or result */
+
+typedef enum {
+    DV_OK = 0,
+    DV_ETRUNC = -1,     /* not msgpack, or the bytes end inside a value */
+    DV_EPROTO = -2,     /* valid msgpack but not a valid message */
+    DV_ETOOBIG = -3,    /* a frame, string, array or nesting over its limit */
+    DV_EVERSION = -4,   /* a protocol version this side does not speak */
+    DV_ENOMEM = -5,     /* out of memory */
+    DV_ETRANSIENT = -6, /* store busy or connection lost: try again */
+    DV_EIO = -7,        /* store or file error */
+} dv_err_t;
+
+/* Short English text for an error code ("truncated message", ...). */
+const char *dv_strerror(int err);
+
+/* A view of bytes inside a decoded frame (or, when encoding, inside the
+ * caller's memory). Not NUL-terminated. ptr == NULL means absent. */
+typedef struct {
+    const char *ptr;
+    uint32_t len;
+} dv_str_t;
+
+static inline dv_str_t
+dv_str(const char *s)
+{
+    dv_str_t v = { s, 0 };
+    if (s)
+        while (s[v.len])
+            v.len++;
+    return v;
+}
+
+static inline dv_str_t
+dv_strn(const char *s, size_t n)
+{
+    dv_str_t v = { s, (uint32_t)n };
+    return v;
+}
+
+/* True if v holds exactly the C string s. */
+bool dv_str_eq(dv_str_t v, const char *s);
+
+/* New NUL-terminated copy; caller frees. Absent gives NULL. */
+char *dv_str_dup(dv_str_t v);
+
+/* Copies into buf (truncating), NUL-terminated; returns buf. */
+char *dv_str_copy(dv_str_t v, char *buf, size_t size);
+
+/* ---- job states and failure categories (sent as their names) ---------- */
+
+typedef enum {
+    DV_STATE_NONE = 0,
+    DV_STATE_QUEUED,    /* ready, waiting for a worker */
+    DV_STATE_SCHEDULED, /* waiting for run_at (delayed, or retry backoff) */
+    DV_STATE_RUNNING,   /* leased to a worker */
+    DV_STATE_SUCCEEDED, /* terminal */
+    DV_STATE_FAILED,    /* an attempt failed (event only; the job moves on) */
+    DV_STATE_DEAD,      /* terminal: attempts exhausted or not retryable */
+    DV_STATE_CANCELLED, /* terminal */
+    DV_STATE_UNKNOWN,   /* the broker has no such job */
+    DV_STATE_COUNT_
+} dv_state_t;
+
+const char *dv_state_name(dv_state_t s);
+dv_state_t dv_state_parse(const char *name, size_t len); /* NONE if unknown */
+static inline bool
+dv_state_terminal(dv_state_t s)
+{
+    return s == DV_STATE_SUCCEEDED || s == DV_STATE_DEAD ||
+           s == DV_STATE_CANCELLED;
+}
+
+typedef enum {
+    DV_CAT_NONE = 0,
+    DV_CAT_TIMEOUT,            /* attempt exceeded its timeout */
+    DV_CAT_RATE_LIMITED,       /* upstream said slow down (429) */
+    DV_CAT_AUTH,               /* credentials refused (401/403) */
+    DV_CAT_INVALID_INPUT,      /* the payload cannot be processed */
+    DV_CAT_UPSTREAM,           /* 5xx, connect/reset */
+    DV_CAT_RESOURCE_EXHAUSTED, /* memory limit, recycle */
+    DV_CAT_CRASHED,            /* handler process killed by a signal */
+    DV_CAT_LOST,               /* worker vanished or broker restarted */
+    DV_CAT_HANDLER,            /* the handler reported failure */
+    DV_CAT_UNKNOWN_TYPE,       /* no handler for the job type */
+    DV_CAT_CANCELLED,          /* cancelled while running */
+    DV_CAT_COUNT_
+} dv_category_t;
+
+const char *dv_category_name(dv_category_t c);
+dv_category_t dv_category_parse(const char *name, size_t len); /* NONE if unknown */
+
+/* ---- message bodies ---------------------------------------------------- */
+
+/* A job as submitted. Wire keys in brackets. */
+typedef struct {
+    dv_str_t queue;          /* ["queue"] required, 1..DV_NAME_MAX */
+    dv_str_t type;           /* ["type"] required, 1..DV_NAME_MAX */
+    dv_str_t payload;        /* ["payload"] bin: one msgpack value; absent = nil */
+    dv_str_t key;            /* ["key"] idempotency key, optional */
+    dv_str_t batch;          /* ["batch"] optional, <= DV_NAME_MAX */
+    dv_str_t trace;          /* ["trace"] W3C traceparent, optional */
+    int32_t priority;        /* ["priority"] 0..9, higher first; default 5 */
+    int64_t run_at_ms;       /* ["run_at"] epoch ms; 0 = now */
+    int32_t max_attempts;    /* ["max_attempts"] 1..1000; 0 = broker default */
+    int64_t timeout_ms;      /* ["timeout"] ms per attempt; 0 = worker default */
+    bool has_backoff;        /* ["backoff"] present */
+    dv_backoff_t backoff;    /* ["backoff"] map {base, factor, cap, jitter}, ms */
+    int64_t result_ttl_ms;   /* ["result_ttl"] 0 = broker default */
+} dv_jobspec_t;
+
+#define DV_PRIORITY_DEFAULT 5
+
+/* Broker's answer for one submitted job, in submit order. Either id (the new
+ * job's, or with duplicate the first job with the same key) or error. */
+typedef struct {
+    dv_str_t id;             /* ["id"] */
+    bool duplicate;          /* ["duplicate"] */
+    dv_str_t error;          /* ["error"] reason the job was refused */
+} dv_submit_ack_t;
+
+/* Why an attempt failed. Never holds secrets. */
+typedef struct {
+    dv_category_t category;  /* ["category"] name */
+    dv_str_t message;        /* ["message"] <= DV_TEXT_MAX */
+    bool retryable;          /* ["retryable"] */
+    int64_t retry_after_ms;  /* ["retry_after"] ms; 0 = none */
+    int32_t exit_code;       /* ["exit_code"] -1 = none */
+    int32_t signal;          /* ["signal"] 0 = none */
+    int32_t http_status;     /* ["http_status"] 0 = none */
+    dv_str_t key_id;         /* ["key_id"] API key id, never the key */
+} dv_failure_t;
+
+/* Initialise a failure with "none" markers (exit_code -1). */
+void dv_failure_init(dv_failure_t *f);
+
+/* A job as delivered to a worker. */
+typedef struct {
+    dv_str_t id;             /* ["id"] 36-char UUIDv7 */
+    dv_str_t queue;          /* ["queue"] */
+    dv_str_t type;           /* ["type"] */
+    dv_str_t payload;        /* ["payload"] bin */
+    dv_str_t trace;          /* ["trace"] optional */
+    dv_str_t batch;          /* ["batch"] optional */
+    int32_t attempt;         /* ["attempt"] 1-based */
+    int32_t max_attempts;    /* ["max_attempts"] */
+    int64_t timeout_ms;      /* ["timeout"] 0 = worker default */
+    int64_t enqueued_ms;     /* ["enqueued"] when it became ready (epoch ms) */
+} dv_job_t;
+
+typedef enum {
+    DV_UPD_STARTED = 1, /* a child began the attempt */
+    DV_UPD_PROGRESS,    /* current/total/message */
+    DV_UPD_SUCCEEDED,   /* result */
+    DV_UPD_FAILED,      /* failure */
+    DV_UPD_RETURNED,    /* never started; give it back without an attempt */
+} dv_update_kind_t;
+
+/* One report from a worker about one job. ["kind"] is the lower-case name:
+ * "started", "progress", "succeeded", "failed", "returned". */
+typedef struct {
+    dv_update_kind_t kind;
+    dv_str_t id;             /* ["id"] */
+    int32_t attempt;         /* ["attempt"] */
+    int64_t ts_ms;           /* ["ts"] epoch ms at the worker */
+    int64_t current;         /* ["current"] progress */
+    int64_t total;           /* ["total"] progress; 0 = unknown */
+    dv_str_t message;        /* ["message"] progress text */
+    dv_str_t result;         /* ["result"] bin: one msgpack value */
+    dv_failure_t failure;    /* ["failure"] map */
+} dv_update_t;
+
+/* A terminal outcome told to a waiting client. */
+typedef struct {
+    dv_str_t id;             /* ["id"] */
+    dv_state_t state;        /* ["state"] succeeded|dead|cancelled|unknown */
+    int32_t attempts;        /* ["attempts"] attempts made */
+    dv_str_t result;         /* ["result"] bin, when succeeded */
+    bool has_failure;        /* ["failure"] present */
+    dv_failure_t failure;    /* ["failure"] the last failure */
+    int64_t finished_ms;     /* ["finished"] epoch ms */
+} dv_result_t;
+
+/* A job the worker still holds when it (re)joins. */
+typedef struct {
+    dv_str_t id;             /* ["id"] */
+    int32_t attempt;         /* ["attempt"] */
+} dv_held_t;
+
+/* Broker event (PUB). Fields that do not apply are absent. */
+typedef struct {
+    uint64_t seq;            /* ["seq"] per broker, +1 per event, from 1 */
+    dv_str_t broker;         /* ["broker"] broker instance id */
+    int64_t ts_ms;           /* ["ts"] */
+    dv_str_t kind;           /* ["kind"] e.g. "job.succeeded"; also the topic */
+    dv_str_t id;             /* ["id"] job id */
+    dv_str_t queue;          /* ["queue"] */
+    dv_str_t type;           /* ["type"] */
+    dv_str_t batch;          /* ["batch"] */
+    dv_str_t worker;         /* ["worker"] */
+    int32_t attempt;         /* ["attempt"] */
+    dv_state_t state;        /* ["state"] */
+    int64_t run_at_ms;       /* ["run_at"] next attempt, for retries */
+    int64_t wait_ms;         /* ["wait"] queued -> started */
+    int64_t run_ms;          /* ["run"] started -> finished */
+    int64_t current, total;  /* ["current"], ["total"] */
+    dv_str_t message;        /* ["message"] progress text */
+    bool has_failure;
+    dv_failure_t failure;    /* ["failure"] */
+    dv_str_t body;           /* ["body"] bin: extra msgpack map (stats) */
+} dv_event_t;
+
+typedef enum {
+    DV_MSG_NONE = 0,
+    /* client <-> broker (clients ROUTER) */
+    DV_MSG_SUBMIT,       /* "submit"  req, jobs[] */
+    DV_MSG_SUBMIT_REPLY, /* "submitted" req, acks[] */
+    DV_MSG_WAIT,         /* "wait"    req, ids[]: tell me when these end */
+    DV_MSG_RESULT,       /* "result"  results[] (pushed, batched) */
+    DV_MSG_CTRL,         /* "ctrl"    req, verb, id/queue/worker/...: control verbs */
+    DV_MSG_REPLY,        /* "reply"   req, ok, error, body */
+    DV_MSG_ERROR,        /* "error"   req, reason, version: message rejected */
+    /* worker supervisor <-> broker (workers ROUTER) */
+    DV_MSG_HELLO,        /* "hello"   name, host, pid, queues[], concurrency, credit, held[] */
+    DV_MSG_WELCOME,      /* "welcome" broker, heartbeat, worker_timeout */
+    DV_MSG_JOBS,         /* "jobs"    jobs[] */
+    DV_MSG_UPDATE,       /* "update"  credit, items[] */
+    DV_MSG_HEARTBEAT,    /* "heartbeat" busy, idle, processed, failed, body */
+    DV_MSG_BYE,          /* "bye"     worker leaves (after returning its jobs) */
+    DV_MSG_KILL,         /* "kill"    id, reason: stop a running job */
+    /* broker -> PUB */
+    DV_MSG_EVENT,        /* "event" */
+    DV_MSG_COUNT_
+} dv_msg_type_t;
+
+const char *dv_msg_type_name(dv_msg_type_t t);
+
+typedef struct {
+    uint64_t req;            /* ["req"] the client's request number */
+    dv_str_t verb;           /* ["verb"] cancel, status, job, retry, ... */
+    dv_str_t id;             /* ["id"] job id */
+    dv_str_t queue;          /* ["queue"] */
+    dv_str_t worker;         /* ["worker"] */
+    bool dead;               /* ["dead"] e.g. retry --dead */
+    bool has_value;
+    double value;            /* ["value"] e.g. a rate */
+} dv_ctrl_t;
+
+typedef struct {
+    uint64_t req;            /* ["req"] */
+    bool ok;                 /* ["ok"] */
+    dv_str_t error;          /* ["error"] when !ok */
+    dv_str_t body;           /* ["body"] bin: a msgpack value, optional */
+} dv_reply_t;
+
+typedef struct {
+    uint64_t req;            /* ["req"] of the rejected message, 0 if unknown */
+    dv_str_t reason;         /* ["reason"] */
+    uint32_t version;        /* ["version"] protocol version the sender speaks */
+} dv_error_t;
+
+typedef struct {
+    dv_str_t name;           /* ["name"] unique worker name (host:pid default) */
+    dv_str_t host;           /* ["host"] */
+    int32_t pid;             /* ["pid"] */
+    dv_str_t *queues;        /* ["queues"] 1..DV_QUEUES_MAX names */
+    uint32_t nqueues;
+    int32_t concurrency;     /* ["concurrency"] child processes */
+    int32_t credit;          /* ["credit"] jobs the broker may send now */
+    dv_held_t *held;         /* ["held"] jobs it still runs (after reconnect) */
+    uint32_t nheld;
+} dv_hello_t;
+
+typedef struct {
+    dv_str_t broker;         /* ["broker"] broker instance id */
+    int64_t heartbeat_ms;    /* ["heartbeat"] how often to send heartbeats */
+    int64_t worker_timeout_ms; /* ["worker_timeout"] silence before expiry */
+} dv_welcome_t;
+
+typedef struct {
+    int32_t busy;            /* ["busy"] children running a job */
+    int32_t idle;            /* ["idle"] */
+    int64_t processed;       /* ["processed"] attempts finished */
+    int64_t failed;          /* ["failed"] attempts failed */
+    dv_str_t body;           /* ["body"] bin: metrics map, optional */
+} dv_heartbeat_t;
+
+typedef struct {
+    dv_str_t id;             /* ["id"] */
+    dv_str_t reason;         /* ["reason"] */
+} dv_kill_t;
+
+/* A decoded (or to-be-encoded) message. */
+typedef struct {
+    dv_msg_type_t type;
+    uint32_t version;
+    union {
+        struct { uint64_t req; dv_jobspec_t *jobs; uint32_t njobs; } submit;
+        struct { uint64_t req; dv_submit_ack_t *acks; uint32_t nacks; } submit_reply;
+        struct { uint64_t req; dv_str_t *ids; uint32_t nids; } wait;
+        struct { dv_result_t *results; uint32_t nresults; } result;
+        dv_ctrl_t ctrl;
+        dv_reply_t reply;
+        dv_error_t error;
+        dv_hello_t hello;
+        dv_welcome_t welcome;
+        struct { dv_job_t *jobs; uint32_t njobs; } jobs;
+        struct { int32_t credit; dv_update_t *items; uint32_t nitems; } update;
+        dv_heartbeat_t heartbeat;
+        dv_kill_t kill;
+        dv_event_t event;
+    } u;
+    void *priv_; /* decoder's own allocations; freed by dv_msg_release() */
+} dv_msg_t;
+
+/* Decodes one frame into *msg. String views in msg point into data, which
+ * must stay alive and unchanged until dv_msg_release(msg). Arrays are
+ * allocated by the decoder. Returns DV_OK, or an error code with a one-line
+ * reason written to why (if not NULL), e.g. "submit: jobs[3].priority: must be
+ * 0..9". On error msg needs no release (releasing it is harmless). Never
+ * aborts on any input. */
+int dv_msg_decode(const void *data, size_t size, dv_msg_t *msg, char *why,
+                  size_t why_size);
+
+/* Frees what dv_msg_decode() allocated. Safe on a zeroed or released msg. */
+void dv_msg_release(dv_msg_t *msg);
+
+/* Appends the encoding of msg (version DV_PROTO_VERSION, msg->version is
+ * ignored) to out. Absent optional fields (ptr NULL, zero numbers) are
+ * omitted. Returns DV_OK or DV_EPROTO if msg->type is not a message type. The
+ * caller owns out. */
+int dv_msg_encode(const dv_msg_t *msg, msgpack_sbuffer *out);
+
+/* Checks that data holds exactly one well-formed msgpack value whose
+ * containers nest at most max_depth deep and whose element counts fit the
+ * bytes available. Returns DV_OK, DV_ETRUNC or DV_ETOOBIG. Used on payloads
+ * and results, and before unpacking any frame, so a header that claims four
+ * billion elements is refused before anything is allocated. */
+int dv_mp_validate(const void *data, size_t size, int max_depth);
+
+#endif
