@@ -1,9 +1,338 @@
-#include "cli.h"
+/* `drover up`: a broker and N workers in one process tree, for development
+ * and demos. Each part is this same executable started with its subcommand,
+ * so what runs here is exactly what runs in production. With `-- CMD ...`
+ * it runs CMD once everything is up (with DROVER_BROKER set), then stops the
+ * tree and exits with CMD's status. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "drover.h"
+#include "dv_clock.h"
+
+#define UP_MAX_WORKERS 64
+#define UP_MAX_ARGS 64
+
+static volatile sig_atomic_t s_signalled;
+
+static void
+s_on_signal(int sig)
+{
+    s_signalled = sig;
+}
+
+static void
+s_usage(FILE *out)
+{
+    fprintf(out,
+        "usage: drover up [OPTIONS] [-- COMMAND ARGS...]\n"
+        "\n"
+        "Runs a broker (embedded SQLite store) and worker supervisors as one\n"
+        "process tree until Ctrl-C. With a COMMAND, runs it once everything is\n"
+        "up, with DROVER_BROKER pointing at the broker, then stops and exits\n"
+        "with the command's status.\n"
+        "\n"
+        "  --dir DIR          working directory for the store and logs\n"
+        "                     (default: a new /tmp/drover-up-XXXXXX)\n"
+        "  --store URL        store (default DIR/drover.db)\n"
+        "  --port N           first of three TCP ports on 127.0.0.1 (7700)\n"
+        "  --workers N        worker supervisors to start (1)\n"
+        "  --concurrency N    child processes per worker (number of CPUs)\n"
+        "  --queues Q1,Q2     queues the workers serve (default)\n"
+        "  --exec TYPE=CMD    an exec handler for the workers (repeatable)\n"
+        "  --sync MODE        broker store sync: full (default), normal, off\n"
+        "  --broker-arg ARG   extra argument for the broker (repeatable)\n"
+        "  --worker-arg ARG   extra argument for each worker (repeatable)\n"
+        "  --quiet            do not print the endpoints banner\n"
+        "  -h, --help\n"
+        "\n"
+        "Daemon logs go to DIR/broker.log and DIR/worker-N.log.\n");
+}
+
+static pid_t
+s_spawn(char *const argv[], const char *log_path)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (log_path) {
+            FILE *f = freopen(log_path, "a", stderr);
+            (void)f;
+        }
+        signal(SIGINT, SIG_IGN); /* the tree stops in order, on our signal */
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "drover up: cannot exec: %s\n", strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits for pid to exit within timeout_ms, then SIGKILLs it. */
+static int
+s_reap(pid_t pid, int64_t timeout_ms)
+{
+    int64_t deadline = dv_mono_ms() + timeout_ms;
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (r < 0)
+            return -1;
+        if (dv_mono_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return status;
+        }
+        struct timespec ts = { 0, 20 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Polls the broker with `status` until it answers or the deadline passes. */
+static int
+s_wait_ready(const char *endpoint, int64_t timeout_ms)
+{
+    int64_t deadline = dv_mono_ms() + timeout_ms;
+    while (dv_mono_ms() < deadline) {
+        drover_client_t *c = drover_connect(endpoint, 500);
+        if (c) {
+            char *body = NULL;
+            int rc = drover_ctrl(c, "status", NULL, NULL, &body);
+            free(body);
+            drover_close(&c);
+            if (rc == DROVER_OK)
+                return 0;
+        }
+    }
+    return -1;
+}
+
 int
 up_main(int argc, char **argv)
 {
-    (void)argc; (void)argv;
-    fprintf(stderr, "drover up: not built yet\n");
-    return 1;
+    const char *dir = NULL, *store = NULL, *queues = "default", *sync = "full";
+    int port = 7700, nworkers = 1, concurrency = 0, quiet = 0;
+    const char *execs[UP_MAX_ARGS], *bargs[UP_MAX_ARGS], *wargs[UP_MAX_ARGS];
+    int nexec = 0, nbargs = 0, nwargs = 0;
+    enum { OPT_DIR = 256, OPT_STORE, OPT_PORT, OPT_WORKERS, OPT_CONC, OPT_QUEUES,
+           OPT_EXEC, OPT_SYNC, OPT_BARG, OPT_WARG, OPT_QUIET };
+    static const struct option opts[] = {
+        { "dir", required_argument, 0, OPT_DIR },
+        { "store", required_argument, 0, OPT_STORE },
+        { "port", required_argument, 0, OPT_PORT },
+        { "workers", required_argument, 0, OPT_WORKERS },
+        { "concurrency", required_argument, 0, OPT_CONC },
+        { "queues", required_argument, 0, OPT_QUEUES },
+        { "exec", required_argument, 0, OPT_EXEC },
+        { "sync", required_argument, 0, OPT_SYNC },
+        { "broker-arg", required_argument, 0, OPT_BARG },
+        { "worker-arg", required_argument, 0, OPT_WARG },
+        { "quiet", no_argument, 0, OPT_QUIET },
+        { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    optind = 1;
+    int c;
+    /* "+" stops at the first non-option so `-- CMD` keeps its own flags. */
+    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DIR: dir = optarg; break;
+        case OPT_STORE: store = optarg; break;
+        case OPT_PORT: port = atoi(optarg); break;
+        case OPT_WORKERS: nworkers = atoi(optarg); break;
+        case OPT_CONC: concurrency = atoi(optarg); break;
+        case OPT_QUEUES: queues = optarg; break;
+        case OPT_SYNC: sync = optarg; break;
+        case OPT_QUIET: quiet = 1; break;
+        case OPT_EXEC:
+            if (nexec < UP_MAX_ARGS)
+                execs[nexec++] = optarg;
+            break;
+        case OPT_BARG:
+            if (nbargs < UP_MAX_ARGS)
+                bargs[nbargs++] = optarg;
+            break;
+        case OPT_WARG:
+            if (nwargs < UP_MAX_ARGS)
+                wargs[nwargs++] = optarg;
+            break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (nworkers < 0 || nworkers > UP_MAX_WORKERS || port < 1 || port > 65533) {
+        fprintf(stderr, "drover up: --workers 0..%d, --port 1..65533\n", UP_MAX_WORKERS);
+        return 2;
+    }
+    char **cmd = optind < argc ? argv + optind : NULL;
+
+    char dirbuf[PATH_MAX];
+    if (!dir) {
+        snprintf(dirbuf, sizeof dirbuf, "/tmp/drover-up-XXXXXX");
+        if (!mkdtemp(dirbuf)) {
+            fprintf(stderr, "drover up: cannot make a directory: %s\n", strerror(errno));
+            return 1;
+        }
+        dir = dirbuf;
+    } else if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "drover up: %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    char storebuf[PATH_MAX + 16], ep_c[64], ep_w[64], ep_e[64], ep_cc[64], ep_wc[64];
+    if (!store) {
+        snprintf(storebuf, sizeof storebuf, "%s/drover.db", dir);
+        store = storebuf;
+    }
+    snprintf(ep_c, sizeof ep_c, "tcp://127.0.0.1:%d", port);
+    snprintf(ep_w, sizeof ep_w, "tcp://127.0.0.1:%d", port + 1);
+    snprintf(ep_e, sizeof ep_e, "tcp://127.0.0.1:%d", port + 2);
+    snprintf(ep_cc, sizeof ep_cc, "tcp://127.0.0.1:%d", port);
+    snprintf(ep_wc, sizeof ep_wc, "tcp://127.0.0.1:%d", port + 1);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    /* broker */
+    char *bargv[UP_MAX_ARGS + 16];
+    int n = 0;
+    bargv[n++] = "drover";
+    bargv[n++] = "broker";
+    bargv[n++] = "--clients";
+    bargv[n++] = ep_c;
+    bargv[n++] = "--workers";
+    bargv[n++] = ep_w;
+    bargv[n++] = "--events";
+    bargv[n++] = ep_e;
+    bargv[n++] = "--store";
+    bargv[n++] = (char *)store;
+    bargv[n++] = "--sync";
+    bargv[n++] = (char *)sync;
+    for (int i = 0; i < nbargs; i++)
+        bargv[n++] = (char *)bargs[i];
+    bargv[n] = NULL;
+    char logpath[PATH_MAX + 32];
+    snprintf(logpath, sizeof logpath, "%s/broker.log", dir);
+    pid_t broker = s_spawn(bargv, logpath);
+    if (broker < 0 || s_wait_ready(ep_cc, 10000) != 0) {
+        fprintf(stderr, "drover up: the broker did not start; see %s\n", logpath);
+        if (broker > 0) {
+            kill(broker, SIGTERM);
+            s_reap(broker, 5000);
+        }
+        return 1;
+    }
+
+    /* workers */
+    pid_t workers[UP_MAX_WORKERS];
+    char conc[16];
+    snprintf(conc, sizeof conc, "%d", concurrency);
+    for (int w = 0; w < nworkers; w++) {
+        char *wargv[2 * UP_MAX_ARGS + 16];
+        char name[64];
+        snprintf(name, sizeof name, "up-worker-%d-%d", (int)getpid(), w + 1);
+        n = 0;
+        wargv[n++] = "drover";
+        wargv[n++] = "worker";
+        wargv[n++] = "--broker";
+        wargv[n++] = ep_wc;
+        wargv[n++] = "--queues";
+        wargv[n++] = (char *)queues;
+        wargv[n++] = "--name";
+        wargv[n++] = name;
+        if (concurrency > 0) {
+            wargv[n++] = "--concurrency";
+            wargv[n++] = conc;
+        }
+        for (int i = 0; i < nexec; i++) {
+            wargv[n++] = "--exec";
+            wargv[n++] = (char *)execs[i];
+        }
+        for (int i = 0; i < nwargs; i++)
+            wargv[n++] = (char *)wargs[i];
+        wargv[n] = NULL;
+        snprintf(logpath, sizeof logpath, "%s/worker-%d.log", dir, w + 1);
+        workers[w] = s_spawn(wargv, logpath);
+    }
+    if (!quiet)
+        fprintf(stderr,
+                "drover up: broker %s (workers %s, events %s), %d worker%s, "
+                "store %s, logs in %s\n",
+                ep_c, ep_w, ep_e, nworkers, nworkers == 1 ? "" : "s", store, dir);
+
+    int exit_code = 0;
+    pid_t child = -1;
+    if (cmd) {
+        setenv("DROVER_BROKER", ep_cc, 1);
+        setenv("DROVER_EVENTS", ep_e, 1);
+        child = fork();
+        if (child == 0) {
+            signal(SIGINT, SIG_DFL);
+            execvp(cmd[0], cmd);
+            fprintf(stderr, "drover up: %s: %s\n", cmd[0], strerror(errno));
+            _exit(127);
+        }
+    } else if (!quiet) {
+        fprintf(stderr, "drover up: press Ctrl-C to stop\n");
+    }
+
+    /* Supervise until a signal, the command's end, or the broker's death. */
+    while (!s_signalled) {
+        int status;
+        pid_t r = waitpid(-1, &status, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (r == child) {
+            exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            child = -1;
+            break;
+        }
+        if (r == broker) {
+            fprintf(stderr, "drover up: the broker exited unexpectedly\n");
+            broker = -1;
+            exit_code = 1;
+            break;
+        }
+        for (int w = 0; w < nworkers; w++)
+            if (workers[w] == r) {
+                fprintf(stderr, "drover up: worker %d exited (status %d)\n", w + 1,
+                        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+                workers[w] = -1;
+            }
+    }
+
+    /* Stop in order: the command, workers (they drain), then the broker. */
+    if (child > 0) {
+        kill(child, SIGTERM);
+        s_reap(child, 5000);
+    }
+    for (int w = 0; w < nworkers; w++)
+        if (workers[w] > 0)
+            kill(workers[w], SIGTERM);
+    for (int w = 0; w < nworkers; w++)
+        if (workers[w] > 0)
+            s_reap(workers[w], 35000);
+    if (broker > 0) {
+        kill(broker, SIGTERM);
+        s_reap(broker, 10000);
+    }
+    if (s_signalled && !cmd)
+        fprintf(stderr, "drover up: stopped\n");
+    return exit_code;
 }

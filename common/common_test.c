@@ -1,9 +1,670 @@
+/* Tests for common/: backoff, ids, clock parsing, JSON<->msgpack, string
+ * lists. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
-static void t_placeholder(void **s) { (void)s; }
-int main(void) {
-    const struct CMUnitTest tests[] = { cmocka_unit_test(t_placeholder) };
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dv_backoff.h"
+#include "dv_clock.h"
+#include "dv_id.h"
+#include "dv_json.h"
+#include "dv_util.h"
+
+/* ---- backoff ----------------------------------------------------------- */
+
+static void
+t_backoff_growth(void **state)
+{
+    (void)state;
+    dv_backoff_t b = { 1000, 2.0, 300000, false };
+    assert_int_equal(dv_backoff_delay(&b, 1, 0, 0.5), 1000);
+    assert_int_equal(dv_backoff_delay(&b, 2, 0, 0.5), 2000);
+    assert_int_equal(dv_backoff_delay(&b, 3, 0, 0.5), 4000);
+    assert_int_equal(dv_backoff_delay(&b, 8, 0, 0.5), 128000);
+    /* 1000 * 2^8 = 256000 is still under the cap, 2^9 is not. */
+    assert_int_equal(dv_backoff_delay(&b, 9, 0, 0.5), 256000);
+    assert_int_equal(dv_backoff_delay(&b, 10, 0, 0.5), 300000);
+    assert_int_equal(dv_backoff_delay(&b, 1000, 0, 0.5), 300000);
+    /* pow() overflows to infinity: still the cap */
+    assert_int_equal(dv_backoff_delay(&b, 100000, 0, 0.5), 300000);
+
+    dv_backoff_t f15 = { 100, 1.5, 1000000, false };
+    assert_int_equal(dv_backoff_delay(&f15, 3, 0, 0), 225);
+}
+
+static void
+t_backoff_jitter(void **state)
+{
+    (void)state;
+    dv_backoff_t b = { 1000, 2.0, 300000, true };
+    assert_int_equal(dv_backoff_delay(&b, 3, 0, 0.0), 0);
+    assert_int_equal(dv_backoff_delay(&b, 3, 0, 0.5), 2000);
+    assert_int_equal(dv_backoff_delay(&b, 3, 0, 0.999), 3996);
+    assert_int_equal(dv_backoff_delay(&b, 30, 0, 0.999), 299700);
+    /* Out-of-range draws are clamped into [0, 1). */
+    assert_true(dv_backoff_delay(&b, 3, 0, 1.5) < 4000);
+    assert_int_equal(dv_backoff_delay(&b, 3, 0, -1.0), 0);
+    assert_int_equal(dv_backoff_delay(&b, 3, 0, NAN), 0);
+
+    /* Random draws stay within [0, delay]. */
+    for (int i = 0; i < 1000; i++) {
+        int64_t d = dv_backoff_delay(&b, 4, 0, dv_rand01());
+        assert_true(d >= 0 && d <= 8000);
+    }
+}
+
+static void
+t_backoff_retry_after(void **state)
+{
+    (void)state;
+    dv_backoff_t b = { 1000, 2.0, 300000, true };
+    /* The hint is a floor, applied after jitter. */
+    assert_int_equal(dv_backoff_delay(&b, 1, 5000, 0.0), 5000);
+    assert_int_equal(dv_backoff_delay(&b, 1, 5000, 0.999), 5000);
+    /* Even above the cap: the upstream said so. */
+    assert_int_equal(dv_backoff_delay(&b, 1, 900000, 0.5), 900000);
+    dv_backoff_t nj = { 1000, 2.0, 300000, false };
+    assert_int_equal(dv_backoff_delay(&nj, 5, 100, 0.0), 16000);
+}
+
+static void
+t_backoff_edges(void **state)
+{
+    (void)state;
+    /* factor < 1 is treated as 1: a constant delay */
+    dv_backoff_t shrink = { 1000, 0.5, 300000, false };
+    assert_int_equal(dv_backoff_delay(&shrink, 1, 0, 0), 1000);
+    assert_int_equal(dv_backoff_delay(&shrink, 10, 0, 0), 1000);
+    dv_backoff_t nanf = { 1000, NAN, 300000, false };
+    assert_int_equal(dv_backoff_delay(&nanf, 10, 0, 0), 1000);
+    /* attempt < 1 counts as the first attempt */
+    dv_backoff_t b = { 1000, 2.0, 300000, false };
+    assert_int_equal(dv_backoff_delay(&b, 0, 0, 0), 1000);
+    assert_int_equal(dv_backoff_delay(&b, -5, 0, 0), 1000);
+    /* cap below base: the cap wins */
+    dv_backoff_t low = { 1000, 2.0, 10, false };
+    assert_int_equal(dv_backoff_delay(&low, 1, 0, 0), 10);
+    /* a cap at INT64_MAX must not overflow the conversion */
+    dv_backoff_t huge = { INT64_MAX / 2, 10.0, INT64_MAX, false };
+    assert_int_equal(dv_backoff_delay(&huge, 50, 0, 0), INT64_MAX);
+    huge.jitter = true;
+    int64_t d = dv_backoff_delay(&huge, 50, 0, 0.999999999);
+    assert_true(d > 0 && d <= INT64_MAX);
+    /* zero and negative inputs give zero */
+    dv_backoff_t zero = { 0, 2.0, 0, false };
+    assert_int_equal(dv_backoff_delay(&zero, 3, 0, 0), 0);
+    dv_backoff_t neg = { -100, 2.0, 1000, false };
+    assert_int_equal(dv_backoff_delay(&neg, 3, 0, 0), 0);
+}
+
+static void
+t_rand01(void **state)
+{
+    (void)state;
+    double lo = 1, hi = 0;
+    for (int i = 0; i < 10000; i++) {
+        double r = dv_rand01();
+        assert_true(r >= 0.0 && r < 1.0);
+        lo = r < lo ? r : lo;
+        hi = r > hi ? r : hi;
+    }
+    assert_true(lo < 0.01);
+    assert_true(hi > 0.99);
+}
+
+/* ---- ids --------------------------------------------------------------- */
+
+static void
+t_id_format_parse(void **state)
+{
+    (void)state;
+    dv_id_t id, back;
+    char text[DV_ID_TEXT_LEN + 1];
+    dv_id_new(&id);
+    dv_id_format(&id, text);
+    assert_int_equal(strlen(text), DV_ID_TEXT_LEN);
+    assert_int_equal(text[8], '-');
+    assert_int_equal(text[13], '-');
+    assert_int_equal(text[18], '-');
+    assert_int_equal(text[23], '-');
+    /* version 7, variant 10xx */
+    assert_int_equal(text[14], '7');
+    assert_int_equal(id.b[6] >> 4, 7);
+    assert_int_equal(id.b[8] >> 6, 2);
+    assert_non_null(strchr("89ab", text[19]));
+    assert_int_equal(dv_id_parse(text, DV_ID_TEXT_LEN, &back), 0);
+    assert_true(dv_id_eq(&id, &back));
+
+    /* upper case parses to the same id */
+    char upper[DV_ID_TEXT_LEN + 1];
+    for (int i = 0; i <= DV_ID_TEXT_LEN; i++)
+        upper[i] = (char)(text[i] >= 'a' && text[i] <= 'f' ? text[i] - 32
+                                                           : text[i]);
+    assert_int_equal(dv_id_parse(upper, DV_ID_TEXT_LEN, &back), 0);
+    assert_true(dv_id_eq(&id, &back));
+
+    /* need not be NUL-terminated */
+    char framed[64];
+    memcpy(framed, text, DV_ID_TEXT_LEN);
+    memcpy(framed + DV_ID_TEXT_LEN, "XYZ", 4);
+    assert_int_equal(dv_id_parse(framed, DV_ID_TEXT_LEN, &back), 0);
+    assert_true(dv_id_eq(&id, &back));
+}
+
+static void
+t_id_parse_rejects(void **state)
+{
+    (void)state;
+    dv_id_t id;
+    const char *good = "0190f3a2-7b4c-7def-8123-456789abcdef";
+    assert_int_equal(dv_id_parse(good, 36, &id), 0);
+    assert_int_equal(dv_id_parse(good, 35, &id), -1);
+    assert_int_equal(dv_id_parse(NULL, 36, &id), -1);
+    assert_int_equal(dv_id_parse("", 0, &id), -1);
+    const char *bad[] = {
+        "0190f3a2-7b4c-7def-8123-456789abcdeg", /* not hex */
+        "0190f3a2x7b4c-7def-8123-456789abcdef", /* dash missing */
+        "0190f3a27-b4c-7def-8123-456789abcdef", /* dash moved */
+        "0190f3a2-7b4c-7def-8123-456789abcde ", /* space */
+        "0190f3a2-7b4c-7def-8123-456789abcd-f",
+        "{190f3a2-7b4c-7def-8123-456789abcdef",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(dv_id_parse(bad[i], 36, &id), -1);
+}
+
+static void
+t_id_monotonic(void **state)
+{
+    (void)state;
+    char prev[DV_ID_TEXT_LEN + 1], cur[DV_ID_TEXT_LEN + 1];
+    dv_id_t id;
+    dv_id_new(&id);
+    dv_id_format(&id, prev);
+    for (int i = 0; i < 10000; i++) {
+        dv_id_new(&id);
+        dv_id_format(&id, cur);
+        if (strcmp(prev, cur) >= 0)
+            fail_msg("id %d not increasing: %s then %s", i, prev, cur);
+        assert_int_equal(cur[14], '7');
+        memcpy(prev, cur, sizeof cur);
+    }
+}
+
+static void
+t_id_time(void **state)
+{
+    (void)state;
+    int64_t before = dv_now_ms();
+    dv_id_t id;
+    dv_id_new(&id);
+    int64_t after = dv_now_ms();
+    int64_t t = dv_id_time_ms(&id);
+    /* Ids made in a burst may run a little ahead of the clock; never far. */
+    assert_true(t >= before - 1000);
+    assert_true(t <= after + 1000);
+}
+
+/* ---- clock ------------------------------------------------------------- */
+
+static void
+t_duration_parse(void **state)
+{
+    (void)state;
+    int64_t ms = -1;
+    assert_int_equal(dv_duration_parse("1.5", &ms), 0);
+    assert_int_equal(ms, 1500);
+    assert_int_equal(dv_duration_parse("30", &ms), 0);
+    assert_int_equal(ms, 30000);
+    assert_int_equal(dv_duration_parse("250ms", &ms), 0);
+    assert_int_equal(ms, 250);
+    assert_int_equal(dv_duration_parse("2m", &ms), 0);
+    assert_int_equal(ms, 120000);
+    assert_int_equal(dv_duration_parse("1h", &ms), 0);
+    assert_int_equal(ms, 3600000);
+    assert_int_equal(dv_duration_parse("2s", &ms), 0);
+    assert_int_equal(ms, 2000);
+    assert_int_equal(dv_duration_parse("0", &ms), 0);
+    assert_int_equal(ms, 0);
+    assert_int_equal(dv_duration_parse(".5", &ms), 0);
+    assert_int_equal(ms, 500);
+
+    const char *bad[] = {
+        "-1", "abc", "nan", "NaN", "inf", "1e300", "", "1.5x", "5 s", " 5",
+        "0x10", "-0", "+1", "1d", "ms", "1mss", "400000d",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ms = 42;
+        if (dv_duration_parse(bad[i], &ms) != -1)
+            fail_msg("accepted \"%s\"", bad[i]);
+        assert_int_equal(ms, 42);
+    }
+    assert_int_equal(dv_duration_parse(NULL, &ms), -1);
+    /* more than ten years is refused */
+    assert_int_equal(dv_duration_parse("87600h", &ms), 0);
+    assert_int_equal(dv_duration_parse("87700h", &ms), -1);
+}
+
+static void
+t_time_round_trip(void **state)
+{
+    (void)state;
+    char buf[32];
+    int64_t ms;
+    const int64_t samples[] = {
+        0, 1, 999, 1000, 1700000000123, 1790000000000, 4102444799999,
+    };
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        dv_time_format(samples[i], buf, sizeof buf);
+        assert_int_equal(dv_time_parse(buf, &ms), 0);
+        assert_int_equal(ms, samples[i]);
+    }
+    assert_string_equal(dv_time_format(1700000000123, buf, sizeof buf),
+                        "2023-11-14T22:13:20.123Z");
+    assert_string_equal(dv_time_format(0, buf, sizeof buf),
+                        "1970-01-01T00:00:00.000Z");
+    /* before the epoch the milliseconds stay positive */
+    assert_string_equal(dv_time_format(-1, buf, sizeof buf),
+                        "1969-12-31T23:59:59.999Z");
+
+    assert_int_equal(dv_time_parse("2026-11-22T17:41:00Z", &ms), 0);
+    assert_int_equal(ms, 1795369260000);
+    assert_int_equal(dv_time_parse("2026-11-22T17:41:00", &ms), 0);
+    assert_int_equal(ms, 1795369260000);
+    assert_int_equal(dv_time_parse("2026-11-22 17:41:00.5Z", &ms), 0);
+    assert_int_equal(ms, 1795369260500);
+    assert_int_equal(dv_time_parse("2026-11-22T17:41:00.123456Z", &ms), 0);
+    assert_int_equal(ms, 1795369260123);
+    assert_int_equal(dv_time_parse("@1795369260.5", &ms), 0);
+    assert_int_equal(ms, 1795369260500);
+
+    const char *bad[] = {
+        "", "yesterday", "2026-11-22", "2026-11-22T17:41:00+02:00",
+        "2026-11-22T17:41:00Zjunk", "@", "@-5", "@nan", "@inf", "@1e300",
+        "@ 5", "@0x10",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (dv_time_parse(bad[i], &ms) != -1)
+            fail_msg("accepted \"%s\"", bad[i]);
+    assert_int_equal(dv_time_parse(NULL, &ms), -1);
+}
+
+static void
+t_clocks(void **state)
+{
+    (void)state;
+    int64_t a = dv_mono_us(), b = dv_mono_us();
+    assert_true(b >= a);
+    /* after 2020, before 2100 */
+    int64_t now = dv_now_ms();
+    assert_true(now > 1577836800000LL && now < 4102444800000LL);
+    assert_true(dv_mono_ms() >= a / 1000);
+}
+
+/* ---- JSON <-> msgpack -------------------------------------------------- */
+
+static json_t *
+s_json(const char *text)
+{
+    json_error_t err;
+    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    if (!j)
+        fail_msg("bad test JSON: %s", err.text);
+    return j;
+}
+
+/* JSON text -> msgpack -> JSON must give an equal value, straight from the
+ * bytes and (if via_object) through msgpack-c's unpacker, which stops at 32
+ * levels of nesting. */
+static void
+s_round_trip_(const char *text, bool via_object)
+{
+    json_t *in = s_json(text);
+    size_t len = 0;
+    char *mp = dv_json_to_msgpack(in, &len);
+    assert_non_null(mp);
+    assert_true(len > 0);
+    char why[128] = "";
+    json_t *out = dv_msgpack_to_json(mp, len, why, sizeof why);
+    if (!out)
+        fail_msg("%s: %s", text, why);
+    if (!json_equal(in, out)) {
+        char *got = json_dumps(out, JSON_ENCODE_ANY | JSON_COMPACT);
+        fail_msg("round trip of %s gave %s", text, got);
+    }
+    /* Integers stay integers and reals stay reals. */
+    char *a = json_dumps(in, JSON_ENCODE_ANY | JSON_COMPACT);
+    char *b = json_dumps(out, JSON_ENCODE_ANY | JSON_COMPACT);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    if (!via_object)
+        goto done;
+    /* The same through an unpacked msgpack_object. */
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&up, mp, len, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    json_t *out2 = dv_msgpack_object_to_json(&up.data, why, sizeof why);
+    assert_non_null(out2);
+    assert_true(json_equal(in, out2));
+    json_decref(out2);
+    msgpack_unpacked_destroy(&up);
+done:
+    json_decref(out);
+    json_decref(in);
+    free(mp);
+}
+
+static void
+s_round_trip(const char *text)
+{
+    s_round_trip_(text, true);
+}
+
+static void
+t_json_round_trip(void **state)
+{
+    (void)state;
+    s_round_trip("null");
+    s_round_trip("true");
+    s_round_trip("false");
+    s_round_trip("0");
+    s_round_trip("-1");
+    s_round_trip("-32");
+    s_round_trip("-33");
+    s_round_trip("127");
+    s_round_trip("128");
+    s_round_trip("-129");
+    s_round_trip("65536");
+    s_round_trip("-2147483649");
+    s_round_trip("9223372036854775807");
+    s_round_trip("-9223372036854775808");
+    s_round_trip("1.5");
+    s_round_trip("-0.25");
+    s_round_trip("1e300");
+    s_round_trip("\"\"");
+    s_round_trip("\"plain\"");
+    s_round_trip("\"caf\\u00e9 \\u65e5\\u672c \\ud83d\\ude80\"");
+    s_round_trip("\"nul \\u0000 inside\"");
+    s_round_trip("[]");
+    s_round_trip("{}");
+    s_round_trip("[1, 2.5, \"x\", null, true, false, [], {}]");
+    s_round_trip("{\"prompt\": \"hello\", \"n\": 3, \"t\": 0.7, "
+                 "\"stop\": [\"\\n\", \"END\"], \"opts\": {\"a\": {\"b\": "
+                 "[{\"c\": null}]}}, \"\\u00fcber\": true}");
+    /* longer than the fix* and 8-bit forms */
+    char big[70000 + 3];
+    big[0] = '"';
+    memset(big + 1, 'a', 70000);
+    big[70001] = '"';
+    big[70002] = '\0';
+    s_round_trip(big);
+    json_t *arr = json_array();
+    for (int i = 0; i < 70000; i++)
+        json_array_append_new(arr, json_integer(i - 35000));
+    char *text = json_dumps(arr, JSON_COMPACT);
+    s_round_trip(text);
+    free(text);
+    json_decref(arr);
+}
+
+/* "[[[...]]]" n deep around a 1. */
+static char *
+s_nested(int n)
+{
+    char *s = malloc((size_t)n * 2 + 2);
+    for (int i = 0; i < n; i++)
+        s[i] = '[';
+    s[n] = '1';
+    for (int i = 0; i < n; i++)
+        s[n + 1 + i] = ']';
+    s[2 * n + 1] = '\0';
+    return s;
+}
+
+static void
+t_json_depth(void **state)
+{
+    (void)state;
+    /* 64 levels are fine both ways (deeper than msgpack-c's unpacker goes) */
+    char *ok = s_nested(DV_JSON_MAX_DEPTH);
+    s_round_trip_(ok, false);
+    free(ok);
+
+    char *deep = s_nested(DV_JSON_MAX_DEPTH + 1);
+    json_t *j = s_json(deep);
+    size_t len = 0;
+    assert_null(dv_json_to_msgpack(j, &len));
+    json_decref(j);
+    free(deep);
+
+    /* 65 nested msgpack arrays */
+    uint8_t mp[DV_JSON_MAX_DEPTH + 2];
+    memset(mp, 0x91, DV_JSON_MAX_DEPTH + 1);
+    mp[DV_JSON_MAX_DEPTH + 1] = 0x01;
+    char why[128] = "";
+    assert_null(dv_msgpack_to_json(mp, sizeof mp, why, sizeof why));
+    assert_non_null(strstr(why, "deep"));
+    /* 64 of them are fine */
+    json_t *back = dv_msgpack_to_json(mp + 1, sizeof mp - 1, why, sizeof why);
+    assert_non_null(back);
+    json_decref(back);
+}
+
+static void
+t_json_bin_and_rejects(void **state)
+{
+    (void)state;
+    char why[128];
+
+    /* bin that is UTF-8 becomes a string */
+    const uint8_t bin_text[] = { 0xc4, 0x02, 'h', 'i' };
+    char *t = dv_msgpack_to_json_text(bin_text, sizeof bin_text);
+    assert_string_equal(t, "\"hi\"");
+    free(t);
+
+    /* bin that is not UTF-8 becomes {"$bin": base64} */
+    const uint8_t bin_raw[] = { 0xc4, 0x03, 0xff, 0x00, 0xfe };
+    t = dv_msgpack_to_json_text(bin_raw, sizeof bin_raw);
+    assert_string_equal(t, "{\"$bin\":\"/wD+\"}");
+    free(t);
+    const uint8_t str_raw[] = { 0xa2, 0xc3, 0x28 };
+    t = dv_msgpack_to_json_text(str_raw, sizeof str_raw);
+    assert_string_equal(t, "{\"$bin\":\"wyg=\"}");
+    free(t);
+
+    /* non-string map key: {1: 2} */
+    const uint8_t intkey[] = { 0x81, 0x01, 0x02 };
+    why[0] = '\0';
+    assert_null(dv_msgpack_to_json(intkey, sizeof intkey, why, sizeof why));
+    assert_non_null(strstr(why, "not a string"));
+    /* the same through an unpacked object */
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&up, (const char *)intkey,
+                                         sizeof intkey, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    why[0] = '\0';
+    assert_null(dv_msgpack_object_to_json(&up.data, why, sizeof why));
+    assert_non_null(strstr(why, "not a string"));
+    msgpack_unpacked_destroy(&up);
+
+    /* map key that is not UTF-8 */
+    const uint8_t badkey[] = { 0x81, 0xa1, 0xff, 0x02 };
+    assert_null(dv_msgpack_to_json(badkey, sizeof badkey, why, sizeof why));
+
+    /* ext values have no JSON form */
+    const uint8_t ext[] = { 0xd4, 0x01, 0x00 };
+    assert_null(dv_msgpack_to_json(ext, sizeof ext, why, sizeof why));
+    assert_non_null(strstr(why, "ext"));
+
+    /* NaN has no JSON form */
+    const uint8_t nan64[] = { 0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0 };
+    assert_null(dv_msgpack_to_json(nan64, sizeof nan64, why, sizeof why));
+
+    /* truncated, trailing bytes, never-used byte */
+    const uint8_t trunc[] = { 0x92, 0x01 };
+    assert_null(dv_msgpack_to_json(trunc, sizeof trunc, why, sizeof why));
+    const uint8_t trail[] = { 0x01, 0x02 };
+    assert_null(dv_msgpack_to_json(trail, sizeof trail, why, sizeof why));
+    const uint8_t c1[] = { 0xc1 };
+    assert_null(dv_msgpack_to_json(c1, sizeof c1, why, sizeof why));
+    assert_null(dv_msgpack_to_json_text(trunc, sizeof trunc));
+
+    /* an array claiming four billion items in a few bytes fails fast,
+     * without allocating for the claim */
+    const uint8_t huge[] = { 0xdd, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02 };
+    assert_null(dv_msgpack_to_json(huge, sizeof huge, why, sizeof why));
+    const uint8_t hugemap[] = { 0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a' };
+    assert_null(dv_msgpack_to_json(hugemap, sizeof hugemap, why, sizeof why));
+
+    /* empty input is null */
+    t = dv_msgpack_to_json_text("", 0);
+    assert_string_equal(t, "null");
+    free(t);
+
+    /* every wire form of numbers decodes to the right value */
+    const uint8_t nums[] = {
+        0x9c,                   /* array of 12 */
+        0xcc, 0xff,             /* 255 */
+        0xcd, 0x01, 0x00,       /* 256 */
+        0xce, 0x00, 0x01, 0x00, 0x00, /* 65536 */
+        0xcf, 0, 0, 0, 1, 0, 0, 0, 0, /* 2^32 */
+        0xd0, 0x80,             /* -128 */
+        0xd1, 0xff, 0x7f,       /* -129 */
+        0xd2, 0xff, 0xff, 0x7f, 0xff, /* -32769 */
+        0xd3, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, /* -2^31-1 */
+        0xca, 0x3f, 0xc0, 0x00, 0x00, /* 1.5f */
+        0xff,                   /* -1 */
+        0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* 2^64-1 */
+        0xd0, 0x05,             /* 5 as int 8 */
+    };
+    t = dv_msgpack_to_json_text(nums, sizeof nums);
+    assert_non_null(t);
+    assert_string_equal(t, "[255,256,65536,4294967296,-128,-129,-32769,"
+                           "-2147483649,1.5,-1,1.8446744073709552e19,5]");
+    free(t);
+}
+
+static void
+t_json_pack_direct(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    json_t *j = s_json("{\"a\": [1, 2]}");
+    assert_int_equal(dv_json_pack(&pk, j), 0);
+    /* {"a": [1, 2]} is 81 a1 61 92 01 02 */
+    const uint8_t want[] = { 0x81, 0xa1, 'a', 0x92, 0x01, 0x02 };
+    assert_int_equal(sb.size, sizeof want);
+    assert_memory_equal(sb.data, want, sizeof want);
+    json_decref(j);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- util -------------------------------------------------------------- */
+
+static void
+t_strv_split(void **state)
+{
+    (void)state;
+    char **v = NULL;
+    assert_int_equal(dv_strv_split("a,b, c", &v), 3);
+    assert_string_equal(v[0], "a");
+    assert_string_equal(v[1], "b");
+    assert_string_equal(v[2], "c");
+    assert_null(v[3]);
+    dv_strv_free(&v);
+    assert_null(v);
+
+    assert_int_equal(dv_strv_split(" tcp://a:1 ,, ,tcp://b:2,", &v), 2);
+    assert_string_equal(v[0], "tcp://a:1");
+    assert_string_equal(v[1], "tcp://b:2");
+    assert_null(v[2]);
+    dv_strv_free(&v);
+
+    assert_int_equal(dv_strv_split("", &v), 0);
+    assert_non_null(v);
+    assert_null(v[0]);
+    dv_strv_free(&v);
+    assert_int_equal(dv_strv_split(NULL, &v), 0);
+    assert_null(v[0]);
+    dv_strv_free(&v);
+    assert_int_equal(dv_strv_split(" , ,", &v), 0);
+    dv_strv_free(&v);
+    dv_strv_free(&v); /* harmless twice */
+    dv_strv_free(NULL);
+
+    /* more than the initial capacity */
+    assert_int_equal(dv_strv_split("1,2,3,4,5,6,7,8,9,10,11", &v), 11);
+    assert_string_equal(v[10], "11");
+    assert_null(v[11]);
+    dv_strv_free(&v);
+}
+
+static void
+t_env_and_file(void **state)
+{
+    (void)state;
+    setenv("DV_TEST_EMPTY", "", 1);
+    setenv("DV_TEST_SET", "x", 1);
+    assert_string_equal(dv_env_or("DV_TEST_EMPTY", "d"), "d");
+    assert_string_equal(dv_env_or("DV_TEST_SET", "d"), "x");
+    assert_string_equal(dv_env_or("DV_TEST_UNSET_ZZZ", "d"), "d");
+
+    char path[] = "/tmp/dv_common_test_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    for (int i = 0; i < 3000; i++)
+        fputs("line\n", f);
+    fclose(f);
+    size_t len = 0;
+    char *text = dv_read_file(path, &len);
+    assert_non_null(text);
+    assert_int_equal(len, 15000);
+    assert_int_equal(text[len], '\0');
+    free(text);
+    unlink(path);
+    assert_null(dv_read_file("/nonexistent/dv/file", &len));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_backoff_growth),
+        cmocka_unit_test(t_backoff_jitter),
+        cmocka_unit_test(t_backoff_retry_after),
+        cmocka_unit_test(t_backoff_edges),
+        cmocka_unit_test(t_rand01),
+        cmocka_unit_test(t_id_format_parse),
+        cmocka_unit_test(t_id_parse_rejects),
+        cmocka_unit_test(t_id_monotonic),
+        cmocka_unit_test(t_id_time),
+        cmocka_unit_test(t_duration_parse),
+        cmocka_unit_test(t_time_round_trip),
+        cmocka_unit_test(t_clocks),
+        cmocka_unit_test(t_json_round_trip),
+        cmocka_unit_test(t_json_depth),
+        cmocka_unit_test(t_json_bin_and_rejects),
+        cmocka_unit_test(t_json_pack_direct),
+        cmocka_unit_test(t_strv_split),
+        cmocka_unit_test(t_env_and_file),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,15 +9,26 @@ dv_backoff_delay(const dv_backoff_t *b, int attempt, int64_t retry_after_ms,
 {
     if (attempt < 1)
         attempt = 1;
-    double factor = b->factor < 1.0 ? 1.0 : b->factor;
+    /* Written so NaN falls to the safe side of every comparison. */
+    double factor = b->factor >= 1.0 ? b->factor : 1.0;
+    int64_t cap = b->cap_ms > 0 ? b->cap_ms : 0;
     double d = (double)b->base_ms * pow(factor, attempt - 1);
-    if (!isfinite(d) || d > (double)b->cap_ms)
-        d = (double)b->cap_ms;
-    if (d < 0)
-        d = 0;
-    if (b->jitter)
-        d = d * rnd01;
-    int64_t delay = (int64_t)d;
+    int64_t delay;
+    /* Compare in double, convert only values below the cap: (double)cap can
+     * round up past INT64_MAX, and converting that back is undefined. */
+    if (!(d < (double)cap))
+        delay = cap;
+    else if (d <= 0)
+        delay = 0;
+    else
+        delay = (int64_t)d;
+    if (b->jitter) {
+        if (!(rnd01 >= 0.0))
+            rnd01 = 0.0;
+        if (rnd01 >= 1.0)
+            rnd01 = nextafter(1.0, 0.0);
+        delay = (int64_t)((double)delay * rnd01);
+    }
     if (retry_after_ms > delay)
         delay = retry_after_ms;
     return delay;

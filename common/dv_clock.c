@@ -31,12 +31,21 @@ dv_mono_ms(void)
 char *
 dv_time_format(int64_t ms, char *buf, unsigned size)
 {
-    time_t sec = (time_t)(ms / 1000);
+    /* Floor division, so times before 1970 keep a positive millisecond. */
+    int64_t sec = ms / 1000, frac = ms % 1000;
+    if (frac < 0) {
+        sec--;
+        frac += 1000;
+    }
+    time_t t = (time_t)sec;
     struct tm tm;
-    gmtime_r(&sec, &tm);
+    if (!gmtime_r(&t, &tm)) {
+        snprintf(buf, size, "invalid-time");
+        return buf;
+    }
     snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+             tm.tm_min, tm.tm_sec, (int)frac);
     return buf;
 }
 
@@ -48,7 +57,10 @@ dv_time_parse(const char *s, int64_t *ms_out)
     if (s[0] == '@') {
         char *end;
         double v = strtod(s + 1, &end);
-        if (*end || !isfinite(v) || v < 0)
+        /* Digits only (strtod() would take "inf", hex, signs and spaces),
+         * and small enough that the milliseconds fit an int64_t. */
+        if (s[1] == '\0' || strspn(s + 1, "0123456789.") != strlen(s + 1) ||
+            *end || !isfinite(v) || v > 9.0e15)
             return -1;
         *ms_out = (int64_t)llround(v * 1000.0);
         return 0;
@@ -89,9 +101,15 @@ dv_duration_parse(const char *s, int64_t *ms_out)
 {
     if (!s || !*s)
         return -1;
+    /* A plain decimal number: strtod() alone would also take "-0", " 5",
+     * "0x10" and "infinity". */
+    if (!((s[0] >= '0' && s[0] <= '9') || s[0] == '.'))
+        return -1;
     char *end;
     double v = strtod(s, &end);
-    if (end == s || !isfinite(v) || v < 0)
+    size_t used = (size_t)(end - s);
+    if (end == s || !isfinite(v) || v < 0 || memchr(s, 'x', used) ||
+        memchr(s, 'X', used))
         return -1;
     double scale = 1000.0;
     if (strcmp(end, "ms") == 0)

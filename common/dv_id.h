@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #define DV_ID_TEXT_LEN 36
 
@@ -29,8 +30,8 @@ int64_t dv_id_time_ms(const dv_id_t *id);
 static inline bool
 dv_id_eq(const dv_id_t *a, const dv_id_t *b)
 {
-    const uint64_t *x = (const uint64_t *)a->b, *y = (const uint64_t *)b->b;
-    return x[0] == y[0] && x[1] == y[1];
+    /* memcmp, not uint64_t loads: dv_id_t is byte-aligned. */
+    return memcmp(a->b, b->b, sizeof a->b) == 0;
 }
 
 #endif

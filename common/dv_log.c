@@ -1,6 +1,7 @@
 #include "dv_log.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -25,6 +26,8 @@ dv_log_init(const char *component, dv_level_t threshold, int text)
 int
 dv_log_level_parse(const char *name)
 {
+    if (!name)
+        return -1;
     for (int i = 0; i <= DV_OFF; i++)
         if (strcmp(name, s_level_names[i]) == 0)
             return i;
@@ -142,7 +145,14 @@ dv_log_emit(dv_level_t lvl, const char *event, const char *file, int line,
                     s_puts(&l, "null");
                 break;
             case DV_F_INT: snprintf(num, sizeof num, "%lld", f->i); s_puts(&l, num); break;
-            case DV_F_DBL: snprintf(num, sizeof num, "%.6g", f->d); s_puts(&l, num); break;
+            case DV_F_DBL:
+                /* JSON has no NaN or infinity. */
+                if (isfinite(f->d))
+                    snprintf(num, sizeof num, "%.6g", f->d);
+                else
+                    snprintf(num, sizeof num, "null");
+                s_puts(&l, num);
+                break;
             case DV_F_BOOL: s_puts(&l, f->i ? "true" : "false"); break;
             default: s_puts(&l, "null"); break;
             }

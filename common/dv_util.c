@@ -31,7 +31,10 @@ dv_strv_split(const char *s, char ***out)
                     break;
                 v = nv;
             }
-            v[n++] = strndup(b, (size_t)(e - b));
+            char *item = strndup(b, (size_t)(e - b));
+            if (!item)
+                break;
+            v[n++] = item;
         }
         s = comma ? comma + 1 : end;
     }

@@ -1,0 +1,1800 @@
+#include "broker_core.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "dv_clock.h"
+#include "dv_log.h"
+
+/* ---- small helpers ------------------------------------------------------- */
+
+typedef struct {
+    void *socket;
+    broker_rid_t rid;       /* len 0: no routing frame (PUB) */
+    char topic[48];         /* PUB topic, when rid.len == 0 */
+    msgpack_sbuffer body;
+} s_send_t;
+
+static void
+s_send_destroy(void **item)
+{
+    s_send_t *s = *item;
+    msgpack_sbuffer_destroy(&s->body);
+    free(s);
+    *item = NULL;
+}
+
+/* Results pending for one client. */
+typedef struct {
+    broker_rid_t rid;
+    dv_result_t *items;
+    uint32_t n, cap;
+    zlistx_t *owned;        /* buffers the items point into */
+} s_results_t;
+
+static void
+s_results_destroy(void **item)
+{
+    s_results_t *r = *item;
+    free(r->items);
+    zlistx_destroy(&r->owned);
+    free(r);
+    *item = NULL;
+}
+
+static void
+s_free_item(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static void
+s_rid_hex(const broker_rid_t *rid, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < rid->len; i++) {
+        out[2 * i] = hex[rid->data[i] >> 4];
+        out[2 * i + 1] = hex[rid->data[i] & 15];
+    }
+    out[2 * rid->len] = '\0';
+}
+
+static void
+s_send_raw(void *socket, const broker_rid_t *rid, const void *data,
+           size_t len)
+{
+    if (rid && rid->len)
+        zmq_send(socket, rid->data, rid->len, ZMQ_SNDMORE);
+    if (zmq_send(socket, data, len, ZMQ_DONTWAIT) < 0 && errno != EAGAIN &&
+        errno != EHOSTUNREACH)
+        dv_log(DV_WARN, "broker.send_failed", DV_STR("error", zmq_strerror(errno)));
+}
+
+/* Encodes msg and sends it at once (not deferred to after the commit). */
+static void
+s_send_now(void *socket, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    dv_msg_encode(msg, &sb);
+    s_send_raw(socket, rid, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Encodes msg now, sends it after this pass's commit. */
+static void
+s_send_later(broker_t *self, void *socket, const broker_rid_t *rid,
+             const char *topic, const dv_msg_t *msg)
+{
+    s_send_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return;
+    s->socket = socket;
+    if (rid)
+        s->rid = *rid;
+    if (topic)
+        snprintf(s->topic, sizeof s->topic, "%s", topic);
+    msgpack_sbuffer_init(&s->body);
+    dv_msg_encode(msg, &s->body);
+    zlistx_add_end(self->sends, s);
+}
+
+static void
+s_send_error(broker_t *self, void *socket, const broker_rid_t *rid,
+             uint64_t req, const char *reason)
+{
+    dv_msg_t m = { .type = DV_MSG_ERROR };
+    m.u.error.req = req;
+    m.u.error.reason = dv_str(reason);
+    m.u.error.version = DV_PROTO_VERSION;
+    s_send_now(socket, rid, &m);
+    (void)self;
+}
+
+static const char *
+s_intern(broker_t *self, dv_str_t name)
+{
+    if (!name.ptr || !name.len)
+        return NULL;
+    char buf[DV_NAME_MAX + 1];
+    dv_str_copy(name, buf, sizeof buf);
+    const char *s = zhashx_lookup(self->types, buf);
+    if (s)
+        return s;
+    char *copy = strdup(buf);
+    if (!copy)
+        return NULL;
+    zhashx_insert(self->types, copy, copy);
+    return copy;
+}
+
+static broker_queue_t *
+s_queue(broker_t *self, const char *name)
+{
+    broker_queue_t *q = zhashx_lookup(self->queues, name);
+    if (!q) {
+        q = broker_queue_new(name);
+        if (q)
+            zhashx_insert(self->queues, name, q);
+    }
+    return q;
+}
+
+static void
+s_store_write_begin(broker_t *self)
+{
+    if (!broker_store_in_group(self->store))
+        broker_store_begin(self->store);
+}
+
+static void
+s_id_text(const broker_job_t *job, char out[DV_ID_TEXT_LEN + 1])
+{
+    dv_id_format(&job->id, out);
+}
+
+/* ---- events -------------------------------------------------------------- */
+
+static void
+s_event(broker_t *self, dv_event_t *ev)
+{
+    ev->seq = ++self->event_seq;
+    ev->broker = dv_str(self->instance);
+    ev->ts_ms = dv_now_ms();
+    dv_msg_t m = { .type = DV_MSG_EVENT };
+    m.u.event = *ev;
+    char topic[48];
+    dv_str_copy(ev->kind, topic, sizeof topic);
+    s_send_later(self, self->events, NULL, topic, &m);
+}
+
+static void
+s_job_event(broker_t *self, const char *kind, const broker_job_t *job,
+            dv_event_t *ev)
+{
+    char id[DV_ID_TEXT_LEN + 1];
+    s_id_text(job, id);
+    ev->kind = dv_str(kind);
+    ev->id = dv_str(id);
+    ev->queue = dv_str(job->queue->name);
+    ev->type = dv_str(job->type);
+    ev->batch = dv_str(job->batch);
+    if (job->worker)
+        ev->worker = dv_str(job->worker->name);
+    if (!ev->attempt)
+        ev->attempt = job->attempt;
+    s_event(self, ev);
+}
+
+/* ---- job life cycle ------------------------------------------------------- */
+
+/* Puts a job where its state says: ready FIFO or timer heap. */
+static void
+s_place(broker_t *self, broker_job_t *job, bool front)
+{
+    int64_t now = dv_now_ms();
+    if (job->run_at_ms > now) {
+        job->state = DV_STATE_SCHEDULED;
+        job->queue->scheduled++;
+        broker_heap_push(&self->timers, job);
+    } else {
+        job->state = DV_STATE_QUEUED;
+        job->ready_ms = dv_mono_us();
+        broker_queue_push(job->queue, job, front);
+        self->dispatch_needed = true;
+    }
+}
+
+/* Takes a job out of whatever container holds it. */
+static void
+s_unplace(broker_t *self, broker_job_t *job)
+{
+    switch (job->state) {
+    case DV_STATE_QUEUED:
+        broker_queue_remove(job->queue, job);
+        break;
+    case DV_STATE_SCHEDULED:
+        broker_heap_remove(&self->timers, job);
+        job->queue->scheduled--;
+        break;
+    case DV_STATE_RUNNING:
+        if (job->worker) {
+            broker_list_remove(&job->worker->running, job);
+            job->worker = NULL;
+        }
+        job->queue->running--;
+        break;
+    default:
+        break;
+    }
+    job->state = DV_STATE_NONE;
+}
+
+/* The job ended: store it, queue its outcome for waiters, forget it. */
+static void
+s_finish(broker_t *self, broker_job_t *job, dv_state_t state,
+         const void *result, size_t result_len, const dv_failure_t *failure)
+{
+    char id[DV_ID_TEXT_LEN + 1];
+    s_id_text(job, id);
+    broker_worker_t *worker = job->worker;
+    const char *worker_name = worker ? worker->name : NULL;
+    char wname[DV_NAME_MAX + 1] = "";
+    if (worker_name)
+        snprintf(wname, sizeof wname, "%s", worker_name);
+    int64_t now = dv_now_ms();
+    int64_t run_ms = job->started_ms ? now - job->started_ms : 0;
+    s_unplace(self, job);
+    broker_index_del(&self->index, job);
+
+    s_store_write_begin(self);
+    broker_store_mark_finished(self->store, id, state, job->attempt, result,
+                               result_len, failure, now);
+
+    dv_event_t ev = { 0 };
+    ev.state = state;
+    ev.worker = wname[0] ? dv_str(wname) : (dv_str_t){ 0 };
+    ev.run_ms = run_ms;
+    if (failure) {
+        ev.has_failure = true;
+        ev.failure = *failure;
+    }
+    const char *kind = state == DV_STATE_SUCCEEDED ? "job.succeeded"
+                       : state == DV_STATE_DEAD    ? "job.dead"
+                                                   : "job.cancelled";
+    s_job_event(self, kind, job, &ev);
+    if (state == DV_STATE_SUCCEEDED)
+        self->counters.succeeded++;
+    else if (state == DV_STATE_DEAD)
+        self->counters.dead++;
+    else
+        self->counters.cancelled++;
+
+    broker_ended_t *e = calloc(1, sizeof *e);
+    if (!e) {
+        broker_job_destroy(&job);
+        return;
+    }
+    e->job = job;
+    e->state = state;
+    e->finished_ms = now;
+    if (job->waiters && result_len) {
+        e->result = malloc(result_len);
+        if (e->result) {
+            memcpy(e->result, result, result_len);
+            e->result_len = result_len;
+        }
+    }
+    if (failure) {
+        e->has_failure = true;
+        e->failure = *failure;
+        size_t ml = failure->message.len, kl = failure->key_id.len;
+        e->msg = malloc(ml + kl + 2);
+        if (e->msg) {
+            memcpy(e->msg, failure->message.ptr ? failure->message.ptr : "", ml);
+            e->msg[ml] = '\0';
+            memcpy(e->msg + ml + 1, failure->key_id.ptr ? failure->key_id.ptr : "", kl);
+            e->msg[ml + 1 + kl] = '\0';
+            e->failure.message = failure->message.ptr ? dv_strn(e->msg, ml) : (dv_str_t){ 0 };
+            e->failure.key_id = failure->key_id.ptr ? dv_strn(e->msg + ml + 1, kl) : (dv_str_t){ 0 };
+        } else {
+            e->failure.message = (dv_str_t){ 0 };
+            e->failure.key_id = (dv_str_t){ 0 };
+        }
+    }
+    *self->ended_tail = e;
+    self->ended_tail = &e->next;
+}
+
+static void
+s_record_attempt(broker_t *self, broker_job_t *job, const char *worker,
+                 dv_state_t outcome, const dv_failure_t *failure)
+{
+    char id[DV_ID_TEXT_LEN + 1];
+    s_id_text(job, id);
+    broker_attempt_t a = {
+        .job_id = id,
+        .attempt = job->attempt,
+        .worker = worker,
+        .started_ms = job->started_ms,
+        .finished_ms = dv_now_ms(),
+        .outcome = outcome,
+        .failure = failure,
+    };
+    s_store_write_begin(self);
+    broker_store_add_attempt(self->store, &a);
+}
+
+/* An attempt failed: retry after backoff, or the job is dead. */
+static void
+s_fail(broker_t *self, broker_job_t *job, const dv_failure_t *failure)
+{
+    char wname[DV_NAME_MAX + 1] = "";
+    if (job->worker)
+        snprintf(wname, sizeof wname, "%s", job->worker->name);
+    s_record_attempt(self, job, wname[0] ? wname : NULL, DV_STATE_FAILED,
+                     failure);
+    self->counters.failed++;
+    if (failure->category == DV_CAT_LOST)
+        self->counters.lost++;
+
+    bool retry = failure->retryable && job->attempt < job->max_attempts &&
+                 failure->category != DV_CAT_CANCELLED;
+    dv_event_t ev = { 0 };
+    ev.has_failure = true;
+    ev.failure = *failure;
+    ev.worker = wname[0] ? dv_str(wname) : (dv_str_t){ 0 };
+    if (!retry) {
+        ev.state = DV_STATE_DEAD;
+        s_job_event(self, "job.failed", job, &ev);
+        s_finish(self, job, DV_STATE_DEAD, NULL, 0, failure);
+        return;
+    }
+    s_unplace(self, job);
+    dv_backoff_t b = { job->backoff_base_ms, job->backoff_factor,
+                       job->backoff_cap_ms, job->backoff_jitter };
+    int64_t delay = dv_backoff_delay(&b, job->attempt, failure->retry_after_ms,
+                                     dv_rand01());
+    job->run_at_ms = dv_now_ms() + delay;
+    job->started_ms = 0;
+    s_place(self, job, false);
+    char id[DV_ID_TEXT_LEN + 1];
+    s_id_text(job, id);
+    s_store_write_begin(self);
+    broker_store_mark_waiting(self->store, id, job->state, job->run_at_ms,
+                              job->attempt, failure);
+    self->counters.retried++;
+    ev.state = job->state;
+    ev.run_at_ms = job->run_at_ms;
+    s_job_event(self, "job.failed", job, &ev);
+}
+
+static void
+s_lease(broker_t *self, broker_job_t *job, broker_worker_t *w, bool new_attempt)
+{
+    if (new_attempt)
+        job->attempt++;
+    job->state = DV_STATE_RUNNING;
+    job->worker = w;
+    job->started_ms = 0;
+    job->queue->running++;
+    broker_list_add(&w->running, job);
+    char id[DV_ID_TEXT_LEN + 1];
+    s_id_text(job, id);
+    s_store_write_begin(self);
+    broker_store_mark_running(self->store, id, job->attempt, w->name,
+                              dv_now_ms());
+}
+
+/* ---- workers ---------------------------------------------------------------- */
+
+static void
+s_worker_free(broker_worker_t *w)
+{
+    free(w->name);
+    free(w->host);
+    free(w->queues);
+    free(w->out);
+    free(w);
+}
+
+/* Fails every job leased to w as lost and forgets w. */
+static void
+s_worker_remove(broker_t *self, broker_worker_t *w, const char *kind,
+                const char *why)
+{
+    int lost = 0;
+    while (w->running.head) {
+        broker_job_t *job = w->running.head;
+        dv_failure_t f;
+        dv_failure_init(&f);
+        f.category = DV_CAT_LOST;
+        f.retryable = true;
+        f.message = dv_str(why);
+        s_fail(self, job, &f);
+        lost++;
+    }
+    dv_log(DV_WARN - (strcmp(kind, "worker.left") == 0), "broker.worker_removed",
+           DV_STR("worker", w->name), DV_STR("reason", why),
+           DV_INT("jobs_lost", lost));
+    dv_event_t ev = { 0 };
+    ev.kind = dv_str(kind);
+    ev.worker = dv_str(w->name);
+    s_event(self, &ev);
+    zhashx_delete(self->worker_by_name, w->name);
+    s_worker_free(w);
+}
+
+static void
+s_out_add(broker_worker_t *w, broker_job_t *job)
+{
+    if (w->out_count == w->out_cap) {
+        uint32_t ncap = w->out_cap ? w->out_cap * 2 : 16;
+        broker_job_t **n = realloc(w->out, ncap * sizeof *n);
+        if (!n)
+            return;
+        w->out = n;
+        w->out_cap = ncap;
+    }
+    w->out[w->out_count++] = job;
+}
+
+/* Hands ready jobs to workers with credit, one job per worker per round so
+ * that load spreads, each worker's queues taken round-robin. */
+static void
+s_dispatch(broker_t *self)
+{
+    self->dispatch_needed = false;
+    bool progress = true;
+    while (progress) {
+        progress = false;
+        for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+             w = zhashx_next(self->worker_by_name)) {
+            if (w->credit <= 0 || !w->known)
+                continue;
+            broker_job_t *job = NULL;
+            for (int k = 0; k < w->nqueues && !job; k++) {
+                broker_queue_t *q = w->queues[(w->rr + k) % w->nqueues];
+                if (q->paused)
+                    continue;
+                job = broker_queue_pop(q);
+                if (job)
+                    w->rr = (w->rr + k + 1) % w->nqueues;
+            }
+            if (!job)
+                continue;
+            s_lease(self, job, w, true);
+            w->credit--;
+            s_out_add(w, job);
+            self->counters.dispatched++;
+            progress = true;
+        }
+    }
+}
+
+/* ---- client messages ---------------------------------------------------------- */
+
+static void
+s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    uint32_t n = msg->u.submit.njobs;
+    broker_ack_batch_t *b = calloc(1, sizeof *b);
+    if (!b)
+        return;
+    b->rid = *rid;
+    b->req = msg->u.submit.req;
+    b->n = n;
+    b->acks = calloc(n ? n : 1, sizeof *b->acks);
+    b->ids = calloc(n ? n : 1, sizeof *b->ids);
+    b->errors = calloc(n ? n : 1, sizeof *b->errors);
+    b->jobs = calloc(n ? n : 1, sizeof *b->jobs);
+    if (!b->acks || !b->ids || !b->errors || !b->jobs) {
+        free(b->acks);
+        free(b->ids);
+        free(b->errors);
+        free(b->jobs);
+        free(b);
+        s_send_error(self, self->clients, rid, msg->u.submit.req,
+                     "broker out of memory");
+        return;
+    }
+    int64_t now = dv_now_ms();
+    s_store_write_begin(self);
+    for (uint32_t i = 0; i < n; i++) {
+        const dv_jobspec_t *js = &msg->u.submit.jobs[i];
+        char keybuf[DV_KEY_MAX + 1];
+        const char *key = NULL;
+        if (js->key.ptr && js->key.len) {
+            key = dv_str_copy(js->key, keybuf, sizeof keybuf);
+            int r = broker_store_find_key(self->store, key, b->ids[i]);
+            if (r == 1) {
+                b->acks[i].duplicate = true;
+                continue;
+            }
+            if (r < 0) {
+                b->errors[i] = strdup("store lookup of the idempotency key failed");
+                continue;
+            }
+        }
+        char qname[DV_NAME_MAX + 1];
+        dv_str_copy(js->queue, qname, sizeof qname);
+        broker_queue_t *q = s_queue(self, qname);
+        dv_id_t id;
+        dv_id_new(&id);
+        broker_job_t *job = broker_job_new(&id, js->payload.ptr, js->payload.len);
+        if (!q || !job) {
+            broker_job_destroy(&job);
+            b->errors[i] = strdup("broker out of memory");
+            continue;
+        }
+        job->queue = q;
+        job->type = s_intern(self, js->type);
+        job->batch = s_intern(self, js->batch);
+        job->trace = js->trace.ptr && js->trace.len ? dv_str_dup(js->trace) : NULL;
+        job->priority = (uint8_t)js->priority;
+        job->run_at_ms = js->run_at_ms > now ? js->run_at_ms : now;
+        job->max_attempts = (uint16_t)(js->max_attempts > 0
+                                           ? js->max_attempts
+                                           : self->cfg.default_max_attempts);
+        job->timeout_ms = (uint32_t)(js->timeout_ms > UINT32_MAX ? UINT32_MAX
+                                                                 : js->timeout_ms);
+        dv_backoff_t bo = js->has_backoff ? js->backoff : self->cfg.default_backoff;
+        job->backoff_base_ms = (uint32_t)(bo.base_ms > UINT32_MAX ? UINT32_MAX : bo.base_ms);
+        job->backoff_cap_ms = (uint32_t)(bo.cap_ms > UINT32_MAX ? UINT32_MAX : bo.cap_ms);
+        job->backoff_factor = (float)bo.factor;
+        job->backoff_jitter = bo.jitter;
+        dv_id_format(&id, b->ids[i]);
+
+        broker_jobrec_t rec = {
+            .id = b->ids[i],
+            .queue = q->name,
+            .type = job->type,
+            .key = key,
+            .batch = job->batch,
+            .trace = job->trace,
+            .payload = job->payload,
+            .payload_len = job->payload_len,
+            .state = job->run_at_ms > now ? DV_STATE_SCHEDULED : DV_STATE_QUEUED,
+            .priority = job->priority,
+            .created_ms = now,
+            .run_at_ms = job->run_at_ms,
+            .attempt = 0,
+            .max_attempts = job->max_attempts,
+            .timeout_ms = job->timeout_ms,
+            .backoff = bo,
+            .result_ttl_ms = js->result_ttl_ms > 0 ? js->result_ttl_ms
+                                                   : self->cfg.default_result_ttl_ms,
+        };
+        if (broker_store_insert(self->store, &rec) != 0) {
+            b->errors[i] = strdup("store write failed");
+            b->ids[i][0] = '\0';
+            broker_job_destroy(&job);
+            continue;
+        }
+        job->pending = 1;
+        job->state = DV_STATE_NONE;
+        if (broker_index_put(&self->index, job) != 0) {
+            /* The row is in the group; without the index entry the job would
+             * be orphaned in memory, so refuse it and let the commit stand:
+             * it will be recovered at the next start. */
+            b->errors[i] = strdup("broker out of memory");
+            broker_job_destroy(&job);
+            continue;
+        }
+        b->jobs[i] = job;
+    }
+    *self->acks_tail = b;
+    self->acks_tail = &b->next;
+}
+
+static s_results_t *
+s_results_for(broker_t *self, const broker_rid_t *rid)
+{
+    char hex[2 * 255 + 1];
+    s_rid_hex(rid, hex);
+    s_results_t *r = zhashx_lookup(self->results_out, hex);
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return NULL;
+        r->rid = *rid;
+        r->owned = zlistx_new();
+        zlistx_set_destructor(r->owned, s_free_item);
+        zhashx_insert(self->results_out, hex, r);
+    }
+    return r;
+}
+
+static dv_result_t *
+s_results_add(s_results_t *r)
+{
+    if (r->n == r->cap) {
+        uint32_t ncap = r->cap ? r->cap * 2 : 64;
+        dv_result_t *ni = realloc(r->items, ncap * sizeof *ni);
+        if (!ni)
+            return NULL;
+        r->items = ni;
+        r->cap = ncap;
+    }
+    dv_result_t *it = &r->items[r->n++];
+    memset(it, 0, sizeof *it);
+    return it;
+}
+
+/* Copies s into memory owned by r; returns the view. */
+static dv_str_t
+s_results_own(s_results_t *r, const void *p, size_t len)
+{
+    if (!p)
+        return (dv_str_t){ 0 };
+    char *c = malloc(len + 1);
+    if (!c)
+        return (dv_str_t){ 0 };
+    memcpy(c, p, len);
+    c[len] = '\0';
+    zlistx_add_end(r->owned, c);
+    return dv_strn(c, len);
+}
+
+typedef struct {
+    s_results_t *r;
+    dv_result_t *it;
+} s_view_ctx_t;
+
+static void
+s_on_view(void *arg, const broker_jobview_t *v)
+{
+    s_view_ctx_t *c = arg;
+    c->it->state = v->state;
+    c->it->attempts = v->attempt;
+    c->it->finished_ms = v->finished_ms;
+    if (v->result && v->result_len)
+        c->it->result = s_results_own(c->r, v->result, v->result_len);
+    if (v->category) {
+        c->it->has_failure = true;
+        dv_failure_init(&c->it->failure);
+        c->it->failure.category = dv_category_parse(v->category, strlen(v->category));
+        if (v->error)
+            c->it->failure.message = s_results_own(c->r, v->error, strlen(v->error));
+    }
+}
+
+static void
+s_on_wait(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    for (uint32_t i = 0; i < msg->u.wait.nids; i++) {
+        dv_str_t sid = msg->u.wait.ids[i];
+        dv_id_t id;
+        broker_job_t *job = NULL;
+        if (dv_id_parse(sid.ptr, sid.len, &id) == 0)
+            job = broker_index_get(&self->index, &id);
+        if (job) {
+            bool already = false;
+            for (broker_waiter_t *w = job->waiters; w; w = w->next)
+                if (w->len == rid->len && !memcmp(w->rid, rid->data, rid->len))
+                    already = true;
+            if (!already) {
+                broker_waiter_t *w = calloc(1, sizeof *w);
+                if (w) {
+                    w->len = rid->len;
+                    memcpy(w->rid, rid->data, rid->len);
+                    w->next = job->waiters;
+                    job->waiters = w;
+                }
+            }
+            continue;
+        }
+        s_results_t *r = s_results_for(self, rid);
+        if (!r)
+            continue;
+        dv_result_t *it = s_results_add(r);
+        if (!it)
+            continue;
+        it->id = s_results_own(r, sid.ptr, sid.len);
+        it->state = DV_STATE_UNKNOWN;
+        char idtext[DV_ID_TEXT_LEN + 1];
+        if (sid.len == DV_ID_TEXT_LEN) {
+            dv_str_copy(sid, idtext, sizeof idtext);
+            s_view_ctx_t ctx = { r, it };
+            broker_store_get(self->store, idtext, s_on_view, &ctx);
+            if (!dv_state_terminal(it->state) && it->state != DV_STATE_UNKNOWN)
+                it->state = DV_STATE_UNKNOWN; /* stored but not live: lost track */
+        }
+    }
+}
+
+static void
+s_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void
+s_pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
+{
+    s_pack_str(pk, k);
+    if (v)
+        s_pack_str(pk, v);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static void
+s_pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
+{
+    s_pack_str(pk, k);
+    msgpack_pack_int64(pk, v);
+}
+
+static void
+s_status_body(broker_t *self, msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6);
+    s_pack_kv_str(&pk, "broker", self->instance);
+    s_pack_kv_str(&pk, "store", broker_store_backend(self->store));
+    s_pack_kv_int(&pk, "uptime_ms", dv_now_ms() - self->started_ms);
+
+    s_pack_str(&pk, "queues");
+    msgpack_pack_array(&pk, zhashx_size(self->queues));
+    for (broker_queue_t *q = zhashx_first(self->queues); q;
+         q = zhashx_next(self->queues)) {
+        msgpack_pack_map(&pk, 5);
+        s_pack_kv_str(&pk, "name", q->name);
+        s_pack_kv_int(&pk, "queued", (int64_t)q->ready);
+        s_pack_kv_int(&pk, "scheduled", (int64_t)q->scheduled);
+        s_pack_kv_int(&pk, "running", (int64_t)q->running);
+        s_pack_str(&pk, "paused");
+        if (q->paused)
+            msgpack_pack_true(&pk);
+        else
+            msgpack_pack_false(&pk);
+    }
+
+    s_pack_str(&pk, "workers");
+    msgpack_pack_array(&pk, zhashx_size(self->worker_by_name));
+    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+         w = zhashx_next(self->worker_by_name)) {
+        msgpack_pack_map(&pk, 9);
+        s_pack_kv_str(&pk, "name", w->name);
+        s_pack_kv_str(&pk, "host", w->host);
+        s_pack_kv_int(&pk, "pid", w->pid);
+        s_pack_kv_int(&pk, "concurrency", w->concurrency);
+        s_pack_kv_int(&pk, "credit", w->credit);
+        s_pack_kv_int(&pk, "running", (int64_t)w->running.count);
+        s_pack_kv_int(&pk, "processed", w->processed);
+        s_pack_kv_int(&pk, "failed", w->failed);
+        s_pack_str(&pk, "queues");
+        msgpack_pack_array(&pk, (size_t)w->nqueues);
+        for (int i = 0; i < w->nqueues; i++)
+            s_pack_str(&pk, w->queues[i]->name);
+    }
+
+    const broker_counters_t *c = &self->counters;
+    s_pack_str(&pk, "counters");
+    msgpack_pack_map(&pk, 11);
+    s_pack_kv_int(&pk, "submitted", (int64_t)c->submitted);
+    s_pack_kv_int(&pk, "dispatched", (int64_t)c->dispatched);
+    s_pack_kv_int(&pk, "succeeded", (int64_t)c->succeeded);
+    s_pack_kv_int(&pk, "failed", (int64_t)c->failed);
+    s_pack_kv_int(&pk, "retried", (int64_t)c->retried);
+    s_pack_kv_int(&pk, "dead", (int64_t)c->dead);
+    s_pack_kv_int(&pk, "cancelled", (int64_t)c->cancelled);
+    s_pack_kv_int(&pk, "lost", (int64_t)c->lost);
+    s_pack_kv_int(&pk, "live_jobs", (int64_t)self->index.count);
+    s_pack_kv_int(&pk, "dispatch_p50_us",
+                  (int64_t)dv_hist_quantile(&self->dispatch_us, 0.50));
+    s_pack_kv_int(&pk, "dispatch_p99_us",
+                  (int64_t)dv_hist_quantile(&self->dispatch_us, 0.99));
+}
+
+typedef struct {
+    msgpack_packer *pk;
+} s_jobview_ctx_t;
+
+static void
+s_on_jobview(void *arg, const broker_jobview_t *v)
+{
+    msgpack_packer *pk = ((s_jobview_ctx_t *)arg)->pk;
+    msgpack_pack_map(pk, 8);
+    s_pack_kv_str(pk, "id", v->id);
+    s_pack_kv_str(pk, "queue", v->queue);
+    s_pack_kv_str(pk, "type", v->type);
+    s_pack_kv_str(pk, "state", dv_state_name(v->state));
+    s_pack_kv_int(pk, "attempt", v->attempt);
+    s_pack_str(pk, "result");
+    /* The stored result is one msgpack value: embed its bytes as they are. */
+    if (v->result && v->result_len &&
+        dv_mp_validate(v->result, v->result_len, DV_VALUE_DEPTH_MAX) == DV_OK)
+        pk->callback(pk->data, v->result, v->result_len);
+    else
+        msgpack_pack_nil(pk);
+    s_pack_kv_str(pk, "category", v->category);
+    s_pack_kv_str(pk, "error", v->error);
+}
+
+static void
+s_reply(broker_t *self, const broker_rid_t *rid, uint64_t req, bool ok,
+        const char *error, const msgpack_sbuffer *body, bool later)
+{
+    dv_msg_t m = { .type = DV_MSG_REPLY };
+    m.u.reply.req = req;
+    m.u.reply.ok = ok;
+    m.u.reply.error = dv_str(error);
+    if (body && body->size)
+        m.u.reply.body = dv_strn(body->data, body->size);
+    if (later)
+        s_send_later(self, self->clients, rid, NULL, &m);
+    else
+        s_send_now(self->clients, rid, &m);
+}
+
+static void
+s_cancel(broker_t *self, broker_job_t *job)
+{
+    if (job->state == DV_STATE_RUNNING && job->worker) {
+        char id[DV_ID_TEXT_LEN + 1];
+        s_id_text(job, id);
+        dv_msg_t k = { .type = DV_MSG_KILL };
+        k.u.kill.id = dv_str(id);
+        k.u.kill.reason = dv_str("cancelled");
+        s_send_later(self, self->workers, &job->worker->rid, NULL, &k);
+    }
+    dv_failure_t f;
+    dv_failure_init(&f);
+    f.category = DV_CAT_CANCELLED;
+    f.message = dv_str("cancelled by request");
+    s_finish(self, job, DV_STATE_CANCELLED, NULL, 0, &f);
+}
+
+static void
+s_on_ctrl(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    const dv_ctrl_t *c = &msg->u.ctrl;
+    char idtext[DV_ID_TEXT_LEN + 1] = "";
+    broker_job_t *job = NULL;
+    if (c->id.ptr) {
+        dv_id_t id;
+        if (dv_id_parse(c->id.ptr, c->id.len, &id) != 0) {
+            s_reply(self, rid, c->req, false, "not a job id", NULL, false);
+            return;
+        }
+        dv_str_copy(c->id, idtext, sizeof idtext);
+        job = broker_index_get(&self->index, &id);
+    }
+    if (dv_str_eq(c->verb, "status")) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        s_status_body(self, &sb);
+        s_reply(self, rid, c->req, true, NULL, &sb, false);
+        msgpack_sbuffer_destroy(&sb);
+    } else if (dv_str_eq(c->verb, "cancel")) {
+        if (!idtext[0]) {
+            s_reply(self, rid, c->req, false, "cancel needs a job id", NULL, false);
+        } else if (job && !job->pending) {
+            s_cancel(self, job);
+            s_reply(self, rid, c->req, true, NULL, NULL, true);
+        } else if (job) {
+            s_reply(self, rid, c->req, false, "job not committed yet; try again",
+                    NULL, false);
+        } else {
+            s_view_ctx_t ctx;
+            s_results_t tmp = { 0 };
+            tmp.owned = zlistx_new();
+            zlistx_set_destructor(tmp.owned, s_free_item);
+            dv_result_t it = { 0 };
+            ctx.r = &tmp;
+            ctx.it = &it;
+            int r = broker_store_get(self->store, idtext, s_on_view, &ctx);
+            char why[128];
+            if (r == 1)
+                snprintf(why, sizeof why, "job already %s", dv_state_name(it.state));
+            else
+                snprintf(why, sizeof why, "no such job");
+            s_reply(self, rid, c->req, false, why, NULL, false);
+            zlistx_destroy(&tmp.owned);
+        }
+    } else if (dv_str_eq(c->verb, "job")) {
+        if (!idtext[0]) {
+            s_reply(self, rid, c->req, false, "job needs a job id", NULL, false);
+            return;
+        }
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        if (job) {
+            msgpack_pack_map(&pk, 7);
+            s_pack_kv_str(&pk, "id", idtext);
+            s_pack_kv_str(&pk, "queue", job->queue->name);
+            s_pack_kv_str(&pk, "type", job->type);
+            s_pack_kv_str(&pk, "state", job->pending ? "queued"
+                                                     : dv_state_name(job->state));
+            s_pack_kv_int(&pk, "attempt", job->attempt);
+            s_pack_kv_int(&pk, "max_attempts", job->max_attempts);
+            s_pack_kv_str(&pk, "worker", job->worker ? job->worker->name : NULL);
+            s_reply(self, rid, c->req, true, NULL, &sb, false);
+        } else {
+            s_jobview_ctx_t ctx = { &pk };
+            if (broker_store_get(self->store, idtext, s_on_jobview, &ctx) == 1)
+                s_reply(self, rid, c->req, true, NULL, &sb, false);
+            else
+                s_reply(self, rid, c->req, false, "no such job", NULL, false);
+        }
+        msgpack_sbuffer_destroy(&sb);
+    } else {
+        char why[DV_NAME_MAX + 40];
+        char verb[DV_NAME_MAX + 1];
+        dv_str_copy(c->verb, verb, sizeof verb);
+        snprintf(why, sizeof why, "unknown verb \"%s\"", verb);
+        s_reply(self, rid, c->req, false, why, NULL, false);
+    }
+}
+
+/* ---- worker messages ------------------------------------------------------------ */
+
+static broker_worker_t *
+s_worker_by_rid(broker_t *self, const broker_rid_t *rid)
+{
+    char name[256];
+    memcpy(name, rid->data, rid->len);
+    name[rid->len] = '\0';
+    return zhashx_lookup(self->worker_by_name, name);
+}
+
+static void
+s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    const dv_hello_t *h = &msg->u.hello;
+    char name[256];
+    memcpy(name, rid->data, rid->len);
+    name[rid->len] = '\0';
+    broker_worker_t *w = zhashx_lookup(self->worker_by_name, name);
+    bool rejoin = w != NULL;
+    if (!w) {
+        w = calloc(1, sizeof *w);
+        if (!w)
+            return;
+        w->name = strdup(name);
+        w->rid = *rid;
+        zhashx_insert(self->worker_by_name, name, w);
+    }
+    free(w->host);
+    w->host = dv_str_dup(h->host);
+    w->pid = h->pid;
+    w->concurrency = h->concurrency;
+    free(w->queues);
+    w->queues = calloc(h->nqueues, sizeof *w->queues);
+    w->nqueues = 0;
+    for (uint32_t i = 0; w->queues && i < h->nqueues; i++) {
+        char qn[DV_NAME_MAX + 1];
+        dv_str_copy(h->queues[i], qn, sizeof qn);
+        broker_queue_t *q = s_queue(self, qn);
+        if (q)
+            w->queues[w->nqueues++] = q;
+    }
+    w->rr = 0;
+    w->credit = h->credit;
+    w->last_seen_ms = dv_mono_ms();
+    w->known = true;
+
+    /* Jobs it still runs: keep them leased to it. Jobs we think it runs but
+     * it does not mention are gone with its previous incarnation. */
+    int reclaimed = 0;
+    for (uint32_t i = 0; i < h->nheld; i++) {
+        dv_id_t id;
+        if (dv_id_parse(h->held[i].id.ptr, h->held[i].id.len, &id) != 0)
+            continue;
+        broker_job_t *job = broker_index_get(&self->index, &id);
+        if (!job || job->pending)
+            continue;
+        if (job->state == DV_STATE_RUNNING && job->worker == w)
+            continue;
+        if (job->state == DV_STATE_QUEUED || job->state == DV_STATE_SCHEDULED) {
+            s_unplace(self, job);
+            job->attempt = (uint16_t)h->held[i].attempt;
+            s_lease(self, job, w, false);
+            reclaimed++;
+        }
+    }
+    if (rejoin) {
+        broker_job_t *next;
+        for (broker_job_t *job = w->running.head; job; job = next) {
+            next = job->next;
+            bool held = false;
+            for (uint32_t i = 0; i < h->nheld && !held; i++) {
+                dv_id_t id;
+                if (dv_id_parse(h->held[i].id.ptr, h->held[i].id.len, &id) == 0 &&
+                    dv_id_eq(&id, &job->id))
+                    held = true;
+            }
+            if (!held) {
+                dv_failure_t f;
+                dv_failure_init(&f);
+                f.category = DV_CAT_LOST;
+                f.retryable = true;
+                f.message = dv_str("worker rejoined without this job");
+                s_fail(self, job, &f);
+            }
+        }
+    }
+
+    dv_msg_t m = { .type = DV_MSG_WELCOME };
+    m.u.welcome.broker = dv_str(self->instance);
+    m.u.welcome.heartbeat_ms = self->cfg.heartbeat_ms;
+    m.u.welcome.worker_timeout_ms = self->cfg.worker_timeout_ms;
+    s_send_now(self->workers, rid, &m);
+    self->dispatch_needed = true;
+
+    dv_log(DV_INFO, "broker.worker_joined", DV_STR("worker", w->name),
+           DV_INT("concurrency", w->concurrency), DV_INT("credit", w->credit),
+           DV_INT("queues", w->nqueues), DV_INT("reclaimed", reclaimed),
+           DV_BOOL("rejoin", rejoin));
+    dv_event_t ev = { 0 };
+    ev.kind = dv_str("worker.joined");
+    ev.worker = dv_str(w->name);
+    s_event(self, &ev);
+}
+
+static void
+s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
+{
+    for (uint32_t i = 0; i < msg->u.update.nitems; i++) {
+        const dv_update_t *u = &msg->u.update.items[i];
+        dv_id_t id;
+        if (dv_id_parse(u->id.ptr, u->id.len, &id) != 0)
+            continue;
+        broker_job_t *job = broker_index_get(&self->index, &id);
+        if (!job || job->pending)
+            continue; /* ended already, or never ours: a late duplicate */
+        bool mine = w && job->state == DV_STATE_RUNNING && job->worker == w &&
+                    job->attempt == u->attempt;
+        switch (u->kind) {
+        case DV_UPD_STARTED:
+            if (mine) {
+                int64_t now_us = dv_mono_us();
+                job->started_ms = u->ts_ms ? u->ts_ms : dv_now_ms();
+                int64_t wait_us = now_us - job->ready_ms;
+                if (wait_us < 0)
+                    wait_us = 0;
+                dv_hist_record(&self->dispatch_us, (uint64_t)wait_us);
+                dv_event_t ev = { 0 };
+                ev.wait_ms = wait_us / 1000;
+                ev.state = DV_STATE_RUNNING;
+                s_job_event(self, "job.started", job, &ev);
+            }
+            break;
+        case DV_UPD_PROGRESS:
+            if (mine) {
+                dv_event_t ev = { 0 };
+                ev.current = u->current;
+                ev.total = u->total;
+                ev.message = u->message;
+                s_job_event(self, "job.progress", job, &ev);
+            }
+            break;
+        case DV_UPD_SUCCEEDED:
+            /* Accepted even from a stale lease: the work is done. */
+            if (job->started_ms == 0)
+                job->started_ms = u->ts_ms;
+            s_record_attempt(self, job, w ? w->name : NULL,
+                             DV_STATE_SUCCEEDED, NULL);
+            s_finish(self, job, DV_STATE_SUCCEEDED, u->result.ptr,
+                     u->result.len, NULL);
+            break;
+        case DV_UPD_FAILED:
+            if (mine)
+                s_fail(self, job, &u->failure);
+            break;
+        case DV_UPD_RETURNED:
+            if (mine) {
+                s_unplace(self, job);
+                job->attempt--;
+                job->run_at_ms = 0;
+                s_place(self, job, true);
+                char idt[DV_ID_TEXT_LEN + 1];
+                s_id_text(job, idt);
+                s_store_write_begin(self);
+                broker_store_mark_waiting(self->store, idt, DV_STATE_QUEUED, 0,
+                                          job->attempt, NULL);
+            }
+            break;
+        }
+    }
+    if (w && msg->u.update.credit > 0) {
+        w->credit += msg->u.update.credit;
+        self->dispatch_needed = true;
+    }
+}
+
+/* ---- sockets ------------------------------------------------------------------------ */
+
+/* Reads one ROUTER message: routing id + exactly one body frame. Returns 1
+ * with body filled (caller closes it), 0 if nothing to read, -1 if a
+ * malformed envelope was consumed. */
+static int
+s_recv(void *socket, broker_rid_t *rid, zmq_msg_t *body)
+{
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    if (zmq_msg_recv(&part, socket, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&part);
+        return 0;
+    }
+    size_t rl = zmq_msg_size(&part);
+    rid->len = (uint8_t)(rl > 255 ? 255 : rl);
+    memcpy(rid->data, zmq_msg_data(&part), rid->len);
+    int more = zmq_msg_more(&part);
+    zmq_msg_close(&part);
+    if (!more)
+        return -1;
+    zmq_msg_init(body);
+    zmq_msg_recv(body, socket, 0);
+    int frames = 2;
+    while (zmq_msg_more(body)) {
+        /* Extra frames: drain them; the message is malformed. */
+        zmq_msg_close(body);
+        zmq_msg_init(body);
+        zmq_msg_recv(body, socket, 0);
+        frames++;
+    }
+    if (frames != 2) {
+        zmq_msg_close(body);
+        return -1;
+    }
+    return 1;
+}
+
+static void
+s_bad_message(broker_t *self, void *socket, const broker_rid_t *rid,
+              const char *why)
+{
+    dv_log(DV_WARN, "broker.bad_message",
+           DV_STR("socket", socket == self->clients ? "clients" : "workers"),
+           DV_STR("reason", why));
+    s_send_error(self, socket, rid, 0, why);
+}
+
+static void
+s_drain_clients(broker_t *self)
+{
+    for (int n = 0; n < self->cfg.batch_max; n++) {
+        broker_rid_t rid;
+        zmq_msg_t body;
+        int r = s_recv(self->clients, &rid, &body);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            s_bad_message(self, self->clients, &rid,
+                          "expected exactly one frame after the routing id "
+                          "(use a DEALER socket)");
+            continue;
+        }
+        dv_msg_t msg;
+        char why[256];
+        int rc = dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg,
+                               why, sizeof why);
+        if (rc != DV_OK) {
+            s_bad_message(self, self->clients, &rid, why);
+            zmq_msg_close(&body);
+            continue;
+        }
+        switch (msg.type) {
+        case DV_MSG_SUBMIT:
+            s_on_submit(self, &rid, &msg);
+            break;
+        case DV_MSG_WAIT:
+            s_on_wait(self, &rid, &msg);
+            break;
+        case DV_MSG_CTRL:
+            s_on_ctrl(self, &rid, &msg);
+            break;
+        default: {
+            char w[96];
+            snprintf(w, sizeof w, "unexpected message \"%s\" on the clients socket",
+                     dv_msg_type_name(msg.type));
+            s_bad_message(self, self->clients, &rid, w);
+        }
+        }
+        dv_msg_release(&msg);
+        zmq_msg_close(&body);
+    }
+}
+
+static void
+s_drain_workers(broker_t *self)
+{
+    for (int n = 0; n < self->cfg.batch_max; n++) {
+        broker_rid_t rid;
+        zmq_msg_t body;
+        int r = s_recv(self->workers, &rid, &body);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            s_bad_message(self, self->workers, &rid,
+                          "expected exactly one frame after the routing id");
+            continue;
+        }
+        dv_msg_t msg;
+        char why[256];
+        int rc = dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg,
+                               why, sizeof why);
+        if (rc != DV_OK) {
+            s_bad_message(self, self->workers, &rid, why);
+            zmq_msg_close(&body);
+            continue;
+        }
+        broker_worker_t *w = s_worker_by_rid(self, &rid);
+        if (w)
+            w->last_seen_ms = dv_mono_ms();
+        switch (msg.type) {
+        case DV_MSG_HELLO:
+            s_on_hello(self, &rid, &msg);
+            break;
+        case DV_MSG_UPDATE:
+            s_on_update(self, w, &msg);
+            if (!w)
+                s_send_error(self, self->workers, &rid, 0,
+                             "unknown worker: send hello");
+            break;
+        case DV_MSG_HEARTBEAT:
+            if (w) {
+                w->busy = msg.u.heartbeat.busy;
+                w->idle = msg.u.heartbeat.idle;
+                w->processed = msg.u.heartbeat.processed;
+                w->failed = msg.u.heartbeat.failed;
+            } else {
+                s_send_error(self, self->workers, &rid, 0,
+                             "unknown worker: send hello");
+            }
+            break;
+        case DV_MSG_BYE:
+            if (w)
+                s_worker_remove(self, w, "worker.left", "worker said bye");
+            break;
+        default: {
+            char why2[96];
+            snprintf(why2, sizeof why2,
+                     "unexpected message \"%s\" on the workers socket",
+                     dv_msg_type_name(msg.type));
+            s_bad_message(self, self->workers, &rid, why2);
+        }
+        }
+        dv_msg_release(&msg);
+        zmq_msg_close(&body);
+    }
+}
+
+/* ---- timers ------------------------------------------------------------------------ */
+
+static void
+s_promote_due(broker_t *self)
+{
+    int64_t now = dv_now_ms();
+    broker_job_t *job;
+    while ((job = broker_heap_peek(&self->timers)) && job->run_at_ms <= now) {
+        broker_heap_pop(&self->timers);
+        job->queue->scheduled--;
+        job->state = DV_STATE_NONE;
+        s_place(self, job, false);
+    }
+}
+
+static void
+s_heartbeats(broker_t *self)
+{
+    int64_t now = dv_mono_ms();
+    if (now < self->next_heartbeat_ms)
+        return;
+    self->next_heartbeat_ms = now + self->cfg.heartbeat_ms;
+    dv_msg_t hb = { .type = DV_MSG_HEARTBEAT };
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    dv_msg_encode(&hb, &sb);
+    zlistx_t *expired = zlistx_new();
+    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+         w = zhashx_next(self->worker_by_name)) {
+        if (now - w->last_seen_ms > self->cfg.worker_timeout_ms)
+            zlistx_add_end(expired, w);
+        else
+            s_send_raw(self->workers, &w->rid, sb.data, sb.size);
+    }
+    msgpack_sbuffer_destroy(&sb);
+    for (broker_worker_t *w = zlistx_first(expired); w; w = zlistx_next(expired)) {
+        char why[128];
+        snprintf(why, sizeof why, "worker %s went silent for %" PRId64 " ms",
+                 w->name, now - w->last_seen_ms);
+        s_worker_remove(self, w, "worker.expired", why);
+    }
+    zlistx_destroy(&expired);
+}
+
+/* ---- after the commit ----------------------------------------------------------- */
+
+static void
+s_flush_acks(broker_t *self, bool committed)
+{
+    broker_ack_batch_t *b = self->acks;
+    while (b) {
+        for (uint32_t i = 0; i < b->n; i++) {
+            broker_job_t *job = b->jobs[i];
+            if (job) {
+                if (committed) {
+                    job->pending = 0;
+                    s_place(self, job, false);
+                    self->counters.submitted++;
+                    dv_event_t ev = { 0 };
+                    ev.state = job->state;
+                    ev.run_at_ms = job->state == DV_STATE_SCHEDULED ? job->run_at_ms : 0;
+                    s_job_event(self, "job.submitted", job, &ev);
+                } else {
+                    broker_index_del(&self->index, job);
+                    broker_job_destroy(&job);
+                    b->ids[i][0] = '\0';
+                    b->errors[i] = strdup("store commit failed; job not accepted");
+                }
+            } else if (!committed && b->acks[i].duplicate == false && !b->errors[i]) {
+                b->errors[i] = strdup("store commit failed; job not accepted");
+            }
+            if (b->errors[i]) {
+                b->acks[i].error = dv_str(b->errors[i]);
+            } else {
+                b->acks[i].id = dv_str(b->ids[i]);
+            }
+        }
+        dv_msg_t m = { .type = DV_MSG_SUBMIT_REPLY };
+        m.u.submit_reply.req = b->req;
+        m.u.submit_reply.acks = b->acks;
+        m.u.submit_reply.nacks = b->n;
+        s_send_now(self->clients, &b->rid, &m);
+        broker_ack_batch_t *next = b->next;
+        for (uint32_t i = 0; i < b->n; i++)
+            free(b->errors[i]);
+        free(b->acks);
+        free(b->ids);
+        free(b->errors);
+        free(b->jobs);
+        free(b);
+        b = next;
+    }
+    self->acks = NULL;
+    self->acks_tail = &self->acks;
+}
+
+static void
+s_flush_jobs(broker_t *self)
+{
+    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+         w = zhashx_next(self->worker_by_name)) {
+        if (!w->out_count)
+            continue;
+        dv_job_t *jobs = calloc(w->out_count, sizeof *jobs);
+        char(*ids)[DV_ID_TEXT_LEN + 1] = calloc(w->out_count, sizeof *ids);
+        if (jobs && ids) {
+            uint32_t n = 0;
+            for (uint32_t i = 0; i < w->out_count; i++) {
+                broker_job_t *job = w->out[i];
+                dv_id_format(&job->id, ids[n]);
+                dv_job_t *j = &jobs[n++];
+                j->id = dv_str(ids[n - 1]);
+                j->queue = dv_str(job->queue->name);
+                j->type = dv_str(job->type);
+                if (job->payload_len)
+                    j->payload = dv_strn((const char *)job->payload, job->payload_len);
+                j->trace = dv_str(job->trace);
+                j->batch = dv_str(job->batch);
+                j->attempt = job->attempt;
+                j->max_attempts = job->max_attempts;
+                j->timeout_ms = job->timeout_ms;
+                j->enqueued_ms = job->run_at_ms;
+            }
+            dv_msg_t m = { .type = DV_MSG_JOBS };
+            m.u.jobs.jobs = jobs;
+            m.u.jobs.njobs = n;
+            s_send_now(self->workers, &w->rid, &m);
+        }
+        free(jobs);
+        free(ids);
+        w->out_count = 0;
+    }
+}
+
+static void
+s_flush_results(broker_t *self)
+{
+    /* Outcomes of jobs that ended in this pass, to their waiters. */
+    for (broker_ended_t *e = self->ended; e; e = e->next) {
+        for (broker_waiter_t *wt = e->job->waiters; wt; wt = wt->next) {
+            broker_rid_t rid;
+            rid.len = wt->len;
+            memcpy(rid.data, wt->rid, wt->len);
+            s_results_t *r = s_results_for(self, &rid);
+            dv_result_t *it = r ? s_results_add(r) : NULL;
+            if (!it)
+                continue;
+            char id[DV_ID_TEXT_LEN + 1];
+            dv_id_format(&e->job->id, id);
+            it->id = s_results_own(r, id, DV_ID_TEXT_LEN);
+            it->state = e->state;
+            it->attempts = e->job->attempt;
+            it->finished_ms = e->finished_ms;
+            if (e->result_len)
+                it->result = dv_strn(e->result, e->result_len);
+            it->has_failure = e->has_failure;
+            if (e->has_failure)
+                it->failure = e->failure;
+        }
+    }
+    for (s_results_t *r = zhashx_first(self->results_out); r;
+         r = zhashx_next(self->results_out)) {
+        /* Keep each message well under the frame limit. */
+        uint32_t start = 0;
+        while (start < r->n) {
+            uint32_t count = r->n - start;
+            if (count > 5000)
+                count = 5000;
+            dv_msg_t m = { .type = DV_MSG_RESULT };
+            m.u.result.results = r->items + start;
+            m.u.result.nresults = count;
+            s_send_now(self->clients, &r->rid, &m);
+            start += count;
+        }
+    }
+    zhashx_purge(self->results_out);
+    while (self->ended) {
+        broker_ended_t *e = self->ended;
+        self->ended = e->next;
+        broker_job_destroy(&e->job);
+        free(e->result);
+        free(e->msg);
+        free(e);
+    }
+    self->ended_tail = &self->ended;
+}
+
+static void
+s_flush_sends(broker_t *self)
+{
+    for (s_send_t *s = zlistx_first(self->sends); s; s = zlistx_next(self->sends)) {
+        if (s->socket == self->events) {
+            zmq_send(s->socket, s->topic, strlen(s->topic), ZMQ_SNDMORE);
+            zmq_send(s->socket, s->body.data, s->body.size, ZMQ_DONTWAIT);
+        } else {
+            s_send_raw(s->socket, &s->rid, s->body.data, s->body.size);
+        }
+    }
+    zlistx_purge(self->sends);
+}
+
+static void
+s_end_pass(broker_t *self)
+{
+    bool committed = true;
+    if (broker_store_in_group(self->store)) {
+        int rc = broker_store_commit(self->store);
+        if (rc != 0) {
+            committed = false;
+            if (!self->store_failed)
+                dv_log(DV_ERROR, "broker.commit_failed", DV_STR("error", dv_strerror(rc)));
+            self->store_failed = true;
+        } else if (self->store_failed) {
+            dv_log(DV_INFO, "broker.commit_recovered");
+            self->store_failed = false;
+        }
+    }
+    s_flush_acks(self, committed);
+    s_flush_jobs(self);
+    s_flush_results(self);
+    s_flush_sends(self);
+}
+
+/* ---- recovery -------------------------------------------------------------------- */
+
+typedef struct {
+    broker_t *self;
+    zlistx_t *was_running;
+    size_t count;
+} s_replay_ctx_t;
+
+static int
+s_on_replay(void *arg, const broker_jobrec_t *rec)
+{
+    s_replay_ctx_t *c = arg;
+    broker_t *self = c->self;
+    dv_id_t id;
+    if (dv_id_parse(rec->id, (unsigned)strlen(rec->id), &id) != 0) {
+        dv_log(DV_WARN, "broker.replay_bad_id", DV_STR("job", rec->id));
+        return 0;
+    }
+    broker_queue_t *q = s_queue(self, rec->queue);
+    broker_job_t *job = broker_job_new(&id, rec->payload, rec->payload_len);
+    if (!q || !job) {
+        broker_job_destroy(&job);
+        return DV_ENOMEM;
+    }
+    job->queue = q;
+    job->type = s_intern(self, dv_str(rec->type));
+    job->batch = s_intern(self, dv_str(rec->batch));
+    job->trace = rec->trace ? strdup(rec->trace) : NULL;
+    job->priority = (uint8_t)rec->priority;
+    job->run_at_ms = rec->run_at_ms;
+    job->attempt = (uint16_t)rec->attempt;
+    job->max_attempts = (uint16_t)rec->max_attempts;
+    job->timeout_ms = (uint32_t)rec->timeout_ms;
+    job->backoff_base_ms = (uint32_t)rec->backoff.base_ms;
+    job->backoff_cap_ms = (uint32_t)rec->backoff.cap_ms;
+    job->backoff_factor = (float)rec->backoff.factor;
+    job->backoff_jitter = rec->backoff.jitter;
+    if (broker_index_put(&self->index, job) != 0) {
+        broker_job_destroy(&job);
+        return DV_ENOMEM;
+    }
+    if (rec->state == DV_STATE_RUNNING) {
+        /* It was leased when the broker stopped: park it as queued so the
+         * failure path can move it; it is failed as lost below. */
+        job->state = DV_STATE_NONE;
+        zlistx_add_end(c->was_running, job);
+    } else {
+        s_place(self, job, false);
+    }
+    c->count++;
+    return 0;
+}
+
+static int
+s_recover(broker_t *self)
+{
+    s_replay_ctx_t c = { self, zlistx_new(), 0 };
+    int rc = broker_store_replay(self->store, s_on_replay, &c);
+    if (rc != 0) {
+        zlistx_destroy(&c.was_running);
+        return rc;
+    }
+    size_t lost = zlistx_size(c.was_running);
+    for (broker_job_t *job = zlistx_first(c.was_running); job;
+         job = zlistx_next(c.was_running)) {
+        dv_failure_t f;
+        dv_failure_init(&f);
+        f.category = DV_CAT_LOST;
+        f.retryable = true;
+        f.message = dv_str("broker restarted while the job was running");
+        s_fail(self, job, &f);
+    }
+    zlistx_destroy(&c.was_running);
+    if (broker_store_in_group(self->store) && broker_store_commit(self->store) != 0)
+        return DV_EIO;
+    /* Nobody waits on recovered jobs yet; drop the pass output. */
+    zlistx_purge(self->sends);
+    while (self->ended) {
+        broker_ended_t *e = self->ended;
+        self->ended = e->next;
+        broker_job_destroy(&e->job);
+        free(e->result);
+        free(e->msg);
+        free(e);
+    }
+    self->ended_tail = &self->ended;
+    dv_log(DV_INFO, "broker.recovered", DV_INT("jobs", (int64_t)c.count),
+           DV_INT("requeued_lost", (int64_t)lost));
+    return 0;
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+static void
+s_queue_destructor(void **item)
+{
+    broker_queue_destroy((broker_queue_t **)item);
+}
+
+static void *
+s_bind(broker_t *self, int type, const char *ep, const char *what)
+{
+    void *s = zmq_socket(self->zctx, type);
+    int hwm = 1000000, linger = 500;
+    int64_t maxmsg = DV_MSG_MAX;
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (type == ZMQ_ROUTER) {
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+        int on = 1;
+        zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &on, sizeof on);
+    }
+    if (zmq_bind(s, ep) != 0) {
+        dv_log(DV_ERROR, "broker.bind_failed", DV_STR("socket", what),
+               DV_STR("endpoint", ep), DV_STR("error", zmq_strerror(errno)));
+        zmq_close(s);
+        return NULL;
+    }
+    char actual[256];
+    size_t al = sizeof actual;
+    zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, actual, &al);
+    dv_log(DV_INFO, "broker.listening", DV_STR("socket", what),
+           DV_STR("endpoint", actual));
+    return s;
+}
+
+broker_t *
+broker_new(const broker_config_t *cfg)
+{
+    broker_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = *cfg;
+    dv_id_t iid;
+    dv_id_new(&iid);
+    dv_id_format(&iid, self->instance);
+    self->started_ms = dv_now_ms();
+    self->acks_tail = &self->acks;
+    self->ended_tail = &self->ended;
+    self->queues = zhashx_new();
+    zhashx_set_destructor(self->queues, s_queue_destructor);
+    self->types = zhashx_new();
+    zhashx_set_destructor(self->types, s_free_item);
+    self->worker_by_name = zhashx_new();
+    self->sends = zlistx_new();
+    zlistx_set_destructor(self->sends, s_send_destroy);
+    self->results_out = zhashx_new();
+    zhashx_set_destructor(self->results_out, s_results_destroy);
+    if (broker_index_init(&self->index) != 0)
+        goto fail;
+
+    char err[512] = "";
+    broker_store_opts_t opts = { cfg->sync };
+    self->store = broker_store_open(cfg->store_url, &opts, err, sizeof err);
+    if (!self->store) {
+        dv_log(DV_ERROR, "broker.store_open_failed", DV_STR("store", cfg->store_url),
+               DV_STR("error", err));
+        goto fail;
+    }
+    if (s_recover(self) != 0) {
+        dv_log(DV_ERROR, "broker.recovery_failed", DV_STR("store", cfg->store_url));
+        goto fail;
+    }
+    self->zctx = zmq_ctx_new();
+    self->clients = s_bind(self, ZMQ_ROUTER, cfg->clients_ep, "clients");
+    self->workers = s_bind(self, ZMQ_ROUTER, cfg->workers_ep, "workers");
+    self->events = s_bind(self, ZMQ_PUB, cfg->events_ep, "events");
+    if (!self->clients || !self->workers || !self->events)
+        goto fail;
+    dv_log(DV_INFO, "broker.started", DV_STR("broker", self->instance),
+           DV_STR("store", cfg->store_url),
+           DV_STR("backend", broker_store_backend(self->store)));
+    return self;
+fail:
+    broker_destroy(&self);
+    return NULL;
+}
+
+void
+broker_destroy(broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    broker_t *self = *self_p;
+    if (self->store && broker_store_in_group(self->store))
+        broker_store_commit(self->store);
+    /* Free live jobs. */
+    for (size_t i = 0; i < self->index.cap; i++) {
+        broker_job_t *job = self->index.slots ? self->index.slots[i] : NULL;
+        if (job)
+            broker_job_destroy(&job);
+    }
+    broker_index_free(&self->index);
+    broker_heap_free(&self->timers);
+    if (self->worker_by_name) {
+        for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+             w = zhashx_next(self->worker_by_name))
+            s_worker_free(w);
+        zhashx_destroy(&self->worker_by_name);
+    }
+    zhashx_destroy(&self->queues);
+    zhashx_destroy(&self->types);
+    zlistx_destroy(&self->sends);
+    zhashx_destroy(&self->results_out);
+    if (self->clients)
+        zmq_close(self->clients);
+    if (self->workers)
+        zmq_close(self->workers);
+    if (self->events)
+        zmq_close(self->events);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    broker_store_destroy(&self->store);
+    free(self);
+    *self_p = NULL;
+}
+
+void
+broker_dump(broker_t *self)
+{
+    dv_log(DV_INFO, "broker.dump", DV_STR("broker", self->instance),
+           DV_INT("live_jobs", (int64_t)self->index.count),
+           DV_INT("scheduled", (int64_t)self->timers.count),
+           DV_INT("workers", (int64_t)zhashx_size(self->worker_by_name)),
+           DV_INT("submitted", (int64_t)self->counters.submitted),
+           DV_INT("succeeded", (int64_t)self->counters.succeeded),
+           DV_INT("dead", (int64_t)self->counters.dead),
+           DV_INT("event_seq", (int64_t)self->event_seq));
+    for (broker_queue_t *q = zhashx_first(self->queues); q;
+         q = zhashx_next(self->queues))
+        dv_log(DV_INFO, "broker.dump_queue", DV_STR("queue", q->name),
+               DV_INT("queued", (int64_t)q->ready),
+               DV_INT("scheduled", (int64_t)q->scheduled),
+               DV_INT("running", (int64_t)q->running), DV_BOOL("paused", q->paused));
+    int64_t now = dv_mono_ms();
+    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+         w = zhashx_next(self->worker_by_name))
+        dv_log(DV_INFO, "broker.dump_worker", DV_STR("worker", w->name),
+               DV_INT("credit", w->credit), DV_INT("running", (int64_t)w->running.count),
+               DV_INT("silent_ms", now - w->last_seen_ms));
+}
+
+static bool
+s_has_ready_work(broker_t *self)
+{
+    if (!self->dispatch_needed)
+        return false;
+    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+         w = zhashx_next(self->worker_by_name))
+        if (w->credit > 0)
+            return true;
+    self->dispatch_needed = false;
+    return false;
+}
+
+int
+broker_run(broker_t *self, volatile int *stop, volatile int *dump)
+{
+    self->stop = stop;
+    zmq_pollitem_t items[] = {
+        { self->clients, 0, ZMQ_POLLIN, 0 },
+        { self->workers, 0, ZMQ_POLLIN, 0 },
+    };
+    while (!*stop) {
+        long timeout = self->cfg.heartbeat_ms;
+        broker_job_t *next = broker_heap_peek(&self->timers);
+        if (next) {
+            int64_t until = next->run_at_ms - dv_now_ms();
+            if (until < timeout)
+                timeout = until < 0 ? 0 : (long)until;
+        }
+        if (s_has_ready_work(self))
+            timeout = 0;
+        int rc = zmq_poll(items, 2, timeout);
+        if (rc < 0 && errno != EINTR)
+            break;
+
+        s_drain_workers(self);
+        s_drain_clients(self);
+        s_promote_due(self);
+        s_heartbeats(self);
+        if (self->dispatch_needed)
+            s_dispatch(self);
+        s_end_pass(self);
+
+        if (*dump) {
+            *dump = 0;
+            broker_dump(self);
+        }
+        int64_t now = dv_mono_ms();
+        if (now >= self->next_expire_ms) {
+            self->next_expire_ms = now + 60000;
+            int n = broker_store_expire(self->store, dv_now_ms(), 10000);
+            if (n > 0)
+                dv_log(DV_INFO, "broker.expired_results", DV_INT("jobs", n));
+        }
+    }
+    dv_log(DV_INFO, "broker.stopping", DV_INT("live_jobs", (int64_t)self->index.count));
+    return 0;
+}

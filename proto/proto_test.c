@@ -1,0 +1,1826 @@
+/* Tests for the wire codec: round trips of every message type, the exact
+ * error (code and reason) for each kind of bad input, and dv_mp_validate().
+ *
+ * Hostile messages are written as JSON text and packed by s_pack_json(),
+ * where a string "bin:<hex>" becomes a msgpack bin, so each case reads like
+ * the message it sends.
+ *
+ * With DROVER_WRITE_CORPUS=<dir> in the environment, the round-trip tests
+ * also write each encoded message there: that is how proto/fuzz/corpus/ is
+ * made. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dv_proto.h"
+
+#define ID1 "0190f3a2-7b4c-7def-8123-456789abcdef"
+#define ID2 "0190f3a2-7b4c-7def-8123-456789abcde0"
+#define ID3 "0190f3a2-7b4d-7000-8000-000000000001"
+
+/* {"prompt": "hi", "n": [1, 2, 3]} */
+static const char s_payload[] = "\x82\xa6prompt\xa2hi\xa1n\x93\x01\x02\x03";
+/* {"text": "ok"} */
+static const char s_result[] = "\x81\xa4text\xa2ok";
+
+static dv_str_t
+s_value(const char *bytes, size_t size_with_nul)
+{
+    return dv_strn(bytes, size_with_nul - 1);
+}
+
+#define S_PAYLOAD s_value(s_payload, sizeof s_payload)
+#define S_RESULT s_value(s_result, sizeof s_result)
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void
+s_write_corpus(const char *name, const msgpack_sbuffer *sb)
+{
+    const char *dir = getenv("DROVER_WRITE_CORPUS");
+    if (!dir || !*dir)
+        return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.msgpack", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(sb->data, 1, sb->size, f), sb->size);
+    fclose(f);
+}
+
+/* Encodes in, decodes it into out; the caller releases out and sb. */
+static void
+s_round_trip(const char *name, const dv_msg_t *in, dv_msg_t *out,
+             msgpack_sbuffer *sb)
+{
+    char why[256] = "";
+    msgpack_sbuffer_init(sb);
+    assert_int_equal(dv_msg_encode(in, sb), DV_OK);
+    s_write_corpus(name, sb);
+    int rc = dv_msg_decode(sb->data, sb->size, out, why, sizeof why);
+    if (rc != DV_OK)
+        fail_msg("%s: decode failed (%d): %s", name, rc, why);
+    assert_int_equal(out->type, in->type);
+    assert_int_equal(out->version, DV_PROTO_VERSION);
+    assert_string_equal(why, "");
+}
+
+static void
+s_done(dv_msg_t *out, msgpack_sbuffer *sb)
+{
+    dv_msg_release(out);
+    msgpack_sbuffer_destroy(sb);
+}
+
+static void
+s_str_equal_(dv_str_t a, dv_str_t b, const char *what, int line)
+{
+    if (!a.ptr || !b.ptr) {
+        if (a.ptr != b.ptr)
+            fail_msg("line %d: %s: one side absent", line, what);
+        return;
+    }
+    if (a.len != b.len || memcmp(a.ptr, b.ptr, a.len) != 0)
+        fail_msg("line %d: %s: \"%.*s\" != \"%.*s\"", line, what, (int)a.len,
+                 a.ptr, (int)b.len, b.ptr);
+}
+
+#define S_STR_EQ(a, b) s_str_equal_((a), (b), #a, __LINE__)
+
+static void
+s_failure_equal(const dv_failure_t *a, const dv_failure_t *b)
+{
+    assert_int_equal(a->category, b->category);
+    S_STR_EQ(a->message, b->message);
+    assert_int_equal(a->retryable, b->retryable);
+    assert_int_equal(a->retry_after_ms, b->retry_after_ms);
+    assert_int_equal(a->exit_code, b->exit_code);
+    assert_int_equal(a->signal, b->signal);
+    assert_int_equal(a->http_status, b->http_status);
+    S_STR_EQ(a->key_id, b->key_id);
+}
+
+static void
+s_jobspec_equal(const dv_jobspec_t *a, const dv_jobspec_t *b)
+{
+    S_STR_EQ(a->queue, b->queue);
+    S_STR_EQ(a->type, b->type);
+    S_STR_EQ(a->payload, b->payload);
+    S_STR_EQ(a->key, b->key);
+    S_STR_EQ(a->batch, b->batch);
+    S_STR_EQ(a->trace, b->trace);
+    assert_int_equal(a->priority, b->priority);
+    assert_int_equal(a->run_at_ms, b->run_at_ms);
+    assert_int_equal(a->max_attempts, b->max_attempts);
+    assert_int_equal(a->timeout_ms, b->timeout_ms);
+    assert_int_equal(a->has_backoff, b->has_backoff);
+    if (a->has_backoff) {
+        assert_int_equal(a->backoff.base_ms, b->backoff.base_ms);
+        assert_true(a->backoff.factor == b->backoff.factor);
+        assert_int_equal(a->backoff.cap_ms, b->backoff.cap_ms);
+        assert_int_equal(a->backoff.jitter, b->backoff.jitter);
+    }
+    assert_int_equal(a->result_ttl_ms, b->result_ttl_ms);
+}
+
+static void
+s_job_equal(const dv_job_t *a, const dv_job_t *b)
+{
+    S_STR_EQ(a->id, b->id);
+    S_STR_EQ(a->queue, b->queue);
+    S_STR_EQ(a->type, b->type);
+    S_STR_EQ(a->payload, b->payload);
+    S_STR_EQ(a->trace, b->trace);
+    S_STR_EQ(a->batch, b->batch);
+    assert_int_equal(a->attempt, b->attempt);
+    assert_int_equal(a->max_attempts, b->max_attempts);
+    assert_int_equal(a->timeout_ms, b->timeout_ms);
+    assert_int_equal(a->enqueued_ms, b->enqueued_ms);
+}
+
+static void
+s_update_equal(const dv_update_t *a, const dv_update_t *b)
+{
+    assert_int_equal(a->kind, b->kind);
+    S_STR_EQ(a->id, b->id);
+    assert_int_equal(a->attempt, b->attempt);
+    assert_int_equal(a->ts_ms, b->ts_ms);
+    assert_int_equal(a->current, b->current);
+    assert_int_equal(a->total, b->total);
+    S_STR_EQ(a->message, b->message);
+    S_STR_EQ(a->result, b->result);
+    s_failure_equal(&a->failure, &b->failure);
+}
+
+static void
+s_result_equal(const dv_result_t *a, const dv_result_t *b)
+{
+    S_STR_EQ(a->id, b->id);
+    assert_int_equal(a->state, b->state);
+    assert_int_equal(a->attempts, b->attempts);
+    S_STR_EQ(a->result, b->result);
+    assert_int_equal(a->has_failure, b->has_failure);
+    s_failure_equal(&a->failure, &b->failure);
+    assert_int_equal(a->finished_ms, b->finished_ms);
+}
+
+static void
+s_event_equal(const dv_event_t *a, const dv_event_t *b)
+{
+    assert_int_equal(a->seq, b->seq);
+    S_STR_EQ(a->broker, b->broker);
+    assert_int_equal(a->ts_ms, b->ts_ms);
+    S_STR_EQ(a->kind, b->kind);
+    S_STR_EQ(a->id, b->id);
+    S_STR_EQ(a->queue, b->queue);
+    S_STR_EQ(a->type, b->type);
+    S_STR_EQ(a->batch, b->batch);
+    S_STR_EQ(a->worker, b->worker);
+    assert_int_equal(a->attempt, b->attempt);
+    assert_int_equal(a->state, b->state);
+    assert_int_equal(a->run_at_ms, b->run_at_ms);
+    assert_int_equal(a->wait_ms, b->wait_ms);
+    assert_int_equal(a->run_ms, b->run_ms);
+    assert_int_equal(a->current, b->current);
+    assert_int_equal(a->total, b->total);
+    S_STR_EQ(a->message, b->message);
+    assert_int_equal(a->has_failure, b->has_failure);
+    s_failure_equal(&a->failure, &b->failure);
+    S_STR_EQ(a->body, b->body);
+}
+
+/* True if the view points into the encoded frame (decode copies nothing). */
+static bool
+s_in_frame(dv_str_t v, const msgpack_sbuffer *sb)
+{
+    return v.ptr >= sb->data && v.ptr + v.len <= sb->data + sb->size;
+}
+
+static dv_failure_t
+s_full_failure(void)
+{
+    dv_failure_t f;
+    dv_failure_init(&f);
+    f.category = DV_CAT_RATE_LIMITED;
+    f.message = dv_str("429 Too Many Requests");
+    f.retryable = true;
+    f.retry_after_ms = 30000;
+    f.exit_code = 0; /* 0 is a real exit code, distinct from none (-1) */
+    f.signal = 9;
+    f.http_status = 429;
+    f.key_id = dv_str("key-3");
+    return f;
+}
+
+/* ---- round trips ------------------------------------------------------- */
+
+static void
+t_submit(void **state)
+{
+    (void)state;
+    dv_jobspec_t jobs[2];
+    memset(jobs, 0, sizeof jobs);
+    jobs[0].queue = dv_str("llm");
+    jobs[0].type = dv_str("http");
+    jobs[0].payload = S_PAYLOAD;
+    jobs[0].key = dv_str("prompt-0001");
+    jobs[0].batch = dv_str("batch-7");
+    jobs[0].trace = dv_str("00-0af7651916cd43dd8448eb211c80319c-"
+                           "b7ad6b7169203331-01");
+    jobs[0].priority = 0; /* lowest, not "absent" */
+    jobs[0].run_at_ms = 1795369260000;
+    jobs[0].max_attempts = 1000;
+    jobs[0].timeout_ms = 30000;
+    jobs[0].has_backoff = true;
+    jobs[0].backoff = (dv_backoff_t){ 500, 1.5, 60000, false };
+    jobs[0].result_ttl_ms = 86400000;
+    jobs[1].queue = dv_str("q");
+    jobs[1].type = dv_str("noop");
+    jobs[1].priority = DV_PRIORITY_DEFAULT;
+
+    dv_msg_t in = { .type = DV_MSG_SUBMIT, .version = 99 };
+    in.u.submit.req = UINT64_MAX;
+    in.u.submit.jobs = jobs;
+    in.u.submit.njobs = 2;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("submit", &in, &out, &sb);
+    assert_true(out.u.submit.req == UINT64_MAX);
+    assert_int_equal(out.u.submit.njobs, 2);
+    s_jobspec_equal(&jobs[0], &out.u.submit.jobs[0]);
+    s_jobspec_equal(&jobs[1], &out.u.submit.jobs[1]);
+    /* zero-copy views into the frame */
+    assert_true(s_in_frame(out.u.submit.jobs[0].queue, &sb));
+    assert_true(s_in_frame(out.u.submit.jobs[0].payload, &sb));
+    assert_non_null(out.priv_);
+    s_done(&out, &sb);
+
+    /* only the required keys: defaults come back */
+    dv_jobspec_t min;
+    memset(&min, 0, sizeof min);
+    min.queue = dv_str("q");
+    min.type = dv_str("t");
+    min.priority = DV_PRIORITY_DEFAULT;
+    in.u.submit.req = 0;
+    in.u.submit.jobs = &min;
+    in.u.submit.njobs = 1;
+    s_round_trip("submit_min", &in, &out, &sb);
+    const dv_jobspec_t *j = &out.u.submit.jobs[0];
+    s_jobspec_equal(&min, j);
+    assert_int_equal(j->priority, DV_PRIORITY_DEFAULT);
+    assert_false(j->has_backoff);
+    assert_null(j->payload.ptr);
+    assert_null(j->key.ptr);
+    /* absent optional numbers are not on the wire */
+    assert_null(memmem(sb.data, sb.size, "run_at", 6));
+    assert_null(memmem(sb.data, sb.size, "backoff", 7));
+    s_done(&out, &sb);
+
+    /* an empty submit is legal */
+    in.u.submit.jobs = NULL;
+    in.u.submit.njobs = 0;
+    s_round_trip("submit_empty", &in, &out, &sb);
+    assert_int_equal(out.u.submit.njobs, 0);
+    assert_null(out.u.submit.jobs);
+    s_done(&out, &sb);
+}
+
+static void
+t_submitted(void **state)
+{
+    (void)state;
+    dv_submit_ack_t acks[3];
+    memset(acks, 0, sizeof acks);
+    acks[0].id = dv_str(ID1);
+    acks[1].id = dv_str(ID2);
+    acks[1].duplicate = true;
+    acks[2].error = dv_str("jobs[2].queue: no such queue");
+    dv_msg_t in = { .type = DV_MSG_SUBMIT_REPLY };
+    in.u.submit_reply.req = 12;
+    in.u.submit_reply.acks = acks;
+    in.u.submit_reply.nacks = 3;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("submitted", &in, &out, &sb);
+    assert_int_equal(out.u.submit_reply.req, 12);
+    assert_int_equal(out.u.submit_reply.nacks, 3);
+    for (int i = 0; i < 3; i++) {
+        S_STR_EQ(acks[i].id, out.u.submit_reply.acks[i].id);
+        assert_int_equal(acks[i].duplicate,
+                         out.u.submit_reply.acks[i].duplicate);
+        S_STR_EQ(acks[i].error, out.u.submit_reply.acks[i].error);
+    }
+    s_done(&out, &sb);
+
+    in.u.submit_reply.nacks = 1;
+    s_round_trip("submitted_min", &in, &out, &sb);
+    assert_int_equal(out.u.submit_reply.nacks, 1);
+    S_STR_EQ(out.u.submit_reply.acks[0].id, dv_str(ID1));
+    assert_null(out.u.submit_reply.acks[0].error.ptr);
+    s_done(&out, &sb);
+}
+
+static void
+t_wait(void **state)
+{
+    (void)state;
+    dv_str_t ids[3] = { dv_str(ID1), dv_str(ID2), dv_str(ID3) };
+    dv_msg_t in = { .type = DV_MSG_WAIT };
+    in.u.wait.req = 3;
+    in.u.wait.ids = ids;
+    in.u.wait.nids = 3;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("wait", &in, &out, &sb);
+    assert_int_equal(out.u.wait.req, 3);
+    assert_int_equal(out.u.wait.nids, 3);
+    for (int i = 0; i < 3; i++)
+        S_STR_EQ(ids[i], out.u.wait.ids[i]);
+    s_done(&out, &sb);
+}
+
+static void
+t_result(void **state)
+{
+    (void)state;
+    dv_result_t r[2];
+    memset(r, 0, sizeof r);
+    r[0].id = dv_str(ID1);
+    r[0].state = DV_STATE_SUCCEEDED;
+    r[0].attempts = 1;
+    r[0].result = S_RESULT;
+    dv_failure_init(&r[0].failure);
+    r[0].finished_ms = 1795369261234;
+    r[1].id = dv_str(ID2);
+    r[1].state = DV_STATE_DEAD;
+    r[1].attempts = 5;
+    r[1].has_failure = true;
+    r[1].failure = s_full_failure();
+    r[1].finished_ms = 1795369262000;
+    dv_msg_t in = { .type = DV_MSG_RESULT };
+    in.u.result.results = r;
+    in.u.result.nresults = 2;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("result", &in, &out, &sb);
+    assert_int_equal(out.u.result.nresults, 2);
+    s_result_equal(&r[0], &out.u.result.results[0]);
+    s_result_equal(&r[1], &out.u.result.results[1]);
+    s_done(&out, &sb);
+
+    /* required only: id and state */
+    dv_result_t m;
+    memset(&m, 0, sizeof m);
+    m.id = dv_str(ID3);
+    m.state = DV_STATE_UNKNOWN;
+    dv_failure_init(&m.failure);
+    in.u.result.results = &m;
+    in.u.result.nresults = 1;
+    s_round_trip("result_min", &in, &out, &sb);
+    s_result_equal(&m, &out.u.result.results[0]);
+    s_done(&out, &sb);
+}
+
+static void
+t_ctrl(void **state)
+{
+    (void)state;
+    dv_msg_t in = { .type = DV_MSG_CTRL };
+    dv_ctrl_t *c = &in.u.ctrl;
+    c->req = 77;
+    c->verb = dv_str("retry");
+    c->id = dv_str(ID1);
+    c->queue = dv_str("llm");
+    c->worker = dv_str("host-a:4242");
+    c->dead = true;
+    c->has_value = true;
+    c->value = 2.5;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("ctrl", &in, &out, &sb);
+    const dv_ctrl_t *o = &out.u.ctrl;
+    assert_int_equal(o->req, 77);
+    S_STR_EQ(c->verb, o->verb);
+    S_STR_EQ(c->id, o->id);
+    S_STR_EQ(c->queue, o->queue);
+    S_STR_EQ(c->worker, o->worker);
+    assert_true(o->dead);
+    assert_true(o->has_value);
+    assert_true(o->value == 2.5);
+    assert_null(out.priv_);
+    s_done(&out, &sb);
+
+    dv_msg_t min = { .type = DV_MSG_CTRL };
+    min.u.ctrl.req = 1;
+    min.u.ctrl.verb = dv_str("status");
+    s_round_trip("ctrl_min", &min, &out, &sb);
+    assert_int_equal(out.u.ctrl.req, 1);
+    S_STR_EQ(out.u.ctrl.verb, dv_str("status"));
+    assert_null(out.u.ctrl.id.ptr);
+    assert_null(out.u.ctrl.queue.ptr);
+    assert_null(out.u.ctrl.worker.ptr);
+    assert_false(out.u.ctrl.dead);
+    assert_false(out.u.ctrl.has_value);
+    s_done(&out, &sb);
+}
+
+static void
+t_reply(void **state)
+{
+    (void)state;
+    dv_msg_t in = { .type = DV_MSG_REPLY };
+    in.u.reply.req = 5;
+    in.u.reply.ok = false;
+    in.u.reply.error = dv_str("no such job");
+    in.u.reply.body = S_RESULT;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("reply", &in, &out, &sb);
+    assert_int_equal(out.u.reply.req, 5);
+    assert_false(out.u.reply.ok);
+    S_STR_EQ(in.u.reply.error, out.u.reply.error);
+    S_STR_EQ(in.u.reply.body, out.u.reply.body);
+    s_done(&out, &sb);
+
+    dv_msg_t min = { .type = DV_MSG_REPLY };
+    min.u.reply.req = 6;
+    min.u.reply.ok = true;
+    s_round_trip("reply_min", &min, &out, &sb);
+    assert_int_equal(out.u.reply.req, 6);
+    assert_true(out.u.reply.ok);
+    assert_null(out.u.reply.error.ptr);
+    assert_null(out.u.reply.body.ptr);
+    s_done(&out, &sb);
+}
+
+static void
+t_error(void **state)
+{
+    (void)state;
+    dv_msg_t in = { .type = DV_MSG_ERROR };
+    in.u.error.req = 9;
+    in.u.error.reason = dv_str("submit: jobs[3].priority: must be 0..9");
+    in.u.error.version = 1;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("error", &in, &out, &sb);
+    assert_int_equal(out.u.error.req, 9);
+    S_STR_EQ(in.u.error.reason, out.u.error.reason);
+    assert_int_equal(out.u.error.version, 1);
+    s_done(&out, &sb);
+
+    dv_msg_t min = { .type = DV_MSG_ERROR };
+    min.u.error.reason = dv_str("unknown worker: send hello");
+    s_round_trip("error_min", &min, &out, &sb);
+    assert_int_equal(out.u.error.req, 0);
+    S_STR_EQ(min.u.error.reason, out.u.error.reason);
+    assert_int_equal(out.u.error.version, 0);
+    s_done(&out, &sb);
+}
+
+static void
+t_hello(void **state)
+{
+    (void)state;
+    dv_str_t queues[3] = { dv_str("llm"), dv_str("email"), dv_str("q") };
+    dv_held_t held[2] = { { dv_str(ID1), 1 }, { dv_str(ID2), 3 } };
+    dv_msg_t in = { .type = DV_MSG_HELLO };
+    dv_hello_t *h = &in.u.hello;
+    h->name = dv_str("host-a:4242");
+    h->host = dv_str("host-a");
+    h->pid = 4242;
+    h->queues = queues;
+    h->nqueues = 3;
+    h->concurrency = 16;
+    h->credit = 16;
+    h->held = held;
+    h->nheld = 2;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("hello", &in, &out, &sb);
+    const dv_hello_t *o = &out.u.hello;
+    S_STR_EQ(h->name, o->name);
+    S_STR_EQ(h->host, o->host);
+    assert_int_equal(o->pid, 4242);
+    assert_int_equal(o->nqueues, 3);
+    for (int i = 0; i < 3; i++)
+        S_STR_EQ(queues[i], o->queues[i]);
+    assert_int_equal(o->concurrency, 16);
+    assert_int_equal(o->credit, 16);
+    assert_int_equal(o->nheld, 2);
+    for (int i = 0; i < 2; i++) {
+        S_STR_EQ(held[i].id, o->held[i].id);
+        assert_int_equal(held[i].attempt, o->held[i].attempt);
+    }
+    s_done(&out, &sb);
+
+    dv_msg_t min = { .type = DV_MSG_HELLO };
+    min.u.hello.name = dv_str("w");
+    min.u.hello.queues = queues;
+    min.u.hello.nqueues = 1;
+    min.u.hello.concurrency = 1;
+    min.u.hello.credit = 0;
+    s_round_trip("hello_min", &min, &out, &sb);
+    S_STR_EQ(out.u.hello.name, dv_str("w"));
+    assert_null(out.u.hello.host.ptr);
+    assert_int_equal(out.u.hello.pid, 0);
+    assert_int_equal(out.u.hello.nqueues, 1);
+    assert_int_equal(out.u.hello.concurrency, 1);
+    assert_int_equal(out.u.hello.credit, 0);
+    assert_int_equal(out.u.hello.nheld, 0);
+    assert_null(out.u.hello.held);
+    s_done(&out, &sb);
+}
+
+static void
+t_welcome(void **state)
+{
+    (void)state;
+    dv_msg_t in = { .type = DV_MSG_WELCOME };
+    in.u.welcome.broker = dv_str("b-0190f3a2");
+    in.u.welcome.heartbeat_ms = 1000;
+    in.u.welcome.worker_timeout_ms = 5000;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("welcome", &in, &out, &sb);
+    S_STR_EQ(in.u.welcome.broker, out.u.welcome.broker);
+    assert_int_equal(out.u.welcome.heartbeat_ms, 1000);
+    assert_int_equal(out.u.welcome.worker_timeout_ms, 5000);
+    s_done(&out, &sb);
+}
+
+static void
+t_jobs(void **state)
+{
+    (void)state;
+    dv_job_t jobs[2];
+    memset(jobs, 0, sizeof jobs);
+    jobs[0].id = dv_str(ID1);
+    jobs[0].queue = dv_str("llm");
+    jobs[0].type = dv_str("http");
+    jobs[0].payload = S_PAYLOAD;
+    jobs[0].trace = dv_str("00-0af7651916cd43dd8448eb211c80319c-"
+                           "b7ad6b7169203331-01");
+    jobs[0].batch = dv_str("batch-7");
+    jobs[0].attempt = 2;
+    jobs[0].max_attempts = 5;
+    jobs[0].timeout_ms = 30000;
+    jobs[0].enqueued_ms = 1795369260000;
+    jobs[1].id = dv_str(ID2);
+    jobs[1].queue = dv_str("q");
+    jobs[1].type = dv_str("noop");
+    jobs[1].attempt = 1;
+    dv_msg_t in = { .type = DV_MSG_JOBS };
+    in.u.jobs.jobs = jobs;
+    in.u.jobs.njobs = 2;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("jobs", &in, &out, &sb);
+    assert_int_equal(out.u.jobs.njobs, 2);
+    s_job_equal(&jobs[0], &out.u.jobs.jobs[0]);
+    s_job_equal(&jobs[1], &out.u.jobs.jobs[1]);
+    s_done(&out, &sb);
+}
+
+static void
+t_update(void **state)
+{
+    (void)state;
+    dv_update_t it[5];
+    memset(it, 0, sizeof it);
+    for (int i = 0; i < 5; i++)
+        dv_failure_init(&it[i].failure);
+    it[0].kind = DV_UPD_STARTED;
+    it[0].id = dv_str(ID1);
+    it[0].attempt = 1;
+    it[0].ts_ms = 1795369260001;
+    it[1].kind = DV_UPD_PROGRESS;
+    it[1].id = dv_str(ID1);
+    it[1].attempt = 1;
+    it[1].current = 40;
+    it[1].total = 100;
+    it[1].message = dv_str("tokens");
+    it[2].kind = DV_UPD_SUCCEEDED;
+    it[2].id = dv_str(ID1);
+    it[2].attempt = 1;
+    it[2].ts_ms = 1795369260900;
+    it[2].result = S_RESULT;
+    it[3].kind = DV_UPD_FAILED;
+    it[3].id = dv_str(ID2);
+    it[3].attempt = 4;
+    it[3].ts_ms = 1795369260950;
+    it[3].failure = s_full_failure();
+    it[4].kind = DV_UPD_RETURNED;
+    it[4].id = dv_str(ID3);
+    it[4].attempt = 1;
+    dv_msg_t in = { .type = DV_MSG_UPDATE };
+    in.u.update.credit = 3;
+    in.u.update.items = it;
+    in.u.update.nitems = 5;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("update", &in, &out, &sb);
+    assert_int_equal(out.u.update.credit, 3);
+    assert_int_equal(out.u.update.nitems, 5);
+    for (int i = 0; i < 5; i++)
+        s_update_equal(&it[i], &out.u.update.items[i]);
+    s_done(&out, &sb);
+
+    /* a failure with only its category: the "none" markers come back */
+    dv_update_t f;
+    memset(&f, 0, sizeof f);
+    f.kind = DV_UPD_FAILED;
+    f.id = dv_str(ID2);
+    f.attempt = 1;
+    dv_failure_init(&f.failure);
+    f.failure.category = DV_CAT_CRASHED;
+    in.u.update.credit = 0;
+    in.u.update.items = &f;
+    in.u.update.nitems = 1;
+    s_round_trip("update_min", &in, &out, &sb);
+    assert_int_equal(out.u.update.credit, 0);
+    s_update_equal(&f, &out.u.update.items[0]);
+    assert_int_equal(out.u.update.items[0].failure.exit_code, -1);
+    s_done(&out, &sb);
+
+    /* credit alone, no items */
+    in.u.update.credit = 8;
+    in.u.update.items = NULL;
+    in.u.update.nitems = 0;
+    s_round_trip("update_credit", &in, &out, &sb);
+    assert_int_equal(out.u.update.credit, 8);
+    assert_int_equal(out.u.update.nitems, 0);
+    s_done(&out, &sb);
+}
+
+static void
+t_heartbeat(void **state)
+{
+    (void)state;
+    dv_msg_t in = { .type = DV_MSG_HEARTBEAT };
+    in.u.heartbeat.busy = 3;
+    in.u.heartbeat.idle = 13;
+    in.u.heartbeat.processed = 123456789012;
+    in.u.heartbeat.failed = 17;
+    in.u.heartbeat.body = S_RESULT;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("heartbeat", &in, &out, &sb);
+    assert_int_equal(out.u.heartbeat.busy, 3);
+    assert_int_equal(out.u.heartbeat.idle, 13);
+    assert_int_equal(out.u.heartbeat.processed, 123456789012);
+    assert_int_equal(out.u.heartbeat.failed, 17);
+    S_STR_EQ(in.u.heartbeat.body, out.u.heartbeat.body);
+    s_done(&out, &sb);
+
+    dv_msg_t min = { .type = DV_MSG_HEARTBEAT };
+    s_round_trip("heartbeat_min", &min, &out, &sb);
+    assert_int_equal(out.u.heartbeat.busy, 0);
+    assert_null(out.u.heartbeat.body.ptr);
+    /* {"v": 1, "t": "heartbeat"}: nothing else */
+    assert_int_equal((uint8_t)sb.data[0], 0x82);
+    s_done(&out, &sb);
+}
+
+static void
+t_bye(void **state)
+{
+    (void)state;
+    dv_msg_t in = { .type = DV_MSG_BYE };
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("bye", &in, &out, &sb);
+    const uint8_t want[] = { 0x82, 0xa1, 'v', 0x01, 0xa1, 't', 0xa3,
+                             'b',  'y',  'e' };
+    assert_int_equal(sb.size, sizeof want);
+    assert_memory_equal(sb.data, want, sizeof want);
+    s_done(&out, &sb);
+}
+
+static void
+t_kill(void **state)
+{
+    (void)state;
+    dv_msg_t in = { .type = DV_MSG_KILL };
+    in.u.kill.id = dv_str(ID1);
+    in.u.kill.reason = dv_str("cancelled by operator");
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("kill", &in, &out, &sb);
+    S_STR_EQ(in.u.kill.id, out.u.kill.id);
+    S_STR_EQ(in.u.kill.reason, out.u.kill.reason);
+    s_done(&out, &sb);
+
+    in.u.kill.reason = dv_strn(NULL, 0);
+    s_round_trip("kill_min", &in, &out, &sb);
+    S_STR_EQ(in.u.kill.id, out.u.kill.id);
+    assert_null(out.u.kill.reason.ptr);
+    s_done(&out, &sb);
+}
+
+static void
+t_event(void **state)
+{
+    (void)state;
+    dv_msg_t in = { .type = DV_MSG_EVENT };
+    dv_event_t *e = &in.u.event;
+    e->seq = 1234567;
+    e->broker = dv_str("b-0190f3a2");
+    e->ts_ms = 1795369260000;
+    e->kind = dv_str("job.failed");
+    e->id = dv_str(ID1);
+    e->queue = dv_str("llm");
+    e->type = dv_str("http");
+    e->batch = dv_str("batch-7");
+    e->worker = dv_str("host-a:4242");
+    e->attempt = 2;
+    e->state = DV_STATE_SCHEDULED;
+    e->run_at_ms = 1795369290000;
+    e->wait_ms = 12;
+    e->run_ms = 2400;
+    e->current = 7;
+    e->total = 9;
+    e->message = dv_str("step 7");
+    e->has_failure = true;
+    e->failure = s_full_failure();
+    e->body = S_RESULT;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("event", &in, &out, &sb);
+    s_event_equal(e, &out.u.event);
+    s_done(&out, &sb);
+
+    dv_msg_t min = { .type = DV_MSG_EVENT };
+    min.u.event.seq = 1;
+    min.u.event.broker = dv_str("b");
+    min.u.event.kind = dv_str("worker.left");
+    dv_failure_init(&min.u.event.failure);
+    s_round_trip("event_min", &min, &out, &sb);
+    s_event_equal(&min.u.event, &out.u.event);
+    assert_int_equal(out.u.event.state, DV_STATE_NONE);
+    s_done(&out, &sb);
+}
+
+static void
+t_encode_invalid_type(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    dv_msg_t m = { .type = DV_MSG_NONE };
+    assert_int_equal(dv_msg_encode(&m, &sb), DV_EPROTO);
+    m.type = DV_MSG_COUNT_;
+    assert_int_equal(dv_msg_encode(&m, &sb), DV_EPROTO);
+    m.type = (dv_msg_type_t)-3;
+    assert_int_equal(dv_msg_encode(&m, &sb), DV_EPROTO);
+    assert_int_equal(sb.size, 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- rejections -------------------------------------------------------- */
+
+static int
+s_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* JSON to msgpack for tests; "bin:<hex>" strings become bin. */
+static void
+s_pack_json(msgpack_packer *pk, const json_t *j)
+{
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        const char *k;
+        size_t kl;
+        json_t *v;
+        msgpack_pack_map(pk, json_object_size(j));
+        json_object_keylen_foreach((json_t *)j, k, kl, v) {
+            msgpack_pack_str_with_body(pk, k, kl);
+            s_pack_json(pk, v);
+        }
+        break;
+    }
+    case JSON_ARRAY:
+        msgpack_pack_array(pk, json_array_size(j));
+        for (size_t i = 0; i < json_array_size(j); i++)
+            s_pack_json(pk, json_array_get(j, i));
+        break;
+    case JSON_STRING: {
+        const char *s = json_string_value(j);
+        size_t n = json_string_length(j);
+        if (n >= 4 && memcmp(s, "bin:", 4) == 0) {
+            size_t bn = (n - 4) / 2;
+            char *b = malloc(bn + 1);
+            for (size_t i = 0; i < bn; i++)
+                b[i] = (char)(s_hexval(s[4 + 2 * i]) << 4 |
+                              s_hexval(s[5 + 2 * i]));
+            msgpack_pack_bin_with_body(pk, b, bn);
+            free(b);
+        } else {
+            msgpack_pack_str_with_body(pk, s, n);
+        }
+        break;
+    }
+    case JSON_INTEGER:
+        msgpack_pack_int64(pk, json_integer_value(j));
+        break;
+    case JSON_REAL:
+        msgpack_pack_double(pk, json_real_value(j));
+        break;
+    case JSON_TRUE:
+        msgpack_pack_true(pk);
+        break;
+    case JSON_FALSE:
+        msgpack_pack_false(pk);
+        break;
+    case JSON_NULL:
+        msgpack_pack_nil(pk);
+        break;
+    }
+}
+
+/* Packs the printf-formatted JSON text into sb (initialised here). */
+static void
+s_frame(msgpack_sbuffer *sb, const char *fmt, va_list ap)
+{
+    char *text = NULL;
+    assert_true(vasprintf(&text, fmt, ap) >= 0);
+    json_error_t err;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &err);
+    if (!j)
+        fail_msg("bad test JSON (%s): %s", err.text, text);
+    msgpack_sbuffer_init(sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    s_pack_json(&pk, j);
+    json_decref(j);
+    free(text);
+}
+
+static void
+s_framef(msgpack_sbuffer *sb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_frame(sb, fmt, ap);
+    va_end(ap);
+}
+
+/* Decodes data and checks the code and that the reason holds want. */
+static void
+s_expect_bytes(const void *data, size_t size, int code, const char *want,
+               int line)
+{
+    dv_msg_t m;
+    char why[256];
+    memset(why, 'x', sizeof why);
+    int rc = dv_msg_decode(data, size, &m, why, sizeof why);
+    if (rc != code)
+        fail_msg("line %d: got %d (%s), want %d", line, rc,
+                 rc ? why : "ok", code);
+    if (want && !strstr(why, want))
+        fail_msg("line %d: reason \"%s\" lacks \"%s\"", line, why, want);
+    if (code != DV_OK) {
+        /* a failed decode owns nothing */
+        assert_null(m.priv_);
+        assert_true(strlen(why) > 0 && strlen(why) < sizeof why);
+    }
+    dv_msg_release(&m);
+    dv_msg_release(&m);
+}
+
+static void
+s_expect_(int line, int code, const char *want, const char *fmt, ...)
+{
+    msgpack_sbuffer sb;
+    va_list ap;
+    va_start(ap, fmt);
+    s_frame(&sb, fmt, ap);
+    va_end(ap);
+    s_expect_bytes(sb.data, sb.size, code, want, line);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+#define S_EXPECT(code, want, ...)                                           \
+    s_expect_(__LINE__, (code), (want), __VA_ARGS__)
+
+/* n copies of c, NUL-terminated; caller frees. */
+static char *
+s_rep(char c, size_t n)
+{
+    char *s = malloc(n + 1);
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+static void
+t_reject_envelope(void **state)
+{
+    (void)state;
+    S_EXPECT(DV_EPROTO, "must be a msgpack map", "[1, 2]");
+    S_EXPECT(DV_EPROTO, "must be a msgpack map", "\"submit\"");
+    S_EXPECT(DV_EPROTO, "must be a msgpack map", "null");
+    S_EXPECT(DV_EPROTO, "missing key \"v\"", "{\"t\": \"bye\"}");
+    S_EXPECT(DV_EPROTO, "missing key \"v\"", "{}");
+    S_EXPECT(DV_EPROTO, "missing key \"t\"", "{\"v\": 1}");
+    S_EXPECT(DV_EPROTO, "unknown message type \"nope\"",
+             "{\"v\": 1, \"t\": \"nope\"}");
+    S_EXPECT(DV_EPROTO, "unknown message type \"\"",
+             "{\"v\": 1, \"t\": \"\"}");
+    S_EXPECT(DV_EPROTO, "t: must be a string", "{\"v\": 1, \"t\": 5}");
+    S_EXPECT(DV_EPROTO, "v: must be an unsigned integer",
+             "{\"v\": -1, \"t\": \"bye\"}");
+    S_EXPECT(DV_EPROTO, "v: must be an unsigned integer",
+             "{\"v\": \"1\", \"t\": \"bye\"}");
+    S_EXPECT(DV_EPROTO, "v: must be an unsigned integer",
+             "{\"v\": 1.0, \"t\": \"bye\"}");
+    S_EXPECT(DV_EPROTO, "v: must be >= 1", "{\"v\": 0, \"t\": \"bye\"}");
+    S_EXPECT(DV_EVERSION, "protocol version 2 is not supported",
+             "{\"v\": 2, \"t\": \"bye\"}");
+    /* a newer peer may use a type this side has never heard of */
+    S_EXPECT(DV_EVERSION, "this side speaks 1",
+             "{\"v\": 7, \"t\": \"newtype\", \"x\": [1]}");
+    S_EXPECT(DV_OK, NULL, "{\"t\": \"bye\", \"v\": 1}");
+
+    /* the version reaches the caller, for its error reply */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "v", 1);
+    msgpack_pack_uint64(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "t", 1);
+    msgpack_pack_str_with_body(&pk, "hello", 5);
+    dv_msg_t m;
+    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, NULL, 0),
+                     DV_EVERSION);
+    assert_int_equal(m.version, 3);
+    dv_msg_release(&m);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void
+t_reject_fields(void **state)
+{
+    (void)state;
+    const char *job = "{\"queue\": \"q\", \"type\": \"t\"}";
+    /* the example from the header, to the letter */
+    S_EXPECT(DV_EPROTO, "submit: jobs[3].priority: must be 0..9",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": [%s, %s, %s, "
+             "{\"queue\": \"q\", \"type\": \"t\", \"priority\": 10}]}",
+             job, job, job);
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].priority: must be 0..9",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"q\", \"type\": \"t\", \"priority\": -1}]}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].priority: must be an integer",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"q\", \"type\": \"t\", \"priority\": 1.5}]}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].priority: must be an integer",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"q\", \"type\": \"t\", \"priority\": \"5\"}]}");
+    S_EXPECT(DV_OK, NULL,
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"q\", \"type\": \"t\", \"priority\": 9}]}");
+    S_EXPECT(DV_EPROTO, "hello: missing key \"queues\"",
+             "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", "
+             "\"concurrency\": 1, \"credit\": 1}");
+    S_EXPECT(DV_EPROTO, "update: items[0].kind: unknown kind \"foo\"",
+             "{\"v\": 1, \"t\": \"update\", \"items\": [{\"kind\": \"foo\", "
+             "\"id\": \"" ID1 "\", \"attempt\": 1}]}");
+    S_EXPECT(DV_EPROTO, "submit: missing key \"jobs\"",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1}");
+    S_EXPECT(DV_EPROTO, "submit: missing key \"req\"",
+             "{\"v\": 1, \"t\": \"submit\", \"jobs\": []}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[1]: missing key \"type\"",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[%s, {\"queue\": \"q\"}]}", job);
+    S_EXPECT(DV_EPROTO, "submit: jobs[0]: must be a map",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": [7]}");
+    S_EXPECT(DV_EPROTO, "submit: jobs: must be an array",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": {}}");
+    S_EXPECT(DV_EPROTO, "submit: req: must be an unsigned integer",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": -4, \"jobs\": []}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].queue: must be a string",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": 5, \"type\": \"t\"}]}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].queue: must not be empty",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"\", \"type\": \"t\"}]}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].batch: must not be empty",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"q\", \"type\": \"t\", \"batch\": \"\"}]}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].max_attempts: must be 0..1000",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"q\", \"type\": \"t\", \"max_attempts\": 1001}]}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].timeout: must be >= 0",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"q\", \"type\": \"t\", \"timeout\": -1}]}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].run_at: must be >= 0",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"q\", \"type\": \"t\", \"run_at\": -5}]}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].result_ttl: must be an integer",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"q\", \"type\": \"t\", \"result_ttl\": true}]}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].payload: must be bin",
+             "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+             "[{\"queue\": \"q\", \"type\": \"t\", \"payload\": {}}]}");
+    S_EXPECT(DV_EPROTO, "reply: ok: must be a boolean",
+             "{\"v\": 1, \"t\": \"reply\", \"req\": 1, \"ok\": 1}");
+    S_EXPECT(DV_EPROTO, "reply: missing key \"ok\"",
+             "{\"v\": 1, \"t\": \"reply\", \"req\": 1}");
+    S_EXPECT(DV_EPROTO, "ctrl: dead: must be a boolean",
+             "{\"v\": 1, \"t\": \"ctrl\", \"req\": 1, \"verb\": \"retry\", "
+             "\"dead\": \"yes\"}");
+    S_EXPECT(DV_EPROTO, "ctrl: value: must be a number",
+             "{\"v\": 1, \"t\": \"ctrl\", \"req\": 1, \"verb\": \"rate\", "
+             "\"value\": \"fast\"}");
+    /* doubles accept integers */
+    S_EXPECT(DV_OK, NULL,
+             "{\"v\": 1, \"t\": \"ctrl\", \"req\": 1, \"verb\": \"rate\", "
+             "\"value\": 3}");
+    S_EXPECT(DV_EPROTO, "ctrl: missing key \"verb\"",
+             "{\"v\": 1, \"t\": \"ctrl\", \"req\": 1}");
+    S_EXPECT(DV_EPROTO, "error: missing key \"reason\"",
+             "{\"v\": 1, \"t\": \"error\", \"req\": 1}");
+    S_EXPECT(DV_EPROTO, "error: version: must be 0..4294967295",
+             "{\"v\": 1, \"t\": \"error\", \"reason\": \"x\", "
+             "\"version\": 4294967296}");
+}
+
+static void
+t_reject_ids_and_limits(void **state)
+{
+    (void)state;
+    S_EXPECT(DV_EPROTO, "wait: ids[1]: must be a 36-character job id",
+             "{\"v\": 1, \"t\": \"wait\", \"req\": 1, \"ids\": [\"" ID1
+             "\", \"abc\"]}");
+    S_EXPECT(DV_EPROTO, "kill: id: must be a 36-character job id",
+             "{\"v\": 1, \"t\": \"kill\", \"id\": \"" ID1 "0\"}");
+    S_EXPECT(DV_EPROTO, "kill: id: must be a string",
+             "{\"v\": 1, \"t\": \"kill\", \"id\": 42}");
+    S_EXPECT(DV_EPROTO, "kill: missing key \"id\"",
+             "{\"v\": 1, \"t\": \"kill\", \"reason\": \"x\"}");
+    S_EXPECT(DV_EPROTO, "jobs: jobs[0].attempt: must be 1..2147483647",
+             "{\"v\": 1, \"t\": \"jobs\", \"jobs\": [{\"id\": \"" ID1 "\", "
+             "\"queue\": \"q\", \"type\": \"t\", \"attempt\": 0}]}");
+    S_EXPECT(DV_EPROTO, "jobs: jobs[0]: missing key \"attempt\"",
+             "{\"v\": 1, \"t\": \"jobs\", \"jobs\": [{\"id\": \"" ID1 "\", "
+             "\"queue\": \"q\", \"type\": \"t\"}]}");
+
+    char *name200 = s_rep('n', DV_NAME_MAX), *name201 = s_rep('n', 201);
+    char *key512 = s_rep('k', DV_KEY_MAX), *key513 = s_rep('k', 513);
+    char *text4096 = s_rep('m', DV_TEXT_MAX), *text4097 = s_rep('m', 4097);
+    const char *sub = "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+                      "[{\"queue\": \"%s\", \"type\": \"t\", \"key\": \"%s\", "
+                      "\"trace\": \"%s\"}]}";
+    S_EXPECT(DV_OK, NULL, sub, name200, key512, text4096);
+    S_EXPECT(DV_ETOOBIG, "submit: jobs[0].queue: longer than 200 bytes", sub,
+             name201, key512, text4096);
+    S_EXPECT(DV_ETOOBIG, "submit: jobs[0].key: longer than 512 bytes", sub,
+             name200, key513, text4096);
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].key: must not be empty", sub,
+             name200, "", text4096);
+    S_EXPECT(DV_ETOOBIG, "submit: jobs[0].trace: longer than 4096 bytes", sub,
+             name200, key512, text4097);
+    S_EXPECT(DV_OK, NULL, sub, "q", "k", ""); /* empty text is fine */
+    S_EXPECT(DV_ETOOBIG, "error: reason: longer than 4096 bytes",
+             "{\"v\": 1, \"t\": \"error\", \"reason\": \"%s\"}", text4097);
+    S_EXPECT(DV_ETOOBIG, "hello: name: longer than 200 bytes",
+             "{\"v\": 1, \"t\": \"hello\", \"name\": \"%s\", \"queues\": "
+             "[\"q\"], \"concurrency\": 1, \"credit\": 1}", name201);
+    S_EXPECT(DV_ETOOBIG, "hello: queues[1]: longer than 200 bytes",
+             "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", \"queues\": "
+             "[\"q\", \"%s\"], \"concurrency\": 1, \"credit\": 1}", name201);
+    free(name200);
+    free(name201);
+    free(key512);
+    free(key513);
+    free(text4096);
+    free(text4097);
+
+    S_EXPECT(DV_EPROTO, "hello: queues: must name at least one queue",
+             "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", \"queues\": [], "
+             "\"concurrency\": 1, \"credit\": 1}");
+    S_EXPECT(DV_EPROTO, "hello: queues[0]: must be a string",
+             "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", \"queues\": [1], "
+             "\"concurrency\": 1, \"credit\": 1}");
+    S_EXPECT(DV_EPROTO, "hello: concurrency: must be 1..2147483647",
+             "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", \"queues\": "
+             "[\"q\"], \"concurrency\": 0, \"credit\": 1}");
+    S_EXPECT(DV_EPROTO, "hello: credit: must be 0..2147483647",
+             "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", \"queues\": "
+             "[\"q\"], \"concurrency\": 1, \"credit\": -1}");
+    S_EXPECT(DV_EPROTO, "hello: concurrency: must be 1..2147483647",
+             "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", \"queues\": "
+             "[\"q\"], \"concurrency\": 4294967296, \"credit\": 1}");
+    S_EXPECT(DV_EPROTO, "hello: held[0]: missing key \"attempt\"",
+             "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", \"queues\": "
+             "[\"q\"], \"concurrency\": 1, \"credit\": 1, \"held\": "
+             "[{\"id\": \"" ID1 "\"}]}");
+
+    /* 257 queues */
+    char buf[257 * 6 + 256];
+    size_t n = 0;
+    for (int i = 0; i < 257; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s\"q\"", i ? "," : "");
+    S_EXPECT(DV_ETOOBIG, "hello: queues: more than 256 items",
+             "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", \"queues\": "
+             "[%s], \"concurrency\": 1, \"credit\": 1}", buf);
+
+    S_EXPECT(DV_EPROTO, "welcome: heartbeat: must be >= 1",
+             "{\"v\": 1, \"t\": \"welcome\", \"broker\": \"b\", "
+             "\"heartbeat\": 0, \"worker_timeout\": 1}");
+    S_EXPECT(DV_EPROTO, "welcome: missing key \"worker_timeout\"",
+             "{\"v\": 1, \"t\": \"welcome\", \"broker\": \"b\", "
+             "\"heartbeat\": 1}");
+    S_EXPECT(DV_EPROTO, "update: credit: must be 0..2147483647",
+             "{\"v\": 1, \"t\": \"update\", \"credit\": -1, \"items\": []}");
+    S_EXPECT(DV_EPROTO, "update: missing key \"items\"",
+             "{\"v\": 1, \"t\": \"update\", \"credit\": 1}");
+    S_EXPECT(DV_EPROTO, "update: items[0]: missing key \"failure\"",
+             "{\"v\": 1, \"t\": \"update\", \"items\": [{\"kind\": "
+             "\"failed\", \"id\": \"" ID1 "\", \"attempt\": 1}]}");
+    S_EXPECT(DV_EPROTO, "update: items[0].failure: missing key \"category\"",
+             "{\"v\": 1, \"t\": \"update\", \"items\": [{\"kind\": "
+             "\"failed\", \"id\": \"" ID1 "\", \"attempt\": 1, \"failure\": "
+             "{\"message\": \"x\"}}]}");
+    S_EXPECT(DV_EPROTO, "update: items[0].kind: must be a string",
+             "{\"v\": 1, \"t\": \"update\", \"items\": [{\"kind\": 1, "
+             "\"id\": \"" ID1 "\", \"attempt\": 1}]}");
+    S_EXPECT(DV_EPROTO, "result: results[1].failure.category: unknown "
+             "category \"meh\"",
+             "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
+             "\", \"state\": \"succeeded\"}, {\"id\": \"" ID2 "\", \"state\": "
+             "\"dead\", \"failure\": {\"category\": \"meh\"}}]}");
+    S_EXPECT(DV_EPROTO, "result: results[0].failure.http_status: must be "
+             "0..999",
+             "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
+             "\", \"state\": \"dead\", \"failure\": {\"category\": \"auth\", "
+             "\"http_status\": 1000}}]}");
+    S_EXPECT(DV_EPROTO, "result: results[0].failure.exit_code: must be an "
+             "integer",
+             "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
+             "\", \"state\": \"dead\", \"failure\": {\"category\": \"auth\", "
+             "\"exit_code\": 2.0}}]}");
+    S_EXPECT(DV_EPROTO, "result: results[0].failure: must be a map",
+             "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
+             "\", \"state\": \"dead\", \"failure\": \"auth\"}]}");
+    S_EXPECT(DV_EPROTO, "result: results[0].state: unknown state \"done\"",
+             "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
+             "\", \"state\": \"done\"}]}");
+    S_EXPECT(DV_EPROTO, "unknown state \"none\"",
+             "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
+             "\", \"state\": \"none\"}]}");
+    S_EXPECT(DV_EPROTO, "submitted: acks[0]: missing key \"id\"",
+             "{\"v\": 1, \"t\": \"submitted\", \"req\": 1, \"acks\": "
+             "[{\"duplicate\": false}]}");
+    S_EXPECT(DV_EPROTO, "event: seq: must be >= 1",
+             "{\"v\": 1, \"t\": \"event\", \"seq\": 0, \"broker\": \"b\", "
+             "\"kind\": \"job.started\"}");
+    S_EXPECT(DV_EPROTO, "event: missing key \"kind\"",
+             "{\"v\": 1, \"t\": \"event\", \"seq\": 1, \"broker\": \"b\"}");
+    S_EXPECT(DV_EPROTO, "event: state: unknown state \"sleepy\"",
+             "{\"v\": 1, \"t\": \"event\", \"seq\": 1, \"broker\": \"b\", "
+             "\"kind\": \"job.x\", \"state\": \"sleepy\"}");
+    S_EXPECT(DV_EPROTO, "heartbeat: busy: must be 0..2147483647",
+             "{\"v\": 1, \"t\": \"heartbeat\", \"busy\": -2}");
+}
+
+static void
+t_reject_backoff(void **state)
+{
+    (void)state;
+    const char *fmt = "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+                      "[{\"queue\": \"q\", \"type\": \"t\", \"backoff\": %s}]}";
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].backoff.factor: must be >= 1", fmt,
+             "{\"base\": 100, \"factor\": 0.5, \"cap\": 1000}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].backoff.cap: must be >= base", fmt,
+             "{\"base\": 1000, \"cap\": 10}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].backoff.base: must be >= 0", fmt,
+             "{\"base\": -1, \"cap\": 10}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].backoff.jitter: must be a boolean",
+             fmt, "{\"jitter\": 1}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].backoff: must be a map", fmt, "[]");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].backoff.factor: must be a number",
+             fmt, "{\"factor\": \"2\"}");
+
+    /* defaults fill what is absent; an integer factor is fine */
+    msgpack_sbuffer sb;
+    dv_msg_t m;
+    char why[256];
+    s_framef(&sb, fmt, "{\"base\": 250, \"factor\": 3}");
+    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, why, sizeof why),
+                     DV_OK);
+    const dv_jobspec_t *js = &m.u.submit.jobs[0];
+    assert_true(js->has_backoff);
+    assert_int_equal(js->backoff.base_ms, 250);
+    assert_true(js->backoff.factor == 3.0);
+    assert_int_equal(js->backoff.cap_ms, DV_BACKOFF_DEFAULT.cap_ms);
+    assert_true(js->backoff.jitter);
+    dv_msg_release(&m);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void
+t_reject_payloads(void **state)
+{
+    (void)state;
+    const char *fmt = "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
+                      "[{\"queue\": \"q\", \"type\": \"t\", \"payload\": "
+                      "\"bin:%s\"}]}";
+    S_EXPECT(DV_OK, NULL, fmt, "c0");             /* nil */
+    S_EXPECT(DV_OK, NULL, fmt, "81a16101");       /* {"a": 1} */
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].payload: bin does not hold exactly "
+             "one msgpack value", fmt, "c1");     /* never-used byte */
+    S_EXPECT(DV_EPROTO, "exactly one msgpack value", fmt, "0102"); /* trail */
+    S_EXPECT(DV_EPROTO, "exactly one msgpack value", fmt, "81a161"); /* cut */
+    S_EXPECT(DV_EPROTO, "exactly one msgpack value", fmt, "");
+    S_EXPECT(DV_EPROTO, "exactly one msgpack value", fmt, "ddffffffff01");
+    S_EXPECT(DV_EPROTO, "result: results[0].result: bin does not hold",
+             "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
+             "\", \"state\": \"succeeded\", \"result\": \"bin:0102\"}]}");
+    S_EXPECT(DV_EPROTO, "reply: body: bin does not hold",
+             "{\"v\": 1, \"t\": \"reply\", \"req\": 1, \"ok\": true, "
+             "\"body\": \"bin:92\"}");
+
+    /* nesting: 64 is the limit inside a payload */
+    char hex[2 * (DV_VALUE_DEPTH_MAX + 1) + 3];
+    for (int depth = DV_VALUE_DEPTH_MAX; depth <= DV_VALUE_DEPTH_MAX + 1;
+         depth++) {
+        size_t n = 0;
+        for (int i = 0; i < depth; i++)
+            n += (size_t)snprintf(hex + n, sizeof hex - n, "91");
+        snprintf(hex + n, sizeof hex - n, "01");
+        if (depth == DV_VALUE_DEPTH_MAX)
+            S_EXPECT(DV_OK, NULL, fmt, hex);
+        else
+            S_EXPECT(DV_ETOOBIG, "submit: jobs[0].payload: nested deeper "
+                     "than 64", fmt, hex);
+    }
+
+    /* 1 MiB of payload is the limit */
+    for (uint32_t size = DV_PAYLOAD_MAX; size <= DV_PAYLOAD_MAX + 1; size++) {
+        /* a bin holding one str of the right total size */
+        char *body = malloc(size);
+        body[0] = (char)0xdb;
+        uint32_t sl = size - 5;
+        body[1] = (char)(sl >> 24);
+        body[2] = (char)(sl >> 16);
+        body[3] = (char)(sl >> 8);
+        body[4] = (char)sl;
+        memset(body + 5, 'p', sl);
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 4);
+        msgpack_pack_str_with_body(&pk, "v", 1);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "t", 1);
+        msgpack_pack_str_with_body(&pk, "jobs", 4);
+        msgpack_pack_str_with_body(&pk, "jobs", 4);
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_map(&pk, 5);
+        msgpack_pack_str_with_body(&pk, "id", 2);
+        msgpack_pack_str_with_body(&pk, ID1, 36);
+        msgpack_pack_str_with_body(&pk, "queue", 5);
+        msgpack_pack_str_with_body(&pk, "q", 1);
+        msgpack_pack_str_with_body(&pk, "type", 4);
+        msgpack_pack_str_with_body(&pk, "t", 1);
+        msgpack_pack_str_with_body(&pk, "attempt", 7);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "payload", 7);
+        msgpack_pack_bin_with_body(&pk, body, size);
+        msgpack_pack_str_with_body(&pk, "extra", 5);
+        msgpack_pack_nil(&pk);
+        if (size == DV_PAYLOAD_MAX)
+            s_expect_bytes(sb.data, sb.size, DV_OK, NULL, __LINE__);
+        else
+            s_expect_bytes(sb.data, sb.size, DV_ETOOBIG,
+                           "jobs: jobs[0].payload: larger than 1048576 bytes",
+                           __LINE__);
+        msgpack_sbuffer_destroy(&sb);
+        free(body);
+    }
+}
+
+static void
+t_unknown_keys_ignored(void **state)
+{
+    (void)state;
+    S_EXPECT(DV_OK, NULL,
+             "{\"v\": 1, \"t\": \"submit\", \"future\": {\"x\": [1, 2.5]}, "
+             "\"req\": 1, \"jobs\": [{\"queue\": \"q\", \"type\": \"t\", "
+             "\"priority_v2\": \"high\", \"backoff\": {\"base\": 1, "
+             "\"cap\": 2, \"shape\": \"sine\"}}]}");
+    S_EXPECT(DV_OK, NULL,
+             "{\"v\": 1, \"t\": \"bye\", \"req\": \"not a number\", "
+             "\"why\": [null]}");
+    /* keys inside nested maps too */
+    S_EXPECT(DV_OK, NULL,
+             "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
+             "\", \"state\": \"unknown\", \"failure\": {\"category\": "
+             "\"lost\", \"hint\": \"check the worker\"}}]}");
+
+    /* a non-string key and a duplicated unknown key are ignored too;
+     * a duplicated known key is not */
+    for (int dup_known = 0; dup_known <= 1; dup_known++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 7);
+        msgpack_pack_str_with_body(&pk, "v", 1);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "t", 1);
+        msgpack_pack_str_with_body(&pk, "kill", 4);
+        msgpack_pack_int(&pk, 12); /* key 12 */
+        msgpack_pack_int(&pk, 34);
+        msgpack_pack_str_with_body(&pk, "x", 1);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "x", 1);
+        msgpack_pack_int(&pk, 2);
+        msgpack_pack_str_with_body(&pk, "id", 2);
+        msgpack_pack_str_with_body(&pk, ID1, 36);
+        if (dup_known) {
+            msgpack_pack_str_with_body(&pk, "id", 2);
+            msgpack_pack_str_with_body(&pk, ID2, 36);
+            s_expect_bytes(sb.data, sb.size, DV_EPROTO,
+                           "kill: id: key given twice", __LINE__);
+        } else {
+            msgpack_pack_str_with_body(&pk, "ext", 3);
+            msgpack_pack_ext_with_body(&pk, "abcd", 4, 5);
+            s_expect_bytes(sb.data, sb.size, DV_OK, NULL, __LINE__);
+        }
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+/* What an error reply needs survives a failed decode. */
+static void
+t_failed_decode_keeps_req(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb;
+    s_framef(&sb, "{\"v\": 1, \"t\": \"submit\", \"req\": 42, \"jobs\": "
+                  "[{\"queue\": \"q\", \"type\": \"t\"}, {\"queue\": "
+                  "\"q\", \"type\": \"t\", \"priority\": 99}]}");
+
+    dv_msg_t m;
+    char why[256];
+    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, why, sizeof why),
+                     DV_EPROTO);
+    assert_string_equal(why, "submit: jobs[1].priority: must be 0..9");
+    assert_int_equal(m.type, DV_MSG_SUBMIT);
+    assert_int_equal(m.version, 1);
+    assert_int_equal(m.u.submit.req, 42);
+    assert_null(m.u.submit.jobs);
+    assert_int_equal(m.u.submit.njobs, 0);
+    assert_null(m.priv_);
+    dv_msg_release(&m);
+
+    /* why may be NULL, or too small for the whole reason */
+    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, NULL, 0), DV_EPROTO);
+    char tiny[8];
+    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, tiny, sizeof tiny),
+                     DV_EPROTO);
+    assert_string_equal(tiny, "submit:");
+    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, tiny, 1), DV_EPROTO);
+    assert_string_equal(tiny, "");
+    msgpack_sbuffer_destroy(&sb);
+
+    /* release of a zeroed message */
+    dv_msg_t z;
+    memset(&z, 0, sizeof z);
+    dv_msg_release(&z);
+    dv_msg_release(NULL);
+}
+
+/* Every strict prefix of a valid frame is refused as truncated. */
+static void
+s_prefixes(const dv_msg_t *in)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_msg_encode(in, &sb), DV_OK);
+    for (size_t n = 0; n < sb.size; n++) {
+        /* a copy of exactly n bytes, so ASan sees any read past the end */
+        char *cut = malloc(n ? n : 1);
+        memcpy(cut, sb.data, n);
+        dv_msg_t m;
+        char why[256];
+        int rc = dv_msg_decode(cut, n, &m, why, sizeof why);
+        if (rc != DV_ETRUNC)
+            fail_msg("prefix %zu of %zu: got %d (%s)", n, sb.size, rc, why);
+        assert_null(m.priv_);
+        dv_msg_release(&m);
+        free(cut);
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void
+t_truncated(void **state)
+{
+    (void)state;
+    dv_jobspec_t js;
+    memset(&js, 0, sizeof js);
+    js.queue = dv_str("q");
+    js.type = dv_str("t");
+    js.payload = S_PAYLOAD;
+    js.has_backoff = true;
+    js.backoff = DV_BACKOFF_DEFAULT;
+    dv_msg_t sub = { .type = DV_MSG_SUBMIT };
+    sub.u.submit.req = 1;
+    sub.u.submit.jobs = &js;
+    sub.u.submit.njobs = 1;
+    s_prefixes(&sub);
+
+    dv_update_t it;
+    memset(&it, 0, sizeof it);
+    it.kind = DV_UPD_FAILED;
+    it.id = dv_str(ID1);
+    it.attempt = 1;
+    it.failure = s_full_failure();
+    dv_msg_t upd = { .type = DV_MSG_UPDATE };
+    upd.u.update.credit = 1;
+    upd.u.update.items = &it;
+    upd.u.update.nitems = 1;
+    s_prefixes(&upd);
+
+    dv_event_t *e;
+    dv_msg_t ev = { .type = DV_MSG_EVENT };
+    e = &ev.u.event;
+    e->seq = 1;
+    e->broker = dv_str("b");
+    e->kind = dv_str("job.progress");
+    e->current = 1;
+    e->body = S_RESULT;
+    e->has_failure = true;
+    e->failure = s_full_failure();
+    s_prefixes(&ev);
+
+    dv_msg_t bye = { .type = DV_MSG_BYE };
+    s_prefixes(&bye);
+}
+
+static void
+t_hostile_frames(void **state)
+{
+    (void)state;
+    /* an array header claiming 4 billion items in a 10-byte frame */
+    const uint8_t arr[] = { 0xdd, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5 };
+    s_expect_bytes(arr, sizeof arr, DV_ETRUNC, "not exactly one", __LINE__);
+    const uint8_t map[] = { 0xdf, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5 };
+    s_expect_bytes(map, sizeof map, DV_ETRUNC, NULL, __LINE__);
+    /* the same claim inside a plausible message:
+     * {"v":1,"t":"wait","req":1,"ids":<array32 of 2^32-1>} */
+    const uint8_t inner[] = {
+        0x84, 0xa1, 'v', 0x01, 0xa1, 't', 0xa4, 'w', 'a', 'i', 't',
+        0xa3, 'r', 'e', 'q', 0x01, 0xa3, 'i', 'd', 's',
+        0xdd, 0xff, 0xff, 0xff, 0xff, 0xa0,
+    };
+    s_expect_bytes(inner, sizeof inner, DV_ETRUNC, NULL, __LINE__);
+    /* a str claiming 4 GiB */
+    const uint8_t str[] = { 0xdb, 0xff, 0xff, 0xff, 0xff, 'a' };
+    s_expect_bytes(str, sizeof str, DV_ETRUNC, NULL, __LINE__);
+
+    /* depth bomb: 100000 nested arrays */
+    size_t n = 100000;
+    uint8_t *bomb = malloc(n + 1);
+    memset(bomb, 0x91, n);
+    bomb[n] = 0x01;
+    s_expect_bytes(bomb, n + 1, DV_ETOOBIG, "frame nests deeper than 16",
+                   __LINE__);
+    /* and nested maps {"a": {"a": ...}} */
+    for (size_t i = 0; i + 3 <= n; i += 3) {
+        bomb[i] = 0x81;
+        bomb[i + 1] = 0xa1;
+        bomb[i + 2] = 'a';
+    }
+    bomb[n - (n % 3)] = 0x01;
+    s_expect_bytes(bomb, n - (n % 3) + 1, DV_ETOOBIG, NULL, __LINE__);
+    free(bomb);
+
+    /* trailing bytes after the map */
+    const uint8_t trail[] = { 0x82, 0xa1, 'v', 0x01, 0xa1, 't', 0xa3,
+                              'b',  'y',  'e', 0xc0 };
+    s_expect_bytes(trail, sizeof trail, DV_ETRUNC, NULL, __LINE__);
+    s_expect_bytes(trail, sizeof trail - 1, DV_OK, NULL, __LINE__);
+    /* not msgpack at all */
+    const uint8_t c1[] = { 0xc1 };
+    s_expect_bytes(c1, sizeof c1, DV_ETRUNC, NULL, __LINE__);
+    s_expect_bytes("", 0, DV_ETRUNC, NULL, __LINE__);
+    s_expect_bytes(NULL, 0, DV_ETRUNC, NULL, __LINE__);
+
+    /* over the frame limit: refused on size alone */
+    size_t big = (size_t)DV_MSG_MAX + 1;
+    char *huge = calloc(1, big);
+    assert_non_null(huge);
+    s_expect_bytes(huge, big, DV_ETOOBIG, "over the 67108864 byte limit",
+                   __LINE__);
+    free(huge);
+}
+
+static void
+t_items_limit(void **state)
+{
+    (void)state;
+    /* DV_ITEMS_MAX ids pass, one more is refused before anything is
+     * allocated for it */
+    for (uint32_t count = DV_ITEMS_MAX; count <= DV_ITEMS_MAX + 1; count++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 4);
+        msgpack_pack_str_with_body(&pk, "v", 1);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "t", 1);
+        msgpack_pack_str_with_body(&pk, "wait", 4);
+        msgpack_pack_str_with_body(&pk, "req", 3);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "ids", 3);
+        msgpack_pack_array(&pk, count);
+        for (uint32_t i = 0; i < count; i++)
+            msgpack_pack_str_with_body(&pk, ID1, 36);
+        if (count == DV_ITEMS_MAX) {
+            dv_msg_t m;
+            assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, NULL, 0),
+                             DV_OK);
+            assert_int_equal(m.u.wait.nids, DV_ITEMS_MAX);
+            dv_msg_release(&m);
+        } else {
+            s_expect_bytes(sb.data, sb.size, DV_ETOOBIG,
+                           "wait: ids: more than 100000 items", __LINE__);
+        }
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+/* ---- dv_mp_validate ---------------------------------------------------- */
+
+static int
+s_validate_hex(const char *hex, int depth)
+{
+    size_t n = strlen(hex) / 2;
+    uint8_t *b = malloc(n ? n : 1);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)(s_hexval(hex[2 * i]) << 4 | s_hexval(hex[2 * i + 1]));
+    int rc = dv_mp_validate(b, n, depth);
+    free(b);
+    return rc;
+}
+
+static void
+t_validate_formats(void **state)
+{
+    (void)state;
+    /* one of each format, then every strict prefix of it */
+    const char *ok[] = {
+        "00", "7f", "e0", "ff", "c0", "c2", "c3",
+        "cc01", "cd0102", "ce01020304", "cf0102030405060708",
+        "d001", "d10102", "d201020304", "d30102030405060708",
+        "ca3fc00000", "cb3ff8000000000000",
+        "a0", "a3616263", "d903616263", "da0003616263", "db00000003616263",
+        "c40101", "c5000101", "c600000001ff",
+        "d40101", "d5010102", "d60101020304", "d7010102030405060708",
+        "d80101020304050607080910111213141516",
+        "c7020501ff", "c800020501ff", "c9000000020501ff",
+        "c70005", /* ext 8 of length 0 */
+        "90", "9101", "dc0000", "dc000101", "dd00000000", "dd0000000101",
+        "80", "81a16101", "de0000", "de0001a16101", "df00000000",
+        "df00000001a16101",
+        "92c0c0", "82a161c0a162c0", "8291c090c0c0",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        if (s_validate_hex(ok[i], 4) != DV_OK)
+            fail_msg("refused %s", ok[i]);
+        char cut[64];
+        size_t len = strlen(ok[i]);
+        for (size_t n = 0; n < len; n += 2) {
+            memcpy(cut, ok[i], n);
+            cut[n] = '\0';
+            if (s_validate_hex(cut, 4) != DV_ETRUNC)
+                fail_msg("accepted prefix \"%s\" of %s", cut, ok[i]);
+        }
+        /* and with a trailing byte */
+        char more[64];
+        snprintf(more, sizeof more, "%sc0", ok[i]);
+        if (s_validate_hex(more, 4) != DV_ETRUNC)
+            fail_msg("accepted %s with a trailing byte", ok[i]);
+    }
+    assert_int_equal(s_validate_hex("c1", 4), DV_ETRUNC);
+    assert_int_equal(s_validate_hex("91c1", 4), DV_ETRUNC);
+    assert_int_equal(dv_mp_validate(NULL, 0, 4), DV_ETRUNC);
+    assert_int_equal(dv_mp_validate(NULL, 5, 4), DV_ETRUNC);
+}
+
+static void
+t_validate_counts(void **state)
+{
+    (void)state;
+    /* claims that cannot fit the bytes left */
+    assert_int_equal(s_validate_hex("ddffffffff0102030405", 4), DV_ETRUNC);
+    assert_int_equal(s_validate_hex("dfffffffff0102030405", 4), DV_ETRUNC);
+    assert_int_equal(s_validate_hex("dcffff01", 4), DV_ETRUNC);
+    assert_int_equal(s_validate_hex("deffff0101", 4), DV_ETRUNC);
+    /* a map of 2 needs 4 values */
+    assert_int_equal(s_validate_hex("82010203", 4), DV_ETRUNC);
+    assert_int_equal(s_validate_hex("8201020304", 4), DV_OK);
+    /* fixarray of 15 with 15 bytes */
+    assert_int_equal(s_validate_hex("9f000102030405060708090a0b0c0d0e", 4),
+                     DV_OK);
+    assert_int_equal(s_validate_hex("9f000102030405060708090a0b0c0d", 4),
+                     DV_ETRUNC);
+    assert_int_equal(s_validate_hex("dbffffffff61", 4), DV_ETRUNC);
+    assert_int_equal(s_validate_hex("c6ffffffff61", 4), DV_ETRUNC);
+    assert_int_equal(s_validate_hex("c9ffffffff0561", 4), DV_ETRUNC);
+}
+
+static void
+t_validate_depth(void **state)
+{
+    (void)state;
+    assert_int_equal(s_validate_hex("01", 0), DV_OK);
+    assert_int_equal(s_validate_hex("90", 0), DV_ETOOBIG);
+    assert_int_equal(s_validate_hex("80", 0), DV_ETOOBIG);
+    assert_int_equal(s_validate_hex("90", 1), DV_OK);
+    assert_int_equal(s_validate_hex("9190", 1), DV_ETOOBIG);
+    assert_int_equal(s_validate_hex("9190", 2), DV_OK);
+    assert_int_equal(s_validate_hex("81a16181a16101", 2), DV_OK);
+    assert_int_equal(s_validate_hex("81a16181a16101", 1), DV_ETOOBIG);
+    /* siblings do not add depth */
+    assert_int_equal(s_validate_hex("939101910291039104", 2), DV_ETRUNC);
+    assert_int_equal(s_validate_hex("94910191029103910401", 2), DV_ETRUNC);
+    assert_int_equal(s_validate_hex("93910191029103", 2), DV_OK);
+    assert_int_equal(s_validate_hex("01", -3), DV_OK);
+    assert_int_equal(s_validate_hex("90", -3), DV_ETOOBIG);
+
+    /* huge asks are clamped, never overflow a fixed stack */
+    size_t n = 1000;
+    uint8_t *b = malloc(n + 1);
+    memset(b, 0x91, n);
+    b[n] = 0x01;
+    assert_int_equal(dv_mp_validate(b, n + 1, 1 << 30), DV_ETOOBIG);
+    assert_int_equal(dv_mp_validate(b, n + 1, 999), DV_ETOOBIG);
+    assert_int_equal(dv_mp_validate(b + n - 200, 201, 1 << 30), DV_OK);
+    assert_int_equal(dv_mp_validate(b + n - 64, 65, 64), DV_OK);
+    assert_int_equal(dv_mp_validate(b + n - 65, 66, 64), DV_ETOOBIG);
+    free(b);
+}
+
+/* ---- names and small helpers ------------------------------------------- */
+
+static void
+t_names(void **state)
+{
+    (void)state;
+    const char *states[] = { "queued", "scheduled", "running", "succeeded",
+                             "failed", "dead", "cancelled", "unknown" };
+    for (int s = DV_STATE_QUEUED; s < DV_STATE_COUNT_; s++) {
+        const char *name = dv_state_name((dv_state_t)s);
+        assert_string_equal(name, states[s - 1]);
+        assert_int_equal(dv_state_parse(name, strlen(name)), s);
+    }
+    assert_int_equal(dv_state_parse("queue", 5), DV_STATE_NONE);
+    assert_int_equal(dv_state_parse("queuedx", 7), DV_STATE_NONE);
+    assert_int_equal(dv_state_parse("queuedx", 6), DV_STATE_QUEUED);
+    assert_int_equal(dv_state_parse(NULL, 0), DV_STATE_NONE);
+    assert_int_equal(dv_state_parse("none", 4), DV_STATE_NONE);
+    assert_string_equal(dv_state_name(DV_STATE_NONE), "none");
+    assert_string_equal(dv_state_name((dv_state_t)99), "none");
+    assert_true(dv_state_terminal(DV_STATE_DEAD));
+    assert_false(dv_state_terminal(DV_STATE_FAILED));
+
+    const char *cats[] = { "timeout",  "rate_limited", "auth",
+                           "invalid_input", "upstream",
+                           "resource_exhausted", "crashed", "lost",
+                           "handler",  "unknown_type", "cancelled" };
+    for (int c = DV_CAT_TIMEOUT; c < DV_CAT_COUNT_; c++) {
+        const char *name = dv_category_name((dv_category_t)c);
+        assert_string_equal(name, cats[c - 1]);
+        assert_int_equal(dv_category_parse(name, strlen(name)), c);
+    }
+    assert_int_equal(dv_category_parse("Timeout", 7), DV_CAT_NONE);
+    assert_string_equal(dv_category_name((dv_category_t)-1), "none");
+
+    const char *types[] = { "submit", "submitted", "wait", "result", "ctrl",
+                            "reply",  "error",     "hello", "welcome",
+                            "jobs",   "update",    "heartbeat", "bye",
+                            "kill",   "event" };
+    for (int t = DV_MSG_SUBMIT; t < DV_MSG_COUNT_; t++)
+        assert_string_equal(dv_msg_type_name((dv_msg_type_t)t),
+                            types[t - 1]);
+    assert_string_equal(dv_msg_type_name(DV_MSG_NONE), "none");
+
+    const int codes[] = { DV_OK, DV_ETRUNC, DV_EPROTO, DV_ETOOBIG,
+                          DV_EVERSION, DV_ENOMEM, DV_ETRANSIENT, DV_EIO };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        assert_true(strlen(dv_strerror(codes[i])) > 0);
+        for (size_t k = 0; k < i; k++)
+            assert_string_not_equal(dv_strerror(codes[i]),
+                                    dv_strerror(codes[k]));
+    }
+    assert_string_equal(dv_strerror(DV_ETRUNC), "truncated message");
+    assert_string_equal(dv_strerror(12345), "unknown error");
+}
+
+static void
+t_str_helpers(void **state)
+{
+    (void)state;
+    dv_str_t absent = dv_str(NULL);
+    assert_null(absent.ptr);
+    assert_int_equal(absent.len, 0);
+    dv_str_t v = dv_strn("queue-name", 5);
+    assert_true(dv_str_eq(v, "queue"));
+    assert_false(dv_str_eq(v, "queue-name"));
+    assert_false(dv_str_eq(v, "queu"));
+    assert_false(dv_str_eq(absent, ""));
+    assert_false(dv_str_eq(dv_str(""), NULL));
+    assert_true(dv_str_eq(absent, NULL));
+    assert_true(dv_str_eq(dv_str(""), ""));
+
+    char *d = dv_str_dup(v);
+    assert_string_equal(d, "queue");
+    free(d);
+    assert_null(dv_str_dup(absent));
+    d = dv_str_dup(dv_str(""));
+    assert_string_equal(d, "");
+    free(d);
+
+    char buf[4];
+    assert_string_equal(dv_str_copy(v, buf, sizeof buf), "que");
+    assert_string_equal(dv_str_copy(dv_str("ab"), buf, sizeof buf), "ab");
+    assert_string_equal(dv_str_copy(absent, buf, sizeof buf), "");
+    buf[0] = 'z';
+    dv_str_copy(v, buf, 0);
+    assert_int_equal(buf[0], 'z');
+
+    dv_failure_t f;
+    memset(&f, 0x5a, sizeof f);
+    dv_failure_init(&f);
+    assert_int_equal(f.category, DV_CAT_NONE);
+    assert_int_equal(f.exit_code, -1);
+    assert_int_equal(f.signal, 0);
+    assert_int_equal(f.http_status, 0);
+    assert_int_equal(f.retry_after_ms, 0);
+    assert_false(f.retryable);
+    assert_null(f.message.ptr);
+    assert_null(f.key_id.ptr);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_submit),
+        cmocka_unit_test(t_submitted),
+        cmocka_unit_test(t_wait),
+        cmocka_unit_test(t_result),
+        cmocka_unit_test(t_ctrl),
+        cmocka_unit_test(t_reply),
+        cmocka_unit_test(t_error),
+        cmocka_unit_test(t_hello),
+        cmocka_unit_test(t_welcome),
+        cmocka_unit_test(t_jobs),
+        cmocka_unit_test(t_update),
+        cmocka_unit_test(t_heartbeat),
+        cmocka_unit_test(t_bye),
+        cmocka_unit_test(t_kill),
+        cmocka_unit_test(t_event),
+        cmocka_unit_test(t_encode_invalid_type),
+        cmocka_unit_test(t_reject_envelope),
+        cmocka_unit_test(t_reject_fields),
+        cmocka_unit_test(t_reject_ids_and_limits),
+        cmocka_unit_test(t_reject_backoff),
+        cmocka_unit_test(t_reject_payloads),
+        cmocka_unit_test(t_unknown_keys_ignored),
+        cmocka_unit_test(t_failed_decode_keeps_req),
+        cmocka_unit_test(t_truncated),
+        cmocka_unit_test(t_hostile_frames),
+        cmocka_unit_test(t_items_limit),
+        cmocka_unit_test(t_validate_formats),
+        cmocka_unit_test(t_validate_counts),
+        cmocka_unit_test(t_validate_depth),
+        cmocka_unit_test(t_names),
+        cmocka_unit_test(t_str_helpers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

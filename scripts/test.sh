@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: once in a normal
+# build, once under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+
+echo "== build and test (RelWithDebInfo)"
+BUILD_DIR=build scripts/build.sh
+ctest --test-dir build --output-on-failure -j2 --timeout 600
+
+echo "== build and test (address,undefined sanitizers)"
+BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DDROVER_SANITIZER=address,undefined
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j2 --timeout 900
+echo "== all tests passed"
