@@ -146,11 +146,20 @@ s_queue(broker_t *self, const char *name)
     return q;
 }
 
-static void
+/* Opens the pass's write group if it is not open yet. Returns 0, or an
+ * error after logging it once: the store could not start a transaction (its
+ * busy timeout passed), so nothing may be written now. */
+static int
 s_store_write_begin(broker_t *self)
 {
-    if (!broker_store_in_group(self->store))
-        broker_store_begin(self->store);
+    if (broker_store_in_group(self->store))
+        return 0;
+    int rc = broker_store_begin(self->store);
+    if (rc != 0 && !self->store_failed) {
+        dv_log(DV_ERROR, "broker.store_begin_failed", DV_STR("error", dv_strerror(rc)));
+        self->store_failed = true;
+    }
+    return rc;
 }
 
 static void
@@ -1775,6 +1784,13 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         if (rc < 0 && errno != EINTR)
             break;
 
+        /* Every write of this pass joins one group. If the store cannot
+         * open one, leave the messages queued in ZeroMQ and try again
+         * after a pause, rather than write outside a transaction. */
+        if (s_store_write_begin(self) != 0) {
+            zmq_poll(NULL, 0, 100);
+            continue;
+        }
         s_drain_workers(self);
         s_drain_clients(self);
         s_promote_due(self);

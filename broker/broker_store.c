@@ -1,1 +1,261 @@
-/* store dispatch: to be written */
+/* broker_store - picks a backend by URL and forwards every call to it.
+ *
+ * This file owns the rules that are the same for every backend: which URL
+ * means which backend, and the write-group state machine. A misuse of that
+ * state machine (nested begin, commit without begin, replay inside a group,
+ * calling the store from inside its own callback) is a bug in the broker, so
+ * it is an assert, not an error code.
+ */
+#include "broker_store.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct broker_store {
+    const broker_store_ops_t *ops; /* the backend's vtable */
+    void *be;                      /* the backend's handle */
+    bool in_group;                 /* between begin() and commit/rollback */
+    bool in_callback;              /* inside a replay() or get() callback */
+};
+
+static void
+s_err(char *err, size_t err_size, const char *fmt, ...)
+{
+    if (!err || err_size == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_size, fmt, ap);
+    va_end(ap);
+}
+
+/* Returns what follows prefix in s (schemes are case-insensitive), or NULL. */
+static const char *
+s_after(const char *s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncasecmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
+/* Length of a URL scheme followed by "://" at the start of s, or 0. A bare
+ * path never looks like that, so anything that does is a URL we do not know
+ * and must not be created as a file by that name. */
+static size_t
+s_scheme_len(const char *s)
+{
+    size_t n = 0;
+    while (isalnum((unsigned char)s[n]) || s[n] == '+' || s[n] == '-' ||
+           s[n] == '.')
+        n++;
+    return n > 0 && strncmp(s + n, "://", 3) == 0 ? n : 0;
+}
+
+broker_store_t *
+broker_store_open(const char *url, const broker_store_opts_t *opts, char *err,
+                  size_t err_size)
+{
+    static const broker_store_opts_t default_opts = { BROKER_SYNC_FULL };
+    if (!opts)
+        opts = &default_opts;
+    if (!url || !*url) {
+        s_err(err, err_size, "store URL is empty");
+        return NULL;
+    }
+
+    /* The backend gets its own part of the URL: the file path for SQLite
+     * (so "sqlite:///var/lib/drover.db" opens "/var/lib/drover.db"); a
+     * PostgreSQL backend will get the whole URL, which libpq understands. */
+    const broker_store_ops_t *ops = NULL;
+    const char *arg = NULL;
+    size_t scheme_len;
+    if ((arg = s_after(url, "sqlite://")) || (arg = s_after(url, "sqlite:")))
+        ops = &broker_store_sqlite_ops;
+    else if (s_after(url, "postgres://") || s_after(url, "postgresql://")) {
+        s_err(err, err_size, "PostgreSQL store not built in this version");
+        return NULL;
+    } else if ((scheme_len = s_scheme_len(url)) > 0) {
+        s_err(err, err_size,
+              "unknown store URL scheme '%.*s' (expected sqlite:PATH, a "
+              "file path, or postgres://...)",
+              (int)scheme_len, url);
+        return NULL;
+    } else {
+        ops = &broker_store_sqlite_ops;
+        arg = url;
+    }
+    if (!*arg) {
+        s_err(err, err_size, "store URL '%s' names no file", url);
+        return NULL;
+    }
+
+    void *be = ops->open(arg, opts, err, err_size);
+    if (!be)
+        return NULL;
+    broker_store_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        ops->close(be);
+        s_err(err, err_size, "out of memory");
+        return NULL;
+    }
+    self->ops = ops;
+    self->be = be;
+    return self;
+}
+
+void
+broker_store_destroy(broker_store_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    broker_store_t *self = *self_p;
+    assert(!self->in_callback);
+    /* The backend rolls back an open group itself when it closes. */
+    self->ops->close(self->be);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *
+broker_store_backend(const broker_store_t *self)
+{
+    assert(self);
+    return self->ops->name;
+}
+
+int
+broker_store_begin(broker_store_t *self)
+{
+    assert(self);
+    assert(!self->in_callback);
+    assert(!self->in_group && "nested broker_store_begin()");
+    int rc = self->ops->begin(self->be);
+    if (rc == 0)
+        self->in_group = true;
+    return rc;
+}
+
+int
+broker_store_commit(broker_store_t *self)
+{
+    assert(self);
+    assert(!self->in_callback);
+    assert(self->in_group && "broker_store_commit() without begin()");
+    /* A failed commit rolls the group back, so either way the group ends;
+     * the broker retries a DV_ETRANSIENT group with a fresh begin(). */
+    self->in_group = false;
+    return self->ops->commit(self->be);
+}
+
+int
+broker_store_rollback(broker_store_t *self)
+{
+    assert(self);
+    assert(!self->in_callback);
+    assert(self->in_group && "broker_store_rollback() without begin()");
+    self->in_group = false;
+    return self->ops->rollback(self->be);
+}
+
+bool
+broker_store_in_group(const broker_store_t *self)
+{
+    assert(self);
+    return self->in_group;
+}
+
+int
+broker_store_insert(broker_store_t *self, const broker_jobrec_t *rec)
+{
+    assert(self && rec);
+    assert(!self->in_callback);
+    return self->ops->insert(self->be, rec);
+}
+
+int
+broker_store_mark_running(broker_store_t *self, const char *id, int attempt,
+                          const char *worker, int64_t started_ms)
+{
+    assert(self && id);
+    assert(!self->in_callback);
+    return self->ops->mark_running(self->be, id, attempt, worker, started_ms);
+}
+
+int
+broker_store_mark_waiting(broker_store_t *self, const char *id,
+                          dv_state_t state, int64_t run_at_ms, int attempt,
+                          const dv_failure_t *last_failure)
+{
+    assert(self && id);
+    assert(!self->in_callback);
+    return self->ops->mark_waiting(self->be, id, state, run_at_ms, attempt,
+                                   last_failure);
+}
+
+int
+broker_store_mark_finished(broker_store_t *self, const char *id,
+                           dv_state_t state, int attempt, const void *result,
+                           size_t result_len, const dv_failure_t *failure,
+                           int64_t finished_ms)
+{
+    assert(self && id);
+    assert(!self->in_callback);
+    return self->ops->mark_finished(self->be, id, state, attempt, result,
+                                    result_len, failure, finished_ms);
+}
+
+int
+broker_store_add_attempt(broker_store_t *self, const broker_attempt_t *a)
+{
+    assert(self && a);
+    assert(!self->in_callback);
+    return self->ops->add_attempt(self->be, a);
+}
+
+int
+broker_store_replay(broker_store_t *self,
+                    int (*cb)(void *arg, const broker_jobrec_t *rec), void *arg)
+{
+    assert(self && cb);
+    assert(!self->in_callback);
+    assert(!self->in_group && "broker_store_replay() inside a write group");
+    /* The callback's record points into the backend's current row, so the
+     * callback must not call the store (it would reset that row). */
+    self->in_callback = true;
+    int rc = self->ops->replay(self->be, cb, arg);
+    self->in_callback = false;
+    return rc;
+}
+
+int
+broker_store_find_key(broker_store_t *self, const char *key, char id_out[37])
+{
+    assert(self && key && id_out);
+    assert(!self->in_callback);
+    return self->ops->find_key(self->be, key, id_out);
+}
+
+int
+broker_store_get(broker_store_t *self, const char *id,
+                 void (*cb)(void *arg, const broker_jobview_t *view), void *arg)
+{
+    assert(self && id && cb);
+    assert(!self->in_callback);
+    self->in_callback = true;
+    int rc = self->ops->get(self->be, id, cb, arg);
+    self->in_callback = false;
+    return rc;
+}
+
+int
+broker_store_expire(broker_store_t *self, int64_t now_ms, int limit)
+{
+    assert(self);
+    assert(!self->in_callback);
+    assert(!self->in_group && "broker_store_expire() inside a write group");
+    return self->ops->expire(self->be, now_ms, limit);
+}

@@ -1,0 +1,233 @@
+/* bench_e2e - end-to-end figures for the real processes on one machine.
+ *
+ *   1. throughput: N no-op jobs, batched submit, submit -> succeeded, with W
+ *      workers of C children each, on the SQLite store (sync full).
+ *   2. dispatch latency (queued -> started) at a steady 1,000 jobs/s: p50,
+ *      p99 as the broker measured them.
+ *   3. memory: broker RSS growth per queued job with M jobs queued and no
+ *      workers.
+ *
+ * Each part runs against a fresh broker and store in a temp dir. Usage:
+ *   bench_e2e [--jobs N] [--workers W] [--concurrency C] [--sync MODE]
+ *             [--queued M] [--rate R] [--only throughput|latency|memory]
+ * DROVER_BIN names the drover executable (default: drover on PATH).
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "drover.h"
+#include "dv_clock.h"
+#include "harness.h"
+
+typedef struct {
+    int jobs, workers, concurrency, queued, rate;
+    const char *sync, *only;
+} s_opts_t;
+
+static int
+s_count(const drover_result_t *r, void *arg)
+{
+    int *ok = arg;
+    if (!strcmp(r->state, "succeeded"))
+        (*ok)++;
+    return 0;
+}
+
+static long
+s_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static harness_t *
+s_start(const s_opts_t *o, int workers)
+{
+    harness_t *h = harness_new();
+    const char *bargs[] = { "--sync", o->sync, "--log-level", "info",
+                            "--heartbeat", "1", "--worker-timeout", "5", NULL };
+    if (!h || harness_start_broker(h, bargs) <= 0) {
+        fprintf(stderr, "bench: broker did not start\n");
+        exit(1);
+    }
+    char conc[16];
+    snprintf(conc, sizeof conc, "%d", o->concurrency);
+    const char *wargs[] = { "--concurrency", conc, "--log-level", "info",
+                            "--heartbeat", "1", NULL };
+    for (int i = 0; i < workers; i++)
+        if (harness_start_worker(h, wargs) <= 0) {
+            fprintf(stderr, "bench: worker did not start\n");
+            exit(1);
+        }
+    return h;
+}
+
+static int
+s_submit(harness_t *h, int n, char (**ids_out)[37], double *secs)
+{
+    drover_job_t *jobs = calloc((size_t)n, sizeof *jobs);
+    drover_ack_t *acks = calloc((size_t)n, sizeof *acks);
+    char(*ids)[37] = calloc((size_t)n, 37);
+    for (int i = 0; i < n; i++) {
+        drover_job_init(&jobs[i]);
+        jobs[i].type = "noop";
+    }
+    if (!h->client)
+        h->client = drover_connect(h->clients, 30000);
+    int64_t t0 = dv_mono_us();
+    int rc = drover_submit_many(h->client, jobs, (size_t)n, acks);
+    *secs = (double)(dv_mono_us() - t0) / 1e6;
+    int accepted = 0;
+    for (int i = 0; i < n; i++)
+        if (!acks[i].error[0])
+            memcpy(ids[accepted++], acks[i].id, 37);
+    free(jobs);
+    free(acks);
+    if (rc != DROVER_OK || accepted != n) {
+        fprintf(stderr, "bench: submit: %s (%d of %d accepted)\n",
+                drover_last_error(h->client), accepted, n);
+        exit(1);
+    }
+    *ids_out = ids;
+    return accepted;
+}
+
+static void
+s_throughput(const s_opts_t *o)
+{
+    harness_t *h = s_start(o, o->workers);
+    char(*ids)[37];
+    int64_t t0 = dv_mono_us();
+    double submit_s;
+    int n = s_submit(h, o->jobs, &ids, &submit_s);
+    const char **p = calloc((size_t)n, sizeof *p);
+    for (int i = 0; i < n; i++)
+        p[i] = ids[i];
+    int ok = 0;
+    drover_wait(h->client, p, (size_t)n, 600000, s_count, &ok);
+    double total_s = (double)(dv_mono_us() - t0) / 1e6;
+    printf("throughput: %d no-op jobs, %d worker(s) x %d, sync=%s: "
+           "submit %.0f jobs/s, end-to-end %.0f jobs/s (%.2f s), %d succeeded\n",
+           n, o->workers, o->concurrency, o->sync, n / submit_s, n / total_s,
+           total_s, ok);
+    free(p);
+    free(ids);
+    harness_destroy(&h);
+}
+
+static void
+s_latency(const s_opts_t *o)
+{
+    harness_t *h = s_start(o, 1);
+    int n = o->rate * 5; /* five seconds */
+    char(*ids)[37] = calloc((size_t)n, 37);
+    h->client = drover_connect(h->clients, 30000);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "noop";
+    int64_t t0 = dv_mono_us(), period = 1000000 / o->rate;
+    for (int i = 0; i < n; i++) {
+        int64_t due = t0 + i * period, now = dv_mono_us();
+        if (due > now) {
+            struct timespec ts = { 0, (long)(due - now) * 1000 };
+            nanosleep(&ts, NULL);
+        }
+        if (drover_submit(h->client, &job, ids[i]) != DROVER_OK) {
+            fprintf(stderr, "bench: submit: %s\n", drover_last_error(h->client));
+            exit(1);
+        }
+    }
+    const char **p = calloc((size_t)n, sizeof *p);
+    for (int i = 0; i < n; i++)
+        p[i] = ids[i];
+    int ok = 0;
+    drover_wait(h->client, p, (size_t)n, 60000, s_count, &ok);
+    char *body = harness_status(h);
+    json_t *st = body ? json_loads(body, 0, NULL) : NULL;
+    json_t *c = json_object_get(st, "counters");
+    printf("dispatch latency (queued -> started) at %d jobs/s, %d jobs: "
+           "p50 %lld us, p99 %lld us\n",
+           o->rate, ok,
+           (long long)json_integer_value(json_object_get(c, "dispatch_p50_us")),
+           (long long)json_integer_value(json_object_get(c, "dispatch_p99_us")));
+    json_decref(st);
+    free(body);
+    free(p);
+    free(ids);
+    harness_destroy(&h);
+}
+
+static void
+s_memory(const s_opts_t *o)
+{
+    harness_t *h = s_start(o, 0);
+    long before = s_rss_kb(h->broker);
+    char(*ids)[37];
+    double submit_s;
+    int n = s_submit(h, o->queued, &ids, &submit_s);
+    long after = s_rss_kb(h->broker);
+    printf("memory: %d jobs queued (no payload): broker RSS %ld -> %ld KiB, "
+           "%.0f bytes per queued job; submitted at %.0f jobs/s\n",
+           n, before, after, (double)(after - before) * 1024.0 / n, n / submit_s);
+    free(ids);
+    harness_destroy(&h);
+}
+
+int
+main(int argc, char **argv)
+{
+    s_opts_t o = { 100000, 1, 2, 1000000, 1000, "full", NULL };
+    static const struct option opts[] = {
+        { "jobs", required_argument, 0, 'n' },
+        { "workers", required_argument, 0, 'w' },
+        { "concurrency", required_argument, 0, 'c' },
+        { "sync", required_argument, 0, 's' },
+        { "queued", required_argument, 0, 'q' },
+        { "rate", required_argument, 0, 'r' },
+        { "only", required_argument, 0, 'o' },
+        { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n': o.jobs = atoi(optarg); break;
+        case 'w': o.workers = atoi(optarg); break;
+        case 'c': o.concurrency = atoi(optarg); break;
+        case 's': o.sync = optarg; break;
+        case 'q': o.queued = atoi(optarg); break;
+        case 'r': o.rate = atoi(optarg); break;
+        case 'o': o.only = optarg; break;
+        default:
+            printf("usage: bench_e2e [--jobs N] [--workers W] [--concurrency C]\n"
+                   "       [--sync full|normal|off] [--queued M] [--rate R]\n"
+                   "       [--only throughput|latency|memory]\n");
+            return c == 'h' ? 0 : 2;
+        }
+    }
+    if (o.jobs < 1 || o.workers < 1 || o.concurrency < 1 || o.queued < 1 || o.rate < 1) {
+        fprintf(stderr, "bench_e2e: counts must be positive\n");
+        return 2;
+    }
+    if (!o.only || !strcmp(o.only, "throughput"))
+        s_throughput(&o);
+    if (!o.only || !strcmp(o.only, "latency"))
+        s_latency(&o);
+    if (!o.only || !strcmp(o.only, "memory"))
+        s_memory(&o);
+    return 0;
+}

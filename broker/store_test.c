@@ -1,0 +1,1209 @@
+/* store_test - broker_store against a real SQLite file in a temp directory.
+ *
+ * Every test gets its own directory (mkdtemp), removed with its files at the
+ * end. What the broker relies on is checked through the interface; what an
+ * operator relies on (plain SQL, history rows) through a second, independent
+ * sqlite3 connection, as the sqlite3 shell would see it.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdint.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "broker_store.h"
+#include "dv_id.h"
+
+typedef struct {
+    char dir[1024];  /* the test's own directory */
+    char path[1100]; /* the store file inside it */
+} s_fx_t;
+
+static int
+s_setup(void **state)
+{
+    s_fx_t *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(fx->dir, sizeof fx->dir, "%s/store_test.XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->path, sizeof fx->path, "%s/drover.db", fx->dir);
+    *state = fx;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    s_fx_t *fx = *state;
+    DIR *d = opendir(fx->dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char p[1024 + 260];
+            snprintf(p, sizeof p, "%s/%s", fx->dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    int rc = rmdir(fx->dir);
+    free(fx);
+    return rc;
+}
+
+static broker_store_t *
+s_open_sync(const s_fx_t *fx, broker_sync_t sync)
+{
+    broker_store_opts_t opts = { sync };
+    char err[256] = "";
+    broker_store_t *s = broker_store_open(fx->path, &opts, err, sizeof err);
+    if (!s)
+        fail_msg("open %s: %s", fx->path, err);
+    return s;
+}
+
+static broker_store_t *
+s_open(const s_fx_t *fx)
+{
+    /* OFF keeps the suite fast; sync modes have their own test. */
+    return s_open_sync(fx, BROKER_SYNC_OFF);
+}
+
+static void
+s_new_id(char out[37])
+{
+    dv_id_t id;
+    dv_id_new(&id);
+    dv_id_format(&id, out);
+}
+
+/* A plain queued job with defaults. */
+static broker_jobrec_t
+s_rec(const char *id)
+{
+    broker_jobrec_t r = {
+        .id = id,
+        .queue = "default",
+        .type = "noop",
+        .state = DV_STATE_QUEUED,
+        .priority = 5,
+        .created_ms = 1700000000000,
+        .run_at_ms = 1700000000000,
+        .max_attempts = 5,
+        .backoff = DV_BACKOFF_DEFAULT,
+        .result_ttl_ms = 1000,
+    };
+    return r;
+}
+
+static void
+s_insert_committed(broker_store_t *s, const broker_jobrec_t *r)
+{
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, r), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+}
+
+static dv_failure_t
+s_failure(dv_category_t cat, const char *msg)
+{
+    dv_failure_t f = {
+        .category = cat,
+        .message = dv_str(msg),
+        .exit_code = -1,
+    };
+    return f;
+}
+
+/* ---- replay into owned copies ------------------------------------------ */
+
+typedef struct {
+    broker_jobrec_t rec; /* every pointer below is owned by the copy */
+} s_copy_t;
+
+typedef struct {
+    s_copy_t *items;
+    size_t n, cap;
+} s_copies_t;
+
+static char *
+s_dup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int
+s_collect(void *arg, const broker_jobrec_t *r)
+{
+    s_copies_t *c = arg;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 16;
+        c->items = realloc(c->items, c->cap * sizeof *c->items);
+        assert_non_null(c->items);
+    }
+    broker_jobrec_t *d = &c->items[c->n++].rec;
+    *d = *r;
+    d->id = s_dup(r->id);
+    d->queue = s_dup(r->queue);
+    d->type = s_dup(r->type);
+    d->key = s_dup(r->key);
+    d->batch = s_dup(r->batch);
+    d->trace = s_dup(r->trace);
+    d->worker = s_dup(r->worker);
+    if (r->payload_len) {
+        void *p = malloc(r->payload_len);
+        assert_non_null(p);
+        memcpy(p, r->payload, r->payload_len);
+        d->payload = p;
+    }
+    return 0;
+}
+
+static void
+s_copies_free(s_copies_t *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        broker_jobrec_t *r = &c->items[i].rec;
+        free((void *)r->id);
+        free((void *)r->queue);
+        free((void *)r->type);
+        free((void *)r->key);
+        free((void *)r->batch);
+        free((void *)r->trace);
+        free((void *)r->worker);
+        free((void *)r->payload);
+    }
+    free(c->items);
+    memset(c, 0, sizeof *c);
+}
+
+static void
+s_replay(broker_store_t *s, s_copies_t *c)
+{
+    s_copies_free(c);
+    assert_int_equal(broker_store_replay(s, s_collect, c), 0);
+}
+
+static void
+s_assert_str(const char *want, const char *got)
+{
+    if (!want)
+        assert_null(got);
+    else
+        assert_string_equal(want, got);
+}
+
+static void
+s_assert_rec(const broker_jobrec_t *want, const broker_jobrec_t *got)
+{
+    assert_string_equal(want->id, got->id);
+    assert_string_equal(want->queue, got->queue);
+    assert_string_equal(want->type, got->type);
+    s_assert_str(want->key, got->key);
+    s_assert_str(want->batch, got->batch);
+    s_assert_str(want->trace, got->trace);
+    assert_int_equal(want->payload_len, got->payload_len);
+    if (want->payload_len)
+        assert_memory_equal(want->payload, got->payload, want->payload_len);
+    assert_int_equal(want->state, got->state);
+    assert_int_equal(want->priority, got->priority);
+    assert_int_equal(want->created_ms, got->created_ms);
+    assert_int_equal(want->run_at_ms, got->run_at_ms);
+    assert_int_equal(want->attempt, got->attempt);
+    assert_int_equal(want->max_attempts, got->max_attempts);
+    assert_int_equal(want->timeout_ms, got->timeout_ms);
+    assert_int_equal(want->backoff.base_ms, got->backoff.base_ms);
+    assert_true(want->backoff.factor == got->backoff.factor);
+    assert_int_equal(want->backoff.cap_ms, got->backoff.cap_ms);
+    assert_int_equal(want->backoff.jitter, got->backoff.jitter);
+    assert_int_equal(want->result_ttl_ms, got->result_ttl_ms);
+    s_assert_str(want->worker, got->worker);
+}
+
+/* ---- get() into an owned view ----------------------------------------- */
+
+typedef struct {
+    char id[37];
+    char queue[64], type[64];
+    dv_state_t state;
+    int attempt;
+    unsigned char result[64];
+    size_t result_len;
+    bool has_result;
+    char category[32], error[128];
+    bool has_category, has_error;
+    int64_t finished_ms;
+} s_view_t;
+
+static void
+s_view_cb(void *arg, const broker_jobview_t *v)
+{
+    s_view_t *o = arg;
+    memset(o, 0, sizeof *o);
+    snprintf(o->id, sizeof o->id, "%s", v->id);
+    snprintf(o->queue, sizeof o->queue, "%s", v->queue);
+    snprintf(o->type, sizeof o->type, "%s", v->type);
+    o->state = v->state;
+    o->attempt = v->attempt;
+    o->has_result = v->result != NULL;
+    assert_true(v->result_len <= sizeof o->result);
+    if (v->result_len)
+        memcpy(o->result, v->result, v->result_len);
+    o->result_len = v->result_len;
+    o->has_category = v->category != NULL;
+    if (v->category)
+        snprintf(o->category, sizeof o->category, "%s", v->category);
+    o->has_error = v->error != NULL;
+    if (v->error)
+        snprintf(o->error, sizeof o->error, "%s", v->error);
+    o->finished_ms = v->finished_ms;
+}
+
+/* ---- a second connection, as an operator's sqlite3 shell ------------- */
+
+static sqlite3 *
+s_shell(const s_fx_t *fx)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READWRITE,
+                                     NULL),
+                     SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+/* First column of the first row as an integer; -1 for NULL or no row. */
+static int64_t
+s_shell_int(const s_fx_t *fx, const char *fmt, ...)
+{
+    char sql[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    sqlite3 *db = s_shell(fx);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    int64_t v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Runs sql and renders every row as "a|b|c\n" like the sqlite3 shell. */
+static void
+s_shell_rows(const s_fx_t *fx, const char *sql, char *out, size_t size)
+{
+    sqlite3 *db = s_shell(fx);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    size_t len = 0;
+    out[0] = '\0';
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(st); i++) {
+            const unsigned char *t = sqlite3_column_text(st, i);
+            len += (size_t)snprintf(out + len, size - len, "%s%s",
+                                    i ? "|" : "", t ? (const char *)t : "");
+            assert_true(len < size);
+        }
+        len += (size_t)snprintf(out + len, size - len, "\n");
+        assert_true(len < size);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void
+s_shell_exec(const s_fx_t *fx, const char *sql)
+{
+    sqlite3 *db = s_shell(fx);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void
+t_url_forms(void **state)
+{
+    s_fx_t *fx = *state;
+    char url[1200], err[256];
+    const char *forms[] = { "sqlite:%s", "sqlite://%s", "%s", "SQLite:%s" };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        snprintf(url, sizeof url, forms[i], fx->path);
+        err[0] = '\0';
+        broker_store_t *s = broker_store_open(url, NULL, err, sizeof err);
+        if (!s)
+            fail_msg("%s: %s", url, err);
+        assert_string_equal(broker_store_backend(s), "sqlite");
+        assert_false(broker_store_in_group(s));
+        broker_store_destroy(&s);
+        assert_null(s);
+    }
+    /* The same file each time: "sqlite://" + absolute path. */
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 1);
+
+    struct {
+        const char *url, *want;
+    } bad[] = {
+        { "postgres://u@h/db", "PostgreSQL store not built in this version" },
+        { "postgresql://h/db", "PostgreSQL store not built in this version" },
+        { "mysql://h/db", "unknown store URL scheme 'mysql'" },
+        { "", "store URL is empty" },
+        { "sqlite:", "names no file" },
+        { "sqlite://", "names no file" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        assert_null(broker_store_open(bad[i].url, NULL, err, sizeof err));
+        if (!strstr(err, bad[i].want))
+            fail_msg("'%s': got '%s', want '%s'", bad[i].url, err,
+                     bad[i].want);
+    }
+    assert_null(broker_store_open(NULL, NULL, NULL, 0)); /* no err buffer */
+    broker_store_destroy(NULL);
+}
+
+static void
+t_open_missing_dir(void **state)
+{
+    s_fx_t *fx = *state;
+    char dir[1100], path[1200], err[1400] = "";
+    snprintf(dir, sizeof dir, "%s/no/such", fx->dir);
+    snprintf(path, sizeof path, "%s/drover.db", dir);
+    assert_null(broker_store_open(path, NULL, err, sizeof err));
+    char want[1200];
+    snprintf(want, sizeof want, "directory '%s' does not exist", dir);
+    if (!strstr(err, want))
+        fail_msg("got '%s', want '%s'", err, want);
+}
+
+static void
+t_open_not_a_database(void **state)
+{
+    s_fx_t *fx = *state;
+    FILE *f = fopen(fx->path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 100; i++)
+        fputs("this is not a database, it is a text file\n", f);
+    fclose(f);
+    char err[512] = "";
+    assert_null(broker_store_open(fx->path, NULL, err, sizeof err));
+    if (!strstr(err, "not a database"))
+        fail_msg("got '%s'", err);
+}
+
+static void
+t_schema_newer(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    broker_store_destroy(&s);
+    s_shell_exec(fx, "PRAGMA user_version = 2");
+    char err[512] = "";
+    assert_null(broker_store_open(fx->path, NULL, err, sizeof err));
+    if (!strstr(err, "schema version 2 is newer"))
+        fail_msg("got '%s'", err);
+}
+
+static void
+t_sync_modes(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_sync_t modes[] = { BROKER_SYNC_FULL, BROKER_SYNC_NORMAL,
+                              BROKER_SYNC_OFF };
+    char ids[3][37];
+    for (int i = 0; i < 3; i++) {
+        broker_store_t *s = s_open_sync(fx, modes[i]);
+        s_new_id(ids[i]);
+        broker_jobrec_t r = s_rec(ids[i]);
+        s_insert_committed(s, &r);
+        broker_store_destroy(&s);
+    }
+    broker_store_t *s = s_open(fx);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(c.items[i].rec.id, ids[i]);
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+
+    broker_store_opts_t bad = { (broker_sync_t)7 };
+    char err[256] = "";
+    assert_null(broker_store_open(fx->path, &bad, err, sizeof err));
+    assert_non_null(strstr(err, "unknown sync mode"));
+    /* The file a person queries is in WAL mode. */
+    char rows[64];
+    s_shell_rows(fx, "PRAGMA journal_mode", rows, sizeof rows);
+    assert_string_equal(rows, "wal\n");
+}
+
+static void
+t_roundtrip(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open_sync(fx, BROKER_SYNC_FULL);
+    char id1[37], id2[37];
+    s_new_id(id1);
+    s_new_id(id2);
+    /* Bytes with NULs and high bits: the payload is a blob, not text. */
+    unsigned char payload[300];
+    for (size_t i = 0; i < sizeof payload; i++)
+        payload[i] = (unsigned char)(i * 7);
+    broker_jobrec_t full = {
+        .id = id1,
+        .queue = "emails",
+        .type = "send.welcome",
+        .key = "signup:42",
+        .batch = "batch-2026-01",
+        .trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        .payload = payload,
+        .payload_len = sizeof payload,
+        .state = DV_STATE_SCHEDULED,
+        .priority = 9,
+        .created_ms = 1767225600123,
+        .run_at_ms = 1767225660123,
+        .attempt = 2,
+        .max_attempts = 7,
+        .timeout_ms = 30000,
+        .backoff = { 250, 1.5, 60000, false },
+        .result_ttl_ms = 86400000,
+    };
+    broker_jobrec_t bare = s_rec(id2); /* no key, batch, trace, payload */
+    bare.priority = 0;
+    bare.backoff = (dv_backoff_t){ 0, 1.0, 0, true };
+
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_true(broker_store_in_group(s));
+    assert_int_equal(broker_store_insert(s, &full), 0);
+    assert_int_equal(broker_store_insert(s, &bare), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    assert_false(broker_store_in_group(s));
+    broker_store_destroy(&s);
+
+    s = s_open(fx);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 2);
+    s_assert_rec(&full, &c.items[0].rec);
+    s_assert_rec(&bare, &c.items[1].rec);
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+
+    /* What the design promises an operator. */
+    char rows[256];
+    s_shell_rows(fx, "SELECT state, count(*) FROM jobs GROUP BY 1 ORDER BY 1",
+                 rows, sizeof rows);
+    assert_string_equal(rows, "queued|1\nscheduled|1\n");
+    assert_int_equal(s_shell_int(fx, "SELECT length(payload) FROM jobs "
+                                     "WHERE key = 'signup:42'"),
+                     sizeof payload);
+}
+
+static void
+t_rollback(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char a[37], b[37];
+    s_new_id(a);
+    s_new_id(b);
+    broker_jobrec_t ra = s_rec(a), rb = s_rec(b);
+    rb.key = "kb";
+    s_insert_committed(s, &ra);
+
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &rb), 0);
+    assert_int_equal(broker_store_mark_running(s, a, 1, "w1", 5), 0);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, b, s_view_cb, &v), 1);
+    assert_int_equal(broker_store_rollback(s), 0);
+    assert_false(broker_store_in_group(s));
+
+    assert_int_equal(broker_store_get(s, b, s_view_cb, &v), 0);
+    char id[37];
+    assert_int_equal(broker_store_find_key(s, "kb", id), 0);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.items[0].rec.id, a);
+    assert_int_equal(c.items[0].rec.state, DV_STATE_QUEUED);
+    assert_null(c.items[0].rec.worker);
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+}
+
+typedef struct {
+    size_t n;
+    char last[37];
+    bool ordered;
+} s_order_t;
+
+static int
+s_check_order(void *arg, const broker_jobrec_t *r)
+{
+    s_order_t *o = arg;
+    if (o->n && strcmp(o->last, r->id) >= 0)
+        o->ordered = false;
+    snprintf(o->last, sizeof o->last, "%s", r->id);
+    o->n++;
+    return 0;
+}
+
+static void
+t_group_10k(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open_sync(fx, BROKER_SYNC_FULL);
+    unsigned char payload[100];
+    memset(payload, 0xa5, sizeof payload);
+    assert_int_equal(broker_store_begin(s), 0);
+    for (int i = 0; i < 10000; i++) {
+        char id[37];
+        s_new_id(id);
+        broker_jobrec_t r = s_rec(id);
+        r.payload = payload;
+        r.payload_len = sizeof payload;
+        r.batch = "big";
+        assert_int_equal(broker_store_insert(s, &r), 0);
+    }
+    assert_int_equal(broker_store_commit(s), 0);
+    broker_store_destroy(&s);
+
+    s = s_open(fx);
+    s_order_t o = { .ordered = true };
+    assert_int_equal(broker_store_replay(s, s_check_order, &o), 0);
+    assert_int_equal(o.n, 10000);
+    assert_true(o.ordered);
+    broker_store_destroy(&s);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM jobs "
+                                     "WHERE batch = 'big'"),
+                     10000);
+}
+
+static int
+s_stop_after_one(void *arg, const broker_jobrec_t *r)
+{
+    int *calls = arg;
+    (*calls)++;
+    return 42;
+}
+
+static void
+t_replay_stops(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    assert_int_equal(broker_store_begin(s), 0);
+    for (int i = 0; i < 3; i++) {
+        char id[37];
+        s_new_id(id);
+        broker_jobrec_t r = s_rec(id);
+        assert_int_equal(broker_store_insert(s, &r), 0);
+    }
+    assert_int_equal(broker_store_commit(s), 0);
+    int calls = 0;
+    assert_int_equal(broker_store_replay(s, s_stop_after_one, &calls), 42);
+    assert_int_equal(calls, 1);
+    /* The statement was reset: a second replay starts over. */
+    calls = 0;
+    assert_int_equal(broker_store_replay(s, s_stop_after_one, &calls), 42);
+    assert_int_equal(calls, 1);
+    broker_store_destroy(&s);
+}
+
+static void
+t_mark_running_reopen(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    s_insert_committed(s, &r);
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_running(s, id, 1, "host-a:1234",
+                                               1700000000500),
+                     0);
+    /* An unknown id is logged, not a group failure. */
+    assert_int_equal(broker_store_mark_running(s, "no-such-job", 1, "w", 1),
+                     0);
+    assert_int_equal(broker_store_commit(s), 0);
+    broker_store_destroy(&s);
+
+    s = s_open(fx);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.items[0].rec.state, DV_STATE_RUNNING);
+    assert_int_equal(c.items[0].rec.attempt, 1);
+    assert_string_equal(c.items[0].rec.worker, "host-a:1234");
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+    assert_int_equal(s_shell_int(fx, "SELECT started_at FROM jobs"),
+                     1700000000500);
+}
+
+static void
+t_mark_waiting(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    s_insert_committed(s, &r);
+
+    dv_failure_t f = s_failure(DV_CAT_UPSTREAM, "502 Bad Gateway");
+    f.retryable = true;
+    f.retry_after_ms = 2000;
+    f.http_status = 502;
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_running(s, id, 1, "w1", 100), 0);
+    assert_int_equal(broker_store_mark_waiting(s, id, DV_STATE_SCHEDULED,
+                                               1700000009000, 1, &f),
+                     0);
+    assert_int_equal(broker_store_commit(s), 0);
+
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.items[0].rec.state, DV_STATE_SCHEDULED);
+    assert_int_equal(c.items[0].rec.run_at_ms, 1700000009000);
+    assert_int_equal(c.items[0].rec.attempt, 1);
+    assert_null(c.items[0].rec.worker);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, id, s_view_cb, &v), 1);
+    assert_int_equal(v.state, DV_STATE_SCHEDULED);
+    assert_string_equal(v.category, "upstream");
+    assert_string_equal(v.error, "502 Bad Gateway");
+
+    /* A lost worker, say: back to queued, the last failure stays. */
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_running(s, id, 2, "w2", 200), 0);
+    assert_int_equal(broker_store_mark_waiting(s, id, DV_STATE_QUEUED,
+                                               1700000010000, 2, NULL),
+                     0);
+    assert_int_equal(broker_store_commit(s), 0);
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.items[0].rec.state, DV_STATE_QUEUED);
+    assert_int_equal(c.items[0].rec.attempt, 2);
+    assert_null(c.items[0].rec.worker);
+    assert_int_equal(broker_store_get(s, id, s_view_cb, &v), 1);
+    assert_string_equal(v.category, "upstream");
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+
+    char rows[256];
+    s_shell_rows(fx,
+                 "SELECT state, category, retry_after_ms, http_status, "
+                 "exit_code IS NULL, signal IS NULL, worker IS NULL "
+                 "FROM jobs",
+                 rows, sizeof rows);
+    assert_string_equal(rows, "queued|upstream|2000|502|1|1|1\n");
+}
+
+static void
+t_mark_finished(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char ok[37], dead[37], cancelled[37], live[37];
+    s_new_id(ok);
+    s_new_id(dead);
+    s_new_id(cancelled);
+    s_new_id(live);
+    const char *ids[] = { ok, dead, cancelled, live };
+    assert_int_equal(broker_store_begin(s), 0);
+    for (int i = 0; i < 4; i++) {
+        broker_jobrec_t r = s_rec(ids[i]);
+        r.result_ttl_ms = 60000;
+        assert_int_equal(broker_store_insert(s, &r), 0);
+        assert_int_equal(broker_store_mark_running(s, ids[i], 1, "w1", 10),
+                         0);
+    }
+    assert_int_equal(broker_store_commit(s), 0);
+
+    const unsigned char result[] = { 0x82, 0xa2, 'o', 'k', 0xc3, 0xa1, 'n',
+                                     0x00 };
+    dv_failure_t timeout = s_failure(DV_CAT_TIMEOUT, "took too long");
+    timeout.signal = 9;
+    dv_failure_t handler = s_failure(DV_CAT_HANDLER, "bad row 7");
+    handler.exit_code = 1;
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_finished(s, ok, DV_STATE_SUCCEEDED, 1,
+                                                result, sizeof result, NULL,
+                                                1000),
+                     0);
+    assert_int_equal(broker_store_mark_finished(s, dead, DV_STATE_DEAD, 1,
+                                                NULL, 0, &timeout, 2000),
+                     0);
+    /* Failed once, then cancelled while waiting: the failure is kept. */
+    assert_int_equal(broker_store_mark_waiting(s, cancelled,
+                                               DV_STATE_SCHEDULED, 5000, 1,
+                                               &handler),
+                     0);
+    assert_int_equal(broker_store_mark_finished(s, cancelled,
+                                                DV_STATE_CANCELLED, 1, NULL, 0,
+                                                NULL, 3000),
+                     0);
+    assert_int_equal(broker_store_commit(s), 0);
+    broker_store_destroy(&s);
+
+    s = s_open(fx);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.items[0].rec.id, live);
+    s_copies_free(&c);
+
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, ok, s_view_cb, &v), 1);
+    assert_string_equal(v.id, ok);
+    assert_string_equal(v.queue, "default");
+    assert_string_equal(v.type, "noop");
+    assert_int_equal(v.state, DV_STATE_SUCCEEDED);
+    assert_int_equal(v.attempt, 1);
+    assert_int_equal(v.result_len, sizeof result);
+    assert_memory_equal(v.result, result, sizeof result);
+    assert_false(v.has_category);
+    assert_false(v.has_error);
+    assert_int_equal(v.finished_ms, 1000);
+
+    assert_int_equal(broker_store_get(s, dead, s_view_cb, &v), 1);
+    assert_int_equal(v.state, DV_STATE_DEAD);
+    assert_false(v.has_result);
+    assert_int_equal(v.result_len, 0);
+    assert_string_equal(v.category, "timeout");
+    assert_string_equal(v.error, "took too long");
+    assert_int_equal(v.finished_ms, 2000);
+
+    assert_int_equal(broker_store_get(s, cancelled, s_view_cb, &v), 1);
+    assert_int_equal(v.state, DV_STATE_CANCELLED);
+    assert_string_equal(v.category, "handler");
+    assert_string_equal(v.error, "bad row 7");
+
+    assert_int_equal(broker_store_get(s, live, s_view_cb, &v), 1);
+    assert_int_equal(v.state, DV_STATE_RUNNING);
+    assert_int_equal(v.finished_ms, 0);
+    assert_int_equal(broker_store_get(s, "nope", s_view_cb, &v), 0);
+    broker_store_destroy(&s);
+
+    /* expires_at is computed from the row's own ttl; the worker stays for
+     * history (the job cancelled while waiting had none any more). */
+    char rows[512];
+    s_shell_rows(fx,
+                 "SELECT state, finished_at, expires_at, worker, signal, "
+                 "exit_code FROM jobs WHERE finished_at IS NOT NULL "
+                 "ORDER BY finished_at",
+                 rows, sizeof rows);
+    assert_string_equal(rows, "succeeded|1000|61000|w1||\n"
+                              "dead|2000|62000|w1|9|\n"
+                              "cancelled|3000|63000|||1\n");
+}
+
+static void
+t_find_key(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char id[37], found[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    r.key = "order-7781";
+    r.result_ttl_ms = 500;
+
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &r), 0);
+    /* Within the uncommitted group already. */
+    assert_int_equal(broker_store_find_key(s, "order-7781", found), 1);
+    assert_string_equal(found, id);
+    assert_int_equal(broker_store_find_key(s, "order-0000", found), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+
+    assert_int_equal(broker_store_find_key(s, "order-7781", found), 1);
+    assert_string_equal(found, id);
+
+    /* Finished jobs keep their key until they expire. */
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_running(s, id, 1, "w", 10), 0);
+    assert_int_equal(broker_store_mark_finished(s, id, DV_STATE_SUCCEEDED, 1,
+                                                "\xc0", 1, NULL, 1000),
+                     0);
+    assert_int_equal(broker_store_commit(s), 0);
+    memset(found, 0, sizeof found);
+    assert_int_equal(broker_store_find_key(s, "order-7781", found), 1);
+    assert_string_equal(found, id);
+    assert_int_equal(broker_store_expire(s, 1499, 100), 0);
+    assert_int_equal(broker_store_find_key(s, "order-7781", found), 1);
+    assert_int_equal(broker_store_expire(s, 1500, 100), 1);
+    assert_int_equal(broker_store_find_key(s, "order-7781", found), 0);
+    broker_store_destroy(&s);
+}
+
+static void
+t_duplicate_key(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char a[37], b[37], c[37], d[37];
+    s_new_id(a);
+    s_new_id(b);
+    s_new_id(c);
+    s_new_id(d);
+    broker_jobrec_t ra = s_rec(a), rb = s_rec(b), rc = s_rec(c), rd = s_rec(d);
+    ra.key = "dup";
+    rb.key = "other";
+    rc.key = "dup";
+    s_insert_committed(s, &ra);
+
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &rb), 0);
+    assert_int_equal(broker_store_insert(s, &rc), DV_EIO);
+    /* The group is poisoned: nothing more goes in, commit fails. */
+    assert_int_equal(broker_store_insert(s, &rd), DV_EIO);
+    assert_int_equal(broker_store_mark_running(s, a, 1, "w", 1), DV_EIO);
+    assert_int_equal(broker_store_commit(s), DV_EIO);
+    assert_false(broker_store_in_group(s));
+
+    char found[37];
+    assert_int_equal(broker_store_find_key(s, "other", found), 0);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, b, s_view_cb, &v), 0);
+    assert_int_equal(broker_store_get(s, d, s_view_cb, &v), 0);
+    assert_int_equal(broker_store_get(s, a, s_view_cb, &v), 1);
+    assert_int_equal(v.state, DV_STATE_QUEUED);
+
+    /* Two of a key inside one group, and a duplicate id. */
+    char e[37], f[37];
+    s_new_id(e);
+    s_new_id(f);
+    broker_jobrec_t re = s_rec(e), rf = s_rec(f);
+    re.key = rf.key = "twice";
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &re), 0);
+    assert_int_equal(broker_store_insert(s, &rf), DV_EIO);
+    assert_int_equal(broker_store_commit(s), DV_EIO);
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &rd), 0);
+    assert_int_equal(broker_store_insert(s, &rd), DV_EIO);
+    assert_int_equal(broker_store_commit(s), DV_EIO);
+    assert_int_equal(broker_store_get(s, e, s_view_cb, &v), 0);
+    assert_int_equal(broker_store_get(s, d, s_view_cb, &v), 0);
+
+    /* The store goes on working after a failed group. */
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &rb), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    broker_store_destroy(&s);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM jobs"), 2);
+}
+
+static void
+t_expire(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char ids[9][37];
+    assert_int_equal(broker_store_begin(s), 0);
+    for (int i = 0; i < 9; i++) {
+        s_new_id(ids[i]);
+        broker_jobrec_t r = s_rec(ids[i]);
+        r.result_ttl_ms = 1000 * (i + 1); /* expires at 1000 + ttl */
+        assert_int_equal(broker_store_insert(s, &r), 0);
+        broker_attempt_t a = { ids[i], 1, "w", 10, 1000, DV_STATE_SUCCEEDED,
+                               NULL };
+        assert_int_equal(broker_store_add_attempt(s, &a), 0);
+        if (i < 7) /* 7 and 8 stay unfinished: queued and running */
+            assert_int_equal(broker_store_mark_finished(s, ids[i],
+                                                        DV_STATE_SUCCEEDED, 1,
+                                                        NULL, 0, NULL, 1000),
+                             0);
+    }
+    assert_int_equal(broker_store_mark_running(s, ids[8], 1, "w", 10), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+
+    assert_int_equal(broker_store_expire(s, 1999, 100), 0);
+    assert_int_equal(broker_store_expire(s, 2000, 100), 1); /* ids[0] */
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, ids[0], s_view_cb, &v), 0);
+    assert_int_equal(broker_store_get(s, ids[1], s_view_cb, &v), 1);
+    assert_int_equal(s_shell_int(fx,
+                                 "SELECT count(*) FROM attempts "
+                                 "WHERE job_id = '%s'",
+                                 ids[0]),
+                     0);
+    /* In chunks: 5 expired by 7000, two at a time, oldest first. */
+    assert_int_equal(broker_store_expire(s, 7000, 2), 2);
+    assert_int_equal(broker_store_get(s, ids[1], s_view_cb, &v), 0);
+    assert_int_equal(broker_store_get(s, ids[3], s_view_cb, &v), 1);
+    assert_int_equal(broker_store_expire(s, 7000, 2), 2);
+    assert_int_equal(broker_store_expire(s, 7000, 2), 1);
+    assert_int_equal(broker_store_expire(s, 7000, 2), 0);
+    assert_int_equal(broker_store_expire(s, 7000, 0), 0);
+    /* Unfinished jobs never expire, whatever the time. */
+    assert_int_equal(broker_store_expire(s, INT64_MAX, 100), 1); /* ids[6] */
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.items[0].rec.id, ids[7]);
+    assert_string_equal(c.items[1].rec.id, ids[8]);
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM attempts"), 2);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM jobs"), 2);
+}
+
+static void
+t_retry_finished_job(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    s_insert_committed(s, &r);
+    dv_failure_t f = s_failure(DV_CAT_AUTH, "401");
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_finished(s, id, DV_STATE_DEAD, 1, NULL,
+                                                0, &f, 1000),
+                     0);
+    /* The operator retries the dead job: it must not expire while queued. */
+    assert_int_equal(broker_store_mark_waiting(s, id, DV_STATE_QUEUED, 5000, 1,
+                                               NULL),
+                     0);
+    assert_int_equal(broker_store_commit(s), 0);
+    assert_int_equal(broker_store_expire(s, INT64_MAX, 100), 0);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.items[0].rec.state, DV_STATE_QUEUED);
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+}
+
+static void
+t_attempts_history(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    s_insert_committed(s, &r);
+
+    dv_failure_t f1 = s_failure(DV_CAT_RATE_LIMITED, "429 Too Many Requests");
+    f1.retryable = true;
+    f1.retry_after_ms = 30000;
+    f1.http_status = 429;
+    f1.key_id = dv_str("key-3");
+    dv_failure_t f2 = s_failure(DV_CAT_CRASHED, "killed by SIGSEGV");
+    f2.signal = 11;
+    f2.exit_code = 139;
+    broker_attempt_t a1 = { id, 1, "w1", 100, 200, DV_STATE_FAILED, &f1 };
+    broker_attempt_t a2 = { id, 2, "w2", 300, 400, DV_STATE_FAILED, &f2 };
+    broker_attempt_t a3 = { id, 3, "w1", 500, 600, DV_STATE_SUCCEEDED, NULL };
+
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_add_attempt(s, &a1), 0);
+    assert_int_equal(broker_store_add_attempt(s, &a2), 0);
+    /* Not visible to another connection before the commit. */
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM attempts"), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+
+    /* A report repeated after a reconnect replaces the row. */
+    a2.worker = "w2-again";
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_add_attempt(s, &a2), 0);
+    assert_int_equal(broker_store_add_attempt(s, &a3), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+
+    /* Read while the store is still open, as an operator would. */
+    char rows[1024];
+    s_shell_rows(fx,
+                 "SELECT attempt, worker, started_at, finished_at, outcome, "
+                 "category, message, retryable, retry_after_ms, exit_code, "
+                 "signal, http_status, key_id FROM attempts "
+                 "ORDER BY job_id, attempt",
+                 rows, sizeof rows);
+    assert_string_equal(rows,
+                        "1|w1|100|200|failed|rate_limited|"
+                        "429 Too Many Requests|1|30000|||429|key-3\n"
+                        "2|w2-again|300|400|failed|crashed|"
+                        "killed by SIGSEGV|0||139|11||\n"
+                        "3|w1|500|600|succeeded||||||||\n");
+    broker_store_destroy(&s);
+}
+
+/* Fills the group with jobs of payload_len bytes until an insert fails or
+ * max_jobs went in, under a 256 KiB file-size limit, then commits. A
+ * file-size limit makes write(2) fail with EFBIG, the way a full disk fails
+ * with ENOSPC, without needing a small filesystem. Returns the insert rc. */
+static int
+s_fill_under_limit(broker_store_t *s, size_t payload_len, int max_jobs,
+                   int *commit_rc)
+{
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 256 * 1024;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+    unsigned char *payload = malloc(payload_len);
+    assert_non_null(payload);
+    memset(payload, 0x5a, payload_len);
+    int rc = 0, n = 0;
+    assert_int_equal(broker_store_begin(s), 0);
+    while (n < max_jobs && rc == 0) {
+        char id[37];
+        s_new_id(id);
+        broker_jobrec_t big = s_rec(id);
+        big.payload = payload;
+        big.payload_len = payload_len;
+        rc = broker_store_insert(s, &big);
+        n++;
+    }
+    if (rc != 0) {
+        /* Poisoned: nothing more is written, not even in autocommit. */
+        char id[37];
+        s_new_id(id);
+        broker_jobrec_t one = s_rec(id);
+        assert_int_equal(broker_store_insert(s, &one), rc);
+    }
+    *commit_rc = broker_store_commit(s);
+    assert_false(broker_store_in_group(s));
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    free(payload);
+    print_message("file limit: insert rc %d after %d jobs, commit rc %d\n",
+                  rc, n, *commit_rc);
+    return rc;
+}
+
+/* After the failed group: the same connection works again once there is
+ * room, and after a reopen only the committed jobs are there. */
+static void
+s_check_after_full(const s_fx_t *fx, broker_store_t **s_p, const char *first)
+{
+    char again[37];
+    s_new_id(again);
+    broker_jobrec_t r = s_rec(again);
+    s_insert_committed(*s_p, &r);
+    broker_store_destroy(s_p);
+
+    broker_store_t *s = s_open(fx);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.items[0].rec.id, first);
+    assert_string_equal(c.items[1].rec.id, again);
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+}
+
+static void
+t_disk_full_at_commit(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open_sync(fx, BROKER_SYNC_FULL);
+    char first[37];
+    s_new_id(first);
+    broker_jobrec_t r = s_rec(first);
+    s_insert_committed(s, &r);
+
+    /* 2 MB fits in the page cache: the WAL is written at commit. */
+    int commit_rc;
+    assert_int_equal(s_fill_under_limit(s, 1024, 2000, &commit_rc), 0);
+    assert_int_equal(commit_rc, DV_EIO);
+    s_check_after_full(fx, &s, first);
+}
+
+static void
+t_disk_full_mid_group(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open_sync(fx, BROKER_SYNC_FULL);
+    char first[37];
+    s_new_id(first);
+    broker_jobrec_t r = s_rec(first);
+    s_insert_committed(s, &r);
+
+    /* 5000 x 16 KiB does not fit in the 32 MiB page cache: SQLite spills
+     * pages to the WAL in the middle of the group, and an insert fails.
+     * SQLite may roll the transaction back right there. */
+    int commit_rc;
+    assert_int_equal(s_fill_under_limit(s, 16384, 5000, &commit_rc),
+                     DV_EIO);
+    assert_int_equal(commit_rc, DV_EIO);
+    s_check_after_full(fx, &s, first);
+}
+
+static void
+t_memory_store(void **state)
+{
+    char err[256] = "";
+    broker_store_t *s = broker_store_open(":memory:", NULL, err, sizeof err);
+    if (!s)
+        fail_msg("%s", err);
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    s_insert_committed(s, &r);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, id, s_view_cb, &v), 1);
+    /* Destroy rolls back an open group. */
+    assert_int_equal(broker_store_begin(s), 0);
+    broker_store_destroy(&s);
+}
+
+int
+main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, s_setup, s_teardown)
+    const struct CMUnitTest tests[] = {
+        T(t_url_forms),
+        T(t_open_missing_dir),
+        T(t_open_not_a_database),
+        T(t_schema_newer),
+        T(t_sync_modes),
+        T(t_roundtrip),
+        T(t_rollback),
+        T(t_group_10k),
+        T(t_replay_stops),
+        T(t_mark_running_reopen),
+        T(t_mark_waiting),
+        T(t_mark_finished),
+        T(t_find_key),
+        T(t_duplicate_key),
+        T(t_expire),
+        T(t_retry_finished_job),
+        T(t_attempts_history),
+        T(t_disk_full_at_commit),
+        T(t_disk_full_mid_group),
+        T(t_memory_store),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
