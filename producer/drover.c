@@ -1,0 +1,1178 @@
+/* libdrover - the client library (see drover.h for the contract).
+ *
+ * One DEALER socket to one endpoint of the list at a time. Requests carry a
+ * req number that the broker echoes; answers with a req we are not waiting
+ * for (late answers to a request we gave up on, results of an earlier wait)
+ * are dropped. Failover closes the socket (linger 0, so nothing stale is
+ * delivered later), opens a new one on the next endpoint and sends every
+ * unanswered request again. */
+#include "drover.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <msgpack.h>
+#include <zmq.h>
+
+#include "dv_clock.h"
+#include "dv_id.h"
+#include "dv_json.h"
+#include "dv_proto.h"
+#include "dv_util.h"
+#include "producer_idmap.h"
+
+#define S_DEFAULT_TIMEOUT_MS 5000
+#define S_CHUNK_JOBS 1000           /* jobs per submit message */
+#define S_CHUNK_BYTES (4u << 20)    /* bytes per submit message, about */
+#define S_WINDOW 32                 /* submit messages in flight */
+#define S_WAIT_CHUNK 10000          /* ids per wait message */
+#define S_WAIT_RESEND_MS 5000       /* silence before wait is sent again */
+#define S_JOB_OVERHEAD 160          /* msgpack keys and numbers of one job */
+#define S_MAX_SECONDS (10.0 * 365 * 86400)
+#define S_NO_ANSWER "no answer from broker"
+
+struct drover_client_t {
+    void *ctx;          /* ZeroMQ context, one per client */
+    void *sock;         /* DEALER connected to endpoints[cur] */
+    char **endpoints;   /* NULL-terminated list */
+    int nendpoints;
+    int cur;            /* index of the endpoint in use */
+    int timeout_ms;     /* answer timeout per request and endpoint */
+    uint64_t next_req;  /* next request number; starts at 1 (0 = unknown) */
+    char error[512];    /* drover_last_error() */
+};
+
+static _Thread_local char s_connect_error[512];
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static int
+s_fail(drover_client_t *self, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records the reason for the failing call and returns its code. */
+static int
+s_fail(drover_client_t *self, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(self->error, sizeof self->error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static void
+s_copy_str(char *dst, size_t size, dv_str_t v)
+{
+    size_t n = v.len < size - 1 ? v.len : size - 1;
+    if (v.ptr && n)
+        memcpy(dst, v.ptr, n);
+    dst[n] = '\0';
+}
+
+static int64_t
+s_remaining(int64_t deadline)
+{
+    int64_t left = deadline - dv_mono_ms();
+    return left > 0 ? left : 0;
+}
+
+/* Seconds from the user to milliseconds for the wire; -1 if not a sane
+ * duration. A positive duration never rounds down to 0 ("default"). */
+static int
+s_seconds_ms(double s, int64_t *ms)
+{
+    if (!isfinite(s) || s < 0 || s > S_MAX_SECONDS)
+        return -1;
+    *ms = (int64_t)llround(s * 1000.0);
+    if (*ms == 0 && s > 0)
+        *ms = 1;
+    return 0;
+}
+
+const char *
+drover_strerror(int err)
+{
+    switch (err) {
+    case DROVER_OK:
+        return "ok";
+    case DROVER_EINVAL:
+        return "invalid argument";
+    case DROVER_EUNREACHABLE:
+        return "broker unreachable";
+    case DROVER_ETIMEOUT:
+        return "timed out";
+    case DROVER_EREJECTED:
+        return "rejected by the broker";
+    case DROVER_EPROTO:
+        return "protocol error";
+    case DROVER_ENOMEM:
+        return "out of memory";
+    }
+    return "unknown error";
+}
+
+const char *
+drover_last_error(const drover_client_t *self)
+{
+    return self ? self->error : s_connect_error;
+}
+
+const char *
+drover_endpoint(const drover_client_t *self)
+{
+    return self ? self->endpoints[self->cur] : "";
+}
+
+/* ---- socket ------------------------------------------------------------ */
+
+static void
+s_close_socket(drover_client_t *self)
+{
+    if (self->sock) {
+        int zero = 0;
+        zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(self->sock);
+        self->sock = NULL;
+    }
+}
+
+/* Opens a DEALER on endpoints[cur]. Returns 0, or -1 with the reason set. */
+static int
+s_open_socket(drover_client_t *self)
+{
+    void *s = zmq_socket(self->ctx, ZMQ_DEALER);
+    if (!s) {
+        s_fail(self, DROVER_ENOMEM, "zmq_socket: %s", zmq_strerror(errno));
+        return -1;
+    }
+    int zero = 0, timeout = self->timeout_ms;
+    /* A reply may be large (results of many jobs), never over the limit. */
+    int64_t maxmsg = DV_MSG_MAX;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_connect(s, self->endpoints[self->cur]) != 0) {
+        s_fail(self, DROVER_EINVAL, "cannot connect to '%s': %s",
+               self->endpoints[self->cur], zmq_strerror(errno));
+        zmq_close(s);
+        return -1;
+    }
+    self->sock = s;
+    return 0;
+}
+
+/* Moves to the next endpoint of the list (the same one if there is only one)
+ * with a fresh socket. Returns 0 or -1. */
+static int
+s_failover(drover_client_t *self)
+{
+    s_close_socket(self);
+    self->cur = (self->cur + 1) % self->nendpoints;
+    return s_open_socket(self);
+}
+
+/* Sends one message. Returns 0, or -1 if it could not be queued (the socket
+ * stayed full for the timeout, or flags had ZMQ_DONTWAIT). */
+static int
+s_send(drover_client_t *self, const void *buf, size_t len, int flags)
+{
+    while (zmq_send(self->sock, buf, len, flags) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    return 0;
+}
+
+/* Encodes msg and sends it. Returns 0, -1 (not sent) or -2 (no memory). */
+static int
+s_send_msg(drover_client_t *self, const dv_msg_t *msg, int flags)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (dv_msg_encode(msg, &sb) != DV_OK) {
+        msgpack_sbuffer_destroy(&sb);
+        return -2;
+    }
+    int rc = s_send(self, sb.data, sb.size, flags);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* A received, decoded message; data lives in the zmq_msg_t. */
+typedef struct {
+    zmq_msg_t frame;
+    dv_msg_t msg;  /* type DV_MSG_NONE if the frame did not decode */
+} s_in_t;
+
+static void
+s_in_release(s_in_t *in)
+{
+    dv_msg_release(&in->msg);
+    zmq_msg_close(&in->frame);
+}
+
+/* Waits up to timeout_ms (< 0: for ever) for one message. Returns 1 with *in
+ * filled (release it with s_in_release), 0 when the time passed (or a signal
+ * came), -1 if the context is being torn down. A message that does not
+ * decode is returned with type DV_MSG_NONE: it is a sign of life but
+ * nothing more. */
+static int
+s_recv(drover_client_t *self, int64_t timeout_ms, s_in_t *in)
+{
+    zmq_pollitem_t item = { self->sock, 0, ZMQ_POLLIN, 0 };
+    long t = timeout_ms < 0 ? -1 : (long)timeout_ms;
+    int rc = zmq_poll(&item, 1, t);
+    if (rc < 0)
+        return errno == EINTR ? 0 : -1;
+    if (rc == 0)
+        return 0;
+    for (;;) {
+        zmq_msg_init(&in->frame);
+        if (zmq_msg_recv(&in->frame, self->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&in->frame);
+            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        }
+        /* One frame per message; skip anything in front of the last one
+         * (an empty delimiter a REQ-minded peer might add). */
+        if (!zmq_msg_more(&in->frame))
+            break;
+        zmq_msg_close(&in->frame);
+    }
+    memset(&in->msg, 0, sizeof in->msg);
+    char why[160];
+    if (dv_msg_decode(zmq_msg_data(&in->frame), zmq_msg_size(&in->frame),
+                      &in->msg, why, sizeof why) != DV_OK) {
+        dv_msg_release(&in->msg);
+        memset(&in->msg, 0, sizeof in->msg);
+        in->msg.type = DV_MSG_NONE;
+    }
+    return 1;
+}
+
+/* ---- connect / close --------------------------------------------------- */
+
+drover_client_t *
+drover_connect(const char *endpoints, int timeout_ms)
+{
+    s_connect_error[0] = '\0';
+    if (!endpoints || !*endpoints)
+        endpoints = dv_env_or("DROVER_BROKER", DROVER_DEFAULT_ENDPOINT);
+    drover_client_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(s_connect_error, sizeof s_connect_error, "out of memory");
+        return NULL;
+    }
+    self->timeout_ms = timeout_ms > 0 ? timeout_ms : S_DEFAULT_TIMEOUT_MS;
+    self->next_req = 1;
+    self->nendpoints = dv_strv_split(endpoints, &self->endpoints);
+    if (self->nendpoints == 0) {
+        snprintf(s_connect_error, sizeof s_connect_error,
+                 "no broker endpoint in '%s'", endpoints);
+        goto fail;
+    }
+    self->ctx = zmq_ctx_new();
+    if (!self->ctx) {
+        snprintf(s_connect_error, sizeof s_connect_error, "zmq_ctx_new: %s",
+                 zmq_strerror(errno));
+        goto fail;
+    }
+    /* Check every endpoint now, so a typo fails here and not at failover
+     * time. Connecting is lazy; this socket goes away at once. */
+    void *probe = zmq_socket(self->ctx, ZMQ_DEALER);
+    if (!probe) {
+        snprintf(s_connect_error, sizeof s_connect_error, "zmq_socket: %s",
+                 zmq_strerror(errno));
+        goto fail;
+    }
+    int zero = 0;
+    zmq_setsockopt(probe, ZMQ_LINGER, &zero, sizeof zero);
+    for (int i = 0; i < self->nendpoints; i++) {
+        if (zmq_connect(probe, self->endpoints[i]) != 0) {
+            snprintf(s_connect_error, sizeof s_connect_error,
+                     "bad broker endpoint '%s': %s", self->endpoints[i],
+                     zmq_strerror(errno));
+            zmq_close(probe);
+            goto fail;
+        }
+    }
+    zmq_close(probe);
+    if (s_open_socket(self) != 0) {
+        snprintf(s_connect_error, sizeof s_connect_error, "%s", self->error);
+        goto fail;
+    }
+    return self;
+fail:
+    drover_close(&self);
+    return NULL;
+}
+
+void
+drover_close(drover_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    drover_client_t *self = *self_p;
+    s_close_socket(self);
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    dv_strv_free(&self->endpoints);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+void
+drover_job_init(drover_job_t *job)
+{
+    memset(job, 0, sizeof *job);
+    job->priority = -1;
+    job->backoff_base_s = -1;
+    job->backoff_factor = -1;
+    job->backoff_cap_s = -1;
+    job->backoff_jitter = -1;
+}
+
+static int
+s_check_name(const char *what, const char *s, size_t min, size_t max,
+             char *why, size_t why_size)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < min || n > max) {
+        if (min)
+            snprintf(why, why_size, "%s must be %zu..%zu bytes", what, min,
+                     max);
+        else
+            snprintf(why, why_size, "%s must be at most %zu bytes", what, max);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks a job and fills the wire form. Strings point into the job; a payload
+ * converted from JSON is a new buffer returned in *owned (caller frees).
+ * Returns 0, -1 (not valid: reason in why) or -2 (out of memory). */
+static int
+s_job_spec(const drover_job_t *job, int64_t now_ms, dv_jobspec_t *spec,
+           char **owned, char *why, size_t why_size)
+{
+    *owned = NULL;
+    memset(spec, 0, sizeof *spec);
+    const char *queue = job->queue ? job->queue : "default";
+    if (s_check_name("queue", queue, 1, DV_NAME_MAX, why, why_size) ||
+        s_check_name("type", job->type, 1, DV_NAME_MAX, why, why_size) ||
+        s_check_name("key", job->key, 0, DV_KEY_MAX, why, why_size) ||
+        s_check_name("batch", job->batch, 0, DV_NAME_MAX, why, why_size) ||
+        s_check_name("trace", job->trace, 0, DV_TEXT_MAX, why, why_size))
+        return -1;
+    spec->queue = dv_str(queue);
+    spec->type = dv_str(job->type);
+    if (job->key && *job->key)
+        spec->key = dv_str(job->key);
+    if (job->batch && *job->batch)
+        spec->batch = dv_str(job->batch);
+    if (job->trace && *job->trace)
+        spec->trace = dv_str(job->trace);
+
+    if (job->payload_json) {
+        json_error_t err;
+        json_t *j = json_loads(job->payload_json, JSON_DECODE_ANY, &err);
+        if (!j) {
+            snprintf(why, why_size, "payload_json is not valid JSON: %s",
+                     err.text);
+            return -1;
+        }
+        size_t len = 0;
+        char *mp = dv_json_to_msgpack(j, &len);
+        json_decref(j);
+        if (!mp) {
+            snprintf(why, why_size, "payload nested deeper than %d levels",
+                     DV_JSON_MAX_DEPTH);
+            return -1;
+        }
+        *owned = mp;
+        spec->payload = dv_strn(mp, len);
+    } else if (job->payload_msgpack && job->payload_len) {
+        if (dv_mp_validate(job->payload_msgpack, job->payload_len,
+                           DV_VALUE_DEPTH_MAX) != DV_OK) {
+            snprintf(why, why_size,
+                     "payload_msgpack is not one valid msgpack value");
+            return -1;
+        }
+        spec->payload = dv_strn(job->payload_msgpack, job->payload_len);
+    }
+    if (spec->payload.len > DV_PAYLOAD_MAX) {
+        snprintf(why, why_size,
+                 "payload is %u bytes as msgpack; the limit is %u",
+                 (unsigned)spec->payload.len, DV_PAYLOAD_MAX);
+        free(*owned);
+        *owned = NULL;
+        return -1;
+    }
+
+    int rc = -1;
+    if (job->priority == -1)
+        spec->priority = DV_PRIORITY_DEFAULT;
+    else if (job->priority >= 0 && job->priority <= 9)
+        spec->priority = job->priority;
+    else {
+        snprintf(why, why_size, "priority must be 0..9");
+        goto bad;
+    }
+    int64_t delay_ms = 0;
+    if (s_seconds_ms(job->delay_s, &delay_ms) != 0) {
+        snprintf(why, why_size, "delay must be 0 to 10 years in seconds");
+        goto bad;
+    }
+    if (job->run_at_ms < 0) {
+        snprintf(why, why_size, "run_at must be an epoch time in ms");
+        goto bad;
+    }
+    if (job->run_at_ms > 0 && delay_ms > 0) {
+        snprintf(why, why_size, "give a delay or a run_at time, not both");
+        goto bad;
+    }
+    spec->run_at_ms = job->run_at_ms ? job->run_at_ms
+                                     : delay_ms ? now_ms + delay_ms : 0;
+    if (job->max_attempts < 0 || job->max_attempts > 1000) {
+        snprintf(why, why_size, "max_attempts must be 1..1000");
+        goto bad;
+    }
+    spec->max_attempts = job->max_attempts;
+    if (s_seconds_ms(job->timeout_s, &spec->timeout_ms) != 0) {
+        snprintf(why, why_size, "timeout must be 0 to 10 years in seconds");
+        goto bad;
+    }
+    if (s_seconds_ms(job->result_ttl_s, &spec->result_ttl_ms) != 0) {
+        snprintf(why, why_size,
+                 "result_ttl must be 0 to 10 years in seconds");
+        goto bad;
+    }
+    if (job->backoff_base_s >= 0 || job->backoff_factor >= 0 ||
+        job->backoff_cap_s >= 0 || job->backoff_jitter >= 0) {
+        spec->has_backoff = true;
+        spec->backoff = DV_BACKOFF_DEFAULT;
+        if (job->backoff_base_s >= 0 &&
+            s_seconds_ms(job->backoff_base_s, &spec->backoff.base_ms) != 0) {
+            snprintf(why, why_size, "backoff base must be 0 to 10 years");
+            goto bad;
+        }
+        if (job->backoff_cap_s >= 0 &&
+            s_seconds_ms(job->backoff_cap_s, &spec->backoff.cap_ms) != 0) {
+            snprintf(why, why_size, "backoff cap must be 0 to 10 years");
+            goto bad;
+        }
+        if (job->backoff_factor >= 0) {
+            if (!isfinite(job->backoff_factor) || job->backoff_factor < 1 ||
+                job->backoff_factor > 1000) {
+                snprintf(why, why_size, "backoff factor must be 1..1000");
+                goto bad;
+            }
+            spec->backoff.factor = job->backoff_factor;
+        }
+        if (job->backoff_jitter >= 0)
+            spec->backoff.jitter = job->backoff_jitter != 0;
+    } else if (isnan(job->backoff_base_s) || isnan(job->backoff_factor) ||
+               isnan(job->backoff_cap_s)) {
+        snprintf(why, why_size, "backoff values must be numbers");
+        goto bad;
+    }
+    return 0;
+bad:
+    free(*owned);
+    *owned = NULL;
+    return rc;
+}
+
+/* One submit message on its way. */
+typedef struct {
+    uint64_t req;    /* 0: slot free */
+    size_t *idx;     /* job index of each job in the message */
+    uint32_t njobs;  /* jobs in the message */
+    char *buf;       /* the encoded message, kept to send again */
+    size_t len;
+} s_flight_t;
+
+static void
+s_flight_free(s_flight_t *f)
+{
+    free(f->idx);
+    free(f->buf);
+    memset(f, 0, sizeof *f);
+}
+
+/* Marks every job of a message with the same error. */
+static void
+s_flight_error(const s_flight_t *f, drover_ack_t *acks, const char *fmt,
+               dv_str_t reason)
+{
+    for (uint32_t k = 0; k < f->njobs; k++) {
+        drover_ack_t *a = &acks[f->idx[k]];
+        a->id[0] = '\0';
+        snprintf(a->error, sizeof a->error, fmt, (int)reason.len,
+                 reason.ptr ? reason.ptr : "");
+    }
+}
+
+/* Builds the next message from jobs[*next...]: at most S_CHUNK_JOBS valid
+ * jobs and about S_CHUNK_BYTES. Jobs that are not valid get their reason in
+ * acks and are left out. Advances *next past the jobs it consumed. Returns 0
+ * (f->njobs may be 0 if every job was invalid), or -2 out of memory. */
+static int
+s_build_chunk(drover_client_t *self, const drover_job_t *jobs, size_t n,
+              size_t *next, drover_ack_t *acks, s_flight_t *f)
+{
+    size_t cap = n - *next < S_CHUNK_JOBS ? n - *next : S_CHUNK_JOBS;
+    dv_jobspec_t *specs = malloc(cap * sizeof *specs);
+    char **owned = malloc(cap * sizeof *owned);
+    f->idx = malloc(cap * sizeof *f->idx);
+    if (!specs || !owned || !f->idx) {
+        free(specs);
+        free(owned);
+        s_flight_free(f);
+        return -2;
+    }
+    int64_t now = dv_now_ms();
+    size_t bytes = 0;
+    uint32_t k = 0;
+    int rc = 0;
+    while (*next < n && k < cap) {
+        const drover_job_t *job = &jobs[*next];
+        drover_ack_t *a = &acks[*next];
+        dv_jobspec_t spec;
+        char *mine = NULL;
+        int vrc = s_job_spec(job, now, &spec, &mine, a->error,
+                             sizeof a->error);
+        if (vrc == -2) {
+            rc = -2;
+            break;
+        }
+        if (vrc == -1) {
+            a->id[0] = '\0';
+            (*next)++;
+            continue;
+        }
+        size_t size = S_JOB_OVERHEAD + spec.queue.len + spec.type.len +
+                      spec.payload.len + spec.key.len + spec.batch.len +
+                      spec.trace.len;
+        if (k > 0 && bytes + size > S_CHUNK_BYTES) {
+            free(mine);
+            break;
+        }
+        bytes += size;
+        specs[k] = spec;
+        owned[k] = mine;
+        f->idx[k] = *next;
+        k++;
+        (*next)++;
+    }
+    f->njobs = k;
+    if (rc == 0 && k > 0) {
+        dv_msg_t m;
+        memset(&m, 0, sizeof m);
+        m.type = DV_MSG_SUBMIT;
+        m.u.submit.req = self->next_req++;
+        m.u.submit.jobs = specs;
+        m.u.submit.njobs = k;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        if (dv_msg_encode(&m, &sb) != DV_OK || sb.size == 0) {
+            msgpack_sbuffer_destroy(&sb);
+            rc = -2;
+        } else {
+            f->req = m.u.submit.req;
+            f->len = sb.size;
+            f->buf = msgpack_sbuffer_release(&sb);
+        }
+    }
+    for (uint32_t i = 0; i < k; i++)
+        free(owned[i]);
+    free(specs);
+    free(owned);
+    if (rc != 0)
+        s_flight_free(f);
+    return rc;
+}
+
+/* Applies a "submitted" answer to the jobs of its message. Returns 0, or -1
+ * if the answer does not fit the message (the jobs are then marked). */
+static int
+s_apply_acks(const s_flight_t *f, const dv_msg_t *m, drover_ack_t *acks)
+{
+    if (m->u.submit_reply.nacks != f->njobs) {
+        for (uint32_t k = 0; k < f->njobs; k++)
+            snprintf(acks[f->idx[k]].error, sizeof acks[0].error,
+                     "protocol error: broker sent %u answers for %u jobs",
+                     m->u.submit_reply.nacks, f->njobs);
+        return -1;
+    }
+    int rc = 0;
+    for (uint32_t k = 0; k < f->njobs; k++) {
+        const dv_submit_ack_t *in = &m->u.submit_reply.acks[k];
+        drover_ack_t *a = &acks[f->idx[k]];
+        a->id[0] = '\0';
+        a->error[0] = '\0';
+        a->duplicate = 0;
+        if (in->error.ptr) {
+            s_copy_str(a->error, sizeof a->error, in->error);
+            if (!a->error[0])
+                snprintf(a->error, sizeof a->error, "refused");
+        } else if (in->id.ptr && in->id.len == DROVER_ID_LEN) {
+            s_copy_str(a->id, sizeof a->id, in->id);
+            a->duplicate = in->duplicate;
+        } else {
+            snprintf(a->error, sizeof a->error,
+                     "protocol error: broker sent no job id");
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+int
+drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
+                   drover_ack_t *acks)
+{
+    if (!self)
+        return DROVER_EINVAL;
+    if (n == 0)
+        return DROVER_OK;
+    if (!jobs || !acks)
+        return s_fail(self, DROVER_EINVAL, "jobs and acks are required");
+    self->error[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        acks[i].id[0] = '\0';
+        acks[i].duplicate = 0;
+        acks[i].error[0] = '\0';
+    }
+    s_flight_t flights[S_WINDOW];
+    memset(flights, 0, sizeof flights);
+    int inflight = 0, tries = 0, rc = DROVER_OK;
+    bool heard = false, proto_error = false;
+    size_t next = 0;
+    int64_t last_progress = dv_mono_ms();
+
+    while (next < n || inflight > 0) {
+        /* Fill the window. */
+        while (next < n && inflight < S_WINDOW) {
+            s_flight_t *f = NULL;
+            for (int i = 0; i < S_WINDOW && !f; i++)
+                if (!flights[i].req)
+                    f = &flights[i];
+            if (s_build_chunk(self, jobs, n, &next, acks, f) != 0) {
+                rc = s_fail(self, DROVER_ENOMEM, "out of memory");
+                goto give_up;
+            }
+            if (!f->req)
+                continue; /* every job of the chunk was invalid */
+            if (inflight == 0)
+                last_progress = dv_mono_ms();
+            inflight++;
+            /* If the socket stays full, the answer timeout below fails
+             * over and sends the message again. */
+            s_send(self, f->buf, f->len, 0);
+        }
+        if (inflight == 0)
+            break;
+
+        s_in_t in;
+        int64_t left = s_remaining(last_progress + self->timeout_ms);
+        int r = left > 0 ? s_recv(self, left, &in) : 0;
+        if (r < 0) {
+            rc = s_fail(self, DROVER_EUNREACHABLE, "socket closed");
+            goto give_up;
+        }
+        if (r == 1) {
+            const dv_msg_t *m = &in.msg;
+            uint64_t req = 0;
+            if (m->type == DV_MSG_SUBMIT_REPLY)
+                req = m->u.submit_reply.req;
+            else if (m->type == DV_MSG_ERROR)
+                req = m->u.error.req;
+            s_flight_t *f = NULL;
+            for (int i = 0; i < S_WINDOW && req && !f; i++)
+                if (flights[i].req == req)
+                    f = &flights[i];
+            if (f && m->type == DV_MSG_SUBMIT_REPLY) {
+                if (s_apply_acks(f, m, acks) != 0)
+                    proto_error = true;
+            } else if (f) {
+                s_flight_error(f, acks, "broker refused the message: %.*s",
+                               m->u.error.reason);
+                s_fail(self, DROVER_EREJECTED, "broker: %.*s",
+                       (int)m->u.error.reason.len,
+                       m->u.error.reason.ptr ? m->u.error.reason.ptr : "");
+            } else if (m->type == DV_MSG_ERROR && m->u.error.req == 0) {
+                /* The broker could not even read a request number: it will
+                 * not read the others either. */
+                rc = s_fail(self, DROVER_EREJECTED, "broker: %.*s",
+                            (int)m->u.error.reason.len,
+                            m->u.error.reason.ptr ? m->u.error.reason.ptr
+                                                  : "");
+                s_in_release(&in);
+                goto give_up;
+            }
+            if (f) {
+                s_flight_free(f);
+                inflight--;
+                heard = true;
+                tries = 0;
+                last_progress = dv_mono_ms();
+            }
+            s_in_release(&in);
+            continue;
+        }
+        if (s_remaining(last_progress + self->timeout_ms) > 0)
+            continue;
+        /* No answer within the timeout: next endpoint, or give up. */
+        if (tries + 1 < self->nendpoints) {
+            tries++;
+            if (s_failover(self) != 0) {
+                rc = DROVER_EUNREACHABLE;
+                goto give_up;
+            }
+            for (int i = 0; i < S_WINDOW; i++)
+                if (flights[i].req)
+                    s_send(self, flights[i].buf, flights[i].len, 0);
+            last_progress = dv_mono_ms();
+            continue;
+        }
+        rc = heard ? DROVER_ETIMEOUT : DROVER_EUNREACHABLE;
+        s_fail(self, rc,
+               heard ? "the broker at %s stopped answering for %d ms"
+                     : "no answer from the broker at %s within %d ms",
+               self->endpoints[self->cur], self->timeout_ms);
+        /* A fresh socket drops the requests still queued in this one, so
+         * they do not reach a broker later; those already delivered may
+         * still be committed, hence "no answer" means "unknown". */
+        s_failover(self);
+        goto give_up;
+    }
+    if (proto_error)
+        return s_fail(self, DROVER_EPROTO,
+                      "the broker's answer did not match the request");
+    return DROVER_OK;
+
+give_up:
+    for (int i = 0; i < S_WINDOW; i++)
+        if (flights[i].req) {
+            s_flight_error(&flights[i], acks, S_NO_ANSWER "%.*s",
+                           dv_strn("", 0));
+            s_flight_free(&flights[i]);
+        }
+    for (; next < n; next++)
+        snprintf(acks[next].error, sizeof acks[next].error, S_NO_ANSWER);
+    return rc;
+}
+
+int
+drover_submit(drover_client_t *self, const drover_job_t *job,
+              char id_out[DROVER_ID_SIZE])
+{
+    if (!self)
+        return DROVER_EINVAL;
+    if (!job || !id_out)
+        return s_fail(self, DROVER_EINVAL, "job and id_out are required");
+    id_out[0] = '\0';
+    dv_jobspec_t spec;
+    char *owned = NULL, why[256];
+    int vrc = s_job_spec(job, dv_now_ms(), &spec, &owned, why, sizeof why);
+    free(owned);
+    if (vrc == -2)
+        return s_fail(self, DROVER_ENOMEM, "out of memory");
+    if (vrc != 0)
+        return s_fail(self, DROVER_EINVAL, "%s", why);
+    drover_ack_t ack;
+    int rc = drover_submit_many(self, job, 1, &ack);
+    if (rc != DROVER_OK)
+        return rc;
+    if (ack.error[0])
+        return s_fail(self, DROVER_EREJECTED, "%s", ack.error);
+    memcpy(id_out, ack.id, DROVER_ID_SIZE);
+    return DROVER_OK;
+}
+
+/* ---- one request, one answer ------------------------------------------- */
+
+/* Sends msg (whose req is set) and waits for the reply or error carrying the
+ * same req, failing over once per endpoint. On DROVER_OK *in holds the answer
+ * (caller releases it). */
+static int
+s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
+          s_in_t *in)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (dv_msg_encode(msg, &sb) != DV_OK) {
+        msgpack_sbuffer_destroy(&sb);
+        return s_fail(self, DROVER_EINVAL, "cannot encode the request");
+    }
+    int rc = DROVER_EUNREACHABLE;
+    for (int attempt = 0; attempt < self->nendpoints; attempt++) {
+        if (attempt > 0 && s_failover(self) != 0)
+            break;
+        s_send(self, sb.data, sb.size, 0);
+        int64_t deadline = dv_mono_ms() + self->timeout_ms;
+        for (;;) {
+            int64_t left = s_remaining(deadline);
+            int r = left > 0 ? s_recv(self, left, in) : 0;
+            if (r < 0) {
+                attempt = self->nendpoints;
+                break;
+            }
+            if (r == 0) {
+                if (s_remaining(deadline) > 0)
+                    continue;
+                break;
+            }
+            uint64_t got = in->msg.type == DV_MSG_REPLY ? in->msg.u.reply.req
+                           : in->msg.type == DV_MSG_ERROR ? in->msg.u.error.req
+                                                          : 0;
+            if (got == req ||
+                (in->msg.type == DV_MSG_ERROR && in->msg.u.error.req == 0)) {
+                msgpack_sbuffer_destroy(&sb);
+                return DROVER_OK;
+            }
+            s_in_release(in); /* stray or late: not ours */
+        }
+    }
+    msgpack_sbuffer_destroy(&sb);
+    s_fail(self, rc, "no answer from the broker (tried %s%s) within %d ms",
+           self->endpoints[self->cur],
+           self->nendpoints > 1 ? " and the others" : "", self->timeout_ms);
+    if (self->nendpoints == 1)
+        s_failover(self); /* drop the unanswered request */
+    return rc;
+}
+
+int
+drover_ctrl_ex(drover_client_t *self, const drover_ctrl_t *req,
+               char **body_json_out)
+{
+    if (body_json_out)
+        *body_json_out = NULL;
+    if (!self)
+        return DROVER_EINVAL;
+    if (!req || !req->verb || !*req->verb)
+        return s_fail(self, DROVER_EINVAL, "a control verb is required");
+    self->error[0] = '\0';
+    dv_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.type = DV_MSG_CTRL;
+    m.u.ctrl.req = self->next_req++;
+    m.u.ctrl.verb = dv_str(req->verb);
+    if (req->id)
+        m.u.ctrl.id = dv_str(req->id);
+    if (req->queue)
+        m.u.ctrl.queue = dv_str(req->queue);
+    if (req->worker)
+        m.u.ctrl.worker = dv_str(req->worker);
+    m.u.ctrl.dead = req->dead != 0;
+    m.u.ctrl.has_value = req->has_value != 0;
+    m.u.ctrl.value = req->value;
+    s_in_t in;
+    int rc = s_request(self, &m, m.u.ctrl.req, &in);
+    if (rc != DROVER_OK)
+        return rc;
+    const dv_msg_t *a = &in.msg;
+    if (a->type == DV_MSG_ERROR) {
+        rc = s_fail(self, DROVER_EREJECTED, "broker: %.*s",
+                    (int)a->u.error.reason.len,
+                    a->u.error.reason.ptr ? a->u.error.reason.ptr : "");
+    } else if (!a->u.reply.ok) {
+        rc = s_fail(self, DROVER_EREJECTED, "%.*s",
+                    (int)a->u.reply.error.len,
+                    a->u.reply.error.ptr ? a->u.reply.error.ptr
+                                         : "refused by the broker");
+    } else if (body_json_out && a->u.reply.body.ptr) {
+        *body_json_out = dv_msgpack_to_json_text(a->u.reply.body.ptr,
+                                                 a->u.reply.body.len);
+        if (!*body_json_out)
+            rc = s_fail(self, DROVER_EPROTO,
+                        "the answer's body is not valid msgpack");
+    }
+    s_in_release(&in);
+    return rc;
+}
+
+int
+drover_ctrl(drover_client_t *self, const char *verb, const char *id,
+            const char *queue, char **body_json_out)
+{
+    drover_ctrl_t req;
+    memset(&req, 0, sizeof req);
+    req.verb = verb;
+    req.id = id;
+    req.queue = queue;
+    return drover_ctrl_ex(self, &req, body_json_out);
+}
+
+int
+drover_cancel(drover_client_t *self, const char *id)
+{
+    if (!self)
+        return DROVER_EINVAL;
+    dv_id_t parsed;
+    if (!id || strlen(id) != DROVER_ID_LEN ||
+        dv_id_parse(id, DROVER_ID_LEN, &parsed) != 0)
+        return s_fail(self, DROVER_EINVAL, "'%s' is not a job id",
+                      id ? id : "(null)");
+    return drover_ctrl(self, "cancel", id, NULL, NULL);
+}
+
+/* ---- wait -------------------------------------------------------------- */
+
+typedef struct {
+    drover_client_t *client;
+    const char *const *ids;
+    size_t n;
+    producer_idmap_t *map; /* id -> index of its first place in ids */
+    uint8_t *done;         /* by index of first place: reported */
+    size_t remaining;      /* distinct ids not reported yet */
+    uint64_t first_req;    /* requests of this call have req >= this */
+    uint64_t probe_req;    /* the liveness probe in flight, 0 if none */
+    uint64_t probes[8];    /* recent probe reqs: errors to them are no
+                              verdict on the wait */
+    drover_result_cb cb;
+    void *arg;
+    bool stop;             /* cb asked to stop */
+} s_wait_t;
+
+/* (Re)sends wait for every id still outstanding, S_WAIT_CHUNK per message.
+ * Best effort: a message that does not fit in the socket now is skipped (it
+ * is sent again on the next round). Returns 0 or -2 (no memory). */
+static int
+s_wait_send(s_wait_t *w)
+{
+    dv_str_t *chunk = malloc(S_WAIT_CHUNK * sizeof *chunk);
+    if (!chunk)
+        return -2;
+    uint32_t k = 0;
+    int rc = 0;
+    for (size_t i = 0; i <= w->n && rc == 0; i++) {
+        if (i < w->n && !w->done[i] &&
+            producer_idmap_get(w->map, w->ids[i], DROVER_ID_LEN) == i)
+            chunk[k++] = dv_strn(w->ids[i], DROVER_ID_LEN);
+        if (k == S_WAIT_CHUNK || (i == w->n && k > 0)) {
+            dv_msg_t m;
+            memset(&m, 0, sizeof m);
+            m.type = DV_MSG_WAIT;
+            m.u.wait.req = w->client->next_req++;
+            m.u.wait.ids = chunk;
+            m.u.wait.nids = k;
+            if (s_send_msg(w->client, &m, ZMQ_DONTWAIT) == -2)
+                rc = -2;
+            k = 0;
+        }
+    }
+    free(chunk);
+    return rc;
+}
+
+/* Sends a cheap request whose answer tells that the broker is alive: the
+ * state of one outstanding job. */
+static void
+s_wait_probe(s_wait_t *w)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->done[i] ||
+            producer_idmap_get(w->map, w->ids[i], DROVER_ID_LEN) != i)
+            continue;
+        dv_msg_t m;
+        memset(&m, 0, sizeof m);
+        m.type = DV_MSG_CTRL;
+        m.u.ctrl.req = w->client->next_req++;
+        m.u.ctrl.verb = dv_str("job");
+        m.u.ctrl.id = dv_strn(w->ids[i], DROVER_ID_LEN);
+        if (s_send_msg(w->client, &m, ZMQ_DONTWAIT) == 0) {
+            w->probe_req = m.u.ctrl.req;
+            w->probes[m.u.ctrl.req % 8] = m.u.ctrl.req;
+        }
+        return;
+    }
+}
+
+/* Reports the results in m that we wait for and have not reported yet. The
+ * first pass picks them (so the callback can be told which one is last),
+ * the second reports them. */
+static int
+s_wait_results(s_wait_t *w, const dv_msg_t *m)
+{
+    uint32_t nres = m->u.result.nresults, npick = 0;
+    if (nres == 0)
+        return 0;
+    uint32_t *pick = malloc(nres * sizeof *pick);
+    size_t *index = malloc(nres * sizeof *index);
+    if (!pick || !index) {
+        free(pick);
+        free(index);
+        return -2;
+    }
+    for (uint32_t k = 0; k < nres; k++) {
+        const dv_result_t *r = &m->u.result.results[k];
+        if (!r->id.ptr || r->id.len != DROVER_ID_LEN)
+            continue;
+        size_t i = producer_idmap_get(w->map, r->id.ptr, r->id.len);
+        if (i == PRODUCER_IDMAP_NONE || w->done[i])
+            continue;
+        if (!dv_state_terminal(r->state) && r->state != DV_STATE_UNKNOWN)
+            continue;
+        w->done[i] = 1;
+        w->remaining--;
+        pick[npick] = k;
+        index[npick++] = i;
+    }
+    for (uint32_t j = 0; j < npick && !w->stop; j++) {
+        const dv_result_t *r = &m->u.result.results[pick[j]];
+        char *result = NULL, *error = NULL;
+        if (r->result.ptr && r->state == DV_STATE_SUCCEEDED)
+            result = dv_msgpack_to_json_text(r->result.ptr, r->result.len);
+        if (r->has_failure && r->failure.message.ptr)
+            error = dv_str_dup(r->failure.message);
+        drover_result_t out = {
+            .id = w->ids[index[j]],
+            .index = index[j],
+            .state = dv_state_name(r->state),
+            .attempts = r->attempts,
+            .result_json = result,
+            .category = r->has_failure && r->failure.category != DV_CAT_NONE
+                            ? dv_category_name(r->failure.category)
+                            : NULL,
+            .error = error,
+            .finished_ms = r->finished_ms,
+            .more = j + 1 < npick,
+        };
+        if (w->cb && w->cb(&out, w->arg) != 0)
+            w->stop = true;
+        free(result);
+        free(error);
+    }
+    free(pick);
+    free(index);
+    return 0;
+}
+
+int
+drover_wait(drover_client_t *self, const char *const *ids, size_t n,
+            int timeout_ms, drover_result_cb cb, void *arg)
+{
+    if (!self)
+        return DROVER_EINVAL;
+    self->error[0] = '\0';
+    if (n == 0)
+        return DROVER_OK;
+    if (!ids)
+        return s_fail(self, DROVER_EINVAL, "ids is required");
+    for (size_t i = 0; i < n; i++) {
+        dv_id_t parsed;
+        if (!ids[i] || strlen(ids[i]) != DROVER_ID_LEN ||
+            dv_id_parse(ids[i], DROVER_ID_LEN, &parsed) != 0)
+            return s_fail(self, DROVER_EINVAL, "ids[%zu] '%s' is not a job id",
+                          i, ids[i] ? ids[i] : "(null)");
+    }
+    s_wait_t w = { .client = self, .ids = ids, .n = n, .cb = cb, .arg = arg };
+    w.map = producer_idmap_new(n);
+    w.done = calloc(n, 1);
+    int rc = DROVER_OK;
+    if (!w.map || !w.done) {
+        rc = s_fail(self, DROVER_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (producer_idmap_put(w.map, ids[i], DROVER_ID_LEN, i) ==
+            PRODUCER_IDMAP_NONE) {
+            rc = s_fail(self, DROVER_ENOMEM, "out of memory");
+            goto done;
+        }
+    w.remaining = producer_idmap_size(w.map);
+    w.first_req = self->next_req;
+
+    int64_t now = dv_mono_ms();
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : now + timeout_ms;
+    int64_t next_resend = now + S_WAIT_RESEND_MS;
+    int64_t probe_sent = 0;
+    if (s_wait_send(&w) != 0) {
+        rc = s_fail(self, DROVER_ENOMEM, "out of memory");
+        goto done;
+    }
+    while (w.remaining > 0 && !w.stop) {
+        now = dv_mono_ms();
+        int64_t until = next_resend < deadline ? next_resend : deadline;
+        if (w.probe_req && probe_sent + self->timeout_ms < until)
+            until = probe_sent + self->timeout_ms;
+        s_in_t in;
+        int r = until > now ? s_recv(self, until - now, &in) : 0;
+        if (r < 0) {
+            rc = s_fail(self, DROVER_EUNREACHABLE, "socket closed");
+            goto done;
+        }
+        if (r == 1) {
+            /* Anything from the broker shows it is alive. */
+            w.probe_req = 0;
+            next_resend = dv_mono_ms() + S_WAIT_RESEND_MS;
+            const dv_msg_t *m = &in.msg;
+            if (m->type == DV_MSG_RESULT) {
+                if (s_wait_results(&w, m) != 0) {
+                    s_in_release(&in);
+                    rc = s_fail(self, DROVER_ENOMEM, "out of memory");
+                    goto done;
+                }
+            } else if (m->type == DV_MSG_ERROR &&
+                       m->u.error.req >= w.first_req &&
+                       w.probes[m->u.error.req % 8] != m->u.error.req) {
+                rc = s_fail(self, DROVER_EREJECTED, "broker: %.*s",
+                            (int)m->u.error.reason.len,
+                            m->u.error.reason.ptr ? m->u.error.reason.ptr
+                                                  : "");
+                s_in_release(&in);
+                goto done;
+            }
+            s_in_release(&in);
+            continue;
+        }
+        now = dv_mono_ms();
+        if (now >= deadline) {
+            rc = s_fail(self, DROVER_ETIMEOUT,
+                        "%zu of %zu jobs had not ended after %d ms",
+                        w.remaining, producer_idmap_size(w.map), timeout_ms);
+            goto done;
+        }
+        if (w.probe_req && now >= probe_sent + self->timeout_ms) {
+            /* The broker did not answer the probe: reconnect (next endpoint
+             * if there are several) and ask again there. */
+            w.probe_req = 0;
+            if (s_failover(self) != 0) {
+                rc = DROVER_EUNREACHABLE;
+                goto done;
+            }
+            if (s_wait_send(&w) != 0) {
+                rc = s_fail(self, DROVER_ENOMEM, "out of memory");
+                goto done;
+            }
+            next_resend = now + S_WAIT_RESEND_MS;
+        } else if (now >= next_resend) {
+            /* Silence: results may have been lost with a broker that
+             * restarted; asking again is harmless. */
+            if (s_wait_send(&w) != 0) {
+                rc = s_fail(self, DROVER_ENOMEM, "out of memory");
+                goto done;
+            }
+            if (!w.probe_req) {
+                s_wait_probe(&w);
+                probe_sent = now;
+            }
+            next_resend = now + S_WAIT_RESEND_MS;
+        }
+    }
+done:
+    producer_idmap_destroy(&w.map);
+    free(w.done);
+    return rc;
+}
