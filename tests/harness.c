@@ -1,0 +1,345 @@
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dv_clock.h"
+
+static const char *
+s_bin(void)
+{
+    const char *b = getenv("DROVER_BIN");
+    return b && *b ? b : "drover";
+}
+
+int
+harness_scale(int timeout_ms)
+{
+    const char *s = getenv("DROVER_TIMEOUT_SCALE");
+    int k = s ? atoi(s) : 1;
+    return timeout_ms * (k > 0 ? k : 1);
+}
+
+bool
+harness_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
+{
+    int64_t deadline = dv_mono_ms() + harness_scale(timeout_ms);
+    for (;;) {
+        if (cond(arg))
+            return true;
+        if (dv_mono_ms() > deadline)
+            return false;
+        struct timespec ts = { 0, 10 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+harness_t *
+harness_new(void)
+{
+    harness_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    snprintf(self->dir, sizeof self->dir, "/tmp/drover-test-XXXXXX");
+    if (!mkdtemp(self->dir)) {
+        free(self);
+        return NULL;
+    }
+    snprintf(self->store, sizeof self->store, "%s/drover.db", self->dir);
+    snprintf(self->clients, sizeof self->clients, "ipc://%s/clients", self->dir);
+    snprintf(self->workers, sizeof self->workers, "ipc://%s/workers", self->dir);
+    snprintf(self->events, sizeof self->events, "ipc://%s/events", self->dir);
+    return self;
+}
+
+static int
+s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void
+harness_destroy(harness_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    harness_t *self = *self_p;
+    drover_close(&self->client);
+    for (int i = 0; i < self->nprocs; i++) {
+        if (self->procs[i] > 0) {
+            kill(self->procs[i], SIGKILL);
+            waitpid(self->procs[i], NULL, 0);
+        }
+    }
+    /* Keep the directory (logs) when asked, to debug a failure. */
+    if (!getenv("DROVER_KEEP_TEST_DIR"))
+        nftw(self->dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+    else
+        fprintf(stderr, "harness: kept %s\n", self->dir);
+    free(self);
+    *self_p = NULL;
+}
+
+static void
+s_forget(harness_t *self, pid_t pid)
+{
+    for (int i = 0; i < self->nprocs; i++)
+        if (self->procs[i] == pid)
+            self->procs[i] = 0;
+    if (self->broker == pid)
+        self->broker = 0;
+}
+
+static pid_t
+s_spawn(harness_t *self, char *const argv[], const char *log)
+{
+    if (self->nprocs >= HARNESS_MAX_PROCS)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, STDIN_FILENO);
+            dup2(devnull, STDOUT_FILENO);
+            close(devnull);
+        }
+        execv(s_bin(), argv);
+        _exit(127);
+    }
+    self->procs[self->nprocs++] = pid;
+    return pid;
+}
+
+static bool
+s_broker_answers(void *arg)
+{
+    harness_t *self = arg;
+    char *st = harness_status(self);
+    free(st);
+    return st != NULL;
+}
+
+pid_t
+harness_start_broker(harness_t *self, const char *const *extra)
+{
+    char *argv[64];
+    int n = 0;
+    argv[n++] = "drover";
+    argv[n++] = "broker";
+    argv[n++] = "--clients";
+    argv[n++] = self->clients;
+    argv[n++] = "--workers";
+    argv[n++] = self->workers;
+    argv[n++] = "--events";
+    argv[n++] = self->events;
+    argv[n++] = "--store";
+    argv[n++] = self->store;
+    argv[n++] = "--heartbeat";
+    argv[n++] = "0.1";
+    argv[n++] = "--worker-timeout";
+    argv[n++] = "1";
+    argv[n++] = "--sync";
+    argv[n++] = "normal";
+    argv[n++] = "--log-level";
+    argv[n++] = "debug";
+    for (int i = 0; extra && extra[i] && n < 62; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    char log[320];
+    snprintf(log, sizeof log, "%s/broker.log", self->dir);
+    pid_t pid = s_spawn(self, argv, log);
+    if (pid < 0)
+        return -1;
+    self->broker = pid;
+    if (!harness_wait_until(s_broker_answers, self, 10000))
+        return -1;
+    return pid;
+}
+
+typedef struct {
+    harness_t *self;
+    int want;
+} s_count_ctx_t;
+
+static bool
+s_workers_at_least(void *arg)
+{
+    s_count_ctx_t *c = arg;
+    return harness_worker_count(c->self) >= c->want;
+}
+
+pid_t
+harness_start_worker(harness_t *self, const char *const *args)
+{
+    int before = harness_worker_count(self);
+    char *argv[64];
+    char name[32];
+    int seq = ++self->worker_seq;
+    snprintf(name, sizeof name, "w%d", seq);
+    int n = 0;
+    argv[n++] = "drover";
+    argv[n++] = "worker";
+    argv[n++] = "--broker";
+    argv[n++] = self->workers;
+    argv[n++] = "--name";
+    argv[n++] = name;
+    argv[n++] = "--heartbeat";
+    argv[n++] = "0.1";
+    argv[n++] = "--log-level";
+    argv[n++] = "debug";
+    for (int i = 0; args && args[i] && n < 62; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    char log[320];
+    snprintf(log, sizeof log, "%s/worker-%d.log", self->dir, seq);
+    pid_t pid = s_spawn(self, argv, log);
+    if (pid < 0)
+        return -1;
+    s_count_ctx_t c = { self, (before < 0 ? 0 : before) + 1 };
+    if (!harness_wait_until(s_workers_at_least, &c, 10000))
+        return -1;
+    return pid;
+}
+
+int
+harness_wait_exit(harness_t *self, pid_t pid, int timeout_ms)
+{
+    int64_t deadline = dv_mono_ms() + harness_scale(timeout_ms);
+    int status;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            s_forget(self, pid);
+            return status;
+        }
+        if (r < 0 || dv_mono_ms() > deadline)
+            return -1;
+        struct timespec ts = { 0, 10 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+int
+harness_signal(harness_t *self, pid_t pid, int sig, int timeout_ms)
+{
+    if (pid <= 0 || kill(pid, sig) != 0)
+        return -1;
+    if (sig == SIGKILL || sig == SIGTERM || sig == SIGINT)
+        return harness_wait_exit(self, pid, timeout_ms);
+    return 0;
+}
+
+char *
+harness_status(harness_t *self)
+{
+    if (!self->client)
+        self->client = drover_connect(self->clients, harness_scale(1000));
+    if (!self->client)
+        return NULL;
+    char *body = NULL;
+    if (drover_ctrl(self->client, "status", NULL, NULL, &body) != DROVER_OK) {
+        /* A fresh socket next time: the broker may have restarted. */
+        drover_close(&self->client);
+        return NULL;
+    }
+    return body;
+}
+
+int64_t
+harness_counter(harness_t *self, const char *name)
+{
+    char *body = harness_status(self);
+    if (!body)
+        return -1;
+    json_t *st = json_loads(body, 0, NULL);
+    free(body);
+    int64_t v = -1;
+    json_t *c = st ? json_object_get(json_object_get(st, "counters"), name) : NULL;
+    if (json_is_integer(c))
+        v = json_integer_value(c);
+    json_decref(st);
+    return v;
+}
+
+int
+harness_worker_count(harness_t *self)
+{
+    char *body = harness_status(self);
+    if (!body)
+        return -1;
+    json_t *st = json_loads(body, 0, NULL);
+    free(body);
+    int n = st ? (int)json_array_size(json_object_get(st, "workers")) : -1;
+    json_decref(st);
+    return n;
+}
+
+int64_t
+harness_sql_int(harness_t *self, const char *sql)
+{
+    sqlite3 *db = NULL;
+    int64_t v = -1;
+    if (sqlite3_open_v2(self->store, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 2000);
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return v;
+}
+
+int
+harness_submit_n(harness_t *self, const char *queue, const char *type,
+                 const char *payload_json, int n, char (*ids_out)[37])
+{
+    if (!self->client)
+        self->client = drover_connect(self->clients, harness_scale(5000));
+    if (!self->client)
+        return -1;
+    drover_job_t *jobs = calloc((size_t)n, sizeof *jobs);
+    drover_ack_t *acks = calloc((size_t)n, sizeof *acks);
+    int rc = -1;
+    if (jobs && acks) {
+        for (int i = 0; i < n; i++) {
+            drover_job_init(&jobs[i]);
+            jobs[i].queue = queue;
+            jobs[i].type = type;
+            jobs[i].payload_json = payload_json;
+        }
+        rc = drover_submit_many(self->client, jobs, (size_t)n, acks);
+        for (int i = 0; rc == DROVER_OK && i < n; i++) {
+            if (acks[i].error[0]) {
+                rc = -1;
+                break;
+            }
+            if (ids_out)
+                memcpy(ids_out[i], acks[i].id, 37);
+        }
+    }
+    free(jobs);
+    free(acks);
+    return rc == DROVER_OK ? 0 : -1;
+}

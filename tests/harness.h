@@ -1,0 +1,81 @@
+/* harness - helpers for integration tests that run the real `drover`
+ * processes on ipc:// endpoints in a temporary directory.
+ *
+ * Every process a test starts is recorded by PID and killed (SIGKILL) and
+ * reaped in harness_teardown(), whatever the test's outcome. Waiting is done
+ * by polling a condition against a deadline (harness_wait_until), never by a
+ * fixed sleep. Deadlines scale with DROVER_TIMEOUT_SCALE (sanitizer builds).
+ */
+#ifndef HARNESS_H
+#define HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "drover.h"
+
+#define HARNESS_MAX_PROCS 32
+
+typedef struct {
+    char dir[256];           /* temp dir, removed at teardown */
+    char store[300];         /* sqlite file */
+    char clients[300];       /* ipc:// endpoints */
+    char workers[300];
+    char events[300];
+    pid_t broker;            /* 0 when not running */
+    pid_t procs[HARNESS_MAX_PROCS];
+    int nprocs;
+    int worker_seq;
+    drover_client_t *client; /* connected to clients */
+} harness_t;
+
+/* Makes the temp dir and endpoints; starts nothing. Returns NULL on error. */
+harness_t *harness_new(void);
+
+/* Kills (SIGKILL) and reaps every process still running, closes the client,
+ * removes the temp dir. NULL-safe. */
+void harness_destroy(harness_t **self_p);
+
+/* Starts `drover broker` on the harness endpoints and store with fast
+ * heartbeats (0.1 s, timeout 1 s) plus extra args (NULL-terminated list, may
+ * be NULL); waits until it answers `status`. Returns its PID or -1. */
+pid_t harness_start_broker(harness_t *self, const char *const *extra);
+
+/* Starts `drover worker` with the given args after the harness's own
+ * (--broker, --name w<N>, --heartbeat 0.1); its log goes to DIR/worker-N.log.
+ * Waits until the broker lists it. Returns its PID or -1. */
+pid_t harness_start_worker(harness_t *self, const char *const *args);
+
+/* Sends sig to pid and, for SIGKILL/SIGTERM, reaps it within the deadline.
+ * Returns the wait status, or -1. */
+int harness_signal(harness_t *self, pid_t pid, int sig, int timeout_ms);
+
+/* Waits up to timeout_ms for pid to exit; returns its status or -1. */
+int harness_wait_exit(harness_t *self, pid_t pid, int timeout_ms);
+
+/* The broker's status as JSON text (caller frees), or NULL. */
+char *harness_status(harness_t *self);
+
+/* Counter from status.counters (e.g. "succeeded"), or -1. */
+int64_t harness_counter(harness_t *self, const char *name);
+
+/* Workers the broker currently lists, or -1. */
+int harness_worker_count(harness_t *self);
+
+/* Runs a SQL query on the store (a separate read connection) returning one
+ * integer (first column of the first row), or -1. */
+int64_t harness_sql_int(harness_t *self, const char *sql);
+
+/* Polls cond(arg) every 10 ms until true or timeout_ms (scaled) passes. */
+bool harness_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
+
+/* Scales a timeout for sanitizer builds. */
+int harness_scale(int timeout_ms);
+
+/* Submits n jobs of one kind (payload JSON, same for all) in one call;
+ * ids_out (n * 37 bytes) receives ids. Returns 0 if every job was accepted. */
+int harness_submit_n(harness_t *self, const char *queue, const char *type,
+                     const char *payload_json, int n, char (*ids_out)[37]);
+
+#endif

@@ -1,0 +1,441 @@
+/* End-to-end behaviour through real broker and worker processes: outcomes,
+ * retries, delays, priorities, idempotency, cancel, handlers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "dv_clock.h"
+#include "harness.h"
+
+/* ---- collecting results ---------------------------------------------------- */
+
+typedef struct {
+    int n;
+    int succeeded, dead, cancelled, unknown;
+    int attempts[64];          /* per index, first 64 */
+    char category[64][32];
+    char result[64][256];
+    int64_t finished[64];
+    size_t order[4096];        /* indices in the order results arrived */
+    int norder;
+} s_results_t;
+
+static int
+s_on_result(const drover_result_t *r, void *arg)
+{
+    s_results_t *c = arg;
+    c->n++;
+    if (!strcmp(r->state, "succeeded"))
+        c->succeeded++;
+    else if (!strcmp(r->state, "dead"))
+        c->dead++;
+    else if (!strcmp(r->state, "cancelled"))
+        c->cancelled++;
+    else
+        c->unknown++;
+    if (r->index < 64) {
+        c->attempts[r->index] = r->attempts;
+        snprintf(c->category[r->index], 32, "%s", r->category ? r->category : "");
+        snprintf(c->result[r->index], 256, "%s", r->result_json ? r->result_json : "");
+        c->finished[r->index] = r->finished_ms;
+    }
+    if (c->norder < 4096)
+        c->order[c->norder++] = r->index;
+    return 0;
+}
+
+static int
+s_wait_ids(harness_t *h, char (*ids)[37], int n, s_results_t *out, int timeout_ms)
+{
+    const char **p = calloc((size_t)n, sizeof *p);
+    for (int i = 0; i < n; i++)
+        p[i] = ids[i];
+    int rc = drover_wait(h->client, p, (size_t)n, harness_scale(timeout_ms),
+                         s_on_result, out);
+    free(p);
+    return rc;
+}
+
+static harness_t *
+s_up(void **state, int workers, const char *const *wargs)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    for (int i = 0; i < workers; i++)
+        assert_true(harness_start_worker(h, wargs) > 0);
+    return h;
+}
+
+/* Every test gets a fresh harness; teardown kills whatever it started, also
+ * when an assertion failed half way. */
+static int
+s_setup(void **state)
+{
+    *state = harness_new();
+    return *state ? 0 : -1;
+}
+
+static int
+s_teardown(void **state)
+{
+    harness_destroy((harness_t **)state);
+    return 0;
+}
+
+static int
+s_submit_one(harness_t *h, drover_job_t *job, char id[37])
+{
+    if (!h->client)
+        h->client = drover_connect(h->clients, harness_scale(5000));
+    return drover_submit(h->client, job, id);
+}
+
+/* ---- tests -------------------------------------------------------------------- */
+
+static void
+t_ten_thousand_succeed(void **state)
+{
+    const char *wargs[] = { "--concurrency", "2", NULL };
+    harness_t *h = s_up(state, 2, wargs);
+    enum { N = 10000 };
+    char(*ids)[37] = calloc(N, 37);
+    assert_int_equal(harness_submit_n(h, "default", "noop", NULL, N, ids), 0);
+    s_results_t *r = calloc(1, sizeof *r);
+    assert_int_equal(s_wait_ids(h, ids, N, r, 120000), DROVER_OK);
+    assert_int_equal(r->n, N);
+    assert_int_equal(r->succeeded, N);
+    assert_int_equal(harness_counter(h, "succeeded"), N);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='succeeded'"), N);
+    free(r);
+    free(ids);
+}
+
+static void
+t_echo_result_round_trip(void **state)
+{
+    harness_t *h = s_up(state, 1, NULL);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "echo";
+    job.payload_json = "{\"prompt\":\"hello\",\"n\":3,\"tags\":[\"a\",\"b\"]}";
+    char ids[1][37];
+    assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
+    s_results_t r = { 0 };
+    assert_int_equal(s_wait_ids(h, ids, 1, &r, 10000), DROVER_OK);
+    assert_int_equal(r.succeeded, 1);
+    assert_non_null(strstr(r.result[0], "\"prompt\":\"hello\""));
+    assert_non_null(strstr(r.result[0], "\"tags\":[\"a\",\"b\"]"));
+}
+
+static void
+t_retry_then_succeed(void **state)
+{
+    harness_t *h = s_up(state, 1, NULL);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "fail";
+    job.payload_json = "{\"times\":2,\"message\":\"flaky\"}";
+    job.max_attempts = 5;
+    job.backoff_base_s = 0.05;
+    char ids[1][37];
+    assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
+    s_results_t r = { 0 };
+    assert_int_equal(s_wait_ids(h, ids, 1, &r, 20000), DROVER_OK);
+    assert_int_equal(r.succeeded, 1);
+    assert_int_equal(r.attempts[0], 3);
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM attempts WHERE job_id='%s' AND outcome='failed'"
+             " AND category='handler'", ids[0]);
+    assert_int_equal(harness_sql_int(h, sql), 2);
+    assert_int_equal(harness_counter(h, "retried"), 2);
+}
+
+static void
+t_dead_after_max_attempts(void **state)
+{
+    harness_t *h = s_up(state, 1, NULL);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "fail";
+    job.payload_json = "{\"message\":\"always\"}";
+    job.max_attempts = 3;
+    job.backoff_base_s = 0.01;
+    char ids[2][37];
+    assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
+    /* Not retryable: dead after one attempt. */
+    job.payload_json = "{\"retryable\":false,\"category\":\"invalid_input\"}";
+    assert_int_equal(s_submit_one(h, &job, ids[1]), DROVER_OK);
+    s_results_t r = { 0 };
+    assert_int_equal(s_wait_ids(h, ids, 2, &r, 20000), DROVER_OK);
+    assert_int_equal(r.dead, 2);
+    assert_int_equal(r.attempts[0], 3);
+    assert_string_equal(r.category[0], "handler");
+    assert_int_equal(r.attempts[1], 1);
+    assert_string_equal(r.category[1], "invalid_input");
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT attempt FROM jobs WHERE id='%s' AND state='dead'",
+             ids[0]);
+    assert_int_equal(harness_sql_int(h, sql), 3);
+}
+
+static void
+t_delayed_job_waits(void **state)
+{
+    harness_t *h = s_up(state, 1, NULL);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "noop";
+    job.delay_s = 1.0;
+    char ids[2][37];
+    int64_t t0 = dv_now_ms();
+    assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
+    job.delay_s = 0;
+    assert_int_equal(s_submit_one(h, &job, ids[1]), DROVER_OK);
+    s_results_t r = { 0 };
+    assert_int_equal(s_wait_ids(h, ids, 2, &r, 20000), DROVER_OK);
+    assert_int_equal(r.succeeded, 2);
+    /* The undelayed job ended first; the delayed one not before its time. */
+    assert_int_equal(r.order[0], 1);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT started_at FROM jobs WHERE id='%s'", ids[0]);
+    int64_t started = harness_sql_int(h, sql);
+    assert_true(started >= t0 + 1000);
+    assert_true(r.finished[0] >= t0 + 1000);
+}
+
+static void
+t_priority_order(void **state)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    /* Queue everything before any worker exists. */
+    enum { N = 30 };
+    char ids[N][37];
+    for (int i = 0; i < N; i++) {
+        drover_job_t job;
+        drover_job_init(&job);
+        job.type = "sleep";
+        job.payload_json = "0.02"; /* distinct start times, 20 ms apart */
+        job.priority = (i * 7) % 10;
+        assert_int_equal(s_submit_one(h, &job, ids[i]), DROVER_OK);
+    }
+    const char *wargs[] = { "--concurrency", "1", "--prefetch", "0", NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    s_results_t *r = calloc(1, sizeof *r);
+    assert_int_equal(s_wait_ids(h, ids, N, r, 20000), DROVER_OK);
+    assert_int_equal(r->succeeded, N);
+    free(r);
+    /* Started in priority order, FIFO (id order) within a priority: no pair
+     * of jobs where the later-started one should have gone first. */
+    assert_int_equal(harness_sql_int(h, "SELECT count(DISTINCT started_at) FROM jobs"), N);
+    assert_int_equal(
+        harness_sql_int(h, "SELECT count(*) FROM jobs a JOIN jobs b "
+                           "ON a.started_at < b.started_at "
+                           "WHERE a.priority < b.priority "
+                           "OR (a.priority = b.priority AND a.id > b.id)"),
+        0);
+    assert_int_equal(harness_sql_int(h, "SELECT priority FROM jobs ORDER BY started_at LIMIT 1"), 9);
+}
+
+static void
+t_idempotency_key(void **state)
+{
+    harness_t *h = s_up(state, 1, NULL);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "echo";
+    job.payload_json = "1";
+    job.key = "order-4711";
+    char a[37], b[37];
+    assert_int_equal(s_submit_one(h, &job, a), DROVER_OK);
+    assert_int_equal(s_submit_one(h, &job, b), DROVER_OK);
+    assert_string_equal(a, b);
+    /* Twice in one batch: one job. */
+    drover_job_t jobs[2] = { job, job };
+    jobs[0].key = jobs[1].key = "order-4712";
+    drover_ack_t acks[2];
+    assert_int_equal(drover_submit_many(h->client, jobs, 2, acks), DROVER_OK);
+    assert_string_equal(acks[0].id, acks[1].id);
+    assert_int_equal(acks[1].duplicate, 1);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE key='order-4711'"), 1);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE key='order-4712'"), 1);
+    char ids[1][37];
+    memcpy(ids[0], a, 37);
+    s_results_t r = { 0 };
+    assert_int_equal(s_wait_ids(h, ids, 1, &r, 10000), DROVER_OK);
+    assert_int_equal(r.succeeded, 1);
+    /* Still deduplicated after the job ended. */
+    job.key = "order-4711";
+    assert_int_equal(s_submit_one(h, &job, b), DROVER_OK);
+    assert_string_equal(a, b);
+}
+
+typedef struct {
+    harness_t *h;
+    const char *id;
+} s_job_ctx_t;
+
+static bool
+s_job_running(void *arg)
+{
+    s_job_ctx_t *c = arg;
+    char *body = NULL;
+    if (drover_ctrl(c->h->client, "job", c->id, NULL, &body) != DROVER_OK)
+        return false;
+    bool running = strstr(body, "\"state\":\"running\"") != NULL &&
+                   strstr(body, "\"worker\":\"w") != NULL;
+    free(body);
+    return running;
+}
+
+static void
+t_cancel(void **state)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "noop";
+    char ids[3][37];
+    assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK); /* queued */
+    job.delay_s = 60;
+    assert_int_equal(s_submit_one(h, &job, ids[1]), DROVER_OK); /* scheduled */
+    assert_int_equal(drover_cancel(h->client, ids[0]), DROVER_OK);
+    assert_int_equal(drover_cancel(h->client, ids[1]), DROVER_OK);
+    assert_int_equal(drover_cancel(h->client, ids[0]), DROVER_EREJECTED);
+    assert_non_null(strstr(drover_last_error(h->client), "cancelled"));
+
+    /* A running job: its process is stopped and the worker carries on. */
+    assert_true(harness_start_worker(h, NULL) > 0);
+    drover_job_init(&job);
+    job.type = "sleep";
+    job.payload_json = "30";
+    assert_int_equal(s_submit_one(h, &job, ids[2]), DROVER_OK);
+    s_job_ctx_t c = { h, ids[2] };
+    assert_true(harness_wait_until(s_job_running, &c, 10000));
+    int64_t t0 = dv_mono_ms();
+    assert_int_equal(drover_cancel(h->client, ids[2]), DROVER_OK);
+    s_results_t r = { 0 };
+    assert_int_equal(s_wait_ids(h, ids, 3, &r, 10000), DROVER_OK);
+    assert_int_equal(r.cancelled, 3);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='cancelled'"), 3);
+    /* The worker still serves: a new job runs, long before the sleep's 30 s. */
+    drover_job_init(&job);
+    job.type = "noop";
+    char more[1][37];
+    assert_int_equal(s_submit_one(h, &job, more[0]), DROVER_OK);
+    s_results_t r2 = { 0 };
+    assert_int_equal(s_wait_ids(h, more, 1, &r2, 10000), DROVER_OK);
+    assert_int_equal(r2.succeeded, 1);
+    assert_true(dv_mono_ms() - t0 < harness_scale(15000));
+}
+
+static void
+t_crash_timeout_unknown_type(void **state)
+{
+    harness_t *h = s_up(state, 1, NULL);
+    drover_job_t job;
+    drover_job_init(&job);
+    char ids[3][37];
+    job.type = "fail";
+    job.payload_json = "{\"signal\":9}";
+    job.max_attempts = 2;
+    job.backoff_base_s = 0.01;
+    assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
+    job.type = "sleep";
+    job.payload_json = "10";
+    job.timeout_s = 0.3;
+    job.max_attempts = 1;
+    assert_int_equal(s_submit_one(h, &job, ids[1]), DROVER_OK);
+    drover_job_init(&job);
+    job.type = "no-such-handler";
+    assert_int_equal(s_submit_one(h, &job, ids[2]), DROVER_OK);
+    s_results_t r = { 0 };
+    assert_int_equal(s_wait_ids(h, ids, 3, &r, 30000), DROVER_OK);
+    assert_int_equal(r.dead, 3);
+    assert_string_equal(r.category[0], "crashed");
+    assert_int_equal(r.attempts[0], 2);
+    assert_string_equal(r.category[1], "timeout");
+    assert_string_equal(r.category[2], "unknown_type");
+    assert_int_equal(r.attempts[2], 1);
+    /* The pool recovered: work still flows. */
+    char ok[50][37];
+    assert_int_equal(harness_submit_n(h, "default", "noop", NULL, 50, ok), 0);
+    s_results_t r2 = { 0 };
+    assert_int_equal(s_wait_ids(h, ok, 50, &r2, 20000), DROVER_OK);
+    assert_int_equal(r2.succeeded, 50);
+}
+
+static void
+t_exec_handler(void **state)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    /* A handler in shell: reads the payload, reports progress, prints JSON;
+     * exits 75 (retry) on its first attempt. */
+    char script[400];
+    snprintf(script, sizeof script, "%s/handler.sh", h->dir);
+    FILE *f = fopen(script, "w");
+    assert_non_null(f);
+    fputs("#!/bin/sh\n"
+          "input=$(cat)\n"
+          "echo \"PROGRESS 1 2 half way\" >&$DROVER_PROGRESS_FD\n"
+          "if [ \"$DROVER_ATTEMPT\" = 1 ]; then echo 'try later' >&2; exit 75; fi\n"
+          "printf '{\"got\":%s,\"attempt\":%s,\"id\":\"%s\"}\\n' \"$input\" "
+          "\"$DROVER_ATTEMPT\" \"$DROVER_JOB_ID\"\n",
+          f);
+    fclose(f);
+    char handler[500], bad[64];
+    snprintf(handler, sizeof handler, "shout=sh %s", script);
+    snprintf(bad, sizeof bad, "broken=exit 3");
+    const char *wargs[] = { "--exec", handler, "--exec", bad, NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "shout";
+    job.payload_json = "{\"text\":\"hi\"}";
+    job.backoff_base_s = 0.01;
+    char ids[2][37];
+    assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
+    job.type = "broken";
+    assert_int_equal(s_submit_one(h, &job, ids[1]), DROVER_OK);
+    s_results_t r = { 0 };
+    assert_int_equal(s_wait_ids(h, ids, 2, &r, 20000), DROVER_OK);
+    assert_int_equal(r.succeeded, 1);
+    assert_int_equal(r.attempts[0], 2);
+    assert_non_null(strstr(r.result[0], "\"got\":{\"text\":\"hi\"}"));
+    assert_non_null(strstr(r.result[0], "\"attempt\":2"));
+    assert_non_null(strstr(r.result[0], ids[0]));
+    /* exit 3: a failure that is not retried. */
+    assert_int_equal(r.dead, 1);
+    assert_int_equal(r.attempts[1], 1);
+    assert_string_equal(r.category[1], "handler");
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT exit_code FROM attempts WHERE job_id='%s'", ids[1]);
+    assert_int_equal(harness_sql_int(h, sql), 3);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(t_echo_result_round_trip, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_retry_then_succeed, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_dead_after_max_attempts, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_delayed_job_waits, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_priority_order, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_idempotency_key, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_cancel, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_crash_timeout_unknown_type, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_exec_handler, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_ten_thousand_succeed, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
