@@ -13,21 +13,16 @@
 
 /* ---- small helpers ------------------------------------------------------- */
 
-typedef struct {
+/* A message encoded during the pass, sent after its commit. The bytes are
+ * in self->outbuf (one buffer reused pass after pass, so deferring costs no
+ * allocation per message); a routing id only for replies, a topic only for
+ * events. */
+typedef struct broker_send {
     void *socket;
-    broker_rid_t rid;       /* len 0: no routing frame (PUB) */
-    char topic[48];         /* PUB topic, when rid.len == 0 */
-    msgpack_sbuffer body;
+    size_t off, len;
+    char topic[32];
+    broker_rid_t *rid;      /* NULL for events */
 } s_send_t;
-
-static void
-s_send_destroy(void **item)
-{
-    s_send_t *s = *item;
-    msgpack_sbuffer_destroy(&s->body);
-    free(s);
-    *item = NULL;
-}
 
 /* Results pending for one client. */
 typedef struct {
@@ -92,17 +87,30 @@ static void
 s_send_later(broker_t *self, void *socket, const broker_rid_t *rid,
              const char *topic, const dv_msg_t *msg)
 {
-    s_send_t *s = calloc(1, sizeof *s);
-    if (!s)
-        return;
-    s->socket = socket;
-    if (rid)
-        s->rid = *rid;
+    if (self->nsends == self->sends_cap) {
+        size_t ncap = self->sends_cap ? self->sends_cap * 2 : 1024;
+        s_send_t *n = realloc(self->sends, ncap * sizeof *n);
+        if (!n)
+            return;
+        self->sends = n;
+        self->sends_cap = ncap;
+    }
+    s_send_t *snd = &self->sends[self->nsends];
+    snd->socket = socket;
+    snd->rid = NULL;
+    if (rid) {
+        snd->rid = malloc(sizeof *rid);
+        if (!snd->rid)
+            return;
+        *snd->rid = *rid;
+    }
+    snd->topic[0] = '\0';
     if (topic)
-        snprintf(s->topic, sizeof s->topic, "%s", topic);
-    msgpack_sbuffer_init(&s->body);
-    dv_msg_encode(msg, &s->body);
-    zlistx_add_end(self->sends, s);
+        snprintf(snd->topic, sizeof snd->topic, "%s", topic);
+    snd->off = self->outbuf.size;
+    dv_msg_encode(msg, &self->outbuf);
+    snd->len = self->outbuf.size - snd->off;
+    self->nsends++;
 }
 
 static void
@@ -1473,20 +1481,28 @@ s_flush_results(broker_t *self)
 static void
 s_flush_sends(broker_t *self)
 {
-    for (s_send_t *s = zlistx_first(self->sends); s; s = zlistx_next(self->sends)) {
-        if (s->socket == self->events) {
-            zmq_send(s->socket, s->topic, strlen(s->topic), ZMQ_SNDMORE);
-            zmq_send(s->socket, s->body.data, s->body.size, ZMQ_DONTWAIT);
+    for (size_t i = 0; i < self->nsends; i++) {
+        s_send_t *snd = &self->sends[i];
+        const char *data = self->outbuf.data + snd->off;
+        if (snd->rid) {
+            s_send_raw(snd->socket, snd->rid, data, snd->len);
+            free(snd->rid);
         } else {
-            s_send_raw(s->socket, &s->rid, s->body.data, s->body.size);
+            zmq_send(snd->socket, snd->topic, strlen(snd->topic), ZMQ_SNDMORE);
+            zmq_send(snd->socket, data, snd->len, ZMQ_DONTWAIT);
         }
     }
-    zlistx_purge(self->sends);
+    self->nsends = 0;
+    self->outbuf.size = 0; /* keep the memory for the next pass */
 }
 
 static void
 s_end_pass(broker_t *self)
 {
+    /* Jobs go to workers before the commit: a lease need not be durable
+     * before the work starts (at worst a crash runs the job again), and the
+     * worker then works while the broker waits for the disk. */
+    s_flush_jobs(self);
     bool committed = true;
     if (broker_store_in_group(self->store)) {
         int rc = broker_store_commit(self->store);
@@ -1501,7 +1517,6 @@ s_end_pass(broker_t *self)
         }
     }
     s_flush_acks(self, committed);
-    s_flush_jobs(self);
     s_flush_results(self);
     s_flush_sends(self);
 }
@@ -1582,7 +1597,10 @@ s_recover(broker_t *self)
     if (broker_store_in_group(self->store) && broker_store_commit(self->store) != 0)
         return DV_EIO;
     /* Nobody waits on recovered jobs yet; drop the pass output. */
-    zlistx_purge(self->sends);
+    for (size_t i = 0; i < self->nsends; i++)
+        free(self->sends[i].rid);
+    self->nsends = 0;
+    self->outbuf.size = 0;
     while (self->ended) {
         broker_ended_t *e = self->ended;
         self->ended = e->next;
@@ -1651,8 +1669,7 @@ broker_new(const broker_config_t *cfg)
     self->types = zhashx_new();
     zhashx_set_destructor(self->types, s_free_item);
     self->worker_by_name = zhashx_new();
-    self->sends = zlistx_new();
-    zlistx_set_destructor(self->sends, s_send_destroy);
+    msgpack_sbuffer_init(&self->outbuf);
     self->results_out = zhashx_new();
     zhashx_set_destructor(self->results_out, s_results_destroy);
     if (broker_index_init(&self->index) != 0)
@@ -1709,7 +1726,10 @@ broker_destroy(broker_t **self_p)
     }
     zhashx_destroy(&self->queues);
     zhashx_destroy(&self->types);
-    zlistx_destroy(&self->sends);
+    for (size_t i = 0; i < self->nsends; i++)
+        free(self->sends[i].rid);
+    free(self->sends);
+    msgpack_sbuffer_destroy(&self->outbuf);
     zhashx_destroy(&self->results_out);
     if (self->clients)
         zmq_close(self->clients);

@@ -111,7 +111,9 @@ struct broker {
     /* output of the current pass, sent after commit */
     broker_ack_batch_t *acks, **acks_tail;
     broker_ended_t *ended, **ended_tail;
-    zlistx_t *sends;            /* encoded replies and events to send */
+    struct broker_send *sends;  /* messages to send after the commit */
+    size_t nsends, sends_cap;
+    msgpack_sbuffer outbuf;     /* their encoded bytes, reused every pass */
     zhashx_t *results_out;      /* client rid hex -> pending results */
     bool dispatch_needed;
     int64_t next_expire_ms;     /* monotonic: next purge of old results */
