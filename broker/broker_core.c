@@ -87,15 +87,16 @@ static void
 s_send_later(broker_t *self, void *socket, const broker_rid_t *rid,
              const char *topic, const dv_msg_t *msg)
 {
-    if (self->nsends == self->sends_cap) {
-        size_t ncap = self->sends_cap ? self->sends_cap * 2 : 1024;
-        s_send_t *n = realloc(self->sends, ncap * sizeof *n);
+    broker_group_t *g = self->cur;
+    if (g->nsends == g->sends_cap) {
+        size_t ncap = g->sends_cap ? g->sends_cap * 2 : 1024;
+        s_send_t *n = realloc(g->sends, ncap * sizeof *n);
         if (!n)
             return;
-        self->sends = n;
-        self->sends_cap = ncap;
+        g->sends = n;
+        g->sends_cap = ncap;
     }
-    s_send_t *snd = &self->sends[self->nsends];
+    s_send_t *snd = &g->sends[g->nsends];
     snd->socket = socket;
     snd->rid = NULL;
     if (rid) {
@@ -107,10 +108,10 @@ s_send_later(broker_t *self, void *socket, const broker_rid_t *rid,
     snd->topic[0] = '\0';
     if (topic)
         snprintf(snd->topic, sizeof snd->topic, "%s", topic);
-    snd->off = self->outbuf.size;
-    dv_msg_encode(msg, &self->outbuf);
-    snd->len = self->outbuf.size - snd->off;
-    self->nsends++;
+    snd->off = g->outbuf.size;
+    dv_msg_encode(msg, &g->outbuf);
+    snd->len = g->outbuf.size - snd->off;
+    g->nsends++;
 }
 
 static void
@@ -154,20 +155,12 @@ s_queue(broker_t *self, const char *name)
     return q;
 }
 
-/* Opens the pass's write group if it is not open yet. Returns 0, or an
- * error after logging it once: the store could not start a transaction (its
- * busy timeout passed), so nothing may be written now. */
-static int
-s_store_write_begin(broker_t *self)
+/* A store write could not even be recorded (out of memory): the group
+ * must not count as durable. */
+static void
+s_write_lost(broker_t *self)
 {
-    if (broker_store_in_group(self->store))
-        return 0;
-    int rc = broker_store_begin(self->store);
-    if (rc != 0 && !self->store_failed) {
-        dv_log(DV_ERROR, "broker.store_begin_failed", DV_STR("error", dv_strerror(rc)));
-        self->store_failed = true;
-    }
-    return rc;
+    self->cur->wb.rc = DV_ENOMEM;
 }
 
 static void
@@ -268,11 +261,12 @@ s_finish(broker_t *self, broker_job_t *job, dv_state_t state,
     int64_t now = dv_now_ms();
     int64_t run_ms = job->started_ms ? now - job->started_ms : 0;
     s_unplace(self, job);
-    broker_index_del(&self->index, job);
-
-    s_store_write_begin(self);
-    broker_store_mark_finished(self->store, id, state, job->attempt, result,
-                               result_len, failure, now);
+    /* It stays in the index, terminal, until its group is durable: a wait
+     * that comes in meanwhile still finds it. */
+    job->state = (uint8_t)state;
+    if (broker_wbatch_finished(&self->cur->wb, id, state, job->attempt, result,
+                               result_len, failure, now) != 0)
+        s_write_lost(self);
 
     dv_event_t ev = { 0 };
     ev.state = state;
@@ -301,7 +295,7 @@ s_finish(broker_t *self, broker_job_t *job, dv_state_t state,
     e->job = job;
     e->state = state;
     e->finished_ms = now;
-    if (job->waiters && result_len) {
+    if (result_len) { /* a late waiter may still ask for it */
         e->result = malloc(result_len);
         if (e->result) {
             memcpy(e->result, result, result_len);
@@ -325,8 +319,8 @@ s_finish(broker_t *self, broker_job_t *job, dv_state_t state,
             e->failure.key_id = (dv_str_t){ 0 };
         }
     }
-    *self->ended_tail = e;
-    self->ended_tail = &e->next;
+    *self->cur->ended_tail = e;
+    self->cur->ended_tail = &e->next;
 }
 
 static void
@@ -344,8 +338,8 @@ s_record_attempt(broker_t *self, broker_job_t *job, const char *worker,
         .outcome = outcome,
         .failure = failure,
     };
-    s_store_write_begin(self);
-    broker_store_add_attempt(self->store, &a);
+    if (broker_wbatch_attempt(&self->cur->wb, &a) != 0)
+        s_write_lost(self);
 }
 
 /* An attempt failed: retry after backoff, or the job is dead. */
@@ -383,9 +377,9 @@ s_fail(broker_t *self, broker_job_t *job, const dv_failure_t *failure)
     s_place(self, job, false);
     char id[DV_ID_TEXT_LEN + 1];
     s_id_text(job, id);
-    s_store_write_begin(self);
-    broker_store_mark_waiting(self->store, id, job->state, job->run_at_ms,
-                              job->attempt, failure);
+    if (broker_wbatch_waiting(&self->cur->wb, id, job->state, job->run_at_ms,
+                              job->attempt, failure) != 0)
+        s_write_lost(self);
     self->counters.retried++;
     ev.state = job->state;
     ev.run_at_ms = job->run_at_ms;
@@ -404,9 +398,9 @@ s_lease(broker_t *self, broker_job_t *job, broker_worker_t *w, bool new_attempt)
     broker_list_add(&w->running, job);
     char id[DV_ID_TEXT_LEN + 1];
     s_id_text(job, id);
-    s_store_write_begin(self);
-    broker_store_mark_running(self->store, id, job->attempt, w->name,
-                              dv_now_ms());
+    if (broker_wbatch_running(&self->cur->wb, id, job->attempt, w->name,
+                              dv_now_ms()) != 0)
+        s_write_lost(self);
 }
 
 /* ---- workers ---------------------------------------------------------------- */
@@ -522,14 +516,18 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         return;
     }
     int64_t now = dv_now_ms();
-    s_store_write_begin(self);
     for (uint32_t i = 0; i < n; i++) {
         const dv_jobspec_t *js = &msg->u.submit.jobs[i];
         char keybuf[DV_KEY_MAX + 1];
         const char *key = NULL;
         if (js->key.ptr && js->key.len) {
             key = dv_str_copy(js->key, keybuf, sizeof keybuf);
-            int r = broker_store_find_key(self->store, key, b->ids[i]);
+            /* Keys whose insert is not durable yet are only in memory; the
+             * rest are in the store. */
+            const char *pending = zhashx_lookup(self->pending_keys, key);
+            int r = pending ? 1 : broker_store_find_key(self->store, key, b->ids[i]);
+            if (pending)
+                snprintf(b->ids[i], sizeof b->ids[i], "%s", pending);
             if (r == 1) {
                 b->acks[i].duplicate = true;
                 continue;
@@ -588,34 +586,38 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             .result_ttl_ms = js->result_ttl_ms > 0 ? js->result_ttl_ms
                                                    : self->cfg.default_result_ttl_ms,
         };
-        if (broker_store_insert(self->store, &rec) != 0) {
-            b->errors[i] = strdup("store write failed");
+        if (broker_index_put(&self->index, job) != 0 ||
+            broker_wbatch_insert(&self->cur->wb, &rec) != 0) {
+            /* An index entry without its insert (or the reverse) would be
+             * half a job: refuse it whole. The index entry goes with the
+             * group's failure handling if the insert was recorded. */
+            broker_index_del(&self->index, job);
+            b->errors[i] = strdup("broker out of memory");
             b->ids[i][0] = '\0';
             broker_job_destroy(&job);
             continue;
         }
         job->pending = 1;
         job->state = DV_STATE_NONE;
-        if (broker_index_put(&self->index, job) != 0) {
-            /* The row is in the group; without the index entry the job would
-             * be orphaned in memory, so refuse it and let the commit stand:
-             * it will be recovered at the next start. */
-            b->errors[i] = strdup("broker out of memory");
-            broker_job_destroy(&job);
-            continue;
+        if (key) {
+            char *k = strdup(key);
+            if (k) {
+                zhashx_insert(self->pending_keys, k, b->ids[i]);
+                zlistx_add_end(self->cur->keys, k);
+            }
         }
         b->jobs[i] = job;
     }
-    *self->acks_tail = b;
-    self->acks_tail = &b->next;
+    *self->cur->acks_tail = b;
+    self->cur->acks_tail = &b->next;
 }
 
 static s_results_t *
-s_results_for(broker_t *self, const broker_rid_t *rid)
+s_results_for(broker_group_t *g, const broker_rid_t *rid)
 {
     char hex[2 * 255 + 1];
     s_rid_hex(rid, hex);
-    s_results_t *r = zhashx_lookup(self->results_out, hex);
+    s_results_t *r = zhashx_lookup(g->results_out, hex);
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r)
@@ -623,7 +625,7 @@ s_results_for(broker_t *self, const broker_rid_t *rid)
         r->rid = *rid;
         r->owned = zlistx_new();
         zlistx_set_destructor(r->owned, s_free_item);
-        zhashx_insert(self->results_out, hex, r);
+        zhashx_insert(g->results_out, hex, r);
     }
     return r;
 }
@@ -707,7 +709,7 @@ s_on_wait(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             }
             continue;
         }
-        s_results_t *r = s_results_for(self, rid);
+        s_results_t *r = s_results_for(self->cur, rid);
         if (!r)
             continue;
         dv_result_t *it = s_results_add(r);
@@ -897,6 +899,10 @@ s_on_ctrl(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     } else if (dv_str_eq(c->verb, "cancel")) {
         if (!idtext[0]) {
             s_reply(self, rid, c->req, false, "cancel needs a job id", NULL, false);
+        } else if (job && dv_state_terminal(job->state)) {
+            char why[64];
+            snprintf(why, sizeof why, "job already %s", dv_state_name(job->state));
+            s_reply(self, rid, c->req, false, why, NULL, false);
         } else if (job && !job->pending) {
             s_cancel(self, job);
             s_reply(self, rid, c->req, true, NULL, NULL, true);
@@ -1071,7 +1077,7 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
         if (dv_id_parse(u->id.ptr, u->id.len, &id) != 0)
             continue;
         broker_job_t *job = broker_index_get(&self->index, &id);
-        if (!job || job->pending)
+        if (!job || job->pending || dv_state_terminal(job->state))
             continue; /* ended already, or never ours: a late duplicate */
         bool mine = w && job->state == DV_STATE_RUNNING && job->worker == w &&
                     job->attempt == u->attempt;
@@ -1100,11 +1106,12 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
             }
             break;
         case DV_UPD_SUCCEEDED:
-            /* Accepted even from a stale lease: the work is done. */
+            /* Accepted even from a stale lease: the work is done. The
+             * successful attempt is the jobs row itself (worker, started,
+             * finished); only failed attempts get an attempts row, which
+             * saves a write per job on the hot path. */
             if (job->started_ms == 0)
                 job->started_ms = u->ts_ms;
-            s_record_attempt(self, job, w ? w->name : NULL,
-                             DV_STATE_SUCCEEDED, NULL);
             s_finish(self, job, DV_STATE_SUCCEEDED, u->result.ptr,
                      u->result.len, NULL);
             break;
@@ -1120,9 +1127,9 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
                 s_place(self, job, true);
                 char idt[DV_ID_TEXT_LEN + 1];
                 s_id_text(job, idt);
-                s_store_write_begin(self);
-                broker_store_mark_waiting(self->store, idt, DV_STATE_QUEUED, 0,
-                                          job->attempt, NULL);
+                if (broker_wbatch_waiting(&self->cur->wb, idt, DV_STATE_QUEUED,
+                                          0, job->attempt, NULL) != 0)
+                    s_write_lost(self);
             }
             break;
         }
@@ -1338,9 +1345,9 @@ s_heartbeats(broker_t *self)
 /* ---- after the commit ----------------------------------------------------------- */
 
 static void
-s_flush_acks(broker_t *self, bool committed)
+s_flush_acks(broker_t *self, broker_group_t *g, bool committed)
 {
-    broker_ack_batch_t *b = self->acks;
+    broker_ack_batch_t *b = g->acks;
     while (b) {
         for (uint32_t i = 0; i < b->n; i++) {
             broker_job_t *job = b->jobs[i];
@@ -1383,8 +1390,8 @@ s_flush_acks(broker_t *self, bool committed)
         free(b);
         b = next;
     }
-    self->acks = NULL;
-    self->acks_tail = &self->acks;
+    g->acks = NULL;
+    g->acks_tail = &g->acks;
 }
 
 static void
@@ -1426,15 +1433,15 @@ s_flush_jobs(broker_t *self)
 }
 
 static void
-s_flush_results(broker_t *self)
+s_flush_results(broker_t *self, broker_group_t *g)
 {
-    /* Outcomes of jobs that ended in this pass, to their waiters. */
-    for (broker_ended_t *e = self->ended; e; e = e->next) {
+    /* Outcomes of jobs that ended in this group, to their waiters. */
+    for (broker_ended_t *e = g->ended; e; e = e->next) {
         for (broker_waiter_t *wt = e->job->waiters; wt; wt = wt->next) {
             broker_rid_t rid;
             rid.len = wt->len;
             memcpy(rid.data, wt->rid, wt->len);
-            s_results_t *r = s_results_for(self, &rid);
+            s_results_t *r = s_results_for(g, &rid);
             dv_result_t *it = r ? s_results_add(r) : NULL;
             if (!it)
                 continue;
@@ -1451,8 +1458,8 @@ s_flush_results(broker_t *self)
                 it->failure = e->failure;
         }
     }
-    for (s_results_t *r = zhashx_first(self->results_out); r;
-         r = zhashx_next(self->results_out)) {
+    for (s_results_t *r = zhashx_first(g->results_out); r;
+         r = zhashx_next(g->results_out)) {
         /* Keep each message well under the frame limit. */
         uint32_t start = 0;
         while (start < r->n) {
@@ -1466,24 +1473,25 @@ s_flush_results(broker_t *self)
             start += count;
         }
     }
-    zhashx_purge(self->results_out);
-    while (self->ended) {
-        broker_ended_t *e = self->ended;
-        self->ended = e->next;
+    zhashx_purge(g->results_out);
+    while (g->ended) {
+        broker_ended_t *e = g->ended;
+        g->ended = e->next;
+        broker_index_del(&self->index, e->job);
         broker_job_destroy(&e->job);
         free(e->result);
         free(e->msg);
         free(e);
     }
-    self->ended_tail = &self->ended;
+    g->ended_tail = &g->ended;
 }
 
 static void
-s_flush_sends(broker_t *self)
+s_flush_sends(broker_t *self, broker_group_t *g)
 {
-    for (size_t i = 0; i < self->nsends; i++) {
-        s_send_t *snd = &self->sends[i];
-        const char *data = self->outbuf.data + snd->off;
+    for (size_t i = 0; i < g->nsends; i++) {
+        s_send_t *snd = &g->sends[i];
+        const char *data = g->outbuf.data + snd->off;
         if (snd->rid) {
             s_send_raw(snd->socket, snd->rid, data, snd->len);
             free(snd->rid);
@@ -1492,33 +1500,123 @@ s_flush_sends(broker_t *self)
             zmq_send(snd->socket, data, snd->len, ZMQ_DONTWAIT);
         }
     }
-    self->nsends = 0;
-    self->outbuf.size = 0; /* keep the memory for the next pass */
+    g->nsends = 0;
+    g->outbuf.size = 0; /* keep the memory for the next group */
+}
+
+/* ---- groups -------------------------------------------------------------------- */
+
+static broker_group_t *
+s_group_new(void)
+{
+    broker_group_t *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    broker_wbatch_init(&g->wb);
+    g->acks_tail = &g->acks;
+    g->ended_tail = &g->ended;
+    msgpack_sbuffer_init(&g->outbuf);
+    g->results_out = zhashx_new();
+    zhashx_set_destructor(g->results_out, s_results_destroy);
+    g->keys = zlistx_new();
+    zlistx_set_destructor(g->keys, s_free_item);
+    return g;
+}
+
+static void
+s_group_destroy(broker_group_t **g_p)
+{
+    broker_group_t *g = *g_p;
+    if (!g)
+        return;
+    broker_wbatch_clear(&g->wb);
+    for (size_t i = 0; i < g->nsends; i++)
+        free(g->sends[i].rid);
+    free(g->sends);
+    msgpack_sbuffer_destroy(&g->outbuf);
+    zhashx_destroy(&g->results_out);
+    zlistx_destroy(&g->keys);
+    free(g);
+    *g_p = NULL;
+}
+
+static bool
+s_group_empty(const broker_group_t *g)
+{
+    return g->wb.nops == 0 && !g->wb.expire && !g->acks && !g->ended &&
+           g->nsends == 0 && zhashx_size(g->results_out) == 0;
+}
+
+/* The group's writes are durable (or failed): send what waited on them, in
+ * the order it was produced, then make the group reusable. */
+static void
+s_group_done(broker_t *self, broker_group_t *g)
+{
+    bool committed = g->wb.rc == 0;
+    if (!committed) {
+        if (!self->store_failed)
+            dv_log(DV_ERROR, "broker.commit_failed",
+                   DV_STR("error", dv_strerror(g->wb.rc)),
+                   DV_INT("writes", (int64_t)g->wb.nops));
+        self->store_failed = true;
+    } else if (self->store_failed && g->wb.nops) {
+        dv_log(DV_INFO, "broker.commit_recovered");
+        self->store_failed = false;
+    }
+    if (g->wb.expired > 0)
+        dv_log(DV_INFO, "broker.expired_results", DV_INT("jobs", g->wb.expired));
+    for (char *k = zlistx_first(g->keys); k; k = zlistx_next(g->keys))
+        zhashx_delete(self->pending_keys, k);
+    zlistx_purge(g->keys);
+    s_flush_acks(self, g, committed);
+    s_flush_results(self, g);
+    s_flush_sends(self, g);
+    broker_wbatch_clear(&g->wb);
+}
+
+/* Collects what the writer finished. */
+static void
+s_writer_ready(broker_t *self)
+{
+    broker_wbatch_t *b;
+    while ((b = broker_writer_pop_done(self->writer))) {
+        broker_group_t *g = (broker_group_t *)b; /* wb is the first member */
+        assert(g == self->inflight);
+        s_group_done(self, g);
+        self->inflight = NULL;
+        s_group_destroy(&g);
+    }
+}
+
+/* Hands the current group to the writer if it is free; a group with no
+ * writes needs no commit and goes out at once (after any group before it). */
+static void
+s_group_submit(broker_t *self)
+{
+    if (self->inflight || s_group_empty(self->cur))
+        return;
+    if (self->cur->wb.nops == 0 && !self->cur->wb.expire &&
+        self->cur->wb.rc == 0) {
+        s_group_done(self, self->cur);
+        return;
+    }
+    broker_group_t *next = s_group_new();
+    if (!next)
+        return; /* try again next pass */
+    self->inflight = self->cur;
+    self->cur = next;
+    broker_writer_push(self->writer, &self->inflight->wb);
 }
 
 static void
 s_end_pass(broker_t *self)
 {
-    /* Jobs go to workers before the commit: a lease need not be durable
-     * before the work starts (at worst a crash runs the job again), and the
-     * worker then works while the broker waits for the disk. */
+    /* Jobs go to workers before their leases are durable: a lease need not
+     * be stored before the work starts (at worst a crash runs the job
+     * again), and the worker then works while the broker waits for the
+     * disk. */
     s_flush_jobs(self);
-    bool committed = true;
-    if (broker_store_in_group(self->store)) {
-        int rc = broker_store_commit(self->store);
-        if (rc != 0) {
-            committed = false;
-            if (!self->store_failed)
-                dv_log(DV_ERROR, "broker.commit_failed", DV_STR("error", dv_strerror(rc)));
-            self->store_failed = true;
-        } else if (self->store_failed) {
-            dv_log(DV_INFO, "broker.commit_recovered");
-            self->store_failed = false;
-        }
-    }
-    s_flush_acks(self, committed);
-    s_flush_results(self);
-    s_flush_sends(self);
+    s_group_submit(self);
 }
 
 /* ---- recovery -------------------------------------------------------------------- */
@@ -1594,22 +1692,7 @@ s_recover(broker_t *self)
         s_fail(self, job, &f);
     }
     zlistx_destroy(&c.was_running);
-    if (broker_store_in_group(self->store) && broker_store_commit(self->store) != 0)
-        return DV_EIO;
-    /* Nobody waits on recovered jobs yet; drop the pass output. */
-    for (size_t i = 0; i < self->nsends; i++)
-        free(self->sends[i].rid);
-    self->nsends = 0;
-    self->outbuf.size = 0;
-    while (self->ended) {
-        broker_ended_t *e = self->ended;
-        self->ended = e->next;
-        broker_job_destroy(&e->job);
-        free(e->result);
-        free(e->msg);
-        free(e);
-    }
-    self->ended_tail = &self->ended;
+    /* The failures just recorded are the first group the writer commits. */
     dv_log(DV_INFO, "broker.recovered", DV_INT("jobs", (int64_t)c.count),
            DV_INT("requeued_lost", (int64_t)lost));
     return 0;
@@ -1662,25 +1745,32 @@ broker_new(const broker_config_t *cfg)
     dv_id_new(&iid);
     dv_id_format(&iid, self->instance);
     self->started_ms = dv_now_ms();
-    self->acks_tail = &self->acks;
-    self->ended_tail = &self->ended;
     self->queues = zhashx_new();
     zhashx_set_destructor(self->queues, s_queue_destructor);
     self->types = zhashx_new();
     zhashx_set_destructor(self->types, s_free_item);
     self->worker_by_name = zhashx_new();
-    msgpack_sbuffer_init(&self->outbuf);
-    self->results_out = zhashx_new();
-    zhashx_set_destructor(self->results_out, s_results_destroy);
-    if (broker_index_init(&self->index) != 0)
+    self->pending_keys = zhashx_new(); /* values point into ack batches */
+    self->cur = s_group_new();
+    if (!self->cur || broker_index_init(&self->index) != 0)
         goto fail;
 
+    /* Two connections: the writer thread's, and this thread's for reads
+     * (recovery, idempotency keys, finished jobs). */
     char err[512] = "";
     broker_store_opts_t opts = { cfg->sync };
-    self->store = broker_store_open(cfg->store_url, &opts, err, sizeof err);
-    if (!self->store) {
+    broker_store_t *wstore = broker_store_open(cfg->store_url, &opts, err, sizeof err);
+    if (wstore)
+        self->store = broker_store_open(cfg->store_url, &opts, err, sizeof err);
+    if (!wstore || !self->store) {
         dv_log(DV_ERROR, "broker.store_open_failed", DV_STR("store", cfg->store_url),
                DV_STR("error", err));
+        broker_store_destroy(&wstore);
+        goto fail;
+    }
+    self->writer = broker_writer_new(wstore);
+    if (!self->writer) {
+        broker_store_destroy(&wstore);
         goto fail;
     }
     if (s_recover(self) != 0) {
@@ -1702,14 +1792,42 @@ fail:
     return NULL;
 }
 
+/* Waits until every group recorded so far is durable and its output sent. */
+static void
+s_drain_groups(broker_t *self)
+{
+    if (!self->writer)
+        return;
+    for (int round = 0; round < 2; round++) {
+        while (self->inflight) {
+            broker_writer_wait(self->writer);
+            s_writer_ready(self);
+        }
+        s_group_submit(self);
+    }
+}
+
 void
 broker_destroy(broker_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
     broker_t *self = *self_p;
-    if (self->store && broker_store_in_group(self->store))
-        broker_store_commit(self->store);
+    s_drain_groups(self);
+    broker_writer_destroy(&self->writer);
+    s_group_destroy(&self->inflight);
+    if (self->cur) {
+        /* Not written (the writer never ran): forget its ended jobs here,
+         * they are freed with the index below. */
+        while (self->cur->ended) {
+            broker_ended_t *e = self->cur->ended;
+            self->cur->ended = e->next;
+            free(e->result);
+            free(e->msg);
+            free(e);
+        }
+        s_group_destroy(&self->cur);
+    }
     /* Free live jobs. */
     for (size_t i = 0; i < self->index.cap; i++) {
         broker_job_t *job = self->index.slots ? self->index.slots[i] : NULL;
@@ -1726,11 +1844,7 @@ broker_destroy(broker_t **self_p)
     }
     zhashx_destroy(&self->queues);
     zhashx_destroy(&self->types);
-    for (size_t i = 0; i < self->nsends; i++)
-        free(self->sends[i].rid);
-    free(self->sends);
-    msgpack_sbuffer_destroy(&self->outbuf);
-    zhashx_destroy(&self->results_out);
+    zhashx_destroy(&self->pending_keys);
     if (self->clients)
         zmq_close(self->clients);
     if (self->workers)
@@ -1782,6 +1896,11 @@ s_has_ready_work(broker_t *self)
     return false;
 }
 
+/* While one group commits, the next may grow to this many writes; beyond
+ * that the broker stops reading new submits until the disk catches up
+ * (they wait in ZeroMQ), so memory stays bounded. */
+#define BROKER_GROUP_MAX_WRITES 200000
+
 int
 broker_run(broker_t *self, volatile int *stop, volatile int *dump)
 {
@@ -1789,6 +1908,7 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
     zmq_pollitem_t items[] = {
         { self->clients, 0, ZMQ_POLLIN, 0 },
         { self->workers, 0, ZMQ_POLLIN, 0 },
+        { NULL, broker_writer_fd(self->writer), ZMQ_POLLIN, 0 },
     };
     while (!*stop) {
         long timeout = self->cfg.heartbeat_ms;
@@ -1800,35 +1920,29 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         }
         if (s_has_ready_work(self))
             timeout = 0;
-        int rc = zmq_poll(items, 2, timeout);
+        int rc = zmq_poll(items, 3, timeout);
         if (rc < 0 && errno != EINTR)
             break;
 
-        /* Every write of this pass joins one group. If the store cannot
-         * open one, leave the messages queued in ZeroMQ and try again
-         * after a pause, rather than write outside a transaction. */
-        if (s_store_write_begin(self) != 0) {
-            zmq_poll(NULL, 0, 100);
-            continue;
-        }
+        s_writer_ready(self);
         s_drain_workers(self);
-        s_drain_clients(self);
+        if (!self->inflight || self->cur->wb.nops < BROKER_GROUP_MAX_WRITES)
+            s_drain_clients(self);
         s_promote_due(self);
         s_heartbeats(self);
         if (self->dispatch_needed)
             s_dispatch(self);
+        int64_t now = dv_mono_ms();
+        if (now >= self->next_expire_ms) {
+            self->next_expire_ms = now + 60000;
+            self->cur->wb.expire = true;
+            self->cur->wb.expire_now_ms = dv_now_ms();
+        }
         s_end_pass(self);
 
         if (*dump) {
             *dump = 0;
             broker_dump(self);
-        }
-        int64_t now = dv_mono_ms();
-        if (now >= self->next_expire_ms) {
-            self->next_expire_ms = now + 60000;
-            int n = broker_store_expire(self->store, dv_now_ms(), 10000);
-            if (n > 0)
-                dv_log(DV_INFO, "broker.expired_results", DV_INT("jobs", n));
         }
     }
     dv_log(DV_INFO, "broker.stopping", DV_INT("live_jobs", (int64_t)self->index.count));

@@ -5,11 +5,14 @@
  *   2. opens a store write group and drains a bounded batch from each socket,
  *   3. runs due timers (scheduled jobs become ready, silent workers expire),
  *   4. dispatches ready jobs against worker credit,
- *   5. commits the group (one transaction, one fsync),
- *   6. only then sends what the pass produced: submit acks, jobs to workers,
- *      results to waiting clients, events.
- * So nothing is acknowledged before it is durable, and the cost of a commit
- * is shared by everything that arrived in one pass (group commit).
+ *   5. sends jobs to workers at once, and hands the pass's store writes to
+ *      the writer thread (broker_writer.h), which commits them as one
+ *      transaction (one fsync) while the loop goes on;
+ *   6. when the writer reports a group durable, sends what depended on it:
+ *      submit acks, results to waiting clients, events.
+ * So nothing is acknowledged before it is durable, the cost of a commit is
+ * shared by everything that arrived while the previous one was running
+ * (group commit), and the loop never waits for the disk.
  */
 #ifndef BROKER_CORE_H
 #define BROKER_CORE_H
@@ -20,6 +23,7 @@
 
 #include "broker_jobs.h"
 #include "broker_store.h"
+#include "broker_writer.h"
 #include "dv_hist.h"
 #include "dv_proto.h"
 
@@ -74,7 +78,8 @@ typedef struct broker_ack_batch {
     broker_job_t **jobs;        /* the new jobs (NULL for refused/duplicate) */
 } broker_ack_batch_t;
 
-/* A job that ended in this pass; freed after its result went out. */
+/* A job that ended; it stays findable by id (state terminal) until its
+ * group is durable and its result went out, then it is freed. */
 typedef struct broker_ended {
     struct broker_ended *next;
     broker_job_t *job;
@@ -87,6 +92,19 @@ typedef struct broker_ended {
     int64_t finished_ms;
 } broker_ended_t;
 
+/* Everything one group of store writes carries: the writes, and the output
+ * that may leave only once they are durable. */
+typedef struct broker_group {
+    broker_wbatch_t wb;         /* first member: the writer hands it back */
+    broker_ack_batch_t *acks, **acks_tail;
+    broker_ended_t *ended, **ended_tail;
+    struct broker_send *sends;  /* replies and events, in order */
+    size_t nsends, sends_cap;
+    msgpack_sbuffer outbuf;     /* their encoded bytes */
+    zhashx_t *results_out;      /* client rid hex -> pending results */
+    zlistx_t *keys;             /* idempotency keys inserted in this group */
+} broker_group_t;
+
 typedef struct {
     uint64_t submitted, succeeded, failed, retried, dead, cancelled, lost;
     uint64_t dispatched;
@@ -98,7 +116,11 @@ struct broker {
     broker_config_t cfg;
     char instance[DV_ID_TEXT_LEN + 1]; /* new at each start */
     int64_t started_ms;
-    broker_store_t *store;
+    broker_store_t *store;      /* reads (the writer thread has its own) */
+    broker_writer_t *writer;
+    broker_group_t *cur;        /* being built by this pass */
+    broker_group_t *inflight;   /* with the writer, or NULL */
+    zhashx_t *pending_keys;     /* key -> id of inserts not yet durable */
     void *zctx;
     void *clients, *workers, *events;
 
@@ -108,13 +130,6 @@ struct broker {
     zhashx_t *types;            /* interned type and batch names */
     zhashx_t *worker_by_name;   /* name -> broker_worker_t* */
 
-    /* output of the current pass, sent after commit */
-    broker_ack_batch_t *acks, **acks_tail;
-    broker_ended_t *ended, **ended_tail;
-    struct broker_send *sends;  /* messages to send after the commit */
-    size_t nsends, sends_cap;
-    msgpack_sbuffer outbuf;     /* their encoded bytes, reused every pass */
-    zhashx_t *results_out;      /* client rid hex -> pending results */
     bool dispatch_needed;
     int64_t next_expire_ms;     /* monotonic: next purge of old results */
     dv_hist_t dispatch_us;      /* ready -> started report, microseconds */

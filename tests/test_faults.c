@@ -129,12 +129,14 @@ t_kill_worker_mid_job(void **state)
     assert_int_equal(harness_sql_int(h, sql), 1);
     snprintf(sql, sizeof sql, "SELECT worker='w2' FROM jobs WHERE id='%s'", ids[0]);
     assert_int_equal(harness_sql_int(h, sql), 1);
-    /* The killed worker's child did not go on running the job (it dies with
-     * its supervisor): only w2 reported a success. */
+    /* Two attempts: the lost one on w1, the successful one (the jobs row)
+     * on w2. */
     snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM attempts WHERE job_id='%s' AND outcome='succeeded'",
-             ids[0]);
+             "SELECT count(*) FROM attempts WHERE job_id='%s' AND worker='w1'", ids[0]);
     assert_int_equal(harness_sql_int(h, sql), 1);
+    snprintf(sql, sizeof sql,
+             "SELECT attempt FROM jobs WHERE id='%s' AND state='succeeded'", ids[0]);
+    assert_int_equal(harness_sql_int(h, sql), 2);
 }
 
 /* kill -9 of the broker in the middle of a batch: after a restart every

@@ -1,0 +1,418 @@
+#include "broker_writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "dv_log.h"
+
+typedef enum {
+    OP_INSERT,
+    OP_RUNNING,
+    OP_WAITING,
+    OP_FINISHED,
+    OP_ATTEMPT,
+} s_kind_t;
+
+struct broker_op {
+    broker_op_t *next;
+    s_kind_t kind;
+    char id[37];
+    int attempt;
+    dv_state_t state;
+    int64_t t1, t2;             /* run_at / started / finished, by kind */
+    bool has_failure;
+    dv_failure_t failure;       /* strings point into data[] */
+    broker_jobrec_t rec;        /* OP_INSERT; strings point into data[] */
+    const char *worker;         /* into data[] */
+    const void *blob;           /* payload or result, into data[] */
+    size_t blob_len;
+    char data[];
+};
+
+struct broker_writer {
+    broker_store_t *store;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* work arrived, or stop */
+    pthread_cond_t done_cv;     /* a batch completed */
+    broker_wbatch_t *todo, **todo_tail;
+    broker_wbatch_t *done, **done_tail;
+    bool stop;
+    int efd;
+};
+
+/* ---- ops -------------------------------------------------------------------- */
+
+/* Room for a copied string (with its NUL) in data[]. */
+static size_t
+s_len(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
+/* Copies s into *cursor, returns the copy (NULL stays NULL). */
+static const char *
+s_put(char **cursor, const char *s, size_t n_with_nul)
+{
+    if (!s)
+        return NULL;
+    memcpy(*cursor, s, n_with_nul);
+    const char *copy = *cursor;
+    *cursor += n_with_nul;
+    return copy;
+}
+
+static size_t
+s_failure_len(const dv_failure_t *f)
+{
+    return f ? (size_t)f->message.len + 1 + f->key_id.len + 1 : 0;
+}
+
+static void
+s_failure_copy(broker_op_t *op, char **cursor, const dv_failure_t *f)
+{
+    if (!f)
+        return;
+    op->has_failure = true;
+    op->failure = *f;
+    if (f->message.ptr) {
+        memcpy(*cursor, f->message.ptr, f->message.len);
+        (*cursor)[f->message.len] = '\0';
+        op->failure.message = dv_strn(*cursor, f->message.len);
+    }
+    *cursor += f->message.len + 1;
+    if (f->key_id.ptr) {
+        memcpy(*cursor, f->key_id.ptr, f->key_id.len);
+        (*cursor)[f->key_id.len] = '\0';
+        op->failure.key_id = dv_strn(*cursor, f->key_id.len);
+    }
+    *cursor += f->key_id.len + 1;
+}
+
+static broker_op_t *
+s_op_new(broker_wbatch_t *b, s_kind_t kind, const char *id, size_t extra)
+{
+    broker_op_t *op = calloc(1, sizeof *op + extra);
+    if (!op)
+        return NULL;
+    op->kind = kind;
+    if (id)
+        snprintf(op->id, sizeof op->id, "%s", id);
+    *b->tail = op;
+    b->tail = &op->next;
+    b->nops++;
+    return op;
+}
+
+void
+broker_wbatch_init(broker_wbatch_t *b)
+{
+    memset(b, 0, sizeof *b);
+    b->tail = &b->ops;
+}
+
+void
+broker_wbatch_clear(broker_wbatch_t *b)
+{
+    broker_op_t *op = b->ops;
+    while (op) {
+        broker_op_t *next = op->next;
+        free(op);
+        op = next;
+    }
+    b->ops = NULL;
+    b->tail = &b->ops;
+    b->nops = 0;
+    b->expire = false;
+    b->rc = 0;
+    b->expired = 0;
+}
+
+int
+broker_wbatch_insert(broker_wbatch_t *b, const broker_jobrec_t *rec)
+{
+    size_t lq = s_len(rec->queue), lt = s_len(rec->type), lk = s_len(rec->key),
+           lb = s_len(rec->batch), ltr = s_len(rec->trace);
+    broker_op_t *op = s_op_new(b, OP_INSERT, rec->id,
+                               lq + lt + lk + lb + ltr + rec->payload_len);
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->rec = *rec;
+    op->rec.id = op->id;
+    op->rec.queue = s_put(&c, rec->queue, lq);
+    op->rec.type = s_put(&c, rec->type, lt);
+    op->rec.key = s_put(&c, rec->key, lk);
+    op->rec.batch = s_put(&c, rec->batch, lb);
+    op->rec.trace = s_put(&c, rec->trace, ltr);
+    op->rec.worker = NULL;
+    if (rec->payload_len) {
+        memcpy(c, rec->payload, rec->payload_len);
+        op->rec.payload = c;
+    } else {
+        op->rec.payload = NULL;
+    }
+    return 0;
+}
+
+int
+broker_wbatch_running(broker_wbatch_t *b, const char *id, int attempt,
+                      const char *worker, int64_t started_ms)
+{
+    size_t lw = s_len(worker);
+    broker_op_t *op = s_op_new(b, OP_RUNNING, id, lw);
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->attempt = attempt;
+    op->worker = s_put(&c, worker, lw);
+    op->t1 = started_ms;
+    return 0;
+}
+
+int
+broker_wbatch_waiting(broker_wbatch_t *b, const char *id, dv_state_t state,
+                      int64_t run_at_ms, int attempt,
+                      const dv_failure_t *last_failure)
+{
+    broker_op_t *op = s_op_new(b, OP_WAITING, id, s_failure_len(last_failure));
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->state = state;
+    op->t1 = run_at_ms;
+    op->attempt = attempt;
+    s_failure_copy(op, &c, last_failure);
+    return 0;
+}
+
+int
+broker_wbatch_finished(broker_wbatch_t *b, const char *id, dv_state_t state,
+                       int attempt, const void *result, size_t result_len,
+                       const dv_failure_t *failure, int64_t finished_ms)
+{
+    broker_op_t *op =
+        s_op_new(b, OP_FINISHED, id, result_len + s_failure_len(failure));
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->state = state;
+    op->attempt = attempt;
+    op->t1 = finished_ms;
+    if (result && result_len) {
+        memcpy(c, result, result_len);
+        op->blob = c;
+        op->blob_len = result_len;
+        c += result_len;
+    }
+    s_failure_copy(op, &c, failure);
+    return 0;
+}
+
+int
+broker_wbatch_attempt(broker_wbatch_t *b, const broker_attempt_t *a)
+{
+    size_t lw = s_len(a->worker);
+    broker_op_t *op =
+        s_op_new(b, OP_ATTEMPT, a->job_id, lw + s_failure_len(a->failure));
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->attempt = a->attempt;
+    op->worker = s_put(&c, a->worker, lw);
+    op->t1 = a->started_ms;
+    op->t2 = a->finished_ms;
+    op->state = a->outcome;
+    s_failure_copy(op, &c, a->failure);
+    return 0;
+}
+
+/* ---- the thread ------------------------------------------------------------ */
+
+static int
+s_apply(broker_store_t *store, const broker_op_t *op)
+{
+    const dv_failure_t *f = op->has_failure ? &op->failure : NULL;
+    switch (op->kind) {
+    case OP_INSERT:
+        return broker_store_insert(store, &op->rec);
+    case OP_RUNNING:
+        return broker_store_mark_running(store, op->id, op->attempt, op->worker,
+                                         op->t1);
+    case OP_WAITING:
+        return broker_store_mark_waiting(store, op->id, op->state, op->t1,
+                                         op->attempt, f);
+    case OP_FINISHED:
+        return broker_store_mark_finished(store, op->id, op->state, op->attempt,
+                                          op->blob, op->blob_len, f, op->t1);
+    case OP_ATTEMPT: {
+        broker_attempt_t a = {
+            .job_id = op->id,
+            .attempt = op->attempt,
+            .worker = op->worker,
+            .started_ms = op->t1,
+            .finished_ms = op->t2,
+            .outcome = op->state,
+            .failure = f,
+        };
+        return broker_store_add_attempt(store, &a);
+    }
+    }
+    return DV_EPROTO;
+}
+
+/* One batch, one transaction. A busy store is retried (the whole group, as
+ * the store asks); any other error fails the batch. */
+static int
+s_write(broker_store_t *store, broker_wbatch_t *b)
+{
+    int rc = 0;
+    for (int tries = 0; tries < 5; tries++) {
+        rc = broker_store_begin(store);
+        for (const broker_op_t *op = b->ops; rc == 0 && op; op = op->next)
+            rc = s_apply(store, op);
+        if (rc == 0)
+            rc = broker_store_commit(store);
+        else if (broker_store_in_group(store))
+            broker_store_rollback(store);
+        if (rc != DV_ETRANSIENT)
+            break;
+    }
+    return rc;
+}
+
+static void *
+s_run(void *arg)
+{
+    broker_writer_t *self = arg;
+    pthread_mutex_lock(&self->mu);
+    for (;;) {
+        while (!self->todo && !self->stop)
+            pthread_cond_wait(&self->cv, &self->mu);
+        if (!self->todo && self->stop)
+            break;
+        broker_wbatch_t *b = self->todo;
+        self->todo = b->next;
+        if (!self->todo)
+            self->todo_tail = &self->todo;
+        pthread_mutex_unlock(&self->mu);
+
+        b->next = NULL;
+        /* A batch the loop already knows is incomplete (a write could not
+         * be recorded) is still written, but reported failed. */
+        int pre = b->rc;
+        b->rc = b->nops ? s_write(self->store, b) : 0;
+        if (pre)
+            b->rc = pre;
+        if (b->expire) {
+            int n = broker_store_expire(self->store, b->expire_now_ms, 10000);
+            b->expired = n > 0 ? n : 0;
+        }
+
+        pthread_mutex_lock(&self->mu);
+        *self->done_tail = b;
+        self->done_tail = &b->next;
+        pthread_cond_broadcast(&self->done_cv);
+        uint64_t one = 1;
+        ssize_t w = write(self->efd, &one, sizeof one);
+        (void)w;
+    }
+    pthread_mutex_unlock(&self->mu);
+    return NULL;
+}
+
+broker_writer_t *
+broker_writer_new(broker_store_t *store)
+{
+    broker_writer_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->store = store;
+    self->todo_tail = &self->todo;
+    self->done_tail = &self->done;
+    self->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    pthread_mutex_init(&self->mu, NULL);
+    pthread_cond_init(&self->cv, NULL);
+    pthread_cond_init(&self->done_cv, NULL);
+    if (self->efd < 0 || pthread_create(&self->thread, NULL, s_run, self) != 0) {
+        dv_log(DV_ERROR, "broker.writer_start_failed", DV_STR("error", strerror(errno)));
+        if (self->efd >= 0)
+            close(self->efd);
+        pthread_mutex_destroy(&self->mu);
+        pthread_cond_destroy(&self->cv);
+        pthread_cond_destroy(&self->done_cv);
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+broker_writer_destroy(broker_writer_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    broker_writer_t *self = *self_p;
+    pthread_mutex_lock(&self->mu);
+    self->stop = true;
+    pthread_cond_signal(&self->cv);
+    pthread_mutex_unlock(&self->mu);
+    pthread_join(self->thread, NULL);
+    /* Batches still queued belong to the loop, which frees its groups. */
+    close(self->efd);
+    pthread_mutex_destroy(&self->mu);
+    pthread_cond_destroy(&self->cv);
+    pthread_cond_destroy(&self->done_cv);
+    broker_store_destroy(&self->store);
+    free(self);
+    *self_p = NULL;
+}
+
+int
+broker_writer_fd(const broker_writer_t *self)
+{
+    return self->efd;
+}
+
+void
+broker_writer_push(broker_writer_t *self, broker_wbatch_t *b)
+{
+    b->next = NULL;
+    pthread_mutex_lock(&self->mu);
+    *self->todo_tail = b;
+    self->todo_tail = &b->next;
+    pthread_cond_signal(&self->cv);
+    pthread_mutex_unlock(&self->mu);
+}
+
+broker_wbatch_t *
+broker_writer_pop_done(broker_writer_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    broker_wbatch_t *b = self->done;
+    if (b) {
+        self->done = b->next;
+        if (!self->done)
+            self->done_tail = &self->done;
+        b->next = NULL;
+    } else {
+        uint64_t n;
+        ssize_t r = read(self->efd, &n, sizeof n); /* reset readiness */
+        (void)r;
+    }
+    pthread_mutex_unlock(&self->mu);
+    return b;
+}
+
+void
+broker_writer_wait(broker_writer_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    while (!self->done)
+        pthread_cond_wait(&self->done_cv, &self->mu);
+    pthread_mutex_unlock(&self->mu);
+}

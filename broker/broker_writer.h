@@ -1,0 +1,84 @@
+/* broker_writer - the store's writes on their own thread.
+ *
+ * The broker's loop never waits for the disk. It records each store write
+ * of a pass as an op in a batch and hands the batch to the writer, which
+ * applies it as one transaction (one fsync) on its own store connection and
+ * then wakes the loop through an eventfd. The loop goes on taking messages
+ * and building the next batch meanwhile, and sends what depended on a batch
+ * (submit acks, results, events) once the writer reports it durable. Under
+ * load batches grow by themselves: while one commits, the next collects
+ * everything that arrives.
+ *
+ * Batches complete in the order they were pushed. Ops own copies of all
+ * their data, so nothing the loop frees later can pull the ground from
+ * under the writer.
+ */
+#ifndef BROKER_WRITER_H
+#define BROKER_WRITER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker_store.h"
+
+typedef struct broker_op broker_op_t;
+
+typedef struct broker_wbatch {
+    struct broker_wbatch *next; /* the writer's queue */
+    broker_op_t *ops;           /* in order */
+    broker_op_t **tail;
+    size_t nops;
+    bool expire;                /* also delete expired finished jobs */
+    int64_t expire_now_ms;
+    int rc;                     /* set by the writer: 0 = durable */
+    int expired;                /* rows expired, when expire */
+} broker_wbatch_t;
+
+typedef struct broker_writer broker_writer_t;
+
+/* Starts the writer thread on store, which it owns from now on (and closes
+ * in destroy). Returns NULL if the thread cannot start (store not taken). */
+broker_writer_t *broker_writer_new(broker_store_t *store);
+
+/* Finishes every batch pushed so far, stops the thread, closes the store.
+ * Completed batches not yet popped are freed. NULL-safe. */
+void broker_writer_destroy(broker_writer_t **self_p);
+
+/* A file descriptor that becomes readable when a batch completes (for
+ * zmq_poll). */
+int broker_writer_fd(const broker_writer_t *self);
+
+/* Hands batch b to the writer; the caller must not touch it until it comes
+ * back from pop_done(). */
+void broker_writer_push(broker_writer_t *self, broker_wbatch_t *b);
+
+/* Returns the oldest completed batch, or NULL. Does not block. */
+broker_wbatch_t *broker_writer_pop_done(broker_writer_t *self);
+
+/* Blocks until at least one batch has completed (shutdown). */
+void broker_writer_wait(broker_writer_t *self);
+
+/* ---- building a batch (loop thread) ------------------------------------- */
+
+void broker_wbatch_init(broker_wbatch_t *b);
+
+/* Frees the ops; the batch can be reused. */
+void broker_wbatch_clear(broker_wbatch_t *b);
+
+/* Each records one store call, copying everything it needs. They return 0,
+ * or -1 on out of memory (the write is then missing: the caller treats the
+ * batch as failed). */
+int broker_wbatch_insert(broker_wbatch_t *b, const broker_jobrec_t *rec);
+int broker_wbatch_running(broker_wbatch_t *b, const char *id, int attempt,
+                          const char *worker, int64_t started_ms);
+int broker_wbatch_waiting(broker_wbatch_t *b, const char *id, dv_state_t state,
+                          int64_t run_at_ms, int attempt,
+                          const dv_failure_t *last_failure);
+int broker_wbatch_finished(broker_wbatch_t *b, const char *id,
+                           dv_state_t state, int attempt, const void *result,
+                           size_t result_len, const dv_failure_t *failure,
+                           int64_t finished_ms);
+int broker_wbatch_attempt(broker_wbatch_t *b, const broker_attempt_t *a);
+
+#endif
