@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,7 +216,7 @@ s_place(broker_t *self, broker_job_t *job, bool front)
         broker_heap_push(&self->timers, job);
     } else {
         job->state = DV_STATE_QUEUED;
-        job->ready_ms = dv_mono_us();
+        job->ready_us = dv_mono_us();
         broker_queue_push(job->queue, job, front);
         self->dispatch_needed = true;
     }
@@ -259,7 +260,9 @@ s_finish(broker_t *self, broker_job_t *job, dv_state_t state,
     if (worker_name)
         snprintf(wname, sizeof wname, "%s", worker_name);
     int64_t now = dv_now_ms();
-    int64_t run_ms = job->started_ms ? now - job->started_ms : 0;
+    int64_t run_ms = job->state == DV_STATE_RUNNING && (job->flags & BROKER_JOB_STARTED)
+                         ? now - job->started_ms
+                         : 0;
     s_unplace(self, job);
     /* It stays in the index, terminal, until its group is durable: a wait
      * that comes in meanwhile still finds it. */
@@ -333,7 +336,7 @@ s_record_attempt(broker_t *self, broker_job_t *job, const char *worker,
         .job_id = id,
         .attempt = job->attempt,
         .worker = worker,
-        .started_ms = job->started_ms,
+        .started_ms = (job->flags & BROKER_JOB_STARTED) ? job->started_ms : 0,
         .finished_ms = dv_now_ms(),
         .outcome = outcome,
         .failure = failure,
@@ -369,11 +372,10 @@ s_fail(broker_t *self, broker_job_t *job, const dv_failure_t *failure)
     }
     s_unplace(self, job);
     dv_backoff_t b = { job->backoff_base_ms, job->backoff_factor,
-                       job->backoff_cap_ms, job->backoff_jitter };
+                       job->backoff_cap_ms, (job->flags & BROKER_JOB_JITTER) != 0 };
     int64_t delay = dv_backoff_delay(&b, job->attempt, failure->retry_after_ms,
                                      dv_rand01());
     job->run_at_ms = dv_now_ms() + delay;
-    job->started_ms = 0;
     s_place(self, job, false);
     char id[DV_ID_TEXT_LEN + 1];
     s_id_text(job, id);
@@ -393,7 +395,7 @@ s_lease(broker_t *self, broker_job_t *job, broker_worker_t *w, bool new_attempt)
         job->attempt++;
     job->state = DV_STATE_RUNNING;
     job->worker = w;
-    job->started_ms = 0;
+    job->flags &= (uint8_t)~BROKER_JOB_STARTED; /* ready_us stays: wait time */
     job->queue->running++;
     broker_list_add(&w->running, job);
     char id[DV_ID_TEXT_LEN + 1];
@@ -563,7 +565,8 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         job->backoff_base_ms = (uint32_t)(bo.base_ms > UINT32_MAX ? UINT32_MAX : bo.base_ms);
         job->backoff_cap_ms = (uint32_t)(bo.cap_ms > UINT32_MAX ? UINT32_MAX : bo.cap_ms);
         job->backoff_factor = (float)bo.factor;
-        job->backoff_jitter = bo.jitter;
+        if (bo.jitter)
+            job->flags |= BROKER_JOB_JITTER;
         dv_id_format(&id, b->ids[i]);
 
         broker_jobrec_t rec = {
@@ -597,7 +600,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             broker_job_destroy(&job);
             continue;
         }
-        job->pending = 1;
+        job->flags |= BROKER_JOB_PENDING;
         job->state = DV_STATE_NONE;
         if (key) {
             char *k = strdup(key);
@@ -903,7 +906,7 @@ s_on_ctrl(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             char why[64];
             snprintf(why, sizeof why, "job already %s", dv_state_name(job->state));
             s_reply(self, rid, c->req, false, why, NULL, false);
-        } else if (job && !job->pending) {
+        } else if (job && !(job->flags & BROKER_JOB_PENDING)) {
             s_cancel(self, job);
             s_reply(self, rid, c->req, true, NULL, NULL, true);
         } else if (job) {
@@ -940,7 +943,7 @@ s_on_ctrl(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             s_pack_kv_str(&pk, "id", idtext);
             s_pack_kv_str(&pk, "queue", job->queue->name);
             s_pack_kv_str(&pk, "type", job->type);
-            s_pack_kv_str(&pk, "state", job->pending ? "queued"
+            s_pack_kv_str(&pk, "state", (job->flags & BROKER_JOB_PENDING) ? "queued"
                                                      : dv_state_name(job->state));
             s_pack_kv_int(&pk, "attempt", job->attempt);
             s_pack_kv_int(&pk, "max_attempts", job->max_attempts);
@@ -1018,12 +1021,13 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         if (dv_id_parse(h->held[i].id.ptr, h->held[i].id.len, &id) != 0)
             continue;
         broker_job_t *job = broker_index_get(&self->index, &id);
-        if (!job || job->pending)
+        if (!job || (job->flags & BROKER_JOB_PENDING))
             continue;
         if (job->state == DV_STATE_RUNNING && job->worker == w)
             continue;
         if (job->state == DV_STATE_QUEUED || job->state == DV_STATE_SCHEDULED) {
             s_unplace(self, job);
+            job->ready_us = dv_mono_us();
             job->attempt = (uint16_t)h->held[i].attempt;
             s_lease(self, job, w, false);
             reclaimed++;
@@ -1077,7 +1081,7 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
         if (dv_id_parse(u->id.ptr, u->id.len, &id) != 0)
             continue;
         broker_job_t *job = broker_index_get(&self->index, &id);
-        if (!job || job->pending || dv_state_terminal(job->state))
+        if (!job || (job->flags & BROKER_JOB_PENDING) || dv_state_terminal(job->state))
             continue; /* ended already, or never ours: a late duplicate */
         bool mine = w && job->state == DV_STATE_RUNNING && job->worker == w &&
                     job->attempt == u->attempt;
@@ -1085,8 +1089,9 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
         case DV_UPD_STARTED:
             if (mine) {
                 int64_t now_us = dv_mono_us();
+                int64_t wait_us = now_us - job->ready_us;
                 job->started_ms = u->ts_ms ? u->ts_ms : dv_now_ms();
-                int64_t wait_us = now_us - job->ready_ms;
+                job->flags |= BROKER_JOB_STARTED;
                 if (wait_us < 0)
                     wait_us = 0;
                 dv_hist_record(&self->dispatch_us, (uint64_t)wait_us);
@@ -1110,8 +1115,10 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
              * successful attempt is the jobs row itself (worker, started,
              * finished); only failed attempts get an attempts row, which
              * saves a write per job on the hot path. */
-            if (job->started_ms == 0)
+            if (job->state == DV_STATE_RUNNING && !(job->flags & BROKER_JOB_STARTED)) {
                 job->started_ms = u->ts_ms;
+                job->flags |= BROKER_JOB_STARTED;
+            }
             s_finish(self, job, DV_STATE_SUCCEEDED, u->result.ptr,
                      u->result.len, NULL);
             break;
@@ -1353,7 +1360,7 @@ s_flush_acks(broker_t *self, broker_group_t *g, bool committed)
             broker_job_t *job = b->jobs[i];
             if (job) {
                 if (committed) {
-                    job->pending = 0;
+                    job->flags &= (uint8_t)~BROKER_JOB_PENDING;
                     s_place(self, job, false);
                     self->counters.submitted++;
                     dv_event_t ev = { 0 };
@@ -1419,7 +1426,7 @@ s_flush_jobs(broker_t *self)
                 j->attempt = job->attempt;
                 j->max_attempts = job->max_attempts;
                 j->timeout_ms = job->timeout_ms;
-                j->enqueued_ms = job->run_at_ms;
+                j->enqueued_ms = dv_id_time_ms(&job->id); /* when submitted */
             }
             dv_msg_t m = { .type = DV_MSG_JOBS };
             m.u.jobs.jobs = jobs;
@@ -1582,9 +1589,14 @@ s_writer_ready(broker_t *self)
     while ((b = broker_writer_pop_done(self->writer))) {
         broker_group_t *g = (broker_group_t *)b; /* wb is the first member */
         assert(g == self->inflight);
+        /* A big group's ops (copies of whole jobs) are freed below; give
+         * the pages back rather than keep the peak as resident memory. */
+        bool big = g->wb.nops > 50000;
         s_group_done(self, g);
         self->inflight = NULL;
         s_group_destroy(&g);
+        if (big)
+            malloc_trim(0);
     }
 }
 
@@ -1655,7 +1667,8 @@ s_on_replay(void *arg, const broker_jobrec_t *rec)
     job->backoff_base_ms = (uint32_t)rec->backoff.base_ms;
     job->backoff_cap_ms = (uint32_t)rec->backoff.cap_ms;
     job->backoff_factor = (float)rec->backoff.factor;
-    job->backoff_jitter = rec->backoff.jitter;
+    if (rec->backoff.jitter)
+        job->flags |= BROKER_JOB_JITTER;
     if (broker_index_put(&self->index, job) != 0) {
         broker_job_destroy(&job);
         return DV_ENOMEM;
@@ -1737,6 +1750,12 @@ s_bind(broker_t *self, int type, const char *ep, const char *what)
 broker_t *
 broker_new(const broker_config_t *cfg)
 {
+    /* Jobs live long and are small; a pass's buffers are big and short-lived.
+     * A fixed mmap threshold keeps the big ones in their own mappings, which
+     * go back to the system when freed, instead of fragmenting the heap the
+     * jobs live in (glibc would otherwise raise the threshold as they come
+     * and go). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     broker_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;

@@ -29,6 +29,10 @@ typedef struct broker_waiter {
     uint8_t rid[255];
 } broker_waiter_t;
 
+#define BROKER_JOB_JITTER 1u   /* full jitter on retry delays */
+#define BROKER_JOB_PENDING 2u  /* inserted, insert not durable yet */
+#define BROKER_JOB_STARTED 4u  /* the current attempt's start was reported */
+
 struct broker_job {
     dv_id_t id;                 /* UUIDv7, binary */
     broker_job_t *next, *prev;  /* links in a queue FIFO or a running list */
@@ -38,9 +42,15 @@ struct broker_job {
     char *trace;                /* W3C traceparent, or NULL (owned) */
     broker_worker_t *worker;    /* leased to, while running */
     broker_waiter_t *waiters;   /* clients to tell when it ends (owned) */
-    int64_t run_at_ms;          /* scheduled: when it becomes ready */
-    int64_t ready_ms;           /* when it last became ready (wait time) */
-    int64_t started_ms;         /* when the current attempt started */
+    /* One time whose meaning follows the state, since no state needs two:
+     * scheduled: when it becomes ready; queued, and running until its start
+     * is reported: when it became ready (for the wait time); running after
+     * that (BROKER_JOB_STARTED): when it started. */
+    union {
+        int64_t run_at_ms;      /* epoch ms */
+        int64_t ready_us;       /* monotonic microseconds */
+        int64_t started_ms;     /* epoch ms */
+    };
     uint32_t heap_idx;          /* position in the timer heap, or UINT32_MAX */
     uint32_t timeout_ms;        /* per attempt; 0 = worker default */
     uint32_t backoff_base_ms;
@@ -49,9 +59,8 @@ struct broker_job {
     uint16_t attempt;           /* attempts started so far */
     uint16_t max_attempts;
     uint8_t priority;           /* 0..9, higher first */
-    uint8_t state;              /* dv_state_t: queued, scheduled or running */
-    uint8_t backoff_jitter;
-    uint8_t pending;            /* inserted this pass, not yet committed */
+    uint8_t state;              /* dv_state_t */
+    uint8_t flags;              /* BROKER_JOB_* */
     uint32_t payload_len;
     uint8_t payload[];          /* msgpack value, inline */
 };
