@@ -10,7 +10,10 @@
 
 #include <cmocka.h>
 
+#include <zmq.h>
+
 #include "dv_clock.h"
+#include "dv_proto.h"
 #include "harness.h"
 
 /* ---- collecting results ---------------------------------------------------- */
@@ -422,6 +425,128 @@ t_exec_handler(void **state)
     assert_int_equal(harness_sql_int(h, sql), 3);
 }
 
+
+static void
+t_retry_after_is_honoured(void **state)
+{
+    harness_t *h = s_up(state, 1, NULL);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "fail";
+    /* The handler says "not before 0.6 s"; the backoff alone would say 10 ms. */
+    job.payload_json = "{\"times\":1,\"retry_after\":0.6,\"category\":\"rate_limited\"}";
+    job.backoff_base_s = 0.01;
+    char ids[1][37];
+    assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
+    s_results_t r = { 0 };
+    assert_int_equal(s_wait_ids(h, ids, 1, &r, 20000), DROVER_OK);
+    assert_int_equal(r.succeeded, 1);
+    assert_int_equal(r.attempts[0], 2);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT j.started_at - a.finished_at FROM jobs j JOIN attempts a "
+             "ON a.job_id = j.id AND a.attempt = 1 WHERE j.id = '%s'", ids[0]);
+    int64_t gap = harness_sql_int(h, sql);
+    assert_true(gap >= 600);
+    snprintf(sql, sizeof sql,
+             "SELECT retry_after_ms FROM attempts WHERE job_id='%s' AND attempt=1", ids[0]);
+    assert_int_equal(harness_sql_int(h, sql), 600);
+}
+
+typedef struct {
+    void *sub;
+} s_sub_ctx_t;
+
+static bool
+s_event_arrived(void *arg)
+{
+    s_sub_ctx_t *c = arg;
+    char buf[8192];
+    return zmq_recv(c->sub, buf, sizeof buf, ZMQ_DONTWAIT) >= 0;
+}
+
+static void
+t_events_carry_sequence_numbers(void **state)
+{
+    harness_t *h = s_up(state, 1, NULL);
+    void *ctx = zmq_ctx_new();
+    void *sub = zmq_socket(ctx, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    assert_int_equal(zmq_connect(sub, h->events), 0);
+    /* A subscription takes a moment to reach the publisher: submit probe
+     * jobs until one of their events arrives. */
+    s_sub_ctx_t sc = { sub };
+    bool joined = false;
+    for (int i = 0; i < 100 && !joined; i++) {
+        char probe[1][37];
+        assert_int_equal(harness_submit_n(h, "default", "noop", NULL, 1, probe), 0);
+        joined = harness_wait_until(s_event_arrived, &sc, 100);
+    }
+    assert_true(joined);
+    /* Drain what the probes produced. */
+    char buf[8192];
+    zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
+    while (zmq_poll(&it, 1, harness_scale(300)) > 0)
+        zmq_recv(sub, buf, sizeof buf, 0);
+
+    enum { N = 20 };
+    char ids[N][37];
+    assert_int_equal(harness_submit_n(h, "default", "echo", "\"x\"", N, ids), 0);
+    s_results_t r = { 0 };
+    assert_int_equal(s_wait_ids(h, ids, N, &r, 20000), DROVER_OK);
+    assert_int_equal(r.succeeded, N);
+
+    int submitted = 0, started = 0, succeeded = 0;
+    uint64_t last_seq = 0;
+    char broker[64] = "";
+    int64_t deadline = dv_mono_ms() + harness_scale(10000);
+    while (succeeded < N && dv_mono_ms() < deadline) {
+        if (zmq_poll(&it, 1, 200) <= 0)
+            continue;
+        char topic[64];
+        int tn = zmq_recv(sub, topic, sizeof topic - 1, 0);
+        assert_true(tn > 0);
+        topic[tn] = '\0';
+        int more = 0;
+        size_t ms = sizeof more;
+        zmq_getsockopt(sub, ZMQ_RCVMORE, &more, &ms);
+        assert_true(more);
+        int n = zmq_recv(sub, buf, sizeof buf, 0);
+        assert_true(n > 0);
+        dv_msg_t m;
+        assert_int_equal(dv_msg_decode(buf, (size_t)n, &m, NULL, 0), DV_OK);
+        assert_int_equal(m.type, DV_MSG_EVENT);
+        assert_true(dv_str_eq(m.u.event.kind, topic));
+        /* No gaps: every event is the previous one plus one. */
+        if (last_seq)
+            assert_int_equal(m.u.event.seq, last_seq + 1);
+        last_seq = m.u.event.seq;
+        if (!broker[0])
+            dv_str_copy(m.u.event.broker, broker, sizeof broker);
+        assert_true(dv_str_eq(m.u.event.broker, broker));
+        bool ours = false;
+        for (int i = 0; i < N; i++)
+            if (dv_str_eq(m.u.event.id, ids[i]))
+                ours = true;
+        if (ours) {
+            if (!strcmp(topic, "job.submitted"))
+                submitted++;
+            else if (!strcmp(topic, "job.started"))
+                started++;
+            else if (!strcmp(topic, "job.succeeded"))
+                succeeded++;
+        }
+        dv_msg_release(&m);
+    }
+    assert_int_equal(submitted, N);
+    assert_int_equal(started, N);
+    assert_int_equal(succeeded, N);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+}
+
 int
 main(void)
 {
@@ -435,6 +560,8 @@ main(void)
         cmocka_unit_test_setup_teardown(t_cancel, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_crash_timeout_unknown_type, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_exec_handler, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_retry_after_is_honoured, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_events_carry_sequence_numbers, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_ten_thousand_succeed, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
