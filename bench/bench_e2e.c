@@ -25,7 +25,7 @@
 #include "harness.h"
 
 typedef struct {
-    int jobs, workers, concurrency, queued, rate;
+    int jobs, workers, concurrency, prefetch, queued, rate;
     const char *sync, *only;
 } s_opts_t;
 
@@ -64,10 +64,12 @@ s_start(const s_opts_t *o, int workers)
         fprintf(stderr, "bench: broker did not start\n");
         exit(1);
     }
-    char conc[16];
+    char conc[16], pre[16];
     snprintf(conc, sizeof conc, "%d", o->concurrency);
+    snprintf(pre, sizeof pre, "%d", o->prefetch);
     const char *wargs[] = { "--concurrency", conc, "--log-level", "info",
-                            "--heartbeat", "1", NULL };
+                            "--heartbeat", "1",
+                            o->prefetch >= 0 ? "--prefetch" : NULL, pre, NULL };
     for (int i = 0; i < workers; i++)
         if (harness_start_worker(h, wargs) <= 0) {
             fprintf(stderr, "bench: worker did not start\n");
@@ -120,9 +122,13 @@ s_throughput(const s_opts_t *o)
     int ok = 0;
     drover_wait(h->client, p, (size_t)n, 600000, s_count, &ok);
     double total_s = (double)(dv_mono_us() - t0) / 1e6;
-    printf("throughput: %d no-op jobs, %d worker(s) x %d, sync=%s: "
+    char pre[16] = "default";
+    if (o->prefetch >= 0)
+        snprintf(pre, sizeof pre, "%d", o->prefetch);
+    printf("throughput: %d no-op jobs, %d worker(s) x %d, prefetch %s, sync=%s: "
            "submit %.0f jobs/s, end-to-end %.0f jobs/s (%.2f s), %d succeeded\n",
-           n, o->workers, o->concurrency, o->sync, n / submit_s, n / total_s,
+           n, o->workers, o->concurrency,
+           pre, o->sync, n / submit_s, n / total_s,
            total_s, ok);
     free(p);
     free(ids);
@@ -200,11 +206,12 @@ s_memory(const s_opts_t *o)
 int
 main(int argc, char **argv)
 {
-    s_opts_t o = { 100000, 1, 2, 1000000, 1000, "full", NULL };
+    s_opts_t o = { 100000, 1, 2, -1, 1000000, 1000, "full", NULL };
     static const struct option opts[] = {
         { "jobs", required_argument, 0, 'n' },
         { "workers", required_argument, 0, 'w' },
         { "concurrency", required_argument, 0, 'c' },
+        { "prefetch", required_argument, 0, 'p' },
         { "sync", required_argument, 0, 's' },
         { "queued", required_argument, 0, 'q' },
         { "rate", required_argument, 0, 'r' },
@@ -218,12 +225,14 @@ main(int argc, char **argv)
         case 'n': o.jobs = atoi(optarg); break;
         case 'w': o.workers = atoi(optarg); break;
         case 'c': o.concurrency = atoi(optarg); break;
+        case 'p': o.prefetch = atoi(optarg); break;
         case 's': o.sync = optarg; break;
         case 'q': o.queued = atoi(optarg); break;
         case 'r': o.rate = atoi(optarg); break;
         case 'o': o.only = optarg; break;
         default:
             printf("usage: bench_e2e [--jobs N] [--workers W] [--concurrency C]\n"
+                   "       [--prefetch P]\n"
                    "       [--sync full|normal|off] [--queued M] [--rate R]\n"
                    "       [--only throughput|latency|memory]\n");
             return c == 'h' ? 0 : 2;

@@ -1,9 +1,502 @@
+/* worker_main - `drover worker`: settings, signals and the supervisor loop.
+ *
+ * One loop pass: poll the broker socket, the children's sockets and a
+ * signalfd; read everything that is ready; act on it (jobs to the pool,
+ * reports to the outbox); then write: frames to children, one UPDATE with
+ * everything the pass produced, a heartbeat if due. Batching per pass is
+ * what lets small jobs flow at tens of thousands per second.
+ */
 #include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "dv_clock.h"
+#include "dv_log.h"
+#include "dv_proto.h"
+#include "worker_config.h"
+#include "worker_link.h"
+#include "worker_outbox.h"
+#include "worker_pool.h"
+
+/* Broker messages handled per pass before children get a turn. */
+#define S_RECV_BUDGET 512
+/* Longest poll sleep, so a missed wake-up costs at most this. */
+#define S_POLL_MAX_MS 1000
+/* After the last job is settled on shutdown: time to deliver the final
+ * reports and BYE. */
+#define S_FINISH_MS 5000
+/* How long ZeroMQ may keep trying to deliver BYE at exit. */
+#define S_LINGER_MS 2000
+
+typedef enum {
+    P_RUN,    /* taking jobs */
+    P_DRAIN,  /* no new jobs; running ones finish */
+    P_FINISH, /* nothing held; delivering the last reports, then BYE */
+    P_DONE,
+} s_phase_t;
+
+typedef struct {
+    worker_config_t cfg;
+    char name[DV_NAME_MAX + 1];
+    char host[256];
+    int sigfd;
+    worker_outbox_t *outbox;
+    worker_pool_t *pool;
+    void *zctx;
+    worker_link_t *link;
+    s_phase_t phase;
+    int64_t mono, wall;
+    int64_t drain_deadline;    /* end of the grace period */
+    bool stopped_running;      /* grace period over, running jobs stopped */
+    int64_t finish_deadline;
+    int sigints;
+    int quit_signal;           /* immediate stop requested by this signal */
+    bool socket_full;          /* updates waiting for room to send */
+    dv_held_t *held;
+    size_t held_cap;
+    zmq_pollitem_t *items;
+} s_worker_t;
+
+static const char *s_phase_names[] = { "running", "draining", "finishing",
+                                       "done" };
+
+/* ---- setup ---------------------------------------------------------- */
+
+/* Children and exec'd commands expect 0..2 to exist; a descriptor opened
+ * later must never land there by accident. */
+static void
+s_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0) {
+            int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+            if (n >= 0 && n != fd) {
+                dup2(n, fd);
+                close(n);
+            }
+        }
+}
+
+/* Blocks the signals we handle (before any thread or child exists, so
+ * ZeroMQ's threads inherit the mask) and returns a signalfd for them. */
+static int
+s_signals_setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGUSR1);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -1;
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+/* ---- broker conversation ---------------------------------------------- */
+
+static void
+s_hello(s_worker_t *w)
+{
+    size_t n = worker_pool_held_count(w->pool);
+    if (n > w->held_cap) {
+        dv_held_t *h = realloc(w->held, n * sizeof *h);
+        if (!h) {
+            dv_log(DV_ERROR, "worker.oom", DV_STR("where", "hello"));
+            abort();
+        }
+        w->held = h;
+        w->held_cap = n;
+    }
+    n = worker_pool_held(w->pool, w->held, w->held_cap);
+    int32_t credit = 0;
+    if (w->phase == P_RUN)
+        credit = w->cfg.concurrency + w->cfg.prefetch - (int32_t)n;
+    /* HELLO states the whole truth, so earlier owed credit is moot. */
+    worker_outbox_reset_credit(w->outbox);
+    worker_link_send_hello(w->link, credit < 0 ? 0 : credit, w->held,
+                           (uint32_t)n, w->mono);
+}
+
+static void
+s_reconnect(s_worker_t *w, const char *reason)
+{
+    worker_link_reconnect(w->link, reason, w->mono);
+    s_hello(w);
+}
+
+static void
+s_on_message(s_worker_t *w, dv_msg_t *m)
+{
+    switch (m->type) {
+    case DV_MSG_JOBS:
+        dv_log(DV_DEBUG, "worker.jobs", DV_INT("count", m->u.jobs.njobs));
+        for (uint32_t i = 0; i < m->u.jobs.njobs; i++) {
+            /* A duplicate or a refused job still used up a credit. */
+            if (worker_pool_add(w->pool, &m->u.jobs.jobs[i]) != 0)
+                worker_outbox_grant(w->outbox, 1);
+        }
+        break;
+    case DV_MSG_KILL:
+        worker_pool_cancel(w->pool, m->u.kill.id, m->u.kill.reason);
+        break;
+    case DV_MSG_ERROR: {
+        static const char unknown[] = "unknown worker";
+        dv_str_t r = m->u.error.reason;
+        if (r.ptr && r.len >= sizeof unknown - 1 &&
+            memcmp(r.ptr, unknown, sizeof unknown - 1) == 0 &&
+            !worker_link_hello_pending(w->link))
+            s_hello(w);
+        break;
+    }
+    case DV_MSG_WELCOME:
+    case DV_MSG_HEARTBEAT:
+        break;
+    default:
+        dv_log(DV_DEBUG, "worker.unexpected_message",
+               DV_STR("type", dv_msg_type_name(m->type)));
+        break;
+    }
+}
+
+/* Reads broker messages; returns true if the budget ran out (more may be
+ * waiting). */
+static bool
+s_broker_read(s_worker_t *w)
+{
+    for (int i = 0; i < S_RECV_BUDGET; i++) {
+        dv_msg_t m;
+        int rc = worker_link_recv(w->link, &m, w->mono);
+        if (rc == 0)
+            return false;
+        if (rc < 0)
+            continue;
+        s_on_message(w, &m);
+        worker_link_release(w->link, &m);
+    }
+    return true;
+}
+
+static void
+s_heartbeat(s_worker_t *w)
+{
+    if (!worker_link_heartbeat_due(w->link, w->mono))
+        return;
+    /* A small metrics body; the broker passes it on to monitors. */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    double load[1] = { 0 };
+    if (getloadavg(load, 1) < 1)
+        load[0] = 0;
+    msgpack_pack_map(&pk, 5);
+    msgpack_pack_str_with_body(&pk, "held", 4);
+    msgpack_pack_uint64(&pk, worker_pool_held_count(w->pool));
+    msgpack_pack_str_with_body(&pk, "children", 8);
+    msgpack_pack_int(&pk, worker_pool_alive(w->pool));
+    msgpack_pack_str_with_body(&pk, "capacity", 8);
+    msgpack_pack_int(&pk, w->cfg.concurrency + w->cfg.prefetch);
+    msgpack_pack_str_with_body(&pk, "outbox", 6);
+    msgpack_pack_uint64(&pk, worker_outbox_size(w->outbox));
+    msgpack_pack_str_with_body(&pk, "load1", 5);
+    msgpack_pack_double(&pk, load[0]);
+    dv_heartbeat_t hb = {
+        .busy = worker_pool_busy(w->pool),
+        .idle = worker_pool_idle(w->pool),
+        .processed = worker_outbox_processed(w->outbox),
+        .failed = worker_outbox_failures(w->outbox),
+        .body = dv_strn(sb.data, sb.size),
+    };
+    worker_link_heartbeat(w->link, &hb, w->mono);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- shutdown --------------------------------------------------------- */
+
+static void
+s_drain(s_worker_t *w, const char *why)
+{
+    if (w->phase != P_RUN)
+        return;
+    w->phase = P_DRAIN;
+    w->drain_deadline = w->mono + w->cfg.grace_ms;
+    dv_log(DV_INFO, "worker.draining", DV_STR("reason", why),
+           DV_INT("held", worker_pool_held_count(w->pool)),
+           DV_INT("grace_ms", w->cfg.grace_ms));
+    worker_outbox_stop_credit(w->outbox);
+    worker_pool_drain(w->pool);
+}
+
+static void
+s_phase_step(s_worker_t *w)
+{
+    if (w->phase == P_DRAIN) {
+        if (!w->stopped_running && w->mono >= w->drain_deadline) {
+            w->stopped_running = true;
+            dv_log(DV_WARN, "worker.grace_expired",
+                   DV_INT("busy", worker_pool_busy(w->pool)));
+            worker_pool_stop_running(w->pool);
+        }
+        if (worker_pool_held_count(w->pool) == 0) {
+            w->phase = P_FINISH;
+            w->finish_deadline = w->mono + S_FINISH_MS;
+        }
+    }
+    if (w->phase == P_FINISH) {
+        bool delivered = worker_outbox_size(w->outbox) == 0 &&
+                         worker_link_welcomed(w->link) && !w->socket_full;
+        if (delivered && worker_pool_alive(w->pool) == 0) {
+            worker_link_send_bye(w->link);
+            w->phase = P_DONE;
+        } else if (w->mono >= w->finish_deadline) {
+            dv_log(DV_WARN, "worker.finish_timeout",
+                   DV_INT("unsent", worker_outbox_size(w->outbox)),
+                   DV_INT("children", worker_pool_alive(w->pool)),
+                   DV_BOOL("connected", worker_link_welcomed(w->link)));
+            if (worker_link_welcomed(w->link))
+                worker_link_send_bye(w->link);
+            w->phase = P_DONE;
+        }
+    }
+}
+
+static void
+s_dump(s_worker_t *w)
+{
+    dv_log(DV_INFO, "worker.state", DV_STR("worker", w->name),
+           DV_STR("phase", s_phase_names[w->phase]),
+           DV_STR("endpoint", worker_link_endpoint(w->link)),
+           DV_BOOL("welcomed", worker_link_welcomed(w->link)),
+           DV_INT("credit_owed", worker_outbox_credit(w->outbox)),
+           DV_INT("outbox", worker_outbox_size(w->outbox)),
+           DV_INT("held", worker_pool_held_count(w->pool)),
+           DV_INT("processed", worker_outbox_processed(w->outbox)),
+           DV_INT("failed", worker_outbox_failures(w->outbox)));
+    worker_pool_dump(w->pool);
+}
+
+static void
+s_signals(s_worker_t *w)
+{
+    struct signalfd_siginfo si;
+    while (read(w->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+            worker_pool_reap(w->pool);
+            break;
+        case SIGTERM:
+            s_drain(w, "SIGTERM");
+            break;
+        case SIGINT:
+            if (++w->sigints >= 2)
+                w->quit_signal = SIGINT;
+            else
+                s_drain(w, "SIGINT");
+            break;
+        case SIGQUIT:
+            w->quit_signal = SIGQUIT;
+            break;
+        case SIGUSR1:
+            s_dump(w);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static int64_t
+s_min(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static void
+s_loop(s_worker_t *w)
+{
+    bool more = false; /* broker messages left unread last pass */
+    int nitems_max = 2 + w->cfg.concurrency;
+    while (w->phase != P_DONE && !w->quit_signal) {
+        w->mono = dv_mono_ms();
+        int64_t next = s_min(worker_link_next_deadline(w->link),
+                             worker_pool_next_deadline(w->pool));
+        if (w->phase == P_DRAIN && !w->stopped_running)
+            next = s_min(next, w->drain_deadline);
+        if (w->phase == P_FINISH)
+            next = s_min(next, w->finish_deadline);
+        long timeout = 0;
+        if (!more)
+            timeout = (long)(next <= w->mono ? 0
+                             : s_min(next - w->mono, S_POLL_MAX_MS));
+
+        zmq_pollitem_t *it = w->items;
+        it[0] = (zmq_pollitem_t){ worker_link_socket(w->link), 0, ZMQ_POLLIN,
+                                  0 };
+        if (w->socket_full)
+            it[0].events |= ZMQ_POLLOUT;
+        if (!it[0].socket) {
+            it[0].fd = -1; /* poll() skips it */
+            it[0].events = 0;
+        }
+        it[1] = (zmq_pollitem_t){ NULL, w->sigfd, ZMQ_POLLIN, 0 };
+        int npool =
+            worker_pool_poll_items(w->pool, it + 2, nitems_max - 2);
+        if (zmq_poll(it, 2 + npool, timeout) < 0 && errno != EINTR) {
+            dv_log(DV_ERROR, "worker.poll_failed",
+                   DV_STR("error", zmq_strerror(errno)));
+            break;
+        }
+        w->mono = dv_mono_ms();
+        w->wall = dv_now_ms();
+        worker_pool_set_time(w->pool, w->mono, w->wall);
+
+        /* Children first: their reports free slots for the jobs below. */
+        worker_pool_io(w->pool, it + 2, npool);
+        if (it[1].revents)
+            s_signals(w);
+        if (w->quit_signal)
+            break;
+        more = s_broker_read(w);
+        if (worker_link_expired(w->link, w->mono))
+            s_reconnect(w, worker_link_welcomed(w->link)
+                               ? "broker silent"
+                               : "no welcome");
+        worker_pool_tick(w->pool);
+
+        worker_pool_dispatch(w->pool);
+        worker_pool_flush(w->pool);
+        if (worker_link_welcomed(w->link)) {
+            worker_pool_flush_progress(w->pool);
+            w->socket_full =
+                worker_link_send_updates(w->link, w->outbox) == 1;
+            s_heartbeat(w);
+        }
+        s_phase_step(w);
+    }
+}
+
 int
 worker_main(int argc, char **argv)
 {
-    (void)argc; (void)argv;
-    fprintf(stderr, "drover worker: not built yet\n");
-    return 1;
+    s_worker_t w;
+    memset(&w, 0, sizeof w);
+    w.sigfd = -1;
+    worker_config_defaults(&w.cfg);
+    char err[512];
+    int rc = worker_config_parse(&w.cfg, argc, argv, err, sizeof err);
+    if (rc == 1) {
+        worker_config_usage(stdout);
+        worker_config_clear(&w.cfg);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "drover worker: %s\n", err);
+        worker_config_clear(&w.cfg);
+        return 2;
+    }
+    dv_log_init("worker", (dv_level_t)w.cfg.log_level, w.cfg.log_text);
+    s_std_fds();
+
+    if (gethostname(w.host, sizeof w.host - 1) != 0)
+        snprintf(w.host, sizeof w.host, "localhost");
+    /* The default name is host:pid, cut to the protocol's name limit. */
+    char pid[16];
+    snprintf(pid, sizeof pid, ":%d", (int)getpid());
+    if (w.cfg.name) {
+        snprintf(w.name, sizeof w.name, "%s", w.cfg.name);
+    } else {
+        size_t hl = strnlen(w.host, sizeof w.name - 1 - strlen(pid));
+        memcpy(w.name, w.host, hl);
+        memcpy(w.name + hl, pid, strlen(pid) + 1);
+    }
+
+    int exit_code = 1;
+    /* Check the endpoints before anything starts, with a context of its
+     * own: the real one must not exist yet when the children are forked. */
+    void *probe = zmq_ctx_new();
+    rc = probe ? worker_link_check_endpoints(probe, &w.cfg, err, sizeof err)
+               : -1;
+    if (probe)
+        zmq_ctx_term(probe);
+    if (rc != 0) {
+        fprintf(stderr, "drover worker: %s\n",
+                probe ? err : "cannot start ZeroMQ");
+        worker_config_clear(&w.cfg);
+        return 2;
+    }
+    w.sigfd = s_signals_setup();
+    w.outbox = worker_outbox_new();
+    w.pool = w.outbox ? worker_pool_new(&w.cfg, w.name, w.outbox) : NULL;
+    w.items = calloc((size_t)(2 + w.cfg.concurrency), sizeof *w.items);
+    if (w.sigfd < 0 || !w.pool || !w.items) {
+        dv_log(DV_ERROR, "worker.setup_failed",
+               DV_STR("error", strerror(errno)));
+        goto out;
+    }
+    char queues[1024] = "";
+    for (int i = 0; i < w.cfg.nqueues; i++)
+        snprintf(queues + strlen(queues), sizeof queues - strlen(queues),
+                 "%s%s", i ? "," : "", w.cfg.queues[i]);
+    dv_log(DV_INFO, "worker.started", DV_STR("worker", w.name),
+           DV_STR("queues", queues), DV_INT("concurrency", w.cfg.concurrency),
+           DV_INT("prefetch", w.cfg.prefetch),
+           DV_INT("handlers", w.cfg.nhandlers));
+    w.mono = dv_mono_ms();
+    /* Fork before ZeroMQ starts its threads: the children begin life in
+     * a single-threaded copy of the process. */
+    worker_pool_spawn(w.pool, w.mono);
+
+
+    w.zctx = zmq_ctx_new();
+    w.link = w.zctx ? worker_link_new(w.zctx, &w.cfg, w.name, w.host) : NULL;
+    if (!w.link) {
+        dv_log(DV_ERROR, "worker.setup_failed", DV_STR("error", "zeromq"));
+        goto out;
+    }
+    w.mono = dv_mono_ms();
+    worker_link_connect(w.link, w.mono);
+    s_hello(&w);
+    s_loop(&w);
+
+    if (w.quit_signal) {
+        dv_log(DV_WARN, "worker.stopped",
+               DV_STR("reason", w.quit_signal == SIGQUIT ? "SIGQUIT"
+                                                         : "second SIGINT"),
+               DV_INT("abandoned", worker_pool_held_count(w.pool)));
+        worker_pool_kill_all(w.pool, 1000);
+        worker_link_destroy(&w.link, 0);
+        exit_code = 128 + w.quit_signal;
+    } else {
+        dv_log(DV_INFO, "worker.stopped", DV_STR("reason", "drained"),
+               DV_INT("processed", worker_outbox_processed(w.outbox)),
+               DV_INT("failed", worker_outbox_failures(w.outbox)));
+        worker_link_destroy(&w.link, S_LINGER_MS);
+        exit_code = w.phase == P_DONE ? 0 : 1;
+    }
+
+out:
+    worker_link_destroy(&w.link, 0);
+    if (w.zctx)
+        zmq_ctx_term(w.zctx);
+    worker_pool_destroy(&w.pool);
+    worker_outbox_destroy(&w.outbox);
+    free(w.held);
+    free(w.items);
+    if (w.sigfd >= 0)
+        close(w.sigfd);
+    worker_config_clear(&w.cfg);
+    return exit_code;
 }

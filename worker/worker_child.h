@@ -1,0 +1,39 @@
+/* worker_child - a pool child: reads jobs from its socketpair with the
+ * supervisor, runs them one at a time, writes reports back.
+ *
+ * A child is made with fork() and no exec. It never touches ZeroMQ (the
+ * supervisor's context and its threads do not exist in the child) and
+ * always leaves with _exit(), so nothing inherited gets flushed or torn
+ * down twice. It makes itself a process-group leader, so the supervisor
+ * can stop it and anything it started with kill(-pid, sig).
+ *
+ * Jobs arrive pipelined: the next one may already sit in the socket while
+ * the current one runs. Before starting a job that was read earlier, the
+ * child looks (without blocking) for a SKIP of it, which the supervisor
+ * sends on drain or cancel; a skipped job is answered with SKIPPED.
+ *
+ * Builtin handlers (an exec handler configured for the same type wins):
+ *   noop   result nil
+ *   echo   result = payload
+ *   sleep  payload seconds or {"seconds": s, "steps": n}; progress per step;
+ *          result {"slept": s}
+ *   fail   payload {"message", "retryable", "times", "category",
+ *          "retry_after", "signal", "exit"} (docs/handlers.md)
+ */
+#ifndef WORKER_CHILD_H
+#define WORKER_CHILD_H
+
+#include <sys/types.h>
+
+#include "worker_config.h"
+
+/* Runs in a freshly forked child: resets signals, joins its own process
+ * group, keeps only stdio and fd (moved to descriptor 3), then serves jobs
+ * until the supervisor closes the socket or max_jobs_per_child jobs are
+ * done. name is the worker's name (for messages and DROVER_WORKER);
+ * supervisor is the parent's pid (the child exits if it is already gone).
+ * Never returns. */
+_Noreturn void worker_child_main(int fd, const worker_config_t *cfg,
+                                 const char *name, pid_t supervisor);
+
+#endif

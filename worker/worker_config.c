@@ -1,0 +1,605 @@
+#include "worker_config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dv_clock.h"
+#include "dv_log.h"
+#include "dv_proto.h"
+#include "dv_util.h"
+
+static int
+s_err(char *err, size_t size, const char *fmt, ...)
+{
+    if (err && size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, size, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void
+worker_config_defaults(worker_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->concurrency = ncpu > 0 ? (int)(ncpu > 64 ? 64 : ncpu) : 1;
+    cfg->prefetch = -1;
+    cfg->kill_grace_ms = 5000;
+    cfg->grace_ms = 30000;
+    cfg->heartbeat_ms = 1000;
+    cfg->log_level = DV_INFO;
+}
+
+void
+worker_config_clear(worker_config_t *cfg)
+{
+    dv_strv_free(&cfg->endpoints);
+    dv_strv_free(&cfg->queues);
+    free(cfg->name);
+    for (int i = 0; i < cfg->nhandlers; i++) {
+        free(cfg->handlers[i].type);
+        free(cfg->handlers[i].command);
+    }
+    free(cfg->handlers);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+/* ---- value checks shared by the file and the flags ------------------- */
+
+static int
+s_set_list(char ***list, int *n, const char *value, const char *what,
+           int max, size_t item_max, char *err, size_t es)
+{
+    char **v = NULL;
+    int k = dv_strv_split(value, &v);
+    if (k == 0) {
+        dv_strv_free(&v);
+        return s_err(err, es, "%s: empty list", what);
+    }
+    if (k > max) {
+        dv_strv_free(&v);
+        return s_err(err, es, "%s: at most %d entries", what, max);
+    }
+    for (int i = 0; i < k; i++)
+        if (strlen(v[i]) > item_max) {
+            dv_strv_free(&v);
+            return s_err(err, es, "%s: '%.40s...' is longer than %zu bytes",
+                         what, v[i], item_max);
+        }
+    dv_strv_free(list);
+    *list = v;
+    *n = k;
+    return 0;
+}
+
+static int
+s_set_endpoints(worker_config_t *cfg, const char *value, char *err, size_t es)
+{
+    return s_set_list(&cfg->endpoints, &cfg->nendpoints, value, "broker", 64,
+                      1024, err, es);
+}
+
+static int
+s_set_queues(worker_config_t *cfg, const char *value, char *err, size_t es)
+{
+    return s_set_list(&cfg->queues, &cfg->nqueues, value, "queues",
+                      DV_QUEUES_MAX, DV_NAME_MAX, err, es);
+}
+
+static int
+s_parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int
+s_set_int(const char *what, const char *value, long long lo, long long hi,
+          long long *out, char *err, size_t es)
+{
+    if (s_parse_int(value, lo, hi, out) != 0)
+        return s_err(err, es, "%s: '%s' is not a whole number in %lld..%lld",
+                     what, value, lo, hi);
+    return 0;
+}
+
+static int
+s_set_duration(const char *what, const char *value, int64_t *out, char *err,
+               size_t es)
+{
+    if (dv_duration_parse(value, out) != 0)
+        return s_err(err, es, "%s: '%s' is not a duration in seconds", what,
+                     value);
+    return 0;
+}
+
+static int
+s_set_name(worker_config_t *cfg, const char *value, char *err, size_t es)
+{
+    size_t n = strlen(value);
+    if (n == 0 || n > DV_NAME_MAX)
+        return s_err(err, es, "name: must be 1..%d bytes", DV_NAME_MAX);
+    free(cfg->name);
+    cfg->name = strdup(value);
+    return cfg->name ? 0 : s_err(err, es, "out of memory");
+}
+
+int
+worker_config_set_handler(worker_config_t *cfg, const char *type,
+                          const char *command)
+{
+    for (int i = 0; i < cfg->nhandlers; i++)
+        if (strcmp(cfg->handlers[i].type, type) == 0) {
+            char *c = strdup(command);
+            if (!c)
+                return -1;
+            free(cfg->handlers[i].command);
+            cfg->handlers[i].command = c;
+            return 0;
+        }
+    worker_handler_t *h =
+        realloc(cfg->handlers, (size_t)(cfg->nhandlers + 1) * sizeof *h);
+    if (!h)
+        return -1;
+    cfg->handlers = h;
+    h[cfg->nhandlers].type = strdup(type);
+    h[cfg->nhandlers].command = strdup(command);
+    if (!h[cfg->nhandlers].type || !h[cfg->nhandlers].command) {
+        free(h[cfg->nhandlers].type);
+        free(h[cfg->nhandlers].command);
+        return -1;
+    }
+    cfg->nhandlers++;
+    return 0;
+}
+
+const char *
+worker_config_handler(const worker_config_t *cfg, const char *type,
+                      size_t type_len)
+{
+    for (int i = 0; i < cfg->nhandlers; i++) {
+        const char *t = cfg->handlers[i].type;
+        if (strlen(t) == type_len && memcmp(t, type, type_len) == 0)
+            return cfg->handlers[i].command;
+    }
+    return NULL;
+}
+
+static int
+s_check_handler(const char *type, const char *command, const char *what,
+                char *err, size_t es)
+{
+    size_t n = strlen(type);
+    if (n == 0 || n > DV_NAME_MAX)
+        return s_err(err, es, "%s: job type must be 1..%d bytes", what,
+                     DV_NAME_MAX);
+    if (!*command)
+        return s_err(err, es, "%s: empty command for type '%s'", what, type);
+    return 0;
+}
+
+/* ---- the JSON file --------------------------------------------------- */
+
+/* Numbers in the file are seconds (durations) or counts; durations may
+ * also be strings ("250ms", "1.5"). */
+static int
+s_json_duration(json_t *v, const char *key, int64_t *out, char *err,
+                size_t es)
+{
+    char buf[64];
+    if (json_is_string(v))
+        return s_set_duration(key, json_string_value(v), out, err, es);
+    if (!json_is_number(v))
+        return s_err(err, es, "%s: must be a number of seconds", key);
+    snprintf(buf, sizeof buf, "%.17g", json_number_value(v));
+    return s_set_duration(key, buf, out, err, es);
+}
+
+static int
+s_json_int(json_t *v, const char *key, long long lo, long long hi,
+           long long *out, char *err, size_t es)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < lo ||
+        json_integer_value(v) > hi)
+        return s_err(err, es, "%s: must be a whole number in %lld..%lld", key,
+                     lo, hi);
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* A list given as a JSON array of strings or one comma-separated string. */
+static char *
+s_json_list(json_t *v)
+{
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    if (!json_is_array(v))
+        return NULL;
+    size_t total = 1, i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        if (!json_is_string(e) || strchr(json_string_value(e), ','))
+            return NULL;
+        total += strlen(json_string_value(e)) + 1;
+    }
+    char *s = calloc(1, total);
+    if (!s)
+        return NULL;
+    json_array_foreach(v, i, e) {
+        if (i)
+            strcat(s, ",");
+        strcat(s, json_string_value(e));
+    }
+    return s;
+}
+
+int
+worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
+                        const char *source, char *err, size_t es)
+{
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return s_err(err, es, "%s:%d:%d: %s", source, je.line, je.column,
+                     je.text);
+    int rc = 0;
+    if (!json_is_object(root)) {
+        rc = s_err(err, es, "%s: the top level must be an object", source);
+        goto done;
+    }
+    const char *key;
+    json_t *v;
+    char why[300];
+    json_object_foreach(root, key, v) {
+        long long n;
+        why[0] = '\0';
+        if (strcmp(key, "broker") == 0 || strcmp(key, "queues") == 0) {
+            char *list = s_json_list(v);
+            if (!list) {
+                rc = s_err(why, sizeof why,
+                           "%s: must be a string or an array of strings", key);
+            } else {
+                rc = key[0] == 'b' ? s_set_endpoints(cfg, list, why, sizeof why)
+                                   : s_set_queues(cfg, list, why, sizeof why);
+                free(list);
+            }
+        } else if (strcmp(key, "concurrency") == 0) {
+            rc = s_json_int(v, key, 1, WORKER_CONCURRENCY_MAX, &n, why,
+                            sizeof why);
+            if (rc == 0)
+                cfg->concurrency = (int)n;
+        } else if (strcmp(key, "prefetch") == 0) {
+            rc = s_json_int(v, key, 0, 100000, &n, why, sizeof why);
+            if (rc == 0)
+                cfg->prefetch = (int)n;
+        } else if (strcmp(key, "max_jobs_per_child") == 0) {
+            rc = s_json_int(v, key, 0, INT64_MAX / 2, &n, why, sizeof why);
+            if (rc == 0)
+                cfg->max_jobs_per_child = n;
+        } else if (strcmp(key, "timeout") == 0) {
+            rc = s_json_duration(v, key, &cfg->timeout_ms, why, sizeof why);
+        } else if (strcmp(key, "kill_grace") == 0) {
+            rc = s_json_duration(v, key, &cfg->kill_grace_ms, why, sizeof why);
+        } else if (strcmp(key, "grace") == 0) {
+            rc = s_json_duration(v, key, &cfg->grace_ms, why, sizeof why);
+        } else if (strcmp(key, "heartbeat") == 0) {
+            rc = s_json_duration(v, key, &cfg->heartbeat_ms, why, sizeof why);
+            if (rc == 0 && cfg->heartbeat_ms < 10)
+                rc = s_err(why, sizeof why, "heartbeat: at least 0.01 s");
+        } else if (strcmp(key, "name") == 0) {
+            rc = json_is_string(v)
+                     ? s_set_name(cfg, json_string_value(v), why, sizeof why)
+                     : s_err(why, sizeof why, "name: must be a string");
+        } else if (strcmp(key, "handlers") == 0) {
+            if (!json_is_object(v)) {
+                rc = s_err(why, sizeof why, "handlers: must be an object");
+            } else {
+                const char *type;
+                json_t *h;
+                json_object_foreach(v, type, h) {
+                    json_t *cmd = json_object_get(h, "exec");
+                    if (!json_is_object(h) || json_object_size(h) != 1 ||
+                        !json_is_string(cmd)) {
+                        rc = s_err(why, sizeof why,
+                                   "handlers.%s: must be {\"exec\": "
+                                   "\"COMMAND\"}",
+                                   type);
+                        break;
+                    }
+                    rc = s_check_handler(type, json_string_value(cmd),
+                                         "handlers", why, sizeof why);
+                    if (rc == 0 &&
+                        worker_config_set_handler(cfg, type,
+                                                  json_string_value(cmd)) != 0)
+                        rc = s_err(why, sizeof why, "out of memory");
+                    if (rc)
+                        break;
+                }
+            }
+        } else {
+            rc = s_err(why, sizeof why, "unknown setting '%s'", key);
+        }
+        if (rc) {
+            s_err(err, es, "%s: %s", source, why);
+            break;
+        }
+    }
+done:
+    json_decref(root);
+    return rc;
+}
+
+/* ---- flags ----------------------------------------------------------- */
+
+typedef enum {
+    F_BROKER, F_QUEUES, F_CONCURRENCY, F_PREFETCH, F_NAME, F_EXEC, F_CONFIG,
+    F_TIMEOUT, F_KILL_GRACE, F_GRACE, F_MAX_JOBS, F_HEARTBEAT, F_LOG_LEVEL,
+    F_LOG_FORMAT, F_HELP,
+} s_flag_id_t;
+
+typedef struct {
+    const char *name;
+    s_flag_id_t id;
+    bool arg;
+} s_flag_t;
+
+static const s_flag_t s_flags[] = {
+    { "--broker", F_BROKER, true },
+    { "--queues", F_QUEUES, true },
+    { "--concurrency", F_CONCURRENCY, true },
+    { "--prefetch", F_PREFETCH, true },
+    { "--name", F_NAME, true },
+    { "--exec", F_EXEC, true },
+    { "--config", F_CONFIG, true },
+    { "--timeout", F_TIMEOUT, true },
+    { "--kill-grace", F_KILL_GRACE, true },
+    { "--grace", F_GRACE, true },
+    { "--max-jobs-per-child", F_MAX_JOBS, true },
+    { "--heartbeat", F_HEARTBEAT, true },
+    { "--log-level", F_LOG_LEVEL, true },
+    { "--log-format", F_LOG_FORMAT, true },
+    { "--help", F_HELP, false },
+    { "-h", F_HELP, false },
+};
+
+/* Finds the flag at argv[*i]; accepts "--flag value" and "--flag=value".
+ * Advances *i past its value. Returns NULL (with err) on a bad flag. */
+static const s_flag_t *
+s_next_flag(int argc, char **argv, int *i, const char **value, char *err,
+            size_t es)
+{
+    const char *a = argv[*i];
+    const char *eq = strchr(a, '=');
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    for (size_t k = 0; k < sizeof s_flags / sizeof s_flags[0]; k++) {
+        const s_flag_t *f = &s_flags[k];
+        if (strlen(f->name) != n || strncmp(f->name, a, n) != 0)
+            continue;
+        if (!f->arg) {
+            if (eq) {
+                s_err(err, es, "%s takes no value", f->name);
+                return NULL;
+            }
+            *value = NULL;
+            return f;
+        }
+        if (eq) {
+            *value = eq + 1;
+        } else if (*i + 1 < argc) {
+            *value = argv[++*i];
+        } else {
+            s_err(err, es, "%s needs a value", f->name);
+            return NULL;
+        }
+        return f;
+    }
+    if (a[0] == '-')
+        s_err(err, es, "unknown option '%s' (see --help)", a);
+    else
+        s_err(err, es, "unexpected argument '%s' (see --help)", a);
+    return NULL;
+}
+
+static int
+s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
+             char *err, size_t es)
+{
+    long long n;
+    int lvl;
+    switch (f->id) {
+    case F_BROKER:
+        return s_set_endpoints(cfg, v, err, es);
+    case F_QUEUES:
+        return s_set_queues(cfg, v, err, es);
+    case F_CONCURRENCY:
+        if (s_set_int("--concurrency", v, 1, WORKER_CONCURRENCY_MAX, &n, err,
+                      es))
+            return -1;
+        cfg->concurrency = (int)n;
+        return 0;
+    case F_PREFETCH:
+        if (s_set_int("--prefetch", v, 0, 100000, &n, err, es))
+            return -1;
+        cfg->prefetch = (int)n;
+        return 0;
+    case F_NAME:
+        return s_set_name(cfg, v, err, es);
+    case F_EXEC: {
+        const char *eq = strchr(v, '=');
+        if (!eq)
+            return s_err(err, es, "--exec: expected TYPE=COMMAND, got '%s'",
+                         v);
+        char type[DV_NAME_MAX + 2];
+        size_t tn = (size_t)(eq - v);
+        if (tn > DV_NAME_MAX)
+            return s_err(err, es, "--exec: job type longer than %d bytes",
+                         DV_NAME_MAX);
+        memcpy(type, v, tn);
+        type[tn] = '\0';
+        if (s_check_handler(type, eq + 1, "--exec", err, es))
+            return -1;
+        if (worker_config_set_handler(cfg, type, eq + 1))
+            return s_err(err, es, "out of memory");
+        return 0;
+    }
+    case F_TIMEOUT:
+        return s_set_duration("--timeout", v, &cfg->timeout_ms, err, es);
+    case F_KILL_GRACE:
+        return s_set_duration("--kill-grace", v, &cfg->kill_grace_ms, err, es);
+    case F_GRACE:
+        return s_set_duration("--grace", v, &cfg->grace_ms, err, es);
+    case F_MAX_JOBS:
+        if (s_set_int("--max-jobs-per-child", v, 0, INT64_MAX / 2, &n, err,
+                      es))
+            return -1;
+        cfg->max_jobs_per_child = n;
+        return 0;
+    case F_HEARTBEAT:
+        if (s_set_duration("--heartbeat", v, &cfg->heartbeat_ms, err, es))
+            return -1;
+        if (cfg->heartbeat_ms < 10)
+            return s_err(err, es, "--heartbeat: at least 0.01 s");
+        return 0;
+    case F_LOG_LEVEL:
+        lvl = dv_log_level_parse(v);
+        if (lvl < 0)
+            return s_err(err, es,
+                         "--log-level: '%s' is not debug, info, warn, error "
+                         "or off",
+                         v);
+        cfg->log_level = lvl;
+        return 0;
+    case F_LOG_FORMAT:
+        if (strcmp(v, "json") == 0)
+            cfg->log_text = 0;
+        else if (strcmp(v, "text") == 0)
+            cfg->log_text = 1;
+        else
+            return s_err(err, es, "--log-format: '%s' is not json or text", v);
+        return 0;
+    case F_CONFIG:
+    case F_HELP:
+        return 0;
+    }
+    return 0;
+}
+
+int
+worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
+                    size_t es)
+{
+    const char *config = NULL;
+    const char *v;
+    /* Pass 1: check the flags' syntax, find --help and --config. */
+    for (int i = 1; i < argc; i++) {
+        const s_flag_t *f = s_next_flag(argc, argv, &i, &v, err, es);
+        if (!f)
+            return -1;
+        if (f->id == F_HELP)
+            return 1;
+        if (f->id == F_CONFIG)
+            config = v;
+    }
+    if (config) {
+        size_t len;
+        char *text = dv_read_file(config, &len);
+        if (!text)
+            return s_err(err, es, "--config: cannot read '%s': %s", config,
+                         strerror(errno));
+        int rc = worker_config_load_json(cfg, text, len, config, err, es);
+        free(text);
+        if (rc)
+            return -1;
+    }
+    const char *env = getenv("DROVER_WORKER_ENDPOINT");
+    if (!cfg->endpoints && env && *env &&
+        s_set_endpoints(cfg, env, err, es) != 0)
+        return -1;
+    /* Pass 2: apply the flags in order; a later flag wins. */
+    for (int i = 1; i < argc; i++) {
+        const s_flag_t *f = s_next_flag(argc, argv, &i, &v, err, es);
+        if (s_apply_flag(cfg, f, v, err, es) != 0)
+            return -1;
+    }
+    if (!cfg->endpoints &&
+        s_set_endpoints(cfg, WORKER_DEFAULT_ENDPOINT, err, es) != 0)
+        return -1;
+    if (!cfg->queues && s_set_queues(cfg, "default", err, es) != 0)
+        return -1;
+    /* Like Celery's prefetch multiplier of 4: a worker holds up to four
+     * jobs per child, so short jobs do not stall on round trips. */
+    if (cfg->prefetch < 0)
+        cfg->prefetch = 3 * cfg->concurrency;
+    return 0;
+}
+
+void
+worker_config_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: drover worker [OPTIONS]\n"
+        "\n"
+        "Runs a worker supervisor: it connects to the broker, takes jobs\n"
+        "from the queues it serves, and runs each in one of a pool of child\n"
+        "processes (one job at a time per child).\n"
+        "\n"
+        "options (durations are seconds, fractions allowed: 1.5, 250ms):\n"
+        "  --broker EP[,EP...]     broker worker endpoints, tried in turn\n"
+        "                          (env DROVER_WORKER_ENDPOINT; default\n"
+        "                          " WORKER_DEFAULT_ENDPOINT ")\n"
+        "  --queues Q1,Q2          queues to serve (default: default)\n"
+        "  --concurrency N         child processes (default: CPUs online)\n"
+        "  --prefetch N            jobs held beyond N running, so children\n"
+        "                          never wait for the broker (default:\n"
+        "                          3 x concurrency; 0 for long jobs)\n"
+        "  --name NAME             worker name, unique in the fleet\n"
+        "                          (default: HOST:PID)\n"
+        "  --exec TYPE=COMMAND     run jobs of TYPE with /bin/sh -c COMMAND;\n"
+        "                          repeatable (see docs/handlers.md)\n"
+        "  --config FILE           JSON settings: broker, queues,\n"
+        "                          concurrency, prefetch, timeout,\n"
+        "                          kill_grace, grace, heartbeat, name,\n"
+        "                          max_jobs_per_child,\n"
+        "                          handlers {TYPE: {\"exec\": COMMAND}}\n"
+        "  --timeout S             limit per attempt for jobs without one\n"
+        "                          (default: none)\n"
+        "  --kill-grace S          SIGTERM to SIGKILL delay when a job is\n"
+        "                          stopped (default: 5)\n"
+        "  --grace S               on SIGTERM, time running jobs get to\n"
+        "                          finish (default: 30)\n"
+        "  --max-jobs-per-child N  recycle a child after N jobs (default: 0,\n"
+        "                          never)\n"
+        "  --heartbeat S           heartbeat interval until the broker sets\n"
+        "                          one (default: 1)\n"
+        "  --log-level LEVEL       debug, info, warn, error (default: info)\n"
+        "  --log-format FORMAT     json or text (default: json)\n"
+        "  -h, --help              show this text\n"
+        "\n"
+        "Settings apply in this order, later ones winning: defaults, the\n"
+        "environment, the --config file, flags.\n"
+        "\n"
+        "builtin job types: noop, echo, sleep, fail (see docs/handlers.md).\n"
+        "\n"
+        "signals: SIGTERM or SIGINT drain (take no new jobs, hand back jobs\n"
+        "not started, let running ones finish within --grace, then leave);\n"
+        "a second SIGINT or SIGQUIT stops at once; SIGUSR1 logs a state dump.\n"
+        "\n"
+        "exit status: 0 after a drain, 2 on a usage error, 1 on a fatal\n"
+        "error, 128+signal when stopped at once.\n");
+}

@@ -1,0 +1,288 @@
+#include "worker_outbox.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "dv_log.h"
+#include "worker_ipc.h"
+
+/* Keep one UPDATE well under the 64 MiB frame limit and the item cap. */
+#define S_FRAME_BUDGET (16u << 20)
+#define S_ITEMS_BUDGET 10000u
+
+typedef struct {
+    dv_update_kind_t kind;
+    uint8_t idlen;
+    char id[WORKER_ID_MAX];
+    int32_t attempt;
+    int64_t ts_ms;
+    int64_t current, total;    /* progress */
+    size_t data_off;           /* result or message bytes in self->data */
+    uint32_t data_len;
+    bool has_data;
+    dv_failure_t failure;      /* message taken from data when encoding */
+} s_entry_t;
+
+struct worker_outbox_t {
+    s_entry_t *entries;        /* oldest first */
+    size_t n, cap;
+    worker_buf_t data;         /* bytes of results and messages */
+    dv_update_t *items;        /* encode scratch */
+    size_t items_cap;
+    int32_t credit;            /* owed to the broker */
+    int32_t credit_sent;       /* credit in the last encode */
+    bool granting;             /* false while draining */
+    int64_t processed, failed;
+};
+
+static void
+s_oom(void)
+{
+    dv_log(DV_ERROR, "worker.oom", DV_STR("where", "outbox"));
+    abort();
+}
+
+worker_outbox_t *
+worker_outbox_new(void)
+{
+    worker_outbox_t *self = calloc(1, sizeof *self);
+    if (self)
+        self->granting = true;
+    return self;
+}
+
+void
+worker_outbox_destroy(worker_outbox_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    worker_outbox_t *self = *self_p;
+    free(self->entries);
+    free(self->items);
+    worker_buf_free(&self->data);
+    free(self);
+    *self_p = NULL;
+}
+
+static s_entry_t *
+s_add(worker_outbox_t *self, dv_update_kind_t kind, dv_str_t id,
+      int32_t attempt)
+{
+    if (self->n == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 256;
+        s_entry_t *e = realloc(self->entries, cap * sizeof *e);
+        if (!e)
+            s_oom();
+        self->entries = e;
+        self->cap = cap;
+    }
+    s_entry_t *e = &self->entries[self->n++];
+    e->kind = kind;
+    e->idlen = (uint8_t)(id.len > WORKER_ID_MAX ? WORKER_ID_MAX : id.len);
+    memcpy(e->id, id.ptr, e->idlen);
+    e->attempt = attempt;
+    e->ts_ms = 0;
+    e->current = e->total = 0;
+    e->has_data = false;
+    e->data_off = 0;
+    e->data_len = 0;
+    return e;
+}
+
+static void
+s_data(worker_outbox_t *self, s_entry_t *e, dv_str_t bytes)
+{
+    if (!bytes.ptr)
+        return;
+    e->data_off = self->data.len;
+    e->data_len = bytes.len;
+    e->has_data = true;
+    if (worker_buf_append(&self->data, bytes.ptr, bytes.len) != 0)
+        s_oom();
+}
+
+static void
+s_outcome(worker_outbox_t *self)
+{
+    if (self->granting)
+        self->credit++;
+}
+
+void
+worker_outbox_started(worker_outbox_t *self, dv_str_t id, int32_t attempt,
+                      int64_t ts_ms)
+{
+    s_entry_t *e = s_add(self, DV_UPD_STARTED, id, attempt);
+    e->ts_ms = ts_ms;
+}
+
+void
+worker_outbox_progress(worker_outbox_t *self, dv_str_t id, int32_t attempt,
+                       int64_t current, int64_t total, dv_str_t message)
+{
+    s_entry_t *e = s_add(self, DV_UPD_PROGRESS, id, attempt);
+    e->current = current;
+    e->total = total;
+    s_data(self, e, message);
+}
+
+void
+worker_outbox_succeeded(worker_outbox_t *self, dv_str_t id, int32_t attempt,
+                        int64_t ts_ms, dv_str_t result)
+{
+    s_entry_t *e = s_add(self, DV_UPD_SUCCEEDED, id, attempt);
+    e->ts_ms = ts_ms;
+    s_data(self, e, result);
+    self->processed++;
+    s_outcome(self);
+}
+
+void
+worker_outbox_failed(worker_outbox_t *self, dv_str_t id, int32_t attempt,
+                     int64_t ts_ms, const dv_failure_t *failure)
+{
+    s_entry_t *e = s_add(self, DV_UPD_FAILED, id, attempt);
+    e->ts_ms = ts_ms;
+    e->failure = *failure;
+    dv_str_t msg = failure->message;
+    if (msg.ptr)
+        msg.len = (uint32_t)worker_utf8_cut(msg.ptr, msg.len, DV_TEXT_MAX);
+    s_data(self, e, msg.ptr ? msg : dv_strn("", 0));
+    self->processed++;
+    self->failed++;
+    s_outcome(self);
+}
+
+void
+worker_outbox_returned(worker_outbox_t *self, dv_str_t id, int32_t attempt)
+{
+    s_add(self, DV_UPD_RETURNED, id, attempt);
+    s_outcome(self);
+}
+
+void
+worker_outbox_grant(worker_outbox_t *self, int n)
+{
+    if (self->granting)
+        self->credit += n;
+}
+
+void
+worker_outbox_stop_credit(worker_outbox_t *self)
+{
+    self->granting = false;
+    self->credit = 0;
+}
+
+void
+worker_outbox_reset_credit(worker_outbox_t *self)
+{
+    self->credit = 0;
+}
+
+int32_t
+worker_outbox_credit(const worker_outbox_t *self)
+{
+    return self->credit;
+}
+
+size_t
+worker_outbox_size(const worker_outbox_t *self)
+{
+    return self->n;
+}
+
+int64_t
+worker_outbox_processed(const worker_outbox_t *self)
+{
+    return self->processed;
+}
+
+int64_t
+worker_outbox_failures(const worker_outbox_t *self)
+{
+    return self->failed;
+}
+
+int
+worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
+                     uint32_t *nitems)
+{
+    *nitems = 0;
+    if (self->n == 0 && self->credit <= 0)
+        return -1;
+    size_t n = self->n < S_ITEMS_BUDGET ? self->n : S_ITEMS_BUDGET;
+    if (n > self->items_cap) {
+        size_t cap = self->items_cap ? self->items_cap : 256;
+        while (cap < n)
+            cap *= 2;
+        dv_update_t *it = realloc(self->items, cap * sizeof *it);
+        if (!it)
+            s_oom();
+        self->items = it;
+        self->items_cap = cap;
+    }
+    size_t bytes = 0, k;
+    for (k = 0; k < n; k++) {
+        const s_entry_t *e = &self->entries[k];
+        bytes += 64 + e->idlen + e->data_len;
+        if (k > 0 && bytes > S_FRAME_BUDGET)
+            break;
+        dv_update_t *u = &self->items[k];
+        memset(u, 0, sizeof *u);
+        u->kind = e->kind;
+        u->id = dv_strn(e->id, e->idlen);
+        u->attempt = e->attempt;
+        u->ts_ms = e->ts_ms;
+        dv_str_t data = e->has_data ? dv_strn(self->data.data + e->data_off,
+                                              e->data_len)
+                                    : dv_strn(NULL, 0);
+        switch (e->kind) {
+        case DV_UPD_PROGRESS:
+            u->current = e->current;
+            u->total = e->total;
+            u->message = data;
+            break;
+        case DV_UPD_SUCCEEDED:
+            u->result = data;
+            break;
+        case DV_UPD_FAILED:
+            u->failure = e->failure;
+            u->failure.message = data;
+            break;
+        default:
+            break;
+        }
+    }
+    dv_msg_t msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = DV_MSG_UPDATE;
+    msg.u.update.credit = self->credit;
+    msg.u.update.items = self->items;
+    msg.u.update.nitems = (uint32_t)k;
+    out->size = 0;
+    if (dv_msg_encode(&msg, out) != DV_OK) {
+        dv_log(DV_ERROR, "worker.encode_failed", DV_STR("msg", "update"),
+               DV_INT("items", k));
+        return -1;
+    }
+    self->credit_sent = self->credit;
+    *nitems = (uint32_t)k;
+    return 0;
+}
+
+void
+worker_outbox_consume(worker_outbox_t *self, uint32_t nitems)
+{
+    self->credit -= self->credit_sent;
+    self->credit_sent = 0;
+    if (nitems >= self->n) {
+        self->n = 0;
+        worker_buf_reset(&self->data);
+        return;
+    }
+    memmove(self->entries, self->entries + nitems,
+            (self->n - nitems) * sizeof *self->entries);
+    self->n -= nitems;
+    /* data is reclaimed when the outbox next empties */
+}

@@ -1,0 +1,392 @@
+/* worker_test - unit tests for the worker's pure parts: progress lines,
+ * exec results, the child frame codec, config files and flags. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <msgpack.h>
+
+#include "handler_exec.h"
+#include "worker_config.h"
+#include "worker_ipc.h"
+#include "worker_outbox.h"
+
+static void
+test_progress_line(void **state)
+{
+    (void)state;
+    int64_t cur, tot;
+    const char *msg;
+    size_t ml;
+    const char *l = "PROGRESS 3 10 fetching page 3\n";
+    assert_int_equal(handler_exec_parse_progress(l, strlen(l), &cur, &tot,
+                                                 &msg, &ml),
+                     0);
+    assert_int_equal(cur, 3);
+    assert_int_equal(tot, 10);
+    assert_int_equal(ml, strlen("fetching page 3"));
+    assert_memory_equal(msg, "fetching page 3", ml);
+
+    l = "  PROGRESS 0 0";
+    assert_int_equal(handler_exec_parse_progress(l, strlen(l), &cur, &tot,
+                                                 &msg, &ml),
+                     0);
+    assert_int_equal(ml, 0);
+
+    const char *bad[] = { "PROGRESS", "PROGRESS 1", "PROGRESS x 2",
+                          "PROGRESS -1 2", "PROGRESS 1 2x msg",
+                          "PROGRESSS 1 2", "progress 1 2", "1 2 msg",
+                          "PROGRESS 99999999999999999999 1", "" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(handler_exec_parse_progress(bad[i], strlen(bad[i]),
+                                                     &cur, &tot, &msg, &ml),
+                         -1);
+}
+
+static void
+test_last_line(void **state)
+{
+    (void)state;
+    const char *line;
+    const char *buf = "warning: x\nerror: it broke  \n\n  \n";
+    size_t n = handler_exec_last_line(buf, strlen(buf), &line);
+    assert_int_equal(n, strlen("error: it broke"));
+    assert_memory_equal(line, "error: it broke", n);
+    assert_int_equal(handler_exec_last_line("\n \n", 3, &line), 0);
+    assert_int_equal(handler_exec_last_line("", 0, &line), 0);
+    n = handler_exec_last_line("only", 4, &line);
+    assert_int_equal(n, 4);
+}
+
+/* Unpacks one msgpack value for inspection. */
+static msgpack_object
+s_unpack(msgpack_unpacked *u, const char *p, size_t n)
+{
+    size_t off = 0;
+    msgpack_unpacked_init(u);
+    assert_int_equal(msgpack_unpack_next(u, p, n, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(off, n);
+    return u->data;
+}
+
+static void
+test_exec_result(void **state)
+{
+    (void)state;
+    size_t n;
+    msgpack_unpacked u;
+
+    char *r = handler_exec_result("  {\"a\": [1, 2]}\n", 16, &n);
+    msgpack_object o = s_unpack(&u, r, n);
+    assert_int_equal(o.type, MSGPACK_OBJECT_MAP);
+    assert_int_equal(o.via.map.size, 1);
+    msgpack_unpacked_destroy(&u);
+    free(r);
+
+    r = handler_exec_result("42\n", 3, &n);
+    o = s_unpack(&u, r, n);
+    assert_int_equal(o.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    assert_int_equal(o.via.u64, 42);
+    msgpack_unpacked_destroy(&u);
+    free(r);
+
+    r = handler_exec_result("hello world\n\n", 13, &n);
+    o = s_unpack(&u, r, n);
+    assert_int_equal(o.type, MSGPACK_OBJECT_STR);
+    assert_int_equal(o.via.str.size, 11);
+    assert_memory_equal(o.via.str.ptr, "hello world", 11);
+    msgpack_unpacked_destroy(&u);
+    free(r);
+
+    r = handler_exec_result(" \n", 2, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal((unsigned char)r[0], 0xc0);
+    free(r);
+
+    r = handler_exec_result("\xff\xfe", 2, &n);
+    o = s_unpack(&u, r, n);
+    assert_int_equal(o.type, MSGPACK_OBJECT_BIN);
+    msgpack_unpacked_destroy(&u);
+    free(r);
+}
+
+static void
+test_ipc_roundtrip(void **state)
+{
+    (void)state;
+    worker_buf_t b;
+    worker_buf_init(&b);
+    const char payload[] = { (char)0x81, (char)0xa1, 'a', 0x01 }; /* {a:1} */
+    assert_int_equal(worker_ipc_put_run(&b, 7, dv_str("job-1"), dv_str("echo"),
+                                        dv_str("q"), 3,
+                                        dv_strn(payload, sizeof payload),
+                                        dv_strn(NULL, 0)),
+                     0);
+    assert_int_equal(worker_ipc_put_progress(&b, 7, 5, 9, dv_str("half")), 0);
+    dv_failure_t f;
+    dv_failure_init(&f);
+    f.category = DV_CAT_TIMEOUT;
+    f.retryable = true;
+    f.message = dv_str("slow");
+    f.signal = 15;
+    assert_int_equal(worker_ipc_put_failed(&b, 7, &f), 0);
+    assert_int_equal(worker_ipc_put_succeeded(&b, 8, dv_strn(NULL, 0)), 0);
+
+    const char *body;
+    uint32_t len;
+    worker_ipc_msg_t m;
+    assert_int_equal(worker_ipc_next(&b, &body, &len), 1);
+    assert_int_equal(worker_ipc_decode(body, len, &m), 0);
+    assert_int_equal(m.kind, WORKER_IPC_RUN);
+    assert_int_equal(m.tag, 7);
+    assert_true(dv_str_eq(m.id, "job-1"));
+    assert_true(dv_str_eq(m.type, "echo"));
+    assert_int_equal(m.attempt, 3);
+    assert_int_equal(m.payload.len, sizeof payload);
+    assert_null(m.trace.ptr);
+
+    assert_int_equal(worker_ipc_next(&b, &body, &len), 1);
+    assert_int_equal(worker_ipc_decode(body, len, &m), 0);
+    assert_int_equal(m.kind, WORKER_IPC_PROGRESS);
+    assert_int_equal(m.current, 5);
+    assert_int_equal(m.total, 9);
+    assert_true(dv_str_eq(m.message, "half"));
+
+    assert_int_equal(worker_ipc_next(&b, &body, &len), 1);
+    assert_int_equal(worker_ipc_decode(body, len, &m), 0);
+    assert_int_equal(m.kind, WORKER_IPC_FAILED);
+    assert_int_equal(m.failure.category, DV_CAT_TIMEOUT);
+    assert_true(m.failure.retryable);
+    assert_int_equal(m.failure.signal, 15);
+    assert_int_equal(m.failure.exit_code, -1);
+    assert_true(dv_str_eq(m.failure.message, "slow"));
+
+    assert_int_equal(worker_ipc_next(&b, &body, &len), 1);
+    assert_int_equal(worker_ipc_decode(body, len, &m), 0);
+    assert_int_equal(m.kind, WORKER_IPC_SUCCEEDED);
+    assert_int_equal(m.tag, 8);
+    assert_int_equal(m.result.len, 1);
+
+    assert_int_equal(worker_ipc_next(&b, &body, &len), 0);
+
+    /* A partial frame waits for more bytes; a bad length is refused. */
+    worker_buf_reset(&b);
+    assert_int_equal(worker_ipc_put_tag(&b, WORKER_IPC_STARTED, 1), 0);
+    size_t full = b.len;
+    b.len = full - 1;
+    assert_int_equal(worker_ipc_next(&b, &body, &len), 0);
+    b.len = full;
+    assert_int_equal(worker_ipc_next(&b, &body, &len), 1);
+    worker_buf_reset(&b);
+    const char huge[4] = { 0x7f, 0, 0, 0 };
+    worker_buf_append(&b, huge, 4);
+    assert_int_equal(worker_ipc_next(&b, &body, &len), -1);
+    worker_buf_free(&b);
+}
+
+static void
+test_ipc_rejects(void **state)
+{
+    (void)state;
+    worker_ipc_msg_t m;
+    /* Truncated, wrong arity, wrong types, unknown kind, trailing bytes. */
+    const char *bad[] = {
+        "\x92",             /* array of 2, no elements */
+        "\x92\x0a",         /* STARTED without tag */
+        "\x93\x0a\x01\x01", /* STARTED with an extra element */
+        "\x92\x63\x01",     /* kind 99 */
+        "\x92\x0a\xa1x",    /* tag as a string */
+        "\x93\x0c\x01\xc0", /* SUCCEEDED with nil result */
+        "\x93\x0c\x01\xc4\x05\x01", /* bin longer than the frame */
+    };
+    size_t lens[] = { 1, 2, 4, 3, 4, 4, 6 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(worker_ipc_decode(bad[i], (uint32_t)lens[i], &m),
+                         -1);
+    assert_int_equal(worker_ipc_decode("\x92\x0a\x01", 3, &m), 0);
+    assert_int_equal(worker_ipc_decode("\x92\x0a\x01\x00", 4, &m), -1);
+}
+
+static void
+test_utf8(void **state)
+{
+    (void)state;
+    assert_true(worker_utf8_valid("h\xc3\xa9llo", 6));
+    assert_false(worker_utf8_valid("\xc3", 1));
+    assert_false(worker_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+    /* "é" is 2 bytes: cutting at 2 must not split it */
+    assert_int_equal(worker_utf8_cut("a\xc3\xa9", 3, 2), 1);
+    assert_int_equal(worker_utf8_cut("abc", 3, 5), 3);
+}
+
+static void
+test_config_json(void **state)
+{
+    (void)state;
+    worker_config_t c;
+    char err[300];
+    worker_config_defaults(&c);
+    const char *doc =
+        "{\"broker\": \"tcp://a:1,tcp://b:2\", \"queues\": [\"x\", \"y\"],\n"
+        " \"concurrency\": 4, \"prefetch\": 8, \"timeout\": 1.5,\n"
+        " \"max_jobs_per_child\": 100,\n"
+        " \"handlers\": {\"resize\": {\"exec\": \"convert -\"}}}";
+    assert_int_equal(worker_config_load_json(&c, doc, strlen(doc), "f.json",
+                                             err, sizeof err),
+                     0);
+    assert_int_equal(c.nendpoints, 2);
+    assert_string_equal(c.endpoints[1], "tcp://b:2");
+    assert_int_equal(c.nqueues, 2);
+    assert_string_equal(c.queues[0], "x");
+    assert_int_equal(c.concurrency, 4);
+    assert_int_equal(c.prefetch, 8);
+    assert_int_equal(c.timeout_ms, 1500);
+    assert_int_equal(c.max_jobs_per_child, 100);
+    assert_string_equal(worker_config_handler(&c, "resize", 6), "convert -");
+    assert_null(worker_config_handler(&c, "resiz", 5));
+    worker_config_clear(&c);
+
+    /* Syntax errors name the line and column. */
+    worker_config_defaults(&c);
+    const char *broken = "{\n  \"concurrency\": 4,\n  oops\n}";
+    assert_int_equal(worker_config_load_json(&c, broken, strlen(broken),
+                                             "w.json", err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "w.json:3:"));
+    const char *unknown = "{\"concurency\": 4}";
+    assert_int_equal(worker_config_load_json(&c, unknown, strlen(unknown),
+                                             "w.json", err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "concurency"));
+    const char *badh = "{\"handlers\": {\"t\": \"cmd\"}}";
+    assert_int_equal(worker_config_load_json(&c, badh, strlen(badh), "w.json",
+                                             err, sizeof err),
+                     -1);
+    const char *badc = "{\"concurrency\": 0}";
+    assert_int_equal(worker_config_load_json(&c, badc, strlen(badc), "w.json",
+                                             err, sizeof err),
+                     -1);
+    worker_config_clear(&c);
+}
+
+static void
+test_config_flags(void **state)
+{
+    (void)state;
+    worker_config_t c;
+    char err[300];
+    worker_config_defaults(&c);
+    char *argv[] = { "worker", "--queues", "a,b", "--concurrency=3",
+                     "--exec", "t=echo hi=there", "--timeout", "2.5",
+                     "--grace", "250ms", "--broker", "ipc:///tmp/x",
+                     "--log-format", "text", NULL };
+    int argc = (int)(sizeof argv / sizeof argv[0]) - 1;
+    assert_int_equal(worker_config_parse(&c, argc, argv, err, sizeof err), 0);
+    assert_int_equal(c.nqueues, 2);
+    assert_int_equal(c.concurrency, 3);
+    assert_int_equal(c.prefetch, 9); /* defaults to 3 x concurrency */
+    assert_string_equal(worker_config_handler(&c, "t", 1), "echo hi=there");
+    assert_int_equal(c.timeout_ms, 2500);
+    assert_int_equal(c.grace_ms, 250);
+    assert_string_equal(c.endpoints[0], "ipc:///tmp/x");
+    assert_int_equal(c.log_text, 1);
+    worker_config_clear(&c);
+
+    char *bad[][3] = {
+        { "worker", "--concurrency", "0" },
+        { "worker", "--concurrency", "x" },
+        { "worker", "--timeout", "-1" },
+        { "worker", "--exec", "noequals" },
+        { "worker", "--exec", "=cmd" },
+        { "worker", "--bogus", "1" },
+        { "worker", "--log-level", "loud" },
+        { "worker", "--queues", " , " },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        worker_config_defaults(&c);
+        assert_int_equal(worker_config_parse(&c, 3, bad[i], err, sizeof err),
+                         -1);
+        worker_config_clear(&c);
+    }
+    worker_config_defaults(&c);
+    char *help[] = { "worker", "--help", NULL };
+    assert_int_equal(worker_config_parse(&c, 2, help, err, sizeof err), 1);
+    char *missing[] = { "worker", "--queues", NULL };
+    assert_int_equal(worker_config_parse(&c, 2, missing, err, sizeof err), -1);
+    worker_config_clear(&c);
+}
+
+#define S_ID1 "01890a5d-ac96-774b-bcce-b302099a8057"
+#define S_ID2 "01890a5d-ac96-774b-bcce-b302099a8058"
+
+static void
+test_outbox_credit(void **state)
+{
+    (void)state;
+    worker_outbox_t *ob = worker_outbox_new();
+    assert_non_null(ob);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint32_t n;
+    assert_int_equal(worker_outbox_encode(ob, &sb, &n), -1); /* nothing */
+    worker_outbox_started(ob, dv_str(S_ID1), 1, 1000);
+    worker_outbox_succeeded(ob, dv_str(S_ID1), 1, 1001, dv_strn("\xc0", 1));
+    dv_failure_t f;
+    dv_failure_init(&f);
+    f.category = DV_CAT_HANDLER;
+    f.message = dv_str("nope");
+    worker_outbox_failed(ob, dv_str(S_ID2), 2, 1002, &f);
+    assert_int_equal(worker_outbox_credit(ob), 2);
+    assert_int_equal(worker_outbox_size(ob), 3);
+    assert_int_equal(worker_outbox_encode(ob, &sb, &n), 0);
+    assert_int_equal(n, 3);
+
+    dv_msg_t m;
+    char why[200];
+    int rc = dv_msg_decode(sb.data, sb.size, &m, why, sizeof why);
+    if (rc != DV_OK)
+        fail_msg("decode: %s", why);
+    assert_int_equal(m.type, DV_MSG_UPDATE);
+    assert_int_equal(m.u.update.credit, 2);
+    assert_int_equal(m.u.update.nitems, 3);
+    assert_int_equal(m.u.update.items[2].kind, DV_UPD_FAILED);
+    assert_true(dv_str_eq(m.u.update.items[2].failure.message, "nope"));
+    dv_msg_release(&m);
+
+    worker_outbox_consume(ob, n);
+    assert_int_equal(worker_outbox_size(ob), 0);
+    assert_int_equal(worker_outbox_credit(ob), 0);
+    assert_int_equal(worker_outbox_processed(ob), 2);
+    assert_int_equal(worker_outbox_failures(ob), 1);
+
+    /* Draining: returned jobs grant nothing. */
+    worker_outbox_stop_credit(ob);
+    worker_outbox_returned(ob, dv_str(S_ID1), 1);
+    assert_int_equal(worker_outbox_credit(ob), 0);
+    assert_int_equal(worker_outbox_size(ob), 1);
+    msgpack_sbuffer_destroy(&sb);
+    worker_outbox_destroy(&ob);
+    assert_null(ob);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_progress_line),
+        cmocka_unit_test(test_last_line),
+        cmocka_unit_test(test_exec_result),
+        cmocka_unit_test(test_ipc_roundtrip),
+        cmocka_unit_test(test_ipc_rejects),
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_config_json),
+        cmocka_unit_test(test_config_flags),
+        cmocka_unit_test(test_outbox_credit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
