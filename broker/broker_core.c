@@ -1195,17 +1195,23 @@ s_bad_message(broker_t *self, void *socket, const broker_rid_t *rid,
     s_send_error(self, socket, rid, 0, why);
 }
 
+/* Handles one decoded message from a socket. */
+typedef void (s_handler_fn)(broker_t *self, const broker_rid_t *rid,
+                            const dv_msg_t *msg);
+
+/* Reads up to batch_max messages from a ROUTER socket, rejects malformed
+ * ones with a reason, and hands the rest to handler. */
 static void
-s_drain_clients(broker_t *self)
+s_drain(broker_t *self, void *socket, s_handler_fn *handler)
 {
     for (int n = 0; n < self->cfg.batch_max; n++) {
         broker_rid_t rid;
         zmq_msg_t body;
-        int r = s_recv(self->clients, &rid, &body);
+        int r = s_recv(socket, &rid, &body);
         if (r == 0)
             return;
         if (r < 0) {
-            s_bad_message(self, self->clients, &rid,
+            s_bad_message(self, socket, &rid,
                           "expected exactly one frame after the routing id "
                           "(use a DEALER socket)");
             continue;
@@ -1214,94 +1220,75 @@ s_drain_clients(broker_t *self)
         char why[256];
         int rc = dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg,
                                why, sizeof why);
-        if (rc != DV_OK) {
-            s_bad_message(self, self->clients, &rid, why);
-            zmq_msg_close(&body);
-            continue;
-        }
-        switch (msg.type) {
-        case DV_MSG_SUBMIT:
-            s_on_submit(self, &rid, &msg);
-            break;
-        case DV_MSG_WAIT:
-            s_on_wait(self, &rid, &msg);
-            break;
-        case DV_MSG_CTRL:
-            s_on_ctrl(self, &rid, &msg);
-            break;
-        default: {
-            char w[96];
-            snprintf(w, sizeof w, "unexpected message \"%s\" on the clients socket",
-                     dv_msg_type_name(msg.type));
-            s_bad_message(self, self->clients, &rid, w);
-        }
-        }
+        if (rc != DV_OK)
+            s_bad_message(self, socket, &rid, why);
+        else
+            handler(self, &rid, &msg);
         dv_msg_release(&msg);
         zmq_msg_close(&body);
     }
 }
 
 static void
-s_drain_workers(broker_t *self)
+s_unexpected(broker_t *self, void *socket, const broker_rid_t *rid,
+             const dv_msg_t *msg)
 {
-    for (int n = 0; n < self->cfg.batch_max; n++) {
-        broker_rid_t rid;
-        zmq_msg_t body;
-        int r = s_recv(self->workers, &rid, &body);
-        if (r == 0)
-            return;
-        if (r < 0) {
-            s_bad_message(self, self->workers, &rid,
-                          "expected exactly one frame after the routing id");
-            continue;
+    char why[96];
+    snprintf(why, sizeof why, "unexpected message \"%s\" on the %s socket",
+             dv_msg_type_name(msg->type),
+             socket == self->clients ? "clients" : "workers");
+    s_bad_message(self, socket, rid, why);
+}
+
+static void
+s_on_client_message(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    switch (msg->type) {
+    case DV_MSG_SUBMIT:
+        s_on_submit(self, rid, msg);
+        break;
+    case DV_MSG_WAIT:
+        s_on_wait(self, rid, msg);
+        break;
+    case DV_MSG_CTRL:
+        s_on_ctrl(self, rid, msg);
+        break;
+    default:
+        s_unexpected(self, self->clients, rid, msg);
+    }
+}
+
+static void
+s_on_worker_message(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    broker_worker_t *w = s_worker_by_rid(self, rid);
+    if (w)
+        w->last_seen_ms = dv_mono_ms();
+    switch (msg->type) {
+    case DV_MSG_HELLO:
+        s_on_hello(self, rid, msg);
+        break;
+    case DV_MSG_UPDATE:
+        s_on_update(self, w, msg);
+        if (!w)
+            s_send_error(self, self->workers, rid, 0, "unknown worker: send hello");
+        break;
+    case DV_MSG_HEARTBEAT:
+        if (w) {
+            w->busy = msg->u.heartbeat.busy;
+            w->idle = msg->u.heartbeat.idle;
+            w->processed = msg->u.heartbeat.processed;
+            w->failed = msg->u.heartbeat.failed;
+        } else {
+            s_send_error(self, self->workers, rid, 0, "unknown worker: send hello");
         }
-        dv_msg_t msg;
-        char why[256];
-        int rc = dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg,
-                               why, sizeof why);
-        if (rc != DV_OK) {
-            s_bad_message(self, self->workers, &rid, why);
-            zmq_msg_close(&body);
-            continue;
-        }
-        broker_worker_t *w = s_worker_by_rid(self, &rid);
+        break;
+    case DV_MSG_BYE:
         if (w)
-            w->last_seen_ms = dv_mono_ms();
-        switch (msg.type) {
-        case DV_MSG_HELLO:
-            s_on_hello(self, &rid, &msg);
-            break;
-        case DV_MSG_UPDATE:
-            s_on_update(self, w, &msg);
-            if (!w)
-                s_send_error(self, self->workers, &rid, 0,
-                             "unknown worker: send hello");
-            break;
-        case DV_MSG_HEARTBEAT:
-            if (w) {
-                w->busy = msg.u.heartbeat.busy;
-                w->idle = msg.u.heartbeat.idle;
-                w->processed = msg.u.heartbeat.processed;
-                w->failed = msg.u.heartbeat.failed;
-            } else {
-                s_send_error(self, self->workers, &rid, 0,
-                             "unknown worker: send hello");
-            }
-            break;
-        case DV_MSG_BYE:
-            if (w)
-                s_worker_remove(self, w, "worker.left", "worker said bye");
-            break;
-        default: {
-            char why2[96];
-            snprintf(why2, sizeof why2,
-                     "unexpected message \"%s\" on the workers socket",
-                     dv_msg_type_name(msg.type));
-            s_bad_message(self, self->workers, &rid, why2);
-        }
-        }
-        dv_msg_release(&msg);
-        zmq_msg_close(&body);
+            s_worker_remove(self, w, "worker.left", "worker said bye");
+        break;
+    default:
+        s_unexpected(self, self->workers, rid, msg);
     }
 }
 
@@ -1944,9 +1931,9 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             break;
 
         s_writer_ready(self);
-        s_drain_workers(self);
+        s_drain(self, self->workers, s_on_worker_message);
         if (!self->inflight || self->cur->wb.nops < BROKER_GROUP_MAX_WRITES)
-            s_drain_clients(self);
+            s_drain(self, self->clients, s_on_client_message);
         s_promote_due(self);
         s_heartbeats(self);
         if (self->dispatch_needed)

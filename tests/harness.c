@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <jansson.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -39,8 +40,7 @@ harness_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
             return true;
         if (dv_mono_ms() > deadline)
             return false;
-        struct timespec ts = { 0, 10 * 1000000 };
-        nanosleep(&ts, NULL);
+        poll(NULL, 0, 10); /* the next look at the condition */
     }
 }
 
@@ -234,8 +234,7 @@ harness_wait_exit(harness_t *self, pid_t pid, int timeout_ms)
         }
         if (r < 0 || dv_mono_ms() > deadline)
             return -1;
-        struct timespec ts = { 0, 10 * 1000000 };
-        nanosleep(&ts, NULL);
+        poll(NULL, 0, 10); /* the next look at the condition */
     }
 }
 
@@ -342,4 +341,63 @@ harness_submit_n(harness_t *self, const char *queue, const char *type,
     free(jobs);
     free(acks);
     return rc == DROVER_OK ? 0 : -1;
+}
+
+int
+harness_setup(void **state)
+{
+    *state = harness_new();
+    return *state ? 0 : -1;
+}
+
+int
+harness_teardown(void **state)
+{
+    harness_destroy((harness_t **)state);
+    return 0;
+}
+
+static int
+s_on_result(const drover_result_t *r, void *arg)
+{
+    harness_results_t *c = arg;
+    c->n++;
+    if (!strcmp(r->state, "succeeded"))
+        c->succeeded++;
+    else if (!strcmp(r->state, "dead"))
+        c->dead++;
+    else if (!strcmp(r->state, "cancelled"))
+        c->cancelled++;
+    else
+        c->unknown++;
+    if (r->attempts > c->max_attempts)
+        c->max_attempts = r->attempts;
+    if (r->index < 64) {
+        c->attempts[r->index] = r->attempts;
+        snprintf(c->category[r->index], 32, "%s", r->category ? r->category : "");
+        snprintf(c->result[r->index], 256, "%s", r->result_json ? r->result_json : "");
+        c->finished[r->index] = r->finished_ms;
+    }
+    if (c->norder < 4096)
+        c->order[c->norder++] = r->index;
+    return 0;
+}
+
+int
+harness_wait_ids(harness_t *self, char (*ids)[37], int n, harness_results_t *out,
+                 int timeout_ms)
+{
+    if (!self->client)
+        self->client = drover_connect(self->clients, harness_scale(5000));
+    const char **p = calloc((size_t)n, sizeof *p);
+    if (!p || !self->client) {
+        free(p);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        p[i] = ids[i];
+    int rc = drover_wait(self->client, p, (size_t)n, harness_scale(timeout_ms),
+                         s_on_result, out);
+    free(p);
+    return rc;
 }

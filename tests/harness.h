@@ -78,4 +78,27 @@ int harness_scale(int timeout_ms);
 int harness_submit_n(harness_t *self, const char *queue, const char *type,
                      const char *payload_json, int n, char (*ids_out)[37]);
 
+/* cmocka setup/teardown: a fresh harness per test in *state; teardown
+ * kills whatever the test started, also after a failed assertion. */
+int harness_setup(void **state);
+int harness_teardown(void **state);
+
+/* Outcomes collected by harness_wait_ids(). Per-index details are kept for
+ * the first 64 ids. */
+typedef struct {
+    int n, succeeded, dead, cancelled, unknown;
+    int max_attempts;          /* most attempts any job took */
+    int attempts[64];
+    char category[64][32];
+    char result[64][256];
+    int64_t finished[64];
+    size_t order[4096];        /* indices in the order results arrived */
+    int norder;
+} harness_results_t;
+
+/* Waits (drover_wait on the harness client) for n ids, adding their outcomes
+ * to out (zero it first). Returns the drover_wait code. */
+int harness_wait_ids(harness_t *self, char (*ids)[37], int n,
+                     harness_results_t *out, int timeout_ms);
+
 #endif

@@ -18,58 +18,6 @@
 #include "harness.h"
 
 typedef struct {
-    int n, succeeded, dead, cancelled, unknown;
-    int max_attempts_seen;
-    int attempts_hist[8];
-} s_tally_t;
-
-static int
-s_on_result(const drover_result_t *r, void *arg)
-{
-    s_tally_t *t = arg;
-    t->n++;
-    if (!strcmp(r->state, "succeeded"))
-        t->succeeded++;
-    else if (!strcmp(r->state, "dead"))
-        t->dead++;
-    else if (!strcmp(r->state, "cancelled"))
-        t->cancelled++;
-    else
-        t->unknown++;
-    if (r->attempts > t->max_attempts_seen)
-        t->max_attempts_seen = r->attempts;
-    if (r->attempts >= 0 && r->attempts < 8)
-        t->attempts_hist[r->attempts]++;
-    return 0;
-}
-
-static int
-s_wait(harness_t *h, char (*ids)[37], int n, s_tally_t *t, int timeout_ms)
-{
-    const char **p = calloc((size_t)n, sizeof *p);
-    for (int i = 0; i < n; i++)
-        p[i] = ids[i];
-    int rc = drover_wait(h->client, p, (size_t)n, harness_scale(timeout_ms),
-                         s_on_result, t);
-    free(p);
-    return rc;
-}
-
-static int
-s_setup(void **state)
-{
-    *state = harness_new();
-    return *state ? 0 : -1;
-}
-
-static int
-s_teardown(void **state)
-{
-    harness_destroy((harness_t **)state);
-    return 0;
-}
-
-typedef struct {
     harness_t *h;
     const char *id;
     const char *worker;
@@ -118,10 +66,10 @@ t_kill_worker_mid_job(void **state)
     assert_true(harness_wait_until(s_job_running_on, &c, 10000));
     assert_true(harness_signal(h, w1, SIGKILL, 5000) >= 0);
     assert_true(harness_start_worker(h, wargs) > 0); /* w2 */
-    s_tally_t t = { 0 };
-    assert_int_equal(s_wait(h, ids, 1, &t, 30000), DROVER_OK);
+    harness_results_t t = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 1, &t, 30000), DROVER_OK);
     assert_int_equal(t.succeeded, 1);
-    assert_int_equal(t.max_attempts_seen, 2);
+    assert_int_equal(t.max_attempts, 2);
     char sql[200];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM attempts WHERE job_id='%s' AND category='lost'",
@@ -160,8 +108,8 @@ t_kill_broker_mid_batch(void **state)
         h, "SELECT count(*) FROM jobs WHERE state='succeeded'");
     assert_true(done_before > 0);
     assert_true(harness_start_broker(h, NULL) > 0);
-    s_tally_t t = { 0 };
-    assert_int_equal(s_wait(h, ids, N, &t, 120000), DROVER_OK);
+    harness_results_t t = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, N, &t, 120000), DROVER_OK);
     assert_int_equal(t.n, N);
     assert_int_equal(t.succeeded, N);
     assert_int_equal(t.unknown, 0);
@@ -192,12 +140,12 @@ t_sigterm_drains_worker(void **state)
     assert_int_equal(harness_worker_count(h), 0);
     assert_int_equal(harness_counter(h, "lost"), 0);
     assert_true(harness_start_worker(h, wargs) > 0);
-    s_tally_t t = { 0 };
-    assert_int_equal(s_wait(h, ids, N, &t, 30000), DROVER_OK);
+    harness_results_t t = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, N, &t, 30000), DROVER_OK);
     assert_int_equal(t.succeeded, N);
     /* Nothing was attempted twice: running jobs finished, the rest were
      * handed back without counting an attempt. */
-    assert_int_equal(t.max_attempts_seen, 1);
+    assert_int_equal(t.max_attempts, 1);
     assert_int_equal(harness_counter(h, "failed"), 0);
 }
 
@@ -291,10 +239,8 @@ t_garbage_frames(void **state)
     char ids[5][37];
     assert_int_equal(harness_submit_n(h, "default", "noop", NULL, 5, ids), 0);
     assert_true(harness_start_worker(h, NULL) > 0);
-    s_tally_t t = { 0 };
-    const char *p[5] = { ids[0], ids[1], ids[2], ids[3], ids[4] };
-    assert_int_equal(drover_wait(h->client, p, 5, harness_scale(10000), s_on_result, &t),
-                     DROVER_OK);
+    harness_results_t t = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 5, &t, 10000), DROVER_OK);
     assert_int_equal(t.succeeded, 5);
 }
 
@@ -325,11 +271,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(t_garbage_frames, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_invalid_job_in_batch, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_kill_worker_mid_job, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_sigterm_drains_worker, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_kill_broker_mid_batch, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_garbage_frames, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_invalid_job_in_batch, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_kill_worker_mid_job, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_sigterm_drains_worker, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_kill_broker_mid_batch, harness_setup, harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,55 +16,6 @@
 #include "dv_proto.h"
 #include "harness.h"
 
-/* ---- collecting results ---------------------------------------------------- */
-
-typedef struct {
-    int n;
-    int succeeded, dead, cancelled, unknown;
-    int attempts[64];          /* per index, first 64 */
-    char category[64][32];
-    char result[64][256];
-    int64_t finished[64];
-    size_t order[4096];        /* indices in the order results arrived */
-    int norder;
-} s_results_t;
-
-static int
-s_on_result(const drover_result_t *r, void *arg)
-{
-    s_results_t *c = arg;
-    c->n++;
-    if (!strcmp(r->state, "succeeded"))
-        c->succeeded++;
-    else if (!strcmp(r->state, "dead"))
-        c->dead++;
-    else if (!strcmp(r->state, "cancelled"))
-        c->cancelled++;
-    else
-        c->unknown++;
-    if (r->index < 64) {
-        c->attempts[r->index] = r->attempts;
-        snprintf(c->category[r->index], 32, "%s", r->category ? r->category : "");
-        snprintf(c->result[r->index], 256, "%s", r->result_json ? r->result_json : "");
-        c->finished[r->index] = r->finished_ms;
-    }
-    if (c->norder < 4096)
-        c->order[c->norder++] = r->index;
-    return 0;
-}
-
-static int
-s_wait_ids(harness_t *h, char (*ids)[37], int n, s_results_t *out, int timeout_ms)
-{
-    const char **p = calloc((size_t)n, sizeof *p);
-    for (int i = 0; i < n; i++)
-        p[i] = ids[i];
-    int rc = drover_wait(h->client, p, (size_t)n, harness_scale(timeout_ms),
-                         s_on_result, out);
-    free(p);
-    return rc;
-}
-
 static harness_t *
 s_up(void **state, int workers, const char *const *wargs)
 {
@@ -73,22 +24,6 @@ s_up(void **state, int workers, const char *const *wargs)
     for (int i = 0; i < workers; i++)
         assert_true(harness_start_worker(h, wargs) > 0);
     return h;
-}
-
-/* Every test gets a fresh harness; teardown kills whatever it started, also
- * when an assertion failed half way. */
-static int
-s_setup(void **state)
-{
-    *state = harness_new();
-    return *state ? 0 : -1;
-}
-
-static int
-s_teardown(void **state)
-{
-    harness_destroy((harness_t **)state);
-    return 0;
 }
 
 static int
@@ -109,8 +44,8 @@ t_ten_thousand_succeed(void **state)
     enum { N = 10000 };
     char(*ids)[37] = calloc(N, 37);
     assert_int_equal(harness_submit_n(h, "default", "noop", NULL, N, ids), 0);
-    s_results_t *r = calloc(1, sizeof *r);
-    assert_int_equal(s_wait_ids(h, ids, N, r, 120000), DROVER_OK);
+    harness_results_t *r = calloc(1, sizeof *r);
+    assert_int_equal(harness_wait_ids(h, ids, N, r, 120000), DROVER_OK);
     assert_int_equal(r->n, N);
     assert_int_equal(r->succeeded, N);
     assert_int_equal(harness_counter(h, "succeeded"), N);
@@ -129,8 +64,8 @@ t_echo_result_round_trip(void **state)
     job.payload_json = "{\"prompt\":\"hello\",\"n\":3,\"tags\":[\"a\",\"b\"]}";
     char ids[1][37];
     assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
-    s_results_t r = { 0 };
-    assert_int_equal(s_wait_ids(h, ids, 1, &r, 10000), DROVER_OK);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 1, &r, 10000), DROVER_OK);
     assert_int_equal(r.succeeded, 1);
     assert_non_null(strstr(r.result[0], "\"prompt\":\"hello\""));
     assert_non_null(strstr(r.result[0], "\"tags\":[\"a\",\"b\"]"));
@@ -148,8 +83,8 @@ t_retry_then_succeed(void **state)
     job.backoff_base_s = 0.05;
     char ids[1][37];
     assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
-    s_results_t r = { 0 };
-    assert_int_equal(s_wait_ids(h, ids, 1, &r, 20000), DROVER_OK);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 1, &r, 20000), DROVER_OK);
     assert_int_equal(r.succeeded, 1);
     assert_int_equal(r.attempts[0], 3);
     char sql[200];
@@ -175,8 +110,8 @@ t_dead_after_max_attempts(void **state)
     /* Not retryable: dead after one attempt. */
     job.payload_json = "{\"retryable\":false,\"category\":\"invalid_input\"}";
     assert_int_equal(s_submit_one(h, &job, ids[1]), DROVER_OK);
-    s_results_t r = { 0 };
-    assert_int_equal(s_wait_ids(h, ids, 2, &r, 20000), DROVER_OK);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 2, &r, 20000), DROVER_OK);
     assert_int_equal(r.dead, 2);
     assert_int_equal(r.attempts[0], 3);
     assert_string_equal(r.category[0], "handler");
@@ -201,8 +136,8 @@ t_delayed_job_waits(void **state)
     assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
     job.delay_s = 0;
     assert_int_equal(s_submit_one(h, &job, ids[1]), DROVER_OK);
-    s_results_t r = { 0 };
-    assert_int_equal(s_wait_ids(h, ids, 2, &r, 20000), DROVER_OK);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 2, &r, 20000), DROVER_OK);
     assert_int_equal(r.succeeded, 2);
     /* The undelayed job ended first; the delayed one not before its time. */
     assert_int_equal(r.order[0], 1);
@@ -231,8 +166,8 @@ t_priority_order(void **state)
     }
     const char *wargs[] = { "--concurrency", "1", "--prefetch", "0", NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
-    s_results_t *r = calloc(1, sizeof *r);
-    assert_int_equal(s_wait_ids(h, ids, N, r, 20000), DROVER_OK);
+    harness_results_t *r = calloc(1, sizeof *r);
+    assert_int_equal(harness_wait_ids(h, ids, N, r, 20000), DROVER_OK);
     assert_int_equal(r->succeeded, N);
     free(r);
     /* Started in priority order, FIFO (id order) within a priority: no pair
@@ -271,8 +206,8 @@ t_idempotency_key(void **state)
     assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE key='order-4712'"), 1);
     char ids[1][37];
     memcpy(ids[0], a, 37);
-    s_results_t r = { 0 };
-    assert_int_equal(s_wait_ids(h, ids, 1, &r, 10000), DROVER_OK);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 1, &r, 10000), DROVER_OK);
     assert_int_equal(r.succeeded, 1);
     /* Still deduplicated after the job ended. */
     job.key = "order-4711";
@@ -325,8 +260,8 @@ t_cancel(void **state)
     assert_true(harness_wait_until(s_job_running, &c, 10000));
     int64_t t0 = dv_mono_ms();
     assert_int_equal(drover_cancel(h->client, ids[2]), DROVER_OK);
-    s_results_t r = { 0 };
-    assert_int_equal(s_wait_ids(h, ids, 3, &r, 10000), DROVER_OK);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 3, &r, 10000), DROVER_OK);
     assert_int_equal(r.cancelled, 3);
     assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='cancelled'"), 3);
     /* The worker still serves: a new job runs, long before the sleep's 30 s. */
@@ -334,8 +269,8 @@ t_cancel(void **state)
     job.type = "noop";
     char more[1][37];
     assert_int_equal(s_submit_one(h, &job, more[0]), DROVER_OK);
-    s_results_t r2 = { 0 };
-    assert_int_equal(s_wait_ids(h, more, 1, &r2, 10000), DROVER_OK);
+    harness_results_t r2 = { 0 };
+    assert_int_equal(harness_wait_ids(h, more, 1, &r2, 10000), DROVER_OK);
     assert_int_equal(r2.succeeded, 1);
     assert_true(dv_mono_ms() - t0 < harness_scale(15000));
 }
@@ -360,8 +295,8 @@ t_crash_timeout_unknown_type(void **state)
     drover_job_init(&job);
     job.type = "no-such-handler";
     assert_int_equal(s_submit_one(h, &job, ids[2]), DROVER_OK);
-    s_results_t r = { 0 };
-    assert_int_equal(s_wait_ids(h, ids, 3, &r, 30000), DROVER_OK);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 3, &r, 30000), DROVER_OK);
     assert_int_equal(r.dead, 3);
     assert_string_equal(r.category[0], "crashed");
     assert_int_equal(r.attempts[0], 2);
@@ -371,8 +306,8 @@ t_crash_timeout_unknown_type(void **state)
     /* The pool recovered: work still flows. */
     char ok[50][37];
     assert_int_equal(harness_submit_n(h, "default", "noop", NULL, 50, ok), 0);
-    s_results_t r2 = { 0 };
-    assert_int_equal(s_wait_ids(h, ok, 50, &r2, 20000), DROVER_OK);
+    harness_results_t r2 = { 0 };
+    assert_int_equal(harness_wait_ids(h, ok, 50, &r2, 20000), DROVER_OK);
     assert_int_equal(r2.succeeded, 50);
 }
 
@@ -409,8 +344,8 @@ t_exec_handler(void **state)
     assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
     job.type = "broken";
     assert_int_equal(s_submit_one(h, &job, ids[1]), DROVER_OK);
-    s_results_t r = { 0 };
-    assert_int_equal(s_wait_ids(h, ids, 2, &r, 20000), DROVER_OK);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 2, &r, 20000), DROVER_OK);
     assert_int_equal(r.succeeded, 1);
     assert_int_equal(r.attempts[0], 2);
     assert_non_null(strstr(r.result[0], "\"got\":{\"text\":\"hi\"}"));
@@ -438,8 +373,8 @@ t_retry_after_is_honoured(void **state)
     job.backoff_base_s = 0.01;
     char ids[1][37];
     assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
-    s_results_t r = { 0 };
-    assert_int_equal(s_wait_ids(h, ids, 1, &r, 20000), DROVER_OK);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 1, &r, 20000), DROVER_OK);
     assert_int_equal(r.succeeded, 1);
     assert_int_equal(r.attempts[0], 2);
     char sql[300];
@@ -494,8 +429,8 @@ t_events_carry_sequence_numbers(void **state)
     enum { N = 20 };
     char ids[N][37];
     assert_int_equal(harness_submit_n(h, "default", "echo", "\"x\"", N, ids), 0);
-    s_results_t r = { 0 };
-    assert_int_equal(s_wait_ids(h, ids, N, &r, 20000), DROVER_OK);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, N, &r, 20000), DROVER_OK);
     assert_int_equal(r.succeeded, N);
 
     int submitted = 0, started = 0, succeeded = 0;
@@ -551,18 +486,18 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(t_echo_result_round_trip, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_retry_then_succeed, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_dead_after_max_attempts, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_delayed_job_waits, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_priority_order, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_idempotency_key, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_cancel, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_crash_timeout_unknown_type, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_exec_handler, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_retry_after_is_honoured, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_events_carry_sequence_numbers, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_ten_thousand_succeed, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_echo_result_round_trip, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_retry_then_succeed, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_dead_after_max_attempts, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_delayed_job_waits, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_priority_order, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_idempotency_key, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_cancel, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_crash_timeout_unknown_type, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_exec_handler, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_retry_after_is_honoured, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_events_carry_sequence_numbers, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_ten_thousand_succeed, harness_setup, harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
