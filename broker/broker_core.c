@@ -164,6 +164,9 @@ s_write_lost(broker_t *self)
     self->cur->wb.rc = DV_ENOMEM;
 }
 
+static broker_job_t *s_job_from_rec(broker_t *self, const broker_jobrec_t *rec,
+                                    int *err);
+
 static void
 s_id_text(const broker_job_t *job, char out[DV_ID_TEXT_LEN + 1])
 {
@@ -240,6 +243,8 @@ s_unplace(broker_t *self, broker_job_t *job)
             job->worker = NULL;
         }
         job->queue->running--;
+        if (job->queue->max_running)
+            self->dispatch_needed = true; /* a slot under the limit opened */
         break;
     default:
         break;
@@ -460,10 +465,40 @@ s_out_add(broker_worker_t *w, broker_job_t *job)
 
 /* Hands ready jobs to workers with credit, one job per worker per round so
  * that load spreads, each worker's queues taken round-robin. */
+/* Whether q may start one more job now: not paused, under its fleet-wide
+ * running limit, and a token in its rate bucket (refilled here). When only
+ * the rate holds it back, notes when the next token comes so the loop wakes
+ * then. */
+static bool
+s_queue_can_start(broker_t *self, broker_queue_t *q, int64_t now_us)
+{
+    if (q->paused)
+        return false;
+    if (q->max_running && q->running >= q->max_running)
+        return false;
+    if (q->rate > 0) {
+        /* Burst: a tenth of a second's worth, at least one job. */
+        double burst = q->rate * 0.1 < 1.0 ? 1.0 : q->rate * 0.1;
+        q->tokens += (double)(now_us - q->tokens_us) * q->rate / 1e6;
+        if (q->tokens > burst)
+            q->tokens = burst;
+        q->tokens_us = now_us;
+        if (q->tokens < 1.0) {
+            int64_t wait_us = (int64_t)((1.0 - q->tokens) * 1e6 / q->rate) + 1;
+            if (!self->next_token_us || now_us + wait_us < self->next_token_us)
+                self->next_token_us = now_us + wait_us;
+            return false;
+        }
+    }
+    return true;
+}
+
 static void
 s_dispatch(broker_t *self)
 {
     self->dispatch_needed = false;
+    self->next_token_us = 0;
+    int64_t now_us = dv_mono_us();
     bool progress = true;
     while (progress) {
         progress = false;
@@ -474,11 +509,14 @@ s_dispatch(broker_t *self)
             broker_job_t *job = NULL;
             for (int k = 0; k < w->nqueues && !job; k++) {
                 broker_queue_t *q = w->queues[(w->rr + k) % w->nqueues];
-                if (q->paused)
+                if (!q->ready || !s_queue_can_start(self, q, now_us))
                     continue;
                 job = broker_queue_pop(q);
-                if (job)
+                if (job) {
                     w->rr = (w->rr + k + 1) % w->nqueues;
+                    if (q->rate > 0)
+                        q->tokens -= 1.0;
+                }
             }
             if (!job)
                 continue;
@@ -770,8 +808,11 @@ s_status_body(broker_t *self, msgpack_sbuffer *sb)
     msgpack_pack_array(&pk, zhashx_size(self->queues));
     for (broker_queue_t *q = zhashx_first(self->queues); q;
          q = zhashx_next(self->queues)) {
-        msgpack_pack_map(&pk, 5);
+        msgpack_pack_map(&pk, 7);
         s_pack_kv_str(&pk, "name", q->name);
+        s_pack_str(&pk, "rate");
+        msgpack_pack_double(&pk, q->rate);
+        s_pack_kv_int(&pk, "max_running", q->max_running);
         s_pack_kv_int(&pk, "queued", (int64_t)q->ready);
         s_pack_kv_int(&pk, "scheduled", (int64_t)q->scheduled);
         s_pack_kv_int(&pk, "running", (int64_t)q->running);
@@ -878,6 +919,233 @@ s_cancel(broker_t *self, broker_job_t *job)
     s_finish(self, job, DV_STATE_CANCELLED, NULL, 0, &f);
 }
 
+/* ---- queue control: pause, resume, limits, purge, retry ------------------- */
+
+/* Records q's settings as a write of this group, and tells subscribers. */
+static void
+s_queue_save(broker_t *self, broker_queue_t *q, const char *event_kind)
+{
+    broker_queue_settings_t st = { q->name, q->paused, q->rate,
+                                   (int)q->max_running };
+    if (broker_wbatch_queue(&self->cur->wb, &st) != 0)
+        s_write_lost(self);
+    dv_event_t ev = { 0 };
+    ev.kind = dv_str(event_kind);
+    ev.queue = dv_str(q->name);
+    s_event(self, &ev);
+    dv_log(DV_INFO, "broker.queue_settings", DV_STR("queue", q->name),
+           DV_BOOL("paused", q->paused), DV_DBL("rate", q->rate),
+           DV_INT("max_running", q->max_running));
+    self->dispatch_needed = true;
+}
+
+static void
+s_set_rate(broker_queue_t *q, double rate)
+{
+    q->rate = rate;
+    q->tokens = 1.0;
+    q->tokens_us = dv_mono_us();
+}
+
+/* Cancels every job of q that waits (ready or scheduled). */
+static int
+s_purge(broker_t *self, broker_queue_t *q)
+{
+    char why[DV_NAME_MAX + 32];
+    snprintf(why, sizeof why, "purged from queue %s", q->name);
+    dv_failure_t f;
+    dv_failure_init(&f);
+    f.category = DV_CAT_CANCELLED;
+    f.message = dv_str(why);
+    int n = 0;
+    broker_job_t *job;
+    while ((job = broker_queue_pop(q))) {
+        job->state = DV_STATE_NONE; /* popped: in no container now */
+        s_finish(self, job, DV_STATE_CANCELLED, NULL, 0, &f);
+        n++;
+    }
+    /* Scheduled ones of this queue: collect first, the heap shifts. */
+    zlistx_t *later = zlistx_new();
+    for (uint32_t i = 0; i < self->timers.count; i++)
+        if (self->timers.items[i]->queue == q)
+            zlistx_add_end(later, self->timers.items[i]);
+    for (job = zlistx_first(later); job; job = zlistx_next(later)) {
+        s_finish(self, job, DV_STATE_CANCELLED, NULL, 0, &f);
+        n++;
+    }
+    zlistx_destroy(&later);
+    return n;
+}
+
+typedef struct {
+    broker_t *self;
+    const char *error;      /* static reason when not retried */
+    char buf[96];
+} s_retry_ctx_t;
+
+static int
+s_retry_rec(void *arg, const broker_jobrec_t *rec)
+{
+    s_retry_ctx_t *c = arg;
+    if (rec->state != DV_STATE_DEAD && rec->state != DV_STATE_CANCELLED) {
+        snprintf(c->buf, sizeof c->buf, "job is %s; only dead or cancelled "
+                 "jobs can be retried", dv_state_name(rec->state));
+        c->error = c->buf;
+        return 0;
+    }
+    int err = 0;
+    broker_job_t *job = s_job_from_rec(c->self, rec, &err);
+    if (!job) {
+        c->error = "broker out of memory";
+        return 0;
+    }
+    /* A fresh start: all its attempts again, now. */
+    job->attempt = 0;
+    job->run_at_ms = 0;
+    s_place(c->self, job, false);
+    if (broker_wbatch_waiting(&c->self->cur->wb, rec->id, DV_STATE_QUEUED,
+                              dv_now_ms(), 0, NULL) != 0)
+        s_write_lost(c->self);
+    dv_event_t ev = { 0 };
+    ev.state = DV_STATE_QUEUED;
+    s_job_event(c->self, "job.retried", job, &ev);
+    return 0;
+}
+
+/* Puts one dead or cancelled job back in its queue. Returns NULL, or why
+ * not. */
+static const char *
+s_retry_one(broker_t *self, const char *idtext, s_retry_ctx_t *ctx)
+{
+    dv_id_t id;
+    if (dv_id_parse(idtext, (unsigned)strlen(idtext), &id) != 0)
+        return "not a job id";
+    broker_job_t *job = broker_index_get(&self->index, &id);
+    if (job) {
+        if (dv_state_terminal(job->state))
+            return "the job has just ended; try again in a moment";
+        snprintf(ctx->buf, sizeof ctx->buf, "job is %s; only dead or "
+                 "cancelled jobs can be retried",
+                 (job->flags & BROKER_JOB_PENDING) ? "queued"
+                                                   : dv_state_name(job->state));
+        return ctx->buf;
+    }
+    ctx->self = self;
+    ctx->error = NULL;
+    int r = broker_store_load(self->store, idtext, s_retry_rec, ctx);
+    if (r == 0)
+        return "no such job";
+    if (r < 0)
+        return "store read failed";
+    return ctx->error;
+}
+
+typedef struct {
+    zlistx_t *ids;
+} s_list_ctx_t;
+
+static int
+s_collect_id(void *arg, const char *id)
+{
+    s_list_ctx_t *c = arg;
+    zlistx_add_end(c->ids, strdup(id));
+    return 0;
+}
+
+static void
+s_reply_count(broker_t *self, const broker_rid_t *rid, uint64_t req,
+              const char *key, int64_t n)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    s_pack_kv_int(&pk, key, n);
+    s_reply(self, rid, req, true, NULL, &sb, true);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* The verbs that act on a queue, and retry. Returns false for a verb it
+ * does not know. Replies that follow a store write wait for its commit. */
+static bool
+s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
+{
+    char qname[DV_NAME_MAX + 1] = "";
+    if (c->queue.ptr)
+        dv_str_copy(c->queue, qname, sizeof qname);
+
+    if (dv_str_eq(c->verb, "retry")) {
+        s_retry_ctx_t ctx = { 0 };
+        if (c->id.ptr) {
+            char idtext[DV_ID_TEXT_LEN + 1];
+            dv_str_copy(c->id, idtext, sizeof idtext);
+            const char *why = s_retry_one(self, idtext, &ctx);
+            if (why)
+                s_reply(self, rid, c->req, false, why, NULL, false);
+            else
+                s_reply_count(self, rid, c->req, "retried", 1);
+            return true;
+        }
+        if (!c->dead || !qname[0]) {
+            s_reply(self, rid, c->req, false,
+                    "retry needs a job id, or dead and a queue", NULL, false);
+            return true;
+        }
+        s_list_ctx_t lc = { zlistx_new() };
+        zlistx_set_destructor(lc.ids, s_free_item);
+        int n = broker_store_list(self->store, qname, DV_STATE_DEAD, 100000,
+                                  s_collect_id, &lc);
+        int retried = 0;
+        for (char *id = zlistx_first(lc.ids); id; id = zlistx_next(lc.ids))
+            if (!s_retry_one(self, id, &ctx))
+                retried++;
+        zlistx_destroy(&lc.ids);
+        if (n < 0)
+            s_reply(self, rid, c->req, false, "store read failed", NULL, false);
+        else
+            s_reply_count(self, rid, c->req, "retried", retried);
+        return true;
+    }
+
+    bool pause = dv_str_eq(c->verb, "pause"), resume = dv_str_eq(c->verb, "resume");
+    bool rate = dv_str_eq(c->verb, "rate");
+    bool maxrun = dv_str_eq(c->verb, "max-running");
+    bool purge = dv_str_eq(c->verb, "purge");
+    if (!pause && !resume && !rate && !maxrun && !purge)
+        return false;
+    if (!qname[0]) {
+        s_reply(self, rid, c->req, false, "this verb needs a queue", NULL, false);
+        return true;
+    }
+    if ((rate || maxrun) &&
+        (!c->has_value || c->value < 0 || c->value > 1e9)) {
+        s_reply(self, rid, c->req, false,
+                "needs a value: 0 (no limit) or a positive number", NULL, false);
+        return true;
+    }
+    broker_queue_t *q = s_queue(self, qname);
+    if (!q) {
+        s_reply(self, rid, c->req, false, "broker out of memory", NULL, false);
+        return true;
+    }
+    if (purge) {
+        s_reply_count(self, rid, c->req, "purged", s_purge(self, q));
+        return true;
+    }
+    if (pause || resume)
+        q->paused = pause;
+    else if (rate)
+        s_set_rate(q, c->value);
+    else
+        q->max_running = (uint32_t)c->value;
+    s_queue_save(self, q, pause    ? "queue.paused"
+                          : resume ? "queue.resumed"
+                                   : "queue.limits");
+    s_reply(self, rid, c->req, true, NULL, NULL, true);
+    return true;
+}
+
 static void
 s_on_ctrl(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 {
@@ -957,7 +1225,7 @@ s_on_ctrl(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
                 s_reply(self, rid, c->req, false, "no such job", NULL, false);
         }
         msgpack_sbuffer_destroy(&sb);
-    } else {
+    } else if (!s_on_queue_ctrl(self, rid, c)) {
         char why[DV_NAME_MAX + 40];
         char verb[DV_NAME_MAX + 1];
         dv_str_copy(c->verb, verb, sizeof verb);
@@ -1626,21 +1894,22 @@ typedef struct {
     size_t count;
 } s_replay_ctx_t;
 
-static int
-s_on_replay(void *arg, const broker_jobrec_t *rec)
+/* Rebuilds a job from its stored record and indexes it (not placed yet).
+ * Returns the job, or NULL with *err set (DV_EPROTO: a bad id). */
+static broker_job_t *
+s_job_from_rec(broker_t *self, const broker_jobrec_t *rec, int *err)
 {
-    s_replay_ctx_t *c = arg;
-    broker_t *self = c->self;
     dv_id_t id;
     if (dv_id_parse(rec->id, (unsigned)strlen(rec->id), &id) != 0) {
-        dv_log(DV_WARN, "broker.replay_bad_id", DV_STR("job", rec->id));
-        return 0;
+        *err = DV_EPROTO;
+        return NULL;
     }
     broker_queue_t *q = s_queue(self, rec->queue);
     broker_job_t *job = broker_job_new(&id, rec->payload, rec->payload_len);
     if (!q || !job) {
         broker_job_destroy(&job);
-        return DV_ENOMEM;
+        *err = DV_ENOMEM;
+        return NULL;
     }
     job->queue = q;
     job->type = s_intern(self, dv_str(rec->type));
@@ -1658,7 +1927,25 @@ s_on_replay(void *arg, const broker_jobrec_t *rec)
         job->flags |= BROKER_JOB_JITTER;
     if (broker_index_put(&self->index, job) != 0) {
         broker_job_destroy(&job);
-        return DV_ENOMEM;
+        *err = DV_ENOMEM;
+        return NULL;
+    }
+    return job;
+}
+
+static int
+s_on_replay(void *arg, const broker_jobrec_t *rec)
+{
+    s_replay_ctx_t *c = arg;
+    broker_t *self = c->self;
+    int err = 0;
+    broker_job_t *job = s_job_from_rec(self, rec, &err);
+    if (!job) {
+        if (err == DV_EPROTO) {
+            dv_log(DV_WARN, "broker.replay_bad_id", DV_STR("job", rec->id));
+            return 0;
+        }
+        return err;
     }
     if (rec->state == DV_STATE_RUNNING) {
         /* It was leased when the broker stopped: park it as queued so the
@@ -1695,6 +1982,66 @@ s_recover(broker_t *self)
     /* The failures just recorded are the first group the writer commits. */
     dv_log(DV_INFO, "broker.recovered", DV_INT("jobs", (int64_t)c.count),
            DV_INT("requeued_lost", (int64_t)lost));
+    return 0;
+}
+
+static int
+s_on_queue_settings(void *arg, const broker_queue_settings_t *st)
+{
+    broker_t *self = arg;
+    broker_queue_t *q = s_queue(self, st->name);
+    if (!q)
+        return DV_ENOMEM;
+    q->paused = st->paused;
+    s_set_rate(q, st->rate);
+    q->max_running = st->max_running > 0 ? (uint32_t)st->max_running : 0;
+    if (q->paused || q->rate > 0 || q->max_running)
+        dv_log(DV_INFO, "broker.queue_restored", DV_STR("queue", q->name),
+               DV_BOOL("paused", q->paused), DV_DBL("rate", q->rate),
+               DV_INT("max_running", q->max_running));
+    return 0;
+}
+
+/* Splits "QUEUE=VALUE". Returns 0, or -1 if it is not that shape. */
+static int
+s_split_limit(const char *spec, char *queue, size_t qsize, double *value)
+{
+    const char *eq = strrchr(spec, '=');
+    if (!eq || eq == spec || (size_t)(eq - spec) >= qsize)
+        return -1;
+    char *end;
+    *value = strtod(eq + 1, &end);
+    if (end == eq + 1 || *end || *value < 0 || *value > 1e9)
+        return -1;
+    memcpy(queue, spec, (size_t)(eq - spec));
+    queue[eq - spec] = '\0';
+    return 0;
+}
+
+static int
+s_apply_limits(broker_t *self)
+{
+    for (int k = 0; k < 2; k++) {
+        const char *const *specs = k ? self->cfg.queue_max_running
+                                     : self->cfg.queue_rates;
+        int n = k ? self->cfg.nqueue_max_running : self->cfg.nqueue_rates;
+        for (int i = 0; i < n; i++) {
+            char qn[DV_NAME_MAX + 1];
+            double v;
+            if (s_split_limit(specs[i], qn, sizeof qn, &v) != 0) {
+                dv_log(DV_ERROR, "broker.bad_queue_limit", DV_STR("spec", specs[i]));
+                return -1;
+            }
+            broker_queue_t *q = s_queue(self, qn);
+            if (!q)
+                return -1;
+            if (k)
+                q->max_running = (uint32_t)v;
+            else
+                s_set_rate(q, v);
+            s_queue_save(self, q, "queue.limits");
+        }
+    }
     return 0;
 }
 
@@ -1783,6 +2130,9 @@ broker_new(const broker_config_t *cfg)
         dv_log(DV_ERROR, "broker.recovery_failed", DV_STR("store", cfg->store_url));
         goto fail;
     }
+    if (broker_store_load_queues(self->store, s_on_queue_settings, self) != 0 ||
+        s_apply_limits(self) != 0)
+        goto fail;
     self->zctx = zmq_ctx_new();
     self->clients = s_bind(self, ZMQ_ROUTER, cfg->clients_ep, "clients");
     self->workers = s_bind(self, ZMQ_ROUTER, cfg->workers_ep, "workers");
@@ -1924,11 +2274,18 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             if (until < timeout)
                 timeout = until < 0 ? 0 : (long)until;
         }
+        if (self->next_token_us) {
+            int64_t until = (self->next_token_us - dv_mono_us()) / 1000 + 1;
+            if (until < timeout)
+                timeout = until < 0 ? 0 : (long)until;
+        }
         if (s_has_ready_work(self))
             timeout = 0;
         int rc = zmq_poll(items, 3, timeout);
         if (rc < 0 && errno != EINTR)
             break;
+        if (self->next_token_us && dv_mono_us() >= self->next_token_us)
+            self->dispatch_needed = true;
 
         s_writer_ready(self);
         s_drain(self, self->workers, s_on_worker_message);

@@ -39,6 +39,12 @@ typedef struct {
     int64_t default_result_ttl_ms;
     dv_backoff_t default_backoff;
     int batch_max;              /* messages drained per socket per pass */
+    /* Per-queue limits given at start ("QUEUE=VALUE"); they override the
+     * stored settings and are stored in turn. */
+    const char *queue_rates[32];
+    int nqueue_rates;
+    const char *queue_max_running[32];
+    int nqueue_max_running;
 } broker_config_t;
 
 /* A ROUTER routing id, copied out of its frame. */
@@ -131,6 +137,7 @@ struct broker {
     zhashx_t *worker_by_name;   /* name -> broker_worker_t* */
 
     bool dispatch_needed;
+    int64_t next_token_us;      /* monotonic: a rate-limited queue may go on */
     int64_t next_expire_ms;     /* monotonic: next purge of old results */
     dv_hist_t dispatch_us;      /* ready -> started report, microseconds */
 

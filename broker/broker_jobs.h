@@ -100,7 +100,11 @@ struct broker_queue {
     size_t ready;          /* jobs in the FIFOs */
     size_t scheduled;      /* jobs of this queue in the timer heap */
     size_t running;        /* jobs of this queue leased to workers */
-    bool paused;
+    bool paused;           /* no dispatch while set */
+    uint32_t max_running;  /* fleet-wide concurrency limit; 0 = none */
+    double rate;           /* fleet-wide starts per second; 0 = none */
+    double tokens;         /* token bucket for rate (burst: max(1, rate)) */
+    int64_t tokens_us;     /* when tokens was last refilled (monotonic) */
 };
 
 broker_queue_t *broker_queue_new(const char *name);

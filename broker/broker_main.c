@@ -45,6 +45,10 @@ s_usage(FILE *out)
         "  --backoff-factor F   default growth per attempt        (2)\n"
         "  --backoff-cap S      default largest retry delay       (300)\n"
         "  --result-ttl S       keep finished jobs this long      (86400)\n"
+        "  --queue-rate Q=R     start at most R jobs/s of queue Q, fleet-wide\n"
+        "                       (repeatable; 0 = no limit; kept in the store)\n"
+        "  --queue-max-running Q=N  at most N jobs of queue Q running at once,\n"
+        "                       fleet-wide (repeatable; 0 = no limit)\n"
         "  --log-level L        debug|info|warn|error             (info)\n"
         "  --log-format F       json (default) | text\n"
         "  -h, --help\n"
@@ -82,7 +86,8 @@ broker_main(int argc, char **argv)
     };
     int level = DV_INFO, text = 0;
     enum { OPT_CLIENTS = 256, OPT_WORKERS, OPT_EVENTS, OPT_STORE, OPT_SYNC, OPT_HB, OPT_WT,
-           OPT_MAXATT, OPT_BBASE, OPT_BFACT, OPT_BCAP, OPT_TTL, OPT_LOGLEVEL, OPT_LOGFMT };
+           OPT_MAXATT, OPT_BBASE, OPT_BFACT, OPT_BCAP, OPT_TTL, OPT_LOGLEVEL, OPT_LOGFMT,
+           OPT_QRATE, OPT_QMAXRUN };
     static const struct option opts[] = {
         { "clients", required_argument, 0, OPT_CLIENTS },
         { "workers", required_argument, 0, OPT_WORKERS },
@@ -96,6 +101,8 @@ broker_main(int argc, char **argv)
         { "backoff-factor", required_argument, 0, OPT_BFACT },
         { "backoff-cap", required_argument, 0, OPT_BCAP },
         { "result-ttl", required_argument, 0, OPT_TTL },
+        { "queue-rate", required_argument, 0, OPT_QRATE },
+        { "queue-max-running", required_argument, 0, OPT_QMAXRUN },
         { "log-level", required_argument, 0, OPT_LOGLEVEL },
         { "log-format", required_argument, 0, OPT_LOGFMT },
         { "help", no_argument, 0, 'h' },
@@ -162,6 +169,22 @@ broker_main(int argc, char **argv)
                 return 2;
             }
             break;
+        case OPT_QRATE:
+        case OPT_QMAXRUN: {
+            const char *eq = strrchr(optarg, '=');
+            char *end = NULL;
+            double v = eq ? strtod(eq + 1, &end) : -1;
+            if (!eq || eq == optarg || end == eq + 1 || *end || v < 0) {
+                fprintf(stderr, "drover broker: --%s: expected QUEUE=NUMBER, got '%s'\n",
+                        c == OPT_QRATE ? "queue-rate" : "queue-max-running", optarg);
+                return 2;
+            }
+            if (c == OPT_QRATE && cfg.nqueue_rates < 32)
+                cfg.queue_rates[cfg.nqueue_rates++] = optarg;
+            else if (c == OPT_QMAXRUN && cfg.nqueue_max_running < 32)
+                cfg.queue_max_running[cfg.nqueue_max_running++] = optarg;
+            break;
+        }
         case OPT_LOGFMT:
             text = !strcmp(optarg, "text");
             break;

@@ -259,3 +259,49 @@ broker_store_expire(broker_store_t *self, int64_t now_ms, int limit)
     assert(!self->in_group && "broker_store_expire() inside a write group");
     return self->ops->expire(self->be, now_ms, limit);
 }
+
+int
+broker_store_load(broker_store_t *self, const char *id,
+                  int (*cb)(void *arg, const broker_jobrec_t *rec), void *arg)
+{
+    assert(self && id && cb);
+    assert(!self->in_callback);
+    self->in_callback = true;
+    int rc = self->ops->load(self->be, id, cb, arg);
+    self->in_callback = false;
+    return rc;
+}
+
+int
+broker_store_list(broker_store_t *self, const char *queue, dv_state_t state,
+                  int limit, int (*cb)(void *arg, const char *id), void *arg)
+{
+    assert(self && queue && cb);
+    assert(!self->in_callback);
+    self->in_callback = true;
+    int rc = self->ops->list(self->be, queue, state, limit, cb, arg);
+    self->in_callback = false;
+    return rc;
+}
+
+int
+broker_store_set_queue(broker_store_t *self, const broker_queue_settings_t *q)
+{
+    assert(self && q && q->name);
+    assert(!self->in_callback);
+    assert(self->in_group && "broker_store_set_queue() outside a write group");
+    return self->ops->set_queue(self->be, q);
+}
+
+int
+broker_store_load_queues(broker_store_t *self,
+                         int (*cb)(void *arg, const broker_queue_settings_t *q),
+                         void *arg)
+{
+    assert(self && cb);
+    assert(!self->in_callback);
+    self->in_callback = true;
+    int rc = self->ops->load_queues(self->be, cb, arg);
+    self->in_callback = false;
+    return rc;
+}

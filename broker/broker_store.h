@@ -168,6 +168,37 @@ int broker_store_get(broker_store_t *self, const char *id,
  * a write group (it makes its own). */
 int broker_store_expire(broker_store_t *self, int64_t now_ms, int limit);
 
+/* Calls cb with the full record of one job, finished or not (retry needs
+ * everything to rebuild it). Returns 1 after calling cb, 0 if there is no
+ * such job, or an error (or cb's non-zero return). */
+int broker_store_load(broker_store_t *self, const char *id,
+                      int (*cb)(void *arg, const broker_jobrec_t *rec),
+                      void *arg);
+
+/* Calls cb with the id of up to limit finished jobs of queue in state (dead
+ * or cancelled), oldest first. Returns how many, or an error. */
+int broker_store_list(broker_store_t *self, const char *queue,
+                      dv_state_t state, int limit,
+                      int (*cb)(void *arg, const char *id), void *arg);
+
+/* An operator's settings for one queue. */
+typedef struct {
+    const char *name;
+    bool paused;
+    double rate;               /* jobs started per second, fleet-wide; 0 = any */
+    int max_running;           /* jobs running at once, fleet-wide; 0 = any */
+} broker_queue_settings_t;
+
+/* Stores a queue's settings (a write: inside a group). */
+int broker_store_set_queue(broker_store_t *self,
+                           const broker_queue_settings_t *q);
+
+/* Calls cb for every stored queue setting. Returns 0 or an error. */
+int broker_store_load_queues(broker_store_t *self,
+                             int (*cb)(void *arg,
+                                       const broker_queue_settings_t *q),
+                             void *arg);
+
 /* ---- backend vtable (one per file: store_sqlite.c, store_pg.c) ---------- */
 
 typedef struct {
@@ -194,6 +225,14 @@ typedef struct {
     int (*get)(void *be, const char *id,
                void (*cb)(void *arg, const broker_jobview_t *view), void *arg);
     int (*expire)(void *be, int64_t now_ms, int limit);
+    int (*load)(void *be, const char *id,
+                int (*cb)(void *arg, const broker_jobrec_t *rec), void *arg);
+    int (*list)(void *be, const char *queue, dv_state_t state, int limit,
+                int (*cb)(void *arg, const char *id), void *arg);
+    int (*set_queue)(void *be, const broker_queue_settings_t *q);
+    int (*load_queues)(void *be,
+                       int (*cb)(void *arg, const broker_queue_settings_t *q),
+                       void *arg);
 } broker_store_ops_t;
 
 extern const broker_store_ops_t broker_store_sqlite_ops;

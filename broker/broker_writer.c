@@ -15,6 +15,7 @@ typedef enum {
     OP_WAITING,
     OP_FINISHED,
     OP_ATTEMPT,
+    OP_QUEUE,
 } s_kind_t;
 
 struct broker_op {
@@ -28,6 +29,7 @@ struct broker_op {
     dv_failure_t failure;       /* strings point into data[] */
     broker_jobrec_t rec;        /* OP_INSERT; strings point into data[] */
     const char *worker;         /* into data[] */
+    broker_queue_settings_t queue; /* OP_QUEUE; name into data[] */
     const void *blob;           /* payload or result, into data[] */
     size_t blob_len;
     char data[];
@@ -231,6 +233,19 @@ broker_wbatch_attempt(broker_wbatch_t *b, const broker_attempt_t *a)
     return 0;
 }
 
+int
+broker_wbatch_queue(broker_wbatch_t *b, const broker_queue_settings_t *q)
+{
+    size_t ln = s_len(q->name);
+    broker_op_t *op = s_op_new(b, OP_QUEUE, NULL, ln);
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->queue = *q;
+    op->queue.name = s_put(&c, q->name, ln);
+    return 0;
+}
+
 /* ---- the thread ------------------------------------------------------------ */
 
 static int
@@ -261,6 +276,8 @@ s_apply(broker_store_t *store, const broker_op_t *op)
         };
         return broker_store_add_attempt(store, &a);
     }
+    case OP_QUEUE:
+        return broker_store_set_queue(store, &op->queue);
     }
     return DV_EPROTO;
 }

@@ -80,5 +80,6 @@ int broker_wbatch_finished(broker_wbatch_t *b, const char *id,
                            size_t result_len, const dv_failure_t *failure,
                            int64_t finished_ms);
 int broker_wbatch_attempt(broker_wbatch_t *b, const broker_attempt_t *a);
+int broker_wbatch_queue(broker_wbatch_t *b, const broker_queue_settings_t *q);
 
 #endif

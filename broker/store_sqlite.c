@@ -128,7 +128,16 @@ static const char s_schema[] =
     "    http_status INTEGER,\n"
     "    key_id TEXT,\n"
     "    PRIMARY KEY (job_id, attempt)\n"
-    ") WITHOUT ROWID;\n";
+    ") WITHOUT ROWID;\n"
+    /* Operator settings per queue, so they survive a restart. */
+    "CREATE TABLE IF NOT EXISTS queues (\n"
+    "    name TEXT PRIMARY KEY,\n"
+    "    paused INTEGER NOT NULL DEFAULT 0,\n"
+    "    rate REAL NOT NULL DEFAULT 0,\n"
+    "    max_running INTEGER NOT NULL DEFAULT 0\n"
+    ");\n"
+    "CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs(queue, state)\n"
+    "    WHERE finished_at IS NOT NULL;\n";
 
 /* The prepared statements, by purpose. */
 typedef enum {
@@ -145,6 +154,10 @@ typedef enum {
     S_GET,
     S_EXPIRE_ATTEMPTS,
     S_EXPIRE_JOBS,
+    S_LOAD,
+    S_LIST,
+    S_SET_QUEUE,
+    S_LOAD_QUEUES,
     S_COUNT_
 } s_stmt_t;
 
@@ -207,6 +220,15 @@ static const char *s_sql[S_COUNT_] = {
                           S_EXPIRED("id") ")",
     [S_EXPIRE_JOBS] = "DELETE FROM jobs WHERE rowid IN ("
                       S_EXPIRED("rowid") ")",
+    [S_LOAD] = "SELECT " S_JOBREC_COLUMNS " FROM jobs WHERE id = ?1",
+    /* Finished jobs of one queue in one state (retry --dead); the partial
+     * index jobs_queue_state covers exactly these. */
+    [S_LIST] = "SELECT id FROM jobs WHERE queue = ?1 AND state = ?2 "
+               "AND finished_at IS NOT NULL ORDER BY id LIMIT ?3",
+    [S_SET_QUEUE] = "INSERT INTO queues (name, paused, rate, max_running) "
+                    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET "
+                    "paused = ?2, rate = ?3, max_running = ?4",
+    [S_LOAD_QUEUES] = "SELECT name, paused, rate, max_running FROM queues",
 };
 
 /* Column numbers of S_JOBREC_COLUMNS (and of S_INSERT's parameters - 1). */
@@ -804,6 +826,42 @@ s_col_text(sqlite3_stmt *st, int col)
     return (const char *)sqlite3_column_text(st, col);
 }
 
+/* Fills r from a row of S_JOBREC_COLUMNS; strings valid until the next step. */
+static void
+s_row_rec(sqlite3_stmt *st, broker_jobrec_t *rec)
+{
+    broker_jobrec_t r = { 0 };
+    r.id = s_col_text(st, C_ID);
+    r.queue = s_col_text(st, C_QUEUE);
+    r.type = s_col_text(st, C_TYPE);
+    r.key = s_col_text(st, C_KEY);
+    r.batch = s_col_text(st, C_BATCH);
+    r.trace = s_col_text(st, C_TRACE);
+    r.payload = sqlite3_column_blob(st, C_PAYLOAD);
+    r.payload_len = (size_t)sqlite3_column_bytes(st, C_PAYLOAD);
+    r.state = s_state_parse(sqlite3_column_text(st, C_STATE));
+    r.priority = sqlite3_column_int(st, C_PRIORITY);
+    r.created_ms = sqlite3_column_int64(st, C_CREATED);
+    r.run_at_ms = sqlite3_column_int64(st, C_RUN_AT);
+    r.attempt = sqlite3_column_int(st, C_ATTEMPT);
+    r.max_attempts = sqlite3_column_int(st, C_MAX_ATTEMPTS);
+    r.timeout_ms = sqlite3_column_int64(st, C_TIMEOUT);
+    /* The backoff columns are nullable so a person may clear them by
+     * hand; missing means the defaults. */
+    r.backoff = DV_BACKOFF_DEFAULT;
+    if (sqlite3_column_type(st, C_BO_BASE) != SQLITE_NULL)
+        r.backoff.base_ms = sqlite3_column_int64(st, C_BO_BASE);
+    if (sqlite3_column_type(st, C_BO_FACTOR) != SQLITE_NULL)
+        r.backoff.factor = sqlite3_column_double(st, C_BO_FACTOR);
+    if (sqlite3_column_type(st, C_BO_CAP) != SQLITE_NULL)
+        r.backoff.cap_ms = sqlite3_column_int64(st, C_BO_CAP);
+    if (sqlite3_column_type(st, C_BO_JITTER) != SQLITE_NULL)
+        r.backoff.jitter = sqlite3_column_int(st, C_BO_JITTER) != 0;
+    r.result_ttl_ms = sqlite3_column_int64(st, C_RESULT_TTL);
+    r.worker = s_col_text(st, C_WORKER);
+    *rec = r;
+}
+
 static int
 s_replay(void *handle, int (*cb)(void *arg, const broker_jobrec_t *rec),
          void *arg)
@@ -812,35 +870,8 @@ s_replay(void *handle, int (*cb)(void *arg, const broker_jobrec_t *rec),
     sqlite3_stmt *st = be->stmt[S_REPLAY];
     int rc, code = 0;
     while ((rc = s_step(be, st)) == SQLITE_ROW) {
-        broker_jobrec_t r = { 0 };
-        r.id = s_col_text(st, C_ID);
-        r.queue = s_col_text(st, C_QUEUE);
-        r.type = s_col_text(st, C_TYPE);
-        r.key = s_col_text(st, C_KEY);
-        r.batch = s_col_text(st, C_BATCH);
-        r.trace = s_col_text(st, C_TRACE);
-        r.payload = sqlite3_column_blob(st, C_PAYLOAD);
-        r.payload_len = (size_t)sqlite3_column_bytes(st, C_PAYLOAD);
-        r.state = s_state_parse(sqlite3_column_text(st, C_STATE));
-        r.priority = sqlite3_column_int(st, C_PRIORITY);
-        r.created_ms = sqlite3_column_int64(st, C_CREATED);
-        r.run_at_ms = sqlite3_column_int64(st, C_RUN_AT);
-        r.attempt = sqlite3_column_int(st, C_ATTEMPT);
-        r.max_attempts = sqlite3_column_int(st, C_MAX_ATTEMPTS);
-        r.timeout_ms = sqlite3_column_int64(st, C_TIMEOUT);
-        /* The backoff columns are nullable so a person may clear them by
-         * hand; missing means the defaults. */
-        r.backoff = DV_BACKOFF_DEFAULT;
-        if (sqlite3_column_type(st, C_BO_BASE) != SQLITE_NULL)
-            r.backoff.base_ms = sqlite3_column_int64(st, C_BO_BASE);
-        if (sqlite3_column_type(st, C_BO_FACTOR) != SQLITE_NULL)
-            r.backoff.factor = sqlite3_column_double(st, C_BO_FACTOR);
-        if (sqlite3_column_type(st, C_BO_CAP) != SQLITE_NULL)
-            r.backoff.cap_ms = sqlite3_column_int64(st, C_BO_CAP);
-        if (sqlite3_column_type(st, C_BO_JITTER) != SQLITE_NULL)
-            r.backoff.jitter = sqlite3_column_int(st, C_BO_JITTER) != 0;
-        r.result_ttl_ms = sqlite3_column_int64(st, C_RESULT_TTL);
-        r.worker = s_col_text(st, C_WORKER);
+        broker_jobrec_t r;
+        s_row_rec(st, &r);
         if (!r.id || !r.queue || !r.type) {
             /* Only a hand edit can do this (the columns are NOT NULL). */
             dv_log(DV_ERROR, "store.bad_row", DV_STR("job", r.id),
@@ -854,6 +885,96 @@ s_replay(void *handle, int (*cb)(void *arg, const broker_jobrec_t *rec),
     }
     if (code == 0 && rc != SQLITE_DONE)
         code = s_fail(be, "replay", NULL, rc);
+    s_done(st);
+    return code;
+}
+
+static int
+s_load(void *handle, const char *id,
+       int (*cb)(void *arg, const broker_jobrec_t *rec), void *arg)
+{
+    s_sqlite_t *be = handle;
+    sqlite3_stmt *st = be->stmt[S_LOAD];
+    if (s_bind_text(st, 1, id) != SQLITE_OK)
+        return s_bind_failed(be, st, "load", id);
+    int rc = s_step(be, st), found = 0;
+    if (rc == SQLITE_ROW) {
+        broker_jobrec_t r;
+        s_row_rec(st, &r);
+        if (r.id && r.queue && r.type) {
+            int code = cb(arg, &r);
+            found = code != 0 ? code : 1;
+        } else {
+            found = DV_EIO;
+        }
+    } else if (rc != SQLITE_DONE) {
+        found = s_fail(be, "load", id, rc);
+    }
+    s_done(st);
+    return found;
+}
+
+static int
+s_list(void *handle, const char *queue, dv_state_t state, int limit,
+       int (*cb)(void *arg, const char *id), void *arg)
+{
+    s_sqlite_t *be = handle;
+    sqlite3_stmt *st = be->stmt[S_LIST];
+    if (s_bind_text(st, 1, queue) != SQLITE_OK ||
+        s_bind_text(st, 2, s_state_name(state)) != SQLITE_OK ||
+        sqlite3_bind_int(st, 3, limit) != SQLITE_OK)
+        return s_bind_failed(be, st, "list", NULL);
+    int rc, n = 0, code = 0;
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        const char *id = s_col_text(st, 0);
+        if (!id)
+            continue;
+        code = cb(arg, id);
+        if (code != 0)
+            break;
+        n++;
+    }
+    if (code == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        code = s_fail(be, "list", NULL, rc);
+    s_done(st);
+    return code != 0 ? code : n;
+}
+
+static int
+s_set_queue(void *handle, const broker_queue_settings_t *q)
+{
+    s_sqlite_t *be = handle;
+    sqlite3_stmt *st = be->stmt[S_SET_QUEUE];
+    if (s_bind_text(st, 1, q->name) != SQLITE_OK ||
+        sqlite3_bind_int(st, 2, q->paused) != SQLITE_OK ||
+        sqlite3_bind_double(st, 3, q->rate) != SQLITE_OK ||
+        sqlite3_bind_int(st, 4, q->max_running) != SQLITE_OK)
+        return s_bind_failed(be, st, "set_queue", NULL);
+    return s_run(be, st, "set_queue", NULL);
+}
+
+static int
+s_load_queues(void *handle,
+              int (*cb)(void *arg, const broker_queue_settings_t *q), void *arg)
+{
+    s_sqlite_t *be = handle;
+    sqlite3_stmt *st = be->stmt[S_LOAD_QUEUES];
+    int rc, code = 0;
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        broker_queue_settings_t q = {
+            .name = s_col_text(st, 0),
+            .paused = sqlite3_column_int(st, 1) != 0,
+            .rate = sqlite3_column_double(st, 2),
+            .max_running = sqlite3_column_int(st, 3),
+        };
+        if (!q.name)
+            continue;
+        code = cb(arg, &q);
+        if (code != 0)
+            break;
+    }
+    if (code == 0 && rc != SQLITE_DONE)
+        code = s_fail(be, "load_queues", NULL, rc);
     s_done(st);
     return code;
 }
@@ -957,4 +1078,8 @@ const broker_store_ops_t broker_store_sqlite_ops = {
     .find_key = s_find_key,
     .get = s_get,
     .expire = s_expire,
+    .load = s_load,
+    .list = s_list,
+    .set_queue = s_set_queue,
+    .load_queues = s_load_queues,
 };

@@ -9,4 +9,12 @@ int up_main(int argc, char **argv);
 int cancel_main(int argc, char **argv);
 int status_main(int argc, char **argv);
 
+/* Queue control through the broker: `drover retry`, `pause`, `resume`,
+ * `purge`, `limit`. */
+int retry_main(int argc, char **argv);
+int pause_main(int argc, char **argv);
+int resume_main(int argc, char **argv);
+int purge_main(int argc, char **argv);
+int limit_main(int argc, char **argv);
+
 #endif

@@ -123,16 +123,27 @@ status_main(int argc, char **argv)
            json_string_value(json_object_get(st, "broker")),
            json_string_value(json_object_get(st, "store")),
            (long long)json_integer_value(json_object_get(st, "uptime_ms")) / 1000);
-    printf("\n%-24s %10s %10s %10s\n", "QUEUE", "QUEUED", "SCHEDULED", "RUNNING");
+    printf("\n%-20s %9s %9s %8s  %s\n", "QUEUE", "QUEUED", "SCHEDULED", "RUNNING",
+           "LIMITS");
     size_t i;
     json_t *q;
     json_array_foreach(json_object_get(st, "queues"), i, q) {
-        printf("%-24.24s %10lld %10lld %10lld%s\n",
+        char limits[64] = "";
+        size_t n = 0;
+        double rate = json_number_value(json_object_get(q, "rate"));
+        long long maxrun = (long long)json_integer_value(json_object_get(q, "max_running"));
+        if (json_is_true(json_object_get(q, "paused")))
+            n += (size_t)snprintf(limits + n, sizeof limits - n, "paused ");
+        if (rate > 0 && n < sizeof limits)
+            n += (size_t)snprintf(limits + n, sizeof limits - n, "%g/s ", rate);
+        if (maxrun > 0 && n < sizeof limits)
+            snprintf(limits + n, sizeof limits - n, "max %lld running", maxrun);
+        printf("%-20.20s %9lld %9lld %8lld  %s\n",
                json_string_value(json_object_get(q, "name")),
                (long long)json_integer_value(json_object_get(q, "queued")),
                (long long)json_integer_value(json_object_get(q, "scheduled")),
                (long long)json_integer_value(json_object_get(q, "running")),
-               json_is_true(json_object_get(q, "paused")) ? "  paused" : "");
+               limits);
     }
     printf("\n%-30s %6s %7s %10s %8s\n", "WORKER", "SLOTS", "RUNNING", "PROCESSED",
            "FAILED");
@@ -156,4 +167,205 @@ status_main(int argc, char **argv)
            (long long)json_integer_value(json_object_get(counters, "lost")));
     json_decref(st);
     return 0;
+}
+
+/* ---- queue control ------------------------------------------------------- */
+
+/* Sends one control verb; prints the reply body's count (if any) as
+ * "WHAT N". Returns the exit code. */
+static int
+s_queue_verb(const char *broker, const char *cmd, drover_ctrl_t *req,
+             const char *count_key, const char *done_msg)
+{
+    drover_client_t *c = drover_connect(broker, 5000);
+    if (!c)
+        return s_fail(NULL, cmd, DROVER_EUNREACHABLE);
+    char *body = NULL;
+    int rc = drover_ctrl_ex(c, req, &body);
+    if (rc != DROVER_OK) {
+        int code = s_fail(c, cmd, rc);
+        drover_close(&c);
+        return code;
+    }
+    drover_close(&c);
+    long long n = -1;
+    if (body && count_key) {
+        json_t *j = json_loads(body, 0, NULL);
+        json_t *v = j ? json_object_get(j, count_key) : NULL;
+        if (json_is_integer(v))
+            n = json_integer_value(v);
+        json_decref(j);
+    }
+    free(body);
+    if (n >= 0)
+        printf("%s %lld\n", done_msg, n);
+    else
+        printf("%s\n", done_msg);
+    return 0;
+}
+
+int
+retry_main(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: drover retry [--broker EP] JOB_ID\n"
+        "       drover retry [--broker EP] --dead --queue QUEUE\n"
+        "\n"
+        "Puts a dead or cancelled job back in its queue with all its attempts\n"
+        "again; with --dead, every dead job of QUEUE. Exit 1 if the broker\n"
+        "refuses (the job is not dead or cancelled, unknown), 3 if it is\n"
+        "unreachable.\n";
+    const char *broker = NULL, *queue = NULL;
+    int dead = 0;
+    static const struct option opts[] = {
+        { "broker", required_argument, 0, 'b' },
+        { "queue", required_argument, 0, 'q' },
+        { "dead", no_argument, 0, 'd' },
+        { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': broker = optarg; break;
+        case 'q': queue = optarg; break;
+        case 'd': dead = 1; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    drover_ctrl_t req = { .verb = "retry" };
+    if (dead) {
+        if (!queue || optind != argc) {
+            fputs(usage, stderr);
+            return 2;
+        }
+        req.queue = queue;
+        req.dead = 1;
+        return s_queue_verb(broker, "retry", &req, "retried", "retried");
+    }
+    if (optind != argc - 1 || queue) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    req.id = argv[optind];
+    return s_queue_verb(broker, "retry", &req, NULL, "retried");
+}
+
+/* pause, resume, purge: one queue argument. */
+static int
+s_one_queue_verb(int argc, char **argv, const char *verb, const char *usage,
+                 const char *count_key, const char *done)
+{
+    const char *broker = NULL;
+    int json = 0;
+    int r = s_parse(argc, argv, usage, &broker, &json);
+    if (r >= 0)
+        return r;
+    if (optind != argc - 1) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    drover_ctrl_t req = { .verb = verb, .queue = argv[optind] };
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s %s", argv[optind], done);
+    return s_queue_verb(broker, verb, &req, count_key, msg);
+}
+
+int
+pause_main(int argc, char **argv)
+{
+    return s_one_queue_verb(argc, argv, "pause",
+        "usage: drover pause [--broker EP] QUEUE\n\n"
+        "Stops starting jobs of QUEUE, fleet-wide; running jobs finish, new\n"
+        "ones are accepted and wait. Kept across broker restarts.\n",
+        NULL, "paused");
+}
+
+int
+resume_main(int argc, char **argv)
+{
+    return s_one_queue_verb(argc, argv, "resume",
+        "usage: drover resume [--broker EP] QUEUE\n\n"
+        "Starts jobs of a paused QUEUE again.\n",
+        NULL, "resumed");
+}
+
+int
+purge_main(int argc, char **argv)
+{
+    return s_one_queue_verb(argc, argv, "purge",
+        "usage: drover purge [--broker EP] QUEUE\n\n"
+        "Cancels every job of QUEUE that is waiting (queued or scheduled);\n"
+        "running jobs are left alone. Prints how many were purged.\n",
+        "purged", "purged:");
+}
+
+int
+limit_main(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: drover limit [--broker EP] QUEUE [--rate R] [--max-running N]\n"
+        "\n"
+        "Sets fleet-wide limits of QUEUE, enforced by the broker across all\n"
+        "workers: at most R jobs started per second (fractions allowed), at\n"
+        "most N jobs running at once. 0 removes a limit. Kept across broker\n"
+        "restarts; `drover status` shows them.\n";
+    const char *broker = NULL;
+    double rate = -1, maxrun = -1;
+    static const struct option opts[] = {
+        { "broker", required_argument, 0, 'b' },
+        { "rate", required_argument, 0, 'r' },
+        { "max-running", required_argument, 0, 'm' },
+        { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    optind = 1;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': broker = optarg; break;
+        case 'r':
+        case 'm': {
+            double v = strtod(optarg, &end);
+            if (end == optarg || *end || v < 0) {
+                fprintf(stderr, "drover limit: --%s: not a number >= 0: '%s'\n",
+                        c == 'r' ? "rate" : "max-running", optarg);
+                return 2;
+            }
+            if (c == 'r')
+                rate = v;
+            else
+                maxrun = v;
+            break;
+        }
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (optind != argc - 1 || (rate < 0 && maxrun < 0)) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *queue = argv[optind];
+    int code = 0;
+    if (rate >= 0) {
+        drover_ctrl_t req = { .verb = "rate", .queue = queue, .has_value = 1,
+                              .value = rate };
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s rate %g/s%s", queue, rate,
+                 rate == 0 ? " (no limit)" : "");
+        code = s_queue_verb(broker, "limit", &req, NULL, msg);
+    }
+    if (code == 0 && maxrun >= 0) {
+        drover_ctrl_t req = { .verb = "max-running", .queue = queue,
+                              .has_value = 1, .value = maxrun };
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s max running %g%s", queue, maxrun,
+                 maxrun == 0 ? " (no limit)" : "");
+        code = s_queue_verb(broker, "limit", &req, NULL, msg);
+    }
+    return code;
 }

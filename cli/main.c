@@ -20,6 +20,11 @@ static const s_command_t s_commands[] = {
     { "up", up_main, "run broker + workers in one process tree (dev, demos)" },
     { "cancel", cancel_main, "cancel a job" },
     { "status", status_main, "show queues and workers as the broker sees them" },
+    { "retry", retry_main, "retry a dead job, or every dead job of a queue" },
+    { "pause", pause_main, "stop starting jobs of a queue" },
+    { "resume", resume_main, "start jobs of a paused queue again" },
+    { "purge", purge_main, "cancel every waiting job of a queue" },
+    { "limit", limit_main, "set a queue's fleet-wide rate and running limits" },
 };
 
 static void
