@@ -504,7 +504,7 @@ s_dispatch(broker_t *self)
         progress = false;
         for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
              w = zhashx_next(self->worker_by_name)) {
-            if (w->credit <= 0 || !w->known)
+            if (w->credit <= 0 || !w->known || w->draining)
                 continue;
             broker_job_t *job = NULL;
             for (int k = 0; k < w->nqueues && !job; k++) {
@@ -827,8 +827,13 @@ s_status_body(broker_t *self, msgpack_sbuffer *sb)
     msgpack_pack_array(&pk, zhashx_size(self->worker_by_name));
     for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
          w = zhashx_next(self->worker_by_name)) {
-        msgpack_pack_map(&pk, 9);
+        msgpack_pack_map(&pk, 10);
         s_pack_kv_str(&pk, "name", w->name);
+        s_pack_str(&pk, "draining");
+        if (w->draining)
+            msgpack_pack_true(&pk);
+        else
+            msgpack_pack_false(&pk);
         s_pack_kv_str(&pk, "host", w->host);
         s_pack_kv_int(&pk, "pid", w->pid);
         s_pack_kv_int(&pk, "concurrency", w->concurrency);
@@ -1225,6 +1230,30 @@ s_on_ctrl(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
                 s_reply(self, rid, c->req, false, "no such job", NULL, false);
         }
         msgpack_sbuffer_destroy(&sb);
+    } else if (dv_str_eq(c->verb, "drain")) {
+        char wname[DV_NAME_MAX + 1] = "";
+        if (c->worker.ptr)
+            dv_str_copy(c->worker, wname, sizeof wname);
+        broker_worker_t *w = wname[0] ? zhashx_lookup(self->worker_by_name, wname)
+                                      : NULL;
+        if (!wname[0]) {
+            s_reply(self, rid, c->req, false, "drain needs a worker name", NULL, false);
+        } else if (!w) {
+            s_reply(self, rid, c->req, false, "no such worker", NULL, false);
+        } else {
+            /* No more jobs for it from now; it finishes what it runs, hands
+             * back the rest, says bye and exits. */
+            w->draining = true;
+            dv_msg_t d = { .type = DV_MSG_DRAIN };
+            s_send_now(self->workers, &w->rid, &d);
+            dv_log(DV_INFO, "broker.worker_draining", DV_STR("worker", w->name),
+                   DV_INT("running", (int64_t)w->running.count));
+            dv_event_t ev = { 0 };
+            ev.kind = dv_str("worker.draining");
+            ev.worker = dv_str(w->name);
+            s_event(self, &ev);
+            s_reply(self, rid, c->req, true, NULL, NULL, false);
+        }
     } else if (!s_on_queue_ctrl(self, rid, c)) {
         char why[DV_NAME_MAX + 40];
         char verb[DV_NAME_MAX + 1];
@@ -1278,6 +1307,7 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     }
     w->rr = 0;
     w->credit = h->credit;
+    w->draining = false;
     w->last_seen_ms = dv_mono_ms();
     w->known = true;
 

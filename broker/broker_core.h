@@ -70,6 +70,7 @@ struct broker_worker {
     broker_job_t **out;         /* jobs dispatched to it this pass */
     uint32_t out_count, out_cap;
     bool known;                 /* sent hello (not just a stray message) */
+    bool draining;              /* told to drain: gets no more jobs */
 };
 
 /* Per-pass pending output to one client: acks of one submit message. */

@@ -16,5 +16,6 @@ int pause_main(int argc, char **argv);
 int resume_main(int argc, char **argv);
 int purge_main(int argc, char **argv);
 int limit_main(int argc, char **argv);
+int drain_main(int argc, char **argv);
 
 #endif

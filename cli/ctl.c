@@ -369,3 +369,27 @@ limit_main(int argc, char **argv)
     }
     return code;
 }
+
+int
+drain_main(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: drover drain [--broker EP] WORKER\n"
+        "\n"
+        "Tells a worker (by the name `drover status` lists) to drain: it takes\n"
+        "no more jobs, finishes the ones it runs, hands back the ones it has\n"
+        "not started (requeued without losing an attempt), then exits.\n";
+    const char *broker = NULL;
+    int json = 0;
+    int r = s_parse(argc, argv, usage, &broker, &json);
+    if (r >= 0)
+        return r;
+    if (optind != argc - 1) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    drover_ctrl_t req = { .verb = "drain", .worker = argv[optind] };
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s draining", argv[optind]);
+    return s_queue_verb(broker, "drain", &req, NULL, msg);
+}

@@ -25,6 +25,7 @@ static const s_command_t s_commands[] = {
     { "resume", resume_main, "start jobs of a paused queue again" },
     { "purge", purge_main, "cancel every waiting job of a queue" },
     { "limit", limit_main, "set a queue's fleet-wide rate and running limits" },
+    { "drain", drain_main, "tell a worker to finish its jobs and leave" },
 };
 
 static void

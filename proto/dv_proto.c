@@ -130,6 +130,7 @@ static const s_name_t s_msg_names[DV_MSG_COUNT_] = {
     S_N("result"), S_N("ctrl"),    S_N("reply"),     S_N("error"),
     S_N("hello"),  S_N("welcome"), S_N("jobs"),      S_N("update"),
     S_N("heartbeat"), S_N("bye"),  S_N("kill"),      S_N("event"),
+    S_N("drain"),
 };
 
 #define S_UPD_COUNT_ (DV_UPD_RETURNED + 1)
@@ -1680,6 +1681,7 @@ s_dec_body(s_dec_t *d, const msgpack_object *o, dv_msg_t *m)
     case DV_MSG_HEARTBEAT:
         return s_dec_heartbeat(d, o, &m->u.heartbeat);
     case DV_MSG_BYE:
+    case DV_MSG_DRAIN:
         return DV_OK;
     case DV_MSG_KILL:
         return s_dec_kill(d, o, &m->u.kill);
@@ -2191,7 +2193,7 @@ s_enc_message(s_enc_t *e, const void *obj)
     case DV_MSG_EVENT:
         s_enc_event(e, &m->u.event);
         break;
-    default: /* DV_MSG_BYE: nothing but v and t */
+    default: /* DV_MSG_BYE, DV_MSG_DRAIN: nothing but v and t */
         break;
     }
 }

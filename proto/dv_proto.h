@@ -270,6 +270,9 @@ typedef enum {
     DV_MSG_KILL,         /* "kill"    id, reason: stop a running job */
     /* broker -> PUB */
     DV_MSG_EVENT,        /* "event" */
+    /* broker -> worker (added after event: names, not numbers, go on the
+     * wire, but the enum stays stable for code that stores it) */
+    DV_MSG_DRAIN,        /* "drain"   stop taking jobs, finish, say bye */
     DV_MSG_COUNT_
 } dv_msg_type_t;
 

@@ -1723,10 +1723,20 @@ t_names(void **state)
     const char *types[] = { "submit", "submitted", "wait", "result", "ctrl",
                             "reply",  "error",     "hello", "welcome",
                             "jobs",   "update",    "heartbeat", "bye",
-                            "kill",   "event" };
+                            "kill",   "event",     "drain" };
+    assert_int_equal(sizeof types / sizeof types[0], DV_MSG_COUNT_ - 1);
     for (int t = DV_MSG_SUBMIT; t < DV_MSG_COUNT_; t++)
         assert_string_equal(dv_msg_type_name((dv_msg_type_t)t),
                             types[t - 1]);
+    /* drain carries nothing but v and t. */
+    dv_msg_t dm = { .type = DV_MSG_DRAIN }, back;
+    msgpack_sbuffer dsb;
+    msgpack_sbuffer_init(&dsb);
+    assert_int_equal(dv_msg_encode(&dm, &dsb), DV_OK);
+    assert_int_equal(dv_msg_decode(dsb.data, dsb.size, &back, NULL, 0), DV_OK);
+    assert_int_equal(back.type, DV_MSG_DRAIN);
+    dv_msg_release(&back);
+    msgpack_sbuffer_destroy(&dsb);
     assert_string_equal(dv_msg_type_name(DV_MSG_NONE), "none");
 
     const int codes[] = { DV_OK, DV_ETRUNC, DV_EPROTO, DV_ETOOBIG,
