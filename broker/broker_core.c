@@ -1274,6 +1274,45 @@ s_worker_by_rid(broker_t *self, const broker_rid_t *rid)
     return zhashx_lookup(self->worker_by_name, name);
 }
 
+/* Publishes a worker event whose body describes the worker: host, pid,
+ * concurrency, queues, credit, running, its own counters, and (heartbeats)
+ * the metrics map it sent, embedded as it came. */
+static void
+s_worker_event(broker_t *self, broker_worker_t *w, const char *kind,
+               const dv_str_t *metrics)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    bool with_metrics = metrics && metrics->ptr && metrics->len;
+    msgpack_pack_map(&pk, 10 + (with_metrics ? 1 : 0));
+    s_pack_kv_str(&pk, "host", w->host);
+    s_pack_kv_int(&pk, "pid", w->pid);
+    s_pack_kv_int(&pk, "concurrency", w->concurrency);
+    s_pack_kv_int(&pk, "credit", w->credit);
+    s_pack_kv_int(&pk, "running", (int64_t)w->running.count);
+    s_pack_kv_int(&pk, "busy", w->busy);
+    s_pack_kv_int(&pk, "idle", w->idle);
+    s_pack_kv_int(&pk, "processed", w->processed);
+    s_pack_kv_int(&pk, "failed", w->failed);
+    s_pack_str(&pk, "queues");
+    msgpack_pack_array(&pk, (size_t)w->nqueues);
+    for (int i = 0; i < w->nqueues; i++)
+        s_pack_str(&pk, w->queues[i]->name);
+    if (with_metrics) {
+        /* Already validated as one msgpack value by the decoder. */
+        s_pack_str(&pk, "metrics");
+        pk.callback(pk.data, metrics->ptr, metrics->len);
+    }
+    dv_event_t ev = { 0 };
+    ev.kind = dv_str(kind);
+    ev.worker = dv_str(w->name);
+    ev.body = dv_strn(sb.data, sb.size);
+    s_event(self, &ev);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void
 s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 {
@@ -1364,10 +1403,7 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
            DV_INT("concurrency", w->concurrency), DV_INT("credit", w->credit),
            DV_INT("queues", w->nqueues), DV_INT("reclaimed", reclaimed),
            DV_BOOL("rejoin", rejoin));
-    dv_event_t ev = { 0 };
-    ev.kind = dv_str("worker.joined");
-    ev.worker = dv_str(w->name);
-    s_event(self, &ev);
+    s_worker_event(self, w, "worker.joined", NULL);
 }
 
 static void
@@ -1577,6 +1613,7 @@ s_on_worker_message(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg
             w->idle = msg->u.heartbeat.idle;
             w->processed = msg->u.heartbeat.processed;
             w->failed = msg->u.heartbeat.failed;
+            s_worker_event(self, w, "worker.heartbeat", &msg->u.heartbeat.body);
         } else {
             s_send_error(self, self->workers, rid, 0, "unknown worker: send hello");
         }

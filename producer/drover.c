@@ -877,8 +877,25 @@ drover_ctrl_ex(drover_client_t *self, const drover_ctrl_t *req,
     m.u.ctrl.dead = req->dead != 0;
     m.u.ctrl.has_value = req->has_value != 0;
     m.u.ctrl.value = req->value;
+    char *args = NULL;
+    if (req->args_json) {
+        json_error_t jerr;
+        json_t *j = json_loads(req->args_json, 0, &jerr);
+        if (!json_is_object(j)) {
+            json_decref(j);
+            return s_fail(self, DROVER_EINVAL,
+                          "args must be a JSON object");
+        }
+        size_t len = 0;
+        args = dv_json_to_msgpack(j, &len);
+        json_decref(j);
+        if (!args)
+            return s_fail(self, DROVER_ENOMEM, "out of memory");
+        m.u.ctrl.args = dv_strn(args, len);
+    }
     s_in_t in;
     int rc = s_request(self, &m, m.u.ctrl.req, &in);
+    free(args);
     if (rc != DROVER_OK)
         return rc;
     const dv_msg_t *a = &in.msg;

@@ -219,6 +219,8 @@ typedef struct {
     int dead;           /* e.g. retry every dead job of the queue */
     int has_value;      /* value is set */
     double value;       /* e.g. a rate limit */
+    const char *args_json; /* further arguments as a JSON object (query
+                              filters); NULL = none */
 } drover_ctrl_t;
 
 /* Sends a control verb (see docs/protocol.md) and waits for the answer. When

@@ -1240,10 +1240,10 @@ s_dec_results(s_dec_t *d, const msgpack_object *o, dv_msg_t *m)
 static int
 s_dec_ctrl(s_dec_t *d, const msgpack_object *o, dv_ctrl_t *c)
 {
-    enum { K_REQ, K_VERB, K_ID, K_QUEUE, K_WORKER, K_DEAD, K_VALUE };
+    enum { K_REQ, K_VERB, K_ID, K_QUEUE, K_WORKER, K_DEAD, K_VALUE, K_ARGS };
     static const s_name_t keys[] = {
         S_N("req"),    S_N("verb"), S_N("id"),    S_N("queue"),
-        S_N("worker"), S_N("dead"), S_N("value"),
+        S_N("worker"), S_N("dead"), S_N("value"), S_N("args"),
     };
     uint32_t seen = 0;
     int rc = DV_OK;
@@ -1274,6 +1274,9 @@ s_dec_ctrl(s_dec_t *d, const msgpack_object *o, dv_ctrl_t *c)
         case K_VALUE:
             rc = s_read_double(d, v, &c->value);
             c->has_value = true;
+            break;
+        case K_ARGS:
+            rc = s_read_value(d, v, &c->args);
             break;
         }
     }
@@ -2136,6 +2139,7 @@ s_enc_message(s_enc_t *e, const void *obj)
         S_BOOL(e, "dead", c->dead);
         if (c->has_value)
             S_DBL(e, "value", c->value);
+        S_BIN(e, "args", c->args);
         break;
     }
     case DV_MSG_REPLY:

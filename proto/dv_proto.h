@@ -287,6 +287,8 @@ typedef struct {
     bool dead;               /* ["dead"] e.g. retry --dead */
     bool has_value;
     double value;            /* ["value"] e.g. a rate */
+    dv_str_t args;           /* ["args"] bin: a msgpack map of further
+                              * arguments (query filters), optional */
 } dv_ctrl_t;
 
 typedef struct {

@@ -1737,6 +1737,19 @@ t_names(void **state)
     assert_int_equal(back.type, DV_MSG_DRAIN);
     dv_msg_release(&back);
     msgpack_sbuffer_destroy(&dsb);
+
+    /* ctrl carries an optional args map (query filters) through intact. */
+    dv_msg_t cm = { .type = DV_MSG_CTRL };
+    cm.u.ctrl.req = 9;
+    cm.u.ctrl.verb = dv_str("jobs");
+    cm.u.ctrl.args = dv_strn("\x81\xa5state\xa4" "dead", 12);
+    msgpack_sbuffer_init(&dsb);
+    assert_int_equal(dv_msg_encode(&cm, &dsb), DV_OK);
+    assert_int_equal(dv_msg_decode(dsb.data, dsb.size, &back, NULL, 0), DV_OK);
+    assert_int_equal(back.u.ctrl.args.len, 12);
+    assert_memory_equal(back.u.ctrl.args.ptr, "\x81\xa5state\xa4" "dead", 12);
+    dv_msg_release(&back);
+    msgpack_sbuffer_destroy(&dsb);
     assert_string_equal(dv_msg_type_name(DV_MSG_NONE), "none");
 
     const int codes[] = { DV_OK, DV_ETRUNC, DV_EPROTO, DV_ETOOBIG,
