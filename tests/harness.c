@@ -293,21 +293,43 @@ harness_worker_count(harness_t *self)
     return n;
 }
 
-int64_t
-harness_sql_int(harness_t *self, const char *sql)
+/* One attempt: 1 with *v set, 0 for no row, -1 for an error (a reader of a
+ * WAL database can briefly see SQLITE_BUSY while the broker checkpoints). */
+static int
+s_sql_once(const char *path, const char *sql, int64_t *v)
 {
     sqlite3 *db = NULL;
-    int64_t v = -1;
-    if (sqlite3_open_v2(self->store, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+    int rc = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_busy_timeout(db, 2000);
         sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+            int step = sqlite3_step(st);
+            if (step == SQLITE_ROW) {
+                *v = sqlite3_column_int64(st, 0);
+                rc = 1;
+            } else if (step == SQLITE_DONE) {
+                rc = 0;
+            }
+        }
         sqlite3_finalize(st);
     }
     sqlite3_close(db);
-    return v;
+    return rc;
+}
+
+int64_t
+harness_sql_int(harness_t *self, const char *sql)
+{
+    int64_t deadline = dv_mono_ms() + harness_scale(5000), v = -1;
+    for (;;) {
+        int rc = s_sql_once(self->store, sql, &v);
+        if (rc >= 0)
+            return rc == 1 ? v : -1;
+        if (dv_mono_ms() > deadline)
+            return -1;
+        poll(NULL, 0, 20); /* the store was busy: look again */
+    }
 }
 
 int
