@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -238,6 +239,58 @@ t_bad_control_requests(void **state)
     assert_non_null(strstr(drover_last_error(h->client), "unknown verb"));
 }
 
+typedef struct {
+    harness_t *h;
+    const char *id;
+} s_job_ctx_t;
+
+static bool
+s_job_running(void *arg)
+{
+    s_job_ctx_t *c = arg;
+    char *body = NULL;
+    if (drover_ctrl(c->h->client, "job", c->id, NULL, &body) != DROVER_OK)
+        return false;
+    bool yes = strstr(body, "\"state\":\"running\"") != NULL;
+    free(body);
+    return yes;
+}
+
+/* drain WORKER: the worker takes no more jobs, finishes what it runs,
+ * hands back the rest without losing an attempt, and exits 0. */
+static void
+t_drain_worker(void **state)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    const char *wargs[] = { "--queues", "q6", "--concurrency", "1",
+                            "--prefetch", "4", NULL };
+    pid_t w1 = harness_start_worker(h, wargs); /* named w1 */
+    assert_true(w1 > 0);
+    enum { N = 4 };
+    char ids[N][37];
+    assert_int_equal(harness_submit_n(h, "q6", "sleep", "0.3", N, ids), 0);
+    s_job_ctx_t c = { h, ids[0] };
+    assert_true(harness_wait_until(s_job_running, &c, 10000));
+    assert_int_equal(s_ctrl(h, "drain", NULL, NULL, 0, -1, NULL), DROVER_EREJECTED);
+    drover_ctrl_t bad = { .verb = "drain", .worker = "nobody" };
+    assert_int_equal(drover_ctrl_ex(h->client, &bad, NULL), DROVER_EREJECTED);
+    assert_non_null(strstr(drover_last_error(h->client), "no such worker"));
+    drover_ctrl_t req = { .verb = "drain", .worker = "w1" };
+    assert_int_equal(drover_ctrl_ex(h->client, &req, NULL), DROVER_OK);
+    int status = harness_wait_exit(h, w1, 20000);
+    assert_true(status >= 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(harness_worker_count(h), 0);
+    assert_true(harness_start_worker(h, wargs) > 0);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, N, &r, 30000), DROVER_OK);
+    assert_int_equal(r.succeeded, N);
+    assert_int_equal(r.max_attempts, 1);
+    assert_int_equal(harness_counter(h, "lost"), 0);
+}
+
 int
 main(void)
 {
@@ -248,6 +301,7 @@ main(void)
         cmocka_unit_test_setup_teardown(t_purge_cancels_waiting_jobs, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(t_rate_limit_holds_across_workers, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(t_max_running_holds_across_workers, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_drain_worker, harness_setup, harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

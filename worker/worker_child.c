@@ -16,7 +16,9 @@
 #include "dv_clock.h"
 #include "dv_log.h"
 #include "handler_exec.h"
+#include "handler_plugin.h"
 #include "worker_ipc.h"
+#include "worker_limits.h"
 
 /* The child's socket always ends up on this descriptor. */
 #define S_FD 3
@@ -36,6 +38,9 @@ typedef struct {
     int64_t done;          /* jobs run */
     const worker_config_t *cfg;
     const char *name;
+    handler_plugin_t **plugins; /* one per cfg->plugins entry, same order */
+    int nplugins;
+    bool recycling;        /* over max_rss_per_child: starts no more jobs */
 } s_child_t;
 
 static s_child_t s_c;
@@ -52,11 +57,41 @@ s_on_term(int sig)
     s_term = 1;
 }
 
+/* The soft timeout. The supervisor sends SIGUSR1 with sigqueue() and the
+ * job's tag as the value; the tag check keeps a signal that was meant for
+ * a job that just ended from stopping the next one. s_tag is the tag of
+ * the job running, -1 between jobs; s_soft is raised for it once. */
+static volatile sig_atomic_t s_soft;
+static volatile sig_atomic_t s_tag = -1;
+static pid_t s_supervisor;
+
+static void
+s_on_usr1(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    if (si->si_code != SI_QUEUE || si->si_pid != s_supervisor ||
+        s_tag < 0 || si->si_value.sival_int != s_tag || s_soft)
+        return;
+    int saved = errno;
+    s_soft = 1;
+    /* An exec command hears of it if it asked to (trap USR1); a plugin
+     * through should_stop() and its on_stop() callback. */
+    worker_limits_tell_catchers(SIGUSR1);
+    handler_plugin_soft_stop();
+    errno = saved;
+}
+
 _Noreturn static void
 s_die(int code)
 {
     _exit(code);
 }
+
+/* A clean exit (the supervisor closed our socket, or we are recycled):
+ * plugins get their cleanup() first. */
+_Noreturn static void
+s_leave(void);
 
 /* Writes everything buffered. Blocking: the supervisor always reads. */
 static void
@@ -75,6 +110,15 @@ s_flush(void)
         }
     }
     worker_buf_reset(o);
+}
+
+_Noreturn static void
+s_leave(void)
+{
+    s_flush();
+    for (int i = 0; i < s_c.nplugins; i++)
+        handler_plugin_destroy(&s_c.plugins[i]);
+    _exit(0);
 }
 
 static void
@@ -169,10 +213,8 @@ s_read(bool block)
             s_oom();
         ssize_t n = recv(S_FD, in->data + in->len, in->cap - in->len,
                          block ? 0 : MSG_DONTWAIT);
-        if (n == 0) {
-            s_flush();
-            s_die(0);
-        }
+        if (n == 0)
+            s_leave();
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -260,13 +302,14 @@ s_progress(uint32_t tag, int64_t cur, int64_t tot, const char *msg,
     s_flush();
 }
 
+/* Sleeps until mono_ns, or until the soft timeout passes. */
 static void
 s_sleep_until(int64_t mono_ns)
 {
     struct timespec ts = { (time_t)(mono_ns / 1000000000),
                            (long)(mono_ns % 1000000000) };
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
-           EINTR)
+    while (!s_soft && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+                                      NULL) == EINTR)
         ;
 }
 
@@ -307,6 +350,18 @@ s_builtin_sleep(const worker_ipc_msg_t *m)
     for (int64_t i = 1; i <= steps; i++) {
         s_sleep_until(start + (int64_t)((double)total_ns * (double)i /
                                         (double)steps));
+        if (s_soft) {
+            /* Told to wrap up: sleep has nothing to save, so it fails in
+             * a way that is retried, before the hard timeout kills it. */
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            snprintf(text, sizeof text,
+                     "stopped at the soft timeout after %.3g s of %.3g s",
+                     (double)((int64_t)now.tv_sec * 1000000000 +
+                              now.tv_nsec - start) / 1e9,
+                     secs);
+            s_put_failed(m->tag, DV_CAT_TIMEOUT, true, text);
+            return;
+        }
         int n = snprintf(text, sizeof text, "slept %.3g s of %.3g s",
                          secs * (double)i / (double)steps, secs);
         s_progress(m->tag, i, steps, text, (size_t)n);
@@ -448,14 +503,88 @@ s_exec(const worker_ipc_msg_t *m, const char *command)
     sigaction(SIGTERM, &sa, NULL);
     handler_exec_run(&job, s_exec_progress, &tag, &out);
     signal(SIGTERM, SIG_DFL);
+    if (!out.ok && s_soft && out.failure.signal == SIGUSR1) {
+        /* It caught SIGUSR1 and then died of it: it was told and gave
+         * up, which is a timeout, not a crash. */
+        out.failure.category = DV_CAT_TIMEOUT;
+        out.failure.message = dv_str("stopped at the soft timeout (the "
+                                     "command ended on SIGUSR1)");
+    }
     if (out.ok)
         s_put_succeeded(tag, out.result, out.result_len);
     else if (worker_ipc_put_failed(&s_c.out, tag, &out.failure) != 0)
         s_oom();
     handler_exec_outcome_clear(&out);
-    if (s_term) {
-        s_flush();
-        _exit(0);
+    if (s_term)
+        s_leave();
+}
+
+static void
+s_plugin_progress(void *arg, int64_t cur, int64_t tot, const char *msg,
+                  size_t len)
+{
+    s_progress(*(uint32_t *)arg, cur, tot, msg, len);
+}
+
+static void
+s_plugin(const worker_ipc_msg_t *m, handler_plugin_t *plugin)
+{
+    handler_plugin_job_t job = {
+        .worker = s_c.name,
+        .id = m->id,
+        .type = m->type,
+        .queue = m->queue,
+        .trace = m->trace,
+        .payload = m->payload,
+        .attempt = m->attempt,
+        .stop = &s_soft,
+    };
+    uint32_t tag = m->tag;
+    handler_plugin_outcome_t out;
+    handler_plugin_run(plugin, &job, s_plugin_progress, &tag, &out);
+    if (out.ok)
+        s_put_succeeded(tag, out.result, out.result_len);
+    else if (worker_ipc_put_failed(&s_c.out, tag, &out.failure) != 0)
+        s_oom();
+    handler_plugin_outcome_clear(&out);
+}
+
+/* The plugin for a job type, or NULL. */
+static handler_plugin_t *
+s_find_plugin(dv_str_t type)
+{
+    const worker_plugin_t *p =
+        worker_config_plugin(s_c.cfg, type.ptr, type.len);
+    if (!p || !s_c.plugins)
+        return NULL;
+    return s_c.plugins[p - s_c.cfg->plugins];
+}
+
+/* Loads every configured plugin and calls its init(), once per child. A
+ * plugin that cannot be used is logged here, when the child starts, and
+ * its jobs fail with the same reason. */
+static void
+s_load_plugins(void)
+{
+    const worker_config_t *cfg = s_c.cfg;
+    if (cfg->nplugins == 0)
+        return;
+    s_c.plugins = calloc((size_t)cfg->nplugins, sizeof *s_c.plugins);
+    if (!s_c.plugins)
+        s_oom();
+    for (int i = 0; i < cfg->nplugins; i++) {
+        const worker_plugin_t *wp = &cfg->plugins[i];
+        s_c.plugins[i] = handler_plugin_new(wp->type, wp->path, wp->config);
+        if (!s_c.plugins[i])
+            s_oom();
+        s_c.nplugins = i + 1;
+        const char *e = handler_plugin_error(s_c.plugins[i]);
+        if (e)
+            dv_log(DV_ERROR, "worker.plugin_error", DV_STR("type", wp->type),
+                   DV_STR("path", wp->path), DV_STR("error", e));
+        else
+            dv_log(DV_DEBUG, "worker.plugin_loaded", DV_STR("type", wp->type),
+                   DV_STR("path", wp->path));
     }
 }
 
@@ -468,10 +597,14 @@ s_run(const worker_ipc_msg_t *m)
     static const char nil = (char)0xc0;
     const char *cmd =
         worker_config_handler(s_c.cfg, m->type.ptr, m->type.len);
+    handler_plugin_t *plugin = cmd ? NULL : s_find_plugin(m->type);
     s_put_tag(WORKER_IPC_STARTED, m->tag);
     if (cmd) {
         s_flush();
         s_exec(m, cmd);
+    } else if (plugin) {
+        s_flush();
+        s_plugin(m, plugin);
     } else if (dv_str_eq(m->type, "noop")) {
         s_put_succeeded(m->tag, &nil, 1);
     } else if (dv_str_eq(m->type, "echo")) {
@@ -495,6 +628,23 @@ s_run(const worker_ipc_msg_t *m)
 
 /* ---- setup and loop ------------------------------------------------ */
 
+/* After a job: above max_rss_per_child, the child tells the supervisor
+ * and starts no more jobs. Those it holds are skipped (SKIP, SKIPPED) and
+ * run elsewhere, and it leaves when the supervisor closes the socket. The
+ * check is here, between jobs, because only here is it sure that the
+ * next job has not started yet. */
+static void
+s_check_rss(void)
+{
+    int64_t rss = worker_limits_rss(getpid());
+    if (rss <= s_c.cfg->max_rss_per_child)
+        return;
+    if (worker_ipc_put_recycle(&s_c.out, rss) != 0)
+        s_oom();
+    s_flush();
+    s_c.recycling = true;
+}
+
 static void
 s_setup(int fd, pid_t supervisor)
 {
@@ -507,6 +657,13 @@ s_setup(int fd, pid_t supervisor)
     /* Writes to a gone supervisor or a command's closed stdin must come
      * back as EPIPE, not kill us; exec'd commands get SIGPIPE back. */
     signal(SIGPIPE, SIG_IGN);
+    /* SA_RESTART: a plugin's reads and writes should not see EINTR
+     * because of us. (Waits in poll and sleep still wake up.) */
+    s_supervisor = supervisor;
+    sa.sa_handler = NULL;
+    sa.sa_sigaction = s_on_usr1;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -543,8 +700,14 @@ worker_child_main(int fd, const worker_config_t *cfg, const char *name,
     memset(&s_c, 0, sizeof s_c);
     s_c.cfg = cfg;
     s_c.name = name;
+    s_load_plugins();
     int64_t max_jobs = cfg->max_jobs_per_child;
     for (;;) {
+        if (s_c.recycling) {
+            s_flush();
+            s_read(true); /* SKIPs until EOF */
+            continue;
+        }
         if (s_c.nslots == 0) {
             s_flush();
             s_read(true);
@@ -562,11 +725,14 @@ worker_child_main(int fd, const worker_config_t *cfg, const char *name,
         memmove(&s_c.slots[0], &s_c.slots[1],
                 (size_t)(s_c.nslots - 1) * sizeof job);
         s_c.slots[--s_c.nslots] = job; /* keeps its buffer for reuse */
+        s_soft = 0;
+        s_tag = (sig_atomic_t)job.msg.tag;
         s_run(&s_c.slots[s_c.nslots].msg);
+        s_tag = -1;
         s_c.done++;
-        if (max_jobs > 0 && s_c.done >= max_jobs) {
-            s_flush();
-            _exit(0);
-        }
+        if (max_jobs > 0 && s_c.done >= max_jobs)
+            s_leave();
+        if (cfg->max_rss_per_child > 0)
+            s_check_rss();
     }
 }

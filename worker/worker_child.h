@@ -12,7 +12,16 @@
  * child looks (without blocking) for a SKIP of it, which the supervisor
  * sends on drain or cancel; a skipped job is answered with SKIPPED.
  *
- * Builtin handlers (an exec handler configured for the same type wins):
+ * Plugins (handler_plugin.h) are loaded and initialised when the child
+ * starts, and cleaned up when it leaves cleanly (its socket closed, or
+ * max_jobs_per_child done).
+ *
+ * Soft timeout: SIGUSR1 from the supervisor, sent with sigqueue() and the
+ * job's tag, raises the running job's stop flag (builtin sleep stops and
+ * fails "timeout"; plugins see should_stop()) and is passed on to the
+ * processes the child started that catch SIGUSR1 (worker_limits.h).
+ *
+ * Handlers, by job type: an exec handler, else a plugin, else a builtin:
  *   noop   result nil
  *   echo   result = payload
  *   sleep  payload seconds or {"seconds": s, "steps": n}; progress per step;

@@ -12,6 +12,8 @@
 #include "dv_log.h"
 #include "dv_proto.h"
 #include "dv_util.h"
+#include "http_config.h"
+#include "worker_limits.h"
 
 static int
 s_err(char *err, size_t size, const char *fmt, ...)
@@ -35,6 +37,8 @@ worker_config_defaults(worker_config_t *cfg)
     cfg->kill_grace_ms = 5000;
     cfg->grace_ms = 30000;
     cfg->heartbeat_ms = 1000;
+    cfg->soft_timeout_pct = WORKER_SOFT_TIMEOUT_PCT;
+    cfg->http_concurrency = HTTP_CONCURRENCY_DEFAULT;
     cfg->log_level = DV_INFO;
 }
 
@@ -49,6 +53,13 @@ worker_config_clear(worker_config_t *cfg)
         free(cfg->handlers[i].command);
     }
     free(cfg->handlers);
+    for (int i = 0; i < cfg->nplugins; i++) {
+        free(cfg->plugins[i].type);
+        free(cfg->plugins[i].path);
+        free(cfg->plugins[i].config);
+    }
+    free(cfg->plugins);
+    http_config_destroy(&cfg->http);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -139,10 +150,38 @@ s_set_name(worker_config_t *cfg, const char *value, char *err, size_t es)
     return cfg->name ? 0 : s_err(err, es, "out of memory");
 }
 
+/* A type has one handler: setting an exec handler or a plugin for it
+ * drops the other kind, so the later setting (a flag over the file) wins. */
+static void
+s_drop_plugin(worker_config_t *cfg, const char *type)
+{
+    for (int i = 0; i < cfg->nplugins; i++)
+        if (strcmp(cfg->plugins[i].type, type) == 0) {
+            free(cfg->plugins[i].type);
+            free(cfg->plugins[i].path);
+            free(cfg->plugins[i].config);
+            cfg->plugins[i] = cfg->plugins[--cfg->nplugins];
+            return;
+        }
+}
+
+static void
+s_drop_handler(worker_config_t *cfg, const char *type)
+{
+    for (int i = 0; i < cfg->nhandlers; i++)
+        if (strcmp(cfg->handlers[i].type, type) == 0) {
+            free(cfg->handlers[i].type);
+            free(cfg->handlers[i].command);
+            cfg->handlers[i] = cfg->handlers[--cfg->nhandlers];
+            return;
+        }
+}
+
 int
 worker_config_set_handler(worker_config_t *cfg, const char *type,
                           const char *command)
 {
+    s_drop_plugin(cfg, type);
     for (int i = 0; i < cfg->nhandlers; i++)
         if (strcmp(cfg->handlers[i].type, type) == 0) {
             char *c = strdup(command);
@@ -178,6 +217,86 @@ worker_config_handler(const worker_config_t *cfg, const char *type,
             return cfg->handlers[i].command;
     }
     return NULL;
+}
+
+int
+worker_config_set_plugin(worker_config_t *cfg, const char *type,
+                         const char *path, const char *config)
+{
+    s_drop_handler(cfg, type);
+    s_drop_plugin(cfg, type);
+    worker_plugin_t *p =
+        realloc(cfg->plugins, (size_t)(cfg->nplugins + 1) * sizeof *p);
+    if (!p)
+        return -1;
+    cfg->plugins = p;
+    p += cfg->nplugins;
+    p->type = strdup(type);
+    p->path = strdup(path);
+    p->config = config ? strdup(config) : NULL;
+    if (!p->type || !p->path || (config && !p->config)) {
+        free(p->type);
+        free(p->path);
+        free(p->config);
+        return -1;
+    }
+    cfg->nplugins++;
+    return 0;
+}
+
+const worker_plugin_t *
+worker_config_plugin(const worker_config_t *cfg, const char *type,
+                     size_t type_len)
+{
+    for (int i = 0; i < cfg->nplugins; i++) {
+        const char *t = cfg->plugins[i].type;
+        if (strlen(t) == type_len && memcmp(t, type, type_len) == 0)
+            return &cfg->plugins[i];
+    }
+    return NULL;
+}
+
+/* Checks a plugin setting. A path with a slash names a file, which must
+ * be readable now, so a typo stops the worker at start rather than
+ * failing every job; a bare name is left to dlopen()'s library search. */
+static int
+s_check_plugin(const char *type, const char *path, const char *what,
+               char *err, size_t es)
+{
+    size_t n = strlen(type);
+    if (n == 0 || n > DV_NAME_MAX)
+        return s_err(err, es, "%s: job type must be 1..%d bytes", what,
+                     DV_NAME_MAX);
+    if (!*path)
+        return s_err(err, es, "%s: empty path for type '%s'", what, type);
+    if (strchr(path, '/') && access(path, R_OK) != 0)
+        return s_err(err, es, "%s: cannot read '%s' for type '%s': %s", what,
+                     path, type, strerror(errno));
+    return 0;
+}
+
+static int
+s_set_size(const char *what, const char *value, int64_t *out, char *err,
+           size_t es)
+{
+    if (worker_limits_parse_size(value, out) != 0)
+        return s_err(err, es,
+                     "%s: '%s' is not a size in bytes (suffixes K, M, G)",
+                     what, value);
+    return 0;
+}
+
+static int
+s_set_soft(worker_config_t *cfg, const char *what, const char *value,
+           char *err, size_t es)
+{
+    if (worker_limits_parse_soft(value, &cfg->soft_timeout_ms,
+                                 &cfg->soft_timeout_pct) != 0)
+        return s_err(err, es,
+                     "%s: '%s' is not a duration in seconds, a percentage "
+                     "of the timeout (1%%..99%%), or 0",
+                     what, value);
+    return 0;
 }
 
 static int
@@ -248,6 +367,76 @@ s_json_list(json_t *v)
     return s;
 }
 
+/* "plugins": {"TYPE": {"path": "x.so", "config": any JSON value}} */
+static int
+s_json_plugins(worker_config_t *cfg, json_t *v, char *why, size_t ws)
+{
+    if (!json_is_object(v))
+        return s_err(why, ws, "plugins: must be an object");
+    const char *type, *k;
+    json_t *p, *f;
+    json_object_foreach(v, type, p) {
+        if (!json_is_object(p))
+            return s_err(why, ws,
+                         "plugins.%s: must be {\"path\": \"FILE.so\", "
+                         "\"config\": {...}}",
+                         type);
+        json_object_foreach(p, k, f) {
+            if (strcmp(k, "path") != 0 && strcmp(k, "config") != 0)
+                return s_err(why, ws, "plugins.%s: unknown setting '%s'",
+                             type, k);
+        }
+        json_t *path = json_object_get(p, "path");
+        if (!json_is_string(path))
+            return s_err(why, ws, "plugins.%s.path: must be a string", type);
+        char what[DV_NAME_MAX + 16];
+        snprintf(what, sizeof what, "plugins.%s", type);
+        if (s_check_plugin(type, json_string_value(path), what, why, ws))
+            return -1;
+        json_t *conf = json_object_get(p, "config");
+        char *text = conf ? json_dumps(conf, JSON_COMPACT | JSON_ENCODE_ANY)
+                          : NULL;
+        if (conf && !text)
+            return s_err(why, ws, "out of memory");
+        int rc = worker_config_set_plugin(cfg, type, json_string_value(path),
+                                          text);
+        free(text);
+        if (rc)
+            return s_err(why, ws, "out of memory");
+    }
+    return 0;
+}
+
+/* The settings of --max-rss-per-child, --soft-timeout and --plugin. */
+static int
+s_json_limits(worker_config_t *cfg, const char *key, json_t *v, char *why,
+              size_t ws)
+{
+    char buf[64];
+    const char *text = json_is_string(v) ? json_string_value(v) : NULL;
+    if (strcmp(key, "plugins") == 0)
+        return s_json_plugins(cfg, v, why, ws);
+    if (strcmp(key, "max_rss_per_child") == 0) {
+        if (json_is_integer(v) && json_integer_value(v) >= 0)
+            snprintf(buf, sizeof buf, "%lld",
+                     (long long)json_integer_value(v));
+        else if (!text)
+            return s_err(why, ws,
+                         "%s: must be a number of bytes or a string such "
+                         "as \"512M\"",
+                         key);
+        return s_set_size(key, text ? text : buf, &cfg->max_rss_per_child,
+                          why, ws);
+    }
+    if (json_is_number(v))
+        snprintf(buf, sizeof buf, "%.17g", json_number_value(v));
+    else if (!text)
+        return s_err(why, ws, "%s: must be a number of seconds or a string "
+                              "such as \"80%%\"",
+                     key);
+    return s_set_soft(cfg, key, text ? text : buf, why, ws);
+}
+
 int
 worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
                         const char *source, char *err, size_t es)
@@ -291,6 +480,10 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
             rc = s_json_int(v, key, 0, INT64_MAX / 2, &n, why, sizeof why);
             if (rc == 0)
                 cfg->max_jobs_per_child = n;
+        } else if (strcmp(key, "max_rss_per_child") == 0 ||
+                   strcmp(key, "soft_timeout") == 0 ||
+                   strcmp(key, "plugins") == 0) {
+            rc = s_json_limits(cfg, key, v, why, sizeof why);
         } else if (strcmp(key, "timeout") == 0) {
             rc = s_json_duration(v, key, &cfg->timeout_ms, why, sizeof why);
         } else if (strcmp(key, "kill_grace") == 0) {
@@ -305,6 +498,13 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
             rc = json_is_string(v)
                      ? s_set_name(cfg, json_string_value(v), why, sizeof why)
                      : s_err(why, sizeof why, "name: must be a string");
+        } else if (strcmp(key, "http") == 0) {
+            rc = http_config_load_json(&cfg->http, v, why, sizeof why);
+        } else if (strcmp(key, "http_concurrency") == 0) {
+            rc = s_json_int(v, key, 1, HTTP_CONCURRENCY_MAX, &n, why,
+                            sizeof why);
+            if (rc == 0)
+                cfg->http_concurrency = (int)n;
         } else if (strcmp(key, "handlers") == 0) {
             if (!json_is_object(v)) {
                 rc = s_err(why, sizeof why, "handlers: must be an object");
@@ -349,7 +549,8 @@ done:
 typedef enum {
     F_BROKER, F_QUEUES, F_CONCURRENCY, F_PREFETCH, F_NAME, F_EXEC, F_CONFIG,
     F_TIMEOUT, F_KILL_GRACE, F_GRACE, F_MAX_JOBS, F_HEARTBEAT, F_LOG_LEVEL,
-    F_LOG_FORMAT, F_HELP,
+    F_LOG_FORMAT, F_HELP, F_MAX_RSS, F_SOFT_TIMEOUT, F_PLUGIN, F_HTTP,
+    F_HTTP_CONCURRENCY,
 } s_flag_id_t;
 
 typedef struct {
@@ -370,6 +571,11 @@ static const s_flag_t s_flags[] = {
     { "--kill-grace", F_KILL_GRACE, true },
     { "--grace", F_GRACE, true },
     { "--max-jobs-per-child", F_MAX_JOBS, true },
+    { "--max-rss-per-child", F_MAX_RSS, true },
+    { "--soft-timeout", F_SOFT_TIMEOUT, true },
+    { "--plugin", F_PLUGIN, true },
+    { "--http", F_HTTP, true },
+    { "--http-concurrency", F_HTTP_CONCURRENCY, true },
     { "--heartbeat", F_HEARTBEAT, true },
     { "--log-level", F_LOG_LEVEL, true },
     { "--log-format", F_LOG_FORMAT, true },
@@ -469,6 +675,41 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
             return -1;
         cfg->max_jobs_per_child = n;
         return 0;
+    case F_MAX_RSS:
+        return s_set_size("--max-rss-per-child", v, &cfg->max_rss_per_child,
+                          err, es);
+    case F_SOFT_TIMEOUT:
+        return s_set_soft(cfg, "--soft-timeout", v, err, es);
+    case F_PLUGIN: {
+        const char *eq = strchr(v, '=');
+        if (!eq)
+            return s_err(err, es, "--plugin: expected TYPE=PATH, got '%s'",
+                         v);
+        char type[DV_NAME_MAX + 2];
+        size_t tn = (size_t)(eq - v);
+        if (tn > DV_NAME_MAX)
+            return s_err(err, es, "--plugin: job type longer than %d bytes",
+                         DV_NAME_MAX);
+        memcpy(type, v, tn);
+        type[tn] = '\0';
+        if (s_check_plugin(type, eq + 1, "--plugin", err, es))
+            return -1;
+        /* A plugin the file configured keeps its config; the flag moves
+         * it to another file. */
+        const worker_plugin_t *old = worker_config_plugin(cfg, type, tn);
+        char *conf = old && old->config ? strdup(old->config) : NULL;
+        int rc = worker_config_set_plugin(cfg, type, eq + 1, conf);
+        free(conf);
+        return rc ? s_err(err, es, "out of memory") : 0;
+    }
+    case F_HTTP:
+        return http_config_add_flag(&cfg->http, v, err, es);
+    case F_HTTP_CONCURRENCY:
+        if (s_set_int("--http-concurrency", v, 1, HTTP_CONCURRENCY_MAX, &n,
+                      err, es))
+            return -1;
+        cfg->http_concurrency = (int)n;
+        return 0;
     case F_HEARTBEAT:
         if (s_set_duration("--heartbeat", v, &cfg->heartbeat_ms, err, es))
             return -1;
@@ -541,6 +782,17 @@ worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
         return -1;
     if (!cfg->queues && s_set_queues(cfg, "default", err, es) != 0)
         return -1;
+    /* The supervisor routes an http type to its lane, so no child would
+     * ever see the other handler: say so rather than ignore it. */
+    for (int i = 0; cfg->http && i < cfg->http->n; i++) {
+        const char *t = cfg->http->h[i].type;
+        if (worker_config_handler(cfg, t, strlen(t)) ||
+            worker_config_plugin(cfg, t, strlen(t)))
+            return s_err(err, es,
+                         "job type '%s' has an http handler and an exec or "
+                         "plugin handler; give it one",
+                         t);
+    }
     /* Like Celery's prefetch multiplier of 4: a worker holds up to four
      * jobs per child, so short jobs do not stall on round trips. */
     if (cfg->prefetch < 0)
@@ -572,11 +824,25 @@ worker_config_usage(FILE *out)
         "                          (default: HOST:PID)\n"
         "  --exec TYPE=COMMAND     run jobs of TYPE with /bin/sh -c COMMAND;\n"
         "                          repeatable (see docs/handlers.md)\n"
+        "  --plugin TYPE=PATH      run jobs of TYPE with the plugin in the\n"
+        "                          shared object PATH (drover_handler.h);\n"
+        "                          repeatable\n"
+        "  --http TYPE=URL         run jobs of TYPE as HTTP requests: POST\n"
+        "                          the payload as JSON to URL, the result\n"
+        "                          is the response; repeatable (templates,\n"
+        "                          API keys: \"http\" in --config)\n"
+        "  --http-concurrency N    HTTP requests in flight at once\n"
+        "                          (default: 100)\n"
         "  --config FILE           JSON settings: broker, queues,\n"
         "                          concurrency, prefetch, timeout,\n"
         "                          kill_grace, grace, heartbeat, name,\n"
-        "                          max_jobs_per_child,\n"
-        "                          handlers {TYPE: {\"exec\": COMMAND}}\n"
+        "                          max_jobs_per_child, max_rss_per_child,\n"
+        "                          soft_timeout,\n"
+        "                          handlers {TYPE: {\"exec\": COMMAND}},\n"
+        "                          plugins {TYPE: {\"path\": PATH,\n"
+        "                          \"config\": {...}}},\n"
+        "                          http {TYPE: {\"url\": URL, ...}},\n"
+        "                          http_concurrency\n"
         "  --timeout S             limit per attempt for jobs without one\n"
         "                          (default: none)\n"
         "  --kill-grace S          SIGTERM to SIGKILL delay when a job is\n"
@@ -585,6 +851,12 @@ worker_config_usage(FILE *out)
         "                          finish (default: 30)\n"
         "  --max-jobs-per-child N  recycle a child after N jobs (default: 0,\n"
         "                          never)\n"
+        "  --max-rss-per-child B   recycle a child whose resident memory is\n"
+        "                          above B bytes (K, M, G suffixes) after a\n"
+        "                          job (default: 0, never)\n"
+        "  --soft-timeout S|P%%     tell a running handler to wrap up at S\n"
+        "                          seconds, or at P%% of its timeout\n"
+        "                          (default: 80%%; 0: never)\n"
         "  --heartbeat S           heartbeat interval until the broker sets\n"
         "                          one (default: 1)\n"
         "  --log-level LEVEL       debug, info, warn, error (default: info)\n"

@@ -20,6 +20,13 @@ typedef struct {
     char *command;
 } worker_handler_t;
 
+/* One plugin handler: jobs of type run in the shared object at path. */
+typedef struct {
+    char *type;
+    char *path;
+    char *config;              /* JSON text for its init(); NULL = null */
+} worker_plugin_t;
+
 typedef struct {
     char **endpoints;          /* broker endpoints, tried in turn; NULL-ended */
     int nendpoints;
@@ -34,6 +41,14 @@ typedef struct {
     int64_t kill_grace_ms;     /* SIGTERM -> SIGKILL delay */
     int64_t grace_ms;          /* shutdown: time for running jobs to end */
     int64_t max_jobs_per_child; /* recycle a child after this many; 0 = never */
+    int64_t max_rss_per_child; /* recycle a child above this many bytes;
+                                  0 = never */
+    int64_t soft_timeout_ms;   /* tell the handler this long into a job... */
+    int soft_timeout_pct;      /* ...or at this % of its hard limit; 0 = no */
+    worker_plugin_t *plugins;  /* plugin handlers by job type */
+    int nplugins;
+    struct http_config_t *http; /* http handlers (http_config.h); NULL = none */
+    int http_concurrency;      /* requests the http lane runs at once */
     int64_t heartbeat_ms;      /* heartbeat until the broker says otherwise */
     int log_level;             /* dv_level_t */
     int log_text;              /* 1 = text lines, 0 = JSON lines */
@@ -63,6 +78,18 @@ int worker_config_load_json(worker_config_t *cfg, const char *text,
 /* Adds or replaces the exec handler for type. Returns 0 or -1. */
 int worker_config_set_handler(worker_config_t *cfg, const char *type,
                               const char *command);
+
+/* Adds or replaces the plugin handler for type (path to the shared
+ * object, config JSON text or NULL), replacing an exec handler of that
+ * type too; worker_config_set_handler likewise replaces a plugin. The
+ * later setting wins. Returns 0 or -1 (out of memory). */
+int worker_config_set_plugin(worker_config_t *cfg, const char *type,
+                             const char *path, const char *config);
+
+/* The plugin for a job type, or NULL if none is configured. */
+const worker_plugin_t *worker_config_plugin(const worker_config_t *cfg,
+                                            const char *type,
+                                            size_t type_len);
 
 /* The exec command for a job type, or NULL if none is configured. */
 const char *worker_config_handler(const worker_config_t *cfg,

@@ -283,6 +283,14 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
         if (m->message.len > DV_TEXT_MAX)
             return -1;
         break;
+    case WORKER_IPC_RECYCLE:
+        want = 3;
+        if (n != want)
+            return -1;
+        m->current = s_rd_int(&r);
+        if (m->current < 0)
+            return -1;
+        break;
     case WORKER_IPC_SUCCEEDED:
         want = 3;
         if (n != want)
@@ -433,6 +441,18 @@ worker_ipc_put_succeeded(worker_buf_t *b, uint32_t tag, dv_str_t result)
     rc |= msgpack_pack_int(&pk, WORKER_IPC_SUCCEEDED);
     rc |= msgpack_pack_uint32(&pk, tag);
     rc |= s_bin(&pk, result);
+    return s_end(b, start, rc);
+}
+
+int
+worker_ipc_put_recycle(worker_buf_t *b, int64_t rss)
+{
+    msgpack_packer pk;
+    size_t start = s_begin(b, &pk);
+    int rc = msgpack_pack_array(&pk, 3);
+    rc |= msgpack_pack_int(&pk, WORKER_IPC_RECYCLE);
+    rc |= msgpack_pack_uint32(&pk, 0);
+    rc |= msgpack_pack_int64(&pk, rss);
     return s_end(b, start, rc);
 }
 

@@ -20,6 +20,9 @@
  *   [13 FAILED,    tag, category, retryable, message str, retry_after_ms,
  *                  exit_code, signal]
  *   [14 SKIPPED,   tag]      answer to SKIP for a job never started
+ *   [15 RECYCLE,   0, rss]   over max_rss_per_child (rss bytes) after a
+ *                            job: the child starts no more jobs, answers
+ *                            SKIPs, and leaves when its socket is closed
  *
  * This is an internal format: both ends are the same binary, so there is no
  * version field. It is still validated on read, because a child runs
@@ -48,6 +51,7 @@ typedef enum {
     WORKER_IPC_SUCCEEDED = 12,
     WORKER_IPC_FAILED = 13,
     WORKER_IPC_SKIPPED = 14,
+    WORKER_IPC_RECYCLE = 15,
 } worker_ipc_kind_t;
 
 /* A growable byte buffer with a read position: bytes [off, len) are
@@ -67,7 +71,7 @@ typedef struct {
     dv_str_t payload;          /* RUN: one msgpack value, ptr NULL = nil */
     dv_str_t trace;            /* RUN: optional */
     int32_t attempt;           /* RUN */
-    int64_t current, total;    /* PROGRESS */
+    int64_t current, total;    /* PROGRESS; RECYCLE: current = rss */
     dv_str_t message;          /* PROGRESS, FAILED */
     dv_str_t result;           /* SUCCEEDED: one msgpack value */
     dv_failure_t failure;      /* FAILED (message is a view, as above) */
@@ -119,6 +123,7 @@ int worker_ipc_put_progress(worker_buf_t *b, uint32_t tag, int64_t current,
 int worker_ipc_put_succeeded(worker_buf_t *b, uint32_t tag, dv_str_t result);
 int worker_ipc_put_failed(worker_buf_t *b, uint32_t tag,
                           const dv_failure_t *f);
+int worker_ipc_put_recycle(worker_buf_t *b, int64_t rss);
 
 /* Length of the longest prefix of s[0..len) that is at most max bytes and
  * does not end inside a UTF-8 sequence. Used to cap texts that must stay

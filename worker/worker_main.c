@@ -21,6 +21,7 @@
 #include "dv_clock.h"
 #include "dv_log.h"
 #include "dv_proto.h"
+#include "handler_http.h"
 #include "worker_config.h"
 #include "worker_link.h"
 #include "worker_outbox.h"
@@ -63,10 +64,30 @@ typedef struct {
     dv_held_t *held;
     size_t held_cap;
     zmq_pollitem_t *items;
+    int items_cap;
+    handler_http_t *http;      /* the http lane, beside the pool */
 } s_worker_t;
 
 static const char *s_phase_names[] = { "running", "draining", "finishing",
                                        "done" };
+
+/* Jobs held by the pool and the http lane. */
+static size_t
+s_held_count(const s_worker_t *w)
+{
+    return worker_pool_held_count(w->pool) + handler_http_held_count(w->http);
+}
+
+/* Jobs the worker takes at once: the children's share and the http
+ * lane's. The broker sends by queue, not by type, so the credit is their
+ * sum; a job that does not fit its side yet waits there, first in, first
+ * out. */
+static int32_t
+s_capacity(const s_worker_t *w)
+{
+    return w->cfg.concurrency + w->cfg.prefetch +
+           handler_http_capacity(w->http);
+}
 
 /* ---- setup ---------------------------------------------------------- */
 
@@ -108,7 +129,7 @@ s_signals_setup(void)
 static void
 s_hello(s_worker_t *w)
 {
-    size_t n = worker_pool_held_count(w->pool);
+    size_t n = s_held_count(w);
     if (n > w->held_cap) {
         dv_held_t *h = realloc(w->held, n * sizeof *h);
         if (!h) {
@@ -119,9 +140,10 @@ s_hello(s_worker_t *w)
         w->held_cap = n;
     }
     n = worker_pool_held(w->pool, w->held, w->held_cap);
+    n += handler_http_held(w->http, w->held + n, w->held_cap - n);
     int32_t credit = 0;
     if (w->phase == P_RUN)
-        credit = w->cfg.concurrency + w->cfg.prefetch - (int32_t)n;
+        credit = s_capacity(w) - (int32_t)n;
     /* HELLO states the whole truth, so earlier owed credit is moot. */
     worker_outbox_reset_credit(w->outbox);
     worker_link_send_hello(w->link, credit < 0 ? 0 : credit, w->held,
@@ -135,6 +157,8 @@ s_reconnect(s_worker_t *w, const char *reason)
     s_hello(w);
 }
 
+static void s_drain(s_worker_t *w, const char *why);
+
 static void
 s_on_message(s_worker_t *w, dv_msg_t *m)
 {
@@ -143,12 +167,20 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
         dv_log(DV_DEBUG, "worker.jobs", DV_INT("count", m->u.jobs.njobs));
         for (uint32_t i = 0; i < m->u.jobs.njobs; i++) {
             /* A duplicate or a refused job still used up a credit. */
-            if (worker_pool_add(w->pool, &m->u.jobs.jobs[i]) != 0)
+            const dv_job_t *job = &m->u.jobs.jobs[i];
+            int rc = handler_http_owns(w->http, job->type)
+                         ? handler_http_add(w->http, job)
+                         : worker_pool_add(w->pool, job);
+            if (rc != 0)
                 worker_outbox_grant(w->outbox, 1);
         }
         break;
     case DV_MSG_KILL:
-        worker_pool_cancel(w->pool, m->u.kill.id, m->u.kill.reason);
+        if (handler_http_cancel(w->http, m->u.kill.id, m->u.kill.reason) != 0)
+            worker_pool_cancel(w->pool, m->u.kill.id, m->u.kill.reason);
+        break;
+    case DV_MSG_DRAIN: /* `drover drain`: as on SIGTERM */
+        s_drain(w, "broker asked (drover drain)");
         break;
     case DV_MSG_ERROR: {
         static const char unknown[] = "unknown worker";
@@ -187,6 +219,26 @@ s_broker_read(s_worker_t *w)
     return true;
 }
 
+/* "per_child": [{"pid", "rss_kb", "jobs"}] for the heartbeat, at most
+ * S_PER_CHILD_MAX entries so the body stays small on a big pool. */
+#define S_PER_CHILD_MAX 256
+static void
+s_pack_per_child(s_worker_t *w, msgpack_packer *pk)
+{
+    worker_pool_child_stat_t st[S_PER_CHILD_MAX];
+    size_t n = worker_pool_child_stats(w->pool, st, S_PER_CHILD_MAX);
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_map(pk, 3);
+        msgpack_pack_str_with_body(pk, "pid", 3);
+        msgpack_pack_int64(pk, st[i].pid);
+        msgpack_pack_str_with_body(pk, "rss_kb", 6);
+        msgpack_pack_int64(pk, st[i].rss < 0 ? -1 : st[i].rss / 1024);
+        msgpack_pack_str_with_body(pk, "jobs", 4);
+        msgpack_pack_int64(pk, st[i].jobs);
+    }
+}
+
 static void
 s_heartbeat(s_worker_t *w)
 {
@@ -200,13 +252,16 @@ s_heartbeat(s_worker_t *w)
     double load[1] = { 0 };
     if (getloadavg(load, 1) < 1)
         load[0] = 0;
-    msgpack_pack_map(&pk, 5);
+    msgpack_pack_map(&pk, 6 + handler_http_metrics_count(w->http));
+    handler_http_pack_metrics(w->http, &pk);
+    msgpack_pack_str_with_body(&pk, "per_child", 9);
+    s_pack_per_child(w, &pk);
     msgpack_pack_str_with_body(&pk, "held", 4);
-    msgpack_pack_uint64(&pk, worker_pool_held_count(w->pool));
+    msgpack_pack_uint64(&pk, s_held_count(w));
     msgpack_pack_str_with_body(&pk, "children", 8);
     msgpack_pack_int(&pk, worker_pool_alive(w->pool));
     msgpack_pack_str_with_body(&pk, "capacity", 8);
-    msgpack_pack_int(&pk, w->cfg.concurrency + w->cfg.prefetch);
+    msgpack_pack_int(&pk, s_capacity(w));
     msgpack_pack_str_with_body(&pk, "outbox", 6);
     msgpack_pack_uint64(&pk, worker_outbox_size(w->outbox));
     msgpack_pack_str_with_body(&pk, "load1", 5);
@@ -232,10 +287,11 @@ s_drain(s_worker_t *w, const char *why)
     w->phase = P_DRAIN;
     w->drain_deadline = w->mono + w->cfg.grace_ms;
     dv_log(DV_INFO, "worker.draining", DV_STR("reason", why),
-           DV_INT("held", worker_pool_held_count(w->pool)),
+           DV_INT("held", s_held_count(w)),
            DV_INT("grace_ms", w->cfg.grace_ms));
     worker_outbox_stop_credit(w->outbox);
     worker_pool_drain(w->pool);
+    handler_http_drain(w->http);
 }
 
 static void
@@ -247,8 +303,9 @@ s_phase_step(s_worker_t *w)
             dv_log(DV_WARN, "worker.grace_expired",
                    DV_INT("busy", worker_pool_busy(w->pool)));
             worker_pool_stop_running(w->pool);
+            handler_http_stop_running(w->http);
         }
-        if (worker_pool_held_count(w->pool) == 0) {
+        if (s_held_count(w) == 0) {
             w->phase = P_FINISH;
             w->finish_deadline = w->mono + S_FINISH_MS;
         }
@@ -280,10 +337,11 @@ s_dump(s_worker_t *w)
            DV_BOOL("welcomed", worker_link_welcomed(w->link)),
            DV_INT("credit_owed", worker_outbox_credit(w->outbox)),
            DV_INT("outbox", worker_outbox_size(w->outbox)),
-           DV_INT("held", worker_pool_held_count(w->pool)),
+           DV_INT("held", s_held_count(w)),
            DV_INT("processed", worker_outbox_processed(w->outbox)),
            DV_INT("failed", worker_outbox_failures(w->outbox)));
     worker_pool_dump(w->pool);
+    handler_http_dump(w->http);
 }
 
 static void
@@ -331,8 +389,21 @@ s_loop(s_worker_t *w)
     int nitems_max = 2 + w->cfg.concurrency;
     while (w->phase != P_DONE && !w->quit_signal) {
         w->mono = dv_mono_ms();
+        int nhttp_max = handler_http_poll_count(w->http);
+        if (nitems_max + nhttp_max > w->items_cap) {
+            int cap = 2 * (nitems_max + nhttp_max);
+            zmq_pollitem_t *items = realloc(w->items, (size_t)cap *
+                                                          sizeof *items);
+            if (!items) {
+                dv_log(DV_ERROR, "worker.oom", DV_STR("where", "poll"));
+                abort();
+            }
+            w->items = items;
+            w->items_cap = cap;
+        }
         int64_t next = s_min(worker_link_next_deadline(w->link),
                              worker_pool_next_deadline(w->pool));
+        next = s_min(next, handler_http_next_deadline(w->http));
         if (w->phase == P_DRAIN && !w->stopped_running)
             next = s_min(next, w->drain_deadline);
         if (w->phase == P_FINISH)
@@ -354,7 +425,9 @@ s_loop(s_worker_t *w)
         it[1] = (zmq_pollitem_t){ NULL, w->sigfd, ZMQ_POLLIN, 0 };
         int npool =
             worker_pool_poll_items(w->pool, it + 2, nitems_max - 2);
-        if (zmq_poll(it, 2 + npool, timeout) < 0 && errno != EINTR) {
+        int nhttp = handler_http_poll_items(w->http, it + 2 + npool,
+                                            nhttp_max);
+        if (zmq_poll(it, 2 + npool + nhttp, timeout) < 0 && errno != EINTR) {
             dv_log(DV_ERROR, "worker.poll_failed",
                    DV_STR("error", zmq_strerror(errno)));
             break;
@@ -362,9 +435,12 @@ s_loop(s_worker_t *w)
         w->mono = dv_mono_ms();
         w->wall = dv_now_ms();
         worker_pool_set_time(w->pool, w->mono, w->wall);
+        handler_http_set_time(w->http, w->mono, w->wall);
 
-        /* Children first: their reports free slots for the jobs below. */
+        /* Children and requests first: their outcomes free slots for the
+         * jobs below. */
         worker_pool_io(w->pool, it + 2, npool);
+        handler_http_io(w->http, it + 2 + npool, nhttp);
         if (it[1].revents)
             s_signals(w);
         if (w->quit_signal)
@@ -377,6 +453,7 @@ s_loop(s_worker_t *w)
         worker_pool_tick(w->pool);
 
         worker_pool_dispatch(w->pool);
+        handler_http_dispatch(w->http);
         worker_pool_flush(w->pool);
         if (worker_link_welcomed(w->link)) {
             worker_pool_flush_progress(w->pool);
@@ -440,10 +517,16 @@ worker_main(int argc, char **argv)
     w.sigfd = s_signals_setup();
     w.outbox = worker_outbox_new();
     w.pool = w.outbox ? worker_pool_new(&w.cfg, w.name, w.outbox) : NULL;
-    w.items = calloc((size_t)(2 + w.cfg.concurrency), sizeof *w.items);
+    w.items_cap = 2 + w.cfg.concurrency;
+    w.items = calloc((size_t)w.items_cap, sizeof *w.items);
     if (w.sigfd < 0 || !w.pool || !w.items) {
         dv_log(DV_ERROR, "worker.setup_failed",
                DV_STR("error", strerror(errno)));
+        goto out;
+    }
+    w.http = handler_http_new(&w.cfg, w.name, w.outbox, err, sizeof err);
+    if (!w.http) {
+        dv_log(DV_ERROR, "worker.setup_failed", DV_STR("error", err));
         goto out;
     }
     char queues[1024] = "";
@@ -475,7 +558,7 @@ worker_main(int argc, char **argv)
         dv_log(DV_WARN, "worker.stopped",
                DV_STR("reason", w.quit_signal == SIGQUIT ? "SIGQUIT"
                                                          : "second SIGINT"),
-               DV_INT("abandoned", worker_pool_held_count(w.pool)));
+               DV_INT("abandoned", s_held_count(&w)));
         worker_pool_kill_all(w.pool, 1000);
         worker_link_destroy(&w.link, 0);
         exit_code = 128 + w.quit_signal;
@@ -491,6 +574,7 @@ out:
     worker_link_destroy(&w.link, 0);
     if (w.zctx)
         zmq_ctx_term(w.zctx);
+    handler_http_destroy(&w.http);
     worker_pool_destroy(&w.pool);
     worker_outbox_destroy(&w.outbox);
     free(w.held);

@@ -14,6 +14,7 @@
 #include "dv_log.h"
 #include "worker_child.h"
 #include "worker_ipc.h"
+#include "worker_limits.h"
 
 /* Jobs a child holds at once: the one running and the next. */
 #define S_DEPTH 2
@@ -67,6 +68,9 @@ typedef struct {
     worker_buf_t in, out;
     int64_t assigned;        /* jobs given since spawn, minus skipped */
     int64_t deadline;        /* mono ms when q[0] times out; 0 = none */
+    int64_t soft_at;         /* mono ms to tell q[0] to wrap up; 0 = none */
+    bool recycle;            /* over --max-rss-per-child: takes no more
+                                jobs, is told to exit once it holds none */
     s_kill_t kill;           /* why we are stopping it */
     int kill_job;            /* the job the stop is about */
     int64_t kill_at;         /* mono ms to send SIGKILL; 0 = none */
@@ -345,7 +349,7 @@ static bool
 s_can_take(const worker_pool_t *self, const s_child_t *c)
 {
     return c->pid > 0 && c->fd >= 0 && !c->eof && !c->wr_shut &&
-           c->kill == K_NONE && c->nq < S_DEPTH &&
+           c->kill == K_NONE && c->nq < S_DEPTH && !c->recycle &&
            (self->cfg->max_jobs_per_child <= 0 ||
             c->assigned < self->cfg->max_jobs_per_child);
 }
@@ -361,6 +365,8 @@ s_child_reset(s_child_t *c)
     worker_buf_reset(&c->out);
     c->assigned = 0;
     c->deadline = 0;
+    c->soft_at = 0;
+    c->recycle = false;
     c->kill = K_NONE;
     c->kill_job = -1;
     c->kill_at = 0;
@@ -427,6 +433,7 @@ s_kill(worker_pool_t *self, int ci, s_kill_t why, int job)
     c->kill = why;
     c->kill_job = job;
     c->deadline = 0;
+    c->soft_at = 0;
     int64_t grace = self->cfg->kill_grace_ms;
     if (why == K_PROTOCOL || grace <= 0) {
         kill(-c->pid, SIGKILL);
@@ -457,6 +464,24 @@ s_pop_head(s_child_t *c)
         c->q[k - 1] = c->q[k];
     c->nq--;
     c->deadline = 0;
+    c->soft_at = 0;
+}
+
+/* Child ci says it grew past --max-rss-per-child after a job. It has
+ * stopped starting jobs; those it holds are skipped (and go to other
+ * children), and once it holds none it is told to exit (worker_pool_flush)
+ * and is replaced. */
+static void
+s_recycle(worker_pool_t *self, int ci, int64_t rss)
+{
+    s_child_t *c = &self->children[ci];
+    dv_log(DV_INFO, "worker.child_recycled", DV_INT("child", c->pid),
+           DV_INT("slot", ci), DV_INT("rss_kb", rss / 1024),
+           DV_INT("limit_kb", self->cfg->max_rss_per_child / 1024),
+           DV_INT("jobs", c->assigned - c->nq)); /* q: none started */
+    c->recycle = true;
+    for (int k = 0; k < c->nq; k++)
+        s_send_skip(self, c, c->q[k]);
 }
 
 /* If we are stopping the job idx (cancel, timeout, shutdown, corrupt
@@ -498,6 +523,12 @@ s_child_frame(worker_pool_t *self, int ci, const char *body, uint32_t len)
         s_protocol_error(self, ci, "malformed frame");
         return -1;
     }
+    if (m.kind == WORKER_IPC_RECYCLE) {
+        /* About the child, not a job. */
+        if (!c->recycle)
+            s_recycle(self, ci, m.current);
+        return 0;
+    }
     if (c->nq == 0 || m.tag != (uint32_t)c->q[0]) {
         s_protocol_error(self, ci, "report for a job it does not hold");
         return -1;
@@ -513,6 +544,11 @@ s_child_frame(worker_pool_t *self, int ci, const char *body, uint32_t len)
         j->started_mono = self->mono;
         if (j->timeout_ms > 0)
             c->deadline = self->mono + j->timeout_ms;
+        int64_t soft = worker_limits_soft_ms(self->cfg->soft_timeout_ms,
+                                             self->cfg->soft_timeout_pct,
+                                             j->timeout_ms);
+        if (soft > 0)
+            c->soft_at = self->mono + soft;
         worker_outbox_started(self->outbox, s_id(j), j->attempt, self->wall);
         if (j->cancel)
             s_kill(self, ci, K_CANCEL, idx);
@@ -714,6 +750,8 @@ s_child_dead(worker_pool_t *self, int ci, int status)
         reason = "stopped";
     else if (clean && self->draining)
         reason = "drained";
+    else if (clean && c->recycle)
+        reason = "recycled";
     else if (clean && self->cfg->max_jobs_per_child > 0 &&
              c->assigned >= self->cfg->max_jobs_per_child)
         reason = "recycled";
@@ -964,10 +1002,10 @@ worker_pool_flush(worker_pool_t *self)
         s_child_t *c = &self->children[i];
         if (c->out.off < c->out.len)
             s_child_write(self, i);
-        /* Draining: a child with nothing left to do is told to exit by
-         * closing our side of its socket (it reads EOF). */
-        if (self->draining && c->fd >= 0 && !c->wr_shut && c->nq == 0 &&
-            c->out.off == c->out.len) {
+        /* Draining, or recycling this child: with nothing left to do it
+         * is told to exit by closing our side of its socket (EOF). */
+        if ((self->draining || c->recycle) && c->fd >= 0 && !c->wr_shut &&
+            c->nq == 0 && c->out.off == c->out.len) {
             shutdown(c->fd, SHUT_WR);
             c->wr_shut = true;
         }
@@ -1004,6 +1042,20 @@ worker_pool_tick(worker_pool_t *self)
                    DV_INT("timeout_ms", j->timeout_ms));
             s_kill(self, i, K_TIMEOUT, c->q[0]);
         }
+        if (s_alive(c) && c->kill == K_NONE && c->soft_at &&
+            self->mono >= c->soft_at && c->nq > 0 &&
+            self->jobs[c->q[0]].state == J_RUNNING) {
+            /* The tag rides along, so the child can tell this signal from
+             * one for a job that has ended meanwhile. */
+            s_job_t *j = &self->jobs[c->q[0]];
+            dv_log(DV_INFO, "worker.job_soft_timeout",
+                   DV_STR("job", s_idz(j, idz)), DV_INT("attempt", j->attempt),
+                   DV_INT("child", c->pid),
+                   DV_INT("after_ms", self->mono - j->started_mono),
+                   DV_INT("timeout_ms", j->timeout_ms));
+            sigqueue(c->pid, SIGUSR1, (union sigval){ .sival_int = c->q[0] });
+            c->soft_at = 0;
+        }
         if (s_alive(c) && c->kill_at && self->mono >= c->kill_at) {
             dv_log(DV_WARN, "worker.child_sigkill", DV_INT("child", c->pid),
                    DV_STR("stopped_for", s_kill_names[c->kill]));
@@ -1024,6 +1076,8 @@ worker_pool_next_deadline(const worker_pool_t *self)
         const s_child_t *c = &self->children[i];
         if (c->deadline && c->kill == K_NONE && c->deadline < t)
             t = c->deadline;
+        if (c->soft_at && c->kill == K_NONE && c->soft_at < t)
+            t = c->soft_at;
         if (c->kill_at && c->kill_at < t)
             t = c->kill_at;
         if (!s_alive(c) && c->respawn_at && !self->draining &&
@@ -1189,6 +1243,26 @@ worker_pool_dump(const worker_pool_t *self)
                DV_INT("child", c->pid), DV_STR("state", state),
                DV_STR("job", job), DV_INT("running_ms", running_ms),
                DV_INT("queued", c->nq), DV_INT("jobs", c->assigned),
-               DV_STR("stopping_for", s_kill_names[c->kill]));
+               DV_STR("stopping_for", s_kill_names[c->kill]),
+               DV_INT("rss_kb", s_alive(c) ? worker_limits_rss(c->pid) / 1024
+                                           : 0),
+               DV_BOOL("recycling", c->recycle));
     }
+}
+
+size_t
+worker_pool_child_stats(const worker_pool_t *self,
+                        worker_pool_child_stat_t *stats, size_t max)
+{
+    size_t n = 0;
+    for (int i = 0; i < self->nchildren && n < max; i++) {
+        const s_child_t *c = &self->children[i];
+        if (!s_alive(c))
+            continue;
+        stats[n].pid = c->pid;
+        stats[n].rss = worker_limits_rss(c->pid);
+        stats[n].jobs = c->assigned;
+        n++;
+    }
+    return n;
 }

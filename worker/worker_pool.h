@@ -17,7 +17,14 @@
  *     dropped and fails "cancelled";
  *   - drain: jobs not started are returned (no attempt counted); running
  *     ones finish, or are stopped at the end of the grace period and fail
- *     "timeout".
+ *     "timeout";
+ *   - soft timeout (--soft-timeout, by default 80% of the timeout): the
+ *     child is sent SIGUSR1 with the job's tag, once; the job goes on, and
+ *     the hard timeout above still applies;
+ *   - a child whose resident memory is above max_rss_per_child after a job
+ *     says so (RECYCLE) and starts no more jobs: the ones it holds are
+ *     skipped and go to other children, and once it holds none its socket
+ *     is closed; it exits and is replaced.
  * Progress is coalesced: only the latest per job per pass is reported.
  *
  * Times are passed in (monotonic ms for deadlines, epoch ms for report
@@ -29,6 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <zmq.h>
 
 #include "dv_proto.h"
@@ -117,5 +125,17 @@ int worker_pool_alive(const worker_pool_t *self);
 
 /* Writes the children and jobs to the log (SIGUSR1). */
 void worker_pool_dump(const worker_pool_t *self);
+
+/* One live child, for the heartbeat's metrics. */
+typedef struct {
+    pid_t pid;
+    int64_t rss;   /* resident memory in bytes, read now; -1 if unknown */
+    int64_t jobs;  /* jobs given to it since it started */
+} worker_pool_child_stat_t;
+
+/* Fills stats (capacity max) with the live children, reading each one's
+ * resident memory from /proc. Returns the count. */
+size_t worker_pool_child_stats(const worker_pool_t *self,
+                               worker_pool_child_stat_t *stats, size_t max);
 
 #endif

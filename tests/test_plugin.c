@@ -1,0 +1,479 @@
+/* Plugin handlers through real broker and worker processes: the example
+ * plugin, config from the file, every way a job ends, a crash in a plugin,
+ * plugins that cannot be loaded, cleanup when children leave. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <zmq.h>
+
+#include "dv_clock.h"
+#include "dv_proto.h"
+#include "harness.h"
+
+/* ---- helpers ------------------------------------------------------------- */
+
+typedef struct {
+    char state[16];
+    int attempts;
+    char category[32];
+    char error[512];
+    char result[1024];
+} s_out_t;
+
+typedef struct {
+    s_out_t *out;
+    int n;
+} s_outs_t;
+
+static int
+s_on_result(const drover_result_t *r, void *arg)
+{
+    s_outs_t *o = arg;
+    if ((int)r->index >= o->n)
+        return 0;
+    s_out_t *x = &o->out[r->index];
+    snprintf(x->state, sizeof x->state, "%s", r->state);
+    x->attempts = r->attempts;
+    snprintf(x->category, sizeof x->category, "%s",
+             r->category ? r->category : "");
+    snprintf(x->error, sizeof x->error, "%s", r->error ? r->error : "");
+    snprintf(x->result, sizeof x->result, "%s",
+             r->result_json ? r->result_json : "");
+    return 0;
+}
+
+/* Waits for n jobs, with each one's outcome in out[i]. */
+static void
+s_wait(harness_t *h, char (*ids)[37], int n, s_out_t *out, int timeout_ms)
+{
+    const char *p[64];
+    assert_true(n <= 64);
+    for (int i = 0; i < n; i++)
+        p[i] = ids[i];
+    memset(out, 0, (size_t)n * sizeof *out);
+    s_outs_t o = { out, n };
+    assert_int_equal(drover_wait(h->client, p, (size_t)n,
+                                 harness_scale(timeout_ms), s_on_result, &o),
+                     DROVER_OK);
+}
+
+static void
+s_submit(harness_t *h, const char *type, const char *payload,
+         int max_attempts, char id[37])
+{
+    if (!h->client)
+        h->client = drover_connect(h->clients, harness_scale(5000));
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = type;
+    job.payload_json = payload;
+    job.max_attempts = max_attempts;
+    job.backoff_base_s = 0.01;
+    assert_int_equal(drover_submit(h->client, &job, id), DROVER_OK);
+}
+
+/* The whole text of a file in the test dir (caller frees), or NULL. */
+static char *
+s_slurp(harness_t *h, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", h->dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc(1, (size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
+    fclose(f);
+    return s;
+}
+
+/* Lines of file name that contain every one of the needles (NULL-ended). */
+static int
+s_count_lines(harness_t *h, const char *name, ...)
+{
+    char *text = s_slurp(h, name);
+    if (!text)
+        return 0;
+    int hits = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        va_list ap;
+        va_start(ap, name);
+        bool all = true;
+        const char *needle;
+        while ((needle = va_arg(ap, const char *)))
+            if (!strstr(line, needle))
+                all = false;
+        va_end(ap);
+        hits += all;
+    }
+    free(text);
+    return hits;
+}
+
+static void
+s_write(harness_t *h, const char *name, const char *text, char *path,
+        size_t size)
+{
+    snprintf(path, size, "%s/%s", h->dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Runs `drover worker ARGS...` to its end (it must end by itself within
+ * timeout_ms); returns its exit status, its stderr in err. */
+static int
+s_worker_status(harness_t *h, const char *const *args, char *err,
+                size_t err_size)
+{
+    char log[512];
+    snprintf(log, sizeof log, "%s/worker-direct.log", h->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stderr);
+        (void)f;
+        char *argv[32] = { "drover", "worker", "--broker", h->workers };
+        int n = 4;
+        for (int i = 0; args[i] && n < 31; i++)
+            argv[n++] = (char *)args[i];
+        argv[n] = NULL;
+        const char *bin = getenv("DROVER_BIN");
+        execv(bin && *bin ? bin : "drover", argv);
+        _exit(127);
+    }
+    int status = -1;
+    int64_t deadline = dv_mono_ms() + harness_scale(10000);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (dv_mono_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("the worker did not exit");
+        }
+        usleep(10000);
+    }
+    char *text = s_slurp(h, "worker-direct.log");
+    snprintf(err, err_size, "%s", text ? text : "");
+    free(text);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+typedef struct {
+    harness_t *h;
+    const char *log;
+    const char *a, *b;
+    int want;
+} s_log_ctx_t;
+
+static bool
+s_log_reached(void *arg)
+{
+    s_log_ctx_t *c = arg;
+    return s_count_lines(c->h, c->log, c->a, c->b, NULL) >= c->want;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+/* The example plugin: upper-cases, reports progress, fails bad input. */
+static void
+t_upper_example(void **state)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    char plug[512];
+    snprintf(plug, sizeof plug, "upper=%s", PLUGIN_UPPER);
+    const char *wargs[] = { "--plugin", plug, "--concurrency", "2", NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    enum { N = 20 };
+    char ids[N + 1][37];
+    for (int i = 0; i < N; i++) {
+        char payload[64];
+        snprintf(payload, sizeof payload, "{\"text\": \"hello %d\"}", i);
+        s_submit(h, "upper", payload, 1, ids[i]);
+    }
+    s_submit(h, "upper", "{\"words\": 3}", 3, ids[N]);
+    s_out_t out[N + 1];
+    s_wait(h, ids, N + 1, out, 30000);
+    for (int i = 0; i < N; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "{\"text\":\"HELLO %d\",\"bytes\":%d}", i,
+                 i < 10 ? 7 : 8);
+        assert_string_equal(out[i].state, "succeeded");
+        assert_string_equal(out[i].result, want);
+    }
+    /* Bad input is not retried. */
+    assert_string_equal(out[N].state, "dead");
+    assert_int_equal(out[N].attempts, 1);
+    assert_string_equal(out[N].category, "invalid_input");
+    assert_string_equal(out[N].error, "payload must be {\"text\": \"...\"}");
+}
+
+/* Progress from a plugin reaches the broker, like an exec handler's: the
+ * broker publishes it as job.progress events. */
+static void
+t_progress_reaches_broker(void **state)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    char plug[512];
+    snprintf(plug, sizeof plug, "probe=%s", PLUGIN_PROBE);
+    const char *wargs[] = { "--plugin", plug, "--concurrency", "1", NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    void *ctx = zmq_ctx_new();
+    void *sub = zmq_socket(ctx, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "job.progress", 12);
+    assert_int_equal(zmq_connect(sub, h->events), 0);
+    /* 50 steps of 20 ms: the subscription joins long before the end. */
+    char ids[1][37];
+    s_submit(h, "probe", "{\"op\": \"progress\", \"n\": 50}", 1, ids[0]);
+    int seen = 0;
+    int64_t deadline = dv_mono_ms() + harness_scale(10000);
+    zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
+    while (seen < 3 && dv_mono_ms() < deadline) {
+        if (zmq_poll(&it, 1, 100) <= 0)
+            continue;
+        char topic[64], buf[4096];
+        int tn = zmq_recv(sub, topic, sizeof topic, 0);
+        int n = zmq_recv(sub, buf, sizeof buf, 0);
+        assert_true(tn > 0 && n > 0);
+        dv_msg_t m;
+        assert_int_equal(dv_msg_decode(buf, (size_t)n, &m, NULL, 0), DV_OK);
+        if (dv_str_eq(m.u.event.id, ids[0])) {
+            assert_int_equal(m.u.event.total, 50);
+            assert_true(m.u.event.current >= 1 && m.u.event.current <= 50);
+            char text[64];
+            dv_str_copy(m.u.event.message, text, sizeof text);
+            assert_memory_equal(text, "step ", 5);
+            seen++;
+        }
+        dv_msg_release(&m);
+    }
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    assert_int_equal(seen, 3);
+    s_out_t out[1];
+    s_wait(h, ids, 1, out, 10000);
+    assert_string_equal(out[0].result, "{\"steps\":50}");
+}
+
+/* The config file: plugin config reaches init(); the job's fields reach
+ * run(); cleanup() runs in every child when the worker drains. */
+static void
+t_config_file_and_cleanup(void **state)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    char conf[1024], path[512];
+    snprintf(conf, sizeof conf,
+             "{\"concurrency\": 2, \"plugins\": {\"probe\": {\"path\": \"%s\","
+             " \"config\": {\"greeting\": \"hi\", \"cleanup_marker\": "
+             "\"%s/cleanup.txt\"}}}}",
+             PLUGIN_PROBE, h->dir);
+    s_write(h, "worker.json", conf, path, sizeof path);
+    const char *wargs[] = { "--config", path, NULL };
+    pid_t w = harness_start_worker(h, wargs);
+    assert_true(w > 0);
+    char ids[2][37];
+    s_submit(h, "probe", "{\"op\": \"config\"}", 1, ids[0]);
+    if (!h->client)
+        h->client = drover_connect(h->clients, harness_scale(5000));
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "probe";
+    job.queue = "default";
+    job.payload_json = "{\"op\": \"info\"}";
+    job.trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert_int_equal(drover_submit(h->client, &job, ids[1]), DROVER_OK);
+    s_out_t out[2];
+    s_wait(h, ids, 2, out, 10000);
+    assert_non_null(strstr(out[0].result, "\"greeting\":\"hi\""));
+    assert_non_null(strstr(out[1].result, ids[1]));
+    assert_non_null(strstr(out[1].result, "\"attempt\":1"));
+    assert_non_null(strstr(out[1].result, "\"worker\":\"w1\""));
+    assert_non_null(strstr(out[1].result, "\"queue\":\"default\""));
+    assert_non_null(strstr(out[1].result, "\"trace\":\"00-4bf92f35"));
+
+    /* Drain: each child leaves cleanly, and cleanup() runs in it. */
+    int status = harness_signal(h, w, SIGTERM, 20000);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char *marks = s_slurp(h, "cleanup.txt");
+    assert_non_null(marks);
+    int lines = 0;
+    for (char *p = marks; (p = strstr(p, "cleanup ")); p++)
+        lines++;
+    free(marks);
+    assert_int_equal(lines, 2);
+}
+
+/* How a plugin's failures end: category, message, retries. */
+static void
+t_failures(void **state)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    char plug[512];
+    snprintf(plug, sizeof plug, "probe=%s", PLUGIN_PROBE);
+    const char *wargs[] = { "--plugin", plug, "--concurrency", "2", NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    char ids[4][37];
+    s_submit(h, "probe",
+             "{\"op\": \"fail\", \"category\": \"upstream\", \"message\": "
+             "\"bad gateway\", \"retryable\": true}",
+             3, ids[0]);
+    s_submit(h, "probe",
+             "{\"op\": \"fail\", \"category\": \"auth\", \"message\": "
+             "\"key revoked\", \"retryable\": false}",
+             3, ids[1]);
+    s_submit(h, "probe", "{\"op\": \"return\", \"code\": 75}", 2, ids[2]);
+    s_submit(h, "probe", "{\"op\": \"return\", \"code\": 4}", 2, ids[3]);
+    s_out_t out[4];
+    s_wait(h, ids, 4, out, 30000);
+    assert_string_equal(out[0].state, "dead");
+    assert_int_equal(out[0].attempts, 3);
+    assert_string_equal(out[0].category, "upstream");
+    assert_string_equal(out[0].error, "bad gateway");
+    assert_int_equal(out[1].attempts, 1);
+    assert_string_equal(out[1].category, "auth");
+    assert_string_equal(out[1].error, "key revoked");
+    assert_int_equal(out[2].attempts, 2);
+    assert_string_equal(out[2].category, "handler");
+    assert_string_equal(out[2].error, "plugin probe returned 75");
+    assert_int_equal(out[3].attempts, 1);
+    assert_string_equal(out[3].error, "plugin probe returned 4");
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT exit_code FROM attempts WHERE job_id='%s'", ids[3]);
+    assert_int_equal(harness_sql_int(h, sql), 4);
+}
+
+/* A crash in a plugin takes down one child: the job fails "crashed", the
+ * child is replaced and the plugin loaded again; work goes on. */
+static void
+t_crash_takes_one_child(void **state)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    char plug[512];
+    snprintf(plug, sizeof plug, "probe=%s", PLUGIN_PROBE);
+    const char *wargs[] = { "--plugin", plug, "--concurrency", "2", NULL };
+    pid_t w = harness_start_worker(h, wargs);
+    assert_true(w > 0);
+    char ids[1][37];
+    s_submit(h, "probe", "{\"op\": \"crash\"}", 2, ids[0]);
+    s_out_t out[1];
+    s_wait(h, ids, 1, out, 20000);
+    assert_string_equal(out[0].state, "dead");
+    assert_int_equal(out[0].attempts, 2);
+    assert_string_equal(out[0].category, "crashed");
+    assert_non_null(strstr(out[0].error, "signal 6"));
+    assert_int_equal(kill(w, 0), 0); /* the worker lives on */
+    assert_true(s_count_lines(h, "worker-1.log", "worker.child_exited",
+                              "\"reason\":\"crashed\"", NULL) >= 2);
+    enum { N = 20 };
+    char more[N][37];
+    for (int i = 0; i < N; i++)
+        s_submit(h, "probe", "{\"op\": \"echo\"}", 1, more[i]);
+    s_out_t o2[N];
+    s_wait(h, more, N, o2, 20000);
+    for (int i = 0; i < N; i++)
+        assert_string_equal(o2[i].state, "succeeded");
+}
+
+/* Plugins that cannot be used: the worker starts and says so in its log
+ * (once per child), and their jobs fail "handler", not retried, saying
+ * why; other handlers work. */
+static void
+t_unusable_plugins(void **state)
+{
+    harness_t *h = *state;
+    assert_true(harness_start_broker(h, NULL) > 0);
+    char p1[512], p2[512], p3[512];
+    snprintf(p1, sizeof p1, "old=%s", PLUGIN_PROBE_ABI2);
+    snprintf(p2, sizeof p2, "none=%s", PLUGIN_PROBE_NOENTRY);
+    snprintf(p3, sizeof p3, "flaky=%s", PLUGIN_PROBE);
+    char conf[256], path[512];
+    snprintf(conf, sizeof conf,
+             "{\"plugins\": {\"flaky\": {\"path\": \"%s\", \"config\": "
+             "{\"fail_init\": 9}}}}",
+             PLUGIN_PROBE);
+    s_write(h, "worker.json", conf, path, sizeof path);
+    const char *wargs[] = { "--config", path, "--plugin", p1, "--plugin", p2,
+                            "--concurrency", "2", NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    s_log_ctx_t c = { h, "worker-1.log", "worker.plugin_error",
+                      "ABI version 2", 2 };
+    assert_true(harness_wait_until(s_log_reached, &c, 10000));
+    c.b = "does not export drover_handler_entry";
+    assert_true(harness_wait_until(s_log_reached, &c, 10000));
+    c.b = "init() returned 9";
+    assert_true(harness_wait_until(s_log_reached, &c, 10000));
+
+    char ids[4][37];
+    s_submit(h, "old", NULL, 3, ids[0]);
+    s_submit(h, "none", NULL, 3, ids[1]);
+    s_submit(h, "flaky", NULL, 2, ids[2]);
+    s_submit(h, "echo", "\"still here\"", 1, ids[3]);
+    s_out_t out[4];
+    s_wait(h, ids, 4, out, 20000);
+    assert_string_equal(out[0].state, "dead");
+    assert_int_equal(out[0].attempts, 1);
+    assert_string_equal(out[0].category, "handler");
+    assert_non_null(strstr(out[0].error, "built for handler ABI version 2, "
+                                         "and this worker has version 1"));
+    assert_int_equal(out[1].attempts, 1);
+    assert_string_equal(out[1].category, "handler");
+    assert_non_null(strstr(out[1].error, "does not export"));
+    /* init() failing may pass: it is retried, and so is the job. */
+    assert_int_equal(out[2].attempts, 2);
+    assert_string_equal(out[2].category, "handler");
+    assert_non_null(strstr(out[2].error, "init() returned 9"));
+    assert_string_equal(out[3].result, "\"still here\"");
+}
+
+/* A plugin file that is not there stops the worker at start (status 2). */
+static void
+t_missing_file_is_a_usage_error(void **state)
+{
+    harness_t *h = *state;
+    char err[2048];
+    const char *a1[] = { "--plugin", "x=/nonexistent/x.so", NULL };
+    assert_int_equal(s_worker_status(h, a1, err, sizeof err), 2);
+    assert_non_null(strstr(err, "--plugin: cannot read '/nonexistent/x.so' "
+                                "for type 'x': No such file or directory"));
+    const char *a2[] = { "--plugin", "justaname", NULL };
+    assert_int_equal(s_worker_status(h, a2, err, sizeof err), 2);
+    assert_non_null(strstr(err, "expected TYPE=PATH"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(t_upper_example, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_progress_reaches_broker, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_config_file_and_cleanup, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_failures, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_crash_takes_one_child, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_unusable_plugins, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_missing_file_is_a_usage_error, harness_setup, harness_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,576 @@
+#include "http_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dv_clock.h"
+#include "dv_proto.h"
+#include "dv_util.h"
+#include "http_template.h"
+#include "keypool.h"
+
+#define S_CONNECT_TIMEOUT_MS 10000
+#define S_MAX_WAIT_MS 60000
+#define S_BREAKER_FAILURES 5
+#define S_BREAKER_COOLDOWN_MS 10000
+
+static int
+s_err(char *err, size_t size, const char *fmt, ...)
+{
+    if (err && size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, size, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* ---- keys -------------------------------------------------------------- */
+
+void
+http_config_free_keys(char **keys, int n)
+{
+    for (int i = 0; keys && i < n; i++)
+        if (keys[i]) {
+            explicit_bzero(keys[i], strlen(keys[i]));
+            free(keys[i]);
+        }
+    free(keys);
+}
+
+int
+http_config_parse_keys(const char *text, const char *from, char ***keys_out,
+                       char *err, size_t es)
+{
+    char **keys = NULL;
+    int n = 0, line = 1;
+    const char *p = text;
+    while (*p) {
+        /* One entry: up to a newline or a comma. */
+        size_t len = strcspn(p, ",\n");
+        const char *a = p, *b = p + len;
+        bool comment = false;
+        while (a < b && (*a == ' ' || *a == '\t' || *a == '\r'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\r'))
+            b--;
+        if (a < b && *a == '#') {
+            /* A comment runs to the end of the line, commas included. */
+            comment = true;
+            len = strcspn(p, "\n");
+        }
+        if (!comment && a < b) {
+            for (const char *c = a; c < b; c++)
+                if (!isgraph((unsigned char)*c)) {
+                    http_config_free_keys(keys, n);
+                    return s_err(err, es,
+                                 "keys from %s, line %d: a key holds a "
+                                 "blank or control character",
+                                 from, line);
+                }
+            if (n >= HTTP_KEYS_MAX) {
+                http_config_free_keys(keys, n);
+                return s_err(err, es, "keys from %s: more than %d keys",
+                             from, HTTP_KEYS_MAX);
+            }
+            char **k = realloc(keys, (size_t)(n + 1) * sizeof *k);
+            if (!k) {
+                http_config_free_keys(keys, n);
+                return s_err(err, es, "out of memory");
+            }
+            keys = k;
+            keys[n] = strndup(a, (size_t)(b - a));
+            if (!keys[n]) {
+                http_config_free_keys(keys, n);
+                return s_err(err, es, "out of memory");
+            }
+            for (int i = 0; i < n; i++)
+                if (strcmp(keys[i], keys[n]) == 0) {
+                    http_config_free_keys(keys, n + 1);
+                    return s_err(err, es,
+                                 "keys from %s: key-%d is the same as "
+                                 "key-%d",
+                                 from, n + 1, i + 1);
+                }
+            n++;
+        }
+        p += len;
+        if (*p == '\n')
+            line++;
+        if (*p)
+            p++;
+    }
+    *keys_out = keys;
+    return n;
+}
+
+/* ---- one handler ------------------------------------------------------- */
+
+static void
+s_handler_clear(http_handler_cfg_t *h)
+{
+    free(h->type);
+    free(h->url);
+    free(h->endpoint);
+    free(h->method);
+    for (int i = 0; i < h->nheaders; i++)
+        free(h->headers[i]);
+    free(h->headers);
+    free(h->auth_header);
+    json_decref(h->body);
+    free(h->body_text);
+    free(h->result);
+    http_config_free_keys(h->keys, h->nkeys);
+    free(h->keys_from);
+    memset(h, 0, sizeof *h);
+}
+
+static void
+s_handler_defaults(http_handler_cfg_t *h)
+{
+    memset(h, 0, sizeof *h);
+    h->connect_timeout_ms = S_CONNECT_TIMEOUT_MS;
+    h->max_wait_ms = S_MAX_WAIT_MS;
+    h->breaker_failures = S_BREAKER_FAILURES;
+    h->breaker_cooldown_ms = S_BREAKER_COOLDOWN_MS;
+}
+
+int
+http_config_endpoint(const char *url, char *out, size_t size)
+{
+    const char *p;
+    int port;
+    if (strncasecmp(url, "http://", 7) == 0) {
+        p = url + 7;
+        port = 80;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        p = url + 8;
+        port = 443;
+    } else {
+        return -1;
+    }
+    size_t auth = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', auth);
+    if (at) {
+        auth -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    if (auth == 0 || memmem(p, auth, "{{", 2))
+        return -1;
+    /* host, [v6 host], and an optional :port */
+    const char *end = p + auth, *colon = NULL;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', auth);
+        if (!rb)
+            return -1;
+        if (rb + 1 < end && rb[1] == ':')
+            colon = rb + 1;
+    } else {
+        colon = memchr(p, ':', auth);
+    }
+    size_t hostlen = (size_t)((colon ? colon : end) - p);
+    if (hostlen == 0)
+        return -1;
+    if (colon) {
+        char *e;
+        long v = strtol(colon + 1, &e, 10);
+        if (e != end || v <= 0 || v > 65535)
+            return -1;
+        port = (int)v;
+    }
+    int w = snprintf(out, size, "%.*s:%d", (int)hostlen, p, port);
+    return w > 0 && (size_t)w < size ? 0 : -1;
+}
+
+static int
+s_duration(const json_t *v, const char *what, int64_t *out, char *err,
+           size_t es)
+{
+    char buf[64];
+    const char *s;
+    if (json_is_string(v)) {
+        s = json_string_value(v);
+    } else if (json_is_number(v)) {
+        snprintf(buf, sizeof buf, "%.17g", json_number_value(v));
+        s = buf;
+    } else {
+        return s_err(err, es, "%s: must be a number of seconds", what);
+    }
+    if (dv_duration_parse(s, out) != 0)
+        return s_err(err, es, "%s: '%s' is not a duration in seconds", what,
+                     s);
+    return 0;
+}
+
+static int
+s_int(const json_t *v, const char *what, long long lo, long long hi, int *out,
+      char *err, size_t es)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < lo ||
+        json_integer_value(v) > hi)
+        return s_err(err, es, "%s: must be a whole number in %lld..%lld",
+                     what, lo, hi);
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static bool
+s_token(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("!#$%&'*+-.^_`|~", s[i]))
+            return false;
+    return true;
+}
+
+static int
+s_keys(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
+{
+    const json_t *file = json_object_get(v, "file");
+    const json_t *env = json_object_get(v, "env");
+    if (!json_is_object(v) || json_object_size(v) != 1 ||
+        (!json_is_string(file) && !json_is_string(env)))
+        return s_err(err, es,
+                     "keys: must be {\"file\": PATH} or {\"env\": NAME}");
+    char from[600];
+    char *text = NULL;
+    if (file) {
+        const char *path = json_string_value(file);
+        snprintf(from, sizeof from, "file %s", path);
+        size_t len;
+        text = dv_read_file(path, &len);
+        if (!text)
+            return s_err(err, es, "keys: cannot read %s: %s", path,
+                         strerror(errno));
+        if (strlen(text) != len) {
+            free(text);
+            return s_err(err, es, "keys: %s holds a NUL byte", path);
+        }
+    } else {
+        const char *name = json_string_value(env);
+        snprintf(from, sizeof from, "env %s", name);
+        const char *val = getenv(name);
+        if (!val || !*val)
+            return s_err(err, es,
+                         "keys: the environment variable %s is not set",
+                         name);
+        text = strdup(val);
+        if (!text)
+            return s_err(err, es, "out of memory");
+    }
+    char **keys = NULL;
+    int n = http_config_parse_keys(text, from, &keys, err, es);
+    explicit_bzero(text, strlen(text));
+    free(text);
+    if (n < 0)
+        return -1;
+    if (n == 0)
+        return s_err(err, es, "keys: no key in %s", from);
+    http_config_free_keys(h->keys, h->nkeys);
+    h->keys = keys;
+    h->nkeys = n;
+    free(h->keys_from);
+    h->keys_from = strdup(from);
+    return h->keys_from ? 0 : s_err(err, es, "out of memory");
+}
+
+static int
+s_headers(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
+{
+    if (!json_is_object(v))
+        return s_err(err, es, "headers: must be an object of strings");
+    const char *name;
+    json_t *val;
+    json_object_foreach((json_t *)v, name, val) {
+        if (!s_token(name, strlen(name)))
+            return s_err(err, es, "headers: '%.60s' is not a header name",
+                         name);
+        if (!json_is_string(val))
+            return s_err(err, es, "headers.%s: must be a string", name);
+        const char *s = json_string_value(val);
+        if (strpbrk(s, "\r\n"))
+            return s_err(err, es, "headers.%s: holds a line break", name);
+        char why[200];
+        http_template_t *t =
+            http_template_new_text(s, HTTP_TEXT_HEADER, why, sizeof why);
+        if (!t)
+            return s_err(err, es, "headers.%s: %s", name, why);
+        http_template_destroy(&t);
+        size_t len = strlen(name) + 2 + strlen(s) + 1;
+        char *line = malloc(len);
+        char **hs = realloc(h->headers, (size_t)(h->nheaders + 1) *
+                                            sizeof *hs);
+        if (!line || !hs) {
+            free(line);
+            if (hs)
+                h->headers = hs;
+            return s_err(err, es, "out of memory");
+        }
+        snprintf(line, len, "%s: %s", name, s);
+        h->headers = hs;
+        h->headers[h->nheaders++] = line;
+        if (strcasecmp(name, "Content-Type") == 0)
+            h->has_content_type = true;
+    }
+    return 0;
+}
+
+static int
+s_breaker(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
+{
+    if (json_is_false(v)) {
+        h->breaker_failures = 0;
+        return 0;
+    }
+    if (!json_is_object(v))
+        return s_err(err, es,
+                     "breaker: must be {\"failures\": N, \"cooldown\": S} "
+                     "or false");
+    const char *k;
+    json_t *x;
+    json_object_foreach((json_t *)v, k, x) {
+        if (strcmp(k, "failures") == 0) {
+            if (s_int(x, "breaker.failures", 0, 1000000, &h->breaker_failures,
+                      err, es))
+                return -1;
+        } else if (strcmp(k, "cooldown") == 0) {
+            if (s_duration(x, "breaker.cooldown", &h->breaker_cooldown_ms,
+                           err, es))
+                return -1;
+        } else {
+            return s_err(err, es, "breaker: unknown setting '%s'", k);
+        }
+    }
+    return 0;
+}
+
+static int
+s_url(http_handler_cfg_t *h, const char *url, char *err, size_t es)
+{
+    char ep[300], why[200];
+    if (http_config_endpoint(url, ep, sizeof ep) != 0)
+        return s_err(err, es,
+                     "url: '%.100s' is not an http:// or https:// URL with "
+                     "a fixed host",
+                     url);
+    http_template_t *t =
+        http_template_new_text(url, HTTP_TEXT_URL, why, sizeof why);
+    if (!t)
+        return s_err(err, es, "url: %s", why);
+    http_template_destroy(&t);
+    free(h->url);
+    free(h->endpoint);
+    h->url = strdup(url);
+    h->endpoint = strdup(ep);
+    return h->url && h->endpoint ? 0 : s_err(err, es, "out of memory");
+}
+
+/* Reads one handler's settings into h (which holds defaults). */
+static int
+s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
+{
+    if (!json_is_object(v))
+        return s_err(err, es, "must be an object with at least \"url\"");
+    const char *k;
+    json_t *x;
+    char why[300];
+    json_object_foreach((json_t *)v, k, x) {
+        int rc = 0;
+        if (strcmp(k, "url") == 0) {
+            rc = json_is_string(x)
+                     ? s_url(h, json_string_value(x), err, es)
+                     : s_err(err, es, "url: must be a string");
+        } else if (strcmp(k, "method") == 0) {
+            const char *m = json_string_value(x);
+            if (!m || !s_token(m, strlen(m)) || strlen(m) > 16) {
+                rc = s_err(err, es, "method: must be a method name (POST)");
+            } else {
+                free(h->method);
+                h->method = strdup(m);
+                for (char *c = h->method; c && *c; c++)
+                    *c = (char)toupper((unsigned char)*c);
+            }
+        } else if (strcmp(k, "headers") == 0) {
+            rc = s_headers(h, x, err, es);
+        } else if (strcmp(k, "auth_header") == 0) {
+            const char *s = json_string_value(x);
+            const char *colon = s ? strchr(s, ':') : NULL;
+            if (!s || !colon || !s_token(s, (size_t)(colon - s)) ||
+                !strstr(s, "{key}") || strpbrk(s, "\r\n"))
+                rc = s_err(err, es,
+                           "auth_header: must be \"Name: ...{key}...\", "
+                           "e.g. \"Authorization: Bearer {key}\"");
+            else {
+                free(h->auth_header);
+                h->auth_header = strdup(s);
+            }
+        } else if (strcmp(k, "body") == 0) {
+            http_template_t *t =
+                json_is_string(x)
+                    ? http_template_new_text(json_string_value(x),
+                                             HTTP_TEXT_PLAIN, why, sizeof why)
+                    : http_template_new_json(x, why, sizeof why);
+            if (!t) {
+                rc = s_err(err, es, "body: %s", why);
+            } else {
+                http_template_destroy(&t);
+                json_decref(h->body);
+                free(h->body_text);
+                h->body = NULL;
+                h->body_text = NULL;
+                if (json_is_string(x))
+                    h->body_text = strdup(json_string_value(x));
+                else
+                    h->body = json_deep_copy(x);
+            }
+        } else if (strcmp(k, "result") == 0) {
+            const char *s = json_string_value(x);
+            if (!s || http_template_check_pointer(s) != 0) {
+                rc = s_err(err, es,
+                           "result: must be a JSON pointer such as "
+                           "\"/choices/0/message/content\"");
+            } else {
+                free(h->result);
+                h->result = strdup(s);
+            }
+        } else if (strcmp(k, "connect_timeout") == 0) {
+            rc = s_duration(x, k, &h->connect_timeout_ms, err, es);
+        } else if (strcmp(k, "timeout") == 0) {
+            rc = s_duration(x, k, &h->timeout_ms, err, es);
+        } else if (strcmp(k, "max_wait") == 0) {
+            rc = s_duration(x, k, &h->max_wait_ms, err, es);
+        } else if (strcmp(k, "keys") == 0) {
+            rc = s_keys(h, x, err, es);
+        } else if (strcmp(k, "rpm") == 0) {
+            rc = s_int(x, k, 0, KEYPOOL_RPM_MAX, &h->rpm, err, es);
+        } else if (strcmp(k, "breaker") == 0) {
+            rc = s_breaker(h, x, err, es);
+        } else {
+            rc = s_err(err, es, "unknown setting '%s'", k);
+        }
+        if (rc)
+            return -1;
+    }
+    if (!h->url)
+        return s_err(err, es, "url: missing");
+    if (!h->method && !(h->method = strdup("POST")))
+        return s_err(err, es, "out of memory");
+    if (h->auth_header && h->nkeys == 0)
+        return s_err(err, es, "auth_header: set, but no keys");
+    if (h->nkeys > 0 && !h->auth_header &&
+        !(h->auth_header = strdup("Authorization: Bearer {key}")))
+        return s_err(err, es, "out of memory");
+    if ((h->body || h->body_text) &&
+        (strcmp(h->method, "GET") == 0 || strcmp(h->method, "HEAD") == 0))
+        return s_err(err, es, "body: a %s request has none", h->method);
+    return 0;
+}
+
+/* Puts h (consumed) under its type, replacing an earlier one. */
+static int
+s_put(http_config_t **cfg_p, http_handler_cfg_t *h, char *err, size_t es)
+{
+    if (!*cfg_p && !(*cfg_p = calloc(1, sizeof **cfg_p)))
+        return s_err(err, es, "out of memory");
+    http_config_t *cfg = *cfg_p;
+    for (int i = 0; i < cfg->n; i++)
+        if (strcmp(cfg->h[i].type, h->type) == 0) {
+            s_handler_clear(&cfg->h[i]);
+            cfg->h[i] = *h;
+            return 0;
+        }
+    http_handler_cfg_t *a =
+        realloc(cfg->h, (size_t)(cfg->n + 1) * sizeof *a);
+    if (!a)
+        return s_err(err, es, "out of memory");
+    cfg->h = a;
+    cfg->h[cfg->n++] = *h;
+    return 0;
+}
+
+static int
+s_type_ok(const char *type, char *err, size_t es)
+{
+    size_t n = strlen(type);
+    if (n == 0 || n > DV_NAME_MAX)
+        return s_err(err, es, "job type must be 1..%d bytes", DV_NAME_MAX);
+    return 0;
+}
+
+int
+http_config_load_json(http_config_t **cfg, const json_t *http, char *err,
+                      size_t es)
+{
+    if (!json_is_object(http))
+        return s_err(err, es, "http: must be an object of job types");
+    const char *type;
+    json_t *v;
+    char why[400];
+    json_object_foreach((json_t *)http, type, v) {
+        http_handler_cfg_t h;
+        s_handler_defaults(&h);
+        h.type = strdup(type);
+        if (!h.type || s_type_ok(type, why, sizeof why) != 0 ||
+            s_handler_json(&h, v, why, sizeof why) != 0 ||
+            s_put(cfg, &h, why, sizeof why) != 0) {
+            if (!h.type)
+                snprintf(why, sizeof why, "out of memory");
+            s_handler_clear(&h);
+            return s_err(err, es, "http.%s: %s", type, why);
+        }
+    }
+    return 0;
+}
+
+int
+http_config_add_flag(http_config_t **cfg, const char *spec, char *err,
+                     size_t es)
+{
+    const char *eq = strchr(spec, '=');
+    if (!eq)
+        return s_err(err, es, "--http: expected TYPE=URL, got '%s'", spec);
+    char why[400];
+    http_handler_cfg_t h;
+    s_handler_defaults(&h);
+    h.type = strndup(spec, (size_t)(eq - spec));
+    h.method = strdup("POST");
+    if (!h.type || !h.method || s_type_ok(h.type, why, sizeof why) != 0 ||
+        s_url(&h, eq + 1, why, sizeof why) != 0 ||
+        s_put(cfg, &h, why, sizeof why) != 0) {
+        if (!h.type || !h.method)
+            snprintf(why, sizeof why, "out of memory");
+        s_handler_clear(&h);
+        return s_err(err, es, "--http: %s", why);
+    }
+    return 0;
+}
+
+const http_handler_cfg_t *
+http_config_find(const http_config_t *cfg, const char *type, size_t len)
+{
+    for (int i = 0; cfg && i < cfg->n; i++)
+        if (strlen(cfg->h[i].type) == len &&
+            memcmp(cfg->h[i].type, type, len) == 0)
+            return &cfg->h[i];
+    return NULL;
+}
+
+void
+http_config_destroy(http_config_t **cfg_p)
+{
+    if (!cfg_p || !*cfg_p)
+        return;
+    http_config_t *cfg = *cfg_p;
+    for (int i = 0; i < cfg->n; i++)
+        s_handler_clear(&cfg->h[i]);
+    free(cfg->h);
+    free(cfg);
+    *cfg_p = NULL;
+}
