@@ -18,4 +18,17 @@ int purge_main(int argc, char **argv);
 int limit_main(int argc, char **argv);
 int drain_main(int argc, char **argv);
 
+/* Commands that ask the collector (cli/monitor.c): `drover status` (falls
+ * back to the broker's own view), `workers`, `queues`, `jobs`, `job`,
+ * `keys`, `watch`, `health`; and the live view `drover top` (cli/top.c). */
+int monitor_status_main(int argc, char **argv);
+int workers_main(int argc, char **argv);
+int queues_main(int argc, char **argv);
+int jobs_main(int argc, char **argv);
+int job_main(int argc, char **argv);
+int keys_main(int argc, char **argv);
+int watch_main(int argc, char **argv);
+int health_main(int argc, char **argv);
+int top_main(int argc, char **argv);
+
 #endif

@@ -4,6 +4,7 @@
 
 #include "broker.h"
 #include "cli.h"
+#include "collector.h"
 #include "submit.h"
 #include "worker.h"
 
@@ -16,10 +17,19 @@ typedef struct {
 static const s_command_t s_commands[] = {
     { "broker", broker_main, "run the broker daemon" },
     { "worker", worker_main, "run a worker supervisor and its process pool" },
+    { "collector", collector_main, "run the collector: job history, /metrics" },
     { "submit", submit_main, "submit one job, or many from JSON Lines" },
     { "up", up_main, "run broker + workers in one process tree (dev, demos)" },
     { "cancel", cancel_main, "cancel a job" },
-    { "status", status_main, "show queues and workers as the broker sees them" },
+    { "status", monitor_status_main, "one screen: workers, queues, failures" },
+    { "top", top_main, "live view of workers, queues, rates and failures" },
+    { "workers", workers_main, "list workers and what they run" },
+    { "queues", queues_main, "list queues: depth, rates, latency" },
+    { "jobs", jobs_main, "list jobs from the collector's history" },
+    { "job", job_main, "one job and every attempt, with failure hints" },
+    { "keys", keys_main, "API key health as the workers report it" },
+    { "watch", watch_main, "follow a batch: progress bar and ETA" },
+    { "health", health_main, "exit 0 healthy, 1 degraded, 2 down" },
     { "retry", retry_main, "retry a dead job, or every dead job of a queue" },
     { "pause", pause_main, "stop starting jobs of a queue" },
     { "resume", resume_main, "start jobs of a paused queue again" },
@@ -39,10 +49,10 @@ s_usage(FILE *out)
             "\n"
             "commands:\n");
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
-        fprintf(out, "  %-8s %s\n", s_commands[i].name, s_commands[i].help);
+        fprintf(out, "  %-9s %s\n", s_commands[i].name, s_commands[i].help);
     fprintf(out, "\n'drover COMMAND --help' describes each command.\n"
                  "Environment: DROVER_BROKER, DROVER_WORKER_ENDPOINT, "
-                 "DROVER_EVENTS.\n");
+                 "DROVER_EVENTS,\nDROVER_COLLECTOR.\n");
 }
 
 int

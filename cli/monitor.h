@@ -1,0 +1,40 @@
+/* monitor - what the collector-backed commands share (cli/monitor.c,
+ * cli/top.c): asking the collector, and formatting for 80 columns. */
+#ifndef MONITOR_H
+#define MONITOR_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Used when neither --collector nor DROVER_COLLECTOR says otherwise. */
+#define MONITOR_DEFAULT_ENDPOINT "tcp://127.0.0.1:7703"
+
+/* flag if set, else $DROVER_COLLECTOR, else MONITOR_DEFAULT_ENDPOINT. */
+const char *monitor_endpoint(const char *flag);
+
+/* Sends verb (with an optional job id and JSON object of arguments) to the
+ * collector at endpoint and waits up to timeout_ms for the answer. On
+ * success returns 0 with *body_out a new reference to the answer. Else
+ * returns 3 (unreachable), 1 (refused: no such job, bad argument; or an
+ * unreadable answer) or 2 (bad endpoint), after printing why to stderr
+ * as "drover CMD: ..." unless quiet. Blocks. */
+int monitor_query(const char *endpoint, const char *cmd, const char *verb,
+                  const char *id, const char *args_json, int timeout_ms,
+                  json_t **body_out, bool quiet);
+
+/* Formatting into rotating static buffers (16 live at once): 1,234;
+ * 850ms / 1.2s / 3m04s / 2h05m / 3d04h; a rate with 2-3 digits. */
+const char *monitor_num(int64_t v);
+const char *monitor_dur(int64_t ms);
+const char *monitor_rate(double r);
+
+/* Members of an answer: a number as an integer (0 if absent), a string
+ * (dflt if absent). */
+int64_t monitor_int(const json_t *o, const char *key);
+const char *monitor_str(const json_t *o, const char *key, const char *dflt);
+
+/* A one-line hint for a failure category, or NULL. */
+const char *monitor_hint(const char *category);
+
+#endif

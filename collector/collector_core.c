@@ -1,0 +1,755 @@
+/* collector_core - sockets, the loop, snapshots and queries. */
+#include "collector_core.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "collector_http.h"
+#include "collector_query.h"
+#include "collector_state.h"
+#include "collector_store.h"
+#include "dv_clock.h"
+#include "dv_json.h"
+#include "dv_log.h"
+#include "dv_proto.h"
+
+/* Events read from one broker per pass before the others get a turn. */
+#define S_EVENTS_PER_PASS 5000
+/* Queries answered per pass. */
+#define S_QUERIES_PER_PASS 100
+/* Longest poll sleep. */
+#define S_POLL_MAX_MS 1000
+/* Retention runs this often, and deletes at most this many rows a run (a
+ * run that hits the limit runs again a second later). */
+#define S_EXPIRE_EVERY_MS 60000
+#define S_EXPIRE_ROWS 10000
+/* After a failed snapshot request, the next one waits this long. */
+#define S_RETRY_MS 1000
+
+typedef struct {
+    void *sub;               /* events */
+    void *dealer;            /* status requests; NULL without endpoint */
+    const char *clients_ep;
+    uint64_t req;            /* request in flight, 0 if none */
+    int64_t sent_mono;       /* when it was sent */
+    int64_t next_mono;       /* next periodic snapshot */
+    int64_t retry_mono;      /* no request before this (after a failure) */
+    bool again;              /* a gap came while a request was in flight */
+    bool dirty;              /* events this pass: save its sequence */
+    /* Gaps seen this pass, logged as one line after it: a slow consumer
+     * loses events in many small runs, one line each would flood the log. */
+    uint64_t gap_from, gap_to, gap_missed;
+    int gap_runs;
+    bool down;               /* last request failed */
+} s_link_t;
+
+struct collector_t {
+    collector_config_t cfg;
+    void *zctx;
+    void *router;
+    s_link_t links[COLLECTOR_BROKERS_MAX];
+    int nlinks;
+    collector_state_t *state;
+    collector_store_t *store;
+    collector_http_t *http;
+    collector_query_t query;
+    uint64_t next_req;
+    int64_t next_expire_mono;
+    int64_t next_tick_mono;
+    zmq_pollitem_t *items;
+    int nitems;
+};
+
+static void *
+s_socket(collector_t *self, int type)
+{
+    void *s = zmq_socket(self->zctx, type);
+    if (!s)
+        return NULL;
+    int linger = 0;
+    int64_t maxmsg = DV_MSG_MAX;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    return s;
+}
+
+static int
+s_dealer_open(collector_t *self, s_link_t *l)
+{
+    l->dealer = s_socket(self, ZMQ_DEALER);
+    if (!l->dealer || zmq_connect(l->dealer, l->clients_ep) != 0) {
+        dv_log(DV_ERROR, "collector.connect_failed",
+               DV_STR("endpoint", l->clients_ep),
+               DV_STR("error", zmq_strerror(errno)));
+        if (l->dealer)
+            zmq_close(l->dealer);
+        l->dealer = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+collector_t *
+collector_new(const collector_config_t *cfg)
+{
+    if (cfg->nevents < 1 || cfg->nevents > COLLECTOR_BROKERS_MAX) {
+        dv_log(DV_ERROR, "collector.config", DV_STR("error", "1..16 brokers"));
+        return NULL;
+    }
+    collector_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = *cfg;
+    int64_t now = dv_now_ms();
+    self->state = collector_state_new(now);
+    self->store = collector_store_open(cfg->store);
+    self->zctx = zmq_ctx_new();
+    if (!self->state || !self->store || !self->zctx)
+        goto fail;
+
+    self->router = s_socket(self, ZMQ_ROUTER);
+    if (!self->router || zmq_bind(self->router, cfg->bind) != 0) {
+        dv_log(DV_ERROR, "collector.bind_failed", DV_STR("endpoint", cfg->bind),
+               DV_STR("error", zmq_strerror(errno)));
+        goto fail;
+    }
+    int64_t mono = dv_mono_ms();
+    for (int b = 0; b < cfg->nevents; b++) {
+        s_link_t *l = &self->links[b];
+        l->clients_ep = b < cfg->nbrokers ? cfg->brokers[b] : NULL;
+        if (collector_state_add_broker(self->state, cfg->events[b],
+                                       l->clients_ep) != b)
+            goto fail;
+        self->nlinks++;
+        l->sub = s_socket(self, ZMQ_SUB);
+        int hwm = cfg->events_hwm > 0 ? cfg->events_hwm : 100000;
+        if (l->sub)
+            zmq_setsockopt(l->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
+        if (!l->sub || zmq_setsockopt(l->sub, ZMQ_SUBSCRIBE, "", 0) != 0 ||
+            zmq_connect(l->sub, cfg->events[b]) != 0) {
+            dv_log(DV_ERROR, "collector.connect_failed",
+                   DV_STR("endpoint", cfg->events[b]),
+                   DV_STR("error", zmq_strerror(errno)));
+            goto fail;
+        }
+        if (l->clients_ep && s_dealer_open(self, l) != 0)
+            goto fail;
+        l->next_mono = mono;
+        /* What the previous run saw last, to tell what it missed. */
+        char inst[DV_NAME_MAX + 1];
+        uint64_t seq;
+        if (collector_store_broker_load(self->store, cfg->events[b], inst,
+                                        sizeof inst, &seq) == 1)
+            collector_state_broker_known(self->state, b, inst, seq);
+    }
+
+    self->query.state = self->state;
+    self->query.store = self->store;
+    self->query.bind = cfg->bind;
+    self->query.started_ms = now;
+    if (cfg->http) {
+        self->http = collector_http_new(cfg->http, &self->query);
+        if (!self->http)
+            goto fail;
+        snprintf(self->query.http, sizeof self->query.http, "%s",
+                 collector_http_address(self->http));
+    }
+
+    self->nitems = 2 * self->nlinks + 2;
+    self->items = calloc((size_t)self->nitems, sizeof *self->items);
+    if (!self->items)
+        goto fail;
+    self->next_expire_mono = mono;
+    self->next_tick_mono = mono + 10000;
+    dv_log(DV_INFO, "collector.started", DV_STR("bind", cfg->bind),
+           DV_STR("http", self->http ? self->query.http : "off"),
+           DV_STR("store", cfg->store), DV_INT("brokers", self->nlinks),
+           DV_INT("retention_s", cfg->retention_ms / 1000),
+           DV_INT("snapshot_ms", cfg->snapshot_ms));
+    return self;
+fail:
+    collector_destroy(&self);
+    return NULL;
+}
+
+void
+collector_destroy(collector_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    collector_t *self = *self_p;
+    collector_http_destroy(&self->http);
+    for (int b = 0; b < COLLECTOR_BROKERS_MAX; b++) {
+        if (self->links[b].sub)
+            zmq_close(self->links[b].sub);
+        if (self->links[b].dealer)
+            zmq_close(self->links[b].dealer);
+    }
+    if (self->router)
+        zmq_close(self->router);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    collector_store_close(&self->store);
+    collector_state_destroy(&self->state);
+    free(self->items);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---- events -------------------------------------------------------------- */
+
+/* Reads one multipart message into body (the last frame). Returns 1 with
+ * body filled (caller closes it), 0 if nothing is waiting. */
+static int
+s_recv_last(void *socket, zmq_msg_t *body)
+{
+    zmq_msg_init(body);
+    if (zmq_msg_recv(body, socket, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(body);
+        return 0;
+    }
+    while (zmq_msg_more(body)) {
+        zmq_msg_close(body);
+        zmq_msg_init(body);
+        zmq_msg_recv(body, socket, 0);
+    }
+    return 1;
+}
+
+static void
+s_log_gap(const char *endpoint, const char *instance, uint64_t from,
+          uint64_t to, uint64_t missed, int runs, const char *why)
+{
+    dv_log(DV_WARN, "collector.gap", DV_STR("broker", endpoint),
+           DV_STR("instance", instance), DV_INT("from", from),
+           DV_INT("to", to), DV_INT("missed", missed), DV_INT("runs", runs),
+           DV_STR("why", why));
+}
+
+/* Logs the gaps broker b had this pass, if any. */
+static void
+s_flush_gaps(collector_t *self, int b)
+{
+    s_link_t *l = &self->links[b];
+    if (!l->gap_runs)
+        return;
+    s_log_gap(self->cfg.events[b],
+              collector_state_broker_instance(self->state, b), l->gap_from,
+              l->gap_to, l->gap_missed, l->gap_runs,
+              "events were dropped on the way (slow subscriber or network)");
+    l->gap_runs = 0;
+    l->gap_missed = 0;
+}
+
+static void
+s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now)
+{
+    s_link_t *l = &self->links[b];
+    const char *ep = self->cfg.events[b];
+    char prev[DV_NAME_MAX + 1];
+    snprintf(prev, sizeof prev, "%s",
+             collector_state_broker_instance(self->state, b));
+    uint64_t from, to;
+    collector_seq_t r = collector_state_seq(self->state, b, ev, &from, &to);
+    const char *inst = collector_state_broker_instance(self->state, b);
+    switch (r) {
+    case COLLECTOR_SEQ_OLD:
+        dv_log(DV_DEBUG, "collector.event_old", DV_STR("broker", ep),
+               DV_INT("seq", ev->seq));
+        return;
+    case COLLECTOR_SEQ_FIRST:
+        dv_log(DV_INFO, "collector.broker_heard", DV_STR("broker", ep),
+               DV_STR("instance", inst), DV_INT("seq", ev->seq));
+        break;
+    case COLLECTOR_SEQ_GAP:
+        if (!prev[0]) {
+            s_log_gap(ep, inst, from, to, to - from + 1, 1,
+                      "events came while the collector was not running");
+            break;
+        }
+        if (!l->gap_runs++)
+            l->gap_from = from;
+        l->gap_to = to;
+        l->gap_missed += to - from + 1;
+        break;
+    case COLLECTOR_SEQ_RESTART:
+        dv_log(DV_WARN, "collector.broker_restarted", DV_STR("broker", ep),
+               DV_STR("instance", inst), DV_STR("previous", prev),
+               DV_INT("seq", ev->seq));
+        if (to >= from && to > 0)
+            s_log_gap(ep, inst, from, to, to - from + 1, 1,
+                      "the broker restarted");
+        break;
+    case COLLECTOR_SEQ_OK:
+        break;
+    }
+    if ((r == COLLECTOR_SEQ_GAP || r == COLLECTOR_SEQ_RESTART) && l->req)
+        l->again = true; /* the answer in flight may predate the gap */
+    int64_t run_ms = collector_state_apply(self->state, b, ev, now);
+    collector_store_event(self->store, ep, ev, run_ms);
+    l->dirty = true;
+}
+
+static int
+s_drain_events(collector_t *self, int b, int64_t now)
+{
+    s_link_t *l = &self->links[b];
+    int n = 0;
+    for (; n < S_EVENTS_PER_PASS; n++) {
+        zmq_msg_t body;
+        if (!s_recv_last(l->sub, &body))
+            break;
+        dv_msg_t msg;
+        char why[256];
+        int rc = dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg,
+                               why, sizeof why);
+        if (rc != DV_OK || msg.type != DV_MSG_EVENT)
+            dv_log(DV_WARN, "collector.bad_event",
+                   DV_STR("broker", self->cfg.events[b]),
+                   DV_STR("error", rc != DV_OK ? why : "not an event"));
+        else
+            s_on_event(self, b, &msg.u.event, now);
+        dv_msg_release(&msg);
+        zmq_msg_close(&body);
+    }
+    return n;
+}
+
+/* ---- snapshots ----------------------------------------------------------- */
+
+static void
+s_request_snapshot(collector_t *self, int b, int64_t mono)
+{
+    s_link_t *l = &self->links[b];
+    dv_msg_t m = { .type = DV_MSG_CTRL };
+    m.u.ctrl.req = ++self->next_req;
+    m.u.ctrl.verb = dv_str("status");
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (dv_msg_encode(&m, &sb) == DV_OK &&
+        zmq_send(l->dealer, sb.data, sb.size, ZMQ_DONTWAIT) >= 0) {
+        l->req = m.u.ctrl.req;
+        l->sent_mono = mono;
+        l->again = false;
+    } else {
+        l->next_mono = l->retry_mono = mono + S_RETRY_MS;
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void
+s_broker_failed(collector_t *self, int b, const char *why, int64_t mono)
+{
+    s_link_t *l = &self->links[b];
+    if (!l->down)
+        dv_log(DV_WARN, "collector.broker_unreachable",
+               DV_STR("broker", l->clients_ep), DV_STR("error", why));
+    l->down = true;
+    collector_state_broker_answer(self->state, b, false, dv_now_ms(), why);
+    l->req = 0;
+    l->next_mono = l->retry_mono = mono + S_RETRY_MS;
+}
+
+static void
+s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
+                     int64_t mono)
+{
+    s_link_t *l = &self->links[b];
+    uint64_t req = msg->type == DV_MSG_REPLY ? msg->u.reply.req
+                                             : msg->u.error.req;
+    if (!l->req || req != l->req)
+        return; /* an answer we gave up waiting for */
+    char why[512];
+    if (msg->type == DV_MSG_ERROR || !msg->u.reply.ok) {
+        dv_str_t r = msg->type == DV_MSG_ERROR ? msg->u.error.reason
+                                               : msg->u.reply.error;
+        snprintf(why, sizeof why, "status refused: %.*s", (int)r.len,
+                 r.ptr ? r.ptr : "");
+        s_broker_failed(self, b, why, mono);
+        return;
+    }
+    json_t *st = msg->u.reply.body.ptr
+                     ? dv_msgpack_to_json(msg->u.reply.body.ptr,
+                                          msg->u.reply.body.len, why,
+                                          sizeof why)
+                     : NULL;
+    if (!json_is_object(st)) {
+        json_decref(st);
+        s_broker_failed(self, b, "status answer without a snapshot", mono);
+        return;
+    }
+    int64_t now = dv_now_ms();
+    bool was_synced = !collector_state_wants_snapshot(self->state, b);
+    collector_state_snapshot(self->state, b, st, now);
+    collector_state_broker_answer(self->state, b, true, now, NULL);
+    if (l->down)
+        dv_log(DV_INFO, "collector.broker_reachable",
+               DV_STR("broker", l->clients_ep));
+    dv_log(was_synced ? DV_DEBUG : DV_INFO, "collector.resynced",
+           DV_STR("broker", self->cfg.events[b]),
+           DV_STR("instance", json_string_value(json_object_get(st, "broker"))),
+           DV_INT("seq", collector_state_broker_seq(self->state, b)));
+    json_decref(st);
+    l->down = false;
+    l->req = 0;
+    l->next_mono = mono + self->cfg.snapshot_ms;
+    if (l->again)
+        l->next_mono = mono; /* a gap came after it was asked for */
+    l->again = false;
+}
+
+static void
+s_drain_snapshots(collector_t *self, int b, int64_t mono)
+{
+    s_link_t *l = &self->links[b];
+    for (int n = 0; l->dealer && n < 16; n++) {
+        zmq_msg_t body;
+        if (!s_recv_last(l->dealer, &body))
+            break;
+        dv_msg_t msg;
+        char why[256] = "not a reply";
+        if (dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg, why,
+                          sizeof why) == DV_OK &&
+            (msg.type == DV_MSG_REPLY || msg.type == DV_MSG_ERROR))
+            s_on_snapshot_answer(self, b, &msg, mono);
+        else
+            dv_log(DV_WARN, "collector.bad_answer",
+                   DV_STR("broker", l->clients_ep), DV_STR("error", why));
+        dv_msg_release(&msg);
+        zmq_msg_close(&body);
+    }
+}
+
+/* Sends due requests, gives up on late ones. Returns ms until the next
+ * thing to do here. */
+static int64_t
+s_snapshots(collector_t *self, int64_t mono)
+{
+    int64_t next = S_POLL_MAX_MS;
+    for (int b = 0; b < self->nlinks; b++) {
+        s_link_t *l = &self->links[b];
+        if (!l->clients_ep)
+            continue;
+        if (!l->dealer && (mono < l->retry_mono || s_dealer_open(self, l))) {
+            l->retry_mono = mono + S_RETRY_MS;
+            continue;
+        }
+        if (l->req) {
+            int64_t late = mono - l->sent_mono;
+            if (late >= self->cfg.timeout_ms) {
+                char why[128];
+                snprintf(why, sizeof why, "no answer to status for %.1f s",
+                         (double)late / 1000.0);
+                s_broker_failed(self, b, why, mono);
+                /* A fresh socket: drop what is queued for a dead peer. */
+                zmq_close(l->dealer);
+                l->dealer = NULL;
+                if (s_dealer_open(self, l) != 0)
+                    l->retry_mono = mono + S_RETRY_MS;
+            } else if (self->cfg.timeout_ms - late < next) {
+                next = self->cfg.timeout_ms - late;
+            }
+            continue;
+        }
+        bool want = collector_state_wants_snapshot(self->state, b);
+        if (mono >= l->next_mono || (want && mono >= l->retry_mono)) {
+            s_request_snapshot(self, b, mono);
+            continue;
+        }
+        int64_t due = want ? l->retry_mono : l->next_mono;
+        if (due - mono < next)
+            next = due - mono;
+    }
+    return next < 0 ? 0 : next;
+}
+
+/* ---- queries ------------------------------------------------------------- */
+
+static void
+s_send_reply(collector_t *self, zmq_msg_t *rid, const dv_msg_t *m)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (dv_msg_encode(m, &sb) == DV_OK) {
+        zmq_msg_t id;
+        zmq_msg_init(&id);
+        zmq_msg_copy(&id, rid);
+        if (zmq_msg_send(&id, self->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_send(self->router, sb.data, sb.size, ZMQ_DONTWAIT) < 0)
+            dv_log(DV_DEBUG, "collector.reply_dropped",
+                   DV_STR("error", zmq_strerror(errno)));
+        zmq_msg_close(&id);
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void
+s_reply_error(collector_t *self, zmq_msg_t *rid, uint64_t req, bool ctrl,
+              const char *why)
+{
+    dv_msg_t m = { .type = ctrl ? DV_MSG_REPLY : DV_MSG_ERROR };
+    if (ctrl) {
+        m.u.reply.req = req;
+        m.u.reply.ok = false;
+        m.u.reply.error = dv_str(why);
+    } else {
+        m.u.error.req = req;
+        m.u.error.reason = dv_str(why);
+        m.u.error.version = DV_PROTO_VERSION;
+    }
+    s_send_reply(self, rid, &m);
+}
+
+/* The largest array member of body (where long listings are). */
+static json_t *
+s_largest_array(json_t *body, const char **key_out)
+{
+    const char *key;
+    json_t *v, *best = NULL;
+    json_object_foreach(body, key, v) {
+        if (json_is_array(v) &&
+            (!best || json_array_size(v) > json_array_size(best))) {
+            best = v;
+            *key_out = key;
+        }
+    }
+    return best;
+}
+
+/* Encodes body as msgpack, shortening its longest listing until it fits
+ * in one reply (DV_PAYLOAD_MAX); the answer then says "truncated". */
+static char *
+s_encode_body(json_t *body, size_t *len)
+{
+    for (int round = 0; round < 24; round++) {
+        char *mp = dv_json_to_msgpack(body, len);
+        if (!mp || *len <= DV_PAYLOAD_MAX - 64)
+            return mp;
+        free(mp);
+        const char *key = NULL;
+        json_t *a = s_largest_array(body, &key);
+        size_t n = json_array_size(a);
+        if (!a || n == 0)
+            return NULL;
+        size_t keep = n / 2;
+        while (json_array_size(a) > keep)
+            json_array_remove(a, json_array_size(a) - 1);
+        json_object_set_new(body, "truncated", json_true());
+    }
+    return NULL;
+}
+
+static void
+s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
+{
+    dv_msg_t msg;
+    char why[512];
+    int rc = dv_msg_decode(data, size, &msg, why, sizeof why);
+    if (rc != DV_OK) {
+        dv_log(DV_WARN, "collector.bad_query", DV_STR("error", why));
+        s_reply_error(self, rid,
+                      msg.type == DV_MSG_CTRL ? msg.u.ctrl.req : 0, false,
+                      why);
+        dv_msg_release(&msg);
+        return;
+    }
+    if (msg.type != DV_MSG_CTRL) {
+        snprintf(why, sizeof why,
+                 "the collector answers ctrl messages only, not %s",
+                 dv_msg_type_name(msg.type));
+        s_reply_error(self, rid, 0, false, why);
+        dv_msg_release(&msg);
+        return;
+    }
+    const dv_ctrl_t *c = &msg.u.ctrl;
+    char verb[DV_NAME_MAX + 1];
+    dv_str_copy(c->verb, verb, sizeof verb);
+    json_t *args = NULL;
+    if (c->args.ptr) {
+        args = dv_msgpack_to_json(c->args.ptr, c->args.len, why, sizeof why);
+        if (!json_is_object(args)) {
+            json_decref(args);
+            s_reply_error(self, rid, c->req, true,
+                          "args: must be a map of arguments");
+            dv_msg_release(&msg);
+            return;
+        }
+    } else {
+        args = json_object();
+    }
+    if (c->id.ptr)
+        json_object_set_new(args, "id", json_stringn(c->id.ptr, c->id.len));
+    if (c->queue.ptr && !json_object_get(args, "queue"))
+        json_object_set_new(args, "queue",
+                            json_stringn(c->queue.ptr, c->queue.len));
+    if (c->worker.ptr && !json_object_get(args, "worker"))
+        json_object_set_new(args, "worker",
+                            json_stringn(c->worker.ptr, c->worker.len));
+    int status;
+    json_t *body = collector_query_run(&self->query, verb, args, dv_now_ms(),
+                                       &status, why, sizeof why);
+    json_decref(args);
+    if (!body) {
+        s_reply_error(self, rid, c->req, true, why);
+        dv_msg_release(&msg);
+        return;
+    }
+    size_t len = 0;
+    char *mp = s_encode_body(body, &len);
+    json_decref(body);
+    if (!mp) {
+        s_reply_error(self, rid, c->req, true,
+                      "answer too large or not encodable");
+    } else {
+        dv_msg_t m = { .type = DV_MSG_REPLY };
+        m.u.reply.req = c->req;
+        m.u.reply.ok = true;
+        m.u.reply.body = dv_strn(mp, len);
+        s_send_reply(self, rid, &m);
+        free(mp);
+    }
+    dv_msg_release(&msg);
+}
+
+static void
+s_drain_queries(collector_t *self)
+{
+    for (int n = 0; n < S_QUERIES_PER_PASS; n++) {
+        zmq_msg_t rid, body;
+        zmq_msg_init(&rid);
+        if (zmq_msg_recv(&rid, self->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&rid);
+            return;
+        }
+        int frames = 0;
+        zmq_msg_init(&body);
+        while (zmq_msg_more(frames ? &body : &rid)) {
+            zmq_msg_close(&body);
+            zmq_msg_init(&body);
+            zmq_msg_recv(&body, self->router, 0);
+            frames++;
+        }
+        if (frames == 1)
+            s_on_query(self, &rid, zmq_msg_data(&body), zmq_msg_size(&body));
+        else
+            s_reply_error(self, &rid, 0, false,
+                          "expected exactly one frame after the routing id");
+        zmq_msg_close(&body);
+        zmq_msg_close(&rid);
+    }
+}
+
+/* ---- loop ---------------------------------------------------------------- */
+
+static void
+s_dump(collector_t *self)
+{
+    dv_log(DV_INFO, "collector.dump_collector",
+           DV_STR("store", collector_store_path(self->store)),
+           DV_STR("bind", self->cfg.bind),
+           DV_STR("http", self->http ? self->query.http : "off"));
+    collector_state_dump(self->state, dv_now_ms());
+}
+
+static int64_t
+s_timers(collector_t *self, int64_t mono)
+{
+    if (mono >= self->next_expire_mono) {
+        int64_t cutoff = dv_now_ms() - self->cfg.retention_ms;
+        int n = collector_store_expire(self->store, cutoff, S_EXPIRE_ROWS);
+        if (n > 0)
+            dv_log(DV_INFO, "collector.expired", DV_INT("rows", n),
+                   DV_INT("retention_s", self->cfg.retention_ms / 1000));
+        self->next_expire_mono =
+            mono + (n >= S_EXPIRE_ROWS ? 1000 : S_EXPIRE_EVERY_MS);
+    }
+    if (mono >= self->next_tick_mono) {
+        collector_state_tick(self->state, dv_now_ms());
+        self->next_tick_mono = mono + 10000;
+    }
+    int64_t a = self->next_expire_mono - mono, b = self->next_tick_mono - mono;
+    return a < b ? a : b;
+}
+
+int
+collector_run(collector_t *self, volatile int *stop, volatile int *dump)
+{
+    int n = 0;
+    for (int b = 0; b < self->nlinks; b++)
+        self->items[n++] = (zmq_pollitem_t){ self->links[b].sub, 0,
+                                             ZMQ_POLLIN, 0 };
+    int first_dealer = n;
+    for (int b = 0; b < self->nlinks; b++)
+        self->items[n++] = (zmq_pollitem_t){ NULL, -1, 0, 0 };
+    self->items[n++] = (zmq_pollitem_t){ self->router, 0, ZMQ_POLLIN, 0 };
+    if (self->http)
+        self->items[n++] = (zmq_pollitem_t){
+            NULL, collector_http_fd(self->http), ZMQ_POLLIN, 0
+        };
+    int nitems = n;
+    int64_t timeout = 0;
+    while (!*stop) {
+        /* Dealers are recreated after a timeout: refresh their slots. */
+        for (int b = 0; b < self->nlinks; b++) {
+            zmq_pollitem_t *it = &self->items[first_dealer + b];
+            it->socket = self->links[b].dealer;
+            it->fd = -1;
+            it->events = it->socket ? ZMQ_POLLIN : 0;
+        }
+        long t = (long)timeout;
+        if (self->http) {
+            long h = collector_http_timeout(self->http);
+            if (h >= 0 && h < t)
+                t = h;
+        }
+        int rc = zmq_poll(self->items, nitems, t);
+        if (rc < 0 && errno != EINTR) {
+            dv_log(DV_ERROR, "collector.poll_failed",
+                   DV_STR("error", zmq_strerror(errno)));
+            return -1;
+        }
+        int64_t now = dv_now_ms();
+        bool more = false;
+        for (int b = 0; b < self->nlinks; b++)
+            if (s_drain_events(self, b, now) == S_EVENTS_PER_PASS)
+                more = true;
+        for (int b = 0; b < self->nlinks; b++)
+            s_flush_gaps(self, b);
+        for (int b = 0; b < self->nlinks; b++) {
+            s_link_t *l = &self->links[b];
+            if (!l->dirty)
+                continue;
+            l->dirty = false;
+            collector_store_broker_save(
+                self->store, self->cfg.events[b],
+                collector_state_broker_instance(self->state, b),
+                collector_state_broker_seq(self->state, b));
+        }
+        if (collector_store_commit(self->store) != 0)
+            dv_log(DV_ERROR, "collector.store_commit_failed");
+        int64_t mono = dv_mono_ms();
+        for (int b = 0; b < self->nlinks; b++)
+            s_drain_snapshots(self, b, mono);
+        int64_t next = s_snapshots(self, mono);
+        s_drain_queries(self);
+        if (self->http)
+            collector_http_run(self->http);
+        int64_t tnext = s_timers(self, mono);
+        if (tnext < next)
+            next = tnext;
+        if (*dump) {
+            *dump = 0;
+            s_dump(self);
+        }
+        timeout = more ? 0 : next > S_POLL_MAX_MS ? S_POLL_MAX_MS : next;
+        if (timeout < 0)
+            timeout = 0;
+    }
+    collector_store_commit(self->store);
+    dv_log(DV_INFO, "collector.stopping",
+           DV_INT("events", collector_state_events_total(self->state)));
+    return 0;
+}

@@ -1,0 +1,283 @@
+/* collector_http - /metrics and /api on libmicrohttpd, run from the loop. */
+#include "collector_http.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "dv_clock.h"
+#include "dv_log.h"
+
+/* Idle HTTP connections are closed after this many seconds. */
+#define S_CONN_TIMEOUT_S 30
+
+struct collector_http_t {
+    struct MHD_Daemon *daemon;
+    const collector_query_t *q;
+    char address[96];
+};
+
+static void
+s_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char text[512];
+    vsnprintf(text, sizeof text, fmt, ap);
+    size_t n = strlen(text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+    dv_log(DV_WARN, "collector.http_error", DV_STR("error", text));
+}
+
+static enum MHD_Result
+s_send(struct MHD_Connection *c, unsigned status, const char *type,
+       char *body, size_t len)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result
+s_send_json(struct MHD_Connection *c, unsigned status, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!text)
+        return MHD_NO;
+    size_t n = strlen(text);
+    char *body = realloc(text, n + 2); /* a final newline, for curl users */
+    if (!body) {
+        free(text);
+        return MHD_NO;
+    }
+    body[n] = '\n';
+    body[n + 1] = '\0';
+    return s_send(c, status, "application/json", body, n + 1);
+}
+
+static enum MHD_Result
+s_send_error(struct MHD_Connection *c, unsigned status, const char *why)
+{
+    return s_send_json(c, status, json_pack("{s:s}", "error", why));
+}
+
+static enum MHD_Result
+s_collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+              const char *value)
+{
+    (void)kind;
+    if (key && value && *value)
+        json_object_set_new(cls, key, json_string(value));
+    return MHD_YES;
+}
+
+static enum MHD_Result
+s_metrics(collector_http_t *self, struct MHD_Connection *c)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    if (!out)
+        return MHD_NO;
+    collector_state_metrics(self->q->state, out, dv_now_ms());
+    if (fclose(out) != 0) {
+        free(buf);
+        return MHD_NO;
+    }
+    return s_send(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                  buf, len);
+}
+
+/* Answers /api/VERB[/ARG] from the same code as the query socket. */
+static enum MHD_Result
+s_api(collector_http_t *self, struct MHD_Connection *c, const char *path)
+{
+    char verb[32] = "";
+    const char *arg = NULL;
+    const char *slash = strchr(path, '/');
+    size_t vlen = slash ? (size_t)(slash - path) : strlen(path);
+    if (vlen == 0 || vlen >= sizeof verb)
+        return s_send_error(c, MHD_HTTP_NOT_FOUND, "no such API path");
+    memcpy(verb, path, vlen);
+    if (slash && slash[1])
+        arg = slash + 1;
+    json_t *args = json_object();
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, s_collect_arg, args);
+    const char *run = NULL;
+    if (!strcmp(verb, "jobs") && arg) {
+        run = "job";
+        json_object_set_new(args, "id", json_string(arg));
+    } else if (!strcmp(verb, "batches") && arg) {
+        run = "batch";
+        json_object_set_new(args, "name", json_string(arg));
+    } else if (!arg && (!strcmp(verb, "status") || !strcmp(verb, "workers") ||
+                        !strcmp(verb, "queues") || !strcmp(verb, "keys") ||
+                        !strcmp(verb, "health") || !strcmp(verb, "jobs"))) {
+        run = verb;
+    }
+    if (!run) {
+        json_decref(args);
+        return s_send_error(c, MHD_HTTP_NOT_FOUND,
+                            "no such API path: try /api/status, /api/workers, "
+                            "/api/queues, /api/jobs, /api/jobs/ID, /api/keys, "
+                            "/api/batches/NAME, /api/health");
+    }
+    int status;
+    char why[512];
+    json_t *body = collector_query_run(self->q, run, args, dv_now_ms(),
+                                       &status, why, sizeof why);
+    json_decref(args);
+    if (!body)
+        return s_send_error(c, (unsigned)status, why);
+    return s_send_json(c, MHD_HTTP_OK, body);
+}
+
+static enum MHD_Result
+s_on_request(void *cls, struct MHD_Connection *c, const char *url,
+             const char *method, const char *version, const char *upload,
+             size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    (void)upload;
+    static int first_call;
+    collector_http_t *self = cls;
+    if (*con_cls == NULL) {
+        /* Headers only so far; answer on the next call. */
+        *con_cls = &first_call;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        *upload_size = 0; /* a body is not expected: ignore it */
+        return MHD_YES;
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_GET) &&
+        strcmp(method, MHD_HTTP_METHOD_HEAD))
+        return s_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                            "only GET is served");
+    if (!strcmp(url, "/metrics"))
+        return s_metrics(self, c);
+    if (!strncmp(url, "/api/", 5))
+        return s_api(self, c, url + 5);
+    if (!strcmp(url, "/"))
+        return s_send_json(
+            c, MHD_HTTP_OK,
+            json_pack("{s:[s,s,s,s,s,s,s,s,s]}", "endpoints", "/metrics",
+                      "/api/status", "/api/workers", "/api/queues",
+                      "/api/jobs", "/api/jobs/ID", "/api/keys",
+                      "/api/batches/NAME", "/api/health"));
+    return s_send_error(c, MHD_HTTP_NOT_FOUND, "not found");
+}
+
+collector_http_t *
+collector_http_new(const char *addr, const collector_query_t *q)
+{
+    /* Split "HOST:PORT" at the last colon; "[v6]" loses its brackets. */
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || !colon[1]) {
+        dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),
+               DV_STR("error", "expected ADDRESS:PORT"));
+        return NULL;
+    }
+    char host[128];
+    size_t hlen = (size_t)(colon - addr);
+    if (hlen >= sizeof host)
+        hlen = sizeof host - 1;
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    if (host[0] == '[' && hlen > 2 && host[hlen - 1] == ']') {
+        memmove(host, host + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+    }
+    struct addrinfo hints = { .ai_flags = AI_PASSIVE,
+                              .ai_socktype = SOCK_STREAM };
+    struct addrinfo *ai = NULL;
+    int rc = getaddrinfo(strcmp(host, "*") ? host : NULL, colon + 1, &hints,
+                         &ai);
+    if (rc != 0 || !ai) {
+        dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),
+               DV_STR("error", gai_strerror(rc)));
+        return NULL;
+    }
+    collector_http_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        freeaddrinfo(ai);
+        return NULL;
+    }
+    self->q = q;
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    self->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, s_on_request, self,
+        /* The logger first, so every message goes through it. */
+        MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)S_CONN_TIMEOUT_S, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!self->daemon) {
+        dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),
+               DV_STR("error", "cannot listen (address in use?)"));
+        free(self);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned port = info ? info->port : 0;
+    snprintf(self->address, sizeof self->address, "%.*s:%u", (int)hlen, addr,
+             port);
+    return self;
+}
+
+void
+collector_http_destroy(collector_http_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    collector_http_t *self = *self_p;
+    if (self->daemon)
+        MHD_stop_daemon(self->daemon);
+    free(self);
+    *self_p = NULL;
+}
+
+int
+collector_http_fd(const collector_http_t *self)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    return info ? info->epoll_fd : -1;
+}
+
+long
+collector_http_timeout(collector_http_t *self)
+{
+    MHD_UNSIGNED_LONG_LONG t;
+    if (MHD_get_timeout(self->daemon, &t) != MHD_YES)
+        return -1;
+    return t > 60000 ? 60000 : (long)t;
+}
+
+void
+collector_http_run(collector_http_t *self)
+{
+    MHD_run(self->daemon);
+}
+
+const char *
+collector_http_address(const collector_http_t *self)
+{
+    return self->address;
+}

@@ -1,0 +1,46 @@
+/* collector_http - the collector's HTTP side (libmicrohttpd): GET /metrics
+ * in the Prometheus text format and GET /api/... in JSON.
+ *
+ * The daemon has no thread of its own: it runs in the collector's loop
+ * (its epoll descriptor joins the loop's zmq_poll, and collector_http_run()
+ * does the work), so handlers read the live state without locks and an
+ * answer is always consistent with one pass.
+ *
+ * Routes: /metrics, /api/status, /api/workers, /api/queues, /api/keys,
+ * /api/health, /api/jobs?state=&queue=&type=&batch=&since=&limit=,
+ * /api/jobs/ID, /api/batches/NAME. Errors are JSON {"error": reason} with
+ * 400, 404, 405 or 500.
+ */
+#ifndef COLLECTOR_HTTP_H
+#define COLLECTOR_HTTP_H
+
+#include <stdint.h>
+
+#include "collector_query.h"
+
+typedef struct collector_http_t collector_http_t;
+
+/* Listens on addr ("127.0.0.1:7780", "[::1]:7780", "*:7780"; port 0 picks
+ * a free one) and answers from q, which must outlive the server. Returns
+ * NULL after logging why (collector.http_failed). */
+collector_http_t *collector_http_new(const char *addr,
+                                     const collector_query_t *q);
+
+/* Stops listening, closes connections, frees; sets *self_p to NULL.
+ * NULL-safe. */
+void collector_http_destroy(collector_http_t **self_p);
+
+/* The descriptor to poll for input (an epoll set). */
+int collector_http_fd(const collector_http_t *self);
+
+/* Milliseconds until the server needs collector_http_run() even without
+ * input (connection timeouts), or -1 for no such need. */
+long collector_http_timeout(collector_http_t *self);
+
+/* Does whatever is ready: accepts, reads, answers. Never blocks. */
+void collector_http_run(collector_http_t *self);
+
+/* "ADDRESS:PORT" as bound (the port resolved when 0 was asked for). */
+const char *collector_http_address(const collector_http_t *self);
+
+#endif

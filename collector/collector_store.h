@@ -1,0 +1,117 @@
+/* collector_store - the collector's own history: one SQLite file that a
+ * person can query with the sqlite3 shell (docs/collector.md has the
+ * schema and example queries).
+ *
+ * The collector builds this history from the events alone; it never reads
+ * a broker's store. Tables:
+ *
+ *   jobs      one row per job seen: queue, type, batch, state, attempts,
+ *             times, last worker, wait and run time, last failure
+ *   attempts  one row per attempt: worker, times, outcome, failure
+ *             details, last progress seen
+ *   events    the job, queue and worker events as they came (heartbeats
+ *             and progress are state, not history, and are left out)
+ *   brokers   per broker endpoint: instance id and last sequence number,
+ *             so a restarted collector knows what it missed
+ *
+ * Writes are grouped: the first write of a loop pass opens a transaction,
+ * collector_store_commit() ends it, so one commit covers everything a pass
+ * received. The file runs in WAL mode with synchronous=NORMAL: a commit
+ * survives a crash of the collector (not a power cut); losing the last
+ * pass of history to a power cut is acceptable for a monitor.
+ *
+ * Not thread-safe: the collector's loop thread owns it. Every call is
+ * synchronous (local disk).
+ */
+#ifndef COLLECTOR_STORE_H
+#define COLLECTOR_STORE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "dv_proto.h"
+
+typedef struct collector_store_t collector_store_t;
+
+/* Opens (creating if needed) the SQLite file at path and its schema.
+ * Returns NULL after logging why (collector.store_open_failed). The caller
+ * owns the store and closes it with collector_store_close(). */
+collector_store_t *collector_store_open(const char *path);
+
+/* Commits what is pending, finalizes every statement, closes the file and
+ * sets *self_p to NULL. NULL-safe. */
+void collector_store_close(collector_store_t **self_p);
+
+/* The path the store was opened with. */
+const char *collector_store_path(const collector_store_t *self);
+
+/* Records one event from the broker called broker (its endpoint, as
+ * configured) into the open group (opening one if needed). run_ms is the
+ * attempt's run time as the caller worked it out (the event's own, or the
+ * time since the attempt started), 0 if unknown. Events of kinds that carry
+ * no history (worker.heartbeat, job.progress) update state tables only.
+ * Returns 0, or -1 when the write failed (logged once per group; the group
+ * is then rolled back at commit). */
+int collector_store_event(collector_store_t *self, const char *broker,
+                          const dv_event_t *ev, int64_t run_ms);
+
+/* Remembers, in the open group, the instance id and last sequence number
+ * seen from a broker endpoint. Returns 0 or -1. */
+int collector_store_broker_save(collector_store_t *self, const char *endpoint,
+                                const char *instance, uint64_t seq);
+
+/* Reads what collector_store_broker_save() last committed for endpoint:
+ * fills instance (NUL-terminated, truncated to size) and *seq. Returns 1
+ * when found, 0 when the endpoint is new, -1 on error. */
+int collector_store_broker_load(collector_store_t *self, const char *endpoint,
+                                char *instance, size_t size, uint64_t *seq);
+
+/* Ends the open group: commits it, or rolls it back if a write of the
+ * group failed. Returns 0 (also when nothing was open) or -1. */
+int collector_store_commit(collector_store_t *self);
+
+/* Filters of collector_store_jobs(); NULL strings and since_ms 0 mean "any". */
+typedef struct {
+    const char *state;
+    const char *queue;
+    const char *type;
+    const char *batch;
+    int64_t since_ms;  /* jobs with an event at or after this epoch ms */
+    int limit;         /* 1..COLLECTOR_JOBS_LIMIT_MAX */
+} collector_jobs_filter_t;
+
+#define COLLECTOR_JOBS_LIMIT_MAX 1000
+
+/* The jobs matching f, most recently active first, as a JSON array of job
+ * objects (see docs/collector.md). Returns a new reference, or NULL on a
+ * store error. */
+json_t *collector_store_jobs(collector_store_t *self,
+                             const collector_jobs_filter_t *f);
+
+/* One job: its row as collector_store_jobs() gives it, except that the
+ * number of attempts is under "attempt" and "attempts" lists them (round,
+ * attempt, worker, times, outcome, failure, last progress) in order; and
+ * its events ("events"). NULL when the store has no such job (*found = 0)
+ * or on error (*found = -1). Returns a new reference. */
+json_t *collector_store_job(collector_store_t *self, const char *id,
+                            int *found);
+
+/* A batch's counts by state, first and last activity, and how many of its
+ * jobs ended since since_ms (for a rate): {"counts": {...}, "total",
+ * "first_at", "last_at", "ended_recent", "first_started_at"}. Returns a new
+ * reference (total 0 for an unknown batch), or NULL on error. */
+json_t *collector_store_batch(collector_store_t *self, const char *name,
+                              int64_t since_ms);
+
+/* Failed attempts since since_ms by category: [{category, count}], most
+ * frequent first. Returns a new reference, or NULL on error. */
+json_t *collector_store_failures(collector_store_t *self, int64_t since_ms);
+
+/* Deletes at most max_rows jobs (and their attempts) whose last event is
+ * older than cutoff_ms, and at most max_rows events older than cutoff_ms,
+ * in a transaction of its own (call it between groups). Returns the number
+ * of rows deleted (a value >= max_rows means more may be left), or -1. */
+int collector_store_expire(collector_store_t *self, int64_t cutoff_ms,
+                           int max_rows);
+
+#endif

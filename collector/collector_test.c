@@ -1,0 +1,582 @@
+/* Unit tests of the collector's state, store and query verbs, fed with
+ * events built here (tests/test_collector.c runs the real processes). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "collector_query.h"
+#include "collector_state.h"
+#include "collector_store.h"
+#include "dv_json.h"
+#include "dv_log.h"
+
+#define BROKER "ipc:///tmp/b1"
+#define INST "01a20000-0000-7000-8000-00000000000a"
+#define JOB_A "01a20000-0000-7000-8000-0000000000a1"
+#define JOB_B "01a20000-0000-7000-8000-0000000000b1"
+
+static uint64_t s_seq;
+
+/* An event of kind for job id (may be NULL) in queue q, type t. */
+static dv_event_t
+s_ev(const char *kind, const char *id, const char *q, const char *t)
+{
+    dv_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.seq = ++s_seq;
+    ev.broker = dv_str(INST);
+    ev.ts_ms = 1000000 + (int64_t)s_seq * 10;
+    ev.kind = dv_str(kind);
+    ev.id = dv_str(id);
+    ev.queue = dv_str(q);
+    ev.type = dv_str(t);
+    return ev;
+}
+
+static dv_event_t
+s_failed(const char *id, int attempt, dv_state_t state, dv_category_t cat)
+{
+    dv_event_t ev = s_ev("job.failed", id, "q", "t");
+    ev.worker = dv_str("w1");
+    ev.attempt = attempt;
+    ev.state = state;
+    ev.has_failure = true;
+    dv_failure_init(&ev.failure);
+    ev.failure.category = cat;
+    ev.failure.message = dv_str("boom");
+    ev.failure.exit_code = 3;
+    return ev;
+}
+
+/* ---- sequence numbers ---------------------------------------------------- */
+
+static void
+t_seq(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    assert_int_equal(collector_state_add_broker(st, BROKER, NULL), 0);
+    uint64_t from, to;
+    dv_event_t ev = s_ev("worker.heartbeat", NULL, NULL, NULL);
+    ev.seq = 1;
+    assert_int_equal(collector_state_seq(st, 0, &ev, &from, &to),
+                     COLLECTOR_SEQ_FIRST);
+    ev.seq = 2;
+    assert_int_equal(collector_state_seq(st, 0, &ev, &from, &to),
+                     COLLECTOR_SEQ_OK);
+    ev.seq = 5;
+    assert_int_equal(collector_state_seq(st, 0, &ev, &from, &to),
+                     COLLECTOR_SEQ_GAP);
+    assert_int_equal(from, 3);
+    assert_int_equal(to, 4);
+    assert_false(collector_state_wants_snapshot(st, 0)); /* no clients ep */
+    assert_int_equal(collector_state_seq(st, 0, &ev, &from, &to),
+                     COLLECTOR_SEQ_OLD);
+    ev.broker = dv_str("01a20000-0000-7000-8000-00000000000b");
+    ev.seq = 3;
+    assert_int_equal(collector_state_seq(st, 0, &ev, &from, &to),
+                     COLLECTOR_SEQ_RESTART);
+    assert_int_equal(from, 1);
+    assert_int_equal(to, 2);
+    assert_int_equal(collector_state_gaps_total(st), 2);
+    collector_state_destroy(&st);
+
+    /* What a previous run saw: the first event tells what was missed. */
+    st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, "ipc:///tmp/c1");
+    assert_true(collector_state_wants_snapshot(st, 0));
+    collector_state_broker_known(st, 0, INST, 10);
+    ev.broker = dv_str(INST);
+    ev.seq = 15;
+    assert_int_equal(collector_state_seq(st, 0, &ev, &from, &to),
+                     COLLECTOR_SEQ_GAP);
+    assert_int_equal(from, 11);
+    assert_int_equal(to, 14);
+    collector_state_destroy(&st);
+}
+
+/* ---- depth from a snapshot plus deltas ----------------------------------- */
+
+static json_t *
+s_queue(collector_state_t *st, const char *name)
+{
+    json_t *qs = collector_state_queues(st, 1000100);
+    json_t *q = NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(qs, i, v)
+        if (!strcmp(json_string_value(json_object_get(v, "name")), name))
+            q = json_incref(v);
+    json_decref(qs);
+    return q;
+}
+
+static int64_t
+s_int(const json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+static void
+t_snapshot_and_deltas(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, "ipc:///tmp/c1");
+    json_t *snap = json_loads(
+        "{\"broker\": \"" INST "\", \"store\": \"sqlite\", \"uptime_ms\": 5,"
+        " \"queues\": [{\"name\": \"q\", \"queued\": 2, \"scheduled\": 1,"
+        "  \"running\": 0, \"paused\": false, \"rate\": 0,"
+        "  \"max_running\": 0}],"
+        " \"workers\": [{\"name\": \"w1\", \"host\": \"h\", \"pid\": 7,"
+        "  \"concurrency\": 4, \"credit\": 4, \"running\": 0, \"processed\": 9,"
+        "  \"failed\": 1, \"queues\": [\"q\"], \"draining\": false},"
+        "  {\"name\": \"w2\", \"concurrency\": 1, \"queues\": [\"other\"]}],"
+        " \"counters\": {\"submitted\": 3}}",
+        0, NULL);
+    assert_non_null(snap);
+    collector_state_snapshot(st, 0, snap, 1000000);
+    assert_false(collector_state_wants_snapshot(st, 0));
+
+    dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
+    ev.state = DV_STATE_QUEUED;
+    collector_state_apply(st, 0, &ev, 1000000);
+    ev = s_ev("job.started", JOB_A, "q", "t");
+    ev.worker = dv_str("w1");
+    ev.attempt = 1;
+    ev.wait_ms = 40;
+    collector_state_apply(st, 0, &ev, 1000000);
+    json_t *q = s_queue(st, "q");
+    assert_int_equal(s_int(q, "queued"), 2);
+    assert_int_equal(s_int(q, "running"), 1);
+    assert_int_equal(s_int(q, "workers"), 1);
+    json_decref(q);
+    /* Running jobs show under their worker. */
+    json_t *ws = collector_state_workers(st, 1000000);
+    json_t *w1 = json_array_get(ws, 0);
+    assert_string_equal(json_string_value(json_object_get(w1, "name")), "w1");
+    assert_int_equal(json_array_size(json_object_get(w1, "jobs")), 1);
+    assert_int_equal(s_int(w1, "processed"), 9);
+    json_decref(ws);
+
+    ev = s_failed(JOB_A, 1, DV_STATE_SCHEDULED, DV_CAT_TIMEOUT);
+    ev.ts_ms += 500;
+    int64_t run = collector_state_apply(st, 0, &ev, 1000000);
+    assert_true(run >= 500); /* from its job.started */
+    q = s_queue(st, "q");
+    assert_int_equal(s_int(q, "running"), 0);
+    assert_int_equal(s_int(q, "scheduled"), 2);
+    assert_int_equal(s_int(json_object_get(q, "totals"), "failed"), 1);
+    assert_int_equal(s_int(json_object_get(q, "wait_ms"), "p99"), 40);
+    json_decref(q);
+
+    /* A snapshot counts leased jobs as running, also those a worker holds
+     * ahead of a free child: their job.started is no new departure. */
+    ev = s_ev("job.started", JOB_A, "q", "t");
+    ev.worker = dv_str("w1");
+    ev.attempt = 2;
+    collector_state_apply(st, 0, &ev, 1000000);
+    json_t *qs = json_loads(
+        "[{\"name\": \"q\", \"queued\": 5, \"running\": 4}]", 0, NULL);
+    json_object_set(snap, "queues", qs);
+    collector_state_snapshot(st, 0, snap, 1000050);
+    ev = s_ev("job.started", JOB_B, "q", "t");
+    ev.worker = dv_str("w1");
+    ev.attempt = 1;
+    collector_state_apply(st, 0, &ev, 1000050);
+    q = s_queue(st, "q");
+    assert_int_equal(s_int(q, "queued"), 5);
+    assert_int_equal(s_int(q, "running"), 4);
+    json_decref(q);
+    json_array_clear(qs);
+    json_array_append_new(qs, json_loads(
+        "{\"name\": \"q\", \"queued\": 2, \"scheduled\": 1}", 0, NULL));
+    json_decref(qs);
+
+    /* Worker w2 is no longer listed: it is gone. */
+    json_object_set_new(snap, "workers", json_loads(
+        "[{\"name\": \"w1\", \"concurrency\": 4, \"queues\": [\"q\"]}]", 0,
+        NULL));
+    collector_state_snapshot(st, 0, snap, 1000100);
+    ws = collector_state_workers(st, 1000100);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(ws, 1), "state")),
+        "left");
+    json_decref(ws);
+    json_t *sum = collector_state_worker_summary(st, 1000100);
+    assert_int_equal(s_int(sum, "online"), 1);
+    assert_int_equal(s_int(sum, "offline"), 1);
+    /* The broker says w1 holds no job: the two seen starting ended
+     * unseen, and are no longer listed as running. */
+    assert_int_equal(s_int(sum, "running_jobs"), 0);
+    json_decref(sum);
+    /* The snapshot is the truth for depths. */
+    q = s_queue(st, "q");
+    assert_int_equal(s_int(q, "queued"), 2);
+    assert_int_equal(s_int(q, "scheduled"), 1);
+    json_decref(q);
+    /* Gone workers are forgotten after ten minutes. */
+    collector_state_tick(st, 1000100 + 11 * 60 * 1000);
+    ws = collector_state_workers(st, 1000100);
+    assert_int_equal(json_array_size(ws), 1);
+    json_decref(ws);
+    json_decref(snap);
+    collector_state_destroy(&st);
+}
+
+/* ---- keys and health ----------------------------------------------------- */
+
+/* A heartbeat of worker whose body is JSON written with ' for ". */
+static void
+s_heartbeat(collector_state_t *st, const char *worker, const char *body_json)
+{
+    char *text = strdup(body_json);
+    for (char *p = text; *p; p++)
+        if (*p == '\'')
+            *p = '"';
+    json_t *body = json_loads(text, 0, NULL);
+    free(text);
+    assert_non_null(body);
+    size_t len;
+    char *mp = dv_json_to_msgpack(body, &len);
+    json_decref(body);
+    dv_event_t ev = s_ev("worker.heartbeat", NULL, NULL, NULL);
+    ev.worker = dv_str(worker);
+    ev.body = dv_strn(mp, len);
+    collector_state_apply(st, 0, &ev, 1000000);
+    free(mp);
+}
+
+static void
+t_keys_and_health(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, "ipc:///tmp/c1");
+    collector_state_broker_answer(st, 0, true, 1000000, NULL);
+    s_heartbeat(st, "w1",
+                "{'host': 'h', 'pid': 1, 'concurrency': 2, 'busy': 1,"
+                " 'idle': 1, 'queues': ['llm'], 'metrics': {'keys': ["
+                " {'id': 'key-1', 'hash': 'aaaa0001', 'state': 'ok',"
+                "  'requests': 10, 'ok': 9, 'rate_limited': 1, 'errors': 0},"
+                " {'id': 'key-2', 'hash': 'aaaa0002', 'state': 'cooling',"
+                "  'requests': 5, 'ok': 0, 'rate_limited': 5, 'errors': 0}]}}");
+    s_heartbeat(st, "w2",
+                "{'concurrency': 2, 'queues': ['llm'], 'metrics': {'keys': ["
+                " {'id': 'key-1', 'hash': 'aaaa0001', 'state': 'cooling',"
+                "  'requests': 4, 'ok': 1, 'rate_limited': 3, 'errors': 0},"
+                " {'id': 'key-2', 'hash': 'aaaa0002', 'state': 'disabled',"
+                "  'requests': 1, 'ok': 0, 'rate_limited': 0, 'errors': 1}]}}");
+    json_t *keys = collector_state_keys(st, 1000000);
+    assert_int_equal(json_array_size(keys), 2);
+    json_t *k1 = json_array_get(keys, 0);
+    assert_string_equal(json_string_value(json_object_get(k1, "id")), "key-1");
+    assert_string_equal(json_string_value(json_object_get(k1, "state")), "ok");
+    assert_int_equal(s_int(k1, "requests"), 14);
+    assert_int_equal(s_int(k1, "workers"), 2);
+    json_t *k2 = json_array_get(keys, 1);
+    assert_string_equal(json_string_value(json_object_get(k2, "state")),
+                        "cooling");
+    json_decref(keys);
+    json_t *h = collector_state_health(st, 1000000);
+    assert_int_equal(s_int(h, "status"), 0);
+    json_decref(h);
+
+    /* Now every key cools down or is disabled everywhere. */
+    s_heartbeat(st, "w1",
+                "{'metrics': {'keys': ["
+                " {'id': 'key-1', 'hash': 'aaaa0001', 'state': 'cooling'},"
+                " {'id': 'key-2', 'hash': 'aaaa0002', 'state': 'cooling'}]}}");
+    h = collector_state_health(st, 1000000);
+    assert_int_equal(s_int(h, "status"), 1);
+    char *text = json_dumps(h, 0);
+    assert_non_null(strstr(text, "no API key is usable"));
+    free(text);
+    json_decref(h);
+
+    /* A broker that does not answer: down. */
+    collector_state_broker_answer(st, 0, false, 1000000, "no answer for 3 s");
+    h = collector_state_health(st, 1000000);
+    assert_int_equal(s_int(h, "status"), 2);
+    json_decref(h);
+    collector_state_destroy(&st);
+}
+
+/* ---- metrics ------------------------------------------------------------- */
+
+static void
+t_metrics_text(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, NULL);
+    const char *q = "we\"ird\\q";
+    dv_event_t ev = s_ev("job.started", JOB_A, q, "t");
+    ev.worker = dv_str("w1");
+    ev.attempt = 1;
+    ev.wait_ms = 7;
+    collector_state_apply(st, 0, &ev, 1000000);
+    ev = s_ev("job.succeeded", JOB_A, q, "t");
+    ev.worker = dv_str("w1");
+    ev.attempt = 1;
+    ev.run_ms = 1500;
+    collector_state_apply(st, 0, &ev, 1000000);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    collector_state_metrics(st, f, 1000000);
+    fclose(f);
+    assert_non_null(strstr(buf, "# TYPE drover_jobs_total counter\n"));
+    assert_non_null(strstr(buf, "drover_jobs_total{queue=\"we\\\"ird\\\\q\","
+                                "type=\"t\",outcome=\"succeeded\"} 1\n"));
+    /* 1.5 s: not in the 1 s bucket, in the 2.5 s one; cumulative. */
+    assert_non_null(strstr(buf, "drover_job_duration_seconds_bucket{queue="
+                                "\"we\\\"ird\\\\q\",type=\"t\",le=\"1\"} 0\n"));
+    assert_non_null(strstr(buf, "le=\"2.5\"} 1\n"));
+    assert_non_null(strstr(buf, "le=\"+Inf\"} 1\n"));
+    assert_non_null(strstr(buf, "drover_job_duration_seconds_sum{queue="
+                                "\"we\\\"ird\\\\q\",type=\"t\"} 1.500000\n"));
+    assert_non_null(strstr(buf, "drover_collector_events_total 2\n"));
+    assert_non_null(strstr(buf, "drover_collector_gaps_total 0\n"));
+    free(buf);
+    collector_state_destroy(&st);
+}
+
+/* ---- store --------------------------------------------------------------- */
+
+static char s_dir[64];
+static char s_path[128];
+
+static void
+s_record(collector_store_t *store, dv_event_t ev)
+{
+    assert_int_equal(collector_store_event(store, BROKER, &ev, 25), 0);
+}
+
+static void
+t_store_history(void **state)
+{
+    (void)state;
+    snprintf(s_dir, sizeof s_dir, "/tmp/collector-test-XXXXXX");
+    assert_non_null(mkdtemp(s_dir));
+    snprintf(s_path, sizeof s_path, "%s/c.db", s_dir);
+    collector_store_t *store = collector_store_open(s_path);
+    assert_non_null(store);
+
+    dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
+    ev.state = DV_STATE_QUEUED;
+    s_record(store, ev);
+    for (int a = 1; a <= 2; a++) {
+        ev = s_ev("job.started", JOB_A, "q", "t");
+        ev.worker = dv_str("w1");
+        ev.attempt = a;
+        s_record(store, ev);
+        s_record(store, s_failed(JOB_A, a, a == 1 ? DV_STATE_SCHEDULED
+                                                  : DV_STATE_DEAD,
+                                 DV_CAT_TIMEOUT));
+    }
+    ev = s_ev("job.dead", JOB_A, "q", "t");
+    ev.worker = dv_str("w1");
+    ev.attempt = 2;
+    s_record(store, ev);
+    /* B: a batch job, a progress report, success. */
+    ev = s_ev("job.submitted", JOB_B, "q", "t");
+    ev.batch = dv_str("nightly");
+    s_record(store, ev);
+    ev = s_ev("job.progress", JOB_B, "q", "t");
+    ev.attempt = 1;
+    ev.current = 3;
+    ev.total = 10;
+    ev.message = dv_str("three");
+    s_record(store, ev);
+    ev = s_ev("job.succeeded", JOB_B, "q", "t");
+    ev.batch = dv_str("nightly");
+    ev.attempt = 1;
+    s_record(store, ev);
+    assert_int_equal(collector_store_broker_save(store, BROKER, INST, s_seq),
+                     0);
+    assert_int_equal(collector_store_commit(store), 0);
+
+    collector_jobs_filter_t f = { .state = "dead", .limit = 10 };
+    json_t *jobs = collector_store_jobs(store, &f);
+    assert_int_equal(json_array_size(jobs), 1);
+    json_t *a = json_array_get(jobs, 0);
+    assert_string_equal(json_string_value(json_object_get(a, "id")), JOB_A);
+    assert_int_equal(s_int(a, "attempts"), 2);
+    assert_string_equal(json_string_value(json_object_get(a, "category")),
+                        "timeout");
+    json_decref(jobs);
+
+    /* An operator retries A: a new round, the old attempts stay. */
+    s_record(store, s_ev("job.retried", JOB_A, "q", "t"));
+    ev = s_ev("job.started", JOB_A, "q", "t");
+    ev.worker = dv_str("w2");
+    ev.attempt = 1;
+    s_record(store, ev);
+    ev = s_ev("job.succeeded", JOB_A, "q", "t");
+    ev.worker = dv_str("w2");
+    ev.attempt = 1;
+    s_record(store, ev);
+    assert_int_equal(collector_store_commit(store), 0);
+    collector_store_close(&store);
+
+    /* Reopened: everything is still there. */
+    store = collector_store_open(s_path);
+    assert_non_null(store);
+    int found;
+    json_t *job = collector_store_job(store, JOB_A, &found);
+    assert_int_equal(found, 1);
+    assert_string_equal(json_string_value(json_object_get(job, "state")),
+                        "succeeded");
+    assert_int_equal(s_int(job, "round"), 1);
+    json_t *atts = json_object_get(job, "attempts");
+    assert_int_equal(json_array_size(atts), 3);
+    json_t *last = json_array_get(atts, 2);
+    assert_int_equal(s_int(last, "round"), 1);
+    assert_int_equal(s_int(last, "attempt"), 1);
+    assert_string_equal(json_string_value(json_object_get(last, "outcome")),
+                        "succeeded");
+    json_t *first = json_array_get(atts, 0);
+    assert_string_equal(json_string_value(json_object_get(first, "message")),
+                        "boom");
+    assert_int_equal(s_int(first, "exit_code"), 3);
+    json_decref(job);
+    job = collector_store_job(store, JOB_B, &found);
+    json_t *b1 = json_array_get(json_object_get(job, "attempts"), 0);
+    assert_int_equal(s_int(b1, "progress_current"), 3);
+    assert_int_equal(s_int(b1, "progress_total"), 10);
+    json_decref(job);
+    assert_null(collector_store_job(
+        store, "01a20000-0000-7000-8000-00000000ffff", &found));
+    assert_int_equal(found, 0);
+
+    json_t *b = collector_store_batch(store, "nightly", 0);
+    assert_int_equal(s_int(b, "total"), 1);
+    assert_int_equal(s_int(json_object_get(b, "counts"), "succeeded"), 1);
+    json_decref(b);
+    json_t *fails = collector_store_failures(store, 0);
+    assert_int_equal(json_array_size(fails), 1);
+    assert_int_equal(s_int(json_array_get(fails, 0), "count"), 2);
+    json_decref(fails);
+    char inst[64];
+    uint64_t seq = 0;
+    assert_int_equal(collector_store_broker_load(store, BROKER, inst,
+                                                 sizeof inst, &seq), 1);
+    assert_string_equal(inst, INST);
+    assert_true(seq > 0);
+    assert_int_equal(collector_store_broker_load(store, "ipc:///x", inst,
+                                                 sizeof inst, &seq), 0);
+
+    /* Retention: everything older than the cutoff goes, in chunks. */
+    assert_int_equal(collector_store_expire(store, 0, 100), 0);
+    int n = collector_store_expire(store, INT64_MAX, 1);
+    assert_true(n >= 1);
+    while (collector_store_expire(store, INT64_MAX, 1) > 0)
+        ;
+    collector_jobs_filter_t all = { .limit = 10 };
+    jobs = collector_store_jobs(store, &all);
+    assert_int_equal(json_array_size(jobs), 0);
+    json_decref(jobs);
+    collector_store_close(&store);
+    unlink(s_path);
+    char side[160];
+    snprintf(side, sizeof side, "%s-wal", s_path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", s_path);
+    unlink(side);
+    rmdir(s_dir);
+}
+
+/* ---- query arguments ----------------------------------------------------- */
+
+static void
+t_query_args(void **state)
+{
+    (void)state;
+    snprintf(s_dir, sizeof s_dir, "/tmp/collector-test-XXXXXX");
+    assert_non_null(mkdtemp(s_dir));
+    snprintf(s_path, sizeof s_path, "%s/q.db", s_dir);
+    collector_query_t q = { .bind = "ipc:///x" };
+    q.state = collector_state_new(0);
+    q.store = collector_store_open(s_path);
+    assert_non_null(q.store);
+    collector_state_add_broker(q.state, BROKER, NULL);
+    static const struct {
+        const char *verb, *args, *why;
+        int status;
+    } cases[] = {
+        { "nope", NULL, "unknown verb", 400 },
+        { "jobs", "{\"limit\": 0}", "limit", 400 },
+        { "jobs", "{\"limit\": 2.5}", "limit", 400 },
+        { "jobs", "{\"limit\": \"ten\"}", "limit", 400 },
+        { "jobs", "{\"state\": \"failed\"}", "state", 400 },
+        { "jobs", "{\"queue\": \"\"}", "queue", 400 },
+        { "jobs", "{\"since\": -1}", "since", 400 },
+        { "jobs", "{\"since\": [1]}", "since", 400 },
+        { "job", "{\"id\": \"short\"}", "job id", 400 },
+        { "job", "{\"id\": \"" JOB_A "\"}", "not in the collector", 404 },
+        { "batch", "{}", "name", 400 },
+        { "jobs", "[1, 2]", "args", 400 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *args = cases[i].args ? json_loads(cases[i].args, 0, NULL)
+                                     : NULL;
+        int status;
+        char why[256];
+        json_t *body = collector_query_run(&q, cases[i].verb, args, 5000,
+                                           &status, why, sizeof why);
+        if (body || status != cases[i].status || !strstr(why, cases[i].why))
+            fail_msg("case %zu (%s %s): status %d, why '%s'", i, cases[i].verb,
+                     cases[i].args ? cases[i].args : "", status, why);
+        json_decref(args);
+    }
+    /* Good arguments, numbers as strings (HTTP), since as a duration. */
+    json_t *args = json_loads("{\"limit\": \"5\", \"since\": \"10m\","
+                              " \"state\": \"dead\"}", 0, NULL);
+    int status;
+    char why[256];
+    json_t *body = collector_query_run(&q, "jobs", args, 5000000, &status, why,
+                                       sizeof why);
+    assert_non_null(body);
+    assert_int_equal(s_int(body, "limit"), 5);
+    json_decref(body);
+    json_decref(args);
+    static const char *verbs[] = { "status", "workers", "queues", "keys",
+                                   "health", "running" };
+    for (size_t i = 0; i < 6; i++) {
+        body = collector_query_run(&q, verbs[i], NULL, 5000, &status, why,
+                                   sizeof why);
+        assert_non_null(body);
+        json_decref(body);
+    }
+    collector_store_close(&q.store);
+    collector_state_destroy(&q.state);
+    unlink(s_path);
+    char side[160];
+    snprintf(side, sizeof side, "%s-wal", s_path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", s_path);
+    unlink(side);
+    rmdir(s_dir);
+}
+
+int
+main(void)
+{
+    dv_log_init("collector_test", DV_WARN, 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_seq),
+        cmocka_unit_test(t_snapshot_and_deltas),
+        cmocka_unit_test(t_keys_and_health),
+        cmocka_unit_test(t_metrics_text),
+        cmocka_unit_test(t_store_history),
+        cmocka_unit_test(t_query_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
