@@ -52,10 +52,13 @@ s_usage(FILE *out)
         "  --sync MODE        broker store sync: full (default), normal, off\n"
         "  --broker-arg ARG   extra argument for the broker (repeatable)\n"
         "  --worker-arg ARG   extra argument for each worker (repeatable)\n"
+        "  --no-collector     do not start a collector (it listens on port+3\n"
+        "                     for queries and 127.0.0.1:port+80 for /metrics)\n"
         "  --quiet            do not print the endpoints banner\n"
         "  -h, --help\n"
         "\n"
-        "Daemon logs go to DIR/broker.log and DIR/worker-N.log.\n");
+        "Daemon logs go to DIR/broker.log, DIR/collector.log and\n"
+        "DIR/worker-N.log.\n");
 }
 
 static pid_t
@@ -122,11 +125,11 @@ int
 up_main(int argc, char **argv)
 {
     const char *dir = NULL, *store = NULL, *queues = "default", *sync = "full";
-    int port = 7700, nworkers = 1, concurrency = 0, quiet = 0;
+    int port = 7700, nworkers = 1, concurrency = 0, quiet = 0, collector = 1;
     const char *execs[UP_MAX_ARGS], *bargs[UP_MAX_ARGS], *wargs[UP_MAX_ARGS];
     int nexec = 0, nbargs = 0, nwargs = 0;
     enum { OPT_DIR = 256, OPT_STORE, OPT_PORT, OPT_WORKERS, OPT_CONC, OPT_QUEUES,
-           OPT_EXEC, OPT_SYNC, OPT_BARG, OPT_WARG, OPT_QUIET };
+           OPT_EXEC, OPT_SYNC, OPT_BARG, OPT_WARG, OPT_QUIET, OPT_NOCOLL };
     static const struct option opts[] = {
         { "dir", required_argument, 0, OPT_DIR },
         { "store", required_argument, 0, OPT_STORE },
@@ -139,6 +142,7 @@ up_main(int argc, char **argv)
         { "broker-arg", required_argument, 0, OPT_BARG },
         { "worker-arg", required_argument, 0, OPT_WARG },
         { "quiet", no_argument, 0, OPT_QUIET },
+        { "no-collector", no_argument, 0, OPT_NOCOLL },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -155,6 +159,7 @@ up_main(int argc, char **argv)
         case OPT_QUEUES: queues = optarg; break;
         case OPT_SYNC: sync = optarg; break;
         case OPT_QUIET: quiet = 1; break;
+        case OPT_NOCOLL: collector = 0; break;
         case OPT_EXEC:
             if (nexec < UP_MAX_ARGS)
                 execs[nexec++] = optarg;
@@ -171,8 +176,8 @@ up_main(int argc, char **argv)
         default: s_usage(stderr); return 2;
         }
     }
-    if (nworkers < 0 || nworkers > UP_MAX_WORKERS || port < 1 || port > 65533) {
-        fprintf(stderr, "drover up: --workers 0..%d, --port 1..65533\n", UP_MAX_WORKERS);
+    if (nworkers < 0 || nworkers > UP_MAX_WORKERS || port < 1 || port > 65400) {
+        fprintf(stderr, "drover up: --workers 0..%d, --port 1..65400\n", UP_MAX_WORKERS);
         return 2;
     }
     char **cmd = optind < argc ? argv + optind : NULL;
@@ -236,6 +241,20 @@ up_main(int argc, char **argv)
         return 1;
     }
 
+    /* collector: events and snapshots from the broker, history next to the
+     * broker's store */
+    pid_t coll = -1;
+    char ep_q[64], http[64], cstore[PATH_MAX + 32];
+    snprintf(ep_q, sizeof ep_q, "tcp://127.0.0.1:%d", port + 3);
+    snprintf(http, sizeof http, "127.0.0.1:%d", port + 80);
+    snprintf(cstore, sizeof cstore, "%s/collector.db", dir);
+    if (collector) {
+        char *cargv[] = { "drover", "collector", "--events", ep_e, "--broker", ep_c,
+                          "--bind", ep_q, "--http", http, "--store", cstore, NULL };
+        snprintf(logpath, sizeof logpath, "%s/collector.log", dir);
+        coll = s_spawn(cargv, logpath);
+    }
+
     /* workers */
     pid_t workers[UP_MAX_WORKERS];
     char conc[16];
@@ -267,17 +286,23 @@ up_main(int argc, char **argv)
         snprintf(logpath, sizeof logpath, "%s/worker-%d.log", dir, w + 1);
         workers[w] = s_spawn(wargv, logpath);
     }
-    if (!quiet)
+    if (!quiet) {
         fprintf(stderr,
                 "drover up: broker %s (workers %s, events %s), %d worker%s, "
                 "store %s, logs in %s\n",
                 ep_c, ep_w, ep_e, nworkers, nworkers == 1 ? "" : "s", store, dir);
+        if (coll > 0)
+            fprintf(stderr, "drover up: collector %s, metrics http://%s/metrics\n",
+                    ep_q, http);
+    }
 
     int exit_code = 0;
     pid_t child = -1;
     if (cmd) {
         setenv("DROVER_BROKER", ep_cc, 1);
         setenv("DROVER_EVENTS", ep_e, 1);
+        if (coll > 0)
+            setenv("DROVER_COLLECTOR", ep_q, 1);
         child = fork();
         if (child == 0) {
             signal(SIGINT, SIG_DFL);
@@ -302,6 +327,13 @@ up_main(int argc, char **argv)
             exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
             child = -1;
             break;
+        }
+        if (r == coll) {
+            fprintf(stderr, "drover up: the collector exited (status %d); see "
+                            "%s/collector.log\n",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), dir);
+            coll = -1;
+            continue;
         }
         if (r == broker) {
             fprintf(stderr, "drover up: the broker exited unexpectedly\n");
@@ -328,6 +360,10 @@ up_main(int argc, char **argv)
     for (int w = 0; w < nworkers; w++)
         if (workers[w] > 0)
             s_reap(workers[w], 35000);
+    if (coll > 0) {
+        kill(coll, SIGTERM);
+        s_reap(coll, 5000);
+    }
     if (broker > 0) {
         kill(broker, SIGTERM);
         s_reap(broker, 10000);
