@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,7 +166,7 @@ s_worker_status(harness_t *h, const char *const *args, char *err,
             waitpid(pid, &status, 0);
             fail_msg("the worker did not exit");
         }
-        usleep(10000);
+        poll(NULL, 0, 10); /* look again */
     }
     char *text = s_slurp(h, "worker-direct.log");
     snprintf(err, err_size, "%s", text ? text : "");
