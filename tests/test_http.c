@@ -505,9 +505,9 @@ t_keys_and_rates(void **state)
     free(o.texts);
 }
 
-/* A burst of 500s opens the breaker: waiting jobs fail fast, retryable,
- * saying the circuit is open; after the cooldown a probe closes it and
- * every job succeeds. */
+/* A burst of 500s opens the breaker. With max_wait 0, waiting jobs fail
+ * fast, retryable, saying the circuit is open; after the cooldown a probe
+ * closes it and every job succeeds. */
 static void
 t_breaker(void **state)
 {
@@ -524,7 +524,7 @@ t_breaker(void **state)
              "\"body\": {\"model\": \"stub-1\", \"messages\": [{\"role\": "
              "\"user\", \"content\": \"{{payload.prompt}}\"}]}, "
              "\"result\": \"/choices/0/message/content\", "
-             "\"keys\": {\"env\": \"DROVER_TEST_HTTP_KEY\"}, "
+             "\"keys\": {\"env\": \"DROVER_TEST_HTTP_KEY\"}, \"max_wait\": 0, "
              "\"breaker\": {\"failures\": 5, \"cooldown\": 1}}}}",
              stub.port);
     setenv("DROVER_TEST_HTTP_KEY", KEY_A, 1);
@@ -675,6 +675,44 @@ t_failures(void **state)
     free(o.texts);
 }
 
+/* By default (max_wait 60 s) a short open circuit holds jobs in the lane:
+ * only the 500s themselves cost attempts, no job fails "circuit open". */
+static void
+t_breaker_holds_jobs(void **state)
+{
+    harness_t *h = *state;
+    enum { N = 40 };
+    const char *stub_args[] = { "--key", KEY_A, "--latency", "20",
+                                "--fail-burst", "1:8", NULL };
+    s_stub_t stub;
+    s_stub_start(h, "stub", stub_args, &stub);
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg,
+             "{\"http_concurrency\": 4, \"http\": {\"title\": {"
+             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
+             "\"body\": {\"model\": \"stub-1\", \"messages\": [{\"role\": "
+             "\"user\", \"content\": \"{{payload.prompt}}\"}]}, "
+             "\"result\": \"/choices/0/message/content\", "
+             "\"keys\": {\"env\": \"DROVER_TEST_HTTP_KEY\"}, "
+             "\"breaker\": {\"failures\": 5, \"cooldown\": 1}}}}",
+             stub.port);
+    setenv("DROVER_TEST_HTTP_KEY", KEY_A, 1);
+    assert_true(harness_start_broker(h, NULL) > 0);
+    const char *wargs[] = { "--config", s_config(h, cfg), "--concurrency",
+                            "1", "--prefetch", "0", NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    unsetenv("DROVER_TEST_HTTP_KEY");
+
+    s_outcome_t o = { 0 };
+    s_run_batch(h, "title", "breaker", NULL, N, 50, 0, &o, 60000);
+    assert_int_equal(o.succeeded, N);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM attempts WHERE "
+                                        "message LIKE 'circuit open%'"),
+                     0);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM attempts"), 8);
+    free(o.texts);
+}
+
 int
 main(void)
 {
@@ -682,6 +720,8 @@ main(void)
         cmocka_unit_test_setup_teardown(t_failures, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(t_breaker, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_breaker_holds_jobs, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(t_keys_and_rates, harness_setup,
                                         harness_teardown),

@@ -659,6 +659,13 @@ s_try(handler_http_t *self, int idx)
     breaker_verdict_t v = breaker_admit(h->breaker, self->mono, &until);
     if (v == BREAKER_WAIT)
         return T_BLOCKED; /* the probe's outcome kicks us */
+    if (v == BREAKER_DENY && until - self->mono <= h->cfg->max_wait_ms) {
+        /* Open, but not for long: wait in the lane as for a cooling key,
+         * rather than fail and spend one of the job's attempts. */
+        if (until < self->wake_at)
+            self->wake_at = until;
+        return T_BLOCKED;
+    }
     if (v == BREAKER_DENY) {
         s_wait_remove(self, idx);
         s_fail_t f = { DV_CAT_UPSTREAM, true, until - self->mono, 0, NULL };
