@@ -33,6 +33,7 @@ typedef struct {
     uint8_t idlen;
     char id[WORKER_ID_MAX];
     int32_t attempt;
+    char trace[64];          /* W3C traceparent, for log lines; "" = none */
     int64_t timeout_ms;      /* effective limit per attempt; 0 = none */
     int child;               /* child index while assigned/running, else -1 */
     int next;                /* pending FIFO or free list link */
@@ -699,6 +700,7 @@ s_settle_running(worker_pool_t *self, int ci, int idx, int status)
                      "the job",
                      code);
         dv_log(DV_WARN, "worker.job_crashed", DV_STR("job", s_idz(j, idz)),
+               DV_STR("trace", j->trace[0] ? j->trace : NULL),
                DV_INT("attempt", j->attempt), DV_INT("child", c->pid),
                DV_INT("signal", sig), DV_INT("exit_code", code));
         s_report_failed(self, idx, DV_CAT_CRASHED, true, sig ? -1 : code,
@@ -918,6 +920,7 @@ worker_pool_add(worker_pool_t *self, const dv_job_t *job)
     int idx = s_job_alloc(self, job->id);
     s_job_t *j = &self->jobs[idx];
     j->attempt = job->attempt;
+    dv_str_copy(job->trace, j->trace, sizeof j->trace);
     j->timeout_ms =
         job->timeout_ms > 0 ? job->timeout_ms : self->cfg->timeout_ms;
     if (worker_ipc_put_run(&j->frame, (uint32_t)idx, job->id, job->type,
@@ -945,6 +948,7 @@ worker_pool_cancel(worker_pool_t *self, dv_str_t id, dv_str_t reason)
     }
     s_job_t *j = &self->jobs[idx];
     dv_log(DV_INFO, "worker.job_cancelled", DV_STR("job", s_idz(j, idz)),
+           DV_STR("trace", j->trace[0] ? j->trace : NULL),
            DV_STR("reason", why),
            DV_STR("state", j->state == J_RUNNING ? "running" : "queued"));
     j->cancel = true;
@@ -1038,6 +1042,7 @@ worker_pool_tick(worker_pool_t *self)
             self->mono >= c->deadline && c->nq > 0) {
             s_job_t *j = &self->jobs[c->q[0]];
             dv_log(DV_WARN, "worker.job_timeout", DV_STR("job", s_idz(j, idz)),
+                   DV_STR("trace", j->trace[0] ? j->trace : NULL),
                    DV_INT("attempt", j->attempt), DV_INT("child", c->pid),
                    DV_INT("timeout_ms", j->timeout_ms));
             s_kill(self, i, K_TIMEOUT, c->q[0]);
@@ -1050,6 +1055,7 @@ worker_pool_tick(worker_pool_t *self)
             s_job_t *j = &self->jobs[c->q[0]];
             dv_log(DV_INFO, "worker.job_soft_timeout",
                    DV_STR("job", s_idz(j, idz)), DV_INT("attempt", j->attempt),
+                   DV_STR("trace", j->trace[0] ? j->trace : NULL),
                    DV_INT("child", c->pid),
                    DV_INT("after_ms", self->mono - j->started_mono),
                    DV_INT("timeout_ms", j->timeout_ms));
