@@ -505,6 +505,33 @@ t_keys_and_rates(void **state)
     free(o.texts);
 }
 
+/* The breaker tests' setting: a stub whose first 8 answers are 500s, and a
+ * worker with one key, 4 requests at a time, and a breaker that opens after
+ * 5 failures for 1 s. max_wait_json is "" (the default) or a config entry. */
+static void
+s_breaker_setup(harness_t *h, const char *max_wait_json, s_stub_t *stub)
+{
+    const char *stub_args[] = { "--key", KEY_A, "--latency", "20",
+                                "--fail-burst", "1:8", NULL };
+    s_stub_start(h, "stub", stub_args, stub);
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg,
+             "{\"http_concurrency\": 4, \"http\": {\"title\": {"
+             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
+             "\"body\": {\"model\": \"stub-1\", \"messages\": [{\"role\": "
+             "\"user\", \"content\": \"{{payload.prompt}}\"}]}, "
+             "\"result\": \"/choices/0/message/content\", "
+             "\"keys\": {\"env\": \"DROVER_TEST_HTTP_KEY\"}, %s"
+             "\"breaker\": {\"failures\": 5, \"cooldown\": 1}}}}",
+             stub->port, max_wait_json);
+    setenv("DROVER_TEST_HTTP_KEY", KEY_A, 1);
+    assert_true(harness_start_broker(h, NULL) > 0);
+    const char *wargs[] = { "--config", s_config(h, cfg), "--concurrency",
+                            "1", "--prefetch", "0", NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    unsetenv("DROVER_TEST_HTTP_KEY");
+}
+
 /* A burst of 500s opens the breaker. With max_wait 0, waiting jobs fail
  * fast, retryable, saying the circuit is open; after the cooldown a probe
  * closes it and every job succeeds. */
@@ -513,26 +540,8 @@ t_breaker(void **state)
 {
     harness_t *h = *state;
     enum { N = 40 };
-    const char *stub_args[] = { "--key", KEY_A, "--latency", "20",
-                                "--fail-burst", "1:8", NULL };
     s_stub_t stub;
-    s_stub_start(h, "stub", stub_args, &stub);
-    char cfg[1024];
-    snprintf(cfg, sizeof cfg,
-             "{\"http_concurrency\": 4, \"http\": {\"title\": {"
-             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
-             "\"body\": {\"model\": \"stub-1\", \"messages\": [{\"role\": "
-             "\"user\", \"content\": \"{{payload.prompt}}\"}]}, "
-             "\"result\": \"/choices/0/message/content\", "
-             "\"keys\": {\"env\": \"DROVER_TEST_HTTP_KEY\"}, \"max_wait\": 0, "
-             "\"breaker\": {\"failures\": 5, \"cooldown\": 1}}}}",
-             stub.port);
-    setenv("DROVER_TEST_HTTP_KEY", KEY_A, 1);
-    assert_true(harness_start_broker(h, NULL) > 0);
-    const char *wargs[] = { "--config", s_config(h, cfg), "--concurrency",
-                            "1", "--prefetch", "0", NULL };
-    assert_true(harness_start_worker(h, wargs) > 0);
-    unsetenv("DROVER_TEST_HTTP_KEY");
+    s_breaker_setup(h, "\"max_wait\": 0, ", &stub);
 
     s_outcome_t o = { 0 };
     s_run_batch(h, "title", "breaker", NULL, N, 50, 0, &o, 60000);
@@ -682,26 +691,8 @@ t_breaker_holds_jobs(void **state)
 {
     harness_t *h = *state;
     enum { N = 40 };
-    const char *stub_args[] = { "--key", KEY_A, "--latency", "20",
-                                "--fail-burst", "1:8", NULL };
     s_stub_t stub;
-    s_stub_start(h, "stub", stub_args, &stub);
-    char cfg[1024];
-    snprintf(cfg, sizeof cfg,
-             "{\"http_concurrency\": 4, \"http\": {\"title\": {"
-             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
-             "\"body\": {\"model\": \"stub-1\", \"messages\": [{\"role\": "
-             "\"user\", \"content\": \"{{payload.prompt}}\"}]}, "
-             "\"result\": \"/choices/0/message/content\", "
-             "\"keys\": {\"env\": \"DROVER_TEST_HTTP_KEY\"}, "
-             "\"breaker\": {\"failures\": 5, \"cooldown\": 1}}}}",
-             stub.port);
-    setenv("DROVER_TEST_HTTP_KEY", KEY_A, 1);
-    assert_true(harness_start_broker(h, NULL) > 0);
-    const char *wargs[] = { "--config", s_config(h, cfg), "--concurrency",
-                            "1", "--prefetch", "0", NULL };
-    assert_true(harness_start_worker(h, wargs) > 0);
-    unsetenv("DROVER_TEST_HTTP_KEY");
+    s_breaker_setup(h, "", &stub);
 
     s_outcome_t o = { 0 };
     s_run_batch(h, "title", "breaker", NULL, N, 50, 0, &o, 60000);
