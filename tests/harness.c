@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "dv_clock.h"
+#include "dv_util.h"
 
 static const char *
 s_bin(void)
@@ -421,5 +423,51 @@ harness_wait_ids(harness_t *self, char (*ids)[37], int n, harness_results_t *out
     int rc = drover_wait(self->client, p, (size_t)n, harness_scale(timeout_ms),
                          s_on_result, out);
     free(p);
+    return rc;
+}
+
+char *
+harness_read(harness_t *self, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", self->dir, name);
+    return dv_read_file(path, NULL);
+}
+
+int
+harness_count_lines(harness_t *self, const char *name, ...)
+{
+    char *text = harness_read(self, name);
+    if (!text)
+        return 0;
+    int hits = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        va_list ap;
+        va_start(ap, name);
+        bool all = true;
+        const char *needle;
+        while ((needle = va_arg(ap, const char *)))
+            if (!strstr(line, needle))
+                all = false;
+        va_end(ap);
+        hits += all;
+    }
+    free(text);
+    return hits;
+}
+
+int
+harness_write(harness_t *self, const char *name, const char *text, char *path,
+              size_t size)
+{
+    snprintf(path, size, "%s/%s", self->dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int rc = fputs(text, f) < 0 ? -1 : 0;
+    if (fclose(f) != 0)
+        rc = -1;
     return rc;
 }

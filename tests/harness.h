@@ -78,6 +78,18 @@ int harness_scale(int timeout_ms);
 int harness_submit_n(harness_t *self, const char *queue, const char *type,
                      const char *payload_json, int n, char (*ids_out)[37]);
 
+/* The whole text of file name in the test dir (caller frees), or NULL. */
+char *harness_read(harness_t *self, const char *name);
+
+/* How many lines of file name (in the test dir) contain every one of the
+ * strings after it (NULL-ended). 0 if the file cannot be read. */
+int harness_count_lines(harness_t *self, const char *name, ...);
+
+/* Writes text to file name in the test dir; its path goes to path. Returns
+ * 0, or -1 if it cannot be written. */
+int harness_write(harness_t *self, const char *name, const char *text,
+                  char *path, size_t size);
+
 /* cmocka setup/teardown: a fresh harness per test in *state; teardown
  * kills whatever the test started, also after a failed assertion. */
 int harness_setup(void **state);

@@ -67,61 +67,6 @@ s_wait(harness_t *h, char (*ids)[37], int n, s_out_t *out, int timeout_ms)
                      DROVER_OK);
 }
 
-/* The whole text of a file in the test dir (caller frees), or NULL. */
-static char *
-s_slurp(harness_t *h, const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", h->dir, name);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc(1, (size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    return s;
-}
-
-/* Lines of file name that contain every one of the needles (NULL-ended). */
-static int
-s_count_lines(harness_t *h, const char *name, ...)
-{
-    char *text = s_slurp(h, name);
-    if (!text)
-        return 0;
-    int hits = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        va_list ap;
-        va_start(ap, name);
-        bool all = true;
-        const char *needle;
-        while ((needle = va_arg(ap, const char *)))
-            if (!strstr(line, needle))
-                all = false;
-        va_end(ap);
-        hits += all;
-    }
-    free(text);
-    return hits;
-}
-
-static void
-s_write(harness_t *h, const char *name, const char *text, char *path,
-        size_t size)
-{
-    snprintf(path, size, "%s/%s", h->dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 typedef struct {
     harness_t *h;
     const char *log;
@@ -133,7 +78,7 @@ static bool
 s_log_reached(void *arg)
 {
     s_log_ctx_t *c = arg;
-    return s_count_lines(c->h, c->log, c->a, c->b, NULL) >= c->want;
+    return harness_count_lines(c->h, c->log, c->a, c->b, NULL) >= c->want;
 }
 
 static void
@@ -177,7 +122,7 @@ s_json_num(const char *text, const char *key)
 static char *
 s_find_line(harness_t *h, const char *name, const char *a, const char *b)
 {
-    char *text = s_slurp(h, name), *save = NULL, *found = NULL;
+    char *text = harness_read(h, name), *save = NULL, *found = NULL;
     for (char *l = text ? strtok_r(text, "\n", &save) : NULL; l && !found;
          l = strtok_r(NULL, "\n", &save))
         if (strstr(l, a) && strstr(l, b))
@@ -197,12 +142,12 @@ t_soft_exec_trap(void **state)
     harness_t *h = *state;
     assert_true(harness_start_broker(h, NULL) > 0);
     char script[512], cmd[600];
-    s_write(h, "trap.sh",
+    assert_int_equal(harness_write(h, "trap.sh",
             "trap 'printf \"{\\\"wrapped\\\":true,\\\"steps\\\":%d}\\n\" "
             "\"$i\"; exit 0' USR1\n"
             "i=0\n"
             "while :; do i=$((i + 1)); sleep 0.05; done\n",
-            script, sizeof script);
+            script, sizeof script), 0);
     snprintf(cmd, sizeof cmd, "wrap=sh %s", script);
     const char *wargs[] = { "--exec", cmd, "--soft-timeout", "0.5",
                             "--concurrency", "1", NULL };
@@ -216,7 +161,7 @@ t_soft_exec_trap(void **state)
     int64_t ran = s_run_ms(h, ids[0]);
     assert_true(ran >= 450);
     assert_true(ran < harness_scale(10000));
-    assert_int_equal(s_count_lines(h, "worker-1.log", "worker.job_soft_timeout",
+    assert_int_equal(harness_count_lines(h, "worker-1.log", "worker.job_soft_timeout",
                                    ids[0], NULL),
                      1);
 }
@@ -322,7 +267,7 @@ t_rss_recycles_child(void **state)
              "{\"plugins\": {\"probe\": {\"path\": \"%s\", \"config\": "
              "{\"cleanup_marker\": \"%s/cleanup.txt\"}}}}",
              PLUGIN_PROBE, h->dir);
-    s_write(h, "worker.json", conf, path, sizeof path);
+    assert_int_equal(harness_write(h, "worker.json", conf, path, sizeof path), 0);
     const char *wargs[] = { "--config", path, "--concurrency", "1",
                             "--prefetch", "3", "--max-rss-per-child", "160M",
                             NULL };
@@ -350,17 +295,17 @@ t_rss_recycles_child(void **state)
     }
     char pid[32];
     snprintf(pid, sizeof pid, "\"child\":%ld,", first);
-    assert_int_equal(s_count_lines(h, "worker-1.log", "worker.child_recycled",
+    assert_int_equal(harness_count_lines(h, "worker-1.log", "worker.child_recycled",
                                    pid, "\"limit_kb\":163840", NULL),
                      1);
-    char *log = s_slurp(h, "worker-1.log");
+    char *log = harness_read(h, "worker-1.log");
     const char *line = strstr(log, "worker.child_recycled");
     assert_true(s_json_num(line, "rss_kb") > 163840);
     free(log);
     s_log_ctx_t c = { h, "worker-1.log", "worker.child_exited",
                       "\"reason\":\"recycled\"", 1 };
     assert_true(harness_wait_until(s_log_reached, &c, 10000));
-    char *marks = s_slurp(h, "cleanup.txt");
+    char *marks = harness_read(h, "cleanup.txt");
     char want[64];
     snprintf(want, sizeof want, "cleanup %ld\n", first);
     assert_non_null(marks);

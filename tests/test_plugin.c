@@ -81,61 +81,6 @@ s_submit(harness_t *h, const char *type, const char *payload,
     assert_int_equal(drover_submit(h->client, &job, id), DROVER_OK);
 }
 
-/* The whole text of a file in the test dir (caller frees), or NULL. */
-static char *
-s_slurp(harness_t *h, const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", h->dir, name);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc(1, (size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    return s;
-}
-
-/* Lines of file name that contain every one of the needles (NULL-ended). */
-static int
-s_count_lines(harness_t *h, const char *name, ...)
-{
-    char *text = s_slurp(h, name);
-    if (!text)
-        return 0;
-    int hits = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        va_list ap;
-        va_start(ap, name);
-        bool all = true;
-        const char *needle;
-        while ((needle = va_arg(ap, const char *)))
-            if (!strstr(line, needle))
-                all = false;
-        va_end(ap);
-        hits += all;
-    }
-    free(text);
-    return hits;
-}
-
-static void
-s_write(harness_t *h, const char *name, const char *text, char *path,
-        size_t size)
-{
-    snprintf(path, size, "%s/%s", h->dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* Runs `drover worker ARGS...` to its end (it must end by itself within
  * timeout_ms); returns its exit status, its stderr in err. */
 static int
@@ -168,7 +113,7 @@ s_worker_status(harness_t *h, const char *const *args, char *err,
         }
         poll(NULL, 0, 10); /* look again */
     }
-    char *text = s_slurp(h, "worker-direct.log");
+    char *text = harness_read(h, "worker-direct.log");
     snprintf(err, err_size, "%s", text ? text : "");
     free(text);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -185,7 +130,7 @@ static bool
 s_log_reached(void *arg)
 {
     s_log_ctx_t *c = arg;
-    return s_count_lines(c->h, c->log, c->a, c->b, NULL) >= c->want;
+    return harness_count_lines(c->h, c->log, c->a, c->b, NULL) >= c->want;
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -287,7 +232,7 @@ t_config_file_and_cleanup(void **state)
              " \"config\": {\"greeting\": \"hi\", \"cleanup_marker\": "
              "\"%s/cleanup.txt\"}}}}",
              PLUGIN_PROBE, h->dir);
-    s_write(h, "worker.json", conf, path, sizeof path);
+    assert_int_equal(harness_write(h, "worker.json", conf, path, sizeof path), 0);
     const char *wargs[] = { "--config", path, NULL };
     pid_t w = harness_start_worker(h, wargs);
     assert_true(w > 0);
@@ -315,7 +260,7 @@ t_config_file_and_cleanup(void **state)
     int status = harness_signal(h, w, SIGTERM, 20000);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
-    char *marks = s_slurp(h, "cleanup.txt");
+    char *marks = harness_read(h, "cleanup.txt");
     assert_non_null(marks);
     int lines = 0;
     for (char *p = marks; (p = strstr(p, "cleanup ")); p++)
@@ -386,7 +331,7 @@ t_crash_takes_one_child(void **state)
     assert_string_equal(out[0].category, "crashed");
     assert_non_null(strstr(out[0].error, "signal 6"));
     assert_int_equal(kill(w, 0), 0); /* the worker lives on */
-    assert_true(s_count_lines(h, "worker-1.log", "worker.child_exited",
+    assert_true(harness_count_lines(h, "worker-1.log", "worker.child_exited",
                               "\"reason\":\"crashed\"", NULL) >= 2);
     enum { N = 20 };
     char more[N][37];
@@ -415,7 +360,7 @@ t_unusable_plugins(void **state)
              "{\"plugins\": {\"flaky\": {\"path\": \"%s\", \"config\": "
              "{\"fail_init\": 9}}}}",
              PLUGIN_PROBE);
-    s_write(h, "worker.json", conf, path, sizeof path);
+    assert_int_equal(harness_write(h, "worker.json", conf, path, sizeof path), 0);
     const char *wargs[] = { "--config", path, "--plugin", p1, "--plugin", p2,
                             "--concurrency", "2", NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
