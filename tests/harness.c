@@ -397,9 +397,14 @@ s_on_result(const drover_result_t *r, void *arg)
     if (r->attempts > c->max_attempts)
         c->max_attempts = r->attempts;
     if (r->index < 64) {
+        snprintf(c->state[r->index], sizeof c->state[0], "%s", r->state);
         c->attempts[r->index] = r->attempts;
-        snprintf(c->category[r->index], 32, "%s", r->category ? r->category : "");
-        snprintf(c->result[r->index], 256, "%s", r->result_json ? r->result_json : "");
+        snprintf(c->category[r->index], sizeof c->category[0], "%s",
+                 r->category ? r->category : "");
+        snprintf(c->error[r->index], sizeof c->error[0], "%s",
+                 r->error ? r->error : "");
+        snprintf(c->result[r->index], sizeof c->result[0], "%s",
+                 r->result_json ? r->result_json : "");
         c->finished[r->index] = r->finished_ms;
     }
     if (c->norder < 4096)

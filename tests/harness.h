@@ -100,9 +100,11 @@ int harness_teardown(void **state);
 typedef struct {
     int n, succeeded, dead, cancelled, unknown;
     int max_attempts;          /* most attempts any job took */
+    char state[64][16];
     int attempts[64];
     char category[64][32];
-    char result[64][256];
+    char error[64][512];
+    char result[64][1024];
     int64_t finished[64];
     size_t order[4096];        /* indices in the order results arrived */
     int norder;

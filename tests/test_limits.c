@@ -23,51 +23,6 @@
 /* ---- helpers ------------------------------------------------------------- */
 
 typedef struct {
-    char state[16];
-    int attempts;
-    char category[32];
-    char error[512];
-    char result[1024];
-} s_out_t;
-
-typedef struct {
-    s_out_t *out;
-    int n;
-} s_outs_t;
-
-static int
-s_on_result(const drover_result_t *r, void *arg)
-{
-    s_outs_t *o = arg;
-    if ((int)r->index >= o->n)
-        return 0;
-    s_out_t *x = &o->out[r->index];
-    snprintf(x->state, sizeof x->state, "%s", r->state);
-    x->attempts = r->attempts;
-    snprintf(x->category, sizeof x->category, "%s",
-             r->category ? r->category : "");
-    snprintf(x->error, sizeof x->error, "%s", r->error ? r->error : "");
-    snprintf(x->result, sizeof x->result, "%s",
-             r->result_json ? r->result_json : "");
-    return 0;
-}
-
-/* Waits for n jobs, with each one's outcome in out[i]. */
-static void
-s_wait(harness_t *h, char (*ids)[37], int n, s_out_t *out, int timeout_ms)
-{
-    const char *p[64];
-    assert_true(n <= 64);
-    for (int i = 0; i < n; i++)
-        p[i] = ids[i];
-    memset(out, 0, (size_t)n * sizeof *out);
-    s_outs_t o = { out, n };
-    assert_int_equal(drover_wait(h->client, p, (size_t)n,
-                                 harness_scale(timeout_ms), s_on_result, &o),
-                     DROVER_OK);
-}
-
-typedef struct {
     harness_t *h;
     const char *log;
     const char *a, *b;
@@ -154,10 +109,10 @@ t_soft_exec_trap(void **state)
     assert_true(harness_start_worker(h, wargs) > 0);
     char ids[1][37];
     s_submit_t(h, "default", "wrap", NULL, 20, ids[0]);
-    s_out_t out[1];
-    s_wait(h, ids, 1, out, 30000);
-    assert_string_equal(out[0].state, "succeeded");
-    assert_non_null(strstr(out[0].result, "\"wrapped\":true"));
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 1, &out, 30000), DROVER_OK);
+    assert_string_equal(out.state[0], "succeeded");
+    assert_non_null(strstr(out.result[0], "\"wrapped\":true"));
     int64_t ran = s_run_ms(h, ids[0]);
     assert_true(ran >= 450);
     assert_true(ran < harness_scale(10000));
@@ -181,12 +136,12 @@ t_soft_exec_unaware(void **state)
     char ids[2][37];
     s_submit_t(h, "default", "plain", NULL, 1, ids[0]);
     s_submit_t(h, "default", "deaf", NULL, 1, ids[1]);
-    s_out_t out[2];
-    s_wait(h, ids, 2, out, 30000);
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 2, &out, 30000), DROVER_OK);
     for (int i = 0; i < 2; i++) {
-        assert_string_equal(out[i].state, "dead");
-        assert_string_equal(out[i].category, "timeout");
-        assert_string_equal(out[i].error, "timed out after 1 s");
+        assert_string_equal(out.state[i], "dead");
+        assert_string_equal(out.category[i], "timeout");
+        assert_string_equal(out.error[i], "timed out after 1 s");
         assert_true(s_run_ms(h, ids[i]) >= 950);
         /* Told at 0.8 s all the same (the log says so). */
         char *line = s_find_line(h, "worker-1.log", "worker.job_soft_timeout",
@@ -211,11 +166,11 @@ t_soft_builtin_sleep(void **state)
     char ids[1][37];
     s_submit_t(h, "default", "sleep", "{\"seconds\": 10, \"steps\": 100}", 5,
                ids[0]);
-    s_out_t out[1];
-    s_wait(h, ids, 1, out, 30000);
-    assert_string_equal(out[0].state, "dead");
-    assert_string_equal(out[0].category, "timeout");
-    assert_non_null(strstr(out[0].error, "stopped at the soft timeout after"));
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 1, &out, 30000), DROVER_OK);
+    assert_string_equal(out.state[0], "dead");
+    assert_string_equal(out.category[0], "timeout");
+    assert_non_null(strstr(out.error[0], "stopped at the soft timeout after"));
     assert_true(s_run_ms(h, ids[0]) < harness_scale(4000));
 }
 
@@ -241,15 +196,15 @@ t_soft_plugin(void **state)
                ids[1]);
     s_submit_t(h, "never", "probe", "{\"op\": \"wait_stop\", \"max\": 0.5}", 5,
                ids[2]);
-    s_out_t out[3];
-    s_wait(h, ids, 3, out, 30000);
-    assert_string_equal(out[0].state, "succeeded");
-    assert_non_null(strstr(out[0].result, "\"stopped\":true"));
-    long after = s_json_num(out[0].result, "after_ms");
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 3, &out, 30000), DROVER_OK);
+    assert_string_equal(out.state[0], "succeeded");
+    assert_non_null(strstr(out.result[0], "\"stopped\":true"));
+    long after = s_json_num(out.result[0], "after_ms");
     assert_true(after >= 750 && after < 1000);
-    assert_string_equal(out[1].result, "{\"callback\":true}");
-    assert_string_equal(out[2].state, "succeeded");
-    assert_non_null(strstr(out[2].result, "\"stopped\":false"));
+    assert_string_equal(out.result[1], "{\"callback\":true}");
+    assert_string_equal(out.state[2], "succeeded");
+    assert_non_null(strstr(out.result[2], "\"stopped\":false"));
 }
 
 /* ---- memory -------------------------------------------------------------- */
@@ -279,19 +234,19 @@ t_rss_recycles_child(void **state)
     for (int i = 1; i < N; i++)
         s_submit_t(h, "default", "probe", "{\"op\": \"leak\", \"mb\": 0}", 0,
                    ids[i]);
-    s_out_t out[N];
-    s_wait(h, ids, N, out, 60000);
-    long first = s_json_num(out[0].result, "pid");
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, N, &out, 60000), DROVER_OK);
+    long first = s_json_num(out.result[0], "pid");
     assert_true(first > 0);
-    assert_int_equal(s_json_num(out[0].result, "leaked_mb"), 256);
+    assert_int_equal(s_json_num(out.result[0], "leaked_mb"), 256);
     for (int i = 0; i < N; i++) {
-        assert_string_equal(out[i].state, "succeeded");
-        assert_int_equal(out[i].attempts, 1);
+        assert_string_equal(out.state[i], "succeeded");
+        assert_int_equal(out.attempts[i], 1);
     }
     /* The next jobs did not start in the big child. */
     for (int i = 1; i < N; i++) {
-        assert_true(s_json_num(out[i].result, "pid") != first);
-        assert_int_equal(s_json_num(out[i].result, "leaked_mb"), 0);
+        assert_true(s_json_num(out.result[i], "pid") != first);
+        assert_int_equal(s_json_num(out.result[i], "leaked_mb"), 0);
     }
     char pid[32];
     snprintf(pid, sizeof pid, "\"child\":%ld,", first);

@@ -21,51 +21,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-typedef struct {
-    char state[16];
-    int attempts;
-    char category[32];
-    char error[512];
-    char result[1024];
-} s_out_t;
-
-typedef struct {
-    s_out_t *out;
-    int n;
-} s_outs_t;
-
-static int
-s_on_result(const drover_result_t *r, void *arg)
-{
-    s_outs_t *o = arg;
-    if ((int)r->index >= o->n)
-        return 0;
-    s_out_t *x = &o->out[r->index];
-    snprintf(x->state, sizeof x->state, "%s", r->state);
-    x->attempts = r->attempts;
-    snprintf(x->category, sizeof x->category, "%s",
-             r->category ? r->category : "");
-    snprintf(x->error, sizeof x->error, "%s", r->error ? r->error : "");
-    snprintf(x->result, sizeof x->result, "%s",
-             r->result_json ? r->result_json : "");
-    return 0;
-}
-
-/* Waits for n jobs, with each one's outcome in out[i]. */
-static void
-s_wait(harness_t *h, char (*ids)[37], int n, s_out_t *out, int timeout_ms)
-{
-    const char *p[64];
-    assert_true(n <= 64);
-    for (int i = 0; i < n; i++)
-        p[i] = ids[i];
-    memset(out, 0, (size_t)n * sizeof *out);
-    s_outs_t o = { out, n };
-    assert_int_equal(drover_wait(h->client, p, (size_t)n,
-                                 harness_scale(timeout_ms), s_on_result, &o),
-                     DROVER_OK);
-}
-
 static void
 s_submit(harness_t *h, const char *type, const char *payload,
          int max_attempts, char id[37])
@@ -153,20 +108,20 @@ t_upper_example(void **state)
         s_submit(h, "upper", payload, 1, ids[i]);
     }
     s_submit(h, "upper", "{\"words\": 3}", 3, ids[N]);
-    s_out_t out[N + 1];
-    s_wait(h, ids, N + 1, out, 30000);
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, N + 1, &out, 30000), DROVER_OK);
     for (int i = 0; i < N; i++) {
         char want[64];
         snprintf(want, sizeof want, "{\"text\":\"HELLO %d\",\"bytes\":%d}", i,
                  i < 10 ? 7 : 8);
-        assert_string_equal(out[i].state, "succeeded");
-        assert_string_equal(out[i].result, want);
+        assert_string_equal(out.state[i], "succeeded");
+        assert_string_equal(out.result[i], want);
     }
     /* Bad input is not retried. */
-    assert_string_equal(out[N].state, "dead");
-    assert_int_equal(out[N].attempts, 1);
-    assert_string_equal(out[N].category, "invalid_input");
-    assert_string_equal(out[N].error, "payload must be {\"text\": \"...\"}");
+    assert_string_equal(out.state[N], "dead");
+    assert_int_equal(out.attempts[N], 1);
+    assert_string_equal(out.category[N], "invalid_input");
+    assert_string_equal(out.error[N], "payload must be {\"text\": \"...\"}");
 }
 
 /* Progress from a plugin reaches the broker, like an exec handler's: the
@@ -214,9 +169,9 @@ t_progress_reaches_broker(void **state)
     zmq_close(sub);
     zmq_ctx_term(ctx);
     assert_int_equal(seen, 3);
-    s_out_t out[1];
-    s_wait(h, ids, 1, out, 10000);
-    assert_string_equal(out[0].result, "{\"steps\":50}");
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 1, &out, 10000), DROVER_OK);
+    assert_string_equal(out.result[0], "{\"steps\":50}");
 }
 
 /* The config file: plugin config reaches init(); the job's fields reach
@@ -247,14 +202,14 @@ t_config_file_and_cleanup(void **state)
     job.payload_json = "{\"op\": \"info\"}";
     job.trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     assert_int_equal(drover_submit(h->client, &job, ids[1]), DROVER_OK);
-    s_out_t out[2];
-    s_wait(h, ids, 2, out, 10000);
-    assert_non_null(strstr(out[0].result, "\"greeting\":\"hi\""));
-    assert_non_null(strstr(out[1].result, ids[1]));
-    assert_non_null(strstr(out[1].result, "\"attempt\":1"));
-    assert_non_null(strstr(out[1].result, "\"worker\":\"w1\""));
-    assert_non_null(strstr(out[1].result, "\"queue\":\"default\""));
-    assert_non_null(strstr(out[1].result, "\"trace\":\"00-4bf92f35"));
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 2, &out, 10000), DROVER_OK);
+    assert_non_null(strstr(out.result[0], "\"greeting\":\"hi\""));
+    assert_non_null(strstr(out.result[1], ids[1]));
+    assert_non_null(strstr(out.result[1], "\"attempt\":1"));
+    assert_non_null(strstr(out.result[1], "\"worker\":\"w1\""));
+    assert_non_null(strstr(out.result[1], "\"queue\":\"default\""));
+    assert_non_null(strstr(out.result[1], "\"trace\":\"00-4bf92f35"));
 
     /* Drain: each child leaves cleanly, and cleanup() runs in it. */
     int status = harness_signal(h, w, SIGTERM, 20000);
@@ -290,20 +245,20 @@ t_failures(void **state)
              3, ids[1]);
     s_submit(h, "probe", "{\"op\": \"return\", \"code\": 75}", 2, ids[2]);
     s_submit(h, "probe", "{\"op\": \"return\", \"code\": 4}", 2, ids[3]);
-    s_out_t out[4];
-    s_wait(h, ids, 4, out, 30000);
-    assert_string_equal(out[0].state, "dead");
-    assert_int_equal(out[0].attempts, 3);
-    assert_string_equal(out[0].category, "upstream");
-    assert_string_equal(out[0].error, "bad gateway");
-    assert_int_equal(out[1].attempts, 1);
-    assert_string_equal(out[1].category, "auth");
-    assert_string_equal(out[1].error, "key revoked");
-    assert_int_equal(out[2].attempts, 2);
-    assert_string_equal(out[2].category, "handler");
-    assert_string_equal(out[2].error, "plugin probe returned 75");
-    assert_int_equal(out[3].attempts, 1);
-    assert_string_equal(out[3].error, "plugin probe returned 4");
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 4, &out, 30000), DROVER_OK);
+    assert_string_equal(out.state[0], "dead");
+    assert_int_equal(out.attempts[0], 3);
+    assert_string_equal(out.category[0], "upstream");
+    assert_string_equal(out.error[0], "bad gateway");
+    assert_int_equal(out.attempts[1], 1);
+    assert_string_equal(out.category[1], "auth");
+    assert_string_equal(out.error[1], "key revoked");
+    assert_int_equal(out.attempts[2], 2);
+    assert_string_equal(out.category[2], "handler");
+    assert_string_equal(out.error[2], "plugin probe returned 75");
+    assert_int_equal(out.attempts[3], 1);
+    assert_string_equal(out.error[3], "plugin probe returned 4");
     char sql[200];
     snprintf(sql, sizeof sql,
              "SELECT exit_code FROM attempts WHERE job_id='%s'", ids[3]);
@@ -324,12 +279,12 @@ t_crash_takes_one_child(void **state)
     assert_true(w > 0);
     char ids[1][37];
     s_submit(h, "probe", "{\"op\": \"crash\"}", 2, ids[0]);
-    s_out_t out[1];
-    s_wait(h, ids, 1, out, 20000);
-    assert_string_equal(out[0].state, "dead");
-    assert_int_equal(out[0].attempts, 2);
-    assert_string_equal(out[0].category, "crashed");
-    assert_non_null(strstr(out[0].error, "signal 6"));
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 1, &out, 20000), DROVER_OK);
+    assert_string_equal(out.state[0], "dead");
+    assert_int_equal(out.attempts[0], 2);
+    assert_string_equal(out.category[0], "crashed");
+    assert_non_null(strstr(out.error[0], "signal 6"));
     assert_int_equal(kill(w, 0), 0); /* the worker lives on */
     assert_true(harness_count_lines(h, "worker-1.log", "worker.child_exited",
                               "\"reason\":\"crashed\"", NULL) >= 2);
@@ -337,10 +292,9 @@ t_crash_takes_one_child(void **state)
     char more[N][37];
     for (int i = 0; i < N; i++)
         s_submit(h, "probe", "{\"op\": \"echo\"}", 1, more[i]);
-    s_out_t o2[N];
-    s_wait(h, more, N, o2, 20000);
-    for (int i = 0; i < N; i++)
-        assert_string_equal(o2[i].state, "succeeded");
+    harness_results_t o2 = { 0 };
+    assert_int_equal(harness_wait_ids(h, more, N, &o2, 20000), DROVER_OK);
+    assert_int_equal(o2.succeeded, N);
 }
 
 /* Plugins that cannot be used: the worker starts and says so in its log
@@ -377,21 +331,21 @@ t_unusable_plugins(void **state)
     s_submit(h, "none", NULL, 3, ids[1]);
     s_submit(h, "flaky", NULL, 2, ids[2]);
     s_submit(h, "echo", "\"still here\"", 1, ids[3]);
-    s_out_t out[4];
-    s_wait(h, ids, 4, out, 20000);
-    assert_string_equal(out[0].state, "dead");
-    assert_int_equal(out[0].attempts, 1);
-    assert_string_equal(out[0].category, "handler");
-    assert_non_null(strstr(out[0].error, "built for handler ABI version 2, "
+    harness_results_t out = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 4, &out, 20000), DROVER_OK);
+    assert_string_equal(out.state[0], "dead");
+    assert_int_equal(out.attempts[0], 1);
+    assert_string_equal(out.category[0], "handler");
+    assert_non_null(strstr(out.error[0], "built for handler ABI version 2, "
                                          "and this worker has version 1"));
-    assert_int_equal(out[1].attempts, 1);
-    assert_string_equal(out[1].category, "handler");
-    assert_non_null(strstr(out[1].error, "does not export"));
+    assert_int_equal(out.attempts[1], 1);
+    assert_string_equal(out.category[1], "handler");
+    assert_non_null(strstr(out.error[1], "does not export"));
     /* init() failing may pass: it is retried, and so is the job. */
-    assert_int_equal(out[2].attempts, 2);
-    assert_string_equal(out[2].category, "handler");
-    assert_non_null(strstr(out[2].error, "init() returned 9"));
-    assert_string_equal(out[3].result, "\"still here\"");
+    assert_int_equal(out.attempts[2], 2);
+    assert_string_equal(out.category[2], "handler");
+    assert_non_null(strstr(out.error[2], "init() returned 9"));
+    assert_string_equal(out.result[3], "\"still here\"");
 }
 
 /* A plugin file that is not there stops the worker at start (status 2). */
