@@ -445,22 +445,40 @@ s_worker_remove(broker_t *self, broker_worker_t *w, const char *kind,
     ev.kind = dv_str(kind);
     ev.worker = dv_str(w->name);
     s_event(self, &ev);
+    for (size_t k = 0; k < self->noutq; k++)
+        if (self->outq[k] == w)
+            self->outq[k] = self->outq[--self->noutq];
     zhashx_delete(self->worker_by_name, w->name);
     s_worker_free(w);
 }
 
-static void
-s_out_add(broker_worker_t *w, broker_job_t *job)
+/* Queues job to be sent to w at the end of the pass; w joins the list of
+ * workers with jobs to send. Returns 0, or -1 (out of memory: nothing
+ * changed). */
+static int
+s_out_add(broker_t *self, broker_worker_t *w, broker_job_t *job)
 {
     if (w->out_count == w->out_cap) {
         uint32_t ncap = w->out_cap ? w->out_cap * 2 : 16;
         broker_job_t **n = realloc(w->out, ncap * sizeof *n);
         if (!n)
-            return;
+            return -1;
         w->out = n;
         w->out_cap = ncap;
     }
+    if (w->out_count == 0) {
+        if (self->noutq == self->outq_cap) {
+            size_t ncap = self->outq_cap ? self->outq_cap * 2 : 16;
+            broker_worker_t **n = realloc(self->outq, ncap * sizeof *n);
+            if (!n)
+                return -1;
+            self->outq = n;
+            self->outq_cap = ncap;
+        }
+        self->outq[self->noutq++] = w;
+    }
     w->out[w->out_count++] = job;
+    return 0;
 }
 
 /* Hands ready jobs to workers with credit, one job per worker per round so
@@ -520,9 +538,12 @@ s_dispatch(broker_t *self)
             }
             if (!job)
                 continue;
+            if (s_out_add(self, w, job) != 0) {
+                broker_queue_push(job->queue, job, true); /* next pass */
+                return;
+            }
             s_lease(self, job, w, true);
             w->credit--;
-            s_out_add(w, job);
             self->counters.dispatched++;
             progress = true;
         }
@@ -1726,10 +1747,8 @@ s_flush_acks(broker_t *self, broker_group_t *g, bool committed)
 static void
 s_flush_jobs(broker_t *self)
 {
-    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
-         w = zhashx_next(self->worker_by_name)) {
-        if (!w->out_count)
-            continue;
+    for (size_t k = 0; k < self->noutq; k++) {
+        broker_worker_t *w = self->outq[k];
         dv_job_t *jobs = calloc(w->out_count, sizeof *jobs);
         char(*ids)[DV_ID_TEXT_LEN + 1] = calloc(w->out_count, sizeof *ids);
         if (jobs && ids) {
@@ -1759,6 +1778,7 @@ s_flush_jobs(broker_t *self)
         free(ids);
         w->out_count = 0;
     }
+    self->noutq = 0;
 }
 
 static void
@@ -2268,6 +2288,7 @@ broker_destroy(broker_t **self_p)
     zhashx_destroy(&self->queues);
     zhashx_destroy(&self->types);
     zhashx_destroy(&self->pending_keys);
+    free(self->outq);
     if (self->clients)
         zmq_close(self->clients);
     if (self->workers)

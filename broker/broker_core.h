@@ -137,6 +137,8 @@ struct broker {
     zhashx_t *types;            /* interned type and batch names */
     zhashx_t *worker_by_name;   /* name -> broker_worker_t* */
 
+    broker_worker_t **outq;     /* workers with jobs to send this pass */
+    size_t noutq, outq_cap;
     bool dispatch_needed;
     int64_t next_token_us;      /* monotonic: a rate-limited queue may go on */
     int64_t next_expire_ms;     /* monotonic: next purge of old results */
