@@ -7,6 +7,7 @@
  * it is an assert, not an error code.
  */
 #include "broker_store.h"
+#include "dv_err.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -22,17 +23,6 @@ struct broker_store {
     bool in_group;                 /* between begin() and commit/rollback */
     bool in_callback;              /* inside a replay() or get() callback */
 };
-
-static void
-s_err(char *err, size_t err_size, const char *fmt, ...)
-{
-    if (!err || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
 
 /* Returns what follows prefix in s (schemes are case-insensitive), or NULL. */
 static const char *
@@ -63,7 +53,7 @@ broker_store_open(const char *url, const broker_store_opts_t *opts, char *err,
     if (!opts)
         opts = &default_opts;
     if (!url || !*url) {
-        s_err(err, err_size, "store URL is empty");
+        dv_err_set(err, err_size, "store URL is empty");
         return NULL;
     }
 
@@ -76,10 +66,10 @@ broker_store_open(const char *url, const broker_store_opts_t *opts, char *err,
     if ((arg = s_after(url, "sqlite://")) || (arg = s_after(url, "sqlite:")))
         ops = &broker_store_sqlite_ops;
     else if (s_after(url, "postgres://") || s_after(url, "postgresql://")) {
-        s_err(err, err_size, "PostgreSQL store not built in this version");
+        dv_err_set(err, err_size, "PostgreSQL store not built in this version");
         return NULL;
     } else if ((scheme_len = s_scheme_len(url)) > 0) {
-        s_err(err, err_size,
+        dv_err_set(err, err_size,
               "unknown store URL scheme '%.*s' (expected sqlite:PATH, a "
               "file path, or postgres://...)",
               (int)scheme_len, url);
@@ -89,7 +79,7 @@ broker_store_open(const char *url, const broker_store_opts_t *opts, char *err,
         arg = url;
     }
     if (!*arg) {
-        s_err(err, err_size, "store URL '%s' names no file", url);
+        dv_err_set(err, err_size, "store URL '%s' names no file", url);
         return NULL;
     }
 
@@ -99,7 +89,7 @@ broker_store_open(const char *url, const broker_store_opts_t *opts, char *err,
     broker_store_t *self = calloc(1, sizeof *self);
     if (!self) {
         ops->close(be);
-        s_err(err, err_size, "out of memory");
+        dv_err_set(err, err_size, "out of memory");
         return NULL;
     }
     self->ops = ops;

@@ -17,6 +17,7 @@
  * stored.
  */
 #include "broker_store.h"
+#include "dv_err.h"
 #include "dv_log.h"
 
 #include <errno.h>
@@ -247,17 +248,6 @@ typedef struct {
     int step_errno;                /* errno as the last step left it */
 } s_sqlite_t;
 
-static void
-s_err(char *err, size_t err_size, const char *fmt, ...)
-{
-    if (!err || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
-
 /* Maps an SQLite result code to ours: busy and locked may clear up if the
  * broker retries the group; everything else (constraint, I/O, full disk,
  * corruption) will not. */
@@ -454,15 +444,15 @@ s_open_error(s_sqlite_t *be, int rc, char *err, size_t err_size)
     struct stat st;
     if ((rc & 0xff) == SQLITE_CANTOPEN && stat(dir, &st) != 0 &&
         errno == ENOENT)
-        s_err(err, err_size,
+        dv_err_set(err, err_size,
               "sqlite store '%s': directory '%s' does not exist", be->path,
               dir);
     else if ((rc & 0xff) == SQLITE_CANTOPEN && stat(dir, &st) == 0 &&
              !S_ISDIR(st.st_mode))
-        s_err(err, err_size, "sqlite store '%s': '%s' is not a directory",
+        dv_err_set(err, err_size, "sqlite store '%s': '%s' is not a directory",
               be->path, dir);
     else
-        s_err(err, err_size, "sqlite store '%s': cannot open: %s%s%s%s",
+        dv_err_set(err, err_size, "sqlite store '%s': cannot open: %s%s%s%s",
               be->path,
               be->db ? sqlite3_errmsg(be->db) : sqlite3_errstr(rc),
               sys ? " (" : "", sys ? strerror(sys) : "", sys ? ")" : "");
@@ -501,7 +491,7 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
 {
     int rc = sqlite3_exec(be->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        s_err(err, err_size, "sqlite store '%s': cannot lock: %s", be->path,
+        dv_err_set(err, err_size, "sqlite store '%s': cannot lock: %s", be->path,
               sqlite3_errmsg(be->db));
         return -1;
     }
@@ -510,7 +500,7 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
     long version = rc == SQLITE_OK ? strtol(buf, NULL, 10) : 0;
     if (rc == SQLITE_OK && version > S_SCHEMA_VERSION) {
         sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
-        s_err(err, err_size,
+        dv_err_set(err, err_size,
               "sqlite store '%s': schema version %ld is newer than this "
               "drover understands (%d)",
               be->path, version, S_SCHEMA_VERSION);
@@ -525,7 +515,7 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(be->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        s_err(err, err_size, "sqlite store '%s': cannot create schema: %s",
+        dv_err_set(err, err_size, "sqlite store '%s': cannot create schema: %s",
               be->path, sqlite3_errmsg(be->db));
         if (!sqlite3_get_autocommit(be->db))
             sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
@@ -544,7 +534,7 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
         [BROKER_SYNC_OFF] = "PRAGMA synchronous = OFF",
     };
     if ((unsigned)opts->sync > BROKER_SYNC_OFF) {
-        s_err(err, err_size, "sqlite store '%s': unknown sync mode %d",
+        dv_err_set(err, err_size, "sqlite store '%s': unknown sync mode %d",
               be->path, (int)opts->sync);
         return -1;
     }
@@ -557,7 +547,7 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
     int rc = s_exec_row(be->db, "PRAGMA journal_mode = WAL", mode,
                         sizeof mode);
     if (rc != SQLITE_OK) {
-        s_err(err, err_size, "sqlite store '%s': %s", be->path,
+        dv_err_set(err, err_size, "sqlite store '%s': %s", be->path,
               sqlite3_errmsg(be->db));
         return -1;
     }
@@ -565,7 +555,7 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
      * cannot have one (a filesystem without shared memory) is refused:
      * the durability and reader-friendliness promises assume WAL. */
     if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
-        s_err(err, err_size,
+        dv_err_set(err, err_size,
               "sqlite store '%s': cannot use WAL journal mode (got '%s')",
               be->path, mode);
         return -1;
@@ -584,7 +574,7 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
     for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
         rc = s_exec_row(be->db, pragmas[i], NULL, 0);
         if (rc != SQLITE_OK) {
-            s_err(err, err_size, "sqlite store '%s': %s: %s", be->path,
+            dv_err_set(err, err_size, "sqlite store '%s': %s: %s", be->path,
                   pragmas[i], sqlite3_errmsg(be->db));
             return -1;
         }
@@ -595,7 +585,7 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
         rc = sqlite3_prepare_v3(be->db, s_sql[i], -1,
                                 SQLITE_PREPARE_PERSISTENT, &be->stmt[i], NULL);
         if (rc != SQLITE_OK) {
-            s_err(err, err_size, "sqlite store '%s': cannot prepare: %s",
+            dv_err_set(err, err_size, "sqlite store '%s': cannot prepare: %s",
                   be->path, sqlite3_errmsg(be->db));
             return -1;
         }
@@ -610,7 +600,7 @@ s_open(const char *path, const broker_store_opts_t *opts, char *err,
     s_sqlite_t *be = calloc(1, sizeof *be);
     if (!be || !(be->path = strdup(path))) {
         free(be);
-        s_err(err, err_size, "out of memory");
+        dv_err_set(err, err_size, "out of memory");
         return NULL;
     }
     /* NOMUTEX: the broker's loop thread owns the store, so SQLite's

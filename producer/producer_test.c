@@ -25,7 +25,7 @@
 #include "dv_proto.h"
 #include "jobline.h"
 #include "dv_util.h"
-#include "producer_idmap.h"
+#include "dv_idmap.h"
 #include "submit.h"
 
 /* ---- jobline ----------------------------------------------------------- */
@@ -288,23 +288,23 @@ test_idmap(void **state)
     (void)state;
     enum { N = 5000 };
     static char ids[N][DROVER_ID_SIZE];
-    producer_idmap_t *m = producer_idmap_new(4); /* must grow */
+    dv_idmap_t *m = dv_idmap_new(4); /* must grow */
     assert_non_null(m);
     for (size_t i = 0; i < N; i++) {
         dv_id_t id;
         dv_id_new(&id);
         dv_id_format(&id, ids[i]);
-        assert_int_equal(producer_idmap_put(m, ids[i], DROVER_ID_LEN, i), i);
+        assert_int_equal(dv_idmap_put(m, ids[i], DROVER_ID_LEN, i), i);
     }
-    assert_int_equal(producer_idmap_size(m), N);
+    assert_int_equal(dv_idmap_size(m), N);
     for (size_t i = 0; i < N; i++)
-        assert_int_equal(producer_idmap_get(m, ids[i], DROVER_ID_LEN), i);
+        assert_int_equal(dv_idmap_get(m, ids[i], DROVER_ID_LEN), i);
     /* A second put keeps the first value. */
-    assert_int_equal(producer_idmap_put(m, ids[7], DROVER_ID_LEN, 99), 7);
-    assert_int_equal(producer_idmap_get(m, "nope", 4), PRODUCER_IDMAP_NONE);
-    producer_idmap_destroy(&m);
+    assert_int_equal(dv_idmap_put(m, ids[7], DROVER_ID_LEN, 99), 7);
+    assert_int_equal(dv_idmap_get(m, "nope", 4), DV_IDMAP_NONE);
+    dv_idmap_destroy(&m);
     assert_null(m);
-    producer_idmap_destroy(&m);
+    dv_idmap_destroy(&m);
 }
 
 /* ---- a scripted broker ------------------------------------------------- */

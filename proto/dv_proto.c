@@ -35,66 +35,6 @@
 
 /* ---- small helpers ----------------------------------------------------- */
 
-const char *
-dv_strerror(int err)
-{
-    switch (err) {
-    case DV_OK:
-        return "ok";
-    case DV_ETRUNC:
-        return "truncated message";
-    case DV_EPROTO:
-        return "invalid message";
-    case DV_ETOOBIG:
-        return "over a size limit";
-    case DV_EVERSION:
-        return "unsupported protocol version";
-    case DV_ENOMEM:
-        return "out of memory";
-    case DV_ETRANSIENT:
-        return "temporarily unavailable, try again";
-    case DV_EIO:
-        return "input/output error";
-    }
-    return "unknown error";
-}
-
-bool
-dv_str_eq(dv_str_t v, const char *s)
-{
-    if (!v.ptr || !s)
-        return !v.ptr && !s;
-    size_t n = strlen(s);
-    return n == v.len && memcmp(v.ptr, s, n) == 0;
-}
-
-char *
-dv_str_dup(dv_str_t v)
-{
-    if (!v.ptr)
-        return NULL;
-    char *s = malloc((size_t)v.len + 1);
-    if (!s)
-        return NULL;
-    memcpy(s, v.ptr, v.len);
-    s[v.len] = '\0';
-    return s;
-}
-
-char *
-dv_str_copy(dv_str_t v, char *buf, size_t size)
-{
-    if (!buf || size == 0)
-        return buf;
-    size_t n = v.ptr ? v.len : 0;
-    if (n > size - 1)
-        n = size - 1;
-    if (n)
-        memcpy(buf, v.ptr, n);
-    buf[n] = '\0';
-    return buf;
-}
-
 void
 dv_failure_init(dv_failure_t *f)
 {

@@ -27,6 +27,8 @@
 #include <stdint.h>
 
 #include "dv_backoff.h"
+#include "dv_err.h"
+#include "dv_str.h"
 
 #define DV_PROTO_VERSION 1
 
@@ -39,53 +41,6 @@
 #define DV_ITEMS_MAX 100000        /* jobs / ids / updates in one message */
 #define DV_QUEUES_MAX 256          /* queues one worker may serve */
 #define DV_VALUE_DEPTH_MAX 64      /* nesting inside a payload or result */
-
-typedef enum {
-    DV_OK = 0,
-    DV_ETRUNC = -1,     /* not msgpack, or the bytes end inside a value */
-    DV_EPROTO = -2,     /* valid msgpack but not a valid message */
-    DV_ETOOBIG = -3,    /* a frame, string, array or nesting over its limit */
-    DV_EVERSION = -4,   /* a protocol version this side does not speak */
-    DV_ENOMEM = -5,     /* out of memory */
-    DV_ETRANSIENT = -6, /* store busy or connection lost: try again */
-    DV_EIO = -7,        /* store or file error */
-} dv_err_t;
-
-/* Short English text for an error code ("truncated message", ...). */
-const char *dv_strerror(int err);
-
-/* A view of bytes inside a decoded frame (or, when encoding, inside the
- * caller's memory). Not NUL-terminated. ptr == NULL means absent. */
-typedef struct {
-    const char *ptr;
-    uint32_t len;
-} dv_str_t;
-
-static inline dv_str_t
-dv_str(const char *s)
-{
-    dv_str_t v = { s, 0 };
-    if (s)
-        while (s[v.len])
-            v.len++;
-    return v;
-}
-
-static inline dv_str_t
-dv_strn(const char *s, size_t n)
-{
-    dv_str_t v = { s, (uint32_t)n };
-    return v;
-}
-
-/* True if v holds exactly the C string s. */
-bool dv_str_eq(dv_str_t v, const char *s);
-
-/* New NUL-terminated copy; caller frees. Absent gives NULL. */
-char *dv_str_dup(dv_str_t v);
-
-/* Copies into buf (truncating), NUL-terminated; returns buf. */
-char *dv_str_copy(dv_str_t v, char *buf, size_t size);
 
 /* ---- job states and failure categories (sent as their names) ---------- */
 

@@ -1,4 +1,5 @@
 #include "handler_http.h"
+#include "dv_err.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -120,18 +121,6 @@ s_oom(void)
 {
     dv_log(DV_ERROR, "worker.oom", DV_STR("where", "http"));
     abort();
-}
-
-static int
-s_err(char *err, size_t size, const char *fmt, ...)
-{
-    if (err && size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, size, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
 }
 
 static uint32_t
@@ -446,7 +435,7 @@ s_render(handler_http_t *self, s_job_t *j, char *why, size_t ws)
         payload = dv_msgpack_to_json(j->payload, j->payload_len, reason,
                                      sizeof reason);
         if (!payload)
-            return s_err(why, ws, "the payload cannot be read as JSON: %s",
+            return dv_err_set(why, ws, "the payload cannot be read as JSON: %s",
                          reason);
     }
     http_template_ctx_t ctx = { payload, j->id, j->attempt };
@@ -474,7 +463,7 @@ s_render(handler_http_t *self, s_job_t *j, char *why, size_t ws)
                                  JSON_COMPACT | JSON_ENCODE_ANY);
             j->body_len = j->body ? strlen(j->body) : 0;
             if (!j->body)
-                s_err(why, ws, "out of memory");
+                dv_err_set(why, ws, "out of memory");
         }
         if (!j->body)
             goto done;
@@ -1041,18 +1030,18 @@ s_handler_init(handler_http_t *self, s_handler_t *h,
     h->cfg = c;
     h->url = http_template_new_text(c->url, HTTP_TEXT_URL, why, sizeof why);
     if (!h->url)
-        return s_err(err, es, "http.%s.url: %s", c->type, why);
+        return dv_err_set(err, es, "http.%s.url: %s", c->type, why);
     if (c->nheaders > 0) {
         h->headers = calloc((size_t)c->nheaders, sizeof *h->headers);
         if (!h->headers)
-            return s_err(err, es, "out of memory");
+            return dv_err_set(err, es, "out of memory");
     }
     for (int i = 0; i < c->nheaders; i++) {
         h->headers[i] = http_template_new_text(c->headers[i],
                                                HTTP_TEXT_HEADER, why,
                                                sizeof why);
         if (!h->headers[i])
-            return s_err(err, es, "http.%s.headers: %s", c->type, why);
+            return dv_err_set(err, es, "http.%s.headers: %s", c->type, why);
         h->nheaders++;
     }
     h->send_body = strcmp(c->method, "GET") != 0 &&
@@ -1065,10 +1054,10 @@ s_handler_init(handler_http_t *self, s_handler_t *h,
         h->body = http_template_new_text(c->body_text, HTTP_TEXT_PLAIN, why,
                                          sizeof why);
     if ((c->body || c->body_text) && !h->body)
-        return s_err(err, es, "http.%s.body: %s", c->type, why);
+        return dv_err_set(err, es, "http.%s.body: %s", c->type, why);
     h->keys = keypool_new((const char *const *)c->keys, c->nkeys, c->rpm);
     if (!h->keys)
-        return s_err(err, es, "http.%s: cannot make the key pool", c->type);
+        return dv_err_set(err, es, "http.%s: cannot make the key pool", c->type);
     for (int i = 0; i < self->nbreakers; i++)
         if (strcmp(breaker_endpoint(self->breakers[i]), c->endpoint) == 0)
             h->breaker = self->breakers[i];
@@ -1076,12 +1065,12 @@ s_handler_init(handler_http_t *self, s_handler_t *h,
         breaker_t **b = realloc(self->breakers, (size_t)(self->nbreakers + 1) *
                                                     sizeof *b);
         if (!b)
-            return s_err(err, es, "out of memory");
+            return dv_err_set(err, es, "out of memory");
         self->breakers = b;
         h->breaker = breaker_new(c->endpoint, c->breaker_failures,
                                  c->breaker_cooldown_ms);
         if (!h->breaker)
-            return s_err(err, es, "out of memory");
+            return dv_err_set(err, es, "out of memory");
         self->breakers[self->nbreakers++] = h->breaker;
     }
     return 0;
@@ -1104,7 +1093,7 @@ handler_http_new(const worker_config_t *cfg, const char *name,
 {
     handler_http_t *self = calloc(1, sizeof *self);
     if (!self) {
-        s_err(err, es, "out of memory");
+        dv_err_set(err, es, "out of memory");
         return NULL;
     }
     self->cfg = cfg;
@@ -1120,7 +1109,7 @@ handler_http_new(const worker_config_t *cfg, const char *name,
         return self;
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        s_err(err, es, "cannot start libcurl");
+        dv_err_set(err, es, "cannot start libcurl");
         goto fail;
     }
     self->curl_inited = true;
@@ -1129,7 +1118,7 @@ handler_http_new(const worker_config_t *cfg, const char *name,
     self->handlers = calloc((size_t)hc->n, sizeof *self->handlers);
     self->reqs = calloc((size_t)self->concurrency, sizeof *self->reqs);
     if (!self->handlers || !self->reqs) {
-        s_err(err, es, "out of memory");
+        dv_err_set(err, es, "out of memory");
         goto fail;
     }
     for (int i = 0; i < hc->n; i++) {
@@ -1144,7 +1133,7 @@ handler_http_new(const worker_config_t *cfg, const char *name,
     }
     self->multi = curl_multi_init();
     if (!self->multi) {
-        s_err(err, es, "cannot start libcurl's multi interface");
+        dv_err_set(err, es, "cannot start libcurl's multi interface");
         goto fail;
     }
     curl_multi_setopt(self->multi, CURLMOPT_SOCKETFUNCTION, s_on_socket);

@@ -1,4 +1,5 @@
 #include "http_config.h"
+#include "dv_err.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -17,18 +18,6 @@
 #define S_MAX_WAIT_MS 60000
 #define S_BREAKER_FAILURES 5
 #define S_BREAKER_COOLDOWN_MS 10000
-
-static int
-s_err(char *err, size_t size, const char *fmt, ...)
-{
-    if (err && size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, size, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ---- keys -------------------------------------------------------------- */
 
@@ -68,31 +57,31 @@ http_config_parse_keys(const char *text, const char *from, char ***keys_out,
             for (const char *c = a; c < b; c++)
                 if (!isgraph((unsigned char)*c)) {
                     http_config_free_keys(keys, n);
-                    return s_err(err, es,
+                    return dv_err_set(err, es,
                                  "keys from %s, line %d: a key holds a "
                                  "blank or control character",
                                  from, line);
                 }
             if (n >= HTTP_KEYS_MAX) {
                 http_config_free_keys(keys, n);
-                return s_err(err, es, "keys from %s: more than %d keys",
+                return dv_err_set(err, es, "keys from %s: more than %d keys",
                              from, HTTP_KEYS_MAX);
             }
             char **k = realloc(keys, (size_t)(n + 1) * sizeof *k);
             if (!k) {
                 http_config_free_keys(keys, n);
-                return s_err(err, es, "out of memory");
+                return dv_err_set(err, es, "out of memory");
             }
             keys = k;
             keys[n] = strndup(a, (size_t)(b - a));
             if (!keys[n]) {
                 http_config_free_keys(keys, n);
-                return s_err(err, es, "out of memory");
+                return dv_err_set(err, es, "out of memory");
             }
             for (int i = 0; i < n; i++)
                 if (strcmp(keys[i], keys[n]) == 0) {
                     http_config_free_keys(keys, n + 1);
-                    return s_err(err, es,
+                    return dv_err_set(err, es,
                                  "keys from %s: key-%d is the same as "
                                  "key-%d",
                                  from, n + 1, i + 1);
@@ -199,10 +188,10 @@ s_duration(const json_t *v, const char *what, int64_t *out, char *err,
         snprintf(buf, sizeof buf, "%.17g", json_number_value(v));
         s = buf;
     } else {
-        return s_err(err, es, "%s: must be a number of seconds", what);
+        return dv_err_set(err, es, "%s: must be a number of seconds", what);
     }
     if (dv_duration_parse(s, out) != 0)
-        return s_err(err, es, "%s: '%s' is not a duration in seconds", what,
+        return dv_err_set(err, es, "%s: '%s' is not a duration in seconds", what,
                      s);
     return 0;
 }
@@ -213,7 +202,7 @@ s_int(const json_t *v, const char *what, long long lo, long long hi, int *out,
 {
     if (!json_is_integer(v) || json_integer_value(v) < lo ||
         json_integer_value(v) > hi)
-        return s_err(err, es, "%s: must be a whole number in %lld..%lld",
+        return dv_err_set(err, es, "%s: must be a whole number in %lld..%lld",
                      what, lo, hi);
     *out = (int)json_integer_value(v);
     return 0;
@@ -237,7 +226,7 @@ s_keys(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
     const json_t *env = json_object_get(v, "env");
     if (!json_is_object(v) || json_object_size(v) != 1 ||
         (!json_is_string(file) && !json_is_string(env)))
-        return s_err(err, es,
+        return dv_err_set(err, es,
                      "keys: must be {\"file\": PATH} or {\"env\": NAME}");
     char from[600];
     char *text = NULL;
@@ -247,23 +236,23 @@ s_keys(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
         size_t len;
         text = dv_read_file(path, &len);
         if (!text)
-            return s_err(err, es, "keys: cannot read %s: %s", path,
+            return dv_err_set(err, es, "keys: cannot read %s: %s", path,
                          strerror(errno));
         if (strlen(text) != len) {
             free(text);
-            return s_err(err, es, "keys: %s holds a NUL byte", path);
+            return dv_err_set(err, es, "keys: %s holds a NUL byte", path);
         }
     } else {
         const char *name = json_string_value(env);
         snprintf(from, sizeof from, "env %s", name);
         const char *val = getenv(name);
         if (!val || !*val)
-            return s_err(err, es,
+            return dv_err_set(err, es,
                          "keys: the environment variable %s is not set",
                          name);
         text = strdup(val);
         if (!text)
-            return s_err(err, es, "out of memory");
+            return dv_err_set(err, es, "out of memory");
     }
     char **keys = NULL;
     int n = http_config_parse_keys(text, from, &keys, err, es);
@@ -272,36 +261,36 @@ s_keys(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
     if (n < 0)
         return -1;
     if (n == 0)
-        return s_err(err, es, "keys: no key in %s", from);
+        return dv_err_set(err, es, "keys: no key in %s", from);
     http_config_free_keys(h->keys, h->nkeys);
     h->keys = keys;
     h->nkeys = n;
     free(h->keys_from);
     h->keys_from = strdup(from);
-    return h->keys_from ? 0 : s_err(err, es, "out of memory");
+    return h->keys_from ? 0 : dv_err_set(err, es, "out of memory");
 }
 
 static int
 s_headers(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
 {
     if (!json_is_object(v))
-        return s_err(err, es, "headers: must be an object of strings");
+        return dv_err_set(err, es, "headers: must be an object of strings");
     const char *name;
     json_t *val;
     json_object_foreach((json_t *)v, name, val) {
         if (!s_token(name, strlen(name)))
-            return s_err(err, es, "headers: '%.60s' is not a header name",
+            return dv_err_set(err, es, "headers: '%.60s' is not a header name",
                          name);
         if (!json_is_string(val))
-            return s_err(err, es, "headers.%s: must be a string", name);
+            return dv_err_set(err, es, "headers.%s: must be a string", name);
         const char *s = json_string_value(val);
         if (strpbrk(s, "\r\n"))
-            return s_err(err, es, "headers.%s: holds a line break", name);
+            return dv_err_set(err, es, "headers.%s: holds a line break", name);
         char why[200];
         http_template_t *t =
             http_template_new_text(s, HTTP_TEXT_HEADER, why, sizeof why);
         if (!t)
-            return s_err(err, es, "headers.%s: %s", name, why);
+            return dv_err_set(err, es, "headers.%s: %s", name, why);
         http_template_destroy(&t);
         size_t len = strlen(name) + 2 + strlen(s) + 1;
         char *line = malloc(len);
@@ -311,7 +300,7 @@ s_headers(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
             free(line);
             if (hs)
                 h->headers = hs;
-            return s_err(err, es, "out of memory");
+            return dv_err_set(err, es, "out of memory");
         }
         snprintf(line, len, "%s: %s", name, s);
         h->headers = hs;
@@ -330,7 +319,7 @@ s_breaker(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
         return 0;
     }
     if (!json_is_object(v))
-        return s_err(err, es,
+        return dv_err_set(err, es,
                      "breaker: must be {\"failures\": N, \"cooldown\": S} "
                      "or false");
     const char *k;
@@ -345,7 +334,7 @@ s_breaker(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
                            err, es))
                 return -1;
         } else {
-            return s_err(err, es, "breaker: unknown setting '%s'", k);
+            return dv_err_set(err, es, "breaker: unknown setting '%s'", k);
         }
     }
     return 0;
@@ -356,20 +345,20 @@ s_url(http_handler_cfg_t *h, const char *url, char *err, size_t es)
 {
     char ep[300], why[200];
     if (http_config_endpoint(url, ep, sizeof ep) != 0)
-        return s_err(err, es,
+        return dv_err_set(err, es,
                      "url: '%.100s' is not an http:// or https:// URL with "
                      "a fixed host",
                      url);
     http_template_t *t =
         http_template_new_text(url, HTTP_TEXT_URL, why, sizeof why);
     if (!t)
-        return s_err(err, es, "url: %s", why);
+        return dv_err_set(err, es, "url: %s", why);
     http_template_destroy(&t);
     free(h->url);
     free(h->endpoint);
     h->url = strdup(url);
     h->endpoint = strdup(ep);
-    return h->url && h->endpoint ? 0 : s_err(err, es, "out of memory");
+    return h->url && h->endpoint ? 0 : dv_err_set(err, es, "out of memory");
 }
 
 /* Reads one handler's settings into h (which holds defaults). */
@@ -377,7 +366,7 @@ static int
 s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
 {
     if (!json_is_object(v))
-        return s_err(err, es, "must be an object with at least \"url\"");
+        return dv_err_set(err, es, "must be an object with at least \"url\"");
     const char *k;
     json_t *x;
     char why[300];
@@ -386,11 +375,11 @@ s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
         if (strcmp(k, "url") == 0) {
             rc = json_is_string(x)
                      ? s_url(h, json_string_value(x), err, es)
-                     : s_err(err, es, "url: must be a string");
+                     : dv_err_set(err, es, "url: must be a string");
         } else if (strcmp(k, "method") == 0) {
             const char *m = json_string_value(x);
             if (!m || !s_token(m, strlen(m)) || strlen(m) > 16) {
-                rc = s_err(err, es, "method: must be a method name (POST)");
+                rc = dv_err_set(err, es, "method: must be a method name (POST)");
             } else {
                 free(h->method);
                 h->method = strdup(m);
@@ -404,7 +393,7 @@ s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
             const char *colon = s ? strchr(s, ':') : NULL;
             if (!s || !colon || !s_token(s, (size_t)(colon - s)) ||
                 !strstr(s, "{key}") || strpbrk(s, "\r\n"))
-                rc = s_err(err, es,
+                rc = dv_err_set(err, es,
                            "auth_header: must be \"Name: ...{key}...\", "
                            "e.g. \"Authorization: Bearer {key}\"");
             else {
@@ -418,7 +407,7 @@ s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
                                              HTTP_TEXT_PLAIN, why, sizeof why)
                     : http_template_new_json(x, why, sizeof why);
             if (!t) {
-                rc = s_err(err, es, "body: %s", why);
+                rc = dv_err_set(err, es, "body: %s", why);
             } else {
                 http_template_destroy(&t);
                 json_decref(h->body);
@@ -433,7 +422,7 @@ s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
         } else if (strcmp(k, "result") == 0) {
             const char *s = json_string_value(x);
             if (!s || http_template_check_pointer(s) != 0) {
-                rc = s_err(err, es,
+                rc = dv_err_set(err, es,
                            "result: must be a JSON pointer such as "
                            "\"/choices/0/message/content\"");
             } else {
@@ -453,23 +442,23 @@ s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
         } else if (strcmp(k, "breaker") == 0) {
             rc = s_breaker(h, x, err, es);
         } else {
-            rc = s_err(err, es, "unknown setting '%s'", k);
+            rc = dv_err_set(err, es, "unknown setting '%s'", k);
         }
         if (rc)
             return -1;
     }
     if (!h->url)
-        return s_err(err, es, "url: missing");
+        return dv_err_set(err, es, "url: missing");
     if (!h->method && !(h->method = strdup("POST")))
-        return s_err(err, es, "out of memory");
+        return dv_err_set(err, es, "out of memory");
     if (h->auth_header && h->nkeys == 0)
-        return s_err(err, es, "auth_header: set, but no keys");
+        return dv_err_set(err, es, "auth_header: set, but no keys");
     if (h->nkeys > 0 && !h->auth_header &&
         !(h->auth_header = strdup("Authorization: Bearer {key}")))
-        return s_err(err, es, "out of memory");
+        return dv_err_set(err, es, "out of memory");
     if ((h->body || h->body_text) &&
         (strcmp(h->method, "GET") == 0 || strcmp(h->method, "HEAD") == 0))
-        return s_err(err, es, "body: a %s request has none", h->method);
+        return dv_err_set(err, es, "body: a %s request has none", h->method);
     return 0;
 }
 
@@ -478,7 +467,7 @@ static int
 s_put(http_config_t **cfg_p, http_handler_cfg_t *h, char *err, size_t es)
 {
     if (!*cfg_p && !(*cfg_p = calloc(1, sizeof **cfg_p)))
-        return s_err(err, es, "out of memory");
+        return dv_err_set(err, es, "out of memory");
     http_config_t *cfg = *cfg_p;
     for (int i = 0; i < cfg->n; i++)
         if (strcmp(cfg->h[i].type, h->type) == 0) {
@@ -489,7 +478,7 @@ s_put(http_config_t **cfg_p, http_handler_cfg_t *h, char *err, size_t es)
     http_handler_cfg_t *a =
         realloc(cfg->h, (size_t)(cfg->n + 1) * sizeof *a);
     if (!a)
-        return s_err(err, es, "out of memory");
+        return dv_err_set(err, es, "out of memory");
     cfg->h = a;
     cfg->h[cfg->n++] = *h;
     return 0;
@@ -500,7 +489,7 @@ s_type_ok(const char *type, char *err, size_t es)
 {
     size_t n = strlen(type);
     if (n == 0 || n > DV_NAME_MAX)
-        return s_err(err, es, "job type must be 1..%d bytes", DV_NAME_MAX);
+        return dv_err_set(err, es, "job type must be 1..%d bytes", DV_NAME_MAX);
     return 0;
 }
 
@@ -509,7 +498,7 @@ http_config_load_json(http_config_t **cfg, const json_t *http, char *err,
                       size_t es)
 {
     if (!json_is_object(http))
-        return s_err(err, es, "http: must be an object of job types");
+        return dv_err_set(err, es, "http: must be an object of job types");
     const char *type;
     json_t *v;
     char why[400];
@@ -523,7 +512,7 @@ http_config_load_json(http_config_t **cfg, const json_t *http, char *err,
             if (!h.type)
                 snprintf(why, sizeof why, "out of memory");
             s_handler_clear(&h);
-            return s_err(err, es, "http.%s: %s", type, why);
+            return dv_err_set(err, es, "http.%s: %s", type, why);
         }
     }
     return 0;
@@ -535,7 +524,7 @@ http_config_add_flag(http_config_t **cfg, const char *spec, char *err,
 {
     const char *eq = strchr(spec, '=');
     if (!eq)
-        return s_err(err, es, "--http: expected TYPE=URL, got '%s'", spec);
+        return dv_err_set(err, es, "--http: expected TYPE=URL, got '%s'", spec);
     char why[400];
     http_handler_cfg_t h;
     s_handler_defaults(&h);
@@ -547,7 +536,7 @@ http_config_add_flag(http_config_t **cfg, const char *spec, char *err,
         if (!h.type || !h.method)
             snprintf(why, sizeof why, "out of memory");
         s_handler_clear(&h);
-        return s_err(err, es, "--http: %s", why);
+        return dv_err_set(err, es, "--http: %s", why);
     }
     return 0;
 }

@@ -1,4 +1,5 @@
 #include "http_template.h"
+#include "dv_err.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -27,18 +28,6 @@ struct http_template_t {
     bool constant;             /* no placeholder anywhere */
 };
 
-static int
-s_err(char *err, size_t size, const char *fmt, ...)
-{
-    if (err && size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, size, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* ---- placeholders ---------------------------------------------------- */
 
 /* Reads the segment of s (len bytes) at *pos. Returns 1 with *seg and
@@ -60,7 +49,7 @@ s_next(const char *s, size_t len, size_t *pos, s_seg_t *seg, char *why,
     }
     const char *close = memmem(s + i + 2, len - i - 2, "}}", 2);
     if (!close)
-        return s_err(why, ws, "'{{' without '}}' in \"%.60s\"", s);
+        return dv_err_set(why, ws, "'{{' without '}}' in \"%.60s\"", s);
     const char *a = s + i + 2, *b = close;
     while (a < b && *a == ' ')
         a++;
@@ -79,7 +68,7 @@ s_next(const char *s, size_t len, size_t *pos, s_seg_t *seg, char *why,
     } else if (n == 11 && memcmp(a, "job.attempt", 11) == 0) {
         seg->kind = S_ATTEMPT;
     } else {
-        return s_err(why, ws,
+        return dv_err_set(why, ws,
                      "unknown placeholder {{%.*s}} (known: payload, "
                      "payload.FIELD, job.id, job.attempt)",
                      (int)(n > 60 ? 60 : n), a);
@@ -136,7 +125,7 @@ s_value(const s_seg_t *seg, const http_template_ctx_t *ctx, char *why,
                             : json_null();
     case S_FIELD: {
         if (!json_is_object(ctx->payload)) {
-            s_err(why, ws,
+            dv_err_set(why, ws,
                   "the payload is not a JSON object, but the request "
                   "template uses {{payload.%.*s}}",
                   (int)(seg->n > 60 ? 60 : seg->n), seg->p);
@@ -144,7 +133,7 @@ s_value(const s_seg_t *seg, const http_template_ctx_t *ctx, char *why,
         }
         json_t *v = json_object_getn(ctx->payload, seg->p, seg->n);
         if (!v) {
-            s_err(why, ws,
+            dv_err_set(why, ws,
                   "the payload has no field \"%.*s\", which the request "
                   "template uses",
                   (int)(seg->n > 60 ? 60 : seg->n), seg->p);
@@ -233,7 +222,7 @@ s_put_value(s_buf_t *b, const json_t *v, http_text_mode_t mode,
     } else if (mode == HTTP_TEXT_HEADER &&
                (memchr(p, '\r', n) || memchr(p, '\n', n) ||
                 memchr(p, '\0', n))) {
-        rc = s_err(why, ws,
+        rc = dv_err_set(why, ws,
                    "a header value from the payload%s%.*s holds a line "
                    "break",
                    seg->kind == S_FIELD ? " field " : "",
@@ -293,7 +282,7 @@ s_render_json(const json_t *t, const http_template_ctx_t *ctx, char *why,
         if (s_render_text(&b, s, len, HTTP_TEXT_PLAIN, ctx, why, ws) != 0 ||
             b.oom) {
             if (b.oom)
-                s_err(why, ws, "out of memory");
+                dv_err_set(why, ws, "out of memory");
             free(b.p);
             return NULL;
         }
@@ -337,7 +326,7 @@ http_template_new_json(const json_t *tmpl, char *err, size_t es)
     http_template_t *self = calloc(1, sizeof *self);
     if (!self || !(self->json = json_deep_copy(tmpl))) {
         free(self);
-        s_err(err, es, "out of memory");
+        dv_err_set(err, es, "out of memory");
         return NULL;
     }
     self->constant = constant;
@@ -354,7 +343,7 @@ http_template_new_text(const char *text, http_text_mode_t mode, char *err,
     http_template_t *self = calloc(1, sizeof *self);
     if (!self || !(self->text = strdup(text))) {
         free(self);
-        s_err(err, es, "out of memory");
+        dv_err_set(err, es, "out of memory");
         return NULL;
     }
     self->mode = mode;
@@ -387,7 +376,7 @@ http_template_render(const http_template_t *self,
             s_put(&b, "", 0);
         if (rc != 0 || b.oom) {
             if (b.oom)
-                s_err(why, ws, "out of memory");
+                dv_err_set(why, ws, "out of memory");
             free(b.p);
             return NULL;
         }
@@ -400,7 +389,7 @@ http_template_render(const http_template_t *self,
     char *s = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(out);
     if (!s) {
-        s_err(why, ws, "out of memory");
+        dv_err_set(why, ws, "out of memory");
         return NULL;
     }
     *len = strlen(s);

@@ -1,4 +1,5 @@
 #include "worker_config.h"
+#include "dv_err.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -14,18 +15,6 @@
 #include "dv_util.h"
 #include "http_config.h"
 #include "worker_limits.h"
-
-static int
-s_err(char *err, size_t size, const char *fmt, ...)
-{
-    if (err && size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, size, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 void
 worker_config_defaults(worker_config_t *cfg)
@@ -73,16 +62,16 @@ s_set_list(char ***list, int *n, const char *value, const char *what,
     int k = dv_strv_split(value, &v);
     if (k == 0) {
         dv_strv_free(&v);
-        return s_err(err, es, "%s: empty list", what);
+        return dv_err_set(err, es, "%s: empty list", what);
     }
     if (k > max) {
         dv_strv_free(&v);
-        return s_err(err, es, "%s: at most %d entries", what, max);
+        return dv_err_set(err, es, "%s: at most %d entries", what, max);
     }
     for (int i = 0; i < k; i++)
         if (strlen(v[i]) > item_max) {
             dv_strv_free(&v);
-            return s_err(err, es, "%s: '%.40s...' is longer than %zu bytes",
+            return dv_err_set(err, es, "%s: '%.40s...' is longer than %zu bytes",
                          what, v[i], item_max);
         }
     dv_strv_free(list);
@@ -124,7 +113,7 @@ s_set_int(const char *what, const char *value, long long lo, long long hi,
           long long *out, char *err, size_t es)
 {
     if (s_parse_int(value, lo, hi, out) != 0)
-        return s_err(err, es, "%s: '%s' is not a whole number in %lld..%lld",
+        return dv_err_set(err, es, "%s: '%s' is not a whole number in %lld..%lld",
                      what, value, lo, hi);
     return 0;
 }
@@ -134,7 +123,7 @@ s_set_duration(const char *what, const char *value, int64_t *out, char *err,
                size_t es)
 {
     if (dv_duration_parse(value, out) != 0)
-        return s_err(err, es, "%s: '%s' is not a duration in seconds", what,
+        return dv_err_set(err, es, "%s: '%s' is not a duration in seconds", what,
                      value);
     return 0;
 }
@@ -144,10 +133,10 @@ s_set_name(worker_config_t *cfg, const char *value, char *err, size_t es)
 {
     size_t n = strlen(value);
     if (n == 0 || n > DV_NAME_MAX)
-        return s_err(err, es, "name: must be 1..%d bytes", DV_NAME_MAX);
+        return dv_err_set(err, es, "name: must be 1..%d bytes", DV_NAME_MAX);
     free(cfg->name);
     cfg->name = strdup(value);
-    return cfg->name ? 0 : s_err(err, es, "out of memory");
+    return cfg->name ? 0 : dv_err_set(err, es, "out of memory");
 }
 
 /* A type has one handler: setting an exec handler or a plugin for it
@@ -265,12 +254,12 @@ s_check_plugin(const char *type, const char *path, const char *what,
 {
     size_t n = strlen(type);
     if (n == 0 || n > DV_NAME_MAX)
-        return s_err(err, es, "%s: job type must be 1..%d bytes", what,
+        return dv_err_set(err, es, "%s: job type must be 1..%d bytes", what,
                      DV_NAME_MAX);
     if (!*path)
-        return s_err(err, es, "%s: empty path for type '%s'", what, type);
+        return dv_err_set(err, es, "%s: empty path for type '%s'", what, type);
     if (strchr(path, '/') && access(path, R_OK) != 0)
-        return s_err(err, es, "%s: cannot read '%s' for type '%s': %s", what,
+        return dv_err_set(err, es, "%s: cannot read '%s' for type '%s': %s", what,
                      path, type, strerror(errno));
     return 0;
 }
@@ -280,7 +269,7 @@ s_set_size(const char *what, const char *value, int64_t *out, char *err,
            size_t es)
 {
     if (worker_limits_parse_size(value, out) != 0)
-        return s_err(err, es,
+        return dv_err_set(err, es,
                      "%s: '%s' is not a size in bytes (suffixes K, M, G)",
                      what, value);
     return 0;
@@ -292,7 +281,7 @@ s_set_soft(worker_config_t *cfg, const char *what, const char *value,
 {
     if (worker_limits_parse_soft(value, &cfg->soft_timeout_ms,
                                  &cfg->soft_timeout_pct) != 0)
-        return s_err(err, es,
+        return dv_err_set(err, es,
                      "%s: '%s' is not a duration in seconds, a percentage "
                      "of the timeout (1%%..99%%), or 0",
                      what, value);
@@ -305,10 +294,10 @@ s_check_handler(const char *type, const char *command, const char *what,
 {
     size_t n = strlen(type);
     if (n == 0 || n > DV_NAME_MAX)
-        return s_err(err, es, "%s: job type must be 1..%d bytes", what,
+        return dv_err_set(err, es, "%s: job type must be 1..%d bytes", what,
                      DV_NAME_MAX);
     if (!*command)
-        return s_err(err, es, "%s: empty command for type '%s'", what, type);
+        return dv_err_set(err, es, "%s: empty command for type '%s'", what, type);
     return 0;
 }
 
@@ -324,7 +313,7 @@ s_json_duration(json_t *v, const char *key, int64_t *out, char *err,
     if (json_is_string(v))
         return s_set_duration(key, json_string_value(v), out, err, es);
     if (!json_is_number(v))
-        return s_err(err, es, "%s: must be a number of seconds", key);
+        return dv_err_set(err, es, "%s: must be a number of seconds", key);
     snprintf(buf, sizeof buf, "%.17g", json_number_value(v));
     return s_set_duration(key, buf, out, err, es);
 }
@@ -335,7 +324,7 @@ s_json_int(json_t *v, const char *key, long long lo, long long hi,
 {
     if (!json_is_integer(v) || json_integer_value(v) < lo ||
         json_integer_value(v) > hi)
-        return s_err(err, es, "%s: must be a whole number in %lld..%lld", key,
+        return dv_err_set(err, es, "%s: must be a whole number in %lld..%lld", key,
                      lo, hi);
     *out = json_integer_value(v);
     return 0;
@@ -372,23 +361,23 @@ static int
 s_json_plugins(worker_config_t *cfg, json_t *v, char *why, size_t ws)
 {
     if (!json_is_object(v))
-        return s_err(why, ws, "plugins: must be an object");
+        return dv_err_set(why, ws, "plugins: must be an object");
     const char *type, *k;
     json_t *p, *f;
     json_object_foreach(v, type, p) {
         if (!json_is_object(p))
-            return s_err(why, ws,
+            return dv_err_set(why, ws,
                          "plugins.%s: must be {\"path\": \"FILE.so\", "
                          "\"config\": {...}}",
                          type);
         json_object_foreach(p, k, f) {
             if (strcmp(k, "path") != 0 && strcmp(k, "config") != 0)
-                return s_err(why, ws, "plugins.%s: unknown setting '%s'",
+                return dv_err_set(why, ws, "plugins.%s: unknown setting '%s'",
                              type, k);
         }
         json_t *path = json_object_get(p, "path");
         if (!json_is_string(path))
-            return s_err(why, ws, "plugins.%s.path: must be a string", type);
+            return dv_err_set(why, ws, "plugins.%s.path: must be a string", type);
         char what[DV_NAME_MAX + 16];
         snprintf(what, sizeof what, "plugins.%s", type);
         if (s_check_plugin(type, json_string_value(path), what, why, ws))
@@ -397,12 +386,12 @@ s_json_plugins(worker_config_t *cfg, json_t *v, char *why, size_t ws)
         char *text = conf ? json_dumps(conf, JSON_COMPACT | JSON_ENCODE_ANY)
                           : NULL;
         if (conf && !text)
-            return s_err(why, ws, "out of memory");
+            return dv_err_set(why, ws, "out of memory");
         int rc = worker_config_set_plugin(cfg, type, json_string_value(path),
                                           text);
         free(text);
         if (rc)
-            return s_err(why, ws, "out of memory");
+            return dv_err_set(why, ws, "out of memory");
     }
     return 0;
 }
@@ -421,7 +410,7 @@ s_json_limits(worker_config_t *cfg, const char *key, json_t *v, char *why,
             snprintf(buf, sizeof buf, "%lld",
                      (long long)json_integer_value(v));
         else if (!text)
-            return s_err(why, ws,
+            return dv_err_set(why, ws,
                          "%s: must be a number of bytes or a string such "
                          "as \"512M\"",
                          key);
@@ -431,7 +420,7 @@ s_json_limits(worker_config_t *cfg, const char *key, json_t *v, char *why,
     if (json_is_number(v))
         snprintf(buf, sizeof buf, "%.17g", json_number_value(v));
     else if (!text)
-        return s_err(why, ws, "%s: must be a number of seconds or a string "
+        return dv_err_set(why, ws, "%s: must be a number of seconds or a string "
                               "such as \"80%%\"",
                      key);
     return s_set_soft(cfg, key, text ? text : buf, why, ws);
@@ -444,11 +433,11 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
-        return s_err(err, es, "%s:%d:%d: %s", source, je.line, je.column,
+        return dv_err_set(err, es, "%s:%d:%d: %s", source, je.line, je.column,
                      je.text);
     int rc = 0;
     if (!json_is_object(root)) {
-        rc = s_err(err, es, "%s: the top level must be an object", source);
+        rc = dv_err_set(err, es, "%s: the top level must be an object", source);
         goto done;
     }
     const char *key;
@@ -460,7 +449,7 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
         if (strcmp(key, "broker") == 0 || strcmp(key, "queues") == 0) {
             char *list = s_json_list(v);
             if (!list) {
-                rc = s_err(why, sizeof why,
+                rc = dv_err_set(why, sizeof why,
                            "%s: must be a string or an array of strings", key);
             } else {
                 rc = key[0] == 'b' ? s_set_endpoints(cfg, list, why, sizeof why)
@@ -493,11 +482,11 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
         } else if (strcmp(key, "heartbeat") == 0) {
             rc = s_json_duration(v, key, &cfg->heartbeat_ms, why, sizeof why);
             if (rc == 0 && cfg->heartbeat_ms < 10)
-                rc = s_err(why, sizeof why, "heartbeat: at least 0.01 s");
+                rc = dv_err_set(why, sizeof why, "heartbeat: at least 0.01 s");
         } else if (strcmp(key, "name") == 0) {
             rc = json_is_string(v)
                      ? s_set_name(cfg, json_string_value(v), why, sizeof why)
-                     : s_err(why, sizeof why, "name: must be a string");
+                     : dv_err_set(why, sizeof why, "name: must be a string");
         } else if (strcmp(key, "http") == 0) {
             rc = http_config_load_json(&cfg->http, v, why, sizeof why);
         } else if (strcmp(key, "http_concurrency") == 0) {
@@ -507,7 +496,7 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
                 cfg->http_concurrency = (int)n;
         } else if (strcmp(key, "handlers") == 0) {
             if (!json_is_object(v)) {
-                rc = s_err(why, sizeof why, "handlers: must be an object");
+                rc = dv_err_set(why, sizeof why, "handlers: must be an object");
             } else {
                 const char *type;
                 json_t *h;
@@ -515,7 +504,7 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
                     json_t *cmd = json_object_get(h, "exec");
                     if (!json_is_object(h) || json_object_size(h) != 1 ||
                         !json_is_string(cmd)) {
-                        rc = s_err(why, sizeof why,
+                        rc = dv_err_set(why, sizeof why,
                                    "handlers.%s: must be {\"exec\": "
                                    "\"COMMAND\"}",
                                    type);
@@ -526,16 +515,16 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
                     if (rc == 0 &&
                         worker_config_set_handler(cfg, type,
                                                   json_string_value(cmd)) != 0)
-                        rc = s_err(why, sizeof why, "out of memory");
+                        rc = dv_err_set(why, sizeof why, "out of memory");
                     if (rc)
                         break;
                 }
             }
         } else {
-            rc = s_err(why, sizeof why, "unknown setting '%s'", key);
+            rc = dv_err_set(why, sizeof why, "unknown setting '%s'", key);
         }
         if (rc) {
-            s_err(err, es, "%s: %s", source, why);
+            dv_err_set(err, es, "%s: %s", source, why);
             break;
         }
     }
@@ -598,7 +587,7 @@ s_next_flag(int argc, char **argv, int *i, const char **value, char *err,
             continue;
         if (!f->arg) {
             if (eq) {
-                s_err(err, es, "%s takes no value", f->name);
+                dv_err_set(err, es, "%s takes no value", f->name);
                 return NULL;
             }
             *value = NULL;
@@ -609,15 +598,15 @@ s_next_flag(int argc, char **argv, int *i, const char **value, char *err,
         } else if (*i + 1 < argc) {
             *value = argv[++*i];
         } else {
-            s_err(err, es, "%s needs a value", f->name);
+            dv_err_set(err, es, "%s needs a value", f->name);
             return NULL;
         }
         return f;
     }
     if (a[0] == '-')
-        s_err(err, es, "unknown option '%s' (see --help)", a);
+        dv_err_set(err, es, "unknown option '%s' (see --help)", a);
     else
-        s_err(err, es, "unexpected argument '%s' (see --help)", a);
+        dv_err_set(err, es, "unexpected argument '%s' (see --help)", a);
     return NULL;
 }
 
@@ -648,19 +637,19 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
     case F_EXEC: {
         const char *eq = strchr(v, '=');
         if (!eq)
-            return s_err(err, es, "--exec: expected TYPE=COMMAND, got '%s'",
+            return dv_err_set(err, es, "--exec: expected TYPE=COMMAND, got '%s'",
                          v);
         char type[DV_NAME_MAX + 2];
         size_t tn = (size_t)(eq - v);
         if (tn > DV_NAME_MAX)
-            return s_err(err, es, "--exec: job type longer than %d bytes",
+            return dv_err_set(err, es, "--exec: job type longer than %d bytes",
                          DV_NAME_MAX);
         memcpy(type, v, tn);
         type[tn] = '\0';
         if (s_check_handler(type, eq + 1, "--exec", err, es))
             return -1;
         if (worker_config_set_handler(cfg, type, eq + 1))
-            return s_err(err, es, "out of memory");
+            return dv_err_set(err, es, "out of memory");
         return 0;
     }
     case F_TIMEOUT:
@@ -683,12 +672,12 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
     case F_PLUGIN: {
         const char *eq = strchr(v, '=');
         if (!eq)
-            return s_err(err, es, "--plugin: expected TYPE=PATH, got '%s'",
+            return dv_err_set(err, es, "--plugin: expected TYPE=PATH, got '%s'",
                          v);
         char type[DV_NAME_MAX + 2];
         size_t tn = (size_t)(eq - v);
         if (tn > DV_NAME_MAX)
-            return s_err(err, es, "--plugin: job type longer than %d bytes",
+            return dv_err_set(err, es, "--plugin: job type longer than %d bytes",
                          DV_NAME_MAX);
         memcpy(type, v, tn);
         type[tn] = '\0';
@@ -700,7 +689,7 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
         char *conf = old && old->config ? strdup(old->config) : NULL;
         int rc = worker_config_set_plugin(cfg, type, eq + 1, conf);
         free(conf);
-        return rc ? s_err(err, es, "out of memory") : 0;
+        return rc ? dv_err_set(err, es, "out of memory") : 0;
     }
     case F_HTTP:
         return http_config_add_flag(&cfg->http, v, err, es);
@@ -714,12 +703,12 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
         if (s_set_duration("--heartbeat", v, &cfg->heartbeat_ms, err, es))
             return -1;
         if (cfg->heartbeat_ms < 10)
-            return s_err(err, es, "--heartbeat: at least 0.01 s");
+            return dv_err_set(err, es, "--heartbeat: at least 0.01 s");
         return 0;
     case F_LOG_LEVEL:
         lvl = dv_log_level_parse(v);
         if (lvl < 0)
-            return s_err(err, es,
+            return dv_err_set(err, es,
                          "--log-level: '%s' is not debug, info, warn, error "
                          "or off",
                          v);
@@ -731,7 +720,7 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
         else if (strcmp(v, "text") == 0)
             cfg->log_text = 1;
         else
-            return s_err(err, es, "--log-format: '%s' is not json or text", v);
+            return dv_err_set(err, es, "--log-format: '%s' is not json or text", v);
         return 0;
     case F_CONFIG:
     case F_HELP:
@@ -760,7 +749,7 @@ worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
         size_t len;
         char *text = dv_read_file(config, &len);
         if (!text)
-            return s_err(err, es, "--config: cannot read '%s': %s", config,
+            return dv_err_set(err, es, "--config: cannot read '%s': %s", config,
                          strerror(errno));
         int rc = worker_config_load_json(cfg, text, len, config, err, es);
         free(text);
@@ -788,7 +777,7 @@ worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
         const char *t = cfg->http->h[i].type;
         if (worker_config_handler(cfg, t, strlen(t)) ||
             worker_config_plugin(cfg, t, strlen(t)))
-            return s_err(err, es,
+            return dv_err_set(err, es,
                          "job type '%s' has an http handler and an exec or "
                          "plugin handler; give it one",
                          t);

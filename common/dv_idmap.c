@@ -1,6 +1,6 @@
-/* producer_idmap - open addressing with linear probing; the table is kept at
+/* dv_idmap - open addressing with linear probing; the table is kept at
  * most half full so probes stay short. */
-#include "producer_idmap.h"
+#include "dv_idmap.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +12,7 @@ typedef struct {
     uint64_t hash;   /* cached, so growing does not hash again */
 } s_slot_t;
 
-struct producer_idmap_t {
+struct dv_idmap_t {
     s_slot_t *slots; /* capacity entries, a power of two */
     size_t capacity;
     size_t size;     /* keys stored */
@@ -33,10 +33,10 @@ s_hash(const char *key, size_t len)
     return h;
 }
 
-producer_idmap_t *
-producer_idmap_new(size_t expected)
+dv_idmap_t *
+dv_idmap_new(size_t expected)
 {
-    producer_idmap_t *self = calloc(1, sizeof *self);
+    dv_idmap_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     size_t cap = 16;
@@ -52,7 +52,7 @@ producer_idmap_new(size_t expected)
 }
 
 void
-producer_idmap_destroy(producer_idmap_t **self_p)
+dv_idmap_destroy(dv_idmap_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
@@ -62,7 +62,7 @@ producer_idmap_destroy(producer_idmap_t **self_p)
 }
 
 static s_slot_t *
-s_find(const producer_idmap_t *self, const char *key, size_t len, uint64_t h)
+s_find(const dv_idmap_t *self, const char *key, size_t len, uint64_t h)
 {
     size_t mask = self->capacity - 1;
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
@@ -74,7 +74,7 @@ s_find(const producer_idmap_t *self, const char *key, size_t len, uint64_t h)
 }
 
 static int
-s_grow(producer_idmap_t *self)
+s_grow(dv_idmap_t *self)
 {
     size_t cap = self->capacity * 2;
     s_slot_t *old = self->slots, *slots = calloc(cap, sizeof *slots);
@@ -91,11 +91,11 @@ s_grow(producer_idmap_t *self)
 }
 
 size_t
-producer_idmap_put(producer_idmap_t *self, const char *key, size_t len,
+dv_idmap_put(dv_idmap_t *self, const char *key, size_t len,
                    size_t value)
 {
     if ((self->size + 1) * 2 > self->capacity && s_grow(self) != 0)
-        return PRODUCER_IDMAP_NONE;
+        return DV_IDMAP_NONE;
     uint64_t h = s_hash(key, len);
     s_slot_t *s = s_find(self, key, len, h);
     if (s->key)
@@ -109,14 +109,14 @@ producer_idmap_put(producer_idmap_t *self, const char *key, size_t len,
 }
 
 size_t
-producer_idmap_get(const producer_idmap_t *self, const char *key, size_t len)
+dv_idmap_get(const dv_idmap_t *self, const char *key, size_t len)
 {
     const s_slot_t *s = s_find(self, key, len, s_hash(key, len));
-    return s->key ? s->value : PRODUCER_IDMAP_NONE;
+    return s->key ? s->value : DV_IDMAP_NONE;
 }
 
 size_t
-producer_idmap_size(const producer_idmap_t *self)
+dv_idmap_size(const dv_idmap_t *self)
 {
     return self->size;
 }

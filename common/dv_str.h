@@ -1,0 +1,43 @@
+/* dv_str - a string view: pointer and length, not NUL-terminated. Decoded
+ * messages, the store and the handlers pass text this way without copying. */
+#ifndef DV_STR_H
+#define DV_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A view of bytes inside a decoded frame (or, when encoding, inside the
+ * caller's memory). Not NUL-terminated. ptr == NULL means absent. */
+typedef struct {
+    const char *ptr;
+    uint32_t len;
+} dv_str_t;
+
+static inline dv_str_t
+dv_str(const char *s)
+{
+    dv_str_t v = { s, 0 };
+    if (s)
+        while (s[v.len])
+            v.len++;
+    return v;
+}
+
+static inline dv_str_t
+dv_strn(const char *s, size_t n)
+{
+    dv_str_t v = { s, (uint32_t)n };
+    return v;
+}
+
+/* True if v holds exactly the C string s. */
+bool dv_str_eq(dv_str_t v, const char *s);
+
+/* New NUL-terminated copy; caller frees. Absent gives NULL. */
+char *dv_str_dup(dv_str_t v);
+
+/* Copies into buf (truncating), NUL-terminated; returns buf. */
+char *dv_str_copy(dv_str_t v, char *buf, size_t size);
+
+#endif
