@@ -16,6 +16,7 @@
 #include "dv_backoff.h"
 #include "dv_clock.h"
 #include "dv_id.h"
+#include "dv_idmap.h"
 #include "dv_json.h"
 #include "dv_util.h"
 
@@ -643,6 +644,33 @@ t_env_and_file(void **state)
     assert_null(dv_read_file("/nonexistent/dv/file", &len));
 }
 
+/* ---- idmap ------------------------------------------------------------- */
+
+static void
+t_idmap(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    static char ids[N][DV_ID_TEXT_LEN + 1];
+    dv_idmap_t *m = dv_idmap_new(4); /* must grow */
+    assert_non_null(m);
+    for (size_t i = 0; i < N; i++) {
+        dv_id_t id;
+        dv_id_new(&id);
+        dv_id_format(&id, ids[i]);
+        assert_int_equal(dv_idmap_put(m, ids[i], DV_ID_TEXT_LEN, i), i);
+    }
+    assert_int_equal(dv_idmap_size(m), N);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(dv_idmap_get(m, ids[i], DV_ID_TEXT_LEN), i);
+    /* A second put keeps the first value. */
+    assert_int_equal(dv_idmap_put(m, ids[7], DV_ID_TEXT_LEN, 99), 7);
+    assert_int_equal(dv_idmap_get(m, "nope", 4), DV_IDMAP_NONE);
+    dv_idmap_destroy(&m);
+    assert_null(m);
+    dv_idmap_destroy(&m);
+}
+
 int
 main(void)
 {
@@ -665,6 +693,7 @@ main(void)
         cmocka_unit_test(t_json_pack_direct),
         cmocka_unit_test(t_strv_split),
         cmocka_unit_test(t_env_and_file),
+        cmocka_unit_test(t_idmap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
