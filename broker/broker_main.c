@@ -1,6 +1,4 @@
-/* `drover broker`: flags, signals, then the loop in broker_core. */
-#include <getopt.h>
-#include <signal.h>
+/* `drover broker`: its flags (dv_daemon), then the loop in broker_core. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,20 +6,13 @@
 #include "broker.h"
 #include "broker_core.h"
 #include "dv_clock.h"
+#include "dv_daemon.h"
+#include "dv_err.h"
 #include "dv_log.h"
 #include "dv_util.h"
 
 static volatile int s_stop;
 static volatile int s_dump;
-
-static void
-s_on_signal(int sig)
-{
-    if (sig == SIGUSR1)
-        s_dump = 1;
-    else
-        s_stop = 1;
-}
 
 static void
 s_usage(FILE *out)
@@ -58,15 +49,28 @@ s_usage(FILE *out)
         "after the current pass (every acknowledged job is already stored).\n");
 }
 
+/* --queue-rate / --queue-max-running: QUEUE=NUMBER, kept as given. */
+typedef struct {
+    const char **list;
+    int *n;
+} s_limits_t;
+
 static int
-s_duration(const char *flag, const char *v, int64_t *out)
+s_limit(void *ctx, const char *v, char *err, size_t es)
 {
-    if (dv_duration_parse(v, out) != 0) {
-        fprintf(stderr, "drover broker: %s: not a duration: '%s'\n", flag, v);
-        return -1;
-    }
+    s_limits_t *l = ctx;
+    const char *eq = strrchr(v, '=');
+    char *end = NULL;
+    double d = eq ? strtod(eq + 1, &end) : -1;
+    if (!eq || eq == v || end == eq + 1 || *end || d < 0)
+        return dv_err_set(err, es, "expected QUEUE=NUMBER, got '%s'", v);
+    if (*l->n >= 32)
+        return dv_err_set(err, es, "at most 32 queues");
+    l->list[(*l->n)++] = v;
     return 0;
 }
+
+static const char *const s_syncs[] = { "full", "normal", "off", NULL };
 
 int
 broker_main(int argc, char **argv)
@@ -84,136 +88,36 @@ broker_main(int argc, char **argv)
         .default_backoff = DV_BACKOFF_DEFAULT,
         .batch_max = 2000,
     };
-    int level = DV_INFO, text = 0;
-    enum { OPT_CLIENTS = 256, OPT_WORKERS, OPT_EVENTS, OPT_STORE, OPT_SYNC, OPT_HB, OPT_WT,
-           OPT_MAXATT, OPT_BBASE, OPT_BFACT, OPT_BCAP, OPT_TTL, OPT_LOGLEVEL, OPT_LOGFMT,
-           OPT_QRATE, OPT_QMAXRUN };
-    static const struct option opts[] = {
-        { "clients", required_argument, 0, OPT_CLIENTS },
-        { "workers", required_argument, 0, OPT_WORKERS },
-        { "events", required_argument, 0, OPT_EVENTS },
-        { "store", required_argument, 0, OPT_STORE },
-        { "sync", required_argument, 0, OPT_SYNC },
-        { "heartbeat", required_argument, 0, OPT_HB },
-        { "worker-timeout", required_argument, 0, OPT_WT },
-        { "max-attempts", required_argument, 0, OPT_MAXATT },
-        { "backoff-base", required_argument, 0, OPT_BBASE },
-        { "backoff-factor", required_argument, 0, OPT_BFACT },
-        { "backoff-cap", required_argument, 0, OPT_BCAP },
-        { "result-ttl", required_argument, 0, OPT_TTL },
-        { "queue-rate", required_argument, 0, OPT_QRATE },
-        { "queue-max-running", required_argument, 0, OPT_QMAXRUN },
-        { "log-level", required_argument, 0, OPT_LOGLEVEL },
-        { "log-format", required_argument, 0, OPT_LOGFMT },
-        { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 },
+    int sync = 0;
+    s_limits_t rates = { cfg.queue_rates, &cfg.nqueue_rates };
+    s_limits_t maxrun = { cfg.queue_max_running, &cfg.nqueue_max_running };
+    const dv_flag_t flags[] = {
+        DV_FLAG_STR("clients", &cfg.clients_ep),
+        DV_FLAG_STR("workers", &cfg.workers_ep),
+        DV_FLAG_STR("events", &cfg.events_ep),
+        DV_FLAG_STR("store", &cfg.store_url),
+        DV_FLAG_ONE_OF("sync", &sync, s_syncs),
+        DV_FLAG_DUR("heartbeat", &cfg.heartbeat_ms, 10, 86400000),
+        DV_FLAG_DUR("worker-timeout", &cfg.worker_timeout_ms, 0, 0),
+        DV_FLAG_INTEGER("max-attempts", &cfg.default_max_attempts, 1, 1000),
+        DV_FLAG_DUR("backoff-base", &cfg.default_backoff.base_ms, 0, 0),
+        DV_FLAG_NUMBER("backoff-factor", &cfg.default_backoff.factor, 1, 1000),
+        DV_FLAG_DUR("backoff-cap", &cfg.default_backoff.cap_ms, 0, 0),
+        DV_FLAG_DUR("result-ttl", &cfg.default_result_ttl_ms, 0, 0),
+        DV_FLAG_CALL("queue-rate", s_limit, &rates),
+        DV_FLAG_CALL("queue-max-running", s_limit, &maxrun),
+        DV_FLAG_TABLE_END,
     };
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_CLIENTS: cfg.clients_ep = optarg; break;
-        case OPT_WORKERS: cfg.workers_ep = optarg; break;
-        case OPT_EVENTS: cfg.events_ep = optarg; break;
-        case OPT_STORE: cfg.store_url = optarg; break;
-        case OPT_SYNC:
-            if (!strcmp(optarg, "full"))
-                cfg.sync = BROKER_SYNC_FULL;
-            else if (!strcmp(optarg, "normal"))
-                cfg.sync = BROKER_SYNC_NORMAL;
-            else if (!strcmp(optarg, "off"))
-                cfg.sync = BROKER_SYNC_OFF;
-            else {
-                fprintf(stderr, "drover broker: --sync: full, normal or off\n");
-                return 2;
-            }
-            break;
-        case OPT_HB:
-            if (s_duration("--heartbeat", optarg, &cfg.heartbeat_ms) || cfg.heartbeat_ms < 10)
-                return 2;
-            break;
-        case OPT_WT:
-            if (s_duration("--worker-timeout", optarg, &cfg.worker_timeout_ms))
-                return 2;
-            break;
-        case OPT_MAXATT:
-            cfg.default_max_attempts = atoi(optarg);
-            if (cfg.default_max_attempts < 1 || cfg.default_max_attempts > 1000) {
-                fprintf(stderr, "drover broker: --max-attempts: 1..1000\n");
-                return 2;
-            }
-            break;
-        case OPT_BBASE:
-            if (s_duration("--backoff-base", optarg, &cfg.default_backoff.base_ms))
-                return 2;
-            break;
-        case OPT_BFACT:
-            cfg.default_backoff.factor = atof(optarg);
-            if (cfg.default_backoff.factor < 1.0) {
-                fprintf(stderr, "drover broker: --backoff-factor: at least 1\n");
-                return 2;
-            }
-            break;
-        case OPT_BCAP:
-            if (s_duration("--backoff-cap", optarg, &cfg.default_backoff.cap_ms))
-                return 2;
-            break;
-        case OPT_TTL:
-            if (s_duration("--result-ttl", optarg, &cfg.default_result_ttl_ms))
-                return 2;
-            break;
-        case OPT_LOGLEVEL:
-            level = dv_log_level_parse(optarg);
-            if (level < 0) {
-                fprintf(stderr, "drover broker: --log-level: debug, info, warn or error\n");
-                return 2;
-            }
-            break;
-        case OPT_QRATE:
-        case OPT_QMAXRUN: {
-            const char *eq = strrchr(optarg, '=');
-            char *end = NULL;
-            double v = eq ? strtod(eq + 1, &end) : -1;
-            if (!eq || eq == optarg || end == eq + 1 || *end || v < 0) {
-                fprintf(stderr, "drover broker: --%s: expected QUEUE=NUMBER, got '%s'\n",
-                        c == OPT_QRATE ? "queue-rate" : "queue-max-running", optarg);
-                return 2;
-            }
-            if (c == OPT_QRATE && cfg.nqueue_rates < 32)
-                cfg.queue_rates[cfg.nqueue_rates++] = optarg;
-            else if (c == OPT_QMAXRUN && cfg.nqueue_max_running < 32)
-                cfg.queue_max_running[cfg.nqueue_max_running++] = optarg;
-            break;
-        }
-        case OPT_LOGFMT:
-            text = !strcmp(optarg, "text");
-            break;
-        case 'h':
-            s_usage(stdout);
-            return 0;
-        default:
-            s_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "drover broker: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    if (cfg.worker_timeout_ms < 2 * cfg.heartbeat_ms) {
-        fprintf(stderr, "drover broker: --worker-timeout must be at least two heartbeats\n");
-        return 2;
-    }
-    dv_log_init("broker", (dv_level_t)level, text);
+    dv_daemon_t d = { .name = "broker", .usage = s_usage, .flags = flags };
+    int rc = dv_daemon_parse(&d, argc, argv);
+    if (rc >= 0)
+        return rc;
+    cfg.sync = (broker_sync_t)sync; /* s_syncs is in broker_sync_t order */
+    if (cfg.worker_timeout_ms < 2 * cfg.heartbeat_ms)
+        return dv_daemon_fail(&d, "--worker-timeout must be at least two "
+                                  "heartbeats");
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
+    dv_daemon_start(&d, &s_stop, &s_dump);
     broker_t *broker = broker_new(&cfg);
     if (!broker)
         return 1;

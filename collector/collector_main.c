@@ -1,15 +1,15 @@
-/* `drover collector`: flags, signals, then the loop in collector_core. */
+/* `drover collector`: its flags (dv_daemon), then the loop in collector_core. */
 #include "collector.h"
 
-#include <getopt.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "collector_core.h"
 #include "dv_clock.h"
+#include "dv_daemon.h"
+#include "dv_err.h"
 #include "dv_log.h"
 #include "dv_util.h"
 
@@ -18,15 +18,6 @@
 
 static volatile int s_stop;
 static volatile int s_dump;
-
-static void
-s_on_signal(int sig)
-{
-    if (sig == SIGUSR1)
-        s_dump = 1;
-    else
-        s_stop = 1;
-}
 
 static void
 s_usage(FILE *out)
@@ -62,8 +53,9 @@ s_usage(FILE *out)
 
 /* Seconds or a duration, plus "Nd" for days (retention is in days). */
 static int
-s_duration(const char *flag, const char *v, int64_t *out)
+s_duration(void *ctx, const char *v, char *err, size_t es)
 {
+    int64_t *out = ctx;
     size_t n = strlen(v);
     if (n > 1 && v[n - 1] == 'd') {
         char *end;
@@ -75,8 +67,15 @@ s_duration(const char *flag, const char *v, int64_t *out)
     } else if (dv_duration_parse(v, out) == 0) {
         return 0;
     }
-    fprintf(stderr, "drover collector: %s: not a duration: '%s'\n", flag, v);
-    return -1;
+    return dv_err_set(err, es, "'%s' is not a duration in seconds", v);
+}
+
+/* --http ADDR, or "off". */
+static int
+s_http(void *ctx, const char *v, char *err, size_t es)
+{
+    *(const char **)ctx = strcmp(v, "off") ? v : NULL;
+    return 0;
 }
 
 int
@@ -92,91 +91,31 @@ collector_main(int argc, char **argv)
     };
     const char *events = dv_env_or("DROVER_EVENTS", S_DEFAULT_EVENTS);
     const char *brokers = getenv("DROVER_BROKER");
-    int level = DV_INFO, text = 0;
-    enum { OPT_EVENTS = 256, OPT_BROKER, OPT_BIND, OPT_HTTP, OPT_STORE,
-           OPT_RETENTION, OPT_SNAPSHOT, OPT_TIMEOUT, OPT_LOGLEVEL, OPT_LOGFMT,
-           OPT_HWM };
-    static const struct option opts[] = {
-        { "events", required_argument, 0, OPT_EVENTS },
-        { "broker", required_argument, 0, OPT_BROKER },
-        { "bind", required_argument, 0, OPT_BIND },
-        { "http", required_argument, 0, OPT_HTTP },
-        { "store", required_argument, 0, OPT_STORE },
-        { "retention", required_argument, 0, OPT_RETENTION },
-        { "snapshot", required_argument, 0, OPT_SNAPSHOT },
-        { "timeout", required_argument, 0, OPT_TIMEOUT },
-        { "events-hwm", required_argument, 0, OPT_HWM },
-        { "log-level", required_argument, 0, OPT_LOGLEVEL },
-        { "log-format", required_argument, 0, OPT_LOGFMT },
-        { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 },
+    const dv_flag_t flags[] = {
+        DV_FLAG_STR("events", &events),
+        DV_FLAG_STR("broker", &brokers),
+        DV_FLAG_STR("bind", &cfg.bind),
+        DV_FLAG_CALL("http", s_http, &cfg.http),
+        DV_FLAG_STR("store", &cfg.store),
+        DV_FLAG_CALL("retention", s_duration, &cfg.retention_ms),
+        DV_FLAG_CALL("snapshot", s_duration, &cfg.snapshot_ms),
+        DV_FLAG_CALL("timeout", s_duration, &cfg.timeout_ms),
+        DV_FLAG_INTEGER("events-hwm", &cfg.events_hwm, 1, 1 << 30),
+        DV_FLAG_TABLE_END,
     };
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_EVENTS: events = optarg; break;
-        case OPT_BROKER: brokers = optarg; break;
-        case OPT_BIND: cfg.bind = optarg; break;
-        case OPT_HTTP: cfg.http = strcmp(optarg, "off") ? optarg : NULL; break;
-        case OPT_STORE: cfg.store = optarg; break;
-        case OPT_RETENTION:
-            if (s_duration("--retention", optarg, &cfg.retention_ms))
-                return 2;
-            break;
-        case OPT_SNAPSHOT:
-            if (s_duration("--snapshot", optarg, &cfg.snapshot_ms))
-                return 2;
-            break;
-        case OPT_TIMEOUT:
-            if (s_duration("--timeout", optarg, &cfg.timeout_ms))
-                return 2;
-            break;
-        case OPT_HWM:
-            cfg.events_hwm = atoi(optarg);
-            if (cfg.events_hwm < 1) {
-                fprintf(stderr, "drover collector: --events-hwm: at least 1\n");
-                return 2;
-            }
-            break;
-        case OPT_LOGLEVEL:
-            level = dv_log_level_parse(optarg);
-            if (level < 0) {
-                fprintf(stderr, "drover collector: --log-level: debug, info, "
-                                "warn or error\n");
-                return 2;
-            }
-            break;
-        case OPT_LOGFMT:
-            text = !strcmp(optarg, "text");
-            break;
-        case 'h':
-            s_usage(stdout);
-            return 0;
-        default:
-            s_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "drover collector: unexpected argument '%s'\n",
-                argv[optind]);
-        return 2;
-    }
-    if (cfg.snapshot_ms < 100 || cfg.timeout_ms < 100) {
-        fprintf(stderr, "drover collector: --snapshot and --timeout must be "
-                        "at least 0.1 s\n");
-        return 2;
-    }
-    if (cfg.retention_ms < 60000) {
-        fprintf(stderr, "drover collector: --retention must be at least 1m\n");
-        return 2;
-    }
+    dv_daemon_t d = { .name = "collector", .usage = s_usage, .flags = flags };
+    int rc = dv_daemon_parse(&d, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (cfg.snapshot_ms < 100 || cfg.timeout_ms < 100)
+        return dv_daemon_fail(&d, "--snapshot and --timeout must be at least "
+                                  "0.1 s");
+    if (cfg.retention_ms < 60000)
+        return dv_daemon_fail(&d, "--retention must be at least 1m");
     cfg.nevents = dv_strv_split(events, &cfg.events);
     if (cfg.nevents < 1 || cfg.nevents > 16) {
-        fprintf(stderr, "drover collector: --events: 1 to 16 endpoints\n");
         dv_strv_free(&cfg.events);
-        return 2;
+        return dv_daemon_fail(&d, "--events: 1 to 16 endpoints");
     }
     if (brokers && !strcmp(brokers, "off"))
         cfg.nbrokers = 0;
@@ -185,30 +124,22 @@ collector_main(int argc, char **argv)
     else if (cfg.nevents == 1)
         cfg.nbrokers = dv_strv_split(S_DEFAULT_BROKER, &cfg.brokers);
     if (cfg.nbrokers && cfg.nbrokers != cfg.nevents) {
-        fprintf(stderr,
-                "drover collector: --broker lists %d endpoints, --events %d: "
-                "give each broker's clients endpoint in the same order\n",
-                cfg.nbrokers, cfg.nevents);
+        int nb = cfg.nbrokers;
         dv_strv_free(&cfg.events);
         dv_strv_free(&cfg.brokers);
-        return 2;
+        return dv_daemon_fail(&d, "--broker lists %d endpoints, --events %d: "
+                                  "give each broker's clients endpoint in the "
+                                  "same order",
+                              nb, cfg.nevents);
     }
-    dv_log_init("collector", (dv_level_t)level, text);
+    dv_daemon_start(&d, &s_stop, &s_dump);
     if (!cfg.nbrokers)
         dv_log(DV_WARN, "collector.no_snapshots",
                DV_STR("why", "no --broker endpoints: queue depths and worker "
                              "lists come from events only"));
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     collector_t *collector = collector_new(&cfg);
-    int rc = 1;
+    rc = 1;
     if (collector) {
         rc = collector_run(collector, &s_stop, &s_dump) == 0 ? 0 : 1;
         collector_destroy(&collector);

@@ -15,6 +15,8 @@
 
 #include "dv_backoff.h"
 #include "dv_clock.h"
+#include "dv_err.h"
+#include "dv_flags.h"
 #include "dv_id.h"
 #include "dv_idmap.h"
 #include "dv_json.h"
@@ -671,6 +673,90 @@ t_idmap(void **state)
     dv_idmap_destroy(&m);
 }
 
+/* ---- flags ------------------------------------------------------------ */
+
+static int
+t_flag_fn(void *ctx, const char *v, char *err, size_t es)
+{
+    if (strcmp(v, "bad") == 0)
+        return dv_err_set(err, es, "no '%s'", v);
+    *(const char **)ctx = v;
+    return 0;
+}
+
+static void
+t_flags(void **state)
+{
+    (void)state;
+    static const char *const colours[] = { "red", "green", NULL };
+    const char *name = "dflt", *fn = NULL;
+    int64_t ms = 0;
+    int n = 0, colour = -1;
+    double f = 0;
+    bool on = false;
+    const dv_flag_t table[] = {
+        DV_FLAG_STR("name", &name),
+        DV_FLAG_DUR("wait", &ms, 10, 60000),
+        DV_FLAG_INTEGER("count", &n, 1, 9),
+        DV_FLAG_NUMBER("factor", &f, 1, 10),
+        DV_FLAG_ON("on", &on),
+        DV_FLAG_ONE_OF("colour", &colour, colours),
+        DV_FLAG_CALL("fn", t_flag_fn, &fn),
+        DV_FLAG_TABLE_END,
+    };
+    const dv_flag_t *tables[] = { table };
+    char err[256];
+    char *ok[] = { "x", "--name", "a", "--wait=1.5", "--count", "3",
+                   "--factor", "2.5", "--on", "--colour", "green", "--fn=z",
+                   "pos", "--name", "b" };
+    int first = 0;
+    assert_int_equal(dv_flags_parse(tables, 1, 15, ok, true, &first, err,
+                                    sizeof err), DV_FLAGS_OK);
+    assert_string_equal(name, "a");
+    assert_int_equal(ms, 1500);
+    assert_int_equal(n, 3);
+    assert_true(f == 2.5);
+    assert_true(on);
+    assert_int_equal(colour, 1);
+    assert_string_equal(fn, "z");
+    assert_int_equal(first, 12);
+    /* Without positional arguments, "pos" is an error. */
+    assert_int_equal(dv_flags_parse(tables, 1, 15, ok, false, NULL, err,
+                                    sizeof err), DV_FLAGS_ERROR);
+    assert_string_equal(err, "unexpected argument 'pos'");
+    struct { char *argv[3]; const char *why; } bad[] = {
+        { { "x", "--wait", "2x" }, "--wait: '2x' is not a duration in seconds" },
+        { { "x", "--wait", "1m5" }, "--wait: '1m5' is not a duration in seconds" },
+        { { "x", "--wait", "0.001" }, "--wait: '0.001' is not in 0.01..60 seconds" },
+        { { "x", "--count", "10" }, "--count: '10' is not a whole number in 1..9" },
+        { { "x", "--count=", "" }, "--count: '' is not a whole number in 1..9" },
+        { { "x", "--factor", "nan" }, "--factor: 'nan' is not a number" },
+        { { "x", "--colour", "blue" }, "--colour: 'blue' is not one of red, green" },
+        { { "x", "--fn", "bad" }, "--fn: no 'bad'" },
+        { { "x", "--on=1", "" }, "--on takes no value" },
+        { { "x", "--nope", "" }, "unknown option '--nope'" },
+        { { "x", "-q", "" }, "unknown option '-q'" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int argc = bad[i].argv[2][0] ? 3 : 2;
+        assert_int_equal(dv_flags_parse(tables, 1, argc, bad[i].argv, false,
+                                        NULL, err, sizeof err),
+                         DV_FLAGS_ERROR);
+        assert_string_equal(err, bad[i].why);
+    }
+    char *missing[] = { "x", "--name" };
+    assert_int_equal(dv_flags_parse(tables, 1, 2, missing, false, NULL, err,
+                                    sizeof err), DV_FLAGS_ERROR);
+    assert_string_equal(err, "--name needs a value");
+    char *help[] = { "x", "--count", "2", "-h" };
+    assert_int_equal(dv_flags_parse(tables, 1, 4, help, false, NULL, err,
+                                    sizeof err), DV_FLAGS_HELP);
+    char *dashdash[] = { "x", "--", "--name" };
+    assert_int_equal(dv_flags_parse(tables, 1, 3, dashdash, true, &first, err,
+                                    sizeof err), DV_FLAGS_OK);
+    assert_int_equal(first, 2);
+}
+
 int
 main(void)
 {
@@ -694,6 +780,7 @@ main(void)
         cmocka_unit_test(t_strv_split),
         cmocka_unit_test(t_env_and_file),
         cmocka_unit_test(t_idmap),
+        cmocka_unit_test(t_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,172 @@
+/* dv_flags - command-line flags from a table; see dv_flags.h. */
+#include "dv_flags.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dv_clock.h"
+#include "dv_err.h"
+
+static bool
+s_bounded(const dv_flag_t *f)
+{
+    return f->min != 0 || f->max != 0;
+}
+
+static int
+s_set_int(const dv_flag_t *f, const char *v, char *err, size_t es)
+{
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    double lo = s_bounded(f) ? f->min : (double)INT32_MIN;
+    double hi = s_bounded(f) ? f->max : (double)INT32_MAX;
+    if (!*v || errno || *end || (double)n < lo || (double)n > hi)
+        return dv_err_set(err, es, "'%s' is not a whole number in %.0f..%.0f",
+                          v, lo, hi);
+    *(int *)f->dest = (int)n;
+    return 0;
+}
+
+static int
+s_set_double(const dv_flag_t *f, const char *v, char *err, size_t es)
+{
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (!*v || errno || *end || !isfinite(d))
+        return dv_err_set(err, es, "'%s' is not a number", v);
+    if (s_bounded(f) && (d < f->min || d > f->max))
+        return dv_err_set(err, es, "'%s' is not in %g..%g", v, f->min, f->max);
+    *(double *)f->dest = d;
+    return 0;
+}
+
+static int
+s_set_duration(const dv_flag_t *f, const char *v, char *err, size_t es)
+{
+    int64_t ms;
+    if (dv_duration_parse(v, &ms) != 0)
+        return dv_err_set(err, es, "'%s' is not a duration in seconds", v);
+    if (s_bounded(f) && ((double)ms < f->min || (double)ms > f->max))
+        return dv_err_set(err, es, "'%s' is not in %g..%g seconds", v,
+                          f->min / 1000.0, f->max / 1000.0);
+    *(int64_t *)f->dest = ms;
+    return 0;
+}
+
+static int
+s_set_choice(const dv_flag_t *f, const char *v, char *err, size_t es)
+{
+    char list[256] = "";
+    size_t used = 0;
+    for (int i = 0; f->choices[i]; i++) {
+        if (strcmp(v, f->choices[i]) == 0) {
+            *(int *)f->dest = i;
+            return 0;
+        }
+        int n = snprintf(list + used, sizeof list - used, "%s%s",
+                         i ? ", " : "", f->choices[i]);
+        if (n > 0 && (size_t)n < sizeof list - used)
+            used += (size_t)n;
+    }
+    return dv_err_set(err, es, "'%s' is not one of %s", v, list);
+}
+
+int
+dv_flags_set(const dv_flag_t *f, const char *v, char *err, size_t es)
+{
+    switch (f->kind) {
+    case DV_FLAG_STRING:
+        *(const char **)f->dest = v;
+        return 0;
+    case DV_FLAG_DURATION:
+        return s_set_duration(f, v, err, es);
+    case DV_FLAG_INT:
+        return s_set_int(f, v, err, es);
+    case DV_FLAG_DOUBLE:
+        return s_set_double(f, v, err, es);
+    case DV_FLAG_SWITCH:
+        *(bool *)f->dest = true;
+        return 0;
+    case DV_FLAG_CHOICE:
+        return s_set_choice(f, v, err, es);
+    case DV_FLAG_FN:
+        return f->fn(f->ctx, v, err, es);
+    case DV_FLAG_END:
+        break;
+    }
+    return dv_err_set(err, es, "not a flag");
+}
+
+static const dv_flag_t *
+s_find(const dv_flag_t *const *tables, int ntables, const char *name,
+       size_t n)
+{
+    for (int t = 0; t < ntables; t++)
+        for (const dv_flag_t *f = tables[t]; f->kind != DV_FLAG_END; f++)
+            if (strlen(f->name) == n && strncmp(f->name, name, n) == 0)
+                return f;
+    return NULL;
+}
+
+dv_flags_rc_t
+dv_flags_parse(const dv_flag_t *const *tables, int ntables, int argc,
+               char **argv, bool allow_args, int *first_arg, char *err,
+               size_t es)
+{
+    if (first_arg)
+        *first_arg = argc;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return DV_FLAGS_HELP;
+        if (allow_args && strcmp(a, "--") == 0) {
+            if (first_arg)
+                *first_arg = i + 1;
+            return DV_FLAGS_OK;
+        }
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            if (allow_args && a[0] != '-') {
+                if (first_arg)
+                    *first_arg = i;
+                return DV_FLAGS_OK;
+            }
+            dv_err_set(err, es, a[0] == '-' ? "unknown option '%s'"
+                                            : "unexpected argument '%s'",
+                       a);
+            return DV_FLAGS_ERROR;
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t n = eq ? (size_t)(eq - name) : strlen(name);
+        const dv_flag_t *f = s_find(tables, ntables, name, n);
+        if (!f) {
+            dv_err_set(err, es, "unknown option '--%.*s'", (int)n, name);
+            return DV_FLAGS_ERROR;
+        }
+        const char *v = NULL;
+        if (f->kind == DV_FLAG_SWITCH) {
+            if (eq) {
+                dv_err_set(err, es, "--%s takes no value", f->name);
+                return DV_FLAGS_ERROR;
+            }
+        } else if (eq) {
+            v = eq + 1;
+        } else if (i + 1 < argc) {
+            v = argv[++i];
+        } else {
+            dv_err_set(err, es, "--%s needs a value", f->name);
+            return DV_FLAGS_ERROR;
+        }
+        char why[256] = "";
+        if (dv_flags_set(f, v, why, sizeof why) != 0) {
+            dv_err_set(err, es, "--%s: %s", f->name, why);
+            return DV_FLAGS_ERROR;
+        }
+    }
+    return DV_FLAGS_OK;
+}
