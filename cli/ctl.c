@@ -12,9 +12,11 @@
 
 #define CLI_EXIT_UNREACHABLE 3
 
+/* Parses --broker and --json, and requires nargs arguments after them (at
+ * argv[optind]; -1: one or more). Returns -1 to go on, else an exit code. */
 static int
-s_parse(int argc, char **argv, const char *usage, const char **broker,
-        int *json)
+s_parse(int argc, char **argv, const char *usage, int nargs,
+        const char **broker, int *json)
 {
     static const struct option opts[] = {
         { "broker", required_argument, 0, 'b' },
@@ -31,6 +33,10 @@ s_parse(int argc, char **argv, const char *usage, const char **broker,
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
+    }
+    if (nargs < 0 ? optind >= argc : optind != argc - nargs) {
+        fputs(usage, stderr);
+        return 2;
     }
     return -1;
 }
@@ -57,13 +63,9 @@ cancel_main(int argc, char **argv)
         "unreachable.\n";
     const char *broker = NULL;
     int json = 0;
-    int r = s_parse(argc, argv, usage, &broker, &json);
+    int r = s_parse(argc, argv, usage, -1, &broker, &json);
     if (r >= 0)
         return r;
-    if (optind >= argc) {
-        fputs(usage, stderr);
-        return 2;
-    }
     drover_client_t *c = drover_connect(broker, 5000);
     if (!c)
         return s_fail(NULL, "cancel", DROVER_EUNREACHABLE);
@@ -94,7 +96,7 @@ status_main(int argc, char **argv)
         "and counters. Exit 3 if the broker is unreachable.\n";
     const char *broker = NULL;
     int json = 0;
-    int r = s_parse(argc, argv, usage, &broker, &json);
+    int r = s_parse(argc, argv, usage, 0, &broker, &json);
     if (r >= 0)
         return r;
     drover_client_t *c = drover_connect(broker, 3000);
@@ -260,13 +262,9 @@ s_one_queue_verb(int argc, char **argv, const char *verb, const char *usage,
 {
     const char *broker = NULL;
     int json = 0;
-    int r = s_parse(argc, argv, usage, &broker, &json);
+    int r = s_parse(argc, argv, usage, 1, &broker, &json);
     if (r >= 0)
         return r;
-    if (optind != argc - 1) {
-        fputs(usage, stderr);
-        return 2;
-    }
     drover_ctrl_t req = { .verb = verb, .queue = argv[optind] };
     char msg[256];
     snprintf(msg, sizeof msg, "%s %s", argv[optind], done);
@@ -381,13 +379,9 @@ drain_main(int argc, char **argv)
         "not started (requeued without losing an attempt), then exits.\n";
     const char *broker = NULL;
     int json = 0;
-    int r = s_parse(argc, argv, usage, &broker, &json);
+    int r = s_parse(argc, argv, usage, 1, &broker, &json);
     if (r >= 0)
         return r;
-    if (optind != argc - 1) {
-        fputs(usage, stderr);
-        return 2;
-    }
     drover_ctrl_t req = { .verb = "drain", .worker = argv[optind] };
     char msg[300];
     snprintf(msg, sizeof msg, "%s draining", argv[optind]);

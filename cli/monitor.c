@@ -236,11 +236,12 @@ typedef struct {
 enum { O_COLLECTOR = 256, O_BROKER, O_JSON, O_STATE, O_QUEUE, O_TYPE,
        O_BATCH, O_SINCE, O_LIMIT, O_INTERVAL, O_TIMEOUT };
 
-/* Parses the options every monitor command shares plus those in extra (a
- * set of O_* flags allowed). Returns -1 to go on, else an exit code. */
+/* Parses the options every monitor command shares plus those in allowed (a
+ * set of O_* flags), and requires exactly nargs arguments after them (at
+ * argv[optind]). Returns -1 to go on, else an exit code. */
 static int
 s_parse(int argc, char **argv, const char *usage, const int *allowed,
-        s_opts_t *o)
+        int nargs, s_opts_t *o)
 {
     static const struct option all[] = {
         { "collector", required_argument, 0, O_COLLECTOR },
@@ -307,6 +308,10 @@ s_parse(int argc, char **argv, const char *usage, const int *allowed,
             break;
         }
         }
+    }
+    if (optind != argc - nargs) {
+        fputs(usage, stderr);
+        return 2;
     }
     return -1;
 }
@@ -435,13 +440,9 @@ monitor_status_main(int argc, char **argv)
         "(queues, workers, counters) instead. Exit 3 if neither answers.\n";
     static const int allowed[] = { O_BROKER, 0 };
     s_opts_t o;
-    int r = s_parse(argc, argv, usage, allowed, &o);
+    int r = s_parse(argc, argv, usage, allowed, 0, &o);
     if (r >= 0)
         return r;
-    if (optind != argc) {
-        fputs(usage, stderr);
-        return 2;
-    }
     const char *ep = monitor_endpoint(o.collector);
     json_t *st = NULL;
     int code = monitor_query(ep, "status", "status", NULL, NULL, 1500, &st,
@@ -485,13 +486,9 @@ workers_main(int argc, char **argv)
         "a free child), attempts processed and failed, time since it was\n"
         "last heard of, and the jobs it runs.\n";
     s_opts_t o;
-    int r = s_parse(argc, argv, usage, NULL, &o);
+    int r = s_parse(argc, argv, usage, NULL, 0, &o);
     if (r >= 0)
         return r;
-    if (optind != argc) {
-        fputs(usage, stderr);
-        return 2;
-    }
     json_t *body;
     int code = monitor_query(monitor_endpoint(o.collector), "workers",
                              "workers", NULL, NULL, S_TIMEOUT_MS, &body, false);
@@ -594,13 +591,9 @@ queues_main(int argc, char **argv)
         "last minute, and wait and run time percentiles (last 5-10 minutes),\n"
         "then the same percentiles per job type. (p) marks a paused queue.\n";
     s_opts_t o;
-    int r = s_parse(argc, argv, usage, NULL, &o);
+    int r = s_parse(argc, argv, usage, NULL, 0, &o);
     if (r >= 0)
         return r;
-    if (optind != argc) {
-        fputs(usage, stderr);
-        return 2;
-    }
     json_t *body;
     int code = monitor_query(monitor_endpoint(o.collector), "queues", "queues",
                              NULL, NULL, S_TIMEOUT_MS, &body, false);
@@ -648,13 +641,9 @@ jobs_main(int argc, char **argv)
     static const int allowed[] = { O_STATE, O_QUEUE, O_TYPE, O_BATCH, O_SINCE,
                                    O_LIMIT, 0 };
     s_opts_t o;
-    int r = s_parse(argc, argv, usage, allowed, &o);
+    int r = s_parse(argc, argv, usage, allowed, 0, &o);
     if (r >= 0)
         return r;
-    if (optind != argc) {
-        fputs(usage, stderr);
-        return 2;
-    }
     if (o.state && !s_valid_state(o.state)) {
         fprintf(stderr, "drover jobs: --state: one of queued, scheduled, "
                         "running, succeeded, dead, cancelled\n");
@@ -810,13 +799,9 @@ job_main(int argc, char **argv)
         "\"attempts\". Exit 1 if the collector has no such job.\n";
     static const int allowed[] = { O_BROKER, 0 };
     s_opts_t o;
-    int r = s_parse(argc, argv, usage, allowed, &o);
+    int r = s_parse(argc, argv, usage, allowed, 1, &o);
     if (r >= 0)
         return r;
-    if (optind != argc - 1) {
-        fputs(usage, stderr);
-        return 2;
-    }
     const char *id = argv[optind];
     if (strlen(id) != DROVER_ID_LEN) {
         fprintf(stderr, "drover job: '%s' is not a job id\n", id);
@@ -901,13 +886,9 @@ keys_main(int argc, char **argv)
         "disabled), on how many workers it is ok / cooling / disabled, and\n"
         "requests by outcome. Keys are named by id and a hash, never shown.\n";
     s_opts_t o;
-    int r = s_parse(argc, argv, usage, NULL, &o);
+    int r = s_parse(argc, argv, usage, NULL, 0, &o);
     if (r >= 0)
         return r;
-    if (optind != argc) {
-        fputs(usage, stderr);
-        return 2;
-    }
     json_t *body;
     int code = monitor_query(monitor_endpoint(o.collector), "keys", "keys",
                              NULL, NULL, S_TIMEOUT_MS, &body, false);
@@ -959,13 +940,9 @@ health_main(int argc, char **argv)
         "the reasons.\n"
         "Usable as a liveness probe.\n";
     s_opts_t o;
-    int r = s_parse(argc, argv, usage, NULL, &o);
+    int r = s_parse(argc, argv, usage, NULL, 0, &o);
     if (r >= 0)
         return r;
-    if (optind != argc) {
-        fputs(usage, stderr);
-        return 2;
-    }
     json_t *h;
     int code = monitor_query(monitor_endpoint(o.collector), "health", "health",
                              NULL, NULL, S_TIMEOUT_MS, &h, false);
@@ -1057,13 +1034,9 @@ watch_main(int argc, char **argv)
         "collector cannot be reached.\n";
     static const int allowed[] = { O_INTERVAL, O_TIMEOUT, 0 };
     s_opts_t o;
-    int r = s_parse(argc, argv, usage, allowed, &o);
+    int r = s_parse(argc, argv, usage, allowed, 1, &o);
     if (r >= 0)
         return r;
-    if (optind != argc - 1) {
-        fputs(usage, stderr);
-        return 2;
-    }
     const char *name = argv[optind];
     json_t *args = json_pack("{s:s}", "name", name);
     char *args_json = json_dumps(args, JSON_COMPACT);

@@ -4,7 +4,6 @@
  * it runs CMD once everything is up (with DROVER_BROKER set), then stops the
  * tree and exits with CMD's status. */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +17,8 @@
 #include "cli.h"
 #include "drover.h"
 #include "dv_clock.h"
+#include "dv_err.h"
+#include "dv_flags.h"
 
 #define UP_MAX_WORKERS 64
 #define UP_MAX_ARGS 64
@@ -28,6 +29,22 @@ static void
 s_on_signal(int sig)
 {
     s_signalled = sig;
+}
+
+/* A repeatable flag's values (--exec, --broker-arg, --worker-arg). */
+typedef struct {
+    const char **items;
+    int *n;
+} s_list_t;
+
+static int
+s_list_add(void *ctx, const char *v, char *err, size_t es)
+{
+    s_list_t *l = ctx;
+    if (*l->n >= UP_MAX_ARGS)
+        return dv_err_set(err, es, "at most %d times", UP_MAX_ARGS);
+    l->items[(*l->n)++] = v;
+    return 0;
 }
 
 static void
@@ -128,59 +145,43 @@ up_main(int argc, char **argv)
     int port = 7700, nworkers = 1, concurrency = 0, quiet = 0, collector = 1;
     const char *execs[UP_MAX_ARGS], *bargs[UP_MAX_ARGS], *wargs[UP_MAX_ARGS];
     int nexec = 0, nbargs = 0, nwargs = 0;
-    enum { OPT_DIR = 256, OPT_STORE, OPT_PORT, OPT_WORKERS, OPT_CONC, OPT_QUEUES,
-           OPT_EXEC, OPT_SYNC, OPT_BARG, OPT_WARG, OPT_QUIET, OPT_NOCOLL };
-    static const struct option opts[] = {
-        { "dir", required_argument, 0, OPT_DIR },
-        { "store", required_argument, 0, OPT_STORE },
-        { "port", required_argument, 0, OPT_PORT },
-        { "workers", required_argument, 0, OPT_WORKERS },
-        { "concurrency", required_argument, 0, OPT_CONC },
-        { "queues", required_argument, 0, OPT_QUEUES },
-        { "exec", required_argument, 0, OPT_EXEC },
-        { "sync", required_argument, 0, OPT_SYNC },
-        { "broker-arg", required_argument, 0, OPT_BARG },
-        { "worker-arg", required_argument, 0, OPT_WARG },
-        { "quiet", no_argument, 0, OPT_QUIET },
-        { "no-collector", no_argument, 0, OPT_NOCOLL },
-        { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 },
+    s_list_t el = { execs, &nexec }, bl = { bargs, &nbargs },
+             wl = { wargs, &nwargs };
+    bool quiet_on = false, no_collector = false;
+    const dv_flag_t flags[] = {
+        DV_FLAG_STR("dir", &dir),
+        DV_FLAG_STR("store", &store),
+        DV_FLAG_INTEGER("port", &port, 1, 65400),
+        DV_FLAG_INTEGER("workers", &nworkers, 0, UP_MAX_WORKERS),
+        DV_FLAG_INTEGER("concurrency", &concurrency, 0, 4096),
+        DV_FLAG_STR("queues", &queues),
+        DV_FLAG_CALL("exec", s_list_add, &el),
+        DV_FLAG_STR("sync", &sync),
+        DV_FLAG_CALL("broker-arg", s_list_add, &bl),
+        DV_FLAG_CALL("worker-arg", s_list_add, &wl),
+        DV_FLAG_ON("quiet", &quiet_on),
+        DV_FLAG_ON("no-collector", &no_collector),
+        DV_FLAG_TABLE_END,
     };
-    optind = 1;
-    int c;
-    /* "+" stops at the first non-option so `-- CMD` keeps its own flags. */
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_DIR: dir = optarg; break;
-        case OPT_STORE: store = optarg; break;
-        case OPT_PORT: port = atoi(optarg); break;
-        case OPT_WORKERS: nworkers = atoi(optarg); break;
-        case OPT_CONC: concurrency = atoi(optarg); break;
-        case OPT_QUEUES: queues = optarg; break;
-        case OPT_SYNC: sync = optarg; break;
-        case OPT_QUIET: quiet = 1; break;
-        case OPT_NOCOLL: collector = 0; break;
-        case OPT_EXEC:
-            if (nexec < UP_MAX_ARGS)
-                execs[nexec++] = optarg;
-            break;
-        case OPT_BARG:
-            if (nbargs < UP_MAX_ARGS)
-                bargs[nbargs++] = optarg;
-            break;
-        case OPT_WARG:
-            if (nwargs < UP_MAX_ARGS)
-                wargs[nwargs++] = optarg;
-            break;
-        case 'h': s_usage(stdout); return 0;
-        default: s_usage(stderr); return 2;
-        }
-    }
-    if (nworkers < 0 || nworkers > UP_MAX_WORKERS || port < 1 || port > 65400) {
-        fprintf(stderr, "drover up: --workers 0..%d, --port 1..65400\n", UP_MAX_WORKERS);
+    const dv_flag_t *tables[] = { flags };
+    char err[256];
+    int first = argc;
+    /* The first argument that is not a flag (or "--") starts COMMAND, which
+     * keeps its own flags. */
+    switch (dv_flags_parse(tables, 1, argc, argv, true, &first, err,
+                           sizeof err)) {
+    case DV_FLAGS_HELP:
+        s_usage(stdout);
+        return 0;
+    case DV_FLAGS_ERROR:
+        fprintf(stderr, "drover up: %s (see drover up --help)\n", err);
         return 2;
+    case DV_FLAGS_OK:
+        break;
     }
-    char **cmd = optind < argc ? argv + optind : NULL;
+    quiet = quiet_on;
+    collector = !no_collector;
+    char **cmd = first < argc ? argv + first : NULL;
 
     char dirbuf[PATH_MAX];
     if (!dir) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: once in a normal
-# build, once under AddressSanitizer + UndefinedBehaviorSanitizer.
+# build, once under AddressSanitizer + UndefinedBehaviorSanitizer. The Release
+# build is compiled too (-Werror holds in every build type), not tested again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -8,6 +9,9 @@ scripts/deps.sh
 echo "== build and test (RelWithDebInfo)"
 BUILD_DIR=build scripts/build.sh
 ctest --test-dir build --output-on-failure -j2 --timeout 600
+
+echo "== build (Release, warnings are errors)"
+BUILD_DIR=build-release BUILD_TYPE=Release scripts/build.sh
 
 echo "== build and test (address,undefined sanitizers)"
 BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DDROVER_SANITIZER=address,undefined
