@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "collector_map.h"
 #include "collector_query.h"
 #include "collector_state.h"
 #include "collector_store.h"
@@ -52,6 +53,93 @@ s_failed(const char *id, int attempt, dv_state_t state, dv_category_t cat)
     ev.failure.message = dv_str("boom");
     ev.failure.exit_code = 3;
     return ev;
+}
+
+/* ---- the map ------------------------------------------------------------- */
+
+typedef struct {
+    char key[16];
+    int value;
+} s_item_t;
+
+static int s_freed;
+
+static void
+s_item_free(void *item)
+{
+    s_freed++;
+    free(item);
+}
+
+static s_item_t *
+s_item(int value)
+{
+    s_item_t *it = calloc(1, sizeof *it);
+    assert_non_null(it);
+    snprintf(it->key, sizeof it->key, "k%d", value);
+    it->value = value;
+    return it;
+}
+
+static void
+t_map(void **state)
+{
+    (void)state;
+    s_freed = 0;
+    assert_null(collector_map_get(NULL, "k1"));
+    assert_int_equal(collector_map_size(NULL), 0);
+    size_t pos = 0;
+    assert_null(collector_map_next(NULL, &pos));
+
+    collector_map_t *m = collector_map_new(s_item_free);
+    assert_non_null(m);
+    for (int i = 0; i < 1000; i++) {
+        s_item_t *it = s_item(i);
+        assert_int_equal(collector_map_put(m, it->key, it), 0);
+    }
+    assert_int_equal(collector_map_size(m), 1000);
+    s_item_t *dup = s_item(7);
+    assert_int_equal(collector_map_put(m, dup->key, dup), -1); /* there */
+    free(dup);
+    for (int i = 0; i < 1000; i += 37) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        s_item_t *it = collector_map_get(m, key);
+        assert_non_null(it);
+        assert_int_equal(it->value, i);
+    }
+    assert_null(collector_map_get(m, "k1000"));
+
+    /* Deleting while walking: every item is seen once, odd ones go. */
+    int seen = 0;
+    s_item_t *it;
+    COLLECTOR_EACH(it, m)
+    {
+        seen++;
+        if (it->value % 2)
+            collector_map_delete(m, it->key);
+    }
+    assert_int_equal(seen, 1000);
+    assert_int_equal(s_freed, 500);
+    assert_int_equal(collector_map_size(m), 500);
+    assert_null(collector_map_get(m, "k1"));
+    assert_non_null(collector_map_get(m, "k2"));
+    collector_map_delete(m, "k1"); /* gone already: nothing happens */
+    assert_int_equal(s_freed, 500);
+
+    /* Churn, as running jobs come and go: the deletion markers do not
+     * fill the table. */
+    for (int i = 1000; i < 20000; i++) {
+        it = s_item(i);
+        assert_int_equal(collector_map_put(m, it->key, it), 0);
+        collector_map_delete(m, it->key);
+    }
+    assert_int_equal(collector_map_size(m), 500);
+    assert_non_null(collector_map_get(m, "k998"));
+    collector_map_destroy(&m);
+    assert_null(m);
+    assert_int_equal(s_freed, 1000 + 19000);
+    collector_map_destroy(&m); /* NULL-safe */
 }
 
 /* ---- sequence numbers ---------------------------------------------------- */
@@ -571,6 +659,7 @@ main(void)
 {
     dv_log_init("collector_test", DV_WARN, 1);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_map),
         cmocka_unit_test(t_seq),
         cmocka_unit_test(t_snapshot_and_deltas),
         cmocka_unit_test(t_keys_and_health),
