@@ -43,6 +43,9 @@ typedef struct {
      * loses events in many small runs, one line each would flood the log. */
     uint64_t gap_from, gap_to, gap_missed;
     int gap_runs;
+    /* Events this pass that could not be applied in full (out of memory),
+     * logged as one line after it too, with the first one's number. */
+    uint64_t partial, partial_seq;
     bool down;               /* last request failed */
 } s_link_t;
 
@@ -229,11 +232,19 @@ s_log_gap(const char *endpoint, const char *instance, uint64_t from,
            DV_STR("why", why));
 }
 
-/* Logs the gaps broker b had this pass, if any. */
+/* Logs the gaps broker b had this pass, if any, and the events it could
+ * not apply in full. */
 static void
 s_flush_gaps(collector_t *self, int b)
 {
     s_link_t *l = &self->links[b];
+    if (l->partial) {
+        dv_log(DV_WARN, "collector.event_incomplete",
+               DV_STR("broker", self->cfg.events[b]),
+               DV_INT("seq", l->partial_seq), DV_INT("events", l->partial),
+               DV_STR("error", "out of memory; a snapshot will repair it"));
+        l->partial = 0;
+    }
     if (!l->gap_runs)
         return;
     s_log_gap(self->cfg.events[b],
@@ -288,7 +299,10 @@ s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now)
     }
     if ((r == COLLECTOR_SEQ_GAP || r == COLLECTOR_SEQ_RESTART) && l->req)
         l->again = true; /* the answer in flight may predate the gap */
-    int64_t run_ms = collector_state_apply(self->state, b, ev, now);
+    int64_t run_ms = 0;
+    if (collector_state_apply(self->state, b, ev, now, &run_ms) != 0 &&
+        !l->partial++)
+        l->partial_seq = ev->seq;
     collector_store_event(self->store, ep, ev, run_ms);
     l->dirty = true;
 }
@@ -383,20 +397,28 @@ s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
     }
     int64_t now = dv_now_ms();
     bool was_synced = !collector_state_wants_snapshot(self->state, b);
-    collector_state_snapshot(self->state, b, st, now);
+    int rc = collector_state_snapshot(self->state, b, st, now);
     collector_state_broker_answer(self->state, b, true, now, NULL);
     if (l->down)
         dv_log(DV_INFO, "collector.broker_reachable",
                DV_STR("broker", l->clients_ep));
-    dv_log(was_synced ? DV_DEBUG : DV_INFO, "collector.resynced",
-           DV_STR("broker", self->cfg.events[b]),
-           DV_STR("instance", json_string_value(json_object_get(st, "broker"))),
-           DV_INT("seq", collector_state_broker_seq(self->state, b)));
+    if (rc == 0)
+        dv_log(was_synced ? DV_DEBUG : DV_INFO, "collector.resynced",
+               DV_STR("broker", self->cfg.events[b]),
+               DV_STR("instance",
+                      json_string_value(json_object_get(st, "broker"))),
+               DV_INT("seq", collector_state_broker_seq(self->state, b)));
+    else /* the broker stays unsynced and is asked again after a pause */
+        dv_log(DV_WARN, "collector.snapshot_incomplete",
+               DV_STR("broker", self->cfg.events[b]),
+               DV_STR("error", "out of memory"));
     json_decref(st);
     l->down = false;
     l->req = 0;
     l->next_mono = mono + self->cfg.snapshot_ms;
-    if (l->again)
+    if (rc != 0)
+        l->retry_mono = mono + S_RETRY_MS;
+    else if (l->again)
         l->next_mono = mono; /* a gap came after it was asked for */
     l->again = false;
 }

@@ -229,17 +229,17 @@ t_snapshot_and_deltas(void **state)
         " \"counters\": {\"submitted\": 3}}",
         0, NULL);
     assert_non_null(snap);
-    collector_state_snapshot(st, 0, snap, 1000000);
+    assert_int_equal(collector_state_snapshot(st, 0, snap, 1000000), 0);
     assert_false(collector_state_wants_snapshot(st, 0));
 
     dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
     ev.state = DV_STATE_QUEUED;
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     ev = s_ev("job.started", JOB_A, "q", "t");
     ev.worker = dv_str("w1");
     ev.attempt = 1;
     ev.wait_ms = 40;
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     json_t *q = s_queue(st, "q");
     assert_int_equal(s_int(q, "queued"), 2);
     assert_int_equal(s_int(q, "running"), 1);
@@ -255,7 +255,8 @@ t_snapshot_and_deltas(void **state)
 
     ev = s_failed(JOB_A, 1, DV_STATE_SCHEDULED, DV_CAT_TIMEOUT);
     ev.ts_ms += 500;
-    int64_t run = collector_state_apply(st, 0, &ev, 1000000);
+    int64_t run = 0;
+    assert_int_equal(collector_state_apply(st, 0, &ev, 1000000, &run), 0);
     assert_true(run >= 500); /* from its job.started */
     q = s_queue(st, "q");
     assert_int_equal(s_int(q, "running"), 0);
@@ -269,15 +270,15 @@ t_snapshot_and_deltas(void **state)
     ev = s_ev("job.started", JOB_A, "q", "t");
     ev.worker = dv_str("w1");
     ev.attempt = 2;
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     json_t *qs = json_loads(
         "[{\"name\": \"q\", \"queued\": 5, \"running\": 4}]", 0, NULL);
     json_object_set(snap, "queues", qs);
-    collector_state_snapshot(st, 0, snap, 1000050);
+    assert_int_equal(collector_state_snapshot(st, 0, snap, 1000050), 0);
     ev = s_ev("job.started", JOB_B, "q", "t");
     ev.worker = dv_str("w1");
     ev.attempt = 1;
-    collector_state_apply(st, 0, &ev, 1000050);
+    collector_state_apply(st, 0, &ev, 1000050, NULL);
     q = s_queue(st, "q");
     assert_int_equal(s_int(q, "queued"), 5);
     assert_int_equal(s_int(q, "running"), 4);
@@ -291,7 +292,7 @@ t_snapshot_and_deltas(void **state)
     json_object_set_new(snap, "workers", json_loads(
         "[{\"name\": \"w1\", \"concurrency\": 4, \"queues\": [\"q\"]}]", 0,
         NULL));
-    collector_state_snapshot(st, 0, snap, 1000100);
+    assert_int_equal(collector_state_snapshot(st, 0, snap, 1000100), 0);
     ws = collector_state_workers(st, 1000100);
     assert_string_equal(
         json_string_value(json_object_get(json_array_get(ws, 1), "state")),
@@ -337,7 +338,7 @@ s_heartbeat(collector_state_t *st, const char *worker, const char *body_json)
     dv_event_t ev = s_ev("worker.heartbeat", NULL, NULL, NULL);
     ev.worker = dv_str(worker);
     ev.body = dv_strn(mp, len);
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     free(mp);
 }
 
@@ -409,16 +410,16 @@ t_metrics_text(void **state)
     ev.worker = dv_str("w1");
     ev.attempt = 1;
     ev.wait_ms = 7;
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     ev = s_ev("job.succeeded", JOB_A, q, "t");
     ev.worker = dv_str("w1");
     ev.attempt = 1;
     ev.run_ms = 1500;
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    collector_state_metrics(st, f, 1000000);
+    assert_int_equal(collector_state_metrics(st, f, 1000000), 0);
     fclose(f);
     assert_non_null(strstr(buf, "# TYPE drover_jobs_total counter\n"));
     assert_non_null(strstr(buf, "drover_jobs_total{queue=\"we\\\"ird\\\\q\","
