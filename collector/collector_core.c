@@ -490,8 +490,26 @@ s_snapshots(collector_t *self, int64_t mono)
 
 /* ---- queries ------------------------------------------------------------- */
 
+/* Logs a reply that could not be built or queued: the peer (its routing
+ * id in hex) and the request number; the peer's timeout covers the loss. */
 static void
-s_send_reply(collector_t *self, zmq_msg_t *rid, const dv_msg_t *m)
+s_reply_dropped(zmq_msg_t *rid, uint64_t req, const char *why)
+{
+    char peer[2 * 32 + 1];
+    const unsigned char *p = zmq_msg_data(rid);
+    size_t n = zmq_msg_size(rid);
+    if (n > 32)
+        n = 32;
+    for (size_t i = 0; i < n; i++)
+        snprintf(peer + 2 * i, 3, "%02x", p[i]);
+    peer[2 * n] = '\0';
+    dv_log(DV_WARN, "collector.reply_dropped", DV_STR("peer", peer),
+           DV_INT("req", req), DV_STR("error", why));
+}
+
+static void
+s_send_reply(collector_t *self, zmq_msg_t *rid, uint64_t req,
+             const dv_msg_t *m)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -501,9 +519,10 @@ s_send_reply(collector_t *self, zmq_msg_t *rid, const dv_msg_t *m)
         zmq_msg_copy(&id, rid);
         if (zmq_msg_send(&id, self->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
             zmq_send(self->router, sb.data, sb.size, ZMQ_DONTWAIT) < 0)
-            dv_log(DV_DEBUG, "collector.reply_dropped",
-                   DV_STR("error", zmq_strerror(errno)));
+            s_reply_dropped(rid, req, zmq_strerror(errno));
         zmq_msg_close(&id);
+    } else {
+        s_reply_dropped(rid, req, "out of memory");
     }
     msgpack_sbuffer_destroy(&sb);
 }
@@ -522,7 +541,7 @@ s_reply_error(collector_t *self, zmq_msg_t *rid, uint64_t req, bool ctrl,
         m.u.error.reason = dv_str(why);
         m.u.error.version = DV_PROTO_VERSION;
     }
-    s_send_reply(self, rid, &m);
+    s_send_reply(self, rid, req, &m);
 }
 
 /* The largest array member of body (where long listings are). */
@@ -602,14 +621,22 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
     } else {
         args = json_object();
     }
+    rc = args ? 0 : -1;
     if (c->id.ptr)
-        json_object_set_new(args, "id", json_stringn(c->id.ptr, c->id.len));
+        rc |= json_object_set_new(args, "id",
+                                  json_stringn(c->id.ptr, c->id.len));
     if (c->queue.ptr && !json_object_get(args, "queue"))
-        json_object_set_new(args, "queue",
-                            json_stringn(c->queue.ptr, c->queue.len));
+        rc |= json_object_set_new(args, "queue",
+                                  json_stringn(c->queue.ptr, c->queue.len));
     if (c->worker.ptr && !json_object_get(args, "worker"))
-        json_object_set_new(args, "worker",
-                            json_stringn(c->worker.ptr, c->worker.len));
+        rc |= json_object_set_new(args, "worker",
+                                  json_stringn(c->worker.ptr, c->worker.len));
+    if (rc) {
+        json_decref(args);
+        s_reply_error(self, rid, c->req, true, "out of memory");
+        dv_msg_release(&msg);
+        return;
+    }
     int status;
     json_t *body = collector_query_run(&self->query, verb, args, dv_now_ms(),
                                        &status, why, sizeof why);
@@ -630,7 +657,7 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
         m.u.reply.req = c->req;
         m.u.reply.ok = true;
         m.u.reply.body = dv_strn(mp, len);
-        s_send_reply(self, rid, &m);
+        s_send_reply(self, rid, c->req, &m);
         free(mp);
     }
     dv_msg_release(&msg);

@@ -188,11 +188,15 @@ s_job(const collector_query_t *q, const json_t *args, int *status, char *why,
     if (!job)
         return s_fail(status, 500, why, size, "job: history store error");
     json_t *live = collector_state_running_job(q->state, id);
-    if (live)
-        json_object_set_new(job, "live", live);
-    json_object_set_new(job, "result",
-                        json_string("not kept by the collector: `drover job "
-                                    "ID` asks the broker for it"));
+    int rc = live ? json_object_set_new(job, "live", live) : 0;
+    rc |= json_object_set_new(job, "result",
+                              json_string("not kept by the collector: "
+                                          "`drover job ID` asks the broker "
+                                          "for it"));
+    if (rc) {
+        json_decref(job);
+        return NULL; /* out of memory: collector_query_run() says so */
+    }
     return job;
 }
 
@@ -228,29 +232,29 @@ s_batch(const collector_query_t *q, const json_t *args, int64_t now_ms,
     if (first_started && now_ms - first_started < window)
         window = now_ms - first_started > 1000 ? now_ms - first_started : 1000;
     double rate = (double)recent * 1000.0 / (double)window;
-    json_object_set_new(b, "name", json_string(name));
-    json_object_set_new(b, "done", json_integer(done));
-    json_object_set_new(b, "remaining", json_integer(total - done));
-    json_object_set_new(b, "rate", json_real(round(rate * 1000) / 1000));
-    json_object_set_new(b, "finished",
-                        json_boolean(total > 0 && done == total));
-    json_object_set_new(b, "eta_s",
-                        rate > 0 && total > done
-                            ? json_real(round((double)(total - done) / rate *
-                                              10) / 10)
-                            : json_null());
+    int rc = json_object_set_new(b, "name", json_string(name));
+    rc |= json_object_set_new(b, "done", json_integer(done));
+    rc |= json_object_set_new(b, "remaining", json_integer(total - done));
+    rc |= json_object_set_new(b, "rate", json_real(round(rate * 1000) / 1000));
+    rc |= json_object_set_new(b, "finished",
+                              json_boolean(total > 0 && done == total));
+    rc |= json_object_set_new(
+        b, "eta_s",
+        rate > 0 && total > done
+            ? json_real(round((double)(total - done) / rate * 10) / 10)
+            : json_null());
     json_object_del(b, "ended_recent");
+    if (rc) {
+        json_decref(b);
+        return NULL; /* out of memory: collector_query_run() says so */
+    }
     return b;
 }
 
-json_t *
-collector_query_run(const collector_query_t *q, const char *verb,
-                    const json_t *args, int64_t now_ms, int *status, char *why,
-                    size_t why_size)
+static json_t *
+s_run(const collector_query_t *q, const char *verb, const json_t *args,
+      int64_t now_ms, int *status, char *why, size_t why_size)
 {
-    *status = 200;
-    if (why_size)
-        why[0] = '\0';
     if (args && !json_is_object(args))
         return s_fail(status, 400, why, why_size, "%s: args: must be a map",
                       verb);
@@ -282,4 +286,20 @@ collector_query_run(const collector_query_t *q, const char *verb,
                   "unknown verb '%.64s': the collector answers status, "
                   "workers, queues, jobs, job, keys, batch, health",
                   verb);
+}
+
+json_t *
+collector_query_run(const collector_query_t *q, const char *verb,
+                    const json_t *args, int64_t now_ms, int *status, char *why,
+                    size_t why_size)
+{
+    *status = 200;
+    if (why_size)
+        why[0] = '\0';
+    json_t *body = s_run(q, verb, args, now_ms, status, why, why_size);
+    /* A verb that failed without saying why could not build its answer. */
+    if (!body && *status == 200)
+        return s_fail(status, 500, why, why_size, "%.64s: out of memory",
+                      verb);
+    return body;
 }

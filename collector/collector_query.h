@@ -40,7 +40,8 @@ typedef struct {
 /* Answers verb with args (a JSON object, or NULL for none). Returns a new
  * reference to the answer's body; or NULL with a one-line reason in why
  * and *status set to 400 (bad verb or argument), 404 (no such job) or 500
- * (store error). Never aborts on any input. */
+ * (store error, or out of memory). Never aborts on any input, nor when an
+ * allocation fails. */
 json_t *collector_query_run(const collector_query_t *q, const char *verb,
                             const json_t *args, int64_t now_ms, int *status,
                             char *why, size_t why_size);
