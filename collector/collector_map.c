@@ -1,5 +1,6 @@
-/* collector_map - open addressing with linear probing and deletion
- * markers; the table is rebuilt when live items and markers fill half. */
+/* collector_map - open addressing with linear probing, kept at most half
+ * full, with backward-shift deletion: no deletion markers, so a map whose
+ * items come and go (running jobs) never needs rebuilding, only growing. */
 #include "collector_map.h"
 
 #include <stdint.h>
@@ -8,11 +9,8 @@
 
 #define S_MIN_CAPACITY 16
 
-/* A slot whose item was deleted: probes go on past it. */
-static const char s_deleted[1];
-
 typedef struct {
-    const char *key; /* NULL: empty; s_deleted: deleted */
+    const char *key; /* NULL: empty */
     void *item;
     uint64_t hash;
 } s_slot_t;
@@ -20,8 +18,7 @@ typedef struct {
 struct collector_map_t {
     s_slot_t *slots; /* capacity entries, a power of two */
     size_t capacity;
-    size_t size;    /* live items */
-    size_t deleted; /* deletion markers */
+    size_t size;
     collector_map_free_fn *free_fn;
 };
 
@@ -62,54 +59,42 @@ collector_map_destroy(collector_map_t **self_p)
     if (!self_p || !*self_p)
         return;
     collector_map_t *self = *self_p;
-    for (size_t i = 0; i < self->capacity; i++) {
-        s_slot_t *s = &self->slots[i];
-        if (s->key && s->key != s_deleted && self->free_fn)
-            self->free_fn(s->item);
-    }
+    for (size_t i = 0; i < self->capacity; i++)
+        if (self->slots[i].key && self->free_fn)
+            self->free_fn(self->slots[i].item);
     free(self->slots);
     free(self);
     *self_p = NULL;
 }
 
-/* The live slot holding key, or NULL. */
+/* The slot holding key, or the empty slot where it would go. */
 static s_slot_t *
 s_find(const collector_map_t *self, const char *key, uint64_t h)
 {
     size_t mask = self->capacity - 1;
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         s_slot_t *s = &self->slots[i];
-        if (!s->key)
-            return NULL;
-        if (s->key != s_deleted && s->hash == h && !strcmp(s->key, key))
+        if (!s->key || (s->hash == h && !strcmp(s->key, key)))
             return s;
     }
 }
 
-/* Rebuilds the table at a capacity that keeps it at most half full with
- * one more item, dropping the deletion markers. Returns 0 or -1. */
+/* Doubles the table. Returns 0, or -1 when out of memory (nothing
+ * changed). */
 static int
-s_rebuild(collector_map_t *self)
+s_grow(collector_map_t *self)
 {
-    size_t cap = S_MIN_CAPACITY;
-    while (cap < (self->size + 1) * 4)
-        cap <<= 1;
-    s_slot_t *slots = calloc(cap, sizeof *slots);
+    size_t cap = self->capacity * 2;
+    s_slot_t *old = self->slots, *slots = calloc(cap, sizeof *slots);
     if (!slots)
         return -1;
-    for (size_t i = 0; i < self->capacity; i++) {
-        const s_slot_t *s = &self->slots[i];
-        if (!s->key || s->key == s_deleted)
-            continue;
-        size_t j = (size_t)s->hash & (cap - 1);
-        while (slots[j].key)
-            j = (j + 1) & (cap - 1);
-        slots[j] = *s;
-    }
-    free(self->slots);
+    size_t old_cap = self->capacity;
     self->slots = slots;
     self->capacity = cap;
-    self->deleted = 0;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].key)
+            *s_find(self, old[i].key, old[i].hash) = old[i];
+    free(old);
     return 0;
 }
 
@@ -119,25 +104,18 @@ collector_map_get(const collector_map_t *self, const char *key)
     if (!self)
         return NULL;
     const s_slot_t *s = s_find(self, key, s_hash(key));
-    return s ? s->item : NULL;
+    return s->key ? s->item : NULL;
 }
 
 int
 collector_map_put(collector_map_t *self, const char *key, void *item)
 {
     uint64_t h = s_hash(key);
-    if (s_find(self, key, h))
+    if (s_find(self, key, h)->key)
         return -1;
-    if ((self->size + self->deleted + 1) * 2 > self->capacity &&
-        s_rebuild(self) != 0)
+    if ((self->size + 1) * 2 > self->capacity && s_grow(self) != 0)
         return -1;
-    size_t mask = self->capacity - 1;
-    size_t i = (size_t)h & mask;
-    while (self->slots[i].key && self->slots[i].key != s_deleted)
-        i = (i + 1) & mask;
-    s_slot_t *s = &self->slots[i];
-    if (s->key == s_deleted)
-        self->deleted--;
+    s_slot_t *s = s_find(self, key, h);
     s->key = key;
     s->item = item;
     s->hash = h;
@@ -145,19 +123,55 @@ collector_map_put(collector_map_t *self, const char *key, void *item)
     return 0;
 }
 
+/* Empties slot i, moving back the entries after it that would no longer
+ * be found past the hole. */
+static void
+s_remove_at(collector_map_t *self, size_t i)
+{
+    size_t mask = self->capacity - 1;
+    for (size_t j = (i + 1) & mask; self->slots[j].key; j = (j + 1) & mask) {
+        size_t home = (size_t)self->slots[j].hash & mask;
+        /* The entry at j stays if its home lies cyclically in (i, j]. */
+        bool stays = i < j ? home > i && home <= j : home > i || home <= j;
+        if (!stays) {
+            self->slots[i] = self->slots[j];
+            i = j;
+        }
+    }
+    memset(&self->slots[i], 0, sizeof self->slots[i]);
+    self->size--;
+}
+
 void
 collector_map_delete(collector_map_t *self, const char *key)
 {
     s_slot_t *s = s_find(self, key, s_hash(key));
-    if (!s)
+    if (!s->key)
         return;
     void *item = s->item;
-    s->key = s_deleted;
-    s->item = NULL;
-    self->size--;
-    self->deleted++;
+    s_remove_at(self, (size_t)(s - self->slots));
     if (self->free_fn)
         self->free_fn(item);
+}
+
+void
+collector_map_delete_if(collector_map_t *self,
+                        bool (*drop)(const void *item, void *ctx), void *ctx)
+{
+    /* A removal can move a later entry into slot i, so i is looked at
+     * again; an entry moved from the table's start to its end is asked
+     * twice, which is harmless since drop is a pure test. */
+    for (size_t i = 0; i < self->capacity;) {
+        s_slot_t *s = &self->slots[i];
+        if (s->key && drop(s->item, ctx)) {
+            void *item = s->item;
+            s_remove_at(self, i);
+            if (self->free_fn)
+                self->free_fn(item);
+        } else {
+            i++;
+        }
+    }
 }
 
 size_t
@@ -173,7 +187,7 @@ collector_map_next(const collector_map_t *self, size_t *pos)
         return NULL;
     for (; *pos < self->capacity; (*pos)++) {
         const s_slot_t *s = &self->slots[*pos];
-        if (s->key && s->key != s_deleted) {
+        if (s->key) {
             (*pos)++;
             return s->item;
         }

@@ -8,13 +8,14 @@
  *
  * Keys are not copied: a key must stay valid and unchanged for as long as
  * its item is in the map, so it lives inside the item. Open addressing
- * with linear probing, kept at most half full; deletion leaves a marker,
- * so an item may be deleted while the map is being walked. Not
+ * with linear probing, kept at most half full; a lookup or a delete
+ * allocates nothing, and a put only when the table doubles. Not
  * thread-safe: the collector's loop thread owns every map.
  */
 #ifndef COLLECTOR_MAP_H
 #define COLLECTOR_MAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct collector_map_t collector_map_t;
@@ -39,8 +40,15 @@ void *collector_map_get(const collector_map_t *self, const char *key);
  * called while walking the map. */
 int collector_map_put(collector_map_t *self, const char *key, void *item);
 
-/* Removes key's item, if any, and frees it. Allowed while walking. */
+/* Removes key's item, if any, and frees it. Not while walking the map
+ * (it moves items): collect first, or use collector_map_delete_if(). */
 void collector_map_delete(collector_map_t *self, const char *key);
+
+/* Removes and frees every item for which drop(item, ctx) is true. drop
+ * may be asked more than once about an item, so it must only look. */
+void collector_map_delete_if(collector_map_t *self,
+                             bool (*drop)(const void *item, void *ctx),
+                             void *ctx);
 
 /* Number of items. */
 size_t collector_map_size(const collector_map_t *self);
@@ -53,8 +61,8 @@ size_t collector_map_size(const collector_map_t *self);
 void *collector_map_next(const collector_map_t *self, size_t *pos);
 
 /* The same walk as a loop header: `COLLECTOR_EACH(q, self->queues) {...}`
- * with q a pointer of the items' type. Deleting the current item is
- * allowed. */
+ * with q a pointer of the items' type. Nothing may be added or deleted
+ * during the walk. */
 #define COLLECTOR_EACH(it, map)                                                \
     for (size_t it##_pos = 0; ((it) = collector_map_next((map), &it##_pos));)
 

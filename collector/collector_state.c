@@ -271,14 +271,20 @@ collector_worker_state_name(const collector_worker_t *w)
     return "idle";
 }
 
+/* A worker that left or expired longer ago than the state keeps them. */
+static bool
+s_long_gone(const void *item, void *ctx)
+{
+    const collector_worker_t *w = item;
+    int64_t now_ms = *(const int64_t *)ctx;
+    return (w->state == COLLECTOR_W_LEFT || w->state == COLLECTOR_W_EXPIRED) &&
+           now_ms - w->gone_ms > COLLECTOR_GONE_KEEP_MS;
+}
+
 void
 collector_state_tick(collector_state_t *self, int64_t now_ms)
 {
-    collector_worker_t *w;
-    COLLECTOR_EACH(w, self->workers)
-    if ((w->state == COLLECTOR_W_LEFT || w->state == COLLECTOR_W_EXPIRED) &&
-        now_ms - w->gone_ms > COLLECTOR_GONE_KEEP_MS)
-        collector_map_delete(self->workers, w->key);
+    collector_map_delete_if(self->workers, s_long_gone, &now_ms);
 }
 
 /* ---- helpers ------------------------------------------------------------- */

@@ -71,6 +71,13 @@ s_item_free(void *item)
     free(item);
 }
 
+static bool
+s_odd(const void *item, void *ctx)
+{
+    (void)ctx;
+    return ((const s_item_t *)item)->value % 2;
+}
+
 static s_item_t *
 s_item(int value)
 {
@@ -110,29 +117,46 @@ t_map(void **state)
     }
     assert_null(collector_map_get(m, "k1000"));
 
-    /* Deleting while walking: every item is seen once, odd ones go. */
+    /* Odd ones go; every other one is still found, and walked once. */
+    collector_map_delete_if(m, s_odd, NULL);
+    assert_int_equal(s_freed, 500);
+    assert_int_equal(collector_map_size(m), 500);
     int seen = 0;
     s_item_t *it;
     COLLECTOR_EACH(it, m)
     {
+        assert_int_equal(it->value % 2, 0);
         seen++;
-        if (it->value % 2)
-            collector_map_delete(m, it->key);
     }
-    assert_int_equal(seen, 1000);
-    assert_int_equal(s_freed, 500);
-    assert_int_equal(collector_map_size(m), 500);
-    assert_null(collector_map_get(m, "k1"));
-    assert_non_null(collector_map_get(m, "k2"));
+    assert_int_equal(seen, 500);
+    for (int i = 0; i < 1000; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        it = collector_map_get(m, key);
+        if (i % 2)
+            assert_null(it);
+        else
+            assert_true(it && it->value == i);
+    }
     collector_map_delete(m, "k1"); /* gone already: nothing happens */
     assert_int_equal(s_freed, 500);
 
-    /* Churn, as running jobs come and go: the deletion markers do not
-     * fill the table. */
-    for (int i = 1000; i < 20000; i++) {
-        it = s_item(i);
-        assert_int_equal(collector_map_put(m, it->key, it), 0);
-        collector_map_delete(m, it->key);
+    /* Churn, as running jobs come and go: 300 at a time, the oldest
+     * leaving as a new one comes; every live one stays findable. */
+    for (int i = 1000; i < 20300; i++) {
+        char key[16];
+        if (i < 20000) {
+            it = s_item(i);
+            assert_int_equal(collector_map_put(m, it->key, it), 0);
+        }
+        if (i - 300 >= 1000) {
+            snprintf(key, sizeof key, "k%d", i - 300);
+            collector_map_delete(m, key);
+        }
+        for (int j = i - 299; i % 997 == 0 && j <= i; j++) {
+            snprintf(key, sizeof key, "k%d", j);
+            assert_non_null(collector_map_get(m, key));
+        }
     }
     assert_int_equal(collector_map_size(m), 500);
     assert_non_null(collector_map_get(m, "k998"));
