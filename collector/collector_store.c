@@ -616,31 +616,42 @@ s_col(sqlite3_stmt *st, int i)
     }
 }
 
-/* The current row as an object keyed by column names. */
+/* The current row as an object keyed by column names, or NULL when out
+ * of memory. */
 static json_t *
 s_row(sqlite3_stmt *st)
 {
     json_t *o = json_object();
+    int rc = o ? 0 : -1;
     int n = sqlite3_column_count(st);
-    for (int i = 0; i < n; i++)
-        json_object_set_new(o, sqlite3_column_name(st, i), s_col(st, i));
+    for (int i = 0; i < n && !rc; i++)
+        rc |= json_object_set_new(o, sqlite3_column_name(st, i), s_col(st, i));
+    if (rc) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 
 /* Runs a prepared query and collects every row; finalizes st. Returns a new
- * array, or NULL on error (logged). */
+ * array, or NULL on error or when out of memory (logged). */
 static json_t *
 s_rows(collector_store_t *self, sqlite3_stmt *st)
 {
     json_t *a = json_array();
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(a, s_row(st));
+    int rc = SQLITE_DONE;
+    while (a && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (json_array_append_new(a, s_row(st)) != 0)
+            break;
     if (rc != SQLITE_DONE) {
         dv_log(DV_ERROR, "collector.store_read_failed",
-               DV_STR("error", sqlite3_errmsg(self->db)));
+               DV_STR("error", rc == SQLITE_ROW ? "out of memory"
+                                                : sqlite3_errmsg(self->db)));
         json_decref(a);
         a = NULL;
+    } else if (!a) {
+        dv_log(DV_ERROR, "collector.store_read_failed",
+               DV_STR("error", "out of memory"));
     }
     sqlite3_finalize(st);
     return a;
@@ -733,9 +744,13 @@ collector_store_job(collector_store_t *self, const char *id, int *found)
         return NULL;
     }
     /* "attempts" lists them; the count is the last attempt's number. */
-    json_object_set(job, "attempt", json_object_get(job, "attempts"));
-    json_object_set_new(job, "attempts", attempts);
-    json_object_set_new(job, "events", events);
+    int rc = json_object_set(job, "attempt", json_object_get(job, "attempts"));
+    rc |= json_object_set_new(job, "attempts", attempts);
+    rc |= json_object_set_new(job, "events", events);
+    if (rc) {
+        json_decref(job);
+        return NULL; /* out of memory; *found stays -1 */
+    }
     *found = 1;
     return job;
 }
@@ -753,16 +768,18 @@ collector_store_batch(collector_store_t *self, const char *name,
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, since_ms);
     json_t *counts = json_object();
+    int oom = counts ? 0 : -1;
     const char *states[] = { "queued", "scheduled", "running", "succeeded",
                              "dead", "cancelled" };
     for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
-        json_object_set_new(counts, states[i], json_integer(0));
+        oom |= json_object_set_new(counts, states[i], json_integer(0));
     int64_t total = 0, first = 0, last = 0, first_started = 0, recent = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *state = (const char *)sqlite3_column_text(st, 0);
         int64_t n = sqlite3_column_int64(st, 1);
-        json_object_set_new(counts, state ? state : "unknown", json_integer(n));
+        oom |= json_object_set_new(counts, state ? state : "unknown",
+                                   json_integer(n));
         total += n;
         int64_t a = sqlite3_column_int64(st, 2);
         int64_t b = sqlite3_column_int64(st, 3);
@@ -776,7 +793,7 @@ collector_store_batch(collector_store_t *self, const char *name,
         recent += sqlite3_column_int64(st, 5);
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_DONE || oom) {
         json_decref(counts);
         return NULL;
     }
