@@ -25,20 +25,20 @@
 /* Retention runs this often, and deletes at most this many rows a run (a
  * run that hits the limit runs again a second later). */
 #define S_EXPIRE_EVERY_MS 60000
-#define S_EXPIRE_ROWS 10000
+#define S_EXPIRE_ROWS     10000
 /* After a failed snapshot request, the next one waits this long. */
 #define S_RETRY_MS 1000
 
 typedef struct {
-    void *sub;               /* events */
-    void *dealer;            /* status requests; NULL without endpoint */
+    void *sub;    /* events */
+    void *dealer; /* status requests; NULL without endpoint */
     const char *clients_ep;
-    uint64_t req;            /* request in flight, 0 if none */
-    int64_t sent_mono;       /* when it was sent */
-    int64_t next_mono;       /* next periodic snapshot */
-    int64_t retry_mono;      /* no request before this (after a failure) */
-    bool again;              /* a gap came while a request was in flight */
-    bool dirty;              /* events this pass: save its sequence */
+    uint64_t req;       /* request in flight, 0 if none */
+    int64_t sent_mono;  /* when it was sent */
+    int64_t next_mono;  /* next periodic snapshot */
+    int64_t retry_mono; /* no request before this (after a failure) */
+    bool again;         /* a gap came while a request was in flight */
+    bool dirty;         /* events this pass: save its sequence */
     /* Gaps seen this pass, logged as one line after it: a slow consumer
      * loses events in many small runs, one line each would flood the log. */
     uint64_t gap_from, gap_to, gap_missed;
@@ -46,7 +46,7 @@ typedef struct {
     /* Events this pass that could not be applied in full (out of memory),
      * logged as one line after it too, with the first one's number. */
     uint64_t partial, partial_seq;
-    bool down;               /* last request failed */
+    bool down; /* last request failed */
 } s_link_t;
 
 struct collector_t {
@@ -227,9 +227,8 @@ s_log_gap(const char *endpoint, const char *instance, uint64_t from,
           uint64_t to, uint64_t missed, int runs, const char *why)
 {
     dv_log(DV_WARN, "collector.gap", DV_STR("broker", endpoint),
-           DV_STR("instance", instance), DV_INT("from", from),
-           DV_INT("to", to), DV_INT("missed", missed), DV_INT("runs", runs),
-           DV_STR("why", why));
+           DV_STR("instance", instance), DV_INT("from", from), DV_INT("to", to),
+           DV_INT("missed", missed), DV_INT("runs", runs), DV_STR("why", why));
 }
 
 /* Logs the gaps broker b had this pass, if any, and the events it could
@@ -372,8 +371,8 @@ s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
                      int64_t mono)
 {
     s_link_t *l = &self->links[b];
-    uint64_t req = msg->type == DV_MSG_REPLY ? msg->u.reply.req
-                                             : msg->u.error.req;
+    uint64_t req =
+        msg->type == DV_MSG_REPLY ? msg->u.reply.req : msg->u.error.req;
     if (!l->req || req != l->req)
         return; /* an answer we gave up waiting for */
     char why[512];
@@ -385,11 +384,11 @@ s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
         s_broker_failed(self, b, why, mono);
         return;
     }
-    json_t *st = msg->u.reply.body.ptr
-                     ? dv_msgpack_to_json(msg->u.reply.body.ptr,
-                                          msg->u.reply.body.len, why,
-                                          sizeof why)
-                     : NULL;
+    json_t *st =
+        msg->u.reply.body.ptr
+            ? dv_msgpack_to_json(msg->u.reply.body.ptr, msg->u.reply.body.len,
+                                 why, sizeof why)
+            : NULL;
     if (!json_is_object(st)) {
         json_decref(st);
         s_broker_failed(self, b, "status answer without a snapshot", mono);
@@ -508,8 +507,7 @@ s_reply_dropped(zmq_msg_t *rid, uint64_t req, const char *why)
 }
 
 static void
-s_send_reply(collector_t *self, zmq_msg_t *rid, uint64_t req,
-             const dv_msg_t *m)
+s_send_reply(collector_t *self, zmq_msg_t *rid, uint64_t req, const dv_msg_t *m)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -550,7 +548,8 @@ s_largest_array(json_t *body, const char **key_out)
 {
     const char *key;
     json_t *v, *best = NULL;
-    json_object_foreach(body, key, v) {
+    json_object_foreach(body, key, v)
+    {
         if (json_is_array(v) &&
             (!best || json_array_size(v) > json_array_size(best))) {
             best = v;
@@ -591,9 +590,8 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
     int rc = dv_msg_decode(data, size, &msg, why, sizeof why);
     if (rc != DV_OK) {
         dv_log(DV_WARN, "collector.bad_query", DV_STR("error", why));
-        s_reply_error(self, rid,
-                      msg.type == DV_MSG_CTRL ? msg.u.ctrl.req : 0, false,
-                      why);
+        s_reply_error(self, rid, msg.type == DV_MSG_CTRL ? msg.u.ctrl.req : 0,
+                      false, why);
         dv_msg_release(&msg);
         return;
     }
@@ -623,8 +621,8 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
     }
     rc = args ? 0 : -1;
     if (c->id.ptr)
-        rc |= json_object_set_new(args, "id",
-                                  json_stringn(c->id.ptr, c->id.len));
+        rc |=
+            json_object_set_new(args, "id", json_stringn(c->id.ptr, c->id.len));
     if (c->queue.ptr && !json_object_get(args, "queue"))
         rc |= json_object_set_new(args, "queue",
                                   json_stringn(c->queue.ptr, c->queue.len));
@@ -728,16 +726,16 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
 {
     int n = 0;
     for (int b = 0; b < self->nlinks; b++)
-        self->items[n++] = (zmq_pollitem_t){ self->links[b].sub, 0,
-                                             ZMQ_POLLIN, 0 };
+        self->items[n++] =
+            (zmq_pollitem_t){ self->links[b].sub, 0, ZMQ_POLLIN, 0 };
     int first_dealer = n;
     for (int b = 0; b < self->nlinks; b++)
         self->items[n++] = (zmq_pollitem_t){ NULL, -1, 0, 0 };
     self->items[n++] = (zmq_pollitem_t){ self->router, 0, ZMQ_POLLIN, 0 };
     if (self->http)
-        self->items[n++] = (zmq_pollitem_t){
-            NULL, collector_http_fd(self->http), ZMQ_POLLIN, 0
-        };
+        self->items[n++] =
+            (zmq_pollitem_t){ NULL, collector_http_fd(self->http), ZMQ_POLLIN,
+                              0 };
     int nitems = n;
     int64_t timeout = 0;
     while (!*stop) {

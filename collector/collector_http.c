@@ -39,8 +39,8 @@ s_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 static enum MHD_Result
-s_send(struct MHD_Connection *c, unsigned status, const char *type,
-       char *body, size_t len)
+s_send(struct MHD_Connection *c, unsigned status, const char *type, char *body,
+       size_t len)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
@@ -174,8 +174,8 @@ s_api(collector_http_t *self, struct MHD_Connection *c, const char *path)
     }
     int status;
     char why[512];
-    json_t *body = collector_query_run(self->q, run, args, dv_now_ms(),
-                                       &status, why, sizeof why);
+    json_t *body = collector_query_run(self->q, run, args, dv_now_ms(), &status,
+                                       why, sizeof why);
     json_decref(args);
     if (!body)
         return s_send_error(c, (unsigned)status, why);
@@ -195,12 +195,12 @@ s_route(collector_http_t *self, struct MHD_Connection *c, const char *url,
     if (!strncmp(url, "/api/", 5))
         return s_api(self, c, url + 5);
     if (!strcmp(url, "/"))
-        return s_send_json(
-            c, MHD_HTTP_OK,
-            json_pack("{s:[s,s,s,s,s,s,s,s,s]}", "endpoints", "/metrics",
-                      "/api/status", "/api/workers", "/api/queues",
-                      "/api/jobs", "/api/jobs/ID", "/api/keys",
-                      "/api/batches/NAME", "/api/health"));
+        return s_send_json(c, MHD_HTTP_OK,
+                           json_pack("{s:[s,s,s,s,s,s,s,s,s]}", "endpoints",
+                                     "/metrics", "/api/status", "/api/workers",
+                                     "/api/queues", "/api/jobs", "/api/jobs/ID",
+                                     "/api/keys", "/api/batches/NAME",
+                                     "/api/health"));
     return s_send_error(c, MHD_HTTP_NOT_FOUND, "not found");
 }
 
@@ -270,8 +270,8 @@ collector_http_new(const char *addr, const collector_query_t *q)
     struct addrinfo hints = { .ai_flags = AI_PASSIVE,
                               .ai_socktype = SOCK_STREAM };
     struct addrinfo *ai = NULL;
-    int rc = getaddrinfo(strcmp(host, "*") ? host : NULL, colon + 1, &hints,
-                         &ai);
+    int rc =
+        getaddrinfo(strcmp(host, "*") ? host : NULL, colon + 1, &hints, &ai);
     if (rc != 0 || !ai) {
         dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),
                DV_STR("error", gai_strerror(rc)));
@@ -290,8 +290,8 @@ collector_http_new(const char *addr, const collector_query_t *q)
         flags, 0, NULL, NULL, s_on_request, self,
         /* The logger first, so every message goes through it. */
         MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)S_CONN_TIMEOUT_S, MHD_OPTION_END);
+        ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S_CONN_TIMEOUT_S,
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!self->daemon) {
         dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),

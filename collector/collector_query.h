@@ -32,8 +32,8 @@
 typedef struct {
     collector_state_t *state;
     collector_store_t *store;
-    const char *bind;      /* query socket endpoint */
-    char http[64];         /* HTTP address:port actually bound; "" = off */
+    const char *bind; /* query socket endpoint */
+    char http[64];    /* HTTP address:port actually bound; "" = off */
     int64_t started_ms;
 } collector_query_t;
 

@@ -89,9 +89,8 @@ uint64_t collector_state_broker_seq(const collector_state_t *self, int b);
  * -1 when out of memory: the event was applied only in part, and b is
  * unsynced and wants a snapshot. Allocates only for what is new (a queue,
  * type, worker or running job). */
-int collector_state_apply(collector_state_t *self, int b,
-                          const dv_event_t *ev, int64_t now_ms,
-                          int64_t *run_ms);
+int collector_state_apply(collector_state_t *self, int b, const dv_event_t *ev,
+                          int64_t now_ms, int64_t *run_ms);
 
 /* Applies broker b's `status` answer (JSON as docs/protocol.md gives it):
  * queue depths, limits and pause flags; the worker list (workers of b that

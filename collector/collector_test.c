@@ -18,9 +18,9 @@
 #include "dv_log.h"
 
 #define BROKER "ipc:///tmp/b1"
-#define INST "01a20000-0000-7000-8000-00000000000a"
-#define JOB_A "01a20000-0000-7000-8000-0000000000a1"
-#define JOB_B "01a20000-0000-7000-8000-0000000000b1"
+#define INST   "01a20000-0000-7000-8000-00000000000a"
+#define JOB_A  "01a20000-0000-7000-8000-0000000000a1"
+#define JOB_B  "01a20000-0000-7000-8000-0000000000b1"
 
 static uint64_t s_seq;
 
@@ -222,9 +222,9 @@ s_queue(collector_state_t *st, const char *name)
     json_t *q = NULL;
     size_t i;
     json_t *v;
-    json_array_foreach(qs, i, v)
-        if (!strcmp(json_string_value(json_object_get(v, "name")), name))
-            q = json_incref(v);
+    json_array_foreach(
+        qs, i, v) if (!strcmp(json_string_value(json_object_get(v, "name")),
+                              name)) q = json_incref(v);
     json_decref(qs);
     return q;
 }
@@ -308,14 +308,17 @@ t_snapshot_and_deltas(void **state)
     assert_int_equal(s_int(q, "running"), 4);
     json_decref(q);
     json_array_clear(qs);
-    json_array_append_new(qs, json_loads(
-        "{\"name\": \"q\", \"queued\": 2, \"scheduled\": 1}", 0, NULL));
+    json_array_append_new(
+        qs, json_loads("{\"name\": \"q\", \"queued\": 2, \"scheduled\": 1}", 0,
+                       NULL));
     json_decref(qs);
 
     /* Worker w2 is no longer listed: it is gone. */
-    json_object_set_new(snap, "workers", json_loads(
-        "[{\"name\": \"w1\", \"concurrency\": 4, \"queues\": [\"q\"]}]", 0,
-        NULL));
+    json_object_set_new(
+        snap, "workers",
+        json_loads(
+            "[{\"name\": \"w1\", \"concurrency\": 4, \"queues\": [\"q\"]}]", 0,
+            NULL));
     assert_int_equal(collector_state_snapshot(st, 0, snap, 1000100), 0);
     ws = collector_state_workers(st, 1000100);
     assert_string_equal(
@@ -490,9 +493,9 @@ t_store_history(void **state)
         ev.worker = dv_str("w1");
         ev.attempt = a;
         s_record(store, ev);
-        s_record(store, s_failed(JOB_A, a, a == 1 ? DV_STATE_SCHEDULED
-                                                  : DV_STATE_DEAD,
-                                 DV_CAT_TIMEOUT));
+        s_record(store,
+                 s_failed(JOB_A, a, a == 1 ? DV_STATE_SCHEDULED : DV_STATE_DEAD,
+                          DV_CAT_TIMEOUT));
     }
     ev = s_ev("job.dead", JOB_A, "q", "t");
     ev.worker = dv_str("w1");
@@ -579,12 +582,13 @@ t_store_history(void **state)
     json_decref(fails);
     char inst[64];
     uint64_t seq = 0;
-    assert_int_equal(collector_store_broker_load(store, BROKER, inst,
-                                                 sizeof inst, &seq), 1);
+    assert_int_equal(
+        collector_store_broker_load(store, BROKER, inst, sizeof inst, &seq), 1);
     assert_string_equal(inst, INST);
     assert_true(seq > 0);
-    assert_int_equal(collector_store_broker_load(store, "ipc:///x", inst,
-                                                 sizeof inst, &seq), 0);
+    assert_int_equal(
+        collector_store_broker_load(store, "ipc:///x", inst, sizeof inst, &seq),
+        0);
 
     /* Retention: everything older than the cutoff goes, in chunks. */
     assert_int_equal(collector_store_expire(store, 0, 100), 0);
@@ -638,8 +642,8 @@ t_query_args(void **state)
         { "jobs", "[1, 2]", "args", 400 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        json_t *args = cases[i].args ? json_loads(cases[i].args, 0, NULL)
-                                     : NULL;
+        json_t *args =
+            cases[i].args ? json_loads(cases[i].args, 0, NULL) : NULL;
         int status;
         char why[256];
         json_t *body = collector_query_run(&q, cases[i].verb, args, 5000,
@@ -651,7 +655,8 @@ t_query_args(void **state)
     }
     /* Good arguments, numbers as strings (HTTP), since as a duration. */
     json_t *args = json_loads("{\"limit\": \"5\", \"since\": \"10m\","
-                              " \"state\": \"dead\"}", 0, NULL);
+                              " \"state\": \"dead\"}",
+                              0, NULL);
     int status;
     char why[256];
     json_t *body = collector_query_run(&q, "jobs", args, 5000000, &status, why,
@@ -660,8 +665,8 @@ t_query_args(void **state)
     assert_int_equal(s_int(body, "limit"), 5);
     json_decref(body);
     json_decref(args);
-    static const char *verbs[] = { "status", "workers", "queues", "keys",
-                                   "health", "running" };
+    static const char *verbs[] = { "status", "workers", "queues",
+                                   "keys",   "health",  "running" };
     for (size_t i = 0; i < 6; i++) {
         body = collector_query_run(&q, verbs[i], NULL, 5000, &status, why,
                                    sizeof why);
