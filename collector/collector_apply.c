@@ -84,7 +84,7 @@ s_on_worker_event(collector_state_t *self, int b, const dv_event_t *ev,
     if (joined || beat) {
         json_t *body = s_body(ev);
         if (body)
-            rc = collector_worker_fill(w, body);
+            rc = collector_state_worker_fill(w, body);
         json_decref(body);
         if (joined) {
             w->joined_ms = ev->ts_ms ? ev->ts_ms : now_ms;
@@ -140,9 +140,9 @@ s_count(const s_job_ctx_t *c, int outcome)
 static void
 s_rate(collector_state_t *self, const s_job_ctx_t *c, int64_t now_ms, int kind)
 {
-    collector_ring_add(self->ring, now_ms, kind);
+    collector_stats_ring_add(self->ring, now_ms, kind);
     if (c->q)
-        collector_ring_add(&c->q->ring, now_ms, kind);
+        collector_stats_ring_add(&c->q->ring, now_ms, kind);
 }
 
 static void
@@ -165,11 +165,11 @@ s_on_started(collector_state_t *self, int b, const s_job_ctx_t *c,
 {
     int rc = 0;
     if (c->q)
-        collector_lat_record(&c->q->wait, now_ms, ev->wait_ms);
+        collector_stats_lat_record(&c->q->wait, now_ms, ev->wait_ms);
     if (c->t)
-        collector_lat_record(&c->t->wait, now_ms, ev->wait_ms);
+        collector_stats_lat_record(&c->t->wait, now_ms, ev->wait_ms);
     if (c->s)
-        collector_prom_record(&c->s->wait, ev->wait_ms);
+        collector_stats_prom_record(&c->s->wait, ev->wait_ms);
     collector_run_t *r = collector_state_run(self, b, ev, true);
     if (r) {
         r->attempt = ev->attempt;
@@ -215,11 +215,11 @@ s_on_attempt_end(collector_state_t *self, int b, const s_job_ctx_t *c,
         run_ms = ev->ts_ms - r->started_ms;
     if (run_ms > 0 || r) {
         if (c->q)
-            collector_lat_record(&c->q->run, now_ms, run_ms);
+            collector_stats_lat_record(&c->q->run, now_ms, run_ms);
         if (c->t)
-            collector_lat_record(&c->t->run, now_ms, run_ms);
+            collector_stats_lat_record(&c->t->run, now_ms, run_ms);
         if (c->s)
-            collector_prom_record(&c->s->run, run_ms);
+            collector_stats_prom_record(&c->s->run, run_ms);
     }
     s_rate(self, c, now_ms,
            ok ? COLLECTOR_RATE_SUCCEEDED : COLLECTOR_RATE_FAILED);

@@ -12,6 +12,8 @@
  *   collector_views.c    the JSON views (query answers) and the log dump
  *   collector_metrics.c  /metrics in the Prometheus text format
  *
+ * A function shared between these files is named after the file that
+ * defines it (collector_state_*, collector_stats_*, collector_views_*).
  * Everything here belongs to the loop thread.
  */
 #ifndef COLLECTOR_INTERNAL_H
@@ -64,7 +66,7 @@ typedef struct {
 
 /* Prometheus buckets: this many upper bounds, then +Inf. */
 #define COLLECTOR_PROM_BUCKETS 13
-extern const char *const collector_prom_le[COLLECTOR_PROM_BUCKETS];
+extern const char *const collector_stats_prom_le[COLLECTOR_PROM_BUCKETS];
 
 typedef struct {
     uint64_t counts[COLLECTOR_PROM_BUCKETS + 1]; /* not cumulative */
@@ -72,21 +74,22 @@ typedef struct {
     double sum_s;
 } collector_prom_hist_t;
 
-void collector_ring_add(collector_ring_t *r, int64_t now_ms, int kind);
+void collector_stats_ring_add(collector_ring_t *r, int64_t now_ms, int kind);
 
 /* {submitted, succeeded, failed, dead: [1m, 5m, 15m]} in jobs/s; until the
  * collector has run a whole window (since started_ms), divided by what it
  * has run. New reference, or NULL when out of memory. */
-json_t *collector_ring_json(const collector_ring_t *r, int64_t started_ms,
-                            int64_t now_ms);
+json_t *collector_stats_ring_json(const collector_ring_t *r, int64_t started_ms,
+                                  int64_t now_ms);
 
-void collector_lat_record(collector_lat_t *l, int64_t now_ms, int64_t value_ms);
+void collector_stats_lat_record(collector_lat_t *l, int64_t now_ms,
+                                int64_t value_ms);
 
 /* {count, p50, p95, p99, max} over the current and previous window. New
  * reference, or NULL when out of memory. */
-json_t *collector_lat_json(const collector_lat_t *l, int64_t now_ms);
+json_t *collector_stats_lat_json(const collector_lat_t *l, int64_t now_ms);
 
-void collector_prom_record(collector_prom_hist_t *h, int64_t ms);
+void collector_stats_prom_record(collector_prom_hist_t *h, int64_t ms);
 
 /* ---- the state ----------------------------------------------------------- */
 
@@ -100,7 +103,7 @@ enum {
     COLLECTOR_OUT_RETRIED,
     COLLECTOR_OUT_KINDS
 };
-extern const char *const collector_outcome_names[COLLECTOR_OUT_KINDS];
+extern const char *const collector_state_outcome_names[COLLECTOR_OUT_KINDS];
 
 /* One broker's view of a queue. */
 typedef struct {
@@ -213,7 +216,8 @@ collector_series_t *collector_state_series(collector_state_t *self,
                                            const char *queue, const char *type);
 
 /* Writes the workers map key of worker name of broker b. */
-void collector_worker_key(int b, const char *name, char *key, size_t size);
+void collector_state_worker_key(int b, const char *name, char *key,
+                                size_t size);
 
 /* Worker name of broker b; made if new and create (NULL when out of
  * memory), else NULL if unknown. */
@@ -227,26 +231,27 @@ collector_run_t *collector_state_run(collector_state_t *self, int b,
 
 /* Fills a worker from a heartbeat or joined body, or a snapshot entry.
  * Returns 0, or -1 when out of memory (the host was not updated). */
-int collector_worker_fill(collector_worker_t *w, const json_t *o);
+int collector_state_worker_fill(collector_worker_t *w, const json_t *o);
 
 /* Online or draining (not left, not expired). */
-bool collector_worker_online(const collector_worker_t *w);
+bool collector_state_worker_online(const collector_worker_t *w);
 
 /* "busy", "idle", "draining", "left" or "expired". */
-const char *collector_worker_state_name(const collector_worker_t *w);
+const char *collector_state_worker_state(const collector_worker_t *w);
 
 /* "up", "unreachable", "connecting", or without a clients endpoint "up"
  * once heard, else "waiting". */
-const char *collector_broker_state_name(const collector_broker_t *br);
+const char *collector_state_broker_state(const collector_broker_t *br);
 
 /* A queue's queued, scheduled and running summed over all brokers. */
-void collector_queue_depth(const collector_state_t *self,
-                           const collector_queue_t *q, int64_t v[3]);
+void collector_state_queue_depth(const collector_state_t *self,
+                                 const collector_queue_t *q, int64_t v[3]);
 
 /* Members of a JSON object: a number as an integer (dflt if absent or not
  * a number); a string (NULL if absent or not a string). */
-int64_t collector_json_int(const json_t *o, const char *key, int64_t dflt);
-const char *collector_json_str(const json_t *o, const char *key);
+int64_t collector_state_json_int(const json_t *o, const char *key,
+                                 int64_t dflt);
+const char *collector_state_json_str(const json_t *o, const char *key);
 
 /* ---- API keys (collector_views.c) ---------------------------------------- */
 
@@ -259,6 +264,6 @@ typedef struct {
 
 /* The keys the online workers report, by id and hash: a new map of
  * collector_key_t, or NULL when out of memory. Caller destroys it. */
-collector_map_t *collector_keys_collect(const collector_state_t *self);
+collector_map_t *collector_views_keys(const collector_state_t *self);
 
 #endif

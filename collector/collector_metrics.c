@@ -55,7 +55,8 @@ s_prom_hist(FILE *out, const char *name, const collector_series_t *s,
         cum += h->counts[i];
         s_series_open(out, sample, s);
         fprintf(out, "\",le=\"%s\"} %" PRIu64 "\n",
-                i < COLLECTOR_PROM_BUCKETS ? collector_prom_le[i] : "+Inf",
+                i < COLLECTOR_PROM_BUCKETS ? collector_stats_prom_le[i]
+                                           : "+Inf",
                 cum);
     }
     snprintf(sample, sizeof sample, "%s_sum", name);
@@ -78,7 +79,7 @@ s_jobs(const collector_state_t *self, FILE *out)
         for (int k = 0; k < COLLECTOR_OUT_KINDS; k++) {
             s_series_open(out, "drover_jobs_total", s);
             fprintf(out, "\",outcome=\"%s\"} %" PRIu64 "\n",
-                    collector_outcome_names[k], s->totals[k]);
+                    collector_state_outcome_names[k], s->totals[k]);
         }
     }
     s_family(out, "drover_job_duration_seconds", "histogram",
@@ -100,7 +101,7 @@ s_jobs(const collector_state_t *self, FILE *out)
     COLLECTOR_EACH(q, self->queues)
     {
         int64_t v[3];
-        collector_queue_depth(self, q, v);
+        collector_state_queue_depth(self, q, v);
         static const char *names[] = { "queued", "scheduled", "running" };
         for (int i = 0; i < 3; i++) {
             fputs("drover_queue_depth{queue=\"", out);
@@ -121,14 +122,14 @@ s_workers(const collector_state_t *self, FILE *out, int64_t now_ms)
     static const char *wstates[] = { "busy", "idle", "draining", "offline" };
     for (size_t i = 0; i < sizeof wstates / sizeof wstates[0]; i++)
         fprintf(out, "drover_workers{state=\"%s\"} %" PRId64 "\n", wstates[i],
-                collector_json_int(sum, wstates[i], 0));
+                collector_state_json_int(sum, wstates[i], 0));
     json_decref(sum);
     s_family(out, "drover_worker_busy", "gauge",
              "Child processes running a job, per worker.");
     const collector_worker_t *w;
     COLLECTOR_EACH(w, self->workers)
     {
-        if (!collector_worker_online(w))
+        if (!collector_state_worker_online(w))
             continue;
         fputs("drover_worker_busy{worker=\"", out);
         s_label(out, w->name);
@@ -143,7 +144,7 @@ s_workers(const collector_state_t *self, FILE *out, int64_t now_ms)
 static int
 s_keys(const collector_state_t *self, FILE *out)
 {
-    collector_map_t *keys = collector_keys_collect(self);
+    collector_map_t *keys = collector_views_keys(self);
     if (!keys)
         return -1;
     const collector_key_t *k;
@@ -154,7 +155,7 @@ s_keys(const collector_state_t *self, FILE *out)
         static const char *ks[] = { "ok", "cooling", "disabled" };
         for (int i = 0; i < 3; i++) {
             fputs("drover_key_state{key=\"", out);
-            s_label(out, collector_json_str(k->o, "id"));
+            s_label(out, collector_state_json_str(k->o, "id"));
             fprintf(out, "\",state=\"%s\"} %" PRId64 "\n", ks[i], k->states[i]);
         }
     }
@@ -166,9 +167,9 @@ s_keys(const collector_state_t *self, FILE *out)
         static const char *kl[] = { "ok", "rate_limited", "error" };
         for (int i = 0; i < 3; i++) {
             fputs("drover_key_requests_total{key=\"", out);
-            s_label(out, collector_json_str(k->o, "id"));
+            s_label(out, collector_state_json_str(k->o, "id"));
             fprintf(out, "\",outcome=\"%s\"} %" PRId64 "\n", kl[i],
-                    collector_json_int(k->o, ko[i], 0));
+                    collector_state_json_int(k->o, ko[i], 0));
         }
     }
     collector_map_destroy(&keys);

@@ -16,7 +16,7 @@
 
 #include "collector_internal.h"
 
-const char *const collector_outcome_names[COLLECTOR_OUT_KINDS] = {
+const char *const collector_state_outcome_names[COLLECTOR_OUT_KINDS] = {
     "submitted", "succeeded", "failed", "dead", "cancelled", "retried"
 };
 
@@ -158,7 +158,7 @@ collector_state_series(collector_state_t *self, const char *queue,
 }
 
 void
-collector_worker_key(int b, const char *name, char *key, size_t size)
+collector_state_worker_key(int b, const char *name, char *key, size_t size)
 {
     snprintf(key, size, "%d\x1f%s", b, name);
 }
@@ -168,7 +168,7 @@ collector_state_worker(collector_state_t *self, int b, const char *name,
                        bool create)
 {
     char key[COLLECTOR_WORKER_KEY_MAX];
-    collector_worker_key(b, name, key, sizeof key);
+    collector_state_worker_key(b, name, key, sizeof key);
     collector_worker_t *w = collector_map_get(self->workers, key);
     if (w || !create)
         return w;
@@ -221,10 +221,10 @@ collector_state_run(collector_state_t *self, int b, const dv_event_t *ev,
 /* ---- workers ------------------------------------------------------------- */
 
 int
-collector_worker_fill(collector_worker_t *w, const json_t *o)
+collector_state_worker_fill(collector_worker_t *w, const json_t *o)
 {
     int rc = 0;
-    const char *host = collector_json_str(o, "host");
+    const char *host = collector_state_json_str(o, "host");
     if (host && (!w->host || strcmp(w->host, host))) {
         char *copy = strdup(host);
         if (copy) {
@@ -234,14 +234,14 @@ collector_worker_fill(collector_worker_t *w, const json_t *o)
             rc = -1;
         }
     }
-    w->pid = collector_json_int(o, "pid", w->pid);
-    w->concurrency = collector_json_int(o, "concurrency", w->concurrency);
-    w->credit = collector_json_int(o, "credit", w->credit);
-    w->running = collector_json_int(o, "running", w->running);
-    w->processed = collector_json_int(o, "processed", w->processed);
-    w->failed = collector_json_int(o, "failed", w->failed);
-    w->busy = collector_json_int(o, "busy", w->busy);
-    w->idle = collector_json_int(o, "idle", w->idle);
+    w->pid = collector_state_json_int(o, "pid", w->pid);
+    w->concurrency = collector_state_json_int(o, "concurrency", w->concurrency);
+    w->credit = collector_state_json_int(o, "credit", w->credit);
+    w->running = collector_state_json_int(o, "running", w->running);
+    w->processed = collector_state_json_int(o, "processed", w->processed);
+    w->failed = collector_state_json_int(o, "failed", w->failed);
+    w->busy = collector_state_json_int(o, "busy", w->busy);
+    w->idle = collector_state_json_int(o, "idle", w->idle);
     json_t *qs = json_object_get(o, "queues");
     if (json_is_array(qs)) {
         json_decref(w->queues);
@@ -256,13 +256,13 @@ collector_worker_fill(collector_worker_t *w, const json_t *o)
 }
 
 bool
-collector_worker_online(const collector_worker_t *w)
+collector_state_worker_online(const collector_worker_t *w)
 {
     return w->state == COLLECTOR_W_ONLINE || w->state == COLLECTOR_W_DRAINING;
 }
 
 const char *
-collector_worker_state_name(const collector_worker_t *w)
+collector_state_worker_state(const collector_worker_t *w)
 {
     if (w->state != COLLECTOR_W_ONLINE)
         return s_wstate_names[w->state];
@@ -290,7 +290,7 @@ collector_state_tick(collector_state_t *self, int64_t now_ms)
 /* ---- helpers ------------------------------------------------------------- */
 
 const char *
-collector_broker_state_name(const collector_broker_t *br)
+collector_state_broker_state(const collector_broker_t *br)
 {
     if (!br->clients_ep)
         return br->heard ? "up" : "waiting";
@@ -300,8 +300,8 @@ collector_broker_state_name(const collector_broker_t *br)
 }
 
 void
-collector_queue_depth(const collector_state_t *self, const collector_queue_t *q,
-                      int64_t v[3])
+collector_state_queue_depth(const collector_state_t *self,
+                            const collector_queue_t *q, int64_t v[3])
 {
     v[0] = v[1] = v[2] = 0;
     for (int b = 0; b < self->nbrokers; b++) {
@@ -312,7 +312,7 @@ collector_queue_depth(const collector_state_t *self, const collector_queue_t *q,
 }
 
 int64_t
-collector_json_int(const json_t *o, const char *key, int64_t dflt)
+collector_state_json_int(const json_t *o, const char *key, int64_t dflt)
 {
     const json_t *v = json_object_get(o, key);
     if (json_is_integer(v))
@@ -323,7 +323,7 @@ collector_json_int(const json_t *o, const char *key, int64_t dflt)
 }
 
 const char *
-collector_json_str(const json_t *o, const char *key)
+collector_state_json_str(const json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
 }

@@ -25,13 +25,13 @@ static const int s_windows[] = { 60, 300, 900 };
 static const int64_t s_bucket_ms[COLLECTOR_PROM_BUCKETS] = {
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
 };
-const char *const collector_prom_le[COLLECTOR_PROM_BUCKETS] = {
+const char *const collector_stats_prom_le[COLLECTOR_PROM_BUCKETS] = {
     "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
     "1",     "2.5",  "5",     "10",   "30",  "60"
 };
 
 void
-collector_ring_add(collector_ring_t *r, int64_t now_ms, int kind)
+collector_stats_ring_add(collector_ring_t *r, int64_t now_ms, int kind)
 {
     int64_t sec = now_ms / 1000;
     size_t i = (size_t)(sec % COLLECTOR_RING);
@@ -62,8 +62,8 @@ s_ring_rate(const collector_ring_t *r, int64_t started_ms, int64_t now_ms,
 }
 
 json_t *
-collector_ring_json(const collector_ring_t *r, int64_t started_ms,
-                    int64_t now_ms)
+collector_stats_ring_json(const collector_ring_t *r, int64_t started_ms,
+                          int64_t now_ms)
 {
     json_t *o = json_object();
     int rc = o ? 0 : -1;
@@ -83,7 +83,7 @@ collector_ring_json(const collector_ring_t *r, int64_t started_ms,
 }
 
 void
-collector_lat_record(collector_lat_t *l, int64_t now_ms, int64_t value_ms)
+collector_stats_lat_record(collector_lat_t *l, int64_t now_ms, int64_t value_ms)
 {
     int64_t e = now_ms / COLLECTOR_LAT_WINDOW_MS;
     int i = (int)(e & 1);
@@ -95,7 +95,7 @@ collector_lat_record(collector_lat_t *l, int64_t now_ms, int64_t value_ms)
 }
 
 json_t *
-collector_lat_json(const collector_lat_t *l, int64_t now_ms)
+collector_stats_lat_json(const collector_lat_t *l, int64_t now_ms)
 {
     int64_t e = now_ms / COLLECTOR_LAT_WINDOW_MS;
     dv_hist_t *m = calloc(1, sizeof *m);
@@ -120,7 +120,7 @@ collector_lat_json(const collector_lat_t *l, int64_t now_ms)
 }
 
 void
-collector_prom_record(collector_prom_hist_t *h, int64_t ms)
+collector_stats_prom_record(collector_prom_hist_t *h, int64_t ms)
 {
     size_t i = 0;
     while (i < COLLECTOR_PROM_BUCKETS && ms > s_bucket_ms[i])

@@ -154,7 +154,7 @@ s_snapshot_queues(collector_state_t *self, int b, const json_t *st)
     json_t *o;
     json_array_foreach(json_object_get(st, "queues"), i, o)
     {
-        const char *name = collector_json_str(o, "name");
+        const char *name = collector_state_json_str(o, "name");
         if (!name || strlen(name) > DV_NAME_MAX)
             continue; /* not a queue name the broker could have */
         q = collector_state_queue(self, name);
@@ -164,12 +164,12 @@ s_snapshot_queues(collector_state_t *self, int b, const json_t *st)
         }
         collector_depth_t *d = &q->per[b];
         d->present = true;
-        d->queued = collector_json_int(o, "queued", 0);
-        d->scheduled = collector_json_int(o, "scheduled", 0);
-        d->running = collector_json_int(o, "running", 0);
+        d->queued = collector_state_json_int(o, "queued", 0);
+        d->scheduled = collector_state_json_int(o, "scheduled", 0);
+        d->running = collector_state_json_int(o, "running", 0);
         d->paused = json_is_true(json_object_get(o, "paused"));
         d->rate = json_number_value(json_object_get(o, "rate"));
-        d->max_running = collector_json_int(o, "max_running", 0);
+        d->max_running = collector_state_json_int(o, "max_running", 0);
         d->prefetched = d->running;
     }
     /* Leased but not started: running minus the jobs seen starting. */
@@ -195,17 +195,17 @@ s_snapshot_workers(collector_state_t *self, int b, const json_t *st,
     collector_worker_t *w;
     COLLECTOR_EACH(w, self->workers)
     {
-        w->unseen = w->broker == b && collector_worker_online(w);
+        w->unseen = w->broker == b && collector_state_worker_online(w);
     }
     size_t i;
     json_t *o;
     json_array_foreach(json_object_get(st, "workers"), i, o)
     {
-        const char *name = collector_json_str(o, "name");
+        const char *name = collector_state_json_str(o, "name");
         if (!name)
             continue;
         w = collector_state_worker(self, b, name, true);
-        if (!w || collector_worker_fill(w, o) != 0)
+        if (!w || collector_state_worker_fill(w, o) != 0)
             rc = -1;
         if (!w)
             continue;
@@ -274,7 +274,7 @@ s_prune_running(collector_state_t *self, int b)
         }
         const collector_worker_t *w =
             *wn ? collector_state_worker(self, b, wn, false) : NULL;
-        if (w && collector_worker_online(w) && kept < w->running)
+        if (w && collector_state_worker_online(w) && kept < w->running)
             kept++;
         else
             v[ndrop++] = v[i];

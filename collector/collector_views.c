@@ -31,8 +31,8 @@ static const char *s_sort_key;
 static int
 s_cmp_by_key(const void *a, const void *b)
 {
-    const char *x = collector_json_str(*(json_t *const *)a, s_sort_key);
-    const char *y = collector_json_str(*(json_t *const *)b, s_sort_key);
+    const char *x = collector_state_json_str(*(json_t *const *)a, s_sort_key);
+    const char *y = collector_state_json_str(*(json_t *const *)b, s_sort_key);
     return strcmp(x ? x : "", y ? y : "");
 }
 
@@ -117,7 +117,7 @@ collector_state_brokers(const collector_state_t *self, int64_t now_ms)
         json_t *o = json_pack(
             "{s:s, s:s?, s:s, s:s, s:b, s:I, s:I, s:I}", "endpoint",
             br->events_ep, "clients", br->clients_ep, "instance", br->instance,
-            "state", collector_broker_state_name(br), "synced", br->synced,
+            "state", collector_state_broker_state(br), "synced", br->synced,
             "last_seq", (json_int_t)br->last_seq, "events",
             (json_int_t)br->events, "gaps", (json_int_t)br->gaps);
         rc |= json_object_set_new(
@@ -143,12 +143,12 @@ collector_state_worker_summary(const collector_state_t *self, int64_t now_ms)
     const collector_worker_t *w;
     COLLECTOR_EACH(w, self->workers)
     {
-        if (!collector_worker_online(w)) {
+        if (!collector_state_worker_online(w)) {
             offline++;
             continue;
         }
         online++;
-        const char *st = collector_worker_state_name(w);
+        const char *st = collector_state_worker_state(w);
         if (!strcmp(st, "busy"))
             busy++;
         else if (!strcmp(st, "idle"))
@@ -212,7 +212,7 @@ s_jobs_by_worker(const collector_state_t *self)
         if (rc || !r->worker)
             continue;
         char key[COLLECTOR_WORKER_KEY_MAX];
-        collector_worker_key(r->broker, r->worker, key, sizeof key);
+        collector_state_worker_key(r->broker, r->worker, key, sizeof key);
         s_jobs_t *j = collector_map_get(jobs, key);
         if (!j) {
             j = calloc(1, sizeof *j);
@@ -242,7 +242,7 @@ s_worker_json(const collector_state_t *self, const void *item, const void *ctx,
     json_t *o = json_pack(
         "{s:s, s:s, s:s?, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:O*}", "name",
         w->name, "broker", self->brokers[w->broker].events_ep, "host", w->host,
-        "pid", (json_int_t)w->pid, "state", collector_worker_state_name(w),
+        "pid", (json_int_t)w->pid, "state", collector_state_worker_state(w),
         "concurrency", (json_int_t)w->concurrency, "credit",
         (json_int_t)w->credit, "running", (json_int_t)w->running, "processed",
         (json_int_t)w->processed, "failed", (json_int_t)w->failed, "queues",
@@ -313,7 +313,7 @@ s_totals_json(const uint64_t *totals)
     json_t *o = json_object();
     int rc = o ? 0 : -1;
     for (int k = 0; k < COLLECTOR_OUT_KINDS; k++)
-        rc |= json_object_set_new(o, collector_outcome_names[k],
+        rc |= json_object_set_new(o, collector_state_outcome_names[k],
                                   json_integer((json_int_t)totals[k]));
     return s_done(o, rc);
 }
@@ -325,9 +325,10 @@ s_latency_members(json_t *o, const collector_lat_t *wait,
                   const collector_lat_t *run, const uint64_t *totals,
                   int64_t now_ms)
 {
-    int rc =
-        json_object_set_new(o, "wait_ms", collector_lat_json(wait, now_ms));
-    rc |= json_object_set_new(o, "run_ms", collector_lat_json(run, now_ms));
+    int rc = json_object_set_new(o, "wait_ms",
+                                 collector_stats_lat_json(wait, now_ms));
+    rc |=
+        json_object_set_new(o, "run_ms", collector_stats_lat_json(run, now_ms));
     rc |= json_object_set_new(o, "totals", s_totals_json(totals));
     return rc;
 }
@@ -367,7 +368,8 @@ s_queue_json(const collector_state_t *self, const void *item, const void *ctx,
         "max_running", (json_int_t)max_running, "workers",
         s_serving(self, -1, q->name), "brokers", brokers);
     rc |= json_object_set_new(
-        o, "rates", collector_ring_json(&q->ring, self->started_ms, now_ms));
+        o, "rates",
+        collector_stats_ring_json(&q->ring, self->started_ms, now_ms));
     rc |= s_latency_members(o, &q->wait, &q->run, q->totals, now_ms);
     return s_done(o, rc);
 }
@@ -400,7 +402,7 @@ collector_state_types(const collector_state_t *self, int64_t now_ms)
 json_t *
 collector_state_rates(const collector_state_t *self, int64_t now_ms)
 {
-    return collector_ring_json(self->ring, self->started_ms, now_ms);
+    return collector_stats_ring_json(self->ring, self->started_ms, now_ms);
 }
 
 /* ---- keys ---------------------------------------------------------------- */
@@ -456,12 +458,12 @@ s_key_add(collector_key_t *e, const json_t *k)
 {
     int rc = json_object_set_new(
         e->o, "workers",
-        json_integer(collector_json_int(e->o, "workers", 0) + 1));
+        json_integer(collector_state_json_int(e->o, "workers", 0) + 1));
     static const char *const counts[] = { "requests", "ok", "rate_limited",
                                           "errors", "tokens" };
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
         rc |= s_add_int(e->o, counts[i], k);
-    const char *st = collector_json_str(k, "state");
+    const char *st = collector_state_json_str(k, "state");
     if (st && !strcmp(st, "cooling"))
         e->states[1]++;
     else if (st && !strcmp(st, "disabled"))
@@ -472,24 +474,24 @@ s_key_add(collector_key_t *e, const json_t *k)
 }
 
 collector_map_t *
-collector_keys_collect(const collector_state_t *self)
+collector_views_keys(const collector_state_t *self)
 {
     collector_map_t *keys = collector_map_new(s_key_free);
     int rc = keys ? 0 : -1;
     const collector_worker_t *w;
     COLLECTOR_EACH(w, self->workers)
     {
-        if (rc || !collector_worker_online(w) || !w->metrics)
+        if (rc || !collector_state_worker_online(w) || !w->metrics)
             continue;
         size_t i;
         json_t *k;
         json_array_foreach(json_object_get(w->metrics, "keys"), i, k)
         {
-            const char *id = collector_json_str(k, "id");
+            const char *id = collector_state_json_str(k, "id");
             if (!id)
                 continue;
             collector_key_t *e =
-                s_key_entry(keys, id, collector_json_str(k, "hash"));
+                s_key_entry(keys, id, collector_state_json_str(k, "hash"));
             rc |= e ? s_key_add(e, k) : -1;
         }
     }
@@ -527,7 +529,7 @@ s_key_json(const collector_state_t *self, const void *item, const void *ctx,
 json_t *
 collector_state_keys(const collector_state_t *self, int64_t now_ms)
 {
-    collector_map_t *keys = collector_keys_collect(self);
+    collector_map_t *keys = collector_views_keys(self);
     json_t *out = s_listing(self, keys, s_key_json, NULL, "id", now_ms);
     collector_map_destroy(&keys);
     return out;
@@ -578,7 +580,7 @@ collector_state_health(const collector_state_t *self, int64_t now_ms)
             rc |= s_reason(reasons, text);
         }
     }
-    collector_map_t *keys = collector_keys_collect(self);
+    collector_map_t *keys = collector_views_keys(self);
     int nkeys = 0, usable = 0, cooling = 0;
     const collector_key_t *k;
     if (!keys)
@@ -650,7 +652,7 @@ collector_state_dump(const collector_state_t *self, int64_t now_ms)
         dv_log(
             DV_INFO, "collector.dump_broker", DV_STR("broker", br->events_ep),
             DV_STR("clients", br->clients_ep), DV_STR("instance", br->instance),
-            DV_STR("state", collector_broker_state_name(br)),
+            DV_STR("state", collector_state_broker_state(br)),
             DV_BOOL("synced", br->synced), DV_INT("last_seq", br->last_seq),
             DV_INT("events", br->events), DV_INT("gaps", br->gaps),
             DV_INT("silent_ms",
@@ -660,7 +662,7 @@ collector_state_dump(const collector_state_t *self, int64_t now_ms)
     COLLECTOR_EACH(q, self->queues)
     {
         int64_t v[3];
-        collector_queue_depth(self, q, v);
+        collector_state_queue_depth(self, q, v);
         dv_log(DV_INFO, "collector.dump_queue", DV_STR("queue", q->name),
                DV_INT("queued", v[0]), DV_INT("scheduled", v[1]),
                DV_INT("running", v[2]),
@@ -673,7 +675,7 @@ collector_state_dump(const collector_state_t *self, int64_t now_ms)
     {
         dv_log(DV_INFO, "collector.dump_worker", DV_STR("worker", w->name),
                DV_STR("broker", self->brokers[w->broker].events_ep),
-               DV_STR("state", collector_worker_state_name(w)),
+               DV_STR("state", collector_state_worker_state(w)),
                DV_INT("busy", w->busy), DV_INT("running", w->running),
                DV_INT("processed", w->processed),
                DV_INT("heartbeat_age_ms", now_ms - w->last_seen_ms));
