@@ -25,25 +25,28 @@
 /* Retention runs this often, and deletes at most this many rows a run (a
  * run that hits the limit runs again a second later). */
 #define S_EXPIRE_EVERY_MS 60000
-#define S_EXPIRE_ROWS 10000
+#define S_EXPIRE_ROWS     10000
 /* After a failed snapshot request, the next one waits this long. */
 #define S_RETRY_MS 1000
 
 typedef struct {
-    void *sub;               /* events */
-    void *dealer;            /* status requests; NULL without endpoint */
+    void *sub;    /* events */
+    void *dealer; /* status requests; NULL without endpoint */
     const char *clients_ep;
-    uint64_t req;            /* request in flight, 0 if none */
-    int64_t sent_mono;       /* when it was sent */
-    int64_t next_mono;       /* next periodic snapshot */
-    int64_t retry_mono;      /* no request before this (after a failure) */
-    bool again;              /* a gap came while a request was in flight */
-    bool dirty;              /* events this pass: save its sequence */
+    uint64_t req;       /* request in flight, 0 if none */
+    int64_t sent_mono;  /* when it was sent */
+    int64_t next_mono;  /* next periodic snapshot */
+    int64_t retry_mono; /* no request before this (after a failure) */
+    bool again;         /* a gap came while a request was in flight */
+    bool dirty;         /* events this pass: save its sequence */
     /* Gaps seen this pass, logged as one line after it: a slow consumer
      * loses events in many small runs, one line each would flood the log. */
     uint64_t gap_from, gap_to, gap_missed;
     int gap_runs;
-    bool down;               /* last request failed */
+    /* Events this pass that could not be applied in full (out of memory),
+     * logged as one line after it too, with the first one's number. */
+    uint64_t partial, partial_seq;
+    bool down; /* last request failed */
 } s_link_t;
 
 struct collector_t {
@@ -224,16 +227,23 @@ s_log_gap(const char *endpoint, const char *instance, uint64_t from,
           uint64_t to, uint64_t missed, int runs, const char *why)
 {
     dv_log(DV_WARN, "collector.gap", DV_STR("broker", endpoint),
-           DV_STR("instance", instance), DV_INT("from", from),
-           DV_INT("to", to), DV_INT("missed", missed), DV_INT("runs", runs),
-           DV_STR("why", why));
+           DV_STR("instance", instance), DV_INT("from", from), DV_INT("to", to),
+           DV_INT("missed", missed), DV_INT("runs", runs), DV_STR("why", why));
 }
 
-/* Logs the gaps broker b had this pass, if any. */
+/* Logs the gaps broker b had this pass, if any, and the events it could
+ * not apply in full. */
 static void
 s_flush_gaps(collector_t *self, int b)
 {
     s_link_t *l = &self->links[b];
+    if (l->partial) {
+        dv_log(DV_WARN, "collector.event_incomplete",
+               DV_STR("broker", self->cfg.events[b]),
+               DV_INT("seq", l->partial_seq), DV_INT("events", l->partial),
+               DV_STR("error", "out of memory; a snapshot will repair it"));
+        l->partial = 0;
+    }
     if (!l->gap_runs)
         return;
     s_log_gap(self->cfg.events[b],
@@ -288,7 +298,10 @@ s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now)
     }
     if ((r == COLLECTOR_SEQ_GAP || r == COLLECTOR_SEQ_RESTART) && l->req)
         l->again = true; /* the answer in flight may predate the gap */
-    int64_t run_ms = collector_state_apply(self->state, b, ev, now);
+    int64_t run_ms = 0;
+    if (collector_state_apply(self->state, b, ev, now, &run_ms) != 0 &&
+        !l->partial++)
+        l->partial_seq = ev->seq;
     collector_store_event(self->store, ep, ev, run_ms);
     l->dirty = true;
 }
@@ -358,8 +371,8 @@ s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
                      int64_t mono)
 {
     s_link_t *l = &self->links[b];
-    uint64_t req = msg->type == DV_MSG_REPLY ? msg->u.reply.req
-                                             : msg->u.error.req;
+    uint64_t req =
+        msg->type == DV_MSG_REPLY ? msg->u.reply.req : msg->u.error.req;
     if (!l->req || req != l->req)
         return; /* an answer we gave up waiting for */
     char why[512];
@@ -371,11 +384,11 @@ s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
         s_broker_failed(self, b, why, mono);
         return;
     }
-    json_t *st = msg->u.reply.body.ptr
-                     ? dv_msgpack_to_json(msg->u.reply.body.ptr,
-                                          msg->u.reply.body.len, why,
-                                          sizeof why)
-                     : NULL;
+    json_t *st =
+        msg->u.reply.body.ptr
+            ? dv_msgpack_to_json(msg->u.reply.body.ptr, msg->u.reply.body.len,
+                                 why, sizeof why)
+            : NULL;
     if (!json_is_object(st)) {
         json_decref(st);
         s_broker_failed(self, b, "status answer without a snapshot", mono);
@@ -383,20 +396,28 @@ s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
     }
     int64_t now = dv_now_ms();
     bool was_synced = !collector_state_wants_snapshot(self->state, b);
-    collector_state_snapshot(self->state, b, st, now);
+    int rc = collector_state_snapshot(self->state, b, st, now);
     collector_state_broker_answer(self->state, b, true, now, NULL);
     if (l->down)
         dv_log(DV_INFO, "collector.broker_reachable",
                DV_STR("broker", l->clients_ep));
-    dv_log(was_synced ? DV_DEBUG : DV_INFO, "collector.resynced",
-           DV_STR("broker", self->cfg.events[b]),
-           DV_STR("instance", json_string_value(json_object_get(st, "broker"))),
-           DV_INT("seq", collector_state_broker_seq(self->state, b)));
+    if (rc == 0)
+        dv_log(was_synced ? DV_DEBUG : DV_INFO, "collector.resynced",
+               DV_STR("broker", self->cfg.events[b]),
+               DV_STR("instance",
+                      json_string_value(json_object_get(st, "broker"))),
+               DV_INT("seq", collector_state_broker_seq(self->state, b)));
+    else /* the broker stays unsynced and is asked again after a pause */
+        dv_log(DV_WARN, "collector.snapshot_incomplete",
+               DV_STR("broker", self->cfg.events[b]),
+               DV_STR("error", "out of memory"));
     json_decref(st);
     l->down = false;
     l->req = 0;
     l->next_mono = mono + self->cfg.snapshot_ms;
-    if (l->again)
+    if (rc != 0)
+        l->retry_mono = mono + S_RETRY_MS;
+    else if (l->again)
         l->next_mono = mono; /* a gap came after it was asked for */
     l->again = false;
 }
@@ -468,8 +489,25 @@ s_snapshots(collector_t *self, int64_t mono)
 
 /* ---- queries ------------------------------------------------------------- */
 
+/* Logs a reply that could not be built or queued: the peer (its routing
+ * id in hex) and the request number; the peer's timeout covers the loss. */
 static void
-s_send_reply(collector_t *self, zmq_msg_t *rid, const dv_msg_t *m)
+s_reply_dropped(zmq_msg_t *rid, uint64_t req, const char *why)
+{
+    char peer[2 * 32 + 1];
+    const unsigned char *p = zmq_msg_data(rid);
+    size_t n = zmq_msg_size(rid);
+    if (n > 32)
+        n = 32;
+    for (size_t i = 0; i < n; i++)
+        snprintf(peer + 2 * i, 3, "%02x", p[i]);
+    peer[2 * n] = '\0';
+    dv_log(DV_WARN, "collector.reply_dropped", DV_STR("peer", peer),
+           DV_INT("req", req), DV_STR("error", why));
+}
+
+static void
+s_send_reply(collector_t *self, zmq_msg_t *rid, uint64_t req, const dv_msg_t *m)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -479,9 +517,10 @@ s_send_reply(collector_t *self, zmq_msg_t *rid, const dv_msg_t *m)
         zmq_msg_copy(&id, rid);
         if (zmq_msg_send(&id, self->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
             zmq_send(self->router, sb.data, sb.size, ZMQ_DONTWAIT) < 0)
-            dv_log(DV_DEBUG, "collector.reply_dropped",
-                   DV_STR("error", zmq_strerror(errno)));
+            s_reply_dropped(rid, req, zmq_strerror(errno));
         zmq_msg_close(&id);
+    } else {
+        s_reply_dropped(rid, req, "out of memory");
     }
     msgpack_sbuffer_destroy(&sb);
 }
@@ -500,7 +539,7 @@ s_reply_error(collector_t *self, zmq_msg_t *rid, uint64_t req, bool ctrl,
         m.u.error.reason = dv_str(why);
         m.u.error.version = DV_PROTO_VERSION;
     }
-    s_send_reply(self, rid, &m);
+    s_send_reply(self, rid, req, &m);
 }
 
 /* The largest array member of body (where long listings are). */
@@ -509,7 +548,8 @@ s_largest_array(json_t *body, const char **key_out)
 {
     const char *key;
     json_t *v, *best = NULL;
-    json_object_foreach(body, key, v) {
+    json_object_foreach(body, key, v)
+    {
         if (json_is_array(v) &&
             (!best || json_array_size(v) > json_array_size(best))) {
             best = v;
@@ -550,9 +590,8 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
     int rc = dv_msg_decode(data, size, &msg, why, sizeof why);
     if (rc != DV_OK) {
         dv_log(DV_WARN, "collector.bad_query", DV_STR("error", why));
-        s_reply_error(self, rid,
-                      msg.type == DV_MSG_CTRL ? msg.u.ctrl.req : 0, false,
-                      why);
+        s_reply_error(self, rid, msg.type == DV_MSG_CTRL ? msg.u.ctrl.req : 0,
+                      false, why);
         dv_msg_release(&msg);
         return;
     }
@@ -580,14 +619,22 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
     } else {
         args = json_object();
     }
+    rc = args ? 0 : -1;
     if (c->id.ptr)
-        json_object_set_new(args, "id", json_stringn(c->id.ptr, c->id.len));
+        rc |=
+            json_object_set_new(args, "id", json_stringn(c->id.ptr, c->id.len));
     if (c->queue.ptr && !json_object_get(args, "queue"))
-        json_object_set_new(args, "queue",
-                            json_stringn(c->queue.ptr, c->queue.len));
+        rc |= json_object_set_new(args, "queue",
+                                  json_stringn(c->queue.ptr, c->queue.len));
     if (c->worker.ptr && !json_object_get(args, "worker"))
-        json_object_set_new(args, "worker",
-                            json_stringn(c->worker.ptr, c->worker.len));
+        rc |= json_object_set_new(args, "worker",
+                                  json_stringn(c->worker.ptr, c->worker.len));
+    if (rc) {
+        json_decref(args);
+        s_reply_error(self, rid, c->req, true, "out of memory");
+        dv_msg_release(&msg);
+        return;
+    }
     int status;
     json_t *body = collector_query_run(&self->query, verb, args, dv_now_ms(),
                                        &status, why, sizeof why);
@@ -608,7 +655,7 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
         m.u.reply.req = c->req;
         m.u.reply.ok = true;
         m.u.reply.body = dv_strn(mp, len);
-        s_send_reply(self, rid, &m);
+        s_send_reply(self, rid, c->req, &m);
         free(mp);
     }
     dv_msg_release(&msg);
@@ -679,16 +726,16 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
 {
     int n = 0;
     for (int b = 0; b < self->nlinks; b++)
-        self->items[n++] = (zmq_pollitem_t){ self->links[b].sub, 0,
-                                             ZMQ_POLLIN, 0 };
+        self->items[n++] =
+            (zmq_pollitem_t){ self->links[b].sub, 0, ZMQ_POLLIN, 0 };
     int first_dealer = n;
     for (int b = 0; b < self->nlinks; b++)
         self->items[n++] = (zmq_pollitem_t){ NULL, -1, 0, 0 };
     self->items[n++] = (zmq_pollitem_t){ self->router, 0, ZMQ_POLLIN, 0 };
     if (self->http)
-        self->items[n++] = (zmq_pollitem_t){
-            NULL, collector_http_fd(self->http), ZMQ_POLLIN, 0
-        };
+        self->items[n++] =
+            (zmq_pollitem_t){ NULL, collector_http_fd(self->http), ZMQ_POLLIN,
+                              0 };
     int nitems = n;
     int64_t timeout = 0;
     while (!*stop) {

@@ -3,6 +3,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,10 @@
 
 /* Idle HTTP connections are closed after this many seconds. */
 #define S_CONN_TIMEOUT_S 30
+
+/* The answer when the real one cannot be built: static, so sending it
+ * needs no memory of its own. */
+static const char s_oom_body[] = "{\"error\":\"out of memory\"}\n";
 
 struct collector_http_t {
     struct MHD_Daemon *daemon;
@@ -34,8 +39,8 @@ s_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 static enum MHD_Result
-s_send(struct MHD_Connection *c, unsigned status, const char *type,
-       char *body, size_t len)
+s_send(struct MHD_Connection *c, unsigned status, const char *type, char *body,
+       size_t len)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
@@ -50,18 +55,36 @@ s_send(struct MHD_Connection *c, unsigned status, const char *type,
     return ret;
 }
 
+/* 500 with s_oom_body. */
+static enum MHD_Result
+s_send_oom(struct MHD_Connection *c)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        sizeof s_oom_body - 1, (void *)s_oom_body, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret =
+        MHD_queue_response(c, MHD_HTTP_INTERNAL_SERVER_ERROR, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Sends j (consumed; NULL means it could not be built). */
 static enum MHD_Result
 s_send_json(struct MHD_Connection *c, unsigned status, json_t *j)
 {
-    char *text = json_dumps(j, JSON_COMPACT);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)
-        return MHD_NO;
+        return s_send_oom(c);
     size_t n = strlen(text);
     char *body = realloc(text, n + 2); /* a final newline, for curl users */
     if (!body) {
         free(text);
-        return MHD_NO;
+        return s_send_oom(c);
     }
     body[n] = '\n';
     body[n + 1] = '\0';
@@ -74,14 +97,21 @@ s_send_error(struct MHD_Connection *c, unsigned status, const char *why)
     return s_send_json(c, status, json_pack("{s:s}", "error", why));
 }
 
+/* The query string's arguments, as they are collected. */
+typedef struct {
+    json_t *args;
+    int rc; /* -1 once one could not be added (out of memory) */
+} s_args_t;
+
 static enum MHD_Result
 s_collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
               const char *value)
 {
     (void)kind;
+    s_args_t *a = cls;
     if (key && value && *value)
-        json_object_set_new(cls, key, json_string(value));
-    return MHD_YES;
+        a->rc |= json_object_set_new(a->args, key, json_string(value));
+    return a->rc ? MHD_NO : MHD_YES;
 }
 
 static enum MHD_Result
@@ -91,11 +121,11 @@ s_metrics(collector_http_t *self, struct MHD_Connection *c)
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
     if (!out)
-        return MHD_NO;
-    collector_state_metrics(self->q->state, out, dv_now_ms());
-    if (fclose(out) != 0) {
+        return s_send_oom(c);
+    int rc = collector_state_metrics(self->q->state, out, dv_now_ms());
+    if (fclose(out) != 0 || rc != 0) {
         free(buf);
-        return MHD_NO;
+        return s_send_oom(c);
     }
     return s_send(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
                   buf, len);
@@ -114,19 +144,26 @@ s_api(collector_http_t *self, struct MHD_Connection *c, const char *path)
     memcpy(verb, path, vlen);
     if (slash && slash[1])
         arg = slash + 1;
-    json_t *args = json_object();
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, s_collect_arg, args);
+    s_args_t a = { json_object(), 0 };
+    json_t *args = a.args;
+    if (!args)
+        return s_send_oom(c);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, s_collect_arg, &a);
     const char *run = NULL;
     if (!strcmp(verb, "jobs") && arg) {
         run = "job";
-        json_object_set_new(args, "id", json_string(arg));
+        a.rc |= json_object_set_new(args, "id", json_string(arg));
     } else if (!strcmp(verb, "batches") && arg) {
         run = "batch";
-        json_object_set_new(args, "name", json_string(arg));
+        a.rc |= json_object_set_new(args, "name", json_string(arg));
     } else if (!arg && (!strcmp(verb, "status") || !strcmp(verb, "workers") ||
                         !strcmp(verb, "queues") || !strcmp(verb, "keys") ||
                         !strcmp(verb, "health") || !strcmp(verb, "jobs"))) {
         run = verb;
+    }
+    if (a.rc) {
+        json_decref(args);
+        return s_send_oom(c);
     }
     if (!run) {
         json_decref(args);
@@ -137,12 +174,53 @@ s_api(collector_http_t *self, struct MHD_Connection *c, const char *path)
     }
     int status;
     char why[512];
-    json_t *body = collector_query_run(self->q, run, args, dv_now_ms(),
-                                       &status, why, sizeof why);
+    json_t *body = collector_query_run(self->q, run, args, dv_now_ms(), &status,
+                                       why, sizeof why);
     json_decref(args);
     if (!body)
         return s_send_error(c, (unsigned)status, why);
     return s_send_json(c, MHD_HTTP_OK, body);
+}
+
+static enum MHD_Result
+s_route(collector_http_t *self, struct MHD_Connection *c, const char *url,
+        const char *method)
+{
+    if (strcmp(method, MHD_HTTP_METHOD_GET) &&
+        strcmp(method, MHD_HTTP_METHOD_HEAD))
+        return s_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                            "only GET is served");
+    if (!strcmp(url, "/metrics"))
+        return s_metrics(self, c);
+    if (!strncmp(url, "/api/", 5))
+        return s_api(self, c, url + 5);
+    if (!strcmp(url, "/"))
+        return s_send_json(c, MHD_HTTP_OK,
+                           json_pack("{s:[s,s,s,s,s,s,s,s,s]}", "endpoints",
+                                     "/metrics", "/api/status", "/api/workers",
+                                     "/api/queues", "/api/jobs", "/api/jobs/ID",
+                                     "/api/keys", "/api/batches/NAME",
+                                     "/api/health"));
+    return s_send_error(c, MHD_HTTP_NOT_FOUND, "not found");
+}
+
+/* Logs an answer that could not be queued (the connection is then
+ * closed): the peer's address and what it asked for. */
+static void
+s_reply_dropped(struct MHD_Connection *c, const char *url)
+{
+    char peer[NI_MAXHOST] = "?";
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info && info->client_addr) {
+        socklen_t len = info->client_addr->sa_family == AF_INET6
+                            ? sizeof(struct sockaddr_in6)
+                            : sizeof(struct sockaddr_in);
+        getnameinfo(info->client_addr, len, peer, sizeof peer, NULL, 0,
+                    NI_NUMERICHOST);
+    }
+    dv_log(DV_WARN, "collector.reply_dropped", DV_STR("peer", peer),
+           DV_STR("url", url), DV_STR("error", "answer not queued"));
 }
 
 static enum MHD_Result
@@ -163,22 +241,10 @@ s_on_request(void *cls, struct MHD_Connection *c, const char *url,
         *upload_size = 0; /* a body is not expected: ignore it */
         return MHD_YES;
     }
-    if (strcmp(method, MHD_HTTP_METHOD_GET) &&
-        strcmp(method, MHD_HTTP_METHOD_HEAD))
-        return s_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-                            "only GET is served");
-    if (!strcmp(url, "/metrics"))
-        return s_metrics(self, c);
-    if (!strncmp(url, "/api/", 5))
-        return s_api(self, c, url + 5);
-    if (!strcmp(url, "/"))
-        return s_send_json(
-            c, MHD_HTTP_OK,
-            json_pack("{s:[s,s,s,s,s,s,s,s,s]}", "endpoints", "/metrics",
-                      "/api/status", "/api/workers", "/api/queues",
-                      "/api/jobs", "/api/jobs/ID", "/api/keys",
-                      "/api/batches/NAME", "/api/health"));
-    return s_send_error(c, MHD_HTTP_NOT_FOUND, "not found");
+    enum MHD_Result r = s_route(self, c, url, method);
+    if (r != MHD_YES)
+        s_reply_dropped(c, url);
+    return r;
 }
 
 collector_http_t *
@@ -204,8 +270,8 @@ collector_http_new(const char *addr, const collector_query_t *q)
     struct addrinfo hints = { .ai_flags = AI_PASSIVE,
                               .ai_socktype = SOCK_STREAM };
     struct addrinfo *ai = NULL;
-    int rc = getaddrinfo(strcmp(host, "*") ? host : NULL, colon + 1, &hints,
-                         &ai);
+    int rc =
+        getaddrinfo(strcmp(host, "*") ? host : NULL, colon + 1, &hints, &ai);
     if (rc != 0 || !ai) {
         dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),
                DV_STR("error", gai_strerror(rc)));
@@ -224,8 +290,8 @@ collector_http_new(const char *addr, const collector_query_t *q)
         flags, 0, NULL, NULL, s_on_request, self,
         /* The logger first, so every message goes through it. */
         MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)S_CONN_TIMEOUT_S, MHD_OPTION_END);
+        ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S_CONN_TIMEOUT_S,
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!self->daemon) {
         dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),

@@ -14,7 +14,7 @@
 #define S_FAILURE_WINDOW_MS (3600 * 1000)
 /* A batch's rate is measured over at most this window. */
 #define S_BATCH_RATE_WINDOW_MS 60000
-#define S_JOBS_LIMIT_DEFAULT 50
+#define S_JOBS_LIMIT_DEFAULT   50
 
 static json_t *
 s_fail(int *status, int code, char *why, size_t size, const char *fmt, ...)
@@ -72,8 +72,8 @@ s_arg_number(const json_t *args, const char *key, double *out)
 }
 
 static int
-s_arg_since(const json_t *args, const char *verb, int64_t now_ms,
-            int64_t *out, char *why, size_t size)
+s_arg_since(const json_t *args, const char *verb, int64_t now_ms, int64_t *out,
+            char *why, size_t size)
 {
     *out = 0;
     double d;
@@ -111,13 +111,13 @@ s_status(const collector_query_t *q, int64_t now_ms, int *status, char *why,
         collector_store_failures(q->store, now_ms - S_FAILURE_WINDOW_MS);
     if (!failures)
         return s_fail(status, 500, why, size, "status: history store error");
-    json_t *collector = json_pack(
-        "{s:I, s:I, s:I, s:s, s:s?, s:s?}", "uptime_ms",
-        (json_int_t)(now_ms - q->started_ms), "events",
-        (json_int_t)collector_state_events_total(q->state), "gaps",
-        (json_int_t)collector_state_gaps_total(q->state), "store",
-        collector_store_path(q->store), "bind", q->bind, "http",
-        q->http[0] ? q->http : NULL);
+    json_t *collector =
+        json_pack("{s:I, s:I, s:I, s:s, s:s?, s:s?}", "uptime_ms",
+                  (json_int_t)(now_ms - q->started_ms), "events",
+                  (json_int_t)collector_state_events_total(q->state), "gaps",
+                  (json_int_t)collector_state_gaps_total(q->state), "store",
+                  collector_store_path(q->store), "bind", q->bind, "http",
+                  q->http[0] ? q->http : NULL);
     return json_pack(
         "{s:o, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:o}, s:o}", "collector",
         collector, "brokers", collector_state_brokers(q->state, now_ms),
@@ -188,11 +188,15 @@ s_job(const collector_query_t *q, const json_t *args, int *status, char *why,
     if (!job)
         return s_fail(status, 500, why, size, "job: history store error");
     json_t *live = collector_state_running_job(q->state, id);
-    if (live)
-        json_object_set_new(job, "live", live);
-    json_object_set_new(job, "result",
-                        json_string("not kept by the collector: `drover job "
-                                    "ID` asks the broker for it"));
+    int rc = live ? json_object_set_new(job, "live", live) : 0;
+    rc |= json_object_set_new(job, "result",
+                              json_string("not kept by the collector: "
+                                          "`drover job ID` asks the broker "
+                                          "for it"));
+    if (rc) {
+        json_decref(job);
+        return NULL; /* out of memory: collector_query_run() says so */
+    }
     return job;
 }
 
@@ -211,8 +215,8 @@ s_batch(const collector_query_t *q, const json_t *args, int64_t now_ms,
     }
     if (!name)
         return s_fail(status, 400, why, size, "batch: name: required");
-    json_t *b = collector_store_batch(q->store, name,
-                                      now_ms - S_BATCH_RATE_WINDOW_MS);
+    json_t *b =
+        collector_store_batch(q->store, name, now_ms - S_BATCH_RATE_WINDOW_MS);
     if (!b)
         return s_fail(status, 500, why, size, "batch: history store error");
     json_t *counts = json_object_get(b, "counts");
@@ -228,29 +232,29 @@ s_batch(const collector_query_t *q, const json_t *args, int64_t now_ms,
     if (first_started && now_ms - first_started < window)
         window = now_ms - first_started > 1000 ? now_ms - first_started : 1000;
     double rate = (double)recent * 1000.0 / (double)window;
-    json_object_set_new(b, "name", json_string(name));
-    json_object_set_new(b, "done", json_integer(done));
-    json_object_set_new(b, "remaining", json_integer(total - done));
-    json_object_set_new(b, "rate", json_real(round(rate * 1000) / 1000));
-    json_object_set_new(b, "finished",
-                        json_boolean(total > 0 && done == total));
-    json_object_set_new(b, "eta_s",
-                        rate > 0 && total > done
-                            ? json_real(round((double)(total - done) / rate *
-                                              10) / 10)
-                            : json_null());
+    int rc = json_object_set_new(b, "name", json_string(name));
+    rc |= json_object_set_new(b, "done", json_integer(done));
+    rc |= json_object_set_new(b, "remaining", json_integer(total - done));
+    rc |= json_object_set_new(b, "rate", json_real(round(rate * 1000) / 1000));
+    rc |= json_object_set_new(b, "finished",
+                              json_boolean(total > 0 && done == total));
+    rc |= json_object_set_new(
+        b, "eta_s",
+        rate > 0 && total > done
+            ? json_real(round((double)(total - done) / rate * 10) / 10)
+            : json_null());
     json_object_del(b, "ended_recent");
+    if (rc) {
+        json_decref(b);
+        return NULL; /* out of memory: collector_query_run() says so */
+    }
     return b;
 }
 
-json_t *
-collector_query_run(const collector_query_t *q, const char *verb,
-                    const json_t *args, int64_t now_ms, int *status, char *why,
-                    size_t why_size)
+static json_t *
+s_run(const collector_query_t *q, const char *verb, const json_t *args,
+      int64_t now_ms, int *status, char *why, size_t why_size)
 {
-    *status = 200;
-    if (why_size)
-        why[0] = '\0';
     if (args && !json_is_object(args))
         return s_fail(status, 400, why, why_size, "%s: args: must be a map",
                       verb);
@@ -282,4 +286,19 @@ collector_query_run(const collector_query_t *q, const char *verb,
                   "unknown verb '%.64s': the collector answers status, "
                   "workers, queues, jobs, job, keys, batch, health",
                   verb);
+}
+
+json_t *
+collector_query_run(const collector_query_t *q, const char *verb,
+                    const json_t *args, int64_t now_ms, int *status, char *why,
+                    size_t why_size)
+{
+    *status = 200;
+    if (why_size)
+        why[0] = '\0';
+    json_t *body = s_run(q, verb, args, now_ms, status, why, why_size);
+    /* A verb that failed without saying why could not build its answer. */
+    if (!body && *status == 200)
+        return s_fail(status, 500, why, why_size, "%.64s: out of memory", verb);
+    return body;
 }

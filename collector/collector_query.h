@@ -32,15 +32,16 @@
 typedef struct {
     collector_state_t *state;
     collector_store_t *store;
-    const char *bind;      /* query socket endpoint */
-    char http[64];         /* HTTP address:port actually bound; "" = off */
+    const char *bind; /* query socket endpoint */
+    char http[64];    /* HTTP address:port actually bound; "" = off */
     int64_t started_ms;
 } collector_query_t;
 
 /* Answers verb with args (a JSON object, or NULL for none). Returns a new
  * reference to the answer's body; or NULL with a one-line reason in why
  * and *status set to 400 (bad verb or argument), 404 (no such job) or 500
- * (store error). Never aborts on any input. */
+ * (store error, or out of memory). Never aborts on any input, nor when an
+ * allocation fails. */
 json_t *collector_query_run(const collector_query_t *q, const char *verb,
                             const json_t *args, int64_t now_ms, int *status,
                             char *why, size_t why_size);

@@ -1,5 +1,7 @@
 /* collector_state - what the collector knows now: brokers, workers, queues,
- * running jobs, key health, rates and latency percentiles.
+ * running jobs, key health, rates and latency percentiles. This is what
+ * collector_core, collector_query and collector_http use; the files that
+ * make it up share collector_internal.h.
  *
  * Built from two sources, as in the ZeroMQ guide's Clone pattern: a
  * broker's `status` snapshot (absolute: queue depths, the worker list) and
@@ -18,7 +20,12 @@
  *
  * Views are returned as new jansson references, the same data for the
  * query socket (as msgpack) and HTTP (as JSON); docs/collector.md lists
- * their fields. Not thread-safe: the loop thread owns it.
+ * their fields.
+ *
+ * Out of memory: nothing here aborts. An event or snapshot that could not
+ * be applied in full says so (-1); its broker is then unsynced and wants a
+ * snapshot. A view that cannot be built is NULL, never partial. Not
+ * thread-safe: the loop thread owns it.
  */
 #ifndef COLLECTOR_STATE_H
 #define COLLECTOR_STATE_H
@@ -57,10 +64,6 @@ void collector_state_destroy(collector_state_t **self_p);
 int collector_state_add_broker(collector_state_t *self, const char *events_ep,
                                const char *clients_ep);
 
-int collector_state_broker_count(const collector_state_t *self);
-const char *collector_state_broker_endpoint(const collector_state_t *self,
-                                            int b);
-
 /* What a previous run of the collector saw last from broker b (from its
  * store), so the first event of this run can tell what was missed. */
 void collector_state_broker_known(collector_state_t *self, int b,
@@ -80,17 +83,22 @@ const char *collector_state_broker_instance(const collector_state_t *self,
                                             int b);
 uint64_t collector_state_broker_seq(const collector_state_t *self, int b);
 
-/* Applies one event of broker b received at now_ms. Returns the attempt's
- * run time in ms for job.succeeded and job.failed (the event's, or the
- * time since its job.started), else 0. */
-int64_t collector_state_apply(collector_state_t *self, int b,
-                              const dv_event_t *ev, int64_t now_ms);
+/* Applies one event of broker b received at now_ms. Sets *run_ms (if not
+ * NULL) to the attempt's run time in ms for job.succeeded and job.failed
+ * (the event's, or the time since its job.started), else 0. Returns 0, or
+ * -1 when out of memory: the event was applied only in part, and b is
+ * unsynced and wants a snapshot. Allocates only for what is new (a queue,
+ * type, worker or running job). */
+int collector_state_apply(collector_state_t *self, int b, const dv_event_t *ev,
+                          int64_t now_ms, int64_t *run_ms);
 
 /* Applies broker b's `status` answer (JSON as docs/protocol.md gives it):
  * queue depths, limits and pause flags; the worker list (workers of b that
- * it does not list are marked gone); counters. b is synced afterwards. */
-void collector_state_snapshot(collector_state_t *self, int b,
-                              const json_t *status, int64_t now_ms);
+ * it does not list are marked gone); counters. Returns 0 and b is synced;
+ * or -1 when out of memory: it was applied only in part, and b stays
+ * unsynced and wants another snapshot. */
+int collector_state_snapshot(collector_state_t *self, int b,
+                             const json_t *status, int64_t now_ms);
 
 /* True when broker b needs a snapshot now: never had one, a gap, a
  * restart, or an event that changed what only a snapshot tells (limits).
@@ -110,7 +118,7 @@ void collector_state_tick(collector_state_t *self, int64_t now_ms);
 uint64_t collector_state_events_total(const collector_state_t *self);
 uint64_t collector_state_gaps_total(const collector_state_t *self);
 
-/* ---- views (new references) ---------------------------------------------- */
+/* ---- views (new references, or NULL when out of memory) ------------------ */
 
 /* [{endpoint, clients, instance, state, synced, last_seq, events, gaps,
  *   last_event_ms, uptime_ms, store, counters}] */
@@ -147,13 +155,16 @@ json_t *collector_state_health(const collector_state_t *self, int64_t now_ms);
  * started_at, current, total, message}], at most limit of them. */
 json_t *collector_state_running(const collector_state_t *self, int limit);
 
-/* Progress last seen of a running job, or NULL. */
+/* Progress last seen of a running job, or NULL (also when out of
+ * memory). */
 json_t *collector_state_running_job(const collector_state_t *self,
                                     const char *id);
 
-/* Writes every metric in the Prometheus text format (version 0.0.4). */
-void collector_state_metrics(const collector_state_t *self, FILE *out,
-                             int64_t now_ms);
+/* Writes every metric in the Prometheus text format (version 0.0.4).
+ * Returns 0, or -1 when out of memory or a write to out failed (what was
+ * written is then incomplete). */
+int collector_state_metrics(const collector_state_t *self, FILE *out,
+                            int64_t now_ms);
 
 /* Logs the state (collector.dump, one line per broker, queue and worker). */
 void collector_state_dump(const collector_state_t *self, int64_t now_ms);

@@ -98,11 +98,11 @@ static const char s_schema[] =
  * life, so each kind inserts what it knows, or updates what it changes.
  * Parameters 1..7 are the same for all (id, queue, type, batch, state,
  * the event's time, broker); a kind's own columns follow from ?8. */
-#define S_UPSERT(cols, vals, sets)                                           \
-    "INSERT INTO jobs(id, queue, type, batch, state, updated_at, broker"     \
-    cols ") VALUES (?1, coalesce(?2, ''), coalesce(?3, ''), ?4, ?5, ?6, ?7"  \
-    vals ") ON CONFLICT(id) DO UPDATE SET queue = coalesce(?2, queue), "     \
-    "type = coalesce(?3, type), batch = coalesce(?4, batch), state = ?5, "   \
+#define S_UPSERT(cols, vals, sets)                                             \
+    "INSERT INTO jobs(id, queue, type, batch, state, updated_at, broker" cols  \
+    ") VALUES (?1, coalesce(?2, ''), coalesce(?3, ''), ?4, ?5, ?6, ?7" vals    \
+    ") ON CONFLICT(id) DO UPDATE SET queue = coalesce(?2, queue), "            \
+    "type = coalesce(?3, type), batch = coalesce(?4, batch), state = ?5, "     \
     "updated_at = ?6, broker = ?7" sets
 
 #define S_ROUND "coalesce((SELECT round FROM jobs WHERE id = ?1), 0)"
@@ -129,10 +129,10 @@ enum {
 static const char *s_sql[S_STMT_COUNT_] = {
     [S_SUBMITTED] = S_UPSERT(", submitted_at, run_at", ", ?6, ?8",
                              ", submitted_at = ?6, run_at = ?8"),
-    [S_STARTED] = S_UPSERT(", attempts, started_at, worker, wait_ms",
-                           ", ?8, ?6, ?9, ?10",
-                           ", attempts = ?8, started_at = ?6, worker = ?9, "
-                           "wait_ms = ?10, finished_at = NULL"),
+    [S_STARTED] =
+        S_UPSERT(", attempts, started_at, worker, wait_ms", ", ?8, ?6, ?9, ?10",
+                 ", attempts = ?8, started_at = ?6, worker = ?9, "
+                 "wait_ms = ?10, finished_at = NULL"),
     [S_STARTED_ATT] =
         "INSERT INTO attempts(job_id, round, attempt, worker, started_at) "
         "VALUES (?1, " S_ROUND ", ?2, ?3, ?4) "
@@ -146,10 +146,10 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "progress_current = excluded.progress_current, "
         "progress_total = excluded.progress_total, "
         "progress_message = excluded.progress_message",
-    [S_SUCCEEDED] = S_UPSERT(", attempts, finished_at, run_ms, worker",
-                             ", ?8, ?6, ?9, ?10",
-                             ", attempts = max(attempts, ?8), finished_at = ?6, "
-                             "run_ms = ?9, worker = coalesce(?10, worker)"),
+    [S_SUCCEEDED] =
+        S_UPSERT(", attempts, finished_at, run_ms, worker", ", ?8, ?6, ?9, ?10",
+                 ", attempts = max(attempts, ?8), finished_at = ?6, "
+                 "run_ms = ?9, worker = coalesce(?10, worker)"),
     [S_SUCCEEDED_ATT] =
         "INSERT INTO attempts(job_id, round, attempt, worker, finished_at, "
         "run_ms, outcome) VALUES (?1, " S_ROUND ", ?2, ?3, ?4, ?5, "
@@ -157,12 +157,12 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "worker = coalesce(excluded.worker, worker), "
         "finished_at = excluded.finished_at, run_ms = excluded.run_ms, "
         "outcome = excluded.outcome",
-    [S_FAILED] = S_UPSERT(
-        ", attempts, category, error, worker, run_at, finished_at",
-        ", ?8, ?9, ?10, ?11, ?12, CASE WHEN ?5 = 'dead' THEN ?6 END",
-        ", attempts = max(attempts, ?8), category = ?9, error = ?10, "
-        "worker = coalesce(?11, worker), run_at = ?12, "
-        "finished_at = CASE WHEN ?5 = 'dead' THEN ?6 END"),
+    [S_FAILED] =
+        S_UPSERT(", attempts, category, error, worker, run_at, finished_at",
+                 ", ?8, ?9, ?10, ?11, ?12, CASE WHEN ?5 = 'dead' THEN ?6 END",
+                 ", attempts = max(attempts, ?8), category = ?9, error = ?10, "
+                 "worker = coalesce(?11, worker), run_at = ?12, "
+                 "finished_at = CASE WHEN ?5 = 'dead' THEN ?6 END"),
     [S_FAILED_ATT] =
         "INSERT INTO attempts(job_id, round, attempt, worker, finished_at, "
         "run_ms, outcome, category, message, exit_code, signal, http_status, "
@@ -174,15 +174,15 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "category = excluded.category, message = excluded.message, "
         "exit_code = excluded.exit_code, signal = excluded.signal, "
         "http_status = excluded.http_status, key_id = excluded.key_id",
-    [S_DEAD] = S_UPSERT(", finished_at, category, error, attempts",
-                        ", ?6, ?8, ?9, ?10",
-                        ", finished_at = ?6, category = coalesce(?8, category), "
-                        "error = coalesce(?9, error), "
-                        "attempts = max(attempts, ?10)"),
-    [S_CANCELLED] = S_UPSERT(", finished_at, category, error",
-                             ", ?6, 'cancelled', ?8",
-                             ", finished_at = ?6, category = 'cancelled', "
-                             "error = coalesce(?8, error)"),
+    [S_DEAD] = S_UPSERT(
+        ", finished_at, category, error, attempts", ", ?6, ?8, ?9, ?10",
+        ", finished_at = ?6, category = coalesce(?8, category), "
+        "error = coalesce(?9, error), "
+        "attempts = max(attempts, ?10)"),
+    [S_CANCELLED] =
+        S_UPSERT(", finished_at, category, error", ", ?6, 'cancelled', ?8",
+                 ", finished_at = ?6, category = 'cancelled', "
+                 "error = coalesce(?8, error)"),
     [S_CANCELLED_ATT] =
         "UPDATE attempts SET outcome = 'cancelled', finished_at = ?2, "
         "category = 'cancelled' WHERE job_id = ?1 AND round = " S_ROUND
@@ -303,11 +303,11 @@ collector_store_open(const char *path)
     self->path = strdup(path);
     if (!self->path ||
         sqlite3_open_v2(path, &self->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-            SQLITE_OK) {
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        NULL) != SQLITE_OK) {
         dv_log(DV_ERROR, "collector.store_open_failed", DV_STR("path", path),
-               DV_STR("error", self->db ? sqlite3_errmsg(self->db)
-                                        : "out of memory"));
+               DV_STR("error",
+                      self->db ? sqlite3_errmsg(self->db) : "out of memory"));
         sqlite3_close(self->db);
         free(self->path);
         free(self);
@@ -337,8 +337,7 @@ collector_store_open(const char *path)
                                SQLITE_PREPARE_PERSISTENT, &self->st[i],
                                NULL) != SQLITE_OK) {
             dv_log(DV_ERROR, "collector.store_open_failed",
-                   DV_STR("path", path),
-                   DV_STR("sql", s_sql[i]),
+                   DV_STR("path", path), DV_STR("sql", s_sql[i]),
                    DV_STR("error", sqlite3_errmsg(self->db)));
             goto fail;
         }
@@ -458,7 +457,8 @@ s_job_event(collector_store_t *self, const char *broker, const dv_event_t *ev,
             int64_t run_ms)
 {
     const dv_str_t k = ev->kind;
-    const dv_str_t msg = ev->has_failure ? ev->failure.message : (dv_str_t){ 0 };
+    const dv_str_t msg =
+        ev->has_failure ? ev->failure.message : (dv_str_t){ 0 };
     sqlite3_stmt *st;
     int rc = 0;
     if (dv_str_eq(k, "job.submitted")) {
@@ -616,31 +616,42 @@ s_col(sqlite3_stmt *st, int i)
     }
 }
 
-/* The current row as an object keyed by column names. */
+/* The current row as an object keyed by column names, or NULL when out
+ * of memory. */
 static json_t *
 s_row(sqlite3_stmt *st)
 {
     json_t *o = json_object();
+    int rc = o ? 0 : -1;
     int n = sqlite3_column_count(st);
-    for (int i = 0; i < n; i++)
-        json_object_set_new(o, sqlite3_column_name(st, i), s_col(st, i));
+    for (int i = 0; i < n && !rc; i++)
+        rc |= json_object_set_new(o, sqlite3_column_name(st, i), s_col(st, i));
+    if (rc) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 
 /* Runs a prepared query and collects every row; finalizes st. Returns a new
- * array, or NULL on error (logged). */
+ * array, or NULL on error or when out of memory (logged). */
 static json_t *
 s_rows(collector_store_t *self, sqlite3_stmt *st)
 {
     json_t *a = json_array();
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(a, s_row(st));
+    int rc = SQLITE_DONE;
+    while (a && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (json_array_append_new(a, s_row(st)) != 0)
+            break;
     if (rc != SQLITE_DONE) {
         dv_log(DV_ERROR, "collector.store_read_failed",
-               DV_STR("error", sqlite3_errmsg(self->db)));
+               DV_STR("error", rc == SQLITE_ROW ? "out of memory"
+                                                : sqlite3_errmsg(self->db)));
         json_decref(a);
         a = NULL;
+    } else if (!a) {
+        dv_log(DV_ERROR, "collector.store_read_failed",
+               DV_STR("error", "out of memory"));
     }
     sqlite3_finalize(st);
     return a;
@@ -658,9 +669,9 @@ s_prepare(collector_store_t *self, const char *sql)
     return st;
 }
 
-#define S_JOB_COLUMNS                                                        \
-    "id, queue, type, batch, state, attempts, round, submitted_at, "         \
-    "started_at, finished_at, updated_at, run_at, worker, wait_ms, run_ms, " \
+#define S_JOB_COLUMNS                                                          \
+    "id, queue, type, batch, state, attempts, round, submitted_at, "           \
+    "started_at, finished_at, updated_at, run_at, worker, wait_ms, run_ms, "   \
     "category, error, broker"
 
 json_t *
@@ -717,15 +728,15 @@ collector_store_job(collector_store_t *self, const char *id, int *found)
                    "http_status, key_id, progress_current, progress_total, "
                    "progress_message FROM attempts WHERE job_id = ?1 "
                    "ORDER BY round, attempt");
-    json_t *attempts = st ? (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC),
-                             s_rows(self, st))
-                          : NULL;
+    json_t *attempts =
+        st ? (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC), s_rows(self, st))
+           : NULL;
     st = s_prepare(self,
                    "SELECT ts, kind, worker, attempt, state, category, message "
                    "FROM events WHERE job = ?1 ORDER BY ts, seq LIMIT 200");
-    json_t *events = st ? (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC),
-                           s_rows(self, st))
-                        : NULL;
+    json_t *events =
+        st ? (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC), s_rows(self, st))
+           : NULL;
     if (!attempts || !events) {
         json_decref(attempts);
         json_decref(events);
@@ -733,9 +744,13 @@ collector_store_job(collector_store_t *self, const char *id, int *found)
         return NULL;
     }
     /* "attempts" lists them; the count is the last attempt's number. */
-    json_object_set(job, "attempt", json_object_get(job, "attempts"));
-    json_object_set_new(job, "attempts", attempts);
-    json_object_set_new(job, "events", events);
+    int rc = json_object_set(job, "attempt", json_object_get(job, "attempts"));
+    rc |= json_object_set_new(job, "attempts", attempts);
+    rc |= json_object_set_new(job, "events", events);
+    if (rc) {
+        json_decref(job);
+        return NULL; /* out of memory; *found stays -1 */
+    }
     *found = 1;
     return job;
 }
@@ -753,16 +768,18 @@ collector_store_batch(collector_store_t *self, const char *name,
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, since_ms);
     json_t *counts = json_object();
-    const char *states[] = { "queued", "scheduled", "running", "succeeded",
-                             "dead", "cancelled" };
+    int oom = counts ? 0 : -1;
+    const char *states[] = { "queued",    "scheduled", "running",
+                             "succeeded", "dead",      "cancelled" };
     for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
-        json_object_set_new(counts, states[i], json_integer(0));
+        oom |= json_object_set_new(counts, states[i], json_integer(0));
     int64_t total = 0, first = 0, last = 0, first_started = 0, recent = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *state = (const char *)sqlite3_column_text(st, 0);
         int64_t n = sqlite3_column_int64(st, 1);
-        json_object_set_new(counts, state ? state : "unknown", json_integer(n));
+        oom |= json_object_set_new(counts, state ? state : "unknown",
+                                   json_integer(n));
         total += n;
         int64_t a = sqlite3_column_int64(st, 2);
         int64_t b = sqlite3_column_int64(st, 3);
@@ -776,7 +793,7 @@ collector_store_batch(collector_store_t *self, const char *name,
         recent += sqlite3_column_int64(st, 5);
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_DONE || oom) {
         json_decref(counts);
         return NULL;
     }
@@ -801,8 +818,7 @@ collector_store_failures(collector_store_t *self, int64_t since_ms)
 }
 
 int
-collector_store_expire(collector_store_t *self, int64_t cutoff_ms,
-                       int max_rows)
+collector_store_expire(collector_store_t *self, int64_t cutoff_ms, int max_rows)
 {
     static const char *sql[] = {
         "DELETE FROM attempts WHERE job_id IN "

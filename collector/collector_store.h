@@ -76,8 +76,8 @@ typedef struct {
     const char *queue;
     const char *type;
     const char *batch;
-    int64_t since_ms;  /* jobs with an event at or after this epoch ms */
-    int limit;         /* 1..COLLECTOR_JOBS_LIMIT_MAX */
+    int64_t since_ms; /* jobs with an event at or after this epoch ms */
+    int limit;        /* 1..COLLECTOR_JOBS_LIMIT_MAX */
 } collector_jobs_filter_t;
 
 #define COLLECTOR_JOBS_LIMIT_MAX 1000

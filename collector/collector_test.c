@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "collector_map.h"
 #include "collector_query.h"
 #include "collector_state.h"
 #include "collector_store.h"
@@ -17,9 +18,9 @@
 #include "dv_log.h"
 
 #define BROKER "ipc:///tmp/b1"
-#define INST "01a20000-0000-7000-8000-00000000000a"
-#define JOB_A "01a20000-0000-7000-8000-0000000000a1"
-#define JOB_B "01a20000-0000-7000-8000-0000000000b1"
+#define INST   "01a20000-0000-7000-8000-00000000000a"
+#define JOB_A  "01a20000-0000-7000-8000-0000000000a1"
+#define JOB_B  "01a20000-0000-7000-8000-0000000000b1"
 
 static uint64_t s_seq;
 
@@ -52,6 +53,117 @@ s_failed(const char *id, int attempt, dv_state_t state, dv_category_t cat)
     ev.failure.message = dv_str("boom");
     ev.failure.exit_code = 3;
     return ev;
+}
+
+/* ---- the map ------------------------------------------------------------- */
+
+typedef struct {
+    char key[16];
+    int value;
+} s_item_t;
+
+static int s_freed;
+
+static void
+s_item_free(void *item)
+{
+    s_freed++;
+    free(item);
+}
+
+static bool
+s_odd(const void *item, void *ctx)
+{
+    (void)ctx;
+    return ((const s_item_t *)item)->value % 2;
+}
+
+static s_item_t *
+s_item(int value)
+{
+    s_item_t *it = calloc(1, sizeof *it);
+    assert_non_null(it);
+    snprintf(it->key, sizeof it->key, "k%d", value);
+    it->value = value;
+    return it;
+}
+
+static void
+t_map(void **state)
+{
+    (void)state;
+    s_freed = 0;
+    assert_null(collector_map_get(NULL, "k1"));
+    assert_int_equal(collector_map_size(NULL), 0);
+    size_t pos = 0;
+    assert_null(collector_map_next(NULL, &pos));
+
+    collector_map_t *m = collector_map_new(s_item_free);
+    assert_non_null(m);
+    for (int i = 0; i < 1000; i++) {
+        s_item_t *it = s_item(i);
+        assert_int_equal(collector_map_put(m, it->key, it), 0);
+    }
+    assert_int_equal(collector_map_size(m), 1000);
+    s_item_t *dup = s_item(7);
+    assert_int_equal(collector_map_put(m, dup->key, dup), -1); /* there */
+    free(dup);
+    for (int i = 0; i < 1000; i += 37) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        s_item_t *it = collector_map_get(m, key);
+        assert_non_null(it);
+        assert_int_equal(it->value, i);
+    }
+    assert_null(collector_map_get(m, "k1000"));
+
+    /* Odd ones go; every other one is still found, and walked once. */
+    collector_map_delete_if(m, s_odd, NULL);
+    assert_int_equal(s_freed, 500);
+    assert_int_equal(collector_map_size(m), 500);
+    int seen = 0;
+    s_item_t *it;
+    COLLECTOR_EACH(it, m)
+    {
+        assert_int_equal(it->value % 2, 0);
+        seen++;
+    }
+    assert_int_equal(seen, 500);
+    for (int i = 0; i < 1000; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        it = collector_map_get(m, key);
+        if (i % 2)
+            assert_null(it);
+        else
+            assert_true(it && it->value == i);
+    }
+    collector_map_delete(m, "k1"); /* gone already: nothing happens */
+    assert_int_equal(s_freed, 500);
+
+    /* Churn, as running jobs come and go: 300 at a time, the oldest
+     * leaving as a new one comes; every live one stays findable. */
+    for (int i = 1000; i < 20300; i++) {
+        char key[16];
+        if (i < 20000) {
+            it = s_item(i);
+            assert_int_equal(collector_map_put(m, it->key, it), 0);
+        }
+        if (i - 300 >= 1000) {
+            snprintf(key, sizeof key, "k%d", i - 300);
+            collector_map_delete(m, key);
+        }
+        for (int j = i - 299; i % 997 == 0 && j <= i; j++) {
+            snprintf(key, sizeof key, "k%d", j);
+            assert_non_null(collector_map_get(m, key));
+        }
+    }
+    assert_int_equal(collector_map_size(m), 500);
+    assert_non_null(collector_map_get(m, "k998"));
+    collector_map_destroy(&m);
+    assert_null(m);
+    assert_int_equal(s_freed, 1000 + 19000);
+    collector_map_destroy(&m); /* NULL-safe */
 }
 
 /* ---- sequence numbers ---------------------------------------------------- */
@@ -110,9 +222,9 @@ s_queue(collector_state_t *st, const char *name)
     json_t *q = NULL;
     size_t i;
     json_t *v;
-    json_array_foreach(qs, i, v)
-        if (!strcmp(json_string_value(json_object_get(v, "name")), name))
-            q = json_incref(v);
+    json_array_foreach(
+        qs, i, v) if (!strcmp(json_string_value(json_object_get(v, "name")),
+                              name)) q = json_incref(v);
     json_decref(qs);
     return q;
 }
@@ -141,17 +253,17 @@ t_snapshot_and_deltas(void **state)
         " \"counters\": {\"submitted\": 3}}",
         0, NULL);
     assert_non_null(snap);
-    collector_state_snapshot(st, 0, snap, 1000000);
+    assert_int_equal(collector_state_snapshot(st, 0, snap, 1000000), 0);
     assert_false(collector_state_wants_snapshot(st, 0));
 
     dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
     ev.state = DV_STATE_QUEUED;
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     ev = s_ev("job.started", JOB_A, "q", "t");
     ev.worker = dv_str("w1");
     ev.attempt = 1;
     ev.wait_ms = 40;
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     json_t *q = s_queue(st, "q");
     assert_int_equal(s_int(q, "queued"), 2);
     assert_int_equal(s_int(q, "running"), 1);
@@ -167,7 +279,8 @@ t_snapshot_and_deltas(void **state)
 
     ev = s_failed(JOB_A, 1, DV_STATE_SCHEDULED, DV_CAT_TIMEOUT);
     ev.ts_ms += 500;
-    int64_t run = collector_state_apply(st, 0, &ev, 1000000);
+    int64_t run = 0;
+    assert_int_equal(collector_state_apply(st, 0, &ev, 1000000, &run), 0);
     assert_true(run >= 500); /* from its job.started */
     q = s_queue(st, "q");
     assert_int_equal(s_int(q, "running"), 0);
@@ -181,29 +294,32 @@ t_snapshot_and_deltas(void **state)
     ev = s_ev("job.started", JOB_A, "q", "t");
     ev.worker = dv_str("w1");
     ev.attempt = 2;
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     json_t *qs = json_loads(
         "[{\"name\": \"q\", \"queued\": 5, \"running\": 4}]", 0, NULL);
     json_object_set(snap, "queues", qs);
-    collector_state_snapshot(st, 0, snap, 1000050);
+    assert_int_equal(collector_state_snapshot(st, 0, snap, 1000050), 0);
     ev = s_ev("job.started", JOB_B, "q", "t");
     ev.worker = dv_str("w1");
     ev.attempt = 1;
-    collector_state_apply(st, 0, &ev, 1000050);
+    collector_state_apply(st, 0, &ev, 1000050, NULL);
     q = s_queue(st, "q");
     assert_int_equal(s_int(q, "queued"), 5);
     assert_int_equal(s_int(q, "running"), 4);
     json_decref(q);
     json_array_clear(qs);
-    json_array_append_new(qs, json_loads(
-        "{\"name\": \"q\", \"queued\": 2, \"scheduled\": 1}", 0, NULL));
+    json_array_append_new(
+        qs, json_loads("{\"name\": \"q\", \"queued\": 2, \"scheduled\": 1}", 0,
+                       NULL));
     json_decref(qs);
 
     /* Worker w2 is no longer listed: it is gone. */
-    json_object_set_new(snap, "workers", json_loads(
-        "[{\"name\": \"w1\", \"concurrency\": 4, \"queues\": [\"q\"]}]", 0,
-        NULL));
-    collector_state_snapshot(st, 0, snap, 1000100);
+    json_object_set_new(
+        snap, "workers",
+        json_loads(
+            "[{\"name\": \"w1\", \"concurrency\": 4, \"queues\": [\"q\"]}]", 0,
+            NULL));
+    assert_int_equal(collector_state_snapshot(st, 0, snap, 1000100), 0);
     ws = collector_state_workers(st, 1000100);
     assert_string_equal(
         json_string_value(json_object_get(json_array_get(ws, 1), "state")),
@@ -249,7 +365,7 @@ s_heartbeat(collector_state_t *st, const char *worker, const char *body_json)
     dv_event_t ev = s_ev("worker.heartbeat", NULL, NULL, NULL);
     ev.worker = dv_str(worker);
     ev.body = dv_strn(mp, len);
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     free(mp);
 }
 
@@ -321,16 +437,16 @@ t_metrics_text(void **state)
     ev.worker = dv_str("w1");
     ev.attempt = 1;
     ev.wait_ms = 7;
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     ev = s_ev("job.succeeded", JOB_A, q, "t");
     ev.worker = dv_str("w1");
     ev.attempt = 1;
     ev.run_ms = 1500;
-    collector_state_apply(st, 0, &ev, 1000000);
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    collector_state_metrics(st, f, 1000000);
+    assert_int_equal(collector_state_metrics(st, f, 1000000), 0);
     fclose(f);
     assert_non_null(strstr(buf, "# TYPE drover_jobs_total counter\n"));
     assert_non_null(strstr(buf, "drover_jobs_total{queue=\"we\\\"ird\\\\q\","
@@ -377,9 +493,9 @@ t_store_history(void **state)
         ev.worker = dv_str("w1");
         ev.attempt = a;
         s_record(store, ev);
-        s_record(store, s_failed(JOB_A, a, a == 1 ? DV_STATE_SCHEDULED
-                                                  : DV_STATE_DEAD,
-                                 DV_CAT_TIMEOUT));
+        s_record(store,
+                 s_failed(JOB_A, a, a == 1 ? DV_STATE_SCHEDULED : DV_STATE_DEAD,
+                          DV_CAT_TIMEOUT));
     }
     ev = s_ev("job.dead", JOB_A, "q", "t");
     ev.worker = dv_str("w1");
@@ -466,12 +582,13 @@ t_store_history(void **state)
     json_decref(fails);
     char inst[64];
     uint64_t seq = 0;
-    assert_int_equal(collector_store_broker_load(store, BROKER, inst,
-                                                 sizeof inst, &seq), 1);
+    assert_int_equal(
+        collector_store_broker_load(store, BROKER, inst, sizeof inst, &seq), 1);
     assert_string_equal(inst, INST);
     assert_true(seq > 0);
-    assert_int_equal(collector_store_broker_load(store, "ipc:///x", inst,
-                                                 sizeof inst, &seq), 0);
+    assert_int_equal(
+        collector_store_broker_load(store, "ipc:///x", inst, sizeof inst, &seq),
+        0);
 
     /* Retention: everything older than the cutoff goes, in chunks. */
     assert_int_equal(collector_store_expire(store, 0, 100), 0);
@@ -525,8 +642,8 @@ t_query_args(void **state)
         { "jobs", "[1, 2]", "args", 400 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        json_t *args = cases[i].args ? json_loads(cases[i].args, 0, NULL)
-                                     : NULL;
+        json_t *args =
+            cases[i].args ? json_loads(cases[i].args, 0, NULL) : NULL;
         int status;
         char why[256];
         json_t *body = collector_query_run(&q, cases[i].verb, args, 5000,
@@ -538,7 +655,8 @@ t_query_args(void **state)
     }
     /* Good arguments, numbers as strings (HTTP), since as a duration. */
     json_t *args = json_loads("{\"limit\": \"5\", \"since\": \"10m\","
-                              " \"state\": \"dead\"}", 0, NULL);
+                              " \"state\": \"dead\"}",
+                              0, NULL);
     int status;
     char why[256];
     json_t *body = collector_query_run(&q, "jobs", args, 5000000, &status, why,
@@ -547,8 +665,8 @@ t_query_args(void **state)
     assert_int_equal(s_int(body, "limit"), 5);
     json_decref(body);
     json_decref(args);
-    static const char *verbs[] = { "status", "workers", "queues", "keys",
-                                   "health", "running" };
+    static const char *verbs[] = { "status", "workers", "queues",
+                                   "keys",   "health",  "running" };
     for (size_t i = 0; i < 6; i++) {
         body = collector_query_run(&q, verbs[i], NULL, 5000, &status, why,
                                    sizeof why);
@@ -571,6 +689,7 @@ main(void)
 {
     dv_log_init("collector_test", DV_WARN, 1);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_map),
         cmocka_unit_test(t_seq),
         cmocka_unit_test(t_snapshot_and_deltas),
         cmocka_unit_test(t_keys_and_health),

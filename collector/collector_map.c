@@ -1,0 +1,196 @@
+/* collector_map - open addressing with linear probing, kept at most half
+ * full, with backward-shift deletion: no deletion markers, so a map whose
+ * items come and go (running jobs) never needs rebuilding, only growing. */
+#include "collector_map.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_MIN_CAPACITY 16
+
+typedef struct {
+    const char *key; /* NULL: empty */
+    void *item;
+    uint64_t hash;
+} s_slot_t;
+
+struct collector_map_t {
+    s_slot_t *slots; /* capacity entries, a power of two */
+    size_t capacity;
+    size_t size;
+    collector_map_free_fn *free_fn;
+};
+
+static uint64_t
+s_hash(const char *key)
+{
+    /* FNV-1a, then a final mix so the low bits depend on every byte. */
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+collector_map_t *
+collector_map_new(collector_map_free_fn *free_fn)
+{
+    collector_map_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->slots = calloc(S_MIN_CAPACITY, sizeof *self->slots);
+    if (!self->slots) {
+        free(self);
+        return NULL;
+    }
+    self->capacity = S_MIN_CAPACITY;
+    self->free_fn = free_fn;
+    return self;
+}
+
+void
+collector_map_destroy(collector_map_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    collector_map_t *self = *self_p;
+    for (size_t i = 0; i < self->capacity; i++)
+        if (self->slots[i].key && self->free_fn)
+            self->free_fn(self->slots[i].item);
+    free(self->slots);
+    free(self);
+    *self_p = NULL;
+}
+
+/* The slot holding key, or the empty slot where it would go. */
+static s_slot_t *
+s_find(const collector_map_t *self, const char *key, uint64_t h)
+{
+    size_t mask = self->capacity - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        s_slot_t *s = &self->slots[i];
+        if (!s->key || (s->hash == h && !strcmp(s->key, key)))
+            return s;
+    }
+}
+
+/* Doubles the table. Returns 0, or -1 when out of memory (nothing
+ * changed). */
+static int
+s_grow(collector_map_t *self)
+{
+    size_t cap = self->capacity * 2;
+    s_slot_t *old = self->slots, *slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return -1;
+    size_t old_cap = self->capacity;
+    self->slots = slots;
+    self->capacity = cap;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].key)
+            *s_find(self, old[i].key, old[i].hash) = old[i];
+    free(old);
+    return 0;
+}
+
+void *
+collector_map_get(const collector_map_t *self, const char *key)
+{
+    if (!self)
+        return NULL;
+    const s_slot_t *s = s_find(self, key, s_hash(key));
+    return s->key ? s->item : NULL;
+}
+
+int
+collector_map_put(collector_map_t *self, const char *key, void *item)
+{
+    uint64_t h = s_hash(key);
+    if (s_find(self, key, h)->key)
+        return -1;
+    if ((self->size + 1) * 2 > self->capacity && s_grow(self) != 0)
+        return -1;
+    s_slot_t *s = s_find(self, key, h);
+    s->key = key;
+    s->item = item;
+    s->hash = h;
+    self->size++;
+    return 0;
+}
+
+/* Empties slot i, moving back the entries after it that would no longer
+ * be found past the hole. */
+static void
+s_remove_at(collector_map_t *self, size_t i)
+{
+    size_t mask = self->capacity - 1;
+    for (size_t j = (i + 1) & mask; self->slots[j].key; j = (j + 1) & mask) {
+        size_t home = (size_t)self->slots[j].hash & mask;
+        /* The entry at j stays if its home lies cyclically in (i, j]. */
+        bool stays = i < j ? home > i && home <= j : home > i || home <= j;
+        if (!stays) {
+            self->slots[i] = self->slots[j];
+            i = j;
+        }
+    }
+    memset(&self->slots[i], 0, sizeof self->slots[i]);
+    self->size--;
+}
+
+void
+collector_map_delete(collector_map_t *self, const char *key)
+{
+    s_slot_t *s = s_find(self, key, s_hash(key));
+    if (!s->key)
+        return;
+    void *item = s->item;
+    s_remove_at(self, (size_t)(s - self->slots));
+    if (self->free_fn)
+        self->free_fn(item);
+}
+
+void
+collector_map_delete_if(collector_map_t *self,
+                        bool (*drop)(const void *item, void *ctx), void *ctx)
+{
+    /* A removal can move a later entry into slot i, so i is looked at
+     * again; an entry moved from the table's start to its end is asked
+     * twice, which is harmless since drop is a pure test. */
+    for (size_t i = 0; i < self->capacity;) {
+        s_slot_t *s = &self->slots[i];
+        if (s->key && drop(s->item, ctx)) {
+            void *item = s->item;
+            s_remove_at(self, i);
+            if (self->free_fn)
+                self->free_fn(item);
+        } else {
+            i++;
+        }
+    }
+}
+
+size_t
+collector_map_size(const collector_map_t *self)
+{
+    return self ? self->size : 0;
+}
+
+void *
+collector_map_next(const collector_map_t *self, size_t *pos)
+{
+    if (!self)
+        return NULL;
+    for (; *pos < self->capacity; (*pos)++) {
+        const s_slot_t *s = &self->slots[*pos];
+        if (s->key) {
+            (*pos)++;
+            return s->item;
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,209 @@
+/* collector_metrics - the live state in the Prometheus text format
+ * (version 0.0.4), for GET /metrics (collector_http.c). docs/collector.md
+ * lists the families; each gets # HELP and # TYPE, and label values are
+ * escaped as the format asks.
+ *
+ * Writes to a stream the caller owns (an open_memstream buffer). Loop
+ * thread only; nothing here blocks.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "collector_internal.h"
+
+/* A label value with \, " and newline escaped. */
+static void
+s_label(FILE *out, const char *v)
+{
+    for (const char *p = v ? v : ""; *p; p++) {
+        if (*p == '\\')
+            fputs("\\\\", out);
+        else if (*p == '"')
+            fputs("\\\"", out);
+        else if (*p == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*p, out);
+    }
+}
+
+static void
+s_family(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{queue="...",type="..." and, without closing the braces, what the
+ * series' sample needs next. */
+static void
+s_series_open(FILE *out, const char *name, const collector_series_t *s)
+{
+    fprintf(out, "%s{queue=\"", name);
+    s_label(out, s->queue);
+    fputs("\",type=\"", out);
+    s_label(out, s->type);
+}
+
+static void
+s_prom_hist(FILE *out, const char *name, const collector_series_t *s,
+            const collector_prom_hist_t *h)
+{
+    char sample[64];
+    uint64_t cum = 0;
+    snprintf(sample, sizeof sample, "%s_bucket", name);
+    for (size_t i = 0; i <= COLLECTOR_PROM_BUCKETS; i++) {
+        cum += h->counts[i];
+        s_series_open(out, sample, s);
+        fprintf(out, "\",le=\"%s\"} %" PRIu64 "\n",
+                i < COLLECTOR_PROM_BUCKETS ? collector_stats_prom_le[i]
+                                           : "+Inf",
+                cum);
+    }
+    snprintf(sample, sizeof sample, "%s_sum", name);
+    s_series_open(out, sample, s);
+    fprintf(out, "\"} %.6f\n", h->sum_s);
+    snprintf(sample, sizeof sample, "%s_count", name);
+    s_series_open(out, sample, s);
+    fprintf(out, "\"} %" PRIu64 "\n", h->count);
+}
+
+static void
+s_jobs(const collector_state_t *self, FILE *out)
+{
+    const collector_series_t *s;
+    s_family(out, "drover_jobs_total", "counter",
+             "Jobs seen by queue, type and outcome (failed counts failed "
+             "attempts).");
+    COLLECTOR_EACH(s, self->series)
+    {
+        for (int k = 0; k < COLLECTOR_OUT_KINDS; k++) {
+            s_series_open(out, "drover_jobs_total", s);
+            fprintf(out, "\",outcome=\"%s\"} %" PRIu64 "\n",
+                    collector_state_outcome_names[k], s->totals[k]);
+        }
+    }
+    s_family(out, "drover_job_duration_seconds", "histogram",
+             "Run time of finished attempts.");
+    COLLECTOR_EACH(s, self->series)
+    {
+        s_prom_hist(out, "drover_job_duration_seconds", s, &s->run);
+    }
+    s_family(out, "drover_job_wait_seconds", "histogram",
+             "Time from ready to started.");
+    COLLECTOR_EACH(s, self->series)
+    {
+        s_prom_hist(out, "drover_job_wait_seconds", s, &s->wait);
+    }
+
+    s_family(out, "drover_queue_depth", "gauge",
+             "Jobs per queue and state, over all brokers.");
+    const collector_queue_t *q;
+    COLLECTOR_EACH(q, self->queues)
+    {
+        int64_t v[3];
+        collector_state_queue_depth(self, q, v);
+        static const char *names[] = { "queued", "scheduled", "running" };
+        for (int i = 0; i < 3; i++) {
+            fputs("drover_queue_depth{queue=\"", out);
+            s_label(out, q->name);
+            fprintf(out, "\",state=\"%s\"} %" PRId64 "\n", names[i], v[i]);
+        }
+    }
+}
+
+/* Returns 0, or -1 when out of memory. */
+static int
+s_workers(const collector_state_t *self, FILE *out, int64_t now_ms)
+{
+    json_t *sum = collector_state_worker_summary(self, now_ms);
+    if (!sum)
+        return -1;
+    s_family(out, "drover_workers", "gauge", "Worker supervisors by state.");
+    static const char *wstates[] = { "busy", "idle", "draining", "offline" };
+    for (size_t i = 0; i < sizeof wstates / sizeof wstates[0]; i++)
+        fprintf(out, "drover_workers{state=\"%s\"} %" PRId64 "\n", wstates[i],
+                collector_state_json_int(sum, wstates[i], 0));
+    json_decref(sum);
+    s_family(out, "drover_worker_busy", "gauge",
+             "Child processes running a job, per worker.");
+    const collector_worker_t *w;
+    COLLECTOR_EACH(w, self->workers)
+    {
+        if (!collector_state_worker_online(w))
+            continue;
+        fputs("drover_worker_busy{worker=\"", out);
+        s_label(out, w->name);
+        fputs("\",broker=\"", out);
+        s_label(out, self->brokers[w->broker].events_ep);
+        fprintf(out, "\"} %" PRId64 "\n", w->busy >= 0 ? w->busy : w->running);
+    }
+    return 0;
+}
+
+/* Returns 0, or -1 when out of memory. */
+static int
+s_keys(const collector_state_t *self, FILE *out)
+{
+    collector_map_t *keys = collector_views_keys(self);
+    if (!keys)
+        return -1;
+    const collector_key_t *k;
+    s_family(out, "drover_key_state", "gauge",
+             "Workers on which an API key is in each state.");
+    COLLECTOR_EACH(k, keys)
+    {
+        static const char *ks[] = { "ok", "cooling", "disabled" };
+        for (int i = 0; i < 3; i++) {
+            fputs("drover_key_state{key=\"", out);
+            s_label(out, collector_state_json_str(k->o, "id"));
+            fprintf(out, "\",state=\"%s\"} %" PRId64 "\n", ks[i], k->states[i]);
+        }
+    }
+    s_family(out, "drover_key_requests_total", "counter",
+             "Requests per API key and outcome, summed over online workers.");
+    COLLECTOR_EACH(k, keys)
+    {
+        static const char *ko[] = { "ok", "rate_limited", "errors" };
+        static const char *kl[] = { "ok", "rate_limited", "error" };
+        for (int i = 0; i < 3; i++) {
+            fputs("drover_key_requests_total{key=\"", out);
+            s_label(out, collector_state_json_str(k->o, "id"));
+            fprintf(out, "\",outcome=\"%s\"} %" PRId64 "\n", kl[i],
+                    collector_state_json_int(k->o, ko[i], 0));
+        }
+    }
+    collector_map_destroy(&keys);
+    return 0;
+}
+
+static void
+s_collector(const collector_state_t *self, FILE *out)
+{
+    s_family(out, "drover_broker_up", "gauge",
+             "1 when the broker answers status requests.");
+    for (int b = 0; b < self->nbrokers; b++) {
+        fputs("drover_broker_up{broker=\"", out);
+        s_label(out, self->brokers[b].events_ep);
+        fprintf(out, "\"} %d\n",
+                self->brokers[b].reach == COLLECTOR_REACH_UP ? 1 : 0);
+    }
+    s_family(out, "drover_collector_events_total", "counter",
+             "Events received from all brokers.");
+    fprintf(out, "drover_collector_events_total %" PRIu64 "\n",
+            collector_state_events_total(self));
+    s_family(out, "drover_collector_gaps_total", "counter",
+             "Gaps in the brokers' event sequence numbers (missed events).");
+    fprintf(out, "drover_collector_gaps_total %" PRIu64 "\n",
+            collector_state_gaps_total(self));
+}
+
+int
+collector_state_metrics(const collector_state_t *self, FILE *out,
+                        int64_t now_ms)
+{
+    s_jobs(self, out);
+    if (s_workers(self, out, now_ms) != 0 || s_keys(self, out) != 0)
+        return -1;
+    s_collector(self, out);
+    return ferror(out) ? -1 : 0;
+}
