@@ -43,7 +43,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
                          "broker out of memory");
         return;
     }
-    int64_t now = dv_now_ms();
+    int64_t now = broker_now_ms(self);
     for (uint32_t i = 0; i < n; i++) {
         const dv_jobspec_t *js = &msg->u.submit.jobs[i];
         char keybuf[DV_KEY_MAX + 1];
@@ -282,7 +282,7 @@ s_status_body(broker_t *self, msgpack_packer *pk)
     msgpack_pack_map(pk, 6);
     broker_pack_kv_str(pk, "broker", self->instance);
     broker_pack_kv_str(pk, "store", broker_store_backend(self->store));
-    broker_pack_kv_int(pk, "uptime_ms", dv_now_ms() - self->started_ms);
+    broker_pack_kv_int(pk, "uptime_ms", broker_now_ms(self) - self->started_ms);
 
     broker_pack_str(pk, "queues");
     msgpack_pack_array(pk, zhashx_size(self->queues));

@@ -143,7 +143,7 @@ broker_core_open(const broker_config_t *cfg)
     dv_id_t iid;
     dv_id_new(&iid);
     dv_id_format(&iid, self->instance);
-    self->started_ms = dv_now_ms();
+    self->started_ms = broker_now_ms(self);
     self->queues = zhashx_new();
     zhashx_set_destructor(self->queues, s_queue_destructor);
     self->types = zhashx_new();
@@ -282,7 +282,7 @@ broker_dump(broker_t *self)
                DV_INT("scheduled", (int64_t)q->scheduled),
                DV_INT("running", (int64_t)q->running),
                DV_BOOL("paused", q->paused));
-    int64_t now = dv_mono_ms();
+    int64_t now = broker_mono_ms(self);
     for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
          w = zhashx_next(self->worker_by_name))
         dv_log(DV_INFO, "broker.dump_worker", DV_STR("worker", w->name),
@@ -322,12 +322,13 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         long timeout = self->cfg.heartbeat_ms;
         broker_job_t *next = broker_heap_peek(&self->timers);
         if (next) {
-            int64_t until = next->run_at_ms - dv_now_ms();
+            int64_t until = next->run_at_ms - broker_now_ms(self);
             if (until < timeout)
                 timeout = until < 0 ? 0 : (long)until;
         }
         if (self->next_token_us) {
-            int64_t until = (self->next_token_us - dv_mono_us()) / 1000 + 1;
+            int64_t until =
+                (self->next_token_us - broker_mono_us(self)) / 1000 + 1;
             if (until < timeout)
                 timeout = until < 0 ? 0 : (long)until;
         }
@@ -336,7 +337,7 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         int rc = zmq_poll(items, 3, timeout);
         if (rc < 0 && errno != EINTR)
             break;
-        if (self->next_token_us && dv_mono_us() >= self->next_token_us)
+        if (self->next_token_us && broker_mono_us(self) >= self->next_token_us)
             self->dispatch_needed = true;
 
         broker_group_writer_ready(self);
@@ -347,11 +348,11 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         broker_worker_heartbeats(self);
         if (self->dispatch_needed)
             broker_sched_dispatch(self);
-        int64_t now = dv_mono_ms();
+        int64_t now = broker_mono_ms(self);
         if (now >= self->next_expire_ms) {
             self->next_expire_ms = now + 60000;
             self->cur->wb.expire = true;
-            self->cur->wb.expire_now_ms = dv_now_ms();
+            self->cur->wb.expire_now_ms = broker_now_ms(self);
         }
         broker_group_end_pass(self);
 

@@ -57,11 +57,11 @@ broker_ctrl_queue_save(broker_t *self, broker_queue_t *q,
 }
 
 void
-broker_ctrl_set_rate(broker_queue_t *q, double rate)
+broker_ctrl_set_rate(broker_t *self, broker_queue_t *q, double rate)
 {
     q->rate = rate;
     q->tokens = 1.0;
-    q->tokens_us = dv_mono_us();
+    q->tokens_us = broker_mono_us(self);
 }
 
 /* Cancels every job of q that waits (ready or scheduled). */
@@ -123,7 +123,7 @@ s_retry_rec(void *arg, const broker_jobrec_t *rec)
     job->run_at_ms = 0;
     broker_sched_place(c->self, job, false);
     if (broker_wbatch_waiting(&c->self->cur->wb, rec->id, DV_STATE_QUEUED,
-                              dv_now_ms(), 0, NULL) != 0)
+                              broker_now_ms(c->self), 0, NULL) != 0)
         broker_write_lost(c->self);
     dv_event_t ev = { 0 };
     ev.state = DV_STATE_QUEUED;
@@ -261,7 +261,7 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
     if (pause || resume)
         q->paused = pause;
     else if (rate)
-        broker_ctrl_set_rate(q, c->value);
+        broker_ctrl_set_rate(self, q, c->value);
     else
         q->max_running = (uint32_t)c->value;
     broker_ctrl_queue_save(self, q,

@@ -136,10 +136,17 @@ typedef struct {
     uint64_t dispatched;
 } broker_counters_t;
 
+/* A clock the tests set and move by hand; the loop runs with none. */
+typedef struct {
+    int64_t now_ms;  /* epoch ms */
+    int64_t mono_us; /* monotonic microseconds */
+} broker_clock_t;
+
 struct broker {
     broker_config_t cfg;
     char instance[DV_ID_TEXT_LEN + 1]; /* new at each start */
     int64_t started_ms;
+    const broker_clock_t *fake_clock; /* NULL: dv_clock */
     broker_store_t *store; /* reads (the writer thread has its own) */
     broker_writer_t *writer;
     broker_group_t *cur;      /* being built by this pass */
@@ -169,6 +176,27 @@ struct broker {
 };
 
 /* ---- small inline helpers ------------------------------------------------ */
+
+/* Epoch milliseconds, from the fake clock if one is set. */
+static inline int64_t
+broker_now_ms(const broker_t *self)
+{
+    return self->fake_clock ? self->fake_clock->now_ms : dv_now_ms();
+}
+
+/* Monotonic microseconds, from the fake clock if one is set. */
+static inline int64_t
+broker_mono_us(const broker_t *self)
+{
+    return self->fake_clock ? self->fake_clock->mono_us : dv_mono_us();
+}
+
+/* Monotonic milliseconds, from the fake clock if one is set. */
+static inline int64_t
+broker_mono_ms(const broker_t *self)
+{
+    return self->fake_clock ? self->fake_clock->mono_us / 1000 : dv_mono_ms();
+}
 
 /* A store write could not even be recorded (out of memory): the group
  * must not count as durable. */
@@ -360,7 +388,7 @@ void broker_ctrl_queue_save(broker_t *self, broker_queue_t *q,
                             const char *event_kind);
 
 /* Sets q's rate limit (starts per second, 0 = none), bucket full. */
-void broker_ctrl_set_rate(broker_queue_t *q, double rate);
+void broker_ctrl_set_rate(broker_t *self, broker_queue_t *q, double rate);
 
 /* ---- broker_group.c: group commit ---------------------------------------- */
 

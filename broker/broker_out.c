@@ -101,7 +101,7 @@ broker_out_event(broker_t *self, dv_event_t *ev)
 {
     ev->seq = ++self->event_seq;
     ev->broker = dv_str(self->instance);
-    ev->ts_ms = dv_now_ms();
+    ev->ts_ms = broker_now_ms(self);
     dv_msg_t m = { .type = DV_MSG_EVENT };
     m.u.event = *ev;
     char topic[48];

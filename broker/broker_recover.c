@@ -124,7 +124,7 @@ s_on_queue_settings(void *arg, const broker_queue_settings_t *st)
     if (!q)
         return DV_ENOMEM;
     q->paused = st->paused;
-    broker_ctrl_set_rate(q, st->rate);
+    broker_ctrl_set_rate(self, q, st->rate);
     q->max_running = st->max_running > 0 ? (uint32_t)st->max_running : 0;
     if (q->paused || q->rate > 0 || q->max_running)
         dv_log(DV_INFO, "broker.queue_restored", DV_STR("queue", q->name),
@@ -170,7 +170,7 @@ s_apply_limits(broker_t *self)
             if (k)
                 q->max_running = (uint32_t)v;
             else
-                broker_ctrl_set_rate(q, v);
+                broker_ctrl_set_rate(self, q, v);
             broker_ctrl_queue_save(self, q, "queue.limits");
         }
     }

@@ -19,6 +19,9 @@
  * leave that queue's ready jobs waiting; a job that cannot be put on a
  * worker's out list (out of memory) is not leased: it goes back to the
  * front of its queue, the worker's credit unchanged.
+ *
+ * Time comes from broker_now_ms/broker_mono_us, so tests drive it with a
+ * fake clock.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,14 +63,14 @@ broker_sched_queue(broker_t *self, const char *name)
 void
 broker_sched_place(broker_t *self, broker_job_t *job, bool front)
 {
-    int64_t now = dv_now_ms();
+    int64_t now = broker_now_ms(self);
     if (job->run_at_ms > now) {
         job->state = DV_STATE_SCHEDULED;
         job->queue->scheduled++;
         broker_heap_push(&self->timers, job);
     } else {
         job->state = DV_STATE_QUEUED;
-        job->ready_us = dv_mono_us();
+        job->ready_us = broker_mono_us(self);
         broker_queue_push(job->queue, job, front);
         self->dispatch_needed = true;
     }
@@ -111,7 +114,7 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
     char wname[DV_NAME_MAX + 1] = "";
     if (worker_name)
         snprintf(wname, sizeof wname, "%s", worker_name);
-    int64_t now = dv_now_ms();
+    int64_t now = broker_now_ms(self);
     int64_t run_ms =
         job->state == DV_STATE_RUNNING && (job->flags & BROKER_JOB_STARTED)
             ? now - job->started_ms
@@ -195,7 +198,7 @@ s_record_attempt(broker_t *self, broker_job_t *job, const char *worker,
         .attempt = job->attempt,
         .worker = worker,
         .started_ms = (job->flags & BROKER_JOB_STARTED) ? job->started_ms : 0,
-        .finished_ms = dv_now_ms(),
+        .finished_ms = broker_now_ms(self),
         .outcome = outcome,
         .failure = failure,
     };
@@ -234,7 +237,7 @@ broker_sched_fail(broker_t *self, broker_job_t *job,
                        (job->flags & BROKER_JOB_JITTER) != 0 };
     int64_t delay = dv_backoff_delay(&b, job->attempt, failure->retry_after_ms,
                                      dv_rand01());
-    job->run_at_ms = dv_now_ms() + delay;
+    job->run_at_ms = broker_now_ms(self) + delay;
     broker_sched_place(self, job, false);
     char id[DV_ID_TEXT_LEN + 1];
     broker_id_text(job, id);
@@ -261,7 +264,7 @@ broker_sched_lease(broker_t *self, broker_job_t *job, broker_worker_t *w,
     char id[DV_ID_TEXT_LEN + 1];
     broker_id_text(job, id);
     if (broker_wbatch_running(&self->cur->wb, id, job->attempt, w->name,
-                              dv_now_ms()) != 0)
+                              broker_now_ms(self)) != 0)
         broker_write_lost(self);
 }
 
@@ -327,7 +330,7 @@ broker_sched_dispatch(broker_t *self)
 {
     self->dispatch_needed = false;
     self->next_token_us = 0;
-    int64_t now_us = dv_mono_us();
+    int64_t now_us = broker_mono_us(self);
     bool progress = true;
     while (progress) {
         progress = false;
@@ -364,7 +367,7 @@ broker_sched_dispatch(broker_t *self)
 void
 broker_sched_promote_due(broker_t *self)
 {
-    int64_t now = dv_now_ms();
+    int64_t now = broker_now_ms(self);
     broker_job_t *job;
     while ((job = broker_heap_peek(&self->timers)) && job->run_at_ms <= now) {
         broker_heap_pop(&self->timers);

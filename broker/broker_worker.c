@@ -167,7 +167,7 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     broker_worker_set_queues(self, w, h->queues, h->nqueues);
     w->credit = h->credit;
     w->draining = false;
-    w->last_seen_ms = dv_mono_ms();
+    w->last_seen_ms = broker_mono_ms(self);
     w->known = true;
 
     /* Jobs it still runs: keep them leased to it. Jobs we think it runs but
@@ -184,7 +184,7 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             continue;
         if (job->state == DV_STATE_QUEUED || job->state == DV_STATE_SCHEDULED) {
             broker_sched_unplace(self, job);
-            job->ready_us = dv_mono_us();
+            job->ready_us = broker_mono_us(self);
             job->attempt = (uint16_t)h->held[i].attempt;
             broker_sched_lease(self, job, w, false);
             reclaimed++;
@@ -244,9 +244,9 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
         switch (u->kind) {
         case DV_UPD_STARTED:
             if (mine) {
-                int64_t now_us = dv_mono_us();
+                int64_t now_us = broker_mono_us(self);
                 int64_t wait_us = now_us - job->ready_us;
-                job->started_ms = u->ts_ms ? u->ts_ms : dv_now_ms();
+                job->started_ms = u->ts_ms ? u->ts_ms : broker_now_ms(self);
                 job->flags |= BROKER_JOB_STARTED;
                 if (wait_us < 0)
                     wait_us = 0;
@@ -310,7 +310,7 @@ broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
 {
     broker_worker_t *w = s_worker_by_rid(self, rid);
     if (w)
-        w->last_seen_ms = dv_mono_ms();
+        w->last_seen_ms = broker_mono_ms(self);
     switch (msg->type) {
     case DV_MSG_HELLO:
         s_on_hello(self, rid, msg);
@@ -345,7 +345,7 @@ broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
 void
 broker_worker_expire(broker_t *self)
 {
-    int64_t now = dv_mono_ms();
+    int64_t now = broker_mono_ms(self);
     zlistx_t *expired = zlistx_new();
     for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
          w = zhashx_next(self->worker_by_name))
@@ -364,7 +364,7 @@ broker_worker_expire(broker_t *self)
 void
 broker_worker_heartbeats(broker_t *self)
 {
-    int64_t now = dv_mono_ms();
+    int64_t now = broker_mono_ms(self);
     if (now < self->next_heartbeat_ms)
         return;
     self->next_heartbeat_ms = now + self->cfg.heartbeat_ms;
