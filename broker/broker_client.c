@@ -11,6 +11,10 @@
  * go on to broker_ctrl.c. Reads the store on the loop's own connection
  * (idempotency keys not in memory, finished jobs), which blocks for as
  * long as a SQLite read takes; it never waits for a commit.
+ *
+ * Out of memory: a job that cannot be built is refused in its ack (the
+ * others in the message go on); a reply or result that cannot be built is
+ * logged as broker.reply_dropped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +23,17 @@
 #include "broker_internal.h"
 #include "dv_log.h"
 
+static const char s_oom[] = "broker out of memory";
+
 static void
 s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 {
     uint32_t n = msg->u.submit.njobs;
     broker_ack_batch_t *b = calloc(1, sizeof *b);
-    if (!b)
+    if (!b) {
+        broker_out_error(self, self->clients, rid, msg->u.submit.req, s_oom);
         return;
+    }
     b->rid = *rid;
     b->req = msg->u.submit.req;
     b->n = n;
@@ -39,8 +47,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         free(b->errors);
         free(b->jobs);
         free(b);
-        broker_out_error(self, self->clients, rid, msg->u.submit.req,
-                         "broker out of memory");
+        broker_out_error(self, self->clients, rid, msg->u.submit.req, s_oom);
         return;
     }
     int64_t now = broker_now_ms(self);
@@ -63,8 +70,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
                 continue;
             }
             if (r < 0) {
-                b->errors[i] =
-                    strdup("store lookup of the idempotency key failed");
+                b->errors[i] = "store lookup of the idempotency key failed";
                 continue;
             }
         }
@@ -75,16 +81,21 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         dv_id_new(&id);
         broker_job_t *job =
             broker_job_new(&id, js->payload.ptr, js->payload.len);
-        if (!q || !job) {
+        char *k = key ? strdup(key) : NULL;
+        if (job) {
+            job->type = broker_sched_intern(self, js->type);
+            job->batch = broker_sched_intern(self, js->batch);
+            job->trace =
+                js->trace.ptr && js->trace.len ? dv_str_dup(js->trace) : NULL;
+        }
+        if (!q || !job || (key && !k) || (js->type.len && !job->type) ||
+            (js->batch.len && !job->batch) || (js->trace.len && !job->trace)) {
             broker_job_destroy(&job);
-            b->errors[i] = strdup("broker out of memory");
+            free(k);
+            b->errors[i] = s_oom;
             continue;
         }
         job->queue = q;
-        job->type = broker_sched_intern(self, js->type);
-        job->batch = broker_sched_intern(self, js->batch);
-        job->trace =
-            js->trace.ptr && js->trace.len ? dv_str_dup(js->trace) : NULL;
         job->priority = (uint8_t)js->priority;
         job->run_at_ms = js->run_at_ms > now ? js->run_at_ms : now;
         job->max_attempts =
@@ -132,19 +143,17 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
              * half a job: refuse it whole. The index entry goes with the
              * group's failure handling if the insert was recorded. */
             broker_index_del(&self->index, job);
-            b->errors[i] = strdup("broker out of memory");
+            b->errors[i] = s_oom;
             b->ids[i][0] = '\0';
             broker_job_destroy(&job);
+            free(k);
             continue;
         }
         job->flags |= BROKER_JOB_PENDING;
         job->state = DV_STATE_NONE;
-        if (key) {
-            char *k = strdup(key);
-            if (k) {
-                zhashx_insert(self->pending_keys, k, b->ids[i]);
-                zlistx_add_end(self->cur->keys, k);
-            }
+        if (k) {
+            zhashx_insert(self->pending_keys, k, b->ids[i]);
+            zlistx_add_end(self->cur->keys, k);
         }
         b->jobs[i] = job;
     }
@@ -197,13 +206,16 @@ broker_client_results_add(broker_results_t *r)
 }
 
 dv_str_t
-broker_client_results_own(broker_results_t *r, const void *p, size_t len)
+broker_client_results_own(broker_results_t *r, const void *p, size_t len,
+                          bool *failed)
 {
     if (!p)
         return (dv_str_t){ 0 };
     char *c = malloc(len + 1);
-    if (!c)
+    if (!c) {
+        *failed = true;
         return (dv_str_t){ 0 };
+    }
     memcpy(c, p, len);
     c[len] = '\0';
     zlistx_add_end(r->owned, c);
@@ -218,22 +230,23 @@ broker_client_on_view(void *arg, const broker_jobview_t *v)
     c->it->attempts = v->attempt;
     c->it->finished_ms = v->finished_ms;
     if (v->result && v->result_len)
-        c->it->result =
-            broker_client_results_own(c->r, v->result, v->result_len);
+        c->it->result = broker_client_results_own(c->r, v->result,
+                                                  v->result_len, &c->failed);
     if (v->category) {
         c->it->has_failure = true;
         dv_failure_init(&c->it->failure);
         c->it->failure.category =
             dv_category_parse(v->category, strlen(v->category));
         if (v->error)
-            c->it->failure.message =
-                broker_client_results_own(c->r, v->error, strlen(v->error));
+            c->it->failure.message = broker_client_results_own(
+                c->r, v->error, strlen(v->error), &c->failed);
     }
 }
 
 static void
 s_on_wait(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 {
+    uint64_t req = msg->u.wait.req;
     for (uint32_t i = 0; i < msg->u.wait.nids; i++) {
         dv_str_t sid = msg->u.wait.ids[i];
         dv_id_t id;
@@ -247,31 +260,37 @@ s_on_wait(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
                     already = true;
             if (!already) {
                 broker_waiter_t *w = calloc(1, sizeof *w);
-                if (w) {
-                    w->len = rid->len;
-                    memcpy(w->rid, rid->data, rid->len);
-                    w->next = job->waiters;
-                    job->waiters = w;
+                if (!w) {
+                    broker_out_dropped(rid, req, "result");
+                    continue;
                 }
+                w->len = rid->len;
+                memcpy(w->rid, rid->data, rid->len);
+                w->next = job->waiters;
+                job->waiters = w;
             }
             continue;
         }
         broker_results_t *r = broker_client_results_for(self->cur, rid);
-        if (!r)
+        dv_result_t *it = r ? broker_client_results_add(r) : NULL;
+        if (!it) {
+            broker_out_dropped(rid, req, "result");
             continue;
-        dv_result_t *it = broker_client_results_add(r);
-        if (!it)
-            continue;
-        it->id = broker_client_results_own(r, sid.ptr, sid.len);
+        }
+        broker_view_ctx_t ctx = { r, it, false };
+        it->id = broker_client_results_own(r, sid.ptr, sid.len, &ctx.failed);
         it->state = DV_STATE_UNKNOWN;
         char idtext[DV_ID_TEXT_LEN + 1];
-        if (sid.len == DV_ID_TEXT_LEN) {
+        if (sid.len == DV_ID_TEXT_LEN && !ctx.failed) {
             dv_str_copy(sid, idtext, sizeof idtext);
-            broker_view_ctx_t ctx = { r, it };
             broker_store_get(self->store, idtext, broker_client_on_view, &ctx);
             /* Stored but not live: lost track of it. */
             if (!dv_state_terminal(it->state) && it->state != DV_STATE_UNKNOWN)
                 it->state = DV_STATE_UNKNOWN;
+        }
+        if (ctx.failed) { /* it is the last item: take it back */
+            r->n--;
+            broker_out_dropped(rid, req, "result");
         }
     }
 }
@@ -373,23 +392,24 @@ s_on_jobview(void *arg, const broker_jobview_t *v)
 void
 broker_client_status(broker_t *self, const broker_rid_t *rid, uint64_t req)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    broker_body_t body;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    broker_body_init(&body, &pk);
     s_status_body(self, &pk);
-    broker_out_reply(self, rid, req, true, NULL, &sb, false);
-    msgpack_sbuffer_destroy(&sb);
+    if (body.failed)
+        broker_out_reply(self, rid, req, false, s_oom, NULL, false);
+    else
+        broker_out_reply(self, rid, req, true, NULL, &body.sb, false);
+    broker_body_destroy(&body);
 }
 
 void
 broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
                   const char *idtext, const broker_job_t *job)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    broker_body_t body;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    broker_body_init(&body, &pk);
     bool found = true;
     if (job) {
         msgpack_pack_map(&pk, 7);
@@ -408,11 +428,13 @@ broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
         s_jobview_ctx_t ctx = { &pk };
         found = broker_store_get(self->store, idtext, s_on_jobview, &ctx) == 1;
     }
-    if (found)
-        broker_out_reply(self, rid, req, true, NULL, &sb, false);
-    else
+    if (!found)
         broker_out_reply(self, rid, req, false, "no such job", NULL, false);
-    msgpack_sbuffer_destroy(&sb);
+    else if (body.failed)
+        broker_out_reply(self, rid, req, false, s_oom, NULL, false);
+    else
+        broker_out_reply(self, rid, req, true, NULL, &body.sb, false);
+    broker_body_destroy(&body);
 }
 
 void

@@ -137,8 +137,11 @@ broker_t *
 broker_core_open(const broker_config_t *cfg)
 {
     broker_t *self = calloc(1, sizeof *self);
-    if (!self)
+    if (!self) {
+        dv_log(DV_ERROR, "broker.start_failed",
+               DV_STR("error", "out of memory"));
         return NULL;
+    }
     self->cfg = *cfg;
     dv_id_t iid;
     dv_id_new(&iid);
@@ -151,8 +154,11 @@ broker_core_open(const broker_config_t *cfg)
     self->worker_by_name = zhashx_new();
     self->pending_keys = zhashx_new(); /* values point into ack batches */
     self->cur = broker_group_new();
-    if (!self->cur || broker_index_init(&self->index) != 0)
+    if (!self->cur || broker_index_init(&self->index) != 0) {
+        dv_log(DV_ERROR, "broker.start_failed",
+               DV_STR("error", "out of memory"));
         goto fail;
+    }
 
     /* Two connections: the writer thread's, and this thread's for reads
      * (recovery, idempotency keys, finished jobs). */
@@ -170,6 +176,8 @@ broker_core_open(const broker_config_t *cfg)
     }
     self->writer = broker_writer_new(wstore);
     if (!self->writer) {
+        dv_log(DV_ERROR, "broker.start_failed",
+               DV_STR("error", "the store writer thread did not start"));
         broker_store_destroy(&wstore);
         goto fail;
     }

@@ -10,6 +10,13 @@
  * Called by broker_client.c for each ctrl message, and by recovery for the
  * limits given at start. Reads the store (retry, cancel of an ended job)
  * on the loop's connection; never waits for a commit.
+ *
+ * Out of memory: the verb fails with "broker out of memory" where nothing
+ * was changed yet (a drain that cannot tell the worker, a retry that
+ * cannot list its jobs); a reply that cannot be built is logged as
+ * broker.reply_dropped; a kill that cannot be queued is logged as
+ * broker.kill_dropped (the job is cancelled all the same, and its late
+ * outcome is ignored).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +34,11 @@ s_cancel(broker_t *self, broker_job_t *job)
         dv_msg_t k = { .type = DV_MSG_KILL };
         k.u.kill.id = dv_str(id);
         k.u.kill.reason = dv_str("cancelled");
-        broker_out_send_later(self, self->workers, &job->worker->rid, NULL, &k);
+        if (broker_out_send_later(self, self->workers, &job->worker->rid, NULL,
+                                  &k) != 0)
+            dv_log(DV_ERROR, "broker.kill_dropped",
+                   DV_STR("worker", job->worker->name), DV_STR("job", id),
+                   DV_STR("error", "out of memory"));
     }
     dv_failure_t f;
     dv_failure_init(&f);
@@ -168,7 +179,10 @@ static int
 s_collect_id(void *arg, const char *id)
 {
     s_list_ctx_t *c = arg;
-    zlistx_add_end(c->ids, strdup(id));
+    char *copy = strdup(id);
+    if (!copy)
+        return DV_ENOMEM;
+    zlistx_add_end(c->ids, copy);
     return 0;
 }
 
@@ -176,14 +190,16 @@ static void
 s_reply_count(broker_t *self, const broker_rid_t *rid, uint64_t req,
               const char *key, int64_t n)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    broker_body_t body;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    broker_body_init(&body, &pk);
     msgpack_pack_map(&pk, 1);
     broker_pack_kv_int(&pk, key, n);
-    broker_out_reply(self, rid, req, true, NULL, &sb, true);
-    msgpack_sbuffer_destroy(&sb);
+    if (body.failed)
+        broker_out_dropped(rid, req, "reply");
+    else
+        broker_out_reply(self, rid, req, true, NULL, &body.sb, true);
+    broker_body_destroy(&body);
 }
 
 /* The verbs that act on a queue, and retry. Returns false for a verb it
@@ -222,7 +238,10 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
             if (!s_retry_one(self, id, &ctx))
                 retried++;
         zlistx_destroy(&lc.ids);
-        if (n < 0)
+        if (n == DV_ENOMEM)
+            broker_out_reply(self, rid, c->req, false, "broker out of memory",
+                             NULL, false);
+        else if (n < 0)
             broker_out_reply(self, rid, c->req, false, "store read failed",
                              NULL, false);
         else
@@ -311,7 +330,7 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
             tmp.owned = zlistx_new();
             zlistx_set_destructor(tmp.owned, broker_free_item);
             dv_result_t it = { 0 };
-            broker_view_ctx_t ctx = { &tmp, &it };
+            broker_view_ctx_t ctx = { &tmp, &it, false };
             int r = broker_store_get(self->store, idtext, broker_client_on_view,
                                      &ctx);
             char why[128];
@@ -345,9 +364,13 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
         } else {
             /* No more jobs for it from now; it finishes what it runs, hands
              * back the rest, says bye and exits. */
-            w->draining = true;
             dv_msg_t d = { .type = DV_MSG_DRAIN };
-            broker_out_send_now(self->workers, &w->rid, &d);
+            if (broker_out_send_now(self->workers, &w->rid, &d) != 0) {
+                broker_out_reply(self, rid, c->req, false,
+                                 "broker out of memory", NULL, false);
+                return;
+            }
+            w->draining = true;
             dv_log(DV_INFO, "broker.worker_draining", DV_STR("worker", w->name),
                    DV_INT("running", (int64_t)w->running.count));
             dv_event_t ev = { 0 };

@@ -13,6 +13,10 @@
  * writer's eventfd fires, drain_all at shutdown (the one call that blocks,
  * waiting for the writer). One group is with the writer at a time; the
  * next grows meanwhile.
+ *
+ * Out of memory: jobs that cannot be sent to a worker are handed back to
+ * the front of their queues, unleased, credit restored; an ack or result
+ * that cannot be built or sent is logged as broker.reply_dropped.
  */
 #include <assert.h>
 #include <malloc.h>
@@ -22,6 +26,8 @@
 
 #include "broker_internal.h"
 #include "dv_log.h"
+
+static const char s_commit_failed[] = "store commit failed; job not accepted";
 
 static void
 s_flush_acks(broker_t *self, broker_group_t *g, bool committed)
@@ -44,12 +50,11 @@ s_flush_acks(broker_t *self, broker_group_t *g, bool committed)
                     broker_index_del(&self->index, job);
                     broker_job_destroy(&job);
                     b->ids[i][0] = '\0';
-                    b->errors[i] =
-                        strdup("store commit failed; job not accepted");
+                    b->errors[i] = s_commit_failed;
                 }
             } else if (!committed && b->acks[i].duplicate == false &&
                        !b->errors[i]) {
-                b->errors[i] = strdup("store commit failed; job not accepted");
+                b->errors[i] = s_commit_failed;
             }
             if (b->errors[i]) {
                 b->acks[i].error = dv_str(b->errors[i]);
@@ -61,10 +66,9 @@ s_flush_acks(broker_t *self, broker_group_t *g, bool committed)
         m.u.submit_reply.req = b->req;
         m.u.submit_reply.acks = b->acks;
         m.u.submit_reply.nacks = b->n;
-        broker_out_send_now(self->clients, &b->rid, &m);
+        if (broker_out_send_now(self->clients, &b->rid, &m) != 0)
+            broker_out_dropped(&b->rid, b->req, "submit reply");
         broker_ack_batch_t *next = b->next;
-        for (uint32_t i = 0; i < b->n; i++)
-            free(b->errors[i]);
         free(b->acks);
         free(b->ids);
         free(b->errors);
@@ -83,6 +87,7 @@ s_flush_jobs(broker_t *self)
         broker_worker_t *w = self->outq[k];
         dv_job_t *jobs = calloc(w->out_count, sizeof *jobs);
         char(*ids)[DV_ID_TEXT_LEN + 1] = calloc(w->out_count, sizeof *ids);
+        int rc = DV_ENOMEM;
         if (jobs && ids) {
             uint32_t n = 0;
             for (uint32_t i = 0; i < w->out_count; i++) {
@@ -105,10 +110,17 @@ s_flush_jobs(broker_t *self)
             dv_msg_t m = { .type = DV_MSG_JOBS };
             m.u.jobs.jobs = jobs;
             m.u.jobs.njobs = n;
-            broker_out_send_now(self->workers, &w->rid, &m);
+            rc = broker_out_send_now(self->workers, &w->rid, &m);
         }
         free(jobs);
         free(ids);
+        if (rc != 0) {
+            /* Not sent: not leased either. */
+            dv_log(DV_ERROR, "broker.dispatch_failed",
+                   DV_STR("worker", w->name), DV_INT("jobs", w->out_count),
+                   DV_STR("error", "out of memory"));
+            broker_sched_unsend(self, w);
+        }
         w->out_count = 0;
     }
     self->noutq = 0;
@@ -123,13 +135,22 @@ s_flush_results(broker_t *self, broker_group_t *g)
             broker_rid_t rid;
             rid.len = wt->len;
             memcpy(rid.data, wt->rid, wt->len);
-            broker_results_t *r = broker_client_results_for(g, &rid);
+            broker_results_t *r =
+                e->incomplete ? NULL : broker_client_results_for(g, &rid);
             dv_result_t *it = r ? broker_client_results_add(r) : NULL;
-            if (!it)
+            if (!it) {
+                broker_out_dropped(&rid, 0, "result");
                 continue;
+            }
             char id[DV_ID_TEXT_LEN + 1];
             dv_id_format(&e->job->id, id);
-            it->id = broker_client_results_own(r, id, DV_ID_TEXT_LEN);
+            bool failed = false;
+            it->id = broker_client_results_own(r, id, DV_ID_TEXT_LEN, &failed);
+            if (failed) { /* the last item: take it back */
+                r->n--;
+                broker_out_dropped(&rid, 0, "result");
+                continue;
+            }
             it->state = e->state;
             it->attempts = e->job->attempt;
             it->finished_ms = e->finished_ms;
@@ -151,7 +172,8 @@ s_flush_results(broker_t *self, broker_group_t *g)
             dv_msg_t m = { .type = DV_MSG_RESULT };
             m.u.result.results = r->items + start;
             m.u.result.nresults = count;
-            broker_out_send_now(self->clients, &r->rid, &m);
+            if (broker_out_send_now(self->clients, &r->rid, &m) != 0)
+                broker_out_dropped(&r->rid, 0, "result");
             start += count;
         }
     }

@@ -81,7 +81,7 @@ typedef struct broker_ack_batch {
     uint32_t n;
     dv_submit_ack_t *acks; /* ids point into ids[] */
     char (*ids)[DV_ID_TEXT_LEN + 1];
-    char **errors;       /* owned reasons, or NULL */
+    const char **errors; /* static reasons, or NULL */
     broker_job_t **jobs; /* the new jobs (NULL for refused/duplicate) */
 } broker_ack_batch_t;
 
@@ -94,6 +94,7 @@ typedef struct broker_ended {
     void *result; /* owned copy */
     size_t result_len;
     bool has_failure;
+    bool incomplete;      /* a copy failed: no result can be built */
     dv_failure_t failure; /* strings point into msg (owned copy) */
     char *msg;
     int64_t finished_ms;
@@ -247,6 +248,16 @@ broker_pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
 
 /* ---- broker_out.c: output and events ------------------------------------- */
 
+/* A msgpack buffer that remembers whether any write into it failed (out of
+ * memory), so a body packed field by field is checked once at the end. */
+typedef struct {
+    msgpack_sbuffer sb; /* first member */
+    bool failed;
+} broker_body_t;
+
+void broker_body_init(broker_body_t *b, msgpack_packer *pk);
+void broker_body_destroy(broker_body_t *b);
+
 /* rid as lower-case hex into out (2 * 255 + 1 bytes). */
 void broker_out_rid_hex(const broker_rid_t *rid, char *out);
 
@@ -254,20 +265,27 @@ void broker_out_rid_hex(const broker_rid_t *rid, char *out);
 void broker_out_send_raw(void *socket, const broker_rid_t *rid,
                          const void *data, size_t len);
 
-/* Encodes msg and sends it at once. */
-void broker_out_send_now(void *socket, const broker_rid_t *rid,
-                         const dv_msg_t *msg);
+/* Encodes msg and sends it at once. Returns 0, or DV_ENOMEM when it could
+ * not be encoded (nothing was sent). */
+int broker_out_send_now(void *socket, const broker_rid_t *rid,
+                        const dv_msg_t *msg);
 
-/* Encodes msg now, sends it after this pass's commit. */
-void broker_out_send_later(broker_t *self, void *socket,
-                           const broker_rid_t *rid, const char *topic,
-                           const dv_msg_t *msg);
+/* Encodes msg now, sends it after this pass's commit. Returns 0, or
+ * DV_ENOMEM (nothing was queued). */
+int broker_out_send_later(broker_t *self, void *socket, const broker_rid_t *rid,
+                          const char *topic, const dv_msg_t *msg);
 
-/* Sends an ERROR message at once. */
+/* Logs a reply or result that could not be built or queued
+ * (broker.reply_dropped). */
+void broker_out_dropped(const broker_rid_t *rid, uint64_t req,
+                        const char *what);
+
+/* Sends an ERROR message at once; logs if it cannot be built. */
 void broker_out_error(broker_t *self, void *socket, const broker_rid_t *rid,
                       uint64_t req, const char *reason);
 
-/* Replies to a client, at once or (later) after the commit. */
+/* Replies to a client, at once or (later) after the commit; logs if the
+ * reply cannot be built or queued. */
 void broker_out_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
                       bool ok, const char *error, const msgpack_sbuffer *body,
                       bool later);
@@ -278,8 +296,13 @@ void broker_out_bad_message(broker_t *self, void *socket,
 void broker_out_unexpected(broker_t *self, void *socket,
                            const broker_rid_t *rid, const dv_msg_t *msg);
 
-/* Publishes ev after the commit with the next sequence number. */
+/* Publishes ev after the commit with the next sequence number; one that
+ * cannot be built is logged and still consumes its number. */
 void broker_out_event(broker_t *self, dv_event_t *ev);
+
+/* An event of this kind could not be built: logs it and consumes its
+ * sequence number. */
+void broker_out_event_dropped(broker_t *self, const char *kind);
 
 /* A job event: fills id, queue, type, batch, worker, attempt from job. */
 void broker_out_job_event(broker_t *self, const char *kind,
@@ -321,6 +344,11 @@ void broker_sched_dispatch(broker_t *self);
 /* Scheduled jobs whose time has come become ready. */
 void broker_sched_promote_due(broker_t *self);
 
+/* Puts every job on w's out list back at the front of its queue, unleased,
+ * w's credit restored (they could not be sent); dispatch runs again
+ * shortly. */
+void broker_sched_unsend(broker_t *self, broker_worker_t *w);
+
 /* ---- broker_worker.c: worker protocol ------------------------------------ */
 
 /* A new worker named after its routing id (known = false, no queues, no
@@ -357,15 +385,17 @@ broker_results_t *broker_client_results_for(broker_group_t *g,
                                             const broker_rid_t *rid);
 /* One more zeroed result item, or NULL (out of memory). */
 dv_result_t *broker_client_results_add(broker_results_t *r);
-/* Copies p into memory owned by r; returns the view (empty on failure). */
+/* Copies p into memory owned by r; returns the view (empty on failure, and
+ * then *failed is set). */
 dv_str_t broker_client_results_own(broker_results_t *r, const void *p,
-                                   size_t len);
+                                   size_t len, bool *failed);
 void broker_client_results_destroy(void **item);
 
 /* broker_store_get callback filling a result item from a stored job. */
 typedef struct {
     broker_results_t *r;
     dv_result_t *it;
+    bool failed; /* a copy failed (out of memory) */
 } broker_view_ctx_t;
 
 void broker_client_on_view(void *arg, const broker_jobview_t *v);
@@ -420,7 +450,7 @@ broker_job_t *broker_recover_job_from_rec(broker_t *self,
 int broker_recover_jobs(broker_t *self);
 
 /* Loads stored queue settings, then applies the limits given at start.
- * Returns 0 or -1. */
+ * Returns 0 or -1 (logged). */
 int broker_recover_queues(broker_t *self);
 
 /* ---- broker_core.c: the loop --------------------------------------------- */

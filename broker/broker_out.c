@@ -6,10 +6,15 @@
  * "Later" messages (replies that follow a write, events) are encoded into
  * the current group's buffer and go out when broker_group.c sees the group
  * durable, in the order they were produced. Events get their sequence
- * number here, one per event.
+ * number here, one per event, gap-free unless one could not be built.
  *
  * Called from every other broker file, on the loop thread. Never blocks:
  * sends use ZMQ_DONTWAIT, and a full or vanished peer loses the message.
+ *
+ * Out of memory: a reply that cannot be built or queued is logged as
+ * broker.reply_dropped (peer and request number); an event that cannot be
+ * built is logged as broker.event_dropped and keeps its sequence number,
+ * so subscribers see the gap and resync.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +24,33 @@
 
 #include "broker_internal.h"
 #include "dv_log.h"
+
+static int
+s_body_write(void *data, const char *buf, size_t len)
+{
+    broker_body_t *b = data;
+    if (b->failed)
+        return -1;
+    if (msgpack_sbuffer_write(&b->sb, buf, len) != 0) {
+        b->failed = true;
+        return -1;
+    }
+    return 0;
+}
+
+void
+broker_body_init(broker_body_t *b, msgpack_packer *pk)
+{
+    msgpack_sbuffer_init(&b->sb);
+    b->failed = false;
+    msgpack_packer_init(pk, b, s_body_write);
+}
+
+void
+broker_body_destroy(broker_body_t *b)
+{
+    msgpack_sbuffer_destroy(&b->sb);
+}
 
 void
 broker_out_rid_hex(const broker_rid_t *rid, char *out)
@@ -43,17 +75,19 @@ broker_out_send_raw(void *socket, const broker_rid_t *rid, const void *data,
                DV_STR("error", zmq_strerror(errno)));
 }
 
-void
+int
 broker_out_send_now(void *socket, const broker_rid_t *rid, const dv_msg_t *msg)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    dv_msg_encode(msg, &sb);
-    broker_out_send_raw(socket, rid, sb.data, sb.size);
+    int rc = dv_msg_encode(msg, &sb);
+    if (rc == DV_OK)
+        broker_out_send_raw(socket, rid, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
+    return rc == DV_OK ? 0 : DV_ENOMEM;
 }
 
-void
+int
 broker_out_send_later(broker_t *self, void *socket, const broker_rid_t *rid,
                       const char *topic, const dv_msg_t *msg)
 {
@@ -62,7 +96,7 @@ broker_out_send_later(broker_t *self, void *socket, const broker_rid_t *rid,
         size_t ncap = g->sends_cap ? g->sends_cap * 2 : 1024;
         broker_send_t *n = realloc(g->sends, ncap * sizeof *n);
         if (!n)
-            return;
+            return DV_ENOMEM;
         g->sends = n;
         g->sends_cap = ncap;
     }
@@ -72,16 +106,32 @@ broker_out_send_later(broker_t *self, void *socket, const broker_rid_t *rid,
     if (rid) {
         snd->rid = malloc(sizeof *rid);
         if (!snd->rid)
-            return;
+            return DV_ENOMEM;
         *snd->rid = *rid;
     }
     snd->topic[0] = '\0';
     if (topic)
         snprintf(snd->topic, sizeof snd->topic, "%s", topic);
     snd->off = g->outbuf.size;
-    dv_msg_encode(msg, &g->outbuf);
+    if (dv_msg_encode(msg, &g->outbuf) != DV_OK) {
+        g->outbuf.size = snd->off; /* drop the partial encoding */
+        free(snd->rid);
+        snd->rid = NULL;
+        return DV_ENOMEM;
+    }
     snd->len = g->outbuf.size - snd->off;
     g->nsends++;
+    return 0;
+}
+
+void
+broker_out_dropped(const broker_rid_t *rid, uint64_t req, const char *what)
+{
+    char peer[2 * 255 + 1];
+    broker_out_rid_hex(rid, peer);
+    dv_log(DV_ERROR, "broker.reply_dropped", DV_STR("peer", peer),
+           DV_INT("req", (int64_t)req), DV_STR("what", what),
+           DV_STR("error", "out of memory"));
 }
 
 void
@@ -92,7 +142,8 @@ broker_out_error(broker_t *self, void *socket, const broker_rid_t *rid,
     m.u.error.req = req;
     m.u.error.reason = dv_str(reason);
     m.u.error.version = DV_PROTO_VERSION;
-    broker_out_send_now(socket, rid, &m);
+    if (broker_out_send_now(socket, rid, &m) != 0)
+        broker_out_dropped(rid, req, "error");
     (void)self;
 }
 
@@ -106,7 +157,18 @@ broker_out_event(broker_t *self, dv_event_t *ev)
     m.u.event = *ev;
     char topic[48];
     dv_str_copy(ev->kind, topic, sizeof topic);
-    broker_out_send_later(self, self->events, NULL, topic, &m);
+    if (broker_out_send_later(self, self->events, NULL, topic, &m) != 0)
+        dv_log(DV_ERROR, "broker.event_dropped", DV_STR("kind", topic),
+               DV_INT("seq", (int64_t)ev->seq),
+               DV_STR("error", "out of memory"));
+}
+
+void
+broker_out_event_dropped(broker_t *self, const char *kind)
+{
+    dv_log(DV_ERROR, "broker.event_dropped", DV_STR("kind", kind),
+           DV_INT("seq", (int64_t)++self->event_seq),
+           DV_STR("error", "out of memory"));
 }
 
 void
@@ -137,10 +199,10 @@ broker_out_reply(broker_t *self, const broker_rid_t *rid, uint64_t req, bool ok,
     m.u.reply.error = dv_str(error);
     if (body && body->size)
         m.u.reply.body = dv_strn(body->data, body->size);
-    if (later)
-        broker_out_send_later(self, self->clients, rid, NULL, &m);
-    else
-        broker_out_send_now(self->clients, rid, &m);
+    int rc = later ? broker_out_send_later(self, self->clients, rid, NULL, &m)
+                   : broker_out_send_now(self->clients, rid, &m);
+    if (rc != 0)
+        broker_out_dropped(rid, req, "reply");
 }
 
 void

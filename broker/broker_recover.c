@@ -56,7 +56,10 @@ broker_recover_job_from_rec(broker_t *self, const broker_jobrec_t *rec,
     job->backoff_factor = (float)rec->backoff.factor;
     if (rec->backoff.jitter)
         job->flags |= BROKER_JOB_JITTER;
-    if (broker_index_put(&self->index, job) != 0) {
+    if ((rec->type && rec->type[0] && !job->type) ||
+        (rec->batch && rec->batch[0] && !job->batch) ||
+        (rec->trace && !job->trace) ||
+        broker_index_put(&self->index, job) != 0) {
         broker_job_destroy(&job);
         *err = DV_ENOMEM;
         return NULL;
@@ -165,8 +168,11 @@ s_apply_limits(broker_t *self)
                 return -1;
             }
             broker_queue_t *q = broker_sched_queue(self, qn);
-            if (!q)
+            if (!q) {
+                dv_log(DV_ERROR, "broker.start_failed",
+                       DV_STR("error", "out of memory"));
                 return -1;
+            }
             if (k)
                 q->max_running = (uint32_t)v;
             else
@@ -180,7 +186,11 @@ s_apply_limits(broker_t *self)
 int
 broker_recover_queues(broker_t *self)
 {
-    if (broker_store_load_queues(self->store, s_on_queue_settings, self) != 0)
+    int rc = broker_store_load_queues(self->store, s_on_queue_settings, self);
+    if (rc != 0) {
+        dv_log(DV_ERROR, "broker.queue_settings_failed",
+               DV_STR("error", dv_strerror(rc)));
         return -1;
+    }
     return s_apply_limits(self);
 }

@@ -18,7 +18,8 @@
  * worker with credit serves a queue that may start a job, dispatch does not
  * leave that queue's ready jobs waiting; a job that cannot be put on a
  * worker's out list (out of memory) is not leased: it goes back to the
- * front of its queue, the worker's credit unchanged.
+ * front of its queue, the worker's credit unchanged, and dispatch runs
+ * again shortly.
  *
  * Time comes from broker_now_ms/broker_mono_us, so tests drive it with a
  * fake clock.
@@ -30,6 +31,20 @@
 #include "broker_internal.h"
 #include "dv_backoff.h"
 #include "dv_log.h"
+
+/* After an allocation failure, dispatch runs again this much later (not at
+ * once: that would spin while memory is short). */
+#define BROKER_RETRY_US 10000
+
+/* Has the loop run dispatch again at now_us + BROKER_RETRY_US at the
+ * latest. */
+static void
+s_retry_soon(broker_t *self, int64_t now_us)
+{
+    int64_t at = now_us + BROKER_RETRY_US;
+    if (!self->next_token_us || at < self->next_token_us)
+        self->next_token_us = at;
+}
 
 const char *
 broker_sched_intern(broker_t *self, dv_str_t name)
@@ -64,11 +79,14 @@ void
 broker_sched_place(broker_t *self, broker_job_t *job, bool front)
 {
     int64_t now = broker_now_ms(self);
-    if (job->run_at_ms > now) {
+    if (job->run_at_ms > now && broker_heap_push(&self->timers, job) == 0) {
         job->state = DV_STATE_SCHEDULED;
         job->queue->scheduled++;
-        broker_heap_push(&self->timers, job);
     } else {
+        if (job->run_at_ms > now) /* the heap could not grow */
+            dv_log(DV_ERROR, "broker.schedule_failed",
+                   DV_STR("queue", job->queue->name),
+                   DV_STR("error", "out of memory; queued now instead"));
         job->state = DV_STATE_QUEUED;
         job->ready_us = broker_mono_us(self);
         broker_queue_push(job->queue, job, front);
@@ -148,6 +166,13 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
 
     broker_ended_t *e = calloc(1, sizeof *e);
     if (!e) {
+        /* Its waiters cannot be told: say so, and forget it now. */
+        for (broker_waiter_t *wt = job->waiters; wt; wt = wt->next) {
+            broker_rid_t rid = { .len = wt->len };
+            memcpy(rid.data, wt->rid, wt->len);
+            broker_out_dropped(&rid, 0, "result");
+        }
+        broker_index_del(&self->index, job);
         broker_job_destroy(&job);
         return;
     }
@@ -159,6 +184,8 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
         if (e->result) {
             memcpy(e->result, result, result_len);
             e->result_len = result_len;
+        } else {
+            e->incomplete = true;
         }
     }
     if (failure) {
@@ -181,6 +208,7 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
         } else {
             e->failure.message = (dv_str_t){ 0 };
             e->failure.key_id = (dv_str_t){ 0 };
+            e->incomplete = true;
         }
     }
     *self->cur->ended_tail = e;
@@ -353,7 +381,14 @@ broker_sched_dispatch(broker_t *self)
             if (!job)
                 continue;
             if (s_out_add(self, w, job) != 0) {
-                broker_queue_push(job->queue, job, true); /* next pass */
+                /* Not leased: back first in line, credit and token kept. */
+                broker_queue_push(job->queue, job, true);
+                if (job->queue->rate > 0)
+                    job->queue->tokens += 1.0;
+                dv_log(DV_ERROR, "broker.dispatch_failed",
+                       DV_STR("worker", w->name),
+                       DV_STR("error", "out of memory"));
+                s_retry_soon(self, now_us);
                 return;
             }
             broker_sched_lease(self, job, w, true);
@@ -362,6 +397,30 @@ broker_sched_dispatch(broker_t *self)
             progress = true;
         }
     }
+}
+
+void
+broker_sched_unsend(broker_t *self, broker_worker_t *w)
+{
+    /* Last first, each to the front: they end up in their old order. */
+    for (uint32_t i = w->out_count; i-- > 0;) {
+        broker_job_t *job = w->out[i];
+        if (job->state != DV_STATE_RUNNING || job->worker != w)
+            continue;                    /* ended or moved since dispatch */
+        broker_sched_unplace(self, job); /* ready_us stays: the wait goes on */
+        job->attempt--;
+        job->state = DV_STATE_QUEUED;
+        broker_queue_push(job->queue, job, true);
+        w->credit++;
+        self->counters.dispatched--;
+        char id[DV_ID_TEXT_LEN + 1];
+        broker_id_text(job, id);
+        if (broker_wbatch_waiting(&self->cur->wb, id, DV_STATE_QUEUED, 0,
+                                  job->attempt, NULL) != 0)
+            broker_write_lost(self);
+    }
+    w->out_count = 0;
+    s_retry_soon(self, broker_mono_us(self));
 }
 
 void

@@ -550,6 +550,43 @@ t_worker_expiry_requeues_as_lost(void **state)
     s_end_pass(fx);
 }
 
+static void
+t_unsent_jobs_go_back(void **state)
+{
+    /* What the end of a pass does when it cannot send a worker its jobs:
+     * they are not left leased. */
+    s_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    broker_job_t *jobs[4];
+    for (int i = 0; i < 4; i++)
+        jobs[i] = s_job(fx, "q", 0, 3);
+    broker_worker_t *w = s_worker(fx, "w1", "q", 3);
+    assert_int_equal(s_dispatch(fx), 3);
+    broker_sched_unsend(b, w);
+    s_end_pass(fx);
+    assert_int_equal(w->credit, 3);
+    assert_int_equal(w->running.count, 0);
+    assert_int_equal(b->counters.dispatched, 0);
+    broker_queue_t *q = broker_sched_queue(b, "q");
+    assert_int_equal(q->running, 0);
+    assert_int_equal(q->ready, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(jobs[i]->state, DV_STATE_QUEUED);
+        assert_int_equal(jobs[i]->attempt, 0);
+    }
+    /* Same order as before, and dispatch tries again shortly. */
+    assert_true(b->next_token_us > 0);
+    for (int i = 0; i < 4; i++)
+        assert_ptr_equal(broker_queue_pop(q), jobs[i]);
+    for (int i = 0; i < 4; i++)
+        broker_queue_push(q, jobs[i], false);
+    b->dispatch_needed = true;
+    assert_int_equal(s_dispatch(fx), 3);
+    assert_ptr_equal(w->out[0], jobs[0]);
+    assert_int_equal(jobs[0]->attempt, 1);
+    s_end_pass(fx);
+}
+
 int
 main(void)
 {
@@ -570,6 +607,8 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(t_worker_expiry_requeues_as_lost,
                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_unsent_jobs_go_back, s_setup,
+                                        s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

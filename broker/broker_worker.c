@@ -11,6 +11,11 @@
  *
  * Called by the loop for each message on the workers socket, and once per
  * pass for heartbeats. Never blocks.
+ *
+ * Out of memory: a hello that cannot be handled gets no welcome (logged as
+ * broker.reply_dropped) and changes nothing; the worker says hello again
+ * after its timeout. A worker event that cannot be built is logged and
+ * keeps its sequence number (broker_out.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -117,10 +122,9 @@ static void
 s_worker_event(broker_t *self, broker_worker_t *w, const char *kind,
                const dv_str_t *metrics)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    broker_body_t body;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    broker_body_init(&body, &pk);
     bool with_metrics = metrics && metrics->ptr && metrics->len;
     msgpack_pack_map(&pk, 10 + (with_metrics ? 1 : 0));
     broker_pack_kv_str(&pk, "host", w->host);
@@ -141,12 +145,16 @@ s_worker_event(broker_t *self, broker_worker_t *w, const char *kind,
         broker_pack_str(&pk, "metrics");
         pk.callback(pk.data, metrics->ptr, metrics->len);
     }
-    dv_event_t ev = { 0 };
-    ev.kind = dv_str(kind);
-    ev.worker = dv_str(w->name);
-    ev.body = dv_strn(sb.data, sb.size);
-    broker_out_event(self, &ev);
-    msgpack_sbuffer_destroy(&sb);
+    if (body.failed) {
+        broker_out_event_dropped(self, kind);
+    } else {
+        dv_event_t ev = { 0 };
+        ev.kind = dv_str(kind);
+        ev.worker = dv_str(w->name);
+        ev.body = dv_strn(body.sb.data, body.sb.size);
+        broker_out_event(self, &ev);
+    }
+    broker_body_destroy(&body);
 }
 
 static void
@@ -158,13 +166,23 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     name[rid->len] = '\0';
     broker_worker_t *w = zhashx_lookup(self->worker_by_name, name);
     bool rejoin = w != NULL;
-    if (!w && !(w = broker_worker_new(self, rid)))
+    if (!w && !(w = broker_worker_new(self, rid))) {
+        broker_out_dropped(rid, 0, "welcome");
         return;
+    }
+    if (broker_worker_set_queues(self, w, h->queues, h->nqueues) != 0) {
+        /* Not welcomed: it says hello again. */
+        if (!rejoin) {
+            zhashx_delete(self->worker_by_name, w->name);
+            broker_worker_free(w);
+        }
+        broker_out_dropped(rid, 0, "welcome");
+        return;
+    }
     free(w->host);
     w->host = dv_str_dup(h->host);
     w->pid = h->pid;
     w->concurrency = h->concurrency;
-    broker_worker_set_queues(self, w, h->queues, h->nqueues);
     w->credit = h->credit;
     w->draining = false;
     w->last_seen_ms = broker_mono_ms(self);
@@ -217,7 +235,8 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     m.u.welcome.broker = dv_str(self->instance);
     m.u.welcome.heartbeat_ms = self->cfg.heartbeat_ms;
     m.u.welcome.worker_timeout_ms = self->cfg.worker_timeout_ms;
-    broker_out_send_now(self->workers, rid, &m);
+    if (broker_out_send_now(self->workers, rid, &m) != 0)
+        broker_out_dropped(rid, 0, "welcome");
     self->dispatch_needed = true;
 
     dv_log(DV_INFO, "broker.worker_joined", DV_STR("worker", w->name),
@@ -372,9 +391,13 @@ broker_worker_heartbeats(broker_t *self)
     dv_msg_t hb = { .type = DV_MSG_HEARTBEAT };
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    dv_msg_encode(&hb, &sb);
-    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
-         w = zhashx_next(self->worker_by_name))
-        broker_out_send_raw(self->workers, &w->rid, sb.data, sb.size);
+    if (dv_msg_encode(&hb, &sb) == DV_OK) {
+        for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+             w = zhashx_next(self->worker_by_name))
+            broker_out_send_raw(self->workers, &w->rid, sb.data, sb.size);
+    } else {
+        dv_log(DV_ERROR, "broker.heartbeat_dropped",
+               DV_STR("error", "out of memory"));
+    }
     msgpack_sbuffer_destroy(&sb);
 }
