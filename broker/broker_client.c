@@ -1,0 +1,457 @@
+/* broker_client - the client API: submit, wait, and the status and job
+ * views.
+ *
+ * Owns what a submit builds until its group is durable (an ack batch per
+ * message, new jobs marked pending, their idempotency keys in
+ * self->pending_keys), the waiters of live jobs, and results pending for
+ * clients in the current group. Acks and results leave from
+ * broker_group.c once the group is durable; views are answered at once.
+ *
+ * Called by the loop for each message on the clients socket; control verbs
+ * go on to broker_ctrl.c. Reads the store on the loop's own connection
+ * (idempotency keys not in memory, finished jobs), which blocks for as
+ * long as a SQLite read takes; it never waits for a commit.
+ *
+ * Out of memory: a job that cannot be built is refused in its ack (the
+ * others in the message go on); a reply or result that cannot be built is
+ * logged as broker.reply_dropped.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_internal.h"
+#include "dv_log.h"
+
+static const char s_oom[] = "broker out of memory";
+
+static void
+s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    uint32_t n = msg->u.submit.njobs;
+    broker_ack_batch_t *b = calloc(1, sizeof *b);
+    if (!b) {
+        broker_out_error(self, self->clients, rid, msg->u.submit.req, s_oom);
+        return;
+    }
+    b->rid = *rid;
+    b->req = msg->u.submit.req;
+    b->n = n;
+    b->acks = calloc(n ? n : 1, sizeof *b->acks);
+    b->ids = calloc(n ? n : 1, sizeof *b->ids);
+    b->errors = calloc(n ? n : 1, sizeof *b->errors);
+    b->jobs = calloc(n ? n : 1, sizeof *b->jobs);
+    if (!b->acks || !b->ids || !b->errors || !b->jobs) {
+        free(b->acks);
+        free(b->ids);
+        free(b->errors);
+        free(b->jobs);
+        free(b);
+        broker_out_error(self, self->clients, rid, msg->u.submit.req, s_oom);
+        return;
+    }
+    int64_t now = broker_now_ms(self);
+    for (uint32_t i = 0; i < n; i++) {
+        const dv_jobspec_t *js = &msg->u.submit.jobs[i];
+        char keybuf[DV_KEY_MAX + 1];
+        const char *key = NULL;
+        if (js->key.ptr && js->key.len) {
+            key = dv_str_copy(js->key, keybuf, sizeof keybuf);
+            /* Keys whose insert is not durable yet are only in memory; the
+             * rest are in the store. */
+            const char *pending = zhashx_lookup(self->pending_keys, key);
+            int r = pending
+                        ? 1
+                        : broker_store_find_key(self->store, key, b->ids[i]);
+            if (pending)
+                snprintf(b->ids[i], sizeof b->ids[i], "%s", pending);
+            if (r == 1) {
+                b->acks[i].duplicate = true;
+                continue;
+            }
+            if (r < 0) {
+                b->errors[i] = "store lookup of the idempotency key failed";
+                continue;
+            }
+        }
+        char qname[DV_NAME_MAX + 1];
+        dv_str_copy(js->queue, qname, sizeof qname);
+        broker_queue_t *q = broker_sched_queue(self, qname);
+        dv_id_t id;
+        dv_id_new(&id);
+        broker_job_t *job =
+            broker_job_new(&id, js->payload.ptr, js->payload.len);
+        char *k = key ? strdup(key) : NULL;
+        if (job) {
+            job->type = broker_sched_intern(self, js->type);
+            job->batch = broker_sched_intern(self, js->batch);
+            job->trace =
+                js->trace.ptr && js->trace.len ? dv_str_dup(js->trace) : NULL;
+        }
+        if (!q || !job || (key && !k) || (js->type.len && !job->type) ||
+            (js->batch.len && !job->batch) || (js->trace.len && !job->trace)) {
+            broker_job_destroy(&job);
+            free(k);
+            b->errors[i] = s_oom;
+            continue;
+        }
+        job->queue = q;
+        job->priority = (uint8_t)js->priority;
+        job->run_at_ms = js->run_at_ms > now ? js->run_at_ms : now;
+        job->max_attempts =
+            (uint16_t)(js->max_attempts > 0 ? js->max_attempts
+                                            : self->cfg.default_max_attempts);
+        job->timeout_ms =
+            (uint32_t)(js->timeout_ms > UINT32_MAX ? UINT32_MAX
+                                                   : js->timeout_ms);
+        dv_backoff_t bo =
+            js->has_backoff ? js->backoff : self->cfg.default_backoff;
+        job->backoff_base_ms =
+            (uint32_t)(bo.base_ms > UINT32_MAX ? UINT32_MAX : bo.base_ms);
+        job->backoff_cap_ms =
+            (uint32_t)(bo.cap_ms > UINT32_MAX ? UINT32_MAX : bo.cap_ms);
+        job->backoff_factor = (float)bo.factor;
+        if (bo.jitter)
+            job->flags |= BROKER_JOB_JITTER;
+        dv_id_format(&id, b->ids[i]);
+
+        broker_jobrec_t rec = {
+            .id = b->ids[i],
+            .queue = q->name,
+            .type = job->type,
+            .key = key,
+            .batch = job->batch,
+            .trace = job->trace,
+            .payload = job->payload,
+            .payload_len = job->payload_len,
+            .state =
+                job->run_at_ms > now ? DV_STATE_SCHEDULED : DV_STATE_QUEUED,
+            .priority = job->priority,
+            .created_ms = now,
+            .run_at_ms = job->run_at_ms,
+            .attempt = 0,
+            .max_attempts = job->max_attempts,
+            .timeout_ms = job->timeout_ms,
+            .backoff = bo,
+            .result_ttl_ms = js->result_ttl_ms > 0
+                                 ? js->result_ttl_ms
+                                 : self->cfg.default_result_ttl_ms,
+        };
+        if (broker_index_put(&self->index, job) != 0 ||
+            broker_wbatch_insert(&self->cur->wb, &rec) != 0) {
+            /* An index entry without its insert (or the reverse) would be
+             * half a job: refuse it whole. The index entry goes with the
+             * group's failure handling if the insert was recorded. */
+            broker_index_del(&self->index, job);
+            b->errors[i] = s_oom;
+            b->ids[i][0] = '\0';
+            broker_job_destroy(&job);
+            free(k);
+            continue;
+        }
+        job->flags |= BROKER_JOB_PENDING;
+        job->state = DV_STATE_NONE;
+        if (k) {
+            zhashx_insert(self->pending_keys, k, b->ids[i]);
+            zlistx_add_end(self->cur->keys, k);
+        }
+        b->jobs[i] = job;
+    }
+    *self->cur->acks_tail = b;
+    self->cur->acks_tail = &b->next;
+}
+
+void
+broker_client_results_destroy(void **item)
+{
+    broker_results_t *r = *item;
+    free(r->items);
+    zlistx_destroy(&r->owned);
+    free(r);
+    *item = NULL;
+}
+
+broker_results_t *
+broker_client_results_for(broker_group_t *g, const broker_rid_t *rid)
+{
+    char hex[2 * 255 + 1];
+    broker_out_rid_hex(rid, hex);
+    broker_results_t *r = zhashx_lookup(g->results_out, hex);
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return NULL;
+        r->rid = *rid;
+        r->owned = zlistx_new();
+        zlistx_set_destructor(r->owned, broker_free_item);
+        zhashx_insert(g->results_out, hex, r);
+    }
+    return r;
+}
+
+dv_result_t *
+broker_client_results_add(broker_results_t *r)
+{
+    if (r->n == r->cap) {
+        uint32_t ncap = r->cap ? r->cap * 2 : 64;
+        dv_result_t *ni = realloc(r->items, ncap * sizeof *ni);
+        if (!ni)
+            return NULL;
+        r->items = ni;
+        r->cap = ncap;
+    }
+    dv_result_t *it = &r->items[r->n++];
+    memset(it, 0, sizeof *it);
+    return it;
+}
+
+dv_str_t
+broker_client_results_own(broker_results_t *r, const void *p, size_t len,
+                          bool *failed)
+{
+    if (!p)
+        return (dv_str_t){ 0 };
+    char *c = malloc(len + 1);
+    if (!c) {
+        *failed = true;
+        return (dv_str_t){ 0 };
+    }
+    memcpy(c, p, len);
+    c[len] = '\0';
+    zlistx_add_end(r->owned, c);
+    return dv_strn(c, len);
+}
+
+void
+broker_client_on_view(void *arg, const broker_jobview_t *v)
+{
+    broker_view_ctx_t *c = arg;
+    c->it->state = v->state;
+    c->it->attempts = v->attempt;
+    c->it->finished_ms = v->finished_ms;
+    if (v->result && v->result_len)
+        c->it->result = broker_client_results_own(c->r, v->result,
+                                                  v->result_len, &c->failed);
+    if (v->category) {
+        c->it->has_failure = true;
+        dv_failure_init(&c->it->failure);
+        c->it->failure.category =
+            dv_category_parse(v->category, strlen(v->category));
+        if (v->error)
+            c->it->failure.message = broker_client_results_own(
+                c->r, v->error, strlen(v->error), &c->failed);
+    }
+}
+
+static void
+s_on_wait(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    uint64_t req = msg->u.wait.req;
+    for (uint32_t i = 0; i < msg->u.wait.nids; i++) {
+        dv_str_t sid = msg->u.wait.ids[i];
+        dv_id_t id;
+        broker_job_t *job = NULL;
+        if (dv_id_parse(sid.ptr, sid.len, &id) == 0)
+            job = broker_index_get(&self->index, &id);
+        if (job) {
+            bool already = false;
+            for (broker_waiter_t *w = job->waiters; w; w = w->next)
+                if (w->len == rid->len && !memcmp(w->rid, rid->data, rid->len))
+                    already = true;
+            if (!already) {
+                broker_waiter_t *w = calloc(1, sizeof *w);
+                if (!w) {
+                    broker_out_dropped(rid, req, "result");
+                    continue;
+                }
+                w->len = rid->len;
+                memcpy(w->rid, rid->data, rid->len);
+                w->next = job->waiters;
+                job->waiters = w;
+            }
+            continue;
+        }
+        broker_results_t *r = broker_client_results_for(self->cur, rid);
+        dv_result_t *it = r ? broker_client_results_add(r) : NULL;
+        if (!it) {
+            broker_out_dropped(rid, req, "result");
+            continue;
+        }
+        broker_view_ctx_t ctx = { r, it, false };
+        it->id = broker_client_results_own(r, sid.ptr, sid.len, &ctx.failed);
+        it->state = DV_STATE_UNKNOWN;
+        char idtext[DV_ID_TEXT_LEN + 1];
+        if (sid.len == DV_ID_TEXT_LEN && !ctx.failed) {
+            dv_str_copy(sid, idtext, sizeof idtext);
+            broker_store_get(self->store, idtext, broker_client_on_view, &ctx);
+            /* Stored but not live: lost track of it. */
+            if (!dv_state_terminal(it->state) && it->state != DV_STATE_UNKNOWN)
+                it->state = DV_STATE_UNKNOWN;
+        }
+        if (ctx.failed) { /* it is the last item: take it back */
+            r->n--;
+            broker_out_dropped(rid, req, "result");
+        }
+    }
+}
+
+static void
+s_status_body(broker_t *self, msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 6);
+    broker_pack_kv_str(pk, "broker", self->instance);
+    broker_pack_kv_str(pk, "store", broker_store_backend(self->store));
+    broker_pack_kv_int(pk, "uptime_ms", broker_now_ms(self) - self->started_ms);
+
+    broker_pack_str(pk, "queues");
+    msgpack_pack_array(pk, zhashx_size(self->queues));
+    for (broker_queue_t *q = zhashx_first(self->queues); q;
+         q = zhashx_next(self->queues)) {
+        msgpack_pack_map(pk, 7);
+        broker_pack_kv_str(pk, "name", q->name);
+        broker_pack_str(pk, "rate");
+        msgpack_pack_double(pk, q->rate);
+        broker_pack_kv_int(pk, "max_running", q->max_running);
+        broker_pack_kv_int(pk, "queued", (int64_t)q->ready);
+        broker_pack_kv_int(pk, "scheduled", (int64_t)q->scheduled);
+        broker_pack_kv_int(pk, "running", (int64_t)q->running);
+        broker_pack_str(pk, "paused");
+        if (q->paused)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+    }
+
+    broker_pack_str(pk, "workers");
+    msgpack_pack_array(pk, zhashx_size(self->worker_by_name));
+    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+         w = zhashx_next(self->worker_by_name)) {
+        msgpack_pack_map(pk, 10);
+        broker_pack_kv_str(pk, "name", w->name);
+        broker_pack_str(pk, "draining");
+        if (w->draining)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        broker_pack_kv_str(pk, "host", w->host);
+        broker_pack_kv_int(pk, "pid", w->pid);
+        broker_pack_kv_int(pk, "concurrency", w->concurrency);
+        broker_pack_kv_int(pk, "credit", w->credit);
+        broker_pack_kv_int(pk, "running", (int64_t)w->running.count);
+        broker_pack_kv_int(pk, "processed", w->processed);
+        broker_pack_kv_int(pk, "failed", w->failed);
+        broker_pack_str(pk, "queues");
+        msgpack_pack_array(pk, (size_t)w->nqueues);
+        for (int i = 0; i < w->nqueues; i++)
+            broker_pack_str(pk, w->queues[i]->name);
+    }
+
+    const broker_counters_t *c = &self->counters;
+    broker_pack_str(pk, "counters");
+    msgpack_pack_map(pk, 11);
+    broker_pack_kv_int(pk, "submitted", (int64_t)c->submitted);
+    broker_pack_kv_int(pk, "dispatched", (int64_t)c->dispatched);
+    broker_pack_kv_int(pk, "succeeded", (int64_t)c->succeeded);
+    broker_pack_kv_int(pk, "failed", (int64_t)c->failed);
+    broker_pack_kv_int(pk, "retried", (int64_t)c->retried);
+    broker_pack_kv_int(pk, "dead", (int64_t)c->dead);
+    broker_pack_kv_int(pk, "cancelled", (int64_t)c->cancelled);
+    broker_pack_kv_int(pk, "lost", (int64_t)c->lost);
+    broker_pack_kv_int(pk, "live_jobs", (int64_t)self->index.count);
+    broker_pack_kv_int(pk, "dispatch_p50_us",
+                       (int64_t)dv_hist_quantile(&self->dispatch_us, 0.50));
+    broker_pack_kv_int(pk, "dispatch_p99_us",
+                       (int64_t)dv_hist_quantile(&self->dispatch_us, 0.99));
+}
+
+typedef struct {
+    msgpack_packer *pk;
+} s_jobview_ctx_t;
+
+static void
+s_on_jobview(void *arg, const broker_jobview_t *v)
+{
+    msgpack_packer *pk = ((s_jobview_ctx_t *)arg)->pk;
+    msgpack_pack_map(pk, 8);
+    broker_pack_kv_str(pk, "id", v->id);
+    broker_pack_kv_str(pk, "queue", v->queue);
+    broker_pack_kv_str(pk, "type", v->type);
+    broker_pack_kv_str(pk, "state", dv_state_name(v->state));
+    broker_pack_kv_int(pk, "attempt", v->attempt);
+    broker_pack_str(pk, "result");
+    /* The stored result is one msgpack value: embed its bytes as they are. */
+    if (v->result && v->result_len &&
+        dv_mp_validate(v->result, v->result_len, DV_VALUE_DEPTH_MAX) == DV_OK)
+        pk->callback(pk->data, v->result, v->result_len);
+    else
+        msgpack_pack_nil(pk);
+    broker_pack_kv_str(pk, "category", v->category);
+    broker_pack_kv_str(pk, "error", v->error);
+}
+
+void
+broker_client_status(broker_t *self, const broker_rid_t *rid, uint64_t req)
+{
+    broker_body_t body;
+    msgpack_packer pk;
+    broker_body_init(&body, &pk);
+    s_status_body(self, &pk);
+    if (body.failed)
+        broker_out_reply(self, rid, req, false, s_oom, NULL, false);
+    else
+        broker_out_reply(self, rid, req, true, NULL, &body.sb, false);
+    broker_body_destroy(&body);
+}
+
+void
+broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
+                  const char *idtext, const broker_job_t *job)
+{
+    broker_body_t body;
+    msgpack_packer pk;
+    broker_body_init(&body, &pk);
+    bool found = true;
+    if (job) {
+        msgpack_pack_map(&pk, 7);
+        broker_pack_kv_str(&pk, "id", idtext);
+        broker_pack_kv_str(&pk, "queue", job->queue->name);
+        broker_pack_kv_str(&pk, "type", job->type);
+        broker_pack_kv_str(&pk, "state",
+                           (job->flags & BROKER_JOB_PENDING)
+                               ? "queued"
+                               : dv_state_name(job->state));
+        broker_pack_kv_int(&pk, "attempt", job->attempt);
+        broker_pack_kv_int(&pk, "max_attempts", job->max_attempts);
+        broker_pack_kv_str(&pk, "worker",
+                           job->worker ? job->worker->name : NULL);
+    } else {
+        s_jobview_ctx_t ctx = { &pk };
+        found = broker_store_get(self->store, idtext, s_on_jobview, &ctx) == 1;
+    }
+    if (!found)
+        broker_out_reply(self, rid, req, false, "no such job", NULL, false);
+    else if (body.failed)
+        broker_out_reply(self, rid, req, false, s_oom, NULL, false);
+    else
+        broker_out_reply(self, rid, req, true, NULL, &body.sb, false);
+    broker_body_destroy(&body);
+}
+
+void
+broker_client_on_message(broker_t *self, const broker_rid_t *rid,
+                         const dv_msg_t *msg)
+{
+    switch (msg->type) {
+    case DV_MSG_SUBMIT:
+        s_on_submit(self, rid, msg);
+        break;
+    case DV_MSG_WAIT:
+        s_on_wait(self, rid, msg);
+        break;
+    case DV_MSG_CTRL:
+        broker_ctrl_on_message(self, rid, msg);
+        break;
+    default:
+        broker_out_unexpected(self, self->clients, rid, msg);
+    }
+}

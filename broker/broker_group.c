@@ -1,0 +1,343 @@
+/* broker_group - group commit: a pass's store writes go to the writer
+ * thread as one group, and what depended on them leaves once it is
+ * durable.
+ *
+ * Owns the groups (self->cur, being built; self->inflight, with the
+ * writer) and their flushing: submit acks (jobs become placed and
+ * dispatchable only now), results to waiting clients (ended jobs are freed
+ * only now), and the replies and events queued with broker_out_send_later,
+ * in the order they were produced. Also sends each pass's dispatched jobs
+ * to their workers, before their leases are durable.
+ *
+ * Called by the loop: end_pass once per pass, writer_ready when the
+ * writer's eventfd fires, drain_all at shutdown (the one call that blocks,
+ * waiting for the writer). One group is with the writer at a time; the
+ * next grows meanwhile.
+ *
+ * Out of memory: jobs that cannot be sent to a worker are handed back to
+ * the front of their queues, unleased, credit restored; an ack or result
+ * that cannot be built or sent is logged as broker.reply_dropped.
+ */
+#include <assert.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "broker_internal.h"
+#include "dv_log.h"
+
+static const char s_commit_failed[] = "store commit failed; job not accepted";
+
+static void
+s_flush_acks(broker_t *self, broker_group_t *g, bool committed)
+{
+    broker_ack_batch_t *b = g->acks;
+    while (b) {
+        for (uint32_t i = 0; i < b->n; i++) {
+            broker_job_t *job = b->jobs[i];
+            if (job) {
+                if (committed) {
+                    job->flags &= (uint8_t)~BROKER_JOB_PENDING;
+                    broker_sched_place(self, job, false);
+                    self->counters.submitted++;
+                    dv_event_t ev = { 0 };
+                    ev.state = job->state;
+                    ev.run_at_ms =
+                        job->state == DV_STATE_SCHEDULED ? job->run_at_ms : 0;
+                    broker_out_job_event(self, "job.submitted", job, &ev);
+                } else {
+                    broker_index_del(&self->index, job);
+                    broker_job_destroy(&job);
+                    b->ids[i][0] = '\0';
+                    b->errors[i] = s_commit_failed;
+                }
+            } else if (!committed && b->acks[i].duplicate == false &&
+                       !b->errors[i]) {
+                b->errors[i] = s_commit_failed;
+            }
+            if (b->errors[i]) {
+                b->acks[i].error = dv_str(b->errors[i]);
+            } else {
+                b->acks[i].id = dv_str(b->ids[i]);
+            }
+        }
+        dv_msg_t m = { .type = DV_MSG_SUBMIT_REPLY };
+        m.u.submit_reply.req = b->req;
+        m.u.submit_reply.acks = b->acks;
+        m.u.submit_reply.nacks = b->n;
+        if (broker_out_send_now(self->clients, &b->rid, &m) != 0)
+            broker_out_dropped(&b->rid, b->req, "submit reply");
+        broker_ack_batch_t *next = b->next;
+        free(b->acks);
+        free(b->ids);
+        free(b->errors);
+        free(b->jobs);
+        free(b);
+        b = next;
+    }
+    g->acks = NULL;
+    g->acks_tail = &g->acks;
+}
+
+static void
+s_flush_jobs(broker_t *self)
+{
+    for (size_t k = 0; k < self->noutq; k++) {
+        broker_worker_t *w = self->outq[k];
+        dv_job_t *jobs = calloc(w->out_count, sizeof *jobs);
+        char(*ids)[DV_ID_TEXT_LEN + 1] = calloc(w->out_count, sizeof *ids);
+        int rc = DV_ENOMEM;
+        if (jobs && ids) {
+            uint32_t n = 0;
+            for (uint32_t i = 0; i < w->out_count; i++) {
+                broker_job_t *job = w->out[i];
+                dv_id_format(&job->id, ids[n]);
+                dv_job_t *j = &jobs[n++];
+                j->id = dv_str(ids[n - 1]);
+                j->queue = dv_str(job->queue->name);
+                j->type = dv_str(job->type);
+                if (job->payload_len)
+                    j->payload =
+                        dv_strn((const char *)job->payload, job->payload_len);
+                j->trace = dv_str(job->trace);
+                j->batch = dv_str(job->batch);
+                j->attempt = job->attempt;
+                j->max_attempts = job->max_attempts;
+                j->timeout_ms = job->timeout_ms;
+                j->enqueued_ms = dv_id_time_ms(&job->id); /* when submitted */
+            }
+            dv_msg_t m = { .type = DV_MSG_JOBS };
+            m.u.jobs.jobs = jobs;
+            m.u.jobs.njobs = n;
+            rc = broker_out_send_now(self->workers, &w->rid, &m);
+        }
+        free(jobs);
+        free(ids);
+        if (rc != 0) {
+            /* Not sent: not leased either. */
+            dv_log(DV_ERROR, "broker.dispatch_failed",
+                   DV_STR("worker", w->name), DV_INT("jobs", w->out_count),
+                   DV_STR("error", "out of memory"));
+            broker_sched_unsend(self, w);
+        }
+        w->out_count = 0;
+    }
+    self->noutq = 0;
+}
+
+static void
+s_flush_results(broker_t *self, broker_group_t *g)
+{
+    /* Outcomes of jobs that ended in this group, to their waiters. */
+    for (broker_ended_t *e = g->ended; e; e = e->next) {
+        for (broker_waiter_t *wt = e->job->waiters; wt; wt = wt->next) {
+            broker_rid_t rid;
+            rid.len = wt->len;
+            memcpy(rid.data, wt->rid, wt->len);
+            broker_results_t *r =
+                e->incomplete ? NULL : broker_client_results_for(g, &rid);
+            dv_result_t *it = r ? broker_client_results_add(r) : NULL;
+            if (!it) {
+                broker_out_dropped(&rid, 0, "result");
+                continue;
+            }
+            char id[DV_ID_TEXT_LEN + 1];
+            dv_id_format(&e->job->id, id);
+            bool failed = false;
+            it->id = broker_client_results_own(r, id, DV_ID_TEXT_LEN, &failed);
+            if (failed) { /* the last item: take it back */
+                r->n--;
+                broker_out_dropped(&rid, 0, "result");
+                continue;
+            }
+            it->state = e->state;
+            it->attempts = e->job->attempt;
+            it->finished_ms = e->finished_ms;
+            if (e->result_len)
+                it->result = dv_strn(e->result, e->result_len);
+            it->has_failure = e->has_failure;
+            if (e->has_failure)
+                it->failure = e->failure;
+        }
+    }
+    for (broker_results_t *r = zhashx_first(g->results_out); r;
+         r = zhashx_next(g->results_out)) {
+        /* Keep each message well under the frame limit. */
+        uint32_t start = 0;
+        while (start < r->n) {
+            uint32_t count = r->n - start;
+            if (count > 5000)
+                count = 5000;
+            dv_msg_t m = { .type = DV_MSG_RESULT };
+            m.u.result.results = r->items + start;
+            m.u.result.nresults = count;
+            if (broker_out_send_now(self->clients, &r->rid, &m) != 0)
+                broker_out_dropped(&r->rid, 0, "result");
+            start += count;
+        }
+    }
+    zhashx_purge(g->results_out);
+    while (g->ended) {
+        broker_ended_t *e = g->ended;
+        g->ended = e->next;
+        broker_index_del(&self->index, e->job);
+        broker_job_destroy(&e->job);
+        free(e->result);
+        free(e->msg);
+        free(e);
+    }
+    g->ended_tail = &g->ended;
+}
+
+static void
+s_flush_sends(broker_t *self, broker_group_t *g)
+{
+    for (size_t i = 0; i < g->nsends; i++) {
+        broker_send_t *snd = &g->sends[i];
+        const char *data = g->outbuf.data + snd->off;
+        if (snd->rid) {
+            broker_out_send_raw(snd->socket, snd->rid, data, snd->len);
+            free(snd->rid);
+        } else {
+            zmq_send(snd->socket, snd->topic, strlen(snd->topic), ZMQ_SNDMORE);
+            zmq_send(snd->socket, data, snd->len, ZMQ_DONTWAIT);
+        }
+    }
+    g->nsends = 0;
+    g->outbuf.size = 0; /* keep the memory for the next group */
+}
+
+/* ---- groups -------------------------------------------------------------------- */
+
+broker_group_t *
+broker_group_new(void)
+{
+    broker_group_t *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    broker_wbatch_init(&g->wb);
+    g->acks_tail = &g->acks;
+    g->ended_tail = &g->ended;
+    msgpack_sbuffer_init(&g->outbuf);
+    g->results_out = zhashx_new();
+    zhashx_set_destructor(g->results_out, broker_client_results_destroy);
+    g->keys = zlistx_new();
+    zlistx_set_destructor(g->keys, broker_free_item);
+    return g;
+}
+
+void
+broker_group_destroy(broker_group_t **g_p)
+{
+    broker_group_t *g = *g_p;
+    if (!g)
+        return;
+    broker_wbatch_clear(&g->wb);
+    for (size_t i = 0; i < g->nsends; i++)
+        free(g->sends[i].rid);
+    free(g->sends);
+    msgpack_sbuffer_destroy(&g->outbuf);
+    zhashx_destroy(&g->results_out);
+    zlistx_destroy(&g->keys);
+    free(g);
+    *g_p = NULL;
+}
+
+static bool
+s_group_empty(const broker_group_t *g)
+{
+    return g->wb.nops == 0 && !g->wb.expire && !g->acks && !g->ended &&
+           g->nsends == 0 && zhashx_size(g->results_out) == 0;
+}
+
+/* The group's writes are durable (or failed): send what waited on them, in
+ * the order it was produced, then make the group reusable. */
+static void
+s_group_done(broker_t *self, broker_group_t *g)
+{
+    bool committed = g->wb.rc == 0;
+    if (!committed) {
+        if (!self->store_failed)
+            dv_log(DV_ERROR, "broker.commit_failed",
+                   DV_STR("error", dv_strerror(g->wb.rc)),
+                   DV_INT("writes", (int64_t)g->wb.nops));
+        self->store_failed = true;
+    } else if (self->store_failed && g->wb.nops) {
+        dv_log(DV_INFO, "broker.commit_recovered");
+        self->store_failed = false;
+    }
+    if (g->wb.expired > 0)
+        dv_log(DV_INFO, "broker.expired_results",
+               DV_INT("jobs", g->wb.expired));
+    for (char *k = zlistx_first(g->keys); k; k = zlistx_next(g->keys))
+        zhashx_delete(self->pending_keys, k);
+    zlistx_purge(g->keys);
+    s_flush_acks(self, g, committed);
+    s_flush_results(self, g);
+    s_flush_sends(self, g);
+    broker_wbatch_clear(&g->wb);
+}
+
+void
+broker_group_writer_ready(broker_t *self)
+{
+    broker_wbatch_t *b;
+    while ((b = broker_writer_pop_done(self->writer))) {
+        broker_group_t *g = (broker_group_t *)b; /* wb is the first member */
+        assert(g == self->inflight);
+        /* A big group's ops (copies of whole jobs) are freed below; give
+         * the pages back rather than keep the peak as resident memory. */
+        bool big = g->wb.nops > 50000;
+        s_group_done(self, g);
+        self->inflight = NULL;
+        broker_group_destroy(&g);
+        if (big)
+            malloc_trim(0);
+    }
+}
+
+/* Hands the current group to the writer if it is free; a group with no
+ * writes needs no commit and goes out at once (after any group before it). */
+void
+broker_group_submit(broker_t *self)
+{
+    if (self->inflight || s_group_empty(self->cur))
+        return;
+    if (self->cur->wb.nops == 0 && !self->cur->wb.expire &&
+        self->cur->wb.rc == 0) {
+        s_group_done(self, self->cur);
+        return;
+    }
+    broker_group_t *next = broker_group_new();
+    if (!next)
+        return; /* try again next pass */
+    self->inflight = self->cur;
+    self->cur = next;
+    broker_writer_push(self->writer, &self->inflight->wb);
+}
+
+void
+broker_group_end_pass(broker_t *self)
+{
+    /* Jobs go to workers before their leases are durable: a lease need not
+     * be stored before the work starts (at worst a crash runs the job
+     * again), and the worker then works while the broker waits for the
+     * disk. */
+    s_flush_jobs(self);
+    broker_group_submit(self);
+}
+
+void
+broker_group_drain_all(broker_t *self)
+{
+    if (!self->writer)
+        return;
+    for (int round = 0; round < 2; round++) {
+        while (self->inflight) {
+            broker_writer_wait(self->writer);
+            broker_group_writer_ready(self);
+        }
+        broker_group_submit(self);
+    }
+}

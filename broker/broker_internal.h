@@ -1,0 +1,463 @@
+/* broker_internal - the broker's shared state and the calls between its
+ * files. Only broker/ includes this; broker_main.c sees broker_core.h.
+ *
+ * One thread (the loop, broker_core.c) owns struct broker and everything it
+ * points to; no function declared here locks or blocks, except where said
+ * (store reads on the loop's own connection, broker_group_drain_all at
+ * shutdown). The files and what each owns:
+ *
+ *   broker_core.c     the loop: sockets, new/destroy/run/dump
+ *   broker_out.c      output: send now, send after the commit, replies,
+ *                     errors, events and their sequence numbers
+ *   broker_sched.c    scheduling: place/unplace, lease, fail, finish,
+ *                     dispatch against credit, queue limits, due timers
+ *   broker_worker.c   worker protocol: hello, update, heartbeat, bye, expiry
+ *   broker_client.c   client API: submit, wait, status and job views
+ *   broker_ctrl.c     control verbs: cancel, retry, pause, resume, purge,
+ *                     limits, drain
+ *   broker_group.c    group commit: what waits on a group, and flushing it
+ *   broker_recover.c  start-up: replay of the store, queue settings, limits
+ *
+ * Invariants kept across files:
+ *   - a live job is in the index and in exactly one of: its queue's FIFO
+ *     (queued), the timer heap (scheduled), a worker's running list
+ *     (running); or in none while its insert is pending (BROKER_JOB_PENDING)
+ *     or after it ended (terminal state, in the current group's ended list);
+ *   - every state change of a job is recorded in self->cur->wb in the same
+ *     call that makes it, and output that depends on it is queued with
+ *     broker_out_send_later, so it leaves only once the group is durable;
+ *   - a job on a worker's out list is leased to that worker and is sent to
+ *     it at the end of the pass, or handed back to the front of its queue.
+ */
+#ifndef BROKER_INTERNAL_H
+#define BROKER_INTERNAL_H
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_core.h"
+#include "broker_jobs.h"
+#include "broker_store.h"
+#include "broker_writer.h"
+#include "dv_clock.h"
+#include "dv_err.h"
+#include "dv_hist.h"
+#include "dv_proto.h"
+
+/* A ROUTER routing id, copied out of its frame. */
+typedef struct {
+    uint8_t len;
+    uint8_t data[255];
+} broker_rid_t;
+
+struct broker_worker {
+    broker_rid_t rid;
+    char *name; /* routing id as text (the worker's name) */
+    char *host;
+    int pid;
+    int concurrency;
+    broker_queue_t **queues; /* queues it serves */
+    int nqueues;
+    int rr;                    /* next queue to take from (round-robin) */
+    int credit;                /* jobs it can take now */
+    broker_list_t running;     /* jobs leased to it */
+    int64_t last_seen_ms;      /* monotonic, last message from it */
+    int64_t processed, failed; /* from its heartbeats */
+    int busy, idle;
+    broker_job_t **out; /* jobs dispatched to it this pass */
+    uint32_t out_count, out_cap;
+    bool known;    /* sent hello (not just a stray message) */
+    bool draining; /* told to drain: gets no more jobs */
+};
+
+/* Per-pass pending output to one client: acks of one submit message. */
+typedef struct broker_ack_batch {
+    struct broker_ack_batch *next;
+    broker_rid_t rid;
+    uint64_t req;
+    uint32_t n;
+    dv_submit_ack_t *acks; /* ids point into ids[] */
+    char (*ids)[DV_ID_TEXT_LEN + 1];
+    const char **errors; /* static reasons, or NULL */
+    broker_job_t **jobs; /* the new jobs (NULL for refused/duplicate) */
+} broker_ack_batch_t;
+
+/* A job that ended; it stays findable by id (state terminal) until its
+ * group is durable and its result went out, then it is freed. */
+typedef struct broker_ended {
+    struct broker_ended *next;
+    broker_job_t *job;
+    dv_state_t state;
+    void *result; /* owned copy */
+    size_t result_len;
+    bool has_failure;
+    bool incomplete;      /* a copy failed: no result can be built */
+    dv_failure_t failure; /* strings point into msg (owned copy) */
+    char *msg;
+    int64_t finished_ms;
+} broker_ended_t;
+
+/* A message encoded during the pass, sent after its commit. The bytes are
+ * in the group's outbuf (one buffer reused pass after pass, so deferring
+ * costs no allocation per message); a routing id only for replies, a topic
+ * only for events. */
+typedef struct broker_send {
+    void *socket;
+    size_t off, len;
+    char topic[32];
+    broker_rid_t *rid; /* NULL for events */
+} broker_send_t;
+
+/* Results pending for one client. */
+typedef struct {
+    broker_rid_t rid;
+    dv_result_t *items;
+    uint32_t n, cap;
+    zlistx_t *owned; /* buffers the items point into */
+} broker_results_t;
+
+/* Everything one group of store writes carries: the writes, and the output
+ * that may leave only once they are durable. */
+typedef struct broker_group {
+    broker_wbatch_t wb; /* first member: the writer hands it back */
+    broker_ack_batch_t *acks, **acks_tail;
+    broker_ended_t *ended, **ended_tail;
+    broker_send_t *sends; /* replies and events, in order */
+    size_t nsends, sends_cap;
+    msgpack_sbuffer outbuf; /* their encoded bytes */
+    zhashx_t *results_out;  /* client rid hex -> pending results */
+    zlistx_t *keys;         /* idempotency keys inserted in this group */
+} broker_group_t;
+
+typedef struct {
+    uint64_t submitted, succeeded, failed, retried, dead, cancelled, lost;
+    uint64_t dispatched;
+} broker_counters_t;
+
+/* A clock the tests set and move by hand; the loop runs with none. */
+typedef struct {
+    int64_t now_ms;  /* epoch ms */
+    int64_t mono_us; /* monotonic microseconds */
+} broker_clock_t;
+
+struct broker {
+    broker_config_t cfg;
+    char instance[DV_ID_TEXT_LEN + 1]; /* new at each start */
+    int64_t started_ms;
+    const broker_clock_t *fake_clock; /* NULL: dv_clock */
+    broker_store_t *store; /* reads (the writer thread has its own) */
+    broker_writer_t *writer;
+    broker_group_t *cur;      /* being built by this pass */
+    broker_group_t *inflight; /* with the writer, or NULL */
+    zhashx_t *pending_keys;   /* key -> id of inserts not yet durable */
+    void *zctx;
+    void *clients, *workers, *events;
+
+    broker_index_t index;     /* live jobs by id */
+    broker_heap_t timers;     /* scheduled jobs by run_at */
+    zhashx_t *queues;         /* name -> broker_queue_t* */
+    zhashx_t *types;          /* interned type and batch names */
+    zhashx_t *worker_by_name; /* name -> broker_worker_t* */
+
+    broker_worker_t **outq; /* workers with jobs to send this pass */
+    size_t noutq, outq_cap;
+    bool dispatch_needed;
+    int64_t next_token_us;  /* monotonic: a rate-limited queue may go on */
+    int64_t next_expire_ms; /* monotonic: next purge of old results */
+    dv_hist_t dispatch_us;  /* ready -> started report, microseconds */
+
+    uint64_t event_seq;
+    int64_t next_heartbeat_ms; /* monotonic */
+    broker_counters_t counters;
+    bool store_failed; /* last commit failed */
+    volatile int *stop;
+};
+
+/* ---- small inline helpers ------------------------------------------------ */
+
+/* Epoch milliseconds, from the fake clock if one is set. */
+static inline int64_t
+broker_now_ms(const broker_t *self)
+{
+    return self->fake_clock ? self->fake_clock->now_ms : dv_now_ms();
+}
+
+/* Monotonic microseconds, from the fake clock if one is set. */
+static inline int64_t
+broker_mono_us(const broker_t *self)
+{
+    return self->fake_clock ? self->fake_clock->mono_us : dv_mono_us();
+}
+
+/* Monotonic milliseconds, from the fake clock if one is set. */
+static inline int64_t
+broker_mono_ms(const broker_t *self)
+{
+    return self->fake_clock ? self->fake_clock->mono_us / 1000 : dv_mono_ms();
+}
+
+/* A store write could not even be recorded (out of memory): the group
+ * must not count as durable. */
+static inline void
+broker_write_lost(broker_t *self)
+{
+    self->cur->wb.rc = DV_ENOMEM;
+}
+
+static inline void
+broker_id_text(const broker_job_t *job, char out[DV_ID_TEXT_LEN + 1])
+{
+    dv_id_format(&job->id, out);
+}
+
+/* zhashx/zlistx destructor for plain malloc'd items. */
+static inline void
+broker_free_item(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static inline void
+broker_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static inline void
+broker_pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
+{
+    broker_pack_str(pk, k);
+    if (v)
+        broker_pack_str(pk, v);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static inline void
+broker_pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
+{
+    broker_pack_str(pk, k);
+    msgpack_pack_int64(pk, v);
+}
+
+/* ---- broker_out.c: output and events ------------------------------------- */
+
+/* A msgpack buffer that remembers whether any write into it failed (out of
+ * memory), so a body packed field by field is checked once at the end. */
+typedef struct {
+    msgpack_sbuffer sb; /* first member */
+    bool failed;
+} broker_body_t;
+
+void broker_body_init(broker_body_t *b, msgpack_packer *pk);
+void broker_body_destroy(broker_body_t *b);
+
+/* rid as lower-case hex into out (2 * 255 + 1 bytes). */
+void broker_out_rid_hex(const broker_rid_t *rid, char *out);
+
+/* Sends bytes at once (not deferred); a full or gone peer is not an error. */
+void broker_out_send_raw(void *socket, const broker_rid_t *rid,
+                         const void *data, size_t len);
+
+/* Encodes msg and sends it at once. Returns 0, or DV_ENOMEM when it could
+ * not be encoded (nothing was sent). */
+int broker_out_send_now(void *socket, const broker_rid_t *rid,
+                        const dv_msg_t *msg);
+
+/* Encodes msg now, sends it after this pass's commit. Returns 0, or
+ * DV_ENOMEM (nothing was queued). */
+int broker_out_send_later(broker_t *self, void *socket, const broker_rid_t *rid,
+                          const char *topic, const dv_msg_t *msg);
+
+/* Logs a reply or result that could not be built or queued
+ * (broker.reply_dropped). */
+void broker_out_dropped(const broker_rid_t *rid, uint64_t req,
+                        const char *what);
+
+/* Sends an ERROR message at once; logs if it cannot be built. */
+void broker_out_error(broker_t *self, void *socket, const broker_rid_t *rid,
+                      uint64_t req, const char *reason);
+
+/* Replies to a client, at once or (later) after the commit; logs if the
+ * reply cannot be built or queued. */
+void broker_out_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
+                      bool ok, const char *error, const msgpack_sbuffer *body,
+                      bool later);
+
+/* Logs and answers a message that did not decode or does not belong. */
+void broker_out_bad_message(broker_t *self, void *socket,
+                            const broker_rid_t *rid, const char *why);
+void broker_out_unexpected(broker_t *self, void *socket,
+                           const broker_rid_t *rid, const dv_msg_t *msg);
+
+/* Publishes ev after the commit with the next sequence number; one that
+ * cannot be built is logged and still consumes its number. */
+void broker_out_event(broker_t *self, dv_event_t *ev);
+
+/* An event of this kind could not be built: logs it and consumes its
+ * sequence number. */
+void broker_out_event_dropped(broker_t *self, const char *kind);
+
+/* A job event: fills id, queue, type, batch, worker, attempt from job. */
+void broker_out_job_event(broker_t *self, const char *kind,
+                          const broker_job_t *job, dv_event_t *ev);
+
+/* ---- broker_sched.c: scheduling ------------------------------------------ */
+
+/* The interned copy of name (NULL for an empty name, or out of memory). */
+const char *broker_sched_intern(broker_t *self, dv_str_t name);
+
+/* The queue called name, made if new. NULL on out of memory. */
+broker_queue_t *broker_sched_queue(broker_t *self, const char *name);
+
+/* Puts a job where its run_at says: ready FIFO (front: before the others
+ * of its priority) or timer heap. The job must be in no container. */
+void broker_sched_place(broker_t *self, broker_job_t *job, bool front);
+
+/* Takes a job out of whatever container holds it (state NONE after). */
+void broker_sched_unplace(broker_t *self, broker_job_t *job);
+
+/* Leases job to w (attempt + 1 when new_attempt) and records it. */
+void broker_sched_lease(broker_t *self, broker_job_t *job, broker_worker_t *w,
+                        bool new_attempt);
+
+/* The job ended: records it, publishes its event, and keeps it (terminal)
+ * on the group's ended list until the group is durable. */
+void broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
+                         const void *result, size_t result_len,
+                         const dv_failure_t *failure);
+
+/* An attempt failed: retried after backoff, or the job is dead. */
+void broker_sched_fail(broker_t *self, broker_job_t *job,
+                       const dv_failure_t *failure);
+
+/* Hands ready jobs to workers with credit (round-robin over workers, each
+ * worker's queues round-robin), within each queue's limits. */
+void broker_sched_dispatch(broker_t *self);
+
+/* Scheduled jobs whose time has come become ready. */
+void broker_sched_promote_due(broker_t *self);
+
+/* Puts every job on w's out list back at the front of its queue, unleased,
+ * w's credit restored (they could not be sent); dispatch runs again
+ * shortly. */
+void broker_sched_unsend(broker_t *self, broker_worker_t *w);
+
+/* ---- broker_worker.c: worker protocol ------------------------------------ */
+
+/* A new worker named after its routing id (known = false, no queues, no
+ * credit), registered by name. NULL on out of memory. */
+broker_worker_t *broker_worker_new(broker_t *self, const broker_rid_t *rid);
+
+/* Sets the queues w serves. Returns 0, or -1 (out of memory: unchanged). */
+int broker_worker_set_queues(broker_t *self, broker_worker_t *w,
+                             const dv_str_t *names, uint32_t n);
+
+void broker_worker_free(broker_worker_t *w);
+
+/* Fails every job leased to w as lost, publishes kind, forgets w. */
+void broker_worker_remove(broker_t *self, broker_worker_t *w, const char *kind,
+                          const char *why);
+
+/* Removes the workers silent for longer than the timeout. */
+void broker_worker_expire(broker_t *self);
+
+/* Once per heartbeat period: expires silent workers, heartbeats the rest. */
+void broker_worker_heartbeats(broker_t *self);
+
+void broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
+                              const dv_msg_t *msg);
+
+/* ---- broker_client.c: client API ----------------------------------------- */
+
+void broker_client_on_message(broker_t *self, const broker_rid_t *rid,
+                              const dv_msg_t *msg);
+
+/* Pending results of one client in group g, made if new (NULL: out of
+ * memory). */
+broker_results_t *broker_client_results_for(broker_group_t *g,
+                                            const broker_rid_t *rid);
+/* One more zeroed result item, or NULL (out of memory). */
+dv_result_t *broker_client_results_add(broker_results_t *r);
+/* Copies p into memory owned by r; returns the view (empty on failure, and
+ * then *failed is set). */
+dv_str_t broker_client_results_own(broker_results_t *r, const void *p,
+                                   size_t len, bool *failed);
+void broker_client_results_destroy(void **item);
+
+/* broker_store_get callback filling a result item from a stored job. */
+typedef struct {
+    broker_results_t *r;
+    dv_result_t *it;
+    bool failed; /* a copy failed (out of memory) */
+} broker_view_ctx_t;
+
+void broker_client_on_view(void *arg, const broker_jobview_t *v);
+
+/* Replies to the status verb with the broker's state. */
+void broker_client_status(broker_t *self, const broker_rid_t *rid,
+                          uint64_t req);
+
+/* Replies to the job verb: the live job, or the stored one. */
+void broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
+                       const char *idtext, const broker_job_t *job);
+
+/* ---- broker_ctrl.c: control verbs ---------------------------------------- */
+
+void broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
+                            const dv_msg_t *msg);
+
+/* Records q's settings as a write of this group, and tells subscribers. */
+void broker_ctrl_queue_save(broker_t *self, broker_queue_t *q,
+                            const char *event_kind);
+
+/* Sets q's rate limit (starts per second, 0 = none), bucket full. */
+void broker_ctrl_set_rate(broker_t *self, broker_queue_t *q, double rate);
+
+/* ---- broker_group.c: group commit ---------------------------------------- */
+
+/* NULL on out of memory. */
+broker_group_t *broker_group_new(void);
+void broker_group_destroy(broker_group_t **g_p);
+
+/* Collects what the writer finished and sends what waited on it. */
+void broker_group_writer_ready(broker_t *self);
+
+/* Hands the current group to the writer if it is free. */
+void broker_group_submit(broker_t *self);
+
+/* End of a pass: jobs go to workers, the group to the writer. */
+void broker_group_end_pass(broker_t *self);
+
+/* Blocks until every group recorded so far is durable and its output sent
+ * (shutdown). */
+void broker_group_drain_all(broker_t *self);
+
+/* ---- broker_recover.c: start-up ------------------------------------------ */
+
+/* Rebuilds a job from its stored record and indexes it (not placed yet).
+ * Returns the job, or NULL with *err set (DV_EPROTO: a bad id; DV_ENOMEM). */
+broker_job_t *broker_recover_job_from_rec(broker_t *self,
+                                          const broker_jobrec_t *rec, int *err);
+
+/* Replays unfinished jobs from the store. Returns 0 or an error code. */
+int broker_recover_jobs(broker_t *self);
+
+/* Loads stored queue settings, then applies the limits given at start.
+ * Returns 0 or -1 (logged). */
+int broker_recover_queues(broker_t *self);
+
+/* ---- broker_core.c: the loop --------------------------------------------- */
+
+/* The broker's state without sockets: store, writer, recovered jobs and
+ * queue settings. broker_new() binds the sockets on top; tests use this
+ * alone. Returns NULL after logging the reason. */
+broker_t *broker_core_open(const broker_config_t *cfg);
+
+#endif

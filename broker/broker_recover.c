@@ -1,0 +1,196 @@
+/* broker_recover - start-up: the jobs and queue settings the store holds.
+ *
+ * Owns rebuilding the in-memory picture from the store: every unfinished
+ * job is indexed and placed (queued or scheduled); a job that was running
+ * when the broker stopped is failed as lost (retried per its attempts),
+ * as its worker's lease died with the broker. Then the stored queue
+ * settings, then the limits given at start ("QUEUE=VALUE"), which override
+ * them and are stored in turn. The writes this makes are the first group
+ * the writer commits.
+ *
+ * Called once from broker_core_open, before any socket exists; retry (a
+ * control verb) rebuilds one job with broker_recover_job_from_rec. Blocks
+ * on store reads. A failure here is a start-up error: logged, the broker
+ * does not start.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_internal.h"
+#include "dv_log.h"
+
+typedef struct {
+    broker_t *self;
+    zlistx_t *was_running;
+    size_t count;
+} s_replay_ctx_t;
+
+broker_job_t *
+broker_recover_job_from_rec(broker_t *self, const broker_jobrec_t *rec,
+                            int *err)
+{
+    dv_id_t id;
+    if (dv_id_parse(rec->id, (unsigned)strlen(rec->id), &id) != 0) {
+        *err = DV_EPROTO;
+        return NULL;
+    }
+    broker_queue_t *q = broker_sched_queue(self, rec->queue);
+    broker_job_t *job = broker_job_new(&id, rec->payload, rec->payload_len);
+    if (!q || !job) {
+        broker_job_destroy(&job);
+        *err = DV_ENOMEM;
+        return NULL;
+    }
+    job->queue = q;
+    job->type = broker_sched_intern(self, dv_str(rec->type));
+    job->batch = broker_sched_intern(self, dv_str(rec->batch));
+    job->trace = rec->trace ? strdup(rec->trace) : NULL;
+    job->priority = (uint8_t)rec->priority;
+    job->run_at_ms = rec->run_at_ms;
+    job->attempt = (uint16_t)rec->attempt;
+    job->max_attempts = (uint16_t)rec->max_attempts;
+    job->timeout_ms = (uint32_t)rec->timeout_ms;
+    job->backoff_base_ms = (uint32_t)rec->backoff.base_ms;
+    job->backoff_cap_ms = (uint32_t)rec->backoff.cap_ms;
+    job->backoff_factor = (float)rec->backoff.factor;
+    if (rec->backoff.jitter)
+        job->flags |= BROKER_JOB_JITTER;
+    if ((rec->type && rec->type[0] && !job->type) ||
+        (rec->batch && rec->batch[0] && !job->batch) ||
+        (rec->trace && !job->trace) ||
+        broker_index_put(&self->index, job) != 0) {
+        broker_job_destroy(&job);
+        *err = DV_ENOMEM;
+        return NULL;
+    }
+    return job;
+}
+
+static int
+s_on_replay(void *arg, const broker_jobrec_t *rec)
+{
+    s_replay_ctx_t *c = arg;
+    broker_t *self = c->self;
+    int err = 0;
+    broker_job_t *job = broker_recover_job_from_rec(self, rec, &err);
+    if (!job) {
+        if (err == DV_EPROTO) {
+            dv_log(DV_WARN, "broker.replay_bad_id", DV_STR("job", rec->id));
+            return 0;
+        }
+        return err;
+    }
+    if (rec->state == DV_STATE_RUNNING) {
+        /* It was leased when the broker stopped: park it as queued so the
+         * failure path can move it; it is failed as lost below. */
+        job->state = DV_STATE_NONE;
+        zlistx_add_end(c->was_running, job);
+    } else {
+        broker_sched_place(self, job, false);
+    }
+    c->count++;
+    return 0;
+}
+
+int
+broker_recover_jobs(broker_t *self)
+{
+    s_replay_ctx_t c = { self, zlistx_new(), 0 };
+    int rc = broker_store_replay(self->store, s_on_replay, &c);
+    if (rc != 0) {
+        zlistx_destroy(&c.was_running);
+        return rc;
+    }
+    size_t lost = zlistx_size(c.was_running);
+    for (broker_job_t *job = zlistx_first(c.was_running); job;
+         job = zlistx_next(c.was_running)) {
+        dv_failure_t f;
+        dv_failure_init(&f);
+        f.category = DV_CAT_LOST;
+        f.retryable = true;
+        f.message = dv_str("broker restarted while the job was running");
+        broker_sched_fail(self, job, &f);
+    }
+    zlistx_destroy(&c.was_running);
+    /* The failures just recorded are the first group the writer commits. */
+    dv_log(DV_INFO, "broker.recovered", DV_INT("jobs", (int64_t)c.count),
+           DV_INT("requeued_lost", (int64_t)lost));
+    return 0;
+}
+
+static int
+s_on_queue_settings(void *arg, const broker_queue_settings_t *st)
+{
+    broker_t *self = arg;
+    broker_queue_t *q = broker_sched_queue(self, st->name);
+    if (!q)
+        return DV_ENOMEM;
+    q->paused = st->paused;
+    broker_ctrl_set_rate(self, q, st->rate);
+    q->max_running = st->max_running > 0 ? (uint32_t)st->max_running : 0;
+    if (q->paused || q->rate > 0 || q->max_running)
+        dv_log(DV_INFO, "broker.queue_restored", DV_STR("queue", q->name),
+               DV_BOOL("paused", q->paused), DV_DBL("rate", q->rate),
+               DV_INT("max_running", q->max_running));
+    return 0;
+}
+
+/* Splits "QUEUE=VALUE". Returns 0, or -1 if it is not that shape. */
+static int
+s_split_limit(const char *spec, char *queue, size_t qsize, double *value)
+{
+    const char *eq = strrchr(spec, '=');
+    if (!eq || eq == spec || (size_t)(eq - spec) >= qsize)
+        return -1;
+    char *end;
+    *value = strtod(eq + 1, &end);
+    if (end == eq + 1 || *end || *value < 0 || *value > 1e9)
+        return -1;
+    memcpy(queue, spec, (size_t)(eq - spec));
+    queue[eq - spec] = '\0';
+    return 0;
+}
+
+static int
+s_apply_limits(broker_t *self)
+{
+    for (int k = 0; k < 2; k++) {
+        const char *const *specs =
+            k ? self->cfg.queue_max_running : self->cfg.queue_rates;
+        int n = k ? self->cfg.nqueue_max_running : self->cfg.nqueue_rates;
+        for (int i = 0; i < n; i++) {
+            char qn[DV_NAME_MAX + 1];
+            double v;
+            if (s_split_limit(specs[i], qn, sizeof qn, &v) != 0) {
+                dv_log(DV_ERROR, "broker.bad_queue_limit",
+                       DV_STR("spec", specs[i]));
+                return -1;
+            }
+            broker_queue_t *q = broker_sched_queue(self, qn);
+            if (!q) {
+                dv_log(DV_ERROR, "broker.start_failed",
+                       DV_STR("error", "out of memory"));
+                return -1;
+            }
+            if (k)
+                q->max_running = (uint32_t)v;
+            else
+                broker_ctrl_set_rate(self, q, v);
+            broker_ctrl_queue_save(self, q, "queue.limits");
+        }
+    }
+    return 0;
+}
+
+int
+broker_recover_queues(broker_t *self)
+{
+    int rc = broker_store_load_queues(self->store, s_on_queue_settings, self);
+    if (rc != 0) {
+        dv_log(DV_ERROR, "broker.queue_settings_failed",
+               DV_STR("error", dv_strerror(rc)));
+        return -1;
+    }
+    return s_apply_limits(self);
+}

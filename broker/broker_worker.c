@@ -1,0 +1,403 @@
+/* broker_worker - the worker protocol: hello, update, heartbeat, bye, and
+ * the expiry of workers that went silent.
+ *
+ * Owns the worker records (struct broker_worker, by name in
+ * self->worker_by_name) and their life: a hello makes or refreshes one
+ * (queues, credit, the jobs it still holds), updates report job outcomes
+ * and return credit, heartbeats refresh last_seen and publish the
+ * worker's metrics, bye or silence removes it and fails its leased jobs as
+ * lost (retried per their attempts). Job state changes go through
+ * broker_sched.c.
+ *
+ * Called by the loop for each message on the workers socket, and once per
+ * pass for heartbeats. Never blocks.
+ *
+ * Out of memory: a hello that cannot be handled gets no welcome (logged as
+ * broker.reply_dropped) and changes nothing; the worker says hello again
+ * after its timeout. A worker event that cannot be built is logged and
+ * keeps its sequence number (broker_out.c).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_internal.h"
+#include "dv_log.h"
+
+broker_worker_t *
+broker_worker_new(broker_t *self, const broker_rid_t *rid)
+{
+    char name[256];
+    memcpy(name, rid->data, rid->len);
+    name[rid->len] = '\0';
+    broker_worker_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->name = strdup(name);
+    if (!w->name) {
+        free(w);
+        return NULL;
+    }
+    w->rid = *rid;
+    zhashx_insert(self->worker_by_name, name, w);
+    return w;
+}
+
+int
+broker_worker_set_queues(broker_t *self, broker_worker_t *w,
+                         const dv_str_t *names, uint32_t n)
+{
+    broker_queue_t **queues = calloc(n ? n : 1, sizeof *queues);
+    if (!queues)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        char qn[DV_NAME_MAX + 1];
+        dv_str_copy(names[i], qn, sizeof qn);
+        queues[i] = broker_sched_queue(self, qn);
+        if (!queues[i]) {
+            free(queues);
+            return -1;
+        }
+    }
+    free(w->queues);
+    w->queues = queues;
+    w->nqueues = (int)n;
+    w->rr = 0;
+    return 0;
+}
+
+void
+broker_worker_free(broker_worker_t *w)
+{
+    free(w->name);
+    free(w->host);
+    free(w->queues);
+    free(w->out);
+    free(w);
+}
+
+void
+broker_worker_remove(broker_t *self, broker_worker_t *w, const char *kind,
+                     const char *why)
+{
+    int lost = 0;
+    while (w->running.head) {
+        broker_job_t *job = w->running.head;
+        dv_failure_t f;
+        dv_failure_init(&f);
+        f.category = DV_CAT_LOST;
+        f.retryable = true;
+        f.message = dv_str(why);
+        broker_sched_fail(self, job, &f);
+        lost++;
+    }
+    dv_log(DV_WARN - (strcmp(kind, "worker.left") == 0),
+           "broker.worker_removed", DV_STR("worker", w->name),
+           DV_STR("reason", why), DV_INT("jobs_lost", lost));
+    dv_event_t ev = { 0 };
+    ev.kind = dv_str(kind);
+    ev.worker = dv_str(w->name);
+    broker_out_event(self, &ev);
+    for (size_t k = 0; k < self->noutq; k++)
+        if (self->outq[k] == w)
+            self->outq[k] = self->outq[--self->noutq];
+    zhashx_delete(self->worker_by_name, w->name);
+    broker_worker_free(w);
+}
+
+static broker_worker_t *
+s_worker_by_rid(broker_t *self, const broker_rid_t *rid)
+{
+    char name[256];
+    memcpy(name, rid->data, rid->len);
+    name[rid->len] = '\0';
+    return zhashx_lookup(self->worker_by_name, name);
+}
+
+/* Publishes a worker event whose body describes the worker: host, pid,
+ * concurrency, queues, credit, running, its own counters, and (heartbeats)
+ * the metrics map it sent, embedded as it came. */
+static void
+s_worker_event(broker_t *self, broker_worker_t *w, const char *kind,
+               const dv_str_t *metrics)
+{
+    broker_body_t body;
+    msgpack_packer pk;
+    broker_body_init(&body, &pk);
+    bool with_metrics = metrics && metrics->ptr && metrics->len;
+    msgpack_pack_map(&pk, 10 + (with_metrics ? 1 : 0));
+    broker_pack_kv_str(&pk, "host", w->host);
+    broker_pack_kv_int(&pk, "pid", w->pid);
+    broker_pack_kv_int(&pk, "concurrency", w->concurrency);
+    broker_pack_kv_int(&pk, "credit", w->credit);
+    broker_pack_kv_int(&pk, "running", (int64_t)w->running.count);
+    broker_pack_kv_int(&pk, "busy", w->busy);
+    broker_pack_kv_int(&pk, "idle", w->idle);
+    broker_pack_kv_int(&pk, "processed", w->processed);
+    broker_pack_kv_int(&pk, "failed", w->failed);
+    broker_pack_str(&pk, "queues");
+    msgpack_pack_array(&pk, (size_t)w->nqueues);
+    for (int i = 0; i < w->nqueues; i++)
+        broker_pack_str(&pk, w->queues[i]->name);
+    if (with_metrics) {
+        /* Already validated as one msgpack value by the decoder. */
+        broker_pack_str(&pk, "metrics");
+        pk.callback(pk.data, metrics->ptr, metrics->len);
+    }
+    if (body.failed) {
+        broker_out_event_dropped(self, kind);
+    } else {
+        dv_event_t ev = { 0 };
+        ev.kind = dv_str(kind);
+        ev.worker = dv_str(w->name);
+        ev.body = dv_strn(body.sb.data, body.sb.size);
+        broker_out_event(self, &ev);
+    }
+    broker_body_destroy(&body);
+}
+
+static void
+s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    const dv_hello_t *h = &msg->u.hello;
+    char name[256];
+    memcpy(name, rid->data, rid->len);
+    name[rid->len] = '\0';
+    broker_worker_t *w = zhashx_lookup(self->worker_by_name, name);
+    bool rejoin = w != NULL;
+    if (!w && !(w = broker_worker_new(self, rid))) {
+        broker_out_dropped(rid, 0, "welcome");
+        return;
+    }
+    if (broker_worker_set_queues(self, w, h->queues, h->nqueues) != 0) {
+        /* Not welcomed: it says hello again. */
+        if (!rejoin) {
+            zhashx_delete(self->worker_by_name, w->name);
+            broker_worker_free(w);
+        }
+        broker_out_dropped(rid, 0, "welcome");
+        return;
+    }
+    free(w->host);
+    w->host = dv_str_dup(h->host);
+    w->pid = h->pid;
+    w->concurrency = h->concurrency;
+    w->credit = h->credit;
+    w->draining = false;
+    w->last_seen_ms = broker_mono_ms(self);
+    w->known = true;
+
+    /* Jobs it still runs: keep them leased to it. Jobs we think it runs but
+     * it does not mention are gone with its previous incarnation. */
+    int reclaimed = 0;
+    for (uint32_t i = 0; i < h->nheld; i++) {
+        dv_id_t id;
+        if (dv_id_parse(h->held[i].id.ptr, h->held[i].id.len, &id) != 0)
+            continue;
+        broker_job_t *job = broker_index_get(&self->index, &id);
+        if (!job || (job->flags & BROKER_JOB_PENDING))
+            continue;
+        if (job->state == DV_STATE_RUNNING && job->worker == w)
+            continue;
+        if (job->state == DV_STATE_QUEUED || job->state == DV_STATE_SCHEDULED) {
+            broker_sched_unplace(self, job);
+            job->ready_us = broker_mono_us(self);
+            job->attempt = (uint16_t)h->held[i].attempt;
+            broker_sched_lease(self, job, w, false);
+            reclaimed++;
+        }
+    }
+    if (rejoin) {
+        broker_job_t *next;
+        for (broker_job_t *job = w->running.head; job; job = next) {
+            next = job->next;
+            bool held = false;
+            for (uint32_t i = 0; i < h->nheld && !held; i++) {
+                dv_id_t id;
+                if (dv_id_parse(h->held[i].id.ptr, h->held[i].id.len, &id) ==
+                        0 &&
+                    dv_id_eq(&id, &job->id))
+                    held = true;
+            }
+            if (!held) {
+                dv_failure_t f;
+                dv_failure_init(&f);
+                f.category = DV_CAT_LOST;
+                f.retryable = true;
+                f.message = dv_str("worker rejoined without this job");
+                broker_sched_fail(self, job, &f);
+            }
+        }
+    }
+
+    dv_msg_t m = { .type = DV_MSG_WELCOME };
+    m.u.welcome.broker = dv_str(self->instance);
+    m.u.welcome.heartbeat_ms = self->cfg.heartbeat_ms;
+    m.u.welcome.worker_timeout_ms = self->cfg.worker_timeout_ms;
+    if (broker_out_send_now(self->workers, rid, &m) != 0)
+        broker_out_dropped(rid, 0, "welcome");
+    self->dispatch_needed = true;
+
+    dv_log(DV_INFO, "broker.worker_joined", DV_STR("worker", w->name),
+           DV_INT("concurrency", w->concurrency), DV_INT("credit", w->credit),
+           DV_INT("queues", w->nqueues), DV_INT("reclaimed", reclaimed),
+           DV_BOOL("rejoin", rejoin));
+    s_worker_event(self, w, "worker.joined", NULL);
+}
+
+static void
+s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
+{
+    for (uint32_t i = 0; i < msg->u.update.nitems; i++) {
+        const dv_update_t *u = &msg->u.update.items[i];
+        dv_id_t id;
+        if (dv_id_parse(u->id.ptr, u->id.len, &id) != 0)
+            continue;
+        broker_job_t *job = broker_index_get(&self->index, &id);
+        if (!job || (job->flags & BROKER_JOB_PENDING) ||
+            dv_state_terminal(job->state))
+            continue; /* ended already, or never ours: a late duplicate */
+        bool mine = w && job->state == DV_STATE_RUNNING && job->worker == w &&
+                    job->attempt == u->attempt;
+        switch (u->kind) {
+        case DV_UPD_STARTED:
+            if (mine) {
+                int64_t now_us = broker_mono_us(self);
+                int64_t wait_us = now_us - job->ready_us;
+                job->started_ms = u->ts_ms ? u->ts_ms : broker_now_ms(self);
+                job->flags |= BROKER_JOB_STARTED;
+                if (wait_us < 0)
+                    wait_us = 0;
+                dv_hist_record(&self->dispatch_us, (uint64_t)wait_us);
+                dv_event_t ev = { 0 };
+                ev.wait_ms = wait_us / 1000;
+                ev.state = DV_STATE_RUNNING;
+                broker_out_job_event(self, "job.started", job, &ev);
+            }
+            break;
+        case DV_UPD_PROGRESS:
+            if (mine) {
+                dv_event_t ev = { 0 };
+                ev.current = u->current;
+                ev.total = u->total;
+                ev.message = u->message;
+                broker_out_job_event(self, "job.progress", job, &ev);
+            }
+            break;
+        case DV_UPD_SUCCEEDED:
+            /* Accepted even from a stale lease: the work is done. The
+             * successful attempt is the jobs row itself (worker, started,
+             * finished); only failed attempts get an attempts row, which
+             * saves a write per job on the hot path. */
+            if (job->state == DV_STATE_RUNNING &&
+                !(job->flags & BROKER_JOB_STARTED)) {
+                job->started_ms = u->ts_ms;
+                job->flags |= BROKER_JOB_STARTED;
+            }
+            broker_sched_finish(self, job, DV_STATE_SUCCEEDED, u->result.ptr,
+                                u->result.len, NULL);
+            break;
+        case DV_UPD_FAILED:
+            if (mine)
+                broker_sched_fail(self, job, &u->failure);
+            break;
+        case DV_UPD_RETURNED:
+            if (mine) {
+                broker_sched_unplace(self, job);
+                job->attempt--;
+                job->run_at_ms = 0;
+                broker_sched_place(self, job, true);
+                char idt[DV_ID_TEXT_LEN + 1];
+                broker_id_text(job, idt);
+                if (broker_wbatch_waiting(&self->cur->wb, idt, DV_STATE_QUEUED,
+                                          0, job->attempt, NULL) != 0)
+                    broker_write_lost(self);
+            }
+            break;
+        }
+    }
+    if (w && msg->u.update.credit > 0) {
+        w->credit += msg->u.update.credit;
+        self->dispatch_needed = true;
+    }
+}
+
+void
+broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
+                         const dv_msg_t *msg)
+{
+    broker_worker_t *w = s_worker_by_rid(self, rid);
+    if (w)
+        w->last_seen_ms = broker_mono_ms(self);
+    switch (msg->type) {
+    case DV_MSG_HELLO:
+        s_on_hello(self, rid, msg);
+        break;
+    case DV_MSG_UPDATE:
+        s_on_update(self, w, msg);
+        if (!w)
+            broker_out_error(self, self->workers, rid, 0,
+                             "unknown worker: send hello");
+        break;
+    case DV_MSG_HEARTBEAT:
+        if (w) {
+            w->busy = msg->u.heartbeat.busy;
+            w->idle = msg->u.heartbeat.idle;
+            w->processed = msg->u.heartbeat.processed;
+            w->failed = msg->u.heartbeat.failed;
+            s_worker_event(self, w, "worker.heartbeat", &msg->u.heartbeat.body);
+        } else {
+            broker_out_error(self, self->workers, rid, 0,
+                             "unknown worker: send hello");
+        }
+        break;
+    case DV_MSG_BYE:
+        if (w)
+            broker_worker_remove(self, w, "worker.left", "worker said bye");
+        break;
+    default:
+        broker_out_unexpected(self, self->workers, rid, msg);
+    }
+}
+
+void
+broker_worker_expire(broker_t *self)
+{
+    int64_t now = broker_mono_ms(self);
+    zlistx_t *expired = zlistx_new();
+    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+         w = zhashx_next(self->worker_by_name))
+        if (now - w->last_seen_ms > self->cfg.worker_timeout_ms)
+            zlistx_add_end(expired, w);
+    for (broker_worker_t *w = zlistx_first(expired); w;
+         w = zlistx_next(expired)) {
+        char why[128];
+        snprintf(why, sizeof why, "worker %s went silent for %" PRId64 " ms",
+                 w->name, now - w->last_seen_ms);
+        broker_worker_remove(self, w, "worker.expired", why);
+    }
+    zlistx_destroy(&expired);
+}
+
+void
+broker_worker_heartbeats(broker_t *self)
+{
+    int64_t now = broker_mono_ms(self);
+    if (now < self->next_heartbeat_ms)
+        return;
+    self->next_heartbeat_ms = now + self->cfg.heartbeat_ms;
+    broker_worker_expire(self);
+    dv_msg_t hb = { .type = DV_MSG_HEARTBEAT };
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (dv_msg_encode(&hb, &sb) == DV_OK) {
+        for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
+             w = zhashx_next(self->worker_by_name))
+            broker_out_send_raw(self->workers, &w->rid, sb.data, sb.size);
+    } else {
+        dv_log(DV_ERROR, "broker.heartbeat_dropped",
+               DV_STR("error", "out of memory"));
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
