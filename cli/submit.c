@@ -21,7 +21,7 @@
 #include "dv_json.h"
 #include "dv_log.h"
 #include "jobline.h"
-#include "dv_idmap.h"
+#include "dv_map.h"
 
 /* Exit codes (docs/producer.md). */
 #define S_EXIT_OK 0
@@ -699,7 +699,7 @@ s_on_result(const drover_result_t *r, void *arg)
     s_wait_t *w = arg;
     bool ok = !strcmp(r->state, "succeeded");
     /* Several lines may have led to the same job (a repeated key). */
-    for (size_t i = r->index; i != DV_IDMAP_NONE; i = w->next_same[i]) {
+    for (size_t i = r->index; i != SIZE_MAX; i = w->next_same[i]) {
         unsigned line = w->in->lines[w->job_of[i]];
         s_write_result(w, r, line);
         w->done++;
@@ -772,7 +772,7 @@ s_wait_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
     w.job_of = malloc((n ? n : 1) * sizeof *w.job_of);
     w.next_same = malloc((n ? n : 1) * sizeof *w.next_same);
     size_t *tail = malloc((n ? n : 1) * sizeof *tail);
-    dv_idmap_t *map = dv_idmap_new(n);
+    dv_map_t *map = dv_map_new(NULL); /* id -> &ids[its first place] */
     int rc = S_EXIT_OK;
     if (!ids || !w.job_of || !w.next_same || !tail || !map) {
         s_err("out of memory");
@@ -785,9 +785,10 @@ s_wait_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
             continue;
         ids[k] = in->ids[i];
         w.job_of[k] = i;
-        w.next_same[k] = DV_IDMAP_NONE;
-        size_t first = dv_idmap_put(map, ids[k], DROVER_ID_LEN, k);
-        if (first == DV_IDMAP_NONE) {
+        w.next_same[k] = SIZE_MAX;
+        const char **seen = dv_map_getn(map, ids[k], DROVER_ID_LEN);
+        size_t first = seen ? (size_t)(seen - ids) : k;
+        if (!seen && dv_map_putn(map, ids[k], DROVER_ID_LEN, &ids[k])) {
             s_err("out of memory");
             rc = S_EXIT_FAILED;
             goto done;
@@ -837,7 +838,7 @@ done:
     free(w.job_of);
     free(w.next_same);
     free(tail);
-    dv_idmap_destroy(&map);
+    dv_map_destroy(&map);
     return rc;
 }
 

@@ -112,7 +112,7 @@ s_drop_run(collector_state_t *self, const dv_event_t *ev)
 {
     char id[DV_ID_TEXT_LEN + 1];
     dv_str_copy(ev->id, id, sizeof id);
-    collector_map_delete(self->running, id);
+    dv_map_delete(self->running, id);
 }
 
 /* What one job event touches: its queue, type and series (each NULL if

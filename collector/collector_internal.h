@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "collector_map.h"
+#include "dv_map.h"
 #include "collector_state.h"
 #include "dv_hist.h"
 #include "dv_id.h"
@@ -198,11 +198,11 @@ struct collector_state_t {
     int64_t started_ms;
     collector_broker_t brokers[COLLECTOR_BROKERS_MAX];
     int nbrokers;
-    collector_map_t *queues;  /* name -> collector_queue_t */
-    collector_map_t *types;   /* name -> collector_type_t */
-    collector_map_t *series;  /* "queue\x1ftype" -> collector_series_t */
-    collector_map_t *workers; /* "b\x1fname" -> collector_worker_t */
-    collector_map_t *running; /* job id -> collector_run_t */
+    dv_map_t *queues;  /* name -> collector_queue_t */
+    dv_map_t *types;   /* name -> collector_type_t */
+    dv_map_t *series;  /* "queue\x1ftype" -> collector_series_t */
+    dv_map_t *workers; /* "b\x1fname" -> collector_worker_t */
+    dv_map_t *running; /* job id -> collector_run_t */
     collector_ring_t *ring;   /* all queues */
 };
 
@@ -264,6 +264,6 @@ typedef struct {
 
 /* The keys the online workers report, by id and hash: a new map of
  * collector_key_t, or NULL when out of memory. Caller destroys it. */
-collector_map_t *collector_views_keys(const collector_state_t *self);
+dv_map_t *collector_views_keys(const collector_state_t *self);
 
 #endif

@@ -74,7 +74,7 @@ s_jobs(const collector_state_t *self, FILE *out)
     s_family(out, "drover_jobs_total", "counter",
              "Jobs seen by queue, type and outcome (failed counts failed "
              "attempts).");
-    COLLECTOR_EACH(s, self->series)
+    DV_MAP_EACH(s, self->series)
     {
         for (int k = 0; k < COLLECTOR_OUT_KINDS; k++) {
             s_series_open(out, "drover_jobs_total", s);
@@ -84,13 +84,13 @@ s_jobs(const collector_state_t *self, FILE *out)
     }
     s_family(out, "drover_job_duration_seconds", "histogram",
              "Run time of finished attempts.");
-    COLLECTOR_EACH(s, self->series)
+    DV_MAP_EACH(s, self->series)
     {
         s_prom_hist(out, "drover_job_duration_seconds", s, &s->run);
     }
     s_family(out, "drover_job_wait_seconds", "histogram",
              "Time from ready to started.");
-    COLLECTOR_EACH(s, self->series)
+    DV_MAP_EACH(s, self->series)
     {
         s_prom_hist(out, "drover_job_wait_seconds", s, &s->wait);
     }
@@ -98,7 +98,7 @@ s_jobs(const collector_state_t *self, FILE *out)
     s_family(out, "drover_queue_depth", "gauge",
              "Jobs per queue and state, over all brokers.");
     const collector_queue_t *q;
-    COLLECTOR_EACH(q, self->queues)
+    DV_MAP_EACH(q, self->queues)
     {
         int64_t v[3];
         collector_state_queue_depth(self, q, v);
@@ -127,7 +127,7 @@ s_workers(const collector_state_t *self, FILE *out, int64_t now_ms)
     s_family(out, "drover_worker_busy", "gauge",
              "Child processes running a job, per worker.");
     const collector_worker_t *w;
-    COLLECTOR_EACH(w, self->workers)
+    DV_MAP_EACH(w, self->workers)
     {
         if (!collector_state_worker_online(w))
             continue;
@@ -144,13 +144,13 @@ s_workers(const collector_state_t *self, FILE *out, int64_t now_ms)
 static int
 s_keys(const collector_state_t *self, FILE *out)
 {
-    collector_map_t *keys = collector_views_keys(self);
+    dv_map_t *keys = collector_views_keys(self);
     if (!keys)
         return -1;
     const collector_key_t *k;
     s_family(out, "drover_key_state", "gauge",
              "Workers on which an API key is in each state.");
-    COLLECTOR_EACH(k, keys)
+    DV_MAP_EACH(k, keys)
     {
         static const char *ks[] = { "ok", "cooling", "disabled" };
         for (int i = 0; i < 3; i++) {
@@ -161,7 +161,7 @@ s_keys(const collector_state_t *self, FILE *out)
     }
     s_family(out, "drover_key_requests_total", "counter",
              "Requests per API key and outcome, summed over online workers.");
-    COLLECTOR_EACH(k, keys)
+    DV_MAP_EACH(k, keys)
     {
         static const char *ko[] = { "ok", "rate_limited", "errors" };
         static const char *kl[] = { "ok", "rate_limited", "error" };
@@ -172,7 +172,7 @@ s_keys(const collector_state_t *self, FILE *out)
                     collector_state_json_int(k->o, ko[i], 0));
         }
     }
-    collector_map_destroy(&keys);
+    dv_map_destroy(&keys);
     return 0;
 }
 

@@ -59,11 +59,11 @@ collector_state_new(int64_t now_ms)
     if (!self)
         return NULL;
     self->started_ms = now_ms;
-    self->queues = collector_map_new(free);
-    self->types = collector_map_new(free);
-    self->series = collector_map_new(free);
-    self->workers = collector_map_new(s_worker_free);
-    self->running = collector_map_new(s_run_free);
+    self->queues = dv_map_new(free);
+    self->types = dv_map_new(free);
+    self->series = dv_map_new(free);
+    self->workers = dv_map_new(s_worker_free);
+    self->running = dv_map_new(s_run_free);
     self->ring = calloc(1, sizeof *self->ring);
     if (!self->queues || !self->types || !self->series || !self->workers ||
         !self->running || !self->ring) {
@@ -79,11 +79,11 @@ collector_state_destroy(collector_state_t **self_p)
     if (!self_p || !*self_p)
         return;
     collector_state_t *self = *self_p;
-    collector_map_destroy(&self->queues);
-    collector_map_destroy(&self->types);
-    collector_map_destroy(&self->series);
-    collector_map_destroy(&self->workers);
-    collector_map_destroy(&self->running);
+    dv_map_destroy(&self->queues);
+    dv_map_destroy(&self->types);
+    dv_map_destroy(&self->series);
+    dv_map_destroy(&self->workers);
+    dv_map_destroy(&self->running);
     for (int b = 0; b < self->nbrokers; b++) {
         free(self->brokers[b].events_ep);
         free(self->brokers[b].clients_ep);
@@ -103,7 +103,7 @@ static_assert(offsetof(collector_type_t, name) == 0, "name first");
 /* A new zeroed item of size bytes that begins with name (its map key),
  * added to map. NULL when out of memory or the name is too long. */
 static void *
-s_make(collector_map_t *map, size_t size, const char *name)
+s_make(dv_map_t *map, size_t size, const char *name)
 {
     size_t len = strlen(name);
     if (len > DV_NAME_MAX)
@@ -112,7 +112,7 @@ s_make(collector_map_t *map, size_t size, const char *name)
     if (!item)
         return NULL;
     memcpy(item, name, len + 1);
-    if (collector_map_put(map, item, item) != 0) {
+    if (dv_map_put(map, item, item) != 0) {
         free(item);
         return NULL;
     }
@@ -122,14 +122,14 @@ s_make(collector_map_t *map, size_t size, const char *name)
 collector_queue_t *
 collector_state_queue(collector_state_t *self, const char *name)
 {
-    collector_queue_t *q = collector_map_get(self->queues, name);
+    collector_queue_t *q = dv_map_get(self->queues, name);
     return q ? q : s_make(self->queues, sizeof *q, name);
 }
 
 collector_type_t *
 collector_state_type(collector_state_t *self, const char *name)
 {
-    collector_type_t *t = collector_map_get(self->types, name);
+    collector_type_t *t = dv_map_get(self->types, name);
     return t ? t : s_make(self->types, sizeof *t, name);
 }
 
@@ -139,7 +139,7 @@ collector_state_series(collector_state_t *self, const char *queue,
 {
     char key[COLLECTOR_SERIES_KEY_MAX];
     snprintf(key, sizeof key, "%s\x1f%s", queue, type);
-    collector_series_t *s = collector_map_get(self->series, key);
+    collector_series_t *s = dv_map_get(self->series, key);
     if (s)
         return s;
     if (strlen(queue) > DV_NAME_MAX || strlen(type) > DV_NAME_MAX)
@@ -150,7 +150,7 @@ collector_state_series(collector_state_t *self, const char *queue,
     memcpy(s->key, key, sizeof key);
     strcpy(s->queue, queue);
     strcpy(s->type, type);
-    if (collector_map_put(self->series, s->key, s) != 0) {
+    if (dv_map_put(self->series, s->key, s) != 0) {
         free(s);
         return NULL;
     }
@@ -169,7 +169,7 @@ collector_state_worker(collector_state_t *self, int b, const char *name,
 {
     char key[COLLECTOR_WORKER_KEY_MAX];
     collector_state_worker_key(b, name, key, sizeof key);
-    collector_worker_t *w = collector_map_get(self->workers, key);
+    collector_worker_t *w = dv_map_get(self->workers, key);
     if (w || !create)
         return w;
     w = calloc(1, sizeof *w);
@@ -179,7 +179,7 @@ collector_state_worker(collector_state_t *self, int b, const char *name,
     w->broker = b;
     w->name = strdup(name);
     w->busy = w->idle = -1;
-    if (!w->name || collector_map_put(self->workers, w->key, w) != 0) {
+    if (!w->name || dv_map_put(self->workers, w->key, w) != 0) {
         s_worker_free(w);
         return NULL;
     }
@@ -198,7 +198,7 @@ collector_state_run(collector_state_t *self, int b, const dv_event_t *ev,
 {
     char id[DV_ID_TEXT_LEN + 1];
     dv_str_copy(ev->id, id, sizeof id);
-    collector_run_t *r = collector_map_get(self->running, id);
+    collector_run_t *r = dv_map_get(self->running, id);
     if (r || !create)
         return r;
     r = calloc(1, sizeof *r);
@@ -211,7 +211,7 @@ collector_state_run(collector_state_t *self, int b, const dv_event_t *ev,
     r->batch = s_dup(ev->batch);
     if ((ev->queue.len && !r->queue) || (ev->type.len && !r->type) ||
         (ev->batch.len && !r->batch) ||
-        collector_map_put(self->running, r->id, r) != 0) {
+        dv_map_put(self->running, r->id, r) != 0) {
         s_run_free(r);
         return NULL;
     }
@@ -284,7 +284,7 @@ s_long_gone(const void *item, void *ctx)
 void
 collector_state_tick(collector_state_t *self, int64_t now_ms)
 {
-    collector_map_delete_if(self->workers, s_long_gone, &now_ms);
+    dv_map_delete_if(self->workers, s_long_gone, &now_ms);
 }
 
 /* ---- helpers ------------------------------------------------------------- */

@@ -146,7 +146,7 @@ s_snapshot_queues(collector_state_t *self, int b, const json_t *st)
 {
     int rc = 0;
     collector_queue_t *q;
-    COLLECTOR_EACH(q, self->queues)
+    DV_MAP_EACH(q, self->queues)
     {
         memset(&q->per[b], 0, sizeof q->per[b]);
     }
@@ -174,10 +174,10 @@ s_snapshot_queues(collector_state_t *self, int b, const json_t *st)
     }
     /* Leased but not started: running minus the jobs seen starting. */
     collector_run_t *r;
-    COLLECTOR_EACH(r, self->running)
+    DV_MAP_EACH(r, self->running)
     {
         q = r->broker == b && r->queue
-                ? collector_map_get(self->queues, r->queue)
+                ? dv_map_get(self->queues, r->queue)
                 : NULL;
         if (q && q->per[b].prefetched > 0)
             q->per[b].prefetched--;
@@ -193,7 +193,7 @@ s_snapshot_workers(collector_state_t *self, int b, const json_t *st,
 {
     int rc = 0;
     collector_worker_t *w;
-    COLLECTOR_EACH(w, self->workers)
+    DV_MAP_EACH(w, self->workers)
     {
         w->unseen = w->broker == b && collector_state_worker_online(w);
     }
@@ -218,7 +218,7 @@ s_snapshot_workers(collector_state_t *self, int b, const json_t *st,
                        ? COLLECTOR_W_DRAINING
                        : COLLECTOR_W_ONLINE;
     }
-    COLLECTOR_EACH(w, self->workers)
+    DV_MAP_EACH(w, self->workers)
     {
         if (w->unseen) {
             w->unseen = false;
@@ -248,14 +248,14 @@ s_cmp_run(const void *a, const void *b)
 static int
 s_prune_running(collector_state_t *self, int b)
 {
-    size_t n = 0, cap = collector_map_size(self->running);
+    size_t n = 0, cap = dv_map_size(self->running);
     if (!cap)
         return 0;
     collector_run_t **v = malloc(cap * sizeof *v);
     if (!v)
         return -1;
     collector_run_t *r;
-    COLLECTOR_EACH(r, self->running)
+    DV_MAP_EACH(r, self->running)
     {
         if (r->broker == b)
             v[n++] = r;
@@ -280,7 +280,7 @@ s_prune_running(collector_state_t *self, int b)
             v[ndrop++] = v[i];
     }
     for (size_t i = 0; i < ndrop; i++)
-        collector_map_delete(self->running, v[i]->id);
+        dv_map_delete(self->running, v[i]->id);
     free(v);
     return 0;
 }

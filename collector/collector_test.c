@@ -10,7 +10,6 @@
 
 #include <cmocka.h>
 
-#include "collector_map.h"
 #include "collector_query.h"
 #include "collector_state.h"
 #include "collector_store.h"
@@ -53,117 +52,6 @@ s_failed(const char *id, int attempt, dv_state_t state, dv_category_t cat)
     ev.failure.message = dv_str("boom");
     ev.failure.exit_code = 3;
     return ev;
-}
-
-/* ---- the map ------------------------------------------------------------- */
-
-typedef struct {
-    char key[16];
-    int value;
-} s_item_t;
-
-static int s_freed;
-
-static void
-s_item_free(void *item)
-{
-    s_freed++;
-    free(item);
-}
-
-static bool
-s_odd(const void *item, void *ctx)
-{
-    (void)ctx;
-    return ((const s_item_t *)item)->value % 2;
-}
-
-static s_item_t *
-s_item(int value)
-{
-    s_item_t *it = calloc(1, sizeof *it);
-    assert_non_null(it);
-    snprintf(it->key, sizeof it->key, "k%d", value);
-    it->value = value;
-    return it;
-}
-
-static void
-t_map(void **state)
-{
-    (void)state;
-    s_freed = 0;
-    assert_null(collector_map_get(NULL, "k1"));
-    assert_int_equal(collector_map_size(NULL), 0);
-    size_t pos = 0;
-    assert_null(collector_map_next(NULL, &pos));
-
-    collector_map_t *m = collector_map_new(s_item_free);
-    assert_non_null(m);
-    for (int i = 0; i < 1000; i++) {
-        s_item_t *it = s_item(i);
-        assert_int_equal(collector_map_put(m, it->key, it), 0);
-    }
-    assert_int_equal(collector_map_size(m), 1000);
-    s_item_t *dup = s_item(7);
-    assert_int_equal(collector_map_put(m, dup->key, dup), -1); /* there */
-    free(dup);
-    for (int i = 0; i < 1000; i += 37) {
-        char key[16];
-        snprintf(key, sizeof key, "k%d", i);
-        s_item_t *it = collector_map_get(m, key);
-        assert_non_null(it);
-        assert_int_equal(it->value, i);
-    }
-    assert_null(collector_map_get(m, "k1000"));
-
-    /* Odd ones go; every other one is still found, and walked once. */
-    collector_map_delete_if(m, s_odd, NULL);
-    assert_int_equal(s_freed, 500);
-    assert_int_equal(collector_map_size(m), 500);
-    int seen = 0;
-    s_item_t *it;
-    COLLECTOR_EACH(it, m)
-    {
-        assert_int_equal(it->value % 2, 0);
-        seen++;
-    }
-    assert_int_equal(seen, 500);
-    for (int i = 0; i < 1000; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "k%d", i);
-        it = collector_map_get(m, key);
-        if (i % 2)
-            assert_null(it);
-        else
-            assert_true(it && it->value == i);
-    }
-    collector_map_delete(m, "k1"); /* gone already: nothing happens */
-    assert_int_equal(s_freed, 500);
-
-    /* Churn, as running jobs come and go: 300 at a time, the oldest
-     * leaving as a new one comes; every live one stays findable. */
-    for (int i = 1000; i < 20300; i++) {
-        char key[16];
-        if (i < 20000) {
-            it = s_item(i);
-            assert_int_equal(collector_map_put(m, it->key, it), 0);
-        }
-        if (i - 300 >= 1000) {
-            snprintf(key, sizeof key, "k%d", i - 300);
-            collector_map_delete(m, key);
-        }
-        for (int j = i - 299; i % 997 == 0 && j <= i; j++) {
-            snprintf(key, sizeof key, "k%d", j);
-            assert_non_null(collector_map_get(m, key));
-        }
-    }
-    assert_int_equal(collector_map_size(m), 500);
-    assert_non_null(collector_map_get(m, "k998"));
-    collector_map_destroy(&m);
-    assert_null(m);
-    assert_int_equal(s_freed, 1000 + 19000);
-    collector_map_destroy(&m); /* NULL-safe */
 }
 
 /* ---- sequence numbers ---------------------------------------------------- */
@@ -689,7 +577,6 @@ main(void)
 {
     dv_log_init("collector_test", DV_WARN, 1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_map),
         cmocka_unit_test(t_seq),
         cmocka_unit_test(t_snapshot_and_deltas),
         cmocka_unit_test(t_keys_and_health),

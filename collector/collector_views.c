@@ -69,14 +69,14 @@ typedef json_t *(s_item_json_fn)(const collector_state_t *self,
 /* Every item of map as JSON, sorted by the string member key. New
  * reference, or NULL when out of memory (also when map is NULL). */
 static json_t *
-s_listing(const collector_state_t *self, const collector_map_t *map,
+s_listing(const collector_state_t *self, const dv_map_t *map,
           s_item_json_fn *item_json, const void *ctx, const char *key,
           int64_t now_ms)
 {
     json_t *out = json_array();
     int rc = map && out ? 0 : -1;
     const void *item;
-    COLLECTOR_EACH(item, map)
+    DV_MAP_EACH(item, map)
     {
         if (rc)
             break;
@@ -141,7 +141,7 @@ collector_state_worker_summary(const collector_state_t *self, int64_t now_ms)
     int64_t online = 0, busy = 0, idle = 0, draining = 0, offline = 0,
             slots = 0, busy_slots = 0;
     const collector_worker_t *w;
-    COLLECTOR_EACH(w, self->workers)
+    DV_MAP_EACH(w, self->workers)
     {
         if (!collector_state_worker_online(w)) {
             offline++;
@@ -163,7 +163,7 @@ collector_state_worker_summary(const collector_state_t *self, int64_t now_ms)
                      (json_int_t)idle, "draining", (json_int_t)draining,
                      "offline", (json_int_t)offline, "slots", (json_int_t)slots,
                      "busy_slots", (json_int_t)busy_slots, "running_jobs",
-                     (json_int_t)collector_map_size(self->running));
+                     (json_int_t)dv_map_size(self->running));
 }
 
 static json_t *
@@ -201,25 +201,25 @@ s_jobs_free(void *item)
 
 /* Running jobs by worker key, at most COLLECTOR_JOBS_PER_WORKER each: a
  * new map of s_jobs_t, or NULL when out of memory. */
-static collector_map_t *
+static dv_map_t *
 s_jobs_by_worker(const collector_state_t *self)
 {
-    collector_map_t *jobs = collector_map_new(s_jobs_free);
+    dv_map_t *jobs = dv_map_new(s_jobs_free);
     int rc = jobs ? 0 : -1;
     const collector_run_t *r;
-    COLLECTOR_EACH(r, self->running)
+    DV_MAP_EACH(r, self->running)
     {
         if (rc || !r->worker)
             continue;
         char key[COLLECTOR_WORKER_KEY_MAX];
         collector_state_worker_key(r->broker, r->worker, key, sizeof key);
-        s_jobs_t *j = collector_map_get(jobs, key);
+        s_jobs_t *j = dv_map_get(jobs, key);
         if (!j) {
             j = calloc(1, sizeof *j);
             if (j)
                 memcpy(j->key, key, sizeof key);
             if (!j || !(j->jobs = json_array()) ||
-                collector_map_put(jobs, j->key, j) != 0) {
+                dv_map_put(jobs, j->key, j) != 0) {
                 s_jobs_free(j);
                 rc = -1;
                 continue;
@@ -229,7 +229,7 @@ s_jobs_by_worker(const collector_state_t *self)
             rc |= json_array_append_new(j->jobs, s_run_json(r));
     }
     if (rc)
-        collector_map_destroy(&jobs);
+        dv_map_destroy(&jobs);
     return jobs;
 }
 
@@ -238,7 +238,7 @@ s_worker_json(const collector_state_t *self, const void *item, const void *ctx,
               int64_t now_ms)
 {
     const collector_worker_t *w = item;
-    const s_jobs_t *mine = collector_map_get(ctx, w->key);
+    const s_jobs_t *mine = dv_map_get(ctx, w->key);
     json_t *o = json_pack(
         "{s:s, s:s, s:s?, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:O*}", "name",
         w->name, "broker", self->brokers[w->broker].events_ep, "host", w->host,
@@ -268,11 +268,11 @@ s_worker_json(const collector_state_t *self, const void *item, const void *ctx,
 json_t *
 collector_state_workers(const collector_state_t *self, int64_t now_ms)
 {
-    collector_map_t *jobs = s_jobs_by_worker(self);
+    dv_map_t *jobs = s_jobs_by_worker(self);
     json_t *out = jobs ? s_listing(self, self->workers, s_worker_json, jobs,
                                    "name", now_ms)
                        : NULL;
-    collector_map_destroy(&jobs);
+    dv_map_destroy(&jobs);
     return out;
 }
 
@@ -298,7 +298,7 @@ s_serving(const collector_state_t *self, int b, const char *queue)
 {
     int n = 0;
     const collector_worker_t *w;
-    COLLECTOR_EACH(w, self->workers)
+    DV_MAP_EACH(w, self->workers)
     {
         if (w->state == COLLECTOR_W_ONLINE && (b < 0 || w->broker == b) &&
             s_serves(w, queue))
@@ -431,11 +431,11 @@ s_add_int(json_t *o, const char *key, const json_t *from)
 
 /* The entry of key k (id and hash) in keys, made if new, or NULL. */
 static collector_key_t *
-s_key_entry(collector_map_t *keys, const char *id, const char *hash)
+s_key_entry(dv_map_t *keys, const char *id, const char *hash)
 {
     char name[2 * DV_NAME_MAX];
     snprintf(name, sizeof name, "%s\x1f%s", id, hash ? hash : "");
-    collector_key_t *e = collector_map_get(keys, name);
+    collector_key_t *e = dv_map_get(keys, name);
     if (e)
         return e;
     e = calloc(1, sizeof *e);
@@ -445,7 +445,7 @@ s_key_entry(collector_map_t *keys, const char *id, const char *hash)
     e->o = json_pack("{s:s, s:s?, s:i, s:i, s:i, s:i, s:i}", "id", id, "hash",
                      hash, "workers", 0, "requests", 0, "ok", 0, "rate_limited",
                      0, "errors", 0);
-    if (!e->o || collector_map_put(keys, e->name, e) != 0) {
+    if (!e->o || dv_map_put(keys, e->name, e) != 0) {
         s_key_free(e);
         return NULL;
     }
@@ -473,13 +473,13 @@ s_key_add(collector_key_t *e, const json_t *k)
     return rc;
 }
 
-collector_map_t *
+dv_map_t *
 collector_views_keys(const collector_state_t *self)
 {
-    collector_map_t *keys = collector_map_new(s_key_free);
+    dv_map_t *keys = dv_map_new(s_key_free);
     int rc = keys ? 0 : -1;
     const collector_worker_t *w;
-    COLLECTOR_EACH(w, self->workers)
+    DV_MAP_EACH(w, self->workers)
     {
         if (rc || !collector_state_worker_online(w) || !w->metrics)
             continue;
@@ -496,7 +496,7 @@ collector_views_keys(const collector_state_t *self)
         }
     }
     if (rc)
-        collector_map_destroy(&keys);
+        dv_map_destroy(&keys);
     return keys;
 }
 
@@ -529,9 +529,9 @@ s_key_json(const collector_state_t *self, const void *item, const void *ctx,
 json_t *
 collector_state_keys(const collector_state_t *self, int64_t now_ms)
 {
-    collector_map_t *keys = collector_views_keys(self);
+    dv_map_t *keys = collector_views_keys(self);
     json_t *out = s_listing(self, keys, s_key_json, NULL, "id", now_ms);
-    collector_map_destroy(&keys);
+    dv_map_destroy(&keys);
     return out;
 }
 
@@ -562,7 +562,7 @@ collector_state_health(const collector_state_t *self, int64_t now_ms)
         }
     }
     const collector_queue_t *q;
-    COLLECTOR_EACH(q, self->queues)
+    DV_MAP_EACH(q, self->queues)
     {
         for (int b = 0; b < self->nbrokers; b++) {
             const collector_depth_t *d = &q->per[b];
@@ -580,12 +580,12 @@ collector_state_health(const collector_state_t *self, int64_t now_ms)
             rc |= s_reason(reasons, text);
         }
     }
-    collector_map_t *keys = collector_views_keys(self);
+    dv_map_t *keys = collector_views_keys(self);
     int nkeys = 0, usable = 0, cooling = 0;
     const collector_key_t *k;
     if (!keys)
         rc = -1;
-    COLLECTOR_EACH(k, keys)
+    DV_MAP_EACH(k, keys)
     {
         nkeys++;
         if (k->states[0])
@@ -593,7 +593,7 @@ collector_state_health(const collector_state_t *self, int64_t now_ms)
         else if (k->states[1])
             cooling++;
     }
-    collector_map_destroy(&keys);
+    dv_map_destroy(&keys);
     if (nkeys > 0 && usable == 0) {
         if (status < 1)
             status = 1;
@@ -620,7 +620,7 @@ collector_state_running(const collector_state_t *self, int limit)
     json_t *out = json_array();
     int rc = out ? 0 : -1;
     const collector_run_t *r;
-    COLLECTOR_EACH(r, self->running)
+    DV_MAP_EACH(r, self->running)
     {
         if (rc || (int)json_array_size(out) >= limit)
             break;
@@ -632,7 +632,7 @@ collector_state_running(const collector_state_t *self, int limit)
 json_t *
 collector_state_running_job(const collector_state_t *self, const char *id)
 {
-    const collector_run_t *r = collector_map_get(self->running, id);
+    const collector_run_t *r = dv_map_get(self->running, id);
     return r ? s_run_json(r) : NULL;
 }
 
@@ -642,9 +642,9 @@ void
 collector_state_dump(const collector_state_t *self, int64_t now_ms)
 {
     dv_log(DV_INFO, "collector.dump", DV_INT("brokers", self->nbrokers),
-           DV_INT("queues", collector_map_size(self->queues)),
-           DV_INT("workers", collector_map_size(self->workers)),
-           DV_INT("running_jobs", collector_map_size(self->running)),
+           DV_INT("queues", dv_map_size(self->queues)),
+           DV_INT("workers", dv_map_size(self->workers)),
+           DV_INT("running_jobs", dv_map_size(self->running)),
            DV_INT("events", collector_state_events_total(self)),
            DV_INT("gaps", collector_state_gaps_total(self)));
     for (int b = 0; b < self->nbrokers; b++) {
@@ -659,7 +659,7 @@ collector_state_dump(const collector_state_t *self, int64_t now_ms)
                    br->last_event_ms ? now_ms - br->last_event_ms : -1));
     }
     const collector_queue_t *q;
-    COLLECTOR_EACH(q, self->queues)
+    DV_MAP_EACH(q, self->queues)
     {
         int64_t v[3];
         collector_state_queue_depth(self, q, v);
@@ -671,7 +671,7 @@ collector_state_dump(const collector_state_t *self, int64_t now_ms)
                DV_INT("dead", q->totals[COLLECTOR_OUT_DEAD]));
     }
     const collector_worker_t *w;
-    COLLECTOR_EACH(w, self->workers)
+    DV_MAP_EACH(w, self->workers)
     {
         dv_log(DV_INFO, "collector.dump_worker", DV_STR("worker", w->name),
                DV_STR("broker", self->brokers[w->broker].events_ep),

@@ -18,7 +18,7 @@
 #include "dv_err.h"
 #include "dv_flags.h"
 #include "dv_id.h"
-#include "dv_idmap.h"
+#include "dv_map.h"
 #include "dv_json.h"
 #include "dv_util.h"
 
@@ -646,31 +646,121 @@ t_env_and_file(void **state)
     assert_null(dv_read_file("/nonexistent/dv/file", &len));
 }
 
-/* ---- idmap ------------------------------------------------------------- */
+/* ---- map ---------------------------------------------------------------- */
+
+typedef struct {
+    char key[16];
+    int value;
+} s_item_t;
+
+static int s_freed;
 
 static void
-t_idmap(void **state)
+s_item_free(void *item)
+{
+    s_freed++;
+    free(item);
+}
+
+static bool
+s_odd(const void *item, void *ctx)
+{
+    (void)ctx;
+    return ((const s_item_t *)item)->value % 2;
+}
+
+static s_item_t *
+s_item(int value)
+{
+    s_item_t *it = calloc(1, sizeof *it);
+    assert_non_null(it);
+    snprintf(it->key, sizeof it->key, "k%d", value);
+    it->value = value;
+    return it;
+}
+
+static void
+t_map(void **state)
 {
     (void)state;
-    enum { N = 5000 };
-    static char ids[N][DV_ID_TEXT_LEN + 1];
-    dv_idmap_t *m = dv_idmap_new(4); /* must grow */
+    s_freed = 0;
+    assert_null(dv_map_get(NULL, "k1"));
+    assert_int_equal(dv_map_size(NULL), 0);
+    size_t pos = 0;
+    assert_null(dv_map_next(NULL, &pos));
+
+    dv_map_t *m = dv_map_new(s_item_free);
     assert_non_null(m);
-    for (size_t i = 0; i < N; i++) {
-        dv_id_t id;
-        dv_id_new(&id);
-        dv_id_format(&id, ids[i]);
-        assert_int_equal(dv_idmap_put(m, ids[i], DV_ID_TEXT_LEN, i), i);
+    for (int i = 0; i < 1000; i++) {
+        s_item_t *it = s_item(i);
+        assert_int_equal(dv_map_put(m, it->key, it), 0);
     }
-    assert_int_equal(dv_idmap_size(m), N);
-    for (size_t i = 0; i < N; i++)
-        assert_int_equal(dv_idmap_get(m, ids[i], DV_ID_TEXT_LEN), i);
-    /* A second put keeps the first value. */
-    assert_int_equal(dv_idmap_put(m, ids[7], DV_ID_TEXT_LEN, 99), 7);
-    assert_int_equal(dv_idmap_get(m, "nope", 4), DV_IDMAP_NONE);
-    dv_idmap_destroy(&m);
+    assert_int_equal(dv_map_size(m), 1000);
+    s_item_t *it;
+    s_item_t *dup = s_item(7);
+    assert_int_equal(dv_map_put(m, dup->key, dup), -1); /* there */
+    free(dup);
+    for (int i = 0; i < 1000; i += 37) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        it = dv_map_get(m, key);
+        assert_non_null(it);
+        assert_int_equal(it->value, i);
+    }
+    assert_null(dv_map_get(m, "k1000"));
+    /* Keys with a length: "k12" inside longer text, and a prefix of it. */
+    it = dv_map_getn(m, "k12xyz", 3);
+    assert_true(it && it->value == 12);
+    it = dv_map_getn(m, "k12", 2);
+    assert_true(it && it->value == 1);
+    assert_null(dv_map_getn(m, "k12", 1));
+
+    /* Odd ones go; every other one is still found, and walked once. */
+    dv_map_delete_if(m, s_odd, NULL);
+    assert_int_equal(s_freed, 500);
+    assert_int_equal(dv_map_size(m), 500);
+    int seen = 0;
+    DV_MAP_EACH(it, m)
+    {
+        assert_int_equal(it->value % 2, 0);
+        seen++;
+    }
+    assert_int_equal(seen, 500);
+    for (int i = 0; i < 1000; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        it = dv_map_get(m, key);
+        if (i % 2)
+            assert_null(it);
+        else
+            assert_true(it && it->value == i);
+    }
+    dv_map_delete(m, "k1"); /* gone already: nothing happens */
+    assert_int_equal(s_freed, 500);
+
+    /* Churn, as running jobs come and go: 300 at a time, the oldest
+     * leaving as a new one comes; every live one stays findable. */
+    for (int i = 1000; i < 20300; i++) {
+        char key[16];
+        if (i < 20000) {
+            it = s_item(i);
+            assert_int_equal(dv_map_put(m, it->key, it), 0);
+        }
+        if (i - 300 >= 1000) {
+            snprintf(key, sizeof key, "k%d", i - 300);
+            dv_map_delete(m, key);
+        }
+        for (int j = i - 299; i % 997 == 0 && j <= i; j++) {
+            snprintf(key, sizeof key, "k%d", j);
+            assert_non_null(dv_map_get(m, key));
+        }
+    }
+    assert_int_equal(dv_map_size(m), 500);
+    assert_non_null(dv_map_get(m, "k998"));
+    dv_map_destroy(&m);
     assert_null(m);
-    dv_idmap_destroy(&m);
+    assert_int_equal(s_freed, 1000 + 19000);
+    dv_map_destroy(&m); /* NULL-safe */
 }
 
 /* ---- flags ------------------------------------------------------------ */
@@ -779,7 +869,7 @@ main(void)
         cmocka_unit_test(t_json_pack_direct),
         cmocka_unit_test(t_strv_split),
         cmocka_unit_test(t_env_and_file),
-        cmocka_unit_test(t_idmap),
+        cmocka_unit_test(t_map),
         cmocka_unit_test(t_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

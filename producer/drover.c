@@ -25,7 +25,7 @@
 #include "dv_json.h"
 #include "dv_proto.h"
 #include "dv_util.h"
-#include "dv_idmap.h"
+#include "dv_map.h"
 
 #define S_DEFAULT_TIMEOUT_MS 5000
 #define S_CHUNK_JOBS 1000           /* jobs per submit message */
@@ -950,7 +950,7 @@ typedef struct {
     drover_client_t *client;
     const char *const *ids;
     size_t n;
-    dv_idmap_t *map; /* id -> index of its first place in ids */
+    dv_map_t *map;   /* id -> &ids[first place of the id] */
     uint8_t *done;         /* by index of first place: reported */
     size_t remaining;      /* distinct ids not reported yet */
     uint64_t first_req;    /* requests of this call have req >= this */
@@ -961,6 +961,14 @@ typedef struct {
     void *arg;
     bool stop;             /* cb asked to stop */
 } s_wait_t;
+
+/* Index of the first place of id in w->ids, or SIZE_MAX if not asked. */
+static size_t
+s_wait_index(const s_wait_t *w, const char *id, size_t len)
+{
+    const char *const *p = dv_map_getn(w->map, id, len);
+    return p ? (size_t)(p - w->ids) : SIZE_MAX;
+}
 
 /* (Re)sends wait for every id still outstanding, S_WAIT_CHUNK per message.
  * Best effort: a message that does not fit in the socket now is skipped (it
@@ -975,7 +983,7 @@ s_wait_send(s_wait_t *w)
     int rc = 0;
     for (size_t i = 0; i <= w->n && rc == 0; i++) {
         if (i < w->n && !w->done[i] &&
-            dv_idmap_get(w->map, w->ids[i], DROVER_ID_LEN) == i)
+            s_wait_index(w, w->ids[i], DROVER_ID_LEN) == i)
             chunk[k++] = dv_strn(w->ids[i], DROVER_ID_LEN);
         if (k == S_WAIT_CHUNK || (i == w->n && k > 0)) {
             dv_msg_t m;
@@ -1000,7 +1008,7 @@ s_wait_probe(s_wait_t *w)
 {
     for (size_t i = 0; i < w->n; i++) {
         if (w->done[i] ||
-            dv_idmap_get(w->map, w->ids[i], DROVER_ID_LEN) != i)
+            s_wait_index(w, w->ids[i], DROVER_ID_LEN) != i)
             continue;
         dv_msg_t m;
         memset(&m, 0, sizeof m);
@@ -1036,8 +1044,8 @@ s_wait_results(s_wait_t *w, const dv_msg_t *m)
         const dv_result_t *r = &m->u.result.results[k];
         if (!r->id.ptr || r->id.len != DROVER_ID_LEN)
             continue;
-        size_t i = dv_idmap_get(w->map, r->id.ptr, r->id.len);
-        if (i == DV_IDMAP_NONE || w->done[i])
+        size_t i = s_wait_index(w, r->id.ptr, r->id.len);
+        if (i == SIZE_MAX || w->done[i])
             continue;
         if (!dv_state_terminal(r->state) && r->state != DV_STATE_UNKNOWN)
             continue;
@@ -1095,7 +1103,7 @@ drover_wait(drover_client_t *self, const char *const *ids, size_t n,
                           i, ids[i] ? ids[i] : "(null)");
     }
     s_wait_t w = { .client = self, .ids = ids, .n = n, .cb = cb, .arg = arg };
-    w.map = dv_idmap_new(n);
+    w.map = dv_map_new(NULL);
     w.done = calloc(n, 1);
     int rc = DROVER_OK;
     if (!w.map || !w.done) {
@@ -1103,12 +1111,12 @@ drover_wait(drover_client_t *self, const char *const *ids, size_t n,
         goto done;
     }
     for (size_t i = 0; i < n; i++)
-        if (dv_idmap_put(w.map, ids[i], DROVER_ID_LEN, i) ==
-            DV_IDMAP_NONE) {
+        if (!dv_map_getn(w.map, ids[i], DROVER_ID_LEN) &&
+            dv_map_putn(w.map, ids[i], DROVER_ID_LEN, (void *)&ids[i])) {
             rc = s_fail(self, DROVER_ENOMEM, "out of memory");
             goto done;
         }
-    w.remaining = dv_idmap_size(w.map);
+    w.remaining = dv_map_size(w.map);
     w.first_req = self->next_req;
 
     int64_t now = dv_mono_ms();
@@ -1158,7 +1166,7 @@ drover_wait(drover_client_t *self, const char *const *ids, size_t n,
         if (now >= deadline) {
             rc = s_fail(self, DROVER_ETIMEOUT,
                         "%zu of %zu jobs had not ended after %d ms",
-                        w.remaining, dv_idmap_size(w.map), timeout_ms);
+                        w.remaining, dv_map_size(w.map), timeout_ms);
             goto done;
         }
         if (w.probe_req && now >= probe_sent + self->timeout_ms) {
@@ -1189,7 +1197,7 @@ drover_wait(drover_client_t *self, const char *const *ids, size_t n,
         }
     }
 done:
-    dv_idmap_destroy(&w.map);
+    dv_map_destroy(&w.map);
     free(w.done);
     return rc;
 }

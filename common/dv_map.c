@@ -1,7 +1,7 @@
-/* collector_map - open addressing with linear probing, kept at most half
+/* dv_map - open addressing with linear probing, kept at most half
  * full, with backward-shift deletion: no deletion markers, so a map whose
  * items come and go (running jobs) never needs rebuilding, only growing. */
-#include "collector_map.h"
+#include "dv_map.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,24 +11,25 @@
 
 typedef struct {
     const char *key; /* NULL: empty */
+    size_t len;      /* key length in bytes */
     void *item;
-    uint64_t hash;
+    uint64_t hash;   /* cached, so growing does not hash again */
 } s_slot_t;
 
-struct collector_map_t {
+struct dv_map_t {
     s_slot_t *slots; /* capacity entries, a power of two */
     size_t capacity;
     size_t size;
-    collector_map_free_fn *free_fn;
+    dv_map_free_fn *free_fn;
 };
 
 static uint64_t
-s_hash(const char *key)
+s_hash(const char *key, size_t len)
 {
     /* FNV-1a, then a final mix so the low bits depend on every byte. */
     uint64_t h = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        h ^= *p;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
         h *= 1099511628211ull;
     }
     h ^= h >> 33;
@@ -37,10 +38,10 @@ s_hash(const char *key)
     return h;
 }
 
-collector_map_t *
-collector_map_new(collector_map_free_fn *free_fn)
+dv_map_t *
+dv_map_new(dv_map_free_fn *free_fn)
 {
-    collector_map_t *self = calloc(1, sizeof *self);
+    dv_map_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->slots = calloc(S_MIN_CAPACITY, sizeof *self->slots);
@@ -54,11 +55,11 @@ collector_map_new(collector_map_free_fn *free_fn)
 }
 
 void
-collector_map_destroy(collector_map_t **self_p)
+dv_map_destroy(dv_map_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    collector_map_t *self = *self_p;
+    dv_map_t *self = *self_p;
     for (size_t i = 0; i < self->capacity; i++)
         if (self->slots[i].key && self->free_fn)
             self->free_fn(self->slots[i].item);
@@ -69,12 +70,13 @@ collector_map_destroy(collector_map_t **self_p)
 
 /* The slot holding key, or the empty slot where it would go. */
 static s_slot_t *
-s_find(const collector_map_t *self, const char *key, uint64_t h)
+s_find(const dv_map_t *self, const char *key, size_t len, uint64_t h)
 {
     size_t mask = self->capacity - 1;
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         s_slot_t *s = &self->slots[i];
-        if (!s->key || (s->hash == h && !strcmp(s->key, key)))
+        if (!s->key ||
+            (s->hash == h && s->len == len && !memcmp(s->key, key, len)))
             return s;
     }
 }
@@ -82,7 +84,7 @@ s_find(const collector_map_t *self, const char *key, uint64_t h)
 /* Doubles the table. Returns 0, or -1 when out of memory (nothing
  * changed). */
 static int
-s_grow(collector_map_t *self)
+s_grow(dv_map_t *self)
 {
     size_t cap = self->capacity * 2;
     s_slot_t *old = self->slots, *slots = calloc(cap, sizeof *slots);
@@ -93,30 +95,37 @@ s_grow(collector_map_t *self)
     self->capacity = cap;
     for (size_t i = 0; i < old_cap; i++)
         if (old[i].key)
-            *s_find(self, old[i].key, old[i].hash) = old[i];
+            *s_find(self, old[i].key, old[i].len, old[i].hash) = old[i];
     free(old);
     return 0;
 }
 
 void *
-collector_map_get(const collector_map_t *self, const char *key)
+dv_map_getn(const dv_map_t *self, const char *key, size_t len)
 {
     if (!self)
         return NULL;
-    const s_slot_t *s = s_find(self, key, s_hash(key));
+    const s_slot_t *s = s_find(self, key, len, s_hash(key, len));
     return s->key ? s->item : NULL;
 }
 
-int
-collector_map_put(collector_map_t *self, const char *key, void *item)
+void *
+dv_map_get(const dv_map_t *self, const char *key)
 {
-    uint64_t h = s_hash(key);
-    if (s_find(self, key, h)->key)
+    return dv_map_getn(self, key, strlen(key));
+}
+
+int
+dv_map_putn(dv_map_t *self, const char *key, size_t len, void *item)
+{
+    uint64_t h = s_hash(key, len);
+    if (s_find(self, key, len, h)->key)
         return -1;
     if ((self->size + 1) * 2 > self->capacity && s_grow(self) != 0)
         return -1;
-    s_slot_t *s = s_find(self, key, h);
+    s_slot_t *s = s_find(self, key, len, h);
     s->key = key;
+    s->len = len;
     s->item = item;
     s->hash = h;
     self->size++;
@@ -126,7 +135,7 @@ collector_map_put(collector_map_t *self, const char *key, void *item)
 /* Empties slot i, moving back the entries after it that would no longer
  * be found past the hole. */
 static void
-s_remove_at(collector_map_t *self, size_t i)
+s_remove_at(dv_map_t *self, size_t i)
 {
     size_t mask = self->capacity - 1;
     for (size_t j = (i + 1) & mask; self->slots[j].key; j = (j + 1) & mask) {
@@ -142,10 +151,17 @@ s_remove_at(collector_map_t *self, size_t i)
     self->size--;
 }
 
-void
-collector_map_delete(collector_map_t *self, const char *key)
+int
+dv_map_put(dv_map_t *self, const char *key, void *item)
 {
-    s_slot_t *s = s_find(self, key, s_hash(key));
+    return dv_map_putn(self, key, strlen(key), item);
+}
+
+void
+dv_map_delete(dv_map_t *self, const char *key)
+{
+    size_t len = strlen(key);
+    s_slot_t *s = s_find(self, key, len, s_hash(key, len));
     if (!s->key)
         return;
     void *item = s->item;
@@ -155,7 +171,7 @@ collector_map_delete(collector_map_t *self, const char *key)
 }
 
 void
-collector_map_delete_if(collector_map_t *self,
+dv_map_delete_if(dv_map_t *self,
                         bool (*drop)(const void *item, void *ctx), void *ctx)
 {
     /* A removal can move a later entry into slot i, so i is looked at
@@ -175,13 +191,13 @@ collector_map_delete_if(collector_map_t *self,
 }
 
 size_t
-collector_map_size(const collector_map_t *self)
+dv_map_size(const dv_map_t *self)
 {
     return self ? self->size : 0;
 }
 
 void *
-collector_map_next(const collector_map_t *self, size_t *pos)
+dv_map_next(const dv_map_t *self, size_t *pos)
 {
     if (!self)
         return NULL;
