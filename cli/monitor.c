@@ -472,6 +472,30 @@ monitor_status_main(int argc, char **argv)
     return status_main(n, args);
 }
 
+/* The start of a listing command without filters (workers, queues, keys):
+ * parses its flags, asks the collector for verb, and with --json prints the
+ * answer. Returns -1 with *body (caller releases it) for the text view,
+ * else the exit code. */
+static int
+s_listing(int argc, char **argv, const char *usage, const char *verb,
+          json_t **body)
+{
+    s_opts_t o;
+    int r = s_parse(argc, argv, usage, NULL, 0, &o);
+    if (r >= 0)
+        return r;
+    int code = monitor_query(monitor_endpoint(o.collector), verb, verb, NULL,
+                             NULL, S_TIMEOUT_MS, body, false);
+    if (code)
+        return code;
+    if (o.json) {
+        s_print_json(*body);
+        json_decref(*body);
+        return 0;
+    }
+    return -1;
+}
+
 /* ---- workers ------------------------------------------------------------- */
 
 int
@@ -485,20 +509,10 @@ workers_main(int argc, char **argv)
         "slots, busy children, jobs leased to it (running, or held ahead of\n"
         "a free child), attempts processed and failed, time since it was\n"
         "last heard of, and the jobs it runs.\n";
-    s_opts_t o;
-    int r = s_parse(argc, argv, usage, NULL, 0, &o);
+    json_t *body;
+    int r = s_listing(argc, argv, usage, "workers", &body);
     if (r >= 0)
         return r;
-    json_t *body;
-    int code = monitor_query(monitor_endpoint(o.collector), "workers",
-                             "workers", NULL, NULL, S_TIMEOUT_MS, &body, false);
-    if (code)
-        return code;
-    if (o.json) {
-        s_print_json(body);
-        json_decref(body);
-        return 0;
-    }
     int64_t now = dv_now_ms();
     const json_t *workers = json_object_get(body, "workers");
     /* With several brokers, say which one each group belongs to. */
@@ -590,22 +604,13 @@ queues_main(int argc, char **argv)
         "workers serving it, jobs/s submitted, succeeded and failed over the\n"
         "last minute, and wait and run time percentiles (last 5-10 minutes),\n"
         "then the same percentiles per job type. (p) marks a paused queue.\n";
-    s_opts_t o;
-    int r = s_parse(argc, argv, usage, NULL, 0, &o);
+    json_t *body;
+    int r = s_listing(argc, argv, usage, "queues", &body);
     if (r >= 0)
         return r;
-    json_t *body;
-    int code = monitor_query(monitor_endpoint(o.collector), "queues", "queues",
-                             NULL, NULL, S_TIMEOUT_MS, &body, false);
-    if (code)
-        return code;
-    if (o.json) {
-        s_print_json(body);
-    } else {
-        s_print_queue_table(json_object_get(body, "queues"));
-        s_print_latency("QUEUE", json_object_get(body, "queues"));
-        s_print_latency("TYPE", json_object_get(body, "types"));
-    }
+    s_print_queue_table(json_object_get(body, "queues"));
+    s_print_latency("QUEUE", json_object_get(body, "queues"));
+    s_print_latency("TYPE", json_object_get(body, "types"));
     json_decref(body);
     return 0;
 }
@@ -885,20 +890,10 @@ keys_main(int argc, char **argv)
         "workers: overall state (ok if usable anywhere, else cooling or\n"
         "disabled), on how many workers it is ok / cooling / disabled, and\n"
         "requests by outcome. Keys are named by id and a hash, never shown.\n";
-    s_opts_t o;
-    int r = s_parse(argc, argv, usage, NULL, 0, &o);
+    json_t *body;
+    int r = s_listing(argc, argv, usage, "keys", &body);
     if (r >= 0)
         return r;
-    json_t *body;
-    int code = monitor_query(monitor_endpoint(o.collector), "keys", "keys",
-                             NULL, NULL, S_TIMEOUT_MS, &body, false);
-    if (code)
-        return code;
-    if (o.json) {
-        s_print_json(body);
-        json_decref(body);
-        return 0;
-    }
     const json_t *keys = json_object_get(body, "keys");
     if (json_array_size(keys) == 0) {
         printf("no API keys reported (workers report them when they run the "
