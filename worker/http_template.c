@@ -48,8 +48,12 @@ s_next(const char *s, size_t len, size_t *pos, s_seg_t *seg, char *why,
         return 1;
     }
     const char *close = memmem(s + i + 2, len - i - 2, "}}", 2);
-    if (!close)
-        return dv_err_set(why, ws, "'{{' without '}}' in \"%.60s\"", s);
+    /* The error paths return -1 themselves rather than dv_err_set's
+     * result, so the compiler sees that 1 always comes with *seg set. */
+    if (!close) {
+        dv_err_set(why, ws, "'{{' without '}}' in \"%.60s\"", s);
+        return -1;
+    }
     const char *a = s + i + 2, *b = close;
     while (a < b && *a == ' ')
         a++;
@@ -68,10 +72,11 @@ s_next(const char *s, size_t len, size_t *pos, s_seg_t *seg, char *why,
     } else if (n == 11 && memcmp(a, "job.attempt", 11) == 0) {
         seg->kind = S_ATTEMPT;
     } else {
-        return dv_err_set(why, ws,
-                     "unknown placeholder {{%.*s}} (known: payload, "
-                     "payload.FIELD, job.id, job.attempt)",
-                     (int)(n > 60 ? 60 : n), a);
+        dv_err_set(why, ws,
+                   "unknown placeholder {{%.*s}} (known: payload, "
+                   "payload.FIELD, job.id, job.attempt)",
+                   (int)(n > 60 ? 60 : n), a);
+        return -1;
     }
     return 1;
 }

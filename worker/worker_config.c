@@ -112,9 +112,14 @@ static int
 s_set_int(const char *what, const char *value, long long lo, long long hi,
           long long *out, char *err, size_t es)
 {
-    if (s_parse_int(value, lo, hi, out) != 0)
-        return dv_err_set(err, es, "%s: '%s' is not a whole number in %lld..%lld",
-                     what, value, lo, hi);
+    /* -1 spelt out, not dv_err_set's result: the caller reads *out only
+     * when this returns 0, and the compiler must see that *out is then
+     * set. */
+    if (s_parse_int(value, lo, hi, out) != 0) {
+        dv_err_set(err, es, "%s: '%s' is not a whole number in %lld..%lld",
+                   what, value, lo, hi);
+        return -1;
+    }
     return 0;
 }
 
@@ -323,9 +328,11 @@ s_json_int(json_t *v, const char *key, long long lo, long long hi,
            long long *out, char *err, size_t es)
 {
     if (!json_is_integer(v) || json_integer_value(v) < lo ||
-        json_integer_value(v) > hi)
-        return dv_err_set(err, es, "%s: must be a whole number in %lld..%lld", key,
-                     lo, hi);
+        json_integer_value(v) > hi) {
+        dv_err_set(err, es, "%s: must be a whole number in %lld..%lld", key,
+                   lo, hi);
+        return -1; /* spelt out, as in s_set_int */
+    }
     *out = json_integer_value(v);
     return 0;
 }
