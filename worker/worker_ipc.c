@@ -1,5 +1,7 @@
 #include "worker_ipc.h"
 
+#include "dv_err.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -347,10 +349,14 @@ s_begin(worker_buf_t *b, msgpack_packer *pk)
 static int
 s_end(worker_buf_t *b, size_t start, int rc)
 {
-    size_t n = b->len - start - 4;
-    if (rc != 0 || b->len < start + 4 || n == 0 || n > WORKER_IPC_MAX) {
+    if (rc != 0 || b->len < start + 4) {
         b->len = start < b->len ? start : b->len;
-        return -1;
+        return DV_ENOMEM; /* the packer's only failure is a failed append */
+    }
+    size_t n = b->len - start - 4;
+    if (n == 0 || n > WORKER_IPC_MAX) {
+        b->len = start;
+        return DV_ETOOBIG;
     }
     unsigned char *h = (unsigned char *)b->data + start;
     h[0] = (unsigned char)(n >> 24);
@@ -385,7 +391,7 @@ worker_ipc_put_run(worker_buf_t *b, uint32_t tag, dv_str_t id, dv_str_t type,
 {
     if ((size_t)payload.len + id.len + type.len + queue.len + trace.len >
         WORKER_IPC_MAX - 64)
-        return -1;
+        return DV_ETOOBIG;
     msgpack_packer pk;
     size_t start = s_begin(b, &pk);
     int rc = msgpack_pack_array(&pk, 8);
