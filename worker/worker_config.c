@@ -185,7 +185,7 @@ worker_config_set_handler(worker_config_t *cfg, const char *type,
             cfg->handlers[i].command = c;
             return 0;
         }
-    worker_handler_t *h =
+    worker_exec_handler_t *h =
         realloc(cfg->handlers, (size_t)(cfg->nhandlers + 1) * sizeof *h);
     if (!h)
         return -1;
