@@ -282,7 +282,8 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
         m->current = s_rd_int(&r);
         m->total = s_rd_int(&r);
         m->message = s_rd_bytes(&r, false);
-        if (m->message.len > DV_TEXT_MAX)
+        /* What the broker accepts in a progress report. */
+        if (m->current < 0 || m->total < 0 || m->message.len > DV_TEXT_MAX)
             return -1;
         break;
     case WORKER_IPC_RECYCLE:
@@ -290,7 +291,7 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
         if (n != want)
             return -1;
         m->current = s_rd_int(&r);
-        if (m->current < 0)
+        if (m->current < 0 || m->tag != 0) /* about the child, not a job */
             return -1;
         break;
     case WORKER_IPC_SUCCEEDED:
@@ -298,8 +299,12 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
         if (n != want)
             return -1;
         m->result = s_rd_bytes(&r, true);
-        /* A result is always one value; nil is encoded as the byte 0xc0. */
-        if (!m->result.ptr)
+        /* A result is always one value; nil is encoded as the byte 0xc0.
+         * Checked here, as the broker will: one bad result must not make
+         * the whole UPDATE it travels in undecodable. */
+        if (!m->result.ptr ||
+            dv_mp_validate(m->result.ptr, m->result.len,
+                           DV_VALUE_DEPTH_MAX) != DV_OK)
             return -1;
         break;
     case WORKER_IPC_FAILED: {

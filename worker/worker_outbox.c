@@ -252,9 +252,12 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
         u->id = dv_strn(e->id, e->idlen);
         u->attempt = e->attempt;
         u->ts_ms = e->ts_ms;
-        dv_str_t data = e->has_data ? dv_strn(self->data.data + e->data_off,
-                                              e->data_len)
-                                    : dv_strn(NULL, 0);
+        /* An empty text is present but may have no bytes stored at all. */
+        dv_str_t data = !e->has_data ? dv_strn(NULL, 0)
+                        : e->data_len == 0
+                            ? dv_strn("", 0)
+                            : dv_strn(self->data.data + e->data_off,
+                                      e->data_len);
         switch (e->kind) {
         case DV_UPD_PROGRESS:
             u->current = e->current;
