@@ -617,6 +617,29 @@ s_next_flag(int argc, char **argv, int *i, const char **value, char *err,
     return NULL;
 }
 
+/* Splits flag's value "TYPE=VALUE" (what names VALUE in the message):
+ * copies TYPE into type and returns VALUE, or NULL with a reason in
+ * err. */
+static const char *
+s_type_value(const char *flag, const char *what, const char *v,
+             char type[DV_NAME_MAX + 1], char *err, size_t es)
+{
+    const char *eq = strchr(v, '=');
+    if (!eq) {
+        dv_err_set(err, es, "%s: expected TYPE=%s, got '%s'", flag, what, v);
+        return NULL;
+    }
+    size_t tn = (size_t)(eq - v);
+    if (tn > DV_NAME_MAX) {
+        dv_err_set(err, es, "%s: job type longer than %d bytes", flag,
+                   DV_NAME_MAX);
+        return NULL;
+    }
+    memcpy(type, v, tn);
+    type[tn] = '\0';
+    return eq + 1;
+}
+
 static int
 s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
              char *err, size_t es)
@@ -642,20 +665,11 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
     case F_NAME:
         return s_set_name(cfg, v, err, es);
     case F_EXEC: {
-        const char *eq = strchr(v, '=');
-        if (!eq)
-            return dv_err_set(err, es, "--exec: expected TYPE=COMMAND, got '%s'",
-                         v);
-        char type[DV_NAME_MAX + 2];
-        size_t tn = (size_t)(eq - v);
-        if (tn > DV_NAME_MAX)
-            return dv_err_set(err, es, "--exec: job type longer than %d bytes",
-                         DV_NAME_MAX);
-        memcpy(type, v, tn);
-        type[tn] = '\0';
-        if (s_check_handler(type, eq + 1, "--exec", err, es))
+        char type[DV_NAME_MAX + 1];
+        const char *cmd = s_type_value("--exec", "COMMAND", v, type, err, es);
+        if (!cmd || s_check_handler(type, cmd, "--exec", err, es))
             return -1;
-        if (worker_config_set_handler(cfg, type, eq + 1))
+        if (worker_config_set_handler(cfg, type, cmd))
             return dv_err_set(err, es, "out of memory");
         return 0;
     }
@@ -677,24 +691,16 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
     case F_SOFT_TIMEOUT:
         return s_set_soft(cfg, "--soft-timeout", v, err, es);
     case F_PLUGIN: {
-        const char *eq = strchr(v, '=');
-        if (!eq)
-            return dv_err_set(err, es, "--plugin: expected TYPE=PATH, got '%s'",
-                         v);
-        char type[DV_NAME_MAX + 2];
-        size_t tn = (size_t)(eq - v);
-        if (tn > DV_NAME_MAX)
-            return dv_err_set(err, es, "--plugin: job type longer than %d bytes",
-                         DV_NAME_MAX);
-        memcpy(type, v, tn);
-        type[tn] = '\0';
-        if (s_check_plugin(type, eq + 1, "--plugin", err, es))
+        char type[DV_NAME_MAX + 1];
+        const char *path = s_type_value("--plugin", "PATH", v, type, err, es);
+        if (!path || s_check_plugin(type, path, "--plugin", err, es))
             return -1;
+        size_t tn = strlen(type);
         /* A plugin the file configured keeps its config; the flag moves
          * it to another file. */
         const worker_plugin_t *old = worker_config_plugin(cfg, type, tn);
         char *conf = old && old->config ? strdup(old->config) : NULL;
-        int rc = worker_config_set_plugin(cfg, type, eq + 1, conf);
+        int rc = worker_config_set_plugin(cfg, type, path, conf);
         free(conf);
         return rc ? dv_err_set(err, es, "out of memory") : 0;
     }

@@ -208,6 +208,48 @@ s_free(worker_jobs_t *self, int idx)
     self->held--;
 }
 
+int
+worker_jobs_hand_back(worker_jobs_t *self, const dv_job_t *job)
+{
+    if (worker_outbox_returned(self->outbox, job->id, job->attempt) == 0)
+        return 0;
+    char idz[WORKER_ID_MAX + 1];
+    dv_log(DV_ERROR, "worker.reply_dropped", DV_STR("msg", "returned"),
+           DV_STR("job", dv_str_copy(job->id, idz, sizeof idz)),
+           DV_INT("attempt", job->attempt),
+           DV_STR("error", "out of memory"));
+    return -1;
+}
+
+int
+worker_jobs_admit(worker_jobs_t *self, const dv_job_t *job, bool draining,
+                  int *idx)
+{
+    if (!job->id.ptr || job->id.len == 0 || job->id.len > WORKER_ID_MAX) {
+        dv_log(DV_WARN, "worker.bad_job", DV_STR("reason", "id length"),
+               DV_INT("bytes", job->id.len));
+        return -1;
+    }
+    int dup = worker_jobs_find(self, job->id);
+    if (dup >= 0) {
+        /* Delivered again while we hold it (a lease the broker renewed
+         * after a reconnect): report under the attempt number the broker
+         * now expects, or it would ignore our report. */
+        worker_job_t *j = s_at(self, dup);
+        if (job->attempt > j->attempt)
+            j->attempt = job->attempt;
+        return 1;
+    }
+    if (draining)
+        return worker_jobs_hand_back(self, job);
+    *idx = worker_jobs_take(self, job->id, job->attempt);
+    if (*idx < 0) {
+        dv_log(DV_ERROR, "worker.job_returned", DV_STR("error", "out of memory"));
+        return worker_jobs_hand_back(self, job);
+    }
+    return WORKER_JOBS_TAKEN;
+}
+
 size_t
 worker_jobs_held_count(const worker_jobs_t *self)
 {

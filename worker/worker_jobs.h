@@ -88,6 +88,23 @@ int worker_jobs_find(const worker_jobs_t *self, dv_str_t id);
  * state WORKER_JOB_LANE. Returns its index, or -1 if out of memory. */
 int worker_jobs_take(worker_jobs_t *self, dv_str_t id, int32_t attempt);
 
+/* worker_jobs_admit() took a slot for the job. */
+#define WORKER_JOBS_TAKEN 2
+
+/* A lane's first steps with a job from the broker, the same in every
+ * lane. An id not 1..WORKER_ID_MAX bytes: logged, -1. A job already held
+ * (delivered again after a reconnect): it adopts a newer attempt number,
+ * so its report is one the broker expects, 1. Draining, or no slot to be
+ * had (out of memory): handed back as returned, 0 (or -1, logged, if even
+ * that found no memory). Otherwise a slot is taken for it, in state
+ * WORKER_JOB_LANE: WORKER_JOBS_TAKEN and its index in *idx. */
+int worker_jobs_admit(worker_jobs_t *self, const dv_job_t *job,
+                      bool draining, int *idx);
+
+/* Hands a job the lane cannot take back to the broker (returned, no
+ * attempt spent). Returns 0, or -1 (logged) if the outbox has no room. */
+int worker_jobs_hand_back(worker_jobs_t *self, const dv_job_t *job);
+
 /* Jobs held (every slot not free, reports waiting included). */
 size_t worker_jobs_held_count(const worker_jobs_t *self);
 

@@ -170,48 +170,14 @@ s_io(void *pool, const zmq_pollitem_t *items, int n)
     }
 }
 
-/* Hands a job we cannot take back to the broker. Returns 0, or -1 if
- * even that found no memory (logged; the lease runs out). */
-static int
-s_hand_back(const worker_pool_t *self, const dv_job_t *job)
-{
-    if (worker_outbox_returned(self->outbox, job->id, job->attempt) == 0)
-        return 0;
-    char idz[WORKER_ID_MAX + 1];
-    dv_log(DV_ERROR, "worker.reply_dropped", DV_STR("msg", "returned"),
-           DV_STR("job", dv_str_copy(job->id, idz, sizeof idz)),
-           DV_INT("attempt", job->attempt),
-           DV_STR("error", "out of memory"));
-    return -1;
-}
-
 static int
 s_add(void *pool, const dv_job_t *job)
 {
     worker_pool_t *self = pool;
-    if (!job->id.ptr || job->id.len == 0 || job->id.len > WORKER_ID_MAX) {
-        dv_log(DV_WARN, "worker.bad_job", DV_STR("reason", "id length"),
-               DV_INT("bytes", job->id.len));
-        return -1;
-    }
-    int dup = worker_jobs_find(self->jobs, job->id);
-    if (dup >= 0) {
-        /* Delivered again while we hold it (a lease the broker renewed
-         * after a reconnect): report under the attempt number the broker
-         * now expects, or it would ignore our failure report. */
-        pool_job_t *j = pool_job(self, dup);
-        if (job->attempt > j->base.attempt)
-            j->base.attempt = job->attempt;
-        return 1;
-    }
-    if (self->draining)
-        return s_hand_back(self, job);
-    int idx = worker_jobs_take(self->jobs, job->id, job->attempt);
-    if (idx < 0) {
-        dv_log(DV_ERROR, "worker.job_returned", DV_STR("where", "pool"),
-               DV_STR("error", "out of memory"));
-        return s_hand_back(self, job);
-    }
+    int idx;
+    int rc = worker_jobs_admit(self->jobs, job, self->draining, &idx);
+    if (rc != WORKER_JOBS_TAKEN)
+        return rc;
     pool_job_t *j = pool_job(self, idx);
     dv_str_copy(job->trace, j->trace, sizeof j->trace);
     j->timeout_ms =
@@ -221,7 +187,7 @@ s_add(void *pool, const dv_job_t *job)
     j->bounces = 0;
     j->started_mono = 0;
     j->cur = j->tot = 0;
-    int rc = worker_ipc_put_run(&j->frame, (uint32_t)idx, job->id, job->type,
+    rc = worker_ipc_put_run(&j->frame, (uint32_t)idx, job->id, job->type,
                                 job->queue, job->attempt, job->payload,
                                 job->trace);
     if (rc == DV_ETOOBIG) {

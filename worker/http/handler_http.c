@@ -290,48 +290,17 @@ s_set_time(void *lane, int64_t mono_ms, int64_t wall_ms)
     self->wall = wall_ms;
 }
 
-/* Hands a job we cannot take back to the broker. Returns 0, or -1 if
- * even that found no memory (logged; the lease runs out). */
-static int
-s_hand_back(const handler_http_t *self, const dv_job_t *job)
-{
-    if (worker_outbox_returned(self->outbox, job->id, job->attempt) == 0)
-        return 0;
-    char idz[WORKER_ID_MAX + 1];
-    dv_log(DV_ERROR, "worker.reply_dropped", DV_STR("msg", "returned"),
-           DV_STR("job", dv_str_copy(job->id, idz, sizeof idz)),
-           DV_INT("attempt", job->attempt),
-           DV_STR("error", "out of memory"));
-    return -1;
-}
-
 static int
 s_add(void *lane, const dv_job_t *job)
 {
     handler_http_t *self = lane;
-    if (!job->id.ptr || job->id.len == 0 || job->id.len > WORKER_ID_MAX) {
-        dv_log(DV_WARN, "worker.bad_job", DV_STR("reason", "id length"),
-               DV_INT("bytes", job->id.len));
-        return -1;
-    }
-    int dup = worker_jobs_find(self->jobs, job->id);
-    if (dup >= 0) {
-        http_job_t *j = http_job(self, dup);
-        if (job->attempt > j->base.attempt)
-            j->base.attempt = job->attempt;
-        return 1;
-    }
-    if (self->draining)
-        return s_hand_back(self, job);
     int hi = s_handler_of(self, job->type);
     if (hi < 0)
         return -1;
-    int idx = worker_jobs_take(self->jobs, job->id, job->attempt);
-    if (idx < 0) {
-        dv_log(DV_ERROR, "worker.job_returned", DV_STR("where", "http"),
-               DV_STR("error", "out of memory"));
-        return s_hand_back(self, job);
-    }
+    int idx;
+    int rc = worker_jobs_admit(self->jobs, job, self->draining, &idx);
+    if (rc != WORKER_JOBS_TAKEN)
+        return rc;
     http_job_t *j = http_job(self, idx);
     j->handler = hi;
     j->rendered = j->started = false;
