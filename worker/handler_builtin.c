@@ -46,8 +46,8 @@ worker_outcome_clear(worker_outcome_t *out)
 }
 
 void
-worker_outcome_fail(worker_outcome_t *out, dv_category_t cat,
-                    bool retryable, const char *fmt, ...)
+worker_outcome_fail(worker_outcome_t *out, dv_category_t cat, bool retryable,
+                    const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -108,11 +108,18 @@ static bool
 s_num(const msgpack_object *o, double *v)
 {
     switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: *v = (double)o->via.u64; return true;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: *v = (double)o->via.i64; return true;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        *v = (double)o->via.u64;
+        return true;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        *v = (double)o->via.i64;
+        return true;
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: *v = o->via.f64; return !isnan(*v);
-    default: return false;
+    case MSGPACK_OBJECT_FLOAT64:
+        *v = o->via.f64;
+        return !isnan(*v);
+    default:
+        return false;
     }
 }
 
@@ -177,8 +184,8 @@ s_sleep_until(int64_t mono_ns, volatile sig_atomic_t *stop)
 {
     struct timespec ts = { (time_t)(mono_ns / 1000000000),
                            (long)(mono_ns % 1000000000) };
-    while (!*stop && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
-                                     NULL) == EINTR)
+    while (!*stop &&
+           clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
 }
 
@@ -225,9 +232,9 @@ s_sleep(void *impl, const worker_handler_job_t *job, worker_progress_fn pf,
     int64_t total_ns = (int64_t)llround(secs * 1e9);
     char text[96];
     for (int64_t i = 1; i <= steps; i++) {
-        s_sleep_until(start + (int64_t)((double)total_ns * (double)i /
-                                        (double)steps),
-                      job->stop);
+        s_sleep_until(
+            start + (int64_t)((double)total_ns * (double)i / (double)steps),
+            job->stop);
         if (*job->stop) {
             /* Told to wrap up: sleep has nothing to save, so it fails in
              * a way that is retried, before the hard timeout kills it. */
@@ -293,8 +300,7 @@ s_fail(void *impl, const worker_handler_job_t *job, worker_progress_fn pf,
     /* msg may point into u: made into the outcome's text before u goes. */
     if (!bad)
         worker_outcome_fail(out, cat, retryable, "%.*s",
-                            (int)worker_utf8_cut(msg.ptr, msg.len,
-                                                 DV_TEXT_MAX),
+                            (int)worker_utf8_cut(msg.ptr, msg.len, DV_TEXT_MAX),
                             msg.ptr);
     msgpack_unpacked_destroy(&u);
     if (bad) {
@@ -343,8 +349,8 @@ static const worker_handler_ops_t s_sleep_ops = { "builtin", s_sleep, true,
                                                   false };
 static const worker_handler_ops_t s_fail_ops = { "builtin", s_fail, true,
                                                  false };
-static const worker_handler_ops_t s_unknown_ops = { "builtin", s_unknown,
-                                                    false, false };
+static const worker_handler_ops_t s_unknown_ops = { "builtin", s_unknown, false,
+                                                    false };
 
 worker_handler_t
 handler_builtin_for(dv_str_t type)

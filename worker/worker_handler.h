@@ -21,9 +21,9 @@
 
 /* The attempt a handler runs. Views valid for the call. */
 typedef struct {
-    const char *worker;           /* worker name (DROVER_WORKER) */
+    const char *worker; /* worker name (DROVER_WORKER) */
     dv_str_t id, type, queue, trace;
-    dv_str_t payload;             /* one msgpack value; ptr NULL = nil */
+    dv_str_t payload; /* one msgpack value; ptr NULL = nil */
     int32_t attempt;
     /* Raised (non-zero) by the child when the attempt passes its soft
      * timeout. */
@@ -31,17 +31,16 @@ typedef struct {
 } worker_handler_job_t;
 
 /* Called for each progress report; msg is not NUL-terminated. */
-typedef void (*worker_progress_fn)(void *arg, int64_t current,
-                                   int64_t total, const char *msg,
-                                   size_t msg_len);
+typedef void (*worker_progress_fn)(void *arg, int64_t current, int64_t total,
+                                   const char *msg, size_t msg_len);
 
 /* What became of an attempt, for every kind of handler. */
 typedef struct {
-    bool ok;               /* succeeded: result holds the value */
-    dv_str_t result;       /* one msgpack value: a view into owned, the
+    bool ok;              /* succeeded: result holds the value */
+    dv_str_t result;      /* one msgpack value: a view into owned, the
                               payload or static bytes */
-    char *owned;           /* freed by worker_outcome_clear */
-    dv_failure_t failure;  /* !ok; failure.message points into text or
+    char *owned;          /* freed by worker_outcome_clear */
+    dv_failure_t failure; /* !ok; failure.message points into text or
                               at static text */
     char text[DV_TEXT_MAX + 1];
 } worker_outcome_t;
@@ -64,12 +63,11 @@ void worker_outcome_fail(worker_outcome_t *out, dv_category_t cat,
 void worker_outcome_own(worker_outcome_t *out, char *result, size_t len);
 
 typedef struct {
-    const char *kind;      /* "builtin", "exec", "plugin" */
+    const char *kind; /* "builtin", "exec", "plugin" */
     /* Runs one attempt; fills out (initialised by the caller). impl is
      * the handler's own object. */
     void (*run)(void *impl, const worker_handler_job_t *job,
-                worker_progress_fn progress, void *arg,
-                worker_outcome_t *out);
+                worker_progress_fn progress, void *arg, worker_outcome_t *out);
     /* May take time: the child sends STARTED before it runs, so the
      * supervisor knows the attempt began. */
     bool slow;

@@ -18,12 +18,12 @@ struct worker_jobs_t {
     struct worker_jobs_hdr hdr; /* first: worker_jobs_at() reads it */
     int nslots;
     int free_head;
-    int *buckets;               /* id hash -> first slot, -1 */
-    unsigned nbuckets;          /* power of two */
-    int head, tail;             /* the FIFO */
+    int *buckets;      /* id hash -> first slot, -1 */
+    unsigned nbuckets; /* power of two */
+    int head, tail;    /* the FIFO */
     size_t nqueued;
     size_t held;
-    size_t unreported;          /* slots in WORKER_JOB_REPORTING */
+    size_t unreported; /* slots in WORKER_JOB_REPORTING */
     worker_outbox_t *outbox;
     worker_jobs_clear_fn clear;
 };
@@ -216,8 +216,7 @@ worker_jobs_hand_back(worker_jobs_t *self, const dv_job_t *job)
     char idz[WORKER_ID_MAX + 1];
     dv_log(DV_ERROR, "worker.reply_dropped", DV_STR("msg", "returned"),
            DV_STR("job", dv_str_copy(job->id, idz, sizeof idz)),
-           DV_INT("attempt", job->attempt),
-           DV_STR("error", "out of memory"));
+           DV_INT("attempt", job->attempt), DV_STR("error", "out of memory"));
     return -1;
 }
 
@@ -244,7 +243,8 @@ worker_jobs_admit(worker_jobs_t *self, const dv_job_t *job, bool draining,
         return worker_jobs_hand_back(self, job);
     *idx = worker_jobs_take(self, job->id, job->attempt);
     if (*idx < 0) {
-        dv_log(DV_ERROR, "worker.job_returned", DV_STR("error", "out of memory"));
+        dv_log(DV_ERROR, "worker.job_returned",
+               DV_STR("error", "out of memory"));
         return worker_jobs_hand_back(self, job);
     }
     return WORKER_JOBS_TAKEN;
@@ -361,8 +361,7 @@ s_keep(worker_jobs_t *self, int idx, dv_update_kind_t kind, int64_t ts)
     j->report = kind;
     j->report_ts = ts;
     dv_log(DV_ERROR, "worker.report_deferred", DV_STR("job", j->id),
-           DV_INT("attempt", j->attempt),
-           DV_STR("error", "out of memory"));
+           DV_INT("attempt", j->attempt), DV_STR("error", "out of memory"));
 }
 
 int
@@ -395,8 +394,8 @@ worker_jobs_failed(worker_jobs_t *self, int idx, int64_t wall_ms,
                    const dv_failure_t *f, bool keep)
 {
     worker_job_t *j = s_at(self, idx);
-    if (worker_outbox_failed(self->outbox, s_id(j), j->attempt, wall_ms,
-                             f) == 0) {
+    if (worker_outbox_failed(self->outbox, s_id(j), j->attempt, wall_ms, f) ==
+        0) {
         s_settle(self, idx);
         s_free(self, idx);
         return 0;

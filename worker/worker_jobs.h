@@ -44,14 +44,14 @@ typedef struct {
     uint8_t idlen;
     char id[WORKER_ID_MAX + 1]; /* NUL-terminated, for logs */
     int32_t attempt;
-    int prev, next;             /* FIFO links; next is also the free list */
-    int hnext;                  /* id hash chain */
-    bool queued;                /* in the FIFO */
+    int prev, next; /* FIFO links; next is also the free list */
+    int hnext;      /* id hash chain */
+    bool queued;    /* in the FIFO */
     /* WORKER_JOB_REPORTING: the report kept for a later pass. */
     dv_update_kind_t report;
     int64_t report_ts;
-    dv_failure_t failure;       /* message points into text */
-    char *result;               /* owned */
+    dv_failure_t failure; /* message points into text */
+    char *result;         /* owned */
     size_t result_len;
     char text[WORKER_JOB_TEXT_MAX + 1];
 } worker_job_t;
@@ -75,8 +75,7 @@ worker_jobs_t *worker_jobs_new(size_t slot_size, int capacity,
 void worker_jobs_destroy(worker_jobs_t **self_p);
 
 /* Slot idx (0 <= idx < worker_jobs_slots). Valid until the next take. */
-static inline worker_job_t *
-worker_jobs_at(const worker_jobs_t *self, int idx);
+static inline worker_job_t *worker_jobs_at(const worker_jobs_t *self, int idx);
 
 /* Number of slots (free or not). */
 int worker_jobs_slots(const worker_jobs_t *self);
@@ -98,8 +97,8 @@ int worker_jobs_take(worker_jobs_t *self, dv_str_t id, int32_t attempt);
  * had (out of memory): handed back as returned, 0 (or -1, logged, if even
  * that found no memory). Otherwise a slot is taken for it, in state
  * WORKER_JOB_LANE: WORKER_JOBS_TAKEN and its index in *idx. */
-int worker_jobs_admit(worker_jobs_t *self, const dv_job_t *job,
-                      bool draining, int *idx);
+int worker_jobs_admit(worker_jobs_t *self, const dv_job_t *job, bool draining,
+                      int *idx);
 
 /* Hands a job the lane cannot take back to the broker (returned, no
  * attempt spent). Returns 0, or -1 (logged) if the outbox has no room. */
@@ -110,8 +109,7 @@ size_t worker_jobs_held_count(const worker_jobs_t *self);
 
 /* Fills held (capacity max) with the jobs held, for HELLO. The id views
  * stay valid until the table next changes. Returns the count. */
-size_t worker_jobs_held(const worker_jobs_t *self, dv_held_t *held,
-                        size_t max);
+size_t worker_jobs_held(const worker_jobs_t *self, dv_held_t *held, size_t max);
 
 /* ---- the FIFO of waiting jobs ---- */
 

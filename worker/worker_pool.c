@@ -188,8 +188,7 @@ s_add(void *pool, const dv_job_t *job)
     j->started_mono = 0;
     j->cur = j->tot = 0;
     rc = worker_ipc_put_run(&j->frame, (uint32_t)idx, job->id, job->type,
-                                job->queue, job->attempt, job->payload,
-                                job->trace);
+                            job->queue, job->attempt, job->payload, job->trace);
     if (rc == DV_ETOOBIG) {
         pool_fail(self, idx, DV_CAT_INVALID_INPUT, false, -1, 0,
                   "job too large for this worker");
@@ -217,8 +216,7 @@ s_cancel(void *pool, dv_str_t id, dv_str_t reason)
     dv_str_copy(reason, why, sizeof why);
     dv_log(DV_INFO, "worker.job_cancelled", DV_STR("job", pool_idz(j)),
            DV_STR("trace", pool_trace(j)), DV_STR("reason", why),
-           DV_STR("state",
-                  j->base.state == J_RUNNING ? "running" : "queued"));
+           DV_STR("state", j->base.state == J_RUNNING ? "running" : "queued"));
     j->cancel = true;
     switch (j->base.state) {
     case J_PENDING:
@@ -240,9 +238,8 @@ s_cancel(void *pool, dv_str_t id, dv_str_t reason)
 static bool
 s_can_take(const worker_pool_t *self, const pool_child_t *c)
 {
-    return c->pid > 0 && c->fd >= 0 && !c->eof && !c->wr_shut &&
-           !c->reaped && c->kill == K_NONE && c->nq < POOL_DEPTH &&
-           !c->recycle &&
+    return c->pid > 0 && c->fd >= 0 && !c->eof && !c->wr_shut && !c->reaped &&
+           c->kill == K_NONE && c->nq < POOL_DEPTH && !c->recycle &&
            (self->cfg->max_jobs_per_child <= 0 ||
             c->assigned < self->cfg->max_jobs_per_child);
 }
@@ -277,8 +274,7 @@ s_dispatch(void *pool)
         for (int i = 0;
              i < self->nchildren && worker_jobs_queued(self->jobs) > 0; i++) {
             pool_child_t *c = &self->children[i];
-            if (c->nq == depth && s_can_take(self, c) &&
-                s_assign(self, i) != 0)
+            if (c->nq == depth && s_can_take(self, c) && s_assign(self, i) != 0)
                 return; /* out of memory: try again next pass */
         }
 }
@@ -377,8 +373,8 @@ s_held(const void *pool, dv_held_t *held, size_t max)
     return worker_jobs_held(((const worker_pool_t *)pool)->jobs, held, max);
 }
 
-static void
-s_stats(const void *pool, worker_lane_stats_t *st)
+void
+pool_stats(const void *pool, worker_lane_stats_t *st)
 {
     const worker_pool_t *self = pool;
     memset(st, 0, sizeof *st);
@@ -429,7 +425,7 @@ s_pack_metrics(const void *pool, msgpack_packer *pk)
         k++;
     }
     worker_lane_stats_t st;
-    s_stats(self, &st);
+    pool_stats(self, &st);
     msgpack_pack_str_with_body(pk, "children", 8);
     msgpack_pack_int(pk, st.alive);
 }
@@ -454,7 +450,7 @@ static const worker_lane_ops_t s_ops = {
     .reap = pool_reap,
     .held_count = s_held_count,
     .held = s_held,
-    .stats = s_stats,
+    .stats = pool_stats,
     .metrics_count = s_metrics_count,
     .pack_metrics = s_pack_metrics,
     .dump = pool_dump,
@@ -486,8 +482,7 @@ worker_pool_new(const worker_config_t *cfg, const char *name,
         pool_child_reset(&self->children[i]); /* fd -1: nothing to close */
     /* Room for the full capacity up front: no growth on the hot path. */
     self->jobs = worker_jobs_new(sizeof(pool_job_t),
-                                 cfg->concurrency + cfg->prefetch +
-                                     POOL_DEPTH,
+                                 cfg->concurrency + cfg->prefetch + POOL_DEPTH,
                                  outbox, s_clear);
     if (!self->children || !self->poll_map || !self->jobs) {
         worker_pool_destroy(&self);

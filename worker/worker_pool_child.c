@@ -24,8 +24,8 @@
  * it for the deaths. */
 #define S_MAX_BOUNCES 2
 
-const char *const pool_kill_names[] = { "none", "timeout", "cancel",
-                                        "shutdown", "protocol" };
+const char *const pool_kill_names[] = { "none", "timeout", "cancel", "shutdown",
+                                        "protocol" };
 
 static void
 s_nonblock(int fd)
@@ -357,7 +357,7 @@ pool_dump(const void *pool)
 {
     const worker_pool_t *self = pool;
     worker_lane_stats_t st;
-    worker_pool_lane((worker_pool_t *)self).ops->stats(self, &st);
+    pool_stats(self, &st);
     dv_log(DV_INFO, "worker.state_pool", DV_INT("children", self->nchildren),
            DV_INT("alive", st.alive), DV_INT("busy", st.busy),
            DV_INT("held", worker_jobs_held_count(self->jobs)),
@@ -387,8 +387,8 @@ pool_dump(const void *pool)
                DV_STR("job", job), DV_INT("running_ms", running_ms),
                DV_INT("queued", c->nq), DV_INT("jobs", c->assigned),
                DV_STR("stopping_for", pool_kill_names[c->kill]),
-               DV_INT("rss_kb", pool_alive(c) ? worker_limits_rss(c->pid) / 1024
-                                              : 0),
+               DV_INT("rss_kb",
+                      pool_alive(c) ? worker_limits_rss(c->pid) / 1024 : 0),
                DV_BOOL("recycling", c->recycle));
     }
 }

@@ -96,8 +96,8 @@ s_progress(worker_pool_t *self, int idx, const worker_ipc_msg_t *m)
         int cap = self->dirty_cap ? self->dirty_cap * 2 : 64;
         int *d = realloc(self->dirty, (size_t)cap * sizeof *d);
         if (!d) {
-            dv_log(DV_WARN, "worker.progress_dropped", DV_STR("job", j->base.id),
-                   DV_STR("error", "out of memory"));
+            dv_log(DV_WARN, "worker.progress_dropped",
+                   DV_STR("job", j->base.id), DV_STR("error", "out of memory"));
             return;
         }
         self->dirty = d;
@@ -144,17 +144,17 @@ s_child_frame(worker_pool_t *self, int ci, const char *body, uint32_t len)
     case WORKER_IPC_STARTED:
         if (j->base.state != J_ASSIGNED)
             break;
-        if (worker_outbox_started(self->outbox, dv_strn(j->base.id,
-                                                        j->base.idlen),
+        if (worker_outbox_started(self->outbox,
+                                  dv_strn(j->base.id, j->base.idlen),
                                   j->base.attempt, self->wall) != 0)
             return 1;
         j->base.state = J_RUNNING;
         j->started_mono = self->mono;
         if (j->timeout_ms > 0)
             c->deadline = self->mono + j->timeout_ms;
-        int64_t soft = worker_limits_soft_ms(self->cfg->soft_timeout_ms,
-                                             self->cfg->soft_timeout_pct,
-                                             j->timeout_ms);
+        int64_t soft =
+            worker_limits_soft_ms(self->cfg->soft_timeout_ms,
+                                  self->cfg->soft_timeout_pct, j->timeout_ms);
         if (soft > 0)
             c->soft_at = self->mono + soft;
         if (j->cancel)
@@ -175,8 +175,8 @@ s_child_frame(worker_pool_t *self, int ci, const char *body, uint32_t len)
         } else if (m.result.len > DV_PAYLOAD_MAX) {
             pool_fail(self, idx, DV_CAT_HANDLER, false, -1, 0,
                       "result larger than 1 MiB");
-        } else if (worker_jobs_succeeded(self->jobs, idx, self->wall,
-                                         m.result, NULL) != 0) {
+        } else if (worker_jobs_succeeded(self->jobs, idx, self->wall, m.result,
+                                         NULL) != 0) {
             return 1;
         }
         s_pop_head(c);
@@ -265,8 +265,8 @@ pool_child_read(worker_pool_t *self, int ci, int max_reads)
             s_stall(self, c, true);
             return;
         }
-        ssize_t n = recv(c->fd, c->in.data + c->in.len,
-                         c->in.cap - c->in.len, MSG_DONTWAIT);
+        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len,
+                         MSG_DONTWAIT);
         if (n == 0) {
             c->eof = true;
             break;

@@ -93,8 +93,8 @@ s_check_report(const worker_ipc_msg_t *m)
     int rc = 0;
     switch (m->kind) {
     case WORKER_IPC_PROGRESS:
-        rc = worker_outbox_progress(ob, id, 1, m->current, m->total,
-                                    m->message);
+        rc =
+            worker_outbox_progress(ob, id, 1, m->current, m->total, m->message);
         break;
     case WORKER_IPC_SUCCEEDED:
         if (m->result.len > DV_PAYLOAD_MAX) /* the pool fails those */

@@ -16,8 +16,8 @@
 #include "http_internal.h"
 
 void
-http_fail(handler_http_t *self, int idx, const http_fail_t *f,
-          const char *fmt, ...)
+http_fail(handler_http_t *self, int idx, const http_fail_t *f, const char *fmt,
+          ...)
 {
     http_job_t *j = http_job(self, idx);
     char msg[DV_TEXT_MAX];
@@ -34,10 +34,10 @@ http_fail(handler_http_t *self, int idx, const http_fail_t *f,
     df.key_id = dv_str(f->key_id);
     df.message = dv_str(msg);
     dv_log(DV_DEBUG, "worker.http_failed", DV_STR("job", j->base.id),
-           DV_INT("attempt", j->base.attempt), DV_STR("type", http_type(self, j)),
+           DV_INT("attempt", j->base.attempt),
+           DV_STR("type", http_type(self, j)),
            DV_STR("category", dv_category_name(f->category)),
-           DV_INT("http_status", f->http_status),
-           DV_STR("key", f->key_id));
+           DV_INT("http_status", f->http_status), DV_STR("key", f->key_id));
     worker_jobs_failed(self->jobs, idx, self->wall, &df, true);
 }
 
@@ -91,17 +91,15 @@ s_handler_init(handler_http_t *self, http_handler_t *h,
             return dv_err_set(err, es, "out of memory");
     }
     for (int i = 0; i < c->nheaders; i++) {
-        h->headers[i] = http_template_new_text(c->headers[i],
-                                               HTTP_TEXT_HEADER, why,
-                                               sizeof why);
+        h->headers[i] = http_template_new_text(c->headers[i], HTTP_TEXT_HEADER,
+                                               why, sizeof why);
         if (!h->headers[i])
             return dv_err_set(err, es, "http.%s.headers: %s", c->type, why);
         h->nheaders++;
     }
-    h->send_body = strcmp(c->method, "GET") != 0 &&
-                   strcmp(c->method, "HEAD") != 0 &&
-                   (c->body || c->body_text ||
-                    strcmp(c->method, "DELETE") != 0);
+    h->send_body =
+        strcmp(c->method, "GET") != 0 && strcmp(c->method, "HEAD") != 0 &&
+        (c->body || c->body_text || strcmp(c->method, "DELETE") != 0);
     if (c->body)
         h->body = http_template_new_json(c->body, why, sizeof why);
     else if (c->body_text)
@@ -111,13 +109,14 @@ s_handler_init(handler_http_t *self, http_handler_t *h,
         return dv_err_set(err, es, "http.%s.body: %s", c->type, why);
     h->keys = keypool_new((const char *const *)c->keys, c->nkeys, c->rpm);
     if (!h->keys)
-        return dv_err_set(err, es, "http.%s: cannot make the key pool", c->type);
+        return dv_err_set(err, es, "http.%s: cannot make the key pool",
+                          c->type);
     for (int i = 0; i < self->nbreakers; i++)
         if (strcmp(breaker_endpoint(self->breakers[i]), c->endpoint) == 0)
             h->breaker = self->breakers[i];
     if (!h->breaker) {
-        breaker_t **b = realloc(self->breakers, (size_t)(self->nbreakers + 1) *
-                                                    sizeof *b);
+        breaker_t **b =
+            realloc(self->breakers, (size_t)(self->nbreakers + 1) * sizeof *b);
         if (!b)
             return dv_err_set(err, es, "out of memory");
         self->breakers = b;
@@ -159,13 +158,12 @@ handler_http_new(const worker_config_t *cfg, const char *name,
     const http_config_t *hc = cfg->http;
     /* Room for the most jobs the broker can send at once: no growth on the
      * hot path. */
-    int concurrency = hc && hc->n > 0 ? (cfg->http_concurrency > 0
-                                             ? cfg->http_concurrency
-                                             : HTTP_CONCURRENCY_DEFAULT)
-                                      : 0;
+    int concurrency =
+        hc && hc->n > 0 ? (cfg->http_concurrency > 0 ? cfg->http_concurrency
+                                                     : HTTP_CONCURRENCY_DEFAULT)
+                        : 0;
     self->jobs = worker_jobs_new(sizeof(http_job_t),
-                                 cfg->concurrency + cfg->prefetch +
-                                     concurrency,
+                                 cfg->concurrency + cfg->prefetch + concurrency,
                                  outbox, s_clear);
     if (!self->jobs) {
         dv_err_set(err, es, "out of memory");
@@ -308,8 +306,8 @@ s_add(void *lane, const dv_job_t *job)
     j->sends = 0;
     j->req = -1;
     const http_handler_cfg_t *c = self->handlers[hi].cfg;
-    j->timeout_ms = job->timeout_ms > 0   ? job->timeout_ms
-                    : c->timeout_ms > 0   ? c->timeout_ms
+    j->timeout_ms = job->timeout_ms > 0         ? job->timeout_ms
+                    : c->timeout_ms > 0         ? c->timeout_ms
                     : self->cfg->timeout_ms > 0 ? self->cfg->timeout_ms
                                                 : HTTP_TIMEOUT_DEFAULT_MS;
     if (job->payload.ptr && job->payload.len > 0) {
@@ -389,8 +387,8 @@ s_stop_running(void *lane)
             continue;
         http_abort(self, i);
         http_fail(self, i, &f,
-               "still running when the worker's shutdown grace period "
-               "ended");
+                  "still running when the worker's shutdown grace period "
+                  "ended");
     }
 }
 

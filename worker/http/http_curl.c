@@ -151,13 +151,11 @@ http_io(void *lane, const zmq_pollitem_t *items, int n)
             ev |= CURL_CSELECT_OUT;
         if (re & ZMQ_POLLERR)
             ev |= CURL_CSELECT_ERR | CURL_CSELECT_IN;
-        curl_multi_socket_action(self->multi, self->poll_map[k], ev,
-                                 &running);
+        curl_multi_socket_action(self->multi, self->poll_map[k], ev, &running);
     }
     if (self->timer_at <= dv_mono_ms()) {
         self->timer_at = INT64_MAX; /* curl may set a new one in there */
-        curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0,
-                                 &running);
+        curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     }
     http_harvest(self);
 }

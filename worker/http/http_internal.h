@@ -32,32 +32,32 @@ enum {
 };
 
 typedef struct {
-    worker_job_t base;       /* id, attempt, state, FIFO links */
-    int handler;             /* index into self->handlers */
-    char *payload;           /* msgpack, until the request is rendered */
+    worker_job_t base; /* id, attempt, state, FIFO links */
+    int handler;       /* index into self->handlers */
+    char *payload;     /* msgpack, until the request is rendered */
     uint32_t payload_len;
-    char *url;               /* rendered request, kept for a resend */
+    char *url; /* rendered request, kept for a resend */
     char *body;
     size_t body_len;
     struct curl_slist *headers; /* rendered headers, without the key */
     bool rendered;
-    bool started;            /* "started" reported */
-    int64_t timeout_ms;      /* attempt limit */
-    int64_t deadline;        /* mono ms, from the first send */
-    int64_t waiting_since;   /* mono ms */
-    int sends;               /* requests made for this attempt */
-    int req;                 /* request slot while in flight, else -1 */
+    bool started;          /* "started" reported */
+    int64_t timeout_ms;    /* attempt limit */
+    int64_t deadline;      /* mono ms, from the first send */
+    int64_t waiting_since; /* mono ms */
+    int sends;             /* requests made for this attempt */
+    int req;               /* request slot while in flight, else -1 */
 } http_job_t;
 
 typedef struct {
-    CURL *easy;              /* reused: keeps its connection and DNS cache */
-    int job;                 /* -1 when free */
-    int key, slot;           /* the key used and its rate-limit slot */
+    CURL *easy;    /* reused: keeps its connection and DNS cache */
+    int job;       /* -1 when free */
+    int key, slot; /* the key used and its rate-limit slot */
     breaker_verdict_t verdict;
     struct curl_slist *hdrs; /* this request's headers, with the key */
     char *resp;              /* response body */
     size_t resp_len, resp_cap;
-    bool too_big;            /* body passed HTTP_RESPONSE_MAX */
+    bool too_big; /* body passed HTTP_RESPONSE_MAX */
     char errbuf[CURL_ERROR_SIZE];
     int next_free;
 } http_req_t;
@@ -67,16 +67,16 @@ typedef struct {
     http_template_t *url;
     http_template_t **headers;
     int nheaders;
-    http_template_t *body;   /* NULL: the payload as JSON (or none) */
-    bool send_body;          /* the method carries a body */
+    http_template_t *body; /* NULL: the payload as JSON (or none) */
+    bool send_body;        /* the method carries a body */
     keypool_t *keys;
-    breaker_t *breaker;      /* shared with handlers of the same endpoint */
-    uint64_t blocked_pass;   /* the dispatch pass that found it blocked */
+    breaker_t *breaker;    /* shared with handlers of the same endpoint */
+    uint64_t blocked_pass; /* the dispatch pass that found it blocked */
 } http_handler_t;
 
 typedef struct {
     int fd;
-    int what;                /* CURL_POLL_IN/OUT/INOUT */
+    int what; /* CURL_POLL_IN/OUT/INOUT */
 } http_sock_t;
 
 struct handler_http_t {
@@ -90,18 +90,18 @@ struct handler_http_t {
     CURLM *multi;
     int concurrency;
     worker_jobs_t *jobs;
-    http_req_t *reqs;        /* concurrency slots */
+    http_req_t *reqs; /* concurrency slots */
     int req_free;
     int in_flight;
     http_sock_t *socks;
     int nsocks, socks_cap;
-    int *fdmap;              /* fd -> index in socks, -1 */
+    int *fdmap; /* fd -> index in socks, -1 */
     int fdmap_len;
-    int *poll_map;           /* poll item -> fd */
+    int *poll_map; /* poll item -> fd */
     int poll_cap;
-    int64_t timer_at;        /* curl's timeout, mono ms; INT64_MAX = none */
-    int64_t wake_at;         /* a blocked waiting job may go then */
-    bool kick;               /* something changed: look at waiting jobs */
+    int64_t timer_at; /* curl's timeout, mono ms; INT64_MAX = none */
+    int64_t wake_at;  /* a blocked waiting job may go then */
+    bool kick;        /* something changed: look at waiting jobs */
     uint64_t pass;
     bool draining;
     bool curl_inited;

@@ -23,7 +23,7 @@ s_pack_str(msgpack_packer *pk, const char *s)
 static const char *
 s_key_state(keypool_state_t s)
 {
-    return s == KEYPOOL_DISABLED ? "disabled"
+    return s == KEYPOOL_DISABLED  ? "disabled"
            : s == KEYPOOL_COOLING ? "cooling"
                                   : "ok";
 }

@@ -57,7 +57,7 @@ s_render(handler_http_t *self, http_job_t *j, char *why, size_t ws)
                                      sizeof reason);
         if (!payload)
             return dv_err_set(why, ws, "the payload cannot be read as JSON: %s",
-                         reason);
+                              reason);
     }
     http_template_ctx_t ctx = { payload, j->base.id, j->base.attempt };
     size_t len;
@@ -78,8 +78,8 @@ s_render(handler_http_t *self, http_job_t *j, char *why, size_t ws)
     }
     if (h->send_body) {
         if (h->body) {
-            j->body = http_template_render(h->body, &ctx, &j->body_len, why,
-                                           ws);
+            j->body =
+                http_template_render(h->body, &ctx, &j->body_len, why, ws);
         } else {
             j->body = json_dumps(payload ? payload : json_null(),
                                  JSON_COMPACT | JSON_ENCODE_ANY);
@@ -90,8 +90,7 @@ s_render(handler_http_t *self, http_job_t *j, char *why, size_t ws)
         if (!j->body)
             goto done;
         if (!h->cfg->has_content_type && !h->cfg->body_text &&
-            (rc = s_append(&j->headers, "Content-Type: application/json")) !=
-                0)
+            (rc = s_append(&j->headers, "Content-Type: application/json")) != 0)
             goto done;
     }
     /* No "Expect: 100-continue" round trip before larger bodies. */
@@ -293,10 +292,10 @@ s_try(handler_http_t *self, int idx)
     if (v == BREAKER_DENY) {
         http_fail_t f = { DV_CAT_UPSTREAM, true, until - self->mono, 0, NULL };
         http_fail(self, idx, &f,
-               "circuit open for %s after %d consecutive failures (5xx or "
-               "no connection); next try in %.1f s",
-               ep, breaker_failures(h->breaker),
-               (double)(until - self->mono) / 1000.0);
+                  "circuit open for %s after %d consecutive failures (5xx or "
+                  "no connection); next try in %.1f s",
+                  ep, breaker_failures(h->breaker),
+                  (double)(until - self->mono) / 1000.0);
         return T_DONE;
     }
     if (v == BREAKER_PROBE)
@@ -323,7 +322,7 @@ s_try(handler_http_t *self, int idx)
         if (keypool_all_disabled(h->keys)) {
             http_fail_t f = { DV_CAT_AUTH, true, 0, 0, NULL };
             http_fail(self, idx, &f, "%s",
-                   keypool_explain(h->keys, self->mono, why, sizeof why));
+                      keypool_explain(h->keys, self->mono, why, sizeof why));
             return T_DONE;
         }
         /* A key waiting for a request in flight frees up 60 s after it
@@ -331,9 +330,9 @@ s_try(handler_http_t *self, int idx)
         if (ready != KEYPOOL_AFTER_FINISH &&
             ready - self->mono > h->cfg->max_wait_ms) {
             http_fail_t f = { DV_CAT_RATE_LIMITED, true, ready - self->mono, 0,
-                           NULL };
+                              NULL };
             http_fail(self, idx, &f, "%s",
-                   keypool_explain(h->keys, self->mono, why, sizeof why));
+                      keypool_explain(h->keys, self->mono, why, sizeof why));
             return T_DONE;
         }
         if (ready < self->wake_at)
@@ -387,8 +386,7 @@ http_dispatch(void *lane)
         /* Start the new transfers now rather than on the next pass. */
         int running;
         self->timer_at = INT64_MAX;
-        curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0,
-                                 &running);
+        curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         http_harvest(self);
     }
 }

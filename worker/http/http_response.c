@@ -96,8 +96,8 @@ s_succeed(handler_http_t *self, int idx, const http_req_t *q)
             http_fail_t f = { DV_CAT_UPSTREAM, true, 0, 0, kid };
             f.http_status = 200;
             http_fail(self, idx, &f, "response %s %s (%zu bytes)",
-                   doc ? "has no" : "is not JSON, so it has no",
-                   h->cfg->result, q->resp_len);
+                      doc ? "has no" : "is not JSON, so it has no",
+                      h->cfg->result, q->resp_len);
             json_decref(doc);
             return;
         }
@@ -206,24 +206,24 @@ s_done(handler_http_t *self, int r, CURLcode rc)
             keypool_error(h->keys, k);
             snprintf(what, sizeof what, "HTTP %ld", status);
             s_breaker_failure(self, h, v, what);
-            http_fail_t f = { DV_CAT_UPSTREAM, true, s_retry_after(self, q->easy),
-                           (int)status, kid };
+            http_fail_t f = { DV_CAT_UPSTREAM, true,
+                              s_retry_after(self, q->easy), (int)status, kid };
             http_fail(self, idx, &f, "HTTP %ld from %s: %s", status, ep,
-                   s_quote(h, q, quote, sizeof quote));
+                      s_quote(h, q, quote, sizeof quote));
         } else {
             s_breaker_success(self, h, v);
             if (status >= 200 && status < 300) {
                 keypool_ok(h->keys, k);
                 s_succeed(self, idx, q);
             } else if (status == 429) {
-                int64_t cd = keypool_rate_limited(
-                    h->keys, k, self->mono, s_retry_after(self, q->easy));
+                int64_t cd = keypool_rate_limited(h->keys, k, self->mono,
+                                                  s_retry_after(self, q->easy));
                 dv_log(DV_DEBUG, "worker.key_cooling", DV_STR("key", kid),
                        DV_STR("type", h->cfg->type), DV_INT("cooldown_ms", cd));
                 http_fail_t f = { DV_CAT_RATE_LIMITED, true, cd, 429, kid };
                 http_fail(self, idx, &f,
-                       "HTTP 429 from %s with %s: it cools down for %.1f s",
-                       ep, kid, (double)cd / 1000.0);
+                          "HTTP 429 from %s with %s: it cools down for %.1f s",
+                          ep, kid, (double)cd / 1000.0);
             } else if (status == 401 || status == 403) {
                 if (keypool_disable(h->keys, k, (int)status))
                     dv_log(DV_WARN, "worker.key_disabled", DV_STR("key", kid),
@@ -235,8 +235,8 @@ s_done(handler_http_t *self, int r, CURLcode rc)
                     /* Every key was tried for this attempt. */
                     http_fail_t f = { DV_CAT_AUTH, true, 0, (int)status, kid };
                     http_fail(self, idx, &f, "%s",
-                           keypool_explain(h->keys, self->mono, text,
-                                           sizeof text));
+                              keypool_explain(h->keys, self->mono, text,
+                                              sizeof text));
                 } else if (self->draining) {
                     worker_jobs_returned(self->jobs, idx);
                 } else {
@@ -251,10 +251,10 @@ s_done(handler_http_t *self, int r, CURLcode rc)
             } else {
                 keypool_error(h->keys, k);
                 http_fail_t f = { status >= 400 ? DV_CAT_INVALID_INPUT
-                                             : DV_CAT_UPSTREAM,
-                               false, 0, (int)status, kid };
+                                                : DV_CAT_UPSTREAM,
+                                  false, 0, (int)status, kid };
                 http_fail(self, idx, &f, "HTTP %ld from %s: %s", status, ep,
-                       s_quote(h, q, quote, sizeof quote));
+                          s_quote(h, q, quote, sizeof quote));
             }
         }
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
@@ -266,19 +266,19 @@ s_done(handler_http_t *self, int r, CURLcode rc)
             s_breaker_failure(self, h, v, "connect timeout");
             http_fail_t f = { DV_CAT_UPSTREAM, true, 0, 0, kid };
             http_fail(self, idx, &f, "could not connect to %s within %.1f s",
-                   ep, (double)h->cfg->connect_timeout_ms / 1000.0);
+                      ep, (double)h->cfg->connect_timeout_ms / 1000.0);
         } else {
             breaker_neutral(h->breaker, v);
             http_fail_t f = { DV_CAT_TIMEOUT, true, 0, 0, kid };
             http_fail(self, idx, &f, "no complete answer from %s within %.1f s",
-                   ep, (double)j->timeout_ms / 1000.0);
+                      ep, (double)j->timeout_ms / 1000.0);
         }
     } else if (q->too_big) {
         keypool_error(h->keys, k);
         breaker_neutral(h->breaker, v);
         http_fail_t f = { DV_CAT_UPSTREAM, false, 0, (int)status, kid };
         http_fail(self, idx, &f, "response from %s larger than %u MiB", ep,
-               HTTP_RESPONSE_MAX >> 20);
+                  HTTP_RESPONSE_MAX >> 20);
     } else {
         keypool_error(h->keys, k);
         bool conn = s_connect_error(rc);
@@ -288,7 +288,7 @@ s_done(handler_http_t *self, int r, CURLcode rc)
             breaker_neutral(h->breaker, v);
         http_fail_t f = { DV_CAT_UPSTREAM, true, 0, 0, kid };
         http_fail(self, idx, &f, "%s: %s", ep,
-               q->errbuf[0] ? q->errbuf : curl_easy_strerror(rc));
+                  q->errbuf[0] ? q->errbuf : curl_easy_strerror(rc));
     }
     http_req_release(self, r);
 }
