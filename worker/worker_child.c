@@ -176,6 +176,14 @@ s_put_succeeded(uint32_t tag, const char *mp, size_t len)
         s_put_failed(tag, DV_CAT_HANDLER, false, "result larger than 1 MiB");
         return;
     }
+    /* What the supervisor would refuse (and kill us for): said here as
+     * the handler's failure instead. */
+    if (len > 0 && dv_mp_validate(mp, len, DV_VALUE_DEPTH_MAX) != DV_OK) {
+        s_put_failed(tag, DV_CAT_HANDLER, false,
+                     "the result is not one msgpack value nested at most "
+                     "64 deep");
+        return;
+    }
     if (worker_ipc_put_succeeded(&s_c.out, tag, dv_strn(mp, len)) != 0)
         s_oom();
 }
