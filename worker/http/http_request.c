@@ -59,7 +59,8 @@ s_render(handler_http_t *self, http_job_t *j, char *why, size_t ws)
             return dv_err_set(why, ws, "the payload cannot be read as JSON: %s",
                               reason);
     }
-    http_template_ctx_t ctx = { payload, j->base.id, j->base.attempt };
+    bool oom = false;
+    http_template_ctx_t ctx = { payload, j->base.id, j->base.attempt, &oom };
     size_t len;
     int rc = -1;
     j->url = http_template_render(h->url, &ctx, &len, why, ws);
@@ -102,6 +103,8 @@ s_render(handler_http_t *self, http_job_t *j, char *why, size_t ws)
     j->payload_len = 0;
     rc = 0;
 done:
+    if (rc != 0 && oom)
+        rc = DV_ENOMEM;
     if (rc != 0)
         s_unrender(j);
     json_decref(payload);
