@@ -162,9 +162,10 @@ handler_http_new(const worker_config_t *cfg, const char *name,
         hc && hc->n > 0 ? (cfg->http_concurrency > 0 ? cfg->http_concurrency
                                                      : HTTP_CONCURRENCY_DEFAULT)
                         : 0;
-    self->jobs = worker_jobs_new(sizeof(http_job_t),
-                                 cfg->concurrency + cfg->prefetch + concurrency,
-                                 outbox, s_clear);
+    /* Without handlers the lane holds no job: the smallest table. */
+    int room =
+        concurrency > 0 ? cfg->concurrency + cfg->prefetch + concurrency : 0;
+    self->jobs = worker_jobs_new(sizeof(http_job_t), room, outbox, s_clear);
     if (!self->jobs) {
         dv_err_set(err, es, "out of memory");
         goto fail;
