@@ -173,26 +173,7 @@ handler_exec_result(const char *out, size_t len, size_t *rlen)
     return s_pack_text(b, (size_t)(e - b), rlen);
 }
 
-void
-handler_exec_outcome_clear(handler_exec_outcome_t *out)
-{
-    free(out->result);
-    out->result = NULL;
-    out->result_len = 0;
-}
-
 /* ---- running the command --------------------------------------------- */
-
-static void
-s_fail(handler_exec_outcome_t *out, dv_category_t cat, bool retryable,
-       const char *fmt, const char *arg)
-{
-    out->ok = false;
-    out->failure.category = cat;
-    out->failure.retryable = retryable;
-    snprintf(out->text, sizeof out->text, fmt, arg);
-    out->failure.message = dv_str(out->text);
-}
 
 static char *
 s_env_entry(const char *name, const char *value, size_t vlen)
@@ -224,7 +205,7 @@ s_env_ours(const char *entry)
 
 /* The command's environment: ours, then the inherited one minus ours. */
 static char **
-s_build_env(const handler_exec_job_t *job, size_t *nown)
+s_build_env(const worker_handler_job_t *job, size_t *nown)
 {
     size_t n = 0;
     while (environ && environ[n])
@@ -271,9 +252,9 @@ typedef struct {
     bool overlong;      /* dropping the rest of a too-long line */
     int64_t retry_after_ms;
     dv_category_t category;
-    handler_exec_progress_fn fn;
+    worker_progress_fn fn;
     void *arg;
-    const handler_exec_job_t *job;
+    const worker_handler_job_t *job;
 } s_prog_t;
 
 static void
@@ -381,12 +362,11 @@ s_exec_child(const char *command, char **env, int in, int out, int err,
 }
 
 void
-handler_exec_run(const handler_exec_job_t *job,
-                 handler_exec_progress_fn progress, void *arg,
-                 handler_exec_outcome_t *out)
+handler_exec_run(const char *command, const worker_handler_job_t *job,
+                 worker_progress_fn progress, void *arg,
+                 worker_outcome_t *out)
 {
-    memset(out, 0, sizeof *out);
-    dv_failure_init(&out->failure);
+    worker_outcome_init(out);
     char id[64];
     dv_str_copy(job->id, id, sizeof id);
 
@@ -394,7 +374,7 @@ handler_exec_run(const handler_exec_job_t *job,
                                           job->payload.ptr ? job->payload.len
                                                            : 0);
     if (!input) {
-        s_fail(out, DV_CAT_INVALID_INPUT, false, "%s",
+        worker_outcome_fail(out, DV_CAT_INVALID_INPUT, false, "%s",
                "payload cannot be written as JSON for the command");
         return;
     }
@@ -402,7 +382,7 @@ handler_exec_run(const handler_exec_job_t *job,
     char *in_buf = realloc(input, in_len + 2);
     if (!in_buf) {
         free(input);
-        s_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true, "%s", "out of memory");
+        worker_outcome_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true, "%s", "out of memory");
         return;
     }
     in_buf[in_len++] = '\n';
@@ -413,18 +393,18 @@ handler_exec_run(const handler_exec_job_t *job,
     char **env = s_build_env(job, &nown);
     if (!env || pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) ||
         pipe2(perr, O_CLOEXEC) || pipe2(pprog, O_CLOEXEC)) {
-        s_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true,
+        worker_outcome_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true,
                "cannot set up the command: %s", strerror(errno));
         goto cleanup;
     }
     pid_t pid = fork();
     if (pid < 0) {
-        s_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true,
+        worker_outcome_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true,
                "cannot start the command: %s", strerror(errno));
         goto cleanup;
     }
     if (pid == 0)
-        s_exec_child(job->command, env, pin[0], pout[1], perr[1], pprog[1]);
+        s_exec_child(command, env, pin[0], pout[1], perr[1], pprog[1]);
 
     s_close(&pin[0]);
     s_close(&pout[1]);
@@ -531,22 +511,23 @@ handler_exec_run(const handler_exec_job_t *job,
         /* Whatever the exit status: usually SIGPIPE from our closing the
          * pipe on it, and the real problem is the size. */
         if (obuf)
-            s_fail(out, DV_CAT_HANDLER, false, "%s",
+            worker_outcome_fail(out, DV_CAT_HANDLER, false, "%s",
                    "result larger than 1 MiB");
         else
-            s_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true, "%s",
+            worker_outcome_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true, "%s",
                    "out of memory");
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        out->result = handler_exec_result(obuf, olen, &out->result_len);
-        if (!out->result) {
-            s_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true, "%s",
-                   "out of memory");
-        } else if (out->result_len > DV_PAYLOAD_MAX) {
-            handler_exec_outcome_clear(out);
-            s_fail(out, DV_CAT_HANDLER, false, "%s",
-                   "result larger than 1 MiB");
+        size_t rlen = 0;
+        char *result = handler_exec_result(obuf, olen, &rlen);
+        if (!result) {
+            worker_outcome_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true, "%s",
+                                "out of memory");
+        } else if (rlen > DV_PAYLOAD_MAX) {
+            free(result);
+            worker_outcome_fail(out, DV_CAT_HANDLER, false, "%s",
+                                "result larger than 1 MiB");
         } else {
-            out->ok = true;
+            worker_outcome_own(out, result, rlen);
         }
     } else if (WIFEXITED(status)) {
         int code = WEXITSTATUS(status);
@@ -589,4 +570,29 @@ cleanup:
             free(env[i]);
         free(env);
     }
+}
+
+/* ---- as a worker_handler ----------------------------------------------- */
+
+static void
+s_run(void *impl, const worker_handler_job_t *job, worker_progress_fn pf,
+      void *arg, worker_outcome_t *out)
+{
+    handler_exec_run(impl, job, pf, arg, out);
+    if (!out->ok && job->stop && *job->stop &&
+        out->failure.signal == SIGUSR1) {
+        /* It caught SIGUSR1 and then died of it: it was told and gave up,
+         * which is a timeout, not a crash. */
+        out->failure.category = DV_CAT_TIMEOUT;
+        out->failure.message = dv_str("stopped at the soft timeout (the "
+                                      "command ended on SIGUSR1)");
+    }
+}
+
+static const worker_handler_ops_t s_ops = { "exec", s_run, true, true };
+
+worker_handler_t
+handler_exec_handler(const char *command)
+{
+    return (worker_handler_t){ &s_ops, (void *)command };
 }

@@ -26,41 +26,24 @@
 #include <stdint.h>
 
 #include "dv_proto.h"
+#include "worker_handler.h"
 
 #define HANDLER_EXEC_OUT_MAX (1u << 20) /* stdout cap */
 #define HANDLER_EXEC_ERR_TAIL 4096      /* stderr bytes kept */
 #define HANDLER_EXEC_LINE_MAX 8192      /* longest progress line */
 
-typedef struct {
-    const char *command;  /* shell command line */
-    const char *worker;   /* worker name (DROVER_WORKER) */
-    dv_str_t id, type, queue, trace;
-    dv_str_t payload;     /* one msgpack value; ptr NULL = nil */
-    int32_t attempt;
-} handler_exec_job_t;
-
-/* Called for each valid PROGRESS line; msg is not NUL-terminated. */
-typedef void (*handler_exec_progress_fn)(void *arg, int64_t current,
-                                         int64_t total, const char *msg,
-                                         size_t msg_len);
-
-typedef struct {
-    bool ok;               /* succeeded: result holds the value */
-    char *result;          /* msgpack value; caller frees */
-    size_t result_len;
-    dv_failure_t failure;  /* !ok; failure.message points into text */
-    char text[DV_TEXT_MAX + 1];
-} handler_exec_outcome_t;
-
 /* Runs the command to completion (blocks the calling child; the
- * supervisor enforces timeouts by killing the process group). Never
- * fails as such: a command that cannot be started is a failed outcome. */
-void handler_exec_run(const handler_exec_job_t *job,
-                      handler_exec_progress_fn progress, void *arg,
-                      handler_exec_outcome_t *out);
+ * supervisor enforces timeouts by killing the process group). Fills out,
+ * which the caller clears (worker_outcome_clear). Never fails as such: a
+ * command that cannot be started is a failed outcome. */
+void handler_exec_run(const char *command, const worker_handler_job_t *job,
+                      worker_progress_fn progress, void *arg,
+                      worker_outcome_t *out);
 
-/* Frees out->result. */
-void handler_exec_outcome_clear(handler_exec_outcome_t *out);
+/* The command as a handler (worker_handler.h): slow, and it hears SIGTERM
+ * itself. A command that dies of SIGUSR1 after the soft timeout has
+ * failed "timeout". command must outlive the handler. */
+worker_handler_t handler_exec_handler(const char *command);
 
 /* Parses one progress line (without its newline): "PROGRESS current total
  * message...", current and total whole numbers >= 0, the message optional.

@@ -36,10 +36,10 @@ struct handler_plugin_t {
 typedef struct {
     drover_handler_io io;
     handler_plugin_t *plugin;
-    const handler_plugin_job_t *job;
+    const worker_handler_job_t *job;
     const char *id;               /* NUL-terminated copies, for log lines */
     const char *type;
-    handler_plugin_progress_fn progress;
+    worker_progress_fn progress;
     void *arg;
     char *result;                 /* msgpack, from set_result_json() */
     size_t result_len;
@@ -351,16 +351,10 @@ handler_plugin_soft_stop(void)
 /* ---- running a job ------------------------------------------------------ */
 
 static void
-s_fail(handler_plugin_outcome_t *out, dv_category_t cat, bool retryable,
+s_fail(worker_outcome_t *out, dv_category_t cat, bool retryable,
        const char *text)
 {
-    out->ok = false;
-    out->failure.category = cat;
-    out->failure.retryable = retryable;
-    size_t n = worker_utf8_cut(text, strlen(text), DV_TEXT_MAX);
-    memcpy(out->text, text, n);
-    out->text[n] = '\0';
-    out->failure.message = dv_strn(out->text, n);
+    worker_outcome_fail(out, cat, retryable, "%s", text);
 }
 
 /* Copies a view into buf as a NUL-terminated string; returns the copy. */
@@ -376,12 +370,11 @@ s_cstr(char **buf, dv_str_t s)
 }
 
 void
-handler_plugin_run(handler_plugin_t *self, const handler_plugin_job_t *job,
-                   handler_plugin_progress_fn progress, void *arg,
-                   handler_plugin_outcome_t *out)
+handler_plugin_run(handler_plugin_t *self, const worker_handler_job_t *job,
+                   worker_progress_fn progress, void *arg,
+                   worker_outcome_t *out)
 {
-    memset(out, 0, sizeof *out);
-    dv_failure_init(&out->failure);
+    worker_outcome_init(out);
     if (self->broken) {
         s_fail(out, DV_CAT_HANDLER, false, self->err);
         return;
@@ -453,18 +446,12 @@ handler_plugin_run(handler_plugin_t *self, const handler_plugin_job_t *job,
         out->failure.message = dv_strn(out->text, r.failure.message.len);
         free(r.result);
     } else if (rc == DROVER_HANDLER_OK) {
-        out->ok = true;
-        out->result = r.result;
-        out->result_len = r.result_len;
-        if (!out->result) {
-            out->result = malloc(1);
-            if (out->result) {
-                out->result[0] = (char)0xc0; /* nil */
-                out->result_len = 1;
-            } else {
-                s_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true,
-                       "out of memory");
-            }
+        static const char nil = (char)0xc0;
+        if (r.result) {
+            worker_outcome_own(out, r.result, r.result_len);
+        } else {
+            out->ok = true;
+            out->result = dv_strn(&nil, 1);
         }
     } else {
         char text[256];
@@ -479,10 +466,20 @@ handler_plugin_run(handler_plugin_t *self, const handler_plugin_job_t *job,
     free(names);
 }
 
-void
-handler_plugin_outcome_clear(handler_plugin_outcome_t *out)
+/* ---- as a worker_handler ----------------------------------------------- */
+
+static void
+s_handler_run(void *impl, const worker_handler_job_t *job,
+              worker_progress_fn pf, void *arg, worker_outcome_t *out)
 {
-    free(out->result);
-    out->result = NULL;
-    out->result_len = 0;
+    handler_plugin_run(impl, job, pf, arg, out);
+}
+
+static const worker_handler_ops_t s_ops = { "plugin", s_handler_run, true,
+                                            false };
+
+worker_handler_t
+handler_plugin_handler(handler_plugin_t *self)
+{
+    return (worker_handler_t){ &s_ops, self };
 }

@@ -26,31 +26,9 @@
 #include <stdint.h>
 
 #include "dv_proto.h"
+#include "worker_handler.h"
 
 typedef struct handler_plugin_t handler_plugin_t;
-
-typedef struct {
-    const char *worker;           /* worker name */
-    dv_str_t id, type, queue, trace;
-    dv_str_t payload;             /* one msgpack value; ptr NULL = nil */
-    int32_t attempt;
-    /* Set (to non-zero) by the child when the attempt passes its soft
-     * timeout; should_stop() reads it. */
-    volatile sig_atomic_t *stop;
-} handler_plugin_job_t;
-
-/* Called for each progress report; msg is not NUL-terminated. */
-typedef void (*handler_plugin_progress_fn)(void *arg, int64_t current,
-                                           int64_t total, const char *msg,
-                                           size_t msg_len);
-
-typedef struct {
-    bool ok;               /* succeeded: result holds the value */
-    char *result;          /* msgpack value; caller frees (clear below) */
-    size_t result_len;
-    dv_failure_t failure;  /* !ok; failure.message points into text */
-    char text[DV_TEXT_MAX + 1];
-} handler_plugin_outcome_t;
 
 /* Loads the plugin at path for jobs of type and calls its init() with
  * config_json (JSON text; NULL is passed on as "null"). Returns NULL only
@@ -74,14 +52,15 @@ const char *handler_plugin_type(const handler_plugin_t *self);
 /* Runs one attempt to completion (blocks the calling child; the
  * supervisor enforces the hard timeout by killing the process group).
  * progress (may be NULL) gets each progress report. Fills out, which the
- * caller clears with handler_plugin_outcome_clear(). */
+ * caller clears with worker_outcome_clear(). */
 void handler_plugin_run(handler_plugin_t *self,
-                        const handler_plugin_job_t *job,
-                        handler_plugin_progress_fn progress, void *arg,
-                        handler_plugin_outcome_t *out);
+                        const worker_handler_job_t *job,
+                        worker_progress_fn progress, void *arg,
+                        worker_outcome_t *out);
 
-/* Frees out->result. */
-void handler_plugin_outcome_clear(handler_plugin_outcome_t *out);
+/* The plugin as a handler (worker_handler.h): slow; should_stop() reads
+ * the job's stop flag. self must outlive the handler. */
+worker_handler_t handler_plugin_handler(handler_plugin_t *self);
 
 /* Async-signal-safe: calls the callback the running job registered with
  * on_stop(), once. The child calls it from its SIGUSR1 handler after it

@@ -45,7 +45,7 @@ typedef struct {
     size_t len;
     volatile sig_atomic_t stop;
     s_prog_t prog;
-    handler_plugin_outcome_t out;
+    worker_outcome_t out;
     char result[4096]; /* the result as JSON text */
 } s_call_t;
 
@@ -60,7 +60,7 @@ s_run(handler_plugin_t *p, const char *payload_json, s_call_t *c,
     assert_non_null(j);
     c->payload = dv_json_to_msgpack(j, &c->len);
     json_decref(j);
-    handler_plugin_job_t job = {
+    worker_handler_job_t job = {
         .worker = "w-test",
         .id = dv_str("0190a1b2-0000-7000-8000-000000000001"),
         .type = dv_str(handler_plugin_type(p)),
@@ -73,12 +73,12 @@ s_run(handler_plugin_t *p, const char *payload_json, s_call_t *c,
     handler_plugin_run(p, &job, s_on_progress, &c->prog, &c->out);
     free(c->payload);
     if (c->out.ok) {
-        char *t = dv_msgpack_to_json_text(c->out.result, c->out.result_len);
+        char *t = dv_msgpack_to_json_text(c->out.result.ptr, c->out.result.len);
         assert_non_null(t);
         snprintf(c->result, sizeof c->result, "%s", t);
         free(t);
     }
-    handler_plugin_outcome_clear(&c->out);
+    worker_outcome_clear(&c->out);
 }
 
 static const char *

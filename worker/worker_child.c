@@ -1,9 +1,11 @@
+/* worker_child - see worker_child.h: the child's side of its socket (jobs
+ * read and skipped, reports written, blocking) and the job loop; the
+ * handlers themselves are behind worker_handler.h. Runs only in a forked
+ * child. */
 #include "worker_child.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
-#include <msgpack.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include "dv_log.h"
 #include "handler_exec.h"
 #include "handler_plugin.h"
+#include "worker_handler.h"
 #include "worker_ipc.h"
 #include "worker_limits.h"
 
@@ -41,6 +44,8 @@ typedef struct {
     handler_plugin_t **plugins; /* one per cfg->plugins entry, same order */
     int nplugins;
     bool recycling;        /* over max_rss_per_child: starts no more jobs */
+    worker_outcome_t outcome; /* of the job running (large: not on the
+                                 stack of a handler's deep calls) */
 } s_child_t;
 
 static s_child_t s_c;
@@ -121,10 +126,26 @@ s_leave(void)
     _exit(0);
 }
 
-static void
+/* STARTED went out for the job running (s_tag): its outcome may follow. */
+static bool s_started;
+
+/* Out of memory in a child: it is disposable, so it leaves. If a job is
+ * running, its failure (resource_exhausted) goes first when the frame
+ * still fits in the buffer; else the supervisor sees the exit and fails
+ * the job "crashed". */
+_Noreturn static void
 s_oom(void)
 {
-    dv_log(DV_ERROR, "worker.oom", DV_STR("where", "child"));
+    dv_log(DV_ERROR, "worker.child_out_of_memory", DV_INT("tag", s_tag));
+    if (s_tag >= 0 && s_started) {
+        dv_failure_t f;
+        dv_failure_init(&f);
+        f.category = DV_CAT_RESOURCE_EXHAUSTED;
+        f.retryable = true;
+        f.message = dv_str("the worker child ran out of memory");
+        if (worker_ipc_put_failed(&s_c.out, (uint32_t)s_tag, &f) == 0)
+            s_flush();
+    }
     s_die(70);
 }
 
@@ -153,6 +174,14 @@ s_put_succeeded(uint32_t tag, const char *mp, size_t len)
 {
     if (len > DV_PAYLOAD_MAX) {
         s_put_failed(tag, DV_CAT_HANDLER, false, "result larger than 1 MiB");
+        return;
+    }
+    /* What the supervisor would refuse (and kill us for): said here as
+     * the handler's failure instead. */
+    if (len > 0 && dv_mp_validate(mp, len, DV_VALUE_DEPTH_MAX) != DV_OK) {
+        s_put_failed(tag, DV_CAT_HANDLER, false,
+                     "the result is not one msgpack value nested at most "
+                     "64 deep");
         return;
     }
     if (worker_ipc_put_succeeded(&s_c.out, tag, dv_strn(mp, len)) != 0)
@@ -238,315 +267,15 @@ s_read(bool block)
     }
 }
 
-/* ---- builtin handlers ---------------------------------------------- */
-
-/* Unpacks a payload; returns false if absent. The caller destroys u. */
-static bool
-s_unpack(const worker_ipc_msg_t *m, msgpack_unpacked *u)
-{
-    msgpack_unpacked_init(u);
-    if (!m->payload.ptr)
-        return false;
-    size_t off = 0;
-    return msgpack_unpack_next(u, m->payload.ptr, m->payload.len, &off) ==
-           MSGPACK_UNPACK_SUCCESS;
-}
-
-static const msgpack_object *
-s_get(const msgpack_object *o, const char *key)
-{
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t kl = strlen(key);
-    for (uint32_t i = 0; i < o->via.map.size; i++) {
-        const msgpack_object *k = &o->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl &&
-            memcmp(k->via.str.ptr, key, kl) == 0)
-            return &o->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-static bool
-s_num(const msgpack_object *o, double *v)
-{
-    switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: *v = (double)o->via.u64; return true;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: *v = (double)o->via.i64; return true;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: *v = o->via.f64; return !isnan(*v);
-    default: return false;
-    }
-}
-
-static bool
-s_int(const msgpack_object *o, int64_t lo, int64_t hi, int64_t *v)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-        o->via.u64 <= (uint64_t)INT64_MAX)
-        *v = (int64_t)o->via.u64;
-    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        *v = o->via.i64;
-    else
-        return false;
-    return *v >= lo && *v <= hi;
-}
+/* ---- running a job --------------------------------------------------- */
 
 static void
-s_progress(uint32_t tag, int64_t cur, int64_t tot, const char *msg,
-           size_t len)
+s_progress(void *arg, int64_t cur, int64_t tot, const char *msg, size_t len)
 {
-    if (worker_ipc_put_progress(&s_c.out, tag, cur, tot,
+    if (worker_ipc_put_progress(&s_c.out, *(uint32_t *)arg, cur, tot,
                                 dv_strn(msg, len)) != 0)
         s_oom();
     s_flush();
-}
-
-/* Sleeps until mono_ns, or until the soft timeout passes. */
-static void
-s_sleep_until(int64_t mono_ns)
-{
-    struct timespec ts = { (time_t)(mono_ns / 1000000000),
-                           (long)(mono_ns % 1000000000) };
-    while (!s_soft && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
-                                      NULL) == EINTR)
-        ;
-}
-
-static void
-s_builtin_sleep(const worker_ipc_msg_t *m)
-{
-    static const char usage[] =
-        "sleep: payload must be a number of seconds (0..86400) or "
-        "{\"seconds\": s, \"steps\": n}";
-    msgpack_unpacked u;
-    double secs = -1;
-    int64_t steps = 10;
-    bool whole = false;
-    if (s_unpack(m, &u)) {
-        const msgpack_object *o = &u.data, *s = o;
-        if (o->type == MSGPACK_OBJECT_MAP) {
-            s = s_get(o, "seconds");
-            const msgpack_object *st = s_get(o, "steps");
-            if (st && !s_int(st, 1, 100000, &steps))
-                secs = -2;
-        }
-        if (secs != -2 && s && s_num(s, &secs))
-            whole = s->type != MSGPACK_OBJECT_FLOAT32 &&
-                    s->type != MSGPACK_OBJECT_FLOAT64;
-        else
-            secs = -1;
-    }
-    msgpack_unpacked_destroy(&u);
-    if (!(secs >= 0 && secs <= 86400)) {
-        s_put_failed(m->tag, DV_CAT_INVALID_INPUT, false, usage);
-        return;
-    }
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t start = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    int64_t total_ns = (int64_t)llround(secs * 1e9);
-    char text[96];
-    for (int64_t i = 1; i <= steps; i++) {
-        s_sleep_until(start + (int64_t)((double)total_ns * (double)i /
-                                        (double)steps));
-        if (s_soft) {
-            /* Told to wrap up: sleep has nothing to save, so it fails in
-             * a way that is retried, before the hard timeout kills it. */
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            snprintf(text, sizeof text,
-                     "stopped at the soft timeout after %.3g s of %.3g s",
-                     (double)((int64_t)now.tv_sec * 1000000000 +
-                              now.tv_nsec - start) / 1e9,
-                     secs);
-            s_put_failed(m->tag, DV_CAT_TIMEOUT, true, text);
-            return;
-        }
-        int n = snprintf(text, sizeof text, "slept %.3g s of %.3g s",
-                         secs * (double)i / (double)steps, secs);
-        s_progress(m->tag, i, steps, text, (size_t)n);
-    }
-    msgpack_packer pk;
-    worker_buf_t rb;
-    worker_buf_init(&rb);
-    msgpack_packer_init(&pk, &rb, worker_buf_write);
-    msgpack_pack_map(&pk, 1);
-    msgpack_pack_str(&pk, 5);
-    msgpack_pack_str_body(&pk, "slept", 5);
-    if (whole)
-        msgpack_pack_int64(&pk, (int64_t)secs);
-    else
-        msgpack_pack_double(&pk, secs);
-    s_put_succeeded(m->tag, rb.data, rb.len);
-    worker_buf_free(&rb);
-}
-
-static void
-s_builtin_fail(const worker_ipc_msg_t *m)
-{
-    char msg[DV_TEXT_MAX + 1] = "failed on purpose";
-    bool retryable = true;
-    int64_t times = -1, sig = 0, code = -1;
-    double retry_after = 0;
-    dv_category_t cat = DV_CAT_HANDLER;
-    const char *bad = NULL;
-    msgpack_unpacked u;
-    if (s_unpack(m, &u)) {
-        const msgpack_object *o = &u.data, *v;
-        if (o->type != MSGPACK_OBJECT_MAP && o->type != MSGPACK_OBJECT_NIL)
-            bad = "fail: payload must be a map";
-        if (!bad && (v = s_get(o, "message"))) {
-            if (v->type != MSGPACK_OBJECT_STR)
-                bad = "fail: message must be a string";
-            else
-                snprintf(msg, sizeof msg, "%.*s",
-                         (int)worker_utf8_cut(v->via.str.ptr,
-                                              v->via.str.size, DV_TEXT_MAX),
-                         v->via.str.ptr);
-        }
-        if (!bad && (v = s_get(o, "retryable"))) {
-            if (v->type != MSGPACK_OBJECT_BOOLEAN)
-                bad = "fail: retryable must be true or false";
-            else
-                retryable = v->via.boolean;
-        }
-        if (!bad && (v = s_get(o, "times")) && !s_int(v, 0, 1000000, &times))
-            bad = "fail: times must be a whole number >= 0";
-        if (!bad && (v = s_get(o, "signal")) && !s_int(v, 1, 64, &sig))
-            bad = "fail: signal must be 1..64";
-        if (!bad && (v = s_get(o, "exit")) && !s_int(v, 0, 255, &code))
-            bad = "fail: exit must be 0..255";
-        if (!bad && (v = s_get(o, "retry_after")) &&
-            !(s_num(v, &retry_after) && retry_after >= 0 &&
-              retry_after <= 86400 * 365))
-            bad = "fail: retry_after must be a number of seconds";
-        if (!bad && (v = s_get(o, "category"))) {
-            cat = v->type == MSGPACK_OBJECT_STR
-                      ? dv_category_parse(v->via.str.ptr, v->via.str.size)
-                      : DV_CAT_NONE;
-            if (cat == DV_CAT_NONE)
-                bad = "fail: category must be a failure category name";
-        }
-    }
-    msgpack_unpacked_destroy(&u);
-    if (bad) {
-        s_put_failed(m->tag, DV_CAT_INVALID_INPUT, false, bad);
-        return;
-    }
-    if (times >= 0 && m->attempt > times) {
-        worker_buf_t rb;
-        worker_buf_init(&rb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &rb, worker_buf_write);
-        msgpack_pack_map(&pk, 1);
-        msgpack_pack_str(&pk, 7);
-        msgpack_pack_str_body(&pk, "attempt", 7);
-        msgpack_pack_int32(&pk, m->attempt);
-        s_put_succeeded(m->tag, rb.data, rb.len);
-        worker_buf_free(&rb);
-        return;
-    }
-    if (sig > 0) {
-        s_flush();
-        signal((int)sig, SIG_DFL);
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, (int)sig);
-        sigprocmask(SIG_UNBLOCK, &set, NULL);
-        raise((int)sig);
-        /* Still here: the default action of that signal is not fatal. */
-        char text[80];
-        snprintf(text, sizeof text, "fail: signal %d did not end the process",
-                 (int)sig);
-        s_put_failed(m->tag, DV_CAT_INVALID_INPUT, false, text);
-        return;
-    }
-    if (code >= 0) {
-        s_flush();
-        _exit((int)code);
-    }
-    dv_failure_t f;
-    dv_failure_init(&f);
-    f.category = cat;
-    f.retryable = retryable;
-    f.message = dv_str(msg);
-    f.retry_after_ms = (int64_t)llround(retry_after * 1000);
-    if (worker_ipc_put_failed(&s_c.out, m->tag, &f) != 0)
-        s_oom();
-}
-
-static void
-s_exec_progress(void *arg, int64_t cur, int64_t tot, const char *msg,
-                size_t len)
-{
-    s_progress(*(uint32_t *)arg, cur, tot, msg, len);
-}
-
-static void
-s_exec(const worker_ipc_msg_t *m, const char *command)
-{
-    handler_exec_job_t job = {
-        .command = command,
-        .worker = s_c.name,
-        .id = m->id,
-        .type = m->type,
-        .queue = m->queue,
-        .trace = m->trace,
-        .payload = m->payload,
-        .attempt = m->attempt,
-    };
-    uint32_t tag = m->tag;
-    handler_exec_outcome_t out;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_term; /* no SA_RESTART: waits see EINTR */
-    sigaction(SIGTERM, &sa, NULL);
-    handler_exec_run(&job, s_exec_progress, &tag, &out);
-    signal(SIGTERM, SIG_DFL);
-    if (!out.ok && s_soft && out.failure.signal == SIGUSR1) {
-        /* It caught SIGUSR1 and then died of it: it was told and gave
-         * up, which is a timeout, not a crash. */
-        out.failure.category = DV_CAT_TIMEOUT;
-        out.failure.message = dv_str("stopped at the soft timeout (the "
-                                     "command ended on SIGUSR1)");
-    }
-    if (out.ok)
-        s_put_succeeded(tag, out.result, out.result_len);
-    else if (worker_ipc_put_failed(&s_c.out, tag, &out.failure) != 0)
-        s_oom();
-    handler_exec_outcome_clear(&out);
-    if (s_term)
-        s_leave();
-}
-
-static void
-s_plugin_progress(void *arg, int64_t cur, int64_t tot, const char *msg,
-                  size_t len)
-{
-    s_progress(*(uint32_t *)arg, cur, tot, msg, len);
-}
-
-static void
-s_plugin(const worker_ipc_msg_t *m, handler_plugin_t *plugin)
-{
-    handler_plugin_job_t job = {
-        .worker = s_c.name,
-        .id = m->id,
-        .type = m->type,
-        .queue = m->queue,
-        .trace = m->trace,
-        .payload = m->payload,
-        .attempt = m->attempt,
-        .stop = &s_soft,
-    };
-    uint32_t tag = m->tag;
-    handler_plugin_outcome_t out;
-    handler_plugin_run(plugin, &job, s_plugin_progress, &tag, &out);
-    if (out.ok)
-        s_put_succeeded(tag, out.result, out.result_len);
-    else if (worker_ipc_put_failed(&s_c.out, tag, &out.failure) != 0)
-        s_oom();
-    handler_plugin_outcome_clear(&out);
 }
 
 /* The plugin for a job type, or NULL. */
@@ -588,42 +317,60 @@ s_load_plugins(void)
     }
 }
 
-/* Runs one job. Fast builtins write STARTED and the outcome together;
- * anything that may take time flushes STARTED first, so the supervisor
- * knows the attempt began (its timeout starts then). */
+/* The handler for a job type: an exec handler, else a plugin, else a
+ * builtin. */
+static worker_handler_t
+s_handler_for(dv_str_t type)
+{
+    const char *cmd = worker_config_handler(s_c.cfg, type.ptr, type.len);
+    if (cmd)
+        return handler_exec_handler(cmd);
+    handler_plugin_t *plugin = s_find_plugin(type);
+    if (plugin)
+        return handler_plugin_handler(plugin);
+    return handler_builtin_for(type);
+}
+
+/* Runs one job. Fast handlers write STARTED and the outcome together;
+ * slow ones get STARTED flushed first, so the supervisor knows the
+ * attempt began (its timeout starts then). */
 static void
 s_run(const worker_ipc_msg_t *m)
 {
-    static const char nil = (char)0xc0;
-    const char *cmd =
-        worker_config_handler(s_c.cfg, m->type.ptr, m->type.len);
-    handler_plugin_t *plugin = cmd ? NULL : s_find_plugin(m->type);
-    s_put_tag(WORKER_IPC_STARTED, m->tag);
-    if (cmd) {
+    worker_handler_t h = s_handler_for(m->type);
+    uint32_t tag = m->tag;
+    s_put_tag(WORKER_IPC_STARTED, tag);
+    s_started = true;
+    if (h.ops->slow)
         s_flush();
-        s_exec(m, cmd);
-    } else if (plugin) {
-        s_flush();
-        s_plugin(m, plugin);
-    } else if (dv_str_eq(m->type, "noop")) {
-        s_put_succeeded(m->tag, &nil, 1);
-    } else if (dv_str_eq(m->type, "echo")) {
-        if (m->payload.ptr)
-            s_put_succeeded(m->tag, m->payload.ptr, m->payload.len);
-        else
-            s_put_succeeded(m->tag, &nil, 1);
-    } else if (dv_str_eq(m->type, "sleep")) {
-        s_flush();
-        s_builtin_sleep(m);
-    } else if (dv_str_eq(m->type, "fail")) {
-        s_flush();
-        s_builtin_fail(m);
-    } else {
-        char text[DV_TEXT_MAX];
-        snprintf(text, sizeof text, "no handler for type %.*s on worker %s",
-                 (int)m->type.len, m->type.ptr, s_c.name);
-        s_put_failed(m->tag, DV_CAT_UNKNOWN_TYPE, false, text);
+    worker_handler_job_t job = {
+        .worker = s_c.name,
+        .id = m->id,
+        .type = m->type,
+        .queue = m->queue,
+        .trace = m->trace,
+        .payload = m->payload,
+        .attempt = m->attempt,
+        .stop = &s_soft,
+    };
+    worker_outcome_init(&s_c.outcome);
+    if (h.ops->waits_on_term) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = s_on_term; /* no SA_RESTART: waits see EINTR */
+        sigaction(SIGTERM, &sa, NULL);
     }
+    h.ops->run(h.impl, &job, s_progress, &tag, &s_c.outcome);
+    if (h.ops->waits_on_term)
+        signal(SIGTERM, SIG_DFL);
+    if (s_c.outcome.ok)
+        s_put_succeeded(tag, s_c.outcome.result.ptr, s_c.outcome.result.len);
+    else if (worker_ipc_put_failed(&s_c.out, tag, &s_c.outcome.failure) != 0)
+        s_oom();
+    s_started = false;
+    worker_outcome_clear(&s_c.outcome);
+    if (s_term)
+        s_leave();
 }
 
 /* ---- setup and loop ------------------------------------------------ */

@@ -21,13 +21,10 @@
  * fails "timeout"; plugins see should_stop()) and is passed on to the
  * processes the child started that catch SIGUSR1 (worker_limits.h).
  *
- * Handlers, by job type: an exec handler, else a plugin, else a builtin:
- *   noop   result nil
- *   echo   result = payload
- *   sleep  payload seconds or {"seconds": s, "steps": n}; progress per step;
- *          result {"slept": s}
- *   fail   payload {"message", "retryable", "times", "category",
- *          "retry_after", "signal", "exit"} (docs/handlers.md)
+ * Handlers (worker_handler.h), by job type: an exec handler, else a
+ * plugin, else a builtin (handler_builtin.c). Out of memory: the child
+ * leaves; a running job's failure (resource_exhausted) goes first if the
+ * frame still fits in its buffer.
  */
 #ifndef WORKER_CHILD_H
 #define WORKER_CHILD_H

@@ -112,9 +112,14 @@ static int
 s_set_int(const char *what, const char *value, long long lo, long long hi,
           long long *out, char *err, size_t es)
 {
-    if (s_parse_int(value, lo, hi, out) != 0)
-        return dv_err_set(err, es, "%s: '%s' is not a whole number in %lld..%lld",
-                     what, value, lo, hi);
+    /* -1 spelt out, not dv_err_set's result: the caller reads *out only
+     * when this returns 0, and the compiler must see that *out is then
+     * set. */
+    if (s_parse_int(value, lo, hi, out) != 0) {
+        dv_err_set(err, es, "%s: '%s' is not a whole number in %lld..%lld",
+                   what, value, lo, hi);
+        return -1;
+    }
     return 0;
 }
 
@@ -180,7 +185,7 @@ worker_config_set_handler(worker_config_t *cfg, const char *type,
             cfg->handlers[i].command = c;
             return 0;
         }
-    worker_handler_t *h =
+    worker_exec_handler_t *h =
         realloc(cfg->handlers, (size_t)(cfg->nhandlers + 1) * sizeof *h);
     if (!h)
         return -1;
@@ -323,9 +328,11 @@ s_json_int(json_t *v, const char *key, long long lo, long long hi,
            long long *out, char *err, size_t es)
 {
     if (!json_is_integer(v) || json_integer_value(v) < lo ||
-        json_integer_value(v) > hi)
-        return dv_err_set(err, es, "%s: must be a whole number in %lld..%lld", key,
-                     lo, hi);
+        json_integer_value(v) > hi) {
+        dv_err_set(err, es, "%s: must be a whole number in %lld..%lld", key,
+                   lo, hi);
+        return -1; /* spelt out, as in s_set_int */
+    }
     *out = json_integer_value(v);
     return 0;
 }
@@ -610,6 +617,29 @@ s_next_flag(int argc, char **argv, int *i, const char **value, char *err,
     return NULL;
 }
 
+/* Splits flag's value "TYPE=VALUE" (what names VALUE in the message):
+ * copies TYPE into type and returns VALUE, or NULL with a reason in
+ * err. */
+static const char *
+s_type_value(const char *flag, const char *what, const char *v,
+             char type[DV_NAME_MAX + 1], char *err, size_t es)
+{
+    const char *eq = strchr(v, '=');
+    if (!eq) {
+        dv_err_set(err, es, "%s: expected TYPE=%s, got '%s'", flag, what, v);
+        return NULL;
+    }
+    size_t tn = (size_t)(eq - v);
+    if (tn > DV_NAME_MAX) {
+        dv_err_set(err, es, "%s: job type longer than %d bytes", flag,
+                   DV_NAME_MAX);
+        return NULL;
+    }
+    memcpy(type, v, tn);
+    type[tn] = '\0';
+    return eq + 1;
+}
+
 static int
 s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
              char *err, size_t es)
@@ -635,20 +665,11 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
     case F_NAME:
         return s_set_name(cfg, v, err, es);
     case F_EXEC: {
-        const char *eq = strchr(v, '=');
-        if (!eq)
-            return dv_err_set(err, es, "--exec: expected TYPE=COMMAND, got '%s'",
-                         v);
-        char type[DV_NAME_MAX + 2];
-        size_t tn = (size_t)(eq - v);
-        if (tn > DV_NAME_MAX)
-            return dv_err_set(err, es, "--exec: job type longer than %d bytes",
-                         DV_NAME_MAX);
-        memcpy(type, v, tn);
-        type[tn] = '\0';
-        if (s_check_handler(type, eq + 1, "--exec", err, es))
+        char type[DV_NAME_MAX + 1];
+        const char *cmd = s_type_value("--exec", "COMMAND", v, type, err, es);
+        if (!cmd || s_check_handler(type, cmd, "--exec", err, es))
             return -1;
-        if (worker_config_set_handler(cfg, type, eq + 1))
+        if (worker_config_set_handler(cfg, type, cmd))
             return dv_err_set(err, es, "out of memory");
         return 0;
     }
@@ -670,24 +691,16 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
     case F_SOFT_TIMEOUT:
         return s_set_soft(cfg, "--soft-timeout", v, err, es);
     case F_PLUGIN: {
-        const char *eq = strchr(v, '=');
-        if (!eq)
-            return dv_err_set(err, es, "--plugin: expected TYPE=PATH, got '%s'",
-                         v);
-        char type[DV_NAME_MAX + 2];
-        size_t tn = (size_t)(eq - v);
-        if (tn > DV_NAME_MAX)
-            return dv_err_set(err, es, "--plugin: job type longer than %d bytes",
-                         DV_NAME_MAX);
-        memcpy(type, v, tn);
-        type[tn] = '\0';
-        if (s_check_plugin(type, eq + 1, "--plugin", err, es))
+        char type[DV_NAME_MAX + 1];
+        const char *path = s_type_value("--plugin", "PATH", v, type, err, es);
+        if (!path || s_check_plugin(type, path, "--plugin", err, es))
             return -1;
+        size_t tn = strlen(type);
         /* A plugin the file configured keeps its config; the flag moves
          * it to another file. */
         const worker_plugin_t *old = worker_config_plugin(cfg, type, tn);
         char *conf = old && old->config ? strdup(old->config) : NULL;
-        int rc = worker_config_set_plugin(cfg, type, eq + 1, conf);
+        int rc = worker_config_set_plugin(cfg, type, path, conf);
         free(conf);
         return rc ? dv_err_set(err, es, "out of memory") : 0;
     }

@@ -18,7 +18,7 @@
 typedef struct {
     char *type;
     char *command;
-} worker_handler_t;
+} worker_exec_handler_t;
 
 /* One plugin handler: jobs of type run in the shared object at path. */
 typedef struct {
@@ -35,7 +35,7 @@ typedef struct {
     int concurrency;           /* child processes */
     int prefetch;              /* jobs held beyond concurrency; -1 = default */
     char *name;                /* worker name; NULL = host:pid */
-    worker_handler_t *handlers; /* exec handlers by job type */
+    worker_exec_handler_t *handlers; /* exec handlers by job type */
     int nhandlers;
     int64_t timeout_ms;        /* default per-attempt limit; 0 = none */
     int64_t kill_grace_ms;     /* SIGTERM -> SIGKILL delay */

@@ -1,5 +1,7 @@
 #include "worker_ipc.h"
 
+#include "dv_err.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -280,7 +282,8 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
         m->current = s_rd_int(&r);
         m->total = s_rd_int(&r);
         m->message = s_rd_bytes(&r, false);
-        if (m->message.len > DV_TEXT_MAX)
+        /* What the broker accepts in a progress report. */
+        if (m->current < 0 || m->total < 0 || m->message.len > DV_TEXT_MAX)
             return -1;
         break;
     case WORKER_IPC_RECYCLE:
@@ -288,7 +291,7 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
         if (n != want)
             return -1;
         m->current = s_rd_int(&r);
-        if (m->current < 0)
+        if (m->current < 0 || m->tag != 0) /* about the child, not a job */
             return -1;
         break;
     case WORKER_IPC_SUCCEEDED:
@@ -296,8 +299,12 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
         if (n != want)
             return -1;
         m->result = s_rd_bytes(&r, true);
-        /* A result is always one value; nil is encoded as the byte 0xc0. */
-        if (!m->result.ptr)
+        /* A result is always one value; nil is encoded as the byte 0xc0.
+         * Checked here, as the broker will: one bad result must not make
+         * the whole UPDATE it travels in undecodable. */
+        if (!m->result.ptr ||
+            dv_mp_validate(m->result.ptr, m->result.len,
+                           DV_VALUE_DEPTH_MAX) != DV_OK)
             return -1;
         break;
     case WORKER_IPC_FAILED: {
@@ -347,10 +354,14 @@ s_begin(worker_buf_t *b, msgpack_packer *pk)
 static int
 s_end(worker_buf_t *b, size_t start, int rc)
 {
-    size_t n = b->len - start - 4;
-    if (rc != 0 || b->len < start + 4 || n == 0 || n > WORKER_IPC_MAX) {
+    if (rc != 0 || b->len < start + 4) {
         b->len = start < b->len ? start : b->len;
-        return -1;
+        return DV_ENOMEM; /* the packer's only failure is a failed append */
+    }
+    size_t n = b->len - start - 4;
+    if (n == 0 || n > WORKER_IPC_MAX) {
+        b->len = start;
+        return DV_ETOOBIG;
     }
     unsigned char *h = (unsigned char *)b->data + start;
     h[0] = (unsigned char)(n >> 24);
@@ -385,7 +396,7 @@ worker_ipc_put_run(worker_buf_t *b, uint32_t tag, dv_str_t id, dv_str_t type,
 {
     if ((size_t)payload.len + id.len + type.len + queue.len + trace.len >
         WORKER_IPC_MAX - 64)
-        return -1;
+        return DV_ETOOBIG;
     msgpack_packer pk;
     size_t start = s_begin(b, &pk);
     int rc = msgpack_pack_array(&pk, 8);

@@ -109,11 +109,14 @@ int worker_buf_write(void *data, const char *buf, size_t len);
 int worker_ipc_next(worker_buf_t *b, const char **body, uint32_t *len);
 
 /* Decodes one frame body. Returns 0, or -1 if it is not a valid frame of a
- * known kind. Never reads past len. */
+ * known kind, or carries what the broker would refuse in a report
+ * (negative progress, a result that is not one msgpack value, a text
+ * over DV_TEXT_MAX). Never reads past len, never allocates. */
 int worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m);
 
-/* Append one whole frame to b. Each returns 0, or -1 if out of memory or
- * the frame would exceed WORKER_IPC_MAX (b is then left unchanged). */
+/* Append one whole frame to b. Each returns 0, DV_ENOMEM if out of
+ * memory, or DV_ETOOBIG if the frame would exceed WORKER_IPC_MAX (b is
+ * then left unchanged). */
 int worker_ipc_put_run(worker_buf_t *b, uint32_t tag, dv_str_t id,
                        dv_str_t type, dv_str_t queue, int32_t attempt,
                        dv_str_t payload, dv_str_t trace);

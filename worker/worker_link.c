@@ -12,6 +12,8 @@
 
 /* Largest wait for a WELCOME while the broker stays away. */
 #define S_HELLO_TIMEOUT_CAP_MS 30000
+/* After a message found no memory to decode: when to try again. */
+#define S_RETRY_MS 100
 
 struct worker_link_t {
     void *zctx;
@@ -31,6 +33,9 @@ struct worker_link_t {
     int64_t next_heartbeat;    /* mono ms */
     zmq_msg_t frame;           /* the frame behind the last recv'd msg */
     bool frame_live;
+    bool frame_retry;          /* its decode found no memory: kept, and
+                                  decoded again at retry_at */
+    int64_t retry_at;          /* mono ms */
     msgpack_sbuffer sb;        /* encode scratch, reused */
 };
 
@@ -155,6 +160,7 @@ worker_link_reconnect(worker_link_t *self, const char *reason,
         zmq_msg_close(&self->frame);
         self->frame_live = false;
     }
+    self->frame_retry = false; /* what it said is moot after a HELLO */
     return worker_link_connect(self, mono_ms);
 }
 
@@ -253,6 +259,14 @@ worker_link_recv(worker_link_t *self, dv_msg_t *msg, int64_t mono_ms)
     memset(msg, 0, sizeof *msg);
     if (!self->sock)
         return 0;
+    if (self->frame_retry) {
+        /* A message whose decode found no memory (jobs leased to us, say)
+         * is decoded again rather than lost. */
+        if (mono_ms < self->retry_at)
+            return 0;
+        self->frame_retry = false;
+        goto decode;
+    }
     if (self->frame_live) {
         zmq_msg_close(&self->frame);
         self->frame_live = false;
@@ -264,10 +278,20 @@ worker_link_recv(worker_link_t *self, dv_msg_t *msg, int64_t mono_ms)
     }
     self->frame_live = true;
     self->last_heard = mono_ms;
+decode:;
     char why[256];
     why[0] = '\0';
     int rc = dv_msg_decode(zmq_msg_data(&self->frame),
                            zmq_msg_size(&self->frame), msg, why, sizeof why);
+    if (rc == DV_ENOMEM) {
+        dv_log(DV_ERROR, "worker.message_deferred",
+               DV_INT("bytes", zmq_msg_size(&self->frame)),
+               DV_STR("error", "out of memory"));
+        dv_msg_release(msg);
+        self->frame_retry = true;
+        self->retry_at = mono_ms + S_RETRY_MS;
+        return 0;
+    }
     if (rc != DV_OK) {
         dv_log(DV_WARN, "worker.bad_message", DV_STR("reason", why),
                DV_STR("error", dv_strerror(rc)),
@@ -377,11 +401,18 @@ worker_link_expired(const worker_link_t *self, int64_t mono_ms)
 int64_t
 worker_link_next_deadline(const worker_link_t *self)
 {
+    int64_t t;
     if (self->welcomed) {
-        int64_t t = self->last_heard + self->timeout_ms + 1;
-        return self->next_heartbeat < t ? self->next_heartbeat : t;
+        t = self->last_heard + self->timeout_ms + 1;
+        if (self->next_heartbeat < t)
+            t = self->next_heartbeat;
+    } else {
+        int64_t since = self->hello_sent > self->last_heard
+                            ? self->hello_sent
+                            : self->last_heard;
+        t = since + self->hello_timeout_ms + 1;
     }
-    int64_t since = self->hello_sent > self->last_heard ? self->hello_sent
-                                                        : self->last_heard;
-    return since + self->hello_timeout_ms + 1;
+    if (self->frame_retry && self->retry_at < t)
+        t = self->retry_at;
+    return t;
 }

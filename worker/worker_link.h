@@ -58,8 +58,10 @@ bool worker_link_hello_pending(const worker_link_t *self);
 
 /* Receives one message without blocking. Returns 1 with *msg decoded
  * (views into a frame the link keeps; call worker_link_release before the
- * next recv), 0 if nothing is waiting, -1 if a frame was malformed (logged
- * as worker.bad_message; call again). WELCOME and ERROR are also acted on
+ * next recv), 0 if nothing is waiting (or a message found no memory to
+ * decode: it is kept and decoded again on a call after a short delay,
+ * which worker_link_next_deadline() includes), -1 if a frame was
+ * malformed (logged as worker.bad_message; call again). WELCOME and ERROR are also acted on
  * here (state, log); every frame counts as a sign of life. */
 int worker_link_recv(worker_link_t *self, dv_msg_t *msg, int64_t mono_ms);
 void worker_link_release(worker_link_t *self, dv_msg_t *msg);

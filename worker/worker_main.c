@@ -5,6 +5,15 @@
  * reports to the outbox); then write: frames to children, one UPDATE with
  * everything the pass produced, a heartbeat if due. Batching per pass is
  * what lets small jobs flow at tens of thousands per second.
+ *
+ * The work itself is done by lanes (worker_lane.h): the http lane, then
+ * the prefork pool, which takes every job type no other lane owns. The
+ * loop goes over them; it knows none by name except to make them.
+ *
+ * Out of memory while serving: HELLO and the heartbeat are skipped and
+ * tried again on a later pass; poll items that cannot grow are left out
+ * this pass (a lane's timers still run); the lanes keep their own state
+ * consistent (worker_pool.h, handler_http.h).
  */
 #include "worker.h"
 
@@ -25,6 +34,7 @@
 #include "worker_config.h"
 #include "worker_link.h"
 #include "worker_outbox.h"
+#include "worker_lane.h"
 #include "worker_pool.h"
 
 /* Broker messages handled per pass before children get a turn. */
@@ -36,6 +46,10 @@
 #define S_FINISH_MS 5000
 /* How long ZeroMQ may keep trying to deliver BYE at exit. */
 #define S_LINGER_MS 2000
+/* After a HELLO or heartbeat found no memory: when to try again. */
+#define S_RETRY_MS 100
+/* The http lane and the pool. */
+#define S_LANES 2
 
 typedef enum {
     P_RUN,    /* taking jobs */
@@ -61,32 +75,65 @@ typedef struct {
     int sigints;
     int quit_signal;           /* immediate stop requested by this signal */
     bool socket_full;          /* updates waiting for room to send */
+    bool hello_due;            /* a HELLO found no memory: send it again */
+    int64_t retry_at;          /* when to try it (mono ms) */
     dv_held_t *held;
     size_t held_cap;
     zmq_pollitem_t *items;
     int items_cap;
     handler_http_t *http;      /* the http lane, beside the pool */
+    worker_lane_t lanes[S_LANES]; /* owners first: the pool is last */
+    int nlanes;
+    int lane_items[S_LANES];   /* poll items per lane this pass */
 } s_worker_t;
 
 static const char *s_phase_names[] = { "running", "draining", "finishing",
                                        "done" };
 
-/* Jobs held by the pool and the http lane. */
+/* Jobs held by every lane. */
 static size_t
 s_held_count(const s_worker_t *w)
 {
-    return worker_pool_held_count(w->pool) + handler_http_held_count(w->http);
+    size_t n = 0;
+    for (int i = 0; i < w->nlanes; i++)
+        n += w->lanes[i].ops->held_count(w->lanes[i].self);
+    return n;
 }
 
-/* Jobs the worker takes at once: the children's share and the http
- * lane's. The broker sends by queue, not by type, so the credit is their
- * sum; a job that does not fit its side yet waits there, first in, first
- * out. */
+/* Jobs the worker takes at once: the lanes' shares. The broker sends by
+ * queue, not by type, so the credit is their sum; a job that does not fit
+ * its lane yet waits there, first in, first out. */
 static int32_t
 s_capacity(const s_worker_t *w)
 {
-    return w->cfg.concurrency + w->cfg.prefetch +
-           handler_http_capacity(w->http);
+    int32_t n = 0;
+    for (int i = 0; i < w->nlanes; i++)
+        n += w->lanes[i].ops->capacity(w->lanes[i].self);
+    return n;
+}
+
+/* The processes of every lane. */
+static worker_lane_stats_t
+s_stats(const s_worker_t *w)
+{
+    worker_lane_stats_t all = { 0, 0, 0 }, st;
+    for (int i = 0; i < w->nlanes; i++) {
+        w->lanes[i].ops->stats(w->lanes[i].self, &st);
+        all.busy += st.busy;
+        all.idle += st.idle;
+        all.alive += st.alive;
+    }
+    return all;
+}
+
+/* The lane that runs jobs of this type (the last one takes the rest). */
+static const worker_lane_t *
+s_lane_for(const s_worker_t *w, dv_str_t type)
+{
+    for (int i = 0; i < w->nlanes - 1; i++)
+        if (w->lanes[i].ops->owns(w->lanes[i].self, type))
+            return &w->lanes[i];
+    return &w->lanes[w->nlanes - 1];
 }
 
 /* ---- setup ---------------------------------------------------------- */
@@ -133,14 +180,21 @@ s_hello(s_worker_t *w)
     if (n > w->held_cap) {
         dv_held_t *h = realloc(w->held, n * sizeof *h);
         if (!h) {
-            dv_log(DV_ERROR, "worker.oom", DV_STR("where", "hello"));
-            abort();
+            /* A HELLO must list every job held: send it when it can. */
+            dv_log(DV_ERROR, "worker.hello_deferred",
+                   DV_INT("held", n), DV_STR("error", "out of memory"));
+            w->hello_due = true;
+            w->retry_at = w->mono + S_RETRY_MS;
+            return;
         }
         w->held = h;
         w->held_cap = n;
     }
-    n = worker_pool_held(w->pool, w->held, w->held_cap);
-    n += handler_http_held(w->http, w->held + n, w->held_cap - n);
+    w->hello_due = false;
+    n = 0;
+    for (int i = 0; i < w->nlanes; i++)
+        n += w->lanes[i].ops->held(w->lanes[i].self, w->held + n,
+                                   w->held_cap - n);
     int32_t credit = 0;
     if (w->phase == P_RUN)
         credit = s_capacity(w) - (int32_t)n;
@@ -159,6 +213,19 @@ s_reconnect(s_worker_t *w, const char *reason)
 
 static void s_drain(s_worker_t *w, const char *why);
 
+/* KILL: the lane holding the job stops it. Unknown ids are ignored (the
+ * job may have just ended). */
+static void
+s_cancel(s_worker_t *w, dv_str_t id, dv_str_t reason)
+{
+    for (int i = 0; i < w->nlanes; i++)
+        if (w->lanes[i].ops->cancel(w->lanes[i].self, id, reason) == 0)
+            return;
+    char idz[WORKER_ID_MAX + 1];
+    dv_log(DV_DEBUG, "worker.cancel_unknown",
+           DV_STR("job", dv_str_copy(id, idz, sizeof idz)));
+}
+
 static void
 s_on_message(s_worker_t *w, dv_msg_t *m)
 {
@@ -168,16 +235,13 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
         for (uint32_t i = 0; i < m->u.jobs.njobs; i++) {
             /* A duplicate or a refused job still used up a credit. */
             const dv_job_t *job = &m->u.jobs.jobs[i];
-            int rc = handler_http_owns(w->http, job->type)
-                         ? handler_http_add(w->http, job)
-                         : worker_pool_add(w->pool, job);
-            if (rc != 0)
+            const worker_lane_t *l = s_lane_for(w, job->type);
+            if (l->ops->add(l->self, job) != 0)
                 worker_outbox_grant(w->outbox, 1);
         }
         break;
     case DV_MSG_KILL:
-        if (handler_http_cancel(w->http, m->u.kill.id, m->u.kill.reason) != 0)
-            worker_pool_cancel(w->pool, m->u.kill.id, m->u.kill.reason);
+        s_cancel(w, m->u.kill.id, m->u.kill.reason);
         break;
     case DV_MSG_DRAIN: /* `drover drain`: as on SIGTERM */
         s_drain(w, "broker asked (drover drain)");
@@ -219,24 +283,22 @@ s_broker_read(s_worker_t *w)
     return true;
 }
 
-/* "per_child": [{"pid", "rss_kb", "jobs"}] for the heartbeat, at most
- * S_PER_CHILD_MAX entries so the body stays small on a big pool. */
-#define S_PER_CHILD_MAX 256
-static void
-s_pack_per_child(s_worker_t *w, msgpack_packer *pk)
+/* msgpack_sbuffer_write that remembers a failure, so that a body with a
+ * hole in it is never sent. */
+typedef struct {
+    msgpack_sbuffer sb;
+    bool failed;
+} s_body_t;
+
+static int
+s_body_write(void *data, const char *buf, size_t len)
 {
-    worker_pool_child_stat_t st[S_PER_CHILD_MAX];
-    size_t n = worker_pool_child_stats(w->pool, st, S_PER_CHILD_MAX);
-    msgpack_pack_array(pk, n);
-    for (size_t i = 0; i < n; i++) {
-        msgpack_pack_map(pk, 3);
-        msgpack_pack_str_with_body(pk, "pid", 3);
-        msgpack_pack_int64(pk, st[i].pid);
-        msgpack_pack_str_with_body(pk, "rss_kb", 6);
-        msgpack_pack_int64(pk, st[i].rss < 0 ? -1 : st[i].rss / 1024);
-        msgpack_pack_str_with_body(pk, "jobs", 4);
-        msgpack_pack_int64(pk, st[i].jobs);
+    s_body_t *b = data;
+    if (b->failed || msgpack_sbuffer_write(&b->sb, buf, len) != 0) {
+        b->failed = true;
+        return -1;
     }
+    return 0;
 }
 
 static void
@@ -245,36 +307,44 @@ s_heartbeat(s_worker_t *w)
     if (!worker_link_heartbeat_due(w->link, w->mono))
         return;
     /* A small metrics body; the broker passes it on to monitors. */
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    s_body_t body = { .failed = false };
+    msgpack_sbuffer_init(&body.sb);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_packer_init(&pk, &body, s_body_write);
     double load[1] = { 0 };
     if (getloadavg(load, 1) < 1)
         load[0] = 0;
-    msgpack_pack_map(&pk, 6 + handler_http_metrics_count(w->http));
-    handler_http_pack_metrics(w->http, &pk);
-    msgpack_pack_str_with_body(&pk, "per_child", 9);
-    s_pack_per_child(w, &pk);
+    int entries = 4;
+    for (int i = 0; i < w->nlanes; i++)
+        entries += w->lanes[i].ops->metrics_count(w->lanes[i].self);
+    msgpack_pack_map(&pk, (size_t)entries);
+    for (int i = 0; i < w->nlanes; i++)
+        w->lanes[i].ops->pack_metrics(w->lanes[i].self, &pk);
     msgpack_pack_str_with_body(&pk, "held", 4);
     msgpack_pack_uint64(&pk, s_held_count(w));
-    msgpack_pack_str_with_body(&pk, "children", 8);
-    msgpack_pack_int(&pk, worker_pool_alive(w->pool));
     msgpack_pack_str_with_body(&pk, "capacity", 8);
     msgpack_pack_int(&pk, s_capacity(w));
     msgpack_pack_str_with_body(&pk, "outbox", 6);
     msgpack_pack_uint64(&pk, worker_outbox_size(w->outbox));
     msgpack_pack_str_with_body(&pk, "load1", 5);
     msgpack_pack_double(&pk, load[0]);
+    worker_lane_stats_t st = s_stats(w);
     dv_heartbeat_t hb = {
-        .busy = worker_pool_busy(w->pool),
-        .idle = worker_pool_idle(w->pool),
+        .busy = st.busy,
+        .idle = st.idle,
         .processed = worker_outbox_processed(w->outbox),
         .failed = worker_outbox_failures(w->outbox),
-        .body = dv_strn(sb.data, sb.size),
+        .body = dv_strn(body.sb.data, body.sb.size),
     };
+    /* Without memory for the body the heartbeat goes without it: the
+     * broker must still hear from us. */
+    if (body.failed) {
+        dv_log(DV_WARN, "worker.heartbeat_body_dropped",
+               DV_STR("error", "out of memory"));
+        hb.body = dv_strn(NULL, 0);
+    }
     worker_link_heartbeat(w->link, &hb, w->mono);
-    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_destroy(&body.sb);
 }
 
 /* ---- shutdown --------------------------------------------------------- */
@@ -290,8 +360,8 @@ s_drain(s_worker_t *w, const char *why)
            DV_INT("held", s_held_count(w)),
            DV_INT("grace_ms", w->cfg.grace_ms));
     worker_outbox_stop_credit(w->outbox);
-    worker_pool_drain(w->pool);
-    handler_http_drain(w->http);
+    for (int i = 0; i < w->nlanes; i++)
+        w->lanes[i].ops->drain(w->lanes[i].self);
 }
 
 static void
@@ -301,9 +371,9 @@ s_phase_step(s_worker_t *w)
         if (!w->stopped_running && w->mono >= w->drain_deadline) {
             w->stopped_running = true;
             dv_log(DV_WARN, "worker.grace_expired",
-                   DV_INT("busy", worker_pool_busy(w->pool)));
-            worker_pool_stop_running(w->pool);
-            handler_http_stop_running(w->http);
+                   DV_INT("busy", s_stats(w).busy));
+            for (int i = 0; i < w->nlanes; i++)
+                w->lanes[i].ops->stop_running(w->lanes[i].self);
         }
         if (s_held_count(w) == 0) {
             w->phase = P_FINISH;
@@ -313,13 +383,14 @@ s_phase_step(s_worker_t *w)
     if (w->phase == P_FINISH) {
         bool delivered = worker_outbox_size(w->outbox) == 0 &&
                          worker_link_welcomed(w->link) && !w->socket_full;
-        if (delivered && worker_pool_alive(w->pool) == 0) {
+        int alive = s_stats(w).alive;
+        if (delivered && alive == 0) {
             worker_link_send_bye(w->link);
             w->phase = P_DONE;
         } else if (w->mono >= w->finish_deadline) {
             dv_log(DV_WARN, "worker.finish_timeout",
                    DV_INT("unsent", worker_outbox_size(w->outbox)),
-                   DV_INT("children", worker_pool_alive(w->pool)),
+                   DV_INT("children", alive),
                    DV_BOOL("connected", worker_link_welcomed(w->link)));
             if (worker_link_welcomed(w->link))
                 worker_link_send_bye(w->link);
@@ -340,8 +411,8 @@ s_dump(s_worker_t *w)
            DV_INT("held", s_held_count(w)),
            DV_INT("processed", worker_outbox_processed(w->outbox)),
            DV_INT("failed", worker_outbox_failures(w->outbox)));
-    worker_pool_dump(w->pool);
-    handler_http_dump(w->http);
+    for (int i = 0; i < w->nlanes; i++)
+        w->lanes[i].ops->dump(w->lanes[i].self);
 }
 
 static void
@@ -351,7 +422,8 @@ s_signals(s_worker_t *w)
     while (read(w->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
         switch (si.ssi_signo) {
         case SIGCHLD:
-            worker_pool_reap(w->pool);
+            for (int i = 0; i < w->nlanes; i++)
+                worker_lane_reap(&w->lanes[i]);
             break;
         case SIGTERM:
             s_drain(w, "SIGTERM");
@@ -382,28 +454,40 @@ s_min(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/* Makes room for n poll items. Returns the room there is (out of memory
+ * leaves the old room). */
+static int
+s_items_room(s_worker_t *w, int n)
+{
+    if (n <= w->items_cap)
+        return w->items_cap;
+    zmq_pollitem_t *items = realloc(w->items, (size_t)(2 * n) * sizeof *items);
+    if (!items) {
+        dv_log(DV_ERROR, "worker.poll_items_short", DV_INT("wanted", n),
+               DV_INT("have", w->items_cap), DV_STR("error", "out of memory"));
+        return w->items_cap;
+    }
+    w->items = items;
+    w->items_cap = 2 * n;
+    return w->items_cap;
+}
+
 static void
 s_loop(s_worker_t *w)
 {
     bool more = false; /* broker messages left unread last pass */
-    int nitems_max = 2 + w->cfg.concurrency;
     while (w->phase != P_DONE && !w->quit_signal) {
         w->mono = dv_mono_ms();
-        int nhttp_max = handler_http_poll_count(w->http);
-        if (nitems_max + nhttp_max > w->items_cap) {
-            int cap = 2 * (nitems_max + nhttp_max);
-            zmq_pollitem_t *items = realloc(w->items, (size_t)cap *
-                                                          sizeof *items);
-            if (!items) {
-                dv_log(DV_ERROR, "worker.oom", DV_STR("where", "poll"));
-                abort();
-            }
-            w->items = items;
-            w->items_cap = cap;
-        }
-        int64_t next = s_min(worker_link_next_deadline(w->link),
-                             worker_pool_next_deadline(w->pool));
-        next = s_min(next, handler_http_next_deadline(w->http));
+        int want = 2;
+        for (int i = 0; i < w->nlanes; i++)
+            want += w->lanes[i].ops->poll_count(w->lanes[i].self);
+        int room = s_items_room(w, want);
+        int64_t next = worker_link_next_deadline(w->link);
+        for (int i = 0; i < w->nlanes; i++)
+            next = s_min(next,
+                         w->lanes[i].ops->next_deadline(w->lanes[i].self));
+        if (w->hello_due)
+            next = s_min(next, w->retry_at);
         if (w->phase == P_DRAIN && !w->stopped_running)
             next = s_min(next, w->drain_deadline);
         if (w->phase == P_FINISH)
@@ -423,24 +507,28 @@ s_loop(s_worker_t *w)
             it[0].events = 0;
         }
         it[1] = (zmq_pollitem_t){ NULL, w->sigfd, ZMQ_POLLIN, 0 };
-        int npool =
-            worker_pool_poll_items(w->pool, it + 2, nitems_max - 2);
-        int nhttp = handler_http_poll_items(w->http, it + 2 + npool,
-                                            nhttp_max);
-        if (zmq_poll(it, 2 + npool + nhttp, timeout) < 0 && errno != EINTR) {
+        int nitems = 2;
+        for (int i = 0; i < w->nlanes; i++) {
+            w->lane_items[i] = w->lanes[i].ops->poll_items(
+                w->lanes[i].self, it + nitems, room - nitems);
+            nitems += w->lane_items[i];
+        }
+        if (zmq_poll(it, nitems, timeout) < 0 && errno != EINTR) {
             dv_log(DV_ERROR, "worker.poll_failed",
                    DV_STR("error", zmq_strerror(errno)));
             break;
         }
         w->mono = dv_mono_ms();
         w->wall = dv_now_ms();
-        worker_pool_set_time(w->pool, w->mono, w->wall);
-        handler_http_set_time(w->http, w->mono, w->wall);
 
-        /* Children and requests first: their outcomes free slots for the
-         * jobs below. */
-        worker_pool_io(w->pool, it + 2, npool);
-        handler_http_io(w->http, it + 2 + npool, nhttp);
+        /* Lanes first: their outcomes free slots for the jobs below. */
+        nitems = 2;
+        for (int i = 0; i < w->nlanes; i++) {
+            const worker_lane_t *l = &w->lanes[i];
+            l->ops->set_time(l->self, w->mono, w->wall);
+            l->ops->io(l->self, it + nitems, w->lane_items[i]);
+            nitems += w->lane_items[i];
+        }
         if (it[1].revents)
             s_signals(w);
         if (w->quit_signal)
@@ -450,13 +538,17 @@ s_loop(s_worker_t *w)
             s_reconnect(w, worker_link_welcomed(w->link)
                                ? "broker silent"
                                : "no welcome");
-        worker_pool_tick(w->pool);
+        else if (w->hello_due && w->mono >= w->retry_at)
+            s_hello(w);
+        for (int i = 0; i < w->nlanes; i++)
+            worker_lane_tick(&w->lanes[i]);
 
-        worker_pool_dispatch(w->pool);
-        handler_http_dispatch(w->http);
-        worker_pool_flush(w->pool);
-        if (worker_link_welcomed(w->link)) {
-            worker_pool_flush_progress(w->pool);
+        for (int i = 0; i < w->nlanes; i++)
+            w->lanes[i].ops->dispatch(w->lanes[i].self);
+        bool welcomed = worker_link_welcomed(w->link);
+        for (int i = 0; i < w->nlanes; i++)
+            w->lanes[i].ops->flush(w->lanes[i].self, welcomed);
+        if (welcomed) {
             w->socket_full =
                 worker_link_send_updates(w->link, w->outbox) == 1;
             s_heartbeat(w);
@@ -529,6 +621,8 @@ worker_main(int argc, char **argv)
         dv_log(DV_ERROR, "worker.setup_failed", DV_STR("error", err));
         goto out;
     }
+    w.lanes[w.nlanes++] = handler_http_lane(w.http);
+    w.lanes[w.nlanes++] = worker_pool_lane(w.pool); /* takes the rest */
     char queues[1024] = "";
     for (int i = 0; i < w.cfg.nqueues; i++)
         snprintf(queues + strlen(queues), sizeof queues - strlen(queues),
@@ -559,7 +653,8 @@ worker_main(int argc, char **argv)
                DV_STR("reason", w.quit_signal == SIGQUIT ? "SIGQUIT"
                                                          : "second SIGINT"),
                DV_INT("abandoned", s_held_count(&w)));
-        worker_pool_kill_all(w.pool, 1000);
+        for (int i = 0; i < w.nlanes; i++)
+            worker_lane_kill_all(&w.lanes[i], 1000);
         worker_link_destroy(&w.link, 0);
         exit_code = 128 + w.quit_signal;
     } else {

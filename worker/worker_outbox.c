@@ -1,3 +1,7 @@
+/* worker_outbox - see worker_outbox.h. Owns the report entries and their
+ * bytes; called from the lanes and the supervisor loop; never blocks.
+ * Out of memory fails the one report being added (DV_ENOMEM) and leaves
+ * the outbox as it was. */
 #include "worker_outbox.h"
 
 #include <stdlib.h>
@@ -35,13 +39,6 @@ struct worker_outbox_t {
     int64_t processed, failed;
 };
 
-static void
-s_oom(void)
-{
-    dv_log(DV_ERROR, "worker.oom", DV_STR("where", "outbox"));
-    abort();
-}
-
 worker_outbox_t *
 worker_outbox_new(void)
 {
@@ -64,18 +61,29 @@ worker_outbox_destroy(worker_outbox_t **self_p)
     *self_p = NULL;
 }
 
-static s_entry_t *
-s_add(worker_outbox_t *self, dv_update_kind_t kind, dv_str_t id,
-      int32_t attempt)
+/* Makes room for one entry and bytes.len bytes of data. Returns 0, or
+ * DV_ENOMEM with nothing changed. */
+static int
+s_reserve(worker_outbox_t *self, dv_str_t bytes)
 {
     if (self->n == self->cap) {
         size_t cap = self->cap ? self->cap * 2 : 256;
         s_entry_t *e = realloc(self->entries, cap * sizeof *e);
         if (!e)
-            s_oom();
+            return DV_ENOMEM;
         self->entries = e;
         self->cap = cap;
     }
+    if (bytes.ptr && worker_buf_reserve(&self->data, bytes.len) != 0)
+        return DV_ENOMEM;
+    return 0;
+}
+
+/* Adds an entry after s_reserve() made room for it and its data. */
+static s_entry_t *
+s_add(worker_outbox_t *self, dv_update_kind_t kind, dv_str_t id,
+      int32_t attempt, dv_str_t bytes)
+{
     s_entry_t *e = &self->entries[self->n++];
     e->kind = kind;
     e->idlen = (uint8_t)(id.len > WORKER_ID_MAX ? WORKER_ID_MAX : id.len);
@@ -83,22 +91,12 @@ s_add(worker_outbox_t *self, dv_update_kind_t kind, dv_str_t id,
     e->attempt = attempt;
     e->ts_ms = 0;
     e->current = e->total = 0;
-    e->has_data = false;
-    e->data_off = 0;
-    e->data_len = 0;
-    return e;
-}
-
-static void
-s_data(worker_outbox_t *self, s_entry_t *e, dv_str_t bytes)
-{
-    if (!bytes.ptr)
-        return;
+    e->has_data = bytes.ptr != NULL;
     e->data_off = self->data.len;
-    e->data_len = bytes.len;
-    e->has_data = true;
-    if (worker_buf_append(&self->data, bytes.ptr, bytes.len) != 0)
-        s_oom();
+    e->data_len = bytes.ptr ? bytes.len : 0;
+    if (bytes.ptr) /* room reserved: cannot fail */
+        worker_buf_append(&self->data, bytes.ptr, bytes.len);
+    return e;
 }
 
 static void
@@ -108,56 +106,72 @@ s_outcome(worker_outbox_t *self)
         self->credit++;
 }
 
-void
+int
 worker_outbox_started(worker_outbox_t *self, dv_str_t id, int32_t attempt,
                       int64_t ts_ms)
 {
-    s_entry_t *e = s_add(self, DV_UPD_STARTED, id, attempt);
+    dv_str_t none = dv_strn(NULL, 0);
+    if (s_reserve(self, none) != 0)
+        return DV_ENOMEM;
+    s_entry_t *e = s_add(self, DV_UPD_STARTED, id, attempt, none);
     e->ts_ms = ts_ms;
+    return 0;
 }
 
-void
+int
 worker_outbox_progress(worker_outbox_t *self, dv_str_t id, int32_t attempt,
                        int64_t current, int64_t total, dv_str_t message)
 {
-    s_entry_t *e = s_add(self, DV_UPD_PROGRESS, id, attempt);
+    if (s_reserve(self, message) != 0)
+        return DV_ENOMEM;
+    s_entry_t *e = s_add(self, DV_UPD_PROGRESS, id, attempt, message);
     e->current = current;
     e->total = total;
-    s_data(self, e, message);
+    return 0;
 }
 
-void
+int
 worker_outbox_succeeded(worker_outbox_t *self, dv_str_t id, int32_t attempt,
                         int64_t ts_ms, dv_str_t result)
 {
-    s_entry_t *e = s_add(self, DV_UPD_SUCCEEDED, id, attempt);
+    if (s_reserve(self, result) != 0)
+        return DV_ENOMEM;
+    s_entry_t *e = s_add(self, DV_UPD_SUCCEEDED, id, attempt, result);
     e->ts_ms = ts_ms;
-    s_data(self, e, result);
     self->processed++;
     s_outcome(self);
+    return 0;
 }
 
-void
+int
 worker_outbox_failed(worker_outbox_t *self, dv_str_t id, int32_t attempt,
                      int64_t ts_ms, const dv_failure_t *failure)
 {
-    s_entry_t *e = s_add(self, DV_UPD_FAILED, id, attempt);
-    e->ts_ms = ts_ms;
-    e->failure = *failure;
     dv_str_t msg = failure->message;
     if (msg.ptr)
         msg.len = (uint32_t)worker_utf8_cut(msg.ptr, msg.len, DV_TEXT_MAX);
-    s_data(self, e, msg.ptr ? msg : dv_strn("", 0));
+    else
+        msg = dv_strn("", 0);
+    if (s_reserve(self, msg) != 0)
+        return DV_ENOMEM;
+    s_entry_t *e = s_add(self, DV_UPD_FAILED, id, attempt, msg);
+    e->ts_ms = ts_ms;
+    e->failure = *failure;
     self->processed++;
     self->failed++;
     s_outcome(self);
+    return 0;
 }
 
-void
+int
 worker_outbox_returned(worker_outbox_t *self, dv_str_t id, int32_t attempt)
 {
-    s_add(self, DV_UPD_RETURNED, id, attempt);
+    dv_str_t none = dv_strn(NULL, 0);
+    if (s_reserve(self, none) != 0)
+        return DV_ENOMEM;
+    s_add(self, DV_UPD_RETURNED, id, attempt, none);
     s_outcome(self);
+    return 0;
 }
 
 void
@@ -217,8 +231,12 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
         while (cap < n)
             cap *= 2;
         dv_update_t *it = realloc(self->items, cap * sizeof *it);
-        if (!it)
-            s_oom();
+        if (!it) {
+            /* Nothing is lost: the reports stay and go on a later pass. */
+            dv_log(DV_ERROR, "worker.encode_failed", DV_STR("msg", "update"),
+                   DV_STR("error", "out of memory"), DV_INT("items", n));
+            return -1;
+        }
         self->items = it;
         self->items_cap = cap;
     }
@@ -234,9 +252,12 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
         u->id = dv_strn(e->id, e->idlen);
         u->attempt = e->attempt;
         u->ts_ms = e->ts_ms;
-        dv_str_t data = e->has_data ? dv_strn(self->data.data + e->data_off,
-                                              e->data_len)
-                                    : dv_strn(NULL, 0);
+        /* An empty text is present but may have no bytes stored at all. */
+        dv_str_t data = !e->has_data ? dv_strn(NULL, 0)
+                        : e->data_len == 0
+                            ? dv_strn("", 0)
+                            : dv_strn(self->data.data + e->data_off,
+                                      e->data_len);
         switch (e->kind) {
         case DV_UPD_PROGRESS:
             u->current = e->current;

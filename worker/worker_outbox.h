@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dv_err.h"
 #include "dv_proto.h"
 
 /* Longest job id the worker accepts (ids are 36-character UUIDs). */
@@ -30,21 +31,22 @@ worker_outbox_t *worker_outbox_new(void);
 void worker_outbox_destroy(worker_outbox_t **self_p);
 
 /* Queue one report. id is at most WORKER_ID_MAX bytes; texts and results
- * are copied. Out of memory aborts the process (the broker then expires
- * the worker and retries its jobs). */
-void worker_outbox_started(worker_outbox_t *self, dv_str_t id,
-                           int32_t attempt, int64_t ts_ms);
-void worker_outbox_progress(worker_outbox_t *self, dv_str_t id,
-                            int32_t attempt, int64_t current, int64_t total,
-                            dv_str_t message);
-void worker_outbox_succeeded(worker_outbox_t *self, dv_str_t id,
-                             int32_t attempt, int64_t ts_ms,
-                             dv_str_t result);
-void worker_outbox_failed(worker_outbox_t *self, dv_str_t id,
-                          int32_t attempt, int64_t ts_ms,
-                          const dv_failure_t *failure);
-void worker_outbox_returned(worker_outbox_t *self, dv_str_t id,
-                            int32_t attempt);
+ * are copied. Each returns 0, or DV_ENOMEM when out of memory: then
+ * nothing was queued (and no credit granted), and the caller keeps the
+ * report to try again on a later pass. */
+int worker_outbox_started(worker_outbox_t *self, dv_str_t id,
+                          int32_t attempt, int64_t ts_ms);
+int worker_outbox_progress(worker_outbox_t *self, dv_str_t id,
+                           int32_t attempt, int64_t current, int64_t total,
+                           dv_str_t message);
+int worker_outbox_succeeded(worker_outbox_t *self, dv_str_t id,
+                            int32_t attempt, int64_t ts_ms,
+                            dv_str_t result);
+int worker_outbox_failed(worker_outbox_t *self, dv_str_t id,
+                         int32_t attempt, int64_t ts_ms,
+                         const dv_failure_t *failure);
+int worker_outbox_returned(worker_outbox_t *self, dv_str_t id,
+                           int32_t attempt);
 
 /* Grants n credits (a job we could not take back, e.g. a duplicate),
  * unless credit is stopped. */

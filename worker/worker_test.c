@@ -13,6 +13,7 @@
 #include "handler_exec.h"
 #include "worker_config.h"
 #include "worker_ipc.h"
+#include "worker_jobs.h"
 #include "worker_outbox.h"
 
 static void
@@ -374,6 +375,115 @@ test_outbox_credit(void **state)
     assert_null(ob);
 }
 
+/* ---- job table ----------------------------------------------------------- */
+
+/* Out of memory on demand: while s_fail_realloc is set, realloc fails
+ * (the outbox grows with realloc, so its reports fail). Not under
+ * AddressSanitizer, whose allocator must see every call. */
+static bool s_fail_realloc;
+#if defined(__SANITIZE_ADDRESS__)
+#define S_OOM_TESTS 0
+#else
+#define S_OOM_TESTS 1
+extern void *__libc_realloc(void *p, size_t n);
+
+void *
+realloc(void *p, size_t n)
+{
+    return s_fail_realloc ? NULL : __libc_realloc(p, n);
+}
+#endif
+
+typedef struct {
+    worker_job_t base;
+    int cleared;
+} s_test_job_t;
+
+static void
+s_test_clear(worker_job_t *job, bool destroying)
+{
+    (void)destroying;
+    ((s_test_job_t *)job)->cleared++;
+}
+
+static dv_job_t
+s_job(const char *id, int32_t attempt)
+{
+    dv_job_t j;
+    memset(&j, 0, sizeof j);
+    j.id = dv_str(id);
+    j.attempt = attempt;
+    return j;
+}
+
+static void
+test_jobs_table(void **state)
+{
+    (void)state;
+    worker_outbox_t *ob = worker_outbox_new();
+    worker_jobs_t *t =
+        worker_jobs_new(sizeof(s_test_job_t), 2, ob, s_test_clear);
+    assert_non_null(t);
+    int a, b, c;
+    dv_job_t j1 = s_job(S_ID1, 1), j2 = s_job(S_ID2, 1);
+    dv_job_t j3 = s_job("01890a5d-ac96-774b-bcce-b302099a8059", 1);
+    assert_int_equal(worker_jobs_admit(t, &j1, false, &a), WORKER_JOBS_TAKEN);
+    assert_int_equal(worker_jobs_admit(t, &j2, false, &b), WORKER_JOBS_TAKEN);
+    /* past the capacity it made room for: it grows */
+    assert_int_equal(worker_jobs_admit(t, &j3, false, &c), WORKER_JOBS_TAKEN);
+    assert_int_equal(worker_jobs_held_count(t), 3);
+    assert_int_equal(worker_jobs_find(t, dv_str(S_ID2)), b);
+    /* delivered again: the newer attempt is adopted */
+    j1.attempt = 3;
+    assert_int_equal(worker_jobs_admit(t, &j1, false, &a), 1);
+    assert_int_equal(worker_jobs_at(t, a)->attempt, 3);
+    dv_job_t bad = s_job("", 1);
+    assert_int_equal(worker_jobs_admit(t, &bad, false, &a), -1);
+
+    worker_jobs_push(t, a, false);
+    worker_jobs_push(t, b, false);
+    worker_jobs_push(t, c, true);
+    assert_int_equal(worker_jobs_queued(t), 3);
+    worker_jobs_unlink(t, a);
+    assert_int_equal(worker_jobs_pop(t), c);
+    assert_int_equal(worker_jobs_pop(t), b);
+    assert_int_equal(worker_jobs_pop(t), -1);
+
+    /* An outcome the outbox cannot take stays with the job, held. */
+    dv_failure_t f;
+    dv_failure_init(&f);
+    f.category = DV_CAT_HANDLER;
+    f.message = dv_str("nope");
+    s_fail_realloc = S_OOM_TESTS;
+    if (S_OOM_TESTS) {
+        assert_int_equal(worker_jobs_failed(t, b, 1000, &f, false),
+                         DV_ENOMEM);
+        assert_int_equal(((s_test_job_t *)worker_jobs_at(t, b))->cleared, 0);
+    }
+    assert_int_equal(worker_jobs_failed(t, b, 1000, &f, true), 0);
+    worker_jobs_returned(t, c);
+    s_fail_realloc = false;
+    if (S_OOM_TESTS) {
+        assert_int_equal(worker_outbox_size(ob), 0);
+        assert_int_equal(worker_jobs_unreported(t), 2);
+        assert_int_equal(worker_jobs_held_count(t), 3);
+        dv_held_t held[4];
+        assert_int_equal(worker_jobs_held(t, held, 4), 3);
+    }
+    assert_int_equal(worker_jobs_retry(t), 0);
+    assert_int_equal(worker_outbox_size(ob), 2);
+    assert_int_equal(worker_jobs_held_count(t), 1);
+    assert_int_equal(worker_jobs_find(t, dv_str(S_ID2)), -1);
+
+    /* Draining: a new job is handed back as returned. */
+    dv_job_t j4 = s_job("01890a5d-ac96-774b-bcce-b302099a8060", 1);
+    assert_int_equal(worker_jobs_admit(t, &j4, true, &c), 0);
+    assert_int_equal(worker_outbox_size(ob), 3);
+    worker_jobs_destroy(&t);
+    assert_null(t);
+    worker_outbox_destroy(&ob);
+}
+
 int
 main(void)
 {
@@ -387,6 +497,7 @@ main(void)
         cmocka_unit_test(test_config_json),
         cmocka_unit_test(test_config_flags),
         cmocka_unit_test(test_outbox_credit),
+        cmocka_unit_test(test_jobs_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@
 #define HTTP_TEMPLATE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,8 @@ typedef struct {
     const json_t *payload;
     const char *job_id;
     int32_t attempt;
+    bool *oom; /* if not NULL: set true when a render failed for want of
+                  memory (then trying again later may work) */
 } http_template_ctx_t;
 
 /* Compiles a JSON template (tmpl is copied). NULL with a reason in err if

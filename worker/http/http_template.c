@@ -48,8 +48,12 @@ s_next(const char *s, size_t len, size_t *pos, s_seg_t *seg, char *why,
         return 1;
     }
     const char *close = memmem(s + i + 2, len - i - 2, "}}", 2);
-    if (!close)
-        return dv_err_set(why, ws, "'{{' without '}}' in \"%.60s\"", s);
+    /* The error paths return -1 themselves rather than dv_err_set's
+     * result, so the compiler sees that 1 always comes with *seg set. */
+    if (!close) {
+        dv_err_set(why, ws, "'{{' without '}}' in \"%.60s\"", s);
+        return -1;
+    }
     const char *a = s + i + 2, *b = close;
     while (a < b && *a == ' ')
         a++;
@@ -68,10 +72,11 @@ s_next(const char *s, size_t len, size_t *pos, s_seg_t *seg, char *why,
     } else if (n == 11 && memcmp(a, "job.attempt", 11) == 0) {
         seg->kind = S_ATTEMPT;
     } else {
-        return dv_err_set(why, ws,
-                     "unknown placeholder {{%.*s}} (known: payload, "
-                     "payload.FIELD, job.id, job.attempt)",
-                     (int)(n > 60 ? 60 : n), a);
+        dv_err_set(why, ws,
+                   "unknown placeholder {{%.*s}} (known: payload, "
+                   "payload.FIELD, job.id, job.attempt)",
+                   (int)(n > 60 ? 60 : n), a);
+        return -1;
     }
     return 1;
 }
@@ -114,6 +119,24 @@ s_check_json(const json_t *j, bool *constant, char *err, size_t es)
     }
 }
 
+/* A render step found no memory: says so in why and in ctx->oom. */
+static void
+s_oom(const http_template_ctx_t *ctx, char *why, size_t ws)
+{
+    dv_err_set(why, ws, "out of memory");
+    if (ctx->oom)
+        *ctx->oom = true;
+}
+
+/* v, or NULL after s_oom() if v is NULL (a failed allocation). */
+static json_t *
+s_mem(const http_template_ctx_t *ctx, json_t *v, char *why, size_t ws)
+{
+    if (!v)
+        s_oom(ctx, why, ws);
+    return v;
+}
+
 /* The value a placeholder stands for: a new reference, or NULL with why. */
 static json_t *
 s_value(const s_seg_t *seg, const http_template_ctx_t *ctx, char *why,
@@ -142,9 +165,10 @@ s_value(const s_seg_t *seg, const http_template_ctx_t *ctx, char *why,
         return json_incref(v);
     }
     case S_JOB_ID:
-        return json_string(ctx->job_id ? ctx->job_id : "");
+        return s_mem(ctx, json_string(ctx->job_id ? ctx->job_id : ""), why,
+                     ws);
     case S_ATTEMPT:
-        return json_integer(ctx->attempt);
+        return s_mem(ctx, json_integer(ctx->attempt), why, ws);
     default:
         return NULL;
     }
@@ -282,29 +306,35 @@ s_render_json(const json_t *t, const http_template_ctx_t *ctx, char *why,
         if (s_render_text(&b, s, len, HTTP_TEXT_PLAIN, ctx, why, ws) != 0 ||
             b.oom) {
             if (b.oom)
-                dv_err_set(why, ws, "out of memory");
+                s_oom(ctx, why, ws);
             free(b.p);
             return NULL;
         }
         out = json_stringn_nocheck(b.p ? b.p : "", b.n);
         free(b.p);
-        return out;
+        return s_mem(ctx, out, why, ws);
     }
     case JSON_OBJECT:
-        out = json_object();
+        if (!(out = s_mem(ctx, json_object(), why, ws)))
+            return NULL;
         json_object_foreach((json_t *)t, k, v) {
-            json_t *r = out ? s_render_json(v, ctx, why, ws) : NULL;
-            if (!r || json_object_set_new(out, k, r) != 0) {
+            json_t *r = s_render_json(v, ctx, why, ws);
+            if (r && json_object_set_new(out, k, r) != 0)
+                r = s_mem(ctx, NULL, why, ws);
+            if (!r) {
                 json_decref(out);
                 return NULL;
             }
         }
         return out;
     case JSON_ARRAY:
-        out = json_array();
+        if (!(out = s_mem(ctx, json_array(), why, ws)))
+            return NULL;
         json_array_foreach(t, i, v) {
-            json_t *r = out ? s_render_json(v, ctx, why, ws) : NULL;
-            if (!r || json_array_append_new(out, r) != 0) {
+            json_t *r = s_render_json(v, ctx, why, ws);
+            if (r && json_array_append_new(out, r) != 0)
+                r = s_mem(ctx, NULL, why, ws);
+            if (!r) {
                 json_decref(out);
                 return NULL;
             }
@@ -376,7 +406,7 @@ http_template_render(const http_template_t *self,
             s_put(&b, "", 0);
         if (rc != 0 || b.oom) {
             if (b.oom)
-                dv_err_set(why, ws, "out of memory");
+                s_oom(ctx, why, ws);
             free(b.p);
             return NULL;
         }
@@ -389,7 +419,7 @@ http_template_render(const http_template_t *self,
     char *s = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(out);
     if (!s) {
-        dv_err_set(why, ws, "out of memory");
+        s_oom(ctx, why, ws);
         return NULL;
     }
     *len = strlen(s);

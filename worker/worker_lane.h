@@ -1,0 +1,111 @@
+/* worker_lane - what the supervisor loop sees of a lane of work: the
+ * prefork pool (worker_pool.h) and the http lane (handler_http.h) each
+ * implement it, and the loop goes over its lanes instead of calling each
+ * one by name.
+ *
+ * A lane holds the jobs it was given until each has an outcome, reports
+ * to the outbox it was made with, and never blocks. Per loop pass the
+ * supervisor calls, on every lane: poll_items (before zmq_poll), set_time
+ * and io (after it), tick, then add/cancel for what the broker sent,
+ * dispatch, and flush. Times are passed in (monotonic ms for deadlines,
+ * epoch ms for report timestamps), so one pass reads the clock once.
+ *
+ * Optional operations are NULL; the inline helpers below skip them.
+ */
+#ifndef WORKER_LANE_H
+#define WORKER_LANE_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "dv_proto.h"
+
+/* Processes a lane has, for the heartbeat and the end of shutdown. */
+typedef struct {
+    int busy;  /* running a job */
+    int idle;  /* alive and not running one */
+    int alive; /* alive at all */
+} worker_lane_stats_t;
+
+typedef struct {
+    const char *name;
+    /* True if jobs of this type go to this lane. */
+    bool (*owns)(const void *self, dv_str_t type);
+    /* Jobs it takes at once: its share of the credit. */
+    int (*capacity)(const void *self);
+    void (*set_time)(void *self, int64_t mono_ms, int64_t wall_ms);
+    /* Upper bound for poll_items' count this pass. */
+    int (*poll_count)(const void *self);
+    /* Appends its poll items (at most max); returns how many. io gets the
+     * same items back after zmq_poll. */
+    int (*poll_items)(void *self, zmq_pollitem_t *items, int max);
+    void (*io)(void *self, const zmq_pollitem_t *items, int n);
+    /* Timers (timeouts, retries). Optional. */
+    void (*tick)(void *self);
+    /* Takes a job. 0 taken (or handed back as returned: draining, out of
+     * memory), 1 already held (a newer attempt number is adopted), -1
+     * refused (logged). The broker's credit is regranted unless 0. */
+    int (*add)(void *self, const dv_job_t *job);
+    /* KILL from the broker: 0 if it held the job (now stopping or
+     * reported "cancelled"), -1 if it does not hold it. */
+    int (*cancel)(void *self, dv_str_t id, dv_str_t reason);
+    /* Starts waiting jobs that may go now. */
+    void (*dispatch)(void *self);
+    /* Writes what is buffered; with reports (the broker knows us), also
+     * reports coalesced progress and retries reports that waited for
+     * memory. */
+    void (*flush)(void *self, bool reports);
+    /* Earliest monotonic ms at which it has work without I/O, or
+     * INT64_MAX. */
+    int64_t (*next_deadline)(const void *self);
+    /* Draining: jobs not started are returned; running ones finish. */
+    void (*drain)(void *self);
+    /* End of the grace period: running jobs are stopped, fail "timeout". */
+    void (*stop_running)(void *self);
+    /* Immediate stop, no reports; waits at most wait_ms. Optional. */
+    void (*kill_all)(void *self, int64_t wait_ms);
+    /* SIGCHLD: reap its children. Optional. */
+    void (*reap)(void *self);
+    size_t (*held_count)(const void *self);
+    /* Appends the jobs held (capacity max), for HELLO; id views valid until
+     * the lane next changes. Returns the count. */
+    size_t (*held)(const void *self, dv_held_t *held, size_t max);
+    void (*stats)(const void *self, worker_lane_stats_t *st);
+    /* Entries it adds to the heartbeat map, and packs them (key, value). */
+    int (*metrics_count)(const void *self);
+    void (*pack_metrics)(const void *self, msgpack_packer *pk);
+    /* Writes its state to the log (SIGUSR1). */
+    void (*dump)(const void *self);
+} worker_lane_ops_t;
+
+/* A lane: its operations and the object they act on. */
+typedef struct {
+    const worker_lane_ops_t *ops;
+    void *self;
+} worker_lane_t;
+
+static inline void
+worker_lane_tick(const worker_lane_t *l)
+{
+    if (l->ops->tick)
+        l->ops->tick(l->self);
+}
+
+static inline void
+worker_lane_kill_all(const worker_lane_t *l, int64_t wait_ms)
+{
+    if (l->ops->kill_all)
+        l->ops->kill_all(l->self, wait_ms);
+}
+
+static inline void
+worker_lane_reap(const worker_lane_t *l)
+{
+    if (l->ops->reap)
+        l->ops->reap(l->self);
+}
+
+#endif
