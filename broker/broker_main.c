@@ -56,16 +56,17 @@ typedef struct {
 } s_limits_t;
 
 static int
-s_limit(void *ctx, const char *v, char *err, size_t es)
+s_limit(const dv_flag_t *f, const char *v, char *err, size_t es)
 {
-    s_limits_t *l = ctx;
+    s_limits_t *l = f->ctx;
     const char *eq = strrchr(v, '=');
     char *end = NULL;
     double d = eq ? strtod(eq + 1, &end) : -1;
     if (!eq || eq == v || end == eq + 1 || *end || d < 0)
-        return dv_err_set(err, es, "expected QUEUE=NUMBER, got '%s'", v);
+        return dv_err_set(err, es, "--%s: expected QUEUE=NUMBER, got '%s'",
+                          f->name, v);
     if (*l->n >= 32)
-        return dv_err_set(err, es, "at most 32 queues");
+        return dv_err_set(err, es, "--%s: at most 32 queues", f->name);
     l->list[(*l->n)++] = v;
     return 0;
 }

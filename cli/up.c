@@ -38,11 +38,12 @@ typedef struct {
 } s_list_t;
 
 static int
-s_list_add(void *ctx, const char *v, char *err, size_t es)
+s_list_add(const dv_flag_t *f, const char *v, char *err, size_t es)
 {
-    s_list_t *l = ctx;
+    s_list_t *l = f->ctx;
     if (*l->n >= UP_MAX_ARGS)
-        return dv_err_set(err, es, "at most %d times", UP_MAX_ARGS);
+        return dv_err_set(err, es, "--%s: at most %d times", f->name,
+                          UP_MAX_ARGS);
     l->items[(*l->n)++] = v;
     return 0;
 }

@@ -53,9 +53,9 @@ s_usage(FILE *out)
 
 /* Seconds or a duration, plus "Nd" for days (retention is in days). */
 static int
-s_duration(void *ctx, const char *v, char *err, size_t es)
+s_duration(const dv_flag_t *f, const char *v, char *err, size_t es)
 {
-    int64_t *out = ctx;
+    int64_t *out = f->ctx;
     size_t n = strlen(v);
     if (n > 1 && v[n - 1] == 'd') {
         char *end;
@@ -67,14 +67,15 @@ s_duration(void *ctx, const char *v, char *err, size_t es)
     } else if (dv_duration_parse(v, out) == 0) {
         return 0;
     }
-    return dv_err_set(err, es, "'%s' is not a duration in seconds", v);
+    return dv_err_set(err, es, "--%s: '%s' is not a duration in seconds",
+                      f->name, v);
 }
 
 /* --http ADDR, or "off". */
 static int
-s_http(void *ctx, const char *v, char *err, size_t es)
+s_http(const dv_flag_t *f, const char *v, char *err, size_t es)
 {
-    *(const char **)ctx = strcmp(v, "off") ? v : NULL;
+    *(const char **)f->ctx = strcmp(v, "off") ? v : NULL;
     return 0;
 }
 

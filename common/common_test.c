@@ -766,11 +766,11 @@ t_map(void **state)
 /* ---- flags ------------------------------------------------------------ */
 
 static int
-t_flag_fn(void *ctx, const char *v, char *err, size_t es)
+t_flag_fn(const dv_flag_t *f, const char *v, char *err, size_t es)
 {
     if (strcmp(v, "bad") == 0)
-        return dv_err_set(err, es, "no '%s'", v);
-    *(const char **)ctx = v;
+        return dv_err_set(err, es, "--%s: no '%s'", f->name, v);
+    *(const char **)f->ctx = v;
     return 0;
 }
 

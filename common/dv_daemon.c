@@ -24,28 +24,37 @@ s_on_signal(int sig)
 }
 
 static int
-s_log_level(void *ctx, const char *v, char *err, size_t es)
+s_log_level(const dv_flag_t *f, const char *v, char *err, size_t es)
 {
     int lvl = dv_log_level_parse(v);
     if (lvl < 0)
-        return dv_err_set(err, es, "'%s' is not debug, info, warn, error or off",
-                          v);
-    *(int *)ctx = lvl;
+        return dv_err_set(err, es,
+                          "--%s: '%s' is not debug, info, warn, error or off",
+                          f->name, v);
+    *(int *)f->ctx = lvl;
     return 0;
 }
 
 static const char *const s_formats[] = { "json", "text", NULL };
+
+void
+dv_daemon_log_flags(dv_flag_t out[3], int *level, int *text)
+{
+    const dv_flag_t flags[3] = {
+        DV_FLAG_CALL("log-level", s_log_level, level),
+        DV_FLAG_ONE_OF("log-format", text, s_formats),
+        DV_FLAG_TABLE_END,
+    };
+    memcpy(out, flags, sizeof flags);
+}
 
 int
 dv_daemon_parse(dv_daemon_t *d, int argc, char **argv)
 {
     d->log_level = DV_INFO;
     d->log_text = 0;
-    const dv_flag_t common[] = {
-        DV_FLAG_CALL("log-level", s_log_level, &d->log_level),
-        DV_FLAG_ONE_OF("log-format", &d->log_text, s_formats),
-        DV_FLAG_TABLE_END,
-    };
+    dv_flag_t common[3];
+    dv_daemon_log_flags(common, &d->log_level, &d->log_text);
     const dv_flag_t *tables[] = { d->flags, common };
     char err[512];
     dv_flags_rc_t rc = dv_flags_parse(tables, 2, argc, argv, false, NULL, err,

@@ -32,6 +32,11 @@ typedef struct {
  * Sets d->log_level and d->log_text (their defaults first). */
 int dv_daemon_parse(dv_daemon_t *d, int argc, char **argv);
 
+/* Fills out[0..2] with the flags every daemon takes, --log-level (a
+ * dv_level_t into *level) and --log-format (json 0, text 1 into *text), and
+ * the end of a table: for a daemon that parses its flags itself. */
+void dv_daemon_log_flags(dv_flag_t out[3], int *level, int *text);
+
 /* Prints "drover NAME: <reason> (see --help)" on stderr; returns 2, the exit
  * code of a usage error. */
 int dv_daemon_fail(const dv_daemon_t *d, const char *fmt, ...)

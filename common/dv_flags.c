@@ -76,8 +76,9 @@ s_set_choice(const dv_flag_t *f, const char *v, char *err, size_t es)
     return dv_err_set(err, es, "'%s' is not one of %s", v, list);
 }
 
-int
-dv_flags_set(const dv_flag_t *f, const char *v, char *err, size_t es)
+/* Stores v by f's kind (not FN); -1 with a reason without the flag's name. */
+static int
+s_set(const dv_flag_t *f, const char *v, char *err, size_t es)
 {
     switch (f->kind) {
     case DV_FLAG_STRING:
@@ -95,7 +96,6 @@ dv_flags_set(const dv_flag_t *f, const char *v, char *err, size_t es)
     case DV_FLAG_CHOICE:
         return s_set_choice(f, v, err, es);
     case DV_FLAG_FN:
-        return f->fn(f->ctx, v, err, es);
     case DV_FLAG_END:
         break;
     }
@@ -162,8 +162,13 @@ dv_flags_parse(const dv_flag_t *const *tables, int ntables, int argc,
             dv_err_set(err, es, "--%s needs a value", f->name);
             return DV_FLAGS_ERROR;
         }
+        if (f->kind == DV_FLAG_FN) {
+            if (f->fn(f, v, err, es) != 0)
+                return DV_FLAGS_ERROR;
+            continue;
+        }
         char why[256] = "";
-        if (dv_flags_set(f, v, why, sizeof why) != 0) {
+        if (s_set(f, v, why, sizeof why) != 0) {
             dv_err_set(err, es, "--%s: %s", f->name, why);
             return DV_FLAGS_ERROR;
         }

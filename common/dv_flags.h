@@ -31,10 +31,12 @@ typedef struct dv_flag {
     void *dest;                 /* where the value goes (see the kinds) */
     double min, max;            /* bounds; both 0 means none */
     const char *const *choices; /* CHOICE: NULL-terminated names */
-    /* FN: parses and stores value; returns 0, or -1 with a reason in err
-     * (the parser puts "--name: " in front of it). */
-    int (*fn)(void *ctx, const char *value, char *err, size_t err_size);
-    void *ctx;                  /* FN: its first argument */
+    /* FN: parses and stores value; returns 0, or -1 with the whole reason
+     * in err ("--name: ...": flag->name is at hand). */
+    int (*fn)(const struct dv_flag *flag, const char *value, char *err,
+              size_t err_size);
+    void *ctx;                  /* FN: what it works on */
+    int tag;                    /* FN: a number it may switch on */
 } dv_flag_t;
 
 /* Table entries, by kind (bounds: both 0 for none). */
@@ -51,6 +53,8 @@ typedef struct dv_flag {
 #define DV_FLAG_ONE_OF(n, d, c)                                             \
     { .name = (n), .kind = DV_FLAG_CHOICE, .dest = (d), .choices = (c) }
 #define DV_FLAG_CALL(n, f, c) { .name = (n), .kind = DV_FLAG_FN, .fn = (f), .ctx = (c) }
+#define DV_FLAG_CALL_TAG(n, f, c, t)                                        \
+    { .name = (n), .kind = DV_FLAG_FN, .fn = (f), .ctx = (c), .tag = (t) }
 #define DV_FLAG_TABLE_END { .name = NULL, .kind = DV_FLAG_END }
 
 /* What dv_flags_parse() found. */
@@ -70,10 +74,5 @@ typedef enum {
 dv_flags_rc_t dv_flags_parse(const dv_flag_t *const *tables, int ntables,
                              int argc, char **argv, bool allow_args,
                              int *first_arg, char *err, size_t err_size);
-
-/* Sets one flag from a value as dv_flags_parse() would (for a config file
- * that uses the same names). Returns 0 or -1 with a reason in err. */
-int dv_flags_set(const dv_flag_t *flag, const char *value, char *err,
-                 size_t err_size);
 
 #endif

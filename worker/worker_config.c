@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "dv_clock.h"
+#include "dv_daemon.h"
+#include "dv_flags.h"
 #include "dv_log.h"
 #include "dv_proto.h"
 #include "dv_util.h"
@@ -544,77 +546,64 @@ done:
 
 typedef enum {
     F_BROKER, F_QUEUES, F_CONCURRENCY, F_PREFETCH, F_NAME, F_EXEC, F_CONFIG,
-    F_TIMEOUT, F_KILL_GRACE, F_GRACE, F_MAX_JOBS, F_HEARTBEAT, F_LOG_LEVEL,
-    F_LOG_FORMAT, F_HELP, F_MAX_RSS, F_SOFT_TIMEOUT, F_PLUGIN, F_HTTP,
-    F_HTTP_CONCURRENCY,
+    F_TIMEOUT, F_KILL_GRACE, F_GRACE, F_MAX_JOBS, F_HEARTBEAT, F_MAX_RSS,
+    F_SOFT_TIMEOUT, F_PLUGIN, F_HTTP, F_HTTP_CONCURRENCY,
 } s_flag_id_t;
 
+/* The flags are read twice (dv_flags): first only to find --help and
+ * --config and to check their syntax, then, after the file, applied in
+ * order, so a flag overrides the file and a later flag an earlier one. */
 typedef struct {
-    const char *name;
-    s_flag_id_t id;
-    bool arg;
-} s_flag_t;
+    worker_config_t *cfg;
+    bool apply;          /* second pass */
+    const char *config;  /* --config, from the first pass */
+} s_pass_t;
 
-static const s_flag_t s_flags[] = {
-    { "--broker", F_BROKER, true },
-    { "--queues", F_QUEUES, true },
-    { "--concurrency", F_CONCURRENCY, true },
-    { "--prefetch", F_PREFETCH, true },
-    { "--name", F_NAME, true },
-    { "--exec", F_EXEC, true },
-    { "--config", F_CONFIG, true },
-    { "--timeout", F_TIMEOUT, true },
-    { "--kill-grace", F_KILL_GRACE, true },
-    { "--grace", F_GRACE, true },
-    { "--max-jobs-per-child", F_MAX_JOBS, true },
-    { "--max-rss-per-child", F_MAX_RSS, true },
-    { "--soft-timeout", F_SOFT_TIMEOUT, true },
-    { "--plugin", F_PLUGIN, true },
-    { "--http", F_HTTP, true },
-    { "--http-concurrency", F_HTTP_CONCURRENCY, true },
-    { "--heartbeat", F_HEARTBEAT, true },
-    { "--log-level", F_LOG_LEVEL, true },
-    { "--log-format", F_LOG_FORMAT, true },
-    { "--help", F_HELP, false },
-    { "-h", F_HELP, false },
-};
+static int s_apply_flag(worker_config_t *cfg, s_flag_id_t id, const char *v,
+                        char *err, size_t es);
 
-/* Finds the flag at argv[*i]; accepts "--flag value" and "--flag=value".
- * Advances *i past its value. Returns NULL (with err) on a bad flag. */
-static const s_flag_t *
-s_next_flag(int argc, char **argv, int *i, const char **value, char *err,
-            size_t es)
+static int
+s_on_flag(const dv_flag_t *f, const char *v, char *err, size_t es)
 {
-    const char *a = argv[*i];
-    const char *eq = strchr(a, '=');
-    size_t n = eq ? (size_t)(eq - a) : strlen(a);
-    for (size_t k = 0; k < sizeof s_flags / sizeof s_flags[0]; k++) {
-        const s_flag_t *f = &s_flags[k];
-        if (strlen(f->name) != n || strncmp(f->name, a, n) != 0)
-            continue;
-        if (!f->arg) {
-            if (eq) {
-                dv_err_set(err, es, "%s takes no value", f->name);
-                return NULL;
-            }
-            *value = NULL;
-            return f;
-        }
-        if (eq) {
-            *value = eq + 1;
-        } else if (*i + 1 < argc) {
-            *value = argv[++*i];
-        } else {
-            dv_err_set(err, es, "%s needs a value", f->name);
-            return NULL;
-        }
-        return f;
+    s_pass_t *p = f->ctx;
+    if (!p->apply) {
+        if (f->tag == F_CONFIG)
+            p->config = v;
+        return 0;
     }
-    if (a[0] == '-')
-        dv_err_set(err, es, "unknown option '%s' (see --help)", a);
-    else
-        dv_err_set(err, es, "unexpected argument '%s' (see --help)", a);
-    return NULL;
+    return s_apply_flag(p->cfg, (s_flag_id_t)f->tag, v, err, es);
+}
+
+#define S_FLAG(name, id) DV_FLAG_CALL_TAG(name, s_on_flag, pass, id)
+
+/* Reads argv against the worker's flags and the log flags. */
+static dv_flags_rc_t
+s_read_flags(s_pass_t *pass, int argc, char **argv, char *err, size_t es)
+{
+    const dv_flag_t flags[] = {
+        S_FLAG("broker", F_BROKER),
+        S_FLAG("queues", F_QUEUES),
+        S_FLAG("concurrency", F_CONCURRENCY),
+        S_FLAG("prefetch", F_PREFETCH),
+        S_FLAG("name", F_NAME),
+        S_FLAG("exec", F_EXEC),
+        S_FLAG("config", F_CONFIG),
+        S_FLAG("timeout", F_TIMEOUT),
+        S_FLAG("kill-grace", F_KILL_GRACE),
+        S_FLAG("grace", F_GRACE),
+        S_FLAG("max-jobs-per-child", F_MAX_JOBS),
+        S_FLAG("max-rss-per-child", F_MAX_RSS),
+        S_FLAG("soft-timeout", F_SOFT_TIMEOUT),
+        S_FLAG("plugin", F_PLUGIN),
+        S_FLAG("http", F_HTTP),
+        S_FLAG("http-concurrency", F_HTTP_CONCURRENCY),
+        S_FLAG("heartbeat", F_HEARTBEAT),
+        DV_FLAG_TABLE_END,
+    };
+    dv_flag_t log[3];
+    dv_daemon_log_flags(log, &pass->cfg->log_level, &pass->cfg->log_text);
+    const dv_flag_t *tables[] = { flags, log };
+    return dv_flags_parse(tables, 2, argc, argv, false, NULL, err, es);
 }
 
 /* Splits flag's value "TYPE=VALUE" (what names VALUE in the message):
@@ -641,12 +630,11 @@ s_type_value(const char *flag, const char *what, const char *v,
 }
 
 static int
-s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
-             char *err, size_t es)
+s_apply_flag(worker_config_t *cfg, s_flag_id_t id, const char *v, char *err,
+             size_t es)
 {
     long long n;
-    int lvl;
-    switch (f->id) {
+    switch (id) {
     case F_BROKER:
         return s_set_endpoints(cfg, v, err, es);
     case F_QUEUES:
@@ -718,25 +706,7 @@ s_apply_flag(worker_config_t *cfg, const s_flag_t *f, const char *v,
         if (cfg->heartbeat_ms < 10)
             return dv_err_set(err, es, "--heartbeat: at least 0.01 s");
         return 0;
-    case F_LOG_LEVEL:
-        lvl = dv_log_level_parse(v);
-        if (lvl < 0)
-            return dv_err_set(err, es,
-                         "--log-level: '%s' is not debug, info, warn, error "
-                         "or off",
-                         v);
-        cfg->log_level = lvl;
-        return 0;
-    case F_LOG_FORMAT:
-        if (strcmp(v, "json") == 0)
-            cfg->log_text = 0;
-        else if (strcmp(v, "text") == 0)
-            cfg->log_text = 1;
-        else
-            return dv_err_set(err, es, "--log-format: '%s' is not json or text", v);
-        return 0;
     case F_CONFIG:
-    case F_HELP:
         return 0;
     }
     return 0;
@@ -746,39 +716,29 @@ int
 worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
                     size_t es)
 {
-    const char *config = NULL;
-    const char *v;
-    /* Pass 1: check the flags' syntax, find --help and --config. */
-    for (int i = 1; i < argc; i++) {
-        const s_flag_t *f = s_next_flag(argc, argv, &i, &v, err, es);
-        if (!f)
-            return -1;
-        if (f->id == F_HELP)
-            return 1;
-        if (f->id == F_CONFIG)
-            config = v;
-    }
+    s_pass_t pass = { .cfg = cfg };
+    dv_flags_rc_t rc = s_read_flags(&pass, argc, argv, err, es);
+    if (rc != DV_FLAGS_OK)
+        return rc == DV_FLAGS_HELP ? 1 : -1;
+    const char *config = pass.config;
     if (config) {
         size_t len;
         char *text = dv_read_file(config, &len);
         if (!text)
             return dv_err_set(err, es, "--config: cannot read '%s': %s", config,
                          strerror(errno));
-        int rc = worker_config_load_json(cfg, text, len, config, err, es);
+        int lrc = worker_config_load_json(cfg, text, len, config, err, es);
         free(text);
-        if (rc)
+        if (lrc)
             return -1;
     }
     const char *env = getenv("DROVER_WORKER_ENDPOINT");
     if (!cfg->endpoints && env && *env &&
         s_set_endpoints(cfg, env, err, es) != 0)
         return -1;
-    /* Pass 2: apply the flags in order; a later flag wins. */
-    for (int i = 1; i < argc; i++) {
-        const s_flag_t *f = s_next_flag(argc, argv, &i, &v, err, es);
-        if (s_apply_flag(cfg, f, v, err, es) != 0)
-            return -1;
-    }
+    pass.apply = true;
+    if (s_read_flags(&pass, argc, argv, err, es) != DV_FLAGS_OK)
+        return -1;
     if (!cfg->endpoints &&
         s_set_endpoints(cfg, WORKER_DEFAULT_ENDPOINT, err, es) != 0)
         return -1;

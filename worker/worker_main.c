@@ -28,6 +28,7 @@
 #include <zmq.h>
 
 #include "dv_clock.h"
+#include "dv_daemon.h"
 #include "dv_log.h"
 #include "dv_proto.h"
 #include "handler_http.h"
@@ -151,24 +152,6 @@ s_std_fds(void)
                 close(n);
             }
         }
-}
-
-/* Blocks the signals we handle (before any thread or child exists, so
- * ZeroMQ's threads inherit the mask) and returns a signalfd for them. */
-static int
-s_signals_setup(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGQUIT);
-    sigaddset(&set, SIGUSR1);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
-        return -1;
-    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
 /* ---- broker conversation ---------------------------------------------- */
@@ -571,12 +554,13 @@ worker_main(int argc, char **argv)
         worker_config_clear(&w.cfg);
         return 0;
     }
+    dv_daemon_t d = { .name = "worker", .usage = worker_config_usage,
+                      .log_level = w.cfg.log_level,
+                      .log_text = w.cfg.log_text };
     if (rc != 0) {
-        fprintf(stderr, "drover worker: %s\n", err);
         worker_config_clear(&w.cfg);
-        return 2;
+        return dv_daemon_fail(&d, "%s", err);
     }
-    dv_log_init("worker", (dv_level_t)w.cfg.log_level, w.cfg.log_text);
     s_std_fds();
 
     if (gethostname(w.host, sizeof w.host - 1) != 0)
@@ -601,12 +585,11 @@ worker_main(int argc, char **argv)
     if (probe)
         zmq_ctx_term(probe);
     if (rc != 0) {
-        fprintf(stderr, "drover worker: %s\n",
-                probe ? err : "cannot start ZeroMQ");
         worker_config_clear(&w.cfg);
-        return 2;
+        return dv_daemon_fail(&d, "%s", probe ? err : "cannot start ZeroMQ");
     }
-    w.sigfd = s_signals_setup();
+    /* Before any thread or child exists, so they inherit the signal mask. */
+    w.sigfd = dv_daemon_start_signalfd(&d);
     w.outbox = worker_outbox_new();
     w.pool = w.outbox ? worker_pool_new(&w.cfg, w.name, w.outbox) : NULL;
     w.items_cap = 2 + w.cfg.concurrency;
