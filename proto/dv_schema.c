@@ -716,6 +716,18 @@ s_int_equal(dv_dec_t *d, int64_t x, int64_t y)
     return false;
 }
 
+static dv_str_t
+s_kind_text(const dv_field_t *f, const void *obj)
+{
+    dv_str_t v = *S_CAT(obj, f->off, dv_str_t);
+    int k = *S_CAT(obj, f->aux, int);
+    if (!v.ptr && k != 0) {
+        const dv_name_t *n = dv_enum_name(f->ref, k);
+        v = dv_strn(n->name, n->len);
+    }
+    return v;
+}
+
 static bool
 s_equal_value(dv_dec_t *d, const dv_field_t *f, const void *a, const void *b)
 {
@@ -749,10 +761,8 @@ s_equal_value(dv_dec_t *d, const dv_field_t *f, const void *a, const void *b)
         return false;
     }
     case DV_FT_KIND:
-        if (!s_int_equal(d, *S_CAT(a, f->aux, int), *S_CAT(b, f->aux, int)))
-            return false;
-        return s_str_equal(d, *S_CAT(a, f->off, dv_str_t),
-                           *S_CAT(b, f->off, dv_str_t));
+        /* The kind as it goes on the wire: the text, else the enum's name. */
+        return s_str_equal(d, s_kind_text(f, a), s_kind_text(f, b));
     case DV_FT_STR:
     case DV_FT_ID:
     case DV_FT_VALUE:
