@@ -101,7 +101,7 @@ static const dv_schema_t s_jobspec = {
     .init = s_jobspec_init,
 };
 
-enum { ACK_ID, ACK_DUPLICATE, ACK_ERROR };
+enum { ACK_ID, ACK_DUPLICATE, ACK_ERROR, ACK_CODE };
 
 /* An ack is either an id or an error. */
 static uint32_t
@@ -115,6 +115,8 @@ static const dv_field_t s_ack_fields[] = {
     [ACK_ID] = { DV_F_ID("id", T, id, DV_FF_REQ) },
     [ACK_DUPLICATE] = { DV_F_BOOL("duplicate", T, duplicate, 0) },
     [ACK_ERROR] = { DV_F_TEXT("error", T, error, 0) },
+    /* optional, like the code of error and reply */
+    [ACK_CODE] = { DV_F_I32("code", T, code, DV_FF_OMIT, 0, INT32_MAX) },
 };
 #undef T
 static const dv_schema_t s_ack = {

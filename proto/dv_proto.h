@@ -91,6 +91,43 @@ typedef enum {
 const char *dv_category_name(dv_category_t c);
 dv_category_t dv_category_parse(const char *name, size_t len); /* NONE if unknown */
 
+/* ---- error codes (sent as numbers) ------------------------------------- */
+
+/* Why a request or message was refused, as a number peers branch on (the
+ * reason text next to it is for people). Sent as ["code"] in error and
+ * reply; absent means DV_CODE_NONE, which is what older peers send. The
+ * numbers are part of the protocol: new codes are added at the end, and a
+ * code this side does not know is kept as its number (treat it like
+ * DV_CODE_INTERNAL). docs/protocol.md lists which reasons use which. */
+typedef enum {
+    DV_CODE_NONE = 0,         /* unspecified (an older peer, or success) */
+    DV_CODE_MALFORMED = 1,    /* not a valid message (decode failed, framing) */
+    DV_CODE_TOO_BIG = 2,      /* a frame, string, array or nesting too big */
+    DV_CODE_VERSION = 3,      /* a protocol version this side does not speak */
+    DV_CODE_UNKNOWN_TYPE = 4, /* a message type not taken on this socket */
+    DV_CODE_UNKNOWN_WORKER = 5, /* a worker the broker does not know: hello */
+    DV_CODE_UNKNOWN_VERB = 6, /* a ctrl verb this side does not serve */
+    DV_CODE_NOT_FOUND = 7,    /* no such job, worker, queue */
+    DV_CODE_INVALID_ARGUMENT = 8, /* a missing or bad argument to a verb */
+    DV_CODE_NOT_ALLOWED = 9,  /* not in this state (job already ended, ...) */
+    DV_CODE_TRY_AGAIN = 10,   /* not yet possible; the same request may
+                               * succeed in a moment (job not committed) */
+    DV_CODE_STORE = 11,       /* the store failed or is unavailable */
+    DV_CODE_NO_MEMORY = 12,   /* the peer ran out of memory */
+    DV_CODE_INTERNAL = 13,    /* anything else that went wrong on the peer */
+    DV_CODE_COUNT_
+} dv_code_t;
+
+/* The code's wire-stable name ("not_found"); "none" for DV_CODE_NONE,
+ * "unknown" for a number this side does not know. */
+const char *dv_code_name(dv_code_t c);
+/* DV_CODE_NONE if name is not a code name. */
+dv_code_t dv_code_parse(const char *name, size_t len);
+/* The code that answers a failed dv_msg_decode() with error err
+ * (DV_ETRUNC, DV_EPROTO -> MALFORMED; DV_ETOOBIG -> TOO_BIG; DV_EVERSION ->
+ * VERSION; DV_ENOMEM -> NO_MEMORY; anything else -> INTERNAL). */
+dv_code_t dv_code_from_err(int err);
+
 /* ---- message bodies ---------------------------------------------------- */
 
 /* A job as submitted. Wire keys in brackets. */
@@ -118,6 +155,8 @@ typedef struct {
     dv_str_t id;             /* ["id"] */
     bool duplicate;          /* ["duplicate"] */
     dv_str_t error;          /* ["error"] reason the job was refused */
+    dv_code_t code;          /* ["code"] why error; 0 = unspecified
+                              * (absent) */
 } dv_submit_ack_t;
 
 /* Why an attempt failed. Never holds secrets. */
@@ -284,41 +323,6 @@ typedef struct {
     dv_str_t args;           /* ["args"] bin: a msgpack map of further
                               * arguments (query filters), optional */
 } dv_ctrl_t;
-
-/* Why a request or message was refused, as a number peers branch on (the
- * reason text next to it is for people). Sent as ["code"] in error and
- * reply; absent means DV_CODE_NONE, which is what older peers send. The
- * numbers are part of the protocol: new codes are added at the end, and a
- * code this side does not know is kept as its number (treat it like
- * DV_CODE_INTERNAL). docs/protocol.md lists which reasons use which. */
-typedef enum {
-    DV_CODE_NONE = 0,         /* unspecified (an older peer, or success) */
-    DV_CODE_MALFORMED = 1,    /* not a valid message (decode failed, framing) */
-    DV_CODE_TOO_BIG = 2,      /* a frame, string, array or nesting too big */
-    DV_CODE_VERSION = 3,      /* a protocol version this side does not speak */
-    DV_CODE_UNKNOWN_TYPE = 4, /* a message type not taken on this socket */
-    DV_CODE_UNKNOWN_WORKER = 5, /* a worker the broker does not know: hello */
-    DV_CODE_UNKNOWN_VERB = 6, /* a ctrl verb this side does not serve */
-    DV_CODE_NOT_FOUND = 7,    /* no such job, worker, queue */
-    DV_CODE_INVALID_ARGUMENT = 8, /* a missing or bad argument to a verb */
-    DV_CODE_NOT_ALLOWED = 9,  /* not in this state (job already ended, ...) */
-    DV_CODE_TRY_AGAIN = 10,   /* not yet possible; the same request may
-                               * succeed in a moment (job not committed) */
-    DV_CODE_STORE = 11,       /* the store failed or is unavailable */
-    DV_CODE_NO_MEMORY = 12,   /* the peer ran out of memory */
-    DV_CODE_INTERNAL = 13,    /* anything else that went wrong on the peer */
-    DV_CODE_COUNT_
-} dv_code_t;
-
-/* The code's wire-stable name ("not_found"); "none" for DV_CODE_NONE,
- * "unknown" for a number this side does not know. */
-const char *dv_code_name(dv_code_t c);
-/* DV_CODE_NONE if name is not a code name. */
-dv_code_t dv_code_parse(const char *name, size_t len);
-/* The code that answers a failed dv_msg_decode() with error err
- * (DV_ETRUNC, DV_EPROTO -> MALFORMED; DV_ETOOBIG -> TOO_BIG; DV_EVERSION ->
- * VERSION; DV_ENOMEM -> NO_MEMORY; anything else -> INTERNAL). */
-dv_code_t dv_code_from_err(int err);
 
 typedef struct {
     uint64_t req;            /* ["req"] */

@@ -212,6 +212,14 @@ t_submitted(void **state)
     s_round_trip("submitted", &in, &out, &sb);
     assert_int_equal(out.u.submit_reply.req, 12);
     assert_int_equal(out.u.submit_reply.nacks, 3);
+    assert_null(memmem(sb.data, sb.size, "code", 4));
+    s_done(&out, &sb);
+
+    /* an ack's error may carry a code */
+    acks[2].error = dv_str("store commit failed; job not accepted");
+    acks[2].code = DV_CODE_STORE;
+    s_round_trip("submitted_code", &in, &out, &sb);
+    assert_int_equal(out.u.submit_reply.acks[2].code, DV_CODE_STORE);
     s_done(&out, &sb);
 
     in.u.submit_reply.nacks = 1;
