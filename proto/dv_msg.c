@@ -171,13 +171,13 @@ s_enc_message(msgpack_packer *pk, const dv_msg_t *m)
     const dv_schema_t *s = dv_msg_schema(m->type);
     const dv_name_t *t = dv_enum_name(&dv_enum_msg, (int)m->type);
     uint32_t n = 0;
-    dv_enc_fields(NULL, s, m, &n);
+    uint32_t mask = dv_enc_mask(s, m, &n);
     int rc = msgpack_pack_map(pk, n + 2);
     rc |= msgpack_pack_str_with_body(pk, "v", 1);
     rc |= msgpack_pack_uint64(pk, DV_PROTO_VERSION);
     rc |= msgpack_pack_str_with_body(pk, "t", 1);
     rc |= msgpack_pack_str_with_body(pk, t->name, t->len);
-    return rc | dv_enc_fields(pk, s, m, &n);
+    return rc | dv_enc_fields(pk, s, m, mask);
 }
 
 int

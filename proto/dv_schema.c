@@ -371,14 +371,21 @@ s_read_scalar(dv_dec_t *d, const dv_field_t *f, const msgpack_object *o,
 static int s_dec_fields(dv_dec_t *d, const dv_schema_t *s,
                         const msgpack_object *o, void *obj);
 
-/* Index of the field whose key is k, or -1. */
+/* Index of the field whose key is k, or -1. Peers write the keys in table
+ * order (our encoder does), so the field after the previous one (next) is
+ * tried first, and the table is searched only when that misses. */
 static inline int
-s_find(const dv_schema_t *s, const msgpack_object *k)
+s_find(const dv_schema_t *s, const msgpack_object *k, uint32_t next)
 {
     if (k->type != MSGPACK_OBJECT_STR)
         return -1;
     uint32_t len = k->via.str.size;
     const char *p = k->via.str.ptr;
+    if (next < s->nfields) {
+        const dv_field_t *f = &s->fields[next];
+        if (f->len == len && memcmp(f->name, p, len) == 0)
+            return (int)next;
+    }
     for (uint32_t i = 0; i < s->nfields; i++) {
         const dv_field_t *f = &s->fields[i];
         if (f->len == len && memcmp(f->name, p, len) == 0)
@@ -451,11 +458,13 @@ s_dec_fields(dv_dec_t *d, const dv_schema_t *s, const msgpack_object *o,
     assert(s->nfields <= 32);
     if (s->init)
         s->init(obj);
+    uint32_t next = 0;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object_kv *kv = &o->via.map.ptr[i];
-        int k = s_find(s, &kv->key);
+        int k = s_find(s, &kv->key, next);
         if (k < 0)
             continue; /* unknown keys are ignored */
+        next = (uint32_t)k + 1;
         const dv_field_t *f = &s->fields[k];
         uint32_t bit = 1u << k;
         s_push_key(d, f->name);
@@ -653,22 +662,27 @@ s_enc_value(msgpack_packer *pk, const dv_field_t *f, const void *obj)
     return -1;
 }
 
+uint32_t
+dv_enc_mask(const dv_schema_t *s, const void *obj, uint32_t *n)
+{
+    uint32_t mask = 0, count = 0;
+    for (uint32_t i = 0; i < s->nfields; i++)
+        if (s_present(&s->fields[i], obj)) {
+            mask |= 1u << i;
+            count++;
+        }
+    *n = count;
+    return mask;
+}
+
 int
 dv_enc_fields(msgpack_packer *pk, const dv_schema_t *s, const void *obj,
-              uint32_t *n)
+              uint32_t mask)
 {
-    if (!pk) {
-        uint32_t count = 0;
-        for (uint32_t i = 0; i < s->nfields; i++)
-            count += s_present(&s->fields[i], obj);
-        *n = count;
-        return 0;
-    }
     int rc = 0;
-    for (uint32_t i = 0; i < s->nfields; i++) {
-        const dv_field_t *f = &s->fields[i];
-        if (!s_present(f, obj))
-            continue;
+    while (mask) {
+        const dv_field_t *f = &s->fields[__builtin_ctz(mask)];
+        mask &= mask - 1;
         rc |= msgpack_pack_str_with_body(pk, f->name, f->len);
         rc |= s_enc_value(pk, f, obj);
     }
@@ -679,9 +693,9 @@ int
 dv_enc_map(msgpack_packer *pk, const dv_schema_t *s, const void *obj)
 {
     uint32_t n = 0;
-    dv_enc_fields(NULL, s, obj, &n);
+    uint32_t mask = dv_enc_mask(s, obj, &n);
     int rc = msgpack_pack_map(pk, n);
-    return rc | dv_enc_fields(pk, s, obj, &n);
+    return rc | dv_enc_fields(pk, s, obj, mask);
 }
 
 /* ---- comparing ------------------------------------------------------------ */

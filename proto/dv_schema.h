@@ -201,10 +201,12 @@ void dv_dec_free(void *blocks);
 
 /* Appends the map of obj by s. Returns 0, or non-zero if a write failed. */
 int dv_enc_map(msgpack_packer *pk, const dv_schema_t *s, const void *obj);
-/* Writes the fields of obj by s (no map header) and returns how many
- * through *n when pk is NULL; for the envelope, which adds "v" and "t". */
+/* The fields of obj the encoder writes, as a mask (bit i = fields[i]),
+ * and how many through *n; then dv_enc_fields() writes them (no map
+ * header). For the envelope, which adds "v" and "t". */
+uint32_t dv_enc_mask(const dv_schema_t *s, const void *obj, uint32_t *n);
 int dv_enc_fields(msgpack_packer *pk, const dv_schema_t *s, const void *obj,
-                  uint32_t *n);
+                  uint32_t mask);
 
 /* True if a and b agree on every field of s; else the first difference,
  * "<prefix>: <path>: <a> != <b>", goes to diff. */
