@@ -283,6 +283,10 @@ typedef struct {
     dv_str_t body;           /* ["body"] bin: extra msgpack map (stats) */
 } dv_event_t;
 
+/* The event's kind as it goes on the wire and as its PUB topic: the kind
+ * text when set, else the name of kind_enum; absent if neither is set. */
+dv_str_t dv_event_topic(const dv_event_t *ev);
+
 typedef enum {
     DV_MSG_NONE = 0,
     /* client <-> broker (clients ROUTER) */

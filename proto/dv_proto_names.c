@@ -141,6 +141,15 @@ dv_event_kind_parse(const char *name, size_t len)
     return (dv_event_kind_t)dv_enum_find(&dv_enum_event, name, len);
 }
 
+dv_str_t
+dv_event_topic(const dv_event_t *ev)
+{
+    if (ev->kind.ptr || ev->kind_enum == DV_EV_OTHER)
+        return ev->kind;
+    const dv_name_t *n = dv_enum_name(&dv_enum_event, (int)ev->kind_enum);
+    return dv_strn(n->name, n->len);
+}
+
 const char *
 dv_code_name(dv_code_t c)
 {

@@ -1595,11 +1595,15 @@ t_event_kinds(void **state)
     msgpack_sbuffer_init(&b);
     in.u.event.kind = dv_str("job.retried");
     assert_int_equal(dv_msg_encode(&in, &a), DV_OK);
+    S_STR_EQ(dv_event_topic(&in.u.event), dv_str("job.retried"));
     in.u.event.kind = dv_strn(NULL, 0);
     in.u.event.kind_enum = DV_EV_JOB_RETRIED;
+    S_STR_EQ(dv_event_topic(&in.u.event), dv_str("job.retried"));
     assert_int_equal(dv_msg_encode(&in, &b), DV_OK);
     assert_int_equal(a.size, b.size);
     assert_memory_equal(a.data, b.data, a.size);
+    in.u.event.kind_enum = DV_EV_OTHER;
+    assert_null(dv_event_topic(&in.u.event).ptr);
     msgpack_sbuffer_destroy(&a);
     msgpack_sbuffer_destroy(&b);
 }
