@@ -48,6 +48,7 @@ dv_dec_init(dv_dec_t *d, char *why, size_t why_size)
     d->why_size = why_size;
     d->msg = NULL;
     d->depth = 0;
+    d->leaf = NULL;
     d->blocks = NULL;
 }
 
@@ -100,6 +101,8 @@ s_vfail(dv_dec_t *d, int rc, const char *fmt, va_list ap)
         else
             s_append(path, sizeof path, &n, "[%" PRId64 "]", d->path[i].idx);
     }
+    if (d->leaf)
+        s_append(path, sizeof path, &n, "%s%s", n ? "." : "", d->leaf);
     char text[256];
     vsnprintf(text, sizeof text, fmt, ap);
 
@@ -126,12 +129,13 @@ dv_dec_fail(dv_dec_t *d, int rc, const char *fmt, ...)
 int
 dv_dec_fail_at(dv_dec_t *d, const char *key, int rc, const char *fmt, ...)
 {
-    s_push_key(d, key);
+    const char *leaf = d->leaf;
+    d->leaf = key;
     va_list ap;
     va_start(ap, fmt);
     rc = s_vfail(d, rc, fmt, ap);
     va_end(ap);
-    d->depth--;
+    d->leaf = leaf;
     return rc;
 }
 
@@ -287,7 +291,7 @@ s_read_enum(dv_dec_t *d, const dv_enum_t *e, const msgpack_object *o, int *out)
 }
 
 /* Reads one scalar value of field f into obj (at f->off). */
-static int
+static inline __attribute__((always_inline)) int
 s_read_scalar(dv_dec_t *d, const dv_field_t *f, const msgpack_object *o,
               void *obj)
 {
@@ -369,29 +373,47 @@ s_read_scalar(dv_dec_t *d, const dv_field_t *f, const msgpack_object *o,
 /* ---- decoding maps -------------------------------------------------------- */
 
 static int s_dec_fields(dv_dec_t *d, const dv_schema_t *s,
-                        const msgpack_object *o, void *obj);
+                        const msgpack_object *o, void *obj, uint32_t need);
+
+/* Keys are short: a loop beats a call to memcmp. */
+static inline bool
+s_same(const char *a, const char *b, uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
 
 /* Index of the field whose key is k, or -1. Peers write the keys in table
- * order (our encoder does), so the field after the previous one (next) is
- * tried first, and the table is searched only when that misses. */
+ * order (our encoder does, leaving out absent ones), so the search starts
+ * at the field after the previous key (next) and wraps around. */
 static inline int
 s_find(const dv_schema_t *s, const msgpack_object *k, uint32_t next)
 {
     if (k->type != MSGPACK_OBJECT_STR)
         return -1;
-    uint32_t len = k->via.str.size;
+    uint32_t len = k->via.str.size, n = s->nfields;
     const char *p = k->via.str.ptr;
-    if (next < s->nfields) {
-        const dv_field_t *f = &s->fields[next];
-        if (f->len == len && memcmp(f->name, p, len) == 0)
-            return (int)next;
-    }
-    for (uint32_t i = 0; i < s->nfields; i++) {
+    if (next >= n)
+        next = 0;
+    for (uint32_t j = 0, i = next; j < n; j++, i = i + 1 < n ? i + 1 : 0) {
         const dv_field_t *f = &s->fields[i];
-        if (f->len == len && memcmp(f->name, p, len) == 0)
+        if (f->len == len && s_same(f->name, p, len))
             return (int)i;
     }
     return -1;
+}
+
+/* The required fields of s, as a mask. */
+static uint32_t
+s_need(const dv_schema_t *s)
+{
+    uint32_t need = 0;
+    for (uint32_t i = 0; i < s->nfields; i++)
+        if (s->fields[i].flags & DV_FF_REQ)
+            need |= 1u << i;
+    return need;
 }
 
 /* Decodes the items of array a (count checked) of field f into its block. */
@@ -412,10 +434,14 @@ s_dec_items(dv_dec_t *d, const dv_field_t *f, const msgpack_object *a,
         }
     } else {
         const dv_schema_t *es = f->ref;
+        uint32_t need = s_need(es); /* once for all the items */
         for (uint32_t i = 0; rc == DV_OK && i < n; i++) {
+            const msgpack_object *o = &a->via.array.ptr[i];
             s_push_idx(d, i);
-            rc = dv_dec_map(d, es, &a->via.array.ptr[i],
-                            (char *)base + (size_t)i * es->size);
+            if (o->type != MSGPACK_OBJECT_MAP)
+                return dv_dec_fail(d, DV_EPROTO, "must be a map");
+            rc = s_dec_fields(d, es, o, (char *)base + (size_t)i * es->size,
+                              need);
             d->depth--;
         }
     }
@@ -437,19 +463,19 @@ dv_dec_map(dv_dec_t *d, const dv_schema_t *s, const msgpack_object *o,
 {
     if (o->type != MSGPACK_OBJECT_MAP)
         return dv_dec_fail(d, DV_EPROTO, "must be a map");
-    return s_dec_fields(d, s, o, obj);
+    return s_dec_fields(d, s, o, obj, s_need(s));
 }
 
 int
 dv_dec_keys(dv_dec_t *d, const dv_schema_t *s, const msgpack_object *o,
             void *obj)
 {
-    return s_dec_fields(d, s, o, obj);
+    return s_dec_fields(d, s, o, obj, s_need(s));
 }
 
 static int
 s_dec_fields(dv_dec_t *d, const dv_schema_t *s, const msgpack_object *o,
-             void *obj)
+             void *obj, uint32_t need)
 {
     const msgpack_object *arrays[32];
     uint32_t seen = 0, narrays = 0;
@@ -467,7 +493,7 @@ s_dec_fields(dv_dec_t *d, const dv_schema_t *s, const msgpack_object *o,
         next = (uint32_t)k + 1;
         const dv_field_t *f = &s->fields[k];
         uint32_t bit = 1u << k;
-        s_push_key(d, f->name);
+        d->leaf = f->name;
         /* A peer could otherwise smuggle a second value past a proxy that
          * reads the first. */
         if (seen & bit)
@@ -477,7 +503,10 @@ s_dec_fields(dv_dec_t *d, const dv_schema_t *s, const msgpack_object *o,
             *S_AT(obj, f->has, bool) = true;
         const msgpack_object *v = &kv->val;
         if (f->type == DV_FT_MAP) {
+            d->leaf = NULL;
+            s_push_key(d, f->name);
             rc = dv_dec_map(d, f->ref, v, S_AT(obj, f->off, void));
+            d->depth--;
         } else if (f->type == DV_FT_ARRAY) {
             if (v->type != MSGPACK_OBJECT_ARRAY)
                 return dv_dec_fail(d, DV_EPROTO, "must be an array");
@@ -496,13 +525,9 @@ s_dec_fields(dv_dec_t *d, const dv_schema_t *s, const msgpack_object *o,
         }
         if (rc != DV_OK)
             return rc;
-        d->depth--;
+        d->leaf = NULL;
     }
 
-    uint32_t need = 0;
-    for (uint32_t i = 0; i < s->nfields; i++)
-        if (s->fields[i].flags & DV_FF_REQ)
-            need |= 1u << i;
     if (s->need)
         need = s->need(obj, seen, need);
     uint32_t miss = need & ~seen;
@@ -542,18 +567,20 @@ s_dec_fields(dv_dec_t *d, const dv_schema_t *s, const msgpack_object *o,
 /* ---- encoding ------------------------------------------------------------ */
 
 /* Whether the encoder writes field f of obj. */
-static bool
+static inline bool
 s_present(const dv_field_t *f, const void *obj)
 {
+    uint32_t fl = f->flags;
     if (f->present)
         return f->present(obj);
-    if (f->flags & DV_FF_HAS)
+    if (fl & DV_FF_HAS)
         return *S_CAT(obj, f->has, bool);
+    bool omit = fl & DV_FF_OMIT;
     switch ((dv_ftype_t)f->type) {
     case DV_FT_STR:
     case DV_FT_ID:
     case DV_FT_VALUE:
-        return (f->flags & (DV_FF_NIL | DV_FF_ALWAYS)) ||
+        return (fl & (DV_FF_NIL | DV_FF_ALWAYS)) ||
                S_CAT(obj, f->off, dv_str_t)->ptr != NULL;
     case DV_FT_KIND:
         return S_CAT(obj, f->off, dv_str_t)->ptr != NULL ||
@@ -562,27 +589,24 @@ s_present(const dv_field_t *f, const void *obj)
         const dv_str_t *v = S_CAT(obj, f->off, dv_str_t);
         return v->ptr && v->len;
     }
-    default:
+    case DV_FT_U64:
+        return !omit || *S_CAT(obj, f->off, uint64_t) != (uint64_t)f->dflt;
+    case DV_FT_I64:
+        return !omit || *S_CAT(obj, f->off, int64_t) != f->dflt;
+    case DV_FT_I32:
+        return !omit || *S_CAT(obj, f->off, int32_t) != f->dflt;
+    case DV_FT_U32:
+        return !omit || *S_CAT(obj, f->off, uint32_t) != (uint64_t)f->dflt;
+    case DV_FT_ENUM:
+        return !omit || *S_CAT(obj, f->off, int) != f->dflt;
+    case DV_FT_ARRAY:
+        return !omit || *S_CAT(obj, f->aux, uint32_t) != 0;
+    case DV_FT_DOUBLE:
+    case DV_FT_BOOL:
+    case DV_FT_MAP:
         break;
     }
-    if (!(f->flags & DV_FF_OMIT))
-        return true;
-    switch ((dv_ftype_t)f->type) {
-    case DV_FT_U64:
-        return *S_CAT(obj, f->off, uint64_t) != (uint64_t)f->dflt;
-    case DV_FT_I64:
-        return *S_CAT(obj, f->off, int64_t) != f->dflt;
-    case DV_FT_I32:
-        return *S_CAT(obj, f->off, int32_t) != f->dflt;
-    case DV_FT_U32:
-        return *S_CAT(obj, f->off, uint32_t) != (uint64_t)f->dflt;
-    case DV_FT_ENUM:
-        return *S_CAT(obj, f->off, int) != f->dflt;
-    case DV_FT_ARRAY:
-        return *S_CAT(obj, f->aux, uint32_t) != 0;
-    default:
-        return true;
-    }
+    return true;
 }
 
 static int

@@ -174,7 +174,9 @@ struct dv_dec {
         const char *key; /* a key, or NULL for an index */
         int64_t idx;
     } path[DV_PATH_MAX];
-    void *blocks; /* chain of the arrays allocated, for release */
+    const char *leaf; /* the key being read in the innermost map, kept
+                        * apart from path so reading a key costs one store */
+    void *blocks;     /* chain of the arrays allocated, for release */
 };
 
 /* A fresh decoder writing reasons to why. */
