@@ -4,8 +4,8 @@
  * Decoding reads a msgpack object tree that msgpack-c built over the
  * caller's bytes (its strings and bins point into them), so every dv_str_t
  * handed out is a view into those bytes. For each key of a map the field is
- * found by a linear search of the table (lengths first), its value checked
- * and stored at its offset. Arrays are checked (type, count) when their key
+ * found in the table (starting after the previous key's field, since peers
+ * write keys in table order), its value checked and stored at its offset. Arrays are checked (type, count) when their key
  * is read and filled after the whole map was read and its required keys
  * checked, from one zeroed block per map: the count was checked against the
  * bytes by dv_mp_validate() before, so nothing is allocated for a lie. The
@@ -609,10 +609,16 @@ s_present(const dv_field_t *f, const void *obj)
     return true;
 }
 
+/* A string; a short one (fixstr) in one append, header and body. */
 static int
 s_pack_str(msgpack_packer *pk, const char *p, size_t len)
 {
-    return msgpack_pack_str_with_body(pk, p ? p : "", len);
+    if (len > 31 || !p)
+        return msgpack_pack_str_with_body(pk, p ? p : "", len);
+    char buf[32];
+    buf[0] = (char)(0xa0 | len);
+    memcpy(buf + 1, p, len);
+    return pk->callback(pk->data, buf, len + 1);
 }
 
 static int s_enc_value(msgpack_packer *pk, const dv_field_t *f,
@@ -686,6 +692,20 @@ s_enc_value(msgpack_packer *pk, const dv_field_t *f, const void *obj)
     return -1;
 }
 
+/* Writes f's key: a fixstr header and the name in one append (the bytes
+ * msgpack_pack_str_with_body() writes in two). */
+static inline int
+s_pack_key(msgpack_packer *pk, const dv_field_t *f)
+{
+    if (f->len > 31)
+        return msgpack_pack_str_with_body(pk, f->name, f->len);
+    char buf[32];
+    buf[0] = (char)(0xa0 | f->len);
+    for (uint32_t i = 0; i < f->len; i++)
+        buf[1 + i] = f->name[i];
+    return pk->callback(pk->data, buf, (size_t)f->len + 1);
+}
+
 uint32_t
 dv_enc_mask(const dv_schema_t *s, const void *obj, uint32_t *n)
 {
@@ -707,7 +727,7 @@ dv_enc_fields(msgpack_packer *pk, const dv_schema_t *s, const void *obj,
     while (mask) {
         const dv_field_t *f = &s->fields[__builtin_ctz(mask)];
         mask &= mask - 1;
-        rc |= msgpack_pack_str_with_body(pk, f->name, f->len);
+        rc |= s_pack_key(pk, f);
         rc |= s_enc_value(pk, f, obj);
     }
     return rc;
