@@ -17,6 +17,12 @@
  *
  * Events on the PUB socket are two frames: the event kind as topic
  * ("job.succeeded") and the msgpack body (type "event").
+ *
+ * The schema is data: each message is one table (dv_msg_schema.c) of key,
+ * type, bounds, required and place in the struct, and one engine
+ * (dv_schema.c) decodes, encodes and compares by it; dv_msg.c is the
+ * envelope, dv_mp_validate.c the raw-bytes check, dv_proto_names.c the enum
+ * names. Typed bodies carried in bins are in dv_body.h.
  */
 #ifndef DV_PROTO_H
 #define DV_PROTO_H
@@ -85,6 +91,43 @@ typedef enum {
 const char *dv_category_name(dv_category_t c);
 dv_category_t dv_category_parse(const char *name, size_t len); /* NONE if unknown */
 
+/* ---- error codes (sent as numbers) ------------------------------------- */
+
+/* Why a request or message was refused, as a number peers branch on (the
+ * reason text next to it is for people). Sent as ["code"] in error and
+ * reply; absent means DV_CODE_NONE, which is what older peers send. The
+ * numbers are part of the protocol: new codes are added at the end, and a
+ * code this side does not know is kept as its number (treat it like
+ * DV_CODE_INTERNAL). docs/protocol.md lists which reasons use which. */
+typedef enum {
+    DV_CODE_NONE = 0,         /* unspecified (an older peer, or success) */
+    DV_CODE_MALFORMED = 1,    /* not a valid message (decode failed, framing) */
+    DV_CODE_TOO_BIG = 2,      /* a frame, string, array or nesting too big */
+    DV_CODE_VERSION = 3,      /* a protocol version this side does not speak */
+    DV_CODE_UNKNOWN_TYPE = 4, /* a message type not taken on this socket */
+    DV_CODE_UNKNOWN_WORKER = 5, /* a worker the broker does not know: hello */
+    DV_CODE_UNKNOWN_VERB = 6, /* a ctrl verb this side does not serve */
+    DV_CODE_NOT_FOUND = 7,    /* no such job, worker, queue */
+    DV_CODE_INVALID_ARGUMENT = 8, /* a missing or bad argument to a verb */
+    DV_CODE_NOT_ALLOWED = 9,  /* not in this state (job already ended, ...) */
+    DV_CODE_TRY_AGAIN = 10,   /* not yet possible; the same request may
+                               * succeed in a moment (job not committed) */
+    DV_CODE_STORE = 11,       /* the store failed or is unavailable */
+    DV_CODE_NO_MEMORY = 12,   /* the peer ran out of memory */
+    DV_CODE_INTERNAL = 13,    /* anything else that went wrong on the peer */
+    DV_CODE_COUNT_
+} dv_code_t;
+
+/* The code's wire-stable name ("not_found"); "none" for DV_CODE_NONE,
+ * "unknown" for a number this side does not know. */
+const char *dv_code_name(dv_code_t c);
+/* DV_CODE_NONE if name is not a code name. */
+dv_code_t dv_code_parse(const char *name, size_t len);
+/* The code that answers a failed dv_msg_decode() with error err
+ * (DV_ETRUNC, DV_EPROTO -> MALFORMED; DV_ETOOBIG -> TOO_BIG; DV_EVERSION ->
+ * VERSION; DV_ENOMEM -> NO_MEMORY; anything else -> INTERNAL). */
+dv_code_t dv_code_from_err(int err);
+
 /* ---- message bodies ---------------------------------------------------- */
 
 /* A job as submitted. Wire keys in brackets. */
@@ -112,6 +155,8 @@ typedef struct {
     dv_str_t id;             /* ["id"] */
     bool duplicate;          /* ["duplicate"] */
     dv_str_t error;          /* ["error"] reason the job was refused */
+    dv_code_t code;          /* ["code"] why error; 0 = unspecified
+                              * (absent) */
 } dv_submit_ack_t;
 
 /* Why an attempt failed. Never holds secrets. */
@@ -182,12 +227,45 @@ typedef struct {
     int32_t attempt;         /* ["attempt"] */
 } dv_held_t;
 
+/* Event kinds the broker publishes. The wire carries the kind as text
+ * (["kind"], also the PUB topic); a kind this side does not know decodes as
+ * DV_EV_OTHER with its text kept in dv_event_t.kind, so new kinds need no
+ * new protocol version. Names: see dv_event_kind_name(). */
+typedef enum {
+    DV_EV_OTHER = 0,         /* not one of these; the text says which */
+    DV_EV_JOB_SUBMITTED,     /* "job.submitted" */
+    DV_EV_JOB_STARTED,       /* "job.started" */
+    DV_EV_JOB_PROGRESS,      /* "job.progress" */
+    DV_EV_JOB_SUCCEEDED,     /* "job.succeeded" */
+    DV_EV_JOB_FAILED,        /* "job.failed" */
+    DV_EV_JOB_DEAD,          /* "job.dead" */
+    DV_EV_JOB_CANCELLED,     /* "job.cancelled" */
+    DV_EV_JOB_RETRIED,       /* "job.retried" */
+    DV_EV_QUEUE_PAUSED,      /* "queue.paused" */
+    DV_EV_QUEUE_RESUMED,     /* "queue.resumed" */
+    DV_EV_QUEUE_LIMITS,      /* "queue.limits" */
+    DV_EV_WORKER_JOINED,     /* "worker.joined" */
+    DV_EV_WORKER_LEFT,       /* "worker.left" */
+    DV_EV_WORKER_EXPIRED,    /* "worker.expired" */
+    DV_EV_WORKER_HEARTBEAT,  /* "worker.heartbeat" */
+    DV_EV_WORKER_DRAINING,   /* "worker.draining" */
+    DV_EV_COUNT_
+} dv_event_kind_t;
+
+/* The kind's wire name ("job.succeeded"); "other" for DV_EV_OTHER or a
+ * value out of range. */
+const char *dv_event_kind_name(dv_event_kind_t k);
+/* DV_EV_OTHER if name is not a known kind. */
+dv_event_kind_t dv_event_kind_parse(const char *name, size_t len);
+
 /* Broker event (PUB). Fields that do not apply are absent. */
 typedef struct {
     uint64_t seq;            /* ["seq"] per broker, +1 per event, from 1 */
     dv_str_t broker;         /* ["broker"] broker instance id */
     int64_t ts_ms;           /* ["ts"] */
     dv_str_t kind;           /* ["kind"] e.g. "job.succeeded"; also the topic */
+    dv_event_kind_t kind_enum; /* the same kind as an enum (decoded); when
+                              * encoding, used only if kind is absent */
     dv_str_t id;             /* ["id"] job id */
     dv_str_t queue;          /* ["queue"] */
     dv_str_t type;           /* ["type"] */
@@ -204,6 +282,10 @@ typedef struct {
     dv_failure_t failure;    /* ["failure"] */
     dv_str_t body;           /* ["body"] bin: extra msgpack map (stats) */
 } dv_event_t;
+
+/* The event's kind as it goes on the wire and as its PUB topic: the kind
+ * text when set, else the name of kind_enum; absent if neither is set. */
+dv_str_t dv_event_topic(const dv_event_t *ev);
 
 typedef enum {
     DV_MSG_NONE = 0,
@@ -251,12 +333,14 @@ typedef struct {
     bool ok;                 /* ["ok"] */
     dv_str_t error;          /* ["error"] when !ok */
     dv_str_t body;           /* ["body"] bin: a msgpack value, optional */
+    dv_code_t code;          /* ["code"] when !ok; 0 = unspecified (absent) */
 } dv_reply_t;
 
 typedef struct {
     uint64_t req;            /* ["req"] of the rejected message, 0 if unknown */
     dv_str_t reason;         /* ["reason"] */
     uint32_t version;        /* ["version"] protocol version the sender speaks */
+    dv_code_t code;          /* ["code"] 0 = unspecified (absent) */
 } dv_error_t;
 
 typedef struct {
@@ -330,6 +414,15 @@ void dv_msg_release(dv_msg_t *msg);
  * omitted. Returns DV_OK or DV_EPROTO if msg->type is not a message type. The
  * caller owns out. */
 int dv_msg_encode(const dv_msg_t *msg, msgpack_sbuffer *out);
+
+/* True if a and b hold the same message: the same type and the same value
+ * in every field the schema of that type knows (strings and bins by their
+ * bytes, absent differing from empty; arrays item by item; a nested map
+ * behind a has_ flag only when the flag is set). version and priv_ are not
+ * compared. When they differ and diff is not NULL, the first difference is
+ * described there, e.g. "submit: jobs[1].priority: 0 != 5". */
+bool dv_msg_equal(const dv_msg_t *a, const dv_msg_t *b, char *diff,
+                  size_t diff_size);
 
 /* Checks that data holds exactly one well-formed msgpack value whose
  * containers nest at most max_depth deep and whose element counts fit the

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dv_body.h"
 #include "dv_proto.h"
 
 #define ID1 "0190f3a2-7b4c-7def-8123-456789abcdef"
@@ -71,6 +72,10 @@ s_round_trip(const char *name, const dv_msg_t *in, dv_msg_t *out,
     assert_int_equal(out->type, in->type);
     assert_int_equal(out->version, DV_PROTO_VERSION);
     assert_string_equal(why, "");
+    /* every field the schema knows came back as it went */
+    char diff[256];
+    if (!dv_msg_equal(in, out, diff, sizeof diff))
+        fail_msg("%s: round trip changed %s", name, diff);
 }
 
 static void
@@ -94,108 +99,6 @@ s_str_equal_(dv_str_t a, dv_str_t b, const char *what, int line)
 }
 
 #define S_STR_EQ(a, b) s_str_equal_((a), (b), #a, __LINE__)
-
-static void
-s_failure_equal(const dv_failure_t *a, const dv_failure_t *b)
-{
-    assert_int_equal(a->category, b->category);
-    S_STR_EQ(a->message, b->message);
-    assert_int_equal(a->retryable, b->retryable);
-    assert_int_equal(a->retry_after_ms, b->retry_after_ms);
-    assert_int_equal(a->exit_code, b->exit_code);
-    assert_int_equal(a->signal, b->signal);
-    assert_int_equal(a->http_status, b->http_status);
-    S_STR_EQ(a->key_id, b->key_id);
-}
-
-static void
-s_jobspec_equal(const dv_jobspec_t *a, const dv_jobspec_t *b)
-{
-    S_STR_EQ(a->queue, b->queue);
-    S_STR_EQ(a->type, b->type);
-    S_STR_EQ(a->payload, b->payload);
-    S_STR_EQ(a->key, b->key);
-    S_STR_EQ(a->batch, b->batch);
-    S_STR_EQ(a->trace, b->trace);
-    assert_int_equal(a->priority, b->priority);
-    assert_int_equal(a->run_at_ms, b->run_at_ms);
-    assert_int_equal(a->max_attempts, b->max_attempts);
-    assert_int_equal(a->timeout_ms, b->timeout_ms);
-    assert_int_equal(a->has_backoff, b->has_backoff);
-    if (a->has_backoff) {
-        assert_int_equal(a->backoff.base_ms, b->backoff.base_ms);
-        assert_true(a->backoff.factor == b->backoff.factor);
-        assert_int_equal(a->backoff.cap_ms, b->backoff.cap_ms);
-        assert_int_equal(a->backoff.jitter, b->backoff.jitter);
-    }
-    assert_int_equal(a->result_ttl_ms, b->result_ttl_ms);
-}
-
-static void
-s_job_equal(const dv_job_t *a, const dv_job_t *b)
-{
-    S_STR_EQ(a->id, b->id);
-    S_STR_EQ(a->queue, b->queue);
-    S_STR_EQ(a->type, b->type);
-    S_STR_EQ(a->payload, b->payload);
-    S_STR_EQ(a->trace, b->trace);
-    S_STR_EQ(a->batch, b->batch);
-    assert_int_equal(a->attempt, b->attempt);
-    assert_int_equal(a->max_attempts, b->max_attempts);
-    assert_int_equal(a->timeout_ms, b->timeout_ms);
-    assert_int_equal(a->enqueued_ms, b->enqueued_ms);
-}
-
-static void
-s_update_equal(const dv_update_t *a, const dv_update_t *b)
-{
-    assert_int_equal(a->kind, b->kind);
-    S_STR_EQ(a->id, b->id);
-    assert_int_equal(a->attempt, b->attempt);
-    assert_int_equal(a->ts_ms, b->ts_ms);
-    assert_int_equal(a->current, b->current);
-    assert_int_equal(a->total, b->total);
-    S_STR_EQ(a->message, b->message);
-    S_STR_EQ(a->result, b->result);
-    s_failure_equal(&a->failure, &b->failure);
-}
-
-static void
-s_result_equal(const dv_result_t *a, const dv_result_t *b)
-{
-    S_STR_EQ(a->id, b->id);
-    assert_int_equal(a->state, b->state);
-    assert_int_equal(a->attempts, b->attempts);
-    S_STR_EQ(a->result, b->result);
-    assert_int_equal(a->has_failure, b->has_failure);
-    s_failure_equal(&a->failure, &b->failure);
-    assert_int_equal(a->finished_ms, b->finished_ms);
-}
-
-static void
-s_event_equal(const dv_event_t *a, const dv_event_t *b)
-{
-    assert_int_equal(a->seq, b->seq);
-    S_STR_EQ(a->broker, b->broker);
-    assert_int_equal(a->ts_ms, b->ts_ms);
-    S_STR_EQ(a->kind, b->kind);
-    S_STR_EQ(a->id, b->id);
-    S_STR_EQ(a->queue, b->queue);
-    S_STR_EQ(a->type, b->type);
-    S_STR_EQ(a->batch, b->batch);
-    S_STR_EQ(a->worker, b->worker);
-    assert_int_equal(a->attempt, b->attempt);
-    assert_int_equal(a->state, b->state);
-    assert_int_equal(a->run_at_ms, b->run_at_ms);
-    assert_int_equal(a->wait_ms, b->wait_ms);
-    assert_int_equal(a->run_ms, b->run_ms);
-    assert_int_equal(a->current, b->current);
-    assert_int_equal(a->total, b->total);
-    S_STR_EQ(a->message, b->message);
-    assert_int_equal(a->has_failure, b->has_failure);
-    s_failure_equal(&a->failure, &b->failure);
-    S_STR_EQ(a->body, b->body);
-}
 
 /* True if the view points into the encoded frame (decode copies nothing). */
 static bool
@@ -255,8 +158,6 @@ t_submit(void **state)
     s_round_trip("submit", &in, &out, &sb);
     assert_true(out.u.submit.req == UINT64_MAX);
     assert_int_equal(out.u.submit.njobs, 2);
-    s_jobspec_equal(&jobs[0], &out.u.submit.jobs[0]);
-    s_jobspec_equal(&jobs[1], &out.u.submit.jobs[1]);
     /* zero-copy views into the frame */
     assert_true(s_in_frame(out.u.submit.jobs[0].queue, &sb));
     assert_true(s_in_frame(out.u.submit.jobs[0].payload, &sb));
@@ -274,7 +175,6 @@ t_submit(void **state)
     in.u.submit.njobs = 1;
     s_round_trip("submit_min", &in, &out, &sb);
     const dv_jobspec_t *j = &out.u.submit.jobs[0];
-    s_jobspec_equal(&min, j);
     assert_int_equal(j->priority, DV_PRIORITY_DEFAULT);
     assert_false(j->has_backoff);
     assert_null(j->payload.ptr);
@@ -312,12 +212,14 @@ t_submitted(void **state)
     s_round_trip("submitted", &in, &out, &sb);
     assert_int_equal(out.u.submit_reply.req, 12);
     assert_int_equal(out.u.submit_reply.nacks, 3);
-    for (int i = 0; i < 3; i++) {
-        S_STR_EQ(acks[i].id, out.u.submit_reply.acks[i].id);
-        assert_int_equal(acks[i].duplicate,
-                         out.u.submit_reply.acks[i].duplicate);
-        S_STR_EQ(acks[i].error, out.u.submit_reply.acks[i].error);
-    }
+    assert_null(memmem(sb.data, sb.size, "code", 4));
+    s_done(&out, &sb);
+
+    /* an ack's error may carry a code */
+    acks[2].error = dv_str("store commit failed; job not accepted");
+    acks[2].code = DV_CODE_STORE;
+    s_round_trip("submitted_code", &in, &out, &sb);
+    assert_int_equal(out.u.submit_reply.acks[2].code, DV_CODE_STORE);
     s_done(&out, &sb);
 
     in.u.submit_reply.nacks = 1;
@@ -342,8 +244,6 @@ t_wait(void **state)
     s_round_trip("wait", &in, &out, &sb);
     assert_int_equal(out.u.wait.req, 3);
     assert_int_equal(out.u.wait.nids, 3);
-    for (int i = 0; i < 3; i++)
-        S_STR_EQ(ids[i], out.u.wait.ids[i]);
     s_done(&out, &sb);
 }
 
@@ -372,8 +272,6 @@ t_result(void **state)
     msgpack_sbuffer sb;
     s_round_trip("result", &in, &out, &sb);
     assert_int_equal(out.u.result.nresults, 2);
-    s_result_equal(&r[0], &out.u.result.results[0]);
-    s_result_equal(&r[1], &out.u.result.results[1]);
     s_done(&out, &sb);
 
     /* required only: id and state */
@@ -385,7 +283,6 @@ t_result(void **state)
     in.u.result.results = &m;
     in.u.result.nresults = 1;
     s_round_trip("result_min", &in, &out, &sb);
-    s_result_equal(&m, &out.u.result.results[0]);
     s_done(&out, &sb);
 }
 
@@ -408,10 +305,6 @@ t_ctrl(void **state)
     s_round_trip("ctrl", &in, &out, &sb);
     const dv_ctrl_t *o = &out.u.ctrl;
     assert_int_equal(o->req, 77);
-    S_STR_EQ(c->verb, o->verb);
-    S_STR_EQ(c->id, o->id);
-    S_STR_EQ(c->queue, o->queue);
-    S_STR_EQ(c->worker, o->worker);
     assert_true(o->dead);
     assert_true(o->has_value);
     assert_true(o->value == 2.5);
@@ -446,8 +339,6 @@ t_reply(void **state)
     s_round_trip("reply", &in, &out, &sb);
     assert_int_equal(out.u.reply.req, 5);
     assert_false(out.u.reply.ok);
-    S_STR_EQ(in.u.reply.error, out.u.reply.error);
-    S_STR_EQ(in.u.reply.body, out.u.reply.body);
     s_done(&out, &sb);
 
     dv_msg_t min = { .type = DV_MSG_REPLY };
@@ -473,7 +364,6 @@ t_error(void **state)
     msgpack_sbuffer sb;
     s_round_trip("error", &in, &out, &sb);
     assert_int_equal(out.u.error.req, 9);
-    S_STR_EQ(in.u.error.reason, out.u.error.reason);
     assert_int_equal(out.u.error.version, 1);
     s_done(&out, &sb);
 
@@ -481,7 +371,6 @@ t_error(void **state)
     min.u.error.reason = dv_str("unknown worker: send hello");
     s_round_trip("error_min", &min, &out, &sb);
     assert_int_equal(out.u.error.req, 0);
-    S_STR_EQ(min.u.error.reason, out.u.error.reason);
     assert_int_equal(out.u.error.version, 0);
     s_done(&out, &sb);
 }
@@ -507,8 +396,6 @@ t_hello(void **state)
     msgpack_sbuffer sb;
     s_round_trip("hello", &in, &out, &sb);
     const dv_hello_t *o = &out.u.hello;
-    S_STR_EQ(h->name, o->name);
-    S_STR_EQ(h->host, o->host);
     assert_int_equal(o->pid, 4242);
     assert_int_equal(o->nqueues, 3);
     for (int i = 0; i < 3; i++)
@@ -551,7 +438,6 @@ t_welcome(void **state)
     dv_msg_t out;
     msgpack_sbuffer sb;
     s_round_trip("welcome", &in, &out, &sb);
-    S_STR_EQ(in.u.welcome.broker, out.u.welcome.broker);
     assert_int_equal(out.u.welcome.heartbeat_ms, 1000);
     assert_int_equal(out.u.welcome.worker_timeout_ms, 5000);
     s_done(&out, &sb);
@@ -585,8 +471,6 @@ t_jobs(void **state)
     msgpack_sbuffer sb;
     s_round_trip("jobs", &in, &out, &sb);
     assert_int_equal(out.u.jobs.njobs, 2);
-    s_job_equal(&jobs[0], &out.u.jobs.jobs[0]);
-    s_job_equal(&jobs[1], &out.u.jobs.jobs[1]);
     s_done(&out, &sb);
 }
 
@@ -630,8 +514,6 @@ t_update(void **state)
     s_round_trip("update", &in, &out, &sb);
     assert_int_equal(out.u.update.credit, 3);
     assert_int_equal(out.u.update.nitems, 5);
-    for (int i = 0; i < 5; i++)
-        s_update_equal(&it[i], &out.u.update.items[i]);
     s_done(&out, &sb);
 
     /* a failure with only its category: the "none" markers come back */
@@ -647,7 +529,6 @@ t_update(void **state)
     in.u.update.nitems = 1;
     s_round_trip("update_min", &in, &out, &sb);
     assert_int_equal(out.u.update.credit, 0);
-    s_update_equal(&f, &out.u.update.items[0]);
     assert_int_equal(out.u.update.items[0].failure.exit_code, -1);
     s_done(&out, &sb);
 
@@ -678,7 +559,6 @@ t_heartbeat(void **state)
     assert_int_equal(out.u.heartbeat.idle, 13);
     assert_int_equal(out.u.heartbeat.processed, 123456789012);
     assert_int_equal(out.u.heartbeat.failed, 17);
-    S_STR_EQ(in.u.heartbeat.body, out.u.heartbeat.body);
     s_done(&out, &sb);
 
     dv_msg_t min = { .type = DV_MSG_HEARTBEAT };
@@ -715,13 +595,10 @@ t_kill(void **state)
     dv_msg_t out;
     msgpack_sbuffer sb;
     s_round_trip("kill", &in, &out, &sb);
-    S_STR_EQ(in.u.kill.id, out.u.kill.id);
-    S_STR_EQ(in.u.kill.reason, out.u.kill.reason);
     s_done(&out, &sb);
 
     in.u.kill.reason = dv_strn(NULL, 0);
     s_round_trip("kill_min", &in, &out, &sb);
-    S_STR_EQ(in.u.kill.id, out.u.kill.id);
     assert_null(out.u.kill.reason.ptr);
     s_done(&out, &sb);
 }
@@ -755,7 +632,6 @@ t_event(void **state)
     dv_msg_t out;
     msgpack_sbuffer sb;
     s_round_trip("event", &in, &out, &sb);
-    s_event_equal(e, &out.u.event);
     s_done(&out, &sb);
 
     dv_msg_t min = { .type = DV_MSG_EVENT };
@@ -764,7 +640,6 @@ t_event(void **state)
     min.u.event.kind = dv_str("worker.left");
     dv_failure_init(&min.u.event.failure);
     s_round_trip("event_min", &min, &out, &sb);
-    s_event_equal(&min.u.event, &out.u.event);
     assert_int_equal(out.u.event.state, DV_STATE_NONE);
     s_done(&out, &sb);
 }
@@ -1573,6 +1448,703 @@ t_items_limit(void **state)
     }
 }
 
+/* ---- equality, codes, event kinds -------------------------------------- */
+
+static void
+t_equal(void **state)
+{
+    (void)state;
+    dv_jobspec_t a[2], b[2];
+    memset(a, 0, sizeof a);
+    a[0].queue = dv_str("q");
+    a[0].type = dv_str("t");
+    a[1] = a[0];
+    a[1].priority = 5;
+    memcpy(b, a, sizeof a);
+    dv_msg_t ma = { .type = DV_MSG_SUBMIT }, mb;
+    ma.u.submit.req = 1;
+    ma.u.submit.jobs = a;
+    ma.u.submit.njobs = 2;
+    mb = ma;
+    mb.u.submit.jobs = b;
+    char diff[128];
+    assert_true(dv_msg_equal(&ma, &mb, diff, sizeof diff));
+    assert_string_equal(diff, "");
+    b[1].priority = 6;
+    assert_false(dv_msg_equal(&ma, &mb, diff, sizeof diff));
+    assert_string_equal(diff, "submit: jobs[1].priority: 5 != 6");
+    b[1].priority = 5;
+    b[0].queue = dv_str("r");
+    assert_false(dv_msg_equal(&ma, &mb, diff, sizeof diff));
+    assert_string_equal(diff, "submit: jobs[0].queue: \"q\" != \"r\"");
+    b[0].queue = dv_strn(NULL, 0);
+    assert_false(dv_msg_equal(&ma, &mb, NULL, 0));
+    b[0].queue = dv_str("q");
+    /* behind has_backoff: compared only when set */
+    b[0].backoff.cap_ms = 99;
+    assert_true(dv_msg_equal(&ma, &mb, diff, sizeof diff));
+    b[0].has_backoff = true;
+    assert_false(dv_msg_equal(&ma, &mb, diff, sizeof diff));
+    assert_string_equal(diff, "submit: jobs[0].backoff: absent != present");
+    mb.u.submit.njobs = 1;
+    assert_false(dv_msg_equal(&ma, &mb, diff, sizeof diff));
+    assert_string_equal(diff, "submit: jobs: 2 != 1");
+    mb.type = DV_MSG_WAIT;
+    assert_false(dv_msg_equal(&ma, &mb, diff, sizeof diff));
+    assert_string_equal(diff, "type: submit != wait");
+}
+
+static void
+t_codes(void **state)
+{
+    (void)state;
+    /* the numbers are the protocol: they never move */
+    assert_int_equal(DV_CODE_MALFORMED, 1);
+    assert_int_equal(DV_CODE_UNKNOWN_WORKER, 5);
+    assert_int_equal(DV_CODE_INTERNAL, 13);
+    for (int c = DV_CODE_NONE; c < DV_CODE_COUNT_; c++) {
+        const char *name = dv_code_name((dv_code_t)c);
+        if (c)
+            assert_int_equal(dv_code_parse(name, strlen(name)), c);
+        for (int k = 0; k < c; k++)
+            assert_string_not_equal(name, dv_code_name((dv_code_t)k));
+    }
+    assert_string_equal(dv_code_name(DV_CODE_NOT_FOUND), "not_found");
+    assert_string_equal(dv_code_name((dv_code_t)999), "unknown");
+    assert_int_equal(dv_code_parse("nope", 4), DV_CODE_NONE);
+    assert_int_equal(dv_code_from_err(DV_EPROTO), DV_CODE_MALFORMED);
+    assert_int_equal(dv_code_from_err(DV_ETRUNC), DV_CODE_MALFORMED);
+    assert_int_equal(dv_code_from_err(DV_ETOOBIG), DV_CODE_TOO_BIG);
+    assert_int_equal(dv_code_from_err(DV_EVERSION), DV_CODE_VERSION);
+    assert_int_equal(dv_code_from_err(DV_ENOMEM), DV_CODE_NO_MEMORY);
+
+    /* error and reply carry the code; without one the bytes are as before */
+    dv_msg_t in = { .type = DV_MSG_ERROR }, out;
+    in.u.error.reason = dv_str("unknown worker: send hello");
+    in.u.error.version = 1;
+    msgpack_sbuffer sb;
+    s_round_trip("error_nocode", &in, &out, &sb);
+    assert_null(memmem(sb.data, sb.size, "code", 4));
+    assert_int_equal(out.u.error.code, DV_CODE_NONE);
+    s_done(&out, &sb);
+    in.u.error.code = DV_CODE_UNKNOWN_WORKER;
+    s_round_trip("error_code", &in, &out, &sb);
+    assert_int_equal(out.u.error.code, DV_CODE_UNKNOWN_WORKER);
+    s_done(&out, &sb);
+
+    dv_msg_t r = { .type = DV_MSG_REPLY };
+    r.u.reply.req = 4;
+    r.u.reply.error = dv_str("no such job");
+    r.u.reply.code = DV_CODE_NOT_FOUND;
+    s_round_trip("reply_code", &r, &out, &sb);
+    assert_false(out.u.reply.ok);
+    assert_int_equal(out.u.reply.code, DV_CODE_NOT_FOUND);
+    s_done(&out, &sb);
+
+    /* a code from a newer peer is kept as its number; a bad one refused */
+    S_EXPECT(DV_OK, NULL,
+             "{\"v\": 1, \"t\": \"error\", \"reason\": \"x\", \"code\": 77}");
+    S_EXPECT(DV_EPROTO, "error: code: must be 0..2147483647",
+             "{\"v\": 1, \"t\": \"error\", \"reason\": \"x\", \"code\": -1}");
+    S_EXPECT(DV_EPROTO, "reply: code: must be an integer",
+             "{\"v\": 1, \"t\": \"reply\", \"req\": 1, \"ok\": false, "
+             "\"code\": \"not_found\"}");
+}
+
+static void
+t_event_kinds(void **state)
+{
+    (void)state;
+    const char *kinds[] = {
+        "job.submitted", "job.started",   "job.progress",  "job.succeeded",
+        "job.failed",    "job.dead",      "job.cancelled", "job.retried",
+        "queue.paused",  "queue.resumed", "queue.limits",  "worker.joined",
+        "worker.left",   "worker.expired", "worker.heartbeat",
+        "worker.draining",
+    };
+    assert_int_equal(sizeof kinds / sizeof kinds[0], DV_EV_COUNT_ - 1);
+    for (int k = DV_EV_JOB_SUBMITTED; k < DV_EV_COUNT_; k++) {
+        assert_string_equal(dv_event_kind_name((dv_event_kind_t)k),
+                            kinds[k - 1]);
+        assert_int_equal(dv_event_kind_parse(kinds[k - 1],
+                                             strlen(kinds[k - 1])), k);
+    }
+    assert_string_equal(dv_event_kind_name(DV_EV_OTHER), "other");
+    assert_int_equal(dv_event_kind_parse("job.teleported", 14), DV_EV_OTHER);
+    assert_int_equal(dv_event_kind_parse("other", 5), DV_EV_OTHER);
+
+    /* decoded: the enum next to the text; an unknown kind keeps its text */
+    dv_msg_t in = { .type = DV_MSG_EVENT }, out;
+    in.u.event.seq = 3;
+    in.u.event.broker = dv_str("b");
+    in.u.event.kind = dv_str("worker.draining");
+    dv_failure_init(&in.u.event.failure);
+    msgpack_sbuffer sb;
+    s_round_trip("event_kind", &in, &out, &sb);
+    assert_int_equal(out.u.event.kind_enum, DV_EV_WORKER_DRAINING);
+    s_done(&out, &sb);
+    in.u.event.kind = dv_str("job.teleported");
+    s_round_trip("event_kind_other", &in, &out, &sb);
+    assert_int_equal(out.u.event.kind_enum, DV_EV_OTHER);
+    S_STR_EQ(out.u.event.kind, dv_str("job.teleported"));
+    s_done(&out, &sb);
+
+    /* encoded from the enum alone, the same bytes as from the text */
+    msgpack_sbuffer a, b;
+    msgpack_sbuffer_init(&a);
+    msgpack_sbuffer_init(&b);
+    in.u.event.kind = dv_str("job.retried");
+    assert_int_equal(dv_msg_encode(&in, &a), DV_OK);
+    S_STR_EQ(dv_event_topic(&in.u.event), dv_str("job.retried"));
+    in.u.event.kind = dv_strn(NULL, 0);
+    in.u.event.kind_enum = DV_EV_JOB_RETRIED;
+    S_STR_EQ(dv_event_topic(&in.u.event), dv_str("job.retried"));
+    assert_int_equal(dv_msg_encode(&in, &b), DV_OK);
+    assert_int_equal(a.size, b.size);
+    assert_memory_equal(a.data, b.data, a.size);
+    in.u.event.kind_enum = DV_EV_OTHER;
+    assert_null(dv_event_topic(&in.u.event).ptr);
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* ---- typed bodies ------------------------------------------------------ */
+
+/* The packing helpers the broker uses (broker_core.c), to check that the
+ * typed encoders write the same bytes. */
+static void
+s_hp_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void
+s_hp_kv_str(msgpack_packer *pk, const char *k, const char *v)
+{
+    s_hp_str(pk, k);
+    if (v)
+        s_hp_str(pk, v);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static void
+s_hp_kv_int(msgpack_packer *pk, const char *k, int64_t v)
+{
+    s_hp_str(pk, k);
+    msgpack_pack_int64(pk, v);
+}
+
+static void
+s_hp_kv_bool(msgpack_packer *pk, const char *k, bool v)
+{
+    s_hp_str(pk, k);
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+static void
+s_same_bytes(const msgpack_sbuffer *want, const msgpack_sbuffer *got,
+             const char *what)
+{
+    if (want->size != got->size ||
+        memcmp(want->data, got->data, want->size) != 0) {
+        size_t i = 0;
+        while (i < want->size && i < got->size &&
+               want->data[i] == got->data[i])
+            i++;
+        fail_msg("%s: %zu bytes by hand, %zu typed; first difference at %zu",
+                 what, want->size, got->size, i);
+    }
+}
+
+static void
+t_status_body(void **state)
+{
+    (void)state;
+    dv_str_t wq[2] = { dv_str("llm"), dv_str("email") };
+    dv_status_queue_t qs[2] = {
+        { dv_str("llm"), 2.5, 10, 120, 3, 7, false },
+        { dv_str("email"), 0, 0, 0, 0, 0, true },
+    };
+    dv_status_worker_t ws[2] = {
+        { dv_str("host-a:4242"), false, dv_str("host-a"), 4242, 16, 9, 7,
+          123456, 17, wq, 2 },
+        { dv_str("w2"), true, dv_strn(NULL, 0), 0, 1, -1, 0, 0, 0, NULL,
+          0 },
+    };
+    dv_status_t st;
+    memset(&st, 0, sizeof st);
+    st.broker = dv_str("b-0190f3a2");
+    st.store = dv_str("sqlite");
+    st.uptime_ms = 86400123;
+    st.queues = qs;
+    st.nqueues = 2;
+    st.workers = ws;
+    st.nworkers = 2;
+    st.counters = (dv_status_counters_t){ 1000000, 999000, 990000, 12000, 11000,
+                                          1000, 5, 3, 1000, 250, 90000 };
+
+    /* by hand, as s_status_body() in broker/broker_core.c */
+    msgpack_sbuffer want, got;
+    msgpack_sbuffer_init(&want);
+    msgpack_sbuffer_init(&got);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &want, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6);
+    s_hp_kv_str(&pk, "broker", "b-0190f3a2");
+    s_hp_kv_str(&pk, "store", "sqlite");
+    s_hp_kv_int(&pk, "uptime_ms", 86400123);
+    s_hp_str(&pk, "queues");
+    msgpack_pack_array(&pk, 2);
+    for (int i = 0; i < 2; i++) {
+        msgpack_pack_map(&pk, 7);
+        s_hp_kv_str(&pk, "name", i ? "email" : "llm");
+        s_hp_str(&pk, "rate");
+        msgpack_pack_double(&pk, qs[i].rate);
+        s_hp_kv_int(&pk, "max_running", qs[i].max_running);
+        s_hp_kv_int(&pk, "queued", qs[i].queued);
+        s_hp_kv_int(&pk, "scheduled", qs[i].scheduled);
+        s_hp_kv_int(&pk, "running", qs[i].running);
+        s_hp_kv_bool(&pk, "paused", qs[i].paused);
+    }
+    s_hp_str(&pk, "workers");
+    msgpack_pack_array(&pk, 2);
+    for (int i = 0; i < 2; i++) {
+        const dv_status_worker_t *w = &ws[i];
+        msgpack_pack_map(&pk, 10);
+        s_hp_kv_str(&pk, "name", i ? "w2" : "host-a:4242");
+        s_hp_kv_bool(&pk, "draining", w->draining);
+        s_hp_kv_str(&pk, "host", i ? NULL : "host-a");
+        s_hp_kv_int(&pk, "pid", w->pid);
+        s_hp_kv_int(&pk, "concurrency", w->concurrency);
+        s_hp_kv_int(&pk, "credit", w->credit);
+        s_hp_kv_int(&pk, "running", w->running);
+        s_hp_kv_int(&pk, "processed", w->processed);
+        s_hp_kv_int(&pk, "failed", w->failed);
+        s_hp_str(&pk, "queues");
+        msgpack_pack_array(&pk, w->nqueues);
+        for (uint32_t k = 0; k < w->nqueues; k++)
+            s_hp_str(&pk, k ? "email" : "llm");
+    }
+    const dv_status_counters_t *c = &st.counters;
+    s_hp_str(&pk, "counters");
+    msgpack_pack_map(&pk, 11);
+    s_hp_kv_int(&pk, "submitted", c->submitted);
+    s_hp_kv_int(&pk, "dispatched", c->dispatched);
+    s_hp_kv_int(&pk, "succeeded", c->succeeded);
+    s_hp_kv_int(&pk, "failed", c->failed);
+    s_hp_kv_int(&pk, "retried", c->retried);
+    s_hp_kv_int(&pk, "dead", c->dead);
+    s_hp_kv_int(&pk, "cancelled", c->cancelled);
+    s_hp_kv_int(&pk, "lost", c->lost);
+    s_hp_kv_int(&pk, "live_jobs", c->live_jobs);
+    s_hp_kv_int(&pk, "dispatch_p50_us", c->dispatch_p50_us);
+    s_hp_kv_int(&pk, "dispatch_p99_us", c->dispatch_p99_us);
+
+    assert_int_equal(dv_status_encode(&st, &got), DV_OK);
+    s_same_bytes(&want, &got, "status");
+    s_write_corpus("body_status", &got);
+
+    dv_status_t back;
+    char why[256], diff[256];
+    assert_int_equal(dv_status_decode(got.data, got.size, &back, why,
+                                      sizeof why), DV_OK);
+    if (!dv_status_equal(&st, &back, diff, sizeof diff))
+        fail_msg("status round trip changed %s", diff);
+    assert_null(back.workers[1].host.ptr); /* nil: absent */
+    assert_int_equal(back.workers[0].nqueues, 2);
+    assert_non_null(back.priv_);
+    dv_status_release(&back);
+    assert_null(back.priv_);
+    dv_status_release(&back);
+
+    /* an empty broker: no queues, no workers */
+    dv_status_t empty;
+    memset(&empty, 0, sizeof empty);
+    msgpack_sbuffer_destroy(&got);
+    msgpack_sbuffer_init(&got);
+    assert_int_equal(dv_status_encode(&empty, &got), DV_OK);
+    s_write_corpus("body_status_empty", &got);
+    assert_int_equal(dv_status_decode(got.data, got.size, &back, why,
+                                      sizeof why), DV_OK);
+    assert_true(dv_status_equal(&empty, &back, NULL, 0));
+    assert_null(back.priv_);
+    dv_status_release(&back);
+    msgpack_sbuffer_destroy(&want);
+    msgpack_sbuffer_destroy(&got);
+}
+
+/* The heartbeat body as worker/worker_main.c (s_heartbeat) and
+ * handler_http_pack_metrics() pack it. */
+static void
+s_hand_metrics(msgpack_sbuffer *sb, const dv_hbmetrics_t *m)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6 + (m->has_http ? 2 : 0));
+    if (m->has_http) {
+        msgpack_packer *p = &pk;
+        msgpack_pack_str_with_body(p, "http", 4);
+        msgpack_pack_map(p, 4);
+        msgpack_pack_str_with_body(p, "in_flight", 9);
+        msgpack_pack_int(p, (int)m->http.in_flight);
+        msgpack_pack_str_with_body(p, "waiting", 7);
+        msgpack_pack_uint64(p, (uint64_t)m->http.waiting);
+        msgpack_pack_str_with_body(p, "concurrency", 11);
+        msgpack_pack_int(p, (int)m->http.concurrency);
+        msgpack_pack_str_with_body(p, "breakers", 8);
+        msgpack_pack_array(p, m->http.nbreakers);
+        for (uint32_t i = 0; i < m->http.nbreakers; i++) {
+            const dv_hb_breaker_t *b = &m->http.breakers[i];
+            msgpack_pack_map(p, 4);
+            msgpack_pack_str_with_body(p, "endpoint", 8);
+            msgpack_pack_str_with_body(p, b->endpoint.ptr, b->endpoint.len);
+            msgpack_pack_str_with_body(p, "state", 5);
+            msgpack_pack_str_with_body(p, b->state.ptr, b->state.len);
+            msgpack_pack_str_with_body(p, "failures", 8);
+            msgpack_pack_int(p, (int)b->failures);
+            msgpack_pack_str_with_body(p, "opened", 6);
+            msgpack_pack_int64(p, b->opened);
+        }
+        msgpack_pack_str_with_body(p, "keys", 4);
+        msgpack_pack_array(p, m->nkeys);
+        for (uint32_t i = 0; i < m->nkeys; i++) {
+            const dv_hb_key_t *k = &m->keys[i];
+            msgpack_pack_map(p, 11);
+            msgpack_pack_str_with_body(p, "type", 4);
+            msgpack_pack_str_with_body(p, k->type.ptr, k->type.len);
+            msgpack_pack_str_with_body(p, "id", 2);
+            msgpack_pack_str_with_body(p, k->id.ptr, k->id.len);
+            msgpack_pack_str_with_body(p, "hash", 4);
+            msgpack_pack_str_with_body(p, k->hash.ptr, k->hash.len);
+            msgpack_pack_str_with_body(p, "state", 5);
+            msgpack_pack_str_with_body(p, k->state.ptr, k->state.len);
+            msgpack_pack_str_with_body(p, "requests", 8);
+            msgpack_pack_int64(p, k->requests);
+            msgpack_pack_str_with_body(p, "ok", 2);
+            msgpack_pack_int64(p, k->ok);
+            msgpack_pack_str_with_body(p, "rate_limited", 12);
+            msgpack_pack_int64(p, k->rate_limited);
+            msgpack_pack_str_with_body(p, "errors", 6);
+            msgpack_pack_int64(p, k->errors);
+            msgpack_pack_str_with_body(p, "cooldown_until_ms", 17);
+            msgpack_pack_int64(p, k->cooldown_until_ms);
+            msgpack_pack_str_with_body(p, "tokens", 6);
+            msgpack_pack_int(p, (int)k->tokens);
+            msgpack_pack_str_with_body(p, "disabled_status", 15);
+            msgpack_pack_int(p, (int)k->disabled_status);
+        }
+    }
+    msgpack_pack_str_with_body(&pk, "per_child", 9);
+    msgpack_pack_array(&pk, m->nper_child);
+    for (uint32_t i = 0; i < m->nper_child; i++) {
+        msgpack_pack_map(&pk, 3);
+        msgpack_pack_str_with_body(&pk, "pid", 3);
+        msgpack_pack_int64(&pk, m->per_child[i].pid);
+        msgpack_pack_str_with_body(&pk, "rss_kb", 6);
+        msgpack_pack_int64(&pk, m->per_child[i].rss_kb);
+        msgpack_pack_str_with_body(&pk, "jobs", 4);
+        msgpack_pack_int64(&pk, m->per_child[i].jobs);
+    }
+    msgpack_pack_str_with_body(&pk, "held", 4);
+    msgpack_pack_uint64(&pk, (uint64_t)m->held);
+    msgpack_pack_str_with_body(&pk, "children", 8);
+    msgpack_pack_int(&pk, (int)m->children);
+    msgpack_pack_str_with_body(&pk, "capacity", 8);
+    msgpack_pack_int(&pk, (int)m->capacity);
+    msgpack_pack_str_with_body(&pk, "outbox", 6);
+    msgpack_pack_uint64(&pk, (uint64_t)m->outbox);
+    msgpack_pack_str_with_body(&pk, "load1", 5);
+    msgpack_pack_double(&pk, m->load1);
+}
+
+static void
+s_sample_metrics(dv_hbmetrics_t *m, dv_hb_breaker_t *br, dv_hb_key_t *keys,
+                 dv_hb_child_t *ch)
+{
+    memset(m, 0, sizeof *m);
+    br[0] = (dv_hb_breaker_t){ dv_str("127.0.0.1:8080"), dv_str("closed"), 0,
+                               2 };
+    br[1] = (dv_hb_breaker_t){ dv_str("api.example.com:443"),
+                               dv_str("half_open"), 5, 300 };
+    keys[0] = (dv_hb_key_t){ dv_str("title"), dv_str("key-1"),
+                             dv_str("ab12cd34"), dv_str("ok"), 1200, 1150, 40,
+                             10, 0, 17, 0 };
+    keys[1] = (dv_hb_key_t){ dv_str("title"), dv_str("key-2"),
+                             dv_str("ff00ee11"), dv_str("disabled"), 3, 0, 0, 3,
+                             1795369260000, -1, 401 };
+    ch[0] = (dv_hb_child_t){ 5001, 24576, 1000 };
+    ch[1] = (dv_hb_child_t){ 5002, -1, 0 };
+    m->has_http = true;
+    m->http = (dv_hb_http_t){ 37, 120, 100, br, 2 };
+    m->keys = keys;
+    m->nkeys = 2;
+    m->per_child = ch;
+    m->nper_child = 2;
+    m->held = 157;
+    m->children = 2;
+    m->capacity = 102;
+    m->outbox = 3;
+    m->load1 = 1.25;
+}
+
+static void
+t_hbmetrics_body(void **state)
+{
+    (void)state;
+    dv_hb_breaker_t br[2];
+    dv_hb_key_t keys[2];
+    dv_hb_child_t ch[2];
+    dv_hbmetrics_t m, back;
+    s_sample_metrics(&m, br, keys, ch);
+    char why[256], diff[256];
+    for (int http = 1; http >= 0; http--) {
+        if (!http) {
+            /* a worker without http handlers sends neither key */
+            memset(&m.http, 0, sizeof m.http);
+            m.has_http = false;
+            m.keys = NULL;
+            m.nkeys = 0;
+        }
+        msgpack_sbuffer want, got;
+        msgpack_sbuffer_init(&want);
+        msgpack_sbuffer_init(&got);
+        s_hand_metrics(&want, &m);
+        assert_int_equal(dv_hbmetrics_encode(&m, &got), DV_OK);
+        s_same_bytes(&want, &got, http ? "metrics with http" : "metrics");
+        s_write_corpus(http ? "body_metrics_http" : "body_metrics", &got);
+        assert_int_equal(dv_hbmetrics_decode(got.data, got.size, &back, why,
+                                             sizeof why), DV_OK);
+        if (!dv_hbmetrics_equal(&m, &back, diff, sizeof diff))
+            fail_msg("metrics round trip changed %s", diff);
+        assert_int_equal(back.has_http, http);
+        dv_hbmetrics_release(&back);
+        msgpack_sbuffer_destroy(&want);
+        msgpack_sbuffer_destroy(&got);
+    }
+}
+
+/* The worker event body as s_worker_event() in broker/broker_core.c packs
+ * it; metrics (the heartbeat's body) embedded as they came. */
+static void
+s_hand_workerinfo(msgpack_sbuffer *sb, const dv_workerinfo_t *w,
+                  const char *host)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    bool with_metrics = w->metrics.ptr && w->metrics.len;
+    msgpack_pack_map(&pk, 10 + (with_metrics ? 1 : 0));
+    s_hp_kv_str(&pk, "host", host);
+    s_hp_kv_int(&pk, "pid", w->pid);
+    s_hp_kv_int(&pk, "concurrency", w->concurrency);
+    s_hp_kv_int(&pk, "credit", w->credit);
+    s_hp_kv_int(&pk, "running", w->running);
+    s_hp_kv_int(&pk, "busy", w->busy);
+    s_hp_kv_int(&pk, "idle", w->idle);
+    s_hp_kv_int(&pk, "processed", w->processed);
+    s_hp_kv_int(&pk, "failed", w->failed);
+    s_hp_str(&pk, "queues");
+    msgpack_pack_array(&pk, w->nqueues);
+    for (uint32_t i = 0; i < w->nqueues; i++) {
+        char q[64];
+        s_hp_str(&pk, dv_str_copy(w->queues[i], q, sizeof q));
+    }
+    if (with_metrics) {
+        s_hp_str(&pk, "metrics");
+        pk.callback(pk.data, w->metrics.ptr, w->metrics.len);
+    }
+}
+
+static void
+t_workerinfo_body(void **state)
+{
+    (void)state;
+    dv_hb_breaker_t br[2];
+    dv_hb_key_t keys[2];
+    dv_hb_child_t ch[2];
+    dv_hbmetrics_t m;
+    s_sample_metrics(&m, br, keys, ch);
+    msgpack_sbuffer msb;
+    msgpack_sbuffer_init(&msb);
+    assert_int_equal(dv_hbmetrics_encode(&m, &msb), DV_OK);
+
+    dv_str_t queues[2] = { dv_str("llm"), dv_str("email") };
+    dv_workerinfo_t w;
+    memset(&w, 0, sizeof w);
+    w.host = dv_str("host-a");
+    w.pid = 4242;
+    w.concurrency = 16;
+    w.credit = 3;
+    w.running = 13;
+    w.busy = 12;
+    w.idle = 4;
+    w.processed = 123456789012;
+    w.failed = 17;
+    w.queues = queues;
+    w.nqueues = 2;
+    char why[256], diff[256];
+    for (int step = 0; step < 3; step++) {
+        /* joined (no metrics), heartbeat (metrics), no host */
+        w.metrics = step == 1 ? dv_strn(msb.data, msb.size) : dv_strn(NULL, 0);
+        if (step == 2)
+            w.host = dv_strn(NULL, 0);
+        msgpack_sbuffer want, got;
+        msgpack_sbuffer_init(&want);
+        msgpack_sbuffer_init(&got);
+        s_hand_workerinfo(&want, &w, step == 2 ? NULL : "host-a");
+        assert_int_equal(dv_workerinfo_encode(&w, &got), DV_OK);
+        s_same_bytes(&want, &got, "workerinfo");
+        s_write_corpus(step == 1 ? "body_workerinfo_metrics"
+                                 : step ? "body_workerinfo_nohost"
+                                        : "body_workerinfo",
+                       &got);
+        dv_workerinfo_t back;
+        assert_int_equal(dv_workerinfo_decode(got.data, got.size, &back, why,
+                                              sizeof why), DV_OK);
+        if (!dv_workerinfo_equal(&w, &back, diff, sizeof diff))
+            fail_msg("workerinfo round trip changed %s", diff);
+        if (step == 1) {
+            /* metrics: a view of the embedded map, typed on demand */
+            assert_true(s_in_frame(back.metrics, &got));
+            dv_hbmetrics_t mb;
+            assert_int_equal(dv_hbmetrics_decode(back.metrics.ptr,
+                                                 back.metrics.len, &mb, why,
+                                                 sizeof why), DV_OK);
+            assert_true(dv_hbmetrics_equal(&m, &mb, diff, sizeof diff));
+            dv_hbmetrics_release(&mb);
+        } else {
+            assert_null(back.metrics.ptr);
+        }
+        dv_workerinfo_release(&back);
+        msgpack_sbuffer_destroy(&want);
+        msgpack_sbuffer_destroy(&got);
+    }
+    msgpack_sbuffer_destroy(&msb);
+}
+
+/* Decodes the JSON text as a body with fn; checks the code and reason. */
+typedef int(s_body_dec_fn)(const void *data, size_t size, void *out,
+                           char *why, size_t why_size);
+
+static int
+s_dec_status(const void *d, size_t n, void *out, char *why, size_t ws)
+{
+    int rc = dv_status_decode(d, n, out, why, ws);
+    dv_status_release(out);
+    return rc;
+}
+
+static int
+s_dec_metrics(const void *d, size_t n, void *out, char *why, size_t ws)
+{
+    int rc = dv_hbmetrics_decode(d, n, out, why, ws);
+    dv_hbmetrics_release(out);
+    return rc;
+}
+
+static int
+s_dec_winfo(const void *d, size_t n, void *out, char *why, size_t ws)
+{
+    int rc = dv_workerinfo_decode(d, n, out, why, ws);
+    dv_workerinfo_release(out);
+    return rc;
+}
+
+static void
+s_expect_body_(int line, s_body_dec_fn *fn, int code, const char *want,
+               const char *json)
+{
+    msgpack_sbuffer sb;
+    s_framef(&sb, "%s", json);
+    union {
+        dv_status_t s;
+        dv_hbmetrics_t m;
+        dv_workerinfo_t w;
+    } out;
+    char why[256];
+    int rc = fn(sb.data, sb.size, &out, why, sizeof why);
+    if (rc != code)
+        fail_msg("line %d: got %d (%s), want %d", line, rc, rc ? why : "ok",
+                 code);
+    if (want && !strstr(why, want))
+        fail_msg("line %d: reason \"%s\" lacks \"%s\"", line, why, want);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+#define S_EXPECT_BODY(fn, code, want, json)                                 \
+    s_expect_body_(__LINE__, (fn), (code), (want), (json))
+
+static void
+t_reject_bodies(void **state)
+{
+    (void)state;
+    S_EXPECT_BODY(s_dec_status, DV_OK, NULL, "{}");
+    S_EXPECT_BODY(s_dec_status, DV_EPROTO, "status: must be a map", "[]");
+    S_EXPECT_BODY(s_dec_status, DV_EPROTO,
+                  "status: workers[1].pid: must be 0..2147483647",
+                  "{\"workers\": [{\"name\": \"a\"}, {\"pid\": -4}]}");
+    S_EXPECT_BODY(s_dec_status, DV_EPROTO,
+                  "status: queues[0].paused: must be a boolean",
+                  "{\"queues\": [{\"name\": \"q\", \"paused\": 1}]}");
+    S_EXPECT_BODY(s_dec_status, DV_EPROTO,
+                  "status: workers[0].queues[1]: must be a string",
+                  "{\"workers\": [{\"queues\": [\"q\", 7]}]}");
+    S_EXPECT_BODY(s_dec_status, DV_EPROTO,
+                  "status: counters.lost: must be >= 0",
+                  "{\"counters\": {\"lost\": -1}}");
+    S_EXPECT_BODY(s_dec_status, DV_EPROTO, "status: queues[0].rate: must be "
+                  "a number", "{\"queues\": [{\"rate\": \"fast\"}]}");
+    S_EXPECT_BODY(s_dec_status, DV_OK, NULL,
+                  "{\"broker\": null, \"store\": null, \"future\": [1]}");
+    S_EXPECT_BODY(s_dec_status, DV_EPROTO, "status: broker: must not be "
+                  "empty", "{\"broker\": \"\"}");
+    S_EXPECT_BODY(s_dec_metrics, DV_EPROTO,
+                  "metrics: http.breakers[0].failures: must be an integer",
+                  "{\"http\": {\"breakers\": [{\"failures\": \"x\"}]}}");
+    S_EXPECT_BODY(s_dec_metrics, DV_EPROTO,
+                  "metrics: per_child: must be an array",
+                  "{\"per_child\": {}}");
+    S_EXPECT_BODY(s_dec_metrics, DV_EPROTO, "metrics: load1: must be a "
+                  "number", "{\"load1\": null}");
+    S_EXPECT_BODY(s_dec_winfo, DV_EPROTO, "workerinfo: busy: must be >= 0",
+                  "{\"busy\": -1}");
+    S_EXPECT_BODY(s_dec_winfo, DV_OK, NULL,
+                  "{\"host\": null, \"metrics\": {\"anything\": [1, 2]}}");
+
+    /* not one value, or a lie about a count: refused before allocating */
+    const uint8_t claim[] = { 0x81, 0xa6, 'q', 'u', 'e', 'u', 'e', 's',
+                              0xdd, 0xff, 0xff, 0xff, 0xff, 0x80 };
+    dv_status_t st;
+    char why[256];
+    assert_int_equal(dv_status_decode(claim, sizeof claim, &st, why,
+                                      sizeof why), DV_ETRUNC);
+    assert_null(st.priv_);
+    assert_int_equal(dv_status_decode("\x80\xc0", 2, &st, why, sizeof why),
+                     DV_ETRUNC);
+    assert_int_equal(dv_status_decode(NULL, 0, &st, NULL, 0), DV_ETRUNC);
+    const char twice[] = "\x82\xa9uptime_ms\x01\xa9uptime_ms\x02";
+    assert_int_equal(dv_status_decode(twice, sizeof twice - 1, &st, why,
+                                      sizeof why), DV_EPROTO);
+    assert_string_equal(why, "status: uptime_ms: key given twice");
+    size_t big = DV_PAYLOAD_MAX + 1;
+    char *huge = calloc(1, big);
+    assert_int_equal(dv_workerinfo_decode(huge, big, (dv_workerinfo_t *)&st,
+                                          why, sizeof why), DV_ETOOBIG);
+    free(huge);
+    /* nesting past the value limit */
+    char deep[DV_VALUE_DEPTH_MAX + 2];
+    memset(deep, 0x91, sizeof deep);
+    deep[sizeof deep - 1] = 0x01;
+    assert_int_equal(dv_hbmetrics_decode(deep, sizeof deep,
+                                         (dv_hbmetrics_t *)&st, why,
+                                         sizeof why), DV_ETOOBIG);
+}
+
 /* ---- dv_mp_validate ---------------------------------------------------- */
 
 static int
@@ -1844,6 +2416,13 @@ main(void)
         cmocka_unit_test(t_validate_depth),
         cmocka_unit_test(t_names),
         cmocka_unit_test(t_str_helpers),
+        cmocka_unit_test(t_equal),
+        cmocka_unit_test(t_codes),
+        cmocka_unit_test(t_event_kinds),
+        cmocka_unit_test(t_status_body),
+        cmocka_unit_test(t_hbmetrics_body),
+        cmocka_unit_test(t_workerinfo_body),
+        cmocka_unit_test(t_reject_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
