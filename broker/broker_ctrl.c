@@ -327,8 +327,6 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
                              "job not committed yet; try again", NULL, false);
         } else {
             broker_results_t tmp = { 0 };
-            tmp.owned = zlistx_new();
-            zlistx_set_destructor(tmp.owned, broker_free_item);
             dv_result_t it = { 0 };
             broker_view_ctx_t ctx = { &tmp, &it, false };
             int r = broker_store_get(self->store, idtext, broker_client_on_view,
@@ -340,7 +338,7 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
             else
                 snprintf(why, sizeof why, "no such job");
             broker_out_reply(self, rid, c->req, false, why, NULL, false);
-            zlistx_destroy(&tmp.owned);
+            broker_client_results_free_owned(&tmp);
         }
     } else if (dv_str_eq(c->verb, "job")) {
         if (!idtext[0]) {
@@ -354,7 +352,7 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
         if (c->worker.ptr)
             dv_str_copy(c->worker, wname, sizeof wname);
         broker_worker_t *w =
-            wname[0] ? zhashx_lookup(self->worker_by_name, wname) : NULL;
+            wname[0] ? dv_map_get(self->worker_by_name, wname) : NULL;
         if (!wname[0]) {
             broker_out_reply(self, rid, c->req, false,
                              "drain needs a worker name", NULL, false);
