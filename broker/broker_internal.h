@@ -32,7 +32,6 @@
 #ifndef BROKER_INTERNAL_H
 #define BROKER_INTERNAL_H
 
-#include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -228,14 +227,6 @@ static inline void
 broker_id_text(const broker_job_t *job, char out[DV_ID_TEXT_LEN + 1])
 {
     dv_id_format(&job->id, out);
-}
-
-/* zhashx/zlistx destructor for plain malloc'd items. */
-static inline void
-broker_free_item(void **item)
-{
-    free(*item);
-    *item = NULL;
 }
 
 static inline void
