@@ -12,9 +12,10 @@
  * (idempotency keys not in memory, finished jobs), which blocks for as
  * long as a SQLite read takes; it never waits for a commit.
  *
- * Out of memory: a job that cannot be built is refused in its ack (the
- * others in the message go on); a reply or result that cannot be built is
- * logged as broker.reply_dropped.
+ * Out of memory: a job that cannot be built, indexed, recorded or have
+ * its idempotency key marked pending is refused in its ack (the others in
+ * the message go on; broker.submit_refused counts them); a reply or result
+ * that cannot be built is logged as broker.reply_dropped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         return;
     }
     int64_t now = broker_now_ms(self);
+    uint32_t nomem = 0; /* jobs refused for lack of memory */
     for (uint32_t i = 0; i < n; i++) {
         const dv_jobspec_t *js = &msg->u.submit.jobs[i];
         char keybuf[DV_KEY_MAX + 1];
@@ -59,12 +61,12 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             key = dv_str_copy(js->key, keybuf, sizeof keybuf);
             /* Keys whose insert is not durable yet are only in memory; the
              * rest are in the store. */
-            const char *pending = zhashx_lookup(self->pending_keys, key);
+            const broker_pkey_t *pending = dv_map_get(self->pending_keys, key);
             int r = pending
                         ? 1
                         : broker_store_find_key(self->store, key, b->ids[i]);
             if (pending)
-                snprintf(b->ids[i], sizeof b->ids[i], "%s", pending);
+                snprintf(b->ids[i], sizeof b->ids[i], "%s", pending->id);
             if (r == 1) {
                 b->acks[i].duplicate = true;
                 continue;
@@ -81,7 +83,12 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         dv_id_new(&id);
         broker_job_t *job =
             broker_job_new(&id, js->payload.ptr, js->payload.len);
-        char *k = key ? strdup(key) : NULL;
+        size_t klen = key ? strlen(key) : 0;
+        broker_pkey_t *k = key ? malloc(sizeof *k + klen + 1) : NULL;
+        if (k) {
+            k->next = NULL;
+            memcpy(k->key, key, klen + 1);
+        }
         if (job) {
             job->type = broker_sched_intern(self, js->type);
             job->batch = broker_sched_intern(self, js->batch);
@@ -93,6 +100,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             broker_job_destroy(&job);
             free(k);
             b->errors[i] = s_oom;
+            nomem++;
             continue;
         }
         job->queue = q;
@@ -114,6 +122,19 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         if (bo.jitter)
             job->flags |= BROKER_JOB_JITTER;
         dv_id_format(&id, b->ids[i]);
+        /* The key is pending before the insert is recorded, so that a
+         * failure here leaves nothing to undo in the group. */
+        if (k) {
+            memcpy(k->id, b->ids[i], sizeof k->id);
+            if (dv_map_put(self->pending_keys, k->key, k) != 0) {
+                b->errors[i] = s_oom;
+                nomem++;
+                b->ids[i][0] = '\0';
+                broker_job_destroy(&job);
+                free(k);
+                continue;
+            }
+        }
 
         broker_jobrec_t rec = {
             .id = b->ids[i],
@@ -143,7 +164,10 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
              * half a job: refuse it whole. The index entry goes with the
              * group's failure handling if the insert was recorded. */
             broker_index_del(&self->index, job);
+            if (k)
+                dv_map_delete(self->pending_keys, k->key);
             b->errors[i] = s_oom;
+            nomem++;
             b->ids[i][0] = '\0';
             broker_job_destroy(&job);
             free(k);
@@ -152,39 +176,57 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         job->flags |= BROKER_JOB_PENDING;
         job->state = DV_STATE_NONE;
         if (k) {
-            zhashx_insert(self->pending_keys, k, b->ids[i]);
-            zlistx_add_end(self->cur->keys, k);
+            k->next = self->cur->keys;
+            self->cur->keys = k;
         }
         b->jobs[i] = job;
+    }
+    if (nomem) {
+        char peer[2 * 255 + 1];
+        broker_out_rid_hex(rid, peer);
+        dv_log(DV_ERROR, "broker.submit_refused", DV_STR("peer", peer),
+               DV_INT("req", (int64_t)b->req), DV_INT("jobs", nomem),
+               DV_STR("error", "out of memory"));
     }
     *self->cur->acks_tail = b;
     self->cur->acks_tail = &b->next;
 }
 
 void
-broker_client_results_destroy(void **item)
+broker_client_results_free_owned(broker_results_t *r)
 {
-    broker_results_t *r = *item;
+    while (r->owned) {
+        broker_owned_t *o = r->owned;
+        r->owned = o->next;
+        free(o);
+    }
+}
+
+void
+broker_client_results_destroy(void *item)
+{
+    broker_results_t *r = item;
     free(r->items);
-    zlistx_destroy(&r->owned);
+    broker_client_results_free_owned(r);
     free(r);
-    *item = NULL;
 }
 
 broker_results_t *
 broker_client_results_for(broker_group_t *g, const broker_rid_t *rid)
 {
-    char hex[2 * 255 + 1];
-    broker_out_rid_hex(rid, hex);
-    broker_results_t *r = zhashx_lookup(g->results_out, hex);
+    broker_results_t *r =
+        dv_map_getn(g->results_out, (const char *)rid->data, rid->len);
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r)
             return NULL;
         r->rid = *rid;
-        r->owned = zlistx_new();
-        zlistx_set_destructor(r->owned, broker_free_item);
-        zhashx_insert(g->results_out, hex, r);
+        /* Keyed by the copy of the routing id it holds. */
+        if (dv_map_putn(g->results_out, (const char *)r->rid.data, r->rid.len,
+                        r) != 0) {
+            free(r);
+            return NULL;
+        }
     }
     return r;
 }
@@ -211,15 +253,16 @@ broker_client_results_own(broker_results_t *r, const void *p, size_t len,
 {
     if (!p)
         return (dv_str_t){ 0 };
-    char *c = malloc(len + 1);
-    if (!c) {
+    broker_owned_t *o = malloc(sizeof *o + len + 1);
+    if (!o) {
         *failed = true;
         return (dv_str_t){ 0 };
     }
-    memcpy(c, p, len);
-    c[len] = '\0';
-    zlistx_add_end(r->owned, c);
-    return dv_strn(c, len);
+    memcpy(o->data, p, len);
+    o->data[len] = '\0';
+    o->next = r->owned;
+    r->owned = o;
+    return dv_strn(o->data, len);
 }
 
 void
@@ -304,9 +347,10 @@ s_status_body(broker_t *self, msgpack_packer *pk)
     broker_pack_kv_int(pk, "uptime_ms", broker_now_ms(self) - self->started_ms);
 
     broker_pack_str(pk, "queues");
-    msgpack_pack_array(pk, zhashx_size(self->queues));
-    for (broker_queue_t *q = zhashx_first(self->queues); q;
-         q = zhashx_next(self->queues)) {
+    msgpack_pack_array(pk, dv_map_size(self->queues));
+    broker_queue_t *q;
+    DV_MAP_EACH(q, self->queues)
+    {
         msgpack_pack_map(pk, 7);
         broker_pack_kv_str(pk, "name", q->name);
         broker_pack_str(pk, "rate");
@@ -323,9 +367,10 @@ s_status_body(broker_t *self, msgpack_packer *pk)
     }
 
     broker_pack_str(pk, "workers");
-    msgpack_pack_array(pk, zhashx_size(self->worker_by_name));
-    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
-         w = zhashx_next(self->worker_by_name)) {
+    msgpack_pack_array(pk, dv_map_size(self->worker_by_name));
+    broker_worker_t *w;
+    DV_MAP_EACH(w, self->worker_by_name)
+    {
         msgpack_pack_map(pk, 10);
         broker_pack_kv_str(pk, "name", w->name);
         broker_pack_str(pk, "draining");

@@ -100,9 +100,10 @@ s_drain(broker_t *self, void *socket, s_handler_fn *handler)
 /* ---- life cycle ------------------------------------------------------------------ */
 
 static void
-s_queue_destructor(void **item)
+s_queue_free(void *item)
 {
-    broker_queue_destroy((broker_queue_t **)item);
+    broker_queue_t *q = item;
+    broker_queue_destroy(&q);
 }
 
 static void *
@@ -147,14 +148,14 @@ broker_core_open(const broker_config_t *cfg)
     dv_id_new(&iid);
     dv_id_format(&iid, self->instance);
     self->started_ms = broker_now_ms(self);
-    self->queues = zhashx_new();
-    zhashx_set_destructor(self->queues, s_queue_destructor);
-    self->types = zhashx_new();
-    zhashx_set_destructor(self->types, broker_free_item);
-    self->worker_by_name = zhashx_new();
-    self->pending_keys = zhashx_new(); /* values point into ack batches */
+    self->queues = dv_map_new(s_queue_free);
+    self->types = dv_map_new(free);
+    self->worker_by_name = dv_map_new(NULL);
+    self->pending_keys = dv_map_new(NULL); /* items owned by the groups */
     self->cur = broker_group_new();
-    if (!self->cur || broker_index_init(&self->index) != 0) {
+    if (!self->queues || !self->types || !self->worker_by_name ||
+        !self->pending_keys || !self->cur ||
+        broker_index_init(&self->index) != 0) {
         dv_log(DV_ERROR, "broker.start_failed",
                DV_STR("error", "out of memory"));
         goto fail;
@@ -249,15 +250,15 @@ broker_destroy(broker_t **self_p)
     }
     broker_index_free(&self->index);
     broker_heap_free(&self->timers);
-    if (self->worker_by_name) {
-        for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
-             w = zhashx_next(self->worker_by_name))
-            broker_worker_free(w);
-        zhashx_destroy(&self->worker_by_name);
+    broker_worker_t *w;
+    DV_MAP_EACH(w, self->worker_by_name)
+    {
+        broker_worker_free(w);
     }
-    zhashx_destroy(&self->queues);
-    zhashx_destroy(&self->types);
-    zhashx_destroy(&self->pending_keys);
+    dv_map_destroy(&self->worker_by_name);
+    dv_map_destroy(&self->queues);
+    dv_map_destroy(&self->types);
+    dv_map_destroy(&self->pending_keys);
     free(self->outq);
     if (self->clients)
         zmq_close(self->clients);
@@ -278,25 +279,29 @@ broker_dump(broker_t *self)
     dv_log(DV_INFO, "broker.dump", DV_STR("broker", self->instance),
            DV_INT("live_jobs", (int64_t)self->index.count),
            DV_INT("scheduled", (int64_t)self->timers.count),
-           DV_INT("workers", (int64_t)zhashx_size(self->worker_by_name)),
+           DV_INT("workers", (int64_t)dv_map_size(self->worker_by_name)),
            DV_INT("submitted", (int64_t)self->counters.submitted),
            DV_INT("succeeded", (int64_t)self->counters.succeeded),
            DV_INT("dead", (int64_t)self->counters.dead),
            DV_INT("event_seq", (int64_t)self->event_seq));
-    for (broker_queue_t *q = zhashx_first(self->queues); q;
-         q = zhashx_next(self->queues))
+    broker_queue_t *q;
+    DV_MAP_EACH(q, self->queues)
+    {
         dv_log(DV_INFO, "broker.dump_queue", DV_STR("queue", q->name),
                DV_INT("queued", (int64_t)q->ready),
                DV_INT("scheduled", (int64_t)q->scheduled),
                DV_INT("running", (int64_t)q->running),
                DV_BOOL("paused", q->paused));
+    }
     int64_t now = broker_mono_ms(self);
-    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
-         w = zhashx_next(self->worker_by_name))
+    broker_worker_t *w;
+    DV_MAP_EACH(w, self->worker_by_name)
+    {
         dv_log(DV_INFO, "broker.dump_worker", DV_STR("worker", w->name),
                DV_INT("credit", w->credit),
                DV_INT("running", (int64_t)w->running.count),
                DV_INT("silent_ms", now - w->last_seen_ms));
+    }
 }
 
 static bool
@@ -304,10 +309,12 @@ s_has_ready_work(broker_t *self)
 {
     if (!self->dispatch_needed)
         return false;
-    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
-         w = zhashx_next(self->worker_by_name))
+    broker_worker_t *w;
+    DV_MAP_EACH(w, self->worker_by_name)
+    {
         if (w->credit > 0)
             return true;
+    }
     self->dispatch_needed = false;
     return false;
 }

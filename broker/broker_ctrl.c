@@ -12,11 +12,12 @@
  * on the loop's connection; never waits for a commit.
  *
  * Out of memory: the verb fails with "broker out of memory" where nothing
- * was changed yet (a drain that cannot tell the worker, a retry that
- * cannot list its jobs); a reply that cannot be built is logged as
- * broker.reply_dropped; a kill that cannot be queued is logged as
- * broker.kill_dropped (the job is cancelled all the same, and its late
- * outcome is ignored).
+ * was changed yet (a drain that cannot tell the worker; a retry that
+ * cannot list its jobs, or a purge its scheduled jobs, logged as
+ * broker.retry_failed, broker.purge_failed); a reply that cannot be built
+ * is logged as broker.reply_dropped; a kill that cannot be queued is
+ * logged as broker.kill_dropped (the job is cancelled all the same, and
+ * its late outcome is ignored).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,10 +76,27 @@ broker_ctrl_set_rate(broker_t *self, broker_queue_t *q, double rate)
     q->tokens_us = broker_mono_us(self);
 }
 
-/* Cancels every job of q that waits (ready or scheduled). */
+/* Cancels every job of q that waits (ready or scheduled). Returns how
+ * many, or -1 when out of memory (then nothing was cancelled). */
 static int
 s_purge(broker_t *self, broker_queue_t *q)
 {
+    /* Scheduled ones of this queue are collected first (the heap shifts as
+     * they go), before anything changes. */
+    uint32_t nlater = 0;
+    for (uint32_t i = 0; i < self->timers.count; i++)
+        if (self->timers.items[i]->queue == q)
+            nlater++;
+    broker_job_t **later = NULL;
+    if (nlater) {
+        later = malloc(nlater * sizeof *later);
+        if (!later)
+            return -1;
+        nlater = 0;
+        for (uint32_t i = 0; i < self->timers.count; i++)
+            if (self->timers.items[i]->queue == q)
+                later[nlater++] = self->timers.items[i];
+    }
     char why[DV_NAME_MAX + 32];
     snprintf(why, sizeof why, "purged from queue %s", q->name);
     dv_failure_t f;
@@ -92,16 +110,11 @@ s_purge(broker_t *self, broker_queue_t *q)
         broker_sched_finish(self, job, DV_STATE_CANCELLED, NULL, 0, &f);
         n++;
     }
-    /* Scheduled ones of this queue: collect first, the heap shifts. */
-    zlistx_t *later = zlistx_new();
-    for (uint32_t i = 0; i < self->timers.count; i++)
-        if (self->timers.items[i]->queue == q)
-            zlistx_add_end(later, self->timers.items[i]);
-    for (job = zlistx_first(later); job; job = zlistx_next(later)) {
-        broker_sched_finish(self, job, DV_STATE_CANCELLED, NULL, 0, &f);
+    for (uint32_t i = 0; i < nlater; i++) {
+        broker_sched_finish(self, later[i], DV_STATE_CANCELLED, NULL, 0, &f);
         n++;
     }
-    zlistx_destroy(&later);
+    free(later);
     return n;
 }
 
@@ -171,18 +184,27 @@ s_retry_one(broker_t *self, const char *idtext, s_retry_ctx_t *ctx)
     return ctx->error;
 }
 
+/* Ids of stored jobs, listed before any is retried. */
 typedef struct {
-    zlistx_t *ids;
+    char (*ids)[DV_ID_TEXT_LEN + 1];
+    size_t n, cap;
 } s_list_ctx_t;
 
 static int
 s_collect_id(void *arg, const char *id)
 {
     s_list_ctx_t *c = arg;
-    char *copy = strdup(id);
-    if (!copy)
-        return DV_ENOMEM;
-    zlistx_add_end(c->ids, copy);
+    if (strlen(id) != DV_ID_TEXT_LEN)
+        return 0; /* not a job id: it could not be retried */
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 64;
+        char(*ni)[DV_ID_TEXT_LEN + 1] = realloc(c->ids, ncap * sizeof *ni);
+        if (!ni)
+            return DV_ENOMEM;
+        c->ids = ni;
+        c->cap = ncap;
+    }
+    memcpy(c->ids[c->n++], id, DV_ID_TEXT_LEN + 1);
     return 0;
 }
 
@@ -229,19 +251,21 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
                              false);
             return true;
         }
-        s_list_ctx_t lc = { zlistx_new() };
-        zlistx_set_destructor(lc.ids, broker_free_item);
+        s_list_ctx_t lc = { 0 };
         int n = broker_store_list(self->store, qname, DV_STATE_DEAD, 100000,
                                   s_collect_id, &lc);
         int retried = 0;
-        for (char *id = zlistx_first(lc.ids); id; id = zlistx_next(lc.ids))
-            if (!s_retry_one(self, id, &ctx))
+        /* Short of memory, none is retried: the verb fails whole. */
+        for (size_t i = 0; i < lc.n && n != DV_ENOMEM; i++)
+            if (!s_retry_one(self, lc.ids[i], &ctx))
                 retried++;
-        zlistx_destroy(&lc.ids);
-        if (n == DV_ENOMEM)
+        free(lc.ids);
+        if (n == DV_ENOMEM) {
+            dv_log(DV_ERROR, "broker.retry_failed", DV_STR("queue", qname),
+                   DV_STR("error", "out of memory"));
             broker_out_reply(self, rid, c->req, false, "broker out of memory",
                              NULL, false);
-        else if (n < 0)
+        } else if (n < 0)
             broker_out_reply(self, rid, c->req, false, "store read failed",
                              NULL, false);
         else
@@ -274,7 +298,15 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
         return true;
     }
     if (purge) {
-        s_reply_count(self, rid, c->req, "purged", s_purge(self, q));
+        int n = s_purge(self, q);
+        if (n < 0) {
+            dv_log(DV_ERROR, "broker.purge_failed", DV_STR("queue", q->name),
+                   DV_STR("error", "out of memory"));
+            broker_out_reply(self, rid, c->req, false, "broker out of memory",
+                             NULL, false);
+        } else {
+            s_reply_count(self, rid, c->req, "purged", n);
+        }
         return true;
     }
     if (pause || resume)
@@ -327,8 +359,6 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
                              "job not committed yet; try again", NULL, false);
         } else {
             broker_results_t tmp = { 0 };
-            tmp.owned = zlistx_new();
-            zlistx_set_destructor(tmp.owned, broker_free_item);
             dv_result_t it = { 0 };
             broker_view_ctx_t ctx = { &tmp, &it, false };
             int r = broker_store_get(self->store, idtext, broker_client_on_view,
@@ -340,7 +370,7 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
             else
                 snprintf(why, sizeof why, "no such job");
             broker_out_reply(self, rid, c->req, false, why, NULL, false);
-            zlistx_destroy(&tmp.owned);
+            broker_client_results_free_owned(&tmp);
         }
     } else if (dv_str_eq(c->verb, "job")) {
         if (!idtext[0]) {
@@ -354,7 +384,7 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
         if (c->worker.ptr)
             dv_str_copy(c->worker, wname, sizeof wname);
         broker_worker_t *w =
-            wname[0] ? zhashx_lookup(self->worker_by_name, wname) : NULL;
+            wname[0] ? dv_map_get(self->worker_by_name, wname) : NULL;
         if (!wname[0]) {
             broker_out_reply(self, rid, c->req, false,
                              "drain needs a worker name", NULL, false);

@@ -126,6 +126,14 @@ s_flush_jobs(broker_t *self)
     self->noutq = 0;
 }
 
+static bool
+s_every(const void *item, void *ctx)
+{
+    (void)item;
+    (void)ctx;
+    return true;
+}
+
 static void
 s_flush_results(broker_t *self, broker_group_t *g)
 {
@@ -161,8 +169,9 @@ s_flush_results(broker_t *self, broker_group_t *g)
                 it->failure = e->failure;
         }
     }
-    for (broker_results_t *r = zhashx_first(g->results_out); r;
-         r = zhashx_next(g->results_out)) {
+    broker_results_t *r;
+    DV_MAP_EACH(r, g->results_out)
+    {
         /* Keep each message well under the frame limit. */
         uint32_t start = 0;
         while (start < r->n) {
@@ -177,7 +186,7 @@ s_flush_results(broker_t *self, broker_group_t *g)
             start += count;
         }
     }
-    zhashx_purge(g->results_out);
+    dv_map_delete_if(g->results_out, s_every, NULL);
     while (g->ended) {
         broker_ended_t *e = g->ended;
         g->ended = e->next;
@@ -210,20 +219,32 @@ s_flush_sends(broker_t *self, broker_group_t *g)
 
 /* ---- groups -------------------------------------------------------------------- */
 
+/* Frees the group's idempotency keys (out of self->pending_keys by now). */
+static void
+s_free_keys(broker_group_t *g)
+{
+    while (g->keys) {
+        broker_pkey_t *k = g->keys;
+        g->keys = k->next;
+        free(k);
+    }
+}
+
 broker_group_t *
 broker_group_new(void)
 {
     broker_group_t *g = calloc(1, sizeof *g);
     if (!g)
         return NULL;
+    g->results_out = dv_map_new(broker_client_results_destroy);
+    if (!g->results_out) {
+        free(g);
+        return NULL;
+    }
     broker_wbatch_init(&g->wb);
     g->acks_tail = &g->acks;
     g->ended_tail = &g->ended;
     msgpack_sbuffer_init(&g->outbuf);
-    g->results_out = zhashx_new();
-    zhashx_set_destructor(g->results_out, broker_client_results_destroy);
-    g->keys = zlistx_new();
-    zlistx_set_destructor(g->keys, broker_free_item);
     return g;
 }
 
@@ -238,8 +259,8 @@ broker_group_destroy(broker_group_t **g_p)
         free(g->sends[i].rid);
     free(g->sends);
     msgpack_sbuffer_destroy(&g->outbuf);
-    zhashx_destroy(&g->results_out);
-    zlistx_destroy(&g->keys);
+    dv_map_destroy(&g->results_out);
+    s_free_keys(g);
     free(g);
     *g_p = NULL;
 }
@@ -248,7 +269,7 @@ static bool
 s_group_empty(const broker_group_t *g)
 {
     return g->wb.nops == 0 && !g->wb.expire && !g->acks && !g->ended &&
-           g->nsends == 0 && zhashx_size(g->results_out) == 0;
+           g->nsends == 0 && dv_map_size(g->results_out) == 0;
 }
 
 /* The group's writes are durable (or failed): send what waited on them, in
@@ -270,9 +291,9 @@ s_group_done(broker_t *self, broker_group_t *g)
     if (g->wb.expired > 0)
         dv_log(DV_INFO, "broker.expired_results",
                DV_INT("jobs", g->wb.expired));
-    for (char *k = zlistx_first(g->keys); k; k = zlistx_next(g->keys))
-        zhashx_delete(self->pending_keys, k);
-    zlistx_purge(g->keys);
+    for (broker_pkey_t *k = g->keys; k; k = k->next)
+        dv_map_delete(self->pending_keys, k->key);
+    s_free_keys(g);
     s_flush_acks(self, g, committed);
     s_flush_results(self, g);
     s_flush_sends(self, g);

@@ -32,7 +32,6 @@
 #ifndef BROKER_INTERNAL_H
 #define BROKER_INTERNAL_H
 
-#include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +44,7 @@
 #include "dv_clock.h"
 #include "dv_err.h"
 #include "dv_hist.h"
+#include "dv_map.h"
 #include "dv_proto.h"
 
 /* A ROUTER routing id, copied out of its frame. */
@@ -111,13 +111,29 @@ typedef struct broker_send {
     broker_rid_t *rid; /* NULL for events */
 } broker_send_t;
 
-/* Results pending for one client. */
+/* A buffer result items point into, owned by their results. */
+typedef struct broker_owned {
+    struct broker_owned *next;
+    char data[];
+} broker_owned_t;
+
+/* Results pending for one client; the group's results_out map keys it by
+ * the bytes of rid. */
 typedef struct {
     broker_rid_t rid;
     dv_result_t *items;
     uint32_t n, cap;
-    zlistx_t *owned; /* buffers the items point into */
+    broker_owned_t *owned; /* buffers the items point into */
 } broker_results_t;
+
+/* An idempotency key whose insert is not durable yet, and the id of the
+ * job that holds it: self->pending_keys maps key to it, its group's keys
+ * list owns it. One allocation per keyed job. */
+typedef struct broker_pkey {
+    struct broker_pkey *next;
+    char id[DV_ID_TEXT_LEN + 1];
+    char key[]; /* the map's key */
+} broker_pkey_t;
 
 /* Everything one group of store writes carries: the writes, and the output
  * that may leave only once they are durable. */
@@ -128,8 +144,8 @@ typedef struct broker_group {
     broker_send_t *sends; /* replies and events, in order */
     size_t nsends, sends_cap;
     msgpack_sbuffer outbuf; /* their encoded bytes */
-    zhashx_t *results_out;  /* client rid hex -> pending results */
-    zlistx_t *keys;         /* idempotency keys inserted in this group */
+    dv_map_t *results_out;  /* client rid bytes -> broker_results_t (owned) */
+    broker_pkey_t *keys;    /* idempotency keys inserted in this group */
 } broker_group_t;
 
 typedef struct {
@@ -152,15 +168,15 @@ struct broker {
     broker_writer_t *writer;
     broker_group_t *cur;      /* being built by this pass */
     broker_group_t *inflight; /* with the writer, or NULL */
-    zhashx_t *pending_keys;   /* key -> id of inserts not yet durable */
+    dv_map_t *pending_keys;   /* key -> broker_pkey_t (the groups own them) */
     void *zctx;
     void *clients, *workers, *events;
 
     broker_index_t index;     /* live jobs by id */
     broker_heap_t timers;     /* scheduled jobs by run_at */
-    zhashx_t *queues;         /* name -> broker_queue_t* */
-    zhashx_t *types;          /* interned type and batch names */
-    zhashx_t *worker_by_name; /* name -> broker_worker_t* */
+    dv_map_t *queues;         /* name -> broker_queue_t (owned) */
+    dv_map_t *types;          /* interned type and batch names (owned) */
+    dv_map_t *worker_by_name; /* name -> broker_worker_t (freed by hand) */
 
     broker_worker_t **outq; /* workers with jobs to send this pass */
     size_t noutq, outq_cap;
@@ -211,14 +227,6 @@ static inline void
 broker_id_text(const broker_job_t *job, char out[DV_ID_TEXT_LEN + 1])
 {
     dv_id_format(&job->id, out);
-}
-
-/* zhashx/zlistx destructor for plain malloc'd items. */
-static inline void
-broker_free_item(void **item)
-{
-    free(*item);
-    *item = NULL;
 }
 
 static inline void
@@ -389,7 +397,11 @@ dv_result_t *broker_client_results_add(broker_results_t *r);
  * then *failed is set). */
 dv_str_t broker_client_results_own(broker_results_t *r, const void *p,
                                    size_t len, bool *failed);
-void broker_client_results_destroy(void **item);
+/* Frees the buffers r owns (the items pointing into them are left as they
+ * are). */
+void broker_client_results_free_owned(broker_results_t *r);
+/* dv_map item destructor of the group's results_out. */
+void broker_client_results_destroy(void *item);
 
 /* broker_store_get callback filling a result item from a stored job. */
 typedef struct {

@@ -20,10 +20,12 @@
 #include "broker_internal.h"
 #include "dv_log.h"
 
+/* Jobs that were running are chained through their queue links (they are
+ * in no container until they are failed), in the order they came. */
 typedef struct {
     broker_t *self;
-    zlistx_t *was_running;
-    size_t count;
+    broker_job_t *was_running, **was_running_tail;
+    size_t count, lost;
 } s_replay_ctx_t;
 
 broker_job_t *
@@ -85,7 +87,10 @@ s_on_replay(void *arg, const broker_jobrec_t *rec)
         /* It was leased when the broker stopped: park it as queued so the
          * failure path can move it; it is failed as lost below. */
         job->state = DV_STATE_NONE;
-        zlistx_add_end(c->was_running, job);
+        job->next = NULL;
+        *c->was_running_tail = job;
+        c->was_running_tail = &job->next;
+        c->lost++;
     } else {
         broker_sched_place(self, job, false);
     }
@@ -96,15 +101,16 @@ s_on_replay(void *arg, const broker_jobrec_t *rec)
 int
 broker_recover_jobs(broker_t *self)
 {
-    s_replay_ctx_t c = { self, zlistx_new(), 0 };
+    s_replay_ctx_t c = { self, NULL, NULL, 0, 0 };
+    c.was_running_tail = &c.was_running;
     int rc = broker_store_replay(self->store, s_on_replay, &c);
-    if (rc != 0) {
-        zlistx_destroy(&c.was_running);
-        return rc;
-    }
-    size_t lost = zlistx_size(c.was_running);
-    for (broker_job_t *job = zlistx_first(c.was_running); job;
-         job = zlistx_next(c.was_running)) {
+    /* Unchain them either way: they are indexed, and freed with it. */
+    broker_job_t *next;
+    for (broker_job_t *job = c.was_running; job; job = next) {
+        next = job->next;
+        job->next = NULL;
+        if (rc != 0)
+            continue;
         dv_failure_t f;
         dv_failure_init(&f);
         f.category = DV_CAT_LOST;
@@ -112,10 +118,11 @@ broker_recover_jobs(broker_t *self)
         f.message = dv_str("broker restarted while the job was running");
         broker_sched_fail(self, job, &f);
     }
-    zlistx_destroy(&c.was_running);
+    if (rc != 0)
+        return rc;
     /* The failures just recorded are the first group the writer commits. */
     dv_log(DV_INFO, "broker.recovered", DV_INT("jobs", (int64_t)c.count),
-           DV_INT("requeued_lost", (int64_t)lost));
+           DV_INT("requeued_lost", (int64_t)c.lost));
     return 0;
 }
 

@@ -53,24 +53,28 @@ broker_sched_intern(broker_t *self, dv_str_t name)
         return NULL;
     char buf[DV_NAME_MAX + 1];
     dv_str_copy(name, buf, sizeof buf);
-    const char *s = zhashx_lookup(self->types, buf);
+    const char *s = dv_map_get(self->types, buf);
     if (s)
         return s;
     char *copy = strdup(buf);
     if (!copy)
         return NULL;
-    zhashx_insert(self->types, copy, copy);
+    if (dv_map_put(self->types, copy, copy) != 0) {
+        free(copy);
+        return NULL;
+    }
     return copy;
 }
 
 broker_queue_t *
 broker_sched_queue(broker_t *self, const char *name)
 {
-    broker_queue_t *q = zhashx_lookup(self->queues, name);
+    broker_queue_t *q = dv_map_get(self->queues, name);
     if (!q) {
         q = broker_queue_new(name);
-        if (q)
-            zhashx_insert(self->queues, name, q);
+        /* Keyed by the name the queue holds. */
+        if (q && dv_map_put(self->queues, q->name, q) != 0)
+            broker_queue_destroy(&q);
     }
     return q;
 }
@@ -362,8 +366,9 @@ broker_sched_dispatch(broker_t *self)
     bool progress = true;
     while (progress) {
         progress = false;
-        for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
-             w = zhashx_next(self->worker_by_name)) {
+        broker_worker_t *w;
+        DV_MAP_EACH(w, self->worker_by_name)
+        {
             if (w->credit <= 0 || !w->known || w->draining)
                 continue;
             broker_job_t *job = NULL;

@@ -157,8 +157,9 @@ s_worker(s_fx_t *fx, const char *name, const char *queues, int credit)
 static void
 s_assert_no_idle_slot(broker_t *b)
 {
-    for (broker_worker_t *w = zhashx_first(b->worker_by_name); w;
-         w = zhashx_next(b->worker_by_name)) {
+    broker_worker_t *w;
+    DV_MAP_EACH(w, b->worker_by_name)
+    {
         if (w->credit <= 0 || !w->known || w->draining)
             continue;
         for (int i = 0; i < w->nqueues; i++) {
@@ -517,8 +518,8 @@ t_worker_expiry_requeues_as_lost(void **state)
     s_advance_ms(fx, 1001); /* gone: 5001 ms silent; alive: 1001 */
     broker_worker_expire(b);
 
-    assert_null(zhashx_lookup(b->worker_by_name, "gone"));
-    assert_non_null(zhashx_lookup(b->worker_by_name, "alive"));
+    assert_null(dv_map_get(b->worker_by_name, "gone"));
+    assert_non_null(dv_map_get(b->worker_by_name, "alive"));
     (void)gone;
     assert_int_equal(b->counters.lost, 2);
     assert_int_equal(b->counters.failed, 2);

@@ -40,7 +40,11 @@ broker_worker_new(broker_t *self, const broker_rid_t *rid)
         return NULL;
     }
     w->rid = *rid;
-    zhashx_insert(self->worker_by_name, name, w);
+    /* Keyed by the name the worker holds. */
+    if (dv_map_put(self->worker_by_name, w->name, w) != 0) {
+        broker_worker_free(w);
+        return NULL;
+    }
     return w;
 }
 
@@ -102,7 +106,7 @@ broker_worker_remove(broker_t *self, broker_worker_t *w, const char *kind,
     for (size_t k = 0; k < self->noutq; k++)
         if (self->outq[k] == w)
             self->outq[k] = self->outq[--self->noutq];
-    zhashx_delete(self->worker_by_name, w->name);
+    dv_map_delete(self->worker_by_name, w->name);
     broker_worker_free(w);
 }
 
@@ -112,7 +116,7 @@ s_worker_by_rid(broker_t *self, const broker_rid_t *rid)
     char name[256];
     memcpy(name, rid->data, rid->len);
     name[rid->len] = '\0';
-    return zhashx_lookup(self->worker_by_name, name);
+    return dv_map_get(self->worker_by_name, name);
 }
 
 /* Publishes a worker event whose body describes the worker: host, pid,
@@ -164,7 +168,7 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     char name[256];
     memcpy(name, rid->data, rid->len);
     name[rid->len] = '\0';
-    broker_worker_t *w = zhashx_lookup(self->worker_by_name, name);
+    broker_worker_t *w = dv_map_get(self->worker_by_name, name);
     bool rejoin = w != NULL;
     if (!w && !(w = broker_worker_new(self, rid))) {
         broker_out_dropped(rid, 0, "welcome");
@@ -173,7 +177,7 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     if (broker_worker_set_queues(self, w, h->queues, h->nqueues) != 0) {
         /* Not welcomed: it says hello again. */
         if (!rejoin) {
-            zhashx_delete(self->worker_by_name, w->name);
+            dv_map_delete(self->worker_by_name, w->name);
             broker_worker_free(w);
         }
         broker_out_dropped(rid, 0, "welcome");
@@ -361,23 +365,36 @@ broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
     }
 }
 
+/* Workers removed per walk of the map in broker_worker_expire. */
+#define S_EXPIRE_BATCH 64
+
 void
 broker_worker_expire(broker_t *self)
 {
     int64_t now = broker_mono_ms(self);
-    zlistx_t *expired = zlistx_new();
-    for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
-         w = zhashx_next(self->worker_by_name))
-        if (now - w->last_seen_ms > self->cfg.worker_timeout_ms)
-            zlistx_add_end(expired, w);
-    for (broker_worker_t *w = zlistx_first(expired); w;
-         w = zlistx_next(expired)) {
-        char why[128];
-        snprintf(why, sizeof why, "worker %s went silent for %" PRId64 " ms",
-                 w->name, now - w->last_seen_ms);
-        broker_worker_remove(self, w, "worker.expired", why);
+    /* Removing a worker changes the map: collect a batch on the stack,
+     * remove it, and walk again while a walk fills a whole batch. */
+    for (;;) {
+        broker_worker_t *expired[S_EXPIRE_BATCH], *w;
+        size_t n = 0;
+        DV_MAP_EACH(w, self->worker_by_name)
+        {
+            if (n < S_EXPIRE_BATCH &&
+                now - w->last_seen_ms > self->cfg.worker_timeout_ms)
+                expired[n++] = w;
+        }
+        if (n == 0)
+            return;
+        for (size_t i = 0; i < n; i++) {
+            char why[128];
+            snprintf(why, sizeof why,
+                     "worker %s went silent for %" PRId64 " ms",
+                     expired[i]->name, now - expired[i]->last_seen_ms);
+            broker_worker_remove(self, expired[i], "worker.expired", why);
+        }
+        if (n < S_EXPIRE_BATCH)
+            return; /* that walk saw them all */
     }
-    zlistx_destroy(&expired);
 }
 
 void
@@ -392,9 +409,11 @@ broker_worker_heartbeats(broker_t *self)
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     if (dv_msg_encode(&hb, &sb) == DV_OK) {
-        for (broker_worker_t *w = zhashx_first(self->worker_by_name); w;
-             w = zhashx_next(self->worker_by_name))
+        broker_worker_t *w;
+        DV_MAP_EACH(w, self->worker_by_name)
+        {
             broker_out_send_raw(self->workers, &w->rid, sb.data, sb.size);
+        }
     } else {
         dv_log(DV_ERROR, "broker.heartbeat_dropped",
                DV_STR("error", "out of memory"));

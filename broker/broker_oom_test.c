@@ -1,0 +1,525 @@
+/* Out-of-memory tests of the broker's containers (queues, interned names,
+ * workers by name, pending idempotency keys, purge): a submit, a hello and
+ * a purge are run again and again with the Nth allocation failing, until
+ * one runs with none failing. Nothing may crash or abort, and what is
+ * left must be consistent: a job is either accepted (indexed, pending,
+ * its key pending with its id) or refused (nowhere, its key not pending);
+ * a worker is either known with its queues or not there; a purge cancels
+ * all of a queue's waiting jobs or none.
+ *
+ * Like broker_sched_test, without sockets (what would be sent goes
+ * nowhere). The allocator is wrapped at link time (-Wl,--wrap, see
+ * CMakeLists.txt) for the code linked into this program; failures are
+ * only injected while the loop's call runs, with the writer thread idle. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "broker_internal.h"
+#include "dv_log.h"
+
+void *__real_malloc(size_t size);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t size);
+char *__real_strdup(const char *s);
+void *__wrap_malloc(size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t size);
+char *__wrap_strdup(const char *s);
+
+static long s_count;       /* allocations since injection began */
+static long s_fail_at = 0; /* 0: none fails */
+
+static bool
+s_fail(void)
+{
+    if (!s_fail_at)
+        return false;
+    return ++s_count == s_fail_at;
+}
+
+void *
+__wrap_malloc(size_t size)
+{
+    return s_fail() ? NULL : __real_malloc(size);
+}
+
+void *
+__wrap_calloc(size_t n, size_t size)
+{
+    return s_fail() ? NULL : __real_calloc(n, size);
+}
+
+void *
+__wrap_realloc(void *p, size_t size)
+{
+    return s_fail() ? NULL : __real_realloc(p, size);
+}
+
+char *
+__wrap_strdup(const char *s)
+{
+    return s_fail() ? NULL : __real_strdup(s);
+}
+
+/* Fails the nth allocation from now on (0: none). */
+static void
+s_inject(long n)
+{
+    s_count = 0;
+    s_fail_at = n;
+}
+
+/* Stops injecting; returns whether the nth allocation was reached. */
+static bool
+s_injected(void)
+{
+    bool hit = s_fail_at && s_count >= s_fail_at;
+    s_fail_at = 0;
+    return hit;
+}
+
+typedef struct {
+    char dir[1024];
+    char url[1100];
+    broker_clock_t clock;
+    broker_t *b;
+} s_fx_t;
+
+static int
+s_setup(void **state)
+{
+    s_fx_t *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(fx->dir, sizeof fx->dir, "%s/broker_oom_test.XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->url, sizeof fx->url, "sqlite:%s/drover.db", fx->dir);
+    broker_config_t cfg = {
+        .store_url = fx->url,
+        .sync = BROKER_SYNC_OFF,
+        .heartbeat_ms = 1000,
+        .worker_timeout_ms = 5000,
+        .default_max_attempts = 3,
+        .default_result_ttl_ms = 3600000,
+        .default_backoff = { 1000, 2.0, 60000, false },
+        .batch_max = 100,
+    };
+    fx->b = broker_core_open(&cfg);
+    assert_non_null(fx->b);
+    fx->clock.now_ms = 1800000000000; /* 2027 */
+    fx->clock.mono_us = 1000000000;
+    fx->b->fake_clock = &fx->clock;
+    *state = fx;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_destroy(&fx->b);
+    DIR *d = opendir(fx->dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char p[1024 + 260];
+            snprintf(p, sizeof p, "%s/%s", fx->dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    int rc = rmdir(fx->dir);
+    free(fx);
+    return rc;
+}
+
+/* Commits everything recorded so far and sends what waited on it. */
+static void
+s_settle(broker_t *b)
+{
+    broker_group_end_pass(b);
+    broker_group_drain_all(b);
+}
+
+static broker_ack_batch_t *
+s_last_batch(broker_t *b)
+{
+    broker_ack_batch_t *last = NULL;
+    for (broker_ack_batch_t *a = b->cur->acks; a; a = a->next)
+        last = a;
+    return last;
+}
+
+/* A submit of three jobs (two with keys, one with a batch) to a new queue
+ * with a new type, with the nth allocation failing. */
+static void
+t_submit(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    broker_rid_t rid = { .len = 6 };
+    memcpy(rid.data, "client", 6);
+    for (long n = 1;; n++) {
+        char queue[32], type[32], batch[32], key0[32], key2[32];
+        snprintf(queue, sizeof queue, "q%ld", n);
+        snprintf(type, sizeof type, "t%ld", n);
+        snprintf(batch, sizeof batch, "b%ld", n);
+        snprintf(key0, sizeof key0, "k%ld-0", n);
+        snprintf(key2, sizeof key2, "k%ld-2", n);
+        const char *keys[3] = { key0, NULL, key2 };
+        dv_jobspec_t js[3];
+        memset(js, 0, sizeof js);
+        for (int i = 0; i < 3; i++) {
+            js[i].queue = dv_str(queue);
+            js[i].type = dv_str(type);
+            js[i].payload = dv_strn("\x90", 1);
+            js[i].key = dv_str(keys[i]);
+            js[i].priority = 5;
+        }
+        js[1].batch = dv_str(batch);
+        dv_msg_t msg = { .type = DV_MSG_SUBMIT };
+        msg.u.submit.req = (uint64_t)n;
+        msg.u.submit.jobs = js;
+        msg.u.submit.njobs = 3;
+
+        s_settle(b);
+        broker_ack_batch_t *before = s_last_batch(b);
+        s_inject(n);
+        broker_client_on_message(b, &rid, &msg);
+        bool hit = s_injected();
+
+        broker_ack_batch_t *a = s_last_batch(b);
+        if (a == before) { /* the batch itself could not be made */
+            assert_true(hit);
+            assert_null(dv_map_get(b->pending_keys, key0));
+            assert_null(dv_map_get(b->pending_keys, key2));
+            continue;
+        }
+        int accepted = 0;
+        for (int i = 0; i < 3; i++) {
+            const broker_pkey_t *pk =
+                keys[i] ? dv_map_get(b->pending_keys, keys[i]) : NULL;
+            if (a->jobs[i]) {
+                dv_id_t id;
+                assert_int_equal(dv_id_parse(a->ids[i], DV_ID_TEXT_LEN, &id),
+                                 0);
+                assert_ptr_equal(broker_index_get(&b->index, &id), a->jobs[i]);
+                assert_true(a->jobs[i]->flags & BROKER_JOB_PENDING);
+                assert_non_null(a->jobs[i]->queue);
+                assert_ptr_equal(dv_map_get(b->queues, queue),
+                                 a->jobs[i]->queue);
+                assert_ptr_equal(dv_map_get(b->types, type), a->jobs[i]->type);
+                if (keys[i]) {
+                    assert_non_null(pk);
+                    assert_string_equal(pk->id, a->ids[i]);
+                }
+                accepted++;
+            } else {
+                assert_non_null(a->errors[i]);
+                assert_null(pk);
+            }
+        }
+        if (!hit) {
+            assert_int_equal(accepted, 3);
+            break;
+        }
+    }
+    s_settle(b);
+    assert_int_equal(dv_map_size(b->pending_keys), 0);
+    assert_null(b->cur->keys);
+}
+
+/* A hello from a new worker serving a new queue, with the nth allocation
+ * failing. */
+static void
+t_hello(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    for (long n = 1;; n++) {
+        char name[32], queue[32];
+        snprintf(name, sizeof name, "w%ld", n);
+        snprintf(queue, sizeof queue, "hq%ld", n);
+        broker_rid_t rid = { .len = (uint8_t)strlen(name) };
+        memcpy(rid.data, name, rid.len);
+        dv_str_t queues[1] = { dv_str(queue) };
+        dv_msg_t msg = { .type = DV_MSG_HELLO };
+        msg.u.hello.name = dv_str(name);
+        msg.u.hello.host = dv_str("host");
+        msg.u.hello.pid = 1;
+        msg.u.hello.queues = queues;
+        msg.u.hello.nqueues = 1;
+        msg.u.hello.concurrency = 1;
+        msg.u.hello.credit = 1;
+
+        size_t nworkers = dv_map_size(b->worker_by_name);
+        s_inject(n);
+        broker_worker_on_message(b, &rid, &msg);
+        bool hit = s_injected();
+
+        broker_worker_t *w = dv_map_get(b->worker_by_name, name);
+        if (w) {
+            assert_true(w->known);
+            assert_int_equal(w->nqueues, 1);
+            assert_ptr_equal(w->queues[0], dv_map_get(b->queues, queue));
+            assert_string_equal(w->queues[0]->name, queue);
+            assert_int_equal(dv_map_size(b->worker_by_name), nworkers + 1);
+        } else {
+            assert_true(hit);
+            assert_int_equal(dv_map_size(b->worker_by_name), nworkers);
+        }
+        broker_worker_t *any;
+        DV_MAP_EACH(any, b->worker_by_name)
+        {
+            assert_true(any->known);
+        }
+        if (!hit) {
+            assert_non_null(w);
+            break;
+        }
+    }
+}
+
+/* A job of queue, ready or scheduled delay_ms from now, as a committed
+ * submit leaves it. */
+static void
+s_job(broker_t *b, const char *queue, int64_t delay_ms)
+{
+    dv_id_t id;
+    dv_id_new(&id);
+    broker_job_t *job = broker_job_new(&id, "\x90", 1);
+    assert_non_null(job);
+    job->queue = broker_sched_queue(b, queue);
+    assert_non_null(job->queue);
+    job->type = broker_sched_intern(b, dv_str("noop"));
+    job->max_attempts = 3;
+    job->run_at_ms = b->fake_clock->now_ms + delay_ms;
+    char idtext[DV_ID_TEXT_LEN + 1];
+    dv_id_format(&id, idtext);
+    broker_jobrec_t rec = {
+        .id = idtext,
+        .queue = queue,
+        .type = job->type,
+        .payload = job->payload,
+        .payload_len = job->payload_len,
+        .state = delay_ms ? DV_STATE_SCHEDULED : DV_STATE_QUEUED,
+        .created_ms = b->fake_clock->now_ms,
+        .run_at_ms = job->run_at_ms,
+        .max_attempts = 3,
+        .backoff = { 1000, 2.0, 60000, false },
+        .result_ttl_ms = 3600000,
+    };
+    assert_int_equal(broker_index_put(&b->index, job), 0);
+    assert_int_equal(broker_wbatch_insert(&b->cur->wb, &rec), 0);
+    broker_sched_place(b, job, false);
+}
+
+/* A purge of a queue with two ready and two scheduled jobs (and a
+ * scheduled job of another queue), with the nth allocation failing. */
+static void
+t_purge(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    s_job(b, "other", 60000);
+    for (long n = 1;; n++) {
+        char queue[32];
+        snprintf(queue, sizeof queue, "pq%ld", n);
+        s_job(b, queue, 0);
+        s_job(b, queue, 60000);
+        s_job(b, queue, 0);
+        s_job(b, queue, 120000);
+        s_settle(b);
+        broker_queue_t *q = dv_map_get(b->queues, queue);
+        assert_non_null(q);
+        size_t live = b->index.count;
+        broker_rid_t rid = { .len = 6 };
+        memcpy(rid.data, "client", 6);
+        dv_msg_t msg = { .type = DV_MSG_CTRL };
+        msg.u.ctrl.req = (uint64_t)n;
+        msg.u.ctrl.verb = dv_str("purge");
+        msg.u.ctrl.queue = dv_str(queue);
+
+        s_inject(n);
+        broker_client_on_message(b, &rid, &msg);
+        bool hit = s_injected();
+
+        if (q->ready == 2) { /* failed: nothing changed */
+            assert_true(hit);
+            assert_int_equal(q->scheduled, 2);
+            assert_int_equal(b->index.count, live);
+        } else {
+            assert_int_equal(q->ready, 0);
+            assert_int_equal(q->scheduled, 0);
+        }
+        s_settle(b);
+        assert_int_equal(b->index.count, live - (q->ready ? 0 : 4));
+        const broker_queue_t *other = dv_map_get(b->queues, "other");
+        assert_int_equal(other->scheduled, 1);
+        if (!hit)
+            break;
+    }
+}
+
+/* Items a dv_map holds when its next put doubles its table (it starts
+ * with 16 slots and is kept at most half full). */
+#define S_FULL 8
+
+/* Each map of the broker with S_FULL items, so that the next put needs
+ * memory, and that put failing: the item is not there, nothing else
+ * changed, and the next try succeeds. */
+static void
+t_map_growth(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    char name[32];
+    long n;
+
+    /* queues */
+    for (int i = 0; dv_map_size(b->queues) < S_FULL; i++) {
+        snprintf(name, sizeof name, "pad%d", i);
+        assert_non_null(broker_sched_queue(b, name));
+    }
+    for (n = 1;; n++) {
+        s_inject(n);
+        broker_queue_t *q = broker_sched_queue(b, "grown");
+        bool hit = s_injected();
+        assert_ptr_equal(dv_map_get(b->queues, "grown"), q);
+        assert_int_equal(dv_map_size(b->queues), S_FULL + (q ? 1 : 0));
+        if (!hit)
+            break;
+        assert_null(q);
+    }
+    assert_true(n > 3); /* the queue, its name, the table */
+
+    /* interned names */
+    for (int i = 0; dv_map_size(b->types) < S_FULL; i++) {
+        snprintf(name, sizeof name, "type%d", i);
+        assert_non_null(broker_sched_intern(b, dv_str(name)));
+    }
+    for (n = 1;; n++) {
+        s_inject(n);
+        const char *t = broker_sched_intern(b, dv_str("grown"));
+        bool hit = s_injected();
+        assert_ptr_equal(dv_map_get(b->types, "grown"), t);
+        if (!hit)
+            break;
+        assert_null(t);
+    }
+    assert_true(n > 2); /* the copy, the table */
+
+    /* workers, by hello */
+    for (int i = 0; dv_map_size(b->worker_by_name) < S_FULL; i++) {
+        broker_rid_t rid = { .len = (uint8_t)snprintf(name, sizeof name,
+                                                      "pad%d", i) };
+        memcpy(rid.data, name, rid.len);
+        assert_non_null(broker_worker_new(b, &rid));
+    }
+    broker_rid_t wrid = { .len = 5 };
+    memcpy(wrid.data, "grown", 5);
+    dv_str_t queues[1] = { dv_str("grown") };
+    dv_msg_t hello = { .type = DV_MSG_HELLO };
+    hello.u.hello.queues = queues;
+    hello.u.hello.nqueues = 1;
+    hello.u.hello.credit = 1;
+    for (n = 1;; n++) {
+        s_inject(n);
+        broker_worker_on_message(b, &wrid, &hello);
+        bool hit = s_injected();
+        broker_worker_t *w = dv_map_get(b->worker_by_name, "grown");
+        assert_int_equal(dv_map_size(b->worker_by_name), S_FULL + (w ? 1 : 0));
+        if (w) { /* joined (a later failure may have lost its welcome) */
+            assert_true(w->known);
+            assert_int_equal(w->nqueues, 1);
+            break;
+        }
+        assert_true(hit);
+    }
+    assert_true(n > 4); /* the worker, its name, the table, its queues */
+
+    /* pending idempotency keys: S_FULL keyed jobs not committed yet */
+    s_settle(b);
+    broker_rid_t crid = { .len = 6 };
+    memcpy(crid.data, "client", 6);
+    char keys[S_FULL][16];
+    dv_jobspec_t js[S_FULL];
+    memset(js, 0, sizeof js);
+    for (int i = 0; i < S_FULL; i++) {
+        snprintf(keys[i], sizeof keys[i], "pad%d", i);
+        js[i].queue = dv_str("grown");
+        js[i].type = dv_str("grown");
+        js[i].key = dv_str(keys[i]);
+    }
+    dv_msg_t submit = { .type = DV_MSG_SUBMIT };
+    submit.u.submit.jobs = js;
+    submit.u.submit.njobs = S_FULL;
+    broker_client_on_message(b, &crid, &submit);
+    assert_int_equal(dv_map_size(b->pending_keys), S_FULL);
+    js[0].key = dv_str("grown");
+    submit.u.submit.njobs = 1;
+    for (n = 1;; n++) {
+        s_inject(n);
+        broker_client_on_message(b, &crid, &submit);
+        bool hit = s_injected();
+        broker_ack_batch_t *a = s_last_batch(b);
+        const broker_pkey_t *pk = dv_map_get(b->pending_keys, "grown");
+        assert_int_equal(dv_map_size(b->pending_keys), S_FULL + (pk ? 1 : 0));
+        if (pk) {
+            assert_non_null(a->jobs[0]);
+            assert_string_equal(pk->id, a->ids[0]);
+        }
+        if (!hit)
+            break;
+        assert_null(pk);
+    }
+    assert_true(n > 3); /* the batch, the job, the key, the table */
+    s_settle(b);
+    assert_int_equal(dv_map_size(b->pending_keys), 0);
+
+    /* a group's results, by client */
+    for (int i = 0; dv_map_size(b->cur->results_out) < S_FULL; i++) {
+        broker_rid_t rid = { .len = (uint8_t)snprintf(name, sizeof name,
+                                                      "client%d", i) };
+        memcpy(rid.data, name, rid.len);
+        assert_non_null(broker_client_results_for(b->cur, &rid));
+    }
+    for (n = 1;; n++) {
+        s_inject(n);
+        broker_results_t *r = broker_client_results_for(b->cur, &wrid);
+        bool hit = s_injected();
+        assert_ptr_equal(
+            dv_map_getn(b->cur->results_out, (const char *)wrid.data, wrid.len),
+            r);
+        if (!hit)
+            break;
+        assert_null(r);
+    }
+    assert_true(n > 2); /* the results, the table */
+    s_settle(b);
+    assert_int_equal(dv_map_size(b->cur->results_out), 0);
+}
+
+int
+main(void)
+{
+    dv_log_init("broker_oom_test", DV_OFF, 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(t_submit, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_hello, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_purge, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_map_growth, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
