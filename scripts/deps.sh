@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libzmq3-dev libczmq-dev libmsgpack-dev libjansson-dev libsqlite3-dev
+  libzmq3-dev libmsgpack-dev libjansson-dev libsqlite3-dev
   libcurl4-openssl-dev libpq-dev libmicrohttpd-dev libncurses-dev
   libcmocka-dev sqlite3
   clang-format  # scripts/format.sh --check
