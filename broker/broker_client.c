@@ -22,6 +22,8 @@
 #include <string.h>
 
 #include "broker_internal.h"
+
+#include "dv_body.h"
 #include "dv_log.h"
 
 static const char s_oom[] = "broker out of memory";
@@ -32,7 +34,8 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     uint32_t n = msg->u.submit.njobs;
     broker_ack_batch_t *b = calloc(1, sizeof *b);
     if (!b) {
-        broker_out_error(self, self->clients, rid, msg->u.submit.req, s_oom);
+        broker_out_error(self, self->clients, rid, msg->u.submit.req,
+                         DV_CODE_NO_MEMORY, s_oom);
         return;
     }
     b->rid = *rid;
@@ -48,7 +51,8 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         free(b->errors);
         free(b->jobs);
         free(b);
-        broker_out_error(self, self->clients, rid, msg->u.submit.req, s_oom);
+        broker_out_error(self, self->clients, rid, msg->u.submit.req,
+                         DV_CODE_NO_MEMORY, s_oom);
         return;
     }
     int64_t now = broker_now_ms(self);
@@ -73,6 +77,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             }
             if (r < 0) {
                 b->errors[i] = "store lookup of the idempotency key failed";
+                b->acks[i].code = DV_CODE_STORE;
                 continue;
             }
         }
@@ -100,6 +105,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             broker_job_destroy(&job);
             free(k);
             b->errors[i] = s_oom;
+            b->acks[i].code = DV_CODE_NO_MEMORY;
             nomem++;
             continue;
         }
@@ -128,6 +134,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             memcpy(k->id, b->ids[i], sizeof k->id);
             if (dv_map_put(self->pending_keys, k->key, k) != 0) {
                 b->errors[i] = s_oom;
+                b->acks[i].code = DV_CODE_NO_MEMORY;
                 nomem++;
                 b->ids[i][0] = '\0';
                 broker_job_destroy(&job);
@@ -167,6 +174,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             if (k)
                 dv_map_delete(self->pending_keys, k->key);
             b->errors[i] = s_oom;
+            b->acks[i].code = DV_CODE_NO_MEMORY;
             nomem++;
             b->ids[i][0] = '\0';
             broker_job_destroy(&job);
@@ -338,75 +346,84 @@ s_on_wait(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     }
 }
 
-static void
-s_status_body(broker_t *self, msgpack_packer *pk)
+/* The status body (proto's dv_status_t) into out. Returns DV_OK or
+ * DV_ENOMEM. Status is asked for now and then, so its arrays are made per
+ * call. */
+static int
+s_status_body(broker_t *self, msgpack_sbuffer *out)
 {
-    msgpack_pack_map(pk, 6);
-    broker_pack_kv_str(pk, "broker", self->instance);
-    broker_pack_kv_str(pk, "store", broker_store_backend(self->store));
-    broker_pack_kv_int(pk, "uptime_ms", broker_now_ms(self) - self->started_ms);
-
-    broker_pack_str(pk, "queues");
-    msgpack_pack_array(pk, dv_map_size(self->queues));
+    dv_status_t st = {
+        .broker = dv_str(self->instance),
+        .store = dv_str(broker_store_backend(self->store)),
+        .uptime_ms = broker_now_ms(self) - self->started_ms,
+        .nqueues = (uint32_t)dv_map_size(self->queues),
+        .nworkers = (uint32_t)dv_map_size(self->worker_by_name),
+    };
+    size_t nnames = 0;
+    broker_worker_t *w;
+    DV_MAP_EACH(w, self->worker_by_name)
+    nnames += (size_t)w->nqueues;
+    st.queues = calloc(st.nqueues ? st.nqueues : 1, sizeof *st.queues);
+    st.workers = calloc(st.nworkers ? st.nworkers : 1, sizeof *st.workers);
+    dv_str_t *names = calloc(nnames ? nnames : 1, sizeof *names);
+    int rc = DV_ENOMEM;
+    if (!st.queues || !st.workers || !names)
+        goto done;
+    uint32_t i = 0;
     broker_queue_t *q;
     DV_MAP_EACH(q, self->queues)
     {
-        msgpack_pack_map(pk, 7);
-        broker_pack_kv_str(pk, "name", q->name);
-        broker_pack_str(pk, "rate");
-        msgpack_pack_double(pk, q->rate);
-        broker_pack_kv_int(pk, "max_running", q->max_running);
-        broker_pack_kv_int(pk, "queued", (int64_t)q->ready);
-        broker_pack_kv_int(pk, "scheduled", (int64_t)q->scheduled);
-        broker_pack_kv_int(pk, "running", (int64_t)q->running);
-        broker_pack_str(pk, "paused");
-        if (q->paused)
-            msgpack_pack_true(pk);
-        else
-            msgpack_pack_false(pk);
+        st.queues[i++] = (dv_status_queue_t){
+            .name = dv_str(q->name),
+            .rate = q->rate,
+            .max_running = q->max_running,
+            .queued = (int64_t)q->ready,
+            .scheduled = (int64_t)q->scheduled,
+            .running = (int64_t)q->running,
+            .paused = q->paused,
+        };
     }
-
-    broker_pack_str(pk, "workers");
-    msgpack_pack_array(pk, dv_map_size(self->worker_by_name));
-    broker_worker_t *w;
+    i = 0;
+    dv_str_t *next = names;
     DV_MAP_EACH(w, self->worker_by_name)
     {
-        msgpack_pack_map(pk, 10);
-        broker_pack_kv_str(pk, "name", w->name);
-        broker_pack_str(pk, "draining");
-        if (w->draining)
-            msgpack_pack_true(pk);
-        else
-            msgpack_pack_false(pk);
-        broker_pack_kv_str(pk, "host", w->host);
-        broker_pack_kv_int(pk, "pid", w->pid);
-        broker_pack_kv_int(pk, "concurrency", w->concurrency);
-        broker_pack_kv_int(pk, "credit", w->credit);
-        broker_pack_kv_int(pk, "running", (int64_t)w->running.count);
-        broker_pack_kv_int(pk, "processed", w->processed);
-        broker_pack_kv_int(pk, "failed", w->failed);
-        broker_pack_str(pk, "queues");
-        msgpack_pack_array(pk, (size_t)w->nqueues);
-        for (int i = 0; i < w->nqueues; i++)
-            broker_pack_str(pk, w->queues[i]->name);
+        dv_status_worker_t *sw = &st.workers[i++];
+        *sw = (dv_status_worker_t){
+            .name = dv_str(w->name),
+            .draining = w->draining,
+            .host = dv_str(w->host),
+            .pid = w->pid,
+            .concurrency = w->concurrency,
+            .credit = w->credit,
+            .running = (int64_t)w->running.count,
+            .processed = w->processed,
+            .failed = w->failed,
+            .queues = next,
+            .nqueues = (uint32_t)w->nqueues,
+        };
+        for (int k = 0; k < w->nqueues; k++)
+            *next++ = dv_str(w->queues[k]->name);
     }
-
     const broker_counters_t *c = &self->counters;
-    broker_pack_str(pk, "counters");
-    msgpack_pack_map(pk, 11);
-    broker_pack_kv_int(pk, "submitted", (int64_t)c->submitted);
-    broker_pack_kv_int(pk, "dispatched", (int64_t)c->dispatched);
-    broker_pack_kv_int(pk, "succeeded", (int64_t)c->succeeded);
-    broker_pack_kv_int(pk, "failed", (int64_t)c->failed);
-    broker_pack_kv_int(pk, "retried", (int64_t)c->retried);
-    broker_pack_kv_int(pk, "dead", (int64_t)c->dead);
-    broker_pack_kv_int(pk, "cancelled", (int64_t)c->cancelled);
-    broker_pack_kv_int(pk, "lost", (int64_t)c->lost);
-    broker_pack_kv_int(pk, "live_jobs", (int64_t)self->index.count);
-    broker_pack_kv_int(pk, "dispatch_p50_us",
-                       (int64_t)dv_hist_quantile(&self->dispatch_us, 0.50));
-    broker_pack_kv_int(pk, "dispatch_p99_us",
-                       (int64_t)dv_hist_quantile(&self->dispatch_us, 0.99));
+    st.counters = (dv_status_counters_t){
+        .submitted = (int64_t)c->submitted,
+        .dispatched = (int64_t)c->dispatched,
+        .succeeded = (int64_t)c->succeeded,
+        .failed = (int64_t)c->failed,
+        .retried = (int64_t)c->retried,
+        .dead = (int64_t)c->dead,
+        .cancelled = (int64_t)c->cancelled,
+        .lost = (int64_t)c->lost,
+        .live_jobs = (int64_t)self->index.count,
+        .dispatch_p50_us = (int64_t)dv_hist_quantile(&self->dispatch_us, 0.50),
+        .dispatch_p99_us = (int64_t)dv_hist_quantile(&self->dispatch_us, 0.99),
+    };
+    rc = dv_status_encode(&st, out);
+done:
+    free(st.queues);
+    free(st.workers);
+    free(names);
+    return rc;
 }
 
 typedef struct {
@@ -437,15 +454,13 @@ s_on_jobview(void *arg, const broker_jobview_t *v)
 void
 broker_client_status(broker_t *self, const broker_rid_t *rid, uint64_t req)
 {
-    broker_body_t body;
-    msgpack_packer pk;
-    broker_body_init(&body, &pk);
-    s_status_body(self, &pk);
-    if (body.failed)
-        broker_out_reply(self, rid, req, false, s_oom, NULL, false);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (s_status_body(self, &sb) != DV_OK)
+        broker_out_reply(self, rid, req, DV_CODE_NO_MEMORY, s_oom, NULL, false);
     else
-        broker_out_reply(self, rid, req, true, NULL, &body.sb, false);
-    broker_body_destroy(&body);
+        broker_out_reply(self, rid, req, DV_CODE_NONE, NULL, &sb, false);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 void
@@ -474,11 +489,12 @@ broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
         found = broker_store_get(self->store, idtext, s_on_jobview, &ctx) == 1;
     }
     if (!found)
-        broker_out_reply(self, rid, req, false, "no such job", NULL, false);
+        broker_out_reply(self, rid, req, DV_CODE_NOT_FOUND, "no such job", NULL,
+                         false);
     else if (body.failed)
-        broker_out_reply(self, rid, req, false, s_oom, NULL, false);
+        broker_out_reply(self, rid, req, DV_CODE_NO_MEMORY, s_oom, NULL, false);
     else
-        broker_out_reply(self, rid, req, true, NULL, &body.sb, false);
+        broker_out_reply(self, rid, req, DV_CODE_NONE, NULL, &body.sb, false);
     broker_body_destroy(&body);
 }
 

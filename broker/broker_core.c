@@ -79,7 +79,7 @@ s_drain(broker_t *self, void *socket, s_handler_fn *handler)
             return;
         if (r < 0) {
             broker_out_bad_message(
-                self, socket, &rid,
+                self, socket, &rid, DV_CODE_MALFORMED,
                 "expected exactly one frame after the routing id "
                 "(use a DEALER socket)");
             continue;
@@ -89,7 +89,8 @@ s_drain(broker_t *self, void *socket, s_handler_fn *handler)
         int rc = dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg,
                                why, sizeof why);
         if (rc != DV_OK)
-            broker_out_bad_message(self, socket, &rid, why);
+            broker_out_bad_message(self, socket, &rid, dv_code_from_err(rc),
+                                   why);
         else
             handler(self, &rid, &msg);
         dv_msg_release(&msg);

@@ -52,14 +52,14 @@ s_cancel(broker_t *self, broker_job_t *job)
 
 void
 broker_ctrl_queue_save(broker_t *self, broker_queue_t *q,
-                       const char *event_kind)
+                       dv_event_kind_t event_kind)
 {
     broker_queue_settings_t st = { q->name, q->paused, q->rate,
                                    (int)q->max_running };
     if (broker_wbatch_queue(&self->cur->wb, &st) != 0)
         broker_write_lost(self);
     dv_event_t ev = { 0 };
-    ev.kind = dv_str(event_kind);
+    ev.kind_enum = event_kind;
     ev.queue = dv_str(q->name);
     broker_out_event(self, &ev);
     dv_log(DV_INFO, "broker.queue_settings", DV_STR("queue", q->name),
@@ -121,6 +121,7 @@ s_purge(broker_t *self, broker_queue_t *q)
 typedef struct {
     broker_t *self;
     const char *error; /* static reason when not retried */
+    dv_code_t code;    /* and its code */
     char buf[96];
 } s_retry_ctx_t;
 
@@ -134,12 +135,14 @@ s_retry_rec(void *arg, const broker_jobrec_t *rec)
                  "jobs can be retried",
                  dv_state_name(rec->state));
         c->error = c->buf;
+        c->code = DV_CODE_NOT_ALLOWED;
         return 0;
     }
     int err = 0;
     broker_job_t *job = broker_recover_job_from_rec(c->self, rec, &err);
     if (!job) {
         c->error = "broker out of memory";
+        c->code = DV_CODE_NO_MEMORY;
         return 0;
     }
     /* A fresh start: all its attempts again, now. */
@@ -151,22 +154,25 @@ s_retry_rec(void *arg, const broker_jobrec_t *rec)
         broker_write_lost(c->self);
     dv_event_t ev = { 0 };
     ev.state = DV_STATE_QUEUED;
-    broker_out_job_event(c->self, "job.retried", job, &ev);
+    broker_out_job_event(c->self, DV_EV_JOB_RETRIED, job, &ev);
     return 0;
 }
 
 /* Puts one dead or cancelled job back in its queue. Returns NULL, or why
- * not. */
+ * not (with its code in ctx->code). */
 static const char *
 s_retry_one(broker_t *self, const char *idtext, s_retry_ctx_t *ctx)
 {
     dv_id_t id;
+    ctx->code = DV_CODE_INVALID_ARGUMENT;
     if (dv_id_parse(idtext, (unsigned)strlen(idtext), &id) != 0)
         return "not a job id";
     broker_job_t *job = broker_index_get(&self->index, &id);
     if (job) {
+        ctx->code = DV_CODE_TRY_AGAIN;
         if (dv_state_terminal(job->state))
             return "the job has just ended; try again in a moment";
+        ctx->code = DV_CODE_NOT_ALLOWED;
         snprintf(ctx->buf, sizeof ctx->buf,
                  "job is %s; only dead or "
                  "cancelled jobs can be retried",
@@ -177,10 +183,12 @@ s_retry_one(broker_t *self, const char *idtext, s_retry_ctx_t *ctx)
     ctx->self = self;
     ctx->error = NULL;
     int r = broker_store_load(self->store, idtext, s_retry_rec, ctx);
+    ctx->code = r == 0 ? DV_CODE_NOT_FOUND : DV_CODE_STORE;
     if (r == 0)
         return "no such job";
     if (r < 0)
         return "store read failed";
+    ctx->code = ctx->error ? ctx->code : DV_CODE_NONE;
     return ctx->error;
 }
 
@@ -220,7 +228,7 @@ s_reply_count(broker_t *self, const broker_rid_t *rid, uint64_t req,
     if (body.failed)
         broker_out_dropped(rid, req, "reply");
     else
-        broker_out_reply(self, rid, req, true, NULL, &body.sb, true);
+        broker_out_reply(self, rid, req, DV_CODE_NONE, NULL, &body.sb, true);
     broker_body_destroy(&body);
 }
 
@@ -240,13 +248,13 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
             dv_str_copy(c->id, idtext, sizeof idtext);
             const char *why = s_retry_one(self, idtext, &ctx);
             if (why)
-                broker_out_reply(self, rid, c->req, false, why, NULL, false);
+                broker_out_reply(self, rid, c->req, ctx.code, why, NULL, false);
             else
                 s_reply_count(self, rid, c->req, "retried", 1);
             return true;
         }
         if (!c->dead || !qname[0]) {
-            broker_out_reply(self, rid, c->req, false,
+            broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,
                              "retry needs a job id, or dead and a queue", NULL,
                              false);
             return true;
@@ -263,11 +271,11 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
         if (n == DV_ENOMEM) {
             dv_log(DV_ERROR, "broker.retry_failed", DV_STR("queue", qname),
                    DV_STR("error", "out of memory"));
-            broker_out_reply(self, rid, c->req, false, "broker out of memory",
-                             NULL, false);
+            broker_out_reply(self, rid, c->req, DV_CODE_NO_MEMORY,
+                             "broker out of memory", NULL, false);
         } else if (n < 0)
-            broker_out_reply(self, rid, c->req, false, "store read failed",
-                             NULL, false);
+            broker_out_reply(self, rid, c->req, DV_CODE_STORE,
+                             "store read failed", NULL, false);
         else
             s_reply_count(self, rid, c->req, "retried", retried);
         return true;
@@ -281,20 +289,20 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
     if (!pause && !resume && !rate && !maxrun && !purge)
         return false;
     if (!qname[0]) {
-        broker_out_reply(self, rid, c->req, false, "this verb needs a queue",
-                         NULL, false);
+        broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,
+                         "this verb needs a queue", NULL, false);
         return true;
     }
     if ((rate || maxrun) && (!c->has_value || c->value < 0 || c->value > 1e9)) {
-        broker_out_reply(self, rid, c->req, false,
+        broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,
                          "needs a value: 0 (no limit) or a positive number",
                          NULL, false);
         return true;
     }
     broker_queue_t *q = broker_sched_queue(self, qname);
     if (!q) {
-        broker_out_reply(self, rid, c->req, false, "broker out of memory", NULL,
-                         false);
+        broker_out_reply(self, rid, c->req, DV_CODE_NO_MEMORY,
+                         "broker out of memory", NULL, false);
         return true;
     }
     if (purge) {
@@ -302,8 +310,8 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
         if (n < 0) {
             dv_log(DV_ERROR, "broker.purge_failed", DV_STR("queue", q->name),
                    DV_STR("error", "out of memory"));
-            broker_out_reply(self, rid, c->req, false, "broker out of memory",
-                             NULL, false);
+            broker_out_reply(self, rid, c->req, DV_CODE_NO_MEMORY,
+                             "broker out of memory", NULL, false);
         } else {
             s_reply_count(self, rid, c->req, "purged", n);
         }
@@ -316,10 +324,10 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
     else
         q->max_running = (uint32_t)c->value;
     broker_ctrl_queue_save(self, q,
-                           pause    ? "queue.paused"
-                           : resume ? "queue.resumed"
-                                    : "queue.limits");
-    broker_out_reply(self, rid, c->req, true, NULL, NULL, true);
+                           pause    ? DV_EV_QUEUE_PAUSED
+                           : resume ? DV_EV_QUEUE_RESUMED
+                                    : DV_EV_QUEUE_LIMITS);
+    broker_out_reply(self, rid, c->req, DV_CODE_NONE, NULL, NULL, true);
     return true;
 }
 
@@ -333,8 +341,8 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
     if (c->id.ptr) {
         dv_id_t id;
         if (dv_id_parse(c->id.ptr, c->id.len, &id) != 0) {
-            broker_out_reply(self, rid, c->req, false, "not a job id", NULL,
-                             false);
+            broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,
+                             "not a job id", NULL, false);
             return;
         }
         dv_str_copy(c->id, idtext, sizeof idtext);
@@ -344,18 +352,19 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
         broker_client_status(self, rid, c->req);
     } else if (dv_str_eq(c->verb, "cancel")) {
         if (!idtext[0]) {
-            broker_out_reply(self, rid, c->req, false, "cancel needs a job id",
-                             NULL, false);
+            broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,
+                             "cancel needs a job id", NULL, false);
         } else if (job && dv_state_terminal(job->state)) {
             char why[64];
             snprintf(why, sizeof why, "job already %s",
                      dv_state_name(job->state));
-            broker_out_reply(self, rid, c->req, false, why, NULL, false);
+            broker_out_reply(self, rid, c->req, DV_CODE_NOT_ALLOWED, why, NULL,
+                             false);
         } else if (job && !(job->flags & BROKER_JOB_PENDING)) {
             s_cancel(self, job);
-            broker_out_reply(self, rid, c->req, true, NULL, NULL, true);
+            broker_out_reply(self, rid, c->req, DV_CODE_NONE, NULL, NULL, true);
         } else if (job) {
-            broker_out_reply(self, rid, c->req, false,
+            broker_out_reply(self, rid, c->req, DV_CODE_TRY_AGAIN,
                              "job not committed yet; try again", NULL, false);
         } else {
             broker_results_t tmp = { 0 };
@@ -369,13 +378,17 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
                          dv_state_name(it.state));
             else
                 snprintf(why, sizeof why, "no such job");
-            broker_out_reply(self, rid, c->req, false, why, NULL, false);
+            broker_out_reply(self, rid, c->req,
+                             r == 1  ? DV_CODE_NOT_ALLOWED
+                             : r < 0 ? DV_CODE_STORE
+                                     : DV_CODE_NOT_FOUND,
+                             why, NULL, false);
             broker_client_results_free_owned(&tmp);
         }
     } else if (dv_str_eq(c->verb, "job")) {
         if (!idtext[0]) {
-            broker_out_reply(self, rid, c->req, false, "job needs a job id",
-                             NULL, false);
+            broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,
+                             "job needs a job id", NULL, false);
             return;
         }
         broker_client_job(self, rid, c->req, idtext, job);
@@ -386,17 +399,17 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
         broker_worker_t *w =
             wname[0] ? dv_map_get(self->worker_by_name, wname) : NULL;
         if (!wname[0]) {
-            broker_out_reply(self, rid, c->req, false,
+            broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,
                              "drain needs a worker name", NULL, false);
         } else if (!w) {
-            broker_out_reply(self, rid, c->req, false, "no such worker", NULL,
-                             false);
+            broker_out_reply(self, rid, c->req, DV_CODE_NOT_FOUND,
+                             "no such worker", NULL, false);
         } else {
             /* No more jobs for it from now; it finishes what it runs, hands
              * back the rest, says bye and exits. */
             dv_msg_t d = { .type = DV_MSG_DRAIN };
             if (broker_out_send_now(self->workers, &w->rid, &d) != 0) {
-                broker_out_reply(self, rid, c->req, false,
+                broker_out_reply(self, rid, c->req, DV_CODE_NO_MEMORY,
                                  "broker out of memory", NULL, false);
                 return;
             }
@@ -404,16 +417,18 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
             dv_log(DV_INFO, "broker.worker_draining", DV_STR("worker", w->name),
                    DV_INT("running", (int64_t)w->running.count));
             dv_event_t ev = { 0 };
-            ev.kind = dv_str("worker.draining");
+            ev.kind_enum = DV_EV_WORKER_DRAINING;
             ev.worker = dv_str(w->name);
             broker_out_event(self, &ev);
-            broker_out_reply(self, rid, c->req, true, NULL, NULL, false);
+            broker_out_reply(self, rid, c->req, DV_CODE_NONE, NULL, NULL,
+                             false);
         }
     } else if (!s_on_queue_ctrl(self, rid, c)) {
         char why[DV_NAME_MAX + 40];
         char verb[DV_NAME_MAX + 1];
         dv_str_copy(c->verb, verb, sizeof verb);
         snprintf(why, sizeof why, "unknown verb \"%s\"", verb);
-        broker_out_reply(self, rid, c->req, false, why, NULL, false);
+        broker_out_reply(self, rid, c->req, DV_CODE_UNKNOWN_VERB, why, NULL,
+                         false);
     }
 }

@@ -45,16 +45,18 @@ s_flush_acks(broker_t *self, broker_group_t *g, bool committed)
                     ev.state = job->state;
                     ev.run_at_ms =
                         job->state == DV_STATE_SCHEDULED ? job->run_at_ms : 0;
-                    broker_out_job_event(self, "job.submitted", job, &ev);
+                    broker_out_job_event(self, DV_EV_JOB_SUBMITTED, job, &ev);
                 } else {
                     broker_index_del(&self->index, job);
                     broker_job_destroy(&job);
                     b->ids[i][0] = '\0';
                     b->errors[i] = s_commit_failed;
+                    b->acks[i].code = DV_CODE_STORE;
                 }
             } else if (!committed && b->acks[i].duplicate == false &&
                        !b->errors[i]) {
                 b->errors[i] = s_commit_failed;
+                b->acks[i].code = DV_CODE_STORE;
             }
             if (b->errors[i]) {
                 b->acks[i].error = dv_str(b->errors[i]);

@@ -290,17 +290,19 @@ void broker_out_dropped(const broker_rid_t *rid, uint64_t req,
 
 /* Sends an ERROR message at once; logs if it cannot be built. */
 void broker_out_error(broker_t *self, void *socket, const broker_rid_t *rid,
-                      uint64_t req, const char *reason);
+                      uint64_t req, dv_code_t code, const char *reason);
 
-/* Replies to a client, at once or (later) after the commit; logs if the
- * reply cannot be built or queued. */
+/* Replies to a client, at once or (later) after the commit: ok when error
+ * is NULL, else refused with error and its code. Logs if the reply cannot
+ * be built or queued. */
 void broker_out_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
-                      bool ok, const char *error, const msgpack_sbuffer *body,
-                      bool later);
+                      dv_code_t code, const char *error,
+                      const msgpack_sbuffer *body, bool later);
 
 /* Logs and answers a message that did not decode or does not belong. */
 void broker_out_bad_message(broker_t *self, void *socket,
-                            const broker_rid_t *rid, const char *why);
+                            const broker_rid_t *rid, dv_code_t code,
+                            const char *why);
 void broker_out_unexpected(broker_t *self, void *socket,
                            const broker_rid_t *rid, const dv_msg_t *msg);
 
@@ -310,10 +312,10 @@ void broker_out_event(broker_t *self, dv_event_t *ev);
 
 /* An event of this kind could not be built: logs it and consumes its
  * sequence number. */
-void broker_out_event_dropped(broker_t *self, const char *kind);
+void broker_out_event_dropped(broker_t *self, dv_event_kind_t kind);
 
 /* A job event: fills id, queue, type, batch, worker, attempt from job. */
-void broker_out_job_event(broker_t *self, const char *kind,
+void broker_out_job_event(broker_t *self, dv_event_kind_t kind,
                           const broker_job_t *job, dv_event_t *ev);
 
 /* ---- broker_sched.c: scheduling ------------------------------------------ */
@@ -370,8 +372,8 @@ int broker_worker_set_queues(broker_t *self, broker_worker_t *w,
 void broker_worker_free(broker_worker_t *w);
 
 /* Fails every job leased to w as lost, publishes kind, forgets w. */
-void broker_worker_remove(broker_t *self, broker_worker_t *w, const char *kind,
-                          const char *why);
+void broker_worker_remove(broker_t *self, broker_worker_t *w,
+                          dv_event_kind_t kind, const char *why);
 
 /* Removes the workers silent for longer than the timeout. */
 void broker_worker_expire(broker_t *self);
@@ -427,7 +429,7 @@ void broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
 
 /* Records q's settings as a write of this group, and tells subscribers. */
 void broker_ctrl_queue_save(broker_t *self, broker_queue_t *q,
-                            const char *event_kind);
+                            dv_event_kind_t event_kind);
 
 /* Sets q's rate limit (starts per second, 0 = none), bucket full. */
 void broker_ctrl_set_rate(broker_t *self, broker_queue_t *q, double rate);

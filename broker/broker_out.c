@@ -136,10 +136,11 @@ broker_out_dropped(const broker_rid_t *rid, uint64_t req, const char *what)
 
 void
 broker_out_error(broker_t *self, void *socket, const broker_rid_t *rid,
-                 uint64_t req, const char *reason)
+                 uint64_t req, dv_code_t code, const char *reason)
 {
     dv_msg_t m = { .type = DV_MSG_ERROR };
     m.u.error.req = req;
+    m.u.error.code = code;
     m.u.error.reason = dv_str(reason);
     m.u.error.version = DV_PROTO_VERSION;
     if (broker_out_send_now(socket, rid, &m) != 0)
@@ -156,7 +157,7 @@ broker_out_event(broker_t *self, dv_event_t *ev)
     dv_msg_t m = { .type = DV_MSG_EVENT };
     m.u.event = *ev;
     char topic[48];
-    dv_str_copy(ev->kind, topic, sizeof topic);
+    dv_str_copy(dv_event_topic(ev), topic, sizeof topic);
     if (broker_out_send_later(self, self->events, NULL, topic, &m) != 0)
         dv_log(DV_ERROR, "broker.event_dropped", DV_STR("kind", topic),
                DV_INT("seq", (int64_t)ev->seq),
@@ -164,20 +165,21 @@ broker_out_event(broker_t *self, dv_event_t *ev)
 }
 
 void
-broker_out_event_dropped(broker_t *self, const char *kind)
+broker_out_event_dropped(broker_t *self, dv_event_kind_t kind)
 {
-    dv_log(DV_ERROR, "broker.event_dropped", DV_STR("kind", kind),
+    dv_log(DV_ERROR, "broker.event_dropped",
+           DV_STR("kind", dv_event_kind_name(kind)),
            DV_INT("seq", (int64_t)++self->event_seq),
            DV_STR("error", "out of memory"));
 }
 
 void
-broker_out_job_event(broker_t *self, const char *kind, const broker_job_t *job,
-                     dv_event_t *ev)
+broker_out_job_event(broker_t *self, dv_event_kind_t kind,
+                     const broker_job_t *job, dv_event_t *ev)
 {
     char id[DV_ID_TEXT_LEN + 1];
     broker_id_text(job, id);
-    ev->kind = dv_str(kind);
+    ev->kind_enum = kind;
     ev->id = dv_str(id);
     ev->queue = dv_str(job->queue->name);
     ev->type = dv_str(job->type);
@@ -190,12 +192,14 @@ broker_out_job_event(broker_t *self, const char *kind, const broker_job_t *job,
 }
 
 void
-broker_out_reply(broker_t *self, const broker_rid_t *rid, uint64_t req, bool ok,
-                 const char *error, const msgpack_sbuffer *body, bool later)
+broker_out_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
+                 dv_code_t code, const char *error, const msgpack_sbuffer *body,
+                 bool later)
 {
     dv_msg_t m = { .type = DV_MSG_REPLY };
     m.u.reply.req = req;
-    m.u.reply.ok = ok;
+    m.u.reply.ok = error == NULL;
+    m.u.reply.code = code;
     m.u.reply.error = dv_str(error);
     if (body && body->size)
         m.u.reply.body = dv_strn(body->data, body->size);
@@ -207,12 +211,12 @@ broker_out_reply(broker_t *self, const broker_rid_t *rid, uint64_t req, bool ok,
 
 void
 broker_out_bad_message(broker_t *self, void *socket, const broker_rid_t *rid,
-                       const char *why)
+                       dv_code_t code, const char *why)
 {
     dv_log(DV_WARN, "broker.bad_message",
            DV_STR("socket", socket == self->clients ? "clients" : "workers"),
            DV_STR("reason", why));
-    broker_out_error(self, socket, rid, 0, why);
+    broker_out_error(self, socket, rid, 0, code, why);
 }
 
 void
@@ -223,5 +227,5 @@ broker_out_unexpected(broker_t *self, void *socket, const broker_rid_t *rid,
     snprintf(why, sizeof why, "unexpected message \"%s\" on the %s socket",
              dv_msg_type_name(msg->type),
              socket == self->clients ? "clients" : "workers");
-    broker_out_bad_message(self, socket, rid, why);
+    broker_out_bad_message(self, socket, rid, DV_CODE_UNKNOWN_TYPE, why);
 }

@@ -184,7 +184,7 @@ s_apply_limits(broker_t *self)
                 q->max_running = (uint32_t)v;
             else
                 broker_ctrl_set_rate(self, q, v);
-            broker_ctrl_queue_save(self, q, "queue.limits");
+            broker_ctrl_queue_save(self, q, DV_EV_QUEUE_LIMITS);
         }
     }
     return 0;

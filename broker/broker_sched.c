@@ -157,9 +157,9 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
         ev.has_failure = true;
         ev.failure = *failure;
     }
-    const char *kind = state == DV_STATE_SUCCEEDED ? "job.succeeded"
-                       : state == DV_STATE_DEAD    ? "job.dead"
-                                                   : "job.cancelled";
+    dv_event_kind_t kind = state == DV_STATE_SUCCEEDED ? DV_EV_JOB_SUCCEEDED
+                           : state == DV_STATE_DEAD    ? DV_EV_JOB_DEAD
+                                                       : DV_EV_JOB_CANCELLED;
     broker_out_job_event(self, kind, job, &ev);
     if (state == DV_STATE_SUCCEEDED)
         self->counters.succeeded++;
@@ -259,7 +259,7 @@ broker_sched_fail(broker_t *self, broker_job_t *job,
     ev.worker = wname[0] ? dv_str(wname) : (dv_str_t){ 0 };
     if (!retry) {
         ev.state = DV_STATE_DEAD;
-        broker_out_job_event(self, "job.failed", job, &ev);
+        broker_out_job_event(self, DV_EV_JOB_FAILED, job, &ev);
         broker_sched_finish(self, job, DV_STATE_DEAD, NULL, 0, failure);
         return;
     }
@@ -279,7 +279,7 @@ broker_sched_fail(broker_t *self, broker_job_t *job,
     self->counters.retried++;
     ev.state = job->state;
     ev.run_at_ms = job->run_at_ms;
-    broker_out_job_event(self, "job.failed", job, &ev);
+    broker_out_job_event(self, DV_EV_JOB_FAILED, job, &ev);
 }
 
 void

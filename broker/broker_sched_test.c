@@ -315,7 +315,7 @@ t_paused_queue(void **state)
     broker_t *b = fx->b;
     broker_queue_t *p = broker_sched_queue(b, "p");
     p->paused = true;
-    broker_ctrl_queue_save(b, p, "queue.paused");
+    broker_ctrl_queue_save(b, p, DV_EV_QUEUE_PAUSED);
     for (int i = 0; i < 3; i++) {
         s_job(fx, "p", 0, 3);
         s_job(fx, "r", 0, 3);
@@ -328,7 +328,7 @@ t_paused_queue(void **state)
     s_end_pass(fx);
 
     p->paused = false;
-    broker_ctrl_queue_save(b, p, "queue.resumed");
+    broker_ctrl_queue_save(b, p, DV_EV_QUEUE_RESUMED);
     assert_true(b->dispatch_needed);
     assert_int_equal(s_dispatch(fx), 3);
     assert_int_equal(p->ready, 0);

@@ -23,6 +23,8 @@
 #include <string.h>
 
 #include "broker_internal.h"
+
+#include "dv_body.h"
 #include "dv_log.h"
 
 broker_worker_t *
@@ -82,7 +84,7 @@ broker_worker_free(broker_worker_t *w)
 }
 
 void
-broker_worker_remove(broker_t *self, broker_worker_t *w, const char *kind,
+broker_worker_remove(broker_t *self, broker_worker_t *w, dv_event_kind_t kind,
                      const char *why)
 {
     int lost = 0;
@@ -96,11 +98,11 @@ broker_worker_remove(broker_t *self, broker_worker_t *w, const char *kind,
         broker_sched_fail(self, job, &f);
         lost++;
     }
-    dv_log(DV_WARN - (strcmp(kind, "worker.left") == 0),
-           "broker.worker_removed", DV_STR("worker", w->name),
-           DV_STR("reason", why), DV_INT("jobs_lost", lost));
+    dv_log(DV_WARN - (kind == DV_EV_WORKER_LEFT), "broker.worker_removed",
+           DV_STR("worker", w->name), DV_STR("reason", why),
+           DV_INT("jobs_lost", lost));
     dv_event_t ev = { 0 };
-    ev.kind = dv_str(kind);
+    ev.kind_enum = kind;
     ev.worker = dv_str(w->name);
     broker_out_event(self, &ev);
     for (size_t k = 0; k < self->noutq; k++)
@@ -119,46 +121,45 @@ s_worker_by_rid(broker_t *self, const broker_rid_t *rid)
     return dv_map_get(self->worker_by_name, name);
 }
 
-/* Publishes a worker event whose body describes the worker: host, pid,
- * concurrency, queues, credit, running, its own counters, and (heartbeats)
- * the metrics map it sent, embedded as it came. */
+/* Publishes a worker event whose body (proto's dv_workerinfo_t) describes
+ * the worker: host, pid, concurrency, queues, credit, running, its own
+ * counters, and (heartbeats) the metrics map it sent, embedded as it came
+ * (the decoder checked it is one msgpack value). */
 static void
-s_worker_event(broker_t *self, broker_worker_t *w, const char *kind,
+s_worker_event(broker_t *self, broker_worker_t *w, dv_event_kind_t kind,
                const dv_str_t *metrics)
 {
-    broker_body_t body;
-    msgpack_packer pk;
-    broker_body_init(&body, &pk);
-    bool with_metrics = metrics && metrics->ptr && metrics->len;
-    msgpack_pack_map(&pk, 10 + (with_metrics ? 1 : 0));
-    broker_pack_kv_str(&pk, "host", w->host);
-    broker_pack_kv_int(&pk, "pid", w->pid);
-    broker_pack_kv_int(&pk, "concurrency", w->concurrency);
-    broker_pack_kv_int(&pk, "credit", w->credit);
-    broker_pack_kv_int(&pk, "running", (int64_t)w->running.count);
-    broker_pack_kv_int(&pk, "busy", w->busy);
-    broker_pack_kv_int(&pk, "idle", w->idle);
-    broker_pack_kv_int(&pk, "processed", w->processed);
-    broker_pack_kv_int(&pk, "failed", w->failed);
-    broker_pack_str(&pk, "queues");
-    msgpack_pack_array(&pk, (size_t)w->nqueues);
-    for (int i = 0; i < w->nqueues; i++)
-        broker_pack_str(&pk, w->queues[i]->name);
-    if (with_metrics) {
-        /* Already validated as one msgpack value by the decoder. */
-        broker_pack_str(&pk, "metrics");
-        pk.callback(pk.data, metrics->ptr, metrics->len);
-    }
-    if (body.failed) {
+    dv_str_t names[DV_QUEUES_MAX];
+    int nq = w->nqueues < DV_QUEUES_MAX ? w->nqueues : DV_QUEUES_MAX;
+    for (int i = 0; i < nq; i++)
+        names[i] = dv_str(w->queues[i]->name);
+    dv_workerinfo_t info = {
+        .host = dv_str(w->host),
+        .pid = w->pid,
+        .concurrency = w->concurrency,
+        .credit = w->credit,
+        .running = (int64_t)w->running.count,
+        .busy = w->busy,
+        .idle = w->idle,
+        .processed = w->processed,
+        .failed = w->failed,
+        .queues = names,
+        .nqueues = (uint32_t)nq,
+    };
+    if (metrics && metrics->ptr && metrics->len)
+        info.metrics = *metrics;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (dv_workerinfo_encode(&info, &sb) != DV_OK) {
         broker_out_event_dropped(self, kind);
     } else {
         dv_event_t ev = { 0 };
-        ev.kind = dv_str(kind);
+        ev.kind_enum = kind;
         ev.worker = dv_str(w->name);
-        ev.body = dv_strn(body.sb.data, body.sb.size);
+        ev.body = dv_strn(sb.data, sb.size);
         broker_out_event(self, &ev);
     }
-    broker_body_destroy(&body);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 static void
@@ -247,7 +248,7 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
            DV_INT("concurrency", w->concurrency), DV_INT("credit", w->credit),
            DV_INT("queues", w->nqueues), DV_INT("reclaimed", reclaimed),
            DV_BOOL("rejoin", rejoin));
-    s_worker_event(self, w, "worker.joined", NULL);
+    s_worker_event(self, w, DV_EV_WORKER_JOINED, NULL);
 }
 
 static void
@@ -277,7 +278,7 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
                 dv_event_t ev = { 0 };
                 ev.wait_ms = wait_us / 1000;
                 ev.state = DV_STATE_RUNNING;
-                broker_out_job_event(self, "job.started", job, &ev);
+                broker_out_job_event(self, DV_EV_JOB_STARTED, job, &ev);
             }
             break;
         case DV_UPD_PROGRESS:
@@ -286,7 +287,7 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
                 ev.current = u->current;
                 ev.total = u->total;
                 ev.message = u->message;
-                broker_out_job_event(self, "job.progress", job, &ev);
+                broker_out_job_event(self, DV_EV_JOB_PROGRESS, job, &ev);
             }
             break;
         case DV_UPD_SUCCEEDED:
@@ -342,6 +343,7 @@ broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
         s_on_update(self, w, msg);
         if (!w)
             broker_out_error(self, self->workers, rid, 0,
+                             DV_CODE_UNKNOWN_WORKER,
                              "unknown worker: send hello");
         break;
     case DV_MSG_HEARTBEAT:
@@ -350,15 +352,17 @@ broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
             w->idle = msg->u.heartbeat.idle;
             w->processed = msg->u.heartbeat.processed;
             w->failed = msg->u.heartbeat.failed;
-            s_worker_event(self, w, "worker.heartbeat", &msg->u.heartbeat.body);
+            s_worker_event(self, w, DV_EV_WORKER_HEARTBEAT,
+                           &msg->u.heartbeat.body);
         } else {
             broker_out_error(self, self->workers, rid, 0,
+                             DV_CODE_UNKNOWN_WORKER,
                              "unknown worker: send hello");
         }
         break;
     case DV_MSG_BYE:
         if (w)
-            broker_worker_remove(self, w, "worker.left", "worker said bye");
+            broker_worker_remove(self, w, DV_EV_WORKER_LEFT, "worker said bye");
         break;
     default:
         broker_out_unexpected(self, self->workers, rid, msg);
@@ -390,7 +394,7 @@ broker_worker_expire(broker_t *self)
             snprintf(why, sizeof why,
                      "worker %s went silent for %" PRId64 " ms",
                      expired[i]->name, now - expired[i]->last_seen_ms);
-            broker_worker_remove(self, expired[i], "worker.expired", why);
+            broker_worker_remove(self, expired[i], DV_EV_WORKER_EXPIRED, why);
         }
         if (n < S_EXPIRE_BATCH)
             return; /* that walk saw them all */
