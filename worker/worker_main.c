@@ -209,6 +209,20 @@ s_cancel(s_worker_t *w, dv_str_t id, dv_str_t reason)
            DV_STR("job", dv_str_copy(id, idz, sizeof idz)));
 }
 
+/* The broker does not know us (it restarted, or expired us): say HELLO.
+ * By its code; a broker older than the codes (DV_CODE_NONE) is known by
+ * its reason text. */
+static bool
+s_unknown_worker(const dv_error_t *e)
+{
+    if (e->code != DV_CODE_NONE)
+        return e->code == DV_CODE_UNKNOWN_WORKER;
+    static const char unknown[] = "unknown worker";
+    dv_str_t r = e->reason;
+    return r.ptr && r.len >= sizeof unknown - 1 &&
+           memcmp(r.ptr, unknown, sizeof unknown - 1) == 0;
+}
+
 static void
 s_on_message(s_worker_t *w, dv_msg_t *m)
 {
@@ -229,15 +243,11 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
     case DV_MSG_DRAIN: /* `drover drain`: as on SIGTERM */
         s_drain(w, "broker asked (drover drain)");
         break;
-    case DV_MSG_ERROR: {
-        static const char unknown[] = "unknown worker";
-        dv_str_t r = m->u.error.reason;
-        if (r.ptr && r.len >= sizeof unknown - 1 &&
-            memcmp(r.ptr, unknown, sizeof unknown - 1) == 0 &&
+    case DV_MSG_ERROR:
+        if (s_unknown_worker(&m->u.error) &&
             !worker_link_hello_pending(w->link))
             s_hello(w);
         break;
-    }
     case DV_MSG_WELCOME:
     case DV_MSG_HEARTBEAT:
         break;
