@@ -11,6 +11,7 @@
 #include "collector_query.h"
 #include "collector_state.h"
 #include "collector_store.h"
+#include "dv_body.h"
 #include "dv_clock.h"
 #include "dv_json.h"
 #include "dv_log.h"
@@ -379,39 +380,57 @@ s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
     if (msg->type == DV_MSG_ERROR || !msg->u.reply.ok) {
         dv_str_t r = msg->type == DV_MSG_ERROR ? msg->u.error.reason
                                                : msg->u.reply.error;
-        snprintf(why, sizeof why, "status refused: %.*s", (int)r.len,
-                 r.ptr ? r.ptr : "");
+        dv_code_t code =
+            msg->type == DV_MSG_ERROR ? msg->u.error.code : msg->u.reply.code;
+        snprintf(why, sizeof why, "status refused (%s): %.*s",
+                 dv_code_name(code), (int)r.len, r.ptr ? r.ptr : "");
         s_broker_failed(self, b, why, mono);
         return;
     }
-    json_t *st =
-        msg->u.reply.body.ptr
-            ? dv_msgpack_to_json(msg->u.reply.body.ptr, msg->u.reply.body.len,
-                                 why, sizeof why)
-            : NULL;
-    if (!json_is_object(st)) {
-        json_decref(st);
+    if (!msg->u.reply.body.ptr) {
         s_broker_failed(self, b, "status answer without a snapshot", mono);
+        return;
+    }
+    dv_status_t st;
+    char decode_why[256];
+    int rc = dv_status_decode(msg->u.reply.body.ptr, msg->u.reply.body.len, &st,
+                              decode_why, sizeof decode_why);
+    if (rc == DV_ENOMEM) {
+        /* Not the broker's fault: ask again after a pause. */
+        dv_log(DV_WARN, "collector.snapshot_incomplete",
+               DV_STR("broker", self->cfg.events[b]),
+               DV_STR("error", "out of memory"));
+        l->req = 0;
+        l->next_mono = l->retry_mono = mono + S_RETRY_MS;
+        return;
+    }
+    if (rc != DV_OK) {
+        snprintf(why, sizeof why, "status answer does not decode: %s",
+                 decode_why);
+        s_broker_failed(self, b, why, mono);
         return;
     }
     int64_t now = dv_now_ms();
     bool was_synced = !collector_state_wants_snapshot(self->state, b);
-    int rc = collector_state_snapshot(self->state, b, st, now);
+    rc = collector_state_snapshot(self->state, b, &st, now);
     collector_state_broker_answer(self->state, b, true, now, NULL);
     if (l->down)
         dv_log(DV_INFO, "collector.broker_reachable",
                DV_STR("broker", l->clients_ep));
-    if (rc == 0)
+    if (rc == 0) {
+        char inst[DV_NAME_MAX + 1];
         dv_log(was_synced ? DV_DEBUG : DV_INFO, "collector.resynced",
                DV_STR("broker", self->cfg.events[b]),
                DV_STR("instance",
-                      json_string_value(json_object_get(st, "broker"))),
+                      st.broker.ptr ? dv_str_copy(st.broker, inst, sizeof inst)
+                                    : NULL),
                DV_INT("seq", collector_state_broker_seq(self->state, b)));
-    else /* the broker stays unsynced and is asked again after a pause */
+    } else { /* the broker stays unsynced and is asked again after a pause */
         dv_log(DV_WARN, "collector.snapshot_incomplete",
                DV_STR("broker", self->cfg.events[b]),
                DV_STR("error", "out of memory"));
-    json_decref(st);
+    }
+    dv_status_release(&st);
     l->down = false;
     l->req = 0;
     l->next_mono = mono + self->cfg.snapshot_ms;
