@@ -544,19 +544,23 @@ s_send_reply(collector_t *self, zmq_msg_t *rid, uint64_t req, const dv_msg_t *m)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* Refuses a request: a reply (ok false) to a ctrl, else an error, with
+ * code and the reason why. */
 static void
 s_reply_error(collector_t *self, zmq_msg_t *rid, uint64_t req, bool ctrl,
-              const char *why)
+              dv_code_t code, const char *why)
 {
     dv_msg_t m = { .type = ctrl ? DV_MSG_REPLY : DV_MSG_ERROR };
     if (ctrl) {
         m.u.reply.req = req;
         m.u.reply.ok = false;
         m.u.reply.error = dv_str(why);
+        m.u.reply.code = code;
     } else {
         m.u.error.req = req;
         m.u.error.reason = dv_str(why);
         m.u.error.version = DV_PROTO_VERSION;
+        m.u.error.code = code;
     }
     s_send_reply(self, rid, req, &m);
 }
@@ -610,7 +614,7 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
     if (rc != DV_OK) {
         dv_log(DV_WARN, "collector.bad_query", DV_STR("error", why));
         s_reply_error(self, rid, msg.type == DV_MSG_CTRL ? msg.u.ctrl.req : 0,
-                      false, why);
+                      false, dv_code_from_err(rc), why);
         dv_msg_release(&msg);
         return;
     }
@@ -618,7 +622,7 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
         snprintf(why, sizeof why,
                  "the collector answers ctrl messages only, not %s",
                  dv_msg_type_name(msg.type));
-        s_reply_error(self, rid, 0, false, why);
+        s_reply_error(self, rid, 0, false, DV_CODE_UNKNOWN_TYPE, why);
         dv_msg_release(&msg);
         return;
     }
@@ -630,7 +634,7 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
         args = dv_msgpack_to_json(c->args.ptr, c->args.len, why, sizeof why);
         if (!json_is_object(args)) {
             json_decref(args);
-            s_reply_error(self, rid, c->req, true,
+            s_reply_error(self, rid, c->req, true, DV_CODE_INVALID_ARGUMENT,
                           "args: must be a map of arguments");
             dv_msg_release(&msg);
             return;
@@ -650,16 +654,17 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
                                   json_stringn(c->worker.ptr, c->worker.len));
     if (rc) {
         json_decref(args);
-        s_reply_error(self, rid, c->req, true, "out of memory");
+        s_reply_error(self, rid, c->req, true, DV_CODE_NO_MEMORY,
+                      "out of memory");
         dv_msg_release(&msg);
         return;
     }
-    int status;
+    dv_code_t code;
     json_t *body = collector_query_run(&self->query, verb, args, dv_now_ms(),
-                                       &status, why, sizeof why);
+                                       &code, why, sizeof why);
     json_decref(args);
     if (!body) {
-        s_reply_error(self, rid, c->req, true, why);
+        s_reply_error(self, rid, c->req, true, code, why);
         dv_msg_release(&msg);
         return;
     }
@@ -667,7 +672,7 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
     char *mp = s_encode_body(body, &len);
     json_decref(body);
     if (!mp) {
-        s_reply_error(self, rid, c->req, true,
+        s_reply_error(self, rid, c->req, true, DV_CODE_INTERNAL,
                       "answer too large or not encodable");
     } else {
         dv_msg_t m = { .type = DV_MSG_REPLY };
@@ -701,7 +706,7 @@ s_drain_queries(collector_t *self)
         if (frames == 1)
             s_on_query(self, &rid, zmq_msg_data(&body), zmq_msg_size(&body));
         else
-            s_reply_error(self, &rid, 0, false,
+            s_reply_error(self, &rid, 0, false, DV_CODE_MALFORMED,
                           "expected exactly one frame after the routing id");
         zmq_msg_close(&body);
         zmq_msg_close(&rid);

@@ -176,15 +176,19 @@ s_scenario(void)
                                    "health",  "running", "status",
                                    "jobs",    "job",     "batch" };
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
-        int status;
+        dv_code_t code;
         char why[128];
         const json_t *args = i >= 6 ? s_args[i - 6] : NULL;
-        json_t *body = collector_query_run(&qq, verbs[i], args, t, &status, why,
-                                           sizeof why);
+        json_t *body =
+            collector_query_run(&qq, verbs[i], args, t, &code, why, sizeof why);
         if (!body) {
-            assert_int_equal(status, 500);
-            assert_true(strstr(why, "out of memory") ||
-                        strstr(why, "history store error"));
+            assert_int_equal(collector_query_http_status(code), 500);
+            if (code == DV_CODE_NO_MEMORY)
+                assert_non_null(strstr(why, "out of memory"));
+            else if (code == DV_CODE_STORE)
+                assert_non_null(strstr(why, "history store error"));
+            else
+                fail_msg("%s: code %s: %s", verbs[i], dv_code_name(code), why);
         }
         json_decref(body);
     }

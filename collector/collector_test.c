@@ -534,49 +534,57 @@ t_query_args(void **state)
     collector_state_add_broker(q.state, BROKER, NULL);
     static const struct {
         const char *verb, *args, *why;
-        int status;
+        dv_code_t code;
+        int status; /* over HTTP */
     } cases[] = {
-        { "nope", NULL, "unknown verb", 400 },
-        { "jobs", "{\"limit\": 0}", "limit", 400 },
-        { "jobs", "{\"limit\": 2.5}", "limit", 400 },
-        { "jobs", "{\"limit\": \"ten\"}", "limit", 400 },
-        { "jobs", "{\"state\": \"failed\"}", "state", 400 },
-        { "jobs", "{\"queue\": \"\"}", "queue", 400 },
-        { "jobs", "{\"since\": -1}", "since", 400 },
-        { "jobs", "{\"since\": [1]}", "since", 400 },
-        { "job", "{\"id\": \"short\"}", "job id", 400 },
-        { "job", "{\"id\": \"" JOB_A "\"}", "not in the collector", 404 },
-        { "batch", "{}", "name", 400 },
-        { "jobs", "[1, 2]", "args", 400 },
+        { "nope", NULL, "unknown verb", DV_CODE_UNKNOWN_VERB, 400 },
+        { "jobs", "{\"limit\": 0}", "limit", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "jobs", "{\"limit\": 2.5}", "limit", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "jobs", "{\"limit\": \"ten\"}", "limit", DV_CODE_INVALID_ARGUMENT,
+          400 },
+        { "jobs", "{\"state\": \"failed\"}", "state", DV_CODE_INVALID_ARGUMENT,
+          400 },
+        { "jobs", "{\"queue\": \"\"}", "queue", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "jobs", "{\"since\": -1}", "since", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "jobs", "{\"since\": [1]}", "since", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "job", "{\"id\": \"short\"}", "job id", DV_CODE_INVALID_ARGUMENT,
+          400 },
+        { "job", "{\"id\": \"" JOB_A "\"}", "not in the collector",
+          DV_CODE_NOT_FOUND, 404 },
+        { "batch", "{}", "name", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "jobs", "[1, 2]", "args", DV_CODE_INVALID_ARGUMENT, 400 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_t *args =
             cases[i].args ? json_loads(cases[i].args, 0, NULL) : NULL;
-        int status;
+        dv_code_t code;
         char why[256];
-        json_t *body = collector_query_run(&q, cases[i].verb, args, 5000,
-                                           &status, why, sizeof why);
-        if (body || status != cases[i].status || !strstr(why, cases[i].why))
-            fail_msg("case %zu (%s %s): status %d, why '%s'", i, cases[i].verb,
-                     cases[i].args ? cases[i].args : "", status, why);
+        json_t *body = collector_query_run(&q, cases[i].verb, args, 5000, &code,
+                                           why, sizeof why);
+        if (body || code != cases[i].code || !strstr(why, cases[i].why) ||
+            collector_query_http_status(code) != cases[i].status)
+            fail_msg("case %zu (%s %s): code %s, why '%s'", i, cases[i].verb,
+                     cases[i].args ? cases[i].args : "", dv_code_name(code),
+                     why);
         json_decref(args);
     }
     /* Good arguments, numbers as strings (HTTP), since as a duration. */
     json_t *args = json_loads("{\"limit\": \"5\", \"since\": \"10m\","
                               " \"state\": \"dead\"}",
                               0, NULL);
-    int status;
+    dv_code_t code;
     char why[256];
-    json_t *body = collector_query_run(&q, "jobs", args, 5000000, &status, why,
-                                       sizeof why);
+    json_t *body =
+        collector_query_run(&q, "jobs", args, 5000000, &code, why, sizeof why);
     assert_non_null(body);
+    assert_int_equal(code, DV_CODE_NONE);
     assert_int_equal(s_int(body, "limit"), 5);
     json_decref(body);
     json_decref(args);
     static const char *verbs[] = { "status", "workers", "queues",
                                    "keys",   "health",  "running" };
     for (size_t i = 0; i < 6; i++) {
-        body = collector_query_run(&q, verbs[i], NULL, 5000, &status, why,
+        body = collector_query_run(&q, verbs[i], NULL, 5000, &code, why,
                                    sizeof why);
         assert_non_null(body);
         json_decref(body);
