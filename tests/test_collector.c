@@ -1069,6 +1069,7 @@ t_malformed_queries(void **state)
     drover_ctrl_t req = { .verb = "frobnicate" };
     assert_int_equal(drover_ctrl_ex(fx->client, &req, NULL), DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(fx->client), "unknown verb"));
+    assert_string_equal(drover_last_code(fx->client), "unknown_verb");
     static const char *bad_args[] = {
         "{\"limit\": 0}", "{\"limit\": \"x\"}", "{\"state\": \"sleeping\"}",
         "{\"since\": -5}", "{\"queue\": 7}", "{\"since\": \"yesterday\"}",
@@ -1078,10 +1079,17 @@ t_malformed_queries(void **state)
         assert_int_equal(drover_ctrl_ex(fx->client, &r, NULL),
                          DROVER_EREJECTED);
         assert_non_null(strstr(drover_last_error(fx->client), "jobs: "));
+        assert_string_equal(drover_last_code(fx->client), "invalid_argument");
     }
     drover_ctrl_t nojob = { .verb = "job" };
     assert_int_equal(drover_ctrl_ex(fx->client, &nojob, NULL),
                      DROVER_EREJECTED);
+    assert_string_equal(drover_last_code(fx->client), "invalid_argument");
+    drover_ctrl_t unknown = { .verb = "job",
+                              .id = "01a20000-0000-7000-8000-0000000000ff" };
+    assert_int_equal(drover_ctrl_ex(fx->client, &unknown, NULL),
+                     DROVER_EREJECTED);
+    assert_string_equal(drover_last_code(fx->client), "not_found");
     drover_ctrl_t nobatch = { .verb = "batch" };
     assert_int_equal(drover_ctrl_ex(fx->client, &nobatch, NULL),
                      DROVER_EREJECTED);
