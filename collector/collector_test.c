@@ -332,6 +332,41 @@ t_keys_and_health(void **state)
     collector_state_destroy(&st);
 }
 
+/* ---- event kinds ---------------------------------------------------------- */
+
+/* Kinds this side does not know (a newer broker's) decode as DV_EV_OTHER:
+ * they still count as job or worker events by their prefix, and change
+ * nothing they do not know about. */
+static void
+t_unknown_kinds(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, NULL);
+    dv_event_t ev = s_ev("job.teleported", JOB_A, "newq", "t");
+    assert_int_equal(ev.kind_enum, DV_EV_OTHER);
+    assert_int_equal(collector_event_family(&ev), COLLECTOR_EV_JOB);
+    assert_int_equal(collector_state_apply(st, 0, &ev, 1000000, NULL), 0);
+    json_t *q = s_queue(st, "newq");
+    assert_non_null(q); /* its queue is known now */
+    assert_int_equal(s_int(json_object_get(q, "totals"), "submitted"), 0);
+    json_decref(q);
+    s_heartbeat(st, "w1", "{'concurrency': 2, 'queues': ['newq']}");
+    ev = s_ev("worker.hibernating", NULL, NULL, NULL);
+    ev.worker = dv_str("w1");
+    assert_int_equal(collector_event_family(&ev), COLLECTOR_EV_WORKER);
+    assert_int_equal(collector_state_apply(st, 0, &ev, 1000500, NULL), 0);
+    json_t *ws = collector_state_workers(st, 1000500);
+    json_t *w1 = json_array_get(ws, 0);
+    assert_int_equal(s_int(w1, "last_seen_at"), 1000500);
+    assert_int_equal(s_int(w1, "concurrency"), 2);
+    json_decref(ws);
+    ev = s_ev("broker.rebalanced", NULL, NULL, NULL);
+    assert_int_equal(collector_event_family(&ev), COLLECTOR_EV_NONE);
+    assert_int_equal(collector_state_apply(st, 0, &ev, 1000600, NULL), 0);
+    collector_state_destroy(&st);
+}
+
 /* ---- metrics ------------------------------------------------------------- */
 
 static void
@@ -608,6 +643,7 @@ main(void)
         cmocka_unit_test(t_seq),
         cmocka_unit_test(t_snapshot_and_deltas),
         cmocka_unit_test(t_keys_and_health),
+        cmocka_unit_test(t_unknown_kinds),
         cmocka_unit_test(t_metrics_text),
         cmocka_unit_test(t_store_history),
         cmocka_unit_test(t_query_args),
