@@ -898,7 +898,7 @@ s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
                 memcpy(in->ids[i], acks[k].id, DROVER_ID_SIZE);
                 accepted++;
                 duplicates += acks[k].duplicate != 0;
-            } else if (!strcmp(acks[k].error, "no answer from broker")) {
+            } else if (acks[k].unanswered) {
                 if (!unanswered)
                     first_unanswered = i;
                 unanswered++;

@@ -5,16 +5,16 @@
  *
  * This runs for every event the brokers publish, so it does no more than
  * a few hash lookups and adds no allocation beyond a new queue, type,
- * series, worker or running job (and a heartbeat's body). When such an
- * allocation fails the event is applied as far as it can be, the broker
- * is marked unsynced and wants a snapshot (which repairs depths and the
- * worker list), and the caller is told so it can log it.
+ * series, worker or running job (and, for a worker event, decoding its
+ * body: queue names, the metrics' arrays). When such an allocation fails
+ * the event is applied as far as it can be, the broker is marked unsynced
+ * and wants a snapshot (which repairs depths and the worker list), and the
+ * caller is told so it can log it.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "collector_internal.h"
-#include "dv_json.h"
 
 static int64_t
 s_dec(int64_t *v)
@@ -35,20 +35,6 @@ s_depth_unwait(collector_depth_t *d)
         s_dec(&d->scheduled);
 }
 
-/* Copies a msgpack body map (the event's "body") into JSON, or NULL. */
-static json_t *
-s_body(const dv_event_t *ev)
-{
-    if (!ev->body.ptr || !ev->body.len)
-        return NULL;
-    json_t *j = dv_msgpack_to_json(ev->body.ptr, ev->body.len, NULL, 0);
-    if (j && !json_is_object(j)) {
-        json_decref(j);
-        j = NULL;
-    }
-    return j;
-}
-
 /* Replaces *dst with a copy of v, unless v is empty. Returns 0, or -1 when
  * out of memory (*dst is kept). */
 static int
@@ -64,6 +50,24 @@ s_str_set(char **dst, dv_str_t v)
     return 0;
 }
 
+/* worker.joined or worker.heartbeat: the body (a dv_workerinfo_t, with
+ * the heartbeat's metrics in it) fills the worker. A body that does not
+ * decode is ignored; -1 when out of memory. */
+static int
+s_worker_body(collector_worker_t *w, const dv_event_t *ev)
+{
+    if (!ev->body.ptr || !ev->body.len)
+        return 0;
+    dv_workerinfo_t wi;
+    int rc = dv_workerinfo_decode(ev->body.ptr, ev->body.len, &wi, NULL, 0);
+    if (rc == DV_OK)
+        rc = collector_state_worker_fill(w, &wi, true);
+    else
+        rc = rc == DV_ENOMEM ? -1 : 0;
+    dv_workerinfo_release(&wi);
+    return rc;
+}
+
 static int
 s_on_worker_event(collector_state_t *self, int b, const dv_event_t *ev,
                   int64_t now_ms)
@@ -72,20 +76,19 @@ s_on_worker_event(collector_state_t *self, int b, const dv_event_t *ev,
     if (!ev->worker.ptr)
         return 0;
     dv_str_copy(ev->worker, name, sizeof name);
-    const dv_str_t k = ev->kind;
-    bool joined = dv_str_eq(k, "worker.joined");
-    bool beat = dv_str_eq(k, "worker.heartbeat");
+    const dv_event_kind_t k = ev->kind_enum;
+    bool joined = k == DV_EV_WORKER_JOINED;
+    bool beat = k == DV_EV_WORKER_HEARTBEAT;
     collector_worker_t *w =
         collector_state_worker(self, b, name, joined || beat);
     if (!w)
         return joined || beat ? -1 : 0;
     int rc = 0;
     w->last_seen_ms = now_ms;
-    if (joined || beat) {
-        json_t *body = s_body(ev);
-        if (body)
-            rc = collector_state_worker_fill(w, body);
-        json_decref(body);
+    switch (k) {
+    case DV_EV_WORKER_JOINED:
+    case DV_EV_WORKER_HEARTBEAT:
+        rc = s_worker_body(w, ev);
         if (joined) {
             w->joined_ms = ev->ts_ms ? ev->ts_ms : now_ms;
             w->state = COLLECTOR_W_ONLINE;
@@ -95,14 +98,20 @@ s_on_worker_event(collector_state_t *self, int b, const dv_event_t *ev,
         }
         if (!w->joined_ms)
             w->joined_ms = now_ms;
-    } else if (dv_str_eq(k, "worker.draining")) {
+        break;
+    case DV_EV_WORKER_DRAINING:
         w->state = COLLECTOR_W_DRAINING;
-    } else if (dv_str_eq(k, "worker.left") || dv_str_eq(k, "worker.expired")) {
-        w->state = dv_str_eq(k, "worker.left") ? COLLECTOR_W_LEFT
-                                               : COLLECTOR_W_EXPIRED;
+        break;
+    case DV_EV_WORKER_LEFT:
+    case DV_EV_WORKER_EXPIRED:
+        w->state =
+            k == DV_EV_WORKER_LEFT ? COLLECTOR_W_LEFT : COLLECTOR_W_EXPIRED;
         w->gone_ms = now_ms;
         w->running = 0;
         w->busy = 0;
+        break;
+    default: /* a kind this side does not know: the worker was heard */
+        break;
     }
     return rc;
 }
@@ -256,16 +265,16 @@ s_on_job_end(collector_state_t *self, const s_job_ctx_t *c,
 
 static int
 s_on_queue_event(collector_broker_t *br, collector_queue_t *q, int b,
-                 dv_str_t k)
+                 dv_event_kind_t k)
 {
     if (q) {
         q->per[b].present = true;
-        if (dv_str_eq(k, "queue.paused"))
+        if (k == DV_EV_QUEUE_PAUSED)
             q->per[b].paused = true;
-        else if (dv_str_eq(k, "queue.resumed"))
+        else if (k == DV_EV_QUEUE_RESUMED)
             q->per[b].paused = false;
     }
-    if (dv_str_eq(k, "queue.limits") && br->clients_ep)
+    if (k == DV_EV_QUEUE_LIMITS && br->clients_ep)
         br->want_snapshot = true; /* the event does not carry them */
     return 0;
 }
@@ -275,7 +284,6 @@ s_on_job_event(collector_state_t *self, int b, s_job_ctx_t *c,
                const dv_event_t *ev, const char *qname, int64_t now_ms,
                int64_t *run_ms)
 {
-    const dv_str_t k = ev->kind;
     int rc = 0;
     char tname[DV_NAME_MAX + 1] = "";
     if (ev->type.ptr)
@@ -287,21 +295,33 @@ s_on_job_event(collector_state_t *self, int b, s_job_ctx_t *c,
     if (qname[0] && tname[0] &&
         !(c->s = collector_state_series(self, qname, tname)))
         rc = -1;
-    if (dv_str_eq(k, "job.submitted"))
+    switch (ev->kind_enum) {
+    case DV_EV_JOB_SUBMITTED:
         s_on_submitted(self, c, ev, now_ms);
-    else if (dv_str_eq(k, "job.started"))
+        break;
+    case DV_EV_JOB_STARTED:
         rc |= s_on_started(self, b, c, ev, now_ms);
-    else if (dv_str_eq(k, "job.progress"))
+        break;
+    case DV_EV_JOB_PROGRESS:
         rc |= s_on_progress(self, b, ev);
-    else if (dv_str_eq(k, "job.succeeded") || dv_str_eq(k, "job.failed"))
+        break;
+    case DV_EV_JOB_SUCCEEDED:
+    case DV_EV_JOB_FAILED:
         *run_ms = s_on_attempt_end(self, b, c, ev, now_ms,
-                                   dv_str_eq(k, "job.succeeded"));
-    else if (dv_str_eq(k, "job.dead") || dv_str_eq(k, "job.cancelled"))
-        s_on_job_end(self, c, ev, now_ms, dv_str_eq(k, "job.dead"));
-    else if (dv_str_eq(k, "job.retried")) {
+                                   ev->kind_enum == DV_EV_JOB_SUCCEEDED);
+        break;
+    case DV_EV_JOB_DEAD:
+    case DV_EV_JOB_CANCELLED:
+        s_on_job_end(self, c, ev, now_ms, ev->kind_enum == DV_EV_JOB_DEAD);
+        break;
+    case DV_EV_JOB_RETRIED:
         s_count(c, COLLECTOR_OUT_RETRIED);
         if (c->d)
             c->d->queued++;
+        break;
+    default: /* a job kind this side does not know: its queue, type and
+                series are made, nothing is counted */
+        break;
     }
     return rc;
 }
@@ -315,8 +335,8 @@ collector_state_apply(collector_state_t *self, int b, const dv_event_t *ev,
     int rc = 0;
     br->events++;
     br->last_event_ms = now_ms;
-    const dv_str_t k = ev->kind;
-    if (k.len > 7 && memcmp(k.ptr, "worker.", 7) == 0) {
+    collector_ev_family_t fam = collector_event_family(ev);
+    if (fam == COLLECTOR_EV_WORKER) {
         rc = s_on_worker_event(self, b, ev, now_ms);
     } else {
         char qname[DV_NAME_MAX + 1] = "";
@@ -326,9 +346,9 @@ collector_state_apply(collector_state_t *self, int b, const dv_event_t *ev,
         if (qname[0] && !(c.q = collector_state_queue(self, qname)))
             rc = -1;
         c.d = c.q && br->synced ? &c.q->per[b] : NULL;
-        if (k.len > 6 && memcmp(k.ptr, "queue.", 6) == 0)
-            rc |= s_on_queue_event(br, c.q, b, k);
-        else if (k.len >= 4 && memcmp(k.ptr, "job.", 4) == 0 && ev->id.ptr)
+        if (fam == COLLECTOR_EV_QUEUE)
+            rc |= s_on_queue_event(br, c.q, b, ev->kind_enum);
+        else if (fam == COLLECTOR_EV_JOB && ev->id.ptr)
             rc |= s_on_job_event(self, b, &c, ev, qname, now_ms, &run);
     }
     if (rc) {

@@ -11,6 +11,7 @@
 #include "collector_query.h"
 #include "collector_state.h"
 #include "collector_store.h"
+#include "dv_body.h"
 #include "dv_clock.h"
 #include "dv_json.h"
 #include "dv_log.h"
@@ -379,39 +380,57 @@ s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
     if (msg->type == DV_MSG_ERROR || !msg->u.reply.ok) {
         dv_str_t r = msg->type == DV_MSG_ERROR ? msg->u.error.reason
                                                : msg->u.reply.error;
-        snprintf(why, sizeof why, "status refused: %.*s", (int)r.len,
-                 r.ptr ? r.ptr : "");
+        dv_code_t code =
+            msg->type == DV_MSG_ERROR ? msg->u.error.code : msg->u.reply.code;
+        snprintf(why, sizeof why, "status refused (%s): %.*s",
+                 dv_code_name(code), (int)r.len, r.ptr ? r.ptr : "");
         s_broker_failed(self, b, why, mono);
         return;
     }
-    json_t *st =
-        msg->u.reply.body.ptr
-            ? dv_msgpack_to_json(msg->u.reply.body.ptr, msg->u.reply.body.len,
-                                 why, sizeof why)
-            : NULL;
-    if (!json_is_object(st)) {
-        json_decref(st);
+    if (!msg->u.reply.body.ptr) {
         s_broker_failed(self, b, "status answer without a snapshot", mono);
+        return;
+    }
+    dv_status_t st;
+    char decode_why[256];
+    int rc = dv_status_decode(msg->u.reply.body.ptr, msg->u.reply.body.len, &st,
+                              decode_why, sizeof decode_why);
+    if (rc == DV_ENOMEM) {
+        /* Not the broker's fault: ask again after a pause. */
+        dv_log(DV_WARN, "collector.snapshot_incomplete",
+               DV_STR("broker", self->cfg.events[b]),
+               DV_STR("error", "out of memory"));
+        l->req = 0;
+        l->next_mono = l->retry_mono = mono + S_RETRY_MS;
+        return;
+    }
+    if (rc != DV_OK) {
+        snprintf(why, sizeof why, "status answer does not decode: %s",
+                 decode_why);
+        s_broker_failed(self, b, why, mono);
         return;
     }
     int64_t now = dv_now_ms();
     bool was_synced = !collector_state_wants_snapshot(self->state, b);
-    int rc = collector_state_snapshot(self->state, b, st, now);
+    rc = collector_state_snapshot(self->state, b, &st, now);
     collector_state_broker_answer(self->state, b, true, now, NULL);
     if (l->down)
         dv_log(DV_INFO, "collector.broker_reachable",
                DV_STR("broker", l->clients_ep));
-    if (rc == 0)
+    if (rc == 0) {
+        char inst[DV_NAME_MAX + 1];
         dv_log(was_synced ? DV_DEBUG : DV_INFO, "collector.resynced",
                DV_STR("broker", self->cfg.events[b]),
                DV_STR("instance",
-                      json_string_value(json_object_get(st, "broker"))),
+                      st.broker.ptr ? dv_str_copy(st.broker, inst, sizeof inst)
+                                    : NULL),
                DV_INT("seq", collector_state_broker_seq(self->state, b)));
-    else /* the broker stays unsynced and is asked again after a pause */
+    } else { /* the broker stays unsynced and is asked again after a pause */
         dv_log(DV_WARN, "collector.snapshot_incomplete",
                DV_STR("broker", self->cfg.events[b]),
                DV_STR("error", "out of memory"));
-    json_decref(st);
+    }
+    dv_status_release(&st);
     l->down = false;
     l->req = 0;
     l->next_mono = mono + self->cfg.snapshot_ms;
@@ -525,19 +544,23 @@ s_send_reply(collector_t *self, zmq_msg_t *rid, uint64_t req, const dv_msg_t *m)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* Refuses a request: a reply (ok false) to a ctrl, else an error, with
+ * code and the reason why. */
 static void
 s_reply_error(collector_t *self, zmq_msg_t *rid, uint64_t req, bool ctrl,
-              const char *why)
+              dv_code_t code, const char *why)
 {
     dv_msg_t m = { .type = ctrl ? DV_MSG_REPLY : DV_MSG_ERROR };
     if (ctrl) {
         m.u.reply.req = req;
         m.u.reply.ok = false;
         m.u.reply.error = dv_str(why);
+        m.u.reply.code = code;
     } else {
         m.u.error.req = req;
         m.u.error.reason = dv_str(why);
         m.u.error.version = DV_PROTO_VERSION;
+        m.u.error.code = code;
     }
     s_send_reply(self, rid, req, &m);
 }
@@ -591,7 +614,7 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
     if (rc != DV_OK) {
         dv_log(DV_WARN, "collector.bad_query", DV_STR("error", why));
         s_reply_error(self, rid, msg.type == DV_MSG_CTRL ? msg.u.ctrl.req : 0,
-                      false, why);
+                      false, dv_code_from_err(rc), why);
         dv_msg_release(&msg);
         return;
     }
@@ -599,7 +622,7 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
         snprintf(why, sizeof why,
                  "the collector answers ctrl messages only, not %s",
                  dv_msg_type_name(msg.type));
-        s_reply_error(self, rid, 0, false, why);
+        s_reply_error(self, rid, 0, false, DV_CODE_UNKNOWN_TYPE, why);
         dv_msg_release(&msg);
         return;
     }
@@ -611,7 +634,7 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
         args = dv_msgpack_to_json(c->args.ptr, c->args.len, why, sizeof why);
         if (!json_is_object(args)) {
             json_decref(args);
-            s_reply_error(self, rid, c->req, true,
+            s_reply_error(self, rid, c->req, true, DV_CODE_INVALID_ARGUMENT,
                           "args: must be a map of arguments");
             dv_msg_release(&msg);
             return;
@@ -631,16 +654,17 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
                                   json_stringn(c->worker.ptr, c->worker.len));
     if (rc) {
         json_decref(args);
-        s_reply_error(self, rid, c->req, true, "out of memory");
+        s_reply_error(self, rid, c->req, true, DV_CODE_NO_MEMORY,
+                      "out of memory");
         dv_msg_release(&msg);
         return;
     }
-    int status;
+    dv_code_t code;
     json_t *body = collector_query_run(&self->query, verb, args, dv_now_ms(),
-                                       &status, why, sizeof why);
+                                       &code, why, sizeof why);
     json_decref(args);
     if (!body) {
-        s_reply_error(self, rid, c->req, true, why);
+        s_reply_error(self, rid, c->req, true, code, why);
         dv_msg_release(&msg);
         return;
     }
@@ -648,7 +672,7 @@ s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
     char *mp = s_encode_body(body, &len);
     json_decref(body);
     if (!mp) {
-        s_reply_error(self, rid, c->req, true,
+        s_reply_error(self, rid, c->req, true, DV_CODE_INTERNAL,
                       "answer too large or not encodable");
     } else {
         dv_msg_t m = { .type = DV_MSG_REPLY };
@@ -682,7 +706,7 @@ s_drain_queries(collector_t *self)
         if (frames == 1)
             s_on_query(self, &rid, zmq_msg_data(&body), zmq_msg_size(&body));
         else
-            s_reply_error(self, &rid, 0, false,
+            s_reply_error(self, &rid, 0, false, DV_CODE_MALFORMED,
                           "expected exactly one frame after the routing id");
         zmq_msg_close(&body);
         zmq_msg_close(&rid);

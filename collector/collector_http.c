@@ -172,13 +172,14 @@ s_api(collector_http_t *self, struct MHD_Connection *c, const char *path)
                             "/api/queues, /api/jobs, /api/jobs/ID, /api/keys, "
                             "/api/batches/NAME, /api/health");
     }
-    int status;
+    dv_code_t code;
     char why[512];
-    json_t *body = collector_query_run(self->q, run, args, dv_now_ms(), &status,
+    json_t *body = collector_query_run(self->q, run, args, dv_now_ms(), &code,
                                        why, sizeof why);
     json_decref(args);
     if (!body)
-        return s_send_error(c, (unsigned)status, why);
+        return s_send_error(c, (unsigned)collector_query_http_status(code),
+                            why);
     return s_send_json(c, MHD_HTTP_OK, body);
 }
 

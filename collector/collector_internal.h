@@ -27,6 +27,7 @@
 #include "collector_state.h"
 #include "dv_hist.h"
 #include "dv_id.h"
+#include "dv_body.h"
 #include "dv_proto.h"
 
 /* A worker that left is still listed (as left or expired) this long. */
@@ -157,7 +158,13 @@ typedef struct {
     int64_t pid, concurrency, credit, running, processed, failed;
     int64_t busy, idle; /* children; -1 until a heartbeat says */
     json_t *queues;     /* array of names */
-    json_t *metrics;    /* the worker's own map, or NULL */
+    /* The metrics of its last heartbeat that had them: the map as the
+     * worker sent it (mp, mp_len; the buffer is reused) and decoded
+     * (views into mp). has_metrics false until then. */
+    char *mp;
+    size_t mp_len, mp_cap;
+    dv_hbmetrics_t metrics;
+    bool has_metrics;
     collector_wstate_t state;
     int64_t joined_ms, last_seen_ms, gone_ms;
     bool unseen; /* not in the snapshot being applied */
@@ -229,9 +236,13 @@ collector_worker_t *collector_state_worker(collector_state_t *self, int b,
 collector_run_t *collector_state_run(collector_state_t *self, int b,
                                      const dv_event_t *ev, bool create);
 
-/* Fills a worker from a heartbeat or joined body, or a snapshot entry.
- * Returns 0, or -1 when out of memory (the host was not updated). */
-int collector_state_worker_fill(collector_worker_t *w, const json_t *o);
+/* Fills a worker from a heartbeat or joined body, or a snapshot entry
+ * (made into a dv_workerinfo_t; with children false busy and idle are not
+ * in it and kept). The metrics, when wi has them, are decoded and kept
+ * (metrics that do not decode are dropped). Returns 0, or -1 when out of
+ * memory (what needed the memory was not updated). */
+int collector_state_worker_fill(collector_worker_t *w,
+                                const dv_workerinfo_t *wi, bool children);
 
 /* Online or draining (not left, not expired). */
 bool collector_state_worker_online(const collector_worker_t *w);

@@ -17,13 +17,14 @@
 #define S_JOBS_LIMIT_DEFAULT   50
 
 static json_t *
-s_fail(int *status, int code, char *why, size_t size, const char *fmt, ...)
+s_fail(dv_code_t *code, dv_code_t c, char *why, size_t size, const char *fmt,
+       ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, size, fmt, ap);
     va_end(ap);
-    *status = code;
+    *code = c;
     return NULL;
 }
 
@@ -104,13 +105,14 @@ s_arg_since(const json_t *args, const char *verb, int64_t now_ms, int64_t *out,
 }
 
 static json_t *
-s_status(const collector_query_t *q, int64_t now_ms, int *status, char *why,
+s_status(const collector_query_t *q, int64_t now_ms, dv_code_t *code, char *why,
          size_t size)
 {
     json_t *failures =
         collector_store_failures(q->store, now_ms - S_FAILURE_WINDOW_MS);
     if (!failures)
-        return s_fail(status, 500, why, size, "status: history store error");
+        return s_fail(code, DV_CODE_STORE, why, size,
+                      "status: history store error");
     json_t *collector =
         json_pack("{s:I, s:I, s:I, s:s, s:s?, s:s?}", "uptime_ms",
                   (json_int_t)(now_ms - q->started_ms), "events",
@@ -131,7 +133,7 @@ s_status(const collector_query_t *q, int64_t now_ms, int *status, char *why,
 
 static json_t *
 s_jobs(const collector_query_t *q, const json_t *args, int64_t now_ms,
-       int *status, char *why, size_t size)
+       dv_code_t *code, char *why, size_t size)
 {
     collector_jobs_filter_t f = { .limit = S_JOBS_LIMIT_DEFAULT };
     if (s_arg_name(args, "jobs", "state", &f.state, why, size) ||
@@ -139,14 +141,14 @@ s_jobs(const collector_query_t *q, const json_t *args, int64_t now_ms,
         s_arg_name(args, "jobs", "type", &f.type, why, size) ||
         s_arg_name(args, "jobs", "batch", &f.batch, why, size) ||
         s_arg_since(args, "jobs", now_ms, &f.since_ms, why, size)) {
-        *status = 400;
+        *code = DV_CODE_INVALID_ARGUMENT;
         return NULL;
     }
     if (f.state) {
         dv_state_t st = dv_state_parse(f.state, strlen(f.state));
         if (st == DV_STATE_NONE || st == DV_STATE_FAILED ||
             st == DV_STATE_UNKNOWN)
-            return s_fail(status, 400, why, size,
+            return s_fail(code, DV_CODE_INVALID_ARGUMENT, why, size,
                           "jobs: state: '%s' is not one of queued, "
                           "scheduled, running, succeeded, dead, cancelled",
                           f.state);
@@ -155,38 +157,40 @@ s_jobs(const collector_query_t *q, const json_t *args, int64_t now_ms,
     int r = s_arg_number(args, "limit", &limit);
     if (r < 0 || (r > 0 && (limit < 1 || limit > COLLECTOR_JOBS_LIMIT_MAX ||
                             limit != floor(limit))))
-        return s_fail(status, 400, why, size,
+        return s_fail(code, DV_CODE_INVALID_ARGUMENT, why, size,
                       "jobs: limit: must be a whole number 1..%d",
                       COLLECTOR_JOBS_LIMIT_MAX);
     if (r > 0)
         f.limit = (int)limit;
     json_t *jobs = collector_store_jobs(q->store, &f);
     if (!jobs)
-        return s_fail(status, 500, why, size, "jobs: history store error");
+        return s_fail(code, DV_CODE_STORE, why, size,
+                      "jobs: history store error");
     return json_pack("{s:o, s:I, s:i}", "jobs", jobs, "count",
                      (json_int_t)json_array_size(jobs), "limit", f.limit);
 }
 
 static json_t *
-s_job(const collector_query_t *q, const json_t *args, int *status, char *why,
-      size_t size)
+s_job(const collector_query_t *q, const json_t *args, dv_code_t *code,
+      char *why, size_t size)
 {
     const char *id = json_string_value(json_object_get(args, "id"));
     dv_id_t parsed;
     if (!id || strlen(id) != DV_ID_TEXT_LEN ||
         dv_id_parse(id, DV_ID_TEXT_LEN, &parsed) != 0)
-        return s_fail(status, 400, why, size,
+        return s_fail(code, DV_CODE_INVALID_ARGUMENT, why, size,
                       "job: id: must be a job id (36 characters)");
     int found;
     json_t *job = collector_store_job(q->store, id, &found);
     if (!job && found == 0)
-        return s_fail(status, 404, why, size,
+        return s_fail(code, DV_CODE_NOT_FOUND, why, size,
                       "job %s: not in the collector's history (it may be "
                       "older than the retention, or from before the "
                       "collector started)",
                       id);
     if (!job)
-        return s_fail(status, 500, why, size, "job: history store error");
+        return s_fail(code, DV_CODE_STORE, why, size,
+                      "job: history store error");
     json_t *live = collector_state_running_job(q->state, id);
     int rc = live ? json_object_set_new(job, "live", live) : 0;
     rc |= json_object_set_new(job, "result",
@@ -202,23 +206,25 @@ s_job(const collector_query_t *q, const json_t *args, int *status, char *why,
 
 static json_t *
 s_batch(const collector_query_t *q, const json_t *args, int64_t now_ms,
-        int *status, char *why, size_t size)
+        dv_code_t *code, char *why, size_t size)
 {
     const char *name = NULL;
     if (s_arg_name(args, "batch", "name", &name, why, size) != 0) {
-        *status = 400;
+        *code = DV_CODE_INVALID_ARGUMENT;
         return NULL;
     }
     if (!name && s_arg_name(args, "batch", "batch", &name, why, size) != 0) {
-        *status = 400;
+        *code = DV_CODE_INVALID_ARGUMENT;
         return NULL;
     }
     if (!name)
-        return s_fail(status, 400, why, size, "batch: name: required");
+        return s_fail(code, DV_CODE_INVALID_ARGUMENT, why, size,
+                      "batch: name: required");
     json_t *b =
         collector_store_batch(q->store, name, now_ms - S_BATCH_RATE_WINDOW_MS);
     if (!b)
-        return s_fail(status, 500, why, size, "batch: history store error");
+        return s_fail(code, DV_CODE_STORE, why, size,
+                      "batch: history store error");
     json_t *counts = json_object_get(b, "counts");
     int64_t total = json_integer_value(json_object_get(b, "total"));
     int64_t done = json_integer_value(json_object_get(counts, "succeeded")) +
@@ -253,13 +259,13 @@ s_batch(const collector_query_t *q, const json_t *args, int64_t now_ms,
 
 static json_t *
 s_run(const collector_query_t *q, const char *verb, const json_t *args,
-      int64_t now_ms, int *status, char *why, size_t why_size)
+      int64_t now_ms, dv_code_t *code, char *why, size_t why_size)
 {
     if (args && !json_is_object(args))
-        return s_fail(status, 400, why, why_size, "%s: args: must be a map",
-                      verb);
+        return s_fail(code, DV_CODE_INVALID_ARGUMENT, why, why_size,
+                      "%s: args: must be a map", verb);
     if (!strcmp(verb, "status"))
-        return s_status(q, now_ms, status, why, why_size);
+        return s_status(q, now_ms, code, why, why_size);
     if (!strcmp(verb, "workers"))
         return json_pack("{s:o, s:o}", "workers",
                          collector_state_workers(q->state, now_ms), "summary",
@@ -269,20 +275,20 @@ s_run(const collector_query_t *q, const char *verb, const json_t *args,
                          collector_state_queues(q->state, now_ms), "types",
                          collector_state_types(q->state, now_ms));
     if (!strcmp(verb, "jobs"))
-        return s_jobs(q, args, now_ms, status, why, why_size);
+        return s_jobs(q, args, now_ms, code, why, why_size);
     if (!strcmp(verb, "job"))
-        return s_job(q, args, status, why, why_size);
+        return s_job(q, args, code, why, why_size);
     if (!strcmp(verb, "keys"))
         return json_pack("{s:o}", "keys",
                          collector_state_keys(q->state, now_ms));
     if (!strcmp(verb, "batch"))
-        return s_batch(q, args, now_ms, status, why, why_size);
+        return s_batch(q, args, now_ms, code, why, why_size);
     if (!strcmp(verb, "health"))
         return collector_state_health(q->state, now_ms);
     if (!strcmp(verb, "running"))
         return json_pack("{s:o}", "running",
                          collector_state_running(q->state, 1000));
-    return s_fail(status, 400, why, why_size,
+    return s_fail(code, DV_CODE_UNKNOWN_VERB, why, why_size,
                   "unknown verb '%.64s': the collector answers status, "
                   "workers, queues, jobs, job, keys, batch, health",
                   verb);
@@ -290,15 +296,32 @@ s_run(const collector_query_t *q, const char *verb, const json_t *args,
 
 json_t *
 collector_query_run(const collector_query_t *q, const char *verb,
-                    const json_t *args, int64_t now_ms, int *status, char *why,
-                    size_t why_size)
+                    const json_t *args, int64_t now_ms, dv_code_t *code,
+                    char *why, size_t why_size)
 {
-    *status = 200;
+    *code = DV_CODE_NONE;
     if (why_size)
         why[0] = '\0';
-    json_t *body = s_run(q, verb, args, now_ms, status, why, why_size);
+    json_t *body = s_run(q, verb, args, now_ms, code, why, why_size);
     /* A verb that failed without saying why could not build its answer. */
-    if (!body && *status == 200)
-        return s_fail(status, 500, why, why_size, "%.64s: out of memory", verb);
+    if (!body && *code == DV_CODE_NONE)
+        return s_fail(code, DV_CODE_NO_MEMORY, why, why_size,
+                      "%.64s: out of memory", verb);
     return body;
+}
+
+int
+collector_query_http_status(dv_code_t code)
+{
+    switch (code) {
+    case DV_CODE_NONE:
+        return 200;
+    case DV_CODE_INVALID_ARGUMENT:
+    case DV_CODE_UNKNOWN_VERB:
+        return 400;
+    case DV_CODE_NOT_FOUND:
+        return 404;
+    default: /* store, out of memory, anything else */
+        return 500;
+    }
 }

@@ -38,12 +38,18 @@ typedef struct {
 } collector_query_t;
 
 /* Answers verb with args (a JSON object, or NULL for none). Returns a new
- * reference to the answer's body; or NULL with a one-line reason in why
- * and *status set to 400 (bad verb or argument), 404 (no such job) or 500
- * (store error, or out of memory). Never aborts on any input, nor when an
+ * reference to the answer's body (*code DV_CODE_NONE); or NULL with a
+ * one-line reason in why and *code saying why: DV_CODE_INVALID_ARGUMENT (a
+ * bad argument), DV_CODE_UNKNOWN_VERB, DV_CODE_NOT_FOUND (no such job),
+ * DV_CODE_STORE (the history store failed) or DV_CODE_NO_MEMORY. The code
+ * goes to the peer as it is. Never aborts on any input, nor when an
  * allocation fails. */
 json_t *collector_query_run(const collector_query_t *q, const char *verb,
-                            const json_t *args, int64_t now_ms, int *status,
+                            const json_t *args, int64_t now_ms, dv_code_t *code,
                             char *why, size_t why_size);
+
+/* The HTTP status that answers a query with that code: 200 for none, 400
+ * for a bad argument or verb, 404 for not found, else 500. */
+int collector_query_http_status(dv_code_t code);
 
 #endif

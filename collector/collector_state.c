@@ -34,7 +34,8 @@ s_worker_free(void *item)
     free(w->name);
     free(w->host);
     json_decref(w->queues);
-    json_decref(w->metrics);
+    dv_hbmetrics_release(&w->metrics);
+    free(w->mp);
     free(w);
 }
 
@@ -220,13 +221,74 @@ collector_state_run(collector_state_t *self, int b, const dv_event_t *ev,
 
 /* ---- workers ------------------------------------------------------------- */
 
+/* True when the JSON array of names a holds the names qs, in order. */
+static bool
+s_same_queues(const json_t *a, const dv_str_t *qs, uint32_t n)
+{
+    if (!json_is_array(a) || json_array_size(a) != n)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        const json_t *v = json_array_get(a, i);
+        if (!json_is_string(v) || json_string_length(v) != qs[i].len ||
+            memcmp(json_string_value(v), qs[i].ptr, qs[i].len) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Replaces the worker's queue names, unless they are the same. */
+static int
+s_worker_queues(collector_worker_t *w, const dv_str_t *qs, uint32_t n)
+{
+    if (s_same_queues(w->queues, qs, n))
+        return 0;
+    json_t *a = json_array();
+    int rc = a ? 0 : -1;
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        rc = json_array_append_new(a, json_stringn(qs[i].ptr, qs[i].len));
+    if (rc) {
+        json_decref(a);
+        return -1;
+    }
+    json_decref(w->queues);
+    w->queues = a;
+    return 0;
+}
+
+/* Keeps a heartbeat's metrics: copied into the worker's buffer and decoded
+ * there. Metrics that do not decode are dropped (the worker shows none). */
+static int
+s_worker_metrics(collector_worker_t *w, dv_str_t mp)
+{
+    dv_hbmetrics_release(&w->metrics);
+    w->has_metrics = false;
+    w->mp_len = 0;
+    if (mp.len > w->mp_cap) {
+        char *p = realloc(w->mp, mp.len);
+        if (!p)
+            return -1;
+        w->mp = p;
+        w->mp_cap = mp.len;
+    }
+    memcpy(w->mp, mp.ptr, mp.len);
+    w->mp_len = mp.len;
+    int rc = dv_hbmetrics_decode(w->mp, w->mp_len, &w->metrics, NULL, 0);
+    if (rc != DV_OK) {
+        w->mp_len = 0;
+        return rc == DV_ENOMEM ? -1 : 0;
+    }
+    w->has_metrics = true;
+    return 0;
+}
+
 int
-collector_state_worker_fill(collector_worker_t *w, const json_t *o)
+collector_state_worker_fill(collector_worker_t *w, const dv_workerinfo_t *wi,
+                            bool children)
 {
     int rc = 0;
-    const char *host = collector_state_json_str(o, "host");
-    if (host && (!w->host || strcmp(w->host, host))) {
-        char *copy = strdup(host);
+    if (wi->host.ptr && wi->host.len &&
+        (!w->host || !dv_str_eq(wi->host, w->host))) {
+        char *copy = dv_str_dup(wi->host);
         if (copy) {
             free(w->host);
             w->host = copy;
@@ -234,24 +296,19 @@ collector_state_worker_fill(collector_worker_t *w, const json_t *o)
             rc = -1;
         }
     }
-    w->pid = collector_state_json_int(o, "pid", w->pid);
-    w->concurrency = collector_state_json_int(o, "concurrency", w->concurrency);
-    w->credit = collector_state_json_int(o, "credit", w->credit);
-    w->running = collector_state_json_int(o, "running", w->running);
-    w->processed = collector_state_json_int(o, "processed", w->processed);
-    w->failed = collector_state_json_int(o, "failed", w->failed);
-    w->busy = collector_state_json_int(o, "busy", w->busy);
-    w->idle = collector_state_json_int(o, "idle", w->idle);
-    json_t *qs = json_object_get(o, "queues");
-    if (json_is_array(qs)) {
-        json_decref(w->queues);
-        w->queues = json_incref(qs);
+    w->pid = wi->pid;
+    w->concurrency = wi->concurrency;
+    w->credit = wi->credit;
+    w->running = wi->running;
+    w->processed = wi->processed;
+    w->failed = wi->failed;
+    if (children) {
+        w->busy = wi->busy;
+        w->idle = wi->idle;
     }
-    json_t *m = json_object_get(o, "metrics");
-    if (json_is_object(m)) {
-        json_decref(w->metrics);
-        w->metrics = json_incref(m);
-    }
+    rc |= s_worker_queues(w, wi->queues, wi->nqueues);
+    if (wi->metrics.ptr && wi->metrics.len)
+        rc |= s_worker_metrics(w, wi->metrics);
     return rc;
 }
 

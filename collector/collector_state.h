@@ -34,12 +34,60 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "dv_body.h"
 #include "dv_proto.h"
 
 #define COLLECTOR_BROKERS_MAX 16
 
 typedef struct collector_state_t collector_state_t;
+
+/* What an event is about, by its kind: the enum for the kinds this side
+ * knows, the prefix of the text ("job.", "queue.", "worker.") for those it
+ * does not (a newer broker's), so that they still count where they did. */
+typedef enum {
+    COLLECTOR_EV_NONE,
+    COLLECTOR_EV_JOB,
+    COLLECTOR_EV_QUEUE,
+    COLLECTOR_EV_WORKER,
+} collector_ev_family_t;
+
+static inline collector_ev_family_t
+collector_event_family(const dv_event_t *ev)
+{
+    switch (ev->kind_enum) {
+    case DV_EV_JOB_SUBMITTED:
+    case DV_EV_JOB_STARTED:
+    case DV_EV_JOB_PROGRESS:
+    case DV_EV_JOB_SUCCEEDED:
+    case DV_EV_JOB_FAILED:
+    case DV_EV_JOB_DEAD:
+    case DV_EV_JOB_CANCELLED:
+    case DV_EV_JOB_RETRIED:
+        return COLLECTOR_EV_JOB;
+    case DV_EV_QUEUE_PAUSED:
+    case DV_EV_QUEUE_RESUMED:
+    case DV_EV_QUEUE_LIMITS:
+        return COLLECTOR_EV_QUEUE;
+    case DV_EV_WORKER_JOINED:
+    case DV_EV_WORKER_LEFT:
+    case DV_EV_WORKER_EXPIRED:
+    case DV_EV_WORKER_HEARTBEAT:
+    case DV_EV_WORKER_DRAINING:
+        return COLLECTOR_EV_WORKER;
+    default:
+        break;
+    }
+    dv_str_t k = ev->kind;
+    if (k.len > 4 && memcmp(k.ptr, "job.", 4) == 0)
+        return COLLECTOR_EV_JOB;
+    if (k.len > 6 && memcmp(k.ptr, "queue.", 6) == 0)
+        return COLLECTOR_EV_QUEUE;
+    if (k.len > 7 && memcmp(k.ptr, "worker.", 7) == 0)
+        return COLLECTOR_EV_WORKER;
+    return COLLECTOR_EV_NONE;
+}
 
 /* What an event's sequence number says about what was missed. */
 typedef enum {
@@ -92,13 +140,13 @@ uint64_t collector_state_broker_seq(const collector_state_t *self, int b);
 int collector_state_apply(collector_state_t *self, int b, const dv_event_t *ev,
                           int64_t now_ms, int64_t *run_ms);
 
-/* Applies broker b's `status` answer (JSON as docs/protocol.md gives it):
+/* Applies broker b's `status` answer (decoded with dv_status_decode()):
  * queue depths, limits and pause flags; the worker list (workers of b that
- * it does not list are marked gone); counters. Returns 0 and b is synced;
- * or -1 when out of memory: it was applied only in part, and b stays
- * unsynced and wants another snapshot. */
+ * it does not list are marked gone); counters. Nothing of status is kept.
+ * Returns 0 and b is synced; or -1 when out of memory: it was applied only
+ * in part, and b stays unsynced and wants another snapshot. */
 int collector_state_snapshot(collector_state_t *self, int b,
-                             const json_t *status, int64_t now_ms);
+                             const dv_status_t *status, int64_t now_ms);
 
 /* True when broker b needs a snapshot now: never had one, a gap, a
  * restart, or an event that changed what only a snapshot tells (limits).

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collector_state.h"
 #include "dv_clock.h"
 #include "dv_log.h"
 
@@ -414,7 +415,7 @@ s_record_event(collector_store_t *self, const char *broker,
     s_bind_str(st, 2, ev->broker);
     sqlite3_bind_int64(st, 3, (int64_t)ev->seq);
     sqlite3_bind_int64(st, 4, ev->ts_ms);
-    s_bind_str(st, 5, ev->kind);
+    s_bind_str(st, 5, dv_event_topic(ev));
     s_bind_str(st, 6, ev->id);
     s_bind_str(st, 7, ev->queue);
     s_bind_str(st, 8, ev->type);
@@ -456,17 +457,16 @@ static int
 s_job_event(collector_store_t *self, const char *broker, const dv_event_t *ev,
             int64_t run_ms)
 {
-    const dv_str_t k = ev->kind;
     const dv_str_t msg =
         ev->has_failure ? ev->failure.message : (dv_str_t){ 0 };
     sqlite3_stmt *st;
     int rc = 0;
-    if (dv_str_eq(k, "job.submitted")) {
+    if (ev->kind_enum == DV_EV_JOB_SUBMITTED) {
         st = s_upsert(self, S_SUBMITTED, broker, ev,
                       ev->state ? dv_state_name(ev->state) : "queued");
         s_bind_opt(st, 8, ev->run_at_ms);
         rc |= s_step(self, S_SUBMITTED);
-    } else if (dv_str_eq(k, "job.started")) {
+    } else if (ev->kind_enum == DV_EV_JOB_STARTED) {
         st = s_upsert(self, S_STARTED, broker, ev, "running");
         sqlite3_bind_int(st, 8, ev->attempt);
         s_bind_str(st, 9, ev->worker);
@@ -478,7 +478,7 @@ s_job_event(collector_store_t *self, const char *broker, const dv_event_t *ev,
         s_bind_str(st, 3, ev->worker);
         sqlite3_bind_int64(st, 4, ev->ts_ms);
         rc |= s_step(self, S_STARTED_ATT);
-    } else if (dv_str_eq(k, "job.progress")) {
+    } else if (ev->kind_enum == DV_EV_JOB_PROGRESS) {
         /* Progress is the attempt's; the job row does not change. */
         st = self->st[S_PROGRESS_ATT];
         s_bind_str(st, 1, ev->id);
@@ -488,7 +488,7 @@ s_job_event(collector_store_t *self, const char *broker, const dv_event_t *ev,
         s_bind_opt(st, 5, ev->total);
         s_bind_str(st, 6, ev->message);
         rc |= s_step(self, S_PROGRESS_ATT);
-    } else if (dv_str_eq(k, "job.succeeded")) {
+    } else if (ev->kind_enum == DV_EV_JOB_SUCCEEDED) {
         st = s_upsert(self, S_SUCCEEDED, broker, ev, "succeeded");
         sqlite3_bind_int(st, 8, ev->attempt);
         s_bind_opt(st, 9, run_ms);
@@ -503,7 +503,7 @@ s_job_event(collector_store_t *self, const char *broker, const dv_event_t *ev,
             s_bind_opt(st, 5, run_ms);
             rc |= s_step(self, S_SUCCEEDED_ATT);
         }
-    } else if (dv_str_eq(k, "job.failed")) {
+    } else if (ev->kind_enum == DV_EV_JOB_FAILED) {
         st = s_upsert(self, S_FAILED, broker, ev,
                       ev->state ? dv_state_name(ev->state) : "scheduled");
         sqlite3_bind_int(st, 8, ev->attempt);
@@ -522,13 +522,13 @@ s_job_event(collector_store_t *self, const char *broker, const dv_event_t *ev,
             s_bind_failure(st, ev);
             rc |= s_step(self, S_FAILED_ATT);
         }
-    } else if (dv_str_eq(k, "job.dead")) {
+    } else if (ev->kind_enum == DV_EV_JOB_DEAD) {
         st = s_upsert(self, S_DEAD, broker, ev, "dead");
         s_bind_cstr(st, 8, s_category(ev));
         s_bind_str(st, 9, msg);
         sqlite3_bind_int(st, 10, ev->attempt);
         rc |= s_step(self, S_DEAD);
-    } else if (dv_str_eq(k, "job.cancelled")) {
+    } else if (ev->kind_enum == DV_EV_JOB_CANCELLED) {
         st = s_upsert(self, S_CANCELLED, broker, ev, "cancelled");
         s_bind_str(st, 8, msg);
         rc |= s_step(self, S_CANCELLED);
@@ -539,7 +539,7 @@ s_job_event(collector_store_t *self, const char *broker, const dv_event_t *ev,
             sqlite3_bind_int(st, 3, ev->attempt);
             rc |= s_step(self, S_CANCELLED_ATT);
         }
-    } else if (dv_str_eq(k, "job.retried")) {
+    } else if (ev->kind_enum == DV_EV_JOB_RETRIED) {
         s_upsert(self, S_RETRIED, broker, ev, "queued");
         rc |= s_step(self, S_RETRIED);
     }
@@ -553,11 +553,11 @@ collector_store_event(collector_store_t *self, const char *broker,
     if (s_begin(self) != 0)
         return -1;
     int rc = 0;
-    bool job = ev->kind.len > 4 && memcmp(ev->kind.ptr, "job.", 4) == 0;
+    bool job = collector_event_family(ev) == COLLECTOR_EV_JOB;
     if (job && ev->id.ptr && ev->id.len)
         rc |= s_job_event(self, broker, ev, run_ms);
-    if (!dv_str_eq(ev->kind, "worker.heartbeat") &&
-        !dv_str_eq(ev->kind, "job.progress"))
+    if (ev->kind_enum != DV_EV_WORKER_HEARTBEAT &&
+        ev->kind_enum != DV_EV_JOB_PROGRESS)
         rc |= s_record_event(self, broker, ev);
     return rc ? -1 : 0;
 }

@@ -142,7 +142,7 @@ collector_state_gaps_total(const collector_state_t *self)
 /* Queues: the snapshot is the truth for broker b. Returns 0 or -1 (a
  * queue could not be made). */
 static int
-s_snapshot_queues(collector_state_t *self, int b, const json_t *st)
+s_snapshot_queues(collector_state_t *self, int b, const dv_status_t *st)
 {
     int rc = 0;
     collector_queue_t *q;
@@ -150,13 +150,12 @@ s_snapshot_queues(collector_state_t *self, int b, const json_t *st)
     {
         memset(&q->per[b], 0, sizeof q->per[b]);
     }
-    size_t i;
-    json_t *o;
-    json_array_foreach(json_object_get(st, "queues"), i, o)
-    {
-        const char *name = collector_state_json_str(o, "name");
-        if (!name || strlen(name) > DV_NAME_MAX)
-            continue; /* not a queue name the broker could have */
+    for (uint32_t i = 0; i < st->nqueues; i++) {
+        const dv_status_queue_t *o = &st->queues[i];
+        char name[DV_NAME_MAX + 1];
+        if (!o->name.ptr)
+            continue; /* nil: not a queue name the broker could have */
+        dv_str_copy(o->name, name, sizeof name);
         q = collector_state_queue(self, name);
         if (!q) {
             rc = -1;
@@ -164,12 +163,12 @@ s_snapshot_queues(collector_state_t *self, int b, const json_t *st)
         }
         collector_depth_t *d = &q->per[b];
         d->present = true;
-        d->queued = collector_state_json_int(o, "queued", 0);
-        d->scheduled = collector_state_json_int(o, "scheduled", 0);
-        d->running = collector_state_json_int(o, "running", 0);
-        d->paused = json_is_true(json_object_get(o, "paused"));
-        d->rate = json_number_value(json_object_get(o, "rate"));
-        d->max_running = collector_state_json_int(o, "max_running", 0);
+        d->queued = o->queued;
+        d->scheduled = o->scheduled;
+        d->running = o->running;
+        d->paused = o->paused;
+        d->rate = o->rate;
+        d->max_running = o->max_running;
         d->prefetched = d->running;
     }
     /* Leased but not started: running minus the jobs seen starting. */
@@ -188,7 +187,7 @@ s_snapshot_queues(collector_state_t *self, int b, const json_t *st)
 /* Workers: those it lists are online; ours of b it does not are gone.
  * Returns 0 or -1 (a worker could not be made or filled). */
 static int
-s_snapshot_workers(collector_state_t *self, int b, const json_t *st,
+s_snapshot_workers(collector_state_t *self, int b, const dv_status_t *st,
                    int64_t now_ms)
 {
     int rc = 0;
@@ -197,15 +196,26 @@ s_snapshot_workers(collector_state_t *self, int b, const json_t *st,
     {
         w->unseen = w->broker == b && collector_state_worker_online(w);
     }
-    size_t i;
-    json_t *o;
-    json_array_foreach(json_object_get(st, "workers"), i, o)
-    {
-        const char *name = collector_state_json_str(o, "name");
-        if (!name)
+    for (uint32_t i = 0; i < st->nworkers; i++) {
+        const dv_status_worker_t *o = &st->workers[i];
+        char name[DV_NAME_MAX + 1];
+        if (!o->name.ptr)
             continue;
+        dv_str_copy(o->name, name, sizeof name);
+        /* The status entry has no busy, idle or metrics: those stay. */
+        const dv_workerinfo_t wi = {
+            .host = o->host,
+            .pid = o->pid,
+            .concurrency = o->concurrency,
+            .credit = o->credit,
+            .running = o->running,
+            .processed = o->processed,
+            .failed = o->failed,
+            .queues = o->queues,
+            .nqueues = o->nqueues,
+        };
         w = collector_state_worker(self, b, name, true);
-        if (!w || collector_state_worker_fill(w, o) != 0)
+        if (!w || collector_state_worker_fill(w, &wi, false) != 0)
             rc = -1;
         if (!w)
             continue;
@@ -214,9 +224,7 @@ s_snapshot_workers(collector_state_t *self, int b, const json_t *st,
             w->last_seen_ms = now_ms;
         if (!w->joined_ms)
             w->joined_ms = now_ms;
-        w->state = json_is_true(json_object_get(o, "draining"))
-                       ? COLLECTOR_W_DRAINING
-                       : COLLECTOR_W_ONLINE;
+        w->state = o->draining ? COLLECTOR_W_DRAINING : COLLECTOR_W_ONLINE;
     }
     DV_MAP_EACH(w, self->workers)
     {
@@ -285,18 +293,45 @@ s_prune_running(collector_state_t *self, int b)
     return 0;
 }
 
+/* What a snapshot says of the broker itself, for the brokers view:
+ * {broker, store, uptime_ms, counters}. New reference, or NULL. */
+static json_t *
+s_snapshot_broker(const dv_status_t *st)
+{
+    const dv_status_counters_t *c = &st->counters;
+    json_t *counters = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
+        (json_int_t)c->submitted, "dispatched", (json_int_t)c->dispatched,
+        "succeeded", (json_int_t)c->succeeded, "failed", (json_int_t)c->failed,
+        "retried", (json_int_t)c->retried, "dead", (json_int_t)c->dead,
+        "cancelled", (json_int_t)c->cancelled, "lost", (json_int_t)c->lost,
+        "live_jobs", (json_int_t)c->live_jobs, "dispatch_p50_us",
+        (json_int_t)c->dispatch_p50_us, "dispatch_p99_us",
+        (json_int_t)c->dispatch_p99_us);
+    json_t *o = json_pack("{s:o, s:I}", "counters", counters, "uptime_ms",
+                          (json_int_t)st->uptime_ms);
+    int rc = o ? 0 : -1;
+    if (o && st->broker.ptr)
+        rc |= json_object_set_new(o, "broker",
+                                  json_stringn(st->broker.ptr, st->broker.len));
+    if (o && st->store.ptr)
+        rc |= json_object_set_new(o, "store",
+                                  json_stringn(st->store.ptr, st->store.len));
+    if (rc) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 int
-collector_state_snapshot(collector_state_t *self, int b, const json_t *st,
+collector_state_snapshot(collector_state_t *self, int b, const dv_status_t *st,
                          int64_t now_ms)
 {
     collector_broker_t *br = &self->brokers[b];
     br->snapshot_ms = now_ms;
     json_decref(br->snapshot);
-    br->snapshot = json_pack("{s:O?, s:O?, s:O?, s:O?}", "broker",
-                             json_object_get(st, "broker"), "store",
-                             json_object_get(st, "store"), "uptime_ms",
-                             json_object_get(st, "uptime_ms"), "counters",
-                             json_object_get(st, "counters"));
+    br->snapshot = s_snapshot_broker(st);
     int rc = br->snapshot ? 0 : -1;
     rc |= s_snapshot_queues(self, b, st);
     rc |= s_snapshot_workers(self, b, st, now_ms);

@@ -13,6 +13,7 @@
 #include "collector_query.h"
 #include "collector_state.h"
 #include "collector_store.h"
+#include "dv_body.h"
 #include "dv_json.h"
 #include "dv_log.h"
 
@@ -33,6 +34,7 @@ s_ev(const char *kind, const char *id, const char *q, const char *t)
     ev.broker = dv_str(INST);
     ev.ts_ms = 1000000 + (int64_t)s_seq * 10;
     ev.kind = dv_str(kind);
+    ev.kind_enum = dv_event_kind_parse(kind, strlen(kind));
     ev.id = dv_str(id);
     ev.queue = dv_str(q);
     ev.type = dv_str(t);
@@ -123,6 +125,24 @@ s_int(const json_t *o, const char *k)
     return json_integer_value(json_object_get(o, k));
 }
 
+/* Applies broker 0's status answer, given as JSON, as the collector gets
+ * it: packed, then decoded with dv_status_decode(). */
+static int
+s_snapshot(collector_state_t *st, json_t *snap, int64_t now_ms)
+{
+    size_t len;
+    char *mp = dv_json_to_msgpack(snap, &len);
+    assert_non_null(mp);
+    dv_status_t status;
+    char why[256];
+    if (dv_status_decode(mp, len, &status, why, sizeof why) != DV_OK)
+        fail_msg("status does not decode: %s", why);
+    int rc = collector_state_snapshot(st, 0, &status, now_ms);
+    dv_status_release(&status);
+    free(mp);
+    return rc;
+}
+
 static void
 t_snapshot_and_deltas(void **state)
 {
@@ -141,7 +161,7 @@ t_snapshot_and_deltas(void **state)
         " \"counters\": {\"submitted\": 3}}",
         0, NULL);
     assert_non_null(snap);
-    assert_int_equal(collector_state_snapshot(st, 0, snap, 1000000), 0);
+    assert_int_equal(s_snapshot(st, snap, 1000000), 0);
     assert_false(collector_state_wants_snapshot(st, 0));
 
     dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
@@ -186,7 +206,7 @@ t_snapshot_and_deltas(void **state)
     json_t *qs = json_loads(
         "[{\"name\": \"q\", \"queued\": 5, \"running\": 4}]", 0, NULL);
     json_object_set(snap, "queues", qs);
-    assert_int_equal(collector_state_snapshot(st, 0, snap, 1000050), 0);
+    assert_int_equal(s_snapshot(st, snap, 1000050), 0);
     ev = s_ev("job.started", JOB_B, "q", "t");
     ev.worker = dv_str("w1");
     ev.attempt = 1;
@@ -207,7 +227,7 @@ t_snapshot_and_deltas(void **state)
         json_loads(
             "[{\"name\": \"w1\", \"concurrency\": 4, \"queues\": [\"q\"]}]", 0,
             NULL));
-    assert_int_equal(collector_state_snapshot(st, 0, snap, 1000100), 0);
+    assert_int_equal(s_snapshot(st, snap, 1000100), 0);
     ws = collector_state_workers(st, 1000100);
     assert_string_equal(
         json_string_value(json_object_get(json_array_get(ws, 1), "state")),
@@ -309,6 +329,41 @@ t_keys_and_health(void **state)
     h = collector_state_health(st, 1000000);
     assert_int_equal(s_int(h, "status"), 2);
     json_decref(h);
+    collector_state_destroy(&st);
+}
+
+/* ---- event kinds ---------------------------------------------------------- */
+
+/* Kinds this side does not know (a newer broker's) decode as DV_EV_OTHER:
+ * they still count as job or worker events by their prefix, and change
+ * nothing they do not know about. */
+static void
+t_unknown_kinds(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, NULL);
+    dv_event_t ev = s_ev("job.teleported", JOB_A, "newq", "t");
+    assert_int_equal(ev.kind_enum, DV_EV_OTHER);
+    assert_int_equal(collector_event_family(&ev), COLLECTOR_EV_JOB);
+    assert_int_equal(collector_state_apply(st, 0, &ev, 1000000, NULL), 0);
+    json_t *q = s_queue(st, "newq");
+    assert_non_null(q); /* its queue is known now */
+    assert_int_equal(s_int(json_object_get(q, "totals"), "submitted"), 0);
+    json_decref(q);
+    s_heartbeat(st, "w1", "{'concurrency': 2, 'queues': ['newq']}");
+    ev = s_ev("worker.hibernating", NULL, NULL, NULL);
+    ev.worker = dv_str("w1");
+    assert_int_equal(collector_event_family(&ev), COLLECTOR_EV_WORKER);
+    assert_int_equal(collector_state_apply(st, 0, &ev, 1000500, NULL), 0);
+    json_t *ws = collector_state_workers(st, 1000500);
+    json_t *w1 = json_array_get(ws, 0);
+    assert_int_equal(s_int(w1, "last_seen_at"), 1000500);
+    assert_int_equal(s_int(w1, "concurrency"), 2);
+    json_decref(ws);
+    ev = s_ev("broker.rebalanced", NULL, NULL, NULL);
+    assert_int_equal(collector_event_family(&ev), COLLECTOR_EV_NONE);
+    assert_int_equal(collector_state_apply(st, 0, &ev, 1000600, NULL), 0);
     collector_state_destroy(&st);
 }
 
@@ -514,49 +569,57 @@ t_query_args(void **state)
     collector_state_add_broker(q.state, BROKER, NULL);
     static const struct {
         const char *verb, *args, *why;
-        int status;
+        dv_code_t code;
+        int status; /* over HTTP */
     } cases[] = {
-        { "nope", NULL, "unknown verb", 400 },
-        { "jobs", "{\"limit\": 0}", "limit", 400 },
-        { "jobs", "{\"limit\": 2.5}", "limit", 400 },
-        { "jobs", "{\"limit\": \"ten\"}", "limit", 400 },
-        { "jobs", "{\"state\": \"failed\"}", "state", 400 },
-        { "jobs", "{\"queue\": \"\"}", "queue", 400 },
-        { "jobs", "{\"since\": -1}", "since", 400 },
-        { "jobs", "{\"since\": [1]}", "since", 400 },
-        { "job", "{\"id\": \"short\"}", "job id", 400 },
-        { "job", "{\"id\": \"" JOB_A "\"}", "not in the collector", 404 },
-        { "batch", "{}", "name", 400 },
-        { "jobs", "[1, 2]", "args", 400 },
+        { "nope", NULL, "unknown verb", DV_CODE_UNKNOWN_VERB, 400 },
+        { "jobs", "{\"limit\": 0}", "limit", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "jobs", "{\"limit\": 2.5}", "limit", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "jobs", "{\"limit\": \"ten\"}", "limit", DV_CODE_INVALID_ARGUMENT,
+          400 },
+        { "jobs", "{\"state\": \"failed\"}", "state", DV_CODE_INVALID_ARGUMENT,
+          400 },
+        { "jobs", "{\"queue\": \"\"}", "queue", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "jobs", "{\"since\": -1}", "since", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "jobs", "{\"since\": [1]}", "since", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "job", "{\"id\": \"short\"}", "job id", DV_CODE_INVALID_ARGUMENT,
+          400 },
+        { "job", "{\"id\": \"" JOB_A "\"}", "not in the collector",
+          DV_CODE_NOT_FOUND, 404 },
+        { "batch", "{}", "name", DV_CODE_INVALID_ARGUMENT, 400 },
+        { "jobs", "[1, 2]", "args", DV_CODE_INVALID_ARGUMENT, 400 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_t *args =
             cases[i].args ? json_loads(cases[i].args, 0, NULL) : NULL;
-        int status;
+        dv_code_t code;
         char why[256];
-        json_t *body = collector_query_run(&q, cases[i].verb, args, 5000,
-                                           &status, why, sizeof why);
-        if (body || status != cases[i].status || !strstr(why, cases[i].why))
-            fail_msg("case %zu (%s %s): status %d, why '%s'", i, cases[i].verb,
-                     cases[i].args ? cases[i].args : "", status, why);
+        json_t *body = collector_query_run(&q, cases[i].verb, args, 5000, &code,
+                                           why, sizeof why);
+        if (body || code != cases[i].code || !strstr(why, cases[i].why) ||
+            collector_query_http_status(code) != cases[i].status)
+            fail_msg("case %zu (%s %s): code %s, why '%s'", i, cases[i].verb,
+                     cases[i].args ? cases[i].args : "", dv_code_name(code),
+                     why);
         json_decref(args);
     }
     /* Good arguments, numbers as strings (HTTP), since as a duration. */
     json_t *args = json_loads("{\"limit\": \"5\", \"since\": \"10m\","
                               " \"state\": \"dead\"}",
                               0, NULL);
-    int status;
+    dv_code_t code;
     char why[256];
-    json_t *body = collector_query_run(&q, "jobs", args, 5000000, &status, why,
-                                       sizeof why);
+    json_t *body =
+        collector_query_run(&q, "jobs", args, 5000000, &code, why, sizeof why);
     assert_non_null(body);
+    assert_int_equal(code, DV_CODE_NONE);
     assert_int_equal(s_int(body, "limit"), 5);
     json_decref(body);
     json_decref(args);
     static const char *verbs[] = { "status", "workers", "queues",
                                    "keys",   "health",  "running" };
     for (size_t i = 0; i < 6; i++) {
-        body = collector_query_run(&q, verbs[i], NULL, 5000, &status, why,
+        body = collector_query_run(&q, verbs[i], NULL, 5000, &code, why,
                                    sizeof why);
         assert_non_null(body);
         json_decref(body);
@@ -580,6 +643,7 @@ main(void)
         cmocka_unit_test(t_seq),
         cmocka_unit_test(t_snapshot_and_deltas),
         cmocka_unit_test(t_keys_and_health),
+        cmocka_unit_test(t_unknown_kinds),
         cmocka_unit_test(t_metrics_text),
         cmocka_unit_test(t_store_history),
         cmocka_unit_test(t_query_args),

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "collector_internal.h"
+#include "dv_json.h"
 #include "dv_log.h"
 
 /* j when rc is 0, else NULL (and j is freed): the end of every view. */
@@ -260,8 +261,9 @@ s_worker_json(const collector_state_t *self, const void *item, const void *ctx,
         rc |= json_object_set_new(o, "gone_at", json_integer(w->gone_ms));
     rc |= json_object_set_new(o, "jobs",
                               mine ? json_incref(mine->jobs) : json_array());
-    if (w->metrics)
-        rc |= json_object_set(o, "metrics", w->metrics);
+    if (w->has_metrics) /* the map as the worker sent it */
+        rc |= json_object_set_new(
+            o, "metrics", dv_msgpack_to_json(w->mp, w->mp_len, NULL, 0));
     return s_done(o, rc);
 }
 
@@ -417,24 +419,24 @@ s_key_free(void *item)
     free(k);
 }
 
-/* Adds the integer member key of from to o's. Returns 0 or -1. */
+/* Adds v to o's integer member key. Returns 0 or -1. */
 static int
-s_add_int(json_t *o, const char *key, const json_t *from)
+s_add_int(json_t *o, const char *key, int64_t v)
 {
-    const json_t *v = json_object_get(from, key);
-    if (!json_is_integer(v))
-        return 0;
     json_t *cur = json_object_get(o, key);
-    return json_object_set_new(
-        o, key, json_integer(json_integer_value(cur) + json_integer_value(v)));
+    return json_object_set_new(o, key,
+                               json_integer(json_integer_value(cur) + v));
 }
 
 /* The entry of key k (id and hash) in keys, made if new, or NULL. */
 static collector_key_t *
-s_key_entry(dv_map_t *keys, const char *id, const char *hash)
+s_key_entry(dv_map_t *keys, const dv_hb_key_t *k)
 {
     char name[2 * DV_NAME_MAX];
-    snprintf(name, sizeof name, "%s\x1f%s", id, hash ? hash : "");
+    char id[DV_NAME_MAX], hash[DV_NAME_MAX];
+    dv_str_copy(k->id, id, sizeof id);
+    dv_str_copy(k->hash, hash, sizeof hash);
+    snprintf(name, sizeof name, "%s\x1f%s", id, hash);
     collector_key_t *e = dv_map_get(keys, name);
     if (e)
         return e;
@@ -443,8 +445,8 @@ s_key_entry(dv_map_t *keys, const char *id, const char *hash)
         return NULL;
     memcpy(e->name, name, sizeof name);
     e->o = json_pack("{s:s, s:s?, s:i, s:i, s:i, s:i, s:i}", "id", id, "hash",
-                     hash, "workers", 0, "requests", 0, "ok", 0, "rate_limited",
-                     0, "errors", 0);
+                     k->hash.ptr ? hash : NULL, "workers", 0, "requests", 0,
+                     "ok", 0, "rate_limited", 0, "errors", 0);
     if (!e->o || dv_map_put(keys, e->name, e) != 0) {
         s_key_free(e);
         return NULL;
@@ -454,19 +456,17 @@ s_key_entry(dv_map_t *keys, const char *id, const char *hash)
 
 /* Adds what one worker reports of key k to its entry. */
 static int
-s_key_add(collector_key_t *e, const json_t *k)
+s_key_add(collector_key_t *e, const dv_hb_key_t *k)
 {
-    int rc = json_object_set_new(
-        e->o, "workers",
-        json_integer(collector_state_json_int(e->o, "workers", 0) + 1));
-    static const char *const counts[] = { "requests", "ok", "rate_limited",
-                                          "errors", "tokens" };
-    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
-        rc |= s_add_int(e->o, counts[i], k);
-    const char *st = collector_state_json_str(k, "state");
-    if (st && !strcmp(st, "cooling"))
+    int rc = s_add_int(e->o, "workers", 1);
+    rc |= s_add_int(e->o, "requests", k->requests);
+    rc |= s_add_int(e->o, "ok", k->ok);
+    rc |= s_add_int(e->o, "rate_limited", k->rate_limited);
+    rc |= s_add_int(e->o, "errors", k->errors);
+    rc |= s_add_int(e->o, "tokens", k->tokens);
+    if (dv_str_eq(k->state, "cooling"))
         e->states[1]++;
-    else if (st && !strcmp(st, "disabled"))
+    else if (dv_str_eq(k->state, "disabled"))
         e->states[2]++;
     else
         e->states[0]++;
@@ -481,17 +481,13 @@ collector_views_keys(const collector_state_t *self)
     const collector_worker_t *w;
     DV_MAP_EACH(w, self->workers)
     {
-        if (rc || !collector_state_worker_online(w) || !w->metrics)
+        if (rc || !collector_state_worker_online(w) || !w->has_metrics)
             continue;
-        size_t i;
-        json_t *k;
-        json_array_foreach(json_object_get(w->metrics, "keys"), i, k)
-        {
-            const char *id = collector_state_json_str(k, "id");
-            if (!id)
+        for (uint32_t i = 0; i < w->metrics.nkeys; i++) {
+            const dv_hb_key_t *k = &w->metrics.keys[i];
+            if (!k->id.ptr)
                 continue;
-            collector_key_t *e =
-                s_key_entry(keys, id, collector_state_json_str(k, "hash"));
+            collector_key_t *e = s_key_entry(keys, k);
             rc |= e ? s_key_add(e, k) : -1;
         }
     }

@@ -46,6 +46,8 @@ struct drover_client_t {
     int timeout_ms;     /* answer timeout per request and endpoint */
     uint64_t next_req;  /* next request number; starts at 1 (0 = unknown) */
     char error[512];    /* drover_last_error() */
+    dv_code_t code;     /* drover_last_code(): the code of the refusal that
+                           error tells, DV_CODE_NONE if it is no refusal */
 };
 
 static _Thread_local char s_connect_error[512];
@@ -64,7 +66,39 @@ s_fail(drover_client_t *self, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(self->error, sizeof self->error, fmt, ap);
     va_end(ap);
+    self->code = DV_CODE_NONE;
     return code;
+}
+
+static int s_refused(drover_client_t *self, dv_code_t why, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records a refusal by the broker (its code why, and the reason) and
+ * returns DROVER_EREJECTED. */
+static int
+s_refused(drover_client_t *self, dv_code_t why, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(self->error, sizeof self->error, fmt, ap);
+    va_end(ap);
+    self->code = why;
+    return DROVER_EREJECTED;
+}
+
+/* Forgets the last call's failure. */
+static void
+s_clear(drover_client_t *self)
+{
+    self->error[0] = '\0';
+    self->code = DV_CODE_NONE;
+}
+
+/* The name of a code for the public interface: NULL for none. */
+static const char *
+s_code_name(dv_code_t code)
+{
+    return code == DV_CODE_NONE ? NULL : dv_code_name(code);
 }
 
 static void
@@ -122,6 +156,12 @@ const char *
 drover_last_error(const drover_client_t *self)
 {
     return self ? self->error : s_connect_error;
+}
+
+const char *
+drover_last_code(const drover_client_t *self)
+{
+    return self ? s_code_name(self->code) : NULL;
 }
 
 const char *
@@ -508,16 +548,19 @@ s_flight_free(s_flight_t *f)
     memset(f, 0, sizeof *f);
 }
 
-/* Marks every job of a message with the same error. */
+/* Marks every job of a message with the same error: the broker refused
+ * the message (with code), or no answer came (unanswered). */
 static void
-s_flight_error(const s_flight_t *f, drover_ack_t *acks, const char *fmt,
-               dv_str_t reason)
+s_flight_error(const s_flight_t *f, drover_ack_t *acks, dv_code_t code,
+               bool unanswered, const char *fmt, dv_str_t reason)
 {
     for (uint32_t k = 0; k < f->njobs; k++) {
         drover_ack_t *a = &acks[f->idx[k]];
         a->id[0] = '\0';
         snprintf(a->error, sizeof a->error, fmt, (int)reason.len,
                  reason.ptr ? reason.ptr : "");
+        a->unanswered = unanswered;
+        a->code = s_code_name(code);
     }
 }
 
@@ -601,10 +644,12 @@ s_build_chunk(drover_client_t *self, const drover_job_t *jobs, size_t n,
     return rc;
 }
 
-/* Applies a "submitted" answer to the jobs of its message. Returns 0, or -1
- * if the answer does not fit the message (the jobs are then marked). */
+/* Applies a "submitted" answer to the jobs of its message; the code of a
+ * refused job is also the client's last code. Returns 0, or -1 if the
+ * answer does not fit the message (the jobs are then marked). */
 static int
-s_apply_acks(const s_flight_t *f, const dv_msg_t *m, drover_ack_t *acks)
+s_apply_acks(drover_client_t *self, const s_flight_t *f, const dv_msg_t *m,
+             drover_ack_t *acks)
 {
     if (m->u.submit_reply.nacks != f->njobs) {
         for (uint32_t k = 0; k < f->njobs; k++)
@@ -624,6 +669,8 @@ s_apply_acks(const s_flight_t *f, const dv_msg_t *m, drover_ack_t *acks)
             s_copy_str(a->error, sizeof a->error, in->error);
             if (!a->error[0])
                 snprintf(a->error, sizeof a->error, "refused");
+            a->code = s_code_name(in->code);
+            self->code = in->code;
         } else if (in->id.ptr && in->id.len == DROVER_ID_LEN) {
             s_copy_str(a->id, sizeof a->id, in->id);
             a->duplicate = in->duplicate;
@@ -646,11 +693,13 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
         return DROVER_OK;
     if (!jobs || !acks)
         return s_fail(self, DROVER_EINVAL, "jobs and acks are required");
-    self->error[0] = '\0';
+    s_clear(self);
     for (size_t i = 0; i < n; i++) {
         acks[i].id[0] = '\0';
         acks[i].duplicate = 0;
         acks[i].error[0] = '\0';
+        acks[i].unanswered = 0;
+        acks[i].code = NULL;
     }
     s_flight_t flights[S_WINDOW];
     memset(flights, 0, sizeof flights);
@@ -701,21 +750,22 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
                 if (flights[i].req == req)
                     f = &flights[i];
             if (f && m->type == DV_MSG_SUBMIT_REPLY) {
-                if (s_apply_acks(f, m, acks) != 0)
+                if (s_apply_acks(self, f, m, acks) != 0)
                     proto_error = true;
             } else if (f) {
-                s_flight_error(f, acks, "broker refused the message: %.*s",
+                s_flight_error(f, acks, m->u.error.code, false,
+                               "broker refused the message: %.*s",
                                m->u.error.reason);
-                s_fail(self, DROVER_EREJECTED, "broker: %.*s",
-                       (int)m->u.error.reason.len,
-                       m->u.error.reason.ptr ? m->u.error.reason.ptr : "");
+                s_refused(self, m->u.error.code, "broker: %.*s",
+                          (int)m->u.error.reason.len,
+                          m->u.error.reason.ptr ? m->u.error.reason.ptr : "");
             } else if (m->type == DV_MSG_ERROR && m->u.error.req == 0) {
                 /* The broker could not even read a request number: it will
                  * not read the others either. */
-                rc = s_fail(self, DROVER_EREJECTED, "broker: %.*s",
-                            (int)m->u.error.reason.len,
-                            m->u.error.reason.ptr ? m->u.error.reason.ptr
-                                                  : "");
+                rc = s_refused(self, m->u.error.code, "broker: %.*s",
+                               (int)m->u.error.reason.len,
+                               m->u.error.reason.ptr ? m->u.error.reason.ptr
+                                                     : "");
                 s_in_release(&in);
                 goto give_up;
             }
@@ -763,12 +813,14 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
 give_up:
     for (int i = 0; i < S_WINDOW; i++)
         if (flights[i].req) {
-            s_flight_error(&flights[i], acks, S_NO_ANSWER "%.*s",
-                           dv_strn("", 0));
+            s_flight_error(&flights[i], acks, DV_CODE_NONE, true,
+                           S_NO_ANSWER "%.*s", dv_strn("", 0));
             s_flight_free(&flights[i]);
         }
-    for (; next < n; next++)
+    for (; next < n; next++) {
         snprintf(acks[next].error, sizeof acks[next].error, S_NO_ANSWER);
+        acks[next].unanswered = 1;
+    }
     return rc;
 }
 
@@ -794,7 +846,7 @@ drover_submit(drover_client_t *self, const drover_job_t *job,
     if (rc != DROVER_OK)
         return rc;
     if (ack.error[0])
-        return s_fail(self, DROVER_EREJECTED, "%s", ack.error);
+        return s_refused(self, self->code, "%s", ack.error);
     memcpy(id_out, ack.id, DROVER_ID_SIZE);
     return DROVER_OK;
 }
@@ -862,7 +914,7 @@ drover_ctrl_ex(drover_client_t *self, const drover_ctrl_t *req,
         return DROVER_EINVAL;
     if (!req || !req->verb || !*req->verb)
         return s_fail(self, DROVER_EINVAL, "a control verb is required");
-    self->error[0] = '\0';
+    s_clear(self);
     dv_msg_t m;
     memset(&m, 0, sizeof m);
     m.type = DV_MSG_CTRL;
@@ -900,14 +952,13 @@ drover_ctrl_ex(drover_client_t *self, const drover_ctrl_t *req,
         return rc;
     const dv_msg_t *a = &in.msg;
     if (a->type == DV_MSG_ERROR) {
-        rc = s_fail(self, DROVER_EREJECTED, "broker: %.*s",
-                    (int)a->u.error.reason.len,
-                    a->u.error.reason.ptr ? a->u.error.reason.ptr : "");
+        rc = s_refused(self, a->u.error.code, "broker: %.*s",
+                       (int)a->u.error.reason.len,
+                       a->u.error.reason.ptr ? a->u.error.reason.ptr : "");
     } else if (!a->u.reply.ok) {
-        rc = s_fail(self, DROVER_EREJECTED, "%.*s",
-                    (int)a->u.reply.error.len,
-                    a->u.reply.error.ptr ? a->u.reply.error.ptr
-                                         : "refused by the broker");
+        rc = s_refused(self, a->u.reply.code, "%.*s", (int)a->u.reply.error.len,
+                       a->u.reply.error.ptr ? a->u.reply.error.ptr
+                                            : "refused by the broker");
     } else if (body_json_out && a->u.reply.body.ptr) {
         *body_json_out = dv_msgpack_to_json_text(a->u.reply.body.ptr,
                                                  a->u.reply.body.len);
@@ -1090,7 +1141,7 @@ drover_wait(drover_client_t *self, const char *const *ids, size_t n,
 {
     if (!self)
         return DROVER_EINVAL;
-    self->error[0] = '\0';
+    s_clear(self);
     if (n == 0)
         return DROVER_OK;
     if (!ids)
@@ -1152,10 +1203,10 @@ drover_wait(drover_client_t *self, const char *const *ids, size_t n,
             } else if (m->type == DV_MSG_ERROR &&
                        m->u.error.req >= w.first_req &&
                        w.probes[m->u.error.req % 8] != m->u.error.req) {
-                rc = s_fail(self, DROVER_EREJECTED, "broker: %.*s",
-                            (int)m->u.error.reason.len,
-                            m->u.error.reason.ptr ? m->u.error.reason.ptr
-                                                  : "");
+                rc = s_refused(self, m->u.error.code, "broker: %.*s",
+                               (int)m->u.error.reason.len,
+                               m->u.error.reason.ptr ? m->u.error.reason.ptr
+                                                     : "");
                 s_in_release(&in);
                 goto done;
             }

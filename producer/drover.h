@@ -90,6 +90,15 @@ void drover_close(drover_client_t **self_p);
  * failed. Valid until the next call on the client. Never NULL. */
 const char *drover_last_error(const drover_client_t *self);
 
+/* The broker's code for the refusal drover_last_error() tells, by name:
+ * "not_found", "invalid_argument", "not_allowed", "try_again", ... (the
+ * error codes of docs/protocol.md), to branch on instead of the reason
+ * text. Set by a call that returned DROVER_EREJECTED, and by
+ * drover_submit_many() for the last job the broker refused. NULL when the
+ * last failure was not a refusal, when the broker sent no code (one older
+ * than the codes), or with NULL. Static storage: never freed. */
+const char *drover_last_code(const drover_client_t *self);
+
 /* The endpoint the client is using now (it changes on failover). */
 const char *drover_endpoint(const drover_client_t *self);
 
@@ -142,6 +151,13 @@ typedef struct {
     char id[DROVER_ID_SIZE]; /* the job id; "" if the job was not accepted */
     int duplicate;           /* 1: the key was seen; id is the first job's */
     char error[256];         /* why it was not accepted; "" if it was */
+    int unanswered;          /* 1: no answer came for it (error says "no
+                                answer from broker"): it may or may not
+                                have been committed */
+    const char *code;        /* the broker's code for refusing it, as
+                                drover_last_code() names it; NULL if it
+                                was accepted, not valid, unanswered, or
+                                the broker sent no code */
 } drover_ack_t;
 
 /* Submits n jobs, many per message (at most 1000 jobs or 4 MiB each) with

@@ -107,10 +107,13 @@ test_client_submit_many(void **state)
     for (int i = 0; i < N; i++) {
         if (i == 3)
             assert_string_equal(acks[i].error, "priority must be 0..9");
-        else if (i % 1000 == 17)
+        else if (i % 1000 == 17) {
             assert_string_equal(acks[i].error, "queue is paused");
-        else {
+            assert_string_equal(acks[i].code, "not_allowed");
+            assert_false(acks[i].unanswered);
+        } else {
             assert_string_equal(acks[i].error, "");
+            assert_null(acks[i].code);
             assert_int_equal(strlen(acks[i].id), DROVER_ID_LEN);
             assert_int_equal(acks[i].duplicate, i == 4);
             ok++;
@@ -136,6 +139,9 @@ test_client_submit_many(void **state)
     assert_int_equal(strlen(id), DROVER_ID_LEN);
     assert_int_equal(drover_submit(c, &jobs[17], id), DROVER_EREJECTED);
     assert_string_equal(drover_last_error(c), "queue is paused");
+    assert_string_equal(drover_last_code(c), "not_allowed");
+    assert_int_equal(drover_submit(c, &jobs[1], id), DROVER_OK);
+    assert_null(drover_last_code(c));
     drover_close(&c);
     fake_stop(&f);
     free(jobs);
@@ -156,10 +162,13 @@ test_client_message_refused(void **state)
         jobs[i].type = "echo";
     }
     assert_int_equal(drover_submit_many(c, jobs, 3, acks), DROVER_OK);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         assert_string_equal(acks[i].error,
                             "broker refused the message: submit: too big");
+        assert_string_equal(acks[i].code, "too_big");
+    }
     assert_string_equal(drover_last_error(c), "broker: submit: too big");
+    assert_string_equal(drover_last_code(c), "too_big");
     drover_close(&c);
     fake_stop(&f);
 }
@@ -183,9 +192,13 @@ test_client_unreachable(void **state)
                      DROVER_EUNREACHABLE);
     int64_t took = dv_mono_ms() - t0;
     assert_true(took >= 200 && took < 2000);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++) {
         assert_string_equal(acks[i].error, "no answer from broker");
+        assert_true(acks[i].unanswered);
+        assert_null(acks[i].code);
+    }
     assert_non_null(strstr(drover_last_error(c), "no answer"));
+    assert_null(drover_last_code(c)); /* not a refusal */
     char *body = (char *)1;
     assert_int_equal(drover_ctrl(c, "status", NULL, NULL, &body),
                      DROVER_EUNREACHABLE);
@@ -290,6 +303,7 @@ test_client_wait(void **state)
     free(body);
     assert_int_equal(drover_cancel(c, ids[0]), DROVER_EREJECTED);
     assert_string_equal(drover_last_error(c), "job already ended");
+    assert_string_equal(drover_last_code(c), "not_allowed");
     assert_string_equal(f->last_verb, "cancel");
     assert_string_equal(f->last_id, ids[0]);
     drover_close(&c);

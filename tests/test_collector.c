@@ -1035,13 +1035,32 @@ t_malformed_queries(void **state)
         assert_int_equal(dv_msg_decode(buf, (size_t)n, &m, NULL, 0), DV_OK);
         assert_int_equal(m.type, DV_MSG_ERROR);
         assert_true(m.u.error.reason.len > 0);
+        assert_int_equal(m.u.error.code, DV_CODE_MALFORMED);
         dv_msg_release(&m);
     }
     /* Two frames after the routing id. */
     zmq_send(s, "a", 1, ZMQ_SNDMORE);
     zmq_send(s, "b", 1, 0);
     char buf[4096];
-    assert_true(zmq_recv(s, buf, sizeof buf, 0) > 0);
+    int n = zmq_recv(s, buf, sizeof buf, 0);
+    assert_true(n > 0);
+    dv_msg_t m;
+    assert_int_equal(dv_msg_decode(buf, (size_t)n, &m, NULL, 0), DV_OK);
+    assert_int_equal(m.u.error.code, DV_CODE_MALFORMED);
+    dv_msg_release(&m);
+    /* Not a ctrl message. */
+    dv_msg_t hb = { .type = DV_MSG_HEARTBEAT };
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_msg_encode(&hb, &sb), DV_OK);
+    assert_true(zmq_send(s, sb.data, sb.size, 0) >= 0);
+    msgpack_sbuffer_destroy(&sb);
+    n = zmq_recv(s, buf, sizeof buf, 0);
+    assert_true(n > 0);
+    assert_int_equal(dv_msg_decode(buf, (size_t)n, &m, NULL, 0), DV_OK);
+    assert_int_equal(m.type, DV_MSG_ERROR);
+    assert_int_equal(m.u.error.code, DV_CODE_UNKNOWN_TYPE);
+    dv_msg_release(&m);
     zmq_close(s);
     zmq_ctx_term(ctx);
 
@@ -1050,6 +1069,7 @@ t_malformed_queries(void **state)
     drover_ctrl_t req = { .verb = "frobnicate" };
     assert_int_equal(drover_ctrl_ex(fx->client, &req, NULL), DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(fx->client), "unknown verb"));
+    assert_string_equal(drover_last_code(fx->client), "unknown_verb");
     static const char *bad_args[] = {
         "{\"limit\": 0}", "{\"limit\": \"x\"}", "{\"state\": \"sleeping\"}",
         "{\"since\": -5}", "{\"queue\": 7}", "{\"since\": \"yesterday\"}",
@@ -1059,10 +1079,17 @@ t_malformed_queries(void **state)
         assert_int_equal(drover_ctrl_ex(fx->client, &r, NULL),
                          DROVER_EREJECTED);
         assert_non_null(strstr(drover_last_error(fx->client), "jobs: "));
+        assert_string_equal(drover_last_code(fx->client), "invalid_argument");
     }
     drover_ctrl_t nojob = { .verb = "job" };
     assert_int_equal(drover_ctrl_ex(fx->client, &nojob, NULL),
                      DROVER_EREJECTED);
+    assert_string_equal(drover_last_code(fx->client), "invalid_argument");
+    drover_ctrl_t unknown = { .verb = "job",
+                              .id = "01a20000-0000-7000-8000-0000000000ff" };
+    assert_int_equal(drover_ctrl_ex(fx->client, &unknown, NULL),
+                     DROVER_EREJECTED);
+    assert_string_equal(drover_last_code(fx->client), "not_found");
     drover_ctrl_t nobatch = { .verb = "batch" };
     assert_int_equal(drover_ctrl_ex(fx->client, &nobatch, NULL),
                      DROVER_EREJECTED);

@@ -15,12 +15,12 @@
 #ifndef WORKER_LANE_H
 #define WORKER_LANE_H
 
-#include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <zmq.h>
 
+#include "dv_body.h"
 #include "dv_proto.h"
 
 /* Processes a lane has, for the heartbeat and the end of shutdown. */
@@ -74,9 +74,14 @@ typedef struct {
      * the lane next changes. Returns the count. */
     size_t (*held)(const void *self, dv_held_t *held, size_t max);
     void (*stats)(const void *self, worker_lane_stats_t *st);
-    /* Entries it adds to the heartbeat map, and packs them (key, value). */
-    int (*metrics_count)(const void *self);
-    void (*pack_metrics)(const void *self, msgpack_packer *pk);
+    /* Fills its part of the heartbeat body m, which the caller zeroed and
+     * encodes (the parts are disjoint: the pool's per_child and children,
+     * the http lane's has_http, http and keys). The arrays m is pointed at
+     * are the lane's, reused from one heartbeat to the next, and stay
+     * valid until its next fill_metrics; the strings live as long as the
+     * lane. 0, or DV_ENOMEM (m may be partly filled; the heartbeat then
+     * goes without a body). Optional. */
+    int (*fill_metrics)(void *self, dv_hbmetrics_t *m);
     /* Writes its state to the log (SIGUSR1). */
     void (*dump)(const void *self);
 } worker_lane_ops_t;
@@ -99,6 +104,12 @@ worker_lane_kill_all(const worker_lane_t *l, int64_t wait_ms)
 {
     if (l->ops->kill_all)
         l->ops->kill_all(l->self, wait_ms);
+}
+
+static inline int
+worker_lane_fill_metrics(const worker_lane_t *l, dv_hbmetrics_t *m)
+{
+    return l->ops->fill_metrics ? l->ops->fill_metrics(l->self, m) : DV_OK;
 }
 
 static inline void

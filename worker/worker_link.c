@@ -323,8 +323,9 @@ decode:;
     case DV_MSG_ERROR: {
         char reason[DV_TEXT_MAX + 1];
         dv_log(DV_WARN, "worker.broker_error",
-               DV_STR("reason", dv_str_copy(msg->u.error.reason, reason,
-                                            sizeof reason)),
+               DV_STR("code", dv_code_name(msg->u.error.code)),
+               DV_STR("reason",
+                      dv_str_copy(msg->u.error.reason, reason, sizeof reason)),
                DV_INT("version", msg->u.error.version));
         break;
     }

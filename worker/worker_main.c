@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "dv_body.h"
 #include "dv_clock.h"
 #include "dv_daemon.h"
 #include "dv_log.h"
@@ -86,6 +87,7 @@ typedef struct {
     worker_lane_t lanes[S_LANES]; /* owners first: the pool is last */
     int nlanes;
     int lane_items[S_LANES];   /* poll items per lane this pass */
+    msgpack_sbuffer hb_body;   /* the heartbeat's body, reused */
 } s_worker_t;
 
 static const char *s_phase_names[] = { "running", "draining", "finishing",
@@ -209,6 +211,20 @@ s_cancel(s_worker_t *w, dv_str_t id, dv_str_t reason)
            DV_STR("job", dv_str_copy(id, idz, sizeof idz)));
 }
 
+/* The broker does not know us (it restarted, or expired us): say HELLO.
+ * By its code; a broker older than the codes (DV_CODE_NONE) is known by
+ * its reason text. */
+static bool
+s_unknown_worker(const dv_error_t *e)
+{
+    if (e->code != DV_CODE_NONE)
+        return e->code == DV_CODE_UNKNOWN_WORKER;
+    static const char unknown[] = "unknown worker";
+    dv_str_t r = e->reason;
+    return r.ptr && r.len >= sizeof unknown - 1 &&
+           memcmp(r.ptr, unknown, sizeof unknown - 1) == 0;
+}
+
 static void
 s_on_message(s_worker_t *w, dv_msg_t *m)
 {
@@ -229,15 +245,11 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
     case DV_MSG_DRAIN: /* `drover drain`: as on SIGTERM */
         s_drain(w, "broker asked (drover drain)");
         break;
-    case DV_MSG_ERROR: {
-        static const char unknown[] = "unknown worker";
-        dv_str_t r = m->u.error.reason;
-        if (r.ptr && r.len >= sizeof unknown - 1 &&
-            memcmp(r.ptr, unknown, sizeof unknown - 1) == 0 &&
+    case DV_MSG_ERROR:
+        if (s_unknown_worker(&m->u.error) &&
             !worker_link_hello_pending(w->link))
             s_hello(w);
         break;
-    }
     case DV_MSG_WELCOME:
     case DV_MSG_HEARTBEAT:
         break;
@@ -266,68 +278,45 @@ s_broker_read(s_worker_t *w)
     return true;
 }
 
-/* msgpack_sbuffer_write that remembers a failure, so that a body with a
- * hole in it is never sent. */
-typedef struct {
-    msgpack_sbuffer sb;
-    bool failed;
-} s_body_t;
-
-static int
-s_body_write(void *data, const char *buf, size_t len)
-{
-    s_body_t *b = data;
-    if (b->failed || msgpack_sbuffer_write(&b->sb, buf, len) != 0) {
-        b->failed = true;
-        return -1;
-    }
-    return 0;
-}
-
 static void
 s_heartbeat(s_worker_t *w)
 {
     if (!worker_link_heartbeat_due(w->link, w->mono))
         return;
-    /* A small metrics body; the broker passes it on to monitors. */
-    s_body_t body = { .failed = false };
-    msgpack_sbuffer_init(&body.sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &body, s_body_write);
+    /* A small metrics body; the broker passes it on to monitors. The
+     * lanes fill their parts into arrays they keep, and the buffer is
+     * kept too: no allocation once the first heartbeat has gone. */
     double load[1] = { 0 };
     if (getloadavg(load, 1) < 1)
         load[0] = 0;
-    int entries = 4;
-    for (int i = 0; i < w->nlanes; i++)
-        entries += w->lanes[i].ops->metrics_count(w->lanes[i].self);
-    msgpack_pack_map(&pk, (size_t)entries);
-    for (int i = 0; i < w->nlanes; i++)
-        w->lanes[i].ops->pack_metrics(w->lanes[i].self, &pk);
-    msgpack_pack_str_with_body(&pk, "held", 4);
-    msgpack_pack_uint64(&pk, s_held_count(w));
-    msgpack_pack_str_with_body(&pk, "capacity", 8);
-    msgpack_pack_int(&pk, s_capacity(w));
-    msgpack_pack_str_with_body(&pk, "outbox", 6);
-    msgpack_pack_uint64(&pk, worker_outbox_size(w->outbox));
-    msgpack_pack_str_with_body(&pk, "load1", 5);
-    msgpack_pack_double(&pk, load[0]);
+    dv_hbmetrics_t m = {
+        .held = (int64_t)s_held_count(w),
+        .capacity = s_capacity(w),
+        .outbox = (int64_t)worker_outbox_size(w->outbox),
+        .load1 = load[0],
+    };
+    int rc = DV_OK;
+    for (int i = 0; i < w->nlanes && rc == DV_OK; i++)
+        rc = worker_lane_fill_metrics(&w->lanes[i], &m);
+    msgpack_sbuffer_clear(&w->hb_body);
+    if (rc == DV_OK)
+        rc = dv_hbmetrics_encode(&m, &w->hb_body);
     worker_lane_stats_t st = s_stats(w);
     dv_heartbeat_t hb = {
         .busy = st.busy,
         .idle = st.idle,
         .processed = worker_outbox_processed(w->outbox),
         .failed = worker_outbox_failures(w->outbox),
-        .body = dv_strn(body.sb.data, body.sb.size),
+        .body = dv_strn(w->hb_body.data, w->hb_body.size),
     };
     /* Without memory for the body the heartbeat goes without it: the
      * broker must still hear from us. */
-    if (body.failed) {
+    if (rc != DV_OK) {
         dv_log(DV_WARN, "worker.heartbeat_body_dropped",
-               DV_STR("error", "out of memory"));
+               DV_STR("error", dv_strerror(rc)));
         hb.body = dv_strn(NULL, 0);
     }
     worker_link_heartbeat(w->link, &hb, w->mono);
-    msgpack_sbuffer_destroy(&body.sb);
 }
 
 /* ---- shutdown --------------------------------------------------------- */
@@ -657,6 +646,7 @@ out:
     worker_outbox_destroy(&w.outbox);
     free(w.held);
     free(w.items);
+    msgpack_sbuffer_destroy(&w.hb_body);
     if (w.sigfd >= 0)
         close(w.sigfd);
     worker_config_clear(&w.cfg);

@@ -389,45 +389,40 @@ pool_stats(const void *pool, worker_lane_stats_t *st)
     st->idle = st->alive - st->busy;
 }
 
+/* "per_child" (at most S_PER_CHILD_MAX alive children) and "children"
+ * (alive). The array is allocated at the first heartbeat and reused: the
+ * number of children never changes. */
 static int
-s_metrics_count(const void *pool)
+s_fill_metrics(void *pool, dv_hbmetrics_t *m)
 {
-    (void)pool;
-    return 2;
-}
-
-/* "per_child": [{"pid", "rss_kb", "jobs"}] and "children": alive. */
-static void
-s_pack_metrics(const void *pool, msgpack_packer *pk)
-{
-    const worker_pool_t *self = pool;
-    size_t n = 0;
-    for (int i = 0; i < self->nchildren; i++)
-        if (pool_alive(&self->children[i]))
-            n++;
-    if (n > S_PER_CHILD_MAX)
-        n = S_PER_CHILD_MAX;
-    msgpack_pack_str_with_body(pk, "per_child", 9);
-    msgpack_pack_array(pk, n);
-    size_t k = 0;
-    for (int i = 0; i < self->nchildren && k < n; i++) {
+    worker_pool_t *self = pool;
+    int cap =
+        self->nchildren < S_PER_CHILD_MAX ? self->nchildren : S_PER_CHILD_MAX;
+    if (!self->hb_children && cap > 0) {
+        self->hb_children = calloc((size_t)cap, sizeof *self->hb_children);
+        if (!self->hb_children)
+            return DV_ENOMEM;
+    }
+    uint32_t n = 0;
+    int alive = 0;
+    for (int i = 0; i < self->nchildren; i++) {
         const pool_child_t *c = &self->children[i];
         if (!pool_alive(c))
             continue;
+        alive++;
+        if (n == (uint32_t)cap)
+            continue;
         int64_t rss = worker_limits_rss(c->pid);
-        msgpack_pack_map(pk, 3);
-        msgpack_pack_str_with_body(pk, "pid", 3);
-        msgpack_pack_int64(pk, c->pid);
-        msgpack_pack_str_with_body(pk, "rss_kb", 6);
-        msgpack_pack_int64(pk, rss < 0 ? -1 : rss / 1024);
-        msgpack_pack_str_with_body(pk, "jobs", 4);
-        msgpack_pack_int64(pk, c->assigned);
-        k++;
+        self->hb_children[n++] = (dv_hb_child_t){
+            .pid = c->pid,
+            .rss_kb = rss < 0 ? -1 : rss / 1024,
+            .jobs = c->assigned,
+        };
     }
-    worker_lane_stats_t st;
-    pool_stats(self, &st);
-    msgpack_pack_str_with_body(pk, "children", 8);
-    msgpack_pack_int(pk, st.alive);
+    m->per_child = self->hb_children;
+    m->nper_child = n;
+    m->children = alive;
+    return DV_OK;
 }
 
 static const worker_lane_ops_t s_ops = {
@@ -451,8 +446,7 @@ static const worker_lane_ops_t s_ops = {
     .held_count = s_held_count,
     .held = s_held,
     .stats = pool_stats,
-    .metrics_count = s_metrics_count,
-    .pack_metrics = s_pack_metrics,
+    .fill_metrics = s_fill_metrics,
     .dump = pool_dump,
 };
 
@@ -506,6 +500,7 @@ worker_pool_destroy(worker_pool_t **self_p)
     }
     worker_jobs_destroy(&self->jobs);
     free(self->children);
+    free(self->hb_children);
     free(self->poll_map);
     free(self->dirty);
     free(self);

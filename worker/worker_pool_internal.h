@@ -91,6 +91,7 @@ struct worker_pool_t {
     int nstalled;  /* children with stalled input */
     bool draining;
     int64_t mono, wall;
+    dv_hb_child_t *hb_children; /* the heartbeat's per_child, reused */
 };
 
 static inline pool_job_t *

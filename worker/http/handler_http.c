@@ -250,6 +250,8 @@ handler_http_destroy(handler_http_t **self_p)
     free(self->socks);
     free(self->fdmap);
     free(self->poll_map);
+    free(self->hb_breakers);
+    free(self->hb_keys);
     if (self->curl_inited)
         curl_global_cleanup();
     free(self);
@@ -438,8 +440,7 @@ static const worker_lane_ops_t s_ops = {
     .held_count = s_held_count,
     .held = s_held,
     .stats = s_stats,
-    .metrics_count = http_metrics_count,
-    .pack_metrics = http_pack_metrics,
+    .fill_metrics = http_fill_metrics,
     .dump = http_dump,
 };
 

@@ -106,6 +106,8 @@ struct handler_http_t {
     bool draining;
     bool curl_inited;
     int64_t mono, wall;
+    dv_hb_breaker_t *hb_breakers; /* the heartbeat's arrays, reused */
+    dv_hb_key_t *hb_keys;
 };
 
 static inline http_job_t *
@@ -164,8 +166,8 @@ void http_io(void *lane, const zmq_pollitem_t *items, int n);
 
 /* ---- http_metrics.c ---- */
 
-int http_metrics_count(const void *lane);
-void http_pack_metrics(const void *lane, msgpack_packer *pk);
+/* The lane's fill_metrics (worker_lane.h). */
+int http_fill_metrics(void *lane, dv_hbmetrics_t *m);
 void http_dump(const void *lane);
 
 #endif

@@ -1,24 +1,13 @@
-/* http_metrics - what the http lane says about itself: the "http" and
- * "keys" entries of the heartbeat body (shapes in docs/protocol.md) and
- * the SIGUSR1 dump (key ids only, never keys). Read-only.
+/* http_metrics - what the http lane says about itself: its part of the
+ * heartbeat body (has_http, http and keys of a dv_hbmetrics_t; shapes in
+ * docs/protocol.md) and the SIGUSR1 dump (key ids only, never keys).
+ * Changes nothing but its own heartbeat arrays.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "dv_log.h"
 #include "http_internal.h"
-
-int
-http_metrics_count(const void *lane)
-{
-    const handler_http_t *self = lane;
-    return self->nhandlers > 0 ? 2 : 0;
-}
-
-static void
-s_pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
 
 static const char *
 s_key_state(keypool_state_t s)
@@ -28,72 +17,87 @@ s_key_state(keypool_state_t s)
                                   : "ok";
 }
 
-void
-http_pack_metrics(const void *lane, msgpack_packer *pk)
+static size_t
+s_nkeys(const handler_http_t *self)
 {
-    const handler_http_t *self = lane;
+    size_t n = 0;
+    for (int i = 0; i < self->nhandlers; i++)
+        n += (size_t)keypool_size(self->handlers[i].keys);
+    return n;
+}
+
+/* The arrays the body points at, made at the first heartbeat and reused:
+ * breakers and keys are fixed once the lane is made. */
+static int
+s_scratch(handler_http_t *self, size_t nkeys)
+{
+    if (!self->hb_breakers && self->nbreakers > 0) {
+        self->hb_breakers =
+            calloc((size_t)self->nbreakers, sizeof *self->hb_breakers);
+        if (!self->hb_breakers)
+            return DV_ENOMEM;
+    }
+    if (!self->hb_keys && nkeys > 0) {
+        self->hb_keys = calloc(nkeys, sizeof *self->hb_keys);
+        if (!self->hb_keys)
+            return DV_ENOMEM;
+    }
+    return DV_OK;
+}
+
+int
+http_fill_metrics(void *lane, dv_hbmetrics_t *m)
+{
+    handler_http_t *self = lane;
     if (self->nhandlers == 0)
-        return;
+        return DV_OK;
+    size_t nkeys = s_nkeys(self);
+    if (s_scratch(self, nkeys) != DV_OK)
+        return DV_ENOMEM;
     int64_t now = self->mono;
-    s_pack_str(pk, "http");
-    msgpack_pack_map(pk, 4);
-    s_pack_str(pk, "in_flight");
-    msgpack_pack_int(pk, self->in_flight);
-    s_pack_str(pk, "waiting");
-    msgpack_pack_uint64(pk, worker_jobs_queued(self->jobs));
-    s_pack_str(pk, "concurrency");
-    msgpack_pack_int(pk, self->concurrency);
-    s_pack_str(pk, "breakers");
-    msgpack_pack_array(pk, (size_t)self->nbreakers);
     for (int i = 0; i < self->nbreakers; i++) {
         const breaker_t *b = self->breakers[i];
-        msgpack_pack_map(pk, 4);
-        s_pack_str(pk, "endpoint");
-        s_pack_str(pk, breaker_endpoint(b));
-        s_pack_str(pk, "state");
-        s_pack_str(pk, breaker_state_name(breaker_state(b, now)));
-        s_pack_str(pk, "failures");
-        msgpack_pack_int(pk, breaker_failures(b));
-        s_pack_str(pk, "opened");
-        msgpack_pack_int64(pk, breaker_opened(b));
+        self->hb_breakers[i] = (dv_hb_breaker_t){
+            .endpoint = dv_str(breaker_endpoint(b)),
+            .state = dv_str(breaker_state_name(breaker_state(b, now))),
+            .failures = breaker_failures(b),
+            .opened = breaker_opened(b),
+        };
     }
-    s_pack_str(pk, "keys");
-    size_t nkeys = 0;
-    for (int i = 0; i < self->nhandlers; i++)
-        nkeys += (size_t)keypool_size(self->handlers[i].keys);
-    msgpack_pack_array(pk, nkeys);
+    size_t n = 0;
     for (int i = 0; i < self->nhandlers; i++) {
         const http_handler_t *h = &self->handlers[i];
         for (int k = 0; k < keypool_size(h->keys); k++) {
             keypool_stats_t st;
             keypool_stats(h->keys, k, now, &st);
-            msgpack_pack_map(pk, 11);
-            s_pack_str(pk, "type");
-            s_pack_str(pk, h->cfg->type);
-            s_pack_str(pk, "id");
-            s_pack_str(pk, st.id);
-            s_pack_str(pk, "hash");
-            s_pack_str(pk, st.hash);
-            s_pack_str(pk, "state");
-            s_pack_str(pk, s_key_state(st.state));
-            s_pack_str(pk, "requests");
-            msgpack_pack_int64(pk, st.requests);
-            s_pack_str(pk, "ok");
-            msgpack_pack_int64(pk, st.ok);
-            s_pack_str(pk, "rate_limited");
-            msgpack_pack_int64(pk, st.rate_limited);
-            s_pack_str(pk, "errors");
-            msgpack_pack_int64(pk, st.errors);
-            s_pack_str(pk, "cooldown_until_ms");
-            msgpack_pack_int64(pk, st.cooldown_until
-                                       ? self->wall + (st.cooldown_until - now)
-                                       : 0);
-            s_pack_str(pk, "tokens");
-            msgpack_pack_int(pk, st.tokens);
-            s_pack_str(pk, "disabled_status");
-            msgpack_pack_int(pk, st.disabled_status);
+            self->hb_keys[n++] = (dv_hb_key_t){
+                .type = dv_str(h->cfg->type),
+                .id = dv_str(st.id),
+                .hash = dv_str(st.hash),
+                .state = dv_str(s_key_state(st.state)),
+                .requests = st.requests,
+                .ok = st.ok,
+                .rate_limited = st.rate_limited,
+                .errors = st.errors,
+                .cooldown_until_ms =
+                    st.cooldown_until ? self->wall + (st.cooldown_until - now)
+                                      : 0,
+                .tokens = st.tokens,
+                .disabled_status = st.disabled_status,
+            };
         }
     }
+    m->has_http = true;
+    m->http = (dv_hb_http_t){
+        .in_flight = self->in_flight,
+        .waiting = (int64_t)worker_jobs_queued(self->jobs),
+        .concurrency = self->concurrency,
+        .breakers = self->hb_breakers,
+        .nbreakers = (uint32_t)self->nbreakers,
+    };
+    m->keys = self->hb_keys;
+    m->nkeys = (uint32_t)n;
+    return DV_OK;
 }
 
 void
