@@ -183,13 +183,13 @@ s_retry_one(broker_t *self, const char *idtext, s_retry_ctx_t *ctx)
     ctx->self = self;
     ctx->error = NULL;
     int r = broker_store_load(self->store, idtext, s_retry_rec, ctx);
-    ctx->code = r == 0 ? DV_CODE_NOT_FOUND : DV_CODE_STORE;
-    if (r == 0)
-        return "no such job";
-    if (r < 0)
-        return "store read failed";
-    ctx->code = ctx->error ? ctx->code : DV_CODE_NONE;
-    return ctx->error;
+    if (r <= 0) {
+        ctx->code = r == 0 ? DV_CODE_NOT_FOUND : DV_CODE_STORE;
+        return r == 0 ? "no such job" : "store read failed";
+    }
+    if (!ctx->error)
+        ctx->code = DV_CODE_NONE;
+    return ctx->error; /* s_retry_rec set its code */
 }
 
 /* Ids of stored jobs, listed before any is retried. */

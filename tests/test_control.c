@@ -87,6 +87,7 @@ t_retry_dead_jobs(void **state)
     /* ...a succeeded job is not retried... */
     assert_int_equal(s_ctrl(h, "retry", ids[0], NULL, 0, -1, NULL), DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(h->client), "succeeded"));
+    assert_string_equal(drover_last_code(h->client), "not_allowed");
     /* ...then every dead one of the queue. */
     char *body = NULL;
     assert_int_equal(s_ctrl(h, "retry", NULL, "q1", 1, -1, &body), DROVER_OK);
@@ -229,14 +230,17 @@ t_bad_control_requests(void **state)
     assert_true(harness_start_broker(h, NULL) > 0);
     assert_int_equal(s_ctrl(h, "pause", NULL, NULL, 0, -1, NULL), DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(h->client), "queue"));
+    assert_string_equal(drover_last_code(h->client), "invalid_argument");
     assert_int_equal(s_ctrl(h, "rate", NULL, "q", 0, -1, NULL), DROVER_EREJECTED);
     assert_int_equal(s_ctrl(h, "retry", NULL, NULL, 0, -1, NULL), DROVER_EREJECTED);
     assert_int_equal(s_ctrl(h, "retry", "01a20470-abfa-73fc-8402-859771cc63e2", NULL,
                             0, -1, NULL),
                      DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(h->client), "no such job"));
+    assert_string_equal(drover_last_code(h->client), "not_found");
     assert_int_equal(s_ctrl(h, "frobnicate", NULL, NULL, 0, -1, NULL), DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(h->client), "unknown verb"));
+    assert_string_equal(drover_last_code(h->client), "unknown_verb");
 }
 
 typedef struct {
@@ -276,6 +280,7 @@ t_drain_worker(void **state)
     drover_ctrl_t bad = { .verb = "drain", .worker = "nobody" };
     assert_int_equal(drover_ctrl_ex(h->client, &bad, NULL), DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(h->client), "no such worker"));
+    assert_string_equal(drover_last_code(h->client), "not_found");
     drover_ctrl_t req = { .verb = "drain", .worker = "w1" };
     assert_int_equal(drover_ctrl_ex(h->client, &req, NULL), DROVER_OK);
     int status = harness_wait_exit(h, w1, 20000);

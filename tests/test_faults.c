@@ -151,6 +151,9 @@ t_sigterm_drains_worker(void **state)
 
 /* ---- garbage ---------------------------------------------------------------- */
 
+/* Receives an ERROR: its reason into reason, its code into s_code. */
+static dv_code_t s_code;
+
 static int
 s_recv_error(void *sock, char *reason, size_t size)
 {
@@ -165,8 +168,10 @@ s_recv_error(void *sock, char *reason, size_t size)
     if (dv_msg_decode(buf, (size_t)n, &msg, NULL, 0) != DV_OK)
         return -1;
     int rc = msg.type == DV_MSG_ERROR ? 0 : -1;
-    if (rc == 0)
+    if (rc == 0) {
         dv_str_copy(msg.u.error.reason, reason, size);
+        s_code = msg.u.error.code;
+    }
     dv_msg_release(&msg);
     return rc;
 }
@@ -190,10 +195,12 @@ t_garbage_frames(void **state)
         zmq_send(s, "\xc1\xc1garbage", 9, 0);
         assert_int_equal(s_recv_error(s, reason, sizeof reason), 0);
         assert_true(strlen(reason) > 0);
+        assert_int_equal(s_code, DV_CODE_MALFORMED);
 
         /* A map claiming 4 billion entries in a few bytes. */
         zmq_send(s, "\xdf\xff\xff\xff\xff\xa1v", 7, 0);
         assert_int_equal(s_recv_error(s, reason, sizeof reason), 0);
+        assert_true(s_code == DV_CODE_MALFORMED || s_code == DV_CODE_TOO_BIG);
 
         /* Truncated valid message. */
         dv_msg_t m = { .type = DV_MSG_CTRL };
@@ -210,14 +217,16 @@ t_garbage_frames(void **state)
         zmq_send(s, "b", 1, 0);
         assert_int_equal(s_recv_error(s, reason, sizeof reason), 0);
         assert_non_null(strstr(reason, "frame"));
+        assert_int_equal(s_code, DV_CODE_MALFORMED);
 
         /* Valid msgpack, wrong shape. */
         zmq_send(s, "\x93\x01\x02\x03", 4, 0);
         assert_int_equal(s_recv_error(s, reason, sizeof reason), 0);
 
         /* A future protocol version is refused with our version. */
-        zmq_send(s, "\x82\xa1v\x09\xa1t\xa6status", 12, 0);
+        zmq_send(s, "\x82\xa1v\x09\xa1t\xa6status", 13, 0);
         assert_int_equal(s_recv_error(s, reason, sizeof reason), 0);
+        assert_int_equal(s_code, DV_CODE_VERSION);
 
         /* A message for the other socket. */
         if (e == 0) {
@@ -228,6 +237,17 @@ t_garbage_frames(void **state)
             zmq_send(s, hs.data, hs.size, 0);
             assert_int_equal(s_recv_error(s, reason, sizeof reason), 0);
             assert_non_null(strstr(reason, "unexpected"));
+            assert_int_equal(s_code, DV_CODE_UNKNOWN_TYPE);
+            msgpack_sbuffer_destroy(&hs);
+        } else {
+            /* A heartbeat from a worker that never said hello. */
+            dv_msg_t hb = { .type = DV_MSG_HEARTBEAT };
+            msgpack_sbuffer hs;
+            msgpack_sbuffer_init(&hs);
+            dv_msg_encode(&hb, &hs);
+            zmq_send(s, hs.data, hs.size, 0);
+            assert_int_equal(s_recv_error(s, reason, sizeof reason), 0);
+            assert_int_equal(s_code, DV_CODE_UNKNOWN_WORKER);
             msgpack_sbuffer_destroy(&hs);
         }
         msgpack_sbuffer_destroy(&sb);
