@@ -58,8 +58,9 @@ static harness_t *
 s_start(const s_opts_t *o, int workers)
 {
     harness_t *h = harness_new();
-    const char *bargs[] = { "--sync", o->sync, "--log-level", "info",
-                            "--heartbeat", "1", "--worker-timeout", "5", NULL };
+    const char *bargs[] = { "--sync",      o->sync, "--log-level",      "info",
+                            "--heartbeat", "1",     "--worker-timeout", "5",
+                            NULL };
     if (!h || harness_start_broker(h, bargs) <= 0) {
         fprintf(stderr, "bench: broker did not start\n");
         exit(1);
@@ -67,9 +68,15 @@ s_start(const s_opts_t *o, int workers)
     char conc[16], pre[16];
     snprintf(conc, sizeof conc, "%d", o->concurrency);
     snprintf(pre, sizeof pre, "%d", o->prefetch);
-    const char *wargs[] = { "--concurrency", conc, "--log-level", "info",
-                            "--heartbeat", "1",
-                            o->prefetch >= 0 ? "--prefetch" : NULL, pre, NULL };
+    const char *wargs[] = { "--concurrency",
+                            conc,
+                            "--log-level",
+                            "info",
+                            "--heartbeat",
+                            "1",
+                            o->prefetch >= 0 ? "--prefetch" : NULL,
+                            pre,
+                            NULL };
     for (int i = 0; i < workers; i++)
         if (harness_start_worker(h, wargs) <= 0) {
             fprintf(stderr, "bench: worker did not start\n");
@@ -125,11 +132,11 @@ s_throughput(const s_opts_t *o)
     char pre[16] = "default";
     if (o->prefetch >= 0)
         snprintf(pre, sizeof pre, "%d", o->prefetch);
-    printf("throughput: %d no-op jobs, %d worker(s) x %d, prefetch %s, sync=%s: "
-           "submit %.0f jobs/s, end-to-end %.0f jobs/s (%.2f s), %d succeeded\n",
-           n, o->workers, o->concurrency,
-           pre, o->sync, n / submit_s, n / total_s,
-           total_s, ok);
+    printf(
+        "throughput: %d no-op jobs, %d worker(s) x %d, prefetch %s, sync=%s: "
+        "submit %.0f jobs/s, end-to-end %.0f jobs/s (%.2f s), %d succeeded\n",
+        n, o->workers, o->concurrency, pre, o->sync, n / submit_s, n / total_s,
+        total_s, ok);
     free(p);
     free(ids);
     harness_destroy(&h);
@@ -153,7 +160,8 @@ s_latency(const s_opts_t *o)
             nanosleep(&ts, NULL);
         }
         if (drover_submit(h->client, &job, ids[i]) != DROVER_OK) {
-            fprintf(stderr, "bench: submit: %s\n", drover_last_error(h->client));
+            fprintf(stderr, "bench: submit: %s\n",
+                    drover_last_error(h->client));
             exit(1);
         }
     }
@@ -165,11 +173,12 @@ s_latency(const s_opts_t *o)
     char *body = harness_status(h);
     json_t *st = body ? json_loads(body, 0, NULL) : NULL;
     json_t *c = json_object_get(st, "counters");
-    printf("dispatch latency (queued -> started) at %d jobs/s, %d jobs: "
-           "p50 %lld us, p99 %lld us\n",
-           o->rate, ok,
-           (long long)json_integer_value(json_object_get(c, "dispatch_p50_us")),
-           (long long)json_integer_value(json_object_get(c, "dispatch_p99_us")));
+    printf(
+        "dispatch latency (queued -> started) at %d jobs/s, %d jobs: "
+        "p50 %lld us, p99 %lld us\n",
+        o->rate, ok,
+        (long long)json_integer_value(json_object_get(c, "dispatch_p50_us")),
+        (long long)json_integer_value(json_object_get(c, "dispatch_p99_us")));
     json_decref(st);
     free(body);
     free(p);
@@ -222,23 +231,41 @@ main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'n': o.jobs = atoi(optarg); break;
-        case 'w': o.workers = atoi(optarg); break;
-        case 'c': o.concurrency = atoi(optarg); break;
-        case 'p': o.prefetch = atoi(optarg); break;
-        case 's': o.sync = optarg; break;
-        case 'q': o.queued = atoi(optarg); break;
-        case 'r': o.rate = atoi(optarg); break;
-        case 'o': o.only = optarg; break;
+        case 'n':
+            o.jobs = atoi(optarg);
+            break;
+        case 'w':
+            o.workers = atoi(optarg);
+            break;
+        case 'c':
+            o.concurrency = atoi(optarg);
+            break;
+        case 'p':
+            o.prefetch = atoi(optarg);
+            break;
+        case 's':
+            o.sync = optarg;
+            break;
+        case 'q':
+            o.queued = atoi(optarg);
+            break;
+        case 'r':
+            o.rate = atoi(optarg);
+            break;
+        case 'o':
+            o.only = optarg;
+            break;
         default:
-            printf("usage: bench_e2e [--jobs N] [--workers W] [--concurrency C]\n"
-                   "       [--prefetch P]\n"
-                   "       [--sync full|normal|off] [--queued M] [--rate R]\n"
-                   "       [--only throughput|latency|memory]\n");
+            printf(
+                "usage: bench_e2e [--jobs N] [--workers W] [--concurrency C]\n"
+                "       [--prefetch P]\n"
+                "       [--sync full|normal|off] [--queued M] [--rate R]\n"
+                "       [--only throughput|latency|memory]\n");
             return c == 'h' ? 0 : 2;
         }
     }
-    if (o.jobs < 1 || o.workers < 1 || o.concurrency < 1 || o.queued < 1 || o.rate < 1) {
+    if (o.jobs < 1 || o.workers < 1 || o.concurrency < 1 || o.queued < 1 ||
+        o.rate < 1) {
         fprintf(stderr, "bench_e2e: counts must be positive\n");
         return 2;
     }

@@ -33,7 +33,7 @@
 #endif
 
 typedef struct {
-    int jobs;               /* 0: 25 x concurrency */
+    int jobs; /* 0: 25 x concurrency */
     int conc[8];
     int nconc;
     int latency_ms;
@@ -75,8 +75,9 @@ s_cpu_s(pid_t pid)
     buf[n] = '\0';
     char *p = strrchr(buf, ')');
     unsigned long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-                            "%lu %lu",
+    if (!p || sscanf(p + 2,
+                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                     "%lu %lu",
                      &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
@@ -153,8 +154,8 @@ s_run(const s_opts_t *o, int conc)
     harness_t *h = harness_new();
     int port = 0;
     pid_t stub = h ? s_start_stub(h, o, &port) : -1;
-    const char *bargs[] = { "--sync", o->sync, "--log-level", "info",
-                            "--heartbeat", "1", "--worker-timeout", "5",
+    const char *bargs[] = { "--sync",      o->sync, "--log-level",      "info",
+                            "--heartbeat", "1",     "--worker-timeout", "5",
                             NULL };
     if (stub <= 0 || harness_start_broker(h, bargs) <= 0) {
         fprintf(stderr, "bench: stub or broker did not start\n");
@@ -182,9 +183,10 @@ s_run(const s_opts_t *o, int conc)
         fputs(text, f);
         fclose(f);
     }
-    const char *wargs[] = { "--config", cfg, "--concurrency", "1",
-                            "--prefetch", "0", "--log-level", "info",
-                            "--heartbeat", "1", NULL };
+    const char *wargs[] = { "--config",    cfg,          "--concurrency",
+                            "1",           "--prefetch", "0",
+                            "--log-level", "info",       "--heartbeat",
+                            "1",           NULL };
     pid_t worker = harness_start_worker(h, wargs);
     if (worker <= 0) {
         fprintf(stderr, "bench: worker did not start\n");
@@ -210,8 +212,7 @@ s_run(const s_opts_t *o, int conc)
     if (rc == DROVER_OK) {
         for (int i = 0; i < njobs; i++)
             ids[i] = acks[i].id;
-        rc = drover_wait(h->client, ids, (size_t)njobs, 600000, s_count,
-                         &ok);
+        rc = drover_wait(h->client, ids, (size_t)njobs, 600000, s_count, &ok);
     }
     double secs = (double)(dv_mono_us() - t0) / 1e6;
     double cpu1[3] = { s_cpu_s(h->broker), s_cpu_s(worker), s_cpu_s(stub) };
@@ -223,8 +224,7 @@ s_run(const s_opts_t *o, int conc)
            100.0 * (njobs / secs) / ideal, ok);
     printf("    worker supervisor peak RSS (VmHWM) %ld kB; CPU s: worker "
            "%.2f, broker %.2f, stub %.2f (of %.2f s wall)\n",
-           hwm, cpu1[1] - cpu0[1], cpu1[0] - cpu0[0], cpu1[2] - cpu0[2],
-           secs);
+           hwm, cpu1[1] - cpu0[1], cpu1[0] - cpu0[0], cpu1[2] - cpu0[2], secs);
     fflush(stdout);
     free(jobs);
     free(acks);
@@ -237,8 +237,12 @@ s_run(const s_opts_t *o, int conc)
 int
 main(int argc, char **argv)
 {
-    s_opts_t o = { .jobs = 0, .conc = { 200, 1000 }, .nconc = 2,
-                   .latency_ms = 50, .keys = 8, .stub_threads = 2,
+    s_opts_t o = { .jobs = 0,
+                   .conc = { 200, 1000 },
+                   .nconc = 2,
+                   .latency_ms = 50,
+                   .keys = 8,
+                   .stub_threads = 2,
                    .sync = "full" };
     static const struct option opts[] = {
         { "jobs", required_argument, NULL, 'n' },

@@ -35,9 +35,9 @@ typedef struct {
 static const char *
 s_sync_name(broker_sync_t sync)
 {
-    return sync == BROKER_SYNC_FULL ? "full" : sync == BROKER_SYNC_NORMAL
-                                                   ? "normal"
-                                                   : "off";
+    return sync == BROKER_SYNC_FULL     ? "full"
+           : sync == BROKER_SYNC_NORMAL ? "normal"
+                                        : "off";
 }
 
 static void
@@ -48,8 +48,7 @@ s_die(const char *what, int rc)
 }
 
 static broker_store_t *
-s_open(const s_bench_t *b, const char *name, broker_sync_t sync,
-       bool fresh)
+s_open(const s_bench_t *b, const char *name, broker_sync_t sync, bool fresh)
 {
     char path[1200];
     snprintf(path, sizeof path, "%s/%s.db", b->dir, name);
@@ -112,8 +111,8 @@ s_run_finish(const s_bench_t *b, broker_store_t *s, int group)
         if (rc)
             s_die("begin", rc);
         for (int j = i; j < i + group && j < b->jobs; j++) {
-            if ((rc = broker_store_mark_running(s, b->ids[j], 1,
-                                                "bench-host:1", now)))
+            if ((rc = broker_store_mark_running(s, b->ids[j], 1, "bench-host:1",
+                                                now)))
                 s_die("mark_running", rc);
             if ((rc = broker_store_mark_finished(s, b->ids[j],
                                                  DV_STATE_SUCCEEDED, 1, result,
@@ -126,12 +125,11 @@ s_run_finish(const s_bench_t *b, broker_store_t *s, int group)
 }
 
 static void
-s_report(const char *what, broker_sync_t sync, int group, int jobs,
-         int64_t us)
+s_report(const char *what, broker_sync_t sync, int group, int jobs, int64_t us)
 {
     double secs = (double)us / 1e6;
-    printf("%-16s sync=%-6s group=%-5d jobs=%-7d %9.0f jobs/s  %7.2f s\n",
-           what, s_sync_name(sync), group, jobs, jobs / secs, secs);
+    printf("%-16s sync=%-6s group=%-5d jobs=%-7d %9.0f jobs/s  %7.2f s\n", what,
+           s_sync_name(sync), group, jobs, jobs / secs, secs);
     fflush(stdout);
 }
 
@@ -174,9 +172,8 @@ main(int argc, char **argv)
             b.keep = true;
             break;
         default:
-            fprintf(stderr,
-                    "usage: bench_store [-n JOBS] [-p PAYLOAD_BYTES] "
-                    "[-d DIR] [-k]\n");
+            fprintf(stderr, "usage: bench_store [-n JOBS] [-p PAYLOAD_BYTES] "
+                            "[-d DIR] [-k]\n");
             return opt == 'h' ? 0 : 2;
         }
     }
@@ -233,8 +230,7 @@ main(int argc, char **argv)
                 t0 = dv_mono_us();
                 s_run_finish(&b, s, 1000);
                 t1 = dv_mono_us();
-                s_report("running+finished", syncs[si], 1000, b.jobs,
-                         t1 - t0);
+                s_report("running+finished", syncs[si], 1000, b.jobs, t1 - t0);
             }
             broker_store_destroy(&s);
         }

@@ -196,7 +196,7 @@ broker_queue_remove(broker_queue_t *q, broker_job_t *job)
         q->tail[p] = job->prev;
     job->next = job->prev = NULL;
     if (!q->head[p])
-        q->nonempty &= (uint16_t)~(1u << p);
+        q->nonempty &= (uint16_t) ~(1u << p);
     q->ready--;
 }
 

@@ -29,40 +29,40 @@ typedef struct broker_waiter {
     uint8_t rid[255];
 } broker_waiter_t;
 
-#define BROKER_JOB_JITTER 1u   /* full jitter on retry delays */
-#define BROKER_JOB_PENDING 2u  /* inserted, insert not durable yet */
-#define BROKER_JOB_STARTED 4u  /* the current attempt's start was reported */
+#define BROKER_JOB_JITTER  1u /* full jitter on retry delays */
+#define BROKER_JOB_PENDING 2u /* inserted, insert not durable yet */
+#define BROKER_JOB_STARTED 4u /* the current attempt's start was reported */
 
 struct broker_job {
-    dv_id_t id;                 /* UUIDv7, binary */
-    broker_job_t *next, *prev;  /* links in a queue FIFO or a running list */
-    broker_queue_t *queue;      /* owning queue */
-    const char *type;           /* interned handler name */
-    const char *batch;          /* interned batch name, or NULL */
-    char *trace;                /* W3C traceparent, or NULL (owned) */
-    broker_worker_t *worker;    /* leased to, while running */
-    broker_waiter_t *waiters;   /* clients to tell when it ends (owned) */
+    dv_id_t id;                /* UUIDv7, binary */
+    broker_job_t *next, *prev; /* links in a queue FIFO or a running list */
+    broker_queue_t *queue;     /* owning queue */
+    const char *type;          /* interned handler name */
+    const char *batch;         /* interned batch name, or NULL */
+    char *trace;               /* W3C traceparent, or NULL (owned) */
+    broker_worker_t *worker;   /* leased to, while running */
+    broker_waiter_t *waiters;  /* clients to tell when it ends (owned) */
     /* One time whose meaning follows the state, since no state needs two:
      * scheduled: when it becomes ready; queued, and running until its start
      * is reported: when it became ready (for the wait time); running after
      * that (BROKER_JOB_STARTED): when it started. */
     union {
-        int64_t run_at_ms;      /* epoch ms */
-        int64_t ready_us;       /* monotonic microseconds */
-        int64_t started_ms;     /* epoch ms */
+        int64_t run_at_ms;  /* epoch ms */
+        int64_t ready_us;   /* monotonic microseconds */
+        int64_t started_ms; /* epoch ms */
     };
-    uint32_t heap_idx;          /* position in the timer heap, or UINT32_MAX */
-    uint32_t timeout_ms;        /* per attempt; 0 = worker default */
+    uint32_t heap_idx;   /* position in the timer heap, or UINT32_MAX */
+    uint32_t timeout_ms; /* per attempt; 0 = worker default */
     uint32_t backoff_base_ms;
     uint32_t backoff_cap_ms;
     float backoff_factor;
-    uint16_t attempt;           /* attempts started so far */
+    uint16_t attempt; /* attempts started so far */
     uint16_t max_attempts;
-    uint8_t priority;           /* 0..9, higher first */
-    uint8_t state;              /* dv_state_t */
-    uint8_t flags;              /* BROKER_JOB_* */
+    uint8_t priority; /* 0..9, higher first */
+    uint8_t state;    /* dv_state_t */
+    uint8_t flags;    /* BROKER_JOB_* */
     uint32_t payload_len;
-    uint8_t payload[];          /* msgpack value, inline */
+    uint8_t payload[]; /* msgpack value, inline */
 };
 
 /* New job with room for the payload copied in; caller fills the rest.
@@ -77,8 +77,8 @@ void broker_job_destroy(broker_job_t **job_p);
 /* ---- index by id --------------------------------------------------------- */
 
 typedef struct {
-    broker_job_t **slots;  /* open addressing, linear probing; NULL = empty */
-    size_t cap;            /* power of two */
+    broker_job_t **slots; /* open addressing, linear probing; NULL = empty */
+    size_t cap;           /* power of two */
     size_t count;
 } broker_index_t;
 
@@ -96,15 +96,15 @@ struct broker_queue {
     char *name;
     broker_job_t *head[BROKER_PRIORITIES];
     broker_job_t *tail[BROKER_PRIORITIES];
-    uint16_t nonempty;     /* bit p set when head[p] != NULL */
-    size_t ready;          /* jobs in the FIFOs */
-    size_t scheduled;      /* jobs of this queue in the timer heap */
-    size_t running;        /* jobs of this queue leased to workers */
-    bool paused;           /* no dispatch while set */
-    uint32_t max_running;  /* fleet-wide concurrency limit; 0 = none */
-    double rate;           /* fleet-wide starts per second; 0 = none */
-    double tokens;         /* token bucket for rate (burst: max(1, rate)) */
-    int64_t tokens_us;     /* when tokens was last refilled (monotonic) */
+    uint16_t nonempty;    /* bit p set when head[p] != NULL */
+    size_t ready;         /* jobs in the FIFOs */
+    size_t scheduled;     /* jobs of this queue in the timer heap */
+    size_t running;       /* jobs of this queue leased to workers */
+    bool paused;          /* no dispatch while set */
+    uint32_t max_running; /* fleet-wide concurrency limit; 0 = none */
+    double rate;          /* fleet-wide starts per second; 0 = none */
+    double tokens;        /* token bucket for rate (burst: max(1, rate)) */
+    int64_t tokens_us;    /* when tokens was last refilled (monotonic) */
 };
 
 broker_queue_t *broker_queue_new(const char *name);

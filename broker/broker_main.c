@@ -17,20 +17,26 @@ static volatile int s_dump;
 static void
 s_usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: drover broker [OPTIONS]\n"
         "\n"
         "Accepts jobs, keeps them durably, hands them to workers.\n"
         "\n"
-        "  --clients EP         bind for producers and the CLI   (tcp://*:7700)\n"
-        "  --workers EP         bind for worker supervisors      (tcp://*:7701)\n"
-        "  --events EP          bind for the event PUB socket    (tcp://*:7702)\n"
-        "  --store URL          sqlite:PATH or a path            (env DROVER_STORE,\n"
+        "  --clients EP         bind for producers and the CLI   "
+        "(tcp://*:7700)\n"
+        "  --workers EP         bind for worker supervisors      "
+        "(tcp://*:7701)\n"
+        "  --events EP          bind for the event PUB socket    "
+        "(tcp://*:7702)\n"
+        "  --store URL          sqlite:PATH or a path            (env "
+        "DROVER_STORE,\n"
         "                       default ./drover.db)\n"
         "  --sync MODE          full (default: survives power loss), normal\n"
         "                       (survives a crash of the broker), off (tests)\n"
         "  --heartbeat S        heartbeat period, seconds         (1)\n"
-        "  --worker-timeout S   silence before a worker's jobs are requeued (5)\n"
+        "  --worker-timeout S   silence before a worker's jobs are requeued "
+        "(5)\n"
         "  --max-attempts N     default attempts per job          (5)\n"
         "  --backoff-base S     default first retry delay         (1)\n"
         "  --backoff-factor F   default growth per attempt        (2)\n"
@@ -38,13 +44,15 @@ s_usage(FILE *out)
         "  --result-ttl S       keep finished jobs this long      (86400)\n"
         "  --queue-rate Q=R     start at most R jobs/s of queue Q, fleet-wide\n"
         "                       (repeatable; 0 = no limit; kept in the store)\n"
-        "  --queue-max-running Q=N  at most N jobs of queue Q running at once,\n"
+        "  --queue-max-running Q=N  at most N jobs of queue Q running at "
+        "once,\n"
         "                       fleet-wide (repeatable; 0 = no limit)\n"
         "  --log-level L        debug|info|warn|error             (info)\n"
         "  --log-format F       json (default) | text\n"
         "  -h, --help\n"
         "\n"
-        "Durations are seconds, fractions allowed (0.5), or with a unit (250ms,\n"
+        "Durations are seconds, fractions allowed (0.5), or with a unit "
+        "(250ms,\n"
         "2m, 1h). SIGUSR1 writes a state dump to the log; SIGTERM/SIGINT stop\n"
         "after the current pass (every acknowledged job is already stored).\n");
 }

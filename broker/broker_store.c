@@ -70,9 +70,9 @@ broker_store_open(const char *url, const broker_store_opts_t *opts, char *err,
         return NULL;
     } else if ((scheme_len = s_scheme_len(url)) > 0) {
         dv_err_set(err, err_size,
-              "unknown store URL scheme '%.*s' (expected sqlite:PATH, a "
-              "file path, or postgres://...)",
-              (int)scheme_len, url);
+                   "unknown store URL scheme '%.*s' (expected sqlite:PATH, a "
+                   "file path, or postgres://...)",
+                   (int)scheme_len, url);
         return NULL;
     } else {
         ops = &broker_store_sqlite_ops;

@@ -44,24 +44,24 @@ typedef struct {
  * the caller owns every pointer; in replay() callbacks they are valid only
  * during the call. */
 typedef struct {
-    const char *id;            /* 36-char UUIDv7 */
+    const char *id; /* 36-char UUIDv7 */
     const char *queue;
     const char *type;
-    const char *key;           /* idempotency key */
+    const char *key; /* idempotency key */
     const char *batch;
     const char *trace;
-    const void *payload;       /* one msgpack value */
+    const void *payload; /* one msgpack value */
     size_t payload_len;
-    dv_state_t state;          /* queued, scheduled, running, or terminal */
-    int priority;              /* 0..9 */
-    int64_t created_ms;        /* when accepted */
-    int64_t run_at_ms;         /* when it may run (scheduled) */
-    int attempt;               /* attempts started so far */
+    dv_state_t state;   /* queued, scheduled, running, or terminal */
+    int priority;       /* 0..9 */
+    int64_t created_ms; /* when accepted */
+    int64_t run_at_ms;  /* when it may run (scheduled) */
+    int attempt;        /* attempts started so far */
     int max_attempts;
-    int64_t timeout_ms;        /* per attempt; 0 = worker default */
+    int64_t timeout_ms; /* per attempt; 0 = worker default */
     dv_backoff_t backoff;
-    int64_t result_ttl_ms;     /* how long a finished job is kept */
-    const char *worker;        /* running on (state running) */
+    int64_t result_ttl_ms; /* how long a finished job is kept */
+    const char *worker;    /* running on (state running) */
 } broker_jobrec_t;
 
 /* A finished attempt, for the attempts history table. */
@@ -71,7 +71,7 @@ typedef struct {
     const char *worker;
     int64_t started_ms;
     int64_t finished_ms;
-    dv_state_t outcome;        /* succeeded or failed */
+    dv_state_t outcome;          /* succeeded or failed */
     const dv_failure_t *failure; /* NULL when succeeded */
 } broker_attempt_t;
 
@@ -83,10 +83,10 @@ typedef struct {
     const char *type;
     dv_state_t state;
     int attempt;
-    const void *result;        /* msgpack, when succeeded */
+    const void *result; /* msgpack, when succeeded */
     size_t result_len;
-    const char *category;      /* last failure, or NULL */
-    const char *error;         /* last failure message, or NULL */
+    const char *category; /* last failure, or NULL */
+    const char *error;    /* last failure message, or NULL */
     int64_t finished_ms;
 } broker_jobview_t;
 
@@ -121,9 +121,8 @@ bool broker_store_in_group(const broker_store_t *self);
 int broker_store_insert(broker_store_t *self, const broker_jobrec_t *rec);
 
 /* The job was leased: state running, attempt number, worker, start time. */
-int broker_store_mark_running(broker_store_t *self, const char *id,
-                              int attempt, const char *worker,
-                              int64_t started_ms);
+int broker_store_mark_running(broker_store_t *self, const char *id, int attempt,
+                              const char *worker, int64_t started_ms);
 
 /* The job goes back to waiting (retry after a failure, a lost worker, a
  * returned or recovered job): state queued or scheduled, run_at, attempt
@@ -177,16 +176,16 @@ int broker_store_load(broker_store_t *self, const char *id,
 
 /* Calls cb with the id of up to limit finished jobs of queue in state (dead
  * or cancelled), oldest first. Returns how many, or an error. */
-int broker_store_list(broker_store_t *self, const char *queue,
-                      dv_state_t state, int limit,
-                      int (*cb)(void *arg, const char *id), void *arg);
+int broker_store_list(broker_store_t *self, const char *queue, dv_state_t state,
+                      int limit, int (*cb)(void *arg, const char *id),
+                      void *arg);
 
 /* An operator's settings for one queue. */
 typedef struct {
     const char *name;
     bool paused;
-    double rate;               /* jobs started per second, fleet-wide; 0 = any */
-    int max_running;           /* jobs running at once, fleet-wide; 0 = any */
+    double rate;     /* jobs started per second, fleet-wide; 0 = any */
+    int max_running; /* jobs running at once, fleet-wide; 0 = any */
 } broker_queue_settings_t;
 
 /* Stores a queue's settings (a write: inside a group). */

@@ -24,13 +24,13 @@ struct broker_op {
     char id[37];
     int attempt;
     dv_state_t state;
-    int64_t t1, t2;             /* run_at / started / finished, by kind */
+    int64_t t1, t2; /* run_at / started / finished, by kind */
     bool has_failure;
-    dv_failure_t failure;       /* strings point into data[] */
-    broker_jobrec_t rec;        /* OP_INSERT; strings point into data[] */
-    const char *worker;         /* into data[] */
+    dv_failure_t failure;          /* strings point into data[] */
+    broker_jobrec_t rec;           /* OP_INSERT; strings point into data[] */
+    const char *worker;            /* into data[] */
     broker_queue_settings_t queue; /* OP_QUEUE; name into data[] */
-    const void *blob;           /* payload or result, into data[] */
+    const void *blob;              /* payload or result, into data[] */
     size_t blob_len;
     char data[];
 };
@@ -39,8 +39,8 @@ struct broker_writer {
     broker_store_t *store;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* work arrived, or stop */
-    pthread_cond_t done_cv;     /* a batch completed */
+    pthread_cond_t cv;      /* work arrived, or stop */
+    pthread_cond_t done_cv; /* a batch completed */
     broker_wbatch_t *todo, **todo_tail;
     broker_wbatch_t *done, **done_tail;
     bool stop;
@@ -355,8 +355,10 @@ broker_writer_new(broker_store_t *store)
     pthread_mutex_init(&self->mu, NULL);
     pthread_cond_init(&self->cv, NULL);
     pthread_cond_init(&self->done_cv, NULL);
-    if (self->efd < 0 || pthread_create(&self->thread, NULL, s_run, self) != 0) {
-        dv_log(DV_ERROR, "broker.writer_start_failed", DV_STR("error", strerror(errno)));
+    if (self->efd < 0 ||
+        pthread_create(&self->thread, NULL, s_run, self) != 0) {
+        dv_log(DV_ERROR, "broker.writer_start_failed",
+               DV_STR("error", strerror(errno)));
         if (self->efd >= 0)
             close(self->efd);
         pthread_mutex_destroy(&self->mu);

@@ -29,10 +29,10 @@ typedef struct broker_wbatch {
     broker_op_t *ops;           /* in order */
     broker_op_t **tail;
     size_t nops;
-    bool expire;                /* also delete expired finished jobs */
+    bool expire; /* also delete expired finished jobs */
     int64_t expire_now_ms;
-    int rc;                     /* set by the writer: 0 = durable */
-    int expired;                /* rows expired, when expire */
+    int rc;      /* set by the writer: 0 = durable */
+    int expired; /* rows expired, when expire */
 } broker_wbatch_t;
 
 typedef struct broker_writer broker_writer_t;
@@ -75,10 +75,9 @@ int broker_wbatch_running(broker_wbatch_t *b, const char *id, int attempt,
 int broker_wbatch_waiting(broker_wbatch_t *b, const char *id, dv_state_t state,
                           int64_t run_at_ms, int attempt,
                           const dv_failure_t *last_failure);
-int broker_wbatch_finished(broker_wbatch_t *b, const char *id,
-                           dv_state_t state, int attempt, const void *result,
-                           size_t result_len, const dv_failure_t *failure,
-                           int64_t finished_ms);
+int broker_wbatch_finished(broker_wbatch_t *b, const char *id, dv_state_t state,
+                           int attempt, const void *result, size_t result_len,
+                           const dv_failure_t *failure, int64_t finished_ms);
 int broker_wbatch_attempt(broker_wbatch_t *b, const broker_attempt_t *a);
 int broker_wbatch_queue(broker_wbatch_t *b, const broker_queue_settings_t *q);
 

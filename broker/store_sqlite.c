@@ -36,14 +36,23 @@
  * taken from dv_proto so the store does not depend on the codec; they must
  * match dv_state_name() and dv_category_name(). */
 static const char *s_state_names[DV_STATE_COUNT_] = {
-    NULL,      "queued", "scheduled", "running",   "succeeded",
-    "failed",  "dead",   "cancelled", "unknown",
+    NULL,     "queued", "scheduled", "running", "succeeded",
+    "failed", "dead",   "cancelled", "unknown",
 };
 
 static const char *s_category_names[DV_CAT_COUNT_] = {
-    NULL,       "timeout",   "rate_limited",       "auth",
-    "invalid_input", "upstream", "resource_exhausted", "crashed",
-    "lost",     "handler",   "unknown_type",       "cancelled",
+    NULL,
+    "timeout",
+    "rate_limited",
+    "auth",
+    "invalid_input",
+    "upstream",
+    "resource_exhausted",
+    "crashed",
+    "lost",
+    "handler",
+    "unknown_type",
+    "cancelled",
 };
 
 /* Schema version 1. Kept as plain SQL so an operator can debug with the
@@ -83,7 +92,7 @@ static const char s_schema[] =
     "    key TEXT,\n"
     "    batch TEXT,\n"
     "    trace TEXT,\n"
-    "    created_at INTEGER NOT NULL,\n"  /* epoch ms, as every *_at */
+    "    created_at INTEGER NOT NULL,\n" /* epoch ms, as every *_at */
     "    run_at INTEGER NOT NULL,\n"
     "    attempt INTEGER NOT NULL,\n"
     "    max_attempts INTEGER NOT NULL,\n"
@@ -165,24 +174,24 @@ typedef enum {
 /* The failure columns (category, error, retry_after_ms, exit_code, signal,
  * http_status) are set from parameters ?6..?11 when ?5 is true, else kept.
  * One statement serves "new failure" and "keep the last one". */
-#define S_FAILURE_SET                                                        \
-    "category = CASE WHEN ?5 THEN ?6 ELSE category END, "                    \
-    "error = CASE WHEN ?5 THEN ?7 ELSE error END, "                          \
-    "retry_after_ms = CASE WHEN ?5 THEN ?8 ELSE retry_after_ms END, "        \
-    "exit_code = CASE WHEN ?5 THEN ?9 ELSE exit_code END, "                  \
-    "signal = CASE WHEN ?5 THEN ?10 ELSE signal END, "                       \
+#define S_FAILURE_SET                                                          \
+    "category = CASE WHEN ?5 THEN ?6 ELSE category END, "                      \
+    "error = CASE WHEN ?5 THEN ?7 ELSE error END, "                            \
+    "retry_after_ms = CASE WHEN ?5 THEN ?8 ELSE retry_after_ms END, "          \
+    "exit_code = CASE WHEN ?5 THEN ?9 ELSE exit_code END, "                    \
+    "signal = CASE WHEN ?5 THEN ?10 ELSE signal END, "                         \
     "http_status = CASE WHEN ?5 THEN ?11 ELSE http_status END "
 
-#define S_JOBREC_COLUMNS                                                     \
-    "id, queue, type, key, batch, trace, payload, state, priority, "         \
-    "created_at, run_at, attempt, max_attempts, timeout_ms, "                \
-    "backoff_base_ms, backoff_factor, backoff_cap_ms, backoff_jitter, "      \
+#define S_JOBREC_COLUMNS                                                       \
+    "id, queue, type, key, batch, trace, payload, state, priority, "           \
+    "created_at, run_at, attempt, max_attempts, timeout_ms, "                  \
+    "backoff_base_ms, backoff_factor, backoff_cap_ms, backoff_jitter, "        \
     "result_ttl_ms, worker"
 
 /* The ORDER BY makes both expire statements pick the same rows; the
  * jobs_expires index entries are (expires_at, rowid), so it costs no sort. */
-#define S_EXPIRED(col)                                                       \
-    "SELECT " col " FROM jobs WHERE expires_at <= ?1 "                       \
+#define S_EXPIRED(col)                                                         \
+    "SELECT " col " FROM jobs WHERE expires_at <= ?1 "                         \
     "ORDER BY expires_at, rowid LIMIT ?2"
 
 static const char *s_sql[S_COUNT_] = {
@@ -196,13 +205,15 @@ static const char *s_sql[S_COUNT_] = {
                   "worker = ?3, started_at = ?4 WHERE id = ?1",
     /* Back to waiting also undoes a finish (a dead job retried by the
      * operator), so expire() will not delete it while it waits. */
-    [S_WAITING] = "UPDATE jobs SET state = ?2, run_at = ?3, attempt = ?4, "
-                  "worker = NULL, finished_at = NULL, expires_at = NULL, "
-                  S_FAILURE_SET "WHERE id = ?1",
+    [S_WAITING] =
+        "UPDATE jobs SET state = ?2, run_at = ?3, attempt = ?4, "
+        "worker = NULL, finished_at = NULL, expires_at = NULL, " S_FAILURE_SET
+        "WHERE id = ?1",
     /* ?12 is the finish time; the ttl comes from the row itself. */
-    [S_FINISHED] = "UPDATE jobs SET state = ?2, attempt = ?3, result = ?4, "
-                   "finished_at = ?12, expires_at = ?12 + result_ttl_ms, "
-                   S_FAILURE_SET "WHERE id = ?1",
+    [S_FINISHED] =
+        "UPDATE jobs SET state = ?2, attempt = ?3, result = ?4, "
+        "finished_at = ?12, expires_at = ?12 + result_ttl_ms, " S_FAILURE_SET
+        "WHERE id = ?1",
     [S_ATTEMPT] = "INSERT OR REPLACE INTO attempts (job_id, attempt, worker, "
                   "started_at, finished_at, outcome, category, message, "
                   "retryable, retry_after_ms, exit_code, signal, "
@@ -217,10 +228,10 @@ static const char *s_sql[S_COUNT_] = {
     [S_FIND_KEY] = "SELECT id FROM jobs WHERE key = ?1",
     [S_GET] = "SELECT id, queue, type, state, attempt, result, category, "
               "error, finished_at FROM jobs WHERE id = ?1",
-    [S_EXPIRE_ATTEMPTS] = "DELETE FROM attempts WHERE job_id IN ("
-                          S_EXPIRED("id") ")",
-    [S_EXPIRE_JOBS] = "DELETE FROM jobs WHERE rowid IN ("
-                      S_EXPIRED("rowid") ")",
+    [S_EXPIRE_ATTEMPTS] =
+        "DELETE FROM attempts WHERE job_id IN (" S_EXPIRED("id") ")",
+    [S_EXPIRE_JOBS] =
+        "DELETE FROM jobs WHERE rowid IN (" S_EXPIRED("rowid") ")",
     [S_LOAD] = "SELECT " S_JOBREC_COLUMNS " FROM jobs WHERE id = ?1",
     /* Finished jobs of one queue in one state (retry --dead); the partial
      * index jobs_queue_state covers exactly these. */
@@ -234,18 +245,35 @@ static const char *s_sql[S_COUNT_] = {
 
 /* Column numbers of S_JOBREC_COLUMNS (and of S_INSERT's parameters - 1). */
 enum {
-    C_ID, C_QUEUE, C_TYPE, C_KEY, C_BATCH, C_TRACE, C_PAYLOAD, C_STATE,
-    C_PRIORITY, C_CREATED, C_RUN_AT, C_ATTEMPT, C_MAX_ATTEMPTS, C_TIMEOUT,
-    C_BO_BASE, C_BO_FACTOR, C_BO_CAP, C_BO_JITTER, C_RESULT_TTL, C_WORKER,
+    C_ID,
+    C_QUEUE,
+    C_TYPE,
+    C_KEY,
+    C_BATCH,
+    C_TRACE,
+    C_PAYLOAD,
+    C_STATE,
+    C_PRIORITY,
+    C_CREATED,
+    C_RUN_AT,
+    C_ATTEMPT,
+    C_MAX_ATTEMPTS,
+    C_TIMEOUT,
+    C_BO_BASE,
+    C_BO_FACTOR,
+    C_BO_CAP,
+    C_BO_JITTER,
+    C_RESULT_TTL,
+    C_WORKER,
 };
 
 typedef struct {
     sqlite3 *db;
-    char *path;                    /* for log lines */
+    char *path; /* for log lines */
     sqlite3_stmt *stmt[S_COUNT_];
-    bool in_txn;                   /* between begin and commit/rollback */
-    int group_err;                 /* first failure in this group, or 0 */
-    int step_errno;                /* errno as the last step left it */
+    bool in_txn;    /* between begin and commit/rollback */
+    int group_err;  /* first failure in this group, or 0 */
+    int step_errno; /* errno as the last step left it */
 } s_sqlite_t;
 
 /* Maps an SQLite result code to ours: busy and locked may clear up if the
@@ -388,8 +416,7 @@ s_bind_failure(sqlite3_stmt *st, bool set, const dv_failure_t *f)
 /* A bind can only fail on our own bug or an absurd size; report it like a
  * failed step so the group is poisoned all the same. */
 static int
-s_bind_failed(s_sqlite_t *be, sqlite3_stmt *st, const char *op,
-              const char *id)
+s_bind_failed(s_sqlite_t *be, sqlite3_stmt *st, const char *op, const char *id)
 {
     int code = s_fail(be, op, id, sqlite3_errcode(be->db));
     s_done(st);
@@ -445,17 +472,17 @@ s_open_error(s_sqlite_t *be, int rc, char *err, size_t err_size)
     if ((rc & 0xff) == SQLITE_CANTOPEN && stat(dir, &st) != 0 &&
         errno == ENOENT)
         dv_err_set(err, err_size,
-              "sqlite store '%s': directory '%s' does not exist", be->path,
-              dir);
+                   "sqlite store '%s': directory '%s' does not exist", be->path,
+                   dir);
     else if ((rc & 0xff) == SQLITE_CANTOPEN && stat(dir, &st) == 0 &&
              !S_ISDIR(st.st_mode))
         dv_err_set(err, err_size, "sqlite store '%s': '%s' is not a directory",
-              be->path, dir);
+                   be->path, dir);
     else
         dv_err_set(err, err_size, "sqlite store '%s': cannot open: %s%s%s%s",
-              be->path,
-              be->db ? sqlite3_errmsg(be->db) : sqlite3_errstr(rc),
-              sys ? " (" : "", sys ? strerror(sys) : "", sys ? ")" : "");
+                   be->path,
+                   be->db ? sqlite3_errmsg(be->db) : sqlite3_errstr(rc),
+                   sys ? " (" : "", sys ? strerror(sys) : "", sys ? ")" : "");
     free(copy);
 }
 
@@ -491,8 +518,8 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
 {
     int rc = sqlite3_exec(be->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        dv_err_set(err, err_size, "sqlite store '%s': cannot lock: %s", be->path,
-              sqlite3_errmsg(be->db));
+        dv_err_set(err, err_size, "sqlite store '%s': cannot lock: %s",
+                   be->path, sqlite3_errmsg(be->db));
         return -1;
     }
     char buf[32];
@@ -501,9 +528,9 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
     if (rc == SQLITE_OK && version > S_SCHEMA_VERSION) {
         sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
         dv_err_set(err, err_size,
-              "sqlite store '%s': schema version %ld is newer than this "
-              "drover understands (%d)",
-              be->path, version, S_SCHEMA_VERSION);
+                   "sqlite store '%s': schema version %ld is newer than this "
+                   "drover understands (%d)",
+                   be->path, version, S_SCHEMA_VERSION);
         return -1;
     }
     if (rc == SQLITE_OK && version < S_SCHEMA_VERSION) {
@@ -516,7 +543,7 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
         rc = sqlite3_exec(be->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         dv_err_set(err, err_size, "sqlite store '%s': cannot create schema: %s",
-              be->path, sqlite3_errmsg(be->db));
+                   be->path, sqlite3_errmsg(be->db));
         if (!sqlite3_get_autocommit(be->db))
             sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
@@ -535,7 +562,7 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
     };
     if ((unsigned)opts->sync > BROKER_SYNC_OFF) {
         dv_err_set(err, err_size, "sqlite store '%s': unknown sync mode %d",
-              be->path, (int)opts->sync);
+                   be->path, (int)opts->sync);
         return -1;
     }
     sqlite3_extended_result_codes(be->db, 1);
@@ -544,11 +571,10 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
     sqlite3_busy_timeout(be->db, 5000);
 
     char mode[16];
-    int rc = s_exec_row(be->db, "PRAGMA journal_mode = WAL", mode,
-                        sizeof mode);
+    int rc = s_exec_row(be->db, "PRAGMA journal_mode = WAL", mode, sizeof mode);
     if (rc != SQLITE_OK) {
         dv_err_set(err, err_size, "sqlite store '%s': %s", be->path,
-              sqlite3_errmsg(be->db));
+                   sqlite3_errmsg(be->db));
         return -1;
     }
     /* An in-memory database (":memory:", tests) has no WAL; a file that
@@ -556,8 +582,8 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
      * the durability and reader-friendliness promises assume WAL. */
     if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
         dv_err_set(err, err_size,
-              "sqlite store '%s': cannot use WAL journal mode (got '%s')",
-              be->path, mode);
+                   "sqlite store '%s': cannot use WAL journal mode (got '%s')",
+                   be->path, mode);
         return -1;
     }
     const char *pragmas[] = {
@@ -575,18 +601,18 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
         rc = s_exec_row(be->db, pragmas[i], NULL, 0);
         if (rc != SQLITE_OK) {
             dv_err_set(err, err_size, "sqlite store '%s': %s: %s", be->path,
-                  pragmas[i], sqlite3_errmsg(be->db));
+                       pragmas[i], sqlite3_errmsg(be->db));
             return -1;
         }
     }
     if (s_schema_setup(be, err, err_size) != 0)
         return -1;
     for (int i = 0; i < S_COUNT_; i++) {
-        rc = sqlite3_prepare_v3(be->db, s_sql[i], -1,
-                                SQLITE_PREPARE_PERSISTENT, &be->stmt[i], NULL);
+        rc = sqlite3_prepare_v3(be->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &be->stmt[i], NULL);
         if (rc != SQLITE_OK) {
             dv_err_set(err, err_size, "sqlite store '%s': cannot prepare: %s",
-                  be->path, sqlite3_errmsg(be->db));
+                       be->path, sqlite3_errmsg(be->db));
             return -1;
         }
     }
@@ -605,10 +631,9 @@ s_open(const char *path, const broker_store_opts_t *opts, char *err,
     }
     /* NOMUTEX: the broker's loop thread owns the store, so SQLite's
      * per-connection mutex would only cost time. */
-    int rc = sqlite3_open_v2(path, &be->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                 SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &be->db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         s_open_error(be, rc, err, err_size);
         s_close(be);
@@ -730,8 +755,7 @@ s_mark_running(void *handle, const char *id, int attempt, const char *worker,
 
 static int
 s_mark_waiting(void *handle, const char *id, dv_state_t state,
-               int64_t run_at_ms, int attempt,
-               const dv_failure_t *last_failure)
+               int64_t run_at_ms, int attempt, const dv_failure_t *last_failure)
 {
     s_sqlite_t *be = handle;
     if (s_poisoned(be))

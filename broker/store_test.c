@@ -277,9 +277,8 @@ static sqlite3 *
 s_shell(const s_fx_t *fx)
 {
     sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READWRITE,
-                                     NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     return db;
 }
@@ -319,8 +318,8 @@ s_shell_rows(const s_fx_t *fx, const char *sql, char *out, size_t size)
     while (sqlite3_step(st) == SQLITE_ROW) {
         for (int i = 0; i < sqlite3_column_count(st); i++) {
             const unsigned char *t = sqlite3_column_text(st, i);
-            len += (size_t)snprintf(out + len, size - len, "%s%s",
-                                    i ? "|" : "", t ? (const char *)t : "");
+            len += (size_t)snprintf(out + len, size - len, "%s%s", i ? "|" : "",
+                                    t ? (const char *)t : "");
             assert_true(len < size);
         }
         len += (size_t)snprintf(out + len, size - len, "\n");
@@ -376,8 +375,7 @@ t_url_forms(void **state)
         err[0] = '\0';
         assert_null(broker_store_open(bad[i].url, NULL, err, sizeof err));
         if (!strstr(err, bad[i].want))
-            fail_msg("'%s': got '%s', want '%s'", bad[i].url, err,
-                     bad[i].want);
+            fail_msg("'%s': got '%s', want '%s'", bad[i].url, err, bad[i].want);
     }
     assert_null(broker_store_open(NULL, NULL, NULL, 0)); /* no err buffer */
     broker_store_destroy(NULL);
@@ -642,12 +640,10 @@ t_mark_running_reopen(void **state)
     broker_jobrec_t r = s_rec(id);
     s_insert_committed(s, &r);
     assert_int_equal(broker_store_begin(s), 0);
-    assert_int_equal(broker_store_mark_running(s, id, 1, "host-a:1234",
-                                               1700000000500),
-                     0);
+    assert_int_equal(
+        broker_store_mark_running(s, id, 1, "host-a:1234", 1700000000500), 0);
     /* An unknown id is logged, not a group failure. */
-    assert_int_equal(broker_store_mark_running(s, "no-such-job", 1, "w", 1),
-                     0);
+    assert_int_equal(broker_store_mark_running(s, "no-such-job", 1, "w", 1), 0);
     assert_int_equal(broker_store_commit(s), 0);
     broker_store_destroy(&s);
 
@@ -740,13 +736,13 @@ t_mark_finished(void **state)
         broker_jobrec_t r = s_rec(ids[i]);
         r.result_ttl_ms = 60000;
         assert_int_equal(broker_store_insert(s, &r), 0);
-        assert_int_equal(broker_store_mark_running(s, ids[i], 1, "w1", 10),
-                         0);
+        assert_int_equal(broker_store_mark_running(s, ids[i], 1, "w1", 10), 0);
     }
     assert_int_equal(broker_store_commit(s), 0);
 
-    const unsigned char result[] = { 0x82, 0xa2, 'o', 'k', 0xc3, 0xa1, 'n',
-                                     0x00 };
+    const unsigned char result[] = {
+        0x82, 0xa2, 'o', 'k', 0xc3, 0xa1, 'n', 0x00
+    };
     dv_failure_t timeout = s_failure(DV_CAT_TIMEOUT, "took too long");
     timeout.signal = 9;
     dv_failure_t handler = s_failure(DV_CAT_HANDLER, "bad row 7");
@@ -756,13 +752,12 @@ t_mark_finished(void **state)
                                                 result, sizeof result, NULL,
                                                 1000),
                      0);
-    assert_int_equal(broker_store_mark_finished(s, dead, DV_STATE_DEAD, 1,
-                                                NULL, 0, &timeout, 2000),
+    assert_int_equal(broker_store_mark_finished(s, dead, DV_STATE_DEAD, 1, NULL,
+                                                0, &timeout, 2000),
                      0);
     /* Failed once, then cancelled while waiting: the failure is kept. */
-    assert_int_equal(broker_store_mark_waiting(s, cancelled,
-                                               DV_STATE_SCHEDULED, 5000, 1,
-                                               &handler),
+    assert_int_equal(broker_store_mark_waiting(s, cancelled, DV_STATE_SCHEDULED,
+                                               5000, 1, &handler),
                      0);
     assert_int_equal(broker_store_mark_finished(s, cancelled,
                                                 DV_STATE_CANCELLED, 1, NULL, 0,
@@ -986,13 +981,12 @@ t_retry_finished_job(void **state)
     s_insert_committed(s, &r);
     dv_failure_t f = s_failure(DV_CAT_AUTH, "401");
     assert_int_equal(broker_store_begin(s), 0);
-    assert_int_equal(broker_store_mark_finished(s, id, DV_STATE_DEAD, 1, NULL,
-                                                0, &f, 1000),
-                     0);
+    assert_int_equal(
+        broker_store_mark_finished(s, id, DV_STATE_DEAD, 1, NULL, 0, &f, 1000),
+        0);
     /* The operator retries the dead job: it must not expire while queued. */
-    assert_int_equal(broker_store_mark_waiting(s, id, DV_STATE_QUEUED, 5000, 1,
-                                               NULL),
-                     0);
+    assert_int_equal(
+        broker_store_mark_waiting(s, id, DV_STATE_QUEUED, 5000, 1, NULL), 0);
     assert_int_equal(broker_store_commit(s), 0);
     assert_int_equal(broker_store_expire(s, INT64_MAX, 100), 0);
     s_copies_t c = { 0 };
@@ -1047,12 +1041,11 @@ t_attempts_history(void **state)
                  "signal, http_status, key_id FROM attempts "
                  "ORDER BY job_id, attempt",
                  rows, sizeof rows);
-    assert_string_equal(rows,
-                        "1|w1|100|200|failed|rate_limited|"
-                        "429 Too Many Requests|1|30000|||429|key-3\n"
-                        "2|w2-again|300|400|failed|crashed|"
-                        "killed by SIGSEGV|0||139|11||\n"
-                        "3|w1|500|600|succeeded||||||||\n");
+    assert_string_equal(rows, "1|w1|100|200|failed|rate_limited|"
+                              "429 Too Many Requests|1|30000|||429|key-3\n"
+                              "2|w2-again|300|400|failed|crashed|"
+                              "killed by SIGSEGV|0||139|11||\n"
+                              "3|w1|500|600|succeeded||||||||\n");
     broker_store_destroy(&s);
 }
 
@@ -1097,8 +1090,8 @@ s_fill_under_limit(broker_store_t *s, size_t payload_len, int max_jobs,
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, old_handler);
     free(payload);
-    print_message("file limit: insert rc %d after %d jobs, commit rc %d\n",
-                  rc, n, *commit_rc);
+    print_message("file limit: insert rc %d after %d jobs, commit rc %d\n", rc,
+                  n, *commit_rc);
     return rc;
 }
 
@@ -1154,8 +1147,7 @@ t_disk_full_mid_group(void **state)
      * pages to the WAL in the middle of the group, and an insert fails.
      * SQLite may roll the transaction back right there. */
     int commit_rc;
-    assert_int_equal(s_fill_under_limit(s, 16384, 5000, &commit_rc),
-                     DV_EIO);
+    assert_int_equal(s_fill_under_limit(s, 16384, 5000, &commit_rc), DV_EIO);
     assert_int_equal(commit_rc, DV_EIO);
     s_check_after_full(fx, &s, first);
 }

@@ -59,10 +59,10 @@ s_parse(s_jl_t *t, const char *line)
 }
 
 /* Asserts that line is refused with exactly the reason want. */
-#define assert_bad(t, line, want)                                           \
-    do {                                                                    \
-        assert_int_equal(s_parse((t), (line)), JOBLINE_BAD);                \
-        assert_string_equal((t)->why, (want));                              \
+#define assert_bad(t, line, want)                                              \
+    do {                                                                       \
+        assert_int_equal(s_parse((t), (line)), JOBLINE_BAD);                   \
+        assert_string_equal((t)->why, (want));                                 \
     } while (0)
 
 static void
@@ -149,8 +149,7 @@ test_jobline_defaults(void **state)
     /* "payload": null is an explicit null payload. */
     assert_int_equal(s_parse(t, "{\"payload\":null}"), JOBLINE_JOB);
     assert_int_equal(t->job.payload_len, 1);
-    assert_int_equal(((const unsigned char *)t->job.payload_msgpack)[0],
-                     0xc0);
+    assert_int_equal(((const unsigned char *)t->job.payload_msgpack)[0], 0xc0);
 }
 
 static void
@@ -167,8 +166,9 @@ static void
 test_jobline_bad(void **state)
 {
     s_jl_t *t = *state;
-    assert_bad(t, "{\"type\":\"echo\"", "invalid JSON at column 14: "
-                                       "'}' expected near end of file");
+    assert_bad(t, "{\"type\":\"echo\"",
+               "invalid JSON at column 14: "
+               "'}' expected near end of file");
     assert_bad(t, "{\"type\":\"echo\",\"type\":\"x\"}",
                "invalid JSON at column 21: duplicate object key near "
                "'\"type\"'");
@@ -213,8 +213,7 @@ test_jobline_bad(void **state)
                "result_ttl must be a number of seconds");
     assert_bad(t, "{\"type\":\"echo\",\"key\":\"\"}",
                "key must be 1..512 bytes");
-    assert_bad(t, "{\"type\":\"echo\",\"batch\":[]}",
-               "batch must be a string");
+    assert_bad(t, "{\"type\":\"echo\",\"batch\":[]}", "batch must be a string");
     assert_bad(t, "{\"type\":\"echo\",\"trace\":\"abc\"}",
                "trace must be a W3C traceparent "
                "(00-<32 hex>-<16 hex>-<2 hex>)");
@@ -247,8 +246,9 @@ test_jobline_bad(void **state)
     k = (size_t)sprintf(line, "{\"type\":\"x\",\"payload\":\"");
     memset(line + k, 'a', big);
     strcpy(line + k + big, "\"}");
-    assert_bad(t, line, "payload is 1048681 bytes as msgpack; the limit is "
-                        "1048576");
+    assert_bad(t, line,
+               "payload is 1048681 bytes as msgpack; the limit is "
+               "1048576");
     free(line);
 }
 
@@ -379,8 +379,7 @@ test_cli_usage(void **state)
     assert_int_equal(s_cli_run(t, "--type", "echo", "--priority", "12", NULL),
                      2);
     assert_non_null(strstr(t->stderr_text, "--priority must be 0..9"));
-    assert_int_equal(s_cli_run(t, "--file", t->in, "--payload", "1", NULL),
-                     2);
+    assert_int_equal(s_cli_run(t, "--file", t->in, "--payload", "1", NULL), 2);
     assert_int_equal(s_cli_run(t, "--type", "echo", "--payload", "{x", NULL),
                      2);
     assert_non_null(strstr(t->stderr_text, "--payload is not valid JSON"));
@@ -389,9 +388,8 @@ test_cli_usage(void **state)
                      2);
     assert_int_equal(s_cli_run(t, "--type", "echo", "--out", "x", NULL), 2);
     assert_int_equal(s_cli_run(t, "--type", "echo", "extra", NULL), 2);
-    assert_int_equal(s_cli_run(t, "--type", "echo", "--broker", "nope://",
-                               NULL),
-                     2);
+    assert_int_equal(
+        s_cli_run(t, "--type", "echo", "--broker", "nope://", NULL), 2);
     assert_int_equal(s_cli_run(t, "--file", "/nonexistent/jobs", NULL), 2);
 }
 
@@ -461,9 +459,8 @@ test_cli_one_job(void **state)
     assert_int_equal(f->first.timeout_ms, 1500);
     assert_true(f->first.has_backoff);
     assert_false(f->first.backoff.jitter);
-    assert_int_equal(s_cli_run(t, "--broker", f->endpoint, "--type", "echo",
-                               "-q", NULL),
-                     0);
+    assert_int_equal(
+        s_cli_run(t, "--broker", f->endpoint, "--type", "echo", "-q", NULL), 0);
     assert_string_equal(t->stderr_text, "");
     fake_stop(&f);
 }

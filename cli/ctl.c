@@ -28,10 +28,18 @@ s_parse(int argc, char **argv, const char *usage, int nargs,
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'b': *broker = optarg; break;
-        case 'j': *json = 1; break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
+        case 'b':
+            *broker = optarg;
+            break;
+        case 'j':
+            *json = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
         }
     }
     if (nargs < 0 ? optind >= argc : optind != argc - nargs) {
@@ -78,7 +86,8 @@ cancel_main(int argc, char **argv)
             exit_code = s_fail(c, "cancel", rc);
             break;
         } else {
-            fprintf(stderr, "drover cancel: %s: %s\n", argv[i], drover_last_error(c));
+            fprintf(stderr, "drover cancel: %s: %s\n", argv[i],
+                    drover_last_error(c));
             exit_code = 1;
         }
     }
@@ -101,7 +110,8 @@ status_main(int argc, char **argv)
         return r;
     drover_client_t *c = drover_connect(broker, 3000);
     char *body = NULL;
-    int rc = c ? drover_ctrl(c, "status", NULL, NULL, &body) : DROVER_EUNREACHABLE;
+    int rc =
+        c ? drover_ctrl(c, "status", NULL, NULL, &body) : DROVER_EUNREACHABLE;
     if (rc != DROVER_OK) {
         int code = s_fail(c, "status", rc);
         drover_close(&c);
@@ -124,16 +134,19 @@ status_main(int argc, char **argv)
     printf("broker %s  store %s  up %llds\n",
            json_string_value(json_object_get(st, "broker")),
            json_string_value(json_object_get(st, "store")),
-           (long long)json_integer_value(json_object_get(st, "uptime_ms")) / 1000);
-    printf("\n%-20s %9s %9s %8s  %s\n", "QUEUE", "QUEUED", "SCHEDULED", "RUNNING",
-           "LIMITS");
+           (long long)json_integer_value(json_object_get(st, "uptime_ms")) /
+               1000);
+    printf("\n%-20s %9s %9s %8s  %s\n", "QUEUE", "QUEUED", "SCHEDULED",
+           "RUNNING", "LIMITS");
     size_t i;
     json_t *q;
-    json_array_foreach(json_object_get(st, "queues"), i, q) {
+    json_array_foreach(json_object_get(st, "queues"), i, q)
+    {
         char limits[64] = "";
         size_t n = 0;
         double rate = json_number_value(json_object_get(q, "rate"));
-        long long maxrun = (long long)json_integer_value(json_object_get(q, "max_running"));
+        long long maxrun =
+            (long long)json_integer_value(json_object_get(q, "max_running"));
         if (json_is_true(json_object_get(q, "paused")))
             n += (size_t)snprintf(limits + n, sizeof limits - n, "paused ");
         if (rate > 0 && n < sizeof limits)
@@ -147,10 +160,11 @@ status_main(int argc, char **argv)
                (long long)json_integer_value(json_object_get(q, "running")),
                limits);
     }
-    printf("\n%-30s %6s %7s %10s %8s\n", "WORKER", "SLOTS", "RUNNING", "PROCESSED",
-           "FAILED");
+    printf("\n%-30s %6s %7s %10s %8s\n", "WORKER", "SLOTS", "RUNNING",
+           "PROCESSED", "FAILED");
     json_t *w;
-    json_array_foreach(json_object_get(st, "workers"), i, w) {
+    json_array_foreach(json_object_get(st, "workers"), i, w)
+    {
         printf("%-30.30s %6lld %7lld %10lld %8lld\n",
                json_string_value(json_object_get(w, "name")),
                (long long)json_integer_value(json_object_get(w, "concurrency")),
@@ -158,15 +172,16 @@ status_main(int argc, char **argv)
                (long long)json_integer_value(json_object_get(w, "processed")),
                (long long)json_integer_value(json_object_get(w, "failed")));
     }
-    printf("\nsubmitted %lld  succeeded %lld  failed attempts %lld  retried %lld  "
-           "dead %lld  cancelled %lld  lost %lld\n",
-           (long long)json_integer_value(json_object_get(counters, "submitted")),
-           (long long)json_integer_value(json_object_get(counters, "succeeded")),
-           (long long)json_integer_value(json_object_get(counters, "failed")),
-           (long long)json_integer_value(json_object_get(counters, "retried")),
-           (long long)json_integer_value(json_object_get(counters, "dead")),
-           (long long)json_integer_value(json_object_get(counters, "cancelled")),
-           (long long)json_integer_value(json_object_get(counters, "lost")));
+    printf(
+        "\nsubmitted %lld  succeeded %lld  failed attempts %lld  retried %lld  "
+        "dead %lld  cancelled %lld  lost %lld\n",
+        (long long)json_integer_value(json_object_get(counters, "submitted")),
+        (long long)json_integer_value(json_object_get(counters, "succeeded")),
+        (long long)json_integer_value(json_object_get(counters, "failed")),
+        (long long)json_integer_value(json_object_get(counters, "retried")),
+        (long long)json_integer_value(json_object_get(counters, "dead")),
+        (long long)json_integer_value(json_object_get(counters, "cancelled")),
+        (long long)json_integer_value(json_object_get(counters, "lost")));
     json_decref(st);
     return 0;
 }
@@ -230,11 +245,21 @@ retry_main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'b': broker = optarg; break;
-        case 'q': queue = optarg; break;
-        case 'd': dead = 1; break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
+        case 'b':
+            broker = optarg;
+            break;
+        case 'q':
+            queue = optarg;
+            break;
+        case 'd':
+            dead = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
         }
     }
     drover_ctrl_t req = { .verb = "retry" };
@@ -274,7 +299,8 @@ s_one_queue_verb(int argc, char **argv, const char *verb, const char *usage,
 int
 pause_main(int argc, char **argv)
 {
-    return s_one_queue_verb(argc, argv, "pause",
+    return s_one_queue_verb(
+        argc, argv, "pause",
         "usage: drover pause [--broker EP] QUEUE\n\n"
         "Stops starting jobs of QUEUE, fleet-wide; running jobs finish, new\n"
         "ones are accepted and wait. Kept across broker restarts.\n",
@@ -285,15 +311,16 @@ int
 resume_main(int argc, char **argv)
 {
     return s_one_queue_verb(argc, argv, "resume",
-        "usage: drover resume [--broker EP] QUEUE\n\n"
-        "Starts jobs of a paused QUEUE again.\n",
-        NULL, "resumed");
+                            "usage: drover resume [--broker EP] QUEUE\n\n"
+                            "Starts jobs of a paused QUEUE again.\n",
+                            NULL, "resumed");
 }
 
 int
 purge_main(int argc, char **argv)
 {
-    return s_one_queue_verb(argc, argv, "purge",
+    return s_one_queue_verb(
+        argc, argv, "purge",
         "usage: drover purge [--broker EP] QUEUE\n\n"
         "Cancels every job of QUEUE that is waiting (queued or scheduled);\n"
         "running jobs are left alone. Prints how many were purged.\n",
@@ -324,7 +351,9 @@ limit_main(int argc, char **argv)
     char *end;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'b': broker = optarg; break;
+        case 'b':
+            broker = optarg;
+            break;
         case 'r':
         case 'm': {
             double v = strtod(optarg, &end);
@@ -339,8 +368,12 @@ limit_main(int argc, char **argv)
                 maxrun = v;
             break;
         }
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
         }
     }
     if (optind != argc - 1 || (rate < 0 && maxrun < 0)) {
@@ -350,16 +383,19 @@ limit_main(int argc, char **argv)
     const char *queue = argv[optind];
     int code = 0;
     if (rate >= 0) {
-        drover_ctrl_t req = { .verb = "rate", .queue = queue, .has_value = 1,
-                              .value = rate };
+        drover_ctrl_t req = {
+            .verb = "rate", .queue = queue, .has_value = 1, .value = rate
+        };
         char msg[256];
         snprintf(msg, sizeof msg, "%s rate %g/s%s", queue, rate,
                  rate == 0 ? " (no limit)" : "");
         code = s_queue_verb(broker, "limit", &req, NULL, msg);
     }
     if (code == 0 && maxrun >= 0) {
-        drover_ctrl_t req = { .verb = "max-running", .queue = queue,
-                              .has_value = 1, .value = maxrun };
+        drover_ctrl_t req = { .verb = "max-running",
+                              .queue = queue,
+                              .has_value = 1,
+                              .value = maxrun };
         char msg[256];
         snprintf(msg, sizeof msg, "%s max running %g%s", queue, maxrun,
                  maxrun == 0 ? " (no limit)" : "");
@@ -374,7 +410,8 @@ drain_main(int argc, char **argv)
     static const char usage[] =
         "usage: drover drain [--broker EP] WORKER\n"
         "\n"
-        "Tells a worker (by the name `drover status` lists) to drain: it takes\n"
+        "Tells a worker (by the name `drover status` lists) to drain: it "
+        "takes\n"
         "no more jobs, finishes the ones it runs, hands back the ones it has\n"
         "not started (requeued without losing an attempt), then exits.\n";
     const char *broker = NULL;

@@ -16,7 +16,7 @@
 #include "dv_json.h"
 #include "dv_proto.h"
 
-#define S_BLOCK_SIZE (1u << 20)
+#define S_BLOCK_SIZE  (1u << 20)
 #define S_MAX_SECONDS (10.0 * 365 * 86400)
 
 /* ---- arena ------------------------------------------------------------- */
@@ -146,8 +146,7 @@ jobline_trace_ok(const char *s)
     return strncmp(s, "00", 2) != 0 && s[55] == '-';
 }
 
-static int
-s_bad(char *why, size_t size, const char *fmt, ...)
+static int s_bad(char *why, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
@@ -211,13 +210,13 @@ s_backoff(const json_t *v, drover_job_t *job, char *why, size_t size)
                      "backoff must be an object {base, factor, cap, jitter}");
     const char *k;
     json_t *f;
-    json_object_foreach((json_t *)v, k, f) {
+    json_object_foreach((json_t *)v, k, f)
+    {
         if (json_is_null(f))
             continue;
         int rc = 0;
         if (!strcmp(k, "base"))
-            rc = s_duration(f, "backoff.base", &job->backoff_base_s, why,
-                            size);
+            rc = s_duration(f, "backoff.base", &job->backoff_base_s, why, size);
         else if (!strcmp(k, "cap"))
             rc = s_duration(f, "backoff.cap", &job->backoff_cap_s, why, size);
         else if (!strcmp(k, "factor")) {
@@ -240,8 +239,8 @@ s_backoff(const json_t *v, drover_job_t *job, char *why, size_t size)
 }
 
 static int
-s_payload(const json_t *v, jobline_arena_t *arena, drover_job_t *job,
-          char *why, size_t size)
+s_payload(const json_t *v, jobline_arena_t *arena, drover_job_t *job, char *why,
+          size_t size)
 {
     /* Pack into a buffer reused across lines, then copy the exact bytes into
      * the arena: no allocation per line besides the arena's blocks. */
@@ -269,8 +268,7 @@ s_payload(const json_t *v, jobline_arena_t *arena, drover_job_t *job,
 /* Applies one field of the line to *job. */
 static int
 s_field(const char *k, const json_t *v, jobline_arena_t *arena,
-        drover_job_t *job, int *has_delay, int *has_at, char *why,
-        size_t size)
+        drover_job_t *job, int *has_delay, int *has_at, char *why, size_t size)
 {
     if (!strcmp(k, "payload"))
         return s_payload(v, arena, job, why, size);
@@ -288,8 +286,8 @@ s_field(const char *k, const json_t *v, jobline_arena_t *arena,
         return s_string(v, "batch", 1, DV_NAME_MAX, arena, &job->batch, why,
                         size);
     if (!strcmp(k, "trace")) {
-        int rc = s_string(v, "trace", 1, DV_TEXT_MAX, arena, &job->trace, why,
-                          size);
+        int rc =
+            s_string(v, "trace", 1, DV_TEXT_MAX, arena, &job->trace, why, size);
         if (rc == 0 && !jobline_trace_ok(job->trace))
             return s_bad(why, size,
                          "trace must be a W3C traceparent "
@@ -376,7 +374,8 @@ jobline_parse(const char *line, size_t len, const drover_job_t *defaults,
     int has_delay = 0, has_at = 0;
     const char *k;
     json_t *v;
-    json_object_foreach(root, k, v) {
+    json_object_foreach(root, k, v)
+    {
         rc = s_field(k, v, arena, job, &has_delay, &has_at, why, why_size);
         if (rc)
             goto done;

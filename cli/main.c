@@ -41,13 +41,14 @@ static const s_command_t s_commands[] = {
 static void
 s_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: drover COMMAND [OPTIONS]\n"
-            "\n"
-            "drover is a job queue: a broker keeps jobs durably and hands them\n"
-            "to pools of worker processes, with retries, backoff and progress.\n"
-            "\n"
-            "commands:\n");
+    fprintf(
+        out,
+        "usage: drover COMMAND [OPTIONS]\n"
+        "\n"
+        "drover is a job queue: a broker keeps jobs durably and hands them\n"
+        "to pools of worker processes, with retries, backoff and progress.\n"
+        "\n"
+        "commands:\n");
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
         fprintf(out, "  %-9s %s\n", s_commands[i].name, s_commands[i].help);
     fprintf(out, "\n'drover COMMAND --help' describes each command.\n"

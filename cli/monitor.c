@@ -25,7 +25,7 @@
 #include "monitor.h"
 
 #define S_EXIT_UNREACHABLE 3
-#define S_TIMEOUT_MS 3000
+#define S_TIMEOUT_MS       3000
 
 /* ---- talking to the collector -------------------------------------------- */
 
@@ -233,15 +233,26 @@ typedef struct {
     double interval_s, timeout_s;
 } s_opts_t;
 
-enum { O_COLLECTOR = 256, O_BROKER, O_JSON, O_STATE, O_QUEUE, O_TYPE,
-       O_BATCH, O_SINCE, O_LIMIT, O_INTERVAL, O_TIMEOUT };
+enum {
+    O_COLLECTOR = 256,
+    O_BROKER,
+    O_JSON,
+    O_STATE,
+    O_QUEUE,
+    O_TYPE,
+    O_BATCH,
+    O_SINCE,
+    O_LIMIT,
+    O_INTERVAL,
+    O_TIMEOUT
+};
 
 /* Parses the options every monitor command shares plus those in allowed (a
  * set of O_* flags), and requires exactly nargs arguments after them (at
  * argv[optind]). Returns -1 to go on, else an exit code. */
 static int
-s_parse(int argc, char **argv, const char *usage, const int *allowed,
-        int nargs, s_opts_t *o)
+s_parse(int argc, char **argv, const char *usage, const int *allowed, int nargs,
+        s_opts_t *o)
 {
     static const struct option all[] = {
         { "collector", required_argument, 0, O_COLLECTOR },
@@ -277,14 +288,30 @@ s_parse(int argc, char **argv, const char *usage, const int *allowed,
         }
         char *end;
         switch (c) {
-        case O_COLLECTOR: o->collector = optarg; break;
-        case O_BROKER: o->broker = optarg; break;
-        case O_JSON: o->json = true; break;
-        case O_STATE: o->state = optarg; break;
-        case O_QUEUE: o->queue = optarg; break;
-        case O_TYPE: o->type = optarg; break;
-        case O_BATCH: o->batch = optarg; break;
-        case O_SINCE: o->since = optarg; break;
+        case O_COLLECTOR:
+            o->collector = optarg;
+            break;
+        case O_BROKER:
+            o->broker = optarg;
+            break;
+        case O_JSON:
+            o->json = true;
+            break;
+        case O_STATE:
+            o->state = optarg;
+            break;
+        case O_QUEUE:
+            o->queue = optarg;
+            break;
+        case O_TYPE:
+            o->type = optarg;
+            break;
+        case O_BATCH:
+            o->batch = optarg;
+            break;
+        case O_SINCE:
+            o->since = optarg;
+            break;
         case O_LIMIT:
             o->limit = (int)strtol(optarg, &end, 10);
             if (*end || end == optarg || o->limit < 1 || o->limit > 1000) {
@@ -326,7 +353,8 @@ s_print_queue_table(const json_t *queues)
            "RUN p99");
     size_t i;
     json_t *q;
-    json_array_foreach(queues, i, q) {
+    json_array_foreach(queues, i, q)
+    {
         const json_t *rates = json_object_get(q, "rates");
         const json_t *wait = json_object_get(q, "wait_ms");
         const json_t *run = json_object_get(q, "run_ms");
@@ -362,7 +390,8 @@ s_print_failures(const json_t *failures)
     printf("\nfailed attempts in the last hour, by category:\n");
     size_t i;
     json_t *c;
-    json_array_foreach(cats, i, c) {
+    json_array_foreach(cats, i, c)
+    {
         const char *cat = monitor_str(c, "category", "unknown");
         const char *hint = monitor_hint(cat);
         printf("  %-18s %7s  %.49s\n", cat,
@@ -377,8 +406,7 @@ s_print_health(const json_t *h)
     printf("\nhealth: %s\n", monitor_str(h, "state", "?"));
     size_t i;
     json_t *r;
-    json_array_foreach(reasons, i, r)
-        printf("  - %s\n", json_string_value(r));
+    json_array_foreach(reasons, i, r) printf("  - %s\n", json_string_value(r));
 }
 
 static void
@@ -393,7 +421,8 @@ s_print_status(const json_t *st)
            monitor_str(col, "store", "?"));
     size_t i;
     json_t *b;
-    json_array_foreach(json_object_get(st, "brokers"), i, b) {
+    json_array_foreach(json_object_get(st, "brokers"), i, b)
+    {
         const json_t *last = json_object_get(b, "last_event_ms");
         printf("broker %s  %s%s  seq %s  last event %s\n",
                monitor_str(b, "endpoint", "?"), monitor_str(b, "state", "?"),
@@ -445,8 +474,8 @@ monitor_status_main(int argc, char **argv)
         return r;
     const char *ep = monitor_endpoint(o.collector);
     json_t *st = NULL;
-    int code = monitor_query(ep, "status", "status", NULL, NULL, 1500, &st,
-                             true);
+    int code =
+        monitor_query(ep, "status", "status", NULL, NULL, 1500, &st, true);
     if (code == 0) {
         if (o.json)
             s_print_json(st);
@@ -520,7 +549,8 @@ workers_main(int argc, char **argv)
     bool many = false;
     size_t i;
     json_t *w;
-    json_array_foreach(workers, i, w) {
+    json_array_foreach(workers, i, w)
+    {
         const char *b = monitor_str(w, "broker", "");
         if (last_broker && strcmp(b, last_broker))
             many = true;
@@ -529,7 +559,8 @@ workers_main(int argc, char **argv)
     printf("%-22s %-8s %5s %4s %7s %10s %7s %6s\n", "WORKER", "STATE", "SLOTS",
            "BUSY", "LEASED", "PROCESSED", "FAILED", "SEEN");
     last_broker = NULL;
-    json_array_foreach(workers, i, w) {
+    json_array_foreach(workers, i, w)
+    {
         const char *b = monitor_str(w, "broker", "");
         if (many && (!last_broker || strcmp(b, last_broker)))
             printf("broker %s\n", b);
@@ -547,7 +578,8 @@ workers_main(int argc, char **argv)
         const json_t *jobs = json_object_get(w, "jobs");
         size_t j;
         json_t *job;
-        json_array_foreach(jobs, j, job) {
+        json_array_foreach(jobs, j, job)
+        {
             if (j == 5) {
                 printf("    ... and %zu more\n", json_array_size(jobs) - 5);
                 break;
@@ -578,7 +610,8 @@ s_print_latency(const char *what, const json_t *list)
            "RUN p50", "p95", "p99");
     size_t i;
     json_t *q;
-    json_array_foreach(list, i, q) {
+    json_array_foreach(list, i, q)
+    {
         const json_t *wt = json_object_get(q, "wait_ms");
         const json_t *rn = json_object_get(q, "run_ms");
         bool hw = monitor_int(wt, "count") > 0;
@@ -643,8 +676,8 @@ jobs_main(int argc, char **argv)
         "                8601 time, or @EPOCH_SECONDS\n"
         "  --limit N     at most N jobs (1..1000, default 50)\n"
         "Failed, dead and cancelled jobs show their last error below them.\n";
-    static const int allowed[] = { O_STATE, O_QUEUE, O_TYPE, O_BATCH, O_SINCE,
-                                   O_LIMIT, 0 };
+    static const int allowed[] = { O_STATE, O_QUEUE, O_TYPE, O_BATCH,
+                                   O_SINCE, O_LIMIT, 0 };
     s_opts_t o;
     int r = s_parse(argc, argv, usage, allowed, 0, &o);
     if (r >= 0)
@@ -694,7 +727,8 @@ jobs_main(int argc, char **argv)
            "ATT", "ACTIVE");
     size_t i;
     json_t *j;
-    json_array_foreach(jobs, i, j) {
+    json_array_foreach(jobs, i, j)
+    {
         printf("%-36s %-9.9s %-9.9s %-9.9s %3" PRId64 " %7s\n",
                monitor_str(j, "id", "?"), monitor_str(j, "state", "?"),
                monitor_str(j, "queue", "?"), monitor_str(j, "type", "?"),
@@ -731,8 +765,9 @@ s_broker_result(const char *broker, const char *id, char *note, size_t size)
         if (!result || json_is_null(result)) {
             json_decref(result);
             result = NULL;
-            snprintf(note, size, "none (the broker keeps results for its "
-                                 "--result-ttl)");
+            snprintf(note, size,
+                     "none (the broker keeps results for its "
+                     "--result-ttl)");
         }
     } else if (rc == DROVER_EUNREACHABLE || rc == DROVER_ETIMEOUT) {
         snprintf(note, size, "unknown: the broker does not answer");
@@ -758,8 +793,8 @@ s_print_attempt(const json_t *a, int64_t rounds, const char *job_category)
     const json_t *run = json_object_get(a, "run_ms");
     const char *started = s_time(monitor_int(a, "started_at"));
     printf("%-5s %-20.20s %-24s %8s  %s\n", num, monitor_str(a, "worker", "-"),
-           started, json_is_integer(run) ? monitor_dur(json_integer_value(run))
-                                         : "-",
+           started,
+           json_is_integer(run) ? monitor_dur(json_integer_value(run)) : "-",
            monitor_str(a, "outcome", "running"));
     if (json_is_integer(json_object_get(a, "progress_current")))
         printf("      progress %" PRId64 "/%" PRId64 " %s\n",
@@ -866,12 +901,11 @@ job_main(int argc, char **argv)
     } else {
         printf("result    %s\n", note);
     }
-    printf("\n%-5s %-20s %-24s %8s  %s\n", "TRY", "WORKER", "STARTED",
-           "TOOK", "OUTCOME");
+    printf("\n%-5s %-20s %-24s %8s  %s\n", "TRY", "WORKER", "STARTED", "TOOK",
+           "OUTCOME");
     size_t i;
     json_t *a;
-    json_array_foreach(attempts, i, a)
-        s_print_attempt(a, rounds, cat);
+    json_array_foreach(attempts, i, a) s_print_attempt(a, rounds, cat);
     if (json_array_size(attempts) == 0)
         printf("(no attempt yet)\n");
     json_decref(job);
@@ -905,7 +939,8 @@ keys_main(int argc, char **argv)
            "STATE", "OK", "COOL", "DIS", "REQUESTS", "2XX", "429", "ERRORS");
     size_t i;
     json_t *k;
-    json_array_foreach(keys, i, k) {
+    json_array_foreach(keys, i, k)
+    {
         const json_t *st = json_object_get(k, "states");
         printf("%-12.12s %-8.8s %-8s %4" PRId64 " %4" PRId64 " %4" PRId64
                " %10s %9s %7s %6s\n",
@@ -1057,8 +1092,10 @@ watch_main(int argc, char **argv)
         bool finished = json_is_true(json_object_get(b, "finished"));
         int64_t mono = dv_mono_ms();
         if (total == 0 && !waiting_said && !o.json) {
-            fprintf(stderr, "drover watch: no job of batch %s seen yet; "
-                            "waiting\n", name);
+            fprintf(stderr,
+                    "drover watch: no job of batch %s seen yet; "
+                    "waiting\n",
+                    name);
             waiting_said = true;
         } else if (total > 0 && !o.json &&
                    (bar || finished || mono - last_line >= 5000)) {
@@ -1074,8 +1111,8 @@ watch_main(int argc, char **argv)
             break;
         }
         json_decref(b);
-        bool late = o.timeout_s > 0 &&
-                    mono - start >= (int64_t)(o.timeout_s * 1000);
+        bool late =
+            o.timeout_s > 0 && mono - start >= (int64_t)(o.timeout_s * 1000);
         if (s_interrupted || late) {
             if (bar)
                 fputs("\n", stderr);

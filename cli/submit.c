@@ -24,16 +24,16 @@
 #include "dv_map.h"
 
 /* Exit codes (docs/producer.md). */
-#define S_EXIT_OK 0
-#define S_EXIT_FAILED 1
-#define S_EXIT_USAGE 2
+#define S_EXIT_OK          0
+#define S_EXIT_FAILED      1
+#define S_EXIT_USAGE       2
 #define S_EXIT_UNREACHABLE 3
-#define S_EXIT_REJECTED 4
+#define S_EXIT_REJECTED    4
 
-#define S_SLICE 65536         /* jobs per drover_submit_many call */
-#define S_REPORT_MAX 50       /* refused/bad lines printed one by one */
-#define S_CATEGORIES_MAX 16   /* failure categories tracked for the summary */
-#define S_BAR_WIDTH 24
+#define S_SLICE          65536 /* jobs per drover_submit_many call */
+#define S_REPORT_MAX     50    /* refused/bad lines printed one by one */
+#define S_CATEGORIES_MAX 16    /* failure categories tracked for the summary */
+#define S_BAR_WIDTH      24
 
 static const char s_help[] =
     "usage: drover submit --type TYPE [--queue Q] [--payload JSON] [OPTIONS]\n"
@@ -115,53 +115,52 @@ static const char s_help[] =
 
 /* Everything the command line says. */
 typedef struct {
-    const char *broker;      /* --broker; NULL = environment / default */
-    int connect_timeout_ms;  /* --connect-timeout */
-    const char *file;        /* --file; NULL = one job from the flags */
-    const char *payload;     /* --payload (JSON text) */
-    drover_job_t defaults;   /* the job flags describe */
-    bool wait;               /* --wait */
-    const char *out;         /* --out */
-    int progress;            /* --progress 1, --no-progress 0, -1 auto */
-    int wait_timeout_ms;     /* --wait-timeout; -1 = never */
-    bool quiet;              /* --quiet */
+    const char *broker;     /* --broker; NULL = environment / default */
+    int connect_timeout_ms; /* --connect-timeout */
+    const char *file;       /* --file; NULL = one job from the flags */
+    const char *payload;    /* --payload (JSON text) */
+    drover_job_t defaults;  /* the job flags describe */
+    bool wait;              /* --wait */
+    const char *out;        /* --out */
+    int progress;           /* --progress 1, --no-progress 0, -1 auto */
+    int wait_timeout_ms;    /* --wait-timeout; -1 = never */
+    bool quiet;             /* --quiet */
 } s_opts_t;
 
 /* One job to submit and what became of it. */
 typedef struct {
-    drover_job_t *jobs;      /* parsed jobs, input order */
-    unsigned *lines;         /* line number of each job (1-based), 0 = flags */
+    drover_job_t *jobs; /* parsed jobs, input order */
+    unsigned *lines;    /* line number of each job (1-based), 0 = flags */
     size_t n, cap;
     char (*ids)[DROVER_ID_SIZE]; /* id per job; "" if not accepted */
 } s_input_t;
 
 /* A failure category seen while waiting. */
 typedef struct {
-    char name[32];           /* category, or the state if none */
+    char name[32]; /* category, or the state if none */
     size_t count;
-    char example[160];       /* one message, shortened */
+    char example[160]; /* one message, shortened */
 } s_category_t;
 
 /* State of --wait. */
 typedef struct {
     const s_opts_t *opts;
     const s_input_t *in;
-    size_t *job_of;          /* waited index -> job index */
-    size_t *next_same;       /* waited index -> next with the same id */
+    size_t *job_of;    /* waited index -> job index */
+    size_t *next_same; /* waited index -> next with the same id */
     FILE *out;
-    bool bar;                /* draw the progress bar */
-    size_t total, done;      /* jobs (lines) to wait for, ended */
+    bool bar;           /* draw the progress bar */
+    size_t total, done; /* jobs (lines) to wait for, ended */
     size_t succeeded, dead, cancelled, unknown;
-    long long retries;       /* attempts beyond the first, summed */
+    long long retries; /* attempts beyond the first, summed */
     s_category_t cats[S_CATEGORIES_MAX];
     size_t ncats;
-    int64_t start_us;        /* when waiting began */
-    int64_t last_draw_us;    /* last progress bar redraw */
-    bool write_error;        /* writing results failed */
+    int64_t start_us;     /* when waiting began */
+    int64_t last_draw_us; /* last progress bar redraw */
+    bool write_error;     /* writing results failed */
 } s_wait_t;
 
-static void
-s_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void s_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A plain message for the user on stderr. */
 static void
@@ -175,8 +174,8 @@ s_err(const char *fmt, ...)
     va_end(ap);
 }
 
-static int
-s_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int s_usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 static int
 s_usage_error(const char *fmt, ...)
@@ -193,11 +192,32 @@ s_usage_error(const char *fmt, ...)
 /* ---- flags ------------------------------------------------------------- */
 
 enum {
-    O_QUEUE = 256, O_TYPE, O_PAYLOAD, O_PRIORITY, O_DELAY, O_AT,
-    O_MAX_ATTEMPTS, O_TIMEOUT, O_KEY, O_BACKOFF_BASE, O_BACKOFF_FACTOR,
-    O_BACKOFF_CAP, O_NO_JITTER, O_TRACE, O_RESULT_TTL, O_BATCH, O_FILE,
-    O_BROKER, O_CONNECT_TIMEOUT, O_WAIT, O_OUT, O_WAIT_TIMEOUT, O_PROGRESS,
-    O_NO_PROGRESS, O_LOG_LEVEL, O_LOG_FORMAT,
+    O_QUEUE = 256,
+    O_TYPE,
+    O_PAYLOAD,
+    O_PRIORITY,
+    O_DELAY,
+    O_AT,
+    O_MAX_ATTEMPTS,
+    O_TIMEOUT,
+    O_KEY,
+    O_BACKOFF_BASE,
+    O_BACKOFF_FACTOR,
+    O_BACKOFF_CAP,
+    O_NO_JITTER,
+    O_TRACE,
+    O_RESULT_TTL,
+    O_BATCH,
+    O_FILE,
+    O_BROKER,
+    O_CONNECT_TIMEOUT,
+    O_WAIT,
+    O_OUT,
+    O_WAIT_TIMEOUT,
+    O_PROGRESS,
+    O_NO_PROGRESS,
+    O_LOG_LEVEL,
+    O_LOG_FORMAT,
 };
 
 static const struct option s_options[] = {
@@ -294,8 +314,7 @@ s_parse_args(int argc, char **argv, s_opts_t *o)
             break;
         case O_PRIORITY:
             if (s_parse_int(arg, 0, 9, &o->defaults.priority))
-                return s_usage_error("--priority must be 0..9, not '%s'",
-                                     arg);
+                return s_usage_error("--priority must be 0..9, not '%s'", arg);
             break;
         case O_DELAY:
             if (jobline_seconds(arg, &o->defaults.delay_s))
@@ -534,12 +553,12 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
         line++;
         drover_job_t job;
         char why[256];
-        int rc = jobline_parse(start, n, &o->defaults, arena, &job, why,
-                               sizeof why);
+        int rc =
+            jobline_parse(start, n, &o->defaults, arena, &job, why, sizeof why);
         if (rc == JOBLINE_SKIP)
             continue;
-        if (rc == JOBLINE_NOMEM || (rc == JOBLINE_JOB &&
-                                    s_input_add(in, &job, line) != 0)) {
+        if (rc == JOBLINE_NOMEM ||
+            (rc == JOBLINE_JOB && s_input_add(in, &job, line) != 0)) {
             free(text);
             s_err("out of memory at line %u", line);
             return S_EXIT_REJECTED;
@@ -626,8 +645,9 @@ s_draw_bar(s_wait_t *w, bool final)
     if (w->unknown && used < sizeof extra)
         snprintf(extra + used, sizeof extra - used, "  unknown %zu",
                  w->unknown);
-    fprintf(stderr, "\r[%s] %zu/%zu %3d%%  succeeded %zu%s  %.0f jobs/s  "
-                    "ETA %s\033[K",
+    fprintf(stderr,
+            "\r[%s] %zu/%zu %3d%%  succeeded %zu%s  %.0f jobs/s  "
+            "ETA %s\033[K",
             bar, w->done, w->total, (int)(frac * 100), w->succeeded, extra,
             rate, eta);
     if (final)

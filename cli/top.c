@@ -61,7 +61,8 @@ s_draw(const char *ep, const json_t *st, const json_t *wk, const char *error)
     int64_t wall = dv_now_ms();
     size_t i;
     json_t *b;
-    json_array_foreach(json_object_get(st, "brokers"), i, b) {
+    json_array_foreach(json_object_get(st, "brokers"), i, b)
+    {
         const json_t *last = json_object_get(b, "last_event_ms");
         s_line(&y, 0, "broker %s  %s  seq %s  last event %s ago",
                monitor_str(b, "endpoint", "?"), monitor_str(b, "state", "?"),
@@ -100,7 +101,8 @@ s_draw(const char *ep, const json_t *st, const json_t *wk, const char *error)
            "QUEUED", "SCHED", "RUN", "WRK", "IN/s", "OK/s", "FAIL/s",
            "WAIT p99", "RUN p99");
     json_t *q;
-    json_array_foreach(json_object_get(st, "queues"), i, q) {
+    json_array_foreach(json_object_get(st, "queues"), i, q)
+    {
         const json_t *rates = json_object_get(q, "rates");
         const json_t *wt = json_object_get(q, "wait_ms");
         const json_t *rn = json_object_get(q, "run_ms");
@@ -127,7 +129,8 @@ s_draw(const char *ep, const json_t *st, const json_t *wk, const char *error)
            "STATE", "SLOTS", "BUSY", "LEASED", "PROCESSED", "FAILED", "SEEN");
     const json_t *workers = json_object_get(wk, "workers");
     size_t shown = 0;
-    json_array_foreach(workers, i, w) {
+    json_array_foreach(workers, i, w)
+    {
         if (y >= LINES - reserve - 1)
             break;
         const json_t *busy = json_object_get(w, "busy");
@@ -149,7 +152,8 @@ s_draw(const char *ep, const json_t *st, const json_t *wk, const char *error)
         s_line(&y, A_REVERSE, "%-18s %7s  %s", "FAILURES (1h)", "COUNT",
                "HINT");
         json_t *c;
-        json_array_foreach(cats, i, c) {
+        json_array_foreach(cats, i, c)
+        {
             const char *cat = monitor_str(c, "category", "unknown");
             const char *hint = monitor_hint(cat);
             s_line(&y, 0, "%-18s %7s  %s", cat,
@@ -181,7 +185,9 @@ top_main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': collector = optarg; break;
+        case 'c':
+            collector = optarg;
+            break;
         case 'i':
             if (dv_duration_parse(optarg, &interval_ms) != 0 ||
                 interval_ms < 100) {
@@ -189,8 +195,12 @@ top_main(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
         }
     }
     if (optind != argc) {
@@ -212,8 +222,8 @@ top_main(int argc, char **argv)
     for (;;) {
         json_t *st = NULL, *wk = NULL;
         char error[256] = "";
-        int rc = monitor_query(ep, "top", "status", NULL, NULL, 2000, &st,
-                               true);
+        int rc =
+            monitor_query(ep, "top", "status", NULL, NULL, 2000, &st, true);
         if (rc == 0)
             rc = monitor_query(ep, "top", "workers", NULL, NULL, 2000, &wk,
                                true);

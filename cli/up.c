@@ -21,7 +21,7 @@
 #include "dv_flags.h"
 
 #define UP_MAX_WORKERS 64
-#define UP_MAX_ARGS 64
+#define UP_MAX_ARGS    64
 
 static volatile sig_atomic_t s_signalled;
 
@@ -51,11 +51,13 @@ s_list_add(const dv_flag_t *f, const char *v, char *err, size_t es)
 static void
 s_usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: drover up [OPTIONS] [-- COMMAND ARGS...]\n"
         "\n"
         "Runs a broker (embedded SQLite store) and worker supervisors as one\n"
-        "process tree until Ctrl-C. With a COMMAND, runs it once everything is\n"
+        "process tree until Ctrl-C. With a COMMAND, runs it once everything "
+        "is\n"
         "up, with DROVER_BROKER pointing at the broker, then stops and exits\n"
         "with the command's status.\n"
         "\n"
@@ -169,8 +171,8 @@ up_main(int argc, char **argv)
     int first = argc;
     /* The first argument that is not a flag (or "--") starts COMMAND, which
      * keeps its own flags. */
-    switch (dv_flags_parse(tables, 1, argc, argv, true, &first, err,
-                           sizeof err)) {
+    switch (
+        dv_flags_parse(tables, 1, argc, argv, true, &first, err, sizeof err)) {
     case DV_FLAGS_HELP:
         s_usage(stdout);
         return 0;
@@ -188,7 +190,8 @@ up_main(int argc, char **argv)
     if (!dir) {
         snprintf(dirbuf, sizeof dirbuf, "/tmp/drover-up-XXXXXX");
         if (!mkdtemp(dirbuf)) {
-            fprintf(stderr, "drover up: cannot make a directory: %s\n", strerror(errno));
+            fprintf(stderr, "drover up: cannot make a directory: %s\n",
+                    strerror(errno));
             return 1;
         }
         dir = dirbuf;
@@ -196,7 +199,8 @@ up_main(int argc, char **argv)
         fprintf(stderr, "drover up: %s: %s\n", dir, strerror(errno));
         return 1;
     }
-    char storebuf[PATH_MAX + 16], ep_c[64], ep_w[64], ep_e[64], ep_cc[64], ep_wc[64];
+    char storebuf[PATH_MAX + 16], ep_c[64], ep_w[64], ep_e[64], ep_cc[64],
+        ep_wc[64];
     if (!store) {
         snprintf(storebuf, sizeof storebuf, "%s/drover.db", dir);
         store = storebuf;
@@ -235,7 +239,8 @@ up_main(int argc, char **argv)
     snprintf(logpath, sizeof logpath, "%s/broker.log", dir);
     pid_t broker = s_spawn(bargv, logpath);
     if (broker < 0 || s_wait_ready(ep_cc, 10000) != 0) {
-        fprintf(stderr, "drover up: the broker did not start; see %s\n", logpath);
+        fprintf(stderr, "drover up: the broker did not start; see %s\n",
+                logpath);
         if (broker > 0) {
             kill(broker, SIGTERM);
             s_reap(broker, 5000);
@@ -251,8 +256,10 @@ up_main(int argc, char **argv)
     snprintf(http, sizeof http, "127.0.0.1:%d", port + 80);
     snprintf(cstore, sizeof cstore, "%s/collector.db", dir);
     if (collector) {
-        char *cargv[] = { "drover", "collector", "--events", ep_e, "--broker", ep_c,
-                          "--bind", ep_q, "--http", http, "--store", cstore, NULL };
+        char *cargv[] = { "drover",   "collector", "--events", ep_e,
+                          "--broker", ep_c,        "--bind",   ep_q,
+                          "--http",   http,        "--store",  cstore,
+                          NULL };
         snprintf(logpath, sizeof logpath, "%s/collector.log", dir);
         coll = s_spawn(cargv, logpath);
     }
@@ -292,9 +299,11 @@ up_main(int argc, char **argv)
         fprintf(stderr,
                 "drover up: broker %s (workers %s, events %s), %d worker%s, "
                 "store %s, logs in %s\n",
-                ep_c, ep_w, ep_e, nworkers, nworkers == 1 ? "" : "s", store, dir);
+                ep_c, ep_w, ep_e, nworkers, nworkers == 1 ? "" : "s", store,
+                dir);
         if (coll > 0)
-            fprintf(stderr, "drover up: collector %s, metrics http://%s/metrics\n",
+            fprintf(stderr,
+                    "drover up: collector %s, metrics http://%s/metrics\n",
                     ep_q, http);
     }
 
@@ -326,14 +335,18 @@ up_main(int argc, char **argv)
             break;
         }
         if (r == child) {
-            exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            exit_code = WIFEXITED(status) ? WEXITSTATUS(status)
+                                          : 128 + WTERMSIG(status);
             child = -1;
             break;
         }
         if (r == coll) {
-            fprintf(stderr, "drover up: the collector exited (status %d); see "
-                            "%s/collector.log\n",
-                    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), dir);
+            fprintf(stderr,
+                    "drover up: the collector exited (status %d); see "
+                    "%s/collector.log\n",
+                    WIFEXITED(status) ? WEXITSTATUS(status)
+                                      : 128 + WTERMSIG(status),
+                    dir);
             coll = -1;
             continue;
         }
@@ -345,8 +358,10 @@ up_main(int argc, char **argv)
         }
         for (int w = 0; w < nworkers; w++)
             if (workers[w] == r) {
-                fprintf(stderr, "drover up: worker %d exited (status %d)\n", w + 1,
-                        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+                fprintf(stderr, "drover up: worker %d exited (status %d)\n",
+                        w + 1,
+                        WIFEXITED(status) ? WEXITSTATUS(status)
+                                          : 128 + WTERMSIG(status));
                 workers[w] = -1;
             }
     }

@@ -205,12 +205,12 @@ struct collector_state_t {
     int64_t started_ms;
     collector_broker_t brokers[COLLECTOR_BROKERS_MAX];
     int nbrokers;
-    dv_map_t *queues;  /* name -> collector_queue_t */
-    dv_map_t *types;   /* name -> collector_type_t */
-    dv_map_t *series;  /* "queue\x1ftype" -> collector_series_t */
-    dv_map_t *workers; /* "b\x1fname" -> collector_worker_t */
-    dv_map_t *running; /* job id -> collector_run_t */
-    collector_ring_t *ring;   /* all queues */
+    dv_map_t *queues;       /* name -> collector_queue_t */
+    dv_map_t *types;        /* name -> collector_type_t */
+    dv_map_t *series;       /* "queue\x1ftype" -> collector_series_t */
+    dv_map_t *workers;      /* "b\x1fname" -> collector_worker_t */
+    dv_map_t *running;      /* job id -> collector_run_t */
+    collector_ring_t *ring; /* all queues */
 };
 
 /* The queue, type or (queue, type) series of that name, made if new.

@@ -22,7 +22,8 @@ static volatile int s_dump;
 static void
 s_usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: drover collector [OPTIONS]\n"
         "\n"
         "Subscribes to brokers' events, keeps live state and job history,\n"
@@ -128,9 +129,10 @@ collector_main(int argc, char **argv)
         int nb = cfg.nbrokers;
         dv_strv_free(&cfg.events);
         dv_strv_free(&cfg.brokers);
-        return dv_daemon_fail(&d, "--broker lists %d endpoints, --events %d: "
-                                  "give each broker's clients endpoint in the "
-                                  "same order",
+        return dv_daemon_fail(&d,
+                              "--broker lists %d endpoints, --events %d: "
+                              "give each broker's clients endpoint in the "
+                              "same order",
                               nb, cfg.nevents);
     }
     dv_daemon_start(&d, &s_stop, &s_dump);

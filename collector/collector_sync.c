@@ -175,9 +175,8 @@ s_snapshot_queues(collector_state_t *self, int b, const dv_status_t *st)
     collector_run_t *r;
     DV_MAP_EACH(r, self->running)
     {
-        q = r->broker == b && r->queue
-                ? dv_map_get(self->queues, r->queue)
-                : NULL;
+        q = r->broker == b && r->queue ? dv_map_get(self->queues, r->queue)
+                                       : NULL;
         if (q && q->per[b].prefetched > 0)
             q->per[b].prefetched--;
     }

@@ -150,8 +150,8 @@ t_id_format_parse(void **state)
     /* upper case parses to the same id */
     char upper[DV_ID_TEXT_LEN + 1];
     for (int i = 0; i <= DV_ID_TEXT_LEN; i++)
-        upper[i] = (char)(text[i] >= 'a' && text[i] <= 'f' ? text[i] - 32
-                                                           : text[i]);
+        upper[i] =
+            (char)(text[i] >= 'a' && text[i] <= 'f' ? text[i] - 32 : text[i]);
     assert_int_equal(dv_id_parse(upper, DV_ID_TEXT_LEN, &back), 0);
     assert_true(dv_id_eq(&id, &back));
 
@@ -242,8 +242,8 @@ t_duration_parse(void **state)
     assert_int_equal(ms, 500);
 
     const char *bad[] = {
-        "-1", "abc", "nan", "NaN", "inf", "1e300", "", "1.5x", "5 s", " 5",
-        "0x10", "-0", "+1", "1d", "ms", "1mss", "400000d",
+        "-1", "abc",  "nan", "NaN", "inf", "1e300", "",     "1.5x",    "5 s",
+        " 5", "0x10", "-0",  "+1",  "1d",  "ms",    "1mss", "400000d",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ms = 42;
@@ -291,9 +291,18 @@ t_time_round_trip(void **state)
     assert_int_equal(ms, 1795369260500);
 
     const char *bad[] = {
-        "", "yesterday", "2026-11-22", "2026-11-22T17:41:00+02:00",
-        "2026-11-22T17:41:00Zjunk", "@", "@-5", "@nan", "@inf", "@1e300",
-        "@ 5", "@0x10",
+        "",
+        "yesterday",
+        "2026-11-22",
+        "2026-11-22T17:41:00+02:00",
+        "2026-11-22T17:41:00Zjunk",
+        "@",
+        "@-5",
+        "@nan",
+        "@inf",
+        "@1e300",
+        "@ 5",
+        "@0x10",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (dv_time_parse(bad[i], &ms) != -1)
@@ -496,9 +505,9 @@ t_json_bin_and_rejects(void **state)
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     size_t off = 0;
-    assert_int_equal(msgpack_unpack_next(&up, (const char *)intkey,
-                                         sizeof intkey, &off),
-                     MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(
+        msgpack_unpack_next(&up, (const char *)intkey, sizeof intkey, &off),
+        MSGPACK_UNPACK_SUCCESS);
     why[0] = '\0';
     assert_null(dv_msgpack_object_to_json(&up.data, why, sizeof why));
     assert_non_null(strstr(why, "not a string"));
@@ -540,19 +549,19 @@ t_json_bin_and_rejects(void **state)
 
     /* every wire form of numbers decodes to the right value */
     const uint8_t nums[] = {
-        0x9c,                   /* array of 12 */
-        0xcc, 0xff,             /* 255 */
-        0xcd, 0x01, 0x00,       /* 256 */
-        0xce, 0x00, 0x01, 0x00, 0x00, /* 65536 */
-        0xcf, 0, 0, 0, 1, 0, 0, 0, 0, /* 2^32 */
-        0xd0, 0x80,             /* -128 */
-        0xd1, 0xff, 0x7f,       /* -129 */
-        0xd2, 0xff, 0xff, 0x7f, 0xff, /* -32769 */
+        0x9c,                                                 /* array of 12 */
+        0xcc, 0xff,                                           /* 255 */
+        0xcd, 0x01, 0x00,                                     /* 256 */
+        0xce, 0x00, 0x01, 0x00, 0x00,                         /* 65536 */
+        0xcf, 0,    0,    0,    1,    0,    0,    0,    0,    /* 2^32 */
+        0xd0, 0x80,                                           /* -128 */
+        0xd1, 0xff, 0x7f,                                     /* -129 */
+        0xd2, 0xff, 0xff, 0x7f, 0xff,                         /* -32769 */
         0xd3, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, /* -2^31-1 */
-        0xca, 0x3f, 0xc0, 0x00, 0x00, /* 1.5f */
-        0xff,                   /* -1 */
+        0xca, 0x3f, 0xc0, 0x00, 0x00,                         /* 1.5f */
+        0xff,                                                 /* -1 */
         0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* 2^64-1 */
-        0xd0, 0x05,             /* 5 as int 8 */
+        0xd0, 0x05,                                           /* 5 as int 8 */
     };
     t = dv_msgpack_to_json_text(nums, sizeof nums);
     assert_non_null(t);
@@ -796,12 +805,13 @@ t_flags(void **state)
     };
     const dv_flag_t *tables[] = { table };
     char err[256];
-    char *ok[] = { "x", "--name", "a", "--wait=1.5", "--count", "3",
-                   "--factor", "2.5", "--on", "--colour", "green", "--fn=z",
-                   "pos", "--name", "b" };
+    char *ok[] = { "x",     "--name",   "a",   "--wait=1.5", "--count",
+                   "3",     "--factor", "2.5", "--on",       "--colour",
+                   "green", "--fn=z",   "pos", "--name",     "b" };
     int first = 0;
-    assert_int_equal(dv_flags_parse(tables, 1, 15, ok, true, &first, err,
-                                    sizeof err), DV_FLAGS_OK);
+    assert_int_equal(
+        dv_flags_parse(tables, 1, 15, ok, true, &first, err, sizeof err),
+        DV_FLAGS_OK);
     assert_string_equal(name, "a");
     assert_int_equal(ms, 1500);
     assert_int_equal(n, 3);
@@ -811,17 +821,27 @@ t_flags(void **state)
     assert_string_equal(fn, "z");
     assert_int_equal(first, 12);
     /* Without positional arguments, "pos" is an error. */
-    assert_int_equal(dv_flags_parse(tables, 1, 15, ok, false, NULL, err,
-                                    sizeof err), DV_FLAGS_ERROR);
+    assert_int_equal(
+        dv_flags_parse(tables, 1, 15, ok, false, NULL, err, sizeof err),
+        DV_FLAGS_ERROR);
     assert_string_equal(err, "unexpected argument 'pos'");
-    struct { char *argv[3]; const char *why; } bad[] = {
-        { { "x", "--wait", "2x" }, "--wait: '2x' is not a duration in seconds" },
-        { { "x", "--wait", "1m5" }, "--wait: '1m5' is not a duration in seconds" },
-        { { "x", "--wait", "0.001" }, "--wait: '0.001' is not in 0.01..60 seconds" },
-        { { "x", "--count", "10" }, "--count: '10' is not a whole number in 1..9" },
-        { { "x", "--count=", "" }, "--count: '' is not a whole number in 1..9" },
+    struct {
+        char *argv[3];
+        const char *why;
+    } bad[] = {
+        { { "x", "--wait", "2x" },
+          "--wait: '2x' is not a duration in seconds" },
+        { { "x", "--wait", "1m5" },
+          "--wait: '1m5' is not a duration in seconds" },
+        { { "x", "--wait", "0.001" },
+          "--wait: '0.001' is not in 0.01..60 seconds" },
+        { { "x", "--count", "10" },
+          "--count: '10' is not a whole number in 1..9" },
+        { { "x", "--count=", "" },
+          "--count: '' is not a whole number in 1..9" },
         { { "x", "--factor", "nan" }, "--factor: 'nan' is not a number" },
-        { { "x", "--colour", "blue" }, "--colour: 'blue' is not one of red, green" },
+        { { "x", "--colour", "blue" },
+          "--colour: 'blue' is not one of red, green" },
         { { "x", "--fn", "bad" }, "--fn: no 'bad'" },
         { { "x", "--on=1", "" }, "--on takes no value" },
         { { "x", "--nope", "" }, "unknown option '--nope'" },
@@ -835,15 +855,18 @@ t_flags(void **state)
         assert_string_equal(err, bad[i].why);
     }
     char *missing[] = { "x", "--name" };
-    assert_int_equal(dv_flags_parse(tables, 1, 2, missing, false, NULL, err,
-                                    sizeof err), DV_FLAGS_ERROR);
+    assert_int_equal(
+        dv_flags_parse(tables, 1, 2, missing, false, NULL, err, sizeof err),
+        DV_FLAGS_ERROR);
     assert_string_equal(err, "--name needs a value");
     char *help[] = { "x", "--count", "2", "-h" };
-    assert_int_equal(dv_flags_parse(tables, 1, 4, help, false, NULL, err,
-                                    sizeof err), DV_FLAGS_HELP);
+    assert_int_equal(
+        dv_flags_parse(tables, 1, 4, help, false, NULL, err, sizeof err),
+        DV_FLAGS_HELP);
     char *dashdash[] = { "x", "--", "--name" };
-    assert_int_equal(dv_flags_parse(tables, 1, 3, dashdash, true, &first, err,
-                                    sizeof err), DV_FLAGS_OK);
+    assert_int_equal(
+        dv_flags_parse(tables, 1, 3, dashdash, true, &first, err, sizeof err),
+        DV_FLAGS_OK);
     assert_int_equal(first, 2);
 }
 

@@ -11,10 +11,10 @@
 #include <stdint.h>
 
 typedef struct {
-    int64_t base_ms;  /* delay after the first failure, before jitter */
-    double factor;    /* growth per attempt, >= 1 */
-    int64_t cap_ms;   /* largest delay, before the retry_after floor */
-    bool jitter;      /* full jitter: uniform in [0, delay] */
+    int64_t base_ms; /* delay after the first failure, before jitter */
+    double factor;   /* growth per attempt, >= 1 */
+    int64_t cap_ms;  /* largest delay, before the retry_after floor */
+    bool jitter;     /* full jitter: uniform in [0, delay] */
 } dv_backoff_t;
 
 #define DV_BACKOFF_DEFAULT ((dv_backoff_t){ 1000, 2.0, 300000, true })

@@ -57,8 +57,8 @@ dv_daemon_parse(dv_daemon_t *d, int argc, char **argv)
     dv_daemon_log_flags(common, &d->log_level, &d->log_text);
     const dv_flag_t *tables[] = { d->flags, common };
     char err[512];
-    dv_flags_rc_t rc = dv_flags_parse(tables, 2, argc, argv, false, NULL, err,
-                                      sizeof err);
+    dv_flags_rc_t rc =
+        dv_flags_parse(tables, 2, argc, argv, false, NULL, err, sizeof err);
     if (rc == DV_FLAGS_HELP) {
         d->usage(stdout);
         return 0;

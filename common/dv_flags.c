@@ -68,8 +68,8 @@ s_set_choice(const dv_flag_t *f, const char *v, char *err, size_t es)
             *(int *)f->dest = i;
             return 0;
         }
-        int n = snprintf(list + used, sizeof list - used, "%s%s",
-                         i ? ", " : "", f->choices[i]);
+        int n = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                         f->choices[i]);
         if (n > 0 && (size_t)n < sizeof list - used)
             used += (size_t)n;
     }
@@ -103,8 +103,7 @@ s_set(const dv_flag_t *f, const char *v, char *err, size_t es)
 }
 
 static const dv_flag_t *
-s_find(const dv_flag_t *const *tables, int ntables, const char *name,
-       size_t n)
+s_find(const dv_flag_t *const *tables, int ntables, const char *name, size_t n)
 {
     for (int t = 0; t < ntables; t++)
         for (const dv_flag_t *f = tables[t]; f->kind != DV_FLAG_END; f++)
@@ -135,8 +134,9 @@ dv_flags_parse(const dv_flag_t *const *tables, int ntables, int argc,
                     *first_arg = i;
                 return DV_FLAGS_OK;
             }
-            dv_err_set(err, es, a[0] == '-' ? "unknown option '%s'"
-                                            : "unexpected argument '%s'",
+            dv_err_set(err, es,
+                       a[0] == '-' ? "unknown option '%s'"
+                                   : "unexpected argument '%s'",
                        a);
             return DV_FLAGS_ERROR;
         }

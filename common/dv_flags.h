@@ -15,18 +15,18 @@
 #include <stdint.h>
 
 typedef enum {
-    DV_FLAG_END = 0,  /* ends a table */
-    DV_FLAG_STRING,   /* dest: const char ** (points into argv) */
+    DV_FLAG_END = 0, /* ends a table */
+    DV_FLAG_STRING,  /* dest: const char ** (points into argv) */
     DV_FLAG_DURATION, /* dest: int64_t * in ms; "1.5", "250ms", "2m"; min/max in ms */
-    DV_FLAG_INT,      /* dest: int *; whole number in [min, max] */
-    DV_FLAG_DOUBLE,   /* dest: double *; number in [min, max] */
-    DV_FLAG_SWITCH,   /* dest: bool *; takes no value, sets true */
-    DV_FLAG_CHOICE,   /* dest: int *; index of the value in choices */
-    DV_FLAG_FN,       /* fn(ctx, value, err, es) does the work */
+    DV_FLAG_INT,    /* dest: int *; whole number in [min, max] */
+    DV_FLAG_DOUBLE, /* dest: double *; number in [min, max] */
+    DV_FLAG_SWITCH, /* dest: bool *; takes no value, sets true */
+    DV_FLAG_CHOICE, /* dest: int *; index of the value in choices */
+    DV_FLAG_FN,     /* fn(ctx, value, err, es) does the work */
 } dv_flag_kind_t;
 
 typedef struct dv_flag {
-    const char *name;           /* without the dashes: "heartbeat" */
+    const char *name; /* without the dashes: "heartbeat" */
     dv_flag_kind_t kind;
     void *dest;                 /* where the value goes (see the kinds) */
     double min, max;            /* bounds; both 0 means none */
@@ -35,27 +35,50 @@ typedef struct dv_flag {
      * in err ("--name: ...": flag->name is at hand). */
     int (*fn)(const struct dv_flag *flag, const char *value, char *err,
               size_t err_size);
-    void *ctx;                  /* FN: what it works on */
-    int tag;                    /* FN: a number it may switch on */
+    void *ctx; /* FN: what it works on */
+    int tag;   /* FN: a number it may switch on */
 } dv_flag_t;
 
 /* Table entries, by kind (bounds: both 0 for none). */
-#define DV_FLAG_STR(n, d) { .name = (n), .kind = DV_FLAG_STRING, .dest = (d) }
-#define DV_FLAG_DUR(n, d, lo, hi)                                           \
-    { .name = (n), .kind = DV_FLAG_DURATION, .dest = (d), .min = (lo),      \
-      .max = (hi) }
-#define DV_FLAG_INTEGER(n, d, lo, hi)                                       \
-    { .name = (n), .kind = DV_FLAG_INT, .dest = (d), .min = (lo), .max = (hi) }
-#define DV_FLAG_NUMBER(n, d, lo, hi)                                        \
-    { .name = (n), .kind = DV_FLAG_DOUBLE, .dest = (d), .min = (lo),        \
-      .max = (hi) }
-#define DV_FLAG_ON(n, d) { .name = (n), .kind = DV_FLAG_SWITCH, .dest = (d) }
-#define DV_FLAG_ONE_OF(n, d, c)                                             \
-    { .name = (n), .kind = DV_FLAG_CHOICE, .dest = (d), .choices = (c) }
-#define DV_FLAG_CALL(n, f, c) { .name = (n), .kind = DV_FLAG_FN, .fn = (f), .ctx = (c) }
-#define DV_FLAG_CALL_TAG(n, f, c, t)                                        \
-    { .name = (n), .kind = DV_FLAG_FN, .fn = (f), .ctx = (c), .tag = (t) }
-#define DV_FLAG_TABLE_END { .name = NULL, .kind = DV_FLAG_END }
+#define DV_FLAG_STR(n, d)                                                      \
+    {                                                                          \
+        .name = (n), .kind = DV_FLAG_STRING, .dest = (d)                       \
+    }
+#define DV_FLAG_DUR(n, d, lo, hi)                                              \
+    {                                                                          \
+        .name = (n), .kind = DV_FLAG_DURATION, .dest = (d), .min = (lo),       \
+        .max = (hi)                                                            \
+    }
+#define DV_FLAG_INTEGER(n, d, lo, hi)                                          \
+    {                                                                          \
+        .name = (n), .kind = DV_FLAG_INT, .dest = (d), .min = (lo),            \
+        .max = (hi)                                                            \
+    }
+#define DV_FLAG_NUMBER(n, d, lo, hi)                                           \
+    {                                                                          \
+        .name = (n), .kind = DV_FLAG_DOUBLE, .dest = (d), .min = (lo),         \
+        .max = (hi)                                                            \
+    }
+#define DV_FLAG_ON(n, d)                                                       \
+    {                                                                          \
+        .name = (n), .kind = DV_FLAG_SWITCH, .dest = (d)                       \
+    }
+#define DV_FLAG_ONE_OF(n, d, c)                                                \
+    {                                                                          \
+        .name = (n), .kind = DV_FLAG_CHOICE, .dest = (d), .choices = (c)       \
+    }
+#define DV_FLAG_CALL(n, f, c)                                                  \
+    {                                                                          \
+        .name = (n), .kind = DV_FLAG_FN, .fn = (f), .ctx = (c)                 \
+    }
+#define DV_FLAG_CALL_TAG(n, f, c, t)                                           \
+    {                                                                          \
+        .name = (n), .kind = DV_FLAG_FN, .fn = (f), .ctx = (c), .tag = (t)     \
+    }
+#define DV_FLAG_TABLE_END                                                      \
+    {                                                                          \
+        .name = NULL, .kind = DV_FLAG_END                                      \
+    }
 
 /* What dv_flags_parse() found. */
 typedef enum {

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#define DV_HIST_SUB 16
+#define DV_HIST_SUB     16
 #define DV_HIST_BUCKETS (64 * DV_HIST_SUB)
 
 typedef struct {

@@ -19,7 +19,8 @@ s_pack(msgpack_packer *pk, const json_t *j, int depth)
         const char *k;
         size_t kl;
         json_t *v;
-        json_object_keylen_foreach((json_t *)j, k, kl, v) {
+        json_object_keylen_foreach((json_t *)j, k, kl, v)
+        {
             if (msgpack_pack_str_with_body(pk, k, kl) != 0 ||
                 s_pack(pk, v, depth + 1) != 0)
                 return -1;
@@ -203,9 +204,9 @@ s_to_json(const msgpack_object *o, int depth, char *why, size_t ws)
                 return NULL;
             }
             json_t *v = s_to_json(&kv->val, depth + 1, why, ws);
-            if (!v || s_set_key(m, kv->key.via.str.ptr ? kv->key.via.str.ptr
-                                                       : "",
-                                kv->key.via.str.size, v, why, ws) != 0) {
+            if (!v ||
+                s_set_key(m, kv->key.via.str.ptr ? kv->key.via.str.ptr : "",
+                          kv->key.via.str.size, v, why, ws) != 0) {
                 json_decref(m);
                 return NULL;
             }
@@ -323,8 +324,8 @@ s_rd_map(s_rd_t *r, uint64_t n, int depth)
         if (s_rd_take(r, (size_t)klen, &k) != 0)
             goto fail;
         json_t *v = s_rd_value(r, depth + 1);
-        if (!v || s_set_key(m, (const char *)k, (size_t)klen, v, r->why,
-                            r->ws) != 0)
+        if (!v ||
+            s_set_key(m, (const char *)k, (size_t)klen, v, r->why, r->ws) != 0)
             goto fail;
     }
     return m;

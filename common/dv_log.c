@@ -12,7 +12,8 @@ dv_level_t dv_log_threshold = DV_INFO;
 static char s_component[32] = "drover";
 static int s_text;
 
-static const char *s_level_names[] = { "debug", "info", "warn", "error", "off" };
+static const char *s_level_names[] = { "debug", "info", "warn", "error",
+                                       "off" };
 
 void
 dv_log_init(const char *component, dv_level_t threshold, int text)
@@ -111,11 +112,22 @@ dv_log_emit(dv_level_t lvl, const char *event, const char *file, int line,
             s_puts(&l, f->key);
             s_puts(&l, "=");
             switch (f->type) {
-            case DV_F_STR: s_puts(&l, f->s ? f->s : "-"); break;
-            case DV_F_INT: snprintf(num, sizeof num, "%lld", f->i); s_puts(&l, num); break;
-            case DV_F_DBL: snprintf(num, sizeof num, "%g", f->d); s_puts(&l, num); break;
-            case DV_F_BOOL: s_puts(&l, f->i ? "true" : "false"); break;
-            default: break;
+            case DV_F_STR:
+                s_puts(&l, f->s ? f->s : "-");
+                break;
+            case DV_F_INT:
+                snprintf(num, sizeof num, "%lld", f->i);
+                s_puts(&l, num);
+                break;
+            case DV_F_DBL:
+                snprintf(num, sizeof num, "%g", f->d);
+                s_puts(&l, num);
+                break;
+            case DV_F_BOOL:
+                s_puts(&l, f->i ? "true" : "false");
+                break;
+            default:
+                break;
             }
         }
     } else {
@@ -144,7 +156,10 @@ dv_log_emit(dv_level_t lvl, const char *event, const char *file, int line,
                 else
                     s_puts(&l, "null");
                 break;
-            case DV_F_INT: snprintf(num, sizeof num, "%lld", f->i); s_puts(&l, num); break;
+            case DV_F_INT:
+                snprintf(num, sizeof num, "%lld", f->i);
+                s_puts(&l, num);
+                break;
             case DV_F_DBL:
                 /* JSON has no NaN or infinity. */
                 if (isfinite(f->d))
@@ -153,8 +168,12 @@ dv_log_emit(dv_level_t lvl, const char *event, const char *file, int line,
                     snprintf(num, sizeof num, "null");
                 s_puts(&l, num);
                 break;
-            case DV_F_BOOL: s_puts(&l, f->i ? "true" : "false"); break;
-            default: s_puts(&l, "null"); break;
+            case DV_F_BOOL:
+                s_puts(&l, f->i ? "true" : "false");
+                break;
+            default:
+                s_puts(&l, "null");
+                break;
             }
         }
         s_puts(&l, "}");

@@ -15,14 +15,20 @@
 
 typedef enum { DV_DEBUG = 0, DV_INFO, DV_WARN, DV_ERROR, DV_OFF } dv_level_t;
 
-typedef enum { DV_F_END = 0, DV_F_STR, DV_F_INT, DV_F_DBL, DV_F_BOOL } dv_ftype_t;
+typedef enum {
+    DV_F_END = 0,
+    DV_F_STR,
+    DV_F_INT,
+    DV_F_DBL,
+    DV_F_BOOL
+} dv_ftype_t;
 
 typedef struct {
-    const char *key;   /* field name; NULL marks the sentinel */
-    dv_ftype_t type;   /* which member below holds the value */
-    const char *s;     /* DV_F_STR: NUL-terminated, NULL prints null */
-    long long i;       /* DV_F_INT / DV_F_BOOL */
-    double d;          /* DV_F_DBL */
+    const char *key; /* field name; NULL marks the sentinel */
+    dv_ftype_t type; /* which member below holds the value */
+    const char *s;   /* DV_F_STR: NUL-terminated, NULL prints null */
+    long long i;     /* DV_F_INT / DV_F_BOOL */
+    double d;        /* DV_F_DBL */
 } dv_field_t;
 
 #define DV_STR(k, v)  ((dv_field_t){ (k), DV_F_STR, (v), 0, 0 })
@@ -32,13 +38,13 @@ typedef struct {
 
 extern dv_level_t dv_log_threshold;
 
-#define dv_log(lvl, event, ...)                                             \
-    do {                                                                    \
-        if ((lvl) >= dv_log_threshold) {                                    \
-            const dv_field_t dv__f[] = { { 0 }, __VA_ARGS__ };              \
-            dv_log_emit((lvl), (event), __FILE__, __LINE__, dv__f + 1,      \
-                        sizeof dv__f / sizeof dv__f[0] - 1);                \
-        }                                                                   \
+#define dv_log(lvl, event, ...)                                                \
+    do {                                                                       \
+        if ((lvl) >= dv_log_threshold) {                                       \
+            const dv_field_t dv__f[] = { { 0 }, __VA_ARGS__ };                 \
+            dv_log_emit((lvl), (event), __FILE__, __LINE__, dv__f + 1,         \
+                        sizeof dv__f / sizeof dv__f[0] - 1);                   \
+        }                                                                      \
     } while (0)
 
 /* Sets the component name printed in every line ("broker", "worker", ...),

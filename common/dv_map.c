@@ -13,7 +13,7 @@ typedef struct {
     const char *key; /* NULL: empty */
     size_t len;      /* key length in bytes */
     void *item;
-    uint64_t hash;   /* cached, so growing does not hash again */
+    uint64_t hash; /* cached, so growing does not hash again */
 } s_slot_t;
 
 struct dv_map_t {
@@ -171,8 +171,8 @@ dv_map_delete(dv_map_t *self, const char *key)
 }
 
 void
-dv_map_delete_if(dv_map_t *self,
-                        bool (*drop)(const void *item, void *ctx), void *ctx)
+dv_map_delete_if(dv_map_t *self, bool (*drop)(const void *item, void *ctx),
+                 void *ctx)
 {
     /* A removal can move a later entry into slot i, so i is looked at
      * again; an entry moved from the table's start to its end is asked

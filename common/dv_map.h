@@ -54,9 +54,8 @@ void dv_map_delete(dv_map_t *self, const char *key);
 
 /* Removes and frees every item for which drop(item, ctx) is true. drop
  * may be asked more than once about an item, so it must only look. */
-void dv_map_delete_if(dv_map_t *self,
-                             bool (*drop)(const void *item, void *ctx),
-                             void *ctx);
+void dv_map_delete_if(dv_map_t *self, bool (*drop)(const void *item, void *ctx),
+                      void *ctx);
 
 /* Number of items. */
 size_t dv_map_size(const dv_map_t *self);
@@ -71,7 +70,7 @@ void *dv_map_next(const dv_map_t *self, size_t *pos);
 /* The same walk as a loop header: `DV_MAP_EACH(q, self->queues) {...}`
  * with q a pointer of the items' type. Nothing may be added or deleted
  * during the walk. */
-#define DV_MAP_EACH(it, map)                                                \
+#define DV_MAP_EACH(it, map)                                                   \
     for (size_t it##_pos = 0; ((it) = dv_map_next((map), &it##_pos));)
 
 #endif

@@ -28,25 +28,25 @@
 #include "dv_map.h"
 
 #define S_DEFAULT_TIMEOUT_MS 5000
-#define S_CHUNK_JOBS 1000           /* jobs per submit message */
-#define S_CHUNK_BYTES (4u << 20)    /* bytes per submit message, about */
-#define S_WINDOW 32                 /* submit messages in flight */
-#define S_WAIT_CHUNK 10000          /* ids per wait message */
-#define S_WAIT_RESEND_MS 5000       /* silence before wait is sent again */
-#define S_JOB_OVERHEAD 160          /* msgpack keys and numbers of one job */
-#define S_MAX_SECONDS (10.0 * 365 * 86400)
-#define S_NO_ANSWER "no answer from broker"
+#define S_CHUNK_JOBS         1000       /* jobs per submit message */
+#define S_CHUNK_BYTES        (4u << 20) /* bytes per submit message, about */
+#define S_WINDOW             32         /* submit messages in flight */
+#define S_WAIT_CHUNK         10000      /* ids per wait message */
+#define S_WAIT_RESEND_MS     5000       /* silence before wait is sent again */
+#define S_JOB_OVERHEAD       160 /* msgpack keys and numbers of one job */
+#define S_MAX_SECONDS        (10.0 * 365 * 86400)
+#define S_NO_ANSWER          "no answer from broker"
 
 struct drover_client_t {
-    void *ctx;          /* ZeroMQ context, one per client */
-    void *sock;         /* DEALER connected to endpoints[cur] */
-    char **endpoints;   /* NULL-terminated list */
+    void *ctx;        /* ZeroMQ context, one per client */
+    void *sock;       /* DEALER connected to endpoints[cur] */
+    char **endpoints; /* NULL-terminated list */
     int nendpoints;
-    int cur;            /* index of the endpoint in use */
-    int timeout_ms;     /* answer timeout per request and endpoint */
-    uint64_t next_req;  /* next request number; starts at 1 (0 = unknown) */
-    char error[512];    /* drover_last_error() */
-    dv_code_t code;     /* drover_last_code(): the code of the refusal that
+    int cur;           /* index of the endpoint in use */
+    int timeout_ms;    /* answer timeout per request and endpoint */
+    uint64_t next_req; /* next request number; starts at 1 (0 = unknown) */
+    char error[512];   /* drover_last_error() */
+    dv_code_t code;    /* drover_last_code(): the code of the refusal that
                            error tells, DV_CODE_NONE if it is no refusal */
 };
 
@@ -54,8 +54,7 @@ static _Thread_local char s_connect_error[512];
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static int
-s_fail(drover_client_t *self, int code, const char *fmt, ...)
+static int s_fail(drover_client_t *self, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Records the reason for the failing call and returns its code. */
@@ -248,7 +247,7 @@ s_send_msg(drover_client_t *self, const dv_msg_t *msg, int flags)
 /* A received, decoded message; data lives in the zmq_msg_t. */
 typedef struct {
     zmq_msg_t frame;
-    dv_msg_t msg;  /* type DV_MSG_NONE if the frame did not decode */
+    dv_msg_t msg; /* type DV_MSG_NONE if the frame did not decode */
 } s_in_t;
 
 static void
@@ -381,8 +380,8 @@ drover_job_init(drover_job_t *job)
 }
 
 static int
-s_check_name(const char *what, const char *s, size_t min, size_t max,
-             char *why, size_t why_size)
+s_check_name(const char *what, const char *s, size_t min, size_t max, char *why,
+             size_t why_size)
 {
     size_t n = s ? strlen(s) : 0;
     if (n < min || n > max) {
@@ -480,7 +479,8 @@ s_job_spec(const drover_job_t *job, int64_t now_ms, dv_jobspec_t *spec,
         goto bad;
     }
     spec->run_at_ms = job->run_at_ms ? job->run_at_ms
-                                     : delay_ms ? now_ms + delay_ms : 0;
+                      : delay_ms     ? now_ms + delay_ms
+                                     : 0;
     if (job->max_attempts < 0 || job->max_attempts > 1000) {
         snprintf(why, why_size, "max_attempts must be 1..1000");
         goto bad;
@@ -491,8 +491,7 @@ s_job_spec(const drover_job_t *job, int64_t now_ms, dv_jobspec_t *spec,
         goto bad;
     }
     if (s_seconds_ms(job->result_ttl_s, &spec->result_ttl_ms) != 0) {
-        snprintf(why, why_size,
-                 "result_ttl must be 0 to 10 years in seconds");
+        snprintf(why, why_size, "result_ttl must be 0 to 10 years in seconds");
         goto bad;
     }
     if (job->backoff_base_s >= 0 || job->backoff_factor >= 0 ||
@@ -533,10 +532,10 @@ bad:
 
 /* One submit message on its way. */
 typedef struct {
-    uint64_t req;    /* 0: slot free */
-    size_t *idx;     /* job index of each job in the message */
-    uint32_t njobs;  /* jobs in the message */
-    char *buf;       /* the encoded message, kept to send again */
+    uint64_t req;   /* 0: slot free */
+    size_t *idx;    /* job index of each job in the message */
+    uint32_t njobs; /* jobs in the message */
+    char *buf;      /* the encoded message, kept to send again */
     size_t len;
 } s_flight_t;
 
@@ -591,8 +590,7 @@ s_build_chunk(drover_client_t *self, const drover_job_t *jobs, size_t n,
         drover_ack_t *a = &acks[*next];
         dv_jobspec_t spec;
         char *mine = NULL;
-        int vrc = s_job_spec(job, now, &spec, &mine, a->error,
-                             sizeof a->error);
+        int vrc = s_job_spec(job, now, &spec, &mine, a->error, sizeof a->error);
         if (vrc == -2) {
             rc = -2;
             break;
@@ -857,8 +855,7 @@ drover_submit(drover_client_t *self, const drover_job_t *job,
  * same req, failing over once per endpoint. On DROVER_OK *in holds the answer
  * (caller releases it). */
 static int
-s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
-          s_in_t *in)
+s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req, s_in_t *in)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -884,7 +881,7 @@ s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
                     continue;
                 break;
             }
-            uint64_t got = in->msg.type == DV_MSG_REPLY ? in->msg.u.reply.req
+            uint64_t got = in->msg.type == DV_MSG_REPLY   ? in->msg.u.reply.req
                            : in->msg.type == DV_MSG_ERROR ? in->msg.u.error.req
                                                           : 0;
             if (got == req ||
@@ -935,8 +932,7 @@ drover_ctrl_ex(drover_client_t *self, const drover_ctrl_t *req,
         json_t *j = json_loads(req->args_json, 0, &jerr);
         if (!json_is_object(j)) {
             json_decref(j);
-            return s_fail(self, DROVER_EINVAL,
-                          "args must be a JSON object");
+            return s_fail(self, DROVER_EINVAL, "args must be a JSON object");
         }
         size_t len = 0;
         args = dv_json_to_msgpack(j, &len);
@@ -960,8 +956,8 @@ drover_ctrl_ex(drover_client_t *self, const drover_ctrl_t *req,
                        a->u.reply.error.ptr ? a->u.reply.error.ptr
                                             : "refused by the broker");
     } else if (body_json_out && a->u.reply.body.ptr) {
-        *body_json_out = dv_msgpack_to_json_text(a->u.reply.body.ptr,
-                                                 a->u.reply.body.len);
+        *body_json_out =
+            dv_msgpack_to_json_text(a->u.reply.body.ptr, a->u.reply.body.len);
         if (!*body_json_out)
             rc = s_fail(self, DROVER_EPROTO,
                         "the answer's body is not valid msgpack");
@@ -1001,16 +997,16 @@ typedef struct {
     drover_client_t *client;
     const char *const *ids;
     size_t n;
-    dv_map_t *map;   /* id -> &ids[first place of the id] */
-    uint8_t *done;         /* by index of first place: reported */
-    size_t remaining;      /* distinct ids not reported yet */
-    uint64_t first_req;    /* requests of this call have req >= this */
-    uint64_t probe_req;    /* the liveness probe in flight, 0 if none */
-    uint64_t probes[8];    /* recent probe reqs: errors to them are no
+    dv_map_t *map;      /* id -> &ids[first place of the id] */
+    uint8_t *done;      /* by index of first place: reported */
+    size_t remaining;   /* distinct ids not reported yet */
+    uint64_t first_req; /* requests of this call have req >= this */
+    uint64_t probe_req; /* the liveness probe in flight, 0 if none */
+    uint64_t probes[8]; /* recent probe reqs: errors to them are no
                               verdict on the wait */
     drover_result_cb cb;
     void *arg;
-    bool stop;             /* cb asked to stop */
+    bool stop; /* cb asked to stop */
 } s_wait_t;
 
 /* Index of the first place of id in w->ids, or SIZE_MAX if not asked. */
@@ -1058,8 +1054,7 @@ static void
 s_wait_probe(s_wait_t *w)
 {
     for (size_t i = 0; i < w->n; i++) {
-        if (w->done[i] ||
-            s_wait_index(w, w->ids[i], DROVER_ID_LEN) != i)
+        if (w->done[i] || s_wait_index(w, w->ids[i], DROVER_ID_LEN) != i)
             continue;
         dv_msg_t m;
         memset(&m, 0, sizeof m);

@@ -41,7 +41,7 @@ extern "C" {
 #define DROVER_VERSION_PATCH 0
 
 /* A job id is a 36-character UUIDv7; buffers for one hold DROVER_ID_SIZE. */
-#define DROVER_ID_LEN 36
+#define DROVER_ID_LEN  36
 #define DROVER_ID_SIZE 37
 
 /* Endpoint used when drover_connect() is given NULL and DROVER_BROKER is not
@@ -50,12 +50,12 @@ extern "C" {
 
 typedef enum {
     DROVER_OK = 0,
-    DROVER_EINVAL = 1,      /* bad argument, or a job that is not valid */
+    DROVER_EINVAL = 1,       /* bad argument, or a job that is not valid */
     DROVER_EUNREACHABLE = 2, /* no answer from any broker within the timeout */
-    DROVER_ETIMEOUT = 3,    /* the broker answered, not everything in time */
-    DROVER_EREJECTED = 4,   /* the broker refused the request or the job */
-    DROVER_EPROTO = 5,      /* an answer that does not fit the protocol */
-    DROVER_ENOMEM = 6,      /* out of memory */
+    DROVER_ETIMEOUT = 3,     /* the broker answered, not everything in time */
+    DROVER_EREJECTED = 4,    /* the broker refused the request or the job */
+    DROVER_EPROTO = 5,       /* an answer that does not fit the protocol */
+    DROVER_ENOMEM = 6,       /* out of memory */
 } drover_err_t;
 
 /* Short English text for an error code ("broker unreachable", ...). Never

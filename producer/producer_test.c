@@ -188,8 +188,7 @@ test_client_unreachable(void **state)
         jobs[i].type = "echo";
     }
     int64_t t0 = dv_mono_ms();
-    assert_int_equal(drover_submit_many(c, jobs, N, acks),
-                     DROVER_EUNREACHABLE);
+    assert_int_equal(drover_submit_many(c, jobs, N, acks), DROVER_EUNREACHABLE);
     int64_t took = dv_mono_ms() - t0;
     assert_true(took >= 200 && took < 2000);
     for (int i = 0; i < N; i++) {
@@ -348,8 +347,7 @@ test_client_wait_timeout(void **state)
     const char *ptrs[2];
     s_make_ids(ids, ptrs, 2);
     int64_t t0 = dv_mono_ms();
-    assert_int_equal(drover_wait(c, ptrs, 2, 300, NULL, NULL),
-                     DROVER_ETIMEOUT);
+    assert_int_equal(drover_wait(c, ptrs, 2, 300, NULL, NULL), DROVER_ETIMEOUT);
     assert_true(dv_mono_ms() - t0 >= 300);
     assert_string_equal(drover_last_error(c),
                         "2 of 2 jobs had not ended after 300 ms");

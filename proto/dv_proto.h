@@ -39,14 +39,14 @@
 #define DV_PROTO_VERSION 1
 
 /* Limits; the decoder rejects anything larger (DV_ETOOBIG). */
-#define DV_MSG_MAX (64u << 20)     /* one frame */
-#define DV_PAYLOAD_MAX (1u << 20)  /* one job's payload or result */
-#define DV_NAME_MAX 200            /* queue, type, worker, batch names */
-#define DV_KEY_MAX 512             /* idempotency key */
-#define DV_TEXT_MAX 4096           /* messages, reasons, traces */
-#define DV_ITEMS_MAX 100000        /* jobs / ids / updates in one message */
-#define DV_QUEUES_MAX 256          /* queues one worker may serve */
-#define DV_VALUE_DEPTH_MAX 64      /* nesting inside a payload or result */
+#define DV_MSG_MAX         (64u << 20) /* one frame */
+#define DV_PAYLOAD_MAX     (1u << 20)  /* one job's payload or result */
+#define DV_NAME_MAX        200         /* queue, type, worker, batch names */
+#define DV_KEY_MAX         512         /* idempotency key */
+#define DV_TEXT_MAX        4096        /* messages, reasons, traces */
+#define DV_ITEMS_MAX       100000      /* jobs / ids / updates in one message */
+#define DV_QUEUES_MAX      256         /* queues one worker may serve */
+#define DV_VALUE_DEPTH_MAX 64          /* nesting inside a payload or result */
 
 /* ---- job states and failure categories (sent as their names) ---------- */
 
@@ -89,7 +89,8 @@ typedef enum {
 } dv_category_t;
 
 const char *dv_category_name(dv_category_t c);
-dv_category_t dv_category_parse(const char *name, size_t len); /* NONE if unknown */
+dv_category_t dv_category_parse(const char *name,
+                                size_t len); /* NONE if unknown */
 
 /* ---- error codes (sent as numbers) ------------------------------------- */
 
@@ -105,16 +106,16 @@ typedef enum {
     DV_CODE_TOO_BIG = 2,      /* a frame, string, array or nesting too big */
     DV_CODE_VERSION = 3,      /* a protocol version this side does not speak */
     DV_CODE_UNKNOWN_TYPE = 4, /* a message type not taken on this socket */
-    DV_CODE_UNKNOWN_WORKER = 5, /* a worker the broker does not know: hello */
-    DV_CODE_UNKNOWN_VERB = 6, /* a ctrl verb this side does not serve */
-    DV_CODE_NOT_FOUND = 7,    /* no such job, worker, queue */
+    DV_CODE_UNKNOWN_WORKER = 5,   /* a worker the broker does not know: hello */
+    DV_CODE_UNKNOWN_VERB = 6,     /* a ctrl verb this side does not serve */
+    DV_CODE_NOT_FOUND = 7,        /* no such job, worker, queue */
     DV_CODE_INVALID_ARGUMENT = 8, /* a missing or bad argument to a verb */
-    DV_CODE_NOT_ALLOWED = 9,  /* not in this state (job already ended, ...) */
-    DV_CODE_TRY_AGAIN = 10,   /* not yet possible; the same request may
+    DV_CODE_NOT_ALLOWED = 9, /* not in this state (job already ended, ...) */
+    DV_CODE_TRY_AGAIN = 10,  /* not yet possible; the same request may
                                * succeed in a moment (job not committed) */
-    DV_CODE_STORE = 11,       /* the store failed or is unavailable */
-    DV_CODE_NO_MEMORY = 12,   /* the peer ran out of memory */
-    DV_CODE_INTERNAL = 13,    /* anything else that went wrong on the peer */
+    DV_CODE_STORE = 11,      /* the store failed or is unavailable */
+    DV_CODE_NO_MEMORY = 12,  /* the peer ran out of memory */
+    DV_CODE_INTERNAL = 13,   /* anything else that went wrong on the peer */
     DV_CODE_COUNT_
 } dv_code_t;
 
@@ -132,19 +133,19 @@ dv_code_t dv_code_from_err(int err);
 
 /* A job as submitted. Wire keys in brackets. */
 typedef struct {
-    dv_str_t queue;          /* ["queue"] required, 1..DV_NAME_MAX */
-    dv_str_t type;           /* ["type"] required, 1..DV_NAME_MAX */
-    dv_str_t payload;        /* ["payload"] bin: one msgpack value; absent = nil */
-    dv_str_t key;            /* ["key"] idempotency key, optional */
-    dv_str_t batch;          /* ["batch"] optional, <= DV_NAME_MAX */
-    dv_str_t trace;          /* ["trace"] W3C traceparent, optional */
-    int32_t priority;        /* ["priority"] 0..9, higher first; default 5 */
-    int64_t run_at_ms;       /* ["run_at"] epoch ms; 0 = now */
-    int32_t max_attempts;    /* ["max_attempts"] 1..1000; 0 = broker default */
-    int64_t timeout_ms;      /* ["timeout"] ms per attempt; 0 = worker default */
-    bool has_backoff;        /* ["backoff"] present */
-    dv_backoff_t backoff;    /* ["backoff"] map {base, factor, cap, jitter}, ms */
-    int64_t result_ttl_ms;   /* ["result_ttl"] 0 = broker default */
+    dv_str_t queue;       /* ["queue"] required, 1..DV_NAME_MAX */
+    dv_str_t type;        /* ["type"] required, 1..DV_NAME_MAX */
+    dv_str_t payload;     /* ["payload"] bin: one msgpack value; absent = nil */
+    dv_str_t key;         /* ["key"] idempotency key, optional */
+    dv_str_t batch;       /* ["batch"] optional, <= DV_NAME_MAX */
+    dv_str_t trace;       /* ["trace"] W3C traceparent, optional */
+    int32_t priority;     /* ["priority"] 0..9, higher first; default 5 */
+    int64_t run_at_ms;    /* ["run_at"] epoch ms; 0 = now */
+    int32_t max_attempts; /* ["max_attempts"] 1..1000; 0 = broker default */
+    int64_t timeout_ms;   /* ["timeout"] ms per attempt; 0 = worker default */
+    bool has_backoff;     /* ["backoff"] present */
+    dv_backoff_t backoff; /* ["backoff"] map {base, factor, cap, jitter}, ms */
+    int64_t result_ttl_ms; /* ["result_ttl"] 0 = broker default */
 } dv_jobspec_t;
 
 #define DV_PRIORITY_DEFAULT 5
@@ -152,23 +153,23 @@ typedef struct {
 /* Broker's answer for one submitted job, in submit order. Either id (the new
  * job's, or with duplicate the first job with the same key) or error. */
 typedef struct {
-    dv_str_t id;             /* ["id"] */
-    bool duplicate;          /* ["duplicate"] */
-    dv_str_t error;          /* ["error"] reason the job was refused */
-    dv_code_t code;          /* ["code"] why error; 0 = unspecified
+    dv_str_t id;    /* ["id"] */
+    bool duplicate; /* ["duplicate"] */
+    dv_str_t error; /* ["error"] reason the job was refused */
+    dv_code_t code; /* ["code"] why error; 0 = unspecified
                               * (absent) */
 } dv_submit_ack_t;
 
 /* Why an attempt failed. Never holds secrets. */
 typedef struct {
-    dv_category_t category;  /* ["category"] name */
-    dv_str_t message;        /* ["message"] <= DV_TEXT_MAX */
-    bool retryable;          /* ["retryable"] */
-    int64_t retry_after_ms;  /* ["retry_after"] ms; 0 = none */
-    int32_t exit_code;       /* ["exit_code"] -1 = none */
-    int32_t signal;          /* ["signal"] 0 = none */
-    int32_t http_status;     /* ["http_status"] 0 = none */
-    dv_str_t key_id;         /* ["key_id"] API key id, never the key */
+    dv_category_t category; /* ["category"] name */
+    dv_str_t message;       /* ["message"] <= DV_TEXT_MAX */
+    bool retryable;         /* ["retryable"] */
+    int64_t retry_after_ms; /* ["retry_after"] ms; 0 = none */
+    int32_t exit_code;      /* ["exit_code"] -1 = none */
+    int32_t signal;         /* ["signal"] 0 = none */
+    int32_t http_status;    /* ["http_status"] 0 = none */
+    dv_str_t key_id;        /* ["key_id"] API key id, never the key */
 } dv_failure_t;
 
 /* Initialise a failure with "none" markers (exit_code -1). */
@@ -176,16 +177,16 @@ void dv_failure_init(dv_failure_t *f);
 
 /* A job as delivered to a worker. */
 typedef struct {
-    dv_str_t id;             /* ["id"] 36-char UUIDv7 */
-    dv_str_t queue;          /* ["queue"] */
-    dv_str_t type;           /* ["type"] */
-    dv_str_t payload;        /* ["payload"] bin */
-    dv_str_t trace;          /* ["trace"] optional */
-    dv_str_t batch;          /* ["batch"] optional */
-    int32_t attempt;         /* ["attempt"] 1-based */
-    int32_t max_attempts;    /* ["max_attempts"] */
-    int64_t timeout_ms;      /* ["timeout"] 0 = worker default */
-    int64_t enqueued_ms;     /* ["enqueued"] when it became ready (epoch ms) */
+    dv_str_t id;          /* ["id"] 36-char UUIDv7 */
+    dv_str_t queue;       /* ["queue"] */
+    dv_str_t type;        /* ["type"] */
+    dv_str_t payload;     /* ["payload"] bin */
+    dv_str_t trace;       /* ["trace"] optional */
+    dv_str_t batch;       /* ["batch"] optional */
+    int32_t attempt;      /* ["attempt"] 1-based */
+    int32_t max_attempts; /* ["max_attempts"] */
+    int64_t timeout_ms;   /* ["timeout"] 0 = worker default */
+    int64_t enqueued_ms;  /* ["enqueued"] when it became ready (epoch ms) */
 } dv_job_t;
 
 typedef enum {
@@ -200,31 +201,31 @@ typedef enum {
  * "started", "progress", "succeeded", "failed", "returned". */
 typedef struct {
     dv_update_kind_t kind;
-    dv_str_t id;             /* ["id"] */
-    int32_t attempt;         /* ["attempt"] */
-    int64_t ts_ms;           /* ["ts"] epoch ms at the worker */
-    int64_t current;         /* ["current"] progress */
-    int64_t total;           /* ["total"] progress; 0 = unknown */
-    dv_str_t message;        /* ["message"] progress text */
-    dv_str_t result;         /* ["result"] bin: one msgpack value */
-    dv_failure_t failure;    /* ["failure"] map */
+    dv_str_t id;          /* ["id"] */
+    int32_t attempt;      /* ["attempt"] */
+    int64_t ts_ms;        /* ["ts"] epoch ms at the worker */
+    int64_t current;      /* ["current"] progress */
+    int64_t total;        /* ["total"] progress; 0 = unknown */
+    dv_str_t message;     /* ["message"] progress text */
+    dv_str_t result;      /* ["result"] bin: one msgpack value */
+    dv_failure_t failure; /* ["failure"] map */
 } dv_update_t;
 
 /* A terminal outcome told to a waiting client. */
 typedef struct {
-    dv_str_t id;             /* ["id"] */
-    dv_state_t state;        /* ["state"] succeeded|dead|cancelled|unknown */
-    int32_t attempts;        /* ["attempts"] attempts made */
-    dv_str_t result;         /* ["result"] bin, when succeeded */
-    bool has_failure;        /* ["failure"] present */
-    dv_failure_t failure;    /* ["failure"] the last failure */
-    int64_t finished_ms;     /* ["finished"] epoch ms */
+    dv_str_t id;          /* ["id"] */
+    dv_state_t state;     /* ["state"] succeeded|dead|cancelled|unknown */
+    int32_t attempts;     /* ["attempts"] attempts made */
+    dv_str_t result;      /* ["result"] bin, when succeeded */
+    bool has_failure;     /* ["failure"] present */
+    dv_failure_t failure; /* ["failure"] the last failure */
+    int64_t finished_ms;  /* ["finished"] epoch ms */
 } dv_result_t;
 
 /* A job the worker still holds when it (re)joins. */
 typedef struct {
-    dv_str_t id;             /* ["id"] */
-    int32_t attempt;         /* ["attempt"] */
+    dv_str_t id;     /* ["id"] */
+    int32_t attempt; /* ["attempt"] */
 } dv_held_t;
 
 /* Event kinds the broker publishes. The wire carries the kind as text
@@ -232,23 +233,23 @@ typedef struct {
  * DV_EV_OTHER with its text kept in dv_event_t.kind, so new kinds need no
  * new protocol version. Names: see dv_event_kind_name(). */
 typedef enum {
-    DV_EV_OTHER = 0,         /* not one of these; the text says which */
-    DV_EV_JOB_SUBMITTED,     /* "job.submitted" */
-    DV_EV_JOB_STARTED,       /* "job.started" */
-    DV_EV_JOB_PROGRESS,      /* "job.progress" */
-    DV_EV_JOB_SUCCEEDED,     /* "job.succeeded" */
-    DV_EV_JOB_FAILED,        /* "job.failed" */
-    DV_EV_JOB_DEAD,          /* "job.dead" */
-    DV_EV_JOB_CANCELLED,     /* "job.cancelled" */
-    DV_EV_JOB_RETRIED,       /* "job.retried" */
-    DV_EV_QUEUE_PAUSED,      /* "queue.paused" */
-    DV_EV_QUEUE_RESUMED,     /* "queue.resumed" */
-    DV_EV_QUEUE_LIMITS,      /* "queue.limits" */
-    DV_EV_WORKER_JOINED,     /* "worker.joined" */
-    DV_EV_WORKER_LEFT,       /* "worker.left" */
-    DV_EV_WORKER_EXPIRED,    /* "worker.expired" */
-    DV_EV_WORKER_HEARTBEAT,  /* "worker.heartbeat" */
-    DV_EV_WORKER_DRAINING,   /* "worker.draining" */
+    DV_EV_OTHER = 0,        /* not one of these; the text says which */
+    DV_EV_JOB_SUBMITTED,    /* "job.submitted" */
+    DV_EV_JOB_STARTED,      /* "job.started" */
+    DV_EV_JOB_PROGRESS,     /* "job.progress" */
+    DV_EV_JOB_SUCCEEDED,    /* "job.succeeded" */
+    DV_EV_JOB_FAILED,       /* "job.failed" */
+    DV_EV_JOB_DEAD,         /* "job.dead" */
+    DV_EV_JOB_CANCELLED,    /* "job.cancelled" */
+    DV_EV_JOB_RETRIED,      /* "job.retried" */
+    DV_EV_QUEUE_PAUSED,     /* "queue.paused" */
+    DV_EV_QUEUE_RESUMED,    /* "queue.resumed" */
+    DV_EV_QUEUE_LIMITS,     /* "queue.limits" */
+    DV_EV_WORKER_JOINED,    /* "worker.joined" */
+    DV_EV_WORKER_LEFT,      /* "worker.left" */
+    DV_EV_WORKER_EXPIRED,   /* "worker.expired" */
+    DV_EV_WORKER_HEARTBEAT, /* "worker.heartbeat" */
+    DV_EV_WORKER_DRAINING,  /* "worker.draining" */
     DV_EV_COUNT_
 } dv_event_kind_t;
 
@@ -260,27 +261,27 @@ dv_event_kind_t dv_event_kind_parse(const char *name, size_t len);
 
 /* Broker event (PUB). Fields that do not apply are absent. */
 typedef struct {
-    uint64_t seq;            /* ["seq"] per broker, +1 per event, from 1 */
-    dv_str_t broker;         /* ["broker"] broker instance id */
-    int64_t ts_ms;           /* ["ts"] */
-    dv_str_t kind;           /* ["kind"] e.g. "job.succeeded"; also the topic */
+    uint64_t seq;    /* ["seq"] per broker, +1 per event, from 1 */
+    dv_str_t broker; /* ["broker"] broker instance id */
+    int64_t ts_ms;   /* ["ts"] */
+    dv_str_t kind;   /* ["kind"] e.g. "job.succeeded"; also the topic */
     dv_event_kind_t kind_enum; /* the same kind as an enum (decoded); when
                               * encoding, used only if kind is absent */
-    dv_str_t id;             /* ["id"] job id */
-    dv_str_t queue;          /* ["queue"] */
-    dv_str_t type;           /* ["type"] */
-    dv_str_t batch;          /* ["batch"] */
-    dv_str_t worker;         /* ["worker"] */
-    int32_t attempt;         /* ["attempt"] */
-    dv_state_t state;        /* ["state"] */
-    int64_t run_at_ms;       /* ["run_at"] next attempt, for retries */
-    int64_t wait_ms;         /* ["wait"] queued -> started */
-    int64_t run_ms;          /* ["run"] started -> finished */
-    int64_t current, total;  /* ["current"], ["total"] */
-    dv_str_t message;        /* ["message"] progress text */
+    dv_str_t id;               /* ["id"] job id */
+    dv_str_t queue;            /* ["queue"] */
+    dv_str_t type;             /* ["type"] */
+    dv_str_t batch;            /* ["batch"] */
+    dv_str_t worker;           /* ["worker"] */
+    int32_t attempt;           /* ["attempt"] */
+    dv_state_t state;          /* ["state"] */
+    int64_t run_at_ms;         /* ["run_at"] next attempt, for retries */
+    int64_t wait_ms;           /* ["wait"] queued -> started */
+    int64_t run_ms;            /* ["run"] started -> finished */
+    int64_t current, total;    /* ["current"], ["total"] */
+    dv_str_t message;          /* ["message"] progress text */
     bool has_failure;
-    dv_failure_t failure;    /* ["failure"] */
-    dv_str_t body;           /* ["body"] bin: extra msgpack map (stats) */
+    dv_failure_t failure; /* ["failure"] */
+    dv_str_t body;        /* ["body"] bin: extra msgpack map (stats) */
 } dv_event_t;
 
 /* The event's kind as it goes on the wire and as its PUB topic: the kind
@@ -294,84 +295,84 @@ typedef enum {
     DV_MSG_SUBMIT_REPLY, /* "submitted" req, acks[] */
     DV_MSG_WAIT,         /* "wait"    req, ids[]: tell me when these end */
     DV_MSG_RESULT,       /* "result"  results[] (pushed, batched) */
-    DV_MSG_CTRL,         /* "ctrl"    req, verb, id/queue/worker/...: control verbs */
-    DV_MSG_REPLY,        /* "reply"   req, ok, error, body */
-    DV_MSG_ERROR,        /* "error"   req, reason, version: message rejected */
+    DV_MSG_CTRL,  /* "ctrl"    req, verb, id/queue/worker/...: control verbs */
+    DV_MSG_REPLY, /* "reply"   req, ok, error, body */
+    DV_MSG_ERROR, /* "error"   req, reason, version: message rejected */
     /* worker supervisor <-> broker (workers ROUTER) */
-    DV_MSG_HELLO,        /* "hello"   name, host, pid, queues[], concurrency, credit, held[] */
-    DV_MSG_WELCOME,      /* "welcome" broker, heartbeat, worker_timeout */
-    DV_MSG_JOBS,         /* "jobs"    jobs[] */
-    DV_MSG_UPDATE,       /* "update"  credit, items[] */
-    DV_MSG_HEARTBEAT,    /* "heartbeat" busy, idle, processed, failed, body */
-    DV_MSG_BYE,          /* "bye"     worker leaves (after returning its jobs) */
-    DV_MSG_KILL,         /* "kill"    id, reason: stop a running job */
+    DV_MSG_HELLO, /* "hello"   name, host, pid, queues[], concurrency, credit, held[] */
+    DV_MSG_WELCOME,   /* "welcome" broker, heartbeat, worker_timeout */
+    DV_MSG_JOBS,      /* "jobs"    jobs[] */
+    DV_MSG_UPDATE,    /* "update"  credit, items[] */
+    DV_MSG_HEARTBEAT, /* "heartbeat" busy, idle, processed, failed, body */
+    DV_MSG_BYE,       /* "bye"     worker leaves (after returning its jobs) */
+    DV_MSG_KILL,      /* "kill"    id, reason: stop a running job */
     /* broker -> PUB */
-    DV_MSG_EVENT,        /* "event" */
+    DV_MSG_EVENT, /* "event" */
     /* broker -> worker (added after event: names, not numbers, go on the
      * wire, but the enum stays stable for code that stores it) */
-    DV_MSG_DRAIN,        /* "drain"   stop taking jobs, finish, say bye */
+    DV_MSG_DRAIN, /* "drain"   stop taking jobs, finish, say bye */
     DV_MSG_COUNT_
 } dv_msg_type_t;
 
 const char *dv_msg_type_name(dv_msg_type_t t);
 
 typedef struct {
-    uint64_t req;            /* ["req"] the client's request number */
-    dv_str_t verb;           /* ["verb"] cancel, status, job, retry, ... */
-    dv_str_t id;             /* ["id"] job id */
-    dv_str_t queue;          /* ["queue"] */
-    dv_str_t worker;         /* ["worker"] */
-    bool dead;               /* ["dead"] e.g. retry --dead */
+    uint64_t req;    /* ["req"] the client's request number */
+    dv_str_t verb;   /* ["verb"] cancel, status, job, retry, ... */
+    dv_str_t id;     /* ["id"] job id */
+    dv_str_t queue;  /* ["queue"] */
+    dv_str_t worker; /* ["worker"] */
+    bool dead;       /* ["dead"] e.g. retry --dead */
     bool has_value;
-    double value;            /* ["value"] e.g. a rate */
-    dv_str_t args;           /* ["args"] bin: a msgpack map of further
+    double value;  /* ["value"] e.g. a rate */
+    dv_str_t args; /* ["args"] bin: a msgpack map of further
                               * arguments (query filters), optional */
 } dv_ctrl_t;
 
 typedef struct {
-    uint64_t req;            /* ["req"] */
-    bool ok;                 /* ["ok"] */
-    dv_str_t error;          /* ["error"] when !ok */
-    dv_str_t body;           /* ["body"] bin: a msgpack value, optional */
-    dv_code_t code;          /* ["code"] when !ok; 0 = unspecified (absent) */
+    uint64_t req;   /* ["req"] */
+    bool ok;        /* ["ok"] */
+    dv_str_t error; /* ["error"] when !ok */
+    dv_str_t body;  /* ["body"] bin: a msgpack value, optional */
+    dv_code_t code; /* ["code"] when !ok; 0 = unspecified (absent) */
 } dv_reply_t;
 
 typedef struct {
-    uint64_t req;            /* ["req"] of the rejected message, 0 if unknown */
-    dv_str_t reason;         /* ["reason"] */
-    uint32_t version;        /* ["version"] protocol version the sender speaks */
-    dv_code_t code;          /* ["code"] 0 = unspecified (absent) */
+    uint64_t req;     /* ["req"] of the rejected message, 0 if unknown */
+    dv_str_t reason;  /* ["reason"] */
+    uint32_t version; /* ["version"] protocol version the sender speaks */
+    dv_code_t code;   /* ["code"] 0 = unspecified (absent) */
 } dv_error_t;
 
 typedef struct {
-    dv_str_t name;           /* ["name"] unique worker name (host:pid default) */
-    dv_str_t host;           /* ["host"] */
-    int32_t pid;             /* ["pid"] */
-    dv_str_t *queues;        /* ["queues"] 1..DV_QUEUES_MAX names */
+    dv_str_t name;    /* ["name"] unique worker name (host:pid default) */
+    dv_str_t host;    /* ["host"] */
+    int32_t pid;      /* ["pid"] */
+    dv_str_t *queues; /* ["queues"] 1..DV_QUEUES_MAX names */
     uint32_t nqueues;
-    int32_t concurrency;     /* ["concurrency"] child processes */
-    int32_t credit;          /* ["credit"] jobs the broker may send now */
-    dv_held_t *held;         /* ["held"] jobs it still runs (after reconnect) */
+    int32_t concurrency; /* ["concurrency"] child processes */
+    int32_t credit;      /* ["credit"] jobs the broker may send now */
+    dv_held_t *held;     /* ["held"] jobs it still runs (after reconnect) */
     uint32_t nheld;
 } dv_hello_t;
 
 typedef struct {
-    dv_str_t broker;         /* ["broker"] broker instance id */
-    int64_t heartbeat_ms;    /* ["heartbeat"] how often to send heartbeats */
+    dv_str_t broker;           /* ["broker"] broker instance id */
+    int64_t heartbeat_ms;      /* ["heartbeat"] how often to send heartbeats */
     int64_t worker_timeout_ms; /* ["worker_timeout"] silence before expiry */
 } dv_welcome_t;
 
 typedef struct {
-    int32_t busy;            /* ["busy"] children running a job */
-    int32_t idle;            /* ["idle"] */
-    int64_t processed;       /* ["processed"] attempts finished */
-    int64_t failed;          /* ["failed"] attempts failed */
-    dv_str_t body;           /* ["body"] bin: metrics map, optional */
+    int32_t busy;      /* ["busy"] children running a job */
+    int32_t idle;      /* ["idle"] */
+    int64_t processed; /* ["processed"] attempts finished */
+    int64_t failed;    /* ["failed"] attempts failed */
+    dv_str_t body;     /* ["body"] bin: metrics map, optional */
 } dv_heartbeat_t;
 
 typedef struct {
-    dv_str_t id;             /* ["id"] */
-    dv_str_t reason;         /* ["reason"] */
+    dv_str_t id;     /* ["id"] */
+    dv_str_t reason; /* ["reason"] */
 } dv_kill_t;
 
 /* A decoded (or to-be-encoded) message. */
@@ -379,17 +380,39 @@ typedef struct {
     dv_msg_type_t type;
     uint32_t version;
     union {
-        struct { uint64_t req; dv_jobspec_t *jobs; uint32_t njobs; } submit;
-        struct { uint64_t req; dv_submit_ack_t *acks; uint32_t nacks; } submit_reply;
-        struct { uint64_t req; dv_str_t *ids; uint32_t nids; } wait;
-        struct { dv_result_t *results; uint32_t nresults; } result;
+        struct {
+            uint64_t req;
+            dv_jobspec_t *jobs;
+            uint32_t njobs;
+        } submit;
+        struct {
+            uint64_t req;
+            dv_submit_ack_t *acks;
+            uint32_t nacks;
+        } submit_reply;
+        struct {
+            uint64_t req;
+            dv_str_t *ids;
+            uint32_t nids;
+        } wait;
+        struct {
+            dv_result_t *results;
+            uint32_t nresults;
+        } result;
         dv_ctrl_t ctrl;
         dv_reply_t reply;
         dv_error_t error;
         dv_hello_t hello;
         dv_welcome_t welcome;
-        struct { dv_job_t *jobs; uint32_t njobs; } jobs;
-        struct { int32_t credit; dv_update_t *items; uint32_t nitems; } update;
+        struct {
+            dv_job_t *jobs;
+            uint32_t njobs;
+        } jobs;
+        struct {
+            int32_t credit;
+            dv_update_t *items;
+            uint32_t nitems;
+        } update;
         dv_heartbeat_t heartbeat;
         dv_kill_t kill;
         dv_event_t event;

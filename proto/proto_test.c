@@ -39,7 +39,7 @@ s_value(const char *bytes, size_t size_with_nul)
 }
 
 #define S_PAYLOAD s_value(s_payload, sizeof s_payload)
-#define S_RESULT s_value(s_result, sizeof s_result)
+#define S_RESULT  s_value(s_result, sizeof s_result)
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -578,8 +578,8 @@ t_bye(void **state)
     dv_msg_t out;
     msgpack_sbuffer sb;
     s_round_trip("bye", &in, &out, &sb);
-    const uint8_t want[] = { 0x82, 0xa1, 'v', 0x01, 0xa1, 't', 0xa3,
-                             'b',  'y',  'e' };
+    const uint8_t want[] = { 0x82, 0xa1, 'v', 0x01, 0xa1,
+                             't',  0xa3, 'b', 'y',  'e' };
     assert_int_equal(sb.size, sizeof want);
     assert_memory_equal(sb.data, want, sizeof want);
     s_done(&out, &sb);
@@ -682,7 +682,8 @@ s_pack_json(msgpack_packer *pk, const json_t *j)
         size_t kl;
         json_t *v;
         msgpack_pack_map(pk, json_object_size(j));
-        json_object_keylen_foreach((json_t *)j, k, kl, v) {
+        json_object_keylen_foreach((json_t *)j, k, kl, v)
+        {
             msgpack_pack_str_with_body(pk, k, kl);
             s_pack_json(pk, v);
         }
@@ -764,8 +765,8 @@ s_expect_bytes(const void *data, size_t size, int code, const char *want,
     memset(why, 'x', sizeof why);
     int rc = dv_msg_decode(data, size, &m, why, sizeof why);
     if (rc != code)
-        fail_msg("line %d: got %d (%s), want %d", line, rc,
-                 rc ? why : "ok", code);
+        fail_msg("line %d: got %d (%s), want %d", line, rc, rc ? why : "ok",
+                 code);
     if (want && !strstr(why, want))
         fail_msg("line %d: reason \"%s\" lacks \"%s\"", line, why, want);
     if (code != DV_OK) {
@@ -789,7 +790,7 @@ s_expect_(int line, int code, const char *want, const char *fmt, ...)
     msgpack_sbuffer_destroy(&sb);
 }
 
-#define S_EXPECT(code, want, ...)                                           \
+#define S_EXPECT(code, want, ...)                                              \
     s_expect_(__LINE__, (code), (want), __VA_ARGS__)
 
 /* n copies of c, NUL-terminated; caller frees. */
@@ -814,8 +815,7 @@ t_reject_envelope(void **state)
     S_EXPECT(DV_EPROTO, "missing key \"t\"", "{\"v\": 1}");
     S_EXPECT(DV_EPROTO, "unknown message type \"nope\"",
              "{\"v\": 1, \"t\": \"nope\"}");
-    S_EXPECT(DV_EPROTO, "unknown message type \"\"",
-             "{\"v\": 1, \"t\": \"\"}");
+    S_EXPECT(DV_EPROTO, "unknown message type \"\"", "{\"v\": 1, \"t\": \"\"}");
     S_EXPECT(DV_EPROTO, "t: must be a string", "{\"v\": 1, \"t\": 5}");
     S_EXPECT(DV_EPROTO, "v: must be an unsigned integer",
              "{\"v\": -1, \"t\": \"bye\"}");
@@ -842,8 +842,7 @@ t_reject_envelope(void **state)
     msgpack_pack_str_with_body(&pk, "t", 1);
     msgpack_pack_str_with_body(&pk, "hello", 5);
     dv_msg_t m;
-    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, NULL, 0),
-                     DV_EVERSION);
+    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, NULL, 0), DV_EVERSION);
     assert_int_equal(m.version, 3);
     dv_msg_release(&m);
     msgpack_sbuffer_destroy(&sb);
@@ -883,7 +882,8 @@ t_reject_fields(void **state)
              "{\"v\": 1, \"t\": \"submit\", \"jobs\": []}");
     S_EXPECT(DV_EPROTO, "submit: jobs[1]: missing key \"type\"",
              "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
-             "[%s, {\"queue\": \"q\"}]}", job);
+             "[%s, {\"queue\": \"q\"}]}",
+             job);
     S_EXPECT(DV_EPROTO, "submit: jobs[0]: must be a map",
              "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": [7]}");
     S_EXPECT(DV_EPROTO, "submit: jobs: must be an array",
@@ -968,8 +968,8 @@ t_reject_ids_and_limits(void **state)
              name201, key512, text4096);
     S_EXPECT(DV_ETOOBIG, "submit: jobs[0].key: longer than 512 bytes", sub,
              name200, key513, text4096);
-    S_EXPECT(DV_EPROTO, "submit: jobs[0].key: must not be empty", sub,
-             name200, "", text4096);
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].key: must not be empty", sub, name200,
+             "", text4096);
     S_EXPECT(DV_ETOOBIG, "submit: jobs[0].trace: longer than 4096 bytes", sub,
              name200, key512, text4097);
     S_EXPECT(DV_OK, NULL, sub, "q", "k", ""); /* empty text is fine */
@@ -977,10 +977,12 @@ t_reject_ids_and_limits(void **state)
              "{\"v\": 1, \"t\": \"error\", \"reason\": \"%s\"}", text4097);
     S_EXPECT(DV_ETOOBIG, "hello: name: longer than 200 bytes",
              "{\"v\": 1, \"t\": \"hello\", \"name\": \"%s\", \"queues\": "
-             "[\"q\"], \"concurrency\": 1, \"credit\": 1}", name201);
+             "[\"q\"], \"concurrency\": 1, \"credit\": 1}",
+             name201);
     S_EXPECT(DV_ETOOBIG, "hello: queues[1]: longer than 200 bytes",
              "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", \"queues\": "
-             "[\"q\", \"%s\"], \"concurrency\": 1, \"credit\": 1}", name201);
+             "[\"q\", \"%s\"], \"concurrency\": 1, \"credit\": 1}",
+             name201);
     free(name200);
     free(name201);
     free(key512);
@@ -1015,7 +1017,8 @@ t_reject_ids_and_limits(void **state)
         n += (size_t)snprintf(buf + n, sizeof buf - n, "%s\"q\"", i ? "," : "");
     S_EXPECT(DV_ETOOBIG, "hello: queues: more than 256 items",
              "{\"v\": 1, \"t\": \"hello\", \"name\": \"w\", \"queues\": "
-             "[%s], \"concurrency\": 1, \"credit\": 1}", buf);
+             "[%s], \"concurrency\": 1, \"credit\": 1}",
+             buf);
 
     S_EXPECT(DV_EPROTO, "welcome: heartbeat: must be >= 1",
              "{\"v\": 1, \"t\": \"welcome\", \"broker\": \"b\", "
@@ -1037,17 +1040,20 @@ t_reject_ids_and_limits(void **state)
     S_EXPECT(DV_EPROTO, "update: items[0].kind: must be a string",
              "{\"v\": 1, \"t\": \"update\", \"items\": [{\"kind\": 1, "
              "\"id\": \"" ID1 "\", \"attempt\": 1}]}");
-    S_EXPECT(DV_EPROTO, "result: results[1].failure.category: unknown "
+    S_EXPECT(DV_EPROTO,
+             "result: results[1].failure.category: unknown "
              "category \"meh\"",
              "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
              "\", \"state\": \"succeeded\"}, {\"id\": \"" ID2 "\", \"state\": "
              "\"dead\", \"failure\": {\"category\": \"meh\"}}]}");
-    S_EXPECT(DV_EPROTO, "result: results[0].failure.http_status: must be "
+    S_EXPECT(DV_EPROTO,
+             "result: results[0].failure.http_status: must be "
              "0..999",
              "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
              "\", \"state\": \"dead\", \"failure\": {\"category\": \"auth\", "
              "\"http_status\": 1000}}]}");
-    S_EXPECT(DV_EPROTO, "result: results[0].failure.exit_code: must be an "
+    S_EXPECT(DV_EPROTO,
+             "result: results[0].failure.exit_code: must be an "
              "integer",
              "{\"v\": 1, \"t\": \"result\", \"results\": [{\"id\": \"" ID1
              "\", \"state\": \"dead\", \"failure\": {\"category\": \"auth\", "
@@ -1091,8 +1097,8 @@ t_reject_backoff(void **state)
     S_EXPECT(DV_EPROTO, "submit: jobs[0].backoff.jitter: must be a boolean",
              fmt, "{\"jitter\": 1}");
     S_EXPECT(DV_EPROTO, "submit: jobs[0].backoff: must be a map", fmt, "[]");
-    S_EXPECT(DV_EPROTO, "submit: jobs[0].backoff.factor: must be a number",
-             fmt, "{\"factor\": \"2\"}");
+    S_EXPECT(DV_EPROTO, "submit: jobs[0].backoff.factor: must be a number", fmt,
+             "{\"factor\": \"2\"}");
 
     /* defaults fill what is absent; an integer factor is fine */
     msgpack_sbuffer sb;
@@ -1118,11 +1124,13 @@ t_reject_payloads(void **state)
     const char *fmt = "{\"v\": 1, \"t\": \"submit\", \"req\": 1, \"jobs\": "
                       "[{\"queue\": \"q\", \"type\": \"t\", \"payload\": "
                       "\"bin:%s\"}]}";
-    S_EXPECT(DV_OK, NULL, fmt, "c0");             /* nil */
-    S_EXPECT(DV_OK, NULL, fmt, "81a16101");       /* {"a": 1} */
-    S_EXPECT(DV_EPROTO, "submit: jobs[0].payload: bin does not hold exactly "
-             "one msgpack value", fmt, "c1");     /* never-used byte */
-    S_EXPECT(DV_EPROTO, "exactly one msgpack value", fmt, "0102"); /* trail */
+    S_EXPECT(DV_OK, NULL, fmt, "c0");       /* nil */
+    S_EXPECT(DV_OK, NULL, fmt, "81a16101"); /* {"a": 1} */
+    S_EXPECT(DV_EPROTO,
+             "submit: jobs[0].payload: bin does not hold exactly "
+             "one msgpack value",
+             fmt, "c1"); /* never-used byte */
+    S_EXPECT(DV_EPROTO, "exactly one msgpack value", fmt, "0102");   /* trail */
     S_EXPECT(DV_EPROTO, "exactly one msgpack value", fmt, "81a161"); /* cut */
     S_EXPECT(DV_EPROTO, "exactly one msgpack value", fmt, "");
     S_EXPECT(DV_EPROTO, "exactly one msgpack value", fmt, "ddffffffff01");
@@ -1144,8 +1152,10 @@ t_reject_payloads(void **state)
         if (depth == DV_VALUE_DEPTH_MAX)
             S_EXPECT(DV_OK, NULL, fmt, hex);
         else
-            S_EXPECT(DV_ETOOBIG, "submit: jobs[0].payload: nested deeper "
-                     "than 64", fmt, hex);
+            S_EXPECT(DV_ETOOBIG,
+                     "submit: jobs[0].payload: nested deeper "
+                     "than 64",
+                     fmt, hex);
     }
 
     /* 1 MiB of payload is the limit */
@@ -1366,9 +1376,9 @@ t_hostile_frames(void **state)
     /* the same claim inside a plausible message:
      * {"v":1,"t":"wait","req":1,"ids":<array32 of 2^32-1>} */
     const uint8_t inner[] = {
-        0x84, 0xa1, 'v', 0x01, 0xa1, 't', 0xa4, 'w', 'a', 'i', 't',
-        0xa3, 'r', 'e', 'q', 0x01, 0xa3, 'i', 'd', 's',
-        0xdd, 0xff, 0xff, 0xff, 0xff, 0xa0,
+        0x84, 0xa1, 'v',  0x01, 0xa1, 't',  0xa4, 'w',  'a',
+        'i',  't',  0xa3, 'r',  'e',  'q',  0x01, 0xa3, 'i',
+        'd',  's',  0xdd, 0xff, 0xff, 0xff, 0xff, 0xa0,
     };
     s_expect_bytes(inner, sizeof inner, DV_ETRUNC, NULL, __LINE__);
     /* a str claiming 4 GiB */
@@ -1393,8 +1403,8 @@ t_hostile_frames(void **state)
     free(bomb);
 
     /* trailing bytes after the map */
-    const uint8_t trail[] = { 0x82, 0xa1, 'v', 0x01, 0xa1, 't', 0xa3,
-                              'b',  'y',  'e', 0xc0 };
+    const uint8_t trail[] = { 0x82, 0xa1, 'v', 0x01, 0xa1, 't',
+                              0xa3, 'b',  'y', 'e',  0xc0 };
     s_expect_bytes(trail, sizeof trail, DV_ETRUNC, NULL, __LINE__);
     s_expect_bytes(trail, sizeof trail - 1, DV_OK, NULL, __LINE__);
     /* not msgpack at all */
@@ -1556,18 +1566,19 @@ t_event_kinds(void **state)
 {
     (void)state;
     const char *kinds[] = {
-        "job.submitted", "job.started",   "job.progress",  "job.succeeded",
-        "job.failed",    "job.dead",      "job.cancelled", "job.retried",
-        "queue.paused",  "queue.resumed", "queue.limits",  "worker.joined",
-        "worker.left",   "worker.expired", "worker.heartbeat",
+        "job.submitted",   "job.started",    "job.progress",
+        "job.succeeded",   "job.failed",     "job.dead",
+        "job.cancelled",   "job.retried",    "queue.paused",
+        "queue.resumed",   "queue.limits",   "worker.joined",
+        "worker.left",     "worker.expired", "worker.heartbeat",
         "worker.draining",
     };
     assert_int_equal(sizeof kinds / sizeof kinds[0], DV_EV_COUNT_ - 1);
     for (int k = DV_EV_JOB_SUBMITTED; k < DV_EV_COUNT_; k++) {
         assert_string_equal(dv_event_kind_name((dv_event_kind_t)k),
                             kinds[k - 1]);
-        assert_int_equal(dv_event_kind_parse(kinds[k - 1],
-                                             strlen(kinds[k - 1])), k);
+        assert_int_equal(
+            dv_event_kind_parse(kinds[k - 1], strlen(kinds[k - 1])), k);
     }
     assert_string_equal(dv_event_kind_name(DV_EV_OTHER), "other");
     assert_int_equal(dv_event_kind_parse("job.teleported", 14), DV_EV_OTHER);
@@ -1654,8 +1665,7 @@ s_same_bytes(const msgpack_sbuffer *want, const msgpack_sbuffer *got,
     if (want->size != got->size ||
         memcmp(want->data, got->data, want->size) != 0) {
         size_t i = 0;
-        while (i < want->size && i < got->size &&
-               want->data[i] == got->data[i])
+        while (i < want->size && i < got->size && want->data[i] == got->data[i])
             i++;
         fail_msg("%s: %zu bytes by hand, %zu typed; first difference at %zu",
                  what, want->size, got->size, i);
@@ -1674,8 +1684,7 @@ t_status_body(void **state)
     dv_status_worker_t ws[2] = {
         { dv_str("host-a:4242"), false, dv_str("host-a"), 4242, 16, 9, 7,
           123456, 17, wq, 2 },
-        { dv_str("w2"), true, dv_strn(NULL, 0), 0, 1, -1, 0, 0, 0, NULL,
-          0 },
+        { dv_str("w2"), true, dv_strn(NULL, 0), 0, 1, -1, 0, 0, 0, NULL, 0 },
     };
     dv_status_t st;
     memset(&st, 0, sizeof st);
@@ -1686,8 +1695,9 @@ t_status_body(void **state)
     st.nqueues = 2;
     st.workers = ws;
     st.nworkers = 2;
-    st.counters = (dv_status_counters_t){ 1000000, 999000, 990000, 12000, 11000,
-                                          1000, 5, 3, 1000, 250, 90000 };
+    st.counters =
+        (dv_status_counters_t){ 1000000, 999000, 990000, 12000, 11000, 1000,
+                                5,       3,      1000,   250,   90000 };
 
     /* by hand, as s_status_body() in broker/broker_core.c */
     msgpack_sbuffer want, got;
@@ -1752,8 +1762,8 @@ t_status_body(void **state)
 
     dv_status_t back;
     char why[256], diff[256];
-    assert_int_equal(dv_status_decode(got.data, got.size, &back, why,
-                                      sizeof why), DV_OK);
+    assert_int_equal(
+        dv_status_decode(got.data, got.size, &back, why, sizeof why), DV_OK);
     if (!dv_status_equal(&st, &back, diff, sizeof diff))
         fail_msg("status round trip changed %s", diff);
     assert_null(back.workers[1].host.ptr); /* nil: absent */
@@ -1770,8 +1780,8 @@ t_status_body(void **state)
     msgpack_sbuffer_init(&got);
     assert_int_equal(dv_status_encode(&empty, &got), DV_OK);
     s_write_corpus("body_status_empty", &got);
-    assert_int_equal(dv_status_decode(got.data, got.size, &back, why,
-                                      sizeof why), DV_OK);
+    assert_int_equal(
+        dv_status_decode(got.data, got.size, &back, why, sizeof why), DV_OK);
     assert_true(dv_status_equal(&empty, &back, NULL, 0));
     assert_null(back.priv_);
     dv_status_release(&back);
@@ -1868,16 +1878,32 @@ s_sample_metrics(dv_hbmetrics_t *m, dv_hb_breaker_t *br, dv_hb_key_t *keys,
                  dv_hb_child_t *ch)
 {
     memset(m, 0, sizeof *m);
-    br[0] = (dv_hb_breaker_t){ dv_str("127.0.0.1:8080"), dv_str("closed"), 0,
-                               2 };
+    br[0] =
+        (dv_hb_breaker_t){ dv_str("127.0.0.1:8080"), dv_str("closed"), 0, 2 };
     br[1] = (dv_hb_breaker_t){ dv_str("api.example.com:443"),
                                dv_str("half_open"), 5, 300 };
-    keys[0] = (dv_hb_key_t){ dv_str("title"), dv_str("key-1"),
-                             dv_str("ab12cd34"), dv_str("ok"), 1200, 1150, 40,
-                             10, 0, 17, 0 };
-    keys[1] = (dv_hb_key_t){ dv_str("title"), dv_str("key-2"),
-                             dv_str("ff00ee11"), dv_str("disabled"), 3, 0, 0, 3,
-                             1795369260000, -1, 401 };
+    keys[0] = (dv_hb_key_t){ dv_str("title"),
+                             dv_str("key-1"),
+                             dv_str("ab12cd34"),
+                             dv_str("ok"),
+                             1200,
+                             1150,
+                             40,
+                             10,
+                             0,
+                             17,
+                             0 };
+    keys[1] = (dv_hb_key_t){ dv_str("title"),
+                             dv_str("key-2"),
+                             dv_str("ff00ee11"),
+                             dv_str("disabled"),
+                             3,
+                             0,
+                             0,
+                             3,
+                             1795369260000,
+                             -1,
+                             401 };
     ch[0] = (dv_hb_child_t){ 5001, 24576, 1000 };
     ch[1] = (dv_hb_child_t){ 5002, -1, 0 };
     m->has_http = true;
@@ -1918,8 +1944,9 @@ t_hbmetrics_body(void **state)
         assert_int_equal(dv_hbmetrics_encode(&m, &got), DV_OK);
         s_same_bytes(&want, &got, http ? "metrics with http" : "metrics");
         s_write_corpus(http ? "body_metrics_http" : "body_metrics", &got);
-        assert_int_equal(dv_hbmetrics_decode(got.data, got.size, &back, why,
-                                             sizeof why), DV_OK);
+        assert_int_equal(
+            dv_hbmetrics_decode(got.data, got.size, &back, why, sizeof why),
+            DV_OK);
         if (!dv_hbmetrics_equal(&m, &back, diff, sizeof diff))
             fail_msg("metrics round trip changed %s", diff);
         assert_int_equal(back.has_http, http);
@@ -2000,12 +2027,13 @@ t_workerinfo_body(void **state)
         assert_int_equal(dv_workerinfo_encode(&w, &got), DV_OK);
         s_same_bytes(&want, &got, "workerinfo");
         s_write_corpus(step == 1 ? "body_workerinfo_metrics"
-                                 : step ? "body_workerinfo_nohost"
-                                        : "body_workerinfo",
+                       : step    ? "body_workerinfo_nohost"
+                                 : "body_workerinfo",
                        &got);
         dv_workerinfo_t back;
-        assert_int_equal(dv_workerinfo_decode(got.data, got.size, &back, why,
-                                              sizeof why), DV_OK);
+        assert_int_equal(
+            dv_workerinfo_decode(got.data, got.size, &back, why, sizeof why),
+            DV_OK);
         if (!dv_workerinfo_equal(&w, &back, diff, sizeof diff))
             fail_msg("workerinfo round trip changed %s", diff);
         if (step == 1) {
@@ -2014,7 +2042,8 @@ t_workerinfo_body(void **state)
             dv_hbmetrics_t mb;
             assert_int_equal(dv_hbmetrics_decode(back.metrics.ptr,
                                                  back.metrics.len, &mb, why,
-                                                 sizeof why), DV_OK);
+                                                 sizeof why),
+                             DV_OK);
             assert_true(dv_hbmetrics_equal(&m, &mb, diff, sizeof diff));
             dv_hbmetrics_release(&mb);
         } else {
@@ -2028,8 +2057,8 @@ t_workerinfo_body(void **state)
 }
 
 /* Decodes the JSON text as a body with fn; checks the code and reason. */
-typedef int(s_body_dec_fn)(const void *data, size_t size, void *out,
-                           char *why, size_t why_size);
+typedef int(s_body_dec_fn)(const void *data, size_t size, void *out, char *why,
+                           size_t why_size);
 
 static int
 s_dec_status(const void *d, size_t n, void *out, char *why, size_t ws)
@@ -2076,7 +2105,7 @@ s_expect_body_(int line, s_body_dec_fn *fn, int code, const char *want,
     msgpack_sbuffer_destroy(&sb);
 }
 
-#define S_EXPECT_BODY(fn, code, want, json)                                 \
+#define S_EXPECT_BODY(fn, code, want, json)                                    \
     s_expect_body_(__LINE__, (fn), (code), (want), (json))
 
 static void
@@ -2097,44 +2126,52 @@ t_reject_bodies(void **state)
     S_EXPECT_BODY(s_dec_status, DV_EPROTO,
                   "status: counters.lost: must be >= 0",
                   "{\"counters\": {\"lost\": -1}}");
-    S_EXPECT_BODY(s_dec_status, DV_EPROTO, "status: queues[0].rate: must be "
-                  "a number", "{\"queues\": [{\"rate\": \"fast\"}]}");
+    S_EXPECT_BODY(s_dec_status, DV_EPROTO,
+                  "status: queues[0].rate: must be "
+                  "a number",
+                  "{\"queues\": [{\"rate\": \"fast\"}]}");
     S_EXPECT_BODY(s_dec_status, DV_OK, NULL,
                   "{\"broker\": null, \"store\": null, \"future\": [1]}");
-    S_EXPECT_BODY(s_dec_status, DV_EPROTO, "status: broker: must not be "
-                  "empty", "{\"broker\": \"\"}");
+    S_EXPECT_BODY(s_dec_status, DV_EPROTO,
+                  "status: broker: must not be "
+                  "empty",
+                  "{\"broker\": \"\"}");
     S_EXPECT_BODY(s_dec_metrics, DV_EPROTO,
                   "metrics: http.breakers[0].failures: must be an integer",
                   "{\"http\": {\"breakers\": [{\"failures\": \"x\"}]}}");
     S_EXPECT_BODY(s_dec_metrics, DV_EPROTO,
                   "metrics: per_child: must be an array",
                   "{\"per_child\": {}}");
-    S_EXPECT_BODY(s_dec_metrics, DV_EPROTO, "metrics: load1: must be a "
-                  "number", "{\"load1\": null}");
+    S_EXPECT_BODY(s_dec_metrics, DV_EPROTO,
+                  "metrics: load1: must be a "
+                  "number",
+                  "{\"load1\": null}");
     S_EXPECT_BODY(s_dec_winfo, DV_EPROTO, "workerinfo: busy: must be >= 0",
                   "{\"busy\": -1}");
     S_EXPECT_BODY(s_dec_winfo, DV_OK, NULL,
                   "{\"host\": null, \"metrics\": {\"anything\": [1, 2]}}");
 
     /* not one value, or a lie about a count: refused before allocating */
-    const uint8_t claim[] = { 0x81, 0xa6, 'q', 'u', 'e', 'u', 'e', 's',
-                              0xdd, 0xff, 0xff, 0xff, 0xff, 0x80 };
+    const uint8_t claim[] = { 0x81, 0xa6, 'q',  'u',  'e',  'u',  'e',
+                              's',  0xdd, 0xff, 0xff, 0xff, 0xff, 0x80 };
     dv_status_t st;
     char why[256];
-    assert_int_equal(dv_status_decode(claim, sizeof claim, &st, why,
-                                      sizeof why), DV_ETRUNC);
+    assert_int_equal(
+        dv_status_decode(claim, sizeof claim, &st, why, sizeof why), DV_ETRUNC);
     assert_null(st.priv_);
     assert_int_equal(dv_status_decode("\x80\xc0", 2, &st, why, sizeof why),
                      DV_ETRUNC);
     assert_int_equal(dv_status_decode(NULL, 0, &st, NULL, 0), DV_ETRUNC);
     const char twice[] = "\x82\xa9uptime_ms\x01\xa9uptime_ms\x02";
-    assert_int_equal(dv_status_decode(twice, sizeof twice - 1, &st, why,
-                                      sizeof why), DV_EPROTO);
+    assert_int_equal(
+        dv_status_decode(twice, sizeof twice - 1, &st, why, sizeof why),
+        DV_EPROTO);
     assert_string_equal(why, "status: uptime_ms: key given twice");
     size_t big = DV_PAYLOAD_MAX + 1;
     char *huge = calloc(1, big);
     assert_int_equal(dv_workerinfo_decode(huge, big, (dv_workerinfo_t *)&st,
-                                          why, sizeof why), DV_ETOOBIG);
+                                          why, sizeof why),
+                     DV_ETOOBIG);
     free(huge);
     /* nesting past the value limit */
     char deep[DV_VALUE_DEPTH_MAX + 2];
@@ -2142,7 +2179,8 @@ t_reject_bodies(void **state)
     deep[sizeof deep - 1] = 0x01;
     assert_int_equal(dv_hbmetrics_decode(deep, sizeof deep,
                                          (dv_hbmetrics_t *)&st, why,
-                                         sizeof why), DV_ETOOBIG);
+                                         sizeof why),
+                     DV_ETOOBIG);
 }
 
 /* ---- dv_mp_validate ---------------------------------------------------- */
@@ -2165,20 +2203,55 @@ t_validate_formats(void **state)
     (void)state;
     /* one of each format, then every strict prefix of it */
     const char *ok[] = {
-        "00", "7f", "e0", "ff", "c0", "c2", "c3",
-        "cc01", "cd0102", "ce01020304", "cf0102030405060708",
-        "d001", "d10102", "d201020304", "d30102030405060708",
-        "ca3fc00000", "cb3ff8000000000000",
-        "a0", "a3616263", "d903616263", "da0003616263", "db00000003616263",
-        "c40101", "c5000101", "c600000001ff",
-        "d40101", "d5010102", "d60101020304", "d7010102030405060708",
+        "00",
+        "7f",
+        "e0",
+        "ff",
+        "c0",
+        "c2",
+        "c3",
+        "cc01",
+        "cd0102",
+        "ce01020304",
+        "cf0102030405060708",
+        "d001",
+        "d10102",
+        "d201020304",
+        "d30102030405060708",
+        "ca3fc00000",
+        "cb3ff8000000000000",
+        "a0",
+        "a3616263",
+        "d903616263",
+        "da0003616263",
+        "db00000003616263",
+        "c40101",
+        "c5000101",
+        "c600000001ff",
+        "d40101",
+        "d5010102",
+        "d60101020304",
+        "d7010102030405060708",
         "d80101020304050607080910111213141516",
-        "c7020501ff", "c800020501ff", "c9000000020501ff",
+        "c7020501ff",
+        "c800020501ff",
+        "c9000000020501ff",
         "c70005", /* ext 8 of length 0 */
-        "90", "9101", "dc0000", "dc000101", "dd00000000", "dd0000000101",
-        "80", "81a16101", "de0000", "de0001a16101", "df00000000",
+        "90",
+        "9101",
+        "dc0000",
+        "dc000101",
+        "dd00000000",
+        "dd0000000101",
+        "80",
+        "81a16101",
+        "de0000",
+        "de0001a16101",
+        "df00000000",
         "df00000001a16101",
-        "92c0c0", "82a161c0a162c0", "8291c090c0c0",
+        "92c0c0",
+        "82a161c0a162c0",
+        "8291c090c0c0",
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         if (s_validate_hex(ok[i], 4) != DV_OK)
@@ -2263,8 +2336,8 @@ static void
 t_names(void **state)
 {
     (void)state;
-    const char *states[] = { "queued", "scheduled", "running", "succeeded",
-                             "failed", "dead", "cancelled", "unknown" };
+    const char *states[] = { "queued", "scheduled", "running",   "succeeded",
+                             "failed", "dead",      "cancelled", "unknown" };
     for (int s = DV_STATE_QUEUED; s < DV_STATE_COUNT_; s++) {
         const char *name = dv_state_name((dv_state_t)s);
         assert_string_equal(name, states[s - 1]);
@@ -2280,10 +2353,11 @@ t_names(void **state)
     assert_true(dv_state_terminal(DV_STATE_DEAD));
     assert_false(dv_state_terminal(DV_STATE_FAILED));
 
-    const char *cats[] = { "timeout",  "rate_limited", "auth",
-                           "invalid_input", "upstream",
-                           "resource_exhausted", "crashed", "lost",
-                           "handler",  "unknown_type", "cancelled" };
+    const char *cats[] = {
+        "timeout",  "rate_limited",       "auth",     "invalid_input",
+        "upstream", "resource_exhausted", "crashed",  "lost",
+        "handler",  "unknown_type",       "cancelled"
+    };
     for (int c = DV_CAT_TIMEOUT; c < DV_CAT_COUNT_; c++) {
         const char *name = dv_category_name((dv_category_t)c);
         assert_string_equal(name, cats[c - 1]);
@@ -2292,14 +2366,13 @@ t_names(void **state)
     assert_int_equal(dv_category_parse("Timeout", 7), DV_CAT_NONE);
     assert_string_equal(dv_category_name((dv_category_t)-1), "none");
 
-    const char *types[] = { "submit", "submitted", "wait", "result", "ctrl",
-                            "reply",  "error",     "hello", "welcome",
-                            "jobs",   "update",    "heartbeat", "bye",
-                            "kill",   "event",     "drain" };
+    const char *types[] = { "submit",  "submitted", "wait",   "result",
+                            "ctrl",    "reply",     "error",  "hello",
+                            "welcome", "jobs",      "update", "heartbeat",
+                            "bye",     "kill",      "event",  "drain" };
     assert_int_equal(sizeof types / sizeof types[0], DV_MSG_COUNT_ - 1);
     for (int t = DV_MSG_SUBMIT; t < DV_MSG_COUNT_; t++)
-        assert_string_equal(dv_msg_type_name((dv_msg_type_t)t),
-                            types[t - 1]);
+        assert_string_equal(dv_msg_type_name((dv_msg_type_t)t), types[t - 1]);
     /* drain carries nothing but v and t. */
     dv_msg_t dm = { .type = DV_MSG_DRAIN }, back;
     msgpack_sbuffer dsb;
@@ -2314,17 +2387,22 @@ t_names(void **state)
     dv_msg_t cm = { .type = DV_MSG_CTRL };
     cm.u.ctrl.req = 9;
     cm.u.ctrl.verb = dv_str("jobs");
-    cm.u.ctrl.args = dv_strn("\x81\xa5state\xa4" "dead", 12);
+    cm.u.ctrl.args = dv_strn("\x81\xa5state\xa4"
+                             "dead",
+                             12);
     msgpack_sbuffer_init(&dsb);
     assert_int_equal(dv_msg_encode(&cm, &dsb), DV_OK);
     assert_int_equal(dv_msg_decode(dsb.data, dsb.size, &back, NULL, 0), DV_OK);
     assert_int_equal(back.u.ctrl.args.len, 12);
-    assert_memory_equal(back.u.ctrl.args.ptr, "\x81\xa5state\xa4" "dead", 12);
+    assert_memory_equal(back.u.ctrl.args.ptr,
+                        "\x81\xa5state\xa4"
+                        "dead",
+                        12);
     dv_msg_release(&back);
     msgpack_sbuffer_destroy(&dsb);
     assert_string_equal(dv_msg_type_name(DV_MSG_NONE), "none");
 
-    const int codes[] = { DV_OK, DV_ETRUNC, DV_EPROTO, DV_ETOOBIG,
+    const int codes[] = { DV_OK,       DV_ETRUNC, DV_EPROTO,     DV_ETOOBIG,
                           DV_EVERSION, DV_ENOMEM, DV_ETRANSIENT, DV_EIO };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_true(strlen(dv_strerror(codes[i])) > 0);

@@ -58,8 +58,10 @@ harness_new(void)
         return NULL;
     }
     snprintf(self->store, sizeof self->store, "%s/drover.db", self->dir);
-    snprintf(self->clients, sizeof self->clients, "ipc://%s/clients", self->dir);
-    snprintf(self->workers, sizeof self->workers, "ipc://%s/workers", self->dir);
+    snprintf(self->clients, sizeof self->clients, "ipc://%s/clients",
+             self->dir);
+    snprintf(self->workers, sizeof self->workers, "ipc://%s/workers",
+             self->dir);
     snprintf(self->events, sizeof self->events, "ipc://%s/events", self->dir);
     return self;
 }
@@ -275,7 +277,8 @@ harness_counter(harness_t *self, const char *name)
     json_t *st = json_loads(body, 0, NULL);
     free(body);
     int64_t v = -1;
-    json_t *c = st ? json_object_get(json_object_get(st, "counters"), name) : NULL;
+    json_t *c =
+        st ? json_object_get(json_object_get(st, "counters"), name) : NULL;
     if (json_is_integer(c))
         v = json_integer_value(c);
     json_decref(st);
@@ -413,8 +416,8 @@ s_on_result(const drover_result_t *r, void *arg)
 }
 
 int
-harness_wait_ids(harness_t *self, char (*ids)[37], int n, harness_results_t *out,
-                 int timeout_ms)
+harness_wait_ids(harness_t *self, char (*ids)[37], int n,
+                 harness_results_t *out, int timeout_ms)
 {
     if (!self->client)
         self->client = drover_connect(self->clients, harness_scale(5000));

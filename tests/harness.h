@@ -18,12 +18,12 @@
 #define HARNESS_MAX_PROCS 32
 
 typedef struct {
-    char dir[256];           /* temp dir, removed at teardown */
-    char store[300];         /* sqlite file */
-    char clients[300];       /* ipc:// endpoints */
+    char dir[256];     /* temp dir, removed at teardown */
+    char store[300];   /* sqlite file */
+    char clients[300]; /* ipc:// endpoints */
     char workers[300];
     char events[300];
-    pid_t broker;            /* 0 when not running */
+    pid_t broker; /* 0 when not running */
     pid_t procs[HARNESS_MAX_PROCS];
     int nprocs;
     int worker_seq;
@@ -99,14 +99,14 @@ int harness_teardown(void **state);
  * the first 64 ids. */
 typedef struct {
     int n, succeeded, dead, cancelled, unknown;
-    int max_attempts;          /* most attempts any job took */
+    int max_attempts; /* most attempts any job took */
     char state[64][16];
     int attempts[64];
     char category[64][32];
     char error[64][512];
     char result[64][1024];
     int64_t finished[64];
-    size_t order[4096];        /* indices in the order results arrived */
+    size_t order[4096]; /* indices in the order results arrived */
     int norder;
 } harness_results_t;
 

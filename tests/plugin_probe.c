@@ -41,9 +41,9 @@
 #endif
 
 typedef struct {
-    char *config;     /* as given to init() */
-    char *marker;     /* cleanup_marker, or NULL */
-    void **leaks;     /* what "leak" kept */
+    char *config; /* as given to init() */
+    char *marker; /* cleanup_marker, or NULL */
+    void **leaks; /* what "leak" kept */
     size_t nleaks;
     size_t leaked_mb;
 } probe_state;
@@ -136,12 +136,11 @@ probe_run(void *state, const drover_job_info *job, drover_handler_io *io)
     } else if (!strcmp(op, "echo")) {
         rc = result(io, json_incref(p));
     } else if (!strcmp(op, "info")) {
-        rc = result(io, json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s, s:I}",
-                                  "id", job->id, "attempt", job->attempt,
-                                  "type", job->type, "queue", job->queue,
-                                  "trace", job->trace, "worker", job->worker,
-                                  "payload_len",
-                                  (json_int_t)job->payload_len));
+        rc = result(io, json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s, s:I}", "id",
+                                  job->id, "attempt", job->attempt, "type",
+                                  job->type, "queue", job->queue, "trace",
+                                  job->trace, "worker", job->worker,
+                                  "payload_len", (json_int_t)job->payload_len));
     } else if (!strcmp(op, "config")) {
         json_t *c = json_loads(st->config, JSON_DECODE_ANY, NULL);
         rc = result(io, c ? c : json_null());
@@ -185,8 +184,7 @@ probe_run(void *state, const drover_job_info *job, drover_handler_io *io)
             struct timespec ts = { 0, 5 * 1000000 };
             nanosleep(&ts, NULL);
         }
-        rc = result(io, json_pack("{s:b, s:I}", "stopped", stopped,
-                                  "after_ms",
+        rc = result(io, json_pack("{s:b, s:I}", "stopped", stopped, "after_ms",
                                   (json_int_t)(now_ms() - start)));
     } else if (!strcmp(op, "on_stop")) {
         if (s_pipe[0] < 0 && pipe2(s_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {

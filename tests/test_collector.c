@@ -35,10 +35,10 @@
 
 /* Everything one test starts; teardown kills it all. */
 typedef struct {
-    harness_t *h;          /* first broker; its dir holds the collector */
-    harness_t *h2;         /* second broker, when a test needs one */
+    harness_t *h;  /* first broker; its dir holds the collector */
+    harness_t *h2; /* second broker, when a test needs one */
     pid_t collector;
-    char bind[320];        /* collector query endpoint */
+    char bind[320]; /* collector query endpoint */
     char store[320];
     char log[320];
     int http_port;
@@ -260,7 +260,8 @@ s_named(const json_t *array, const char *name)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(array, i, v) {
+    json_array_foreach(array, i, v)
+    {
         const char *n = json_string_value(json_object_get(v, "name"));
         if (n && !strcmp(n, name))
             return v;
@@ -272,7 +273,7 @@ s_named(const json_t *array, const char *name)
 
 typedef struct {
     s_fx_t *fx;
-    harness_t *h;      /* broker to compare with */
+    harness_t *h;       /* broker to compare with */
     const char *events; /* its events endpoint as the collector knows it
                            (NULL: h->events) */
     const char *queue;
@@ -293,7 +294,8 @@ s_queues_match_broker(void *arg)
     bool same = bst && cq;
     size_t i;
     json_t *bq;
-    json_array_foreach(json_object_get(bst, "queues"), i, bq) {
+    json_array_foreach(json_object_get(bst, "queues"), i, bq)
+    {
         if (!same)
             break;
         const char *name = json_string_value(json_object_get(bq, "name"));
@@ -320,16 +322,18 @@ s_workers_match_broker(void *arg)
     json_t *bst = text ? json_loads(text, 0, NULL) : NULL;
     free(text);
     json_t *cw = s_query(c->fx, "workers", NULL, NULL);
-    bool same = bst && cw &&
-                json_array_size(json_object_get(bst, "workers")) > 0;
+    bool same =
+        bst && cw && json_array_size(json_object_get(bst, "workers")) > 0;
     size_t i;
     json_t *bw;
-    json_array_foreach(json_object_get(bst, "workers"), i, bw) {
+    json_array_foreach(json_object_get(bst, "workers"), i, bw)
+    {
         const char *name = json_string_value(json_object_get(bw, "name"));
         json_t *w = NULL;
         size_t j;
         json_t *x;
-        json_array_foreach(json_object_get(cw, "workers"), j, x) {
+        json_array_foreach(json_object_get(cw, "workers"), j, x)
+        {
             const char *n = json_string_value(json_object_get(x, "name"));
             const char *b = json_string_value(json_object_get(x, "broker"));
             const char *ep = c->events ? c->events : c->h->events;
@@ -360,7 +364,8 @@ s_history_count(void *arg)
     /* Every one of them ended. */
     size_t i;
     json_t *job;
-    json_array_foreach(json_object_get(j, "jobs"), i, job) {
+    json_array_foreach(json_object_get(j, "jobs"), i, job)
+    {
         const char *st = json_string_value(json_object_get(job, "state"));
         if (!st || (strcmp(st, "succeeded") && strcmp(st, "dead") &&
                     strcmp(st, "cancelled")))
@@ -461,17 +466,14 @@ t_late_start(void **state)
 
     /* Degraded: a queue with jobs and nobody to run them. */
     char out[4096];
-    assert_int_equal(s_cli(out, sizeof out, "health", "--collector", fx->bind,
-                           NULL),
-                     1);
+    assert_int_equal(
+        s_cli(out, sizeof out, "health", "--collector", fx->bind, NULL), 1);
     assert_non_null(strstr(out, "parked"));
-    assert_int_equal(s_cli(out, sizeof out, "queues", "--collector", fx->bind,
-                           NULL),
-                     0);
+    assert_int_equal(
+        s_cli(out, sizeof out, "queues", "--collector", fx->bind, NULL), 0);
     assert_non_null(strstr(out, "parked"));
-    assert_int_equal(s_cli(out, sizeof out, "workers", "--collector", fx->bind,
-                           NULL),
-                     0);
+    assert_int_equal(
+        s_cli(out, sizeof out, "workers", "--collector", fx->bind, NULL), 0);
     assert_non_null(strstr(out, "w1"));
 }
 
@@ -573,8 +575,7 @@ t_two_brokers(void **state)
     }
     char events[700], brokers[700];
     snprintf(events, sizeof events, "%s,%s", fx->h->events, fx->h2->events);
-    snprintf(brokers, sizeof brokers, "%s,%s", fx->h->clients,
-             fx->h2->clients);
+    snprintf(brokers, sizeof brokers, "%s,%s", fx->h->clients, fx->h2->clients);
     assert_true(s_start_collector(fx, events, brokers, NULL) > 0);
     for (int i = 0; i < 2; i++) {
         s_cmp_t c = { .fx = fx, .h = hs[i] };
@@ -592,7 +593,8 @@ t_two_brokers(void **state)
             bool found = false;
             size_t j;
             json_t *job;
-            json_array_foreach(json_object_get(jobs, "jobs"), j, job) {
+            json_array_foreach(json_object_get(jobs, "jobs"), j, job)
+            {
                 if (strcmp(json_string_value(json_object_get(job, "id")),
                            ids[i][k]))
                     continue;
@@ -764,16 +766,22 @@ t_metrics_and_api(void **state)
     assert_non_null(m);
     assert_int_equal(status, 200);
     static const char *families[] = {
-        "drover_jobs_total{", "drover_job_duration_seconds_bucket{",
+        "drover_jobs_total{",
+        "drover_job_duration_seconds_bucket{",
         "drover_job_duration_seconds_sum{",
         "drover_job_duration_seconds_count{",
-        "drover_job_wait_seconds_bucket{", "drover_queue_depth{",
-        "drover_workers{", "drover_worker_busy{",
+        "drover_job_wait_seconds_bucket{",
+        "drover_queue_depth{",
+        "drover_workers{",
+        "drover_worker_busy{",
         "# TYPE drover_key_state gauge",
         "# TYPE drover_key_requests_total counter",
-        "drover_collector_events_total ", "drover_collector_gaps_total ",
-        "# HELP drover_jobs_total ", "le=\"+Inf\"",
-        "outcome=\"succeeded\"} 5", "outcome=\"dead\"} 1",
+        "drover_collector_events_total ",
+        "drover_collector_gaps_total ",
+        "# HELP drover_jobs_total ",
+        "le=\"+Inf\"",
+        "outcome=\"succeeded\"} 5",
+        "outcome=\"dead\"} 1",
     };
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         if (!strstr(m, families[i]))
@@ -859,8 +867,8 @@ t_cli_dead_job(void **state)
     assert_true(harness_wait_until(s_history_count, &c, 10000));
 
     static char out[1 << 16];
-    assert_int_equal(s_cli(out, sizeof out, "jobs", "--state", "dead",
-                           "--json", "--collector", fx->bind, NULL),
+    assert_int_equal(s_cli(out, sizeof out, "jobs", "--state", "dead", "--json",
+                           "--collector", fx->bind, NULL),
                      0);
     json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
@@ -911,9 +919,8 @@ t_cli_dead_job(void **state)
                            fx->bind, "--broker", h->clients, NULL),
                      0);
     assert_non_null(strstr(out, "result    7 bytes of JSON: {\"v\":1}"));
-    assert_int_equal(s_cli(out, sizeof out, "jobs", "--collector", fx->bind,
-                           NULL),
-                     0);
+    assert_int_equal(
+        s_cli(out, sizeof out, "jobs", "--collector", fx->bind, NULL), 0);
     assert_non_null(strstr(out, bad[0]));
     assert_non_null(strstr(out, "timeout: took too long"));
     /* Usage errors and unknown jobs. */
@@ -925,8 +932,8 @@ t_cli_dead_job(void **state)
                            "--collector", fx->bind, NULL),
                      1);
     /* watch: the batch-less jobs are no batch; an unknown batch times out. */
-    assert_int_equal(s_cli(out, sizeof out, "watch", "nope", "--timeout",
-                           "0.5", "--collector", fx->bind, NULL),
+    assert_int_equal(s_cli(out, sizeof out, "watch", "nope", "--timeout", "0.5",
+                           "--collector", fx->bind, NULL),
                      1);
 }
 
@@ -982,9 +989,8 @@ t_health(void **state)
     assert_true(harness_wait_until(s_health_is, &c, 10000));
     char out[8192];
     /* status falls back to nothing: the collector still answers. */
-    assert_int_equal(s_cli(out, sizeof out, "status", "--collector", fx->bind,
-                           NULL),
-                     0);
+    assert_int_equal(
+        s_cli(out, sizeof out, "status", "--collector", fx->bind, NULL), 0);
     assert_non_null(strstr(out, "unreachable"));
 
     /* A new broker instance on the same store: noticed, resynced. */
@@ -997,12 +1003,10 @@ t_health(void **state)
     assert_true(harness_wait_until(s_health_is, &c, 10000));
 
     assert_true(harness_signal(h, col, SIGKILL, 5000) >= 0);
-    assert_int_equal(s_cli(out, sizeof out, "health", "--collector", fx->bind,
-                           NULL),
-                     3);
-    assert_int_equal(s_cli(out, sizeof out, "workers", "--collector", fx->bind,
-                           NULL),
-                     3);
+    assert_int_equal(
+        s_cli(out, sizeof out, "health", "--collector", fx->bind, NULL), 3);
+    assert_int_equal(
+        s_cli(out, sizeof out, "workers", "--collector", fx->bind, NULL), 3);
     /* status: no collector, the broker's own view instead. */
     assert_int_equal(s_cli(out, sizeof out, "status", "--collector", fx->bind,
                            "--broker", h->clients, NULL),
@@ -1071,8 +1075,8 @@ t_malformed_queries(void **state)
     assert_non_null(strstr(drover_last_error(fx->client), "unknown verb"));
     assert_string_equal(drover_last_code(fx->client), "unknown_verb");
     static const char *bad_args[] = {
-        "{\"limit\": 0}", "{\"limit\": \"x\"}", "{\"state\": \"sleeping\"}",
-        "{\"since\": -5}", "{\"queue\": 7}", "{\"since\": \"yesterday\"}",
+        "{\"limit\": 0}",  "{\"limit\": \"x\"}", "{\"state\": \"sleeping\"}",
+        "{\"since\": -5}", "{\"queue\": 7}",     "{\"since\": \"yesterday\"}",
     };
     for (size_t i = 0; i < sizeof bad_args / sizeof bad_args[0]; i++) {
         drover_ctrl_t r = { .verb = "jobs", .args_json = bad_args[i] };

@@ -20,7 +20,9 @@ s_ctrl(harness_t *h, const char *verb, const char *id, const char *queue,
 {
     if (!h->client)
         h->client = drover_connect(h->clients, harness_scale(5000));
-    drover_ctrl_t req = { .verb = verb, .id = id, .queue = queue, .dead = dead };
+    drover_ctrl_t req = {
+        .verb = verb, .id = id, .queue = queue, .dead = dead
+    };
     if (value >= 0) {
         req.has_value = 1;
         req.value = value;
@@ -64,13 +66,15 @@ t_retry_dead_jobs(void **state)
     char flag[300], handler[700];
     snprintf(flag, sizeof flag, "%s/ok", h->dir);
     snprintf(handler, sizeof handler,
-             "flaky=test -f %s && echo '\"fine\"' || { echo 'not yet' >&2; exit 3; }",
+             "flaky=test -f %s && echo '\"fine\"' || { echo 'not yet' >&2; "
+             "exit 3; }",
              flag);
     const char *wargs[] = { "--queues", "q1", "--exec", handler, NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
     char ids[3][37];
     for (int i = 0; i < 3; i++)
-        assert_int_equal(s_submit(h, "q1", "flaky", NULL, 0, ids[i]), DROVER_OK);
+        assert_int_equal(s_submit(h, "q1", "flaky", NULL, 0, ids[i]),
+                         DROVER_OK);
     harness_results_t r = { 0 };
     assert_int_equal(harness_wait_ids(h, ids, 3, &r, 20000), DROVER_OK);
     assert_int_equal(r.dead, 3);
@@ -85,7 +89,8 @@ t_retry_dead_jobs(void **state)
     assert_int_equal(r1.succeeded, 1);
     assert_int_equal(r1.attempts[0], 1); /* all its attempts again */
     /* ...a succeeded job is not retried... */
-    assert_int_equal(s_ctrl(h, "retry", ids[0], NULL, 0, -1, NULL), DROVER_EREJECTED);
+    assert_int_equal(s_ctrl(h, "retry", ids[0], NULL, 0, -1, NULL),
+                     DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(h->client), "succeeded"));
     assert_string_equal(drover_last_code(h->client), "not_allowed");
     /* ...then every dead one of the queue. */
@@ -97,7 +102,9 @@ t_retry_dead_jobs(void **state)
     harness_results_t r2 = { 0 };
     assert_int_equal(harness_wait_ids(h, ids + 1, 2, &r2, 20000), DROVER_OK);
     assert_int_equal(r2.succeeded, 2);
-    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='succeeded'"), 3);
+    assert_int_equal(
+        harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='succeeded'"),
+        3);
 }
 
 static void
@@ -138,8 +145,8 @@ t_purge_cancels_waiting_jobs(void **state)
     assert_true(harness_start_broker(h, NULL) > 0);
     char ids[11][37];
     for (int i = 0; i < 10; i++)
-        assert_int_equal(s_submit(h, "q3", "noop", NULL, i < 5 ? 0 : 60, ids[i]),
-                         DROVER_OK);
+        assert_int_equal(
+            s_submit(h, "q3", "noop", NULL, i < 5 ? 0 : 60, ids[i]), DROVER_OK);
     assert_int_equal(s_submit(h, "other", "noop", NULL, 0, ids[10]), DROVER_OK);
     char *body = NULL;
     assert_int_equal(s_ctrl(h, "purge", NULL, "q3", 0, -1, &body), DROVER_OK);
@@ -149,8 +156,10 @@ t_purge_cancels_waiting_jobs(void **state)
     assert_int_equal(harness_wait_ids(h, ids, 10, &r, 10000), DROVER_OK);
     assert_int_equal(r.cancelled, 10);
     /* The other queue is untouched. */
-    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE queue='other' "
-                                        "AND state='queued'"), 1);
+    assert_int_equal(
+        harness_sql_int(h, "SELECT count(*) FROM jobs WHERE queue='other' "
+                           "AND state='queued'"),
+        1);
 }
 
 /* Started within any one second: never more than the rate plus its burst
@@ -171,13 +180,16 @@ t_rate_limit_holds_across_workers(void **state)
     assert_int_equal(harness_wait_ids(h, ids, N, &r, 30000), DROVER_OK);
     assert_int_equal(r.succeeded, N);
     /* Both workers took part. */
-    assert_int_equal(harness_sql_int(h, "SELECT count(DISTINCT worker) FROM jobs"), 2);
-    int64_t span = harness_sql_int(h, "SELECT max(started_at) - min(started_at) FROM jobs");
+    assert_int_equal(
+        harness_sql_int(h, "SELECT count(DISTINCT worker) FROM jobs"), 2);
+    int64_t span = harness_sql_int(
+        h, "SELECT max(started_at) - min(started_at) FROM jobs");
     assert_true(span >= (N - 2) * 1000 / 20 - 100);
-    assert_true(harness_sql_int(h, "SELECT max(c) FROM (SELECT count(*) AS c FROM jobs a "
-                                   "JOIN jobs b ON b.started_at >= a.started_at "
-                                   "AND b.started_at < a.started_at + 1000 "
-                                   "GROUP BY a.id)") <= 20 + 2);
+    assert_true(harness_sql_int(
+                    h, "SELECT max(c) FROM (SELECT count(*) AS c FROM jobs a "
+                       "JOIN jobs b ON b.started_at >= a.started_at "
+                       "AND b.started_at < a.started_at + 1000 "
+                       "GROUP BY a.id)") <= 20 + 2);
     /* Lifted at run time: the rest go at once. */
     assert_int_equal(s_ctrl(h, "rate", NULL, "q4", 0, 0, NULL), DROVER_OK);
     char more[40][37];
@@ -187,8 +199,10 @@ t_rate_limit_holds_across_workers(void **state)
     assert_int_equal(harness_wait_ids(h, more, 40, &r2, 20000), DROVER_OK);
     assert_int_equal(r2.succeeded, 40);
     char sql[200];
-    snprintf(sql, sizeof sql, "SELECT max(started_at) - min(started_at) FROM jobs "
-                              "WHERE started_at > %lld", (long long)before);
+    snprintf(sql, sizeof sql,
+             "SELECT max(started_at) - min(started_at) FROM jobs "
+             "WHERE started_at > %lld",
+             (long long)before);
     assert_true(harness_sql_int(h, sql) < 1000);
 }
 
@@ -199,7 +213,8 @@ t_max_running_holds_across_workers(void **state)
 {
     harness_t *h = *state;
     assert_true(harness_start_broker(h, NULL) > 0);
-    assert_int_equal(s_ctrl(h, "max-running", NULL, "q5", 0, 2, NULL), DROVER_OK);
+    assert_int_equal(s_ctrl(h, "max-running", NULL, "q5", 0, 2, NULL),
+                     DROVER_OK);
     const char *wargs[] = { "--queues", "q5", "--concurrency", "3", NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
     assert_true(harness_start_worker(h, wargs) > 0);
@@ -216,8 +231,9 @@ t_max_running_holds_across_workers(void **state)
     assert_true(most >= 1);
     assert_true(most <= 2);
     /* Ten jobs of 0.2 s, two at a time: at least a second. */
-    assert_true(harness_sql_int(h, "SELECT max(finished_at) - min(started_at) FROM jobs")
-                >= 900);
+    assert_true(harness_sql_int(
+                    h, "SELECT max(finished_at) - min(started_at) FROM jobs") >=
+                900);
     char *st = harness_status(h);
     assert_non_null(strstr(st, "\"max_running\":2"));
     free(st);
@@ -228,17 +244,21 @@ t_bad_control_requests(void **state)
 {
     harness_t *h = *state;
     assert_true(harness_start_broker(h, NULL) > 0);
-    assert_int_equal(s_ctrl(h, "pause", NULL, NULL, 0, -1, NULL), DROVER_EREJECTED);
+    assert_int_equal(s_ctrl(h, "pause", NULL, NULL, 0, -1, NULL),
+                     DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(h->client), "queue"));
     assert_string_equal(drover_last_code(h->client), "invalid_argument");
-    assert_int_equal(s_ctrl(h, "rate", NULL, "q", 0, -1, NULL), DROVER_EREJECTED);
-    assert_int_equal(s_ctrl(h, "retry", NULL, NULL, 0, -1, NULL), DROVER_EREJECTED);
-    assert_int_equal(s_ctrl(h, "retry", "01a20470-abfa-73fc-8402-859771cc63e2", NULL,
-                            0, -1, NULL),
+    assert_int_equal(s_ctrl(h, "rate", NULL, "q", 0, -1, NULL),
+                     DROVER_EREJECTED);
+    assert_int_equal(s_ctrl(h, "retry", NULL, NULL, 0, -1, NULL),
+                     DROVER_EREJECTED);
+    assert_int_equal(s_ctrl(h, "retry", "01a20470-abfa-73fc-8402-859771cc63e2",
+                            NULL, 0, -1, NULL),
                      DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(h->client), "no such job"));
     assert_string_equal(drover_last_code(h->client), "not_found");
-    assert_int_equal(s_ctrl(h, "frobnicate", NULL, NULL, 0, -1, NULL), DROVER_EREJECTED);
+    assert_int_equal(s_ctrl(h, "frobnicate", NULL, NULL, 0, -1, NULL),
+                     DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(h->client), "unknown verb"));
     assert_string_equal(drover_last_code(h->client), "unknown_verb");
 }
@@ -267,8 +287,9 @@ t_drain_worker(void **state)
 {
     harness_t *h = *state;
     assert_true(harness_start_broker(h, NULL) > 0);
-    const char *wargs[] = { "--queues", "q6", "--concurrency", "1",
-                            "--prefetch", "4", NULL };
+    const char *wargs[] = { "--queues", "q6",         "--concurrency",
+                            "1",        "--prefetch", "4",
+                            NULL };
     pid_t w1 = harness_start_worker(h, wargs); /* named w1 */
     assert_true(w1 > 0);
     enum { N = 4 };
@@ -276,7 +297,8 @@ t_drain_worker(void **state)
     assert_int_equal(harness_submit_n(h, "q6", "sleep", "0.3", N, ids), 0);
     s_job_ctx_t c = { h, ids[0] };
     assert_true(harness_wait_until(s_job_running, &c, 10000));
-    assert_int_equal(s_ctrl(h, "drain", NULL, NULL, 0, -1, NULL), DROVER_EREJECTED);
+    assert_int_equal(s_ctrl(h, "drain", NULL, NULL, 0, -1, NULL),
+                     DROVER_EREJECTED);
     drover_ctrl_t bad = { .verb = "drain", .worker = "nobody" };
     assert_int_equal(drover_ctrl_ex(h->client, &bad, NULL), DROVER_EREJECTED);
     assert_non_null(strstr(drover_last_error(h->client), "no such worker"));
@@ -300,13 +322,20 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(t_bad_control_requests, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_retry_dead_jobs, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_pause_resume_survives_restart, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_purge_cancels_waiting_jobs, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_rate_limit_holds_across_workers, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_max_running_holds_across_workers, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_drain_worker, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_bad_control_requests, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_retry_dead_jobs, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_pause_resume_survives_restart,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_purge_cancels_waiting_jobs,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_rate_limit_holds_across_workers,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_max_running_holds_across_workers,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_drain_worker, harness_setup,
+                                        harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,19 +71,23 @@ t_kill_worker_mid_job(void **state)
     assert_int_equal(t.succeeded, 1);
     assert_int_equal(t.max_attempts, 2);
     char sql[200];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM attempts WHERE job_id='%s' AND category='lost'",
-             ids[0]);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(*) FROM attempts WHERE job_id='%s' AND category='lost'",
+        ids[0]);
     assert_int_equal(harness_sql_int(h, sql), 1);
-    snprintf(sql, sizeof sql, "SELECT worker='w2' FROM jobs WHERE id='%s'", ids[0]);
+    snprintf(sql, sizeof sql, "SELECT worker='w2' FROM jobs WHERE id='%s'",
+             ids[0]);
     assert_int_equal(harness_sql_int(h, sql), 1);
     /* Two attempts: the lost one on w1, the successful one (the jobs row)
      * on w2. */
     snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM attempts WHERE job_id='%s' AND worker='w1'", ids[0]);
+             "SELECT count(*) FROM attempts WHERE job_id='%s' AND worker='w1'",
+             ids[0]);
     assert_int_equal(harness_sql_int(h, sql), 1);
     snprintf(sql, sizeof sql,
-             "SELECT attempt FROM jobs WHERE id='%s' AND state='succeeded'", ids[0]);
+             "SELECT attempt FROM jobs WHERE id='%s' AND state='succeeded'",
+             ids[0]);
     assert_int_equal(harness_sql_int(h, sql), 2);
 }
 
@@ -99,13 +103,14 @@ t_kill_broker_mid_batch(void **state)
     assert_true(harness_start_worker(h, wargs) > 0);
     enum { N = 2000 };
     char(*ids)[37] = calloc(N, 37);
-    assert_int_equal(harness_submit_n(h, "default", "sleep", "0.002", N, ids), 0);
+    assert_int_equal(harness_submit_n(h, "default", "sleep", "0.002", N, ids),
+                     0);
     /* Let part of the batch finish, then kill it hard. */
     s_counter_ctx_t c = { h, "succeeded", 200 };
     assert_true(harness_wait_until(s_counter_reached, &c, 30000));
     assert_true(harness_signal(h, b, SIGKILL, 5000) >= 0);
-    int64_t done_before = harness_sql_int(
-        h, "SELECT count(*) FROM jobs WHERE state='succeeded'");
+    int64_t done_before =
+        harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='succeeded'");
     assert_true(done_before > 0);
     assert_true(harness_start_broker(h, NULL) > 0);
     harness_results_t t = { 0 };
@@ -113,7 +118,9 @@ t_kill_broker_mid_batch(void **state)
     assert_int_equal(t.n, N);
     assert_int_equal(t.succeeded, N);
     assert_int_equal(t.unknown, 0);
-    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='succeeded'"), N);
+    assert_int_equal(
+        harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='succeeded'"),
+        N);
     free(ids);
 }
 
@@ -291,11 +298,16 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(t_garbage_frames, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_invalid_job_in_batch, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_kill_worker_mid_job, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_sigterm_drains_worker, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_kill_broker_mid_batch, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_garbage_frames, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_invalid_job_in_batch, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_kill_worker_mid_job, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_sigterm_drains_worker, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_kill_broker_mid_batch, harness_setup,
+                                        harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,8 +37,8 @@
 
 /* Key strings: long and distinctive, so finding one anywhere means it
  * leaked. */
-#define KEY_A "sk-drover-test-A-7f3e91c0b2d84a65"
-#define KEY_B "sk-drover-test-B-19d0c3e8a7f25b46"
+#define KEY_A       "sk-drover-test-A-7f3e91c0b2d84a65"
+#define KEY_B       "sk-drover-test-B-19d0c3e8a7f25b46"
 #define KEY_REVOKED "sk-drover-test-R-0c8e5f2a9b1d7e34"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -182,8 +182,8 @@ s_run_batch(harness_t *h, const char *type, const char *prefix,
         if (payload)
             snprintf(payloads[i], sizeof payloads[i], "%s", payload);
         else
-            snprintf(payloads[i], sizeof payloads[i],
-                     "{\"prompt\": \"%s %d\"}", prefix, i + 1);
+            snprintf(payloads[i], sizeof payloads[i], "{\"prompt\": \"%s %d\"}",
+                     prefix, i + 1);
         jobs[i].payload_json = payloads[i];
         jobs[i].max_attempts = max_attempts;
         jobs[i].timeout_s = timeout_s;
@@ -224,8 +224,7 @@ s_read_record(const char *path, int *n_out)
     size_t len;
     char *text = dv_read_file(path, &len);
     if (!text)
-        fail_msg("cannot read the stub's record %s: %s", path,
-                 strerror(errno));
+        fail_msg("cannot read the stub's record %s: %s", path, strerror(errno));
     int cap = 1024, n = 0;
     s_rec_t *r = malloc((size_t)cap * sizeof *r);
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -305,8 +304,8 @@ s_assert_absent_in_file(const char *path, const char *needle)
 static void
 s_assert_no_keys(harness_t *h, const s_outcome_t *o, const char *const *keys)
 {
-    const char *files[] = { "broker.log", "worker-1.log", "worker-2.log",
-                            "drover.db", "drover.db-wal", "drover.db-shm" };
+    const char *files[] = { "broker.log", "worker-1.log",  "worker-2.log",
+                            "drover.db",  "drover.db-wal", "drover.db-shm" };
     char path[400];
     for (int k = 0; keys[k]; k++) {
         for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
@@ -380,9 +379,9 @@ t_keys_and_rates(void **state)
 {
     harness_t *h = *state;
     enum { N = 300, RPM = 300 };
-    const char *stub_args[] = { "--key", KEY_A ":300", "--key", KEY_B ":40",
-                                "--revoked", KEY_REVOKED, "--latency", "20",
-                                NULL };
+    const char *stub_args[] = { "--key",     KEY_A ":300", "--key",
+                                KEY_B ":40", "--revoked",  KEY_REVOKED,
+                                "--latency", "20",         NULL };
     s_stub_t stub;
     s_stub_start(h, "stub", stub_args, &stub);
     char keys[320];
@@ -402,12 +401,12 @@ t_keys_and_rates(void **state)
              stub.port, keys, RPM);
     assert_true(harness_start_broker(h, NULL) > 0);
     const char *wargs[] = { "--config", s_config(h, cfg), "--concurrency",
-                            "1", "--prefetch", "0", NULL };
+                            "1",        "--prefetch",     "0",
+                            NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
 
     s_outcome_t o = { 0 };
-    s_run_batch(h, "title", "a title for article", NULL, N, 10, 0, &o,
-                150000);
+    s_run_batch(h, "title", "a title for article", NULL, N, 10, 0, &o, 150000);
     assert_int_equal(o.succeeded, N);
     assert_non_null(strstr(o.texts, "Title: A Title For Article"));
 
@@ -458,23 +457,20 @@ t_keys_and_rates(void **state)
     assert_int_equal(json_array_size(ks), 3);
     json_t *k1 = json_array_get(ks, 0), *k2 = json_array_get(ks, 1),
            *k3 = json_array_get(ks, 2);
-    assert_string_equal(json_string_value(json_object_get(k1, "id")),
-                        "key-1");
+    assert_string_equal(json_string_value(json_object_get(k1, "id")), "key-1");
     assert_string_equal(json_string_value(json_object_get(k3, "state")),
                         "disabled");
     assert_int_equal(json_integer_value(json_object_get(k3, "requests")), 1);
-    assert_int_equal(
-        json_integer_value(json_object_get(k2, "rate_limited")), r429);
+    assert_int_equal(json_integer_value(json_object_get(k2, "rate_limited")),
+                     r429);
     assert_true(json_integer_value(json_object_get(k1, "ok")) > 0);
-    assert_int_equal(strlen(json_string_value(json_object_get(k1, "hash"))),
-                     8);
+    assert_int_equal(strlen(json_string_value(json_object_get(k1, "hash"))), 8);
     json_t *http = json_object_get(body, "http");
     assert_non_null(http);
     json_t *b0 = json_array_get(json_object_get(http, "breakers"), 0);
     char ep[64];
     snprintf(ep, sizeof ep, "127.0.0.1:%d", stub.port);
-    assert_string_equal(json_string_value(json_object_get(b0, "endpoint")),
-                        ep);
+    assert_string_equal(json_string_value(json_object_get(b0, "endpoint")), ep);
     assert_string_equal(json_string_value(json_object_get(b0, "state")),
                         "closed");
     char *dumped = json_dumps(body, 0);
@@ -511,7 +507,7 @@ t_keys_and_rates(void **state)
 static void
 s_breaker_setup(harness_t *h, const char *max_wait_json, s_stub_t *stub)
 {
-    const char *stub_args[] = { "--key", KEY_A, "--latency", "20",
+    const char *stub_args[] = { "--key",        KEY_A, "--latency", "20",
                                 "--fail-burst", "1:8", NULL };
     s_stub_start(h, "stub", stub_args, stub);
     char cfg[1024];
@@ -527,7 +523,8 @@ s_breaker_setup(harness_t *h, const char *max_wait_json, s_stub_t *stub)
     setenv("DROVER_TEST_HTTP_KEY", KEY_A, 1);
     assert_true(harness_start_broker(h, NULL) > 0);
     const char *wargs[] = { "--config", s_config(h, cfg), "--concurrency",
-                            "1", "--prefetch", "0", NULL };
+                            "1",        "--prefetch",     "0",
+                            NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
     unsetenv("DROVER_TEST_HTTP_KEY");
 }
@@ -595,8 +592,9 @@ t_failures(void **state)
                                 NULL };
     s_stub_t fast, slow;
     s_stub_start(h, "stub", stub_args, &fast);
-    const char *slow_args[] = { "--key", KEY_A, "--slow-every", "1",
-                                "--slow-ms", "3000", NULL };
+    const char *slow_args[] = { "--key", KEY_A,       "--slow-every",
+                                "1",     "--slow-ms", "3000",
+                                NULL };
     s_stub_start(h, "slow", slow_args, &slow);
     char keys[320], revoked[320];
     snprintf(keys, sizeof keys, "%s/keys.txt", h->dir);
@@ -628,8 +626,8 @@ t_failures(void **state)
              keys, fast.port, body, keys, slow.port, body, keys, fast.port,
              body, revoked);
     assert_true(harness_start_broker(h, NULL) > 0);
-    const char *wargs[] = { "--config", s_config(h, cfg), "--concurrency",
-                            "1", NULL };
+    const char *wargs[] = { "--config", s_config(h, cfg), "--concurrency", "1",
+                            NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
 
     s_outcome_t o = { 0 };

@@ -97,15 +97,19 @@ t_soft_exec_trap(void **state)
     harness_t *h = *state;
     assert_true(harness_start_broker(h, NULL) > 0);
     char script[512], cmd[600];
-    assert_int_equal(harness_write(h, "trap.sh",
+    assert_int_equal(
+        harness_write(
+            h, "trap.sh",
             "trap 'printf \"{\\\"wrapped\\\":true,\\\"steps\\\":%d}\\n\" "
             "\"$i\"; exit 0' USR1\n"
             "i=0\n"
             "while :; do i=$((i + 1)); sleep 0.05; done\n",
-            script, sizeof script), 0);
+            script, sizeof script),
+        0);
     snprintf(cmd, sizeof cmd, "wrap=sh %s", script);
-    const char *wargs[] = { "--exec", cmd, "--soft-timeout", "0.5",
-                            "--concurrency", "1", NULL };
+    const char *wargs[] = {
+        "--exec", cmd, "--soft-timeout", "0.5", "--concurrency", "1", NULL
+    };
     assert_true(harness_start_worker(h, wargs) > 0);
     char ids[1][37];
     s_submit_t(h, "default", "wrap", NULL, 20, ids[0]);
@@ -116,8 +120,9 @@ t_soft_exec_trap(void **state)
     int64_t ran = s_run_ms(h, ids[0]);
     assert_true(ran >= 450);
     assert_true(ran < harness_scale(10000));
-    assert_int_equal(harness_count_lines(h, "worker-1.log", "worker.job_soft_timeout",
-                                   ids[0], NULL),
+    assert_int_equal(harness_count_lines(h, "worker-1.log",
+                                         "worker.job_soft_timeout", ids[0],
+                                         NULL),
                      1);
 }
 
@@ -129,9 +134,15 @@ t_soft_exec_unaware(void **state)
 {
     harness_t *h = *state;
     assert_true(harness_start_broker(h, NULL) > 0);
-    const char *wargs[] = { "--exec", "plain=sleep 30",
-                            "--exec", "deaf=trap '' USR1; sleep 30",
-                            "--kill-grace", "1", "--concurrency", "2", NULL };
+    const char *wargs[] = { "--exec",
+                            "plain=sleep 30",
+                            "--exec",
+                            "deaf=trap '' USR1; sleep 30",
+                            "--kill-grace",
+                            "1",
+                            "--concurrency",
+                            "2",
+                            NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
     char ids[2][37];
     s_submit_t(h, "default", "plain", NULL, 1, ids[0]);
@@ -144,8 +155,8 @@ t_soft_exec_unaware(void **state)
         assert_string_equal(out.error[i], "timed out after 1 s");
         assert_true(s_run_ms(h, ids[i]) >= 950);
         /* Told at 0.8 s all the same (the log says so). */
-        char *line = s_find_line(h, "worker-1.log", "worker.job_soft_timeout",
-                                 ids[i]);
+        char *line =
+            s_find_line(h, "worker-1.log", "worker.job_soft_timeout", ids[i]);
         assert_non_null(line);
         long after = s_json_num(line, "after_ms");
         if (after < 800 || after >= 1000)
@@ -185,8 +196,8 @@ t_soft_plugin(void **state)
     snprintf(plug, sizeof plug, "probe=%s", PLUGIN_PROBE);
     const char *w1[] = { "--plugin", plug, "--concurrency", "2", NULL };
     assert_true(harness_start_worker(h, w1) > 0);
-    const char *w2[] = { "--plugin", plug, "--queues", "never",
-                         "--soft-timeout", "0", NULL };
+    const char *w2[] = { "--plugin",       plug, "--queues", "never",
+                         "--soft-timeout", "0",  NULL };
     assert_true(harness_start_worker(h, w2) > 0);
     char ids[3][37];
     /* Default: 80% of a 1 s timeout. */
@@ -222,9 +233,10 @@ t_rss_recycles_child(void **state)
              "{\"plugins\": {\"probe\": {\"path\": \"%s\", \"config\": "
              "{\"cleanup_marker\": \"%s/cleanup.txt\"}}}}",
              PLUGIN_PROBE, h->dir);
-    assert_int_equal(harness_write(h, "worker.json", conf, path, sizeof path), 0);
-    const char *wargs[] = { "--config", path, "--concurrency", "1",
-                            "--prefetch", "3", "--max-rss-per-child", "160M",
+    assert_int_equal(harness_write(h, "worker.json", conf, path, sizeof path),
+                     0);
+    const char *wargs[] = { "--config",   path, "--concurrency",       "1",
+                            "--prefetch", "3",  "--max-rss-per-child", "160M",
                             NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
     enum { N = 4 };
@@ -250,8 +262,9 @@ t_rss_recycles_child(void **state)
     }
     char pid[32];
     snprintf(pid, sizeof pid, "\"child\":%ld,", first);
-    assert_int_equal(harness_count_lines(h, "worker-1.log", "worker.child_recycled",
-                                   pid, "\"limit_kb\":163840", NULL),
+    assert_int_equal(harness_count_lines(h, "worker-1.log",
+                                         "worker.child_recycled", pid,
+                                         "\"limit_kb\":163840", NULL),
                      1);
     char *log = harness_read(h, "worker-1.log");
     const char *line = strstr(log, "worker.child_recycled");
@@ -322,12 +335,18 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(t_soft_exec_trap, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_soft_exec_unaware, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_soft_builtin_sleep, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_soft_plugin, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_rss_recycles_child, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_heartbeat_per_child, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_soft_exec_trap, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_soft_exec_unaware, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_soft_builtin_sleep, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_soft_plugin, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_rss_recycles_child, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_heartbeat_per_child, harness_setup,
+                                        harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,7 +49,9 @@ t_ten_thousand_succeed(void **state)
     assert_int_equal(r->n, N);
     assert_int_equal(r->succeeded, N);
     assert_int_equal(harness_counter(h, "succeeded"), N);
-    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='succeeded'"), N);
+    assert_int_equal(
+        harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='succeeded'"),
+        N);
     free(r);
     free(ids);
 }
@@ -88,9 +90,11 @@ t_retry_then_succeed(void **state)
     assert_int_equal(r.succeeded, 1);
     assert_int_equal(r.attempts[0], 3);
     char sql[200];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM attempts WHERE job_id='%s' AND outcome='failed'"
-             " AND category='handler'", ids[0]);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(*) FROM attempts WHERE job_id='%s' AND outcome='failed'"
+        " AND category='handler'",
+        ids[0]);
     assert_int_equal(harness_sql_int(h, sql), 2);
     assert_int_equal(harness_counter(h, "retried"), 2);
 }
@@ -118,8 +122,8 @@ t_dead_after_max_attempts(void **state)
     assert_int_equal(r.attempts[1], 1);
     assert_string_equal(r.category[1], "invalid_input");
     char sql[200];
-    snprintf(sql, sizeof sql, "SELECT attempt FROM jobs WHERE id='%s' AND state='dead'",
-             ids[0]);
+    snprintf(sql, sizeof sql,
+             "SELECT attempt FROM jobs WHERE id='%s' AND state='dead'", ids[0]);
     assert_int_equal(harness_sql_int(h, sql), 3);
 }
 
@@ -142,7 +146,8 @@ t_delayed_job_waits(void **state)
     /* The undelayed job ended first; the delayed one not before its time. */
     assert_int_equal(r.order[0], 1);
     char sql[200];
-    snprintf(sql, sizeof sql, "SELECT started_at FROM jobs WHERE id='%s'", ids[0]);
+    snprintf(sql, sizeof sql, "SELECT started_at FROM jobs WHERE id='%s'",
+             ids[0]);
     int64_t started = harness_sql_int(h, sql);
     assert_true(started >= t0 + 1000);
     assert_true(r.finished[0] >= t0 + 1000);
@@ -172,14 +177,18 @@ t_priority_order(void **state)
     free(r);
     /* Started in priority order, FIFO (id order) within a priority: no pair
      * of jobs where the later-started one should have gone first. */
-    assert_int_equal(harness_sql_int(h, "SELECT count(DISTINCT started_at) FROM jobs"), N);
+    assert_int_equal(
+        harness_sql_int(h, "SELECT count(DISTINCT started_at) FROM jobs"), N);
     assert_int_equal(
         harness_sql_int(h, "SELECT count(*) FROM jobs a JOIN jobs b "
                            "ON a.started_at < b.started_at "
                            "WHERE a.priority < b.priority "
                            "OR (a.priority = b.priority AND a.id > b.id)"),
         0);
-    assert_int_equal(harness_sql_int(h, "SELECT priority FROM jobs ORDER BY started_at LIMIT 1"), 9);
+    assert_int_equal(
+        harness_sql_int(
+            h, "SELECT priority FROM jobs ORDER BY started_at LIMIT 1"),
+        9);
 }
 
 static void
@@ -202,8 +211,12 @@ t_idempotency_key(void **state)
     assert_int_equal(drover_submit_many(h->client, jobs, 2, acks), DROVER_OK);
     assert_string_equal(acks[0].id, acks[1].id);
     assert_int_equal(acks[1].duplicate, 1);
-    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE key='order-4711'"), 1);
-    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE key='order-4712'"), 1);
+    assert_int_equal(
+        harness_sql_int(h, "SELECT count(*) FROM jobs WHERE key='order-4711'"),
+        1);
+    assert_int_equal(
+        harness_sql_int(h, "SELECT count(*) FROM jobs WHERE key='order-4712'"),
+        1);
     char ids[1][37];
     memcpy(ids[0], a, 37);
     harness_results_t r = { 0 };
@@ -263,7 +276,9 @@ t_cancel(void **state)
     harness_results_t r = { 0 };
     assert_int_equal(harness_wait_ids(h, ids, 3, &r, 10000), DROVER_OK);
     assert_int_equal(r.cancelled, 3);
-    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='cancelled'"), 3);
+    assert_int_equal(
+        harness_sql_int(h, "SELECT count(*) FROM jobs WHERE state='cancelled'"),
+        3);
     /* The worker still serves: a new job runs, long before the sleep's 30 s. */
     drover_job_init(&job);
     job.type = "noop";
@@ -325,7 +340,8 @@ t_exec_handler(void **state)
     fputs("#!/bin/sh\n"
           "input=$(cat)\n"
           "echo \"PROGRESS 1 2 half way\" >&$DROVER_PROGRESS_FD\n"
-          "if [ \"$DROVER_ATTEMPT\" = 1 ]; then echo 'try later' >&2; exit 75; fi\n"
+          "if [ \"$DROVER_ATTEMPT\" = 1 ]; then echo 'try later' >&2; exit 75; "
+          "fi\n"
           "printf '{\"got\":%s,\"attempt\":%s,\"id\":\"%s\"}\\n' \"$input\" "
           "\"$DROVER_ATTEMPT\" \"$DROVER_JOB_ID\"\n",
           f);
@@ -356,10 +372,10 @@ t_exec_handler(void **state)
     assert_int_equal(r.attempts[1], 1);
     assert_string_equal(r.category[1], "handler");
     char sql[200];
-    snprintf(sql, sizeof sql, "SELECT exit_code FROM attempts WHERE job_id='%s'", ids[1]);
+    snprintf(sql, sizeof sql,
+             "SELECT exit_code FROM attempts WHERE job_id='%s'", ids[1]);
     assert_int_equal(harness_sql_int(h, sql), 3);
 }
-
 
 static void
 t_retry_after_is_honoured(void **state)
@@ -369,7 +385,8 @@ t_retry_after_is_honoured(void **state)
     drover_job_init(&job);
     job.type = "fail";
     /* The handler says "not before 0.6 s"; the backoff alone would say 10 ms. */
-    job.payload_json = "{\"times\":1,\"retry_after\":0.6,\"category\":\"rate_limited\"}";
+    job.payload_json =
+        "{\"times\":1,\"retry_after\":0.6,\"category\":\"rate_limited\"}";
     job.backoff_base_s = 0.01;
     char ids[1][37];
     assert_int_equal(s_submit_one(h, &job, ids[0]), DROVER_OK);
@@ -380,11 +397,14 @@ t_retry_after_is_honoured(void **state)
     char sql[300];
     snprintf(sql, sizeof sql,
              "SELECT j.started_at - a.finished_at FROM jobs j JOIN attempts a "
-             "ON a.job_id = j.id AND a.attempt = 1 WHERE j.id = '%s'", ids[0]);
+             "ON a.job_id = j.id AND a.attempt = 1 WHERE j.id = '%s'",
+             ids[0]);
     int64_t gap = harness_sql_int(h, sql);
     assert_true(gap >= 600);
-    snprintf(sql, sizeof sql,
-             "SELECT retry_after_ms FROM attempts WHERE job_id='%s' AND attempt=1", ids[0]);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT retry_after_ms FROM attempts WHERE job_id='%s' AND attempt=1",
+        ids[0]);
     assert_int_equal(harness_sql_int(h, sql), 600);
 }
 
@@ -424,7 +444,8 @@ t_events_carry_sequence_numbers(void **state)
     bool joined = false;
     for (int i = 0; i < 100 && !joined; i++) {
         char probe[1][37];
-        assert_int_equal(harness_submit_n(h, "default", "noop", NULL, 1, probe), 0);
+        assert_int_equal(harness_submit_n(h, "default", "noop", NULL, 1, probe),
+                         0);
         joined = harness_wait_until(s_event_arrived, &sc, 100);
     }
     assert_true(joined);
@@ -435,7 +456,8 @@ t_events_carry_sequence_numbers(void **state)
 
     enum { N = 20 };
     char ids[N][37];
-    assert_int_equal(harness_submit_n(h, "default", "echo", "\"x\"", N, ids), 0);
+    assert_int_equal(harness_submit_n(h, "default", "echo", "\"x\"", N, ids),
+                     0);
     harness_results_t r = { 0 };
     assert_int_equal(harness_wait_ids(h, ids, N, &r, 20000), DROVER_OK);
     assert_int_equal(r.succeeded, N);
@@ -493,18 +515,30 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(t_echo_result_round_trip, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_retry_then_succeed, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_dead_after_max_attempts, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_delayed_job_waits, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_priority_order, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_idempotency_key, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_cancel, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_crash_timeout_unknown_type, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_exec_handler, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_retry_after_is_honoured, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_events_carry_sequence_numbers, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_ten_thousand_succeed, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_echo_result_round_trip, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_retry_then_succeed, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_dead_after_max_attempts,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_delayed_job_waits, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_priority_order, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_idempotency_key, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_cancel, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_crash_timeout_unknown_type,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_exec_handler, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_retry_after_is_honoured,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_events_carry_sequence_numbers,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_ten_thousand_succeed, harness_setup,
+                                        harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,8 +22,8 @@
 /* ---- helpers ------------------------------------------------------------- */
 
 static void
-s_submit(harness_t *h, const char *type, const char *payload,
-         int max_attempts, char id[37])
+s_submit(harness_t *h, const char *type, const char *payload, int max_attempts,
+         char id[37])
 {
     if (!h->client)
         h->client = drover_connect(h->clients, harness_scale(5000));
@@ -187,7 +187,8 @@ t_config_file_and_cleanup(void **state)
              " \"config\": {\"greeting\": \"hi\", \"cleanup_marker\": "
              "\"%s/cleanup.txt\"}}}}",
              PLUGIN_PROBE, h->dir);
-    assert_int_equal(harness_write(h, "worker.json", conf, path, sizeof path), 0);
+    assert_int_equal(harness_write(h, "worker.json", conf, path, sizeof path),
+                     0);
     const char *wargs[] = { "--config", path, NULL };
     pid_t w = harness_start_worker(h, wargs);
     assert_true(w > 0);
@@ -287,7 +288,7 @@ t_crash_takes_one_child(void **state)
     assert_non_null(strstr(out.error[0], "signal 6"));
     assert_int_equal(kill(w, 0), 0); /* the worker lives on */
     assert_true(harness_count_lines(h, "worker-1.log", "worker.child_exited",
-                              "\"reason\":\"crashed\"", NULL) >= 2);
+                                    "\"reason\":\"crashed\"", NULL) >= 2);
     enum { N = 20 };
     char more[N][37];
     for (int i = 0; i < N; i++)
@@ -314,12 +315,14 @@ t_unusable_plugins(void **state)
              "{\"plugins\": {\"flaky\": {\"path\": \"%s\", \"config\": "
              "{\"fail_init\": 9}}}}",
              PLUGIN_PROBE);
-    assert_int_equal(harness_write(h, "worker.json", conf, path, sizeof path), 0);
-    const char *wargs[] = { "--config", path, "--plugin", p1, "--plugin", p2,
-                            "--concurrency", "2", NULL };
+    assert_int_equal(harness_write(h, "worker.json", conf, path, sizeof path),
+                     0);
+    const char *wargs[] = { "--config", path, "--plugin",      p1,
+                            "--plugin", p2,   "--concurrency", "2",
+                            NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
-    s_log_ctx_t c = { h, "worker-1.log", "worker.plugin_error",
-                      "ABI version 2", 2 };
+    s_log_ctx_t c = { h, "worker-1.log", "worker.plugin_error", "ABI version 2",
+                      2 };
     assert_true(harness_wait_until(s_log_reached, &c, 10000));
     c.b = "does not export drover_handler_entry";
     assert_true(harness_wait_until(s_log_reached, &c, 10000));
@@ -367,13 +370,20 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(t_upper_example, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_progress_reaches_broker, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_config_file_and_cleanup, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_failures, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_crash_takes_one_child, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_unusable_plugins, harness_setup, harness_teardown),
-        cmocka_unit_test_setup_teardown(t_missing_file_is_a_usage_error, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_upper_example, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_progress_reaches_broker,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_config_file_and_cleanup,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(t_failures, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_crash_takes_one_child, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_unusable_plugins, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_missing_file_is_a_usage_error,
+                                        harness_setup, harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

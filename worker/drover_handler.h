@@ -52,26 +52,26 @@ extern "C" {
 
 /* What run() returns. Any other non-zero value is a failure too (not
  * retried, like an exec handler's exit status). */
-#define DROVER_HANDLER_OK 0      /* succeeded: the result, or null */
+#define DROVER_HANDLER_OK     0  /* succeeded: the result, or null */
 #define DROVER_HANDLER_FAILED 1  /* failed; not worth retrying */
-#define DROVER_HANDLER_RETRY 75  /* failed; retry later (EX_TEMPFAIL) */
+#define DROVER_HANDLER_RETRY  75 /* failed; retry later (EX_TEMPFAIL) */
 
 /* Levels for drover_handler_io.log. */
 #define DROVER_LOG_DEBUG 0
-#define DROVER_LOG_INFO 1
-#define DROVER_LOG_WARN 2
+#define DROVER_LOG_INFO  1
+#define DROVER_LOG_WARN  2
 #define DROVER_LOG_ERROR 3
 
 /* The job an attempt runs. */
 typedef struct drover_job_info {
-    const char *id;          /* job id (a UUID); the same on every attempt */
-    int32_t attempt;         /* attempt number, from 1 */
-    const char *type;        /* job type (what picked this plugin) */
-    const char *queue;       /* queue name */
-    const char *payload;     /* the payload as JSON text; "null" if none */
-    size_t payload_len;      /* strlen(payload) */
-    const char *trace;       /* W3C traceparent, or NULL */
-    const char *worker;      /* the worker's name */
+    const char *id;      /* job id (a UUID); the same on every attempt */
+    int32_t attempt;     /* attempt number, from 1 */
+    const char *type;    /* job type (what picked this plugin) */
+    const char *queue;   /* queue name */
+    const char *payload; /* the payload as JSON text; "null" if none */
+    size_t payload_len;  /* strlen(payload) */
+    const char *trace;   /* W3C traceparent, or NULL */
+    const char *worker;  /* the worker's name */
 } drover_job_info;
 
 typedef struct drover_handler_io drover_handler_io;
@@ -153,8 +153,7 @@ typedef struct drover_handler_v1 {
      * DROVER_HANDLER_FAILED and _RETRY above, and io->fail, which gives
      * the category and the message). Blocking is fine: the child does
      * nothing else meanwhile. Required. */
-    int (*run)(void *state, const drover_job_info *job,
-               drover_handler_io *io);
+    int (*run)(void *state, const drover_job_info *job, drover_handler_io *io);
 
     /* Frees the state init() made, when the child leaves cleanly. Not
      * called after a crash or a kill (a timeout, a cancel). May be

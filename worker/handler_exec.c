@@ -89,16 +89,15 @@ handler_exec_parse_progress(const char *line, size_t len, int64_t *current,
 
 /* "WORD value" hint lines on the progress descriptor. */
 static int
-s_parse_hint(const char *line, size_t len, const char *word,
-             const char **value, size_t *vlen)
+s_parse_hint(const char *line, size_t len, const char *word, const char **value,
+             size_t *vlen)
 {
     const char *p = line, *end = line + len;
     size_t wl = strlen(word);
     while (end > p && s_space(end[-1]))
         end--;
     p = s_skip_space(p, end);
-    if ((size_t)(end - p) <= wl || memcmp(p, word, wl) != 0 ||
-        !s_space(p[wl]))
+    if ((size_t)(end - p) <= wl || memcmp(p, word, wl) != 0 || !s_space(p[wl]))
         return -1;
     p = s_skip_space(p + wl, end);
     if (p == end)
@@ -194,7 +193,7 @@ static bool
 s_env_ours(const char *entry)
 {
     static const char *names[] = { "DROVER_JOB_ID=", "DROVER_ATTEMPT=",
-                                   "DROVER_QUEUE=", "DROVER_JOB_TYPE=",
+                                   "DROVER_QUEUE=",  "DROVER_JOB_TYPE=",
                                    "DROVER_WORKER=", "DROVER_PROGRESS_FD=",
                                    "TRACEPARENT=" };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -220,8 +219,7 @@ s_build_env(const worker_handler_job_t *job, size_t *nown)
     env[k++] = s_env_entry("DROVER_ATTEMPT", num, (size_t)len);
     env[k++] = s_env_entry("DROVER_QUEUE", job->queue.ptr, job->queue.len);
     env[k++] = s_env_entry("DROVER_JOB_TYPE", job->type.ptr, job->type.len);
-    env[k++] = s_env_entry("DROVER_WORKER", job->worker,
-                           strlen(job->worker));
+    env[k++] = s_env_entry("DROVER_WORKER", job->worker, strlen(job->worker));
     len = snprintf(num, sizeof num, "%d", S_PROGRESS_FD);
     env[k++] = s_env_entry("DROVER_PROGRESS_FD", num, (size_t)len);
     if (job->trace.ptr && job->trace.len)
@@ -249,7 +247,7 @@ s_close(int *fd)
 typedef struct {
     char line[HANDLER_EXEC_LINE_MAX];
     size_t len;
-    bool overlong;      /* dropping the rest of a too-long line */
+    bool overlong; /* dropping the rest of a too-long line */
     int64_t retry_after_ms;
     dv_category_t category;
     worker_progress_fn fn;
@@ -363,26 +361,26 @@ s_exec_child(const char *command, char **env, int in, int out, int err,
 
 void
 handler_exec_run(const char *command, const worker_handler_job_t *job,
-                 worker_progress_fn progress, void *arg,
-                 worker_outcome_t *out)
+                 worker_progress_fn progress, void *arg, worker_outcome_t *out)
 {
     worker_outcome_init(out);
     char id[64];
     dv_str_copy(job->id, id, sizeof id);
 
-    char *input = dv_msgpack_to_json_text(job->payload.ptr,
-                                          job->payload.ptr ? job->payload.len
-                                                           : 0);
+    char *input = dv_msgpack_to_json_text(
+        job->payload.ptr, job->payload.ptr ? job->payload.len : 0);
     if (!input) {
-        worker_outcome_fail(out, DV_CAT_INVALID_INPUT, false, "%s",
-               "payload cannot be written as JSON for the command");
+        worker_outcome_fail(
+            out, DV_CAT_INVALID_INPUT, false, "%s",
+            "payload cannot be written as JSON for the command");
         return;
     }
     size_t in_len = strlen(input);
     char *in_buf = realloc(input, in_len + 2);
     if (!in_buf) {
         free(input);
-        worker_outcome_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true, "%s", "out of memory");
+        worker_outcome_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true, "%s",
+                            "out of memory");
         return;
     }
     in_buf[in_len++] = '\n';
@@ -394,13 +392,13 @@ handler_exec_run(const char *command, const worker_handler_job_t *job,
     if (!env || pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) ||
         pipe2(perr, O_CLOEXEC) || pipe2(pprog, O_CLOEXEC)) {
         worker_outcome_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true,
-               "cannot set up the command: %s", strerror(errno));
+                            "cannot set up the command: %s", strerror(errno));
         goto cleanup;
     }
     pid_t pid = fork();
     if (pid < 0) {
         worker_outcome_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true,
-               "cannot start the command: %s", strerror(errno));
+                            "cannot start the command: %s", strerror(errno));
         goto cleanup;
     }
     if (pid == 0)
@@ -512,10 +510,10 @@ handler_exec_run(const char *command, const worker_handler_job_t *job,
          * pipe on it, and the real problem is the size. */
         if (obuf)
             worker_outcome_fail(out, DV_CAT_HANDLER, false, "%s",
-                   "result larger than 1 MiB");
+                                "result larger than 1 MiB");
         else
             worker_outcome_fail(out, DV_CAT_RESOURCE_EXHAUSTED, true, "%s",
-                   "out of memory");
+                                "out of memory");
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         size_t rlen = 0;
         char *result = handler_exec_result(obuf, olen, &rlen);
@@ -579,8 +577,7 @@ s_run(void *impl, const worker_handler_job_t *job, worker_progress_fn pf,
       void *arg, worker_outcome_t *out)
 {
     handler_exec_run(impl, job, pf, arg, out);
-    if (!out->ok && job->stop && *job->stop &&
-        out->failure.signal == SIGUSR1) {
+    if (!out->ok && job->stop && *job->stop && out->failure.signal == SIGUSR1) {
         /* It caught SIGUSR1 and then died of it: it was told and gave up,
          * which is a timeout, not a crash. */
         out->failure.category = DV_CAT_TIMEOUT;

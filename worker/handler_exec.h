@@ -28,9 +28,9 @@
 #include "dv_proto.h"
 #include "worker_handler.h"
 
-#define HANDLER_EXEC_OUT_MAX (1u << 20) /* stdout cap */
-#define HANDLER_EXEC_ERR_TAIL 4096      /* stderr bytes kept */
-#define HANDLER_EXEC_LINE_MAX 8192      /* longest progress line */
+#define HANDLER_EXEC_OUT_MAX  (1u << 20) /* stdout cap */
+#define HANDLER_EXEC_ERR_TAIL 4096       /* stderr bytes kept */
+#define HANDLER_EXEC_LINE_MAX 8192       /* longest progress line */
 
 /* Runs the command to completion (blocks the calling child; the
  * supervisor enforces timeouts by killing the process group). Fills out,
@@ -48,9 +48,9 @@ worker_handler_t handler_exec_handler(const char *command);
 /* Parses one progress line (without its newline): "PROGRESS current total
  * message...", current and total whole numbers >= 0, the message optional.
  * Returns 0 and the fields (msg points into line), or -1 if malformed. */
-int handler_exec_parse_progress(const char *line, size_t len,
-                                int64_t *current, int64_t *total,
-                                const char **msg, size_t *msg_len);
+int handler_exec_parse_progress(const char *line, size_t len, int64_t *current,
+                                int64_t *total, const char **msg,
+                                size_t *msg_len);
 
 /* Turns a command's stdout into a result value (msgpack, caller frees,
  * *rlen bytes): the trimmed text as JSON if it parses, else the text
@@ -60,7 +60,6 @@ char *handler_exec_result(const char *out, size_t len, size_t *rlen);
 
 /* Finds the last non-empty line in buf (whitespace-trimmed). Returns its
  * length and sets *line, or 0 if there is none. */
-size_t handler_exec_last_line(const char *buf, size_t len,
-                              const char **line);
+size_t handler_exec_last_line(const char *buf, size_t len, const char **line);
 
 #endif

@@ -37,14 +37,14 @@ typedef struct {
     drover_handler_io io;
     handler_plugin_t *plugin;
     const worker_handler_job_t *job;
-    const char *id;               /* NUL-terminated copies, for log lines */
+    const char *id; /* NUL-terminated copies, for log lines */
     const char *type;
     worker_progress_fn progress;
     void *arg;
-    char *result;                 /* msgpack, from set_result_json() */
+    char *result; /* msgpack, from set_result_json() */
     size_t result_len;
-    bool failed;                  /* fail() was called */
-    dv_failure_t failure;         /* what it said; message in text */
+    bool failed;          /* fail() was called */
+    dv_failure_t failure; /* what it said; message in text */
     char text[DV_TEXT_MAX + 1];
 } s_run_t;
 
@@ -96,8 +96,8 @@ s_load(handler_plugin_t *self)
     void *sym = dlsym(self->dl, DROVER_HANDLER_ENTRY_SYMBOL);
     if (!sym) {
         s_broken(self,
-                 "plugin for type %s: %s does not export "
-                 DROVER_HANDLER_ENTRY_SYMBOL "(): %s",
+                 "plugin for type %s: %s does not "
+                 "export " DROVER_HANDLER_ENTRY_SYMBOL "(): %s",
                  self->type, self->path, s_dlerror());
         return;
     }
@@ -147,8 +147,8 @@ s_init(handler_plugin_t *self)
         int rc = self->h->init(self->config ? self->config : "null", &state);
         if (rc != 0) {
             snprintf(self->err, sizeof self->err,
-                     "plugin %s for type %s: init() returned %d",
-                     s_name(self), self->type, rc);
+                     "plugin %s for type %s: init() returned %d", s_name(self),
+                     self->type, rc);
             return;
         }
         self->state = state;
@@ -158,8 +158,7 @@ s_init(handler_plugin_t *self)
 }
 
 handler_plugin_t *
-handler_plugin_new(const char *type, const char *path,
-                   const char *config_json)
+handler_plugin_new(const char *type, const char *path, const char *config_json)
 {
     handler_plugin_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -285,10 +284,10 @@ s_io_fail(drover_handler_io *io, const char *category, const char *message,
     r->failure.retryable = retryable != 0;
     r->failure.message = dv_strn(r->text, n);
     if (retry_after_s > 0 && isfinite(retry_after_s))
-        r->failure.retry_after_ms = retry_after_s > 86400.0 * 365
-                                        ? (int64_t)86400 * 365 * 1000
-                                        : (int64_t)llround(retry_after_s *
-                                                           1000.0);
+        r->failure.retry_after_ms =
+            retry_after_s > 86400.0 * 365
+                ? (int64_t)86400 * 365 * 1000
+                : (int64_t)llround(retry_after_s * 1000.0);
     r->failed = true;
     return 0;
 }
@@ -328,10 +327,17 @@ s_io_log(drover_handler_io *io, int level, const char *message)
         return;
     dv_level_t lvl = DV_INFO;
     switch (level) {
-    case DROVER_LOG_DEBUG: lvl = DV_DEBUG; break;
-    case DROVER_LOG_WARN: lvl = DV_WARN; break;
-    case DROVER_LOG_ERROR: lvl = DV_ERROR; break;
-    default: break;
+    case DROVER_LOG_DEBUG:
+        lvl = DV_DEBUG;
+        break;
+    case DROVER_LOG_WARN:
+        lvl = DV_WARN;
+        break;
+    case DROVER_LOG_ERROR:
+        lvl = DV_ERROR;
+        break;
+    default:
+        break;
     }
     dv_log(lvl, "worker.plugin_log", DV_STR("job", r->id),
            DV_STR("type", r->type), DV_STR("plugin", s_name(r->plugin)),
@@ -386,8 +392,8 @@ handler_plugin_run(handler_plugin_t *self, const worker_handler_job_t *job,
     }
     char *payload = dv_msgpack_to_json_text(
         job->payload.ptr, job->payload.ptr ? job->payload.len : 0);
-    size_t strings = job->id.len + job->type.len + job->queue.len +
-                     job->trace.len + 4;
+    size_t strings =
+        job->id.len + job->type.len + job->queue.len + job->trace.len + 4;
     char *names = malloc(strings);
     if (!payload || !names) {
         free(names);
@@ -455,8 +461,7 @@ handler_plugin_run(handler_plugin_t *self, const worker_handler_job_t *job,
         }
     } else {
         char text[256];
-        snprintf(text, sizeof text, "plugin %s returned %d", s_name(self),
-                 rc);
+        snprintf(text, sizeof text, "plugin %s returned %d", s_name(self), rc);
         s_fail(out, DV_CAT_HANDLER, rc == DROVER_HANDLER_RETRY, text);
         /* Recorded like an exit status, when it could be one. */
         out->failure.exit_code = rc > 0 && rc <= 255 ? rc : -1;

@@ -53,8 +53,7 @@ const char *handler_plugin_type(const handler_plugin_t *self);
  * supervisor enforces the hard timeout by killing the process group).
  * progress (may be NULL) gets each progress report. Fills out, which the
  * caller clears with worker_outcome_clear(). */
-void handler_plugin_run(handler_plugin_t *self,
-                        const worker_handler_job_t *job,
+void handler_plugin_run(handler_plugin_t *self, const worker_handler_job_t *job,
                         worker_progress_fn progress, void *arg,
                         worker_outcome_t *out);
 

@@ -30,8 +30,7 @@ typedef struct {
 } s_prog_t;
 
 static void
-s_on_progress(void *arg, int64_t cur, int64_t tot, const char *msg,
-              size_t len)
+s_on_progress(void *arg, int64_t cur, int64_t tot, const char *msg, size_t len)
 {
     s_prog_t *p = arg;
     p->calls++;
@@ -41,7 +40,7 @@ s_on_progress(void *arg, int64_t cur, int64_t tot, const char *msg,
 }
 
 typedef struct {
-    char *payload;  /* msgpack */
+    char *payload; /* msgpack */
     size_t len;
     volatile sig_atomic_t stop;
     s_prog_t prog;
@@ -175,8 +174,8 @@ test_probe_io(void **state)
 
     s_run(p, "{\"op\": \"info\"}", &c, "00-abc-def-01");
     assert_true(c.out.ok);
-    assert_non_null(strstr(c.result,
-                           "\"id\":\"0190a1b2-0000-7000-8000-000000000001\""));
+    assert_non_null(
+        strstr(c.result, "\"id\":\"0190a1b2-0000-7000-8000-000000000001\""));
     assert_non_null(strstr(c.result, "\"attempt\":2"));
     assert_non_null(strstr(c.result, "\"type\":\"probe\""));
     assert_non_null(strstr(c.result, "\"queue\":\"default\""));
@@ -194,8 +193,9 @@ test_probe_io(void **state)
     assert_int_equal(c.prog.calls, 2);
     assert_string_equal(c.prog.last_msg, "step 2");
 
-    s_run(p, "{\"op\": \"fail\", \"category\": \"upstream\", \"message\": "
-             "\"bad gateway\", \"retryable\": true, \"retry_after\": 2.5}",
+    s_run(p,
+          "{\"op\": \"fail\", \"category\": \"upstream\", \"message\": "
+          "\"bad gateway\", \"retryable\": true, \"retry_after\": 2.5}",
           &c, NULL);
     assert_false(c.out.ok);
     assert_int_equal(c.out.failure.category, DV_CAT_UPSTREAM);
@@ -343,8 +343,14 @@ test_sizes_and_soft(void **state)
     assert_int_equal(b, 10LL << 20);
     assert_int_equal(worker_limits_parse_size("0", &b), 0);
     assert_int_equal(b, 0);
-    const char *bad[] = { "", "-1", "1.5G", "8T", "G", "1 G x",
-                          "99999999999999999999", "9000000000000G" };
+    const char *bad[] = { "",
+                          "-1",
+                          "1.5G",
+                          "8T",
+                          "G",
+                          "1 G x",
+                          "99999999999999999999",
+                          "9000000000000G" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (worker_limits_parse_size(bad[i], &b) == 0)
             fail_msg("'%s' was taken as a size", bad[i]);
@@ -367,11 +373,11 @@ test_sizes_and_soft(void **state)
             fail_msg("'%s' was taken as a soft timeout", bad_soft[i]);
 
     assert_int_equal(worker_limits_soft_ms(0, 80, 10000), 8000);
-    assert_int_equal(worker_limits_soft_ms(0, 80, 0), 0);      /* no hard */
+    assert_int_equal(worker_limits_soft_ms(0, 80, 0), 0); /* no hard */
     assert_int_equal(worker_limits_soft_ms(3000, 0, 10000), 3000);
     assert_int_equal(worker_limits_soft_ms(3000, 0, 0), 3000);
     assert_int_equal(worker_limits_soft_ms(10000, 0, 10000), 0); /* too late */
-    assert_int_equal(worker_limits_soft_ms(0, 0, 10000), 0);   /* off */
+    assert_int_equal(worker_limits_soft_ms(0, 0, 10000), 0);     /* off */
 }
 
 static void
@@ -498,15 +504,15 @@ test_config(void **state)
 
     /* One handler per type: the later setting wins. */
     char ex[64] = "up=echo";
-    assert_int_equal(s_parse(&cfg, err, sizeof err, "--plugin", plug,
-                             "--exec", ex, NULL),
-                     0);
+    assert_int_equal(
+        s_parse(&cfg, err, sizeof err, "--plugin", plug, "--exec", ex, NULL),
+        0);
     assert_null(worker_config_plugin(&cfg, "up", 2));
     assert_non_null(worker_config_handler(&cfg, "up", 2));
     worker_config_clear(&cfg);
-    assert_int_equal(s_parse(&cfg, err, sizeof err, "--exec", ex, "--plugin",
-                             plug, NULL),
-                     0);
+    assert_int_equal(
+        s_parse(&cfg, err, sizeof err, "--exec", ex, "--plugin", plug, NULL),
+        0);
     assert_non_null(worker_config_plugin(&cfg, "up", 2));
     assert_null(worker_config_handler(&cfg, "up", 2));
     worker_config_clear(&cfg);
@@ -527,8 +533,8 @@ test_config(void **state)
             s_parse(&cfg, err, sizeof err, bad[i].flag, bad[i].value, NULL),
             -1);
         if (!strstr(err, bad[i].want))
-            fail_msg("%s %s: '%s' lacks '%s'", bad[i].flag, bad[i].value,
-                     err, bad[i].want);
+            fail_msg("%s %s: '%s' lacks '%s'", bad[i].flag, bad[i].value, err,
+                     bad[i].want);
         worker_config_clear(&cfg);
     }
 
@@ -553,9 +559,9 @@ test_config(void **state)
 
     worker_config_defaults(&cfg);
     const char *num = "{\"max_rss_per_child\": 1048576, \"soft_timeout\": 0}";
-    assert_int_equal(worker_config_load_json(&cfg, num, strlen(num), "f",
-                                             err, sizeof err),
-                     0);
+    assert_int_equal(
+        worker_config_load_json(&cfg, num, strlen(num), "f", err, sizeof err),
+        0);
     assert_int_equal(cfg.max_rss_per_child, 1048576);
     assert_int_equal(cfg.soft_timeout_pct + cfg.soft_timeout_ms, 0);
     worker_config_clear(&cfg);

@@ -35,15 +35,15 @@ typedef struct {
 
 typedef struct {
     worker_buf_t in, out;
-    s_slot_t *slots;       /* FIFO of jobs read, slots[0] next */
+    s_slot_t *slots; /* FIFO of jobs read, slots[0] next */
     int nslots, cap;
-    bool fresh;            /* slots[0] was read after the last job ran */
-    int64_t done;          /* jobs run */
+    bool fresh;   /* slots[0] was read after the last job ran */
+    int64_t done; /* jobs run */
     const worker_config_t *cfg;
     const char *name;
     handler_plugin_t **plugins; /* one per cfg->plugins entry, same order */
     int nplugins;
-    bool recycling;        /* over max_rss_per_child: starts no more jobs */
+    bool recycling;           /* over max_rss_per_child: starts no more jobs */
     worker_outcome_t outcome; /* of the job running (large: not on the
                                  stack of a handler's deep calls) */
 } s_child_t;
@@ -75,8 +75,8 @@ s_on_usr1(int sig, siginfo_t *si, void *ctx)
 {
     (void)sig;
     (void)ctx;
-    if (si->si_code != SI_QUEUE || si->si_pid != s_supervisor ||
-        s_tag < 0 || si->si_value.sival_int != s_tag || s_soft)
+    if (si->si_code != SI_QUEUE || si->si_pid != s_supervisor || s_tag < 0 ||
+        si->si_value.sival_int != s_tag || s_soft)
         return;
     int saved = errno;
     s_soft = 1;
@@ -95,8 +95,7 @@ s_die(int code)
 
 /* A clean exit (the supervisor closed our socket, or we are recycled):
  * plugins get their cleanup() first. */
-_Noreturn static void
-s_leave(void);
+_Noreturn static void s_leave(void);
 
 /* Writes everything buffered. Blocking: the supervisor always reads. */
 static void
@@ -104,8 +103,7 @@ s_flush(void)
 {
     worker_buf_t *o = &s_c.out;
     while (o->off < o->len) {
-        ssize_t n = send(S_FD, o->data + o->off, o->len - o->off,
-                         MSG_NOSIGNAL);
+        ssize_t n = send(S_FD, o->data + o->off, o->len - o->off, MSG_NOSIGNAL);
         if (n > 0) {
             o->off += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
@@ -157,8 +155,7 @@ s_put_tag(worker_ipc_kind_t kind, uint32_t tag)
 }
 
 static void
-s_put_failed(uint32_t tag, dv_category_t cat, bool retryable,
-             const char *msg)
+s_put_failed(uint32_t tag, dv_category_t cat, bool retryable, const char *msg)
 {
     dv_failure_t f;
     dv_failure_init(&f);

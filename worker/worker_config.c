@@ -57,8 +57,8 @@ worker_config_clear(worker_config_t *cfg)
 /* ---- value checks shared by the file and the flags ------------------- */
 
 static int
-s_set_list(char ***list, int *n, const char *value, const char *what,
-           int max, size_t item_max, char *err, size_t es)
+s_set_list(char ***list, int *n, const char *value, const char *what, int max,
+           size_t item_max, char *err, size_t es)
 {
     char **v = NULL;
     int k = dv_strv_split(value, &v);
@@ -73,8 +73,9 @@ s_set_list(char ***list, int *n, const char *value, const char *what,
     for (int i = 0; i < k; i++)
         if (strlen(v[i]) > item_max) {
             dv_strv_free(&v);
-            return dv_err_set(err, es, "%s: '%.40s...' is longer than %zu bytes",
-                         what, v[i], item_max);
+            return dv_err_set(err, es,
+                              "%s: '%.40s...' is longer than %zu bytes", what,
+                              v[i], item_max);
         }
     dv_strv_free(list);
     *list = v;
@@ -130,8 +131,8 @@ s_set_duration(const char *what, const char *value, int64_t *out, char *err,
                size_t es)
 {
     if (dv_duration_parse(value, out) != 0)
-        return dv_err_set(err, es, "%s: '%s' is not a duration in seconds", what,
-                     value);
+        return dv_err_set(err, es, "%s: '%s' is not a duration in seconds",
+                          what, value);
     return 0;
 }
 
@@ -256,18 +257,18 @@ worker_config_plugin(const worker_config_t *cfg, const char *type,
  * be readable now, so a typo stops the worker at start rather than
  * failing every job; a bare name is left to dlopen()'s library search. */
 static int
-s_check_plugin(const char *type, const char *path, const char *what,
-               char *err, size_t es)
+s_check_plugin(const char *type, const char *path, const char *what, char *err,
+               size_t es)
 {
     size_t n = strlen(type);
     if (n == 0 || n > DV_NAME_MAX)
         return dv_err_set(err, es, "%s: job type must be 1..%d bytes", what,
-                     DV_NAME_MAX);
+                          DV_NAME_MAX);
     if (!*path)
         return dv_err_set(err, es, "%s: empty path for type '%s'", what, type);
     if (strchr(path, '/') && access(path, R_OK) != 0)
-        return dv_err_set(err, es, "%s: cannot read '%s' for type '%s': %s", what,
-                     path, type, strerror(errno));
+        return dv_err_set(err, es, "%s: cannot read '%s' for type '%s': %s",
+                          what, path, type, strerror(errno));
     return 0;
 }
 
@@ -277,21 +278,21 @@ s_set_size(const char *what, const char *value, int64_t *out, char *err,
 {
     if (worker_limits_parse_size(value, out) != 0)
         return dv_err_set(err, es,
-                     "%s: '%s' is not a size in bytes (suffixes K, M, G)",
-                     what, value);
+                          "%s: '%s' is not a size in bytes (suffixes K, M, G)",
+                          what, value);
     return 0;
 }
 
 static int
-s_set_soft(worker_config_t *cfg, const char *what, const char *value,
-           char *err, size_t es)
+s_set_soft(worker_config_t *cfg, const char *what, const char *value, char *err,
+           size_t es)
 {
     if (worker_limits_parse_soft(value, &cfg->soft_timeout_ms,
                                  &cfg->soft_timeout_pct) != 0)
         return dv_err_set(err, es,
-                     "%s: '%s' is not a duration in seconds, a percentage "
-                     "of the timeout (1%%..99%%), or 0",
-                     what, value);
+                          "%s: '%s' is not a duration in seconds, a percentage "
+                          "of the timeout (1%%..99%%), or 0",
+                          what, value);
     return 0;
 }
 
@@ -302,9 +303,10 @@ s_check_handler(const char *type, const char *command, const char *what,
     size_t n = strlen(type);
     if (n == 0 || n > DV_NAME_MAX)
         return dv_err_set(err, es, "%s: job type must be 1..%d bytes", what,
-                     DV_NAME_MAX);
+                          DV_NAME_MAX);
     if (!*command)
-        return dv_err_set(err, es, "%s: empty command for type '%s'", what, type);
+        return dv_err_set(err, es, "%s: empty command for type '%s'", what,
+                          type);
     return 0;
 }
 
@@ -313,8 +315,7 @@ s_check_handler(const char *type, const char *command, const char *what,
 /* Numbers in the file are seconds (durations) or counts; durations may
  * also be strings ("250ms", "1.5"). */
 static int
-s_json_duration(json_t *v, const char *key, int64_t *out, char *err,
-                size_t es)
+s_json_duration(json_t *v, const char *key, int64_t *out, char *err, size_t es)
 {
     char buf[64];
     if (json_is_string(v))
@@ -331,8 +332,8 @@ s_json_int(json_t *v, const char *key, long long lo, long long hi,
 {
     if (!json_is_integer(v) || json_integer_value(v) < lo ||
         json_integer_value(v) > hi) {
-        dv_err_set(err, es, "%s: must be a whole number in %lld..%lld", key,
-                   lo, hi);
+        dv_err_set(err, es, "%s: must be a whole number in %lld..%lld", key, lo,
+                   hi);
         return -1; /* spelt out, as in s_set_int */
     }
     *out = json_integer_value(v);
@@ -349,7 +350,8 @@ s_json_list(json_t *v)
         return NULL;
     size_t total = 1, i;
     json_t *e;
-    json_array_foreach(v, i, e) {
+    json_array_foreach(v, i, e)
+    {
         if (!json_is_string(e) || strchr(json_string_value(e), ','))
             return NULL;
         total += strlen(json_string_value(e)) + 1;
@@ -357,7 +359,8 @@ s_json_list(json_t *v)
     char *s = calloc(1, total);
     if (!s)
         return NULL;
-    json_array_foreach(v, i, e) {
+    json_array_foreach(v, i, e)
+    {
         if (i)
             strcat(s, ",");
         strcat(s, json_string_value(e));
@@ -373,31 +376,34 @@ s_json_plugins(worker_config_t *cfg, json_t *v, char *why, size_t ws)
         return dv_err_set(why, ws, "plugins: must be an object");
     const char *type, *k;
     json_t *p, *f;
-    json_object_foreach(v, type, p) {
+    json_object_foreach(v, type, p)
+    {
         if (!json_is_object(p))
             return dv_err_set(why, ws,
-                         "plugins.%s: must be {\"path\": \"FILE.so\", "
-                         "\"config\": {...}}",
-                         type);
-        json_object_foreach(p, k, f) {
+                              "plugins.%s: must be {\"path\": \"FILE.so\", "
+                              "\"config\": {...}}",
+                              type);
+        json_object_foreach(p, k, f)
+        {
             if (strcmp(k, "path") != 0 && strcmp(k, "config") != 0)
                 return dv_err_set(why, ws, "plugins.%s: unknown setting '%s'",
-                             type, k);
+                                  type, k);
         }
         json_t *path = json_object_get(p, "path");
         if (!json_is_string(path))
-            return dv_err_set(why, ws, "plugins.%s.path: must be a string", type);
+            return dv_err_set(why, ws, "plugins.%s.path: must be a string",
+                              type);
         char what[DV_NAME_MAX + 16];
         snprintf(what, sizeof what, "plugins.%s", type);
         if (s_check_plugin(type, json_string_value(path), what, why, ws))
             return -1;
         json_t *conf = json_object_get(p, "config");
-        char *text = conf ? json_dumps(conf, JSON_COMPACT | JSON_ENCODE_ANY)
-                          : NULL;
+        char *text =
+            conf ? json_dumps(conf, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         if (conf && !text)
             return dv_err_set(why, ws, "out of memory");
-        int rc = worker_config_set_plugin(cfg, type, json_string_value(path),
-                                          text);
+        int rc =
+            worker_config_set_plugin(cfg, type, json_string_value(path), text);
         free(text);
         if (rc)
             return dv_err_set(why, ws, "out of memory");
@@ -416,22 +422,22 @@ s_json_limits(worker_config_t *cfg, const char *key, json_t *v, char *why,
         return s_json_plugins(cfg, v, why, ws);
     if (strcmp(key, "max_rss_per_child") == 0) {
         if (json_is_integer(v) && json_integer_value(v) >= 0)
-            snprintf(buf, sizeof buf, "%lld",
-                     (long long)json_integer_value(v));
+            snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
         else if (!text)
             return dv_err_set(why, ws,
-                         "%s: must be a number of bytes or a string such "
-                         "as \"512M\"",
-                         key);
-        return s_set_size(key, text ? text : buf, &cfg->max_rss_per_child,
-                          why, ws);
+                              "%s: must be a number of bytes or a string such "
+                              "as \"512M\"",
+                              key);
+        return s_set_size(key, text ? text : buf, &cfg->max_rss_per_child, why,
+                          ws);
     }
     if (json_is_number(v))
         snprintf(buf, sizeof buf, "%.17g", json_number_value(v));
     else if (!text)
-        return dv_err_set(why, ws, "%s: must be a number of seconds or a string "
-                              "such as \"80%%\"",
-                     key);
+        return dv_err_set(why, ws,
+                          "%s: must be a number of seconds or a string "
+                          "such as \"80%%\"",
+                          key);
     return s_set_soft(cfg, key, text ? text : buf, why, ws);
 }
 
@@ -443,7 +449,7 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
         return dv_err_set(err, es, "%s:%d:%d: %s", source, je.line, je.column,
-                     je.text);
+                          je.text);
     int rc = 0;
     if (!json_is_object(root)) {
         rc = dv_err_set(err, es, "%s: the top level must be an object", source);
@@ -452,14 +458,16 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
     const char *key;
     json_t *v;
     char why[300];
-    json_object_foreach(root, key, v) {
+    json_object_foreach(root, key, v)
+    {
         long long n;
         why[0] = '\0';
         if (strcmp(key, "broker") == 0 || strcmp(key, "queues") == 0) {
             char *list = s_json_list(v);
             if (!list) {
                 rc = dv_err_set(why, sizeof why,
-                           "%s: must be a string or an array of strings", key);
+                                "%s: must be a string or an array of strings",
+                                key);
             } else {
                 rc = key[0] == 'b' ? s_set_endpoints(cfg, list, why, sizeof why)
                                    : s_set_queues(cfg, list, why, sizeof why);
@@ -509,21 +517,21 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
             } else {
                 const char *type;
                 json_t *h;
-                json_object_foreach(v, type, h) {
+                json_object_foreach(v, type, h)
+                {
                     json_t *cmd = json_object_get(h, "exec");
                     if (!json_is_object(h) || json_object_size(h) != 1 ||
                         !json_is_string(cmd)) {
                         rc = dv_err_set(why, sizeof why,
-                                   "handlers.%s: must be {\"exec\": "
-                                   "\"COMMAND\"}",
-                                   type);
+                                        "handlers.%s: must be {\"exec\": "
+                                        "\"COMMAND\"}",
+                                        type);
                         break;
                     }
                     rc = s_check_handler(type, json_string_value(cmd),
                                          "handlers", why, sizeof why);
-                    if (rc == 0 &&
-                        worker_config_set_handler(cfg, type,
-                                                  json_string_value(cmd)) != 0)
+                    if (rc == 0 && worker_config_set_handler(
+                                       cfg, type, json_string_value(cmd)) != 0)
                         rc = dv_err_set(why, sizeof why, "out of memory");
                     if (rc)
                         break;
@@ -545,9 +553,23 @@ done:
 /* ---- flags ----------------------------------------------------------- */
 
 typedef enum {
-    F_BROKER, F_QUEUES, F_CONCURRENCY, F_PREFETCH, F_NAME, F_EXEC, F_CONFIG,
-    F_TIMEOUT, F_KILL_GRACE, F_GRACE, F_MAX_JOBS, F_HEARTBEAT, F_MAX_RSS,
-    F_SOFT_TIMEOUT, F_PLUGIN, F_HTTP, F_HTTP_CONCURRENCY,
+    F_BROKER,
+    F_QUEUES,
+    F_CONCURRENCY,
+    F_PREFETCH,
+    F_NAME,
+    F_EXEC,
+    F_CONFIG,
+    F_TIMEOUT,
+    F_KILL_GRACE,
+    F_GRACE,
+    F_MAX_JOBS,
+    F_HEARTBEAT,
+    F_MAX_RSS,
+    F_SOFT_TIMEOUT,
+    F_PLUGIN,
+    F_HTTP,
+    F_HTTP_CONCURRENCY,
 } s_flag_id_t;
 
 /* The flags are read twice (dv_flags): first only to find --help and
@@ -555,8 +577,8 @@ typedef enum {
  * order, so a flag overrides the file and a later flag an earlier one. */
 typedef struct {
     worker_config_t *cfg;
-    bool apply;          /* second pass */
-    const char *config;  /* --config, from the first pass */
+    bool apply;         /* second pass */
+    const char *config; /* --config, from the first pass */
 } s_pass_t;
 
 static int s_apply_flag(worker_config_t *cfg, s_flag_id_t id, const char *v,
@@ -668,8 +690,7 @@ s_apply_flag(worker_config_t *cfg, s_flag_id_t id, const char *v, char *err,
     case F_GRACE:
         return s_set_duration("--grace", v, &cfg->grace_ms, err, es);
     case F_MAX_JOBS:
-        if (s_set_int("--max-jobs-per-child", v, 0, INT64_MAX / 2, &n, err,
-                      es))
+        if (s_set_int("--max-jobs-per-child", v, 0, INT64_MAX / 2, &n, err, es))
             return -1;
         cfg->max_jobs_per_child = n;
         return 0;
@@ -695,8 +716,8 @@ s_apply_flag(worker_config_t *cfg, s_flag_id_t id, const char *v, char *err,
     case F_HTTP:
         return http_config_add_flag(&cfg->http, v, err, es);
     case F_HTTP_CONCURRENCY:
-        if (s_set_int("--http-concurrency", v, 1, HTTP_CONCURRENCY_MAX, &n,
-                      err, es))
+        if (s_set_int("--http-concurrency", v, 1, HTTP_CONCURRENCY_MAX, &n, err,
+                      es))
             return -1;
         cfg->http_concurrency = (int)n;
         return 0;
@@ -726,7 +747,7 @@ worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
         char *text = dv_read_file(config, &len);
         if (!text)
             return dv_err_set(err, es, "--config: cannot read '%s': %s", config,
-                         strerror(errno));
+                              strerror(errno));
         int lrc = worker_config_load_json(cfg, text, len, config, err, es);
         free(text);
         if (lrc)
@@ -750,10 +771,11 @@ worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
         const char *t = cfg->http->h[i].type;
         if (worker_config_handler(cfg, t, strlen(t)) ||
             worker_config_plugin(cfg, t, strlen(t)))
-            return dv_err_set(err, es,
-                         "job type '%s' has an http handler and an exec or "
-                         "plugin handler; give it one",
-                         t);
+            return dv_err_set(
+                err, es,
+                "job type '%s' has an http handler and an exec or "
+                "plugin handler; give it one",
+                t);
     }
     /* Like Celery's prefetch multiplier of 4: a worker holds up to four
      * jobs per child, so short jobs do not stall on round trips. */

@@ -12,7 +12,7 @@
 #include <stdio.h>
 
 #define WORKER_DEFAULT_ENDPOINT "tcp://127.0.0.1:7701"
-#define WORKER_CONCURRENCY_MAX 1024
+#define WORKER_CONCURRENCY_MAX  1024
 
 /* One exec handler: jobs of type run `/bin/sh -c command`. */
 typedef struct {
@@ -24,34 +24,34 @@ typedef struct {
 typedef struct {
     char *type;
     char *path;
-    char *config;              /* JSON text for its init(); NULL = null */
+    char *config; /* JSON text for its init(); NULL = null */
 } worker_plugin_t;
 
 typedef struct {
-    char **endpoints;          /* broker endpoints, tried in turn; NULL-ended */
+    char **endpoints; /* broker endpoints, tried in turn; NULL-ended */
     int nendpoints;
-    char **queues;             /* queues served; NULL-ended */
+    char **queues; /* queues served; NULL-ended */
     int nqueues;
-    int concurrency;           /* child processes */
-    int prefetch;              /* jobs held beyond concurrency; -1 = default */
-    char *name;                /* worker name; NULL = host:pid */
+    int concurrency; /* child processes */
+    int prefetch;    /* jobs held beyond concurrency; -1 = default */
+    char *name;      /* worker name; NULL = host:pid */
     worker_exec_handler_t *handlers; /* exec handlers by job type */
     int nhandlers;
-    int64_t timeout_ms;        /* default per-attempt limit; 0 = none */
-    int64_t kill_grace_ms;     /* SIGTERM -> SIGKILL delay */
-    int64_t grace_ms;          /* shutdown: time for running jobs to end */
+    int64_t timeout_ms;         /* default per-attempt limit; 0 = none */
+    int64_t kill_grace_ms;      /* SIGTERM -> SIGKILL delay */
+    int64_t grace_ms;           /* shutdown: time for running jobs to end */
     int64_t max_jobs_per_child; /* recycle a child after this many; 0 = never */
-    int64_t max_rss_per_child; /* recycle a child above this many bytes;
+    int64_t max_rss_per_child;  /* recycle a child above this many bytes;
                                   0 = never */
-    int64_t soft_timeout_ms;   /* tell the handler this long into a job... */
-    int soft_timeout_pct;      /* ...or at this % of its hard limit; 0 = no */
-    worker_plugin_t *plugins;  /* plugin handlers by job type */
+    int64_t soft_timeout_ms;    /* tell the handler this long into a job... */
+    int soft_timeout_pct;       /* ...or at this % of its hard limit; 0 = no */
+    worker_plugin_t *plugins;   /* plugin handlers by job type */
     int nplugins;
     struct http_config_t *http; /* http handlers (http_config.h); NULL = none */
-    int http_concurrency;      /* requests the http lane runs at once */
-    int64_t heartbeat_ms;      /* heartbeat until the broker says otherwise */
-    int log_level;             /* dv_level_t */
-    int log_text;              /* 1 = text lines, 0 = JSON lines */
+    int http_concurrency;       /* requests the http lane runs at once */
+    int64_t heartbeat_ms;       /* heartbeat until the broker says otherwise */
+    int log_level;              /* dv_level_t */
+    int log_text;               /* 1 = text lines, 0 = JSON lines */
 } worker_config_t;
 
 /* Fills cfg with the defaults (concurrency = online CPUs). */
@@ -64,16 +64,15 @@ void worker_config_clear(worker_config_t *cfg);
  * --config file, then the environment, then the flags. Returns 0 on
  * success, 1 if --help was asked (nothing else done), -1 on a bad flag,
  * value or file, with a one-line reason in err. cfg must hold defaults. */
-int worker_config_parse(worker_config_t *cfg, int argc, char **argv,
-                        char *err, size_t err_size);
+int worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
+                        size_t err_size);
 
 /* Applies a JSON config document (text of len bytes; source names it in
  * errors, e.g. the path). Returns 0, or -1 with a reason in err that gives
  * the line and column of a syntax error. Unknown keys are errors, so a
  * misspelt setting does not go unnoticed. */
-int worker_config_load_json(worker_config_t *cfg, const char *text,
-                            size_t len, const char *source, char *err,
-                            size_t err_size);
+int worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
+                            const char *source, char *err, size_t err_size);
 
 /* Adds or replaces the exec handler for type. Returns 0 or -1. */
 int worker_config_set_handler(worker_config_t *cfg, const char *type,
@@ -88,12 +87,11 @@ int worker_config_set_plugin(worker_config_t *cfg, const char *type,
 
 /* The plugin for a job type, or NULL if none is configured. */
 const worker_plugin_t *worker_config_plugin(const worker_config_t *cfg,
-                                            const char *type,
-                                            size_t type_len);
+                                            const char *type, size_t type_len);
 
 /* The exec command for a job type, or NULL if none is configured. */
-const char *worker_config_handler(const worker_config_t *cfg,
-                                  const char *type, size_t type_len);
+const char *worker_config_handler(const worker_config_t *cfg, const char *type,
+                                  size_t type_len);
 
 /* Prints the --help text. */
 void worker_config_usage(FILE *out);

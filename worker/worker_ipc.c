@@ -158,15 +158,37 @@ s_rd_int(s_rd_t *r)
     int n = 0;
     bool sign = false;
     switch (c) {
-    case 0xcc: n = 1; break;
-    case 0xcd: n = 2; break;
-    case 0xce: n = 4; break;
-    case 0xcf: n = 8; break;
-    case 0xd0: n = 1; sign = true; break;
-    case 0xd1: n = 2; sign = true; break;
-    case 0xd2: n = 4; sign = true; break;
-    case 0xd3: n = 8; sign = true; break;
-    default: r->bad = true; return 0;
+    case 0xcc:
+        n = 1;
+        break;
+    case 0xcd:
+        n = 2;
+        break;
+    case 0xce:
+        n = 4;
+        break;
+    case 0xcf:
+        n = 8;
+        break;
+    case 0xd0:
+        n = 1;
+        sign = true;
+        break;
+    case 0xd1:
+        n = 2;
+        sign = true;
+        break;
+    case 0xd2:
+        n = 4;
+        sign = true;
+        break;
+    case 0xd3:
+        n = 8;
+        sign = true;
+        break;
+    default:
+        r->bad = true;
+        return 0;
     }
     if (!s_need(r, 1 + (size_t)n))
         return 0;
@@ -237,8 +259,8 @@ int
 worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
 {
     memset(m, 0, sizeof *m);
-    s_rd_t r = { (const unsigned char *)body,
-                 (const unsigned char *)body + len, false };
+    s_rd_t r = { (const unsigned char *)body, (const unsigned char *)body + len,
+                 false };
     uint32_t n = s_rd_array(&r);
     if (r.bad || n < 2)
         return -1;
@@ -264,9 +286,8 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
             !m->queue.ptr)
             return -1;
         m->attempt = (int32_t)a;
-        if (m->payload.ptr &&
-            dv_mp_validate(m->payload.ptr, m->payload.len,
-                           DV_VALUE_DEPTH_MAX) != DV_OK)
+        if (m->payload.ptr && dv_mp_validate(m->payload.ptr, m->payload.len,
+                                             DV_VALUE_DEPTH_MAX) != DV_OK)
             return -1;
         break;
     }
@@ -302,9 +323,8 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
         /* A result is always one value; nil is encoded as the byte 0xc0.
          * Checked here, as the broker will: one bad result must not make
          * the whole UPDATE it travels in undecodable. */
-        if (!m->result.ptr ||
-            dv_mp_validate(m->result.ptr, m->result.len,
-                           DV_VALUE_DEPTH_MAX) != DV_OK)
+        if (!m->result.ptr || dv_mp_validate(m->result.ptr, m->result.len,
+                                             DV_VALUE_DEPTH_MAX) != DV_OK)
             return -1;
         break;
     case WORKER_IPC_FAILED: {
@@ -318,8 +338,8 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
         int64_t ra = s_rd_int(&r);
         int64_t ec = s_rd_int(&r);
         int64_t sig = s_rd_int(&r);
-        if (cat <= DV_CAT_NONE || cat >= DV_CAT_COUNT_ || ra < 0 ||
-            ec < -1 || ec > 255 || sig < 0 || sig > 128 ||
+        if (cat <= DV_CAT_NONE || cat >= DV_CAT_COUNT_ || ra < 0 || ec < -1 ||
+            ec > 255 || sig < 0 || sig > 128 ||
             m->failure.message.len > DV_TEXT_MAX)
             return -1;
         m->failure.category = (dv_category_t)cat;
@@ -427,8 +447,8 @@ worker_ipc_put_progress(worker_buf_t *b, uint32_t tag, int64_t current,
                         int64_t total, dv_str_t message)
 {
     if (message.ptr)
-        message.len = (uint32_t)worker_utf8_cut(message.ptr, message.len,
-                                                DV_TEXT_MAX);
+        message.len =
+            (uint32_t)worker_utf8_cut(message.ptr, message.len, DV_TEXT_MAX);
     msgpack_packer pk;
     size_t start = s_begin(b, &pk);
     int rc = msgpack_pack_array(&pk, 5);

@@ -58,23 +58,23 @@ typedef enum {
  * unconsumed. Used for both directions of a child's stream. */
 typedef struct {
     char *data;
-    size_t off;   /* first unconsumed byte */
-    size_t len;   /* end of valid bytes */
-    size_t cap;   /* allocated size */
+    size_t off; /* first unconsumed byte */
+    size_t len; /* end of valid bytes */
+    size_t cap; /* allocated size */
 } worker_buf_t;
 
 /* A decoded frame. String views point into the frame's bytes. */
 typedef struct {
     worker_ipc_kind_t kind;
     uint32_t tag;
-    dv_str_t id, type, queue;  /* RUN */
-    dv_str_t payload;          /* RUN: one msgpack value, ptr NULL = nil */
-    dv_str_t trace;            /* RUN: optional */
-    int32_t attempt;           /* RUN */
-    int64_t current, total;    /* PROGRESS; RECYCLE: current = rss */
-    dv_str_t message;          /* PROGRESS, FAILED */
-    dv_str_t result;           /* SUCCEEDED: one msgpack value */
-    dv_failure_t failure;      /* FAILED (message is a view, as above) */
+    dv_str_t id, type, queue; /* RUN */
+    dv_str_t payload;         /* RUN: one msgpack value, ptr NULL = nil */
+    dv_str_t trace;           /* RUN: optional */
+    int32_t attempt;          /* RUN */
+    int64_t current, total;   /* PROGRESS; RECYCLE: current = rss */
+    dv_str_t message;         /* PROGRESS, FAILED */
+    dv_str_t result;          /* SUCCEEDED: one msgpack value */
+    dv_failure_t failure;     /* FAILED (message is a view, as above) */
 } worker_ipc_msg_t;
 
 void worker_buf_init(worker_buf_t *b);
@@ -124,8 +124,7 @@ int worker_ipc_put_tag(worker_buf_t *b, worker_ipc_kind_t kind, uint32_t tag);
 int worker_ipc_put_progress(worker_buf_t *b, uint32_t tag, int64_t current,
                             int64_t total, dv_str_t message);
 int worker_ipc_put_succeeded(worker_buf_t *b, uint32_t tag, dv_str_t result);
-int worker_ipc_put_failed(worker_buf_t *b, uint32_t tag,
-                          const dv_failure_t *f);
+int worker_ipc_put_failed(worker_buf_t *b, uint32_t tag, const dv_failure_t *f);
 int worker_ipc_put_recycle(worker_buf_t *b, int64_t rss);
 
 /* Length of the longest prefix of s[0..len) that is at most max bytes and

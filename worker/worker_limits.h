@@ -40,8 +40,7 @@ int worker_limits_parse_soft(const char *s, int64_t *ms, int *pct);
  * none. soft_ms (absolute) wins over soft_pct (of hard_ms); an absolute
  * one at or past the hard limit is none, and a percentage needs a hard
  * limit (hard_ms 0 = none). */
-int64_t worker_limits_soft_ms(int64_t soft_ms, int soft_pct,
-                              int64_t hard_ms);
+int64_t worker_limits_soft_ms(int64_t soft_ms, int soft_pct, int64_t hard_ms);
 
 /* Resident set size of process pid in bytes, from /proc/PID/statm, or -1
  * if it cannot be read (the process is gone). */

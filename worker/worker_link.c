@@ -19,24 +19,24 @@ struct worker_link_t {
     void *zctx;
     const worker_config_t *cfg;
     char *name, *host;
-    dv_str_t *queues;          /* cfg->queues as views, for HELLO */
-    void *sock;                /* DEALER, NULL when closed */
-    int endpoint;              /* index into cfg->endpoints */
+    dv_str_t *queues; /* cfg->queues as views, for HELLO */
+    void *sock;       /* DEALER, NULL when closed */
+    int endpoint;     /* index into cfg->endpoints */
     bool welcomed;
     bool hello_pending;
-    int failures;              /* reconnects since the last WELCOME */
-    int64_t heartbeat_ms;      /* ours; the broker's after WELCOME */
-    int64_t timeout_ms;        /* silence before we give up on the broker */
-    int64_t last_heard;        /* mono ms */
-    int64_t hello_sent;        /* mono ms */
-    int64_t hello_timeout_ms;  /* current wait for WELCOME */
-    int64_t next_heartbeat;    /* mono ms */
-    zmq_msg_t frame;           /* the frame behind the last recv'd msg */
+    int failures;             /* reconnects since the last WELCOME */
+    int64_t heartbeat_ms;     /* ours; the broker's after WELCOME */
+    int64_t timeout_ms;       /* silence before we give up on the broker */
+    int64_t last_heard;       /* mono ms */
+    int64_t hello_sent;       /* mono ms */
+    int64_t hello_timeout_ms; /* current wait for WELCOME */
+    int64_t next_heartbeat;   /* mono ms */
+    zmq_msg_t frame;          /* the frame behind the last recv'd msg */
     bool frame_live;
-    bool frame_retry;          /* its decode found no memory: kept, and
+    bool frame_retry;   /* its decode found no memory: kept, and
                                   decoded again at retry_at */
-    int64_t retry_at;          /* mono ms */
-    msgpack_sbuffer sb;        /* encode scratch, reused */
+    int64_t retry_at;   /* mono ms */
+    msgpack_sbuffer sb; /* encode scratch, reused */
 };
 
 static void
@@ -116,8 +116,7 @@ worker_link_connect(worker_link_t *self, int64_t mono_ms)
         return -1;
     }
     /* The broker's ROUTER knows us by this id; a reconnect takes it over. */
-    zmq_setsockopt(self->sock, ZMQ_ROUTING_ID, self->name,
-                   strlen(self->name));
+    zmq_setsockopt(self->sock, ZMQ_ROUTING_ID, self->name, strlen(self->name));
     s_set_int(self->sock, ZMQ_LINGER, 0);
     /* Jobs come only against credit, so the receive side stays small;
      * the send side may hold a backlog of updates while the broker is
@@ -135,20 +134,17 @@ worker_link_connect(worker_link_t *self, int64_t mono_ms)
 }
 
 int
-worker_link_reconnect(worker_link_t *self, const char *reason,
-                      int64_t mono_ms)
+worker_link_reconnect(worker_link_t *self, const char *reason, int64_t mono_ms)
 {
     self->failures++;
     if (self->cfg->nendpoints > 0)
         self->endpoint = (self->endpoint + 1) % self->cfg->nendpoints;
     /* Back off only once every endpoint has been tried, so a standby
      * broker is found quickly; jitter spreads a fleet's reconnects. */
-    int rounds = self->failures / (self->cfg->nendpoints > 0
-                                       ? self->cfg->nendpoints
-                                       : 1);
+    int rounds = self->failures /
+                 (self->cfg->nendpoints > 0 ? self->cfg->nendpoints : 1);
     int64_t base = 3 * self->cfg->heartbeat_ms;
-    int64_t cap = base > S_HELLO_TIMEOUT_CAP_MS ? base
-                                                : S_HELLO_TIMEOUT_CAP_MS;
+    int64_t cap = base > S_HELLO_TIMEOUT_CAP_MS ? base : S_HELLO_TIMEOUT_CAP_MS;
     dv_backoff_t b = { base, 2.0, cap, false };
     int64_t t = dv_backoff_delay(&b, rounds + 1, 0, 0);
     self->hello_timeout_ms = t + (int64_t)(dv_rand01() * (double)t * 0.2);
@@ -189,8 +185,8 @@ worker_link_endpoint(const worker_link_t *self)
 }
 
 int
-worker_link_check_endpoints(void *zctx, const worker_config_t *cfg,
-                            char *err, size_t err_size)
+worker_link_check_endpoints(void *zctx, const worker_config_t *cfg, char *err,
+                            size_t err_size)
 {
     void *s = zmq_socket(zctx, ZMQ_DEALER);
     if (!s) {
@@ -222,8 +218,7 @@ s_send(worker_link_t *self, const dv_msg_t *msg)
                DV_STR("msg", dv_msg_type_name(msg->type)));
         return -1;
     }
-    if (zmq_send(self->sock, self->sb.data, self->sb.size, ZMQ_DONTWAIT) <
-        0)
+    if (zmq_send(self->sock, self->sb.data, self->sb.size, ZMQ_DONTWAIT) < 0)
         return errno == EAGAIN ? 1 : -1;
     return 0;
 }
@@ -352,8 +347,8 @@ worker_link_send_updates(worker_link_t *self, worker_outbox_t *outbox)
         return 0;
     uint32_t n;
     while (worker_outbox_encode(outbox, &self->sb, &n) == 0) {
-        if (zmq_send(self->sock, self->sb.data, self->sb.size,
-                     ZMQ_DONTWAIT) < 0)
+        if (zmq_send(self->sock, self->sb.data, self->sb.size, ZMQ_DONTWAIT) <
+            0)
             return errno == EAGAIN ? 1 : 0;
         worker_outbox_consume(outbox, n);
     }
@@ -408,9 +403,8 @@ worker_link_next_deadline(const worker_link_t *self)
         if (self->next_heartbeat < t)
             t = self->next_heartbeat;
     } else {
-        int64_t since = self->hello_sent > self->last_heard
-                            ? self->hello_sent
-                            : self->last_heard;
+        int64_t since = self->hello_sent > self->last_heard ? self->hello_sent
+                                                            : self->last_heard;
         t = since + self->hello_timeout_ms + 1;
     }
     if (self->frame_retry && self->retry_at < t)

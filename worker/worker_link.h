@@ -47,8 +47,8 @@ void *worker_link_socket(worker_link_t *self);
 /* Sends HELLO; the broker may then send credit jobs. held lists the jobs
  * still held. Returns 0, or -1 if it could not be queued (try again after
  * a reconnect). */
-int worker_link_send_hello(worker_link_t *self, int32_t credit,
-                           dv_held_t *held, uint32_t nheld, int64_t mono_ms);
+int worker_link_send_hello(worker_link_t *self, int32_t credit, dv_held_t *held,
+                           uint32_t nheld, int64_t mono_ms);
 
 /* True between WELCOME and the next HELLO. */
 bool worker_link_welcomed(const worker_link_t *self);

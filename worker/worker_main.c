@@ -71,23 +71,23 @@ typedef struct {
     worker_link_t *link;
     s_phase_t phase;
     int64_t mono, wall;
-    int64_t drain_deadline;    /* end of the grace period */
-    bool stopped_running;      /* grace period over, running jobs stopped */
+    int64_t drain_deadline; /* end of the grace period */
+    bool stopped_running;   /* grace period over, running jobs stopped */
     int64_t finish_deadline;
     int sigints;
-    int quit_signal;           /* immediate stop requested by this signal */
-    bool socket_full;          /* updates waiting for room to send */
-    bool hello_due;            /* a HELLO found no memory: send it again */
-    int64_t retry_at;          /* when to try it (mono ms) */
+    int quit_signal;  /* immediate stop requested by this signal */
+    bool socket_full; /* updates waiting for room to send */
+    bool hello_due;   /* a HELLO found no memory: send it again */
+    int64_t retry_at; /* when to try it (mono ms) */
     dv_held_t *held;
     size_t held_cap;
     zmq_pollitem_t *items;
     int items_cap;
-    handler_http_t *http;      /* the http lane, beside the pool */
+    handler_http_t *http;         /* the http lane, beside the pool */
     worker_lane_t lanes[S_LANES]; /* owners first: the pool is last */
     int nlanes;
-    int lane_items[S_LANES];   /* poll items per lane this pass */
-    msgpack_sbuffer hb_body;   /* the heartbeat's body, reused */
+    int lane_items[S_LANES]; /* poll items per lane this pass */
+    msgpack_sbuffer hb_body; /* the heartbeat's body, reused */
 } s_worker_t;
 
 static const char *s_phase_names[] = { "running", "draining", "finishing",
@@ -166,8 +166,8 @@ s_hello(s_worker_t *w)
         dv_held_t *h = realloc(w->held, n * sizeof *h);
         if (!h) {
             /* A HELLO must list every job held: send it when it can. */
-            dv_log(DV_ERROR, "worker.hello_deferred",
-                   DV_INT("held", n), DV_STR("error", "out of memory"));
+            dv_log(DV_ERROR, "worker.hello_deferred", DV_INT("held", n),
+                   DV_STR("error", "out of memory"));
             w->hello_due = true;
             w->retry_at = w->mono + S_RETRY_MS;
             return;
@@ -456,8 +456,8 @@ s_loop(s_worker_t *w)
         int room = s_items_room(w, want);
         int64_t next = worker_link_next_deadline(w->link);
         for (int i = 0; i < w->nlanes; i++)
-            next = s_min(next,
-                         w->lanes[i].ops->next_deadline(w->lanes[i].self));
+            next =
+                s_min(next, w->lanes[i].ops->next_deadline(w->lanes[i].self));
         if (w->hello_due)
             next = s_min(next, w->retry_at);
         if (w->phase == P_DRAIN && !w->stopped_running)
@@ -466,12 +466,13 @@ s_loop(s_worker_t *w)
             next = s_min(next, w->finish_deadline);
         long timeout = 0;
         if (!more)
-            timeout = (long)(next <= w->mono ? 0
-                             : s_min(next - w->mono, S_POLL_MAX_MS));
+            timeout =
+                (long)(next <= w->mono ? 0
+                                       : s_min(next - w->mono, S_POLL_MAX_MS));
 
         zmq_pollitem_t *it = w->items;
-        it[0] = (zmq_pollitem_t){ worker_link_socket(w->link), 0, ZMQ_POLLIN,
-                                  0 };
+        it[0] =
+            (zmq_pollitem_t){ worker_link_socket(w->link), 0, ZMQ_POLLIN, 0 };
         if (w->socket_full)
             it[0].events |= ZMQ_POLLOUT;
         if (!it[0].socket) {
@@ -507,9 +508,8 @@ s_loop(s_worker_t *w)
             break;
         more = s_broker_read(w);
         if (worker_link_expired(w->link, w->mono))
-            s_reconnect(w, worker_link_welcomed(w->link)
-                               ? "broker silent"
-                               : "no welcome");
+            s_reconnect(w, worker_link_welcomed(w->link) ? "broker silent"
+                                                         : "no welcome");
         else if (w->hello_due && w->mono >= w->retry_at)
             s_hello(w);
         for (int i = 0; i < w->nlanes; i++)
@@ -521,8 +521,7 @@ s_loop(s_worker_t *w)
         for (int i = 0; i < w->nlanes; i++)
             w->lanes[i].ops->flush(w->lanes[i].self, welcomed);
         if (welcomed) {
-            w->socket_full =
-                worker_link_send_updates(w->link, w->outbox) == 1;
+            w->socket_full = worker_link_send_updates(w->link, w->outbox) == 1;
             s_heartbeat(w);
         }
         s_phase_step(w);
@@ -543,7 +542,8 @@ worker_main(int argc, char **argv)
         worker_config_clear(&w.cfg);
         return 0;
     }
-    dv_daemon_t d = { .name = "worker", .usage = worker_config_usage,
+    dv_daemon_t d = { .name = "worker",
+                      .usage = worker_config_usage,
                       .log_level = w.cfg.log_level,
                       .log_text = w.cfg.log_text };
     if (rc != 0) {
@@ -608,7 +608,6 @@ worker_main(int argc, char **argv)
      * a single-threaded copy of the process. */
     worker_pool_spawn(w.pool, w.mono);
 
-
     w.zctx = zmq_ctx_new();
     w.link = w.zctx ? worker_link_new(w.zctx, &w.cfg, w.name, w.host) : NULL;
     if (!w.link) {
@@ -622,8 +621,8 @@ worker_main(int argc, char **argv)
 
     if (w.quit_signal) {
         dv_log(DV_WARN, "worker.stopped",
-               DV_STR("reason", w.quit_signal == SIGQUIT ? "SIGQUIT"
-                                                         : "second SIGINT"),
+               DV_STR("reason",
+                      w.quit_signal == SIGQUIT ? "SIGQUIT" : "second SIGINT"),
                DV_INT("abandoned", s_held_count(&w)));
         for (int i = 0; i < w.nlanes; i++)
             worker_lane_kill_all(&w.lanes[i], 1000);

@@ -20,22 +20,22 @@ typedef struct {
     char id[WORKER_ID_MAX];
     int32_t attempt;
     int64_t ts_ms;
-    int64_t current, total;    /* progress */
-    size_t data_off;           /* result or message bytes in self->data */
+    int64_t current, total; /* progress */
+    size_t data_off;        /* result or message bytes in self->data */
     uint32_t data_len;
     bool has_data;
-    dv_failure_t failure;      /* message taken from data when encoding */
+    dv_failure_t failure; /* message taken from data when encoding */
 } s_entry_t;
 
 struct worker_outbox_t {
-    s_entry_t *entries;        /* oldest first */
+    s_entry_t *entries; /* oldest first */
     size_t n, cap;
-    worker_buf_t data;         /* bytes of results and messages */
-    dv_update_t *items;        /* encode scratch */
+    worker_buf_t data;  /* bytes of results and messages */
+    dv_update_t *items; /* encode scratch */
     size_t items_cap;
-    int32_t credit;            /* owed to the broker */
-    int32_t credit_sent;       /* credit in the last encode */
-    bool granting;             /* false while draining */
+    int32_t credit;      /* owed to the broker */
+    int32_t credit_sent; /* credit in the last encode */
+    bool granting;       /* false while draining */
     int64_t processed, failed;
 };
 
@@ -253,11 +253,11 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
         u->attempt = e->attempt;
         u->ts_ms = e->ts_ms;
         /* An empty text is present but may have no bytes stored at all. */
-        dv_str_t data = !e->has_data ? dv_strn(NULL, 0)
-                        : e->data_len == 0
-                            ? dv_strn("", 0)
-                            : dv_strn(self->data.data + e->data_off,
-                                      e->data_len);
+        dv_str_t data =
+            !e->has_data ? dv_strn(NULL, 0)
+            : e->data_len == 0
+                ? dv_strn("", 0)
+                : dv_strn(self->data.data + e->data_off, e->data_len);
         switch (e->kind) {
         case DV_UPD_PROGRESS:
             u->current = e->current;

@@ -34,19 +34,15 @@ void worker_outbox_destroy(worker_outbox_t **self_p);
  * are copied. Each returns 0, or DV_ENOMEM when out of memory: then
  * nothing was queued (and no credit granted), and the caller keeps the
  * report to try again on a later pass. */
-int worker_outbox_started(worker_outbox_t *self, dv_str_t id,
-                          int32_t attempt, int64_t ts_ms);
-int worker_outbox_progress(worker_outbox_t *self, dv_str_t id,
-                           int32_t attempt, int64_t current, int64_t total,
-                           dv_str_t message);
-int worker_outbox_succeeded(worker_outbox_t *self, dv_str_t id,
-                            int32_t attempt, int64_t ts_ms,
-                            dv_str_t result);
-int worker_outbox_failed(worker_outbox_t *self, dv_str_t id,
-                         int32_t attempt, int64_t ts_ms,
-                         const dv_failure_t *failure);
-int worker_outbox_returned(worker_outbox_t *self, dv_str_t id,
-                           int32_t attempt);
+int worker_outbox_started(worker_outbox_t *self, dv_str_t id, int32_t attempt,
+                          int64_t ts_ms);
+int worker_outbox_progress(worker_outbox_t *self, dv_str_t id, int32_t attempt,
+                           int64_t current, int64_t total, dv_str_t message);
+int worker_outbox_succeeded(worker_outbox_t *self, dv_str_t id, int32_t attempt,
+                            int64_t ts_ms, dv_str_t result);
+int worker_outbox_failed(worker_outbox_t *self, dv_str_t id, int32_t attempt,
+                         int64_t ts_ms, const dv_failure_t *failure);
+int worker_outbox_returned(worker_outbox_t *self, dv_str_t id, int32_t attempt);
 
 /* Grants n credits (a job we could not take back, e.g. a duplicate),
  * unless credit is stopped. */

@@ -24,24 +24,28 @@ test_progress_line(void **state)
     const char *msg;
     size_t ml;
     const char *l = "PROGRESS 3 10 fetching page 3\n";
-    assert_int_equal(handler_exec_parse_progress(l, strlen(l), &cur, &tot,
-                                                 &msg, &ml),
-                     0);
+    assert_int_equal(
+        handler_exec_parse_progress(l, strlen(l), &cur, &tot, &msg, &ml), 0);
     assert_int_equal(cur, 3);
     assert_int_equal(tot, 10);
     assert_int_equal(ml, strlen("fetching page 3"));
     assert_memory_equal(msg, "fetching page 3", ml);
 
     l = "  PROGRESS 0 0";
-    assert_int_equal(handler_exec_parse_progress(l, strlen(l), &cur, &tot,
-                                                 &msg, &ml),
-                     0);
+    assert_int_equal(
+        handler_exec_parse_progress(l, strlen(l), &cur, &tot, &msg, &ml), 0);
     assert_int_equal(ml, 0);
 
-    const char *bad[] = { "PROGRESS", "PROGRESS 1", "PROGRESS x 2",
-                          "PROGRESS -1 2", "PROGRESS 1 2x msg",
-                          "PROGRESSS 1 2", "progress 1 2", "1 2 msg",
-                          "PROGRESS 99999999999999999999 1", "" };
+    const char *bad[] = { "PROGRESS",
+                          "PROGRESS 1",
+                          "PROGRESS x 2",
+                          "PROGRESS -1 2",
+                          "PROGRESS 1 2x msg",
+                          "PROGRESSS 1 2",
+                          "progress 1 2",
+                          "1 2 msg",
+                          "PROGRESS 99999999999999999999 1",
+                          "" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(handler_exec_parse_progress(bad[i], strlen(bad[i]),
                                                      &cur, &tot, &msg, &ml),
@@ -123,10 +127,9 @@ test_ipc_roundtrip(void **state)
     worker_buf_t b;
     worker_buf_init(&b);
     const char payload[] = { (char)0x81, (char)0xa1, 'a', 0x01 }; /* {a:1} */
-    assert_int_equal(worker_ipc_put_run(&b, 7, dv_str("job-1"), dv_str("echo"),
-                                        dv_str("q"), 3,
-                                        dv_strn(payload, sizeof payload),
-                                        dv_strn(NULL, 0)),
+    assert_int_equal(worker_ipc_put_run(
+                         &b, 7, dv_str("job-1"), dv_str("echo"), dv_str("q"), 3,
+                         dv_strn(payload, sizeof payload), dv_strn(NULL, 0)),
                      0);
     assert_int_equal(worker_ipc_put_progress(&b, 7, 5, 9, dv_str("half")), 0);
     dv_failure_t f;
@@ -197,18 +200,17 @@ test_ipc_rejects(void **state)
     worker_ipc_msg_t m;
     /* Truncated, wrong arity, wrong types, unknown kind, trailing bytes. */
     const char *bad[] = {
-        "\x92",             /* array of 2, no elements */
-        "\x92\x0a",         /* STARTED without tag */
-        "\x93\x0a\x01\x01", /* STARTED with an extra element */
-        "\x92\x63\x01",     /* kind 99 */
-        "\x92\x0a\xa1x",    /* tag as a string */
-        "\x93\x0c\x01\xc0", /* SUCCEEDED with nil result */
+        "\x92",                     /* array of 2, no elements */
+        "\x92\x0a",                 /* STARTED without tag */
+        "\x93\x0a\x01\x01",         /* STARTED with an extra element */
+        "\x92\x63\x01",             /* kind 99 */
+        "\x92\x0a\xa1x",            /* tag as a string */
+        "\x93\x0c\x01\xc0",         /* SUCCEEDED with nil result */
         "\x93\x0c\x01\xc4\x05\x01", /* bin longer than the frame */
     };
     size_t lens[] = { 1, 2, 4, 3, 4, 4, 6 };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_equal(worker_ipc_decode(bad[i], (uint32_t)lens[i], &m),
-                         -1);
+        assert_int_equal(worker_ipc_decode(bad[i], (uint32_t)lens[i], &m), -1);
     assert_int_equal(worker_ipc_decode("\x92\x0a\x01", 3, &m), 0);
     assert_int_equal(worker_ipc_decode("\x92\x0a\x01\x00", 4, &m), -1);
 }
@@ -282,10 +284,11 @@ test_config_flags(void **state)
     worker_config_t c;
     char err[300];
     worker_config_defaults(&c);
-    char *argv[] = { "worker", "--queues", "a,b", "--concurrency=3",
-                     "--exec", "t=echo hi=there", "--timeout", "2.5",
-                     "--grace", "250ms", "--broker", "ipc:///tmp/x",
-                     "--log-format", "text", NULL };
+    char *argv[] = { "worker",          "--queues", "a,b",
+                     "--concurrency=3", "--exec",   "t=echo hi=there",
+                     "--timeout",       "2.5",      "--grace",
+                     "250ms",           "--broker", "ipc:///tmp/x",
+                     "--log-format",    "text",     NULL };
     int argc = (int)(sizeof argv / sizeof argv[0]) - 1;
     assert_int_equal(worker_config_parse(&c, argc, argv, err, sizeof err), 0);
     assert_int_equal(c.nqueues, 2);
@@ -299,14 +302,10 @@ test_config_flags(void **state)
     worker_config_clear(&c);
 
     char *bad[][3] = {
-        { "worker", "--concurrency", "0" },
-        { "worker", "--concurrency", "x" },
-        { "worker", "--timeout", "-1" },
-        { "worker", "--exec", "noequals" },
-        { "worker", "--exec", "=cmd" },
-        { "worker", "--bogus", "1" },
-        { "worker", "--log-level", "loud" },
-        { "worker", "--queues", " , " },
+        { "worker", "--concurrency", "0" },  { "worker", "--concurrency", "x" },
+        { "worker", "--timeout", "-1" },     { "worker", "--exec", "noequals" },
+        { "worker", "--exec", "=cmd" },      { "worker", "--bogus", "1" },
+        { "worker", "--log-level", "loud" }, { "worker", "--queues", " , " },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         worker_config_defaults(&c);
@@ -456,8 +455,7 @@ test_jobs_table(void **state)
     f.message = dv_str("nope");
     s_fail_realloc = S_OOM_TESTS;
     if (S_OOM_TESTS) {
-        assert_int_equal(worker_jobs_failed(t, b, 1000, &f, false),
-                         DV_ENOMEM);
+        assert_int_equal(worker_jobs_failed(t, b, 1000, &f, false), DV_ENOMEM);
         assert_int_equal(((s_test_job_t *)worker_jobs_at(t, b))->cleared, 0);
     }
     assert_int_equal(worker_jobs_failed(t, b, 1000, &f, true), 0);

@@ -102,12 +102,26 @@ read_string(const char *p, char *out, size_t *len)
         char c = *p++, e;
         unsigned long u, lo;
         switch (c) {
-        case '"': case '\\': case '/': e = c; break;
-        case 'b': e = '\b'; break;
-        case 'f': e = '\f'; break;
-        case 'n': e = '\n'; break;
-        case 'r': e = '\r'; break;
-        case 't': e = '\t'; break;
+        case '"':
+        case '\\':
+        case '/':
+            e = c;
+            break;
+        case 'b':
+            e = '\b';
+            break;
+        case 'f':
+            e = '\f';
+            break;
+        case 'n':
+            e = '\n';
+            break;
+        case 'r':
+            e = '\r';
+            break;
+        case 't':
+            e = '\t';
+            break;
         case 'u':
             if (hex4(p, &u) != 0)
                 return NULL;

@@ -4,14 +4,14 @@
 #include <string.h>
 
 struct breaker_t {
-    char *endpoint;            /* "host:port" */
-    int threshold;             /* failures that open it; 0 = never */
-    int64_t cooldown_ms;       /* how long it stays open */
-    bool open;                 /* open or half-open (see open_until) */
-    int64_t open_until;        /* mono ms: half-open from then on */
-    bool probing;              /* half-open and the probe is in flight */
-    int failures;              /* consecutive failures */
-    int64_t opened;            /* times it opened */
+    char *endpoint;      /* "host:port" */
+    int threshold;       /* failures that open it; 0 = never */
+    int64_t cooldown_ms; /* how long it stays open */
+    bool open;           /* open or half-open (see open_until) */
+    int64_t open_until;  /* mono ms: half-open from then on */
+    bool probing;        /* half-open and the probe is in flight */
+    int failures;        /* consecutive failures */
+    int64_t opened;      /* times it opened */
 };
 
 breaker_t *

@@ -27,16 +27,15 @@ typedef enum {
 } breaker_state_t;
 
 typedef enum {
-    BREAKER_GO,   /* send it */
+    BREAKER_GO,    /* send it */
     BREAKER_PROBE, /* send it: it is the half-open probe */
-    BREAKER_WAIT, /* half-open, a probe is in flight: wait for it */
-    BREAKER_DENY, /* open: fail fast */
+    BREAKER_WAIT,  /* half-open, a probe is in flight: wait for it */
+    BREAKER_DENY,  /* open: fail fast */
 } breaker_verdict_t;
 
 /* A breaker for endpoint (copied) that opens after failures consecutive
  * failures (0: never) for cooldown_ms. NULL if out of memory. */
-breaker_t *breaker_new(const char *endpoint, int failures,
-                       int64_t cooldown_ms);
+breaker_t *breaker_new(const char *endpoint, int failures, int64_t cooldown_ms);
 void breaker_destroy(breaker_t **self_p);
 
 /* May a request go at now? On BREAKER_DENY *open_until is when the

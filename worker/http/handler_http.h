@@ -53,9 +53,9 @@ typedef struct handler_http_t handler_http_t;
  * owns no type and every call is cheap). cfg and name must outlive it;
  * reports go to outbox. Returns NULL with a reason in err if curl cannot
  * start or out of memory. */
-handler_http_t *handler_http_new(const worker_config_t *cfg,
-                                 const char *name, worker_outbox_t *outbox,
-                                 char *err, size_t err_size);
+handler_http_t *handler_http_new(const worker_config_t *cfg, const char *name,
+                                 worker_outbox_t *outbox, char *err,
+                                 size_t err_size);
 
 /* Aborts every request (no reports) and frees the lane. NULL-safe. */
 void handler_http_destroy(handler_http_t **self_p);

@@ -14,9 +14,9 @@
 #include "http_template.h"
 #include "keypool.h"
 
-#define S_CONNECT_TIMEOUT_MS 10000
-#define S_MAX_WAIT_MS 60000
-#define S_BREAKER_FAILURES 5
+#define S_CONNECT_TIMEOUT_MS  10000
+#define S_MAX_WAIT_MS         60000
+#define S_BREAKER_FAILURES    5
 #define S_BREAKER_COOLDOWN_MS 10000
 
 /* ---- keys -------------------------------------------------------------- */
@@ -58,14 +58,14 @@ http_config_parse_keys(const char *text, const char *from, char ***keys_out,
                 if (!isgraph((unsigned char)*c)) {
                     http_config_free_keys(keys, n);
                     return dv_err_set(err, es,
-                                 "keys from %s, line %d: a key holds a "
-                                 "blank or control character",
-                                 from, line);
+                                      "keys from %s, line %d: a key holds a "
+                                      "blank or control character",
+                                      from, line);
                 }
             if (n >= HTTP_KEYS_MAX) {
                 http_config_free_keys(keys, n);
                 return dv_err_set(err, es, "keys from %s: more than %d keys",
-                             from, HTTP_KEYS_MAX);
+                                  from, HTTP_KEYS_MAX);
             }
             char **k = realloc(keys, (size_t)(n + 1) * sizeof *k);
             if (!k) {
@@ -82,9 +82,9 @@ http_config_parse_keys(const char *text, const char *from, char ***keys_out,
                 if (strcmp(keys[i], keys[n]) == 0) {
                     http_config_free_keys(keys, n + 1);
                     return dv_err_set(err, es,
-                                 "keys from %s: key-%d is the same as "
-                                 "key-%d",
-                                 from, n + 1, i + 1);
+                                      "keys from %s: key-%d is the same as "
+                                      "key-%d",
+                                      from, n + 1, i + 1);
                 }
             n++;
         }
@@ -191,8 +191,8 @@ s_duration(const json_t *v, const char *what, int64_t *out, char *err,
         return dv_err_set(err, es, "%s: must be a number of seconds", what);
     }
     if (dv_duration_parse(s, out) != 0)
-        return dv_err_set(err, es, "%s: '%s' is not a duration in seconds", what,
-                     s);
+        return dv_err_set(err, es, "%s: '%s' is not a duration in seconds",
+                          what, s);
     return 0;
 }
 
@@ -203,7 +203,7 @@ s_int(const json_t *v, const char *what, long long lo, long long hi, int *out,
     if (!json_is_integer(v) || json_integer_value(v) < lo ||
         json_integer_value(v) > hi)
         return dv_err_set(err, es, "%s: must be a whole number in %lld..%lld",
-                     what, lo, hi);
+                          what, lo, hi);
     *out = (int)json_integer_value(v);
     return 0;
 }
@@ -227,7 +227,7 @@ s_keys(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
     if (!json_is_object(v) || json_object_size(v) != 1 ||
         (!json_is_string(file) && !json_is_string(env)))
         return dv_err_set(err, es,
-                     "keys: must be {\"file\": PATH} or {\"env\": NAME}");
+                          "keys: must be {\"file\": PATH} or {\"env\": NAME}");
     char from[600];
     char *text = NULL;
     if (file) {
@@ -237,7 +237,7 @@ s_keys(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
         text = dv_read_file(path, &len);
         if (!text)
             return dv_err_set(err, es, "keys: cannot read %s: %s", path,
-                         strerror(errno));
+                              strerror(errno));
         if (strlen(text) != len) {
             free(text);
             return dv_err_set(err, es, "keys: %s holds a NUL byte", path);
@@ -247,9 +247,8 @@ s_keys(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
         snprintf(from, sizeof from, "env %s", name);
         const char *val = getenv(name);
         if (!val || !*val)
-            return dv_err_set(err, es,
-                         "keys: the environment variable %s is not set",
-                         name);
+            return dv_err_set(
+                err, es, "keys: the environment variable %s is not set", name);
         text = strdup(val);
         if (!text)
             return dv_err_set(err, es, "out of memory");
@@ -277,10 +276,11 @@ s_headers(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
         return dv_err_set(err, es, "headers: must be an object of strings");
     const char *name;
     json_t *val;
-    json_object_foreach((json_t *)v, name, val) {
+    json_object_foreach((json_t *)v, name, val)
+    {
         if (!s_token(name, strlen(name)))
             return dv_err_set(err, es, "headers: '%.60s' is not a header name",
-                         name);
+                              name);
         if (!json_is_string(val))
             return dv_err_set(err, es, "headers.%s: must be a string", name);
         const char *s = json_string_value(val);
@@ -294,8 +294,7 @@ s_headers(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
         http_template_destroy(&t);
         size_t len = strlen(name) + 2 + strlen(s) + 1;
         char *line = malloc(len);
-        char **hs = realloc(h->headers, (size_t)(h->nheaders + 1) *
-                                            sizeof *hs);
+        char **hs = realloc(h->headers, (size_t)(h->nheaders + 1) * sizeof *hs);
         if (!line || !hs) {
             free(line);
             if (hs)
@@ -320,18 +319,19 @@ s_breaker(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
     }
     if (!json_is_object(v))
         return dv_err_set(err, es,
-                     "breaker: must be {\"failures\": N, \"cooldown\": S} "
-                     "or false");
+                          "breaker: must be {\"failures\": N, \"cooldown\": S} "
+                          "or false");
     const char *k;
     json_t *x;
-    json_object_foreach((json_t *)v, k, x) {
+    json_object_foreach((json_t *)v, k, x)
+    {
         if (strcmp(k, "failures") == 0) {
             if (s_int(x, "breaker.failures", 0, 1000000, &h->breaker_failures,
                       err, es))
                 return -1;
         } else if (strcmp(k, "cooldown") == 0) {
-            if (s_duration(x, "breaker.cooldown", &h->breaker_cooldown_ms,
-                           err, es))
+            if (s_duration(x, "breaker.cooldown", &h->breaker_cooldown_ms, err,
+                           es))
                 return -1;
         } else {
             return dv_err_set(err, es, "breaker: unknown setting '%s'", k);
@@ -345,10 +345,11 @@ s_url(http_handler_cfg_t *h, const char *url, char *err, size_t es)
 {
     char ep[300], why[200];
     if (http_config_endpoint(url, ep, sizeof ep) != 0)
-        return dv_err_set(err, es,
-                     "url: '%.100s' is not an http:// or https:// URL with "
-                     "a fixed host",
-                     url);
+        return dv_err_set(
+            err, es,
+            "url: '%.100s' is not an http:// or https:// URL with "
+            "a fixed host",
+            url);
     http_template_t *t =
         http_template_new_text(url, HTTP_TEXT_URL, why, sizeof why);
     if (!t)
@@ -370,7 +371,8 @@ s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
     const char *k;
     json_t *x;
     char why[300];
-    json_object_foreach((json_t *)v, k, x) {
+    json_object_foreach((json_t *)v, k, x)
+    {
         int rc = 0;
         if (strcmp(k, "url") == 0) {
             rc = json_is_string(x)
@@ -379,7 +381,8 @@ s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
         } else if (strcmp(k, "method") == 0) {
             const char *m = json_string_value(x);
             if (!m || !s_token(m, strlen(m)) || strlen(m) > 16) {
-                rc = dv_err_set(err, es, "method: must be a method name (POST)");
+                rc =
+                    dv_err_set(err, es, "method: must be a method name (POST)");
             } else {
                 free(h->method);
                 h->method = strdup(m);
@@ -394,8 +397,8 @@ s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
             if (!s || !colon || !s_token(s, (size_t)(colon - s)) ||
                 !strstr(s, "{key}") || strpbrk(s, "\r\n"))
                 rc = dv_err_set(err, es,
-                           "auth_header: must be \"Name: ...{key}...\", "
-                           "e.g. \"Authorization: Bearer {key}\"");
+                                "auth_header: must be \"Name: ...{key}...\", "
+                                "e.g. \"Authorization: Bearer {key}\"");
             else {
                 free(h->auth_header);
                 h->auth_header = strdup(s);
@@ -423,8 +426,8 @@ s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
             const char *s = json_string_value(x);
             if (!s || http_template_check_pointer(s) != 0) {
                 rc = dv_err_set(err, es,
-                           "result: must be a JSON pointer such as "
-                           "\"/choices/0/message/content\"");
+                                "result: must be a JSON pointer such as "
+                                "\"/choices/0/message/content\"");
             } else {
                 free(h->result);
                 h->result = strdup(s);
@@ -475,8 +478,7 @@ s_put(http_config_t **cfg_p, http_handler_cfg_t *h, char *err, size_t es)
             cfg->h[i] = *h;
             return 0;
         }
-    http_handler_cfg_t *a =
-        realloc(cfg->h, (size_t)(cfg->n + 1) * sizeof *a);
+    http_handler_cfg_t *a = realloc(cfg->h, (size_t)(cfg->n + 1) * sizeof *a);
     if (!a)
         return dv_err_set(err, es, "out of memory");
     cfg->h = a;
@@ -502,7 +504,8 @@ http_config_load_json(http_config_t **cfg, const json_t *http, char *err,
     const char *type;
     json_t *v;
     char why[400];
-    json_object_foreach((json_t *)http, type, v) {
+    json_object_foreach((json_t *)http, type, v)
+    {
         http_handler_cfg_t h;
         s_handler_defaults(&h);
         h.type = strdup(type);

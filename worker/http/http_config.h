@@ -30,32 +30,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_KEYS_MAX 1000
+#define HTTP_KEYS_MAX            1000
 #define HTTP_CONCURRENCY_DEFAULT 100
-#define HTTP_CONCURRENCY_MAX 10000
+#define HTTP_CONCURRENCY_MAX     10000
 /* Attempt limit when neither the job, the handler nor --timeout sets one. */
 #define HTTP_TIMEOUT_DEFAULT_MS 60000
 
 typedef struct {
-    char *type;                /* job type */
-    char *url;                 /* text template */
-    char *endpoint;            /* "host:port" of url: the breaker's key */
-    char *method;              /* "POST", "GET", ... */
-    char **headers;            /* "Name: value" text templates */
+    char *type;     /* job type */
+    char *url;      /* text template */
+    char *endpoint; /* "host:port" of url: the breaker's key */
+    char *method;   /* "POST", "GET", ... */
+    char **headers; /* "Name: value" text templates */
     int nheaders;
-    bool has_content_type;     /* headers set Content-Type */
-    char *auth_header;         /* "Name: ...{key}..." or NULL */
-    json_t *body;              /* JSON body template; NULL: see body_text */
-    char *body_text;           /* text body template; both NULL: payload */
-    char *result;              /* JSON pointer into the response, or NULL */
+    bool has_content_type; /* headers set Content-Type */
+    char *auth_header;     /* "Name: ...{key}..." or NULL */
+    json_t *body;          /* JSON body template; NULL: see body_text */
+    char *body_text;       /* text body template; both NULL: payload */
+    char *result;          /* JSON pointer into the response, or NULL */
     int64_t connect_timeout_ms;
-    int64_t timeout_ms;        /* 0: the job's, else --timeout, else 60 s */
-    int64_t max_wait_ms;       /* longest wait in the lane for a key */
-    char **keys;               /* secrets, in file order */
+    int64_t timeout_ms;  /* 0: the job's, else --timeout, else 60 s */
+    int64_t max_wait_ms; /* longest wait in the lane for a key */
+    char **keys;         /* secrets, in file order */
     int nkeys;
-    char *keys_from;           /* "file PATH" or "env NAME", for messages */
-    int rpm;                   /* per key; 0 = no limit */
-    int breaker_failures;      /* 0 = no breaker */
+    char *keys_from;      /* "file PATH" or "env NAME", for messages */
+    int rpm;              /* per key; 0 = no limit */
+    int breaker_failures; /* 0 = no breaker */
     int64_t breaker_cooldown_ms;
 } http_handler_cfg_t;
 
@@ -67,8 +67,8 @@ typedef struct http_config_t {
 /* Adds the handlers of an "http" object (TYPE -> settings) to *cfg
  * (created if NULL). Returns 0, or -1 with a reason in err naming the
  * type and setting. A type given twice: the later one wins. */
-int http_config_load_json(http_config_t **cfg, const json_t *http,
-                          char *err, size_t err_size);
+int http_config_load_json(http_config_t **cfg, const json_t *http, char *err,
+                          size_t err_size);
 
 /* `--http TYPE=URL`: POST the payload as JSON to URL, the result is the
  * response; no keys, default timeouts and breaker. Returns 0 or -1. */

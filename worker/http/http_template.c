@@ -8,24 +8,24 @@
 #include <string.h>
 
 typedef enum {
-    S_LIT,      /* literal text */
-    S_PAYLOAD,  /* {{payload}} */
-    S_FIELD,    /* {{payload.FIELD}}: p/n hold FIELD */
-    S_JOB_ID,   /* {{job.id}} */
-    S_ATTEMPT,  /* {{job.attempt}} */
+    S_LIT,     /* literal text */
+    S_PAYLOAD, /* {{payload}} */
+    S_FIELD,   /* {{payload.FIELD}}: p/n hold FIELD */
+    S_JOB_ID,  /* {{job.id}} */
+    S_ATTEMPT, /* {{job.attempt}} */
 } s_kind_t;
 
 typedef struct {
     s_kind_t kind;
-    const char *p;             /* literal text, or the field name */
+    const char *p; /* literal text, or the field name */
     size_t n;
 } s_seg_t;
 
 struct http_template_t {
-    json_t *json;              /* JSON template, or NULL */
-    char *text;                /* text template, or NULL */
+    json_t *json; /* JSON template, or NULL */
+    char *text;   /* text template, or NULL */
     http_text_mode_t mode;
-    bool constant;             /* no placeholder anywhere */
+    bool constant; /* no placeholder anywhere */
 };
 
 /* ---- placeholders ---------------------------------------------------- */
@@ -105,14 +105,13 @@ s_check_json(const json_t *j, bool *constant, char *err, size_t es)
         return s_check_text(json_string_value(j), json_string_length(j),
                             constant, err, es);
     case JSON_OBJECT:
-        json_object_foreach((json_t *)j, k, v)
-            if (s_check_json(v, constant, err, es) != 0)
-                return -1;
+        json_object_foreach((json_t *)j, k,
+                            v) if (s_check_json(v, constant, err, es) !=
+                                   0) return -1;
         return 0;
     case JSON_ARRAY:
-        json_array_foreach(j, i, v)
-            if (s_check_json(v, constant, err, es) != 0)
-                return -1;
+        json_array_foreach(j, i, v) if (s_check_json(v, constant, err, es) !=
+                                        0) return -1;
         return 0;
     default:
         return 0;
@@ -144,29 +143,27 @@ s_value(const s_seg_t *seg, const http_template_ctx_t *ctx, char *why,
 {
     switch (seg->kind) {
     case S_PAYLOAD:
-        return ctx->payload ? json_incref((json_t *)ctx->payload)
-                            : json_null();
+        return ctx->payload ? json_incref((json_t *)ctx->payload) : json_null();
     case S_FIELD: {
         if (!json_is_object(ctx->payload)) {
             dv_err_set(why, ws,
-                  "the payload is not a JSON object, but the request "
-                  "template uses {{payload.%.*s}}",
-                  (int)(seg->n > 60 ? 60 : seg->n), seg->p);
+                       "the payload is not a JSON object, but the request "
+                       "template uses {{payload.%.*s}}",
+                       (int)(seg->n > 60 ? 60 : seg->n), seg->p);
             return NULL;
         }
         json_t *v = json_object_getn(ctx->payload, seg->p, seg->n);
         if (!v) {
             dv_err_set(why, ws,
-                  "the payload has no field \"%.*s\", which the request "
-                  "template uses",
-                  (int)(seg->n > 60 ? 60 : seg->n), seg->p);
+                       "the payload has no field \"%.*s\", which the request "
+                       "template uses",
+                       (int)(seg->n > 60 ? 60 : seg->n), seg->p);
             return NULL;
         }
         return json_incref(v);
     }
     case S_JOB_ID:
-        return s_mem(ctx, json_string(ctx->job_id ? ctx->job_id : ""), why,
-                     ws);
+        return s_mem(ctx, json_string(ctx->job_id ? ctx->job_id : ""), why, ws);
     case S_ATTEMPT:
         return s_mem(ctx, json_integer(ctx->attempt), why, ws);
     default:
@@ -247,12 +244,12 @@ s_put_value(s_buf_t *b, const json_t *v, http_text_mode_t mode,
                (memchr(p, '\r', n) || memchr(p, '\n', n) ||
                 memchr(p, '\0', n))) {
         rc = dv_err_set(why, ws,
-                   "a header value from the payload%s%.*s holds a line "
-                   "break",
-                   seg->kind == S_FIELD ? " field " : "",
-                   seg->kind == S_FIELD ? (int)(seg->n > 60 ? 60 : seg->n)
-                                        : 0,
-                   seg->kind == S_FIELD ? seg->p : "");
+                        "a header value from the payload%s%.*s holds a line "
+                        "break",
+                        seg->kind == S_FIELD ? " field " : "",
+                        seg->kind == S_FIELD ? (int)(seg->n > 60 ? 60 : seg->n)
+                                             : 0,
+                        seg->kind == S_FIELD ? seg->p : "");
     } else {
         s_put(b, p, n);
     }
@@ -317,7 +314,8 @@ s_render_json(const json_t *t, const http_template_ctx_t *ctx, char *why,
     case JSON_OBJECT:
         if (!(out = s_mem(ctx, json_object(), why, ws)))
             return NULL;
-        json_object_foreach((json_t *)t, k, v) {
+        json_object_foreach((json_t *)t, k, v)
+        {
             json_t *r = s_render_json(v, ctx, why, ws);
             if (r && json_object_set_new(out, k, r) != 0)
                 r = s_mem(ctx, NULL, why, ws);
@@ -330,7 +328,8 @@ s_render_json(const json_t *t, const http_template_ctx_t *ctx, char *why,
     case JSON_ARRAY:
         if (!(out = s_mem(ctx, json_array(), why, ws)))
             return NULL;
-        json_array_foreach(t, i, v) {
+        json_array_foreach(t, i, v)
+        {
             json_t *r = s_render_json(v, ctx, why, ws);
             if (r && json_array_append_new(out, r) != 0)
                 r = s_mem(ctx, NULL, why, ws);
@@ -400,8 +399,8 @@ http_template_render(const http_template_t *self,
 {
     if (self->text) {
         s_buf_t b = { 0 };
-        int rc = s_render_text(&b, self->text, strlen(self->text),
-                               self->mode, ctx, why, ws);
+        int rc = s_render_text(&b, self->text, strlen(self->text), self->mode,
+                               ctx, why, ws);
         if (rc == 0 && !b.oom && !b.p)
             s_put(&b, "", 0);
         if (rc != 0 || b.oom) {

@@ -49,9 +49,8 @@ http_template_t *http_template_new_json(const json_t *tmpl, char *err,
                                         size_t err_size);
 
 /* Compiles a text template (text is copied). Same errors. */
-http_template_t *http_template_new_text(const char *text,
-                                        http_text_mode_t mode, char *err,
-                                        size_t err_size);
+http_template_t *http_template_new_text(const char *text, http_text_mode_t mode,
+                                        char *err, size_t err_size);
 
 void http_template_destroy(http_template_t **self_p);
 

@@ -64,8 +64,7 @@ test_keypool_round_robin(void **state)
     bool cooling;
     /* Keys not yet known to work carry one request at a time. */
     for (int i = 0; i < 3; i++)
-        assert_int_equal(keypool_acquire(p, 1000, &slot, &ready, &cooling),
-                         i);
+        assert_int_equal(keypool_acquire(p, 1000, &slot, &ready, &cooling), i);
     assert_int_equal(keypool_acquire(p, 1000, &slot, &ready, &cooling), -1);
     assert_int_equal(ready, KEYPOOL_AFTER_FINISH);
     assert_false(cooling);
@@ -114,8 +113,7 @@ test_keypool_window(void **state)
     bool cooling;
     keypool_ok(p, 0);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(keypool_acquire(p, 0, &slot[i], &ready, &cooling),
-                         0);
+        assert_int_equal(keypool_acquire(p, 0, &slot[i], &ready, &cooling), 0);
     /* Out of requests with all three in flight: it depends on them. */
     assert_int_equal(keypool_acquire(p, 5, &slot[3], &ready, &cooling), -1);
     assert_int_equal(ready, KEYPOOL_AFTER_FINISH);
@@ -127,21 +125,19 @@ test_keypool_window(void **state)
     keypool_stats(p, 0, 1000, &st);
     assert_int_equal(st.tokens, 0);
     /* The window runs from each request's end. */
-    assert_int_equal(keypool_acquire(p, 1000, &slot[3], &ready, &cooling),
-                     -1);
+    assert_int_equal(keypool_acquire(p, 1000, &slot[3], &ready, &cooling), -1);
     assert_int_equal(ready, 100 + KEYPOOL_WINDOW_MS);
-    assert_int_equal(
-        keypool_acquire(p, 100 + KEYPOOL_WINDOW_MS - 1, &slot[3], &ready,
-                        &cooling),
-        -1);
-    assert_int_equal(keypool_acquire(p, 100 + KEYPOOL_WINDOW_MS, &slot[3],
+    assert_int_equal(keypool_acquire(p, 100 + KEYPOOL_WINDOW_MS - 1, &slot[3],
                                      &ready, &cooling),
-                     0);
+                     -1);
+    assert_int_equal(
+        keypool_acquire(p, 100 + KEYPOOL_WINDOW_MS, &slot[3], &ready, &cooling),
+        0);
     /* A request that was never sent gives its slot back. */
     keypool_unacquire(p, 0, slot[3]);
-    assert_int_equal(keypool_acquire(p, 100 + KEYPOOL_WINDOW_MS, &slot[3],
-                                     &ready, &cooling),
-                     0);
+    assert_int_equal(
+        keypool_acquire(p, 100 + KEYPOOL_WINDOW_MS, &slot[3], &ready, &cooling),
+        0);
     keypool_stats(p, 0, 100 + KEYPOOL_WINDOW_MS, &st);
     assert_int_equal(st.requests, 4);
     char text[300];
@@ -209,8 +205,7 @@ test_keypool_window_property(void **state)
                 arrive[k][j - 1] = t;
             }
         for (int i = 0; i + RPM < narr[k]; i++)
-            assert_true(arrive[k][i + RPM] - arrive[k][i] >=
-                        KEYPOOL_WINDOW_MS);
+            assert_true(arrive[k][i + RPM] - arrive[k][i] >= KEYPOOL_WINDOW_MS);
     }
     assert_true(narr[0] + narr[1] > N - 64);
     keypool_destroy(&p);
@@ -243,8 +238,7 @@ test_keypool_cooldown(void **state)
     assert_int_equal(keypool_rate_limited(p, 1, 3000000, -1), 1000);
     /* Both cooling: nothing to acquire, ready at the earliest end. */
     keypool_rate_limited(p, 0, 3000000, 4000);
-    assert_int_equal(keypool_acquire(p, 3000100, &slot, &ready, &cooling),
-                     -1);
+    assert_int_equal(keypool_acquire(p, 3000100, &slot, &ready, &cooling), -1);
     assert_true(cooling);
     assert_int_equal(ready, 3001000);
     char text[400];
@@ -274,8 +268,7 @@ test_keypool_disable(void **state)
     assert_true(keypool_disable(p, 1, 401));
     assert_false(keypool_disable(p, 1, 401)); /* logged once */
     for (int i = 0; i < 6; i++)
-        assert_int_not_equal(keypool_acquire(p, 0, &slot, &ready, &cooling),
-                             1);
+        assert_int_not_equal(keypool_acquire(p, 0, &slot, &ready, &cooling), 1);
     assert_false(keypool_all_disabled(p));
     assert_true(keypool_disable(p, 0, 403));
     assert_true(keypool_disable(p, 2, 401));
@@ -399,14 +392,14 @@ test_template_json(void **state)
 {
     (void)state;
     char err[200], why[200];
-    json_t *tmpl = json_loads(
-        "{\"model\": \"m-1\", \"messages\": [{\"role\": \"user\", "
-        "\"content\": \"Title for: {{payload.prompt}}!\"}], "
-        "\"n\": \"{{payload.n}}\", \"all\": \"{{ payload }}\", "
-        "\"id\": \"{{job.id}}\", \"try\": \"{{job.attempt}}\", "
-        "\"note\": \"attempt {{job.attempt}} of {{payload.n}}\", "
-        "\"keep\": [1, 2.5, true, null]}",
-        0, NULL);
+    json_t *tmpl =
+        json_loads("{\"model\": \"m-1\", \"messages\": [{\"role\": \"user\", "
+                   "\"content\": \"Title for: {{payload.prompt}}!\"}], "
+                   "\"n\": \"{{payload.n}}\", \"all\": \"{{ payload }}\", "
+                   "\"id\": \"{{job.id}}\", \"try\": \"{{job.attempt}}\", "
+                   "\"note\": \"attempt {{job.attempt}} of {{payload.n}}\", "
+                   "\"keep\": [1, 2.5, true, null]}",
+                   0, NULL);
     http_template_t *t = http_template_new_json(tmpl, err, sizeof err);
     json_decref(tmpl);
     assert_non_null(t);
@@ -466,11 +459,10 @@ test_template_text(void **state)
     (void)state;
     char err[200], why[200];
     http_template_t *t = http_template_new_text(
-        "http://h/v1/items/{{payload.name}}?try={{job.attempt}}",
-        HTTP_TEXT_URL, err, sizeof err);
+        "http://h/v1/items/{{payload.name}}?try={{job.attempt}}", HTTP_TEXT_URL,
+        err, sizeof err);
     assert_non_null(t);
-    char *out = s_render(t, "{\"name\": \"a b/c&d\"}", "x", 3, why,
-                         sizeof why);
+    char *out = s_render(t, "{\"name\": \"a b/c&d\"}", "x", 3, why, sizeof why);
     assert_string_equal(out, "http://h/v1/items/a%20b%2Fc%26d?try=3");
     free(out);
     http_template_destroy(&t);
@@ -502,10 +494,10 @@ static void
 test_pointer(void **state)
 {
     (void)state;
-    json_t *doc = json_loads(
-        "{\"choices\": [{\"message\": {\"content\": \"Hello\"}}], "
-        "\"a/b\": 1, \"m~n\": 2, \"\": 3}",
-        0, NULL);
+    json_t *doc =
+        json_loads("{\"choices\": [{\"message\": {\"content\": \"Hello\"}}], "
+                   "\"a/b\": 1, \"m~n\": 2, \"\": 3}",
+                   0, NULL);
     assert_string_equal(json_string_value(http_template_pointer(
                             doc, "/choices/0/message/content")),
                         "Hello");
@@ -550,14 +542,13 @@ test_parse_keys(void **state)
                      -1);
     assert_non_null(strstr(err, "line 2"));
     assert_null(strstr(err, "sk-b"));
-    assert_int_equal(http_config_parse_keys("sk-secret,sk-x,sk-secret",
-                                            "env K", &keys, err, sizeof err),
+    assert_int_equal(http_config_parse_keys("sk-secret,sk-x,sk-secret", "env K",
+                                            &keys, err, sizeof err),
                      -1);
     assert_non_null(strstr(err, "key-3 is the same as key-1"));
     assert_null(strstr(err, "sk-secret"));
-    assert_int_equal(http_config_parse_keys("\n#x\n", "env K", &keys, err,
-                                            sizeof err),
-                     0);
+    assert_int_equal(
+        http_config_parse_keys("\n#x\n", "env K", &keys, err, sizeof err), 0);
     free(keys);
 }
 
@@ -566,13 +557,11 @@ test_endpoint(void **state)
 {
     (void)state;
     char ep[100];
-    assert_int_equal(http_config_endpoint("http://127.0.0.1:8080/v1/x", ep,
-                                          sizeof ep),
-                     0);
+    assert_int_equal(
+        http_config_endpoint("http://127.0.0.1:8080/v1/x", ep, sizeof ep), 0);
     assert_string_equal(ep, "127.0.0.1:8080");
-    assert_int_equal(http_config_endpoint("https://api.example.com", ep,
-                                          sizeof ep),
-                     0);
+    assert_int_equal(
+        http_config_endpoint("https://api.example.com", ep, sizeof ep), 0);
     assert_string_equal(ep, "api.example.com:443");
     assert_int_equal(http_config_endpoint("HTTP://u:p@h/x?y", ep, sizeof ep),
                      0);
@@ -581,9 +570,8 @@ test_endpoint(void **state)
                      0);
     assert_string_equal(ep, "[::1]:9");
     assert_int_equal(http_config_endpoint("ftp://h/", ep, sizeof ep), -1);
-    assert_int_equal(http_config_endpoint("http://{{payload.h}}/", ep,
-                                          sizeof ep),
-                     -1);
+    assert_int_equal(
+        http_config_endpoint("http://{{payload.h}}/", ep, sizeof ep), -1);
     assert_int_equal(http_config_endpoint("http://h:99999/", ep, sizeof ep),
                      -1);
     assert_int_equal(http_config_endpoint("http:///x", ep, sizeof ep), -1);
@@ -654,17 +642,15 @@ test_http_config(void **state)
     assert_null(http_config_find(cfg, "other", 5));
 
     /* --http TYPE=URL adds one with the defaults, or replaces. */
-    assert_int_equal(http_config_add_flag(&cfg, "title=http://h:1/y", err,
-                                          sizeof err),
-                     0);
+    assert_int_equal(
+        http_config_add_flag(&cfg, "title=http://h:1/y", err, sizeof err), 0);
     assert_int_equal(cfg->n, 2);
     h = http_config_find(cfg, "title", 5);
     assert_string_equal(h->url, "http://h:1/y");
     assert_int_equal(h->nkeys, 0);
     assert_null(h->auth_header);
     assert_int_equal(h->breaker_failures, 5);
-    assert_int_equal(http_config_add_flag(&cfg, "nourl", err, sizeof err),
-                     -1);
+    assert_int_equal(http_config_add_flag(&cfg, "nourl", err, sizeof err), -1);
     http_config_destroy(&cfg);
     assert_null(cfg);
 
@@ -706,8 +692,7 @@ test_http_config(void **state)
         cfg = NULL;
         assert_int_equal(s_load(&cfg, bad[i].json, err, sizeof err), -1);
         if (!strstr(err, bad[i].want))
-            fail_msg("case %zu: '%s' does not say '%s'", i, err,
-                     bad[i].want);
+            fail_msg("case %zu: '%s' does not say '%s'", i, err, bad[i].want);
         assert_null(strstr(err, "sk-env"));
         http_config_destroy(&cfg);
     }
@@ -723,8 +708,10 @@ test_worker_flags(void **state)
     worker_config_defaults(&c);
     assert_int_equal(c.http_concurrency, HTTP_CONCURRENCY_DEFAULT);
     char err[300];
-    char *argv[] = { "worker", "--http", "title=http://127.0.0.1:1/x",
-                     "--http-concurrency", "250", NULL };
+    char *argv[] = {
+        "worker", "--http", "title=http://127.0.0.1:1/x", "--http-concurrency",
+        "250",    NULL
+    };
     assert_int_equal(worker_config_parse(&c, 5, argv, err, sizeof err), 0);
     assert_int_equal(c.http_concurrency, 250);
     assert_non_null(http_config_find(c.http, "title", 5));
@@ -732,8 +719,8 @@ test_worker_flags(void **state)
 
     /* One type, one handler. */
     worker_config_defaults(&c);
-    char *argv2[] = { "worker", "--http", "t=http://h/", "--exec", "t=true",
-                      NULL };
+    char *argv2[] = { "worker", "--http", "t=http://h/",
+                      "--exec", "t=true", NULL };
     assert_int_equal(worker_config_parse(&c, 5, argv2, err, sizeof err), -1);
     assert_non_null(strstr(err, "'t' has an http handler and an exec"));
     worker_config_clear(&c);
@@ -747,8 +734,8 @@ test_worker_flags(void **state)
     assert_int_equal(c.http_concurrency, 20);
     assert_non_null(http_config_find(c.http, "t", 1));
     const char *badf = "{\"http_concurrency\": 0}";
-    assert_int_equal(worker_config_load_json(&c, badf, strlen(badf),
-                                             "f.json", err, sizeof err),
+    assert_int_equal(worker_config_load_json(&c, badf, strlen(badf), "f.json",
+                                             err, sizeof err),
                      -1);
     worker_config_clear(&c);
 }

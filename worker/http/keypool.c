@@ -11,26 +11,26 @@
 #define S_FREE (INT64_MIN / 4)
 
 typedef struct {
-    char *secret;              /* NULL for the pool without keys */
+    char *secret; /* NULL for the pool without keys */
     size_t secret_len;
-    char id[16];               /* "key-N" */
-    char hash[9];              /* SHA-256 prefix, hex */
+    char id[16];  /* "key-N" */
+    char hash[9]; /* SHA-256 prefix, hex */
     bool disabled;
-    int disabled_status;       /* the 401/403 that disabled it */
-    int64_t cool_until;        /* mono ms; cooling while > now */
-    int consecutive_429;       /* 429s since the last 2xx */
-    bool proven;               /* answered 2xx or 429 at least once */
-    int in_flight;             /* requests acquired, not finished */
-    int64_t *ring;             /* end times of the last rpm requests */
-    int head;                  /* oldest entry: the next to be reused */
+    int disabled_status; /* the 401/403 that disabled it */
+    int64_t cool_until;  /* mono ms; cooling while > now */
+    int consecutive_429; /* 429s since the last 2xx */
+    bool proven;         /* answered 2xx or 429 at least once */
+    int in_flight;       /* requests acquired, not finished */
+    int64_t *ring;       /* end times of the last rpm requests */
+    int head;            /* oldest entry: the next to be reused */
     int64_t requests, ok, rate_limited, errors;
 } s_key_t;
 
 struct keypool_t {
     s_key_t *keys;
     int n;
-    int rpm;                   /* 0 = no limit */
-    int cursor;                /* round-robin: where the next search starts */
+    int rpm;    /* 0 = no limit */
+    int cursor; /* round-robin: where the next search starts */
 };
 
 /* ---- SHA-256 (FIPS 180-4), only for the short key hash ------------------ */
@@ -63,10 +63,10 @@ s_sha256_block(uint32_t h[8], const unsigned char *p)
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
                (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
     for (int i = 16; i < 64; i++) {
-        uint32_t s0 = s_ror(w[i - 15], 7) ^ s_ror(w[i - 15], 18) ^
-                      (w[i - 15] >> 3);
-        uint32_t s1 = s_ror(w[i - 2], 17) ^ s_ror(w[i - 2], 19) ^
-                      (w[i - 2] >> 10);
+        uint32_t s0 =
+            s_ror(w[i - 15], 7) ^ s_ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 =
+            s_ror(w[i - 2], 17) ^ s_ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5],
@@ -233,8 +233,8 @@ keypool_acquire(keypool_t *self, int64_t now, int *slot, int64_t *ready_at,
         }
         if (self->rpm > 0) {
             int64_t t = k->ring[k->head];
-            int64_t free_at = t == S_IN_FLIGHT ? KEYPOOL_AFTER_FINISH
-                                               : t + KEYPOOL_WINDOW_MS;
+            int64_t free_at =
+                t == S_IN_FLIGHT ? KEYPOOL_AFTER_FINISH : t + KEYPOOL_WINDOW_MS;
             if (free_at > now) {
                 if (free_at < ready)
                     ready = free_at;
@@ -381,12 +381,12 @@ char *
 keypool_explain(const keypool_t *self, int64_t now, char *buf, size_t size)
 {
     size_t off = 0;
-#define S_PUT(...)                                                          \
-    do {                                                                    \
-        if (off < size) {                                                   \
-            int w_ = snprintf(buf + off, size - off, __VA_ARGS__);          \
-            off += w_ > 0 ? (size_t)w_ : 0;                                 \
-        }                                                                   \
+#define S_PUT(...)                                                             \
+    do {                                                                       \
+        if (off < size) {                                                      \
+            int w_ = snprintf(buf + off, size - off, __VA_ARGS__);             \
+            off += w_ > 0 ? (size_t)w_ : 0;                                    \
+        }                                                                      \
     } while (0)
     if (size)
         buf[0] = '\0';
@@ -440,8 +440,8 @@ keypool_redact(const keypool_t *self, char *buf, size_t len)
         size_t idl = strlen(k->id);
         char *p = buf;
         for (;;) {
-            char *hit = memmem(p, len - (size_t)(p - buf), k->secret,
-                               k->secret_len);
+            char *hit =
+                memmem(p, len - (size_t)(p - buf), k->secret, k->secret_len);
             if (!hit)
                 break;
             if (idl <= k->secret_len) {

@@ -53,16 +53,16 @@ typedef enum {
 
 /* What the metrics and the state dump show of one key. */
 typedef struct {
-    const char *id;             /* "key-N" */
-    const char *hash;           /* 8 hex digits */
+    const char *id;   /* "key-N" */
+    const char *hash; /* 8 hex digits */
     keypool_state_t state;
-    int64_t requests;           /* requests sent with it */
-    int64_t ok;                 /* answered 2xx */
-    int64_t rate_limited;       /* answered 429 */
-    int64_t errors;             /* anything else: 401/403, 5xx, no answer */
-    int64_t cooldown_until;     /* monotonic ms; 0 when not cooling */
-    int disabled_status;        /* the 401/403 that disabled it, else 0 */
-    int tokens;                 /* requests it may send now; -1: no limit */
+    int64_t requests;       /* requests sent with it */
+    int64_t ok;             /* answered 2xx */
+    int64_t rate_limited;   /* answered 429 */
+    int64_t errors;         /* anything else: 401/403, 5xx, no answer */
+    int64_t cooldown_until; /* monotonic ms; 0 when not cooling */
+    int disabled_status;    /* the 401/403 that disabled it, else 0 */
+    int tokens;             /* requests it may send now; -1: no limit */
 } keypool_stats_t;
 
 /* A pool of nkeys keys (copied), each allowed rpm requests a minute (0 = no
@@ -92,8 +92,8 @@ const char *keypool_secret(const keypool_t *self, int i);
  * that depends on requests still in flight), and *cooling is true when every
  * key that is not disabled is cooling down (as opposed to only being out
  * of requests for this minute). */
-int keypool_acquire(keypool_t *self, int64_t now, int *slot,
-                    int64_t *ready_at, bool *cooling);
+int keypool_acquire(keypool_t *self, int64_t now, int *slot, int64_t *ready_at,
+                    bool *cooling);
 
 /* The request sent with key i in slot ended (any way) at now: from now on
  * it counts in the key's window for KEYPOOL_WINDOW_MS. */
