@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 
+echo "== format"
+scripts/format.sh --check
+
 echo "== build and test (RelWithDebInfo)"
 BUILD_DIR=build scripts/build.sh
 ctest --test-dir build --output-on-failure -j2 --timeout 600
