@@ -25,41 +25,24 @@
 #include "dv_json.h"
 #include "dv_proto.h"
 #include "dv_util.h"
+#include "drover_internal.h"
 #include "dv_map.h"
 
 #define S_DEFAULT_TIMEOUT_MS 5000
 #define S_CHUNK_JOBS         1000       /* jobs per submit message */
 #define S_CHUNK_BYTES        (4u << 20) /* bytes per submit message, about */
 #define S_WINDOW             32         /* submit messages in flight */
-#define S_WAIT_CHUNK         10000      /* ids per wait message */
-#define S_WAIT_RESEND_MS     5000       /* silence before wait is sent again */
 #define S_JOB_OVERHEAD       160 /* msgpack keys and numbers of one job */
 #define S_MAX_SECONDS        (10.0 * 365 * 86400)
 #define S_NO_ANSWER          "no answer from broker"
-
-struct drover_client_t {
-    void *ctx;        /* ZeroMQ context, one per client */
-    void *sock;       /* DEALER connected to endpoints[cur] */
-    char **endpoints; /* NULL-terminated list */
-    int nendpoints;
-    int cur;           /* index of the endpoint in use */
-    int timeout_ms;    /* answer timeout per request and endpoint */
-    uint64_t next_req; /* next request number; starts at 1 (0 = unknown) */
-    char error[512];   /* drover_last_error() */
-    dv_code_t code;    /* drover_last_code(): the code of the refusal that
-                           error tells, DV_CODE_NONE if it is no refusal */
-};
 
 static _Thread_local char s_connect_error[512];
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static int s_fail(drover_client_t *self, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* Records the reason for the failing call and returns its code. */
-static int
-s_fail(drover_client_t *self, int code, const char *fmt, ...)
+int
+producer_fail(drover_client_t *self, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -69,13 +52,10 @@ s_fail(drover_client_t *self, int code, const char *fmt, ...)
     return code;
 }
 
-static int s_refused(drover_client_t *self, dv_code_t why, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* Records a refusal by the broker (its code why, and the reason) and
  * returns DROVER_EREJECTED. */
-static int
-s_refused(drover_client_t *self, dv_code_t why, const char *fmt, ...)
+int
+producer_refused(drover_client_t *self, dv_code_t why, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -86,8 +66,8 @@ s_refused(drover_client_t *self, dv_code_t why, const char *fmt, ...)
 }
 
 /* Forgets the last call's failure. */
-static void
-s_clear(drover_client_t *self)
+void
+producer_clear(drover_client_t *self)
 {
     self->error[0] = '\0';
     self->code = DV_CODE_NONE;
@@ -109,8 +89,8 @@ s_copy_str(char *dst, size_t size, dv_str_t v)
     dst[n] = '\0';
 }
 
-static int64_t
-s_remaining(int64_t deadline)
+int64_t
+producer_remaining(int64_t deadline)
 {
     int64_t left = deadline - dv_mono_ms();
     return left > 0 ? left : 0;
@@ -188,7 +168,8 @@ s_open_socket(drover_client_t *self)
 {
     void *s = zmq_socket(self->ctx, ZMQ_DEALER);
     if (!s) {
-        s_fail(self, DROVER_ENOMEM, "zmq_socket: %s", zmq_strerror(errno));
+        producer_fail(self, DROVER_ENOMEM, "zmq_socket: %s",
+                      zmq_strerror(errno));
         return -1;
     }
     int zero = 0, timeout = self->timeout_ms;
@@ -198,8 +179,8 @@ s_open_socket(drover_client_t *self)
     zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (zmq_connect(s, self->endpoints[self->cur]) != 0) {
-        s_fail(self, DROVER_EINVAL, "cannot connect to '%s': %s",
-               self->endpoints[self->cur], zmq_strerror(errno));
+        producer_fail(self, DROVER_EINVAL, "cannot connect to '%s': %s",
+                      self->endpoints[self->cur], zmq_strerror(errno));
         zmq_close(s);
         return -1;
     }
@@ -209,8 +190,8 @@ s_open_socket(drover_client_t *self)
 
 /* Moves to the next endpoint of the list (the same one if there is only one)
  * with a fresh socket. Returns 0 or -1. */
-static int
-s_failover(drover_client_t *self)
+int
+producer_failover(drover_client_t *self)
 {
     s_close_socket(self);
     self->cur = (self->cur + 1) % self->nendpoints;
@@ -230,8 +211,8 @@ s_send(drover_client_t *self, const void *buf, size_t len, int flags)
 }
 
 /* Encodes msg and sends it. Returns 0, -1 (not sent) or -2 (no memory). */
-static int
-s_send_msg(drover_client_t *self, const dv_msg_t *msg, int flags)
+int
+producer_send_msg(drover_client_t *self, const dv_msg_t *msg, int flags)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -244,26 +225,20 @@ s_send_msg(drover_client_t *self, const dv_msg_t *msg, int flags)
     return rc;
 }
 
-/* A received, decoded message; data lives in the zmq_msg_t. */
-typedef struct {
-    zmq_msg_t frame;
-    dv_msg_t msg; /* type DV_MSG_NONE if the frame did not decode */
-} s_in_t;
-
-static void
-s_in_release(s_in_t *in)
+void
+producer_in_release(producer_in_t *in)
 {
     dv_msg_release(&in->msg);
     zmq_msg_close(&in->frame);
 }
 
 /* Waits up to timeout_ms (< 0: for ever) for one message. Returns 1 with *in
- * filled (release it with s_in_release), 0 when the time passed (or a signal
+ * filled (release it with producer_in_release), 0 when the time passed (or a signal
  * came), -1 if the context is being torn down. A message that does not
  * decode is returned with type DV_MSG_NONE: it is a sign of life but
  * nothing more. */
-static int
-s_recv(drover_client_t *self, int64_t timeout_ms, s_in_t *in)
+int
+producer_recv(drover_client_t *self, int64_t timeout_ms, producer_in_t *in)
 {
     zmq_pollitem_t item = { self->sock, 0, ZMQ_POLLIN, 0 };
     long t = timeout_ms < 0 ? -1 : (long)timeout_ms;
@@ -690,8 +665,8 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
     if (n == 0)
         return DROVER_OK;
     if (!jobs || !acks)
-        return s_fail(self, DROVER_EINVAL, "jobs and acks are required");
-    s_clear(self);
+        return producer_fail(self, DROVER_EINVAL, "jobs and acks are required");
+    producer_clear(self);
     for (size_t i = 0; i < n; i++) {
         acks[i].id[0] = '\0';
         acks[i].duplicate = 0;
@@ -714,7 +689,7 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
                 if (!flights[i].req)
                     f = &flights[i];
             if (s_build_chunk(self, jobs, n, &next, acks, f) != 0) {
-                rc = s_fail(self, DROVER_ENOMEM, "out of memory");
+                rc = producer_fail(self, DROVER_ENOMEM, "out of memory");
                 goto give_up;
             }
             if (!f->req)
@@ -729,11 +704,11 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
         if (inflight == 0)
             break;
 
-        s_in_t in;
-        int64_t left = s_remaining(last_progress + self->timeout_ms);
-        int r = left > 0 ? s_recv(self, left, &in) : 0;
+        producer_in_t in;
+        int64_t left = producer_remaining(last_progress + self->timeout_ms);
+        int r = left > 0 ? producer_recv(self, left, &in) : 0;
         if (r < 0) {
-            rc = s_fail(self, DROVER_EUNREACHABLE, "socket closed");
+            rc = producer_fail(self, DROVER_EUNREACHABLE, "socket closed");
             goto give_up;
         }
         if (r == 1) {
@@ -754,17 +729,18 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
                 s_flight_error(f, acks, m->u.error.code, false,
                                "broker refused the message: %.*s",
                                m->u.error.reason);
-                s_refused(self, m->u.error.code, "broker: %.*s",
-                          (int)m->u.error.reason.len,
-                          m->u.error.reason.ptr ? m->u.error.reason.ptr : "");
+                producer_refused(self, m->u.error.code, "broker: %.*s",
+                                 (int)m->u.error.reason.len,
+                                 m->u.error.reason.ptr ? m->u.error.reason.ptr
+                                                       : "");
             } else if (m->type == DV_MSG_ERROR && m->u.error.req == 0) {
                 /* The broker could not even read a request number: it will
                  * not read the others either. */
-                rc = s_refused(self, m->u.error.code, "broker: %.*s",
-                               (int)m->u.error.reason.len,
-                               m->u.error.reason.ptr ? m->u.error.reason.ptr
-                                                     : "");
-                s_in_release(&in);
+                rc = producer_refused(
+                    self, m->u.error.code, "broker: %.*s",
+                    (int)m->u.error.reason.len,
+                    m->u.error.reason.ptr ? m->u.error.reason.ptr : "");
+                producer_in_release(&in);
                 goto give_up;
             }
             if (f) {
@@ -774,15 +750,15 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
                 tries = 0;
                 last_progress = dv_mono_ms();
             }
-            s_in_release(&in);
+            producer_in_release(&in);
             continue;
         }
-        if (s_remaining(last_progress + self->timeout_ms) > 0)
+        if (producer_remaining(last_progress + self->timeout_ms) > 0)
             continue;
         /* No answer within the timeout: next endpoint, or give up. */
         if (tries + 1 < self->nendpoints) {
             tries++;
-            if (s_failover(self) != 0) {
+            if (producer_failover(self) != 0) {
                 rc = DROVER_EUNREACHABLE;
                 goto give_up;
             }
@@ -793,19 +769,19 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
             continue;
         }
         rc = heard ? DROVER_ETIMEOUT : DROVER_EUNREACHABLE;
-        s_fail(self, rc,
-               heard ? "the broker at %s stopped answering for %d ms"
-                     : "no answer from the broker at %s within %d ms",
-               self->endpoints[self->cur], self->timeout_ms);
+        producer_fail(self, rc,
+                      heard ? "the broker at %s stopped answering for %d ms"
+                            : "no answer from the broker at %s within %d ms",
+                      self->endpoints[self->cur], self->timeout_ms);
         /* A fresh socket drops the requests still queued in this one, so
          * they do not reach a broker later; those already delivered may
          * still be committed, hence "no answer" means "unknown". */
-        s_failover(self);
+        producer_failover(self);
         goto give_up;
     }
     if (proto_error)
-        return s_fail(self, DROVER_EPROTO,
-                      "the broker's answer did not match the request");
+        return producer_fail(self, DROVER_EPROTO,
+                             "the broker's answer did not match the request");
     return DROVER_OK;
 
 give_up:
@@ -829,22 +805,23 @@ drover_submit(drover_client_t *self, const drover_job_t *job,
     if (!self)
         return DROVER_EINVAL;
     if (!job || !id_out)
-        return s_fail(self, DROVER_EINVAL, "job and id_out are required");
+        return producer_fail(self, DROVER_EINVAL,
+                             "job and id_out are required");
     id_out[0] = '\0';
     dv_jobspec_t spec;
     char *owned = NULL, why[256];
     int vrc = s_job_spec(job, dv_now_ms(), &spec, &owned, why, sizeof why);
     free(owned);
     if (vrc == -2)
-        return s_fail(self, DROVER_ENOMEM, "out of memory");
+        return producer_fail(self, DROVER_ENOMEM, "out of memory");
     if (vrc != 0)
-        return s_fail(self, DROVER_EINVAL, "%s", why);
+        return producer_fail(self, DROVER_EINVAL, "%s", why);
     drover_ack_t ack;
     int rc = drover_submit_many(self, job, 1, &ack);
     if (rc != DROVER_OK)
         return rc;
     if (ack.error[0])
-        return s_refused(self, self->code, "%s", ack.error);
+        return producer_refused(self, self->code, "%s", ack.error);
     memcpy(id_out, ack.id, DROVER_ID_SIZE);
     return DROVER_OK;
 }
@@ -855,29 +832,30 @@ drover_submit(drover_client_t *self, const drover_job_t *job,
  * same req, failing over once per endpoint. On DROVER_OK *in holds the answer
  * (caller releases it). */
 static int
-s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req, s_in_t *in)
+s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
+          producer_in_t *in)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     if (dv_msg_encode(msg, &sb) != DV_OK) {
         msgpack_sbuffer_destroy(&sb);
-        return s_fail(self, DROVER_EINVAL, "cannot encode the request");
+        return producer_fail(self, DROVER_EINVAL, "cannot encode the request");
     }
     int rc = DROVER_EUNREACHABLE;
     for (int attempt = 0; attempt < self->nendpoints; attempt++) {
-        if (attempt > 0 && s_failover(self) != 0)
+        if (attempt > 0 && producer_failover(self) != 0)
             break;
         s_send(self, sb.data, sb.size, 0);
         int64_t deadline = dv_mono_ms() + self->timeout_ms;
         for (;;) {
-            int64_t left = s_remaining(deadline);
-            int r = left > 0 ? s_recv(self, left, in) : 0;
+            int64_t left = producer_remaining(deadline);
+            int r = left > 0 ? producer_recv(self, left, in) : 0;
             if (r < 0) {
                 attempt = self->nendpoints;
                 break;
             }
             if (r == 0) {
-                if (s_remaining(deadline) > 0)
+                if (producer_remaining(deadline) > 0)
                     continue;
                 break;
             }
@@ -889,15 +867,16 @@ s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req, s_in_t *in)
                 msgpack_sbuffer_destroy(&sb);
                 return DROVER_OK;
             }
-            s_in_release(in); /* stray or late: not ours */
+            producer_in_release(in); /* stray or late: not ours */
         }
     }
     msgpack_sbuffer_destroy(&sb);
-    s_fail(self, rc, "no answer from the broker (tried %s%s) within %d ms",
-           self->endpoints[self->cur],
-           self->nendpoints > 1 ? " and the others" : "", self->timeout_ms);
+    producer_fail(
+        self, rc, "no answer from the broker (tried %s%s) within %d ms",
+        self->endpoints[self->cur],
+        self->nendpoints > 1 ? " and the others" : "", self->timeout_ms);
     if (self->nendpoints == 1)
-        s_failover(self); /* drop the unanswered request */
+        producer_failover(self); /* drop the unanswered request */
     return rc;
 }
 
@@ -910,8 +889,8 @@ drover_ctrl_ex(drover_client_t *self, const drover_ctrl_t *req,
     if (!self)
         return DROVER_EINVAL;
     if (!req || !req->verb || !*req->verb)
-        return s_fail(self, DROVER_EINVAL, "a control verb is required");
-    s_clear(self);
+        return producer_fail(self, DROVER_EINVAL, "a control verb is required");
+    producer_clear(self);
     dv_msg_t m;
     memset(&m, 0, sizeof m);
     m.type = DV_MSG_CTRL;
@@ -932,37 +911,39 @@ drover_ctrl_ex(drover_client_t *self, const drover_ctrl_t *req,
         json_t *j = json_loads(req->args_json, 0, &jerr);
         if (!json_is_object(j)) {
             json_decref(j);
-            return s_fail(self, DROVER_EINVAL, "args must be a JSON object");
+            return producer_fail(self, DROVER_EINVAL,
+                                 "args must be a JSON object");
         }
         size_t len = 0;
         args = dv_json_to_msgpack(j, &len);
         json_decref(j);
         if (!args)
-            return s_fail(self, DROVER_ENOMEM, "out of memory");
+            return producer_fail(self, DROVER_ENOMEM, "out of memory");
         m.u.ctrl.args = dv_strn(args, len);
     }
-    s_in_t in;
+    producer_in_t in;
     int rc = s_request(self, &m, m.u.ctrl.req, &in);
     free(args);
     if (rc != DROVER_OK)
         return rc;
     const dv_msg_t *a = &in.msg;
     if (a->type == DV_MSG_ERROR) {
-        rc = s_refused(self, a->u.error.code, "broker: %.*s",
-                       (int)a->u.error.reason.len,
-                       a->u.error.reason.ptr ? a->u.error.reason.ptr : "");
+        rc = producer_refused(
+            self, a->u.error.code, "broker: %.*s", (int)a->u.error.reason.len,
+            a->u.error.reason.ptr ? a->u.error.reason.ptr : "");
     } else if (!a->u.reply.ok) {
-        rc = s_refused(self, a->u.reply.code, "%.*s", (int)a->u.reply.error.len,
-                       a->u.reply.error.ptr ? a->u.reply.error.ptr
-                                            : "refused by the broker");
+        rc = producer_refused(self, a->u.reply.code, "%.*s",
+                              (int)a->u.reply.error.len,
+                              a->u.reply.error.ptr ? a->u.reply.error.ptr
+                                                   : "refused by the broker");
     } else if (body_json_out && a->u.reply.body.ptr) {
         *body_json_out =
             dv_msgpack_to_json_text(a->u.reply.body.ptr, a->u.reply.body.len);
         if (!*body_json_out)
-            rc = s_fail(self, DROVER_EPROTO,
-                        "the answer's body is not valid msgpack");
+            rc = producer_fail(self, DROVER_EPROTO,
+                               "the answer's body is not valid msgpack");
     }
-    s_in_release(&in);
+    producer_in_release(&in);
     return rc;
 }
 
@@ -986,264 +967,7 @@ drover_cancel(drover_client_t *self, const char *id)
     dv_id_t parsed;
     if (!id || strlen(id) != DROVER_ID_LEN ||
         dv_id_parse(id, DROVER_ID_LEN, &parsed) != 0)
-        return s_fail(self, DROVER_EINVAL, "'%s' is not a job id",
-                      id ? id : "(null)");
+        return producer_fail(self, DROVER_EINVAL, "'%s' is not a job id",
+                             id ? id : "(null)");
     return drover_ctrl(self, "cancel", id, NULL, NULL);
-}
-
-/* ---- wait -------------------------------------------------------------- */
-
-typedef struct {
-    drover_client_t *client;
-    const char *const *ids;
-    size_t n;
-    dv_map_t *map;      /* id -> &ids[first place of the id] */
-    uint8_t *done;      /* by index of first place: reported */
-    size_t remaining;   /* distinct ids not reported yet */
-    uint64_t first_req; /* requests of this call have req >= this */
-    uint64_t probe_req; /* the liveness probe in flight, 0 if none */
-    uint64_t probes[8]; /* recent probe reqs: errors to them are no
-                              verdict on the wait */
-    drover_result_cb cb;
-    void *arg;
-    bool stop; /* cb asked to stop */
-} s_wait_t;
-
-/* Index of the first place of id in w->ids, or SIZE_MAX if not asked. */
-static size_t
-s_wait_index(const s_wait_t *w, const char *id, size_t len)
-{
-    const char *const *p = dv_map_getn(w->map, id, len);
-    return p ? (size_t)(p - w->ids) : SIZE_MAX;
-}
-
-/* (Re)sends wait for every id still outstanding, S_WAIT_CHUNK per message.
- * Best effort: a message that does not fit in the socket now is skipped (it
- * is sent again on the next round). Returns 0 or -2 (no memory). */
-static int
-s_wait_send(s_wait_t *w)
-{
-    dv_str_t *chunk = malloc(S_WAIT_CHUNK * sizeof *chunk);
-    if (!chunk)
-        return -2;
-    uint32_t k = 0;
-    int rc = 0;
-    for (size_t i = 0; i <= w->n && rc == 0; i++) {
-        if (i < w->n && !w->done[i] &&
-            s_wait_index(w, w->ids[i], DROVER_ID_LEN) == i)
-            chunk[k++] = dv_strn(w->ids[i], DROVER_ID_LEN);
-        if (k == S_WAIT_CHUNK || (i == w->n && k > 0)) {
-            dv_msg_t m;
-            memset(&m, 0, sizeof m);
-            m.type = DV_MSG_WAIT;
-            m.u.wait.req = w->client->next_req++;
-            m.u.wait.ids = chunk;
-            m.u.wait.nids = k;
-            if (s_send_msg(w->client, &m, ZMQ_DONTWAIT) == -2)
-                rc = -2;
-            k = 0;
-        }
-    }
-    free(chunk);
-    return rc;
-}
-
-/* Sends a cheap request whose answer tells that the broker is alive: the
- * state of one outstanding job. */
-static void
-s_wait_probe(s_wait_t *w)
-{
-    for (size_t i = 0; i < w->n; i++) {
-        if (w->done[i] || s_wait_index(w, w->ids[i], DROVER_ID_LEN) != i)
-            continue;
-        dv_msg_t m;
-        memset(&m, 0, sizeof m);
-        m.type = DV_MSG_CTRL;
-        m.u.ctrl.req = w->client->next_req++;
-        m.u.ctrl.verb = dv_str("job");
-        m.u.ctrl.id = dv_strn(w->ids[i], DROVER_ID_LEN);
-        if (s_send_msg(w->client, &m, ZMQ_DONTWAIT) == 0) {
-            w->probe_req = m.u.ctrl.req;
-            w->probes[m.u.ctrl.req % 8] = m.u.ctrl.req;
-        }
-        return;
-    }
-}
-
-/* Reports the results in m that we wait for and have not reported yet. The
- * first pass picks them (so the callback can be told which one is last),
- * the second reports them. */
-static int
-s_wait_results(s_wait_t *w, const dv_msg_t *m)
-{
-    uint32_t nres = m->u.result.nresults, npick = 0;
-    if (nres == 0)
-        return 0;
-    uint32_t *pick = malloc(nres * sizeof *pick);
-    size_t *index = malloc(nres * sizeof *index);
-    if (!pick || !index) {
-        free(pick);
-        free(index);
-        return -2;
-    }
-    for (uint32_t k = 0; k < nres; k++) {
-        const dv_result_t *r = &m->u.result.results[k];
-        if (!r->id.ptr || r->id.len != DROVER_ID_LEN)
-            continue;
-        size_t i = s_wait_index(w, r->id.ptr, r->id.len);
-        if (i == SIZE_MAX || w->done[i])
-            continue;
-        if (!dv_state_terminal(r->state) && r->state != DV_STATE_UNKNOWN)
-            continue;
-        w->done[i] = 1;
-        w->remaining--;
-        pick[npick] = k;
-        index[npick++] = i;
-    }
-    for (uint32_t j = 0; j < npick && !w->stop; j++) {
-        const dv_result_t *r = &m->u.result.results[pick[j]];
-        char *result = NULL, *error = NULL;
-        if (r->result.ptr && r->state == DV_STATE_SUCCEEDED)
-            result = dv_msgpack_to_json_text(r->result.ptr, r->result.len);
-        if (r->has_failure && r->failure.message.ptr)
-            error = dv_str_dup(r->failure.message);
-        drover_result_t out = {
-            .id = w->ids[index[j]],
-            .index = index[j],
-            .state = dv_state_name(r->state),
-            .attempts = r->attempts,
-            .result_json = result,
-            .category = r->has_failure && r->failure.category != DV_CAT_NONE
-                            ? dv_category_name(r->failure.category)
-                            : NULL,
-            .error = error,
-            .finished_ms = r->finished_ms,
-            .more = j + 1 < npick,
-        };
-        if (w->cb && w->cb(&out, w->arg) != 0)
-            w->stop = true;
-        free(result);
-        free(error);
-    }
-    free(pick);
-    free(index);
-    return 0;
-}
-
-int
-drover_wait(drover_client_t *self, const char *const *ids, size_t n,
-            int timeout_ms, drover_result_cb cb, void *arg)
-{
-    if (!self)
-        return DROVER_EINVAL;
-    s_clear(self);
-    if (n == 0)
-        return DROVER_OK;
-    if (!ids)
-        return s_fail(self, DROVER_EINVAL, "ids is required");
-    for (size_t i = 0; i < n; i++) {
-        dv_id_t parsed;
-        if (!ids[i] || strlen(ids[i]) != DROVER_ID_LEN ||
-            dv_id_parse(ids[i], DROVER_ID_LEN, &parsed) != 0)
-            return s_fail(self, DROVER_EINVAL, "ids[%zu] '%s' is not a job id",
-                          i, ids[i] ? ids[i] : "(null)");
-    }
-    s_wait_t w = { .client = self, .ids = ids, .n = n, .cb = cb, .arg = arg };
-    w.map = dv_map_new(NULL);
-    w.done = calloc(n, 1);
-    int rc = DROVER_OK;
-    if (!w.map || !w.done) {
-        rc = s_fail(self, DROVER_ENOMEM, "out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!dv_map_getn(w.map, ids[i], DROVER_ID_LEN) &&
-            dv_map_putn(w.map, ids[i], DROVER_ID_LEN, (void *)&ids[i])) {
-            rc = s_fail(self, DROVER_ENOMEM, "out of memory");
-            goto done;
-        }
-    w.remaining = dv_map_size(w.map);
-    w.first_req = self->next_req;
-
-    int64_t now = dv_mono_ms();
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : now + timeout_ms;
-    int64_t next_resend = now + S_WAIT_RESEND_MS;
-    int64_t probe_sent = 0;
-    if (s_wait_send(&w) != 0) {
-        rc = s_fail(self, DROVER_ENOMEM, "out of memory");
-        goto done;
-    }
-    while (w.remaining > 0 && !w.stop) {
-        now = dv_mono_ms();
-        int64_t until = next_resend < deadline ? next_resend : deadline;
-        if (w.probe_req && probe_sent + self->timeout_ms < until)
-            until = probe_sent + self->timeout_ms;
-        s_in_t in;
-        int r = until > now ? s_recv(self, until - now, &in) : 0;
-        if (r < 0) {
-            rc = s_fail(self, DROVER_EUNREACHABLE, "socket closed");
-            goto done;
-        }
-        if (r == 1) {
-            /* Anything from the broker shows it is alive. */
-            w.probe_req = 0;
-            next_resend = dv_mono_ms() + S_WAIT_RESEND_MS;
-            const dv_msg_t *m = &in.msg;
-            if (m->type == DV_MSG_RESULT) {
-                if (s_wait_results(&w, m) != 0) {
-                    s_in_release(&in);
-                    rc = s_fail(self, DROVER_ENOMEM, "out of memory");
-                    goto done;
-                }
-            } else if (m->type == DV_MSG_ERROR &&
-                       m->u.error.req >= w.first_req &&
-                       w.probes[m->u.error.req % 8] != m->u.error.req) {
-                rc = s_refused(self, m->u.error.code, "broker: %.*s",
-                               (int)m->u.error.reason.len,
-                               m->u.error.reason.ptr ? m->u.error.reason.ptr
-                                                     : "");
-                s_in_release(&in);
-                goto done;
-            }
-            s_in_release(&in);
-            continue;
-        }
-        now = dv_mono_ms();
-        if (now >= deadline) {
-            rc = s_fail(self, DROVER_ETIMEOUT,
-                        "%zu of %zu jobs had not ended after %d ms",
-                        w.remaining, dv_map_size(w.map), timeout_ms);
-            goto done;
-        }
-        if (w.probe_req && now >= probe_sent + self->timeout_ms) {
-            /* The broker did not answer the probe: reconnect (next endpoint
-             * if there are several) and ask again there. */
-            w.probe_req = 0;
-            if (s_failover(self) != 0) {
-                rc = DROVER_EUNREACHABLE;
-                goto done;
-            }
-            if (s_wait_send(&w) != 0) {
-                rc = s_fail(self, DROVER_ENOMEM, "out of memory");
-                goto done;
-            }
-            next_resend = now + S_WAIT_RESEND_MS;
-        } else if (now >= next_resend) {
-            /* Silence: results may have been lost with a broker that
-             * restarted; asking again is harmless. */
-            if (s_wait_send(&w) != 0) {
-                rc = s_fail(self, DROVER_ENOMEM, "out of memory");
-                goto done;
-            }
-            if (!w.probe_req) {
-                s_wait_probe(&w);
-                probe_sent = now;
-            }
-            next_resend = now + S_WAIT_RESEND_MS;
-        }
-    }
-done:
-    dv_map_destroy(&w.map);
-    free(w.done);
-    return rc;
 }

@@ -1,0 +1,61 @@
+/* drover_internal - what the files of libdrover share: the client's
+ * state and its socket helpers. Not installed; the symbols stay inside
+ * libdrover.so (libdrover.map exports drover_* only). */
+#ifndef DROVER_INTERNAL_H
+#define DROVER_INTERNAL_H
+
+#include <stdint.h>
+#include <zmq.h>
+
+#include "drover.h"
+#include "dv_proto.h"
+
+struct drover_client_t {
+    void *ctx;        /* ZeroMQ context, one per client */
+    void *sock;       /* DEALER connected to endpoints[cur] */
+    char **endpoints; /* NULL-terminated list */
+    int nendpoints;
+    int cur;           /* index of the endpoint in use */
+    int timeout_ms;    /* answer timeout per request and endpoint */
+    uint64_t next_req; /* next request number; starts at 1 (0 = unknown) */
+    char error[512];   /* drover_last_error() */
+    dv_code_t code;    /* drover_last_code(): the code of the refusal that
+                           error tells, DV_CODE_NONE if it is no refusal */
+};
+
+/* A received, decoded message; data lives in the zmq_msg_t. */
+typedef struct {
+    zmq_msg_t frame;
+    dv_msg_t msg; /* type DV_MSG_NONE if the frame did not decode */
+} producer_in_t;
+
+/* Records the reason for the failing call and returns its code. */
+int producer_fail(drover_client_t *self, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records a refusal by the broker (its code why, and the reason) and
+ * returns DROVER_EREJECTED. */
+int producer_refused(drover_client_t *self, dv_code_t why, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Forgets the last call's failure. */
+void producer_clear(drover_client_t *self);
+
+/* Milliseconds until deadline (monotonic), 0 if it passed. */
+int64_t producer_remaining(int64_t deadline);
+
+/* Moves to the next endpoint of the list (the same one if there is only
+ * one) with a fresh socket. Returns 0 or -1 with the reason set. */
+int producer_failover(drover_client_t *self);
+
+/* Encodes msg and sends it. Returns 0, -1 (not sent) or -2 (no memory). */
+int producer_send_msg(drover_client_t *self, const dv_msg_t *msg, int flags);
+
+/* Waits up to timeout_ms (< 0: for ever) for one message. Returns 1 with
+ * *in filled (release it with producer_in_release), 0 when the time passed
+ * (or a signal came), -1 if the context is being torn down. A message that
+ * does not decode comes with type DV_MSG_NONE. */
+int producer_recv(drover_client_t *self, int64_t timeout_ms, producer_in_t *in);
+void producer_in_release(producer_in_t *in);
+
+#endif
