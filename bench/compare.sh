@@ -7,23 +7,33 @@
 #   bench/compare.sh BASE_BUILD_DIR NEW_BUILD_DIR [RUNS] [JOBS]
 #
 # Defaults: 5 runs of 100,000 jobs. Each build dir needs cli/drover and
-# bench/bench_e2e.
+# bench/bench_e2e, built in that directory (bench_e2e loads the libdrover.so
+# of the build it was linked in, so a copied build dir still uses the
+# original's library).
 set -euo pipefail
 base=${1:?usage: compare.sh BASE_BUILD_DIR NEW_BUILD_DIR [RUNS] [JOBS]}
 new=${2:?usage: compare.sh BASE_BUILD_DIR NEW_BUILD_DIR [RUNS] [JOBS]}
 runs=${3:-5}
 jobs=${4:-100000}
 
-declare -A tput p50 p99
-run() { # build label
+declare -A tput=([base]="" [new]="") p50=([base]="" [new]="") p99=([base]="" [new]="")
+run() { # build label; a run that fails is reported and left out
     local out
     out=$(DROVER_BIN="$1/cli/drover" "$1/bench/bench_e2e" --only throughput \
-            --jobs "$jobs" 2>/dev/null | grep '^throughput')
-    tput[$2]+="$(sed -E 's/.*end-to-end ([0-9]+) jobs\/s.*/\1/' <<<"$out") "
+            --jobs "$jobs" 2>/dev/null | grep '^throughput' || true)
+    if [ -n "$out" ]; then
+        tput[$2]+="$(sed -E 's/.*end-to-end ([0-9]+) jobs\/s.*/\1/' <<<"$out") "
+    else
+        echo "$2: a throughput run failed" >&2
+    fi
     out=$(DROVER_BIN="$1/cli/drover" "$1/bench/bench_e2e" --only latency \
-            2>/dev/null | grep '^dispatch latency')
-    p50[$2]+="$(sed -E 's/.*p50 ([0-9]+) us.*/\1/' <<<"$out") "
-    p99[$2]+="$(sed -E 's/.*p99 ([0-9]+) us.*/\1/' <<<"$out") "
+            2>/dev/null | grep '^dispatch latency' || true)
+    if [ -n "$out" ]; then
+        p50[$2]+="$(sed -E 's/.*p50 ([0-9]+) us.*/\1/' <<<"$out") "
+        p99[$2]+="$(sed -E 's/.*p99 ([0-9]+) us.*/\1/' <<<"$out") "
+    else
+        echo "$2: a latency run failed" >&2
+    fi
 }
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {
     print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
