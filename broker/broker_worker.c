@@ -166,6 +166,22 @@ static void
 s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 {
     const dv_hello_t *h = &msg->u.hello;
+    /* The routing id is the worker's name everywhere (status, events,
+     * drain), so it must be a name too: ZeroMQ's own ids start with a NUL. */
+    const char *bad = rid->len == 0 ? "is empty"
+                      : rid->len > DV_NAME_MAX
+                          ? "is too long"
+                          : dv_name_check((const char *)rid->data, rid->len);
+    if (bad) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "worker name (the socket's routing id) %s: set "
+                 "ZMQ_ROUTING_ID to a name of 1..%d printable UTF-8 bytes",
+                 bad, DV_NAME_MAX);
+        broker_out_bad_message(self, self->workers, rid,
+                               DV_CODE_INVALID_ARGUMENT, why);
+        return;
+    }
     char name[256];
     memcpy(name, rid->data, rid->len);
     name[rid->len] = '\0';

@@ -40,4 +40,12 @@ char *dv_str_dup(dv_str_t v);
 /* Copies into buf (truncating), NUL-terminated; returns buf. */
 char *dv_str_copy(dv_str_t v, char *buf, size_t size);
 
+/* Checks that the len bytes at s make a name drover accepts (a queue, job
+ * type, worker, batch or idempotency key): valid UTF-8 (no overlong forms,
+ * no surrogates) without control characters (C0, DEL, C1), so a name can be
+ * stored, logged and printed as it is. Length limits are the caller's.
+ * Returns NULL if it is fine, else a short reason ("is not valid UTF-8",
+ * "has a control character"). */
+const char *dv_name_check(const char *s, size_t len);
+
 #endif

@@ -367,6 +367,11 @@ s_check_name(const char *what, const char *s, size_t min, size_t max, char *why,
             snprintf(why, why_size, "%s must be at most %zu bytes", what, max);
         return -1;
     }
+    const char *bad = n ? dv_name_check(s, n) : NULL;
+    if (bad) {
+        snprintf(why, why_size, "%s %s", what, bad);
+        return -1;
+    }
     return 0;
 }
 

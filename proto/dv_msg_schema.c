@@ -83,7 +83,7 @@ static const dv_field_t s_jobspec_fields[] = {
     { DV_F_NAME("queue", T, queue, DV_FF_REQ) },
     { DV_F_NAME("type", T, type, DV_FF_REQ) },
     { DV_F_VALUE("payload", T, payload, 0) },
-    { DV_F_STR("key", T, key, 0, 1, DV_KEY_MAX) },
+    { DV_F_STR("key", T, key, DV_FF_NAME, 1, DV_KEY_MAX) },
     { DV_F_NAME("batch", T, batch, 0) },
     { DV_F_TEXT("trace", T, trace, 0) },
     /* always written: 0 is a real priority, and absent would mean 5 */
@@ -242,6 +242,7 @@ static const dv_field_t s_id_item = {
 static const dv_field_t s_name_item = {
     .name = "",
     .type = DV_FT_STR,
+    .flags = DV_FF_NAME,
     .min = 1,
     .max = DV_NAME_MAX,
 };

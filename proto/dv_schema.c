@@ -230,6 +230,9 @@ s_read_str(dv_dec_t *d, const dv_field_t *f, const msgpack_object *o,
                            f->max);
     if (n < (uint64_t)f->min)
         return dv_dec_fail(d, DV_EPROTO, "must not be empty");
+    const char *bad;
+    if ((f->flags & DV_FF_NAME) && (bad = dv_name_check(o->via.str.ptr, n)))
+        return dv_dec_fail(d, DV_EPROTO, "%s", bad);
     /* An empty string is present, so its view must not look absent. */
     out->ptr = o->via.str.ptr ? o->via.str.ptr : "";
     out->len = n;

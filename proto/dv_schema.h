@@ -85,6 +85,8 @@ enum {
     DV_FF_ALWAYS = 1u << 4, /* str: absent is written as "" */
     DV_FF_DMIN = 1u << 5,   /* double: must be >= min */
     DV_FF_SCALAR = 1u << 6, /* array of values (ref is a dv_field_t) */
+    DV_FF_NAME = 1u << 7,   /* str: a name (dv_name_check): valid UTF-8,
+                               no control characters */
 };
 
 typedef struct dv_dec dv_dec_t;
@@ -143,7 +145,8 @@ struct dv_schema {
 #define DV_F_BOOL(k, T, m, fl) DV_F_(k, DV_FT_BOOL, T, m, fl)
 #define DV_F_STR(k, T, m, fl, lo, hi)                                          \
     DV_F_(k, DV_FT_STR, T, m, fl), .min = (lo), .max = (hi)
-#define DV_F_NAME(k, T, m, fl)    DV_F_STR(k, T, m, fl, 1, DV_NAME_MAX)
+#define DV_F_NAME(k, T, m, fl)                                                 \
+    DV_F_STR(k, T, m, (fl) | DV_FF_NAME, 1, DV_NAME_MAX)
 #define DV_F_TEXT(k, T, m, fl)    DV_F_STR(k, T, m, fl, 0, DV_TEXT_MAX)
 #define DV_F_ID(k, T, m, fl)      DV_F_(k, DV_FT_ID, T, m, fl)
 #define DV_F_VALUE(k, T, m, fl)   DV_F_(k, DV_FT_VALUE, T, m, fl)

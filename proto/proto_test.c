@@ -848,6 +848,66 @@ t_reject_envelope(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* A submit of one job whose queue is the n bytes at q. */
+static void
+s_submit_queue(msgpack_sbuffer *sb, const char *q, size_t n)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "v", 1);
+    msgpack_pack_uint32(&pk, DV_PROTO_VERSION);
+    msgpack_pack_str_with_body(&pk, "t", 1);
+    msgpack_pack_str_with_body(&pk, "submit", 6);
+    msgpack_pack_str_with_body(&pk, "req", 3);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "jobs", 4);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "queue", 5);
+    msgpack_pack_str_with_body(&pk, q, n);
+    msgpack_pack_str_with_body(&pk, "type", 4);
+    msgpack_pack_str_with_body(&pk, "t", 1);
+}
+
+/* Names on the wire are valid UTF-8 without control characters. */
+static void
+t_reject_names(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        size_t n;
+        const char *why; /* NULL: accepted */
+    } cases[] = {
+        { "caf\xc3\xa9", 5, NULL },
+        { "\xe6\x97\xa5\xe6\x9c\xac", 6, NULL },
+        { "\xf0\x9f\x98\x80", 4, NULL },
+        { "a\0b", 3, "control character" },
+        { "a\nb", 3, "control character" },
+        { "a\x1b[31m", 7, "control character" },
+        { "a\x7f", 2, "control character" },
+        { "\xc2\x85", 2, "control character" },
+        { "\xc3\x28", 2, "not valid UTF-8" },
+        { "\xc0\xaf", 2, "not valid UTF-8" },
+        { "\xe0\x80\xaf", 3, "not valid UTF-8" },
+        { "\xed\xa0\x80", 3, "not valid UTF-8" },
+        { "\xf4\x90\x80\x80", 4, "not valid UTF-8" },
+        { "ab\xe6\x97", 4, "not valid UTF-8" },
+        { "\xff", 1, "not valid UTF-8" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        msgpack_sbuffer sb;
+        s_submit_queue(&sb, cases[i].bytes, cases[i].n);
+        s_expect_bytes(sb.data, sb.size, cases[i].why ? DV_EPROTO : DV_OK,
+                       cases[i].why, (int)i);
+        msgpack_sbuffer_destroy(&sb);
+        assert_true((dv_name_check(cases[i].bytes, cases[i].n) == NULL) ==
+                    (cases[i].why == NULL));
+    }
+}
+
 static void
 t_reject_fields(void **state)
 {
@@ -2464,6 +2524,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_submit),
+        cmocka_unit_test(t_reject_names),
         cmocka_unit_test(t_submitted),
         cmocka_unit_test(t_wait),
         cmocka_unit_test(t_result),

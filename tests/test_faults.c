@@ -249,6 +249,24 @@ t_garbage_frames(void **state)
             assert_int_equal(s_recv_error(s, reason, sizeof reason), 0);
             assert_int_equal(s_code, DV_CODE_UNKNOWN_WORKER);
             msgpack_sbuffer_destroy(&hs);
+            /* A hello from a socket without a routing id of its own:
+             * ZeroMQ's id starts with a NUL, so it is no worker name. */
+            dv_str_t q = dv_str("default");
+            dv_msg_t hello = { .type = DV_MSG_HELLO };
+            hello.u.hello.name = dv_str("raw");
+            hello.u.hello.host = dv_str("localhost");
+            hello.u.hello.pid = 1;
+            hello.u.hello.queues = &q;
+            hello.u.hello.nqueues = 1;
+            hello.u.hello.concurrency = 1;
+            hello.u.hello.credit = 1;
+            msgpack_sbuffer_init(&hs);
+            assert_int_equal(dv_msg_encode(&hello, &hs), DV_OK);
+            zmq_send(s, hs.data, hs.size, 0);
+            assert_int_equal(s_recv_error(s, reason, sizeof reason), 0);
+            assert_int_equal(s_code, DV_CODE_INVALID_ARGUMENT);
+            assert_non_null(strstr(reason, "routing id"));
+            msgpack_sbuffer_destroy(&hs);
         }
         msgpack_sbuffer_destroy(&sb);
         zmq_close(s);

@@ -142,6 +142,9 @@ s_set_name(worker_config_t *cfg, const char *value, char *err, size_t es)
     size_t n = strlen(value);
     if (n == 0 || n > DV_NAME_MAX)
         return dv_err_set(err, es, "name: must be 1..%d bytes", DV_NAME_MAX);
+    const char *bad = dv_name_check(value, n);
+    if (bad)
+        return dv_err_set(err, es, "name: %s", bad);
     free(cfg->name);
     cfg->name = strdup(value);
     return cfg->name ? 0 : dv_err_set(err, es, "out of memory");
