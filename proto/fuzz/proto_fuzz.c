@@ -7,11 +7,10 @@
  * every field. The bin bodies of a message that decodes (reply, heartbeat,
  * event) go through the typed body decoders too.
  *
- * Built with clang and -DDROVER_FUZZ=ON this is a libFuzzer target
- * (DROVER_LIBFUZZER is defined). Otherwise main() replays every file in the
- * directories named on the command line, so ctest keeps the seed corpus and
- * every input that ever crashed (regressions/) passing. */
-#include <dirent.h>
+ * Built with clang and -DDROVER_FUZZ=ON this is a libFuzzer target;
+ * otherwise cmake/fuzz_replay.c replays the seed corpus and every input
+ * that ever crashed (regressions/) through it as a ctest
+ * (cmake/DroverFuzz.cmake). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -173,84 +172,3 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     msgpack_sbuffer_destroy(&first);
     return 0;
 }
-
-#ifndef DROVER_LIBFUZZER
-
-/* Runs one file through the target, from a buffer of exactly its size so
- * AddressSanitizer catches a read one byte past the end. */
-static int
-s_replay_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    size_t cap = 4096, n = 0;
-    uint8_t *buf = malloc(cap);
-    size_t r;
-    while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            uint8_t *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        return -1;
-    uint8_t *exact = malloc(n ? n : 1);
-    if (!exact) {
-        free(buf);
-        return -1;
-    }
-    memcpy(exact, buf, n);
-    free(buf);
-    LLVMFuzzerTestOneInput(exact, n);
-    free(exact);
-    return 0;
-}
-
-int
-main(int argc, char **argv)
-{
-    int files = 0;
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s DIR...\n", argv[0]);
-        return 2;
-    }
-    for (int i = 1; i < argc; i++) {
-        DIR *dir = opendir(argv[i]);
-        if (!dir) {
-            fprintf(stderr, "proto_fuzz: cannot open %s\n", argv[i]);
-            return 1;
-        }
-        struct dirent *de;
-        while ((de = readdir(dir))) {
-            if (de->d_name[0] == '.')
-                continue;
-            char path[4096];
-            snprintf(path, sizeof path, "%s/%s", argv[i], de->d_name);
-            if (s_replay_file(path) != 0) {
-                fprintf(stderr, "proto_fuzz: cannot read %s\n", path);
-                closedir(dir);
-                return 1;
-            }
-            files++;
-        }
-        closedir(dir);
-    }
-    /* Replaying nothing would pass silently: treat it as a broken setup. */
-    if (files == 0) {
-        fprintf(stderr, "proto_fuzz: no inputs found\n");
-        return 1;
-    }
-    printf("proto_fuzz: %d inputs replayed, 0 failed\n", files);
-    return 0;
-}
-
-#endif

@@ -12,11 +12,10 @@
  *   - as a stream: split into frames by their length prefixes, each
  *     decoded, until the stream ends or is found corrupt.
  *
- * Built with clang and -DDROVER_FUZZ=ON this is a libFuzzer target
- * (DROVER_LIBFUZZER is defined). Otherwise main() replays every file in the
- * directories named on the command line, so ctest keeps the seed corpus and
- * every input that ever crashed (regressions/) passing. */
-#include <dirent.h>
+ * Built with clang and -DDROVER_FUZZ=ON this is a libFuzzer target;
+ * otherwise cmake/fuzz_replay.c replays the seed corpus and every input
+ * that ever crashed (regressions/) through it as a ctest
+ * (cmake/DroverFuzz.cmake). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,71 +169,3 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s_stream(data, size);
     return 0;
 }
-
-#ifndef DROVER_LIBFUZZER
-
-/* Runs one file through the target, from a buffer of exactly its size so
- * AddressSanitizer catches a read one byte past the end. */
-static int
-s_replay_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return -1;
-    }
-    long n = ftell(f);
-    rewind(f);
-    uint8_t *buf = n >= 0 ? malloc(n ? (size_t)n : 1) : NULL;
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return -1;
-    }
-    fclose(f);
-    LLVMFuzzerTestOneInput(buf, (size_t)n);
-    free(buf);
-    return 0;
-}
-
-int
-main(int argc, char **argv)
-{
-    int files = 0;
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s DIR...\n", argv[0]);
-        return 2;
-    }
-    for (int i = 1; i < argc; i++) {
-        DIR *dir = opendir(argv[i]);
-        if (!dir) {
-            fprintf(stderr, "ipc_fuzz: cannot open %s\n", argv[i]);
-            return 1;
-        }
-        struct dirent *de;
-        while ((de = readdir(dir))) {
-            if (de->d_name[0] == '.')
-                continue;
-            char path[4096];
-            snprintf(path, sizeof path, "%s/%s", argv[i], de->d_name);
-            if (s_replay_file(path) != 0) {
-                fprintf(stderr, "ipc_fuzz: cannot read %s\n", path);
-                closedir(dir);
-                return 1;
-            }
-            files++;
-        }
-        closedir(dir);
-    }
-    /* Replaying nothing would pass silently: treat it as a broken setup. */
-    if (files == 0) {
-        fprintf(stderr, "ipc_fuzz: no inputs found\n");
-        return 1;
-    }
-    printf("ipc_fuzz: %d inputs replayed, 0 failed\n", files);
-    return 0;
-}
-
-#endif
