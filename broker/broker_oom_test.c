@@ -23,126 +23,9 @@
 #include <cmocka.h>
 
 #include "broker_internal.h"
+#include "broker_test_fx.h"
 #include "dv_log.h"
-
-void *__real_malloc(size_t size);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t size);
-char *__real_strdup(const char *s);
-void *__wrap_malloc(size_t size);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t size);
-char *__wrap_strdup(const char *s);
-
-static long s_count;       /* allocations since injection began */
-static long s_fail_at = 0; /* 0: none fails */
-
-static bool
-s_fail(void)
-{
-    if (!s_fail_at)
-        return false;
-    return ++s_count == s_fail_at;
-}
-
-void *
-__wrap_malloc(size_t size)
-{
-    return s_fail() ? NULL : __real_malloc(size);
-}
-
-void *
-__wrap_calloc(size_t n, size_t size)
-{
-    return s_fail() ? NULL : __real_calloc(n, size);
-}
-
-void *
-__wrap_realloc(void *p, size_t size)
-{
-    return s_fail() ? NULL : __real_realloc(p, size);
-}
-
-char *
-__wrap_strdup(const char *s)
-{
-    return s_fail() ? NULL : __real_strdup(s);
-}
-
-/* Fails the nth allocation from now on (0: none). */
-static void
-s_inject(long n)
-{
-    s_count = 0;
-    s_fail_at = n;
-}
-
-/* Stops injecting; returns whether the nth allocation was reached. */
-static bool
-s_injected(void)
-{
-    bool hit = s_fail_at && s_count >= s_fail_at;
-    s_fail_at = 0;
-    return hit;
-}
-
-typedef struct {
-    char dir[1024];
-    char url[1100];
-    broker_clock_t clock;
-    broker_t *b;
-} s_fx_t;
-
-static int
-s_setup(void **state)
-{
-    s_fx_t *fx = calloc(1, sizeof *fx);
-    assert_non_null(fx);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx->dir, sizeof fx->dir, "%s/broker_oom_test.XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(fx->dir));
-    snprintf(fx->url, sizeof fx->url, "sqlite:%s/drover.db", fx->dir);
-    broker_config_t cfg = {
-        .store_url = fx->url,
-        .sync = BROKER_SYNC_OFF,
-        .heartbeat_ms = 1000,
-        .worker_timeout_ms = 5000,
-        .default_max_attempts = 3,
-        .default_result_ttl_ms = 3600000,
-        .default_backoff = { 1000, 2.0, 60000, false },
-        .batch_max = 100,
-    };
-    fx->b = broker_core_open(&cfg);
-    assert_non_null(fx->b);
-    fx->clock.now_ms = 1800000000000; /* 2027 */
-    fx->clock.mono_us = 1000000000;
-    fx->b->fake_clock = &fx->clock;
-    *state = fx;
-    return 0;
-}
-
-static int
-s_teardown(void **state)
-{
-    s_fx_t *fx = *state;
-    broker_destroy(&fx->b);
-    DIR *d = opendir(fx->dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[1024 + 260];
-            snprintf(p, sizeof p, "%s/%s", fx->dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    int rc = rmdir(fx->dir);
-    free(fx);
-    return rc;
-}
+#include "oom_inject.h"
 
 /* Commits everything recorded so far and sends what waited on it. */
 static void
@@ -166,7 +49,7 @@ s_last_batch(broker_t *b)
 static void
 t_submit(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     broker_rid_t rid = { .len = 6 };
     memcpy(rid.data, "client", 6);
@@ -195,9 +78,9 @@ t_submit(void **state)
 
         s_settle(b);
         broker_ack_batch_t *before = s_last_batch(b);
-        s_inject(n);
+        oom_inject(n, false);
         broker_client_on_message(b, &rid, &msg);
-        bool hit = s_injected();
+        bool hit = oom_injected();
 
         broker_ack_batch_t *a = s_last_batch(b);
         if (a == before) { /* the batch itself could not be made */
@@ -245,7 +128,7 @@ t_submit(void **state)
 static void
 t_hello(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     for (long n = 1;; n++) {
         char name[32], queue[32];
@@ -264,9 +147,9 @@ t_hello(void **state)
         msg.u.hello.credit = 1;
 
         size_t nworkers = dv_map_size(b->worker_by_name);
-        s_inject(n);
+        oom_inject(n, false);
         broker_worker_on_message(b, &rid, &msg);
-        bool hit = s_injected();
+        bool hit = oom_injected();
 
         broker_worker_t *w = dv_map_get(b->worker_by_name, name);
         if (w) {
@@ -330,7 +213,7 @@ s_job(broker_t *b, const char *queue, int64_t delay_ms)
 static void
 t_purge(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     s_job(b, "other", 60000);
     for (long n = 1;; n++) {
@@ -351,9 +234,9 @@ t_purge(void **state)
         msg.u.ctrl.verb = dv_str("purge");
         msg.u.ctrl.queue = dv_str(queue);
 
-        s_inject(n);
+        oom_inject(n, false);
         broker_client_on_message(b, &rid, &msg);
-        bool hit = s_injected();
+        bool hit = oom_injected();
 
         if (q->ready == 2) { /* failed: nothing changed */
             assert_true(hit);
@@ -382,7 +265,7 @@ t_purge(void **state)
 static void
 t_map_growth(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     char name[32];
     long n;
@@ -393,9 +276,9 @@ t_map_growth(void **state)
         assert_non_null(broker_sched_queue(b, name));
     }
     for (n = 1;; n++) {
-        s_inject(n);
+        oom_inject(n, false);
         broker_queue_t *q = broker_sched_queue(b, "grown");
-        bool hit = s_injected();
+        bool hit = oom_injected();
         assert_ptr_equal(dv_map_get(b->queues, "grown"), q);
         assert_int_equal(dv_map_size(b->queues), S_FULL + (q ? 1 : 0));
         if (!hit)
@@ -410,9 +293,9 @@ t_map_growth(void **state)
         assert_non_null(broker_sched_intern(b, dv_str(name)));
     }
     for (n = 1;; n++) {
-        s_inject(n);
+        oom_inject(n, false);
         const char *t = broker_sched_intern(b, dv_str("grown"));
-        bool hit = s_injected();
+        bool hit = oom_injected();
         assert_ptr_equal(dv_map_get(b->types, "grown"), t);
         if (!hit)
             break;
@@ -435,9 +318,9 @@ t_map_growth(void **state)
     hello.u.hello.nqueues = 1;
     hello.u.hello.credit = 1;
     for (n = 1;; n++) {
-        s_inject(n);
+        oom_inject(n, false);
         broker_worker_on_message(b, &wrid, &hello);
-        bool hit = s_injected();
+        bool hit = oom_injected();
         broker_worker_t *w = dv_map_get(b->worker_by_name, "grown");
         assert_int_equal(dv_map_size(b->worker_by_name), S_FULL + (w ? 1 : 0));
         if (w) { /* joined (a later failure may have lost its welcome) */
@@ -470,9 +353,9 @@ t_map_growth(void **state)
     js[0].key = dv_str("grown");
     submit.u.submit.njobs = 1;
     for (n = 1;; n++) {
-        s_inject(n);
+        oom_inject(n, false);
         broker_client_on_message(b, &crid, &submit);
-        bool hit = s_injected();
+        bool hit = oom_injected();
         broker_ack_batch_t *a = s_last_batch(b);
         const broker_pkey_t *pk = dv_map_get(b->pending_keys, "grown");
         assert_int_equal(dv_map_size(b->pending_keys), S_FULL + (pk ? 1 : 0));
@@ -496,9 +379,9 @@ t_map_growth(void **state)
         assert_non_null(broker_client_results_for(b->cur, &rid));
     }
     for (n = 1;; n++) {
-        s_inject(n);
+        oom_inject(n, false);
         broker_results_t *r = broker_client_results_for(b->cur, &wrid);
-        bool hit = s_injected();
+        bool hit = oom_injected();
         assert_ptr_equal(
             dv_map_getn(b->cur->results_out, (const char *)wrid.data, wrid.len),
             r);
@@ -516,10 +399,14 @@ main(void)
 {
     dv_log_init("broker_oom_test", DV_OFF, 1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(t_submit, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_hello, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_purge, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_map_growth, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_submit, broker_fx_setup,
+                                        broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_hello, broker_fx_setup,
+                                        broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_purge, broker_fx_setup,
+                                        broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_map_growth, broker_fx_setup,
+                                        broker_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,68 +16,11 @@
 #include <cmocka.h>
 
 #include "broker_internal.h"
+#include "broker_test_fx.h"
 #include "dv_log.h"
 
-typedef struct {
-    char dir[1024];
-    char url[1100];
-    broker_clock_t clock;
-    broker_t *b;
-} s_fx_t;
-
-static int
-s_setup(void **state)
-{
-    s_fx_t *fx = calloc(1, sizeof *fx);
-    assert_non_null(fx);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx->dir, sizeof fx->dir, "%s/broker_sched_test.XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(fx->dir));
-    snprintf(fx->url, sizeof fx->url, "sqlite:%s/drover.db", fx->dir);
-    broker_config_t cfg = {
-        .store_url = fx->url,
-        .sync = BROKER_SYNC_OFF,
-        .heartbeat_ms = 1000,
-        .worker_timeout_ms = 5000,
-        .default_max_attempts = 3,
-        .default_result_ttl_ms = 3600000,
-        .default_backoff = { 1000, 2.0, 60000, false },
-        .batch_max = 100,
-    };
-    fx->b = broker_core_open(&cfg);
-    assert_non_null(fx->b);
-    fx->clock.now_ms = 1800000000000; /* 2027 */
-    fx->clock.mono_us = 1000000000;   /* 1000 s after boot */
-    fx->b->fake_clock = &fx->clock;
-    *state = fx;
-    return 0;
-}
-
-static int
-s_teardown(void **state)
-{
-    s_fx_t *fx = *state;
-    broker_destroy(&fx->b);
-    DIR *d = opendir(fx->dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[1024 + 260];
-            snprintf(p, sizeof p, "%s/%s", fx->dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    int rc = rmdir(fx->dir);
-    free(fx);
-    return rc;
-}
-
 static void
-s_advance_ms(s_fx_t *fx, int64_t ms)
+s_advance_ms(broker_fx_t *fx, int64_t ms)
 {
     fx->clock.now_ms += ms;
     fx->clock.mono_us += ms * 1000;
@@ -86,7 +29,7 @@ s_advance_ms(s_fx_t *fx, int64_t ms)
 /* A ready job of queue with priority, as a committed submit leaves it:
  * indexed, its insert recorded, placed. */
 static broker_job_t *
-s_job(s_fx_t *fx, const char *queue, int priority, int max_attempts)
+s_job(broker_fx_t *fx, const char *queue, int priority, int max_attempts)
 {
     broker_t *b = fx->b;
     dv_id_t id;
@@ -127,7 +70,7 @@ s_job(s_fx_t *fx, const char *queue, int priority, int max_attempts)
 
 /* A worker that said hello: serves queues (comma-separated), credit. */
 static broker_worker_t *
-s_worker(s_fx_t *fx, const char *name, const char *queues, int credit)
+s_worker(broker_fx_t *fx, const char *name, const char *queues, int credit)
 {
     broker_t *b = fx->b;
     broker_rid_t rid = { .len = (uint8_t)strlen(name) };
@@ -177,7 +120,7 @@ s_assert_no_idle_slot(broker_t *b)
 /* Dispatches, checks the invariants, and returns how many jobs went out
  * (then drops the out lists, as the end of a pass sends them). */
 static int
-s_dispatch(s_fx_t *fx)
+s_dispatch(broker_fx_t *fx)
 {
     broker_t *b = fx->b;
     uint64_t before = b->counters.dispatched;
@@ -199,7 +142,7 @@ s_dispatch(s_fx_t *fx)
 }
 
 static void
-s_end_pass(s_fx_t *fx)
+s_end_pass(broker_fx_t *fx)
 {
     broker_t *b = fx->b;
     for (size_t k = 0; k < b->noutq; k++)
@@ -224,7 +167,7 @@ s_failure(dv_category_t cat, bool retryable, int64_t retry_after_ms)
 static void
 t_priority_then_fifo(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     int prio[8] = { 0, 5, 9, 5, 0, 9, 3, 9 };
     broker_job_t *jobs[8];
     for (int i = 0; i < 8; i++)
@@ -244,7 +187,7 @@ t_priority_then_fifo(void **state)
 static void
 t_round_robin_over_queues(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     for (int i = 0; i < 3; i++) {
         s_job(fx, "a", 0, 3);
         s_job(fx, "b", 0, 3);
@@ -271,7 +214,7 @@ t_round_robin_over_queues(void **state)
 static void
 t_credit_never_exceeded(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     for (int i = 0; i < 10; i++)
         s_job(fx, "q", i % 10, 3);
@@ -311,7 +254,7 @@ t_credit_never_exceeded(void **state)
 static void
 t_paused_queue(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     broker_queue_t *p = broker_sched_queue(b, "p");
     p->paused = true;
@@ -339,7 +282,7 @@ t_paused_queue(void **state)
 static void
 t_rate_limit(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     broker_queue_t *q = broker_sched_queue(b, "q");
     broker_ctrl_set_rate(b, q, 10.0); /* burst: 1 */
@@ -386,7 +329,7 @@ t_rate_limit(void **state)
 static void
 t_max_running(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     broker_queue_t *q = broker_sched_queue(b, "q");
     q->max_running = 2;
@@ -415,7 +358,7 @@ t_max_running(void **state)
 static void
 t_retry_after_backoff(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     broker_job_t *job = s_job(fx, "q", 0, 3);
     broker_worker_t *w = s_worker(fx, "w1", "q", 1);
@@ -457,7 +400,7 @@ t_retry_after_backoff(void **state)
 static void
 t_attempts_exhausted_dead(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     broker_job_t *job = s_job(fx, "q", 0, 2);
     broker_job_t *fatal = s_job(fx, "q", 0, 5);
@@ -503,7 +446,7 @@ t_attempts_exhausted_dead(void **state)
 static void
 t_worker_expiry_requeues_as_lost(void **state)
 {
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     broker_job_t *jobs[3];
     for (int i = 0; i < 3; i++)
@@ -556,7 +499,7 @@ t_unsent_jobs_go_back(void **state)
 {
     /* What the end of a pass does when it cannot send a worker its jobs:
      * they are not left leased. */
-    s_fx_t *fx = *state;
+    broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     broker_job_t *jobs[4];
     for (int i = 0; i < 4; i++)
@@ -593,23 +536,26 @@ main(void)
 {
     dv_log_init("broker_sched_test", DV_WARN, 1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(t_priority_then_fifo, s_setup,
-                                        s_teardown),
-        cmocka_unit_test_setup_teardown(t_round_robin_over_queues, s_setup,
-                                        s_teardown),
-        cmocka_unit_test_setup_teardown(t_credit_never_exceeded, s_setup,
-                                        s_teardown),
-        cmocka_unit_test_setup_teardown(t_paused_queue, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_rate_limit, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_max_running, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_retry_after_backoff, s_setup,
-                                        s_teardown),
-        cmocka_unit_test_setup_teardown(t_attempts_exhausted_dead, s_setup,
-                                        s_teardown),
+        cmocka_unit_test_setup_teardown(t_priority_then_fifo, broker_fx_setup,
+                                        broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_round_robin_over_queues,
+                                        broker_fx_setup, broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_credit_never_exceeded,
+                                        broker_fx_setup, broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_paused_queue, broker_fx_setup,
+                                        broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_rate_limit, broker_fx_setup,
+                                        broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_max_running, broker_fx_setup,
+                                        broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_retry_after_backoff, broker_fx_setup,
+                                        broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_attempts_exhausted_dead,
+                                        broker_fx_setup, broker_fx_teardown),
         cmocka_unit_test_setup_teardown(t_worker_expiry_requeues_as_lost,
-                                        s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(t_unsent_jobs_go_back, s_setup,
-                                        s_teardown),
+                                        broker_fx_setup, broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_unsent_jobs_go_back, broker_fx_setup,
+                                        broker_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "broker_store.h"
+#include "broker_test_fx.h"
 #include "dv_id.h"
 
 typedef struct {
@@ -33,10 +34,7 @@ s_setup(void **state)
 {
     s_fx_t *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx->dir, sizeof fx->dir, "%s/store_test.XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(fx->dir));
+    broker_fx_mkdir(fx->dir, sizeof fx->dir, "store_test");
     snprintf(fx->path, sizeof fx->path, "%s/drover.db", fx->dir);
     *state = fx;
     return 0;
@@ -46,19 +44,7 @@ static int
 s_teardown(void **state)
 {
     s_fx_t *fx = *state;
-    DIR *d = opendir(fx->dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[1024 + 260];
-            snprintf(p, sizeof p, "%s/%s", fx->dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    int rc = rmdir(fx->dir);
+    int rc = broker_fx_rmdir(fx->dir);
     free(fx);
     return rc;
 }

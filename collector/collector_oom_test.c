@@ -24,58 +24,7 @@
 #include "collector_store.h"
 #include "dv_json.h"
 #include "dv_log.h"
-
-void *__real_malloc(size_t size);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t size);
-char *__real_strdup(const char *s);
-void *__wrap_malloc(size_t size);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t size);
-char *__wrap_strdup(const char *s);
-
-static long s_count;       /* allocations since the run began */
-static long s_fail_at = 0; /* 0: none fails */
-static bool s_sticky;      /* every one after s_fail_at fails too */
-
-static bool
-s_fail(void)
-{
-    if (!s_fail_at)
-        return false;
-    s_count++;
-    return s_count == s_fail_at || (s_sticky && s_count > s_fail_at);
-}
-
-void *
-__wrap_malloc(size_t size)
-{
-    return s_fail() ? NULL : __real_malloc(size);
-}
-
-void *
-__wrap_calloc(size_t n, size_t size)
-{
-    return s_fail() ? NULL : __real_calloc(n, size);
-}
-
-void *
-__wrap_realloc(void *p, size_t size)
-{
-    return s_fail() ? NULL : __real_realloc(p, size);
-}
-
-char *
-__wrap_strdup(const char *s)
-{
-    return s_fail() ? NULL : __real_strdup(s);
-}
-
-static void *
-s_json_malloc(size_t size)
-{
-    return s_fail() ? NULL : __real_malloc(size);
-}
+#include "oom_inject.h"
 
 #define INST  "01a20000-0000-7000-8000-00000000000a"
 #define NJOBS 12
@@ -258,7 +207,7 @@ s_setup(void **state)
     s_args[0] = json_pack("{s:s, s:i}", "state", "succeeded", "limit", 5);
     s_args[1] = json_pack("{s:s}", "id", s_ids[3]);
     s_args[2] = json_pack("{s:s}", "name", "batch");
-    json_set_alloc_funcs(s_json_malloc, free);
+    json_set_alloc_funcs(oom_inject_malloc, free);
     return s_snap && s_args[0] && s_args[1] && s_args[2] ? 0 : -1;
 }
 
@@ -288,20 +237,16 @@ s_teardown(void **state)
 static void
 s_fail_each(bool sticky)
 {
-    s_fail_at = -1; /* count, but fail none: s_count never reaches it */
-    s_count = 0;
-    s_sticky = false;
+    oom_inject(-1, false); /* count, but fail none */
     s_scenario();
-    long total = s_count;
+    long total = oom_count();
+    oom_injected();
     assert_true(total > 100);
     for (long k = 1; k <= total + 1; k++) {
-        s_count = 0;
-        s_fail_at = k;
-        s_sticky = sticky;
+        oom_inject(k, sticky);
         s_scenario();
     }
-    s_fail_at = 0;
-    s_sticky = false;
+    oom_injected();
 }
 
 static void

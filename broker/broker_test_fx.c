@@ -1,0 +1,77 @@
+/* broker_test_fx - see broker_test_fx.h. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "broker_test_fx.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void
+broker_fx_mkdir(char *dir, size_t size, const char *name)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, size, "%s/%s.XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+    assert_non_null(mkdtemp(dir));
+}
+
+int
+broker_fx_rmdir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char p[1024 + 260];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    return rmdir(dir);
+}
+
+int
+broker_fx_setup(void **state)
+{
+    broker_fx_t *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    broker_fx_mkdir(fx->dir, sizeof fx->dir, "broker_test");
+    snprintf(fx->url, sizeof fx->url, "sqlite:%s/drover.db", fx->dir);
+    broker_config_t cfg = {
+        .store_url = fx->url,
+        .sync = BROKER_SYNC_OFF,
+        .heartbeat_ms = 1000,
+        .worker_timeout_ms = 5000,
+        .default_max_attempts = 3,
+        .default_result_ttl_ms = 3600000,
+        .default_backoff = { 1000, 2.0, 60000, false },
+        .batch_max = 100,
+    };
+    fx->b = broker_core_open(&cfg);
+    assert_non_null(fx->b);
+    fx->clock.now_ms = 1800000000000; /* 2027 */
+    fx->clock.mono_us = 1000000000;   /* 1000 s after boot */
+    fx->b->fake_clock = &fx->clock;
+    *state = fx;
+    return 0;
+}
+
+int
+broker_fx_teardown(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_destroy(&fx->b);
+    int rc = broker_fx_rmdir(fx->dir);
+    free(fx);
+    return rc;
+}

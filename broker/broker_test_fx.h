@@ -1,0 +1,32 @@
+/* broker_test_fx - what the broker's unit tests share: a temp directory
+ * per test, and a broker opened without sockets on a real SQLite store in
+ * it, with a fake clock the test moves itself. cmocka setup/teardown. */
+#ifndef BROKER_TEST_FX_H
+#define BROKER_TEST_FX_H
+
+#include <stddef.h>
+
+#include "broker_internal.h"
+
+typedef struct {
+    char dir[1024];       /* the test's own directory */
+    char url[1100];       /* sqlite:DIR/drover.db */
+    broker_clock_t clock; /* b's time, moved by the test */
+    broker_t *b;          /* opened by broker_fx_setup; may be NULL */
+} broker_fx_t;
+
+/* Makes a new directory DIR/NAME.XXXXXX under $TMPDIR (or /tmp) into dir;
+ * fails the test if it cannot. */
+void broker_fx_mkdir(char *dir, size_t size, const char *name);
+
+/* Removes dir and the files in it. Returns rmdir's result. */
+int broker_fx_rmdir(const char *dir);
+
+/* cmocka setup: a broker_fx_t with b open (sync off, 3 attempts, backoff
+ * 1 s doubling to 60 s) at 2027-01-15 by the fake clock. */
+int broker_fx_setup(void **state);
+
+/* cmocka teardown: destroys b, removes the directory. */
+int broker_fx_teardown(void **state);
+
+#endif
