@@ -160,6 +160,7 @@ static const dv_field_t s_job_fields[] = {
     { DV_F_I32("max_attempts", T, max_attempts, DV_FF_OMIT, 0, 1000) },
     { DV_F_I64("timeout", T, timeout_ms, DV_FF_OMIT, 0, INT64_MAX) },
     { DV_F_I64("enqueued", T, enqueued_ms, DV_FF_OMIT, 0, INT64_MAX) },
+    { DV_F_U64("lease", T, lease, DV_FF_OMIT) },
 };
 #undef T
 static const dv_schema_t s_job = {
@@ -175,7 +176,8 @@ enum {
     UPD_TOTAL,
     UPD_MESSAGE,
     UPD_RESULT,
-    UPD_FAILURE
+    UPD_FAILURE,
+    UPD_LEASE
 };
 
 static void
@@ -216,6 +218,7 @@ static const dv_field_t s_update_fields[] = {
     [UPD_RESULT] = { DV_F_VALUE("result", T, result, 0) },
     [UPD_FAILURE] = { DV_F_MAP("failure", T, failure, 0, &s_failure),
                       .present = s_update_has_failure },
+    [UPD_LEASE] = { DV_F_U64("lease", T, lease, DV_FF_OMIT) },
 };
 #undef T
 static const dv_schema_t s_update = {
@@ -228,6 +231,8 @@ static const dv_schema_t s_update = {
 static const dv_field_t s_held_fields[] = {
     { DV_F_ID("id", T, id, DV_FF_REQ) },
     { DV_F_I32("attempt", T, attempt, DV_FF_REQ, 1, INT32_MAX) },
+    { DV_F_U64("lease", T, lease, DV_FF_OMIT) },
+    { DV_F_BOOL("started", T, started, DV_FF_OMIT) },
 };
 #undef T
 static const dv_schema_t s_held = {
@@ -318,6 +323,7 @@ static const dv_field_t s_hello_fields[] = {
     { DV_F_I32("credit", T, u.hello.credit, DV_FF_REQ, 0, INT32_MAX) },
     { DV_F_ARRAY("held", T, u.hello.held, u.hello.nheld, DV_FF_OMIT, &s_held,
                  DV_ITEMS_MAX) },
+    { DV_F_BOOL("fencing", T, u.hello.fencing, DV_FF_OMIT) },
 };
 
 static const dv_field_t s_welcome_fields[] = {
@@ -326,6 +332,8 @@ static const dv_field_t s_welcome_fields[] = {
                INT64_MAX) },
     { DV_F_I64("worker_timeout", T, u.welcome.worker_timeout_ms, DV_FF_REQ, 1,
                INT64_MAX) },
+    { DV_F_ARRAY("revoked", T, u.welcome.revoked, u.welcome.nrevoked,
+                 DV_FF_OMIT, &s_held, DV_ITEMS_MAX) },
 };
 
 static const dv_field_t s_jobs_fields[] = {
@@ -351,6 +359,8 @@ static const dv_field_t s_heartbeat_fields[] = {
 static const dv_field_t s_kill_fields[] = {
     { DV_F_ID("id", T, u.kill.id, DV_FF_REQ) },
     { DV_F_TEXT("reason", T, u.kill.reason, 0) },
+    { DV_F_U64("lease", T, u.kill.lease, DV_FF_OMIT) },
+    { DV_F_I32("code", T, u.kill.code, DV_FF_OMIT, 0, INT32_MAX) },
 };
 
 static void

@@ -110,12 +110,15 @@ typedef enum {
     DV_CODE_UNKNOWN_VERB = 6,     /* a ctrl verb this side does not serve */
     DV_CODE_NOT_FOUND = 7,        /* no such job, worker, queue */
     DV_CODE_INVALID_ARGUMENT = 8, /* a missing or bad argument to a verb */
-    DV_CODE_NOT_ALLOWED = 9, /* not in this state (job already ended, ...) */
-    DV_CODE_TRY_AGAIN = 10,  /* not yet possible; the same request may
+    DV_CODE_NOT_ALLOWED = 9,  /* not in this state (job already ended, ...) */
+    DV_CODE_TRY_AGAIN = 10,   /* not yet possible; the same request may
                                * succeed in a moment (job not committed) */
-    DV_CODE_STORE = 11,      /* the store failed or is unavailable */
-    DV_CODE_NO_MEMORY = 12,  /* the peer ran out of memory */
-    DV_CODE_INTERNAL = 13,   /* anything else that went wrong on the peer */
+    DV_CODE_STORE = 11,       /* the store failed or is unavailable */
+    DV_CODE_NO_MEMORY = 12,   /* the peer ran out of memory */
+    DV_CODE_INTERNAL = 13,    /* anything else that went wrong on the peer */
+    DV_CODE_STALE_LEASE = 14, /* a report about a job under a lease that is
+                               * not (or no longer) the sender's: drop or
+                               * stop that copy of the job */
     DV_CODE_COUNT_
 } dv_code_t;
 
@@ -187,7 +190,26 @@ typedef struct {
     int32_t max_attempts; /* ["max_attempts"] */
     int64_t timeout_ms;   /* ["timeout"] 0 = worker default */
     int64_t enqueued_ms;  /* ["enqueued"] when it became ready (epoch ms) */
+    uint64_t lease;       /* ["lease"] this execution's lease token: every
+                           * report about it names it (DV_LEASE_*) */
 } dv_job_t;
+
+/* A lease token names one execution of a job: the broker's generation
+ * (stored once per start) in the high bits, a counter of leases handed out
+ * in that start in the low bits. Unique across restarts without a write
+ * per lease; 0 means none. */
+#define DV_LEASE_COUNTER_BITS 40
+static inline uint64_t
+dv_lease_make(uint64_t generation, uint64_t counter)
+{
+    return (generation << DV_LEASE_COUNTER_BITS) |
+           (counter & ((UINT64_C(1) << DV_LEASE_COUNTER_BITS) - 1));
+}
+static inline uint64_t
+dv_lease_generation(uint64_t lease)
+{
+    return lease >> DV_LEASE_COUNTER_BITS;
+}
 
 typedef enum {
     DV_UPD_STARTED = 1, /* a child began the attempt */
@@ -209,6 +231,7 @@ typedef struct {
     dv_str_t message;     /* ["message"] progress text */
     dv_str_t result;      /* ["result"] bin: one msgpack value */
     dv_failure_t failure; /* ["failure"] map */
+    uint64_t lease;       /* ["lease"] the lease the job came with */
 } dv_update_t;
 
 /* A terminal outcome told to a waiting client. */
@@ -222,10 +245,13 @@ typedef struct {
     int64_t finished_ms;  /* ["finished"] epoch ms */
 } dv_result_t;
 
-/* A job the worker still holds when it (re)joins. */
+/* A job the worker still holds when it (re)joins; also a job the broker
+ * revokes (welcome). */
 typedef struct {
     dv_str_t id;     /* ["id"] */
     int32_t attempt; /* ["attempt"] */
+    uint64_t lease;  /* ["lease"] */
+    bool started;    /* ["started"] its execution began (held only) */
 } dv_held_t;
 
 /* Event kinds the broker publishes. The wire carries the kind as text
@@ -299,13 +325,13 @@ typedef enum {
     DV_MSG_REPLY, /* "reply"   req, ok, error, body */
     DV_MSG_ERROR, /* "error"   req, reason, version: message rejected */
     /* worker supervisor <-> broker (workers ROUTER) */
-    DV_MSG_HELLO, /* "hello"   name, host, pid, queues[], concurrency, credit, held[] */
-    DV_MSG_WELCOME,   /* "welcome" broker, heartbeat, worker_timeout */
-    DV_MSG_JOBS,      /* "jobs"    jobs[] */
-    DV_MSG_UPDATE,    /* "update"  credit, items[] */
+    DV_MSG_HELLO, /* "hello"   name, host, pid, queues[], concurrency, credit, held[], fencing */
+    DV_MSG_WELCOME, /* "welcome" broker, heartbeat, worker_timeout, revoked[] */
+    DV_MSG_JOBS,    /* "jobs"    jobs[] */
+    DV_MSG_UPDATE,  /* "update"  credit, items[] */
     DV_MSG_HEARTBEAT, /* "heartbeat" busy, idle, processed, failed, body */
     DV_MSG_BYE,       /* "bye"     worker leaves (after returning its jobs) */
-    DV_MSG_KILL,      /* "kill"    id, reason: stop a running job */
+    DV_MSG_KILL, /* "kill"    id, reason, lease, code: drop or stop a job */
     /* broker -> PUB */
     DV_MSG_EVENT, /* "event" */
     /* broker -> worker (added after event: names, not numbers, go on the
@@ -354,12 +380,17 @@ typedef struct {
     int32_t credit;      /* ["credit"] jobs the broker may send now */
     dv_held_t *held;     /* ["held"] jobs it still runs (after reconnect) */
     uint32_t nheld;
+    bool fencing; /* ["fencing"] its reports carry lease tokens; a broker
+                   * that fences leases refuses a hello without it */
 } dv_hello_t;
 
 typedef struct {
     dv_str_t broker;           /* ["broker"] broker instance id */
     int64_t heartbeat_ms;      /* ["heartbeat"] how often to send heartbeats */
     int64_t worker_timeout_ms; /* ["worker_timeout"] silence before expiry */
+    dv_held_t *revoked;        /* ["revoked"] jobs the hello listed that are no
+                         * longer the worker's: drop or stop them */
+    uint32_t nrevoked;
 } dv_welcome_t;
 
 typedef struct {
@@ -373,6 +404,8 @@ typedef struct {
 typedef struct {
     dv_str_t id;     /* ["id"] */
     dv_str_t reason; /* ["reason"] */
+    uint64_t lease;  /* ["lease"] the copy to stop; 0 = whichever is held */
+    dv_code_t code;  /* ["code"] why: stale_lease, or none (cancelled) */
 } dv_kill_t;
 
 /* A decoded (or to-be-encoded) message. */

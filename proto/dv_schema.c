@@ -604,8 +604,9 @@ s_present(const dv_field_t *f, const void *obj)
         return !omit || *S_CAT(obj, f->off, int) != f->dflt;
     case DV_FT_ARRAY:
         return !omit || *S_CAT(obj, f->aux, uint32_t) != 0;
-    case DV_FT_DOUBLE:
     case DV_FT_BOOL:
+        return !omit || *S_CAT(obj, f->off, bool);
+    case DV_FT_DOUBLE:
     case DV_FT_MAP:
         break;
     }

@@ -380,7 +380,8 @@ t_hello(void **state)
 {
     (void)state;
     dv_str_t queues[3] = { dv_str("llm"), dv_str("email"), dv_str("q") };
-    dv_held_t held[2] = { { dv_str(ID1), 1 }, { dv_str(ID2), 3 } };
+    dv_held_t held[2] = { { dv_str(ID1), 1, UINT64_C(7) << 40 | 12, true },
+                          { dv_str(ID2), 3, 0, false } };
     dv_msg_t in = { .type = DV_MSG_HELLO };
     dv_hello_t *h = &in.u.hello;
     h->name = dv_str("host-a:4242");
@@ -392,6 +393,7 @@ t_hello(void **state)
     h->credit = 16;
     h->held = held;
     h->nheld = 2;
+    h->fencing = true;
     dv_msg_t out;
     msgpack_sbuffer sb;
     s_round_trip("hello", &in, &out, &sb);
@@ -406,7 +408,10 @@ t_hello(void **state)
     for (int i = 0; i < 2; i++) {
         S_STR_EQ(held[i].id, o->held[i].id);
         assert_int_equal(held[i].attempt, o->held[i].attempt);
+        assert_true(held[i].lease == o->held[i].lease);
+        assert_int_equal(held[i].started, o->held[i].started);
     }
+    assert_true(o->fencing);
     s_done(&out, &sb);
 
     dv_msg_t min = { .type = DV_MSG_HELLO };
@@ -440,6 +445,16 @@ t_welcome(void **state)
     s_round_trip("welcome", &in, &out, &sb);
     assert_int_equal(out.u.welcome.heartbeat_ms, 1000);
     assert_int_equal(out.u.welcome.worker_timeout_ms, 5000);
+    assert_int_equal(out.u.welcome.nrevoked, 0);
+    s_done(&out, &sb);
+
+    dv_held_t revoked[1] = { { dv_str(ID2), 2, UINT64_C(3) << 40 | 9, false } };
+    in.u.welcome.revoked = revoked;
+    in.u.welcome.nrevoked = 1;
+    s_round_trip("welcome_revoked", &in, &out, &sb);
+    assert_int_equal(out.u.welcome.nrevoked, 1);
+    S_STR_EQ(out.u.welcome.revoked[0].id, dv_str(ID2));
+    assert_true(out.u.welcome.revoked[0].lease == revoked[0].lease);
     s_done(&out, &sb);
 }
 
@@ -460,6 +475,7 @@ t_jobs(void **state)
     jobs[0].max_attempts = 5;
     jobs[0].timeout_ms = 30000;
     jobs[0].enqueued_ms = 1795369260000;
+    jobs[0].lease = dv_lease_make(5, 123456);
     jobs[1].id = dv_str(ID2);
     jobs[1].queue = dv_str("q");
     jobs[1].type = dv_str("noop");
@@ -471,6 +487,9 @@ t_jobs(void **state)
     msgpack_sbuffer sb;
     s_round_trip("jobs", &in, &out, &sb);
     assert_int_equal(out.u.jobs.njobs, 2);
+    assert_true(out.u.jobs.jobs[0].lease == dv_lease_make(5, 123456));
+    assert_true(dv_lease_generation(out.u.jobs.jobs[0].lease) == 5);
+    assert_true(out.u.jobs.jobs[1].lease == 0);
     s_done(&out, &sb);
 }
 
@@ -486,6 +505,7 @@ t_update(void **state)
     it[0].id = dv_str(ID1);
     it[0].attempt = 1;
     it[0].ts_ms = 1795369260001;
+    it[0].lease = dv_lease_make(1, 1);
     it[1].kind = DV_UPD_PROGRESS;
     it[1].id = dv_str(ID1);
     it[1].attempt = 1;
@@ -514,6 +534,8 @@ t_update(void **state)
     s_round_trip("update", &in, &out, &sb);
     assert_int_equal(out.u.update.credit, 3);
     assert_int_equal(out.u.update.nitems, 5);
+    assert_true(out.u.update.items[0].lease == dv_lease_make(1, 1));
+    assert_true(out.u.update.items[1].lease == 0);
     s_done(&out, &sb);
 
     /* a failure with only its category: the "none" markers come back */
@@ -600,6 +622,16 @@ t_kill(void **state)
     in.u.kill.reason = dv_strn(NULL, 0);
     s_round_trip("kill_min", &in, &out, &sb);
     assert_null(out.u.kill.reason.ptr);
+    assert_true(out.u.kill.lease == 0);
+    assert_int_equal(out.u.kill.code, DV_CODE_NONE);
+    s_done(&out, &sb);
+
+    in.u.kill.lease = dv_lease_make(2, 77);
+    in.u.kill.code = DV_CODE_STALE_LEASE;
+    s_round_trip("kill_stale", &in, &out, &sb);
+    assert_true(out.u.kill.lease == dv_lease_make(2, 77));
+    assert_int_equal(out.u.kill.code, DV_CODE_STALE_LEASE);
+    assert_string_equal(dv_code_name(out.u.kill.code), "stale_lease");
     s_done(&out, &sb);
 }
 
