@@ -176,6 +176,21 @@ broker_core_open(const broker_config_t *cfg)
         broker_store_destroy(&wstore);
         goto fail;
     }
+    int grc = broker_store_next_generation(self->store, &self->generation);
+    if (grc != 0 || self->generation == 0 ||
+        self->generation >= (UINT64_C(1) << (64 - DV_LEASE_COUNTER_BITS))) {
+        dv_log(DV_ERROR, "broker.store_open_failed",
+               DV_STR("store", cfg->store_url),
+               DV_STR("error", grc ? dv_strerror(grc)
+                                   : "the store's generation is out of range"));
+        broker_store_destroy(&wstore);
+        goto fail;
+    }
+    if (self->cfg.rejoin_ms <= 0) {
+        self->cfg.rejoin_ms = 3 * self->cfg.heartbeat_ms;
+        if (self->cfg.rejoin_ms < 500)
+            self->cfg.rejoin_ms = 500;
+    }
     self->writer = broker_writer_new(wstore);
     if (!self->writer) {
         dv_log(DV_ERROR, "broker.start_failed",
@@ -217,6 +232,7 @@ broker_new(const broker_config_t *cfg)
         return NULL;
     }
     dv_log(DV_INFO, "broker.started", DV_STR("broker", self->instance),
+           DV_INT("generation", (int64_t)self->generation),
            DV_STR("store", cfg->store_url),
            DV_STR("backend", broker_store_backend(self->store)));
     return self;
@@ -348,6 +364,11 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             if (until < timeout)
                 timeout = until < 0 ? 0 : (long)until;
         }
+        if (self->limbo.count) {
+            int64_t until = self->rejoin_until_ms - broker_mono_ms(self) + 1;
+            if (until < timeout)
+                timeout = until < 0 ? 0 : (long)until;
+        }
         if (s_has_ready_work(self))
             timeout = 0;
         int rc = zmq_poll(items, 3, timeout);
@@ -361,6 +382,8 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         if (!self->inflight || self->cur->wb.nops < BROKER_GROUP_MAX_WRITES)
             s_drain(self, self->clients, broker_client_on_message);
         broker_sched_promote_due(self);
+        if (self->limbo.count && broker_mono_ms(self) >= self->rejoin_until_ms)
+            broker_recover_end_rejoin(self);
         broker_worker_heartbeats(self);
         if (self->dispatch_needed)
             broker_sched_dispatch(self);

@@ -32,6 +32,9 @@ typedef struct {
     broker_sync_t sync;
     int64_t heartbeat_ms;      /* heartbeat period, both ways */
     int64_t worker_timeout_ms; /* silence before a worker expires */
+    int64_t rejoin_ms; /* after a start, how long recovered jobs wait for
+                        * their workers to rejoin; 0 = 3 heartbeats, at
+                        * least 500 ms */
     int default_max_attempts;
     int64_t default_result_ttl_ms;
     dv_backoff_t default_backoff;

@@ -35,6 +35,7 @@ s_cancel(broker_t *self, broker_job_t *job)
         dv_msg_t k = { .type = DV_MSG_KILL };
         k.u.kill.id = dv_str(id);
         k.u.kill.reason = dv_str("cancelled");
+        k.u.kill.lease = job->lease;
         if (broker_out_send_later(self, self->workers, &job->worker->rid, NULL,
                                   &k) != 0)
             dv_log(DV_ERROR, "broker.kill_dropped",

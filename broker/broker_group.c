@@ -108,6 +108,7 @@ s_flush_jobs(broker_t *self)
                 j->max_attempts = job->max_attempts;
                 j->timeout_ms = job->timeout_ms;
                 j->enqueued_ms = dv_id_time_ms(&job->id); /* when submitted */
+                j->lease = job->lease;
             }
             dv_msg_t m = { .type = DV_MSG_JOBS };
             m.u.jobs.jobs = jobs;

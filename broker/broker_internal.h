@@ -71,6 +71,7 @@ struct broker_worker {
     uint32_t out_count, out_cap;
     bool known;    /* sent hello (not just a stray message) */
     bool draining; /* told to drain: gets no more jobs */
+    uint64_t seq;  /* last update seq applied (acked by heartbeats) */
 };
 
 /* Per-pass pending output to one client: acks of one submit message. */
@@ -151,6 +152,9 @@ typedef struct broker_group {
 typedef struct {
     uint64_t submitted, succeeded, failed, retried, dead, cancelled, lost;
     uint64_t dispatched;
+    uint64_t stale;   /* reports refused: not under the job's current lease */
+    uint64_t adopted; /* executions of an earlier start taken over */
+    uint64_t revoked; /* held jobs a rejoining worker was told to drop */
 } broker_counters_t;
 
 /* A clock the tests set and move by hand; the loop runs with none. */
@@ -162,6 +166,15 @@ typedef struct {
 struct broker {
     broker_config_t cfg;
     char instance[DV_ID_TEXT_LEN + 1]; /* new at each start */
+    uint64_t generation; /* starts on this store, this one included */
+    uint64_t lease_seq;  /* leases handed out in this start */
+    /* Jobs recovered that a worker of the previous start may still hold
+     * (running, or due and perhaps dispatched in a group that never
+     * committed): out of dispatch until rejoin_until_ms (monotonic), so
+     * that rejoining workers can take theirs back instead of a second
+     * execution starting. */
+    broker_list_t limbo;
+    int64_t rejoin_until_ms;
     int64_t started_ms;
     const broker_clock_t *fake_clock; /* NULL: dv_clock */
     broker_store_t *store; /* reads (the writer thread has its own) */
@@ -333,9 +346,11 @@ void broker_sched_place(broker_t *self, broker_job_t *job, bool front);
 /* Takes a job out of whatever container holds it (state NONE after). */
 void broker_sched_unplace(broker_t *self, broker_job_t *job);
 
-/* Leases job to w (attempt + 1 when new_attempt) and records it. */
+/* Leases job to w and records it. lease 0: a new execution (attempt + 1,
+ * a new token); otherwise w takes over an execution it already runs under
+ * that token (the caller set the attempt). */
 void broker_sched_lease(broker_t *self, broker_job_t *job, broker_worker_t *w,
-                        bool new_attempt);
+                        uint64_t lease);
 
 /* The job ended: records it, publishes its event, and keeps it (terminal)
  * on the group's ended list until the group is durable. */
@@ -462,6 +477,10 @@ broker_job_t *broker_recover_job_from_rec(broker_t *self,
 
 /* Replays unfinished jobs from the store. Returns 0 or an error code. */
 int broker_recover_jobs(broker_t *self);
+
+/* The rejoin window has passed: jobs in limbo that no worker took back go
+ * to their queues, and those that were running fail as lost. */
+void broker_recover_end_rejoin(broker_t *self);
 
 /* Loads stored queue settings, then applies the limits given at start.
  * Returns 0 or -1 (logged). */

@@ -32,6 +32,9 @@ typedef struct broker_waiter {
 #define BROKER_JOB_JITTER  1u /* full jitter on retry delays */
 #define BROKER_JOB_PENDING 2u /* inserted, insert not durable yet */
 #define BROKER_JOB_STARTED 4u /* the current attempt's start was reported */
+#define BROKER_JOB_LIMBO                                                       \
+    8u /* recovered, held out of dispatch until the
+                               * rejoin window ends (self->limbo) */
 
 struct broker_job {
     dv_id_t id;                /* UUIDv7, binary */
@@ -42,6 +45,7 @@ struct broker_job {
     char *trace;               /* W3C traceparent, or NULL (owned) */
     broker_worker_t *worker;   /* leased to, while running */
     broker_waiter_t *waiters;  /* clients to tell when it ends (owned) */
+    uint64_t lease; /* token of the current (or last) lease, dv_lease_make */
     /* One time whose meaning follows the state, since no state needs two:
      * scheduled: when it becomes ready; queued, and running until its start
      * is reported: when it became ready (for the wait time); running after

@@ -37,6 +37,11 @@ s_usage(FILE *out)
         "  --heartbeat S        heartbeat period, seconds         (1)\n"
         "  --worker-timeout S   silence before a worker's jobs are requeued "
         "(5)\n"
+        "  --rejoin-window S    after a start, how long recovered jobs wait "
+        "for\n"
+        "                       the workers that held them to rejoin (3 "
+        "heartbeats,\n"
+        "                       at least 0.5)\n"
         "  --max-attempts N     default attempts per job          (5)\n"
         "  --backoff-base S     default first retry delay         (1)\n"
         "  --backoff-factor F   default growth per attempt        (2)\n"
@@ -108,6 +113,7 @@ broker_main(int argc, char **argv)
         DV_FLAG_ONE_OF("sync", &sync, s_syncs),
         DV_FLAG_DUR("heartbeat", &cfg.heartbeat_ms, 10, 86400000),
         DV_FLAG_DUR("worker-timeout", &cfg.worker_timeout_ms, 0, 0),
+        DV_FLAG_DUR("rejoin-window", &cfg.rejoin_ms, 0, 0),
         DV_FLAG_INTEGER("max-attempts", &cfg.default_max_attempts, 1, 1000),
         DV_FLAG_DUR("backoff-base", &cfg.default_backoff.base_ms, 0, 0),
         DV_FLAG_NUMBER("backoff-factor", &cfg.default_backoff.factor, 1, 1000),

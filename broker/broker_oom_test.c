@@ -145,6 +145,7 @@ t_hello(void **state)
         msg.u.hello.nqueues = 1;
         msg.u.hello.concurrency = 1;
         msg.u.hello.credit = 1;
+        msg.u.hello.fencing = true;
 
         size_t nworkers = dv_map_size(b->worker_by_name);
         oom_inject(n, false);
@@ -317,6 +318,7 @@ t_map_growth(void **state)
     hello.u.hello.queues = queues;
     hello.u.hello.nqueues = 1;
     hello.u.hello.credit = 1;
+    hello.u.hello.fencing = true;
     for (n = 1;; n++) {
         oom_inject(n, false);
         broker_worker_on_message(b, &wrid, &hello);

@@ -1,9 +1,12 @@
 /* broker_recover - start-up: the jobs and queue settings the store holds.
  *
  * Owns rebuilding the in-memory picture from the store: every unfinished
- * job is indexed and placed (queued or scheduled); a job that was running
- * when the broker stopped is failed as lost (retried per its attempts),
- * as its worker's lease died with the broker. Then the stored queue
+ * job is indexed; one that is not due yet is placed at once, while one
+ * that was running or is due waits in limbo for the rejoin window, since
+ * a worker of the previous start may hold it (broker_worker.c takes such
+ * executions over when the worker rejoins). When the window closes, the
+ * rest are queued, and those that were running fail as lost (retried per
+ * their attempts). Then the stored queue
  * settings, then the limits given at start ("QUEUE=VALUE"), which override
  * them and are stored in turn. The writes this makes are the first group
  * the writer commits.
@@ -20,12 +23,9 @@
 #include "broker_internal.h"
 #include "dv_log.h"
 
-/* Jobs that were running are chained through their queue links (they are
- * in no container until they are failed), in the order they came. */
 typedef struct {
     broker_t *self;
-    broker_job_t *was_running, **was_running_tail;
-    size_t count, lost;
+    size_t count, running, due;
 } s_replay_ctx_t;
 
 broker_job_t *
@@ -83,47 +83,73 @@ s_on_replay(void *arg, const broker_jobrec_t *rec)
         }
         return err;
     }
-    if (rec->state == DV_STATE_RUNNING) {
-        /* It was leased when the broker stopped: park it as queued so the
-         * failure path can move it; it is failed as lost below. */
-        job->state = DV_STATE_NONE;
-        job->next = NULL;
-        *c->was_running_tail = job;
-        c->was_running_tail = &job->next;
-        c->lost++;
+    c->count++;
+    /* Running: its worker may still run it. Due: it may have been
+     * dispatched in a group that never committed (leases are sent before
+     * they are durable). Either way a rejoining worker may hold it, so it
+     * waits in limbo for the rejoin window. Not due yet: it cannot have
+     * been dispatched. */
+    bool running = rec->state == DV_STATE_RUNNING;
+    if (running || rec->run_at_ms <= broker_now_ms(self)) {
+        job->state = running ? DV_STATE_RUNNING : DV_STATE_QUEUED;
+        job->ready_us = broker_mono_us(self);
+        job->flags |= BROKER_JOB_LIMBO;
+        broker_list_add(&self->limbo, job);
+        if (running)
+            c->running++;
+        else
+            c->due++;
     } else {
         broker_sched_place(self, job, false);
     }
-    c->count++;
     return 0;
 }
 
 int
 broker_recover_jobs(broker_t *self)
 {
-    s_replay_ctx_t c = { self, NULL, NULL, 0, 0 };
-    c.was_running_tail = &c.was_running;
+    s_replay_ctx_t c = { self, 0, 0, 0 };
     int rc = broker_store_replay(self->store, s_on_replay, &c);
-    /* Unchain them either way: they are indexed, and freed with it. */
-    broker_job_t *next;
-    for (broker_job_t *job = c.was_running; job; job = next) {
-        next = job->next;
-        job->next = NULL;
-        if (rc != 0)
-            continue;
-        dv_failure_t f;
-        dv_failure_init(&f);
-        f.category = DV_CAT_LOST;
-        f.retryable = true;
-        f.message = dv_str("broker restarted while the job was running");
-        broker_sched_fail(self, job, &f);
-    }
     if (rc != 0)
         return rc;
-    /* The failures just recorded are the first group the writer commits. */
+    if (self->limbo.count)
+        self->rejoin_until_ms = broker_mono_ms(self) + self->cfg.rejoin_ms;
     dv_log(DV_INFO, "broker.recovered", DV_INT("jobs", (int64_t)c.count),
-           DV_INT("requeued_lost", (int64_t)c.lost));
+           DV_INT("was_running", (int64_t)c.running),
+           DV_INT("due", (int64_t)c.due),
+           DV_INT("rejoin_window_ms",
+                  self->limbo.count ? self->cfg.rejoin_ms : 0));
     return 0;
+}
+
+void
+broker_recover_end_rejoin(broker_t *self)
+{
+    size_t lost = 0, queued = 0;
+    while (self->limbo.head) {
+        broker_job_t *job = self->limbo.head;
+        bool running = job->state == DV_STATE_RUNNING;
+        broker_sched_unplace(self, job); /* out of limbo, state none */
+        if (running) {
+            /* Its lease died with the previous start and no worker took
+             * it back: the execution is lost. */
+            dv_failure_t f;
+            dv_failure_init(&f);
+            f.category = DV_CAT_LOST;
+            f.retryable = true;
+            f.message = dv_str("broker restarted while the job was running, "
+                               "and no worker took it back");
+            broker_sched_fail(self, job, &f);
+            lost++;
+        } else {
+            broker_sched_place(self, job, false);
+            queued++;
+        }
+    }
+    dv_log(DV_INFO, "broker.rejoin_window_closed",
+           DV_INT("requeued_lost", (int64_t)lost),
+           DV_INT("released", (int64_t)queued),
+           DV_INT("adopted", (int64_t)self->counters.adopted));
 }
 
 static int

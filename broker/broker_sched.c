@@ -101,6 +101,12 @@ broker_sched_place(broker_t *self, broker_job_t *job, bool front)
 void
 broker_sched_unplace(broker_t *self, broker_job_t *job)
 {
+    if (job->flags & BROKER_JOB_LIMBO) {
+        broker_list_remove(&self->limbo, job);
+        job->flags &= (uint8_t)~BROKER_JOB_LIMBO;
+        job->state = DV_STATE_NONE;
+        return;
+    }
     switch (job->state) {
     case DV_STATE_QUEUED:
         broker_queue_remove(job->queue, job);
@@ -284,10 +290,13 @@ broker_sched_fail(broker_t *self, broker_job_t *job,
 
 void
 broker_sched_lease(broker_t *self, broker_job_t *job, broker_worker_t *w,
-                   bool new_attempt)
+                   uint64_t lease)
 {
-    if (new_attempt)
+    if (!lease) {
         job->attempt++;
+        lease = dv_lease_make(self->generation, ++self->lease_seq);
+    }
+    job->lease = lease;
     job->state = DV_STATE_RUNNING;
     job->worker = w;
     job->flags &= (uint8_t)~BROKER_JOB_STARTED; /* ready_us stays: wait time */
@@ -396,7 +405,7 @@ broker_sched_dispatch(broker_t *self)
                 s_retry_soon(self, now_us);
                 return;
             }
-            broker_sched_lease(self, job, w, true);
+            broker_sched_lease(self, job, w, 0);
             w->credit--;
             self->counters.dispatched++;
             progress = true;

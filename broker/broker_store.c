@@ -295,3 +295,11 @@ broker_store_load_queues(broker_store_t *self,
     self->in_callback = false;
     return rc;
 }
+
+int
+broker_store_next_generation(broker_store_t *self, uint64_t *out)
+{
+    assert(self && out);
+    assert(!self->in_group && !self->in_callback);
+    return self->ops->next_generation(self->be, out);
+}

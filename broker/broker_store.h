@@ -198,6 +198,11 @@ int broker_store_load_queues(broker_store_t *self,
                                        const broker_queue_settings_t *q),
                              void *arg);
 
+/* Counts one more start of a broker on this store and returns the new
+ * count in *out (from 1): the generation lease tokens carry. Its own
+ * transaction; call outside a write group. Returns 0 or an error. */
+int broker_store_next_generation(broker_store_t *self, uint64_t *out);
+
 /* ---- backend vtable (one per file: store_sqlite.c, store_pg.c) ---------- */
 
 typedef struct {
@@ -232,6 +237,7 @@ typedef struct {
     int (*load_queues)(void *be,
                        int (*cb)(void *arg, const broker_queue_settings_t *q),
                        void *arg);
+    int (*next_generation)(void *be, uint64_t *out);
 } broker_store_ops_t;
 
 extern const broker_store_ops_t broker_store_sqlite_ops;

@@ -162,6 +162,93 @@ s_worker_event(broker_t *self, broker_worker_t *w, dv_event_kind_t kind,
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* ---- leases: who may report about a job -------------------------------- */
+
+/* w holds job's current lease, the one named. */
+static bool
+s_holds(const broker_job_t *job, const broker_worker_t *w, uint64_t lease)
+{
+    return lease && job->state == DV_STATE_RUNNING && job->worker == w &&
+           job->lease == lease &&
+           !(job->flags & (BROKER_JOB_LIMBO | BROKER_JOB_PENDING));
+}
+
+/* A worker may take over an execution that an earlier start of the broker
+ * leased to it when nobody runs the job now and the attempt is the one
+ * the store expects: the attempt stored as running (still in limbo), or
+ * the next one of a waiting job (its lease was sent but never recorded).
+ * A lease of this start that is no longer current was revoked for a
+ * reason (its worker expired and the attempt was failed): never. */
+static bool
+s_adoptable(const broker_t *self, const broker_job_t *job, uint64_t lease,
+            int32_t attempt)
+{
+    if (!lease || dv_lease_generation(lease) >= self->generation ||
+        (job->flags & BROKER_JOB_PENDING))
+        return false;
+    if (job->flags & BROKER_JOB_LIMBO)
+        return attempt ==
+               job->attempt + (job->state == DV_STATE_RUNNING ? 0 : 1);
+    return (job->state == DV_STATE_QUEUED ||
+            job->state == DV_STATE_SCHEDULED) &&
+           attempt == job->attempt + 1;
+}
+
+static void
+s_adopt(broker_t *self, broker_job_t *job, broker_worker_t *w, uint64_t lease,
+        int32_t attempt, bool started)
+{
+    broker_sched_unplace(self, job);
+    job->ready_us = broker_mono_us(self);
+    job->attempt = (uint16_t)attempt;
+    broker_sched_lease(self, job, w, lease);
+    if (started) {
+        job->flags |= BROKER_JOB_STARTED;
+        job->started_ms = broker_now_ms(self);
+    }
+    self->counters.adopted++;
+    char id[DV_ID_TEXT_LEN + 1];
+    broker_id_text(job, id);
+    dv_log(DV_INFO, "broker.lease_adopted", DV_STR("job", id),
+           DV_STR("worker", w->name), DV_INT("attempt", attempt),
+           DV_INT("generation", (int64_t)dv_lease_generation(lease)));
+}
+
+/* A report about a job w does not hold under that lease: it changes
+ * nothing. A running copy is told to stop (an outcome needs no answer:
+ * the copy is over). */
+static void
+s_stale(broker_t *self, broker_worker_t *w, const broker_job_t *job,
+        const dv_update_t *u)
+{
+    self->counters.stale++;
+    const char *why = !job                            ? "no such live job"
+                      : dv_state_terminal(job->state) ? "the job has ended"
+                      : job->lease == u->lease
+                          ? "the lease is no longer this worker's"
+                          : "the job is under another lease now";
+    char id[DV_ID_TEXT_LEN + 1];
+    dv_str_copy(u->id, id, sizeof id);
+    dv_log(DV_INFO, "broker.stale_report", DV_STR("job", id),
+           DV_STR("worker", w->name),
+           DV_STR("kind", dv_update_kind_name(u->kind)),
+           DV_INT("attempt", u->attempt),
+           DV_INT("generation", (int64_t)dv_lease_generation(u->lease)),
+           DV_STR("reason", why));
+    if (u->kind != DV_UPD_STARTED && u->kind != DV_UPD_PROGRESS)
+        return;
+    char reason[96];
+    snprintf(reason, sizeof reason, "stale lease: %s", why);
+    dv_msg_t k = { .type = DV_MSG_KILL };
+    k.u.kill.id = u->id;
+    k.u.kill.lease = u->lease;
+    k.u.kill.code = DV_CODE_STALE_LEASE;
+    k.u.kill.reason = dv_str(reason);
+    if (broker_out_send_now(self->workers, &w->rid, &k) != 0)
+        dv_log(DV_ERROR, "broker.kill_dropped", DV_STR("worker", w->name),
+               DV_STR("job", id), DV_STR("error", "out of memory"));
+}
+
 static void
 s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 {
@@ -180,6 +267,13 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
                  bad, DV_NAME_MAX);
         broker_out_bad_message(self, self->workers, rid,
                                DV_CODE_INVALID_ARGUMENT, why);
+        return;
+    }
+    if (!h->fencing) {
+        broker_out_bad_message(
+            self, self->workers, rid, DV_CODE_VERSION,
+            "this broker fences leases and the worker does not: upgrade the "
+            "worker (its reports must carry the lease of their job)");
         return;
     }
     char name[256];
@@ -208,39 +302,42 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     w->draining = false;
     w->last_seen_ms = broker_mono_ms(self);
     w->known = true;
+    w->seq = 0; /* a new session: its updates are acked afresh */
 
-    /* Jobs it still runs: keep them leased to it. Jobs we think it runs but
-     * it does not mention are gone with its previous incarnation. */
-    int reclaimed = 0;
-    for (uint32_t i = 0; i < h->nheld; i++) {
-        dv_id_t id;
-        if (dv_id_parse(h->held[i].id.ptr, h->held[i].id.len, &id) != 0)
-            continue;
-        broker_job_t *job = broker_index_get(&self->index, &id);
-        if (!job || (job->flags & BROKER_JOB_PENDING))
-            continue;
-        if (job->state == DV_STATE_RUNNING && job->worker == w)
-            continue;
-        if (job->state == DV_STATE_QUEUED || job->state == DV_STATE_SCHEDULED) {
-            broker_sched_unplace(self, job);
-            job->ready_us = broker_mono_us(self);
-            job->attempt = (uint16_t)h->held[i].attempt;
-            broker_sched_lease(self, job, w, false);
-            reclaimed++;
-        }
+    /* Jobs it still holds: its own stay, executions of an earlier start
+     * that nobody else runs are taken over, the rest are revoked (the
+     * welcome tells it to drop or stop them). Jobs we think it runs but it
+     * does not mention are gone with its previous incarnation. */
+    dv_held_t *revoked = h->nheld ? calloc(h->nheld, sizeof *revoked) : NULL;
+    if (h->nheld && !revoked) {
+        broker_out_dropped(rid, 0, "welcome");
+        return;
     }
+    uint32_t nrevoked = 0;
+    int adopted = 0;
+    for (uint32_t i = 0; i < h->nheld; i++) {
+        const dv_held_t *hd = &h->held[i];
+        dv_id_t id;
+        broker_job_t *job = dv_id_parse(hd->id.ptr, hd->id.len, &id) == 0
+                                ? broker_index_get(&self->index, &id)
+                                : NULL;
+        if (job && s_holds(job, w, hd->lease))
+            continue;
+        if (job && s_adoptable(self, job, hd->lease, hd->attempt)) {
+            s_adopt(self, job, w, hd->lease, hd->attempt, hd->started);
+            adopted++;
+            continue;
+        }
+        revoked[nrevoked++] = *hd;
+    }
+    self->counters.revoked += nrevoked;
     if (rejoin) {
         broker_job_t *next;
         for (broker_job_t *job = w->running.head; job; job = next) {
             next = job->next;
             bool held = false;
-            for (uint32_t i = 0; i < h->nheld && !held; i++) {
-                dv_id_t id;
-                if (dv_id_parse(h->held[i].id.ptr, h->held[i].id.len, &id) ==
-                        0 &&
-                    dv_id_eq(&id, &job->id))
-                    held = true;
-            }
+            for (uint32_t i = 0; i < h->nheld && !held; i++)
+                held = h->held[i].lease == job->lease;
             if (!held) {
                 dv_failure_t f;
                 dv_failure_init(&f);
@@ -256,17 +353,24 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     m.u.welcome.broker = dv_str(self->instance);
     m.u.welcome.heartbeat_ms = self->cfg.heartbeat_ms;
     m.u.welcome.worker_timeout_ms = self->cfg.worker_timeout_ms;
+    m.u.welcome.revoked = revoked;
+    m.u.welcome.nrevoked = nrevoked;
     if (broker_out_send_now(self->workers, rid, &m) != 0)
         broker_out_dropped(rid, 0, "welcome");
+    free(revoked);
     self->dispatch_needed = true;
 
     dv_log(DV_INFO, "broker.worker_joined", DV_STR("worker", w->name),
            DV_INT("concurrency", w->concurrency), DV_INT("credit", w->credit),
-           DV_INT("queues", w->nqueues), DV_INT("reclaimed", reclaimed),
+           DV_INT("queues", w->nqueues), DV_INT("held", h->nheld),
+           DV_INT("adopted", adopted), DV_INT("revoked", nrevoked),
            DV_BOOL("rejoin", rejoin));
     s_worker_event(self, w, DV_EV_WORKER_JOINED, NULL);
 }
 
+/* Reports from a worker that said hello: each is applied only under the
+ * job's current lease (or takes over an execution of an earlier start,
+ * s_adoptable); anything else is stale. */
 static void
 s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
 {
@@ -276,43 +380,43 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
         if (dv_id_parse(u->id.ptr, u->id.len, &id) != 0)
             continue;
         broker_job_t *job = broker_index_get(&self->index, &id);
-        if (!job || (job->flags & BROKER_JOB_PENDING) ||
-            dv_state_terminal(job->state))
-            continue; /* ended already, or never ours: a late duplicate */
-        bool mine = w && job->state == DV_STATE_RUNNING && job->worker == w &&
-                    job->attempt == u->attempt;
+        if (job && !s_holds(job, w, u->lease) && u->kind != DV_UPD_RETURNED &&
+            s_adoptable(self, job, u->lease, u->attempt))
+            s_adopt(self, job, w, u->lease, u->attempt,
+                    u->kind != DV_UPD_STARTED);
+        if (!job || !s_holds(job, w, u->lease)) {
+            if (u->kind != DV_UPD_RETURNED)
+                s_stale(self, w, job, u);
+            continue;
+        }
         switch (u->kind) {
-        case DV_UPD_STARTED:
-            if (mine) {
-                int64_t now_us = broker_mono_us(self);
-                int64_t wait_us = now_us - job->ready_us;
-                job->started_ms = u->ts_ms ? u->ts_ms : broker_now_ms(self);
-                job->flags |= BROKER_JOB_STARTED;
-                if (wait_us < 0)
-                    wait_us = 0;
-                dv_hist_record(&self->dispatch_us, (uint64_t)wait_us);
-                dv_event_t ev = { 0 };
-                ev.wait_ms = wait_us / 1000;
-                ev.state = DV_STATE_RUNNING;
-                broker_out_job_event(self, DV_EV_JOB_STARTED, job, &ev);
-            }
+        case DV_UPD_STARTED: {
+            int64_t now_us = broker_mono_us(self);
+            int64_t wait_us = now_us - job->ready_us;
+            job->started_ms = u->ts_ms ? u->ts_ms : broker_now_ms(self);
+            job->flags |= BROKER_JOB_STARTED;
+            if (wait_us < 0)
+                wait_us = 0;
+            dv_hist_record(&self->dispatch_us, (uint64_t)wait_us);
+            dv_event_t ev = { 0 };
+            ev.wait_ms = wait_us / 1000;
+            ev.state = DV_STATE_RUNNING;
+            broker_out_job_event(self, DV_EV_JOB_STARTED, job, &ev);
             break;
-        case DV_UPD_PROGRESS:
-            if (mine) {
-                dv_event_t ev = { 0 };
-                ev.current = u->current;
-                ev.total = u->total;
-                ev.message = u->message;
-                broker_out_job_event(self, DV_EV_JOB_PROGRESS, job, &ev);
-            }
+        }
+        case DV_UPD_PROGRESS: {
+            dv_event_t ev = { 0 };
+            ev.current = u->current;
+            ev.total = u->total;
+            ev.message = u->message;
+            broker_out_job_event(self, DV_EV_JOB_PROGRESS, job, &ev);
             break;
+        }
         case DV_UPD_SUCCEEDED:
-            /* Accepted even from a stale lease: the work is done. The
-             * successful attempt is the jobs row itself (worker, started,
-             * finished); only failed attempts get an attempts row, which
-             * saves a write per job on the hot path. */
-            if (job->state == DV_STATE_RUNNING &&
-                !(job->flags & BROKER_JOB_STARTED)) {
+            /* The successful attempt is the jobs row itself (worker,
+             * started, finished); only failed attempts get an attempts
+             * row, which saves a write per job on the hot path. */
+            if (!(job->flags & BROKER_JOB_STARTED)) {
                 job->started_ms = u->ts_ms;
                 job->flags |= BROKER_JOB_STARTED;
             }
@@ -320,25 +424,25 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
                                 u->result.len, NULL);
             break;
         case DV_UPD_FAILED:
-            if (mine)
-                broker_sched_fail(self, job, &u->failure);
+            broker_sched_fail(self, job, &u->failure);
             break;
-        case DV_UPD_RETURNED:
-            if (mine) {
-                broker_sched_unplace(self, job);
-                job->attempt--;
-                job->run_at_ms = 0;
-                broker_sched_place(self, job, true);
-                char idt[DV_ID_TEXT_LEN + 1];
-                broker_id_text(job, idt);
-                if (broker_wbatch_waiting(&self->cur->wb, idt, DV_STATE_QUEUED,
-                                          0, job->attempt, NULL) != 0)
-                    broker_write_lost(self);
-            }
+        case DV_UPD_RETURNED: {
+            broker_sched_unplace(self, job);
+            job->attempt--;
+            job->run_at_ms = 0;
+            broker_sched_place(self, job, true);
+            char idt[DV_ID_TEXT_LEN + 1];
+            broker_id_text(job, idt);
+            if (broker_wbatch_waiting(&self->cur->wb, idt, DV_STATE_QUEUED, 0,
+                                      job->attempt, NULL) != 0)
+                broker_write_lost(self);
             break;
         }
+        }
     }
-    if (w && msg->u.update.credit > 0) {
+    if (msg->u.update.seq > w->seq)
+        w->seq = msg->u.update.seq;
+    if (msg->u.update.credit > 0) {
         w->credit += msg->u.update.credit;
         self->dispatch_needed = true;
     }
@@ -356,8 +460,10 @@ broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
         s_on_hello(self, rid, msg);
         break;
     case DV_MSG_UPDATE:
-        s_on_update(self, w, msg);
-        if (!w)
+        /* Nothing is taken from a peer that has not said hello. */
+        if (w && w->known)
+            s_on_update(self, w, msg);
+        else
             broker_out_error(self, self->workers, rid, 0,
                              DV_CODE_UNKNOWN_WORKER,
                              "unknown worker: send hello");
@@ -425,18 +531,15 @@ broker_worker_heartbeats(broker_t *self)
         return;
     self->next_heartbeat_ms = now + self->cfg.heartbeat_ms;
     broker_worker_expire(self);
-    dv_msg_t hb = { .type = DV_MSG_HEARTBEAT };
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    if (dv_msg_encode(&hb, &sb) == DV_OK) {
-        broker_worker_t *w;
-        DV_MAP_EACH(w, self->worker_by_name)
-        {
-            broker_out_send_raw(self->workers, &w->rid, sb.data, sb.size);
-        }
-    } else {
-        dv_log(DV_ERROR, "broker.heartbeat_dropped",
-               DV_STR("error", "out of memory"));
+    /* Each worker's heartbeat acks the updates applied so far; it leaves
+     * after this pass's commit, so what it acks is durable. */
+    broker_worker_t *w;
+    DV_MAP_EACH(w, self->worker_by_name)
+    {
+        dv_msg_t hb = { .type = DV_MSG_HEARTBEAT };
+        hb.u.heartbeat.ack = w->seq;
+        if (broker_out_send_later(self, self->workers, &w->rid, NULL, &hb) != 0)
+            dv_log(DV_ERROR, "broker.heartbeat_dropped",
+                   DV_STR("worker", w->name), DV_STR("error", "out of memory"));
     }
-    msgpack_sbuffer_destroy(&sb);
 }

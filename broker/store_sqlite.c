@@ -1076,6 +1076,46 @@ s_expire(void *handle, int64_t now_ms, int limit)
     return code != 0 ? code : deleted;
 }
 
+/* The broker's generation: a counter in table meta, one more at each
+ * start, in a transaction of its own. Made here rather than in s_schema so
+ * that a store made before the table existed gets it too. */
+static int
+s_next_generation(void *handle, uint64_t *out)
+{
+    s_sqlite_t *be = handle;
+    static const char *const sql[] = {
+        "CREATE TABLE IF NOT EXISTS meta (\n"
+        "    name TEXT PRIMARY KEY,\n"
+        "    value INTEGER NOT NULL\n"
+        ")",
+        "INSERT OR IGNORE INTO meta (name, value) VALUES ('generation', 0)",
+        "UPDATE meta SET value = value + 1 WHERE name = 'generation'",
+    };
+    int code = s_begin(be);
+    if (code != 0)
+        return code;
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0] && code == 0; i++) {
+        int rc = sqlite3_exec(be->db, sql[i], NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            code = s_fail(be, "generation", NULL, rc);
+    }
+    char buf[32] = "";
+    if (code == 0) {
+        int rc = s_exec_row(be->db,
+                            "SELECT value FROM meta WHERE name = 'generation'",
+                            buf, sizeof buf);
+        if (rc != SQLITE_OK)
+            code = s_fail(be, "generation", NULL, rc);
+    }
+    if (code != 0) {
+        s_rollback(be);
+        return code;
+    }
+    code = s_commit(be);
+    *out = strtoull(buf, NULL, 10);
+    return code;
+}
+
 const broker_store_ops_t broker_store_sqlite_ops = {
     .name = "sqlite",
     .open = s_open,
@@ -1096,4 +1136,5 @@ const broker_store_ops_t broker_store_sqlite_ops = {
     .list = s_list,
     .set_queue = s_set_queue,
     .load_queues = s_load_queues,
+    .next_generation = s_next_generation,
 };

@@ -345,6 +345,7 @@ static const dv_field_t s_updates_fields[] = {
     { DV_F_I32("credit", T, u.update.credit, DV_FF_OMIT, 0, INT32_MAX) },
     { DV_F_ARRAY("items", T, u.update.items, u.update.nitems, DV_FF_REQ,
                  &s_update, DV_ITEMS_MAX) },
+    { DV_F_U64("seq", T, u.update.seq, DV_FF_OMIT) },
 };
 
 static const dv_field_t s_heartbeat_fields[] = {
@@ -354,6 +355,7 @@ static const dv_field_t s_heartbeat_fields[] = {
                INT64_MAX) },
     { DV_F_I64("failed", T, u.heartbeat.failed, DV_FF_OMIT, 0, INT64_MAX) },
     { DV_F_VALUE("body", T, u.heartbeat.body, 0) },
+    { DV_F_U64("ack", T, u.heartbeat.ack, DV_FF_OMIT) },
 };
 
 static const dv_field_t s_kill_fields[] = {

@@ -219,6 +219,9 @@ typedef enum {
     DV_UPD_RETURNED,    /* never started; give it back without an attempt */
 } dv_update_kind_t;
 
+/* "started", "progress", ...; "none" for a value out of range. */
+const char *dv_update_kind_name(dv_update_kind_t k);
+
 /* One report from a worker about one job. ["kind"] is the lower-case name:
  * "started", "progress", "succeeded", "failed", "returned". */
 typedef struct {
@@ -329,7 +332,7 @@ typedef enum {
     DV_MSG_WELCOME, /* "welcome" broker, heartbeat, worker_timeout, revoked[] */
     DV_MSG_JOBS,    /* "jobs"    jobs[] */
     DV_MSG_UPDATE,  /* "update"  credit, items[] */
-    DV_MSG_HEARTBEAT, /* "heartbeat" busy, idle, processed, failed, body */
+    DV_MSG_HEARTBEAT, /* "heartbeat" busy, idle, processed, failed, body; ack */
     DV_MSG_BYE,       /* "bye"     worker leaves (after returning its jobs) */
     DV_MSG_KILL, /* "kill"    id, reason, lease, code: drop or stop a job */
     /* broker -> PUB */
@@ -399,6 +402,8 @@ typedef struct {
     int64_t processed; /* ["processed"] attempts finished */
     int64_t failed;    /* ["failed"] attempts failed */
     dv_str_t body;     /* ["body"] bin: metrics map, optional */
+    uint64_t ack;      /* ["ack"] broker -> worker: every update up to this seq
+                   * was applied and its effects are durable */
 } dv_heartbeat_t;
 
 typedef struct {
@@ -445,6 +450,8 @@ typedef struct {
             int32_t credit;
             dv_update_t *items;
             uint32_t nitems;
+            uint64_t seq; /* ["seq"] per worker process, +1 per update;
+                           * the broker's heartbeat acks it */
         } update;
         dv_heartbeat_t heartbeat;
         dv_kill_t kill;

@@ -124,6 +124,12 @@ dv_category_parse(const char *name, size_t len)
 }
 
 const char *
+dv_update_kind_name(dv_update_kind_t k)
+{
+    return dv_enum_name(&dv_enum_update, (int)k)->name;
+}
+
+const char *
 dv_msg_type_name(dv_msg_type_t t)
 {
     return dv_enum_name(&dv_enum_msg, (int)t)->name;

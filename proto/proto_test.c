@@ -529,11 +529,13 @@ t_update(void **state)
     in.u.update.credit = 3;
     in.u.update.items = it;
     in.u.update.nitems = 5;
+    in.u.update.seq = 41;
     dv_msg_t out;
     msgpack_sbuffer sb;
     s_round_trip("update", &in, &out, &sb);
     assert_int_equal(out.u.update.credit, 3);
     assert_int_equal(out.u.update.nitems, 5);
+    assert_true(out.u.update.seq == 41);
     assert_true(out.u.update.items[0].lease == dv_lease_make(1, 1));
     assert_true(out.u.update.items[1].lease == 0);
     s_done(&out, &sb);
@@ -549,6 +551,7 @@ t_update(void **state)
     in.u.update.credit = 0;
     in.u.update.items = &f;
     in.u.update.nitems = 1;
+    in.u.update.seq = 0;
     s_round_trip("update_min", &in, &out, &sb);
     assert_int_equal(out.u.update.credit, 0);
     assert_int_equal(out.u.update.items[0].failure.exit_code, -1);
@@ -581,6 +584,13 @@ t_heartbeat(void **state)
     assert_int_equal(out.u.heartbeat.idle, 13);
     assert_int_equal(out.u.heartbeat.processed, 123456789012);
     assert_int_equal(out.u.heartbeat.failed, 17);
+    assert_true(out.u.heartbeat.ack == 0);
+    s_done(&out, &sb);
+
+    dv_msg_t ack = { .type = DV_MSG_HEARTBEAT };
+    ack.u.heartbeat.ack = 90210;
+    s_round_trip("heartbeat_ack", &ack, &out, &sb);
+    assert_true(out.u.heartbeat.ack == 90210);
     s_done(&out, &sb);
 
     dv_msg_t min = { .type = DV_MSG_HEARTBEAT };

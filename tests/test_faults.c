@@ -260,6 +260,7 @@ t_garbage_frames(void **state)
             hello.u.hello.nqueues = 1;
             hello.u.hello.concurrency = 1;
             hello.u.hello.credit = 1;
+            hello.u.hello.fencing = true;
             msgpack_sbuffer_init(&hs);
             assert_int_equal(dv_msg_encode(&hello, &hs), DV_OK);
             zmq_send(s, hs.data, hs.size, 0);

@@ -178,6 +178,8 @@ worker_jobs_take(worker_jobs_t *self, dv_str_t id, int32_t attempt)
     memcpy(j->id, id.ptr, id.len);
     j->id[id.len] = '\0';
     j->attempt = attempt;
+    j->lease = 0;
+    j->started = false;
     j->prev = j->next = -1;
     j->queued = false;
     unsigned h = s_hash(j->id, j->idlen) & (self->nbuckets - 1);
@@ -211,7 +213,9 @@ s_free(worker_jobs_t *self, int idx)
 int
 worker_jobs_hand_back(worker_jobs_t *self, const dv_job_t *job)
 {
-    if (worker_outbox_returned(self->outbox, job->id, job->attempt) == 0)
+    if (worker_outbox_returned(
+            self->outbox,
+            (worker_exec_t){ job->id, job->attempt, job->lease }) == 0)
         return 0;
     char idz[WORKER_ID_MAX + 1];
     dv_log(DV_ERROR, "worker.reply_dropped", DV_STR("msg", "returned"),
@@ -231,12 +235,14 @@ worker_jobs_admit(worker_jobs_t *self, const dv_job_t *job, bool draining,
     }
     int dup = worker_jobs_find(self, job->id);
     if (dup >= 0) {
-        /* Delivered again while we hold it (a lease the broker renewed
-         * after a reconnect): report under the attempt number the broker
-         * now expects, or it would ignore our report. */
+        /* Delivered again while we hold it (the broker leased it to us
+         * anew): this copy goes on under the new lease, or the broker
+         * would refuse its reports as stale. */
         worker_job_t *j = s_at(self, dup);
-        if (job->attempt > j->attempt)
+        if (job->lease && j->state != WORKER_JOB_REPORTING) {
             j->attempt = job->attempt;
+            j->lease = job->lease;
+        }
         return 1;
     }
     if (draining)
@@ -247,6 +253,7 @@ worker_jobs_admit(worker_jobs_t *self, const dv_job_t *job, bool draining,
                DV_STR("error", "out of memory"));
         return worker_jobs_hand_back(self, job);
     }
+    s_at(self, *idx)->lease = job->lease;
     return WORKER_JOBS_TAKEN;
 }
 
@@ -266,6 +273,8 @@ worker_jobs_held(const worker_jobs_t *self, dv_held_t *held, size_t max)
             continue;
         held[n].id = s_id(j);
         held[n].attempt = j->attempt;
+        held[n].lease = j->lease;
+        held[n].started = j->started;
         n++;
     }
     return n;
@@ -350,6 +359,26 @@ s_settle(worker_jobs_t *self, int idx)
         self->clear(j, false);
 }
 
+void
+worker_jobs_drop(worker_jobs_t *self, int idx)
+{
+    worker_job_t *j = s_at(self, idx);
+    s_settle(self, idx);
+    if (j->state == WORKER_JOB_REPORTING)
+        free(j->result);
+    s_free(self, idx);
+    worker_outbox_grant(self->outbox, 1);
+}
+
+int
+worker_jobs_revoked(const worker_jobs_t *self, dv_str_t id, uint64_t lease)
+{
+    int idx = worker_jobs_find(self, id);
+    if (idx < 0 || (lease && s_at(self, idx)->lease != lease))
+        return -1;
+    return idx;
+}
+
 /* Keeps the report in the slot for worker_jobs_retry(). */
 static void
 s_keep(worker_jobs_t *self, int idx, dv_update_kind_t kind, int64_t ts)
@@ -369,7 +398,7 @@ worker_jobs_succeeded(worker_jobs_t *self, int idx, int64_t wall_ms,
                       dv_str_t result, char **owned)
 {
     worker_job_t *j = s_at(self, idx);
-    if (worker_outbox_succeeded(self->outbox, s_id(j), j->attempt, wall_ms,
+    if (worker_outbox_succeeded(self->outbox, worker_job_exec(j), wall_ms,
                                 result) == 0) {
         if (owned) {
             free(*owned);
@@ -394,7 +423,7 @@ worker_jobs_failed(worker_jobs_t *self, int idx, int64_t wall_ms,
                    const dv_failure_t *f, bool keep)
 {
     worker_job_t *j = s_at(self, idx);
-    if (worker_outbox_failed(self->outbox, s_id(j), j->attempt, wall_ms, f) ==
+    if (worker_outbox_failed(self->outbox, worker_job_exec(j), wall_ms, f) ==
         0) {
         s_settle(self, idx);
         s_free(self, idx);
@@ -424,7 +453,7 @@ worker_jobs_returned(worker_jobs_t *self, int idx)
 {
     worker_job_t *j = s_at(self, idx);
     s_settle(self, idx);
-    if (worker_outbox_returned(self->outbox, s_id(j), j->attempt) == 0) {
+    if (worker_outbox_returned(self->outbox, worker_job_exec(j)) == 0) {
         s_free(self, idx);
         return;
     }
@@ -444,16 +473,16 @@ worker_jobs_retry(worker_jobs_t *self)
         int rc;
         switch (j->report) {
         case DV_UPD_SUCCEEDED:
-            rc = worker_outbox_succeeded(self->outbox, s_id(j), j->attempt,
+            rc = worker_outbox_succeeded(self->outbox, worker_job_exec(j),
                                          j->report_ts,
                                          dv_strn(j->result, j->result_len));
             break;
         case DV_UPD_FAILED:
-            rc = worker_outbox_failed(self->outbox, s_id(j), j->attempt,
+            rc = worker_outbox_failed(self->outbox, worker_job_exec(j),
                                       j->report_ts, &j->failure);
             break;
         default:
-            rc = worker_outbox_returned(self->outbox, s_id(j), j->attempt);
+            rc = worker_outbox_returned(self->outbox, worker_job_exec(j));
             break;
         }
         if (rc != 0)

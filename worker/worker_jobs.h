@@ -44,6 +44,8 @@ typedef struct {
     uint8_t idlen;
     char id[WORKER_ID_MAX + 1]; /* NUL-terminated, for logs */
     int32_t attempt;
+    uint64_t lease; /* the lease it came with: every report names it */
+    bool started;   /* its "started" report was made (HELLO says so) */
     int prev, next; /* FIFO links; next is also the free list */
     int hnext;      /* id hash chain */
     bool queued;    /* in the FIFO */
@@ -142,6 +144,14 @@ int worker_jobs_failed(worker_jobs_t *self, int idx, int64_t wall_ms,
 /* Handed back unstarted (no attempt spent); kept like a failure. */
 void worker_jobs_returned(worker_jobs_t *self, int idx);
 
+/* The broker revoked the job (its lease is no longer ours): the slot is
+ * freed without a report, and its credit goes back to the broker. */
+void worker_jobs_drop(worker_jobs_t *self, int idx);
+
+/* The held job a revocation of (id, lease) is about, or -1: lease 0 names
+ * whichever copy is held; another lease names a copy we no longer hold. */
+int worker_jobs_revoked(const worker_jobs_t *self, dv_str_t id, uint64_t lease);
+
 /* Sends the reports that waited for memory. Returns how many still
  * wait. */
 size_t worker_jobs_retry(worker_jobs_t *self);
@@ -150,6 +160,13 @@ size_t worker_jobs_retry(worker_jobs_t *self);
 size_t worker_jobs_unreported(const worker_jobs_t *self);
 
 /* ---- inline ---- */
+
+/* The execution j's reports are about. */
+static inline worker_exec_t
+worker_job_exec(const worker_job_t *j)
+{
+    return (worker_exec_t){ dv_strn(j->id, j->idlen), j->attempt, j->lease };
+}
 
 struct worker_jobs_hdr {
     char *slots;

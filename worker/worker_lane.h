@@ -49,9 +49,11 @@ typedef struct {
      * memory), 1 already held (a newer attempt number is adopted), -1
      * refused (logged). The broker's credit is regranted unless 0. */
     int (*add)(void *self, const dv_job_t *job);
-    /* KILL from the broker: 0 if it held the job (now stopping or
-     * reported "cancelled"), -1 if it does not hold it. */
-    int (*cancel)(void *self, dv_str_t id, dv_str_t reason);
+    /* KILL from the broker (cancelled, or the lease is no longer ours):
+     * the copy under lease (0: whichever is held) is dropped if it has not
+     * started, or stopped, and never reported. 0 if it held that copy, -1
+     * if not. */
+    int (*cancel)(void *self, dv_str_t id, uint64_t lease, dv_str_t reason);
     /* Starts waiting jobs that may go now. */
     void (*dispatch)(void *self);
     /* Writes what is buffered; with reports (the broker knows us), also

@@ -31,6 +31,7 @@ struct worker_link_t {
     int64_t hello_sent;       /* mono ms */
     int64_t hello_timeout_ms; /* current wait for WELCOME */
     int64_t next_heartbeat;   /* mono ms */
+    int64_t last_sent;        /* mono ms: last heartbeat or hello sent */
     zmq_msg_t frame;          /* the frame behind the last recv'd msg */
     bool frame_live;
     bool frame_retry;   /* its decode found no memory: kept, and
@@ -239,10 +240,13 @@ worker_link_send_hello(worker_link_t *self, int32_t credit, dv_held_t *held,
     m.u.hello.credit = credit < 0 ? 0 : credit;
     m.u.hello.held = held;
     m.u.hello.nheld = nheld;
+    m.u.hello.fencing = true;
     int rc = s_send(self, &m);
     self->welcomed = false;
     self->hello_pending = rc == 0;
     self->hello_sent = mono_ms;
+    if (rc == 0)
+        self->last_sent = mono_ms;
     dv_log(DV_DEBUG, "worker.hello", DV_INT("credit", m.u.hello.credit),
            DV_INT("held", nheld), DV_INT("rc", rc));
     return rc == 0 ? 0 : -1;
@@ -306,6 +310,7 @@ decode:;
         self->welcomed = true;
         self->hello_pending = false;
         self->failures = 0;
+        self->last_sent = mono_ms;
         self->next_heartbeat = mono_ms + self->heartbeat_ms;
         char broker[128];
         dv_log(DV_INFO, "worker.welcome",
@@ -372,7 +377,10 @@ worker_link_heartbeat(worker_link_t *self, const dv_heartbeat_t *hb,
     memset(&m, 0, sizeof m);
     m.type = DV_MSG_HEARTBEAT;
     m.u.heartbeat = *hb;
-    return s_send(self, &m) == 0 ? 0 : -1;
+    if (s_send(self, &m) != 0)
+        return -1;
+    self->last_sent = mono_ms;
+    return 0;
 }
 
 int
@@ -392,6 +400,13 @@ worker_link_expired(const worker_link_t *self, int64_t mono_ms)
     int64_t since = self->hello_sent > self->last_heard ? self->hello_sent
                                                         : self->last_heard;
     return mono_ms - since > self->hello_timeout_ms;
+}
+
+bool
+worker_link_silent(const worker_link_t *self, int64_t mono_ms)
+{
+    return self->welcomed &&
+           mono_ms - self->last_sent > self->timeout_ms * 3 / 4;
 }
 
 int64_t

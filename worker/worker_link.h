@@ -83,6 +83,12 @@ int worker_link_send_bye(worker_link_t *self);
 /* True when the broker has been silent too long: time to reconnect. */
 bool worker_link_expired(const worker_link_t *self, int64_t mono_ms);
 
+/* True when WE have been silent so long (stopped, or stalled) that the
+ * broker may have expired us and leased our jobs to others: nothing may
+ * start until a new HELLO is answered. Three quarters of the broker's
+ * worker timeout since the last heartbeat or hello went out. */
+bool worker_link_silent(const worker_link_t *self, int64_t mono_ms);
+
 /* Earliest monotonic ms at which a heartbeat or expiry check is due. */
 int64_t worker_link_next_deadline(const worker_link_t *self);
 

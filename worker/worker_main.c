@@ -198,13 +198,13 @@ s_reconnect(s_worker_t *w, const char *reason)
 
 static void s_drain(s_worker_t *w, const char *why);
 
-/* KILL: the lane holding the job stops it. Unknown ids are ignored (the
- * job may have just ended). */
+/* KILL, or a job a WELCOME revokes: the lane holding that copy drops or
+ * stops it. Unknown ids are ignored (the job may have just ended). */
 static void
-s_cancel(s_worker_t *w, dv_str_t id, dv_str_t reason)
+s_cancel(s_worker_t *w, dv_str_t id, uint64_t lease, dv_str_t reason)
 {
     for (int i = 0; i < w->nlanes; i++)
-        if (w->lanes[i].ops->cancel(w->lanes[i].self, id, reason) == 0)
+        if (w->lanes[i].ops->cancel(w->lanes[i].self, id, lease, reason) == 0)
             return;
     char idz[WORKER_ID_MAX + 1];
     dv_log(DV_DEBUG, "worker.cancel_unknown",
@@ -240,7 +240,7 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
         }
         break;
     case DV_MSG_KILL:
-        s_cancel(w, m->u.kill.id, m->u.kill.reason);
+        s_cancel(w, m->u.kill.id, m->u.kill.lease, m->u.kill.reason);
         break;
     case DV_MSG_DRAIN: /* `drover drain`: as on SIGTERM */
         s_drain(w, "broker asked (drover drain)");
@@ -251,7 +251,21 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
             s_hello(w);
         break;
     case DV_MSG_WELCOME:
+        /* Before anything starts: jobs that are no longer ours go, and
+         * outcomes the broker did not ack go again. */
+        for (uint32_t i = 0; i < m->u.welcome.nrevoked; i++)
+            s_cancel(w, m->u.welcome.revoked[i].id,
+                     m->u.welcome.revoked[i].lease,
+                     dv_str("revoked: the broker leased it elsewhere or it "
+                            "ended"));
+        if (m->u.welcome.nrevoked)
+            dv_log(DV_WARN, "worker.jobs_revoked",
+                   DV_INT("jobs", m->u.welcome.nrevoked));
+        worker_outbox_resend(w->outbox);
+        break;
     case DV_MSG_HEARTBEAT:
+        if (m->u.heartbeat.ack)
+            worker_outbox_ack(w->outbox, m->u.heartbeat.ack);
         break;
     default:
         dv_log(DV_DEBUG, "worker.unexpected_message",
@@ -354,6 +368,7 @@ s_phase_step(s_worker_t *w)
     }
     if (w->phase == P_FINISH) {
         bool delivered = worker_outbox_size(w->outbox) == 0 &&
+                         worker_outbox_unacked(w->outbox) == 0 &&
                          worker_link_welcomed(w->link) && !w->socket_full;
         int alive = s_stats(w).alive;
         if (delivered && alive == 0) {
@@ -507,17 +522,26 @@ s_loop(s_worker_t *w)
         if (w->quit_signal)
             break;
         more = s_broker_read(w);
-        if (worker_link_expired(w->link, w->mono))
+        if (worker_link_expired(w->link, w->mono)) {
             s_reconnect(w, worker_link_welcomed(w->link) ? "broker silent"
                                                          : "no welcome");
-        else if (w->hello_due && w->mono >= w->retry_at)
+        } else if (worker_link_silent(w->link, w->mono)) {
+            /* Stopped or stalled past the broker's patience: our leases
+             * may be someone else's now. Ask before starting anything. */
+            dv_log(DV_WARN, "worker.session_stale",
+                   DV_INT("held", s_held_count(w)));
             s_hello(w);
+        } else if (w->hello_due && w->mono >= w->retry_at) {
+            s_hello(w);
+        }
         for (int i = 0; i < w->nlanes; i++)
             worker_lane_tick(&w->lanes[i]);
 
-        for (int i = 0; i < w->nlanes; i++)
-            w->lanes[i].ops->dispatch(w->lanes[i].self);
+        /* Only while the broker knows us: a lease is ours only as far as
+         * the last WELCOME says. */
         bool welcomed = worker_link_welcomed(w->link);
+        for (int i = 0; i < w->nlanes && welcomed; i++)
+            w->lanes[i].ops->dispatch(w->lanes[i].self);
         for (int i = 0; i < w->nlanes; i++)
             w->lanes[i].ops->flush(w->lanes[i].self, welcomed);
         if (welcomed) {

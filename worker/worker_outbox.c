@@ -19,6 +19,8 @@ typedef struct {
     uint8_t idlen;
     char id[WORKER_ID_MAX];
     int32_t attempt;
+    uint64_t lease;
+    uint64_t seq; /* the update it went in (sent entries) */
     int64_t ts_ms;
     int64_t current, total; /* progress */
     size_t data_off;        /* result or message bytes in self->data */
@@ -28,8 +30,10 @@ typedef struct {
 } s_entry_t;
 
 struct worker_outbox_t {
-    s_entry_t *entries; /* oldest first */
-    size_t n, cap;
+    s_entry_t *entries; /* oldest first: [0, nsent) sent and kept until
+                         * acked, [nsent, n) not sent yet */
+    size_t n, cap, nsent;
+    uint64_t seq;       /* of the last update encoded */
     worker_buf_t data;  /* bytes of results and messages */
     dv_update_t *items; /* encode scratch */
     size_t items_cap;
@@ -81,14 +85,16 @@ s_reserve(worker_outbox_t *self, dv_str_t bytes)
 
 /* Adds an entry after s_reserve() made room for it and its data. */
 static s_entry_t *
-s_add(worker_outbox_t *self, dv_update_kind_t kind, dv_str_t id,
-      int32_t attempt, dv_str_t bytes)
+s_add(worker_outbox_t *self, dv_update_kind_t kind, worker_exec_t x,
+      dv_str_t bytes)
 {
     s_entry_t *e = &self->entries[self->n++];
     e->kind = kind;
-    e->idlen = (uint8_t)(id.len > WORKER_ID_MAX ? WORKER_ID_MAX : id.len);
-    memcpy(e->id, id.ptr, e->idlen);
-    e->attempt = attempt;
+    e->idlen = (uint8_t)(x.id.len > WORKER_ID_MAX ? WORKER_ID_MAX : x.id.len);
+    memcpy(e->id, x.id.ptr, e->idlen);
+    e->attempt = x.attempt;
+    e->lease = x.lease;
+    e->seq = 0;
     e->ts_ms = 0;
     e->current = e->total = 0;
     e->has_data = bytes.ptr != NULL;
@@ -107,36 +113,35 @@ s_outcome(worker_outbox_t *self)
 }
 
 int
-worker_outbox_started(worker_outbox_t *self, dv_str_t id, int32_t attempt,
-                      int64_t ts_ms)
+worker_outbox_started(worker_outbox_t *self, worker_exec_t x, int64_t ts_ms)
 {
     dv_str_t none = dv_strn(NULL, 0);
     if (s_reserve(self, none) != 0)
         return DV_ENOMEM;
-    s_entry_t *e = s_add(self, DV_UPD_STARTED, id, attempt, none);
+    s_entry_t *e = s_add(self, DV_UPD_STARTED, x, none);
     e->ts_ms = ts_ms;
     return 0;
 }
 
 int
-worker_outbox_progress(worker_outbox_t *self, dv_str_t id, int32_t attempt,
-                       int64_t current, int64_t total, dv_str_t message)
+worker_outbox_progress(worker_outbox_t *self, worker_exec_t x, int64_t current,
+                       int64_t total, dv_str_t message)
 {
     if (s_reserve(self, message) != 0)
         return DV_ENOMEM;
-    s_entry_t *e = s_add(self, DV_UPD_PROGRESS, id, attempt, message);
+    s_entry_t *e = s_add(self, DV_UPD_PROGRESS, x, message);
     e->current = current;
     e->total = total;
     return 0;
 }
 
 int
-worker_outbox_succeeded(worker_outbox_t *self, dv_str_t id, int32_t attempt,
-                        int64_t ts_ms, dv_str_t result)
+worker_outbox_succeeded(worker_outbox_t *self, worker_exec_t x, int64_t ts_ms,
+                        dv_str_t result)
 {
     if (s_reserve(self, result) != 0)
         return DV_ENOMEM;
-    s_entry_t *e = s_add(self, DV_UPD_SUCCEEDED, id, attempt, result);
+    s_entry_t *e = s_add(self, DV_UPD_SUCCEEDED, x, result);
     e->ts_ms = ts_ms;
     self->processed++;
     s_outcome(self);
@@ -144,8 +149,8 @@ worker_outbox_succeeded(worker_outbox_t *self, dv_str_t id, int32_t attempt,
 }
 
 int
-worker_outbox_failed(worker_outbox_t *self, dv_str_t id, int32_t attempt,
-                     int64_t ts_ms, const dv_failure_t *failure)
+worker_outbox_failed(worker_outbox_t *self, worker_exec_t x, int64_t ts_ms,
+                     const dv_failure_t *failure)
 {
     dv_str_t msg = failure->message;
     if (msg.ptr)
@@ -154,7 +159,7 @@ worker_outbox_failed(worker_outbox_t *self, dv_str_t id, int32_t attempt,
         msg = dv_strn("", 0);
     if (s_reserve(self, msg) != 0)
         return DV_ENOMEM;
-    s_entry_t *e = s_add(self, DV_UPD_FAILED, id, attempt, msg);
+    s_entry_t *e = s_add(self, DV_UPD_FAILED, x, msg);
     e->ts_ms = ts_ms;
     e->failure = *failure;
     self->processed++;
@@ -164,12 +169,12 @@ worker_outbox_failed(worker_outbox_t *self, dv_str_t id, int32_t attempt,
 }
 
 int
-worker_outbox_returned(worker_outbox_t *self, dv_str_t id, int32_t attempt)
+worker_outbox_returned(worker_outbox_t *self, worker_exec_t x)
 {
     dv_str_t none = dv_strn(NULL, 0);
     if (s_reserve(self, none) != 0)
         return DV_ENOMEM;
-    s_add(self, DV_UPD_RETURNED, id, attempt, none);
+    s_add(self, DV_UPD_RETURNED, x, none);
     s_outcome(self);
     return 0;
 }
@@ -203,7 +208,58 @@ worker_outbox_credit(const worker_outbox_t *self)
 size_t
 worker_outbox_size(const worker_outbox_t *self)
 {
-    return self->n;
+    return self->n - self->nsent;
+}
+
+size_t
+worker_outbox_unacked(const worker_outbox_t *self)
+{
+    return self->nsent;
+}
+
+/* Drops entries [0, k) and, once most of the data bytes are dead, moves
+ * the live ones to the front (offsets rise with position). */
+static void
+s_drop_front(worker_outbox_t *self, size_t k)
+{
+    if (k == 0)
+        return;
+    memmove(self->entries, self->entries + k,
+            (self->n - k) * sizeof *self->entries);
+    self->n -= k;
+    self->nsent -= k < self->nsent ? k : self->nsent;
+    if (self->n == 0) {
+        worker_buf_reset(&self->data);
+        return;
+    }
+    size_t first = self->data.len;
+    for (size_t i = 0; i < self->n; i++)
+        if (self->entries[i].has_data) {
+            first = self->entries[i].data_off;
+            break;
+        }
+    if (first < (64u << 10) || first < self->data.len / 2)
+        return;
+    memmove(self->data.data, self->data.data + first, self->data.len - first);
+    self->data.len -= first;
+    for (size_t i = 0; i < self->n; i++)
+        if (self->entries[i].has_data)
+            self->entries[i].data_off -= first;
+}
+
+void
+worker_outbox_ack(worker_outbox_t *self, uint64_t seq)
+{
+    size_t k = 0;
+    while (k < self->nsent && self->entries[k].seq <= seq)
+        k++;
+    s_drop_front(self, k);
+}
+
+void
+worker_outbox_resend(worker_outbox_t *self)
+{
+    self->nsent = 0;
 }
 
 int64_t
@@ -223,9 +279,10 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
                      uint32_t *nitems)
 {
     *nitems = 0;
-    if (self->n == 0 && self->credit <= 0)
+    size_t unsent = self->n - self->nsent;
+    if (unsent == 0 && self->credit <= 0)
         return -1;
-    size_t n = self->n < S_ITEMS_BUDGET ? self->n : S_ITEMS_BUDGET;
+    size_t n = unsent < S_ITEMS_BUDGET ? unsent : S_ITEMS_BUDGET;
     if (n > self->items_cap) {
         size_t cap = self->items_cap ? self->items_cap : 256;
         while (cap < n)
@@ -242,7 +299,7 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
     }
     size_t bytes = 0, k;
     for (k = 0; k < n; k++) {
-        const s_entry_t *e = &self->entries[k];
+        const s_entry_t *e = &self->entries[self->nsent + k];
         bytes += 64 + e->idlen + e->data_len;
         if (k > 0 && bytes > S_FRAME_BUDGET)
             break;
@@ -251,6 +308,7 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
         u->kind = e->kind;
         u->id = dv_strn(e->id, e->idlen);
         u->attempt = e->attempt;
+        u->lease = e->lease;
         u->ts_ms = e->ts_ms;
         /* An empty text is present but may have no bytes stored at all. */
         dv_str_t data =
@@ -281,6 +339,7 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
     msg.u.update.credit = self->credit;
     msg.u.update.items = self->items;
     msg.u.update.nitems = (uint32_t)k;
+    msg.u.update.seq = self->seq + 1;
     out->size = 0;
     if (dv_msg_encode(&msg, out) != DV_OK) {
         dv_log(DV_ERROR, "worker.encode_failed", DV_STR("msg", "update"),
@@ -297,13 +356,23 @@ worker_outbox_consume(worker_outbox_t *self, uint32_t nitems)
 {
     self->credit -= self->credit_sent;
     self->credit_sent = 0;
-    if (nitems >= self->n) {
-        self->n = 0;
-        worker_buf_reset(&self->data);
-        return;
+    uint64_t seq = ++self->seq;
+    /* Outcomes of the update stay (sent, until acked); started and
+     * progress reports are not worth sending twice. */
+    size_t end = self->nsent + nitems, kept = self->nsent;
+    for (size_t i = self->nsent; i < end; i++) {
+        s_entry_t *e = &self->entries[i];
+        if (e->kind == DV_UPD_STARTED || e->kind == DV_UPD_PROGRESS)
+            continue;
+        e->seq = seq;
+        if (kept != i)
+            self->entries[kept] = *e;
+        kept++;
     }
-    memmove(self->entries, self->entries + nitems,
-            (self->n - nitems) * sizeof *self->entries);
-    self->n -= nitems;
-    /* data is reclaimed when the outbox next empties */
+    memmove(self->entries + kept, self->entries + end,
+            (self->n - end) * sizeof *self->entries);
+    self->n -= end - kept;
+    self->nsent = kept;
+    if (self->n == 0)
+        worker_buf_reset(&self->data);
 }

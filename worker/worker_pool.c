@@ -70,8 +70,7 @@ pool_unstarted(worker_pool_t *self, int idx)
     j->child = -1;
     j->skip_sent = false;
     if (j->cancel)
-        pool_fail(self, idx, DV_CAT_CANCELLED, false, -1, 0,
-                  "cancelled before it started");
+        worker_jobs_drop(self->jobs, idx); /* no longer ours: no report */
     else if (self->draining)
         worker_jobs_returned(self->jobs, idx);
     else
@@ -205,10 +204,10 @@ s_add(void *pool, const dv_job_t *job)
 }
 
 static int
-s_cancel(void *pool, dv_str_t id, dv_str_t reason)
+s_cancel(void *pool, dv_str_t id, uint64_t lease, dv_str_t reason)
 {
     worker_pool_t *self = pool;
-    int idx = worker_jobs_find(self->jobs, id);
+    int idx = worker_jobs_revoked(self->jobs, id, lease);
     if (idx < 0 || pool_job(self, idx)->base.state < WORKER_JOB_LANE)
         return -1;
     pool_job_t *j = pool_job(self, idx);
@@ -220,8 +219,7 @@ s_cancel(void *pool, dv_str_t id, dv_str_t reason)
     j->cancel = true;
     switch (j->base.state) {
     case J_PENDING:
-        pool_fail(self, idx, DV_CAT_CANCELLED, false, -1, 0,
-                  "cancelled before it started");
+        worker_jobs_drop(self->jobs, idx);
         break;
     case J_ASSIGNED:
         pool_send_skip(self, &self->children[j->child], idx);
@@ -291,9 +289,8 @@ s_flush_progress(worker_pool_t *self)
         if (!j->progress_dirty)
             continue;
         if (j->base.state == J_RUNNING &&
-            worker_outbox_progress(self->outbox,
-                                   dv_strn(j->base.id, j->base.idlen),
-                                   j->base.attempt, j->cur, j->tot,
+            worker_outbox_progress(self->outbox, worker_job_exec(&j->base),
+                                   j->cur, j->tot,
                                    dv_strn(j->pmsg.data, j->pmsg.len)) != 0) {
             self->dirty[kept++] = idx;
             continue;
@@ -337,8 +334,7 @@ s_drain(void *pool)
     int idx;
     while ((idx = worker_jobs_first(self->jobs)) >= 0) {
         if (pool_job(self, idx)->cancel)
-            pool_fail(self, idx, DV_CAT_CANCELLED, false, -1, 0,
-                      "cancelled before it started");
+            worker_jobs_drop(self->jobs, idx);
         else
             worker_jobs_returned(self->jobs, idx);
     }

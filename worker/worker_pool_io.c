@@ -67,8 +67,7 @@ pool_report_stopped(worker_pool_t *self, int ci, int idx, int sig)
     pool_job_t *j = pool_job(self, idx);
     char text[128];
     if (j->cancel) {
-        pool_fail(self, idx, DV_CAT_CANCELLED, false, -1, 0,
-                  "cancelled while running");
+        worker_jobs_drop(self->jobs, idx); /* no longer ours: no report */
     } else if (c->kill == K_TIMEOUT && c->kill_job == idx) {
         snprintf(text, sizeof text, "timed out after %.3g s",
                  (double)j->timeout_ms / 1000.0);
@@ -144,10 +143,10 @@ s_child_frame(worker_pool_t *self, int ci, const char *body, uint32_t len)
     case WORKER_IPC_STARTED:
         if (j->base.state != J_ASSIGNED)
             break;
-        if (worker_outbox_started(self->outbox,
-                                  dv_strn(j->base.id, j->base.idlen),
-                                  j->base.attempt, self->wall) != 0)
+        if (worker_outbox_started(self->outbox, worker_job_exec(&j->base),
+                                  self->wall) != 0)
             return 1;
+        j->base.started = true;
         j->base.state = J_RUNNING;
         j->started_mono = self->mono;
         if (j->timeout_ms > 0)

@@ -334,13 +334,15 @@ test_outbox_credit(void **state)
     msgpack_sbuffer_init(&sb);
     uint32_t n;
     assert_int_equal(worker_outbox_encode(ob, &sb, &n), -1); /* nothing */
-    worker_outbox_started(ob, dv_str(S_ID1), 1, 1000);
-    worker_outbox_succeeded(ob, dv_str(S_ID1), 1, 1001, dv_strn("\xc0", 1));
+    worker_exec_t x1 = { dv_str(S_ID1), 1, dv_lease_make(3, 1) };
+    worker_exec_t x2 = { dv_str(S_ID2), 2, dv_lease_make(3, 2) };
+    worker_outbox_started(ob, x1, 1000);
+    worker_outbox_succeeded(ob, x1, 1001, dv_strn("\xc0", 1));
     dv_failure_t f;
     dv_failure_init(&f);
     f.category = DV_CAT_HANDLER;
     f.message = dv_str("nope");
-    worker_outbox_failed(ob, dv_str(S_ID2), 2, 1002, &f);
+    worker_outbox_failed(ob, x2, 1002, &f);
     assert_int_equal(worker_outbox_credit(ob), 2);
     assert_int_equal(worker_outbox_size(ob), 3);
     assert_int_equal(worker_outbox_encode(ob, &sb, &n), 0);
@@ -356,6 +358,9 @@ test_outbox_credit(void **state)
     assert_int_equal(m.u.update.nitems, 3);
     assert_int_equal(m.u.update.items[2].kind, DV_UPD_FAILED);
     assert_true(dv_str_eq(m.u.update.items[2].failure.message, "nope"));
+    assert_true(m.u.update.items[0].lease == x1.lease);
+    assert_true(m.u.update.items[2].lease == x2.lease);
+    assert_true(m.u.update.seq == 1);
     dv_msg_release(&m);
 
     worker_outbox_consume(ob, n);
@@ -363,10 +368,35 @@ test_outbox_credit(void **state)
     assert_int_equal(worker_outbox_credit(ob), 0);
     assert_int_equal(worker_outbox_processed(ob), 2);
     assert_int_equal(worker_outbox_failures(ob), 1);
+    /* The two outcomes wait for the broker's ack; "started" does not. */
+    assert_int_equal(worker_outbox_unacked(ob), 2);
+
+    /* A new session before the ack: they go again, in order, then a new
+     * report after them; an ack of the first update does not cover the
+     * resent ones. */
+    worker_outbox_resend(ob);
+    worker_outbox_succeeded(ob, x2, 1003, dv_strn("\x01", 1));
+    assert_int_equal(worker_outbox_size(ob), 3);
+    assert_int_equal(worker_outbox_unacked(ob), 0);
+    assert_int_equal(worker_outbox_encode(ob, &sb, &n), 0);
+    assert_int_equal(n, 3);
+    rc = dv_msg_decode(sb.data, sb.size, &m, why, sizeof why);
+    assert_int_equal(rc, DV_OK);
+    assert_true(m.u.update.seq == 2);
+    assert_int_equal(m.u.update.items[0].kind, DV_UPD_SUCCEEDED);
+    assert_int_equal(m.u.update.items[1].kind, DV_UPD_FAILED);
+    assert_true(dv_str_eq(m.u.update.items[1].failure.message, "nope"));
+    assert_int_equal(m.u.update.items[2].result.len, 1);
+    dv_msg_release(&m);
+    worker_outbox_consume(ob, n);
+    worker_outbox_ack(ob, 1);
+    assert_int_equal(worker_outbox_unacked(ob), 3);
+    worker_outbox_ack(ob, 2);
+    assert_int_equal(worker_outbox_unacked(ob), 0);
 
     /* Draining: returned jobs grant nothing. */
     worker_outbox_stop_credit(ob);
-    worker_outbox_returned(ob, dv_str(S_ID1), 1);
+    worker_outbox_returned(ob, x1);
     assert_int_equal(worker_outbox_credit(ob), 0);
     assert_int_equal(worker_outbox_size(ob), 1);
     msgpack_sbuffer_destroy(&sb);
@@ -432,10 +462,16 @@ test_jobs_table(void **state)
     assert_int_equal(worker_jobs_admit(t, &j3, false, &c), WORKER_JOBS_TAKEN);
     assert_int_equal(worker_jobs_held_count(t), 3);
     assert_int_equal(worker_jobs_find(t, dv_str(S_ID2)), b);
-    /* delivered again: the newer attempt is adopted */
+    /* delivered again under a new lease: the copy held goes on under it */
     j1.attempt = 3;
+    j1.lease = dv_lease_make(2, 9);
     assert_int_equal(worker_jobs_admit(t, &j1, false, &a), 1);
     assert_int_equal(worker_jobs_at(t, a)->attempt, 3);
+    assert_true(worker_jobs_at(t, a)->lease == j1.lease);
+    /* a revocation names the copy by its lease */
+    assert_int_equal(worker_jobs_revoked(t, dv_str(S_ID1), j1.lease), a);
+    assert_int_equal(worker_jobs_revoked(t, dv_str(S_ID1), 0), a);
+    assert_int_equal(worker_jobs_revoked(t, dv_str(S_ID1), 77), -1);
     dv_job_t bad = s_job("", 1);
     assert_int_equal(worker_jobs_admit(t, &bad, false, &a), -1);
 

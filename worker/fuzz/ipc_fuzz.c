@@ -88,20 +88,19 @@ s_check_report(const worker_ipc_msg_t *m)
     worker_outbox_t *ob = worker_outbox_new();
     if (!ob)
         return;
-    dv_str_t id = dv_strn(s_job_id, sizeof s_job_id - 1);
+    worker_exec_t id = { dv_strn(s_job_id, sizeof s_job_id - 1), 1, 1 };
     int rc = 0;
     switch (m->kind) {
     case WORKER_IPC_PROGRESS:
-        rc =
-            worker_outbox_progress(ob, id, 1, m->current, m->total, m->message);
+        rc = worker_outbox_progress(ob, id, m->current, m->total, m->message);
         break;
     case WORKER_IPC_SUCCEEDED:
         if (m->result.len > DV_PAYLOAD_MAX) /* the pool fails those */
             break;
-        rc = worker_outbox_succeeded(ob, id, 1, 1000, m->result);
+        rc = worker_outbox_succeeded(ob, id, 1000, m->result);
         break;
     case WORKER_IPC_FAILED:
-        rc = worker_outbox_failed(ob, id, 1, 1000, &m->failure);
+        rc = worker_outbox_failed(ob, id, 1000, &m->failure);
         break;
     default:
         break;

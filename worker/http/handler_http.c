@@ -329,10 +329,10 @@ s_add(void *lane, const dv_job_t *job)
 }
 
 static int
-s_cancel(void *lane, dv_str_t id, dv_str_t reason)
+s_cancel(void *lane, dv_str_t id, uint64_t lease, dv_str_t reason)
 {
     handler_http_t *self = lane;
-    int idx = worker_jobs_find(self->jobs, id);
+    int idx = worker_jobs_revoked(self->jobs, id, lease);
     if (idx < 0 || http_job(self, idx)->base.state < WORKER_JOB_LANE)
         return -1;
     http_job_t *j = http_job(self, idx);
@@ -341,13 +341,9 @@ s_cancel(void *lane, dv_str_t id, dv_str_t reason)
     dv_log(DV_INFO, "worker.job_cancelled", DV_STR("job", j->base.id),
            DV_STR("reason", why),
            DV_STR("state", j->base.state == J_FLIGHT ? "running" : "queued"));
-    http_fail_t f = { DV_CAT_CANCELLED, false, 0, 0, NULL };
-    if (j->base.state == J_FLIGHT) {
+    if (j->base.state == J_FLIGHT)
         http_abort(self, idx);
-        http_fail(self, idx, &f, "cancelled while running");
-    } else {
-        http_fail(self, idx, &f, "cancelled before it started");
-    }
+    worker_jobs_drop(self->jobs, idx); /* no longer ours: no report */
     return 0;
 }
 

@@ -207,10 +207,9 @@ s_send(handler_http_t *self, int idx, int k, int slot, breaker_verdict_t v)
     /* "started" before the request goes, so nothing needs undoing if the
      * outbox has no room. */
     if (rc == 0 && !j->started) {
-        if (worker_outbox_started(self->outbox,
-                                  dv_strn(j->base.id, j->base.idlen),
-                                  j->base.attempt, self->wall) == 0)
-            j->started = true;
+        if (worker_outbox_started(self->outbox, worker_job_exec(&j->base),
+                                  self->wall) == 0)
+            j->started = j->base.started = true;
         else
             rc = DV_ENOMEM;
     }
