@@ -423,6 +423,62 @@ out:
     return rc;
 }
 
+typedef struct {
+    bool *ended;
+    size_t n;
+} s_wait_t;
+
+static int
+s_on_result(const drover_result_t *r, void *arg)
+{
+    s_wait_t *w = arg;
+    if (r->index < w->n && strcmp(r->state, "unknown") && !w->ended[r->index])
+        w->ended[r->index] = true;
+    return 0;
+}
+
+/* Waits in slices of 5 s until every job ended or wait_ms passed, and gives
+ * up early when the broker has held no live job for two slices running
+ * (what is still missing then will never end). Returns how many ended. */
+static size_t
+s_wait_ended(harness_t *h, const char *scenario, chaos_ids_t *ids, int wait_ms)
+{
+    s_wait_t w = { calloc(ids->n ? ids->n : 1, sizeof(bool)), ids->n };
+    const char **p = calloc(ids->n ? ids->n : 1, sizeof *p);
+    size_t done = 0;
+    int idle = 0;
+    int64_t deadline = dv_mono_ms() + harness_scale(wait_ms);
+    while (w.ended && p && done < ids->n && dv_mono_ms() < deadline &&
+           idle < 2) {
+        size_t m = 0;
+        for (size_t i = 0; i < ids->n; i++)
+            if (!w.ended[i])
+                p[m++] = ids->v[i];
+        if (!h->client)
+            h->client = drover_connect(h->clients, harness_scale(5000));
+        s_wait_t sub = { calloc(m, sizeof(bool)), m };
+        if (h->client && sub.ended)
+            drover_wait(h->client, p, m, harness_scale(5000), s_on_result,
+                        &sub);
+        size_t k = 0;
+        for (size_t i = 0; sub.ended && i < ids->n; i++)
+            if (!w.ended[i] && sub.ended[k++]) {
+                w.ended[i] = true;
+                done++;
+            }
+        free(sub.ended);
+        idle = done < ids->n && harness_counter(h, "live_jobs") == 0 ? idle + 1
+                                                                     : 0;
+    }
+    if (done < ids->n)
+        printf("chaos[%s] wait: %zu of %zu jobs did not end%s\n", scenario,
+               ids->n - done, ids->n,
+               idle >= 2 ? " (the broker holds no live job)" : "");
+    free(p);
+    free(w.ended);
+    return done;
+}
+
 void
 chaos_account(harness_t *h, const char *scenario, chaos_ids_t *acked,
               int wait_ms, chaos_account_t *a)
@@ -430,14 +486,7 @@ chaos_account(harness_t *h, const char *scenario, chaos_ids_t *acked,
     memset(a, 0, sizeof *a);
     chaos_ids_unique(acked);
     a->acknowledged = acked->n;
-    harness_results_t *res = calloc(1, sizeof *res);
-    if (res && acked->n) {
-        int rc = harness_wait_ids(h, acked->v, (int)acked->n, res, wait_ms);
-        if (rc != DROVER_OK)
-            printf("chaos[%s] wait: %s\n", scenario, drover_strerror(rc));
-        a->ended = (size_t)(res->succeeded + res->dead + res->cancelled);
-    }
-    free(res);
+    a->ended = s_wait_ended(h, scenario, acked, wait_ms);
 
     s_row_t *rows = NULL;
     size_t nrows = 0;
