@@ -575,13 +575,30 @@ chaos_assert_account(const chaos_account_t *a, size_t twice_bound)
 {
     printf("chaos: ran_twice=%zu, bound %zu\n", a->ran_twice, twice_bound);
     fflush(stdout);
-    assert_true(a->acknowledged > 0);
-    assert_int_equal(a->ended, a->acknowledged);
-    assert_int_equal(a->lost, 0);
+    if (a->acknowledged == 0)
+        fail_msg("no job was acknowledged");
+    if (a->lost)
+        fail_msg("%zu of %zu acknowledged jobs lost (not succeeded in the "
+                 "store)",
+                 a->lost, a->acknowledged);
+    if (a->ended != a->acknowledged)
+        fail_msg("%zu of %zu acknowledged jobs never reported ended",
+                 a->acknowledged - a->ended, a->acknowledged);
+    if (a->never_ran_succeeded)
+        fail_msg("%zu jobs succeeded without any execution",
+                 a->never_ran_succeeded);
+    if (a->uncredited)
+        fail_msg("%zu succeeded jobs are credited to no worker in the store",
+                 a->uncredited);
+    if (a->wrong_credit)
+        fail_msg("%zu succeeded jobs are credited to a worker and attempt "
+                 "that never ran them to their end",
+                 a->wrong_credit);
+    if (a->ran_twice > twice_bound)
+        fail_msg("%zu jobs ran twice or more, over the bound of %zu",
+                 a->ran_twice, twice_bound);
+    if (!a->store_ok)
+        fail_msg("the broker and the store disagree (%s: %s)", a->store_how,
+                 a->store_detail);
     assert_int_equal(a->succeeded, a->acknowledged);
-    assert_int_equal(a->never_ran_succeeded, 0);
-    assert_int_equal(a->uncredited, 0);
-    assert_int_equal(a->wrong_credit, 0);
-    assert_in_range(a->ran_twice, 0, twice_bound);
-    assert_true(a->store_ok);
 }

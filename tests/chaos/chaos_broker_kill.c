@@ -32,7 +32,7 @@ enum {
     PREFETCH = 2,
     MIN_BATCHES = 4,
     MAX_BATCHES = 40,
-    PER_BATCH = 50,
+    PER_BATCH = 100,
     CLI_JOBS = 300,
     CLI_RUNS = 8,
 };
@@ -46,6 +46,7 @@ typedef struct {
     int batches;
     atomic_bool stop; /* the kills are over: end after this batch */
     atomic_bool done;
+    atomic_bool in_submit; /* inside a submit (with its resends) now */
 } s_producer_t;
 
 static void *
@@ -59,9 +60,11 @@ s_produce(void *arg)
          b++) {
         char prefix[64];
         snprintf(prefix, sizeof prefix, "lib-%" PRIu64 "-%d", p->seed, b);
-        p->left += chaos_submit_keyed(c, prefix, PER_BATCH, 20, 80, 0, &p->rng,
+        atomic_store(&p->in_submit, true);
+        p->left += chaos_submit_keyed(c, prefix, PER_BATCH, 5, 40, 0, &p->rng,
                                       60000, &p->acked, &p->st);
-        chaos_pause_ms(chaos_range(&p->rng, 50, 300)); /* producer pace */
+        atomic_store(&p->in_submit, false);
+        chaos_pause_ms(chaos_range(&p->rng, 50, 200)); /* producer pace */
     }
     if (!c)
         p->left = PER_BATCH;
@@ -168,6 +171,7 @@ t_broker_kill(void **state)
     p.rng = seed * 7;
     atomic_init(&p.stop, false);
     atomic_init(&p.done, false);
+    atomic_init(&p.in_submit, false);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, s_produce, &p), 0);
     int run = 0, cli_exit = -1;
@@ -178,6 +182,12 @@ t_broker_kill(void **state)
     int64_t down_ms_max = 0;
     for (int k = 0; k < KILLS; k++) {
         chaos_pause_ms(chaos_range(&rng, 300, 2000));
+        /* Most kills land inside a submit: the moment is random, but we
+         * look for one where the producer is sending (for at most 2 s). */
+        for (int i = 0; i < 2000 && !atomic_load(&p.in_submit) &&
+                        !atomic_load(&p.done) && chaos_range(&rng, 0, 3);
+             i++)
+            chaos_pause_ms(1);
         int64_t t0 = dv_mono_ms();
         assert_true(harness_signal(h, h->broker, SIGKILL, 5000) >= 0);
         chaos_pause_ms(chaos_range(&rng, 0, 400));
