@@ -1,5 +1,6 @@
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -108,9 +109,16 @@ s_forget(harness_t *self, pid_t pid)
 }
 
 static pid_t
-s_spawn(harness_t *self, char *const argv[], const char *log)
+s_spawn_out(harness_t *self, char *const argv[], const char *log,
+            const char *out)
 {
-    if (self->nprocs >= HARNESS_MAX_PROCS)
+    int slot = self->nprocs;
+    for (int i = 0; i < self->nprocs; i++)
+        if (self->procs[i] == 0) {
+            slot = i; /* reaped earlier: its slot is free again */
+            break;
+        }
+    if (slot >= HARNESS_MAX_PROCS)
         return -1;
     pid_t pid = fork();
     if (pid < 0)
@@ -127,11 +135,26 @@ s_spawn(harness_t *self, char *const argv[], const char *log)
             dup2(devnull, STDOUT_FILENO);
             close(devnull);
         }
+        if (out) {
+            int ofd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (ofd >= 0) {
+                dup2(ofd, STDOUT_FILENO);
+                close(ofd);
+            }
+        }
         execv(s_bin(), argv);
         _exit(127);
     }
-    self->procs[self->nprocs++] = pid;
+    self->procs[slot] = pid;
+    if (slot == self->nprocs)
+        self->nprocs++;
     return pid;
+}
+
+static pid_t
+s_spawn(harness_t *self, char *const argv[], const char *log)
+{
+    return s_spawn_out(self, argv, log, NULL);
 }
 
 static bool
@@ -144,7 +167,7 @@ s_broker_answers(void *arg)
 }
 
 pid_t
-harness_start_broker(harness_t *self, const char *const *extra)
+harness_spawn_broker(harness_t *self, const char *const *extra)
 {
     char *argv[64];
     int n = 0;
@@ -175,6 +198,15 @@ harness_start_broker(harness_t *self, const char *const *extra)
     if (pid < 0)
         return -1;
     self->broker = pid;
+    return pid;
+}
+
+pid_t
+harness_start_broker(harness_t *self, const char *const *extra)
+{
+    pid_t pid = harness_spawn_broker(self, extra);
+    if (pid < 0)
+        return -1;
     if (!harness_wait_until(s_broker_answers, self, 10000))
         return -1;
     return pid;
@@ -193,9 +225,9 @@ s_workers_at_least(void *arg)
 }
 
 pid_t
-harness_start_worker(harness_t *self, const char *const *args)
+harness_spawn_worker(harness_t *self, const char *const *args, char *name_out,
+                     size_t name_size)
 {
-    int before = harness_worker_count(self);
     char *argv[64];
     char name[32];
     int seq = ++self->worker_seq;
@@ -217,6 +249,16 @@ harness_start_worker(harness_t *self, const char *const *args)
     char log[320];
     snprintf(log, sizeof log, "%s/worker-%d.log", self->dir, seq);
     pid_t pid = s_spawn(self, argv, log);
+    if (pid > 0 && name_out)
+        snprintf(name_out, name_size, "%s", name);
+    return pid;
+}
+
+pid_t
+harness_start_worker(harness_t *self, const char *const *args)
+{
+    int before = harness_worker_count(self);
+    pid_t pid = harness_spawn_worker(self, args, NULL, 0);
     if (pid < 0)
         return -1;
     s_count_ctx_t c = { self, (before < 0 ? 0 : before) + 1 };
@@ -478,4 +520,68 @@ harness_write(harness_t *self, const char *name, const char *text, char *path,
     if (fclose(f) != 0)
         rc = -1;
     return rc;
+}
+
+pid_t
+harness_spawn(harness_t *self, const char *const *args, const char *out_name,
+              const char *log_name)
+{
+    char *argv[64];
+    int n = 0;
+    argv[n++] = "drover";
+    for (int i = 0; args && args[i] && n < 63; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    char out[512], log[512];
+    snprintf(out, sizeof out, "%s/%s", self->dir, out_name);
+    snprintf(log, sizeof log, "%s/%s", self->dir, log_name);
+    return s_spawn_out(self, argv, log, out_name ? out : NULL);
+}
+
+void
+harness_kill_all(harness_t *self)
+{
+    for (int i = 0; i < self->nprocs; i++) {
+        if (self->procs[i] > 0) {
+            kill(self->procs[i], SIGKILL);
+            waitpid(self->procs[i], NULL, 0);
+            self->procs[i] = 0;
+        }
+    }
+    self->broker = 0;
+}
+
+int
+harness_children(pid_t parent, pid_t *out, int max)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue; /* gone meanwhile */
+        ssize_t len = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (len <= 0)
+            continue;
+        buf[len] = '\0';
+        /* pid (comm) state ppid ...: comm may hold spaces and parens. */
+        char *rp = strrchr(buf, ')');
+        char state;
+        long ppid;
+        if (rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 &&
+            ppid == (long)parent && state != 'Z')
+            out[n++] = (pid_t)pid;
+    }
+    closedir(d);
+    return n;
 }

@@ -47,6 +47,30 @@ pid_t harness_start_broker(harness_t *self, const char *const *extra);
  * Waits until the broker lists it. Returns its PID or -1. */
 pid_t harness_start_worker(harness_t *self, const char *const *args);
 
+/* Like harness_start_broker, but returns as soon as the process is started,
+ * without waiting for it to answer (to time a recovery, or to start one
+ * while the last one's workers are still around). */
+pid_t harness_spawn_broker(harness_t *self, const char *const *extra);
+
+/* Like harness_start_worker, but does not wait for the broker to list it;
+ * its name (w<N>) goes to name_out when not NULL. */
+pid_t harness_spawn_worker(harness_t *self, const char *const *args,
+                           char *name_out, size_t name_size);
+
+/* Starts `drover ARGS...` (args NULL-terminated, without "drover"); its
+ * stdout goes to out_name (NULL: /dev/null) and its stderr to log_name, both
+ * in the test dir. Does not wait. Returns its PID or -1. */
+pid_t harness_spawn(harness_t *self, const char *const *args,
+                    const char *out_name, const char *log_name);
+
+/* Kills (SIGKILL) and reaps every process the harness started, and forgets
+ * them; the temp dir stays (e.g. to unmount something in it first). */
+void harness_kill_all(harness_t *self);
+
+/* The live (not zombie) child processes of parent, from /proc: up to max
+ * PIDs into out. Returns how many, or -1. */
+int harness_children(pid_t parent, pid_t *out, int max);
+
 /* Sends sig to pid and, for SIGKILL/SIGTERM, reaps it within the deadline.
  * Returns the wait status, or -1. */
 int harness_signal(harness_t *self, pid_t pid, int sig, int timeout_ms);

@@ -1,0 +1,190 @@
+/* Chaos 4: the store's filesystem fills up, and frees again. The store is
+ * on a small tmpfs of its own (mounted here, so this needs root; it is
+ * unmounted at teardown whatever happened). While the disk is full, submits
+ * must be refused naming the cause ("no space left on device"); no
+ * acknowledged job may be lost, none may run twice because of the outage,
+ * and once space is free the broker catches up by itself (no restart). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "chaos.h"
+#include "dv_clock.h"
+
+enum {
+    BEFORE = 100,   /* jobs submitted before the disk fills */
+    ROUND = 40,     /* jobs per submit while it is full */
+    PAD = 4000,     /* payload padding: the store must grow to take them */
+    ROUNDS_MAX = 8, /* submit rounds while full */
+};
+
+typedef struct {
+    harness_t *h;
+    char mnt[256];
+    bool mounted;
+} s_fx_t;
+
+static int
+s_setup(void **state)
+{
+    s_fx_t *fx = calloc(1, sizeof *fx);
+    if (!fx || !(fx->h = harness_new())) {
+        free(fx);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    s_fx_t *fx = *state;
+    /* The processes first (they hold files on the mount), then the mount,
+     * then the temp dir. */
+    harness_kill_all(fx->h);
+    if (fx->mounted && umount2(fx->mnt, MNT_DETACH) != 0)
+        fprintf(stderr, "chaos[disk_full] umount %s: %s\n", fx->mnt,
+                strerror(errno));
+    harness_destroy(&fx->h);
+    free(fx);
+    return 0;
+}
+
+/* Writes to path until the filesystem is full. Returns bytes written. */
+static long
+s_fill(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return -1;
+    static char chunk[65536];
+    memset(chunk, 'f', sizeof chunk);
+    long total = 0;
+    for (int i = 0; i < 100000; i++) { /* bounded: far past any tmpfs here */
+        ssize_t n = write(fd, chunk, sizeof chunk);
+        if (n <= 0)
+            break;
+        total += n;
+    }
+    /* The last bytes: a page at a time. */
+    for (int i = 0; i < 100000 && write(fd, chunk, 512) > 0; i++)
+        total += 512;
+    close(fd);
+    return total;
+}
+
+static void
+t_disk_full(void **state)
+{
+    s_fx_t *fx = *state;
+    harness_t *h = fx->h;
+    uint64_t seed = chaos_seed("disk_full");
+    uint64_t rng = seed;
+    if (geteuid() != 0) {
+        printf("chaos[disk_full] SKIPPED: mounting a tmpfs for the store "
+               "needs root (CI runs as root)\n");
+        skip();
+    }
+    snprintf(fx->mnt, sizeof fx->mnt, "%.200s/store", h->dir);
+    assert_int_equal(mkdir(fx->mnt, 0755), 0);
+    if (mount("tmpfs", fx->mnt, "tmpfs", 0, "size=16m") != 0) {
+        printf("chaos[disk_full] SKIPPED: cannot mount a tmpfs at %s: %s\n",
+               fx->mnt, strerror(errno));
+        skip();
+    }
+    fx->mounted = true;
+    snprintf(h->store, sizeof h->store, "%s/drover.db", fx->mnt);
+
+    pid_t broker = harness_start_broker(h, NULL);
+    assert_true(broker > 0);
+    char exec[600];
+    chaos_exec_flag(h, exec, sizeof exec);
+    const char *wargs[] = { "--concurrency", "2", "--exec", exec, NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    assert_true(harness_start_worker(h, wargs) > 0);
+
+    chaos_ids_t acked = { 0 };
+    chaos_submit_stats_t st = { 0 };
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "df-%" PRIu64 "-before", seed);
+    assert_int_equal(chaos_submit_keyed(h->client, prefix, BEFORE, 50, 200, 0,
+                                        &rng, 30000, &acked, &st),
+                     0);
+
+    char filler[400];
+    snprintf(filler, sizeof filler, "%s/filler", fx->mnt);
+    long filled = s_fill(filler);
+    assert_true(filled > 0);
+
+    /* While full: rounds of keyed submits, each tried for a moment. */
+    chaos_submit_stats_t full = { 0 };
+    int rounds = 0, unacked = 0;
+    for (; rounds < ROUNDS_MAX; rounds++) {
+        snprintf(prefix, sizeof prefix, "df-%" PRIu64 "-r%d", seed, rounds);
+        unacked += chaos_submit_keyed(h->client, prefix, ROUND, 50, 200, PAD,
+                                      &rng, 1500, &acked, &full);
+    }
+    printf("chaos[disk_full] filled=%ld bytes; while full: rounds=%d "
+           "submits=%d refused=%d refused_naming_no_space=%d "
+           "left_without_ack=%d last_error='%s'\n",
+           filled, rounds, full.submits, full.refused, full.refused_nospace,
+           unacked, full.last_error);
+    fflush(stdout);
+
+    /* Free the space; the same keys again until every job is in. */
+    assert_int_equal(unlink(filler), 0);
+    int64_t freed = dv_mono_ms();
+    chaos_submit_stats_t after = { 0 };
+    int left = 0;
+    for (int r = 0; r < rounds; r++) {
+        snprintf(prefix, sizeof prefix, "df-%" PRIu64 "-r%d", seed, r);
+        left += chaos_submit_keyed(h->client, prefix, ROUND, 50, 200, PAD, &rng,
+                                   30000, &acked, &after);
+    }
+    int64_t catch_up_ms = dv_mono_ms() - freed;
+    printf("chaos[disk_full] after freeing: all submits in after %" PRId64
+           " ms (refused %d on the way, left %d)\n",
+           catch_up_ms, after.refused, left);
+    fflush(stdout);
+
+    chaos_account_t a;
+    chaos_account(h, "disk_full", &acked, 120000, &a);
+    chaos_ids_free(&acked);
+    /* The same broker, never restarted, caught up by itself. */
+    assert_int_equal(kill(broker, 0), 0);
+    assert_int_equal(h->broker, broker);
+    assert_int_equal(left, 0);
+    assert_int_equal(a.acknowledged, BEFORE + ROUNDS_MAX * ROUND);
+    /* Run twice: nothing was killed and no worker was cut off, so no job
+     * has a reason to run twice: the outage must not cause any. */
+    chaos_assert_account(&a, 0);
+    if (full.refused == 0)
+        fail_msg("no submit was refused while the store's disk was full");
+    if (full.refused_nospace != full.refused)
+        fail_msg("%d of %d refusals while the disk was full do not name the "
+                 "cause (\"no space left on device\"); last: '%s'",
+                 full.refused - full.refused_nospace, full.refused,
+                 full.last_error);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(t_disk_full, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
