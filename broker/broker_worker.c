@@ -215,8 +215,9 @@ s_adopt(broker_t *self, broker_job_t *job, broker_worker_t *w, uint64_t lease,
 }
 
 /* A report about a job w does not hold under that lease: it changes
- * nothing. A running copy is told to stop (an outcome needs no answer:
- * the copy is over). */
+ * nothing, and is answered with a kill naming that lease (stale_lease), so
+ * that a copy still held is dropped or stopped; a worker that holds no
+ * such copy (its outcome was the last word) ignores it. */
 static void
 s_stale(broker_t *self, broker_worker_t *w, const broker_job_t *job,
         const dv_update_t *u)
@@ -235,8 +236,6 @@ s_stale(broker_t *self, broker_worker_t *w, const broker_job_t *job,
            DV_INT("attempt", u->attempt),
            DV_INT("generation", (int64_t)dv_lease_generation(u->lease)),
            DV_STR("reason", why));
-    if (u->kind != DV_UPD_STARTED && u->kind != DV_UPD_PROGRESS)
-        return;
     char reason[96];
     snprintf(reason, sizeof reason, "stale lease: %s", why);
     dv_msg_t k = { .type = DV_MSG_KILL };
@@ -385,8 +384,7 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
             s_adopt(self, job, w, u->lease, u->attempt,
                     u->kind != DV_UPD_STARTED);
         if (!job || !s_holds(job, w, u->lease)) {
-            if (u->kind != DV_UPD_RETURNED)
-                s_stale(self, w, job, u);
+            s_stale(self, w, job, u);
             continue;
         }
         switch (u->kind) {

@@ -423,6 +423,120 @@ out:
     return rc;
 }
 
+/* One row of the attempts table. */
+typedef struct {
+    char id[37];
+    int attempt;
+    char worker[64];
+    char outcome[16];
+} s_att_t;
+
+static int
+s_att_cmp(const void *a, const void *b)
+{
+    const s_att_t *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c ? c : (x->attempt > y->attempt) - (x->attempt < y->attempt);
+}
+
+/* The attempts table, sorted by job id and attempt. Returns 0 or -1. */
+static int
+s_atts_load(harness_t *h, s_att_t **out, size_t *n_out)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    size_t cap = 1024, n = 0;
+    s_att_t *v = malloc(cap * sizeof *v);
+    int rc = -1;
+    if (!v ||
+        sqlite3_open_v2(h->store, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT job_id, attempt, coalesce(worker, ''), "
+                           "outcome FROM attempts ORDER BY job_id, attempt",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            s_att_t *nv = realloc(v, 2 * cap * sizeof *v);
+            if (!nv)
+                goto out;
+            v = nv;
+            cap *= 2;
+        }
+        s_att_t *a = &v[n++];
+        snprintf(a->id, sizeof a->id, "%s",
+                 (const char *)sqlite3_column_text(st, 0));
+        a->attempt = sqlite3_column_int(st, 1);
+        snprintf(a->worker, sizeof a->worker, "%s",
+                 (const char *)sqlite3_column_text(st, 2));
+        snprintf(a->outcome, sizeof a->outcome, "%s",
+                 (const char *)sqlite3_column_text(st, 3));
+    }
+    if (step == SQLITE_DONE) {
+        rc = 0;
+        *out = v;
+        *n_out = n;
+        v = NULL;
+    }
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(v);
+    return rc;
+}
+
+/* Checks one job's history against its executions ex[lo, hi) (sorted by
+ * start): one row per execution, under the worker that ran it, and no
+ * failed row for the attempt the jobs row says succeeded. */
+static void
+s_check_history(const char *scenario, const s_row_t *r, const s_att_t *atts,
+                size_t natts, const chaos_exec_t *ex, size_t lo, size_t hi,
+                chaos_account_t *a)
+{
+    for (size_t k = lo; k < hi; k++)
+        for (size_t j = lo; j < k; j++)
+            if (ex[j].attempt == ex[k].attempt) {
+                a->same_attempt++;
+                printf(
+                    "chaos[%s] %s: two executions with attempt %d (%s, %s)\n",
+                    scenario, r->id, ex[k].attempt, ex[j].worker, ex[k].worker);
+            }
+    bool succeeded = !strcmp(r->state, "succeeded");
+    for (size_t k = lo; k < hi; k++) {
+        s_att_t key;
+        snprintf(key.id, sizeof key.id, "%s", r->id);
+        key.attempt = ex[k].attempt;
+        const s_att_t *row =
+            bsearch(&key, atts, natts, sizeof *atts, s_att_cmp);
+        bool is_success = succeeded && r->attempt == ex[k].attempt;
+        const char *worker = row ? row->worker : is_success ? r->worker : NULL;
+        if (!worker) {
+            a->unrecorded++;
+            printf("chaos[%s] %s: attempt %d on %s has no history row\n",
+                   scenario, r->id, ex[k].attempt, ex[k].worker);
+        } else if (strcmp(worker, ex[k].worker)) {
+            a->wrong_row++;
+            printf("chaos[%s] %s: attempt %d ran on %s, history says %s\n",
+                   scenario, r->id, ex[k].attempt, ex[k].worker, worker);
+        }
+    }
+    if (succeeded) {
+        s_att_t key;
+        snprintf(key.id, sizeof key.id, "%s", r->id);
+        key.attempt = r->attempt;
+        const s_att_t *row =
+            bsearch(&key, atts, natts, sizeof *atts, s_att_cmp);
+        if (row) {
+            a->failed_success++;
+            printf("chaos[%s] %s: succeeded attempt %d also has a '%s' row\n",
+                   scenario, r->id, r->attempt, row->outcome);
+        }
+    }
+}
+
 typedef struct {
     bool *ended;
     size_t n;
@@ -496,6 +610,11 @@ chaos_account(harness_t *h, const char *scenario, chaos_ids_t *acked,
     int nex = chaos_execs_load(h, &ex);
     if (nex < 0)
         nex = 0;
+    s_att_t *atts = NULL;
+    size_t natts = 0;
+    if (s_atts_load(h, &atts, &natts) != 0)
+        printf("chaos[%s] store: cannot read the attempts of %s\n", scenario,
+               h->store);
 
     for (size_t i = 0; i < acked->n; i++) {
         const char *id = acked->v[i];
@@ -524,6 +643,8 @@ chaos_account(harness_t *h, const char *scenario, chaos_ids_t *acked,
                        ex[k].start_ms, ex[k].start_ms - r->finished_at);
             }
         }
+        if (r)
+            s_check_history(scenario, r, atts, natts, ex, lo, lo + runs, a);
         a->executions += runs;
         a->runs[runs > 3 ? 3 : runs]++;
         if (runs >= 2)
@@ -554,18 +675,21 @@ chaos_account(harness_t *h, const char *scenario, chaos_ids_t *acked,
     }
     free(rows);
     free(ex);
+    free(atts);
 
     a->store_ok = chaos_store_check(h, a->store_how, sizeof a->store_how,
                                     a->store_detail, sizeof a->store_detail);
     printf("chaos[%s] acknowledged=%zu ended=%zu succeeded=%zu lost=%zu "
            "executions=%zu runs(0/1/2/3+)=%zu/%zu/%zu/%zu ran_twice=%zu "
            "succeeded_without_run=%zu uncredited=%zu wrong_credit=%zu "
-           "started_after_end=%zu "
+           "started_after_end=%zu history: same_attempt=%zu unrecorded=%zu "
+           "wrong_row=%zu failed_success=%zu "
            "store_check=%s:%s (%s)\n",
            scenario, a->acknowledged, a->ended, a->succeeded, a->lost,
            a->executions, a->runs[0], a->runs[1], a->runs[2], a->runs[3],
            a->ran_twice, a->never_ran_succeeded, a->uncredited, a->wrong_credit,
-           a->started_after_end, a->store_how, a->store_ok ? "ok" : "DIFFERS",
+           a->started_after_end, a->same_attempt, a->unrecorded, a->wrong_row,
+           a->failed_success, a->store_how, a->store_ok ? "ok" : "DIFFERS",
            a->store_detail);
     fflush(stdout);
 }
@@ -594,6 +718,14 @@ chaos_assert_account(const chaos_account_t *a, size_t twice_bound)
         fail_msg("%zu succeeded jobs are credited to a worker and attempt "
                  "that never ran them to their end",
                  a->wrong_credit);
+    if (a->same_attempt)
+        fail_msg("%zu executions share their attempt number with another",
+                 a->same_attempt);
+    if (a->unrecorded || a->wrong_row || a->failed_success)
+        fail_msg("attempt history is not exact: %zu executions without a "
+                 "row, %zu rows naming another worker, %zu failed rows for "
+                 "the attempt that succeeded",
+                 a->unrecorded, a->wrong_row, a->failed_success);
     if (a->ran_twice > twice_bound)
         fail_msg("%zu jobs ran twice or more, over the bound of %zu",
                  a->ran_twice, twice_bound);

@@ -100,6 +100,13 @@ typedef struct {
                           * attempt ran to its end */
     size_t started_after_end; /* executions that began after their job had
                                * ended (finished_at) */
+    /* Attempt history (the attempts table plus the succeeded attempt in
+     * the jobs row) against the handler's log: */
+    size_t same_attempt;   /* two executions with one DROVER_ATTEMPT */
+    size_t unrecorded;     /* an execution with no history row */
+    size_t wrong_row;      /* a history row naming another worker */
+    size_t failed_success; /* a failed or lost row for the attempt that
+                            * succeeded */
     bool store_ok;
     char store_how[64];
     char store_detail[256];
