@@ -138,6 +138,12 @@ s_bind(broker_t *self, int type, const char *ep, const char *what)
 broker_t *
 broker_core_open(const broker_config_t *cfg)
 {
+    return broker_core_open_at(cfg, NULL);
+}
+
+broker_t *
+broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
+{
     broker_t *self = calloc(1, sizeof *self);
     if (!self) {
         dv_log(DV_ERROR, "broker.start_failed",
@@ -145,6 +151,7 @@ broker_core_open(const broker_config_t *cfg)
         return NULL;
     }
     self->cfg = *cfg;
+    self->fake_clock = clock;
     dv_id_t iid;
     dv_id_new(&iid);
     dv_id_format(&iid, self->instance);

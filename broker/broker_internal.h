@@ -493,4 +493,8 @@ int broker_recover_queues(broker_t *self);
  * alone. Returns NULL after logging the reason. */
 broker_t *broker_core_open(const broker_config_t *cfg);
 
+/* The same on a fake clock (tests), set before recovery runs. */
+broker_t *broker_core_open_at(const broker_config_t *cfg,
+                              const broker_clock_t *clock);
+
 #endif

@@ -47,7 +47,9 @@ broker_fx_setup(void **state)
     assert_non_null(fx);
     broker_fx_mkdir(fx->dir, sizeof fx->dir, "broker_test");
     snprintf(fx->url, sizeof fx->url, "sqlite:%s/drover.db", fx->dir);
-    broker_config_t cfg = {
+    fx->clock.now_ms = 1800000000000; /* 2027 */
+    fx->clock.mono_us = 1000000000;   /* 1000 s after boot */
+    fx->cfg = (broker_config_t){
         .store_url = fx->url,
         .sync = BROKER_SYNC_OFF,
         .heartbeat_ms = 1000,
@@ -57,13 +59,20 @@ broker_fx_setup(void **state)
         .default_backoff = { 1000, 2.0, 60000, false },
         .batch_max = 100,
     };
-    fx->b = broker_core_open(&cfg);
+    fx->b = broker_core_open_at(&fx->cfg, &fx->clock);
     assert_non_null(fx->b);
-    fx->clock.now_ms = 1800000000000; /* 2027 */
-    fx->clock.mono_us = 1000000000;   /* 1000 s after boot */
-    fx->b->fake_clock = &fx->clock;
     *state = fx;
     return 0;
+}
+
+void
+broker_fx_restart(broker_fx_t *fx)
+{
+    broker_group_end_pass(fx->b);
+    broker_group_drain_all(fx->b);
+    broker_destroy(&fx->b);
+    fx->b = broker_core_open_at(&fx->cfg, &fx->clock);
+    assert_non_null(fx->b);
 }
 
 int

@@ -12,6 +12,7 @@ typedef struct {
     char dir[1024];       /* the test's own directory */
     char url[1100];       /* sqlite:DIR/drover.db */
     broker_clock_t clock; /* b's time, moved by the test */
+    broker_config_t cfg;  /* b's configuration */
     broker_t *b;          /* opened by broker_fx_setup; may be NULL */
 } broker_fx_t;
 
@@ -25,6 +26,10 @@ int broker_fx_rmdir(const char *dir);
 /* cmocka setup: a broker_fx_t with b open (sync off, 3 attempts, backoff
  * 1 s doubling to 60 s) at 2027-01-15 by the fake clock. */
 int broker_fx_setup(void **state);
+
+/* Makes every write so far durable, closes b, and opens it again on the
+ * same store and clock, as a broker that stopped and started. */
+void broker_fx_restart(broker_fx_t *fx);
 
 /* cmocka teardown: destroys b, removes the directory. */
 int broker_fx_teardown(void **state);
