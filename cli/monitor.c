@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "drover.h"
 #include "dv_clock.h"
+#include "dv_str.h"
 #include "monitor.h"
 
 #define S_EXIT_UNREACHABLE 3
@@ -167,8 +168,25 @@ monitor_int(const json_t *o, const char *key)
 const char *
 monitor_str(const json_t *o, const char *key, const char *dflt)
 {
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : dflt;
+    const json_t *v = json_object_get(o, key);
+    const char *s = json_string_value(v);
+    if (!s)
+        return dflt;
+    /* Text from the wire (handler messages, results) may hold terminal
+     * escapes: printed escaped. Names are checked at the broker already,
+     * so this is rarely more than the check. */
+    size_t len = json_string_length(v);
+    if (!dv_name_check(s, len))
+        return s;
+    static char *escaped[16];
+    static int next;
+    char *e = dv_text_escape(s, len);
+    if (!e)
+        return "?";
+    char **slot = &escaped[next++ & 15];
+    free(*slot);
+    *slot = e;
+    return e;
 }
 
 /* The first of a rates array [1m, 5m, 15m]. */

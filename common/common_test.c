@@ -20,6 +20,7 @@
 #include "dv_id.h"
 #include "dv_map.h"
 #include "dv_json.h"
+#include "dv_str.h"
 #include "dv_util.h"
 
 /* ---- backoff ----------------------------------------------------------- */
@@ -870,6 +871,34 @@ t_flags(void **state)
     assert_int_equal(first, 2);
 }
 
+static void
+t_text_escape(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t n;
+        const char *out;
+    } cases[] = {
+        { "plain text", 10, "plain text" },
+        { "caf\xc3\xa9 \xe2\x9c\x93", 9, "caf\xc3\xa9 \xe2\x9c\x93" },
+        { "a\nb\tc\rd", 7, "a\\nb\\tc\\rd" },
+        { "\x1b[31mred\x1b[0m", 12, "\\x1b[31mred\\x1b[0m" },
+        { "del\x7f", 4, "del\\x7f" },
+        { "c1\xc2\x9b", 4, "c1\\u009b" },      /* CSI as a C1 character */
+        { "bad\xff\xc3", 5, "bad\\xff\\xc3" }, /* not UTF-8, cut short */
+        { "nul\0x", 5, "nul\\x00x" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *e = dv_text_escape(cases[i].in, cases[i].n);
+        assert_non_null(e);
+        assert_string_equal(e, cases[i].out);
+        /* What comes out is printable as it is. */
+        assert_null(dv_name_check(e, strlen(e)));
+        free(e);
+    }
+}
+
 int
 main(void)
 {
@@ -894,6 +923,7 @@ main(void)
         cmocka_unit_test(t_env_and_file),
         cmocka_unit_test(t_map),
         cmocka_unit_test(t_flags),
+        cmocka_unit_test(t_text_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

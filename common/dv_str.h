@@ -48,4 +48,11 @@ char *dv_str_copy(dv_str_t v, char *buf, size_t size);
  * "has a control character"). */
 const char *dv_name_check(const char *s, size_t len);
 
+/* A copy of the len bytes at s that is safe to print on a terminal: valid
+ * UTF-8 without control characters as it is, newline, tab and carriage
+ * return as \n \t \r, other control characters as \xNN (C0, DEL) or
+ * \u00NN (C1), and bytes that are not UTF-8 as \xNN. Caller frees; NULL
+ * if out of memory. */
+char *dv_text_escape(const char *s, size_t len);
+
 #endif
