@@ -10,6 +10,10 @@
 #include "dv_log.h"
 #include "worker_ipc.h"
 
+/* Outcomes kept for the broker's ack, at most: a broker that does not ack
+ * (an older one) must not make us keep everything we ever sent. */
+#define S_KEEP_MAX 200000u
+
 /* Keep one UPDATE well under the 64 MiB frame limit and the item cap. */
 #define S_FRAME_BUDGET (16u << 20)
 #define S_ITEMS_BUDGET 10000u
@@ -375,4 +379,10 @@ worker_outbox_consume(worker_outbox_t *self, uint32_t nitems)
     self->nsent = kept;
     if (self->n == 0)
         worker_buf_reset(&self->data);
+    if (self->nsent > S_KEEP_MAX) {
+        dv_log(DV_WARN, "worker.unacked_dropped",
+               DV_INT("outcomes", (int64_t)(self->nsent - S_KEEP_MAX)),
+               DV_STR("reason", "the broker does not ack updates"));
+        s_drop_front(self, self->nsent - S_KEEP_MAX);
+    }
 }
