@@ -71,7 +71,8 @@ struct broker_worker {
     uint32_t out_count, out_cap;
     bool known;    /* sent hello (not just a stray message) */
     bool draining; /* told to drain: gets no more jobs */
-    uint64_t seq;  /* last update seq applied (acked by heartbeats) */
+    uint64_t seq;   /* last update seq applied */
+    uint64_t acked; /* last seq a heartbeat acked (sent after a commit) */
 };
 
 /* Per-pass pending output to one client: acks of one submit message. */

@@ -301,7 +301,7 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     w->draining = false;
     w->last_seen_ms = broker_mono_ms(self);
     w->known = true;
-    w->seq = 0; /* a new session: its updates are acked afresh */
+    w->seq = w->acked = 0; /* a new session: its updates are acked afresh */
 
     /* Jobs it still holds: its own stay, executions of an earlier start
      * that nobody else runs are taken over, the rest are revoked (the
@@ -529,15 +529,32 @@ broker_worker_heartbeats(broker_t *self)
         return;
     self->next_heartbeat_ms = now + self->cfg.heartbeat_ms;
     broker_worker_expire(self);
-    /* Each worker's heartbeat acks the updates applied so far; it leaves
-     * after this pass's commit, so what it acks is durable. */
+    /* A sign of life now, the same bytes for all; and to each worker with
+     * updates applied since its last ack, a heartbeat that acks them. That
+     * one leaves after this pass's commit, so what it acks is durable (and
+     * while the store cannot be written, nothing is acked, but the workers
+     * still hear from us). */
+    dv_msg_t hb = { .type = DV_MSG_HEARTBEAT };
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    bool encoded = dv_msg_encode(&hb, &sb) == DV_OK;
     broker_worker_t *w;
     DV_MAP_EACH(w, self->worker_by_name)
     {
-        dv_msg_t hb = { .type = DV_MSG_HEARTBEAT };
-        hb.u.heartbeat.ack = w->seq;
-        if (broker_out_send_later(self, self->workers, &w->rid, NULL, &hb) != 0)
-            dv_log(DV_ERROR, "broker.heartbeat_dropped",
-                   DV_STR("worker", w->name), DV_STR("error", "out of memory"));
+        if (encoded)
+            broker_out_send_raw(self->workers, &w->rid, sb.data, sb.size);
+        if (w->seq == w->acked)
+            continue;
+        dv_msg_t ack = { .type = DV_MSG_HEARTBEAT };
+        ack.u.heartbeat.ack = w->seq;
+        if (broker_out_send_later(self, self->workers, &w->rid, NULL, &ack) ==
+            0)
+            w->acked = w->seq;
+        else
+            encoded = false;
     }
+    if (!encoded)
+        dv_log(DV_ERROR, "broker.heartbeat_dropped",
+               DV_STR("error", "out of memory"));
+    msgpack_sbuffer_destroy(&sb);
 }
