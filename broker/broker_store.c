@@ -295,3 +295,12 @@ broker_store_load_queues(broker_store_t *self,
     self->in_callback = false;
     return rc;
 }
+
+int
+broker_store_probe(broker_store_t *self)
+{
+    assert(self);
+    assert(!self->in_callback);
+    assert(self->in_group && "broker_store_probe() outside a write group");
+    return self->ops->probe(self->be);
+}

@@ -10,8 +10,10 @@
  * PostgreSQL backend ("postgres://...") implements the same vtable. The
  * schema is plain SQL a person can query (docs/operations.md).
  *
- * Errors: 0 on success; DV_ETRANSIENT when retrying the whole group later may
- * succeed (busy, connection lost); DV_EIO otherwise. Write calls between
+ * Errors: 0 on success; DV_ETRANSIENT when retrying the whole group at once
+ * may succeed (busy, connection lost); DV_ENOSPC when the disk is full (the
+ * broker keeps the group and writes it again once there is room); DV_EIO
+ * otherwise. Write calls between
  * begin() and commit() may be buffered: a failure can surface only at
  * commit(), which then rolls the whole group back.
  *
@@ -198,6 +200,10 @@ int broker_store_load_queues(broker_store_t *self,
                                        const broker_queue_settings_t *q),
                              void *arg);
 
+/* A write that changes no job (a write group's worth of disk, nothing
+ * more): whether the store can be written again. Inside a group. */
+int broker_store_probe(broker_store_t *self);
+
 /* ---- backend vtable (one per file: store_sqlite.c, store_pg.c) ---------- */
 
 typedef struct {
@@ -232,6 +238,7 @@ typedef struct {
     int (*load_queues)(void *be,
                        int (*cb)(void *arg, const broker_queue_settings_t *q),
                        void *arg);
+    int (*probe)(void *be);
 } broker_store_ops_t;
 
 extern const broker_store_ops_t broker_store_sqlite_ops;
