@@ -190,6 +190,25 @@ struct broker {
     broker_counters_t counters;
     bool store_failed; /* last commit failed */
     volatile int *stop;
+
+    /* ---- store outage (broker_group.c) -----------------------------------
+     * While the store cannot be written (store_failed), the group that
+     * failed stays self->inflight and is pushed to the writer again after
+     * a backoff until it commits; later groups wait behind it in
+     * self->cur. Meanwhile new submits are refused (broker_client.c) and
+     * no job is dispatched (broker_sched.c). */
+    int store_err;                  /* dv_err_t of the last failure */
+    char store_reason[96];          /* "store unavailable: CAUSE" (acks) */
+    int64_t store_failed_ms;        /* epoch ms the outage began */
+    int64_t store_failed_mono;      /* monotonic ms the outage began */
+    int64_t store_backoff_ms;       /* before the next retry */
+    int64_t store_remind_mono;      /* monotonic ms of the next reminder */
+    uint64_t store_retries;         /* retries of the kept group */
+    uint64_t store_refused;         /* jobs refused during the outage */
+    int64_t store_retry_min_ms;     /* backoff bounds; 0: 100 ms, 2 s */
+    int64_t store_retry_max_ms;     /* (tests shorten them) */
+    int64_t shutdown_deadline_mono; /* drain_all: a failed group is given
+                                     * up after this (0: not stopping) */
 };
 
 /* ---- small inline helpers ------------------------------------------------ */
@@ -450,8 +469,14 @@ void broker_group_submit(broker_t *self);
 void broker_group_end_pass(broker_t *self);
 
 /* Blocks until every group recorded so far is durable and its output sent
- * (shutdown). */
+ * (shutdown). While the store cannot be written it keeps trying for a few
+ * seconds, then gives the writes up (logged as broker.store_unwritten). */
 void broker_group_drain_all(broker_t *self);
+
+/* Blocks until every group recorded so far is durable and its output sent,
+ * so that memory and store can be compared (the check verb). Returns 0,
+ * or -1 at once or as soon as the store cannot be written. */
+int broker_group_sync(broker_t *self);
 
 /* ---- broker_recover.c: start-up ------------------------------------------ */
 
