@@ -450,6 +450,18 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
         .dispatch_p50_us = (int64_t)dv_hist_quantile(&self->dispatch_us, 0.50),
         .dispatch_p99_us = (int64_t)dv_hist_quantile(&self->dispatch_us, 0.99),
     };
+    if (self->store_failed) {
+        st.store_failing = true;
+        st.store_failure = (dv_status_store_t){
+            .error = dv_str(dv_strerror(self->store_err)),
+            .since_ms = self->store_failed_ms,
+            .retries = (int64_t)self->store_retries,
+            .refused = (int64_t)self->store_refused,
+            .waiting =
+                (int64_t)(self->cur->wb.nops +
+                          (self->inflight ? self->inflight->wb.nops : 0)),
+        };
+    }
     rc = dv_status_encode(&st, out);
 done:
     free(st.queues);

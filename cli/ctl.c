@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "drover.h"
+#include "dv_clock.h"
 #include "dv_util.h"
 
 #define CLI_EXIT_UNREACHABLE 3
@@ -136,6 +137,17 @@ status_main(int argc, char **argv)
            json_string_value(json_object_get(st, "store")),
            (long long)json_integer_value(json_object_get(st, "uptime_ms")) /
                1000);
+    const json_t *sf = json_object_get(st, "store_failure");
+    if (sf) {
+        long long since =
+            (long long)json_integer_value(json_object_get(sf, "since_ms"));
+        printf("store FAILING: %s for %llds; %lld jobs refused, %lld writes "
+               "waiting (submits refused, dispatch paused)\n",
+               json_string_value(json_object_get(sf, "error")),
+               since > 0 ? ((long long)dv_now_ms() - since) / 1000 : 0,
+               (long long)json_integer_value(json_object_get(sf, "refused")),
+               (long long)json_integer_value(json_object_get(sf, "waiting")));
+    }
     printf("\n%-20s %9s %9s %8s  %s\n", "QUEUE", "QUEUED", "SCHEDULED",
            "RUNNING", "LIMITS");
     size_t i;
