@@ -17,6 +17,7 @@
  *                     limits, drain
  *   broker_group.c    group commit: what waits on a group, and flushing it
  *   broker_recover.c  start-up: replay of the store, queue settings, limits
+ *   broker_check.c    the check verb: memory against the store
  *
  * Invariants kept across files:
  *   - a live job is in the index and in exactly one of: its queue's FIFO
@@ -477,6 +478,14 @@ void broker_group_drain_all(broker_t *self);
  * so that memory and store can be compared (the check verb). Returns 0,
  * or -1 at once or as soon as the store cannot be written. */
 int broker_group_sync(broker_t *self);
+
+/* ---- broker_check.c: the check verb -------------------------------------- */
+
+/* Replies to ctrl "check": makes every recorded write durable (blocks the
+ * loop meanwhile), then compares the live jobs in memory with the store's
+ * unfinished rows. Refused with DV_CODE_STORE while the store cannot be
+ * written. */
+void broker_check(broker_t *self, const broker_rid_t *rid, uint64_t req);
 
 /* ---- broker_recover.c: start-up ------------------------------------------ */
 
