@@ -43,7 +43,6 @@ typedef struct {
 } s_diff_t;
 
 typedef struct {
-    broker_t *self;
     broker_job_t **jobs; /* live jobs, sorted by id */
     bool *seen;          /* jobs[i] has an unfinished row */
     size_t njobs;
@@ -131,20 +130,20 @@ s_on_row(void *arg, const broker_jobrec_t *rec)
     c->stored++;
     dv_id_t id;
     size_t at = 0;
-    const broker_job_t *job = dv_id_parse(rec->id, (unsigned)strlen(rec->id),
-                                          &id) == 0
-                                  ? s_find(c, &id, &at)
-                                  : NULL;
+    const broker_job_t *job =
+        dv_id_parse(rec->id, (unsigned)strlen(rec->id), &id) == 0
+            ? s_find(c, &id, &at)
+            : NULL;
     if (job)
         c->seen[at] = true;
-    bool same = job && !dv_state_terminal((dv_state_t)job->state) &&
-                job->attempt == rec->attempt &&
-                (s_waiting((dv_state_t)job->state)
-                     ? s_waiting(rec->state)
-                     : job->state == DV_STATE_RUNNING &&
-                           rec->state == DV_STATE_RUNNING && job->worker &&
-                           rec->worker &&
-                           strcmp(job->worker->name, rec->worker) == 0);
+    bool same =
+        job && !dv_state_terminal((dv_state_t)job->state) &&
+        job->attempt == rec->attempt &&
+        (s_waiting((dv_state_t)job->state)
+             ? s_waiting(rec->state)
+             : job->state == DV_STATE_RUNNING &&
+                   rec->state == DV_STATE_RUNNING && job->worker &&
+                   rec->worker && strcmp(job->worker->name, rec->worker) == 0);
     if (same)
         return 0;
     s_diff_t *d = s_diff(c, rec->id);
@@ -165,9 +164,9 @@ s_on_view(void *arg, const broker_jobview_t *v)
     s_words(d->store, sizeof d->store, v->state, v->attempt, NULL);
 }
 
-static void
-s_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
-        const s_check_t *c)
+/* The reply body (see the top of the file) into out. */
+static int
+s_pack(const s_check_t *c, msgpack_sbuffer *out)
 {
     broker_body_t body;
     msgpack_packer pk;
@@ -189,52 +188,31 @@ s_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
         broker_pack_kv_str(&pk, "memory", c->items[i].memory);
         broker_pack_kv_str(&pk, "store", c->items[i].store);
     }
-    if (body.failed)
-        broker_out_reply(self, rid, req, DV_CODE_NO_MEMORY,
-                         "broker out of memory", NULL, false);
-    else
-        broker_out_reply(self, rid, req, DV_CODE_NONE, NULL, &body.sb, false);
+    int rc = body.failed ? DV_ENOMEM : DV_OK;
+    if (rc == DV_OK)
+        rc = msgpack_sbuffer_write(out, body.sb.data, body.sb.size) == 0
+                 ? DV_OK
+                 : DV_ENOMEM;
     broker_body_destroy(&body);
+    return rc;
 }
 
-void
-broker_check(broker_t *self, const broker_rid_t *rid, uint64_t req)
+/* Compares; c->jobs and c->seen are set up by the caller. Returns 0 or a
+ * store error. */
+static int
+s_compare(broker_t *self, s_check_t *c)
 {
-    if (broker_group_sync(self) != 0) {
-        char why[160];
-        snprintf(why, sizeof why,
-                 "%s; memory is ahead of the store until it can be written",
-                 self->store_reason[0] ? self->store_reason
-                                       : "store unavailable");
-        broker_out_reply(self, rid, req, DV_CODE_STORE, why, NULL, false);
-        return;
-    }
-    s_check_t *c = calloc(1, sizeof *c);
-    size_t cap = self->index.count;
-    broker_job_t **jobs = calloc(cap ? cap : 1, sizeof *jobs);
-    bool *seen = calloc(cap ? cap : 1, sizeof *seen);
-    if (!c || !jobs || !seen) {
-        free(c);
-        free(jobs);
-        free(seen);
-        broker_out_reply(self, rid, req, DV_CODE_NO_MEMORY,
-                         "broker out of memory", NULL, false);
-        return;
-    }
-    c->self = self;
-    c->jobs = jobs;
-    c->seen = seen;
-    for (size_t i = 0; i < self->index.cap && c->njobs < cap; i++) {
+    for (size_t i = 0; i < self->index.cap && c->njobs < self->index.count;
+         i++) {
         broker_job_t *job = self->index.slots[i];
         if (job && !(job->flags & BROKER_JOB_PENDING))
-            jobs[c->njobs++] = job;
+            c->jobs[c->njobs++] = job;
     }
-    qsort(jobs, c->njobs, sizeof *jobs, s_cmp_job);
-
+    qsort(c->jobs, c->njobs, sizeof *c->jobs, s_cmp_job);
     int rc = broker_store_replay(self->store, s_on_row, c);
     /* Live in memory, not unfinished in the store: what does it say? */
     for (size_t i = 0; rc == 0 && i < c->njobs; i++) {
-        const broker_job_t *job = jobs[i];
+        const broker_job_t *job = c->jobs[i];
         if (c->seen[i] || dv_state_terminal((dv_state_t)job->state))
             continue;
         char id[DV_ID_TEXT_LEN + 1];
@@ -247,17 +225,61 @@ broker_check(broker_t *self, const broker_rid_t *rid, uint64_t req)
         if (r < 0)
             rc = r;
     }
-    if (rc != 0) {
-        broker_out_reply(self, rid, req, DV_CODE_STORE,
-                         "store read failed; see the broker's log", NULL,
-                         false);
-    } else {
-        dv_log(c->ndiff ? DV_WARN : DV_INFO, "broker.check",
-               DV_INT("jobs", (int64_t)c->njobs), DV_INT("stored", c->stored),
-               DV_INT("differences", c->ndiff));
-        s_reply(self, rid, req, c);
+    return rc;
+}
+
+dv_code_t
+broker_check_body(broker_t *self, msgpack_sbuffer *out, char *why,
+                  size_t why_size)
+{
+    if (broker_group_sync(self) != 0) {
+        dv_err_set(why, why_size,
+                   "%s; memory is ahead of the store until it can be written",
+                   self->store_reason[0] ? self->store_reason
+                                         : "store unavailable");
+        return DV_CODE_STORE;
     }
+    s_check_t *c = calloc(1, sizeof *c);
+    size_t cap = self->index.count;
+    broker_job_t **jobs = calloc(cap ? cap : 1, sizeof *jobs);
+    bool *seen = calloc(cap ? cap : 1, sizeof *seen);
+    dv_code_t code = DV_CODE_NONE;
+    if (!c || !jobs || !seen) {
+        dv_err_set(why, why_size, "broker out of memory");
+        code = DV_CODE_NO_MEMORY;
+        goto done;
+    }
+    c->jobs = jobs;
+    c->seen = seen;
+    if (s_compare(self, c) != 0) {
+        dv_err_set(why, why_size, "store read failed; see the broker's log");
+        code = DV_CODE_STORE;
+        goto done;
+    }
+    dv_log(c->ndiff ? DV_WARN : DV_INFO, "broker.check",
+           DV_INT("jobs", (int64_t)c->njobs), DV_INT("stored", c->stored),
+           DV_INT("differences", c->ndiff));
+    if (s_pack(c, out) != DV_OK) {
+        dv_err_set(why, why_size, "broker out of memory");
+        code = DV_CODE_NO_MEMORY;
+    }
+done:
     free(jobs);
     free(seen);
     free(c);
+    return code;
+}
+
+void
+broker_check(broker_t *self, const broker_rid_t *rid, uint64_t req)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    char why[192];
+    dv_code_t code = broker_check_body(self, &sb, why, sizeof why);
+    if (code != DV_CODE_NONE)
+        broker_out_reply(self, rid, req, code, why, NULL, false);
+    else
+        broker_out_reply(self, rid, req, DV_CODE_NONE, NULL, &sb, false);
+    msgpack_sbuffer_destroy(&sb);
 }

@@ -487,6 +487,12 @@ int broker_group_sync(broker_t *self);
  * written. */
 void broker_check(broker_t *self, const broker_rid_t *rid, uint64_t req);
 
+/* The check itself (broker_check, tests): the reply body into out.
+ * Returns DV_CODE_NONE, or why not (DV_CODE_STORE: the store cannot be
+ * written or read; DV_CODE_NO_MEMORY) with the reason in why. */
+dv_code_t broker_check_body(broker_t *self, msgpack_sbuffer *out, char *why,
+                            size_t why_size);
+
 /* ---- broker_recover.c: start-up ------------------------------------------ */
 
 /* Rebuilds a job from its stored record and indexes it (not placed yet).
