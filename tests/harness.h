@@ -10,6 +10,7 @@
 #define HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -89,6 +90,20 @@ int harness_count_lines(harness_t *self, const char *name, ...);
  * 0, or -1 if it cannot be written. */
 int harness_write(harness_t *self, const char *name, const char *text,
                   char *path, size_t size);
+
+/* Starts `drover` with argv (argv[0] is "drover", NULL-terminated), its
+ * stderr appended to log (a path), stdout to /dev/null; recorded like the
+ * others, so teardown kills it. Returns its PID or -1. */
+pid_t harness_spawn(harness_t *self, char *const argv[], const char *log);
+
+/* Runs `drover FIRST ARGS...` (NULL-terminated) to completion with its
+ * stdout captured into out (size bytes, NUL-terminated). Returns its exit
+ * code, or -1 if it could not run or died from a signal. */
+int harness_cli(char *out, size_t size, const char *first, ...);
+
+/* Kills (SIGKILL) and reaps every process the harness started, at once;
+ * for a test that must release files (a mount) before teardown. */
+void harness_kill_all(harness_t *self);
 
 /* cmocka setup/teardown: a fresh harness per test in *state; teardown
  * kills whatever the test started, also after a failed assertion. */
