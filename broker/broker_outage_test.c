@@ -174,9 +174,8 @@ t_drop_inserts_keeps_the_rest(void **state)
     assert_int_equal(broker_wbatch_insert(&b, &rec), 0);
     assert_int_equal(broker_wbatch_running(&b, "x", 1, "w", 5), 0);
     assert_int_equal(broker_wbatch_insert(&b, &rec), 0);
-    assert_int_equal(broker_wbatch_waiting(&b, "y", DV_STATE_QUEUED, 0, 1,
-                                           NULL),
-                     0);
+    assert_int_equal(
+        broker_wbatch_waiting(&b, "y", DV_STATE_QUEUED, 0, 1, NULL), 0);
     assert_int_equal(broker_wbatch_insert(&b, &rec), 0);
     assert_int_equal(broker_wbatch_drop_inserts(&b), 3);
     assert_int_equal(b.nops, 2);
@@ -235,12 +234,12 @@ t_failed_group_is_kept_until_it_commits(void **state)
     assert_int_equal(b->store_err, DV_ENOSPC);
     assert_string_equal(b->store_reason,
                         "store unavailable: no space left on device");
-    assert_ptr_equal(b->inflight, g);      /* kept, ahead of later groups */
-    assert_int_equal(b->index.count, 2);   /* the submits are gone */
+    assert_ptr_equal(b->inflight, g);    /* kept, ahead of later groups */
+    assert_int_equal(b->index.count, 2); /* the submits are gone */
     assert_int_equal(dv_map_size(b->pending_keys), 0);
-    assert_null(g->acks);                  /* refused, answered */
-    assert_non_null(g->ended);             /* done waits for the commit */
-    assert_int_equal(g->nsends, sends);    /* so do its events */
+    assert_null(g->acks);               /* refused, answered */
+    assert_non_null(g->ended);          /* done waits for the commit */
+    assert_int_equal(g->nsends, sends); /* so do its events */
     assert_int_equal(b->store_refused, 2);
     assert_int_equal(done->state, DV_STATE_SUCCEEDED);
 
@@ -259,11 +258,12 @@ t_failed_group_is_kept_until_it_commits(void **state)
     s_one_answer(fx);
     assert_true(b->store_failed);
     assert_int_equal(b->store_retries, 2);
-    s_one_answer(fx); /* the fourth try commits */
+    dv_id_t done_id = done->id; /* done is freed once its result is out */
+    s_one_answer(fx);           /* the fourth try commits */
     assert_false(b->store_failed);
     assert_null(b->inflight);
     assert_true(b->dispatch_needed);
-    assert_null(broker_index_get(&b->index, &done->id)); /* result sent */
+    assert_null(broker_index_get(&b->index, &done_id)); /* result sent */
     assert_int_equal(s_stored(fx, other), DV_STATE_SCHEDULED);
     char id[DV_ID_TEXT_LEN + 1];
     broker_id_text(third, id);
@@ -413,9 +413,9 @@ s_tamper(broker_fx_t *fx, const broker_job_t *job, dv_state_t state,
         assert_int_equal(broker_store_mark_running(s, id, attempt, worker, 1),
                          0);
     else if (dv_state_terminal(state))
-        assert_int_equal(broker_store_mark_finished(s, id, state, attempt,
-                                                    NULL, 0, NULL, 1),
-                         0);
+        assert_int_equal(
+            broker_store_mark_finished(s, id, state, attempt, NULL, 0, NULL, 1),
+            0);
     else
         assert_int_equal(
             broker_store_mark_waiting(s, id, state, 0, attempt, NULL), 0);
@@ -456,9 +456,9 @@ t_check_finds_differences(void **state)
     assert_int_equal(s_check(fx, &rep), DV_CODE_NONE);
     assert_true(rep.ok);
 
-    s_tamper(fx, j[0], DV_STATE_RUNNING, 1, "w9");         /* worker */
-    s_tamper(fx, j[2], DV_STATE_QUEUED, 2, NULL);          /* attempts */
-    s_tamper(fx, j[3], DV_STATE_SUCCEEDED, 0, NULL);       /* finished */
+    s_tamper(fx, j[0], DV_STATE_RUNNING, 1, "w9");   /* worker */
+    s_tamper(fx, j[2], DV_STATE_QUEUED, 2, NULL);    /* attempts */
+    s_tamper(fx, j[3], DV_STATE_SUCCEEDED, 0, NULL); /* finished */
     assert_int_equal(s_check(fx, &rep), DV_CODE_NONE);
     assert_false(rep.ok);
     assert_int_equal(rep.differences, 3);
