@@ -452,7 +452,7 @@ check_main(int argc, char **argv)
         "looks for unfinished rows of jobs memory does not have or has seen\n"
         "end. Prints each difference on a line (the first 100). The broker\n"
         "stops serving while it compares; the time grows with the number\n"
-        "of live jobs.\n"
+        "of live jobs. Waits up to 30 s for the answer.\n"
         "Exit 0 consistent; 1 differences found; 2 the broker cannot be\n"
         "reached or cannot check (its store cannot be written, say).\n";
     const char *broker = NULL;
@@ -460,7 +460,7 @@ check_main(int argc, char **argv)
     int r = s_parse(argc, argv, usage, 0, &broker, &json);
     if (r >= 0)
         return r;
-    drover_client_t *c = drover_connect(broker, 60000);
+    drover_client_t *c = drover_connect(broker, 30000);
     char *body = NULL;
     int rc =
         c ? drover_ctrl(c, "check", NULL, NULL, &body) : DROVER_EUNREACHABLE;
