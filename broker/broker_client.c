@@ -28,10 +28,42 @@
 
 static const char s_oom[] = "broker out of memory";
 
+/* Refuses every job of a submit at once: the store cannot be written, so
+ * none could be acknowledged for as long as that lasts (the reason names
+ * the cause; the client may submit again later). Counted, not logged: the
+ * outage is logged where it starts and ends (broker_group.c). */
+static void
+s_refuse_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+{
+    uint32_t n = msg->u.submit.njobs;
+    dv_submit_ack_t *acks = calloc(n ? n : 1, sizeof *acks);
+    if (!acks) {
+        broker_out_error(self, self->clients, rid, msg->u.submit.req,
+                         DV_CODE_NO_MEMORY, s_oom);
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        acks[i].error = dv_str(self->store_reason);
+        acks[i].code = DV_CODE_STORE;
+    }
+    dv_msg_t m = { .type = DV_MSG_SUBMIT_REPLY };
+    m.u.submit_reply.req = msg->u.submit.req;
+    m.u.submit_reply.acks = acks;
+    m.u.submit_reply.nacks = n;
+    if (broker_out_send_now(self->clients, rid, &m) != 0)
+        broker_out_dropped(rid, msg->u.submit.req, "submit reply");
+    free(acks);
+    self->store_refused += n;
+}
+
 static void
 s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 {
     uint32_t n = msg->u.submit.njobs;
+    if (self->store_failed) {
+        s_refuse_submit(self, rid, msg);
+        return;
+    }
     broker_ack_batch_t *b = calloc(1, sizeof *b);
     if (!b) {
         broker_out_error(self, self->clients, rid, msg->u.submit.req,
@@ -418,6 +450,18 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
         .dispatch_p50_us = (int64_t)dv_hist_quantile(&self->dispatch_us, 0.50),
         .dispatch_p99_us = (int64_t)dv_hist_quantile(&self->dispatch_us, 0.99),
     };
+    if (self->store_failed) {
+        st.store_failing = true;
+        st.store_failure = (dv_status_store_t){
+            .error = dv_str(dv_strerror(self->store_err)),
+            .since_ms = self->store_failed_ms,
+            .retries = (int64_t)self->store_retries,
+            .refused = (int64_t)self->store_refused,
+            .waiting =
+                (int64_t)(self->cur->wb.nops +
+                          (self->inflight ? self->inflight->wb.nops : 0)),
+        };
+    }
     rc = dv_status_encode(&st, out);
 done:
     free(st.queues);

@@ -1,6 +1,6 @@
 /* broker_ctrl - the control verbs: cancel, retry, pause, resume, rate,
  * max-running, purge, drain (and, handed on to broker_client.c, status and
- * job).
+ * job, and to broker_check.c, check).
  *
  * Owns the queue settings' changes (each a store write of the current
  * group plus an event) and the verbs' replies. A reply that follows a
@@ -351,6 +351,8 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
     }
     if (dv_str_eq(c->verb, "status")) {
         broker_client_status(self, rid, c->req);
+    } else if (dv_str_eq(c->verb, "check")) {
+        broker_check(self, rid, c->req);
     } else if (dv_str_eq(c->verb, "cancel")) {
         if (!idtext[0]) {
             broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,

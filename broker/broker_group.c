@@ -10,9 +10,19 @@
  * to their workers, before their leases are durable.
  *
  * Called by the loop: end_pass once per pass, writer_ready when the
- * writer's eventfd fires, drain_all at shutdown (the one call that blocks,
- * waiting for the writer). One group is with the writer at a time; the
- * next grows meanwhile.
+ * writer's eventfd fires, drain_all at shutdown and sync for the check
+ * verb (the calls that block, waiting for the writer). One group is with
+ * the writer at a time; the next grows meanwhile.
+ *
+ * A group the store could not commit (a full disk) is not dropped: its
+ * submits are refused, the rest of it (state changes of existing jobs,
+ * attempts, queue settings, and the output waiting on them) is kept and
+ * written again after a backoff (100 ms doubling to 2 s) until it commits,
+ * before any later group. Meanwhile the broker refuses new submits and
+ * dispatches nothing (self->store_failed); the outage is logged once when
+ * it starts (broker.store_failed), once a minute while it lasts and once
+ * when it ends (broker.store_recovered). Only at shutdown is a failing
+ * group given up, after a few seconds (broker.store_unwritten).
  *
  * Out of memory: jobs that cannot be sent to a worker are handed back to
  * the front of their queues, unleased, credit restored; an ack or result
@@ -27,35 +37,48 @@
 #include "broker_internal.h"
 #include "dv_log.h"
 
-static const char s_commit_failed[] = "store commit failed; job not accepted";
+/* A group that failed is written again after this, doubling up to the
+ * most (self->store_retry_min_ms / _max_ms when set). */
+#define S_RETRY_MIN_MS 100
+#define S_RETRY_MAX_MS 2000
+/* While the store stays unwritable, a reminder this often. */
+#define S_REMIND_MS 60000
+/* At shutdown, a group that fails is tried this long, then given up. */
+#define S_SHUTDOWN_TRY_MS 3000
 
-static void
-s_flush_acks(broker_t *self, broker_group_t *g, bool committed)
+/* Sends the acks of g's submits. With refused NULL the group is durable:
+ * the new jobs are placed (dispatchable from now on) and acknowledged.
+ * Otherwise every ack not refused already is refused with that reason and
+ * DV_CODE_STORE, the new jobs are forgotten, and a duplicate is refused
+ * too (the job it names may be one of this group). Returns how many new
+ * jobs were refused. */
+static uint32_t
+s_flush_acks(broker_t *self, broker_group_t *g, const char *refused)
 {
+    uint32_t nrefused = 0;
     broker_ack_batch_t *b = g->acks;
     while (b) {
         for (uint32_t i = 0; i < b->n; i++) {
             broker_job_t *job = b->jobs[i];
-            if (job) {
-                if (committed) {
-                    job->flags &= (uint8_t)~BROKER_JOB_PENDING;
-                    broker_sched_place(self, job, false);
-                    self->counters.submitted++;
-                    dv_event_t ev = { 0 };
-                    ev.state = job->state;
-                    ev.run_at_ms =
-                        job->state == DV_STATE_SCHEDULED ? job->run_at_ms : 0;
-                    broker_out_job_event(self, DV_EV_JOB_SUBMITTED, job, &ev);
-                } else {
-                    broker_index_del(&self->index, job);
-                    broker_job_destroy(&job);
-                    b->ids[i][0] = '\0';
-                    b->errors[i] = s_commit_failed;
-                    b->acks[i].code = DV_CODE_STORE;
-                }
-            } else if (!committed && b->acks[i].duplicate == false &&
-                       !b->errors[i]) {
-                b->errors[i] = s_commit_failed;
+            if (job && !refused) {
+                job->flags &= (uint8_t)~BROKER_JOB_PENDING;
+                broker_sched_place(self, job, false);
+                self->counters.submitted++;
+                dv_event_t ev = { 0 };
+                ev.state = job->state;
+                ev.run_at_ms =
+                    job->state == DV_STATE_SCHEDULED ? job->run_at_ms : 0;
+                broker_out_job_event(self, DV_EV_JOB_SUBMITTED, job, &ev);
+            } else if (job) {
+                broker_index_del(&self->index, job);
+                broker_job_destroy(&job);
+                b->ids[i][0] = '\0';
+                b->errors[i] = refused;
+                b->acks[i].code = DV_CODE_STORE;
+                nrefused++;
+            } else if (refused && !b->errors[i]) {
+                b->acks[i].duplicate = false;
+                b->errors[i] = refused;
                 b->acks[i].code = DV_CODE_STORE;
             }
             if (b->errors[i]) {
@@ -80,6 +103,7 @@ s_flush_acks(broker_t *self, broker_group_t *g, bool committed)
     }
     g->acks = NULL;
     g->acks_tail = &g->acks;
+    return nrefused;
 }
 
 static void
@@ -137,6 +161,23 @@ s_every(const void *item, void *ctx)
     return true;
 }
 
+/* Forgets g's pending results and its ended jobs (out of the index). */
+static void
+s_free_ended(broker_t *self, broker_group_t *g)
+{
+    dv_map_delete_if(g->results_out, s_every, NULL);
+    while (g->ended) {
+        broker_ended_t *e = g->ended;
+        g->ended = e->next;
+        broker_index_del(&self->index, e->job);
+        broker_job_destroy(&e->job);
+        free(e->result);
+        free(e->msg);
+        free(e);
+    }
+    g->ended_tail = &g->ended;
+}
+
 static void
 s_flush_results(broker_t *self, broker_group_t *g)
 {
@@ -189,17 +230,7 @@ s_flush_results(broker_t *self, broker_group_t *g)
             start += count;
         }
     }
-    dv_map_delete_if(g->results_out, s_every, NULL);
-    while (g->ended) {
-        broker_ended_t *e = g->ended;
-        g->ended = e->next;
-        broker_index_del(&self->index, e->job);
-        broker_job_destroy(&e->job);
-        free(e->result);
-        free(e->msg);
-        free(e);
-    }
-    g->ended_tail = &g->ended;
+    s_free_ended(self, g);
 }
 
 static void
@@ -218,6 +249,16 @@ s_flush_sends(broker_t *self, broker_group_t *g)
     }
     g->nsends = 0;
     g->outbuf.size = 0; /* keep the memory for the next group */
+}
+
+/* Forgets g's replies and events unsent. */
+static void
+s_drop_sends(broker_group_t *g)
+{
+    for (size_t i = 0; i < g->nsends; i++)
+        free(g->sends[i].rid);
+    g->nsends = 0;
+    g->outbuf.size = 0;
 }
 
 /* ---- groups -------------------------------------------------------------------- */
@@ -275,31 +316,156 @@ s_group_empty(const broker_group_t *g)
            g->nsends == 0 && dv_map_size(g->results_out) == 0;
 }
 
-/* The group's writes are durable (or failed): send what waited on them, in
- * the order it was produced, then make the group reusable. */
-static void
-s_group_done(broker_t *self, broker_group_t *g)
+/* Output that waits on g: ended jobs (their results), replies and events. */
+static size_t
+s_held(const broker_group_t *g)
 {
-    bool committed = g->wb.rc == 0;
-    if (!committed) {
-        if (!self->store_failed)
-            dv_log(DV_ERROR, "broker.commit_failed",
-                   DV_STR("error", dv_strerror(g->wb.rc)),
-                   DV_INT("writes", (int64_t)g->wb.nops));
-        self->store_failed = true;
-    } else if (self->store_failed && g->wb.nops) {
-        dv_log(DV_INFO, "broker.commit_recovered");
-        self->store_failed = false;
-    }
-    if (g->wb.expired > 0)
-        dv_log(DV_INFO, "broker.expired_results",
-               DV_INT("jobs", g->wb.expired));
+    size_t n = g->nsends + dv_map_size(g->results_out);
+    for (const broker_ended_t *e = g->ended; e; e = e->next)
+        n++;
+    return n;
+}
+
+/* Takes g's idempotency keys out of self->pending_keys and frees them. */
+static void
+s_forget_keys(broker_t *self, broker_group_t *g)
+{
     for (broker_pkey_t *k = g->keys; k; k = k->next)
         dv_map_delete(self->pending_keys, k->key);
     s_free_keys(g);
-    s_flush_acks(self, g, committed);
-    s_flush_results(self, g);
-    s_flush_sends(self, g);
+}
+
+/* A group committed while the store was failing: the outage is over. */
+static void
+s_store_recovered(broker_t *self)
+{
+    dv_log(
+        DV_INFO, "broker.store_recovered",
+        DV_INT("duration_ms", broker_mono_ms(self) - self->store_failed_mono),
+        DV_INT("retries", (int64_t)self->store_retries),
+        DV_INT("refused", (int64_t)self->store_refused),
+        DV_STR("was", dv_strerror(self->store_err)));
+    self->store_failed = false;
+    self->store_err = 0;
+    self->store_reason[0] = '\0';
+    self->store_retries = 0;
+    self->store_refused = 0;
+    self->dispatch_needed = true; /* dispatch was paused */
+}
+
+/* The writer could not commit g (a full disk, an I/O error). Its submits
+ * are refused now, as they would wait for the disk without bound; every
+ * other write stays, and so does everything that waits on it (results,
+ * replies, events), and g goes back to the writer after a backoff, still
+ * self->inflight, so that no later group overtakes it. The first failure
+ * starts the outage (one broker.store_failed line), later ones are counted
+ * (a reminder a minute). Returns false when g is given up instead (at
+ * shutdown, once its deadline passed). */
+static bool
+s_group_failed(broker_t *self, broker_group_t *g)
+{
+    if (self->shutdown_deadline_mono &&
+        dv_mono_ms() >= self->shutdown_deadline_mono)
+        return false;
+    int err = g->wb.store_rc;
+    int64_t now = broker_mono_ms(self);
+    int64_t lo = self->store_retry_min_ms > 0 ? self->store_retry_min_ms
+                                              : S_RETRY_MIN_MS;
+    int64_t hi = self->store_retry_max_ms > 0 ? self->store_retry_max_ms
+                                              : S_RETRY_MAX_MS;
+    self->store_err = err;
+    snprintf(self->store_reason, sizeof self->store_reason,
+             "store unavailable: %s", dv_strerror(err));
+    s_forget_keys(self, g);
+    uint32_t refused = s_flush_acks(self, g, self->store_reason);
+    broker_wbatch_drop_inserts(&g->wb);
+    if (!self->store_failed) {
+        self->store_failed = true;
+        self->store_failed_ms = broker_now_ms(self);
+        self->store_failed_mono = now;
+        self->store_retries = 0;
+        self->store_refused = 0;
+        self->store_backoff_ms = lo;
+        self->store_remind_mono = now + S_REMIND_MS;
+        dv_log(DV_ERROR, "broker.store_failed",
+               DV_STR("error", dv_strerror(err)), DV_INT("refused", refused),
+               DV_INT("kept", (int64_t)g->wb.nops),
+               DV_INT("held", (int64_t)s_held(g)),
+               DV_INT("retry_ms", self->store_backoff_ms),
+               DV_STR("meanwhile",
+                      "new submits are refused and no job is dispatched; "
+                      "the kept writes are retried until they commit"));
+    } else {
+        self->store_retries++;
+        if (now >= self->store_remind_mono) {
+            self->store_remind_mono = now + S_REMIND_MS;
+            dv_log(
+                DV_WARN, "broker.store_still_failing",
+                DV_STR("error", dv_strerror(err)),
+                DV_INT("duration_ms", now - self->store_failed_mono),
+                DV_INT("retries", (int64_t)self->store_retries),
+                DV_INT("refused", (int64_t)(self->store_refused + refused)),
+                DV_INT("kept", (int64_t)g->wb.nops),
+                DV_INT("waiting", (int64_t)(self->cur->wb.nops + g->wb.nops)));
+        }
+    }
+    self->store_refused += refused;
+    /* Only the store failed: try again. A write the loop could not record
+     * (rc set before the push) stays missing. */
+    if (g->wb.rc == g->wb.store_rc)
+        g->wb.rc = 0;
+    g->wb.store_rc = 0;
+    /* Nothing left to write: a probe tells when the store takes writes
+     * again (without it the group would "commit" at once). */
+    if (g->wb.nops == 0 && broker_wbatch_probe(&g->wb) != 0)
+        dv_log(DV_ERROR, "broker.store_probe_failed",
+               DV_STR("error", "out of memory"));
+    g->wb.delay_ms = self->store_backoff_ms;
+    self->store_backoff_ms =
+        self->store_backoff_ms * 2 > hi ? hi : self->store_backoff_ms * 2;
+    broker_writer_push(self->writer, &g->wb);
+    return true;
+}
+
+/* The group's writes are durable, or given up: send what waited on them,
+ * in the order it was produced (or, given up, drop it), then make the
+ * group reusable. */
+static void
+s_group_done(broker_t *self, broker_group_t *g)
+{
+    bool committed = g->wb.store_rc == 0;
+    if (committed && self->store_failed)
+        s_store_recovered(self);
+    if (committed && g->wb.rc != 0)
+        dv_log(DV_ERROR, "broker.write_lost",
+               DV_STR("error", dv_strerror(g->wb.rc)),
+               DV_INT("writes", (int64_t)g->wb.nops),
+               DV_STR("effect", "a state change that could not be recorded "
+                                "is missing from the store until the job "
+                                "changes again; drover check lists it"));
+    if (g->wb.expired > 0)
+        dv_log(DV_INFO, "broker.expired_results",
+               DV_INT("jobs", g->wb.expired));
+    s_forget_keys(self, g);
+    if (committed) {
+        s_flush_acks(self, g, NULL);
+        s_flush_results(self, g);
+        s_flush_sends(self, g);
+    } else {
+        size_t held = s_held(g);
+        const char *why =
+            self->store_reason[0] ? self->store_reason : "store unavailable";
+        uint32_t refused = s_flush_acks(self, g, why);
+        dv_log(DV_ERROR, "broker.store_unwritten",
+               DV_STR("error", dv_strerror(g->wb.store_rc)),
+               DV_INT("writes", (int64_t)g->wb.nops),
+               DV_INT("refused", refused), DV_INT("dropped", (int64_t)held),
+               DV_STR("effect", "stopping: these state changes are not "
+                                "stored; recovery at the next start runs "
+                                "their jobs again"));
+        s_free_ended(self, g);
+        s_drop_sends(g);
+    }
     broker_wbatch_clear(&g->wb);
 }
 
@@ -310,6 +476,8 @@ broker_group_writer_ready(broker_t *self)
     while ((b = broker_writer_pop_done(self->writer))) {
         broker_group_t *g = (broker_group_t *)b; /* wb is the first member */
         assert(g == self->inflight);
+        if (g->wb.store_rc != 0 && s_group_failed(self, g))
+            continue; /* with the writer again, still inflight */
         /* A big group's ops (copies of whole jobs) are freed below; give
          * the pages back rather than keep the peak as resident memory. */
         bool big = g->wb.nops > 50000;
@@ -357,6 +525,8 @@ broker_group_drain_all(broker_t *self)
 {
     if (!self->writer)
         return;
+    if (!self->shutdown_deadline_mono)
+        self->shutdown_deadline_mono = dv_mono_ms() + S_SHUTDOWN_TRY_MS;
     for (int round = 0; round < 2; round++) {
         while (self->inflight) {
             broker_writer_wait(self->writer);
@@ -364,4 +534,25 @@ broker_group_drain_all(broker_t *self)
         }
         broker_group_submit(self);
     }
+}
+
+int
+broker_group_sync(broker_t *self)
+{
+    while (!self->store_failed) {
+        const broker_wbatch_t *wb = &self->cur->wb;
+        bool writes = wb->nops || wb->expire || wb->rc;
+        if (self->inflight) {
+            broker_writer_wait(self->writer);
+            broker_group_writer_ready(self);
+        } else if (writes) {
+            broker_group_submit(self);
+            if (!self->inflight)
+                return -1; /* out of memory for the next group */
+        } else {
+            broker_group_submit(self); /* output without writes: now */
+            return 0;
+        }
+    }
+    return -1;
 }

@@ -17,6 +17,7 @@
  *                     limits, drain
  *   broker_group.c    group commit: what waits on a group, and flushing it
  *   broker_recover.c  start-up: replay of the store, queue settings, limits
+ *   broker_check.c    the check verb: memory against the store
  *
  * Invariants kept across files:
  *   - a live job is in the index and in exactly one of: its queue's FIFO
@@ -69,8 +70,8 @@ struct broker_worker {
     int busy, idle;
     broker_job_t **out; /* jobs dispatched to it this pass */
     uint32_t out_count, out_cap;
-    bool known;    /* sent hello (not just a stray message) */
-    bool draining; /* told to drain: gets no more jobs */
+    bool known;     /* sent hello (not just a stray message) */
+    bool draining;  /* told to drain: gets no more jobs */
     uint64_t seq;   /* last update seq applied */
     uint64_t acked; /* last seq a heartbeat acked (sent after a commit) */
 };
@@ -204,6 +205,25 @@ struct broker {
     broker_counters_t counters;
     bool store_failed; /* last commit failed */
     volatile int *stop;
+
+    /* ---- store outage (broker_group.c) -----------------------------------
+     * While the store cannot be written (store_failed), the group that
+     * failed stays self->inflight and is pushed to the writer again after
+     * a backoff until it commits; later groups wait behind it in
+     * self->cur. Meanwhile new submits are refused (broker_client.c) and
+     * no job is dispatched (broker_sched.c). */
+    int store_err;                  /* dv_err_t of the last failure */
+    char store_reason[96];          /* "store unavailable: CAUSE" (acks) */
+    int64_t store_failed_ms;        /* epoch ms the outage began */
+    int64_t store_failed_mono;      /* monotonic ms the outage began */
+    int64_t store_backoff_ms;       /* before the next retry */
+    int64_t store_remind_mono;      /* monotonic ms of the next reminder */
+    uint64_t store_retries;         /* retries of the kept group */
+    uint64_t store_refused;         /* jobs refused during the outage */
+    int64_t store_retry_min_ms;     /* backoff bounds; 0: 100 ms, 2 s */
+    int64_t store_retry_max_ms;     /* (tests shorten them) */
+    int64_t shutdown_deadline_mono; /* drain_all: a failed group is given
+                                     * up after this (0: not stopping) */
 };
 
 /* ---- small inline helpers ------------------------------------------------ */
@@ -466,8 +486,28 @@ void broker_group_submit(broker_t *self);
 void broker_group_end_pass(broker_t *self);
 
 /* Blocks until every group recorded so far is durable and its output sent
- * (shutdown). */
+ * (shutdown). While the store cannot be written it keeps trying for a few
+ * seconds, then gives the writes up (logged as broker.store_unwritten). */
 void broker_group_drain_all(broker_t *self);
+
+/* Blocks until every group recorded so far is durable and its output sent,
+ * so that memory and store can be compared (the check verb). Returns 0,
+ * or -1 at once or as soon as the store cannot be written. */
+int broker_group_sync(broker_t *self);
+
+/* ---- broker_check.c: the check verb -------------------------------------- */
+
+/* Replies to ctrl "check": makes every recorded write durable (blocks the
+ * loop meanwhile), then compares the live jobs in memory with the store's
+ * unfinished rows. Refused with DV_CODE_STORE while the store cannot be
+ * written. */
+void broker_check(broker_t *self, const broker_rid_t *rid, uint64_t req);
+
+/* The check itself (broker_check, tests): the reply body into out.
+ * Returns DV_CODE_NONE, or why not (DV_CODE_STORE: the store cannot be
+ * written or read; DV_CODE_NO_MEMORY) with the reason in why. */
+dv_code_t broker_check_body(broker_t *self, msgpack_sbuffer *out, char *why,
+                            size_t why_size);
 
 /* ---- broker_recover.c: start-up ------------------------------------------ */
 

@@ -371,6 +371,8 @@ broker_sched_dispatch(broker_t *self)
 {
     self->dispatch_needed = false;
     self->next_token_us = 0;
+    if (self->store_failed) /* no new leases while the store is down */
+        return;
     int64_t now_us = broker_mono_us(self);
     bool progress = true;
     while (progress) {

@@ -303,3 +303,12 @@ broker_store_next_generation(broker_store_t *self, uint64_t *out)
     assert(!self->in_group && !self->in_callback);
     return self->ops->next_generation(self->be, out);
 }
+
+int
+broker_store_probe(broker_store_t *self)
+{
+    assert(self);
+    assert(!self->in_callback);
+    assert(self->in_group && "broker_store_probe() outside a write group");
+    return self->ops->probe(self->be);
+}

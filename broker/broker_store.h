@@ -10,8 +10,10 @@
  * PostgreSQL backend ("postgres://...") implements the same vtable. The
  * schema is plain SQL a person can query (docs/operations.md).
  *
- * Errors: 0 on success; DV_ETRANSIENT when retrying the whole group later may
- * succeed (busy, connection lost); DV_EIO otherwise. Write calls between
+ * Errors: 0 on success; DV_ETRANSIENT when retrying the whole group at once
+ * may succeed (busy, connection lost); DV_ENOSPC when the disk is full (the
+ * broker keeps the group and writes it again once there is room); DV_EIO
+ * otherwise. Write calls between
  * begin() and commit() may be buffered: a failure can surface only at
  * commit(), which then rolls the whole group back.
  *
@@ -202,6 +204,9 @@ int broker_store_load_queues(broker_store_t *self,
  * count in *out (from 1): the generation lease tokens carry. Its own
  * transaction; call outside a write group. Returns 0 or an error. */
 int broker_store_next_generation(broker_store_t *self, uint64_t *out);
+/* A write that changes no job (a write group's worth of disk, nothing
+ * more): whether the store can be written again. Inside a group. */
+int broker_store_probe(broker_store_t *self);
 
 /* ---- backend vtable (one per file: store_sqlite.c, store_pg.c) ---------- */
 
@@ -238,6 +243,7 @@ typedef struct {
                        int (*cb)(void *arg, const broker_queue_settings_t *q),
                        void *arg);
     int (*next_generation)(void *be, uint64_t *out);
+    int (*probe)(void *be);
 } broker_store_ops_t;
 
 extern const broker_store_ops_t broker_store_sqlite_ops;

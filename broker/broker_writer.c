@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dv_log.h"
@@ -16,6 +17,7 @@ typedef enum {
     OP_FINISHED,
     OP_ATTEMPT,
     OP_QUEUE,
+    OP_PROBE,
 } s_kind_t;
 
 struct broker_op {
@@ -45,6 +47,7 @@ struct broker_writer {
     broker_wbatch_t *done, **done_tail;
     bool stop;
     int efd;
+    int fail_rc, fail_n; /* broker_writer_fail_next */
 };
 
 /* ---- ops -------------------------------------------------------------------- */
@@ -130,8 +133,30 @@ broker_wbatch_clear(broker_wbatch_t *b)
     b->tail = &b->ops;
     b->nops = 0;
     b->expire = false;
+    b->delay_ms = 0;
     b->rc = 0;
+    b->store_rc = 0;
     b->expired = 0;
+}
+
+size_t
+broker_wbatch_drop_inserts(broker_wbatch_t *b)
+{
+    size_t n = 0;
+    broker_op_t **pp = &b->ops;
+    while (*pp) {
+        broker_op_t *op = *pp;
+        if (op->kind == OP_INSERT) {
+            *pp = op->next;
+            free(op);
+            n++;
+        } else {
+            pp = &op->next;
+        }
+    }
+    b->tail = pp;
+    b->nops -= n;
+    return n;
 }
 
 int
@@ -246,6 +271,12 @@ broker_wbatch_queue(broker_wbatch_t *b, const broker_queue_settings_t *q)
     return 0;
 }
 
+int
+broker_wbatch_probe(broker_wbatch_t *b)
+{
+    return s_op_new(b, OP_PROBE, NULL, 0) ? 0 : -1;
+}
+
 /* ---- the thread ------------------------------------------------------------ */
 
 static int
@@ -278,6 +309,8 @@ s_apply(broker_store_t *store, const broker_op_t *op)
     }
     case OP_QUEUE:
         return broker_store_set_queue(store, &op->queue);
+    case OP_PROBE:
+        return broker_store_probe(store);
     }
     return DV_EPROTO;
 }
@@ -302,6 +335,24 @@ s_write(broker_store_t *store, broker_wbatch_t *b)
     return rc;
 }
 
+/* Waits up to ms (a retry's backoff) with the mutex held; stop cuts it
+ * short. */
+static void
+s_delay(broker_writer_t *self, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (!self->stop &&
+           pthread_cond_timedwait(&self->cv, &self->mu, &until) == 0)
+        ;
+}
+
 static void *
 s_run(void *arg)
 {
@@ -316,16 +367,22 @@ s_run(void *arg)
         self->todo = b->next;
         if (!self->todo)
             self->todo_tail = &self->todo;
+        if (b->delay_ms > 0)
+            s_delay(self, b->delay_ms);
+        int fail = 0;
+        if (self->fail_n > 0) {
+            self->fail_n--;
+            fail = self->fail_rc;
+        }
         pthread_mutex_unlock(&self->mu);
 
         b->next = NULL;
         /* A batch the loop already knows is incomplete (a write could not
          * be recorded) is still written, but reported failed. */
         int pre = b->rc;
-        b->rc = b->nops ? s_write(self->store, b) : 0;
-        if (pre)
-            b->rc = pre;
-        if (b->expire) {
+        b->store_rc = fail ? fail : b->nops ? s_write(self->store, b) : 0;
+        b->rc = pre ? pre : b->store_rc;
+        if (b->expire && b->store_rc == 0) {
             int n = broker_store_expire(self->store, b->expire_now_ms, 10000);
             b->expired = n > 0 ? n : 0;
         }
@@ -353,7 +410,12 @@ broker_writer_new(broker_store_t *store)
     self->done_tail = &self->done;
     self->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&self->mu, NULL);
-    pthread_cond_init(&self->cv, NULL);
+    /* cv times a retry's backoff: on the monotonic clock. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&self->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&self->done_cv, NULL);
     if (self->efd < 0 ||
         pthread_create(&self->thread, NULL, s_run, self) != 0) {
@@ -433,5 +495,14 @@ broker_writer_wait(broker_writer_t *self)
     pthread_mutex_lock(&self->mu);
     while (!self->done)
         pthread_cond_wait(&self->done_cv, &self->mu);
+    pthread_mutex_unlock(&self->mu);
+}
+
+void
+broker_writer_fail_next(broker_writer_t *self, int rc, int n)
+{
+    pthread_mutex_lock(&self->mu);
+    self->fail_rc = rc;
+    self->fail_n = n;
     pthread_mutex_unlock(&self->mu);
 }

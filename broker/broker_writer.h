@@ -11,7 +11,11 @@
  *
  * Batches complete in the order they were pushed. Ops own copies of all
  * their data, so nothing the loop frees later can pull the ground from
- * under the writer.
+ * under the writer, and a batch that failed (rolled back whole) can be
+ * pushed again as it is: every op but an insert writes the same row to the
+ * same values however often it is applied (updates by id, attempts by
+ * (job, attempt), queue settings by name), and the expiry that may ride
+ * along deletes whatever is due when it runs.
  */
 #ifndef BROKER_WRITER_H
 #define BROKER_WRITER_H
@@ -31,8 +35,13 @@ typedef struct broker_wbatch {
     size_t nops;
     bool expire; /* also delete expired finished jobs */
     int64_t expire_now_ms;
-    int rc;      /* set by the writer: 0 = durable */
-    int expired; /* rows expired, when expire */
+    int64_t delay_ms; /* the writer waits this long before applying it */
+    int rc;           /* set by the writer: 0 = durable; else the store's
+                       * error, or the loop's own (a write that could not be
+                       * recorded, set before the push) */
+    int store_rc;     /* set by the writer: the store's own result, 0 =
+                       * committed (even when rc says a write is missing) */
+    int expired;      /* rows expired, when expire */
 } broker_wbatch_t;
 
 typedef struct broker_writer broker_writer_t;
@@ -59,6 +68,10 @@ broker_wbatch_t *broker_writer_pop_done(broker_writer_t *self);
 /* Blocks until at least one batch has completed (shutdown). */
 void broker_writer_wait(broker_writer_t *self);
 
+/* Tests: the next n batches fail with store error rc (a dv_err_t) without
+ * reaching the store, as a full disk would fail them. n = 0 ends it. */
+void broker_writer_fail_next(broker_writer_t *self, int rc, int n);
+
 /* ---- building a batch (loop thread) ------------------------------------- */
 
 void broker_wbatch_init(broker_wbatch_t *b);
@@ -80,5 +93,12 @@ int broker_wbatch_finished(broker_wbatch_t *b, const char *id, dv_state_t state,
                            const dv_failure_t *failure, int64_t finished_ms);
 int broker_wbatch_attempt(broker_wbatch_t *b, const broker_attempt_t *a);
 int broker_wbatch_queue(broker_wbatch_t *b, const broker_queue_settings_t *q);
+/* A write that changes no job (broker_store_probe): a batch with nothing
+ * else to write tells with it whether the store can be written again. */
+int broker_wbatch_probe(broker_wbatch_t *b);
+
+/* Takes the inserts (new jobs) out of a batch that failed, keeping the
+ * other ops in their order. Returns how many were taken out. */
+size_t broker_wbatch_drop_inserts(broker_wbatch_t *b);
 
 #endif

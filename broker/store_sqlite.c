@@ -168,6 +168,7 @@ typedef enum {
     S_LIST,
     S_SET_QUEUE,
     S_LOAD_QUEUES,
+    S_PROBE,
     S_COUNT_
 } s_stmt_t;
 
@@ -241,6 +242,10 @@ static const char *s_sql[S_COUNT_] = {
                     "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET "
                     "paused = ?2, rate = ?3, max_running = ?4",
     [S_LOAD_QUEUES] = "SELECT name, paused, rate, max_running FROM queues",
+    /* Rewrites the schema version with its own value: a page goes to the
+     * WAL at commit, so the commit needs room on the disk like any other,
+     * and no job changes. */
+    [S_PROBE] = "PRAGMA user_version = 1",
 };
 
 /* Column numbers of S_JOBREC_COLUMNS (and of S_INSERT's parameters - 1). */
@@ -274,17 +279,28 @@ typedef struct {
     bool in_txn;    /* between begin and commit/rollback */
     int group_err;  /* first failure in this group, or 0 */
     int step_errno; /* errno as the last step left it */
+    /* The last failure logged at error level (SQLite code and errno), so
+     * that a store that keeps failing the same way (a full disk, while the
+     * broker retries) logs it once, not once per try; cleared by the next
+     * commit that succeeds. */
+    int logged_rc, logged_sys;
 } s_sqlite_t;
 
-/* Maps an SQLite result code to ours: busy and locked may clear up if the
- * broker retries the group; everything else (constraint, I/O, full disk,
- * corruption) will not. */
+/* Maps an SQLite result code (and the errno behind it, sys) to ours: busy
+ * and locked may clear up if the broker retries the group at once; a full
+ * disk is DV_ENOSPC, whether SQLite says SQLITE_FULL or reports the failed
+ * write(2) as an I/O error whose errno is ENOSPC (or EDQUOT); everything
+ * else (constraint, I/O, corruption) is DV_EIO. */
 static int
-s_code(int rc)
+s_code(int rc, int sys)
 {
     int primary = rc & 0xff;
-    return primary == SQLITE_BUSY || primary == SQLITE_LOCKED ? DV_ETRANSIENT
-                                                              : DV_EIO;
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+        return DV_ETRANSIENT;
+    if (primary == SQLITE_FULL ||
+        (primary == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT)))
+        return DV_ENOSPC;
+    return DV_EIO;
 }
 
 /* sqlite3_step() that also keeps errno: SQLite reports a failed write(2)
@@ -300,8 +316,9 @@ s_step(s_sqlite_t *be, sqlite3_stmt *st)
     return rc;
 }
 
-/* Logs a failed operation once, poisons the current group, returns our code.
- * Call before resetting the statement, which may clear the message. */
+/* Logs a failed operation (at error level unless it failed the same way
+ * last time), poisons the current group, returns our code. Call before
+ * resetting the statement, which may clear the message. */
 static int
 s_fail(s_sqlite_t *be, const char *op, const char *id, int rc)
 {
@@ -315,11 +332,14 @@ s_fail(s_sqlite_t *be, const char *op, const char *id, int rc)
         if (sys == 0)
             sys = be->step_errno;
     }
-    dv_log(DV_ERROR, "store.sqlite_error", DV_STR("op", op), DV_STR("job", id),
-           DV_STR("error", sqlite3_errmsg(be->db)), DV_INT("rc", rc),
-           DV_STR("errno", sys ? strerror(sys) : NULL),
+    bool again = rc == be->logged_rc && sys == be->logged_sys;
+    dv_log(again ? DV_DEBUG : DV_ERROR, "store.sqlite_error", DV_STR("op", op),
+           DV_STR("job", id), DV_STR("error", sqlite3_errmsg(be->db)),
+           DV_INT("rc", rc), DV_STR("errno", sys ? strerror(sys) : NULL),
            DV_STR("path", be->path));
-    int code = s_code(rc);
+    be->logged_rc = rc;
+    be->logged_sys = sys;
+    int code = s_code(rc, sys);
     if (be->in_txn && !be->group_err)
         be->group_err = code;
     return code;
@@ -696,6 +716,7 @@ s_commit(void *handle)
         return code;
     }
     be->in_txn = false;
+    be->logged_rc = be->logged_sys = 0; /* the next failure is news */
     return 0;
 }
 
@@ -830,6 +851,15 @@ s_add_attempt(void *handle, const broker_attempt_t *a)
     if (rc != SQLITE_OK)
         return s_bind_failed(be, st, "add_attempt", a->job_id);
     return s_run(be, st, "add_attempt", a->job_id);
+}
+
+static int
+s_probe(void *handle)
+{
+    s_sqlite_t *be = handle;
+    if (s_poisoned(be))
+        return be->group_err;
+    return s_run(be, be->stmt[S_PROBE], "probe", NULL);
 }
 
 /* ---- reads ------------------------------------------------------------ */
@@ -1137,4 +1167,5 @@ const broker_store_ops_t broker_store_sqlite_ops = {
     .set_queue = s_set_queue,
     .load_queues = s_load_queues,
     .next_generation = s_next_generation,
+    .probe = s_probe,
 };

@@ -18,6 +18,9 @@ int purge_main(int argc, char **argv);
 int limit_main(int argc, char **argv);
 int drain_main(int argc, char **argv);
 
+/* `drover check`: the broker compares its memory with its store. */
+int check_main(int argc, char **argv);
+
 /* Commands that ask the collector (cli/monitor.c): `drover status` (falls
  * back to the broker's own view), `workers`, `queues`, `jobs`, `job`,
  * `keys`, `watch`, `health`; and the live view `drover top` (cli/top.c). */

@@ -36,6 +36,7 @@ static const s_command_t s_commands[] = {
     { "purge", purge_main, "cancel every waiting job of a queue" },
     { "limit", limit_main, "set a queue's fleet-wide rate and running limits" },
     { "drain", drain_main, "tell a worker to finish its jobs and leave" },
+    { "check", check_main, "does the broker's store say what its memory says" },
 };
 
 static void

@@ -451,6 +451,16 @@ s_print_status(const json_t *st)
                    : "never");
         if (json_object_get(b, "error"))
             printf("  %s\n", monitor_str(b, "error", ""));
+        const json_t *sf = json_object_get(b, "store_failure");
+        if (sf) {
+            int64_t since = monitor_int(sf, "since_ms");
+            printf("  store FAILING: %s for %s; %s jobs refused, %s writes "
+                   "waiting (submits refused, dispatch paused)\n",
+                   monitor_str(sf, "error", "?"),
+                   since > 0 ? monitor_dur(now - since) : "?",
+                   monitor_num(monitor_int(sf, "refused")),
+                   monitor_num(monitor_int(sf, "waiting")));
+        }
     }
     const json_t *w = json_object_get(st, "workers");
     printf("workers %s online: %s busy, %s idle, %s draining; %s of %s "
@@ -983,9 +993,9 @@ health_main(int argc, char **argv)
         "usage: drover health [--collector EP] [--json]\n"
         "\n"
         "Exit 0 healthy; 1 degraded (a queue with jobs and no worker serving\n"
-        "it, every API key cooling down or disabled); 2 down (a broker does\n"
-        "not answer); 3 the collector cannot be reached or answer. Prints\n"
-        "the reasons.\n"
+        "it, every API key cooling down or disabled, a broker that cannot\n"
+        "write its store); 2 down (a broker does not answer); 3 the\n"
+        "collector cannot be reached or answer. Prints the reasons.\n"
         "Usable as a liveness probe.\n";
     s_opts_t o;
     int r = s_parse(argc, argv, usage, NULL, 0, &o);

@@ -292,8 +292,10 @@ s_prune_running(collector_state_t *self, int b)
     return 0;
 }
 
-/* What a snapshot says of the broker itself, for the brokers view:
- * {broker, store, uptime_ms, counters}. New reference, or NULL. */
+/* What a snapshot says of the broker itself, for the brokers view and
+ * health: {broker, store, uptime_ms, counters, store_failure (only while
+ * the broker cannot write its store: {error, since_ms, retries, refused,
+ * waiting})}. New reference, or NULL. */
 static json_t *
 s_snapshot_broker(const dv_status_t *st)
 {
@@ -316,6 +318,16 @@ s_snapshot_broker(const dv_status_t *st)
     if (o && st->store.ptr)
         rc |= json_object_set_new(o, "store",
                                   json_stringn(st->store.ptr, st->store.len));
+    if (o && st->store_failing) {
+        const dv_status_store_t *f = &st->store_failure;
+        json_t *sf =
+            json_pack("{s:s%, s:I, s:I, s:I, s:I}", "error",
+                      f->error.ptr ? f->error.ptr : "", (size_t)f->error.len,
+                      "since_ms", (json_int_t)f->since_ms, "retries",
+                      (json_int_t)f->retries, "refused", (json_int_t)f->refused,
+                      "waiting", (json_int_t)f->waiting);
+        rc |= sf ? json_object_set_new(o, "store_failure", sf) : -1;
+    }
     if (rc) {
         json_decref(o);
         return NULL;

@@ -332,6 +332,50 @@ t_keys_and_health(void **state)
     collector_state_destroy(&st);
 }
 
+/* A broker whose snapshot says it cannot write its store: the brokers view
+ * shows why, health is degraded with the cause; the next snapshot without
+ * it clears both. */
+static void
+t_store_failure_health(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, "ipc:///tmp/c1");
+    collector_state_broker_answer(st, 0, true, 1000000, NULL);
+    json_t *snap = json_pack(
+        "{s:s, s:s, s:i, s:[], s:[], s:{}, s:{s:s, s:I, s:i, s:i, s:i}}",
+        "broker", "b1", "store", "sqlite", "uptime_ms", 5000, "queues",
+        "workers", "counters", "store_failure", "error",
+        "no space left on device", "since_ms", (json_int_t)990000, "retries", 4,
+        "refused", 12, "waiting", 30);
+    assert_int_equal(s_snapshot(st, snap, 1000000), 0);
+    json_t *brokers = collector_state_brokers(st, 1000000);
+    json_t *sf = json_object_get(json_array_get(brokers, 0), "store_failure");
+    assert_non_null(sf);
+    assert_string_equal(json_string_value(json_object_get(sf, "error")),
+                        "no space left on device");
+    assert_int_equal(s_int(sf, "refused"), 12);
+    json_decref(brokers);
+    json_t *h = collector_state_health(st, 1000000);
+    assert_int_equal(s_int(h, "status"), 1);
+    char *text = json_dumps(h, 0);
+    assert_non_null(strstr(text, "cannot write its store: no space left on "
+                                 "device (for 10 s; 12 jobs refused"));
+    free(text);
+    json_decref(h);
+
+    json_object_del(snap, "store_failure");
+    assert_int_equal(s_snapshot(st, snap, 1001000), 0);
+    json_decref(snap);
+    brokers = collector_state_brokers(st, 1001000);
+    assert_null(json_object_get(json_array_get(brokers, 0), "store_failure"));
+    json_decref(brokers);
+    h = collector_state_health(st, 1001000);
+    assert_int_equal(s_int(h, "status"), 0);
+    json_decref(h);
+    collector_state_destroy(&st);
+}
+
 /* ---- event kinds ---------------------------------------------------------- */
 
 /* Kinds this side does not know (a newer broker's) decode as DV_EV_OTHER:
@@ -643,6 +687,7 @@ main(void)
         cmocka_unit_test(t_seq),
         cmocka_unit_test(t_snapshot_and_deltas),
         cmocka_unit_test(t_keys_and_health),
+        cmocka_unit_test(t_store_failure_health),
         cmocka_unit_test(t_unknown_kinds),
         cmocka_unit_test(t_metrics_text),
         cmocka_unit_test(t_store_history),

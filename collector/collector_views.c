@@ -91,7 +91,7 @@ s_listing(const collector_state_t *self, const dv_map_t *map,
 /* ---- brokers ------------------------------------------------------------- */
 
 /* What broker br's last snapshot said: store, uptime (moved on to now),
- * counters. */
+ * counters, and store_failure while it cannot write its store. */
 static int
 s_broker_snapshot(json_t *o, const collector_broker_t *br, int64_t now_ms)
 {
@@ -105,6 +105,8 @@ s_broker_snapshot(json_t *o, const collector_broker_t *br, int64_t now_ms)
             json_integer(json_integer_value(v) + now_ms - br->snapshot_ms));
     if ((v = json_object_get(br->snapshot, "counters")))
         rc |= json_object_set(o, "counters", v);
+    if ((v = json_object_get(br->snapshot, "store_failure")))
+        rc |= json_object_set(o, "store_failure", v);
     return rc;
 }
 
@@ -543,7 +545,6 @@ s_reason(json_t *reasons, const char *text)
 json_t *
 collector_state_health(const collector_state_t *self, int64_t now_ms)
 {
-    (void)now_ms;
     int status = 0;
     json_t *reasons = json_array();
     int rc = reasons ? 0 : -1;
@@ -554,6 +555,28 @@ collector_state_health(const collector_state_t *self, int64_t now_ms)
             status = 2;
             snprintf(text, sizeof text, "broker %s is unreachable: %s",
                      br->clients_ep, br->why[0] ? br->why : "no answer");
+            rc |= s_reason(reasons, text);
+            continue;
+        }
+        /* Degraded, not down: the broker answers and keeps what it holds
+         * in memory, and catches up by itself once it can write again (a
+         * restart would not help, and would lose that). */
+        const json_t *sf = json_object_get(br->snapshot, "store_failure");
+        if (sf) {
+            if (status < 1)
+                status = 1;
+            int64_t since = collector_state_json_int(sf, "since_ms", 0);
+            const char *err = collector_state_json_str(sf, "error");
+            snprintf(text, sizeof text,
+                     "broker %s cannot write its store: %s (for %" PRId64
+                     " s; %" PRId64 " jobs refused, %" PRId64
+                     " writes waiting; new submits are refused and no job "
+                     "is dispatched until it can)",
+                     br->clients_ep ? br->clients_ep : br->events_ep,
+                     err ? err : "unknown error",
+                     since > 0 && now_ms > since ? (now_ms - since) / 1000 : 0,
+                     collector_state_json_int(sf, "refused", 0),
+                     collector_state_json_int(sf, "waiting", 0));
             rc |= s_reason(reasons, text);
         }
     }

@@ -24,6 +24,8 @@ dv_strerror(int err)
         return "temporarily unavailable, try again";
     case DV_EIO:
         return "input/output error";
+    case DV_ENOSPC:
+        return "no space left on device";
     }
     return "unknown error";
 }

@@ -1,5 +1,6 @@
 /* dv_err - drover's error codes, shared by every part: decoders (DV_ETRUNC,
- * DV_EPROTO, DV_ETOOBIG), stores (DV_ETRANSIENT = retry, DV_EIO), memory.
+ * DV_EPROTO, DV_ETOOBIG), stores (DV_ETRANSIENT = retry, DV_EIO,
+ * DV_ENOSPC), memory.
  * Functions return 0 (DV_OK) or one of these, or the plain -1 of the
  * "0 / -1" convention where callers do not branch on the reason. */
 #ifndef DV_ERR_H
@@ -16,6 +17,7 @@ typedef enum {
     DV_ENOMEM = -5,     /* out of memory */
     DV_ETRANSIENT = -6, /* store busy or connection lost: try again */
     DV_EIO = -7,        /* store or file error */
+    DV_ENOSPC = -8,     /* the store's disk (or quota) is full */
 } dv_err_t;
 
 /* Short English text for an error code ("truncated message", ...). */

@@ -77,6 +77,17 @@ static const dv_schema_t s_st_counters = {
     DV_SCHEMA("counters", s_st_counters_fields, dv_status_counters_t),
 };
 
+#define T dv_status_store_t
+static const dv_field_t s_st_store_fields[] = {
+    { DV_F_TEXT("error", T, error, 0) }, { S_ANY("since_ms", T, since_ms) },
+    { S_CNT("retries", T, retries) },    { S_CNT("refused", T, refused) },
+    { S_CNT("waiting", T, waiting) },
+};
+#undef T
+static const dv_schema_t s_st_store = {
+    DV_SCHEMA("store_failure", s_st_store_fields, dv_status_store_t),
+};
+
 #define T dv_status_t
 static const dv_field_t s_status_fields[] = {
     { DV_F_NAME("broker", T, broker, DV_FF_NIL) },
@@ -86,6 +97,10 @@ static const dv_field_t s_status_fields[] = {
     { DV_F_ARRAY("workers", T, workers, nworkers, 0, &s_st_worker,
                  DV_ITEMS_MAX) },
     { DV_F_MAP("counters", T, counters, 0, &s_st_counters) },
+    /* Only while the store fails, so a healthy broker's body is as it
+     * always was. */
+    { DV_F_MAP("store_failure", T, store_failure, DV_FF_HAS, &s_st_store),
+      DV_HAS(T, store_failing) },
 };
 #undef T
 static const dv_schema_t s_status = {

@@ -58,6 +58,16 @@ typedef struct {
     int64_t dispatch_p99_us; /* ["dispatch_p99_us"] */
 } dv_status_counters_t;
 
+/* While the broker cannot write its store (a full disk): what failed, and
+ * since when. */
+typedef struct {
+    dv_str_t error;   /* ["error"] the cause: "no space left on device" */
+    int64_t since_ms; /* ["since_ms"] epoch ms it began */
+    int64_t retries;  /* ["retries"] of the kept writes so far */
+    int64_t refused;  /* ["refused"] jobs refused meanwhile */
+    int64_t waiting;  /* ["waiting"] writes held in memory for the store */
+} dv_status_store_t;
+
 typedef struct {
     dv_str_t broker;           /* ["broker"] instance id, nil */
     dv_str_t store;            /* ["store"] store backend, nil */
@@ -66,8 +76,11 @@ typedef struct {
     uint32_t nqueues;
     dv_status_worker_t *workers; /* ["workers"] */
     uint32_t nworkers;
-    dv_status_counters_t counters; /* ["counters"] map */
-    void *priv_;                   /* decoder's allocations */
+    dv_status_counters_t counters;   /* ["counters"] map */
+    bool store_failing;              /* "store_failure" present: the store
+                                    * cannot be written */
+    dv_status_store_t store_failure; /* ["store_failure"] map, only then */
+    void *priv_;                     /* decoder's allocations */
 } dv_status_t;
 
 int dv_status_encode(const dv_status_t *st, msgpack_sbuffer *out);

@@ -538,6 +538,58 @@ harness_spawn(harness_t *self, const char *const *args, const char *out_name,
     return s_spawn_out(self, argv, log, out_name ? out : NULL);
 }
 
+int
+harness_cli(char *out, size_t size, const char *first, ...)
+{
+    char *argv[40];
+    int n = 0;
+    argv[n++] = "drover";
+    argv[n++] = (char *)first;
+    va_list ap;
+    va_start(ap, first);
+    const char *a;
+    while (n < 39 && (a = va_arg(ap, const char *)))
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    int fds[2];
+    if (size == 0 || pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execv(s_bin(), argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(fds[0], out + len, size - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len == size - 1) {
+            char sink[512]; /* the rest, so the child never blocks */
+            while (read(fds[0], sink, sizeof sink) > 0)
+                ;
+            break;
+        }
+    }
+    out[len] = '\0';
+    close(fds[0]);
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}
+
 void
 harness_kill_all(harness_t *self)
 {

@@ -10,6 +10,7 @@
 #define HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -113,6 +114,11 @@ int harness_count_lines(harness_t *self, const char *name, ...);
  * 0, or -1 if it cannot be written. */
 int harness_write(harness_t *self, const char *name, const char *text,
                   char *path, size_t size);
+
+/* Runs `drover FIRST ARGS...` (NULL-terminated) to completion with its
+ * stdout captured into out (size bytes, NUL-terminated). Returns its exit
+ * code, or -1 if it could not run or died from a signal. */
+int harness_cli(char *out, size_t size, const char *first, ...);
 
 /* cmocka setup/teardown: a fresh harness per test in *state; teardown
  * kills whatever the test started, also after a failed assertion. */
