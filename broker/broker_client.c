@@ -449,6 +449,10 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
         .live_jobs = (int64_t)self->index.count,
         .dispatch_p50_us = (int64_t)dv_hist_quantile(&self->dispatch_us, 0.50),
         .dispatch_p99_us = (int64_t)dv_hist_quantile(&self->dispatch_us, 0.99),
+        .stale = (int64_t)c->stale,
+        .adopted = (int64_t)c->adopted,
+        .revoked = (int64_t)c->revoked,
+        .rejoining = (int64_t)self->limbo.count,
     };
     if (self->store_failed) {
         st.store_failing = true;

@@ -11,6 +11,7 @@
 #include "drover.h"
 #include "dv_clock.h"
 #include "dv_util.h"
+#include "monitor.h"
 
 #define CLI_EXIT_UNREACHABLE 3
 
@@ -195,6 +196,7 @@ status_main(int argc, char **argv)
         (long long)json_integer_value(json_object_get(counters, "dead")),
         (long long)json_integer_value(json_object_get(counters, "cancelled")),
         (long long)json_integer_value(json_object_get(counters, "lost")));
+    monitor_print_leases(counters);
     json_decref(st);
     return 0;
 }

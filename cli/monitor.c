@@ -417,6 +417,24 @@ s_print_failures(const json_t *failures)
     }
 }
 
+void
+monitor_print_leases(const json_t *counters)
+{
+    int64_t stale = monitor_int(counters, "stale");
+    int64_t adopted = monitor_int(counters, "adopted");
+    int64_t revoked = monitor_int(counters, "revoked");
+    int64_t rejoining = monitor_int(counters, "rejoining");
+    if (!stale && !adopted && !revoked && !rejoining)
+        return;
+    printf("  leases: %s stale reports refused, %s executions taken back "
+           "after a restart, %s held jobs revoked",
+           monitor_num(stale), monitor_num(adopted), monitor_num(revoked));
+    if (rejoining)
+        printf("; %s recovered jobs wait for their workers to rejoin",
+               monitor_num(rejoining));
+    printf("\n");
+}
+
 static void
 s_print_health(const json_t *h)
 {
@@ -451,6 +469,7 @@ s_print_status(const json_t *st)
                    : "never");
         if (json_object_get(b, "error"))
             printf("  %s\n", monitor_str(b, "error", ""));
+        monitor_print_leases(json_object_get(b, "counters"));
         const json_t *sf = json_object_get(b, "store_failure");
         if (sf) {
             int64_t since = monitor_int(sf, "since_ms");

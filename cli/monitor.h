@@ -32,6 +32,10 @@ const char *monitor_rate(double r);
 /* Members of an answer: a number as an integer (0 if absent), a string
  * (dflt if absent). */
 int64_t monitor_int(const json_t *o, const char *key);
+
+/* Prints the broker's lease counters (stale, adopted, revoked,
+ * rejoining) as one indented line, or nothing when all are 0. */
+void monitor_print_leases(const json_t *counters);
 const char *monitor_str(const json_t *o, const char *key, const char *dflt);
 
 /* A one-line hint for a failure category, or NULL. */

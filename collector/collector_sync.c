@@ -301,14 +301,17 @@ s_snapshot_broker(const dv_status_t *st)
 {
     const dv_status_counters_t *c = &st->counters;
     json_t *counters = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
-        (json_int_t)c->submitted, "dispatched", (json_int_t)c->dispatched,
-        "succeeded", (json_int_t)c->succeeded, "failed", (json_int_t)c->failed,
-        "retried", (json_int_t)c->retried, "dead", (json_int_t)c->dead,
-        "cancelled", (json_int_t)c->cancelled, "lost", (json_int_t)c->lost,
-        "live_jobs", (json_int_t)c->live_jobs, "dispatch_p50_us",
-        (json_int_t)c->dispatch_p50_us, "dispatch_p99_us",
-        (json_int_t)c->dispatch_p99_us);
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I, s:I}",
+        "submitted", (json_int_t)c->submitted, "dispatched",
+        (json_int_t)c->dispatched, "succeeded", (json_int_t)c->succeeded,
+        "failed", (json_int_t)c->failed, "retried", (json_int_t)c->retried,
+        "dead", (json_int_t)c->dead, "cancelled", (json_int_t)c->cancelled,
+        "lost", (json_int_t)c->lost, "live_jobs", (json_int_t)c->live_jobs,
+        "dispatch_p50_us", (json_int_t)c->dispatch_p50_us, "dispatch_p99_us",
+        (json_int_t)c->dispatch_p99_us, "stale", (json_int_t)c->stale,
+        "adopted", (json_int_t)c->adopted, "revoked", (json_int_t)c->revoked,
+        "rejoining", (json_int_t)c->rejoining);
     json_t *o = json_pack("{s:o, s:I}", "counters", counters, "uptime_ms",
                           (json_int_t)st->uptime_ms);
     int rc = o ? 0 : -1;

@@ -71,6 +71,10 @@ static const dv_field_t s_st_counters_fields[] = {
     { S_CNT("live_jobs", T, live_jobs) },
     { S_CNT("dispatch_p50_us", T, dispatch_p50_us) },
     { S_CNT("dispatch_p99_us", T, dispatch_p99_us) },
+    { DV_F_I64("stale", T, stale, DV_FF_OMIT, 0, INT64_MAX) },
+    { DV_F_I64("adopted", T, adopted, DV_FF_OMIT, 0, INT64_MAX) },
+    { DV_F_I64("revoked", T, revoked, DV_FF_OMIT, 0, INT64_MAX) },
+    { DV_F_I64("rejoining", T, rejoining, DV_FF_OMIT, 0, INT64_MAX) },
 };
 #undef T
 static const dv_schema_t s_st_counters = {

@@ -194,6 +194,7 @@ dv_code_from_err(int err)
     case DV_ETRANSIENT:
         return DV_CODE_TRY_AGAIN;
     case DV_EIO:
+    case DV_ENOSPC:
         return DV_CODE_STORE;
     default:
         return DV_CODE_INTERNAL;

@@ -679,6 +679,19 @@ chaos_account(harness_t *h, const char *scenario, chaos_ids_t *acked,
 
     a->store_ok = chaos_store_check(h, a->store_how, sizeof a->store_how,
                                     a->store_detail, sizeof a->store_detail);
+    /* The broker's lease counters since its last start (left out of its
+     * status while 0). */
+    int64_t lc[3];
+    static const char *const lnames[3] = { "stale", "adopted", "revoked" };
+    for (int k = 0; k < 3; k++) {
+        lc[k] = harness_counter(h, lnames[k]);
+        if (lc[k] < 0)
+            lc[k] = 0;
+    }
+    printf(
+        "chaos[%s] leases since the last broker start: stale reports %" PRId64
+        ", executions taken back %" PRId64 ", held jobs revoked %" PRId64 "\n",
+        scenario, lc[0], lc[1], lc[2]);
     printf("chaos[%s] acknowledged=%zu ended=%zu succeeded=%zu lost=%zu "
            "executions=%zu runs(0/1/2/3+)=%zu/%zu/%zu/%zu ran_twice=%zu "
            "succeeded_without_run=%zu uncredited=%zu wrong_credit=%zu "
