@@ -32,41 +32,6 @@ s_rid(const char *name)
     return rid;
 }
 
-/* A job as a committed submit leaves it: indexed, inserted, placed. */
-static broker_job_t *
-s_job(broker_fx_t *fx)
-{
-    broker_t *b = fx->b;
-    dv_id_t id;
-    dv_id_new(&id);
-    broker_job_t *job = broker_job_new(&id, "\x90", 1);
-    assert_non_null(job);
-    job->queue = broker_sched_queue(b, "q");
-    job->type = broker_sched_intern(b, dv_str("noop"));
-    job->max_attempts = 3;
-    job->run_at_ms = fx->clock.now_ms;
-    char idtext[DV_ID_TEXT_LEN + 1];
-    dv_id_format(&id, idtext);
-    broker_jobrec_t rec = {
-        .id = idtext,
-        .queue = "q",
-        .type = job->type,
-        .payload = job->payload,
-        .payload_len = job->payload_len,
-        .state = DV_STATE_QUEUED,
-        .priority = 0,
-        .created_ms = fx->clock.now_ms,
-        .run_at_ms = job->run_at_ms,
-        .max_attempts = 3,
-        .backoff = { 1000, 2.0, 60000, false },
-        .result_ttl_ms = 3600000,
-    };
-    assert_int_equal(broker_index_put(&b->index, job), 0);
-    assert_int_equal(broker_wbatch_insert(&b->cur->wb, &rec), 0);
-    broker_sched_place(b, job, false);
-    return job;
-}
-
 static broker_job_t *
 s_find(broker_fx_t *fx, const dv_id_t *id)
 {
@@ -171,7 +136,8 @@ static void
 t_leases_are_unique(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *a = s_job(fx), *b = s_job(fx);
+    broker_job_t *a = broker_fx_job(fx, "q", 0, 3);
+    broker_job_t *b = broker_fx_job(fx, "q", 0, 3);
     s_hello(fx, "w1", 2, true, NULL, 0);
     s_dispatch(fx);
     assert_int_equal(a->state, DV_STATE_RUNNING);
@@ -186,7 +152,7 @@ static void
 t_no_hello_nothing_applied(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *job = s_job(fx);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     dv_id_t id = job->id;
     /* A forged success for a queued job, from a peer that never said
      * hello: nothing changes. */
@@ -201,7 +167,7 @@ static void
 t_old_worker_refused(void **state)
 {
     broker_fx_t *fx = *state;
-    s_job(fx);
+    broker_fx_job(fx, "q", 0, 3);
     s_hello(fx, "old", 4, false, NULL, 0);
     assert_null(s_worker(fx, "old"));
     s_dispatch(fx);
@@ -212,7 +178,7 @@ static void
 t_only_the_lease_holder_reports(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *job = s_job(fx);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     dv_id_t id = job->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
     s_hello(fx, "w2", 0, true, NULL, 0);
@@ -246,7 +212,7 @@ static void
 t_expired_lease_is_revoked(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *job = s_job(fx);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     dv_id_t id = job->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
     s_dispatch(fx);
@@ -292,7 +258,8 @@ static void
 t_restart_adopts_held_jobs(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *a = s_job(fx), *b = s_job(fx);
+    broker_job_t *a = broker_fx_job(fx, "q", 0, 3);
+    broker_job_t *b = broker_fx_job(fx, "q", 0, 3);
     dv_id_t ida = a->id, idb = b->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
     s_dispatch(fx); /* a, recorded */
@@ -340,7 +307,7 @@ static void
 t_restart_takes_late_outcome(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *job = s_job(fx);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     dv_id_t id = job->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
     s_dispatch(fx);
@@ -361,11 +328,11 @@ static void
 t_window_closes(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *a = s_job(fx);
+    broker_job_t *a = broker_fx_job(fx, "q", 0, 3);
     dv_id_t ida = a->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
     s_dispatch(fx);
-    broker_job_t *b = s_job(fx);
+    broker_job_t *b = broker_fx_job(fx, "q", 0, 3);
     dv_id_t idb = b->id;
     broker_fx_restart(fx);
     assert_int_equal(fx->b->limbo.count, 2);

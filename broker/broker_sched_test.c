@@ -26,48 +26,6 @@ s_advance_ms(broker_fx_t *fx, int64_t ms)
     fx->clock.mono_us += ms * 1000;
 }
 
-/* A ready job of queue with priority, as a committed submit leaves it:
- * indexed, its insert recorded, placed. */
-static broker_job_t *
-s_job(broker_fx_t *fx, const char *queue, int priority, int max_attempts)
-{
-    broker_t *b = fx->b;
-    dv_id_t id;
-    dv_id_new(&id);
-    broker_job_t *job = broker_job_new(&id, "\x90", 1);
-    assert_non_null(job);
-    job->queue = broker_sched_queue(b, queue);
-    assert_non_null(job->queue);
-    job->type = broker_sched_intern(b, dv_str("noop"));
-    job->priority = (uint8_t)priority;
-    job->max_attempts = (uint16_t)max_attempts;
-    job->backoff_base_ms = 1000;
-    job->backoff_factor = 2.0f;
-    job->backoff_cap_ms = 60000;
-    job->run_at_ms = b->fake_clock->now_ms;
-    char idtext[DV_ID_TEXT_LEN + 1];
-    dv_id_format(&id, idtext);
-    broker_jobrec_t rec = {
-        .id = idtext,
-        .queue = queue,
-        .type = job->type,
-        .payload = job->payload,
-        .payload_len = job->payload_len,
-        .state = DV_STATE_QUEUED,
-        .priority = priority,
-        .created_ms = b->fake_clock->now_ms,
-        .run_at_ms = job->run_at_ms,
-        .max_attempts = max_attempts,
-        .backoff = { 1000, 2.0, 60000, false },
-        .result_ttl_ms = 3600000,
-    };
-    assert_int_equal(broker_index_put(&b->index, job), 0);
-    assert_int_equal(broker_wbatch_insert(&b->cur->wb, &rec), 0);
-    broker_sched_place(b, job, false);
-    assert_int_equal(job->state, DV_STATE_QUEUED);
-    return job;
-}
-
 /* A worker that said hello: serves queues (comma-separated), credit. */
 static broker_worker_t *
 s_worker(broker_fx_t *fx, const char *name, const char *queues, int credit)
@@ -171,7 +129,7 @@ t_priority_then_fifo(void **state)
     int prio[8] = { 0, 5, 9, 5, 0, 9, 3, 9 };
     broker_job_t *jobs[8];
     for (int i = 0; i < 8; i++)
-        jobs[i] = s_job(fx, "q", prio[i], 3);
+        jobs[i] = broker_fx_job(fx, "q", prio[i], 3);
     broker_worker_t *w = s_worker(fx, "w1", "q", 8);
     assert_int_equal(s_dispatch(fx), 8);
     int want[8] = { 2, 5, 7, 1, 3, 6, 0, 4 };
@@ -189,12 +147,12 @@ t_round_robin_over_queues(void **state)
 {
     broker_fx_t *fx = *state;
     for (int i = 0; i < 3; i++) {
-        s_job(fx, "a", 0, 3);
-        s_job(fx, "b", 0, 3);
-        s_job(fx, "c", 0, 3);
+        broker_fx_job(fx, "a", 0, 3);
+        broker_fx_job(fx, "b", 0, 3);
+        broker_fx_job(fx, "c", 0, 3);
     }
     /* Priority does not beat the rotation between queues. */
-    s_job(fx, "c", 9, 3);
+    broker_fx_job(fx, "c", 9, 3);
     broker_worker_t *w = s_worker(fx, "w1", "a,b,c", 7);
     assert_int_equal(s_dispatch(fx), 7);
     const char *want[7] = { "a", "b", "c", "a", "b", "c", "a" };
@@ -217,7 +175,7 @@ t_credit_never_exceeded(void **state)
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     for (int i = 0; i < 10; i++)
-        s_job(fx, "q", i % 10, 3);
+        broker_fx_job(fx, "q", i % 10, 3);
     broker_worker_t *w1 = s_worker(fx, "w1", "q", 1);
     broker_worker_t *w2 = s_worker(fx, "w2", "q", 2);
     broker_worker_t *w3 = s_worker(fx, "w3", "q", 3);
@@ -260,8 +218,8 @@ t_paused_queue(void **state)
     p->paused = true;
     broker_ctrl_queue_save(b, p, DV_EV_QUEUE_PAUSED);
     for (int i = 0; i < 3; i++) {
-        s_job(fx, "p", 0, 3);
-        s_job(fx, "r", 0, 3);
+        broker_fx_job(fx, "p", 0, 3);
+        broker_fx_job(fx, "r", 0, 3);
     }
     broker_worker_t *w = s_worker(fx, "w1", "p,r", 10);
     assert_int_equal(s_dispatch(fx), 3);
@@ -287,7 +245,7 @@ t_rate_limit(void **state)
     broker_queue_t *q = broker_sched_queue(b, "q");
     broker_ctrl_set_rate(b, q, 10.0); /* burst: 1 */
     for (int i = 0; i < 40; i++)
-        s_job(fx, "q", 0, 3);
+        broker_fx_job(fx, "q", 0, 3);
     s_worker(fx, "w1", "q", 100);
 
     assert_int_equal(s_dispatch(fx), 1);
@@ -334,7 +292,7 @@ t_max_running(void **state)
     broker_queue_t *q = broker_sched_queue(b, "q");
     q->max_running = 2;
     for (int i = 0; i < 5; i++)
-        s_job(fx, "q", 0, 3);
+        broker_fx_job(fx, "q", 0, 3);
     broker_worker_t *w1 = s_worker(fx, "w1", "q", 10);
     broker_worker_t *w2 = s_worker(fx, "w2", "q", 10);
     assert_int_equal(s_dispatch(fx), 2);
@@ -360,7 +318,7 @@ t_retry_after_backoff(void **state)
 {
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
-    broker_job_t *job = s_job(fx, "q", 0, 3);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     broker_worker_t *w = s_worker(fx, "w1", "q", 1);
     assert_int_equal(s_dispatch(fx), 1);
     s_end_pass(fx);
@@ -402,8 +360,8 @@ t_attempts_exhausted_dead(void **state)
 {
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
-    broker_job_t *job = s_job(fx, "q", 0, 2);
-    broker_job_t *fatal = s_job(fx, "q", 0, 5);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 2);
+    broker_job_t *fatal = broker_fx_job(fx, "q", 0, 5);
     broker_worker_t *w = s_worker(fx, "w1", "q", 2);
     assert_int_equal(s_dispatch(fx), 2);
     s_end_pass(fx);
@@ -450,7 +408,7 @@ t_worker_expiry_requeues_as_lost(void **state)
     broker_t *b = fx->b;
     broker_job_t *jobs[3];
     for (int i = 0; i < 3; i++)
-        jobs[i] = s_job(fx, "q", 0, 3);
+        jobs[i] = broker_fx_job(fx, "q", 0, 3);
     broker_worker_t *gone = s_worker(fx, "gone", "q", 2);
     assert_int_equal(s_dispatch(fx), 2);
     s_end_pass(fx);
@@ -503,7 +461,7 @@ t_unsent_jobs_go_back(void **state)
     broker_t *b = fx->b;
     broker_job_t *jobs[4];
     for (int i = 0; i < 4; i++)
-        jobs[i] = s_job(fx, "q", 0, 3);
+        jobs[i] = broker_fx_job(fx, "q", 0, 3);
     broker_worker_t *w = s_worker(fx, "w1", "q", 3);
     assert_int_equal(s_dispatch(fx), 3);
     broker_sched_unsend(b, w);

@@ -75,6 +75,47 @@ broker_fx_restart(broker_fx_t *fx)
     assert_non_null(fx->b);
 }
 
+broker_job_t *
+broker_fx_job(broker_fx_t *fx, const char *queue, int priority,
+              int max_attempts)
+{
+    broker_t *b = fx->b;
+    dv_id_t id;
+    dv_id_new(&id);
+    broker_job_t *job = broker_job_new(&id, "\x90", 1);
+    assert_non_null(job);
+    job->queue = broker_sched_queue(b, queue);
+    assert_non_null(job->queue);
+    job->type = broker_sched_intern(b, dv_str("noop"));
+    job->priority = (uint8_t)priority;
+    job->max_attempts = (uint16_t)max_attempts;
+    job->backoff_base_ms = 1000;
+    job->backoff_factor = 2.0f;
+    job->backoff_cap_ms = 60000;
+    job->run_at_ms = fx->clock.now_ms;
+    char idtext[DV_ID_TEXT_LEN + 1];
+    dv_id_format(&id, idtext);
+    broker_jobrec_t rec = {
+        .id = idtext,
+        .queue = queue,
+        .type = job->type,
+        .payload = job->payload,
+        .payload_len = job->payload_len,
+        .state = DV_STATE_QUEUED,
+        .priority = priority,
+        .created_ms = fx->clock.now_ms,
+        .run_at_ms = job->run_at_ms,
+        .max_attempts = max_attempts,
+        .backoff = { 1000, 2.0, 60000, false },
+        .result_ttl_ms = 3600000,
+    };
+    assert_int_equal(broker_index_put(&b->index, job), 0);
+    assert_int_equal(broker_wbatch_insert(&b->cur->wb, &rec), 0);
+    broker_sched_place(b, job, false);
+    assert_int_equal(job->state, DV_STATE_QUEUED);
+    return job;
+}
+
 int
 broker_fx_teardown(void **state)
 {
