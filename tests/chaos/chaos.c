@@ -68,6 +68,36 @@ chaos_exec_flag(harness_t *h, char *buf, size_t size)
     snprintf(buf, size, "chaos=%s %s/handler.log", CHAOS_HANDLER, h->dir);
 }
 
+void
+chaos_wargs(harness_t *h, int concurrency, int prefetch, chaos_wargs_t *w)
+{
+    chaos_exec_flag(h, w->exec, sizeof w->exec);
+    snprintf(w->concurrency, sizeof w->concurrency, "%d", concurrency);
+    snprintf(w->prefetch, sizeof w->prefetch, "%d", prefetch);
+    int n = 0;
+    w->args[n++] = "--concurrency";
+    w->args[n++] = w->concurrency;
+    if (prefetch > 0) {
+        w->args[n++] = "--prefetch";
+        w->args[n++] = w->prefetch;
+    }
+    w->args[n++] = "--exec";
+    w->args[n++] = w->exec;
+    w->args[n] = NULL;
+}
+
+void
+chaos_start(harness_t *h, const chaos_wargs_t *w, int n, pid_t *pids)
+{
+    assert_true(harness_start_broker(h, NULL) > 0);
+    for (int i = 0; i < n; i++) {
+        pid_t pid = harness_start_worker(h, w->args);
+        assert_true(pid > 0);
+        if (pids)
+            pids[i] = pid;
+    }
+}
+
 static int
 s_exec_cmp(const void *a, const void *b)
 {
@@ -245,6 +275,20 @@ out:
     free(acks);
     free(jobs);
     return pending;
+}
+
+void
+chaos_submit_all(harness_t *h, const char *tag, uint64_t seed, int n, int ms_lo,
+                 int ms_hi, uint64_t *rng, int deadline_ms, chaos_ids_t *acked)
+{
+    chaos_submit_stats_t st = { 0 };
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s-%" PRIu64, tag, seed);
+    int left = chaos_submit_keyed(h->client, prefix, n, ms_lo, ms_hi, 0, rng,
+                                  deadline_ms, acked, &st);
+    if (left)
+        fail_msg("%d of %d jobs got no ack (last error: %s)", left, n,
+                 st.last_error);
 }
 
 /* ---- the broker's status ----------------------------------------------- */

@@ -108,21 +108,15 @@ t_disk_full(void **state)
     fx->mounted = true;
     snprintf(h->store, sizeof h->store, "%s/drover.db", fx->mnt);
 
-    pid_t broker = harness_start_broker(h, NULL);
-    assert_true(broker > 0);
-    char exec[600];
-    chaos_exec_flag(h, exec, sizeof exec);
-    const char *wargs[] = { "--concurrency", "2", "--exec", exec, NULL };
-    assert_true(harness_start_worker(h, wargs) > 0);
-    assert_true(harness_start_worker(h, wargs) > 0);
+    chaos_wargs_t wargs;
+    chaos_wargs(h, 2, 0, &wargs);
+    chaos_start(h, &wargs, 2, NULL);
+    pid_t broker = h->broker;
 
     chaos_ids_t acked = { 0 };
-    chaos_submit_stats_t st = { 0 };
+    chaos_submit_all(h, "df-before", seed, BEFORE, 50, 200, &rng, 30000,
+                     &acked);
     char prefix[64];
-    snprintf(prefix, sizeof prefix, "df-%" PRIu64 "-before", seed);
-    assert_int_equal(chaos_submit_keyed(h->client, prefix, BEFORE, 50, 200, 0,
-                                        &rng, 30000, &acked, &st),
-                     0);
 
     char filler[400];
     snprintf(filler, sizeof filler, "%s/filler", fx->mnt);
