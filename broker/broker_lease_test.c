@@ -17,13 +17,6 @@
 #include "broker_test_fx.h"
 #include "dv_log.h"
 
-static void
-s_advance_ms(broker_fx_t *fx, int64_t ms)
-{
-    fx->clock.now_ms += ms;
-    fx->clock.mono_us += ms * 1000;
-}
-
 static broker_rid_t
 s_rid(const char *name)
 {
@@ -92,17 +85,6 @@ s_report(broker_fx_t *fx, const char *name, dv_update_kind_t kind,
     broker_worker_on_message(fx->b, &rid, &m);
 }
 
-/* Dispatches and drops the out lists, as the end of a pass sends them. */
-static void
-s_dispatch(broker_fx_t *fx)
-{
-    broker_t *b = fx->b;
-    broker_sched_dispatch(b);
-    for (size_t k = 0; k < b->noutq; k++)
-        b->outq[k]->out_count = 0;
-    b->noutq = 0;
-}
-
 /* Rows of the attempts table for job with this outcome ("failed"...). */
 static int
 s_attempt_rows(broker_fx_t *fx, const dv_id_t *id, const char *outcome)
@@ -139,7 +121,7 @@ t_leases_are_unique(void **state)
     broker_job_t *a = broker_fx_job(fx, "q", 0, 3);
     broker_job_t *b = broker_fx_job(fx, "q", 0, 3);
     s_hello(fx, "w1", 2, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_int_equal(a->state, DV_STATE_RUNNING);
     assert_true(a->lease != 0 && b->lease != 0 && a->lease != b->lease);
     assert_true(dv_lease_generation(a->lease) == fx->b->generation);
@@ -170,7 +152,7 @@ t_old_worker_refused(void **state)
     broker_fx_job(fx, "q", 0, 3);
     s_hello(fx, "old", 4, false, NULL, 0);
     assert_null(s_worker(fx, "old"));
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_int_equal(fx->b->counters.dispatched, 0);
 }
 
@@ -182,7 +164,7 @@ t_only_the_lease_holder_reports(void **state)
     dv_id_t id = job->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
     s_hello(fx, "w2", 0, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_ptr_equal(job->worker, s_worker(fx, "w1"));
     uint64_t lease = job->lease;
 
@@ -215,22 +197,22 @@ t_expired_lease_is_revoked(void **state)
     broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     dv_id_t id = job->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     uint64_t old = job->lease;
     char idtext[DV_ID_TEXT_LEN + 1];
     broker_id_text(job, idtext);
 
     /* w1 goes silent past its timeout: the attempt is failed as lost and
      * the job goes to w2 under a new lease, attempt 2. */
-    s_advance_ms(fx, 6000);
+    broker_fx_advance_ms(fx, 6000);
     s_hello(fx, "w2", 1, true, NULL, 0);
     broker_worker_expire(fx->b);
     assert_null(s_worker(fx, "w1"));
     job->run_at_ms = 0; /* skip the backoff */
     broker_sched_promote_due(fx->b);
-    s_advance_ms(fx, 60000);
+    broker_fx_advance_ms(fx, 60000);
     broker_sched_promote_due(fx->b);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_ptr_equal(job->worker, s_worker(fx, "w2"));
     assert_int_equal(job->attempt, 2);
     assert_true(job->lease != old);
@@ -262,12 +244,12 @@ t_restart_adopts_held_jobs(void **state)
     broker_job_t *b = broker_fx_job(fx, "q", 0, 3);
     dv_id_t ida = a->id, idb = b->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
-    s_dispatch(fx); /* a, recorded */
+    broker_fx_dispatch(fx); /* a, recorded */
     broker_group_end_pass(fx->b);
     broker_group_drain_all(fx->b);
     uint64_t lease_a = a->lease;
     s_worker(fx, "w1")->credit = 1;
-    s_dispatch(fx); /* b: its lease is lost with the crash */
+    broker_fx_dispatch(fx); /* b: its lease is lost with the crash */
     uint64_t lease_b = b->lease;
     assert_int_equal(b->attempt, 1);
     broker_wbatch_clear(&fx->b->cur->wb);
@@ -279,7 +261,7 @@ t_restart_adopts_held_jobs(void **state)
     assert_int_equal(fx->b->limbo.count, 2);
     /* Another worker with credit gets neither while they wait. */
     s_hello(fx, "w2", 4, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_int_equal(fx->b->counters.dispatched, 0);
 
     dv_held_t held[2] = { { dv_str(ta), 1, lease_a, true },
@@ -310,7 +292,7 @@ t_restart_takes_late_outcome(void **state)
     broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     dv_id_t id = job->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     uint64_t lease = job->lease;
     broker_fx_restart(fx);
     s_hello(fx, "w1", 1, true, NULL, 0); /* it no longer holds it */
@@ -331,13 +313,13 @@ t_window_closes(void **state)
     broker_job_t *a = broker_fx_job(fx, "q", 0, 3);
     dv_id_t ida = a->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     broker_job_t *b = broker_fx_job(fx, "q", 0, 3);
     dv_id_t idb = b->id;
     broker_fx_restart(fx);
     assert_int_equal(fx->b->limbo.count, 2);
     s_hello(fx, "w2", 4, true, NULL, 0);
-    s_advance_ms(fx, fx->b->cfg.rejoin_ms + 1);
+    broker_fx_advance_ms(fx, fx->b->cfg.rejoin_ms + 1);
     broker_recover_end_rejoin(fx->b);
     assert_int_equal(fx->b->limbo.count, 0);
     a = s_find(fx, &ida);
@@ -345,7 +327,7 @@ t_window_closes(void **state)
     a->run_at_ms = 0; /* skip the backoff */
     broker_sched_unplace(fx->b, a);
     broker_sched_place(fx->b, a, false);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_ptr_equal(a->worker, s_worker(fx, "w2"));
     assert_int_equal(a->attempt, 2);
     assert_ptr_equal(b->worker, s_worker(fx, "w2"));

@@ -116,6 +116,52 @@ broker_fx_job(broker_fx_t *fx, const char *queue, int priority,
     return job;
 }
 
+void
+broker_fx_advance_ms(broker_fx_t *fx, int64_t ms)
+{
+    fx->clock.now_ms += ms;
+    fx->clock.mono_us += ms * 1000;
+}
+
+broker_worker_t *
+broker_fx_worker(broker_fx_t *fx, const char *name, const char *queues,
+                 int credit)
+{
+    broker_t *b = fx->b;
+    broker_rid_t rid = { .len = (uint8_t)strlen(name) };
+    memcpy(rid.data, name, rid.len);
+    broker_worker_t *w = broker_worker_new(b, &rid);
+    assert_non_null(w);
+    dv_str_t names[8];
+    uint32_t n = 0;
+    const char *p = queues;
+    while (*p && n < 8) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        names[n++] = dv_strn(p, len);
+        p += len + (comma ? 1 : 0);
+    }
+    assert_int_equal(broker_worker_set_queues(b, w, names, n), 0);
+    w->concurrency = credit;
+    w->credit = credit;
+    w->known = true;
+    w->last_seen_ms = broker_mono_ms(b);
+    b->dispatch_needed = true;
+    return w;
+}
+
+int
+broker_fx_dispatch(broker_fx_t *fx)
+{
+    broker_t *b = fx->b;
+    uint64_t before = b->counters.dispatched;
+    broker_sched_dispatch(b);
+    for (size_t k = 0; k < b->noutq; k++)
+        b->outq[k]->out_count = 0;
+    b->noutq = 0;
+    return (int)(b->counters.dispatched - before);
+}
+
 int
 broker_fx_teardown(void **state)
 {
