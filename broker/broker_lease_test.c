@@ -17,54 +17,12 @@
 #include "broker_test_fx.h"
 #include "dv_log.h"
 
-static void
-s_advance_ms(broker_fx_t *fx, int64_t ms)
-{
-    fx->clock.now_ms += ms;
-    fx->clock.mono_us += ms * 1000;
-}
-
 static broker_rid_t
 s_rid(const char *name)
 {
     broker_rid_t rid = { .len = (uint8_t)strlen(name) };
     memcpy(rid.data, name, rid.len);
     return rid;
-}
-
-/* A job as a committed submit leaves it: indexed, inserted, placed. */
-static broker_job_t *
-s_job(broker_fx_t *fx)
-{
-    broker_t *b = fx->b;
-    dv_id_t id;
-    dv_id_new(&id);
-    broker_job_t *job = broker_job_new(&id, "\x90", 1);
-    assert_non_null(job);
-    job->queue = broker_sched_queue(b, "q");
-    job->type = broker_sched_intern(b, dv_str("noop"));
-    job->max_attempts = 3;
-    job->run_at_ms = fx->clock.now_ms;
-    char idtext[DV_ID_TEXT_LEN + 1];
-    dv_id_format(&id, idtext);
-    broker_jobrec_t rec = {
-        .id = idtext,
-        .queue = "q",
-        .type = job->type,
-        .payload = job->payload,
-        .payload_len = job->payload_len,
-        .state = DV_STATE_QUEUED,
-        .priority = 0,
-        .created_ms = fx->clock.now_ms,
-        .run_at_ms = job->run_at_ms,
-        .max_attempts = 3,
-        .backoff = { 1000, 2.0, 60000, false },
-        .result_ttl_ms = 3600000,
-    };
-    assert_int_equal(broker_index_put(&b->index, job), 0);
-    assert_int_equal(broker_wbatch_insert(&b->cur->wb, &rec), 0);
-    broker_sched_place(b, job, false);
-    return job;
 }
 
 static broker_job_t *
@@ -127,17 +85,6 @@ s_report(broker_fx_t *fx, const char *name, dv_update_kind_t kind,
     broker_worker_on_message(fx->b, &rid, &m);
 }
 
-/* Dispatches and drops the out lists, as the end of a pass sends them. */
-static void
-s_dispatch(broker_fx_t *fx)
-{
-    broker_t *b = fx->b;
-    broker_sched_dispatch(b);
-    for (size_t k = 0; k < b->noutq; k++)
-        b->outq[k]->out_count = 0;
-    b->noutq = 0;
-}
-
 /* Rows of the attempts table for job with this outcome ("failed"...). */
 static int
 s_attempt_rows(broker_fx_t *fx, const dv_id_t *id, const char *outcome)
@@ -171,9 +118,10 @@ static void
 t_leases_are_unique(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *a = s_job(fx), *b = s_job(fx);
+    broker_job_t *a = broker_fx_job(fx, "q", 0, 3);
+    broker_job_t *b = broker_fx_job(fx, "q", 0, 3);
     s_hello(fx, "w1", 2, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_int_equal(a->state, DV_STATE_RUNNING);
     assert_true(a->lease != 0 && b->lease != 0 && a->lease != b->lease);
     assert_true(dv_lease_generation(a->lease) == fx->b->generation);
@@ -186,7 +134,7 @@ static void
 t_no_hello_nothing_applied(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *job = s_job(fx);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     dv_id_t id = job->id;
     /* A forged success for a queued job, from a peer that never said
      * hello: nothing changes. */
@@ -201,10 +149,10 @@ static void
 t_old_worker_refused(void **state)
 {
     broker_fx_t *fx = *state;
-    s_job(fx);
+    broker_fx_job(fx, "q", 0, 3);
     s_hello(fx, "old", 4, false, NULL, 0);
     assert_null(s_worker(fx, "old"));
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_int_equal(fx->b->counters.dispatched, 0);
 }
 
@@ -212,11 +160,11 @@ static void
 t_only_the_lease_holder_reports(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *job = s_job(fx);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     dv_id_t id = job->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
     s_hello(fx, "w2", 0, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_ptr_equal(job->worker, s_worker(fx, "w1"));
     uint64_t lease = job->lease;
 
@@ -246,25 +194,25 @@ static void
 t_expired_lease_is_revoked(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *job = s_job(fx);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     dv_id_t id = job->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     uint64_t old = job->lease;
     char idtext[DV_ID_TEXT_LEN + 1];
     broker_id_text(job, idtext);
 
     /* w1 goes silent past its timeout: the attempt is failed as lost and
      * the job goes to w2 under a new lease, attempt 2. */
-    s_advance_ms(fx, 6000);
+    broker_fx_advance_ms(fx, 6000);
     s_hello(fx, "w2", 1, true, NULL, 0);
     broker_worker_expire(fx->b);
     assert_null(s_worker(fx, "w1"));
     job->run_at_ms = 0; /* skip the backoff */
     broker_sched_promote_due(fx->b);
-    s_advance_ms(fx, 60000);
+    broker_fx_advance_ms(fx, 60000);
     broker_sched_promote_due(fx->b);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_ptr_equal(job->worker, s_worker(fx, "w2"));
     assert_int_equal(job->attempt, 2);
     assert_true(job->lease != old);
@@ -292,15 +240,16 @@ static void
 t_restart_adopts_held_jobs(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *a = s_job(fx), *b = s_job(fx);
+    broker_job_t *a = broker_fx_job(fx, "q", 0, 3);
+    broker_job_t *b = broker_fx_job(fx, "q", 0, 3);
     dv_id_t ida = a->id, idb = b->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
-    s_dispatch(fx); /* a, recorded */
+    broker_fx_dispatch(fx); /* a, recorded */
     broker_group_end_pass(fx->b);
     broker_group_drain_all(fx->b);
     uint64_t lease_a = a->lease;
     s_worker(fx, "w1")->credit = 1;
-    s_dispatch(fx); /* b: its lease is lost with the crash */
+    broker_fx_dispatch(fx); /* b: its lease is lost with the crash */
     uint64_t lease_b = b->lease;
     assert_int_equal(b->attempt, 1);
     broker_wbatch_clear(&fx->b->cur->wb);
@@ -312,7 +261,7 @@ t_restart_adopts_held_jobs(void **state)
     assert_int_equal(fx->b->limbo.count, 2);
     /* Another worker with credit gets neither while they wait. */
     s_hello(fx, "w2", 4, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_int_equal(fx->b->counters.dispatched, 0);
 
     dv_held_t held[2] = { { dv_str(ta), 1, lease_a, true },
@@ -340,10 +289,10 @@ static void
 t_restart_takes_late_outcome(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *job = s_job(fx);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     dv_id_t id = job->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     uint64_t lease = job->lease;
     broker_fx_restart(fx);
     s_hello(fx, "w1", 1, true, NULL, 0); /* it no longer holds it */
@@ -361,16 +310,16 @@ static void
 t_window_closes(void **state)
 {
     broker_fx_t *fx = *state;
-    broker_job_t *a = s_job(fx);
+    broker_job_t *a = broker_fx_job(fx, "q", 0, 3);
     dv_id_t ida = a->id;
     s_hello(fx, "w1", 1, true, NULL, 0);
-    s_dispatch(fx);
-    broker_job_t *b = s_job(fx);
+    broker_fx_dispatch(fx);
+    broker_job_t *b = broker_fx_job(fx, "q", 0, 3);
     dv_id_t idb = b->id;
     broker_fx_restart(fx);
     assert_int_equal(fx->b->limbo.count, 2);
     s_hello(fx, "w2", 4, true, NULL, 0);
-    s_advance_ms(fx, fx->b->cfg.rejoin_ms + 1);
+    broker_fx_advance_ms(fx, fx->b->cfg.rejoin_ms + 1);
     broker_recover_end_rejoin(fx->b);
     assert_int_equal(fx->b->limbo.count, 0);
     a = s_find(fx, &ida);
@@ -378,7 +327,7 @@ t_window_closes(void **state)
     a->run_at_ms = 0; /* skip the backoff */
     broker_sched_unplace(fx->b, a);
     broker_sched_place(fx->b, a, false);
-    s_dispatch(fx);
+    broker_fx_dispatch(fx);
     assert_ptr_equal(a->worker, s_worker(fx, "w2"));
     assert_int_equal(a->attempt, 2);
     assert_ptr_equal(b->worker, s_worker(fx, "w2"));

@@ -176,37 +176,23 @@ t_hello(void **state)
 }
 
 /* A job of queue, ready or scheduled delay_ms from now, as a committed
- * submit leaves it. */
+ * submit leaves it: the fixture's ready job, moved to its time in memory
+ * and in the group that records it. */
 static void
-s_job(broker_t *b, const char *queue, int64_t delay_ms)
+s_job(broker_fx_t *fx, const char *queue, int64_t delay_ms)
 {
-    dv_id_t id;
-    dv_id_new(&id);
-    broker_job_t *job = broker_job_new(&id, "\x90", 1);
-    assert_non_null(job);
-    job->queue = broker_sched_queue(b, queue);
-    assert_non_null(job->queue);
-    job->type = broker_sched_intern(b, dv_str("noop"));
-    job->max_attempts = 3;
-    job->run_at_ms = b->fake_clock->now_ms + delay_ms;
+    broker_job_t *job = broker_fx_job(fx, queue, 0, 3);
+    if (!delay_ms)
+        return;
+    broker_sched_unplace(fx->b, job);
+    job->run_at_ms = fx->clock.now_ms + delay_ms; /* ready_us until now */
+    broker_sched_place(fx->b, job, false);
+    assert_int_equal(job->state, DV_STATE_SCHEDULED);
     char idtext[DV_ID_TEXT_LEN + 1];
-    dv_id_format(&id, idtext);
-    broker_jobrec_t rec = {
-        .id = idtext,
-        .queue = queue,
-        .type = job->type,
-        .payload = job->payload,
-        .payload_len = job->payload_len,
-        .state = delay_ms ? DV_STATE_SCHEDULED : DV_STATE_QUEUED,
-        .created_ms = b->fake_clock->now_ms,
-        .run_at_ms = job->run_at_ms,
-        .max_attempts = 3,
-        .backoff = { 1000, 2.0, 60000, false },
-        .result_ttl_ms = 3600000,
-    };
-    assert_int_equal(broker_index_put(&b->index, job), 0);
-    assert_int_equal(broker_wbatch_insert(&b->cur->wb, &rec), 0);
-    broker_sched_place(b, job, false);
+    broker_id_text(job, idtext);
+    assert_int_equal(broker_wbatch_waiting(&fx->b->cur->wb, idtext, job->state,
+                                           job->run_at_ms, 0, NULL),
+                     0);
 }
 
 /* A purge of a queue with two ready and two scheduled jobs (and a
@@ -216,14 +202,14 @@ t_purge(void **state)
 {
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
-    s_job(b, "other", 60000);
+    s_job(fx, "other", 60000);
     for (long n = 1;; n++) {
         char queue[32];
         snprintf(queue, sizeof queue, "pq%ld", n);
-        s_job(b, queue, 0);
-        s_job(b, queue, 60000);
-        s_job(b, queue, 0);
-        s_job(b, queue, 120000);
+        s_job(fx, queue, 0);
+        s_job(fx, queue, 60000);
+        s_job(fx, queue, 0);
+        s_job(fx, queue, 120000);
         s_settle(b);
         broker_queue_t *q = dv_map_get(b->queues, queue);
         assert_non_null(q);

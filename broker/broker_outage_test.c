@@ -32,76 +32,6 @@ s_setup(void **state)
     return rc;
 }
 
-/* A ready job of queue, as a committed submit leaves it: indexed, its
- * insert recorded in the current group, placed. */
-static broker_job_t *
-s_job(broker_fx_t *fx, const char *queue)
-{
-    broker_t *b = fx->b;
-    dv_id_t id;
-    dv_id_new(&id);
-    broker_job_t *job = broker_job_new(&id, "\x90", 1);
-    assert_non_null(job);
-    job->queue = broker_sched_queue(b, queue);
-    job->type = broker_sched_intern(b, dv_str("noop"));
-    job->max_attempts = 3;
-    job->backoff_base_ms = 1000;
-    job->backoff_factor = 2.0f;
-    job->backoff_cap_ms = 60000;
-    job->run_at_ms = b->fake_clock->now_ms;
-    char idtext[DV_ID_TEXT_LEN + 1];
-    dv_id_format(&id, idtext);
-    broker_jobrec_t rec = {
-        .id = idtext,
-        .queue = queue,
-        .type = job->type,
-        .payload = job->payload,
-        .payload_len = job->payload_len,
-        .state = DV_STATE_QUEUED,
-        .created_ms = b->fake_clock->now_ms,
-        .run_at_ms = job->run_at_ms,
-        .max_attempts = 3,
-        .backoff = { 1000, 2.0, 60000, false },
-        .result_ttl_ms = 3600000,
-    };
-    assert_int_equal(broker_index_put(&b->index, job), 0);
-    assert_int_equal(broker_wbatch_insert(&b->cur->wb, &rec), 0);
-    broker_sched_place(b, job, false);
-    return job;
-}
-
-/* A worker that said hello, serving queue q with credit. */
-static broker_worker_t *
-s_worker(broker_fx_t *fx, const char *name, const char *q, int credit)
-{
-    broker_t *b = fx->b;
-    broker_rid_t rid = { .len = (uint8_t)strlen(name) };
-    memcpy(rid.data, name, rid.len);
-    broker_worker_t *w = broker_worker_new(b, &rid);
-    assert_non_null(w);
-    dv_str_t names[1] = { dv_str(q) };
-    assert_int_equal(broker_worker_set_queues(b, w, names, 1), 0);
-    w->concurrency = w->credit = credit;
-    w->known = true;
-    w->last_seen_ms = broker_mono_ms(b);
-    b->dispatch_needed = true;
-    return w;
-}
-
-/* Dispatches and drops the out lists, as the end of a pass sends them.
- * Returns how many jobs were leased. */
-static int
-s_dispatch(broker_fx_t *fx)
-{
-    broker_t *b = fx->b;
-    uint64_t before = b->counters.dispatched;
-    broker_sched_dispatch(b);
-    for (size_t k = 0; k < b->noutq; k++)
-        b->outq[k]->out_count = 0;
-    b->noutq = 0;
-    return (int)(b->counters.dispatched - before);
-}
-
 /* Hands the current group to the writer and waits for one answer. */
 static void
 s_push(broker_fx_t *fx)
@@ -202,10 +132,10 @@ t_failed_group_is_kept_until_it_commits(void **state)
 {
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
-    broker_job_t *done = s_job(fx, "q");
-    broker_job_t *other = s_job(fx, "q");
-    broker_worker_t *w = s_worker(fx, "w1", "q", 2);
-    assert_int_equal(s_dispatch(fx), 2);
+    broker_job_t *done = broker_fx_job(fx, "q", 0, 3);
+    broker_job_t *other = broker_fx_job(fx, "q", 0, 3);
+    broker_worker_t *w = broker_fx_worker(fx, "w1", "q", 2);
+    assert_int_equal(broker_fx_dispatch(fx), 2);
     s_push(fx);
     s_one_answer(fx);
     assert_null(b->inflight);
@@ -247,10 +177,10 @@ t_failed_group_is_kept_until_it_commits(void **state)
     s_submit(fx, "q", 3);
     assert_null(b->cur->acks);
     assert_int_equal(b->store_refused, 5);
-    broker_job_t *third = s_job(fx, "q");
+    broker_job_t *third = broker_fx_job(fx, "q", 0, 3);
     broker_group_end_pass(b); /* later writes wait in cur */
     assert_ptr_equal(b->inflight, g);
-    assert_int_equal(s_dispatch(fx), 0);
+    assert_int_equal(broker_fx_dispatch(fx), 0);
     assert_int_equal(third->state, DV_STATE_QUEUED);
     assert_int_equal(w->credit, 1);
 
@@ -274,7 +204,7 @@ t_failed_group_is_kept_until_it_commits(void **state)
     broker_group_end_pass(b);
     s_one_answer(fx);
     assert_int_equal(s_stored(fx, third), DV_STATE_QUEUED);
-    assert_int_equal(s_dispatch(fx), 1);
+    assert_int_equal(broker_fx_dispatch(fx), 1);
     assert_int_equal(third->state, DV_STATE_RUNNING);
 }
 
@@ -314,7 +244,7 @@ t_shutdown_gives_up(void **state)
 {
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
-    broker_job_t *job = s_job(fx, "q");
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
     (void)job;
     broker_writer_fail_next(b->writer, DV_EIO, 1000000);
     s_push(fx);
@@ -429,9 +359,9 @@ t_check_consistent_after_sync(void **state)
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     for (int i = 0; i < 5; i++)
-        s_job(fx, "q");
-    s_worker(fx, "w1", "q", 2);
-    assert_int_equal(s_dispatch(fx), 2);
+        broker_fx_job(fx, "q", 0, 3);
+    broker_fx_worker(fx, "w1", "q", 2);
+    assert_int_equal(broker_fx_dispatch(fx), 2);
     /* Not pushed yet: check makes it durable first. */
     s_report_t rep;
     assert_int_equal(s_check(fx, &rep), DV_CODE_NONE);
@@ -449,9 +379,9 @@ t_check_finds_differences(void **state)
     broker_t *b = fx->b;
     broker_job_t *j[4];
     for (int i = 0; i < 4; i++)
-        j[i] = s_job(fx, "q");
-    s_worker(fx, "w1", "q", 2);
-    assert_int_equal(s_dispatch(fx), 2); /* j[0], j[1] run on w1 */
+        j[i] = broker_fx_job(fx, "q", 0, 3);
+    broker_fx_worker(fx, "w1", "q", 2);
+    assert_int_equal(broker_fx_dispatch(fx), 2); /* j[0], j[1] run on w1 */
     s_report_t rep;
     assert_int_equal(s_check(fx, &rep), DV_CODE_NONE);
     assert_true(rep.ok);

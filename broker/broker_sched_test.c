@@ -19,82 +19,6 @@
 #include "broker_test_fx.h"
 #include "dv_log.h"
 
-static void
-s_advance_ms(broker_fx_t *fx, int64_t ms)
-{
-    fx->clock.now_ms += ms;
-    fx->clock.mono_us += ms * 1000;
-}
-
-/* A ready job of queue with priority, as a committed submit leaves it:
- * indexed, its insert recorded, placed. */
-static broker_job_t *
-s_job(broker_fx_t *fx, const char *queue, int priority, int max_attempts)
-{
-    broker_t *b = fx->b;
-    dv_id_t id;
-    dv_id_new(&id);
-    broker_job_t *job = broker_job_new(&id, "\x90", 1);
-    assert_non_null(job);
-    job->queue = broker_sched_queue(b, queue);
-    assert_non_null(job->queue);
-    job->type = broker_sched_intern(b, dv_str("noop"));
-    job->priority = (uint8_t)priority;
-    job->max_attempts = (uint16_t)max_attempts;
-    job->backoff_base_ms = 1000;
-    job->backoff_factor = 2.0f;
-    job->backoff_cap_ms = 60000;
-    job->run_at_ms = b->fake_clock->now_ms;
-    char idtext[DV_ID_TEXT_LEN + 1];
-    dv_id_format(&id, idtext);
-    broker_jobrec_t rec = {
-        .id = idtext,
-        .queue = queue,
-        .type = job->type,
-        .payload = job->payload,
-        .payload_len = job->payload_len,
-        .state = DV_STATE_QUEUED,
-        .priority = priority,
-        .created_ms = b->fake_clock->now_ms,
-        .run_at_ms = job->run_at_ms,
-        .max_attempts = max_attempts,
-        .backoff = { 1000, 2.0, 60000, false },
-        .result_ttl_ms = 3600000,
-    };
-    assert_int_equal(broker_index_put(&b->index, job), 0);
-    assert_int_equal(broker_wbatch_insert(&b->cur->wb, &rec), 0);
-    broker_sched_place(b, job, false);
-    assert_int_equal(job->state, DV_STATE_QUEUED);
-    return job;
-}
-
-/* A worker that said hello: serves queues (comma-separated), credit. */
-static broker_worker_t *
-s_worker(broker_fx_t *fx, const char *name, const char *queues, int credit)
-{
-    broker_t *b = fx->b;
-    broker_rid_t rid = { .len = (uint8_t)strlen(name) };
-    memcpy(rid.data, name, rid.len);
-    broker_worker_t *w = broker_worker_new(b, &rid);
-    assert_non_null(w);
-    dv_str_t names[8];
-    uint32_t n = 0;
-    const char *p = queues;
-    while (*p && n < 8) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        names[n++] = dv_strn(p, len);
-        p += len + (comma ? 1 : 0);
-    }
-    assert_int_equal(broker_worker_set_queues(b, w, names, n), 0);
-    w->concurrency = credit;
-    w->credit = credit;
-    w->known = true;
-    w->last_seen_ms = broker_mono_ms(b);
-    b->dispatch_needed = true;
-    return w;
-}
-
 /* No worker with credit serves a queue that could start a job and has one
  * ready. */
 static void
@@ -171,8 +95,8 @@ t_priority_then_fifo(void **state)
     int prio[8] = { 0, 5, 9, 5, 0, 9, 3, 9 };
     broker_job_t *jobs[8];
     for (int i = 0; i < 8; i++)
-        jobs[i] = s_job(fx, "q", prio[i], 3);
-    broker_worker_t *w = s_worker(fx, "w1", "q", 8);
+        jobs[i] = broker_fx_job(fx, "q", prio[i], 3);
+    broker_worker_t *w = broker_fx_worker(fx, "w1", "q", 8);
     assert_int_equal(s_dispatch(fx), 8);
     int want[8] = { 2, 5, 7, 1, 3, 6, 0, 4 };
     for (int k = 0; k < 8; k++)
@@ -189,13 +113,13 @@ t_round_robin_over_queues(void **state)
 {
     broker_fx_t *fx = *state;
     for (int i = 0; i < 3; i++) {
-        s_job(fx, "a", 0, 3);
-        s_job(fx, "b", 0, 3);
-        s_job(fx, "c", 0, 3);
+        broker_fx_job(fx, "a", 0, 3);
+        broker_fx_job(fx, "b", 0, 3);
+        broker_fx_job(fx, "c", 0, 3);
     }
     /* Priority does not beat the rotation between queues. */
-    s_job(fx, "c", 9, 3);
-    broker_worker_t *w = s_worker(fx, "w1", "a,b,c", 7);
+    broker_fx_job(fx, "c", 9, 3);
+    broker_worker_t *w = broker_fx_worker(fx, "w1", "a,b,c", 7);
     assert_int_equal(s_dispatch(fx), 7);
     const char *want[7] = { "a", "b", "c", "a", "b", "c", "a" };
     for (int k = 0; k < 7; k++)
@@ -217,11 +141,11 @@ t_credit_never_exceeded(void **state)
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     for (int i = 0; i < 10; i++)
-        s_job(fx, "q", i % 10, 3);
-    broker_worker_t *w1 = s_worker(fx, "w1", "q", 1);
-    broker_worker_t *w2 = s_worker(fx, "w2", "q", 2);
-    broker_worker_t *w3 = s_worker(fx, "w3", "q", 3);
-    broker_worker_t *wx = s_worker(fx, "wx", "other", 5);
+        broker_fx_job(fx, "q", i % 10, 3);
+    broker_worker_t *w1 = broker_fx_worker(fx, "w1", "q", 1);
+    broker_worker_t *w2 = broker_fx_worker(fx, "w2", "q", 2);
+    broker_worker_t *w3 = broker_fx_worker(fx, "w3", "q", 3);
+    broker_worker_t *wx = broker_fx_worker(fx, "wx", "other", 5);
     assert_int_equal(s_dispatch(fx), 6);
     assert_int_equal(w1->running.count, 1);
     assert_int_equal(w2->running.count, 2);
@@ -260,10 +184,10 @@ t_paused_queue(void **state)
     p->paused = true;
     broker_ctrl_queue_save(b, p, DV_EV_QUEUE_PAUSED);
     for (int i = 0; i < 3; i++) {
-        s_job(fx, "p", 0, 3);
-        s_job(fx, "r", 0, 3);
+        broker_fx_job(fx, "p", 0, 3);
+        broker_fx_job(fx, "r", 0, 3);
     }
-    broker_worker_t *w = s_worker(fx, "w1", "p,r", 10);
+    broker_worker_t *w = broker_fx_worker(fx, "w1", "p,r", 10);
     assert_int_equal(s_dispatch(fx), 3);
     for (int k = 0; k < 3; k++)
         assert_string_equal(w->out[k]->queue->name, "r");
@@ -287,32 +211,32 @@ t_rate_limit(void **state)
     broker_queue_t *q = broker_sched_queue(b, "q");
     broker_ctrl_set_rate(b, q, 10.0); /* burst: 1 */
     for (int i = 0; i < 40; i++)
-        s_job(fx, "q", 0, 3);
-    s_worker(fx, "w1", "q", 100);
+        broker_fx_job(fx, "q", 0, 3);
+    broker_fx_worker(fx, "w1", "q", 100);
 
     assert_int_equal(s_dispatch(fx), 1);
     /* The loop is told when the next token comes: 100 ms on. */
     assert_int_equal(b->next_token_us, fx->clock.mono_us + 100001);
     s_end_pass(fx);
-    s_advance_ms(fx, 50);
+    broker_fx_advance_ms(fx, 50);
     assert_int_equal(s_dispatch(fx), 0);
-    s_advance_ms(fx, 51);
+    broker_fx_advance_ms(fx, 51);
     assert_int_equal(s_dispatch(fx), 1);
     s_end_pass(fx);
 
     /* Idle for a second: the bucket holds one burst, no more. */
-    s_advance_ms(fx, 1000);
+    broker_fx_advance_ms(fx, 1000);
     assert_int_equal(s_dispatch(fx), 1);
     s_end_pass(fx);
 
     /* 100/s: burst of 10, then 100 per second. */
     broker_ctrl_set_rate(b, q, 100.0);
-    s_advance_ms(fx, 1000);
+    broker_fx_advance_ms(fx, 1000);
     assert_int_equal(s_dispatch(fx), 10);
     s_end_pass(fx);
     int total = 0;
     for (int i = 0; i < 10; i++) {
-        s_advance_ms(fx, 20);
+        broker_fx_advance_ms(fx, 20);
         total += s_dispatch(fx);
         s_end_pass(fx);
     }
@@ -334,9 +258,9 @@ t_max_running(void **state)
     broker_queue_t *q = broker_sched_queue(b, "q");
     q->max_running = 2;
     for (int i = 0; i < 5; i++)
-        s_job(fx, "q", 0, 3);
-    broker_worker_t *w1 = s_worker(fx, "w1", "q", 10);
-    broker_worker_t *w2 = s_worker(fx, "w2", "q", 10);
+        broker_fx_job(fx, "q", 0, 3);
+    broker_worker_t *w1 = broker_fx_worker(fx, "w1", "q", 10);
+    broker_worker_t *w2 = broker_fx_worker(fx, "w2", "q", 10);
     assert_int_equal(s_dispatch(fx), 2);
     assert_int_equal(q->running, 2);
     assert_int_equal(w1->running.count + w2->running.count, 2);
@@ -360,8 +284,8 @@ t_retry_after_backoff(void **state)
 {
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
-    broker_job_t *job = s_job(fx, "q", 0, 3);
-    broker_worker_t *w = s_worker(fx, "w1", "q", 1);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 3);
+    broker_worker_t *w = broker_fx_worker(fx, "w1", "q", 1);
     assert_int_equal(s_dispatch(fx), 1);
     s_end_pass(fx);
     assert_int_equal(job->attempt, 1);
@@ -378,11 +302,11 @@ t_retry_after_backoff(void **state)
     assert_int_equal(b->counters.retried, 1);
     assert_int_equal(b->timers.count, 1);
 
-    s_advance_ms(fx, 4999);
+    broker_fx_advance_ms(fx, 4999);
     broker_sched_promote_due(b);
     assert_int_equal(job->state, DV_STATE_SCHEDULED);
     assert_int_equal(s_dispatch(fx), 0);
-    s_advance_ms(fx, 1);
+    broker_fx_advance_ms(fx, 1);
     broker_sched_promote_due(b);
     assert_int_equal(job->state, DV_STATE_QUEUED);
     assert_int_equal(s_dispatch(fx), 1);
@@ -402,16 +326,16 @@ t_attempts_exhausted_dead(void **state)
 {
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
-    broker_job_t *job = s_job(fx, "q", 0, 2);
-    broker_job_t *fatal = s_job(fx, "q", 0, 5);
-    broker_worker_t *w = s_worker(fx, "w1", "q", 2);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 2);
+    broker_job_t *fatal = broker_fx_job(fx, "q", 0, 5);
+    broker_worker_t *w = broker_fx_worker(fx, "w1", "q", 2);
     assert_int_equal(s_dispatch(fx), 2);
     s_end_pass(fx);
 
     dv_failure_t f = s_failure(DV_CAT_HANDLER, true, 0);
     broker_sched_fail(b, job, &f);
     assert_int_equal(job->state, DV_STATE_SCHEDULED);
-    s_advance_ms(fx, 1000);
+    broker_fx_advance_ms(fx, 1000);
     broker_sched_promote_due(b);
     w->credit++;
     assert_int_equal(s_dispatch(fx), 1);
@@ -450,15 +374,15 @@ t_worker_expiry_requeues_as_lost(void **state)
     broker_t *b = fx->b;
     broker_job_t *jobs[3];
     for (int i = 0; i < 3; i++)
-        jobs[i] = s_job(fx, "q", 0, 3);
-    broker_worker_t *gone = s_worker(fx, "gone", "q", 2);
+        jobs[i] = broker_fx_job(fx, "q", 0, 3);
+    broker_worker_t *gone = broker_fx_worker(fx, "gone", "q", 2);
     assert_int_equal(s_dispatch(fx), 2);
     s_end_pass(fx);
     /* The last job waits; a second worker comes later. */
-    s_advance_ms(fx, 4000);
-    broker_worker_t *alive = s_worker(fx, "alive", "other", 1);
+    broker_fx_advance_ms(fx, 4000);
+    broker_worker_t *alive = broker_fx_worker(fx, "alive", "other", 1);
     (void)alive;
-    s_advance_ms(fx, 1001); /* gone: 5001 ms silent; alive: 1001 */
+    broker_fx_advance_ms(fx, 1001); /* gone: 5001 ms silent; alive: 1001 */
     broker_worker_expire(b);
 
     assert_null(dv_map_get(b->worker_by_name, "gone"));
@@ -485,8 +409,8 @@ t_worker_expiry_requeues_as_lost(void **state)
     assert_int_equal(q->ready, 1);
 
     /* A new worker takes them all once they are due. */
-    s_worker(fx, "next", "q", 3);
-    s_advance_ms(fx, 1000);
+    broker_fx_worker(fx, "next", "q", 3);
+    broker_fx_advance_ms(fx, 1000);
     broker_sched_promote_due(b);
     assert_int_equal(s_dispatch(fx), 3);
     for (int i = 0; i < 3; i++)
@@ -503,8 +427,8 @@ t_unsent_jobs_go_back(void **state)
     broker_t *b = fx->b;
     broker_job_t *jobs[4];
     for (int i = 0; i < 4; i++)
-        jobs[i] = s_job(fx, "q", 0, 3);
-    broker_worker_t *w = s_worker(fx, "w1", "q", 3);
+        jobs[i] = broker_fx_job(fx, "q", 0, 3);
+    broker_worker_t *w = broker_fx_worker(fx, "w1", "q", 3);
     assert_int_equal(s_dispatch(fx), 3);
     broker_sched_unsend(b, w);
     s_end_pass(fx);

@@ -75,6 +75,93 @@ broker_fx_restart(broker_fx_t *fx)
     assert_non_null(fx->b);
 }
 
+broker_job_t *
+broker_fx_job(broker_fx_t *fx, const char *queue, int priority,
+              int max_attempts)
+{
+    broker_t *b = fx->b;
+    dv_id_t id;
+    dv_id_new(&id);
+    broker_job_t *job = broker_job_new(&id, "\x90", 1);
+    assert_non_null(job);
+    job->queue = broker_sched_queue(b, queue);
+    assert_non_null(job->queue);
+    job->type = broker_sched_intern(b, dv_str("noop"));
+    job->priority = (uint8_t)priority;
+    job->max_attempts = (uint16_t)max_attempts;
+    job->backoff_base_ms = 1000;
+    job->backoff_factor = 2.0f;
+    job->backoff_cap_ms = 60000;
+    job->run_at_ms = fx->clock.now_ms;
+    char idtext[DV_ID_TEXT_LEN + 1];
+    dv_id_format(&id, idtext);
+    broker_jobrec_t rec = {
+        .id = idtext,
+        .queue = queue,
+        .type = job->type,
+        .payload = job->payload,
+        .payload_len = job->payload_len,
+        .state = DV_STATE_QUEUED,
+        .priority = priority,
+        .created_ms = fx->clock.now_ms,
+        .run_at_ms = job->run_at_ms,
+        .max_attempts = max_attempts,
+        .backoff = { 1000, 2.0, 60000, false },
+        .result_ttl_ms = 3600000,
+    };
+    assert_int_equal(broker_index_put(&b->index, job), 0);
+    assert_int_equal(broker_wbatch_insert(&b->cur->wb, &rec), 0);
+    broker_sched_place(b, job, false);
+    assert_int_equal(job->state, DV_STATE_QUEUED);
+    return job;
+}
+
+void
+broker_fx_advance_ms(broker_fx_t *fx, int64_t ms)
+{
+    fx->clock.now_ms += ms;
+    fx->clock.mono_us += ms * 1000;
+}
+
+broker_worker_t *
+broker_fx_worker(broker_fx_t *fx, const char *name, const char *queues,
+                 int credit)
+{
+    broker_t *b = fx->b;
+    broker_rid_t rid = { .len = (uint8_t)strlen(name) };
+    memcpy(rid.data, name, rid.len);
+    broker_worker_t *w = broker_worker_new(b, &rid);
+    assert_non_null(w);
+    dv_str_t names[8];
+    uint32_t n = 0;
+    const char *p = queues;
+    while (*p && n < 8) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        names[n++] = dv_strn(p, len);
+        p += len + (comma ? 1 : 0);
+    }
+    assert_int_equal(broker_worker_set_queues(b, w, names, n), 0);
+    w->concurrency = credit;
+    w->credit = credit;
+    w->known = true;
+    w->last_seen_ms = broker_mono_ms(b);
+    b->dispatch_needed = true;
+    return w;
+}
+
+int
+broker_fx_dispatch(broker_fx_t *fx)
+{
+    broker_t *b = fx->b;
+    uint64_t before = b->counters.dispatched;
+    broker_sched_dispatch(b);
+    for (size_t k = 0; k < b->noutq; k++)
+        b->outq[k]->out_count = 0;
+    b->noutq = 0;
+    return (int)(b->counters.dispatched - before);
+}
+
 int
 broker_fx_teardown(void **state)
 {

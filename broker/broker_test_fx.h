@@ -31,6 +31,25 @@ int broker_fx_setup(void **state);
  * same store and clock, as a broker that stopped and started. */
 void broker_fx_restart(broker_fx_t *fx);
 
+/* A ready job of queue, type "noop", payload nil, with priority and
+ * max_attempts (backoff 1 s doubling to 60 s), as a committed submit leaves
+ * it: indexed, its insert recorded in the current group, placed. The
+ * broker owns it. Fails the test if it cannot. */
+broker_job_t *broker_fx_job(broker_fx_t *fx, const char *queue, int priority,
+                            int max_attempts);
+
+/* Moves the fake clock (wall and monotonic) ms forward. */
+void broker_fx_advance_ms(broker_fx_t *fx, int64_t ms);
+
+/* A worker that said hello, serving queues (comma-separated, at most 8)
+ * with credit (and concurrency) credit. The broker owns it. */
+broker_worker_t *broker_fx_worker(broker_fx_t *fx, const char *name,
+                                  const char *queues, int credit);
+
+/* Dispatches and drops the out lists, as the end of a pass sends them.
+ * Returns how many jobs were leased. */
+int broker_fx_dispatch(broker_fx_t *fx);
+
 /* cmocka teardown: destroys b, removes the directory. */
 int broker_fx_teardown(void **state);
 

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,12 +85,8 @@ harness_destroy(harness_t **self_p)
         return;
     harness_t *self = *self_p;
     drover_close(&self->client);
-    for (int i = 0; i < self->nprocs; i++) {
-        if (self->procs[i] > 0) {
-            kill(self->procs[i], SIGKILL);
-            waitpid(self->procs[i], NULL, 0);
-        }
-    }
+    harness_kill_all(self);
+    harness_unmount(self);
     /* Keep the directory (logs) when asked, to debug a failure. */
     if (!getenv("DROVER_KEEP_TEST_DIR"))
         nftw(self->dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
@@ -601,6 +599,41 @@ harness_kill_all(harness_t *self)
         }
     }
     self->broker = 0;
+}
+
+int
+harness_mount_tmpfs(harness_t *self, const char *subdir, size_t bytes,
+                    char *path, size_t size)
+{
+    if (self->mount[0]) {
+        errno = EBUSY;
+        return -1;
+    }
+    char mnt[sizeof self->mount], opts[64];
+    int n = snprintf(mnt, sizeof mnt, "%s/%s", self->dir, subdir);
+    if (n < 0 || (size_t)n >= sizeof mnt || (size_t)n >= size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    snprintf(opts, sizeof opts, "size=%zu", bytes);
+    if (mkdir(mnt, 0755) != 0 || mount("tmpfs", mnt, "tmpfs", 0, opts) != 0)
+        return -1;
+    memcpy(self->mount, mnt, (size_t)n + 1);
+    memcpy(path, mnt, (size_t)n + 1);
+    return 0;
+}
+
+int
+harness_unmount(harness_t *self)
+{
+    if (!self->mount[0])
+        return 0;
+    int rc = umount2(self->mount, MNT_DETACH);
+    if (rc != 0)
+        fprintf(stderr, "harness: umount %s: %s\n", self->mount,
+                strerror(errno));
+    self->mount[0] = '\0';
+    return rc;
 }
 
 int

@@ -29,13 +29,15 @@ typedef struct {
     int nprocs;
     int worker_seq;
     drover_client_t *client; /* connected to clients */
+    char mount[300];         /* harness_mount_tmpfs's, "" when none */
 } harness_t;
 
 /* Makes the temp dir and endpoints; starts nothing. Returns NULL on error. */
 harness_t *harness_new(void);
 
 /* Kills (SIGKILL) and reaps every process still running, closes the client,
- * removes the temp dir. NULL-safe. */
+ * unmounts what harness_mount_tmpfs mounted, removes the temp dir.
+ * NULL-safe. */
 void harness_destroy(harness_t **self_p);
 
 /* Starts `drover broker` on the harness endpoints and store with fast
@@ -65,8 +67,20 @@ pid_t harness_spawn(harness_t *self, const char *const *args,
                     const char *out_name, const char *log_name);
 
 /* Kills (SIGKILL) and reaps every process the harness started, and forgets
- * them; the temp dir stays (e.g. to unmount something in it first). */
+ * them; the temp dir stays. */
 void harness_kill_all(harness_t *self);
+
+/* Mounts a tmpfs of bytes bytes on a new directory subdir of the test dir
+ * (needs root); its path goes to path. One mount per harness; it stays
+ * until harness_unmount or harness_destroy (which kills the processes
+ * first: they hold files on it), so a failed test never leaves it behind.
+ * Returns 0, or -1 with errno set. */
+int harness_mount_tmpfs(harness_t *self, const char *subdir, size_t bytes,
+                        char *path, size_t size);
+
+/* Unmounts (lazily, MNT_DETACH) what harness_mount_tmpfs mounted, if
+ * anything; a failure is said on stderr. Returns 0, or -1. */
+int harness_unmount(harness_t *self);
 
 /* The live (not zombie) child processes of parent, from /proc: up to max
  * PIDs into out. Returns how many, or -1. */

@@ -81,36 +81,6 @@ s_bin(void)
     return b && *b ? b : "drover";
 }
 
-/* Forks and execs drover with argv (NULL-terminated), stderr appended to
- * log, stdout to /dev/null; the PID is recorded in h, so teardown kills
- * it. */
-static pid_t
-s_spawn(harness_t *h, char *const argv[], const char *log)
-{
-    if (h->nprocs >= HARNESS_MAX_PROCS)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, STDERR_FILENO);
-            close(fd);
-        }
-        int null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            dup2(null, STDIN_FILENO);
-            dup2(null, STDOUT_FILENO);
-            close(null);
-        }
-        execv(s_bin(), argv);
-        _exit(127);
-    }
-    h->procs[h->nprocs++] = pid;
-    return pid;
-}
-
 /* The collector's answer to verb, or NULL (unreachable, refused). */
 static json_t *
 s_query(s_fx_t *fx, const char *verb, const char *id, const char *args)
@@ -150,77 +120,21 @@ static pid_t
 s_start_collector(s_fx_t *fx, const char *events, const char *brokers,
                   const char *const *extra)
 {
-    char *argv[48];
-    int n = 0;
-    argv[n++] = "drover";
-    argv[n++] = "collector";
-    argv[n++] = "--events";
-    argv[n++] = (char *)events;
-    argv[n++] = "--broker";
-    argv[n++] = (char *)brokers;
-    argv[n++] = "--bind";
-    argv[n++] = fx->bind;
-    argv[n++] = "--http";
-    argv[n++] = "127.0.0.1:0";
-    argv[n++] = "--store";
-    argv[n++] = fx->store;
-    argv[n++] = "--log-level";
-    argv[n++] = "debug";
-    for (int i = 0; extra && extra[i] && n < 46; i++)
-        argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
-    fx->collector = s_spawn(fx->h, argv, fx->log);
+    const char *args[48] = {
+        "collector", "--events",    events,   "--broker",    brokers,
+        "--bind",    fx->bind,      "--http", "127.0.0.1:0", "--store",
+        fx->store,   "--log-level", "debug",
+    };
+    int n = 13;
+    for (int i = 0; extra && extra[i] && n < 47; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    fx->collector =
+        harness_spawn(fx->h, args, NULL, "collector.log"); /* fx->log */
     if (fx->collector < 0 ||
         !harness_wait_until(s_collector_answers, fx, 10000))
         return -1;
     return fx->collector;
-}
-
-/* Runs `drover ARGS...` to completion with stdout captured into out.
- * Returns its exit code, or -1. */
-static int
-s_cli(char *out, size_t size, const char *first, ...)
-{
-    char *argv[32];
-    int n = 0;
-    argv[n++] = "drover";
-    argv[n++] = (char *)first;
-    va_list ap;
-    va_start(ap, first);
-    const char *a;
-    while (n < 31 && (a = va_arg(ap, const char *)))
-        argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        dup2(fds[1], STDOUT_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        execv(s_bin(), argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    for (;;) {
-        ssize_t r = read(fds[0], out + len, size - 1 - len);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        if (len == size - 1)
-            break;
-    }
-    out[len] = '\0';
-    close(fds[0]);
-    int status;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
-        return -1;
-    return WEXITSTATUS(status);
 }
 
 static bool
@@ -380,7 +294,8 @@ s_health_is(void *arg)
 {
     s_cmp_t *c = arg;
     char out[4096];
-    int rc = s_cli(out, sizeof out, "health", "--collector", c->fx->bind, NULL);
+    int rc = harness_cli(out, sizeof out, "health", "--collector", c->fx->bind,
+                         NULL);
     return rc == c->want && (!c->what || strstr(out, c->what));
 }
 
@@ -467,13 +382,16 @@ t_late_start(void **state)
     /* Degraded: a queue with jobs and nobody to run them. */
     char out[4096];
     assert_int_equal(
-        s_cli(out, sizeof out, "health", "--collector", fx->bind, NULL), 1);
+        harness_cli(out, sizeof out, "health", "--collector", fx->bind, NULL),
+        1);
     assert_non_null(strstr(out, "parked"));
     assert_int_equal(
-        s_cli(out, sizeof out, "queues", "--collector", fx->bind, NULL), 0);
+        harness_cli(out, sizeof out, "queues", "--collector", fx->bind, NULL),
+        0);
     assert_non_null(strstr(out, "parked"));
     assert_int_equal(
-        s_cli(out, sizeof out, "workers", "--collector", fx->bind, NULL), 0);
+        harness_cli(out, sizeof out, "workers", "--collector", fx->bind, NULL),
+        0);
     assert_non_null(strstr(out, "w1"));
 }
 
@@ -868,8 +786,8 @@ t_cli_dead_job(void **state)
     assert_true(harness_wait_until(s_history_count, &c, 10000));
 
     static char out[1 << 16];
-    assert_int_equal(s_cli(out, sizeof out, "jobs", "--state", "dead", "--json",
-                           "--collector", fx->bind, NULL),
+    assert_int_equal(harness_cli(out, sizeof out, "jobs", "--state", "dead",
+                                 "--json", "--collector", fx->bind, NULL),
                      0);
     json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
@@ -884,9 +802,9 @@ t_cli_dead_job(void **state)
                         "timeout");
     json_decref(j);
 
-    assert_int_equal(s_cli(out, sizeof out, "job", bad[0], "--json",
-                           "--collector", fx->bind, "--broker", h->clients,
-                           NULL),
+    assert_int_equal(harness_cli(out, sizeof out, "job", bad[0], "--json",
+                                 "--collector", fx->bind, "--broker",
+                                 h->clients, NULL),
                      0);
     j = json_loads(out, 0, NULL);
     assert_non_null(j);
@@ -912,33 +830,33 @@ t_cli_dead_job(void **state)
     json_decref(j);
 
     /* For people: the hint, and the result of the job that succeeded. */
-    assert_int_equal(s_cli(out, sizeof out, "job", bad[0], "--collector",
-                           fx->bind, "--broker", h->clients, NULL),
+    assert_int_equal(harness_cli(out, sizeof out, "job", bad[0], "--collector",
+                                 fx->bind, "--broker", h->clients, NULL),
                      0);
     assert_non_null(strstr(out, "ran past its timeout"));
     /* ... while text for a terminal shows it escaped */
     assert_non_null(strstr(out, "took too long\\x1b[2J"));
     assert_null(strchr(out, '\x1b'));
-    assert_int_equal(s_cli(out, sizeof out, "job", ok[0], "--collector",
-                           fx->bind, "--broker", h->clients, NULL),
+    assert_int_equal(harness_cli(out, sizeof out, "job", ok[0], "--collector",
+                                 fx->bind, "--broker", h->clients, NULL),
                      0);
     assert_non_null(strstr(out, "result    7 bytes of JSON: {\"v\":1}"));
     assert_int_equal(
-        s_cli(out, sizeof out, "jobs", "--collector", fx->bind, NULL), 0);
+        harness_cli(out, sizeof out, "jobs", "--collector", fx->bind, NULL), 0);
     assert_non_null(strstr(out, bad[0]));
     assert_non_null(strstr(out, "timeout: took too long\\x1b[2J"));
     assert_null(strchr(out, '\x1b'));
     /* Usage errors and unknown jobs. */
-    assert_int_equal(s_cli(out, sizeof out, "jobs", "--state", "bogus",
-                           "--collector", fx->bind, NULL),
+    assert_int_equal(harness_cli(out, sizeof out, "jobs", "--state", "bogus",
+                                 "--collector", fx->bind, NULL),
                      2);
-    assert_int_equal(s_cli(out, sizeof out, "job",
-                           "01a20494-0000-7000-8000-000000000000",
-                           "--collector", fx->bind, NULL),
+    assert_int_equal(harness_cli(out, sizeof out, "job",
+                                 "01a20494-0000-7000-8000-000000000000",
+                                 "--collector", fx->bind, NULL),
                      1);
     /* watch: the batch-less jobs are no batch; an unknown batch times out. */
-    assert_int_equal(s_cli(out, sizeof out, "watch", "nope", "--timeout", "0.5",
-                           "--collector", fx->bind, NULL),
+    assert_int_equal(harness_cli(out, sizeof out, "watch", "nope", "--timeout",
+                                 "0.5", "--collector", fx->bind, NULL),
                      1);
 }
 
@@ -955,14 +873,15 @@ t_watch_batch(void **state)
     assert_true(harness_wait_until(s_broker_synced, &c, 10000));
     s_submit(h, "q1", "sleep", "{\"seconds\": 0.2}", "good", 0, 6, NULL);
     char out[8192];
-    assert_int_equal(s_cli(out, sizeof out, "watch", "good", "--interval",
-                           "0.2", "--collector", fx->bind, NULL),
+    assert_int_equal(harness_cli(out, sizeof out, "watch", "good", "--interval",
+                                 "0.2", "--collector", fx->bind, NULL),
                      0);
     assert_non_null(strstr(out, "6/6 done"));
     s_submit(h, "q1", "echo", NULL, "mixed", 0, 3, NULL);
     s_submit(h, "q1", "fail", "{\"retryable\": false}", "mixed", 0, 1, NULL);
-    assert_int_equal(s_cli(out, sizeof out, "watch", "mixed", "--interval",
-                           "0.2", "--collector", fx->bind, NULL),
+    assert_int_equal(harness_cli(out, sizeof out, "watch", "mixed",
+                                 "--interval", "0.2", "--collector", fx->bind,
+                                 NULL),
                      1);
     assert_non_null(strstr(out, "dead 1"));
 }
@@ -995,7 +914,8 @@ t_health(void **state)
     char out[8192];
     /* status falls back to nothing: the collector still answers. */
     assert_int_equal(
-        s_cli(out, sizeof out, "status", "--collector", fx->bind, NULL), 0);
+        harness_cli(out, sizeof out, "status", "--collector", fx->bind, NULL),
+        0);
     assert_non_null(strstr(out, "unreachable"));
 
     /* A new broker instance on the same store: noticed, resynced. */
@@ -1009,12 +929,14 @@ t_health(void **state)
 
     assert_true(harness_signal(h, col, SIGKILL, 5000) >= 0);
     assert_int_equal(
-        s_cli(out, sizeof out, "health", "--collector", fx->bind, NULL), 3);
+        harness_cli(out, sizeof out, "health", "--collector", fx->bind, NULL),
+        3);
     assert_int_equal(
-        s_cli(out, sizeof out, "workers", "--collector", fx->bind, NULL), 3);
+        harness_cli(out, sizeof out, "workers", "--collector", fx->bind, NULL),
+        3);
     /* status: no collector, the broker's own view instead. */
-    assert_int_equal(s_cli(out, sizeof out, "status", "--collector", fx->bind,
-                           "--broker", h->clients, NULL),
+    assert_int_equal(harness_cli(out, sizeof out, "status", "--collector",
+                                 fx->bind, "--broker", h->clients, NULL),
                      0);
     assert_non_null(strstr(out, "orphan"));
 }

@@ -24,8 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -33,13 +31,12 @@
 #include "dv_clock.h"
 #include "harness.h"
 
-#define S_JOBS       48
-#define S_TMPFS_SIZE "size=8m"
+#define S_JOBS        48
+#define S_TMPFS_BYTES (8 << 20)
 
 typedef struct {
     harness_t *h;
-    char mnt[280]; /* the tmpfs the store lives on */
-    bool mounted;
+    char mnt[280];       /* the tmpfs the store lives on */
     char filler[340];    /* fills the tmpfs */
     char collector[320]; /* its query endpoint */
     char exec_log[320];  /* one line per run: the job id */
@@ -59,20 +56,19 @@ s_setup(void **state)
         free(fx);
         return -1;
     }
-    snprintf(fx->mnt, sizeof fx->mnt, "%s/store", fx->h->dir);
-    snprintf(fx->filler, sizeof fx->filler, "%s/filler", fx->mnt);
     snprintf(fx->collector, sizeof fx->collector, "ipc://%s/collector",
              fx->h->dir);
     snprintf(fx->exec_log, sizeof fx->exec_log, "%s/exec.log", fx->h->dir);
-    if (mkdir(fx->mnt, 0755) != 0 ||
-        mount("tmpfs", fx->mnt, "tmpfs", 0, S_TMPFS_SIZE) != 0) {
-        print_message("test_store_outage: cannot mount a tmpfs on %s: %s\n",
-                      fx->mnt, strerror(errno));
+    if (harness_mount_tmpfs(fx->h, "store", S_TMPFS_BYTES, fx->mnt,
+                            sizeof fx->mnt) != 0) {
+        print_message("test_store_outage: cannot mount a tmpfs on %s/store: "
+                      "%s\n",
+                      fx->h->dir, strerror(errno));
         harness_destroy(&fx->h);
         free(fx);
         return -1;
     }
-    fx->mounted = true;
+    snprintf(fx->filler, sizeof fx->filler, "%s/filler", fx->mnt);
     snprintf(fx->h->store, sizeof fx->h->store, "%s/drover.db", fx->mnt);
     *state = fx;
     return 0;
@@ -84,13 +80,7 @@ s_teardown(void **state)
     s_fx_t *fx = *state;
     if (!fx)
         return 0;
-    /* The processes hold files on the tmpfs: gone first, then the mount,
-     * then the directory. */
-    harness_kill_all(fx->h);
-    if (fx->mounted && umount2(fx->mnt, MNT_DETACH) != 0)
-        print_message("test_store_outage: umount %s: %s\n", fx->mnt,
-                      strerror(errno));
-    harness_destroy(&fx->h);
+    harness_destroy(&fx->h); /* the processes, then the mount, then the dir */
     free(fx);
     return 0;
 }

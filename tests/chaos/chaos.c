@@ -68,6 +68,36 @@ chaos_exec_flag(harness_t *h, char *buf, size_t size)
     snprintf(buf, size, "chaos=%s %s/handler.log", CHAOS_HANDLER, h->dir);
 }
 
+void
+chaos_wargs(harness_t *h, int concurrency, int prefetch, chaos_wargs_t *w)
+{
+    chaos_exec_flag(h, w->exec, sizeof w->exec);
+    snprintf(w->concurrency, sizeof w->concurrency, "%d", concurrency);
+    snprintf(w->prefetch, sizeof w->prefetch, "%d", prefetch);
+    int n = 0;
+    w->args[n++] = "--concurrency";
+    w->args[n++] = w->concurrency;
+    if (prefetch > 0) {
+        w->args[n++] = "--prefetch";
+        w->args[n++] = w->prefetch;
+    }
+    w->args[n++] = "--exec";
+    w->args[n++] = w->exec;
+    w->args[n] = NULL;
+}
+
+void
+chaos_start(harness_t *h, const chaos_wargs_t *w, int n, pid_t *pids)
+{
+    assert_true(harness_start_broker(h, NULL) > 0);
+    for (int i = 0; i < n; i++) {
+        pid_t pid = harness_start_worker(h, w->args);
+        assert_true(pid > 0);
+        if (pids)
+            pids[i] = pid;
+    }
+}
+
 static int
 s_exec_cmp(const void *a, const void *b)
 {
@@ -247,6 +277,20 @@ out:
     return pending;
 }
 
+void
+chaos_submit_all(harness_t *h, const char *tag, uint64_t seed, int n, int ms_lo,
+                 int ms_hi, uint64_t *rng, int deadline_ms, chaos_ids_t *acked)
+{
+    chaos_submit_stats_t st = { 0 };
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s-%" PRIu64, tag, seed);
+    int left = chaos_submit_keyed(h->client, prefix, n, ms_lo, ms_hi, 0, rng,
+                                  deadline_ms, acked, &st);
+    if (left)
+        fail_msg("%d of %d jobs got no ack (last error: %s)", left, n,
+                 st.last_error);
+}
+
 /* ---- the broker's status ----------------------------------------------- */
 
 int
@@ -364,51 +408,38 @@ chaos_store_check(harness_t *h, char *how, size_t how_size, char *detail,
 
 /* ---- accounting -------------------------------------------------------- */
 
-typedef struct {
-    char id[37];
-    char state[16];
-    char worker[64];
-    int attempt;
-    int64_t finished_at;
-} s_row_t;
-
+/* Runs sql on the store (a read-only connection of its own) and gives each
+ * row to fill(st, item), item the next of an array of items of item_size
+ * bytes that grows as needed. Returns 0 with the array in *out (caller
+ * frees) and its length in *n_out, or -1. */
 static int
-s_rows_load(harness_t *h, s_row_t **out, size_t *n_out)
+s_sql_load(harness_t *h, const char *sql, size_t item_size,
+           void (*fill)(sqlite3_stmt *st, void *item), void **out,
+           size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     size_t cap = 1024, n = 0;
-    s_row_t *v = malloc(cap * sizeof *v);
+    char *v = malloc(cap * item_size);
     int rc = -1;
     if (!v ||
         sqlite3_open_v2(h->store, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
         goto out;
     sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, state, coalesce(worker, ''), attempt, "
-                           "coalesce(finished_at, 0) FROM jobs ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         goto out;
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
-            s_row_t *nv = realloc(v, 2 * cap * sizeof *v);
+            char *nv = realloc(v, 2 * cap * item_size);
             if (!nv)
                 goto out;
             v = nv;
             cap *= 2;
         }
-        s_row_t *r = &v[n++];
-        snprintf(r->id, sizeof r->id, "%s",
-                 (const char *)sqlite3_column_text(st, 0));
-        snprintf(r->state, sizeof r->state, "%s",
-                 (const char *)sqlite3_column_text(st, 1));
-        snprintf(r->worker, sizeof r->worker, "%s",
-                 (const char *)sqlite3_column_text(st, 2));
-        r->attempt = sqlite3_column_int(st, 3);
-        r->finished_at = sqlite3_column_int64(st, 4);
+        fill(st, v + n++ * item_size);
     }
     if (step == SQLITE_DONE) {
         rc = 0;
@@ -422,6 +453,39 @@ out:
     free(v);
     return rc;
 }
+
+/* Column col of the current row into buf, "" for NULL. */
+static void
+s_sql_text(sqlite3_stmt *st, int col, char *buf, size_t size)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(buf, size, "%s", t ? (const char *)t : "");
+}
+
+/* One row of the jobs table. */
+typedef struct {
+    char id[37];
+    char state[16];
+    char worker[64];
+    int attempt;
+    int64_t finished_at;
+} s_row_t;
+
+static void
+s_row_fill(sqlite3_stmt *st, void *item)
+{
+    s_row_t *r = item;
+    s_sql_text(st, 0, r->id, sizeof r->id);
+    s_sql_text(st, 1, r->state, sizeof r->state);
+    s_sql_text(st, 2, r->worker, sizeof r->worker);
+    r->attempt = sqlite3_column_int(st, 3);
+    r->finished_at = sqlite3_column_int64(st, 4);
+}
+
+/* The jobs table, sorted by id, for s_row_fill. */
+static const char s_rows_sql[] =
+    "SELECT id, state, coalesce(worker, ''), attempt, "
+    "coalesce(finished_at, 0) FROM jobs ORDER BY id";
 
 /* One row of the attempts table. */
 typedef struct {
@@ -439,54 +503,20 @@ s_att_cmp(const void *a, const void *b)
     return c ? c : (x->attempt > y->attempt) - (x->attempt < y->attempt);
 }
 
-/* The attempts table, sorted by job id and attempt. Returns 0 or -1. */
-static int
-s_atts_load(harness_t *h, s_att_t **out, size_t *n_out)
+static void
+s_att_fill(sqlite3_stmt *st, void *item)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    size_t cap = 1024, n = 0;
-    s_att_t *v = malloc(cap * sizeof *v);
-    int rc = -1;
-    if (!v ||
-        sqlite3_open_v2(h->store, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_prepare_v2(db,
-                           "SELECT job_id, attempt, coalesce(worker, ''), "
-                           "outcome FROM attempts ORDER BY job_id, attempt",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            s_att_t *nv = realloc(v, 2 * cap * sizeof *v);
-            if (!nv)
-                goto out;
-            v = nv;
-            cap *= 2;
-        }
-        s_att_t *a = &v[n++];
-        snprintf(a->id, sizeof a->id, "%s",
-                 (const char *)sqlite3_column_text(st, 0));
-        a->attempt = sqlite3_column_int(st, 1);
-        snprintf(a->worker, sizeof a->worker, "%s",
-                 (const char *)sqlite3_column_text(st, 2));
-        snprintf(a->outcome, sizeof a->outcome, "%s",
-                 (const char *)sqlite3_column_text(st, 3));
-    }
-    if (step == SQLITE_DONE) {
-        rc = 0;
-        *out = v;
-        *n_out = n;
-        v = NULL;
-    }
-out:
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    free(v);
-    return rc;
+    s_att_t *a = item;
+    s_sql_text(st, 0, a->id, sizeof a->id);
+    a->attempt = sqlite3_column_int(st, 1);
+    s_sql_text(st, 2, a->worker, sizeof a->worker);
+    s_sql_text(st, 3, a->outcome, sizeof a->outcome);
 }
+
+/* The attempts table, sorted by job id and attempt, for s_att_fill. */
+static const char s_atts_sql[] =
+    "SELECT job_id, attempt, coalesce(worker, ''), outcome FROM attempts "
+    "ORDER BY job_id, attempt";
 
 /* Checks one job's history against its executions ex[lo, hi) (sorted by
  * start): one row per execution, under the worker that ran it, and no
@@ -602,19 +632,21 @@ chaos_account(harness_t *h, const char *scenario, chaos_ids_t *acked,
     a->acknowledged = acked->n;
     a->ended = s_wait_ended(h, scenario, acked, wait_ms);
 
-    s_row_t *rows = NULL;
-    size_t nrows = 0;
-    if (s_rows_load(h, &rows, &nrows) != 0)
+    void *loaded;
+    size_t nrows, natts;
+    if (s_sql_load(h, s_rows_sql, sizeof(s_row_t), s_row_fill, &loaded,
+                   &nrows) != 0)
         printf("chaos[%s] store: cannot read %s\n", scenario, h->store);
+    s_row_t *rows = loaded;
     chaos_exec_t *ex = NULL;
     int nex = chaos_execs_load(h, &ex);
     if (nex < 0)
         nex = 0;
-    s_att_t *atts = NULL;
-    size_t natts = 0;
-    if (s_atts_load(h, &atts, &natts) != 0)
+    if (s_sql_load(h, s_atts_sql, sizeof(s_att_t), s_att_fill, &loaded,
+                   &natts) != 0)
         printf("chaos[%s] store: cannot read the attempts of %s\n", scenario,
                h->store);
+    s_att_t *atts = loaded;
 
     for (size_t i = 0; i < acked->n; i++) {
         const char *id = acked->v[i];

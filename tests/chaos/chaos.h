@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "harness.h"
 
@@ -34,6 +35,21 @@ void chaos_pause_ms(int ms);
  * "chaos=HANDLER DIR/handler.log". The payload is the run time in ms (a
  * number, or an object with "ms"). */
 void chaos_exec_flag(harness_t *h, char *buf, size_t size);
+
+/* The arguments a scenario's worker supervisors take: --concurrency,
+ * --prefetch (when prefetch > 0) and --exec with the logging handler.
+ * args points into the struct itself: fill it in place, do not copy it. */
+typedef struct {
+    char exec[600], concurrency[16], prefetch[16];
+    const char *args[7]; /* NULL-terminated, for harness_start_worker */
+} chaos_wargs_t;
+
+void chaos_wargs(harness_t *h, int concurrency, int prefetch, chaos_wargs_t *w);
+
+/* Starts the broker, then n worker supervisors with w's args, each listed
+ * by the broker before the next starts; their PIDs go to pids when it is
+ * not NULL. Fails the test if one does not start. */
+void chaos_start(harness_t *h, const chaos_wargs_t *w, int n, pid_t *pids);
 
 typedef struct {
     char id[37];
@@ -77,6 +93,13 @@ typedef struct {
 int chaos_submit_keyed(drover_client_t *c, const char *prefix, int n, int ms_lo,
                        int ms_hi, int pad, uint64_t *rng, int deadline_ms,
                        chaos_ids_t *acked, chaos_submit_stats_t *st);
+
+/* chaos_submit_keyed on h's client, without padding, with keys
+ * TAG-SEED-i; fails the test unless every job got an ack within
+ * deadline_ms. */
+void chaos_submit_all(harness_t *h, const char *tag, uint64_t seed, int n,
+                      int ms_lo, int ms_hi, uint64_t *rng, int deadline_ms,
+                      chaos_ids_t *acked);
 
 /* ---- the broker's status ----------------------------------------------- */
 

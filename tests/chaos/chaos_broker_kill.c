@@ -136,15 +136,9 @@ t_broker_kill(void **state)
     harness_t *h = *state;
     uint64_t seed = chaos_seed("broker_kill");
     uint64_t rng = seed;
-    assert_true(harness_start_broker(h, NULL) > 0);
-    char exec[600], conc[16], pref[16];
-    chaos_exec_flag(h, exec, sizeof exec);
-    snprintf(conc, sizeof conc, "%d", CONCURRENCY);
-    snprintf(pref, sizeof pref, "%d", PREFETCH);
-    const char *wargs[] = { "--concurrency", conc, "--prefetch", pref,
-                            "--exec",        exec, NULL };
-    for (int i = 0; i < WORKERS; i++)
-        assert_true(harness_start_worker(h, wargs) > 0);
+    chaos_wargs_t w;
+    chaos_wargs(h, CONCURRENCY, PREFETCH, &w);
+    chaos_start(h, &w, WORKERS, NULL);
 
     /* The CLI's jobs: keyed, so a run after a failed one adds nothing. */
     size_t cap = CLI_JOBS * 160 + 1, used = 0;

@@ -1,9 +1,10 @@
 /* Chaos 4: the store's filesystem fills up, and frees again. The store is
- * on a small tmpfs of its own (mounted here, so this needs root; it is
- * unmounted at teardown whatever happened). While the disk is full, submits
- * must be refused naming the cause ("no space left on device"); no
- * acknowledged job may be lost, none may run twice because of the outage,
- * and once space is free the broker catches up by itself (no restart). */
+ * on a small tmpfs of its own (harness_mount_tmpfs, so this needs root;
+ * the harness unmounts it at teardown whatever happened). While the disk
+ * is full, submits must be refused naming the cause ("no space left on
+ * device"); no acknowledged job may be lost, none may run twice because of
+ * the outage, and once space is free the broker catches up by itself (no
+ * restart). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -14,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -29,39 +28,6 @@ enum {
     PAD = 4000,     /* payload padding: the store must grow to take them */
     ROUNDS_MAX = 8, /* submit rounds while full */
 };
-
-typedef struct {
-    harness_t *h;
-    char mnt[256];
-    bool mounted;
-} s_fx_t;
-
-static int
-s_setup(void **state)
-{
-    s_fx_t *fx = calloc(1, sizeof *fx);
-    if (!fx || !(fx->h = harness_new())) {
-        free(fx);
-        return -1;
-    }
-    *state = fx;
-    return 0;
-}
-
-static int
-s_teardown(void **state)
-{
-    s_fx_t *fx = *state;
-    /* The processes first (they hold files on the mount), then the mount,
-     * then the temp dir. */
-    harness_kill_all(fx->h);
-    if (fx->mounted && umount2(fx->mnt, MNT_DETACH) != 0)
-        fprintf(stderr, "chaos[disk_full] umount %s: %s\n", fx->mnt,
-                strerror(errno));
-    harness_destroy(&fx->h);
-    free(fx);
-    return 0;
-}
 
 /* Writes to path until the filesystem is full. Returns bytes written. */
 static long
@@ -89,8 +55,7 @@ s_fill(const char *path)
 static void
 t_disk_full(void **state)
 {
-    s_fx_t *fx = *state;
-    harness_t *h = fx->h;
+    harness_t *h = *state;
     uint64_t seed = chaos_seed("disk_full");
     uint64_t rng = seed;
     if (geteuid() != 0) {
@@ -98,34 +63,27 @@ t_disk_full(void **state)
                "needs root (CI runs as root)\n");
         skip();
     }
-    snprintf(fx->mnt, sizeof fx->mnt, "%.200s/store", h->dir);
-    assert_int_equal(mkdir(fx->mnt, 0755), 0);
-    if (mount("tmpfs", fx->mnt, "tmpfs", 0, "size=16m") != 0) {
-        printf("chaos[disk_full] SKIPPED: cannot mount a tmpfs at %s: %s\n",
-               fx->mnt, strerror(errno));
+    char mnt[256];
+    if (harness_mount_tmpfs(h, "store", 16 << 20, mnt, sizeof mnt) != 0) {
+        printf("chaos[disk_full] SKIPPED: cannot mount a tmpfs at %s/store: "
+               "%s\n",
+               h->dir, strerror(errno));
         skip();
     }
-    fx->mounted = true;
-    snprintf(h->store, sizeof h->store, "%s/drover.db", fx->mnt);
+    snprintf(h->store, sizeof h->store, "%s/drover.db", mnt);
 
-    pid_t broker = harness_start_broker(h, NULL);
-    assert_true(broker > 0);
-    char exec[600];
-    chaos_exec_flag(h, exec, sizeof exec);
-    const char *wargs[] = { "--concurrency", "2", "--exec", exec, NULL };
-    assert_true(harness_start_worker(h, wargs) > 0);
-    assert_true(harness_start_worker(h, wargs) > 0);
+    chaos_wargs_t wargs;
+    chaos_wargs(h, 2, 0, &wargs);
+    chaos_start(h, &wargs, 2, NULL);
+    pid_t broker = h->broker;
 
     chaos_ids_t acked = { 0 };
-    chaos_submit_stats_t st = { 0 };
+    chaos_submit_all(h, "df-before", seed, BEFORE, 50, 200, &rng, 30000,
+                     &acked);
     char prefix[64];
-    snprintf(prefix, sizeof prefix, "df-%" PRIu64 "-before", seed);
-    assert_int_equal(chaos_submit_keyed(h->client, prefix, BEFORE, 50, 200, 0,
-                                        &rng, 30000, &acked, &st),
-                     0);
 
     char filler[400];
-    snprintf(filler, sizeof filler, "%s/filler", fx->mnt);
+    snprintf(filler, sizeof filler, "%s/filler", mnt);
     long filled = s_fill(filler);
     assert_true(filled > 0);
 
@@ -184,7 +142,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(t_disk_full, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_disk_full, harness_setup,
+                                        harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,9 +98,12 @@ s_recv(s_peer_t *p)
     }
 }
 
-static void
-s_hello(s_peer_t *p, const char *name, bool fencing)
+/* Opens peer p as name and says hello (with the fencing flag or not);
+ * returns the type of the broker's answer. */
+static dv_msg_type_t
+s_peer_hello(s_peer_t *p, harness_t *h, const char *name, bool fencing)
 {
+    s_peer_open(p, h, name);
     dv_str_t q = dv_str("default");
     dv_msg_t m = { .type = DV_MSG_HELLO };
     m.u.hello.name = dv_str(name);
@@ -112,6 +115,7 @@ s_hello(s_peer_t *p, const char *name, bool fencing)
     m.u.hello.credit = 1;
     m.u.hello.fencing = fencing;
     s_send(p, &m);
+    return s_recv(p);
 }
 
 static void
@@ -152,10 +156,9 @@ s_job_state(harness_t *h, const char *id, char *out, size_t size)
 static void
 s_start_worker(harness_t *h)
 {
-    static char exec[600];
-    chaos_exec_flag(h, exec, sizeof exec);
-    const char *wargs[] = { "--concurrency", "2", "--exec", exec, NULL };
-    assert_true(harness_start_worker(h, wargs) > 0);
+    chaos_wargs_t w;
+    chaos_wargs(h, 2, 0, &w);
+    assert_true(harness_start_worker(h, w.args) > 0);
 }
 
 /* Every result is the handler's, none the forged one. */
@@ -181,12 +184,7 @@ t_update_without_hello(void **state)
     uint64_t rng = seed;
     assert_true(harness_start_broker(h, NULL) > 0);
     chaos_ids_t acked = { 0 };
-    chaos_submit_stats_t st = { 0 };
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "fa-%" PRIu64, seed);
-    assert_int_equal(chaos_submit_keyed(h->client, prefix, 5, 20, 60, 0, &rng,
-                                        10000, &acked, &st),
-                     0);
+    chaos_submit_all(h, "fa", seed, 5, 20, 60, &rng, 10000, &acked);
 
     s_peer_t p;
     s_peer_open(&p, h, "forger");
@@ -230,21 +228,14 @@ t_stale_lease(void **state)
     uint64_t rng = seed;
     assert_true(harness_start_broker(h, NULL) > 0);
     s_peer_t p;
-    s_peer_open(&p, h, "rogue");
-    s_hello(&p, "rogue", true);
-    dv_msg_type_t t = s_recv(&p);
+    dv_msg_type_t t = s_peer_hello(&p, h, "rogue", true);
     if (t != DV_MSG_WELCOME)
         fail_msg("a hello with fencing got %s, not welcome (code %d)",
                  dv_msg_type_name(t),
                  t == DV_MSG_ERROR ? (int)p.msg.u.error.code : 0);
 
     chaos_ids_t acked = { 0 };
-    chaos_submit_stats_t st = { 0 };
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "fb-%" PRIu64, seed);
-    assert_int_equal(chaos_submit_keyed(h->client, prefix, 1, 20, 60, 0, &rng,
-                                        10000, &acked, &st),
-                     0);
+    chaos_submit_all(h, "fb", seed, 1, 20, 60, &rng, 10000, &acked);
     assert_int_equal(s_recv(&p), DV_MSG_JOBS);
     assert_int_equal(p.msg.u.jobs.njobs, 1);
     char id[37];
@@ -306,9 +297,7 @@ t_hello_without_fencing(void **state)
     uint64_t rng = seed;
     assert_true(harness_start_broker(h, NULL) > 0);
     s_peer_t p;
-    s_peer_open(&p, h, "oldie");
-    s_hello(&p, "oldie", false);
-    dv_msg_type_t t = s_recv(&p);
+    dv_msg_type_t t = s_peer_hello(&p, h, "oldie", false);
     dv_code_t code = DV_CODE_NONE;
     char reason[512] = "";
     if (t == DV_MSG_ERROR) {
@@ -318,12 +307,7 @@ t_hello_without_fencing(void **state)
     int listed = chaos_worker_running(h, "oldie");
     /* The broker goes on with workers that fence. */
     chaos_ids_t acked = { 0 };
-    chaos_submit_stats_t st = { 0 };
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "fc-%" PRIu64, seed);
-    assert_int_equal(chaos_submit_keyed(h->client, prefix, 3, 20, 60, 0, &rng,
-                                        10000, &acked, &st),
-                     0);
+    chaos_submit_all(h, "fc", seed, 3, 20, 60, &rng, 10000, &acked);
     s_peer_close(&p);
     s_start_worker(h);
     printf("chaos[forged_old_worker] reply=%s code=%s reason='%s' "

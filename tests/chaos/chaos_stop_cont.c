@@ -96,23 +96,13 @@ t_stop_cont(void **state)
     harness_t *h = *state;
     uint64_t seed = chaos_seed("stop_cont");
     uint64_t rng = seed;
-    assert_true(harness_start_broker(h, NULL) > 0);
-    char exec[600], conc[16], pref[16];
-    chaos_exec_flag(h, exec, sizeof exec);
-    snprintf(conc, sizeof conc, "%d", CONCURRENCY);
-    snprintf(pref, sizeof pref, "%d", PREFETCH);
-    const char *wargs[] = { "--concurrency", conc, "--prefetch", pref,
-                            "--exec",        exec, NULL };
-    s_worker_t w1 = { h, "w1", harness_start_worker(h, wargs) };
-    assert_true(w1.pid > 0);
+    chaos_wargs_t wargs;
+    chaos_wargs(h, CONCURRENCY, PREFETCH, &wargs);
+    s_worker_t w1 = { h, "w1", 0 };
+    chaos_start(h, &wargs, 1, &w1.pid);
 
     chaos_ids_t acked = { 0 };
-    chaos_submit_stats_t st = { 0 };
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "sc-%" PRIu64, seed);
-    assert_int_equal(chaos_submit_keyed(h->client, prefix, JOBS, JOB_MS, JOB_MS,
-                                        0, &rng, 30000, &acked, &st),
-                     0);
+    chaos_submit_all(h, "sc", seed, JOBS, JOB_MS, JOB_MS, &rng, 30000, &acked);
     /* w1 holds a full window: two running, the rest waiting in it. */
     assert_true(harness_wait_until(s_holds_all, &w1, 10000));
     chaos_pause_ms(chaos_range(&rng, 0, JOB_MS)); /* a random moment */
@@ -121,8 +111,8 @@ t_stop_cont(void **state)
     int64_t stopped = dv_mono_ms();
 
     char n2[32], n3[32];
-    assert_true(harness_spawn_worker(h, wargs, n2, sizeof n2) > 0);
-    assert_true(harness_spawn_worker(h, wargs, n3, sizeof n3) > 0);
+    assert_true(harness_spawn_worker(h, wargs.args, n2, sizeof n2) > 0);
+    assert_true(harness_spawn_worker(h, wargs.args, n3, sizeof n3) > 0);
     s_worker_t w2 = { h, n2, 0 }, w3 = { h, n3, 0 };
     assert_true(harness_wait_until(s_listed, &w2, 10000));
     assert_true(harness_wait_until(s_listed, &w3, 10000));

@@ -56,26 +56,13 @@ t_worker_kill(void **state)
     harness_t *h = *state;
     uint64_t seed = chaos_seed("worker_kill");
     uint64_t rng = seed;
-    assert_true(harness_start_broker(h, NULL) > 0);
-    char exec[600], conc[16], pref[16];
-    chaos_exec_flag(h, exec, sizeof exec);
-    snprintf(conc, sizeof conc, "%d", CONCURRENCY);
-    snprintf(pref, sizeof pref, "%d", PREFETCH);
-    const char *wargs[] = { "--concurrency", conc, "--prefetch", pref,
-                            "--exec",        exec, NULL };
+    chaos_wargs_t wargs;
+    chaos_wargs(h, CONCURRENCY, PREFETCH, &wargs);
     pid_t w[WORKERS];
-    for (int i = 0; i < WORKERS; i++) {
-        w[i] = harness_start_worker(h, wargs);
-        assert_true(w[i] > 0);
-    }
+    chaos_start(h, &wargs, WORKERS, w);
 
     chaos_ids_t acked = { 0 };
-    chaos_submit_stats_t st = { 0 };
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "wk-%" PRIu64, seed);
-    assert_int_equal(chaos_submit_keyed(h->client, prefix, JOBS, 20, 150, 0,
-                                        &rng, 30000, &acked, &st),
-                     0);
+    chaos_submit_all(h, "wk", seed, JOBS, 20, 150, &rng, 30000, &acked);
 
     int sup_kills = 0, child_kills = 0;
     int64_t stop = dv_mono_ms() + CHAOS_MS;
@@ -85,7 +72,7 @@ t_worker_kill(void **state)
         if (chaos_range(&rng, 0, 1) == 0) {
             assert_true(harness_signal(h, w[i], SIGKILL, 5000) >= 0);
             sup_kills++;
-            w[i] = harness_spawn_worker(h, wargs, NULL, 0);
+            w[i] = harness_spawn_worker(h, wargs.args, NULL, 0);
             assert_true(w[i] > 0);
         } else {
             pid_t d[64];
