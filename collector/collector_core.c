@@ -155,7 +155,8 @@ collector_new(const collector_config_t *cfg)
     self->query.bind = cfg->bind;
     self->query.started_ms = now;
     if (cfg->http) {
-        self->http = collector_http_new(cfg->http, &self->query);
+        self->http =
+            collector_http_new(cfg->http, &self->query, &cfg->http_access);
         if (!self->http)
             goto fail;
         snprintf(self->query.http, sizeof self->query.http, "%s",
@@ -170,6 +171,10 @@ collector_new(const collector_config_t *cfg)
     self->next_tick_mono = mono + 10000;
     dv_log(DV_INFO, "collector.started", DV_STR("bind", cfg->bind),
            DV_STR("http", self->http ? self->query.http : "off"),
+           DV_BOOL("https", self->http && cfg->http_access.cert),
+           DV_STR("http_auth", !self->http || !cfg->http_access.token ? "none"
+                               : cfg->http_access.metrics_token       ? "all"
+                                                                      : "api"),
            DV_STR("store", cfg->store), DV_INT("brokers", self->nlinks),
            DV_INT("retention_s", cfg->retention_ms / 1000),
            DV_INT("snapshot_ms", cfg->snapshot_ms));

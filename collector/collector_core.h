@@ -22,15 +22,18 @@
 
 #include <stdint.h>
 
+#include "collector_http.h"
+
 typedef struct {
     char **events; /* brokers' PUB endpoints */
     int nevents;
     char **brokers; /* their clients endpoints, same order; NULL
                                or fewer: no snapshots for the rest */
     int nbrokers;
-    const char *bind;     /* ROUTER for queries */
-    const char *http;     /* ADDRESS:PORT, or NULL for none */
-    const char *store;    /* SQLite path */
+    const char *bind;                    /* ROUTER for queries */
+    const char *http;                    /* ADDRESS:PORT, or NULL for none */
+    collector_http_access_t http_access; /* token, TLS: never logged */
+    const char *store;                   /* SQLite path */
     int64_t retention_ms; /* history older than this is deleted */
     int64_t snapshot_ms;  /* periodic snapshot of each broker */
     int64_t timeout_ms;   /* unanswered status: broker unreachable */

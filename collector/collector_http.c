@@ -10,7 +10,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "collector_access.h"
 #include "dv_clock.h"
+#include "dv_err.h"
 #include "dv_log.h"
 
 /* Idle HTTP connections are closed after this many seconds. */
@@ -23,6 +25,7 @@ static const char s_oom_body[] = "{\"error\":\"out of memory\"}\n";
 struct collector_http_t {
     struct MHD_Daemon *daemon;
     const collector_query_t *q;
+    collector_http_access_t access;
     char address[96];
 };
 
@@ -183,10 +186,83 @@ s_api(collector_http_t *self, struct MHD_Connection *c, const char *path)
     return s_send_json(c, MHD_HTTP_OK, body);
 }
 
+/* The peer's numeric address into peer (for the log). */
+static void
+s_peer(struct MHD_Connection *c, char *peer, size_t size)
+{
+    snprintf(peer, size, "?");
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info && info->client_addr) {
+        socklen_t len = info->client_addr->sa_family == AF_INET6
+                            ? sizeof(struct sockaddr_in6)
+                            : sizeof(struct sockaddr_in);
+        getnameinfo(info->client_addr, len, peer, (socklen_t)size, NULL, 0,
+                    NI_NUMERICHOST);
+    }
+}
+
+/* 401 with a JSON reason and "WWW-Authenticate: Bearer" (RFC 6750). */
+static enum MHD_Result
+s_send_unauthorized(struct MHD_Connection *c, bool had_header)
+{
+    const char *why = had_header ? "wrong bearer token"
+                                 : "a bearer token is needed: send "
+                                   "\"Authorization: Bearer TOKEN\"";
+    json_t *j = json_pack("{s:s}", "error", why);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text)
+        return s_send_oom(c);
+    size_t n = strlen(text);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                            had_header ? "Bearer realm=\"drover\", "
+                                         "error=\"invalid_token\""
+                                       : "Bearer realm=\"drover\"");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* True when the request may see url: no token is set, url is an open
+ * /metrics, or the request carries the token. */
+static bool
+s_allowed(const collector_http_t *self, struct MHD_Connection *c,
+          const char *url, bool *had_header)
+{
+    *had_header = false;
+    if (!self->access.token)
+        return true;
+    if (!strcmp(url, "/metrics") && !self->access.metrics_token)
+        return true;
+    const char *auth = MHD_lookup_connection_value(
+        c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    *had_header = auth != NULL;
+    return collector_access_bearer_ok(auth, self->access.token);
+}
+
 static enum MHD_Result
 s_route(collector_http_t *self, struct MHD_Connection *c, const char *url,
         const char *method)
 {
+    bool had_header;
+    if (!s_allowed(self, c, url, &had_header)) {
+        char peer[NI_MAXHOST];
+        s_peer(c, peer, sizeof peer);
+        dv_log(DV_INFO, "collector.http_unauthorized", DV_STR("peer", peer),
+               DV_STR("url", url),
+               DV_STR("why", had_header ? "wrong token" : "no token"));
+        return s_send_unauthorized(c, had_header);
+    }
     if (strcmp(method, MHD_HTTP_METHOD_GET) &&
         strcmp(method, MHD_HTTP_METHOD_HEAD))
         return s_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
@@ -210,16 +286,8 @@ s_route(collector_http_t *self, struct MHD_Connection *c, const char *url,
 static void
 s_reply_dropped(struct MHD_Connection *c, const char *url)
 {
-    char peer[NI_MAXHOST] = "?";
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (info && info->client_addr) {
-        socklen_t len = info->client_addr->sa_family == AF_INET6
-                            ? sizeof(struct sockaddr_in6)
-                            : sizeof(struct sockaddr_in);
-        getnameinfo(info->client_addr, len, peer, sizeof peer, NULL, 0,
-                    NI_NUMERICHOST);
-    }
+    char peer[NI_MAXHOST];
+    s_peer(c, peer, sizeof peer);
     dv_log(DV_WARN, "collector.reply_dropped", DV_STR("peer", peer),
            DV_STR("url", url), DV_STR("error", "answer not queued"));
 }
@@ -248,34 +316,86 @@ s_on_request(void *cls, struct MHD_Connection *c, const char *url,
     return r;
 }
 
-collector_http_t *
-collector_http_new(const char *addr, const collector_query_t *q)
+/* Splits "HOST:PORT" at the last colon ("[v6]" loses its brackets; "*"
+ * is every address) and resolves it for listening. The host as written
+ * goes to host. Returns 0 with *ai (caller frees), or -1 with err. */
+static int
+s_resolve(const char *addr, char *host, size_t hsize, struct addrinfo **ai,
+          char *err, size_t es)
 {
-    /* Split "HOST:PORT" at the last colon; "[v6]" loses its brackets. */
     const char *colon = strrchr(addr, ':');
-    if (!colon || colon == addr || !colon[1]) {
-        dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),
-               DV_STR("error", "expected ADDRESS:PORT"));
-        return NULL;
-    }
-    char host[128];
+    if (!colon || colon == addr || !colon[1])
+        return dv_err_set(err, es, "expected ADDRESS:PORT");
     size_t hlen = (size_t)(colon - addr);
-    if (hlen >= sizeof host)
-        hlen = sizeof host - 1;
+    if (hlen >= hsize)
+        hlen = hsize - 1;
     memcpy(host, addr, hlen);
     host[hlen] = '\0';
-    if (host[0] == '[' && hlen > 2 && host[hlen - 1] == ']') {
-        memmove(host, host + 1, hlen - 2);
-        host[hlen - 2] = '\0';
+    char name[128];
+    snprintf(name, sizeof name, "%s", host);
+    size_t nlen = strlen(name);
+    if (name[0] == '[' && nlen > 2 && name[nlen - 1] == ']') {
+        memmove(name, name + 1, nlen - 2);
+        name[nlen - 2] = '\0';
     }
     struct addrinfo hints = { .ai_flags = AI_PASSIVE,
                               .ai_socktype = SOCK_STREAM };
-    struct addrinfo *ai = NULL;
+    *ai = NULL;
     int rc =
-        getaddrinfo(strcmp(host, "*") ? host : NULL, colon + 1, &hints, &ai);
-    if (rc != 0 || !ai) {
+        getaddrinfo(strcmp(name, "*") ? name : NULL, colon + 1, &hints, ai);
+    if (rc != 0 || !*ai) {
+        if (*ai)
+            freeaddrinfo(*ai);
+        *ai = NULL;
+        return dv_err_set(err, es, "%s", gai_strerror(rc));
+    }
+    return 0;
+}
+
+int
+collector_http_addr_is_loopback(const char *addr, char *err, size_t es)
+{
+    char host[128];
+    struct addrinfo *ai;
+    if (s_resolve(addr, host, sizeof host, &ai, err, es) != 0)
+        return -1;
+    int yes = 0;
+    if (ai->ai_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)ai->ai_addr;
+        yes = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    } else if (ai->ai_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)ai->ai_addr;
+        yes = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+              (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) &&
+               a->sin6_addr.s6_addr[12] == 127);
+    }
+    freeaddrinfo(ai);
+    return yes;
+}
+
+bool
+collector_http_tls_supported(void)
+{
+    return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
+}
+
+collector_http_t *
+collector_http_new(const char *addr, const collector_query_t *q,
+                   const collector_http_access_t *access)
+{
+    char host[128], why[256];
+    struct addrinfo *ai;
+    if (s_resolve(addr, host, sizeof host, &ai, why, sizeof why) != 0) {
         dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),
-               DV_STR("error", gai_strerror(rc)));
+               DV_STR("error", why));
+        return NULL;
+    }
+    bool tls = access && access->cert && access->key;
+    if (tls && !collector_http_tls_supported()) {
+        dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),
+               DV_STR("error", "this libmicrohttpd was built without TLS "
+                               "(GnuTLS): --http-cert cannot be served"));
+        freeaddrinfo(ai);
         return NULL;
     }
     collector_http_t *self = calloc(1, sizeof *self);
@@ -284,27 +404,41 @@ collector_http_new(const char *addr, const collector_query_t *q)
         return NULL;
     }
     self->q = q;
+    if (access)
+        self->access = *access;
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* The TLS options last, and only with TLS (MHD refuses them without). */
+    struct MHD_OptionItem tls_opts[] = {
+        { MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)(tls ? access->cert : NULL) },
+        { MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)(tls ? access->key : NULL) },
+        { MHD_OPTION_END, 0, NULL },
+    };
+    if (tls)
+        flags |= MHD_USE_TLS;
+    else
+        tls_opts[0].option = MHD_OPTION_END;
     self->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, s_on_request, self,
         /* The logger first, so every message goes through it. */
         MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
         ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S_CONN_TIMEOUT_S,
-        MHD_OPTION_END);
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!self->daemon) {
         dv_log(DV_ERROR, "collector.http_failed", DV_STR("address", addr),
-               DV_STR("error", "cannot listen (address in use?)"));
+               DV_STR("error",
+                      tls ? "cannot listen (address in use? a certificate "
+                            "or key that GnuTLS does not accept?)"
+                          : "cannot listen (address in use?)"));
         free(self);
         return NULL;
     }
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
     unsigned port = info ? info->port : 0;
-    snprintf(self->address, sizeof self->address, "%.*s:%u", (int)hlen, addr,
-             port);
+    snprintf(self->address, sizeof self->address, "%.80s:%u", host, port);
     return self;
 }
 
