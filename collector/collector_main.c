@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collector_access.h"
 #include "collector_core.h"
 #include "dv_clock.h"
 #include "dv_daemon.h"
@@ -15,6 +16,7 @@
 
 #define S_DEFAULT_EVENTS "tcp://127.0.0.1:7702"
 #define S_DEFAULT_BROKER "tcp://127.0.0.1:7700"
+#define S_DEFAULT_BIND   "tcp://127.0.0.1:7703"
 
 static volatile int s_stop;
 static volatile int s_dump;
@@ -36,8 +38,16 @@ s_usage(FILE *out)
         "                       same order, for snapshots (env DROVER_BROKER,\n"
         "                       default " S_DEFAULT_BROKER " for one broker;\n"
         "                       off: events only)\n"
-        "  --bind EP            query socket                 (tcp://*:7703)\n"
+        "  --bind EP            query socket   (" S_DEFAULT_BIND ")\n"
+        "  --insecure-bind      allow --bind beyond loopback without\n"
+        "                       CurveZMQ (anyone who reaches it can query)\n"
         "  --http ADDR:PORT     /metrics and /api     (127.0.0.1:7780; off)\n"
+        "  --http-token FILE    /api needs \"Authorization: Bearer TOKEN\";\n"
+        "                       FILE holds the token, mode 0600\n"
+        "  --metrics-token      /metrics needs the token too\n"
+        "  --insecure-http      serve --http beyond loopback without a token\n"
+        "  --http-cert FILE     HTTPS: certificate (PEM), with --http-key\n"
+        "  --http-key FILE      HTTPS: its private key (PEM), mode 0600\n"
         "  --store PATH         SQLite history file          (collector.db)\n"
         "  --retention D        keep history this long       (7d)\n"
         "  --snapshot S         refresh each broker's snapshot this often (5)\n"
@@ -80,11 +90,118 @@ s_http(const dv_flag_t *f, const char *v, char *err, size_t es)
     return 0;
 }
 
+/* The access flags, and the secrets read from their files. */
+typedef struct {
+    bool insecure_bind, insecure_http;
+    const char *token_file, *cert_file, *key_file;
+    char *token, *cert, *key; /* owned; wiped when freed */
+    bool http_local;          /* --http is on loopback */
+} s_access_t;
+
+static void
+s_access_free(s_access_t *a)
+{
+    collector_access_free_secret(&a->token);
+    collector_access_free_secret(&a->cert);
+    collector_access_free_secret(&a->key);
+}
+
+/* Checks the access flags against the endpoints, reads the token, the
+ * certificate and the key into a and points cfg->http_access at them.
+ * Returns 0, or -1 after printing the reason (a usage error). */
+static int
+s_access(const dv_daemon_t *d, collector_config_t *cfg, s_access_t *a)
+{
+    if (!a->insecure_bind && !collector_access_endpoint_is_local(cfg->bind)) {
+        dv_daemon_fail(d,
+                       "--bind %s listens beyond loopback, where anyone who "
+                       "reaches it can query every job: bind 127.0.0.1, "
+                       "[::1] or ipc://, or give --insecure-bind to accept "
+                       "that",
+                       cfg->bind);
+        return -1;
+    }
+    if (!cfg->http)
+        return 0; /* no HTTP: its flags do not matter */
+    if (!a->cert_file != !a->key_file) {
+        dv_daemon_fail(d, "--http-cert and --http-key go together");
+        return -1;
+    }
+    if (cfg->http_access.metrics_token && !a->token_file) {
+        dv_daemon_fail(d, "--metrics-token needs --http-token FILE");
+        return -1;
+    }
+    char err[768];
+    int local = collector_http_addr_is_loopback(cfg->http, err, sizeof err);
+    if (local < 0) {
+        dv_daemon_fail(d, "--http %s: %s", cfg->http, err);
+        return -1;
+    }
+    a->http_local = local;
+    if (!local && !a->token_file && !a->insecure_http) {
+        dv_daemon_fail(d,
+                       "--http %s listens beyond loopback and no "
+                       "--http-token is given, so anyone who reaches it "
+                       "reads every job: give --http-token FILE (better with "
+                       "--http-cert and --http-key), or --insecure-http to "
+                       "serve it open anyway",
+                       cfg->http);
+        return -1;
+    }
+    if (a->cert_file && !collector_http_tls_supported()) {
+        dv_daemon_fail(d, "--http-cert: this libmicrohttpd was built without "
+                          "TLS (GnuTLS), so it cannot serve HTTPS");
+        return -1;
+    }
+    size_t len;
+    if ((a->token_file &&
+         !(a->token = collector_access_read_token(a->token_file, "--http-token",
+                                                  err, sizeof err))) ||
+        (a->cert_file &&
+         !(a->cert = collector_access_read_public(a->cert_file, "--http-cert",
+                                                  err, sizeof err))) ||
+        (a->key_file &&
+         !(a->key = collector_access_read_secret(a->key_file, "--http-key",
+                                                 &len, err, sizeof err)))) {
+        s_access_free(a);
+        dv_daemon_fail(d, "%s", err);
+        return -1;
+    }
+    cfg->http_access.token = a->token;
+    cfg->http_access.cert = a->cert;
+    cfg->http_access.key = a->key;
+    return 0;
+}
+
+/* The warnings of an open door, once logging runs. */
+static void
+s_access_warn(const collector_config_t *cfg, const s_access_t *a)
+{
+    if (!collector_access_endpoint_is_local(cfg->bind))
+        dv_log(DV_WARN, "collector.insecure_bind",
+               DV_STR("endpoint", cfg->bind),
+               DV_STR("why", "--insecure-bind: the query socket listens "
+                             "beyond loopback without CurveZMQ; anyone who "
+                             "reaches it can query every job"));
+    if (!cfg->http || a->http_local)
+        return;
+    if (!a->token)
+        dv_log(DV_WARN, "collector.insecure_http", DV_STR("address", cfg->http),
+               DV_STR("why", "--insecure-http: /api and /metrics are served "
+                             "beyond loopback without a token; anyone who "
+                             "reaches them reads every job"));
+    else if (!a->cert)
+        dv_log(DV_WARN, "collector.http_token_in_clear",
+               DV_STR("address", cfg->http),
+               DV_STR("why", "--http-token without --http-cert: the token "
+                             "crosses the network in plain HTTP"));
+}
+
 int
 collector_main(int argc, char **argv)
 {
     collector_config_t cfg = {
-        .bind = "tcp://*:7703",
+        .bind = S_DEFAULT_BIND,
         .http = "127.0.0.1:7780",
         .store = "collector.db",
         .retention_ms = 7LL * 86400 * 1000,
@@ -93,11 +210,18 @@ collector_main(int argc, char **argv)
     };
     const char *events = dv_env_or("DROVER_EVENTS", S_DEFAULT_EVENTS);
     const char *brokers = getenv("DROVER_BROKER");
+    s_access_t acc = { 0 };
     const dv_flag_t flags[] = {
         DV_FLAG_STR("events", &events),
         DV_FLAG_STR("broker", &brokers),
         DV_FLAG_STR("bind", &cfg.bind),
+        DV_FLAG_ON("insecure-bind", &acc.insecure_bind),
         DV_FLAG_CALL("http", s_http, &cfg.http),
+        DV_FLAG_STR("http-token", &acc.token_file),
+        DV_FLAG_ON("metrics-token", &cfg.http_access.metrics_token),
+        DV_FLAG_ON("insecure-http", &acc.insecure_http),
+        DV_FLAG_STR("http-cert", &acc.cert_file),
+        DV_FLAG_STR("http-key", &acc.key_file),
         DV_FLAG_STR("store", &cfg.store),
         DV_FLAG_CALL("retention", s_duration, &cfg.retention_ms),
         DV_FLAG_CALL("snapshot", s_duration, &cfg.snapshot_ms),
@@ -135,7 +259,13 @@ collector_main(int argc, char **argv)
                               "same order",
                               nb, cfg.nevents);
     }
+    if (s_access(&d, &cfg, &acc) != 0) {
+        dv_strv_free(&cfg.events);
+        dv_strv_free(&cfg.brokers);
+        return 2;
+    }
     dv_daemon_start(&d, &s_stop, &s_dump);
+    s_access_warn(&cfg, &acc);
     if (!cfg.nbrokers)
         dv_log(DV_WARN, "collector.no_snapshots",
                DV_STR("why", "no --broker endpoints: queue depths and worker "
@@ -150,5 +280,6 @@ collector_main(int argc, char **argv)
     }
     dv_strv_free(&cfg.events);
     dv_strv_free(&cfg.brokers);
+    s_access_free(&acc);
     return rc;
 }
