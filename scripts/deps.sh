@@ -11,6 +11,7 @@ packages=(
   clang-format  # scripts/format.sh --check
   prometheus  # promtool: test_collector checks /metrics with it
   tmux        # test_collector runs `drover top` in a real terminal
+  openssl     # test_collector_auth makes a test certificate with it
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -536,6 +536,61 @@ harness_spawn(harness_t *self, const char *const *args, const char *out_name,
     return s_spawn_out(self, argv, log, out_name ? out : NULL);
 }
 
+/* What harness_start_collector waits for. */
+typedef struct {
+    harness_t *h;
+    pid_t pid;
+    const char *bind;
+    int port;
+    bool exited;
+} s_collector_wait_t;
+
+static bool
+s_collector_answers(void *arg)
+{
+    s_collector_wait_t *w = arg;
+    int status;
+    if (waitpid(w->pid, &status, WNOHANG) == w->pid) {
+        s_forget(w->h, w->pid);
+        w->exited = true;
+        return true;
+    }
+    drover_client_t *c = drover_connect(w->bind, harness_scale(500));
+    char *body = NULL;
+    int rc = c ? drover_ctrl(c, "status", NULL, NULL, &body) : -1;
+    drover_close(&c);
+    json_t *st = rc == DROVER_OK && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    if (!st)
+        return false;
+    const char *http = json_string_value(
+        json_object_get(json_object_get(st, "collector"), "http"));
+    const char *colon = http ? strrchr(http, ':') : NULL;
+    w->port = colon ? atoi(colon + 1) : 0;
+    json_decref(st);
+    return true;
+}
+
+pid_t
+harness_start_collector(harness_t *self, const char *bind,
+                        const char *const *args, const char *log_name,
+                        int *http_port)
+{
+    const char *argv[64] = { "collector" };
+    int n = 1;
+    for (int i = 0; args && args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    s_collector_wait_t w = { .h = self, .bind = bind };
+    w.pid = harness_spawn(self, argv, NULL, log_name);
+    if (w.pid < 0 || !harness_wait_until(s_collector_answers, &w, 10000) ||
+        w.exited)
+        return -1;
+    if (http_port)
+        *http_port = w.port;
+    return w.pid;
+}
+
 int
 harness_cli(char *out, size_t size, const char *first, ...)
 {

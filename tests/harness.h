@@ -66,6 +66,16 @@ pid_t harness_spawn_worker(harness_t *self, const char *const *args,
 pid_t harness_spawn(harness_t *self, const char *const *args,
                     const char *out_name, const char *log_name);
 
+/* Starts `drover collector ARGS...` (args NULL-terminated, without
+ * "drover collector"; they must hold --bind bind), its stderr to log_name in
+ * the test dir, and waits until it answers `status` on bind. The port its
+ * HTTP side bound goes to *http_port when not NULL (0 when off). Returns
+ * its PID, or -1 if it exited or stayed silent (it is then reaped or
+ * killed at teardown). */
+pid_t harness_start_collector(harness_t *self, const char *bind,
+                              const char *const *args, const char *log_name,
+                              int *http_port);
+
 /* Kills (SIGKILL) and reaps every process the harness started, and forgets
  * them; the temp dir stays. */
 void harness_kill_all(harness_t *self);
