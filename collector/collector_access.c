@@ -59,8 +59,8 @@ s_read_fd(int fd, size_t *len)
 /* Opens and reads path; with secret, refuses a file its group or others
  * may access. */
 static char *
-s_read(const char *path, const char *what, bool secret, size_t *len,
-       char *err, size_t es)
+s_read(const char *path, const char *what, bool secret, size_t *len, char *err,
+       size_t es)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {

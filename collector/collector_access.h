@@ -24,8 +24,8 @@ char *collector_access_read_secret(const char *path, const char *what,
 /* Like collector_access_read_secret, for a file of one bearer token: a
  * trailing newline ("\n" or "\r\n") is dropped; an empty token, or one with
  * spaces or control characters, is refused. */
-char *collector_access_read_token(const char *path, const char *what,
-                                  char *err, size_t err_size);
+char *collector_access_read_token(const char *path, const char *what, char *err,
+                                  size_t err_size);
 
 /* Reads a file that need not be secret (a certificate). Caller frees.
  * NULL with the reason in err. */
