@@ -6,10 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "collector_access.h"
+#include "collector_http.h"
 #include "collector_query.h"
 #include "collector_state.h"
 #include "collector_store.h"
@@ -679,6 +682,85 @@ t_query_args(void **state)
     rmdir(s_dir);
 }
 
+/* Which endpoints stay on this host, and the bearer check. */
+static void
+t_access_checks(void **state)
+{
+    (void)state;
+    const char *local[] = { "ipc:///tmp/x",         "inproc://q",
+                            "tcp://127.0.0.1:7703", "tcp://127.1.2.3:1",
+                            "tcp://[::1]:7703",     "tcp://localhost:7703",
+                            "tcp://lo:7703" };
+    for (size_t i = 0; i < sizeof local / sizeof *local; i++)
+        assert_true(collector_access_endpoint_is_local(local[i]));
+    const char *open_eps[] = { "tcp://*:7703",        "tcp://0.0.0.0:7703",
+                               "tcp://10.0.0.1:7703", "tcp://[::]:7703",
+                               "tcp://eth0:7703",     "tcp://host:1",
+                               "pgm://eth0;1.2.3.4:5" };
+    for (size_t i = 0; i < sizeof open_eps / sizeof *open_eps; i++)
+        assert_false(collector_access_endpoint_is_local(open_eps[i]));
+    char err[256];
+    assert_int_equal(
+        collector_http_addr_is_loopback("127.0.0.1:0", err, sizeof err), 1);
+    assert_int_equal(
+        collector_http_addr_is_loopback("[::1]:0", err, sizeof err), 1);
+    assert_int_equal(collector_http_addr_is_loopback("*:0", err, sizeof err),
+                     0);
+    assert_int_equal(
+        collector_http_addr_is_loopback("0.0.0.0:0", err, sizeof err), 0);
+    assert_int_equal(collector_http_addr_is_loopback("nope", err, sizeof err),
+                     -1);
+
+    assert_true(collector_access_bearer_ok("Bearer s3cret", "s3cret"));
+    assert_true(collector_access_bearer_ok("bearer s3cret", "s3cret"));
+    assert_false(collector_access_bearer_ok(NULL, "s3cret"));
+    assert_false(collector_access_bearer_ok("Basic s3cret", "s3cret"));
+    assert_false(collector_access_bearer_ok("Bearer s3cre", "s3cret"));
+    assert_false(collector_access_bearer_ok("Bearer s3crett", "s3cret"));
+    assert_false(collector_access_bearer_ok("Bearer s3creT", "s3cret"));
+    assert_false(collector_access_bearer_ok("Bearer ", "s3cret"));
+}
+
+/* A token file: its mode, its trailing newline, one token only. */
+static void
+t_access_token_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/drover-collector-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "abc-123\r\n", 9), 9);
+    close(fd);
+    char err[512];
+    char *t =
+        collector_access_read_token(path, "--http-token", err, sizeof err);
+    assert_non_null(t);
+    assert_string_equal(t, "abc-123");
+    collector_access_free_secret(&t);
+    assert_null(t);
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_null(
+        collector_access_read_token(path, "--http-token", err, sizeof err));
+    assert_non_null(strstr(err, "chmod 600"));
+    assert_null(strstr(err, "abc-123"));
+    assert_int_equal(chmod(path, 0600), 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("two\nlines\n", f);
+    fclose(f);
+    assert_null(
+        collector_access_read_token(path, "--http-token", err, sizeof err));
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_null(
+        collector_access_read_token(path, "--http-token", err, sizeof err));
+    assert_non_null(strstr(err, "empty"));
+    unlink(path);
+    assert_null(
+        collector_access_read_token(path, "--http-token", err, sizeof err));
+}
+
 int
 main(void)
 {
@@ -692,6 +774,8 @@ main(void)
         cmocka_unit_test(t_metrics_text),
         cmocka_unit_test(t_store_history),
         cmocka_unit_test(t_query_args),
+        cmocka_unit_test(t_access_checks),
+        cmocka_unit_test(t_access_token_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
