@@ -33,7 +33,7 @@ typedef struct {
     char bind[320];   /* the collector's query endpoint */
     char events[320]; /* nobody publishes there: the collector just waits */
     char store[320];
-    char token[64];     /* the secret, random per test */
+    char token[64]; /* the secret, random per test */
     char token_path[320];
     char cert[320], key[320]; /* made by s_make_cert */
     int nlogs;
@@ -97,9 +97,9 @@ static pid_t
 s_start(s_fx_t *fx, const char *const *extra, int *port)
 {
     const char *args[40] = {
-        "--events", fx->events, "--broker",    "off",   "--bind",
-        fx->bind,   "--store",  fx->store,     "--http", "127.0.0.1:0",
-        "--log-level", "debug",
+        "--events", fx->events,    "--broker",    "off",
+        "--bind",   fx->bind,      "--store",     fx->store,
+        "--http",   "127.0.0.1:0", "--log-level", "debug",
     };
     int n = 12;
     for (int i = 0; extra && extra[i] && n < 39; i++)
@@ -113,9 +113,8 @@ s_start(s_fx_t *fx, const char *const *extra, int *port)
 static void
 s_refused(s_fx_t *fx, const char *const *args, const char *want)
 {
-    const char *argv[40] = { "collector", "--events", fx->events,
-                             "--broker",  "off",      "--store",
-                             fx->store };
+    const char *argv[40] = { "collector", "--events", fx->events, "--broker",
+                             "off",       "--store",  fx->store };
     int n = 7;
     for (int i = 0; args[i] && n < 39; i++)
         argv[n++] = args[i];
@@ -238,12 +237,11 @@ s_check_answers(s_fx_t *fx, const char *scheme, int port, const char *cainfo,
     const char *api[] = { "/api/status", "/api/health", "/api/jobs?limit=1",
                           "/api/workers" };
     for (size_t i = 0; i < sizeof api / sizeof *api; i++) {
-        assert_int_equal(s_status(fx, scheme, port, api[i], NULL, cainfo),
-                         401);
+        assert_int_equal(s_status(fx, scheme, port, api[i], NULL, cainfo), 401);
         assert_int_equal(
             s_status(fx, scheme, port, api[i], "not-the-token", cainfo), 401);
-        assert_int_equal(
-            s_status(fx, scheme, port, api[i], fx->token, cainfo), 200);
+        assert_int_equal(s_status(fx, scheme, port, api[i], fx->token, cainfo),
+                         200);
     }
     /* A prefix or an extension of the token is wrong too. */
     char longer[80];
@@ -253,8 +251,8 @@ s_check_answers(s_fx_t *fx, const char *scheme, int port, const char *cainfo,
     char shorter[64];
     snprintf(shorter, sizeof shorter, "%.*s", (int)strlen(fx->token) - 1,
              fx->token);
-    assert_int_equal(
-        s_status(fx, scheme, port, "/api/status", shorter, cainfo), 401);
+    assert_int_equal(s_status(fx, scheme, port, "/api/status", shorter, cainfo),
+                     401);
     assert_int_equal(s_status(fx, scheme, port, "/metrics", NULL, cainfo),
                      metrics_protected ? 401 : 200);
     assert_int_equal(
@@ -361,8 +359,8 @@ t_token_http(void **state)
     s_check_answers(fx, "http", port, NULL, true);
     s_dump_and_stop(fx, pid);
     assert_int_equal(harness_count_lines(fx->h, fx->logs[fx->nlogs - 1],
-                                         "collector.http_unauthorized", NULL) >
-                         0,
+                                         "collector.http_unauthorized",
+                                         NULL) > 0,
                      1);
 
     /* --help shows the flags, never a secret. */
@@ -380,22 +378,24 @@ t_token_https(void **state)
     s_fx_t *fx = *state;
     s_make_cert(fx);
     int port = 0;
-    const char *tls[] = { "--http-token", fx->token_path, "--http-cert",
-                          fx->cert,       "--http-key",   fx->key,
-                          NULL };
+    const char *tls[] = {
+        "--http-token", fx->token_path, "--http-cert", fx->cert,
+        "--http-key",   fx->key,        NULL
+    };
     pid_t pid = s_start(fx, tls, &port);
     assert_true(pid > 0 && port > 0);
     s_check_answers(fx, "https", port, fx->cert, false);
     /* Plain HTTP gets no answer from an HTTPS server. */
     assert_int_equal(s_status(fx, "http", port, "/metrics", NULL, NULL), 0);
     assert_int_equal(harness_count_lines(fx->h, fx->logs[fx->nlogs - 1],
-                                         "collector.started",
-                                         "\"https\":true", NULL),
+                                         "collector.started", "\"https\":true",
+                                         NULL),
                      1);
     s_dump_and_stop(fx, pid);
 
-    const char *all[] = { "--http-token", fx->token_path, "--http-cert",
-                          fx->cert,       "--http-key",   fx->key,
+    const char *all[] = { "--http-token",    fx->token_path,
+                          "--http-cert",     fx->cert,
+                          "--http-key",      fx->key,
                           "--metrics-token", NULL };
     pid = s_start(fx, all, &port);
     assert_true(pid > 0 && port > 0);
@@ -417,9 +417,9 @@ t_refused(void **state)
     char open_token[320], open_key[320];
     char text[96];
     snprintf(text, sizeof text, "%s\n", fx->token);
-    assert_int_equal(harness_write(fx->h, "token-0644", text, open_token,
-                                   sizeof open_token),
-                     0);
+    assert_int_equal(
+        harness_write(fx->h, "token-0644", text, open_token, sizeof open_token),
+        0);
     assert_int_equal(chmod(open_token, 0644), 0);
     char *key = harness_read(fx->h, "key.pem");
     assert_non_null(key);
@@ -433,13 +433,11 @@ t_refused(void **state)
     const char *world_token[] = { "--bind", fx->bind, "--http-token",
                                   open_token, NULL };
     s_refused(fx, world_token, "chmod 600");
-    const char *no_cert[] = { "--bind",      fx->bind, "--http-cert",
-                              missing,       "--http-key", fx->key,
-                              NULL };
+    const char *no_cert[] = { "--bind",     fx->bind, "--http-cert", missing,
+                              "--http-key", fx->key,  NULL };
     s_refused(fx, no_cert, "--http-cert: cannot read");
-    const char *world_key[] = { "--bind",    fx->bind, "--http-cert",
-                                fx->cert,    "--http-key", open_key,
-                                NULL };
+    const char *world_key[] = { "--bind",     fx->bind, "--http-cert", fx->cert,
+                                "--http-key", open_key, NULL };
     s_refused(fx, world_key, "--http-key");
     const char *half_tls[] = { "--bind", fx->bind, "--http-cert", fx->cert,
                                NULL };
@@ -447,8 +445,7 @@ t_refused(void **state)
     const char *open_http[] = { "--bind", fx->bind, "--http", "0.0.0.0:0",
                                 NULL };
     s_refused(fx, open_http, "--insecure-http");
-    const char *open_bind[] = { "--bind", "tcp://*:*", "--http", "off",
-                                NULL };
+    const char *open_bind[] = { "--bind", "tcp://*:*", "--http", "off", NULL };
     s_refused(fx, open_bind, "--insecure-bind");
     /* The default --bind is loopback: without one, it starts (on 7703
      * unless that port is taken; either way it is not refused for it). */
@@ -469,23 +466,22 @@ t_refused(void **state)
     pid = s_start(fx, token_http, &port);
     assert_true(pid > 0);
     assert_true(harness_count_lines(fx->h, fx->logs[fx->nlogs - 1],
-                                    "collector.http_token_in_clear",
-                                    NULL) > 0);
+                                    "collector.http_token_in_clear", NULL) > 0);
     assert_true(harness_signal(fx->h, pid, SIGTERM, 5000) >= 0);
 
     /* The query socket beyond loopback with --insecure-bind: it starts
      * (it answers on no ipc:// endpoint, so its log says when). */
-    const char *bind_any[] = { "collector",       "--events", fx->events,
-                               "--broker",        "off",      "--store",
-                               fx->store,         "--bind",   "tcp://*:*",
-                               "--insecure-bind", "--http",   "off",
-                               NULL };
+    const char *bind_any[] = {
+        "collector", "--events", fx->events, "--broker",  "off",
+        "--store",   fx->store,  "--bind",   "tcp://*:*", "--insecure-bind",
+        "--http",    "off",      NULL
+    };
     s_wait_log_t w = { fx->h, s_log(fx), "collector.started" };
     pid = harness_spawn(fx->h, bind_any, NULL, w.log);
     assert_true(pid > 0);
     assert_true(harness_wait_until(s_log_has, &w, 10000));
-    assert_true(harness_count_lines(fx->h, w.log, "collector.insecure_bind",
-                                    NULL) > 0);
+    assert_true(
+        harness_count_lines(fx->h, w.log, "collector.insecure_bind", NULL) > 0);
     assert_true(harness_signal(fx->h, pid, SIGTERM, 5000) >= 0);
     s_logs_lack(fx, fx->token);
 }
