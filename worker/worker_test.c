@@ -11,6 +11,7 @@
 #include <msgpack.h>
 
 #include "handler_exec.h"
+#include "oom_inject.h"
 #include "worker_config.h"
 #include "worker_ipc.h"
 #include "worker_jobs.h"
@@ -406,22 +407,8 @@ test_outbox_credit(void **state)
 
 /* ---- job table ----------------------------------------------------------- */
 
-/* Out of memory on demand: while s_fail_realloc is set, realloc fails
- * (the outbox grows with realloc, so its reports fail). Not under
- * AddressSanitizer, whose allocator must see every call. */
-static bool s_fail_realloc;
-#if defined(__SANITIZE_ADDRESS__)
-#define S_OOM_TESTS 0
-#else
-#define S_OOM_TESTS 1
-extern void *__libc_realloc(void *p, size_t n);
-
-void *
-realloc(void *p, size_t n)
-{
-    return s_fail_realloc ? NULL : __libc_realloc(p, n);
-}
-#endif
+/* Out of memory on demand (tests/fixtures/oom_inject): every allocation
+ * fails while it is on, so the outbox's reports fail. */
 
 typedef struct {
     worker_job_t base;
@@ -489,21 +476,17 @@ test_jobs_table(void **state)
     dv_failure_init(&f);
     f.category = DV_CAT_HANDLER;
     f.message = dv_str("nope");
-    s_fail_realloc = S_OOM_TESTS;
-    if (S_OOM_TESTS) {
-        assert_int_equal(worker_jobs_failed(t, b, 1000, &f, false), DV_ENOMEM);
-        assert_int_equal(((s_test_job_t *)worker_jobs_at(t, b))->cleared, 0);
-    }
+    oom_inject(1, true);
+    assert_int_equal(worker_jobs_failed(t, b, 1000, &f, false), DV_ENOMEM);
+    assert_int_equal(((s_test_job_t *)worker_jobs_at(t, b))->cleared, 0);
     assert_int_equal(worker_jobs_failed(t, b, 1000, &f, true), 0);
     worker_jobs_returned(t, c);
-    s_fail_realloc = false;
-    if (S_OOM_TESTS) {
-        assert_int_equal(worker_outbox_size(ob), 0);
-        assert_int_equal(worker_jobs_unreported(t), 2);
-        assert_int_equal(worker_jobs_held_count(t), 3);
-        dv_held_t held[4];
-        assert_int_equal(worker_jobs_held(t, held, 4), 3);
-    }
+    assert_true(oom_injected());
+    assert_int_equal(worker_outbox_size(ob), 0);
+    assert_int_equal(worker_jobs_unreported(t), 2);
+    assert_int_equal(worker_jobs_held_count(t), 3);
+    dv_held_t held[4];
+    assert_int_equal(worker_jobs_held(t, held, 4), 3);
     assert_int_equal(worker_jobs_retry(t), 0);
     assert_int_equal(worker_outbox_size(ob), 2);
     assert_int_equal(worker_jobs_held_count(t), 1);
