@@ -22,19 +22,24 @@
 
 #include <stdint.h>
 
+#include "dv_curve_client.h"
+
 typedef struct {
     char **events; /* brokers' PUB endpoints */
     int nevents;
     char **brokers; /* their clients endpoints, same order; NULL
                                or fewer: no snapshots for the rest */
     int nbrokers;
-    const char *bind;     /* ROUTER for queries */
-    const char *http;     /* ADDRESS:PORT, or NULL for none */
-    const char *store;    /* SQLite path */
-    int64_t retention_ms; /* history older than this is deleted */
-    int64_t snapshot_ms;  /* periodic snapshot of each broker */
-    int64_t timeout_ms;   /* unanswered status: broker unreachable */
-    int events_hwm;       /* SUB receive high-water mark */
+    const char *bind;      /* ROUTER for queries */
+    const char *http;      /* ADDRESS:PORT, or NULL for none */
+    const char *store;     /* SQLite path */
+    int64_t retention_ms;  /* history older than this is deleted */
+    int64_t snapshot_ms;   /* periodic snapshot of each broker */
+    int64_t timeout_ms;    /* unanswered status: broker unreachable */
+    int events_hwm;        /* SUB receive high-water mark */
+    dv_curve_keys_t curve; /* CurveZMQ client keys for the SUB and DEALER
+                              sockets to the brokers (off: plain); the
+                              collector wipes its copy when destroyed */
 } collector_config_t;
 
 typedef struct collector_t collector_t;
