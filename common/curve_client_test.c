@@ -85,8 +85,8 @@ t_plain_and_halves(void **state)
     char err[512];
     assert_int_equal(dv_curve_client_load(&k, NULL, NULL, err, sizeof err), 0);
     assert_false(k.on);
-    assert_int_equal(dv_curve_client_load(&k, s_path("client.key_secret"),
-                                          NULL, err, sizeof err),
+    assert_int_equal(dv_curve_client_load(&k, s_path("client.key_secret"), NULL,
+                                          err, sizeof err),
                      -1);
     assert_non_null(strstr(err, "--curve-server"));
     assert_non_null(strstr(err, "client.key_secret"));
@@ -150,9 +150,9 @@ t_refusals(void **state)
     assert_non_null(strstr(err, "nobody.key"));
 
     /* the public half given as the secret */
-    assert_int_equal(dv_curve_client_load(&k, s_path("client.key"), server,
-                                          err, sizeof err),
-                     -1);
+    assert_int_equal(
+        dv_curve_client_load(&k, s_path("client.key"), server, err, sizeof err),
+        -1);
     assert_non_null(strstr(err, "is a public certificate"));
 
     /* a secret given as the server's certificate */
@@ -208,8 +208,7 @@ t_handshake(void **state)
         void *d = zmq_socket(ctx, ZMQ_DEALER);
         zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
         char err[512];
-        assert_int_equal(dv_curve_client_socket(d,
-                                                s_path("client.key_secret"),
+        assert_int_equal(dv_curve_client_socket(d, s_path("client.key_secret"),
                                                 s_path(servers[i]), err,
                                                 sizeof err),
                          0);

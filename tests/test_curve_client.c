@@ -100,8 +100,8 @@ s_recv(s_fix_t *f, int timeout_ms, char *peer, size_t peer_size, char *verb,
     zmq_msg_init(&body);
     zmq_msg_recv(&id, f->router, 0);
     zmq_msg_recv(&body, f->router, 0);
-    size_t n = zmq_msg_size(&id) < peer_size - 1 ? zmq_msg_size(&id)
-                                                 : peer_size - 1;
+    size_t n =
+        zmq_msg_size(&id) < peer_size - 1 ? zmq_msg_size(&id) : peer_size - 1;
     memcpy(peer, zmq_msg_data(&id), n);
     peer[n] = '\0';
     dv_msg_t m;
@@ -132,10 +132,11 @@ static void
 t_worker(void **state)
 {
     s_fix_t *f = *state;
-    const char *args[] = { "worker",         "--broker",       f->ep,
-                           "--name",         "cw",             "--heartbeat",
-                           "0.1",            "--curve-secret", f->secret,
-                           "--curve-server", f->server,        NULL };
+    const char *args[] = {
+        "worker",  "--broker",       f->ep,     "--name",
+        "cw",      "--heartbeat",    "0.1",     "--curve-secret",
+        f->secret, "--curve-server", f->server, NULL
+    };
     assert_true(harness_spawn(f->h, args, NULL, "worker.log") > 0);
     char peer[64], verb[32];
     int type = s_recv(f, 10000, peer, sizeof peer, verb, sizeof verb);
@@ -143,10 +144,9 @@ t_worker(void **state)
     assert_string_equal(peer, "cw");
 
     /* The wrong server certificate: the handshake fails, nothing comes. */
-    const char *wrong[] = { "worker",         "--broker",    f->ep,
-                            "--name",         "cw2",         "--heartbeat",
-                            "0.1",            "--curve-server", f->other,
-                            NULL };
+    const char *wrong[] = { "worker", "--broker",    f->ep, "--name",
+                            "cw2",    "--heartbeat", "0.1", "--curve-server",
+                            f->other, NULL };
     setenv("DROVER_CURVE_SECRET", f->secret, 1); /* the other half */
     pid_t w2 = harness_spawn(f->h, wrong, NULL, "worker2.log");
     unsetenv("DROVER_CURVE_SECRET");
@@ -175,12 +175,12 @@ t_cli_and_collector(void **state)
     snprintf(events, sizeof events, "ipc://%s/events.sock", f->h->dir);
     snprintf(bind, sizeof bind, "ipc://%s/query.sock", f->h->dir);
     snprintf(store, sizeof store, "%s/collector.db", f->h->dir);
-    const char *coll[] = { "collector",      "--events",       events,
-                           "--broker",       f->ep,            "--bind",
-                           bind,             "--http",         "off",
-                           "--store",        store,            "--curve-secret",
-                           f->secret,        "--curve-server", f->server,
-                           NULL };
+    const char *coll[] = {
+        "collector", "--events",       events,    "--broker",
+        f->ep,       "--bind",         bind,      "--http",
+        "off",       "--store",        store,     "--curve-secret",
+        f->secret,   "--curve-server", f->server, NULL
+    };
     assert_true(harness_spawn(f->h, coll, NULL, "collector.log") > 0);
     verb[0] = '\0';
     int64_t until = dv_mono_ms() + harness_scale(10000);
@@ -200,8 +200,8 @@ t_refusals(void **state)
     assert_int_equal(chmod(loose, 0644), 0);
 
     /* worker: a secret file readable by others */
-    const char *w[] = { "worker",         "--broker", f->ep, "--curve-secret",
-                        loose,            "--curve-server", f->server, NULL };
+    const char *w[] = { "worker", "--broker",       f->ep,     "--curve-secret",
+                        loose,    "--curve-server", f->server, NULL };
     assert_int_equal(s_exit_code(h, harness_spawn(h, w, NULL, "w.log")), 2);
     char *log = harness_read(h, "w.log");
     assert_non_null(log);
@@ -210,24 +210,25 @@ t_refusals(void **state)
     free(log);
 
     /* worker: one half only */
-    const char *half[] = { "worker", "--broker", f->ep, "--curve-server",
-                           f->server, NULL };
+    const char *half[] = { "worker",         "--broker", f->ep,
+                           "--curve-server", f->server,  NULL };
     assert_int_equal(s_exit_code(h, harness_spawn(h, half, NULL, "h.log")), 2);
     log = harness_read(h, "h.log");
     assert_non_null(strstr(log, "--curve-secret"));
     free(log);
 
     /* CLI: a missing file */
-    const char *c[] = { "status",         "--broker", f->ep, "--curve-secret",
-                        missing,          "--curve-server", f->server, NULL };
+    const char *c[] = { "status", "--broker",       f->ep,     "--curve-secret",
+                        missing,  "--curve-server", f->server, NULL };
     assert_int_equal(s_exit_code(h, harness_spawn(h, c, NULL, "c.log")), 2);
     log = harness_read(h, "c.log");
     assert_non_null(strstr(log, "nobody.key_secret"));
     assert_non_null(strstr(log, "No such file"));
     free(log);
-    const char *s[] = { "submit",         "--broker", f->ep, "--type", "echo",
-                        "--curve-secret", loose,      "--curve-server",
-                        f->server,        NULL };
+    const char *s[] = { "submit", "--broker",       f->ep,
+                        "--type", "echo",           "--curve-secret",
+                        loose,    "--curve-server", f->server,
+                        NULL };
     assert_int_equal(s_exit_code(h, harness_spawn(h, s, NULL, "s.log")), 2);
     log = harness_read(h, "s.log");
     assert_non_null(strstr(log, "mode 0644"));
@@ -236,9 +237,10 @@ t_refusals(void **state)
     /* collector: an unreadable server certificate */
     char events[320];
     snprintf(events, sizeof events, "ipc://%s/events.sock", h->dir);
-    const char *k[] = { "collector",      "--events", events, "--http", "off",
-                        "--curve-secret", missing,    "--curve-server",
-                        f->server,        NULL };
+    const char *k[] = {
+        "collector",      "--events", events,           "--http",  "off",
+        "--curve-secret", missing,    "--curve-server", f->server, NULL
+    };
     assert_int_equal(s_exit_code(h, harness_spawn(h, k, NULL, "k.log")), 2);
 
     /* libdrover: no client, a reason naming the file */
