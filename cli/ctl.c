@@ -52,6 +52,18 @@ s_parse(int argc, char **argv, const char *usage, int nargs,
     return -1;
 }
 
+/* Connects to the broker (CurveZMQ from DROVER_CURVE_*). NULL after
+ * printing why: a malformed endpoint, a certificate that cannot be used
+ * (exit 2). */
+static drover_client_t *
+s_connect(const char *broker, int timeout_ms, const char *what)
+{
+    drover_client_t *c = drover_connect(broker, timeout_ms);
+    if (!c)
+        fprintf(stderr, "drover %s: %s\n", what, drover_last_error(NULL));
+    return c;
+}
+
 static int
 s_fail(drover_client_t *c, const char *what, int rc)
 {
@@ -77,9 +89,9 @@ cancel_main(int argc, char **argv)
     int r = s_parse(argc, argv, usage, -1, &broker, &json);
     if (r >= 0)
         return r;
-    drover_client_t *c = drover_connect(broker, 5000);
+    drover_client_t *c = s_connect(broker, 5000, "cancel");
     if (!c)
-        return s_fail(NULL, "cancel", DROVER_EUNREACHABLE);
+        return 2;
     int exit_code = 0;
     for (int i = optind; i < argc; i++) {
         int rc = drover_cancel(c, argv[i]);
@@ -111,10 +123,11 @@ status_main(int argc, char **argv)
     int r = s_parse(argc, argv, usage, 0, &broker, &json);
     if (r >= 0)
         return r;
-    drover_client_t *c = drover_connect(broker, 3000);
+    drover_client_t *c = s_connect(broker, 3000, "status");
+    if (!c)
+        return 2;
     char *body = NULL;
-    int rc =
-        c ? drover_ctrl(c, "status", NULL, NULL, &body) : DROVER_EUNREACHABLE;
+    int rc = drover_ctrl(c, "status", NULL, NULL, &body);
     if (rc != DROVER_OK) {
         int code = s_fail(c, "status", rc);
         drover_close(&c);
@@ -209,9 +222,9 @@ static int
 s_queue_verb(const char *broker, const char *cmd, drover_ctrl_t *req,
              const char *count_key, const char *done_msg)
 {
-    drover_client_t *c = drover_connect(broker, 5000);
+    drover_client_t *c = s_connect(broker, 5000, cmd);
     if (!c)
-        return s_fail(NULL, cmd, DROVER_EUNREACHABLE);
+        return 2;
     char *body = NULL;
     int rc = drover_ctrl_ex(c, req, &body);
     if (rc != DROVER_OK) {
@@ -462,13 +475,13 @@ check_main(int argc, char **argv)
     int r = s_parse(argc, argv, usage, 0, &broker, &json);
     if (r >= 0)
         return r;
-    drover_client_t *c = drover_connect(broker, 30000);
+    drover_client_t *c = s_connect(broker, 30000, "check");
+    if (!c)
+        return 2;
     char *body = NULL;
-    int rc =
-        c ? drover_ctrl(c, "check", NULL, NULL, &body) : DROVER_EUNREACHABLE;
+    int rc = drover_ctrl(c, "check", NULL, NULL, &body);
     if (rc != DROVER_OK) {
-        fprintf(stderr, "drover check: %s\n",
-                c ? drover_last_error(c) : drover_strerror(rc));
+        fprintf(stderr, "drover check: %s\n", drover_last_error(c));
         drover_close(&c);
         return 2;
     }

@@ -1,5 +1,7 @@
 /* drover - one executable, one subcommand per component. */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
@@ -39,6 +41,56 @@ static const s_command_t s_commands[] = {
     { "check", check_main, "does the broker's store say what its memory says" },
 };
 
+/* Commands that talk to the broker's clients socket: they also take the
+ * CurveZMQ options after their name. (Commands that only ask the
+ * collector do not use CurveZMQ yet.) */
+static const char *const s_broker_commands[] = {
+    "submit", "cancel", "status", "job",   "retry", "pause",
+    "resume", "purge",  "limit",  "drain", "check", NULL,
+};
+
+/* If argv[i] is --curve-secret or --curve-server (with its value next or
+ * after '='), exports the value as the variable libdrover reads (a flag
+ * beats the environment), removes it from argv and returns 1; 0 if it is
+ * another argument; -1 when the value is missing. */
+static int
+s_take_curve(int *argc, char **argv, int i)
+{
+    static const struct {
+        const char *flag, *env;
+    } opts[] = {
+        { "--curve-secret", "DROVER_CURVE_SECRET" },
+        { "--curve-server", "DROVER_CURVE_SERVER" },
+    };
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        size_t n = strlen(opts[k].flag);
+        if (strncmp(argv[i], opts[k].flag, n) != 0 ||
+            (argv[i][n] != '\0' && argv[i][n] != '='))
+            continue;
+        int used = argv[i][n] == '=' ? 1 : 2;
+        const char *v = used == 1 ? argv[i] + n + 1 : argv[i + 1];
+        if (!v || (used == 2 && i + 1 >= *argc)) {
+            fprintf(stderr, "drover: %s needs a FILE\n", opts[k].flag);
+            return -1;
+        }
+        setenv(opts[k].env, v, 1);
+        memmove(argv + i, argv + i + used,
+                (size_t)(*argc - i - used + 1) * sizeof *argv);
+        *argc -= used;
+        return 1;
+    }
+    return 0;
+}
+
+static bool
+s_talks_to_broker(const char *cmd)
+{
+    for (int i = 0; s_broker_commands[i]; i++)
+        if (!strcmp(cmd, s_broker_commands[i]))
+            return true;
+    return false;
+}
+
 static void
 s_usage(FILE *out)
 {
@@ -52,14 +104,29 @@ s_usage(FILE *out)
         "commands:\n");
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
         fprintf(out, "  %-9s %s\n", s_commands[i].name, s_commands[i].help);
-    fprintf(out, "\n'drover COMMAND --help' describes each command.\n"
-                 "Environment: DROVER_BROKER, DROVER_WORKER_ENDPOINT, "
-                 "DROVER_EVENTS,\nDROVER_COLLECTOR.\n");
+    fprintf(out,
+            "\n'drover COMMAND --help' describes each command.\n"
+            "\n"
+            "CurveZMQ to the broker (before the command, or after it for the\n"
+            "commands that talk to the broker: submit, cancel, status, job,\n"
+            "retry, pause, resume, purge, limit, drain, check):\n"
+            "  --curve-secret FILE   our certificate's secret file (drover\n"
+            "                        keygen; mode 0600)\n"
+            "  --curve-server FILE   the broker's public certificate\n"
+            "\n"
+            "Environment: DROVER_BROKER, DROVER_WORKER_ENDPOINT, "
+            "DROVER_EVENTS,\nDROVER_COLLECTOR, DROVER_CURVE_SECRET, "
+            "DROVER_CURVE_SERVER.\n");
 }
 
 int
 main(int argc, char **argv)
 {
+    /* Global options before the command. */
+    int took;
+    while (argc > 1 && (took = s_take_curve(&argc, argv, 1)) != 0)
+        if (took < 0)
+            return 2;
     if (argc < 2) {
         s_usage(stderr);
         return 2;
@@ -73,6 +140,14 @@ main(int argc, char **argv)
         printf("drover 0.1.0\n");
         return 0;
     }
+    if (s_talks_to_broker(argv[1]))
+        for (int i = 2; i < argc && strcmp(argv[i], "--");) {
+            took = s_take_curve(&argc, argv, i);
+            if (took < 0)
+                return 2;
+            if (took == 0)
+                i++;
+        }
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
         if (!strcmp(argv[1], s_commands[i].name))
             return s_commands[i].main(argc - 1, argv + 1);

@@ -144,6 +144,11 @@ s_wait_ready(const char *endpoint, int64_t timeout_ms)
 int
 up_main(int argc, char **argv)
 {
+    /* Everything here is plain ZeroMQ on loopback: the broker, workers,
+     * collector and CMD must not pick up certificates meant for a real
+     * broker from the environment. */
+    unsetenv("DROVER_CURVE_SECRET");
+    unsetenv("DROVER_CURVE_SERVER");
     const char *dir = NULL, *store = NULL, *queues = "default", *sync = "full";
     int port = 7700, nworkers = 1, concurrency = 0, quiet = 0, collector = 1;
     const char *execs[UP_MAX_ARGS], *bargs[UP_MAX_ARGS], *wargs[UP_MAX_ARGS];

@@ -80,14 +80,34 @@ s_socket(collector_t *self, int type)
     return s;
 }
 
+/* Sets the CurveZMQ keys on a socket to a broker and connects it to ep.
+ * Returns 0, or -1 after logging why. */
+static int
+s_connect(collector_t *self, void *s, const char *ep)
+{
+    char why[256];
+    if (dv_curve_client_apply(&self->cfg.curve, s, why, sizeof why) != 0) {
+        dv_log(DV_ERROR, "collector.connect_failed", DV_STR("endpoint", ep),
+               DV_STR("error", why));
+        return -1;
+    }
+    if (zmq_connect(s, ep) != 0) {
+        dv_log(DV_ERROR, "collector.connect_failed", DV_STR("endpoint", ep),
+               DV_STR("error", zmq_strerror(errno)));
+        return -1;
+    }
+    return 0;
+}
+
 static int
 s_dealer_open(collector_t *self, s_link_t *l)
 {
     l->dealer = s_socket(self, ZMQ_DEALER);
-    if (!l->dealer || zmq_connect(l->dealer, l->clients_ep) != 0) {
-        dv_log(DV_ERROR, "collector.connect_failed",
-               DV_STR("endpoint", l->clients_ep),
-               DV_STR("error", zmq_strerror(errno)));
+    if (!l->dealer || s_connect(self, l->dealer, l->clients_ep) != 0) {
+        if (!l->dealer)
+            dv_log(DV_ERROR, "collector.connect_failed",
+                   DV_STR("endpoint", l->clients_ep),
+                   DV_STR("error", zmq_strerror(errno)));
         if (l->dealer)
             zmq_close(l->dealer);
         l->dealer = NULL;
@@ -132,13 +152,14 @@ collector_new(const collector_config_t *cfg)
         int hwm = cfg->events_hwm > 0 ? cfg->events_hwm : 100000;
         if (l->sub)
             zmq_setsockopt(l->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
-        if (!l->sub || zmq_setsockopt(l->sub, ZMQ_SUBSCRIBE, "", 0) != 0 ||
-            zmq_connect(l->sub, cfg->events[b]) != 0) {
+        if (!l->sub || zmq_setsockopt(l->sub, ZMQ_SUBSCRIBE, "", 0) != 0) {
             dv_log(DV_ERROR, "collector.connect_failed",
                    DV_STR("endpoint", cfg->events[b]),
                    DV_STR("error", zmq_strerror(errno)));
             goto fail;
         }
+        if (s_connect(self, l->sub, cfg->events[b]) != 0)
+            goto fail;
         if (l->clients_ep && s_dealer_open(self, l) != 0)
             goto fail;
         l->next_mono = mono;
@@ -177,7 +198,8 @@ collector_new(const collector_config_t *cfg)
                                                                       : "api"),
            DV_STR("store", cfg->store), DV_INT("brokers", self->nlinks),
            DV_INT("retention_s", cfg->retention_ms / 1000),
-           DV_INT("snapshot_ms", cfg->snapshot_ms));
+           DV_INT("snapshot_ms", cfg->snapshot_ms),
+           DV_STR("broker_security", cfg->curve.on ? "curve" : "none"));
     return self;
 fail:
     collector_destroy(&self);
@@ -204,6 +226,7 @@ collector_destroy(collector_t **self_p)
     collector_store_close(&self->store);
     collector_state_destroy(&self->state);
     free(self->items);
+    dv_curve_client_wipe(&self->cfg.curve);
     free(self);
     *self_p = NULL;
 }

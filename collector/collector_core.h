@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "collector_http.h"
+#include "dv_curve_client.h"
 
 typedef struct {
     char **events; /* brokers' PUB endpoints */
@@ -34,10 +35,13 @@ typedef struct {
     const char *http;                    /* ADDRESS:PORT, or NULL for none */
     collector_http_access_t http_access; /* token, TLS: never logged */
     const char *store;                   /* SQLite path */
-    int64_t retention_ms; /* history older than this is deleted */
-    int64_t snapshot_ms;  /* periodic snapshot of each broker */
-    int64_t timeout_ms;   /* unanswered status: broker unreachable */
-    int events_hwm;       /* SUB receive high-water mark */
+    int64_t retention_ms;  /* history older than this is deleted */
+    int64_t snapshot_ms;   /* periodic snapshot of each broker */
+    int64_t timeout_ms;    /* unanswered status: broker unreachable */
+    int events_hwm;        /* SUB receive high-water mark */
+    dv_curve_keys_t curve; /* CurveZMQ client keys for the SUB and DEALER
+                              sockets to the brokers (off: plain); the
+                              collector wipes its copy when destroyed */
 } collector_config_t;
 
 typedef struct collector_t collector_t;

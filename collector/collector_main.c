@@ -9,6 +9,7 @@
 #include "collector_access.h"
 #include "collector_core.h"
 #include "dv_clock.h"
+#include "dv_curve_client.h"
 #include "dv_daemon.h"
 #include "dv_err.h"
 #include "dv_log.h"
@@ -53,6 +54,10 @@ s_usage(FILE *out)
         "  --snapshot S         refresh each broker's snapshot this often (5)\n"
         "  --timeout S          a broker silent this long to a status\n"
         "                       request is reported down      (3)\n"
+        "  --curve-secret FILE  CurveZMQ to the brokers: our certificate's\n"
+        "                       secret file (env DROVER_CURVE_SECRET)\n"
+        "  --curve-server FILE  the brokers' public certificate (env\n"
+        "                       DROVER_CURVE_SERVER); both or neither\n"
         "  --log-level L        debug|info|warn|error         (info)\n"
         "  --log-format F       json (default) | text\n"
         "  -h, --help\n"
@@ -211,6 +216,7 @@ collector_main(int argc, char **argv)
     const char *events = dv_env_or("DROVER_EVENTS", S_DEFAULT_EVENTS);
     const char *brokers = getenv("DROVER_BROKER");
     s_access_t acc = { 0 };
+    const char *curve_secret = NULL, *curve_server = NULL;
     const dv_flag_t flags[] = {
         DV_FLAG_STR("events", &events),
         DV_FLAG_STR("broker", &brokers),
@@ -227,6 +233,8 @@ collector_main(int argc, char **argv)
         DV_FLAG_CALL("snapshot", s_duration, &cfg.snapshot_ms),
         DV_FLAG_CALL("timeout", s_duration, &cfg.timeout_ms),
         DV_FLAG_INTEGER("events-hwm", &cfg.events_hwm, 1, 1 << 30),
+        DV_FLAG_STR("curve-secret", &curve_secret),
+        DV_FLAG_STR("curve-server", &curve_server),
         DV_FLAG_TABLE_END,
     };
     dv_daemon_t d = { .name = "collector", .usage = s_usage, .flags = flags };
@@ -238,8 +246,17 @@ collector_main(int argc, char **argv)
                                   "0.1 s");
     if (cfg.retention_ms < 60000)
         return dv_daemon_fail(&d, "--retention must be at least 1m");
+    /* The brokers of one group share one server certificate. */
+    dv_curve_client_env(&curve_secret, &curve_server);
+    char err[512];
+    if (dv_curve_client_load(
+            &cfg.curve, curve_secret && *curve_secret ? curve_secret : NULL,
+            curve_server && *curve_server ? curve_server : NULL, err,
+            sizeof err) != 0)
+        return dv_daemon_fail(&d, "%s", err);
     cfg.nevents = dv_strv_split(events, &cfg.events);
     if (cfg.nevents < 1 || cfg.nevents > 16) {
+        dv_curve_client_wipe(&cfg.curve);
         dv_strv_free(&cfg.events);
         return dv_daemon_fail(&d, "--events: 1 to 16 endpoints");
     }
@@ -251,6 +268,7 @@ collector_main(int argc, char **argv)
         cfg.nbrokers = dv_strv_split(S_DEFAULT_BROKER, &cfg.brokers);
     if (cfg.nbrokers && cfg.nbrokers != cfg.nevents) {
         int nb = cfg.nbrokers;
+        dv_curve_client_wipe(&cfg.curve);
         dv_strv_free(&cfg.events);
         dv_strv_free(&cfg.brokers);
         return dv_daemon_fail(&d,
@@ -260,6 +278,7 @@ collector_main(int argc, char **argv)
                               nb, cfg.nevents);
     }
     if (s_access(&d, &cfg, &acc) != 0) {
+        dv_curve_client_wipe(&cfg.curve);
         dv_strv_free(&cfg.events);
         dv_strv_free(&cfg.brokers);
         return 2;
@@ -278,6 +297,7 @@ collector_main(int argc, char **argv)
         collector_destroy(&collector);
         dv_log(DV_INFO, "collector.stopped");
     }
+    dv_curve_client_wipe(&cfg.curve);
     dv_strv_free(&cfg.events);
     dv_strv_free(&cfg.brokers);
     s_access_free(&acc);

@@ -132,6 +132,15 @@ drover_strerror(int err)
 }
 
 const char *
+producer_curve_hint(const drover_client_t *self)
+{
+    /* A CurveZMQ handshake that fails is silent on the client's side. */
+    return self->curve.on ? " (CurveZMQ: is the server certificate the "
+                            "broker's, and is our key in its allow-lists?)"
+                          : "";
+}
+
+const char *
 drover_last_error(const drover_client_t *self)
 {
     return self ? self->error : s_connect_error;
@@ -178,6 +187,12 @@ s_open_socket(drover_client_t *self)
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    char why[256];
+    if (dv_curve_client_apply(&self->curve, s, why, sizeof why) != 0) {
+        producer_fail(self, DROVER_EINVAL, "%s", why);
+        zmq_close(s);
+        return -1;
+    }
     if (zmq_connect(s, self->endpoints[self->cur]) != 0) {
         producer_fail(self, DROVER_EINVAL, "cannot connect to '%s': %s",
                       self->endpoints[self->cur], zmq_strerror(errno));
@@ -272,10 +287,32 @@ producer_recv(drover_client_t *self, int64_t timeout_ms, producer_in_t *in)
 
 /* ---- connect / close --------------------------------------------------- */
 
+void
+drover_opts_init(drover_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
 drover_client_t *
 drover_connect(const char *endpoints, int timeout_ms)
 {
+    drover_opts_t o;
+    drover_opts_init(&o);
+    o.endpoints = endpoints;
+    o.timeout_ms = timeout_ms;
+    return drover_connect_opts(&o);
+}
+
+drover_client_t *
+drover_connect_opts(const drover_opts_t *o)
+{
     s_connect_error[0] = '\0';
+    if (!o) {
+        snprintf(s_connect_error, sizeof s_connect_error, "no options");
+        return NULL;
+    }
+    const char *endpoints = o->endpoints;
+    int timeout_ms = o->timeout_ms;
     if (!endpoints || !*endpoints)
         endpoints = dv_env_or("DROVER_BROKER", DROVER_DEFAULT_ENDPOINT);
     drover_client_t *self = calloc(1, sizeof *self);
@@ -285,6 +322,13 @@ drover_connect(const char *endpoints, int timeout_ms)
     }
     self->timeout_ms = timeout_ms > 0 ? timeout_ms : S_DEFAULT_TIMEOUT_MS;
     self->next_req = 1;
+    /* "" is "none"; NULL takes the environment. */
+    const char *secret = o->curve_secret, *server = o->curve_server;
+    dv_curve_client_env(&secret, &server);
+    if (dv_curve_client_load(&self->curve, secret && *secret ? secret : NULL,
+                             server && *server ? server : NULL, s_connect_error,
+                             sizeof s_connect_error) != 0)
+        goto fail;
     self->nendpoints = dv_strv_split(endpoints, &self->endpoints);
     if (self->nendpoints == 0) {
         snprintf(s_connect_error, sizeof s_connect_error,
@@ -336,6 +380,7 @@ drover_close(drover_client_t **self_p)
     s_close_socket(self);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
+    dv_curve_client_wipe(&self->curve);
     dv_strv_free(&self->endpoints);
     free(self);
     *self_p = NULL;
@@ -776,8 +821,9 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
         rc = heard ? DROVER_ETIMEOUT : DROVER_EUNREACHABLE;
         producer_fail(self, rc,
                       heard ? "the broker at %s stopped answering for %d ms"
-                            : "no answer from the broker at %s within %d ms",
-                      self->endpoints[self->cur], self->timeout_ms);
+                            : "no answer from the broker at %s within %d ms%s",
+                      self->endpoints[self->cur], self->timeout_ms,
+                      heard ? "" : producer_curve_hint(self));
         /* A fresh socket drops the requests still queued in this one, so
          * they do not reach a broker later; those already delivered may
          * still be committed, hence "no answer" means "unknown". */
@@ -876,10 +922,11 @@ s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
         }
     }
     msgpack_sbuffer_destroy(&sb);
-    producer_fail(
-        self, rc, "no answer from the broker (tried %s%s) within %d ms",
-        self->endpoints[self->cur],
-        self->nendpoints > 1 ? " and the others" : "", self->timeout_ms);
+    producer_fail(self, rc,
+                  "no answer from the broker (tried %s%s) within %d ms%s",
+                  self->endpoints[self->cur],
+                  self->nendpoints > 1 ? " and the others" : "",
+                  self->timeout_ms, producer_curve_hint(self));
     if (self->nendpoints == 1)
         producer_failover(self); /* drop the unanswered request */
     return rc;

@@ -71,7 +71,9 @@ typedef struct drover_client_t drover_client_t;
  * environment variable, else DROVER_DEFAULT_ENDPOINT. timeout_ms (> 0; 0 or
  * less means 5000) is how long a request waits for an answer before the
  * client fails over to the next endpoint; a request is tried once on each
- * endpoint before it fails with DROVER_EUNREACHABLE.
+ * endpoint before it fails with DROVER_EUNREACHABLE. CurveZMQ is used when
+ * the DROVER_CURVE_SECRET and DROVER_CURVE_SERVER environment variables
+ * name the certificates (see drover_connect_opts()).
  *
  * Does not block and does not contact the broker: ZeroMQ connects in the
  * background, so an unreachable broker shows up on the first request.
@@ -79,6 +81,32 @@ typedef struct drover_client_t drover_client_t;
  * then in drover_last_error(NULL) (per thread). The caller owns the client
  * and frees it with drover_close(). */
 drover_client_t *drover_connect(const char *endpoints, int timeout_ms);
+
+/* Options for drover_connect_opts(). Initialise with drover_opts_init(),
+ * then set what you need; strings are only read during the call. */
+typedef struct {
+    const char *endpoints; /* as for drover_connect(); NULL = the default */
+    int timeout_ms;        /* as for drover_connect(); 0 = 5000 */
+    /* CurveZMQ: the path of our certificate's secret file (zcert format,
+     * as `drover keygen` writes it, mode 0600) and of the broker's public
+     * certificate. NULL = the DROVER_CURVE_SECRET / DROVER_CURVE_SERVER
+     * environment variable; "" = none, whatever the environment says.
+     * Neither: plain ZeroMQ. Both are needed for CurveZMQ. */
+    const char *curve_secret;
+    const char *curve_server;
+} drover_opts_t;
+
+/* Fills o with the defaults (everything NULL or 0). */
+void drover_opts_init(drover_opts_t *o);
+
+/* drover_connect() with options. With CurveZMQ the certificates are read
+ * here: a missing or unreadable file, a secret file that group or others
+ * may read, or one of the two without the other fails at once (NULL, the
+ * reason in drover_last_error(NULL), naming the file, never a key). A
+ * broker that does not know our key, or that is not the server whose
+ * certificate was given, does not answer: requests end with
+ * DROVER_EUNREACHABLE. */
+drover_client_t *drover_connect_opts(const drover_opts_t *o);
 
 /* Closes the socket and frees the client; sets *self_p to NULL. NULL-safe.
  * Requests that were not answered are dropped (every call here returns only

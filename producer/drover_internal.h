@@ -8,6 +8,7 @@
 #include <zmq.h>
 
 #include "drover.h"
+#include "dv_curve_client.h"
 #include "dv_proto.h"
 
 struct drover_client_t {
@@ -15,12 +16,14 @@ struct drover_client_t {
     void *sock;       /* DEALER connected to endpoints[cur] */
     char **endpoints; /* NULL-terminated list */
     int nendpoints;
-    int cur;           /* index of the endpoint in use */
-    int timeout_ms;    /* answer timeout per request and endpoint */
-    uint64_t next_req; /* next request number; starts at 1 (0 = unknown) */
-    char error[512];   /* drover_last_error() */
-    dv_code_t code;    /* drover_last_code(): the code of the refusal that
+    int cur;               /* index of the endpoint in use */
+    int timeout_ms;        /* answer timeout per request and endpoint */
+    uint64_t next_req;     /* next request number; starts at 1 (0 = unknown) */
+    char error[512];       /* drover_last_error() */
+    dv_code_t code;        /* drover_last_code(): the code of the refusal that
                            error tells, DV_CODE_NONE if it is no refusal */
+    dv_curve_keys_t curve; /* CurveZMQ keys for every socket; wiped on
+                              close */
 };
 
 /* A received, decoded message; data lives in the zmq_msg_t. */
@@ -37,6 +40,10 @@ int producer_fail(drover_client_t *self, int code, const char *fmt, ...)
  * returns DROVER_EREJECTED. */
 int producer_refused(drover_client_t *self, dv_code_t why, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A hint to add to "no answer" when CurveZMQ is on (a handshake the
+ * broker refused looks like silence), else "". Static text. */
+const char *producer_curve_hint(const drover_client_t *self);
 
 /* Forgets the last call's failure. */
 void producer_clear(drover_client_t *self);

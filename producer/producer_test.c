@@ -8,10 +8,12 @@
 
 #include <cmocka.h>
 
+#include <czmq.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "drover.h"
@@ -355,6 +357,121 @@ test_client_wait_timeout(void **state)
     fake_stop(&f);
 }
 
+/* ---- CurveZMQ ---------------------------------------------------------- */
+
+/* Writes DIR/name.key and DIR/name.key_secret (0600); the secret key's Z85
+ * text into secret if not NULL. */
+static void
+s_keygen(const char *dir, const char *name, char secret[41])
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s.key", dir, name);
+    zcert_t *c = zcert_new();
+    assert_non_null(c);
+    assert_int_equal(zcert_save(c, path), 0);
+    snprintf(path, sizeof path, "%s/%s.key_secret", dir, name);
+    assert_int_equal(chmod(path, 0600), 0);
+    if (secret)
+        snprintf(secret, 41, "%s", zcert_secret_txt(c));
+    zcert_destroy(&c);
+}
+
+static void
+test_client_curve(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/drover-test-pcurve-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char server_secret[41], p_secret[300], p_server[300], p_other[300];
+    s_keygen(dir, "broker", server_secret);
+    s_keygen(dir, "client", NULL);
+    s_keygen(dir, "other", NULL);
+    snprintf(p_secret, sizeof p_secret, "%s/client.key_secret", dir);
+    snprintf(p_server, sizeof p_server, "%s/broker.key", dir);
+    snprintf(p_other, sizeof p_other, "%s/other.key", dir);
+    fake_t *f = fake_start_curve(FAKE_NORMAL, server_secret);
+    fake_go(f);
+
+    /* The right server certificate: the request arrives, the answer too. */
+    drover_opts_t o;
+    drover_opts_init(&o);
+    o.endpoints = f->endpoint;
+    o.timeout_ms = 2000;
+    o.curve_secret = p_secret;
+    o.curve_server = p_server;
+    drover_client_t *c = drover_connect_opts(&o);
+    assert_non_null(c);
+    char *body = NULL;
+    assert_int_equal(drover_ctrl(c, "status", NULL, NULL, &body), DROVER_OK);
+    assert_string_equal(body, "{\"ok\":true}");
+    free(body);
+    assert_int_equal(f->ctrls, 1);
+    drover_close(&c);
+
+    /* The same from the environment, through drover_connect(). */
+    setenv("DROVER_CURVE_SECRET", p_secret, 1);
+    setenv("DROVER_CURVE_SERVER", p_server, 1);
+    c = drover_connect(f->endpoint, 2000);
+    assert_non_null(c);
+    assert_int_equal(drover_ctrl(c, "status", NULL, NULL, &body), DROVER_OK);
+    free(body);
+    assert_int_equal(f->ctrls, 2);
+    drover_close(&c);
+
+    /* "" turns the environment off: a plain client is not heard. */
+    o.curve_secret = "";
+    o.curve_server = "";
+    o.timeout_ms = 300;
+    c = drover_connect_opts(&o);
+    assert_non_null(c);
+    assert_int_equal(drover_ctrl(c, "status", NULL, NULL, &body),
+                     DROVER_EUNREACHABLE);
+    drover_close(&c);
+    unsetenv("DROVER_CURVE_SECRET");
+    unsetenv("DROVER_CURVE_SERVER");
+
+    /* A wrong server key: the handshake fails, the request times out with
+     * a hint. */
+    o.curve_secret = p_secret;
+    o.curve_server = p_other;
+    c = drover_connect_opts(&o);
+    assert_non_null(c);
+    assert_int_equal(drover_ctrl(c, "status", NULL, NULL, &body),
+                     DROVER_EUNREACHABLE);
+    assert_non_null(strstr(drover_last_error(c), "no answer"));
+    assert_non_null(strstr(drover_last_error(c), "CurveZMQ"));
+    drover_close(&c);
+    assert_int_equal(f->ctrls, 2);
+
+    /* Files missing, too open, or one without the other: no client, and a
+     * reason that names the file and never holds a key. */
+    o.curve_server = p_server;
+    o.curve_secret = "/nonexistent/client.key_secret";
+    assert_null(drover_connect_opts(&o));
+    assert_non_null(
+        strstr(drover_last_error(NULL), "/nonexistent/client.key_secret"));
+    o.curve_secret = p_secret;
+    assert_int_equal(chmod(p_secret, 0644), 0);
+    assert_null(drover_connect_opts(&o));
+    assert_non_null(strstr(drover_last_error(NULL), "mode 0644"));
+    assert_non_null(strstr(drover_last_error(NULL), p_secret));
+    assert_int_equal(chmod(p_secret, 0600), 0);
+    o.curve_server = NULL;
+    assert_null(drover_connect_opts(&o));
+    assert_non_null(strstr(drover_last_error(NULL), "--curve-server"));
+    char broker_secret_path[300];
+    snprintf(broker_secret_path, sizeof broker_secret_path,
+             "%s/broker.key_secret", dir);
+    o.curve_server = broker_secret_path;
+    assert_null(drover_connect_opts(&o));
+    assert_null(strstr(drover_last_error(NULL), server_secret));
+
+    fake_stop(&f);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
@@ -368,6 +485,7 @@ main(void)
         cmocka_unit_test(test_client_wait),
         cmocka_unit_test(test_client_wait_resend),
         cmocka_unit_test(test_client_wait_timeout),
+        cmocka_unit_test(test_client_curve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

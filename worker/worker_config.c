@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "dv_clock.h"
+#include "dv_curve_client.h"
 #include "dv_daemon.h"
 #include "dv_flags.h"
 #include "dv_log.h"
@@ -39,6 +40,8 @@ worker_config_clear(worker_config_t *cfg)
     dv_strv_free(&cfg->endpoints);
     dv_strv_free(&cfg->queues);
     free(cfg->name);
+    free(cfg->curve_secret);
+    free(cfg->curve_server);
     for (int i = 0; i < cfg->nhandlers; i++) {
         free(cfg->handlers[i].type);
         free(cfg->handlers[i].command);
@@ -95,6 +98,21 @@ s_set_queues(worker_config_t *cfg, const char *value, char *err, size_t es)
 {
     return s_set_list(&cfg->queues, &cfg->nqueues, value, "queues",
                       DV_QUEUES_MAX, DV_NAME_MAX, err, es);
+}
+
+/* A certificate path (what names it in errors); "" unsets it. */
+static int
+s_set_path(char **dst, const char *what, const char *value, char *err,
+           size_t es)
+{
+    if (strlen(value) > 4096)
+        return dv_err_set(err, es, "%s: path longer than 4096 bytes", what);
+    char *v = *value ? strdup(value) : NULL;
+    if (*value && !v)
+        return dv_err_set(err, es, "out of memory");
+    free(*dst);
+    *dst = v;
+    return 0;
 }
 
 static int
@@ -507,6 +525,14 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
             rc = json_is_string(v)
                      ? s_set_name(cfg, json_string_value(v), why, sizeof why)
                      : dv_err_set(why, sizeof why, "name: must be a string");
+        } else if (strcmp(key, "curve_secret") == 0 ||
+                   strcmp(key, "curve_server") == 0) {
+            rc = json_is_string(v)
+                     ? s_set_path(strcmp(key, "curve_secret") == 0
+                                      ? &cfg->curve_secret
+                                      : &cfg->curve_server,
+                                  key, json_string_value(v), why, sizeof why)
+                     : dv_err_set(why, sizeof why, "%s: must be a path", key);
         } else if (strcmp(key, "http") == 0) {
             rc = http_config_load_json(&cfg->http, v, why, sizeof why);
         } else if (strcmp(key, "http_concurrency") == 0) {
@@ -573,6 +599,8 @@ typedef enum {
     F_PLUGIN,
     F_HTTP,
     F_HTTP_CONCURRENCY,
+    F_CURVE_SECRET,
+    F_CURVE_SERVER,
 } s_flag_id_t;
 
 /* The flags are read twice (dv_flags): first only to find --help and
@@ -623,6 +651,8 @@ s_read_flags(s_pass_t *pass, int argc, char **argv, char *err, size_t es)
         S_FLAG("http", F_HTTP),
         S_FLAG("http-concurrency", F_HTTP_CONCURRENCY),
         S_FLAG("heartbeat", F_HEARTBEAT),
+        S_FLAG("curve-secret", F_CURVE_SECRET),
+        S_FLAG("curve-server", F_CURVE_SERVER),
         DV_FLAG_TABLE_END,
     };
     dv_flag_t log[3];
@@ -730,6 +760,10 @@ s_apply_flag(worker_config_t *cfg, s_flag_id_t id, const char *v, char *err,
         if (cfg->heartbeat_ms < 10)
             return dv_err_set(err, es, "--heartbeat: at least 0.01 s");
         return 0;
+    case F_CURVE_SECRET:
+        return s_set_path(&cfg->curve_secret, "--curve-secret", v, err, es);
+    case F_CURVE_SERVER:
+        return s_set_path(&cfg->curve_server, "--curve-server", v, err, es);
     case F_CONFIG:
         return 0;
     }
@@ -759,6 +793,15 @@ worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
     const char *env = getenv("DROVER_WORKER_ENDPOINT");
     if (!cfg->endpoints && env && *env &&
         s_set_endpoints(cfg, env, err, es) != 0)
+        return -1;
+    const char *secret = cfg->curve_secret, *server = cfg->curve_server;
+    dv_curve_client_env(&secret, &server);
+    if ((!cfg->curve_secret && secret &&
+         s_set_path(&cfg->curve_secret, DV_CURVE_ENV_SECRET, secret, err, es) !=
+             0) ||
+        (!cfg->curve_server && server &&
+         s_set_path(&cfg->curve_server, DV_CURVE_ENV_SERVER, server, err, es) !=
+             0))
         return -1;
     pass.apply = true;
     if (s_read_flags(&pass, argc, argv, err, es) != DV_FLAGS_OK)
@@ -829,7 +872,8 @@ worker_config_usage(FILE *out)
         "                          plugins {TYPE: {\"path\": PATH,\n"
         "                          \"config\": {...}}},\n"
         "                          http {TYPE: {\"url\": URL, ...}},\n"
-        "                          http_concurrency\n"
+        "                          http_concurrency, curve_secret,\n"
+        "                          curve_server\n"
         "  --timeout S             limit per attempt for jobs without one\n"
         "                          (default: none)\n"
         "  --kill-grace S          SIGTERM to SIGKILL delay when a job is\n"
@@ -846,6 +890,12 @@ worker_config_usage(FILE *out)
         "                          (default: 80%%; 0: never)\n"
         "  --heartbeat S           heartbeat interval until the broker sets\n"
         "                          one (default: 1)\n"
+        "  --curve-secret FILE     CurveZMQ: our certificate's secret file\n"
+        "                          (drover keygen; mode 0600; env\n"
+        "                          DROVER_CURVE_SECRET)\n"
+        "  --curve-server FILE     CurveZMQ: the broker's public certificate\n"
+        "                          (env DROVER_CURVE_SERVER); both or\n"
+        "                          neither\n"
         "  --log-level LEVEL       debug, info, warn, error (default: info)\n"
         "  --log-format FORMAT     json or text (default: json)\n"
         "  -h, --help              show this text\n"

@@ -50,6 +50,8 @@ typedef struct {
     struct http_config_t *http; /* http handlers (http_config.h); NULL = none */
     int http_concurrency;       /* requests the http lane runs at once */
     int64_t heartbeat_ms;       /* heartbeat until the broker says otherwise */
+    char *curve_secret;         /* CurveZMQ: our secret certificate's path */
+    char *curve_server;         /* ... and the broker's public certificate's */
     int log_level;              /* dv_level_t */
     int log_text;               /* 1 = text lines, 0 = JSON lines */
 } worker_config_t;

@@ -34,10 +34,11 @@ struct worker_link_t {
     int64_t last_sent;        /* mono ms: last heartbeat or hello sent */
     zmq_msg_t frame;          /* the frame behind the last recv'd msg */
     bool frame_live;
-    bool frame_retry;   /* its decode found no memory: kept, and
+    bool frame_retry;      /* its decode found no memory: kept, and
                                   decoded again at retry_at */
-    int64_t retry_at;   /* mono ms */
-    msgpack_sbuffer sb; /* encode scratch, reused */
+    int64_t retry_at;      /* mono ms */
+    msgpack_sbuffer sb;    /* encode scratch, reused */
+    dv_curve_keys_t curve; /* set on each new socket; wiped at the end */
 };
 
 static void
@@ -93,12 +94,19 @@ worker_link_destroy(worker_link_t **self_p, int linger_ms)
     if (self->frame_live)
         zmq_msg_close(&self->frame);
     s_close(self, linger_ms);
+    dv_curve_client_wipe(&self->curve);
     msgpack_sbuffer_destroy(&self->sb);
     free(self->name);
     free(self->host);
     free(self->queues);
     free(self);
     *self_p = NULL;
+}
+
+void
+worker_link_set_curve(worker_link_t *self, const dv_curve_keys_t *keys)
+{
+    self->curve = *keys;
 }
 
 int
@@ -124,13 +132,21 @@ worker_link_connect(worker_link_t *self, int64_t mono_ms)
      * slow. */
     s_set_int(self->sock, ZMQ_SNDHWM, 10000);
     s_set_int(self->sock, ZMQ_RCVHWM, 10000);
+    char why[256];
+    if (dv_curve_client_apply(&self->curve, self->sock, why, sizeof why)) {
+        dv_log(DV_ERROR, "worker.connect_failed", DV_STR("endpoint", ep),
+               DV_STR("error", why));
+        s_close(self, 0);
+        return -1;
+    }
     if (zmq_connect(self->sock, ep) != 0) {
         dv_log(DV_ERROR, "worker.connect_failed", DV_STR("endpoint", ep),
                DV_STR("error", zmq_strerror(errno)));
         s_close(self, 0);
         return -1;
     }
-    dv_log(DV_INFO, "worker.connected", DV_STR("endpoint", ep));
+    dv_log(DV_INFO, "worker.connected", DV_STR("endpoint", ep),
+           DV_STR("security", self->curve.on ? "curve" : "none"));
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dv_curve_client.h"
 #include "dv_proto.h"
 #include "worker_config.h"
 #include "worker_outbox.h"
@@ -28,6 +29,10 @@ typedef struct worker_link_t worker_link_t;
  * outlive the link. NULL if out of memory. */
 worker_link_t *worker_link_new(void *zctx, const worker_config_t *cfg,
                                const char *name, const char *host);
+
+/* CurveZMQ: the keys every later connect sets on its socket (copied; the
+ * copy is wiped when the link is destroyed). Default: plain. */
+void worker_link_set_curve(worker_link_t *self, const dv_curve_keys_t *keys);
 
 /* Closes the socket, giving unsent messages up to linger_ms to leave. */
 void worker_link_destroy(worker_link_t **self_p, int linger_ms);

@@ -30,6 +30,7 @@
 #include "dv_body.h"
 #include "dv_clock.h"
 #include "dv_daemon.h"
+#include "dv_curve_client.h"
 #include "dv_log.h"
 #include "dv_proto.h"
 #include "handler_http.h"
@@ -601,6 +602,13 @@ worker_main(int argc, char **argv)
         worker_config_clear(&w.cfg);
         return dv_daemon_fail(&d, "%s", probe ? err : "cannot start ZeroMQ");
     }
+    /* The certificates too: a missing or too open file stops us here. */
+    dv_curve_keys_t curve;
+    if (dv_curve_client_load(&curve, w.cfg.curve_secret, w.cfg.curve_server,
+                             err, sizeof err) != 0) {
+        worker_config_clear(&w.cfg);
+        return dv_daemon_fail(&d, "%s", err);
+    }
     /* Before any thread or child exists, so they inherit the signal mask. */
     w.sigfd = dv_daemon_start_signalfd(&d);
     w.outbox = worker_outbox_new();
@@ -634,6 +642,9 @@ worker_main(int argc, char **argv)
 
     w.zctx = zmq_ctx_new();
     w.link = w.zctx ? worker_link_new(w.zctx, &w.cfg, w.name, w.host) : NULL;
+    if (w.link)
+        worker_link_set_curve(w.link, &curve);
+    dv_curve_client_wipe(&curve);
     if (!w.link) {
         dv_log(DV_ERROR, "worker.setup_failed", DV_STR("error", "zeromq"));
         goto out;
@@ -661,6 +672,7 @@ worker_main(int argc, char **argv)
     }
 
 out:
+    dv_curve_client_wipe(&curve);
     worker_link_destroy(&w.link, 0);
     if (w.zctx)
         zmq_ctx_term(w.zctx);

@@ -322,6 +322,72 @@ test_config_flags(void **state)
     worker_config_clear(&c);
 }
 
+/* --curve-secret / --curve-server, the config keys and the environment:
+ * flags beat the file, the file beats the environment. */
+static void
+test_config_curve(void **state)
+{
+    (void)state;
+    worker_config_t c;
+    char err[300];
+    unsetenv("DROVER_CURVE_SECRET");
+    unsetenv("DROVER_CURVE_SERVER");
+    worker_config_defaults(&c);
+    char *plain[] = { "worker", NULL };
+    assert_int_equal(worker_config_parse(&c, 1, plain, err, sizeof err), 0);
+    assert_null(c.curve_secret);
+    assert_null(c.curve_server);
+    worker_config_clear(&c);
+
+    worker_config_defaults(&c);
+    char *flags[] = { "worker", "--curve-secret", "/k/w.key_secret",
+                      "--curve-server=/k/broker.key", NULL };
+    assert_int_equal(worker_config_parse(&c, 4, flags, err, sizeof err), 0);
+    assert_string_equal(c.curve_secret, "/k/w.key_secret");
+    assert_string_equal(c.curve_server, "/k/broker.key");
+    worker_config_clear(&c);
+
+    const char *doc = "{\"curve_secret\": \"/f/w.key_secret\", "
+                      "\"curve_server\": \"/f/broker.key\"}";
+    worker_config_defaults(&c);
+    assert_int_equal(worker_config_load_json(&c, doc, strlen(doc), "w.json",
+                                             err, sizeof err),
+                     0);
+    assert_string_equal(c.curve_secret, "/f/w.key_secret");
+    assert_string_equal(c.curve_server, "/f/broker.key");
+    worker_config_clear(&c);
+    const char *bad = "{\"curve_secret\": 7}";
+    worker_config_defaults(&c);
+    assert_int_equal(worker_config_load_json(&c, bad, strlen(bad), "w.json",
+                                             err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "curve_secret"));
+    worker_config_clear(&c);
+
+    /* The environment fills what neither file nor flag gave. */
+    setenv("DROVER_CURVE_SECRET", "/e/w.key_secret", 1);
+    setenv("DROVER_CURVE_SERVER", "/e/broker.key", 1);
+    worker_config_defaults(&c);
+    char *one[] = { "worker", "--curve-server", "/k/broker.key", NULL };
+    assert_int_equal(worker_config_parse(&c, 3, one, err, sizeof err), 0);
+    assert_string_equal(c.curve_secret, "/e/w.key_secret");
+    assert_string_equal(c.curve_server, "/k/broker.key");
+    worker_config_clear(&c);
+    unsetenv("DROVER_CURVE_SECRET");
+    unsetenv("DROVER_CURVE_SERVER");
+
+    /* --help names them. */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    worker_config_usage(out);
+    fclose(out);
+    assert_non_null(strstr(text, "--curve-secret FILE"));
+    assert_non_null(strstr(text, "--curve-server FILE"));
+    assert_non_null(strstr(text, "curve_server"));
+    free(text);
+}
+
 #define S_ID1 "01890a5d-ac96-774b-bcce-b302099a8057"
 #define S_ID2 "01890a5d-ac96-774b-bcce-b302099a8058"
 
@@ -513,6 +579,7 @@ main(void)
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_config_json),
         cmocka_unit_test(test_config_flags),
+        cmocka_unit_test(test_config_curve),
         cmocka_unit_test(test_outbox_credit),
         cmocka_unit_test(test_jobs_table),
     };
