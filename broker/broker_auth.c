@@ -16,6 +16,7 @@
  * Without CurveZMQ nothing is checked. Loop thread; never blocks.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker_internal.h"
@@ -33,12 +34,15 @@ s_log_once(broker_t *self, const char *socket, const broker_peer_t *peer,
     snprintf(k, sizeof k, "%s|%s", peer->key, verb);
     if (self->refusals && dv_map_get(self->refusals, k))
         return;
-    if (self->refusals && dv_map_size(self->refusals) < S_REFUSALS_MAX)
-        dv_map_put(self->refusals, k, self); /* on failure: logged again */
+    if (self->refusals && dv_map_size(self->refusals) < S_REFUSALS_MAX) {
+        char *item = strdup(k); /* the map keeps a pointer to its key */
+        if (item && dv_map_put(self->refusals, item, item) != 0)
+            free(item); /* logged again next time */
+    }
     dv_log(DV_WARN, "broker.not_allowed", DV_STR("socket", socket),
-           DV_STR("role", dv_role_name(peer->role)),
-           DV_STR("name", peer->name), DV_STR("key", peer->key),
-           DV_STR("verb", verb), DV_STR("reason", why));
+           DV_STR("role", dv_role_name(peer->role)), DV_STR("name", peer->name),
+           DV_STR("key", peer->key), DV_STR("verb", verb),
+           DV_STR("reason", why));
 }
 
 /* The reason for a refusal of verb to peer. */

@@ -253,7 +253,7 @@ broker_new(const broker_config_t *cfg)
             cc.dirs[r] = cfg->curve_dirs[r];
         char err[512] = "";
         self->curve = dv_curve_server_new(self->zctx, &cc, err, sizeof err);
-        self->refusals = dv_map_new(NULL);
+        self->refusals = dv_map_new(free);
         if (!self->curve || !self->refusals) {
             dv_log(DV_ERROR, "broker.curve_failed",
                    DV_STR("error", self->curve ? "out of memory" : err));

@@ -25,7 +25,7 @@
 /* Refused keys remembered by the ZAP thread so each is logged once. */
 #define S_REFUSED_MAX 10000
 /* The ZAP property that carries the peer's public key (Z85). */
-#define S_KEY_PROP "X-Drover-Key"
+#define S_KEY_PROP     "X-Drover-Key"
 #define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 
 static const char *const s_role_names[DV_ROLE_COUNT_] = {
@@ -50,6 +50,8 @@ dv_role_from_name(const char *name)
 
 /* One listed key. */
 typedef struct {
+    char key[41]; /* public key, Z85: the table's key (the map keeps a
+                   * pointer to it) */
     dv_role_t role;
     char name[S_NAME_MAX + 1];
 } s_entry_t;
@@ -150,7 +152,9 @@ s_load_cert(dv_map_t *table, dv_role_t role, const char *path,
         return rc;
     }
     s_entry_t *e = calloc(1, sizeof *e);
-    if (!e || dv_map_put(table, txt, e) != 0) {
+    if (e)
+        memcpy(e->key, txt, sizeof e->key);
+    if (!e || dv_map_put(table, e->key, e) != 0) {
         free(e);
         zcert_destroy(&cert);
         return dv_err_set(err, es, "%s: out of memory", path);
@@ -198,8 +202,8 @@ s_load_dir(dv_map_t *table, dv_role_t role, const char *dir, char *err,
 
 /* Reads the server's secret certificate into key and its public text. */
 static int
-s_load_secret(const char *path, uint8_t key[32], char public_txt[41],
-              char *err, size_t es)
+s_load_secret(const char *path, uint8_t key[32], char public_txt[41], char *err,
+              size_t es)
 {
     if (dv_curve_check_secret_mode(path, err, es) != 0)
         return -1;
@@ -253,8 +257,8 @@ s_send_str(void *sock, const char *s, int flags)
 
 /* Sends a ZAP reply (RFC 27); key (Z85) goes into the metadata when set. */
 static void
-s_zap_reply(void *sock, zmq_msg_t *reqid, const char *status,
-            const char *text, const char *user, const char *key)
+s_zap_reply(void *sock, zmq_msg_t *reqid, const char *status, const char *text,
+            const char *user, const char *key)
 {
     s_send_str(sock, "1.0", ZMQ_SNDMORE);
     zmq_send(sock, zmq_msg_data(reqid), zmq_msg_size(reqid), ZMQ_SNDMORE);
@@ -326,12 +330,12 @@ s_zap_answer(dv_curve_server_t *self)
         zmq_msg_close(&empty);
     } else if (n < 7 || !s_frame_is(&f[0], "1.0") ||
                !s_frame_is(&f[5], "CURVE") || zmq_msg_size(&f[6]) != 32) {
-        s_zap_reply(self->zap, &f[1], "400", "CURVE with a listed key only",
-                    "", NULL);
+        s_zap_reply(self->zap, &f[1], "400", "CURVE with a listed key only", "",
+                    NULL);
     } else {
         char key[41];
         zmq_z85_encode(key, zmq_msg_data(&f[6]), 32);
-        s_entry_t e = { DV_ROLE_NONE, "" };
+        s_entry_t e = { "", DV_ROLE_NONE, "" };
         pthread_mutex_lock(&self->mu);
         const s_entry_t *found = dv_map_get(self->table, key);
         if (found)
@@ -348,7 +352,9 @@ s_zap_answer(dv_curve_server_t *self)
                 char domain[128], addr[128];
                 s_frame_text(&f[2], domain, sizeof domain);
                 s_frame_text(&f[3], addr, sizeof addr);
-                dv_map_put(self->refused, key, self);
+                char *k = strdup(key);
+                if (k && dv_map_put(self->refused, k, k) != 0)
+                    free(k);
                 dv_log(DV_WARN, "curve.key_refused", DV_STR("key", key),
                        DV_STR("domain", domain), DV_STR("address", addr));
             }
@@ -389,7 +395,7 @@ dv_curve_server_new(void *zctx, const dv_curve_config_t *cfg, char *err,
     for (int r = DV_ROLE_CLIENT; r < DV_ROLE_COUNT_; r++)
         if (cfg->dirs[r])
             self->dirs[r] = strdup(cfg->dirs[r]);
-    self->refused = dv_map_new(NULL);
+    self->refused = dv_map_new(free);
     if (!self->secret_file || !self->refused) {
         dv_err_set(err, err_size, "out of memory");
         goto fail;

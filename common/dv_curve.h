@@ -45,7 +45,7 @@ const char *dv_role_name(dv_role_t role);
 dv_role_t dv_role_from_name(const char *name);
 
 typedef struct {
-    const char *secret_file;           /* the server's NAME.key_secret */
+    const char *secret_file;          /* the server's NAME.key_secret */
     const char *dirs[DV_ROLE_COUNT_]; /* allow-list dir per role, or NULL */
 } dv_curve_config_t;
 
@@ -63,8 +63,7 @@ void dv_curve_server_destroy(dv_curve_server_t **self_p);
 /* Reads the server certificate and the lists again. On failure (reason in
  * err) everything stays as it was. The new server certificate applies to
  * sockets made afterwards; bound sockets keep theirs. Returns 0 or -1. */
-int dv_curve_server_reload(dv_curve_server_t *self, char *err,
-                           size_t err_size);
+int dv_curve_server_reload(dv_curve_server_t *self, char *err, size_t err_size);
 
 /* Keys now listed, over all roles. */
 size_t dv_curve_server_keys(dv_curve_server_t *self);
