@@ -47,8 +47,9 @@ keygen_main(int argc, char **argv)
         } else if (a[0] != '-' && !name) {
             name = a;
         } else {
-            fprintf(stderr, "drover keygen: unexpected '%s' (see drover "
-                            "keygen --help)\n",
+            fprintf(stderr,
+                    "drover keygen: unexpected '%s' (see drover "
+                    "keygen --help)\n",
                     a);
             return 2;
         }
