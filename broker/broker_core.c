@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -131,7 +132,18 @@ s_bind(broker_t *self, int type, const char *ep, const char *what)
         int on = 1;
         zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &on, sizeof on);
     }
-    if (self->curve && dv_curve_server_socket(self->curve, s, "drover") != 0) {
+    /* A ZAP domain per socket. Any listed key may connect to the ROUTERs,
+     * where each message's role is checked and a refusal is answered;
+     * the PUB socket cannot refuse a message, so only the roles that may
+     * read events connect to it. */
+    unsigned roles = 0;
+    if (type == ZMQ_PUB)
+        roles = DV_ROLE_BIT(DV_ROLE_CLIENT) | DV_ROLE_BIT(DV_ROLE_OPERATOR) |
+                DV_ROLE_BIT(DV_ROLE_OBSERVER);
+    char domain[32];
+    snprintf(domain, sizeof domain, "drover.%s", what);
+    if (self->curve &&
+        dv_curve_server_socket(self->curve, s, domain, roles) != 0) {
         dv_log(DV_ERROR, "broker.bind_failed", DV_STR("socket", what),
                DV_STR("endpoint", ep), DV_STR("error", zmq_strerror(errno)));
         zmq_close(s);

@@ -56,6 +56,13 @@ typedef struct {
     char name[S_NAME_MAX + 1];
 } s_entry_t;
 
+/* Domains whose handshakes admit only some roles. */
+#define S_DOMAINS_MAX 8
+typedef struct {
+    char name[64];
+    unsigned roles;
+} s_domain_t;
+
 struct dv_curve_server {
     char *secret_file;
     char *dirs[DV_ROLE_COUNT_];
@@ -63,7 +70,9 @@ struct dv_curve_server {
     char public_txt[41];
     pthread_mutex_t mu;
     dv_map_t *table; /* Z85 public key -> s_entry_t; swapped under mu */
-    void *zap;       /* REP socket, used by the ZAP thread only */
+    s_domain_t domains[S_DOMAINS_MAX]; /* under mu */
+    int ndomains;
+    void *zap; /* REP socket, used by the ZAP thread only */
     pthread_t thread;
     bool running;
     atomic_int stop;
@@ -336,10 +345,17 @@ s_zap_answer(dv_curve_server_t *self)
         char key[41];
         zmq_z85_encode(key, zmq_msg_data(&f[6]), 32);
         s_entry_t e = { "", DV_ROLE_NONE, "" };
+        char domain[64];
+        s_frame_text(&f[2], domain, sizeof domain);
         pthread_mutex_lock(&self->mu);
         const s_entry_t *found = dv_map_get(self->table, key);
         if (found)
             e = *found;
+        for (int i = 0; i < self->ndomains; i++)
+            if (!strcmp(self->domains[i].name, domain) &&
+                self->domains[i].roles &&
+                !(self->domains[i].roles & DV_ROLE_BIT(e.role)))
+                e.role = DV_ROLE_NONE; /* listed, not for this socket */
         pthread_mutex_unlock(&self->mu);
         if (e.role != DV_ROLE_NONE) {
             char user[S_NAME_MAX + 16];
@@ -349,8 +365,7 @@ s_zap_answer(dv_curve_server_t *self)
             s_zap_reply(self->zap, &f[1], "400", "key not allowed", "", NULL);
             if (!dv_map_get(self->refused, key) &&
                 dv_map_size(self->refused) < S_REFUSED_MAX) {
-                char domain[128], addr[128];
-                s_frame_text(&f[2], domain, sizeof domain);
+                char addr[128];
                 s_frame_text(&f[3], addr, sizeof addr);
                 char *k = strdup(key);
                 if (k && dv_map_put(self->refused, k, k) != 0)
@@ -480,8 +495,19 @@ dv_curve_server_keys(dv_curve_server_t *self)
 }
 
 int
-dv_curve_server_socket(dv_curve_server_t *self, void *sock, const char *domain)
+dv_curve_server_socket(dv_curve_server_t *self, void *sock, const char *domain,
+                       unsigned roles)
 {
+    pthread_mutex_lock(&self->mu);
+    bool known = false;
+    for (int i = 0; i < self->ndomains; i++)
+        known = known || !strcmp(self->domains[i].name, domain);
+    if (!known && self->ndomains < S_DOMAINS_MAX) {
+        snprintf(self->domains[self->ndomains].name,
+                 sizeof self->domains[0].name, "%s", domain);
+        self->domains[self->ndomains++].roles = roles;
+    }
+    pthread_mutex_unlock(&self->mu);
     int on = 1;
     if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &on, sizeof on) != 0 ||
         zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, self->secret_key, 32) != 0 ||

@@ -69,9 +69,14 @@ int dv_curve_server_reload(dv_curve_server_t *self, char *err, size_t err_size);
 size_t dv_curve_server_keys(dv_curve_server_t *self);
 
 /* Makes sock a CURVE server of this certificate in ZAP domain domain; call
- * before zmq_bind. Returns 0 or -1 (errno). */
+ * before zmq_bind. roles is the set of roles (bit 1 << role) admitted at
+ * the handshake on that domain; 0 admits every listed key. The first call
+ * for a domain sets its roles. Returns 0 or -1 (errno). */
 int dv_curve_server_socket(dv_curve_server_t *self, void *sock,
-                           const char *domain);
+                           const char *domain, unsigned roles);
+
+/* The bit of role in dv_curve_server_socket's roles. */
+#define DV_ROLE_BIT(r) (1u << (r))
 
 /* The role of the peer that sent msg (any frame of a message from a CURVE
  * socket whose handshake this server's ZAP handler answered), its

@@ -54,9 +54,8 @@ s_keygen(harness_t *h, const char *name)
 {
     char dir[512], out[512];
     s_path(h, dir, sizeof dir, "keys");
-    assert_int_equal(harness_cli(out, sizeof out, "keygen", name, "--dir", dir,
-                                 NULL),
-                     0);
+    assert_int_equal(
+        harness_cli(out, sizeof out, "keygen", name, "--dir", dir, NULL), 0);
 }
 
 /* Makes every key, moves each public file into its role's directory, and
@@ -88,20 +87,20 @@ s_spawn_curve_broker(harness_t *h)
     s_path(h, op, sizeof op, "allow-operators");
     s_path(h, wk, sizeof wk, "allow-workers");
     s_path(h, ob, sizeof ob, "allow-observers");
-    const char *args[] = { "broker",         "--store",
-                           h->store,         "--clients",
-                           h->clients,       "--workers",
-                           h->workers,       "--events",
-                           h->events,        "--sync",
-                           "off",            "--heartbeat",
-                           "0.1",            "--worker-timeout",
-                           "1",              "--log-format",
-                           "text",           "--curve-secret",
-                           secret,           "--curve-clients",
-                           cl,               "--curve-operators",
-                           op,               "--curve-workers",
-                           wk,               "--curve-observers",
-                           ob,               NULL };
+    const char *args[] = { "broker",   "--store",
+                           h->store,   "--clients",
+                           h->clients, "--workers",
+                           h->workers, "--events",
+                           h->events,  "--sync",
+                           "off",      "--heartbeat",
+                           "0.1",      "--worker-timeout",
+                           "1",        "--log-format",
+                           "text",     "--curve-secret",
+                           secret,     "--curve-clients",
+                           cl,         "--curve-operators",
+                           op,         "--curve-workers",
+                           wk,         "--curve-observers",
+                           ob,         NULL };
     pid_t pid = harness_spawn(h, args, NULL, "broker.log");
     if (pid > 0)
         h->broker = pid;
@@ -293,8 +292,9 @@ t_handshake_refused(void **state)
     void *sub_obs = s_socket(h, ZMQ_SUB, h->events, "obs1", NULL);
     void *sub_str = s_socket(h, ZMQ_SUB, h->events, "stranger", NULL);
     void *sub_plain = s_socket(h, ZMQ_SUB, h->events, NULL, NULL);
-    void *subs[] = { sub_obs, sub_str, sub_plain };
-    for (int i = 0; i < 3; i++)
+    void *sub_wk = s_socket(h, ZMQ_SUB, h->events, "w1", NULL);
+    void *subs[] = { sub_obs, sub_str, sub_plain, sub_wk };
+    for (int i = 0; i < 4; i++)
         zmq_setsockopt(subs[i], ZMQ_SUBSCRIBE, "", 0);
     void *client = s_socket(h, ZMQ_DEALER, h->clients, "client1", NULL);
     bool heard = false;
@@ -306,9 +306,11 @@ t_handshake_refused(void **state)
         heard = zmq_poll(&it, 1, 100) > 0;
     }
     assert_true(heard);
+    /* A worker key is listed, but not for the events socket. */
     zmq_pollitem_t its[] = { { sub_str, 0, ZMQ_POLLIN, 0 },
-                             { sub_plain, 0, ZMQ_POLLIN, 0 } };
-    assert_int_equal(zmq_poll(its, 2, 500), 0);
+                             { sub_plain, 0, ZMQ_POLLIN, 0 },
+                             { sub_wk, 0, ZMQ_POLLIN, 0 } };
+    assert_int_equal(zmq_poll(its, 3, 500), 0);
 
     /* The stranger was refused at least three times, logged once. */
     char p[512];
@@ -324,8 +326,8 @@ t_handshake_refused(void **state)
     assert_null(strstr(log, zcert_secret_txt(c)));
     free(log);
     zcert_destroy(&c);
-    void *all[] = { op, plain, stranger, wstranger, client,
-                    sub_obs, sub_str, sub_plain };
+    void *all[] = { op,      plain,   stranger,  wstranger, client,
+                    sub_obs, sub_str, sub_plain, sub_wk };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         zmq_close(all[i]);
 }
@@ -443,14 +445,13 @@ t_reload_removes_key(void **state)
     s_path(h, p, sizeof p, "allow-clients/client1.key");
     assert_int_equal(unlink(p), 0);
     assert_int_equal(kill(b, SIGHUP), 0);
-    for (int i = 0; i < 100 && harness_count_lines(h, "broker.log",
-                                                   "broker.curve_reloaded",
-                                                   NULL) == 0;
+    for (int i = 0;
+         i < 100 && harness_count_lines(h, "broker.log",
+                                        "broker.curve_reloaded", NULL) == 0;
          i++)
         usleep(50000);
     assert_int_equal(
-        harness_count_lines(h, "broker.log", "broker.curve_reloaded", NULL),
-        1);
+        harness_count_lines(h, "broker.log", "broker.curve_reloaded", NULL), 1);
 
     char why[512];
     assert_int_equal(s_code_of(client, &st, why, sizeof why),
@@ -482,17 +483,17 @@ t_keygen_modes(void **state)
     struct stat st;
     assert_int_equal(stat(p, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
-    assert_int_equal(harness_cli(out, sizeof out, "keygen", "broker", "--dir",
-                                 dir, NULL),
-                     1);
+    assert_int_equal(
+        harness_cli(out, sizeof out, "keygen", "broker", "--dir", dir, NULL),
+        1);
 
     assert_int_equal(chmod(p, 0644), 0);
-    const char *args[] = { "broker",    "--store",   h->store,
-                           "--clients", h->clients,  "--workers",
-                           h->workers,  "--events",  h->events,
-                           "--sync",    "off",       "--log-format",
-                           "text",      "--curve-secret", p,
-                           NULL };
+    const char *args[] = {
+        "broker",   "--store",        h->store,   "--clients",
+        h->clients, "--workers",      h->workers, "--events",
+        h->events,  "--sync",         "off",      "--log-format",
+        "text",     "--curve-secret", p,          NULL
+    };
     pid_t b = harness_spawn(h, args, NULL, "broker.log");
     assert_true(b > 0);
     int status = harness_wait_exit(h, b, 5000);
@@ -510,11 +511,11 @@ static void
 t_insecure_bind(void **state)
 {
     harness_t *h = *state;
-    const char *args[] = { "broker",   "--store",   h->store,
-                           "--clients", "tcp://0.0.0.0:*", "--workers",
-                           h->workers, "--events",  h->events,
-                           "--sync",   "off",       "--log-format",
-                           "text",     NULL,        NULL };
+    const char *args[] = {
+        "broker",    "--store",      h->store,   "--clients", "tcp://0.0.0.0:*",
+        "--workers", h->workers,     "--events", h->events,   "--sync",
+        "off",       "--log-format", "text",     NULL,        NULL
+    };
     pid_t b = harness_spawn(h, args, NULL, "refused.log");
     assert_true(b > 0);
     int status = harness_wait_exit(h, b, 5000);
