@@ -6,7 +6,8 @@
  *   2. sends what the writer made durable (broker_group.c),
  *   3. drains a bounded batch from the workers socket (broker_worker.c),
  *      then from the clients socket (broker_client.c, broker_ctrl.c) unless
- *      the group being built is already full,
+ *      the group being built is already full; with CurveZMQ each message's
+ *      sender role is checked first (broker_auth.c),
  *   4. promotes due scheduled jobs, heartbeats and expires workers, and
  *      dispatches ready jobs against worker credit (broker_sched.c),
  *   5. sends the pass's jobs to workers and hands its store writes to the
@@ -19,6 +20,7 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -66,10 +68,15 @@ s_recv(void *socket, broker_rid_t *rid, zmq_msg_t *body)
 typedef void(s_handler_fn)(broker_t *self, const broker_rid_t *rid,
                            const dv_msg_t *msg);
 
+/* Whether the sender may send this message (broker_auth.c). */
+typedef bool(s_auth_fn)(broker_t *self, const broker_rid_t *rid,
+                        const broker_peer_t *peer, const dv_msg_t *msg);
+
 /* Reads up to batch_max messages from a ROUTER socket, rejects malformed
- * ones with a reason, and hands the rest to handler. */
+ * ones with a reason, and those its sender's role may not send (auth), and
+ * hands the rest to handler. */
 static void
-s_drain(broker_t *self, void *socket, s_handler_fn *handler)
+s_drain(broker_t *self, void *socket, s_auth_fn *auth, s_handler_fn *handler)
 {
     for (int n = 0; n < self->cfg.batch_max; n++) {
         broker_rid_t rid;
@@ -84,6 +91,10 @@ s_drain(broker_t *self, void *socket, s_handler_fn *handler)
                 "(use a DEALER socket)");
             continue;
         }
+        broker_peer_t peer = { DV_ROLE_NONE, "", "" };
+        if (self->curve)
+            peer.role = dv_curve_peer(self->curve, &body, peer.name,
+                                      sizeof peer.name, peer.key);
         dv_msg_t msg;
         char why[256];
         int rc = dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg,
@@ -91,7 +102,7 @@ s_drain(broker_t *self, void *socket, s_handler_fn *handler)
         if (rc != DV_OK)
             broker_out_bad_message(self, socket, &rid, dv_code_from_err(rc),
                                    why);
-        else
+        else if (auth(self, &rid, &peer, &msg))
             handler(self, &rid, &msg);
         dv_msg_release(&msg);
         zmq_msg_close(&body);
@@ -121,6 +132,23 @@ s_bind(broker_t *self, int type, const char *ep, const char *what)
         int on = 1;
         zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &on, sizeof on);
     }
+    /* A ZAP domain per socket. Any listed key may connect to the ROUTERs,
+     * where each message's role is checked and a refusal is answered;
+     * the PUB socket cannot refuse a message, so only the roles that may
+     * read events connect to it. */
+    unsigned roles = 0;
+    if (type == ZMQ_PUB)
+        roles = DV_ROLE_BIT(DV_ROLE_CLIENT) | DV_ROLE_BIT(DV_ROLE_OPERATOR) |
+                DV_ROLE_BIT(DV_ROLE_OBSERVER);
+    char domain[32];
+    snprintf(domain, sizeof domain, "drover.%s", what);
+    if (self->curve &&
+        dv_curve_server_socket(self->curve, s, domain, roles) != 0) {
+        dv_log(DV_ERROR, "broker.bind_failed", DV_STR("socket", what),
+               DV_STR("endpoint", ep), DV_STR("error", zmq_strerror(errno)));
+        zmq_close(s);
+        return NULL;
+    }
     if (zmq_bind(s, ep) != 0) {
         dv_log(DV_ERROR, "broker.bind_failed", DV_STR("socket", what),
                DV_STR("endpoint", ep), DV_STR("error", zmq_strerror(errno)));
@@ -131,7 +159,7 @@ s_bind(broker_t *self, int type, const char *ep, const char *what)
     size_t al = sizeof actual;
     zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, actual, &al);
     dv_log(DV_INFO, "broker.listening", DV_STR("socket", what),
-           DV_STR("endpoint", actual));
+           DV_STR("endpoint", actual), DV_BOOL("curve", self->curve != NULL));
     return s;
 }
 
@@ -231,6 +259,22 @@ broker_new(const broker_config_t *cfg)
     if (!self)
         return NULL;
     self->zctx = zmq_ctx_new();
+    if (cfg->curve_secret) {
+        dv_curve_config_t cc = { .secret_file = cfg->curve_secret };
+        for (int r = 0; r < DV_ROLE_COUNT_; r++)
+            cc.dirs[r] = cfg->curve_dirs[r];
+        char err[512] = "";
+        self->curve = dv_curve_server_new(self->zctx, &cc, err, sizeof err);
+        self->refusals = dv_map_new(free);
+        if (!self->curve || !self->refusals) {
+            dv_log(DV_ERROR, "broker.curve_failed",
+                   DV_STR("error", self->curve ? "out of memory" : err));
+            broker_destroy(&self);
+            return NULL;
+        }
+        dv_log(DV_INFO, "broker.curve",
+               DV_INT("keys", (int64_t)dv_curve_server_keys(self->curve)));
+    }
     self->clients = s_bind(self, ZMQ_ROUTER, cfg->clients_ep, "clients");
     self->workers = s_bind(self, ZMQ_ROUTER, cfg->workers_ep, "workers");
     self->events = s_bind(self, ZMQ_PUB, cfg->events_ep, "events");
@@ -290,11 +334,39 @@ broker_destroy(broker_t **self_p)
         zmq_close(self->workers);
     if (self->events)
         zmq_close(self->events);
+    dv_curve_server_destroy(&self->curve);
+    dv_map_destroy(&self->refusals);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     broker_store_destroy(&self->store);
     free(self);
     *self_p = NULL;
+}
+
+void
+broker_set_reload_flag(broker_t *self, volatile int *reload)
+{
+    self->reload = reload;
+}
+
+/* SIGHUP: the certificates and allow-lists again; on failure the old ones
+ * stay. */
+static void
+s_reload(broker_t *self)
+{
+    if (!self->curve) {
+        dv_log(DV_INFO, "broker.reload_skipped",
+               DV_STR("reason", "no --curve-secret: nothing to reload"));
+        return;
+    }
+    char err[512] = "";
+    if (dv_curve_server_reload(self->curve, err, sizeof err) != 0) {
+        dv_log(DV_ERROR, "broker.curve_reload_failed", DV_STR("error", err),
+               DV_STR("kept", "the lists loaded before"));
+        return;
+    }
+    dv_log(DV_INFO, "broker.curve_reloaded",
+           DV_INT("keys", (int64_t)dv_curve_server_keys(self->curve)));
 }
 
 void
@@ -385,9 +457,15 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             self->dispatch_needed = true;
 
         broker_group_writer_ready(self);
-        s_drain(self, self->workers, broker_worker_on_message);
+        if (self->reload && *self->reload) {
+            *self->reload = 0;
+            s_reload(self);
+        }
+        s_drain(self, self->workers, broker_auth_worker,
+                broker_worker_on_message);
         if (!self->inflight || self->cur->wb.nops < BROKER_GROUP_MAX_WRITES)
-            s_drain(self, self->clients, broker_client_on_message);
+            s_drain(self, self->clients, broker_auth_client,
+                    broker_client_on_message);
         broker_sched_promote_due(self);
         if (self->limbo.count && broker_mono_ms(self) >= self->rejoin_until_ms)
             broker_recover_end_rejoin(self);

@@ -23,6 +23,7 @@
 
 #include "broker_store.h"
 #include "dv_backoff.h"
+#include "dv_curve.h"
 
 typedef struct {
     const char *clients_ep; /* bind for producers / CLI */
@@ -45,6 +46,11 @@ typedef struct {
     int nqueue_rates;
     const char *queue_max_running[32];
     int nqueue_max_running;
+    /* CurveZMQ (docs/security.md): the server's secret certificate file,
+     * or NULL for none; the allow-list directory of each role (indexed by
+     * dv_role_t; NULL: nobody has that role). */
+    const char *curve_secret;
+    const char *curve_dirs[DV_ROLE_COUNT_];
 } broker_config_t;
 
 typedef struct broker broker_t;
@@ -58,6 +64,10 @@ void broker_destroy(broker_t **self_p);
  * writes a state dump and clears it; the loop wakes at least once per
  * heartbeat, so that takes at most one heartbeat. Returns 0. */
 int broker_run(broker_t *self, volatile int *stop, volatile int *dump);
+
+/* From now on, broker_run reloads the CurveZMQ certificates and
+ * allow-lists (SIGHUP) when *reload becomes non-zero, and clears it. */
+void broker_set_reload_flag(broker_t *self, volatile int *reload);
 
 /* Writes queues, workers and counters to the log (SIGUSR1). */
 void broker_dump(broker_t *self);

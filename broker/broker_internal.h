@@ -18,6 +18,7 @@
  *   broker_group.c    group commit: what waits on a group, and flushing it
  *   broker_recover.c  start-up: replay of the store, queue settings, limits
  *   broker_check.c    the check verb: memory against the store
+ *   broker_auth.c     CurveZMQ roles: who may send each message
  *
  * Invariants kept across files:
  *   - a live job is in the index and in exactly one of: its queue's FIFO
@@ -53,6 +54,14 @@ typedef struct {
     uint8_t len;
     uint8_t data[255];
 } broker_rid_t;
+
+/* Who sent a message, from its CurveZMQ identity (role NONE without
+ * CurveZMQ, or for a key no longer listed). */
+typedef struct {
+    dv_role_t role;
+    char name[DV_NAME_MAX + 1]; /* the certificate's name */
+    char key[41];               /* its public key, Z85 */
+} broker_peer_t;
 
 struct broker_worker {
     broker_rid_t rid;
@@ -186,6 +195,9 @@ struct broker {
     dv_map_t *pending_keys;   /* key -> broker_pkey_t (the groups own them) */
     void *zctx;
     void *clients, *workers, *events;
+    dv_curve_server_t *curve; /* NULL: no CurveZMQ */
+    dv_map_t *refusals;       /* "KEY|verb" refusals already logged */
+    volatile int *reload;     /* SIGHUP: reload the certificates */
 
     broker_index_t index;     /* live jobs by id */
     broker_heap_t timers;     /* scheduled jobs by run_at */
@@ -526,6 +538,16 @@ void broker_recover_end_rejoin(broker_t *self);
 /* Loads stored queue settings, then applies the limits given at start.
  * Returns 0 or -1 (logged). */
 int broker_recover_queues(broker_t *self);
+
+/* ---- broker_auth.c: roles ------------------------------------------------ */
+
+/* Whether peer may send msg on the clients (broker_auth_client) or workers
+ * socket. If not, the peer is answered with code not_allowed and a reason
+ * naming its role, and the refusal is logged once per key and verb. */
+bool broker_auth_client(broker_t *self, const broker_rid_t *rid,
+                        const broker_peer_t *peer, const dv_msg_t *msg);
+bool broker_auth_worker(broker_t *self, const broker_rid_t *rid,
+                        const broker_peer_t *peer, const dv_msg_t *msg);
 
 /* ---- broker_core.c: the loop --------------------------------------------- */
 

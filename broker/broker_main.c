@@ -13,6 +13,7 @@
 
 static volatile int s_stop;
 static volatile int s_dump;
+static volatile int s_reload;
 
 static void
 s_usage(FILE *out)
@@ -24,11 +25,23 @@ s_usage(FILE *out)
         "Accepts jobs, keeps them durably, hands them to workers.\n"
         "\n"
         "  --clients EP         bind for producers and the CLI   "
-        "(tcp://*:7700)\n"
+        "(tcp://127.0.0.1:7700)\n"
         "  --workers EP         bind for worker supervisors      "
-        "(tcp://*:7701)\n"
+        "(tcp://127.0.0.1:7701)\n"
         "  --events EP          bind for the event PUB socket    "
-        "(tcp://*:7702)\n"
+        "(tcp://127.0.0.1:7702)\n"
+        "  --curve-secret FILE  CurveZMQ on all three sockets: the broker's\n"
+        "                       secret certificate (NAME.key_secret from\n"
+        "                       `drover keygen`, mode 0600)\n"
+        "  --curve-clients DIR  public certificates of role client (submit,\n"
+        "                       wait, status, job)\n"
+        "  --curve-operators DIR  role operator (everything, control verbs)\n"
+        "  --curve-workers DIR  role worker (a worker's --name must be its\n"
+        "                       certificate's name)\n"
+        "  --curve-observers DIR  role observer (events, status)\n"
+        "  --insecure-bind      without --curve-secret, allow binding beyond\n"
+        "                       loopback: anyone who reaches the ports may\n"
+        "                       submit, control and pose as a worker\n"
         "  --store URL          sqlite:PATH or a path            (env "
         "DROVER_STORE,\n"
         "                       default ./drover.db)\n"
@@ -58,8 +71,10 @@ s_usage(FILE *out)
         "\n"
         "Durations are seconds, fractions allowed (0.5), or with a unit "
         "(250ms,\n"
-        "2m, 1h). SIGUSR1 writes a state dump to the log; SIGTERM/SIGINT stop\n"
-        "after the current pass (every acknowledged job is already stored).\n");
+        "2m, 1h). SIGUSR1 writes a state dump to the log; SIGHUP reloads the\n"
+        "CurveZMQ certificate and allow-lists; SIGTERM/SIGINT stop after the\n"
+        "current pass (every acknowledged job is already stored). See\n"
+        "docs/security.md.\n");
 }
 
 /* --queue-rate / --queue-max-running: QUEUE=NUMBER, kept as given. */
@@ -90,9 +105,9 @@ int
 broker_main(int argc, char **argv)
 {
     broker_config_t cfg = {
-        .clients_ep = "tcp://*:7700",
-        .workers_ep = "tcp://*:7701",
-        .events_ep = "tcp://*:7702",
+        .clients_ep = "tcp://127.0.0.1:7700",
+        .workers_ep = "tcp://127.0.0.1:7701",
+        .events_ep = "tcp://127.0.0.1:7702",
         .store_url = dv_env_or("DROVER_STORE", "drover.db"),
         .sync = BROKER_SYNC_FULL,
         .heartbeat_ms = 1000,
@@ -103,6 +118,7 @@ broker_main(int argc, char **argv)
         .batch_max = 2000,
     };
     int sync = 0;
+    bool insecure_bind = false;
     s_limits_t rates = { cfg.queue_rates, &cfg.nqueue_rates };
     s_limits_t maxrun = { cfg.queue_max_running, &cfg.nqueue_max_running };
     const dv_flag_t flags[] = {
@@ -121,6 +137,12 @@ broker_main(int argc, char **argv)
         DV_FLAG_DUR("result-ttl", &cfg.default_result_ttl_ms, 0, 0),
         DV_FLAG_CALL("queue-rate", s_limit, &rates),
         DV_FLAG_CALL("queue-max-running", s_limit, &maxrun),
+        DV_FLAG_STR("curve-secret", &cfg.curve_secret),
+        DV_FLAG_STR("curve-clients", &cfg.curve_dirs[DV_ROLE_CLIENT]),
+        DV_FLAG_STR("curve-operators", &cfg.curve_dirs[DV_ROLE_OPERATOR]),
+        DV_FLAG_STR("curve-workers", &cfg.curve_dirs[DV_ROLE_WORKER]),
+        DV_FLAG_STR("curve-observers", &cfg.curve_dirs[DV_ROLE_OBSERVER]),
+        DV_FLAG_ON("insecure-bind", &insecure_bind),
         DV_FLAG_TABLE_END,
     };
     dv_daemon_t d = { .name = "broker", .usage = s_usage, .flags = flags };
@@ -132,10 +154,37 @@ broker_main(int argc, char **argv)
         return dv_daemon_fail(&d, "--worker-timeout must be at least two "
                                   "heartbeats");
 
+    const char *eps[] = { cfg.clients_ep, cfg.workers_ep, cfg.events_ep };
+    const char *open_ep = NULL;
+    for (int i = 0; i < 3 && !open_ep; i++)
+        if (!dv_endpoint_is_loopback(eps[i]))
+            open_ep = eps[i];
+    if (!cfg.curve_secret) {
+        for (int r = 0; r < DV_ROLE_COUNT_; r++)
+            if (cfg.curve_dirs[r])
+                return dv_daemon_fail(&d, "--curve-%ss needs --curve-secret",
+                                      dv_role_name((dv_role_t)r));
+        if (open_ep && !insecure_bind)
+            return dv_daemon_fail(
+                &d,
+                "%s is not a loopback address: without --curve-secret "
+                "anyone who reaches it may submit, control and pose as a "
+                "worker; set up CurveZMQ (docs/security.md) or say "
+                "--insecure-bind",
+                open_ep);
+    }
+
     dv_daemon_start(&d, &s_stop, &s_dump);
+    dv_daemon_on_reload(&s_reload);
+    if (!cfg.curve_secret && open_ep)
+        dv_log(DV_WARN, "broker.insecure_bind", DV_STR("endpoint", open_ep),
+               DV_STR("reason",
+                      "no CurveZMQ: any peer that reaches this endpoint is "
+                      "trusted (--insecure-bind)"));
     broker_t *broker = broker_new(&cfg);
     if (!broker)
         return 1;
+    broker_set_reload_flag(broker, &s_reload);
     broker_run(broker, &s_stop, &s_dump);
     broker_destroy(&broker);
     dv_log(DV_INFO, "broker.stopped");

@@ -18,6 +18,9 @@ int purge_main(int argc, char **argv);
 int limit_main(int argc, char **argv);
 int drain_main(int argc, char **argv);
 
+/* `drover keygen NAME`: a CurveZMQ certificate pair (cli/keygen.c). */
+int keygen_main(int argc, char **argv);
+
 /* `drover check`: the broker compares its memory with its store. */
 int check_main(int argc, char **argv);
 

@@ -39,6 +39,7 @@ static const s_command_t s_commands[] = {
     { "limit", limit_main, "set a queue's fleet-wide rate and running limits" },
     { "drain", drain_main, "tell a worker to finish its jobs and leave" },
     { "check", check_main, "does the broker's store say what its memory says" },
+    { "keygen", keygen_main, "make a CurveZMQ certificate pair (security)" },
 };
 
 /* Commands that talk to the broker's clients socket: they also take the

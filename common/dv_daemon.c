@@ -11,6 +11,7 @@
 
 static volatile int *s_stop_flag;
 static volatile int *s_dump_flag;
+static volatile int *s_reload_flag;
 
 static void
 s_on_signal(int sig)
@@ -18,6 +19,9 @@ s_on_signal(int sig)
     if (sig == SIGUSR1) {
         if (s_dump_flag)
             *s_dump_flag = 1;
+    } else if (sig == SIGHUP) {
+        if (s_reload_flag)
+            *s_reload_flag = 1;
     } else if (s_stop_flag) {
         *s_stop_flag = 1;
     }
@@ -94,6 +98,16 @@ dv_daemon_start(const dv_daemon_t *d, volatile int *stop, volatile int *dump)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+void
+dv_daemon_on_reload(volatile int *reload)
+{
+    s_reload_flag = reload;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 int

@@ -48,6 +48,11 @@ int dv_daemon_fail(const dv_daemon_t *d, const char *fmt, ...)
 void dv_daemon_start(const dv_daemon_t *d, volatile int *stop,
                      volatile int *dump);
 
+/* After dv_daemon_start(): SIGHUP sets *reload (without it, SIGHUP ends
+ * the process). The loop sees it at its next wake-up (a blocking poll
+ * returns EINTR). */
+void dv_daemon_on_reload(volatile int *reload);
+
 /* Starts logging like dv_daemon_start(), ignores SIGPIPE, blocks SIGCHLD,
  * SIGTERM, SIGINT, SIGQUIT and SIGUSR1 (call it before any thread or child
  * exists, so they inherit the mask) and returns a non-blocking signalfd that

@@ -8,6 +8,7 @@ packages=(
   libzmq3-dev libmsgpack-dev libjansson-dev libsqlite3-dev
   libcurl4-openssl-dev libpq-dev libmicrohttpd-dev libncurses-dev
   libcmocka-dev sqlite3
+  libczmq-dev  # zcert: CurveZMQ certificate files (drover keygen, broker)
   clang-format  # scripts/format.sh --check
   prometheus  # promtool: test_collector checks /metrics with it
   tmux        # test_collector runs `drover top` in a real terminal

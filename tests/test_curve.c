@@ -1,0 +1,555 @@
+/* test_curve - CurveZMQ on the broker's sockets, with roles.
+ *
+ * Keys are made with `drover keygen` in the test dir; the broker runs with
+ * --curve-secret and one allow-list directory per role. Peers are raw
+ * ZeroMQ sockets configured as CURVE clients (keys read with zcert), and
+ * messages are built with dv_msg_encode. Checked: a peer without a key and
+ * one with an unlisted key get nothing (the handshake fails); each role may
+ * send what docs/security.md says and is refused with code not_allowed
+ * otherwise; a worker key cannot speak under another worker's name; a key
+ * removed and SIGHUP is refused afterwards while other peers go on; keygen
+ * makes a 0600 secret and the broker refuses a 0644 one; without CurveZMQ
+ * a non-loopback bind needs --insecure-bind.
+ */
+#include <czmq.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <cmocka.h>
+
+#include "dv_proto.h"
+#include "harness.h"
+
+/* Role of each key the tests make; "stranger" is in no list. */
+static const struct {
+    const char *name, *dir;
+} s_keys[] = {
+    { "client1", "allow-clients" }, { "op1", "allow-operators" },
+    { "w1", "allow-workers" },      { "w2", "allow-workers" },
+    { "obs1", "allow-observers" },  { "stranger", NULL },
+};
+
+static void *s_ctx;
+
+static void
+s_path(harness_t *h, char *out, size_t size, const char *fmt, ...)
+{
+    char rel[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rel, sizeof rel, fmt, ap);
+    va_end(ap);
+    snprintf(out, size, "%s/%s", h->dir, rel);
+}
+
+static void
+s_keygen(harness_t *h, const char *name)
+{
+    char dir[512], out[512];
+    s_path(h, dir, sizeof dir, "keys");
+    assert_int_equal(
+        harness_cli(out, sizeof out, "keygen", name, "--dir", dir, NULL), 0);
+}
+
+/* Makes every key, moves each public file into its role's directory, and
+ * spawns the broker with CurveZMQ (not waiting for it). */
+static pid_t
+s_spawn_curve_broker(harness_t *h)
+{
+    const char *dirs[] = { "keys", "allow-clients", "allow-operators",
+                           "allow-workers", "allow-observers" };
+    for (size_t i = 0; i < 5; i++) {
+        char p[512];
+        s_path(h, p, sizeof p, "%s", dirs[i]);
+        mkdir(p, 0700);
+    }
+    s_keygen(h, "broker");
+    for (size_t i = 0; i < sizeof s_keys / sizeof s_keys[0]; i++) {
+        s_keygen(h, s_keys[i].name);
+        if (s_keys[i].dir) {
+            char from[512], to[512];
+            s_path(h, from, sizeof from, "keys/%s.key", s_keys[i].name);
+            s_path(h, to, sizeof to, "%s/%s.key", s_keys[i].dir,
+                   s_keys[i].name);
+            assert_int_equal(rename(from, to), 0);
+        }
+    }
+    char secret[512], cl[512], op[512], wk[512], ob[512];
+    s_path(h, secret, sizeof secret, "keys/broker.key_secret");
+    s_path(h, cl, sizeof cl, "allow-clients");
+    s_path(h, op, sizeof op, "allow-operators");
+    s_path(h, wk, sizeof wk, "allow-workers");
+    s_path(h, ob, sizeof ob, "allow-observers");
+    const char *args[] = { "broker",   "--store",
+                           h->store,   "--clients",
+                           h->clients, "--workers",
+                           h->workers, "--events",
+                           h->events,  "--sync",
+                           "off",      "--heartbeat",
+                           "0.1",      "--worker-timeout",
+                           "1",        "--log-format",
+                           "text",     "--curve-secret",
+                           secret,     "--curve-clients",
+                           cl,         "--curve-operators",
+                           op,         "--curve-workers",
+                           wk,         "--curve-observers",
+                           ob,         NULL };
+    pid_t pid = harness_spawn(h, args, NULL, "broker.log");
+    if (pid > 0)
+        h->broker = pid;
+    return pid;
+}
+
+/* A socket of type connected to ep as a CURVE client with key name (NULL:
+ * no CurveZMQ at all), with routing id rid if not NULL. */
+static void *
+s_socket(harness_t *h, int type, const char *ep, const char *name,
+         const char *rid)
+{
+    void *s = zmq_socket(s_ctx, type);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (rid)
+        zmq_setsockopt(s, ZMQ_ROUTING_ID, rid, strlen(rid));
+    if (name) {
+        char p[512];
+        s_path(h, p, sizeof p, "keys/%s.key_secret", name);
+        zcert_t *mine = zcert_load(p);
+        assert_non_null(mine);
+        s_path(h, p, sizeof p, "keys/broker.key_secret");
+        zcert_t *server = zcert_load(p);
+        assert_non_null(server);
+        zcert_apply(mine, s);
+        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, zcert_public_key(server), 32);
+        zcert_destroy(&mine);
+        zcert_destroy(&server);
+    }
+    assert_int_equal(zmq_connect(s, ep), 0);
+    return s;
+}
+
+/* Sends msg and waits up to timeout_ms for one message back, decoded into
+ * *out with its bytes in buf. Returns 0, or -1 when nothing came. */
+static int
+s_ask(void *s, const dv_msg_t *msg, dv_msg_t *out, char *buf, size_t size,
+      int timeout_ms)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_msg_encode(msg, &sb), DV_OK);
+    zmq_send(s, sb.data, sb.size, ZMQ_DONTWAIT);
+    msgpack_sbuffer_destroy(&sb);
+    zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll(&it, 1, harness_scale(timeout_ms)) <= 0)
+        return -1;
+    int n = zmq_recv(s, buf, size, 0);
+    if (n < 0)
+        return -1;
+    return dv_msg_decode(buf, (size_t)n, out, NULL, 0) == DV_OK ? 0 : -1;
+}
+
+static dv_msg_t
+s_ctrl(const char *verb, const char *queue, const char *id)
+{
+    dv_msg_t m = { .type = DV_MSG_CTRL };
+    m.u.ctrl.req = 42;
+    m.u.ctrl.verb = dv_str(verb);
+    if (queue)
+        m.u.ctrl.queue = dv_str(queue);
+    if (id)
+        m.u.ctrl.id = dv_str(id);
+    return m;
+}
+
+/* The code of the answer to msg (0 for an ok reply, or a welcome or
+ * submitted), the reason into why; -1 when no answer came. */
+static int
+s_code_of(void *s, const dv_msg_t *msg, char *why, size_t size)
+{
+    char buf[65536];
+    dv_msg_t r;
+    if (s_ask(s, msg, &r, buf, sizeof buf, 5000) != 0)
+        return -1;
+    int code = 0;
+    if (why)
+        why[0] = '\0';
+    if (r.type == DV_MSG_ERROR) {
+        code = (int)r.u.error.code;
+        if (why)
+            dv_str_copy(r.u.error.reason, why, size);
+    } else if (r.type == DV_MSG_REPLY && !r.u.reply.ok) {
+        code = (int)r.u.reply.code;
+        if (why)
+            dv_str_copy(r.u.reply.error, why, size);
+    }
+    dv_msg_release(&r);
+    return code;
+}
+
+/* Waits until the broker answers status to op1. */
+static void *
+s_wait_ready(harness_t *h)
+{
+    void *op = s_socket(h, ZMQ_DEALER, h->clients, "op1", NULL);
+    dv_msg_t st = s_ctrl("status", NULL, NULL);
+    char buf[65536];
+    for (int i = 0; i < 50; i++) {
+        dv_msg_t r;
+        if (s_ask(op, &st, &r, buf, sizeof buf, 200) == 0) {
+            bool ok = r.type == DV_MSG_REPLY && r.u.reply.ok;
+            dv_msg_release(&r);
+            assert_true(ok);
+            /* Answers to the other requests sent while it started. */
+            zmq_pollitem_t it = { op, 0, ZMQ_POLLIN, 0 };
+            while (zmq_poll(&it, 1, 300) > 0)
+                zmq_recv(op, buf, sizeof buf, 0);
+            return op;
+        }
+    }
+    char *log = harness_read(h, "broker.log");
+    fprintf(stderr, "broker.log:\n%s\n", log ? log : "(none)");
+    free(log);
+    fail_msg("the broker with CurveZMQ did not answer status");
+    return NULL;
+}
+
+static dv_msg_t
+s_hello(const char *name, dv_str_t *queue)
+{
+    dv_msg_t m = { .type = DV_MSG_HELLO };
+    m.u.hello.name = dv_str(name);
+    m.u.hello.host = dv_str("localhost");
+    m.u.hello.pid = 1;
+    m.u.hello.queues = queue;
+    m.u.hello.nqueues = 1;
+    m.u.hello.concurrency = 1;
+    m.u.hello.credit = 1;
+    m.u.hello.fencing = true;
+    return m;
+}
+
+static dv_msg_t
+s_submit(dv_jobspec_t *js)
+{
+    memset(js, 0, sizeof *js);
+    js->queue = dv_str("default");
+    js->type = dv_str("noop");
+    js->priority = 5;
+    dv_msg_t m = { .type = DV_MSG_SUBMIT };
+    m.u.submit.req = 7;
+    m.u.submit.jobs = js;
+    m.u.submit.njobs = 1;
+    return m;
+}
+
+/* One context for the whole run, never terminated: a failed assertion
+ * leaves sockets open, and zmq_ctx_term would wait for them. */
+static int
+s_setup(void **state)
+{
+    if (!s_ctx)
+        s_ctx = zmq_ctx_new();
+    return harness_setup(state);
+}
+
+static int
+s_teardown(void **state)
+{
+    return harness_teardown(state);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+/* No key, or a key in no list: the handshake fails and nothing comes back,
+ * on every socket; the unlisted key is logged once by its public key. */
+static void
+t_handshake_refused(void **state)
+{
+    harness_t *h = *state;
+    assert_true(s_spawn_curve_broker(h) > 0);
+    void *op = s_wait_ready(h);
+    dv_msg_t st = s_ctrl("status", NULL, NULL);
+
+    void *plain = s_socket(h, ZMQ_DEALER, h->clients, NULL, NULL);
+    void *stranger = s_socket(h, ZMQ_DEALER, h->clients, "stranger", NULL);
+    void *wstranger = s_socket(h, ZMQ_DEALER, h->workers, "stranger", "x");
+    char buf[4096];
+    dv_msg_t r;
+    assert_int_equal(s_ask(plain, &st, &r, buf, sizeof buf, 1500), -1);
+    assert_int_equal(s_ask(stranger, &st, &r, buf, sizeof buf, 1500), -1);
+    dv_str_t q = dv_str("default");
+    dv_msg_t hello = s_hello("x", &q);
+    assert_int_equal(s_ask(wstranger, &hello, &r, buf, sizeof buf, 1500), -1);
+
+    /* Events: an observer hears them, a stranger and a plain SUB do not. */
+    void *sub_obs = s_socket(h, ZMQ_SUB, h->events, "obs1", NULL);
+    void *sub_str = s_socket(h, ZMQ_SUB, h->events, "stranger", NULL);
+    void *sub_plain = s_socket(h, ZMQ_SUB, h->events, NULL, NULL);
+    void *sub_wk = s_socket(h, ZMQ_SUB, h->events, "w1", NULL);
+    void *subs[] = { sub_obs, sub_str, sub_plain, sub_wk };
+    for (int i = 0; i < 4; i++)
+        zmq_setsockopt(subs[i], ZMQ_SUBSCRIBE, "", 0);
+    void *client = s_socket(h, ZMQ_DEALER, h->clients, "client1", NULL);
+    bool heard = false;
+    for (int i = 0; i < 50 && !heard; i++) {
+        dv_jobspec_t js;
+        dv_msg_t sub = s_submit(&js);
+        assert_int_equal(s_code_of(client, &sub, NULL, 0), 0);
+        zmq_pollitem_t it = { sub_obs, 0, ZMQ_POLLIN, 0 };
+        heard = zmq_poll(&it, 1, 100) > 0;
+    }
+    assert_true(heard);
+    /* A worker key is listed, but not for the events socket. */
+    zmq_pollitem_t its[] = { { sub_str, 0, ZMQ_POLLIN, 0 },
+                             { sub_plain, 0, ZMQ_POLLIN, 0 },
+                             { sub_wk, 0, ZMQ_POLLIN, 0 } };
+    assert_int_equal(zmq_poll(its, 3, 500), 0);
+
+    /* The stranger was refused at least three times, logged once. */
+    char p[512];
+    s_path(h, p, sizeof p, "keys/stranger.key_secret");
+    zcert_t *c = zcert_load(p);
+    assert_non_null(c);
+    assert_int_equal(harness_count_lines(h, "broker.log", "curve.key_refused",
+                                         zcert_public_txt(c), NULL),
+                     1);
+    /* ... and no secret key is in the log. */
+    char *log = harness_read(h, "broker.log");
+    assert_non_null(log);
+    assert_null(strstr(log, zcert_secret_txt(c)));
+    free(log);
+    zcert_destroy(&c);
+    void *all[] = { op,      plain,   stranger,  wstranger, client,
+                    sub_obs, sub_str, sub_plain, sub_wk };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        zmq_close(all[i]);
+}
+
+/* What each role may send, and the not_allowed refusals. */
+static void
+t_roles(void **state)
+{
+    harness_t *h = *state;
+    assert_true(s_spawn_curve_broker(h) > 0);
+    void *op = s_wait_ready(h);
+    void *client = s_socket(h, ZMQ_DEALER, h->clients, "client1", NULL);
+    void *obs = s_socket(h, ZMQ_DEALER, h->clients, "obs1", NULL);
+    void *wk = s_socket(h, ZMQ_DEALER, h->clients, "w1", NULL);
+    void *cw = s_socket(h, ZMQ_DEALER, h->workers, "client1", "client1");
+    char why[512];
+    dv_jobspec_t js;
+    dv_msg_t submit = s_submit(&js);
+    static const char id[] = "01a2046f-a012-753e-8bb6-41246e880ddf";
+
+    /* A worker key: no submit, no cancel, not even status. */
+    assert_int_equal(s_code_of(wk, &submit, why, sizeof why),
+                     DV_CODE_NOT_ALLOWED);
+    assert_non_null(strstr(why, "role worker may not submit"));
+    dv_msg_t cancel = s_ctrl("cancel", NULL, id);
+    assert_int_equal(s_code_of(wk, &cancel, why, sizeof why),
+                     DV_CODE_NOT_ALLOWED);
+    assert_non_null(strstr(why, "role worker may not cancel"));
+
+    /* A client key: submit, status, job; no hello, no check, no pause. */
+    assert_int_equal(s_code_of(client, &submit, NULL, 0), 0);
+    dv_msg_t st = s_ctrl("status", NULL, NULL);
+    assert_int_equal(s_code_of(client, &st, NULL, 0), 0);
+    dv_msg_t job = s_ctrl("job", NULL, id);
+    assert_int_equal(s_code_of(client, &job, NULL, 0), DV_CODE_NOT_FOUND);
+    dv_msg_t check = s_ctrl("check", NULL, NULL);
+    assert_int_equal(s_code_of(client, &check, why, sizeof why),
+                     DV_CODE_NOT_ALLOWED);
+    assert_non_null(strstr(why, "role client may not check"));
+    dv_msg_t pause = s_ctrl("pause", "default", NULL);
+    assert_int_equal(s_code_of(client, &pause, NULL, 0), DV_CODE_NOT_ALLOWED);
+    dv_str_t q = dv_str("default");
+    dv_msg_t hello = s_hello("client1", &q);
+    assert_int_equal(s_code_of(cw, &hello, why, sizeof why),
+                     DV_CODE_NOT_ALLOWED);
+    assert_non_null(strstr(why, "role client may not hello"));
+
+    /* An observer: status only. */
+    assert_int_equal(s_code_of(obs, &cancel, why, sizeof why),
+                     DV_CODE_NOT_ALLOWED);
+    assert_non_null(strstr(why, "role observer may not cancel"));
+    assert_int_equal(s_code_of(obs, &submit, NULL, 0), DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(obs, &st, NULL, 0), 0);
+
+    /* An operator: pause, check, resume. */
+    assert_int_equal(s_code_of(op, &pause, NULL, 0), 0);
+    assert_int_equal(s_code_of(op, &check, NULL, 0), 0);
+    dv_msg_t resume = s_ctrl("resume", "default", NULL);
+    assert_int_equal(s_code_of(op, &resume, NULL, 0), 0);
+
+    /* The observer's cancel, refused twice, is logged once. */
+    assert_int_equal(s_code_of(obs, &cancel, NULL, 0), DV_CODE_NOT_ALLOWED);
+    assert_int_equal(harness_count_lines(h, "broker.log", "broker.not_allowed",
+                                         "role=observer", "verb=cancel", NULL),
+                     1);
+    void *all[] = { op, client, obs, wk, cw };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        zmq_close(all[i]);
+}
+
+/* A worker key speaks only under its own name. */
+static void
+t_worker_name(void **state)
+{
+    harness_t *h = *state;
+    assert_true(s_spawn_curve_broker(h) > 0);
+    void *op = s_wait_ready(h);
+    dv_str_t q = dv_str("default");
+    char why[512];
+
+    /* w2's key under w1's routing id. */
+    void *thief = s_socket(h, ZMQ_DEALER, h->workers, "w2", "w1");
+    dv_msg_t hello1 = s_hello("w1", &q);
+    assert_int_equal(s_code_of(thief, &hello1, why, sizeof why),
+                     DV_CODE_NOT_ALLOWED);
+    assert_non_null(strstr(why, "may not speak as worker 'w1'"));
+    zmq_close(thief);
+
+    /* w1's key under its own name is welcome, and so is w2's. */
+    void *w1 = s_socket(h, ZMQ_DEALER, h->workers, "w1", "w1");
+    assert_int_equal(s_code_of(w1, &hello1, NULL, 0), 0);
+    void *w2 = s_socket(h, ZMQ_DEALER, h->workers, "w2", "w2");
+    dv_msg_t hello2 = s_hello("w2", &q);
+    assert_int_equal(s_code_of(w2, &hello2, NULL, 0), 0);
+    zmq_close(w1);
+    zmq_close(w2);
+    zmq_close(op);
+}
+
+/* SIGHUP after removing a key: its connected peer is refused from then on,
+ * a new connection with it fails at the handshake, and other peers go on.
+ */
+static void
+t_reload_removes_key(void **state)
+{
+    harness_t *h = *state;
+    pid_t b = s_spawn_curve_broker(h);
+    assert_true(b > 0);
+    void *op = s_wait_ready(h);
+    void *client = s_socket(h, ZMQ_DEALER, h->clients, "client1", NULL);
+    dv_msg_t st = s_ctrl("status", NULL, NULL);
+    assert_int_equal(s_code_of(client, &st, NULL, 0), 0);
+
+    char p[512];
+    s_path(h, p, sizeof p, "allow-clients/client1.key");
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(kill(b, SIGHUP), 0);
+    for (int i = 0;
+         i < 100 && harness_count_lines(h, "broker.log",
+                                        "broker.curve_reloaded", NULL) == 0;
+         i++)
+        usleep(50000);
+    assert_int_equal(
+        harness_count_lines(h, "broker.log", "broker.curve_reloaded", NULL), 1);
+
+    char why[512];
+    assert_int_equal(s_code_of(client, &st, why, sizeof why),
+                     DV_CODE_NOT_ALLOWED);
+    assert_non_null(strstr(why, "no longer allowed"));
+    assert_int_equal(s_code_of(op, &st, NULL, 0), 0);
+    void *again = s_socket(h, ZMQ_DEALER, h->clients, "client1", NULL);
+    char buf[4096];
+    dv_msg_t r;
+    assert_int_equal(s_ask(again, &st, &r, buf, sizeof buf, 1500), -1);
+    /* The broker is still alive after the SIGHUP. */
+    assert_int_equal(kill(b, 0), 0);
+    zmq_close(again);
+    zmq_close(client);
+    zmq_close(op);
+}
+
+/* keygen: a 0600 secret, never overwritten; the broker refuses a secret
+ * others may read. */
+static void
+t_keygen_modes(void **state)
+{
+    harness_t *h = *state;
+    char dir[512], p[512], out[512];
+    s_path(h, dir, sizeof dir, "keys");
+    mkdir(dir, 0700);
+    s_keygen(h, "broker");
+    s_path(h, p, sizeof p, "keys/broker.key_secret");
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(
+        harness_cli(out, sizeof out, "keygen", "broker", "--dir", dir, NULL),
+        1);
+
+    assert_int_equal(chmod(p, 0644), 0);
+    const char *args[] = {
+        "broker",   "--store",        h->store,   "--clients",
+        h->clients, "--workers",      h->workers, "--events",
+        h->events,  "--sync",         "off",      "--log-format",
+        "text",     "--curve-secret", p,          NULL
+    };
+    pid_t b = harness_spawn(h, args, NULL, "broker.log");
+    assert_true(b > 0);
+    int status = harness_wait_exit(h, b, 5000);
+    assert_true(status != -1 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    assert_int_equal(harness_count_lines(h, "broker.log", "broker.curve_failed",
+                                         "mode 0644", "broker.key_secret",
+                                         NULL),
+                     1);
+}
+
+/* Without CurveZMQ: a non-loopback bind is a start error, unless
+ * --insecure-bind, which warns. */
+static void
+t_insecure_bind(void **state)
+{
+    harness_t *h = *state;
+    const char *args[] = {
+        "broker",    "--store",      h->store,   "--clients", "tcp://0.0.0.0:*",
+        "--workers", h->workers,     "--events", h->events,   "--sync",
+        "off",       "--log-format", "text",     NULL,        NULL
+    };
+    pid_t b = harness_spawn(h, args, NULL, "refused.log");
+    assert_true(b > 0);
+    int status = harness_wait_exit(h, b, 5000);
+    assert_true(status != -1 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 2);
+    assert_int_equal(harness_count_lines(h, "refused.log", "--insecure-bind",
+                                         "tcp://0.0.0.0:*", NULL),
+                     1);
+
+    args[13] = "--insecure-bind";
+    b = harness_spawn(h, args, NULL, "open.log");
+    assert_true(b > 0);
+    for (int i = 0; i < 100 && harness_count_lines(h, "open.log",
+                                                   "broker.started", NULL) == 0;
+         i++)
+        usleep(50000);
+    assert_int_equal(
+        harness_count_lines(h, "open.log", "broker.insecure_bind", NULL), 1);
+    assert_int_equal(harness_count_lines(h, "open.log", "broker.started", NULL),
+                     1);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(t_handshake_refused, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(t_roles, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_worker_name, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_reload_removes_key, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(t_keygen_modes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_insecure_bind, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
