@@ -87,6 +87,10 @@ harness_destroy(harness_t **self_p)
     drover_close(&self->client);
     harness_kill_all(self);
     harness_unmount(self);
+    if (self->curve) {
+        unsetenv("DROVER_CURVE_SECRET");
+        unsetenv("DROVER_CURVE_SERVER");
+    }
     /* Keep the directory (logs) when asked, to debug a failure. */
     if (!getenv("DROVER_KEEP_TEST_DIR"))
         nftw(self->dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
@@ -164,10 +168,61 @@ s_broker_answers(void *arg)
     return st != NULL;
 }
 
+/* Makes DIR/keys/NAME.key{,_secret}, and moves the public one to role
+ * dir (NULL: leaves it in keys). Returns 0 or -1. */
+static int
+s_curve_key(harness_t *self, const char *name, const char *role)
+{
+    char keys[400], out[512];
+    snprintf(keys, sizeof keys, "%s/keys", self->curve_dir);
+    if (harness_cli(out, sizeof out, "keygen", name, "--dir", keys, NULL) != 0)
+        return -1;
+    if (!role)
+        return 0;
+    char from[600], to[600];
+    snprintf(from, sizeof from, "%s/%s.key", keys, name);
+    snprintf(to, sizeof to, "%s/allow-%s/%s.key", self->curve_dir, role, name);
+    return rename(from, to);
+}
+
+int
+harness_curve(harness_t *self, const char *client, const char *const *clients,
+              const char *const *operators, const char *const *workers,
+              const char *const *observers)
+{
+    static const char *const roles[4] = { "clients", "operators", "workers",
+                                          "observers" };
+    const char *const *lists[4] = { clients, operators, workers, observers };
+    snprintf(self->curve_dir, sizeof self->curve_dir, "%s/curve", self->dir);
+    char p[400];
+    mkdir(self->curve_dir, 0700);
+    snprintf(p, sizeof p, "%s/keys", self->curve_dir);
+    mkdir(p, 0700);
+    for (int r = 0; r < 4; r++) {
+        snprintf(p, sizeof p, "%s/allow-%s", self->curve_dir, roles[r]);
+        mkdir(p, 0700);
+    }
+    if (s_curve_key(self, "broker", NULL) != 0)
+        return -1;
+    for (int r = 0; r < 4; r++)
+        for (int i = 0; lists[r] && lists[r][i]; i++)
+            if (s_curve_key(self, lists[r][i], roles[r]) != 0)
+                return -1;
+    char secret[400], server[400];
+    snprintf(secret, sizeof secret, "%s/keys/%s.key_secret", self->curve_dir,
+             client);
+    snprintf(server, sizeof server, "%s/keys/broker.key", self->curve_dir);
+    setenv("DROVER_CURVE_SECRET", secret, 1);
+    setenv("DROVER_CURVE_SERVER", server, 1);
+    self->curve = true;
+    return 0;
+}
+
 pid_t
 harness_spawn_broker(harness_t *self, const char *const *extra)
 {
     char *argv[64];
+    char curve[5][420];
     int n = 0;
     argv[n++] = "drover";
     argv[n++] = "broker";
@@ -187,6 +242,26 @@ harness_spawn_broker(harness_t *self, const char *const *extra)
     argv[n++] = "normal";
     argv[n++] = "--log-level";
     argv[n++] = "debug";
+    if (self->curve) {
+        static const char *const flags[5] = {
+            "--curve-secret", "--curve-clients", "--curve-operators",
+            "--curve-workers", "--curve-observers"
+        };
+        snprintf(curve[0], sizeof curve[0], "%s/keys/broker.key_secret",
+                 self->curve_dir);
+        snprintf(curve[1], sizeof curve[1], "%s/allow-clients",
+                 self->curve_dir);
+        snprintf(curve[2], sizeof curve[2], "%s/allow-operators",
+                 self->curve_dir);
+        snprintf(curve[3], sizeof curve[3], "%s/allow-workers",
+                 self->curve_dir);
+        snprintf(curve[4], sizeof curve[4], "%s/allow-observers",
+                 self->curve_dir);
+        for (int i = 0; i < 5; i++) {
+            argv[n++] = (char *)flags[i];
+            argv[n++] = curve[i];
+        }
+    }
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
@@ -241,6 +316,16 @@ harness_spawn_worker(harness_t *self, const char *const *args, char *name_out,
     argv[n++] = "0.1";
     argv[n++] = "--log-level";
     argv[n++] = "debug";
+    char secret[420], server[420];
+    if (self->curve) {
+        snprintf(secret, sizeof secret, "%s/keys/%s.key_secret",
+                 self->curve_dir, name);
+        snprintf(server, sizeof server, "%s/keys/broker.key", self->curve_dir);
+        argv[n++] = "--curve-secret";
+        argv[n++] = secret;
+        argv[n++] = "--curve-server";
+        argv[n++] = server;
+    }
     for (int i = 0; args && args[i] && n < 62; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;

@@ -30,10 +30,26 @@ typedef struct {
     int worker_seq;
     drover_client_t *client; /* connected to clients */
     char mount[300];         /* harness_mount_tmpfs's, "" when none */
+    /* With harness_curve(): keys in DIR/keys, one allow-list directory per
+     * role, and the broker and workers started with CurveZMQ. */
+    bool curve;
+    char curve_dir[300];
 } harness_t;
 
 /* Makes the temp dir and endpoints; starts nothing. Returns NULL on error. */
 harness_t *harness_new(void);
+
+/* Turns CurveZMQ on for what the harness starts from now on: makes the
+ * broker's key and one key per name with `drover keygen` in DIR/keys, puts
+ * each public key in its role's allow-list (DIR/allow-ROLE: clients,
+ * workers, operators, observers), and sets DROVER_CURVE_SECRET and
+ * DROVER_CURVE_SERVER to client's key and the broker's, so libdrover and
+ * the CLI connect with them. The broker then starts with --curve-secret
+ * and the lists; worker wN with the key called wN (make w1.. as needed).
+ * Each list is NULL-terminated (may be NULL). Returns 0 or -1. */
+int harness_curve(harness_t *self, const char *client,
+                  const char *const *clients, const char *const *operators,
+                  const char *const *workers, const char *const *observers);
 
 /* Kills (SIGKILL) and reaps every process still running, closes the client,
  * unmounts what harness_mount_tmpfs mounted, removes the temp dir.

@@ -538,6 +538,104 @@ t_insecure_bind(void **state)
                      1);
 }
 
+/* The secret key in a secret certificate file (its Z85 text), or "". */
+static void
+s_secret_text(const char *path, char *out, size_t size)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        char *k = strstr(line, "secret-key = \"");
+        if (k) {
+            k += strlen("secret-key = \"");
+            char *q = strchr(k, '"');
+            if (q)
+                *q = '\0';
+            snprintf(out, size, "%s", k);
+        }
+    }
+    fclose(f);
+}
+
+/* True if needle occurs in the file at path (binary-safe). */
+static bool
+s_file_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    bool found = false;
+    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n)
+        found = memmem(buf, (size_t)n, needle, strlen(needle)) != NULL;
+    free(buf);
+    fclose(f);
+    return found;
+}
+
+/* The pipeline with CurveZMQ on (harness_curve: the broker, two workers and
+ * the client all with keys): 10,000 jobs end succeeded. Then no secret key
+ * is anywhere it should not be: the logs, the store, the status, --help. */
+static void
+t_pipeline_and_no_secret(void **state)
+{
+    harness_t *h = *state;
+    const char *clients[] = { "client1", NULL };
+    const char *workers[] = { "w1", "w2", NULL };
+    assert_int_equal(harness_curve(h, "client1", clients, NULL, workers, NULL),
+                     0);
+    assert_true(harness_start_broker(h, NULL) > 0);
+    const char *wargs[] = { "--concurrency", "2", NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    assert_true(harness_start_worker(h, wargs) > 0);
+    enum { N = 10000 };
+    char(*ids)[37] = calloc(N, 37);
+    assert_non_null(ids);
+    assert_int_equal(
+        harness_submit_n(h, "default", "echo", "{\"x\":1}", N, ids), 0);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, N, &r, 120000), DROVER_OK);
+    assert_int_equal(r.succeeded, N);
+    free(ids);
+    char *status = harness_status(h);
+    assert_non_null(status);
+
+    const char *names[] = { "broker", "client1", "w1", "w2" };
+    char secret[4][64];
+    for (int i = 0; i < 4; i++) {
+        char p[512];
+        s_path(h, p, sizeof p, "curve/keys/%s.key_secret", names[i]);
+        s_secret_text(p, secret[i], sizeof secret[i]);
+        assert_int_equal(strlen(secret[i]), 40);
+    }
+    /* A state dump too (SIGUSR1), then stop the processes so every log is
+     * complete. */
+    assert_int_equal(harness_signal(h, h->broker, SIGUSR1, 0), 0);
+    char help[8192];
+    assert_int_equal(harness_cli(help, sizeof help, "broker", "--help", NULL),
+                     0);
+    harness_kill_all(h);
+    const char *files[] = { "broker.log", "worker-1.log", "worker-2.log",
+                            "drover.db", "drover.db-wal" };
+    for (int i = 0; i < 4; i++) {
+        assert_null(strstr(status, secret[i]));
+        assert_null(strstr(help, secret[i]));
+        for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+            char p[512];
+            s_path(h, p, sizeof p, "%s", files[k]);
+            if (s_file_has(p, secret[i]))
+                fail_msg("%s's secret key is in %s", names[i], files[k]);
+        }
+    }
+    free(status);
+}
+
 int
 main(void)
 {
@@ -549,6 +647,8 @@ main(void)
         cmocka_unit_test_setup_teardown(t_reload_removes_key, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(t_keygen_modes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_pipeline_and_no_secret, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(t_insecure_bind, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
