@@ -10,6 +10,7 @@
  * Each part runs against a fresh broker and store in a temp dir. Usage:
  *   bench_e2e [--jobs N] [--workers W] [--concurrency C] [--sync MODE]
  *             [--queued M] [--rate R] [--only throughput|latency|memory]
+ *             [--curve]   (CurveZMQ on every socket, keys made per run)
  * DROVER_BIN names the drover executable (default: drover on PATH).
  */
 #include <getopt.h>
@@ -27,6 +28,7 @@
 typedef struct {
     int jobs, workers, concurrency, prefetch, queued, rate;
     const char *sync, *only;
+    bool curve; /* CurveZMQ on every socket */
 } s_opts_t;
 
 static int
@@ -58,6 +60,21 @@ static harness_t *
 s_start(const s_opts_t *o, int workers)
 {
     harness_t *h = harness_new();
+    if (h && o->curve) {
+        static const char *const client[] = { "bench", NULL };
+        char names[16][8];
+        const char *ws[17];
+        int n = workers < 16 ? workers : 16;
+        for (int i = 0; i < n; i++) {
+            snprintf(names[i], sizeof names[i], "w%d", i + 1);
+            ws[i] = names[i];
+        }
+        ws[n] = NULL;
+        if (harness_curve(h, "bench", client, NULL, ws, NULL) != 0) {
+            fprintf(stderr, "bench: cannot make CurveZMQ keys\n");
+            exit(1);
+        }
+    }
     const char *bargs[] = { "--sync",      o->sync, "--log-level",      "info",
                             "--heartbeat", "1",     "--worker-timeout", "5",
                             NULL };
@@ -215,7 +232,7 @@ s_memory(const s_opts_t *o)
 int
 main(int argc, char **argv)
 {
-    s_opts_t o = { 100000, 1, 2, -1, 1000000, 1000, "full", NULL };
+    s_opts_t o = { 100000, 1, 2, -1, 1000000, 1000, "full", NULL, false };
     static const struct option opts[] = {
         { "jobs", required_argument, 0, 'n' },
         { "workers", required_argument, 0, 'w' },
@@ -225,6 +242,7 @@ main(int argc, char **argv)
         { "queued", required_argument, 0, 'q' },
         { "rate", required_argument, 0, 'r' },
         { "only", required_argument, 0, 'o' },
+        { "curve", no_argument, 0, 'z' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -255,12 +273,15 @@ main(int argc, char **argv)
         case 'o':
             o.only = optarg;
             break;
+        case 'z':
+            o.curve = true;
+            break;
         default:
             printf(
                 "usage: bench_e2e [--jobs N] [--workers W] [--concurrency C]\n"
                 "       [--prefetch P]\n"
                 "       [--sync full|normal|off] [--queued M] [--rate R]\n"
-                "       [--only throughput|latency|memory]\n");
+                "       [--only throughput|latency|memory] [--curve]\n");
             return c == 'h' ? 0 : 2;
         }
     }

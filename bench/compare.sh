@@ -6,6 +6,11 @@
 #
 #   bench/compare.sh BASE_BUILD_DIR NEW_BUILD_DIR [RUNS] [JOBS]
 #
+# BASE_ARGS and NEW_ARGS (environment) add bench_e2e flags to one side, so
+# one build can be compared with itself under another setting:
+#
+#   NEW_ARGS=--curve bench/compare.sh build-release build-release
+#
 # Defaults: 5 runs of 100,000 jobs. Each build dir needs cli/drover and
 # bench/bench_e2e, built in that directory (bench_e2e loads the libdrover.so
 # of the build it was linked in, so a copied build dir still uses the
@@ -18,16 +23,19 @@ jobs=${4:-100000}
 
 declare -A tput=([base]="" [new]="") p50=([base]="" [new]="") p99=([base]="" [new]="")
 run() { # build label; a run that fails is reported and left out
-    local out
+    local out extra
+    if [ "$2" = base ]; then extra=${BASE_ARGS:-}; else extra=${NEW_ARGS:-}; fi
+    # shellcheck disable=SC2086 # the extra flags are words
     out=$(DROVER_BIN="$1/cli/drover" "$1/bench/bench_e2e" --only throughput \
-            --jobs "$jobs" 2>/dev/null | grep '^throughput' || true)
+            --jobs "$jobs" $extra 2>/dev/null | grep '^throughput' || true)
     if [ -n "$out" ]; then
         tput[$2]+="$(sed -E 's/.*end-to-end ([0-9]+) jobs\/s.*/\1/' <<<"$out") "
     else
         echo "$2: a throughput run failed" >&2
     fi
+    # shellcheck disable=SC2086
     out=$(DROVER_BIN="$1/cli/drover" "$1/bench/bench_e2e" --only latency \
-            2>/dev/null | grep '^dispatch latency' || true)
+            $extra 2>/dev/null | grep '^dispatch latency' || true)
     if [ -n "$out" ]; then
         p50[$2]+="$(sed -E 's/.*p50 ([0-9]+) us.*/\1/' <<<"$out") "
         p99[$2]+="$(sed -E 's/.*p99 ([0-9]+) us.*/\1/' <<<"$out") "
