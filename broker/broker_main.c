@@ -123,9 +123,10 @@ broker_main(int argc, char **argv)
     };
     /* CurveZMQ from the environment where no flag says otherwise (an empty
      * flag value turns one off). */
+    const char *env_dirs[DV_ROLE_COUNT_] = { NULL };
     cfg.curve_secret = getenv(DV_CURVE_ENV_SECRET);
     for (int r = DV_ROLE_CLIENT; r < DV_ROLE_COUNT_; r++)
-        cfg.curve_dirs[r] = getenv(dv_role_env((dv_role_t)r));
+        cfg.curve_dirs[r] = env_dirs[r] = getenv(dv_role_env((dv_role_t)r));
     int sync = 0;
     bool insecure_bind = false;
     s_limits_t rates = { cfg.queue_rates, &cfg.nqueue_rates };
@@ -161,8 +162,12 @@ broker_main(int argc, char **argv)
     cfg.sync = (broker_sync_t)sync; /* s_syncs is in broker_sync_t order */
     if (cfg.curve_secret && !*cfg.curve_secret)
         cfg.curve_secret = NULL;
+    /* Lists from the environment without a certificate are ignored (so
+     * that emptying DROVER_CURVE_SECRET turns CurveZMQ off); given as
+     * flags, they are an error below. */
     for (int r = 0; r < DV_ROLE_COUNT_; r++)
-        if (cfg.curve_dirs[r] && !*cfg.curve_dirs[r])
+        if ((cfg.curve_dirs[r] && !*cfg.curve_dirs[r]) ||
+            (!cfg.curve_secret && cfg.curve_dirs[r] == env_dirs[r]))
             cfg.curve_dirs[r] = NULL;
     if (cfg.worker_timeout_ms < 2 * cfg.heartbeat_ms)
         return dv_daemon_fail(&d, "--worker-timeout must be at least two "
