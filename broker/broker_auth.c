@@ -16,29 +16,18 @@
  * Without CurveZMQ nothing is checked. Loop thread; never blocks.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "broker_internal.h"
 #include "dv_log.h"
-
-/* Refusals remembered so that each (key, verb) is logged once. */
-#define S_REFUSALS_MAX 10000
 
 /* Logs a refusal the first time this key sends this verb. */
 static void
 s_log_once(broker_t *self, const char *socket, const broker_peer_t *peer,
            const char *verb, const char *why)
 {
-    char k[128];
-    snprintf(k, sizeof k, "%s|%s", peer->key, verb);
-    if (self->refusals && dv_map_get(self->refusals, k))
+    if (!dv_curve_server_first_refusal(self->curve, peer->key, verb))
         return;
-    if (self->refusals && dv_map_size(self->refusals) < S_REFUSALS_MAX) {
-        char *item = strdup(k); /* the map keeps a pointer to its key */
-        if (item && dv_map_put(self->refusals, item, item) != 0)
-            free(item); /* logged again next time */
-    }
     dv_log(DV_WARN, "broker.not_allowed", DV_STR("socket", socket),
            DV_STR("role", dv_role_name(peer->role)), DV_STR("name", peer->name),
            DV_STR("key", peer->key), DV_STR("verb", verb),

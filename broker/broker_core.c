@@ -265,15 +265,17 @@ broker_new(const broker_config_t *cfg)
             cc.dirs[r] = cfg->curve_dirs[r];
         char err[512] = "";
         self->curve = dv_curve_server_new(self->zctx, &cc, err, sizeof err);
-        self->refusals = dv_map_new(free);
-        if (!self->curve || !self->refusals) {
-            dv_log(DV_ERROR, "broker.curve_failed",
-                   DV_STR("error", self->curve ? "out of memory" : err));
+        if (!self->curve) {
+            dv_log(DV_ERROR, "broker.curve_failed", DV_STR("error", err));
             broker_destroy(&self);
             return NULL;
         }
-        dv_log(DV_INFO, "broker.curve",
-               DV_INT("keys", (int64_t)dv_curve_server_keys(self->curve)));
+        size_t keys = dv_curve_server_keys(self->curve);
+        dv_log(DV_INFO, "broker.curve", DV_INT("keys", (int64_t)keys));
+        if (!keys)
+            dv_log(DV_WARN, "broker.curve_no_keys",
+                   DV_STR("why", "no key in any allow-list: every peer is "
+                                 "refused until one is added (SIGHUP)"));
     }
     self->clients = s_bind(self, ZMQ_ROUTER, cfg->clients_ep, "clients");
     self->workers = s_bind(self, ZMQ_ROUTER, cfg->workers_ep, "workers");
@@ -335,7 +337,6 @@ broker_destroy(broker_t **self_p)
     if (self->events)
         zmq_close(self->events);
     dv_curve_server_destroy(&self->curve);
-    dv_map_destroy(&self->refusals);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     broker_store_destroy(&self->store);

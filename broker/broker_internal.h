@@ -196,7 +196,6 @@ struct broker {
     void *zctx;
     void *clients, *workers, *events;
     dv_curve_server_t *curve; /* NULL: no CurveZMQ */
-    dv_map_t *refusals;       /* "KEY|verb" refusals already logged */
     volatile int *reload;     /* SIGHUP: reload the certificates */
 
     broker_index_t index;     /* live jobs by id */

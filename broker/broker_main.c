@@ -6,6 +6,7 @@
 #include "broker.h"
 #include "broker_core.h"
 #include "dv_clock.h"
+#include "dv_curve_client.h"
 #include "dv_daemon.h"
 #include "dv_err.h"
 #include "dv_log.h"
@@ -32,13 +33,16 @@ s_usage(FILE *out)
         "(tcp://127.0.0.1:7702)\n"
         "  --curve-secret FILE  CurveZMQ on all three sockets: the broker's\n"
         "                       secret certificate (NAME.key_secret from\n"
-        "                       `drover keygen`, mode 0600)\n"
+        "                       `drover keygen`, mode 0600; env\n"
+        "                       DROVER_CURVE_SECRET)\n"
         "  --curve-clients DIR  public certificates of role client (submit,\n"
-        "                       wait, status, job)\n"
-        "  --curve-operators DIR  role operator (everything, control verbs)\n"
+        "                       wait, status, job; env DROVER_CURVE_CLIENTS)\n"
+        "  --curve-operators DIR  role operator (everything, control verbs;\n"
+        "                       env DROVER_CURVE_OPERATORS)\n"
         "  --curve-workers DIR  role worker (a worker's --name must be its\n"
-        "                       certificate's name)\n"
-        "  --curve-observers DIR  role observer (events, status)\n"
+        "                       certificate's name; env DROVER_CURVE_WORKERS)\n"
+        "  --curve-observers DIR  role observer (events, status; env\n"
+        "                       DROVER_CURVE_OBSERVERS)\n"
         "  --insecure-bind      without --curve-secret, allow binding beyond\n"
         "                       loopback: anyone who reaches the ports may\n"
         "                       submit, control and pose as a worker\n"
@@ -117,6 +121,12 @@ broker_main(int argc, char **argv)
         .default_backoff = DV_BACKOFF_DEFAULT,
         .batch_max = 2000,
     };
+    /* CurveZMQ from the environment where no flag says otherwise (an empty
+     * flag value turns one off). */
+    const char *env_dirs[DV_ROLE_COUNT_] = { NULL };
+    cfg.curve_secret = getenv(DV_CURVE_ENV_SECRET);
+    for (int r = DV_ROLE_CLIENT; r < DV_ROLE_COUNT_; r++)
+        cfg.curve_dirs[r] = env_dirs[r] = getenv(dv_role_env((dv_role_t)r));
     int sync = 0;
     bool insecure_bind = false;
     s_limits_t rates = { cfg.queue_rates, &cfg.nqueue_rates };
@@ -150,6 +160,15 @@ broker_main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     cfg.sync = (broker_sync_t)sync; /* s_syncs is in broker_sync_t order */
+    if (cfg.curve_secret && !*cfg.curve_secret)
+        cfg.curve_secret = NULL;
+    /* Lists from the environment without a certificate are ignored (so
+     * that emptying DROVER_CURVE_SECRET turns CurveZMQ off); given as
+     * flags, they are an error below. */
+    for (int r = 0; r < DV_ROLE_COUNT_; r++)
+        if ((cfg.curve_dirs[r] && !*cfg.curve_dirs[r]) ||
+            (!cfg.curve_secret && cfg.curve_dirs[r] == env_dirs[r]))
+            cfg.curve_dirs[r] = NULL;
     if (cfg.worker_timeout_ms < 2 * cfg.heartbeat_ms)
         return dv_daemon_fail(&d, "--worker-timeout must be at least two "
                                   "heartbeats");

@@ -7,6 +7,7 @@
 #include "broker.h"
 #include "cli.h"
 #include "collector.h"
+#include "dv_curve_client.h"
 #include "submit.h"
 #include "worker.h"
 
@@ -43,27 +44,47 @@ static const s_command_t s_commands[] = {
 };
 
 /* Commands that talk to the broker's clients socket: they also take the
- * CurveZMQ options after their name. (Commands that only ask the
- * collector do not use CurveZMQ yet.) */
+ * CurveZMQ options after their name. status and job ask the collector
+ * first, so they take --collector-curve-server too. */
 static const char *const s_broker_commands[] = {
     "submit", "cancel", "status", "job",   "retry", "pause",
     "resume", "purge",  "limit",  "drain", "check", NULL,
 };
 
-/* If argv[i] is --curve-secret or --curve-server (with its value next or
- * after '='), exports the value as the variable libdrover reads (a flag
- * beats the environment), removes it from argv and returns 1; 0 if it is
- * another argument; -1 when the value is missing. */
+/* Commands that ask only the collector: after their name, --curve-server
+ * is the collector's certificate (the one server they talk to). */
+static const char *const s_collector_commands[] = {
+    "workers", "queues", "jobs", "keys", "watch", "health", "top", NULL,
+};
+
+typedef struct {
+    const char *flag, *env;
+} s_curve_opt_t;
+
+/* Before the command, and after a broker command. */
+static const s_curve_opt_t s_broker_opts[] = {
+    { "--curve-secret", DV_CURVE_ENV_SECRET },
+    { "--curve-server", DV_CURVE_ENV_SERVER },
+    { "--collector-curve-server", DV_CURVE_ENV_COLLECTOR_SERVER },
+    { NULL, NULL },
+};
+
+/* After a collector command. */
+static const s_curve_opt_t s_collector_opts[] = {
+    { "--curve-secret", DV_CURVE_ENV_SECRET },
+    { "--curve-server", DV_CURVE_ENV_COLLECTOR_SERVER },
+    { "--collector-curve-server", DV_CURVE_ENV_COLLECTOR_SERVER },
+    { NULL, NULL },
+};
+
+/* If argv[i] is one of opts' flags (with its value next or after '='),
+ * exports the value as the variable libdrover and the collector queries
+ * read (a flag beats the environment), removes it from argv and returns 1;
+ * 0 if it is another argument; -1 when the value is missing. */
 static int
-s_take_curve(int *argc, char **argv, int i)
+s_take_curve(const s_curve_opt_t *opts, int *argc, char **argv, int i)
 {
-    static const struct {
-        const char *flag, *env;
-    } opts[] = {
-        { "--curve-secret", "DROVER_CURVE_SECRET" },
-        { "--curve-server", "DROVER_CURVE_SERVER" },
-    };
-    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+    for (size_t k = 0; opts[k].flag; k++) {
         size_t n = strlen(opts[k].flag);
         if (strncmp(argv[i], opts[k].flag, n) != 0 ||
             (argv[i][n] != '\0' && argv[i][n] != '='))
@@ -84,10 +105,10 @@ s_take_curve(int *argc, char **argv, int i)
 }
 
 static bool
-s_talks_to_broker(const char *cmd)
+s_listed(const char *const *list, const char *cmd)
 {
-    for (int i = 0; s_broker_commands[i]; i++)
-        if (!strcmp(cmd, s_broker_commands[i]))
+    for (int i = 0; list[i]; i++)
+        if (!strcmp(cmd, list[i]))
             return true;
     return false;
 }
@@ -108,16 +129,20 @@ s_usage(FILE *out)
     fprintf(out,
             "\n'drover COMMAND --help' describes each command.\n"
             "\n"
-            "CurveZMQ to the broker (before the command, or after it for the\n"
-            "commands that talk to the broker: submit, cancel, status, job,\n"
-            "retry, pause, resume, purge, limit, drain, check):\n"
+            "CurveZMQ (before the command, or after it for the commands that\n"
+            "talk to a broker or a collector):\n"
             "  --curve-secret FILE   our certificate's secret file (drover\n"
             "                        keygen; mode 0600)\n"
-            "  --curve-server FILE   the broker's public certificate\n"
+            "  --curve-server FILE   the broker's public certificate; after\n"
+            "                        workers, queues, jobs, keys, watch,\n"
+            "                        health or top: the collector's\n"
+            "  --collector-curve-server FILE  the collector's public\n"
+            "                        certificate (without it, collector\n"
+            "                        queries are plain)\n"
             "\n"
             "Environment: DROVER_BROKER, DROVER_WORKER_ENDPOINT, "
             "DROVER_EVENTS,\nDROVER_COLLECTOR, DROVER_CURVE_SECRET, "
-            "DROVER_CURVE_SERVER.\n");
+            "DROVER_CURVE_SERVER,\nDROVER_COLLECTOR_CURVE_SERVER.\n");
 }
 
 int
@@ -125,7 +150,8 @@ main(int argc, char **argv)
 {
     /* Global options before the command. */
     int took;
-    while (argc > 1 && (took = s_take_curve(&argc, argv, 1)) != 0)
+    while (argc > 1 &&
+           (took = s_take_curve(s_broker_opts, &argc, argv, 1)) != 0)
         if (took < 0)
             return 2;
     if (argc < 2) {
@@ -141,9 +167,13 @@ main(int argc, char **argv)
         printf("drover 0.1.0\n");
         return 0;
     }
-    if (s_talks_to_broker(argv[1]))
+    const s_curve_opt_t *opts =
+        s_listed(s_broker_commands, argv[1])      ? s_broker_opts
+        : s_listed(s_collector_commands, argv[1]) ? s_collector_opts
+                                                  : NULL;
+    if (opts)
         for (int i = 2; i < argc && strcmp(argv[i], "--");) {
-            took = s_take_curve(&argc, argv, i);
+            took = s_take_curve(opts, &argc, argv, i);
             if (took < 0)
                 return 2;
             if (took == 0)

@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "drover.h"
 #include "dv_clock.h"
+#include "dv_curve_client.h"
 #include "dv_str.h"
 #include "monitor.h"
 
@@ -45,14 +46,19 @@ monitor_query(const char *endpoint, const char *cmd, const char *verb,
               json_t **body_out, bool quiet)
 {
     *body_out = NULL;
-    /* The collector's query socket: plain, whatever DROVER_CURVE_* say
-     * (those name the broker's certificate). */
+    /* The collector's query socket: CurveZMQ when the collector's
+     * certificate is given (DROVER_COLLECTOR_CURVE_SERVER, which
+     * --collector-curve-server sets), with our own key
+     * (DROVER_CURVE_SECRET); else plain. DROVER_CURVE_SERVER names the
+     * broker's certificate, never the collector's. */
+    const char *server = getenv(DV_CURVE_ENV_COLLECTOR_SERVER);
+    bool curve = server && *server;
     drover_opts_t opts;
     drover_opts_init(&opts);
     opts.endpoints = endpoint;
     opts.timeout_ms = timeout_ms;
-    opts.curve_secret = "";
-    opts.curve_server = "";
+    opts.curve_secret = curve ? NULL : "";
+    opts.curve_server = curve ? server : "";
     drover_client_t *c = drover_connect_opts(&opts);
     if (!c) {
         if (!quiet)
@@ -68,8 +74,12 @@ monitor_query(const char *endpoint, const char *cmd, const char *verb,
             fprintf(stderr,
                     "drover %s: cannot reach the collector at %s (no answer "
                     "within %.1f s). Is `drover collector` running? Point "
-                    "at it with --collector or DROVER_COLLECTOR.\n",
-                    cmd, endpoint, timeout_ms / 1000.0);
+                    "at it with --collector or DROVER_COLLECTOR.%s\n",
+                    cmd, endpoint, timeout_ms / 1000.0,
+                    curve ? " CurveZMQ: is DROVER_COLLECTOR_CURVE_SERVER "
+                            "the collector's certificate, and our key in one "
+                            "of its allow-lists?"
+                          : "");
         code = S_EXIT_UNREACHABLE;
     } else if (rc != DROVER_OK) {
         if (!quiet)

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "drover.h"
 #include "dv_clock.h"
+#include "dv_curve.h"
 #include "dv_err.h"
 #include "dv_flags.h"
 
@@ -149,6 +150,9 @@ up_main(int argc, char **argv)
      * broker from the environment. */
     unsetenv("DROVER_CURVE_SECRET");
     unsetenv("DROVER_CURVE_SERVER");
+    unsetenv("DROVER_COLLECTOR_CURVE_SERVER");
+    for (int r = DV_ROLE_CLIENT; r < DV_ROLE_COUNT_; r++)
+        unsetenv(dv_role_env((dv_role_t)r));
     const char *dir = NULL, *store = NULL, *queues = "default", *sync = "full";
     int port = 7700, nworkers = 1, concurrency = 0, quiet = 0, collector = 1;
     const char *execs[UP_MAX_ARGS], *bargs[UP_MAX_ARGS], *wargs[UP_MAX_ARGS];

@@ -65,6 +65,8 @@ struct collector_t {
     int64_t next_tick_mono;
     zmq_pollitem_t *items;
     int nitems;
+    dv_curve_server_t *curve; /* CurveZMQ on the query socket; NULL: plain */
+    volatile int *reload;     /* set by SIGHUP */
 };
 
 static void *
@@ -134,7 +136,31 @@ collector_new(const collector_config_t *cfg)
     if (!self->state || !self->store || !self->zctx)
         goto fail;
 
+    if (cfg->query_curve.secret_file) {
+        char err[512] = "";
+        self->curve =
+            dv_curve_server_new(self->zctx, &cfg->query_curve, err, sizeof err);
+        if (!self->curve) {
+            dv_log(DV_ERROR, "collector.curve_failed", DV_STR("error", err));
+            goto fail;
+        }
+        size_t keys = dv_curve_server_keys(self->curve);
+        dv_log(DV_INFO, "collector.curve", DV_INT("keys", (int64_t)keys));
+        if (!keys)
+            dv_log(DV_WARN, "collector.curve_no_keys",
+                   DV_STR("why", "no key in any allow-list: every query is "
+                                 "refused until one is added (SIGHUP)"));
+    }
     self->router = s_socket(self, ZMQ_ROUTER);
+    /* Every listed key may connect; each query's role is checked, and a
+     * worker key is answered not_allowed. */
+    if (self->router && self->curve &&
+        dv_curve_server_socket(self->curve, self->router, "drover.collector",
+                               0) != 0) {
+        dv_log(DV_ERROR, "collector.bind_failed", DV_STR("endpoint", cfg->bind),
+               DV_STR("error", zmq_strerror(errno)));
+        goto fail;
+    }
     if (!self->router || zmq_bind(self->router, cfg->bind) != 0) {
         dv_log(DV_ERROR, "collector.bind_failed", DV_STR("endpoint", cfg->bind),
                DV_STR("error", zmq_strerror(errno)));
@@ -191,6 +217,7 @@ collector_new(const collector_config_t *cfg)
     self->next_expire_mono = mono;
     self->next_tick_mono = mono + 10000;
     dv_log(DV_INFO, "collector.started", DV_STR("bind", cfg->bind),
+           DV_STR("query_security", self->curve ? "curve" : "none"),
            DV_STR("http", self->http ? self->query.http : "off"),
            DV_BOOL("https", self->http && cfg->http_access.cert),
            DV_STR("http_auth", !self->http || !cfg->http_access.token ? "none"
@@ -221,6 +248,7 @@ collector_destroy(collector_t **self_p)
     }
     if (self->router)
         zmq_close(self->router);
+    dv_curve_server_destroy(&self->curve);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     collector_store_close(&self->store);
@@ -633,6 +661,46 @@ s_encode_body(json_t *body, size_t *len)
     return NULL;
 }
 
+/* Whether the sender of body may query: with CurveZMQ, the roles client,
+ * operator and observer (every verb is read-only); a worker key, or one
+ * removed from the lists since it connected, gets not_allowed, logged once
+ * per key. */
+static bool
+s_may_query(collector_t *self, zmq_msg_t *rid, zmq_msg_t *body)
+{
+    if (!self->curve)
+        return true;
+    char name[128], key[DV_CURVE_KEY_SIZE];
+    dv_role_t role = dv_curve_peer(self->curve, body, name, sizeof name, key);
+    if (role == DV_ROLE_CLIENT || role == DV_ROLE_OPERATOR ||
+        role == DV_ROLE_OBSERVER)
+        return true;
+    char why[128];
+    if (role == DV_ROLE_NONE)
+        snprintf(why, sizeof why,
+                 "key no longer allowed: it was removed from the "
+                 "allow-lists");
+    else
+        snprintf(why, sizeof why, "role %s may not query the collector",
+                 dv_role_name(role));
+    if (dv_curve_server_first_refusal(self->curve, key, "query"))
+        dv_log(DV_WARN, "collector.not_allowed",
+               DV_STR("role", dv_role_name(role)), DV_STR("name", name),
+               DV_STR("key", key), DV_STR("reason", why));
+    dv_msg_t msg;
+    uint64_t req = 0;
+    bool ctrl = false;
+    if (dv_msg_decode(zmq_msg_data(body), zmq_msg_size(body), &msg, NULL, 0) ==
+            DV_OK &&
+        msg.type == DV_MSG_CTRL) {
+        req = msg.u.ctrl.req;
+        ctrl = true;
+    }
+    dv_msg_release(&msg);
+    s_reply_error(self, rid, req, ctrl, DV_CODE_NOT_ALLOWED, why);
+    return false;
+}
+
 static void
 s_on_query(collector_t *self, zmq_msg_t *rid, const void *data, size_t size)
 {
@@ -731,11 +799,11 @@ s_drain_queries(collector_t *self)
             zmq_msg_recv(&body, self->router, 0);
             frames++;
         }
-        if (frames == 1)
-            s_on_query(self, &rid, zmq_msg_data(&body), zmq_msg_size(&body));
-        else
+        if (frames != 1)
             s_reply_error(self, &rid, 0, false, DV_CODE_MALFORMED,
                           "expected exactly one frame after the routing id");
+        else if (s_may_query(self, &rid, &body))
+            s_on_query(self, &rid, zmq_msg_data(&body), zmq_msg_size(&body));
         zmq_msg_close(&body);
         zmq_msg_close(&rid);
     }
@@ -751,6 +819,33 @@ s_dump(collector_t *self)
            DV_STR("bind", self->cfg.bind),
            DV_STR("http", self->http ? self->query.http : "off"));
     collector_state_dump(self->state, dv_now_ms());
+}
+
+void
+collector_set_reload_flag(collector_t *self, volatile int *reload)
+{
+    self->reload = reload;
+}
+
+/* SIGHUP: the query socket's certificate and allow-lists again; on failure
+ * the old ones stay. */
+static void
+s_reload(collector_t *self)
+{
+    if (!self->curve) {
+        dv_log(DV_INFO, "collector.reload_skipped",
+               DV_STR("reason", "no CurveZMQ on the query socket: nothing to "
+                                "reload"));
+        return;
+    }
+    char err[512] = "";
+    if (dv_curve_server_reload(self->curve, err, sizeof err) != 0) {
+        dv_log(DV_ERROR, "collector.curve_reload_failed", DV_STR("error", err),
+               DV_STR("kept", "the lists loaded before"));
+        return;
+    }
+    dv_log(DV_INFO, "collector.curve_reloaded",
+           DV_INT("keys", (int64_t)dv_curve_server_keys(self->curve)));
 }
 
 static int64_t
@@ -842,6 +937,10 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
         if (*dump) {
             *dump = 0;
             s_dump(self);
+        }
+        if (self->reload && *self->reload) {
+            *self->reload = 0;
+            s_reload(self);
         }
         timeout = more ? 0 : next > S_POLL_MAX_MS ? S_POLL_MAX_MS : next;
         if (timeout < 0)

@@ -13,6 +13,9 @@
  *      due (periodic, after a gap, or at start); a request unanswered for
  *      the timeout marks the broker unreachable;
  *   4. answers queries on the ROUTER and HTTP, from the state and store;
+ *      with CurveZMQ on the ROUTER, only the roles client, operator and
+ *      observer may query (every verb is read-only), a worker key gets
+ *      not_allowed;
  *   5. runs timers: retention, forgetting workers that left long ago.
  *
  * The loop never waits on the network; the store is local.
@@ -23,6 +26,7 @@
 #include <stdint.h>
 
 #include "collector_http.h"
+#include "dv_curve.h"
 #include "dv_curve_client.h"
 
 typedef struct {
@@ -42,6 +46,9 @@ typedef struct {
     dv_curve_keys_t curve; /* CurveZMQ client keys for the SUB and DEALER
                               sockets to the brokers (off: plain); the
                               collector wipes its copy when destroyed */
+    dv_curve_config_t query_curve; /* CurveZMQ server on the query socket:
+                                      our certificate and the allow-lists;
+                                      secret_file NULL: plain */
 } collector_config_t;
 
 typedef struct collector_t collector_t;
@@ -50,6 +57,10 @@ typedef struct collector_t collector_t;
  * broker. Returns NULL after logging why. Strings in cfg must outlive the
  * collector. */
 collector_t *collector_new(const collector_config_t *cfg);
+
+/* SIGHUP: the loop reads the query socket's certificate and allow-lists
+ * again whenever *reload is set, and clears it. */
+void collector_set_reload_flag(collector_t *self, volatile int *reload);
 
 /* Runs the loop until *stop is set (by a signal handler); writes a state
  * dump to the log whenever *dump is set, and clears it. Returns 0, or -1

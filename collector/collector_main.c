@@ -21,6 +21,7 @@
 
 static volatile int s_stop;
 static volatile int s_dump;
+static volatile int s_reload;
 
 static void
 s_usage(FILE *out)
@@ -42,6 +43,16 @@ s_usage(FILE *out)
         "  --bind EP            query socket   (" S_DEFAULT_BIND ")\n"
         "  --insecure-bind      allow --bind beyond loopback without\n"
         "                       CurveZMQ (anyone who reaches it can query)\n"
+        "  --curve-secret FILE  our certificate's secret file (env\n"
+        "                       DROVER_CURVE_SECRET): our key as a client of\n"
+        "                       the brokers, and the query socket's server\n"
+        "                       certificate when an allow-list is given\n"
+        "  --curve-server FILE  the brokers' public certificate (env\n"
+        "                       DROVER_CURVE_SERVER): CurveZMQ to the brokers\n"
+        "  --curve-clients DIR, --curve-operators DIR, --curve-observers DIR\n"
+        "                       CurveZMQ on the query socket: public\n"
+        "                       certificates that may query (read-only)\n"
+        "  --curve-workers DIR  worker keys: admitted, every query refused\n"
         "  --http ADDR:PORT     /metrics and /api     (127.0.0.1:7780; off)\n"
         "  --http-token FILE    /api needs \"Authorization: Bearer TOKEN\";\n"
         "                       FILE holds the token, mode 0600\n"
@@ -54,17 +65,15 @@ s_usage(FILE *out)
         "  --snapshot S         refresh each broker's snapshot this often (5)\n"
         "  --timeout S          a broker silent this long to a status\n"
         "                       request is reported down      (3)\n"
-        "  --curve-secret FILE  CurveZMQ to the brokers: our certificate's\n"
-        "                       secret file (env DROVER_CURVE_SECRET)\n"
-        "  --curve-server FILE  the brokers' public certificate (env\n"
-        "                       DROVER_CURVE_SERVER); both or neither\n"
         "  --log-level L        debug|info|warn|error         (info)\n"
         "  --log-format F       json (default) | text\n"
         "  -h, --help\n"
         "\n"
         "Durations are seconds, fractions allowed, or with a unit (250ms, 2m,\n"
-        "1h, 7d). SIGUSR1 writes a state dump to the log; SIGTERM/SIGINT\n"
-        "stop after the current pass (its history is committed).\n");
+        "1h, 7d). SIGUSR1 writes a state dump to the log; SIGHUP reloads the\n"
+        "query socket's certificate and allow-lists; SIGTERM/SIGINT stop\n"
+        "after the current pass (its history is committed). See\n"
+        "docs/security.md.\n");
 }
 
 /* Seconds or a duration, plus "Nd" for days (retention is in days). */
@@ -117,12 +126,14 @@ s_access_free(s_access_t *a)
 static int
 s_access(const dv_daemon_t *d, collector_config_t *cfg, s_access_t *a)
 {
-    if (!a->insecure_bind && !collector_access_endpoint_is_local(cfg->bind)) {
+    if (!cfg->query_curve.secret_file && !a->insecure_bind &&
+        !collector_access_endpoint_is_local(cfg->bind)) {
         dv_daemon_fail(d,
                        "--bind %s listens beyond loopback, where anyone who "
-                       "reaches it can query every job: bind 127.0.0.1, "
-                       "[::1] or ipc://, or give --insecure-bind to accept "
-                       "that",
+                       "reaches it can query every job: set up CurveZMQ "
+                       "(--curve-secret and allow-lists, docs/security.md), "
+                       "bind 127.0.0.1, [::1] or ipc://, or give "
+                       "--insecure-bind to accept that",
                        cfg->bind);
         return -1;
     }
@@ -182,7 +193,8 @@ s_access(const dv_daemon_t *d, collector_config_t *cfg, s_access_t *a)
 static void
 s_access_warn(const collector_config_t *cfg, const s_access_t *a)
 {
-    if (!collector_access_endpoint_is_local(cfg->bind))
+    if (!cfg->query_curve.secret_file &&
+        !collector_access_endpoint_is_local(cfg->bind))
         dv_log(DV_WARN, "collector.insecure_bind",
                DV_STR("endpoint", cfg->bind),
                DV_STR("why", "--insecure-bind: the query socket listens "
@@ -235,6 +247,10 @@ collector_main(int argc, char **argv)
         DV_FLAG_INTEGER("events-hwm", &cfg.events_hwm, 1, 1 << 30),
         DV_FLAG_STR("curve-secret", &curve_secret),
         DV_FLAG_STR("curve-server", &curve_server),
+        DV_FLAG_STR("curve-clients", &cfg.query_curve.dirs[DV_ROLE_CLIENT]),
+        DV_FLAG_STR("curve-operators", &cfg.query_curve.dirs[DV_ROLE_OPERATOR]),
+        DV_FLAG_STR("curve-workers", &cfg.query_curve.dirs[DV_ROLE_WORKER]),
+        DV_FLAG_STR("curve-observers", &cfg.query_curve.dirs[DV_ROLE_OBSERVER]),
         DV_FLAG_TABLE_END,
     };
     dv_daemon_t d = { .name = "collector", .usage = s_usage, .flags = flags };
@@ -246,13 +262,31 @@ collector_main(int argc, char **argv)
                                   "0.1 s");
     if (cfg.retention_ms < 60000)
         return dv_daemon_fail(&d, "--retention must be at least 1m");
-    /* The brokers of one group share one server certificate. */
+    /* One certificate is our identity both ways: as a client of the
+     * brokers (with --curve-server; the brokers of one group share one
+     * server certificate) and as the server of the query socket (with an
+     * allow-list). */
     dv_curve_client_env(&curve_secret, &curve_server);
+    if (curve_secret && !*curve_secret)
+        curve_secret = NULL;
+    if (curve_server && !*curve_server)
+        curve_server = NULL;
+    bool query_curve = false;
+    for (int r = 0; r < DV_ROLE_COUNT_; r++) {
+        const char **dir = &cfg.query_curve.dirs[r];
+        if (*dir && !**dir)
+            *dir = NULL;
+        if (*dir && !curve_secret)
+            return dv_daemon_fail(&d, "--curve-%ss needs --curve-secret",
+                                  dv_role_name((dv_role_t)r));
+        query_curve = query_curve || *dir;
+    }
+    if (query_curve)
+        cfg.query_curve.secret_file = curve_secret;
     char err[512];
-    if (dv_curve_client_load(
-            &cfg.curve, curve_secret && *curve_secret ? curve_secret : NULL,
-            curve_server && *curve_server ? curve_server : NULL, err,
-            sizeof err) != 0)
+    if ((curve_server || !query_curve) &&
+        dv_curve_client_load(&cfg.curve, curve_secret, curve_server, err,
+                             sizeof err) != 0)
         return dv_daemon_fail(&d, "%s", err);
     cfg.nevents = dv_strv_split(events, &cfg.events);
     if (cfg.nevents < 1 || cfg.nevents > 16) {
@@ -284,6 +318,7 @@ collector_main(int argc, char **argv)
         return 2;
     }
     dv_daemon_start(&d, &s_stop, &s_dump);
+    dv_daemon_on_reload(&s_reload);
     s_access_warn(&cfg, &acc);
     if (!cfg.nbrokers)
         dv_log(DV_WARN, "collector.no_snapshots",
@@ -293,6 +328,7 @@ collector_main(int argc, char **argv)
     collector_t *collector = collector_new(&cfg);
     rc = 1;
     if (collector) {
+        collector_set_reload_flag(collector, &s_reload);
         rc = collector_run(collector, &s_stop, &s_dump) == 0 ? 0 : 1;
         collector_destroy(&collector);
         dv_log(DV_INFO, "collector.stopped");

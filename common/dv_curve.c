@@ -39,6 +39,16 @@ dv_role_name(dv_role_t role)
                                                         : "none";
 }
 
+const char *
+dv_role_env(dv_role_t role)
+{
+    static const char *const env[DV_ROLE_COUNT_] = {
+        NULL, "DROVER_CURVE_CLIENTS", "DROVER_CURVE_OPERATORS",
+        "DROVER_CURVE_WORKERS", "DROVER_CURVE_OBSERVERS"
+    };
+    return role > DV_ROLE_NONE && role < DV_ROLE_COUNT_ ? env[role] : NULL;
+}
+
 dv_role_t
 dv_role_from_name(const char *name)
 {
@@ -77,6 +87,7 @@ struct dv_curve_server {
     bool running;
     atomic_int stop;
     dv_map_t *refused; /* ZAP thread only: keys already logged */
+    dv_map_t *logged;  /* loop thread only: "KEY|what" refusals logged */
 };
 
 /* ---- loading ------------------------------------------------------------- */
@@ -411,7 +422,8 @@ dv_curve_server_new(void *zctx, const dv_curve_config_t *cfg, char *err,
         if (cfg->dirs[r])
             self->dirs[r] = strdup(cfg->dirs[r]);
     self->refused = dv_map_new(free);
-    if (!self->secret_file || !self->refused) {
+    self->logged = dv_map_new(free);
+    if (!self->secret_file || !self->refused || !self->logged) {
         dv_err_set(err, err_size, "out of memory");
         goto fail;
     }
@@ -453,6 +465,7 @@ dv_curve_server_destroy(dv_curve_server_t **self_p)
         zmq_close(self->zap);
     dv_map_destroy(&self->table);
     dv_map_destroy(&self->refused);
+    dv_map_destroy(&self->logged);
     free(self->secret_file);
     for (int r = 0; r < DV_ROLE_COUNT_; r++)
         free(self->dirs[r]);
@@ -549,6 +562,22 @@ dv_curve_peer(dv_curve_server_t *self, zmq_msg_t *msg, char *name, size_t size,
     if (key)
         memcpy(key, pk, 41);
     return ok ? role : DV_ROLE_NONE;
+}
+
+bool
+dv_curve_server_first_refusal(dv_curve_server_t *self, const char *key,
+                              const char *what)
+{
+    char k[192];
+    snprintf(k, sizeof k, "%s|%s", key ? key : "", what ? what : "");
+    if (dv_map_get(self->logged, k))
+        return false;
+    if (dv_map_size(self->logged) < S_REFUSED_MAX) {
+        char *item = strdup(k); /* the map keeps a pointer to its key */
+        if (item && dv_map_put(self->logged, item, item) != 0)
+            free(item); /* said again next time */
+    }
+    return true;
 }
 
 /* ---- keygen --------------------------------------------------------------- */

@@ -44,6 +44,11 @@ const char *dv_role_name(dv_role_t role);
 /* The role called name, or DV_ROLE_NONE. */
 dv_role_t dv_role_from_name(const char *name);
 
+/* The environment variable that gives a daemon the allow-list directory of
+ * role where no flag does: DROVER_CURVE_CLIENTS, DROVER_CURVE_OPERATORS,
+ * DROVER_CURVE_WORKERS, DROVER_CURVE_OBSERVERS; NULL for DV_ROLE_NONE. */
+const char *dv_role_env(dv_role_t role);
+
 typedef struct {
     const char *secret_file;          /* the server's NAME.key_secret */
     const char *dirs[DV_ROLE_COUNT_]; /* allow-list dir per role, or NULL */
@@ -85,6 +90,13 @@ int dv_curve_server_socket(dv_curve_server_t *self, void *sock,
  * such identity, or its key is no longer listed with that role and name. */
 dv_role_t dv_curve_peer(dv_curve_server_t *self, zmq_msg_t *msg, char *name,
                         size_t size, char *key);
+
+/* True the first time the loop asks about this (key, what) pair, so that
+ * a refusal (of verb what, to the peer of public key key) is logged once.
+ * After a bounded number of pairs, every new pair is said to be first
+ * again rather than remembered. Loop thread only. */
+bool dv_curve_server_first_refusal(dv_curve_server_t *self, const char *key,
+                                   const char *what);
 
 /* Refuses a secret certificate file that others may read: 0 when path's
  * mode grants nothing to group and others, else -1 with the reason (the

@@ -22,6 +22,9 @@
 /* Environment variables that give the paths where no flag does. */
 #define DV_CURVE_ENV_SECRET "DROVER_CURVE_SECRET"
 #define DV_CURVE_ENV_SERVER "DROVER_CURVE_SERVER"
+/* The collector's public certificate, for the commands that query it
+ * (unset: those queries are plain). */
+#define DV_CURVE_ENV_COLLECTOR_SERVER "DROVER_COLLECTOR_CURVE_SERVER"
 
 /* Z85 text of a 32-byte key, and its NUL. */
 #define DV_CURVE_KEY_SIZE 41

@@ -1,4 +1,5 @@
-/* test_curve - CurveZMQ on the broker's sockets, with roles.
+/* test_curve - CurveZMQ on the broker's sockets and the collector's query
+ * socket, with roles.
  *
  * Keys are made with `drover keygen` in the test dir; the broker runs with
  * --curve-secret and one allow-list directory per role. Peers are raw
@@ -9,14 +10,20 @@
  * otherwise; a worker key cannot speak under another worker's name; a key
  * removed and SIGHUP is refused afterwards while other peers go on; keygen
  * makes a 0600 secret and the broker refuses a 0644 one; without CurveZMQ
- * a non-loopback bind needs --insecure-bind.
+ * a non-loopback bind needs --insecure-bind. The collector, with one
+ * certificate as the brokers' observer and as its query socket's server,
+ * answers `drover status` to an observer key, code not_allowed to a worker
+ * key, nothing to a peer without a key; SIGHUP after removing a key
+ * refuses it; with CurveZMQ it may bind beyond loopback.
  */
 #include <czmq.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,9 +66,10 @@ s_keygen(harness_t *h, const char *name)
 }
 
 /* Makes every key, moves each public file into its role's directory, and
- * spawns the broker with CurveZMQ (not waiting for it). */
+ * spawns the broker with CurveZMQ (not waiting for it): by its flags, or,
+ * with from_env, by DROVER_CURVE_SECRET and DROVER_CURVE_<ROLE>S. */
 static pid_t
-s_spawn_curve_broker(harness_t *h)
+s_spawn_curve_broker_as(harness_t *h, bool from_env)
 {
     const char *dirs[] = { "keys", "allow-clients", "allow-operators",
                            "allow-workers", "allow-observers" };
@@ -101,17 +109,36 @@ s_spawn_curve_broker(harness_t *h)
                            op,         "--curve-workers",
                            wk,         "--curve-observers",
                            ob,         NULL };
+    const char *env[][2] = {
+        { "DROVER_CURVE_SECRET", secret }, { "DROVER_CURVE_CLIENTS", cl },
+        { "DROVER_CURVE_OPERATORS", op },  { "DROVER_CURVE_WORKERS", wk },
+        { "DROVER_CURVE_OBSERVERS", ob },
+    };
+    if (from_env) {
+        args[17] = NULL; /* no --curve-* flag */
+        for (size_t i = 0; i < 5; i++)
+            setenv(env[i][0], env[i][1], 1);
+    }
     pid_t pid = harness_spawn(h, args, NULL, "broker.log");
+    for (size_t i = 0; from_env && i < 5; i++)
+        unsetenv(env[i][0]);
     if (pid > 0)
         h->broker = pid;
     return pid;
 }
 
+static pid_t
+s_spawn_curve_broker(harness_t *h)
+{
+    return s_spawn_curve_broker_as(h, false);
+}
+
 /* A socket of type connected to ep as a CURVE client with key name (NULL:
- * no CurveZMQ at all), with routing id rid if not NULL. */
+ * no CurveZMQ at all) of the server whose pair is keys/server.*, with
+ * routing id rid if not NULL. */
 static void *
-s_socket(harness_t *h, int type, const char *ep, const char *name,
-         const char *rid)
+s_socket_to(harness_t *h, int type, const char *ep, const char *name,
+            const char *rid, const char *server_name)
 {
     void *s = zmq_socket(s_ctx, type);
     int linger = 0;
@@ -123,7 +150,7 @@ s_socket(harness_t *h, int type, const char *ep, const char *name,
         s_path(h, p, sizeof p, "keys/%s.key_secret", name);
         zcert_t *mine = zcert_load(p);
         assert_non_null(mine);
-        s_path(h, p, sizeof p, "keys/broker.key_secret");
+        s_path(h, p, sizeof p, "keys/%s.key_secret", server_name);
         zcert_t *server = zcert_load(p);
         assert_non_null(server);
         zcert_apply(mine, s);
@@ -133,6 +160,14 @@ s_socket(harness_t *h, int type, const char *ep, const char *name,
     }
     assert_int_equal(zmq_connect(s, ep), 0);
     return s;
+}
+
+/* A socket to the broker (s_socket_to with the broker's pair). */
+static void *
+s_socket(harness_t *h, int type, const char *ep, const char *name,
+         const char *rid)
+{
+    return s_socket_to(h, type, ep, name, rid, "broker");
 }
 
 /* Sends msg and waits up to timeout_ms for one message back, decoded into
@@ -636,6 +671,240 @@ t_pipeline_and_no_secret(void **state)
     free(status);
 }
 
+/* ---- the collector's query socket ---------------------------------------- */
+
+/* Waits until file name in the test dir has a line with what. */
+static bool
+s_log_has(harness_t *h, const char *name, const char *what)
+{
+    for (int i = 0; i < 200 && harness_count_lines(h, name, what, NULL) == 0;
+         i++)
+        usleep(50000);
+    return harness_count_lines(h, name, what, NULL) > 0;
+}
+
+/* A CurveZMQ broker (its keys and lists from the environment) and a
+ * collector with one certificate, "collector": an observer of the broker,
+ * and the server of its query socket at query, with the broker's allow-list
+ * directories. Returns the collector's PID once it has synced. */
+static pid_t
+s_start_curve_collector(harness_t *h, char *query, size_t size)
+{
+    char keys[512], from[512], to[512];
+    s_path(h, keys, sizeof keys, "keys");
+    mkdir(keys, 0700);
+    s_path(h, to, sizeof to, "allow-observers");
+    mkdir(to, 0700);
+    s_keygen(h, "collector");
+    s_path(h, from, sizeof from, "keys/collector.key");
+    s_path(h, to, sizeof to, "allow-observers/collector.key");
+    assert_int_equal(link(from, to), 0);
+    assert_true(s_spawn_curve_broker_as(h, true) > 0);
+    zmq_close(s_wait_ready(h));
+
+    char store[512], secret[512], server[512], cl[512], op[512], wk[512],
+        ob[512];
+    snprintf(query, size, "ipc://%s/query.sock", h->dir);
+    s_path(h, store, sizeof store, "collector.db");
+    s_path(h, secret, sizeof secret, "keys/collector.key_secret");
+    s_path(h, server, sizeof server, "keys/broker.key");
+    s_path(h, cl, sizeof cl, "allow-clients");
+    s_path(h, op, sizeof op, "allow-operators");
+    s_path(h, wk, sizeof wk, "allow-workers");
+    s_path(h, ob, sizeof ob, "allow-observers");
+    const char *args[] = { "collector", "--events",
+                           h->events,   "--broker",
+                           h->clients,  "--bind",
+                           query,       "--http",
+                           "off",       "--store",
+                           store,       "--log-format",
+                           "text",      "--curve-secret",
+                           secret,      "--curve-server",
+                           server,      "--curve-clients",
+                           cl,          "--curve-operators",
+                           op,          "--curve-workers",
+                           wk,          "--curve-observers",
+                           ob,          NULL };
+    pid_t pid = harness_spawn(h, args, NULL, "collector.log");
+    assert_true(pid > 0);
+    /* Synced from the broker as its observer, over CurveZMQ. */
+    if (!s_log_has(h, "collector.log", "collector.resynced")) {
+        char *log = harness_read(h, "collector.log");
+        fprintf(stderr, "collector.log:\n%s\n", log ? log : "(none)");
+        free(log);
+        fail_msg("the collector with CurveZMQ did not sync");
+    }
+    return pid;
+}
+
+/* `drover status` with an observer key is answered by the collector; a
+ * worker key gets not_allowed (logged once); no key, or an unlisted one,
+ * gets nothing. */
+static void
+t_collector_roles(void **state)
+{
+    harness_t *h = *state;
+    char query[320], secret[512], server[512], none[512], out[16384];
+    s_start_curve_collector(h, query, sizeof query);
+    s_path(h, server, sizeof server, "keys/collector.key");
+    snprintf(none, sizeof none, "ipc://%s/no-broker.sock", h->dir);
+
+    /* The CLI, with an observer key: the collector's own answer (no
+     * fallback to a broker: there is none at --broker). */
+    s_path(h, secret, sizeof secret, "keys/obs1.key_secret");
+    assert_int_equal(harness_cli(out, sizeof out, "--curve-secret", secret,
+                                 "--collector-curve-server", server, "status",
+                                 "--collector", query, "--broker", none,
+                                 "--json", NULL),
+                     0);
+    assert_non_null(strstr(out, "\"collector\""));
+    /* After a collector-only command, --curve-server is the collector's. */
+    assert_int_equal(harness_cli(out, sizeof out, "workers", "--collector",
+                                 query, "--curve-secret", secret,
+                                 "--curve-server", server, "--json", NULL),
+                     0);
+    /* From the environment. */
+    setenv("DROVER_CURVE_SECRET", secret, 1);
+    setenv("DROVER_COLLECTOR_CURVE_SERVER", server, 1);
+    int rc = harness_cli(out, sizeof out, "queues", "--collector", query,
+                         "--json", NULL);
+    unsetenv("DROVER_CURVE_SECRET");
+    unsetenv("DROVER_COLLECTOR_CURVE_SERVER");
+    assert_int_equal(rc, 0);
+
+    /* Clients and operators may query too. */
+    dv_msg_t st = s_ctrl("status", NULL, NULL);
+    const char *readers[] = { "client1", "op1", "obs1" };
+    for (size_t i = 0; i < 3; i++) {
+        void *s =
+            s_socket_to(h, ZMQ_DEALER, query, readers[i], NULL, "collector");
+        assert_int_equal(s_code_of(s, &st, NULL, 0), 0);
+        zmq_close(s);
+    }
+
+    /* A worker key: admitted, every query refused, logged once. */
+    void *w = s_socket_to(h, ZMQ_DEALER, query, "w1", NULL, "collector");
+    char why[512];
+    assert_int_equal(s_code_of(w, &st, why, sizeof why), DV_CODE_NOT_ALLOWED);
+    assert_non_null(strstr(why, "role worker"));
+    dv_msg_t jobs = s_ctrl("jobs", NULL, NULL);
+    assert_int_equal(s_code_of(w, &jobs, NULL, 0), DV_CODE_NOT_ALLOWED);
+    zmq_close(w);
+    assert_int_equal(harness_count_lines(h, "collector.log",
+                                         "collector.not_allowed", "w1", NULL),
+                     1);
+    s_path(h, secret, sizeof secret, "keys/w1.key_secret");
+    assert_int_equal(harness_cli(out, sizeof out, "workers", "--collector",
+                                 query, "--curve-secret", secret,
+                                 "--curve-server", server, NULL),
+                     1);
+
+    /* No key, or a key in no list: no answer at all. */
+    char buf[4096];
+    dv_msg_t r;
+    void *plain = s_socket_to(h, ZMQ_DEALER, query, NULL, NULL, "collector");
+    assert_int_equal(s_ask(plain, &st, &r, buf, sizeof buf, 1500), -1);
+    zmq_close(plain);
+    void *stranger =
+        s_socket_to(h, ZMQ_DEALER, query, "stranger", NULL, "collector");
+    assert_int_equal(s_ask(stranger, &st, &r, buf, sizeof buf, 1500), -1);
+    zmq_close(stranger);
+    assert_int_equal(
+        harness_cli(out, sizeof out, "health", "--collector", query, NULL), 3);
+}
+
+/* SIGHUP after removing the observer's key: its open connection is refused
+ * from then on, a new one gets nothing; a key added is admitted. */
+static void
+t_collector_reload(void **state)
+{
+    harness_t *h = *state;
+    char query[320], p[512], q[512];
+    pid_t c = s_start_curve_collector(h, query, sizeof query);
+    dv_msg_t st = s_ctrl("status", NULL, NULL);
+    void *obs = s_socket_to(h, ZMQ_DEALER, query, "obs1", NULL, "collector");
+    assert_int_equal(s_code_of(obs, &st, NULL, 0), 0);
+
+    /* stranger becomes an observer, obs1 is removed */
+    s_path(h, p, sizeof p, "allow-observers/obs1.key");
+    assert_int_equal(unlink(p), 0);
+    s_path(h, p, sizeof p, "keys/stranger.key");
+    s_path(h, q, sizeof q, "allow-observers/stranger.key");
+    assert_int_equal(rename(p, q), 0);
+    assert_int_equal(kill(c, SIGHUP), 0);
+    assert_true(s_log_has(h, "collector.log", "collector.curve_reloaded"));
+
+    char why[512];
+    assert_int_equal(s_code_of(obs, &st, why, sizeof why), DV_CODE_NOT_ALLOWED);
+    assert_non_null(strstr(why, "no longer allowed"));
+    zmq_close(obs);
+    char out[4096], secret[512], server[512];
+    s_path(h, secret, sizeof secret, "keys/obs1.key_secret");
+    s_path(h, server, sizeof server, "keys/collector.key");
+    assert_int_equal(harness_cli(out, sizeof out, "workers", "--collector",
+                                 query, "--curve-secret", secret,
+                                 "--curve-server", server, NULL),
+                     3);
+    void *added =
+        s_socket_to(h, ZMQ_DEALER, query, "stranger", NULL, "collector");
+    assert_int_equal(s_code_of(added, &st, NULL, 0), 0);
+    zmq_close(added);
+    assert_int_equal(kill(c, 0), 0);
+}
+
+/* With CurveZMQ on the query socket, --bind beyond loopback needs no
+ * --insecure-bind (and logs no warning); without it, it does. */
+static void
+t_collector_open_bind(void **state)
+{
+    harness_t *h = *state;
+    char keys[512], ob[512], secret[512], store[512];
+    s_path(h, keys, sizeof keys, "keys");
+    mkdir(keys, 0700);
+    s_path(h, ob, sizeof ob, "allow-observers");
+    mkdir(ob, 0700);
+    s_keygen(h, "collector");
+    s_path(h, secret, sizeof secret, "keys/collector.key_secret");
+    s_path(h, store, sizeof store, "collector.db");
+    const char *args[] = { "collector",
+                           "--events",
+                           h->events,
+                           "--broker",
+                           "off",
+                           "--bind",
+                           "tcp://0.0.0.0:*",
+                           "--http",
+                           "off",
+                           "--store",
+                           store,
+                           "--log-format",
+                           "text",
+                           NULL,
+                           NULL,
+                           NULL,
+                           NULL,
+                           NULL };
+    pid_t c = harness_spawn(h, args, NULL, "refused.log");
+    assert_true(c > 0);
+    int status = harness_wait_exit(h, c, 5000);
+    assert_true(status != -1 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 2);
+    assert_int_equal(
+        harness_count_lines(h, "refused.log", "--insecure-bind", NULL), 1);
+
+    args[13] = "--curve-secret";
+    args[14] = secret;
+    args[15] = "--curve-observers";
+    args[16] = ob;
+    c = harness_spawn(h, args, NULL, "open.log");
+    assert_true(c > 0);
+    assert_true(s_log_has(h, "open.log", "collector.started"));
+    assert_int_equal(
+        harness_count_lines(h, "open.log", "collector.insecure_bind", NULL), 0);
+    assert_int_equal(
+        harness_count_lines(h, "open.log", "query_security=curve", NULL), 1);
+}
+
 int
 main(void)
 {
@@ -650,6 +919,11 @@ main(void)
         cmocka_unit_test_setup_teardown(t_pipeline_and_no_secret, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(t_insecure_bind, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_collector_roles, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_collector_reload, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(t_collector_open_bind, s_setup,
+                                        s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
