@@ -5,6 +5,7 @@
 
 #include "broker.h"
 #include "broker_core.h"
+#include "dv_access.h"
 #include "dv_clock.h"
 #include "dv_curve_client.h"
 #include "dv_daemon.h"
@@ -176,7 +177,7 @@ broker_main(int argc, char **argv)
     const char *eps[] = { cfg.clients_ep, cfg.workers_ep, cfg.events_ep };
     const char *open_ep = NULL;
     for (int i = 0; i < 3 && !open_ep; i++)
-        if (!dv_endpoint_is_loopback(eps[i]))
+        if (!dv_endpoint_is_local(eps[i]))
             open_ep = eps[i];
     if (!cfg.curve_secret) {
         for (int r = 0; r < DV_ROLE_COUNT_; r++)

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dv_access.h"
 #include "dv_err.h"
 
 /* A token or a PEM file is far smaller than this. */
@@ -79,12 +80,7 @@ s_read(const char *path, const char *what, bool secret, size_t *len, char *err,
         close(fd);
         return NULL;
     }
-    if (secret && (st.st_mode & 077)) {
-        dv_err_set(err, es,
-                   "%s: %s has mode %04o: its group or others may access "
-                   "it; a secret must be readable by its owner only "
-                   "(chmod 600 %s)",
-                   what, path, (unsigned)(st.st_mode & 07777), path);
+    if (secret && dv_access_secret_mode(&st, what, path, err, es) != 0) {
         close(fd);
         return NULL;
     }
@@ -152,39 +148,6 @@ collector_access_free_secret(char **secret_p)
     explicit_bzero(*secret_p, strlen(*secret_p));
     free(*secret_p);
     *secret_p = NULL;
-}
-
-bool
-collector_access_endpoint_is_local(const char *ep)
-{
-    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
-        return true;
-    if (strncmp(ep, "tcp://", 6))
-        return false;
-    const char *host = ep + 6;
-    const char *colon = strrchr(host, ':');
-    if (!colon)
-        return false;
-    char h[INET6_ADDRSTRLEN + 2];
-    size_t hlen = (size_t)(colon - host);
-    if (hlen >= sizeof h)
-        return false;
-    memcpy(h, host, hlen);
-    h[hlen] = '\0';
-    if (hlen > 2 && h[0] == '[' && h[hlen - 1] == ']') {
-        memmove(h, h + 1, hlen - 2);
-        h[hlen - 2] = '\0';
-    }
-    if (!strcmp(h, "localhost") || !strcmp(h, "lo"))
-        return true;
-    struct in_addr a4;
-    if (inet_pton(AF_INET, h, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET6, h, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6) ||
-               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-    return false;
 }
 
 bool

@@ -36,12 +36,6 @@ char *collector_access_read_public(const char *path, const char *what,
  * NULL. NULL-safe. */
 void collector_access_free_secret(char **secret_p);
 
-/* True when a ZeroMQ endpoint can only be reached from this host: ipc://,
- * inproc://, or tcp:// on 127.0.0.0/8, ::1, "localhost" or the "lo"
- * interface. Anything else ("*", another address, an interface or host
- * name) counts as reachable from the network. */
-bool collector_access_endpoint_is_local(const char *endpoint);
-
 /* True when the Authorization header value is "Bearer TOKEN" with exactly
  * token (the scheme's case does not matter). The comparison takes the same
  * time wherever the first difference lies. header may be NULL. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "collector_access.h"
+#include "dv_access.h"
 #include "collector_core.h"
 #include "dv_clock.h"
 #include "dv_curve_client.h"
@@ -127,7 +128,7 @@ static int
 s_access(const dv_daemon_t *d, collector_config_t *cfg, s_access_t *a)
 {
     if (!cfg->query_curve.secret_file && !a->insecure_bind &&
-        !collector_access_endpoint_is_local(cfg->bind)) {
+        !dv_endpoint_is_local(cfg->bind)) {
         dv_daemon_fail(d,
                        "--bind %s listens beyond loopback, where anyone who "
                        "reaches it can query every job: set up CurveZMQ "
@@ -193,8 +194,7 @@ s_access(const dv_daemon_t *d, collector_config_t *cfg, s_access_t *a)
 static void
 s_access_warn(const collector_config_t *cfg, const s_access_t *a)
 {
-    if (!cfg->query_curve.secret_file &&
-        !collector_access_endpoint_is_local(cfg->bind))
+    if (!cfg->query_curve.secret_file && !dv_endpoint_is_local(cfg->bind))
         dv_log(DV_WARN, "collector.insecure_bind",
                DV_STR("endpoint", cfg->bind),
                DV_STR("why", "--insecure-bind: the query socket listens "

@@ -20,6 +20,7 @@
 #include "dv_id.h"
 #include "dv_map.h"
 #include "dv_json.h"
+#include "dv_access.h"
 #include "dv_str.h"
 #include "dv_util.h"
 
@@ -899,6 +900,25 @@ t_text_escape(void **state)
     }
 }
 
+/* Which endpoints stay on this host. */
+static void
+t_endpoint_is_local(void **state)
+{
+    (void)state;
+    const char *local[] = { "ipc:///tmp/x",         "inproc://q",
+                            "tcp://127.0.0.1:7703", "tcp://127.1.2.3:1",
+                            "tcp://[::1]:7703",     "tcp://localhost:7703",
+                            "tcp://lo:7703" };
+    for (size_t i = 0; i < sizeof local / sizeof *local; i++)
+        assert_true(dv_endpoint_is_local(local[i]));
+    const char *open_eps[] = { "tcp://*:7703",        "tcp://0.0.0.0:7703",
+                               "tcp://10.0.0.1:7703", "tcp://[::]:7703",
+                               "tcp://eth0:7703",     "tcp://host:1",
+                               "pgm://eth0;1.2.3.4:5" };
+    for (size_t i = 0; i < sizeof open_eps / sizeof *open_eps; i++)
+        assert_false(dv_endpoint_is_local(open_eps[i]));
+}
+
 int
 main(void)
 {
@@ -924,6 +944,7 @@ main(void)
         cmocka_unit_test(t_map),
         cmocka_unit_test(t_flags),
         cmocka_unit_test(t_text_escape),
+        cmocka_unit_test(t_endpoint_is_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /* dv_curve - CurveZMQ server side with roles; see dv_curve.h. */
 #include "dv_curve.h"
 
+#include "dv_access.h"
+
 #include <czmq.h>
 #include <dirent.h>
 #include <errno.h>
@@ -91,20 +93,6 @@ struct dv_curve_server {
 };
 
 /* ---- loading ------------------------------------------------------------- */
-
-int
-dv_curve_check_secret_mode(const char *path, char *err, size_t err_size)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return dv_err_set(err, err_size, "%s: %s", path, strerror(errno));
-    if (st.st_mode & 077)
-        return dv_err_set(err, err_size,
-                          "%s: mode %04o: a secret certificate must be "
-                          "readable by its owner only (chmod 600 %s)",
-                          path, (unsigned)(st.st_mode & 07777), path);
-    return 0;
-}
 
 /* A name a certificate may have: 1..S_NAME_MAX bytes, no control
  * characters. */
@@ -225,7 +213,7 @@ static int
 s_load_secret(const char *path, uint8_t key[32], char public_txt[41], char *err,
               size_t es)
 {
-    if (dv_curve_check_secret_mode(path, err, es) != 0)
+    if (dv_access_secret_file(path, "--curve-secret", err, es) != 0)
         return -1;
     zcert_t *cert = zcert_load(path);
     if (!cert)
@@ -653,37 +641,3 @@ dv_curve_keygen(const char *dir, const char *name, char *err, size_t err_size)
 }
 
 /* ---- endpoints ------------------------------------------------------------ */
-
-bool
-dv_endpoint_is_loopback(const char *ep)
-{
-    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
-        return true;
-    if (strncmp(ep, "tcp://", 6))
-        return false;
-    const char *host = ep + 6;
-    const char *semi = strchr(host, ';'); /* source;destination */
-    if (semi)
-        return false;
-    const char *colon = strrchr(host, ':');
-    if (!colon || colon == host)
-        return false;
-    char h[256];
-    size_t n = (size_t)(colon - host);
-    if (n >= sizeof h)
-        return false;
-    memcpy(h, host, n);
-    h[n] = '\0';
-    if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
-        memmove(h, h + 1, n - 2);
-        h[n - 2] = '\0';
-    }
-    if (!strcmp(h, "localhost") || !strcmp(h, "::1") || !strcmp(h, "lo"))
-        return true;
-    if (strncmp(h, "127.", 4))
-        return false;
-    for (const char *p = h + 4; *p; p++)
-        if (!(*p == '.' || (*p >= '0' && *p <= '9')))
-            return false;
-    return true;
-}

@@ -98,20 +98,11 @@ dv_role_t dv_curve_peer(dv_curve_server_t *self, zmq_msg_t *msg, char *name,
 bool dv_curve_server_first_refusal(dv_curve_server_t *self, const char *key,
                                    const char *what);
 
-/* Refuses a secret certificate file that others may read: 0 when path's
- * mode grants nothing to group and others, else -1 with the reason (the
- * file and its mode) in err. */
-int dv_curve_check_secret_mode(const char *path, char *err, size_t err_size);
-
 /* Writes a new certificate pair DIR/NAME.key (public, 0644) and
  * DIR/NAME.key_secret (secret, 0600), metadata "name" = NAME. Refuses to
  * overwrite either file, and a NAME that is not a plain file name. Returns
  * 0 or -1 with the reason in err. */
 int dv_curve_keygen(const char *dir, const char *name, char *err,
                     size_t err_size);
-
-/* True when a zmq endpoint reaches only this host: ipc://, inproc://, and
- * tcp:// on 127.0.0.0/8, ::1 or localhost. */
-bool dv_endpoint_is_loopback(const char *ep);
 
 #endif

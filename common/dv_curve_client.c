@@ -1,6 +1,8 @@
 /* dv_curve_client - the client side of CurveZMQ (see the header). */
 #include "dv_curve_client.h"
 
+#include "dv_access.h"
+
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -212,13 +214,8 @@ s_load(const char *what, const char *path, bool secret, char *err, size_t size)
     free(text);
     if (rc != 0)
         return NULL;
-    if (secret && (st.st_mode & (S_IRWXG | S_IRWXO))) {
-        dv_err_set(err, size,
-                   "%s '%s' has mode %04o: group and others must have no "
-                   "access to a secret key (chmod 600 '%s')",
-                   what, path, (unsigned)(st.st_mode & 07777), path);
+    if (secret && dv_access_secret_mode(&st, what, path, err, size) != 0)
         return NULL;
-    }
     if (secret && !has_secret) {
         dv_err_set(err, size,
                    "%s '%s' holds no secret key: give the .key_secret file "
