@@ -10,6 +10,13 @@
  *                   other verb (check, cancel, retry, pause, resume, purge,
  *                   rate, max-running, drain): operator.
  *
+ * Jobs have owners: a job remembers the certificate name of the peer that
+ * submitted it (broker_auth_owner), and a client may wait on and view only
+ * its own jobs (broker_auth_may_read, asked by broker_client.c). Another's
+ * job, or one without an owner, is answered as if it did not exist (wait:
+ * state unknown; job: not_found), so a client learns nothing of the jobs
+ * of others, not even that they exist. Operators read every job.
+ *
  * A refused message is answered with code not_allowed and a reason naming
  * the role ("role observer may not cancel"), and logged once per key and
  * verb (broker.not_allowed, with the certificate's name and public key).
@@ -102,6 +109,22 @@ broker_auth_client(broker_t *self, const broker_rid_t *rid,
         broker_out_error(self, self->clients, rid, req, DV_CODE_NOT_ALLOWED,
                          why);
     return false;
+}
+
+const char *
+broker_auth_owner(const broker_t *self)
+{
+    const broker_peer_t *p = self->sender;
+    return p && p->role != DV_ROLE_NONE && p->name[0] ? p->name : NULL;
+}
+
+bool
+broker_auth_may_read(const broker_t *self, const char *owner)
+{
+    const broker_peer_t *p = self->sender;
+    if (!p || p->role != DV_ROLE_CLIENT)
+        return true;
+    return owner && !strcmp(owner, p->name);
 }
 
 bool

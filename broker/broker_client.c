@@ -89,6 +89,9 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     }
     int64_t now = broker_now_ms(self);
     uint32_t nomem = 0; /* jobs refused for lack of memory */
+    /* The jobs' owner: the sender's certificate name (CurveZMQ), or none. */
+    const char *owner = broker_auth_owner(self);
+    int owner_ix = broker_sched_owner(self, owner);
     for (uint32_t i = 0; i < n; i++) {
         const dv_jobspec_t *js = &msg->u.submit.jobs[i];
         char keybuf[DV_KEY_MAX + 1];
@@ -132,8 +135,9 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             job->trace =
                 js->trace.ptr && js->trace.len ? dv_str_dup(js->trace) : NULL;
         }
-        if (!q || !job || (key && !k) || (js->type.len && !job->type) ||
-            (js->batch.len && !job->batch) || (js->trace.len && !job->trace)) {
+        if (!q || !job || (key && !k) || owner_ix < 0 ||
+            (js->type.len && !job->type) || (js->batch.len && !job->batch) ||
+            (js->trace.len && !job->trace)) {
             broker_job_destroy(&job);
             free(k);
             b->errors[i] = s_oom;
@@ -142,6 +146,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             continue;
         }
         job->queue = q;
+        job->owner = (uint16_t)owner_ix;
         job->priority = (uint8_t)js->priority;
         job->run_at_ms = js->run_at_ms > now ? js->run_at_ms : now;
         job->max_attempts =
@@ -196,6 +201,7 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             .result_ttl_ms = js->result_ttl_ms > 0
                                  ? js->result_ttl_ms
                                  : self->cfg.default_result_ttl_ms,
+            .owner = owner,
         };
         if (broker_index_put(&self->index, job) != 0 ||
             broker_wbatch_insert(&self->cur->wb, &rec) != 0) {
@@ -309,6 +315,8 @@ void
 broker_client_on_view(void *arg, const broker_jobview_t *v)
 {
     broker_view_ctx_t *c = arg;
+    if (c->reader && !broker_auth_may_read(c->reader, v->owner))
+        return; /* not the sender's: left as it is (unknown) */
     c->it->state = v->state;
     c->it->attempts = v->attempt;
     c->it->finished_ms = v->finished_ms;
@@ -336,7 +344,12 @@ s_on_wait(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         broker_job_t *job = NULL;
         if (dv_id_parse(sid.ptr, sid.len, &id) == 0)
             job = broker_index_get(&self->index, &id);
-        if (job) {
+        /* A job the sender may not read is answered as one that does not
+         * exist: state unknown, whether or not it is live. */
+        bool hidden =
+            job && !broker_auth_may_read(
+                       self, broker_sched_owner_name(self, job->owner));
+        if (job && !hidden) {
             bool already = false;
             for (broker_waiter_t *w = job->waiters; w; w = w->next)
                 if (w->len == rid->len && !memcmp(w->rid, rid->data, rid->len))
@@ -360,11 +373,11 @@ s_on_wait(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             broker_out_dropped(rid, req, "result");
             continue;
         }
-        broker_view_ctx_t ctx = { r, it, false };
+        broker_view_ctx_t ctx = { r, it, false, self };
         it->id = broker_client_results_own(r, sid.ptr, sid.len, &ctx.failed);
         it->state = DV_STATE_UNKNOWN;
         char idtext[DV_ID_TEXT_LEN + 1];
-        if (sid.len == DV_ID_TEXT_LEN && !ctx.failed) {
+        if (sid.len == DV_ID_TEXT_LEN && !ctx.failed && !hidden) {
             dv_str_copy(sid, idtext, sizeof idtext);
             broker_store_get(self->store, idtext, broker_client_on_view, &ctx);
             /* Stored but not live: lost track of it. */
@@ -476,12 +489,19 @@ done:
 
 typedef struct {
     msgpack_packer *pk;
+    const broker_t *self;
+    bool hidden; /* the sender may not read it: nothing was packed */
 } s_jobview_ctx_t;
 
 static void
 s_on_jobview(void *arg, const broker_jobview_t *v)
 {
-    msgpack_packer *pk = ((s_jobview_ctx_t *)arg)->pk;
+    s_jobview_ctx_t *c = arg;
+    if (!broker_auth_may_read(c->self, v->owner)) {
+        c->hidden = true;
+        return;
+    }
+    msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 8);
     broker_pack_kv_str(pk, "id", v->id);
     broker_pack_kv_str(pk, "queue", v->queue);
@@ -519,7 +539,12 @@ broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
     msgpack_packer pk;
     broker_body_init(&body, &pk);
     bool found = true;
-    if (job) {
+    /* A job the sender may not read is answered as one that does not
+     * exist (not_found), live or stored. */
+    if (job &&
+        !broker_auth_may_read(self, broker_sched_owner_name(self, job->owner)))
+        found = false;
+    else if (job) {
         msgpack_pack_map(&pk, 7);
         broker_pack_kv_str(&pk, "id", idtext);
         broker_pack_kv_str(&pk, "queue", job->queue->name);
@@ -533,8 +558,10 @@ broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
         broker_pack_kv_str(&pk, "worker",
                            job->worker ? job->worker->name : NULL);
     } else {
-        s_jobview_ctx_t ctx = { &pk };
-        found = broker_store_get(self->store, idtext, s_on_jobview, &ctx) == 1;
+        s_jobview_ctx_t ctx = { &pk, self, false };
+        found =
+            broker_store_get(self->store, idtext, s_on_jobview, &ctx) == 1 &&
+            !ctx.hidden;
     }
     if (!found)
         broker_out_reply(self, rid, req, DV_CODE_NOT_FOUND, "no such job", NULL,

@@ -102,8 +102,11 @@ s_drain(broker_t *self, void *socket, s_auth_fn *auth, s_handler_fn *handler)
         if (rc != DV_OK)
             broker_out_bad_message(self, socket, &rid, dv_code_from_err(rc),
                                    why);
-        else if (auth(self, &rid, &peer, &msg))
+        else if (auth(self, &rid, &peer, &msg)) {
+            self->sender = self->curve ? &peer : NULL;
             handler(self, &rid, &msg);
+            self->sender = NULL;
+        }
         dv_msg_release(&msg);
         zmq_msg_close(&body);
     }
@@ -186,11 +189,12 @@ broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
     self->started_ms = broker_now_ms(self);
     self->queues = dv_map_new(s_queue_free);
     self->types = dv_map_new(free);
+    self->owner_ix = dv_map_new(free);
     self->worker_by_name = dv_map_new(NULL);
     self->pending_keys = dv_map_new(NULL); /* items owned by the groups */
     self->cur = broker_group_new();
-    if (!self->queues || !self->types || !self->worker_by_name ||
-        !self->pending_keys || !self->cur ||
+    if (!self->queues || !self->types || !self->owner_ix ||
+        !self->worker_by_name || !self->pending_keys || !self->cur ||
         broker_index_init(&self->index) != 0) {
         dv_log(DV_ERROR, "broker.start_failed",
                DV_STR("error", "out of memory"));
@@ -328,6 +332,8 @@ broker_destroy(broker_t **self_p)
     dv_map_destroy(&self->worker_by_name);
     dv_map_destroy(&self->queues);
     dv_map_destroy(&self->types);
+    dv_map_destroy(&self->owner_ix);
+    free(self->owners);
     dv_map_destroy(&self->pending_keys);
     free(self->outq);
     if (self->clients)

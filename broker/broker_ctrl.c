@@ -372,7 +372,7 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
         } else {
             broker_results_t tmp = { 0 };
             dv_result_t it = { 0 };
-            broker_view_ctx_t ctx = { &tmp, &it, false };
+            broker_view_ctx_t ctx = { &tmp, &it, false, NULL };
             int r = broker_store_get(self->store, idtext, broker_client_on_view,
                                      &ctx);
             char why[128];

@@ -49,6 +49,12 @@
 #include "dv_map.h"
 #include "dv_proto.h"
 
+/* An interned job owner: its index (job->owner) and name. */
+typedef struct {
+    uint16_t ix;
+    char name[];
+} broker_owner_t;
+
 /* A ROUTER routing id, copied out of its frame. */
 typedef struct {
     uint8_t len;
@@ -198,10 +204,21 @@ struct broker {
     dv_curve_server_t *curve; /* NULL: no CurveZMQ */
     volatile int *reload;     /* SIGHUP: reload the certificates */
 
-    broker_index_t index;     /* live jobs by id */
-    broker_heap_t timers;     /* scheduled jobs by run_at */
-    dv_map_t *queues;         /* name -> broker_queue_t (owned) */
-    dv_map_t *types;          /* interned type and batch names (owned) */
+    broker_index_t index; /* live jobs by id */
+    broker_heap_t timers; /* scheduled jobs by run_at */
+    dv_map_t *queues;     /* name -> broker_queue_t (owned) */
+    dv_map_t *types;      /* interned type and batch names (owned) */
+    /* Job owners' certificate names, interned by broker_sched_owner: a
+     * job holds a uint16_t index (job->owner), owners[i - 1] is the name
+     * of index i, owner_ix maps a name to its broker_owner_t (owned).
+     * One entry per certificate that ever submitted since the start. */
+    dv_map_t *owner_ix;
+    const char **owners;
+    uint16_t nowners;
+    size_t owners_cap;
+    /* The sender of the message being handled, while a handler runs on
+     * a broker with CurveZMQ; NULL otherwise. */
+    const broker_peer_t *sender;
     dv_map_t *worker_by_name; /* name -> broker_worker_t (freed by hand) */
 
     broker_worker_t **outq; /* workers with jobs to send this pass */
@@ -368,6 +385,14 @@ void broker_out_job_event(broker_t *self, dv_event_kind_t kind,
 /* The interned copy of name (NULL for an empty name, or out of memory). */
 const char *broker_sched_intern(broker_t *self, dv_str_t name);
 
+/* The owner index of name, interned if new: 1.. for a name, 0 for NULL
+ * or an empty name, -1 on out of memory or when the table is full
+ * (UINT16_MAX names). */
+int broker_sched_owner(broker_t *self, const char *name);
+
+/* The name of owner index ix, or NULL for 0 (no owner). */
+const char *broker_sched_owner_name(const broker_t *self, uint16_t ix);
+
 /* The queue called name, made if new. NULL on out of memory. */
 broker_queue_t *broker_sched_queue(broker_t *self, const char *name);
 
@@ -457,6 +482,9 @@ typedef struct {
     broker_results_t *r;
     dv_result_t *it;
     bool failed; /* a copy failed (out of memory) */
+    /* Set: the item is filled in only if the current sender may read the
+     * job (broker_auth_may_read); otherwise it is left as it was. */
+    const broker_t *reader;
 } broker_view_ctx_t;
 
 void broker_client_on_view(void *arg, const broker_jobview_t *v);
@@ -547,6 +575,15 @@ bool broker_auth_client(broker_t *self, const broker_rid_t *rid,
                         const broker_peer_t *peer, const dv_msg_t *msg);
 bool broker_auth_worker(broker_t *self, const broker_rid_t *rid,
                         const broker_peer_t *peer, const dv_msg_t *msg);
+
+/* The owner to record for a job the current sender submits: its
+ * certificate name, or NULL without CurveZMQ (or outside a handler). */
+const char *broker_auth_owner(const broker_t *self);
+
+/* Whether the current sender may read (wait on, view) a job of owner (a
+ * certificate name, or NULL for none): a client only the jobs it owns;
+ * every other role, and any sender without CurveZMQ, every job. */
+bool broker_auth_may_read(const broker_t *self, const char *owner);
 
 /* ---- broker_core.c: the loop --------------------------------------------- */
 

@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* broker_job_t keeps these in 4 bits each. */
+_Static_assert(DV_STATE_COUNT_ <= 16, "job state needs more than 4 bits");
+_Static_assert(BROKER_PRIORITIES <= 16, "priority needs more than 4 bits");
+
 broker_job_t *
 broker_job_new(const dv_id_t *id, const void *payload, size_t payload_len)
 {

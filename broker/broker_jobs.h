@@ -62,9 +62,15 @@ struct broker_job {
     float backoff_factor;
     uint16_t attempt; /* attempts started so far */
     uint16_t max_attempts;
-    uint8_t priority; /* 0..9, higher first */
-    uint8_t state;    /* dv_state_t */
-    uint8_t flags;    /* BROKER_JOB_* */
+    /* priority and state share one byte so that owner fits in what was
+     * padding before payload_len: the job stays 128 bytes. */
+    uint8_t priority : 4; /* 0..9, higher first */
+    uint8_t state : 4;    /* dv_state_t (fewer than 16) */
+    uint8_t flags;        /* BROKER_JOB_* */
+    /* Who submitted it, when the broker runs CurveZMQ: an index into the
+     * broker's table of owner names (self->owners, interned like types),
+     * 0 for none. */
+    uint16_t owner;
     uint32_t payload_len;
     uint8_t payload[]; /* msgpack value, inline */
 };

@@ -44,7 +44,9 @@ broker_recover_job_from_rec(broker_t *self, const broker_jobrec_t *rec,
         *err = DV_ENOMEM;
         return NULL;
     }
+    int owner_ix = broker_sched_owner(self, rec->owner);
     job->queue = q;
+    job->owner = owner_ix > 0 ? (uint16_t)owner_ix : 0;
     job->type = broker_sched_intern(self, dv_str(rec->type));
     job->batch = broker_sched_intern(self, dv_str(rec->batch));
     job->trace = rec->trace ? strdup(rec->trace) : NULL;
@@ -58,7 +60,7 @@ broker_recover_job_from_rec(broker_t *self, const broker_jobrec_t *rec,
     job->backoff_factor = (float)rec->backoff.factor;
     if (rec->backoff.jitter)
         job->flags |= BROKER_JOB_JITTER;
-    if ((rec->type && rec->type[0] && !job->type) ||
+    if (owner_ix < 0 || (rec->type && rec->type[0] && !job->type) ||
         (rec->batch && rec->batch[0] && !job->batch) ||
         (rec->trace && !job->trace) ||
         broker_index_put(&self->index, job) != 0) {

@@ -66,6 +66,45 @@ broker_sched_intern(broker_t *self, dv_str_t name)
     return copy;
 }
 
+int
+broker_sched_owner(broker_t *self, const char *name)
+{
+    if (!name || !name[0])
+        return 0;
+    const broker_owner_t *o = dv_map_get(self->owner_ix, name);
+    if (o)
+        return o->ix;
+    if (self->nowners == UINT16_MAX)
+        return -1;
+    if (self->nowners == self->owners_cap) {
+        size_t ncap = self->owners_cap ? self->owners_cap * 2 : 16;
+        const char **n = realloc(self->owners, ncap * sizeof *n);
+        if (!n)
+            return -1;
+        self->owners = n;
+        self->owners_cap = ncap;
+    }
+    size_t len = strlen(name);
+    broker_owner_t *e = malloc(sizeof *e + len + 1);
+    if (!e)
+        return -1;
+    e->ix = (uint16_t)(self->nowners + 1);
+    memcpy(e->name, name, len + 1);
+    /* Keyed by the name the entry holds. */
+    if (dv_map_put(self->owner_ix, e->name, e) != 0) {
+        free(e);
+        return -1;
+    }
+    self->owners[self->nowners++] = e->name;
+    return e->ix;
+}
+
+const char *
+broker_sched_owner_name(const broker_t *self, uint16_t ix)
+{
+    return ix && ix <= self->nowners ? self->owners[ix - 1] : NULL;
+}
+
 broker_queue_t *
 broker_sched_queue(broker_t *self, const char *name)
 {

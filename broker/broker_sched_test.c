@@ -455,6 +455,80 @@ t_unsent_jobs_go_back(void **state)
     s_end_pass(fx);
 }
 
+/* Sends a wait on job's id as rid; returns whether the job took rid as a
+ * waiter, and the state answered at once (NONE when nothing was). */
+static bool
+s_wait_as(broker_fx_t *fx, const broker_rid_t *rid, broker_job_t *job,
+          dv_state_t *now)
+{
+    char id[DV_ID_TEXT_LEN + 1];
+    broker_id_text(job, id);
+    dv_str_t ids[] = { dv_str(id) };
+    dv_msg_t m = { .type = DV_MSG_WAIT };
+    m.u.wait.req = 3;
+    m.u.wait.ids = ids;
+    m.u.wait.nids = 1;
+    broker_client_on_message(fx->b, rid, &m);
+    broker_results_t *r =
+        dv_map_getn(fx->b->cur->results_out, (const char *)rid->data, rid->len);
+    *now = r && r->n ? r->items[r->n - 1].state : DV_STATE_NONE;
+    for (broker_waiter_t *w = job->waiters; w; w = w->next)
+        if (w->len == rid->len && !memcmp(w->rid, rid->data, rid->len))
+            return true;
+    return false;
+}
+
+/* Owner names are interned to small indexes; a client reads only the jobs
+ * it owns (one without an owner is not its), an operator and a sender
+ * without CurveZMQ every job. */
+static void
+t_job_owner(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    assert_int_equal(broker_sched_owner(b, NULL), 0);
+    assert_int_equal(broker_sched_owner(b, ""), 0);
+    assert_int_equal(broker_sched_owner(b, "alice"), 1);
+    assert_int_equal(broker_sched_owner(b, "bob"), 2);
+    assert_int_equal(broker_sched_owner(b, "alice"), 1);
+    assert_null(broker_sched_owner_name(b, 0));
+    assert_string_equal(broker_sched_owner_name(b, 1), "alice");
+    assert_string_equal(broker_sched_owner_name(b, 2), "bob");
+    assert_null(broker_sched_owner_name(b, 3));
+
+    broker_peer_t alice = { DV_ROLE_CLIENT, "alice", "" };
+    broker_peer_t op = { DV_ROLE_OPERATOR, "op", "" };
+    assert_null(broker_auth_owner(b));
+    assert_true(broker_auth_may_read(b, NULL));
+    b->sender = &alice;
+    assert_string_equal(broker_auth_owner(b), "alice");
+    assert_true(broker_auth_may_read(b, "alice"));
+    assert_false(broker_auth_may_read(b, "bob"));
+    assert_false(broker_auth_may_read(b, NULL));
+    b->sender = &op;
+    assert_true(broker_auth_may_read(b, "bob"));
+    assert_true(broker_auth_may_read(b, NULL));
+
+    broker_job_t *mine = broker_fx_job(fx, "q", 5, 3);
+    broker_job_t *bobs = broker_fx_job(fx, "q", 5, 3);
+    broker_job_t *nobodys = broker_fx_job(fx, "q", 5, 3);
+    mine->owner = 1;
+    bobs->owner = 2;
+    broker_rid_t ra = { .len = 1, .data = "a" }, ro = { .len = 1, .data = "o" };
+    dv_state_t now;
+    b->sender = &alice;
+    assert_true(s_wait_as(fx, &ra, mine, &now));
+    assert_int_equal(now, DV_STATE_NONE);
+    assert_false(s_wait_as(fx, &ra, bobs, &now));
+    assert_int_equal(now, DV_STATE_UNKNOWN);
+    assert_false(s_wait_as(fx, &ra, nobodys, &now));
+    assert_int_equal(now, DV_STATE_UNKNOWN);
+    b->sender = &op;
+    assert_true(s_wait_as(fx, &ro, bobs, &now));
+    assert_true(s_wait_as(fx, &ro, nobodys, &now));
+    b->sender = NULL;
+}
+
 int
 main(void)
 {
@@ -478,6 +552,8 @@ main(void)
                                         broker_fx_setup, broker_fx_teardown),
         cmocka_unit_test_setup_teardown(t_worker_expiry_requeues_as_lost,
                                         broker_fx_setup, broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_job_owner, broker_fx_setup,
+                                        broker_fx_teardown),
         cmocka_unit_test_setup_teardown(t_unsent_jobs_go_back, broker_fx_setup,
                                         broker_fx_teardown),
     };

@@ -64,6 +64,7 @@ typedef struct {
     dv_backoff_t backoff;
     int64_t result_ttl_ms; /* how long a finished job is kept */
     const char *worker;    /* running on (state running) */
+    const char *owner;     /* certificate name of the submitter, or NULL */
 } broker_jobrec_t;
 
 /* A finished attempt, for the attempts history table. */
@@ -90,6 +91,7 @@ typedef struct {
     const char *category; /* last failure, or NULL */
     const char *error;    /* last failure message, or NULL */
     int64_t finished_ms;
+    const char *owner; /* certificate name of the submitter, or NULL */
 } broker_jobview_t;
 
 /* Opens (creating the schema if needed) the store named by url. Returns NULL

@@ -163,9 +163,10 @@ int
 broker_wbatch_insert(broker_wbatch_t *b, const broker_jobrec_t *rec)
 {
     size_t lq = s_len(rec->queue), lt = s_len(rec->type), lk = s_len(rec->key),
-           lb = s_len(rec->batch), ltr = s_len(rec->trace);
+           lb = s_len(rec->batch), ltr = s_len(rec->trace),
+           lo = s_len(rec->owner);
     broker_op_t *op = s_op_new(b, OP_INSERT, rec->id,
-                               lq + lt + lk + lb + ltr + rec->payload_len);
+                               lq + lt + lk + lb + ltr + lo + rec->payload_len);
     if (!op)
         return -1;
     char *c = op->data;
@@ -176,6 +177,7 @@ broker_wbatch_insert(broker_wbatch_t *b, const broker_jobrec_t *rec)
     op->rec.key = s_put(&c, rec->key, lk);
     op->rec.batch = s_put(&c, rec->batch, lb);
     op->rec.trace = s_put(&c, rec->trace, ltr);
+    op->rec.owner = s_put(&c, rec->owner, lo);
     op->rec.worker = NULL;
     if (rec->payload_len) {
         memcpy(c, rec->payload, rec->payload_len);

@@ -30,7 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define S_SCHEMA_VERSION 1
+#define S_SCHEMA_VERSION 2
 
 /* Names as stored (a person reads and queries them). Kept here rather than
  * taken from dv_proto so the store does not depend on the codec; they must
@@ -55,7 +55,8 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "cancelled",
 };
 
-/* Schema version 1. Kept as plain SQL so an operator can debug with the
+/* Schema version 2 (version 1 had no jobs.owner; s_schema_setup adds it
+ * to a version 1 file). Kept as plain SQL so an operator can debug with the
  * sqlite3 shell: SELECT state, count(*) FROM jobs GROUP BY 1.
  *
  * jobs is an ordinary rowid table, not WITHOUT ROWID. WITHOUT ROWID would
@@ -112,7 +113,10 @@ static const char s_schema[] =
     "    retry_after_ms INTEGER,\n"
     "    exit_code INTEGER,\n"
     "    signal INTEGER,\n"
-    "    http_status INTEGER\n"
+    "    http_status INTEGER,\n"
+    /* The certificate name of the peer that submitted the job (CurveZMQ),
+     * or NULL. */
+    "    owner TEXT\n"
     ");\n"
     "CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs(key)\n"
     "    WHERE key IS NOT NULL;\n"
@@ -187,7 +191,7 @@ typedef enum {
     "id, queue, type, key, batch, trace, payload, state, priority, "           \
     "created_at, run_at, attempt, max_attempts, timeout_ms, "                  \
     "backoff_base_ms, backoff_factor, backoff_cap_ms, backoff_jitter, "        \
-    "result_ttl_ms, worker"
+    "result_ttl_ms, worker, owner"
 
 /* The ORDER BY makes both expire statements pick the same rows; the
  * jobs_expires index entries are (expires_at, rowid), so it costs no sort. */
@@ -201,7 +205,7 @@ static const char *s_sql[S_COUNT_] = {
     [S_ROLLBACK] = "ROLLBACK",
     [S_INSERT] = "INSERT INTO jobs (" S_JOBREC_COLUMNS ") VALUES "
                  "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                 "?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                 "?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     [S_RUNNING] = "UPDATE jobs SET state = 'running', attempt = ?2, "
                   "worker = ?3, started_at = ?4 WHERE id = ?1",
     /* Back to waiting also undoes a finish (a dead job retried by the
@@ -228,7 +232,7 @@ static const char *s_sql[S_COUNT_] = {
                  "ORDER BY id",
     [S_FIND_KEY] = "SELECT id FROM jobs WHERE key = ?1",
     [S_GET] = "SELECT id, queue, type, state, attempt, result, category, "
-              "error, finished_at FROM jobs WHERE id = ?1",
+              "error, finished_at, owner FROM jobs WHERE id = ?1",
     [S_EXPIRE_ATTEMPTS] =
         "DELETE FROM attempts WHERE job_id IN (" S_EXPIRED("id") ")",
     [S_EXPIRE_JOBS] =
@@ -245,7 +249,7 @@ static const char *s_sql[S_COUNT_] = {
     /* Rewrites the schema version with its own value: a page goes to the
      * WAL at commit, so the commit needs room on the disk like any other,
      * and no job changes. */
-    [S_PROBE] = "PRAGMA user_version = 1",
+    [S_PROBE] = "PRAGMA user_version = 2",
 };
 
 /* Column numbers of S_JOBREC_COLUMNS (and of S_INSERT's parameters - 1). */
@@ -270,6 +274,7 @@ enum {
     C_BO_JITTER,
     C_RESULT_TTL,
     C_WORKER,
+    C_OWNER,
 };
 
 typedef struct {
@@ -531,8 +536,9 @@ s_exec_row(sqlite3 *db, const char *sql, char *out, size_t out_size)
     return rc;
 }
 
-/* Creates the schema on a new file, accepts the current version, refuses
- * a newer one (a downgrade would misread it). */
+/* Creates the schema on a new file, migrates version 1 (adds jobs.owner),
+ * accepts the current version, refuses a newer one (a downgrade would
+ * misread it). */
 static int
 s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
 {
@@ -553,12 +559,14 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
                    be->path, version, S_SCHEMA_VERSION);
         return -1;
     }
-    if (rc == SQLITE_OK && version < S_SCHEMA_VERSION) {
+    if (rc == SQLITE_OK && version == 1)
+        /* Version 1 to 2: jobs.owner; the jobs stored before have none. */
+        rc = sqlite3_exec(be->db, "ALTER TABLE jobs ADD COLUMN owner TEXT",
+                          NULL, NULL, NULL);
+    else if (rc == SQLITE_OK && version < S_SCHEMA_VERSION)
         rc = sqlite3_exec(be->db, s_schema, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(be->db, "PRAGMA user_version = 1", NULL, NULL,
-                              NULL);
-    }
+    if (rc == SQLITE_OK && version < S_SCHEMA_VERSION)
+        rc = sqlite3_exec(be->db, "PRAGMA user_version = 2", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(be->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -749,6 +757,7 @@ s_insert(void *handle, const broker_jobrec_t *r)
     rc |= sqlite3_bind_int(st, C_BO_JITTER + 1, r->backoff.jitter);
     rc |= sqlite3_bind_int64(st, C_RESULT_TTL + 1, r->result_ttl_ms);
     rc |= s_bind_text(st, C_WORKER + 1, r->worker);
+    rc |= s_bind_text(st, C_OWNER + 1, r->owner);
     if (rc != SQLITE_OK)
         return s_bind_failed(be, st, "insert", r->id);
     return s_run(be, st, "insert", r->id);
@@ -903,6 +912,7 @@ s_row_rec(sqlite3_stmt *st, broker_jobrec_t *rec)
         r.backoff.jitter = sqlite3_column_int(st, C_BO_JITTER) != 0;
     r.result_ttl_ms = sqlite3_column_int64(st, C_RESULT_TTL);
     r.worker = s_col_text(st, C_WORKER);
+    r.owner = s_col_text(st, C_OWNER);
     *rec = r;
 }
 
@@ -1067,6 +1077,7 @@ s_get(void *handle, const char *id,
         v.category = s_col_text(st, 6);
         v.error = s_col_text(st, 7);
         v.finished_ms = sqlite3_column_int64(st, 8);
+        v.owner = s_col_text(st, 9);
         cb(arg, &v);
         found = 1;
     } else if (rc != SQLITE_DONE) {

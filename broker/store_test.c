@@ -148,6 +148,7 @@ s_collect(void *arg, const broker_jobrec_t *r)
     d->batch = s_dup(r->batch);
     d->trace = s_dup(r->trace);
     d->worker = s_dup(r->worker);
+    d->owner = s_dup(r->owner);
     if (r->payload_len) {
         void *p = malloc(r->payload_len);
         assert_non_null(p);
@@ -169,6 +170,7 @@ s_copies_free(s_copies_t *c)
         free((void *)r->batch);
         free((void *)r->trace);
         free((void *)r->worker);
+        free((void *)r->owner);
         free((void *)r->payload);
     }
     free(c->items);
@@ -216,6 +218,7 @@ s_assert_rec(const broker_jobrec_t *want, const broker_jobrec_t *got)
     assert_int_equal(want->backoff.jitter, got->backoff.jitter);
     assert_int_equal(want->result_ttl_ms, got->result_ttl_ms);
     s_assert_str(want->worker, got->worker);
+    s_assert_str(want->owner, got->owner);
 }
 
 /* ---- get() into an owned view ----------------------------------------- */
@@ -231,6 +234,8 @@ typedef struct {
     char category[32], error[128];
     bool has_category, has_error;
     int64_t finished_ms;
+    char owner[64];
+    bool has_owner;
 } s_view_t;
 
 static void
@@ -255,6 +260,9 @@ s_view_cb(void *arg, const broker_jobview_t *v)
     if (v->error)
         snprintf(o->error, sizeof o->error, "%s", v->error);
     o->finished_ms = v->finished_ms;
+    o->has_owner = v->owner != NULL;
+    if (v->owner)
+        snprintf(o->owner, sizeof o->owner, "%s", v->owner);
 }
 
 /* ---- a second connection, as an operator's sqlite3 shell ------------- */
@@ -345,7 +353,7 @@ t_url_forms(void **state)
         assert_null(s);
     }
     /* The same file each time: "sqlite://" + absolute path. */
-    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 1);
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 2);
 
     struct {
         const char *url, *want;
@@ -402,11 +410,103 @@ t_schema_newer(void **state)
     s_fx_t *fx = *state;
     broker_store_t *s = s_open(fx);
     broker_store_destroy(&s);
-    s_shell_exec(fx, "PRAGMA user_version = 2");
+    s_shell_exec(fx, "PRAGMA user_version = 3");
     char err[512] = "";
     assert_null(broker_store_open(fx->path, NULL, err, sizeof err));
-    if (!strstr(err, "schema version 2 is newer"))
+    if (!strstr(err, "schema version 3 is newer"))
         fail_msg("got '%s'", err);
+}
+
+/* The tables of schema version 1, as drover wrote them before jobs had
+ * an owner. */
+static const char s_schema_v1[] =
+    "CREATE TABLE jobs (id TEXT PRIMARY KEY, queue TEXT NOT NULL, "
+    "type TEXT NOT NULL, state TEXT NOT NULL, priority INTEGER NOT NULL, "
+    "payload BLOB, key TEXT, batch TEXT, trace TEXT, "
+    "created_at INTEGER NOT NULL, run_at INTEGER NOT NULL, "
+    "attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, "
+    "timeout_ms INTEGER NOT NULL, backoff_base_ms INTEGER, "
+    "backoff_factor REAL, backoff_cap_ms INTEGER, backoff_jitter INTEGER, "
+    "result_ttl_ms INTEGER NOT NULL, worker TEXT, started_at INTEGER, "
+    "finished_at INTEGER, expires_at INTEGER, result BLOB, category TEXT, "
+    "error TEXT, retry_after_ms INTEGER, exit_code INTEGER, signal INTEGER, "
+    "http_status INTEGER);"
+    "CREATE UNIQUE INDEX jobs_key ON jobs(key) WHERE key IS NOT NULL;"
+    "CREATE INDEX jobs_live ON jobs(id) WHERE finished_at IS NULL;"
+    "CREATE TABLE attempts (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
+    "worker TEXT, started_at INTEGER, finished_at INTEGER, "
+    "outcome TEXT NOT NULL, category TEXT, message TEXT, retryable INTEGER, "
+    "retry_after_ms INTEGER, exit_code INTEGER, signal INTEGER, "
+    "http_status INTEGER, key_id TEXT, PRIMARY KEY (job_id, attempt)) "
+    "WITHOUT ROWID;"
+    "CREATE TABLE queues (name TEXT PRIMARY KEY, "
+    "paused INTEGER NOT NULL DEFAULT 0, rate REAL NOT NULL DEFAULT 0, "
+    "max_running INTEGER NOT NULL DEFAULT 0);"
+    "PRAGMA user_version = 1;";
+
+static void
+t_schema_v1_migrated(void **state)
+{
+    s_fx_t *fx = *state;
+    /* A version 1 file with one live and one finished job. */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, s_schema_v1, NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char live[37], done[37], sql[1024];
+    s_new_id(live);
+    s_new_id(done);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO jobs (id, queue, type, state, priority, created_at, "
+             "run_at, attempt, max_attempts, timeout_ms, result_ttl_ms) "
+             "VALUES ('%s', 'default', 'noop', 'queued', 5, 1, 1, 0, 5, 0, "
+             "1000); "
+             "INSERT INTO jobs (id, queue, type, state, priority, created_at, "
+             "run_at, attempt, max_attempts, timeout_ms, result_ttl_ms, "
+             "finished_at) VALUES ('%s', 'default', 'noop', 'succeeded', 5, "
+             "1, 1, 1, 5, 0, 1000, 2)",
+             live, done);
+    s_shell_exec(fx, sql);
+
+    broker_store_t *s = s_open(fx);
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 2);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM "
+                                     "pragma_table_info('jobs') "
+                                     "WHERE name = 'owner'"),
+                     1);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM jobs "
+                                     "WHERE owner IS NULL"),
+                     2);
+    /* The old rows read back without an owner... */
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.items[0].rec.id, live);
+    assert_null(c.items[0].rec.owner);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, done, s_view_cb, &v), 1);
+    assert_int_equal(v.state, DV_STATE_SUCCEEDED);
+    assert_false(v.has_owner);
+    /* ...and a new one keeps its owner. */
+    char mine[37];
+    s_new_id(mine);
+    broker_jobrec_t r = s_rec(mine);
+    r.owner = "alice";
+    s_insert_committed(s, &r);
+    assert_int_equal(broker_store_get(s, mine, s_view_cb, &v), 1);
+    assert_true(v.has_owner);
+    assert_string_equal(v.owner, "alice");
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+
+    /* Opened again: already version 2, nothing to migrate. */
+    s = s_open(fx);
+    s_replay(s, &c);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.items[1].rec.owner, "alice");
+    s_copies_free(&c);
+    broker_store_destroy(&s);
 }
 
 static void
@@ -472,6 +572,7 @@ t_roundtrip(void **state)
         .timeout_ms = 30000,
         .backoff = { 250, 1.5, 60000, false },
         .result_ttl_ms = 86400000,
+        .owner = "ci-submitter",
     };
     broker_jobrec_t bare = s_rec(id2); /* no key, batch, trace, payload */
     bare.priority = 0;
@@ -1161,25 +1262,16 @@ main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
-        T(t_url_forms),
-        T(t_open_missing_dir),
-        T(t_open_not_a_database),
-        T(t_schema_newer),
-        T(t_sync_modes),
-        T(t_roundtrip),
-        T(t_rollback),
-        T(t_group_10k),
-        T(t_replay_stops),
-        T(t_mark_running_reopen),
-        T(t_mark_waiting),
-        T(t_mark_finished),
-        T(t_find_key),
-        T(t_duplicate_key),
-        T(t_expire),
-        T(t_retry_finished_job),
-        T(t_attempts_history),
-        T(t_disk_full_at_commit),
-        T(t_disk_full_mid_group),
+        T(t_url_forms),           T(t_open_missing_dir),
+        T(t_open_not_a_database), T(t_schema_newer),
+        T(t_schema_v1_migrated),  T(t_sync_modes),
+        T(t_roundtrip),           T(t_rollback),
+        T(t_group_10k),           T(t_replay_stops),
+        T(t_mark_running_reopen), T(t_mark_waiting),
+        T(t_mark_finished),       T(t_find_key),
+        T(t_duplicate_key),       T(t_expire),
+        T(t_retry_finished_job),  T(t_attempts_history),
+        T(t_disk_full_at_commit), T(t_disk_full_mid_group),
         T(t_memory_store),
     };
 #undef T

@@ -31,6 +31,7 @@
 
 #include <cmocka.h>
 
+#include "dv_clock.h"
 #include "dv_proto.h"
 #include "harness.h"
 
@@ -134,11 +135,12 @@ s_spawn_curve_broker(harness_t *h)
 }
 
 /* A socket of type connected to ep as a CURVE client with key name (NULL:
- * no CurveZMQ at all) of the server whose pair is keys/server.*, with
- * routing id rid if not NULL. */
+ * no CurveZMQ at all) of the server whose pair is KEYS/server.*, with
+ * routing id rid if not NULL; KEYS is the directory keys under the test
+ * dir. */
 static void *
-s_socket_to(harness_t *h, int type, const char *ep, const char *name,
-            const char *rid, const char *server_name)
+s_socket_keys(harness_t *h, const char *keys, int type, const char *ep,
+              const char *name, const char *rid, const char *server_name)
 {
     void *s = zmq_socket(s_ctx, type);
     int linger = 0;
@@ -147,10 +149,10 @@ s_socket_to(harness_t *h, int type, const char *ep, const char *name,
         zmq_setsockopt(s, ZMQ_ROUTING_ID, rid, strlen(rid));
     if (name) {
         char p[512];
-        s_path(h, p, sizeof p, "keys/%s.key_secret", name);
+        s_path(h, p, sizeof p, "%s/%s.key_secret", keys, name);
         zcert_t *mine = zcert_load(p);
         assert_non_null(mine);
-        s_path(h, p, sizeof p, "keys/%s.key_secret", server_name);
+        s_path(h, p, sizeof p, "%s/%s.key_secret", keys, server_name);
         zcert_t *server = zcert_load(p);
         assert_non_null(server);
         zcert_apply(mine, s);
@@ -160,6 +162,14 @@ s_socket_to(harness_t *h, int type, const char *ep, const char *name,
     }
     assert_int_equal(zmq_connect(s, ep), 0);
     return s;
+}
+
+/* s_socket_keys with the keys in keys/. */
+static void *
+s_socket_to(harness_t *h, int type, const char *ep, const char *name,
+            const char *rid, const char *server_name)
+{
+    return s_socket_keys(h, "keys", type, ep, name, rid, server_name);
 }
 
 /* A socket to the broker (s_socket_to with the broker's pair). */
@@ -573,6 +583,126 @@ t_insecure_bind(void **state)
                      1);
 }
 
+/* Submits one echo job (run_at 0: now) as s's key; its id into id. */
+static void
+s_submit_echo(void *s, int64_t run_at_ms, char id[37])
+{
+    dv_jobspec_t js;
+    dv_msg_t m = s_submit(&js);
+    js.type = dv_str("echo");
+    js.payload = dv_strn("\x2a", 1); /* msgpack 42 */
+    js.run_at_ms = run_at_ms;
+    char buf[4096];
+    dv_msg_t r;
+    assert_int_equal(s_ask(s, &m, &r, buf, sizeof buf, 5000), 0);
+    assert_int_equal(r.type, DV_MSG_SUBMIT_REPLY);
+    assert_int_equal(r.u.submit_reply.nacks, 1);
+    assert_int_equal(r.u.submit_reply.acks[0].id.len, 36);
+    dv_str_copy(r.u.submit_reply.acks[0].id, id, 37);
+    dv_msg_release(&r);
+}
+
+/* What a wait on id tells s within timeout_ms: the job's state (-1 when
+ * nothing came), its result's bytes into result. */
+static int
+s_wait_state(void *s, const char *id, int timeout_ms, char *result, size_t size)
+{
+    dv_str_t ids[] = { dv_str(id) };
+    dv_msg_t m = { .type = DV_MSG_WAIT };
+    m.u.wait.req = 9;
+    m.u.wait.ids = ids;
+    m.u.wait.nids = 1;
+    char buf[4096];
+    dv_msg_t r;
+    if (s_ask(s, &m, &r, buf, sizeof buf, timeout_ms) != 0)
+        return -1;
+    assert_int_equal(r.type, DV_MSG_RESULT);
+    assert_int_equal(r.u.result.nresults, 1);
+    assert_true(dv_str_eq(r.u.result.results[0].id, id));
+    int state = (int)r.u.result.results[0].state;
+    if (result)
+        dv_str_copy(r.u.result.results[0].result, result, size);
+    dv_msg_release(&r);
+    return state;
+}
+
+/* The code of ctrl job on id asked by s (0: the job was shown). */
+static int
+s_job_code(void *s, const char *id)
+{
+    dv_msg_t job = s_ctrl("job", NULL, id);
+    return s_code_of(s, &job, NULL, 0);
+}
+
+/* Two client keys: each reads only its own jobs, and another's is
+ * answered as one that does not exist (job: not_found; wait: unknown),
+ * live or finished; an operator reads both. The owners are in the store,
+ * so a restarted broker still knows them. */
+static void
+t_job_owner(void **state)
+{
+    harness_t *h = *state;
+    const char *clients[] = { "client1", "client2", NULL };
+    const char *operators[] = { "op1", NULL };
+    const char *workers[] = { "w1", NULL };
+    assert_int_equal(
+        harness_curve(h, "client1", clients, operators, workers, NULL), 0);
+    assert_true(harness_start_broker(h, NULL) > 0);
+    void *a = s_socket_keys(h, "curve/keys", ZMQ_DEALER, h->clients, "client1",
+                            NULL, "broker");
+    void *b = s_socket_keys(h, "curve/keys", ZMQ_DEALER, h->clients, "client2",
+                            NULL, "broker");
+    void *op = s_socket_keys(h, "curve/keys", ZMQ_DEALER, h->clients, "op1",
+                             NULL, "broker");
+    char id[37], later[37], result[16];
+    static const char none[] = "01a2046f-a012-753e-8bb6-41246e880ddf";
+
+    /* Live (queued: no worker yet). */
+    s_submit_echo(a, 0, id);
+    assert_int_equal(s_job_code(a, id), 0);
+    assert_int_equal(s_job_code(op, id), 0);
+    assert_int_equal(s_job_code(b, id), DV_CODE_NOT_FOUND);
+    assert_int_equal(s_job_code(b, none), DV_CODE_NOT_FOUND);
+    assert_int_equal(s_wait_state(b, id, 5000, NULL, 0), DV_STATE_UNKNOWN);
+    assert_int_equal(s_wait_state(b, none, 5000, NULL, 0), DV_STATE_UNKNOWN);
+
+    /* Finished: A's wait gets its result. */
+    assert_true(harness_start_worker(h, NULL) > 0);
+    result[0] = '\0';
+    assert_int_equal(s_wait_state(a, id, 10000, result, sizeof result),
+                     DV_STATE_SUCCEEDED);
+    assert_string_equal(result, "\x2a");
+    assert_int_equal(s_wait_state(b, id, 5000, NULL, 0), DV_STATE_UNKNOWN);
+    assert_int_equal(s_job_code(b, id), DV_CODE_NOT_FOUND);
+    assert_int_equal(s_job_code(a, id), 0);
+    assert_int_equal(s_job_code(op, id), 0);
+    assert_int_equal(s_wait_state(op, id, 5000, result, sizeof result),
+                     DV_STATE_SUCCEEDED);
+    assert_string_equal(result, "\x2a");
+
+    /* One more that stays live across a restart (due in an hour). */
+    s_submit_echo(a, dv_now_ms() + 3600 * 1000, later);
+    assert_int_equal(s_job_code(b, later), DV_CODE_NOT_FOUND);
+    harness_kill_all(h);
+    assert_true(harness_start_broker(h, NULL) > 0);
+    assert_int_equal(s_job_code(a, id), 0);
+    assert_int_equal(s_job_code(a, later), 0);
+    assert_int_equal(s_job_code(op, later), 0);
+    assert_int_equal(s_job_code(b, id), DV_CODE_NOT_FOUND);
+    assert_int_equal(s_job_code(b, later), DV_CODE_NOT_FOUND);
+    assert_int_equal(s_wait_state(b, id, 5000, NULL, 0), DV_STATE_UNKNOWN);
+    assert_int_equal(s_wait_state(b, later, 5000, NULL, 0), DV_STATE_UNKNOWN);
+    assert_int_equal(s_wait_state(a, id, 5000, result, sizeof result),
+                     DV_STATE_SUCCEEDED);
+    assert_string_equal(result, "\x2a");
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE "
+                                        "owner = 'client1'"),
+                     2);
+    zmq_close(a);
+    zmq_close(b);
+    zmq_close(op);
+}
+
 /* The secret key in a secret certificate file (its Z85 text), or "". */
 static void
 s_secret_text(const char *path, char *out, size_t size)
@@ -913,6 +1043,7 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(t_roles, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_worker_name, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_job_owner, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_reload_removes_key, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(t_keygen_modes, s_setup, s_teardown),
