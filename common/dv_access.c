@@ -8,8 +8,8 @@
 #include "dv_err.h"
 
 int
-dv_access_secret_mode(const struct stat *st, const char *what,
-                      const char *path, char *err, size_t err_size)
+dv_access_secret_mode(const struct stat *st, const char *what, const char *path,
+                      char *err, size_t err_size)
 {
     if (!(st->st_mode & 077))
         return 0;
