@@ -138,11 +138,12 @@ s_bind(broker_t *self, int type, const char *ep, const char *what)
     /* A ZAP domain per socket. Any listed key may connect to the ROUTERs,
      * where each message's role is checked and a refusal is answered;
      * the PUB socket cannot refuse a message, so only the roles that may
-     * read events connect to it. */
+     * read events connect to it: operators and observers. Not clients:
+     * events carry every job's id and outcome, and a client reads only
+     * its own jobs. */
     unsigned roles = 0;
     if (type == ZMQ_PUB)
-        roles = DV_ROLE_BIT(DV_ROLE_CLIENT) | DV_ROLE_BIT(DV_ROLE_OPERATOR) |
-                DV_ROLE_BIT(DV_ROLE_OBSERVER);
+        roles = DV_ROLE_BIT(DV_ROLE_OPERATOR) | DV_ROLE_BIT(DV_ROLE_OBSERVER);
     char domain[32];
     snprintf(domain, sizeof domain, "drover.%s", what);
     if (self->curve &&

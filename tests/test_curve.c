@@ -333,13 +333,15 @@ t_handshake_refused(void **state)
     dv_msg_t hello = s_hello("x", &q);
     assert_int_equal(s_ask(wstranger, &hello, &r, buf, sizeof buf, 1500), -1);
 
-    /* Events: an observer hears them, a stranger and a plain SUB do not. */
+    /* Events: an observer hears them; a stranger, a plain SUB, a worker
+     * key and a client key (events carry every client's jobs) do not. */
     void *sub_obs = s_socket(h, ZMQ_SUB, h->events, "obs1", NULL);
     void *sub_str = s_socket(h, ZMQ_SUB, h->events, "stranger", NULL);
     void *sub_plain = s_socket(h, ZMQ_SUB, h->events, NULL, NULL);
     void *sub_wk = s_socket(h, ZMQ_SUB, h->events, "w1", NULL);
-    void *subs[] = { sub_obs, sub_str, sub_plain, sub_wk };
-    for (int i = 0; i < 4; i++)
+    void *sub_cl = s_socket(h, ZMQ_SUB, h->events, "client1", NULL);
+    void *subs[] = { sub_obs, sub_str, sub_plain, sub_wk, sub_cl };
+    for (int i = 0; i < 5; i++)
         zmq_setsockopt(subs[i], ZMQ_SUBSCRIBE, "", 0);
     void *client = s_socket(h, ZMQ_DEALER, h->clients, "client1", NULL);
     bool heard = false;
@@ -351,11 +353,12 @@ t_handshake_refused(void **state)
         heard = zmq_poll(&it, 1, 100) > 0;
     }
     assert_true(heard);
-    /* A worker key is listed, but not for the events socket. */
+    /* Worker and client keys are listed, but not for the events socket. */
     zmq_pollitem_t its[] = { { sub_str, 0, ZMQ_POLLIN, 0 },
                              { sub_plain, 0, ZMQ_POLLIN, 0 },
-                             { sub_wk, 0, ZMQ_POLLIN, 0 } };
-    assert_int_equal(zmq_poll(its, 3, 500), 0);
+                             { sub_wk, 0, ZMQ_POLLIN, 0 },
+                             { sub_cl, 0, ZMQ_POLLIN, 0 } };
+    assert_int_equal(zmq_poll(its, 4, 500), 0);
 
     /* The stranger was refused at least three times, logged once. */
     char p[512];
@@ -372,7 +375,7 @@ t_handshake_refused(void **state)
     free(log);
     zcert_destroy(&c);
     void *all[] = { op,      plain,   stranger,  wstranger, client,
-                    sub_obs, sub_str, sub_plain, sub_wk };
+                    sub_obs, sub_str, sub_plain, sub_wk,    sub_cl };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         zmq_close(all[i]);
 }
