@@ -591,6 +591,38 @@ harness_count_lines(harness_t *self, const char *name, ...)
     return hits;
 }
 
+bool
+harness_file_has(harness_t *self, const char *name, const char *needle)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", self->dir, name);
+    size_t len = 0;
+    char *bytes = dv_read_file(path, &len);
+    bool found = bytes && memmem(bytes, len, needle, strlen(needle)) != NULL;
+    free(bytes);
+    return found;
+}
+
+typedef struct {
+    harness_t *self;
+    const char *name, *what;
+} s_line_ctx_t;
+
+static bool
+s_has_line(void *arg)
+{
+    s_line_ctx_t *c = arg;
+    return harness_count_lines(c->self, c->name, c->what, NULL) > 0;
+}
+
+bool
+harness_wait_line(harness_t *self, const char *name, const char *what,
+                  int timeout_ms)
+{
+    s_line_ctx_t c = { self, name, what };
+    return harness_wait_until(s_has_line, &c, timeout_ms);
+}
+
 int
 harness_write(harness_t *self, const char *name, const char *text, char *path,
               size_t size)

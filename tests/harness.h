@@ -150,6 +150,15 @@ char *harness_read(harness_t *self, const char *name);
  * strings after it (NULL-ended). 0 if the file cannot be read. */
 int harness_count_lines(harness_t *self, const char *name, ...);
 
+/* True if the bytes of file name (in the test dir) hold needle; false also
+ * when there is no such file (a store's WAL, say). */
+bool harness_file_has(harness_t *self, const char *name, const char *needle);
+
+/* Waits up to timeout_ms for a line of file name (in the test dir) that
+ * contains what. Returns whether one came. */
+bool harness_wait_line(harness_t *self, const char *name, const char *what,
+                       int timeout_ms);
+
 /* Writes text to file name in the test dir; its path goes to path. Returns
  * 0, or -1 if it cannot be written. */
 int harness_write(harness_t *self, const char *name, const char *text,

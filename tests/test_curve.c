@@ -493,11 +493,8 @@ t_reload_removes_key(void **state)
     s_path(h, p, sizeof p, "allow-clients/client1.key");
     assert_int_equal(unlink(p), 0);
     assert_int_equal(kill(b, SIGHUP), 0);
-    for (int i = 0;
-         i < 100 && harness_count_lines(h, "broker.log",
-                                        "broker.curve_reloaded", NULL) == 0;
-         i++)
-        usleep(50000);
+    assert_true(
+        harness_wait_line(h, "broker.log", "broker.curve_reloaded", 5000));
     assert_int_equal(
         harness_count_lines(h, "broker.log", "broker.curve_reloaded", NULL), 1);
 
@@ -576,10 +573,7 @@ t_insecure_bind(void **state)
     args[13] = "--insecure-bind";
     b = harness_spawn(h, args, NULL, "open.log");
     assert_true(b > 0);
-    for (int i = 0; i < 100 && harness_count_lines(h, "open.log",
-                                                   "broker.started", NULL) == 0;
-         i++)
-        usleep(50000);
+    assert_true(harness_wait_line(h, "open.log", "broker.started", 5000));
     assert_int_equal(
         harness_count_lines(h, "open.log", "broker.insecure_bind", NULL), 1);
     assert_int_equal(harness_count_lines(h, "open.log", "broker.started", NULL),
@@ -706,47 +700,6 @@ t_job_owner(void **state)
     zmq_close(op);
 }
 
-/* The secret key in a secret certificate file (its Z85 text), or "". */
-static void
-s_secret_text(const char *path, char *out, size_t size)
-{
-    out[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    char line[256];
-    while (fgets(line, sizeof line, f)) {
-        char *k = strstr(line, "secret-key = \"");
-        if (k) {
-            k += strlen("secret-key = \"");
-            char *q = strchr(k, '"');
-            if (q)
-                *q = '\0';
-            snprintf(out, size, "%s", k);
-        }
-    }
-    fclose(f);
-}
-
-/* True if needle occurs in the file at path (binary-safe). */
-static bool
-s_file_has(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return false;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    bool found = false;
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n)
-        found = memmem(buf, (size_t)n, needle, strlen(needle)) != NULL;
-    free(buf);
-    fclose(f);
-    return found;
-}
-
 /* The pipeline with CurveZMQ on (harness_curve: the broker, two workers and
  * the client all with keys): 10,000 jobs end succeeded. Then no secret key
  * is anywhere it should not be: the logs, the store, the status, --help. */
@@ -779,7 +732,10 @@ t_pipeline_and_no_secret(void **state)
     for (int i = 0; i < 4; i++) {
         char p[512];
         s_path(h, p, sizeof p, "curve/keys/%s.key_secret", names[i]);
-        s_secret_text(p, secret[i], sizeof secret[i]);
+        zcert_t *c = zcert_load(p);
+        assert_non_null(c);
+        snprintf(secret[i], sizeof secret[i], "%s", zcert_secret_txt(c));
+        zcert_destroy(&c);
         assert_int_equal(strlen(secret[i]), 40);
     }
     /* A state dump too (SIGUSR1), then stop the processes so every log is
@@ -794,27 +750,14 @@ t_pipeline_and_no_secret(void **state)
     for (int i = 0; i < 4; i++) {
         assert_null(strstr(status, secret[i]));
         assert_null(strstr(help, secret[i]));
-        for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
-            char p[512];
-            s_path(h, p, sizeof p, "%s", files[k]);
-            if (s_file_has(p, secret[i]))
+        for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
+            if (harness_file_has(h, files[k], secret[i]))
                 fail_msg("%s's secret key is in %s", names[i], files[k]);
-        }
     }
     free(status);
 }
 
 /* ---- the collector's query socket ---------------------------------------- */
-
-/* Waits until file name in the test dir has a line with what. */
-static bool
-s_log_has(harness_t *h, const char *name, const char *what)
-{
-    for (int i = 0; i < 200 && harness_count_lines(h, name, what, NULL) == 0;
-         i++)
-        usleep(50000);
-    return harness_count_lines(h, name, what, NULL) > 0;
-}
 
 /* A CurveZMQ broker (its keys and lists from the environment) and a
  * collector with one certificate, "collector": an observer of the broker,
@@ -861,7 +804,7 @@ s_start_curve_collector(harness_t *h, char *query, size_t size)
     pid_t pid = harness_spawn(h, args, NULL, "collector.log");
     assert_true(pid > 0);
     /* Synced from the broker as its observer, over CurveZMQ. */
-    if (!s_log_has(h, "collector.log", "collector.resynced")) {
+    if (!harness_wait_line(h, "collector.log", "collector.resynced", 10000)) {
         char *log = harness_read(h, "collector.log");
         fprintf(stderr, "collector.log:\n%s\n", log ? log : "(none)");
         free(log);
@@ -965,7 +908,8 @@ t_collector_reload(void **state)
     s_path(h, q, sizeof q, "allow-observers/stranger.key");
     assert_int_equal(rename(p, q), 0);
     assert_int_equal(kill(c, SIGHUP), 0);
-    assert_true(s_log_has(h, "collector.log", "collector.curve_reloaded"));
+    assert_true(harness_wait_line(h, "collector.log",
+                                  "collector.curve_reloaded", 10000));
 
     char why[512];
     assert_int_equal(s_code_of(obs, &st, why, sizeof why), DV_CODE_NOT_ALLOWED);
@@ -1031,7 +975,7 @@ t_collector_open_bind(void **state)
     args[16] = ob;
     c = harness_spawn(h, args, NULL, "open.log");
     assert_true(c > 0);
-    assert_true(s_log_has(h, "open.log", "collector.started"));
+    assert_true(harness_wait_line(h, "open.log", "collector.started", 10000));
     assert_int_equal(
         harness_count_lines(h, "open.log", "collector.insecure_bind", NULL), 0);
     assert_int_equal(
