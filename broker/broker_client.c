@@ -95,15 +95,19 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     for (uint32_t i = 0; i < n; i++) {
         const dv_jobspec_t *js = &msg->u.submit.jobs[i];
         char keybuf[DV_KEY_MAX + 1];
+        char scoped[DV_KEY_MAX + 16];
         const char *key = NULL;
         if (js->key.ptr && js->key.len) {
             key = dv_str_copy(js->key, keybuf, sizeof keybuf);
-            /* Keys whose insert is not durable yet are only in memory; the
-             * rest are in the store. */
-            const broker_pkey_t *pending = dv_map_get(self->pending_keys, key);
-            int r = pending
-                        ? 1
-                        : broker_store_find_key(self->store, key, b->ids[i]);
+            /* Keys are unique per owner. Those whose insert is not durable
+             * yet are only in memory (as owner index + key); the rest are
+             * in the store. */
+            snprintf(scoped, sizeof scoped, "%d:%s", owner_ix, key);
+            const broker_pkey_t *pending =
+                dv_map_get(self->pending_keys, scoped);
+            int r = pending ? 1
+                            : broker_store_find_key(self->store, owner, key,
+                                                    b->ids[i]);
             if (pending)
                 snprintf(b->ids[i], sizeof b->ids[i], "%s", pending->id);
             if (r == 1) {
@@ -123,11 +127,11 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         dv_id_new(&id);
         broker_job_t *job =
             broker_job_new(&id, js->payload.ptr, js->payload.len);
-        size_t klen = key ? strlen(key) : 0;
+        size_t klen = key ? strlen(scoped) : 0;
         broker_pkey_t *k = key ? malloc(sizeof *k + klen + 1) : NULL;
         if (k) {
             k->next = NULL;
-            memcpy(k->key, key, klen + 1);
+            memcpy(k->key, scoped, klen + 1);
         }
         if (job) {
             job->type = broker_sched_intern(self, js->type);

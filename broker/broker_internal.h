@@ -145,7 +145,7 @@ typedef struct {
 } broker_results_t;
 
 /* An idempotency key whose insert is not durable yet, and the id of the
- * job that holds it: self->pending_keys maps key to it, its group's keys
+ * job that holds it: self->pending_keys maps "OWNER_INDEX:KEY" to it, its group's keys
  * list owns it. One allocation per keyed job. */
 typedef struct broker_pkey {
     struct broker_pkey *next;

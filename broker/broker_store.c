@@ -222,11 +222,12 @@ broker_store_replay(broker_store_t *self,
 }
 
 int
-broker_store_find_key(broker_store_t *self, const char *key, char id_out[37])
+broker_store_find_key(broker_store_t *self, const char *owner, const char *key,
+                      char id_out[37])
 {
     assert(self && key && id_out);
     assert(!self->in_callback);
-    return self->ops->find_key(self->be, key, id_out);
+    return self->ops->find_key(self->be, owner, key, id_out);
 }
 
 int

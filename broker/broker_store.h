@@ -154,11 +154,11 @@ int broker_store_replay(broker_store_t *self,
                         int (*cb)(void *arg, const broker_jobrec_t *rec),
                         void *arg);
 
-/* Looks up the job holding an idempotency key, finished jobs included until
- * they expire. Returns 1 and fills id_out (37 bytes), 0 if none, or an error.
+/* Looks up the job holding an idempotency key among owner's jobs (NULL: the
+ * jobs without an owner), finished jobs included until they expire. Returns 1 and fills id_out (37 bytes), 0 if none, or an error.
  * Sees writes of the current group. */
-int broker_store_find_key(broker_store_t *self, const char *key,
-                          char id_out[37]);
+int broker_store_find_key(broker_store_t *self, const char *owner,
+                          const char *key, char id_out[37]);
 
 /* Looks up one job by id. Returns 1 after calling cb, 0 if there is no such
  * job, or an error. Sees writes of the current group. */
@@ -232,7 +232,8 @@ typedef struct {
     int (*add_attempt)(void *be, const broker_attempt_t *a);
     int (*replay)(void *be, int (*cb)(void *arg, const broker_jobrec_t *rec),
                   void *arg);
-    int (*find_key)(void *be, const char *key, char id_out[37]);
+    int (*find_key)(void *be, const char *owner, const char *key,
+                    char id_out[37]);
     int (*get)(void *be, const char *id,
                void (*cb)(void *arg, const broker_jobview_t *view), void *arg);
     int (*expire)(void *be, int64_t now_ms, int limit);

@@ -30,7 +30,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define S_SCHEMA_VERSION 2
+#define S_SCHEMA_VERSION 3
+#define S_STR_(x)        #x
+#define S_STR(x)         S_STR_(x)
 
 /* Names as stored (a person reads and queries them). Kept here rather than
  * taken from dv_proto so the store does not depend on the codec; they must
@@ -55,8 +57,8 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "cancelled",
 };
 
-/* Schema version 2 (version 1 had no jobs.owner; s_schema_setup adds it
- * to a version 1 file). Kept as plain SQL so an operator can debug with the
+/* Schema version 3 (version 1 had no jobs.owner, version 2 had idempotency
+ * keys unique across owners; s_schema_setup migrates both). Kept as plain SQL so an operator can debug with the
  * sqlite3 shell: SELECT state, count(*) FROM jobs GROUP BY 1.
  *
  * jobs is an ordinary rowid table, not WITHOUT ROWID. WITHOUT ROWID would
@@ -82,6 +84,14 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
  * unfinished, and mark_running (which leaves finished_at alone) does not
  * touch the index at all.
  * No mmap: an I/O error on a mapped page is a SIGBUS, not an error code. */
+/* Idempotency keys are unique per owner: two clients may use the same key
+ * and get two jobs, and neither learns of the other's. coalesce() because
+ * a unique index treats NULLs as distinct, and jobs without an owner (no
+ * CurveZMQ) share one namespace. */
+#define S_OWNER_KEY_INDEX                                                      \
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_key\n"                       \
+    "    ON jobs(coalesce(owner, ''), key) WHERE key IS NOT NULL;\n"
+
 static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS jobs (\n"
     "    id TEXT PRIMARY KEY,\n"
@@ -117,9 +127,7 @@ static const char s_schema[] =
     /* The certificate name of the peer that submitted the job (CurveZMQ),
      * or NULL. */
     "    owner TEXT\n"
-    ");\n"
-    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs(key)\n"
-    "    WHERE key IS NOT NULL;\n"
+    ");\n" S_OWNER_KEY_INDEX
     "CREATE INDEX IF NOT EXISTS jobs_live ON jobs(id)\n"
     "    WHERE finished_at IS NULL;\n"
     "CREATE INDEX IF NOT EXISTS jobs_expires ON jobs(expires_at)\n"
@@ -230,7 +238,8 @@ static const char *s_sql[S_COUNT_] = {
                  "WHERE finished_at IS NULL "
                  "AND state IN ('queued', 'scheduled', 'running') "
                  "ORDER BY id",
-    [S_FIND_KEY] = "SELECT id FROM jobs WHERE key = ?1",
+    [S_FIND_KEY] = "SELECT id FROM jobs WHERE coalesce(owner, '') = ?2 "
+                   "AND key = ?1",
     [S_GET] = "SELECT id, queue, type, state, attempt, result, category, "
               "error, finished_at, owner FROM jobs WHERE id = ?1",
     [S_EXPIRE_ATTEMPTS] =
@@ -249,7 +258,7 @@ static const char *s_sql[S_COUNT_] = {
     /* Rewrites the schema version with its own value: a page goes to the
      * WAL at commit, so the commit needs room on the disk like any other,
      * and no job changes. */
-    [S_PROBE] = "PRAGMA user_version = 2",
+    [S_PROBE] = "PRAGMA user_version = " S_STR(S_SCHEMA_VERSION),
 };
 
 /* Column numbers of S_JOBREC_COLUMNS (and of S_INSERT's parameters - 1). */
@@ -536,7 +545,8 @@ s_exec_row(sqlite3 *db, const char *sql, char *out, size_t out_size)
     return rc;
 }
 
-/* Creates the schema on a new file, migrates version 1 (adds jobs.owner),
+/* Creates the schema on a new file, migrates versions 1 (adds jobs.owner)
+ * and 2 (idempotency keys per owner),
  * accepts the current version, refuses a newer one (a downgrade would
  * misread it). */
 static int
@@ -559,14 +569,21 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
                    be->path, version, S_SCHEMA_VERSION);
         return -1;
     }
+    if (rc == SQLITE_OK && version == 0)
+        rc = sqlite3_exec(be->db, s_schema, NULL, NULL, NULL);
     if (rc == SQLITE_OK && version == 1)
         /* Version 1 to 2: jobs.owner; the jobs stored before have none. */
         rc = sqlite3_exec(be->db, "ALTER TABLE jobs ADD COLUMN owner TEXT",
                           NULL, NULL, NULL);
-    else if (rc == SQLITE_OK && version < S_SCHEMA_VERSION)
-        rc = sqlite3_exec(be->db, s_schema, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && version >= 1 && version < 3)
+        /* Version 2 to 3: idempotency keys unique per owner. */
+        rc = sqlite3_exec(be->db,
+                          "DROP INDEX IF EXISTS jobs_key;\n" S_OWNER_KEY_INDEX,
+                          NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < S_SCHEMA_VERSION)
-        rc = sqlite3_exec(be->db, "PRAGMA user_version = 2", NULL, NULL, NULL);
+        rc = sqlite3_exec(be->db,
+                          "PRAGMA user_version = " S_STR(S_SCHEMA_VERSION),
+                          NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(be->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -1034,11 +1051,13 @@ s_load_queues(void *handle,
 }
 
 static int
-s_find_key(void *handle, const char *key, char id_out[37])
+s_find_key(void *handle, const char *owner, const char *key, char id_out[37])
 {
     s_sqlite_t *be = handle;
     sqlite3_stmt *st = be->stmt[S_FIND_KEY];
     int rc = s_bind_text(st, 1, key);
+    if (rc == SQLITE_OK)
+        rc = s_bind_text(st, 2, owner ? owner : "");
     if (rc != SQLITE_OK)
         return s_bind_failed(be, st, "find_key", NULL);
     rc = s_step(be, st);

@@ -353,7 +353,7 @@ t_url_forms(void **state)
         assert_null(s);
     }
     /* The same file each time: "sqlite://" + absolute path. */
-    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 2);
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 3);
 
     struct {
         const char *url, *want;
@@ -410,10 +410,10 @@ t_schema_newer(void **state)
     s_fx_t *fx = *state;
     broker_store_t *s = s_open(fx);
     broker_store_destroy(&s);
-    s_shell_exec(fx, "PRAGMA user_version = 3");
+    s_shell_exec(fx, "PRAGMA user_version = 4");
     char err[512] = "";
     assert_null(broker_store_open(fx->path, NULL, err, sizeof err));
-    if (!strstr(err, "schema version 3 is newer"))
+    if (!strstr(err, "schema version 4 is newer"))
         fail_msg("got '%s'", err);
 }
 
@@ -470,7 +470,14 @@ t_schema_v1_migrated(void **state)
     s_shell_exec(fx, sql);
 
     broker_store_t *s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 2);
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 3);
+    /* Idempotency keys are unique per owner now. */
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM sqlite_master "
+                                     "WHERE name = 'jobs_key'"),
+                     0);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM sqlite_master "
+                                     "WHERE name = 'jobs_owner_key'"),
+                     1);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM "
                                      "pragma_table_info('jobs') "
                                      "WHERE name = 'owner'"),
@@ -500,7 +507,7 @@ t_schema_v1_migrated(void **state)
     s_copies_free(&c);
     broker_store_destroy(&s);
 
-    /* Opened again: already version 2, nothing to migrate. */
+    /* Opened again: already version 3, nothing to migrate. */
     s = s_open(fx);
     s_replay(s, &c);
     assert_int_equal(c.n, 2);
@@ -627,7 +634,7 @@ t_rollback(void **state)
 
     assert_int_equal(broker_store_get(s, b, s_view_cb, &v), 0);
     char id[37];
-    assert_int_equal(broker_store_find_key(s, "kb", id), 0);
+    assert_int_equal(broker_store_find_key(s, NULL, "kb", id), 0);
     s_copies_t c = { 0 };
     s_replay(s, &c);
     assert_int_equal(c.n, 1);
@@ -919,12 +926,12 @@ t_find_key(void **state)
     assert_int_equal(broker_store_begin(s), 0);
     assert_int_equal(broker_store_insert(s, &r), 0);
     /* Within the uncommitted group already. */
-    assert_int_equal(broker_store_find_key(s, "order-7781", found), 1);
+    assert_int_equal(broker_store_find_key(s, NULL, "order-7781", found), 1);
     assert_string_equal(found, id);
-    assert_int_equal(broker_store_find_key(s, "order-0000", found), 0);
+    assert_int_equal(broker_store_find_key(s, NULL, "order-0000", found), 0);
     assert_int_equal(broker_store_commit(s), 0);
 
-    assert_int_equal(broker_store_find_key(s, "order-7781", found), 1);
+    assert_int_equal(broker_store_find_key(s, NULL, "order-7781", found), 1);
     assert_string_equal(found, id);
 
     /* Finished jobs keep their key until they expire. */
@@ -935,12 +942,48 @@ t_find_key(void **state)
                      0);
     assert_int_equal(broker_store_commit(s), 0);
     memset(found, 0, sizeof found);
-    assert_int_equal(broker_store_find_key(s, "order-7781", found), 1);
+    assert_int_equal(broker_store_find_key(s, NULL, "order-7781", found), 1);
     assert_string_equal(found, id);
     assert_int_equal(broker_store_expire(s, 1499, 100), 0);
-    assert_int_equal(broker_store_find_key(s, "order-7781", found), 1);
+    assert_int_equal(broker_store_find_key(s, NULL, "order-7781", found), 1);
     assert_int_equal(broker_store_expire(s, 1500, 100), 1);
-    assert_int_equal(broker_store_find_key(s, "order-7781", found), 0);
+    assert_int_equal(broker_store_find_key(s, NULL, "order-7781", found), 0);
+    broker_store_destroy(&s);
+}
+
+/* Two owners may use one key: each finds only its own job. */
+static void
+t_key_per_owner(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char a[37], b[37], c[37], found[37];
+    s_new_id(a);
+    s_new_id(b);
+    s_new_id(c);
+    broker_jobrec_t ra = s_rec(a), rb = s_rec(b), rc = s_rec(c);
+    ra.key = rb.key = rc.key = "nightly-2026-12-04";
+    ra.owner = "alice";
+    rb.owner = "bob";
+    s_insert_committed(s, &ra);
+    s_insert_committed(s, &rb);
+    s_insert_committed(s, &rc); /* no owner */
+    assert_int_equal(broker_store_find_key(s, "alice", ra.key, found), 1);
+    assert_string_equal(found, a);
+    assert_int_equal(broker_store_find_key(s, "bob", ra.key, found), 1);
+    assert_string_equal(found, b);
+    assert_int_equal(broker_store_find_key(s, NULL, ra.key, found), 1);
+    assert_string_equal(found, c);
+    assert_int_equal(broker_store_find_key(s, "carol", ra.key, found), 0);
+    /* The owner's namespace is still unique. */
+    char d[37];
+    s_new_id(d);
+    broker_jobrec_t rd = s_rec(d);
+    rd.key = ra.key;
+    rd.owner = "alice";
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &rd), DV_EIO);
+    assert_int_equal(broker_store_commit(s), DV_EIO);
     broker_store_destroy(&s);
 }
 
@@ -970,7 +1013,7 @@ t_duplicate_key(void **state)
     assert_false(broker_store_in_group(s));
 
     char found[37];
-    assert_int_equal(broker_store_find_key(s, "other", found), 0);
+    assert_int_equal(broker_store_find_key(s, NULL, "other", found), 0);
     s_view_t v;
     assert_int_equal(broker_store_get(s, b, s_view_cb, &v), 0);
     assert_int_equal(broker_store_get(s, d, s_view_cb, &v), 0);
@@ -1262,16 +1305,27 @@ main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
-        T(t_url_forms),           T(t_open_missing_dir),
-        T(t_open_not_a_database), T(t_schema_newer),
-        T(t_schema_v1_migrated),  T(t_sync_modes),
-        T(t_roundtrip),           T(t_rollback),
-        T(t_group_10k),           T(t_replay_stops),
-        T(t_mark_running_reopen), T(t_mark_waiting),
-        T(t_mark_finished),       T(t_find_key),
-        T(t_duplicate_key),       T(t_expire),
-        T(t_retry_finished_job),  T(t_attempts_history),
-        T(t_disk_full_at_commit), T(t_disk_full_mid_group),
+        T(t_url_forms),
+        T(t_open_missing_dir),
+        T(t_open_not_a_database),
+        T(t_schema_newer),
+        T(t_schema_v1_migrated),
+        T(t_sync_modes),
+        T(t_roundtrip),
+        T(t_rollback),
+        T(t_group_10k),
+        T(t_replay_stops),
+        T(t_mark_running_reopen),
+        T(t_mark_waiting),
+        T(t_mark_finished),
+        T(t_find_key),
+        T(t_key_per_owner),
+        T(t_duplicate_key),
+        T(t_expire),
+        T(t_retry_finished_job),
+        T(t_attempts_history),
+        T(t_disk_full_at_commit),
+        T(t_disk_full_mid_group),
         T(t_memory_store),
     };
 #undef T

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,12 +41,35 @@ monitor_endpoint(const char *flag)
     return env && *env ? env : MONITOR_DEFAULT_ENDPOINT;
 }
 
+/* Why the last monitor_query failed. */
+static char s_query_err[512];
+
+/* Keeps why a query failed, and prints it as "drover CMD: ..." unless
+ * quiet. */
+__attribute__((format(printf, 3, 4))) static void
+s_said(bool quiet, const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s_query_err, sizeof s_query_err, fmt, ap);
+    va_end(ap);
+    if (!quiet)
+        fprintf(stderr, "drover %s: %s\n", cmd, s_query_err);
+}
+
+const char *
+monitor_query_error(void)
+{
+    return s_query_err;
+}
+
 int
 monitor_query(const char *endpoint, const char *cmd, const char *verb,
               const char *id, const char *args_json, int timeout_ms,
               json_t **body_out, bool quiet)
 {
     *body_out = NULL;
+    s_query_err[0] = '\0';
     /* The collector's query socket: CurveZMQ when the collector's
      * certificate is given (DROVER_COLLECTOR_CURVE_SERVER, which
      * --collector-curve-server sets), with our own key
@@ -61,8 +85,7 @@ monitor_query(const char *endpoint, const char *cmd, const char *verb,
     opts.curve_server = curve ? server : "";
     drover_client_t *c = drover_connect_opts(&opts);
     if (!c) {
-        if (!quiet)
-            fprintf(stderr, "drover %s: %s\n", cmd, drover_last_error(NULL));
+        s_said(quiet, cmd, "%s", drover_last_error(NULL));
         return 2;
     }
     drover_ctrl_t req = { .verb = verb, .id = id, .args_json = args_json };
@@ -70,28 +93,24 @@ monitor_query(const char *endpoint, const char *cmd, const char *verb,
     int rc = drover_ctrl_ex(c, &req, &text);
     int code = 0;
     if (rc == DROVER_EUNREACHABLE || rc == DROVER_ETIMEOUT) {
-        if (!quiet)
-            fprintf(stderr,
-                    "drover %s: cannot reach the collector at %s (no answer "
-                    "within %.1f s). Is `drover collector` running? Point "
-                    "at it with --collector or DROVER_COLLECTOR.%s\n",
-                    cmd, endpoint, timeout_ms / 1000.0,
-                    curve ? " CurveZMQ: is DROVER_COLLECTOR_CURVE_SERVER "
-                            "the collector's certificate, and our key in one "
-                            "of its allow-lists?"
-                          : "");
+        s_said(quiet, cmd,
+               "cannot reach the collector at %s (no answer within %.1f s). "
+               "Is `drover collector` running? Point at it with --collector "
+               "or DROVER_COLLECTOR.%s",
+               endpoint, timeout_ms / 1000.0,
+               curve ? " CurveZMQ: is DROVER_COLLECTOR_CURVE_SERVER "
+                       "the collector's certificate, and our key in one "
+                       "of its allow-lists?"
+                     : "");
         code = S_EXIT_UNREACHABLE;
     } else if (rc != DROVER_OK) {
-        if (!quiet)
-            fprintf(stderr, "drover %s: %s\n", cmd, drover_last_error(c));
+        s_said(quiet, cmd, "%s", drover_last_error(c));
         code = 1;
     } else {
         json_error_t err;
         *body_out = text ? json_loads(text, 0, &err) : json_object();
         if (!*body_out) {
-            if (!quiet)
-                fprintf(stderr, "drover %s: unreadable answer: %s\n", cmd,
-                        err.text);
+            s_said(quiet, cmd, "unreadable answer: %s", err.text);
             code = 1;
         }
     }
@@ -814,25 +833,21 @@ jobs_main(int argc, char **argv)
 
 /* ---- job ----------------------------------------------------------------- */
 
-/* Asks the broker for the job's result. Returns a new JSON value (the
- * result), or NULL with a note saying why there is none. */
+/* Asks the broker for its view of job id (ctrl job). Returns a new JSON
+ * object, or NULL with a note saying why there is none. */
 static json_t *
-s_broker_result(const char *broker, const char *id, char *note, size_t size)
+s_broker_job(const char *broker, const char *id, char *note, size_t size)
 {
     drover_client_t *c = drover_connect(broker, 1500);
     char *text = NULL;
     int rc = c ? drover_ctrl(c, "job", id, NULL, &text) : DROVER_EUNREACHABLE;
-    json_t *result = NULL;
+    json_t *job = NULL;
     if (rc == DROVER_OK && text) {
-        json_t *j = json_loads(text, 0, NULL);
-        result = json_incref(json_object_get(j, "result"));
-        json_decref(j);
-        if (!result || json_is_null(result)) {
-            json_decref(result);
-            result = NULL;
-            snprintf(note, size,
-                     "none (the broker keeps results for its "
-                     "--result-ttl)");
+        job = json_loads(text, 0, NULL);
+        if (!json_is_object(job)) {
+            json_decref(job);
+            job = NULL;
+            snprintf(note, size, "unknown: unreadable answer from the broker");
         }
     } else if (rc == DROVER_EUNREACHABLE || rc == DROVER_ETIMEOUT) {
         snprintf(note, size, "unknown: the broker does not answer");
@@ -841,7 +856,87 @@ s_broker_result(const char *broker, const char *id, char *note, size_t size)
     }
     free(text);
     drover_close(&c);
+    return job;
+}
+
+/* Asks the broker for the job's result. Returns a new JSON value (the
+ * result), or NULL with a note saying why there is none. */
+static json_t *
+s_broker_result(const char *broker, const char *id, char *note, size_t size)
+{
+    json_t *j = s_broker_job(broker, id, note, size);
+    if (!j)
+        return NULL;
+    json_t *result = json_incref(json_object_get(j, "result"));
+    json_decref(j);
+    if (!result || json_is_null(result)) {
+        json_decref(result);
+        result = NULL;
+        snprintf(note, size,
+                 "none (the broker keeps results for its "
+                 "--result-ttl)");
+    }
     return result;
+}
+
+/* Prints a result (JSON), or the note saying why there is none. */
+static void
+s_print_result(json_t *result, const char *note)
+{
+    if (!result) {
+        printf("result    %s\n", note);
+        return;
+    }
+    char *text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
+    size_t n = text ? strlen(text) : 0;
+    printf("result    %zu bytes of JSON: %.60s%s\n", n, text ? text : "",
+           n > 60 ? "..." : "");
+    free(text);
+}
+
+/* drover job when the collector cannot show the job (a client key may not
+ * read its history; it is down; it has not seen the job): the broker's
+ * view, without the attempts. Returns the exit code, or -1 when the broker
+ * cannot show it either. */
+static int
+s_job_from_broker(const char *broker, const char *id, bool json,
+                  const char *why)
+{
+    char note[160] = "";
+    json_t *job = s_broker_job(broker, id, note, sizeof note);
+    if (!job)
+        return -1;
+    if (json) {
+        s_print_json(job);
+        json_decref(job);
+        return 0;
+    }
+    printf("job       %s\n", monitor_str(job, "id", id));
+    int64_t attempt = monitor_int(job, "attempt");
+    printf("state     %s after %" PRId64 " attempt%s\n",
+           monitor_str(job, "state", "?"), attempt, attempt == 1 ? "" : "s");
+    printf("queue     %s\ntype      %s\n", monitor_str(job, "queue", "?"),
+           monitor_str(job, "type", "?"));
+    if (json_is_string(json_object_get(job, "worker")))
+        printf("worker    %s\n", monitor_str(job, "worker", ""));
+    const char *cat = monitor_str(job, "category", NULL);
+    if (cat) {
+        printf("error     %s: %s\n", cat, monitor_str(job, "error", ""));
+        const char *hint = monitor_hint(cat);
+        if (hint)
+            printf("hint      %s\n", hint);
+    }
+    json_t *result = json_object_get(job, "result");
+    if (json_is_string(json_object_get(job, "state")) &&
+        !strcmp(monitor_str(job, "state", ""), "succeeded"))
+        s_print_result(json_is_null(result) ? NULL : result,
+                       "none (the broker keeps results for its "
+                       "--result-ttl)");
+    printf("\n(from the broker, without the attempts: the collector did not "
+           "show the job: %s)\n",
+           why);
+    json_decref(job);
+    return 0;
 }
 
 /* One attempt: a row, then its progress and failure below it. The hint
@@ -901,7 +996,9 @@ job_main(int argc, char **argv)
         "start, duration, outcome, last progress, failure category and\n"
         "message with a hint. The result comes from the broker (which keeps\n"
         "it for its --result-ttl). With --json, one object per attempt under\n"
-        "\"attempts\". Exit 1 if the collector has no such job.\n";
+        "\"attempts\". When the collector cannot show it (down, not\n"
+        "allowed for a client key, or it has not seen the job), the\n"
+        "broker's view without the attempts. Exit 1 if neither has it.\n";
     static const int allowed[] = { O_BROKER, 0 };
     s_opts_t o;
     int r = s_parse(argc, argv, usage, allowed, 1, &o);
@@ -914,9 +1011,17 @@ job_main(int argc, char **argv)
     }
     json_t *job;
     int code = monitor_query(monitor_endpoint(o.collector), "job", "job", id,
-                             NULL, S_TIMEOUT_MS, &job, false);
-    if (code)
+                             NULL, S_TIMEOUT_MS, &job, true);
+    if (code) {
+        /* The broker knows the job while it lives and for its
+         * --result-ttl after. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", monitor_query_error());
+        if (s_job_from_broker(o.broker, id, o.json, why) == 0)
+            return 0;
+        fprintf(stderr, "drover job: %s\n", why);
         return code;
+    }
     char note[160] = "";
     json_t *result = s_broker_result(o.broker, id, note, sizeof note);
     if (o.json) {
@@ -956,16 +1061,8 @@ job_main(int argc, char **argv)
         if (hint)
             printf("hint      %s\n", hint);
     }
-    if (result) {
-        char *text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
-        size_t n = text ? strlen(text) : 0;
-        printf("result    %zu bytes of JSON: %.60s%s\n", n, text ? text : "",
-               n > 60 ? "..." : "");
-        free(text);
-        json_decref(result);
-    } else {
-        printf("result    %s\n", note);
-    }
+    s_print_result(result, note);
+    json_decref(result);
     printf("\n%-5s %-20s %-24s %8s  %s\n", "TRY", "WORKER", "STARTED", "TOOK",
            "OUTCOME");
     size_t i;

@@ -23,6 +23,9 @@ int monitor_query(const char *endpoint, const char *cmd, const char *verb,
                   const char *id, const char *args_json, int timeout_ms,
                   json_t **body_out, bool quiet);
 
+/* Why the last monitor_query failed ("" after a success). */
+const char *monitor_query_error(void);
+
 /* Formatting into rotating static buffers (16 live at once): 1,234;
  * 850ms / 1.2s / 3m04s / 2h05m / 3d04h; a rate with 2-3 digits. */
 const char *monitor_num(int64_t v);

@@ -661,10 +661,24 @@ s_encode_body(json_t *body, size_t *len)
     return NULL;
 }
 
-/* Whether the sender of body may query: with CurveZMQ, the roles client,
- * operator and observer (every verb is read-only); a worker key, or one
- * removed from the lists since it connected, gets not_allowed, logged once
- * per key. */
+/* The verbs a client key may ask the collector: the fleet's totals. The
+ * others (jobs, job, batch, running) show every client's jobs; a client's
+ * own jobs are the broker's to show. */
+static bool
+s_client_verb(const dv_msg_t *msg)
+{
+    static const char *const totals[] = { "status", "workers", "queues",
+                                          "keys",   "health",  NULL };
+    for (int i = 0; totals[i]; i++)
+        if (dv_str_eq(msg->u.ctrl.verb, totals[i]))
+            return true;
+    return false;
+}
+
+/* Whether the sender of body may query: with CurveZMQ, the roles operator
+ * and observer anything (every verb is read-only), a client the totals
+ * only; a worker key, or one removed from the lists since it connected,
+ * gets not_allowed, logged once. */
 static bool
 s_may_query(collector_t *self, zmq_msg_t *rid, zmq_msg_t *body)
 {
@@ -672,31 +686,41 @@ s_may_query(collector_t *self, zmq_msg_t *rid, zmq_msg_t *body)
         return true;
     char name[128], key[DV_CURVE_KEY_SIZE];
     dv_role_t role = dv_curve_peer(self->curve, body, name, sizeof name, key);
-    if (role == DV_ROLE_CLIENT || role == DV_ROLE_OPERATOR ||
-        role == DV_ROLE_OBSERVER)
+    if (role == DV_ROLE_OPERATOR || role == DV_ROLE_OBSERVER)
         return true;
-    char why[128];
+    dv_msg_t msg;
+    bool ctrl = dv_msg_decode(zmq_msg_data(body), zmq_msg_size(body), &msg,
+                              NULL, 0) == DV_OK &&
+                msg.type == DV_MSG_CTRL;
+    uint64_t req = ctrl ? msg.u.ctrl.req : 0;
+    char verb[DV_NAME_MAX + 1] = "query";
+    if (ctrl)
+        dv_str_copy(msg.u.ctrl.verb, verb, sizeof verb);
+    bool totals = ctrl && s_client_verb(&msg);
+    dv_msg_release(&msg);
+    if (role == DV_ROLE_CLIENT && (!ctrl || totals))
+        return true; /* a message that is no query is refused as such */
+    char why[256];
     if (role == DV_ROLE_NONE)
         snprintf(why, sizeof why,
                  "key no longer allowed: it was removed from the "
                  "allow-lists");
+    else if (role == DV_ROLE_CLIENT)
+        snprintf(why, sizeof why,
+                 "a client key may ask the collector for totals only "
+                 "(status, workers, queues, keys, health): '%s' shows every "
+                 "client's jobs; a client's own jobs are the broker's to "
+                 "show (drover job ID, drover wait)",
+                 verb);
     else
         snprintf(why, sizeof why, "role %s may not query the collector",
                  dv_role_name(role));
-    if (dv_curve_server_first_refusal(self->curve, key, "query"))
+    /* Logged once per key (a client's, once per verb). */
+    if (dv_curve_server_first_refusal(self->curve, key,
+                                      role == DV_ROLE_CLIENT ? verb : "query"))
         dv_log(DV_WARN, "collector.not_allowed",
                DV_STR("role", dv_role_name(role)), DV_STR("name", name),
-               DV_STR("key", key), DV_STR("reason", why));
-    dv_msg_t msg;
-    uint64_t req = 0;
-    bool ctrl = false;
-    if (dv_msg_decode(zmq_msg_data(body), zmq_msg_size(body), &msg, NULL, 0) ==
-            DV_OK &&
-        msg.type == DV_MSG_CTRL) {
-        req = msg.u.ctrl.req;
-        ctrl = true;
-    }
-    dv_msg_release(&msg);
+               DV_STR("key", key), DV_STR("verb", verb), DV_STR("reason", why));
     s_reply_error(self, rid, req, ctrl, DV_CODE_NOT_ALLOWED, why);
     return false;
 }

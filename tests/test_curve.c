@@ -581,14 +581,18 @@ t_insecure_bind(void **state)
 }
 
 /* Submits one echo job (run_at 0: now) as s's key; its id into id. */
-static void
-s_submit_echo(void *s, int64_t run_at_ms, char id[37])
+/* Submits one echo job with idempotency key key (or none); true when the
+ * broker said it was a duplicate. */
+static bool
+s_submit_keyed(void *s, int64_t run_at_ms, const char *key, char id[37])
 {
     dv_jobspec_t js;
     dv_msg_t m = s_submit(&js);
     js.type = dv_str("echo");
     js.payload = dv_strn("\x2a", 1); /* msgpack 42 */
     js.run_at_ms = run_at_ms;
+    if (key)
+        js.key = dv_str(key);
     char buf[4096];
     dv_msg_t r;
     assert_int_equal(s_ask(s, &m, &r, buf, sizeof buf, 5000), 0);
@@ -596,7 +600,15 @@ s_submit_echo(void *s, int64_t run_at_ms, char id[37])
     assert_int_equal(r.u.submit_reply.nacks, 1);
     assert_int_equal(r.u.submit_reply.acks[0].id.len, 36);
     dv_str_copy(r.u.submit_reply.acks[0].id, id, 37);
+    bool duplicate = r.u.submit_reply.acks[0].duplicate;
     dv_msg_release(&r);
+    return duplicate;
+}
+
+static void
+s_submit_echo(void *s, int64_t run_at_ms, char id[37])
+{
+    assert_false(s_submit_keyed(s, run_at_ms, NULL, id));
 }
 
 /* What a wait on id tells s within timeout_ms: the job's state (-1 when
@@ -633,7 +645,8 @@ s_job_code(void *s, const char *id)
 
 /* Two client keys: each reads only its own jobs, and another's is
  * answered as one that does not exist (job: not_found; wait: unknown),
- * live or finished; an operator reads both. The owners are in the store,
+ * live or finished; an operator reads both. Idempotency keys are per
+ * owner. The owners are in the store,
  * so a restarted broker still knows them. */
 static void
 t_job_owner(void **state)
@@ -677,6 +690,18 @@ t_job_owner(void **state)
                      DV_STATE_SUCCEEDED);
     assert_string_equal(result, "\x2a");
 
+    /* Idempotency keys are per owner: B's use of A's key is a job of
+     * B's own, and tells B nothing of A's. */
+    char ka[37], kb[37], again[37];
+    assert_false(s_submit_keyed(a, dv_now_ms() + 3600 * 1000, "nightly", ka));
+    assert_false(s_submit_keyed(b, dv_now_ms() + 3600 * 1000, "nightly", kb));
+    assert_string_not_equal(ka, kb);
+    assert_true(s_submit_keyed(a, 0, "nightly", again));
+    assert_string_equal(again, ka);
+    assert_true(s_submit_keyed(b, 0, "nightly", again));
+    assert_string_equal(again, kb);
+    assert_int_equal(s_job_code(b, ka), DV_CODE_NOT_FOUND);
+
     /* One more that stays live across a restart (due in an hour). */
     s_submit_echo(a, dv_now_ms() + 3600 * 1000, later);
     assert_int_equal(s_job_code(b, later), DV_CODE_NOT_FOUND);
@@ -694,7 +719,12 @@ t_job_owner(void **state)
     assert_string_equal(result, "\x2a");
     assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE "
                                         "owner = 'client1'"),
-                     2);
+                     3);
+    /* The keys survive the restart, each in its owner's namespace. */
+    assert_true(s_submit_keyed(b, 0, "nightly", again));
+    assert_string_equal(again, kb);
+    assert_true(s_submit_keyed(a, 0, "nightly", again));
+    assert_string_equal(again, ka);
     zmq_close(a);
     zmq_close(b);
     zmq_close(op);
@@ -814,8 +844,9 @@ s_start_curve_collector(harness_t *h, char *query, size_t size)
 }
 
 /* `drover status` with an observer key is answered by the collector; a
- * worker key gets not_allowed (logged once); no key, or an unlisted one,
- * gets nothing. */
+ * client key gets the totals but no job history (drover job shows its own
+ * job from the broker); a worker key gets not_allowed (logged once); no
+ * key, or an unlisted one, gets nothing. */
 static void
 t_collector_roles(void **state)
 {
@@ -848,19 +879,61 @@ t_collector_roles(void **state)
     unsetenv("DROVER_COLLECTOR_CURVE_SERVER");
     assert_int_equal(rc, 0);
 
-    /* Clients and operators may query too. */
+    /* Operators and observers may ask anything; a client the totals
+     * only, not the jobs of every client. */
     dv_msg_t st = s_ctrl("status", NULL, NULL);
     const char *readers[] = { "client1", "op1", "obs1" };
+    const char *totals[] = { "status", "workers", "queues", "keys", "health" };
+    const char *histories[] = { "jobs", "batch", "running" };
+    char why[512];
     for (size_t i = 0; i < 3; i++) {
         void *s =
             s_socket_to(h, ZMQ_DEALER, query, readers[i], NULL, "collector");
-        assert_int_equal(s_code_of(s, &st, NULL, 0), 0);
+        for (size_t v = 0; v < 5; v++) {
+            dv_msg_t q = s_ctrl(totals[v], NULL, NULL);
+            if (s_code_of(s, &q, why, sizeof why) != 0)
+                fail_msg("%s asking %s: %s", readers[i], totals[v], why);
+        }
+        for (size_t v = 0; v < 3; v++) {
+            dv_msg_t q = s_ctrl(histories[v], NULL, NULL);
+            if (!strcmp(histories[v], "batch"))
+                q.u.ctrl.args = dv_strn("\x81\xa4name\xa1x", 8);
+            int code = s_code_of(s, &q, why, sizeof why);
+            if (i == 0 && code != DV_CODE_NOT_ALLOWED)
+                fail_msg("a client asking %s: code %d", histories[v], code);
+            if (i > 0 && code != 0)
+                fail_msg("%s asking %s: %s", readers[i], histories[v], why);
+        }
         zmq_close(s);
     }
+    assert_int_equal(harness_count_lines(h, "collector.log",
+                                         "collector.not_allowed", "client1",
+                                         NULL),
+                     3);
+
+    /* drover job with a client key: the collector may not show it, the
+     * broker shows its own job. */
+    void *b = s_socket(h, ZMQ_DEALER, h->clients, "client1", NULL);
+    char id[37];
+    s_submit_echo(b, dv_now_ms() + 3600 * 1000, id);
+    zmq_close(b);
+    char bserver[512];
+    s_path(h, secret, sizeof secret, "keys/client1.key_secret");
+    s_path(h, bserver, sizeof bserver, "keys/broker.key");
+    setenv("DROVER_CURVE_SECRET", secret, 1);
+    setenv("DROVER_CURVE_SERVER", bserver, 1);
+    setenv("DROVER_COLLECTOR_CURVE_SERVER", server, 1);
+    rc = harness_cli(out, sizeof out, "job", id, "--collector", query,
+                     "--broker", h->clients, NULL);
+    unsetenv("DROVER_CURVE_SECRET");
+    unsetenv("DROVER_CURVE_SERVER");
+    unsetenv("DROVER_COLLECTOR_CURVE_SERVER");
+    if (rc != 0 || !strstr(out, id) || !strstr(out, "scheduled") ||
+        !strstr(out, "from the broker"))
+        fail_msg("drover job with a client key: exit %d:\n%s", rc, out);
 
     /* A worker key: admitted, every query refused, logged once. */
     void *w = s_socket_to(h, ZMQ_DEALER, query, "w1", NULL, "collector");
-    char why[512];
     assert_int_equal(s_code_of(w, &st, why, sizeof why), DV_CODE_NOT_ALLOWED);
     assert_non_null(strstr(why, "role worker"));
     dv_msg_t jobs = s_ctrl("jobs", NULL, NULL);
