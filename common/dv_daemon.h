@@ -54,7 +54,7 @@ void dv_daemon_start(const dv_daemon_t *d, volatile int *stop,
 void dv_daemon_on_reload(volatile int *reload);
 
 /* Starts logging like dv_daemon_start(), ignores SIGPIPE, blocks SIGCHLD,
- * SIGTERM, SIGINT, SIGQUIT and SIGUSR1 (call it before any thread or child
+ * SIGTERM, SIGINT, SIGQUIT, SIGUSR1 and SIGHUP (call it before any thread or child
  * exists, so they inherit the mask) and returns a non-blocking signalfd that
  * reads them, or -1. For a daemon whose loop polls file descriptors. */
 int dv_daemon_start_signalfd(const dv_daemon_t *d);

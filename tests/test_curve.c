@@ -514,6 +514,79 @@ t_reload_removes_key(void **state)
     zmq_close(op);
 }
 
+/* Whether the job (arg: harness and id) is running, as its client sees. */
+typedef struct {
+    harness_t *h;
+    const char *id;
+} s_job_ref_t;
+
+static bool
+s_job_running(void *arg)
+{
+    s_job_ref_t *r = arg;
+    char *body = NULL;
+    if (drover_ctrl(r->h->client, "job", r->id, NULL, &body) != DROVER_OK)
+        return false;
+    bool yes = strstr(body, "\"state\":\"running\"") != NULL;
+    free(body);
+    return yes;
+}
+
+/* A worker's key rotated in place (a new pair of the same name): the
+ * broker's allow-list and the worker's secret file replaced, SIGHUP to
+ * both. The worker reconnects with its new key and keeps its job: the job
+ * it was running across the rotation succeeds in one attempt (its lease
+ * adopted), and a new one runs too. */
+static void
+t_worker_rotation(void **state)
+{
+    harness_t *h = *state;
+    const char *clients[] = { "client1", NULL };
+    const char *workers[] = { "w1", NULL };
+    assert_int_equal(harness_curve(h, "client1", clients, NULL, workers, NULL),
+                     0);
+    assert_true(harness_start_broker(h, NULL) > 0);
+    const char *wargs[] = { "--concurrency", "1", NULL };
+    pid_t w = harness_start_worker(h, wargs);
+    assert_true(w > 0);
+    char ids[2][37];
+    assert_int_equal(harness_submit_n(h, "default", "sleep", "2", 1, ids), 0);
+    s_job_ref_t ref = { h, ids[0] };
+    assert_true(harness_wait_until(s_job_running, &ref, 10000));
+
+    char dir[512], out[512], from[600], to[600];
+    s_path(h, dir, sizeof dir, "curve/new");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(
+        harness_cli(out, sizeof out, "keygen", "w1", "--dir", dir, NULL), 0);
+    snprintf(from, sizeof from, "%s/w1.key", dir);
+    s_path(h, to, sizeof to, "curve/allow-workers/w1.key");
+    assert_int_equal(rename(from, to), 0);
+    snprintf(from, sizeof from, "%s/w1.key_secret", dir);
+    s_path(h, to, sizeof to, "curve/keys/w1.key_secret");
+    assert_int_equal(rename(from, to), 0);
+    assert_int_equal(kill(h->broker, SIGHUP), 0);
+    assert_true(
+        harness_wait_line(h, "broker.log", "broker.curve_reloaded", 5000));
+    assert_int_equal(kill(w, SIGHUP), 0);
+    assert_true(
+        harness_wait_line(h, "worker-1.log", "changed: reconnecting", 5000));
+
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, 1, &r, 20000), DROVER_OK);
+    assert_int_equal(r.succeeded, 1);
+    assert_int_equal(r.max_attempts, 1);
+    assert_int_equal(harness_submit_n(h, "default", "echo", "{}", 1, ids + 1),
+                     0);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(harness_wait_ids(h, ids + 1, 1, &r, 20000), DROVER_OK);
+    assert_int_equal(r.succeeded, 1);
+    /* A second SIGHUP with nothing changed keeps the connection. */
+    assert_int_equal(kill(w, SIGHUP), 0);
+    assert_true(harness_wait_line(h, "worker-1.log", "unchanged", 5000));
+    assert_int_equal(kill(w, 0), 0);
+}
+
 /* keygen: a 0600 secret, never overwritten; the broker refuses a secret
  * others may read. */
 static void
@@ -1066,6 +1139,7 @@ main(void)
         cmocka_unit_test_setup_teardown(t_job_owner, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_reload_removes_key, s_setup,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(t_worker_rotation, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_keygen_modes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_pipeline_and_no_secret, s_setup,
                                         s_teardown),

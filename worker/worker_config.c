@@ -907,7 +907,9 @@ worker_config_usage(FILE *out)
         "\n"
         "signals: SIGTERM or SIGINT drain (take no new jobs, hand back jobs\n"
         "not started, let running ones finish within --grace, then leave);\n"
-        "a second SIGINT or SIGQUIT stops at once; SIGUSR1 logs a state dump.\n"
+        "a second SIGINT or SIGQUIT stops at once; SIGUSR1 logs a state dump;\n"
+        "SIGHUP reads the CurveZMQ certificate files again and reconnects\n"
+        "with them if they changed (running jobs are kept).\n"
         "\n"
         "exit status: 0 after a drain, 2 on a usage error, 1 on a fatal\n"
         "error, 128+signal when stopped at once.\n");

@@ -103,10 +103,16 @@ worker_link_destroy(worker_link_t **self_p, int linger_ms)
     *self_p = NULL;
 }
 
-void
+bool
 worker_link_set_curve(worker_link_t *self, const dv_curve_keys_t *keys)
 {
+    bool changed = self->curve.on != keys->on ||
+                   strcmp(self->curve.public_key, keys->public_key) ||
+                   strcmp(self->curve.secret_key, keys->secret_key) ||
+                   strcmp(self->curve.server_key, keys->server_key);
+    dv_curve_client_wipe(&self->curve);
     self->curve = *keys;
+    return changed;
 }
 
 int

@@ -31,8 +31,9 @@ worker_link_t *worker_link_new(void *zctx, const worker_config_t *cfg,
                                const char *name, const char *host);
 
 /* CurveZMQ: the keys every later connect sets on its socket (copied; the
- * copy is wiped when the link is destroyed). Default: plain. */
-void worker_link_set_curve(worker_link_t *self, const dv_curve_keys_t *keys);
+ * copy is wiped when replaced and when the link is destroyed). Default:
+ * plain. Returns whether they differ from those set before. */
+bool worker_link_set_curve(worker_link_t *self, const dv_curve_keys_t *keys);
 
 /* Closes the socket, giving unsent messages up to linger_ms to leave. */
 void worker_link_destroy(worker_link_t **self_p, int linger_ms);

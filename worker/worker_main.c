@@ -403,6 +403,38 @@ s_dump(s_worker_t *w)
         w->lanes[i].ops->dump(w->lanes[i].self);
 }
 
+/* SIGHUP: reads the certificate files again (the paths it started with).
+ * When the keys changed, connects anew with them and says hello again, as
+ * after a lost connection: the broker hands back the jobs we hold (their
+ * leases are adopted), and nothing running is stopped. A file that cannot
+ * be read leaves the keys in use as they are. */
+static void
+s_reload_keys(s_worker_t *w)
+{
+    if (!w->cfg.curve_secret && !w->cfg.curve_server) {
+        dv_log(DV_INFO, "worker.reloaded",
+               DV_STR("certificates", "none (plain ZeroMQ)"));
+        return;
+    }
+    dv_curve_keys_t keys;
+    char err[512];
+    if (dv_curve_client_load(&keys, w->cfg.curve_secret, w->cfg.curve_server,
+                             err, sizeof err) != 0) {
+        dv_log(DV_ERROR, "worker.reload_failed", DV_STR("error", err),
+               DV_STR("keeping", "the certificates in use"));
+        return;
+    }
+    bool changed = worker_link_set_curve(w->link, &keys);
+    dv_curve_client_wipe(&keys);
+    dv_log(DV_INFO, "worker.reloaded",
+           DV_STR("certificates",
+                  changed ? "changed: reconnecting" : "unchanged"));
+    if (changed) {
+        worker_link_connect(w->link, w->mono);
+        s_hello(w);
+    }
+}
+
 static void
 s_signals(s_worker_t *w)
 {
@@ -427,6 +459,9 @@ s_signals(s_worker_t *w)
             break;
         case SIGUSR1:
             s_dump(w);
+            break;
+        case SIGHUP:
+            s_reload_keys(w);
             break;
         default:
             break;
