@@ -111,8 +111,8 @@ s_forget(harness_t *self, pid_t pid)
 }
 
 static pid_t
-s_spawn_out(harness_t *self, char *const argv[], const char *log,
-            const char *out)
+s_spawn_bin(harness_t *self, const char *bin, char *const argv[],
+            const char *log, const char *out)
 {
     int slot = self->nprocs;
     for (int i = 0; i < self->nprocs; i++)
@@ -144,13 +144,20 @@ s_spawn_out(harness_t *self, char *const argv[], const char *log,
                 close(ofd);
             }
         }
-        execv(s_bin(), argv);
+        execv(bin, argv);
         _exit(127);
     }
     self->procs[slot] = pid;
     if (slot == self->nprocs)
         self->nprocs++;
     return pid;
+}
+
+static pid_t
+s_spawn_out(harness_t *self, char *const argv[], const char *log,
+            const char *out)
+{
+    return s_spawn_bin(self, s_bin(), argv, log, out);
 }
 
 static pid_t
@@ -841,4 +848,44 @@ harness_children(pid_t parent, pid_t *out, int max)
     }
     closedir(d);
     return n;
+}
+
+/* ---- the stand-in LLM API ------------------------------------------------- */
+
+static bool
+s_file_filled(void *arg)
+{
+    struct stat st;
+    return stat((const char *)arg, &st) == 0 && st.st_size > 0;
+}
+
+int
+harness_start_stub(harness_t *self, const char *bin, const char *name,
+                   const char *const *args, harness_stub_t *out)
+{
+    char portfile[320], log[320];
+    snprintf(portfile, sizeof portfile, "%s/%s.port", self->dir, name);
+    snprintf(out->record, sizeof out->record, "%s/%s.jsonl", self->dir, name);
+    snprintf(log, sizeof log, "%s/%s.log", self->dir, name);
+    char *argv[64];
+    int n = 0;
+    argv[n++] = "llm_stub";
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    argv[n++] = "--port-file";
+    argv[n++] = portfile;
+    argv[n++] = "--record";
+    argv[n++] = out->record;
+    for (int i = 0; args && args[i] && n < 62; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    out->pid = s_spawn_bin(self, bin, argv, log, NULL);
+    out->port = 0;
+    if (out->pid < 0 ||
+        !harness_wait_until(s_file_filled, portfile, harness_scale(10000)))
+        return -1;
+    char *text = dv_read_file(portfile, NULL);
+    out->port = text ? atoi(text) : 0;
+    free(text);
+    return out->port > 0 ? 0 : -1;
 }

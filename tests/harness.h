@@ -92,6 +92,19 @@ pid_t harness_start_collector(harness_t *self, const char *bind,
                               const char *const *args, const char *log_name,
                               int *http_port);
 
+/* The stand-in LLM API (tests/fixtures/llm_stub) as the harness runs it. */
+typedef struct {
+    pid_t pid;
+    int port;         /* it listens on 127.0.0.1:port */
+    char record[320]; /* one JSON line per answered request */
+} harness_stub_t;
+
+/* Starts the stub binary bin on a free port with the given flags (NULL
+ * ended); it records to DIR/NAME.jsonl and logs to DIR/NAME.log, and is
+ * killed at teardown. Waits until it listens. Returns 0 or -1. */
+int harness_start_stub(harness_t *self, const char *bin, const char *name,
+                       const char *const *args, harness_stub_t *out);
+
 /* Kills (SIGKILL) and reaps every process the harness started, and forgets
  * them; the temp dir stays. */
 void harness_kill_all(harness_t *self);

@@ -43,12 +43,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-typedef struct {
-    pid_t pid;
-    int port;
-    char record[320];
-} s_stub_t;
-
 static void
 s_write(const char *path, const char *text)
 {
@@ -58,57 +52,12 @@ s_write(const char *path, const char *text)
     fclose(f);
 }
 
-static bool
-s_file_exists(void *arg)
-{
-    struct stat st;
-    return stat((const char *)arg, &st) == 0 && st.st_size > 0;
-}
-
-/* Starts llm_stub on a port of its choosing with the given flags (NULL
- * ended); it records to DIR/NAME.jsonl and logs to DIR/NAME.log. The
- * harness kills it at teardown. */
+/* Starts the stub (harness_start_stub) as NAME with the given flags. */
 static void
 s_stub_start(harness_t *h, const char *name, const char *const *args,
-             s_stub_t *st)
+             harness_stub_t *st)
 {
-    char portfile[320], log[320];
-    snprintf(portfile, sizeof portfile, "%s/%s.port", h->dir, name);
-    snprintf(st->record, sizeof st->record, "%s/%s.jsonl", h->dir, name);
-    snprintf(log, sizeof log, "%s/%s.log", h->dir, name);
-    char *argv[64];
-    int n = 0;
-    argv[n++] = "llm_stub";
-    argv[n++] = "--port";
-    argv[n++] = "0";
-    argv[n++] = "--port-file";
-    argv[n++] = portfile;
-    argv[n++] = "--record";
-    argv[n++] = st->record;
-    for (int i = 0; args && args[i] && n < 62; i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
-    assert_true(h->nprocs < HARNESS_MAX_PROCS);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, STDERR_FILENO);
-            dup2(fd, STDOUT_FILENO);
-            close(fd);
-        }
-        execv(LLM_STUB_BIN, argv);
-        _exit(127);
-    }
-    h->procs[h->nprocs++] = pid;
-    st->pid = pid;
-    assert_true(harness_wait_until(s_file_exists, portfile, 10000));
-    char *text = dv_read_file(portfile, NULL);
-    assert_non_null(text);
-    st->port = atoi(text);
-    free(text);
-    assert_true(st->port > 0);
+    assert_int_equal(harness_start_stub(h, LLM_STUB_BIN, name, args, st), 0);
 }
 
 /* Outcomes of a batch, and every result and failure text, to search for
@@ -367,7 +316,7 @@ t_keys_and_rates(void **state)
     const char *stub_args[] = { "--key",     KEY_A ":300", "--key",
                                 KEY_B ":40", "--revoked",  KEY_REVOKED,
                                 "--latency", "20",         NULL };
-    s_stub_t stub;
+    harness_stub_t stub;
     s_stub_start(h, "stub", stub_args, &stub);
     char keys[320];
     snprintf(keys, sizeof keys, "%s/keys.txt", h->dir);
@@ -490,7 +439,7 @@ t_keys_and_rates(void **state)
  * worker with one key, 4 requests at a time, and a breaker that opens after
  * 5 failures for 1 s. max_wait_json is "" (the default) or a config entry. */
 static void
-s_breaker_setup(harness_t *h, const char *max_wait_json, s_stub_t *stub)
+s_breaker_setup(harness_t *h, const char *max_wait_json, harness_stub_t *stub)
 {
     const char *stub_args[] = { "--key",        KEY_A, "--latency", "20",
                                 "--fail-burst", "1:8", NULL };
@@ -522,7 +471,7 @@ t_breaker(void **state)
 {
     harness_t *h = *state;
     enum { N = 40 };
-    s_stub_t stub;
+    harness_stub_t stub;
     s_breaker_setup(h, "\"max_wait\": 0, ", &stub);
 
     s_outcome_t o = { 0 };
@@ -575,7 +524,7 @@ t_failures(void **state)
     harness_t *h = *state;
     const char *stub_args[] = { "--key", KEY_A, "--revoked", KEY_REVOKED,
                                 NULL };
-    s_stub_t fast, slow;
+    harness_stub_t fast, slow;
     s_stub_start(h, "stub", stub_args, &fast);
     const char *slow_args[] = { "--key", KEY_A,       "--slow-every",
                                 "1",     "--slow-ms", "3000",
@@ -674,7 +623,7 @@ t_breaker_holds_jobs(void **state)
 {
     harness_t *h = *state;
     enum { N = 40 };
-    s_stub_t stub;
+    harness_stub_t stub;
     s_breaker_setup(h, "", &stub);
 
     s_outcome_t o = { 0 };
