@@ -46,6 +46,15 @@ s_last_batch(broker_t *b)
 
 /* A submit of three jobs (two with keys, one with a batch) to a new queue
  * with a new type, with the nth allocation failing. */
+/* The pending idempotency key of a job without an owner (owner index 0). */
+static const broker_pkey_t *
+s_pkey(broker_t *b, const char *key)
+{
+    char scoped[64];
+    snprintf(scoped, sizeof scoped, "0:%s", key);
+    return dv_map_get(b->pending_keys, scoped);
+}
+
 static void
 t_submit(void **state)
 {
@@ -85,14 +94,13 @@ t_submit(void **state)
         broker_ack_batch_t *a = s_last_batch(b);
         if (a == before) { /* the batch itself could not be made */
             assert_true(hit);
-            assert_null(dv_map_get(b->pending_keys, key0));
-            assert_null(dv_map_get(b->pending_keys, key2));
+            assert_null(s_pkey(b, key0));
+            assert_null(s_pkey(b, key2));
             continue;
         }
         int accepted = 0;
         for (int i = 0; i < 3; i++) {
-            const broker_pkey_t *pk =
-                keys[i] ? dv_map_get(b->pending_keys, keys[i]) : NULL;
+            const broker_pkey_t *pk = keys[i] ? s_pkey(b, keys[i]) : NULL;
             if (a->jobs[i]) {
                 dv_id_t id;
                 assert_int_equal(dv_id_parse(a->ids[i], DV_ID_TEXT_LEN, &id),
@@ -345,7 +353,7 @@ t_map_growth(void **state)
         broker_client_on_message(b, &crid, &submit);
         bool hit = oom_injected();
         broker_ack_batch_t *a = s_last_batch(b);
-        const broker_pkey_t *pk = dv_map_get(b->pending_keys, "grown");
+        const broker_pkey_t *pk = s_pkey(b, "grown");
         assert_int_equal(dv_map_size(b->pending_keys), S_FULL + (pk ? 1 : 0));
         if (pk) {
             assert_non_null(a->jobs[0]);
