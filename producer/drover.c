@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <msgpack.h>
@@ -35,6 +36,7 @@
 #define S_JOB_OVERHEAD       160 /* msgpack keys and numbers of one job */
 #define S_MAX_SECONDS        (10.0 * 365 * 86400)
 #define S_NO_ANSWER          "no answer from broker"
+#define S_STANDBY_PAUSE_MS   200 /* every endpoint said standby: wait this */
 
 static _Thread_local char s_connect_error[512];
 
@@ -213,6 +215,24 @@ producer_failover(drover_client_t *self)
     return s_open_socket(self);
 }
 
+bool
+producer_is_standby(const dv_msg_t *m)
+{
+    return m->type == DV_MSG_ERROR && m->u.error.code == DV_CODE_STANDBY;
+}
+
+int
+producer_standby_failover(drover_client_t *self)
+{
+    if (self->standby_streak >= self->nendpoints) {
+        self->standby_streak = 0;
+        struct timespec ts = { 0, S_STANDBY_PAUSE_MS * 1000000L };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    return producer_failover(self);
+}
+
 /* Sends one message. Returns 0, or -1 if it could not be queued (the socket
  * stayed full for the timeout, or flags had ZMQ_DONTWAIT). */
 static int
@@ -282,6 +302,8 @@ producer_recv(drover_client_t *self, int64_t timeout_ms, producer_in_t *in)
         memset(&in->msg, 0, sizeof in->msg);
         in->msg.type = DV_MSG_NONE;
     }
+    self->standby_streak =
+        producer_is_standby(&in->msg) ? self->standby_streak + 1 : 0;
     return 1;
 }
 
@@ -728,6 +750,8 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
     memset(flights, 0, sizeof flights);
     int inflight = 0, tries = 0, rc = DROVER_OK;
     bool heard = false, proto_error = false;
+    bool standby = false; /* a standby broker answered since the last
+                           * progress */
     size_t next = 0;
     int64_t last_progress = dv_mono_ms();
 
@@ -760,6 +784,20 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
         if (r < 0) {
             rc = producer_fail(self, DROVER_EUNREACHABLE, "socket closed");
             goto give_up;
+        }
+        if (r == 1 && producer_is_standby(&in.msg)) {
+            /* Not the active broker: every message in flight goes to the
+             * next endpoint at once (none was taken here). */
+            producer_in_release(&in);
+            standby = true;
+            if (producer_standby_failover(self) != 0) {
+                rc = DROVER_EUNREACHABLE;
+                goto give_up;
+            }
+            for (int i = 0; i < S_WINDOW; i++)
+                if (flights[i].req)
+                    s_send(self, flights[i].buf, flights[i].len, 0);
+            continue;
         }
         if (r == 1) {
             const dv_msg_t *m = &in.msg;
@@ -797,6 +835,7 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
                 s_flight_free(f);
                 inflight--;
                 heard = true;
+                standby = false;
                 tries = 0;
                 last_progress = dv_mono_ms();
             }
@@ -818,12 +857,21 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
             last_progress = dv_mono_ms();
             continue;
         }
-        rc = heard ? DROVER_ETIMEOUT : DROVER_EUNREACHABLE;
-        producer_fail(self, rc,
-                      heard ? "the broker at %s stopped answering for %d ms"
-                            : "no answer from the broker at %s within %d ms%s",
-                      self->endpoints[self->cur], self->timeout_ms,
-                      heard ? "" : producer_curve_hint(self));
+        rc = heard && !standby ? DROVER_ETIMEOUT : DROVER_EUNREACHABLE;
+        if (standby)
+            producer_fail(self, rc,
+                          "no active broker within %d ms: %s answered as a "
+                          "standby (another broker holds the store; is one "
+                          "of the endpoints the active one?)",
+                          self->timeout_ms,
+                          self->nendpoints > 1 ? "the brokers" : "the broker");
+        else
+            producer_fail(
+                self, rc,
+                heard ? "the broker at %s stopped answering for %d ms"
+                      : "no answer from the broker at %s within %d ms%s",
+                self->endpoints[self->cur], self->timeout_ms,
+                heard ? "" : producer_curve_hint(self));
         /* A fresh socket drops the requests still queued in this one, so
          * they do not reach a broker later; those already delivered may
          * still be committed, hence "no answer" means "unknown". */
@@ -893,9 +941,14 @@ s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
         return producer_fail(self, DROVER_EINVAL, "cannot encode the request");
     }
     int rc = DROVER_EUNREACHABLE;
+    /* Standby answers take no attempt: they move on at once, until the
+     * timeout has passed. */
+    int64_t give_up = dv_mono_ms() + self->timeout_ms;
+    bool standby = false;
     for (int attempt = 0; attempt < self->nendpoints; attempt++) {
         if (attempt > 0 && producer_failover(self) != 0)
             break;
+    again:
         s_send(self, sb.data, sb.size, 0);
         int64_t deadline = dv_mono_ms() + self->timeout_ms;
         for (;;) {
@@ -913,6 +966,16 @@ s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
             uint64_t got = in->msg.type == DV_MSG_REPLY   ? in->msg.u.reply.req
                            : in->msg.type == DV_MSG_ERROR ? in->msg.u.error.req
                                                           : 0;
+            if (got == req && producer_is_standby(&in->msg)) {
+                producer_in_release(in);
+                standby = true;
+                if (producer_remaining(give_up) == 0 ||
+                    producer_standby_failover(self) != 0) {
+                    attempt = self->nendpoints;
+                    break;
+                }
+                goto again;
+            }
             if (got == req ||
                 (in->msg.type == DV_MSG_ERROR && in->msg.u.error.req == 0)) {
                 msgpack_sbuffer_destroy(&sb);
@@ -922,6 +985,12 @@ s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
         }
     }
     msgpack_sbuffer_destroy(&sb);
+    if (standby)
+        return producer_fail(self, rc,
+                             "no active broker within %d ms: the brokers "
+                             "answered as standbys (another broker holds "
+                             "the store)",
+                             self->timeout_ms);
     producer_fail(self, rc,
                   "no answer from the broker (tried %s%s) within %d ms%s",
                   self->endpoints[self->cur],

@@ -4,6 +4,7 @@
 #ifndef DROVER_INTERNAL_H
 #define DROVER_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <zmq.h>
 
@@ -24,6 +25,8 @@ struct drover_client_t {
                            error tells, DV_CODE_NONE if it is no refusal */
     dv_curve_keys_t curve; /* CurveZMQ keys for every socket; wiped on
                               close */
+    int standby_streak;    /* standby answers in a row (any other message
+                              resets it) */
 };
 
 /* A received, decoded message; data lives in the zmq_msg_t. */
@@ -54,6 +57,15 @@ int64_t producer_remaining(int64_t deadline);
 /* Moves to the next endpoint of the list (the same one if there is only
  * one) with a fresh socket. Returns 0 or -1 with the reason set. */
 int producer_failover(drover_client_t *self);
+
+/* Whether m is a standby broker's refusal (DV_CODE_STANDBY). */
+bool producer_is_standby(const dv_msg_t *m);
+
+/* A standby broker answered: moves to the next endpoint at once, as
+ * producer_failover. When every endpoint has answered standby in a row (a
+ * takeover in progress), first pauses briefly so that clients do not spin
+ * between standbys. Returns 0 or -1. */
+int producer_standby_failover(drover_client_t *self);
 
 /* Encodes msg and sends it. Returns 0, -1 (not sent) or -2 (no memory). */
 int producer_send_msg(drover_client_t *self, const dv_msg_t *msg, int flags);

@@ -236,6 +236,61 @@ test_client_failover(void **state)
     fake_stop(&live);
 }
 
+/* A standby broker first in the list: submit, ctrl and wait move to the
+ * next endpoint at once (well within the timeout), and stay there. With
+ * only standbys, the call ends after the timeout, saying so. */
+static void
+test_client_standby(void **state)
+{
+    (void)state;
+    fake_t *standby = fake_start(FAKE_STANDBY), *live = fake_start(FAKE_NORMAL);
+    fake_go(standby);
+    fake_go(live);
+    char eps[300];
+    snprintf(eps, sizeof eps, "%s,%s", standby->endpoint, live->endpoint);
+    drover_client_t *c = drover_connect(eps, 5000);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "echo";
+    char id[DROVER_ID_SIZE];
+    int64_t t0 = dv_mono_ms();
+    assert_int_equal(drover_submit(c, &job, id), DROVER_OK);
+    assert_true(dv_mono_ms() - t0 < 2000);
+    assert_string_equal(drover_endpoint(c), live->endpoint);
+    assert_int_equal(standby->submits, 1);
+
+    drover_close(&c);
+    c = drover_connect(eps, 5000);
+    char *body = NULL;
+    t0 = dv_mono_ms();
+    assert_int_equal(drover_ctrl(c, "status", NULL, NULL, &body), DROVER_OK);
+    assert_true(dv_mono_ms() - t0 < 2000);
+    assert_non_null(body);
+    free(body);
+    assert_int_equal(standby->ctrls, 1);
+
+    drover_close(&c);
+    c = drover_connect(eps, 5000);
+    const char *ids[] = { id };
+    t0 = dv_mono_ms();
+    assert_int_equal(drover_wait(c, ids, 1, 4000, NULL, NULL), DROVER_OK);
+    assert_true(dv_mono_ms() - t0 < 2000);
+    assert_true(standby->waits >= 1);
+    drover_close(&c);
+
+    /* Only standbys: no active broker, said as such. */
+    snprintf(eps, sizeof eps, "%s", standby->endpoint);
+    c = drover_connect(eps, 600);
+    assert_int_equal(drover_submit(c, &job, id), DROVER_EUNREACHABLE);
+    assert_non_null(strstr(drover_last_error(c), "standby"));
+    assert_int_equal(drover_ctrl(c, "status", NULL, NULL, &body),
+                     DROVER_EUNREACHABLE);
+    assert_non_null(strstr(drover_last_error(c), "standby"));
+    drover_close(&c);
+    fake_stop(&standby);
+    fake_stop(&live);
+}
+
 typedef struct {
     int calls, dead, more_zero;
     int seen[64];
@@ -482,6 +537,7 @@ main(void)
         cmocka_unit_test(test_client_message_refused),
         cmocka_unit_test(test_client_unreachable),
         cmocka_unit_test(test_client_failover),
+        cmocka_unit_test(test_client_standby),
         cmocka_unit_test(test_client_wait),
         cmocka_unit_test(test_client_wait_resend),
         cmocka_unit_test(test_client_wait_timeout),

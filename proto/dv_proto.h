@@ -119,6 +119,8 @@ typedef enum {
     DV_CODE_STALE_LEASE = 14, /* a report about a job under a lease that is
                                * not (or no longer) the sender's: drop or
                                * stop that copy of the job */
+    DV_CODE_STANDBY = 15,     /* a standby broker: another one is active;
+                               * try the next endpoint at once */
     DV_CODE_COUNT_
 } dv_code_t;
 

@@ -425,6 +425,13 @@ worker_link_expired(const worker_link_t *self, int64_t mono_ms)
 }
 
 bool
+worker_link_standby_next(const worker_link_t *self)
+{
+    int n = self->cfg->nendpoints > 0 ? self->cfg->nendpoints : 1;
+    return self->failures % n + 1 < n;
+}
+
+bool
 worker_link_silent(const worker_link_t *self, int64_t mono_ms)
 {
     return self->welcomed &&

@@ -89,6 +89,12 @@ int worker_link_send_bye(worker_link_t *self);
 /* True when the broker has been silent too long: time to reconnect. */
 bool worker_link_expired(const worker_link_t *self, int64_t mono_ms);
 
+/* The broker answered that it is a standby: whether to try the next
+ * endpoint at once (true while this round of the list is not through), or
+ * to wait out the hello timeout first (the round is through: every broker
+ * of the list was tried, a takeover may be under way). */
+bool worker_link_standby_next(const worker_link_t *self);
+
 /* True when WE have been silent so long (stopped, or stalled) that the
  * broker may have expired us and leased our jobs to others: nothing may
  * start until a new HELLO is answered. Three quarters of the broker's

@@ -247,9 +247,17 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
         s_drain(w, "broker asked (drover drain)");
         break;
     case DV_MSG_ERROR:
-        if (s_unknown_worker(&m->u.error) &&
-            !worker_link_hello_pending(w->link))
+        if (m->u.error.code == DV_CODE_STANDBY) {
+            /* Another broker of the group is active: go and find it. */
+            dv_log(DV_INFO, "worker.standby_broker",
+                   DV_STR("endpoint", worker_link_endpoint(w->link)));
+            if (worker_link_welcomed(w->link) ||
+                worker_link_standby_next(w->link))
+                s_reconnect(w, "standby broker");
+        } else if (s_unknown_worker(&m->u.error) &&
+                   !worker_link_hello_pending(w->link)) {
             s_hello(w);
+        }
         break;
     case DV_MSG_WELCOME:
         /* Before anything starts: jobs that are no longer ours go, and
