@@ -193,6 +193,10 @@ struct broker {
     broker_list_t limbo;
     int64_t rejoin_until_ms;
     int64_t started_ms;
+    /* A standby of a broker group (broker_standby.c): why it does not
+     * serve, and the requests it turned away. */
+    char standby_why[256];
+    uint64_t standby_refused;
     const broker_clock_t *fake_clock; /* NULL: dv_clock */
     broker_store_t *store; /* reads (the writer thread has its own) */
     broker_writer_t *writer;
@@ -459,6 +463,12 @@ void broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
 /* ---- broker_client.c: client API ----------------------------------------- */
 
 void broker_client_on_message(broker_t *self, const broker_rid_t *rid,
+                              const dv_msg_t *msg);
+
+/* broker_standby.c: a standby's answers (code standby; status says so). */
+void broker_standby_on_client(broker_t *self, const broker_rid_t *rid,
+                              const dv_msg_t *msg);
+void broker_standby_on_worker(broker_t *self, const broker_rid_t *rid,
                               const dv_msg_t *msg);
 
 /* Pending results of one client in group g, made if new (NULL: out of

@@ -105,6 +105,9 @@ static const dv_field_t s_status_fields[] = {
      * always was. */
     { DV_F_MAP("store_failure", T, store_failure, DV_FF_HAS, &s_st_store),
       DV_HAS(T, store_failing) },
+    /* Only from a standby broker. */
+    { DV_F_TEXT("role", T, role, 0) },
+    { DV_F_TEXT("lock", T, lock, 0) },
 };
 #undef T
 static const dv_schema_t s_status = {

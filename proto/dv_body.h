@@ -89,7 +89,11 @@ typedef struct {
     bool store_failing;              /* "store_failure" present: the store
                                     * cannot be written */
     dv_status_store_t store_failure; /* ["store_failure"] map, only then */
-    void *priv_;                     /* decoder's allocations */
+    dv_str_t role; /* ["role"] "standby" from a standby broker of a group
+                    * (another one holds the store); absent: active */
+    dv_str_t lock; /* ["lock"] a standby's view of the group's lock: why
+                    * it does not hold it (absent on an active broker) */
+    void *priv_;   /* decoder's allocations */
 } dv_status_t;
 
 int dv_status_encode(const dv_status_t *st, msgpack_sbuffer *out);

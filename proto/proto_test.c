@@ -1886,6 +1886,23 @@ t_status_body(void **state)
         dv_status_decode(got.data, got.size, &back, why, sizeof why), DV_OK);
     assert_true(dv_status_equal(&empty, &back, NULL, 0));
     assert_null(back.priv_);
+    assert_null(back.role.ptr); /* an active broker says no role */
+    dv_status_release(&back);
+
+    /* a standby: its role and why */
+    dv_status_t standby;
+    memset(&standby, 0, sizeof standby);
+    standby.broker = dv_str("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+    standby.role = dv_str("standby");
+    standby.lock = dv_str("waiting for the store's lock");
+    msgpack_sbuffer_destroy(&got);
+    msgpack_sbuffer_init(&got);
+    assert_int_equal(dv_status_encode(&standby, &got), DV_OK);
+    assert_int_equal(
+        dv_status_decode(got.data, got.size, &back, why, sizeof why), DV_OK);
+    assert_true(dv_status_equal(&standby, &back, NULL, 0));
+    assert_true(dv_str_eq(back.role, "standby"));
+    assert_true(dv_str_eq(back.lock, "waiting for the store's lock"));
     dv_status_release(&back);
     msgpack_sbuffer_destroy(&want);
     msgpack_sbuffer_destroy(&got);
