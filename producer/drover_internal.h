@@ -27,6 +27,9 @@ struct drover_client_t {
                               close */
     int standby_streak;    /* standby answers in a row (any other message
                               resets it) */
+    void *mon;             /* PAIR: sock's connection events */
+    unsigned mon_seq;      /* names each monitor endpoint apart */
+    bool connected;        /* sock's handshake with the broker succeeded */
 };
 
 /* A received, decoded message; data lives in the zmq_msg_t. */
@@ -72,8 +75,10 @@ int producer_send_msg(drover_client_t *self, const dv_msg_t *msg, int flags);
 
 /* Waits up to timeout_ms (< 0: for ever) for one message. Returns 1 with
  * *in filled (release it with producer_in_release), 0 when the time passed
- * (or a signal came), -1 if the context is being torn down. A message that
- * does not decode comes with type DV_MSG_NONE. */
+ * (or a signal came), 2 when the broker's connection was lost (it died or
+ * restarted: what was sent and not answered will not be answered; fail
+ * over and send again), -1 if the context is being torn down. A message
+ * that does not decode comes with type DV_MSG_NONE. */
 int producer_recv(drover_client_t *self, int64_t timeout_ms, producer_in_t *in);
 void producer_in_release(producer_in_t *in);
 

@@ -291,6 +291,38 @@ test_client_standby(void **state)
     fake_stop(&live);
 }
 
+/* The broker in use goes away (its socket closes, as when it dies): the
+ * next request moves to the next endpoint at once instead of waiting out
+ * the (long) timeout. */
+static void
+test_client_disconnect(void **state)
+{
+    (void)state;
+    fake_t *first = fake_start(FAKE_NORMAL), *second = fake_start(FAKE_NORMAL);
+    fake_go(first);
+    fake_go(second);
+    char eps[300];
+    snprintf(eps, sizeof eps, "%s,%s", first->endpoint, second->endpoint);
+    drover_client_t *c = drover_connect(eps, 20000);
+    drover_job_t job;
+    drover_job_init(&job);
+    job.type = "echo";
+    char id[DROVER_ID_SIZE];
+    assert_int_equal(drover_submit(c, &job, id), DROVER_OK);
+    assert_string_equal(drover_endpoint(c), first->endpoint);
+    fake_stop(&first);
+    int64_t t0 = dv_mono_ms();
+    assert_int_equal(drover_submit(c, &job, id), DROVER_OK);
+    assert_true(dv_mono_ms() - t0 < 3000);
+    assert_string_equal(drover_endpoint(c), second->endpoint);
+    assert_int_equal(second->jobs, 1);
+    char *body = NULL;
+    assert_int_equal(drover_ctrl(c, "status", NULL, NULL, &body), DROVER_OK);
+    free(body);
+    drover_close(&c);
+    fake_stop(&second);
+}
+
 typedef struct {
     int calls, dead, more_zero;
     int seen[64];
@@ -538,6 +570,7 @@ main(void)
         cmocka_unit_test(test_client_unreachable),
         cmocka_unit_test(test_client_failover),
         cmocka_unit_test(test_client_standby),
+        cmocka_unit_test(test_client_disconnect),
         cmocka_unit_test(test_client_wait),
         cmocka_unit_test(test_client_wait_resend),
         cmocka_unit_test(test_client_wait_timeout),
