@@ -26,6 +26,7 @@
 #include "dv_json.h"
 #include "dv_proto.h"
 #include "dv_util.h"
+#include "dv_zmon.h"
 #include "drover_internal.h"
 #include "dv_map.h"
 
@@ -168,79 +169,14 @@ s_close_socket(drover_client_t *self)
     if (self->sock) {
         int zero = 0;
         zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
-        zmq_socket_monitor(self->sock, NULL, 0);
+    }
+    /* A broker that dies or restarts ends the connection: nothing sent
+     * will be answered, and dv_zmon says so without waiting. */
+    dv_zmon_stop(&self->mon, self->sock);
+    if (self->sock) {
         zmq_close(self->sock);
         self->sock = NULL;
     }
-    if (self->mon) {
-        zmq_close(self->mon);
-        self->mon = NULL;
-    }
-    self->connected = false;
-}
-
-/* Watches sock's connection: a broker that dies or restarts closes it, and
- * then nothing sent will be answered, so the client need not wait out its
- * timeout to know. Best effort: without a monitor, the timeout still
- * applies. */
-static void
-s_monitor(drover_client_t *self, void *sock)
-{
-    char addr[96];
-    snprintf(addr, sizeof addr, "inproc://drover-monitor-%p-%u", (void *)self,
-             ++self->mon_seq);
-    if (zmq_socket_monitor(sock, addr,
-                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-                               ZMQ_EVENT_DISCONNECTED) != 0)
-        return;
-    void *mon = zmq_socket(self->ctx, ZMQ_PAIR);
-    int zero = 0;
-    if (mon)
-        zmq_setsockopt(mon, ZMQ_LINGER, &zero, sizeof zero);
-    if (mon && zmq_connect(mon, addr) != 0) {
-        zmq_close(mon);
-        mon = NULL;
-    }
-    if (!mon)
-        zmq_socket_monitor(sock, NULL, 0);
-    self->mon = mon;
-}
-
-/* Reads the monitor's events. Returns true when an established connection
- * was lost (a handshake had succeeded on it). */
-static bool
-s_monitor_lost(drover_client_t *self)
-{
-    bool lost = false;
-    for (;;) {
-        zmq_msg_t ev;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, self->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            break;
-        }
-        uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= 2)
-            memcpy(&event, zmq_msg_data(&ev), 2);
-        bool more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) { /* the endpoint frame */
-            zmq_msg_init(&ev);
-            if (zmq_msg_recv(&ev, self->mon, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&ev);
-                break;
-            }
-            more = zmq_msg_more(&ev);
-            zmq_msg_close(&ev);
-        }
-        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-            self->connected = true;
-        } else if (event == ZMQ_EVENT_DISCONNECTED && self->connected) {
-            self->connected = false;
-            lost = true;
-        }
-    }
-    return lost;
 }
 
 /* Opens a DEALER on endpoints[cur]. Returns 0, or -1 with the reason set. */
@@ -272,7 +208,7 @@ s_open_socket(drover_client_t *self)
         return -1;
     }
     self->sock = s;
-    s_monitor(self, s);
+    dv_zmon_start(&self->mon, self->ctx, s);
     return 0;
 }
 
@@ -348,17 +284,18 @@ producer_recv(drover_client_t *self, int64_t timeout_ms, producer_in_t *in)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : dv_mono_ms() + timeout_ms;
     for (;;) {
+        void *mon = dv_zmon_socket(&self->mon);
         zmq_pollitem_t items[2] = { { self->sock, 0, ZMQ_POLLIN, 0 },
-                                    { self->mon, 0, ZMQ_POLLIN, 0 } };
+                                    { mon, 0, ZMQ_POLLIN, 0 } };
         long t = deadline < 0 ? -1 : (long)producer_remaining(deadline);
-        int rc = zmq_poll(items, self->mon ? 2 : 1, t);
+        int rc = zmq_poll(items, mon ? 2 : 1, t);
         if (rc < 0)
             return errno == EINTR ? 0 : -1;
         if (rc == 0)
             return 0;
         if (items[0].revents & ZMQ_POLLIN)
             break;
-        if (s_monitor_lost(self))
+        if (dv_zmon_lost(&self->mon))
             return 2;
     }
     for (;;) {

@@ -11,6 +11,7 @@
 #include "drover.h"
 #include "dv_curve_client.h"
 #include "dv_proto.h"
+#include "dv_zmon.h"
 
 struct drover_client_t {
     void *ctx;        /* ZeroMQ context, one per client */
@@ -27,9 +28,7 @@ struct drover_client_t {
                               close */
     int standby_streak;    /* standby answers in a row (any other message
                               resets it) */
-    void *mon;             /* PAIR: sock's connection events */
-    unsigned mon_seq;      /* names each monitor endpoint apart */
-    bool connected;        /* sock's handshake with the broker succeeded */
+    dv_zmon_t mon;         /* sock's connection: lost? */
 };
 
 /* A received, decoded message; data lives in the zmq_msg_t. */

@@ -9,6 +9,7 @@
 
 #include "dv_backoff.h"
 #include "dv_log.h"
+#include "dv_zmon.h"
 
 /* Largest wait for a WELCOME while the broker stays away. */
 #define S_HELLO_TIMEOUT_CAP_MS 30000
@@ -39,6 +40,7 @@ struct worker_link_t {
     int64_t retry_at;      /* mono ms */
     msgpack_sbuffer sb;    /* encode scratch, reused */
     dv_curve_keys_t curve; /* set on each new socket; wiped at the end */
+    dv_zmon_t mon;         /* the socket's connection: lost? */
 };
 
 static void
@@ -50,6 +52,7 @@ s_set_int(void *sock, int opt, int v)
 static void
 s_close(worker_link_t *self, int linger_ms)
 {
+    dv_zmon_stop(&self->mon, self->sock);
     if (!self->sock)
         return;
     s_set_int(self->sock, ZMQ_LINGER, linger_ms);
@@ -145,6 +148,9 @@ worker_link_connect(worker_link_t *self, int64_t mono_ms)
         s_close(self, 0);
         return -1;
     }
+    /* A broker that dies or restarts ends the connection; we learn it at
+     * once instead of after the broker's silence timeout. */
+    dv_zmon_start(&self->mon, self->zctx, self->sock);
     if (zmq_connect(self->sock, ep) != 0) {
         dv_log(DV_ERROR, "worker.connect_failed", DV_STR("endpoint", ep),
                DV_STR("error", zmq_strerror(errno)));
@@ -187,6 +193,18 @@ void *
 worker_link_socket(worker_link_t *self)
 {
     return self->sock;
+}
+
+void *
+worker_link_monitor(worker_link_t *self)
+{
+    return dv_zmon_socket(&self->mon);
+}
+
+bool
+worker_link_lost(worker_link_t *self)
+{
+    return dv_zmon_lost(&self->mon);
 }
 
 bool

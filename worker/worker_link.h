@@ -50,6 +50,13 @@ int worker_link_reconnect(worker_link_t *self, const char *reason,
 /* The DEALER, for zmq_poll. NULL when not connected. */
 void *worker_link_socket(worker_link_t *self);
 
+/* The socket that reports the connection's events (poll it for
+ * ZMQ_POLLIN), or NULL; and whether an established connection to the
+ * broker was lost since the last call (it died or restarted: reconnect now
+ * rather than after its silence timeout). */
+void *worker_link_monitor(worker_link_t *self);
+bool worker_link_lost(worker_link_t *self);
+
 /* Sends HELLO; the broker may then send credit jobs. held lists the jobs
  * still held. Returns 0, or -1 if it could not be queued (try again after
  * a reconnect). */

@@ -509,7 +509,7 @@ s_loop(s_worker_t *w)
     bool more = false; /* broker messages left unread last pass */
     while (w->phase != P_DONE && !w->quit_signal) {
         w->mono = dv_mono_ms();
-        int want = 2;
+        int want = 3;
         for (int i = 0; i < w->nlanes; i++)
             want += w->lanes[i].ops->poll_count(w->lanes[i].self);
         int room = s_items_room(w, want);
@@ -539,7 +539,13 @@ s_loop(s_worker_t *w)
             it[0].events = 0;
         }
         it[1] = (zmq_pollitem_t){ NULL, w->sigfd, ZMQ_POLLIN, 0 };
-        int nitems = 2;
+        it[2] =
+            (zmq_pollitem_t){ worker_link_monitor(w->link), 0, ZMQ_POLLIN, 0 };
+        if (!it[2].socket) {
+            it[2].fd = -1;
+            it[2].events = 0;
+        }
+        int nitems = 3;
         for (int i = 0; i < w->nlanes; i++) {
             w->lane_items[i] = w->lanes[i].ops->poll_items(
                 w->lanes[i].self, it + nitems, room - nitems);
@@ -554,7 +560,7 @@ s_loop(s_worker_t *w)
         w->wall = dv_now_ms();
 
         /* Lanes first: their outcomes free slots for the jobs below. */
-        nitems = 2;
+        nitems = 3;
         for (int i = 0; i < w->nlanes; i++) {
             const worker_lane_t *l = &w->lanes[i];
             l->ops->set_time(l->self, w->mono, w->wall);
@@ -566,7 +572,11 @@ s_loop(s_worker_t *w)
         if (w->quit_signal)
             break;
         more = s_broker_read(w);
-        if (worker_link_expired(w->link, w->mono)) {
+        if (it[2].revents && worker_link_lost(w->link)) {
+            /* The broker went away (died, restarted, stepped down): the
+             * next one of the list, at once. */
+            s_reconnect(w, "connection lost");
+        } else if (worker_link_expired(w->link, w->mono)) {
             s_reconnect(w, worker_link_welcomed(w->link) ? "broker silent"
                                                          : "no welcome");
         } else if (worker_link_silent(w->link, w->mono)) {
@@ -656,7 +666,7 @@ worker_main(int argc, char **argv)
     w.sigfd = dv_daemon_start_signalfd(&d);
     w.outbox = worker_outbox_new();
     w.pool = w.outbox ? worker_pool_new(&w.cfg, w.name, w.outbox) : NULL;
-    w.items_cap = 2 + w.cfg.concurrency;
+    w.items_cap = 3 + w.cfg.concurrency;
     w.items = calloc((size_t)w.items_cap, sizeof *w.items);
     if (w.sigfd < 0 || !w.pool || !w.items) {
         dv_log(DV_ERROR, "worker.setup_failed",
