@@ -324,12 +324,95 @@ typedef struct {
     int lengths[S_MAX_PARAMS];
     int formats[S_MAX_PARAMS];
     char num[S_MAX_PARAMS][32];
+    char *owned[S_MAX_PARAMS]; /* repaired copies, freed after the send */
+    bool oom;                  /* a copy could not be made */
 } s_params_t;
 
+/* Length of the well-formed UTF-8 sequence at s (n > 0 bytes left), or 0:
+ * no NUL, no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t
+s_utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c >= 0x01 && c < 0x80)
+        return 1;
+    size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4
+                                          : 0;
+    if (len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
+        (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return len;
+}
+
+/* PostgreSQL refuses text that is not valid in the database's encoding
+ * (UTF-8 for drover), and a NUL in any text: one such string in a failure
+ * message would fail its whole group again at every retry. SQLite stores
+ * such bytes as they come; here each byte that is not part of a valid
+ * sequence becomes U+FFFD. Returns s itself when it is fine, else a
+ * repaired copy kept in p (NULL on out of memory). */
+static const char *
+s_p_utf8(s_params_t *p, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, len;
+    while (i < n && (len = s_utf8_seq(u + i, n - i)) > 0)
+        i += len;
+    if (i == n)
+        return s;
+    char *out = malloc(3 * n + 1);
+    if (!out) {
+        p->oom = true;
+        return NULL;
+    }
+    size_t o = 0;
+    for (i = 0; i < n;) {
+        len = s_utf8_seq(u + i, n - i);
+        if (len > 0) {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    out[o] = '\0';
+    p->owned[p->n] = out;
+    return out;
+}
+
+static void
+s_params_free(s_params_t *p)
+{
+    for (int i = 0; i < S_MAX_PARAMS; i++) {
+        free(p->owned[i]);
+        p->owned[i] = NULL;
+    }
+}
+
+/* A NUL-terminated text, or SQL NULL. */
 static void
 s_p_text(s_params_t *p, const char *s)
 {
-    p->values[p->n] = s;
+    p->values[p->n] = s ? s_p_utf8(p, s, strlen(s)) : NULL;
+    p->lengths[p->n] = 0;
+    p->formats[p->n] = 0;
+    p->n++;
+}
+
+/* A number we formatted ourselves into num[n]: nothing to check. */
+static void
+s_p_num(s_params_t *p)
+{
+    p->values[p->n] = p->num[p->n];
     p->lengths[p->n] = 0;
     p->formats[p->n] = 0;
     p->n++;
@@ -339,7 +422,7 @@ static void
 s_p_int(s_params_t *p, int64_t v)
 {
     snprintf(p->num[p->n], sizeof p->num[p->n], "%" PRId64, v);
-    s_p_text(p, p->num[p->n]);
+    s_p_num(p);
 }
 
 /* v, or NULL when v is the field's "none" marker. */
@@ -356,7 +439,7 @@ static void
 s_p_double(s_params_t *p, double v)
 {
     snprintf(p->num[p->n], sizeof p->num[p->n], "%.17g", v);
-    s_p_text(p, p->num[p->n]);
+    s_p_num(p);
 }
 
 static void
@@ -388,8 +471,9 @@ s_p_str(s_params_t *p, dv_str_t v)
         s_p_text(p, NULL);
         return;
     }
-    p->values[p->n] = v.ptr;
-    p->lengths[p->n] = (int)v.len;
+    const char *ok = s_p_utf8(p, v.ptr, v.len);
+    p->values[p->n] = ok;
+    p->lengths[p->n] = ok == v.ptr ? (int)v.len : ok ? (int)strlen(ok) : 0;
     p->formats[p->n] = 1;
     p->n++;
 }
@@ -1073,18 +1157,23 @@ s_rollback(void *handle)
 /* A write inside a group is queued; outside one (not something the broker
  * does) it runs at once in its own transaction. */
 static int
-s_write(s_pg_t *be, s_stmt_t stmt, const s_params_t *p, const char *op,
+s_write(s_pg_t *be, s_stmt_t stmt, s_params_t *p, const char *op,
         const char *id, bool check_found)
 {
-    if (be->in_group)
-        return s_send(be, stmt, p, op, id, check_found, 1);
-    int code = s_ensure(be, op);
-    if (code != 0)
-        return code;
-    PGresult *r = PQexecPrepared(be->conn, s_stmt_names[stmt], p->n, p->values,
-                                 p->lengths, p->formats, 1);
-    code = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : s_fail(be, op, id, r);
-    PQclear(r);
+    int code;
+    if (p->oom)
+        code = be->in_group && !be->group_err ? (be->group_err = DV_ENOMEM)
+                                              : DV_ENOMEM;
+    else if (be->in_group)
+        code = s_send(be, stmt, p, op, id, check_found, 1);
+    else if ((code = s_ensure(be, op)) == 0) {
+        PGresult *r = PQexecPrepared(be->conn, s_stmt_names[stmt], p->n,
+                                     p->values, p->lengths, p->formats, 1);
+        code =
+            PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : s_fail(be, op, id, r);
+        PQclear(r);
+    }
+    s_params_free(p);
     return code;
 }
 
@@ -1212,8 +1301,8 @@ s_probe(void *handle)
  * *code set. Inside a group the read is queued behind the group's writes
  * and the pipeline flushed, so it sees them. */
 static PGresult *
-s_read(s_pg_t *be, s_stmt_t stmt, const s_params_t *p, const char *op,
-       const char *id, int *code)
+s_read_params(s_pg_t *be, s_stmt_t stmt, const s_params_t *p, const char *op,
+              const char *id, int *code)
 {
     PGresult *r = NULL;
     if (be->in_group) {
@@ -1242,6 +1331,20 @@ s_read(s_pg_t *be, s_stmt_t stmt, const s_params_t *p, const char *op,
         PQclear(r);
         return NULL;
     }
+    return r;
+}
+
+static PGresult *
+s_read(s_pg_t *be, s_stmt_t stmt, s_params_t *p, const char *op, const char *id,
+       int *code)
+{
+    PGresult *r = NULL;
+    if (p && p->oom)
+        *code = DV_ENOMEM;
+    else
+        r = s_read_params(be, stmt, p, op, id, code);
+    if (p)
+        s_params_free(p);
     return r;
 }
 

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <signal.h>
 #include <libpq-fe.h>
@@ -1935,6 +1936,77 @@ t_pg_read_after_failed_write(void **state)
     broker_store_destroy(&s);
 }
 
+/* Failure texts are bytes from a handler: invalid UTF-8 or a NUL must not
+ * fail the group (PostgreSQL refuses such text); each bad byte is stored
+ * as U+FFFD. */
+static void
+t_pg_bad_text(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    s_insert_committed(s, &r);
+    static const char msg[] = "bad \xff\xfe byte, NUL \0 here, ok \xc3\xa9";
+    dv_failure_t f = s_failure(DV_CAT_HANDLER, "");
+    f.message = (dv_str_t){ msg, sizeof msg - 1 };
+    f.key_id = (dv_str_t){ "k\xc0", 2 };
+    broker_attempt_t a = { id, 1, "w\xe2\x82", 1, 2, DV_STATE_FAILED, &f };
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_add_attempt(s, &a), 0);
+    assert_int_equal(
+        broker_store_mark_finished(s, id, DV_STATE_DEAD, 1, NULL, 0, &f, 5), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, id, s_view_cb, &v), 1);
+    assert_string_equal(v.error, "bad \xef\xbf\xbd\xef\xbf\xbd byte, NUL "
+                                 "\xef\xbf\xbd here, ok \xc3\xa9");
+    broker_store_destroy(&s);
+    char rows[256];
+    s_shell_rows(fx, "SELECT worker, key_id FROM attempts", rows, sizeof rows);
+    assert_string_equal(rows, "w\xef\xbf\xbd\xef\xbf\xbd|k\xef\xbf\xbd\n");
+}
+
+typedef struct {
+    const char *url;
+    int ok;
+    char err[512];
+} s_opener_t;
+
+static void *
+s_open_thread(void *arg)
+{
+    s_opener_t *o = arg;
+    broker_store_t *s = broker_store_open(o->url, NULL, o->err, sizeof o->err);
+    o->ok = s != NULL;
+    broker_store_destroy(&s);
+    return NULL;
+}
+
+/* Brokers that start at once on an empty database (a broker and its
+ * standby, the writer's and the loop's connections) all open it: the
+ * schema is made once, under the advisory lock. */
+static void
+t_pg_open_race(void **state)
+{
+    s_fx_t *fx = *state;
+    enum { N = 6 };
+    pthread_t th[N];
+    s_opener_t o[N];
+    for (int i = 0; i < N; i++) {
+        o[i] = (s_opener_t){ .url = fx->path };
+        assert_int_equal(pthread_create(&th[i], NULL, s_open_thread, &o[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (!o[i].ok)
+            fail_msg("opener %d: %s", i, o[i].err);
+    }
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM schema_version"), 1);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 3);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1969,6 +2041,8 @@ main(int argc, char **argv)
         T(t_pg_connection_lost),
         T(t_pg_binary),
         T(t_pg_read_after_failed_write),
+        T(t_pg_bad_text),
+        T(t_pg_open_race),
     };
 #undef S_COMMON_TESTS
 #undef T
