@@ -308,6 +308,7 @@ typedef struct {
     char *password;       /* the URL's password, to scrub messages; or NULL */
     broker_sync_t sync;   /* applied to every new connection */
     bool in_group;        /* between begin and commit/rollback */
+    bool broken;          /* the server ended the session: reconnect */
     int group_err;        /* first failure in this group, or 0 */
     s_pending_t *pending; /* statements queued, results not read yet */
     size_t npending, cap_pending;
@@ -589,8 +590,76 @@ s_scrub(const s_pg_t *be, const char *s, char *out, size_t out_size)
         out[--o] = '\0';
 }
 
-/* Finds the URL's password with libpq's own parser, and makes the masked
- * copy of the URL. */
+/* Appends n bytes of s to out at *o (out has room: see s_mask_url). */
+static void
+s_put(char *out, size_t *o, const char *s, size_t n)
+{
+    memcpy(out + *o, s, n);
+    *o += n;
+}
+
+/* A copy of url with the password masked, wherever the URL form puts it:
+ * in the user info (scheme://user:PASSWORD@host) and in a password=
+ * parameter. Done on the text itself, so a percent-encoded password is
+ * masked as written. NULL on out of memory. */
+static char *
+s_mask_url(const char *url)
+{
+    size_t len = strlen(url);
+    /* Each "***" may replace less than itself: at most 3 more bytes per
+     * '@' or parameter, and no parameter is shorter than 1 byte + '&'. */
+    char *out = malloc(2 * len + 8);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    s_put(out, &o, url, (size_t)(p - url));
+    /* The authority ends at the path, the query or the fragment. */
+    size_t alen = strcspn(p, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < alen; i++)
+        if (p[i] == '@')
+            at = p + i;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) {
+            s_put(out, &o, p, (size_t)(colon - p) + 1);
+            s_put(out, &o, "***", 3);
+            p = at;
+        }
+    }
+    /* The rest, parameter by parameter after the '?'. */
+    const char *q = strchr(p, '?');
+    if (!q) {
+        s_put(out, &o, p, strlen(p));
+        out[o] = '\0';
+        return out;
+    }
+    s_put(out, &o, p, (size_t)(q - p) + 1);
+    p = q + 1;
+    while (*p) {
+        size_t plen = strcspn(p, "&#");
+        if (plen >= 9 && strncmp(p, "password=", 9) == 0) {
+            s_put(out, &o, "password=***", 12);
+        } else {
+            s_put(out, &o, p, plen);
+        }
+        p += plen;
+        if (*p == '#') {
+            s_put(out, &o, p, strlen(p));
+            break;
+        }
+        if (*p == '&')
+            s_put(out, &o, p++, 1);
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Finds the URL's password with libpq's own parser (to scrub it from
+ * server messages, decoded as libpq sends it), and makes the masked copy
+ * of the URL. */
 static int
 s_parse_url(s_pg_t *be)
 {
@@ -603,12 +672,8 @@ s_parse_url(s_pg_t *be)
                 be->password = strdup(o->val);
         PQconninfoFree(opts);
     }
-    size_t n = strlen(be->url) + 4;
-    be->safe_url = malloc(n);
-    if (!be->safe_url)
-        return -1;
-    s_scrub(be, be->url, be->safe_url, n);
-    return 0;
+    be->safe_url = s_mask_url(be->url);
+    return be->safe_url ? 0 : -1;
 }
 
 /* ---- errors ----------------------------------------------------------- */
@@ -654,6 +719,11 @@ s_fail(s_pg_t *be, const char *op, const char *id, const PGresult *r)
            DV_STR("job", id && *id ? id : NULL), DV_STR("error", clean),
            DV_STR("sqlstate", state), DV_STR("url", be->safe_url));
     snprintf(be->logged_state, sizeof be->logged_state, "%s", key);
+    /* The server ends the session after these (terminated, shutting down,
+     * a connection failure), whether or not libpq noticed yet. */
+    if (state &&
+        (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0))
+        be->broken = true;
     if (be->in_group && !be->group_err)
         be->group_err = code;
     return code;
@@ -752,9 +822,10 @@ s_connect(s_pg_t *be, char *err, size_t err_size)
 static int
 s_ensure(s_pg_t *be, const char *op)
 {
-    if (be->conn && PQstatus(be->conn) == CONNECTION_OK)
+    if (be->conn && !be->broken && PQstatus(be->conn) == CONNECTION_OK)
         return 0;
     s_disconnect(be);
+    be->broken = false;
     char err[512];
     if (s_connect(be, err, sizeof err) != 0 ||
         s_session(be, err, sizeof err) != 0) {
@@ -1032,6 +1103,10 @@ s_leave_pipeline(s_pg_t *be)
 {
     if (!be->conn)
         return;
+    if (be->broken) {
+        s_disconnect(be);
+        return;
+    }
     if (PQpipelineStatus(be->conn) != PQ_PIPELINE_OFF &&
         !PQexitPipelineMode(be->conn)) {
         dv_log(DV_WARN, "store.pg_pipeline_reset", DV_STR("url", be->safe_url));
