@@ -28,8 +28,10 @@
  * A lost connection: the call that finds it returns DV_ETRANSIENT (and a
  * group in flight fails with it at commit()); the next begin() or read
  * connects again, once, with a bounded connect timeout, and prepares the
- * statements again. The store never sleeps: the broker retries with its own
- * backoff.
+ * statements again; after a failed try, calls within the next second
+ * return DV_ETRANSIENT without trying. The store never sleeps: the broker
+ * retries with its own backoff. Reads are synchronous round trips: on the
+ * broker's loop thread each costs one round trip to the server.
  *
  * Payloads and results are BYTEA sent as binary parameters and read as
  * binary results, so NUL bytes and high bits pass untouched and nothing is
@@ -46,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define S_SCHEMA_VERSION 3
 #define S_STR_(x)        #x
@@ -56,6 +59,7 @@
 #define S_MAX_PARAMS       21
 #define S_CONNECT_TIMEOUT  "5" /* seconds, per (re)connect */
 #define S_APPLICATION_NAME "drover"
+#define S_RETRY_MS         1000 /* between reconnect tries after a failure */
 
 /* Names as stored; must match dv_state_name() and dv_category_name() (and
  * store_sqlite.c). */
@@ -309,6 +313,7 @@ typedef struct {
     broker_sync_t sync;   /* applied to every new connection */
     bool in_group;        /* between begin and commit/rollback */
     bool broken;          /* the server ended the session: reconnect */
+    int64_t failed_at_ms; /* monotonic time of the last failed reconnect */
     int group_err;        /* first failure in this group, or 0 */
     s_pending_t *pending; /* statements queued, results not read yet */
     size_t npending, cap_pending;
@@ -731,6 +736,14 @@ s_fail(s_pg_t *be, const char *op, const char *id, const PGresult *r)
 
 /* ---- connection ------------------------------------------------------- */
 
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void
 s_notice(void *arg, const char *message)
 {
@@ -826,6 +839,12 @@ s_ensure(s_pg_t *be, const char *op)
         return 0;
     s_disconnect(be);
     be->broken = false;
+    /* A server that is down makes each try wait up to the connect
+     * timeout; the loop thread's reads must not pay that on every call,
+     * so after a failed try the next is at least S_RETRY_MS away. */
+    int64_t now = s_mono_ms();
+    if (be->failed_at_ms && now - be->failed_at_ms < S_RETRY_MS)
+        return DV_ETRANSIENT;
     char err[512];
     if (s_connect(be, err, sizeof err) != 0 ||
         s_session(be, err, sizeof err) != 0) {
@@ -835,8 +854,10 @@ s_ensure(s_pg_t *be, const char *op)
                DV_STR("url", be->safe_url));
         snprintf(be->logged_state, sizeof be->logged_state, "conn");
         s_disconnect(be);
+        be->failed_at_ms = s_mono_ms();
         return DV_ETRANSIENT;
     }
+    be->failed_at_ms = 0;
     dv_log(DV_INFO, "store.pg_reconnected", DV_STR("url", be->safe_url));
     return 0;
 }
@@ -1222,9 +1243,11 @@ static int
 s_rollback(void *handle)
 {
     s_pg_t *be = handle;
-    int code = s_end(be, true);
-    /* A rollback that found the connection gone has nothing to undo. */
-    return code == DV_ETRANSIENT ? 0 : code;
+    /* Whatever failed on the way (a write, the connection), the group is
+     * gone: rolled back on the server, or with the session that held it.
+     * The failure was logged where it happened. */
+    s_end(be, true);
+    return 0;
 }
 
 /* ---- writes ----------------------------------------------------------- */
