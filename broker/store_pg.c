@@ -595,73 +595,6 @@ s_scrub(const s_pg_t *be, const char *s, char *out, size_t out_size)
         out[--o] = '\0';
 }
 
-/* Appends n bytes of s to out at *o (out has room: see s_mask_url). */
-static void
-s_put(char *out, size_t *o, const char *s, size_t n)
-{
-    memcpy(out + *o, s, n);
-    *o += n;
-}
-
-/* A copy of url with the password masked, wherever the URL form puts it:
- * in the user info (scheme://user:PASSWORD@host) and in a password=
- * parameter. Done on the text itself, so a percent-encoded password is
- * masked as written. NULL on out of memory. */
-static char *
-s_mask_url(const char *url)
-{
-    size_t len = strlen(url);
-    /* Each "***" may replace less than itself: at most 3 more bytes per
-     * '@' or parameter, and no parameter is shorter than 1 byte + '&'. */
-    char *out = malloc(2 * len + 8);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    const char *p = strstr(url, "://");
-    p = p ? p + 3 : url;
-    s_put(out, &o, url, (size_t)(p - url));
-    /* The authority ends at the path, the query or the fragment. */
-    size_t alen = strcspn(p, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < alen; i++)
-        if (p[i] == '@')
-            at = p + i;
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            s_put(out, &o, p, (size_t)(colon - p) + 1);
-            s_put(out, &o, "***", 3);
-            p = at;
-        }
-    }
-    /* The rest, parameter by parameter after the '?'. */
-    const char *q = strchr(p, '?');
-    if (!q) {
-        s_put(out, &o, p, strlen(p));
-        out[o] = '\0';
-        return out;
-    }
-    s_put(out, &o, p, (size_t)(q - p) + 1);
-    p = q + 1;
-    while (*p) {
-        size_t plen = strcspn(p, "&#");
-        if (plen >= 9 && strncmp(p, "password=", 9) == 0) {
-            s_put(out, &o, "password=***", 12);
-        } else {
-            s_put(out, &o, p, plen);
-        }
-        p += plen;
-        if (*p == '#') {
-            s_put(out, &o, p, strlen(p));
-            break;
-        }
-        if (*p == '&')
-            s_put(out, &o, p++, 1);
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* Finds the URL's password with libpq's own parser (to scrub it from
  * server messages, decoded as libpq sends it), and makes the masked copy
  * of the URL. */
@@ -677,8 +610,12 @@ s_parse_url(s_pg_t *be)
                 be->password = strdup(o->val);
         PQconninfoFree(opts);
     }
-    be->safe_url = s_mask_url(be->url);
-    return be->safe_url ? 0 : -1;
+    size_t n = 2 * strlen(be->url) + 8; /* room for any masking */
+    be->safe_url = malloc(n);
+    if (!be->safe_url)
+        return -1;
+    broker_store_redact_url(be->url, be->safe_url, n);
+    return 0;
 }
 
 /* ---- errors ----------------------------------------------------------- */

@@ -499,6 +499,33 @@ t_url_forms(void **state)
             fail_msg("'%s': got '%s', want '%s'", bad[i].url, err, bad[i].want);
     }
     assert_null(broker_store_open(NULL, NULL, NULL, 0)); /* no err buffer */
+
+    /* What a log line may show of a URL. */
+    struct {
+        const char *url, *want;
+    } redact[] = {
+        { "postgresql://u:pw@h:5432/db?sslmode=require",
+          "postgresql://u:***@h:5432/db?sslmode=require" },
+        { "postgres://u:p%40w:x@h/db", "postgres://u:***@h/db" },
+        { "postgres://u@h/db", "postgres://u@h/db" },
+        { "postgresql:///db?host=/s&password=pw&port=1#f",
+          "postgresql:///db?host=/s&password=***&port=1#f" },
+        { "postgresql:///db?PASSWORD=pw", "postgresql:///db?password=***" },
+        { "postgresql://h/db?a=1&password=&b=2",
+          "postgresql://h/db?a=1&password=***&b=2" },
+        { "sqlite:/var/lib/drover.db", "sqlite:/var/lib/drover.db" },
+        { "drover.db", "drover.db" },
+    };
+    for (size_t i = 0; i < sizeof redact / sizeof redact[0]; i++) {
+        char out[128];
+        assert_string_equal(
+            broker_store_redact_url(redact[i].url, out, sizeof out),
+            redact[i].want);
+    }
+    char small[12];
+    assert_string_equal(
+        broker_store_redact_url("postgres://u:pw@h/db", small, sizeof small),
+        "postgres://");
     broker_store_destroy(NULL);
 }
 
