@@ -5,8 +5,9 @@
  * suite on SQLite; `store_test pg` starts a PostgreSQL server of its own
  * once for the whole run (tests/fixtures/pg_server) and runs the same
  * cases there, each test on a fresh database. Cases about one backend only
- * (SQLite's file modes, WAL, disk full; PostgreSQL's schema_version table
- * and lost connections) run in that backend's run.
+ * run in that backend's run: SQLite's files, WAL and a disk full through a
+ * file-size limit; PostgreSQL's URLs, schema_version table, lost and
+ * refused connections, and a disk full through a tablespace on a tmpfs.
  *
  * Every test gets its own directory (mkdtemp), removed with its files at the
  * end. What the broker relies on is checked through the interface; what an
@@ -1954,7 +1955,7 @@ t_pg_binary(void **state)
                                  "WHERE id = '%s'",
                                  id),
                      sizeof result);
-    /* The bytes as stored: PostgreSQL's own digest of them. */
+    /* The bytes as PostgreSQL itself reads them. */
     char rows[128], sql[256];
     snprintf(sql, sizeof sql,
              "SELECT get_byte(payload, 0), get_byte(payload, 255), "
