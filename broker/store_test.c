@@ -1667,6 +1667,21 @@ t_pg_url_forms(void **state)
     }
     assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 3);
 
+    /* The store names itself to the server, unless the URL does. */
+    broker_store_t *s = s_open(fx);
+    snprintf(url, sizeof url, "%s&application_name=drover-test", fx->path);
+    broker_store_t *named = broker_store_open(url, NULL, err, sizeof err);
+    assert_non_null(named);
+    char rows[128];
+    s_shell_rows(fx,
+                 "SELECT application_name, count(*) FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND application_name "
+                 "LIKE 'drover%' GROUP BY 1 ORDER BY 1",
+                 rows, sizeof rows);
+    assert_string_equal(rows, "drover|1\ndrover-test|1\n");
+    broker_store_destroy(&named);
+    broker_store_destroy(&s);
+
     /* Nothing listens there: a clear error, and never the password. */
     const char *bad[] = {
         "postgresql://drover:s3cret-pw@127.0.0.1:1/drover",
