@@ -6,9 +6,10 @@
  * transaction (one fsync) for everything that arrived in that iteration, and
  * only after commit() returns 0 does it acknowledge submits to clients.
  *
- * Backends: "sqlite:PATH" (or a bare path) is the embedded default; a
- * PostgreSQL backend ("postgres://...") implements the same vtable. The
- * schema is plain SQL a person can query (docs/operations.md).
+ * Backends: "sqlite:PATH" (or a bare path) is the embedded default;
+ * "postgres://..." or "postgresql://..." (a libpq URL) is PostgreSQL
+ * (store_pg.c). The schema is the same plain SQL on both, which a person
+ * can query (docs/operations.md).
  *
  * Errors: 0 on success; DV_ETRANSIENT when retrying the whole group at once
  * may succeed (busy, connection lost); DV_ENOSPC when the disk is full (the
@@ -99,6 +100,13 @@ typedef struct {
 broker_store_t *broker_store_open(const char *url,
                                   const broker_store_opts_t *opts, char *err,
                                   size_t err_size);
+
+/* Writes url into out (size bytes, always NUL-terminated, cut if it does
+ * not fit) with its password masked as "***", wherever a URL can carry
+ * one (scheme://user:PASSWORD@host, a password= parameter): the form for
+ * log lines and error texts. A URL without a password is copied as is.
+ * Returns out. Errors from broker_store_open() are already masked. */
+char *broker_store_redact_url(const char *url, char *out, size_t size);
 
 /* Closes the store; NULL-safe; sets *self_p to NULL. Uncommitted writes are
  * rolled back. */
@@ -250,5 +258,6 @@ typedef struct {
 } broker_store_ops_t;
 
 extern const broker_store_ops_t broker_store_sqlite_ops;
+extern const broker_store_ops_t broker_store_pg_ops;
 
 #endif
