@@ -466,7 +466,10 @@ void
 broker_check_written(broker_t *self, broker_group_t *g, bool ok)
 {
     broker_check_run_t *run = self->check;
-    if (!run || run->phase != S_WAIT_DURABLE || run->group != g)
+    /* A check still waiting for its moment would wait for as long as the
+     * store cannot be written: refused now, as one asked then would be. */
+    bool waiting = run && run->phase == S_WAIT_GROUP && !ok;
+    if (!run || (!waiting && (run->phase != S_WAIT_DURABLE || run->group != g)))
         return;
     run->group = NULL;
     if (!ok) {
