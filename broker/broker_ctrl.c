@@ -247,6 +247,7 @@ typedef struct {
     int64_t retried;    /* so far */
 } s_retry_read_t;
 
+/* list callback (reader thread): one more dead job's id. */
 static int
 s_collect_id(void *arg, const char *id)
 {
