@@ -8,9 +8,19 @@
  * broker_group.c once the group is durable; views are answered at once.
  *
  * Called by the loop for each message on the clients socket; control verbs
- * go on to broker_ctrl.c. Reads the store on the loop's own connection
- * (idempotency keys not in memory, finished jobs), which blocks for as
- * long as a SQLite read takes; it never waits for a commit.
+ * go on to broker_ctrl.c. Never waits for the store: what needs a store
+ * read (idempotency keys not pending in memory, jobs no longer in memory)
+ * goes to the reader thread and is answered when the read comes back
+ * (broker_reads.c); the rest is answered meanwhile. A submit with no key
+ * to look up never waits for the reader.
+ *
+ * Idempotency under concurrency: a submit whose keys are not all pending
+ * waits for one read of all its keys, and is then handled whole, in the
+ * order reads were pushed, as if it had just arrived, except that a key
+ * not pending (again: a job may have taken it meanwhile) is answered by
+ * the read. A key that became durable while reads were out stays pending
+ * until they are back (broker_group.c), so a read that ran before an
+ * insert committed never lets a second job take its key.
  *
  * Out of memory: a job that cannot be built, indexed, recorded or have
  * its idempotency key marked pending is refused in its ack (the others in
@@ -28,12 +38,14 @@
 
 static const char s_oom[] = "broker out of memory";
 
-/* Refuses every job of a submit at once: the store cannot be written, so
- * none could be acknowledged for as long as that lasts (the reason names
- * the cause; the client may submit again later). Counted, not logged: the
- * outage is logged where it starts and ends (broker_group.c). */
+/* Refuses every job of a submit at once with reason and code: the store
+ * cannot be written (none could be acknowledged for as long as that
+ * lasts: counted, not logged, the outage is logged where it starts and
+ * ends, broker_group.c), or the reader is busy or stopping. The client may
+ * submit again later. */
 static void
-s_refuse_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+s_refuse_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
+                dv_code_t code, const char *reason)
 {
     uint32_t n = msg->u.submit.njobs;
     dv_submit_ack_t *acks = calloc(n ? n : 1, sizeof *acks);
@@ -43,8 +55,8 @@ s_refuse_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
         return;
     }
     for (uint32_t i = 0; i < n; i++) {
-        acks[i].error = dv_str(self->store_reason);
-        acks[i].code = DV_CODE_STORE;
+        acks[i].error = dv_str(reason);
+        acks[i].code = code;
     }
     dv_msg_t m = { .type = DV_MSG_SUBMIT_REPLY };
     m.u.submit_reply.req = msg->u.submit.req;
@@ -53,7 +65,151 @@ s_refuse_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     if (broker_out_send_now(self->clients, rid, &m) != 0)
         broker_out_dropped(rid, msg->u.submit.req, "submit reply");
     free(acks);
-    self->store_refused += n;
+    if (code == DV_CODE_STORE)
+        self->store_refused += n;
+}
+
+/* What the read of a submit's keys found for job i. */
+typedef struct {
+    int rc;                      /* find_key: 1, 0, or an error */
+    char id[DV_ID_TEXT_LEN + 1]; /* rc 1: the job holding the key */
+} s_found_t;
+
+/* A submit waiting for the read of its idempotency keys. */
+typedef struct {
+    broker_read_t base; /* first member */
+    broker_rid_t rid;
+    uint64_t req;
+    broker_sender_t sender;
+    char owner[DV_NAME_MAX + 1]; /* the jobs' owner ("": none) */
+    bool has_owner;
+    msgpack_sbuffer bytes; /* the submit, encoded again */
+    dv_msg_t msg;          /* decoded from bytes by the reader */
+    bool decoded;
+    s_found_t *found; /* per job */
+    uint32_t n;
+} s_keys_read_t;
+
+static void
+s_keys_free(s_keys_read_t *k)
+{
+    if (!k)
+        return;
+    if (k->decoded)
+        dv_msg_release(&k->msg);
+    msgpack_sbuffer_destroy(&k->bytes);
+    free(k->found);
+    free(k);
+}
+
+static void
+s_keys_free_read(broker_read_t *r)
+{
+    s_keys_free((s_keys_read_t *)r);
+}
+
+/* Reader thread: decodes the submit again and looks up each key. */
+static int
+s_keys_run(broker_store_t *store, broker_read_t *r)
+{
+    s_keys_read_t *k = (s_keys_read_t *)r;
+    char why[128];
+    int rc =
+        dv_msg_decode(k->bytes.data, k->bytes.size, &k->msg, why, sizeof why);
+    if (rc != DV_OK)
+        return rc;
+    k->decoded = true;
+    if (k->msg.type != DV_MSG_SUBMIT || k->msg.u.submit.njobs != k->n)
+        return DV_EPROTO;
+    const char *owner = k->has_owner ? k->owner : NULL;
+    for (uint32_t i = 0; i < k->n; i++) {
+        const dv_jobspec_t *js = &k->msg.u.submit.jobs[i];
+        if (!js->key.ptr || !js->key.len)
+            continue;
+        char key[DV_KEY_MAX + 1];
+        dv_str_copy(js->key, key, sizeof key);
+        k->found[i].rc =
+            broker_store_find_key(store, owner, key, k->found[i].id);
+    }
+    return 0;
+}
+
+static void s_submit(broker_t *self, const broker_rid_t *rid,
+                     const dv_msg_t *msg, const s_found_t *found);
+
+static void
+s_keys_done(void *owner, broker_read_t *r)
+{
+    broker_t *self = owner;
+    s_keys_read_t *k = (s_keys_read_t *)r;
+    const broker_peer_t *before = broker_sender_use(self, &k->sender);
+    if (r->stopped || r->rc != 0) {
+        /* Not decoded: answer from what is known without the message. */
+        dv_msg_t m = { .type = DV_MSG_SUBMIT };
+        const dv_msg_t *msg = k->decoded ? &k->msg : &m;
+        if (!k->decoded) {
+            m.u.submit.njobs = k->n;
+            m.u.submit.req = k->req;
+        }
+        if (r->stopped)
+            s_refuse_submit(self, &k->rid, msg, DV_CODE_TRY_AGAIN,
+                            broker_reads_refusal(BROKER_READER_STOPPED));
+        else {
+            dv_log(DV_ERROR, "broker.submit_read_failed",
+                   DV_STR("error", dv_strerror(r->rc)));
+            s_refuse_submit(self, &k->rid, msg,
+                            r->rc == DV_ENOMEM ? DV_CODE_NO_MEMORY
+                                               : DV_CODE_INTERNAL,
+                            r->rc == DV_ENOMEM ? s_oom
+                                               : "the submit could not be "
+                                                 "read again");
+        }
+    } else if (self->store_failed) {
+        s_refuse_submit(self, &k->rid, &k->msg, DV_CODE_STORE,
+                        self->store_reason);
+    } else {
+        s_submit(self, &k->rid, &k->msg, k->found);
+    }
+    self->sender = before;
+    s_keys_free(k);
+}
+
+/* The submit has keys that are not pending: one read of all of them, the
+ * submit handled when it is back. */
+static void
+s_submit_later(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
+               const char *owner)
+{
+    uint32_t n = msg->u.submit.njobs;
+    s_keys_read_t *k = calloc(1, sizeof *k);
+    if (k) {
+        msgpack_sbuffer_init(&k->bytes);
+        k->found = calloc(n ? n : 1, sizeof *k->found);
+    }
+    if (!k || !k->found || dv_msg_encode(msg, &k->bytes) != DV_OK ||
+        !k->bytes.data) {
+        s_keys_free(k);
+        broker_out_error(self, self->clients, rid, msg->u.submit.req,
+                         DV_CODE_NO_MEMORY, s_oom);
+        return;
+    }
+    k->base.run = s_keys_run;
+    k->base.done = s_keys_done;
+    k->base.free = s_keys_free_read;
+    k->rid = *rid;
+    k->req = msg->u.submit.req;
+    k->n = n;
+    broker_sender_save(self, &k->sender);
+    if (owner) {
+        k->has_owner = true;
+        snprintf(k->owner, sizeof k->owner, "%s", owner);
+    }
+    int rc = broker_reads_push(self, &k->base, true);
+    if (rc != 0) {
+        s_keys_free(k);
+        s_refuse_submit(self, rid, msg, DV_CODE_TRY_AGAIN,
+                        broker_reads_refusal(rc));
+    }
 }
 
 static void
@@ -61,9 +217,40 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 {
     uint32_t n = msg->u.submit.njobs;
     if (self->store_failed) {
-        s_refuse_submit(self, rid, msg);
+        s_refuse_submit(self, rid, msg, DV_CODE_STORE, self->store_reason);
         return;
     }
+    /* A key not pending in memory may be in the store: read first. */
+    int owner_ix = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        const dv_jobspec_t *js = &msg->u.submit.jobs[i];
+        if (!js->key.ptr || !js->key.len)
+            continue;
+        if (owner_ix < 0) {
+            owner_ix = broker_sched_owner(self, broker_auth_owner(self));
+            if (owner_ix < 0)
+                break; /* refused below, job by job */
+        }
+        char keybuf[DV_KEY_MAX + 1];
+        char scoped[DV_KEY_MAX + 16];
+        snprintf(scoped, sizeof scoped, "%d:%s", owner_ix,
+                 dv_str_copy(js->key, keybuf, sizeof keybuf));
+        if (!dv_map_get(self->pending_keys, scoped)) {
+            s_submit_later(self, rid, msg, broker_auth_owner(self));
+            return;
+        }
+    }
+    s_submit(self, rid, msg, NULL);
+}
+
+/* Accepts a submit: every job new, refused, or a duplicate of the job
+ * holding its key (pending in memory, or found by the read: found, per
+ * job; NULL when every key was pending). */
+static void
+s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
+         const s_found_t *found)
+{
+    uint32_t n = msg->u.submit.njobs;
     broker_ack_batch_t *b = calloc(1, sizeof *b);
     if (!b) {
         broker_out_error(self, self->clients, rid, msg->u.submit.req,
@@ -105,11 +292,13 @@ s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
             snprintf(scoped, sizeof scoped, "%d:%s", owner_ix, key);
             const broker_pkey_t *pending =
                 dv_map_get(self->pending_keys, scoped);
-            int r = pending ? 1
-                            : broker_store_find_key(self->store, owner, key,
-                                                    b->ids[i]);
+            /* Not pending: as the read found it (found is NULL only when
+             * every key was pending as the submit arrived). */
+            int r = pending ? 1 : found ? found[i].rc : 0;
             if (pending)
                 snprintf(b->ids[i], sizeof b->ids[i], "%s", pending->id);
+            else if (r == 1)
+                memcpy(b->ids[i], found[i].id, sizeof b->ids[i]);
             if (r == 1) {
                 b->acks[i].duplicate = true;
                 continue;
@@ -338,60 +527,134 @@ broker_client_on_view(void *arg, const broker_jobview_t *v)
     }
 }
 
+/* Adds a waiter for rid to a live job (once per client). Returns 0, or
+ * -1 on out of memory. */
+static int
+s_add_waiter(broker_job_t *job, const broker_rid_t *rid)
+{
+    for (broker_waiter_t *w = job->waiters; w; w = w->next)
+        if (w->len == rid->len && !memcmp(w->rid, rid->data, rid->len))
+            return 0;
+    broker_waiter_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return -1;
+    w->len = rid->len;
+    memcpy(w->rid, rid->data, rid->len);
+    w->next = job->waiters;
+    job->waiters = w;
+    return 0;
+}
+
+/* The live job with id sid that the sender may read, or NULL; *hidden
+ * set when it is live but not the sender's. */
+static broker_job_t *
+s_live(broker_t *self, dv_str_t sid, bool *hidden)
+{
+    dv_id_t id;
+    broker_job_t *job = NULL;
+    if (dv_id_parse(sid.ptr, sid.len, &id) == 0)
+        job = broker_index_get(&self->index, &id);
+    *hidden = job && !broker_auth_may_read(
+                         self, broker_sched_owner_name(self, job->owner));
+    return *hidden ? NULL : job;
+}
+
+/* Adds a result for sid to this group's results for rid: from view (a
+ * stored job; NULL: unknown). */
+static void
+s_wait_result(broker_t *self, const broker_rid_t *rid, uint64_t req,
+              dv_str_t sid, const broker_jobview_t *view)
+{
+    broker_results_t *r = broker_client_results_for(self->cur, rid);
+    dv_result_t *it = r ? broker_client_results_add(r) : NULL;
+    if (!it) {
+        broker_out_dropped(rid, req, "result");
+        return;
+    }
+    broker_view_ctx_t ctx = { r, it, false, self };
+    it->id = broker_client_results_own(r, sid.ptr, sid.len, &ctx.failed);
+    it->state = DV_STATE_UNKNOWN;
+    if (view && !ctx.failed) {
+        broker_client_on_view(&ctx, view);
+        /* Stored but not live: lost track of it. */
+        if (!dv_state_terminal(it->state) && it->state != DV_STATE_UNKNOWN)
+            it->state = DV_STATE_UNKNOWN;
+    }
+    if (ctx.failed) { /* it is the last item: take it back */
+        r->n--;
+        broker_out_dropped(rid, req, "result");
+    }
+}
+
+/* The read of a wait's ended jobs is back (sender as self->sender). A job
+ * live again meanwhile (retried) is waited for instead. */
+static void
+s_wait_answer(broker_t *self, broker_views_t *v)
+{
+    for (uint32_t i = 0; i < v->n; i++) {
+        broker_viewed_t *it = &v->items[i];
+        dv_str_t sid = dv_strn(it->id, DV_ID_TEXT_LEN);
+        bool hidden = false;
+        broker_job_t *job = s_live(self, sid, &hidden);
+        if (job && !v->base.stopped) {
+            if (s_add_waiter(job, &v->rid) != 0)
+                broker_out_dropped(&v->rid, v->req, "result");
+            continue;
+        }
+        if (v->base.stopped || it->rc < 0) {
+            /* Not read: unknown would say the broker lost track of it. */
+            broker_out_error(
+                self, self->clients, &v->rid, v->req,
+                v->base.stopped ? DV_CODE_TRY_AGAIN : DV_CODE_STORE,
+                v->base.stopped ? broker_reads_refusal(BROKER_READER_STOPPED)
+                                : "store read failed");
+            return;
+        }
+        s_wait_result(self, &v->rid, v->req, sid,
+                      it->rc == 1 && !hidden ? it->view : NULL);
+    }
+}
+
 static void
 s_on_wait(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 {
     uint64_t req = msg->u.wait.req;
+    uint32_t nread = 0; /* ids to look up in the store */
     for (uint32_t i = 0; i < msg->u.wait.nids; i++) {
         dv_str_t sid = msg->u.wait.ids[i];
-        dv_id_t id;
-        broker_job_t *job = NULL;
-        if (dv_id_parse(sid.ptr, sid.len, &id) == 0)
-            job = broker_index_get(&self->index, &id);
+        bool hidden = false;
+        broker_job_t *job = s_live(self, sid, &hidden);
         /* A job the sender may not read is answered as one that does not
          * exist: state unknown, whether or not it is live. */
-        bool hidden =
-            job && !broker_auth_may_read(
-                       self, broker_sched_owner_name(self, job->owner));
-        if (job && !hidden) {
-            bool already = false;
-            for (broker_waiter_t *w = job->waiters; w; w = w->next)
-                if (w->len == rid->len && !memcmp(w->rid, rid->data, rid->len))
-                    already = true;
-            if (!already) {
-                broker_waiter_t *w = calloc(1, sizeof *w);
-                if (!w) {
-                    broker_out_dropped(rid, req, "result");
-                    continue;
-                }
-                w->len = rid->len;
-                memcpy(w->rid, rid->data, rid->len);
-                w->next = job->waiters;
-                job->waiters = w;
-            }
-            continue;
+        if (job) {
+            if (s_add_waiter(job, rid) != 0)
+                broker_out_dropped(rid, req, "result");
+        } else if (sid.len == DV_ID_TEXT_LEN && !hidden) {
+            nread++;
+        } else {
+            s_wait_result(self, rid, req, sid, NULL);
         }
-        broker_results_t *r = broker_client_results_for(self->cur, rid);
-        dv_result_t *it = r ? broker_client_results_add(r) : NULL;
-        if (!it) {
-            broker_out_dropped(rid, req, "result");
-            continue;
-        }
-        broker_view_ctx_t ctx = { r, it, false, self };
-        it->id = broker_client_results_own(r, sid.ptr, sid.len, &ctx.failed);
-        it->state = DV_STATE_UNKNOWN;
-        char idtext[DV_ID_TEXT_LEN + 1];
-        if (sid.len == DV_ID_TEXT_LEN && !ctx.failed && !hidden) {
-            dv_str_copy(sid, idtext, sizeof idtext);
-            broker_store_get(self->store, idtext, broker_client_on_view, &ctx);
-            /* Stored but not live: lost track of it. */
-            if (!dv_state_terminal(it->state) && it->state != DV_STATE_UNKNOWN)
-                it->state = DV_STATE_UNKNOWN;
-        }
-        if (ctx.failed) { /* it is the last item: take it back */
-            r->n--;
-            broker_out_dropped(rid, req, "result");
-        }
+    }
+    if (!nread)
+        return;
+    broker_views_t *v = broker_views_new(self, rid, req, nread, s_wait_answer);
+    if (!v) {
+        broker_out_error(self, self->clients, rid, req, DV_CODE_NO_MEMORY,
+                         s_oom);
+        return;
+    }
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < msg->u.wait.nids; i++) {
+        dv_str_t sid = msg->u.wait.ids[i];
+        bool hidden = false;
+        if (!s_live(self, sid, &hidden) && sid.len == DV_ID_TEXT_LEN && !hidden)
+            dv_str_copy(sid, v->items[k++].id, sizeof v->items[0].id);
+    }
+    int rc = broker_reads_push(self, &v->base, true);
+    if (rc != 0) {
+        broker_views_free(v);
+        broker_out_error(self, self->clients, rid, req, DV_CODE_TRY_AGAIN,
+                         broker_reads_refusal(rc));
     }
 }
 
@@ -535,6 +798,50 @@ broker_client_status(broker_t *self, const broker_rid_t *rid, uint64_t req)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* The read for ctrl "job" is back (sender as self->sender). */
+static void
+s_job_answer(broker_t *self, broker_views_t *v)
+{
+    const broker_viewed_t *it = &v->items[0];
+    dv_id_t id;
+    const broker_job_t *job = NULL;
+    if (dv_id_parse(it->id, DV_ID_TEXT_LEN, &id) == 0)
+        job = broker_index_get(&self->index, &id);
+    if (v->base.stopped) {
+        broker_out_reply(self, &v->rid, v->req, DV_CODE_TRY_AGAIN,
+                         broker_reads_refusal(BROKER_READER_STOPPED), NULL,
+                         false);
+        return;
+    }
+    if (job) { /* live again meanwhile (retried): as it is now */
+        broker_client_job(self, &v->rid, v->req, it->id, job);
+        return;
+    }
+    if (it->rc < 0) {
+        broker_out_reply(
+            self, &v->rid, v->req,
+            it->rc == DV_ENOMEM ? DV_CODE_NO_MEMORY : DV_CODE_STORE,
+            it->rc == DV_ENOMEM ? s_oom : "store read failed", NULL, false);
+        return;
+    }
+    broker_body_t body;
+    msgpack_packer pk;
+    broker_body_init(&body, &pk);
+    s_jobview_ctx_t ctx = { &pk, self, false };
+    if (it->rc == 1)
+        s_on_jobview(&ctx, it->view);
+    if (it->rc != 1 || ctx.hidden)
+        broker_out_reply(self, &v->rid, v->req, DV_CODE_NOT_FOUND,
+                         "no such job", NULL, false);
+    else if (body.failed)
+        broker_out_reply(self, &v->rid, v->req, DV_CODE_NO_MEMORY, s_oom, NULL,
+                         false);
+    else
+        broker_out_reply(self, &v->rid, v->req, DV_CODE_NONE, NULL, &body.sb,
+                         false);
+    broker_body_destroy(&body);
+}
+
 void
 broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
                   const char *idtext, const broker_job_t *job)
@@ -562,10 +869,23 @@ broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
         broker_pack_kv_str(&pk, "worker",
                            job->worker ? job->worker->name : NULL);
     } else {
-        s_jobview_ctx_t ctx = { &pk, self, false };
-        found =
-            broker_store_get(self->store, idtext, s_on_jobview, &ctx) == 1 &&
-            !ctx.hidden;
+        /* Ended: the store has it. Answered once the read is back. */
+        broker_body_destroy(&body);
+        broker_views_t *v = broker_views_new(self, rid, req, 1, s_job_answer);
+        int rc = v ? 0 : DV_ENOMEM;
+        if (v) {
+            snprintf(v->items[0].id, sizeof v->items[0].id, "%s", idtext);
+            rc = broker_reads_push(self, &v->base, true);
+        }
+        if (rc == DV_ENOMEM)
+            broker_out_reply(self, rid, req, DV_CODE_NO_MEMORY, s_oom, NULL,
+                             false);
+        else if (rc != 0) {
+            broker_views_free(v);
+            broker_out_reply(self, rid, req, DV_CODE_TRY_AGAIN,
+                             broker_reads_refusal(rc), NULL, false);
+        }
+        return;
     }
     if (!found)
         broker_out_reply(self, rid, req, DV_CODE_NOT_FOUND, "no such job", NULL,

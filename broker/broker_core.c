@@ -1,9 +1,11 @@
 /* broker_core - the broker's one event loop, and its life cycle.
  *
  * One thread owns everything. Each pass of the loop:
- *   1. waits on the two ROUTER sockets and the writer's eventfd (or a
- *      timer: the next scheduled job, the next rate token, the heartbeat),
- *   2. sends what the writer made durable (broker_group.c),
+ *   1. waits on the two ROUTER sockets and the writer's and the reader's
+ *      eventfds (or a timer: the next scheduled job, the next rate token,
+ *      the heartbeat),
+ *   2. sends what the writer made durable (broker_group.c), and answers
+ *      the requests whose store reads came back (broker_reads.c),
  *   3. drains a bounded batch from the workers socket (broker_worker.c),
  *      then from the clients socket (broker_client.c, broker_ctrl.c) unless
  *      the group being built is already full; with CurveZMQ each message's
@@ -16,7 +18,8 @@
  * Owns the sockets, the framing check of incoming messages (routing id and
  * exactly one body frame) and their decoding, and creation and teardown of
  * struct broker (broker_internal.h). Blocks only in zmq_poll, and at
- * shutdown while the last groups commit.
+ * shutdown while the last groups commit. Reads the store itself only at
+ * start-up (recovery, queue settings), before it serves.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -193,6 +196,7 @@ broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
     self->owner_ix = dv_map_new(free);
     self->worker_by_name = dv_map_new(NULL);
     self->pending_keys = dv_map_new(NULL); /* items owned by the groups */
+    self->settling_tail = &self->settling;
     self->cur = broker_group_new();
     if (!self->queues || !self->types || !self->owner_ix ||
         !self->worker_by_name || !self->pending_keys || !self->cur ||
@@ -202,18 +206,23 @@ broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
         goto fail;
     }
 
-    /* Two connections: the writer thread's, and this thread's for reads
-     * (recovery, idempotency keys, finished jobs). */
+    /* Three connections: the writer thread's, the reader thread's (the
+     * reads that answer requests: idempotency keys, finished jobs, retry,
+     * check), and this thread's for start-up (recovery, queue settings). */
     char err[512] = "";
     broker_store_opts_t opts = { cfg->sync };
     broker_store_t *wstore =
         broker_store_open(cfg->store_url, &opts, err, sizeof err);
-    if (wstore)
+    broker_store_t *rstore =
+        wstore ? broker_store_open(cfg->store_url, &opts, err, sizeof err)
+               : NULL;
+    if (rstore)
         self->store = broker_store_open(cfg->store_url, &opts, err, sizeof err);
-    if (!wstore || !self->store) {
+    if (!wstore || !rstore || !self->store) {
         dv_log(DV_ERROR, "broker.store_open_failed",
                DV_STR("store", cfg->store_url), DV_STR("error", err));
         broker_store_destroy(&wstore);
+        broker_store_destroy(&rstore);
         goto fail;
     }
     int grc = broker_store_next_generation(self->store, &self->generation);
@@ -224,6 +233,7 @@ broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
                DV_STR("error", grc ? dv_strerror(grc)
                                    : "the store's generation is out of range"));
         broker_store_destroy(&wstore);
+        broker_store_destroy(&rstore);
         goto fail;
     }
     if (self->cfg.rejoin_ms <= 0) {
@@ -236,6 +246,14 @@ broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
         dv_log(DV_ERROR, "broker.start_failed",
                DV_STR("error", "the store writer thread did not start"));
         broker_store_destroy(&wstore);
+        broker_store_destroy(&rstore);
+        goto fail;
+    }
+    self->reader = broker_reader_new(rstore);
+    if (!self->reader) {
+        dv_log(DV_ERROR, "broker.start_failed",
+               DV_STR("error", "the store reader thread did not start"));
+        broker_store_destroy(&rstore);
         goto fail;
     }
     if (broker_recover_jobs(self) != 0) {
@@ -302,8 +320,22 @@ broker_destroy(broker_t **self_p)
     if (!self_p || !*self_p)
         return;
     broker_t *self = *self_p;
+    /* Reads first: those not done yet are answered "broker stopping", the
+     * rest as usual (a submit's jobs are then written below); a check
+     * still waiting for its group is answered too, so no group is held. */
+    if (self->reader) {
+        broker_reader_stop(self->reader);
+        broker_reads_ready(self);
+    }
+    broker_check_stop(self);
     broker_group_drain_all(self);
     broker_writer_destroy(&self->writer);
+    broker_reader_destroy(&self->reader);
+    while (self->settling) {
+        broker_pkey_t *k = self->settling;
+        self->settling = k->next;
+        free(k);
+    }
     broker_group_destroy(&self->inflight);
     if (self->cur) {
         /* Not written (the writer never ran): forget its ended jobs here,
@@ -423,9 +455,10 @@ s_has_ready_work(broker_t *self)
     return false;
 }
 
-/* While one group commits, the next may grow to this many writes; beyond
- * that the broker stops reading new submits until the disk catches up
- * (they wait in ZeroMQ), so memory stays bounded. */
+/* While one group commits (or waits for a check's scan), the next may
+ * grow to this many writes; beyond that the broker stops reading new
+ * submits until the disk catches up (they wait in ZeroMQ), so memory stays
+ * bounded. */
 #define BROKER_GROUP_MAX_WRITES 200000
 
 int
@@ -436,6 +469,7 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         { self->clients, 0, ZMQ_POLLIN, 0 },
         { self->workers, 0, ZMQ_POLLIN, 0 },
         { NULL, broker_writer_fd(self->writer), ZMQ_POLLIN, 0 },
+        { NULL, broker_reader_fd(self->reader), ZMQ_POLLIN, 0 },
     };
     while (!*stop) {
         long timeout = self->cfg.heartbeat_ms;
@@ -458,20 +492,24 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         }
         if (s_has_ready_work(self))
             timeout = 0;
-        int rc = zmq_poll(items, 3, timeout);
+        int rc = zmq_poll(items, 4, timeout);
         if (rc < 0 && errno != EINTR)
             break;
         if (self->next_token_us && broker_mono_us(self) >= self->next_token_us)
             self->dispatch_needed = true;
 
         broker_group_writer_ready(self);
+        broker_reads_ready(self);
         if (self->reload && *self->reload) {
             *self->reload = 0;
             s_reload(self);
         }
         s_drain(self, self->workers, broker_auth_worker,
                 broker_worker_on_message);
-        if (!self->inflight || self->cur->wb.nops < BROKER_GROUP_MAX_WRITES)
+        /* A group held back while a check scans counts as one with the
+         * writer. */
+        if ((!self->inflight && !broker_check_holding(self)) ||
+            self->cur->wb.nops < BROKER_GROUP_MAX_WRITES)
             s_drain(self, self->clients, broker_auth_client,
                     broker_client_on_message);
         broker_sched_promote_due(self);

@@ -8,8 +8,13 @@
  * changes nothing durable goes at once.
  *
  * Called by broker_client.c for each ctrl message, and by recovery for the
- * limits given at start. Reads the store (retry, cancel of an ended job)
- * on the loop's connection; never waits for a commit.
+ * limits given at start. Never waits for the store: retry and the cancel
+ * of an ended job read it through the reader thread and answer when the
+ * read is back; a retry of all dead jobs of a queue lists their ids, then
+ * loads and puts them back S_RETRY_CHUNK at a time, a read each, so that
+ * neither the loop nor memory holds them all at once. What changed in
+ * memory meanwhile wins: a job live again when its read comes back is not
+ * retried twice.
  *
  * Out of memory: the verb fails with "broker out of memory" where nothing
  * was changed yet (a drain that cannot tell the worker; a retry that
@@ -159,10 +164,10 @@ s_retry_rec(void *arg, const broker_jobrec_t *rec)
     return 0;
 }
 
-/* Puts one dead or cancelled job back in its queue. Returns NULL, or why
- * not (with its code in ctx->code). */
+/* Why a job live in memory cannot be retried (code in ctx->code), or
+ * NULL if idtext is not live. */
 static const char *
-s_retry_one(broker_t *self, const char *idtext, s_retry_ctx_t *ctx)
+s_retry_live(broker_t *self, const char *idtext, s_retry_ctx_t *ctx)
 {
     dv_id_t id;
     ctx->code = DV_CODE_INVALID_ARGUMENT;
@@ -181,28 +186,72 @@ s_retry_one(broker_t *self, const char *idtext, s_retry_ctx_t *ctx)
                                                    : dv_state_name(job->state));
         return ctx->buf;
     }
+    ctx->code = DV_CODE_NONE;
+    return NULL;
+}
+
+/* Puts one dead or cancelled job back in its queue from its stored record
+ * (load's result r: 1 found, 0 none, or an error). Returns NULL, or why
+ * not (with its code in ctx->code). */
+static const char *
+s_retry_stored(broker_t *self, const char *idtext, int r,
+               const broker_jobrec_t *rec, s_retry_ctx_t *ctx)
+{
+    const char *why = s_retry_live(self, idtext, ctx);
+    if (why)
+        return why;
+    if (r <= 0 || !rec) {
+        ctx->code = r == 0           ? DV_CODE_NOT_FOUND
+                    : r == DV_ENOMEM ? DV_CODE_NO_MEMORY
+                                     : DV_CODE_STORE;
+        return r == 0           ? "no such job"
+               : r == DV_ENOMEM ? "broker out of memory"
+                                : "store read failed";
+    }
     ctx->self = self;
     ctx->error = NULL;
-    int r = broker_store_load(self->store, idtext, s_retry_rec, ctx);
-    if (r <= 0) {
-        ctx->code = r == 0 ? DV_CODE_NOT_FOUND : DV_CODE_STORE;
-        return r == 0 ? "no such job" : "store read failed";
-    }
-    if (!ctx->error)
-        ctx->code = DV_CODE_NONE;
+    ctx->code = DV_CODE_NONE;
+    s_retry_rec(ctx, rec);
     return ctx->error; /* s_retry_rec set its code */
 }
 
-/* Ids of stored jobs, listed before any is retried. */
-typedef struct {
-    char (*ids)[DV_ID_TEXT_LEN + 1];
-    size_t n, cap;
-} s_list_ctx_t;
+/* ---- retry's reads ---------------------------------------------------------- */
 
+/* Records loaded per read of a retry of all dead jobs. */
+#define S_RETRY_CHUNK 1000
+/* Dead jobs of one queue retried by one request, at most. */
+#define S_RETRY_MAX 100000
+
+/* A stored record, copied out of load's callback (one allocation). */
+typedef struct {
+    int rc; /* load: 1, 0 none, or an error */
+    broker_jobrec_t *rec;
+} s_loaded_t;
+
+/* A retry waiting for the store: one job (id set), or all dead jobs of a
+ * queue (queue set: the ids are listed by the first read, the records
+ * loaded S_RETRY_CHUNK per read after that). */
+typedef struct {
+    broker_read_t base; /* first member */
+    broker_rid_t rid;
+    uint64_t req;
+    char id[DV_ID_TEXT_LEN + 1];
+    char queue[DV_NAME_MAX + 1];
+    bool listed;                     /* the ids are in */
+    int list_rc;                     /* list's result */
+    char (*ids)[DV_ID_TEXT_LEN + 1]; /* queue: dead jobs' ids */
+    size_t n, cap;
+    size_t next;        /* queue: first id of the next chunk */
+    s_loaded_t *loaded; /* this read's records */
+    size_t nloaded;     /* this read's count */
+    int64_t retried;    /* so far */
+} s_retry_read_t;
+
+/* list callback (reader thread): one more dead job's id. */
 static int
 s_collect_id(void *arg, const char *id)
 {
-    s_list_ctx_t *c = arg;
+    s_retry_read_t *c = arg;
     if (strlen(id) != DV_ID_TEXT_LEN)
         return 0; /* not a job id: it could not be retried */
     if (c->n == c->cap) {
@@ -215,6 +264,204 @@ s_collect_id(void *arg, const char *id)
     }
     memcpy(c->ids[c->n++], id, DV_ID_TEXT_LEN + 1);
     return 0;
+}
+
+static size_t
+s_sz(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
+static const char *
+s_cp(char **cur, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    memcpy(*cur, s, n);
+    const char *c = *cur;
+    *cur += n;
+    return c;
+}
+
+/* load callback: copies the record. */
+static int
+s_on_load(void *arg, const broker_jobrec_t *rec)
+{
+    s_loaded_t *l = arg;
+    size_t n = sizeof *rec + s_sz(rec->id) + s_sz(rec->queue) +
+               s_sz(rec->type) + s_sz(rec->key) + s_sz(rec->batch) +
+               s_sz(rec->trace) + s_sz(rec->worker) + s_sz(rec->owner) +
+               rec->payload_len;
+    broker_jobrec_t *c = malloc(n);
+    if (!c)
+        return DV_ENOMEM;
+    *c = *rec;
+    char *cur = (char *)(c + 1);
+    c->id = s_cp(&cur, rec->id);
+    c->queue = s_cp(&cur, rec->queue);
+    c->type = s_cp(&cur, rec->type);
+    c->key = s_cp(&cur, rec->key);
+    c->batch = s_cp(&cur, rec->batch);
+    c->trace = s_cp(&cur, rec->trace);
+    c->worker = s_cp(&cur, rec->worker);
+    c->owner = s_cp(&cur, rec->owner);
+    if (rec->payload && rec->payload_len) {
+        memcpy(cur, rec->payload, rec->payload_len);
+        c->payload = cur;
+    } else {
+        c->payload = NULL;
+        c->payload_len = 0;
+    }
+    l->rec = c;
+    return 0;
+}
+
+static void
+s_retry_free_loaded(s_retry_read_t *t)
+{
+    for (size_t i = 0; i < t->nloaded; i++)
+        free(t->loaded[i].rec);
+    t->nloaded = 0;
+}
+
+static void
+s_retry_free(s_retry_read_t *t)
+{
+    if (!t)
+        return;
+    s_retry_free_loaded(t);
+    free(t->loaded);
+    free(t->ids);
+    free(t);
+}
+
+static void
+s_retry_free_read(broker_read_t *r)
+{
+    s_retry_free((s_retry_read_t *)r);
+}
+
+/* Reader thread: lists the queue's dead jobs (first read), then loads
+ * the next chunk, or the one job. */
+static int
+s_retry_run(broker_store_t *store, broker_read_t *r)
+{
+    s_retry_read_t *t = (s_retry_read_t *)r;
+    if (t->queue[0] && !t->listed) {
+        t->listed = true;
+        t->list_rc = broker_store_list(store, t->queue, DV_STATE_DEAD,
+                                       S_RETRY_MAX, s_collect_id, t);
+        if (t->list_rc < 0)
+            return t->list_rc;
+    }
+    const char *one = t->id;
+    size_t n = t->queue[0] ? t->n - t->next : 1;
+    if (n > S_RETRY_CHUNK)
+        n = S_RETRY_CHUNK;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = t->queue[0] ? t->ids[t->next + i] : one;
+        s_loaded_t *l = &t->loaded[t->nloaded++];
+        l->rec = NULL;
+        l->rc = broker_store_load(store, id, s_on_load, l);
+    }
+    return 0;
+}
+
+static void s_reply_count(broker_t *self, const broker_rid_t *rid, uint64_t req,
+                          const char *key, int64_t n);
+
+/* Loop: a retry's read is back. */
+static void
+s_retry_done(void *owner, broker_read_t *r)
+{
+    broker_t *self = owner;
+    s_retry_read_t *t = (s_retry_read_t *)r;
+    s_retry_ctx_t ctx = { 0 };
+    if (r->stopped) {
+        /* Those put back so far stay; the rest are not retried. */
+        if (t->queue[0] && t->retried)
+            s_reply_count(self, &t->rid, t->req, "retried", t->retried);
+        else
+            broker_out_reply(self, &t->rid, t->req, DV_CODE_TRY_AGAIN,
+                             broker_reads_refusal(BROKER_READER_STOPPED), NULL,
+                             false);
+        s_retry_free(t);
+        return;
+    }
+    if (!t->queue[0]) {
+        const s_loaded_t *l = &t->loaded[0];
+        const char *why =
+            s_retry_stored(self, t->id, r->rc ? r->rc : l->rc, l->rec, &ctx);
+        if (why)
+            broker_out_reply(self, &t->rid, t->req, ctx.code, why, NULL, false);
+        else
+            s_reply_count(self, &t->rid, t->req, "retried", 1);
+        s_retry_free(t);
+        return;
+    }
+    if (r->rc != 0 || t->list_rc == DV_ENOMEM) {
+        /* Short of memory for the list, none is retried: the verb fails
+         * whole. */
+        bool oom = r->rc == DV_ENOMEM || t->list_rc == DV_ENOMEM;
+        if (oom)
+            dv_log(DV_ERROR, "broker.retry_failed", DV_STR("queue", t->queue),
+                   DV_STR("error", "out of memory"));
+        broker_out_reply(
+            self, &t->rid, t->req, oom ? DV_CODE_NO_MEMORY : DV_CODE_STORE,
+            oom ? "broker out of memory" : "store read failed", NULL, false);
+        s_retry_free(t);
+        return;
+    }
+    for (size_t i = 0; i < t->nloaded; i++) {
+        const s_loaded_t *l = &t->loaded[i];
+        if (!s_retry_stored(self, t->ids[t->next + i], l->rc, l->rec, &ctx))
+            t->retried++;
+    }
+    t->next += t->nloaded;
+    s_retry_free_loaded(t);
+    int rc = t->next < t->n ? broker_reads_push(self, &t->base, false) : -1;
+    if (rc == 0)
+        return; /* the next chunk */
+    if (rc == BROKER_READER_STOPPED)
+        dv_log(DV_WARN, "broker.retry_cut_short", DV_STR("queue", t->queue),
+               DV_INT("retried", t->retried),
+               DV_INT("left", (int64_t)(t->n - t->next)),
+               DV_STR("why", "stopping"));
+    s_reply_count(self, &t->rid, t->req, "retried", t->retried);
+    s_retry_free(t);
+}
+
+/* Starts a retry (of id, or of queue's dead jobs) through the reader;
+ * answers at once if it cannot. */
+static void
+s_retry_later(broker_t *self, const broker_rid_t *rid, uint64_t req,
+              const char *id, const char *queue)
+{
+    s_retry_read_t *t = calloc(1, sizeof *t);
+    if (t)
+        t->loaded = calloc(queue ? S_RETRY_CHUNK : 1, sizeof *t->loaded);
+    if (!t || !t->loaded) {
+        s_retry_free(t);
+        broker_out_reply(self, rid, req, DV_CODE_NO_MEMORY,
+                         "broker out of memory", NULL, false);
+        return;
+    }
+    t->base.run = s_retry_run;
+    t->base.done = s_retry_done;
+    t->base.free = s_retry_free_read;
+    t->rid = *rid;
+    t->req = req;
+    if (id)
+        snprintf(t->id, sizeof t->id, "%s", id);
+    if (queue)
+        snprintf(t->queue, sizeof t->queue, "%s", queue);
+    int rc = broker_reads_push(self, &t->base, true);
+    if (rc != 0) {
+        s_retry_free(t);
+        broker_out_reply(self, rid, req, DV_CODE_TRY_AGAIN,
+                         broker_reads_refusal(rc), NULL, false);
+    }
 }
 
 static void
@@ -247,11 +494,11 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
         if (c->id.ptr) {
             char idtext[DV_ID_TEXT_LEN + 1];
             dv_str_copy(c->id, idtext, sizeof idtext);
-            const char *why = s_retry_one(self, idtext, &ctx);
+            const char *why = s_retry_live(self, idtext, &ctx);
             if (why)
                 broker_out_reply(self, rid, c->req, ctx.code, why, NULL, false);
             else
-                s_reply_count(self, rid, c->req, "retried", 1);
+                s_retry_later(self, rid, c->req, idtext, NULL);
             return true;
         }
         if (!c->dead || !qname[0]) {
@@ -260,25 +507,7 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
                              false);
             return true;
         }
-        s_list_ctx_t lc = { 0 };
-        int n = broker_store_list(self->store, qname, DV_STATE_DEAD, 100000,
-                                  s_collect_id, &lc);
-        int retried = 0;
-        /* Short of memory, none is retried: the verb fails whole. */
-        for (size_t i = 0; i < lc.n && n != DV_ENOMEM; i++)
-            if (!s_retry_one(self, lc.ids[i], &ctx))
-                retried++;
-        free(lc.ids);
-        if (n == DV_ENOMEM) {
-            dv_log(DV_ERROR, "broker.retry_failed", DV_STR("queue", qname),
-                   DV_STR("error", "out of memory"));
-            broker_out_reply(self, rid, c->req, DV_CODE_NO_MEMORY,
-                             "broker out of memory", NULL, false);
-        } else if (n < 0)
-            broker_out_reply(self, rid, c->req, DV_CODE_STORE,
-                             "store read failed", NULL, false);
-        else
-            s_reply_count(self, rid, c->req, "retried", retried);
+        s_retry_later(self, rid, c->req, NULL, qname);
         return true;
     }
 
@@ -332,6 +561,63 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
     return true;
 }
 
+/* Cancels a job live in memory, or says why not. */
+static void
+s_cancel_live(broker_t *self, const broker_rid_t *rid, uint64_t req,
+              broker_job_t *job)
+{
+    if (dv_state_terminal(job->state)) {
+        char why[64];
+        snprintf(why, sizeof why, "job already %s", dv_state_name(job->state));
+        broker_out_reply(self, rid, req, DV_CODE_NOT_ALLOWED, why, NULL, false);
+    } else if (!(job->flags & BROKER_JOB_PENDING)) {
+        s_cancel(self, job);
+        broker_out_reply(self, rid, req, DV_CODE_NONE, NULL, NULL, true);
+    } else {
+        broker_out_reply(self, rid, req, DV_CODE_TRY_AGAIN,
+                         "job not committed yet; try again", NULL, false);
+    }
+}
+
+/* The read for the cancel of a job not in memory is back. A job live
+ * again meanwhile (retried) is cancelled as it is now. */
+static void
+s_cancel_answer(broker_t *self, broker_views_t *v)
+{
+    const broker_viewed_t *it = &v->items[0];
+    if (v->base.stopped) {
+        broker_out_reply(self, &v->rid, v->req, DV_CODE_TRY_AGAIN,
+                         broker_reads_refusal(BROKER_READER_STOPPED), NULL,
+                         false);
+        return;
+    }
+    dv_id_t id;
+    broker_job_t *job = NULL;
+    if (dv_id_parse(it->id, DV_ID_TEXT_LEN, &id) == 0)
+        job = broker_index_get(&self->index, &id);
+    if (job) {
+        s_cancel_live(self, &v->rid, v->req, job);
+        return;
+    }
+    char why[128];
+    dv_code_t code;
+    if (it->rc == 1 && dv_state_terminal(it->view->state)) {
+        snprintf(why, sizeof why, "job already %s",
+                 dv_state_name(it->view->state));
+        code = DV_CODE_NOT_ALLOWED;
+    } else if (it->rc == 1) { /* stored unfinished, not live: changing */
+        snprintf(why, sizeof why, "job is changing; try again");
+        code = DV_CODE_TRY_AGAIN;
+    } else if (it->rc == 0) {
+        snprintf(why, sizeof why, "no such job");
+        code = DV_CODE_NOT_FOUND;
+    } else {
+        snprintf(why, sizeof why, "store read failed");
+        code = it->rc == DV_ENOMEM ? DV_CODE_NO_MEMORY : DV_CODE_STORE;
+    }
+    broker_out_reply(self, &v->rid, v->req, code, why, NULL, false);
+}
+
 void
 broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
                        const dv_msg_t *msg)
@@ -357,36 +643,26 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
         if (!idtext[0]) {
             broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,
                              "cancel needs a job id", NULL, false);
-        } else if (job && dv_state_terminal(job->state)) {
-            char why[64];
-            snprintf(why, sizeof why, "job already %s",
-                     dv_state_name(job->state));
-            broker_out_reply(self, rid, c->req, DV_CODE_NOT_ALLOWED, why, NULL,
-                             false);
-        } else if (job && !(job->flags & BROKER_JOB_PENDING)) {
-            s_cancel(self, job);
-            broker_out_reply(self, rid, c->req, DV_CODE_NONE, NULL, NULL, true);
         } else if (job) {
-            broker_out_reply(self, rid, c->req, DV_CODE_TRY_AGAIN,
-                             "job not committed yet; try again", NULL, false);
+            s_cancel_live(self, rid, c->req, job);
         } else {
-            broker_results_t tmp = { 0 };
-            dv_result_t it = { 0 };
-            broker_view_ctx_t ctx = { &tmp, &it, false, NULL };
-            int r = broker_store_get(self->store, idtext, broker_client_on_view,
-                                     &ctx);
-            char why[128];
-            if (r == 1)
-                snprintf(why, sizeof why, "job already %s",
-                         dv_state_name(it.state));
-            else
-                snprintf(why, sizeof why, "no such job");
-            broker_out_reply(self, rid, c->req,
-                             r == 1  ? DV_CODE_NOT_ALLOWED
-                             : r < 0 ? DV_CODE_STORE
-                                     : DV_CODE_NOT_FOUND,
-                             why, NULL, false);
-            broker_client_results_free_owned(&tmp);
+            /* Not in memory: the store says whether it ended or never
+             * was; answered once the read is back. */
+            broker_views_t *v =
+                broker_views_new(self, rid, c->req, 1, s_cancel_answer);
+            int rc = v ? 0 : DV_ENOMEM;
+            if (v) {
+                snprintf(v->items[0].id, sizeof v->items[0].id, "%s", idtext);
+                rc = broker_reads_push(self, &v->base, true);
+            }
+            if (rc == DV_ENOMEM)
+                broker_out_reply(self, rid, c->req, DV_CODE_NO_MEMORY,
+                                 "broker out of memory", NULL, false);
+            else if (rc != 0) {
+                broker_views_free(v);
+                broker_out_reply(self, rid, c->req, DV_CODE_TRY_AGAIN,
+                                 broker_reads_refusal(rc), NULL, false);
+            }
         }
     } else if (dv_str_eq(c->verb, "job")) {
         if (!idtext[0]) {

@@ -10,9 +10,15 @@
  * to their workers, before their leases are durable.
  *
  * Called by the loop: end_pass once per pass, writer_ready when the
- * writer's eventfd fires, drain_all at shutdown and sync for the check
- * verb (the calls that block, waiting for the writer). One group is with
- * the writer at a time; the next grows meanwhile.
+ * writer's eventfd fires, drain_all at shutdown (the call that blocks,
+ * waiting for the writer). One group is with the writer at a time; the
+ * next grows meanwhile. While a check scans the store (broker_check.c) the
+ * next group waits, so that the store stays as the check's copy of memory.
+ *
+ * Idempotency keys of a durable group stay in self->pending_keys until
+ * every store read pushed before it was durable has come back
+ * (self->settling): a key lookup that ran before the commit may have
+ * missed the insert, and its submit must still find the key pending.
  *
  * A group the store could not commit (a full disk) is not dropped: its
  * submits are refused, the rest of it (state changes of existing jobs,
@@ -335,6 +341,39 @@ s_forget_keys(broker_t *self, broker_group_t *g)
     s_free_keys(g);
 }
 
+/* g is durable: its keys are forgotten now if no store read is out, else
+ * once the reads out now have come back. */
+static void
+s_retire_keys(broker_t *self, broker_group_t *g)
+{
+    if (self->reads_popped == self->reads_pushed) {
+        s_forget_keys(self, g);
+        return;
+    }
+    while (g->keys) {
+        broker_pkey_t *k = g->keys;
+        g->keys = k->next;
+        k->next = NULL;
+        k->until = self->reads_pushed;
+        *self->settling_tail = k;
+        self->settling_tail = &k->next;
+    }
+}
+
+void
+broker_group_settle_keys(broker_t *self)
+{
+    while (self->settling && self->settling->until <= self->reads_popped) {
+        broker_pkey_t *k = self->settling;
+        self->settling = k->next;
+        if (dv_map_get(self->pending_keys, k->key) == k)
+            dv_map_delete(self->pending_keys, k->key);
+        free(k);
+    }
+    if (!self->settling)
+        self->settling_tail = &self->settling;
+}
+
 /* A group committed while the store was failing: the outage is over. */
 static void
 s_store_recovered(broker_t *self)
@@ -446,7 +485,10 @@ s_group_done(broker_t *self, broker_group_t *g)
     if (g->wb.expired > 0)
         dv_log(DV_INFO, "broker.expired_results",
                DV_INT("jobs", g->wb.expired));
-    s_forget_keys(self, g);
+    if (committed)
+        s_retire_keys(self, g);
+    else
+        s_forget_keys(self, g);
     if (committed) {
         s_flush_acks(self, g, NULL);
         s_flush_results(self, g);
@@ -476,6 +518,7 @@ broker_group_writer_ready(broker_t *self)
     while ((b = broker_writer_pop_done(self->writer))) {
         broker_group_t *g = (broker_group_t *)b; /* wb is the first member */
         assert(g == self->inflight);
+        broker_check_written(self, g, g->wb.store_rc == 0);
         if (g->wb.store_rc != 0 && s_group_failed(self, g))
             continue; /* with the writer again, still inflight */
         /* A big group's ops (copies of whole jobs) are freed below; give
@@ -494,16 +537,22 @@ broker_group_writer_ready(broker_t *self)
 void
 broker_group_submit(broker_t *self)
 {
-    if (self->inflight || s_group_empty(self->cur))
+    if (self->inflight)
         return;
     if (self->cur->wb.nops == 0 && !self->cur->wb.expire &&
         self->cur->wb.rc == 0) {
-        s_group_done(self, self->cur);
+        /* Nothing recorded is pending: memory is what the store says. */
+        broker_check_synced(self);
+        if (!s_group_empty(self->cur))
+            s_group_done(self, self->cur);
         return;
     }
+    if (broker_check_holding(self))
+        return; /* a check scans the store: writes wait for it */
     broker_group_t *next = broker_group_new();
     if (!next)
         return; /* try again next pass */
+    broker_check_at_submit(self, self->cur);
     self->inflight = self->cur;
     self->cur = next;
     broker_writer_push(self->writer, &self->inflight->wb);
@@ -534,25 +583,4 @@ broker_group_drain_all(broker_t *self)
         }
         broker_group_submit(self);
     }
-}
-
-int
-broker_group_sync(broker_t *self)
-{
-    while (!self->store_failed) {
-        const broker_wbatch_t *wb = &self->cur->wb;
-        bool writes = wb->nops || wb->expire || wb->rc;
-        if (self->inflight) {
-            broker_writer_wait(self->writer);
-            broker_group_writer_ready(self);
-        } else if (writes) {
-            broker_group_submit(self);
-            if (!self->inflight)
-                return -1; /* out of memory for the next group */
-        } else {
-            broker_group_submit(self); /* output without writes: now */
-            return 0;
-        }
-    }
-    return -1;
 }

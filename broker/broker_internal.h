@@ -3,8 +3,10 @@
  *
  * One thread (the loop, broker_core.c) owns struct broker and everything it
  * points to; no function declared here locks or blocks, except where said
- * (store reads on the loop's own connection, broker_group_drain_all at
- * shutdown). The files and what each owns:
+ * (broker_group_drain_all at shutdown, broker_check_body for tests). Store
+ * reads go to the reader thread (broker_reader.h) and are answered when
+ * they come back; only start-up reads the store on the loop's own
+ * connection. The files and what each owns:
  *
  *   broker_core.c     the loop: sockets, new/destroy/run/dump
  *   broker_out.c      output: send now, send after the commit, replies,
@@ -18,6 +20,8 @@
  *   broker_group.c    group commit: what waits on a group, and flushing it
  *   broker_recover.c  start-up: replay of the store, queue settings, limits
  *   broker_check.c    the check verb: memory against the store
+ *   broker_reads.c    store reads off the loop: the reader's completions,
+ *                     copies of stored jobs, the sender of a late answer
  *   broker_auth.c     CurveZMQ roles: who may send each message
  *
  * Invariants kept across files:
@@ -41,6 +45,7 @@
 
 #include "broker_core.h"
 #include "broker_jobs.h"
+#include "broker_reader.h"
 #include "broker_store.h"
 #include "broker_writer.h"
 #include "dv_clock.h"
@@ -145,13 +150,26 @@ typedef struct {
 } broker_results_t;
 
 /* An idempotency key whose insert is not durable yet, and the id of the
- * job that holds it: self->pending_keys maps "OWNER_INDEX:KEY" to it, its group's keys
- * list owns it. One allocation per keyed job. */
+ * job that holds it: self->pending_keys maps "OWNER_INDEX:KEY" to it, its
+ * group's keys list owns it. One allocation per keyed job. Once durable it
+ * stays pending (on self->settling) until every store read pushed before
+ * that has come back: such a read may not have seen the insert. */
 typedef struct broker_pkey {
     struct broker_pkey *next;
+    uint64_t until; /* settling: forgotten once reads_popped reaches it */
     char id[DV_ID_TEXT_LEN + 1];
     char key[]; /* the map's key */
 } broker_pkey_t;
+
+/* The sender of a message answered later (after a store read): the
+ * ownership checks (broker_auth_may_read, broker_auth_owner) look at
+ * self->sender, which the answer puts back from this copy. */
+typedef struct {
+    bool set; /* self->sender was set (CurveZMQ) */
+    broker_peer_t peer;
+} broker_sender_t;
+
+typedef struct broker_check_run broker_check_run_t;
 
 /* Everything one group of store writes carries: the writes, and the output
  * that may leave only once they are durable. */
@@ -198,11 +216,16 @@ struct broker {
     char standby_why[256];
     uint64_t standby_refused;
     const broker_clock_t *fake_clock; /* NULL: dv_clock */
-    broker_store_t *store; /* reads (the writer thread has its own) */
+    broker_store_t *store; /* start-up reads (the threads have their own) */
     broker_writer_t *writer;
-    broker_group_t *cur;      /* being built by this pass */
-    broker_group_t *inflight; /* with the writer, or NULL */
-    dv_map_t *pending_keys;   /* key -> broker_pkey_t (the groups own them) */
+    broker_reader_t *reader;
+    uint64_t reads_pushed; /* reads handed to the reader so far */
+    uint64_t reads_popped; /* and back (in the same order) */
+    broker_pkey_t *settling, **settling_tail; /* durable keys, by until */
+    broker_check_run_t *check;                /* the check under way */
+    broker_group_t *cur;                      /* being built by this pass */
+    broker_group_t *inflight;                 /* with the writer, or NULL */
+    dv_map_t *pending_keys; /* key -> broker_pkey_t (the groups own them) */
     void *zctx;
     void *clients, *workers, *events;
     dv_curve_server_t *curve; /* NULL: no CurveZMQ */
@@ -503,7 +526,8 @@ void broker_client_on_view(void *arg, const broker_jobview_t *v);
 void broker_client_status(broker_t *self, const broker_rid_t *rid,
                           uint64_t req);
 
-/* Replies to the job verb: the live job, or the stored one. */
+/* Replies to the job verb: the live job at once, the stored one once the
+ * reader has read it. */
 void broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
                        const char *idtext, const broker_job_t *job);
 
@@ -539,24 +563,93 @@ void broker_group_end_pass(broker_t *self);
  * seconds, then gives the writes up (logged as broker.store_unwritten). */
 void broker_group_drain_all(broker_t *self);
 
-/* Blocks until every group recorded so far is durable and its output sent,
- * so that memory and store can be compared (the check verb). Returns 0,
- * or -1 at once or as soon as the store cannot be written. */
-int broker_group_sync(broker_t *self);
+/* Takes the keys of settling groups out of self->pending_keys once every
+ * read pushed before they were durable has come back. */
+void broker_group_settle_keys(broker_t *self);
 
 /* ---- broker_check.c: the check verb -------------------------------------- */
 
-/* Replies to ctrl "check": makes every recorded write durable (blocks the
- * loop meanwhile), then compares the live jobs in memory with the store's
- * unfinished rows. Refused with DV_CODE_STORE while the store cannot be
- * written. */
+/* Starts ctrl "check" and answers it later: memory is copied at the moment
+ * the store will say the same (when every write recorded so far is in the
+ * group handed to the writer next, or nothing is pending), the group is
+ * committed, and the reader compares the copy with the store's unfinished
+ * rows. Meanwhile later groups wait (the store must not move under the
+ * scan); the loop goes on. Refused with DV_CODE_STORE while the store
+ * cannot be written, and with DV_CODE_TRY_AGAIN while another check runs. */
 void broker_check(broker_t *self, const broker_rid_t *rid, uint64_t req);
 
-/* The check itself (broker_check, tests): the reply body into out.
- * Returns DV_CODE_NONE, or why not (DV_CODE_STORE: the store cannot be
- * written or read; DV_CODE_NO_MEMORY) with the reason in why. */
+/* broker_group.c's calls into a check under way. A group with no writes
+ * is about to go out with nothing pending: a waiting check takes its copy
+ * now and scans. */
+void broker_check_synced(broker_t *self);
+/* Whether group commits must wait (a scan is running). */
+bool broker_check_holding(const broker_t *self);
+/* Group g (holding every write recorded so far) goes to the writer now: a
+ * waiting check takes its copy of memory. */
+void broker_check_at_submit(broker_t *self, broker_group_t *g);
+/* The writer finished g: committed (ok) or not. */
+void broker_check_written(broker_t *self, broker_group_t *g, bool ok);
+/* Stopping: a check still waiting is answered "broker stopping". */
+void broker_check_stop(broker_t *self);
+
+/* Tests: runs a check to its end, blocking on the writer and the reader,
+ * and returns its body in out. Returns DV_CODE_NONE, or why not
+ * (DV_CODE_STORE: the store cannot be written or read; DV_CODE_NO_MEMORY;
+ * DV_CODE_TRY_AGAIN) with the reason in why. */
 dv_code_t broker_check_body(broker_t *self, msgpack_sbuffer *out, char *why,
                             size_t why_size);
+
+/* ---- broker_reads.c: store reads off the loop ---------------------------- */
+
+/* Pushes r to the reader, counting it (self->reads_pushed). Returns 0 or
+ * the reader's refusal (BROKER_READER_FULL, _STOPPED); then the caller
+ * still owns r. bounded: see broker_reader_push. */
+int broker_reads_push(broker_t *self, broker_read_t *r, bool bounded);
+
+/* The reason to answer a refused push with (code DV_CODE_TRY_AGAIN). */
+const char *broker_reads_refusal(int rc);
+
+/* Answers every read the reader has finished (its eventfd fired). */
+void broker_reads_ready(broker_t *self);
+
+/* Keeps the current sender (self->sender) in s. */
+void broker_sender_save(const broker_t *self, broker_sender_t *s);
+
+/* Makes s the current sender; returns the one before, to put back. */
+const broker_peer_t *broker_sender_use(broker_t *self,
+                                       const broker_sender_t *s);
+
+/* One stored job as a read found it. */
+typedef struct {
+    char id[DV_ID_TEXT_LEN + 1];
+    int rc;                 /* broker_store_get: 1, 0 none, or an error
+                             * (DV_ENOMEM: found, but not copied) */
+    broker_jobview_t *view; /* rc 1: a copy, its strings after it */
+} broker_viewed_t;
+
+/* A read of stored jobs by id (wait, job, cancel). */
+typedef struct broker_views broker_views_t;
+struct broker_views {
+    broker_read_t base; /* first member */
+    /* Loop: answers once the read is back, with the request's sender as
+     * self->sender; the views are freed after it. base.stopped: not read
+     * (the broker is stopping). */
+    void (*answer)(broker_t *self, broker_views_t *v);
+    broker_rid_t rid;
+    uint64_t req;
+    broker_sender_t sender;
+    uint32_t n;
+    broker_viewed_t items[];
+};
+
+/* A read of n jobs (ids to be filled in by the caller) answered by answer,
+ * with the current sender kept. NULL on out of memory. */
+broker_views_t *
+broker_views_new(broker_t *self, const broker_rid_t *rid, uint64_t req,
+                 uint32_t n, void (*answer)(broker_t *self, broker_views_t *v));
+
+/* Frees v (and its copies). NULL-safe. */
+void broker_views_free(broker_views_t *v);
 
 /* ---- broker_recover.c: start-up ------------------------------------------ */
 

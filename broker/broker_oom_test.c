@@ -10,7 +10,10 @@
  * Like broker_sched_test, without sockets (what would be sent goes
  * nowhere). The allocator is wrapped at link time (-Wl,--wrap, see
  * CMakeLists.txt) for the code linked into this program; failures are
- * only injected while the loop's call runs, with the writer thread idle. */
+ * only injected while the loop's calls run, with the writer and reader
+ * threads idle: a submit whose keys need a store read is counted while it
+ * is handed to the reader and again while its answer is built, not while
+ * the reader reads. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,12 +30,42 @@
 #include "dv_log.h"
 #include "oom_inject.h"
 
+/* Answers every store read handed to the reader. */
+static void
+s_reads(broker_t *b)
+{
+    while (broker_reader_wait(b->reader))
+        broker_reads_ready(b);
+}
+
 /* Commits everything recorded so far and sends what waited on it. */
 static void
 s_settle(broker_t *b)
 {
+    s_reads(b);
     broker_group_end_pass(b);
     broker_group_drain_all(b);
+}
+
+/* A client message handled with the nth allocation on the loop failing:
+ * counted while the message is handled and, if it waits for a store read,
+ * again while the read's answer is built. Returns whether the nth was
+ * reached. */
+static bool
+s_client_oom(broker_t *b, const broker_rid_t *rid, const dv_msg_t *msg, long n)
+{
+    oom_inject(n, false);
+    broker_client_on_message(b, rid, msg);
+    long used = oom_count();
+    bool hit = oom_injected();
+    if (!hit && broker_reader_outstanding(b->reader) > 0) {
+        broker_reader_wait(b->reader); /* read, the reader idle again */
+        oom_inject(n - used, false);
+        broker_reads_ready(b);
+        hit = oom_injected();
+    }
+    s_reads(b);
+    return hit;
 }
 
 static broker_ack_batch_t *
@@ -87,9 +120,7 @@ t_submit(void **state)
 
         s_settle(b);
         broker_ack_batch_t *before = s_last_batch(b);
-        oom_inject(n, false);
-        broker_client_on_message(b, &rid, &msg);
-        bool hit = oom_injected();
+        bool hit = s_client_oom(b, &rid, &msg, n);
 
         broker_ack_batch_t *a = s_last_batch(b);
         if (a == before) { /* the batch itself could not be made */
@@ -345,13 +376,12 @@ t_map_growth(void **state)
     submit.u.submit.jobs = js;
     submit.u.submit.njobs = S_FULL;
     broker_client_on_message(b, &crid, &submit);
+    s_reads(b);
     assert_int_equal(dv_map_size(b->pending_keys), S_FULL);
     js[0].key = dv_str("grown");
     submit.u.submit.njobs = 1;
     for (n = 1;; n++) {
-        oom_inject(n, false);
-        broker_client_on_message(b, &crid, &submit);
-        bool hit = oom_injected();
+        bool hit = s_client_oom(b, &crid, &submit, n);
         broker_ack_batch_t *a = s_last_batch(b);
         const broker_pkey_t *pk = s_pkey(b, "grown");
         assert_int_equal(dv_map_size(b->pending_keys), S_FULL + (pk ? 1 : 0));

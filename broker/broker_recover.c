@@ -11,10 +11,12 @@
  * them and are stored in turn. The writes this makes are the first group
  * the writer commits.
  *
- * Called once from broker_core_open, before any socket exists; retry (a
- * control verb) rebuilds one job with broker_recover_job_from_rec. Blocks
- * on store reads. A failure here is a start-up error: logged, the broker
- * does not start.
+ * Called once from broker_core_open, before any socket exists; it blocks
+ * on store reads (the loop's own connection), the only reads the loop
+ * makes itself. Retry (a control verb) rebuilds jobs with
+ * broker_recover_job_from_rec from records the reader thread loaded,
+ * which reads nothing. A failure here is a start-up error: logged, the
+ * broker does not start.
  */
 #include <stdio.h>
 #include <stdlib.h>

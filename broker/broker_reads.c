@@ -1,0 +1,178 @@
+/* broker_reads - the loop's side of the store reads done by the reader
+ * thread (broker_reader.c).
+ *
+ * Owns the count of reads pushed and popped (which tells when a durable
+ * idempotency key may leave self->pending_keys, broker_group.c), the
+ * answering of finished reads, the sender kept for a late answer, and the
+ * read of stored jobs by id that wait, job and cancel share: the reader
+ * copies each view out of the store's callback, the loop answers with the
+ * same callbacks as before (broker_client_on_view, ...) on the copy.
+ *
+ * Called by the loop: broker_reads_ready when the reader's eventfd fires,
+ * the rest by the verbs that read. Never blocks.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_internal.h"
+#include "dv_log.h"
+
+int
+broker_reads_push(broker_t *self, broker_read_t *r, bool bounded)
+{
+    int rc = broker_reader_push(self->reader, r, bounded);
+    if (rc == 0)
+        self->reads_pushed++;
+    return rc;
+}
+
+const char *
+broker_reads_refusal(int rc)
+{
+    return rc == BROKER_READER_STOPPED
+               ? "broker stopping; try again (another broker may serve)"
+               : "broker busy: too many store reads waiting; try again";
+}
+
+void
+broker_reads_ready(broker_t *self)
+{
+    broker_read_t *r;
+    while ((r = broker_reader_pop_done(self->reader))) {
+        self->reads_popped++;
+        r->done(self, r);
+    }
+    broker_group_settle_keys(self);
+}
+
+void
+broker_sender_save(const broker_t *self, broker_sender_t *s)
+{
+    memset(s, 0, sizeof *s);
+    if (self->sender) {
+        s->set = true;
+        s->peer = *self->sender;
+    }
+}
+
+const broker_peer_t *
+broker_sender_use(broker_t *self, const broker_sender_t *s)
+{
+    const broker_peer_t *before = self->sender;
+    self->sender = s->set ? &s->peer : NULL;
+    return before;
+}
+
+/* ---- stored jobs by id ---------------------------------------------------- */
+
+static size_t
+s_len(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
+static const char *
+s_put(char **cursor, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    memcpy(*cursor, s, n);
+    const char *copy = *cursor;
+    *cursor += n;
+    return copy;
+}
+
+/* A copy of v in one allocation, or NULL (out of memory). */
+static broker_jobview_t *
+s_view_copy(const broker_jobview_t *v)
+{
+    size_t n = sizeof *v + s_len(v->id) + s_len(v->queue) + s_len(v->type) +
+               s_len(v->category) + s_len(v->error) + s_len(v->owner) +
+               v->result_len;
+    broker_jobview_t *c = malloc(n);
+    if (!c)
+        return NULL;
+    *c = *v;
+    char *cur = (char *)(c + 1);
+    c->id = s_put(&cur, v->id);
+    c->queue = s_put(&cur, v->queue);
+    c->type = s_put(&cur, v->type);
+    c->category = s_put(&cur, v->category);
+    c->error = s_put(&cur, v->error);
+    c->owner = s_put(&cur, v->owner);
+    if (v->result && v->result_len) {
+        memcpy(cur, v->result, v->result_len);
+        c->result = cur;
+    } else {
+        c->result = NULL;
+        c->result_len = 0;
+    }
+    return c;
+}
+
+static void
+s_on_view(void *arg, const broker_jobview_t *v)
+{
+    broker_viewed_t *it = arg;
+    it->view = s_view_copy(v);
+}
+
+/* Reader thread: every id, one get each. */
+static int
+s_views_run(broker_store_t *store, broker_read_t *r)
+{
+    broker_views_t *v = (broker_views_t *)r;
+    for (uint32_t i = 0; i < v->n; i++) {
+        broker_viewed_t *it = &v->items[i];
+        it->rc = broker_store_get(store, it->id, s_on_view, it);
+        if (it->rc == 1 && !it->view)
+            it->rc = DV_ENOMEM;
+    }
+    return 0;
+}
+
+static void
+s_views_done(void *owner, broker_read_t *r)
+{
+    broker_t *self = owner;
+    broker_views_t *v = (broker_views_t *)r;
+    const broker_peer_t *before = broker_sender_use(self, &v->sender);
+    v->answer(self, v);
+    self->sender = before;
+    broker_views_free(v);
+}
+
+static void
+s_views_free(broker_read_t *r)
+{
+    broker_views_free((broker_views_t *)r);
+}
+
+broker_views_t *
+broker_views_new(broker_t *self, const broker_rid_t *rid, uint64_t req,
+                 uint32_t n, void (*answer)(broker_t *self, broker_views_t *v))
+{
+    broker_views_t *v = calloc(1, sizeof *v + n * sizeof v->items[0]);
+    if (!v)
+        return NULL;
+    v->base.run = s_views_run;
+    v->base.done = s_views_done;
+    v->base.free = s_views_free;
+    v->answer = answer;
+    v->rid = *rid;
+    v->req = req;
+    v->n = n;
+    broker_sender_save(self, &v->sender);
+    return v;
+}
+
+void
+broker_views_free(broker_views_t *v)
+{
+    if (!v)
+        return;
+    for (uint32_t i = 0; i < v->n; i++)
+        free(v->items[i].view);
+    free(v);
+}

@@ -1,0 +1,517 @@
+/* Unit tests for the store reads off the loop (broker_reader.c,
+ * broker_reads.c and the requests that read: submits with idempotency
+ * keys, ctrl job, retry, cancel of an ended job). A broker made by
+ * broker_core_open on a real SQLite store in a temp dir, with a client
+ * socket of its own: a ROUTER on inproc, and a DEALER (routing id "cli")
+ * the test reads the answers from. Messages are handed to
+ * broker_client_on_message as the loop would; the test runs the loop's
+ * other steps itself (commits, answering reads). A slow store is the
+ * reader held (broker_reader_hold): its reads wait, nothing else does. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <zmq.h>
+
+#include "broker_internal.h"
+#include "broker_test_fx.h"
+#include "dv_log.h"
+
+static void *s_dealer; /* the client */
+static const broker_rid_t s_rid = { .len = 3, .data = "cli" };
+
+static int
+s_setup(void **state)
+{
+    broker_fx_setup(state);
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    int linger = 0, hwm = 0; /* no limit: a test may queue thousands */
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://reads-%p", (void *)fx);
+    /* The broker's: closed and ended by broker_destroy. */
+    b->zctx = zmq_ctx_new();
+    b->clients = zmq_socket(b->zctx, ZMQ_ROUTER);
+    zmq_setsockopt(b->clients, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(b->clients, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    assert_int_equal(zmq_bind(b->clients, ep), 0);
+    s_dealer = zmq_socket(b->zctx, ZMQ_DEALER);
+    zmq_setsockopt(s_dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s_dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s_dealer, ZMQ_ROUTING_ID, "cli", 3);
+    assert_int_equal(zmq_connect(s_dealer, ep), 0);
+    /* One message in, so that the ROUTER knows the routing id. */
+    assert_int_equal(zmq_send(s_dealer, "hi", 2, 0), 2);
+    char buf[16];
+    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 3);
+    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 2);
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    zmq_close(s_dealer);
+    s_dealer = NULL;
+    return broker_fx_teardown(state);
+}
+
+/* The next message the client got within ms, decoded into m (release
+ * with s_release), or false. */
+static bool
+s_next(int ms, dv_msg_t *m, zmq_msg_t *f)
+{
+    zmq_pollitem_t it = { s_dealer, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll(&it, 1, ms) <= 0)
+        return false;
+    zmq_msg_init(f);
+    assert_true(zmq_msg_recv(f, s_dealer, 0) >= 0);
+    char why[128] = "";
+    assert_int_equal(
+        dv_msg_decode(zmq_msg_data(f), zmq_msg_size(f), m, why, sizeof why),
+        DV_OK);
+    return true;
+}
+
+static void
+s_release(dv_msg_t *m, zmq_msg_t *f)
+{
+    dv_msg_release(m);
+    zmq_msg_close(f);
+}
+
+/* Commits what was recorded, sends what waited on it. */
+static void
+s_commit(broker_t *b)
+{
+    broker_group_end_pass(b);
+    while (b->inflight) {
+        broker_writer_wait(b->writer);
+        broker_group_writer_ready(b);
+        broker_group_submit(b);
+    }
+}
+
+/* Answers every read out (the reader must not be held). */
+static void
+s_answer_reads(broker_t *b)
+{
+    while (broker_reader_wait(b->reader))
+        broker_reads_ready(b);
+}
+
+/* Answers the oldest read out, once it is back. */
+static void
+s_answer_one(broker_t *b)
+{
+    assert_true(broker_reader_wait(b->reader));
+    broker_read_t *r = broker_reader_pop_done(b->reader);
+    assert_non_null(r);
+    b->reads_popped++;
+    r->done(b, r);
+    broker_group_settle_keys(b);
+}
+
+/* A submit of one job of queue q, with key (or none). */
+static void
+s_submit(broker_t *b, uint64_t req, const char *key)
+{
+    dv_jobspec_t js;
+    memset(&js, 0, sizeof js);
+    js.queue = dv_str("q");
+    js.type = dv_str("noop");
+    js.priority = 5;
+    if (key)
+        js.key = dv_str(key);
+    dv_msg_t m = { .type = DV_MSG_SUBMIT };
+    m.u.submit.req = req;
+    m.u.submit.jobs = &js;
+    m.u.submit.njobs = 1;
+    broker_client_on_message(b, &s_rid, &m);
+}
+
+static void
+s_ctrl(broker_t *b, uint64_t req, const char *verb, const char *id,
+       const char *queue)
+{
+    dv_msg_t m = { .type = DV_MSG_CTRL };
+    m.u.ctrl.req = req;
+    m.u.ctrl.verb = dv_str(verb);
+    if (id)
+        m.u.ctrl.id = dv_str(id);
+    if (queue) {
+        m.u.ctrl.queue = dv_str(queue);
+        m.u.ctrl.dead = true;
+    }
+    broker_client_on_message(b, &s_rid, &m);
+}
+
+/* What the client got for one request. */
+typedef struct {
+    bool got;
+    bool ok;
+    dv_code_t code;
+    bool duplicate;
+    char id[DV_ID_TEXT_LEN + 1];
+    char error[128];
+    char state[16];  /* ctrl job: the body's state */
+    int64_t retried; /* ctrl retry: the body's count */
+} s_answer_t;
+
+static void
+s_copy(dv_str_t s, char *out, size_t size)
+{
+    size_t n = s.len < size - 1 ? s.len : size - 1;
+    memcpy(out, s.ptr ? s.ptr : "", n);
+    out[n] = '\0';
+}
+
+/* Reads the body of a reply: state (job) and retried (retry). */
+static void
+s_body(dv_str_t body, s_answer_t *a)
+{
+    if (!body.len)
+        return;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, body.ptr, body.len, NULL),
+                     MSGPACK_UNPACK_SUCCESS);
+    if (u.data.type == MSGPACK_OBJECT_MAP) {
+        const msgpack_object_map *m = &u.data.via.map;
+        for (uint32_t i = 0; i < m->size; i++) {
+            const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
+            if (k->type != MSGPACK_OBJECT_STR)
+                continue;
+            dv_str_t key = dv_strn(k->via.str.ptr, k->via.str.size);
+            if (dv_str_eq(key, "state") && v->type == MSGPACK_OBJECT_STR)
+                s_copy(dv_strn(v->via.str.ptr, v->via.str.size), a->state,
+                       sizeof a->state);
+            else if (dv_str_eq(key, "retried"))
+                a->retried = (int64_t)v->via.u64;
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+/* Takes every answer the client has (waiting up to ms for the first),
+ * into answers[req] (req < n). Returns how many. */
+static int
+s_collect(s_answer_t *answers, size_t n, int ms)
+{
+    int count = 0;
+    dv_msg_t m;
+    zmq_msg_t f;
+    while (s_next(count ? 50 : ms, &m, &f)) {
+        uint64_t req = 0;
+        s_answer_t a = { .got = true };
+        if (m.type == DV_MSG_SUBMIT_REPLY) {
+            req = m.u.submit_reply.req;
+            assert_int_equal(m.u.submit_reply.nacks, 1);
+            const dv_submit_ack_t *ack = &m.u.submit_reply.acks[0];
+            a.ok = !ack->error.len;
+            a.code = ack->code;
+            a.duplicate = ack->duplicate;
+            s_copy(ack->id, a.id, sizeof a.id);
+            s_copy(ack->error, a.error, sizeof a.error);
+        } else if (m.type == DV_MSG_REPLY) {
+            req = m.u.reply.req;
+            a.ok = m.u.reply.ok;
+            a.code = m.u.reply.code;
+            s_copy(m.u.reply.error, a.error, sizeof a.error);
+            s_body(m.u.reply.body, &a);
+        } else {
+            fail_msg("unexpected %s", dv_msg_type_name(m.type));
+        }
+        assert_true(req < n);
+        assert_false(answers[req].got); /* one answer per request */
+        answers[req] = a;
+        count++;
+        s_release(&m, &f);
+    }
+    return count;
+}
+
+/* A job that ended (succeeded): in the store only, no longer in memory. */
+static void
+s_ended_job(broker_fx_t *fx, char id[DV_ID_TEXT_LEN + 1], dv_state_t state)
+{
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 1);
+    broker_id_text(job, id);
+    dv_id_t jid = job->id;
+    dv_failure_t f;
+    dv_failure_init(&f);
+    f.category = DV_CAT_HANDLER;
+    f.message = dv_str("failed for good");
+    broker_sched_finish(fx->b, job, state, NULL, 0,
+                        state == DV_STATE_SUCCEEDED ? NULL : &f);
+    s_commit(fx->b);
+    assert_null(broker_index_get(&fx->b->index, &jid));
+}
+
+/* ---- a slow read delays only its own request ---------------------------- */
+
+static void
+t_slow_read_delays_only_its_request(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    char ended[DV_ID_TEXT_LEN + 1];
+    s_ended_job(fx, ended, DV_STATE_SUCCEEDED);
+
+    broker_reader_hold(b->reader, true); /* the store does not answer */
+    s_submit(b, 1, "order-1");           /* keyed: needs a read */
+    s_ctrl(b, 2, "job", ended, NULL);    /* ended: needs a read */
+    s_submit(b, 3, NULL);                /* unkeyed */
+    s_ctrl(b, 4, "status", NULL, NULL);
+    s_commit(b);
+
+    s_answer_t a[8] = { 0 };
+    assert_int_equal(s_collect(a, 8, 2000), 2);
+    assert_true(a[3].got && a[3].ok);
+    assert_int_equal(strlen(a[3].id), DV_ID_TEXT_LEN);
+    assert_true(a[4].got && a[4].ok);
+    assert_false(a[1].got);
+    assert_false(a[2].got);
+    assert_int_equal(broker_reader_outstanding(b->reader), 2);
+    assert_null(b->cur->acks); /* the keyed submit built nothing yet */
+
+    broker_reader_hold(b->reader, false); /* the store answers */
+    s_answer_reads(b);
+    s_commit(b);
+    assert_int_equal(s_collect(a, 8, 2000), 2);
+    assert_true(a[1].got && a[1].ok);
+    assert_false(a[1].duplicate);
+    assert_int_equal(strlen(a[1].id), DV_ID_TEXT_LEN);
+    assert_true(a[2].got && a[2].ok);
+    assert_string_equal(a[2].state, "succeeded");
+
+    /* The same key again: pending or stored, the first job's id. */
+    s_submit(b, 5, "order-1");
+    s_answer_reads(b);
+    s_commit(b);
+    assert_int_equal(s_collect(a, 8, 2000), 1);
+    assert_true(a[5].duplicate);
+    assert_string_equal(a[5].id, a[1].id);
+}
+
+/* ---- two submits of one key in flight at once ----------------------------- */
+
+static void
+t_duplicate_key_race_gives_one_job(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    /* Both reads run before either job exists, so both find nothing. The
+     * first answer makes the job, its insert commits, and only then is the
+     * second answered: the key must still be pending for it. */
+    broker_reader_hold(b->reader, true);
+    s_submit(b, 1, "nightly");
+    s_submit(b, 2, "nightly");
+    broker_reader_hold(b->reader, false);
+    s_answer_one(b);
+    s_commit(b); /* the first job is durable; a read is still out */
+    s_answer_one(b);
+    s_commit(b);
+    s_answer_t a[4] = { 0 };
+    assert_int_equal(s_collect(a, 4, 2000), 2);
+    assert_true(a[1].ok);
+    assert_false(a[1].duplicate);
+    assert_true(a[2].ok);
+    assert_true(a[2].duplicate);
+    assert_string_equal(a[2].id, a[1].id);
+    /* Every read is back: the key left memory, the store has it. */
+    assert_int_equal(dv_map_size(b->pending_keys), 0);
+    assert_null(b->settling);
+    char found[DV_ID_TEXT_LEN + 1] = "";
+    assert_int_equal(broker_store_find_key(b->store, NULL, "nightly", found),
+                     1);
+    assert_string_equal(found, a[1].id);
+    assert_int_equal(b->index.count, 1);
+
+    /* Both answered before anything commits: the same. */
+    broker_reader_hold(b->reader, true);
+    s_submit(b, 3, "weekly");
+    s_submit(b, 1, "weekly");
+    broker_reader_hold(b->reader, false);
+    s_answer_reads(b);
+    s_commit(b);
+    memset(a, 0, sizeof a);
+    assert_int_equal(s_collect(a, 4, 2000), 2);
+    assert_false(a[3].duplicate);
+    assert_true(a[1].duplicate);
+    assert_string_equal(a[1].id, a[3].id);
+    assert_int_equal(b->index.count, 2);
+}
+
+/* ---- busy, and stopping ----------------------------------------------------- */
+
+static void
+t_full_queue_answers_busy(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    char ended[DV_ID_TEXT_LEN + 1];
+    s_ended_job(fx, ended, DV_STATE_SUCCEEDED);
+    broker_reader_hold(b->reader, true);
+    for (int i = 0; i < BROKER_READS_MAX; i++)
+        s_ctrl(b, 100, "cancel", ended, NULL); /* answered later */
+    s_submit(b, 1, "k");
+    s_ctrl(b, 2, "job", ended, NULL);
+    s_answer_t a[4] = { 0 };
+    assert_int_equal(s_collect(a, 4, 2000), 2);
+    assert_false(a[1].ok);
+    assert_int_equal(a[1].code, DV_CODE_TRY_AGAIN);
+    assert_non_null(strstr(a[1].error, "busy"));
+    assert_false(a[2].ok);
+    assert_int_equal(a[2].code, DV_CODE_TRY_AGAIN);
+    broker_reader_hold(b->reader, false);
+    s_answer_reads(b);
+    /* The cancels: the job ended already. */
+    int n = 0;
+    dv_msg_t m;
+    zmq_msg_t f;
+    while (s_next(n ? 50 : 2000, &m, &f)) {
+        assert_int_equal(m.type, DV_MSG_REPLY);
+        assert_int_equal(m.u.reply.req, 100);
+        assert_int_equal(m.u.reply.code, DV_CODE_NOT_ALLOWED);
+        n++;
+        s_release(&m, &f);
+    }
+    assert_int_equal(n, BROKER_READS_MAX);
+    assert_int_equal(broker_reader_outstanding(b->reader), 0);
+}
+
+static void
+t_stop_fails_pending_reads(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    char ended[DV_ID_TEXT_LEN + 1];
+    s_ended_job(fx, ended, DV_STATE_SUCCEEDED);
+    broker_reader_hold(b->reader, true);
+    s_submit(b, 1, "k");
+    s_ctrl(b, 2, "job", ended, NULL);
+    /* What broker_destroy does first. */
+    broker_reader_stop(b->reader);
+    broker_reads_ready(b);
+    s_answer_t a[4] = { 0 };
+    assert_int_equal(s_collect(a, 4, 2000), 2);
+    assert_false(a[1].ok);
+    assert_int_equal(a[1].code, DV_CODE_TRY_AGAIN);
+    assert_non_null(strstr(a[1].error, "stopping"));
+    assert_false(a[2].ok);
+    assert_non_null(strstr(a[2].error, "stopping"));
+    /* Later reads are refused at once. */
+    s_ctrl(b, 3, "job", ended, NULL);
+    assert_int_equal(s_collect(a, 4, 2000), 1);
+    assert_non_null(strstr(a[3].error, "stopping"));
+    assert_null(b->cur->acks);
+    assert_int_equal(b->index.count, 0);
+}
+
+/* ---- retry through the reader ---------------------------------------------- */
+
+static void
+t_retry_dead_in_chunks(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    enum { N = 2500 }; /* three reads of records */
+    for (int i = 0; i < N; i++) {
+        broker_job_t *job = broker_fx_job(fx, "q", 0, 1);
+        dv_failure_t f;
+        dv_failure_init(&f);
+        f.category = DV_CAT_HANDLER;
+        broker_sched_finish(b, job, DV_STATE_DEAD, NULL, 0, &f);
+    }
+    char one[DV_ID_TEXT_LEN + 1];
+    s_ended_job(fx, one, DV_STATE_DEAD);
+    assert_int_equal(b->index.count, 0);
+
+    broker_reader_hold(b->reader, true);
+    s_ctrl(b, 1, "retry", one, NULL);
+    s_ctrl(b, 2, "retry", NULL, "q");
+    s_ctrl(b, 3, "status", NULL, NULL);
+    s_answer_t a[4] = { 0 };
+    assert_int_equal(s_collect(a, 4, 2000), 1);
+    assert_true(a[3].got);
+    broker_reader_hold(b->reader, false);
+    s_answer_reads(b);
+    s_commit(b);
+    assert_int_equal(s_collect(a, 4, 2000), 2);
+    assert_true(a[1].ok);
+    assert_int_equal(a[1].retried, 1);
+    assert_true(a[2].ok);
+    /* The one retried first was live again when the list's chunk came:
+     * not retried twice. */
+    assert_int_equal(a[2].retried, N);
+    assert_int_equal(b->index.count, N + 1);
+    broker_queue_t *q = dv_map_get(b->queues, "q");
+    assert_int_equal(q->ready, N + 1);
+
+    /* The check agrees with the store. */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    char why[192] = "";
+    assert_int_equal(broker_check_body(b, &sb, why, sizeof why), DV_CODE_NONE);
+    msgpack_sbuffer_destroy(&sb);
+
+    /* Retry of a job that is queued now: refused at once. */
+    s_ctrl(b, 1, "retry", one, NULL);
+    memset(a, 0, sizeof a);
+    assert_int_equal(s_collect(a, 4, 2000), 1);
+    assert_int_equal(a[1].code, DV_CODE_NOT_ALLOWED);
+}
+
+/* ---- the check does not stop the loop -------------------------------------- */
+
+static void
+t_check_waits_for_its_scan_only(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    for (int i = 0; i < 3; i++)
+        broker_fx_job(fx, "q", 0, 3);
+    broker_reader_hold(b->reader, true);
+    s_ctrl(b, 1, "check", NULL, NULL);
+    s_commit(b); /* the copied group commits; the scan waits */
+    assert_non_null(b->check);
+    assert_true(broker_check_holding(b));
+    /* Meanwhile: status is answered, a submit is taken (its ack waits
+     * for its commit, which waits for the scan). */
+    s_ctrl(b, 2, "status", NULL, NULL);
+    s_submit(b, 3, NULL);
+    broker_group_end_pass(b);
+    assert_null(b->inflight);
+    s_answer_t a[4] = { 0 };
+    assert_int_equal(s_collect(a, 4, 2000), 1);
+    assert_true(a[2].ok);
+    broker_reader_hold(b->reader, false);
+    s_answer_reads(b);
+    s_commit(b);
+    assert_int_equal(s_collect(a, 4, 2000), 2);
+    assert_true(a[1].ok);
+    assert_true(a[3].ok);
+    assert_null(b->check);
+}
+
+int
+main(void)
+{
+    dv_log_init("broker_reads_test", DV_WARN, 1);
+#define T(f) cmocka_unit_test_setup_teardown(f, s_setup, s_teardown)
+    const struct CMUnitTest tests[] = {
+        T(t_slow_read_delays_only_its_request),
+        T(t_duplicate_key_race_gives_one_job),
+        T(t_full_queue_answers_busy),
+        T(t_stop_fails_pending_reads),
+        T(t_retry_dead_in_chunks),
+        T(t_check_waits_for_its_scan_only),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
