@@ -700,7 +700,7 @@ s_may_query(collector_t *self, zmq_msg_t *rid, zmq_msg_t *body)
     dv_msg_release(&msg);
     if (role == DV_ROLE_CLIENT && (!ctrl || totals))
         return true; /* a message that is no query is refused as such */
-    char why[256];
+    char why[512];
     if (role == DV_ROLE_NONE)
         snprintf(why, sizeof why,
                  "key no longer allowed: it was removed from the "
