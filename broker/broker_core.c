@@ -28,6 +28,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "broker_ha.h"
 #include "broker_internal.h"
 #include "dv_log.h"
 
@@ -176,8 +177,9 @@ broker_core_open(const broker_config_t *cfg)
     return broker_core_open_at(cfg, NULL);
 }
 
-broker_t *
-broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
+/* The broker without its store: maps, the first group, the instance id. */
+static broker_t *
+s_alloc(const broker_config_t *cfg, const broker_clock_t *clock)
 {
     broker_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -203,9 +205,34 @@ broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
         broker_index_init(&self->index) != 0) {
         dv_log(DV_ERROR, "broker.start_failed",
                DV_STR("error", "out of memory"));
-        goto fail;
+        broker_destroy(&self);
+        return NULL;
     }
+    if (self->cfg.rejoin_ms <= 0) {
+        self->cfg.rejoin_ms = 3 * self->cfg.heartbeat_ms;
+        if (self->cfg.rejoin_ms < 500)
+            self->cfg.rejoin_ms = 500;
+    }
+    return self;
+}
 
+/* The store's URL as it may be logged: without its password. */
+static const char *
+s_safe_url(const broker_t *self, char *buf, size_t size)
+{
+    return broker_store_redact_url(self->cfg.store_url, buf, size);
+}
+
+/* Opens the store, counts this start's generation, starts the writer and
+ * the reader, recovers the unfinished jobs and the queue settings. A
+ * broker of a group fences its writes with the generation. Returns 0, or
+ * -1 after logging why. */
+static int
+s_open_store(broker_t *self)
+{
+    const broker_config_t *cfg = &self->cfg;
+    char safe[512];
+    s_safe_url(self, safe, sizeof safe);
     /* Three connections: the writer thread's, the reader thread's (the
      * reads that answer requests: idempotency keys, finished jobs, retry,
      * check), and this thread's for start-up (recovery, queue settings). */
@@ -219,27 +246,23 @@ broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
     if (rstore)
         self->store = broker_store_open(cfg->store_url, &opts, err, sizeof err);
     if (!wstore || !rstore || !self->store) {
-        dv_log(DV_ERROR, "broker.store_open_failed",
-               DV_STR("store", cfg->store_url), DV_STR("error", err));
+        dv_log(DV_ERROR, "broker.store_open_failed", DV_STR("store", safe),
+               DV_STR("error", err));
         broker_store_destroy(&wstore);
         broker_store_destroy(&rstore);
-        goto fail;
+        return -1;
     }
     int grc = broker_store_next_generation(self->store, &self->generation);
+    if (grc == 0 && self->ha)
+        grc = broker_store_fence(wstore, self->generation);
     if (grc != 0 || self->generation == 0 ||
         self->generation >= (UINT64_C(1) << (64 - DV_LEASE_COUNTER_BITS))) {
-        dv_log(DV_ERROR, "broker.store_open_failed",
-               DV_STR("store", cfg->store_url),
+        dv_log(DV_ERROR, "broker.store_open_failed", DV_STR("store", safe),
                DV_STR("error", grc ? dv_strerror(grc)
                                    : "the store's generation is out of range"));
         broker_store_destroy(&wstore);
         broker_store_destroy(&rstore);
-        goto fail;
-    }
-    if (self->cfg.rejoin_ms <= 0) {
-        self->cfg.rejoin_ms = 3 * self->cfg.heartbeat_ms;
-        if (self->cfg.rejoin_ms < 500)
-            self->cfg.rejoin_ms = 500;
+        return -1;
     }
     self->writer = broker_writer_new(wstore);
     if (!self->writer) {
@@ -247,26 +270,31 @@ broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
                DV_STR("error", "the store writer thread did not start"));
         broker_store_destroy(&wstore);
         broker_store_destroy(&rstore);
-        goto fail;
+        return -1;
     }
     self->reader = broker_reader_new(rstore);
     if (!self->reader) {
         dv_log(DV_ERROR, "broker.start_failed",
                DV_STR("error", "the store reader thread did not start"));
         broker_store_destroy(&rstore);
-        goto fail;
+        return -1;
     }
     if (broker_recover_jobs(self) != 0) {
-        dv_log(DV_ERROR, "broker.recovery_failed",
-               DV_STR("store", cfg->store_url));
-        goto fail;
+        dv_log(DV_ERROR, "broker.recovery_failed", DV_STR("store", safe));
+        return -1;
     }
     if (broker_recover_queues(self) != 0)
-        goto fail;
+        return -1;
+    return 0;
+}
+
+broker_t *
+broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
+{
+    broker_t *self = s_alloc(cfg, clock);
+    if (self && s_open_store(self) != 0)
+        broker_destroy(&self);
     return self;
-fail:
-    broker_destroy(&self);
-    return NULL;
 }
 
 broker_t *
@@ -278,9 +306,25 @@ broker_new(const broker_config_t *cfg)
      * jobs live in (glibc would otherwise raise the threshold as they come
      * and go). */
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-    broker_t *self = broker_core_open(cfg);
+    broker_t *self = s_alloc(cfg, NULL);
     if (!self)
         return NULL;
+    /* Several brokers may share a PostgreSQL store: one serves, holding
+     * the group's lock; this one waits as a standby until it has it
+     * (broker_run). One broker alone on a SQLite file opens it now. */
+    if (broker_store_is_shared(cfg->store_url)) {
+        char err[256] = "";
+        broker_ha_opts_t ho = { .name = self->instance };
+        self->ha = broker_ha_new(cfg->store_url, &ho, err, sizeof err);
+        if (!self->ha) {
+            dv_log(DV_ERROR, "broker.start_failed", DV_STR("error", err));
+            broker_destroy(&self);
+            return NULL;
+        }
+    } else if (s_open_store(self) != 0) {
+        broker_destroy(&self);
+        return NULL;
+    }
     self->zctx = zmq_ctx_new();
     if (cfg->curve_secret) {
         dv_curve_config_t cc = { .secret_file = cfg->curve_secret };
@@ -307,10 +351,16 @@ broker_new(const broker_config_t *cfg)
         broker_destroy(&self);
         return NULL;
     }
-    dv_log(DV_INFO, "broker.started", DV_STR("broker", self->instance),
-           DV_INT("generation", (int64_t)self->generation),
-           DV_STR("store", cfg->store_url),
-           DV_STR("backend", broker_store_backend(self->store)));
+    char safe[512];
+    if (self->ha)
+        dv_log(DV_INFO, "broker.standby", DV_STR("broker", self->instance),
+               DV_STR("store", s_safe_url(self, safe, sizeof safe)),
+               DV_STR("until", "it holds the group's lock"));
+    else
+        dv_log(DV_INFO, "broker.started", DV_STR("broker", self->instance),
+               DV_INT("generation", (int64_t)self->generation),
+               DV_STR("store", s_safe_url(self, safe, sizeof safe)),
+               DV_STR("backend", broker_store_backend(self->store)));
     return self;
 }
 
@@ -379,6 +429,7 @@ broker_destroy(broker_t **self_p)
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     broker_store_destroy(&self->store);
+    broker_ha_destroy(&self->ha); /* last: frees the lock */
     free(self);
     *self_p = NULL;
 }
@@ -461,17 +512,110 @@ s_has_ready_work(broker_t *self)
  * bounded. */
 #define BROKER_GROUP_MAX_WRITES 200000
 
+void
+broker_step_down(broker_t *self, const char *why)
+{
+    if (self->step_down[0])
+        return;
+    snprintf(self->step_down, sizeof self->step_down, "%s", why);
+    dv_log(DV_ERROR, "broker.stepping_down", DV_STR("broker", self->instance),
+           DV_INT("generation", (int64_t)self->generation),
+           DV_STR("reason", why),
+           DV_STR("effect", "nothing more is committed or answered; it "
+                            "starts again as a standby"));
+}
+
+/* The group's lock as a poll item (a raw fd), and the time its next step
+ * is due. Returns whether there is an item. */
+static bool
+s_ha_item(broker_t *self, zmq_pollitem_t *it, long *timeout)
+{
+    bool w;
+    int fd = broker_ha_fd(self->ha, &w);
+    int64_t until = broker_ha_next(self->ha) - dv_mono_ms();
+    if (until < *timeout)
+        *timeout = until < 0 ? 0 : (long)until;
+    if (fd < 0)
+        return false;
+    *it =
+        (zmq_pollitem_t){ NULL, fd, (short)(w ? ZMQ_POLLOUT : ZMQ_POLLIN), 0 };
+    return true;
+}
+
+/* A standby of a group: answers every request with code standby (status
+ * says why), and asks for the group's lock until it holds it. Returns true
+ * then, false when *stop came first. */
+static bool
+s_standby(broker_t *self, volatile int *stop, volatile int *dump)
+{
+    while (!*stop) {
+        if (broker_ha_step(self->ha, dv_mono_ms()) == BROKER_HA_ACTIVE)
+            return true;
+        const char *e = broker_ha_error(self->ha);
+        if (e[0])
+            snprintf(self->standby_why, sizeof self->standby_why,
+                     "cannot reach the store's lock: %s", e);
+        else
+            snprintf(self->standby_why, sizeof self->standby_why,
+                     "another broker holds the store's lock");
+        zmq_pollitem_t items[3] = {
+            { self->clients, 0, ZMQ_POLLIN, 0 },
+            { self->workers, 0, ZMQ_POLLIN, 0 },
+        };
+        long timeout = self->cfg.heartbeat_ms;
+        int n = s_ha_item(self, &items[2], &timeout) ? 3 : 2;
+        if (zmq_poll(items, n, timeout) < 0 && errno != EINTR)
+            return false;
+        if (self->reload && *self->reload) {
+            *self->reload = 0;
+            s_reload(self);
+        }
+        s_drain(self, self->clients, broker_auth_client,
+                broker_standby_on_client);
+        s_drain(self, self->workers, broker_auth_worker,
+                broker_standby_on_worker);
+        if (*dump) {
+            *dump = 0;
+            dv_log(DV_INFO, "broker.dump", DV_STR("broker", self->instance),
+                   DV_STR("role", "standby"), DV_STR("why", self->standby_why),
+                   DV_INT("refused", (int64_t)self->standby_refused));
+        }
+    }
+    return false;
+}
+
 int
 broker_run(broker_t *self, volatile int *stop, volatile int *dump)
 {
     self->stop = stop;
+    if (self->ha) {
+        int64_t t0 = dv_mono_ms();
+        if (!s_standby(self, stop, dump)) {
+            dv_log(DV_INFO, "broker.stopping", DV_STR("role", "standby"));
+            return 0;
+        }
+        /* Ours now: recover from the store (a broker that held it before
+         * may have died mid-batch) and serve. */
+        if (s_open_store(self) != 0)
+            return -1;
+        char safe[512];
+        dv_log(DV_INFO, "broker.started", DV_STR("broker", self->instance),
+               DV_STR("role", "active"),
+               DV_INT("generation", (int64_t)self->generation),
+               DV_STR("store", s_safe_url(self, safe, sizeof safe)),
+               DV_STR("backend", broker_store_backend(self->store)),
+               DV_INT("standby_ms", dv_mono_ms() - t0),
+               DV_INT("live_jobs", (int64_t)self->index.count));
+        self->standby_why[0] = '\0';
+    }
     zmq_pollitem_t items[] = {
         { self->clients, 0, ZMQ_POLLIN, 0 },
         { self->workers, 0, ZMQ_POLLIN, 0 },
         { NULL, broker_writer_fd(self->writer), ZMQ_POLLIN, 0 },
         { NULL, broker_reader_fd(self->reader), ZMQ_POLLIN, 0 },
+        { NULL, -1, 0, 0 }, /* the group's lock, when there is one */
     };
-    while (!*stop) {
+    while (!*stop && !self->step_down[0]) {
         long timeout = self->cfg.heartbeat_ms;
         broker_job_t *next = broker_heap_peek(&self->timers);
         if (next) {
@@ -492,9 +636,17 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         }
         if (s_has_ready_work(self))
             timeout = 0;
-        int rc = zmq_poll(items, 4, timeout);
+        int nitems = self->ha && s_ha_item(self, &items[4], &timeout) ? 5 : 4;
+        int rc = zmq_poll(items, nitems, timeout);
         if (rc < 0 && errno != EINTR)
             break;
+        if (self->ha &&
+            broker_ha_step(self->ha, dv_mono_ms()) == BROKER_HA_LOST) {
+            broker_step_down(self, "lost the group's lock (its session "
+                                   "ended: stopped too long, cut off, or "
+                                   "ended by the server)");
+            break;
+        }
         if (self->next_token_us && broker_mono_us(self) >= self->next_token_us)
             self->dispatch_needed = true;
 
@@ -531,6 +683,8 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             broker_dump(self);
         }
     }
+    if (self->step_down[0])
+        return BROKER_STEP_DOWN;
     dv_log(DV_INFO, "broker.stopping",
            DV_INT("live_jobs", (int64_t)self->index.count));
     return 0;

@@ -56,14 +56,21 @@ typedef struct {
 typedef struct broker broker_t;
 
 /* Creates the broker: opens the store, recovers unfinished jobs, binds the
- * sockets. Returns NULL after logging the reason. */
+ * sockets. Returns NULL after logging the reason. With a PostgreSQL store
+ * the broker is one of a group (broker_ha.h): it binds its sockets and
+ * starts as a standby; broker_run opens the store and recovers once it
+ * holds the group's lock. */
 broker_t *broker_new(const broker_config_t *cfg);
 void broker_destroy(broker_t **self_p);
 
 /* Runs passes until *stop becomes non-zero. When *dump is set (SIGUSR1) it
  * writes a state dump and clears it; the loop wakes at least once per
- * heartbeat, so that takes at most one heartbeat. Returns 0. */
+ * heartbeat, so that takes at most one heartbeat. Returns 0 after a stop,
+ * BROKER_STEP_DOWN when this broker of a group lost the store to another
+ * (its lock, or its fence: start again as a standby), or -1 when it could
+ * not become active (the store could not be opened). */
 int broker_run(broker_t *self, volatile int *stop, volatile int *dump);
+#define BROKER_STEP_DOWN 2
 
 /* From now on, broker_run reloads the CurveZMQ certificates and
  * allow-lists (SIGHUP) when *reload becomes non-zero, and clears it. */

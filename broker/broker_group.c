@@ -407,6 +407,15 @@ s_group_failed(broker_t *self, broker_group_t *g)
         dv_mono_ms() >= self->shutdown_deadline_mono)
         return false;
     int err = g->wb.store_rc;
+    if (err == DV_EFENCED) {
+        /* Another broker of the group has taken the store over: nothing
+         * of this group was committed, and nothing of it is answered (the
+         * clients send it again to the active broker). */
+        broker_step_down(self, "fenced: another broker took the store over "
+                               "(its generation is newer than ours)");
+        g->wb.delay_ms = 0;
+        return true; /* kept: the loop ends before anything else happens */
+    }
     int64_t now = broker_mono_ms(self);
     int64_t lo = self->store_retry_min_ms > 0 ? self->store_retry_min_ms
                                               : S_RETRY_MIN_MS;

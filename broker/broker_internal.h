@@ -215,6 +215,8 @@ struct broker {
      * serve, and the requests it turned away. */
     char standby_why[256];
     uint64_t standby_refused;
+    struct broker_ha *ha; /* a group's lock (PostgreSQL store), or NULL */
+    char step_down[128];  /* why this broker must stop serving, or "" */
     const broker_clock_t *fake_clock; /* NULL: dv_clock */
     broker_store_t *store; /* start-up reads (the threads have their own) */
     broker_writer_t *writer;
@@ -487,6 +489,11 @@ void broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
 
 void broker_client_on_message(broker_t *self, const broker_rid_t *rid,
                               const dv_msg_t *msg);
+
+/* This broker of a group lost the store to another (its lock, or its
+ * fence): logs why; broker_run stops serving at once and returns
+ * BROKER_STEP_DOWN (nothing more is committed or answered). */
+void broker_step_down(broker_t *self, const char *why);
 
 /* broker_standby.c: a standby's answers (code standby; status says so). */
 void broker_standby_on_client(broker_t *self, const broker_rid_t *rid,

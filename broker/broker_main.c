@@ -1,7 +1,9 @@
 /* `drover broker`: its flags (dv_daemon), then the loop in broker_core. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "broker_core.h"
@@ -205,8 +207,25 @@ broker_main(int argc, char **argv)
     if (!broker)
         return 1;
     broker_set_reload_flag(broker, &s_reload);
-    broker_run(broker, &s_stop, &s_dump);
+    int run = broker_run(broker, &s_stop, &s_dump);
+    if (run == BROKER_STEP_DOWN) {
+        /* Another broker of the group serves now. Nothing of ours may be
+         * committed or answered any more, so no orderly shutdown: this
+         * process becomes a new broker, a standby, with the same settings
+         * (what it held is in the store; its sockets, threads and store
+         * connections end with the old image). */
+        char **again = calloc((size_t)argc + 2, sizeof *again);
+        if (again) {
+            again[0] = "drover"; /* argv[0] is "broker": the command */
+            for (int i = 0; i < argc; i++)
+                again[i + 1] = argv[i];
+            execv("/proc/self/exe", again);
+        }
+        dv_log(DV_ERROR, "broker.restart_failed",
+               DV_STR("error", strerror(errno)));
+        _exit(75);
+    }
     broker_destroy(&broker);
-    dv_log(DV_INFO, "broker.stopped");
-    return 0;
+    dv_log(run == 0 ? DV_INFO : DV_ERROR, "broker.stopped");
+    return run == 0 ? 0 : 1;
 }

@@ -108,6 +108,13 @@ broker_store_redact_url(const char *url, char *out, size_t size)
     return out;
 }
 
+bool
+broker_store_is_shared(const char *url)
+{
+    return url &&
+           (s_after(url, "postgres://") || s_after(url, "postgresql://"));
+}
+
 broker_store_t *
 broker_store_open(const char *url, const broker_store_opts_t *opts, char *err,
                   size_t err_size)
@@ -366,6 +373,14 @@ broker_store_next_generation(broker_store_t *self, uint64_t *out)
     assert(self && out);
     assert(!self->in_group && !self->in_callback);
     return self->ops->next_generation(self->be, out);
+}
+
+int
+broker_store_fence(broker_store_t *self, uint64_t generation)
+{
+    assert(self);
+    assert(!self->in_group);
+    return self->ops->fence ? self->ops->fence(self->be, generation) : 0;
 }
 
 int

@@ -108,6 +108,10 @@ broker_store_t *broker_store_open(const char *url,
  * Returns out. Errors from broker_store_open() are already masked. */
 char *broker_store_redact_url(const char *url, char *out, size_t size);
 
+/* Whether several brokers may share the store at url (PostgreSQL), and so
+ * form a group with one active broker (broker_ha.h). */
+bool broker_store_is_shared(const char *url);
+
 /* Closes the store; NULL-safe; sets *self_p to NULL. Uncommitted writes are
  * rolled back. */
 void broker_store_destroy(broker_store_t **self_p);
@@ -218,6 +222,14 @@ int broker_store_next_generation(broker_store_t *self, uint64_t *out);
  * more): whether the store can be written again. Inside a group. */
 int broker_store_probe(broker_store_t *self);
 
+/* Fences this connection with generation (from next_generation): every
+ * later group first checks, inside its transaction, that the store's
+ * generation is still this one, and fails whole with DV_EFENCED if
+ * another broker has counted one since (a takeover). For stores that
+ * several brokers share (PostgreSQL); a no-op where only one broker can
+ * run (SQLite: the file's lock). Outside a group. Returns 0 or an error. */
+int broker_store_fence(broker_store_t *self, uint64_t generation);
+
 /* ---- backend vtable (one per file: store_sqlite.c, store_pg.c) ---------- */
 
 typedef struct {
@@ -255,6 +267,7 @@ typedef struct {
                        void *arg);
     int (*next_generation)(void *be, uint64_t *out);
     int (*probe)(void *be);
+    int (*fence)(void *be, uint64_t generation); /* NULL: nothing to fence */
 } broker_store_ops_t;
 
 extern const broker_store_ops_t broker_store_sqlite_ops;

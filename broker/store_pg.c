@@ -180,6 +180,7 @@ typedef enum {
     S_LOAD_QUEUES,
     S_GENERATION,
     S_PROBE,
+    S_FENCE,
     S_COUNT_
 } s_stmt_t;
 
@@ -189,6 +190,7 @@ static const char *s_stmt_names[S_COUNT_] = {
     "drover_find_key",    "drover_get",        "drover_expire",
     "drover_load",        "drover_list",       "drover_set_queue",
     "drover_load_queues", "drover_generation", "drover_probe",
+    "drover_fence",
 };
 
 /* As in store_sqlite.c: the failure columns are set from $6..$11 when $5 is
@@ -274,7 +276,28 @@ static const char *s_sql[S_COUNT_] = {
     /* Rewrites the schema version with its own value: WAL to flush at
      * commit like any group, and no job changes. */
     [S_PROBE] = "UPDATE schema_version SET version = version",
+    [S_FENCE] = "SELECT drover_fence($1)",
 };
+
+/* The fence every group of a broker of a group checks first (see
+ * broker_store_fence): the store's generation must still be the one this
+ * broker counted when it became active. FOR SHARE holds the row until the
+ * group ends, so a takeover's increment waits for a group in progress and
+ * every later group of the old broker sees the new value and fails with
+ * SQLSTATE DV001. */
+static const char s_fence_function[] =
+    "CREATE OR REPLACE FUNCTION drover_fence(mine BIGINT) RETURNS VOID\n"
+    "LANGUAGE plpgsql AS $fence$\n"
+    "DECLARE now_gen BIGINT;\n"
+    "BEGIN\n"
+    "    SELECT value INTO now_gen FROM meta WHERE name = 'generation'\n"
+    "        FOR SHARE;\n"
+    "    IF now_gen IS DISTINCT FROM mine THEN\n"
+    "        RAISE EXCEPTION 'fenced: this broker counted generation %, the "
+    "store is at %', mine, now_gen USING ERRCODE = 'DV001';\n"
+    "    END IF;\n"
+    "END\n"
+    "$fence$";
 
 /* Column numbers of S_JOBREC_COLUMNS (and of S_INSERT's parameters - 1). */
 enum {
@@ -323,6 +346,7 @@ typedef struct {
     /* The last failure logged at error level (SQLSTATE), so a store that
      * keeps failing the same way logs it once; cleared by a commit. */
     char logged_state[8];
+    uint64_t fence; /* the generation every group checks first; 0: none */
 } s_pg_t;
 
 /* ---- parameters: everything is text except blobs and counted strings */
@@ -637,6 +661,8 @@ s_code(const s_pg_t *be, const char *sqlstate)
         return DV_EIO;
     if (strcmp(sqlstate, "53100") == 0)
         return DV_ENOSPC;
+    if (strcmp(sqlstate, "DV001") == 0)
+        return DV_EFENCED;
     if (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P", 3) == 0 ||
         strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0 ||
         strcmp(sqlstate, "53200") == 0 || strcmp(sqlstate, "53300") == 0 ||
@@ -897,6 +923,10 @@ s_schema_setup(s_pg_t *be, char *err, size_t err_size)
             be, "UPDATE schema_version SET version = " S_STR(S_SCHEMA_VERSION),
             err, err_size);
     if (rc == 0)
+        /* Not a table: made again at every start (an older drover's
+         * schema at the same version gets it too). */
+        rc = s_exec_ok(be, s_fence_function, err, err_size);
+    if (rc == 0)
         rc = s_exec_ok(be, "COMMIT", err, err_size);
     if (rc == 0)
         return 0;
@@ -1144,6 +1174,14 @@ s_begin(void *handle)
         be->group_err = 0;
         s_disconnect(be);
         return code;
+    }
+    if (be->fence) {
+        /* First in the group: nothing of it commits once another broker
+         * has taken the store over. */
+        s_params_t p = { 0 };
+        s_p_int(&p, (int64_t)be->fence);
+        s_send(be, S_FENCE, &p, "fence", NULL, false, 1);
+        s_params_free(&p);
     }
     return 0;
 }
@@ -1628,6 +1666,14 @@ s_next_generation(void *handle, uint64_t *out)
     return 0;
 }
 
+static int
+s_fence(void *handle, uint64_t generation)
+{
+    s_pg_t *be = handle;
+    be->fence = generation;
+    return 0;
+}
+
 const broker_store_ops_t broker_store_pg_ops = {
     .name = "postgres",
     .open = s_open,
@@ -1650,4 +1696,5 @@ const broker_store_ops_t broker_store_pg_ops = {
     .load_queues = s_load_queues,
     .next_generation = s_next_generation,
     .probe = s_probe,
+    .fence = s_fence,
 };

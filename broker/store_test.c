@@ -1981,6 +1981,50 @@ t_pg_binary(void **state)
     assert_string_equal(rows, "0|255|0|0|254\n");
 }
 
+/* Fencing (a takeover of the store by another broker of the group): a
+ * store fenced with its generation commits while the generation is its
+ * own; once another broker has counted the next one, every group fails
+ * whole with DV_EFENCED, and nothing of it is stored. An unfenced store is
+ * not affected. */
+static void
+t_pg_fenced(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *old = s_open(fx), *other = s_open(fx);
+    uint64_t g1 = 0, g2 = 0;
+    assert_int_equal(broker_store_next_generation(old, &g1), 0);
+    assert_int_equal(broker_store_fence(old, g1), 0);
+    char a[37], b[37], c[37];
+    s_new_id(a);
+    s_new_id(b);
+    s_new_id(c);
+    broker_jobrec_t ra = s_rec(a), rb = s_rec(b), rc = s_rec(c);
+    s_insert_committed(old, &ra);
+
+    /* The takeover. */
+    assert_int_equal(broker_store_next_generation(other, &g2), 0);
+    assert_true(g2 > g1);
+    assert_int_equal(broker_store_fence(other, g2), 0);
+
+    assert_int_equal(broker_store_begin(old), 0);
+    broker_store_insert(old, &rb);
+    assert_int_equal(broker_store_commit(old), DV_EFENCED);
+    assert_int_equal(
+        s_shell_int(fx, "SELECT count(*) FROM jobs WHERE id = '%s'", b), 0);
+    /* Still fenced the next time. */
+    assert_int_equal(broker_store_begin(old), 0);
+    broker_store_mark_running(old, a, 1, "w", 5);
+    assert_int_equal(broker_store_commit(old), DV_EFENCED);
+    /* The new active broker commits. */
+    s_insert_committed(other, &rc);
+    assert_int_equal(
+        s_shell_int(fx, "SELECT count(*) FROM jobs WHERE id = '%s'", c), 1);
+    assert_string_equal(dv_strerror(DV_EFENCED),
+                        "fenced: another broker took the store over");
+    broker_store_destroy(&old);
+    broker_store_destroy(&other);
+}
+
 /* A write that fails inside a group makes a later read in the same group
  * fail too (the server skips the rest of the pipeline), and the group's
  * commit report the write's error. */
@@ -2253,6 +2297,7 @@ main(int argc, char **argv)
         T(t_pg_schema_refused),
         T(t_pg_connection_lost),
         T(t_pg_binary),
+        T(t_pg_fenced),
         T(t_pg_read_after_failed_write),
         T(t_pg_bad_text),
         T(t_pg_open_race),

@@ -26,6 +26,8 @@ dv_strerror(int err)
         return "input/output error";
     case DV_ENOSPC:
         return "no space left on device";
+    case DV_EFENCED:
+        return "fenced: another broker took the store over";
     }
     return "unknown error";
 }

@@ -18,6 +18,8 @@ typedef enum {
     DV_ETRANSIENT = -6, /* store busy or connection lost: try again */
     DV_EIO = -7,        /* store or file error */
     DV_ENOSPC = -8,     /* the store's disk (or quota) is full */
+    DV_EFENCED = -9,    /* another broker took the store over: this one may
+                         * not write any more */
 } dv_err_t;
 
 /* Short English text for an error code ("truncated message", ...). */

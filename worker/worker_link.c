@@ -362,7 +362,10 @@ decode:;
     }
     case DV_MSG_ERROR: {
         char reason[DV_TEXT_MAX + 1];
-        dv_log(DV_WARN, "worker.broker_error",
+        /* A standby's answer is routine during a takeover (the worker
+         * logs where it goes next). */
+        dv_log(msg->u.error.code == DV_CODE_STANDBY ? DV_DEBUG : DV_WARN,
+               "worker.broker_error",
                DV_STR("code", dv_code_name(msg->u.error.code)),
                DV_STR("reason",
                       dv_str_copy(msg->u.error.reason, reason, sizeof reason)),

@@ -50,7 +50,8 @@
 /* How long ZeroMQ may keep trying to deliver BYE at exit. */
 #define S_LINGER_MS 2000
 /* After a HELLO or heartbeat found no memory: when to try again. */
-#define S_RETRY_MS 100
+#define S_STANDBY_RETRY_MS 250 /* a standby asked again after this */
+#define S_RETRY_MS         100
 /* The http lane and the pool. */
 #define S_LANES 2
 
@@ -249,11 +250,20 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
     case DV_MSG_ERROR:
         if (m->u.error.code == DV_CODE_STANDBY) {
             /* Another broker of the group is active: go and find it. */
-            dv_log(DV_INFO, "worker.standby_broker",
+            bool next = worker_link_welcomed(w->link) ||
+                        worker_link_standby_next(w->link);
+            dv_log(next ? DV_INFO : DV_DEBUG, "worker.standby_broker",
                    DV_STR("endpoint", worker_link_endpoint(w->link)));
-            if (worker_link_welcomed(w->link) ||
-                worker_link_standby_next(w->link))
+            if (next) {
                 s_reconnect(w, "standby broker");
+            } else {
+                /* Every broker of the list was tried: a takeover is under
+                 * way, and this standby may be the next active one. Ask
+                 * it again shortly rather than go round the list again
+                 * (a dead broker costs a whole hello timeout). */
+                w->hello_due = true;
+                w->retry_at = w->mono + S_STANDBY_RETRY_MS;
+            }
         } else if (s_unknown_worker(&m->u.error) &&
                    !worker_link_hello_pending(w->link)) {
             s_hello(w);
