@@ -58,16 +58,16 @@ broker_store_open(const char *url, const broker_store_opts_t *opts, char *err,
     }
 
     /* The backend gets its own part of the URL: the file path for SQLite
-     * (so "sqlite:///var/lib/drover.db" opens "/var/lib/drover.db"); a
-     * PostgreSQL backend will get the whole URL, which libpq understands. */
+     * (so "sqlite:///var/lib/drover.db" opens "/var/lib/drover.db");
+     * PostgreSQL gets the whole URL, which libpq understands. */
     const broker_store_ops_t *ops = NULL;
     const char *arg = NULL;
     size_t scheme_len;
     if ((arg = s_after(url, "sqlite://")) || (arg = s_after(url, "sqlite:")))
         ops = &broker_store_sqlite_ops;
     else if (s_after(url, "postgres://") || s_after(url, "postgresql://")) {
-        dv_err_set(err, err_size, "PostgreSQL store not built in this version");
-        return NULL;
+        ops = &broker_store_pg_ops;
+        arg = url;
     } else if ((scheme_len = s_scheme_len(url)) > 0) {
         dv_err_set(err, err_size,
                    "unknown store URL scheme '%.*s' (expected sqlite:PATH, a "

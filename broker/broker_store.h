@@ -6,9 +6,10 @@
  * transaction (one fsync) for everything that arrived in that iteration, and
  * only after commit() returns 0 does it acknowledge submits to clients.
  *
- * Backends: "sqlite:PATH" (or a bare path) is the embedded default; a
- * PostgreSQL backend ("postgres://...") implements the same vtable. The
- * schema is plain SQL a person can query (docs/operations.md).
+ * Backends: "sqlite:PATH" (or a bare path) is the embedded default;
+ * "postgres://..." or "postgresql://..." (a libpq URL) is PostgreSQL
+ * (store_pg.c). The schema is the same plain SQL on both, which a person
+ * can query (docs/operations.md).
  *
  * Errors: 0 on success; DV_ETRANSIENT when retrying the whole group at once
  * may succeed (busy, connection lost); DV_ENOSPC when the disk is full (the
@@ -250,5 +251,6 @@ typedef struct {
 } broker_store_ops_t;
 
 extern const broker_store_ops_t broker_store_sqlite_ops;
+extern const broker_store_ops_t broker_store_pg_ops;
 
 #endif

@@ -1,9 +1,17 @@
-/* store_test - broker_store against a real SQLite file in a temp directory.
+/* store_test - broker_store against each backend: a real SQLite file in a
+ * temp directory, or a real PostgreSQL server.
+ *
+ * One binary, two runs: `store_test` (or `store_test sqlite`) runs the
+ * suite on SQLite; `store_test pg` starts a PostgreSQL server of its own
+ * once for the whole run (tests/fixtures/pg_server) and runs the same
+ * cases there, each test on a fresh database. Cases about one backend only
+ * (SQLite's file modes, WAL, disk full; PostgreSQL's schema_version table
+ * and lost connections) run in that backend's run.
  *
  * Every test gets its own directory (mkdtemp), removed with its files at the
  * end. What the broker relies on is checked through the interface; what an
  * operator relies on (plain SQL, history rows) through a second, independent
- * sqlite3 connection, as the sqlite3 shell would see it.
+ * connection, as the sqlite3 shell or psql would see it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,8 +19,10 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <signal.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +32,21 @@
 
 #include "broker_store.h"
 #include "broker_test_fx.h"
+#include "dv_err.h"
 #include "dv_id.h"
+#include "pg_server.h"
+
+typedef enum { S_SQLITE, S_PG } s_backend_t;
+
+static s_backend_t s_backend = S_SQLITE; /* this run's */
+static pg_server_t *s_pg;                /* the PostgreSQL run's server */
+static char s_pg_dir[1024];              /* its directory */
+static int s_pg_seq;                     /* databases made so far */
 
 typedef struct {
     char dir[1024];  /* the test's own directory */
-    char path[1100]; /* the store file inside it */
+    char path[1400]; /* the store: a file inside dir, or a PostgreSQL URL */
+    char db[32];     /* PostgreSQL: the test's own database */
 } s_fx_t;
 
 static int
@@ -35,7 +55,16 @@ s_setup(void **state)
     s_fx_t *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
     broker_fx_mkdir(fx->dir, sizeof fx->dir, "store_test");
-    snprintf(fx->path, sizeof fx->path, "%s/drover.db", fx->dir);
+    if (s_backend == S_SQLITE) {
+        snprintf(fx->path, sizeof fx->path, "%s/drover.db", fx->dir);
+    } else {
+        char sql[64], err[512];
+        snprintf(fx->db, sizeof fx->db, "store_test_%d", ++s_pg_seq);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", fx->db);
+        if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0)
+            fail_msg("%s: %s", sql, err);
+        pg_server_url(s_pg, fx->db, fx->path, sizeof fx->path);
+    }
     *state = fx;
     return 0;
 }
@@ -45,8 +74,50 @@ s_teardown(void **state)
 {
     s_fx_t *fx = *state;
     int rc = broker_fx_rmdir(fx->dir);
+    if (s_backend == S_PG) {
+        char sql[96], err[512];
+        snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", fx->db);
+        if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0) {
+            print_error("%s: %s\n", sql, err);
+            rc = -1;
+        }
+    }
     free(fx);
     return rc;
+}
+
+/* The PostgreSQL run's server, for every test of the run. A missing
+ * server fails the run, with what to do about it. */
+static int
+s_pg_group_setup(void **state)
+{
+    broker_fx_mkdir(s_pg_dir, sizeof s_pg_dir, "store_test_pg");
+    char err[1600] = "";
+    s_pg = pg_server_start(s_pg_dir, err, sizeof err);
+    if (!s_pg) {
+        print_error("store_test pg: %s\n", err);
+        broker_fx_rmdir(s_pg_dir);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_pg_group_teardown(void **state)
+{
+    pg_server_stop(&s_pg);
+    return broker_fx_rmdir(s_pg_dir);
+}
+
+/* A write inside a group: SQLite reports a failure at once, PostgreSQL
+ * queues the write in its pipeline and reports it at commit (the
+ * interface allows both). */
+static void
+s_assert_write(int rc, int want)
+{
+    if (s_backend == S_PG && rc == 0)
+        return;
+    assert_int_equal(rc, want);
 }
 
 static broker_store_t *
@@ -265,7 +336,29 @@ s_view_cb(void *arg, const broker_jobview_t *v)
         snprintf(o->owner, sizeof o->owner, "%s", v->owner);
 }
 
-/* ---- a second connection, as an operator's sqlite3 shell ------------- */
+/* ---- a second connection, as an operator's sqlite3 shell or psql ------ */
+
+static PGconn *
+s_psql(const s_fx_t *fx)
+{
+    PGconn *c = PQconnectdb(fx->path);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("connect %s: %s", fx->path, PQerrorMessage(c));
+    return c;
+}
+
+/* Runs sql on a new PostgreSQL connection; the caller clears the result
+ * and finishes *c. */
+static PGresult *
+s_psql_query(const s_fx_t *fx, const char *sql, PGconn **c)
+{
+    *c = s_psql(fx);
+    PGresult *r = PQexec(*c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK &&
+        PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    return r;
+}
 
 static sqlite3 *
 s_shell(const s_fx_t *fx)
@@ -286,6 +379,16 @@ s_shell_int(const s_fx_t *fx, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(sql, sizeof sql, fmt, ap);
     va_end(ap);
+    if (s_backend == S_PG) {
+        PGconn *c;
+        PGresult *r = s_psql_query(fx, sql, &c);
+        int64_t v = -1;
+        if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+            v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        PQfinish(c);
+        return v;
+    }
     sqlite3 *db = s_shell(fx);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -303,6 +406,24 @@ s_shell_int(const s_fx_t *fx, const char *fmt, ...)
 static void
 s_shell_rows(const s_fx_t *fx, const char *sql, char *out, size_t size)
 {
+    if (s_backend == S_PG) {
+        PGconn *c;
+        PGresult *r = s_psql_query(fx, sql, &c);
+        size_t len = 0;
+        out[0] = '\0';
+        for (int row = 0; row < PQntuples(r); row++) {
+            for (int i = 0; i < PQnfields(r); i++) {
+                len += (size_t)snprintf(out + len, size - len, "%s%s",
+                                        i ? "|" : "", PQgetvalue(r, row, i));
+                assert_true(len < size);
+            }
+            len += (size_t)snprintf(out + len, size - len, "\n");
+            assert_true(len < size);
+        }
+        PQclear(r);
+        PQfinish(c);
+        return;
+    }
     sqlite3 *db = s_shell(fx);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -326,6 +447,12 @@ s_shell_rows(const s_fx_t *fx, const char *sql, char *out, size_t size)
 static void
 s_shell_exec(const s_fx_t *fx, const char *sql)
 {
+    if (s_backend == S_PG) {
+        PGconn *c;
+        PQclear(s_psql_query(fx, sql, &c));
+        PQfinish(c);
+        return;
+    }
     sqlite3 *db = s_shell(fx);
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
@@ -358,8 +485,6 @@ t_url_forms(void **state)
     struct {
         const char *url, *want;
     } bad[] = {
-        { "postgres://u@h/db", "PostgreSQL store not built in this version" },
-        { "postgresql://h/db", "PostgreSQL store not built in this version" },
         { "mysql://h/db", "unknown store URL scheme 'mysql'" },
         { "", "store URL is empty" },
         { "sqlite:", "names no file" },
@@ -410,7 +535,8 @@ t_schema_newer(void **state)
     s_fx_t *fx = *state;
     broker_store_t *s = s_open(fx);
     broker_store_destroy(&s);
-    s_shell_exec(fx, "PRAGMA user_version = 4");
+    s_shell_exec(fx, s_backend == S_PG ? "UPDATE schema_version SET version = 4"
+                                       : "PRAGMA user_version = 4");
     char err[512] = "";
     assert_null(broker_store_open(fx->path, NULL, err, sizeof err));
     if (!strstr(err, "schema version 4 is newer"))
@@ -543,6 +669,8 @@ t_sync_modes(void **state)
     char err[256] = "";
     assert_null(broker_store_open(fx->path, &bad, err, sizeof err));
     assert_non_null(strstr(err, "unknown sync mode"));
+    if (s_backend != S_SQLITE)
+        return;
     /* The file a person queries is in WAL mode. */
     char rows[64];
     s_shell_rows(fx, "PRAGMA journal_mode", rows, sizeof rows);
@@ -808,10 +936,10 @@ t_mark_waiting(void **state)
     char rows[256];
     s_shell_rows(fx,
                  "SELECT state, category, retry_after_ms, http_status, "
-                 "exit_code IS NULL, signal IS NULL, worker IS NULL "
-                 "FROM jobs",
+                 "coalesce(exit_code, -1), coalesce(signal, -1), "
+                 "coalesce(worker, '-') FROM jobs",
                  rows, sizeof rows);
-    assert_string_equal(rows, "queued|upstream|2000|502|1|1|1\n");
+    assert_string_equal(rows, "queued|upstream|2000|502|-1|-1|-\n");
 }
 
 static void
@@ -982,7 +1110,7 @@ t_key_per_owner(void **state)
     rd.key = ra.key;
     rd.owner = "alice";
     assert_int_equal(broker_store_begin(s), 0);
-    assert_int_equal(broker_store_insert(s, &rd), DV_EIO);
+    s_assert_write(broker_store_insert(s, &rd), DV_EIO);
     assert_int_equal(broker_store_commit(s), DV_EIO);
     broker_store_destroy(&s);
 }
@@ -1005,10 +1133,10 @@ t_duplicate_key(void **state)
 
     assert_int_equal(broker_store_begin(s), 0);
     assert_int_equal(broker_store_insert(s, &rb), 0);
-    assert_int_equal(broker_store_insert(s, &rc), DV_EIO);
+    s_assert_write(broker_store_insert(s, &rc), DV_EIO);
     /* The group is poisoned: nothing more goes in, commit fails. */
-    assert_int_equal(broker_store_insert(s, &rd), DV_EIO);
-    assert_int_equal(broker_store_mark_running(s, a, 1, "w", 1), DV_EIO);
+    s_assert_write(broker_store_insert(s, &rd), DV_EIO);
+    s_assert_write(broker_store_mark_running(s, a, 1, "w", 1), DV_EIO);
     assert_int_equal(broker_store_commit(s), DV_EIO);
     assert_false(broker_store_in_group(s));
 
@@ -1028,11 +1156,11 @@ t_duplicate_key(void **state)
     re.key = rf.key = "twice";
     assert_int_equal(broker_store_begin(s), 0);
     assert_int_equal(broker_store_insert(s, &re), 0);
-    assert_int_equal(broker_store_insert(s, &rf), DV_EIO);
+    s_assert_write(broker_store_insert(s, &rf), DV_EIO);
     assert_int_equal(broker_store_commit(s), DV_EIO);
     assert_int_equal(broker_store_begin(s), 0);
     assert_int_equal(broker_store_insert(s, &rd), 0);
-    assert_int_equal(broker_store_insert(s, &rd), DV_EIO);
+    s_assert_write(broker_store_insert(s, &rd), DV_EIO);
     assert_int_equal(broker_store_commit(s), DV_EIO);
     assert_int_equal(broker_store_get(s, e, s_view_cb, &v), 0);
     assert_int_equal(broker_store_get(s, d, s_view_cb, &v), 0);
@@ -1300,34 +1428,628 @@ t_memory_store(void **state)
     broker_store_destroy(&s);
 }
 
-int
-main(void)
+/* ---- queue settings, lists, loads, generations, probes --------------- */
+
+typedef struct {
+    int n;
+    char names[4][32];
+    bool paused[4];
+    double rate[4];
+    int max_running[4];
+} s_queues_t;
+
+static int
+s_collect_queue(void *arg, const broker_queue_settings_t *q)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, s_setup, s_teardown)
-    const struct CMUnitTest tests[] = {
-        T(t_url_forms),
-        T(t_open_missing_dir),
-        T(t_open_not_a_database),
-        T(t_schema_newer),
-        T(t_schema_v1_migrated),
-        T(t_sync_modes),
-        T(t_roundtrip),
-        T(t_rollback),
-        T(t_group_10k),
-        T(t_replay_stops),
-        T(t_mark_running_reopen),
-        T(t_mark_waiting),
-        T(t_mark_finished),
-        T(t_find_key),
-        T(t_key_per_owner),
-        T(t_duplicate_key),
-        T(t_expire),
-        T(t_retry_finished_job),
-        T(t_attempts_history),
-        T(t_disk_full_at_commit),
-        T(t_disk_full_mid_group),
-        T(t_memory_store),
+    s_queues_t *o = arg;
+    assert_true(o->n < 4);
+    snprintf(o->names[o->n], sizeof o->names[o->n], "%s", q->name);
+    o->paused[o->n] = q->paused;
+    o->rate[o->n] = q->rate;
+    o->max_running[o->n] = q->max_running;
+    o->n++;
+    return 0;
+}
+
+static void
+t_queue_settings(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    broker_queue_settings_t llm = { "llm", false, 5.5, 20 };
+    broker_queue_settings_t images = { "images", true, 0, 0 };
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_set_queue(s, &llm), 0);
+    assert_int_equal(broker_store_set_queue(s, &images), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    /* Set again: replaced, not added. */
+    llm.rate = 0.25;
+    llm.paused = true;
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_set_queue(s, &llm), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    broker_store_destroy(&s);
+
+    s = s_open(fx);
+    s_queues_t q = { 0 };
+    assert_int_equal(broker_store_load_queues(s, s_collect_queue, &q), 0);
+    assert_int_equal(q.n, 2);
+    int l = strcmp(q.names[0], "llm") == 0 ? 0 : 1;
+    assert_string_equal(q.names[l], "llm");
+    assert_true(q.paused[l]);
+    assert_true(q.rate[l] == 0.25);
+    assert_int_equal(q.max_running[l], 20);
+    assert_string_equal(q.names[1 - l], "images");
+    assert_true(q.paused[1 - l]);
+    assert_true(q.rate[1 - l] == 0);
+    broker_store_destroy(&s);
+}
+
+typedef struct {
+    int n;
+    char ids[8][37];
+} s_ids_t;
+
+static int
+s_collect_id(void *arg, const char *id)
+{
+    s_ids_t *o = arg;
+    assert_true(o->n < 8);
+    snprintf(o->ids[o->n++], 37, "%s", id);
+    return 0;
+}
+
+static int
+s_load_copy(void *arg, const broker_jobrec_t *r)
+{
+    return s_collect(arg, r);
+}
+
+static void
+t_list_and_load(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char ids[5][37];
+    dv_failure_t f = s_failure(DV_CAT_HANDLER, "no");
+    assert_int_equal(broker_store_begin(s), 0);
+    for (int i = 0; i < 5; i++) {
+        s_new_id(ids[i]);
+        broker_jobrec_t r = s_rec(ids[i]);
+        r.queue = i == 4 ? "other" : "default";
+        assert_int_equal(broker_store_insert(s, &r), 0);
+        if (i != 2) /* ids[2] stays queued */
+            assert_int_equal(broker_store_mark_finished(
+                                 s, ids[i],
+                                 i == 3 ? DV_STATE_CANCELLED : DV_STATE_DEAD, 1,
+                                 NULL, 0, &f, 1000 + i),
+                             0);
+    }
+    assert_int_equal(broker_store_commit(s), 0);
+
+    /* Dead jobs of one queue, oldest first, up to the limit. */
+    s_ids_t o = { 0 };
+    assert_int_equal(
+        broker_store_list(s, "default", DV_STATE_DEAD, 10, s_collect_id, &o),
+        2);
+    assert_string_equal(o.ids[0], ids[0]);
+    assert_string_equal(o.ids[1], ids[1]);
+    memset(&o, 0, sizeof o);
+    assert_int_equal(
+        broker_store_list(s, "default", DV_STATE_DEAD, 1, s_collect_id, &o), 1);
+    memset(&o, 0, sizeof o);
+    assert_int_equal(broker_store_list(s, "default", DV_STATE_CANCELLED, 10,
+                                       s_collect_id, &o),
+                     1);
+    assert_string_equal(o.ids[0], ids[3]);
+    assert_int_equal(
+        broker_store_list(s, "nowhere", DV_STATE_DEAD, 10, s_collect_id, &o),
+        0);
+
+    /* load gives the full record, finished or not. */
+    s_copies_t c = { 0 };
+    assert_int_equal(broker_store_load(s, ids[1], s_load_copy, &c), 1);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.items[0].rec.id, ids[1]);
+    assert_int_equal(c.items[0].rec.state, DV_STATE_DEAD);
+    assert_int_equal(c.items[0].rec.max_attempts, 5);
+    assert_int_equal(broker_store_load(s, ids[2], s_load_copy, &c), 1);
+    assert_int_equal(c.items[1].rec.state, DV_STATE_QUEUED);
+    assert_int_equal(broker_store_load(s, "no-such-job", s_load_copy, &c), 0);
+    s_copies_free(&c);
+    int calls = 0;
+    assert_int_equal(broker_store_load(s, ids[0], s_stop_after_one, &calls),
+                     42);
+    broker_store_destroy(&s);
+}
+
+static void
+t_generation_and_probe(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    uint64_t g = 0;
+    assert_int_equal(broker_store_next_generation(s, &g), 0);
+    assert_int_equal(g, 1);
+    assert_int_equal(broker_store_next_generation(s, &g), 0);
+    assert_int_equal(g, 2);
+    broker_store_destroy(&s);
+    s = s_open(fx);
+    assert_int_equal(broker_store_next_generation(s, &g), 0);
+    assert_int_equal(g, 3);
+
+    /* A probe writes, and changes no job. */
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    s_insert_committed(s, &r);
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_probe(s), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    s_assert_rec(&r, &c.items[0].rec);
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+    assert_int_equal(s_shell_int(fx, "SELECT value FROM meta "
+                                     "WHERE name = 'generation'"),
+                     3);
+}
+
+/* ---- PostgreSQL only -------------------------------------------------- */
+
+static void
+t_pg_url_forms(void **state)
+{
+    s_fx_t *fx = *state;
+    char url[1500], err[1024];
+    /* postgresql://... as the fixture gives it, and postgres://... */
+    const char *rest = strstr(fx->path, "://");
+    assert_non_null(rest);
+    const char *forms[] = { "postgresql%s", "postgres%s", "PostgreSQL%s" };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        snprintf(url, sizeof url, forms[i], rest);
+        err[0] = '\0';
+        broker_store_t *s = broker_store_open(url, NULL, err, sizeof err);
+        if (!s)
+            fail_msg("%s: %s", url, err);
+        assert_string_equal(broker_store_backend(s), "postgres");
+        broker_store_destroy(&s);
+    }
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 3);
+
+    /* Nothing listens there: a clear error, and never the password. */
+    const char *bad[] = {
+        "postgresql://drover:s3cret-pw@127.0.0.1:1/drover",
+        "postgres:///drover?host=/nonexistent&port=1&password=s3cret-pw",
     };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        assert_null(broker_store_open(bad[i], NULL, err, sizeof err));
+        if (!strstr(err, "cannot connect") || strstr(err, "s3cret-pw") ||
+            !strstr(err, "***"))
+            fail_msg("'%s': got '%s'", bad[i], err);
+    }
+    broker_store_opts_t opts = { (broker_sync_t)7 };
+    assert_null(broker_store_open(fx->path, &opts, err, sizeof err));
+    assert_non_null(strstr(err, "unknown sync mode"));
+}
+
+/* The tables of schema version 1 as they would be in PostgreSQL: no
+ * jobs.owner, idempotency keys unique across owners, no meta table. */
+static const char s_pg_schema_v1[] =
+    "CREATE TABLE jobs (id TEXT PRIMARY KEY, queue TEXT NOT NULL, "
+    "type TEXT NOT NULL, state TEXT NOT NULL, priority INTEGER NOT NULL, "
+    "payload BYTEA, key TEXT, batch TEXT, trace TEXT, "
+    "created_at BIGINT NOT NULL, run_at BIGINT NOT NULL, "
+    "attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, "
+    "timeout_ms BIGINT NOT NULL, backoff_base_ms BIGINT, "
+    "backoff_factor DOUBLE PRECISION, backoff_cap_ms BIGINT, "
+    "backoff_jitter INTEGER, result_ttl_ms BIGINT NOT NULL, worker TEXT, "
+    "started_at BIGINT, finished_at BIGINT, expires_at BIGINT, "
+    "result BYTEA, category TEXT, error TEXT, retry_after_ms BIGINT, "
+    "exit_code INTEGER, signal INTEGER, http_status INTEGER);"
+    "CREATE UNIQUE INDEX jobs_key ON jobs(key) WHERE key IS NOT NULL;"
+    "CREATE INDEX jobs_live ON jobs(id) WHERE finished_at IS NULL;"
+    "CREATE TABLE attempts (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
+    "worker TEXT, started_at BIGINT, finished_at BIGINT, "
+    "outcome TEXT NOT NULL, category TEXT, message TEXT, retryable INTEGER, "
+    "retry_after_ms BIGINT, exit_code INTEGER, signal INTEGER, "
+    "http_status INTEGER, key_id TEXT, PRIMARY KEY (job_id, attempt));"
+    "CREATE TABLE queues (name TEXT PRIMARY KEY, "
+    "paused INTEGER NOT NULL DEFAULT 0, "
+    "rate DOUBLE PRECISION NOT NULL DEFAULT 0, "
+    "max_running INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+    "INSERT INTO schema_version VALUES (1);";
+
+static void
+t_pg_schema_v1_migrated(void **state)
+{
+    s_fx_t *fx = *state;
+    s_shell_exec(fx, s_pg_schema_v1);
+    char live[37], sql[1024];
+    s_new_id(live);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO jobs (id, queue, type, state, priority, created_at, "
+             "run_at, attempt, max_attempts, timeout_ms, result_ttl_ms, key) "
+             "VALUES ('%s', 'default', 'noop', 'queued', 5, 1, 1, 0, 5, 0, "
+             "1000, 'k1')",
+             live);
+    s_shell_exec(fx, sql);
+
+    broker_store_t *s = s_open(fx);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 3);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM pg_indexes "
+                                     "WHERE indexname = 'jobs_key'"),
+                     0);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM pg_indexes "
+                                     "WHERE indexname IN ('jobs_owner_key', "
+                                     "'jobs_expires', 'jobs_batch', "
+                                     "'jobs_queue_state')"),
+                     4);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM jobs "
+                                     "WHERE owner IS NULL"),
+                     1);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.items[0].rec.id, live);
+    assert_null(c.items[0].rec.owner);
+    s_copies_free(&c);
+    /* Keys are per owner now: alice may use k1 as well. */
+    char mine[37], found[37];
+    s_new_id(mine);
+    broker_jobrec_t r = s_rec(mine);
+    r.owner = "alice";
+    r.key = "k1";
+    s_insert_committed(s, &r);
+    assert_int_equal(broker_store_find_key(s, "alice", "k1", found), 1);
+    assert_string_equal(found, mine);
+    assert_int_equal(broker_store_find_key(s, NULL, "k1", found), 1);
+    assert_string_equal(found, live);
+    uint64_t g;
+    assert_int_equal(broker_store_next_generation(s, &g), 0);
+    assert_int_equal(g, 1);
+    broker_store_destroy(&s);
+
+    /* Opened again: already version 3, nothing to migrate. */
+    s = s_open(fx);
+    s_replay(s, &c);
+    assert_int_equal(c.n, 2);
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+}
+
+static void
+t_pg_schema_refused(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    broker_store_destroy(&s);
+    const struct {
+        const char *sql, *want;
+    } cases[] = {
+        { "UPDATE schema_version SET version = 0", "holds no valid version" },
+        { "DELETE FROM schema_version", "holds no valid version" },
+        { "INSERT INTO schema_version VALUES (3), (3)",
+          "holds no valid version" },
+        { "INSERT INTO schema_version VALUES (17)",
+          "postgres store: schema version 17 is newer than this drover "
+          "understands (3)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        s_shell_exec(fx, cases[i].sql);
+        char err[1024] = "";
+        assert_null(broker_store_open(fx->path, NULL, err, sizeof err));
+        if (!strstr(err, cases[i].want))
+            fail_msg("after '%s': got '%s'", cases[i].sql, err);
+        /* Refused, nothing changed. */
+        s_shell_exec(fx, "DELETE FROM schema_version");
+    }
+    s_shell_exec(fx, "INSERT INTO schema_version VALUES (3)");
+    s = s_open(fx);
+    broker_store_destroy(&s);
+}
+
+/* Ends every other session on the test's database, as a failover or an
+ * administrator would. */
+static void
+s_pg_terminate(const s_fx_t *fx)
+{
+    char rows[64];
+    s_shell_rows(fx,
+                 "SELECT count(pg_terminate_backend(pid)) > 0 "
+                 "FROM pg_stat_activity WHERE datname = current_database() "
+                 "AND pid <> pg_backend_pid()",
+                 rows, sizeof rows);
+    assert_string_equal(rows, "t\n");
+}
+
+static void
+t_pg_connection_lost(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char a[37], b[37], c[37], d[37];
+    s_new_id(a);
+    s_new_id(b);
+    s_new_id(c);
+    s_new_id(d);
+    broker_jobrec_t ra = s_rec(a), rb = s_rec(b), rc = s_rec(c), rd = s_rec(d);
+    s_insert_committed(s, &ra);
+
+    /* Lost between groups: the group in flight fails as transient... */
+    s_pg_terminate(fx);
+    int brc = broker_store_begin(s);
+    if (brc == 0) {
+        s_assert_write(broker_store_insert(s, &rb), DV_ETRANSIENT);
+        assert_int_equal(broker_store_commit(s), DV_ETRANSIENT);
+    } else {
+        assert_int_equal(brc, DV_ETRANSIENT);
+    }
+    /* ...and the next one reconnects and goes through. */
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &rb), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+
+    /* Lost before a read: transient, then the next read reconnects. */
+    s_pg_terminate(fx);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, a, s_view_cb, &v), DV_ETRANSIENT);
+    assert_int_equal(broker_store_get(s, a, s_view_cb, &v), 1);
+
+    /* Lost in the middle of a group: the reads and the commit fail. */
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &rc), 0);
+    s_pg_terminate(fx);
+    s_assert_write(broker_store_insert(s, &rd), DV_ETRANSIENT);
+    char found[37];
+    assert_int_equal(broker_store_find_key(s, NULL, "none", found),
+                     DV_ETRANSIENT);
+    assert_int_equal(broker_store_commit(s), DV_ETRANSIENT);
+    assert_false(broker_store_in_group(s));
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &rd), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+
+    /* What was acknowledged is there; what failed is not. */
+    s_copies_t cp = { 0 };
+    s_replay(s, &cp);
+    assert_int_equal(cp.n, 3);
+    assert_string_equal(cp.items[0].rec.id, a);
+    assert_string_equal(cp.items[1].rec.id, b);
+    assert_string_equal(cp.items[2].rec.id, d);
+    s_copies_free(&cp);
+    broker_store_destroy(&s);
+}
+
+typedef struct {
+    size_t len;
+    unsigned char bytes[1024];
+} s_bytes_t;
+
+static void
+s_result_cb(void *arg, const broker_jobview_t *v)
+{
+    s_bytes_t *o = arg;
+    assert_true(v->result_len <= sizeof o->bytes);
+    o->len = v->result_len;
+    memcpy(o->bytes, v->result, v->result_len);
+}
+
+/* Payloads and results are bytes, NULs included, both ways. */
+static void
+t_pg_binary(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    unsigned char payload[512], result[260];
+    for (size_t i = 0; i < sizeof payload; i++)
+        payload[i] = (unsigned char)(i % 256); /* starts with a NUL */
+    for (size_t i = 0; i < sizeof result; i++)
+        result[i] = (unsigned char)(i % 3 == 0 ? 0 : 255 - i % 256);
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    r.payload = payload;
+    r.payload_len = sizeof payload;
+    s_insert_committed(s, &r);
+
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    s_assert_rec(&r, &c.items[0].rec);
+    s_copies_free(&c);
+    assert_int_equal(broker_store_load(s, id, s_load_copy, &c), 1);
+    s_assert_rec(&r, &c.items[0].rec);
+    s_copies_free(&c);
+
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_finished(s, id, DV_STATE_SUCCEEDED, 1,
+                                                result, sizeof result, NULL,
+                                                1000),
+                     0);
+    /* Read back inside the group, then after it. */
+    for (int pass = 0; pass < 2; pass++) {
+        s_bytes_t got = { 0 };
+        assert_int_equal(broker_store_get(s, id, s_result_cb, &got), 1);
+        assert_int_equal(got.len, sizeof result);
+        assert_memory_equal(got.bytes, result, sizeof result);
+        if (pass == 0)
+            assert_int_equal(broker_store_commit(s), 0);
+    }
+    broker_store_destroy(&s);
+    assert_int_equal(s_shell_int(fx,
+                                 "SELECT octet_length(payload) FROM jobs "
+                                 "WHERE id = '%s'",
+                                 id),
+                     sizeof payload);
+    assert_int_equal(s_shell_int(fx,
+                                 "SELECT octet_length(result) FROM jobs "
+                                 "WHERE id = '%s'",
+                                 id),
+                     sizeof result);
+    /* The bytes as stored: PostgreSQL's own digest of them. */
+    char rows[128], sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT get_byte(payload, 0), get_byte(payload, 255), "
+             "get_byte(payload, 256), get_byte(result, 0), "
+             "get_byte(result, 1) FROM jobs WHERE id = '%s'",
+             id);
+    s_shell_rows(fx, sql, rows, sizeof rows);
+    assert_string_equal(rows, "0|255|0|0|254\n");
+}
+
+/* A write that fails inside a group makes a later read in the same group
+ * fail too (the server skips the rest of the pipeline), and the group's
+ * commit report the write's error. */
+static void
+t_pg_read_after_failed_write(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char a[37], b[37], found[37];
+    s_new_id(a);
+    s_new_id(b);
+    broker_jobrec_t ra = s_rec(a), rb = s_rec(b);
+    ra.key = rb.key = "same";
+    s_insert_committed(s, &ra);
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &rb), 0);
+    assert_int_equal(broker_store_find_key(s, NULL, "same", found), DV_EIO);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, a, s_view_cb, &v), DV_EIO);
+    assert_int_equal(broker_store_commit(s), DV_EIO);
+    /* The connection is usable again at once. */
+    assert_int_equal(broker_store_find_key(s, NULL, "same", found), 1);
+    assert_string_equal(found, a);
+    assert_int_equal(broker_store_begin(s), 0);
+    rb.key = "other";
+    assert_int_equal(broker_store_insert(s, &rb), 0);
+    assert_int_equal(broker_store_find_key(s, NULL, "other", found), 1);
+    assert_string_equal(found, b);
+    assert_int_equal(broker_store_get(s, b, s_view_cb, &v), 1);
+    assert_int_equal(broker_store_rollback(s), 0);
+    assert_int_equal(broker_store_get(s, b, s_view_cb, &v), 0);
+    broker_store_destroy(&s);
+}
+
+/* Failure texts are bytes from a handler: invalid UTF-8 or a NUL must not
+ * fail the group (PostgreSQL refuses such text); each bad byte is stored
+ * as U+FFFD. */
+static void
+t_pg_bad_text(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    s_insert_committed(s, &r);
+    static const char msg[] = "bad \xff\xfe byte, NUL \0 here, ok \xc3\xa9";
+    dv_failure_t f = s_failure(DV_CAT_HANDLER, "");
+    f.message = (dv_str_t){ msg, sizeof msg - 1 };
+    f.key_id = (dv_str_t){ "k\xc0", 2 };
+    broker_attempt_t a = { id, 1, "w\xe2\x82", 1, 2, DV_STATE_FAILED, &f };
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_add_attempt(s, &a), 0);
+    assert_int_equal(
+        broker_store_mark_finished(s, id, DV_STATE_DEAD, 1, NULL, 0, &f, 5), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, id, s_view_cb, &v), 1);
+    assert_string_equal(v.error, "bad \xef\xbf\xbd\xef\xbf\xbd byte, NUL "
+                                 "\xef\xbf\xbd here, ok \xc3\xa9");
+    broker_store_destroy(&s);
+    char rows[256];
+    s_shell_rows(fx, "SELECT worker, key_id FROM attempts", rows, sizeof rows);
+    assert_string_equal(rows, "w\xef\xbf\xbd\xef\xbf\xbd|k\xef\xbf\xbd\n");
+}
+
+typedef struct {
+    const char *url;
+    int ok;
+    char err[512];
+} s_opener_t;
+
+static void *
+s_open_thread(void *arg)
+{
+    s_opener_t *o = arg;
+    broker_store_t *s = broker_store_open(o->url, NULL, o->err, sizeof o->err);
+    o->ok = s != NULL;
+    broker_store_destroy(&s);
+    return NULL;
+}
+
+/* Brokers that start at once on an empty database (a broker and its
+ * standby, the writer's and the loop's connections) all open it: the
+ * schema is made once, under the advisory lock. */
+static void
+t_pg_open_race(void **state)
+{
+    s_fx_t *fx = *state;
+    enum { N = 6 };
+    pthread_t th[N];
+    s_opener_t o[N];
+    for (int i = 0; i < N; i++) {
+        o[i] = (s_opener_t){ .url = fx->path };
+        assert_int_equal(pthread_create(&th[i], NULL, s_open_thread, &o[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (!o[i].ok)
+            fail_msg("opener %d: %s", i, o[i].err);
+    }
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM schema_version"), 1);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 3);
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *backend = argc > 1 ? argv[1] : getenv("DROVER_STORE_BACKEND");
+    if (backend &&
+        (strcmp(backend, "pg") == 0 || strcmp(backend, "postgres") == 0))
+        s_backend = S_PG;
+    else if (backend && *backend && strcmp(backend, "sqlite") != 0) {
+        fprintf(stderr, "usage: store_test [sqlite|pg]\n");
+        return 2;
+    }
+#define T(f) cmocka_unit_test_setup_teardown(f, s_setup, s_teardown)
+/* The cases every backend must pass. */
+#define S_COMMON_TESTS                                                         \
+    T(t_schema_newer), T(t_sync_modes), T(t_roundtrip), T(t_rollback),         \
+        T(t_group_10k), T(t_replay_stops), T(t_mark_running_reopen),           \
+        T(t_mark_waiting), T(t_mark_finished), T(t_find_key),                  \
+        T(t_key_per_owner), T(t_duplicate_key), T(t_expire),                   \
+        T(t_retry_finished_job), T(t_attempts_history), T(t_queue_settings),   \
+        T(t_list_and_load), T(t_generation_and_probe)
+    const struct CMUnitTest sqlite_tests[] = {
+        S_COMMON_TESTS,           T(t_url_forms),
+        T(t_open_missing_dir),    T(t_open_not_a_database),
+        T(t_schema_v1_migrated),  T(t_disk_full_at_commit),
+        T(t_disk_full_mid_group), T(t_memory_store),
+    };
+    const struct CMUnitTest pg_tests[] = {
+        S_COMMON_TESTS,
+        T(t_pg_url_forms),
+        T(t_pg_schema_v1_migrated),
+        T(t_pg_schema_refused),
+        T(t_pg_connection_lost),
+        T(t_pg_binary),
+        T(t_pg_read_after_failed_write),
+        T(t_pg_bad_text),
+        T(t_pg_open_race),
+    };
+#undef S_COMMON_TESTS
 #undef T
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    if (s_backend == S_PG)
+        return cmocka_run_group_tests_name("store (postgres)", pg_tests,
+                                           s_pg_group_setup,
+                                           s_pg_group_teardown);
+    return cmocka_run_group_tests_name("store (sqlite)", sqlite_tests, NULL,
+                                       NULL);
 }

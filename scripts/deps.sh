@@ -13,6 +13,7 @@ packages=(
   prometheus  # promtool: test_collector checks /metrics with it
   tmux        # test_collector runs `drover top` in a real terminal
   openssl     # test_collector_auth makes a test certificate with it
+  postgresql  # the server store_test pg starts of its own (initdb, pg_ctl)
 )
 missing=()
 for p in "${packages[@]}"; do
