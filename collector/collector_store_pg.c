@@ -568,21 +568,24 @@ s_ensure(collector_store_be_t *self)
 static int
 s_schema_setup(collector_store_be_t *self, char *err, size_t size)
 {
-    if (s_exec(self,
-               "BEGIN;\nSELECT pg_advisory_xact_lock(" S_SCHEMA_LOCK ");\n"
-               "CREATE SCHEMA IF NOT EXISTS collector",
+    if (s_exec(self, "BEGIN;\nSELECT pg_advisory_xact_lock(" S_SCHEMA_LOCK ")",
                err, size) != 0)
         goto fail;
-    PGresult *r = PQexec(self->conn, "SELECT to_regclass("
-                                     "'collector.schema_version') IS NOT NULL");
-    bool has = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-               strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    /* CREATE SCHEMA only when it is missing: even with IF NOT EXISTS it
+     * needs CREATE on the database, which a running collector should not. */
+    PGresult *r = PQexec(self->conn,
+                         "SELECT to_regnamespace('collector') IS NOT NULL, "
+                         "to_regclass('collector.schema_version') IS NOT NULL");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         s_scrub(self, PQresultErrorMessage(r), err, size);
         PQclear(r);
         goto fail;
     }
+    bool has_schema = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    bool has = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
     PQclear(r);
+    if (!has_schema && s_exec(self, "CREATE SCHEMA collector", err, size) != 0)
+        goto fail;
     long version = 0;
     if (has) {
         r = PQexec(self->conn, "SELECT version FROM collector.schema_version");

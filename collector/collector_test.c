@@ -846,6 +846,24 @@ t_pg_schema(void **state)
     assert_int_equal(json_array_size(jobs), 1);
     json_decref(jobs);
     collector_store_close(&st);
+    /* A user with rights on the collector's tables only, not CREATE on
+     * the database, runs a collector on the schema made before. */
+    if (pg_server_exec(s_pg, s_db,
+                       "CREATE ROLE collector_rw LOGIN;\n"
+                       "GRANT USAGE ON SCHEMA collector TO collector_rw;\n"
+                       "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES "
+                       "IN SCHEMA collector TO collector_rw",
+                       err, sizeof err) != 0)
+        fail_msg("%s", err);
+    char rw_url[600];
+    snprintf(rw_url, sizeof rw_url, "%s&user=collector_rw", url);
+    st = collector_store_open(rw_url);
+    assert_non_null(st);
+    s_record(st, s_ev("job.submitted", JOB_B, "q", "t"));
+    assert_int_equal(collector_store_commit(st), 0);
+    /* Two jobs and their two events. */
+    assert_int_equal(collector_store_expire(st, INT64_MAX, 10), 4);
+    collector_store_close(&st);
     if (pg_server_exec(s_pg, s_db,
                        "UPDATE collector.schema_version SET version = 99", err,
                        sizeof err) != 0)
