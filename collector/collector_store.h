@@ -63,7 +63,8 @@ const char *collector_store_backend(const collector_store_t *self);
  * time since the attempt started), 0 if unknown. Events of kinds that carry
  * no history (worker.heartbeat, job.progress) update state tables only.
  * Returns 0, or -1 when the write failed (logged once per group; the group
- * is then rolled back at commit). */
+ * is then rolled back at commit). On PostgreSQL a write is queued, not
+ * waited for: a failure the server reports shows at commit. */
 int collector_store_event(collector_store_t *self, const char *broker,
                           const dv_event_t *ev, int64_t run_ms);
 

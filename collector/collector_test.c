@@ -991,6 +991,16 @@ t_pg_same_json(void **state)
     }
     assert_int_equal(collector_store_broker_save(lite, BROKER, INST, 9), 0);
     assert_int_equal(collector_store_broker_save(pg, BROKER, INST, 9), 0);
+    /* Reads inside the open group see its writes (PostgreSQL: queued
+     * behind them in the pipeline). */
+    collector_jobs_filter_t open_f = { .limit = 10 };
+    s_assert_same("jobs in the open group", collector_store_jobs(lite, &open_f),
+                  collector_store_jobs(pg, &open_f));
+    char in[64];
+    uint64_t in_seq = 0;
+    assert_int_equal(
+        collector_store_broker_load(pg, BROKER, in, sizeof in, &in_seq), 1);
+    assert_int_equal(in_seq, 9);
     assert_int_equal(collector_store_commit(lite), 0);
     assert_int_equal(collector_store_commit(pg), 0);
 
