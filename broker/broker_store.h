@@ -101,6 +101,13 @@ broker_store_t *broker_store_open(const char *url,
                                   const broker_store_opts_t *opts, char *err,
                                   size_t err_size);
 
+/* Writes url into out (size bytes, always NUL-terminated, cut if it does
+ * not fit) with its password masked as "***", wherever a URL can carry
+ * one (scheme://user:PASSWORD@host, a password= parameter): the form for
+ * log lines and error texts. A URL without a password is copied as is.
+ * Returns out. Errors from broker_store_open() are already masked. */
+char *broker_store_redact_url(const char *url, char *out, size_t size);
+
 /* Closes the store; NULL-safe; sets *self_p to NULL. Uncommitted writes are
  * rolled back. */
 void broker_store_destroy(broker_store_t **self_p);

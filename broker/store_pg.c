@@ -28,8 +28,10 @@
  * A lost connection: the call that finds it returns DV_ETRANSIENT (and a
  * group in flight fails with it at commit()); the next begin() or read
  * connects again, once, with a bounded connect timeout, and prepares the
- * statements again. The store never sleeps: the broker retries with its own
- * backoff.
+ * statements again; after a failed try, calls within the next second
+ * return DV_ETRANSIENT without trying. The store never sleeps: the broker
+ * retries with its own backoff. Reads are synchronous round trips: on the
+ * broker's loop thread each costs one round trip to the server.
  *
  * Payloads and results are BYTEA sent as binary parameters and read as
  * binary results, so NUL bytes and high bits pass untouched and nothing is
@@ -46,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define S_SCHEMA_VERSION 3
 #define S_STR_(x)        #x
@@ -56,6 +59,7 @@
 #define S_MAX_PARAMS       21
 #define S_CONNECT_TIMEOUT  "5" /* seconds, per (re)connect */
 #define S_APPLICATION_NAME "drover"
+#define S_RETRY_MS         1000 /* between reconnect tries after a failure */
 
 /* Names as stored; must match dv_state_name() and dv_category_name() (and
  * store_sqlite.c). */
@@ -308,6 +312,8 @@ typedef struct {
     char *password;       /* the URL's password, to scrub messages; or NULL */
     broker_sync_t sync;   /* applied to every new connection */
     bool in_group;        /* between begin and commit/rollback */
+    bool broken;          /* the server ended the session: reconnect */
+    int64_t failed_at_ms; /* monotonic time of the last failed reconnect */
     int group_err;        /* first failure in this group, or 0 */
     s_pending_t *pending; /* statements queued, results not read yet */
     size_t npending, cap_pending;
@@ -589,8 +595,9 @@ s_scrub(const s_pg_t *be, const char *s, char *out, size_t out_size)
         out[--o] = '\0';
 }
 
-/* Finds the URL's password with libpq's own parser, and makes the masked
- * copy of the URL. */
+/* Finds the URL's password with libpq's own parser (to scrub it from
+ * server messages, decoded as libpq sends it), and makes the masked copy
+ * of the URL. */
 static int
 s_parse_url(s_pg_t *be)
 {
@@ -603,11 +610,11 @@ s_parse_url(s_pg_t *be)
                 be->password = strdup(o->val);
         PQconninfoFree(opts);
     }
-    size_t n = strlen(be->url) + 4;
+    size_t n = 2 * strlen(be->url) + 8; /* room for any masking */
     be->safe_url = malloc(n);
     if (!be->safe_url)
         return -1;
-    s_scrub(be, be->url, be->safe_url, n);
+    broker_store_redact_url(be->url, be->safe_url, n);
     return 0;
 }
 
@@ -654,12 +661,25 @@ s_fail(s_pg_t *be, const char *op, const char *id, const PGresult *r)
            DV_STR("job", id && *id ? id : NULL), DV_STR("error", clean),
            DV_STR("sqlstate", state), DV_STR("url", be->safe_url));
     snprintf(be->logged_state, sizeof be->logged_state, "%s", key);
+    /* The server ends the session after these (terminated, shutting down,
+     * a connection failure), whether or not libpq noticed yet. */
+    if (state &&
+        (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0))
+        be->broken = true;
     if (be->in_group && !be->group_err)
         be->group_err = code;
     return code;
 }
 
 /* ---- connection ------------------------------------------------------- */
+
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void
 s_notice(void *arg, const char *message)
@@ -752,9 +772,16 @@ s_connect(s_pg_t *be, char *err, size_t err_size)
 static int
 s_ensure(s_pg_t *be, const char *op)
 {
-    if (be->conn && PQstatus(be->conn) == CONNECTION_OK)
+    if (be->conn && !be->broken && PQstatus(be->conn) == CONNECTION_OK)
         return 0;
     s_disconnect(be);
+    be->broken = false;
+    /* A server that is down makes each try wait up to the connect
+     * timeout; the loop thread's reads must not pay that on every call,
+     * so after a failed try the next is at least S_RETRY_MS away. */
+    int64_t now = s_mono_ms();
+    if (be->failed_at_ms && now - be->failed_at_ms < S_RETRY_MS)
+        return DV_ETRANSIENT;
     char err[512];
     if (s_connect(be, err, sizeof err) != 0 ||
         s_session(be, err, sizeof err) != 0) {
@@ -764,8 +791,10 @@ s_ensure(s_pg_t *be, const char *op)
                DV_STR("url", be->safe_url));
         snprintf(be->logged_state, sizeof be->logged_state, "conn");
         s_disconnect(be);
+        be->failed_at_ms = s_mono_ms();
         return DV_ETRANSIENT;
     }
+    be->failed_at_ms = 0;
     dv_log(DV_INFO, "store.pg_reconnected", DV_STR("url", be->safe_url));
     return 0;
 }
@@ -1032,6 +1061,10 @@ s_leave_pipeline(s_pg_t *be)
 {
     if (!be->conn)
         return;
+    if (be->broken) {
+        s_disconnect(be);
+        return;
+    }
     if (PQpipelineStatus(be->conn) != PQ_PIPELINE_OFF &&
         !PQexitPipelineMode(be->conn)) {
         dv_log(DV_WARN, "store.pg_pipeline_reset", DV_STR("url", be->safe_url));
@@ -1147,9 +1180,11 @@ static int
 s_rollback(void *handle)
 {
     s_pg_t *be = handle;
-    int code = s_end(be, true);
-    /* A rollback that found the connection gone has nothing to undo. */
-    return code == DV_ETRANSIENT ? 0 : code;
+    /* Whatever failed on the way (a write, the connection), the group is
+     * gone: rolled back on the server, or with the session that held it.
+     * The failure was logged where it happened. */
+    s_end(be, true);
+    return 0;
 }
 
 /* ---- writes ----------------------------------------------------------- */

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker_store.h"
@@ -97,6 +98,7 @@ s_pg_group_setup(void **state)
     if (!s_pg) {
         print_error("store_test pg: %s\n", err);
         broker_fx_rmdir(s_pg_dir);
+        s_pg_dir[0] = '\0';
         return -1;
     }
     return 0;
@@ -106,7 +108,7 @@ static int
 s_pg_group_teardown(void **state)
 {
     pg_server_stop(&s_pg);
-    return broker_fx_rmdir(s_pg_dir);
+    return s_pg_dir[0] ? broker_fx_rmdir(s_pg_dir) : 0;
 }
 
 /* A write inside a group: SQLite reports a failure at once, PostgreSQL
@@ -497,6 +499,33 @@ t_url_forms(void **state)
             fail_msg("'%s': got '%s', want '%s'", bad[i].url, err, bad[i].want);
     }
     assert_null(broker_store_open(NULL, NULL, NULL, 0)); /* no err buffer */
+
+    /* What a log line may show of a URL. */
+    struct {
+        const char *url, *want;
+    } redact[] = {
+        { "postgresql://u:pw@h:5432/db?sslmode=require",
+          "postgresql://u:***@h:5432/db?sslmode=require" },
+        { "postgres://u:p%40w:x@h/db", "postgres://u:***@h/db" },
+        { "postgres://u@h/db", "postgres://u@h/db" },
+        { "postgresql:///db?host=/s&password=pw&port=1#f",
+          "postgresql:///db?host=/s&password=***&port=1#f" },
+        { "postgresql:///db?PASSWORD=pw", "postgresql:///db?password=***" },
+        { "postgresql://h/db?a=1&password=&b=2",
+          "postgresql://h/db?a=1&password=***&b=2" },
+        { "sqlite:/var/lib/drover.db", "sqlite:/var/lib/drover.db" },
+        { "drover.db", "drover.db" },
+    };
+    for (size_t i = 0; i < sizeof redact / sizeof redact[0]; i++) {
+        char out[128];
+        assert_string_equal(
+            broker_store_redact_url(redact[i].url, out, sizeof out),
+            redact[i].want);
+    }
+    char small[12];
+    assert_string_equal(
+        broker_store_redact_url("postgres://u:pw@h/db", small, sizeof small),
+        "postgres://");
     broker_store_destroy(NULL);
 }
 
@@ -1623,11 +1652,13 @@ t_pg_url_forms(void **state)
     const char *bad[] = {
         "postgresql://drover:s3cret-pw@127.0.0.1:1/drover",
         "postgres:///drover?host=/nonexistent&port=1&password=s3cret-pw",
+        "postgresql://drover:s3cret%2dpw@127.0.0.1:1/drover",
+        "postgresql:///drover?password=s3cret%2Dpw&host=/nonexistent",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
         assert_null(broker_store_open(bad[i], NULL, err, sizeof err));
-        if (!strstr(err, "cannot connect") || strstr(err, "s3cret-pw") ||
+        if (!strstr(err, "cannot connect") || strstr(err, "s3cret") ||
             !strstr(err, "***"))
             fail_msg("'%s': got '%s'", bad[i], err);
     }
@@ -1754,17 +1785,31 @@ t_pg_schema_refused(void **state)
 }
 
 /* Ends every other session on the test's database, as a failover or an
- * administrator would. */
+ * administrator would, and waits (up to 5 s) until they are gone. */
 static void
 s_pg_terminate(const s_fx_t *fx)
 {
     char rows[64];
     s_shell_rows(fx,
-                 "SELECT count(pg_terminate_backend(pid)) > 0 "
+                 "SELECT count(pg_terminate_backend(pid, 5000)) > 0 "
                  "FROM pg_stat_activity WHERE datname = current_database() "
                  "AND pid <> pg_backend_pid()",
                  rows, sizeof rows);
     assert_string_equal(rows, "t\n");
+}
+
+/* The same, from the maintenance database (the test's own may refuse
+ * connections). */
+static void
+s_pg_terminate_db(const s_fx_t *fx)
+{
+    char sql[256], err[512];
+    snprintf(sql, sizeof sql,
+             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+             "WHERE datname = '%s'",
+             fx->db);
+    if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0)
+        fail_msg("%s: %s", sql, err);
 }
 
 static void
@@ -1968,6 +2013,51 @@ t_pg_bad_text(void **state)
     assert_string_equal(rows, "w\xef\xbf\xbd\xef\xbf\xbd|k\xef\xbf\xbd\n");
 }
 
+/* The database refuses connections for a while (as a server that is down
+ * or restarting would): every call fails as transient, quickly, and the
+ * store comes back by itself once connections are allowed again. */
+static void
+t_pg_reconnect_refused(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char id[37], sql[128], err[512];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    s_insert_committed(s, &r);
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false",
+             fx->db);
+    if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0)
+        fail_msg("%s: %s", sql, err);
+    s_pg_terminate_db(fx);
+    s_view_t v;
+    /* The one that finds the connection gone, the one whose reconnect is
+     * refused, and one within the second after that (not tried). */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(broker_store_get(s, id, s_view_cb, &v), DV_ETRANSIENT);
+    assert_int_equal(broker_store_begin(s), DV_ETRANSIENT);
+    assert_false(broker_store_in_group(s));
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true",
+             fx->db);
+    if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0)
+        fail_msg("%s: %s", sql, err);
+    /* Polled with a deadline: the store tries again once a second. */
+    struct timespec t0, t, nap = { 0, 20 * 1000 * 1000 };
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc;
+    while ((rc = broker_store_get(s, id, s_view_cb, &v)) == DV_ETRANSIENT) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec > 10)
+            fail_msg("no reconnect within 10 s");
+        nanosleep(&nap, NULL);
+    }
+    assert_int_equal(rc, 1);
+    assert_int_equal(v.state, DV_STATE_QUEUED);
+    broker_store_destroy(&s);
+}
+
 typedef struct {
     const char *url;
     int ok;
@@ -2043,6 +2133,7 @@ main(int argc, char **argv)
         T(t_pg_read_after_failed_write),
         T(t_pg_bad_text),
         T(t_pg_open_race),
+        T(t_pg_reconnect_refused),
     };
 #undef S_COMMON_TESTS
 #undef T
