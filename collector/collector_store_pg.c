@@ -53,8 +53,9 @@
 #define S_SCHEMA_LOCK      "110459637165164"
 #define S_MAX_PARAMS       13
 #define S_PIPELINE_MAX     1000
-#define S_CONNECT_TIMEOUT  "5"  /* seconds, per (re)connect */
-#define S_RETRY_MS         1000 /* between two tries to connect again */
+#define S_CONNECT_TIMEOUT  "5"   /* seconds, per (re)connect */
+#define S_RETRY_MS         1000  /* first pause between tries to reconnect */
+#define S_RETRY_MAX_MS     30000 /* ... doubling up to this */
 #define S_APPLICATION_NAME "drover-collector"
 
 /* As collector_store_sqlite.c's s_schema, in PostgreSQL types: times and
@@ -275,6 +276,7 @@ struct collector_store_be {
     int npending;   /* statements queued whose results are not read yet */
     bool down;      /* the last (re)connect failed: log the next quietly */
     int64_t next_try_mono; /* no new connection tried before (mono ms) */
+    int64_t retry_ms;      /* the pause after the next failed try */
     bool lost;             /* this pass's group could not start: skip its
                             * writes, commit returns -1 */
 };
@@ -541,11 +543,16 @@ s_ensure(collector_store_be_t *self)
         return 0;
     s_disconnect(self);
     /* A server that is down is not asked again for every event of a
-     * pass: the loop would stall on the connect timeout. */
+     * pass, and less and less often: each try may block the loop for the
+     * connect timeout. */
     int64_t now = dv_mono_ms();
     if (self->down && now < self->next_try_mono)
         return -1;
-    self->next_try_mono = now + S_RETRY_MS;
+    if (!self->down)
+        self->retry_ms = S_RETRY_MS;
+    self->next_try_mono = now + self->retry_ms;
+    self->retry_ms = self->retry_ms * 2 > S_RETRY_MAX_MS ? S_RETRY_MAX_MS
+                                                         : self->retry_ms * 2;
     char err[512];
     if (s_connect(self, err, sizeof err) != 0 ||
         s_prepare_all(self, err, sizeof err) != 0) {
