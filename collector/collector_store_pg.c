@@ -658,6 +658,38 @@ s_close(collector_store_be_t **self_p)
     *self_p = NULL;
 }
 
+/* Replaces the n bytes at v with "***", or with as many '*' when shorter:
+ * the string never grows. */
+static void
+s_mask_span(char *v, size_t n)
+{
+    if (n >= 3) {
+        memcpy(v, "***", 3);
+        memmove(v + 3, v + n, strlen(v + n) + 1);
+    } else {
+        memset(v, '*', n);
+    }
+}
+
+/* Masks, in place, what looks like a password in a URL whether libpq can
+ * parse it or not: the user-info's ":PASSWORD@" and "password=VALUE"
+ * parameters. */
+static void
+s_mask_url(char *u)
+{
+    char *auth = strstr(u, "://");
+    if (auth) {
+        auth += 3;
+        size_t n = strcspn(auth, "/?");
+        char *at = memchr(auth, '@', n);
+        char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+        if (colon)
+            s_mask_span(colon + 1, (size_t)(at - colon - 1));
+    }
+    for (char *p = strstr(u, "password="); p; p = strstr(p + 1, "password="))
+        s_mask_span(p + 9, strcspn(p + 9, "& "));
+}
+
 /* Finds the URL's password with libpq's own parser and makes the masked
  * copy of the URL. */
 static int
@@ -677,6 +709,7 @@ s_parse_url(collector_store_be_t *self)
     if (!self->safe_url)
         return -1;
     s_scrub(self, self->url, self->safe_url, n);
+    s_mask_url(self->safe_url);
     return 0;
 }
 
@@ -684,15 +717,17 @@ static collector_store_be_t *
 s_open(const char *url)
 {
     collector_store_be_t *self = calloc(1, sizeof *self);
-    if (!self || !(self->url = strdup(url)) || s_parse_url(self) != 0) {
+    if (self && (self->url = strdup(url)) != NULL)
+        /* The dispatcher takes the scheme in any case; libpq only in
+         * lower case (else it is no URL to it, nor its password). */
+        for (char *c = self->url; *c && *c != ':'; c++)
+            *c = (char)tolower((unsigned char)*c);
+    if (!self || !self->url || s_parse_url(self) != 0) {
         dv_log(DV_ERROR, "collector.store_open_failed",
                DV_STR("error", "out of memory"));
         s_close(&self);
         return NULL;
     }
-    /* The dispatcher takes the scheme in any case; libpq only in lower. */
-    for (char *c = self->url; *c && *c != ':'; c++)
-        *c = (char)tolower((unsigned char)*c);
     char err[512];
     if (s_connect(self, err, sizeof err) != 0 ||
         s_schema_setup(self, err, sizeof err) != 0 ||

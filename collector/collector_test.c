@@ -1110,8 +1110,16 @@ t_pg_password(void **state)
              "postgresql://postgres:Xy9-secret-pw@/no_such_db%s", query);
     pg_server_url(s_pg, "no_such_db", nodb, sizeof nodb);
     snprintf(bad[1], sizeof bad[1], "%s&password=Xy9-secret-pw", nodb);
-    const char *bads[] = { bad[0], bad[1] };
-    for (size_t i = 0; i < 2; i++) {
+    char bad2[2][1000];
+    /* The scheme in capitals (the dispatcher takes it), and a URL libpq
+     * cannot parse at all: neither shows the password. */
+    snprintf(bad2[0], sizeof bad2[0],
+             "POSTGRESQL://postgres:Xy9-secret-pw@/no_such_db%s", query);
+    snprintf(bad2[1], sizeof bad2[1],
+             "postgres://postgres:Xy9-secret-pw@/no_such_db?nonsense=1&"
+             "password=Xy9-secret-pw");
+    const char *bads[] = { bad[0], bad[1], bad2[0], bad2[1] };
+    for (size_t i = 0; i < 4; i++) {
         s_log_start();
         st = collector_store_open(bads[i]);
         char *log = s_log_end();
