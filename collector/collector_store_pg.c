@@ -831,13 +831,14 @@ static int
 s_send(collector_store_be_t *self, int which, s_params_t *p)
 {
     int rc = 0;
-    if (p->oom) {
+    if (s_begin(self) != 0) {
+        rc = -1;
+    } else if (p->oom) {
+        /* The group fails as a whole, as for any write. */
         if (!self->failed)
             dv_log(DV_ERROR, "collector.store_write_failed",
                    DV_STR("error", "out of memory"));
         self->failed = true;
-        rc = -1;
-    } else if (s_begin(self) != 0) {
         rc = -1;
     } else if (!self->failed) {
         /* After a failure the server skips the rest of the group anyway. */
