@@ -1,6 +1,6 @@
-/* bench_store - how fast the SQLite store takes the broker's writes.
+/* bench_store - how fast the store takes the broker's writes.
  *
- *   bench_store [-n JOBS] [-p PAYLOAD_BYTES] [-d DIR] [-k]
+ *   bench_store [-n JOBS] [-p PAYLOAD_BYTES] [-d DIR] [-k] [-u URL]
  *
  * Inserts JOBS jobs (default 200,000, 100-byte payloads) in groups of 1, 100
  * and 1000 rows per transaction, with synchronous=FULL and NORMAL, then
@@ -10,6 +10,11 @@
  * Each configuration starts from a new database file in DIR (default: a new
  * directory under the current one, not /tmp, which may be tmpfs where fsync
  * costs nothing and FULL would look as fast as OFF). -k keeps the files.
+ *
+ * -u URL measures the PostgreSQL store at URL instead (postgresql://...):
+ * a database drover may empty, since its jobs and attempts tables are
+ * truncated before each configuration. NORMAL and FULL are the same there
+ * (synchronous_commit stays the server's).
  */
 #include <dirent.h>
 #include <getopt.h>
@@ -18,6 +23,8 @@
 #include <string.h>
 #include <sys/vfs.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include "broker_store.h"
 #include "dv_clock.h"
@@ -28,6 +35,7 @@ typedef struct {
     size_t payload_len; /* bytes per payload */
     char dir[1024];     /* where the database files go */
     bool keep;          /* keep the files afterwards */
+    const char *url;    /* PostgreSQL store to measure, or NULL */
     char (*ids)[37];    /* jobs ids, made before timing starts */
     unsigned char *payload;
 } s_bench_t;
@@ -52,7 +60,9 @@ s_open(const s_bench_t *b, const char *name, broker_sync_t sync, bool fresh)
 {
     char path[1200];
     snprintf(path, sizeof path, "%s/%s.db", b->dir, name);
-    if (fresh) {
+    if (b->url) {
+        snprintf(path, sizeof path, "%s", b->url);
+    } else if (fresh) {
         const char *suffix[] = { "", "-wal", "-shm" };
         for (int i = 0; i < 3; i++) {
             char p[1300];
@@ -66,6 +76,17 @@ s_open(const s_bench_t *b, const char *name, broker_sync_t sync, bool fresh)
     if (!s) {
         fprintf(stderr, "bench_store: %s\n", err);
         exit(1);
+    }
+    if (b->url && fresh) {
+        /* Opened first: the open makes the tables. */
+        PGconn *c = PQconnectdb(b->url);
+        PGresult *r = PQexec(c, "TRUNCATE jobs, attempts");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "bench_store: TRUNCATE: %s", PQerrorMessage(c));
+            exit(1);
+        }
+        PQclear(r);
+        PQfinish(c);
     }
     return s;
 }
@@ -157,7 +178,7 @@ main(int argc, char **argv)
     s_bench_t b = { .jobs = 200000, .payload_len = 100 };
     const char *dir = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "n:p:d:kh")) != -1) {
+    while ((opt = getopt(argc, argv, "n:p:d:ku:h")) != -1) {
         switch (opt) {
         case 'n':
             b.jobs = atoi(optarg);
@@ -171,9 +192,12 @@ main(int argc, char **argv)
         case 'k':
             b.keep = true;
             break;
+        case 'u':
+            b.url = optarg;
+            break;
         default:
             fprintf(stderr, "usage: bench_store [-n JOBS] [-p PAYLOAD_BYTES] "
-                            "[-d DIR] [-k]\n");
+                            "[-d DIR] [-k] [-u URL]\n");
             return opt == 'h' ? 0 : 2;
         }
     }
@@ -206,10 +230,17 @@ main(int argc, char **argv)
     }
 
     struct statfs fs;
-    printf("# bench_store: %d jobs, %zu-byte payloads, files in %s "
-           "(fs type 0x%lx)\n",
-           b.jobs, b.payload_len, b.dir,
-           statfs(b.dir, &fs) == 0 ? (unsigned long)fs.f_type : 0ul);
+    if (b.url) {
+        char safe[1024];
+        printf("# bench_store: %d jobs, %zu-byte payloads, PostgreSQL store "
+               "at %s\n",
+               b.jobs, b.payload_len,
+               broker_store_redact_url(b.url, safe, sizeof safe));
+    } else
+        printf("# bench_store: %d jobs, %zu-byte payloads, files in %s "
+               "(fs type 0x%lx)\n",
+               b.jobs, b.payload_len, b.dir,
+               statfs(b.dir, &fs) == 0 ? (unsigned long)fs.f_type : 0ul);
 
     const broker_sync_t syncs[] = { BROKER_SYNC_FULL, BROKER_SYNC_NORMAL };
     const int groups[] = { 1, 100, 1000 };

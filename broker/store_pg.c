@@ -35,7 +35,10 @@
  *
  * Payloads and results are BYTEA sent as binary parameters and read as
  * binary results, so NUL bytes and high bits pass untouched and nothing is
- * escaped. The URL's password never appears in an error text or a log line.
+ * escaped. Text that PostgreSQL would refuse (not valid UTF-8, or holding
+ * a NUL: a handler's failure message may be anything) is stored with
+ * U+FFFD for each bad byte rather than failing its group at every retry.
+ * The URL's password never appears in an error text or a log line.
  */
 #include "broker_store.h"
 #include "dv_err.h"

@@ -5,8 +5,9 @@
  * suite on SQLite; `store_test pg` starts a PostgreSQL server of its own
  * once for the whole run (tests/fixtures/pg_server) and runs the same
  * cases there, each test on a fresh database. Cases about one backend only
- * (SQLite's file modes, WAL, disk full; PostgreSQL's schema_version table
- * and lost connections) run in that backend's run.
+ * run in that backend's run: SQLite's files, WAL and a disk full through a
+ * file-size limit; PostgreSQL's URLs, schema_version table, lost and
+ * refused connections, and a disk full through a tablespace on a tmpfs.
  *
  * Every test gets its own directory (mkdtemp), removed with its files at the
  * end. What the broker relies on is checked through the interface; what an
@@ -27,7 +28,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <pwd.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +53,8 @@ typedef struct {
     char dir[1024];  /* the test's own directory */
     char path[1400]; /* the store: a file inside dir, or a PostgreSQL URL */
     char db[32];     /* PostgreSQL: the test's own database */
+    char mnt[1100];  /* a tmpfs mounted in dir by the test, or "" */
+    char space[48];  /* PostgreSQL: a tablespace on it, or "" */
 } s_fx_t;
 
 static int
@@ -74,7 +81,7 @@ static int
 s_teardown(void **state)
 {
     s_fx_t *fx = *state;
-    int rc = broker_fx_rmdir(fx->dir);
+    int rc = 0;
     if (s_backend == S_PG) {
         char sql[96], err[512];
         snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", fx->db);
@@ -82,7 +89,19 @@ s_teardown(void **state)
             print_error("%s: %s\n", sql, err);
             rc = -1;
         }
+        snprintf(sql, sizeof sql, "DROP TABLESPACE %s", fx->space);
+        if (fx->space[0] &&
+            pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0) {
+            print_error("%s: %s\n", sql, err);
+            rc = -1;
+        }
     }
+    if (fx->mnt[0] && (umount2(fx->mnt, MNT_DETACH) != 0 || rmdir(fx->mnt))) {
+        print_error("umount %s: %s\n", fx->mnt, strerror(errno));
+        rc = -1;
+    }
+    if (broker_fx_rmdir(fx->dir) != 0)
+        rc = -1;
     free(fx);
     return rc;
 }
@@ -1648,6 +1667,21 @@ t_pg_url_forms(void **state)
     }
     assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 3);
 
+    /* The store names itself to the server, unless the URL does. */
+    broker_store_t *s = s_open(fx);
+    snprintf(url, sizeof url, "%s&application_name=drover-test", fx->path);
+    broker_store_t *named = broker_store_open(url, NULL, err, sizeof err);
+    assert_non_null(named);
+    char rows[128];
+    s_shell_rows(fx,
+                 "SELECT application_name, count(*) FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND application_name "
+                 "LIKE 'drover%' GROUP BY 1 ORDER BY 1",
+                 rows, sizeof rows);
+    assert_string_equal(rows, "drover|1\ndrover-test|1\n");
+    broker_store_destroy(&named);
+    broker_store_destroy(&s);
+
     /* Nothing listens there: a clear error, and never the password. */
     const char *bad[] = {
         "postgresql://drover:s3cret-pw@127.0.0.1:1/drover",
@@ -1936,7 +1970,7 @@ t_pg_binary(void **state)
                                  "WHERE id = '%s'",
                                  id),
                      sizeof result);
-    /* The bytes as stored: PostgreSQL's own digest of them. */
+    /* The bytes as PostgreSQL itself reads them. */
     char rows[128], sql[256];
     snprintf(sql, sizeof sql,
              "SELECT get_byte(payload, 0), get_byte(payload, 255), "
@@ -2058,6 +2092,95 @@ t_pg_reconnect_refused(void **state)
     broker_store_destroy(&s);
 }
 
+/* The server's disk fills up (the jobs table on a small tmpfs, through
+ * a tablespace): the commit fails with DV_ENOSPC (SQLSTATE 53100), the
+ * group is rolled back, and once there is room the same store commits
+ * again. Needs root for the mount (CI runs as root); skipped otherwise. */
+static void
+t_pg_disk_full(void **state)
+{
+    s_fx_t *fx = *state;
+    struct passwd *pw = getpwnam("postgres");
+    if (geteuid() != 0 || !pw) {
+        print_message("t_pg_disk_full: skipped: mounting a tmpfs needs root "
+                      "(CI runs as root)\n");
+        skip();
+    }
+    snprintf(fx->mnt, sizeof fx->mnt, "%s/space", fx->dir);
+    if (mkdir(fx->mnt, 0700) != 0 ||
+        mount("tmpfs", fx->mnt, "tmpfs", 0, "size=1m,mode=0700") != 0) {
+        int e = errno;
+        rmdir(fx->mnt);
+        fx->mnt[0] = '\0';
+        fail_msg("cannot mount a tmpfs: %s", strerror(e));
+    }
+    assert_int_equal(chown(fx->mnt, pw->pw_uid, pw->pw_gid), 0);
+    assert_int_equal(chmod(fx->dir, 0711), 0);
+    char sql[1300], err[512];
+    snprintf(fx->space, sizeof fx->space, "%s_space", fx->db);
+    snprintf(sql, sizeof sql, "CREATE TABLESPACE %s LOCATION '%s'", fx->space,
+             fx->mnt);
+    if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0) {
+        fx->space[0] = '\0';
+        fail_msg("%s: %s", sql, err);
+    }
+
+    broker_store_t *s = s_open_sync(fx, BROKER_SYNC_FULL);
+    char first[37];
+    s_new_id(first);
+    broker_jobrec_t r = s_rec(first);
+    s_insert_committed(s, &r);
+    snprintf(sql, sizeof sql, "ALTER TABLE jobs SET TABLESPACE %s", fx->space);
+    s_shell_exec(fx, sql);
+
+    /* Payloads that do not compress, 32 KiB each, 8 to a group, until a
+     * commit fails: 1 MiB holds a few groups. */
+    unsigned char *payload = malloc(32768);
+    assert_non_null(payload);
+    uint32_t x = 2463534242u;
+    int rc = 0, groups = 0, committed = 1;
+    while (rc == 0 && groups < 100) {
+        assert_int_equal(broker_store_begin(s), 0);
+        for (int i = 0; i < 8; i++) {
+            for (size_t j = 0; j < 32768; j++) {
+                x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+                payload[j] = (unsigned char)x;
+            }
+            char id[37];
+            s_new_id(id);
+            broker_jobrec_t big = s_rec(id);
+            big.payload = payload;
+            big.payload_len = 32768;
+            s_assert_write(broker_store_insert(s, &big), DV_ENOSPC);
+        }
+        rc = broker_store_commit(s);
+        if (rc == 0)
+            committed += 8;
+        groups++;
+    }
+    free(payload);
+    assert_int_equal(rc, DV_ENOSPC);
+    assert_false(broker_store_in_group(s));
+    print_message("disk full after %d groups, %d jobs committed\n", groups,
+                  committed);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM jobs"), committed);
+
+    /* Room again: the same store writes as before. */
+    assert_int_equal(
+        mount(NULL, fx->mnt, NULL, MS_REMOUNT, "size=64m,mode=0700"), 0);
+    char again[37];
+    s_new_id(again);
+    broker_jobrec_t ra = s_rec(again);
+    s_insert_committed(s, &ra);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, again, s_view_cb, &v), 1);
+    broker_store_destroy(&s);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM jobs"),
+                     committed + 1);
+    /* The jobs table off the tablespace, so it can go at teardown. */
+    s_shell_exec(fx, "ALTER TABLE jobs SET TABLESPACE pg_default");
+}
+
 typedef struct {
     const char *url;
     int ok;
@@ -2134,6 +2257,7 @@ main(int argc, char **argv)
         T(t_pg_bad_text),
         T(t_pg_open_race),
         T(t_pg_reconnect_refused),
+        T(t_pg_disk_full),
     };
 #undef S_COMMON_TESTS
 #undef T
