@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -64,7 +65,8 @@ s_usage(FILE *out)
         "\n"
         "  --dir DIR          working directory for the store and logs\n"
         "                     (default: a new /tmp/drover-up-XXXXXX)\n"
-        "  --store URL        store (default DIR/drover.db)\n"
+        "  --store URL        store (default DIR/drover.db); a postgres://\n"
+        "                     URL keeps the collector's history there too\n"
         "  --port N           first of three TCP ports on 127.0.0.1 (7700)\n"
         "  --workers N        worker supervisors to start (1)\n"
         "  --concurrency N    child processes per worker (number of CPUs)\n"
@@ -258,16 +260,22 @@ up_main(int argc, char **argv)
     }
 
     /* collector: events and snapshots from the broker, history next to the
-     * broker's store */
+     * broker's store: a file in DIR, or the same PostgreSQL database (the
+     * collector's tables are in a schema of their own there) */
     pid_t coll = -1;
     char ep_q[64], http[64], cstore[PATH_MAX + 32];
     snprintf(ep_q, sizeof ep_q, "tcp://127.0.0.1:%d", port + 3);
     snprintf(http, sizeof http, "127.0.0.1:%d", port + 80);
     snprintf(cstore, sizeof cstore, "%s/collector.db", dir);
+    bool pg_store = strncasecmp(store, "postgres://", 11) == 0 ||
+                    strncasecmp(store, "postgresql://", 13) == 0;
     if (collector) {
-        char *cargv[] = { "drover",   "collector", "--events", ep_e,
-                          "--broker", ep_c,        "--bind",   ep_q,
-                          "--http",   http,        "--store",  cstore,
+        char *cargv[] = { "drover",   "collector",
+                          "--events", ep_e,
+                          "--broker", ep_c,
+                          "--bind",   ep_q,
+                          "--http",   http,
+                          "--store",  pg_store ? (char *)store : cstore,
                           NULL };
         snprintf(logpath, sizeof logpath, "%s/collector.log", dir);
         coll = s_spawn(cargv, logpath);
@@ -308,8 +316,8 @@ up_main(int argc, char **argv)
         fprintf(stderr,
                 "drover up: broker %s (workers %s, events %s), %d worker%s, "
                 "store %s, logs in %s\n",
-                ep_c, ep_w, ep_e, nworkers, nworkers == 1 ? "" : "s", store,
-                dir);
+                ep_c, ep_w, ep_e, nworkers, nworkers == 1 ? "" : "s",
+                pg_store ? "PostgreSQL (--store)" : store, dir);
         if (coll > 0)
             fprintf(stderr,
                     "drover up: collector %s, metrics http://%s/metrics\n",

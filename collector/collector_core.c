@@ -67,6 +67,7 @@ struct collector_t {
     int nitems;
     dv_curve_server_t *curve; /* CurveZMQ on the query socket; NULL: plain */
     volatile int *reload;     /* set by SIGHUP */
+    int64_t failed_passes;    /* passes in a row whose commit failed */
 };
 
 static void *
@@ -946,8 +947,16 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
                 collector_state_broker_instance(self->state, b),
                 collector_state_broker_seq(self->state, b));
         }
-        if (collector_store_commit(self->store) != 0)
-            dv_log(DV_ERROR, "collector.store_commit_failed");
+        /* A store that stays away (a PostgreSQL server down) fails every
+         * pass: one line when it starts, one when it ends. */
+        if (collector_store_commit(self->store) != 0) {
+            dv_log(self->failed_passes++ ? DV_DEBUG : DV_ERROR,
+                   "collector.store_commit_failed");
+        } else if (self->failed_passes) {
+            dv_log(DV_INFO, "collector.store_commit_recovered",
+                   DV_INT("failed_passes", self->failed_passes));
+            self->failed_passes = 0;
+        }
         int64_t mono = dv_mono_ms();
         for (int b = 0; b < self->nlinks; b++)
             s_drain_snapshots(self, b, mono);

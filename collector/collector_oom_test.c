@@ -8,7 +8,10 @@
  *
  * The allocator is wrapped at link time (-Wl,--wrap, see CMakeLists.txt)
  * for the collector's own code, and through json_set_alloc_funcs() for
- * jansson's. */
+ * jansson's (libpq's own allocations are not wrapped).
+ *
+ * `collector_oom_test pg` keeps the history in PostgreSQL instead, on a
+ * server of its own (tests/fixtures/pg_server). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +28,7 @@
 #include "dv_json.h"
 #include "dv_log.h"
 #include "oom_inject.h"
+#include "pg_server.h"
 
 #define INST  "01a20000-0000-7000-8000-00000000000a"
 #define NJOBS 12
@@ -35,7 +39,9 @@ static size_t s_beat_len[2];
 static json_t *s_snap;
 static char *s_snap_mp; /* s_snap as msgpack */
 static size_t s_snap_len;
-static char s_dir[64], s_path[128];
+static char s_dir[64], s_path[512];
+static bool s_pg_run;              /* the history is in PostgreSQL */
+static pg_server_t *s_pg;          /* its server */
 static collector_store_t *s_store; /* history of the same jobs */
 static json_t *s_args[3];          /* for jobs, job and batch */
 
@@ -190,6 +196,15 @@ s_setup(void **state)
     if (!mkdtemp(s_dir))
         return -1;
     snprintf(s_path, sizeof s_path, "%s/c.db", s_dir);
+    if (s_pg_run) {
+        char err[1600];
+        s_pg = pg_server_start(s_dir, err, sizeof err);
+        if (!s_pg) {
+            print_error("collector_oom_test pg: %s\n", err);
+            return -1;
+        }
+        pg_server_url(s_pg, "drover", s_path, sizeof s_path);
+    }
     s_store = collector_store_open(s_path);
     if (!s_store)
         return -1;
@@ -222,7 +237,8 @@ s_teardown(void **state)
     for (int i = 0; i < 3; i++)
         json_decref(s_args[i]);
     collector_store_close(&s_store);
-    char side[160];
+    pg_server_stop(&s_pg);
+    char side[600];
     static const char *ends[] = { "", "-wal", "-shm" };
     for (int i = 0; i < 3; i++) {
         snprintf(side, sizeof side, "%s%s", s_path, ends[i]);
@@ -264,9 +280,10 @@ t_allocations_fail_from_then_on(void **state)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
     dv_log_init("collector_oom_test", DV_ERROR, 1);
+    s_pg_run = argc > 1 && strcmp(argv[1], "pg") == 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_each_allocation_fails_once),
         cmocka_unit_test(t_allocations_fail_from_then_on),

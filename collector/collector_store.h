@@ -1,9 +1,10 @@
-/* collector_store - the collector's own history: one SQLite file that a
- * person can query with the sqlite3 shell (docs/collector.md has the
- * schema and example queries).
+/* collector_store - the collector's own history: a SQLite file, or tables
+ * in a PostgreSQL database, that a person can query with the sqlite3 shell
+ * or psql (docs/collector.md has the schema and example queries).
  *
  * The collector builds this history from the events alone; it never reads
- * a broker's store. Tables:
+ * a broker's store. Tables (in PostgreSQL, in the schema "collector", so
+ * that they never meet a broker's tables in a shared database):
  *
  *   jobs      one row per job seen: queue, type, batch, state, attempts,
  *             times, last worker, wait and run time, last failure
@@ -16,12 +17,16 @@
  *
  * Writes are grouped: the first write of a loop pass opens a transaction,
  * collector_store_commit() ends it, so one commit covers everything a pass
- * received. The file runs in WAL mode with synchronous=NORMAL: a commit
- * survives a crash of the collector (not a power cut); losing the last
- * pass of history to a power cut is acceptable for a monitor.
+ * received. A SQLite file runs in WAL mode with synchronous=NORMAL: a
+ * commit survives a crash of the collector (not a power cut); losing the
+ * last pass of history to a power cut is acceptable for a monitor. On
+ * PostgreSQL a group goes out in libpq's pipeline mode and the commit is
+ * one round trip (a very large pass takes one more per 1,000 statements);
+ * durability is the server's.
  *
  * Not thread-safe: the collector's loop thread owns it. Every call is
- * synchronous (local disk).
+ * synchronous: local disk for SQLite, a round trip to the server for
+ * PostgreSQL (a lost connection is opened again at the next call, once).
  */
 #ifndef COLLECTOR_STORE_H
 #define COLLECTOR_STORE_H
@@ -33,17 +38,24 @@
 
 typedef struct collector_store_t collector_store_t;
 
-/* Opens (creating if needed) the SQLite file at path and its schema.
- * Returns NULL after logging why (collector.store_open_failed). The caller
- * owns the store and closes it with collector_store_close(). */
-collector_store_t *collector_store_open(const char *path);
+/* Opens the store that url names, creating its schema if needed:
+ * "sqlite:PATH", "sqlite://PATH" or a bare path is a SQLite file;
+ * "postgres://..." or "postgresql://..." a PostgreSQL database (any URL
+ * libpq takes); another "scheme://" is refused. Returns NULL after logging
+ * why (collector.store_open_failed; never a password). The caller owns the
+ * store and closes it with collector_store_close(). */
+collector_store_t *collector_store_open(const char *url);
 
-/* Commits what is pending, finalizes every statement, closes the file and
- * sets *self_p to NULL. NULL-safe. */
+/* Commits what is pending, finalizes every statement, closes the file or
+ * the connection and sets *self_p to NULL. NULL-safe. */
 void collector_store_close(collector_store_t **self_p);
 
-/* The path the store was opened with. */
+/* The path or URL the store was opened with, a URL's password masked
+ * ("***"): safe for status answers and logs. */
 const char *collector_store_path(const collector_store_t *self);
+
+/* The backend's name: "sqlite" or "postgres". */
+const char *collector_store_backend(const collector_store_t *self);
 
 /* Records one event from the broker called broker (its endpoint, as
  * configured) into the open group (opening one if needed). run_ms is the
@@ -51,7 +63,8 @@ const char *collector_store_path(const collector_store_t *self);
  * time since the attempt started), 0 if unknown. Events of kinds that carry
  * no history (worker.heartbeat, job.progress) update state tables only.
  * Returns 0, or -1 when the write failed (logged once per group; the group
- * is then rolled back at commit). */
+ * is then rolled back at commit). On PostgreSQL a write is queued, not
+ * waited for: a failure the server reports shows at commit. */
 int collector_store_event(collector_store_t *self, const char *broker,
                           const dv_event_t *ev, int64_t run_ms);
 

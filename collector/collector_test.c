@@ -1,5 +1,12 @@
 /* Unit tests of the collector's state, store and query verbs, fed with
- * events built here (tests/test_collector.c runs the real processes). */
+ * events built here (tests/test_collector.c runs the real processes).
+ *
+ * One binary, two runs: `collector_test` runs everything with the history
+ * in SQLite files; `collector_test pg` starts a PostgreSQL server of its
+ * own (tests/fixtures/pg_server) and runs the store and query cases there,
+ * each on a fresh database, plus what only PostgreSQL has: the collector
+ * schema beside a broker's tables, the same JSON as SQLite for the same
+ * events, a password kept out of logs, a lost connection. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +17,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
 
 #include "collector_access.h"
 #include "collector_http.h"
@@ -19,6 +29,7 @@
 #include "dv_body.h"
 #include "dv_json.h"
 #include "dv_log.h"
+#include "pg_server.h"
 
 #define BROKER "ipc:///tmp/b1"
 #define INST   "01a20000-0000-7000-8000-00000000000a"
@@ -456,8 +467,53 @@ t_metrics_text(void **state)
 
 /* ---- store --------------------------------------------------------------- */
 
-static char s_dir[64];
-static char s_path[128];
+static bool s_pg_run;     /* this run's history is in PostgreSQL */
+static pg_server_t *s_pg; /* its server */
+static char s_pg_dir[64]; /* the server's directory */
+static int s_pg_seq;      /* databases made so far */
+static char s_dir[64];    /* SQLite: the test's directory */
+static char s_db[32];     /* PostgreSQL: the test's database */
+static char s_path[512];  /* the store URL of the test */
+
+/* A new, empty store URL for one test: a file in a new directory, or a
+ * new database on the run's server. */
+static const char *
+s_store_new(void)
+{
+    if (!s_pg_run) {
+        snprintf(s_dir, sizeof s_dir, "/tmp/collector-test-XXXXXX");
+        assert_non_null(mkdtemp(s_dir));
+        snprintf(s_path, sizeof s_path, "%s/c.db", s_dir);
+        return s_path;
+    }
+    char sql[96], err[512];
+    snprintf(s_db, sizeof s_db, "collector_test_%d", ++s_pg_seq);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", s_db);
+    if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0)
+        fail_msg("%s: %s", sql, err);
+    pg_server_url(s_pg, s_db, s_path, sizeof s_path);
+    return s_path;
+}
+
+/* Removes what s_store_new() made (the store must be closed). */
+static void
+s_store_done(void)
+{
+    if (s_pg_run) {
+        char sql[96], err[512];
+        snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", s_db);
+        if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0)
+            fail_msg("%s: %s", sql, err);
+        return;
+    }
+    static const char *sides[] = { "", "-wal", "-shm" };
+    for (size_t i = 0; i < 3; i++) {
+        char side[600];
+        snprintf(side, sizeof side, "%s%s", s_path, sides[i]);
+        unlink(side);
+    }
+    rmdir(s_dir);
+}
 
 static void
 s_record(collector_store_t *store, dv_event_t ev)
@@ -469,10 +525,7 @@ static void
 t_store_history(void **state)
 {
     (void)state;
-    snprintf(s_dir, sizeof s_dir, "/tmp/collector-test-XXXXXX");
-    assert_non_null(mkdtemp(s_dir));
-    snprintf(s_path, sizeof s_path, "%s/c.db", s_dir);
-    collector_store_t *store = collector_store_open(s_path);
+    collector_store_t *store = collector_store_open(s_store_new());
     assert_non_null(store);
 
     dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
@@ -591,13 +644,7 @@ t_store_history(void **state)
     assert_int_equal(json_array_size(jobs), 0);
     json_decref(jobs);
     collector_store_close(&store);
-    unlink(s_path);
-    char side[160];
-    snprintf(side, sizeof side, "%s-wal", s_path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", s_path);
-    unlink(side);
-    rmdir(s_dir);
+    s_store_done();
 }
 
 /* ---- query arguments ----------------------------------------------------- */
@@ -606,12 +653,9 @@ static void
 t_query_args(void **state)
 {
     (void)state;
-    snprintf(s_dir, sizeof s_dir, "/tmp/collector-test-XXXXXX");
-    assert_non_null(mkdtemp(s_dir));
-    snprintf(s_path, sizeof s_path, "%s/q.db", s_dir);
     collector_query_t q = { .bind = "ipc:///x" };
     q.state = collector_state_new(0);
-    q.store = collector_store_open(s_path);
+    q.store = collector_store_open(s_store_new());
     assert_non_null(q.store);
     collector_state_add_broker(q.state, BROKER, NULL);
     static const struct {
@@ -673,13 +717,562 @@ t_query_args(void **state)
     }
     collector_store_close(&q.store);
     collector_state_destroy(&q.state);
-    unlink(s_path);
-    char side[160];
-    snprintf(side, sizeof side, "%s-wal", s_path);
+    s_store_done();
+}
+
+/* ---- store URLs and backends -------------------------------------------- */
+
+static int s_saved_stderr = -1;
+static char s_log_path[64];
+
+/* From here to s_log_end(), what is logged goes to a file. */
+static void
+s_log_start(void)
+{
+    snprintf(s_log_path, sizeof s_log_path, "/tmp/collector-test-log-XXXXXX");
+    int fd = mkstemp(s_log_path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    s_saved_stderr = dup(2);
+    assert_true(s_saved_stderr >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    close(fd);
+}
+
+/* What was logged since s_log_start(); the caller frees it. */
+static char *
+s_log_end(void)
+{
+    fflush(stderr);
+    assert_int_equal(dup2(s_saved_stderr, 2), 2);
+    close(s_saved_stderr);
+    FILE *f = fopen(s_log_path, "r");
+    assert_non_null(f);
+    char *buf = calloc(1, 65536);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, 65535, f);
+    buf[n] = '\0';
+    fclose(f);
+    unlink(s_log_path);
+    return buf;
+}
+
+/* The broker's URL rules: sqlite: and sqlite:// prefixes, a bare path;
+ * unknown schemes refused without a word of the rest of the URL. */
+static void
+t_store_urls(void **state)
+{
+    (void)state;
+    const char *path = s_store_new();
+    char url[600];
+    const char *forms[] = { "sqlite:%s", "SQLite://%s", "%s" };
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(url, sizeof url, forms[i], path);
+        collector_store_t *st = collector_store_open(url);
+        assert_non_null(st);
+        assert_string_equal(collector_store_backend(st), "sqlite");
+        assert_string_equal(collector_store_path(st), path);
+        collector_store_close(&st);
+    }
+    static const char *bad[] = { "", "sqlite:", "mysql://admin:pw0rd@db/h",
+                                 "redis://x" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s_log_start();
+        collector_store_t *st = collector_store_open(bad[i]);
+        char *log = s_log_end();
+        if (st)
+            fail_msg("'%s' opened", bad[i]);
+        assert_non_null(strstr(log, "collector.store_open_failed"));
+        assert_null(strstr(log, "pw0rd"));
+        free(log);
+    }
+    assert_int_equal(access("mysql:", F_OK), -1);
+    s_store_done();
+}
+
+/* Runs sql on the test's database as psql would; returns the first
+ * column of the first row as a number. */
+static long
+s_pg_long(const char *sql)
+{
+    PGconn *c = PQconnectdb(s_path);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    long v = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* The collector's tables live in the schema "collector", beside a
+ * broker's store in the same database; a newer schema is refused. */
+static void
+t_pg_schema(void **state)
+{
+    (void)state;
+    const char *url = s_store_new();
+    char err[512];
+    /* What broker/store_pg.c keeps in the default schema, abridged. */
+    if (pg_server_exec(s_pg, s_db,
+                       "CREATE TABLE jobs (id TEXT PRIMARY KEY, "
+                       "queue TEXT NOT NULL);\n"
+                       "CREATE TABLE schema_version (version INTEGER);\n"
+                       "INSERT INTO schema_version VALUES (3);\n"
+                       "INSERT INTO jobs VALUES ('b1', 'q')",
+                       err, sizeof err) != 0)
+        fail_msg("%s", err);
+    collector_store_t *st = collector_store_open(url);
+    assert_non_null(st);
+    assert_string_equal(collector_store_backend(st), "postgres");
+    dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
+    s_record(st, ev);
+    assert_int_equal(collector_store_commit(st), 0);
+    assert_int_equal(s_pg_long("SELECT count(*) FROM public.jobs"), 1);
+    assert_int_equal(s_pg_long("SELECT version FROM public.schema_version"), 3);
+    assert_int_equal(s_pg_long("SELECT version FROM collector.schema_version"),
+                     1);
+    assert_int_equal(s_pg_long("SELECT count(*) FROM collector.jobs "
+                               "WHERE id = '" JOB_A "' AND state = 'queued'"),
+                     1);
+    assert_int_equal(s_pg_long("SELECT count(*) FROM collector.events"), 1);
+    collector_store_close(&st);
+    /* Opened again: the schema is there, nothing is lost. */
+    st = collector_store_open(url);
+    assert_non_null(st);
+    collector_jobs_filter_t all = { .limit = 10 };
+    json_t *jobs = collector_store_jobs(st, &all);
+    assert_int_equal(json_array_size(jobs), 1);
+    json_decref(jobs);
+    collector_store_close(&st);
+    /* A user with rights on the collector's tables only, not CREATE on
+     * the database, runs a collector on the schema made before. */
+    if (pg_server_exec(s_pg, s_db,
+                       "CREATE ROLE collector_rw LOGIN;\n"
+                       "GRANT USAGE ON SCHEMA collector TO collector_rw;\n"
+                       "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES "
+                       "IN SCHEMA collector TO collector_rw",
+                       err, sizeof err) != 0)
+        fail_msg("%s", err);
+    char rw_url[600];
+    snprintf(rw_url, sizeof rw_url, "%s&user=collector_rw", url);
+    st = collector_store_open(rw_url);
+    assert_non_null(st);
+    s_record(st, s_ev("job.submitted", JOB_B, "q", "t"));
+    assert_int_equal(collector_store_commit(st), 0);
+    /* Two jobs and their two events. */
+    assert_int_equal(collector_store_expire(st, INT64_MAX, 10), 4);
+    collector_store_close(&st);
+    if (pg_server_exec(s_pg, s_db,
+                       "UPDATE collector.schema_version SET version = 99", err,
+                       sizeof err) != 0)
+        fail_msg("%s", err);
+    s_log_start();
+    st = collector_store_open(url);
+    char *log = s_log_end();
+    assert_null(st);
+    assert_non_null(strstr(log, "newer"));
+    free(log);
+    s_store_done();
+}
+
+/* One pass of history, the same for every backend: retries, a new
+ * round, progress, a batch, cancellation, failure details, a worker
+ * event, text beyond ASCII. */
+static int
+s_scenario(dv_event_t *evs, int max)
+{
+    int n = 0;
+    dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
+    ev.state = DV_STATE_QUEUED;
+    evs[n++] = ev;
+    for (int a = 1; a <= 2; a++) {
+        ev = s_ev("job.started", JOB_A, "q", "t");
+        ev.worker = dv_str("w1");
+        ev.attempt = a;
+        ev.wait_ms = 7;
+        evs[n++] = ev;
+        evs[n++] =
+            s_failed(JOB_A, a, a == 1 ? DV_STATE_SCHEDULED : DV_STATE_DEAD,
+                     DV_CAT_TIMEOUT);
+    }
+    ev = s_ev("job.dead", JOB_A, "q", "t");
+    ev.attempt = 2;
+    evs[n++] = ev;
+    ev = s_ev("job.submitted", JOB_B, "q", "t");
+    ev.batch = dv_str("nightly");
+    ev.run_at_ms = 1000500;
+    evs[n++] = ev;
+    ev = s_ev("job.progress", JOB_B, "q", "t");
+    ev.attempt = 1;
+    ev.current = 3;
+    ev.total = 10;
+    ev.message = dv_str("trois \xc3\xa9tapes \xe2\x9c\x93");
+    evs[n++] = ev;
+    ev = s_ev("job.succeeded", JOB_B, "q", "t");
+    ev.batch = dv_str("nightly");
+    ev.attempt = 1;
+    evs[n++] = ev;
+    /* C: another queue and type, cancelled while running. */
+    const char *c = "01a20000-0000-7000-8000-0000000000c1";
+    ev = s_ev("job.submitted", c, "other", "t2");
+    ev.batch = dv_str("nightly");
+    evs[n++] = ev;
+    ev = s_ev("job.started", c, "other", "t2");
+    ev.worker = dv_str("w2");
+    ev.attempt = 1;
+    evs[n++] = ev;
+    ev = s_ev("job.cancelled", c, "other", "t2");
+    ev.attempt = 1;
+    ev.has_failure = true;
+    dv_failure_init(&ev.failure);
+    ev.failure.category = DV_CAT_CANCELLED;
+    ev.failure.message = dv_str("by an operator");
+    evs[n++] = ev;
+    /* D: an HTTP failure with every detail, then still scheduled. */
+    const char *d = "01a20000-0000-7000-8000-0000000000d1";
+    ev = s_failed(d, 1, DV_STATE_SCHEDULED, DV_CAT_RATE_LIMITED);
+    ev.failure.exit_code = -1;
+    ev.failure.http_status = 429;
+    ev.failure.signal = 0;
+    ev.failure.key_id = dv_str("k2");
+    ev.failure.message = dv_str("slow down \xe2\x80\x94 429");
+    ev.run_at_ms = 2000000;
+    evs[n++] = ev;
+    /* A retried: a new round. */
+    evs[n++] = s_ev("job.retried", JOB_A, "q", "t");
+    ev = s_ev("job.started", JOB_A, "q", "t");
+    ev.worker = dv_str("w2");
+    ev.attempt = 1;
+    evs[n++] = ev;
+    ev = s_ev("job.succeeded", JOB_A, "q", "t");
+    ev.worker = dv_str("w2");
+    ev.attempt = 1;
+    evs[n++] = ev;
+    ev = s_ev("worker.joined", NULL, NULL, NULL);
+    ev.worker = dv_str("w3");
+    evs[n++] = ev;
+    assert_true(n <= max);
+    return n;
+}
+
+static void
+s_assert_same(const char *what, json_t *a, json_t *b)
+{
+    if (!a || !b || !json_equal(a, b)) {
+        char *ta = a ? json_dumps(a, JSON_SORT_KEYS) : NULL;
+        char *tb = b ? json_dumps(b, JSON_SORT_KEYS) : NULL;
+        fail_msg("%s differs:\nsqlite:   %s\npostgres: %s", what,
+                 ta ? ta : "NULL", tb ? tb : "NULL");
+    }
+    json_decref(a);
+    json_decref(b);
+}
+
+/* The same events give the same JSON from every read on both backends
+ * (the query verbs and the HTTP API are built on them). */
+static void
+t_pg_same_json(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/collector-test-XXXXXX", file[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(file, sizeof file, "%s/c.db", dir);
+    collector_store_t *lite = collector_store_open(file);
+    collector_store_t *pg = collector_store_open(s_store_new());
+    assert_non_null(lite);
+    assert_non_null(pg);
+    dv_event_t evs[32];
+    int n = s_scenario(evs, 32);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(collector_store_event(lite, BROKER, &evs[i], 25), 0);
+        assert_int_equal(collector_store_event(pg, BROKER, &evs[i], 25), 0);
+    }
+    assert_int_equal(collector_store_broker_save(lite, BROKER, INST, 9), 0);
+    assert_int_equal(collector_store_broker_save(pg, BROKER, INST, 9), 0);
+    /* Reads inside the open group see its writes (PostgreSQL: queued
+     * behind them in the pipeline). */
+    collector_jobs_filter_t open_f = { .limit = 10 };
+    s_assert_same("jobs in the open group", collector_store_jobs(lite, &open_f),
+                  collector_store_jobs(pg, &open_f));
+    char in[64];
+    uint64_t in_seq = 0;
+    assert_int_equal(
+        collector_store_broker_load(pg, BROKER, in, sizeof in, &in_seq), 1);
+    assert_int_equal(in_seq, 9);
+    assert_int_equal(collector_store_commit(lite), 0);
+    assert_int_equal(collector_store_commit(pg), 0);
+
+    const collector_jobs_filter_t filters[] = {
+        { .limit = 10 },
+        { .limit = 2 },
+        { .state = "dead", .limit = 10 },
+        { .state = "succeeded", .limit = 10 },
+        { .queue = "q", .limit = 10 },
+        { .type = "t2", .limit = 10 },
+        { .batch = "nightly", .limit = 10 },
+        { .queue = "q",
+          .batch = "nightly",
+          .state = "succeeded",
+          .type = "t",
+          .since_ms = 1000001,
+          .limit = 5 },
+        { .since_ms = evs[n / 2].ts_ms, .limit = 10 },
+        { .queue = "nope", .limit = 10 },
+    };
+    for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "jobs filter %zu", i);
+        s_assert_same(what, collector_store_jobs(lite, &filters[i]),
+                      collector_store_jobs(pg, &filters[i]));
+    }
+    const char *ids[] = { JOB_A, JOB_B, "01a20000-0000-7000-8000-0000000000c1",
+                          "01a20000-0000-7000-8000-0000000000d1" };
+    for (size_t i = 0; i < 4; i++) {
+        int f1, f2;
+        s_assert_same(ids[i], collector_store_job(lite, ids[i], &f1),
+                      collector_store_job(pg, ids[i], &f2));
+        assert_int_equal(f1, 1);
+        assert_int_equal(f2, 1);
+    }
+    int f1, f2;
+    assert_null(
+        collector_store_job(lite, "01a20000-0000-7000-8000-00000000ffff", &f1));
+    assert_null(
+        collector_store_job(pg, "01a20000-0000-7000-8000-00000000ffff", &f2));
+    assert_int_equal(f1, 0);
+    assert_int_equal(f2, 0);
+    const int64_t since[] = { 0, evs[n / 2].ts_ms, INT64_MAX };
+    for (size_t i = 0; i < 3; i++) {
+        s_assert_same("batch nightly",
+                      collector_store_batch(lite, "nightly", since[i]),
+                      collector_store_batch(pg, "nightly", since[i]));
+        s_assert_same("failures", collector_store_failures(lite, since[i]),
+                      collector_store_failures(pg, since[i]));
+    }
+    s_assert_same("batch none", collector_store_batch(lite, "none", 0),
+                  collector_store_batch(pg, "none", 0));
+    char i1[64], i2[64];
+    uint64_t q1 = 0, q2 = 0;
+    assert_int_equal(
+        collector_store_broker_load(lite, BROKER, i1, sizeof i1, &q1), 1);
+    assert_int_equal(
+        collector_store_broker_load(pg, BROKER, i2, sizeof i2, &q2), 1);
+    assert_string_equal(i1, i2);
+    assert_int_equal(q1, q2);
+    /* Retention takes the same rows, and leaves the same. */
+    int64_t cutoff = evs[n / 2].ts_ms;
+    for (;;) {
+        int d1 = collector_store_expire(lite, cutoff, 2);
+        int d2 = collector_store_expire(pg, cutoff, 2);
+        assert_int_equal(d1, d2);
+        if (d1 <= 0)
+            break;
+    }
+    s_assert_same("jobs after expiry", collector_store_jobs(lite, &filters[0]),
+                  collector_store_jobs(pg, &filters[0]));
+    for (size_t i = 0; i < 4; i++)
+        s_assert_same(ids[i], collector_store_job(lite, ids[i], &f1),
+                      collector_store_job(pg, ids[i], &f2));
+    collector_store_close(&lite);
+    collector_store_close(&pg);
+    unlink(file);
+    char side[96];
+    snprintf(side, sizeof side, "%s-wal", file);
     unlink(side);
-    snprintf(side, sizeof side, "%s-shm", s_path);
+    snprintf(side, sizeof side, "%s-shm", file);
     unlink(side);
-    rmdir(s_dir);
+    rmdir(dir);
+    s_store_done();
+}
+
+/* The URL's password: masked in collector_store_path() (status answers,
+ * dumps) and never in a log line, in either of libpq's URL forms. */
+static void
+t_pg_password(void **state)
+{
+    (void)state;
+    const char *url = s_store_new();
+    char pw_url[1000];
+    snprintf(pw_url, sizeof pw_url, "%s&password=Xy9-secret-pw", url);
+    collector_store_t *st = collector_store_open(pw_url);
+    assert_non_null(st);
+    assert_null(strstr(collector_store_path(st), "Xy9-secret-pw"));
+    assert_non_null(strstr(collector_store_path(st), "***"));
+    collector_store_close(&st);
+    const char *query = strchr(url, '?');
+    assert_non_null(query);
+    /* A server that refuses the database, with the password in the
+     * user-info part, then as a parameter. */
+    char bad[2][1000], nodb[600];
+    snprintf(bad[0], sizeof bad[0],
+             "postgresql://postgres:Xy9-secret-pw@/no_such_db%s", query);
+    pg_server_url(s_pg, "no_such_db", nodb, sizeof nodb);
+    snprintf(bad[1], sizeof bad[1], "%s&password=Xy9-secret-pw", nodb);
+    char bad2[2][1000];
+    /* The scheme in capitals (the dispatcher takes it), and a URL libpq
+     * cannot parse at all: neither shows the password. */
+    snprintf(bad2[0], sizeof bad2[0],
+             "POSTGRESQL://postgres:Xy9-secret-pw@/no_such_db%s", query);
+    snprintf(bad2[1], sizeof bad2[1],
+             "postgres://postgres:Xy9-secret-pw@/no_such_db?nonsense=1&"
+             "password=Xy9-secret-pw");
+    const char *bads[] = { bad[0], bad[1], bad2[0], bad2[1] };
+    for (size_t i = 0; i < 4; i++) {
+        s_log_start();
+        st = collector_store_open(bads[i]);
+        char *log = s_log_end();
+        assert_null(st);
+        assert_non_null(strstr(log, "collector.store_open_failed"));
+        assert_non_null(strstr(log, "no_such_db"));
+        if (strstr(log, "Xy9-secret-pw"))
+            fail_msg("the password is in the log: %s", log);
+        free(log);
+    }
+    s_store_done();
+}
+
+/* Ends the store's server sessions on the test's database, as a server
+ * restart or a network cut would. */
+static void
+s_pg_kill_sessions(void)
+{
+    char sql[256], err[512];
+    snprintf(sql, sizeof sql,
+             "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+             "WHERE datname = '%s' AND application_name = 'drover-collector'",
+             s_db);
+    if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0)
+        fail_msg("%s: %s", sql, err);
+}
+
+/* A lost connection: a read opens a new one and answers; a group in
+ * flight is lost (logged), the next one is written. */
+static void
+t_pg_connection_lost(void **state)
+{
+    (void)state;
+    collector_store_t *st = collector_store_open(s_store_new());
+    assert_non_null(st);
+    s_record(st, s_ev("job.submitted", JOB_A, "q", "t"));
+    assert_int_equal(collector_store_commit(st), 0);
+    s_pg_kill_sessions();
+    collector_jobs_filter_t all = { .limit = 10 };
+    json_t *jobs = collector_store_jobs(st, &all);
+    assert_int_equal(json_array_size(jobs), 1);
+    json_decref(jobs);
+
+    s_pg_kill_sessions();
+    dv_event_t ev = s_ev("job.submitted", JOB_B, "q", "t");
+    collector_store_event(st, BROKER, &ev, 0); /* queued, or refused */
+    s_log_start();
+    int rc = collector_store_commit(st);
+    char *log = s_log_end();
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(log, "collector.store_write_failed"));
+    free(log);
+    const char *c = "01a20000-0000-7000-8000-0000000000c1";
+    s_record(st, s_ev("job.submitted", c, "q", "t"));
+    assert_int_equal(collector_store_commit(st), 0);
+    int found;
+    json_t *job = collector_store_job(st, c, &found);
+    assert_int_equal(found, 1);
+    json_decref(job);
+    job = collector_store_job(st, JOB_B, &found);
+    assert_int_equal(found, 0);
+    collector_store_close(&st);
+    s_store_done();
+}
+
+/* A failed write fails its group only; text PostgreSQL would refuse is
+ * repaired instead of failing a pass. */
+static void
+t_pg_bad_write(void **state)
+{
+    (void)state;
+    collector_store_t *st = collector_store_open(s_store_new());
+    assert_non_null(st);
+    dv_event_t ev = s_failed(JOB_A, 1, DV_STATE_SCHEDULED, DV_CAT_HANDLER);
+    ev.failure.message = (dv_str_t){ "bad \xff\xfe and \0 NUL", 17 };
+    s_record(st, ev);
+    assert_int_equal(collector_store_commit(st), 0);
+    int found;
+    json_t *job = collector_store_job(st, JOB_A, &found);
+    assert_int_equal(found, 1);
+    const char *err = json_string_value(json_object_get(job, "error"));
+    assert_non_null(err);
+    assert_non_null(strstr(err, "bad \xef\xbf\xbd\xef\xbf\xbd and"));
+    json_decref(job);
+    /* An event without a broker instance breaks events.instance NOT NULL
+     * (as in SQLite): the group rolls back, the next one is fine. */
+    ev = s_ev("job.submitted", JOB_B, "q", "t");
+    ev.broker = (dv_str_t){ 0 };
+    s_log_start();
+    collector_store_event(st, BROKER, &ev, 0);
+    int rc = collector_store_commit(st);
+    char *log = s_log_end();
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(log, "collector.store_write_failed"));
+    free(log);
+    assert_null(collector_store_job(st, JOB_B, &found));
+    assert_int_equal(found, 0);
+    s_record(st, s_ev("job.submitted", JOB_B, "q", "t"));
+    assert_int_equal(collector_store_commit(st), 0);
+    json_decref(collector_store_job(st, JOB_B, &found));
+    assert_int_equal(found, 1);
+    collector_store_close(&st);
+    s_store_done();
+}
+
+/* More statements in one group than the pipeline holds at once. */
+static void
+t_pg_big_group(void **state)
+{
+    (void)state;
+    collector_store_t *st = collector_store_open(s_store_new());
+    assert_non_null(st);
+    for (int i = 0; i < 2500; i++) {
+        char id[40];
+        snprintf(id, sizeof id, "01a20000-0000-7000-8000-%012d", i);
+        dv_event_t ev = s_ev("job.started", id, "q", "t");
+        ev.worker = dv_str("w1");
+        ev.attempt = 1;
+        s_record(st, ev);
+    }
+    assert_int_equal(collector_store_commit(st), 0);
+    assert_int_equal(s_pg_long("SELECT count(*) FROM collector.attempts"),
+                     2500);
+    assert_int_equal(s_pg_long("SELECT count(*) FROM collector.events"), 2500);
+    collector_store_close(&st);
+    s_store_done();
+}
+
+static int
+s_pg_setup(void **state)
+{
+    (void)state;
+    snprintf(s_pg_dir, sizeof s_pg_dir, "/tmp/collector-test-pg-XXXXXX");
+    if (!mkdtemp(s_pg_dir)) {
+        print_error("mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    char err[1600] = "";
+    s_pg = pg_server_start(s_pg_dir, err, sizeof err);
+    if (!s_pg) {
+        print_error("collector_test pg: %s\n", err);
+        rmdir(s_pg_dir);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_pg_teardown(void **state)
+{
+    (void)state;
+    pg_server_stop(&s_pg);
+    return rmdir(s_pg_dir);
 }
 
 /* The bearer check, and which HTTP addresses stay on this host. */
@@ -750,9 +1343,15 @@ t_access_token_file(void **state)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
     dv_log_init("collector_test", DV_WARN, 1);
+    if (argc > 1 && strcmp(argv[1], "pg") == 0) {
+        s_pg_run = true;
+    } else if (argc > 1 && strcmp(argv[1], "sqlite") != 0) {
+        fprintf(stderr, "usage: collector_test [sqlite|pg]\n");
+        return 2;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_seq),
         cmocka_unit_test(t_snapshot_and_deltas),
@@ -762,8 +1361,23 @@ main(void)
         cmocka_unit_test(t_metrics_text),
         cmocka_unit_test(t_store_history),
         cmocka_unit_test(t_query_args),
+        cmocka_unit_test(t_store_urls),
         cmocka_unit_test(t_access_checks),
         cmocka_unit_test(t_access_token_file),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* The store and query cases again, and PostgreSQL's own. */
+    const struct CMUnitTest pg_tests[] = {
+        cmocka_unit_test(t_store_history),
+        cmocka_unit_test(t_query_args),
+        cmocka_unit_test(t_pg_schema),
+        cmocka_unit_test(t_pg_same_json),
+        cmocka_unit_test(t_pg_password),
+        cmocka_unit_test(t_pg_connection_lost),
+        cmocka_unit_test(t_pg_bad_write),
+        cmocka_unit_test(t_pg_big_group),
+    };
+    if (s_pg_run)
+        return cmocka_run_group_tests_name("collector (postgres)", pg_tests,
+                                           s_pg_setup, s_pg_teardown);
+    return cmocka_run_group_tests_name("collector (sqlite)", tests, NULL, NULL);
 }

@@ -7,7 +7,12 @@
  * collector is stopped) and the resync after it; two brokers feeding one
  * collector; a restart that keeps all history; /metrics through promtool
  * and the JSON API; `drover jobs` / `drover job` on a job that failed twice
- * and died; health exit codes; malformed queries. */
+ * and died; health exit codes; malformed queries.
+ *
+ * One binary, two runs: `test_collector` keeps the collector's history in
+ * a SQLite file in each test's directory; `test_collector pg` starts a
+ * PostgreSQL server of its own (tests/fixtures/pg_server) and gives each
+ * test's collector a fresh database on it (--store postgresql://...). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -32,14 +37,20 @@
 #include "dv_proto.h"
 #include "dv_util.h"
 #include "harness.h"
+#include "pg_server.h"
+
+static pg_server_t *s_pg; /* the PostgreSQL run's server, or NULL */
+static char s_pg_dir[64]; /* its directory */
+static int s_pg_seq;      /* databases made so far */
 
 /* Everything one test starts; teardown kills it all. */
 typedef struct {
     harness_t *h;  /* first broker; its dir holds the collector */
     harness_t *h2; /* second broker, when a test needs one */
     pid_t collector;
-    char bind[320]; /* collector query endpoint */
-    char store[320];
+    char bind[320];   /* collector query endpoint */
+    char store[1024]; /* --store: a file in h's dir, or a PostgreSQL URL */
+    char db[32];      /* the PostgreSQL run: this test's database */
     char log[320];
     int http_port;
     drover_client_t *client; /* to the collector */
@@ -58,6 +69,18 @@ s_setup(void **state)
     }
     snprintf(fx->bind, sizeof fx->bind, "ipc://%s/collector", fx->h->dir);
     snprintf(fx->store, sizeof fx->store, "%s/collector.db", fx->h->dir);
+    if (s_pg) {
+        char sql[96], err[512];
+        snprintf(fx->db, sizeof fx->db, "test_collector_%d", ++s_pg_seq);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", fx->db);
+        if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0) {
+            print_error("%s: %s\n", sql, err);
+            harness_destroy(&fx->h);
+            free(fx);
+            return -1;
+        }
+        pg_server_url(s_pg, fx->db, fx->store, sizeof fx->store);
+    }
     snprintf(fx->log, sizeof fx->log, "%s/collector.log", fx->h->dir);
     *state = fx;
     return 0;
@@ -70,8 +93,46 @@ s_teardown(void **state)
     drover_close(&fx->client);
     harness_destroy(&fx->h2);
     harness_destroy(&fx->h);
+    int rc = 0;
+    if (s_pg) {
+        char sql[96], err[512];
+        snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", fx->db);
+        if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0) {
+            print_error("%s: %s\n", sql, err);
+            rc = -1;
+        }
+    }
     free(fx);
+    return rc;
+}
+
+/* The PostgreSQL run's server, for every test of the run. A missing
+ * server fails the run, with what to do about it. */
+static int
+s_pg_setup(void **state)
+{
+    (void)state;
+    snprintf(s_pg_dir, sizeof s_pg_dir, "/tmp/test_collector-pg-XXXXXX");
+    if (!mkdtemp(s_pg_dir)) {
+        print_error("mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    char err[1600] = "";
+    s_pg = pg_server_start(s_pg_dir, err, sizeof err);
+    if (!s_pg) {
+        print_error("test_collector pg: %s\n", err);
+        rmdir(s_pg_dir);
+        return -1;
+    }
     return 0;
+}
+
+static int
+s_pg_teardown(void **state)
+{
+    (void)state;
+    pg_server_stop(&s_pg);
+    return rmdir(s_pg_dir);
 }
 
 static const char *
@@ -134,6 +195,14 @@ s_start_collector(s_fx_t *fx, const char *events, const char *brokers,
     if (fx->collector < 0 ||
         !harness_wait_until(s_collector_answers, fx, 10000))
         return -1;
+    /* The history is where this run wants it (a file, or PostgreSQL). */
+    json_t *st = s_query(fx, "status", NULL, NULL);
+    const char *store = json_string_value(
+        json_object_get(json_object_get(st, "collector"), "store"));
+    if (!store || strcmp(store, fx->store) != 0)
+        fail_msg("collector store '%s', want '%s'", store ? store : "",
+                 fx->store);
+    json_decref(st);
     return fx->collector;
 }
 
@@ -1106,9 +1175,14 @@ t_top_under_tmux(void **state)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    bool pg = argc > 1 && strcmp(argv[1], "pg") == 0;
+    if (argc > 1 && !pg && strcmp(argv[1], "sqlite") != 0) {
+        fprintf(stderr, "usage: test_collector [sqlite|pg]\n");
+        return 2;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(t_late_start, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_gap_resync, s_setup, s_teardown),
@@ -1123,5 +1197,8 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(t_top_under_tmux, s_setup, s_teardown),
     };
+    if (pg)
+        return cmocka_run_group_tests_name("test_collector (postgres)", tests,
+                                           s_pg_setup, s_pg_teardown);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
