@@ -4,8 +4,8 @@
  * to idle_session_timeout and its lock to the standby, and learns it when
  * it wakes; a holder whose session is terminated steps down.
  *
- * The server is the one the pg test fixture starts (DROVER_TEST_PG_URL
- * names it when the suite runs under ctest's pg label). */
+ * The server is a throw-away one of the run's own (tests/fixtures/
+ * pg_server). */
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,9 +18,14 @@
 #include <libpq-fe.h>
 
 #include "broker_ha.h"
+#include "broker_test_fx.h"
 #include "dv_clock.h"
+#include "pg_server.h"
 
 static const char *s_url;
+static char s_url_buf[1024];
+static char s_dir[1024];
+static pg_server_t *s_pg;
 
 /* Steps each of n (NULL entries skipped) until cond holds or timeout_ms
  * has passed, waiting on their sockets and timers. Returns cond's value. */
@@ -41,8 +46,8 @@ s_run(broker_ha_t **ha, int n, bool (*cond)(broker_ha_t **ha), int timeout_ms)
             bool w;
             int fd = broker_ha_fd(ha[i], &w);
             if (fd >= 0)
-                pf[np++] = (struct pollfd){ fd, (short)(w ? POLLOUT : POLLIN),
-                                            0 };
+                pf[np++] =
+                    (struct pollfd){ fd, (short)(w ? POLLOUT : POLLIN), 0 };
             if (broker_ha_next(ha[i]) < wake)
                 wake = broker_ha_next(ha[i]);
         }
@@ -156,10 +161,8 @@ t_bad_url(void **state)
     broker_ha_opts_t o = { .name = "x" };
     assert_null(broker_ha_new("postgres://[::1", &o, err, sizeof err));
     assert_true(err[0] != '\0');
-    broker_ha_t *ha[1] = {
-        broker_ha_new("postgresql:///x?host=/nonexistent&port=1", &o, err,
-                      sizeof err)
-    };
+    broker_ha_t *ha[1] = { broker_ha_new(
+        "postgresql:///x?host=/nonexistent&port=1", &o, err, sizeof err) };
     assert_non_null(ha[0]);
     assert_false(s_run(ha, 1, s_first_active, 500));
     assert_int_equal(broker_ha_role(ha[0]), BROKER_HA_STANDBY);
@@ -171,10 +174,24 @@ static int
 s_group_setup(void **state)
 {
     (void)state;
-    s_url = getenv("DROVER_TEST_PG_URL");
-    if (!s_url)
-        fprintf(stderr, "DROVER_TEST_PG_URL is not set\n");
-    return s_url ? 0 : -1;
+    broker_fx_mkdir(s_dir, sizeof s_dir, "broker_ha_test");
+    char err[1600] = "";
+    s_pg = pg_server_start(s_dir, err, sizeof err);
+    if (!s_pg) {
+        print_error("broker_ha_test: %s\n", err);
+        broker_fx_rmdir(s_dir);
+        return -1;
+    }
+    s_url = pg_server_url(s_pg, "drover", s_url_buf, sizeof s_url_buf);
+    return 0;
+}
+
+static int
+s_group_teardown(void **state)
+{
+    (void)state;
+    pg_server_stop(&s_pg);
+    return broker_fx_rmdir(s_dir);
 }
 
 int
@@ -186,5 +203,5 @@ main(void)
         cmocka_unit_test(t_terminated),
         cmocka_unit_test(t_bad_url),
     };
-    return cmocka_run_group_tests(tests, s_group_setup, NULL);
+    return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
 }
