@@ -11,6 +11,10 @@
  *   bench_e2e [--jobs N] [--workers W] [--concurrency C] [--sync MODE]
  *             [--queued M] [--rate R] [--only throughput|latency|memory]
  *             [--curve]   (CurveZMQ on every socket, keys made per run)
+ *             [--pg]      (the PostgreSQL store: a throw-away server of the
+ *                          bench's own, tests/fixtures/pg_server, a fresh
+ *                          database per part; fsync and synchronous_commit
+ *                          on, as --sync full on SQLite)
  * DROVER_BIN names the drover executable (default: drover on PATH).
  */
 #include <getopt.h>
@@ -24,12 +28,40 @@
 #include "drover.h"
 #include "dv_clock.h"
 #include "harness.h"
+#include "pg_server.h"
 
 typedef struct {
     int jobs, workers, concurrency, prefetch, queued, rate;
     const char *sync, *only;
     bool curve; /* CurveZMQ on every socket */
+    bool pg;    /* the PostgreSQL store */
 } s_opts_t;
+
+static pg_server_t *s_pg;
+
+/* A fresh database on the bench's own server for one part; its URL goes
+ * where the harness keeps the store. */
+static void
+s_pg_store(harness_t *h)
+{
+    static int parts;
+    char err[1600] = "";
+    if (!s_pg) {
+        static char dir[] = "/tmp/drover-bench-pg-XXXXXX";
+        if (!mkdtemp(dir) || !(s_pg = pg_server_start(dir, err, sizeof err))) {
+            fprintf(stderr, "bench: no PostgreSQL server: %s\n", err);
+            exit(1);
+        }
+    }
+    char db[32], sql[64];
+    snprintf(db, sizeof db, "bench%d", ++parts);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+    if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0) {
+        fprintf(stderr, "bench: %s: %s\n", sql, err);
+        exit(1);
+    }
+    pg_server_url(s_pg, db, h->store, sizeof h->store);
+}
 
 static int
 s_count(const drover_result_t *r, void *arg)
@@ -78,6 +110,8 @@ s_start(const s_opts_t *o, int workers)
     const char *bargs[] = { "--sync",      o->sync, "--log-level",      "info",
                             "--heartbeat", "1",     "--worker-timeout", "5",
                             NULL };
+    if (h && o->pg)
+        s_pg_store(h);
     if (!h || harness_start_broker(h, bargs) <= 0) {
         fprintf(stderr, "bench: broker did not start\n");
         exit(1);
@@ -232,7 +266,7 @@ s_memory(const s_opts_t *o)
 int
 main(int argc, char **argv)
 {
-    s_opts_t o = { 100000, 1, 2, -1, 1000000, 1000, "full", NULL, false };
+    s_opts_t o = { 100000, 1, 2, -1, 1000000, 1000, "full", NULL, false, false };
     static const struct option opts[] = {
         { "jobs", required_argument, 0, 'n' },
         { "workers", required_argument, 0, 'w' },
@@ -243,6 +277,7 @@ main(int argc, char **argv)
         { "rate", required_argument, 0, 'r' },
         { "only", required_argument, 0, 'o' },
         { "curve", no_argument, 0, 'z' },
+        { "pg", no_argument, 0, 'g' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -276,12 +311,15 @@ main(int argc, char **argv)
         case 'z':
             o.curve = true;
             break;
+        case 'g':
+            o.pg = true;
+            break;
         default:
             printf(
                 "usage: bench_e2e [--jobs N] [--workers W] [--concurrency C]\n"
                 "       [--prefetch P]\n"
                 "       [--sync full|normal|off] [--queued M] [--rate R]\n"
-                "       [--only throughput|latency|memory] [--curve]\n");
+                "       [--only throughput|latency|memory] [--curve] [--pg]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -296,5 +334,6 @@ main(int argc, char **argv)
         s_latency(&o);
     if (!o.only || !strcmp(o.only, "memory"))
         s_memory(&o);
+    pg_server_stop(&s_pg);
     return 0;
 }
