@@ -110,6 +110,71 @@ cancel_main(int argc, char **argv)
     return exit_code;
 }
 
+static const char *
+s_str(const json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "";
+}
+
+/* status from a broker group: with several endpoints each is asked on its
+ * own, the answer shown is the active broker's (a standby's only when no
+ * broker is active), and group gets one line per endpoint saying which is
+ * which. Returns 0 with *body, or the exit code after saying why. */
+static int
+s_group_status(const char *broker, char **body, char *group, size_t size)
+{
+    char **eps = NULL;
+    int n = dv_strv_split(
+        broker ? broker : dv_env_or("DROVER_BROKER", DROVER_DEFAULT_ENDPOINT),
+        &eps);
+    int code = 0;
+    size_t used = 0;
+    for (int i = 0; i < n && n > 1; i++) {
+        drover_client_t *c = drover_connect(eps[i], 1500);
+        char *text = NULL;
+        int rc = c ? drover_ctrl(c, "status", NULL, NULL, &text) : -1;
+        drover_close(&c);
+        json_t *st = rc == DROVER_OK && text ? json_loads(text, 0, NULL) : NULL;
+        const char *role = !st                                     ? "no answer"
+                           : !strcmp(s_str(st, "role"), "standby") ? "standby"
+                                                                   : "active";
+        if (used < size)
+            used +=
+                (size_t)snprintf(group + used, size - used, "%-8s %s %s\n",
+                                 role, eps[i], st ? s_str(st, "broker") : "");
+        bool active = st && !strcmp(role, "active");
+        if (st && (active || !*body)) { /* a standby's only until then */
+            free(*body);
+            *body = text;
+            text = NULL;
+        }
+        free(text);
+        json_decref(st);
+        if (active)
+            break;
+    }
+    if (n > 1 && used < size)
+        snprintf(group + used, size - used, "\n");
+    if (n > 1 && !*body) {
+        fprintf(stderr, "drover status: no broker of %s answers\n",
+                broker ? broker : dv_env_or("DROVER_BROKER", ""));
+        code = CLI_EXIT_UNREACHABLE;
+    }
+    dv_strv_free(&eps);
+    if (n > 1)
+        return code;
+    group[0] = '\0';
+    drover_client_t *c = s_connect(broker, 3000, "status");
+    if (!c)
+        return 2;
+    int rc = drover_ctrl(c, "status", NULL, NULL, body);
+    if (rc != DROVER_OK)
+        code = s_fail(c, "status", rc);
+    drover_close(&c);
+    return code;
+}
+
 int
 status_main(int argc, char **argv)
 {
@@ -117,23 +182,19 @@ status_main(int argc, char **argv)
         "usage: drover status [--broker EP] [--json]\n"
         "\n"
         "Shows the broker's queues (queued, scheduled, running), its workers\n"
-        "and counters. Exit 3 if the broker is unreachable.\n";
+        "and counters. With several endpoints (a group of brokers on one\n"
+        "PostgreSQL store), asks each: says which is active and which are\n"
+        "standbys, and shows the active one. Exit 3 if no broker answers.\n";
     const char *broker = NULL;
     int json = 0;
     int r = s_parse(argc, argv, usage, 0, &broker, &json);
     if (r >= 0)
         return r;
-    drover_client_t *c = s_connect(broker, 3000, "status");
-    if (!c)
-        return 2;
     char *body = NULL;
-    int rc = drover_ctrl(c, "status", NULL, NULL, &body);
-    if (rc != DROVER_OK) {
-        int code = s_fail(c, "status", rc);
-        drover_close(&c);
+    char group[2048] = "";
+    int code = s_group_status(broker, &body, group, sizeof group);
+    if (code != 0)
         return code;
-    }
-    drover_close(&c);
     if (json) {
         printf("%s\n", body);
         free(body);
@@ -147,6 +208,14 @@ status_main(int argc, char **argv)
         return 1;
     }
     json_t *counters = json_object_get(st, "counters");
+    if (group[0])
+        printf("%s", group);
+    if (!strcmp(s_str(st, "role"), "standby")) {
+        printf("broker %s  STANDBY: %s\n", s_str(st, "broker"),
+               s_str(st, "lock"));
+        json_decref(st);
+        return 0;
+    }
     printf("broker %s  store %s  up %llds\n",
            json_string_value(json_object_get(st, "broker")),
            json_string_value(json_object_get(st, "store")),
