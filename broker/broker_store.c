@@ -8,6 +8,7 @@
  */
 #include "broker_store.h"
 #include "dv_err.h"
+#include "dv_pg.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -45,67 +46,10 @@ s_scheme_len(const char *s)
     return n > 0 && strncmp(s + n, "://", 3) == 0 ? n : 0;
 }
 
-/* Appends n bytes of s to out (size bytes) at *o, as far as they fit. */
-static void
-s_put(char *out, size_t size, size_t *o, const char *s, size_t n)
-{
-    if (*o + 1 >= size)
-        return;
-    if (n > size - 1 - *o)
-        n = size - 1 - *o;
-    memcpy(out + *o, s, n);
-    *o += n;
-}
-
 char *
 broker_store_redact_url(const char *url, char *out, size_t size)
 {
-    if (!out || size == 0)
-        return out;
-    size_t o = 0;
-    const char *p = strstr(url, "://");
-    p = p ? p + 3 : url;
-    s_put(out, size, &o, url, (size_t)(p - url));
-    /* The authority ends at the path, the query or the fragment; the user
-     * info is up to its last '@', the password after the first ':'. */
-    size_t alen = strcspn(p, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < alen; i++)
-        if (p[i] == '@')
-            at = p + i;
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            s_put(out, size, &o, p, (size_t)(colon - p) + 1);
-            s_put(out, size, &o, "***", 3);
-            p = at;
-        }
-    }
-    /* Then parameter by parameter after the '?'. */
-    const char *q = strchr(p, '?');
-    if (!q) {
-        s_put(out, size, &o, p, strlen(p));
-        out[o] = '\0';
-        return out;
-    }
-    s_put(out, size, &o, p, (size_t)(q - p) + 1);
-    p = q + 1;
-    while (*p) {
-        size_t plen = strcspn(p, "&#");
-        if (plen >= 9 && strncasecmp(p, "password=", 9) == 0)
-            s_put(out, size, &o, "password=***", 12);
-        else
-            s_put(out, size, &o, p, plen);
-        p += plen;
-        if (*p == '#') {
-            s_put(out, size, &o, p, strlen(p));
-            break;
-        }
-        if (*p == '&')
-            s_put(out, size, &o, p++, 1);
-    }
-    out[o] = '\0';
-    return out;
+    return dv_pg_redact_url(url, out, size);
 }
 
 bool

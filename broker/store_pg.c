@@ -43,6 +43,7 @@
 #include "broker_store.h"
 #include "dv_err.h"
 #include "dv_log.h"
+#include "dv_pg.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -361,65 +362,17 @@ typedef struct {
     bool oom;                  /* a copy could not be made */
 } s_params_t;
 
-/* Length of the well-formed UTF-8 sequence at s (n > 0 bytes left), or 0:
- * no NUL, no overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t
-s_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c >= 0x01 && c < 0x80)
-        return 1;
-    size_t len = c >= 0xc2 && c <= 0xdf   ? 2
-                 : c >= 0xe0 && c <= 0xef ? 3
-                 : c >= 0xf0 && c <= 0xf4 ? 4
-                                          : 0;
-    if (len == 0 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
-        (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
-        return 0;
-    return len;
-}
-
-/* PostgreSQL refuses text that is not valid in the database's encoding
- * (UTF-8 for drover), and a NUL in any text: one such string in a failure
- * message would fail its whole group again at every retry. SQLite stores
- * such bytes as they come; here each byte that is not part of a valid
- * sequence becomes U+FFFD. Returns s itself when it is fine, else a
- * repaired copy kept in p (NULL on out of memory). */
+/* Text PostgreSQL will take (dv_pg_text): s itself, or a repaired copy
+ * kept in p (NULL on out of memory). */
 static const char *
 s_p_utf8(s_params_t *p, const char *s, size_t n)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, len;
-    while (i < n && (len = s_utf8_seq(u + i, n - i)) > 0)
-        i += len;
-    if (i == n)
-        return s;
-    char *out = malloc(3 * n + 1);
-    if (!out) {
+    char *copy;
+    const char *ok = dv_pg_text(s, n, &copy);
+    if (!ok)
         p->oom = true;
-        return NULL;
-    }
-    size_t o = 0;
-    for (i = 0; i < n;) {
-        len = s_utf8_seq(u + i, n - i);
-        if (len > 0) {
-            memcpy(out + o, s + i, len);
-            o += len;
-            i += len;
-        } else {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        }
-    }
-    out[o] = '\0';
-    p->owned[p->n] = out;
-    return out;
+    p->owned[p->n] = copy;
+    return ok;
 }
 
 static void
@@ -597,29 +550,11 @@ s_double(const PGresult *r, int row, int col)
 
 /* ---- URL and messages without the password ---------------------------- */
 
-/* Copies s into out (out_size bytes) with every occurrence of the
- * password replaced by "***". */
+/* Copies s into out without the password (dv_pg_scrub). */
 static void
 s_scrub(const s_pg_t *be, const char *s, char *out, size_t out_size)
 {
-    size_t o = 0;
-    const char *pw = be->password;
-    size_t pwlen = pw ? strlen(pw) : 0;
-    if (!out_size)
-        return;
-    while (*s && o + 1 < out_size) {
-        if (pwlen && strncmp(s, pw, pwlen) == 0) {
-            for (const char *m = "***"; *m && o + 1 < out_size; m++)
-                out[o++] = *m;
-            s += pwlen;
-        } else {
-            out[o++] = *s++;
-        }
-    }
-    out[o] = '\0';
-    /* libpq ends its messages with a newline; a log field should not. */
-    while (o > 0 && (out[o - 1] == '\n' || out[o - 1] == ' '))
-        out[--o] = '\0';
+    dv_pg_scrub(be->password, s, out, out_size);
 }
 
 /* Finds the URL's password with libpq's own parser (to scrub it from
@@ -628,20 +563,12 @@ s_scrub(const s_pg_t *be, const char *s, char *out, size_t out_size)
 static int
 s_parse_url(s_pg_t *be)
 {
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(be->url, &perr);
-    PQfreemem(perr);
-    if (opts) {
-        for (PQconninfoOption *o = opts; o->keyword; o++)
-            if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
-                be->password = strdup(o->val);
-        PQconninfoFree(opts);
-    }
+    be->password = dv_pg_password(be->url);
     size_t n = 2 * strlen(be->url) + 8; /* room for any masking */
     be->safe_url = malloc(n);
     if (!be->safe_url)
         return -1;
-    broker_store_redact_url(be->url, be->safe_url, n);
+    dv_pg_redact_url(be->url, be->safe_url, n);
     return 0;
 }
 

@@ -43,6 +43,7 @@
 #include "collector_state.h"
 #include "dv_clock.h"
 #include "dv_log.h"
+#include "dv_pg.h"
 
 #define S_SCHEMA_VERSION 1
 #define S_STR_(x)        #x
@@ -293,64 +294,17 @@ typedef struct {
     bool oom;                  /* a copy could not be made */
 } s_params_t;
 
-/* Length of the well-formed UTF-8 sequence at s (n > 0 bytes left), or 0:
- * no NUL, no overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t
-s_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c >= 0x01 && c < 0x80)
-        return 1;
-    size_t len = c >= 0xc2 && c <= 0xdf   ? 2
-                 : c >= 0xe0 && c <= 0xef ? 3
-                 : c >= 0xf0 && c <= 0xf4 ? 4
-                                          : 0;
-    if (len == 0 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
-        (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
-        return 0;
-    return len;
-}
-
-/* PostgreSQL refuses text that is not valid UTF-8, or holds a NUL: one such
- * failure message would lose its whole pass of history. SQLite stores such
- * bytes as they come; here each byte that is not part of a valid sequence
- * becomes U+FFFD. Returns s itself when it is fine, else a repaired copy
+/* Text PostgreSQL will take (dv_pg_text): s itself, or a repaired copy
  * kept in p (NULL when out of memory). */
 static const char *
 s_utf8(s_params_t *p, const char *s, size_t n)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, len;
-    while (i < n && (len = s_utf8_seq(u + i, n - i)) > 0)
-        i += len;
-    if (i == n)
-        return s;
-    char *out = malloc(3 * n + 1);
-    if (!out) {
+    char *copy;
+    const char *ok = dv_pg_text(s, n, &copy);
+    if (!ok)
         p->oom = true;
-        return NULL;
-    }
-    size_t o = 0;
-    for (i = 0; i < n;) {
-        len = s_utf8_seq(u + i, n - i);
-        if (len > 0) {
-            memcpy(out + o, s + i, len);
-            o += len;
-            i += len;
-        } else {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        }
-    }
-    out[o] = '\0';
-    p->owned[p->n] = out;
-    return out;
+    p->owned[p->n] = copy;
+    return ok;
 }
 
 static void
@@ -415,29 +369,12 @@ s_p_opt(s_params_t *p, int64_t v)
 
 /* ---- messages without the password --------------------------------------- */
 
-/* Copies s into out with every occurrence of the password replaced by
- * "***", and without libpq's trailing newline. */
+/* Copies s into out without the password (dv_pg_scrub). */
 static void
 s_scrub(const collector_store_be_t *self, const char *s, char *out,
         size_t out_size)
 {
-    size_t o = 0;
-    const char *pw = self->password;
-    size_t pwlen = pw ? strlen(pw) : 0;
-    if (!out_size)
-        return;
-    while (s && *s && o + 1 < out_size) {
-        if (pwlen && strncmp(s, pw, pwlen) == 0) {
-            for (const char *m = "***"; *m && o + 1 < out_size; m++)
-                out[o++] = *m;
-            s += pwlen;
-        } else {
-            out[o++] = *s++;
-        }
-    }
-    out[o] = '\0';
-    while (o > 0 && (out[o - 1] == '\n' || out[o - 1] == ' '))
-        out[--o] = '\0';
+    dv_pg_scrub(self->password, s, out, out_size);
 }
 
 /* The connection's last error, scrubbed, into out. */
@@ -658,58 +595,17 @@ s_close(collector_store_be_t **self_p)
     *self_p = NULL;
 }
 
-/* Replaces the n bytes at v with "***", or with as many '*' when shorter:
- * the string never grows. */
-static void
-s_mask_span(char *v, size_t n)
-{
-    if (n >= 3) {
-        memcpy(v, "***", 3);
-        memmove(v + 3, v + n, strlen(v + n) + 1);
-    } else {
-        memset(v, '*', n);
-    }
-}
-
-/* Masks, in place, what looks like a password in a URL whether libpq can
- * parse it or not: the user-info's ":PASSWORD@" and "password=VALUE"
- * parameters. */
-static void
-s_mask_url(char *u)
-{
-    char *auth = strstr(u, "://");
-    if (auth) {
-        auth += 3;
-        size_t n = strcspn(auth, "/?");
-        char *at = memchr(auth, '@', n);
-        char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-        if (colon)
-            s_mask_span(colon + 1, (size_t)(at - colon - 1));
-    }
-    for (char *p = strstr(u, "password="); p; p = strstr(p + 1, "password="))
-        s_mask_span(p + 9, strcspn(p + 9, "& "));
-}
-
 /* Finds the URL's password with libpq's own parser and makes the masked
  * copy of the URL. */
 static int
 s_parse_url(collector_store_be_t *self)
 {
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(self->url, &perr);
-    PQfreemem(perr);
-    if (opts) {
-        for (PQconninfoOption *o = opts; o->keyword; o++)
-            if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
-                self->password = strdup(o->val);
-        PQconninfoFree(opts);
-    }
-    size_t n = strlen(self->url) + 4;
+    self->password = dv_pg_password(self->url);
+    size_t n = 2 * strlen(self->url) + 8; /* room for any masking */
     self->safe_url = malloc(n);
     if (!self->safe_url)
         return -1;
-    s_scrub(self, self->url, self->safe_url, n);
-    s_mask_url(self->safe_url);
+    dv_pg_redact_url(self->url, self->safe_url, n);
     return 0;
 }
 

@@ -1,0 +1,34 @@
+/* dv_pg - what every PostgreSQL store of drover needs besides libpq
+ * itself: text PostgreSQL will take, and URLs and messages without the
+ * password. The broker's store (broker/store_pg.c) and the collector's
+ * (collector/collector_store_pg.c) share them.
+ */
+#ifndef DV_PG_H
+#define DV_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* PostgreSQL refuses text that is not valid UTF-8 (drover's databases are
+ * UTF-8) and a NUL in any text, and one such string would fail its whole
+ * group at every retry. Returns s itself when its n bytes are fine; else
+ * a NUL-terminated copy (in *copy, the caller frees it) in which each byte
+ * that is not part of a well-formed sequence became U+FFFD; NULL with
+ * *copy NULL when out of memory. */
+const char *dv_pg_text(const char *s, size_t n, char **copy);
+
+/* The password in a libpq URL or conninfo string (a new string: free it),
+ * or NULL when it has none (or cannot be parsed). */
+char *dv_pg_password(const char *url);
+
+/* Writes url into out (size bytes, always NUL-terminated, cut if it does
+ * not fit) with its password masked as "***", wherever a URL can carry
+ * one (scheme://user:PASSWORD@host, a password= parameter). Returns out. */
+char *dv_pg_redact_url(const char *url, char *out, size_t size);
+
+/* Copies s into out (size bytes) with every occurrence of password
+ * replaced by "***" (password NULL or "": copied as it is), and without
+ * libpq's trailing newline. */
+void dv_pg_scrub(const char *password, const char *s, char *out, size_t size);
+
+#endif
