@@ -167,7 +167,8 @@ typedef struct harness_row harness_row_t;
 /* Column col of row as text ("" for NULL), valid during the callback. */
 const char *harness_row_text(const harness_row_t *row, int col);
 
-/* Column col of row as an integer (0 for NULL). */
+/* Column col of row as an integer (0 for NULL); a PostgreSQL boolean (a
+ * comparison, `SELECT worker='w2' ...`) is 1 or 0, as in SQLite. */
 int64_t harness_row_int(const harness_row_t *row, int col);
 
 /* Runs sql on the store (a read connection of the harness, SQLite or
