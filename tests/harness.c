@@ -6,6 +6,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sqlite3.h>
@@ -20,6 +21,7 @@
 
 #include "dv_clock.h"
 #include "dv_util.h"
+#include "pg_server.h"
 
 static const char *
 s_bin(void)
@@ -49,6 +51,103 @@ harness_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
     }
 }
 
+static int
+s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* ---- DROVER_TEST_STORE=pg: one PostgreSQL server per process ----------- */
+
+static pg_server_t *s_pg; /* started by the first harness_new(), or NULL */
+static char s_pg_dir[64]; /* its temp dir */
+static pid_t s_pg_owner;  /* the process that started it */
+static int s_pg_seq;      /* databases made so far */
+
+static void
+s_pg_at_exit(void)
+{
+    if (getpid() != s_pg_owner)
+        return; /* a forked child leaving: the server is its parent's */
+    pg_server_stop(&s_pg);
+    nftw(s_pg_dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static bool
+s_want_pg(void)
+{
+    const char *e = getenv("DROVER_TEST_STORE");
+    return e && !strcmp(e, "pg");
+}
+
+/* Makes the harness's own database on the process's server (started on
+ * first use) and points self->store at it. Returns 0, or -1 with the
+ * reason on stderr. */
+static int
+s_pg_store(harness_t *self)
+{
+    char err[1600] = "";
+    if (!s_pg) {
+        snprintf(s_pg_dir, sizeof s_pg_dir, "/tmp/drover-test-pg-XXXXXX");
+        if (!mkdtemp(s_pg_dir)) {
+            fprintf(stderr, "harness: mkdtemp %s: %s\n", s_pg_dir,
+                    strerror(errno));
+            return -1;
+        }
+        s_pg = pg_server_start(s_pg_dir, err, sizeof err);
+        if (!s_pg) {
+            fprintf(stderr, "harness: DROVER_TEST_STORE=pg: %s\n", err);
+            nftw(s_pg_dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+            return -1;
+        }
+        /* Registered after pg_server's own exit handler, so it runs
+         * first and that one finds nothing left to stop. */
+        s_pg_owner = getpid();
+        atexit(s_pg_at_exit);
+    }
+    char sql[64];
+    snprintf(self->db, sizeof self->db, "t%d", ++s_pg_seq);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", self->db);
+    if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0) {
+        fprintf(stderr, "harness: %s: %s\n", sql, err);
+        self->db[0] = '\0';
+        return -1;
+    }
+    char url[sizeof self->store + 1];
+    pg_server_url(s_pg, self->db, url, sizeof url);
+    if (strlen(url) >= sizeof self->store) {
+        fprintf(stderr, "harness: store URL too long: %s\n", url);
+        return -1;
+    }
+    memcpy(self->store, url, strlen(url) + 1);
+    return 0;
+}
+
+/* Drops the harness's database, whoever is still connected. */
+static void
+s_pg_drop(harness_t *self)
+{
+    PQfinish(self->pg);
+    self->pg = NULL;
+    if (!self->db[0] || !s_pg)
+        return;
+    char sql[96], err[1024];
+    snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", self->db);
+    if (pg_server_exec(s_pg, "postgres", sql, err, sizeof err) != 0)
+        fprintf(stderr, "harness: %s: %s\n", sql, err);
+    self->db[0] = '\0';
+}
+
+bool
+harness_store_is_pg(const harness_t *self)
+{
+    return !strncmp(self->store, "postgres://", 11) ||
+           !strncmp(self->store, "postgresql://", 13);
+}
+
 harness_t *
 harness_new(void)
 {
@@ -66,16 +165,9 @@ harness_new(void)
     snprintf(self->workers, sizeof self->workers, "ipc://%s/workers",
              self->dir);
     snprintf(self->events, sizeof self->events, "ipc://%s/events", self->dir);
+    if (s_want_pg() && s_pg_store(self) != 0)
+        harness_destroy(&self);
     return self;
-}
-
-static int
-s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 void
@@ -87,6 +179,7 @@ harness_destroy(harness_t **self_p)
     drover_close(&self->client);
     harness_kill_all(self);
     harness_unmount(self);
+    s_pg_drop(self);
     if (self->curve) {
         unsetenv("DROVER_CURVE_SECRET");
         unsetenv("DROVER_CURVE_SERVER");
@@ -430,41 +523,150 @@ harness_worker_count(harness_t *self)
     return n;
 }
 
-/* One attempt: 1 with *v set, 0 for no row, -1 for an error (a reader of a
- * WAL database can briefly see SQLITE_BUSY while the broker checkpoints). */
+/* ---- reading the store ------------------------------------------------- */
+
+struct harness_row {
+    sqlite3_stmt *st; /* SQLite: the statement, on the row; else NULL */
+    PGresult *res;    /* PostgreSQL: the whole result */
+    int i;            /* PostgreSQL: the row's number in it */
+};
+
+const char *
+harness_row_text(const harness_row_t *row, int col)
+{
+    if (row->st) {
+        const unsigned char *t = sqlite3_column_text(row->st, col);
+        return t ? (const char *)t : "";
+    }
+    if (col >= PQnfields(row->res) || PQgetisnull(row->res, row->i, col))
+        return "";
+    return PQgetvalue(row->res, row->i, col);
+}
+
+int64_t
+harness_row_int(const harness_row_t *row, int col)
+{
+    if (row->st)
+        return sqlite3_column_int64(row->st, col);
+    const char *t = harness_row_text(row, col);
+    /* A comparison is a boolean in PostgreSQL, an integer in SQLite. */
+    if (!strcmp(t, "t"))
+        return 1;
+    return strtoll(t, NULL, 10);
+}
+
 static int
-s_sql_once(const char *path, const char *sql, int64_t *v)
+s_each_sqlite(harness_t *self, const char *sql, int busy_ms,
+              int (*fn)(const harness_row_t *row, void *arg), void *arg,
+              char *err, size_t err_size)
 {
     sqlite3 *db = NULL;
-    int rc = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 2000);
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-            int step = sqlite3_step(st);
-            if (step == SQLITE_ROW) {
-                *v = sqlite3_column_int64(st, 0);
-                rc = 1;
-            } else if (step == SQLITE_DONE) {
-                rc = 0;
-            }
-        }
-        sqlite3_finalize(st);
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    if (sqlite3_open_v2(self->store, &db, SQLITE_OPEN_READONLY, NULL) !=
+        SQLITE_OK)
+        goto out;
+    sqlite3_busy_timeout(db, busy_ms);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    harness_row_t row = { .st = st };
+    int step, count = 0;
+    bool stop = false;
+    while (!stop && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        count++;
+        stop = fn(&row, arg) != 0;
     }
+    if (stop || step == SQLITE_DONE)
+        n = count;
+out:
+    if (n < 0)
+        snprintf(err, err_size, "%s: %s", self->store,
+                 db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_finalize(st);
     sqlite3_close(db);
-    return rc;
+    return n;
+}
+
+static int
+s_each_pg(harness_t *self, const char *sql,
+          int (*fn)(const harness_row_t *row, void *arg), void *arg, char *err,
+          size_t err_size)
+{
+    if (!self->pg) {
+        self->pg = PQconnectdb(self->store);
+        if (PQstatus(self->pg) != CONNECTION_OK) {
+            snprintf(err, err_size, "%s: %s", self->store,
+                     PQerrorMessage(self->pg));
+            PQfinish(self->pg);
+            self->pg = NULL;
+            return -1;
+        }
+    }
+    PGresult *res = PQexec(self->pg, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(err, err_size, "%s: %s", self->store,
+                 PQresultErrorMessage(res));
+        PQclear(res);
+        /* A fresh connection next time: the server may have gone. */
+        PQfinish(self->pg);
+        self->pg = NULL;
+        return -1;
+    }
+    harness_row_t row = { .res = res };
+    int n = PQntuples(res), count = 0;
+    for (row.i = 0; row.i < n; row.i++) {
+        count++;
+        if (fn(&row, arg) != 0)
+            break;
+    }
+    PQclear(res);
+    return count;
+}
+
+static int
+s_each(harness_t *self, const char *sql, int busy_ms,
+       int (*fn)(const harness_row_t *row, void *arg), void *arg, char *err,
+       size_t err_size)
+{
+    if (harness_store_is_pg(self))
+        return s_each_pg(self, sql, fn, arg, err, err_size);
+    return s_each_sqlite(self, sql, busy_ms, fn, arg, err, err_size);
+}
+
+int
+harness_sql_each(harness_t *self, const char *sql,
+                 int (*fn)(const harness_row_t *row, void *arg), void *arg)
+{
+    char err[1024] = "";
+    int n = s_each(self, sql, 5000, fn, arg, err, sizeof err);
+    if (n < 0)
+        fprintf(stderr, "harness: %s: %s\n", sql, err);
+    return n;
+}
+
+static int
+s_first_int(const harness_row_t *row, void *arg)
+{
+    *(int64_t *)arg = harness_row_int(row, 0);
+    return 1;
 }
 
 int64_t
 harness_sql_int(harness_t *self, const char *sql)
 {
     int64_t deadline = dv_mono_ms() + harness_scale(5000), v = -1;
+    char err[1024] = "";
     for (;;) {
-        int rc = s_sql_once(self->store, sql, &v);
+        /* An error is worth another look: a reader of a WAL database can
+         * briefly see SQLITE_BUSY while the broker checkpoints, and a
+         * PostgreSQL connection can drop. */
+        int rc = s_each(self, sql, 2000, s_first_int, &v, err, sizeof err);
         if (rc >= 0)
             return rc == 1 ? v : -1;
-        if (dv_mono_ms() > deadline)
+        if (dv_mono_ms() > deadline) {
+            fprintf(stderr, "harness: %s: %s\n", sql, err);
             return -1;
+        }
         poll(NULL, 0, 20); /* the store was busy: look again */
     }
 }

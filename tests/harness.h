@@ -5,6 +5,12 @@
  * reaped in harness_teardown(), whatever the test's outcome. Waiting is done
  * by polling a condition against a deadline (harness_wait_until), never by a
  * fixed sleep. Deadlines scale with DROVER_TIMEOUT_SCALE (sanitizer builds).
+ *
+ * The store is a SQLite file in the temp dir, or, with DROVER_TEST_STORE=pg
+ * in the environment, a fresh database (t<N>) on a throw-away PostgreSQL
+ * server (tests/fixtures/pg_server) that the first harness_new() of the
+ * process starts, in a temp dir of its own, and an exit handler stops.
+ * harness_sql_int() and harness_sql_each() read either.
  */
 #ifndef HARNESS_H
 #define HARNESS_H
@@ -18,10 +24,14 @@
 
 #define HARNESS_MAX_PROCS 32
 
+struct pg_conn; /* libpq's PGconn */
+
 typedef struct {
-    char dir[256];     /* temp dir, removed at teardown */
-    char store[300];   /* sqlite file */
-    char clients[300]; /* ipc:// endpoints */
+    char dir[256];      /* temp dir, removed at teardown */
+    char store[300];    /* sqlite file, or a PostgreSQL URL */
+    char db[32];        /* PostgreSQL: this harness's database, else "" */
+    struct pg_conn *pg; /* PostgreSQL: the read connection, or NULL */
+    char clients[300];  /* ipc:// endpoints */
     char workers[300];
     char events[300];
     pid_t broker; /* 0 when not running */
@@ -36,8 +46,13 @@ typedef struct {
     char curve_dir[300];
 } harness_t;
 
-/* Makes the temp dir and endpoints; starts nothing. Returns NULL on error. */
+/* Makes the temp dir and endpoints, and with DROVER_TEST_STORE=pg the
+ * database (starting the process's PostgreSQL server the first time);
+ * starts no drover process. Returns NULL on error (said on stderr). */
 harness_t *harness_new(void);
+
+/* Whether the store is a PostgreSQL database (h->store a URL). */
+bool harness_store_is_pg(const harness_t *self);
 
 /* Turns CurveZMQ on for what the harness starts from now on: makes the
  * broker's key and one key per name with `drover keygen` in DIR/keys, puts
@@ -142,8 +157,26 @@ int64_t harness_counter(harness_t *self, const char *name);
 int harness_worker_count(harness_t *self);
 
 /* Runs a SQL query on the store (a separate read connection) returning one
- * integer (first column of the first row), or -1. */
+ * integer (first column of the first row), or -1. Retries for up to 5 s
+ * (scaled) while the store is busy or cannot be reached. */
 int64_t harness_sql_int(harness_t *self, const char *sql);
+
+/* One row of a harness_sql_each() result, valid during the callback. */
+typedef struct harness_row harness_row_t;
+
+/* Column col of row as text ("" for NULL), valid during the callback. */
+const char *harness_row_text(const harness_row_t *row, int col);
+
+/* Column col of row as an integer (0 for NULL); a PostgreSQL boolean (a
+ * comparison, `SELECT worker='w2' ...`) is 1 or 0, as in SQLite. */
+int64_t harness_row_int(const harness_row_t *row, int col);
+
+/* Runs sql on the store (a read connection of the harness, SQLite or
+ * PostgreSQL) and calls fn(row, arg) for each row of the result, in order,
+ * until fn returns nonzero. Returns the number of rows handed over, or -1
+ * with the reason on stderr. Does not retry. */
+int harness_sql_each(harness_t *self, const char *sql,
+                     int (*fn)(const harness_row_t *row, void *arg), void *arg);
 
 /* Polls cond(arg) every 10 ms until true or timeout_ms (scaled) passes. */
 bool harness_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms);

@@ -4,7 +4,6 @@
 #include <jansson.h>
 #include <poll.h>
 #include <setjmp.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,7 +317,7 @@ chaos_worker_running(harness_t *h, const char *name)
 
 /* Two checks: `drover check` (the broker compares its memory with its
  * store, job by job), and, from outside, the broker's status counts
- * against the SQLite file. */
+ * against the store (the SQLite file or the PostgreSQL database). */
 
 typedef struct {
     harness_t *h;
@@ -408,58 +407,63 @@ chaos_store_check(harness_t *h, char *how, size_t how_size, char *detail,
 
 /* ---- accounting -------------------------------------------------------- */
 
-/* Runs sql on the store (a read-only connection of its own) and gives each
- * row to fill(st, item), item the next of an array of items of item_size
- * bytes that grows as needed. Returns 0 with the array in *out (caller
- * frees) and its length in *n_out, or -1. */
+/* What s_sql_load collects. */
+typedef struct {
+    size_t item_size, n, cap;
+    char *v;
+    void (*fill)(const harness_row_t *row, void *item);
+    bool nomem;
+} s_load_t;
+
+static int
+s_load_row(const harness_row_t *row, void *arg)
+{
+    s_load_t *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 1024;
+        char *nv = realloc(l->v, cap * l->item_size);
+        if (!nv) {
+            l->nomem = true;
+            return 1;
+        }
+        l->v = nv;
+        l->cap = cap;
+    }
+    l->fill(row, l->v + l->n++ * l->item_size);
+    return 0;
+}
+
+/* Runs sql on the store (through the harness, SQLite or PostgreSQL) and
+ * gives each row to fill(row, item), item the next of an array of items of
+ * item_size bytes that grows as needed; then sorts the array with cmp.
+ * Returns 0 with the array in *out (caller frees) and its length in *n_out,
+ * or -1. */
 static int
 s_sql_load(harness_t *h, const char *sql, size_t item_size,
-           void (*fill)(sqlite3_stmt *st, void *item), void **out,
-           size_t *n_out)
+           void (*fill)(const harness_row_t *row, void *item),
+           int (*cmp)(const void *, const void *), void **out, size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    size_t cap = 1024, n = 0;
-    char *v = malloc(cap * item_size);
-    int rc = -1;
-    if (!v ||
-        sqlite3_open_v2(h->store, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            char *nv = realloc(v, 2 * cap * item_size);
-            if (!nv)
-                goto out;
-            v = nv;
-            cap *= 2;
-        }
-        fill(st, v + n++ * item_size);
+    s_load_t l = { .item_size = item_size, .fill = fill };
+    if (harness_sql_each(h, sql, s_load_row, &l) < 0 || l.nomem) {
+        free(l.v);
+        return -1;
     }
-    if (step == SQLITE_DONE) {
-        rc = 0;
-        *out = v;
-        *n_out = n;
-        v = NULL;
-    }
-out:
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    free(v);
-    return rc;
+    /* Sorted here, not by ORDER BY: the server's collation need not be
+     * strcmp's order, which the lookups below rely on. */
+    if (l.n)
+        qsort(l.v, l.n, item_size, cmp);
+    *out = l.v;
+    *n_out = l.n;
+    return 0;
 }
 
 /* Column col of the current row into buf, "" for NULL. */
 static void
-s_sql_text(sqlite3_stmt *st, int col, char *buf, size_t size)
+s_sql_text(const harness_row_t *row, int col, char *buf, size_t size)
 {
-    const unsigned char *t = sqlite3_column_text(st, col);
-    snprintf(buf, size, "%s", t ? (const char *)t : "");
+    snprintf(buf, size, "%s", harness_row_text(row, col));
 }
 
 /* One row of the jobs table. */
@@ -472,20 +476,20 @@ typedef struct {
 } s_row_t;
 
 static void
-s_row_fill(sqlite3_stmt *st, void *item)
+s_row_fill(const harness_row_t *row, void *item)
 {
     s_row_t *r = item;
-    s_sql_text(st, 0, r->id, sizeof r->id);
-    s_sql_text(st, 1, r->state, sizeof r->state);
-    s_sql_text(st, 2, r->worker, sizeof r->worker);
-    r->attempt = sqlite3_column_int(st, 3);
-    r->finished_at = sqlite3_column_int64(st, 4);
+    s_sql_text(row, 0, r->id, sizeof r->id);
+    s_sql_text(row, 1, r->state, sizeof r->state);
+    s_sql_text(row, 2, r->worker, sizeof r->worker);
+    r->attempt = (int)harness_row_int(row, 3);
+    r->finished_at = harness_row_int(row, 4);
 }
 
-/* The jobs table, sorted by id, for s_row_fill. */
+/* The jobs table, for s_row_fill (sorted by id after loading). */
 static const char s_rows_sql[] =
     "SELECT id, state, coalesce(worker, ''), attempt, "
-    "coalesce(finished_at, 0) FROM jobs ORDER BY id";
+    "coalesce(finished_at, 0) FROM jobs";
 
 /* One row of the attempts table. */
 typedef struct {
@@ -504,19 +508,19 @@ s_att_cmp(const void *a, const void *b)
 }
 
 static void
-s_att_fill(sqlite3_stmt *st, void *item)
+s_att_fill(const harness_row_t *row, void *item)
 {
     s_att_t *a = item;
-    s_sql_text(st, 0, a->id, sizeof a->id);
-    a->attempt = sqlite3_column_int(st, 1);
-    s_sql_text(st, 2, a->worker, sizeof a->worker);
-    s_sql_text(st, 3, a->outcome, sizeof a->outcome);
+    s_sql_text(row, 0, a->id, sizeof a->id);
+    a->attempt = (int)harness_row_int(row, 1);
+    s_sql_text(row, 2, a->worker, sizeof a->worker);
+    s_sql_text(row, 3, a->outcome, sizeof a->outcome);
 }
 
-/* The attempts table, sorted by job id and attempt, for s_att_fill. */
+/* The attempts table, for s_att_fill (sorted by job id and attempt after
+ * loading). */
 static const char s_atts_sql[] =
-    "SELECT job_id, attempt, coalesce(worker, ''), outcome FROM attempts "
-    "ORDER BY job_id, attempt";
+    "SELECT job_id, attempt, coalesce(worker, ''), outcome FROM attempts";
 
 /* Checks one job's history against its executions ex[lo, hi) (sorted by
  * start): one row per execution, under the worker that ran it, and no
@@ -634,16 +638,16 @@ chaos_account(harness_t *h, const char *scenario, chaos_ids_t *acked,
 
     void *loaded;
     size_t nrows, natts;
-    if (s_sql_load(h, s_rows_sql, sizeof(s_row_t), s_row_fill, &loaded,
-                   &nrows) != 0)
+    if (s_sql_load(h, s_rows_sql, sizeof(s_row_t), s_row_fill, s_id_cmp,
+                   &loaded, &nrows) != 0)
         printf("chaos[%s] store: cannot read %s\n", scenario, h->store);
     s_row_t *rows = loaded;
     chaos_exec_t *ex = NULL;
     int nex = chaos_execs_load(h, &ex);
     if (nex < 0)
         nex = 0;
-    if (s_sql_load(h, s_atts_sql, sizeof(s_att_t), s_att_fill, &loaded,
-                   &natts) != 0)
+    if (s_sql_load(h, s_atts_sql, sizeof(s_att_t), s_att_fill, s_att_cmp,
+                   &loaded, &natts) != 0)
         printf("chaos[%s] store: cannot read the attempts of %s\n", scenario,
                h->store);
     s_att_t *atts = loaded;
