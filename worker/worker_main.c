@@ -51,7 +51,13 @@
 #define S_LINGER_MS 2000
 /* After a HELLO or heartbeat found no memory: when to try again. */
 #define S_STANDBY_RETRY_MS 250 /* a standby asked again after this */
-#define S_RETRY_MS         100
+/* How long one standby is asked again before the worker goes round its
+ * list once more: longer than a takeover takes (broker_ha.h: about 3.5 s
+ * after the holder stops), since a standby that stays one past that means
+ * another broker of the list holds the lock (say, the one just left, back
+ * after its database restarted). */
+#define S_STANDBY_PATIENCE_MS 4000
+#define S_RETRY_MS            100
 /* The http lane and the pool. */
 #define S_LANES 2
 
@@ -77,10 +83,12 @@ typedef struct {
     bool stopped_running;   /* grace period over, running jobs stopped */
     int64_t finish_deadline;
     int sigints;
-    int quit_signal;  /* immediate stop requested by this signal */
-    bool socket_full; /* updates waiting for room to send */
-    bool hello_due;   /* a HELLO found no memory: send it again */
-    int64_t retry_at; /* when to try it (mono ms) */
+    int quit_signal;       /* immediate stop requested by this signal */
+    bool socket_full;      /* updates waiting for room to send */
+    bool hello_due;        /* a HELLO found no memory: send it again */
+    int64_t retry_at;      /* when to try it (mono ms) */
+    int64_t standby_since; /* first standby answer of this round (mono ms);
+                            * 0 when none */
     dv_held_t *held;
     size_t held_cap;
     zmq_pollitem_t *items;
@@ -194,6 +202,7 @@ s_hello(s_worker_t *w)
 static void
 s_reconnect(s_worker_t *w, const char *reason)
 {
+    w->standby_since = 0; /* another broker, another round of patience */
     worker_link_reconnect(w->link, reason, w->mono);
     s_hello(w);
 }
@@ -252,6 +261,11 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
             /* Another broker of the group is active: go and find it. */
             bool next = worker_link_welcomed(w->link) ||
                         worker_link_standby_next(w->link);
+            if (!next && !w->standby_since)
+                w->standby_since = w->mono;
+            else if (!next &&
+                     w->mono - w->standby_since >= S_STANDBY_PATIENCE_MS)
+                next = true; /* it stays a standby: try the others again */
             dv_log(next ? DV_INFO : DV_DEBUG, "worker.standby_broker",
                    DV_STR("endpoint", worker_link_endpoint(w->link)));
             if (next) {
@@ -260,7 +274,8 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
                 /* Every broker of the list was tried: a takeover is under
                  * way, and this standby may be the next active one. Ask
                  * it again shortly rather than go round the list again
-                 * (a dead broker costs a whole hello timeout). */
+                 * (a dead broker costs a whole hello timeout), for up to
+                 * S_STANDBY_PATIENCE_MS. */
                 w->hello_due = true;
                 w->retry_at = w->mono + S_STANDBY_RETRY_MS;
             }
@@ -270,6 +285,7 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
         }
         break;
     case DV_MSG_WELCOME:
+        w->standby_since = 0;
         /* Before anything starts: jobs that are no longer ours go, and
          * outcomes the broker did not ack go again. */
         for (uint32_t i = 0; i < m->u.welcome.nrevoked; i++)
