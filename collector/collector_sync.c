@@ -331,6 +331,13 @@ s_snapshot_broker(const dv_status_t *st)
                       "waiting", (json_int_t)f->waiting);
         rc |= sf ? json_object_set_new(o, "store_failure", sf) : -1;
     }
+    /* A standby of a broker group: it serves nothing, and says why. */
+    if (o && st->role.ptr)
+        rc |= json_object_set_new(o, "role",
+                                  json_stringn(st->role.ptr, st->role.len));
+    if (o && st->lock.ptr)
+        rc |= json_object_set_new(o, "lock",
+                                  json_stringn(st->lock.ptr, st->lock.len));
     if (rc) {
         json_decref(o);
         return NULL;

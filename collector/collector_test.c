@@ -142,7 +142,7 @@ s_int(const json_t *o, const char *k)
 /* Applies broker 0's status answer, given as JSON, as the collector gets
  * it: packed, then decoded with dv_status_decode(). */
 static int
-s_snapshot(collector_state_t *st, json_t *snap, int64_t now_ms)
+s_snapshot_of(collector_state_t *st, int b, json_t *snap, int64_t now_ms)
 {
     size_t len;
     char *mp = dv_json_to_msgpack(snap, &len);
@@ -151,10 +151,16 @@ s_snapshot(collector_state_t *st, json_t *snap, int64_t now_ms)
     char why[256];
     if (dv_status_decode(mp, len, &status, why, sizeof why) != DV_OK)
         fail_msg("status does not decode: %s", why);
-    int rc = collector_state_snapshot(st, 0, &status, now_ms);
+    int rc = collector_state_snapshot(st, b, &status, now_ms);
     dv_status_release(&status);
     free(mp);
     return rc;
+}
+
+static int
+s_snapshot(collector_state_t *st, json_t *snap, int64_t now_ms)
+{
+    return s_snapshot_of(st, 0, snap, now_ms);
 }
 
 static void
@@ -387,6 +393,51 @@ t_store_failure_health(void **state)
     h = collector_state_health(st, 1001000);
     assert_int_equal(s_int(h, "status"), 0);
     json_decref(h);
+    collector_state_destroy(&st);
+}
+
+/* A group of brokers on one store: a standby next to an active broker is
+ * fine (its role and why are in the brokers view); standbys alone mean
+ * nothing is served: down, with the lock's reason. */
+static void
+t_standby_health(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, "ipc:///tmp/c1");
+    collector_state_add_broker(st, "ipc:///tmp/b2", "ipc:///tmp/c2");
+    collector_state_broker_answer(st, 0, true, 1000000, NULL);
+    collector_state_broker_answer(st, 1, true, 1000000, NULL);
+    json_t *standby = json_pack(
+        "{s:s, s:n, s:i, s:[], s:[], s:{}, s:s, s:s}", "broker", "b1", "store",
+        "uptime_ms", 5000, "queues", "workers", "counters", "role", "standby",
+        "lock", "cannot reach the store's lock: connection refused");
+    json_t *active = json_pack("{s:s, s:s, s:i, s:[], s:[], s:{}}", "broker",
+                               "b2", "store", "postgres", "uptime_ms", 5000,
+                               "queues", "workers", "counters");
+    assert_int_equal(s_snapshot_of(st, 0, standby, 1000000), 0);
+    assert_int_equal(s_snapshot_of(st, 1, active, 1000000), 0);
+    json_t *h = collector_state_health(st, 1000000);
+    assert_int_equal(s_int(h, "status"), 0);
+    json_decref(h);
+    json_t *brokers = collector_state_brokers(st, 1000000);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(brokers, 0), "role")),
+        "standby");
+    json_decref(brokers);
+
+    /* The active one is a standby too now (it lost the lock). */
+    json_object_set_new(active, "role", json_string("standby"));
+    json_object_set_new(active, "lock", json_string("waiting"));
+    assert_int_equal(s_snapshot_of(st, 1, active, 1001000), 0);
+    h = collector_state_health(st, 1001000);
+    assert_int_equal(s_int(h, "status"), 2);
+    char *text = json_dumps(h, 0);
+    assert_non_null(strstr(text, "no broker is active"));
+    free(text);
+    json_decref(h);
+    json_decref(standby);
+    json_decref(active);
     collector_state_destroy(&st);
 }
 
@@ -1357,6 +1408,7 @@ main(int argc, char **argv)
         cmocka_unit_test(t_snapshot_and_deltas),
         cmocka_unit_test(t_keys_and_health),
         cmocka_unit_test(t_store_failure_health),
+        cmocka_unit_test(t_standby_health),
         cmocka_unit_test(t_unknown_kinds),
         cmocka_unit_test(t_metrics_text),
         cmocka_unit_test(t_store_history),

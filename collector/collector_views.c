@@ -107,6 +107,10 @@ s_broker_snapshot(json_t *o, const collector_broker_t *br, int64_t now_ms)
         rc |= json_object_set(o, "counters", v);
     if ((v = json_object_get(br->snapshot, "store_failure")))
         rc |= json_object_set(o, "store_failure", v);
+    if ((v = json_object_get(br->snapshot, "role")))
+        rc |= json_object_set(o, "role", v);
+    if ((v = json_object_get(br->snapshot, "lock")))
+        rc |= json_object_set(o, "lock", v);
     return rc;
 }
 
@@ -549,6 +553,29 @@ collector_state_health(const collector_state_t *self, int64_t now_ms)
     json_t *reasons = json_array();
     int rc = reasons ? 0 : -1;
     char text[1024];
+    /* A group of brokers on one store: standbys are fine while one broker
+     * is active; with none active nothing is served. */
+    int answering = 0, standbys = 0;
+    const char *standby_why = NULL;
+    for (int b = 0; b < self->nbrokers; b++) {
+        const collector_broker_t *br = &self->brokers[b];
+        if (br->reach == COLLECTOR_REACH_DOWN)
+            continue;
+        answering++;
+        const char *role = collector_state_json_str(br->snapshot, "role");
+        if (role && !strcmp(role, "standby")) {
+            standbys++;
+            standby_why = collector_state_json_str(br->snapshot, "lock");
+        }
+    }
+    if (standbys && standbys == answering) {
+        status = 2;
+        snprintf(text, sizeof text,
+                 "no broker is active: every broker that answers is a "
+                 "standby (%s)",
+                 standby_why ? standby_why : "waiting for the store's lock");
+        rc |= s_reason(reasons, text);
+    }
     for (int b = 0; b < self->nbrokers; b++) {
         const collector_broker_t *br = &self->brokers[b];
         if (br->clients_ep && br->reach == COLLECTOR_REACH_DOWN) {
