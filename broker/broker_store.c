@@ -9,14 +9,13 @@
 #include "broker_store.h"
 #include "dv_err.h"
 #include "dv_pg.h"
+#include "dv_util.h"
 
 #include <assert.h>
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 struct broker_store {
     const broker_store_ops_t *ops; /* the backend's vtable */
@@ -24,27 +23,6 @@ struct broker_store {
     bool in_group;                 /* between begin() and commit/rollback */
     bool in_callback;              /* inside a replay() or get() callback */
 };
-
-/* Returns what follows prefix in s (schemes are case-insensitive), or NULL. */
-static const char *
-s_after(const char *s, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    return strncasecmp(s, prefix, n) == 0 ? s + n : NULL;
-}
-
-/* Length of a URL scheme followed by "://" at the start of s, or 0. A bare
- * path never looks like that, so anything that does is a URL we do not know
- * and must not be created as a file by that name. */
-static size_t
-s_scheme_len(const char *s)
-{
-    size_t n = 0;
-    while (isalnum((unsigned char)s[n]) || s[n] == '+' || s[n] == '-' ||
-           s[n] == '.')
-        n++;
-    return n > 0 && strncmp(s + n, "://", 3) == 0 ? n : 0;
-}
 
 char *
 broker_store_redact_url(const char *url, char *out, size_t size)
@@ -55,8 +33,9 @@ broker_store_redact_url(const char *url, char *out, size_t size)
 bool
 broker_store_is_shared(const char *url)
 {
-    return url &&
-           (s_after(url, "postgres://") || s_after(url, "postgresql://"));
+    const char *arg;
+    size_t n;
+    return url && dv_store_url(url, &arg, &n) == DV_STORE_PG;
 }
 
 broker_store_t *
@@ -74,24 +53,18 @@ broker_store_open(const char *url, const broker_store_opts_t *opts, char *err,
     /* The backend gets its own part of the URL: the file path for SQLite
      * (so "sqlite:///var/lib/drover.db" opens "/var/lib/drover.db");
      * PostgreSQL gets the whole URL, which libpq understands. */
-    const broker_store_ops_t *ops = NULL;
     const char *arg = NULL;
     size_t scheme_len;
-    if ((arg = s_after(url, "sqlite://")) || (arg = s_after(url, "sqlite:")))
-        ops = &broker_store_sqlite_ops;
-    else if (s_after(url, "postgres://") || s_after(url, "postgresql://")) {
-        ops = &broker_store_pg_ops;
-        arg = url;
-    } else if ((scheme_len = s_scheme_len(url)) > 0) {
+    dv_store_kind_t kind = dv_store_url(url, &arg, &scheme_len);
+    if (kind == DV_STORE_UNKNOWN) {
         dv_err_set(err, err_size,
                    "unknown store URL scheme '%.*s' (expected sqlite:PATH, a "
                    "file path, or postgres://...)",
                    (int)scheme_len, url);
         return NULL;
-    } else {
-        ops = &broker_store_sqlite_ops;
-        arg = url;
     }
+    const broker_store_ops_t *ops =
+        kind == DV_STORE_PG ? &broker_store_pg_ops : &broker_store_sqlite_ops;
     if (!*arg) {
         dv_err_set(err, err_size, "store URL '%s' names no file", url);
         return NULL;

@@ -8,36 +8,16 @@
  */
 #include "collector_store_be.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "dv_log.h"
+#include "dv_util.h"
 
 struct collector_store_t {
     const collector_store_ops_t *ops; /* the backend's vtable */
     collector_store_be_t *be;         /* the backend's handle */
 };
-
-/* Returns what follows prefix in s (schemes are case-insensitive), or NULL. */
-static const char *
-s_after(const char *s, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    return strncasecmp(s, prefix, n) == 0 ? s + n : NULL;
-}
-
-/* Length of a URL scheme followed by "://" at the start of s, or 0. */
-static size_t
-s_scheme_len(const char *s)
-{
-    size_t n = 0;
-    while (isalnum((unsigned char)s[n]) || s[n] == '+' || s[n] == '-' ||
-           s[n] == '.')
-        n++;
-    return n > 0 && strncmp(s + n, "://", 3) == 0 ? n : 0;
-}
 
 collector_store_t *
 collector_store_open(const char *url)
@@ -50,12 +30,12 @@ collector_store_open(const char *url)
                DV_STR("error", "store URL is empty"));
         return NULL;
     }
-    if ((arg = s_after(url, "sqlite://")) || (arg = s_after(url, "sqlite:"))) {
+    dv_store_kind_t kind = dv_store_url(url, &arg, &scheme_len);
+    if (kind == DV_STORE_SQLITE) {
         ops = &collector_store_sqlite_ops;
-    } else if (s_after(url, "postgres://") || s_after(url, "postgresql://")) {
+    } else if (kind == DV_STORE_PG) {
         ops = &collector_store_pg_ops;
-        arg = url;
-    } else if ((scheme_len = s_scheme_len(url)) > 0) {
+    } else {
         /* The scheme alone: the rest of an unknown URL may hold a
          * password. */
         char scheme[32];
@@ -69,9 +49,6 @@ collector_store_open(const char *url)
                                "sqlite:PATH, a file path, or "
                                "postgres://...)"));
         return NULL;
-    } else {
-        ops = &collector_store_sqlite_ops;
-        arg = url;
     }
     if (!*arg) {
         dv_log(DV_ERROR, "collector.store_open_failed", DV_STR("path", url),

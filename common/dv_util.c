@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int
 dv_strv_split(const char *s, char ***out)
@@ -92,4 +93,35 @@ dv_read_file(const char *path, size_t *len)
             *len = n;
     }
     return buf;
+}
+
+/* Returns what follows prefix in s (schemes are case-insensitive), or NULL. */
+static const char *
+s_after(const char *s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncasecmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
+dv_store_kind_t
+dv_store_url(const char *url, const char **arg, size_t *scheme_len)
+{
+    *scheme_len = 0;
+    if ((*arg = s_after(url, "sqlite://")) || (*arg = s_after(url, "sqlite:")))
+        return DV_STORE_SQLITE;
+    *arg = url;
+    if (s_after(url, "postgres://") || s_after(url, "postgresql://"))
+        return DV_STORE_PG;
+    /* A bare path never looks like "scheme://", so anything that does is
+     * a URL we do not know and must not be created as a file by that
+     * name. */
+    size_t n = 0;
+    while (isalnum((unsigned char)url[n]) || url[n] == '+' || url[n] == '-' ||
+           url[n] == '.')
+        n++;
+    if (n > 0 && strncmp(url + n, "://", 3) == 0) {
+        *scheme_len = n;
+        return DV_STORE_UNKNOWN;
+    }
+    return DV_STORE_SQLITE;
 }

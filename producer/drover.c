@@ -240,6 +240,22 @@ producer_standby_failover(drover_client_t *self)
     return producer_failover(self);
 }
 
+int
+producer_move_on(drover_client_t *self, int r, producer_in_t *in, bool *standby)
+{
+    bool sb = r == 1 && producer_is_standby(&in->msg);
+    if (r != 2 && !sb)
+        return 0;
+    if (sb) {
+        producer_in_release(in);
+        if (standby)
+            *standby = true;
+    }
+    return (sb ? producer_standby_failover(self) : producer_failover(self)) == 0
+               ? 1
+               : -1;
+}
+
 /* Sends one message. Returns 0, or -1 if it could not be queued (the socket
  * stayed full for the timeout, or flags had ZMQ_DONTWAIT). */
 static int
@@ -801,28 +817,15 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
             rc = producer_fail(self, DROVER_EUNREACHABLE, "socket closed");
             goto give_up;
         }
-        if (r == 2) {
-            /* The broker went away: nothing in flight will be answered by
-             * it. The next endpoint (the same one, reconnected, if there
-             * is only one) gets everything again. */
-            if (producer_failover(self) != 0) {
-                rc = DROVER_EUNREACHABLE;
-                goto give_up;
-            }
-            for (int i = 0; i < S_WINDOW; i++)
-                if (flights[i].req)
-                    s_send(self, flights[i].buf, flights[i].len, 0);
-            continue;
+        /* The broker went away, or a standby answered (it took none of
+         * them): every message in flight goes to the next endpoint (the
+         * same one, reconnected, if there is only one) at once. */
+        int moved = producer_move_on(self, r, &in, &standby);
+        if (moved < 0) {
+            rc = DROVER_EUNREACHABLE;
+            goto give_up;
         }
-        if (r == 1 && producer_is_standby(&in.msg)) {
-            /* Not the active broker: every message in flight goes to the
-             * next endpoint at once (none was taken here). */
-            producer_in_release(&in);
-            standby = true;
-            if (producer_standby_failover(self) != 0) {
-                rc = DROVER_EUNREACHABLE;
-                goto give_up;
-            }
+        if (moved > 0) {
             for (int i = 0; i < S_WINDOW; i++)
                 if (flights[i].req)
                     s_send(self, flights[i].buf, flights[i].len, 0);

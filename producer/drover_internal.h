@@ -69,6 +69,15 @@ bool producer_is_standby(const dv_msg_t *m);
  * between standbys. Returns 0 or -1. */
 int producer_standby_failover(drover_client_t *self);
 
+/* After producer_recv() returned r (with *in when r is 1): whether the
+ * client must move to another broker, because the connection was lost
+ * (r 2) or a standby answered (in is released then, and *standby set when
+ * not NULL). Returns 1 after moving (producer_failover or
+ * producer_standby_failover: send the unanswered requests again), 0 when
+ * there is nothing to do, -1 if the new socket could not be opened. */
+int producer_move_on(drover_client_t *self, int r, producer_in_t *in,
+                     bool *standby);
+
 /* Encodes msg and sends it. Returns 0, -1 (not sent) or -2 (no memory). */
 int producer_send_msg(drover_client_t *self, const dv_msg_t *msg, int flags);
 

@@ -213,28 +213,15 @@ drover_wait(drover_client_t *self, const char *const *ids, size_t n,
             rc = producer_fail(self, DROVER_EUNREACHABLE, "socket closed");
             goto done;
         }
-        if (r == 2) {
-            /* The broker went away: ask the next one at once. */
-            w.probe_req = 0;
-            if (producer_failover(self) != 0) {
-                rc = DROVER_EUNREACHABLE;
-                goto done;
-            }
-            if (s_wait_send(&w) != 0) {
-                rc = producer_fail(self, DROVER_ENOMEM, "out of memory");
-                goto done;
-            }
-            next_resend = dv_mono_ms() + S_WAIT_RESEND_MS;
-            continue;
+        /* The broker went away, or a standby answered: ask the next
+         * endpoint at once. */
+        int moved = producer_move_on(self, r, &in, NULL);
+        if (moved < 0) {
+            rc = DROVER_EUNREACHABLE;
+            goto done;
         }
-        if (r == 1 && producer_is_standby(&in.msg)) {
-            /* Not the active broker: ask the next endpoint at once. */
-            producer_in_release(&in);
+        if (moved > 0) {
             w.probe_req = 0;
-            if (producer_standby_failover(self) != 0) {
-                rc = DROVER_EUNREACHABLE;
-                goto done;
-            }
             if (s_wait_send(&w) != 0) {
                 rc = producer_fail(self, DROVER_ENOMEM, "out of memory");
                 goto done;
