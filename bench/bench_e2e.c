@@ -88,10 +88,22 @@ s_rss_kb(pid_t pid)
     return kb;
 }
 
+/* The part running now: a failure exits, and its processes must not
+ * outlive the bench. */
+static harness_t *s_live;
+
+static void
+s_at_exit(void)
+{
+    harness_destroy(&s_live);
+    pg_server_stop(&s_pg);
+}
+
 static harness_t *
 s_start(const s_opts_t *o, int workers)
 {
     harness_t *h = harness_new();
+    s_live = h;
     if (h && o->curve) {
         static const char *const client[] = { "bench", NULL };
         char names[16][8];
@@ -193,6 +205,7 @@ s_throughput(const s_opts_t *o)
     free(p);
     free(ids);
     harness_destroy(&h);
+    s_live = NULL;
 }
 
 static void
@@ -237,6 +250,7 @@ s_latency(const s_opts_t *o)
     free(p);
     free(ids);
     harness_destroy(&h);
+    s_live = NULL;
 }
 
 /* Memory per queued job is the slope between two fill levels, so fixed
@@ -263,6 +277,7 @@ s_memory(const s_opts_t *o)
            (double)(full - at_first) * 1024.0 / n2,
            (double)(full - empty) * 1024.0 / n, n / (s1 + s2));
     harness_destroy(&h);
+    s_live = NULL;
 }
 
 int
@@ -332,6 +347,7 @@ main(int argc, char **argv)
         fprintf(stderr, "bench_e2e: counts must be positive\n");
         return 2;
     }
+    atexit(s_at_exit);
     if (!o.only || !strcmp(o.only, "throughput"))
         s_throughput(&o);
     if (!o.only || !strcmp(o.only, "latency"))
