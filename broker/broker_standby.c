@@ -12,9 +12,16 @@
 #include "broker_internal.h"
 #include "dv_body.h"
 
-static const char s_why[] =
-    "standby broker: another broker is active (it holds the store's lock); "
-    "try the next endpoint";
+/* The refusal's reason: a standby, and why (another broker holds the
+ * store's lock, or the lock cannot be reached: the database is down). */
+static const char *
+s_why(broker_t *self, char *buf, size_t size)
+{
+    snprintf(buf, size, "standby broker: %s; try the next endpoint",
+             self->standby_why[0] ? self->standby_why
+                                  : "another broker holds the store's lock");
+    return buf;
+}
 
 /* The request number of a client message, 0 if it has none. */
 static uint64_t
@@ -61,8 +68,9 @@ broker_standby_on_client(broker_t *self, const broker_rid_t *rid,
         return;
     }
     self->standby_refused++;
+    char why[400];
     broker_out_error(self, self->clients, rid, s_req(msg), DV_CODE_STANDBY,
-                     s_why);
+                     s_why(self, why, sizeof why));
 }
 
 void
@@ -71,5 +79,7 @@ broker_standby_on_worker(broker_t *self, const broker_rid_t *rid,
 {
     (void)msg;
     self->standby_refused++;
-    broker_out_error(self, self->workers, rid, 0, DV_CODE_STANDBY, s_why);
+    char why[400];
+    broker_out_error(self, self->workers, rid, 0, DV_CODE_STANDBY,
+                     s_why(self, why, sizeof why));
 }

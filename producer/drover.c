@@ -247,6 +247,9 @@ producer_move_on(drover_client_t *self, int r, producer_in_t *in, bool *standby)
     if (r != 2 && !sb)
         return 0;
     if (sb) {
+        dv_str_t why = in->msg.u.error.reason;
+        snprintf(self->standby_why, sizeof self->standby_why, "%.*s",
+                 (int)why.len, why.ptr ? why.ptr : "");
         producer_in_release(in);
         if (standby)
             *standby = true;
@@ -893,10 +896,10 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
         if (standby)
             producer_fail(self, rc,
                           "no active broker within %d ms: %s answered as a "
-                          "standby (another broker holds the store; is one "
-                          "of the endpoints the active one?)",
+                          "standby (%s)",
                           self->timeout_ms,
-                          self->nendpoints > 1 ? "the brokers" : "the broker");
+                          self->nendpoints > 1 ? "the brokers" : "the broker",
+                          self->standby_why);
         else
             producer_fail(
                 self, rc,
@@ -1009,6 +1012,9 @@ s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
                            : in->msg.type == DV_MSG_ERROR ? in->msg.u.error.req
                                                           : 0;
             if (got == req && producer_is_standby(&in->msg)) {
+                dv_str_t why = in->msg.u.error.reason;
+                snprintf(self->standby_why, sizeof self->standby_why, "%.*s",
+                         (int)why.len, why.ptr ? why.ptr : "");
                 producer_in_release(in);
                 standby = true;
                 if (producer_remaining(give_up) == 0 ||
@@ -1030,9 +1036,8 @@ s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
     if (standby)
         return producer_fail(self, rc,
                              "no active broker within %d ms: the brokers "
-                             "answered as standbys (another broker holds "
-                             "the store)",
-                             self->timeout_ms);
+                             "answered as standbys (%s)",
+                             self->timeout_ms, self->standby_why);
     producer_fail(self, rc,
                   "no answer from the broker (tried %s%s) within %d ms%s",
                   self->endpoints[self->cur],

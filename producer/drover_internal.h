@@ -29,6 +29,7 @@ struct drover_client_t {
     int standby_streak;    /* standby answers in a row (any other message
                               resets it) */
     dv_zmon_t mon;         /* sock's connection: lost? */
+    char standby_why[256]; /* the last standby's reason */
 };
 
 /* A received, decoded message; data lives in the zmq_msg_t. */
