@@ -60,7 +60,6 @@
 /* The advisory lock taken while the schema is created or migrated: "drover"
  * in ASCII, so it does not collide with an application's own keys. */
 #define S_SCHEMA_LOCK      "110386619737458"
-#define S_MAX_PARAMS       21
 #define S_CONNECT_TIMEOUT  "5" /* seconds, per (re)connect */
 #define S_APPLICATION_NAME "drover"
 #define S_RETRY_MS         1000 /* between reconnect tries after a failure */
@@ -352,116 +351,20 @@ typedef struct {
 
 /* ---- parameters: everything is text except blobs and counted strings */
 
-typedef struct {
-    int n;
-    const char *values[S_MAX_PARAMS];
-    int lengths[S_MAX_PARAMS];
-    int formats[S_MAX_PARAMS];
-    char num[S_MAX_PARAMS][32];
-    char *owned[S_MAX_PARAMS]; /* repaired copies, freed after the send */
-    bool oom;                  /* a copy could not be made */
-} s_params_t;
-
-/* Text PostgreSQL will take (dv_pg_text): s itself, or a repaired copy
- * kept in p (NULL on out of memory). */
-static const char *
-s_p_utf8(s_params_t *p, const char *s, size_t n)
-{
-    char *copy;
-    const char *ok = dv_pg_text(s, n, &copy);
-    if (!ok)
-        p->oom = true;
-    p->owned[p->n] = copy;
-    return ok;
-}
-
-static void
-s_params_free(s_params_t *p)
-{
-    for (int i = 0; i < S_MAX_PARAMS; i++) {
-        free(p->owned[i]);
-        p->owned[i] = NULL;
-    }
-}
-
-/* A NUL-terminated text, or SQL NULL. */
-static void
-s_p_text(s_params_t *p, const char *s)
-{
-    p->values[p->n] = s ? s_p_utf8(p, s, strlen(s)) : NULL;
-    p->lengths[p->n] = 0;
-    p->formats[p->n] = 0;
-    p->n++;
-}
-
-/* A number we formatted ourselves into num[n]: nothing to check. */
-static void
-s_p_num(s_params_t *p)
-{
-    p->values[p->n] = p->num[p->n];
-    p->lengths[p->n] = 0;
-    p->formats[p->n] = 0;
-    p->n++;
-}
-
-static void
-s_p_int(s_params_t *p, int64_t v)
-{
-    snprintf(p->num[p->n], sizeof p->num[p->n], "%" PRId64, v);
-    s_p_num(p);
-}
-
 /* v, or NULL when v is the field's "none" marker. */
 static void
-s_p_opt(s_params_t *p, int64_t v, int64_t none)
+s_p_opt(dv_pg_params_t *p, int64_t v, int64_t none)
 {
     if (v != none)
-        s_p_int(p, v);
+        dv_pg_p_int(p, v);
     else
-        s_p_text(p, NULL);
+        dv_pg_p_text(p, NULL);
 }
 
 static void
-s_p_double(s_params_t *p, double v)
+s_p_bool(dv_pg_params_t *p, bool v)
 {
-    snprintf(p->num[p->n], sizeof p->num[p->n], "%.17g", v);
-    s_p_num(p);
-}
-
-static void
-s_p_bool(s_params_t *p, bool v)
-{
-    s_p_text(p, v ? "true" : "false");
-}
-
-/* Bytes in binary format: BYTEA as is, or TEXT of a counted string (the
- * binary form of text is its bytes). NULL or empty is SQL NULL, as in the
- * SQLite store. */
-static void
-s_p_bytes(s_params_t *p, const void *ptr, size_t len)
-{
-    if (!ptr || !len) {
-        s_p_text(p, NULL);
-        return;
-    }
-    p->values[p->n] = ptr;
-    p->lengths[p->n] = (int)len;
-    p->formats[p->n] = 1;
-    p->n++;
-}
-
-static void
-s_p_str(s_params_t *p, dv_str_t v)
-{
-    if (!v.ptr) {
-        s_p_text(p, NULL);
-        return;
-    }
-    const char *ok = s_p_utf8(p, v.ptr, v.len);
-    p->values[p->n] = ok;
-    p->lengths[p->n] = ok == v.ptr ? (int)v.len : ok ? (int)strlen(ok) : 0;
-    p->formats[p->n] = 1;
-    p->n++;
+    dv_pg_p_text(p, v ? "true" : "false");
 }
 
 static const char *
@@ -489,16 +392,16 @@ s_state_parse(const char *name)
 /* $5..$11 of S_FAILURE_SET: set is $5; f may be NULL with set true, which
  * clears the failure columns. */
 static void
-s_p_failure(s_params_t *p, bool set, const dv_failure_t *f)
+s_p_failure(dv_pg_params_t *p, bool set, const dv_failure_t *f)
 {
     s_p_bool(p, set);
     if (!f) {
         for (int i = 0; i < 6; i++)
-            s_p_text(p, NULL);
+            dv_pg_p_text(p, NULL);
         return;
     }
-    s_p_text(p, s_category_name(f->category));
-    s_p_str(p, f->message);
+    dv_pg_p_text(p, s_category_name(f->category));
+    dv_pg_p_str(p, f->message);
     s_p_opt(p, f->retry_after_ms, 0);
     s_p_opt(p, f->exit_code, -1);
     s_p_opt(p, f->signal, 0);
@@ -994,7 +897,7 @@ s_read_pending(s_pg_t *be, PGresult **keep)
 
 /* Queues a prepared statement in the group's pipeline. */
 static int
-s_send(s_pg_t *be, s_stmt_t stmt, const s_params_t *p, const char *op,
+s_send(s_pg_t *be, s_stmt_t stmt, const dv_pg_params_t *p, const char *op,
        const char *id, bool check_found, int result_format)
 {
     if (be->group_err)
@@ -1105,10 +1008,10 @@ s_begin(void *handle)
     if (be->fence) {
         /* First in the group: nothing of it commits once another broker
          * has taken the store over. */
-        s_params_t p = { 0 };
-        s_p_int(&p, (int64_t)be->fence);
+        dv_pg_params_t p = { 0 };
+        dv_pg_p_int(&p, (int64_t)be->fence);
         s_send(be, S_FENCE, &p, "fence", NULL, false, 1);
-        s_params_free(&p);
+        dv_pg_params_free(&p);
     }
     return 0;
 }
@@ -1160,7 +1063,7 @@ s_rollback(void *handle)
 /* A write inside a group is queued; outside one (not something the broker
  * does) it runs at once in its own transaction. */
 static int
-s_write(s_pg_t *be, s_stmt_t stmt, s_params_t *p, const char *op,
+s_write(s_pg_t *be, s_stmt_t stmt, dv_pg_params_t *p, const char *op,
         const char *id, bool check_found)
 {
     int code;
@@ -1176,7 +1079,7 @@ s_write(s_pg_t *be, s_stmt_t stmt, s_params_t *p, const char *op,
             PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : s_fail(be, op, id, r);
         PQclear(r);
     }
-    s_params_free(p);
+    dv_pg_params_free(p);
     return code;
 }
 
@@ -1184,28 +1087,28 @@ static int
 s_insert(void *handle, const broker_jobrec_t *r)
 {
     s_pg_t *be = handle;
-    s_params_t p = { 0 };
-    s_p_text(&p, r->id);
-    s_p_text(&p, r->queue);
-    s_p_text(&p, r->type);
-    s_p_text(&p, r->key);
-    s_p_text(&p, r->batch);
-    s_p_text(&p, r->trace);
-    s_p_bytes(&p, r->payload, r->payload_len);
-    s_p_text(&p, s_state_name(r->state));
-    s_p_int(&p, r->priority);
-    s_p_int(&p, r->created_ms);
-    s_p_int(&p, r->run_at_ms);
-    s_p_int(&p, r->attempt);
-    s_p_int(&p, r->max_attempts);
-    s_p_int(&p, r->timeout_ms);
-    s_p_int(&p, r->backoff.base_ms);
-    s_p_double(&p, r->backoff.factor);
-    s_p_int(&p, r->backoff.cap_ms);
-    s_p_int(&p, r->backoff.jitter);
-    s_p_int(&p, r->result_ttl_ms);
-    s_p_text(&p, r->worker);
-    s_p_text(&p, r->owner);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, r->id);
+    dv_pg_p_text(&p, r->queue);
+    dv_pg_p_text(&p, r->type);
+    dv_pg_p_text(&p, r->key);
+    dv_pg_p_text(&p, r->batch);
+    dv_pg_p_text(&p, r->trace);
+    dv_pg_p_bytes(&p, r->payload, r->payload_len);
+    dv_pg_p_text(&p, s_state_name(r->state));
+    dv_pg_p_int(&p, r->priority);
+    dv_pg_p_int(&p, r->created_ms);
+    dv_pg_p_int(&p, r->run_at_ms);
+    dv_pg_p_int(&p, r->attempt);
+    dv_pg_p_int(&p, r->max_attempts);
+    dv_pg_p_int(&p, r->timeout_ms);
+    dv_pg_p_int(&p, r->backoff.base_ms);
+    dv_pg_p_double(&p, r->backoff.factor);
+    dv_pg_p_int(&p, r->backoff.cap_ms);
+    dv_pg_p_int(&p, r->backoff.jitter);
+    dv_pg_p_int(&p, r->result_ttl_ms);
+    dv_pg_p_text(&p, r->worker);
+    dv_pg_p_text(&p, r->owner);
     return s_write(be, S_INSERT, &p, "insert", r->id, false);
 }
 
@@ -1213,11 +1116,11 @@ static int
 s_mark_running(void *handle, const char *id, int attempt, const char *worker,
                int64_t started_ms)
 {
-    s_params_t p = { 0 };
-    s_p_text(&p, id);
-    s_p_int(&p, attempt);
-    s_p_text(&p, worker);
-    s_p_int(&p, started_ms);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, id);
+    dv_pg_p_int(&p, attempt);
+    dv_pg_p_text(&p, worker);
+    dv_pg_p_int(&p, started_ms);
     return s_write(handle, S_RUNNING, &p, "mark_running", id, true);
 }
 
@@ -1225,11 +1128,11 @@ static int
 s_mark_waiting(void *handle, const char *id, dv_state_t state,
                int64_t run_at_ms, int attempt, const dv_failure_t *last_failure)
 {
-    s_params_t p = { 0 };
-    s_p_text(&p, id);
-    s_p_text(&p, s_state_name(state));
-    s_p_int(&p, run_at_ms);
-    s_p_int(&p, attempt);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, id);
+    dv_pg_p_text(&p, s_state_name(state));
+    dv_pg_p_int(&p, run_at_ms);
+    dv_pg_p_int(&p, attempt);
     s_p_failure(&p, last_failure != NULL, last_failure);
     return s_write(handle, S_WAITING, &p, "mark_waiting", id, true);
 }
@@ -1242,13 +1145,13 @@ s_mark_finished(void *handle, const char *id, dv_state_t state, int attempt,
     /* As in SQLite: a success clears the failure columns; a dead or
      * cancelled job without a failure of its own keeps the last one. */
     bool set = failure != NULL || state == DV_STATE_SUCCEEDED;
-    s_params_t p = { 0 };
-    s_p_text(&p, id);
-    s_p_text(&p, s_state_name(state));
-    s_p_int(&p, attempt);
-    s_p_bytes(&p, result, result_len);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, id);
+    dv_pg_p_text(&p, s_state_name(state));
+    dv_pg_p_int(&p, attempt);
+    dv_pg_p_bytes(&p, result, result_len);
     s_p_failure(&p, set, failure);
-    s_p_int(&p, finished_ms);
+    dv_pg_p_int(&p, finished_ms);
     return s_write(handle, S_FINISHED, &p, "mark_finished", id, true);
 }
 
@@ -1257,25 +1160,25 @@ s_add_attempt(void *handle, const broker_attempt_t *a)
 {
     const dv_failure_t *f = a->failure;
     const char *outcome = s_state_name(a->outcome);
-    s_params_t p = { 0 };
-    s_p_text(&p, a->job_id);
-    s_p_int(&p, a->attempt);
-    s_p_text(&p, a->worker);
-    s_p_int(&p, a->started_ms);
-    s_p_int(&p, a->finished_ms);
-    s_p_text(&p, outcome ? outcome : "unknown");
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, a->job_id);
+    dv_pg_p_int(&p, a->attempt);
+    dv_pg_p_text(&p, a->worker);
+    dv_pg_p_int(&p, a->started_ms);
+    dv_pg_p_int(&p, a->finished_ms);
+    dv_pg_p_text(&p, outcome ? outcome : "unknown");
     if (f) {
-        s_p_text(&p, s_category_name(f->category));
-        s_p_str(&p, f->message);
-        s_p_int(&p, f->retryable);
+        dv_pg_p_text(&p, s_category_name(f->category));
+        dv_pg_p_str(&p, f->message);
+        dv_pg_p_int(&p, f->retryable);
         s_p_opt(&p, f->retry_after_ms, 0);
         s_p_opt(&p, f->exit_code, -1);
         s_p_opt(&p, f->signal, 0);
         s_p_opt(&p, f->http_status, 0);
-        s_p_str(&p, f->key_id);
+        dv_pg_p_str(&p, f->key_id);
     } else {
         for (int i = 0; i < 8; i++)
-            s_p_text(&p, NULL);
+            dv_pg_p_text(&p, NULL);
     }
     return s_write(handle, S_ATTEMPT, &p, "add_attempt", a->job_id, false);
 }
@@ -1283,18 +1186,18 @@ s_add_attempt(void *handle, const broker_attempt_t *a)
 static int
 s_set_queue(void *handle, const broker_queue_settings_t *q)
 {
-    s_params_t p = { 0 };
-    s_p_text(&p, q->name);
-    s_p_int(&p, q->paused);
-    s_p_double(&p, q->rate);
-    s_p_int(&p, q->max_running);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, q->name);
+    dv_pg_p_int(&p, q->paused);
+    dv_pg_p_double(&p, q->rate);
+    dv_pg_p_int(&p, q->max_running);
     return s_write(handle, S_SET_QUEUE, &p, "set_queue", NULL, false);
 }
 
 static int
 s_probe(void *handle)
 {
-    s_params_t p = { 0 };
+    dv_pg_params_t p = { 0 };
     return s_write(handle, S_PROBE, &p, "probe", NULL, false);
 }
 
@@ -1304,8 +1207,8 @@ s_probe(void *handle)
  * *code set. Inside a group the read is queued behind the group's writes
  * and the pipeline flushed, so it sees them. */
 static PGresult *
-s_read_params(s_pg_t *be, s_stmt_t stmt, const s_params_t *p, const char *op,
-              const char *id, int *code)
+s_read_params(s_pg_t *be, s_stmt_t stmt, const dv_pg_params_t *p,
+              const char *op, const char *id, int *code)
 {
     PGresult *r = NULL;
     if (be->in_group) {
@@ -1338,8 +1241,8 @@ s_read_params(s_pg_t *be, s_stmt_t stmt, const s_params_t *p, const char *op,
 }
 
 static PGresult *
-s_read(s_pg_t *be, s_stmt_t stmt, s_params_t *p, const char *op, const char *id,
-       int *code)
+s_read(s_pg_t *be, s_stmt_t stmt, dv_pg_params_t *p, const char *op,
+       const char *id, int *code)
 {
     PGresult *r = NULL;
     if (p && p->oom)
@@ -1347,7 +1250,7 @@ s_read(s_pg_t *be, s_stmt_t stmt, s_params_t *p, const char *op, const char *id,
     else
         r = s_read_params(be, stmt, p, op, id, code);
     if (p)
-        s_params_free(p);
+        dv_pg_params_free(p);
     return r;
 }
 
@@ -1435,8 +1338,8 @@ static int
 s_load(void *handle, const char *id,
        int (*cb)(void *arg, const broker_jobrec_t *rec), void *arg)
 {
-    s_params_t p = { 0 };
-    s_p_text(&p, id);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, id);
     int code;
     PGresult *r = s_read(handle, S_LOAD, &p, "load", id, &code);
     if (!r)
@@ -1459,10 +1362,10 @@ static int
 s_list(void *handle, const char *queue, dv_state_t state, int limit,
        int (*cb)(void *arg, const char *id), void *arg)
 {
-    s_params_t p = { 0 };
-    s_p_text(&p, queue);
-    s_p_text(&p, s_state_name(state));
-    s_p_int(&p, limit);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, queue);
+    dv_pg_p_text(&p, s_state_name(state));
+    dv_pg_p_int(&p, limit);
     int code;
     PGresult *r = s_read(handle, S_LIST, &p, "list", NULL, &code);
     if (!r)
@@ -1508,9 +1411,9 @@ s_load_queues(void *handle,
 static int
 s_find_key(void *handle, const char *owner, const char *key, char id_out[37])
 {
-    s_params_t p = { 0 };
-    s_p_text(&p, key);
-    s_p_text(&p, owner ? owner : "");
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, key);
+    dv_pg_p_text(&p, owner ? owner : "");
     int code;
     PGresult *r = s_read(handle, S_FIND_KEY, &p, "find_key", NULL, &code);
     if (!r)
@@ -1529,8 +1432,8 @@ static int
 s_get(void *handle, const char *id,
       void (*cb)(void *arg, const broker_jobview_t *view), void *arg)
 {
-    s_params_t p = { 0 };
-    s_p_text(&p, id);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, id);
     int code;
     PGresult *r = s_read(handle, S_GET, &p, "get", id, &code);
     if (!r)
@@ -1563,9 +1466,9 @@ s_expire(void *handle, int64_t now_ms, int limit)
 {
     if (limit <= 0)
         return 0;
-    s_params_t p = { 0 };
-    s_p_int(&p, now_ms);
-    s_p_int(&p, limit);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_int(&p, now_ms);
+    dv_pg_p_int(&p, limit);
     int code;
     PGresult *r = s_read(handle, S_EXPIRE, &p, "expire", NULL, &code);
     if (!r)

@@ -52,7 +52,6 @@
  * not the broker's key, so a broker and a collector starting at once on one
  * database do not wait for each other. */
 #define S_SCHEMA_LOCK      "110459637165164"
-#define S_MAX_PARAMS       13
 #define S_PIPELINE_MAX     1000
 #define S_CONNECT_TIMEOUT  "5"   /* seconds, per (re)connect */
 #define S_RETRY_MS         1000  /* first pause between tries to reconnect */
@@ -284,87 +283,31 @@ struct collector_store_be {
 
 /* ---- parameters: text, or counted strings in binary (their bytes) -------- */
 
-typedef struct {
-    int n;
-    const char *values[S_MAX_PARAMS];
-    int lengths[S_MAX_PARAMS];
-    int formats[S_MAX_PARAMS];
-    char num[S_MAX_PARAMS][24];
-    char *owned[S_MAX_PARAMS]; /* repaired copies, freed after the send */
-    bool oom;                  /* a copy could not be made */
-} s_params_t;
-
-/* Text PostgreSQL will take (dv_pg_text): s itself, or a repaired copy
- * kept in p (NULL when out of memory). */
-static const char *
-s_utf8(s_params_t *p, const char *s, size_t n)
-{
-    char *copy;
-    const char *ok = dv_pg_text(s, n, &copy);
-    if (!ok)
-        p->oom = true;
-    p->owned[p->n] = copy;
-    return ok;
-}
-
-static void
-s_params_free(s_params_t *p)
-{
-    for (int i = 0; i < S_MAX_PARAMS; i++) {
-        free(p->owned[i]);
-        p->owned[i] = NULL;
-    }
-}
-
-static void
-s_p_null(s_params_t *p)
-{
-    p->values[p->n] = NULL;
-    p->lengths[p->n] = 0;
-    p->formats[p->n] = 0;
-    p->n++;
-}
-
 /* A counted string; empty or absent is NULL (as s_bind_str in SQLite). */
 static void
-s_p_str(s_params_t *p, dv_str_t v)
+s_p_str(dv_pg_params_t *p, dv_str_t v)
 {
-    if (!v.ptr || !v.len) {
-        s_p_null(p);
-        return;
-    }
-    const char *ok = s_utf8(p, v.ptr, v.len);
-    p->values[p->n] = ok;
-    p->lengths[p->n] = ok == v.ptr ? (int)v.len : ok ? (int)strlen(ok) : 0;
-    p->formats[p->n] = 1;
-    p->n++;
+    if (!v.ptr || !v.len)
+        dv_pg_p_null(p);
+    else
+        dv_pg_p_str(p, v);
 }
 
 /* A C string; empty or NULL is NULL (as s_bind_cstr in SQLite). */
 static void
-s_p_cstr(s_params_t *p, const char *s)
+s_p_cstr(dv_pg_params_t *p, const char *s)
 {
     s_p_str(p, (dv_str_t){ s, s ? strlen(s) : 0 });
 }
 
-static void
-s_p_int(s_params_t *p, int64_t v)
-{
-    snprintf(p->num[p->n], sizeof p->num[p->n], "%" PRId64, v);
-    p->values[p->n] = p->num[p->n];
-    p->lengths[p->n] = 0;
-    p->formats[p->n] = 0;
-    p->n++;
-}
-
 /* v, or NULL when v is 0 (0 means "absent" on the wire). */
 static void
-s_p_opt(s_params_t *p, int64_t v)
+s_p_opt(dv_pg_params_t *p, int64_t v)
 {
     if (v)
-        s_p_int(p, v);
+        dv_pg_p_int(p, v);
     else
-        s_p_null(p);
+        dv_pg_p_null(p);
 }
 
 /* ---- messages without the password --------------------------------------- */
@@ -724,7 +667,7 @@ s_begin(collector_store_be_t *self)
 /* Queues a prepared write in the open group (opening one if needed), and
  * frees p's copies. */
 static int
-s_send(collector_store_be_t *self, int which, s_params_t *p)
+s_send(collector_store_be_t *self, int which, dv_pg_params_t *p)
 {
     int rc = 0;
     if (s_begin(self) != 0) {
@@ -750,7 +693,7 @@ s_send(collector_store_be_t *self, int which, s_params_t *p)
             }
         }
     }
-    s_params_free(p);
+    dv_pg_params_free(p);
     return rc;
 }
 
@@ -800,7 +743,7 @@ s_commit(collector_store_be_t *self)
 
 /* The parameters every jobs upsert shares ($1..$7). */
 static void
-s_upsert(s_params_t *p, const char *broker, const dv_event_t *ev,
+s_upsert(dv_pg_params_t *p, const char *broker, const dv_event_t *ev,
          const char *state)
 {
     s_p_str(p, ev->id);
@@ -808,7 +751,7 @@ s_upsert(s_params_t *p, const char *broker, const dv_event_t *ev,
     s_p_str(p, ev->type);
     s_p_str(p, ev->batch);
     s_p_cstr(p, state);
-    s_p_int(p, ev->ts_ms);
+    dv_pg_p_int(p, ev->ts_ms);
     s_p_cstr(p, broker);
 }
 
@@ -830,11 +773,11 @@ static int
 s_record_event(collector_store_be_t *self, const char *broker,
                const dv_event_t *ev)
 {
-    s_params_t p = { 0 };
+    dv_pg_params_t p = { 0 };
     s_p_cstr(&p, broker);
     s_p_str(&p, ev->broker);
-    s_p_int(&p, (int64_t)ev->seq);
-    s_p_int(&p, ev->ts_ms);
+    dv_pg_p_int(&p, (int64_t)ev->seq);
+    dv_pg_p_int(&p, ev->ts_ms);
     s_p_str(&p, dv_event_topic(ev));
     s_p_str(&p, ev->id);
     s_p_str(&p, ev->queue);
@@ -846,37 +789,37 @@ s_record_event(collector_store_be_t *self, const char *broker,
         s_p_cstr(&p, dv_category_name(ev->failure.category));
         s_p_str(&p, ev->failure.message);
     } else {
-        s_p_null(&p);
-        s_p_null(&p);
+        dv_pg_p_null(&p);
+        dv_pg_p_null(&p);
     }
     return s_send(self, S_EVENT, &p);
 }
 
 /* An attempts row's first parameters: job, attempt, worker. */
 static void
-s_att(s_params_t *p, const dv_event_t *ev)
+s_att(dv_pg_params_t *p, const dv_event_t *ev)
 {
     s_p_str(p, ev->id);
-    s_p_int(p, ev->attempt);
+    dv_pg_p_int(p, ev->attempt);
     s_p_str(p, ev->worker);
 }
 
 /* The failure's fields ($6..$11 of S_FAILED_ATT). */
 static void
-s_failure(s_params_t *p, const dv_event_t *ev)
+s_failure(dv_pg_params_t *p, const dv_event_t *ev)
 {
     const dv_failure_t *f = &ev->failure;
     if (!ev->has_failure) {
         for (int i = 0; i < 6; i++)
-            s_p_null(p);
+            dv_pg_p_null(p);
         return;
     }
     s_p_cstr(p, f->category ? dv_category_name(f->category) : NULL);
     s_p_str(p, f->message);
     if (f->exit_code >= 0)
-        s_p_int(p, f->exit_code);
+        dv_pg_p_int(p, f->exit_code);
     else
-        s_p_null(p);
+        dv_pg_p_null(p);
     s_p_opt(p, f->signal);
     s_p_opt(p, f->http_status);
     s_p_str(p, f->key_id);
@@ -888,7 +831,7 @@ s_job_event(collector_store_be_t *self, const char *broker,
 {
     const dv_str_t msg =
         ev->has_failure ? ev->failure.message : (dv_str_t){ 0 };
-    s_params_t p = { 0 };
+    dv_pg_params_t p = { 0 };
     int rc = 0;
     if (ev->kind_enum == DV_EV_JOB_SUBMITTED) {
         s_upsert(&p, broker, ev,
@@ -897,47 +840,47 @@ s_job_event(collector_store_be_t *self, const char *broker,
         rc |= s_send(self, S_SUBMITTED, &p);
     } else if (ev->kind_enum == DV_EV_JOB_STARTED) {
         s_upsert(&p, broker, ev, "running");
-        s_p_int(&p, ev->attempt);
+        dv_pg_p_int(&p, ev->attempt);
         s_p_str(&p, ev->worker);
-        s_p_int(&p, ev->wait_ms);
+        dv_pg_p_int(&p, ev->wait_ms);
         rc |= s_send(self, S_STARTED, &p);
-        p = (s_params_t){ 0 };
+        p = (dv_pg_params_t){ 0 };
         s_att(&p, ev);
-        s_p_int(&p, ev->ts_ms);
+        dv_pg_p_int(&p, ev->ts_ms);
         rc |= s_send(self, S_STARTED_ATT, &p);
     } else if (ev->kind_enum == DV_EV_JOB_PROGRESS) {
         /* Progress is the attempt's; the job row does not change. */
         s_att(&p, ev);
-        s_p_int(&p, ev->current);
+        dv_pg_p_int(&p, ev->current);
         s_p_opt(&p, ev->total);
         s_p_str(&p, ev->message);
         rc |= s_send(self, S_PROGRESS_ATT, &p);
     } else if (ev->kind_enum == DV_EV_JOB_SUCCEEDED) {
         s_upsert(&p, broker, ev, "succeeded");
-        s_p_int(&p, ev->attempt);
+        dv_pg_p_int(&p, ev->attempt);
         s_p_opt(&p, run_ms);
         s_p_str(&p, ev->worker);
         rc |= s_send(self, S_SUCCEEDED, &p);
         if (ev->attempt > 0) {
-            p = (s_params_t){ 0 };
+            p = (dv_pg_params_t){ 0 };
             s_att(&p, ev);
-            s_p_int(&p, ev->ts_ms);
+            dv_pg_p_int(&p, ev->ts_ms);
             s_p_opt(&p, run_ms);
             rc |= s_send(self, S_SUCCEEDED_ATT, &p);
         }
     } else if (ev->kind_enum == DV_EV_JOB_FAILED) {
         s_upsert(&p, broker, ev,
                  ev->state ? dv_state_name(ev->state) : "scheduled");
-        s_p_int(&p, ev->attempt);
+        dv_pg_p_int(&p, ev->attempt);
         s_p_cstr(&p, s_category(ev));
         s_p_str(&p, msg);
         s_p_str(&p, ev->worker);
         s_p_opt(&p, ev->run_at_ms);
         rc |= s_send(self, S_FAILED, &p);
         if (ev->attempt > 0) {
-            p = (s_params_t){ 0 };
+            p = (dv_pg_params_t){ 0 };
             s_att(&p, ev);
-            s_p_int(&p, ev->ts_ms);
+            dv_pg_p_int(&p, ev->ts_ms);
             s_p_opt(&p, run_ms);
             s_failure(&p, ev);
             rc |= s_send(self, S_FAILED_ATT, &p);
@@ -946,17 +889,17 @@ s_job_event(collector_store_be_t *self, const char *broker,
         s_upsert(&p, broker, ev, "dead");
         s_p_cstr(&p, s_category(ev));
         s_p_str(&p, msg);
-        s_p_int(&p, ev->attempt);
+        dv_pg_p_int(&p, ev->attempt);
         rc |= s_send(self, S_DEAD, &p);
     } else if (ev->kind_enum == DV_EV_JOB_CANCELLED) {
         s_upsert(&p, broker, ev, "cancelled");
         s_p_str(&p, msg);
         rc |= s_send(self, S_CANCELLED, &p);
         if (ev->attempt > 0) {
-            p = (s_params_t){ 0 };
+            p = (dv_pg_params_t){ 0 };
             s_p_str(&p, ev->id);
-            s_p_int(&p, ev->ts_ms);
-            s_p_int(&p, ev->attempt);
+            dv_pg_p_int(&p, ev->ts_ms);
+            dv_pg_p_int(&p, ev->attempt);
             rc |= s_send(self, S_CANCELLED_ATT, &p);
         }
     } else if (ev->kind_enum == DV_EV_JOB_RETRIED) {
@@ -986,15 +929,15 @@ static int
 s_broker_save(collector_store_be_t *self, const char *endpoint,
               const char *instance, uint64_t seq)
 {
-    s_params_t p = { 0 };
+    dv_pg_params_t p = { 0 };
     s_p_cstr(&p, endpoint);
     /* The instance as it is, even empty (bound as text in SQLite too). */
     p.values[p.n] = instance;
     p.lengths[p.n] = 0;
     p.formats[p.n] = 0;
     p.n++;
-    s_p_int(&p, (int64_t)seq);
-    s_p_int(&p, dv_now_ms());
+    dv_pg_p_int(&p, (int64_t)seq);
+    dv_pg_p_int(&p, dv_now_ms());
     return s_send(self, S_BROKER_SAVE, &p);
 }
 
@@ -1006,7 +949,7 @@ s_broker_save(collector_store_be_t *self, const char *endpoint,
  * pipeline flushed, so it sees them. */
 static PGresult *
 s_query(collector_store_be_t *self, const char *name, const char *sql,
-        s_params_t *p)
+        dv_pg_params_t *p)
 {
     PGresult *r = NULL;
     char clean[512] = "";
@@ -1048,7 +991,7 @@ s_query(collector_store_be_t *self, const char *name, const char *sql,
             }
         }
     }
-    s_params_free(p);
+    dv_pg_params_free(p);
     if (!r)
         dv_log(DV_ERROR, "collector.store_read_failed",
                DV_STR("sql", sql ? sql : name), DV_STR("error", clean));
@@ -1067,7 +1010,7 @@ static int
 s_broker_load(collector_store_be_t *self, const char *endpoint, char *instance,
               size_t size, uint64_t *seq)
 {
-    s_params_t p = { 0 };
+    dv_pg_params_t p = { 0 };
     s_p_cstr(&p, endpoint);
     PGresult *r = s_query(self, s_names[S_BROKER_LOAD], NULL, &p);
     if (!r)
@@ -1144,7 +1087,7 @@ static json_t *
 s_jobs(collector_store_be_t *self, const collector_jobs_filter_t *f)
 {
     char sql[640];
-    s_params_t p = { 0 };
+    dv_pg_params_t p = { 0 };
     size_t n = (size_t)snprintf(sql, sizeof sql,
                                 "SELECT " S_JOB_COLUMNS
                                 " FROM collector.jobs WHERE true");
@@ -1161,11 +1104,11 @@ s_jobs(collector_store_be_t *self, const collector_jobs_filter_t *f)
                              " AND %s = coalesce($%d::text, '')", cols[i], p.n);
     }
     if (f->since_ms > 0) {
-        s_p_int(&p, f->since_ms);
+        dv_pg_p_int(&p, f->since_ms);
         n += (size_t)snprintf(sql + n, sizeof sql - n,
                               " AND updated_at >= $%d::bigint", p.n);
     }
-    s_p_int(&p, f->limit);
+    dv_pg_p_int(&p, f->limit);
     snprintf(sql + n, sizeof sql - n,
              " ORDER BY updated_at DESC, id" S_BYTES " DESC LIMIT $%d::bigint",
              p.n);
@@ -1177,7 +1120,7 @@ s_jobs(collector_store_be_t *self, const collector_jobs_filter_t *f)
 static json_t *
 s_rows_by_id(collector_store_be_t *self, const char *sql, const char *id)
 {
-    s_params_t p = { 0 };
+    dv_pg_params_t p = { 0 };
     s_p_cstr(&p, id);
     PGresult *r = s_query(self, NULL, sql, &p);
     return r ? s_rows(r) : NULL;
@@ -1235,9 +1178,9 @@ s_job(collector_store_be_t *self, const char *id, int *found)
 static json_t *
 s_batch(collector_store_be_t *self, const char *name, int64_t since_ms)
 {
-    s_params_t p = { 0 };
+    dv_pg_params_t p = { 0 };
     s_p_cstr(&p, name);
-    s_p_int(&p, since_ms);
+    dv_pg_p_int(&p, since_ms);
     PGresult *r = s_query(
         self, NULL,
         "SELECT state, count(*), min(submitted_at), max(updated_at), "
@@ -1285,8 +1228,8 @@ s_batch(collector_store_be_t *self, const char *name, int64_t since_ms)
 static json_t *
 s_failures(collector_store_be_t *self, int64_t since_ms)
 {
-    s_params_t p = { 0 };
-    s_p_int(&p, since_ms);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_int(&p, since_ms);
     PGresult *r =
         s_query(self, NULL,
                 "SELECT coalesce(category, 'unknown')" S_BYTES " AS category, "
@@ -1317,9 +1260,9 @@ s_expire(collector_store_be_t *self, int64_t cutoff_ms, int max_rows)
         return -1;
     if (s_ensure(self) != 0)
         return -1;
-    s_params_t p = { 0 };
-    s_p_int(&p, cutoff_ms);
-    s_p_int(&p, max_rows);
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_int(&p, cutoff_ms);
+    dv_pg_p_int(&p, max_rows);
     PGresult *r = PQexecParams(self->conn, sql, p.n, NULL, p.values, p.lengths,
                                p.formats, 0);
     int deleted = -1;

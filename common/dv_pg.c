@@ -1,7 +1,9 @@
 /* dv_pg - text, URLs and messages for the PostgreSQL stores; see dv_pg.h. */
 #include "dv_pg.h"
 
+#include <inttypes.h>
 #include <libpq-fe.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -157,4 +159,103 @@ dv_pg_scrub(const char *password, const char *s, char *out, size_t size)
     out[o] = '\0';
     while (o > 0 && (out[o - 1] == '\n' || out[o - 1] == ' '))
         out[--o] = '\0';
+}
+
+/* ---- statement parameters ------------------------------------------------ */
+
+/* Room for one more parameter; sets oom when there is none. */
+static bool
+s_room(dv_pg_params_t *p)
+{
+    if (p->n < DV_PG_MAX_PARAMS)
+        return true;
+    p->oom = true;
+    return false;
+}
+
+static void
+s_param(dv_pg_params_t *p, const char *v, int len, int format)
+{
+    p->values[p->n] = v;
+    p->lengths[p->n] = len;
+    p->formats[p->n] = format;
+    p->n++;
+}
+
+void
+dv_pg_params_free(dv_pg_params_t *p)
+{
+    for (int i = 0; i < DV_PG_MAX_PARAMS; i++) {
+        free(p->owned[i]);
+        p->owned[i] = NULL;
+    }
+}
+
+void
+dv_pg_p_null(dv_pg_params_t *p)
+{
+    if (s_room(p))
+        s_param(p, NULL, 0, 0);
+}
+
+/* s's n bytes as PostgreSQL takes them: s itself, or a repaired copy kept
+ * in p; NULL when out of memory. */
+static const char *
+s_fixed(dv_pg_params_t *p, const char *s, size_t n)
+{
+    char *copy;
+    const char *ok = dv_pg_text(s, n, &copy);
+    if (!ok)
+        p->oom = true;
+    p->owned[p->n] = copy;
+    return ok;
+}
+
+void
+dv_pg_p_text(dv_pg_params_t *p, const char *s)
+{
+    if (s_room(p))
+        s_param(p, s ? s_fixed(p, s, strlen(s)) : NULL, 0, 0);
+}
+
+void
+dv_pg_p_str(dv_pg_params_t *p, dv_str_t v)
+{
+    if (!v.ptr) {
+        dv_pg_p_null(p);
+        return;
+    }
+    if (!s_room(p))
+        return;
+    const char *ok = s_fixed(p, v.ptr, v.len);
+    s_param(p, ok, ok == v.ptr ? (int)v.len : ok ? (int)strlen(ok) : 0, 1);
+}
+
+void
+dv_pg_p_int(dv_pg_params_t *p, int64_t v)
+{
+    if (!s_room(p))
+        return;
+    snprintf(p->num[p->n], sizeof p->num[p->n], "%" PRId64, v);
+    s_param(p, p->num[p->n], 0, 0);
+}
+
+void
+dv_pg_p_double(dv_pg_params_t *p, double v)
+{
+    if (!s_room(p))
+        return;
+    snprintf(p->num[p->n], sizeof p->num[p->n], "%.17g", v);
+    s_param(p, p->num[p->n], 0, 0);
+}
+
+void
+dv_pg_p_bytes(dv_pg_params_t *p, const void *ptr, size_t len)
+{
+    if (!ptr || !len) {
+        dv_pg_p_null(p);
+        return;
+    }
+    if (s_room(p))
+        s_param(p, ptr, (int)len, 1);
 }

@@ -247,6 +247,7 @@ producer_move_on(drover_client_t *self, int r, producer_in_t *in, bool *standby)
     if (r != 2 && !sb)
         return 0;
     if (sb) {
+        /* Why it is a standby, for the error if no broker is active. */
         dv_str_t why = in->msg.u.error.reason;
         snprintf(self->standby_why, sizeof self->standby_why, "%.*s",
                  (int)why.len, why.ptr ? why.ptr : "");
@@ -993,32 +994,21 @@ s_request(drover_client_t *self, const dv_msg_t *msg, uint64_t req,
                 attempt = self->nendpoints;
                 break;
             }
-            if (r == 2) {
-                /* The broker went away: ask the next one (or the same
-                 * one, reconnected) at once. */
-                if (producer_remaining(give_up) == 0 ||
-                    producer_failover(self) != 0) {
-                    attempt = self->nendpoints;
-                    break;
-                }
-                goto again;
-            }
             if (r == 0) {
                 if (producer_remaining(deadline) > 0)
                     continue;
                 break;
             }
-            uint64_t got = in->msg.type == DV_MSG_REPLY   ? in->msg.u.reply.req
+            uint64_t got = r != 1                         ? 0
+                           : in->msg.type == DV_MSG_REPLY ? in->msg.u.reply.req
                            : in->msg.type == DV_MSG_ERROR ? in->msg.u.error.req
                                                           : 0;
-            if (got == req && producer_is_standby(&in->msg)) {
-                dv_str_t why = in->msg.u.error.reason;
-                snprintf(self->standby_why, sizeof self->standby_why, "%.*s",
-                         (int)why.len, why.ptr ? why.ptr : "");
-                producer_in_release(in);
-                standby = true;
-                if (producer_remaining(give_up) == 0 ||
-                    producer_standby_failover(self) != 0) {
+            /* The broker went away, or a standby answered this request:
+             * ask the next one (or the same one, reconnected) at once,
+             * until the timeout has passed. */
+            if (r == 2 || (got == req && producer_is_standby(&in->msg))) {
+                if (producer_move_on(self, r, in, &standby) < 0 ||
+                    producer_remaining(give_up) == 0) {
                     attempt = self->nendpoints;
                     break;
                 }

@@ -920,16 +920,27 @@ harness_start_collector(harness_t *self, const char *bind,
 int
 harness_cli(char *out, size_t size, const char *first, ...)
 {
-    char *argv[40];
+    const char *args[40];
     int n = 0;
-    argv[n++] = "drover";
-    argv[n++] = (char *)first;
+    args[n++] = first;
     va_list ap;
     va_start(ap, first);
     const char *a;
-    while (n < 39 && (a = va_arg(ap, const char *)))
-        argv[n++] = (char *)a;
+    while (n < 38 && (a = va_arg(ap, const char *)))
+        args[n++] = a;
     va_end(ap);
+    args[n] = NULL;
+    return harness_cliv(out, size, args);
+}
+
+int
+harness_cliv(char *out, size_t size, const char *const *args)
+{
+    char *argv[40];
+    int n = 0;
+    argv[n++] = "drover";
+    for (int i = 0; args[i] && n < 39; i++)
+        argv[n++] = (char *)args[i];
     argv[n] = NULL;
     int fds[2];
     if (size == 0 || pipe(fds) != 0)

@@ -215,6 +215,9 @@ int harness_write(harness_t *self, const char *name, const char *text,
  * code, or -1 if it could not run or died from a signal. */
 int harness_cli(char *out, size_t size, const char *first, ...);
 
+/* The same with the arguments as a NULL-terminated array. */
+int harness_cliv(char *out, size_t size, const char *const *args);
+
 /* cmocka setup/teardown: a fresh harness per test in *state; teardown
  * kills whatever the test started, also after a failed assertion. */
 int harness_setup(void **state);

@@ -269,42 +269,24 @@ s_collector_http_port(harness_t *h)
     return port;
 }
 
+/* Runs `drover ARGS...` (NULL-ended), which must succeed; its output goes
+ * to t. */
 static void
 s_cli(s_text_t *t, const char *first, ...)
 {
-    const char *argv[16];
-    int n = 0;
+    const char *args[16] = { first };
+    int n = 1;
     va_list ap;
     va_start(ap, first);
     for (const char *a = va_arg(ap, const char *); a && n < 15;
          a = va_arg(ap, const char *))
-        argv[n++] = a;
+        args[n++] = a;
     va_end(ap);
-    argv[n] = NULL;
+    args[n] = NULL;
     char out[65536];
-    int rc;
-    switch (n) { /* harness_cli takes a NULL-ended list, not an array */
-    case 0:
-        rc = harness_cli(out, sizeof out, first, NULL);
-        break;
-    case 1:
-        rc = harness_cli(out, sizeof out, first, argv[0], NULL);
-        break;
-    case 2:
-        rc = harness_cli(out, sizeof out, first, argv[0], argv[1], NULL);
-        break;
-    case 3:
-        rc = harness_cli(out, sizeof out, first, argv[0], argv[1], argv[2],
-                         NULL);
-        break;
-    default:
-        rc = harness_cli(out, sizeof out, first, argv[0], argv[1], argv[2],
-                         argv[3], NULL);
-        break;
-    }
+    int rc = harness_cliv(out, sizeof out, args);
     if (rc != 0)
-        fail_msg("drover %s %s: exit %d:\n%s", first, n ? argv[0] : "", rc,
-                 out);
+        fail_msg("drover %s: exit %d:\n%s", first, rc, out);
     s_add_str(t, out);
 }
 
