@@ -214,6 +214,32 @@ int broker_store_load_queues(broker_store_t *self,
                                        const broker_queue_settings_t *q),
                              void *arg);
 
+/* The fleet's state of one API key (broker_keys.h) that must survive a
+ * restart or a takeover, by the key's short hash. Strings valid only
+ * during a load_keys callback. */
+typedef struct {
+    const char *hash;      /* 8 hex digits of the key's SHA-256: its name */
+    const char *id;        /* its display id ("key-2", "az-west") */
+    int64_t cool_until_ms; /* epoch ms; 0 = not cooling */
+    int disabled_status;   /* the 401/403 that disabled it; 0 = enabled */
+    int64_t disabled_ms;   /* epoch ms it was disabled; 0 = enabled */
+    int learned_limit;     /* requests per window learned from 429s; 0 =
+                            * none learned */
+    int64_t learned_ms;    /* epoch ms of the last change to learned_limit */
+    bool proven;           /* answered 2xx or 429 at least once */
+    int64_t updated_ms;    /* epoch ms of this write */
+} broker_key_state_t;
+
+/* Stores a key's state, replacing what was stored under its hash (a write:
+ * inside a group). */
+int broker_store_set_key(broker_store_t *self, const broker_key_state_t *k);
+
+/* Calls cb for every stored key state. Returns 0 or an error (or cb's
+ * non-zero return). Outside a write group. */
+int broker_store_load_keys(broker_store_t *self,
+                           int (*cb)(void *arg, const broker_key_state_t *k),
+                           void *arg);
+
 /* Counts one more start of a broker on this store and returns the new
  * count in *out (from 1): the generation lease tokens carry. Its own
  * transaction; call outside a write group. Returns 0 or an error. */
@@ -267,6 +293,10 @@ typedef struct {
                        void *arg);
     int (*next_generation)(void *be, uint64_t *out);
     int (*probe)(void *be);
+    int (*set_key)(void *be, const broker_key_state_t *k);
+    int (*load_keys)(void *be,
+                     int (*cb)(void *arg, const broker_key_state_t *k),
+                     void *arg);
     int (*fence)(void *be, uint64_t generation); /* NULL: nothing to fence */
 } broker_store_ops_t;
 

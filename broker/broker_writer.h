@@ -93,6 +93,8 @@ int broker_wbatch_finished(broker_wbatch_t *b, const char *id, dv_state_t state,
                            const dv_failure_t *failure, int64_t finished_ms);
 int broker_wbatch_attempt(broker_wbatch_t *b, const broker_attempt_t *a);
 int broker_wbatch_queue(broker_wbatch_t *b, const broker_queue_settings_t *q);
+/* An API key's fleet state (broker_store_set_key; strings copied). */
+int broker_wbatch_key(broker_wbatch_t *b, const broker_key_state_t *k);
 /* A write that changes no job (broker_store_probe): a batch with nothing
  * else to write tells with it whether the store can be written again. */
 int broker_wbatch_probe(broker_wbatch_t *b);

@@ -342,6 +342,8 @@ typedef enum {
     /* broker -> worker (added after event: names, not numbers, go on the
      * wire, but the enum stays stable for code that stores it) */
     DV_MSG_DRAIN, /* "drain"   stop taking jobs, finish, say bye */
+    /* worker <-> broker, both ways: the fleet's API keys (dv_keyitem_t) */
+    DV_MSG_KEYS, /* "keys"    items[] */
     DV_MSG_COUNT_
 } dv_msg_type_t;
 
@@ -415,6 +417,56 @@ typedef struct {
     dv_code_t code;  /* ["code"] why: stale_lease, or none (cancelled) */
 } dv_kill_t;
 
+/* One API key's line in a "keys" message (docs/keys.md). The broker holds
+ * each key's fleet-wide state (budget per window, cooldown, disabled,
+ * learned limit) and hands workers request allowances in small grants. A
+ * key is named by its short hash (the first 8 hex digits of its SHA-256)
+ * and its id, never by its text. Counts are since the sender's previous
+ * line about the key; zero fields are omitted.
+ *
+ * Worker -> broker: what its key file says (rpm, tpm, window, when it
+ * first names the key after a WELCOME, with recent), what it wants, and
+ * what happened since its last line (sent .. disabled). Broker -> worker:
+ * grant, ttl, cool, disabled, limit, revoke, probe. */
+typedef struct {
+    dv_str_t hash; /* ["hash"] required, 1..64 */
+    dv_str_t id;   /* ["id"] display id ("key-2", "az-west"), <= DV_NAME_MAX */
+    /* worker -> broker: declaration */
+    int32_t rpm;       /* ["rpm"] requests per window its config allows;
+                        * 0 = not set */
+    int64_t tpm;       /* ["tpm"] tokens per window; 0 = not set */
+    int64_t window_ms; /* ["window"] the limits' window; 0 = 60 s */
+    int32_t recent;    /* ["recent"] requests it ended within the last window
+                        * (sent with the declaration after a WELCOME, so a
+                        * restarted broker counts them) */
+    /* worker -> broker: demand and outcomes */
+    int32_t want;     /* ["want"] requests it would like to hold */
+    int32_t sent;     /* ["sent"] requests started on grants */
+    int32_t done;     /* ["done"] of those, requests that ended */
+    int32_t returned; /* ["returned"] granted, never sent (expired, revoked,
+                       * no longer needed) */
+    int32_t ok;       /* ["ok"] answered 2xx */
+    int32_t limited;  /* ["limited"] answered 429 */
+    int32_t errors;   /* ["errors"] other failures (5xx, no answer) */
+    int64_t tokens;   /* ["tokens"] tokens the ended requests used (the
+                       * response's usage) */
+    /* both ways */
+    int64_t cool_ms;  /* ["cool"] worker: the cooldown its 429s ask for
+                       * (Retry-After, else its backoff); broker: the
+                       * cooldown left */
+    int32_t disabled; /* ["disabled"] the 401/403 that disabled the key;
+                       * broker: 0 = enabled */
+    /* broker -> worker */
+    int32_t grant; /* ["grant"] more requests it may start */
+    int64_t ttl_ms; /* ["ttl"] for how long after it arrives the grant may be
+                     * used; what is left then is returned */
+    int32_t limit;  /* ["limit"] the fleet's working limit per window now;
+                     * 0 = none */
+    bool revoke;    /* ["revoke"] drop every grant held on the key (return
+                     * it): a 429 or a 401/403 elsewhere in the fleet */
+    bool probe;     /* ["probe"] the grant (of 1) tests a disabled key */
+} dv_keyitem_t;
+
 /* A decoded (or to-be-encoded) message. */
 typedef struct {
     dv_msg_type_t type;
@@ -458,6 +510,10 @@ typedef struct {
         dv_heartbeat_t heartbeat;
         dv_kill_t kill;
         dv_event_t event;
+        struct {
+            dv_keyitem_t *items; /* ["items"] 1..DV_ITEMS_MAX */
+            uint32_t nitems;
+        } keys;
     } u;
     void *priv_; /* decoder's own allocations; freed by dv_msg_release() */
 } dv_msg_t;
