@@ -239,6 +239,43 @@ static const dv_schema_t s_held = {
     DV_SCHEMA("held", s_held_fields, dv_held_t),
 };
 
+/* One API key's line in a "keys" message, both ways. A key is named by
+ * its short hash and its id, never by its text. Every number and flag is
+ * omitted when zero: a line says only what changed. The bounds are sanity
+ * limits, well above any real key's. */
+#define T dv_keyitem_t
+static const dv_field_t s_keyitem_fields[] = {
+    { DV_F_STR("hash", T, hash, DV_FF_REQ | DV_FF_NAME, 1, 64) },
+    { DV_F_NAME("id", T, id, 0) },
+    /* worker -> broker: declaration */
+    { DV_F_I32("rpm", T, rpm, DV_FF_OMIT, 0, 10000000) },
+    { DV_F_I64("tpm", T, tpm, DV_FF_OMIT, 0, INT64_MAX / 2) },
+    { DV_F_I64("window", T, window_ms, DV_FF_OMIT, 0, 86400000) },
+    { DV_F_I32("recent", T, recent, DV_FF_OMIT, 0, 10000000) },
+    /* worker -> broker: demand and outcomes */
+    { DV_F_I32("want", T, want, DV_FF_OMIT, 0, 1000000) },
+    { DV_F_I32("sent", T, sent, DV_FF_OMIT, 0, INT32_MAX) },
+    { DV_F_I32("done", T, done, DV_FF_OMIT, 0, INT32_MAX) },
+    { DV_F_I32("returned", T, returned, DV_FF_OMIT, 0, INT32_MAX) },
+    { DV_F_I32("ok", T, ok, DV_FF_OMIT, 0, INT32_MAX) },
+    { DV_F_I32("limited", T, limited, DV_FF_OMIT, 0, INT32_MAX) },
+    { DV_F_I32("errors", T, errors, DV_FF_OMIT, 0, INT32_MAX) },
+    { DV_F_I64("tokens", T, tokens, DV_FF_OMIT, 0, INT64_MAX / 2) },
+    /* both ways */
+    { DV_F_I64("cool", T, cool_ms, DV_FF_OMIT, 0, 86400000) },
+    { DV_F_I32("disabled", T, disabled, DV_FF_OMIT, 0, 999) },
+    /* broker -> worker */
+    { DV_F_I32("grant", T, grant, DV_FF_OMIT, 0, 1000000) },
+    { DV_F_I64("ttl", T, ttl_ms, DV_FF_OMIT, 0, 3600000) },
+    { DV_F_I32("limit", T, limit, DV_FF_OMIT, 0, 10000000) },
+    { DV_F_BOOL("revoke", T, revoke, DV_FF_OMIT) },
+    { DV_F_BOOL("probe", T, probe, DV_FF_OMIT) },
+};
+#undef T
+static const dv_schema_t s_keyitem = {
+    DV_SCHEMA("key", s_keyitem_fields, dv_keyitem_t),
+};
+
 /* Items of arrays of plain values. */
 static const dv_field_t s_id_item = {
     .name = "",
@@ -397,6 +434,13 @@ static const dv_field_t s_event_fields[] = {
     { DV_F_VALUE("body", T, u.event.body, 0) },
 };
 
+/* worker <-> broker, both ways */
+static const dv_field_t s_keys_fields[] = {
+    { DV_F_ARRAY("items", T, u.keys.items, u.keys.nitems, DV_FF_REQ, &s_keyitem,
+                 DV_ITEMS_MAX),
+      .min = 1, .hint = "must name at least one key" },
+};
+
 #undef T
 
 #define S_MSG(type, fields, init_fn)                                           \
@@ -420,6 +464,7 @@ static const dv_schema_t s_messages[DV_MSG_COUNT_] = {
     S_MSG(DV_MSG_KILL, s_kill_fields, NULL),
     S_MSG(DV_MSG_EVENT, s_event_fields, s_event_init),
     [DV_MSG_DRAIN] = { .name = "DV_MSG_DRAIN", .size = sizeof(dv_msg_t) },
+    S_MSG(DV_MSG_KEYS, s_keys_fields, NULL),
 };
 
 const dv_schema_t *

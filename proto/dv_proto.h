@@ -457,7 +457,7 @@ typedef struct {
     int32_t disabled; /* ["disabled"] the 401/403 that disabled the key;
                        * broker: 0 = enabled */
     /* broker -> worker */
-    int32_t grant; /* ["grant"] more requests it may start */
+    int32_t grant;  /* ["grant"] more requests it may start */
     int64_t ttl_ms; /* ["ttl"] for how long after it arrives the grant may be
                      * used; what is left then is returned */
     int32_t limit;  /* ["limit"] the fleet's working limit per window now;

@@ -35,12 +35,17 @@ static const dv_name_t s_category_names[DV_CAT_COUNT_] = {
     S_N("cancelled"),
 };
 
-static const dv_name_t s_msg_names[DV_MSG_COUNT_] = {
+/* Unsized, so a type added to dv_msg_type_t without its name fails the
+ * assertion below instead of leaving a hole ({NULL, 0}) that
+ * dv_enum_find() would match against an empty name. */
+static const dv_name_t s_msg_names[] = {
     S_N("none"),  S_N("submit"), S_N("submitted"), S_N("wait"),  S_N("result"),
     S_N("ctrl"),  S_N("reply"),  S_N("error"),     S_N("hello"), S_N("welcome"),
     S_N("jobs"),  S_N("update"), S_N("heartbeat"), S_N("bye"),   S_N("kill"),
-    S_N("event"), S_N("drain"),
+    S_N("event"), S_N("drain"),  S_N("keys"),
 };
+_Static_assert(sizeof s_msg_names / sizeof s_msg_names[0] == DV_MSG_COUNT_,
+               "one name per message type");
 
 #define S_UPD_COUNT_ (DV_UPD_RETURNED + 1)
 static const dv_name_t s_update_names[S_UPD_COUNT_] = {

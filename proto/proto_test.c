@@ -687,6 +687,87 @@ t_event(void **state)
 }
 
 static void
+t_keys(void **state)
+{
+    (void)state;
+    /* every field set, at the top of its range where that is not huge */
+    dv_keyitem_t items[2];
+    memset(items, 0, sizeof items);
+    dv_keyitem_t *k = &items[0];
+    k->hash = dv_str("3fa9c2e1");
+    k->id = dv_str("az-west");
+    k->rpm = 10000000;
+    k->tpm = INT64_MAX / 2;
+    k->window_ms = 86400000;
+    k->recent = 10000000;
+    k->want = 1000000;
+    k->sent = INT32_MAX;
+    k->done = 41;
+    k->returned = 3;
+    k->ok = 37;
+    k->limited = 2;
+    k->errors = 2;
+    k->tokens = 123456789012;
+    k->cool_ms = 86400000;
+    k->disabled = 999;
+    k->grant = 1000000;
+    k->ttl_ms = 3600000;
+    k->limit = 10000000;
+    k->revoke = true;
+    k->probe = true;
+    items[1].hash = dv_str("0b7d51aa");
+    items[1].id = dv_str("key-2");
+    items[1].grant = 4;
+    items[1].ttl_ms = 5000;
+    dv_msg_t in = { .type = DV_MSG_KEYS };
+    in.u.keys.items = items;
+    in.u.keys.nitems = 2;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("keys", &in, &out, &sb);
+    assert_int_equal(out.u.keys.nitems, 2);
+    S_STR_EQ(out.u.keys.items[0].hash, dv_str("3fa9c2e1"));
+    assert_true(s_in_frame(out.u.keys.items[0].hash, &sb));
+    assert_true(out.u.keys.items[0].tokens == 123456789012);
+    assert_int_equal(out.u.keys.items[0].disabled, 999);
+    assert_true(out.u.keys.items[0].revoke);
+    assert_true(out.u.keys.items[0].probe);
+    assert_int_equal(out.u.keys.items[1].grant, 4);
+    assert_false(out.u.keys.items[1].revoke);
+    s_done(&out, &sb);
+
+    /* a change in any one field is a difference */
+    dv_keyitem_t other[2];
+    memcpy(other, items, sizeof other);
+    other[0].probe = false;
+    dv_msg_t changed = in;
+    changed.u.keys.items = other;
+    char diff[256];
+    assert_false(dv_msg_equal(&in, &changed, diff, sizeof diff));
+    assert_non_null(strstr(diff, "items[0].probe"));
+
+    /* only the hash: the rest (zero) is left out */
+    dv_keyitem_t one = { .hash = dv_str("3fa9c2e1") };
+    dv_msg_t min = { .type = DV_MSG_KEYS };
+    min.u.keys.items = &one;
+    min.u.keys.nitems = 1;
+    s_round_trip("keys_min", &min, &out, &sb);
+    assert_int_equal(out.u.keys.nitems, 1);
+    S_STR_EQ(out.u.keys.items[0].hash, dv_str("3fa9c2e1"));
+    assert_null(out.u.keys.items[0].id.ptr);
+    assert_int_equal(out.u.keys.items[0].grant, 0);
+    assert_false(out.u.keys.items[0].revoke);
+    /* {"v": 1, "t": "keys", "items": [{"hash": "3fa9c2e1"}]} */
+    const uint8_t want[] = { 0x83, 0xa1, 'v',  0x01, 0xa1, 't', 0xa4, 'k', 'e',
+                             'y',  's',  0xa5, 'i',  't',  'e', 'm',  's', 0x91,
+                             0x81, 0xa4, 'h',  'a',  's',  'h', 0xa8, '3', 'f',
+                             'a',  '9',  'c',  '2',  'e',  '1' };
+    assert_int_equal(sb.size, sizeof want);
+    assert_memory_equal(sb.data, want, sizeof want);
+    s_done(&out, &sb);
+}
+
+static void
 t_encode_invalid_type(void **state)
 {
     (void)state;
@@ -1037,6 +1118,57 @@ t_reject_fields(void **state)
     S_EXPECT(DV_EPROTO, "error: version: must be 0..4294967295",
              "{\"v\": 1, \"t\": \"error\", \"reason\": \"x\", "
              "\"version\": 4294967296}");
+}
+
+#define S_KEYS "{\"v\": 1, \"t\": \"keys\", \"items\": "
+
+static void
+t_reject_keys(void **state)
+{
+    (void)state;
+    S_EXPECT(DV_OK, NULL, S_KEYS "[{\"hash\": \"3fa9c2e1\"}]}");
+    S_EXPECT(DV_OK, NULL,
+             S_KEYS "[{\"hash\": \"3fa9c2e1\", \"disabled\": 999, "
+                    "\"window\": 0, \"revoke\": false}]}");
+    S_EXPECT(DV_EPROTO, "keys: missing key \"items\"",
+             "{\"v\": 1, \"t\": \"keys\"}");
+    S_EXPECT(DV_EPROTO, "keys: items: must name at least one key",
+             S_KEYS "[]}");
+    S_EXPECT(DV_EPROTO, "keys: items: must be an array", S_KEYS "{}}");
+    S_EXPECT(DV_EPROTO, "keys: items[0]: must be a map", S_KEYS "[\"k\"]}");
+    S_EXPECT(DV_EPROTO, "keys: items[1]: missing key \"hash\"",
+             S_KEYS "[{\"hash\": \"a\"}, {\"id\": \"key-2\", "
+                    "\"want\": 3}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].hash: must not be empty",
+             S_KEYS "[{\"hash\": \"\"}]}");
+    char *h65 = s_rep('a', 65);
+    S_EXPECT(DV_ETOOBIG, "keys: items[0].hash: longer than 64 bytes",
+             S_KEYS "[{\"hash\": \"%s\"}]}", h65);
+    h65[64] = '\0';
+    S_EXPECT(DV_OK, NULL, S_KEYS "[{\"hash\": \"%s\"}]}", h65);
+    free(h65);
+    S_EXPECT(DV_EPROTO, "keys: items[0].hash: must be a string",
+             S_KEYS "[{\"hash\": 12345678}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].hash: has a control character",
+             S_KEYS "[{\"hash\": \"3fa9\\u001bc2e1\"}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].id: must not be empty",
+             S_KEYS "[{\"hash\": \"a\", \"id\": \"\"}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].disabled: must be 0..999",
+             S_KEYS "[{\"hash\": \"a\", \"disabled\": 1000}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].window: must be 0..86400000",
+             S_KEYS "[{\"hash\": \"a\", \"window\": -1}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].grant: must be 0..1000000",
+             S_KEYS "[{\"hash\": \"a\", \"grant\": 1000001}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].ttl: must be 0..3600000",
+             S_KEYS "[{\"hash\": \"a\", \"ttl\": 3600001}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].sent: must be 0..2147483647",
+             S_KEYS "[{\"hash\": \"a\", \"sent\": 2147483648}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].want: must be an integer",
+             S_KEYS "[{\"hash\": \"a\", \"want\": \"3\"}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].cool: must be an integer",
+             S_KEYS "[{\"hash\": \"a\", \"cool\": 1.5}]}");
+    S_EXPECT(DV_EPROTO, "keys: items[0].revoke: must be a boolean",
+             S_KEYS "[{\"hash\": \"a\", \"revoke\": 1}]}");
 }
 
 static void
@@ -2485,10 +2617,10 @@ t_names(void **state)
     assert_int_equal(dv_category_parse("Timeout", 7), DV_CAT_NONE);
     assert_string_equal(dv_category_name((dv_category_t)-1), "none");
 
-    const char *types[] = { "submit",  "submitted", "wait",   "result",
-                            "ctrl",    "reply",     "error",  "hello",
-                            "welcome", "jobs",      "update", "heartbeat",
-                            "bye",     "kill",      "event",  "drain" };
+    const char *types[] = { "submit", "submitted", "wait",  "result",  "ctrl",
+                            "reply",  "error",     "hello", "welcome", "jobs",
+                            "update", "heartbeat", "bye",   "kill",    "event",
+                            "drain",  "keys" };
     assert_int_equal(sizeof types / sizeof types[0], DV_MSG_COUNT_ - 1);
     for (int t = DV_MSG_SUBMIT; t < DV_MSG_COUNT_; t++)
         assert_string_equal(dv_msg_type_name((dv_msg_type_t)t), types[t - 1]);
@@ -2598,9 +2730,11 @@ main(void)
         cmocka_unit_test(t_bye),
         cmocka_unit_test(t_kill),
         cmocka_unit_test(t_event),
+        cmocka_unit_test(t_keys),
         cmocka_unit_test(t_encode_invalid_type),
         cmocka_unit_test(t_reject_envelope),
         cmocka_unit_test(t_reject_fields),
+        cmocka_unit_test(t_reject_keys),
         cmocka_unit_test(t_reject_ids_and_limits),
         cmocka_unit_test(t_reject_backoff),
         cmocka_unit_test(t_reject_payloads),
