@@ -1,6 +1,7 @@
 /* cli_keys_test - the text of `drover keys` (cli/keys_view.c) from answers
  * built as the broker sends them: msgpack, made into JSON the way libdrover
- * hands a ctrl answer's body to the CLI. */
+ * hands a ctrl answer's body to the CLI; and the command itself against a
+ * scripted broker (tests/fixtures/scripted_broker.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "dv_json.h"
 #include "keys_view.h"
+#include "scripted_broker.h"
 
 /* ---- building an answer ------------------------------------------------ */
 
@@ -87,20 +90,27 @@ s_pack_key(msgpack_packer *pk, const s_key_t *k)
     }
 }
 
-/* The answer {"now", "keys": [...]} as libdrover gives it to the CLI. */
-static json_t *
-s_body(const s_key_t *keys, size_t n)
+/* The answer {"now", "keys": [...]} as the broker sends it. */
+static void
+s_pack_body(msgpack_sbuffer *sb, const s_key_t *keys, size_t n)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_init(sb);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 2);
     s_kint(&pk, "now", 1796400000000LL);
     s_str(&pk, "keys");
     msgpack_pack_array(&pk, n);
     for (size_t i = 0; i < n; i++)
         s_pack_key(&pk, &keys[i]);
+}
+
+/* The same as libdrover gives it to the CLI. */
+static json_t *
+s_body(const s_key_t *keys, size_t n)
+{
+    msgpack_sbuffer sb;
+    s_pack_body(&sb, keys, n);
     char *text = dv_msgpack_to_json_text(sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     assert_non_null(text);
@@ -434,6 +444,79 @@ test_keys_formats(void **state)
     assert_string_equal(keys_view_num(-1000, b, sizeof b), "-1,000");
 }
 
+/* ---- the command against a scripted broker ----------------------------- */
+
+/* Runs `drover ARGS` (DROVER_BIN), stdout and stderr into out; returns its
+ * exit status. */
+static int
+s_drover(char *out, size_t size, const char *args)
+{
+    const char *bin = getenv("DROVER_BIN");
+    assert_non_null(bin);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static void
+test_keys_command(void **state)
+{
+    (void)state;
+    unsetenv("DROVER_CURVE_SECRET");
+    unsetenv("DROVER_CURVE_SERVER");
+    unsetenv("DROVER_COLLECTOR_CURVE_SERVER");
+    msgpack_sbuffer sb;
+    s_pack_body(&sb, s_fleet, S_NFLEET);
+    fake_t *f = fake_start(FAKE_NORMAL);
+    f->keys_body = sb.data;
+    f->keys_body_len = sb.size;
+    fake_go(f);
+    char out[16384], args[512];
+    snprintf(args, sizeof args, "keys --broker %s", f->endpoint);
+    assert_int_equal(s_drover(out, sizeof out, args), 0);
+    assert_non_null(strstr(out, " 38/60s learned (rpm 600) "));
+    assert_non_null(strstr(out, "\nconflict a-very-long-key-i... "));
+    assert_string_equal(f->last_verb, "keys");
+    snprintf(args, sizeof args, "keys --json --broker %s", f->endpoint);
+    assert_int_equal(s_drover(out, sizeof out, args), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_array_size(json_object_get(j, "keys")), S_NFLEET);
+    json_decref(j);
+    /* Usage. */
+    snprintf(args, sizeof args, "keys extra --broker %s", f->endpoint);
+    assert_int_equal(s_drover(out, sizeof out, args), 2);
+    assert_int_equal(s_drover(out, sizeof out, "keys enable"), 2);
+    assert_int_equal(s_drover(out, sizeof out, "keys enable --help"), 0);
+    assert_non_null(strstr(out, "usage: drover keys enable KEY"));
+    fake_stop(&f);
+    msgpack_sbuffer_destroy(&sb);
+
+    /* A broker without the verb: the collector's view, here unreachable. */
+    f = fake_start(FAKE_NORMAL);
+    fake_go(f);
+    snprintf(args, sizeof args,
+             "keys --broker %s --collector ipc:///nonexistent/drover-q",
+             f->endpoint);
+    assert_int_equal(s_drover(out, sizeof out, args), 3);
+    assert_non_null(strstr(out, "the workers' own view"));
+    assert_non_null(strstr(out, "cannot reach the collector"));
+    fake_stop(&f);
+
+    /* No broker answers. */
+    f = fake_start(FAKE_SILENT);
+    fake_go(f);
+    snprintf(args, sizeof args, "keys --broker %s", f->endpoint);
+    assert_int_equal(s_drover(out, sizeof out, args), 3);
+    fake_stop(&f);
+}
+
 int
 main(void)
 {
@@ -447,6 +530,7 @@ main(void)
         cmocka_unit_test(test_keys_json),
         cmocka_unit_test(test_keys_enabled_line),
         cmocka_unit_test(test_keys_formats),
+        cmocka_unit_test(test_keys_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

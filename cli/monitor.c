@@ -1083,8 +1083,11 @@ monitor_keys(const char *collector, bool json, const char *note)
     json_t *body;
     int code = monitor_query(monitor_endpoint(collector), "keys", "keys", NULL,
                              NULL, S_TIMEOUT_MS, &body, false);
-    if (code)
+    if (code) {
+        if (note) /* why the collector was asked at all */
+            fprintf(stderr, "drover keys: %s\n", note);
         return code;
+    }
     if (json) {
         if (note)
             fprintf(stderr, "drover keys: %s\n", note);
