@@ -30,7 +30,8 @@ static const s_command_t s_commands[] = {
     { "queues", queues_main, "list queues: depth, rates, latency" },
     { "jobs", jobs_main, "list jobs from the collector's history" },
     { "job", job_main, "one job and every attempt, with failure hints" },
-    { "keys", keys_main, "API key health as the workers report it" },
+    { "keys", keys_main,
+      "fleet API keys: limits, cooldowns, health; enable a key" },
     { "watch", watch_main, "follow a batch: progress bar and ETA" },
     { "health", health_main, "exit 0 healthy, 1 degraded, 2 down" },
     { "retry", retry_main, "retry a dead job, or every dead job of a queue" },
@@ -45,16 +46,17 @@ static const s_command_t s_commands[] = {
 
 /* Commands that talk to the broker's clients socket: they also take the
  * CurveZMQ options after their name. status and job ask the collector
- * first, so they take --collector-curve-server too. */
+ * first, and keys falls back to it (an older broker), so they take
+ * --collector-curve-server too. */
 static const char *const s_broker_commands[] = {
-    "submit", "cancel", "status", "job",   "retry", "pause",
-    "resume", "purge",  "limit",  "drain", "check", NULL,
+    "submit", "cancel", "status", "job",   "retry", "pause", "resume",
+    "purge",  "limit",  "drain",  "check", "keys",  NULL,
 };
 
 /* Commands that ask only the collector: after their name, --curve-server
  * is the collector's certificate (the one server they talk to). */
 static const char *const s_collector_commands[] = {
-    "workers", "queues", "jobs", "keys", "watch", "health", "top", NULL,
+    "workers", "queues", "jobs", "watch", "health", "top", NULL,
 };
 
 typedef struct {
@@ -134,8 +136,8 @@ s_usage(FILE *out)
             "  --curve-secret FILE   our certificate's secret file (drover\n"
             "                        keygen; mode 0600)\n"
             "  --curve-server FILE   the broker's public certificate; after\n"
-            "                        workers, queues, jobs, keys, watch,\n"
-            "                        health or top: the collector's\n"
+            "                        workers, queues, jobs, watch, health\n"
+            "                        or top: the collector's\n"
             "  --collector-curve-server FILE  the collector's public\n"
             "                        certificate (without it, collector\n"
             "                        queries are plain)\n"

@@ -1,5 +1,6 @@
 /* Commands that ask the collector: `drover status`, `workers`, `queues`,
- * `jobs`, `job`, `keys`, `watch`, `health`.
+ * `jobs`, `job`, `watch`, `health`; and the workers' view of the API keys
+ * that `drover keys` (cli/keys.c) falls back to.
  *
  * They speak the same wire protocol as the broker's clients socket (ctrl
  * in, reply out), so libdrover is the client. Every listing has --json,
@@ -585,7 +586,7 @@ monitor_status_main(int argc, char **argv)
     return status_main(n, args);
 }
 
-/* The start of a listing command without filters (workers, queues, keys):
+/* The start of a listing command without filters (workers, queues):
  * parses its flags, asks the collector for verb, and with --json prints the
  * answer. Returns -1 with *body (caller releases it) for the text view,
  * else the exit code. */
@@ -1074,22 +1075,28 @@ job_main(int argc, char **argv)
     return 0;
 }
 
-/* ---- keys ---------------------------------------------------------------- */
+/* ---- keys (the workers' view) ------------------------------------------ */
 
 int
-keys_main(int argc, char **argv)
+monitor_keys(const char *collector, bool json, const char *note)
 {
-    static const char usage[] =
-        "usage: drover keys [--collector EP] [--json]\n"
-        "\n"
-        "API keys as the workers' http handlers report them, over all online\n"
-        "workers: overall state (ok if usable anywhere, else cooling or\n"
-        "disabled), on how many workers it is ok / cooling / disabled, and\n"
-        "requests by outcome. Keys are named by id and a hash, never shown.\n";
     json_t *body;
-    int r = s_listing(argc, argv, usage, "keys", &body);
-    if (r >= 0)
-        return r;
+    int code = monitor_query(monitor_endpoint(collector), "keys", "keys", NULL,
+                             NULL, S_TIMEOUT_MS, &body, false);
+    if (code) {
+        if (note) /* why the collector was asked at all */
+            fprintf(stderr, "drover keys: %s\n", note);
+        return code;
+    }
+    if (json) {
+        if (note)
+            fprintf(stderr, "drover keys: %s\n", note);
+        s_print_json(body);
+        json_decref(body);
+        return 0;
+    }
+    if (note)
+        printf("%s\n\n", note);
     const json_t *keys = json_object_get(body, "keys");
     if (json_array_size(keys) == 0) {
         printf("no API keys reported (workers report them when they run the "

@@ -41,6 +41,11 @@ int64_t monitor_int(const json_t *o, const char *key);
 void monitor_print_leases(const json_t *counters);
 const char *monitor_str(const json_t *o, const char *key, const char *dflt);
 
+/* The collector's "keys" answer (API keys as the workers report them in
+ * their heartbeats) as a table, or as JSON; note (if not NULL) first, on
+ * stderr with json. Returns 0, or monitor_query's exit code. */
+int monitor_keys(const char *collector, bool json, const char *note);
+
 /* A one-line hint for a failure category, or NULL. */
 const char *monitor_hint(const char *category);
 
