@@ -285,6 +285,29 @@ broker_store_load_queues(broker_store_t *self,
 }
 
 int
+broker_store_set_key(broker_store_t *self, const broker_key_state_t *k)
+{
+    assert(self && k && k->hash && k->id);
+    assert(!self->in_callback);
+    assert(self->in_group && "broker_store_set_key() outside a write group");
+    return self->ops->set_key(self->be, k);
+}
+
+int
+broker_store_load_keys(broker_store_t *self,
+                       int (*cb)(void *arg, const broker_key_state_t *k),
+                       void *arg)
+{
+    assert(self && cb);
+    assert(!self->in_callback);
+    assert(!self->in_group && "broker_store_load_keys() inside a write group");
+    self->in_callback = true;
+    int rc = self->ops->load_keys(self->be, cb, arg);
+    self->in_callback = false;
+    return rc;
+}
+
+int
 broker_store_next_generation(broker_store_t *self, uint64_t *out)
 {
     assert(self && out);

@@ -17,6 +17,7 @@ typedef enum {
     OP_FINISHED,
     OP_ATTEMPT,
     OP_QUEUE,
+    OP_KEY,
     OP_PROBE,
 } s_kind_t;
 
@@ -32,6 +33,7 @@ struct broker_op {
     broker_jobrec_t rec;           /* OP_INSERT; strings point into data[] */
     const char *worker;            /* into data[] */
     broker_queue_settings_t queue; /* OP_QUEUE; name into data[] */
+    broker_key_state_t key;        /* OP_KEY; hash and id into data[] */
     const void *blob;              /* payload or result, into data[] */
     size_t blob_len;
     char data[];
@@ -274,6 +276,20 @@ broker_wbatch_queue(broker_wbatch_t *b, const broker_queue_settings_t *q)
 }
 
 int
+broker_wbatch_key(broker_wbatch_t *b, const broker_key_state_t *k)
+{
+    size_t lh = s_len(k->hash), li = s_len(k->id);
+    broker_op_t *op = s_op_new(b, OP_KEY, NULL, lh + li);
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->key = *k;
+    op->key.hash = s_put(&c, k->hash, lh);
+    op->key.id = s_put(&c, k->id, li);
+    return 0;
+}
+
+int
 broker_wbatch_probe(broker_wbatch_t *b)
 {
     return s_op_new(b, OP_PROBE, NULL, 0) ? 0 : -1;
@@ -311,6 +327,8 @@ s_apply(broker_store_t *store, const broker_op_t *op)
     }
     case OP_QUEUE:
         return broker_store_set_queue(store, &op->queue);
+    case OP_KEY:
+        return broker_store_set_key(store, &op->key);
     case OP_PROBE:
         return broker_store_probe(store);
     }

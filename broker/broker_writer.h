@@ -14,7 +14,7 @@
  * under the writer, and a batch that failed (rolled back whole) can be
  * pushed again as it is: every op but an insert writes the same row to the
  * same values however often it is applied (updates by id, attempts by
- * (job, attempt), queue settings by name), and the expiry that may ride
+ * (job, attempt), queue settings by name, key states by hash), and the expiry that may ride
  * along deletes whatever is due when it runs.
  */
 #ifndef BROKER_WRITER_H

@@ -54,7 +54,7 @@
 #include <string.h>
 #include <time.h>
 
-#define S_SCHEMA_VERSION 3
+#define S_SCHEMA_VERSION 4
 #define S_STR_(x)        #x
 #define S_STR(x)         S_STR_(x)
 /* The advisory lock taken while the schema is created or migrated: "drover"
@@ -86,7 +86,7 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "cancelled",
 };
 
-/* Schema version 3, as store_sqlite.c's, in PostgreSQL types: epoch
+/* Schema version 4, as store_sqlite.c's, in PostgreSQL types: epoch
  * milliseconds are BIGINT, flags stay INTEGER (0/1, so a query written for
  * the SQLite store reads the same here), blobs are BYTEA. */
 #define S_OWNER_KEY_INDEX                                                      \
@@ -161,6 +161,19 @@ static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS meta (\n"
     "    name TEXT PRIMARY KEY,\n"
     "    value BIGINT NOT NULL\n"
+    ");\n"
+    /* The fleet's API-key state (version 4); proven is 0/1 like every
+     * flag here. */
+    "CREATE TABLE IF NOT EXISTS api_keys (\n"
+    "    hash TEXT PRIMARY KEY,\n"
+    "    id TEXT NOT NULL,\n"
+    "    cool_until_ms BIGINT,\n"
+    "    disabled_status INTEGER,\n"
+    "    disabled_ms BIGINT,\n"
+    "    learned_limit INTEGER,\n"
+    "    learned_ms BIGINT,\n"
+    "    proven INTEGER,\n"
+    "    updated_ms BIGINT\n"
     ");\n";
 
 /* The prepared statements, by purpose. */
@@ -181,6 +194,8 @@ typedef enum {
     S_GENERATION,
     S_PROBE,
     S_FENCE,
+    S_SET_KEY,
+    S_LOAD_KEYS,
     S_COUNT_
 } s_stmt_t;
 
@@ -190,7 +205,7 @@ static const char *s_stmt_names[S_COUNT_] = {
     "drover_find_key",    "drover_get",        "drover_expire",
     "drover_load",        "drover_list",       "drover_set_queue",
     "drover_load_queues", "drover_generation", "drover_probe",
-    "drover_fence",
+    "drover_fence",       "drover_set_key",    "drover_load_keys",
 };
 
 /* As in store_sqlite.c: the failure columns are set from $6..$11 when $5 is
@@ -277,6 +292,21 @@ static const char *s_sql[S_COUNT_] = {
      * commit like any group, and no job changes. */
     [S_PROBE] = "UPDATE schema_version SET version = version",
     [S_FENCE] = "SELECT drover_fence($1)",
+    [S_SET_KEY] = "INSERT INTO api_keys (hash, id, cool_until_ms, "
+                  "disabled_status, disabled_ms, learned_limit, learned_ms, "
+                  "proven, updated_ms) "
+                  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+                  "ON CONFLICT (hash) DO UPDATE SET id = EXCLUDED.id, "
+                  "cool_until_ms = EXCLUDED.cool_until_ms, "
+                  "disabled_status = EXCLUDED.disabled_status, "
+                  "disabled_ms = EXCLUDED.disabled_ms, "
+                  "learned_limit = EXCLUDED.learned_limit, "
+                  "learned_ms = EXCLUDED.learned_ms, "
+                  "proven = EXCLUDED.proven, "
+                  "updated_ms = EXCLUDED.updated_ms",
+    [S_LOAD_KEYS] = "SELECT hash, id, cool_until_ms, disabled_status, "
+                    "disabled_ms, learned_limit, learned_ms, proven, "
+                    "updated_ms FROM api_keys",
 };
 
 /* The fence every group of a broker of a group checks first (see
@@ -686,7 +716,8 @@ s_exec_ok(s_pg_t *be, const char *sql, char *err, size_t err_size)
 }
 
 /* Creates the schema in an empty database, migrates versions 1 (adds
- * jobs.owner) and 2 (idempotency keys per owner), accepts the current
+ * jobs.owner), 2 (idempotency keys per owner) and 3 (adds api_keys, which
+ * s_schema makes like any missing table), accepts the current
  * version, refuses a newer one (a downgrade would misread it) and a
  * version table that holds no version. All in one transaction under an
  * advisory lock: a second broker starting at the same time waits, then
@@ -1195,6 +1226,22 @@ s_set_queue(void *handle, const broker_queue_settings_t *q)
 }
 
 static int
+s_set_key(void *handle, const broker_key_state_t *k)
+{
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, k->hash);
+    dv_pg_p_text(&p, k->id);
+    dv_pg_p_int(&p, k->cool_until_ms);
+    dv_pg_p_int(&p, k->disabled_status);
+    dv_pg_p_int(&p, k->disabled_ms);
+    dv_pg_p_int(&p, k->learned_limit);
+    dv_pg_p_int(&p, k->learned_ms);
+    dv_pg_p_int(&p, k->proven);
+    dv_pg_p_int(&p, k->updated_ms);
+    return s_write(handle, S_SET_KEY, &p, "set_key", NULL, false);
+}
+
+static int
 s_probe(void *handle)
 {
     dv_pg_params_t p = { 0 };
@@ -1408,6 +1455,35 @@ s_load_queues(void *handle,
     return code;
 }
 
+/* NULL columns (a row written by hand) read as 0: "none". */
+static int
+s_load_keys(void *handle, int (*cb)(void *arg, const broker_key_state_t *k),
+            void *arg)
+{
+    int code;
+    PGresult *r = s_read(handle, S_LOAD_KEYS, NULL, "load_keys", NULL, &code);
+    if (!r)
+        return code;
+    code = 0;
+    for (int i = 0; i < PQntuples(r) && code == 0; i++) {
+        broker_key_state_t k = {
+            .hash = s_text(r, i, 0),
+            .id = s_text(r, i, 1),
+            .cool_until_ms = s_int(r, i, 2),
+            .disabled_status = (int)s_int(r, i, 3),
+            .disabled_ms = s_int(r, i, 4),
+            .learned_limit = (int)s_int(r, i, 5),
+            .learned_ms = s_int(r, i, 6),
+            .proven = s_int(r, i, 7) != 0,
+            .updated_ms = s_int(r, i, 8),
+        };
+        if (k.hash && k.id)
+            code = cb(arg, &k);
+    }
+    PQclear(r);
+    return code;
+}
+
 static int
 s_find_key(void *handle, const char *owner, const char *key, char id_out[37])
 {
@@ -1526,5 +1602,7 @@ const broker_store_ops_t broker_store_pg_ops = {
     .load_queues = s_load_queues,
     .next_generation = s_next_generation,
     .probe = s_probe,
+    .set_key = s_set_key,
+    .load_keys = s_load_keys,
     .fence = s_fence,
 };

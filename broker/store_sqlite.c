@@ -30,7 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define S_SCHEMA_VERSION 3
+#define S_SCHEMA_VERSION 4
 #define S_STR_(x)        #x
 #define S_STR(x)         S_STR_(x)
 
@@ -57,8 +57,9 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "cancelled",
 };
 
-/* Schema version 3 (version 1 had no jobs.owner, version 2 had idempotency
- * keys unique across owners; s_schema_setup migrates both). Kept as plain SQL so an operator can debug with the
+/* Schema version 4 (version 1 had no jobs.owner, version 2 had idempotency
+ * keys unique across owners, version 3 had no api_keys; s_schema_setup
+ * migrates all three). Kept as plain SQL so an operator can debug with the
  * sqlite3 shell: SELECT state, count(*) FROM jobs GROUP BY 1.
  *
  * jobs is an ordinary rowid table, not WITHOUT ROWID. WITHOUT ROWID would
@@ -91,6 +92,23 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
 #define S_OWNER_KEY_INDEX                                                      \
     "CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_key\n"                       \
     "    ON jobs(coalesce(owner, ''), key) WHERE key IS NOT NULL;\n"
+
+/* The fleet's state of each API key (broker_key_state_t), by the short
+ * hash that names it, so a restarted broker knows which keys cool down,
+ * are disabled or have a learned limit. Times are epoch ms; proven is
+ * 0/1. New in version 4. */
+#define S_API_KEYS_TABLE                                                       \
+    "CREATE TABLE IF NOT EXISTS api_keys (\n"                                  \
+    "    hash TEXT PRIMARY KEY,\n"                                             \
+    "    id TEXT NOT NULL,\n"                                                  \
+    "    cool_until_ms INTEGER,\n"                                             \
+    "    disabled_status INTEGER,\n"                                           \
+    "    disabled_ms INTEGER,\n"                                               \
+    "    learned_limit INTEGER,\n"                                             \
+    "    learned_ms INTEGER,\n"                                                \
+    "    proven INTEGER,\n"                                                    \
+    "    updated_ms INTEGER\n"                                                 \
+    ");\n"
 
 static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS jobs (\n"
@@ -159,7 +177,7 @@ static const char s_schema[] =
     "    max_running INTEGER NOT NULL DEFAULT 0\n"
     ");\n"
     "CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs(queue, state)\n"
-    "    WHERE finished_at IS NOT NULL;\n";
+    "    WHERE finished_at IS NOT NULL;\n" S_API_KEYS_TABLE;
 
 /* The prepared statements, by purpose. */
 typedef enum {
@@ -181,6 +199,8 @@ typedef enum {
     S_SET_QUEUE,
     S_LOAD_QUEUES,
     S_PROBE,
+    S_SET_KEY,
+    S_LOAD_KEYS,
     S_COUNT_
 } s_stmt_t;
 
@@ -259,6 +279,16 @@ static const char *s_sql[S_COUNT_] = {
      * WAL at commit, so the commit needs room on the disk like any other,
      * and no job changes. */
     [S_PROBE] = "PRAGMA user_version = " S_STR(S_SCHEMA_VERSION),
+    [S_SET_KEY] =
+        "INSERT INTO api_keys (hash, id, cool_until_ms, disabled_status, "
+        "disabled_ms, learned_limit, learned_ms, proven, updated_ms) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+        "ON CONFLICT(hash) DO UPDATE SET id = ?2, cool_until_ms = ?3, "
+        "disabled_status = ?4, disabled_ms = ?5, learned_limit = ?6, "
+        "learned_ms = ?7, proven = ?8, updated_ms = ?9",
+    [S_LOAD_KEYS] = "SELECT hash, id, cool_until_ms, disabled_status, "
+                    "disabled_ms, learned_limit, learned_ms, proven, "
+                    "updated_ms FROM api_keys",
 };
 
 /* Column numbers of S_JOBREC_COLUMNS (and of S_INSERT's parameters - 1). */
@@ -545,8 +575,8 @@ s_exec_row(sqlite3 *db, const char *sql, char *out, size_t out_size)
     return rc;
 }
 
-/* Creates the schema on a new file, migrates versions 1 (adds jobs.owner)
- * and 2 (idempotency keys per owner),
+/* Creates the schema on a new file, migrates versions 1 (adds jobs.owner),
+ * 2 (idempotency keys per owner) and 3 (adds api_keys),
  * accepts the current version, refuses a newer one (a downgrade would
  * misread it). */
 static int
@@ -580,6 +610,9 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
         rc = sqlite3_exec(be->db,
                           "DROP INDEX IF EXISTS jobs_key;\n" S_OWNER_KEY_INDEX,
                           NULL, NULL, NULL);
+    if (rc == SQLITE_OK && version >= 1 && version < 4)
+        /* Version 3 to 4: the fleet's API-key state. */
+        rc = sqlite3_exec(be->db, S_API_KEYS_TABLE, NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < S_SCHEMA_VERSION)
         rc = sqlite3_exec(be->db,
                           "PRAGMA user_version = " S_STR(S_SCHEMA_VERSION),
@@ -1051,6 +1084,59 @@ s_load_queues(void *handle,
 }
 
 static int
+s_set_key(void *handle, const broker_key_state_t *k)
+{
+    s_sqlite_t *be = handle;
+    if (s_poisoned(be))
+        return be->group_err;
+    sqlite3_stmt *st = be->stmt[S_SET_KEY];
+    int rc = s_bind_text(st, 1, k->hash);
+    rc |= s_bind_text(st, 2, k->id);
+    rc |= sqlite3_bind_int64(st, 3, k->cool_until_ms);
+    rc |= sqlite3_bind_int(st, 4, k->disabled_status);
+    rc |= sqlite3_bind_int64(st, 5, k->disabled_ms);
+    rc |= sqlite3_bind_int(st, 6, k->learned_limit);
+    rc |= sqlite3_bind_int64(st, 7, k->learned_ms);
+    rc |= sqlite3_bind_int(st, 8, k->proven);
+    rc |= sqlite3_bind_int64(st, 9, k->updated_ms);
+    if (rc != SQLITE_OK)
+        return s_bind_failed(be, st, "set_key", NULL);
+    return s_run(be, st, "set_key", NULL);
+}
+
+/* NULL columns (a row written by hand) read as 0: "none". */
+static int
+s_load_keys(void *handle, int (*cb)(void *arg, const broker_key_state_t *k),
+            void *arg)
+{
+    s_sqlite_t *be = handle;
+    sqlite3_stmt *st = be->stmt[S_LOAD_KEYS];
+    int rc, code = 0;
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        broker_key_state_t k = {
+            .hash = s_col_text(st, 0),
+            .id = s_col_text(st, 1),
+            .cool_until_ms = sqlite3_column_int64(st, 2),
+            .disabled_status = sqlite3_column_int(st, 3),
+            .disabled_ms = sqlite3_column_int64(st, 4),
+            .learned_limit = sqlite3_column_int(st, 5),
+            .learned_ms = sqlite3_column_int64(st, 6),
+            .proven = sqlite3_column_int(st, 7) != 0,
+            .updated_ms = sqlite3_column_int64(st, 8),
+        };
+        if (!k.hash || !k.id)
+            continue;
+        code = cb(arg, &k);
+        if (code != 0)
+            break;
+    }
+    if (code == 0 && rc != SQLITE_DONE)
+        code = s_fail(be, "load_keys", NULL, rc);
+    s_done(st);
+    return code;
+}
+
+static int
 s_find_key(void *handle, const char *owner, const char *key, char id_out[37])
 {
     s_sqlite_t *be = handle;
@@ -1198,4 +1284,6 @@ const broker_store_ops_t broker_store_sqlite_ops = {
     .load_queues = s_load_queues,
     .next_generation = s_next_generation,
     .probe = s_probe,
+    .set_key = s_set_key,
+    .load_keys = s_load_keys,
 };

@@ -38,6 +38,7 @@
 
 #include "broker_store.h"
 #include "broker_test_fx.h"
+#include "broker_writer.h"
 #include "dv_err.h"
 #include "dv_id.h"
 #include "pg_server.h"
@@ -501,7 +502,7 @@ t_url_forms(void **state)
         assert_null(s);
     }
     /* The same file each time: "sqlite://" + absolute path. */
-    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 3);
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 4);
 
     struct {
         const char *url, *want;
@@ -583,11 +584,11 @@ t_schema_newer(void **state)
     s_fx_t *fx = *state;
     broker_store_t *s = s_open(fx);
     broker_store_destroy(&s);
-    s_shell_exec(fx, s_backend == S_PG ? "UPDATE schema_version SET version = 4"
-                                       : "PRAGMA user_version = 4");
+    s_shell_exec(fx, s_backend == S_PG ? "UPDATE schema_version SET version = 5"
+                                       : "PRAGMA user_version = 5");
     char err[512] = "";
     assert_null(broker_store_open(fx->path, NULL, err, sizeof err));
-    if (!strstr(err, "schema version 4 is newer"))
+    if (!strstr(err, "schema version 5 is newer"))
         fail_msg("got '%s'", err);
 }
 
@@ -644,7 +645,7 @@ t_schema_v1_migrated(void **state)
     s_shell_exec(fx, sql);
 
     broker_store_t *s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 3);
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 4);
     /* Idempotency keys are unique per owner now. */
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM sqlite_master "
                                      "WHERE name = 'jobs_key'"),
@@ -659,6 +660,7 @@ t_schema_v1_migrated(void **state)
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM jobs "
                                      "WHERE owner IS NULL"),
                      2);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM api_keys"), 0);
     /* The old rows read back without an owner... */
     s_copies_t c = { 0 };
     s_replay(s, &c);
@@ -681,7 +683,7 @@ t_schema_v1_migrated(void **state)
     s_copies_free(&c);
     broker_store_destroy(&s);
 
-    /* Opened again: already version 3, nothing to migrate. */
+    /* Opened again: already version 4, nothing to migrate. */
     s = s_open(fx);
     s_replay(s, &c);
     assert_int_equal(c.n, 2);
@@ -1645,6 +1647,252 @@ t_generation_and_probe(void **state)
                      3);
 }
 
+/* ---- API-key state ------------------------------------------------------ */
+
+typedef struct {
+    int n;
+    char hash[4][16], id[4][32];
+    broker_key_state_t k[4]; /* hash and id point into the arrays above */
+} s_keys_t;
+
+static int
+s_collect_key(void *arg, const broker_key_state_t *k)
+{
+    s_keys_t *o = arg;
+    assert_true(o->n < 4);
+    snprintf(o->hash[o->n], sizeof o->hash[o->n], "%s", k->hash);
+    snprintf(o->id[o->n], sizeof o->id[o->n], "%s", k->id);
+    o->k[o->n] = *k;
+    o->k[o->n].hash = o->hash[o->n];
+    o->k[o->n].id = o->id[o->n];
+    o->n++;
+    return 0;
+}
+
+static int
+s_stop_key(void *arg, const broker_key_state_t *k)
+{
+    (void)k;
+    ++*(int *)arg;
+    return 42;
+}
+
+/* The stored state of hash among o's, or fails. */
+static const broker_key_state_t *
+s_key_of(const s_keys_t *o, const char *hash)
+{
+    for (int i = 0; i < o->n; i++)
+        if (strcmp(o->k[i].hash, hash) == 0)
+            return &o->k[i];
+    fail_msg("no key state for %s", hash);
+    return NULL;
+}
+
+static void
+s_assert_key(const broker_key_state_t *want, const broker_key_state_t *got)
+{
+    assert_string_equal(want->hash, got->hash);
+    assert_string_equal(want->id, got->id);
+    assert_int_equal(want->cool_until_ms, got->cool_until_ms);
+    assert_int_equal(want->disabled_status, got->disabled_status);
+    assert_int_equal(want->disabled_ms, got->disabled_ms);
+    assert_int_equal(want->learned_limit, got->learned_limit);
+    assert_int_equal(want->learned_ms, got->learned_ms);
+    assert_int_equal(want->proven, got->proven);
+    assert_int_equal(want->updated_ms, got->updated_ms);
+}
+
+static void
+t_key_state(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    s_keys_t o = { 0 };
+    assert_int_equal(broker_store_load_keys(s, s_collect_key, &o), 0);
+    assert_int_equal(o.n, 0);
+
+    broker_key_state_t a = {
+        .hash = "0a1b2c3d",
+        .id = "key-2",
+        .cool_until_ms = 1700000060000,
+        .learned_limit = 40,
+        .learned_ms = 1700000000000,
+        .proven = true,
+        .updated_ms = 1700000000500,
+    };
+    broker_key_state_t b = {
+        .hash = "ffee0011",
+        .id = "az-west",
+        .disabled_status = 401,
+        .disabled_ms = 1700000001000,
+        .updated_ms = 1700000001000,
+    };
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_set_key(s, &a), 0);
+    assert_int_equal(broker_store_set_key(s, &b), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    assert_int_equal(broker_store_load_keys(s, s_collect_key, &o), 0);
+    assert_int_equal(o.n, 2);
+    s_assert_key(&a, s_key_of(&o, a.hash));
+    s_assert_key(&b, s_key_of(&o, b.hash));
+
+    /* Set again under the same hash: replaced, not added (every column,
+     * back to 0 too). */
+    a.id = "key-2b";
+    a.cool_until_ms = 0;
+    a.disabled_status = 403;
+    a.disabled_ms = 1700000002000;
+    a.learned_limit = 25;
+    a.learned_ms = 1700000002000;
+    a.proven = false;
+    a.updated_ms = 1700000002000;
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_set_key(s, &a), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    /* A rolled-back set leaves nothing behind. */
+    broker_key_state_t c = { .hash = "12345678", .id = "gone" };
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_set_key(s, &c), 0);
+    assert_int_equal(broker_store_rollback(s), 0);
+    broker_store_destroy(&s);
+
+    /* After a restart. */
+    s = s_open(fx);
+    memset(&o, 0, sizeof o);
+    assert_int_equal(broker_store_load_keys(s, s_collect_key, &o), 0);
+    assert_int_equal(o.n, 2);
+    s_assert_key(&a, s_key_of(&o, a.hash));
+    s_assert_key(&b, s_key_of(&o, b.hash));
+    /* The callback's non-zero return stops the scan and is returned. */
+    int calls = 0;
+    assert_int_equal(broker_store_load_keys(s, s_stop_key, &calls), 42);
+    assert_int_equal(calls, 1);
+    broker_store_destroy(&s);
+
+    /* What an operator sees. */
+    char rows[512];
+    s_shell_rows(fx,
+                 "SELECT hash, id, cool_until_ms, disabled_status, "
+                 "disabled_ms, learned_limit, learned_ms, proven, updated_ms "
+                 "FROM api_keys ORDER BY hash",
+                 rows, sizeof rows);
+    assert_string_equal(rows, "0a1b2c3d|key-2b|0|403|1700000002000|25|"
+                              "1700000002000|0|1700000002000\n"
+                              "ffee0011|az-west|0|401|1700000001000|0|0|0|"
+                              "1700000001000\n");
+}
+
+/* The writer applies a key state like any op, from its own copies. */
+static void
+t_key_state_writer(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_writer_t *w = broker_writer_new(s_open(fx));
+    assert_non_null(w);
+    char hash[16] = "0a1b2c3d", id[16] = "key-2";
+    broker_key_state_t k = {
+        .hash = hash,
+        .id = id,
+        .cool_until_ms = 1700000060000,
+        .learned_limit = 40,
+        .learned_ms = 1700000000000,
+        .proven = true,
+        .updated_ms = 1700000000500,
+    };
+    broker_wbatch_t b;
+    broker_wbatch_init(&b);
+    assert_int_equal(broker_wbatch_key(&b, &k), 0);
+    /* The caller's strings may change once recorded. */
+    memset(hash, 'x', sizeof hash - 1);
+    memset(id, 'y', sizeof id - 1);
+    broker_writer_push(w, &b);
+    broker_writer_wait(w);
+    assert_ptr_equal(broker_writer_pop_done(w), &b);
+    assert_int_equal(b.rc, 0);
+    broker_wbatch_clear(&b);
+    broker_writer_destroy(&w); /* closes the store */
+
+    broker_store_t *s = s_open(fx);
+    s_keys_t o = { 0 };
+    assert_int_equal(broker_store_load_keys(s, s_collect_key, &o), 0);
+    assert_int_equal(o.n, 1);
+    k.hash = "0a1b2c3d";
+    k.id = "key-2";
+    s_assert_key(&k, &o.k[0]);
+    broker_store_destroy(&s);
+}
+
+/* A store of schema version 3 (the tables of version 4 but api_keys)
+ * opens as version 4, with an empty api_keys and its jobs as they were. */
+static void
+t_schema_v3_migrated(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char live[37], done[37];
+    s_new_id(live);
+    s_new_id(done);
+    broker_jobrec_t r1 = s_rec(live), r2 = s_rec(done);
+    r1.owner = "alice";
+    r1.key = "k1";
+    s_insert_committed(s, &r1);
+    s_insert_committed(s, &r2);
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_finished(s, done, DV_STATE_SUCCEEDED, 1,
+                                                "\x01", 1, NULL, 1700000005000),
+                     0);
+    assert_int_equal(broker_store_commit(s), 0);
+    broker_queue_settings_t q = { "llm", true, 2.5, 3 };
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_set_queue(s, &q), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    broker_store_destroy(&s);
+    s_shell_exec(fx, s_backend == S_PG
+                         ? "DROP TABLE api_keys; "
+                           "UPDATE schema_version SET version = 3"
+                         : "DROP TABLE api_keys; PRAGMA user_version = 3");
+    const char *version = s_backend == S_PG
+                              ? "SELECT version FROM schema_version"
+                              : "PRAGMA user_version";
+    assert_int_equal(s_shell_int(fx, version), 3);
+
+    s = s_open(fx);
+    assert_int_equal(s_shell_int(fx, version), 4);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM api_keys"), 0);
+    s_keys_t o = { 0 };
+    assert_int_equal(broker_store_load_keys(s, s_collect_key, &o), 0);
+    assert_int_equal(o.n, 0);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    s_assert_rec(&r1, &c.items[0].rec);
+    s_copies_free(&c);
+    s_view_t v;
+    assert_int_equal(broker_store_get(s, done, s_view_cb, &v), 1);
+    assert_int_equal(v.state, DV_STATE_SUCCEEDED);
+    assert_int_equal(v.result_len, 1);
+    char found[37];
+    assert_int_equal(broker_store_find_key(s, "alice", "k1", found), 1);
+    assert_string_equal(found, live);
+    s_queues_t qs = { 0 };
+    assert_int_equal(broker_store_load_queues(s, s_collect_queue, &qs), 0);
+    assert_int_equal(qs.n, 1);
+    assert_true(qs.paused[0]);
+    /* The new table takes writes at once. */
+    broker_key_state_t k = { .hash = "0a1b2c3d", .id = "key-2", .proven = 1 };
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_set_key(s, &k), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    broker_store_destroy(&s);
+
+    /* Opened again: already version 4, the key state kept. */
+    s = s_open(fx);
+    assert_int_equal(broker_store_load_keys(s, s_collect_key, &o), 0);
+    assert_int_equal(o.n, 1);
+    s_assert_key(&k, &o.k[0]);
+    broker_store_destroy(&s);
+}
+
 /* ---- PostgreSQL only -------------------------------------------------- */
 
 static void
@@ -1665,7 +1913,7 @@ t_pg_url_forms(void **state)
         assert_string_equal(broker_store_backend(s), "postgres");
         broker_store_destroy(&s);
     }
-    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 3);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 4);
 
     /* The store names itself to the server, unless the URL does. */
     broker_store_t *s = s_open(fx);
@@ -1745,7 +1993,7 @@ t_pg_schema_v1_migrated(void **state)
     s_shell_exec(fx, sql);
 
     broker_store_t *s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 3);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 4);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM pg_indexes "
                                      "WHERE indexname = 'jobs_key'"),
                      0);
@@ -1757,6 +2005,7 @@ t_pg_schema_v1_migrated(void **state)
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM jobs "
                                      "WHERE owner IS NULL"),
                      1);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM api_keys"), 0);
     s_copies_t c = { 0 };
     s_replay(s, &c);
     assert_int_equal(c.n, 1);
@@ -1779,7 +2028,7 @@ t_pg_schema_v1_migrated(void **state)
     assert_int_equal(g, 1);
     broker_store_destroy(&s);
 
-    /* Opened again: already version 3, nothing to migrate. */
+    /* Opened again: already version 4, nothing to migrate. */
     s = s_open(fx);
     s_replay(s, &c);
     assert_int_equal(c.n, 2);
@@ -1802,7 +2051,7 @@ t_pg_schema_refused(void **state)
           "holds no valid version" },
         { "INSERT INTO schema_version VALUES (17)",
           "postgres store: schema version 17 is newer than this drover "
-          "understands (3)" },
+          "understands (4)" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         s_shell_exec(fx, cases[i].sql);
@@ -1813,7 +2062,7 @@ t_pg_schema_refused(void **state)
         /* Refused, nothing changed. */
         s_shell_exec(fx, "DELETE FROM schema_version");
     }
-    s_shell_exec(fx, "INSERT INTO schema_version VALUES (3)");
+    s_shell_exec(fx, "INSERT INTO schema_version VALUES (4)");
     s = s_open(fx);
     broker_store_destroy(&s);
 }
@@ -2261,7 +2510,7 @@ t_pg_open_race(void **state)
             fail_msg("opener %d: %s", i, o[i].err);
     }
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM schema_version"), 1);
-    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 3);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 4);
 }
 
 int
@@ -2283,7 +2532,8 @@ main(int argc, char **argv)
         T(t_mark_waiting), T(t_mark_finished), T(t_find_key),                  \
         T(t_key_per_owner), T(t_duplicate_key), T(t_expire),                   \
         T(t_retry_finished_job), T(t_attempts_history), T(t_queue_settings),   \
-        T(t_list_and_load), T(t_generation_and_probe)
+        T(t_list_and_load), T(t_generation_and_probe), T(t_key_state),         \
+        T(t_key_state_writer), T(t_schema_v3_migrated)
     const struct CMUnitTest sqlite_tests[] = {
         S_COMMON_TESTS,           T(t_url_forms),
         T(t_open_missing_dir),    T(t_open_not_a_database),
