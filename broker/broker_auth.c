@@ -63,7 +63,7 @@ s_may_ctrl(dv_role_t role, dv_str_t verb)
     case DV_ROLE_CLIENT:
         return dv_str_eq(verb, "status") || dv_str_eq(verb, "job");
     case DV_ROLE_OBSERVER:
-        return dv_str_eq(verb, "status");
+        return dv_str_eq(verb, "status") || dv_str_eq(verb, "keys");
     default:
         return false;
     }

@@ -177,6 +177,30 @@ broker_core_open(const broker_config_t *cfg)
     return broker_core_open_at(cfg, NULL);
 }
 
+/* The key ledger's lines to a worker leave at once (grants are small and
+ * short-lived: holding them for the group would only shorten their life). */
+static void
+s_keys_send(void *arg, void *worker, const dv_keyitem_t *items, uint32_t n)
+{
+    broker_t *self = arg;
+    broker_worker_t *w = worker;
+    dv_msg_t m = { .type = DV_MSG_KEYS };
+    m.u.keys.items = (dv_keyitem_t *)items;
+    m.u.keys.nitems = n;
+    if (broker_out_send_now(self->workers, &w->rid, &m) != 0)
+        dv_log(DV_ERROR, "broker.keys_dropped", DV_STR("worker", w->name),
+               DV_STR("error", "out of memory"));
+}
+
+/* A key's changed state goes into this pass's group. */
+static void
+s_keys_save(void *arg, const broker_key_state_t *st)
+{
+    broker_t *self = arg;
+    if (broker_wbatch_key(&self->cur->wb, st) != 0)
+        broker_write_lost(self);
+}
+
 /* The broker without its store: maps, the first group, the instance id. */
 static broker_t *
 s_alloc(const broker_config_t *cfg, const broker_clock_t *clock)
@@ -200,7 +224,13 @@ s_alloc(const broker_config_t *cfg, const broker_clock_t *clock)
     self->pending_keys = dv_map_new(NULL); /* items owned by the groups */
     self->settling_tail = &self->settling;
     self->cur = broker_group_new();
-    if (!self->queues || !self->types || !self->owner_ix ||
+    broker_keys_cfg_t kc = { .ttl_ms = cfg->key_grant_ttl_ms,
+                             .probe_ms = cfg->key_probe_ms,
+                             .send = s_keys_send,
+                             .save = s_keys_save,
+                             .arg = self };
+    self->keys = broker_keys_new(&kc);
+    if (!self->keys || !self->queues || !self->types || !self->owner_ix ||
         !self->worker_by_name || !self->pending_keys || !self->cur ||
         broker_index_init(&self->index) != 0) {
         dv_log(DV_ERROR, "broker.start_failed",
@@ -283,7 +313,7 @@ s_open_store(broker_t *self)
         dv_log(DV_ERROR, "broker.recovery_failed", DV_STR("store", safe));
         return -1;
     }
-    if (broker_recover_queues(self) != 0)
+    if (broker_recover_queues(self) != 0 || broker_recover_keys(self) != 0)
         return -1;
     return 0;
 }
@@ -413,6 +443,7 @@ broker_destroy(broker_t **self_p)
         broker_worker_free(w);
     }
     dv_map_destroy(&self->worker_by_name);
+    broker_keys_destroy(&self->keys);
     dv_map_destroy(&self->queues);
     dv_map_destroy(&self->types);
     dv_map_destroy(&self->owner_ix);
@@ -634,6 +665,12 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             if (until < timeout)
                 timeout = until < 0 ? 0 : (long)until;
         }
+        {
+            int64_t at =
+                broker_keys_next_deadline(self->keys, broker_now_ms(self));
+            if (at != INT64_MAX && at - broker_now_ms(self) + 1 < timeout)
+                timeout = (long)(at - broker_now_ms(self) + 1);
+        }
         if (s_has_ready_work(self))
             timeout = 0;
         int nitems = self->ha && s_ha_item(self, &items[4], &timeout) ? 5 : 4;
@@ -670,6 +707,7 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         broker_worker_heartbeats(self);
         if (self->dispatch_needed)
             broker_sched_dispatch(self);
+        broker_keys_flush(self->keys, broker_now_ms(self));
         int64_t now = broker_mono_ms(self);
         if (now >= self->next_expire_ms) {
             self->next_expire_ms = now + 60000;

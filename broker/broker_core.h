@@ -40,6 +40,11 @@ typedef struct {
     int64_t default_result_ttl_ms;
     dv_backoff_t default_backoff;
     int batch_max; /* messages drained per socket per pass */
+    /* The fleet's API keys (broker_keys.h): a grant's life at the worker
+     * (0 = 1 s), and the interval between probes of a disabled key (0 =
+     * never). */
+    int64_t key_grant_ttl_ms;
+    int64_t key_probe_ms;
     /* Per-queue limits given at start ("QUEUE=VALUE"); they override the
      * stored settings and are stored in turn. */
     const char *queue_rates[32];

@@ -24,11 +24,13 @@
  * logged as broker.kill_dropped (the job is cancelled all the same, and
  * its late outcome is ignored).
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker_internal.h"
+#include "dv_json.h"
 #include "dv_log.h"
 
 static void
@@ -618,11 +620,70 @@ s_cancel_answer(broker_t *self, broker_views_t *v)
     broker_out_reply(self, &v->rid, v->req, code, why, NULL, false);
 }
 
+/* ---- the fleet's API keys: keys, keys.enable ------------------------------ */
+
+static void
+s_keys_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
+{
+    int64_t now = broker_now_ms(self);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (dv_str_eq(c->verb, "keys")) {
+        broker_keys_describe(self->keys, now, &pk);
+        broker_out_reply(self, rid, c->req, DV_CODE_NONE, NULL, &sb, false);
+        msgpack_sbuffer_destroy(&sb);
+        return;
+    }
+    /* The key's id or hash: args {"key": NAME} (a ctrl's id is a job's). */
+    char name[DV_NAME_MAX + 1] = "";
+    json_t *args = c->args.ptr
+                       ? dv_msgpack_to_json(c->args.ptr, c->args.len, NULL, 0)
+                       : NULL;
+    const char *key = json_string_value(json_object_get(args, "key"));
+    if (key && strlen(key) <= DV_NAME_MAX)
+        snprintf(name, sizeof name, "%s", key);
+    json_decref(args);
+    if (!name[0]) {
+        broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,
+                         "keys.enable needs a key's id or hash: args "
+                         "{\"key\": NAME}",
+                         NULL, false);
+        msgpack_sbuffer_destroy(&sb);
+        return;
+    }
+    const char *was = NULL, *id = NULL, *hash = NULL;
+    bool ambiguous = false;
+    char why[DV_NAME_MAX + 96];
+    if (broker_keys_enable(self->keys, name, now, &was, &id, &hash, &ambiguous,
+                           why, sizeof why) != 0) {
+        broker_out_reply(self, rid, c->req,
+                         ambiguous ? DV_CODE_INVALID_ARGUMENT
+                                   : DV_CODE_NOT_FOUND,
+                         why, NULL, false);
+        msgpack_sbuffer_destroy(&sb);
+        return;
+    }
+    msgpack_pack_map(&pk, 3);
+    const char *kv[] = { "id", id, "hash", hash, "was", was };
+    for (int i = 0; i < 6; i++)
+        msgpack_pack_str_with_body(&pk, kv[i], strlen(kv[i]));
+    /* Its state is written with this pass's group; the answer follows it. */
+    broker_keys_flush(self->keys, now);
+    broker_out_reply(self, rid, c->req, DV_CODE_NONE, NULL, &sb, true);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 void
 broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
                        const dv_msg_t *msg)
 {
     const dv_ctrl_t *c = &msg->u.ctrl;
+    if (dv_str_eq(c->verb, "keys") || dv_str_eq(c->verb, "keys.enable")) {
+        s_keys_ctrl(self, rid, c);
+        return;
+    }
     char idtext[DV_ID_TEXT_LEN + 1] = "";
     broker_job_t *job = NULL;
     if (c->id.ptr) {

@@ -45,6 +45,7 @@
 
 #include "broker_core.h"
 #include "broker_jobs.h"
+#include "broker_keys.h"
 #include "broker_reader.h"
 #include "broker_store.h"
 #include "broker_writer.h"
@@ -249,6 +250,7 @@ struct broker {
      * a broker with CurveZMQ; NULL otherwise. */
     const broker_peer_t *sender;
     dv_map_t *worker_by_name; /* name -> broker_worker_t (freed by hand) */
+    broker_keys_t *keys;      /* the fleet's API keys */
 
     broker_worker_t **outq; /* workers with jobs to send this pass */
     size_t noutq, outq_cap;
@@ -675,6 +677,9 @@ void broker_recover_end_rejoin(broker_t *self);
 /* Loads stored queue settings, then applies the limits given at start.
  * Returns 0 or -1 (logged). */
 int broker_recover_queues(broker_t *self);
+/* Loads the API keys' stored states into the ledger. Returns 0 or -1
+ * (logged). */
+int broker_recover_keys(broker_t *self);
 
 /* ---- broker_auth.c: roles ------------------------------------------------ */
 

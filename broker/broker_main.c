@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "broker_core.h"
+#include "broker_keys.h"
 #include "dv_access.h"
 #include "dv_clock.h"
 #include "dv_curve_client.h"
@@ -67,6 +68,9 @@ s_usage(FILE *out)
         "  --backoff-factor F   default growth per attempt        (2)\n"
         "  --backoff-cap S      default largest retry delay       (300)\n"
         "  --result-ttl S       keep finished jobs this long      (86400)\n"
+        "  --key-grant-ttl S    life of an API-key grant at a worker (1)\n"
+        "  --key-probe S        probe a disabled API key this often (300;\n"
+        "                       0: never)\n"
         "  --queue-rate Q=R     start at most R jobs/s of queue Q, fleet-wide\n"
         "                       (repeatable; 0 = no limit; kept in the store)\n"
         "  --queue-max-running Q=N  at most N jobs of queue Q running at "
@@ -123,6 +127,7 @@ broker_main(int argc, char **argv)
         .default_result_ttl_ms = 86400000,
         .default_backoff = DV_BACKOFF_DEFAULT,
         .batch_max = 2000,
+        .key_probe_ms = BROKER_KEYS_PROBE_DEFAULT_MS,
     };
     /* CurveZMQ from the environment where no flag says otherwise (an empty
      * flag value turns one off). */
@@ -148,6 +153,8 @@ broker_main(int argc, char **argv)
         DV_FLAG_NUMBER("backoff-factor", &cfg.default_backoff.factor, 1, 1000),
         DV_FLAG_DUR("backoff-cap", &cfg.default_backoff.cap_ms, 0, 0),
         DV_FLAG_DUR("result-ttl", &cfg.default_result_ttl_ms, 0, 0),
+        DV_FLAG_DUR("key-grant-ttl", &cfg.key_grant_ttl_ms, 10, 60000),
+        DV_FLAG_DUR("key-probe", &cfg.key_probe_ms, 0, 0),
         DV_FLAG_CALL("queue-rate", s_limit, &rates),
         DV_FLAG_CALL("queue-max-running", s_limit, &maxrun),
         DV_FLAG_STR("curve-secret", &cfg.curve_secret),

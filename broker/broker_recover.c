@@ -231,3 +231,25 @@ broker_recover_queues(broker_t *self)
     }
     return s_apply_limits(self);
 }
+
+static int
+s_on_key_state(void *arg, const broker_key_state_t *k)
+{
+    broker_t *self = arg;
+    return broker_keys_restore(self->keys, k);
+}
+
+int
+broker_recover_keys(broker_t *self)
+{
+    int rc = broker_store_load_keys(self->store, s_on_key_state, self);
+    if (rc != 0) {
+        dv_log(DV_ERROR, "broker.key_states_failed",
+               DV_STR("error", dv_strerror(rc)));
+        return -1;
+    }
+    if (broker_keys_count(self->keys) > 0)
+        dv_log(DV_INFO, "broker.key_states",
+               DV_INT("keys", broker_keys_count(self->keys)));
+    return 0;
+}

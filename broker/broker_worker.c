@@ -105,6 +105,7 @@ broker_worker_remove(broker_t *self, broker_worker_t *w, dv_event_kind_t kind,
     ev.kind_enum = kind;
     ev.worker = dv_str(w->name);
     broker_out_event(self, &ev);
+    broker_keys_worker_gone(self->keys, w, broker_now_ms(self));
     for (size_t k = 0; k < self->noutq; k++)
         if (self->outq[k] == w)
             self->outq[k] = self->outq[--self->noutq];
@@ -302,6 +303,10 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
     w->last_seen_ms = broker_mono_ms(self);
     w->known = true;
     w->seq = w->acked = 0; /* a new session: its updates are acked afresh */
+    /* Its API-key grants were its previous session's: void now (it drops
+     * them too, and declares its keys again after the welcome). */
+    if (rejoin)
+        broker_keys_worker_gone(self->keys, w, broker_now_ms(self));
 
     /* Jobs it still holds: its own stay, executions of an earlier start
      * that nobody else runs are taken over, the rest are revoked (the
@@ -446,6 +451,18 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
     }
 }
 
+/* A worker's lines about the API keys it uses (broker_keys.h). */
+static void
+s_on_keys(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
+{
+    int64_t now = broker_now_ms(self);
+    for (uint32_t i = 0; i < msg->u.keys.nitems; i++)
+        if (broker_keys_on_line(self->keys, w, w->name, &msg->u.keys.items[i],
+                                now) != 0)
+            dv_log(DV_ERROR, "broker.keys_dropped", DV_STR("worker", w->name),
+                   DV_STR("error", "out of memory"));
+}
+
 void
 broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
                          const dv_msg_t *msg)
@@ -479,6 +496,14 @@ broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
                              DV_CODE_UNKNOWN_WORKER,
                              "unknown worker: send hello");
         }
+        break;
+    case DV_MSG_KEYS:
+        if (w && w->known)
+            s_on_keys(self, w, msg);
+        else
+            broker_out_error(self, self->workers, rid, 0,
+                             DV_CODE_UNKNOWN_WORKER,
+                             "unknown worker: send hello");
         break;
     case DV_MSG_BYE:
         if (w)
@@ -521,6 +546,25 @@ broker_worker_expire(broker_t *self)
     }
 }
 
+/* The fleet's API keys as `drover keys` shows them, for the collector
+ * (/metrics): one "keys.state" event per heartbeat while there are keys. */
+static void
+s_keys_event(broker_t *self)
+{
+    if (broker_keys_count(self->keys) == 0)
+        return;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    broker_keys_describe(self->keys, broker_now_ms(self), &pk);
+    dv_event_t ev = { 0 };
+    ev.kind = dv_str("keys.state");
+    ev.body = dv_strn(sb.data, sb.size);
+    broker_out_event(self, &ev);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 void
 broker_worker_heartbeats(broker_t *self)
 {
@@ -529,6 +573,7 @@ broker_worker_heartbeats(broker_t *self)
         return;
     self->next_heartbeat_ms = now + self->cfg.heartbeat_ms;
     broker_worker_expire(self);
+    s_keys_event(self);
     /* A sign of life now, the same bytes for all; and to each worker with
      * updates applied since its last ack, a heartbeat that acks them. That
      * one leaves after this pass's commit, so what it acks is durable (and

@@ -88,9 +88,14 @@ s_ask(const char *broker, const char *cmd, const char *verb, const char *id,
         fprintf(stderr, "drover %s: %s\n", cmd, drover_last_error(NULL));
         return 2;
     }
-    drover_ctrl_t req = { .verb = verb, .id = id };
+    /* The key goes in args: a ctrl's id is a job's. */
+    json_t *args = id ? json_pack("{s:s}", "key", id) : NULL;
+    char *args_text = args ? json_dumps(args, JSON_COMPACT) : NULL;
+    json_decref(args);
+    drover_ctrl_t req = { .verb = verb, .args_json = args_text };
     char *text = NULL;
-    int rc = drover_ctrl_ex(c, &req, &text);
+    int rc = id && !args_text ? DROVER_ENOMEM : drover_ctrl_ex(c, &req, &text);
+    free(args_text);
     int code = 0;
     const char *why = drover_last_code(c);
     if (rc == DROVER_EREJECTED && why && !strcmp(why, "unknown_verb")) {
@@ -103,15 +108,6 @@ s_ask(const char *broker, const char *cmd, const char *verb, const char *id,
                 "drover %s: the broker knows no key '%s' (`drover keys` "
                 "lists them by id and hash)\n",
                 cmd, id ? id : "");
-        code = 1;
-    } else if (rc == DROVER_EREJECTED && why && id &&
-               !strcmp(why, "malformed")) {
-        /* A broker older than fleet-wide keys reads a ctrl's id as a job
-         * id only, and refuses the message before it looks at the verb. */
-        fprintf(stderr,
-                "drover %s: %s (a broker older than fleet-wide keys does "
-                "not serve `%s`)\n",
-                cmd, drover_last_error(c), verb);
         code = 1;
     } else if (rc != DROVER_OK) {
         fprintf(stderr, "drover %s: %s\n", cmd, drover_last_error(c));
