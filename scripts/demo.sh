@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds, then runs a content-
 # generation batch: 2,000 prompts as `http` jobs through a broker (embedded
-# SQLite store in a temp dir) and a worker, against a local stand-in for an
-# LLM API with four API keys: one revoked, all rate limited, one far below
-# what the worker was told. Results land in demo-out/results.jsonl; at the
-# end, a summary of keys, retries and failures.
+# SQLite store in a temp dir) and two workers sharing four API keys, against
+# a local stand-in for an LLM API: one key revoked, all rate limited, one far
+# below what the workers were told (the fleet learns its real limit).
+# Results land in demo-out/results.jsonl; at the end, a summary of keys as
+# the broker and the API saw them, retries and failures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -48,13 +49,24 @@ cat > "$work/worker.json" <<JSON
 }
 JSON
 echo "demo: $n prompts in $out/prompts.jsonl; stand-in LLM API on 127.0.0.1:$api_port"
-echo "demo: one key is revoked and one is rate limited below what the worker expects:"
-echo "      jobs that meet a 429 wait out its Retry-After (up to a minute) before their retry"
+echo "demo: two workers share the keys; one key is revoked and one is rate limited"
+echo "      below what the workers expect: the fleet learns its real limit, and jobs"
+echo "      that meet a 429 wait out its Retry-After before their retry"
+cat > "$work/run.sh" <<SH
+#!/bin/sh
+build/cli/drover submit --file "$out/prompts.jsonl" --batch titles --wait \
+  --progress --backoff-base 0.5 --out "$out/results.jsonl"
+rc=\$?
+echo
+echo "API keys as the broker holds them for the fleet (LIMIT: the working limit;"
+echo "learned when the API allowed less than the key file says):"
+build/cli/drover keys
+exit \$rc
+SH
+chmod +x "$work/run.sh"
 set +e
-build/cli/drover up --workers 1 --concurrency 2 --dir "$work" --port "$port" \
-  --worker-arg --config --worker-arg "$work/worker.json" \
-  -- build/cli/drover submit --file "$out/prompts.jsonl" --batch titles --wait \
-       --progress --backoff-base 0.5 --out "$out/results.jsonl"
+build/cli/drover up --workers 2 --concurrency 2 --dir "$work" --port "$port" \
+  --worker-arg --config --worker-arg "$work/worker.json" -- "$work/run.sh"
 rc=$?
 set -e
 echo

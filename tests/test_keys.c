@@ -148,9 +148,9 @@ s_start_fleet(harness_t *h, int *port_out, char *record, size_t rsize)
     snprintf(spec[2], sizeof spec[2], "%s:%d", KEY_3, LOW);
     char window[16];
     snprintf(window, sizeof window, "%d", WINDOW_MS);
-    const char *stub_args[] = { "--window", window,    "--key",   spec[0],
-                                "--key",    spec[1],   "--key",   spec[2],
-                                "--revoked", KEY_R,    "--latency", "20",
+    const char *stub_args[] = { "--window",  window,  "--key",     spec[0],
+                                "--key",     spec[1], "--key",     spec[2],
+                                "--revoked", KEY_R,   "--latency", "20",
                                 NULL };
     harness_stub_t stub;
     assert_int_equal(
@@ -184,8 +184,8 @@ t_fleet_shares_keys(void **state)
     char record[512];
     const char *cfg = s_start_fleet(h, &port, record, sizeof record);
     assert_true(harness_start_broker(h, NULL) > 0);
-    const char *wargs[] = { "--config", cfg, "--concurrency", "1",
-                            "--prefetch", "50", NULL };
+    const char *wargs[] = { "--config", cfg, "--concurrency", "1", "--prefetch",
+                            "50",       NULL };
     for (int i = 0; i < 3; i++)
         assert_true(harness_start_worker(h, wargs) > 0);
 
@@ -274,8 +274,8 @@ t_cooldown_survives_restarts(void **state)
     harness_t *h = *state;
     char spec[96];
     snprintf(spec, sizeof spec, "%s:3", KEY_3);
-    const char *stub_args[] = { "--window", "6000", "--key", spec,
-                                "--latency", "5", NULL };
+    const char *stub_args[] = { "--window",  "6000", "--key", spec,
+                                "--latency", "5",    NULL };
     harness_stub_t stub;
     assert_int_equal(
         harness_start_stub(h, LLM_STUB_BIN, "stub", stub_args, &stub), 0);

@@ -86,6 +86,14 @@ typedef struct {
     int (*fill_metrics)(void *self, dv_hbmetrics_t *m);
     /* Writes its state to the log (SIGUSR1). */
     void (*dump)(const void *self);
+    /* The fleet's API keys (broker/broker_keys.h). Optional, all three.
+     * keys_reset: a WELCOME came (grants held are void); keys_in: lines
+     * from the broker; keys_out: appends the lines due to the broker (at
+     * most max; views valid until the lane next changes), returns how
+     * many. */
+    void (*keys_reset)(void *self);
+    void (*keys_in)(void *self, const dv_keyitem_t *items, uint32_t n);
+    int (*keys_out)(void *self, dv_keyitem_t *items, int max);
 } worker_lane_ops_t;
 
 /* A lane: its operations and the object they act on. */

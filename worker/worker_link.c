@@ -427,6 +427,20 @@ worker_link_heartbeat(worker_link_t *self, const dv_heartbeat_t *hb,
 }
 
 int
+worker_link_send_keys(worker_link_t *self, const dv_keyitem_t *items,
+                      uint32_t n)
+{
+    if (!self->welcomed || n == 0)
+        return 0;
+    dv_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.type = DV_MSG_KEYS;
+    m.u.keys.items = (dv_keyitem_t *)items;
+    m.u.keys.nitems = n;
+    return s_send(self, &m) == 0 ? 0 : -1;
+}
+
+int
 worker_link_send_bye(worker_link_t *self)
 {
     dv_msg_t m;

@@ -90,6 +90,10 @@ bool worker_link_heartbeat_due(const worker_link_t *self, int64_t mono_ms);
 int worker_link_heartbeat(worker_link_t *self, const dv_heartbeat_t *hb,
                           int64_t mono_ms);
 
+/* Sends lines about the fleet's API keys (n >= 1; only after WELCOME).
+ * Returns 0, or -1 if they could not be queued. */
+int worker_link_send_keys(worker_link_t *self, const dv_keyitem_t *items,
+                          uint32_t n);
 /* Sends BYE. Returns 0 or -1. */
 int worker_link_send_bye(worker_link_t *self);
 

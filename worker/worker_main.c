@@ -297,6 +297,15 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
             dv_log(DV_WARN, "worker.jobs_revoked",
                    DV_INT("jobs", m->u.welcome.nrevoked));
         worker_outbox_resend(w->outbox);
+        for (int i = 0; i < w->nlanes; i++)
+            if (w->lanes[i].ops->keys_reset)
+                w->lanes[i].ops->keys_reset(w->lanes[i].self);
+        break;
+    case DV_MSG_KEYS:
+        for (int i = 0; i < w->nlanes; i++)
+            if (w->lanes[i].ops->keys_in)
+                w->lanes[i].ops->keys_in(w->lanes[i].self, m->u.keys.items,
+                                         m->u.keys.nitems);
         break;
     case DV_MSG_HEARTBEAT:
         if (m->u.heartbeat.ack)
@@ -306,6 +315,26 @@ s_on_message(s_worker_t *w, dv_msg_t *m)
         dv_log(DV_DEBUG, "worker.unexpected_message",
                DV_STR("type", dv_msg_type_name(m->type)));
         break;
+    }
+}
+
+/* Lines about the fleet's API keys, from every lane that has keys. */
+static void
+s_keys_out(s_worker_t *w)
+{
+    dv_keyitem_t items[256];
+    for (int i = 0; i < w->nlanes; i++) {
+        const worker_lane_t *l = &w->lanes[i];
+        if (!l->ops->keys_out)
+            continue;
+        int n;
+        while ((n = l->ops->keys_out(l->self, items, 256)) > 0) {
+            if (worker_link_send_keys(w->link, items, (uint32_t)n) != 0)
+                dv_log(DV_WARN, "worker.keys_unsent",
+                       DV_INT("lines", n)); /* the broker's ttl covers it */
+            if (n < 256)
+                break;
+        }
     }
 }
 
@@ -626,6 +655,7 @@ s_loop(s_worker_t *w)
             w->lanes[i].ops->flush(w->lanes[i].self, welcomed);
         if (welcomed) {
             w->socket_full = worker_link_send_updates(w->link, w->outbox) == 1;
+            s_keys_out(w);
             s_heartbeat(w);
         }
         s_phase_step(w);

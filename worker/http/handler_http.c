@@ -107,10 +107,27 @@ s_handler_init(handler_http_t *self, http_handler_t *h,
                                          sizeof why);
     if ((c->body || c->body_text) && !h->body)
         return dv_err_set(err, es, "http.%s.body: %s", c->type, why);
-    h->keys = keypool_new((const char *const *)c->keys, c->nkeys, c->rpm);
-    if (!h->keys)
-        return dv_err_set(err, es, "http.%s: cannot make the key pool",
-                          c->type);
+    /* One state per key, whatever the types that use it: handlers that
+     * read the same keys with the same limits share a pool. */
+    for (int i = 0; i < self->nhandlers && c->nkeys > 0; i++) {
+        const http_handler_cfg_t *o = self->handlers[i].cfg;
+        if (o->keys_from && c->keys_from &&
+            strcmp(o->keys_from, c->keys_from) == 0 && o->rpm == c->rpm &&
+            o->tpm == c->tpm && o->window_ms == c->window_ms) {
+            h->keys = self->handlers[i].keys;
+            break;
+        }
+    }
+    if (!h->keys) {
+        h->keys = keypool_new((const char *const *)c->keys, c->nkeys, c->rpm);
+        if (!h->keys)
+            return dv_err_set(err, es, "http.%s: cannot make the key pool",
+                              c->type);
+        h->owns_keys = true;
+        keypool_set_window(h->keys, c->window_ms);
+        keypool_set_tpm(h->keys, c->tpm);
+        keypool_fleet(h->keys, c->nkeys > 0);
+    }
     for (int i = 0; i < self->nbreakers; i++)
         if (strcmp(breaker_endpoint(self->breakers[i]), c->endpoint) == 0)
             h->breaker = self->breakers[i];
@@ -137,7 +154,9 @@ s_handler_clear(http_handler_t *h)
         http_template_destroy(&h->headers[i]);
     free(h->headers);
     http_template_destroy(&h->body);
-    keypool_destroy(&h->keys);
+    if (h->owns_keys)
+        keypool_destroy(&h->keys);
+    h->keys = NULL;
 }
 
 handler_http_t *
@@ -352,6 +371,12 @@ s_next_deadline(const void *lane)
 {
     const handler_http_t *self = lane;
     int64_t t = self->timer_at;
+    for (int i = 0; i < self->nhandlers; i++)
+        if (self->handlers[i].owns_keys) {
+            int64_t e = keypool_next_expiry(self->handlers[i].keys);
+            if (e < t)
+                t = e;
+        }
     if (worker_jobs_unreported(self->jobs) > 0 &&
         self->mono + HTTP_RETRY_MS < t)
         t = self->mono + HTTP_RETRY_MS;
@@ -418,6 +443,48 @@ s_flush(void *lane, bool reports)
         worker_jobs_retry(self->jobs);
 }
 
+/* ---- the fleet's API keys -------------------------------------------------- */
+
+static void
+s_keys_reset(void *lane)
+{
+    handler_http_t *self = lane;
+    for (int i = 0; i < self->nhandlers; i++)
+        if (self->handlers[i].owns_keys)
+            keypool_fleet_reset(self->handlers[i].keys);
+}
+
+static void
+s_keys_in(void *lane, const dv_keyitem_t *items, uint32_t n)
+{
+    handler_http_t *self = lane;
+    for (uint32_t k = 0; k < n; k++)
+        for (int i = 0; i < self->nhandlers; i++)
+            if (self->handlers[i].owns_keys &&
+                keypool_apply(self->handlers[i].keys, &items[k], self->mono))
+                self->kick = true;
+}
+
+static int
+s_keys_out(void *lane, dv_keyitem_t *items, int max)
+{
+    handler_http_t *self = lane;
+    /* What it could start now: jobs in line, up to the free request
+     * slots (draining: nothing). */
+    int want = 0;
+    if (!self->draining) {
+        want = (int)worker_jobs_queued(self->jobs);
+        if (want > self->concurrency - self->in_flight)
+            want = self->concurrency - self->in_flight;
+    }
+    int n = 0;
+    for (int i = 0; i < self->nhandlers && n < max; i++)
+        if (self->handlers[i].owns_keys)
+            n += keypool_lines(self->handlers[i].keys, self->mono, want,
+                               items + n, max - n);
+    return n;
+}
+
 static const worker_lane_ops_t s_ops = {
     .name = "http",
     .owns = s_owns,
@@ -438,6 +505,9 @@ static const worker_lane_ops_t s_ops = {
     .stats = s_stats,
     .fill_metrics = http_fill_metrics,
     .dump = http_dump,
+    .keys_reset = s_keys_reset,
+    .keys_in = s_keys_in,
+    .keys_out = s_keys_out,
 };
 
 worker_lane_t

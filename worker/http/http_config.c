@@ -125,6 +125,7 @@ s_handler_defaults(http_handler_cfg_t *h)
     memset(h, 0, sizeof *h);
     h->connect_timeout_ms = S_CONNECT_TIMEOUT_MS;
     h->max_wait_ms = S_MAX_WAIT_MS;
+    h->window_ms = 60000;
     h->breaker_failures = S_BREAKER_FAILURES;
     h->breaker_cooldown_ms = S_BREAKER_COOLDOWN_MS;
 }
@@ -442,6 +443,19 @@ s_handler_json(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
             rc = s_keys(h, x, err, es);
         } else if (strcmp(k, "rpm") == 0) {
             rc = s_int(x, k, 0, KEYPOOL_RPM_MAX, &h->rpm, err, es);
+        } else if (strcmp(k, "tpm") == 0) {
+            json_int_t n = json_integer_value(x);
+            if (!json_is_integer(x) || n < 0 || n > (json_int_t)1 << 40)
+                rc = dv_err_set(err, es,
+                                "tpm: must be a whole number of tokens per "
+                                "window, 0 to 2^40");
+            else
+                h->tpm = (int64_t)n;
+        } else if (strcmp(k, "window") == 0) {
+            rc = s_duration(x, k, &h->window_ms, err, es);
+            if (rc == 0 && (h->window_ms < 100 || h->window_ms > 86400000))
+                rc =
+                    dv_err_set(err, es, "window: must be 0.1 to 86400 seconds");
         } else if (strcmp(k, "breaker") == 0) {
             rc = s_breaker(h, x, err, es);
         } else {

@@ -13,7 +13,7 @@
  *       "result": "/choices/0/message/content",
  *       "connect_timeout": 2, "timeout": 30, "max_wait": 60,
  *       "keys": {"file": "/etc/drover/keys.txt"},  or {"env": "LLM_KEYS"}
- *       "rpm": 60,
+ *       "rpm": 60, "tpm": 90000, "window": 60,
  *       "breaker": {"failures": 5, "cooldown": 10}
  *     }
  *   }
@@ -54,7 +54,9 @@ typedef struct {
     char **keys;         /* secrets, in file order */
     int nkeys;
     char *keys_from;      /* "file PATH" or "env NAME", for messages */
-    int rpm;              /* per key; 0 = no limit */
+    int rpm;              /* per key and window; 0 = no limit */
+    int64_t tpm;          /* tokens per key and window; 0 = no limit */
+    int64_t window_ms;    /* the limits' window (default 60 s) */
     int breaker_failures; /* 0 = no breaker */
     int64_t breaker_cooldown_ms;
 } http_handler_cfg_t;

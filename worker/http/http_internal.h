@@ -69,7 +69,8 @@ typedef struct {
     int nheaders;
     http_template_t *body; /* NULL: the payload as JSON (or none) */
     bool send_body;        /* the method carries a body */
-    keypool_t *keys;
+    keypool_t *keys;       /* shared with handlers of the same key source */
+    bool owns_keys;        /* the first handler of that source: frees it */
     breaker_t *breaker;    /* shared with handlers of the same endpoint */
     uint64_t blocked_pass; /* the dispatch pass that found it blocked */
 } http_handler_t;

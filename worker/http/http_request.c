@@ -327,9 +327,10 @@ s_try(handler_http_t *self, int idx)
                       keypool_explain(h->keys, self->mono, why, sizeof why));
             return T_DONE;
         }
-        /* A key waiting for a request in flight frees up 60 s after it
-         * ends; that end kicks the dispatch again. */
-        if (ready != KEYPOOL_AFTER_FINISH &&
+        /* A key waiting for a request in flight frees up a window after
+         * it ends, and one waiting for a grant when the grant comes: that
+         * end or that grant kicks the dispatch again. */
+        if (ready != KEYPOOL_AFTER_FINISH && ready != KEYPOOL_AFTER_GRANT &&
             ready - self->mono > h->cfg->max_wait_ms) {
             http_fail_t f = { DV_CAT_RATE_LIMITED, true, ready - self->mono, 0,
                               NULL };

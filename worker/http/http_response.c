@@ -88,6 +88,11 @@ s_succeed(handler_http_t *self, int idx, const http_req_t *q)
     json_t *doc = NULL;
     if (q->resp_len > 0)
         doc = json_loadb(q->resp, q->resp_len, JSON_DECODE_ANY, NULL);
+    /* Tokens the request used, for the key's token budget. */
+    json_t *usage = json_is_object(doc) ? json_object_get(doc, "usage") : NULL;
+    json_t *total = usage ? json_object_get(usage, "total_tokens") : NULL;
+    if (json_is_integer(total))
+        keypool_tokens(h->keys, q->key, (int64_t)json_integer_value(total));
     char *packed = NULL;
     size_t plen = 0;
     if (h->cfg->result) {

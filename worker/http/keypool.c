@@ -24,6 +24,18 @@ typedef struct {
     int64_t *ring;       /* end times of the last rpm requests */
     int head;            /* oldest entry: the next to be reused */
     int64_t requests, ok, rate_limited, errors;
+    /* fleet mode */
+    int credit;           /* granted by the broker, not yet spent */
+    int64_t credit_until; /* mono ms the grant lapses */
+    bool probe;           /* the credit is a probe of a disabled key */
+    int unended;          /* spent, request not ended (this session) */
+    bool declared;        /* told the broker its limits this session */
+    int last_want;        /* the want of the last line */
+    int limit;            /* the fleet's working limit, as last told */
+    /* what the next line reports */
+    int r_sent, r_done, r_returned, r_ok, r_limited, r_errors;
+    int64_t r_tokens, r_cool;
+    int r_disabled;
 } s_key_t;
 
 struct keypool_t {
@@ -31,6 +43,9 @@ struct keypool_t {
     int n;
     int rpm;    /* 0 = no limit */
     int cursor; /* round-robin: where the next search starts */
+    int64_t window_ms;
+    int64_t tpm;
+    bool fleet;
 };
 
 /* ---- SHA-256 (FIPS 180-4), only for the short key hash ------------------ */
@@ -132,6 +147,7 @@ keypool_new(const char *const *keys, int nkeys, int rpm)
     if (!self)
         return NULL;
     self->rpm = rpm;
+    self->window_ms = KEYPOOL_WINDOW_MS;
     self->n = nkeys > 0 ? nkeys : 1;
     self->keys = calloc((size_t)self->n, sizeof *self->keys);
     if (!self->keys)
@@ -208,61 +224,115 @@ keypool_secret(const keypool_t *self, int i)
     return self->keys[i].secret;
 }
 
+/* Whether key k may send now, as far as the local rules say (disabled,
+ * cooldown, one request at a time before it is proven, the rate limit);
+ * if not, lowers *ready to when it may. */
+static bool
+s_usable(const keypool_t *self, const s_key_t *k, int64_t now, int64_t *ready,
+         bool *all_cooling)
+{
+    if (k->cool_until > now) {
+        if (k->cool_until < *ready)
+            *ready = k->cool_until;
+        return false;
+    }
+    *all_cooling = false;
+    if (!k->proven && k->in_flight > 0) {
+        if (KEYPOOL_AFTER_FINISH < *ready)
+            *ready = KEYPOOL_AFTER_FINISH;
+        return false;
+    }
+    if (self->rpm > 0) {
+        int64_t t = k->ring[k->head];
+        int64_t free_at =
+            t == S_IN_FLIGHT ? KEYPOOL_AFTER_FINISH : t + self->window_ms;
+        if (free_at > now) {
+            if (free_at < *ready)
+                *ready = free_at;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* In fleet mode: whether key k holds a grant it may spend now. */
+static bool
+s_granted(const s_key_t *k, int64_t now, int64_t *ready)
+{
+    if (k->credit > 0 && k->credit_until > now)
+        return true;
+    if (KEYPOOL_AFTER_GRANT < *ready)
+        *ready = KEYPOOL_AFTER_GRANT;
+    return false;
+}
+
 int
 keypool_acquire(keypool_t *self, int64_t now, int *slot, int64_t *ready_at,
                 bool *cooling)
 {
     int64_t ready = INT64_MAX;
     bool any = false, all_cooling = true;
+    int best = -1;
     for (int n = 0; n < self->n; n++) {
         int i = (self->cursor + n) % self->n;
         s_key_t *k = &self->keys[i];
-        if (k->disabled)
+        if (k->disabled && !(self->fleet && k->probe && k->credit > 0))
             continue;
         any = true;
-        if (k->cool_until > now) {
-            if (k->cool_until < ready)
-                ready = k->cool_until;
+        if (k->disabled) {
+            /* A probe: the broker's one request to see if it works again. */
+            all_cooling = false;
+        } else if (!s_usable(self, k, now, &ready, &all_cooling)) {
             continue;
         }
-        all_cooling = false;
-        if (!k->proven && k->in_flight > 0) {
-            if (KEYPOOL_AFTER_FINISH < ready)
-                ready = KEYPOOL_AFTER_FINISH;
+        if (self->fleet && !s_granted(k, now, &ready))
             continue;
-        }
-        if (self->rpm > 0) {
-            int64_t t = k->ring[k->head];
-            int64_t free_at =
-                t == S_IN_FLIGHT ? KEYPOOL_AFTER_FINISH : t + KEYPOOL_WINDOW_MS;
-            if (free_at > now) {
-                if (free_at < ready)
-                    ready = free_at;
-                continue;
-            }
-            *slot = k->head;
-            k->ring[k->head] = S_IN_FLIGHT;
-            k->head = (k->head + 1) % self->rpm;
-        } else {
-            *slot = 0;
-        }
-        k->requests++;
-        k->in_flight++;
-        self->cursor = (i + 1) % self->n;
-        return i;
+        /* Round robin alone; in fleet mode the key with the most grants
+         * left (the most budget), the first in round-robin order on a
+         * tie. */
+        if (best < 0 || (self->fleet && k->credit > self->keys[best].credit))
+            best = i;
+        if (!self->fleet)
+            break;
     }
-    *ready_at = any ? ready : INT64_MAX;
-    *cooling = any && all_cooling;
-    return -1;
+    if (best < 0) {
+        *ready_at = any ? ready : INT64_MAX;
+        *cooling = any && all_cooling;
+        return -1;
+    }
+    s_key_t *k = &self->keys[best];
+    if (self->rpm > 0) {
+        *slot = k->head;
+        k->ring[k->head] = S_IN_FLIGHT;
+        k->head = (k->head + 1) % self->rpm;
+    } else {
+        *slot = 0;
+    }
+    k->requests++;
+    k->in_flight++;
+    if (self->fleet) {
+        k->credit--;
+        k->r_sent++;
+        k->unended++;
+        if (k->credit == 0)
+            k->probe = false;
+    }
+    self->cursor = (best + 1) % self->n;
+    return best;
 }
 
 void
 keypool_finish(keypool_t *self, int i, int slot, int64_t now)
 {
+    s_key_t *k = &self->keys[i];
     if (self->rpm > 0 && slot >= 0 && slot < self->rpm)
-        self->keys[i].ring[slot] = now;
-    if (self->keys[i].in_flight > 0)
-        self->keys[i].in_flight--;
+        k->ring[slot] = now;
+    if (k->in_flight > 0)
+        k->in_flight--;
+    if (k->unended > 0) {
+        k->unended--;
+        k->r_done++;
+    }
 }
 
 void
@@ -276,14 +346,25 @@ keypool_unacquire(keypool_t *self, int i, int slot)
     k->requests--;
     if (k->in_flight > 0)
         k->in_flight--;
+    if (self->fleet && k->unended > 0) {
+        k->unended--;
+        k->r_sent--;
+        k->credit++;
+    }
 }
 
 void
 keypool_ok(keypool_t *self, int i)
 {
     self->keys[i].ok++;
+    self->keys[i].r_ok++;
     self->keys[i].consecutive_429 = 0;
     self->keys[i].proven = true;
+    if (self->keys[i].disabled && self->fleet) {
+        /* A probe came back 2xx: usable again (the broker hears it). */
+        self->keys[i].disabled = false;
+        self->keys[i].disabled_status = 0;
+    }
 }
 
 int64_t
@@ -306,6 +387,9 @@ keypool_rate_limited(keypool_t *self, int i, int64_t now,
     }
     if (now + cd > k->cool_until)
         k->cool_until = now + cd;
+    k->r_limited++;
+    if (k->cool_until - now > k->r_cool)
+        k->r_cool = k->cool_until - now;
     return k->cool_until - now;
 }
 
@@ -314,6 +398,7 @@ keypool_disable(keypool_t *self, int i, int http_status)
 {
     s_key_t *k = &self->keys[i];
     k->errors++;
+    k->r_disabled = http_status;
     if (k->disabled)
         return false;
     k->disabled = true;
@@ -325,6 +410,7 @@ void
 keypool_error(keypool_t *self, int i)
 {
     self->keys[i].errors++;
+    self->keys[i].r_errors++;
 }
 
 keypool_state_t
@@ -345,7 +431,7 @@ s_tokens(const keypool_t *self, const s_key_t *k, int64_t now)
     int n = 0;
     for (int s = 0; s < self->rpm; s++) {
         int64_t t = k->ring[(k->head + s) % self->rpm];
-        if (t == S_IN_FLIGHT || t + KEYPOOL_WINDOW_MS > now)
+        if (t == S_IN_FLIGHT || t + self->window_ms > now)
             break;
         n++;
     }
@@ -421,7 +507,7 @@ keypool_explain(const keypool_t *self, int64_t now, char *buf, size_t size)
                 S_PUT("%s %s has used its %d requests per minute (the next "
                       "in %.1f s)",
                       sep, k->id, self->rpm,
-                      (double)(t + KEYPOOL_WINDOW_MS - now) / 1000.0);
+                      (double)(t + self->window_ms - now) / 1000.0);
         } else {
             S_PUT("%s %s is usable", sep, k->id);
         }
@@ -457,4 +543,176 @@ keypool_redact(const keypool_t *self, char *buf, size_t len)
         }
     }
     return len;
+}
+
+/* ---- fleet mode ------------------------------------------------------------ */
+
+void
+keypool_set_window(keypool_t *self, int64_t window_ms)
+{
+    if (window_ms > 0)
+        self->window_ms = window_ms;
+}
+
+void
+keypool_set_tpm(keypool_t *self, int64_t tpm)
+{
+    self->tpm = tpm > 0 ? tpm : 0;
+}
+
+void
+keypool_fleet(keypool_t *self, bool on)
+{
+    self->fleet = on;
+}
+
+void
+keypool_fleet_reset(keypool_t *self)
+{
+    for (int i = 0; i < self->n; i++) {
+        s_key_t *k = &self->keys[i];
+        k->credit = 0;
+        k->probe = false;
+        k->unended = 0;
+        k->declared = false;
+        k->last_want = 0;
+        k->r_sent = k->r_done = k->r_returned = 0;
+        k->r_ok = k->r_limited = k->r_errors = 0;
+        k->r_tokens = 0;
+        /* A cooldown or a 401/403 not yet reported still is. */
+    }
+}
+
+void
+keypool_tokens(keypool_t *self, int i, int64_t tokens)
+{
+    if (tokens > 0)
+        self->keys[i].r_tokens += tokens;
+}
+
+static s_key_t *
+s_by_hash(keypool_t *self, dv_str_t hash)
+{
+    for (int i = 0; i < self->n; i++)
+        if (self->keys[i].secret && dv_str_eq(hash, self->keys[i].hash))
+            return &self->keys[i];
+    return NULL;
+}
+
+/* Grants held and not spent go back to the broker. */
+static void
+s_return(s_key_t *k)
+{
+    k->r_returned += k->credit;
+    k->credit = 0;
+    k->probe = false;
+}
+
+bool
+keypool_apply(keypool_t *self, const dv_keyitem_t *in, int64_t now)
+{
+    s_key_t *k = s_by_hash(self, in->hash);
+    if (!k)
+        return false;
+    bool usable = false;
+    if (in->revoke)
+        s_return(k);
+    /* The broker's cooldown is the fleet's: it may be longer than ours,
+     * never makes ours shorter. */
+    if (in->cool_ms > 0 && now + in->cool_ms > k->cool_until)
+        k->cool_until = now + in->cool_ms;
+    if (in->disabled > 0 && !k->disabled) {
+        k->disabled = true;
+        k->disabled_status = in->disabled;
+        s_return(k);
+    } else if (in->disabled == 0 && k->disabled && k->r_disabled == 0 &&
+               !in->probe) {
+        /* Enabled by an operator, or by a probe elsewhere. */
+        k->disabled = false;
+        k->disabled_status = 0;
+        usable = true;
+    }
+    k->limit = in->limit;
+    if (in->grant > 0) {
+        if (k->credit_until <= now)
+            s_return(k); /* lapsed: goes back with the next line */
+        k->credit += in->grant;
+        k->credit_until = now + (in->ttl_ms > 0 ? in->ttl_ms : 1000);
+        k->probe = in->probe;
+        usable = true;
+    }
+    return usable;
+}
+
+int
+keypool_lines(keypool_t *self, int64_t now, int want, dv_keyitem_t *items,
+              int max)
+{
+    int n = 0;
+    for (int i = 0; i < self->n && n < max; i++) {
+        s_key_t *k = &self->keys[i];
+        if (!k->secret)
+            continue; /* the pool without keys has nothing to share */
+        if (k->credit > 0 && k->credit_until <= now)
+            s_return(k);
+        int w = want;
+        bool report = k->r_sent || k->r_done || k->r_returned || k->r_ok ||
+                      k->r_limited || k->r_errors || k->r_tokens ||
+                      k->r_disabled;
+        /* Ask when it wants more than it holds and said another want. */
+        bool ask = w != k->last_want && (w > k->credit || k->last_want > w);
+        if (!report && !ask && k->declared)
+            continue;
+        dv_keyitem_t *it = &items[n++];
+        memset(it, 0, sizeof *it);
+        it->hash = dv_str(k->hash);
+        it->id = dv_str(k->id);
+        if (!k->declared) {
+            it->rpm = self->rpm;
+            it->tpm = self->tpm;
+            it->window_ms = self->window_ms;
+            if (self->rpm > 0)
+                for (int s = 0; s < self->rpm; s++) {
+                    int64_t t = k->ring[s];
+                    it->recent += t == S_IN_FLIGHT ||
+                                  (t != S_FREE && t + self->window_ms > now);
+                }
+            k->declared = true;
+        }
+        it->want = w;
+        it->sent = k->r_sent;
+        it->done = k->r_done;
+        it->returned = k->r_returned;
+        it->ok = k->r_ok;
+        it->limited = k->r_limited;
+        it->errors = k->r_errors;
+        it->tokens = k->r_tokens;
+        it->cool_ms = k->r_limited ? k->r_cool : 0;
+        it->disabled = k->r_disabled;
+        k->last_want = w;
+        k->r_sent = k->r_done = k->r_returned = 0;
+        k->r_ok = k->r_limited = k->r_errors = 0;
+        k->r_tokens = k->r_cool = 0;
+        k->r_disabled = 0;
+    }
+    return n;
+}
+
+int64_t
+keypool_next_expiry(const keypool_t *self)
+{
+    int64_t t = INT64_MAX;
+    for (int i = 0; i < self->n; i++)
+        if (self->keys[i].credit > 0 && self->keys[i].credit_until < t)
+            t = self->keys[i].credit_until;
+    return t;
+}
+
+int
+keypool_credit(const keypool_t *self)
+{
+    int n = 0;
+    for (int i = 0; i < self->n; i++)
+        n += self->keys[i].credit;
+    return n;
 }

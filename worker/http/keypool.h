@@ -24,6 +24,17 @@
  * between its start and its end, so any two requests rpm apart in sending
  * order arrive at least 60 s apart, whatever the latency.
  *
+ * Fleet mode (keypool_fleet): the broker holds every key's fleet-wide
+ * state (broker/broker_keys.h) and a key may carry only the requests it
+ * granted. The pool asks for grants (keypool_lines: want), spends them
+ * (acquire), returns what it did not spend within the grant's ttl or when
+ * the broker revokes it, and reports what happened on each key (sent,
+ * ended, 2xx, 429 with the cooldown it asks for, 401/403, tokens). Among
+ * the keys with grants it takes the one with the most left, so load
+ * follows the keys' remaining budgets. Local rules still hold on top: a
+ * 429 cools the key here at once, before the broker has heard of it, and
+ * nothing the broker says shortens that.
+ *
  * Times are monotonic milliseconds passed in by the caller. Not thread-safe.
  */
 #ifndef KEYPOOL_H
@@ -33,7 +44,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Length of the rate-limit window. */
+#include "dv_proto.h"
+
+/* Length of the rate-limit window unless keypool_set_window says. */
 #define KEYPOOL_WINDOW_MS 60000
 /* Largest accepted rpm: the ring holds rpm entries per key. */
 #define KEYPOOL_RPM_MAX 1000000
@@ -70,6 +83,12 @@ typedef struct {
  * so requests that need no key go through the same rate limit. Returns
  * NULL if out of memory or rpm is out of range. */
 keypool_t *keypool_new(const char *const *keys, int nkeys, int rpm);
+
+/* The window the rate limit counts in (default KEYPOOL_WINDOW_MS), and the
+ * tokens per window the keys may use (0 = no limit; told to the broker,
+ * which keeps the count). Before the first acquire. */
+void keypool_set_window(keypool_t *self, int64_t window_ms);
+void keypool_set_tpm(keypool_t *self, int64_t tpm);
 
 /* Overwrites the secrets with zeros and frees the pool. NULL-safe. */
 void keypool_destroy(keypool_t **self_p);
@@ -137,6 +156,39 @@ bool keypool_all_disabled(const keypool_t *self);
  * Returns buf. */
 char *keypool_explain(const keypool_t *self, int64_t now, char *buf,
                       size_t size);
+
+/* ---- fleet mode ---------------------------------------------------------- */
+
+/* keypool_acquire's ready_at when the keys wait for a grant from the
+ * broker: its arrival (keypool_apply) is the time to look again. */
+#define KEYPOOL_AFTER_GRANT (INT64_MAX - 2)
+
+/* Turns fleet mode on (grants needed) or off. */
+void keypool_fleet(keypool_t *self, bool on);
+
+/* The broker (re)welcomed us: grants held are void, and every key is
+ * declared again with the next lines. */
+void keypool_fleet_reset(keypool_t *self);
+
+/* Tokens a request with key i used (its response's usage). */
+void keypool_tokens(keypool_t *self, int i, int64_t tokens);
+
+/* Applies a line from the broker. Returns true if it gave this pool
+ * something to use (a grant, an enabled key): look at waiting jobs. A line
+ * about a key the pool does not hold is ignored (false). */
+bool keypool_apply(keypool_t *self, const dv_keyitem_t *in, int64_t now);
+
+/* Writes the lines due to the broker into items (at most max), with want
+ * the requests the pool could start now; returns how many. Grants past
+ * their ttl are returned here. */
+int keypool_lines(keypool_t *self, int64_t now, int want, dv_keyitem_t *items,
+                  int max);
+
+/* The earliest monotonic ms at which a grant expires, or INT64_MAX. */
+int64_t keypool_next_expiry(const keypool_t *self);
+
+/* Requests granted and not yet spent, over all keys. */
+int keypool_credit(const keypool_t *self);
 
 /* Replaces every occurrence of any of the pool's secrets in buf (len
  * bytes, NUL-terminated) with its id, in place; a key shorter than its id
