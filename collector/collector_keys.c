@@ -327,8 +327,12 @@ s_body(s_chk_t *c, dv_str_t body)
             json_decref(o);
             break;
         }
-        if (json_object_set_new(seen, pair, json_true()) != 0 ||
-            json_array_append_new(keys, o) != 0) {
+        if (json_object_set_new(seen, pair, json_true()) != 0) {
+            json_decref(o);
+            s_oom(c);
+            break;
+        }
+        if (json_array_append_new(keys, o) != 0) { /* o is freed */
             s_oom(c);
             break;
         }
