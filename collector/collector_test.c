@@ -19,7 +19,10 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "collector_access.h"
 #include "collector_http.h"
@@ -27,6 +30,7 @@
 #include "collector_state.h"
 #include "collector_store.h"
 #include "dv_body.h"
+#include "dv_clock.h"
 #include "dv_json.h"
 #include "dv_log.h"
 #include "pg_server.h"
@@ -1829,6 +1833,100 @@ t_fleet_keys_stale(void **state)
     collector_state_destroy(&st);
 }
 
+/* One GET of path on the collector's HTTP server at port, served from
+ * this thread (collector_http_run between reads); with token, its bearer
+ * header. Returns the status; *body gets the answer's body (caller
+ * frees). */
+static int
+s_http(collector_http_t *http, int port, const char *path, const char *token,
+       char **body)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "%s%s%s\r\n",
+                     path, token ? "Authorization: Bearer " : "",
+                     token ? token : "", token ? "\r\n" : "");
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = calloc(1, cap);
+    assert_non_null(buf);
+    for (int round = 0; round < 2000; round++) {
+        collector_http_run(http);
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r == 0)
+            break;
+        if (r > 0)
+            len += (size_t)r;
+        else
+            usleep(1000);
+    }
+    close(fd);
+    buf[len] = '\0';
+    int status = 0;
+    assert_int_equal(sscanf(buf, "HTTP/1.1 %d", &status), 1);
+    char *start = strstr(buf, "\r\n\r\n");
+    *body = strdup(start ? start + 4 : "");
+    free(buf);
+    return status;
+}
+
+/* GET /api/keys over HTTP: the fleet's keys (an empty listing before any
+ * is known), behind the bearer token like every /api path; the workers'
+ * view at /api/keys/workers. */
+static void
+t_fleet_keys_http(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, NULL);
+    collector_query_t q = { .state = st, .bind = "ipc:///x" };
+    collector_http_access_t access = { .token = "s3cret-token" };
+    collector_http_t *http = collector_http_new("127.0.0.1:0", &q, &access);
+    assert_non_null(http);
+    const char *addr = collector_http_address(http);
+    int port = atoi(strrchr(addr, ':') + 1);
+    assert_true(port > 0);
+    char *body;
+
+    assert_int_equal(s_http(http, port, "/api/keys", NULL, &body), 401);
+    free(body);
+    assert_int_equal(s_http(http, port, "/api/keys", "s3cret-token", &body),
+                     200);
+    assert_string_equal(body, "{\"keys\":[]}\n");
+    free(body);
+
+    s_keys_state(st, INST, s_fleet_body, dv_now_ms());
+    assert_int_equal(s_http(http, port, "/api/keys", "s3cret-token", &body),
+                     200);
+    json_t *j = json_loads(body, 0, NULL);
+    free(body);
+    assert_non_null(j);
+    json_t *k2 = json_array_get(json_object_get(j, "keys"), 1);
+    assert_string_equal(json_string_value(json_object_get(k2, "hash")),
+                        "3fa2c0d1");
+    assert_string_equal(json_string_value(json_object_get(k2, "state")),
+                        "cooling");
+    assert_int_equal(s_int(k2, "learned"), 38);
+    json_decref(j);
+    assert_int_equal(
+        s_http(http, port, "/api/keys/workers", "s3cret-token", &body), 200);
+    assert_non_null(strstr(body, "\"keys\":[]"));
+    free(body);
+    assert_int_equal(
+        s_http(http, port, "/api/keys/nope", "s3cret-token", &body), 404);
+    free(body);
+    collector_http_destroy(&http);
+    collector_state_destroy(&st);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1855,6 +1953,7 @@ main(int argc, char **argv)
         cmocka_unit_test(t_fleet_keys),
         cmocka_unit_test(t_fleet_keys_malformed),
         cmocka_unit_test(t_fleet_keys_stale),
+        cmocka_unit_test(t_fleet_keys_http),
     };
     /* The store and query cases again, and PostgreSQL's own. */
     const struct CMUnitTest pg_tests[] = {
