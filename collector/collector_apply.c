@@ -335,6 +335,7 @@ collector_state_apply(collector_state_t *self, int b, const dv_event_t *ev,
     int rc = 0;
     br->events++;
     br->last_event_ms = now_ms;
+    collector_keys_apply(self, b, ev, now_ms);
     collector_ev_family_t fam = collector_event_family(ev);
     if (fam == COLLECTOR_EV_WORKER) {
         rc = s_on_worker_event(self, b, ev, now_ms);

@@ -668,8 +668,9 @@ s_encode_body(json_t *body, size_t *len)
 static bool
 s_client_verb(const dv_msg_t *msg)
 {
-    static const char *const totals[] = { "status", "workers", "queues",
-                                          "keys",   "health",  NULL };
+    static const char *const totals[] = { "status", "workers",    "queues",
+                                          "keys",   "fleet_keys", "health",
+                                          NULL };
     for (int i = 0; totals[i]; i++)
         if (dv_str_eq(msg->u.ctrl.verb, totals[i]))
             return true;
@@ -709,9 +710,9 @@ s_may_query(collector_t *self, zmq_msg_t *rid, zmq_msg_t *body)
     else if (role == DV_ROLE_CLIENT)
         snprintf(why, sizeof why,
                  "a client key may ask the collector for totals only "
-                 "(status, workers, queues, keys, health): '%s' shows every "
-                 "client's jobs; a client's own jobs are the broker's to "
-                 "show (drover job ID, drover wait)",
+                 "(status, workers, queues, keys, fleet_keys, health): '%s' "
+                 "shows every client's jobs; a client's own jobs are the "
+                 "broker's to show (drover job ID, drover wait)",
                  verb);
     else
         snprintf(why, sizeof why, "role %s may not query the collector",

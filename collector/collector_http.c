@@ -159,9 +159,13 @@ s_api(collector_http_t *self, struct MHD_Connection *c, const char *path)
     } else if (!strcmp(verb, "batches") && arg) {
         run = "batch";
         a.rc |= json_object_set_new(args, "name", json_string(arg));
+    } else if (!strcmp(verb, "keys")) {
+        /* The broker's fleet-wide view; the workers' own, from their
+         * heartbeats, at /api/keys/workers. */
+        run = !arg ? "fleet_keys" : !strcmp(arg, "workers") ? "keys" : NULL;
     } else if (!arg && (!strcmp(verb, "status") || !strcmp(verb, "workers") ||
-                        !strcmp(verb, "queues") || !strcmp(verb, "keys") ||
-                        !strcmp(verb, "health") || !strcmp(verb, "jobs"))) {
+                        !strcmp(verb, "queues") || !strcmp(verb, "health") ||
+                        !strcmp(verb, "jobs"))) {
         run = verb;
     }
     if (a.rc) {
@@ -173,7 +177,8 @@ s_api(collector_http_t *self, struct MHD_Connection *c, const char *path)
         return s_send_error(c, MHD_HTTP_NOT_FOUND,
                             "no such API path: try /api/status, /api/workers, "
                             "/api/queues, /api/jobs, /api/jobs/ID, /api/keys, "
-                            "/api/batches/NAME, /api/health");
+                            "/api/keys/workers, /api/batches/NAME, "
+                            "/api/health");
     }
     dv_code_t code;
     char why[512];
@@ -273,11 +278,11 @@ s_route(collector_http_t *self, struct MHD_Connection *c, const char *url,
         return s_api(self, c, url + 5);
     if (!strcmp(url, "/"))
         return s_send_json(c, MHD_HTTP_OK,
-                           json_pack("{s:[s,s,s,s,s,s,s,s,s]}", "endpoints",
+                           json_pack("{s:[s,s,s,s,s,s,s,s,s,s]}", "endpoints",
                                      "/metrics", "/api/status", "/api/workers",
                                      "/api/queues", "/api/jobs", "/api/jobs/ID",
-                                     "/api/keys", "/api/batches/NAME",
-                                     "/api/health"));
+                                     "/api/keys", "/api/keys/workers",
+                                     "/api/batches/NAME", "/api/health"));
     return s_send_error(c, MHD_HTTP_NOT_FOUND, "not found");
 }
 

@@ -11,6 +11,8 @@
  *   collector_apply.c    applying one event to the live state
  *   collector_views.c    the JSON views (query answers) and the log dump
  *   collector_metrics.c  /metrics in the Prometheus text format
+ *   collector_keys.c     the fleet's API keys: the broker's keys.state
+ *                        body, checked and kept while it is fresh
  *
  * A function shared between these files is named after the file that
  * defines it (collector_state_*, collector_stats_*, collector_views_*).
@@ -201,6 +203,37 @@ typedef struct {
     int64_t snapshot_ms;
 } collector_broker_t;
 
+/* ---- the fleet's API keys (collector_keys.c) ------------------------------ */
+
+/* A keys.state body larger than this, or with more keys, or a key with
+ * more workers, is refused; so is a text (conflict) longer than
+ * COLLECTOR_FLEET_TEXT_MAX. */
+#define COLLECTOR_FLEET_BODY_MAX    (4 << 20)
+#define COLLECTOR_FLEET_KEYS_MAX    10000
+#define COLLECTOR_FLEET_WORKERS_MAX 10000
+#define COLLECTOR_FLEET_TEXT_MAX    1024
+/* The body kept is stale after 3 intervals between the last two bodies,
+ * and never sooner than this; an interval counts as at most ..._MAX. */
+#define COLLECTOR_FLEET_STALE_MS        5000
+#define COLLECTOR_FLEET_INTERVAL_MAX_MS 60000
+
+/* The key states /metrics lists a series for (another state a newer broker
+ * sends gets a series of its own). */
+#define COLLECTOR_FLEET_STATES 4
+extern const char *const collector_keys_states[COLLECTOR_FLEET_STATES];
+
+typedef struct {
+    json_t *body; /* {now, keys: [...]}, checked; NULL: none */
+    int broker;   /* the broker that sent it */
+    char instance[DV_NAME_MAX + 1]; /* that broker's instance id */
+    int64_t received_ms;            /* when it came */
+    int64_t interval_ms;            /* since the one before it from the same
+                                       instance; 0 until there are two */
+    bool bad_logged;                /* a malformed body was logged since the
+                                       last good one */
+    uint64_t ignored;               /* malformed bodies since the start */
+} collector_fleet_keys_t;
+
 struct collector_state_t {
     int64_t started_ms;
     collector_broker_t brokers[COLLECTOR_BROKERS_MAX];
@@ -211,6 +244,7 @@ struct collector_state_t {
     dv_map_t *workers;      /* "b\x1fname" -> collector_worker_t */
     dv_map_t *running;      /* job id -> collector_run_t */
     collector_ring_t *ring; /* all queues */
+    collector_fleet_keys_t fleet;
 };
 
 /* The queue, type or (queue, type) series of that name, made if new.
@@ -276,5 +310,26 @@ typedef struct {
 /* The keys the online workers report, by id and hash: a new map of
  * collector_key_t, or NULL when out of memory. Caller destroys it. */
 dv_map_t *collector_views_keys(const collector_state_t *self);
+
+/* True when ev is a keys.state event. */
+bool collector_keys_is_state(const dv_event_t *ev);
+
+/* Called for every event of broker b: forgets the body kept when b sent
+ * it and ev shows a new instance of b; keeps ev's body when ev is a valid
+ * keys.state (a malformed one is logged, once until a good one, and
+ * ignored). Never fails: a body that cannot be kept (out of memory) is
+ * logged and the previous one stays. */
+void collector_keys_apply(collector_state_t *self, int b, const dv_event_t *ev,
+                          int64_t now_ms);
+
+/* How long the body kept stays fresh. */
+int64_t collector_keys_stale_ms(const collector_state_t *self);
+
+/* The body kept, or NULL when there is none or it is stale at now_ms. */
+const json_t *collector_keys_fleet(const collector_state_t *self,
+                                   int64_t now_ms);
+
+/* Frees the body kept once it is stale (logged). */
+void collector_keys_tick(collector_state_t *self, int64_t now_ms);
 
 #endif

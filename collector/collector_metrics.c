@@ -8,6 +8,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "collector_internal.h"
 
@@ -176,6 +177,135 @@ s_keys(const collector_state_t *self, FILE *out)
     return 0;
 }
 
+/* ---- the fleet's keys (the broker's keys.state) --------------------------- */
+
+/* name{key="...",hash="..." without closing the braces. */
+static void
+s_fleet_open(FILE *out, const char *name, const json_t *k)
+{
+    fprintf(out, "%s{key=\"", name);
+    s_label(out, collector_state_json_str(k, "id"));
+    fputs("\",hash=\"", out);
+    s_label(out, collector_state_json_str(k, "hash"));
+}
+
+/* One gauge family with one sample per key: the integer member key of
+ * each, divided by div (1, or 1000 for ms as seconds). */
+static void
+s_fleet_gauge(FILE *out, const json_t *keys, const char *name, const char *help,
+              const char *member, int div)
+{
+    s_family(out, name, "gauge", help);
+    size_t i;
+    const json_t *k;
+    json_array_foreach(keys, i, k)
+    {
+        int64_t v = collector_state_json_int(k, member, 0);
+        s_fleet_open(out, name, k);
+        if (div == 1)
+            fprintf(out, "\"} %" PRId64 "\n", v);
+        else
+            fprintf(out, "\"} %.9g\n", (double)v / div);
+    }
+}
+
+static void
+s_fleet_keys(const collector_state_t *self, FILE *out, int64_t now_ms)
+{
+    const json_t *body = collector_keys_fleet(self, now_ms);
+    const json_t *keys = json_object_get(body, "keys"); /* NULL: none */
+    size_t i;
+    const json_t *k;
+    s_family(out, "drover_fleet_key_state", "gauge",
+             "1 for an API key's fleet-wide state (ok, cooling, disabled, "
+             "unproven), as the broker holds it.");
+    json_array_foreach(keys, i, k)
+    {
+        const char *st = collector_state_json_str(k, "state");
+        bool known = false;
+        for (int s = 0; s < COLLECTOR_FLEET_STATES; s++) {
+            bool on = !strcmp(st, collector_keys_states[s]);
+            known |= on;
+            s_fleet_open(out, "drover_fleet_key_state", k);
+            fprintf(out, "\",state=\"%s\"} %d\n", collector_keys_states[s],
+                    on ? 1 : 0);
+        }
+        if (!known) { /* a state of a newer broker */
+            s_fleet_open(out, "drover_fleet_key_state", k);
+            fputs("\",state=\"", out);
+            s_label(out, st);
+            fputs("\"} 1\n", out);
+        }
+    }
+    s_fleet_gauge(out, keys, "drover_fleet_key_limit",
+                  "An API key's working limit: requests per window the fleet "
+                  "may send now (0: none).",
+                  "limit", 1);
+    s_fleet_gauge(out, keys, "drover_fleet_key_learned_limit",
+                  "The requests per window 429s taught the broker for an API "
+                  "key (0: none learned).",
+                  "learned", 1);
+    s_fleet_gauge(out, keys, "drover_fleet_key_configured_limit",
+                  "Requests per window the key files allow an API key (rpm; "
+                  "0: not set).",
+                  "rpm", 1);
+    s_fleet_gauge(out, keys, "drover_fleet_key_window_seconds",
+                  "The window an API key's limits count over.", "window", 1000);
+    s_fleet_gauge(out, keys, "drover_fleet_key_window_requests",
+                  "Requests sent on an API key in the last window.", "requests",
+                  1);
+    s_fleet_gauge(out, keys, "drover_fleet_key_window_tokens",
+                  "Tokens used on an API key in the last window.", "tokens", 1);
+    s_fleet_gauge(out, keys, "drover_fleet_key_in_flight",
+                  "Requests on an API key in flight now, over the fleet.",
+                  "in_flight", 1);
+    s_fleet_gauge(out, keys, "drover_fleet_key_cooldown_seconds",
+                  "Cooldown left on an API key after a 429 (0: not cooling).",
+                  "cool", 1000);
+    s_fleet_gauge(out, keys, "drover_fleet_key_disabled_status",
+                  "The HTTP status (401, 403) that disabled an API key; 0 "
+                  "while enabled.",
+                  "disabled", 1);
+    s_family(out, "drover_fleet_key_share", "gauge",
+             "An API key's share (0..1) of all keys' requests in the last "
+             "window.");
+    json_array_foreach(keys, i, k)
+    {
+        s_fleet_open(out, "drover_fleet_key_share", k);
+        fprintf(out, "\"} %.6g\n",
+                json_number_value(json_object_get(k, "share")));
+    }
+    s_family(out, "drover_fleet_key_workers", "gauge",
+             "Workers using an API key.");
+    json_array_foreach(keys, i, k)
+    {
+        s_fleet_open(out, "drover_fleet_key_workers", k);
+        fprintf(out, "\"} %zu\n",
+                json_array_size(json_object_get(k, "workers")));
+    }
+    s_family(out, "drover_fleet_key_requests_total", "counter",
+             "Requests per API key and outcome over the fleet, since the "
+             "broker started.");
+    json_array_foreach(keys, i, k)
+    {
+        static const char *km[] = { "ok", "limited", "errors" };
+        static const char *kl[] = { "ok", "rate_limited", "error" };
+        for (int o = 0; o < 3; o++) {
+            s_fleet_open(out, "drover_fleet_key_requests_total", k);
+            fprintf(out, "\",outcome=\"%s\"} %" PRId64 "\n", kl[o],
+                    collector_state_json_int(k, km[o], 0));
+        }
+    }
+    s_family(out, "drover_fleet_key_conflict", "gauge",
+             "1 when the workers' key files disagree about an API key (rpm, "
+             "tpm or window).");
+    json_array_foreach(keys, i, k)
+    {
+        s_fleet_open(out, "drover_fleet_key_conflict", k);
+        fprintf(out, "\"} %d\n", json_object_get(k, "conflict") ? 1 : 0);
+    }
+}
+
 static void
 s_collector(const collector_state_t *self, FILE *out)
 {
@@ -204,6 +334,7 @@ collector_state_metrics(const collector_state_t *self, FILE *out,
     s_jobs(self, out);
     if (s_workers(self, out, now_ms) != 0 || s_keys(self, out) != 0)
         return -1;
+    s_fleet_keys(self, out, now_ms);
     s_collector(self, out);
     return ferror(out) ? -1 : 0;
 }

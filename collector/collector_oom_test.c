@@ -36,6 +36,8 @@
 static char s_ids[NJOBS][40];
 static char *s_beat[2];
 static size_t s_beat_len[2];
+static char *s_keys; /* a keys.state body */
+static size_t s_keys_len;
 static json_t *s_snap;
 static char *s_snap_mp; /* s_snap as msgpack */
 static size_t s_snap_len;
@@ -101,6 +103,11 @@ s_scenario(void)
         ev.body = dv_strn(s_beat[w], s_beat_len[w]);
         collector_state_apply(st, 0, &ev, now, NULL);
     }
+    for (int i = 0; i < 2; i++) { /* a body kept, then one replacing it */
+        dv_event_t ev = s_ev("keys.state", -1, NULL, NULL);
+        ev.body = dv_strn(s_keys, s_keys_len);
+        collector_state_apply(st, 0, &ev, now + 39000 + i * 1000, NULL);
+    }
     static const char *queues[] = { "q", "p", "r" }, *types[] = { "t", "u" };
     static const char *ends[] = { "job.succeeded", "job.failed", "job.dead",
                                   "job.cancelled" };
@@ -127,13 +134,13 @@ s_scenario(void)
     collector_query_t qq = { .state = st,
                              .store = s_store,
                              .bind = "tcp://*:7703" };
-    static const char *verbs[] = { "workers", "queues",  "keys",
-                                   "health",  "running", "status",
-                                   "jobs",    "job",     "batch" };
+    static const char *verbs[] = { "workers", "queues",  "keys",   "fleet_keys",
+                                   "health",  "running", "status", "jobs",
+                                   "job",     "batch" };
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
         dv_code_t code;
         char why[128];
-        const json_t *args = i >= 6 ? s_args[i - 6] : NULL;
+        const json_t *args = i >= 7 ? s_args[i - 7] : NULL;
         json_t *body =
             collector_query_run(&qq, verbs[i], args, t, &code, why, sizeof why);
         if (!body) {
@@ -192,6 +199,17 @@ s_setup(void **state)
         if (!s_beat[w])
             return -1;
     }
+    json_t *keys = json_loads(
+        "{\"now\": 5, \"keys\": [{\"id\": \"k1\", \"hash\": \"3fa2c0d1\","
+        " \"state\": \"cooling\", \"limit\": 38, \"cool\": 1200,"
+        " \"share\": 0.5, \"conflict\": \"w1 says rpm 6\", \"workers\":"
+        " [{\"name\": \"w1\", \"requests\": 3}]}, {\"id\": \"k2\","
+        " \"hash\": \"ab\", \"state\": \"ok\"}]}",
+        0, NULL);
+    s_keys = keys ? dv_json_to_msgpack(keys, &s_keys_len) : NULL;
+    json_decref(keys);
+    if (!s_keys)
+        return -1;
     snprintf(s_dir, sizeof s_dir, "/tmp/collector-oom-XXXXXX");
     if (!mkdtemp(s_dir))
         return -1;
@@ -234,6 +252,7 @@ s_teardown(void **state)
     free(s_snap_mp);
     free(s_beat[0]);
     free(s_beat[1]);
+    free(s_keys);
     for (int i = 0; i < 3; i++)
         json_decref(s_args[i]);
     collector_store_close(&s_store);

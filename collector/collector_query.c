@@ -281,6 +281,8 @@ s_run(const collector_query_t *q, const char *verb, const json_t *args,
     if (!strcmp(verb, "keys"))
         return json_pack("{s:o}", "keys",
                          collector_state_keys(q->state, now_ms));
+    if (!strcmp(verb, "fleet_keys"))
+        return collector_state_fleet_keys(q->state, now_ms);
     if (!strcmp(verb, "batch"))
         return s_batch(q, args, now_ms, code, why, why_size);
     if (!strcmp(verb, "health"))
@@ -290,7 +292,8 @@ s_run(const collector_query_t *q, const char *verb, const json_t *args,
                          collector_state_running(q->state, 1000));
     return s_fail(code, DV_CODE_UNKNOWN_VERB, why, why_size,
                   "unknown verb '%.64s': the collector answers status, "
-                  "workers, queues, jobs, job, keys, batch, health",
+                  "workers, queues, jobs, job, keys, fleet_keys, batch, "
+                  "health",
                   verb);
 }
 

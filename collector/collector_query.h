@@ -12,6 +12,8 @@
  *                           history, most recently active first
  *   job     id              one job and every attempt
  *   keys                    API keys as the workers report them
+ *   fleet_keys              API keys as the broker holds them fleet-wide
+ *                           (its latest keys.state; {keys: []} if none)
  *   batch   name            counts by state, first/last, rate, ETA
  *   health                  0 healthy, 1 degraded, 2 down, with reasons
  *   running                 the jobs running now, as last seen

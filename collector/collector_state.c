@@ -85,6 +85,7 @@ collector_state_destroy(collector_state_t **self_p)
     dv_map_destroy(&self->series);
     dv_map_destroy(&self->workers);
     dv_map_destroy(&self->running);
+    json_decref(self->fleet.body);
     for (int b = 0; b < self->nbrokers; b++) {
         free(self->brokers[b].events_ep);
         free(self->brokers[b].clients_ep);
@@ -342,6 +343,7 @@ void
 collector_state_tick(collector_state_t *self, int64_t now_ms)
 {
     dv_map_delete_if(self->workers, s_long_gone, &now_ms);
+    collector_keys_tick(self, now_ms);
 }
 
 /* ---- helpers ------------------------------------------------------------- */

@@ -89,6 +89,22 @@ collector_event_family(const dv_event_t *ev)
     return COLLECTOR_EV_NONE;
 }
 
+/* The kind of the broker's event with the fleet's API keys (a kind the
+ * proto's enum does not know: DV_EV_OTHER with this text). */
+#define COLLECTOR_KIND_KEYS_STATE "keys.state"
+
+/* Whether the history records ev: not the periodic ones (a worker's
+ * heartbeat, a job's progress, the broker's keys.state), which say what is
+ * now rather than what happened. */
+static inline bool
+collector_event_recorded(const dv_event_t *ev)
+{
+    return ev->kind_enum != DV_EV_WORKER_HEARTBEAT &&
+           ev->kind_enum != DV_EV_JOB_PROGRESS &&
+           !(ev->kind_enum == DV_EV_OTHER &&
+             dv_str_eq(ev->kind, COLLECTOR_KIND_KEYS_STATE));
+}
+
 /* What an event's sequence number says about what was missed. */
 typedef enum {
     COLLECTOR_SEQ_OK,      /* the next one */
@@ -159,7 +175,8 @@ bool collector_state_wants_snapshot(const collector_state_t *self, int b);
 void collector_state_broker_answer(collector_state_t *self, int b, bool ok,
                                    int64_t now_ms, const char *why);
 
-/* Drops workers that left more than 10 minutes ago. Call now and then. */
+/* Drops workers that left more than 10 minutes ago, and the fleet's keys
+ * once stale. Call now and then. */
 void collector_state_tick(collector_state_t *self, int64_t now_ms);
 
 /* Totals over all brokers since the collector started. */
@@ -195,6 +212,14 @@ json_t *collector_state_rates(const collector_state_t *self, int64_t now_ms);
  * [{id, hash, state, workers, states: {ok, cooling, disabled}, requests,
  *   ok, rate_limited, errors, tokens}] */
 json_t *collector_state_keys(const collector_state_t *self, int64_t now_ms);
+
+/* API keys as the broker holds them fleet-wide: its latest keys.state
+ * body while fresh, {now, keys: [{id, hash, state, rpm, tpm, window,
+ * limit, learned, requests, tokens, in_flight, ok, limited, errors, cool,
+ * disabled, share, workers: [{name, requests}], conflict?}], broker,
+ * age_ms}; {keys: []} when none is known. */
+json_t *collector_state_fleet_keys(const collector_state_t *self,
+                                   int64_t now_ms);
 
 /* {status: 0|1|2, state: "healthy"|"degraded"|"down", reasons: [text]} */
 json_t *collector_state_health(const collector_state_t *self, int64_t now_ms);

@@ -560,8 +560,7 @@ s_event(collector_store_be_t *self, const char *broker, const dv_event_t *ev,
     bool job = collector_event_family(ev) == COLLECTOR_EV_JOB;
     if (job && ev->id.ptr && ev->id.len)
         rc |= s_job_event(self, broker, ev, run_ms);
-    if (ev->kind_enum != DV_EV_WORKER_HEARTBEAT &&
-        ev->kind_enum != DV_EV_JOB_PROGRESS)
+    if (collector_event_recorded(ev))
         rc |= s_record_event(self, broker, ev);
     return rc ? -1 : 0;
 }

@@ -19,7 +19,10 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "collector_access.h"
 #include "collector_http.h"
@@ -27,6 +30,7 @@
 #include "collector_state.h"
 #include "collector_store.h"
 #include "dv_body.h"
+#include "dv_clock.h"
 #include "dv_json.h"
 #include "dv_log.h"
 #include "pg_server.h"
@@ -758,9 +762,9 @@ t_query_args(void **state)
     assert_int_equal(s_int(body, "limit"), 5);
     json_decref(body);
     json_decref(args);
-    static const char *verbs[] = { "status", "workers", "queues",
-                                   "keys",   "health",  "running" };
-    for (size_t i = 0; i < 6; i++) {
+    static const char *verbs[] = { "status", "workers",    "queues", "keys",
+                                   "health", "fleet_keys", "running" };
+    for (size_t i = 0; i < 7; i++) {
         body = collector_query_run(&q, verbs[i], NULL, 5000, &code, why,
                                    sizeof why);
         assert_non_null(body);
@@ -1393,6 +1397,536 @@ t_access_token_file(void **state)
         collector_access_read_token(path, "--http-token", err, sizeof err));
 }
 
+/* ---- the fleet's API keys (keys.state) ----------------------------------- */
+
+#define INST2 "01a20000-0000-7000-8000-00000000000c"
+
+/* A keys.state event of broker instance inst whose body is the msgpack of
+ * json (single quotes for double), or body_mp as it is when json is NULL;
+ * applied at now_ms. */
+static void
+s_keys_state(collector_state_t *st, const char *inst, const char *json,
+             int64_t now_ms)
+{
+    char *mp = NULL;
+    size_t len = 0;
+    if (json) {
+        char *text = strdup(json);
+        for (char *p = text; *p; p++)
+            if (*p == '\'')
+                *p = '"';
+        json_error_t err;
+        json_t *body = json_loads(text, 0, &err);
+        if (!body)
+            fail_msg("test body: %s: %s", err.text, text);
+        free(text);
+        mp = dv_json_to_msgpack(body, &len);
+        json_decref(body);
+    }
+    dv_event_t ev = s_ev("keys.state", NULL, NULL, NULL);
+    assert_int_equal(ev.kind_enum, DV_EV_OTHER);
+    ev.broker = dv_str(inst);
+    ev.body = dv_strn(mp, len);
+    assert_int_equal(collector_state_apply(st, 0, &ev, now_ms, NULL), 0);
+    free(mp);
+}
+
+static const char s_fleet_body[] =
+    "{'now': 999000, 'keys': ["
+    " {'id': 'key-1', 'hash': '1c2d3e4f', 'state': 'ok', 'rpm': 600,"
+    "  'window': 60000, 'limit': 600, 'requests': 412, 'tokens': 81200,"
+    "  'in_flight': 4, 'ok': 5000, 'limited': 0, 'errors': 1,"
+    "  'share': 0.83, 'workers': [{'name': 'w-1', 'requests': 300},"
+    "  {'name': 'w-2', 'requests': 112}]},"
+    " {'id': 'key-2', 'hash': '3fa2c0d1', 'state': 'cooling', 'rpm': 600,"
+    "  'tpm': 90000, 'window': 60000, 'limit': 38, 'learned': 38,"
+    "  'requests': 38, 'tokens': 7100, 'in_flight': 2, 'ok': 700,"
+    "  'limited': 14, 'errors': 3, 'cool': 12300, 'share': 0.08,"
+    "  'workers': [{'name': 'w-1', 'requests': 20},"
+    "  {'name': 'w-2', 'requests': 18}],"
+    "  'conflict': 'w-1 says rpm 600, w-2 says rpm 60', 'future': [1]},"
+    " {'id': 'key-3', 'hash': '9b1e4420', 'state': 'disabled',"
+    "  'disabled': 401, 'window': 60000}]}";
+
+/* The /metrics text now. Caller frees. */
+static char *
+s_metrics(collector_state_t *st, int64_t now_ms)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    assert_int_equal(collector_state_metrics(st, f, now_ms), 0);
+    fclose(f);
+    return buf;
+}
+
+/* Checks the Prometheus text format the way promtool's parser would: every
+ * family has HELP then TYPE once, samples follow their family's TYPE (a
+ * histogram's with _bucket, _sum, _count), counters end in _total, labels
+ * are name="value" with only \\, \" and \n escaped, values are numbers, and
+ * no series is written twice. */
+static void
+s_prom_check(const char *text)
+{
+    char family[128] = "", type[16] = "";
+    json_t *families = json_object(), *series = json_object();
+    const char *line = text;
+    int n = 0;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        assert_non_null(end); /* every line ends with a newline */
+        char l[1024];
+        size_t ll = (size_t)(end - line);
+        assert_true(ll < sizeof l);
+        memcpy(l, line, ll);
+        l[ll] = '\0';
+        line = end + 1;
+        n++;
+        char name[128], rest[900];
+        if (sscanf(l, "# HELP %127s %899[^\n]", name, rest) == 2) {
+            if (json_object_get(families, name))
+                fail_msg("line %d: family %s twice: %s", n, name, l);
+            json_object_set_new(families, name, json_true());
+            snprintf(family, sizeof family, "%s", name);
+            type[0] = '\0';
+            continue;
+        }
+        if (sscanf(l, "# TYPE %127s %15s", name, type) == 2) {
+            if (strcmp(name, family))
+                fail_msg("line %d: TYPE without its HELP: %s", n, l);
+            if (strcmp(type, "counter") && strcmp(type, "gauge") &&
+                strcmp(type, "histogram"))
+                fail_msg("line %d: type %s", n, type);
+            size_t fl = strlen(family);
+            if (!strcmp(type, "counter") &&
+                (fl < 6 || strcmp(family + fl - 6, "_total")))
+                fail_msg("line %d: counter %s does not end in _total", n,
+                         family);
+            continue;
+        }
+        assert_true(l[0] != '#');
+        if (!type[0])
+            fail_msg("line %d: a sample before its TYPE: %s", n, l);
+        size_t nl = strcspn(l, "{ ");
+        char metric[128];
+        assert_true(nl < sizeof metric);
+        memcpy(metric, l, nl);
+        metric[nl] = '\0';
+        bool ok = !strcmp(metric, family);
+        static const char *sfx[] = { "_bucket", "_sum", "_count" };
+        for (int i = 0; i < 3 && !ok && !strcmp(type, "histogram"); i++)
+            ok = strlen(metric) == strlen(family) + strlen(sfx[i]) &&
+                 !strncmp(metric, family, strlen(family)) &&
+                 !strcmp(metric + strlen(family), sfx[i]);
+        if (!ok)
+            fail_msg("line %d: sample %s in family %s", n, metric, family);
+        const char *p = l + nl;
+        if (*p == '{') {
+            p++;
+            while (*p != '}') {
+                size_t kl = strspn(p, "abcdefghijklmnopqrstuvwxyz"
+                                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789");
+                if (!kl || p[kl] != '=' || p[kl + 1] != '"')
+                    fail_msg("line %d: bad label: %s", n, l);
+                p += kl + 2;
+                while (*p && *p != '"') {
+                    if (*p == '\\') {
+                        p++;
+                        if (*p != '\\' && *p != '"' && *p != 'n')
+                            fail_msg("line %d: bad escape: %s", n, l);
+                    }
+                    p++;
+                }
+                if (*p != '"')
+                    fail_msg("line %d: open label value: %s", n, l);
+                p++;
+                if (*p == ',')
+                    p++;
+                else if (*p != '}')
+                    fail_msg("line %d: bad label list: %s", n, l);
+            }
+            p++;
+        }
+        if (*p != ' ')
+            fail_msg("line %d: no value: %s", n, l);
+        char key[1024];
+        snprintf(key, sizeof key, "%.*s", (int)(p - l), l);
+        if (json_object_get(series, key))
+            fail_msg("line %d: series twice: %s", n, key);
+        json_object_set_new(series, key, json_true());
+        char *vend;
+        p++;
+        if (!strcmp(p, "+Inf") || !strcmp(p, "-Inf") || !strcmp(p, "NaN"))
+            continue;
+        strtod(p, &vend);
+        if (vend == p || *vend)
+            fail_msg("line %d: value '%s' is not a number", n, p);
+    }
+    json_decref(families);
+    json_decref(series);
+}
+
+/* The broker's keys.state: kept, shown by fleet_keys (/api/keys) and in
+ * /metrics with the right values; the heartbeat families stay. */
+static void
+t_fleet_keys(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, NULL);
+    collector_query_t q = { .state = st, .bind = "ipc:///x" };
+    dv_code_t code;
+    char why[256];
+
+    /* None known: an empty listing, and the families without samples. */
+    json_t *body = collector_query_run(&q, "fleet_keys", NULL, 1000000, &code,
+                                       why, sizeof why);
+    assert_non_null(body);
+    char *text = json_dumps(body, JSON_COMPACT);
+    assert_string_equal(text, "{\"keys\":[]}");
+    free(text);
+    json_decref(body);
+    char *m = s_metrics(st, 1000000);
+    s_prom_check(m);
+    assert_non_null(strstr(m, "# TYPE drover_fleet_key_state gauge\n"));
+    assert_null(strstr(m, "drover_fleet_key_state{"));
+    free(m);
+
+    s_heartbeat(st, "w-1",
+                "{'concurrency': 2, 'queues': ['llm'], 'metrics': {'keys': ["
+                " {'id': 'key-1', 'hash': '1c2d3e4f', 'state': 'ok',"
+                "  'requests': 10, 'ok': 9, 'rate_limited': 1}]}}");
+    s_keys_state(st, INST, s_fleet_body, 1000000);
+
+    body = collector_query_run(&q, "fleet_keys", NULL, 1000500, &code, why,
+                               sizeof why);
+    assert_non_null(body);
+    assert_int_equal(s_int(body, "now"), 999000);
+    assert_int_equal(s_int(body, "age_ms"), 500);
+    assert_string_equal(json_string_value(json_object_get(body, "broker")),
+                        BROKER);
+    json_t *keys = json_object_get(body, "keys");
+    assert_int_equal(json_array_size(keys), 3);
+    json_t *k2 = json_array_get(keys, 1);
+    assert_string_equal(json_string_value(json_object_get(k2, "id")), "key-2");
+    assert_string_equal(json_string_value(json_object_get(k2, "hash")),
+                        "3fa2c0d1");
+    assert_int_equal(s_int(k2, "limit"), 38);
+    assert_int_equal(s_int(k2, "cool"), 12300);
+    assert_int_equal(json_array_size(json_object_get(k2, "workers")), 2);
+    assert_non_null(json_object_get(k2, "conflict"));
+    assert_null(json_object_get(k2, "future")); /* unknown members dropped */
+    json_t *k3 = json_array_get(keys, 2);
+    assert_int_equal(s_int(k3, "disabled"), 401);
+    assert_int_equal(s_int(k3, "requests"), 0); /* left out: 0 */
+    assert_null(json_object_get(k3, "conflict"));
+    json_decref(body);
+
+    m = s_metrics(st, 1000500);
+    s_prom_check(m);
+    static const char *want[] = {
+        "# HELP drover_fleet_key_state ",
+        "# TYPE drover_fleet_key_state gauge\n",
+        "drover_fleet_key_state{key=\"key-2\",hash=\"3fa2c0d1\","
+        "state=\"cooling\"} 1\n",
+        "drover_fleet_key_state{key=\"key-2\",hash=\"3fa2c0d1\","
+        "state=\"ok\"} 0\n",
+        "drover_fleet_key_state{key=\"key-2\",hash=\"3fa2c0d1\","
+        "state=\"unproven\"} 0\n",
+        "drover_fleet_key_state{key=\"key-3\",hash=\"9b1e4420\","
+        "state=\"disabled\"} 1\n",
+        "drover_fleet_key_limit{key=\"key-2\",hash=\"3fa2c0d1\"} 38\n",
+        "drover_fleet_key_learned_limit{key=\"key-2\",hash=\"3fa2c0d1\"} 38\n",
+        "drover_fleet_key_learned_limit{key=\"key-1\",hash=\"1c2d3e4f\"} 0\n",
+        "drover_fleet_key_configured_limit{key=\"key-2\",hash=\"3fa2c0d1\"} "
+        "600\n",
+        "drover_fleet_key_window_seconds{key=\"key-2\",hash=\"3fa2c0d1\"} 60\n",
+        "drover_fleet_key_window_requests{key=\"key-1\",hash=\"1c2d3e4f\"} "
+        "412\n",
+        "drover_fleet_key_window_tokens{key=\"key-2\",hash=\"3fa2c0d1\"} "
+        "7100\n",
+        "drover_fleet_key_in_flight{key=\"key-1\",hash=\"1c2d3e4f\"} 4\n",
+        "drover_fleet_key_cooldown_seconds{key=\"key-2\",hash=\"3fa2c0d1\"} "
+        "12.3\n",
+        "drover_fleet_key_cooldown_seconds{key=\"key-1\",hash=\"1c2d3e4f\"} "
+        "0\n",
+        "drover_fleet_key_disabled_status{key=\"key-3\",hash=\"9b1e4420\"} "
+        "401\n",
+        "drover_fleet_key_share{key=\"key-1\",hash=\"1c2d3e4f\"} 0.83\n",
+        "drover_fleet_key_workers{key=\"key-2\",hash=\"3fa2c0d1\"} 2\n",
+        "drover_fleet_key_workers{key=\"key-3\",hash=\"9b1e4420\"} 0\n",
+        "# TYPE drover_fleet_key_requests_total counter\n",
+        "drover_fleet_key_requests_total{key=\"key-2\",hash=\"3fa2c0d1\","
+        "outcome=\"ok\"} 700\n",
+        "drover_fleet_key_requests_total{key=\"key-2\",hash=\"3fa2c0d1\","
+        "outcome=\"rate_limited\"} 14\n",
+        "drover_fleet_key_requests_total{key=\"key-2\",hash=\"3fa2c0d1\","
+        "outcome=\"error\"} 3\n",
+        "drover_fleet_key_conflict{key=\"key-2\",hash=\"3fa2c0d1\"} 1\n",
+        "drover_fleet_key_conflict{key=\"key-1\",hash=\"1c2d3e4f\"} 0\n",
+        /* the heartbeat families are still there */
+        "drover_key_state{key=\"key-1\",state=\"ok\"} 1\n",
+        "drover_key_requests_total{key=\"key-1\",outcome=\"rate_limited\"} 1\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(m, want[i]))
+            fail_msg("/metrics lacks: %s", want[i]);
+    free(m);
+
+    /* A state of a newer broker gets a series of its own; label values
+     * are escaped. */
+    s_keys_state(st, INST,
+                 "{'now': 1, 'keys': [{'id': 'we\\\\\\\"ird', 'hash': 'ab',"
+                 " 'state': 'paused'}]}",
+                 1001000);
+    m = s_metrics(st, 1001000);
+    s_prom_check(m);
+    assert_non_null(strstr(m, "drover_fleet_key_state{key=\"we\\\\\\\"ird\","
+                              "hash=\"ab\",state=\"paused\"} 1\n"));
+    assert_non_null(strstr(m, "drover_fleet_key_state{key=\"we\\\\\\\"ird\","
+                              "hash=\"ab\",state=\"ok\"} 0\n"));
+    free(m);
+    collector_state_destroy(&st);
+}
+
+/* Malformed bodies are ignored (logged once) and the body kept stays;
+ * nothing crashes. */
+static void
+t_fleet_keys_malformed(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, NULL);
+    s_keys_state(st, INST, s_fleet_body, 1000000);
+    static const char *bad[] = {
+        NULL, /* no body */
+        "[1, 2]",
+        "{'keys': []}",
+        "{'now': -1, 'keys': []}",
+        "{'now': 1, 'keys': {}}",
+        "{'now': 1, 'keys': [7]}",
+        "{'now': 1, 'keys': [{'hash': 'ab', 'state': 'ok'}]}",
+        "{'now': 1, 'keys': [{'id': '', 'hash': 'ab', 'state': 'ok'}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'xyz', 'state': 'ok'}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 'OK!'}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 3}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 'ok',"
+        " 'rpm': -5}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 'ok',"
+        " 'limit': '5'}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 'ok',"
+        " 'tokens': 1.5}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 'ok',"
+        " 'share': 1.5}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 'ok',"
+        " 'disabled': 7}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 'ok',"
+        " 'workers': [{'requests': 1}]}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 'ok',"
+        " 'workers': {}}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 'ok',"
+        " 'conflict': 5}]}",
+        "{'now': 1, 'keys': [{'id': 'k\\u0001', 'hash': 'ab', 'state': 'ok'}]}",
+        "{'now': 1, 'keys': [{'id': 'k', 'hash': 'ab', 'state': 'ok'},"
+        " {'id': 'k', 'hash': 'ab', 'state': 'cooling'}]}",
+    };
+    s_log_start();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        s_keys_state(st, INST, bad[i], 1000100 + (int64_t)i);
+    /* Bytes that are no msgpack at all, and a truncated map. */
+    static const char junk[][4] = { { (char)0xc1 },
+                                    { (char)0x82, (char)0xa3 } };
+    for (size_t i = 0; i < 2; i++) {
+        dv_event_t ev = s_ev("keys.state", NULL, NULL, NULL);
+        ev.broker = dv_str(INST);
+        ev.body = dv_strn(junk[i], i + 1);
+        assert_int_equal(collector_state_apply(st, 0, &ev, 1000200, NULL), 0);
+    }
+    char *log = s_log_end();
+    const char *first = strstr(log, "collector.bad_keys_state");
+    assert_non_null(first);
+    assert_non_null(strstr(first, "no body"));
+    assert_null(strstr(first + 1, "collector.bad_keys_state")); /* once */
+    free(log);
+    /* The good body is still there, whole. */
+    json_t *body = collector_state_fleet_keys(st, 1000300);
+    assert_int_equal(json_array_size(json_object_get(body, "keys")), 3);
+    assert_int_equal(s_int(body, "now"), 999000);
+    json_decref(body);
+
+    /* After a good one, the next malformed body is logged again. */
+    s_keys_state(st, INST, "{'now': 5, 'keys': []}", 1000400);
+    s_log_start();
+    s_keys_state(st, INST, "{'now': 'x', 'keys': []}", 1000500);
+    log = s_log_end();
+    assert_non_null(strstr(log, "now: must be epoch ms"));
+    free(log);
+    body = collector_state_fleet_keys(st, 1000600);
+    assert_int_equal(s_int(body, "now"), 5);
+    json_decref(body);
+
+    /* keys.state is state, not history: the store does not record it. */
+    dv_event_t ev = s_ev("keys.state", NULL, NULL, NULL);
+    assert_false(collector_event_recorded(&ev));
+    ev = s_ev("job.succeeded", JOB_A, "q", "t");
+    assert_true(collector_event_recorded(&ev));
+    collector_state_destroy(&st);
+}
+
+/* The body kept is forgotten when it is stale (the broker stopped sending
+ * it: 3 of its intervals, at least 5 s) and when its broker restarts. */
+static void
+t_fleet_keys_stale(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, NULL);
+    collector_state_add_broker(st, "ipc:///tmp/b2", NULL);
+    s_keys_state(st, INST, s_fleet_body, 1000000);
+    /* One body: fresh for 5 s. */
+    json_t *body = collector_state_fleet_keys(st, 1005000);
+    assert_int_equal(json_array_size(json_object_get(body, "keys")), 3);
+    json_decref(body);
+    body = collector_state_fleet_keys(st, 1005001);
+    assert_int_equal(json_array_size(json_object_get(body, "keys")), 0);
+    json_decref(body);
+    char *m = s_metrics(st, 1005001);
+    s_prom_check(m);
+    assert_null(strstr(m, "drover_fleet_key_state{"));
+    assert_null(strstr(m, "drover_fleet_key_limit{"));
+    free(m);
+    /* The tick frees it, and says so. */
+    s_log_start();
+    collector_state_tick(st, 1005001);
+    char *log = s_log_end();
+    assert_non_null(strstr(log, "collector.fleet_keys_forgotten"));
+    assert_non_null(strstr(log, "stale"));
+    free(log);
+
+    /* A broker whose heartbeat is 4 s: fresh for 3 x 4 s. */
+    s_keys_state(st, INST, s_fleet_body, 2000000);
+    s_keys_state(st, INST, s_fleet_body, 2004000);
+    body = collector_state_fleet_keys(st, 2016000);
+    assert_int_equal(json_array_size(json_object_get(body, "keys")), 3);
+    json_decref(body);
+    body = collector_state_fleet_keys(st, 2016001);
+    assert_int_equal(json_array_size(json_object_get(body, "keys")), 0);
+    json_decref(body);
+
+    /* Any event of a new instance of the broker drops it at once. */
+    s_keys_state(st, INST, s_fleet_body, 3000000);
+    dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
+    ev.broker = dv_str(INST2);
+    collector_state_apply(st, 0, &ev, 3000100, NULL);
+    body = collector_state_fleet_keys(st, 3000100);
+    assert_int_equal(json_array_size(json_object_get(body, "keys")), 0);
+    json_decref(body);
+    /* An event of another broker does not. */
+    s_keys_state(st, INST2, s_fleet_body, 3000200);
+    ev = s_ev("job.submitted", JOB_B, "q", "t");
+    ev.broker = dv_str(INST);
+    collector_state_apply(st, 1, &ev, 3000300, NULL);
+    body = collector_state_fleet_keys(st, 3000300);
+    assert_int_equal(json_array_size(json_object_get(body, "keys")), 3);
+    json_decref(body);
+    collector_state_destroy(&st);
+}
+
+/* One GET of path on the collector's HTTP server at port, served from
+ * this thread (collector_http_run between reads); with token, its bearer
+ * header. Returns the status; *body gets the answer's body (caller
+ * frees). */
+static int
+s_http(collector_http_t *http, int port, const char *path, const char *token,
+       char **body)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "%s%s%s\r\n",
+                     path, token ? "Authorization: Bearer " : "",
+                     token ? token : "", token ? "\r\n" : "");
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = calloc(1, cap);
+    assert_non_null(buf);
+    for (int round = 0; round < 2000; round++) {
+        collector_http_run(http);
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r == 0)
+            break;
+        if (r > 0)
+            len += (size_t)r;
+        else
+            usleep(1000);
+    }
+    close(fd);
+    buf[len] = '\0';
+    int status = 0;
+    assert_int_equal(sscanf(buf, "HTTP/1.1 %d", &status), 1);
+    char *start = strstr(buf, "\r\n\r\n");
+    *body = strdup(start ? start + 4 : "");
+    free(buf);
+    return status;
+}
+
+/* GET /api/keys over HTTP: the fleet's keys (an empty listing before any
+ * is known), behind the bearer token like every /api path; the workers'
+ * view at /api/keys/workers. */
+static void
+t_fleet_keys_http(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, NULL);
+    collector_query_t q = { .state = st, .bind = "ipc:///x" };
+    collector_http_access_t access = { .token = "s3cret-token" };
+    collector_http_t *http = collector_http_new("127.0.0.1:0", &q, &access);
+    assert_non_null(http);
+    const char *addr = collector_http_address(http);
+    int port = atoi(strrchr(addr, ':') + 1);
+    assert_true(port > 0);
+    char *body;
+
+    assert_int_equal(s_http(http, port, "/api/keys", NULL, &body), 401);
+    free(body);
+    assert_int_equal(s_http(http, port, "/api/keys", "s3cret-token", &body),
+                     200);
+    assert_string_equal(body, "{\"keys\":[]}\n");
+    free(body);
+
+    s_keys_state(st, INST, s_fleet_body, dv_now_ms());
+    assert_int_equal(s_http(http, port, "/api/keys", "s3cret-token", &body),
+                     200);
+    json_t *j = json_loads(body, 0, NULL);
+    free(body);
+    assert_non_null(j);
+    json_t *k2 = json_array_get(json_object_get(j, "keys"), 1);
+    assert_string_equal(json_string_value(json_object_get(k2, "hash")),
+                        "3fa2c0d1");
+    assert_string_equal(json_string_value(json_object_get(k2, "state")),
+                        "cooling");
+    assert_int_equal(s_int(k2, "learned"), 38);
+    json_decref(j);
+    assert_int_equal(
+        s_http(http, port, "/api/keys/workers", "s3cret-token", &body), 200);
+    assert_non_null(strstr(body, "\"keys\":[]"));
+    free(body);
+    assert_int_equal(
+        s_http(http, port, "/api/keys/nope", "s3cret-token", &body), 404);
+    free(body);
+    collector_http_destroy(&http);
+    collector_state_destroy(&st);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1416,6 +1950,10 @@ main(int argc, char **argv)
         cmocka_unit_test(t_store_urls),
         cmocka_unit_test(t_access_checks),
         cmocka_unit_test(t_access_token_file),
+        cmocka_unit_test(t_fleet_keys),
+        cmocka_unit_test(t_fleet_keys_malformed),
+        cmocka_unit_test(t_fleet_keys_stale),
+        cmocka_unit_test(t_fleet_keys_http),
     };
     /* The store and query cases again, and PostgreSQL's own. */
     const struct CMUnitTest pg_tests[] = {

@@ -704,6 +704,14 @@ collector_state_dump(const collector_state_t *self, int64_t now_ms)
             DV_INT("silent_ms",
                    br->last_event_ms ? now_ms - br->last_event_ms : -1));
     }
+    const collector_fleet_keys_t *f = &self->fleet;
+    const json_t *fleet = collector_keys_fleet(self, now_ms);
+    dv_log(DV_INFO, "collector.dump_fleet_keys",
+           DV_STR("broker", fleet ? self->brokers[f->broker].events_ep : NULL),
+           DV_INT("keys", json_array_size(json_object_get(fleet, "keys"))),
+           DV_INT("age_ms", fleet ? now_ms - f->received_ms : -1),
+           DV_INT("stale_ms", collector_keys_stale_ms(self)),
+           DV_INT("ignored", f->ignored));
     const collector_queue_t *q;
     DV_MAP_EACH(q, self->queues)
     {
