@@ -140,7 +140,8 @@ s_find(const broker_keys_t *self, const char *hash, size_t len)
 static s_key_t *
 s_add(broker_keys_t *self, const char *hash, size_t len)
 {
-    if (len == 0 || len >= sizeof((s_key_t *)0)->hash)
+    if (len == 0 || len >= sizeof((s_key_t *)0)->hash ||
+        self->n >= BROKER_KEYS_MAX)
         return NULL;
     if (self->n == self->cap) {
         int cap = self->cap ? self->cap * 2 : 8;
@@ -447,6 +448,8 @@ broker_keys_on_line(broker_keys_t *self, void *worker, const char *wname,
                     const dv_keyitem_t *in, int64_t now)
 {
     s_key_t *k = s_find(self, in->hash.ptr, in->hash.len);
+    if (!k && self->n >= BROKER_KEYS_MAX)
+        return DV_ETOOBIG;
     if (!k && !(k = s_add(self, in->hash.ptr, in->hash.len)))
         return DV_ENOMEM;
     if (in->id.len > 0 && in->id.len < sizeof k->id) {

@@ -56,6 +56,9 @@
 #define BROKER_KEYS_TTL_DEFAULT_MS   1000
 #define BROKER_KEYS_PROBE_DEFAULT_MS 300000
 #define BROKER_KEYS_WINDOW_DEFAULT   60000
+/* Most keys the ledger holds: lines about more are refused (a fleet has a
+ * handful; this bounds what a misbehaving worker can make it keep). */
+#define BROKER_KEYS_MAX 10000
 
 typedef struct broker_keys_t broker_keys_t;
 
@@ -78,7 +81,8 @@ void broker_keys_destroy(broker_keys_t **self_p);
 int broker_keys_restore(broker_keys_t *self, const broker_key_state_t *st);
 
 /* One line from worker (its name wname) about one key, at now. 0, or
- * DV_ENOMEM (the line is dropped; the worker asks again). */
+ * DV_ENOMEM (the line is dropped; the worker asks again), or DV_ETOOBIG
+ * (a new key past BROKER_KEYS_MAX: dropped). */
 int broker_keys_on_line(broker_keys_t *self, void *worker, const char *wname,
                         const dv_keyitem_t *in, int64_t now);
 

@@ -276,6 +276,58 @@ test_401_disables_for_all_until_enabled(void **state)
     broker_keys_destroy(&k);
 }
 
+/* A disabled key is probed with one request every probe interval; a 401
+ * keeps it disabled for another interval, a 2xx enables it for all. */
+static void
+test_disabled_key_is_probed(void **state)
+{
+    (void)state;
+    s_fx_t fx;
+    broker_keys_t *k = s_new(&fx, 1000);
+    int a, b;
+    int64_t now = 8000000;
+    dv_keyitem_t d = s_decl(0, 0, 5);
+    assert_int_equal(broker_keys_on_line(k, &a, "a", &d, now), 0);
+    assert_int_equal(broker_keys_on_line(k, &b, "b", &d, now), 0);
+    dv_keyitem_t r = { 0 };
+    r.hash = dv_str("abcd1234");
+    r.want = 5;
+    r.disabled = 401;
+    assert_int_equal(broker_keys_on_line(k, &a, "a", &r, now), 0);
+    s_flush(k, &fx, now + 500);
+    assert_int_equal(s_granted(&fx, &a) + s_granted(&fx, &b), 0);
+    assert_int_equal(broker_keys_next_deadline(k, now + 500), now + 1000);
+    /* The interval passed: one probe, to one worker. */
+    s_flush(k, &fx, now + 1000);
+    assert_int_equal(s_granted(&fx, &a) + s_granted(&fx, &b), 1);
+    void *p = s_granted(&fx, &a) ? (void *)&a : (void *)&b;
+    assert_true(s_line(&fx, p)->probe);
+    s_flush(k, &fx, now + 1100);
+    assert_int_equal(s_granted(&fx, &a) + s_granted(&fx, &b), 0);
+    /* Still 401: nothing for another interval. */
+    dv_keyitem_t pr = { 0 };
+    pr.hash = dv_str("abcd1234");
+    pr.want = 5;
+    pr.sent = 1;
+    pr.done = 1;
+    pr.disabled = 401;
+    assert_int_equal(broker_keys_on_line(k, p, "p", &pr, now + 1200), 0);
+    s_flush(k, &fx, now + 2100);
+    assert_int_equal(s_granted(&fx, &a) + s_granted(&fx, &b), 0);
+    s_flush(k, &fx, now + 2200);
+    assert_int_equal(s_granted(&fx, &a) + s_granted(&fx, &b), 1);
+    p = s_granted(&fx, &a) ? (void *)&a : (void *)&b;
+    /* Fixed: the probe answers 2xx, and every worker hears it. */
+    pr.disabled = 0;
+    pr.ok = 1;
+    assert_int_equal(broker_keys_on_line(k, p, "p", &pr, now + 2300), 0);
+    s_flush(k, &fx, now + 2300);
+    assert_int_equal(s_line(&fx, &a)->disabled, 0);
+    assert_int_equal(s_line(&fx, &b)->disabled, 0);
+    assert_true(s_granted(&fx, &a) + s_granted(&fx, &b) > 1);
+    broker_keys_destroy(&k);
+}
+
 static void
 test_vanished_worker_returns_its_allowance(void **state)
 {
@@ -390,6 +442,7 @@ main(void)
         cmocka_unit_test(test_grants_stay_within_the_limit_across_workers),
         cmocka_unit_test(test_429_cools_for_all_revokes_and_learns),
         cmocka_unit_test(test_401_disables_for_all_until_enabled),
+        cmocka_unit_test(test_disabled_key_is_probed),
         cmocka_unit_test(test_vanished_worker_returns_its_allowance),
         cmocka_unit_test(test_token_budget),
         cmocka_unit_test(test_restore_keeps_cooldown_and_conflict_is_shown),

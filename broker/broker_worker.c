@@ -456,11 +456,16 @@ static void
 s_on_keys(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
 {
     int64_t now = broker_now_ms(self);
-    for (uint32_t i = 0; i < msg->u.keys.nitems; i++)
-        if (broker_keys_on_line(self->keys, w, w->name, &msg->u.keys.items[i],
-                                now) != 0)
+    for (uint32_t i = 0; i < msg->u.keys.nitems; i++) {
+        int rc = broker_keys_on_line(self->keys, w, w->name,
+                                     &msg->u.keys.items[i], now);
+        if (rc != 0)
             dv_log(DV_ERROR, "broker.keys_dropped", DV_STR("worker", w->name),
-                   DV_STR("error", "out of memory"));
+                   DV_STR("error", rc == DV_ETOOBIG
+                                       ? "more API keys than the broker holds "
+                                         "(10000)"
+                                       : "out of memory"));
+    }
 }
 
 void
