@@ -296,6 +296,33 @@ t_fleet_shares_keys(void **state)
                 fail_msg("%s holds a key string", files[f]);
 }
 
+/* Starts the stub with args (NULL-ended), and writes a key file holding
+ * key and a worker config with one "title" handler on the stub with that
+ * key and the given settings (JSON members, e.g. "\"rpm\": 50"). Returns
+ * the config's path (in a static buffer). */
+static const char *
+s_one_key(harness_t *h, const char *const *args, const char *key,
+          int concurrency, const char *settings, harness_stub_t *stub)
+{
+    assert_int_equal(harness_start_stub(h, LLM_STUB_BIN, "stub", args, stub),
+                     0);
+    static char cfgpath[320];
+    char keys[320], cfg[1536], line[128];
+    snprintf(keys, sizeof keys, "%s/keys.txt", h->dir);
+    snprintf(line, sizeof line, "%s\n", key);
+    s_write(keys, line);
+    snprintf(cfg, sizeof cfg,
+             "{\"http_concurrency\": %d, \"http\": {\"title\": {"
+             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
+             "\"body\": {\"model\": \"stub-1\", \"messages\": [{\"role\": "
+             "\"user\", \"content\": \"{{payload.prompt}}\"}]}, "
+             "\"timeout\": 10, \"keys\": {\"file\": \"%s\"}, %s}}}",
+             concurrency, stub->port, keys, settings);
+    snprintf(cfgpath, sizeof cfgpath, "%s/worker.json", h->dir);
+    s_write(cfgpath, cfg);
+    return cfgpath;
+}
+
 /* A key cooling after a 429 stays cooling when every worker is killed and
  * a new one starts (the broker holds the cooldown), and when the broker
  * restarts (the store holds it): the server sees no request on it before
@@ -309,21 +336,9 @@ t_cooldown_survives_restarts(void **state)
     const char *stub_args[] = { "--window",  "6000", "--key", spec,
                                 "--latency", "5",    NULL };
     harness_stub_t stub;
-    assert_int_equal(
-        harness_start_stub(h, LLM_STUB_BIN, "stub", stub_args, &stub), 0);
-    char keys[320], cfgpath[320], cfg[1024];
-    snprintf(keys, sizeof keys, "%s/keys.txt", h->dir);
-    s_write(keys, KEY_3 "\n");
-    snprintf(cfg, sizeof cfg,
-             "{\"http_concurrency\": 4, \"http\": {\"title\": {"
-             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
-             "\"body\": {\"model\": \"stub-1\", \"messages\": [{\"role\": "
-             "\"user\", \"content\": \"{{payload.prompt}}\"}]}, "
-             "\"timeout\": 10, \"max_wait\": 30, \"keys\": {\"file\": \"%s\"},"
-             " \"rpm\": 50, \"window\": 6}}}",
-             stub.port, keys);
-    snprintf(cfgpath, sizeof cfgpath, "%s/worker.json", h->dir);
-    s_write(cfgpath, cfg);
+    const char *cfgpath =
+        s_one_key(h, stub_args, KEY_3, 4,
+                  "\"max_wait\": 30, \"rpm\": 50, \"window\": 6", &stub);
     pid_t broker = harness_start_broker(h, NULL);
     assert_true(broker > 0);
     const char *wargs[] = { "--config", cfgpath, "--concurrency", "1", NULL };
@@ -386,21 +401,10 @@ t_token_budget(void **state)
     const char *stub_args[] = { "--window",  "2000", "--key", spec,
                                 "--latency", "5",    NULL };
     harness_stub_t stub;
-    assert_int_equal(
-        harness_start_stub(h, LLM_STUB_BIN, "stub", stub_args, &stub), 0);
-    char keys[320], cfgpath[320], cfg[1024];
-    snprintf(keys, sizeof keys, "%s/keys.txt", h->dir);
-    s_write(keys, KEY_1 "\n");
-    snprintf(cfg, sizeof cfg,
-             "{\"http_concurrency\": 8, \"http\": {\"title\": {"
-             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
-             "\"body\": {\"model\": \"stub-1\", \"messages\": [{\"role\": "
-             "\"user\", \"content\": \"{{payload.prompt}}\"}]}, "
-             "\"timeout\": 10, \"keys\": {\"file\": \"%s\"}, "
-             "\"rpm\": 1000, \"tpm\": %d, \"window\": 2}}}",
-             stub.port, keys, TPM);
-    snprintf(cfgpath, sizeof cfgpath, "%s/worker.json", h->dir);
-    s_write(cfgpath, cfg);
+    char settings[96];
+    snprintf(settings, sizeof settings,
+             "\"rpm\": 1000, \"tpm\": %d, \"window\": 2", TPM);
+    const char *cfgpath = s_one_key(h, stub_args, KEY_1, 8, settings, &stub);
     assert_true(harness_start_broker(h, NULL) > 0);
     const char *wargs[] = { "--config", cfgpath, "--concurrency", "1", NULL };
     for (int i = 0; i < 2; i++)
