@@ -378,7 +378,7 @@ s_render(http_template_t *t, const char *payload_json, const char *id,
 {
     json_t *payload =
         payload_json ? json_loads(payload_json, JSON_DECODE_ANY, NULL) : NULL;
-    http_template_ctx_t ctx = { payload, id, attempt, NULL };
+    http_template_ctx_t ctx = { payload, id, attempt, NULL, NULL, NULL };
     size_t len;
     char *out = http_template_render(t, &ctx, &len, why, ws);
     if (out)
