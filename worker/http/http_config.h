@@ -13,6 +13,8 @@
  *       "result": "/choices/0/message/content",
  *       "connect_timeout": 2, "timeout": 30, "max_wait": 60,
  *       "keys": {"file": "/etc/drover/keys.txt"},  or {"env": "LLM_KEYS"}
+ *                  (a file may be JSON Lines: one entry per key with its
+ *                   id, secret, url, rpm, tpm and template values)
  *       "rpm": 60, "tpm": 90000, "window": 60,
  *       "breaker": {"failures": 5, "cooldown": 10}
  *     }
