@@ -651,7 +651,9 @@ t_breaker_holds_jobs(void **state)
  * inline and one from a variable. Each key's requests carried its own
  * model, each key kept to its own rpm (the stub, limited to exactly that,
  * never answered 429, though the handler's rpm is higher), and failures
- * and heartbeats name the keys by their ids. */
+ * and heartbeats name the keys by their ids. A second type on the same
+ * keys uses {{key.region}}, which no key has: its job fails as invalid
+ * input naming the key and the value, and sends nothing. */
 static void
 t_key_entries(void **state)
 {
@@ -684,8 +686,13 @@ t_key_entries(void **state)
              "[{\"role\": \"user\", \"content\": \"{{payload.prompt}}\"}]}, "
              "\"result\": \"/choices/0/message/content\", "
              "\"connect_timeout\": 2, \"timeout\": 10, \"max_wait\": 30, "
+             "\"keys\": {\"file\": \"%s\"}, \"rpm\": 100, \"window\": 2}, "
+             "\"region\": {"
+             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
+             "\"body\": {\"model\": \"{{key.region}}\", \"messages\": "
+             "[{\"role\": \"user\", \"content\": \"{{payload.prompt}}\"}]}, "
              "\"keys\": {\"file\": \"%s\"}, \"rpm\": 100, \"window\": 2}}}",
-             stub.port, keys);
+             stub.port, keys, stub.port, keys);
     assert_true(harness_start_broker(h, NULL) > 0);
     const char *wargs[] = { "--config", s_config(h, cfg), "--concurrency",
                             "1",        "--prefetch",     "0",
@@ -720,11 +727,27 @@ t_key_entries(void **state)
     assert_true(s_max_in_window(r, n, KEY_B, WINDOW_MS) <= RPM_EAST);
     free(r);
 
-    /* The heartbeat names the keys by their entries' ids. */
+    /* A template value the key lacks: invalid input, naming the key by id
+     * and the value, and no request sent. */
+    s_outcome_t bad = { 0 };
+    s_run_batch(h, "region", "no region", NULL, 1, 1, 0, &bad, 30000);
+    assert_int_equal(bad.dead, 1);
+    assert_string_equal(bad.category[0], "invalid_input");
+    assert_non_null(strstr(bad.error[0], "has no value \"region\""));
+    assert_true(strstr(bad.error[0], "API key west ") ||
+                strstr(bad.error[0], "API key east "));
+    s_text(&o, bad.texts);
+    free(bad.texts);
+    r = s_read_record(stub.record, &n);
+    assert_int_equal(n, N);
+    free(r);
+
+    /* The heartbeat names the keys by their entries' ids (listed under
+     * each of the two handlers, which share one pool). */
     json_t *body = s_heartbeat_body(h);
     assert_non_null(body);
     json_t *ks = json_object_get(body, "keys");
-    assert_int_equal(json_array_size(ks), 2);
+    assert_int_equal(json_array_size(ks), 4);
     assert_string_equal(
         json_string_value(json_object_get(json_array_get(ks, 0), "id")),
         "west");
