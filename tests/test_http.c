@@ -648,8 +648,9 @@ t_breaker_holds_jobs(void **state)
 
 /* A JSON Lines key file: two entries, each with its own id, rpm and
  * template value ("model", used in the body as {{key.model}}), one key
- * inline and one from a variable. Each key's requests carried its own
- * model, each key kept to its own rpm (the stub, limited to exactly that,
+ * inline and one from a variable, the second with its own url (another
+ * stub). Each key's requests went to its url and carried its own model,
+ * each key kept to its own rpm (the stub, limited to exactly that,
  * never answered 429, though the handler's rpm is higher), and failures
  * and heartbeats name the keys by their ids. A second type on the same
  * keys uses {{key.region}}, which no key has: its job fails as invalid
@@ -662,10 +663,14 @@ t_key_entries(void **state)
     char west[64], east[64];
     snprintf(west, sizeof west, "%s:%d", KEY_A, RPM_WEST);
     snprintf(east, sizeof east, "%s:%d", KEY_B, RPM_EAST);
-    const char *stub_args[] = { "--key", west,        "--key", east, "--window",
-                                "2000",  "--latency", "20",    NULL };
-    harness_stub_t stub;
+    /* The east key has its own url: a second stub. */
+    const char *stub_args[] = { "--key",     west, "--window", "2000",
+                                "--latency", "20", NULL };
+    const char *stub2_args[] = { "--key",     east, "--window", "2000",
+                                 "--latency", "20", NULL };
+    harness_stub_t stub, stub2;
     s_stub_start(h, "stub", stub_args, &stub);
+    s_stub_start(h, "stub2", stub2_args, &stub2);
     char keys[320];
     snprintf(keys, sizeof keys, "%s/keys.jsonl", h->dir);
     char text[1024];
@@ -674,8 +679,9 @@ t_key_entries(void **state)
              "{\"id\": \"west\", \"key\": \"%s\", \"model\": \"m-west\", "
              "\"rpm\": %d}\n"
              "{\"id\": \"east\", \"key_env\": \"DROVER_TEST_EAST_KEY\", "
+             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
              "\"model\": \"m-east\", \"rpm\": %d, \"tpm\": 1000000}\n",
-             KEY_A, RPM_WEST, RPM_EAST);
+             KEY_A, RPM_WEST, stub2.port, RPM_EAST);
     s_write(keys, text);
     setenv("DROVER_TEST_EAST_KEY", KEY_B, 1);
     char cfg[2048];
@@ -705,27 +711,28 @@ t_key_entries(void **state)
     assert_int_equal(o.succeeded, N);
     assert_non_null(strstr(o.texts, "Title: Regional Title"));
 
-    int n;
+    /* West's requests went to the handler's url, east's to its own. */
+    int n, n2;
     s_rec_t *r = s_read_record(stub.record, &n);
-    assert_int_equal(s_count(r, n, NULL, 200), N);
-    int west_n = 0, east_n = 0;
+    s_rec_t *r2 = s_read_record(stub2.record, &n2);
+    assert_int_equal(s_count(r, n, NULL, 200) + s_count(r2, n2, NULL, 200), N);
+    assert_true(n > 0);
+    assert_true(n2 > 0);
     for (int i = 0; i < n; i++) {
-        if (!strcmp(r[i].key, KEY_A)) {
-            assert_string_equal(r[i].model, "m-west");
-            west_n++;
-        } else {
-            assert_string_equal(r[i].key, KEY_B);
-            assert_string_equal(r[i].model, "m-east");
-            east_n++;
-        }
+        assert_string_equal(r[i].key, KEY_A);
+        assert_string_equal(r[i].model, "m-west");
     }
-    assert_true(west_n > 0);
-    assert_true(east_n > 0);
+    for (int i = 0; i < n2; i++) {
+        assert_string_equal(r2[i].key, KEY_B);
+        assert_string_equal(r2[i].model, "m-east");
+    }
     /* Each key's own rpm held: never a 429, never more in a window. */
     assert_int_equal(s_count(r, n, NULL, 429), 0);
+    assert_int_equal(s_count(r2, n2, NULL, 429), 0);
     assert_true(s_max_in_window(r, n, KEY_A, WINDOW_MS) <= RPM_WEST);
-    assert_true(s_max_in_window(r, n, KEY_B, WINDOW_MS) <= RPM_EAST);
+    assert_true(s_max_in_window(r2, n2, KEY_B, WINDOW_MS) <= RPM_EAST);
     free(r);
+    free(r2);
 
     /* A template value the key lacks: invalid input, naming the key by id
      * and the value, and no request sent. */
@@ -739,8 +746,10 @@ t_key_entries(void **state)
     s_text(&o, bad.texts);
     free(bad.texts);
     r = s_read_record(stub.record, &n);
-    assert_int_equal(n, N);
+    r2 = s_read_record(stub2.record, &n2);
+    assert_int_equal(n + n2, N);
     free(r);
+    free(r2);
 
     /* The heartbeat names the keys by their entries' ids (listed under
      * each of the two handlers, which share one pool). */
