@@ -165,6 +165,7 @@ typedef struct {
     int status;
     int retry_after;
     char prompt[24];
+    char model[72];
 } s_rec_t;
 
 static s_rec_t *
@@ -191,6 +192,8 @@ s_read_record(const char *path, int *n_out)
         const char *p = json_string_value(json_object_get(j, "prompt"));
         snprintf(r[n].key, sizeof r[n].key, "%s", k ? k : "");
         snprintf(r[n].prompt, sizeof r[n].prompt, "%s", p ? p : "");
+        const char *m = json_string_value(json_object_get(j, "model"));
+        snprintf(r[n].model, sizeof r[n].model, "%s", m ? m : "");
         json_decref(j);
         n++;
     }
@@ -210,9 +213,9 @@ s_count(const s_rec_t *r, int n, const char *key, int status)
     return c;
 }
 
-/* Most requests with key (any answer) that arrived within any 60 s. */
+/* Most requests with key (any answer) that arrived within any window_ms. */
 static int
-s_max_in_60s(const s_rec_t *r, int n, const char *key)
+s_max_in_window(const s_rec_t *r, int n, const char *key, int64_t window_ms)
 {
     int64_t *t = malloc((size_t)(n ? n : 1) * sizeof *t);
     int m = 0;
@@ -227,13 +230,20 @@ s_max_in_60s(const s_rec_t *r, int n, const char *key)
         }
     int best = 0;
     for (int i = 0, lo = 0; i < m; i++) {
-        while (t[i] - t[lo] >= 60000)
+        while (t[i] - t[lo] >= window_ms)
             lo++;
         if (i - lo + 1 > best)
             best = i - lo + 1;
     }
     free(t);
     return best;
+}
+
+/* Most requests with key (any answer) that arrived within any 60 s. */
+static int
+s_max_in_60s(const s_rec_t *r, int n, const char *key)
+{
+    return s_max_in_window(r, n, key, 60000);
 }
 
 /* The broker's log, every worker log and every store file. */
@@ -636,6 +646,132 @@ t_breaker_holds_jobs(void **state)
     free(o.texts);
 }
 
+/* A JSON Lines key file: two entries, each with its own id, rpm and
+ * template value ("model", used in the body as {{key.model}}), one key
+ * inline and one from a variable, the second with its own url (another
+ * stub). Each key's requests went to its url and carried its own model,
+ * each key kept to its own rpm (the stub, limited to exactly that,
+ * never answered 429, though the handler's rpm is higher), and failures
+ * and heartbeats name the keys by their ids. A second type on the same
+ * keys uses {{key.region}}, which no key has: its job fails as invalid
+ * input naming the key and the value, and sends nothing. */
+static void
+t_key_entries(void **state)
+{
+    harness_t *h = *state;
+    enum { N = 60, RPM_WEST = 5, RPM_EAST = 10, WINDOW_MS = 2000 };
+    char west[64], east[64];
+    snprintf(west, sizeof west, "%s:%d", KEY_A, RPM_WEST);
+    snprintf(east, sizeof east, "%s:%d", KEY_B, RPM_EAST);
+    /* The east key has its own url: a second stub. */
+    const char *stub_args[] = { "--key",     west, "--window", "2000",
+                                "--latency", "20", NULL };
+    const char *stub2_args[] = { "--key",     east, "--window", "2000",
+                                 "--latency", "20", NULL };
+    harness_stub_t stub, stub2;
+    s_stub_start(h, "stub", stub_args, &stub);
+    s_stub_start(h, "stub2", stub2_args, &stub2);
+    char keys[320];
+    snprintf(keys, sizeof keys, "%s/keys.jsonl", h->dir);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "# one entry per region\n"
+             "{\"id\": \"west\", \"key\": \"%s\", \"model\": \"m-west\", "
+             "\"rpm\": %d}\n"
+             "{\"id\": \"east\", \"key_env\": \"DROVER_TEST_EAST_KEY\", "
+             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
+             "\"model\": \"m-east\", \"rpm\": %d, \"tpm\": 1000000}\n",
+             KEY_A, RPM_WEST, stub2.port, RPM_EAST);
+    s_write(keys, text);
+    setenv("DROVER_TEST_EAST_KEY", KEY_B, 1);
+    char cfg[2048];
+    snprintf(cfg, sizeof cfg,
+             "{\"http_concurrency\": 20, \"http\": {\"title\": {"
+             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
+             "\"body\": {\"model\": \"{{key.model}}\", \"messages\": "
+             "[{\"role\": \"user\", \"content\": \"{{payload.prompt}}\"}]}, "
+             "\"result\": \"/choices/0/message/content\", "
+             "\"connect_timeout\": 2, \"timeout\": 10, \"max_wait\": 30, "
+             "\"keys\": {\"file\": \"%s\"}, \"rpm\": 100, \"window\": 2}, "
+             "\"region\": {"
+             "\"url\": \"http://127.0.0.1:%d/v1/chat/completions\", "
+             "\"body\": {\"model\": \"{{key.region}}\", \"messages\": "
+             "[{\"role\": \"user\", \"content\": \"{{payload.prompt}}\"}]}, "
+             "\"keys\": {\"file\": \"%s\"}, \"rpm\": 100, \"window\": 2}}}",
+             stub.port, keys, stub.port, keys);
+    assert_true(harness_start_broker(h, NULL) > 0);
+    const char *wargs[] = { "--config", s_config(h, cfg), "--concurrency",
+                            "1",        "--prefetch",     "0",
+                            NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    unsetenv("DROVER_TEST_EAST_KEY");
+
+    s_outcome_t o = { 0 };
+    s_run_batch(h, "title", "regional title", NULL, N, 10, 0, &o, 120000);
+    assert_int_equal(o.succeeded, N);
+    assert_non_null(strstr(o.texts, "Title: Regional Title"));
+
+    /* West's requests went to the handler's url, east's to its own. */
+    int n, n2;
+    s_rec_t *r = s_read_record(stub.record, &n);
+    s_rec_t *r2 = s_read_record(stub2.record, &n2);
+    assert_int_equal(s_count(r, n, NULL, 200) + s_count(r2, n2, NULL, 200), N);
+    assert_true(n > 0);
+    assert_true(n2 > 0);
+    for (int i = 0; i < n; i++) {
+        assert_string_equal(r[i].key, KEY_A);
+        assert_string_equal(r[i].model, "m-west");
+    }
+    for (int i = 0; i < n2; i++) {
+        assert_string_equal(r2[i].key, KEY_B);
+        assert_string_equal(r2[i].model, "m-east");
+    }
+    /* Each key's own rpm held: never a 429, never more in a window. */
+    assert_int_equal(s_count(r, n, NULL, 429), 0);
+    assert_int_equal(s_count(r2, n2, NULL, 429), 0);
+    assert_true(s_max_in_window(r, n, KEY_A, WINDOW_MS) <= RPM_WEST);
+    assert_true(s_max_in_window(r2, n2, KEY_B, WINDOW_MS) <= RPM_EAST);
+    free(r);
+    free(r2);
+
+    /* A template value the key lacks: invalid input, naming the key by id
+     * and the value, and no request sent. */
+    s_outcome_t bad = { 0 };
+    s_run_batch(h, "region", "no region", NULL, 1, 1, 0, &bad, 30000);
+    assert_int_equal(bad.dead, 1);
+    assert_string_equal(bad.category[0], "invalid_input");
+    assert_non_null(strstr(bad.error[0], "has no value \"region\""));
+    assert_true(strstr(bad.error[0], "API key west ") ||
+                strstr(bad.error[0], "API key east "));
+    s_text(&o, bad.texts);
+    free(bad.texts);
+    r = s_read_record(stub.record, &n);
+    r2 = s_read_record(stub2.record, &n2);
+    assert_int_equal(n + n2, N);
+    free(r);
+    free(r2);
+
+    /* The heartbeat names the keys by their entries' ids (listed under
+     * each of the two handlers, which share one pool). */
+    json_t *body = s_heartbeat_body(h);
+    assert_non_null(body);
+    json_t *ks = json_object_get(body, "keys");
+    assert_int_equal(json_array_size(ks), 4);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(ks, 0), "id")),
+        "west");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(ks, 1), "id")),
+        "east");
+    char *dumped = json_dumps(body, 0);
+    s_text(&o, dumped);
+    free(dumped);
+    json_decref(body);
+    const char *secrets[] = { KEY_A, KEY_B, NULL };
+    s_assert_no_keys(h, &o, secrets);
+    free(o.texts);
+}
+
 int
 main(void)
 {
@@ -647,6 +783,8 @@ main(void)
         cmocka_unit_test_setup_teardown(t_breaker_holds_jobs, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(t_keys_and_rates, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_key_entries, harness_setup,
                                         harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

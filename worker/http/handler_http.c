@@ -118,6 +118,37 @@ s_handler_init(handler_http_t *self, http_handler_t *h,
             break;
         }
     }
+    if (c->entries) {
+        h->key_urls = calloc((size_t)c->nkeys, sizeof *h->key_urls);
+        if (!h->key_urls)
+            return dv_err_set(err, es, "out of memory");
+        for (int i = 0; i < c->nkeys; i++) {
+            if (!c->entries[i].url)
+                continue;
+            h->key_urls[i] = http_template_new_text(
+                c->entries[i].url, HTTP_TEXT_URL, why, sizeof why);
+            if (!h->key_urls[i])
+                return dv_err_set(err, es, "http.%s: key %s: url: %s", c->type,
+                                  c->entries[i].id, why);
+        }
+    }
+    if (!h->keys && c->entries) {
+        keypool_key_t *ks = calloc((size_t)c->nkeys, sizeof *ks);
+        if (!ks)
+            return dv_err_set(err, es, "out of memory");
+        for (int i = 0; i < c->nkeys; i++)
+            ks[i] = (keypool_key_t){ c->keys[i], c->entries[i].id,
+                                     c->entries[i].rpm, c->entries[i].tpm };
+        h->keys = keypool_new_keys(ks, c->nkeys, c->rpm);
+        free(ks);
+        if (!h->keys)
+            return dv_err_set(err, es, "http.%s: cannot make the key pool",
+                              c->type);
+        h->owns_keys = true;
+        keypool_set_window(h->keys, c->window_ms);
+        keypool_set_tpm(h->keys, c->tpm);
+        keypool_fleet(h->keys, true);
+    }
     if (!h->keys) {
         h->keys = keypool_new((const char *const *)c->keys, c->nkeys, c->rpm);
         if (!h->keys)
@@ -154,6 +185,10 @@ s_handler_clear(http_handler_t *h)
         http_template_destroy(&h->headers[i]);
     free(h->headers);
     http_template_destroy(&h->body);
+    for (int i = 0; h->key_urls && i < h->cfg->nkeys; i++)
+        http_template_destroy(&h->key_urls[i]);
+    free(h->key_urls);
+    h->key_urls = NULL;
     if (h->owns_keys)
         keypool_destroy(&h->keys);
     h->keys = NULL;
@@ -324,6 +359,7 @@ s_add(void *lane, const dv_job_t *job)
     http_job_t *j = http_job(self, idx);
     j->handler = hi;
     j->rendered = j->started = false;
+    j->rendered_key = -1;
     j->deadline = 0;
     j->sends = 0;
     j->req = -1;

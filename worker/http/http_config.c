@@ -98,6 +98,336 @@ http_config_parse_keys(const char *text, const char *from, char ***keys_out,
     return n;
 }
 
+/* ---- JSON Lines key files ------------------------------------------------ */
+
+#define S_ENTRY_ID_MAX 64
+
+void
+http_config_free_entries(http_key_entry_t *entries, int n)
+{
+    for (int i = 0; entries && i < n; i++) {
+        free(entries[i].id);
+        free(entries[i].url);
+        json_decref(entries[i].vars);
+    }
+    free(entries);
+}
+
+/* Line l of text (len bytes from p), trimmed: [*a, *b). */
+static void
+s_trim(const char *p, size_t len, const char **a, const char **b)
+{
+    *a = p;
+    *b = p + len;
+    while (*a < *b && (**a == ' ' || **a == '\t' || **a == '\r'))
+        (*a)++;
+    while (*b > *a && ((*b)[-1] == ' ' || (*b)[-1] == '\t' ||
+                       (*b)[-1] == '\r' || (*b)[-1] == '\n'))
+        (*b)--;
+}
+
+/* True if text has a line that starts (after blanks) with '{'. */
+static bool
+s_has_entry_line(const char *text)
+{
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, "\n");
+        const char *a, *b;
+        s_trim(p, len, &a, &b);
+        if (a < b && *a == '{')
+            return true;
+        p += len;
+        if (*p)
+            p++;
+    }
+    return false;
+}
+
+/* Checks a secret: not empty, no blank or control character. */
+static bool
+s_secret_ok(const char *s)
+{
+    if (!*s)
+        return false;
+    for (const char *c = s; *c; c++)
+        if (!isgraph((unsigned char)*c))
+            return false;
+    return true;
+}
+
+/* The secret of entry o (line, n-th entry): from "key", "key_env" or
+ * "key_file". Returns a new string or NULL with a reason in err. */
+static char *
+s_entry_secret(const json_t *o, const char *from, int line, char *err,
+               size_t es)
+{
+    const json_t *inl = json_object_get(o, "key");
+    const json_t *env = json_object_get(o, "key_env");
+    const json_t *file = json_object_get(o, "key_file");
+    int given = (inl != NULL) + (env != NULL) + (file != NULL);
+    if (given != 1) {
+        dv_err_set(err, es,
+                   "keys from %s, line %d: %s of \"key\", \"key_env\", "
+                   "\"key_file\" (exactly one is needed)",
+                   from, line, given == 0 ? "none" : "more than one");
+        return NULL;
+    }
+    const json_t *v = inl ? inl : env ? env : file;
+    const char *field = inl ? "key" : env ? "key_env" : "key_file";
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        dv_err_set(err, es,
+                   "keys from %s, line %d: \"%s\" must be a non-empty string",
+                   from, line, field);
+        return NULL;
+    }
+    char *secret = NULL;
+    if (inl) {
+        secret = strdup(json_string_value(v));
+        if (!secret) {
+            dv_err_set(err, es, "out of memory");
+            return NULL;
+        }
+    } else if (env) {
+        const char *name = json_string_value(v);
+        const char *val = getenv(name);
+        if (!val || !*val) {
+            dv_err_set(err, es,
+                       "keys from %s, line %d: the environment variable %s "
+                       "is not set",
+                       from, line, name);
+            return NULL;
+        }
+        secret = strdup(val);
+        if (!secret) {
+            dv_err_set(err, es, "out of memory");
+            return NULL;
+        }
+    } else {
+        const char *path = json_string_value(v);
+        size_t len;
+        char *text = dv_read_file(path, &len);
+        if (!text) {
+            dv_err_set(err, es, "keys from %s, line %d: cannot read %s: %s",
+                       from, line, path, strerror(errno));
+            return NULL;
+        }
+        if (strlen(text) != len) {
+            explicit_bzero(text, len);
+            free(text);
+            dv_err_set(err, es, "keys from %s, line %d: %s holds a NUL byte",
+                       from, line, path);
+            return NULL;
+        }
+        const char *a, *b;
+        s_trim(text, len, &a, &b);
+        secret = strndup(a, (size_t)(b - a));
+        explicit_bzero(text, len);
+        free(text);
+        if (!secret) {
+            dv_err_set(err, es, "out of memory");
+            return NULL;
+        }
+    }
+    if (!s_secret_ok(secret)) {
+        explicit_bzero(secret, strlen(secret));
+        free(secret);
+        dv_err_set(err, es,
+                   "keys from %s, line %d: the key from \"%s\" is empty or "
+                   "holds a blank or control character",
+                   from, line, field);
+        return NULL;
+    }
+    return secret;
+}
+
+/* Reads entry o (from line) into e; the secret is not its business. */
+static int
+s_entry_fields(const json_t *o, const char *from, int line, int pos,
+               http_key_entry_t *e, char *err, size_t es)
+{
+    e->rpm = -1;
+    e->tpm = -1;
+    if (!(e->vars = json_object()))
+        return dv_err_set(err, es, "out of memory");
+    const char *k;
+    json_t *x;
+    char why[200];
+    json_object_foreach((json_t *)o, k, x)
+    {
+        if (!strcmp(k, "key") || !strcmp(k, "key_env") ||
+            !strcmp(k, "key_file"))
+            continue;
+        if (!strcmp(k, "id")) {
+            const char *s = json_string_value(x);
+            size_t n = s ? strlen(s) : 0;
+            bool ok = n >= 1 && n <= S_ENTRY_ID_MAX;
+            for (size_t i = 0; ok && i < n; i++)
+                ok = isgraph((unsigned char)s[i]) != 0;
+            if (!ok)
+                return dv_err_set(err, es,
+                                  "keys from %s, line %d: \"id\" must be 1..%d "
+                                  "printable characters without blanks",
+                                  from, line, S_ENTRY_ID_MAX);
+            if (!(e->id = strdup(s)))
+                return dv_err_set(err, es, "out of memory");
+        } else if (!strcmp(k, "url")) {
+            const char *s = json_string_value(x);
+            char ep[300];
+            if (!s || http_config_endpoint(s, ep, sizeof ep) != 0)
+                return dv_err_set(err, es,
+                                  "keys from %s, line %d: \"url\" must be an "
+                                  "http:// or https:// URL with a fixed host",
+                                  from, line);
+            http_template_t *t =
+                http_template_new_text(s, HTTP_TEXT_URL, why, sizeof why);
+            if (!t)
+                return dv_err_set(err, es, "keys from %s, line %d: url: %s",
+                                  from, line, why);
+            http_template_destroy(&t);
+            if (!(e->url = strdup(s)))
+                return dv_err_set(err, es, "out of memory");
+        } else if (!strcmp(k, "rpm")) {
+            if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+                json_integer_value(x) > KEYPOOL_RPM_MAX)
+                return dv_err_set(err, es,
+                                  "keys from %s, line %d: \"rpm\" must be a "
+                                  "whole number in 0..%d",
+                                  from, line, KEYPOOL_RPM_MAX);
+            e->rpm = (int)json_integer_value(x);
+        } else if (!strcmp(k, "tpm")) {
+            if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+                json_integer_value(x) > (json_int_t)1 << 40)
+                return dv_err_set(err, es,
+                                  "keys from %s, line %d: \"tpm\" must be a "
+                                  "whole number of tokens, 0 to 2^40",
+                                  from, line);
+            e->tpm = (int64_t)json_integer_value(x);
+        } else if (json_is_string(x) || json_is_number(x) ||
+                   json_is_boolean(x)) {
+            if (json_object_set(e->vars, k, x) != 0)
+                return dv_err_set(err, es, "out of memory");
+        } else {
+            return dv_err_set(err, es,
+                              "keys from %s, line %d: \"%.60s\" must be a "
+                              "string, a number or a boolean (%s are not "
+                              "template values)",
+                              from, line, k,
+                              json_is_null(x) ? "nulls" : "objects and arrays");
+        }
+    }
+    if (!e->id) {
+        char id[32];
+        snprintf(id, sizeof id, "key-%d", pos);
+        if (!(e->id = strdup(id)))
+            return dv_err_set(err, es, "out of memory");
+    }
+    return 0;
+}
+
+/* Overwrites an inline secret held by a parsed line before it is freed. */
+static void
+s_wipe_line(json_t *o)
+{
+    json_t *k = json_object_get(o, "key");
+    if (json_is_string(k))
+        explicit_bzero((char *)json_string_value(k), json_string_length(k));
+}
+
+int
+http_config_parse_entries(const char *text, const char *from, char ***keys_out,
+                          http_key_entry_t **entries_out, char *err, size_t es)
+{
+    if (!s_has_entry_line(text))
+        return 0;
+    char **keys = NULL;
+    http_key_entry_t *ents = NULL;
+    int n = 0, line = 0, rc = -1;
+    json_t *o = NULL;
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, "\n");
+        const char *a, *b;
+        s_trim(p, len, &a, &b);
+        line++;
+        p += len;
+        if (*p)
+            p++;
+        if (a == b || *a == '#')
+            continue;
+        if (*a != '{') {
+            dv_err_set(err, es,
+                       "keys from %s, line %d: a plain key in a file of JSON "
+                       "entries (one form per file: every key a line of "
+                       "text, or every key a {...} line)",
+                       from, line);
+            goto done;
+        }
+        if (n >= HTTP_KEYS_MAX) {
+            dv_err_set(err, es, "keys from %s: more than %d keys", from,
+                       HTTP_KEYS_MAX);
+            goto done;
+        }
+        json_error_t jerr;
+        o = json_loadb(a, (size_t)(b - a), JSON_REJECT_DUPLICATES, &jerr);
+        if (!o || !json_is_object(o)) {
+            /* jansson's text may quote the line: only the column. */
+            dv_err_set(err, es,
+                       "keys from %s, line %d: not a JSON object (invalid "
+                       "JSON near column %d, or a duplicate field)",
+                       from, line, o ? 1 : jerr.column);
+            goto done;
+        }
+        char **k2 = realloc(keys, (size_t)(n + 1) * sizeof *k2);
+        if (k2)
+            keys = k2;
+        http_key_entry_t *e2 =
+            k2 ? realloc(ents, (size_t)(n + 1) * sizeof *e2) : NULL;
+        if (!e2) {
+            dv_err_set(err, es, "out of memory");
+            goto done;
+        }
+        ents = e2;
+        memset(&ents[n], 0, sizeof ents[n]);
+        keys[n] = NULL;
+        n++;
+        if (s_entry_fields(o, from, line, n, &ents[n - 1], err, es) != 0 ||
+            !(keys[n - 1] = s_entry_secret(o, from, line, err, es)))
+            goto done;
+        for (int i = 0; i < n - 1; i++) {
+            if (strcmp(ents[i].id, ents[n - 1].id) == 0) {
+                dv_err_set(err, es,
+                           "keys from %s, line %d: the id \"%s\" is taken by "
+                           "an earlier entry",
+                           from, line, ents[i].id);
+                goto done;
+            }
+            if (strcmp(keys[i], keys[n - 1]) == 0) {
+                dv_err_set(err, es,
+                           "keys from %s, line %d: the key of %s is the same "
+                           "as that of %s",
+                           from, line, ents[n - 1].id, ents[i].id);
+                goto done;
+            }
+        }
+        s_wipe_line(o);
+        json_decref(o);
+        o = NULL;
+    }
+    rc = n;
+done:
+    if (o) {
+        s_wipe_line(o);
+        json_decref(o);
+    }
+    if (rc < 0) {
+        http_config_free_keys(keys, n);
+        http_config_free_entries(ents, n);
+        return -1;
+    }
+    *keys_out = keys;
+    *entries_out = ents;
+    return n;
+}
+
 /* ---- one handler ------------------------------------------------------- */
 
 static void
@@ -115,6 +445,7 @@ s_handler_clear(http_handler_cfg_t *h)
     free(h->body_text);
     free(h->result);
     http_config_free_keys(h->keys, h->nkeys);
+    http_config_free_entries(h->entries, h->nkeys);
     free(h->keys_from);
     memset(h, 0, sizeof *h);
 }
@@ -255,7 +586,20 @@ s_keys(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
             return dv_err_set(err, es, "out of memory");
     }
     char **keys = NULL;
-    int n = http_config_parse_keys(text, from, &keys, err, es);
+    http_key_entry_t *entries = NULL;
+    int n;
+    if (file) {
+        n = http_config_parse_entries(text, from, &keys, &entries, err, es);
+        if (n == 0)
+            n = http_config_parse_keys(text, from, &keys, err, es);
+    } else if (s_has_entry_line(text)) {
+        n = dv_err_set(err, es,
+                       "keys from %s: JSON entries are read from a key file "
+                       "only; a variable holds plain keys",
+                       from);
+    } else {
+        n = http_config_parse_keys(text, from, &keys, err, es);
+    }
     explicit_bzero(text, strlen(text));
     free(text);
     if (n < 0)
@@ -263,8 +607,14 @@ s_keys(http_handler_cfg_t *h, const json_t *v, char *err, size_t es)
     if (n == 0)
         return dv_err_set(err, es, "keys: no key in %s", from);
     http_config_free_keys(h->keys, h->nkeys);
+    http_config_free_entries(h->entries, h->nkeys);
     h->keys = keys;
     h->nkeys = n;
+    h->entries = entries;
+    h->keys_vary = false;
+    for (int i = 0; entries && i < n; i++)
+        if (entries[i].url || json_object_size(entries[i].vars) > 0)
+            h->keys_vary = true;
     free(h->keys_from);
     h->keys_from = strdup(from);
     return h->keys_from ? 0 : dv_err_set(err, es, "out of memory");

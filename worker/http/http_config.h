@@ -13,6 +13,8 @@
  *       "result": "/choices/0/message/content",
  *       "connect_timeout": 2, "timeout": 30, "max_wait": 60,
  *       "keys": {"file": "/etc/drover/keys.txt"},  or {"env": "LLM_KEYS"}
+ *                  (a file may be JSON Lines: one entry per key with its
+ *                   id, secret, url, rpm, tpm and template values)
  *       "rpm": 60, "tpm": 90000, "window": 60,
  *       "breaker": {"failures": 5, "cooldown": 10}
  *     }
@@ -36,6 +38,17 @@
 /* Attempt limit when neither the job, the handler nor --timeout sets one. */
 #define HTTP_TIMEOUT_DEFAULT_MS 60000
 
+/* One entry of a JSON Lines key file: what a key carries besides its
+ * secret (which stays in http_handler_cfg_t.keys, same index). */
+typedef struct {
+    char *id;     /* "az-west", or "key-N" (N: the entry's position) */
+    char *url;    /* text template replacing the handler's url, or NULL */
+    int rpm;      /* requests per window; -1: the handler's */
+    int64_t tpm;  /* tokens per window; -1: the handler's */
+    json_t *vars; /* object NAME -> string, number or boolean, for
+                     {{key.NAME}}; never NULL */
+} http_key_entry_t;
+
 typedef struct {
     char *type;     /* job type */
     char *url;      /* text template */
@@ -53,11 +66,15 @@ typedef struct {
     int64_t max_wait_ms; /* longest wait in the lane for a key */
     char **keys;         /* secrets, in file order */
     int nkeys;
-    char *keys_from;      /* "file PATH" or "env NAME", for messages */
-    int rpm;              /* per key and window; 0 = no limit */
-    int64_t tpm;          /* tokens per key and window; 0 = no limit */
-    int64_t window_ms;    /* the limits' window (default 60 s) */
-    int breaker_failures; /* 0 = no breaker */
+    http_key_entry_t *entries; /* nkeys of them for a JSON Lines key file,
+                                  else NULL */
+    bool keys_vary;            /* an entry has a url or values: requests are
+                             rendered per key */
+    char *keys_from;           /* "file PATH" or "env NAME", for messages */
+    int rpm;                   /* per key and window; 0 = no limit */
+    int64_t tpm;               /* tokens per key and window; 0 = no limit */
+    int64_t window_ms;         /* the limits' window (default 60 s) */
+    int breaker_failures;      /* 0 = no breaker */
     int64_t breaker_cooldown_ms;
 } http_handler_cfg_t;
 
@@ -91,6 +108,19 @@ void http_config_destroy(http_config_t **cfg_p);
 int http_config_parse_keys(const char *text, const char *from, char ***keys,
                            char *err, size_t err_size);
 void http_config_free_keys(char **keys, int n);
+
+/* Reads a key file's text as JSON Lines (a "{" line is an entry, blank
+ * lines and lines starting with '#' are skipped): one entry per line,
+ * {"id": ID, "key"|"key_env"|"key_file": ..., "url": URL, "rpm": N,
+ *  "tpm": N, NAME: VALUE...}. Returns the number of entries with *keys
+ * (secrets) and *entries set (free with http_config_free_entries), 0 if
+ * the text has no "{" line (plain keys: nothing set), or -1 with a reason
+ * in err naming the line, variable or file, never a key; a text mixing
+ * plain lines and entries is refused. */
+int http_config_parse_entries(const char *text, const char *from, char ***keys,
+                              http_key_entry_t **entries, char *err,
+                              size_t err_size);
+void http_config_free_entries(http_key_entry_t *entries, int n);
 
 /* "host:port" of an http or https URL (default ports filled in), into out.
  * Returns 0, or -1 if the URL is not http(s) or its host has a

@@ -34,13 +34,15 @@ enum {
 typedef struct {
     worker_job_t base; /* id, attempt, state, FIFO links */
     int handler;       /* index into self->handlers */
-    char *payload;     /* msgpack, until the request is rendered */
+    char *payload;     /* msgpack, until the request is rendered (while
+                          the job is here if its keys vary the request) */
     uint32_t payload_len;
     char *url; /* rendered request, kept for a resend */
     char *body;
     size_t body_len;
     struct curl_slist *headers; /* rendered headers, without the key */
     bool rendered;
+    int rendered_key;      /* the key it was rendered for; -1: any key */
     bool started;          /* "started" reported */
     int64_t timeout_ms;    /* attempt limit */
     int64_t deadline;      /* mono ms, from the first send */
@@ -67,8 +69,10 @@ typedef struct {
     http_template_t *url;
     http_template_t **headers;
     int nheaders;
-    http_template_t *body; /* NULL: the payload as JSON (or none) */
-    bool send_body;        /* the method carries a body */
+    http_template_t *body;      /* NULL: the payload as JSON (or none) */
+    http_template_t **key_urls; /* per key: its entry's url, or NULL (the
+                                   handler's); NULL without entries */
+    bool send_body;             /* the method carries a body */
     keypool_t *keys;       /* shared with handlers of the same key source */
     bool owns_keys;        /* the first handler of that source: frees it */
     breaker_t *breaker;    /* shared with handlers of the same endpoint */

@@ -1,7 +1,11 @@
 /* http_request - from a waiting job to a request in flight: the
  * endpoint's breaker must admit it, its handler's key pool must have a
  * usable key, and the request is rendered from the handler's templates
- * (once per attempt; kept for a resend on another key). The dispatch
+ * (once per attempt; kept for a resend on another key). When the keys
+ * carry a url or template values (a JSON Lines key file), the request
+ * depends on the key: the key is chosen first, the request rendered with
+ * it, and rendered again if a resend goes on another key (the payload is
+ * kept for that until the job leaves the lane). The dispatch
  * looks at waiting jobs in order and stops looking at a handler once it
  * is blocked this pass. Never blocks.
  *
@@ -43,11 +47,12 @@ s_append(struct curl_slist **l, const char *line)
     return 0;
 }
 
-/* Renders a job's URL, headers and body from its handler's templates.
- * Returns 0, -1 (the job cannot be rendered: why), or DV_ENOMEM (nothing
- * kept; try again later). */
+/* Renders a job's URL, headers and body from its handler's templates,
+ * for key k (-1: a request the same for every key). Returns 0, -1 (the
+ * job cannot be rendered: why), or DV_ENOMEM (nothing kept; try again
+ * later). */
 static int
-s_render(handler_http_t *self, http_job_t *j, char *why, size_t ws)
+s_render(handler_http_t *self, http_job_t *j, int k, char *why, size_t ws)
 {
     http_handler_t *h = &self->handlers[j->handler];
     json_t *payload = NULL;
@@ -60,10 +65,19 @@ s_render(handler_http_t *self, http_job_t *j, char *why, size_t ws)
                               reason);
     }
     bool oom = false;
-    http_template_ctx_t ctx = { payload, j->base.id, j->base.attempt, &oom };
+    http_template_ctx_t ctx = { payload, j->base.id, j->base.attempt,
+                                &oom,    NULL,       NULL };
+    const http_template_t *url = h->url;
+    if (k >= 0) {
+        ctx.key_id = keypool_id(h->keys, k);
+        if (h->cfg->entries)
+            ctx.key_vars = h->cfg->entries[k].vars;
+        if (h->key_urls && h->key_urls[k])
+            url = h->key_urls[k];
+    }
     size_t len;
     int rc = -1;
-    j->url = http_template_render(h->url, &ctx, &len, why, ws);
+    j->url = http_template_render(url, &ctx, &len, why, ws);
     if (!j->url)
         goto done;
     for (int i = 0; i < h->nheaders; i++) {
@@ -98,9 +112,12 @@ s_render(handler_http_t *self, http_job_t *j, char *why, size_t ws)
     if ((rc = s_append(&j->headers, "Expect:")) != 0)
         goto done;
     j->rendered = true;
-    free(j->payload);
-    j->payload = NULL;
-    j->payload_len = 0;
+    j->rendered_key = k;
+    if (!h->cfg->keys_vary) {
+        free(j->payload);
+        j->payload = NULL;
+        j->payload_len = 0;
+    }
     rc = 0;
 done:
     if (rc != 0 && oom)
@@ -304,7 +321,8 @@ s_try(handler_http_t *self, int idx)
         dv_log(DV_INFO, "worker.breaker_half_open", DV_STR("endpoint", ep),
                DV_STR("job", j->base.id));
     char why[512];
-    int rc = j->rendered ? 0 : s_render(self, j, why, sizeof why);
+    bool vary = h->cfg->keys_vary;
+    int rc = j->rendered || vary ? 0 : s_render(self, j, -1, why, sizeof why);
     if (rc == DV_ENOMEM) {
         breaker_neutral(h->breaker, v);
         return s_later(self);
@@ -341,6 +359,24 @@ s_try(handler_http_t *self, int idx)
         if (ready < self->wake_at)
             self->wake_at = ready;
         return T_BLOCKED;
+    }
+    if (vary && (!j->rendered || j->rendered_key != k)) {
+        /* The request depends on the key: rendered for this one. */
+        s_unrender(j);
+        j->rendered = false;
+        rc = s_render(self, j, k, why, sizeof why);
+        if (rc != 0) {
+            keypool_unacquire(h->keys, k, slot);
+            breaker_neutral(h->breaker, v);
+        }
+        if (rc == DV_ENOMEM)
+            return s_later(self);
+        if (rc != 0) {
+            http_fail_t f = { DV_CAT_INVALID_INPUT, false, 0, 0,
+                              keypool_id(h->keys, k) };
+            http_fail(self, idx, &f, "%s", why);
+            return T_DONE;
+        }
     }
     rc = s_send(self, idx, k, slot, v);
     if (rc != 0) {

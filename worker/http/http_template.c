@@ -13,6 +13,7 @@ typedef enum {
     S_FIELD,   /* {{payload.FIELD}}: p/n hold FIELD */
     S_JOB_ID,  /* {{job.id}} */
     S_ATTEMPT, /* {{job.attempt}} */
+    S_KEY,     /* {{key.NAME}}: p/n hold NAME */
 } s_kind_t;
 
 typedef struct {
@@ -67,6 +68,10 @@ s_next(const char *s, size_t len, size_t *pos, s_seg_t *seg, char *why,
         seg->kind = S_FIELD;
         seg->p = a + 8;
         seg->n = n - 8;
+    } else if (n > 4 && memcmp(a, "key.", 4) == 0) {
+        seg->kind = S_KEY;
+        seg->p = a + 4;
+        seg->n = n - 4;
     } else if (n == 6 && memcmp(a, "job.id", 6) == 0) {
         seg->kind = S_JOB_ID;
     } else if (n == 11 && memcmp(a, "job.attempt", 11) == 0) {
@@ -74,7 +79,7 @@ s_next(const char *s, size_t len, size_t *pos, s_seg_t *seg, char *why,
     } else {
         dv_err_set(why, ws,
                    "unknown placeholder {{%.*s}} (known: payload, "
-                   "payload.FIELD, job.id, job.attempt)",
+                   "payload.FIELD, job.id, job.attempt, key.NAME)",
                    (int)(n > 60 ? 60 : n), a);
         return -1;
     }
@@ -158,6 +163,28 @@ s_value(const s_seg_t *seg, const http_template_ctx_t *ctx, char *why,
                        "the payload has no field \"%.*s\", which the request "
                        "template uses",
                        (int)(seg->n > 60 ? 60 : seg->n), seg->p);
+            return NULL;
+        }
+        return json_incref(v);
+    }
+    case S_KEY: {
+        json_t *v = ctx->key_vars
+                        ? json_object_getn(ctx->key_vars, seg->p, seg->n)
+                        : NULL;
+        int n = (int)(seg->n > 60 ? 60 : seg->n);
+        if (!v && ctx->key_id) {
+            dv_err_set(why, ws,
+                       "the API key %s has no value \"%.*s\", which the "
+                       "request template uses as {{key.%.*s}}",
+                       ctx->key_id, n, seg->p, n, seg->p);
+            return NULL;
+        }
+        if (!v) {
+            dv_err_set(why, ws,
+                       "the request template uses {{key.%.*s}}, but the "
+                       "handler's API keys carry no values (a JSON Lines key "
+                       "file gives them)",
+                       n, seg->p);
             return NULL;
         }
         return json_incref(v);

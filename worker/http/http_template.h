@@ -6,6 +6,10 @@
  *   {{payload.FIELD}}   a top-level field of the payload (an object)
  *   {{job.id}}          the job id
  *   {{job.attempt}}     the attempt number, from 1
+ *   {{key.NAME}}        the value NAME of the API key the request uses
+ *                       (an entry of a JSON Lines key file: any field
+ *                       other than id, key, key_env, key_file, url, rpm,
+ *                       tpm; a string, number or boolean)
  * In a JSON template (a request body given as JSON), a string that is
  * exactly one placeholder becomes that value with its JSON type (an object,
  * a number...); a placeholder inside a longer string adds its text there:
@@ -15,8 +19,9 @@
  * added as text; in a URL it is percent-encoded, in a header a line break
  * is refused.
  *
- * A template that names a field the payload lacks fails to render; the
- * reason says which field (the job fails as invalid input).
+ * A template that names a field the payload lacks, or a value the key
+ * lacks, fails to render; the reason says which field or value (and which
+ * key, by id: never its secret), and the job fails as invalid input.
  */
 #ifndef HTTP_TEMPLATE_H
 #define HTTP_TEMPLATE_H
@@ -41,6 +46,8 @@ typedef struct {
     int32_t attempt;
     bool *oom; /* if not NULL: set true when a render failed for want of
                   memory (then trying again later may work) */
+    const json_t *key_vars; /* the key's values ({{key.NAME}}), or NULL */
+    const char *key_id;     /* that key's id, for messages, or NULL */
 } http_template_ctx_t;
 
 /* Compiles a JSON template (tmpl is copied). NULL with a reason in err if

@@ -378,7 +378,7 @@ s_render(http_template_t *t, const char *payload_json, const char *id,
 {
     json_t *payload =
         payload_json ? json_loads(payload_json, JSON_DECODE_ANY, NULL) : NULL;
-    http_template_ctx_t ctx = { payload, id, attempt, NULL };
+    http_template_ctx_t ctx = { payload, id, attempt, NULL, NULL, NULL };
     size_t len;
     char *out = http_template_render(t, &ctx, &len, why, ws);
     if (out)
@@ -700,6 +700,340 @@ test_http_config(void **state)
     unsetenv("DROVER_HTTP_TEST_KEYS");
 }
 
+/* ---- JSON Lines key files ---------------------------------------------- */
+
+static void
+s_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    fclose(f);
+}
+
+/* Loads a handler whose keys are the file at path. */
+static int
+s_load_keyfile(http_config_t **cfg, const char *path, const char *extra,
+               char *err, size_t es)
+{
+    char json[1200];
+    snprintf(json, sizeof json,
+             "{\"t\": {\"url\": \"http://127.0.0.1:9/v1/chat\", "
+             "\"keys\": {\"file\": \"%s\"}%s}}",
+             path, extra ? extra : "");
+    return s_load(cfg, json, err, es);
+}
+
+static void
+test_key_entries(void **state)
+{
+    (void)state;
+    char err[400];
+    char dir[] = "/tmp/drover-http-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char keys[300], secret[300];
+    snprintf(keys, sizeof keys, "%s/keys.jsonl", dir);
+    snprintf(secret, sizeof secret, "%s/east.key", dir);
+    s_write_file(secret, "sk-east-from-file\n");
+    setenv("DROVER_HTTP_TEST_WEST", "sk-west-from-env", 1);
+
+    char text[2000];
+    snprintf(text, sizeof text,
+             "# regions\n"
+             "{\"id\": \"az-west\", \"key_env\": \"DROVER_HTTP_TEST_WEST\", "
+             "\"url\": \"https://west.example/openai/deployments/"
+             "{{key.deployment}}/chat/completions?api-version="
+             "{{key.api_version}}\", \"deployment\": \"gpt4o-west\", "
+             "\"api_version\": \"2024-06-01\", \"rpm\": 600, \"tpm\": 90000}\n"
+             "\n"
+             "{\"key_file\": \"%s\", \"deployment\": \"gpt4o-east\", "
+             "\"weight\": 2, \"beta\": true}\n"
+             "  {\"key\": \"sk-inline-0001\", \"rpm\": 5}\n",
+             secret);
+    s_write_file(keys, text);
+    http_config_t *cfg = NULL;
+    assert_int_equal(s_load_keyfile(&cfg, keys, ", \"rpm\": 60, \"tpm\": 1000",
+                                    err, sizeof err),
+                     0);
+    const http_handler_cfg_t *h = http_config_find(cfg, "t", 1);
+    assert_non_null(h);
+    assert_int_equal(h->nkeys, 3);
+    assert_non_null(h->entries);
+    assert_true(h->keys_vary);
+    assert_string_equal(h->keys[0], "sk-west-from-env");
+    assert_string_equal(h->keys[1], "sk-east-from-file");
+    assert_string_equal(h->keys[2], "sk-inline-0001");
+    assert_string_equal(h->entries[0].id, "az-west");
+    assert_string_equal(h->entries[1].id, "key-2");
+    assert_string_equal(h->entries[2].id, "key-3");
+    assert_non_null(strstr(h->entries[0].url, "{{key.deployment}}"));
+    assert_null(h->entries[1].url);
+    assert_int_equal(h->entries[0].rpm, 600);
+    assert_int_equal(h->entries[0].tpm, 90000);
+    assert_int_equal(h->entries[1].rpm, -1);
+    assert_int_equal(h->entries[1].tpm, -1);
+    assert_int_equal(h->entries[2].rpm, 5);
+    assert_string_equal(
+        json_string_value(json_object_get(h->entries[0].vars, "deployment")),
+        "gpt4o-west");
+    assert_int_equal(
+        json_integer_value(json_object_get(h->entries[1].vars, "weight")), 2);
+    assert_true(json_is_true(json_object_get(h->entries[1].vars, "beta")));
+    assert_int_equal(json_object_size(h->entries[2].vars), 0);
+    assert_null(json_object_get(h->entries[0].vars, "rpm"));
+    assert_null(json_object_get(h->entries[0].vars, "key_env"));
+    http_config_destroy(&cfg);
+
+    /* Entries with neither url nor values: the request is the same for
+     * every key. Plain files keep working. */
+    s_write_file(keys, "{\"key\": \"sk-a-0001\", \"id\": \"a\"}\n"
+                       "{\"key\": \"sk-b-0001\", \"rpm\": 3}\n");
+    assert_int_equal(s_load_keyfile(&cfg, keys, NULL, err, sizeof err), 0);
+    h = http_config_find(cfg, "t", 1);
+    assert_int_equal(h->nkeys, 2);
+    assert_false(h->keys_vary);
+    http_config_destroy(&cfg);
+    s_write_file(keys, "sk-plain-1\nsk-plain-2\n");
+    assert_int_equal(s_load_keyfile(&cfg, keys, NULL, err, sizeof err), 0);
+    h = http_config_find(cfg, "t", 1);
+    assert_int_equal(h->nkeys, 2);
+    assert_null(h->entries);
+    assert_false(h->keys_vary);
+    http_config_destroy(&cfg);
+
+    /* Mistakes name the line, the variable or the file, never a key. */
+    struct {
+        const char *text, *want;
+    } bad[] = {
+        { "{\"key\": \"sk-secret-1\"}\nsk-secret-2\n",
+          "line 2: a plain key in a file of JSON entries" },
+        { "sk-secret-2\n{\"key\": \"sk-secret-1\"}\n",
+          "line 1: a plain key in a file of JSON entries" },
+        { "# c\n{\"key\": \"sk-secret-1\",}\n", "line 2: not a JSON object" },
+        { "{\"key\": \"sk-secret-1\", \"key\": \"sk-secret-3\"}\n",
+          "line 1: not a JSON object" },
+        { "{\"id\": \"x\"}\n", "line 1: none of \"key\", \"key_env\"" },
+        { "{\"key\": \"sk-secret-1\", \"key_env\": \"HOME\"}\n",
+          "line 1: more than one of \"key\"" },
+        { "{\"key\": 5}\n", "\"key\" must be a non-empty string" },
+        { "{\"key\": \"sk secret\"}\n", "blank or control character" },
+        { "{\"key_env\": \"DROVER_HTTP_TEST_UNSET\"}\n",
+          "line 1: the environment variable DROVER_HTTP_TEST_UNSET is not "
+          "set" },
+        { "{\"key_file\": \"/nonexistent/k\"}\n",
+          "line 1: cannot read /nonexistent/k" },
+        { "{\"key\": \"sk-secret-1\", \"id\": \"a\"}\n"
+          "{\"key\": \"sk-secret-2\", \"id\": \"a\"}\n",
+          "line 2: the id \"a\" is taken" },
+        { "{\"key\": \"sk-secret-1\", \"id\": \"key-2\"}\n"
+          "{\"key\": \"sk-secret-2\"}\n",
+          "line 2: the id \"key-2\" is taken" },
+        { "{\"key\": \"sk-secret-1\"}\n{\"key\": \"sk-secret-1\"}\n",
+          "line 2: the key of key-2 is the same as that of key-1" },
+        { "{\"key\": \"sk-secret-1\", \"id\": \"a b\"}\n",
+          "\"id\" must be 1..64 printable characters" },
+        { "{\"key\": \"sk-secret-1\", \"id\": \"\"}\n", "\"id\" must be" },
+        { "{\"key\": \"sk-secret-1\", \"id\": 7}\n", "\"id\" must be" },
+        { "{\"key\": \"sk-secret-1\", \"id\": "
+          "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+          "\"}\n",
+          "\"id\" must be" },
+        { "{\"key\": \"sk-secret-1\", \"rpm\": \"60\"}\n",
+          "line 1: \"rpm\" must be a whole number" },
+        { "{\"key\": \"sk-secret-1\", \"rpm\": -2}\n", "\"rpm\" must be" },
+        { "{\"key\": \"sk-secret-1\", \"tpm\": 1.5}\n", "\"tpm\" must be" },
+        { "{\"key\": \"sk-secret-1\", \"url\": \"ftp://x/\"}\n",
+          "line 1: \"url\" must be an http:// or https:// URL" },
+        { "{\"key\": \"sk-secret-1\", \"url\": \"http://h/{{nope}}\"}\n",
+          "line 1: url: unknown placeholder" },
+        { "{\"key\": \"sk-secret-1\", \"extra\": {\"a\": 1}}\n",
+          "line 1: \"extra\" must be a string, a number or a boolean" },
+        { "{\"key\": \"sk-secret-1\", \"list\": [1]}\n",
+          "\"list\" must be a string, a number or a boolean" },
+        { "{\"key\": \"sk-secret-1\", \"n\": null}\n", "\"n\" must be" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s_write_file(keys, bad[i].text);
+        cfg = NULL;
+        assert_int_equal(s_load_keyfile(&cfg, keys, NULL, err, sizeof err), -1);
+        if (!strstr(err, bad[i].want))
+            fail_msg("case %zu: '%s' does not say '%s'", i, err, bad[i].want);
+        assert_non_null(strstr(err, "http.t: keys from file "));
+        assert_null(strstr(err, "sk-secret"));
+        assert_null(strstr(err, "sk secret"));
+        http_config_destroy(&cfg);
+    }
+    /* A key file holding a key with a blank. */
+    s_write_file(secret, "sk-secret bad\n");
+    snprintf(text, sizeof text, "{\"key_file\": \"%s\"}\n", secret);
+    s_write_file(keys, text);
+    assert_int_equal(s_load_keyfile(&cfg, keys, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "the key from \"key_file\" is empty or holds"));
+    assert_null(strstr(err, "sk-secret"));
+    http_config_destroy(&cfg);
+
+    /* A variable holds plain keys only. */
+    setenv("DROVER_HTTP_TEST_KEYS", "{\"key\": \"sk-secret-1\"}", 1);
+    assert_int_equal(s_load(&cfg,
+                            "{\"t\": {\"url\": \"http://h/\", \"keys\": "
+                            "{\"env\": \"DROVER_HTTP_TEST_KEYS\"}}}",
+                            err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "JSON entries are read from a key file"));
+    assert_null(strstr(err, "sk-secret"));
+    http_config_destroy(&cfg);
+
+    unsetenv("DROVER_HTTP_TEST_KEYS");
+    unsetenv("DROVER_HTTP_TEST_WEST");
+    unlink(keys);
+    unlink(secret);
+    rmdir(dir);
+}
+
+static void
+test_template_key(void **state)
+{
+    (void)state;
+    char err[200], why[300];
+    /* {{key.NAME}} compiles in every kind of template. */
+    http_template_t *url = http_template_new_text(
+        "https://w.example/d/{{key.deployment}}/c?api-version="
+        "{{key.api_version}}",
+        HTTP_TEXT_URL, err, sizeof err);
+    assert_non_null(url);
+    assert_false(http_template_is_constant(url));
+    json_t *tmpl = json_loads("{\"model\": \"{{key.model}}\", \"n\": "
+                              "\"{{key.n}}\", \"p\": \"{{payload.prompt}}\"}",
+                              0, NULL);
+    http_template_t *body = http_template_new_json(tmpl, err, sizeof err);
+    json_decref(tmpl);
+    assert_non_null(body);
+    http_template_t *hdr = http_template_new_text(
+        "X-Region: {{key.region}}", HTTP_TEXT_HEADER, err, sizeof err);
+    assert_non_null(hdr);
+    assert_null(
+        http_template_new_text("{{keys.x}}", HTTP_TEXT_PLAIN, err, sizeof err));
+    assert_non_null(strstr(err, "key.NAME"));
+
+    json_t *vars = json_loads("{\"deployment\": \"gpt4o west\", "
+                              "\"api_version\": \"2024-06-01\", \"model\": "
+                              "\"m-west\", \"n\": 3, \"region\": \"west\"}",
+                              0, NULL);
+    json_t *payload = json_loads("{\"prompt\": \"hi\"}", 0, NULL);
+    http_template_ctx_t ctx = { payload, "j1", 1, NULL, vars, "az-west" };
+    size_t len;
+    char *out = http_template_render(url, &ctx, &len, why, sizeof why);
+    assert_non_null(out);
+    assert_string_equal(
+        out, "https://w.example/d/gpt4o%20west/c?api-version=2024-06-01");
+    free(out);
+    out = http_template_render(body, &ctx, &len, why, sizeof why);
+    assert_non_null(out);
+    assert_string_equal(out, "{\"model\":\"m-west\",\"n\":3,\"p\":\"hi\"}");
+    free(out);
+    out = http_template_render(hdr, &ctx, &len, why, sizeof why);
+    assert_non_null(out);
+    assert_string_equal(out, "X-Region: west");
+    free(out);
+
+    /* A key without the value: fails naming the key by id and the value. */
+    json_object_del(vars, "model");
+    assert_null(http_template_render(body, &ctx, &len, why, sizeof why));
+    assert_non_null(strstr(why, "the API key az-west has no value \"model\""));
+    /* No key values at all. */
+    http_template_ctx_t none = { payload, "j1", 1, NULL, NULL, NULL };
+    assert_null(http_template_render(body, &none, &len, why, sizeof why));
+    assert_non_null(strstr(why, "{{key.model}}"));
+    assert_non_null(strstr(why, "carry no values"));
+    json_decref(vars);
+    json_decref(payload);
+    http_template_destroy(&url);
+    http_template_destroy(&body);
+    http_template_destroy(&hdr);
+}
+
+static void
+test_keypool_entries(void **state)
+{
+    (void)state;
+    keypool_key_t ks[] = {
+        { "sk-west-0001", "az-west", 2, 90000 },
+        { "sk-east-0001", NULL, -1, -1 },
+        { "sk-south-0001", "south", 0, 0 },
+    };
+    keypool_t *p = keypool_new_keys(ks, 3, 4);
+    assert_non_null(p);
+    keypool_set_tpm(p, 500);
+    assert_string_equal(keypool_id(p, 0), "az-west");
+    assert_string_equal(keypool_id(p, 1), "key-2");
+    assert_string_equal(keypool_id(p, 2), "south");
+
+    /* Each key's ring is its own rpm: 2, 4 (the pool's), no limit. */
+    int64_t now = 1000;
+    int counts[3] = { 0 }, slot;
+    int64_t ready;
+    bool cooling;
+    for (int n = 0; n < 30; n++) {
+        int k = keypool_acquire(p, now, &slot, &ready, &cooling);
+        if (k < 0)
+            break;
+        keypool_ok(p, k);
+        keypool_finish(p, k, slot, now);
+        counts[k]++;
+    }
+    assert_int_equal(counts[0], 2);
+    assert_int_equal(counts[1], 4);
+    assert_true(counts[2] >= 20);
+    keypool_stats_t st;
+    keypool_stats(p, 0, now, &st);
+    assert_int_equal(st.tokens, 0);
+    assert_string_equal(st.id, "az-west");
+    keypool_stats(p, 2, now, &st);
+    assert_int_equal(st.tokens, -1);
+    /* A window later key 0 has its 2 again. */
+    keypool_stats(p, 0, now + KEYPOOL_WINDOW_MS, &st);
+    assert_int_equal(st.tokens, 2);
+
+    /* The broker hears each key's own limits, by its id. */
+    keypool_fleet(p, true);
+    keypool_fleet_reset(p);
+    dv_keyitem_t items[8];
+    int n = keypool_lines(p, now, 1, items, 8);
+    assert_int_equal(n, 3);
+    assert_true(dv_str_eq(items[0].id, "az-west"));
+    assert_int_equal(items[0].rpm, 2);
+    assert_int_equal(items[0].tpm, 90000);
+    assert_int_equal(items[0].recent, 2);
+    assert_true(dv_str_eq(items[1].id, "key-2"));
+    assert_int_equal(items[1].rpm, 4);
+    assert_int_equal(items[1].tpm, 500);
+    assert_int_equal(items[1].recent, 4);
+    assert_true(dv_str_eq(items[2].id, "south"));
+    assert_int_equal(items[2].rpm, 0);
+    assert_int_equal(items[2].tpm, 0);
+    char h[9];
+    keypool_short_hash("sk-west-0001", 12, h);
+    assert_true(dv_str_eq(items[0].hash, h));
+    keypool_destroy(&p);
+
+    /* Out of range: an id too long, an rpm too high. */
+    char longid[KEYPOOL_ID_MAX + 2];
+    memset(longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    keypool_key_t bad1[] = { { "sk-a", longid, -1, -1 } };
+    assert_null(keypool_new_keys(bad1, 1, 0));
+    keypool_key_t bad2[] = { { "sk-a", "a", KEYPOOL_RPM_MAX + 1, -1 } };
+    assert_null(keypool_new_keys(bad2, 1, 0));
+    /* keypool_new still names keys key-N with the pool's rpm. */
+    p = keypool_new(s_keys3, 3, 1);
+    keypool_fleet(p, true);
+    n = keypool_lines(p, now, 1, items, 8);
+    assert_int_equal(n, 3);
+    assert_true(dv_str_eq(items[2].id, "key-3"));
+    assert_int_equal(items[2].rpm, 1);
+    keypool_destroy(&p);
+}
+
 static void
 test_worker_flags(void **state)
 {
@@ -758,6 +1092,9 @@ main(void)
         cmocka_unit_test(test_parse_keys),
         cmocka_unit_test(test_endpoint),
         cmocka_unit_test(test_http_config),
+        cmocka_unit_test(test_key_entries),
+        cmocka_unit_test(test_template_key),
+        cmocka_unit_test(test_keypool_entries),
         cmocka_unit_test(test_worker_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,14 +13,17 @@
 typedef struct {
     char *secret; /* NULL for the pool without keys */
     size_t secret_len;
-    char id[16];  /* "key-N" */
-    char hash[9]; /* SHA-256 prefix, hex */
+    char id[KEYPOOL_ID_MAX + 1]; /* "key-N", or the entry's id */
+    char hash[9];                /* SHA-256 prefix, hex */
     bool disabled;
     int disabled_status; /* the 401/403 that disabled it */
     int64_t cool_until;  /* mono ms; cooling while > now */
     int consecutive_429; /* 429s since the last 2xx */
     bool proven;         /* answered 2xx or 429 at least once */
     int in_flight;       /* requests acquired, not finished */
+    int rpm;             /* requests per window; 0 = no limit */
+    int64_t tpm;         /* tokens per window, told the broker; 0 = none */
+    bool own_tpm;        /* tpm is the key's own, not the pool's */
     int64_t *ring;       /* end times of the last rpm requests */
     int head;            /* oldest entry: the next to be reused */
     int64_t requests, ok, rate_limited, errors;
@@ -41,10 +44,8 @@ typedef struct {
 struct keypool_t {
     s_key_t *keys;
     int n;
-    int rpm;    /* 0 = no limit */
     int cursor; /* round-robin: where the next search starts */
     int64_t window_ms;
-    int64_t tpm;
     bool fleet;
 };
 
@@ -139,14 +140,17 @@ keypool_short_hash(const void *data, size_t len, char out[9])
 /* ---- the pool ------------------------------------------------------------ */
 
 keypool_t *
-keypool_new(const char *const *keys, int nkeys, int rpm)
+keypool_new_keys(const keypool_key_t *keys, int nkeys, int rpm)
 {
     if (rpm < 0 || rpm > KEYPOOL_RPM_MAX || nkeys < 0)
         return NULL;
+    for (int i = 0; i < nkeys; i++)
+        if (keys[i].rpm > KEYPOOL_RPM_MAX ||
+            (keys[i].id && strlen(keys[i].id) > KEYPOOL_ID_MAX))
+            return NULL;
     keypool_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->rpm = rpm;
     self->window_ms = KEYPOOL_WINDOW_MS;
     self->n = nkeys > 0 ? nkeys : 1;
     self->keys = calloc((size_t)self->n, sizeof *self->keys);
@@ -154,23 +158,33 @@ keypool_new(const char *const *keys, int nkeys, int rpm)
         goto fail;
     for (int i = 0; i < self->n; i++) {
         s_key_t *k = &self->keys[i];
+        k->rpm = rpm;
         if (nkeys > 0) {
-            k->secret_len = strlen(keys[i]);
+            k->secret_len = strlen(keys[i].secret);
             k->secret = malloc(k->secret_len + 1);
             if (!k->secret)
                 goto fail;
-            memcpy(k->secret, keys[i], k->secret_len + 1);
-            snprintf(k->id, sizeof k->id, "key-%d", i + 1);
+            memcpy(k->secret, keys[i].secret, k->secret_len + 1);
+            if (keys[i].id)
+                snprintf(k->id, sizeof k->id, "%s", keys[i].id);
+            else
+                snprintf(k->id, sizeof k->id, "key-%d", i + 1);
             keypool_short_hash(k->secret, k->secret_len, k->hash);
+            if (keys[i].rpm >= 0)
+                k->rpm = keys[i].rpm;
+            if (keys[i].tpm >= 0) {
+                k->tpm = keys[i].tpm;
+                k->own_tpm = true;
+            }
         } else {
             snprintf(k->id, sizeof k->id, "none");
             snprintf(k->hash, sizeof k->hash, "00000000");
         }
-        if (rpm > 0) {
-            k->ring = malloc((size_t)rpm * sizeof *k->ring);
+        if (k->rpm > 0) {
+            k->ring = malloc((size_t)k->rpm * sizeof *k->ring);
             if (!k->ring)
                 goto fail;
-            for (int s = 0; s < rpm; s++)
+            for (int s = 0; s < k->rpm; s++)
                 k->ring[s] = S_FREE;
         }
     }
@@ -178,6 +192,21 @@ keypool_new(const char *const *keys, int nkeys, int rpm)
 fail:
     keypool_destroy(&self);
     return NULL;
+}
+
+keypool_t *
+keypool_new(const char *const *keys, int nkeys, int rpm)
+{
+    if (nkeys < 0)
+        return NULL;
+    keypool_key_t *ks = NULL;
+    if (nkeys > 0 && !(ks = calloc((size_t)nkeys, sizeof *ks)))
+        return NULL;
+    for (int i = 0; i < nkeys; i++)
+        ks[i] = (keypool_key_t){ keys[i], NULL, -1, -1 };
+    keypool_t *self = keypool_new_keys(ks, nkeys, rpm);
+    free(ks);
+    return self;
 }
 
 void
@@ -242,7 +271,7 @@ s_usable(const keypool_t *self, const s_key_t *k, int64_t now, int64_t *ready,
             *ready = KEYPOOL_AFTER_FINISH;
         return false;
     }
-    if (self->rpm > 0) {
+    if (k->rpm > 0) {
         int64_t t = k->ring[k->head];
         int64_t free_at =
             t == S_IN_FLIGHT ? KEYPOOL_AFTER_FINISH : t + self->window_ms;
@@ -301,10 +330,10 @@ keypool_acquire(keypool_t *self, int64_t now, int *slot, int64_t *ready_at,
         return -1;
     }
     s_key_t *k = &self->keys[best];
-    if (self->rpm > 0) {
+    if (k->rpm > 0) {
         *slot = k->head;
         k->ring[k->head] = S_IN_FLIGHT;
-        k->head = (k->head + 1) % self->rpm;
+        k->head = (k->head + 1) % k->rpm;
     } else {
         *slot = 0;
     }
@@ -325,7 +354,7 @@ void
 keypool_finish(keypool_t *self, int i, int slot, int64_t now)
 {
     s_key_t *k = &self->keys[i];
-    if (self->rpm > 0 && slot >= 0 && slot < self->rpm)
+    if (k->rpm > 0 && slot >= 0 && slot < k->rpm)
         k->ring[slot] = now;
     if (k->in_flight > 0)
         k->in_flight--;
@@ -339,7 +368,7 @@ void
 keypool_unacquire(keypool_t *self, int i, int slot)
 {
     s_key_t *k = &self->keys[i];
-    if (self->rpm > 0 && slot >= 0 && slot < self->rpm) {
+    if (k->rpm > 0 && slot >= 0 && slot < k->rpm) {
         k->ring[slot] = S_FREE;
         k->head = slot;
     }
@@ -426,11 +455,11 @@ keypool_state(const keypool_t *self, int i, int64_t now)
 static int
 s_tokens(const keypool_t *self, const s_key_t *k, int64_t now)
 {
-    if (self->rpm == 0)
+    if (k->rpm == 0)
         return -1;
     int n = 0;
-    for (int s = 0; s < self->rpm; s++) {
-        int64_t t = k->ring[(k->head + s) % self->rpm];
+    for (int s = 0; s < k->rpm; s++) {
+        int64_t t = k->ring[(k->head + s) % k->rpm];
         if (t == S_IN_FLIGHT || t + self->window_ms > now)
             break;
         n++;
@@ -497,16 +526,16 @@ keypool_explain(const keypool_t *self, int64_t now, char *buf, size_t size)
         } else if (k->cool_until > now) {
             S_PUT("%s %s cools down for %.1f s more after a 429", sep, k->id,
                   (double)(k->cool_until - now) / 1000.0);
-        } else if (self->rpm > 0) {
+        } else if (k->rpm > 0) {
             int64_t t = k->ring[k->head];
             if (t == S_IN_FLIGHT)
                 S_PUT("%s %s has %d requests in flight, its limit per "
                       "minute",
-                      sep, k->id, self->rpm);
+                      sep, k->id, k->rpm);
             else
                 S_PUT("%s %s has used its %d requests per minute (the next "
                       "in %.1f s)",
-                      sep, k->id, self->rpm,
+                      sep, k->id, k->rpm,
                       (double)(t + self->window_ms - now) / 1000.0);
         } else {
             S_PUT("%s %s is usable", sep, k->id);
@@ -557,7 +586,9 @@ keypool_set_window(keypool_t *self, int64_t window_ms)
 void
 keypool_set_tpm(keypool_t *self, int64_t tpm)
 {
-    self->tpm = tpm > 0 ? tpm : 0;
+    for (int i = 0; i < self->n; i++)
+        if (!self->keys[i].own_tpm)
+            self->keys[i].tpm = tpm > 0 ? tpm : 0;
 }
 
 void
@@ -668,11 +699,11 @@ keypool_lines(keypool_t *self, int64_t now, int want, dv_keyitem_t *items,
         it->hash = dv_str(k->hash);
         it->id = dv_str(k->id);
         if (!k->declared) {
-            it->rpm = self->rpm;
-            it->tpm = self->tpm;
+            it->rpm = k->rpm;
+            it->tpm = k->tpm;
             it->window_ms = self->window_ms;
-            if (self->rpm > 0)
-                for (int s = 0; s < self->rpm; s++) {
+            if (k->rpm > 0)
+                for (int s = 0; s < k->rpm; s++) {
                     int64_t t = k->ring[s];
                     it->recent += t == S_IN_FLIGHT ||
                                   (t != S_FREE && t + self->window_ms > now);

@@ -3,7 +3,8 @@
  *
  * Keys are secrets. The pool is the only place that holds them; everything
  * that leaves it (logs, failures, metrics, messages) names a key by its id,
- * "key-N" (its position in the source, from 1), and a short hash (the first
+ * "key-N" (its position in the source, from 1) or the id its entry gives
+ * (keypool_new_keys), and a short hash (the first
  * 8 hex digits of its SHA-256), never by its text.
  *
  * Choice: round-robin over the usable keys. A key is unusable while it is
@@ -14,7 +15,8 @@
  * or 429 answer so far) carries one request at a time, so a revoked key
  * costs one request at start, not one per slot of the first burst.
  *
- * Rate limit: at most rpm requests in any 60 s window, as the server counts
+ * Rate limit (each key its own rpm and tpm with keypool_new_keys, else the
+ * pool's): at most rpm requests in any 60 s window, as the server counts
  * them. A token bucket of capacity rpm refilled at rpm/60 per second would
  * let 2 x rpm through in the first minute (a full bucket plus a minute of
  * refill), which a server counting "requests in the last 60 s" answers with
@@ -84,9 +86,27 @@ typedef struct {
  * NULL if out of memory or rpm is out of range. */
 keypool_t *keypool_new(const char *const *keys, int nkeys, int rpm);
 
+/* Longest key id (an entry's "id" in a JSON Lines key file). */
+#define KEYPOOL_ID_MAX 64
+
+/* One key of keypool_new_keys. */
+typedef struct {
+    const char *secret;
+    const char *id; /* NULL: "key-N", N its position from 1 */
+    int rpm;        /* its requests per window; -1: the pool's rpm */
+    int64_t tpm;    /* its tokens per window; -1: keypool_set_tpm's */
+} keypool_key_t;
+
+/* A pool of keys each with its own id and limits (copied); the rest as
+ * keypool_new, whose rpm is the default for keys without their own.
+ * NULL also if an id is longer than KEYPOOL_ID_MAX or a key's rpm is out
+ * of range. */
+keypool_t *keypool_new_keys(const keypool_key_t *keys, int nkeys, int rpm);
+
 /* The window the rate limit counts in (default KEYPOOL_WINDOW_MS), and the
  * tokens per window the keys may use (0 = no limit; told to the broker,
- * which keeps the count). Before the first acquire. */
+ * which keeps the count; keys with their own tpm keep it). Before the
+ * first acquire. */
 void keypool_set_window(keypool_t *self, int64_t window_ms);
 void keypool_set_tpm(keypool_t *self, int64_t tpm);
 
