@@ -330,7 +330,7 @@ keys_view_table(FILE *out, const json_t *body, int width)
         const json_t *k = json_array_get(keys, i);
         if (!json_is_string(json_object_get(k, "conflict")))
             continue;
-        char text[1024], prefix[200];
+        char text[1024], prefix[2 * 128 + 16];
         s_text(text, sizeof text, k, "conflict", "", 0);
         snprintf(prefix, sizeof prefix,
                  "conflict %s (%s):", rows[i].cell[C_KEY],
