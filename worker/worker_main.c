@@ -655,7 +655,10 @@ s_loop(s_worker_t *w)
             w->lanes[i].ops->flush(w->lanes[i].self, welcomed);
         if (welcomed) {
             w->socket_full = worker_link_send_updates(w->link, w->outbox) == 1;
-            s_keys_out(w);
+            if (!w->socket_full)
+                s_keys_out(w); /* else they wait, counted, for a pass with
+                                * room: a lost line would leave grants
+                                * counted at the broker */
             s_heartbeat(w);
         }
         s_phase_step(w);
