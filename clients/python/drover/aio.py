@@ -128,6 +128,10 @@ class AsyncClient:
             stop.set()
             if getter is not None and not getter.done():
                 getter.cancel()
+            if not fut.done():
+                # Left early: the wait ends at its next result; its outcome
+                # is not wanted.
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def close(self) -> None:
         """Closes the connection and stops the thread (idempotent)."""

@@ -164,7 +164,9 @@ class Cluster:
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
+                # Its own process group (start_new_session): the worker's
+                # children go with it.
+                os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         self.procs.clear()
 

@@ -62,20 +62,20 @@ def test_as_completed_timeout(client: drover.Client) -> None:
 
 def test_async_10000_in_flight(cluster) -> None:
     async def main() -> None:
+        # Another coroutine runs while the calls block in the client's thread.
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        t = asyncio.ensure_future(ticker())
         async with AsyncClient(cluster.clients) as c:
             acks = await c.submit_many({"type": "noop", "payload": {"i": i}} for i in range(10_000))
             assert len(acks) == 10_000 and all(a.ok for a in acks)
             ids = [a.id for a in acks]
-            # Another coroutine may run while the wait blocks in its thread.
-            ticks = 0
-
-            async def ticker() -> None:
-                nonlocal ticks
-                while True:
-                    await asyncio.sleep(0.01)
-                    ticks += 1
-
-            t = asyncio.ensure_future(ticker())
             results = await c.wait(ids, timeout=300)
             t.cancel()
             assert len(results) == 10_000
@@ -86,6 +86,9 @@ def test_async_10000_in_flight(cluster) -> None:
                 assert r.state == "succeeded"
                 n += 1
             assert n == 100
+            async for r in c.as_completed(ids[:10]):
+                break  # leaving early: the client stays usable
+            assert (await c.submit("echo", 5))
             assert (await c.job(ids[0]))["state"] == "succeeded"
 
     asyncio.run(main())
