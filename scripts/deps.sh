@@ -14,6 +14,7 @@ packages=(
   tmux        # test_collector runs `drover top` in a real terminal
   openssl     # test_collector_auth makes a test certificate with it
   postgresql  # the server store_test pg starts of its own (initdb, pg_ctl)
+  python3-pytest python3-setuptools python3-venv  # clients/python: tests, install
 )
 missing=()
 for p in "${packages[@]}"; do

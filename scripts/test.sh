@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: once in a normal
 # build (with the chaos suite, tests/chaos), once under AddressSanitizer +
-# UndefinedBehaviorSanitizer (without it, the PostgreSQL suites and the
-# fleet suites: labels chaos, pg and fleet run once, in the normal build).
+# UndefinedBehaviorSanitizer (without it, the PostgreSQL suites, the fleet
+# suites and the Python client's suite: labels chaos, pg, fleet and python
+# run once, in the normal build).
 # The Release build is compiled too (-Werror holds in every build type), not
 # tested again.
 set -euo pipefail
@@ -24,5 +25,5 @@ echo "== build and test (address,undefined sanitizers)"
 BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DDROVER_SANITIZER=address,undefined
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j2 --timeout 900 -LE 'chaos|pg|fleet'
+  ctest --test-dir build-asan --output-on-failure -j2 --timeout 900 -LE 'chaos|pg|fleet|python'
 echo "== all tests passed"
