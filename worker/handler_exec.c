@@ -250,6 +250,8 @@ typedef struct {
     bool overlong; /* dropping the rest of a too-long line */
     int64_t retry_after_ms;
     dv_category_t category;
+    int retryable;                 /* RETRYABLE: 1 yes, 0 no, -1 not said */
+    char message[DV_TEXT_MAX + 1]; /* MESSAGE, "" if not said */
     worker_progress_fn fn;
     void *arg;
     const worker_handler_job_t *job;
@@ -283,6 +285,25 @@ s_prog_line(s_prog_t *pg, const char *l, size_t n)
             pg->category = c;
             return;
         }
+    } else if (s_parse_hint(l, n, "RETRYABLE", &v, &vl) == 0) {
+        static const char *const yes[] = { "yes", "true", "1" }, *const no[] = {
+            "no", "false", "0"
+        };
+        for (int i = 0; i < 3; i++) {
+            if (vl == strlen(yes[i]) && !memcmp(v, yes[i], vl)) {
+                pg->retryable = 1;
+                return;
+            }
+            if (vl == strlen(no[i]) && !memcmp(v, no[i], vl)) {
+                pg->retryable = 0;
+                return;
+            }
+        }
+    } else if (s_parse_hint(l, n, "MESSAGE", &v, &vl) == 0) {
+        vl = worker_utf8_cut(v, vl, DV_TEXT_MAX);
+        memcpy(pg->message, v, vl);
+        pg->message[vl] = '\0';
+        return;
     }
     char id[64];
     dv_log(DV_DEBUG, "worker.bad_progress_line",
@@ -420,6 +441,7 @@ handler_exec_run(const char *command, const worker_handler_job_t *job,
     s_prog_t pg;
     tail.len = 0;
     memset(&pg, 0, sizeof pg);
+    pg.retryable = -1;
     pg.fn = progress;
     pg.arg = arg;
     pg.job = job;
@@ -531,10 +553,13 @@ handler_exec_run(const char *command, const worker_handler_job_t *job,
         int code = WEXITSTATUS(status);
         out->failure.category =
             pg.category != DV_CAT_NONE ? pg.category : DV_CAT_HANDLER;
-        out->failure.retryable = code == 75;
+        out->failure.retryable =
+            pg.retryable >= 0 ? pg.retryable == 1 : code == 75;
         out->failure.exit_code = code;
         out->failure.retry_after_ms = pg.retry_after_ms;
-        if (ll) {
+        if (pg.message[0]) {
+            snprintf(out->text, sizeof out->text, "%s", pg.message);
+        } else if (ll) {
             ll = worker_utf8_cut(line, ll, DV_TEXT_MAX);
             memcpy(out->text, line, ll);
             out->text[ll] = '\0';

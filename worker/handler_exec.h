@@ -11,9 +11,11 @@
  *   - stderr: the last non-empty line (of the last 4 KiB) is the failure
  *     message;
  *   - the file descriptor named by DROVER_PROGRESS_FD takes lines
- *     "PROGRESS current total message...", and two optional hints used
- *     only if the command then fails: "RETRY_AFTER seconds" and
- *     "CATEGORY name" (e.g. rate_limited);
+ *     "PROGRESS current total message...", and optional hints used only
+ *     if the command then fails: "RETRY_AFTER seconds", "CATEGORY name"
+ *     (e.g. rate_limited), "RETRYABLE yes|no" (instead of the exit
+ *     status's say) and "MESSAGE text" (the failure's message, instead of
+ *     stderr's last line); the last of each kind counts;
  *   - environment: DROVER_JOB_ID, DROVER_ATTEMPT, DROVER_QUEUE,
  *     DROVER_JOB_TYPE, DROVER_WORKER, DROVER_PROGRESS_FD, and TRACEPARENT
  *     when the job has a trace.

@@ -121,6 +121,49 @@ test_exec_result(void **state)
     free(r);
 }
 
+/* The failure hints on DROVER_PROGRESS_FD: MESSAGE and RETRYABLE say what
+ * the exit status and stderr would otherwise say. */
+static void
+test_exec_hints(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *cmd;
+        dv_category_t cat;
+        bool retryable;
+        const char *message;
+    } cases[] = {
+        { "echo boom >&2; exit 1", DV_CAT_HANDLER, false, "boom" },
+        { "echo boom >&2; exit 75", DV_CAT_HANDLER, true, "boom" },
+        { "echo 'MESSAGE ValueError: bad input' >&$DROVER_PROGRESS_FD; "
+          "echo 'Traceback (most recent call last):' >&2; exit 1",
+          DV_CAT_HANDLER, false, "ValueError: bad input" },
+        { "echo 'RETRYABLE yes' >&$DROVER_PROGRESS_FD; "
+          "echo 'CATEGORY upstream' >&$DROVER_PROGRESS_FD; exit 1",
+          DV_CAT_UPSTREAM, true, "exit status 1" },
+        { "echo 'RETRYABLE no' >&$DROVER_PROGRESS_FD; exit 75", DV_CAT_HANDLER,
+          false, "exit status 75" },
+        { "echo 'RETRYABLE maybe' >&$DROVER_PROGRESS_FD; exit 75",
+          DV_CAT_HANDLER, true, "exit status 75" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        worker_handler_job_t job = { 0 };
+        job.worker = "w";
+        job.id = dv_str("01a24300-36a9-7916-8bb1-31d2ab913cf5");
+        job.type = dv_str("t");
+        job.queue = dv_str("default");
+        job.attempt = 1;
+        worker_outcome_t out;
+        worker_outcome_init(&out);
+        handler_exec_run(cases[i].cmd, &job, NULL, NULL, &out);
+        assert_false(out.ok);
+        assert_int_equal(out.failure.category, cases[i].cat);
+        assert_int_equal(out.failure.retryable, cases[i].retryable);
+        assert_true(dv_str_eq(out.failure.message, cases[i].message));
+        worker_outcome_clear(&out);
+    }
+}
+
 static void
 test_ipc_roundtrip(void **state)
 {
@@ -574,6 +617,7 @@ main(void)
         cmocka_unit_test(test_progress_line),
         cmocka_unit_test(test_last_line),
         cmocka_unit_test(test_exec_result),
+        cmocka_unit_test(test_exec_hints),
         cmocka_unit_test(test_ipc_roundtrip),
         cmocka_unit_test(test_ipc_rejects),
         cmocka_unit_test(test_utf8),

@@ -21,8 +21,10 @@ and the worker runs it with ``--exec resize='python3 resize.py'``.
 Exit codes: 0 on success; 75 (EX_TEMPFAIL: retryable) for
 :class:`RetryLater` and for ``Fail(..., retryable=True)``; 1 (not
 retried) for :class:`Fail` and for any other exception, whose traceback
-goes to stderr (its last line, ``ValueError: ...``, becomes the job's
-failure message).
+goes to stderr. The failure's message is sent as a ``MESSAGE`` hint
+(``ValueError: ...`` for an exception), and ``Fail``'s retryability as
+``RETRYABLE``, so they do not depend on stderr's last line or the exit
+status.
 
 This module does not load libdrover: a handler needs only the standard
 library.
@@ -67,7 +69,8 @@ def _one_line(s: str) -> str:
 
 def hint(kind: str, *fields: Any) -> bool:
     """Writes one line ``KIND field...`` to the worker's hint descriptor
-    (``DROVER_PROGRESS_FD``): ``PROGRESS``, ``RETRY_AFTER``, ``CATEGORY``.
+    (``DROVER_PROGRESS_FD``): ``PROGRESS``, ``RETRY_AFTER``, ``CATEGORY``,
+    ``RETRYABLE``, ``MESSAGE``.
     Every line this module sends goes through here. Returns False (and
     writes nothing) when the handler does not run under a worker."""
     fd = os.environ.get("DROVER_PROGRESS_FD")
@@ -118,11 +121,14 @@ def _run(fn: Callable[[Any], Any]) -> int:
         return EX_TEMPFAIL
     except Fail as e:
         hint("CATEGORY", e.category)
+        hint("RETRYABLE", "yes" if e.retryable else "no")
+        hint("MESSAGE", e.message)
         print(_one_line(e.message), file=sys.stderr)
         return EX_TEMPFAIL if e.retryable else 1
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException:  # noqa: BLE001 - reported, then a failed attempt
+    except BaseException as e:  # noqa: BLE001 - reported, then a failed attempt
+        hint("MESSAGE", "".join(traceback.format_exception_only(type(e), e)))
         traceback.print_exc(file=sys.stderr)
         return 1
     sys.stdout.write(out + "\n")
