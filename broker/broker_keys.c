@@ -795,20 +795,19 @@ s_state(const s_key_t *k, int64_t now)
 }
 
 int
-broker_keys_describe(const broker_keys_t *self, int64_t now, msgpack_packer *pk)
+broker_keys_describe(broker_keys_t *self, int64_t now, msgpack_packer *pk)
 {
     int64_t all = 0;
-    for (int i = 0; i < self->n; i++)
+    for (int i = 0; i < self->n; i++) {
+        s_ev_expire(self->keys[i], now);
         all += self->keys[i]->win_n;
+    }
     msgpack_pack_map(pk, 2);
     s_pack_kv_int(pk, "now", now);
     s_pack_str(pk, "keys");
     msgpack_pack_array(pk, (size_t)self->n);
     for (int i = 0; i < self->n; i++) {
-        s_key_t *k = self->keys[i];
-        /* The window as of now (describe does not change the ledger's
-         * decisions: expiring is what the next flush would do anyway). */
-        s_ev_expire(k, now);
+        const s_key_t *k = self->keys[i];
         int nh = 0;
         for (const s_holder_t *h = k->holders; h; h = h->next)
             nh++;

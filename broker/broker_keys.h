@@ -100,9 +100,9 @@ void broker_keys_flush(broker_keys_t *self, int64_t now);
  * INT64_MAX. */
 int64_t broker_keys_next_deadline(const broker_keys_t *self, int64_t now);
 
-/* The "keys" verb's body (docs/keys.md): a map {now, keys: [...]}. */
-int broker_keys_describe(const broker_keys_t *self, int64_t now,
-                         msgpack_packer *pk);
+/* The "keys" verb's body (docs/keys.md): a map {now, keys: [...]}. Moves
+ * each key's window up to now first (as the next flush would). */
+int broker_keys_describe(broker_keys_t *self, int64_t now, msgpack_packer *pk);
 
 /* An operator enables the key named by id or hash (cooldown and disabled
  * state cleared). Returns 0 with *was "disabled", "cooling" or "ok" and

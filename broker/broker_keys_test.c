@@ -144,18 +144,21 @@ test_grants_stay_within_the_limit_across_workers(void **state)
     s_spend(k, first, "x", 1, 100, now);
     /* Proven now: over many flushes, within one window, never more than
      * 30 requests in all (the one that ended included). */
-    int granted = 1;
+    int granted = 1, each[3] = { 0 };
     for (int round = 0; round < 50; round++) {
         s_flush(k, &fx, now + round);
         for (int i = 0; i < 3; i++) {
             int g = s_granted(&fx, w[i]);
             granted += g;
+            each[i] += g;
             if (g)
                 s_spend(k, w[i], names[i], g, 100, now + round);
         }
     }
     assert_int_equal(granted, 30);
     /* Each worker got a share. */
+    for (int i = 0; i < 3; i++)
+        assert_true(each[i] > 0);
     /* A window later the budget is back. */
     s_flush(k, &fx, now + 3100);
     total = s_granted(&fx, w[0]) + s_granted(&fx, w[1]) + s_granted(&fx, w[2]);

@@ -34,7 +34,6 @@ typedef struct {
     int unended;          /* spent, request not ended (this session) */
     bool declared;        /* told the broker its limits this session */
     int last_want;        /* the want of the last line */
-    int limit;            /* the fleet's working limit, as last told */
     /* what the next line reports */
     int r_sent, r_done, r_returned, r_ok, r_limited, r_errors;
     int64_t r_tokens, r_cool;
@@ -663,7 +662,6 @@ keypool_apply(keypool_t *self, const dv_keyitem_t *in, int64_t now)
         k->disabled_status = 0;
         usable = true;
     }
-    k->limit = in->limit;
     if (in->grant > 0) {
         if (k->credit_until <= now)
             s_return(k); /* lapsed: goes back with the next line */
