@@ -63,6 +63,8 @@ static const dv_field_t s_failure_fields[] = {
     { DV_F_I32("signal", T, signal, DV_FF_OMIT, 0, INT32_MAX) },
     { DV_F_I32("http_status", T, http_status, DV_FF_OMIT, 0, 999) },
     { DV_F_NAME("key_id", T, key_id, 0) },
+    { DV_F_STR("details", T, details, 0, 0, DV_DETAILS_MAX) },
+    { DV_F_STR("stderr", T, stderr_tail, 0, 0, DV_DETAILS_MAX) },
 };
 #undef T
 static const dv_schema_t s_failure = {

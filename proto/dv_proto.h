@@ -44,6 +44,7 @@
 #define DV_NAME_MAX        200         /* queue, type, worker, batch names */
 #define DV_KEY_MAX         512         /* idempotency key */
 #define DV_TEXT_MAX        4096        /* messages, reasons, traces */
+#define DV_DETAILS_MAX     8192        /* a failure's details, stderr tail */
 #define DV_ITEMS_MAX       100000      /* jobs / ids / updates in one message */
 #define DV_QUEUES_MAX      256         /* queues one worker may serve */
 #define DV_VALUE_DEPTH_MAX 64          /* nesting inside a payload or result */
@@ -175,6 +176,13 @@ typedef struct {
     int32_t signal;         /* ["signal"] 0 = none */
     int32_t http_status;    /* ["http_status"] 0 = none */
     dv_str_t key_id;        /* ["key_id"] API key id, never the key */
+    /* What the handler said about the failure beyond its message (a
+     * traceback: exec DETAIL lines), and the tail of what it wrote to
+     * stderr; each valid UTF-8, <= DV_DETAILS_MAX, absent when empty.
+     * Workers send them in reports; the broker keeps them with the attempt
+     * (store, `drover job`) and leaves them out of events and results. */
+    dv_str_t details; /* ["details"] */
+    dv_str_t stderr_tail; /* ["stderr"] */
 } dv_failure_t;
 
 /* Initialise a failure with "none" markers (exit_code -1). */

@@ -120,6 +120,9 @@ s_full_failure(void)
     f.signal = 9;
     f.http_status = 429;
     f.key_id = dv_str("key-3");
+    f.details = dv_str("Traceback (most recent call last):\n  ...\n"
+                       "ValueError: no prompt");
+    f.stderr_tail = dv_str("warming up\nValueError: no prompt\n");
     return f;
 }
 
