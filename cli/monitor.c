@@ -860,24 +860,59 @@ s_broker_job(const char *broker, const char *id, char *note, size_t size)
     return job;
 }
 
-/* Asks the broker for the job's result. Returns a new JSON value (the
- * result), or NULL with a note saying why there is none. */
+/* The result in the broker's view of a job (NULL: none, with a note
+ * saying why). Returns a new reference. */
 static json_t *
-s_broker_result(const char *broker, const char *id, char *note, size_t size)
+s_broker_result(const json_t *bjob, char *note, size_t size)
 {
-    json_t *j = s_broker_job(broker, id, note, size);
-    if (!j)
-        return NULL;
-    json_t *result = json_incref(json_object_get(j, "result"));
-    json_decref(j);
+    json_t *result = bjob ? json_object_get(bjob, "result") : NULL;
     if (!result || json_is_null(result)) {
-        json_decref(result);
-        result = NULL;
-        snprintf(note, size,
-                 "none (the broker keeps results for its "
-                 "--result-ttl)");
+        if (bjob)
+            snprintf(note, size,
+                     "none (the broker keeps results for its "
+                     "--result-ttl)");
+        return NULL;
     }
-    return result;
+    return json_incref(result);
+}
+
+/* The broker's stored attempt number n (its failure details and stderr
+ * tail), or NULL. */
+static const json_t *
+s_broker_attempt(const json_t *bjob, int64_t n)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(bjob, "attempts"), i, a)
+    {
+        if (monitor_int(a, "attempt") == n)
+            return a;
+    }
+    return NULL;
+}
+
+/* Copies the broker's details and stderr tail into the collector's
+ * attempts of the current round (the broker keeps the latest attempt of
+ * each number; an operator's retry starts the numbers again). */
+static void
+s_merge_details(json_t *job, const json_t *bjob)
+{
+    int64_t round = monitor_int(job, "round");
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(job, "attempts"), i, a)
+    {
+        if (json_is_integer(json_object_get(a, "round")) &&
+            monitor_int(a, "round") != round)
+            continue;
+        const json_t *b = s_broker_attempt(bjob, monitor_int(a, "attempt"));
+        static const char *const keys[] = { "details", "stderr" };
+        for (size_t k = 0; b && k < 2; k++) {
+            json_t *v = json_object_get(b, keys[k]);
+            if (json_is_string(v))
+                json_object_set(a, keys[k], v);
+        }
+    }
 }
 
 /* Prints a result (JSON), or the note saying why there is none. */
@@ -895,10 +930,116 @@ s_print_result(json_t *result, const char *note)
     free(text);
 }
 
+/* Prints text (details or a stderr tail) as an indented block under
+ * its label; a text the attempt before showed is named, not repeated. */
+static void
+s_print_block(const char *label, const char *text, const char **prev,
+              int64_t prev_attempt)
+{
+    if (!text || !*text)
+        return;
+    if (*prev && !strcmp(*prev, text)) {
+        printf("      %s: as attempt %" PRId64 "\n", label, prev_attempt);
+        return;
+    }
+    *prev = text;
+    printf("      %s:\n", label);
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        printf("        %.*s\n", n, p);
+        p += n + (nl ? 1 : 0);
+    }
+}
+
+/* What the attempts printed so far showed (for s_print_block). */
+typedef struct {
+    const char *details, *stderr_tail;
+    int64_t details_at, stderr_at;
+} s_shown_t;
+
+/* One attempt: a row, then its progress and failure below it. The hint
+ * is left out when the job's own error line gave the same one. */
+static void
+s_print_attempt(const json_t *a, int64_t rounds, const char *job_category,
+                s_shown_t *shown)
+{
+    char num[32];
+    if (rounds > 0)
+        snprintf(num, sizeof num, "%" PRId64 ".%" PRId64,
+                 monitor_int(a, "round"), monitor_int(a, "attempt"));
+    else
+        snprintf(num, sizeof num, "%" PRId64, monitor_int(a, "attempt"));
+    const json_t *run = json_object_get(a, "run_ms");
+    int64_t started_at = monitor_int(a, "started_at");
+    int64_t took = json_is_integer(run) ? json_integer_value(run) : -1;
+    if (took < 0 && started_at && monitor_int(a, "finished_at") >= started_at)
+        took = monitor_int(a, "finished_at") - started_at; /* broker's view */
+    printf("%-5s %-20.20s %-24s %8s  %s\n", num, monitor_str(a, "worker", "-"),
+           started_at ? s_time(started_at) : "-",
+           took >= 0 ? monitor_dur(took) : "-",
+           monitor_str(a, "outcome", "running"));
+    if (json_is_integer(json_object_get(a, "progress_current")))
+        printf("      progress %" PRId64 "/%" PRId64 " %s\n",
+               monitor_int(a, "progress_current"),
+               monitor_int(a, "progress_total"),
+               monitor_str(a, "progress_message", ""));
+    const char *cat = monitor_str(a, "category", NULL);
+    if (!cat)
+        return;
+    printf("      %s: %s\n", cat, monitor_str(a, "message", ""));
+    char extra[160] = "";
+    size_t n = 0;
+    if (json_is_integer(json_object_get(a, "exit_code")))
+        n += (size_t)snprintf(extra + n, sizeof extra - n, " exit %" PRId64,
+                              monitor_int(a, "exit_code"));
+    if (json_is_integer(json_object_get(a, "signal")) && n < sizeof extra)
+        n += (size_t)snprintf(extra + n, sizeof extra - n, " signal %" PRId64,
+                              monitor_int(a, "signal"));
+    if (json_is_integer(json_object_get(a, "http_status")) && n < sizeof extra)
+        n += (size_t)snprintf(extra + n, sizeof extra - n, " http %" PRId64,
+                              monitor_int(a, "http_status"));
+    if (json_is_string(json_object_get(a, "key_id")) && n < sizeof extra)
+        snprintf(extra + n, sizeof extra - n, " key %s",
+                 monitor_str(a, "key_id", ""));
+    if (extra[0])
+        printf("     %s\n", extra);
+    const char *hint = monitor_hint(cat);
+    if (hint && (!job_category || strcmp(job_category, cat)))
+        printf("      hint: %s\n", hint);
+    int64_t at = monitor_int(a, "attempt");
+    const char *prev = shown->details;
+    s_print_block("details", monitor_str(a, "details", NULL), &shown->details,
+                  shown->details_at);
+    if (shown->details != prev)
+        shown->details_at = at;
+    prev = shown->stderr_tail;
+    s_print_block("stderr (its end)", monitor_str(a, "stderr", NULL),
+                  &shown->stderr_tail, shown->stderr_at);
+    if (shown->stderr_tail != prev)
+        shown->stderr_at = at;
+}
+
+/* The attempts table under a job. */
+static void
+s_print_attempts(const json_t *attempts, int64_t rounds,
+                 const char *job_category)
+{
+    printf("\n%-5s %-20s %-24s %8s  %s\n", "TRY", "WORKER", "STARTED", "TOOK",
+           "OUTCOME");
+    s_shown_t shown = { 0 };
+    size_t i;
+    json_t *a;
+    json_array_foreach(attempts, i, a)
+        s_print_attempt(a, rounds, job_category, &shown);
+    if (json_array_size(attempts) == 0)
+        printf("(no attempt yet)\n");
+}
+
 /* drover job when the collector cannot show the job (a client key may not
  * read its history; it is down; it has not seen the job): the broker's
- * view, without the attempts. Returns the exit code, or -1 when the broker
- * cannot show it either. */
+ * view, with the attempts it keeps (those that failed). Returns the exit
+ * code, or -1 when the broker cannot show it either. */
 static int
 s_job_from_broker(const char *broker, const char *id, bool json,
                   const char *why)
@@ -933,58 +1074,16 @@ s_job_from_broker(const char *broker, const char *id, bool json,
         s_print_result(json_is_null(result) ? NULL : result,
                        "none (the broker keeps results for its "
                        "--result-ttl)");
-    printf("\n(from the broker, without the attempts: the collector did not "
-           "show the job: %s)\n",
+    if (json_is_array(json_object_get(job, "attempts")))
+        s_print_attempts(json_object_get(job, "attempts"), 0, cat);
+    else if (json_is_string(json_object_get(job, "attempts_error")))
+        printf("\nattempts  unknown: %s\n",
+               monitor_str(job, "attempts_error", ""));
+    printf("\n(from the broker, which keeps the failed attempts only: the "
+           "collector did not show the job: %s)\n",
            why);
     json_decref(job);
     return 0;
-}
-
-/* One attempt: a row, then its progress and failure below it. The hint
- * is left out when the job's own error line gave the same one. */
-static void
-s_print_attempt(const json_t *a, int64_t rounds, const char *job_category)
-{
-    char num[32];
-    if (rounds > 0)
-        snprintf(num, sizeof num, "%" PRId64 ".%" PRId64,
-                 monitor_int(a, "round"), monitor_int(a, "attempt"));
-    else
-        snprintf(num, sizeof num, "%" PRId64, monitor_int(a, "attempt"));
-    const json_t *run = json_object_get(a, "run_ms");
-    const char *started = s_time(monitor_int(a, "started_at"));
-    printf("%-5s %-20.20s %-24s %8s  %s\n", num, monitor_str(a, "worker", "-"),
-           started,
-           json_is_integer(run) ? monitor_dur(json_integer_value(run)) : "-",
-           monitor_str(a, "outcome", "running"));
-    if (json_is_integer(json_object_get(a, "progress_current")))
-        printf("      progress %" PRId64 "/%" PRId64 " %s\n",
-               monitor_int(a, "progress_current"),
-               monitor_int(a, "progress_total"),
-               monitor_str(a, "progress_message", ""));
-    const char *cat = monitor_str(a, "category", NULL);
-    if (!cat)
-        return;
-    printf("      %s: %s\n", cat, monitor_str(a, "message", ""));
-    char extra[160] = "";
-    size_t n = 0;
-    if (json_is_integer(json_object_get(a, "exit_code")))
-        n += (size_t)snprintf(extra + n, sizeof extra - n, " exit %" PRId64,
-                              monitor_int(a, "exit_code"));
-    if (json_is_integer(json_object_get(a, "signal")) && n < sizeof extra)
-        n += (size_t)snprintf(extra + n, sizeof extra - n, " signal %" PRId64,
-                              monitor_int(a, "signal"));
-    if (json_is_integer(json_object_get(a, "http_status")) && n < sizeof extra)
-        n += (size_t)snprintf(extra + n, sizeof extra - n, " http %" PRId64,
-                              monitor_int(a, "http_status"));
-    if (json_is_string(json_object_get(a, "key_id")) && n < sizeof extra)
-        snprintf(extra + n, sizeof extra - n, " key %s",
-                 monitor_str(a, "key_id", ""));
-    if (extra[0])
-        printf("     %s\n", extra);
-    const char *hint = monitor_hint(cat);
-    if (hint && (!job_category || strcmp(job_category, cat)))
-        printf("      hint: %s\n", hint);
 }
 
 int
@@ -995,11 +1094,13 @@ job_main(int argc, char **argv)
         "\n"
         "One job from the collector's history and every attempt: worker,\n"
         "start, duration, outcome, last progress, failure category and\n"
-        "message with a hint. The result comes from the broker (which keeps\n"
-        "it for its --result-ttl). With --json, one object per attempt under\n"
+        "message with a hint, and what the handler said about a failure\n"
+        "(its details, e.g. a traceback) and the end of its stderr. The\n"
+        "result, details and stderr come from the broker (which keeps them\n"
+        "for its --result-ttl). With --json, one object per attempt under\n"
         "\"attempts\". When the collector cannot show it (down, not\n"
         "allowed for a client key, or it has not seen the job), the\n"
-        "broker's view without the attempts. Exit 1 if neither has it.\n";
+        "broker's view, with the failed attempts. Exit 1 if neither has it.\n";
     static const int allowed[] = { O_BROKER, 0 };
     s_opts_t o;
     int r = s_parse(argc, argv, usage, allowed, 1, &o);
@@ -1024,7 +1125,11 @@ job_main(int argc, char **argv)
         return code;
     }
     char note[160] = "";
-    json_t *result = s_broker_result(o.broker, id, note, sizeof note);
+    json_t *bjob = s_broker_job(o.broker, id, note, sizeof note);
+    json_t *result = s_broker_result(bjob, note, sizeof note);
+    if (bjob)
+        s_merge_details(job, bjob);
+    json_decref(bjob);
     if (o.json) {
         json_object_set_new(job, "result", result ? result : json_string(note));
         s_print_json(job);
@@ -1064,13 +1169,7 @@ job_main(int argc, char **argv)
     }
     s_print_result(result, note);
     json_decref(result);
-    printf("\n%-5s %-20s %-24s %8s  %s\n", "TRY", "WORKER", "STARTED", "TOOK",
-           "OUTCOME");
-    size_t i;
-    json_t *a;
-    json_array_foreach(attempts, i, a) s_print_attempt(a, rounds, cat);
-    if (json_array_size(attempts) == 0)
-        printf("(no attempt yet)\n");
+    s_print_attempts(attempts, rounds, cat);
     json_decref(job);
     return 0;
 }

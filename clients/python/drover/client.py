@@ -473,7 +473,10 @@ class Client:
 
     def job(self, id: str) -> Dict[str, Any]:
         """The broker's view of one job: ``{id, queue, type, state,
-        attempt, result?, category?, error?}``.
+        attempt, result?, category?, error?, attempts}``, where
+        ``attempts`` lists the failed attempts the broker keeps, each with
+        its category, message, and ``details`` (a traceback) and
+        ``stderr`` (the end of its stderr) when the handler gave them.
 
         Raises:
             Rejected: ``code == "not_found"`` for an unknown id.

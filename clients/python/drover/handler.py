@@ -20,11 +20,13 @@ and the worker runs it with ``--exec resize='python3 resize.py'``.
 
 Exit codes: 0 on success; 75 (EX_TEMPFAIL: retryable) for
 :class:`RetryLater` and for ``Fail(..., retryable=True)``; 1 (not
-retried) for :class:`Fail` and for any other exception, whose traceback
-goes to stderr. The failure's message is sent as a ``MESSAGE`` hint
-(``ValueError: ...`` for an exception), and ``Fail``'s retryability as
-``RETRYABLE``, so they do not depend on stderr's last line or the exit
-status.
+retried) for :class:`Fail` and for any other exception. The failure's
+message is sent as a ``MESSAGE`` hint (``ValueError: ...`` for an
+exception), and ``Fail``'s retryability as ``RETRYABLE``, so they do not
+depend on stderr's last line or the exit status. An exception's full
+traceback goes as ``DETAIL`` lines: the broker keeps it with the attempt
+and ``drover job ID`` shows it (stderr then gets one line saying so;
+outside a worker the traceback goes to stderr as usual).
 
 This module does not load libdrover: a handler needs only the standard
 library.
@@ -56,11 +58,18 @@ class Fail(Exception):
     ``"upstream"``, ``"rate_limited"``, ...) and a message; not retried
     unless ``retryable``."""
 
-    def __init__(self, category: str, message: str = "", retryable: bool = False) -> None:
+    def __init__(
+        self,
+        category: str,
+        message: str = "",
+        retryable: bool = False,
+        details: str = "",
+    ) -> None:
         super().__init__(message or category)
         self.category = category
         self.message = message or category
         self.retryable = retryable
+        self.details = details
 
 
 def _one_line(s: str) -> str:
@@ -70,18 +79,38 @@ def _one_line(s: str) -> str:
 def hint(kind: str, *fields: Any) -> bool:
     """Writes one line ``KIND field...`` to the worker's hint descriptor
     (``DROVER_PROGRESS_FD``): ``PROGRESS``, ``RETRY_AFTER``, ``CATEGORY``,
-    ``RETRYABLE``, ``MESSAGE``.
-    Every line this module sends goes through here. Returns False (and
-    writes nothing) when the handler does not run under a worker."""
+    ``RETRYABLE``, ``MESSAGE`` (each field on one line, runs of blanks made
+    one space; :func:`detail` sends text as it is).
+    Returns False (and writes nothing) when the handler does not run
+    under a worker."""
+    return _send(" ".join([kind] + [_one_line(f) for f in fields if f != ""]) + "\n")
+
+
+def _send(text: str) -> bool:
+    """Writes whole lines to the hint descriptor; every line this module
+    sends goes through here."""
     fd = os.environ.get("DROVER_PROGRESS_FD")
     if not fd:
         return False
-    line = " ".join([kind] + [_one_line(f) for f in fields if f != ""]) + "\n"
+    data = text.encode("utf-8", errors="replace")
     try:
-        os.write(int(fd), line.encode("utf-8"))
+        fdn = int(fd)
+        while data:
+            data = data[os.write(fdn, data) :]
     except (OSError, ValueError):
         return False
     return True
+
+
+def detail(text: str) -> bool:
+    """Adds ``text`` (any number of lines, indentation kept) to the
+    failure's details, which the broker keeps with the attempt if it then
+    fails (the last 8 KB; ``drover job ID`` shows them). Sent as one
+    ``DETAIL`` line per line. False (nothing sent) outside a worker."""
+    lines = str(text).replace("\r", "").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return _send("".join(f"DETAIL {line}\n" for line in lines))
 
 
 def progress(current: int, total: int = 0, message: str = "") -> bool:
@@ -123,16 +152,22 @@ def _run(fn: Callable[[Any], Any]) -> int:
         hint("CATEGORY", e.category)
         hint("RETRYABLE", "yes" if e.retryable else "no")
         hint("MESSAGE", e.message)
+        if e.details:
+            detail(e.details)
         print(_one_line(e.message), file=sys.stderr)
         return EX_TEMPFAIL if e.retryable else 1
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: BLE001 - reported, then a failed attempt
-        hint("MESSAGE", "".join(traceback.format_exception_only(type(e), e)))
-        traceback.print_exc(file=sys.stderr)
+        summary = _one_line("".join(traceback.format_exception_only(type(e), e)))
+        hint("MESSAGE", summary)
+        if detail(traceback.format_exc()):
+            print(f"{summary} (traceback in the attempt's details)", file=sys.stderr)
+        else:
+            traceback.print_exc(file=sys.stderr)
         return 1
     sys.stdout.write(out + "\n")
     return 0
 
 
-__all__ = ["EX_TEMPFAIL", "Fail", "RetryLater", "hint", "progress", "run"]
+__all__ = ["EX_TEMPFAIL", "Fail", "RetryLater", "detail", "hint", "progress", "run"]

@@ -74,8 +74,10 @@ HANDLERS: Dict[str, str] = {
         handler.run(fn)
     """,
     "py_value_error": """
+        import sys
         from drover import handler
         def fn(p):
+            print("warming up", file=sys.stderr, flush=True)
             raise ValueError("bad value " + str(p))
         handler.run(fn)
     """,

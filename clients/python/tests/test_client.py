@@ -124,6 +124,42 @@ def test_value_error_fails_job(client: drover.Client) -> None:
     assert r.attempts == 1
 
 
+def test_value_error_traceback_kept(client: drover.Client, cluster) -> None:
+    """The broker keeps the traceback (details) and stderr's end with the
+    attempt; ``job()`` and ``drover job`` show them."""
+    import subprocess
+    from conftest import DROVER_BIN, free_port
+    jid = client.submit("py_value_error", {"x": 2}, max_attempts=1)
+    assert client.wait([jid], timeout=60)[jid].state == "dead"
+    deadline = time.monotonic() + 20
+    attempts = []
+    while time.monotonic() < deadline:  # the attempt row lands with its group
+        attempts = client.job(jid).get("attempts") or []
+        if attempts and attempts[-1].get("details"):
+            break
+        time.sleep(0.05)
+    assert len(attempts) == 1, attempts
+    a = attempts[0]
+    assert a["attempt"] == 1 and a["category"] == "handler", a
+    details = a["details"]
+    assert details.startswith("Traceback (most recent call last):"), details
+    assert '    raise ValueError("bad value " + str(p))' in details  # indentation kept
+    assert details.rstrip().endswith("ValueError: bad value {'x': 2}"), details
+    assert "warming up" in a["stderr"], a
+    # The CLI with no collector to ask: the broker's view, with the attempt.
+    cmd = [DROVER_BIN, "job", "--broker", cluster.clients,
+           "--collector", f"tcp://127.0.0.1:{free_port()}", jid]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback (most recent call last):" in p.stdout, p.stdout
+    assert "ValueError: bad value {'x': 2}" in p.stdout
+    assert "warming up" in p.stdout
+    p = subprocess.run(cmd[:2] + ["--json"] + cmd[2:], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["attempts"][0]["details"] == details
+
+
 def test_fail_sets_category(client: drover.Client) -> None:
     jid = client.submit("py_fail", None, max_attempts=3)
     r = client.wait([jid], timeout=60)[jid]
