@@ -131,61 +131,6 @@ s_buf(void)
     return bufs[next++ & 15];
 }
 
-const char *
-monitor_num(int64_t v)
-{
-    char *b = s_buf();
-    char digits[32];
-    snprintf(digits, sizeof digits, "%" PRId64, v < 0 ? -v : v);
-    size_t n = strlen(digits), o = 0;
-    if (v < 0)
-        b[o++] = '-';
-    for (size_t i = 0; i < n; i++) {
-        if (i && (n - i) % 3 == 0)
-            b[o++] = ',';
-        b[o++] = digits[i];
-    }
-    b[o] = '\0';
-    return b;
-}
-
-const char *
-monitor_dur(int64_t ms)
-{
-    char *b = s_buf();
-    if (ms < 0)
-        snprintf(b, 48, "-");
-    else if (ms < 1000)
-        snprintf(b, 48, "%" PRId64 "ms", ms);
-    else if (ms < 60000)
-        snprintf(b, 48, "%.1fs", ms / 1000.0);
-    else if (ms < 3600000)
-        snprintf(b, 48, "%" PRId64 "m%02" PRId64 "s", ms / 60000,
-                 ms / 1000 % 60);
-    else if (ms < 86400000)
-        snprintf(b, 48, "%" PRId64 "h%02" PRId64 "m", ms / 3600000,
-                 ms / 60000 % 60);
-    else
-        snprintf(b, 48, "%" PRId64 "d%02" PRId64 "h", ms / 86400000,
-                 ms / 3600000 % 24);
-    return b;
-}
-
-const char *
-monitor_rate(double r)
-{
-    char *b = s_buf();
-    if (r <= 0)
-        snprintf(b, 48, "0");
-    else if (r < 10)
-        snprintf(b, 48, "%.2f", r);
-    else if (r < 1000)
-        snprintf(b, 48, "%.1f", r);
-    else
-        snprintf(b, 48, "%.0f", r);
-    return b;
-}
-
 static const char *
 s_time(int64_t ms)
 {
@@ -418,17 +363,16 @@ s_print_queue_table(const json_t *queues)
         snprintf(name, sizeof name, "%s%s", monitor_str(q, "name", "?"),
                  json_is_true(json_object_get(q, "paused")) ? " (p)" : "");
         printf("%-16.16s %7s %6s %5s %4s %6s %6s %6s %8s %8s\n", name,
-               monitor_num(monitor_int(q, "queued")),
-               monitor_num(monitor_int(q, "scheduled")),
-               monitor_num(monitor_int(q, "running")),
-               monitor_num(monitor_int(q, "workers")),
-               monitor_rate(s_rate1(rates, "submitted")),
-               monitor_rate(s_rate1(rates, "succeeded")),
-               monitor_rate(s_rate1(rates, "failed")),
-               monitor_int(wait, "count")
-                   ? monitor_dur(monitor_int(wait, "p99"))
-                   : "-",
-               monitor_int(run, "count") ? monitor_dur(monitor_int(run, "p99"))
+               cli_num(monitor_int(q, "queued")),
+               cli_num(monitor_int(q, "scheduled")),
+               cli_num(monitor_int(q, "running")),
+               cli_num(monitor_int(q, "workers")),
+               cli_rate(s_rate1(rates, "submitted")),
+               cli_rate(s_rate1(rates, "succeeded")),
+               cli_rate(s_rate1(rates, "failed")),
+               monitor_int(wait, "count") ? cli_dur(monitor_int(wait, "p99"))
+                                          : "-",
+               monitor_int(run, "count") ? cli_dur(monitor_int(run, "p99"))
                                          : "-");
     }
     if (json_array_size(queues) == 0)
@@ -450,8 +394,8 @@ s_print_failures(const json_t *failures)
     {
         const char *cat = monitor_str(c, "category", "unknown");
         const char *hint = monitor_hint(cat);
-        printf("  %-18s %7s  %.49s\n", cat,
-               monitor_num(monitor_int(c, "count")), hint ? hint : "");
+        printf("  %-18s %7s  %.49s\n", cat, cli_num(monitor_int(c, "count")),
+               hint ? hint : "");
     }
 }
 
@@ -466,10 +410,10 @@ monitor_print_leases(const json_t *counters)
         return;
     printf("  leases: %s stale reports refused, %s executions taken back "
            "after a restart, %s held jobs revoked",
-           monitor_num(stale), monitor_num(adopted), monitor_num(revoked));
+           cli_num(stale), cli_num(adopted), cli_num(revoked));
     if (rejoining)
         printf("; %s recovered jobs wait for their workers to rejoin",
-               monitor_num(rejoining));
+               cli_num(rejoining));
     printf("\n");
 }
 
@@ -489,10 +433,9 @@ s_print_status(const json_t *st)
     int64_t now = dv_now_ms();
     const json_t *col = json_object_get(st, "collector");
     printf("collector up %s, %s events, %s gaps, history %s\n",
-           monitor_dur(monitor_int(col, "uptime_ms")),
-           monitor_num(monitor_int(col, "events")),
-           monitor_num(monitor_int(col, "gaps")),
-           monitor_str(col, "store", "?"));
+           cli_dur(monitor_int(col, "uptime_ms")),
+           cli_num(monitor_int(col, "events")),
+           cli_num(monitor_int(col, "gaps")), monitor_str(col, "store", "?"));
     size_t i;
     json_t *b;
     json_array_foreach(json_object_get(st, "brokers"), i, b)
@@ -501,10 +444,9 @@ s_print_status(const json_t *st)
         printf("broker %s  %s%s  seq %s  last event %s\n",
                monitor_str(b, "endpoint", "?"), monitor_str(b, "state", "?"),
                json_is_true(json_object_get(b, "synced")) ? "" : " (resyncing)",
-               monitor_num(monitor_int(b, "last_seq")),
-               json_is_integer(last)
-                   ? monitor_dur(now - json_integer_value(last))
-                   : "never");
+               cli_num(monitor_int(b, "last_seq")),
+               json_is_integer(last) ? cli_dur(now - json_integer_value(last))
+                                     : "never");
         if (json_object_get(b, "error"))
             printf("  %s\n", monitor_str(b, "error", ""));
         monitor_print_leases(json_object_get(b, "counters"));
@@ -514,29 +456,25 @@ s_print_status(const json_t *st)
             printf("  store FAILING: %s for %s; %s jobs refused, %s writes "
                    "waiting (submits refused, dispatch paused)\n",
                    monitor_str(sf, "error", "?"),
-                   since > 0 ? monitor_dur(now - since) : "?",
-                   monitor_num(monitor_int(sf, "refused")),
-                   monitor_num(monitor_int(sf, "waiting")));
+                   since > 0 ? cli_dur(now - since) : "?",
+                   cli_num(monitor_int(sf, "refused")),
+                   cli_num(monitor_int(sf, "waiting")));
         }
     }
     const json_t *w = json_object_get(st, "workers");
     printf("workers %s online: %s busy, %s idle, %s draining; %s of %s "
            "slots busy",
-           monitor_num(monitor_int(w, "online")),
-           monitor_num(monitor_int(w, "busy")),
-           monitor_num(monitor_int(w, "idle")),
-           monitor_num(monitor_int(w, "draining")),
-           monitor_num(monitor_int(w, "busy_slots")),
-           monitor_num(monitor_int(w, "slots")));
+           cli_num(monitor_int(w, "online")), cli_num(monitor_int(w, "busy")),
+           cli_num(monitor_int(w, "idle")), cli_num(monitor_int(w, "draining")),
+           cli_num(monitor_int(w, "busy_slots")),
+           cli_num(monitor_int(w, "slots")));
     if (monitor_int(w, "offline"))
-        printf("; %s gone", monitor_num(monitor_int(w, "offline")));
+        printf("; %s gone", cli_num(monitor_int(w, "offline")));
     printf("\n");
     const json_t *r = json_object_get(st, "rates");
     printf("jobs/s over 1m: in %s, succeeded %s, failed %s, dead %s\n\n",
-           monitor_rate(s_rate1(r, "submitted")),
-           monitor_rate(s_rate1(r, "succeeded")),
-           monitor_rate(s_rate1(r, "failed")),
-           monitor_rate(s_rate1(r, "dead")));
+           cli_rate(s_rate1(r, "submitted")), cli_rate(s_rate1(r, "succeeded")),
+           cli_rate(s_rate1(r, "failed")), cli_rate(s_rate1(r, "dead")));
     s_print_queue_table(json_object_get(st, "queues"));
     s_print_failures(json_object_get(st, "failures"));
     s_print_health(json_object_get(st, "health"));
@@ -653,13 +591,12 @@ workers_main(int argc, char **argv)
         const json_t *busy = json_object_get(w, "busy");
         printf("%-22.22s %-8s %5s %4s %7s %10s %7s %6s\n",
                monitor_str(w, "name", "?"), monitor_str(w, "state", "?"),
-               monitor_num(monitor_int(w, "concurrency")),
-               json_is_integer(busy) ? monitor_num(json_integer_value(busy))
-                                     : "-",
-               monitor_num(monitor_int(w, "running")),
-               monitor_num(monitor_int(w, "processed")),
-               monitor_num(monitor_int(w, "failed")),
-               monitor_dur(monitor_int(w, "heartbeat_age_ms")));
+               cli_num(monitor_int(w, "concurrency")),
+               json_is_integer(busy) ? cli_num(json_integer_value(busy)) : "-",
+               cli_num(monitor_int(w, "running")),
+               cli_num(monitor_int(w, "processed")),
+               cli_num(monitor_int(w, "failed")),
+               cli_dur(monitor_int(w, "heartbeat_age_ms")));
         const json_t *jobs = json_object_get(w, "jobs");
         size_t j;
         json_t *job;
@@ -677,7 +614,7 @@ workers_main(int argc, char **argv)
             printf("    %s %-12.12s #%" PRId64 " %s%s\n",
                    monitor_str(job, "id", "?"), monitor_str(job, "type", "?"),
                    monitor_int(job, "attempt"),
-                   monitor_dur(now - monitor_int(job, "started_at")), prog);
+                   cli_dur(now - monitor_int(job, "started_at")), prog);
         }
     }
     if (json_array_size(workers) == 0)
@@ -703,12 +640,12 @@ s_print_latency(const char *what, const json_t *list)
         bool hr = monitor_int(rn, "count") > 0;
         printf("%-16.16s %8s %8s %8s %8s %8s %8s\n",
                monitor_str(q, "name", "?"),
-               hw ? monitor_dur(monitor_int(wt, "p50")) : "-",
-               hw ? monitor_dur(monitor_int(wt, "p95")) : "-",
-               hw ? monitor_dur(monitor_int(wt, "p99")) : "-",
-               hr ? monitor_dur(monitor_int(rn, "p50")) : "-",
-               hr ? monitor_dur(monitor_int(rn, "p95")) : "-",
-               hr ? monitor_dur(monitor_int(rn, "p99")) : "-");
+               hw ? cli_dur(monitor_int(wt, "p50")) : "-",
+               hw ? cli_dur(monitor_int(wt, "p95")) : "-",
+               hw ? cli_dur(monitor_int(wt, "p99")) : "-",
+               hr ? cli_dur(monitor_int(rn, "p50")) : "-",
+               hr ? cli_dur(monitor_int(rn, "p95")) : "-",
+               hr ? cli_dur(monitor_int(rn, "p99")) : "-");
     }
 }
 
@@ -818,7 +755,7 @@ jobs_main(int argc, char **argv)
                monitor_str(j, "id", "?"), monitor_str(j, "state", "?"),
                monitor_str(j, "queue", "?"), monitor_str(j, "type", "?"),
                monitor_int(j, "attempts"),
-               monitor_dur(now - monitor_int(j, "updated_at")));
+               cli_dur(now - monitor_int(j, "updated_at")));
         const char *state = monitor_str(j, "state", "");
         const char *cat = monitor_str(j, "category", NULL);
         if (cat && strcmp(state, "succeeded") && strcmp(state, "running"))
@@ -977,7 +914,7 @@ s_print_attempt(const json_t *a, int64_t rounds, const char *job_category,
         took = monitor_int(a, "finished_at") - started_at; /* broker's view */
     printf("%-5s %-20.20s %-24s %8s  %s\n", num, monitor_str(a, "worker", "-"),
            started_at ? s_time(started_at) : "-",
-           took >= 0 ? monitor_dur(took) : "-",
+           took >= 0 ? cli_dur(took) : "-",
            monitor_str(a, "outcome", "running"));
     if (json_is_integer(json_object_get(a, "progress_current")))
         printf("      progress %" PRId64 "/%" PRId64 " %s\n",
@@ -1154,7 +1091,7 @@ job_main(int argc, char **argv)
         printf("finished  %s", s_time(monitor_int(job, "finished_at")));
         if (since)
             printf(" (%s after submit)",
-                   monitor_dur(monitor_int(job, "finished_at") - since));
+                   cli_dur(monitor_int(job, "finished_at") - since));
         printf("\n");
     }
     if (json_is_integer(json_object_get(job, "run_at")) &&
@@ -1215,10 +1152,10 @@ monitor_keys(const char *collector, bool json, const char *note)
                monitor_str(k, "id", "?"), monitor_str(k, "hash", "-"),
                monitor_str(k, "state", "?"), monitor_int(st, "ok"),
                monitor_int(st, "cooling"), monitor_int(st, "disabled"),
-               monitor_num(monitor_int(k, "requests")),
-               monitor_num(monitor_int(k, "ok")),
-               monitor_num(monitor_int(k, "rate_limited")),
-               monitor_num(monitor_int(k, "errors")));
+               cli_num(monitor_int(k, "requests")),
+               cli_num(monitor_int(k, "ok")),
+               cli_num(monitor_int(k, "rate_limited")),
+               cli_num(monitor_int(k, "errors")));
     }
     json_decref(body);
     return 0;
@@ -1284,7 +1221,7 @@ s_draw_batch(const char *name, const json_t *b, bool bar, bool final)
     char etas[32] = "?";
     if (json_is_number(eta))
         snprintf(etas, sizeof etas, "%s",
-                 monitor_dur((int64_t)(json_number_value(eta) * 1000)));
+                 cli_dur((int64_t)(json_number_value(eta) * 1000)));
     char extra[96] = "";
     size_t n = 0;
     if (dead)
@@ -1301,8 +1238,7 @@ s_draw_batch(const char *name, const json_t *b, bool bar, bool final)
                 "\r[%s] %" PRId64 "/%" PRId64 " %3d%% ok %" PRId64 "%s "
                 "run %" PRId64 " %s/s ETA %s\033[K",
                 b24, done, total, (int)(frac * 100), ok, extra, running,
-                monitor_rate(json_number_value(json_object_get(b, "rate"))),
-                etas);
+                cli_rate(json_number_value(json_object_get(b, "rate"))), etas);
         if (final)
             fputs("\n", stderr);
         fflush(stderr);
@@ -1310,7 +1246,7 @@ s_draw_batch(const char *name, const json_t *b, bool bar, bool final)
         printf("batch %s: %" PRId64 "/%" PRId64 " done (%d%%), succeeded "
                "%" PRId64 "%s, running %" PRId64 ", %s jobs/s, ETA %s\n",
                name, done, total, (int)(frac * 100), ok, extra, running,
-               monitor_rate(json_number_value(json_object_get(b, "rate"))),
+               cli_rate(json_number_value(json_object_get(b, "rate"))),
                final ? "-" : etas);
         fflush(stdout);
     }

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cli_out.h"
+
 /* Used when neither --collector nor DROVER_COLLECTOR says otherwise. */
 #define MONITOR_DEFAULT_ENDPOINT "tcp://127.0.0.1:7703"
 
@@ -25,12 +27,6 @@ int monitor_query(const char *endpoint, const char *cmd, const char *verb,
 
 /* Why the last monitor_query failed ("" after a success). */
 const char *monitor_query_error(void);
-
-/* Formatting into rotating static buffers (16 live at once): 1,234;
- * 850ms / 1.2s / 3m04s / 2h05m / 3d04h; a rate with 2-3 digits. */
-const char *monitor_num(int64_t v);
-const char *monitor_dur(int64_t ms);
-const char *monitor_rate(double r);
 
 /* Members of an answer: a number as an integer (0 if absent), a string
  * (dflt if absent). */

@@ -66,28 +66,23 @@ s_draw(const char *ep, const json_t *st, const json_t *wk, const char *error)
         const json_t *last = json_object_get(b, "last_event_ms");
         s_line(&y, 0, "broker %s  %s  seq %s  last event %s ago",
                monitor_str(b, "endpoint", "?"), monitor_str(b, "state", "?"),
-               monitor_num(monitor_int(b, "last_seq")),
-               json_is_integer(last)
-                   ? monitor_dur(wall - json_integer_value(last))
-                   : "never");
+               cli_num(monitor_int(b, "last_seq")),
+               json_is_integer(last) ? cli_dur(wall - json_integer_value(last))
+                                     : "never");
     }
     const json_t *w = json_object_get(st, "workers");
     s_line(&y, 0,
            "workers %s online: %s busy, %s idle, %s draining; %s/%s slots "
            "busy; %s jobs started",
-           monitor_num(monitor_int(w, "online")),
-           monitor_num(monitor_int(w, "busy")),
-           monitor_num(monitor_int(w, "idle")),
-           monitor_num(monitor_int(w, "draining")),
-           monitor_num(monitor_int(w, "busy_slots")),
-           monitor_num(monitor_int(w, "slots")),
-           monitor_num(monitor_int(w, "running_jobs")));
+           cli_num(monitor_int(w, "online")), cli_num(monitor_int(w, "busy")),
+           cli_num(monitor_int(w, "idle")), cli_num(monitor_int(w, "draining")),
+           cli_num(monitor_int(w, "busy_slots")),
+           cli_num(monitor_int(w, "slots")),
+           cli_num(monitor_int(w, "running_jobs")));
     const json_t *r = json_object_get(st, "rates");
     s_line(&y, 0, "jobs/s (1m): in %s  succeeded %s  failed %s  dead %s",
-           monitor_rate(s_rate1(r, "submitted")),
-           monitor_rate(s_rate1(r, "succeeded")),
-           monitor_rate(s_rate1(r, "failed")),
-           monitor_rate(s_rate1(r, "dead")));
+           cli_rate(s_rate1(r, "submitted")), cli_rate(s_rate1(r, "succeeded")),
+           cli_rate(s_rate1(r, "failed")), cli_rate(s_rate1(r, "dead")));
     const json_t *h = json_object_get(st, "health");
     const char *hs = monitor_str(h, "state", "?");
     const json_t *reasons = json_object_get(h, "reasons");
@@ -107,17 +102,15 @@ s_draw(const char *ep, const json_t *st, const json_t *wk, const char *error)
         const json_t *wt = json_object_get(q, "wait_ms");
         const json_t *rn = json_object_get(q, "run_ms");
         s_line(&y, 0, "%-16.16s %7s %6s %5s %4s %6s %6s %6s %8s %8s",
-               monitor_str(q, "name", "?"),
-               monitor_num(monitor_int(q, "queued")),
-               monitor_num(monitor_int(q, "scheduled")),
-               monitor_num(monitor_int(q, "running")),
-               monitor_num(monitor_int(q, "workers")),
-               monitor_rate(s_rate1(rates, "submitted")),
-               monitor_rate(s_rate1(rates, "succeeded")),
-               monitor_rate(s_rate1(rates, "failed")),
-               monitor_int(wt, "count") ? monitor_dur(monitor_int(wt, "p99"))
-                                        : "-",
-               monitor_int(rn, "count") ? monitor_dur(monitor_int(rn, "p99"))
+               monitor_str(q, "name", "?"), cli_num(monitor_int(q, "queued")),
+               cli_num(monitor_int(q, "scheduled")),
+               cli_num(monitor_int(q, "running")),
+               cli_num(monitor_int(q, "workers")),
+               cli_rate(s_rate1(rates, "submitted")),
+               cli_rate(s_rate1(rates, "succeeded")),
+               cli_rate(s_rate1(rates, "failed")),
+               monitor_int(wt, "count") ? cli_dur(monitor_int(wt, "p99")) : "-",
+               monitor_int(rn, "count") ? cli_dur(monitor_int(rn, "p99"))
                                         : "-");
     }
     y++;
@@ -136,13 +129,12 @@ s_draw(const char *ep, const json_t *st, const json_t *wk, const char *error)
         const json_t *busy = json_object_get(w, "busy");
         s_line(&y, 0, "%-22.22s %-8s %5s %4s %7s %10s %7s %6s",
                monitor_str(w, "name", "?"), monitor_str(w, "state", "?"),
-               monitor_num(monitor_int(w, "concurrency")),
-               json_is_integer(busy) ? monitor_num(json_integer_value(busy))
-                                     : "-",
-               monitor_num(monitor_int(w, "running")),
-               monitor_num(monitor_int(w, "processed")),
-               monitor_num(monitor_int(w, "failed")),
-               monitor_dur(monitor_int(w, "heartbeat_age_ms")));
+               cli_num(monitor_int(w, "concurrency")),
+               json_is_integer(busy) ? cli_num(json_integer_value(busy)) : "-",
+               cli_num(monitor_int(w, "running")),
+               cli_num(monitor_int(w, "processed")),
+               cli_num(monitor_int(w, "failed")),
+               cli_dur(monitor_int(w, "heartbeat_age_ms")));
         shown++;
     }
     if (shown < json_array_size(workers))
@@ -157,7 +149,7 @@ s_draw(const char *ep, const json_t *st, const json_t *wk, const char *error)
             const char *cat = monitor_str(c, "category", "unknown");
             const char *hint = monitor_hint(cat);
             s_line(&y, 0, "%-18s %7s  %s", cat,
-                   monitor_num(monitor_int(c, "count")), hint ? hint : "");
+                   cli_num(monitor_int(c, "count")), hint ? hint : "");
         }
     }
     refresh();

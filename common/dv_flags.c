@@ -102,14 +102,100 @@ s_set(const dv_flag_t *f, const char *v, char *err, size_t es)
     return dv_err_set(err, es, "not a flag");
 }
 
-static const dv_flag_t *
-s_find(const dv_flag_t *const *tables, int ntables, const char *name, size_t n)
+const dv_flag_t *
+dv_flags_find(const dv_flag_t *const *tables, int ntables, const char *name,
+              size_t n)
 {
     for (int t = 0; t < ntables; t++)
-        for (const dv_flag_t *f = tables[t]; f->kind != DV_FLAG_END; f++)
+        for (const dv_flag_t *f = tables[t]; f && f->kind != DV_FLAG_END; f++)
             if (strlen(f->name) == n && strncmp(f->name, name, n) == 0)
                 return f;
     return NULL;
+}
+
+static const dv_flag_t *
+s_find_alias(const dv_flag_t *const *tables, int ntables, char alias)
+{
+    for (int t = 0; t < ntables; t++)
+        for (const dv_flag_t *f = tables[t]; f && f->kind != DV_FLAG_END; f++)
+            if (f->alias && f->alias == alias)
+                return f;
+    return NULL;
+}
+
+int
+dv_flags_reset(const dv_flag_t *const *tables, int ntables, char *err,
+               size_t es)
+{
+    for (int t = 0; t < ntables; t++)
+        for (const dv_flag_t *f = tables[t]; f && f->kind != DV_FLAG_END; f++) {
+            if (f->kind == DV_FLAG_FN || !f->dest)
+                continue;
+            const char *env = f->env ? getenv(f->env) : NULL;
+            const char *v = env && *env ? env : f->dflt;
+            if (!v) {
+                switch (f->kind) {
+                case DV_FLAG_STRING:
+                    *(const char **)f->dest = NULL;
+                    break;
+                case DV_FLAG_DURATION:
+                    *(int64_t *)f->dest = 0;
+                    break;
+                case DV_FLAG_INT:
+                case DV_FLAG_CHOICE:
+                    *(int *)f->dest = 0;
+                    break;
+                case DV_FLAG_DOUBLE:
+                    *(double *)f->dest = 0;
+                    break;
+                case DV_FLAG_SWITCH:
+                    *(bool *)f->dest = false;
+                    break;
+                default:
+                    break;
+                }
+                continue;
+            }
+            if (f->kind == DV_FLAG_SWITCH) {
+                *(bool *)f->dest = v == f->dflt ? true : strcmp(v, "0") != 0;
+                continue;
+            }
+            char why[256] = "";
+            if (s_set(f, v, why, sizeof why) != 0)
+                return dv_err_set(err, es, "%s: %s",
+                                  v == env ? f->env : f->name, why);
+        }
+    return 0;
+}
+
+const char *
+dv_flag_arg(const dv_flag_t *f, char *buf, size_t size)
+{
+    if (f->kind == DV_FLAG_SWITCH)
+        return "";
+    if (f->arg)
+        return f->arg;
+    switch (f->kind) {
+    case DV_FLAG_DURATION:
+        return "SECONDS";
+    case DV_FLAG_INT:
+    case DV_FLAG_DOUBLE:
+        return "N";
+    case DV_FLAG_CHOICE: {
+        size_t used = 0;
+        buf[0] = '\0';
+        for (int i = 0; f->choices[i] && used < size; i++) {
+            int n = snprintf(buf + used, size - used, "%s%s", i ? "|" : "",
+                             f->choices[i]);
+            if (n < 0)
+                break;
+            used += (size_t)n;
+        }
+        return buf;
+    }
+    default:
+        return "VALUE";
+    }
 }
 
 dv_flags_rc_t
@@ -117,6 +203,17 @@ dv_flags_parse(const dv_flag_t *const *tables, int ntables, int argc,
                char **argv, bool allow_args, int *first_arg, char *err,
                size_t es)
 {
+    return dv_flags_parse_ex(tables, ntables, argc, argv, allow_args, first_arg,
+                             NULL, err, es);
+}
+
+dv_flags_rc_t
+dv_flags_parse_ex(const dv_flag_t *const *tables, int ntables, int argc,
+                  char **argv, bool allow_args, int *first_arg,
+                  const dv_flag_t **bad, char *err, size_t es)
+{
+    if (bad)
+        *bad = NULL;
     if (first_arg)
         *first_arg = argc;
     for (int i = 1; i < argc; i++) {
@@ -128,8 +225,18 @@ dv_flags_parse(const dv_flag_t *const *tables, int ntables, int argc,
                 *first_arg = i + 1;
             return DV_FLAGS_OK;
         }
+        if (a[0] == '-' && a[1] && a[1] != '-' && !a[2]) {
+            const dv_flag_t *f = s_find_alias(tables, ntables, a[1]);
+            if (f && f->kind == DV_FLAG_SWITCH) {
+                *(bool *)f->dest = true;
+                continue;
+            }
+        }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
-            if (allow_args && a[0] != '-') {
+            /* "-" (stdin) and negative numbers are arguments */
+            bool arg = a[0] != '-' || a[1] == '\0' ||
+                       (a[1] >= '0' && a[1] <= '9') || a[1] == '.';
+            if (allow_args && arg) {
                 if (first_arg)
                     *first_arg = i;
                 return DV_FLAGS_OK;
@@ -143,11 +250,13 @@ dv_flags_parse(const dv_flag_t *const *tables, int ntables, int argc,
         const char *name = a + 2;
         const char *eq = strchr(name, '=');
         size_t n = eq ? (size_t)(eq - name) : strlen(name);
-        const dv_flag_t *f = s_find(tables, ntables, name, n);
+        const dv_flag_t *f = dv_flags_find(tables, ntables, name, n);
         if (!f) {
             dv_err_set(err, es, "unknown option '--%.*s'", (int)n, name);
             return DV_FLAGS_ERROR;
         }
+        if (bad)
+            *bad = f;
         const char *v = NULL;
         if (f->kind == DV_FLAG_SWITCH) {
             if (eq) {
@@ -165,6 +274,8 @@ dv_flags_parse(const dv_flag_t *const *tables, int ntables, int argc,
         if (f->kind == DV_FLAG_FN) {
             if (f->fn(f, v, err, es) != 0)
                 return DV_FLAGS_ERROR;
+            if (bad)
+                *bad = NULL;
             continue;
         }
         char why[256] = "";
@@ -172,6 +283,8 @@ dv_flags_parse(const dv_flag_t *const *tables, int ntables, int argc,
             dv_err_set(err, es, "--%s: %s", f->name, why);
             return DV_FLAGS_ERROR;
         }
+        if (bad)
+            *bad = NULL;
     }
     return DV_FLAGS_OK;
 }
