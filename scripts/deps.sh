@@ -15,6 +15,8 @@ packages=(
   openssl     # test_collector_auth makes a test certificate with it
   postgresql  # the server store_test pg starts of its own (initdb, pg_ctl)
   python3-pytest python3-setuptools python3-venv  # clients/python: tests, install
+  python3-jsonschema  # tests/json: every --json output against docs/json/*.schema.json
+  zsh         # cli_cmd_test checks the zsh completion script parses
 )
 missing=()
 for p in "${packages[@]}"; do
