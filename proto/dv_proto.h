@@ -181,7 +181,7 @@ typedef struct {
      * stderr; each valid UTF-8, <= DV_DETAILS_MAX, absent when empty.
      * Workers send them in reports; the broker keeps them with the attempt
      * (store, `drover job`) and leaves them out of events and results. */
-    dv_str_t details; /* ["details"] */
+    dv_str_t details;     /* ["details"] */
     dv_str_t stderr_tail; /* ["stderr"] */
 } dv_failure_t;
 
