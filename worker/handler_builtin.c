@@ -35,6 +35,8 @@ worker_outcome_init(worker_outcome_t *out)
     out->owned = NULL;
     dv_failure_init(&out->failure);
     out->text[0] = '\0';
+    out->details[0] = '\0';
+    out->stderr_tail[0] = '\0';
 }
 
 void
@@ -62,6 +64,31 @@ worker_outcome_fail(worker_outcome_t *out, dv_category_t cat, bool retryable,
     out->failure.category = cat;
     out->failure.retryable = retryable;
     out->failure.message = dv_strn(out->text, len);
+}
+
+/* Copies the end of s[0..n) into buf (DV_DETAILS_MAX + 1 bytes),
+ * repaired; returns the view, absent when empty. */
+static dv_str_t
+s_details_copy(char *buf, const char *s, size_t n)
+{
+    if (!s || n == 0) {
+        buf[0] = '\0';
+        return dv_strn(NULL, 0);
+    }
+    size_t off = worker_utf8_tail(s, n, DV_DETAILS_MAX);
+    n -= off;
+    memmove(buf, s + off, n);
+    buf[n] = '\0';
+    worker_utf8_repair(buf, n);
+    return dv_strn(buf, n);
+}
+
+void
+worker_outcome_details(worker_outcome_t *out, const char *details, size_t dlen,
+                       const char *err, size_t elen)
+{
+    out->failure.details = s_details_copy(out->details, details, dlen);
+    out->failure.stderr_tail = s_details_copy(out->stderr_tail, err, elen);
 }
 
 void

@@ -107,6 +107,30 @@ s_parse_hint(const char *line, size_t len, const char *word, const char **value,
     return 0;
 }
 
+/* A "DETAIL text" line: the word as s_parse_hint takes it, then one space
+ * or tab; the text is the rest without trailing whitespace, indentation
+ * kept (a traceback's lines are indented). "DETAIL" alone is an empty
+ * line. */
+static int
+s_parse_detail(const char *line, size_t len, const char **value, size_t *vlen)
+{
+    const char *p = line, *end = line + len;
+    while (end > p && s_space(end[-1]))
+        end--;
+    p = s_skip_space(p, end);
+    if ((size_t)(end - p) < 6 || memcmp(p, "DETAIL", 6) != 0)
+        return -1;
+    p += 6;
+    if (p < end) {
+        if (!s_space(*p))
+            return -1;
+        p++;
+    }
+    *value = p;
+    *vlen = (size_t)(end - p);
+    return 0;
+}
+
 size_t
 handler_exec_last_line(const char *buf, size_t len, const char **line)
 {
@@ -243,6 +267,25 @@ s_close(int *fd)
     *fd = -1;
 }
 
+/* Appends p[0..n) to buf (len bytes of cap used), keeping the last cap
+ * bytes when there are more. */
+static void
+s_keep_end(char *buf, size_t cap, size_t *len, const char *p, size_t n)
+{
+    if (n >= cap) {
+        memcpy(buf, p + n - cap, cap);
+        *len = cap;
+        return;
+    }
+    if (*len + n > cap) {
+        size_t drop = *len + n - cap;
+        memmove(buf, buf + drop, *len - drop);
+        *len -= drop;
+    }
+    memcpy(buf + *len, p, n);
+    *len += n;
+}
+
 /* Progress-pipe state: a line buffer and the failure hints. */
 typedef struct {
     char line[HANDLER_EXEC_LINE_MAX];
@@ -252,6 +295,11 @@ typedef struct {
     dv_category_t category;
     int retryable;                 /* RETRYABLE: 1 yes, 0 no, -1 not said */
     char message[DV_TEXT_MAX + 1]; /* MESSAGE, "" if not said */
+    /* DETAIL lines, each with its newline: the last DV_DETAILS_MAX bytes
+     * (the end of a traceback says the most); cut to a UTF-8 boundary
+     * and repaired when it goes into the outcome. */
+    char details[DV_DETAILS_MAX];
+    size_t dlen;
     worker_progress_fn fn;
     void *arg;
     const worker_handler_job_t *job;
@@ -266,6 +314,11 @@ s_prog_line(s_prog_t *pg, const char *l, size_t n)
     if (handler_exec_parse_progress(l, n, &cur, &tot, &msg, &ml) == 0) {
         if (pg->fn)
             pg->fn(pg->arg, cur, tot, msg, ml);
+        return;
+    }
+    if (s_parse_detail(l, n, &v, &vl) == 0) {
+        s_keep_end(pg->details, sizeof pg->details, &pg->dlen, v, vl);
+        s_keep_end(pg->details, sizeof pg->details, &pg->dlen, "\n", 1);
         return;
     }
     if (s_parse_hint(l, n, "RETRY_AFTER", &v, &vl) == 0) {
@@ -338,18 +391,7 @@ typedef struct {
 static void
 s_tail_add(s_tail_t *t, const char *p, size_t n)
 {
-    if (n >= sizeof t->buf) {
-        memcpy(t->buf, p + n - sizeof t->buf, sizeof t->buf);
-        t->len = sizeof t->buf;
-        return;
-    }
-    if (t->len + n > sizeof t->buf) {
-        size_t drop = t->len + n - sizeof t->buf;
-        memmove(t->buf, t->buf + drop, t->len - drop);
-        t->len -= drop;
-    }
-    memcpy(t->buf + t->len, p, n);
-    t->len += n;
+    s_keep_end(t->buf, sizeof t->buf, &t->len, p, n);
 }
 
 static void
@@ -576,6 +618,10 @@ handler_exec_run(const char *command, const worker_handler_job_t *job,
                  "command killed by signal %d (%s)", sig, strsignal(sig));
         out->failure.message = dv_str(out->text);
     }
+    /* Whatever made it fail, what the command said about it goes with
+     * the failure; a success sends neither. */
+    if (!out->ok)
+        worker_outcome_details(out, pg.details, pg.dlen, tail.buf, tail.len);
     free(obuf);
 
 cleanup:

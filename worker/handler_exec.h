@@ -8,14 +8,17 @@
  *     trimmed text parses as JSON it is that value, else it is the text;
  *   - exit 0: success; 75 (EX_TEMPFAIL): retryable failure; other codes: a
  *     failure not worth retrying; killed by a signal: "crashed";
- *   - stderr: the last non-empty line (of the last 4 KiB) is the failure
- *     message;
+ *   - stderr: the last non-empty line (of the last 8 KiB) is the failure
+ *     message; if the command fails, those last 8 KiB go with the failure
+ *     (its stderr tail);
  *   - the file descriptor named by DROVER_PROGRESS_FD takes lines
  *     "PROGRESS current total message...", and optional hints used only
  *     if the command then fails: "RETRY_AFTER seconds", "CATEGORY name"
  *     (e.g. rate_limited), "RETRYABLE yes|no" (instead of the exit
  *     status's say) and "MESSAGE text" (the failure's message, instead of
- *     stderr's last line); the last of each kind counts;
+ *     stderr's last line); the last of each kind counts; "DETAIL text"
+ *     lines each add one line to the failure's details (a traceback), of
+ *     which the last 8 KiB are kept;
  *   - environment: DROVER_JOB_ID, DROVER_ATTEMPT, DROVER_QUEUE,
  *     DROVER_JOB_TYPE, DROVER_WORKER, DROVER_PROGRESS_FD, and TRACEPARENT
  *     when the job has a trace.
@@ -30,9 +33,9 @@
 #include "dv_proto.h"
 #include "worker_handler.h"
 
-#define HANDLER_EXEC_OUT_MAX  (1u << 20) /* stdout cap */
-#define HANDLER_EXEC_ERR_TAIL 4096       /* stderr bytes kept */
-#define HANDLER_EXEC_LINE_MAX 8192       /* longest progress line */
+#define HANDLER_EXEC_OUT_MAX  (1u << 20)     /* stdout cap */
+#define HANDLER_EXEC_ERR_TAIL DV_DETAILS_MAX /* stderr bytes kept */
+#define HANDLER_EXEC_LINE_MAX 8192           /* longest progress line */
 
 /* Runs the command to completion (blocks the calling child; the
  * supervisor enforces timeouts by killing the process group). Fills out,

@@ -41,11 +41,15 @@ typedef struct {
                               payload or static bytes */
     char *owned;          /* freed by worker_outcome_clear */
     dv_failure_t failure; /* !ok; failure.message points into text or
-                              at static text */
+                              at static text; failure.details and
+                              failure.stderr_tail into details and
+                              stderr_tail (or are absent) */
     char text[DV_TEXT_MAX + 1];
+    char details[DV_DETAILS_MAX + 1];
+    char stderr_tail[DV_DETAILS_MAX + 1];
 } worker_outcome_t;
 
-/* An empty outcome ("none" failure, no result). */
+/* An empty outcome ("none" failure, no result, no details). */
 void worker_outcome_init(worker_outcome_t *out);
 
 /* Frees what the outcome owns (the result goes; ok and the failure
@@ -57,6 +61,13 @@ void worker_outcome_clear(worker_outcome_t *out);
 void worker_outcome_fail(worker_outcome_t *out, dv_category_t cat,
                          bool retryable, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Sets the failure's details and stderr tail: the last DV_DETAILS_MAX
+ * bytes at most of each (starting at a UTF-8 sequence), copied, with each
+ * byte that is not valid UTF-8 and each NUL replaced by '?'. Empty (or
+ * ptr NULL) leaves that field absent. */
+void worker_outcome_details(worker_outcome_t *out, const char *details,
+                            size_t dlen, const char *err, size_t elen);
 
 /* Sets success with a result the outcome takes over (malloc'd, len
  * bytes). */

@@ -328,7 +328,7 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
             return -1;
         break;
     case WORKER_IPC_FAILED: {
-        want = 8;
+        want = 10;
         if (n != want)
             return -1;
         dv_failure_init(&m->failure);
@@ -338,10 +338,19 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
         int64_t ra = s_rd_int(&r);
         int64_t ec = s_rd_int(&r);
         int64_t sig = s_rd_int(&r);
-        if (cat <= DV_CAT_NONE || cat >= DV_CAT_COUNT_ || ra < 0 || ec < -1 ||
-            ec > 255 || sig < 0 || sig > 128 ||
-            m->failure.message.len > DV_TEXT_MAX)
+        dv_str_t det = s_rd_bytes(&r, false);
+        dv_str_t err = s_rd_bytes(&r, false);
+        if (r.bad || cat <= DV_CAT_NONE || cat >= DV_CAT_COUNT_ || ra < 0 ||
+            ec < -1 || ec > 255 || sig < 0 || sig > 128 ||
+            m->failure.message.len > DV_TEXT_MAX || det.len > DV_DETAILS_MAX ||
+            err.len > DV_DETAILS_MAX || !worker_utf8_clean(det.ptr, det.len) ||
+            !worker_utf8_clean(err.ptr, err.len))
             return -1;
+        /* Empty is absent, as the writer sends it. */
+        if (det.len)
+            m->failure.details = det;
+        if (err.len)
+            m->failure.stderr_tail = err;
         m->failure.category = (dv_category_t)cat;
         m->failure.retry_after_ms = ra;
         m->failure.exit_code = (int32_t)ec;
@@ -358,6 +367,8 @@ worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m)
 }
 
 /* ---- writers --------------------------------------------------------- */
+
+static size_t s_utf8_seq(const unsigned char *s, size_t n);
 
 /* Starts a frame: reserves the length prefix and returns its offset. */
 static size_t
@@ -487,6 +498,33 @@ worker_ipc_put_recycle(worker_buf_t *b, int64_t rss)
     return s_end(b, start, rc);
 }
 
+/* The end of s (at most DV_DETAILS_MAX bytes), repaired as it is packed:
+ * each byte worker_utf8_repair would replace goes as '?'. nil if empty. */
+static int
+s_details(msgpack_packer *pk, dv_str_t s)
+{
+    if (!s.ptr || s.len == 0)
+        return msgpack_pack_nil(pk);
+    size_t off = worker_utf8_tail(s.ptr, s.len, DV_DETAILS_MAX);
+    const unsigned char *u = (const unsigned char *)s.ptr + off;
+    size_t n = s.len - off, run = 0, i = 0;
+    int rc = msgpack_pack_str(pk, n);
+    while (rc == 0 && i < n) {
+        size_t k = u[i] ? s_utf8_seq(u + i, n - i) : 0;
+        if (k) {
+            i += k;
+            continue;
+        }
+        if (i > run)
+            rc |= msgpack_pack_str_body(pk, u + run, i - run);
+        rc |= msgpack_pack_str_body(pk, "?", 1);
+        run = ++i;
+    }
+    if (rc == 0 && n > run)
+        rc = msgpack_pack_str_body(pk, u + run, n - run);
+    return rc;
+}
+
 int
 worker_ipc_put_failed(worker_buf_t *b, uint32_t tag, const dv_failure_t *f)
 {
@@ -495,7 +533,7 @@ worker_ipc_put_failed(worker_buf_t *b, uint32_t tag, const dv_failure_t *f)
         msg.len = (uint32_t)worker_utf8_cut(msg.ptr, msg.len, DV_TEXT_MAX);
     msgpack_packer pk;
     size_t start = s_begin(b, &pk);
-    int rc = msgpack_pack_array(&pk, 8);
+    int rc = msgpack_pack_array(&pk, 10);
     rc |= msgpack_pack_int(&pk, WORKER_IPC_FAILED);
     rc |= msgpack_pack_uint32(&pk, tag);
     rc |= msgpack_pack_int(&pk, (int)f->category);
@@ -504,6 +542,8 @@ worker_ipc_put_failed(worker_buf_t *b, uint32_t tag, const dv_failure_t *f)
     rc |= msgpack_pack_int64(&pk, f->retry_after_ms);
     rc |= msgpack_pack_int32(&pk, f->exit_code);
     rc |= msgpack_pack_int32(&pk, f->signal);
+    rc |= s_details(&pk, f->details);
+    rc |= s_details(&pk, f->stderr_tail);
     return s_end(b, start, rc);
 }
 
@@ -568,4 +608,41 @@ worker_utf8_cut(const char *s, size_t len, size_t max)
     while (n > 0 && (u[n] & 0xc0) == 0x80)
         n--;
     return n;
+}
+
+size_t
+worker_utf8_tail(const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return 0;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t off = len - max;
+    /* at most 3 continuation bytes follow a lead byte; more are invalid
+     * anyway (and get repaired) */
+    for (int i = 0; i < 3 && off < len && (u[off] & 0xc0) == 0x80; i++)
+        off++;
+    return off;
+}
+
+size_t
+worker_utf8_repair(char *s, size_t len)
+{
+    unsigned char *u = (unsigned char *)s;
+    size_t i = 0, bad = 0;
+    while (i < len) {
+        size_t k = u[i] ? s_utf8_seq(u + i, len - i) : 0;
+        if (k) {
+            i += k;
+        } else {
+            u[i++] = '?';
+            bad++;
+        }
+    }
+    return bad;
+}
+
+bool
+worker_utf8_clean(const char *s, size_t len)
+{
+    return worker_utf8_valid(s, len) && (len == 0 || !memchr(s, 0, len));
 }

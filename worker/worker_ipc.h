@@ -18,7 +18,11 @@
  *   [11 PROGRESS,  tag, current, total, message str]
  *   [12 SUCCEEDED, tag, result bin]
  *   [13 FAILED,    tag, category, retryable, message str, retry_after_ms,
- *                  exit_code, signal]
+ *                  exit_code, signal, details str|nil, stderr str|nil]
+ *                            details and stderr: the ends of the handler's
+ *                            details and of its stderr, each at most
+ *                            DV_DETAILS_MAX bytes of UTF-8 without NUL, nil
+ *                            when empty
  *   [14 SKIPPED,   tag]      answer to SKIP for a job never started
  *   [15 RECYCLE,   0, rss]   over max_rss_per_child (rss bytes) after a
  *                            job: the child starts no more jobs, answers
@@ -74,7 +78,8 @@ typedef struct {
     int64_t current, total;   /* PROGRESS; RECYCLE: current = rss */
     dv_str_t message;         /* PROGRESS, FAILED */
     dv_str_t result;          /* SUCCEEDED: one msgpack value */
-    dv_failure_t failure;     /* FAILED (message is a view, as above) */
+    dv_failure_t failure;     /* FAILED (message, details and stderr_tail
+                                 are views, as above; absent when empty) */
 } worker_ipc_msg_t;
 
 void worker_buf_init(worker_buf_t *b);
@@ -111,7 +116,8 @@ int worker_ipc_next(worker_buf_t *b, const char **body, uint32_t *len);
 /* Decodes one frame body. Returns 0, or -1 if it is not a valid frame of a
  * known kind, or carries what the broker would refuse in a report
  * (negative progress, a result that is not one msgpack value, a text
- * over DV_TEXT_MAX). Never reads past len, never allocates. */
+ * over DV_TEXT_MAX, details or stderr over DV_DETAILS_MAX or not clean
+ * UTF-8). Never reads past len, never allocates. */
 int worker_ipc_decode(const char *body, uint32_t len, worker_ipc_msg_t *m);
 
 /* Append one whole frame to b. Each returns 0, DV_ENOMEM if out of
@@ -124,6 +130,9 @@ int worker_ipc_put_tag(worker_buf_t *b, worker_ipc_kind_t kind, uint32_t tag);
 int worker_ipc_put_progress(worker_buf_t *b, uint32_t tag, int64_t current,
                             int64_t total, dv_str_t message);
 int worker_ipc_put_succeeded(worker_buf_t *b, uint32_t tag, dv_str_t result);
+/* f's details and stderr_tail are written as their last DV_DETAILS_MAX
+ * bytes at most (worker_utf8_tail), with each byte that is not valid UTF-8,
+ * and each NUL, as '?' (worker_utf8_repair); nil when empty. */
 int worker_ipc_put_failed(worker_buf_t *b, uint32_t tag, const dv_failure_t *f);
 int worker_ipc_put_recycle(worker_buf_t *b, int64_t rss);
 
@@ -134,5 +143,19 @@ size_t worker_utf8_cut(const char *s, size_t len, size_t max);
 
 /* True if s[0..len) is valid UTF-8. */
 bool worker_utf8_valid(const char *s, size_t len);
+
+/* Where the end of s[0..len) that is kept under a cap of max bytes
+ * starts: at len - max or later, moved past continuation bytes so the kept
+ * text does not begin inside a UTF-8 sequence. 0 if len <= max. */
+size_t worker_utf8_tail(const char *s, size_t len, size_t max);
+
+/* Replaces, in place, each byte of s[0..len) that is not part of a valid
+ * UTF-8 sequence, and each NUL, with '?' (same length, so caps still
+ * hold). Returns how many bytes it replaced. */
+size_t worker_utf8_repair(char *s, size_t len);
+
+/* True if s[0..len) is valid UTF-8 without NUL (what worker_utf8_repair
+ * leaves). */
+bool worker_utf8_clean(const char *s, size_t len);
 
 #endif

@@ -441,6 +441,11 @@ worker_jobs_failed(worker_jobs_t *self, int idx, int64_t wall_ms,
     j->text[n] = '\0';
     dv_failure_t copy = *f;
     copy.message = dv_strn(j->text, n);
+    /* Details and the stderr tail (up to 8 KiB each) point into the
+     * child's frame, which does not outlive this call; a report waiting
+     * for memory goes without them rather than holding 16 KiB per job. */
+    copy.details = dv_strn(NULL, 0);
+    copy.stderr_tail = dv_strn(NULL, 0);
     s_settle(self, idx);
     j->failure = copy;
     j->result = NULL;

@@ -136,7 +136,8 @@ int worker_jobs_succeeded(worker_jobs_t *self, int idx, int64_t wall_ms,
                           dv_str_t result, char **owned);
 
 /* Failed with f. With keep, always 0: a report the outbox cannot take
- * stays with the job (its message cut to WORKER_JOB_TEXT_MAX bytes).
+ * stays with the job (its message cut to WORKER_JOB_TEXT_MAX bytes, its
+ * details and stderr tail dropped).
  * Without keep, DV_ENOMEM leaves everything unchanged instead. */
 int worker_jobs_failed(worker_jobs_t *self, int idx, int64_t wall_ms,
                        const dv_failure_t *f, bool keep);

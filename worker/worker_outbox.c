@@ -28,9 +28,11 @@ typedef struct {
     int64_t ts_ms;
     int64_t current, total; /* progress */
     size_t data_off;        /* result or message bytes in self->data */
-    uint32_t data_len;
+    uint32_t data_len;      /* failed: message, details, stderr in a row */
+    uint32_t details_len, stderr_len; /* failed: the last two of those */
     bool has_data;
-    dv_failure_t failure; /* message taken from data when encoding */
+    dv_failure_t failure; /* message, details and stderr_tail taken from
+                             data when encoding */
 } s_entry_t;
 
 struct worker_outbox_t {
@@ -69,10 +71,10 @@ worker_outbox_destroy(worker_outbox_t **self_p)
     *self_p = NULL;
 }
 
-/* Makes room for one entry and bytes.len bytes of data. Returns 0, or
+/* Makes room for one entry and nbytes bytes of data. Returns 0, or
  * DV_ENOMEM with nothing changed. */
 static int
-s_reserve(worker_outbox_t *self, dv_str_t bytes)
+s_reserve_n(worker_outbox_t *self, size_t nbytes)
 {
     if (self->n == self->cap) {
         size_t cap = self->cap ? self->cap * 2 : 256;
@@ -82,9 +84,15 @@ s_reserve(worker_outbox_t *self, dv_str_t bytes)
         self->entries = e;
         self->cap = cap;
     }
-    if (bytes.ptr && worker_buf_reserve(&self->data, bytes.len) != 0)
+    if (nbytes && worker_buf_reserve(&self->data, nbytes) != 0)
         return DV_ENOMEM;
     return 0;
+}
+
+static int
+s_reserve(worker_outbox_t *self, dv_str_t bytes)
+{
+    return s_reserve_n(self, bytes.ptr ? bytes.len : 0);
 }
 
 /* Adds an entry after s_reserve() made room for it and its data. */
@@ -101,6 +109,7 @@ s_add(worker_outbox_t *self, dv_update_kind_t kind, worker_exec_t x,
     e->seq = 0;
     e->ts_ms = 0;
     e->current = e->total = 0;
+    e->details_len = e->stderr_len = 0;
     e->has_data = bytes.ptr != NULL;
     e->data_off = self->data.len;
     e->data_len = bytes.ptr ? bytes.len : 0;
@@ -161,11 +170,37 @@ worker_outbox_failed(worker_outbox_t *self, worker_exec_t x, int64_t ts_ms,
         msg.len = (uint32_t)worker_utf8_cut(msg.ptr, msg.len, DV_TEXT_MAX);
     else
         msg = dv_strn("", 0);
-    if (s_reserve(self, msg) != 0)
+    /* Details and stderr follow the message in the data buffer: their
+     * ends, at most DV_DETAILS_MAX bytes each (a child's frame already
+     * holds no more), repaired in the copy. */
+    dv_str_t det = failure->details, err = failure->stderr_tail;
+    size_t doff =
+        det.ptr ? worker_utf8_tail(det.ptr, det.len, DV_DETAILS_MAX) : 0;
+    size_t eoff =
+        err.ptr ? worker_utf8_tail(err.ptr, err.len, DV_DETAILS_MAX) : 0;
+    size_t dlen = det.ptr ? det.len - doff : 0;
+    size_t elen = err.ptr ? err.len - eoff : 0;
+    if (s_reserve_n(self, (size_t)msg.len + dlen + elen) != 0)
         return DV_ENOMEM;
     s_entry_t *e = s_add(self, DV_UPD_FAILED, x, msg);
+    /* room reserved: the appends cannot fail */
+    if (dlen) {
+        char *at = self->data.data + self->data.len;
+        worker_buf_append(&self->data, det.ptr + doff, dlen);
+        worker_utf8_repair(at, dlen);
+    }
+    if (elen) {
+        char *at = self->data.data + self->data.len;
+        worker_buf_append(&self->data, err.ptr + eoff, elen);
+        worker_utf8_repair(at, elen);
+    }
+    e->data_len += (uint32_t)(dlen + elen);
+    e->details_len = (uint32_t)dlen;
+    e->stderr_len = (uint32_t)elen;
     e->ts_ms = ts_ms;
-    e->failure = *failure;
+    e->failure = *failure; /* its texts: views into data, at encoding */
+    e->failure.message = e->failure.details = e->failure.stderr_tail =
+        dv_strn(NULL, 0);
     self->processed++;
     self->failed++;
     s_outcome(self);
@@ -329,10 +364,19 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
         case DV_UPD_SUCCEEDED:
             u->result = data;
             break;
-        case DV_UPD_FAILED:
+        case DV_UPD_FAILED: {
+            uint32_t ml = e->data_len - e->details_len - e->stderr_len;
+            const char *d = e->data_len ? self->data.data + e->data_off : "";
             u->failure = e->failure;
-            u->failure.message = data;
+            u->failure.message = ml ? dv_strn(d, ml) : dv_strn("", 0);
+            u->failure.details = e->details_len
+                                     ? dv_strn(d + ml, e->details_len)
+                                     : dv_strn(NULL, 0);
+            u->failure.stderr_tail =
+                e->stderr_len ? dv_strn(d + ml + e->details_len, e->stderr_len)
+                              : dv_strn(NULL, 0);
             break;
+        }
         default:
             break;
         }

@@ -164,6 +164,125 @@ test_exec_hints(void **state)
     }
 }
 
+/* True if the view s ends with the text end. */
+static bool
+s_ends_with(dv_str_t s, const char *end)
+{
+    size_t n = strlen(end);
+    return s.ptr && s.len >= n && memcmp(s.ptr + s.len - n, end, n) == 0;
+}
+
+static void
+s_exec(const char *cmd, worker_outcome_t *out)
+{
+    worker_handler_job_t job = { 0 };
+    job.worker = "w";
+    job.id = dv_str("01a24300-36a9-7916-8bb1-31d2ab913cf5");
+    job.type = dv_str("t");
+    job.queue = dv_str("default");
+    job.attempt = 1;
+    worker_outcome_init(out);
+    handler_exec_run(cmd, &job, NULL, NULL, out);
+}
+
+/* DETAIL lines become the failure's details and stderr's end its stderr
+ * tail: each the last 8 KiB at most, valid UTF-8, the end kept. */
+static void
+test_exec_details(void **state)
+{
+    (void)state;
+    /* Large: off the stack of a test. */
+    worker_outcome_t *out = malloc(sizeof *out);
+    assert_non_null(out);
+    /* ~11 KiB of indented details with two-byte characters, then one
+     * invalid byte and an empty line; ~11 KiB of stderr, with invalid
+     * bytes. */
+    s_exec("fd=$DROVER_PROGRESS_FD; i=0; while [ $i -lt 400 ]; do "
+           "printf 'DETAIL   frame %d \303\251\303\251 in f()\n' $i >&$fd; "
+           "printf 'stderr %d \303\251 \377\376 noise\n' $i >&2; "
+           "i=$((i+1)); done; "
+           "printf 'DETAIL bad \377 byte\nDETAIL\nDETAILS not one\n' >&$fd; "
+           "printf 'DETAIL ValueError: last\n' >&$fd; "
+           "printf 'last stderr line\n' >&2; exit 3",
+           out);
+    assert_false(out->ok);
+    assert_int_equal(out->failure.exit_code, 3);
+    assert_true(dv_str_eq(out->failure.message, "last stderr line"));
+
+    dv_str_t d = out->failure.details;
+    assert_non_null(d.ptr);
+    assert_true(d.len <= DV_DETAILS_MAX);
+    assert_true(d.len > DV_DETAILS_MAX - 64); /* trimmed, not emptied */
+    assert_true(worker_utf8_clean(d.ptr, d.len));
+    assert_true(s_ends_with(d, "  frame 399 \xc3\xa9\xc3\xa9 in f()\n"
+                               "bad ? byte\n\nValueError: last\n"));
+    assert_null(strstr(out->details, "frame 0 "));
+    assert_int_equal(strlen(out->details), d.len);
+
+    dv_str_t e = out->failure.stderr_tail;
+    assert_non_null(e.ptr);
+    assert_true(e.len <= DV_DETAILS_MAX);
+    assert_true(e.len > DV_DETAILS_MAX - 64);
+    assert_true(worker_utf8_clean(e.ptr, e.len));
+    assert_true(s_ends_with(e, "stderr 399 \xc3\xa9 ?? noise\n"
+                               "last stderr line\n"));
+    worker_outcome_clear(out);
+
+    /* MESSAGE still wins for the message; details alone, no stderr. */
+    s_exec("printf 'MESSAGE boom\nDETAIL one\n' >&$DROVER_PROGRESS_FD; exit 1",
+           out);
+    assert_false(out->ok);
+    assert_true(dv_str_eq(out->failure.message, "boom"));
+    assert_true(dv_str_eq(out->failure.details, "one\n"));
+    assert_null(out->failure.stderr_tail.ptr);
+    worker_outcome_clear(out);
+
+    /* Killed by a signal: what it said goes too. */
+    s_exec("printf 'DETAIL dying\n' >&$DROVER_PROGRESS_FD; echo bye >&2; "
+           "kill -9 $$",
+           out);
+    assert_false(out->ok);
+    assert_int_equal(out->failure.category, DV_CAT_CRASHED);
+    assert_true(dv_str_eq(out->failure.details, "dying\n"));
+    assert_true(dv_str_eq(out->failure.stderr_tail, "bye\n"));
+    worker_outcome_clear(out);
+
+    /* Success: neither. */
+    s_exec("printf 'DETAIL unused\n' >&$DROVER_PROGRESS_FD; echo hm >&2; "
+           "echo 1",
+           out);
+    assert_true(out->ok);
+    assert_null(out->failure.details.ptr);
+    assert_null(out->failure.stderr_tail.ptr);
+    worker_outcome_clear(out);
+
+    /* Nothing said: both absent. */
+    s_exec("exit 2", out);
+    assert_false(out->ok);
+    assert_null(out->failure.details.ptr);
+    assert_null(out->failure.stderr_tail.ptr);
+    worker_outcome_clear(out);
+
+    /* Set directly: the end kept from a sequence's start, repaired. */
+    char *big = malloc(10000);
+    assert_non_null(big);
+    big[0] = 'a';
+    for (int i = 1; i < 10000; i += 3)
+        memcpy(big + i, "\xe2\x82\xac", 3); /* the euro sign */
+    worker_outcome_init(out);
+    worker_outcome_details(out, big, 10000, "x\0y\xc3", 4);
+    /* 10000 - 8192 = 1808 is the second byte of a sign: starts at 1810 */
+    assert_int_equal(out->failure.details.len, 8190);
+    assert_memory_equal(out->failure.details.ptr, "\xe2\x82\xac", 3);
+    assert_true(worker_utf8_clean(out->failure.details.ptr, 8190));
+    assert_true(dv_str_eq(out->failure.stderr_tail, "x?y?"));
+    worker_outcome_details(out, "", 0, NULL, 0);
+    assert_null(out->failure.details.ptr);
+    assert_null(out->failure.stderr_tail.ptr);
+    free(big);
+    free(out);
+}
+
 static void
 test_ipc_roundtrip(void **state)
 {
@@ -213,6 +332,8 @@ test_ipc_roundtrip(void **state)
     assert_int_equal(m.failure.signal, 15);
     assert_int_equal(m.failure.exit_code, -1);
     assert_true(dv_str_eq(m.failure.message, "slow"));
+    assert_null(m.failure.details.ptr);
+    assert_null(m.failure.stderr_tail.ptr);
 
     assert_int_equal(worker_ipc_next(&b, &body, &len), 1);
     assert_int_equal(worker_ipc_decode(body, len, &m), 0);
@@ -221,6 +342,38 @@ test_ipc_roundtrip(void **state)
     assert_int_equal(m.result.len, 1);
 
     assert_int_equal(worker_ipc_next(&b, &body, &len), 0);
+
+    /* Details and stderr: sent repaired, and only their ends. */
+    worker_buf_reset(&b);
+    char *big = malloc(DV_DETAILS_MAX + 100);
+    assert_non_null(big);
+    memset(big, 'x', DV_DETAILS_MAX + 100);
+    memcpy(big + DV_DETAILS_MAX + 100 - 5, "tail\n", 5);
+    f.details = dv_str("Traceback (most recent call last):\n"
+                       "  File \"h.py\", line 3\nValueError: v\n");
+    f.stderr_tail = dv_str("warn \xff\xc3\n");
+    assert_int_equal(worker_ipc_put_failed(&b, 9, &f), 0);
+    f.details = dv_strn(big, DV_DETAILS_MAX + 100);
+    f.stderr_tail = dv_strn("", 0);
+    assert_int_equal(worker_ipc_put_failed(&b, 10, &f), 0);
+    assert_int_equal(worker_ipc_next(&b, &body, &len), 1);
+    assert_int_equal(worker_ipc_decode(body, len, &m), 0);
+    assert_int_equal(m.kind, WORKER_IPC_FAILED);
+    assert_int_equal(m.tag, 9);
+    assert_true(dv_str_eq(m.failure.message, "slow"));
+    assert_true(dv_str_eq(m.failure.details,
+                          "Traceback (most recent call last):\n"
+                          "  File \"h.py\", line 3\nValueError: v\n"));
+    assert_true(dv_str_eq(m.failure.stderr_tail, "warn ??\n"));
+    assert_int_equal(worker_ipc_next(&b, &body, &len), 1);
+    assert_int_equal(worker_ipc_decode(body, len, &m), 0);
+    assert_int_equal(m.tag, 10);
+    assert_int_equal(m.failure.details.len, DV_DETAILS_MAX);
+    assert_memory_equal(m.failure.details.ptr + DV_DETAILS_MAX - 5, "tail\n",
+                        5);
+    assert_null(m.failure.stderr_tail.ptr); /* empty: absent */
+    free(big);
+    dv_failure_init(&f);
 
     /* A partial frame waits for more bytes; a bad length is refused. */
     worker_buf_reset(&b);
@@ -257,6 +410,60 @@ test_ipc_rejects(void **state)
         assert_int_equal(worker_ipc_decode(bad[i], (uint32_t)lens[i], &m), -1);
     assert_int_equal(worker_ipc_decode("\x92\x0a\x01", 3, &m), 0);
     assert_int_equal(worker_ipc_decode("\x92\x0a\x01\x00", 4, &m), -1);
+
+    /* FAILED: details or stderr that are not clean UTF-8, or too long. */
+    static const char *const texts[] = { "ok", "\xff", "a\0b", "\xc3" };
+    static const size_t tlens[] = { 2, 1, 3, 1 };
+    for (size_t i = 0; i < 4; i++) {
+        for (int which = 0; which < 2; which++) {
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            msgpack_pack_array(&pk, 10);
+            msgpack_pack_int(&pk, WORKER_IPC_FAILED);
+            msgpack_pack_int(&pk, 1);
+            msgpack_pack_int(&pk, DV_CAT_HANDLER);
+            msgpack_pack_false(&pk);
+            msgpack_pack_str_with_body(&pk, "m", 1);
+            msgpack_pack_int(&pk, 0);
+            msgpack_pack_int(&pk, 1);
+            msgpack_pack_int(&pk, 0);
+            for (int k = 0; k < 2; k++) {
+                if (k == which)
+                    msgpack_pack_str_with_body(&pk, texts[i], tlens[i]);
+                else
+                    msgpack_pack_nil(&pk);
+            }
+            assert_int_equal(worker_ipc_decode(sb.data, (uint32_t)sb.size, &m),
+                             i == 0 ? 0 : -1);
+            msgpack_sbuffer_destroy(&sb);
+        }
+    }
+    char *big = calloc(1, DV_DETAILS_MAX + 1);
+    assert_non_null(big);
+    memset(big, 'x', DV_DETAILS_MAX + 1);
+    for (int over = 0; over < 2; over++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 10);
+        msgpack_pack_int(&pk, WORKER_IPC_FAILED);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_int(&pk, DV_CAT_HANDLER);
+        msgpack_pack_false(&pk);
+        msgpack_pack_str_with_body(&pk, "m", 1);
+        msgpack_pack_int(&pk, 0);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_int(&pk, 0);
+        msgpack_pack_nil(&pk);
+        msgpack_pack_str_with_body(&pk, big, DV_DETAILS_MAX + (size_t)over);
+        assert_int_equal(worker_ipc_decode(sb.data, (uint32_t)sb.size, &m),
+                         over ? -1 : 0);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    free(big);
 }
 
 static void
@@ -269,6 +476,24 @@ test_utf8(void **state)
     /* "é" is 2 bytes: cutting at 2 must not split it */
     assert_int_equal(worker_utf8_cut("a\xc3\xa9", 3, 2), 1);
     assert_int_equal(worker_utf8_cut("abc", 3, 5), 3);
+    /* keeping the end: never from inside a sequence */
+    assert_int_equal(worker_utf8_tail("abc", 3, 5), 0);
+    assert_int_equal(worker_utf8_tail("a\xc3\xa9"
+                                      "b",
+                                      4, 3),
+                     1);
+    assert_int_equal(worker_utf8_tail("a\xc3\xa9"
+                                      "b",
+                                      4, 2),
+                     3);
+    assert_int_equal(worker_utf8_tail("\xe2\x82\xacz", 4, 3), 3);
+    char t[] = "ok \xc3\xa9 \xff\xc3 \xed\xa0\x80 end";
+    size_t tl = sizeof t - 1;
+    assert_int_equal(worker_utf8_repair(t, tl), 5);
+    assert_string_equal(t, "ok \xc3\xa9 ?? ??? end");
+    assert_true(worker_utf8_clean(t, tl));
+    assert_false(worker_utf8_clean("a\0b", 3));
+    assert_false(worker_utf8_clean("\xff", 1));
 }
 
 static void
@@ -504,6 +729,42 @@ test_outbox_credit(void **state)
     worker_outbox_ack(ob, 2);
     assert_int_equal(worker_outbox_unacked(ob), 0);
 
+    /* A failure's details and stderr go in the update, after its
+     * message; too long, only the end; not UTF-8, repaired. */
+    char *err = malloc(DV_DETAILS_MAX + 10);
+    assert_non_null(err);
+    memset(err, 'e', DV_DETAILS_MAX + 10);
+    memcpy(err + DV_DETAILS_MAX + 10 - 4, "end\xff", 4);
+    f.message = dv_str("ValueError: v");
+    f.details = dv_str("Traceback:\n  line 1\nValueError: v\n");
+    f.stderr_tail = dv_strn(err, DV_DETAILS_MAX + 10);
+    f.exit_code = 1;
+    assert_int_equal(worker_outbox_failed(ob, x1, 1004, &f), 0);
+    free(err); /* copied */
+    f.message = dv_str("bare");
+    f.details = f.stderr_tail = dv_strn(NULL, 0);
+    assert_int_equal(worker_outbox_failed(ob, x2, 1005, &f), 0);
+    assert_int_equal(worker_outbox_encode(ob, &sb, &n), 0);
+    assert_int_equal(n, 2);
+    rc = dv_msg_decode(sb.data, sb.size, &m, why, sizeof why);
+    if (rc != DV_OK)
+        fail_msg("decode: %s", why);
+    const dv_failure_t *g = &m.u.update.items[0].failure;
+    assert_true(dv_str_eq(g->message, "ValueError: v"));
+    assert_true(dv_str_eq(g->details, "Traceback:\n  line 1\nValueError: v\n"));
+    assert_int_equal(g->stderr_tail.len, DV_DETAILS_MAX);
+    assert_memory_equal(g->stderr_tail.ptr, "eeee", 4);
+    assert_memory_equal(g->stderr_tail.ptr + DV_DETAILS_MAX - 4, "end?", 4);
+    assert_int_equal(g->exit_code, 1);
+    g = &m.u.update.items[1].failure;
+    assert_true(dv_str_eq(g->message, "bare"));
+    assert_null(g->details.ptr);
+    assert_null(g->stderr_tail.ptr);
+    dv_msg_release(&m);
+    worker_outbox_consume(ob, n);
+    worker_outbox_ack(ob, 3);
+    assert_int_equal(worker_outbox_unacked(ob), 0);
+
     /* Draining: returned jobs grant nothing. */
     worker_outbox_stop_credit(ob);
     worker_outbox_returned(ob, x1);
@@ -618,6 +879,7 @@ main(void)
         cmocka_unit_test(test_last_line),
         cmocka_unit_test(test_exec_result),
         cmocka_unit_test(test_exec_hints),
+        cmocka_unit_test(test_exec_details),
         cmocka_unit_test(test_ipc_roundtrip),
         cmocka_unit_test(test_ipc_rejects),
         cmocka_unit_test(test_utf8),
