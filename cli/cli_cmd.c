@@ -15,8 +15,7 @@
 #define DROVER_VERSION "0.0.0"
 #endif
 
-#define S_WIDTH    79 /* help is wrapped to this many columns */
-#define S_FLAG_COL 26 /* where a flag's help starts */
+#define S_WIDTH DV_FLAGS_WIDTH
 
 const char *
 cli_version(void)
@@ -197,7 +196,7 @@ cli_usage(const cli_t *c, const dv_flag_t *flag, const char *fmt, ...)
     if (c && c->cmd) {
         cli_usage_line(c->cmd, stderr);
         if (flag)
-            cli_flag_help(flag, stderr, S_WIDTH);
+            dv_flag_help(flag, stderr, S_WIDTH);
         fprintf(stderr, "(drover help %s: every option)\n", c->cmd->name);
     } else {
         fprintf(stderr, "(drover --help: every command)\n");
@@ -234,95 +233,6 @@ cli_print_json(const json_t *j)
 
 /* ---- help ---------------------------------------------------------------- */
 
-/* Writes text wrapped to width: the first line goes on from column col
- * (already printed), the next ones start at indent. Breaks at spaces; a
- * word longer than a line goes on a line of its own, whole. */
-static void
-s_wrap(FILE *out, const char *text, int col, int indent, int width)
-{
-    const char *p = text;
-    bool first_word = true;
-    while (*p) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            break;
-        const char *e = p;
-        while (*e && *e != ' ' && *e != '\n')
-            e++;
-        int n = (int)(e - p);
-        if (!first_word && col + 1 + n > width) {
-            fprintf(out, "\n%*s", indent, "");
-            col = indent;
-        } else if (!first_word) {
-            fputc(' ', out);
-            col++;
-        }
-        fprintf(out, "%.*s", n, p);
-        col += n;
-        first_word = false;
-        p = e;
-        if (*p == '\n') { /* a line break kept as it is */
-            fprintf(out, "\n%*s", indent, "");
-            col = indent;
-            first_word = true;
-            p++;
-        }
-    }
-    fputc('\n', out);
-}
-
-const char *
-cli_flag_note(const dv_flag_t *f, char *buf, size_t size)
-{
-    size_t n = 0;
-    buf[0] = '\0';
-#define S_ADD(...)                                                             \
-    do {                                                                       \
-        int k_ = snprintf(buf + n, size - n, __VA_ARGS__);                     \
-        if (k_ > 0 && (size_t)k_ < size - n)                                   \
-            n += (size_t)k_;                                                   \
-    } while (0)
-    bool bounded = f->min != 0 || f->max != 0;
-    if (bounded && f->kind == DV_FLAG_INT)
-        S_ADD("%.0f..%.0f", f->min, f->max);
-    else if (bounded && f->kind == DV_FLAG_DOUBLE)
-        S_ADD("%g..%g", f->min, f->max);
-    else if (bounded && f->kind == DV_FLAG_DURATION)
-        S_ADD("%g..%g s", f->min / 1000.0, f->max / 1000.0);
-    if (f->env)
-        S_ADD("%s$%s", n ? "; " : "", f->env);
-    if (f->dflt && f->kind != DV_FLAG_SWITCH)
-        S_ADD("%s%s %s", n ? "; " : "", f->env ? "else" : "default", f->dflt);
-#undef S_ADD
-    return buf;
-}
-
-void
-cli_flag_help(const dv_flag_t *f, FILE *out, int width)
-{
-    char argbuf[128], head[160], note[256];
-    const char *arg = dv_flag_arg(f, argbuf, sizeof argbuf);
-    int n;
-    if (f->alias)
-        n = snprintf(head, sizeof head, "  -%c, --%s%s%s", f->alias, f->name,
-                     *arg ? " " : "", arg);
-    else
-        n = snprintf(head, sizeof head, "  --%s%s%s", f->name, *arg ? " " : "",
-                     arg);
-    fputs(head, out);
-    if (n + 2 > S_FLAG_COL) {
-        fprintf(out, "\n%*s", S_FLAG_COL, "");
-    } else {
-        fprintf(out, "%*s", S_FLAG_COL - n, "");
-    }
-    char text[1024];
-    cli_flag_note(f, note, sizeof note);
-    snprintf(text, sizeof text, "%s%s%s%s", f->help ? f->help : "",
-             *note ? " (" : "", note, *note ? ")" : "");
-    s_wrap(out, text, S_FLAG_COL, S_FLAG_COL, width);
-}
-
 void
 cli_usage_line(const cli_cmd_t *cmd, FILE *out)
 {
@@ -353,27 +263,30 @@ cli_help(const cli_cmd_t *cmd, FILE *out)
         for (size_t i = 0; i < cli_ncommands; i++) {
             const cli_cmd_t *c = cli_commands[i];
             int n = fprintf(out, "  %-11s ", c->name);
-            s_wrap(out, c->summary, n, n, S_WIDTH);
+            dv_flags_wrap(out, c->summary, n, n, S_WIDTH);
         }
         fprintf(out, "\n'drover help COMMAND' (or 'drover COMMAND --help') "
                      "describes one.\n\n");
-        s_wrap(out,
-               "CurveZMQ: --curve-secret FILE, --curve-server FILE and "
-               "--collector-curve-server FILE go before the command or after "
-               "it (docs/security.md).",
-               0, 0, S_WIDTH);
+        dv_flags_wrap(
+            out,
+            "CurveZMQ: --curve-secret FILE, --curve-server FILE and "
+            "--collector-curve-server FILE go before the command or after "
+            "it (docs/security.md).",
+            0, 0, S_WIDTH);
         fputc('\n', out);
-        s_wrap(out,
-               "environment: DROVER_BROKER, DROVER_COLLECTOR, "
-               "DROVER_WORKER_ENDPOINT, DROVER_EVENTS, DROVER_CURVE_SECRET, "
-               "DROVER_CURVE_SERVER, DROVER_COLLECTOR_CURVE_SERVER.",
-               0, 0, S_WIDTH);
+        dv_flags_wrap(
+            out,
+            "environment: DROVER_BROKER, DROVER_COLLECTOR, "
+            "DROVER_WORKER_ENDPOINT, DROVER_EVENTS, DROVER_CURVE_SECRET, "
+            "DROVER_CURVE_SERVER, DROVER_COLLECTOR_CURVE_SERVER.",
+            0, 0, S_WIDTH);
         fputc('\n', out);
-        s_wrap(out, s_exits, 0, 0, S_WIDTH);
-        s_wrap(out,
-               "drover health keeps its own: 0 healthy, 1 degraded, 2 down, "
-               "3 collector unreachable.",
-               0, 0, S_WIDTH);
+        dv_flags_wrap(out, s_exits, 0, 0, S_WIDTH);
+        dv_flags_wrap(
+            out,
+            "drover health keeps its own: 0 healthy, 1 degraded, 2 down, "
+            "3 collector unreachable.",
+            0, 0, S_WIDTH);
         return;
     }
     if (cmd->own) { /* it words its own help */
@@ -390,7 +303,7 @@ cli_help(const cli_cmd_t *cmd, FILE *out)
         size_t n = e ? (size_t)(e - p) : strlen(p);
         char para[4096];
         snprintf(para, sizeof para, "%.*s", (int)n, p);
-        s_wrap(out, para, 0, 0, S_WIDTH);
+        dv_flags_wrap(out, para, 0, 0, S_WIDTH);
         p = e ? e + 2 : NULL;
         if (p)
             fputc('\n', out);
@@ -400,11 +313,11 @@ cli_help(const cli_cmd_t *cmd, FILE *out)
     int nt = cli_tables(cmd, tables);
     for (int t = 0; t < nt; t++)
         for (const dv_flag_t *f = tables[t]; f->kind != DV_FLAG_END; f++)
-            cli_flag_help(f, out, S_WIDTH);
+            dv_flag_help(f, out, S_WIDTH);
     if (cmd->examples)
         fprintf(out, "\nexamples:\n%s", cmd->examples);
     fputc('\n', out);
-    s_wrap(out, cmd->exits ? cmd->exits : s_exits, 0, 0, S_WIDTH);
+    dv_flags_wrap(out, cmd->exits ? cmd->exits : s_exits, 0, 0, S_WIDTH);
 }
 
 /* ---- help and version as commands ----------------------------------------- */

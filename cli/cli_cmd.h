@@ -135,14 +135,6 @@ void cli_usage_line(const cli_cmd_t *cmd, FILE *out);
  * takes, then help. Returns how many (at most 8). */
 int cli_tables(const cli_cmd_t *cmd, const dv_flag_t *tables[8]);
 
-/* The flag's help line ("  --limit N   at most N jobs (1..1000; default
- * 50)"), wrapped to width. */
-void cli_flag_help(const dv_flag_t *f, FILE *out, int width);
-
-/* The flag's annotation: its range, default and variable ("1..1000;
- * default 50"), "" if none. */
-const char *cli_flag_note(const dv_flag_t *f, char *buf, size_t size);
-
 /* The version ("0.1.0"). */
 const char *cli_version(void);
 

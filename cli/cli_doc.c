@@ -332,7 +332,7 @@ s_man_page(const cli_cmd_t *cmd, FILE *out)
                 }
                 fputc('\n', out);
                 s_roff(f->help ? f->help : "", out);
-                cli_flag_note(f, note, sizeof note);
+                dv_flag_note(f, note, sizeof note);
                 if (*note) {
                     fputs(" (", out);
                     s_roff(note, out);

@@ -2,6 +2,7 @@
 #include "dv_flags.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,4 +288,101 @@ dv_flags_parse_ex(const dv_flag_t *const *tables, int ntables, int argc,
             *bad = NULL;
     }
     return DV_FLAGS_OK;
+}
+
+/* ---- help ---------------------------------------------------------------- */
+
+void
+dv_flagdv_flags_wrap(FILE *out, const char *text, int col, int indent,
+                     int width)
+{
+    const char *p = text;
+    bool first_word = true;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        const char *e = p;
+        while (*e && *e != ' ' && *e != '\n')
+            e++;
+        int n = (int)(e - p);
+        if (!first_word && col + 1 + n > width) {
+            fprintf(out, "\n%*s", indent, "");
+            col = indent;
+        } else if (!first_word) {
+            fputc(' ', out);
+            col++;
+        }
+        fprintf(out, "%.*s", n, p);
+        col += n;
+        first_word = false;
+        p = e;
+        if (*p == '\n') { /* a line break kept as it is */
+            fprintf(out, "\n%*s", indent, "");
+            col = indent;
+            first_word = true;
+            p++;
+        }
+    }
+    fputc('\n', out);
+}
+
+const char *
+dv_flag_note(const dv_flag_t *f, char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+#define S_ADD(...)                                                             \
+    do {                                                                       \
+        int k_ = snprintf(buf + n, size - n, __VA_ARGS__);                     \
+        if (k_ > 0 && (size_t)k_ < size - n)                                   \
+            n += (size_t)k_;                                                   \
+    } while (0)
+    bool bounded = f->min != 0 || f->max != 0;
+    if (bounded && f->kind == DV_FLAG_INT)
+        S_ADD("%.0f..%.0f", f->min, f->max);
+    else if (bounded && f->kind == DV_FLAG_DOUBLE)
+        S_ADD("%g..%g", f->min, f->max);
+    else if (bounded && f->kind == DV_FLAG_DURATION)
+        S_ADD("%g..%g s", f->min / 1000.0, f->max / 1000.0);
+    if (f->env)
+        S_ADD("%s$%s", n ? "; " : "", f->env);
+    if (f->dflt && f->kind != DV_FLAG_SWITCH)
+        S_ADD("%s%s %s", n ? "; " : "", f->env ? "else" : "default", f->dflt);
+#undef S_ADD
+    return buf;
+}
+
+void
+dv_flag_help(const dv_flag_t *f, FILE *out, int width)
+{
+    char argbuf[128], head[160], note[256];
+    const char *arg = dv_flag_arg(f, argbuf, sizeof argbuf);
+    int n;
+    if (f->alias)
+        n = snprintf(head, sizeof head, "  -%c, --%s%s%s", f->alias, f->name,
+                     *arg ? " " : "", arg);
+    else
+        n = snprintf(head, sizeof head, "  --%s%s%s", f->name, *arg ? " " : "",
+                     arg);
+    fputs(head, out);
+    if (n + 2 > DV_FLAGS_HELP_COL) {
+        fprintf(out, "\n%*s", DV_FLAGS_HELP_COL, "");
+    } else {
+        fprintf(out, "%*s", DV_FLAGS_HELP_COL - n, "");
+    }
+    char text[1024];
+    dv_flag_note(f, note, sizeof note);
+    snprintf(text, sizeof text, "%s%s%s%s", f->help ? f->help : "",
+             *note ? " (" : "", note, *note ? ")" : "");
+    dv_flags_wrap(out, text, DV_FLAGS_HELP_COL, DV_FLAGS_HELP_COL, width);
+}
+
+void
+dv_flags_help(const dv_flag_t *const *tables, int ntables, FILE *out)
+{
+    for (int t = 0; t < ntables; t++)
+        for (const dv_flag_t *f = tables[t]; f && f->kind != DV_FLAG_END; f++)
+            dv_flag_help(f, out, DV_FLAGS_WIDTH);
 }

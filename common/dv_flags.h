@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum {
     DV_FLAG_END = 0, /* ends a table */
@@ -145,5 +146,27 @@ const char *dv_flag_arg(const dv_flag_t *f, char *buf, size_t size);
 /* The flag named name (without dashes; n bytes) in the tables, or NULL. */
 const dv_flag_t *dv_flags_find(const dv_flag_t *const *tables, int ntables,
                                const char *name, size_t n);
+
+/* Help is wrapped to this many columns; a flag's text starts at the
+ * second. */
+#define DV_FLAGS_WIDTH    79
+#define DV_FLAGS_HELP_COL 26
+
+/* Writes text wrapped to width: the first line goes on from column col
+ * (already printed), the next ones start at indent. Breaks at spaces; a
+ * word longer than a line goes on a line of its own, whole; a newline in
+ * text is kept. Ends with a newline. */
+void dv_flags_wrap(FILE *out, const char *text, int col, int indent, int width);
+
+/* The flag's annotation: its range, variable and default ("1..1000;
+ * $DROVER_X; else 50"), "" if none. */
+const char *dv_flag_note(const dv_flag_t *f, char *buf, size_t size);
+
+/* The flag's help line ("  --limit N   at most N jobs (1..1000; default
+ * 50)"), wrapped to width. */
+void dv_flag_help(const dv_flag_t *f, FILE *out, int width);
+
+/* Every flag's help line, table by table. */
+void dv_flags_help(const dv_flag_t *const *tables, int ntables, FILE *out);
 
 #endif
