@@ -293,8 +293,7 @@ dv_flags_parse_ex(const dv_flag_t *const *tables, int ntables, int argc,
 /* ---- help ---------------------------------------------------------------- */
 
 void
-dv_flagdv_flags_wrap(FILE *out, const char *text, int col, int indent,
-                     int width)
+dv_flags_wrap(FILE *out, const char *text, int col, int indent, int width)
 {
     const char *p = text;
     bool first_word = true;
