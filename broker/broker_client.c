@@ -760,6 +760,10 @@ typedef struct {
     bool hidden; /* the sender may not read it: nothing was packed */
 } s_jobview_ctx_t;
 
+/* The keys of a ctrl "job" answer beside the job's own: "attempts" or
+ * "attempts_error". */
+#define S_JOB_EXTRA_KEYS 1
+
 static void
 s_on_jobview(void *arg, const broker_jobview_t *v)
 {
@@ -769,7 +773,7 @@ s_on_jobview(void *arg, const broker_jobview_t *v)
         return;
     }
     msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 8 + S_JOB_EXTRA_KEYS);
     broker_pack_kv_str(pk, "id", v->id);
     broker_pack_kv_str(pk, "queue", v->queue);
     broker_pack_kv_str(pk, "type", v->type);
@@ -786,6 +790,71 @@ s_on_jobview(void *arg, const broker_jobview_t *v)
     broker_pack_kv_str(pk, "error", v->error);
 }
 
+/* The keys of a live job (map header not included). */
+static void
+s_pack_live(msgpack_packer *pk, const char *idtext, const broker_job_t *job)
+{
+    broker_pack_kv_str(pk, "id", idtext);
+    broker_pack_kv_str(pk, "queue", job->queue->name);
+    broker_pack_kv_str(pk, "type", job->type);
+    broker_pack_kv_str(pk, "state",
+                       (job->flags & BROKER_JOB_PENDING)
+                           ? "queued"
+                           : dv_state_name(job->state));
+    broker_pack_kv_int(pk, "attempt", job->attempt);
+    broker_pack_kv_int(pk, "max_attempts", job->max_attempts);
+    broker_pack_kv_str(pk, "worker", job->worker ? job->worker->name : NULL);
+}
+#define S_LIVE_KEYS 7
+
+/* "attempts": the stored attempts the read packed (broker_reads.c), or,
+ * when they could not be read, "attempts_error" with why: the job is
+ * answered either way. */
+static void
+s_pack_attempts(msgpack_packer *pk, const broker_viewed_t *it, const char *why)
+{
+    if (why || it->arc < 0) {
+        broker_pack_kv_str(pk, "attempts_error",
+                           why ? why : dv_strerror(it->arc));
+        return;
+    }
+    broker_pack_str(pk, "attempts");
+    msgpack_pack_array(pk, it->nattempts);
+    if (it->nattempts && it->attempts_len)
+        pk->callback(pk->data, it->attempts, it->attempts_len);
+}
+
+/* Sends a packed ctrl "job" answer, or not_found / out of memory. */
+static void
+s_job_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
+            broker_body_t *body, bool found)
+{
+    if (!found)
+        broker_out_reply(self, rid, req, DV_CODE_NOT_FOUND, "no such job", NULL,
+                         false);
+    else if (body->failed)
+        broker_out_reply(self, rid, req, DV_CODE_NO_MEMORY, s_oom, NULL, false);
+    else
+        broker_out_reply(self, rid, req, DV_CODE_NONE, NULL, &body->sb, false);
+}
+
+/* Answers ctrl "job" for a live job the sender may read, from memory, with
+ * the attempts in it (a read), or why there are none. */
+static void
+s_job_live(broker_t *self, const broker_rid_t *rid, uint64_t req,
+           const char *idtext, const broker_job_t *job,
+           const broker_viewed_t *it, const char *why)
+{
+    broker_body_t body;
+    msgpack_packer pk;
+    broker_body_init(&body, &pk);
+    msgpack_pack_map(&pk, S_LIVE_KEYS + S_JOB_EXTRA_KEYS);
+    s_pack_live(&pk, idtext, job);
+    s_pack_attempts(&pk, it, why);
+    s_job_reply(self, rid, req, &body, true);
+    broker_body_destroy(&body);
+}
+
 void
 broker_client_status(broker_t *self, const broker_rid_t *rid, uint64_t req)
 {
@@ -798,7 +867,9 @@ broker_client_status(broker_t *self, const broker_rid_t *rid, uint64_t req)
     msgpack_sbuffer_destroy(&sb);
 }
 
-/* The read for ctrl "job" is back (sender as self->sender). */
+/* The read for ctrl "job" is back (sender as self->sender): the job
+ * from memory if it is live now (it may have become live again since:
+ * retried), else from the store; with its attempts either way. */
 static void
 s_job_answer(broker_t *self, broker_views_t *v)
 {
@@ -813,8 +884,15 @@ s_job_answer(broker_t *self, broker_views_t *v)
                          false);
         return;
     }
-    if (job) { /* live again meanwhile (retried): as it is now */
-        broker_client_job(self, &v->rid, v->req, it->id, job);
+    if (job) {
+        /* A job the sender may not read is answered as one that does not
+         * exist, live or stored. */
+        if (!broker_auth_may_read(self,
+                                  broker_sched_owner_name(self, job->owner)))
+            broker_out_reply(self, &v->rid, v->req, DV_CODE_NOT_FOUND,
+                             "no such job", NULL, false);
+        else
+            s_job_live(self, &v->rid, v->req, it->id, job, it, NULL);
         return;
     }
     if (it->rc < 0) {
@@ -830,15 +908,10 @@ s_job_answer(broker_t *self, broker_views_t *v)
     s_jobview_ctx_t ctx = { &pk, self, false };
     if (it->rc == 1)
         s_on_jobview(&ctx, it->view);
-    if (it->rc != 1 || ctx.hidden)
-        broker_out_reply(self, &v->rid, v->req, DV_CODE_NOT_FOUND,
-                         "no such job", NULL, false);
-    else if (body.failed)
-        broker_out_reply(self, &v->rid, v->req, DV_CODE_NO_MEMORY, s_oom, NULL,
-                         false);
-    else
-        broker_out_reply(self, &v->rid, v->req, DV_CODE_NONE, NULL, &body.sb,
-                         false);
+    bool found = it->rc == 1 && !ctx.hidden;
+    if (found)
+        s_pack_attempts(&pk, it, NULL);
+    s_job_reply(self, &v->rid, v->req, &body, found);
     broker_body_destroy(&body);
 }
 
@@ -846,55 +919,36 @@ void
 broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
                   const char *idtext, const broker_job_t *job)
 {
-    broker_body_t body;
-    msgpack_packer pk;
-    broker_body_init(&body, &pk);
-    bool found = true;
     /* A job the sender may not read is answered as one that does not
-     * exist (not_found), live or stored. */
-    if (job &&
-        !broker_auth_may_read(self, broker_sched_owner_name(self, job->owner)))
-        found = false;
-    else if (job) {
-        msgpack_pack_map(&pk, 7);
-        broker_pack_kv_str(&pk, "id", idtext);
-        broker_pack_kv_str(&pk, "queue", job->queue->name);
-        broker_pack_kv_str(&pk, "type", job->type);
-        broker_pack_kv_str(&pk, "state",
-                           (job->flags & BROKER_JOB_PENDING)
-                               ? "queued"
-                               : dv_state_name(job->state));
-        broker_pack_kv_int(&pk, "attempt", job->attempt);
-        broker_pack_kv_int(&pk, "max_attempts", job->max_attempts);
-        broker_pack_kv_str(&pk, "worker",
-                           job->worker ? job->worker->name : NULL);
-    } else {
-        /* Ended: the store has it. Answered once the read is back. */
-        broker_body_destroy(&body);
-        broker_views_t *v = broker_views_new(self, rid, req, 1, s_job_answer);
-        int rc = v ? 0 : DV_ENOMEM;
-        if (v) {
-            snprintf(v->items[0].id, sizeof v->items[0].id, "%s", idtext);
-            rc = broker_reads_push(self, &v->base, true);
-        }
-        if (rc == DV_ENOMEM)
-            broker_out_reply(self, rid, req, DV_CODE_NO_MEMORY, s_oom, NULL,
-                             false);
-        else if (rc != 0) {
-            broker_views_free(v);
-            broker_out_reply(self, rid, req, DV_CODE_TRY_AGAIN,
-                             broker_reads_refusal(rc), NULL, false);
-        }
-        return;
-    }
-    if (!found)
+     * exist (not_found), live or stored: before any read. */
+    if (job && !broker_auth_may_read(
+                   self, broker_sched_owner_name(self, job->owner))) {
         broker_out_reply(self, rid, req, DV_CODE_NOT_FOUND, "no such job", NULL,
                          false);
-    else if (body.failed)
+        return;
+    }
+    /* One read either way: the attempts (and, for an ended job, the job
+     * itself) are in the store. Answered once the read is back. */
+    broker_views_t *v = broker_views_new(self, rid, req, 1, s_job_answer);
+    int rc = v ? 0 : DV_ENOMEM;
+    if (v) {
+        snprintf(v->items[0].id, sizeof v->items[0].id, "%s", idtext);
+        v->items[0].want_attempts = true;
+        rc = broker_reads_push(self, &v->base, true);
+    }
+    if (rc != 0)
+        broker_views_free(v);
+    if (rc != 0 && job) {
+        /* The live job is in memory: answered without its attempts. */
+        broker_viewed_t none = { .arc = 0 };
+        s_job_live(self, rid, req, idtext, job, &none,
+                   rc == DV_ENOMEM ? s_oom : broker_reads_refusal(rc));
+    } else if (rc == DV_ENOMEM) {
         broker_out_reply(self, rid, req, DV_CODE_NO_MEMORY, s_oom, NULL, false);
-    else
-        broker_out_reply(self, rid, req, DV_CODE_NONE, NULL, &body.sb, false);
-    broker_body_destroy(&body);
+    } else if (rc != 0) {
+        broker_out_reply(self, rid, req, DV_CODE_TRY_AGAIN,
+                         broker_reads_refusal(rc), NULL, false);
+    }
 }
 
 void

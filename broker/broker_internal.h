@@ -634,7 +634,19 @@ typedef struct {
     int rc;                 /* broker_store_get: 1, 0 none, or an error
                              * (DV_ENOMEM: found, but not copied) */
     broker_jobview_t *view; /* rc 1: a copy, its strings after it */
+    /* With want_attempts, the job's last BROKER_JOB_ATTEMPTS_MAX stored
+     * attempts too (ctrl "job"), packed by the reader: nattempts msgpack
+     * maps one after another (no array header), as broker_client.c
+     * answers them. arc: broker_store_attempts' count, or an error. */
+    bool want_attempts;
+    int arc;
+    uint32_t nattempts;
+    char *attempts;
+    size_t attempts_len;
 } broker_viewed_t;
+
+/* The stored attempts a ctrl "job" answer carries, at most (the last). */
+#define BROKER_JOB_ATTEMPTS_MAX 100
 
 /* A read of stored jobs by id (wait, job, cancel). */
 typedef struct broker_views broker_views_t;

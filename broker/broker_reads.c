@@ -118,7 +118,72 @@ s_on_view(void *arg, const broker_jobview_t *v)
     it->view = s_view_copy(v);
 }
 
-/* Reader thread: every id, one get each. */
+/* Packs one attempt as a map of every column (docs/protocol.md, ctrl
+ * "job"): attempt, worker, outcome, category, message, retryable and
+ * key_id always (nil when NULL); the times, retry_after, exit_code,
+ * signal, http_status, details and stderr only when they hold something. */
+static int
+s_on_attempt(void *arg, const broker_attempt_row_t *a)
+{
+    msgpack_packer *pk = arg;
+    bool started = a->started_ms != 0, finished = a->finished_ms != 0;
+    bool retry_after = a->retry_after_ms != 0, exit_code = a->exit_code != -1;
+    bool sig = a->signal != 0, http = a->http_status != 0;
+    bool details = a->details && *a->details;
+    bool stderr_tail = a->stderr_tail && *a->stderr_tail;
+    uint32_t n = 7u + started + finished + retry_after + exit_code + sig +
+                 http + details + stderr_tail;
+    msgpack_pack_map(pk, n);
+    broker_pack_kv_int(pk, "attempt", a->attempt);
+    broker_pack_kv_str(pk, "worker", a->worker);
+    if (started)
+        broker_pack_kv_int(pk, "started_at", a->started_ms);
+    if (finished)
+        broker_pack_kv_int(pk, "finished_at", a->finished_ms);
+    broker_pack_kv_str(pk, "outcome", a->outcome);
+    broker_pack_kv_str(pk, "category", a->category);
+    broker_pack_kv_str(pk, "message", a->message);
+    broker_pack_str(pk, "retryable");
+    if (a->retryable)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    if (retry_after)
+        broker_pack_kv_int(pk, "retry_after", a->retry_after_ms);
+    if (exit_code)
+        broker_pack_kv_int(pk, "exit_code", a->exit_code);
+    if (sig)
+        broker_pack_kv_int(pk, "signal", a->signal);
+    if (http)
+        broker_pack_kv_int(pk, "http_status", a->http_status);
+    broker_pack_kv_str(pk, "key_id", a->key_id);
+    if (details)
+        broker_pack_kv_str(pk, "details", a->details);
+    if (stderr_tail)
+        broker_pack_kv_str(pk, "stderr", a->stderr_tail);
+    return 0;
+}
+
+/* Reader thread: a job's last attempts, packed into it->attempts. */
+static void
+s_read_attempts(broker_store_t *store, broker_viewed_t *it)
+{
+    broker_body_t body;
+    msgpack_packer pk;
+    broker_body_init(&body, &pk);
+    it->arc = broker_store_attempts(store, it->id, BROKER_JOB_ATTEMPTS_MAX,
+                                    s_on_attempt, &pk);
+    if (it->arc > 0 && body.failed)
+        it->arc = DV_ENOMEM;
+    if (it->arc > 0) {
+        it->nattempts = (uint32_t)it->arc;
+        it->attempts_len = body.sb.size;
+        it->attempts = msgpack_sbuffer_release(&body.sb);
+    }
+    broker_body_destroy(&body);
+}
+
+/* Reader thread: every id, one get each (and its attempts if asked). */
 static int
 s_views_run(broker_store_t *store, broker_read_t *r)
 {
@@ -128,6 +193,8 @@ s_views_run(broker_store_t *store, broker_read_t *r)
         it->rc = broker_store_get(store, it->id, s_on_view, it);
         if (it->rc == 1 && !it->view)
             it->rc = DV_ENOMEM;
+        if (it->want_attempts)
+            s_read_attempts(store, it);
     }
     return 0;
 }
@@ -172,7 +239,9 @@ broker_views_free(broker_views_t *v)
 {
     if (!v)
         return;
-    for (uint32_t i = 0; i < v->n; i++)
+    for (uint32_t i = 0; i < v->n; i++) {
         free(v->items[i].view);
+        free(v->items[i].attempts);
+    }
     free(v);
 }

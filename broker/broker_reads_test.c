@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 #include <zmq.h>
 
 #include "broker_internal.h"
@@ -160,6 +161,22 @@ typedef struct {
     char error[128];
     char state[16];  /* ctrl job: the body's state */
     int64_t retried; /* ctrl retry: the body's count */
+    int nkeys;       /* the body's keys */
+    /* ctrl job: its attempts (-1: no "attempts" key) and what each said
+     * (up to 4), or the "attempts_error" */
+    int nattempts;
+    struct {
+        int attempt;
+        char worker[32];
+        char outcome[16];
+        char category[32];
+        char message[64];
+        char details[256];
+        char stderr_tail[256];
+        bool has_details, has_stderr, retryable;
+        int nkeys;
+    } att[4];
+    char attempts_error[128];
 } s_answer_t;
 
 static void
@@ -170,10 +187,62 @@ s_copy(dv_str_t s, char *out, size_t size)
     out[n] = '\0';
 }
 
+static bool
+s_key_is(const msgpack_object *k, const char *name)
+{
+    return k->type == MSGPACK_OBJECT_STR &&
+           dv_str_eq(dv_strn(k->via.str.ptr, k->via.str.size), name);
+}
+
+static void
+s_obj_copy(const msgpack_object *v, char *out, size_t size)
+{
+    assert_int_equal(v->type, MSGPACK_OBJECT_STR);
+    s_copy(dv_strn(v->via.str.ptr, v->via.str.size), out, size);
+}
+
+/* A ctrl job answer's "attempts" array into a. */
+static void
+s_attempts(const msgpack_object *arr, s_answer_t *a)
+{
+    assert_int_equal(arr->type, MSGPACK_OBJECT_ARRAY);
+    a->nattempts = (int)arr->via.array.size;
+    for (uint32_t i = 0; i < arr->via.array.size && i < 4; i++) {
+        const msgpack_object *e = &arr->via.array.ptr[i];
+        assert_int_equal(e->type, MSGPACK_OBJECT_MAP);
+        a->att[i].nkeys = (int)e->via.map.size;
+        for (uint32_t j = 0; j < e->via.map.size; j++) {
+            const msgpack_object *k = &e->via.map.ptr[j].key,
+                                 *v = &e->via.map.ptr[j].val;
+            if (s_key_is(k, "attempt"))
+                a->att[i].attempt = (int)v->via.i64;
+            else if (s_key_is(k, "worker") && v->type != MSGPACK_OBJECT_NIL)
+                s_obj_copy(v, a->att[i].worker, sizeof a->att[i].worker);
+            else if (s_key_is(k, "outcome"))
+                s_obj_copy(v, a->att[i].outcome, sizeof a->att[i].outcome);
+            else if (s_key_is(k, "category"))
+                s_obj_copy(v, a->att[i].category, sizeof a->att[i].category);
+            else if (s_key_is(k, "message"))
+                s_obj_copy(v, a->att[i].message, sizeof a->att[i].message);
+            else if (s_key_is(k, "retryable"))
+                a->att[i].retryable = v->via.boolean;
+            else if (s_key_is(k, "details")) {
+                a->att[i].has_details = true;
+                s_obj_copy(v, a->att[i].details, sizeof a->att[i].details);
+            } else if (s_key_is(k, "stderr")) {
+                a->att[i].has_stderr = true;
+                s_obj_copy(v, a->att[i].stderr_tail,
+                           sizeof a->att[i].stderr_tail);
+            }
+        }
+    }
+}
+
 /* Reads the body of a reply: state (job) and retried (retry). */
 static void
 s_body(dv_str_t body, s_answer_t *a)
 {
+    a->nattempts = -1;
     if (!body.len)
         return;
     msgpack_unpacked u;
@@ -182,6 +251,7 @@ s_body(dv_str_t body, s_answer_t *a)
                      MSGPACK_UNPACK_SUCCESS);
     if (u.data.type == MSGPACK_OBJECT_MAP) {
         const msgpack_object_map *m = &u.data.via.map;
+        a->nkeys = (int)m->size;
         for (uint32_t i = 0; i < m->size; i++) {
             const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
             if (k->type != MSGPACK_OBJECT_STR)
@@ -192,6 +262,10 @@ s_body(dv_str_t body, s_answer_t *a)
                        sizeof a->state);
             else if (dv_str_eq(key, "retried"))
                 a->retried = (int64_t)v->via.u64;
+            else if (dv_str_eq(key, "attempts"))
+                s_attempts(v, a);
+            else if (dv_str_eq(key, "attempts_error"))
+                s_obj_copy(v, a->attempts_error, sizeof a->attempts_error);
         }
     }
     msgpack_unpacked_destroy(&u);
@@ -499,6 +573,183 @@ t_check_waits_for_its_scan_only(void **state)
     assert_null(b->check);
 }
 
+/* ---- ctrl job: the attempts and what each said ------------------------------ */
+
+/* Every event recorded since send number from: none carries a failure's
+ * details or stderr. Returns how many carried a failure. */
+static int
+s_failure_events_without_texts(broker_t *b, size_t from)
+{
+    int n = 0;
+    const broker_group_t *g = b->cur;
+    for (size_t i = from; i < g->nsends; i++) {
+        const broker_send_t *snd = &g->sends[i];
+        dv_msg_t m;
+        char why[128] = "";
+        assert_int_equal(dv_msg_decode(g->outbuf.data + snd->off, snd->len, &m,
+                                       why, sizeof why),
+                         DV_OK);
+        if (m.type == DV_MSG_EVENT && m.u.event.has_failure) {
+            assert_null(m.u.event.failure.details.ptr);
+            assert_null(m.u.event.failure.stderr_tail.ptr);
+            assert_non_null(m.u.event.failure.message.ptr);
+            n++;
+        }
+        dv_msg_release(&m);
+    }
+    return n;
+}
+
+/* Leases job to w (after its backoff), starts it and fails the attempt
+ * with f 1.5 s later. */
+static void
+s_run_and_fail(broker_fx_t *fx, broker_worker_t *w, broker_job_t *job,
+               const dv_failure_t *f, int *events)
+{
+    broker_t *b = fx->b;
+    broker_fx_advance_ms(fx, 120000);
+    broker_sched_promote_due(b);
+    w->credit = 1; /* as the worker's report gives it back */
+    assert_int_equal(broker_fx_dispatch(fx), 1);
+    assert_int_equal(job->state, DV_STATE_RUNNING);
+    /* As the worker's "started" report leaves it. */
+    job->started_ms = broker_now_ms(b);
+    job->flags |= BROKER_JOB_STARTED;
+    broker_fx_advance_ms(fx, 1500);
+    size_t from = b->cur->nsends;
+    broker_sched_fail(b, job, f);
+    *events += s_failure_events_without_texts(b, from);
+}
+
+static const char s_trace[] = "Traceback (most recent call last):\n"
+                              "  File \"handler.py\", line 12, in run\n"
+                              "    raise ValueError(\"no prompt\")\n"
+                              "ValueError: no prompt \xe2\x9c\x97";
+static const char s_stderr[] = "loading model\nwarning: low memory\n";
+
+static void
+t_job_attempts_keep_details(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    broker_worker_t *w = broker_fx_worker(fx, "w1", "q", 1);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 2);
+    char id[DV_ID_TEXT_LEN + 1];
+    broker_id_text(job, id);
+    dv_id_t jid = job->id;
+    s_commit(b);
+
+    /* A live job that never ran: no attempts yet. */
+    s_ctrl(b, 1, "job", id, NULL);
+    s_answer_reads(b);
+    s_answer_t a[8] = { 0 };
+    assert_int_equal(s_collect(a, 8, 2000), 1);
+    assert_true(a[1].ok);
+    assert_string_equal(a[1].state, "queued");
+    assert_int_equal(a[1].nkeys, 8);
+    assert_int_equal(a[1].nattempts, 0);
+
+    /* Attempt 1 fails, retryable, with a traceback and stderr. */
+    dv_failure_t f;
+    dv_failure_init(&f);
+    f.category = DV_CAT_HANDLER;
+    f.message = dv_str("ValueError: no prompt");
+    f.retryable = true;
+    f.exit_code = 1;
+    f.details = dv_str(s_trace);
+    f.stderr_tail = dv_str(s_stderr);
+    int events = 0;
+    s_run_and_fail(fx, w, job, &f, &events);
+    assert_int_equal(events, 1); /* job.failed, retrying */
+    assert_int_equal(job->state, DV_STATE_SCHEDULED);
+    s_commit(b);
+
+    /* Live (retrying): answered from memory, with the stored attempt. */
+    s_ctrl(b, 2, "job", id, NULL);
+    assert_int_equal(s_collect(a, 8, 100), 0); /* waits for its read */
+    s_answer_reads(b);
+    assert_int_equal(s_collect(a, 8, 2000), 1);
+    assert_true(a[2].ok);
+    assert_string_equal(a[2].state, "scheduled");
+    assert_int_equal(a[2].nkeys, 8);
+    assert_int_equal(a[2].nattempts, 1);
+    assert_int_equal(a[2].att[0].attempt, 1);
+    assert_string_equal(a[2].att[0].worker, "w1");
+    assert_string_equal(a[2].att[0].outcome, "failed");
+    assert_string_equal(a[2].att[0].category, "handler");
+    assert_string_equal(a[2].att[0].message, "ValueError: no prompt");
+    assert_true(a[2].att[0].retryable);
+    assert_string_equal(a[2].att[0].details, s_trace);
+    assert_string_equal(a[2].att[0].stderr_tail, s_stderr);
+
+    /* Attempt 2 fails for good; its stderr is not UTF-8 (dropped, the
+     * failure and its details kept). */
+    dv_failure_t g = f;
+    g.details = dv_str("second try");
+    g.stderr_tail = dv_str("bad \xff byte");
+    s_run_and_fail(fx, w, job, &g, &events);
+    assert_int_equal(events, 3); /* and job.failed, job.dead */
+    /* Nor does the result its waiters get. */
+    assert_non_null(b->cur->ended);
+    assert_true(b->cur->ended->has_failure);
+    assert_null(b->cur->ended->failure.details.ptr);
+    assert_null(b->cur->ended->failure.stderr_tail.ptr);
+    s_commit(b);
+    assert_null(broker_index_get(&b->index, &jid));
+
+    /* Ended (dead): answered from the store, with both attempts. */
+    s_ctrl(b, 3, "job", id, NULL);
+    s_answer_reads(b);
+    assert_int_equal(s_collect(a, 8, 2000), 1);
+    assert_true(a[3].ok);
+    assert_string_equal(a[3].state, "dead");
+    assert_int_equal(a[3].nkeys, 9);
+    assert_int_equal(a[3].nattempts, 2);
+    assert_int_equal(a[3].att[0].attempt, 1);
+    assert_string_equal(a[3].att[0].details, s_trace);
+    assert_string_equal(a[3].att[0].stderr_tail, s_stderr);
+    assert_int_equal(a[3].att[1].attempt, 2);
+    assert_string_equal(a[3].att[1].details, "second try");
+    assert_false(a[3].att[1].has_stderr);
+    /* attempt, worker, started_at, finished_at, outcome, category,
+     * message, retryable, exit_code, key_id, details */
+    assert_int_equal(a[3].att[1].nkeys, 11);
+}
+
+/* The attempts cannot be read: the job is answered all the same, with
+ * why; a live one from memory, an ended one from its row. */
+static void
+t_job_attempts_read_fails(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    char ended[DV_ID_TEXT_LEN + 1], live[DV_ID_TEXT_LEN + 1];
+    s_ended_job(fx, ended, DV_STATE_DEAD);
+    broker_job_t *job = broker_fx_job(fx, "q", 0, 2);
+    broker_id_text(job, live);
+    s_commit(b);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/drover.db", fx->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE attempts", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    s_ctrl(b, 1, "job", live, NULL);
+    s_ctrl(b, 2, "job", ended, NULL);
+    s_answer_reads(b);
+    s_answer_t a[4] = { 0 };
+    assert_int_equal(s_collect(a, 4, 2000), 2);
+    for (int i = 1; i <= 2; i++) {
+        assert_true(a[i].ok);
+        assert_int_equal(a[i].nattempts, -1);
+        assert_true(a[i].attempts_error[0] != '\0');
+    }
+    assert_string_equal(a[1].state, "queued");
+    assert_string_equal(a[2].state, "dead");
+}
+
 int
 main(void)
 {
@@ -511,6 +762,8 @@ main(void)
         T(t_stop_fails_pending_reads),
         T(t_retry_dead_in_chunks),
         T(t_check_waits_for_its_scan_only),
+        T(t_job_attempts_keep_details),
+        T(t_job_attempts_read_fails),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

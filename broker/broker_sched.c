@@ -169,6 +169,16 @@ broker_sched_unplace(broker_t *self, broker_job_t *job)
     job->state = DV_STATE_NONE;
 }
 
+/* f without what stays with the attempt (details, stderr tail). */
+static dv_failure_t
+s_public(const dv_failure_t *f)
+{
+    dv_failure_t p = *f;
+    p.details = (dv_str_t){ 0 };
+    p.stderr_tail = (dv_str_t){ 0 };
+    return p;
+}
+
 void
 broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
                     const void *result, size_t result_len,
@@ -200,7 +210,7 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
     ev.run_ms = run_ms;
     if (failure) {
         ev.has_failure = true;
-        ev.failure = *failure;
+        ev.failure = s_public(failure);
     }
     dv_event_kind_t kind = state == DV_STATE_SUCCEEDED ? DV_EV_JOB_SUCCEEDED
                            : state == DV_STATE_DEAD    ? DV_EV_JOB_DEAD
@@ -239,7 +249,7 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
     }
     if (failure) {
         e->has_failure = true;
-        e->failure = *failure;
+        e->failure = s_public(failure);
         size_t ml = failure->message.len, kl = failure->key_id.len;
         e->msg = malloc(ml + kl + 2);
         if (e->msg) {
@@ -283,15 +293,46 @@ s_record_attempt(broker_t *self, broker_job_t *job, const char *worker,
         broker_write_lost(self);
 }
 
+/* A failure's details or stderr tail that is not text (not UTF-8, or
+ * holding a NUL) is dropped, the failure kept: it could not be shown or
+ * rendered as JSON later. Empty ones are absent. */
+static void
+s_check_texts(const broker_job_t *job, dv_failure_t *f)
+{
+    dv_str_t *texts[] = { &f->details, &f->stderr_tail };
+    static const char *names[] = { "details", "stderr" };
+    for (int i = 0; i < 2; i++) {
+        dv_str_t *t = texts[i];
+        if (!t->ptr || !t->len) {
+            *t = (dv_str_t){ 0 };
+            continue;
+        }
+        if (dv_text_valid(t->ptr, t->len))
+            continue;
+        char id[DV_ID_TEXT_LEN + 1];
+        broker_id_text(job, id);
+        dv_log(DV_WARN, "broker.failure_text_dropped", DV_STR("job", id),
+               DV_STR("field", names[i]),
+               DV_STR("reason", "not valid UTF-8 text"));
+        *t = (dv_str_t){ 0 };
+    }
+}
+
 void
 broker_sched_fail(broker_t *self, broker_job_t *job,
-                  const dv_failure_t *failure)
+                  const dv_failure_t *failure_in)
 {
+    /* The details and stderr tail go with the attempt only; events, the
+     * job's last failure and results get the rest. */
+    dv_failure_t kept = *failure_in;
+    s_check_texts(job, &kept);
+    dv_failure_t pub = s_public(failure_in);
+    const dv_failure_t *failure = &pub;
     char wname[DV_NAME_MAX + 1] = "";
     if (job->worker)
         snprintf(wname, sizeof wname, "%s", job->worker->name);
     s_record_attempt(self, job, wname[0] ? wname : NULL, DV_STATE_FAILED,
-                     failure);
+                     &kept);
     self->counters.failed++;
     if (failure->category == DV_CAT_LOST)
         self->counters.lost++;

@@ -230,6 +230,19 @@ broker_store_get(broker_store_t *self, const char *id,
 }
 
 int
+broker_store_attempts(broker_store_t *self, const char *id, int limit,
+                      int (*cb)(void *arg, const broker_attempt_row_t *a),
+                      void *arg)
+{
+    assert(self && id && cb && limit > 0);
+    assert(!self->in_callback);
+    self->in_callback = true;
+    int rc = self->ops->attempts(self->be, id, limit, cb, arg);
+    self->in_callback = false;
+    return rc;
+}
+
+int
 broker_store_expire(broker_store_t *self, int64_t now_ms, int limit)
 {
     assert(self);

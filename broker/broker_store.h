@@ -95,6 +95,27 @@ typedef struct {
     const char *owner; /* certificate name of the submitter, or NULL */
 } broker_jobview_t;
 
+/* One stored attempt as read back by attempts(): every column of the
+ * attempts table. Strings are NUL-terminated, NULL when absent, valid only
+ * during the callback. */
+typedef struct {
+    int attempt;
+    const char *worker;
+    int64_t started_ms;  /* epoch ms; 0 = unknown */
+    int64_t finished_ms; /* epoch ms; 0 = unknown */
+    const char *outcome; /* as stored: "failed", "succeeded" */
+    const char *category;
+    const char *message;
+    bool retryable;
+    int64_t retry_after_ms; /* 0 = none */
+    int exit_code;          /* -1 = none */
+    int signal;             /* 0 = none */
+    int http_status;        /* 0 = none */
+    const char *key_id;
+    const char *details; /* what the handler said beyond the message */
+    const char *stderr_tail;
+} broker_attempt_row_t;
+
 /* Opens (creating the schema if needed) the store named by url. Returns NULL
  * with a reason in err on failure. Caller owns the result. */
 broker_store_t *broker_store_open(const char *url,
@@ -177,6 +198,13 @@ int broker_store_find_key(broker_store_t *self, const char *owner,
 int broker_store_get(broker_store_t *self, const char *id,
                      void (*cb)(void *arg, const broker_jobview_t *view),
                      void *arg);
+
+/* Calls cb for the last (highest) limit stored attempts of job id, in
+ * attempt order. Returns how many, or an error (or cb's non-zero return,
+ * which stops the scan). A job without attempts, or no such job, is 0. */
+int broker_store_attempts(broker_store_t *self, const char *id, int limit,
+                          int (*cb)(void *arg, const broker_attempt_row_t *a),
+                          void *arg);
 
 /* Deletes up to limit finished jobs (and their attempts) whose result_ttl
  * has passed at now_ms. Returns the number deleted, or an error. Call outside
@@ -282,6 +310,9 @@ typedef struct {
                     char id_out[37]);
     int (*get)(void *be, const char *id,
                void (*cb)(void *arg, const broker_jobview_t *view), void *arg);
+    int (*attempts)(void *be, const char *id, int limit,
+                    int (*cb)(void *arg, const broker_attempt_row_t *a),
+                    void *arg);
     int (*expire)(void *be, int64_t now_ms, int limit);
     int (*load)(void *be, const char *id,
                 int (*cb)(void *arg, const broker_jobrec_t *rec), void *arg);

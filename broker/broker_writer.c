@@ -73,31 +73,52 @@ s_put(char **cursor, const char *s, size_t n_with_nul)
     return copy;
 }
 
+/* Room for a failure's strings in data[]. Only an attempt keeps the
+ * details and the stderr tail (the attempts table); a job's last failure
+ * does not. */
 static size_t
-s_failure_len(const dv_failure_t *f)
+s_failure_len(const dv_failure_t *f, bool texts)
 {
-    return f ? (size_t)f->message.len + 1 + f->key_id.len + 1 : 0;
+    if (!f)
+        return 0;
+    size_t n = (size_t)f->message.len + 1 + f->key_id.len + 1;
+    if (texts)
+        n += (size_t)f->details.len + 1 + f->stderr_tail.len + 1;
+    return n;
+}
+
+/* Copies v into *cursor (NUL-terminated) and returns the copy; absent
+ * stays absent. */
+static dv_str_t
+s_put_str(char **cursor, dv_str_t v)
+{
+    dv_str_t out = { 0 };
+    if (v.ptr) {
+        memcpy(*cursor, v.ptr, v.len);
+        (*cursor)[v.len] = '\0';
+        out = dv_strn(*cursor, v.len);
+    }
+    *cursor += v.len + 1;
+    return out;
 }
 
 static void
-s_failure_copy(broker_op_t *op, char **cursor, const dv_failure_t *f)
+s_failure_copy(broker_op_t *op, char **cursor, const dv_failure_t *f,
+               bool texts)
 {
     if (!f)
         return;
     op->has_failure = true;
     op->failure = *f;
-    if (f->message.ptr) {
-        memcpy(*cursor, f->message.ptr, f->message.len);
-        (*cursor)[f->message.len] = '\0';
-        op->failure.message = dv_strn(*cursor, f->message.len);
+    op->failure.message = s_put_str(cursor, f->message);
+    op->failure.key_id = s_put_str(cursor, f->key_id);
+    if (texts) {
+        op->failure.details = s_put_str(cursor, f->details);
+        op->failure.stderr_tail = s_put_str(cursor, f->stderr_tail);
+    } else {
+        op->failure.details = (dv_str_t){ 0 };
+        op->failure.stderr_tail = (dv_str_t){ 0 };
     }
-    *cursor += f->message.len + 1;
-    if (f->key_id.ptr) {
-        memcpy(*cursor, f->key_id.ptr, f->key_id.len);
-        (*cursor)[f->key_id.len] = '\0';
-        op->failure.key_id = dv_strn(*cursor, f->key_id.len);
-    }
-    *cursor += f->key_id.len + 1;
 }
 
 static broker_op_t *
@@ -210,14 +231,15 @@ broker_wbatch_waiting(broker_wbatch_t *b, const char *id, dv_state_t state,
                       int64_t run_at_ms, int attempt,
                       const dv_failure_t *last_failure)
 {
-    broker_op_t *op = s_op_new(b, OP_WAITING, id, s_failure_len(last_failure));
+    broker_op_t *op =
+        s_op_new(b, OP_WAITING, id, s_failure_len(last_failure, false));
     if (!op)
         return -1;
     char *c = op->data;
     op->state = state;
     op->t1 = run_at_ms;
     op->attempt = attempt;
-    s_failure_copy(op, &c, last_failure);
+    s_failure_copy(op, &c, last_failure, false);
     return 0;
 }
 
@@ -226,8 +248,8 @@ broker_wbatch_finished(broker_wbatch_t *b, const char *id, dv_state_t state,
                        int attempt, const void *result, size_t result_len,
                        const dv_failure_t *failure, int64_t finished_ms)
 {
-    broker_op_t *op =
-        s_op_new(b, OP_FINISHED, id, result_len + s_failure_len(failure));
+    broker_op_t *op = s_op_new(b, OP_FINISHED, id,
+                               result_len + s_failure_len(failure, false));
     if (!op)
         return -1;
     char *c = op->data;
@@ -240,7 +262,7 @@ broker_wbatch_finished(broker_wbatch_t *b, const char *id, dv_state_t state,
         op->blob_len = result_len;
         c += result_len;
     }
-    s_failure_copy(op, &c, failure);
+    s_failure_copy(op, &c, failure, false);
     return 0;
 }
 
@@ -248,8 +270,8 @@ int
 broker_wbatch_attempt(broker_wbatch_t *b, const broker_attempt_t *a)
 {
     size_t lw = s_len(a->worker);
-    broker_op_t *op =
-        s_op_new(b, OP_ATTEMPT, a->job_id, lw + s_failure_len(a->failure));
+    broker_op_t *op = s_op_new(b, OP_ATTEMPT, a->job_id,
+                               lw + s_failure_len(a->failure, true));
     if (!op)
         return -1;
     char *c = op->data;
@@ -258,7 +280,7 @@ broker_wbatch_attempt(broker_wbatch_t *b, const broker_attempt_t *a)
     op->t1 = a->started_ms;
     op->t2 = a->finished_ms;
     op->state = a->outcome;
-    s_failure_copy(op, &c, a->failure);
+    s_failure_copy(op, &c, a->failure, true);
     return 0;
 }
 

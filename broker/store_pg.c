@@ -54,7 +54,7 @@
 #include <string.h>
 #include <time.h>
 
-#define S_SCHEMA_VERSION 4
+#define S_SCHEMA_VERSION 5
 #define S_STR_(x)        #x
 #define S_STR(x)         S_STR_(x)
 /* The advisory lock taken while the schema is created or migrated: "drover"
@@ -86,7 +86,7 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "cancelled",
 };
 
-/* Schema version 4, as store_sqlite.c's, in PostgreSQL types: epoch
+/* Schema version 5, as store_sqlite.c's, in PostgreSQL types: epoch
  * milliseconds are BIGINT, flags stay INTEGER (0/1, so a query written for
  * the SQLite store reads the same here), blobs are BYTEA. */
 #define S_OWNER_KEY_INDEX                                                      \
@@ -148,6 +148,9 @@ static const char s_schema[] =
     "    signal INTEGER,\n"
     "    http_status INTEGER,\n"
     "    key_id TEXT,\n"
+    /* An attempt's details and stderr tail (version 5). */
+    "    details TEXT,\n"
+    "    stderr TEXT,\n"
     "    PRIMARY KEY (job_id, attempt)\n"
     ");\n"
     "CREATE TABLE IF NOT EXISTS queues (\n"
@@ -186,6 +189,7 @@ typedef enum {
     S_REPLAY,
     S_FIND_KEY,
     S_GET,
+    S_ATTEMPTS,
     S_EXPIRE,
     S_LOAD,
     S_LIST,
@@ -200,12 +204,13 @@ typedef enum {
 } s_stmt_t;
 
 static const char *s_stmt_names[S_COUNT_] = {
-    "drover_insert",      "drover_running",    "drover_waiting",
-    "drover_finished",    "drover_attempt",    "drover_replay",
-    "drover_find_key",    "drover_get",        "drover_expire",
-    "drover_load",        "drover_list",       "drover_set_queue",
-    "drover_load_queues", "drover_generation", "drover_probe",
-    "drover_fence",       "drover_set_key",    "drover_load_keys",
+    "drover_insert",    "drover_running",     "drover_waiting",
+    "drover_finished",  "drover_attempt",     "drover_replay",
+    "drover_find_key",  "drover_get",         "drover_attempts",
+    "drover_expire",    "drover_load",        "drover_list",
+    "drover_set_queue", "drover_load_queues", "drover_generation",
+    "drover_probe",     "drover_fence",       "drover_set_key",
+    "drover_load_keys",
 };
 
 /* As in store_sqlite.c: the failure columns are set from $6..$11 when $5 is
@@ -246,8 +251,8 @@ static const char *s_sql[S_COUNT_] = {
     [S_ATTEMPT] = "INSERT INTO attempts (job_id, attempt, worker, "
                   "started_at, finished_at, outcome, category, message, "
                   "retryable, retry_after_ms, exit_code, signal, "
-                  "http_status, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-                  "$8, $9, $10, $11, $12, $13, $14) "
+                  "http_status, key_id, details, stderr) VALUES ($1, $2, $3, "
+                  "$4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
                   "ON CONFLICT (job_id, attempt) DO UPDATE SET "
                   "worker = EXCLUDED.worker, "
                   "started_at = EXCLUDED.started_at, "
@@ -260,7 +265,9 @@ static const char *s_sql[S_COUNT_] = {
                   "exit_code = EXCLUDED.exit_code, "
                   "signal = EXCLUDED.signal, "
                   "http_status = EXCLUDED.http_status, "
-                  "key_id = EXCLUDED.key_id",
+                  "key_id = EXCLUDED.key_id, "
+                  "details = EXCLUDED.details, "
+                  "stderr = EXCLUDED.stderr",
     [S_REPLAY] = "SELECT " S_JOBREC_COLUMNS " FROM jobs "
                  "WHERE finished_at IS NULL "
                  "AND state IN ('queued', 'scheduled', 'running') "
@@ -269,6 +276,12 @@ static const char *s_sql[S_COUNT_] = {
                    "AND key = $1",
     [S_GET] = "SELECT id, queue, type, state, attempt, result, category, "
               "error, finished_at, owner FROM jobs WHERE id = $1",
+    /* The last $2 attempts of a job, oldest first. */
+    [S_ATTEMPTS] = "SELECT * FROM (SELECT attempt, worker, started_at, "
+                   "finished_at, outcome, category, message, retryable, "
+                   "retry_after_ms, exit_code, signal, http_status, key_id, "
+                   "details, stderr FROM attempts WHERE job_id = $1 "
+                   "ORDER BY attempt DESC LIMIT $2) AS last ORDER BY attempt",
     /* One statement, so its own transaction: the chunk of expired jobs,
      * oldest first, and their attempts; returns how many jobs went. */
     [S_EXPIRE] = "WITH gone AS (DELETE FROM jobs WHERE id IN ("
@@ -716,8 +729,9 @@ s_exec_ok(s_pg_t *be, const char *sql, char *err, size_t err_size)
 }
 
 /* Creates the schema in an empty database, migrates versions 1 (adds
- * jobs.owner), 2 (idempotency keys per owner) and 3 (adds api_keys, which
- * s_schema makes like any missing table), accepts the current
+ * jobs.owner), 2 (idempotency keys per owner), 3 (adds api_keys, which
+ * s_schema makes like any missing table) and 4 (adds attempts.details and
+ * attempts.stderr), accepts the current
  * version, refuses a newer one (a downgrade would misread it) and a
  * version table that holds no version. All in one transaction under an
  * advisory lock: a second broker starting at the same time waits, then
@@ -779,6 +793,13 @@ s_schema_setup(s_pg_t *be, char *err, size_t err_size)
     if (rc == 0 && version < S_SCHEMA_VERSION)
         /* Every table and index that is not there yet. */
         rc = s_exec_ok(be, s_schema, err, err_size);
+    if (rc == 0 && version >= 1 && version < 5)
+        /* Version 4 to 5: an attempt's details and stderr tail. */
+        rc = s_exec_ok(be,
+                       "ALTER TABLE attempts ADD COLUMN IF NOT EXISTS details "
+                       "TEXT;\nALTER TABLE attempts ADD COLUMN IF NOT EXISTS "
+                       "stderr TEXT;\n",
+                       err, err_size);
     if (rc == 0 && version < S_SCHEMA_VERSION)
         rc = s_exec_ok(
             be, "UPDATE schema_version SET version = " S_STR(S_SCHEMA_VERSION),
@@ -1207,8 +1228,10 @@ s_add_attempt(void *handle, const broker_attempt_t *a)
         s_p_opt(&p, f->signal, 0);
         s_p_opt(&p, f->http_status, 0);
         dv_pg_p_str(&p, f->key_id);
+        dv_pg_p_str(&p, f->details);
+        dv_pg_p_str(&p, f->stderr_tail);
     } else {
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < 10; i++)
             dv_pg_p_text(&p, NULL);
     }
     return s_write(handle, S_ATTEMPT, &p, "add_attempt", a->job_id, false);
@@ -1504,6 +1527,46 @@ s_find_key(void *handle, const char *owner, const char *key, char id_out[37])
     return found;
 }
 
+/* NULL columns read as "none" (0, or -1 for exit_code). */
+static int
+s_attempts(void *handle, const char *id, int limit,
+           int (*cb)(void *arg, const broker_attempt_row_t *a), void *arg)
+{
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, id);
+    dv_pg_p_int(&p, limit);
+    int code;
+    PGresult *r = s_read(handle, S_ATTEMPTS, &p, "attempts", id, &code);
+    if (!r)
+        return code;
+    int n = 0;
+    code = 0;
+    for (int i = 0; i < PQntuples(r) && code == 0; i++) {
+        broker_attempt_row_t a = {
+            .attempt = (int)s_int(r, i, 0),
+            .worker = s_text(r, i, 1),
+            .started_ms = s_int(r, i, 2),
+            .finished_ms = s_int(r, i, 3),
+            .outcome = s_text(r, i, 4),
+            .category = s_text(r, i, 5),
+            .message = s_text(r, i, 6),
+            .retryable = s_int(r, i, 7) != 0,
+            .retry_after_ms = s_int(r, i, 8),
+            .exit_code = PQgetisnull(r, i, 9) ? -1 : (int)s_int(r, i, 9),
+            .signal = (int)s_int(r, i, 10),
+            .http_status = (int)s_int(r, i, 11),
+            .key_id = s_text(r, i, 12),
+            .details = s_text(r, i, 13),
+            .stderr_tail = s_text(r, i, 14),
+        };
+        code = cb(arg, &a);
+        if (code == 0)
+            n++;
+    }
+    PQclear(r);
+    return code != 0 ? code : n;
+}
+
 static int
 s_get(void *handle, const char *id,
       void (*cb)(void *arg, const broker_jobview_t *view), void *arg)
@@ -1595,6 +1658,7 @@ const broker_store_ops_t broker_store_pg_ops = {
     .replay = s_replay,
     .find_key = s_find_key,
     .get = s_get,
+    .attempts = s_attempts,
     .expire = s_expire,
     .load = s_load,
     .list = s_list,

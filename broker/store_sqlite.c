@@ -30,7 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define S_SCHEMA_VERSION 4
+#define S_SCHEMA_VERSION 5
 #define S_STR_(x)        #x
 #define S_STR(x)         S_STR_(x)
 
@@ -57,9 +57,9 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "cancelled",
 };
 
-/* Schema version 4 (version 1 had no jobs.owner, version 2 had idempotency
- * keys unique across owners, version 3 had no api_keys; s_schema_setup
- * migrates all three). Kept as plain SQL so an operator can debug with the
+/* Schema version 5 (version 1 had no jobs.owner, version 2 had idempotency
+ * keys unique across owners, version 3 had no api_keys, version 4 had no
+ * attempts.details and attempts.stderr; s_schema_setup migrates all four). Kept as plain SQL so an operator can debug with the
  * sqlite3 shell: SELECT state, count(*) FROM jobs GROUP BY 1.
  *
  * jobs is an ordinary rowid table, not WITHOUT ROWID. WITHOUT ROWID would
@@ -167,6 +167,10 @@ static const char s_schema[] =
     "    signal INTEGER,\n"
     "    http_status INTEGER,\n"
     "    key_id TEXT,\n"
+    /* What the handler said beyond the message (a traceback) and the tail
+     * of its stderr, each <= 8 KB. New in version 5. */
+    "    details TEXT,\n"
+    "    stderr TEXT,\n"
     "    PRIMARY KEY (job_id, attempt)\n"
     ") WITHOUT ROWID;\n"
     /* Operator settings per queue, so they survive a restart. */
@@ -194,6 +198,7 @@ typedef enum {
     S_GET,
     S_EXPIRE_ATTEMPTS,
     S_EXPIRE_JOBS,
+    S_ATTEMPTS,
     S_LOAD,
     S_LIST,
     S_SET_QUEUE,
@@ -220,6 +225,12 @@ typedef enum {
     "created_at, run_at, attempt, max_attempts, timeout_ms, "                  \
     "backoff_base_ms, backoff_factor, backoff_cap_ms, backoff_jitter, "        \
     "result_ttl_ms, worker, owner"
+
+/* Every column of attempts but job_id, as broker_attempt_row_t has them. */
+#define S_ATTEMPT_COLUMNS                                                      \
+    "attempt, worker, started_at, finished_at, outcome, category, message, "   \
+    "retryable, retry_after_ms, exit_code, signal, http_status, key_id, "      \
+    "details, stderr"
 
 /* The ORDER BY makes both expire statements pick the same rows; the
  * jobs_expires index entries are (expires_at, rowid), so it costs no sort. */
@@ -250,8 +261,9 @@ static const char *s_sql[S_COUNT_] = {
     [S_ATTEMPT] = "INSERT OR REPLACE INTO attempts (job_id, attempt, worker, "
                   "started_at, finished_at, outcome, category, message, "
                   "retryable, retry_after_ms, exit_code, signal, "
-                  "http_status, key_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                  "?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                  "http_status, key_id, details, stderr) VALUES (?1, ?2, "
+                  "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+                  "?16)",
     /* finished_at IS NULL selects jobs_live; the state test only guards
      * against a row someone edited by hand. */
     [S_REPLAY] = "SELECT " S_JOBREC_COLUMNS " FROM jobs "
@@ -266,6 +278,11 @@ static const char *s_sql[S_COUNT_] = {
         "DELETE FROM attempts WHERE job_id IN (" S_EXPIRED("id") ")",
     [S_EXPIRE_JOBS] =
         "DELETE FROM jobs WHERE rowid IN (" S_EXPIRED("rowid") ")",
+    /* The last ?2 attempts of a job, oldest first: the primary key
+     * (job_id, attempt) serves both orders. */
+    [S_ATTEMPTS] = "SELECT * FROM (SELECT " S_ATTEMPT_COLUMNS
+                   " FROM attempts WHERE job_id = ?1 "
+                   "ORDER BY attempt DESC LIMIT ?2) ORDER BY attempt",
     [S_LOAD] = "SELECT " S_JOBREC_COLUMNS " FROM jobs WHERE id = ?1",
     /* Finished jobs of one queue in one state (retry --dead); the partial
      * index jobs_queue_state covers exactly these. */
@@ -576,7 +593,8 @@ s_exec_row(sqlite3 *db, const char *sql, char *out, size_t out_size)
 }
 
 /* Creates the schema on a new file, migrates versions 1 (adds jobs.owner),
- * 2 (idempotency keys per owner) and 3 (adds api_keys),
+ * 2 (idempotency keys per owner), 3 (adds api_keys) and 4 (adds
+ * attempts.details and attempts.stderr),
  * accepts the current version, refuses a newer one (a downgrade would
  * misread it). */
 static int
@@ -613,6 +631,12 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
     if (rc == SQLITE_OK && version >= 1 && version < 4)
         /* Version 3 to 4: the fleet's API-key state. */
         rc = sqlite3_exec(be->db, S_API_KEYS_TABLE, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && version >= 1 && version < 5)
+        /* Version 4 to 5: an attempt's details and stderr tail. */
+        rc = sqlite3_exec(be->db,
+                          "ALTER TABLE attempts ADD COLUMN details TEXT;\n"
+                          "ALTER TABLE attempts ADD COLUMN stderr TEXT;\n",
+                          NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < S_SCHEMA_VERSION)
         rc = sqlite3_exec(be->db,
                           "PRAGMA user_version = " S_STR(S_SCHEMA_VERSION),
@@ -906,6 +930,8 @@ s_add_attempt(void *handle, const broker_attempt_t *a)
         rc |= s_bind_opt(st, 12, f->signal, 0);
         rc |= s_bind_opt(st, 13, f->http_status, 0);
         rc |= s_bind_str(st, 14, f->key_id);
+        rc |= s_bind_str(st, 15, f->details);
+        rc |= s_bind_str(st, 16, f->stderr_tail);
     }
     if (rc != SQLITE_OK)
         return s_bind_failed(be, st, "add_attempt", a->job_id);
@@ -1193,6 +1219,46 @@ s_get(void *handle, const char *id,
 }
 
 static int
+s_attempts(void *handle, const char *id, int limit,
+           int (*cb)(void *arg, const broker_attempt_row_t *a), void *arg)
+{
+    s_sqlite_t *be = handle;
+    sqlite3_stmt *st = be->stmt[S_ATTEMPTS];
+    if (s_bind_text(st, 1, id) != SQLITE_OK ||
+        sqlite3_bind_int(st, 2, limit) != SQLITE_OK)
+        return s_bind_failed(be, st, "attempts", id);
+    int rc, n = 0, code = 0;
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        broker_attempt_row_t a = { 0 };
+        a.attempt = sqlite3_column_int(st, 0);
+        a.worker = s_col_text(st, 1);
+        a.started_ms = sqlite3_column_int64(st, 2);
+        a.finished_ms = sqlite3_column_int64(st, 3);
+        a.outcome = s_col_text(st, 4);
+        a.category = s_col_text(st, 5);
+        a.message = s_col_text(st, 6);
+        a.retryable = sqlite3_column_int(st, 7) != 0;
+        a.retry_after_ms = sqlite3_column_int64(st, 8);
+        a.exit_code = sqlite3_column_type(st, 9) == SQLITE_NULL
+                          ? -1
+                          : sqlite3_column_int(st, 9);
+        a.signal = sqlite3_column_int(st, 10);
+        a.http_status = sqlite3_column_int(st, 11);
+        a.key_id = s_col_text(st, 12);
+        a.details = s_col_text(st, 13);
+        a.stderr_tail = s_col_text(st, 14);
+        code = cb(arg, &a);
+        if (code != 0)
+            break;
+        n++;
+    }
+    if (code == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        code = s_fail(be, "attempts", id, rc);
+    s_done(st);
+    return code != 0 ? code : n;
+}
+
+static int
 s_expire(void *handle, int64_t now_ms, int limit)
 {
     s_sqlite_t *be = handle;
@@ -1277,6 +1343,7 @@ const broker_store_ops_t broker_store_sqlite_ops = {
     .replay = s_replay,
     .find_key = s_find_key,
     .get = s_get,
+    .attempts = s_attempts,
     .expire = s_expire,
     .load = s_load,
     .list = s_list,

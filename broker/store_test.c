@@ -502,7 +502,7 @@ t_url_forms(void **state)
         assert_null(s);
     }
     /* The same file each time: "sqlite://" + absolute path. */
-    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 4);
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 5);
 
     struct {
         const char *url, *want;
@@ -584,11 +584,11 @@ t_schema_newer(void **state)
     s_fx_t *fx = *state;
     broker_store_t *s = s_open(fx);
     broker_store_destroy(&s);
-    s_shell_exec(fx, s_backend == S_PG ? "UPDATE schema_version SET version = 5"
-                                       : "PRAGMA user_version = 5");
+    s_shell_exec(fx, s_backend == S_PG ? "UPDATE schema_version SET version = 6"
+                                       : "PRAGMA user_version = 6");
     char err[512] = "";
     assert_null(broker_store_open(fx->path, NULL, err, sizeof err));
-    if (!strstr(err, "schema version 5 is newer"))
+    if (!strstr(err, "schema version 6 is newer"))
         fail_msg("got '%s'", err);
 }
 
@@ -645,7 +645,11 @@ t_schema_v1_migrated(void **state)
     s_shell_exec(fx, sql);
 
     broker_store_t *s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 4);
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 5);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM "
+                                     "pragma_table_info('attempts') "
+                                     "WHERE name IN ('details', 'stderr')"),
+                     2);
     /* Idempotency keys are unique per owner now. */
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM sqlite_master "
                                      "WHERE name = 'jobs_key'"),
@@ -683,7 +687,7 @@ t_schema_v1_migrated(void **state)
     s_copies_free(&c);
     broker_store_destroy(&s);
 
-    /* Opened again: already version 4, nothing to migrate. */
+    /* Opened again: already version 5, nothing to migrate. */
     s = s_open(fx);
     s_replay(s, &c);
     assert_int_equal(c.n, 2);
@@ -1305,6 +1309,94 @@ t_retry_finished_job(void **state)
     broker_store_destroy(&s);
 }
 
+/* Attempts read back by broker_store_attempts, as owned copies. */
+typedef struct {
+    int n;
+    broker_attempt_row_t a[8];
+} s_arows_t;
+
+static char *
+s_dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int
+s_collect_attempt(void *arg, const broker_attempt_row_t *a)
+{
+    s_arows_t *o = arg;
+    assert_true(o->n < 8);
+    broker_attempt_row_t *c = &o->a[o->n++];
+    *c = *a;
+    c->worker = s_dup_or_null(a->worker);
+    c->outcome = s_dup_or_null(a->outcome);
+    c->category = s_dup_or_null(a->category);
+    c->message = s_dup_or_null(a->message);
+    c->key_id = s_dup_or_null(a->key_id);
+    c->details = s_dup_or_null(a->details);
+    c->stderr_tail = s_dup_or_null(a->stderr_tail);
+    return 0;
+}
+
+static void
+s_arows_free(s_arows_t *o)
+{
+    for (int i = 0; i < o->n; i++) {
+        broker_attempt_row_t *c = &o->a[i];
+        free((char *)c->worker);
+        free((char *)c->outcome);
+        free((char *)c->category);
+        free((char *)c->message);
+        free((char *)c->key_id);
+        free((char *)c->details);
+        free((char *)c->stderr_tail);
+    }
+    o->n = 0;
+}
+
+static void
+s_assert_null_or_str(const char *want, const char *got)
+{
+    if (!want)
+        assert_null(got);
+    else {
+        assert_non_null(got);
+        assert_string_equal(want, got);
+    }
+}
+
+/* A stored attempt holds every field of what was written. */
+static void
+s_assert_attempt(const broker_attempt_t *want, const broker_attempt_row_t *got)
+{
+    assert_int_equal(got->attempt, want->attempt);
+    s_assert_null_or_str(want->worker, got->worker);
+    assert_int_equal(got->started_ms, want->started_ms);
+    assert_int_equal(got->finished_ms, want->finished_ms);
+    assert_string_equal(got->outcome, want->outcome == DV_STATE_SUCCEEDED
+                                          ? "succeeded"
+                                          : "failed");
+    const dv_failure_t *f = want->failure;
+    if (!f) {
+        assert_null(got->category);
+        assert_null(got->message);
+        assert_null(got->details);
+        assert_null(got->stderr_tail);
+        assert_int_equal(got->exit_code, -1);
+        return;
+    }
+    assert_string_equal(got->category, dv_category_name(f->category));
+    s_assert_null_or_str(f->message.ptr, got->message);
+    assert_int_equal(got->retryable, f->retryable);
+    assert_int_equal(got->retry_after_ms, f->retry_after_ms);
+    assert_int_equal(got->exit_code, f->exit_code);
+    assert_int_equal(got->signal, f->signal);
+    assert_int_equal(got->http_status, f->http_status);
+    s_assert_null_or_str(f->key_id.ptr, got->key_id);
+    s_assert_null_or_str(f->details.ptr, got->details);
+    s_assert_null_or_str(f->stderr_tail.ptr, got->stderr_tail);
+}
+
 static void
 t_attempts_history(void **state)
 {
@@ -1323,6 +1415,10 @@ t_attempts_history(void **state)
     dv_failure_t f2 = s_failure(DV_CAT_CRASHED, "killed by SIGSEGV");
     f2.signal = 11;
     f2.exit_code = 139;
+    f2.details = dv_str("Traceback (most recent call last):\n"
+                        "  File \"handler.py\", line 3, in run\n"
+                        "ValueError: no prompt \xc3\xa9");
+    f2.stderr_tail = dv_str("warming up\nSegmentation fault\n");
     broker_attempt_t a1 = { id, 1, "w1", 100, 200, DV_STATE_FAILED, &f1 };
     broker_attempt_t a2 = { id, 2, "w2", 300, 400, DV_STATE_FAILED, &f2 };
     broker_attempt_t a3 = { id, 3, "w1", 500, 600, DV_STATE_SUCCEEDED, NULL };
@@ -1354,6 +1450,34 @@ t_attempts_history(void **state)
                               "2|w2-again|300|400|failed|crashed|"
                               "killed by SIGSEGV|0||139|11||\n"
                               "3|w1|500|600|succeeded||||||||\n");
+    s_shell_rows(fx,
+                 "SELECT attempt, length(details), stderr FROM attempts "
+                 "WHERE details IS NOT NULL OR stderr IS NOT NULL",
+                 rows, sizeof rows);
+    assert_string_equal(rows, "2|94|warming up\nSegmentation fault\n\n");
+
+    /* Read back through the store, every column, in attempt order. */
+    s_arows_t o = { 0 };
+    assert_int_equal(broker_store_attempts(s, id, 100, s_collect_attempt, &o),
+                     3);
+    assert_int_equal(o.n, 3);
+    s_assert_attempt(&a1, &o.a[0]);
+    s_assert_attempt(&a2, &o.a[1]);
+    s_assert_attempt(&a3, &o.a[2]);
+    assert_null(o.a[0].details);
+    assert_null(o.a[0].stderr_tail);
+    s_arows_free(&o);
+    /* Only the last ones, still oldest first. */
+    assert_int_equal(broker_store_attempts(s, id, 2, s_collect_attempt, &o), 2);
+    assert_int_equal(o.a[0].attempt, 2);
+    assert_int_equal(o.a[1].attempt, 3);
+    s_arows_free(&o);
+    /* A job without attempts, and no job at all. */
+    char other[37];
+    s_new_id(other);
+    assert_int_equal(
+        broker_store_attempts(s, other, 100, s_collect_attempt, &o), 0);
+    assert_int_equal(o.n, 0);
     broker_store_destroy(&s);
 }
 
@@ -1822,8 +1946,9 @@ t_key_state_writer(void **state)
     broker_store_destroy(&s);
 }
 
-/* A store of schema version 3 (the tables of version 4 but api_keys)
- * opens as version 4, with an empty api_keys and its jobs as they were. */
+/* A store of schema version 3 (the tables of version 5 but api_keys and
+ * the attempts' details and stderr) opens as version 5, with an empty
+ * api_keys and its jobs as they were. */
 static void
 t_schema_v3_migrated(void **state)
 {
@@ -1849,15 +1974,20 @@ t_schema_v3_migrated(void **state)
     broker_store_destroy(&s);
     s_shell_exec(fx, s_backend == S_PG
                          ? "DROP TABLE api_keys; "
+                           "ALTER TABLE attempts DROP COLUMN details; "
+                           "ALTER TABLE attempts DROP COLUMN stderr; "
                            "UPDATE schema_version SET version = 3"
-                         : "DROP TABLE api_keys; PRAGMA user_version = 3");
+                         : "DROP TABLE api_keys; "
+                           "ALTER TABLE attempts DROP COLUMN details; "
+                           "ALTER TABLE attempts DROP COLUMN stderr; "
+                           "PRAGMA user_version = 3");
     const char *version = s_backend == S_PG
                               ? "SELECT version FROM schema_version"
                               : "PRAGMA user_version";
     assert_int_equal(s_shell_int(fx, version), 3);
 
     s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, version), 4);
+    assert_int_equal(s_shell_int(fx, version), 5);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM api_keys"), 0);
     s_keys_t o = { 0 };
     assert_int_equal(broker_store_load_keys(s, s_collect_key, &o), 0);
@@ -1885,11 +2015,70 @@ t_schema_v3_migrated(void **state)
     assert_int_equal(broker_store_commit(s), 0);
     broker_store_destroy(&s);
 
-    /* Opened again: already version 4, the key state kept. */
+    /* Opened again: already version 5, the key state kept. */
     s = s_open(fx);
     assert_int_equal(broker_store_load_keys(s, s_collect_key, &o), 0);
     assert_int_equal(o.n, 1);
     s_assert_key(&k, &o.k[0]);
+    broker_store_destroy(&s);
+}
+
+/* A store of schema version 4 (attempts without details and stderr)
+ * opens as version 5: its attempts read back without them, and a new
+ * attempt keeps both. */
+static void
+t_schema_v4_migrated(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    s_insert_committed(s, &r);
+    dv_failure_t f1 = s_failure(DV_CAT_HANDLER, "ValueError: no prompt");
+    f1.retryable = true;
+    broker_attempt_t a1 = { id, 1, "w1", 100, 200, DV_STATE_FAILED, &f1 };
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_add_attempt(s, &a1), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    broker_store_destroy(&s);
+    s_shell_exec(fx, s_backend == S_PG
+                         ? "ALTER TABLE attempts DROP COLUMN details; "
+                           "ALTER TABLE attempts DROP COLUMN stderr; "
+                           "UPDATE schema_version SET version = 4"
+                         : "ALTER TABLE attempts DROP COLUMN details; "
+                           "ALTER TABLE attempts DROP COLUMN stderr; "
+                           "PRAGMA user_version = 4");
+    const char *version = s_backend == S_PG
+                              ? "SELECT version FROM schema_version"
+                              : "PRAGMA user_version";
+    assert_int_equal(s_shell_int(fx, version), 4);
+
+    s = s_open(fx);
+    assert_int_equal(s_shell_int(fx, version), 5);
+    s_arows_t o = { 0 };
+    assert_int_equal(broker_store_attempts(s, id, 100, s_collect_attempt, &o),
+                     1);
+    s_assert_attempt(&a1, &o.a[0]);
+    s_arows_free(&o);
+    dv_failure_t f2 = s_failure(DV_CAT_HANDLER, "ValueError: no prompt");
+    f2.details = dv_str("Traceback (most recent call last):\n"
+                        "ValueError: no prompt");
+    f2.stderr_tail = dv_str("loading model\n");
+    broker_attempt_t a2 = { id, 2, "w2", 300, 400, DV_STATE_FAILED, &f2 };
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_add_attempt(s, &a2), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    broker_store_destroy(&s);
+
+    /* Opened again: already version 5, both attempts as written. */
+    s = s_open(fx);
+    assert_int_equal(s_shell_int(fx, version), 5);
+    assert_int_equal(broker_store_attempts(s, id, 100, s_collect_attempt, &o),
+                     2);
+    s_assert_attempt(&a1, &o.a[0]);
+    s_assert_attempt(&a2, &o.a[1]);
+    s_arows_free(&o);
     broker_store_destroy(&s);
 }
 
@@ -1913,7 +2102,7 @@ t_pg_url_forms(void **state)
         assert_string_equal(broker_store_backend(s), "postgres");
         broker_store_destroy(&s);
     }
-    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 4);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 5);
 
     /* The store names itself to the server, unless the URL does. */
     broker_store_t *s = s_open(fx);
@@ -1993,7 +2182,12 @@ t_pg_schema_v1_migrated(void **state)
     s_shell_exec(fx, sql);
 
     broker_store_t *s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 4);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 5);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM "
+                                     "information_schema.columns WHERE "
+                                     "table_name = 'attempts' AND "
+                                     "column_name IN ('details', 'stderr')"),
+                     2);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM pg_indexes "
                                      "WHERE indexname = 'jobs_key'"),
                      0);
@@ -2028,7 +2222,7 @@ t_pg_schema_v1_migrated(void **state)
     assert_int_equal(g, 1);
     broker_store_destroy(&s);
 
-    /* Opened again: already version 4, nothing to migrate. */
+    /* Opened again: already version 5, nothing to migrate. */
     s = s_open(fx);
     s_replay(s, &c);
     assert_int_equal(c.n, 2);
@@ -2051,7 +2245,7 @@ t_pg_schema_refused(void **state)
           "holds no valid version" },
         { "INSERT INTO schema_version VALUES (17)",
           "postgres store: schema version 17 is newer than this drover "
-          "understands (4)" },
+          "understands (5)" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         s_shell_exec(fx, cases[i].sql);
@@ -2062,7 +2256,7 @@ t_pg_schema_refused(void **state)
         /* Refused, nothing changed. */
         s_shell_exec(fx, "DELETE FROM schema_version");
     }
-    s_shell_exec(fx, "INSERT INTO schema_version VALUES (4)");
+    s_shell_exec(fx, "INSERT INTO schema_version VALUES (5)");
     s = s_open(fx);
     broker_store_destroy(&s);
 }
@@ -2510,7 +2704,7 @@ t_pg_open_race(void **state)
             fail_msg("opener %d: %s", i, o[i].err);
     }
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM schema_version"), 1);
-    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 4);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 5);
 }
 
 int
@@ -2533,7 +2727,8 @@ main(int argc, char **argv)
         T(t_key_per_owner), T(t_duplicate_key), T(t_expire),                   \
         T(t_retry_finished_job), T(t_attempts_history), T(t_queue_settings),   \
         T(t_list_and_load), T(t_generation_and_probe), T(t_key_state),         \
-        T(t_key_state_writer), T(t_schema_v3_migrated)
+        T(t_key_state_writer), T(t_schema_v3_migrated),                        \
+        T(t_schema_v4_migrated)
     const struct CMUnitTest sqlite_tests[] = {
         S_COMMON_TESTS,           T(t_url_forms),
         T(t_open_missing_dir),    T(t_open_not_a_database),

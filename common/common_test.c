@@ -900,6 +900,32 @@ t_text_escape(void **state)
     }
 }
 
+static void
+t_text_valid(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t n;
+        bool ok;
+    } cases[] = {
+        { "", 0, true },
+        { "Traceback (most recent call last):\n\tValueError", 46, true },
+        { "caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x90\x8d", 14, true },
+        { "\x1b[31mred\x7f", 9, true }, /* control characters are text */
+        { "nul\0x", 5, false },
+        { "bad\xff", 4, false },
+        { "cut \xe2\x9c", 6, false },  /* a sequence cut short */
+        { "over \xc0\xaf", 7, false }, /* overlong '/' */
+        { "surrogate \xed\xa0\x80", 13, false },
+        { "past \xf4\x90\x80\x80", 9, false }, /* U+110000 */
+        { "lone \x80", 6, false },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (dv_text_valid(cases[i].in, cases[i].n) != cases[i].ok)
+            fail_msg("case %zu: want %d", i, cases[i].ok);
+}
+
 /* Which endpoints stay on this host. */
 static void
 t_endpoint_is_local(void **state)
@@ -944,6 +970,7 @@ main(void)
         cmocka_unit_test(t_map),
         cmocka_unit_test(t_flags),
         cmocka_unit_test(t_text_escape),
+        cmocka_unit_test(t_text_valid),
         cmocka_unit_test(t_endpoint_is_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

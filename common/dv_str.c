@@ -90,6 +90,20 @@ dv_name_check(const char *s, size_t len)
     return NULL;
 }
 
+bool
+dv_text_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        uint32_t cp;
+        int n = s_utf8_next(p, end, &cp);
+        if (!n || cp == 0)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
 char *
 dv_text_escape(const char *s, size_t len)
 {

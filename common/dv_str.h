@@ -48,6 +48,13 @@ char *dv_str_copy(dv_str_t v, char *buf, size_t size);
  * "has a control character"). */
 const char *dv_name_check(const char *s, size_t len);
 
+/* True if the len bytes at s are text that can be kept and shown as it
+ * is: valid UTF-8 (no overlong forms, no surrogates, nothing past
+ * U+10FFFF, no sequence cut short) without a NUL byte. Other control
+ * characters (newline, tab) are allowed: a traceback has them, and JSON
+ * escapes them. */
+bool dv_text_valid(const char *s, size_t len);
+
 /* A copy of the len bytes at s that is safe to print on a terminal: valid
  * UTF-8 without control characters as it is, newline, tab and carriage
  * return as \n \t \r, other control characters as \xNN (C0, DEL) or
