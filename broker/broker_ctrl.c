@@ -482,6 +482,44 @@ s_reply_count(broker_t *self, const broker_rid_t *rid, uint64_t req,
     broker_body_destroy(&body);
 }
 
+/* Whether the ctrl's args map has key set to true. */
+static bool
+s_arg_true(const dv_ctrl_t *c, const char *key)
+{
+    if (!c->args.ptr)
+        return false;
+    json_t *args = dv_msgpack_to_json(c->args.ptr, c->args.len, NULL, 0);
+    bool yes = json_is_true(json_object_get(args, key));
+    json_decref(args);
+    return yes;
+}
+
+/* The queue's settings after a change: {queue, paused, rate,
+ * max_running}. Sent once the change is durable. */
+static void
+s_reply_settings(broker_t *self, const broker_rid_t *rid, uint64_t req,
+                 const broker_queue_t *q)
+{
+    broker_body_t body;
+    msgpack_packer pk;
+    broker_body_init(&body, &pk);
+    msgpack_pack_map(&pk, 4);
+    broker_pack_kv_str(&pk, "queue", q->name);
+    broker_pack_str(&pk, "paused");
+    if (q->paused)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    broker_pack_str(&pk, "rate");
+    msgpack_pack_double(&pk, q->rate);
+    broker_pack_kv_int(&pk, "max_running", (int64_t)q->max_running);
+    if (body.failed)
+        broker_out_dropped(rid, req, "reply");
+    else
+        broker_out_reply(self, rid, req, DV_CODE_NONE, NULL, &body.sb, true);
+    broker_body_destroy(&body);
+}
+
 /* The verbs that act on a queue, and retry. Returns false for a verb it
  * does not know. Replies that follow a store write wait for its commit. */
 static bool
@@ -531,7 +569,20 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
                          NULL, false);
         return true;
     }
-    broker_queue_t *q = broker_sched_queue(self, qname);
+    /* A queue the broker does not know (no job, no stored settings, no
+     * worker serving it) is made only when asked: a typo must not become
+     * a paused queue nobody uses. */
+    broker_queue_t *q = dv_map_get(self->queues, qname);
+    if (!q && !s_arg_true(c, "create")) {
+        char why[DV_NAME_MAX + 64];
+        snprintf(why, sizeof why, "no queue '%s': it has never had a job",
+                 qname);
+        broker_out_reply(self, rid, c->req, DV_CODE_NOT_FOUND, why, NULL,
+                         false);
+        return true;
+    }
+    if (!q)
+        q = broker_sched_queue(self, qname);
     if (!q) {
         broker_out_reply(self, rid, c->req, DV_CODE_NO_MEMORY,
                          "broker out of memory", NULL, false);
@@ -559,7 +610,7 @@ s_on_queue_ctrl(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c)
                            pause    ? DV_EV_QUEUE_PAUSED
                            : resume ? DV_EV_QUEUE_RESUMED
                                     : DV_EV_QUEUE_LIMITS);
-    broker_out_reply(self, rid, c->req, DV_CODE_NONE, NULL, NULL, true);
+    s_reply_settings(self, rid, c->req, q);
     return true;
 }
 

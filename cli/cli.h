@@ -5,24 +5,27 @@
 /* `drover up`: broker + N workers in one process tree. */
 int up_main(int argc, char **argv);
 
-/* `drover cancel ID` and `drover status` (through the broker). */
-int cancel_main(int argc, char **argv);
+#include "cli_cmd.h"
+
+/* The broker's own view for `drover status` (cli/ctl.c): what
+ * monitor_status_main falls back to without a collector. */
 int status_main(int argc, char **argv);
 
-/* Queue control through the broker: `drover retry`, `pause`, `resume`,
- * `purge`, `limit`. */
-int retry_main(int argc, char **argv);
-int pause_main(int argc, char **argv);
-int resume_main(int argc, char **argv);
-int purge_main(int argc, char **argv);
-int limit_main(int argc, char **argv);
-int drain_main(int argc, char **argv);
+/* Control through the broker (cli/ctl.c): `drover cancel`, `retry`,
+ * `pause`, `resume`, `purge`, `limit`, `drain`, `check`. */
+extern const cli_cmd_t cli_cancel;
+extern const cli_cmd_t cli_retry;
+extern const cli_cmd_t cli_pause;
+extern const cli_cmd_t cli_resume;
+extern const cli_cmd_t cli_purge;
+extern const cli_cmd_t cli_limit;
+extern const cli_cmd_t cli_drain;
+extern const cli_cmd_t cli_check;
 
-/* `drover keygen NAME`: a CurveZMQ certificate pair (cli/keygen.c). */
-int keygen_main(int argc, char **argv);
-
-/* `drover check`: the broker compares its memory with its store. */
-int check_main(int argc, char **argv);
+/* `drover keys [enable KEY]` (cli/keys.c) and `drover keygen NAME`: a
+ * CurveZMQ certificate pair (cli/keygen.c). */
+extern const cli_cmd_t cli_keys;
+extern const cli_cmd_t cli_keygen;
 
 /* Commands that ask the collector (cli/monitor.c): `drover status` (falls
  * back to the broker's own view), `workers`, `queues`, `jobs`, `job`,
@@ -32,7 +35,6 @@ int workers_main(int argc, char **argv);
 int queues_main(int argc, char **argv);
 int jobs_main(int argc, char **argv);
 int job_main(int argc, char **argv);
-int keys_main(int argc, char **argv);
 int watch_main(int argc, char **argv);
 int health_main(int argc, char **argv);
 int top_main(int argc, char **argv);

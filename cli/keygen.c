@@ -3,67 +3,66 @@
  * Writes DIR/NAME.key (public: copy it into the broker's allow-list of the
  * role) and DIR/NAME.key_secret (secret, mode 0600: it stays on the host
  * that uses it). Never overwrites a pair. One-shot; blocks on file I/O. */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "cli_cmd.h"
 #include "dv_curve.h"
 
-static void
-s_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: drover keygen NAME [--dir DIR]\n"
-            "\n"
-            "Makes a CurveZMQ certificate pair named NAME:\n"
-            "  DIR/NAME.key         public: copy it into the broker's "
-            "allow-list\n"
-            "                       directory of the role NAME will have\n"
-            "  DIR/NAME.key_secret  secret, mode 0600: keep it on the host "
-            "that\n"
-            "                       uses it (--curve-secret)\n"
-            "\n"
-            "  --dir DIR   where to write them (.)\n"
-            "  -h, --help\n"
-            "\n"
-            "A worker's certificate must be named after the worker (its "
-            "--name).\n"
-            "An existing pair is never overwritten. See docs/security.md.\n");
-}
+static struct {
+    const char *dir;
+} s_o;
 
-int
-keygen_main(int argc, char **argv)
+static const dv_flag_t s_flags[] = {
+    DV_FLAG_STR("dir", &s_o.dir, .arg = "DIR", .dflt = ".",
+                .complete = DV_COMPLETE_DIR,
+                .help = "the directory to write the pair into"),
+    DV_FLAG_TABLE_END,
+};
+
+static int
+s_keygen(cli_t *c, int argc, char **argv)
 {
-    const char *name = NULL, *dir = ".";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
-            dir = argv[++i];
-        } else if (!strncmp(a, "--dir=", 6)) {
-            dir = a + 6;
-        } else if (a[0] != '-' && !name) {
-            name = a;
-        } else {
-            fprintf(stderr,
-                    "drover keygen: unexpected '%s' (see drover "
-                    "keygen --help)\n",
-                    a);
-            return 2;
-        }
-    }
-    if (!name) {
-        fprintf(stderr, "drover keygen: needs a NAME (see drover keygen "
-                        "--help)\n");
-        return 2;
-    }
+    (void)argc;
+    const char *name = argv[0], *dir = s_o.dir && *s_o.dir ? s_o.dir : ".";
     char err[512];
-    if (dv_curve_keygen(dir, name, err, sizeof err) != 0) {
-        fprintf(stderr, "drover keygen: %s\n", err);
-        return 1;
+    if (dv_curve_keygen(dir, name, err, sizeof err) != 0)
+        return cli_fail(c, CLI_FAILED, NULL, "%s", err);
+    char pub[4096], sec[4096];
+    snprintf(pub, sizeof pub, "%s/%s.key", dir, name);
+    snprintf(sec, sizeof sec, "%s/%s.key_secret", dir, name);
+    if (c->json) {
+        json_t *j = json_pack("{s:s, s:s, s:s}", "name", name, "public", pub,
+                              "secret", sec);
+        cli_print_json(j);
+        json_decref(j);
+    } else {
+        printf("%s\n%s\n", pub, sec);
     }
-    printf("%s/%s.key\n%s/%s.key_secret\n", dir, name, dir, name);
     return 0;
 }
+
+const cli_cmd_t cli_keygen = {
+    .name = "keygen",
+    .summary = "make a CurveZMQ certificate pair (security)",
+    .args = "NAME",
+    .min_args = 1,
+    .max_args = 1,
+    .about = "Makes a CurveZMQ certificate pair named NAME: DIR/NAME.key, "
+             "public (copy it into the broker's allow-list directory of the "
+             "role NAME will have), and DIR/NAME.key_secret, secret, mode "
+             "0600 (keep it on the host that uses it: --curve-secret). "
+             "Prints the two paths.\n\n"
+             "A worker's certificate must be named after the worker (its "
+             "--name). An existing pair is never overwritten (exit 1). See "
+             "docs/security.md.\n\n"
+             "--json prints {\"name\", \"public\", \"secret\"}: the "
+             "files written.",
+    .examples = "  drover keygen broker --dir /etc/drover/keys\n"
+                "  drover keygen host1-default\n",
+    .flags = s_flags,
+    .shared = CLI_JSON,
+    .run = s_keygen,
+};

@@ -4,7 +4,6 @@
  * does not serve "keys" (one older than fleet-wide keys) answers
  * unknown_verb; then the collector's view, from the workers' heartbeats,
  * is shown instead. The text comes from cli/keys_view.c. */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,52 +13,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_cmd.h"
 #include "drover.h"
 #include "keys_view.h"
 #include "monitor.h"
 
-#define S_EXIT_UNREACHABLE 3
-#define S_TIMEOUT_MS       3000
-
-static const char s_usage[] =
-    "usage: drover keys [--broker EP] [--collector EP] [--json]\n"
-    "       drover keys enable KEY [--broker EP] [--json]\n"
-    "\n"
-    "The fleet's API keys as the broker holds them, one row per key:\n"
-    "  KEY, HASH  its id and the first 8 hex digits of its SHA-256 (the\n"
-    "             key itself is never shown)\n"
-    "  STATE      ok; unproven (no 2xx or 429 yet: one request at a time);\n"
-    "             cooling, with the cooldown left; disabled, with the\n"
-    "             401/403 that disabled it\n"
-    "  LIMIT      the working limit per window; \"learned\" when 429s taught\n"
-    "             the broker a lower one than the key file's rpm\n"
-    "  REQS, TOKENS, SHARE  requests and tokens in the last window, and the\n"
-    "             key's share of all keys' requests in it\n"
-    "  429s, ERRORS  since the broker started\n"
-    "  WORKERS    how many workers use it, and their names if they fit\n"
-    "A line under the table names keys whose workers' key files disagree\n"
-    "(rpm, tpm or window). --json prints the broker's answer as one object.\n"
-    "\n"
-    "A broker older than fleet-wide keys does not know the verb: then the\n"
-    "collector's view (--collector EP, DROVER_COLLECTOR) is shown, as the\n"
-    "workers report their keys, with a note saying so.\n"
-    "\n"
-    "Exit 0; 1 the broker (or collector) refused or answered something\n"
-    "unreadable; 2 usage; 3 unreachable.\n"
-    "\n"
-    "`drover keys enable --help` tells about enabling a key.\n";
-
-static const char s_enable_usage[] =
-    "usage: drover keys enable KEY [--broker EP] [--json]\n"
-    "\n"
-    "Enables KEY (its id or its hash, as `drover keys` shows them) at the\n"
-    "broker: a disabled key (after a 401/403) or a cooling one is usable\n"
-    "again at once, fleet-wide, with its unproven one-at-a-time start.\n"
-    "Prints \"ID (HASH) enabled (was STATE)\"; --json prints the broker's\n"
-    "answer. An id two keys share is refused: give the hash.\n"
-    "\n"
-    "Exit 0; 1 no such key, or refused; 2 usage; 3 the broker is\n"
-    "unreachable.\n";
+#define S_TIMEOUT_MS 3000
 
 /* The terminal's width when stdout is one, else $COLUMNS, else 80. */
 static int
@@ -74,74 +33,71 @@ s_width(void)
     return cols > 0 ? cols : 80;
 }
 
-/* Sends verb (with id) to the broker. On success returns 0 with *body the
- * answer (an empty object when it has none). Else returns the exit code
- * after saying why, except for a broker that does not know the verb:
+/* Sends verb (with key id) to the broker. On success returns 0 with *body
+ * the answer (an empty object when it has none). Else returns the exit
+ * code after saying why, except for a broker that does not know the verb:
  * -1, quietly. */
 static int
-s_ask(const char *broker, const char *cmd, const char *verb, const char *id,
-      json_t **body)
+s_ask(const cli_t *c, const char *verb, const char *id, json_t **body)
 {
     *body = NULL;
-    drover_client_t *c = drover_connect(broker, S_TIMEOUT_MS);
-    if (!c) {
-        fprintf(stderr, "drover %s: %s\n", cmd, drover_last_error(NULL));
-        return 2;
-    }
+    drover_client_t *d = drover_connect(c->broker, S_TIMEOUT_MS);
+    if (!d)
+        return cli_fail(c, CLI_USAGE, NULL, "%s", drover_last_error(NULL));
     /* The key goes in args: a ctrl's id is a job's. */
     json_t *args = id ? json_pack("{s:s}", "key", id) : NULL;
     char *args_text = args ? json_dumps(args, JSON_COMPACT) : NULL;
     json_decref(args);
     drover_ctrl_t req = { .verb = verb, .args_json = args_text };
     char *text = NULL;
-    int rc = id && !args_text ? DROVER_ENOMEM : drover_ctrl_ex(c, &req, &text);
+    int rc = id && !args_text ? DROVER_ENOMEM : drover_ctrl_ex(d, &req, &text);
     free(args_text);
     int code = 0;
-    const char *why = drover_last_code(c);
+    const char *why = drover_last_code(d);
+    cli_exit_t e = cli_exit_of(rc, why);
     if (rc == DROVER_EREJECTED && why && !strcmp(why, "unknown_verb")) {
         code = -1;
-    } else if (rc == DROVER_EUNREACHABLE || rc == DROVER_ETIMEOUT) {
-        fprintf(stderr, "drover %s: %s\n", cmd, drover_last_error(c));
-        code = S_EXIT_UNREACHABLE;
-    } else if (rc == DROVER_EREJECTED && why && !strcmp(why, "not_found")) {
-        fprintf(stderr,
-                "drover %s: the broker knows no key '%s' (`drover keys` "
-                "lists them by id and hash)\n",
-                cmd, id ? id : "");
-        code = 1;
+    } else if (e == CLI_NOT_FOUND) {
+        code = cli_fail(c, e, why,
+                        "the broker knows no key '%s' ('drover keys' lists "
+                        "them by id and hash)",
+                        id ? id : "");
     } else if (rc != DROVER_OK) {
-        fprintf(stderr, "drover %s: %s\n", cmd, drover_last_error(c));
-        code = 1;
+        if (rc == DROVER_EREJECTED && why && !strcmp(why, "not_allowed") &&
+            !strncmp(drover_last_error(d), "role ", 5))
+            e = CLI_DENIED;
+        code = cli_fail(c, e, e == CLI_UNREACHABLE ? NULL : why, "%s",
+                        drover_last_error(d));
     } else {
         json_error_t err;
         *body = text ? json_loads(text, 0, &err) : json_object();
         if (!json_is_object(*body)) {
-            fprintf(stderr, "drover %s: unreadable answer: %s\n", cmd,
-                    *body ? "not an object" : err.text);
+            code =
+                cli_fail(c, CLI_FAILED, "unreadable", "unreadable answer: %s",
+                         *body ? "not an object" : err.text);
             json_decref(*body);
             *body = NULL;
-            code = 1;
         }
     }
     free(text);
-    drover_close(&c);
+    drover_close(&d);
     return code;
 }
 
 static int
-s_list(const char *broker, const char *collector, bool json)
+s_list(const cli_t *c)
 {
     json_t *body;
-    int code = s_ask(broker, "keys", "keys", NULL, &body);
+    int code = s_ask(c, "keys", NULL, &body);
     if (code < 0)
-        return monitor_keys(collector, json,
+        return monitor_keys(c->collector, c->json,
                             "the broker does not serve `keys` (it is older "
                             "than fleet-wide keys): this is the workers' own "
                             "view, from the collector");
     if (code)
         return code;
-    if (json)
-        keys_view_json(stdout, body);
+    if (c->json)
+        cli_print_json(body);
     else
         keys_view_table(stdout, body, s_width());
     json_decref(body);
@@ -149,70 +105,74 @@ s_list(const char *broker, const char *collector, bool json)
 }
 
 static int
-s_enable(const char *broker, const char *key, bool json)
+s_enable(const cli_t *c, const char *key)
 {
     json_t *body;
-    int code = s_ask(broker, "keys enable", "keys.enable", key, &body);
-    if (code < 0) {
-        fprintf(stderr, "drover keys enable: the broker does not serve "
-                        "`keys.enable` (it is older than fleet-wide keys); a "
-                        "worker re-reads its keys when it restarts\n");
-        return 1;
-    }
+    int code = s_ask(c, "keys.enable", key, &body);
+    if (code < 0)
+        return cli_fail(c, CLI_FAILED, "unknown_verb",
+                        "the broker does not serve `keys.enable` (it is "
+                        "older than fleet-wide keys); a worker re-reads its "
+                        "keys when it restarts");
     if (code)
         return code;
-    if (json)
-        keys_view_json(stdout, body);
+    if (c->json)
+        cli_print_json(body);
     else
         keys_view_enabled(stdout, body, key);
     json_decref(body);
     return 0;
 }
 
-int
-keys_main(int argc, char **argv)
+static int
+s_keys(cli_t *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "broker", required_argument, 0, 'b' },
-        { "collector", required_argument, 0, 'c' },
-        { "json", no_argument, 0, 'j' },
-        { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 },
-    };
-    bool enable = false;
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
-        if (!strcmp(argv[i], "enable"))
-            enable = true;
-    const char *usage = enable ? s_enable_usage : s_usage;
-    const char *broker = NULL, *collector = NULL;
-    bool json = false;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'b':
-            broker = optarg;
-            break;
-        case 'c':
-            collector = optarg;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            fputs(usage, stdout);
-            return 0;
-        default:
-            fputs(usage, stderr);
-            return 2;
-        }
-    }
-    int nargs = argc - optind;
-    if (nargs == 0 && !enable)
-        return s_list(broker, collector, json);
-    if (nargs == 2 && !strcmp(argv[optind], "enable") && !collector &&
-        argv[optind + 1][0])
-        return s_enable(broker, argv[optind + 1], json);
-    fputs(usage, stderr);
-    return 2;
+    if (argc == 0)
+        return s_list(c);
+    if (strcmp(argv[0], "enable") != 0)
+        return cli_usage(c, NULL,
+                         "unexpected argument '%s' (did you mean "
+                         "'keys enable KEY'?)",
+                         argv[0]);
+    if (argc != 2 || !argv[1][0])
+        return cli_usage(c, NULL,
+                         "keys enable needs a KEY (its id or hash, "
+                         "as 'drover keys' shows them)");
+    return s_enable(c, argv[1]);
 }
+
+const cli_cmd_t cli_keys = {
+    .name = "keys",
+    .summary = "fleet API keys: limits, cooldowns, health; enable a key",
+    .args = "[enable KEY]",
+    .max_args = 2,
+    .about =
+        "The fleet's API keys as the broker holds them, one row per key: "
+        "KEY and HASH (its id and the first 8 hex digits of its SHA-256; "
+        "the key itself is never shown); STATE (ok; unproven: no 2xx or "
+        "429 yet, one request at a time; cooling, with the cooldown left; "
+        "disabled, with the 401/403 that disabled it); LIMIT (the working "
+        "limit per window, \"learned\" when 429s taught the broker a lower "
+        "one than the key file's rpm); REQS, TOKENS and SHARE (requests "
+        "and tokens in the last window, and the key's share of all keys' "
+        "requests in it); 429s and ERRORS (since the broker started); "
+        "WORKERS (how many workers use it, and their names if they fit). "
+        "A line under the table names keys whose workers' key files "
+        "disagree (rpm, tpm or window).\n\n"
+        "'keys enable KEY' enables KEY (its id or its hash) at the broker: "
+        "a disabled key (after a 401/403) or a cooling one is usable again "
+        "at once, fleet-wide, with its unproven one-at-a-time start. An id "
+        "two keys share is refused: give the hash.\n\n"
+        "A broker older than fleet-wide keys does not know the verb: then "
+        "the collector's view is shown, as the workers report their keys, "
+        "with a note saying so.\n\n"
+        "--json prints the broker's answer: {\"now\", \"keys\": [...]} "
+        "(docs/keys.md), and for 'keys enable' {\"id\", \"hash\", "
+        "\"was\"}. Exit 4 when the broker knows no such key.",
+    .examples = "  drover keys\n"
+                "  drover keys enable key-2\n"
+                "  drover keys --json | jq '.keys[] | select(.state != "
+                "\"ok\")'\n",
+    .shared = CLI_BROKER | CLI_COLLECTOR | CLI_JSON,
+    .run = s_keys,
+};

@@ -347,15 +347,6 @@ keys_view_table(FILE *out, const json_t *body, int width)
 }
 
 void
-keys_view_json(FILE *out, const json_t *body)
-{
-    char *text = json_dumps(body, JSON_INDENT(2) | JSON_SORT_KEYS);
-    if (text)
-        fprintf(out, "%s\n", text);
-    free(text);
-}
-
-void
 keys_view_enabled(FILE *out, const json_t *body, const char *asked)
 {
     char id[128], hash[32], was[32];

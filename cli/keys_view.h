@@ -15,9 +15,6 @@
  * characters replaced by '?'. */
 void keys_view_table(FILE *out, const json_t *body, int width);
 
-/* The answer as JSON: one object, keys sorted, indented. */
-void keys_view_json(FILE *out, const json_t *body);
-
 /* The line for the broker's "keys.enable" answer ({"id", "hash", "was"}):
  * "key-2 (3fa2c0d1) enabled (was disabled)". asked names the key when the
  * answer lacks an id. */

@@ -41,13 +41,6 @@ static const cli_cmd_t s_up = {
     .own = up_main,
 };
 
-static const cli_cmd_t s_cancel = {
-    .name = "cancel",
-    .summary = "cancel a job",
-    .own = cancel_main,
-    .shared = CLI_BROKER,
-};
-
 static const cli_cmd_t s_status = {
     .name = "status",
     .summary = "one screen: workers, queues, failures",
@@ -90,13 +83,6 @@ static const cli_cmd_t s_job = {
     .shared = CLI_BROKER | CLI_COLLECTOR,
 };
 
-static const cli_cmd_t s_keys = {
-    .name = "keys",
-    .summary = "fleet API keys: limits, cooldowns, health; enable a key",
-    .own = keys_main,
-    .shared = CLI_BROKER | CLI_COLLECTOR,
-};
-
 static const cli_cmd_t s_watch = {
     .name = "watch",
     .summary = "follow a batch: progress bar and ETA",
@@ -111,67 +97,12 @@ static const cli_cmd_t s_health = {
     .shared = CLI_COLLECTOR,
 };
 
-static const cli_cmd_t s_retry = {
-    .name = "retry",
-    .summary = "retry a dead job, or every dead job of a queue",
-    .own = retry_main,
-    .shared = CLI_BROKER,
-};
-
-static const cli_cmd_t s_pause = {
-    .name = "pause",
-    .summary = "stop starting jobs of a queue",
-    .own = pause_main,
-    .shared = CLI_BROKER,
-};
-
-static const cli_cmd_t s_resume = {
-    .name = "resume",
-    .summary = "start jobs of a paused queue again",
-    .own = resume_main,
-    .shared = CLI_BROKER,
-};
-
-static const cli_cmd_t s_purge = {
-    .name = "purge",
-    .summary = "cancel every waiting job of a queue",
-    .own = purge_main,
-    .shared = CLI_BROKER,
-};
-
-static const cli_cmd_t s_limit = {
-    .name = "limit",
-    .summary = "set a queue's fleet-wide rate and running limits",
-    .own = limit_main,
-    .shared = CLI_BROKER,
-};
-
-static const cli_cmd_t s_drain = {
-    .name = "drain",
-    .summary = "tell a worker to finish its jobs and leave",
-    .own = drain_main,
-    .shared = CLI_BROKER,
-};
-
-static const cli_cmd_t s_check = {
-    .name = "check",
-    .summary = "does the broker's store say what its memory says",
-    .own = check_main,
-    .shared = CLI_BROKER,
-};
-
-static const cli_cmd_t s_keygen = {
-    .name = "keygen",
-    .summary = "make a CurveZMQ certificate pair (security)",
-    .own = keygen_main,
-};
-
 const cli_cmd_t *const cli_commands[] = {
-    &s_broker,       &s_worker, &s_collector, &s_submit,     &s_up,
-    &s_cancel,       &s_status, &s_top,       &s_workers,    &s_queues,
-    &s_jobs,         &s_job,    &s_keys,      &s_watch,      &s_health,
-    &s_retry,        &s_pause,  &s_resume,    &s_purge,      &s_limit,
-    &s_drain,        &s_check,  &s_keygen,    &cli_help_cmd, &cli_version_cmd,
+    &s_broker,       &s_worker,  &s_collector, &s_submit,     &s_up,
+    &cli_cancel,     &s_status,  &s_top,       &s_workers,    &s_queues,
+    &s_jobs,         &s_job,     &cli_keys,    &s_watch,      &s_health,
+    &cli_retry,      &cli_pause, &cli_resume,  &cli_purge,    &cli_limit,
+    &cli_drain,      &cli_check, &cli_keygen,  &cli_help_cmd, &cli_version_cmd,
     &cli_completion, &cli_man,
 };
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];

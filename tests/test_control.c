@@ -14,14 +14,19 @@
 
 #include "harness.h"
 
+/* A ctrl verb; args_json: further arguments ({"create": true}) or NULL. */
 static int
-s_ctrl(harness_t *h, const char *verb, const char *id, const char *queue,
-       int dead, double value, char **body)
+s_ctrl_args(harness_t *h, const char *verb, const char *id, const char *queue,
+            int dead, double value, const char *args_json, char **body)
 {
     if (!h->client)
         h->client = drover_connect(h->clients, harness_scale(5000));
     drover_ctrl_t req = {
-        .verb = verb, .id = id, .queue = queue, .dead = dead
+        .verb = verb,
+        .id = id,
+        .queue = queue,
+        .dead = dead,
+        .args_json = args_json,
     };
     if (value >= 0) {
         req.has_value = 1;
@@ -29,6 +34,15 @@ s_ctrl(harness_t *h, const char *verb, const char *id, const char *queue,
     }
     return drover_ctrl_ex(h->client, &req, body);
 }
+
+static int
+s_ctrl(harness_t *h, const char *verb, const char *id, const char *queue,
+       int dead, double value, char **body)
+{
+    return s_ctrl_args(h, verb, id, queue, dead, value, NULL, body);
+}
+
+#define S_CREATE "{\"create\": true}"
 
 static int
 s_submit(harness_t *h, const char *queue, const char *type, const char *payload,
@@ -113,7 +127,17 @@ t_pause_resume_survives_restart(void **state)
     harness_t *h = *state;
     pid_t b = harness_start_broker(h, NULL);
     assert_true(b > 0);
-    assert_int_equal(s_ctrl(h, "pause", NULL, "q2", 0, -1, NULL), DROVER_OK);
+    /* Before its first job: refused, unless asked to make the queue. */
+    assert_int_equal(s_ctrl(h, "pause", NULL, "q2", 0, -1, NULL),
+                     DROVER_EREJECTED);
+    assert_string_equal(drover_last_code(h->client), "not_found");
+    assert_non_null(strstr(drover_last_error(h->client), "no queue 'q2'"));
+    char *body = NULL;
+    assert_int_equal(
+        s_ctrl_args(h, "pause", NULL, "q2", 0, -1, S_CREATE, &body), DROVER_OK);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "\"paused\":true"));
+    free(body);
     const char *wargs[] = { "--queues", "q2", NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
     char ids[5][37];
@@ -214,7 +238,11 @@ t_max_running_holds_across_workers(void **state)
     harness_t *h = *state;
     assert_true(harness_start_broker(h, NULL) > 0);
     assert_int_equal(s_ctrl(h, "max-running", NULL, "q5", 0, 2, NULL),
-                     DROVER_OK);
+                     DROVER_EREJECTED);
+    assert_string_equal(drover_last_code(h->client), "not_found");
+    assert_int_equal(
+        s_ctrl_args(h, "max-running", NULL, "q5", 0, 2, S_CREATE, NULL),
+        DROVER_OK);
     const char *wargs[] = { "--queues", "q5", "--concurrency", "3", NULL };
     assert_true(harness_start_worker(h, wargs) > 0);
     assert_true(harness_start_worker(h, wargs) > 0);
