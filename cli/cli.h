@@ -29,14 +29,15 @@ extern const cli_cmd_t cli_keygen;
 
 /* Commands that ask the collector (cli/monitor.c): `drover status` (falls
  * back to the broker's own view), `workers`, `queues`, `jobs`, `job`,
- * `keys`, `watch`, `health`; and the live view `drover top` (cli/top.c). */
-int monitor_status_main(int argc, char **argv);
-int workers_main(int argc, char **argv);
-int queues_main(int argc, char **argv);
-int jobs_main(int argc, char **argv);
-int job_main(int argc, char **argv);
-int watch_main(int argc, char **argv);
-int health_main(int argc, char **argv);
-int top_main(int argc, char **argv);
+ * `result`, `watch`, `health`; the live view `drover top` (cli/top.c). */
+extern const cli_cmd_t cli_status;
+extern const cli_cmd_t cli_workers;
+extern const cli_cmd_t cli_queues;
+extern const cli_cmd_t cli_jobs;
+extern const cli_cmd_t cli_job;
+extern const cli_cmd_t cli_result;
+extern const cli_cmd_t cli_watch;
+extern const cli_cmd_t cli_health;
+extern const cli_cmd_t cli_top;
 
 #endif

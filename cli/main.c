@@ -41,69 +41,14 @@ static const cli_cmd_t s_up = {
     .own = up_main,
 };
 
-static const cli_cmd_t s_status = {
-    .name = "status",
-    .summary = "one screen: workers, queues, failures",
-    .own = monitor_status_main,
-    .shared = CLI_BROKER | CLI_COLLECTOR,
-};
-
-static const cli_cmd_t s_top = {
-    .name = "top",
-    .summary = "live view of workers, queues, rates and failures",
-    .own = top_main,
-    .shared = CLI_COLLECTOR,
-};
-
-static const cli_cmd_t s_workers = {
-    .name = "workers",
-    .summary = "list workers and what they run",
-    .own = workers_main,
-    .shared = CLI_COLLECTOR,
-};
-
-static const cli_cmd_t s_queues = {
-    .name = "queues",
-    .summary = "list queues: depth, rates, latency",
-    .own = queues_main,
-    .shared = CLI_COLLECTOR,
-};
-
-static const cli_cmd_t s_jobs = {
-    .name = "jobs",
-    .summary = "list jobs from the collector's history",
-    .own = jobs_main,
-    .shared = CLI_COLLECTOR,
-};
-
-static const cli_cmd_t s_job = {
-    .name = "job",
-    .summary = "one job and every attempt, with failure hints",
-    .own = job_main,
-    .shared = CLI_BROKER | CLI_COLLECTOR,
-};
-
-static const cli_cmd_t s_watch = {
-    .name = "watch",
-    .summary = "follow a batch: progress bar and ETA",
-    .own = watch_main,
-    .shared = CLI_COLLECTOR,
-};
-
-static const cli_cmd_t s_health = {
-    .name = "health",
-    .summary = "exit 0 healthy, 1 degraded, 2 down",
-    .own = health_main,
-    .shared = CLI_COLLECTOR,
-};
-
 const cli_cmd_t *const cli_commands[] = {
-    &s_broker,       &s_worker,  &s_collector, &s_submit,     &s_up,
-    &cli_cancel,     &s_status,  &s_top,       &s_workers,    &s_queues,
-    &s_jobs,         &s_job,     &cli_keys,    &s_watch,      &s_health,
-    &cli_retry,      &cli_pause, &cli_resume,  &cli_purge,    &cli_limit,
-    &cli_drain,      &cli_check, &cli_keygen,  &cli_help_cmd, &cli_version_cmd,
-    &cli_completion, &cli_man,
+    &s_broker,     &s_worker,        &s_collector,    &s_submit,
+    &s_up,         &cli_cancel,      &cli_status,     &cli_top,
+    &cli_workers,  &cli_queues,      &cli_jobs,       &cli_job,
+    &cli_result,   &cli_keys,        &cli_watch,      &cli_health,
+    &cli_retry,    &cli_pause,       &cli_resume,     &cli_purge,
+    &cli_limit,    &cli_drain,       &cli_check,      &cli_keygen,
+    &cli_help_cmd, &cli_version_cmd, &cli_completion, &cli_man,
 };
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 

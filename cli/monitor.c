@@ -1,13 +1,12 @@
 /* Commands that ask the collector: `drover status`, `workers`, `queues`,
- * `jobs`, `job`, `watch`, `health`; and the workers' view of the API keys
- * that `drover keys` (cli/keys.c) falls back to.
+ * `jobs`, `job`, `result`, `watch`, `health`; and the workers' view of the
+ * API keys that `drover keys` (cli/keys.c) falls back to.
  *
  * They speak the same wire protocol as the broker's clients socket (ctrl
- * in, reply out), so libdrover is the client. Every listing has --json,
- * which prints the collector's answer as it is; the tables fit in 80
- * columns. Exit 3 whenever the collector (or, for `status`, the broker
- * too) cannot be reached. */
-#include <getopt.h>
+ * in, reply out), so libdrover is the client. Each is an entry of the
+ * command table (cli_cmd.h): --json prints a documented shape
+ * (docs/json.md, docs/json/), errors go through cli_fail, and the tables
+ * cut nothing silently (cli_col; --wide shows everything). */
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -22,14 +21,15 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_cmd.h"
 #include "drover.h"
 #include "dv_clock.h"
 #include "dv_curve_client.h"
+#include "dv_id.h"
 #include "dv_str.h"
 #include "monitor.h"
 
-#define S_EXIT_UNREACHABLE 3
-#define S_TIMEOUT_MS       3000
+#define S_TIMEOUT_MS 3000
 
 /* ---- talking to the collector -------------------------------------------- */
 
@@ -103,10 +103,12 @@ monitor_query(const char *endpoint, const char *cmd, const char *verb,
                        "the collector's certificate, and our key in one "
                        "of its allow-lists?"
                      : "");
-        code = S_EXIT_UNREACHABLE;
+        code = CLI_UNREACHABLE;
     } else if (rc != DROVER_OK) {
         s_said(quiet, cmd, "%s", drover_last_error(c));
-        code = 1;
+        code = (int)cli_exit_of(rc, drover_last_code(c));
+        if (code == CLI_OK || code == CLI_UNREACHABLE || code == CLI_USAGE)
+            code = CLI_FAILED; /* it answered: refused */
     } else {
         json_error_t err;
         *body_out = text ? json_loads(text, 0, &err) : json_object();
@@ -212,146 +214,90 @@ monitor_hint(const char *category)
     return NULL;
 }
 
-static void
-s_print_json(const json_t *j)
+/* ---- shared by the commands ---------------------------------------------- */
+
+/* Asks the collector for verb (id, args as an object or NULL); on failure
+ * says why through cli_fail and returns the exit code. */
+static int
+s_ask(const cli_t *c, const char *verb, const char *id, const json_t *args,
+      int timeout_ms, json_t **out)
 {
-    char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (text)
-        printf("%s\n", text);
-    free(text);
+    char *aj = args ? json_dumps(args, JSON_COMPACT) : NULL;
+    int code = monitor_query(monitor_endpoint(c->collector), c->cmd->name, verb,
+                             id, aj, timeout_ms, out, true);
+    free(aj);
+    if (code)
+        return cli_fail(c, (cli_exit_t)code, NULL, "%s", monitor_query_error());
+    return 0;
 }
 
-/* ---- option parsing ------------------------------------------------------ */
-
-typedef struct {
-    const char *collector;
-    const char *broker;
-    bool json;
-    /* jobs */
-    const char *state, *queue, *type, *batch, *since;
-    int limit;
-    /* watch */
-    double interval_s, timeout_s;
-} s_opts_t;
-
-enum {
-    O_COLLECTOR = 256,
-    O_BROKER,
-    O_JSON,
-    O_STATE,
-    O_QUEUE,
-    O_TYPE,
-    O_BATCH,
-    O_SINCE,
-    O_LIMIT,
-    O_INTERVAL,
-    O_TIMEOUT
-};
-
-/* Parses the options every monitor command shares plus those in allowed (a
- * set of O_* flags), and requires exactly nargs arguments after them (at
- * argv[optind]). Returns -1 to go on, else an exit code. */
-static int
-s_parse(int argc, char **argv, const char *usage, const int *allowed, int nargs,
-        s_opts_t *o)
+/* "1.2s ago", or "never" for 0. */
+static const char *
+s_ago(int64_t now, int64_t at)
 {
-    static const struct option all[] = {
-        { "collector", required_argument, 0, O_COLLECTOR },
-        { "broker", required_argument, 0, O_BROKER },
-        { "json", no_argument, 0, O_JSON },
-        { "state", required_argument, 0, O_STATE },
-        { "queue", required_argument, 0, O_QUEUE },
-        { "type", required_argument, 0, O_TYPE },
-        { "batch", required_argument, 0, O_BATCH },
-        { "since", required_argument, 0, O_SINCE },
-        { "limit", required_argument, 0, O_LIMIT },
-        { "interval", required_argument, 0, O_INTERVAL },
-        { "timeout", required_argument, 0, O_TIMEOUT },
-        { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 },
-    };
-    memset(o, 0, sizeof *o);
-    o->limit = 50;
-    o->interval_s = 1.0;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", all, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(usage, stdout);
-            return 0;
-        }
-        bool ok = c == O_COLLECTOR || c == O_JSON;
-        for (int i = 0; allowed && allowed[i]; i++)
-            ok |= allowed[i] == c;
-        if (!ok || c == '?') {
-            fputs(usage, stderr);
-            return 2;
-        }
-        char *end;
-        switch (c) {
-        case O_COLLECTOR:
-            o->collector = optarg;
-            break;
-        case O_BROKER:
-            o->broker = optarg;
-            break;
-        case O_JSON:
-            o->json = true;
-            break;
-        case O_STATE:
-            o->state = optarg;
-            break;
-        case O_QUEUE:
-            o->queue = optarg;
-            break;
-        case O_TYPE:
-            o->type = optarg;
-            break;
-        case O_BATCH:
-            o->batch = optarg;
-            break;
-        case O_SINCE:
-            o->since = optarg;
-            break;
-        case O_LIMIT:
-            o->limit = (int)strtol(optarg, &end, 10);
-            if (*end || end == optarg || o->limit < 1 || o->limit > 1000) {
-                fprintf(stderr, "drover: --limit: a number 1..1000\n");
-                return 2;
-            }
-            break;
-        case O_INTERVAL:
-        case O_TIMEOUT: {
-            int64_t ms;
-            if (dv_duration_parse(optarg, &ms) != 0 ||
-                (c == O_INTERVAL && ms < 100)) {
-                fprintf(stderr, "drover: --%s: not a duration: '%s'\n",
-                        c == O_INTERVAL ? "interval" : "timeout", optarg);
-                return 2;
-            }
-            if (c == O_INTERVAL)
-                o->interval_s = ms / 1000.0;
-            else
-                o->timeout_s = ms / 1000.0;
-            break;
-        }
-        }
-    }
-    if (optind != argc - nargs) {
-        fputs(usage, stderr);
-        return 2;
-    }
-    return -1;
+    if (at <= 0)
+        return "never";
+    char *b = s_buf();
+    snprintf(b, 48, "%s ago", cli_dur(now > at ? now - at : 0));
+    return b;
+}
+
+/* A queue's rate limit ("5/s") and running limit ("20"), "-" for none. */
+static const char *
+s_rate_limit(const json_t *q)
+{
+    const json_t *v = json_object_get(q, "rate_limit");
+    double r = json_number_value(v);
+    if (!(r > 0))
+        return "-";
+    char *b = s_buf();
+    snprintf(b, 48, "%s/s", cli_rate(r));
+    return b;
+}
+
+static const char *
+s_max_running(const json_t *q)
+{
+    int64_t m = monitor_int(q, "max_running");
+    return m > 0 ? cli_num(m) : "-";
 }
 
 /* ---- status -------------------------------------------------------------- */
 
-static void
-s_print_queue_table(const json_t *queues)
+void
+monitor_queue_table(FILE *out, const json_t *queues, bool wide)
 {
-    printf("%-16s %7s %6s %5s %4s %6s %6s %6s %8s %8s\n", "QUEUE", "QUEUED",
-           "SCHED", "RUN", "WRK", "IN/s", "OK/s", "FAIL/s", "WAIT p99",
-           "RUN p99");
+    fprintf(out, "%-16s %-6s %7s %9s %7s %7s %10s %11s\n", "QUEUE", "STATE",
+            "QUEUED", "SCHEDULED", "RUNNING", "WORKERS", "RATE LIMIT",
+            "MAX RUNNING");
+    size_t i;
+    json_t *q;
+    json_array_foreach(queues, i, q)
+    {
+        cli_col(out, monitor_str(q, "name", "?"), 16, wide, " ");
+        const json_t *w = json_object_get(q, "workers");
+        fprintf(out, "%-6s %7s %9s %7s %7s %10s %11s\n",
+                json_is_true(json_object_get(q, "paused")) ? "paused"
+                                                           : "active",
+                cli_num(monitor_int(q, "queued")),
+                cli_num(monitor_int(q, "scheduled")),
+                cli_num(monitor_int(q, "running")),
+                json_is_number(w) ? cli_num(monitor_int(q, "workers")) : "?",
+                s_rate_limit(q), s_max_running(q));
+    }
+    if (json_array_size(queues) == 0)
+        fprintf(out, "(no queues yet)\n");
+}
+
+/* Jobs per second over the last minute and the 99th percentiles of wait
+ * and run time, one row per queue. */
+static void
+s_print_rates_table(const json_t *queues, bool wide)
+{
+    if (json_array_size(queues) == 0)
+        return;
+    printf("\n%-16s %9s %9s %9s %9s %9s\n", "QUEUE", "SUBMIT/s", "OK/s",
+           "FAILED/s", "WAIT p99", "RUN p99");
     size_t i;
     json_t *q;
     json_array_foreach(queues, i, q)
@@ -359,15 +305,8 @@ s_print_queue_table(const json_t *queues)
         const json_t *rates = json_object_get(q, "rates");
         const json_t *wait = json_object_get(q, "wait_ms");
         const json_t *run = json_object_get(q, "run_ms");
-        char name[32];
-        snprintf(name, sizeof name, "%s%s", monitor_str(q, "name", "?"),
-                 json_is_true(json_object_get(q, "paused")) ? " (p)" : "");
-        printf("%-16.16s %7s %6s %5s %4s %6s %6s %6s %8s %8s\n", name,
-               cli_num(monitor_int(q, "queued")),
-               cli_num(monitor_int(q, "scheduled")),
-               cli_num(monitor_int(q, "running")),
-               cli_num(monitor_int(q, "workers")),
-               cli_rate(s_rate1(rates, "submitted")),
+        cli_col(stdout, monitor_str(q, "name", "?"), 16, wide, " ");
+        printf("%9s %9s %9s %9s %9s\n", cli_rate(s_rate1(rates, "submitted")),
                cli_rate(s_rate1(rates, "succeeded")),
                cli_rate(s_rate1(rates, "failed")),
                monitor_int(wait, "count") ? cli_dur(monitor_int(wait, "p99"))
@@ -375,12 +314,10 @@ s_print_queue_table(const json_t *queues)
                monitor_int(run, "count") ? cli_dur(monitor_int(run, "p99"))
                                          : "-");
     }
-    if (json_array_size(queues) == 0)
-        printf("(no queues yet)\n");
 }
 
 static void
-s_print_failures(const json_t *failures)
+s_print_failures(const json_t *failures, bool wide)
 {
     const json_t *cats = json_object_get(failures, "categories");
     if (json_array_size(cats) == 0) {
@@ -394,8 +331,8 @@ s_print_failures(const json_t *failures)
     {
         const char *cat = monitor_str(c, "category", "unknown");
         const char *hint = monitor_hint(cat);
-        printf("  %-18s %7s  %.49s\n", cat, cli_num(monitor_int(c, "count")),
-               hint ? hint : "");
+        printf("  %-18s %7s  %s\n", cat, cli_num(monitor_int(c, "count")),
+               cli_cell(hint ? hint : "", 49, wide));
     }
 }
 
@@ -428,40 +365,23 @@ s_print_health(const json_t *h)
 }
 
 static void
-s_print_status(const json_t *st)
+s_print_store_failure(const json_t *b, int64_t now)
 {
-    int64_t now = dv_now_ms();
-    const json_t *col = json_object_get(st, "collector");
-    printf("collector up %s, %s events, %s gaps, history %s\n",
-           cli_dur(monitor_int(col, "uptime_ms")),
-           cli_num(monitor_int(col, "events")),
-           cli_num(monitor_int(col, "gaps")), monitor_str(col, "store", "?"));
-    size_t i;
-    json_t *b;
-    json_array_foreach(json_object_get(st, "brokers"), i, b)
-    {
-        const json_t *last = json_object_get(b, "last_event_ms");
-        printf("broker %s  %s%s  seq %s  last event %s\n",
-               monitor_str(b, "endpoint", "?"), monitor_str(b, "state", "?"),
-               json_is_true(json_object_get(b, "synced")) ? "" : " (resyncing)",
-               cli_num(monitor_int(b, "last_seq")),
-               json_is_integer(last) ? cli_dur(now - json_integer_value(last))
-                                     : "never");
-        if (json_object_get(b, "error"))
-            printf("  %s\n", monitor_str(b, "error", ""));
-        monitor_print_leases(json_object_get(b, "counters"));
-        const json_t *sf = json_object_get(b, "store_failure");
-        if (sf) {
-            int64_t since = monitor_int(sf, "since_ms");
-            printf("  store FAILING: %s for %s; %s jobs refused, %s writes "
-                   "waiting (submits refused, dispatch paused)\n",
-                   monitor_str(sf, "error", "?"),
-                   since > 0 ? cli_dur(now - since) : "?",
-                   cli_num(monitor_int(sf, "refused")),
-                   cli_num(monitor_int(sf, "waiting")));
-        }
-    }
-    const json_t *w = json_object_get(st, "workers");
+    const json_t *sf = json_object_get(b, "store_failure");
+    if (!json_is_object(sf))
+        return;
+    int64_t since = monitor_int(sf, "since_ms");
+    printf("  store FAILING: %s for %s; %s jobs refused, %s writes "
+           "waiting (submits refused, dispatch paused)\n",
+           monitor_str(sf, "error", "?"),
+           since > 0 ? cli_dur(now - since) : "?",
+           cli_num(monitor_int(sf, "refused")),
+           cli_num(monitor_int(sf, "waiting")));
+}
+
+static void
+s_print_workers_line(const json_t *w)
+{
     printf("workers %s online: %s busy, %s idle, %s draining; %s of %s "
            "slots busy",
            cli_num(monitor_int(w, "online")), cli_num(monitor_int(w, "busy")),
@@ -471,100 +391,245 @@ s_print_status(const json_t *st)
     if (monitor_int(w, "offline"))
         printf("; %s gone", cli_num(monitor_int(w, "offline")));
     printf("\n");
-    const json_t *r = json_object_get(st, "rates");
-    printf("jobs/s over 1m: in %s, succeeded %s, failed %s, dead %s\n\n",
-           cli_rate(s_rate1(r, "submitted")), cli_rate(s_rate1(r, "succeeded")),
-           cli_rate(s_rate1(r, "failed")), cli_rate(s_rate1(r, "dead")));
-    s_print_queue_table(json_object_get(st, "queues"));
-    s_print_failures(json_object_get(st, "failures"));
-    s_print_health(json_object_get(st, "health"));
 }
 
-int
-monitor_status_main(int argc, char **argv)
+static void
+s_print_status(const json_t *st, bool wide)
 {
-    static const char usage[] =
-        "usage: drover status [--collector EP] [--broker EP] [--json]\n"
-        "\n"
-        "One screen: brokers, workers online and busy, queues with depth,\n"
-        "rates and latency, failed attempts by category, health. Asks the\n"
-        "collector; when it cannot be reached, shows the broker's own view\n"
-        "(queues, workers, counters) instead. Exit 3 if neither answers.\n";
-    static const int allowed[] = { O_BROKER, 0 };
-    s_opts_t o;
-    int r = s_parse(argc, argv, usage, allowed, 0, &o);
-    if (r >= 0)
-        return r;
-    const char *ep = monitor_endpoint(o.collector);
+    int64_t now = dv_now_ms();
+    const json_t *col = json_object_get(st, "collector");
+    if (json_is_object(col))
+        printf("collector up %s, %s events, %s gaps, history %s\n",
+               cli_dur(monitor_int(col, "uptime_ms")),
+               cli_num(monitor_int(col, "events")),
+               cli_num(monitor_int(col, "gaps")),
+               monitor_str(col, "store", "?"));
+    else
+        printf("collector DOWN: %s\nthe broker's own view follows (no rates, "
+               "latencies, failures or health)\n",
+               monitor_str(st, "note", "it does not answer"));
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_object_get(st, "brokers"), i, b)
+    {
+        const json_t *last = json_object_get(b, "last_event_ms");
+        printf("broker %s  %s%s", monitor_str(b, "endpoint", "?"),
+               monitor_str(b, "state", "?"),
+               json_is_false(json_object_get(b, "synced")) ? " (resyncing)"
+                                                           : "");
+        if (json_is_string(json_object_get(b, "role")))
+            printf("  %s", monitor_str(b, "role", ""));
+        if (json_is_integer(json_object_get(b, "last_seq")))
+            printf("  seq %s  last event %s",
+                   cli_num(monitor_int(b, "last_seq")),
+                   json_is_integer(last) ? s_ago(now, json_integer_value(last))
+                                         : "never");
+        if (json_is_integer(json_object_get(b, "uptime_ms")))
+            printf("  store %s  up %s", monitor_str(b, "store", "?"),
+                   cli_dur(monitor_int(b, "uptime_ms")));
+        printf("\n");
+        if (json_object_get(b, "error"))
+            printf("  %s\n", monitor_str(b, "error", ""));
+        monitor_print_leases(json_object_get(b, "counters"));
+        s_print_store_failure(b, now);
+    }
+    s_print_workers_line(json_object_get(st, "workers"));
+    const json_t *r = json_object_get(st, "rates");
+    if (json_is_object(r))
+        printf("jobs/s over 1m: in %s, succeeded %s, failed %s, dead %s\n",
+               cli_rate(s_rate1(r, "submitted")),
+               cli_rate(s_rate1(r, "succeeded")),
+               cli_rate(s_rate1(r, "failed")), cli_rate(s_rate1(r, "dead")));
+    printf("\n");
+    monitor_queue_table(stdout, json_object_get(st, "queues"), wide);
+    if (json_is_object(col)) {
+        s_print_rates_table(json_object_get(st, "queues"), wide);
+        s_print_failures(json_object_get(st, "failures"), wide);
+        s_print_health(json_object_get(st, "health"));
+    }
+}
+
+/* The broker's status answer in the shape of the collector's (source
+ * "broker"): its queues with their limits, a summary of its workers, no
+ * rates, latencies, failures or health. Returns a new object. */
+static json_t *
+s_status_from_broker(const json_t *bs, const char *endpoint, const char *note)
+{
+    json_t *brokers = json_array();
+    json_t *b =
+        json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:I}", "endpoint", endpoint,
+                  "instance", json_string_value(json_object_get(bs, "broker")),
+                  "state", "up", "role", monitor_str(bs, "role", "active"),
+                  "store", json_string_value(json_object_get(bs, "store")),
+                  "uptime_ms", (json_int_t)monitor_int(bs, "uptime_ms"));
+    static const char *const keep[] = { "counters", "store_failure", "lock" };
+    for (size_t k = 0; b && k < 3; k++) {
+        json_t *v = json_object_get(bs, keep[k]);
+        if (v && !json_is_null(v))
+            json_object_set(b, keep[k], v);
+    }
+    json_array_append_new(brokers, b);
+    int64_t online = 0, busy = 0, idle = 0, draining = 0, slots = 0,
+            running = 0;
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(bs, "workers"), i, w)
+    {
+        online++;
+        int64_t r = monitor_int(w, "running");
+        if (json_is_true(json_object_get(w, "draining")))
+            draining++;
+        else if (r > 0)
+            busy++;
+        else
+            idle++;
+        slots += monitor_int(w, "concurrency");
+        running += r;
+    }
+    json_t *queues = json_array();
+    json_t *q;
+    json_array_foreach(json_object_get(bs, "queues"), i, q)
+    {
+        double rate = json_number_value(json_object_get(q, "rate"));
+        json_array_append_new(
+            queues,
+            json_pack("{s:s, s:I, s:I, s:I, s:b, s:f, s:I}", "name",
+                      monitor_str(q, "name", "?"), "queued",
+                      (json_int_t)monitor_int(q, "queued"), "scheduled",
+                      (json_int_t)monitor_int(q, "scheduled"), "running",
+                      (json_int_t)monitor_int(q, "running"), "paused",
+                      json_is_true(json_object_get(q, "paused")), "rate_limit",
+                      rate > 0 ? rate : 0.0, "max_running",
+                      (json_int_t)monitor_int(q, "max_running")));
+    }
+    return json_pack(
+        "{s:s, s:s, s:n, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+        "s:o, s:[], s:n, s:n, s:n}",
+        "source", "broker", "note", note, "collector", "brokers", brokers,
+        "workers", "online", (json_int_t)online, "busy", (json_int_t)busy,
+        "idle", (json_int_t)idle, "draining", (json_int_t)draining, "offline",
+        (json_int_t)0, "slots", (json_int_t)slots, "busy_slots",
+        (json_int_t)running, "running_jobs", (json_int_t)running, "queues",
+        queues, "types", "rates", "failures", "health");
+}
+
+/* Asks the broker for its status. Returns the answer (a new object), or
+ * NULL with why and *code. */
+static json_t *
+s_broker_status(const char *broker, char *why, size_t size, int *code)
+{
+    drover_client_t *cl = drover_connect(broker, 1500);
+    char *text = NULL;
+    int rc =
+        cl ? drover_ctrl(cl, "status", NULL, NULL, &text) : DROVER_EUNREACHABLE;
+    json_t *st = rc == DROVER_OK && text ? json_loads(text, 0, NULL) : NULL;
+    *code = 0;
+    if (!cl) { /* a bad endpoint or CurveZMQ file: the user's to fix */
+        *code = CLI_USAGE;
+        snprintf(why, size, "%s", drover_last_error(NULL));
+    } else if (!json_is_object(st)) {
+        json_decref(st);
+        st = NULL;
+        *code = rc == DROVER_OK ? CLI_FAILED
+                                : (int)cli_exit_of(rc, drover_last_code(cl));
+        snprintf(why, size, "%s",
+                 rc == DROVER_OK ? "unreadable answer"
+                 : rc == DROVER_EUNREACHABLE || rc == DROVER_ETIMEOUT
+                     ? "it does not answer"
+                     : drover_last_error(cl));
+    }
+    free(text);
+    drover_close(&cl);
+    return st;
+}
+
+static int
+s_status(cli_t *c, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    const char *ep = monitor_endpoint(c->collector);
     json_t *st = NULL;
     int code =
         monitor_query(ep, "status", "status", NULL, NULL, 1500, &st, true);
     if (code == 0) {
-        if (o.json)
-            s_print_json(st);
-        else
-            s_print_status(st);
+        json_t *out = json_pack("{s:s, s:n}", "source", "collector", "note");
+        json_object_update(out, st);
         json_decref(st);
+        if (c->json)
+            cli_print_json(out);
+        else
+            s_print_status(out, c->wide);
+        json_decref(out);
         return 0;
     }
-    fprintf(stderr,
-            "drover status: the collector at %s does not answer; showing the "
-            "broker's own view\n",
-            ep);
-    char *args[6];
-    int n = 0;
-    args[n++] = "status";
-    if (o.broker) {
-        args[n++] = "--broker";
-        args[n++] = (char *)o.broker;
+    char cwhy[600], bwhy[300];
+    snprintf(cwhy, sizeof cwhy, "%s", monitor_query_error());
+    int bcode;
+    json_t *bs = s_broker_status(c->broker, bwhy, sizeof bwhy, &bcode);
+    if (!bs && bcode == CLI_USAGE)
+        return cli_fail(c, CLI_USAGE, "usage", "%s", bwhy);
+    if (!bs)
+        return cli_fail(c, (cli_exit_t)code, NULL,
+                        "%s (and the broker at %s cannot stand in for it: %s)",
+                        cwhy, c->broker ? c->broker : DROVER_DEFAULT_ENDPOINT,
+                        bwhy);
+    json_t *out = s_status_from_broker(
+        bs, c->broker ? c->broker : DROVER_DEFAULT_ENDPOINT, cwhy);
+    json_decref(bs);
+    if (!out)
+        return cli_fail(c, CLI_FAILED, "no_memory", "out of memory");
+    if (c->json) {
+        cli_print_json(out);
+    } else {
+        fprintf(stderr,
+                "drover status: the collector at %s does not answer; "
+                "showing the broker's own view\n",
+                ep);
+        s_print_status(out, c->wide);
     }
-    if (o.json)
-        args[n++] = "--json";
-    args[n] = NULL;
-    return status_main(n, args);
+    json_decref(out);
+    return 0;
 }
 
-/* The start of a listing command without filters (workers, queues):
- * parses its flags, asks the collector for verb, and with --json prints the
- * answer. Returns -1 with *body (caller releases it) for the text view,
- * else the exit code. */
-static int
-s_listing(int argc, char **argv, const char *usage, const char *verb,
-          json_t **body)
-{
-    s_opts_t o;
-    int r = s_parse(argc, argv, usage, NULL, 0, &o);
-    if (r >= 0)
-        return r;
-    int code = monitor_query(monitor_endpoint(o.collector), verb, verb, NULL,
-                             NULL, S_TIMEOUT_MS, body, false);
-    if (code)
-        return code;
-    if (o.json) {
-        s_print_json(*body);
-        json_decref(*body);
-        return 0;
-    }
-    return -1;
-}
+static const char s_status_about[] =
+    "One screen: the collector, each broker, workers online and busy, "
+    "jobs per second, every queue with its depth, state (active or "
+    "paused), rate limit and running limit, then its rates and 99th "
+    "percentile wait and run times, failed attempts of the last hour by "
+    "category with a hint, and health.\n\n"
+    "When the collector cannot be reached, shows the broker's own view "
+    "instead (its queues with their limits and paused state, a summary of "
+    "its workers, its counters) and says so: on stderr, and with --json as "
+    "\"source\": \"broker\" with \"collector\", \"rates\", \"failures\" and "
+    "\"health\" null. Exit 0 when either answered, 3 when neither did.";
+
+const cli_cmd_t cli_status = {
+    .name = "status",
+    .summary = "one screen: workers, queues and their limits, failures",
+    .about = s_status_about,
+    .examples = "  drover status\n"
+                "  drover status --json | jq '.queues[] | select(.paused)'\n",
+    .shared = CLI_JSON | CLI_BROKER | CLI_COLLECTOR | CLI_WIDE,
+    .run = s_status,
+};
 
 /* ---- workers ------------------------------------------------------------- */
 
-int
-workers_main(int argc, char **argv)
+static int
+s_workers(cli_t *c, int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: drover workers [--collector EP] [--json]\n"
-        "\n"
-        "Every worker supervisor the collector knows: state (busy, idle,\n"
-        "draining; left or expired for ten minutes after it went), child\n"
-        "slots, busy children, jobs leased to it (running, or held ahead of\n"
-        "a free child), attempts processed and failed, time since it was\n"
-        "last heard of, and the jobs it runs.\n";
+    (void)argc;
+    (void)argv;
     json_t *body;
-    int r = s_listing(argc, argv, usage, "workers", &body);
-    if (r >= 0)
-        return r;
+    int code = s_ask(c, "workers", NULL, NULL, S_TIMEOUT_MS, &body);
+    if (code)
+        return code;
+    if (c->json) {
+        cli_print_json(body);
+        json_decref(body);
+        return 0;
+    }
     int64_t now = dv_now_ms();
     const json_t *workers = json_object_get(body, "workers");
     /* With several brokers, say which one each group belongs to. */
@@ -579,8 +644,8 @@ workers_main(int argc, char **argv)
             many = true;
         last_broker = b;
     }
-    printf("%-22s %-8s %5s %4s %7s %10s %7s %6s\n", "WORKER", "STATE", "SLOTS",
-           "BUSY", "LEASED", "PROCESSED", "FAILED", "SEEN");
+    printf("%-22s %-8s %5s %4s %6s %9s %6s %9s\n", "WORKER", "STATE", "SLOTS",
+           "BUSY", "LEASED", "PROCESSED", "FAILED", "LAST SEEN");
     last_broker = NULL;
     json_array_foreach(workers, i, w)
     {
@@ -589,21 +654,23 @@ workers_main(int argc, char **argv)
             printf("broker %s\n", b);
         last_broker = b;
         const json_t *busy = json_object_get(w, "busy");
-        printf("%-22.22s %-8s %5s %4s %7s %10s %7s %6s\n",
-               monitor_str(w, "name", "?"), monitor_str(w, "state", "?"),
+        cli_col(stdout, monitor_str(w, "name", "?"), 22, c->wide, " ");
+        cli_col(stdout, monitor_str(w, "state", "?"), 8, c->wide, " ");
+        printf("%5s %4s %6s %9s %6s %9s\n",
                cli_num(monitor_int(w, "concurrency")),
                json_is_integer(busy) ? cli_num(json_integer_value(busy)) : "-",
                cli_num(monitor_int(w, "running")),
                cli_num(monitor_int(w, "processed")),
                cli_num(monitor_int(w, "failed")),
-               cli_dur(monitor_int(w, "heartbeat_age_ms")));
+               s_ago(now, now - monitor_int(w, "heartbeat_age_ms")));
         const json_t *jobs = json_object_get(w, "jobs");
         size_t j;
         json_t *job;
         json_array_foreach(jobs, j, job)
         {
-            if (j == 5) {
-                printf("    ... and %zu more\n", json_array_size(jobs) - 5);
+            if (j == 5 && !c->wide) {
+                printf("    ... and %zu more (--wide shows them)\n",
+                       json_array_size(jobs) - 5);
                 break;
             }
             char prog[64] = "";
@@ -611,9 +678,9 @@ workers_main(int argc, char **argv)
                 snprintf(prog, sizeof prog, "  %" PRId64 "/%" PRId64,
                          monitor_int(job, "current"),
                          monitor_int(job, "total"));
-            printf("    %s %-12.12s #%" PRId64 " %s%s\n",
-                   monitor_str(job, "id", "?"), monitor_str(job, "type", "?"),
-                   monitor_int(job, "attempt"),
+            printf("    %s ", monitor_str(job, "id", "?"));
+            cli_col(stdout, monitor_str(job, "type", "?"), 12, c->wide, " ");
+            printf("#%" PRId64 " running %s%s\n", monitor_int(job, "attempt"),
                    cli_dur(now - monitor_int(job, "started_at")), prog);
         }
     }
@@ -623,10 +690,25 @@ workers_main(int argc, char **argv)
     return 0;
 }
 
+const cli_cmd_t cli_workers = {
+    .name = "workers",
+    .summary = "list workers and what they run",
+    .about = "Every worker supervisor the collector knows: its state (busy, "
+             "idle, draining; left or expired for ten minutes after it "
+             "went), child slots, busy children, jobs leased to it (running, "
+             "or held ahead of a free child), attempts processed and failed, "
+             "when it was last heard of, and the jobs it runs (five each; "
+             "--wide: all).",
+    .examples = "  drover workers\n  drover workers --json | jq "
+                "'.workers[] | {name, state}'\n",
+    .shared = CLI_JSON | CLI_COLLECTOR | CLI_WIDE,
+    .run = s_workers,
+};
+
 /* ---- queues -------------------------------------------------------------- */
 
 static void
-s_print_latency(const char *what, const json_t *list)
+s_print_latency(const char *what, const json_t *list, bool wide)
 {
     printf("\n%-16s %8s %8s %8s %8s %8s %8s\n", what, "WAIT p50", "p95", "p99",
            "RUN p50", "p95", "p99");
@@ -638,8 +720,8 @@ s_print_latency(const char *what, const json_t *list)
         const json_t *rn = json_object_get(q, "run_ms");
         bool hw = monitor_int(wt, "count") > 0;
         bool hr = monitor_int(rn, "count") > 0;
-        printf("%-16.16s %8s %8s %8s %8s %8s %8s\n",
-               monitor_str(q, "name", "?"),
+        cli_col(stdout, monitor_str(q, "name", "?"), 16, wide, " ");
+        printf("%8s %8s %8s %8s %8s %8s\n",
                hw ? cli_dur(monitor_int(wt, "p50")) : "-",
                hw ? cli_dur(monitor_int(wt, "p95")) : "-",
                hw ? cli_dur(monitor_int(wt, "p99")) : "-",
@@ -649,148 +731,230 @@ s_print_latency(const char *what, const json_t *list)
     }
 }
 
-int
-queues_main(int argc, char **argv)
+static int
+s_queues(cli_t *c, int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: drover queues [--collector EP] [--json]\n"
-        "\n"
-        "Every queue over all brokers: jobs queued, scheduled and running,\n"
-        "workers serving it, jobs/s submitted, succeeded and failed over the\n"
-        "last minute, and wait and run time percentiles (last 5-10 minutes),\n"
-        "then the same percentiles per job type. (p) marks a paused queue.\n";
+    (void)argc;
+    (void)argv;
     json_t *body;
-    int r = s_listing(argc, argv, usage, "queues", &body);
-    if (r >= 0)
-        return r;
-    s_print_queue_table(json_object_get(body, "queues"));
-    s_print_latency("QUEUE", json_object_get(body, "queues"));
-    s_print_latency("TYPE", json_object_get(body, "types"));
+    int code = s_ask(c, "queues", NULL, NULL, S_TIMEOUT_MS, &body);
+    if (code)
+        return code;
+    if (c->json) {
+        cli_print_json(body);
+        json_decref(body);
+        return 0;
+    }
+    const json_t *queues = json_object_get(body, "queues");
+    monitor_queue_table(stdout, queues, c->wide);
+    s_print_rates_table(queues, c->wide);
+    if (json_array_size(queues)) {
+        s_print_latency("QUEUE", queues, c->wide);
+        s_print_latency("TYPE", json_object_get(body, "types"), c->wide);
+    }
     json_decref(body);
     return 0;
 }
 
+const cli_cmd_t cli_queues = {
+    .name = "queues",
+    .summary = "list queues: depth, limits, rates, latency",
+    .about = "Every queue over all brokers: its state (active, or paused by "
+             "`drover pause`), jobs queued, scheduled and running, workers "
+             "serving it, its rate limit and running limit (`drover limit`; "
+             "- for none); then jobs per second submitted, succeeded and "
+             "failed over the last minute, and wait and run time percentiles "
+             "(last 5-10 minutes), per queue and per job type.",
+    .examples = "  drover queues\n  drover queues --json | jq '.queues[] | "
+                "{name, paused, rate_limit, max_running}'\n",
+    .shared = CLI_JSON | CLI_COLLECTOR | CLI_WIDE,
+    .run = s_queues,
+};
+
 /* ---- jobs ---------------------------------------------------------------- */
 
-static bool
-s_valid_state(const char *s)
+static const char *const s_states[] = { "any",       "queued",    "scheduled",
+                                        "running",   "succeeded", "dead",
+                                        "cancelled", NULL };
+
+static struct {
+    int state;
+    const char *queue, *type, *batch, *since;
+    int limit;
+} s_jo;
+
+static const dv_flag_t s_jobs_flags[] = {
+    DV_FLAG_ONE_OF("state", &s_jo.state, s_states, .dflt = "any",
+                   .help = "only jobs in this state"),
+    DV_FLAG_STR("queue", &s_jo.queue, .arg = "QUEUE",
+                .help = "only jobs of this queue"),
+    DV_FLAG_STR("type", &s_jo.type, .arg = "TYPE",
+                .help = "only jobs of this type"),
+    DV_FLAG_STR("batch", &s_jo.batch, .arg = "BATCH",
+                .help = "only jobs of this batch (submit --batch)"),
+    DV_FLAG_STR("since", &s_jo.since, .arg = "WHEN",
+                .help = "only jobs active since then: a duration ago (30s, "
+                        "10m, 2h), an ISO 8601 time or @EPOCH_SECONDS"),
+    DV_FLAG_INTEGER("limit", &s_jo.limit, 1, 1000, .arg = "N", .dflt = "50",
+                    .help = "at most N jobs"),
+    DV_FLAG_TABLE_END,
+};
+
+/* A job of the collector's listing in the documented shape: "attempt" is
+ * the number of its last attempt (the collector says "attempts"; `drover
+ * job` keeps that name for the list of attempts). */
+static void
+s_job_row_shape(json_t *j)
 {
-    static const char *states[] = { "queued",    "scheduled", "running",
-                                    "succeeded", "dead",      "cancelled" };
-    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
-        if (!strcmp(states[i], s))
-            return true;
-    return false;
+    json_t *n = json_object_get(j, "attempts");
+    if (json_is_number(n)) {
+        json_object_set(j, "attempt", n);
+        json_object_del(j, "attempts");
+    }
 }
 
-int
-jobs_main(int argc, char **argv)
+static int
+s_jobs(cli_t *c, int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: drover jobs [--state S] [--queue Q] [--type T] [--batch B]\n"
-        "                   [--since WHEN] [--limit N] [--collector EP]\n"
-        "                   [--json]\n"
-        "\n"
-        "Jobs from the collector's history, most recently active first.\n"
-        "  --state S     queued, scheduled, running, succeeded, dead or\n"
-        "                cancelled\n"
-        "  --since WHEN  active since: a duration ago (30s, 10m, 2h), an ISO\n"
-        "                8601 time, or @EPOCH_SECONDS\n"
-        "  --limit N     at most N jobs (1..1000, default 50)\n"
-        "Failed, dead and cancelled jobs show their last error below them.\n";
-    static const int allowed[] = { O_STATE, O_QUEUE, O_TYPE, O_BATCH,
-                                   O_SINCE, O_LIMIT, 0 };
-    s_opts_t o;
-    int r = s_parse(argc, argv, usage, allowed, 0, &o);
-    if (r >= 0)
-        return r;
-    if (o.state && !s_valid_state(o.state)) {
-        fprintf(stderr, "drover jobs: --state: one of queued, scheduled, "
-                        "running, succeeded, dead, cancelled\n");
-        return 2;
-    }
-    json_t *args = json_pack("{s:i}", "limit", o.limit);
-    if (o.state)
-        json_object_set_new(args, "state", json_string(o.state));
-    if (o.queue)
-        json_object_set_new(args, "queue", json_string(o.queue));
-    if (o.type)
-        json_object_set_new(args, "type", json_string(o.type));
-    if (o.batch)
-        json_object_set_new(args, "batch", json_string(o.batch));
-    if (o.since) {
+    (void)argc;
+    (void)argv;
+    json_t *args = json_pack("{s:i}", "limit", s_jo.limit);
+    if (s_jo.state > 0)
+        json_object_set_new(args, "state", json_string(s_states[s_jo.state]));
+    if (s_jo.queue)
+        json_object_set_new(args, "queue", json_string(s_jo.queue));
+    if (s_jo.type)
+        json_object_set_new(args, "type", json_string(s_jo.type));
+    if (s_jo.batch)
+        json_object_set_new(args, "batch", json_string(s_jo.batch));
+    if (s_jo.since) {
         int64_t ms;
-        if (dv_duration_parse(o.since, &ms) == 0) {
+        if (dv_duration_parse(s_jo.since, &ms) == 0) {
             ms = dv_now_ms() - ms;
-        } else if (dv_time_parse(o.since, &ms) != 0) {
-            fprintf(stderr, "drover jobs: --since: a duration (10m), an ISO "
-                            "8601 time or @EPOCH_SECONDS\n");
+        } else if (dv_time_parse(s_jo.since, &ms) != 0) {
             json_decref(args);
-            return 2;
+            return cli_usage(c, &s_jobs_flags[4],
+                             "--since: '%s' is not a duration (10m), an ISO "
+                             "8601 time or @EPOCH_SECONDS",
+                             s_jo.since);
         }
         json_object_set_new(args, "since", json_integer(ms > 0 ? ms : 1));
     }
-    char *args_json = json_dumps(args, JSON_COMPACT);
-    json_decref(args);
     json_t *body;
-    int code = monitor_query(monitor_endpoint(o.collector), "jobs", "jobs",
-                             NULL, args_json, S_TIMEOUT_MS, &body, false);
-    free(args_json);
+    int code = s_ask(c, "jobs", NULL, args, S_TIMEOUT_MS, &body);
+    json_decref(args);
     if (code)
         return code;
-    if (o.json) {
-        s_print_json(body);
+    json_t *jobs = json_object_get(body, "jobs");
+    size_t i;
+    json_t *j;
+    json_array_foreach(jobs, i, j) s_job_row_shape(j);
+    if (c->json) {
+        cli_print_json(body);
         json_decref(body);
         return 0;
     }
     int64_t now = dv_now_ms();
-    const json_t *jobs = json_object_get(body, "jobs");
-    printf("%-36s %-9s %-9s %-9s %3s %7s\n", "ID", "STATE", "QUEUE", "TYPE",
-           "ATT", "ACTIVE");
-    size_t i;
-    json_t *j;
+    printf("%-36s %-9s %-10s %-10s %5s %9s\n", "ID", "STATE", "QUEUE", "TYPE",
+           "TRIES", "UPDATED");
     json_array_foreach(jobs, i, j)
     {
-        printf("%-36s %-9.9s %-9.9s %-9.9s %3" PRId64 " %7s\n",
-               monitor_str(j, "id", "?"), monitor_str(j, "state", "?"),
-               monitor_str(j, "queue", "?"), monitor_str(j, "type", "?"),
-               monitor_int(j, "attempts"),
-               cli_dur(now - monitor_int(j, "updated_at")));
+        printf("%-36s ", monitor_str(j, "id", "?"));
+        cli_col(stdout, monitor_str(j, "state", "?"), 9, c->wide, " ");
+        cli_col(stdout, monitor_str(j, "queue", "?"), 10, c->wide, " ");
+        cli_col(stdout, monitor_str(j, "type", "?"), 10, c->wide, " ");
+        printf("%5" PRId64 " %9s\n", monitor_int(j, "attempt"),
+               s_ago(now, monitor_int(j, "updated_at")));
         const char *state = monitor_str(j, "state", "");
         const char *cat = monitor_str(j, "category", NULL);
-        if (cat && strcmp(state, "succeeded") && strcmp(state, "running"))
-            printf("    %s: %.66s\n", cat, monitor_str(j, "error", ""));
+        if (cat && strcmp(state, "succeeded") && strcmp(state, "running")) {
+            int room = 80 - 4 - (int)strlen(cat) - 2;
+            printf("    %s: %s\n", cat,
+                   cli_cell(monitor_str(j, "error", ""), room > 20 ? room : 20,
+                            c->wide));
+        }
     }
     if (json_array_size(jobs) == 0)
         printf("(no jobs match)\n");
-    else if ((int)json_array_size(jobs) >= o.limit)
-        printf("(first %d; --limit shows more)\n", o.limit);
+    else if ((int)json_array_size(jobs) >= s_jo.limit)
+        printf("(first %d; --limit shows more)\n", s_jo.limit);
     json_decref(body);
     return 0;
 }
 
+const cli_cmd_t cli_jobs = {
+    .name = "jobs",
+    .summary = "list jobs from the collector's history",
+    .about = "Jobs from the collector's history, most recently updated "
+             "first: state, queue, type, attempts made (TRIES) and when it "
+             "last changed. Failed, dead and cancelled jobs show their last "
+             "error below them (cut with … to the line; --wide: in full).",
+    .examples = "  drover jobs --state dead --since 1h\n"
+                "  drover jobs --batch nightly --limit 1000 --json | jq "
+                "'.jobs[].id'\n",
+    .flags = s_jobs_flags,
+    .shared = CLI_JSON | CLI_COLLECTOR | CLI_WIDE,
+    .run = s_jobs,
+};
+
 /* ---- job ----------------------------------------------------------------- */
 
+static struct {
+    bool payload;
+} s_jb;
+
+static const dv_flag_t s_job_flags[] = {
+    DV_FLAG_ON("payload", &s_jb.payload,
+               .help = "print the whole payload, not its start"),
+    DV_FLAG_TABLE_END,
+};
+
+/* A job id as the user gave it: 2 (a usage error) unless it is one. */
+static int
+s_check_id(const cli_t *c, const char *id)
+{
+    dv_id_t parsed;
+    if (strlen(id) != DV_ID_TEXT_LEN ||
+        dv_id_parse(id, DV_ID_TEXT_LEN, &parsed) != 0)
+        return cli_usage(c, NULL,
+                         "'%s' is not a job id (36 characters, as submit "
+                         "prints)",
+                         id);
+    return 0;
+}
+
 /* Asks the broker for its view of job id (ctrl job). Returns a new JSON
- * object, or NULL with a note saying why there is none. */
+ * object, or NULL with a note saying why there is none and *code (3 it
+ * does not answer, 4 it does not know the job, else 1). */
 static json_t *
-s_broker_job(const char *broker, const char *id, char *note, size_t size)
+s_broker_job(const char *broker, const char *id, char *note, size_t size,
+             int *code)
 {
     drover_client_t *c = drover_connect(broker, 1500);
     char *text = NULL;
     int rc = c ? drover_ctrl(c, "job", id, NULL, &text) : DROVER_EUNREACHABLE;
     json_t *job = NULL;
+    *code = 0;
     if (rc == DROVER_OK && text) {
         job = json_loads(text, 0, NULL);
         if (!json_is_object(job)) {
             json_decref(job);
             job = NULL;
+            *code = CLI_FAILED;
             snprintf(note, size, "unknown: unreadable answer from the broker");
         }
+    } else if (!c) { /* a bad endpoint or CurveZMQ file */
+        *code = CLI_USAGE;
+        snprintf(note, size, "unknown: %s", drover_last_error(NULL));
     } else if (rc == DROVER_EUNREACHABLE || rc == DROVER_ETIMEOUT) {
+        *code = CLI_UNREACHABLE;
         snprintf(note, size, "unknown: the broker does not answer");
     } else {
-        snprintf(note, size, "unknown: %s", c ? drover_last_error(c) : "");
+        *code = (int)cli_exit_of(rc, c ? drover_last_code(c) : NULL);
+        if (*code == CLI_OK)
+            *code = CLI_FAILED;
+        snprintf(note, size, "unknown: %s",
+                 c ? drover_last_error(c) : drover_last_error(NULL));
     }
     free(text);
     drover_close(&c);
@@ -800,17 +964,25 @@ s_broker_job(const char *broker, const char *id, char *note, size_t size)
 /* The result in the broker's view of a job (NULL: none, with a note
  * saying why). Returns a new reference. */
 static json_t *
-s_broker_result(const json_t *bjob, char *note, size_t size)
+s_broker_result(const json_t *bjob, const char *state, char *note, size_t size)
 {
     json_t *result = bjob ? json_object_get(bjob, "result") : NULL;
-    if (!result || json_is_null(result)) {
-        if (bjob)
-            snprintf(note, size,
-                     "none (the broker keeps results for its "
-                     "--result-ttl)");
-        return NULL;
-    }
-    return json_incref(result);
+    if (result && !json_is_null(result))
+        return json_incref(result);
+    if (strcmp(state, "succeeded"))
+        snprintf(note, size, "none: the job %s",
+                 !strcmp(state, "dead") || !strcmp(state, "cancelled")
+                     ? "did not succeed"
+                     : "has not finished");
+    else if (bjob && json_object_get(bjob, "result"))
+        snprintf(note, size, "none: the handler gave no result");
+    else if (bjob)
+        snprintf(note, size,
+                 "none: the broker did not give it (it keeps results for its "
+                 "--result-ttl)");
+    else if (!note[0])
+        snprintf(note, size, "unknown: the broker does not answer");
+    return NULL;
 }
 
 /* The broker's stored attempt number n (its failure details and stderr
@@ -852,9 +1024,141 @@ s_merge_details(json_t *job, const json_t *bjob)
     }
 }
 
+/* What the broker says of the job beyond the collector's history (its
+ * options and payload, when its answer has them): copied into job. */
+static void
+s_merge_options(json_t *job, const json_t *bjob)
+{
+    static const char *const keys[] = { "max_attempts", "priority",
+                                        "timeout_ms",   "key",
+                                        "payload",      "payload_bytes" };
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        json_t *v = bjob ? json_object_get(bjob, keys[k]) : NULL;
+        if (v && !json_is_null(v))
+            json_object_set(job, keys[k], v);
+    }
+    if (!json_object_get(job, "max_attempts"))
+        json_object_set_new(job, "max_attempts", json_null());
+}
+
+/* Why an attempt was, or was not, followed by another, into buf ("" when
+ * it did not fail). a is attempt i of the current round's n; max 0 when
+ * not known. */
+static void
+s_retry_note(const json_t *job, const json_t *const *round, size_t i, size_t n,
+             int64_t max, char *buf, size_t size)
+{
+    const json_t *a = round[i];
+    buf[0] = '\0';
+    const char *outcome = monitor_str(a, "outcome", "");
+    const char *cat = monitor_str(a, "category", NULL);
+    if (!cat || !strcmp(outcome, "succeeded") || !strcmp(outcome, "running"))
+        return;
+    int64_t num = monitor_int(a, "attempt");
+    char of[32] = "";
+    if (max > 0)
+        snprintf(of, sizeof of, " of %" PRId64, max);
+    if (i + 1 < n) {
+        const json_t *next = round[i + 1];
+        int64_t gap =
+            monitor_int(next, "started_at") - monitor_int(a, "finished_at");
+        snprintf(buf, size, "retried: attempt %" PRId64 "%s started %s later",
+                 monitor_int(next, "attempt"), of,
+                 gap >= 0 ? cli_dur(gap) : "?");
+        return;
+    }
+    const char *state = monitor_str(job, "state", "");
+    if (!strcmp(state, "scheduled") || !strcmp(state, "queued")) {
+        int64_t at = monitor_int(job, "run_at");
+        int64_t now = dv_now_ms();
+        if (at > now)
+            snprintf(buf, size,
+                     "to be retried: attempt %" PRId64 "%s in %s (backoff)",
+                     num + 1, of, cli_dur(at - now));
+        else
+            snprintf(buf, size, "to be retried: attempt %" PRId64 "%s", num + 1,
+                     of);
+        return;
+    }
+    if (!strcmp(state, "running")) {
+        snprintf(buf, size, "retried: attempt %" PRId64 "%s runs now", num + 1,
+                 of);
+        return;
+    }
+    if (!strcmp(cat, "cancelled") || !strcmp(state, "cancelled")) {
+        snprintf(buf, size, "not retried: it was cancelled");
+        return;
+    }
+    if (strcmp(state, "dead"))
+        return;
+    if (max > 0 && num >= max)
+        snprintf(buf, size, "dead: %" PRId64 " of %" PRId64 " attempts used",
+                 num, max);
+    else if (max > 0)
+        snprintf(buf, size,
+                 "not retried: the handler said this %s failure is not "
+                 "retryable (%" PRId64 " of %" PRId64 " attempts used)",
+                 cat, num, max);
+    else
+        snprintf(buf, size,
+                 "dead after %" PRId64 " attempt%s: this %s failure was not "
+                 "retryable, or the attempts were used up (the broker no "
+                 "longer says how many it had)",
+                 num, num == 1 ? "" : "s", cat);
+}
+
+/* Adds "retry_note" to every attempt of the current round and to the job
+ * (the last one's). */
+static void
+s_add_retry_notes(json_t *job)
+{
+    const json_t *attempts = json_object_get(job, "attempts");
+    int64_t round = monitor_int(job, "round");
+    int64_t max = monitor_int(job, "max_attempts");
+    const json_t *cur[256];
+    size_t n = 0, i;
+    json_t *a;
+    json_array_foreach(attempts, i, a)
+    {
+        if (json_is_integer(json_object_get(a, "round")) &&
+            monitor_int(a, "round") != round)
+            continue;
+        if (n < sizeof cur / sizeof cur[0])
+            cur[n++] = a;
+    }
+    char note[256] = "";
+    for (i = 0; i < n; i++) {
+        s_retry_note(job, cur, i, n, max, note, sizeof note);
+        json_object_set_new((json_t *)cur[i], "retry_note",
+                            note[0] ? json_string(note) : json_null());
+    }
+    json_object_set_new(job, "retry_note",
+                        n && note[0] ? json_string(note) : json_null());
+}
+
+/* The payload line: its size and start (all of it with --payload). */
+static void
+s_print_payload(const json_t *job, bool all)
+{
+    const json_t *p = json_object_get(job, "payload");
+    if (!p) {
+        printf("payload   not shown: the collector does not keep payloads "
+               "and the broker's answer has none\n");
+        return;
+    }
+    char *text = json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
+    size_t n = text ? strlen(text) : 0;
+    if (all)
+        printf("payload   %zu bytes of JSON:\n%s\n", n, text ? text : "");
+    else
+        printf("payload   %zu bytes of JSON: %s\n", n,
+               cli_cell(text ? text : "", 60, false));
+    free(text);
+}
+
 /* Prints a result (JSON), or the note saying why there is none. */
 static void
-s_print_result(json_t *result, const char *note)
+s_print_result(const json_t *result, const char *note, bool wide)
 {
     if (!result) {
         printf("result    %s\n", note);
@@ -862,8 +1166,9 @@ s_print_result(json_t *result, const char *note)
     }
     char *text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
     size_t n = text ? strlen(text) : 0;
-    printf("result    %zu bytes of JSON: %.60s%s\n", n, text ? text : "",
-           n > 60 ? "..." : "");
+    printf("result    %zu bytes of JSON: %s%s\n", n,
+           cli_cell(text ? text : "", 60, wide),
+           n > 60 && !wide ? " (drover result ID: all of it)" : "");
     free(text);
 }
 
@@ -899,7 +1204,7 @@ typedef struct {
  * is left out when the job's own error line gave the same one. */
 static void
 s_print_attempt(const json_t *a, int64_t rounds, const char *job_category,
-                s_shown_t *shown)
+                s_shown_t *shown, bool wide)
 {
     char num[32];
     if (rounds > 0)
@@ -912,8 +1217,9 @@ s_print_attempt(const json_t *a, int64_t rounds, const char *job_category,
     int64_t took = json_is_integer(run) ? json_integer_value(run) : -1;
     if (took < 0 && started_at && monitor_int(a, "finished_at") >= started_at)
         took = monitor_int(a, "finished_at") - started_at; /* broker's view */
-    printf("%-5s %-20.20s %-24s %8s  %s\n", num, monitor_str(a, "worker", "-"),
-           started_at ? s_time(started_at) : "-",
+    printf("%-5s ", num);
+    cli_col(stdout, monitor_str(a, "worker", "-"), 20, wide, " ");
+    printf("%-24s %8s  %s\n", started_at ? s_time(started_at) : "-",
            took >= 0 ? cli_dur(took) : "-",
            monitor_str(a, "outcome", "running"));
     if (json_is_integer(json_object_get(a, "progress_current")))
@@ -944,6 +1250,8 @@ s_print_attempt(const json_t *a, int64_t rounds, const char *job_category,
     const char *hint = monitor_hint(cat);
     if (hint && (!job_category || strcmp(job_category, cat)))
         printf("      hint: %s\n", hint);
+    if (json_is_string(json_object_get(a, "retry_note")))
+        printf("      %s\n", monitor_str(a, "retry_note", ""));
     int64_t at = monitor_int(a, "attempt");
     const char *prev = shown->details;
     s_print_block("details", monitor_str(a, "details", NULL), &shown->details,
@@ -960,7 +1268,7 @@ s_print_attempt(const json_t *a, int64_t rounds, const char *job_category,
 /* The attempts table under a job. */
 static void
 s_print_attempts(const json_t *attempts, int64_t rounds,
-                 const char *job_category)
+                 const char *job_category, bool wide)
 {
     printf("\n%-5s %-20s %-24s %8s  %s\n", "TRY", "WORKER", "STARTED", "TOOK",
            "OUTCOME");
@@ -968,124 +1276,53 @@ s_print_attempts(const json_t *attempts, int64_t rounds,
     size_t i;
     json_t *a;
     json_array_foreach(attempts, i, a)
-        s_print_attempt(a, rounds, job_category, &shown);
+        s_print_attempt(a, rounds, job_category, &shown, wide);
     if (json_array_size(attempts) == 0)
         printf("(no attempt yet)\n");
 }
 
-/* drover job when the collector cannot show the job (a client key may not
- * read its history; it is down; it has not seen the job): the broker's
- * view, with the attempts it keeps (those that failed). Returns the exit
- * code, or -1 when the broker cannot show it either. */
-static int
-s_job_from_broker(const char *broker, const char *id, bool json,
-                  const char *why)
+/* The lines every job shows: state, queue, type, options, error, payload,
+ * result. */
+static void
+s_print_job_head(const json_t *job, const char *id, bool payload, bool wide)
 {
-    char note[160] = "";
-    json_t *job = s_broker_job(broker, id, note, sizeof note);
-    if (!job)
-        return -1;
-    if (json) {
-        s_print_json(job);
-        json_decref(job);
-        return 0;
-    }
-    printf("job       %s\n", monitor_str(job, "id", id));
     int64_t attempt = monitor_int(job, "attempt");
-    printf("state     %s after %" PRId64 " attempt%s\n",
-           monitor_str(job, "state", "?"), attempt, attempt == 1 ? "" : "s");
-    printf("queue     %s\ntype      %s\n", monitor_str(job, "queue", "?"),
-           monitor_str(job, "type", "?"));
-    if (json_is_string(json_object_get(job, "worker")))
-        printf("worker    %s\n", monitor_str(job, "worker", ""));
-    const char *cat = monitor_str(job, "category", NULL);
-    if (cat) {
-        printf("error     %s: %s\n", cat, monitor_str(job, "error", ""));
-        const char *hint = monitor_hint(cat);
-        if (hint)
-            printf("hint      %s\n", hint);
-    }
-    json_t *result = json_object_get(job, "result");
-    if (json_is_string(json_object_get(job, "state")) &&
-        !strcmp(monitor_str(job, "state", ""), "succeeded"))
-        s_print_result(json_is_null(result) ? NULL : result,
-                       "none (the broker keeps results for its "
-                       "--result-ttl)");
-    if (json_is_array(json_object_get(job, "attempts")))
-        s_print_attempts(json_object_get(job, "attempts"), 0, cat);
-    else if (json_is_string(json_object_get(job, "attempts_error")))
-        printf("\nattempts  unknown: %s\n",
-               monitor_str(job, "attempts_error", ""));
-    printf("\n(from the broker, which keeps the failed attempts only: the "
-           "collector did not show the job: %s)\n",
-           why);
-    json_decref(job);
-    return 0;
-}
-
-int
-job_main(int argc, char **argv)
-{
-    static const char usage[] =
-        "usage: drover job [--collector EP] [--broker EP] [--json] JOB_ID\n"
-        "\n"
-        "One job from the collector's history and every attempt: worker,\n"
-        "start, duration, outcome, last progress, failure category and\n"
-        "message with a hint, and what the handler said about a failure\n"
-        "(its details, e.g. a traceback) and the end of its stderr. The\n"
-        "result, details and stderr come from the broker (which keeps them\n"
-        "for its --result-ttl). With --json, one object per attempt under\n"
-        "\"attempts\". When the collector cannot show it (down, not\n"
-        "allowed for a client key, or it has not seen the job), the\n"
-        "broker's view, with the failed attempts. Exit 1 if neither has it.\n";
-    static const int allowed[] = { O_BROKER, 0 };
-    s_opts_t o;
-    int r = s_parse(argc, argv, usage, allowed, 1, &o);
-    if (r >= 0)
-        return r;
-    const char *id = argv[optind];
-    if (strlen(id) != DROVER_ID_LEN) {
-        fprintf(stderr, "drover job: '%s' is not a job id\n", id);
-        return 2;
-    }
-    json_t *job;
-    int code = monitor_query(monitor_endpoint(o.collector), "job", "job", id,
-                             NULL, S_TIMEOUT_MS, &job, true);
-    if (code) {
-        /* The broker knows the job while it lives and for its
-         * --result-ttl after. */
-        char why[512];
-        snprintf(why, sizeof why, "%s", monitor_query_error());
-        if (s_job_from_broker(o.broker, id, o.json, why) == 0)
-            return 0;
-        fprintf(stderr, "drover job: %s\n", why);
-        return code;
-    }
-    char note[160] = "";
-    json_t *bjob = s_broker_job(o.broker, id, note, sizeof note);
-    json_t *result = s_broker_result(bjob, note, sizeof note);
-    if (bjob)
-        s_merge_details(job, bjob);
-    json_decref(bjob);
-    if (o.json) {
-        json_object_set_new(job, "result", result ? result : json_string(note));
-        s_print_json(job);
-        json_decref(job);
-        return 0;
-    }
-    const json_t *attempts = json_object_get(job, "attempts");
-    int64_t rounds = monitor_int(job, "round");
+    int64_t max = monitor_int(job, "max_attempts");
     printf("job       %s\n", monitor_str(job, "id", id));
-    printf("state     %s after %zu attempt%s%s\n",
-           monitor_str(job, "state", "?"), json_array_size(attempts),
-           json_array_size(attempts) == 1 ? "" : "s",
-           rounds ? " (retried by an operator)" : "");
+    printf("state     %s after %" PRId64 " attempt%s",
+           monitor_str(job, "state", "?"), attempt, attempt == 1 ? "" : "s");
+    if (max > 0)
+        printf(" (of %" PRId64 ")", max);
+    if (monitor_int(job, "round"))
+        printf(" (retried by an operator)");
+    printf("\n");
     printf("queue     %s\ntype      %s\n", monitor_str(job, "queue", "?"),
            monitor_str(job, "type", "?"));
     if (json_string_value(json_object_get(job, "batch")))
         printf("batch     %s\n", monitor_str(job, "batch", ""));
-    printf("broker    %s\n", monitor_str(job, "broker", "?"));
-    printf("submitted %s\n", s_time(monitor_int(job, "submitted_at")));
+    char opts[256] = "";
+    size_t n = 0;
+    if (max > 0)
+        n += (size_t)snprintf(opts + n, sizeof opts - n, ", max attempts %s",
+                              cli_num(max));
+    if (json_is_integer(json_object_get(job, "priority")) && n < sizeof opts)
+        n += (size_t)snprintf(opts + n, sizeof opts - n, ", priority %" PRId64,
+                              monitor_int(job, "priority"));
+    if (json_is_integer(json_object_get(job, "timeout_ms")) && n < sizeof opts)
+        n += (size_t)snprintf(opts + n, sizeof opts - n, ", timeout %s",
+                              cli_dur(monitor_int(job, "timeout_ms")));
+    if (json_is_string(json_object_get(job, "key")) && n < sizeof opts)
+        snprintf(opts + n, sizeof opts - n, ", key %s",
+                 monitor_str(job, "key", ""));
+    if (opts[0])
+        printf("options   %s\n", opts + 2);
+    if (json_is_string(json_object_get(job, "worker")) &&
+        !strcmp(monitor_str(job, "state", ""), "running"))
+        printf("worker    %s\n", monitor_str(job, "worker", ""));
+    if (json_is_string(json_object_get(job, "broker")))
+        printf("broker    %s\n", monitor_str(job, "broker", "?"));
+    if (monitor_int(job, "submitted_at"))
+        printf("submitted %s\n", s_time(monitor_int(job, "submitted_at")));
     if (monitor_int(job, "finished_at")) {
         int64_t since = monitor_int(job, "submitted_at");
         printf("finished  %s", s_time(monitor_int(job, "finished_at")));
@@ -1104,12 +1341,334 @@ job_main(int argc, char **argv)
         if (hint)
             printf("hint      %s\n", hint);
     }
-    s_print_result(result, note);
-    json_decref(result);
-    s_print_attempts(attempts, rounds, cat);
+    if (json_is_string(json_object_get(job, "retry_note")))
+        printf("retries   %s\n", monitor_str(job, "retry_note", ""));
+    s_print_payload(job, payload);
+    const json_t *result = json_object_get(job, "result");
+    s_print_result(json_is_null(result) ? NULL : result,
+                   monitor_str(job, "result_note", "none"), wide);
+}
+
+/* The broker's view of a job in the documented shape of `drover job
+ * --json` (source "broker"): its attempts (the failed ones it keeps), no
+ * history. */
+static json_t *
+s_job_from_broker(json_t *bjob, const char *why)
+{
+    json_t *job = json_pack("{s:s, s:s}", "source", "broker", "note", why);
+    json_object_update(job, bjob);
+    const char *state = monitor_str(bjob, "state", "?");
+    char note[160] = "";
+    json_t *result = s_broker_result(bjob, state, note, sizeof note);
+    json_object_set_new(job, "result", result ? result : json_null());
+    json_object_set_new(job, "result_note",
+                        result ? json_null() : json_string(note));
+    if (!json_is_array(json_object_get(job, "attempts")))
+        json_object_set_new(job, "attempts", json_array());
+    if (!json_object_get(job, "max_attempts"))
+        json_object_set_new(job, "max_attempts", json_null());
+    s_add_retry_notes(job);
+    return job;
+}
+
+static int
+s_job(cli_t *c, int argc, char **argv)
+{
+    (void)argc;
+    const char *id = argv[0];
+    int code = s_check_id(c, id);
+    if (code)
+        return code;
+    json_t *job;
+    int ccode = monitor_query(monitor_endpoint(c->collector), "job", "job", id,
+                              NULL, S_TIMEOUT_MS, &job, true);
+    char cwhy[600];
+    snprintf(cwhy, sizeof cwhy, "%s", monitor_query_error());
+    char note[300] = "";
+    int bcode;
+    json_t *bjob = s_broker_job(c->broker, id, note, sizeof note, &bcode);
+    if (ccode) {
+        /* The broker knows the job while it lives and for its
+         * --result-ttl after. */
+        if (!bjob) {
+            if (bcode == CLI_USAGE)
+                return cli_fail(c, CLI_USAGE, "usage", "%s",
+                                note + strlen("unknown: "));
+            if (ccode == CLI_NOT_FOUND && bcode == CLI_NOT_FOUND)
+                return cli_fail(c, CLI_NOT_FOUND, NULL,
+                                "no job %s: neither the collector's history "
+                                "nor the broker has it",
+                                id);
+            if (ccode == CLI_NOT_FOUND)
+                return cli_fail(c, CLI_NOT_FOUND, NULL, "%s; the broker: %s",
+                                cwhy, note);
+            return cli_fail(c, (cli_exit_t)ccode, NULL, "%s; the broker: %s",
+                            cwhy, note);
+        }
+        job = s_job_from_broker(bjob, cwhy);
+        json_decref(bjob);
+        if (c->json) {
+            cli_print_json(job);
+        } else {
+            s_print_job_head(job, id, s_jb.payload, c->wide);
+            s_print_attempts(json_object_get(job, "attempts"), 0,
+                             monitor_str(job, "category", NULL), c->wide);
+            printf("\n(from the broker, which keeps the failed attempts only: "
+                   "the collector did not show the job: %s)\n",
+                   cwhy);
+        }
+        json_decref(job);
+        return 0;
+    }
+    const char *state = monitor_str(job, "state", "?");
+    json_t *result = s_broker_result(bjob, state, note, sizeof note);
+    json_t *out = json_pack("{s:s, s:n}", "source", "collector", "note");
+    json_object_update(out, job);
+    json_decref(job);
+    job = out;
+    if (bjob) {
+        s_merge_details(job, bjob);
+        s_merge_options(job, bjob);
+    } else {
+        s_merge_options(job, NULL);
+    }
+    json_decref(bjob);
+    json_object_set_new(job, "result", result ? result : json_null());
+    json_object_set_new(job, "result_note",
+                        result ? json_null() : json_string(note));
+    s_add_retry_notes(job);
+    if (c->json) {
+        cli_print_json(job);
+        json_decref(job);
+        return 0;
+    }
+    s_print_job_head(job, id, s_jb.payload, c->wide);
+    s_print_attempts(json_object_get(job, "attempts"),
+                     monitor_int(job, "round"),
+                     monitor_str(job, "category", NULL), c->wide);
     json_decref(job);
     return 0;
 }
+
+const cli_cmd_t cli_job = {
+    .name = "job",
+    .summary = "one job and every attempt, with why it was retried or not",
+    .args = "JOB_ID",
+    .min_args = 1,
+    .max_args = 1,
+    .about =
+        "One job from the collector's history: its state, queue, type, "
+        "batch and options (max attempts, priority, timeout, key: what the "
+        "broker tells), its payload (the start and its size; --payload: all "
+        "of it; when the broker's answer carries it), its result, and every "
+        "attempt: worker, start, duration, outcome, last progress, failure "
+        "category and message with a hint, what the handler said about a "
+        "failure (its details, e.g. a traceback) and the end of its stderr, "
+        "and why it was or was not retried (\"retried: attempt 2 of 3 "
+        "started 1.2s later\", \"dead: 3 of 3 attempts used\").\n\n"
+        "The result, details and stderr come from the broker, which keeps "
+        "them for its --result-ttl. When the collector cannot show the job "
+        "(down, not allowed for a client key, or it has not seen it), the "
+        "broker's view, with the failed attempts it keeps.\n\n"
+        "Exit 2 if JOB_ID is not a job id, 4 if neither has the job, 3 if "
+        "the collector does not answer and the broker cannot show it.",
+    .examples = "  drover job 0190a6f2-7c4e-7d1a-9b2e-3f4a5b6c7d8e\n"
+                "  drover job ID --json | jq '.attempts[] | {attempt, "
+                "category, retry_note}'\n",
+    .flags = s_job_flags,
+    .shared = CLI_JSON | CLI_BROKER | CLI_COLLECTOR | CLI_WIDE,
+    .run = s_job,
+};
+
+/* ---- result -------------------------------------------------------------- */
+
+static struct {
+    bool wait;
+    int64_t timeout_ms;
+} s_ro;
+
+static const dv_flag_t s_result_flags[] = {
+    DV_FLAG_ON("wait", &s_ro.wait,
+               .help = "wait until the job ended, then print its result"),
+    DV_FLAG_DUR("timeout", &s_ro.timeout_ms, 0, 31 * 86400 * 1000.0,
+                .arg = "SECONDS",
+                .help = "with --wait, give up after this long (exit 6); 0 "
+                        "waits for ever",
+                .dflt = "0"),
+    DV_FLAG_TABLE_END,
+};
+
+typedef struct {
+    char state[16];
+    char *result_json;
+    char category[64];
+    char *error;
+    int attempts;
+} s_waited_t;
+
+static int
+s_on_result(const drover_result_t *r, void *arg)
+{
+    s_waited_t *w = arg;
+    snprintf(w->state, sizeof w->state, "%s", r->state ? r->state : "unknown");
+    w->result_json = r->result_json ? strdup(r->result_json) : NULL;
+    snprintf(w->category, sizeof w->category, "%s",
+             r->category ? r->category : "");
+    w->error = r->error ? strdup(r->error) : NULL;
+    w->attempts = r->attempts;
+    return 0;
+}
+
+/* Prints the result (JSON text, or a value) for scripts: as it is, or
+ * with --json in {"id", "state", "result"}. */
+static int
+s_put_result(const cli_t *c, const char *id, const char *text,
+             const json_t *value)
+{
+    json_t *v = value  ? json_incref((json_t *)value)
+                : text ? json_loads(text, JSON_DECODE_ANY, NULL)
+                       : json_null();
+    if (!v)
+        v = json_string(text); /* not JSON: as a string */
+    if (c->json) {
+        json_t *o = json_pack("{s:s, s:s, s:O}", "id", id, "state", "succeeded",
+                              "result", v);
+        cli_print_json(o);
+        json_decref(o);
+    } else {
+        char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("%s\n", t ? t : "null");
+        free(t);
+    }
+    json_decref(v);
+    return 0;
+}
+
+/* An ended job that did not succeed: exit 1 with its error. */
+static int
+s_not_succeeded(const cli_t *c, const char *id, const char *state,
+                const char *category, const char *error)
+{
+    if (category && *category)
+        return cli_fail(c, CLI_FAILED, state, "job %s is %s: %s: %s", id, state,
+                        category, error ? error : "");
+    return cli_fail(c, CLI_FAILED, state, "job %s is %s: it has no result", id,
+                    state);
+}
+
+static int
+s_result_wait(cli_t *c, const char *id)
+{
+    drover_client_t *cl = drover_connect(c->broker, 5000);
+    if (!cl)
+        return cli_fail(c, CLI_USAGE, NULL, "%s", drover_last_error(NULL));
+    s_waited_t w = { .state = "" };
+    const char *ids[1] = { id };
+    int rc =
+        drover_wait(cl, ids, 1, s_ro.timeout_ms > 0 ? (int)s_ro.timeout_ms : -1,
+                    s_on_result, &w);
+    int code;
+    if (rc == DROVER_ETIMEOUT)
+        code = cli_fail(c, CLI_TIMEOUT, NULL,
+                        "--timeout passed before job %s ended", id);
+    else if (rc != DROVER_OK)
+        code = cli_fail(c, cli_exit_of(rc, drover_last_code(cl)), NULL, "%s",
+                        drover_last_error(cl));
+    else if (!strcmp(w.state, "succeeded"))
+        code = s_put_result(c, id, w.result_json, NULL);
+    else if (!strcmp(w.state, "unknown") || !w.state[0])
+        code = cli_fail(c, CLI_NOT_FOUND, NULL,
+                        "no job %s: the broker does not know it (or no "
+                        "longer keeps it: --result-ttl)",
+                        id);
+    else
+        code = s_not_succeeded(c, id, w.state, w.category, w.error);
+    free(w.result_json);
+    free(w.error);
+    drover_close(&cl);
+    return code;
+}
+
+static int
+s_result(cli_t *c, int argc, char **argv)
+{
+    (void)argc;
+    const char *id = argv[0];
+    int code = s_check_id(c, id);
+    if (code)
+        return code;
+    if (s_ro.timeout_ms > 0 && !s_ro.wait)
+        return cli_usage(c, &s_result_flags[1], "--timeout goes with --wait");
+    if (s_ro.wait)
+        return s_result_wait(c, id);
+    char note[300] = "";
+    int bcode;
+    json_t *bjob = s_broker_job(c->broker, id, note, sizeof note, &bcode);
+    if (!bjob && bcode != CLI_NOT_FOUND)
+        return cli_fail(c, (cli_exit_t)bcode, NULL, "job %s: %s", id,
+                        note + strlen("unknown: "));
+    if (!bjob) {
+        /* The collector may still know it: ended longer ago than the
+         * broker keeps results. */
+        json_t *cj;
+        int ccode = monitor_query(monitor_endpoint(c->collector), "result",
+                                  "job", id, NULL, S_TIMEOUT_MS, &cj, true);
+        if (ccode)
+            return cli_fail(c, CLI_NOT_FOUND, NULL,
+                            "no job %s: the broker does not know it%s", id,
+                            ccode == CLI_NOT_FOUND
+                                ? ", nor does the collector's history"
+                                : "");
+        const char *state = monitor_str(cj, "state", "?");
+        if (!strcmp(state, "succeeded"))
+            code = cli_fail(c, CLI_FAILED, "expired",
+                            "job %s succeeded, but its result is no longer "
+                            "kept (the broker keeps results for its "
+                            "--result-ttl)",
+                            id);
+        else
+            code =
+                s_not_succeeded(c, id, state, monitor_str(cj, "category", NULL),
+                                monitor_str(cj, "error", NULL));
+        json_decref(cj);
+        return code;
+    }
+    const char *state = monitor_str(bjob, "state", "?");
+    if (!strcmp(state, "succeeded")) {
+        json_t *r = json_object_get(bjob, "result");
+        code = r ? s_put_result(c, id, NULL, r) : s_result_wait(c, id);
+    } else if (!strcmp(state, "dead") || !strcmp(state, "cancelled")) {
+        code =
+            s_not_succeeded(c, id, state, monitor_str(bjob, "category", NULL),
+                            monitor_str(bjob, "error", NULL));
+    } else {
+        code = cli_fail(c, CLI_FAILED, "not_finished",
+                        "job %s is %s: no result yet (--wait waits for it)", id,
+                        state);
+    }
+    json_decref(bjob);
+    return code;
+}
+
+const cli_cmd_t cli_result = {
+    .name = "result",
+    .summary = "print a job's result as JSON (for scripts)",
+    .args = "JOB_ID",
+    .min_args = 1,
+    .max_args = 1,
+    .about = "Prints just the job's result, as the JSON its handler gave, "
+             "on stdout: for scripts (drover result ID | jq .). Asks the "
+             "broker, which keeps results for its --result-ttl.\n\n"
+             "Exit 0 with the result; 1 when the job has not finished (no "
+             "--wait), ended dead or cancelled (its error on stderr), or "
+             "succeeded longer ago than the broker keeps results; 4 when "
+             "no one knows the job; 6 when --timeout passed first.",
+    .examples = "  drover result ID | jq .\n"
+                "  drover result --wait --timeout 60 ID > out.json\n",
+    .flags = s_result_flags,
+    .shared = CLI_JSON | CLI_BROKER | CLI_COLLECTOR,
+    .run = s_result,
+};
 
 /* ---- keys (the workers' view) ------------------------------------------ */
 
@@ -1127,7 +1686,7 @@ monitor_keys(const char *collector, bool json, const char *note)
     if (json) {
         if (note)
             fprintf(stderr, "drover keys: %s\n", note);
-        s_print_json(body);
+        cli_print_json(body);
         json_decref(body);
         return 0;
     }
@@ -1147,12 +1706,12 @@ monitor_keys(const char *collector, bool json, const char *note)
     json_array_foreach(keys, i, k)
     {
         const json_t *st = json_object_get(k, "states");
-        printf("%-12.12s %-8.8s %-8s %4" PRId64 " %4" PRId64 " %4" PRId64
+        cli_col(stdout, monitor_str(k, "id", "?"), 12, false, " ");
+        printf("%-8.8s %-8s %4" PRId64 " %4" PRId64 " %4" PRId64
                " %10s %9s %7s %6s\n",
-               monitor_str(k, "id", "?"), monitor_str(k, "hash", "-"),
-               monitor_str(k, "state", "?"), monitor_int(st, "ok"),
-               monitor_int(st, "cooling"), monitor_int(st, "disabled"),
-               cli_num(monitor_int(k, "requests")),
+               monitor_str(k, "hash", "-"), monitor_str(k, "state", "?"),
+               monitor_int(st, "ok"), monitor_int(st, "cooling"),
+               monitor_int(st, "disabled"), cli_num(monitor_int(k, "requests")),
                cli_num(monitor_int(k, "ok")),
                cli_num(monitor_int(k, "rate_limited")),
                cli_num(monitor_int(k, "errors")));
@@ -1163,29 +1722,19 @@ monitor_keys(const char *collector, bool json, const char *note)
 
 /* ---- health -------------------------------------------------------------- */
 
-int
-health_main(int argc, char **argv)
+static int
+s_health(cli_t *c, int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: drover health [--collector EP] [--json]\n"
-        "\n"
-        "Exit 0 healthy; 1 degraded (a queue with jobs and no worker serving\n"
-        "it, every API key cooling down or disabled, a broker that cannot\n"
-        "write its store); 2 down (a broker does not answer); 3 the\n"
-        "collector cannot be reached or answer. Prints the reasons.\n"
-        "Usable as a liveness probe.\n";
-    s_opts_t o;
-    int r = s_parse(argc, argv, usage, NULL, 0, &o);
-    if (r >= 0)
-        return r;
+    (void)argc;
+    (void)argv;
     json_t *h;
-    int code = monitor_query(monitor_endpoint(o.collector), "health", "health",
-                             NULL, NULL, S_TIMEOUT_MS, &h, false);
-    if (code)
-        return 3; /* cannot tell: not 1 or 2, which say something */
+    if (monitor_query(monitor_endpoint(c->collector), "health", "health", NULL,
+                      NULL, S_TIMEOUT_MS, &h, true))
+        /* cannot tell: not 1 or 2, which say something */
+        return cli_fail(c, CLI_UNREACHABLE, NULL, "%s", monitor_query_error());
     int status = (int)monitor_int(h, "status");
-    if (o.json) {
-        s_print_json(h);
+    if (c->json) {
+        cli_print_json(h);
     } else {
         printf("%s\n", monitor_str(h, "state", "?"));
         size_t i;
@@ -1196,6 +1745,21 @@ health_main(int argc, char **argv)
     json_decref(h);
     return status >= 0 && status <= 2 ? status : 2;
 }
+
+const cli_cmd_t cli_health = {
+    .name = "health",
+    .summary = "exit 0 healthy, 1 degraded, 2 down",
+    .about = "The collector's verdict on the fleet, with its reasons: "
+             "degraded when a queue has jobs and no worker serving it, every "
+             "API key is cooling down or disabled, or a broker cannot write "
+             "its store; down when a broker does not answer. Usable as a "
+             "liveness probe.",
+    .examples = "  drover health || page-someone\n",
+    .exits = "0 healthy; 1 degraded; 2 down; 3 the collector cannot be "
+             "reached or answer (usage errors are 2 as well)",
+    .shared = CLI_JSON | CLI_COLLECTOR,
+    .run = s_health,
+};
 
 /* ---- watch --------------------------------------------------------------- */
 
@@ -1208,125 +1772,126 @@ s_on_int(int sig)
     s_interrupted = 1;
 }
 
-static void
-s_draw_batch(const char *name, const json_t *b, bool bar, bool final)
+static struct {
+    int64_t interval_ms, timeout_ms;
+} s_wo;
+
+static const dv_flag_t s_watch_flags[] = {
+    DV_FLAG_DUR("interval", &s_wo.interval_ms, 100, 3600 * 1000.0,
+                .arg = "SECONDS", .dflt = "1",
+                .help = "how often to ask the collector"),
+    DV_FLAG_DUR("timeout", &s_wo.timeout_ms, 0, 31 * 86400 * 1000.0,
+                .arg = "SECONDS", .dflt = "0",
+                .help = "give up after this long (exit 6); 0 waits for ever"),
+    DV_FLAG_TABLE_END,
+};
+
+/* The batch answer as the one progress bar's numbers. */
+static cli_progress_t
+s_progress(const json_t *b)
 {
     const json_t *c = json_object_get(b, "counts");
-    int64_t total = monitor_int(b, "total"), done = monitor_int(b, "done");
-    int64_t ok = monitor_int(c, "succeeded"), dead = monitor_int(c, "dead"),
-            cancelled = monitor_int(c, "cancelled"),
-            running = monitor_int(c, "running");
-    double frac = total > 0 ? (double)done / (double)total : 0;
     const json_t *eta = json_object_get(b, "eta_s");
-    char etas[32] = "?";
-    if (json_is_number(eta))
-        snprintf(etas, sizeof etas, "%s",
-                 cli_dur((int64_t)(json_number_value(eta) * 1000)));
-    char extra[96] = "";
-    size_t n = 0;
-    if (dead)
-        n += (size_t)snprintf(extra, sizeof extra, " dead %" PRId64, dead);
-    if (cancelled && n < sizeof extra)
-        snprintf(extra + n, sizeof extra - n, " cancelled %" PRId64, cancelled);
-    if (bar) {
-        enum { W = 24 };
-        char b24[W + 1];
-        for (int i = 0; i < W; i++)
-            b24[i] = i < (int)(frac * W) ? '#' : '-';
-        b24[W] = '\0';
-        fprintf(stderr,
-                "\r[%s] %" PRId64 "/%" PRId64 " %3d%% ok %" PRId64 "%s "
-                "run %" PRId64 " %s/s ETA %s\033[K",
-                b24, done, total, (int)(frac * 100), ok, extra, running,
-                cli_rate(json_number_value(json_object_get(b, "rate"))), etas);
-        if (final)
-            fputs("\n", stderr);
-        fflush(stderr);
-    } else {
-        printf("batch %s: %" PRId64 "/%" PRId64 " done (%d%%), succeeded "
-               "%" PRId64 "%s, running %" PRId64 ", %s jobs/s, ETA %s\n",
-               name, done, total, (int)(frac * 100), ok, extra, running,
-               cli_rate(json_number_value(json_object_get(b, "rate"))),
-               final ? "-" : etas);
-        fflush(stdout);
-    }
+    return (cli_progress_t){
+        .done = monitor_int(b, "done"),
+        .total = monitor_int(b, "total"),
+        .succeeded = monitor_int(c, "succeeded"),
+        .dead = monitor_int(c, "dead"),
+        .cancelled = monitor_int(c, "cancelled"),
+        .running = monitor_int(c, "running"),
+        .rate = json_number_value(json_object_get(b, "rate")),
+        .eta_s = json_is_number(eta) ? json_number_value(eta) : -1,
+    };
 }
 
-int
-watch_main(int argc, char **argv)
+static int
+s_watch(cli_t *c, int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: drover watch [--collector EP] [--interval S] [--timeout S]\n"
-        "                    [--json] BATCH\n"
-        "\n"
-        "Follows a batch (submit --batch NAME) until every job of it ended:\n"
-        "a progress bar with rate and ETA on a terminal, else a line every\n"
-        "few seconds. Waits for the batch to appear if it is not known yet.\n"
-        "\n"
-        "Exit status (as submit --wait): 0 every job succeeded; 1 a job\n"
-        "ended dead or cancelled, or --timeout passed first; 2 usage; 3 the\n"
-        "collector cannot be reached.\n";
-    static const int allowed[] = { O_INTERVAL, O_TIMEOUT, 0 };
-    s_opts_t o;
-    int r = s_parse(argc, argv, usage, allowed, 1, &o);
-    if (r >= 0)
-        return r;
-    const char *name = argv[optind];
+    (void)argc;
+    const char *name = argv[0];
     json_t *args = json_pack("{s:s}", "name", name);
-    char *args_json = json_dumps(args, JSON_COMPACT);
-    json_decref(args);
-    const char *ep = monitor_endpoint(o.collector);
-    bool bar = !o.json && isatty(STDERR_FILENO);
+    bool bar = !c->json && isatty(STDERR_FILENO);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = s_on_int;
     sigaction(SIGINT, &sa, NULL);
+    char label[160];
+    snprintf(label, sizeof label, "batch %s", name);
     int64_t start = dv_mono_ms(), last_line = 0;
     bool waiting_said = false;
-    int code = 1;
+    int code = CLI_FAILED;
     for (;;) {
         json_t *b;
-        int rc = monitor_query(ep, "watch", "batch", NULL, args_json,
-                               S_TIMEOUT_MS, &b, false);
+        int rc = s_ask(c, "batch", NULL, args, S_TIMEOUT_MS, &b);
         if (rc) {
+            if (bar && last_line)
+                fputs("\n", stderr);
             code = rc;
             break;
         }
         int64_t total = monitor_int(b, "total");
         bool finished = json_is_true(json_object_get(b, "finished"));
         int64_t mono = dv_mono_ms();
-        if (total == 0 && !waiting_said && !o.json) {
+        cli_progress_t p = s_progress(b);
+        if (total == 0 && !waiting_said && !c->json) {
             fprintf(stderr,
                     "drover watch: no job of batch %s seen yet; "
                     "waiting\n",
                     name);
             waiting_said = true;
-        } else if (total > 0 && !o.json &&
-                   (bar || finished || mono - last_line >= 5000)) {
-            s_draw_batch(name, b, bar, finished);
+        } else if (total > 0 && !c->json && bar) {
+            cli_bar(stderr, &p, finished);
+            last_line = mono;
+        } else if (total > 0 && !c->json &&
+                   (finished || mono - last_line >= 5000)) {
+            if (finished)
+                p.eta_s = 0;
+            cli_progress_line(stdout, label, &p);
             last_line = mono;
         }
         if (finished) {
-            const json_t *c = json_object_get(b, "counts");
-            code = monitor_int(c, "dead") || monitor_int(c, "cancelled");
-            if (o.json)
-                s_print_json(b);
+            code = p.dead || p.cancelled ? CLI_FAILED : CLI_OK;
+            if (c->json)
+                cli_print_json(b);
             json_decref(b);
             break;
         }
         json_decref(b);
-        bool late =
-            o.timeout_s > 0 && mono - start >= (int64_t)(o.timeout_s * 1000);
+        bool late = s_wo.timeout_ms > 0 && mono - start >= s_wo.timeout_ms;
         if (s_interrupted || late) {
-            if (bar)
+            if (bar && last_line)
                 fputs("\n", stderr);
-            fprintf(stderr, "drover watch: %s before batch %s ended\n",
-                    s_interrupted ? "interrupted" : "--timeout passed", name);
-            code = s_interrupted ? 130 : 1;
+            if (s_interrupted)
+                code = cli_fail(c, 130, "interrupted",
+                                "interrupted before batch %s ended", name);
+            else
+                code = cli_fail(c, CLI_TIMEOUT, NULL,
+                                "--timeout passed before batch %s ended", name);
             break;
         }
-        poll(NULL, 0, (int)(o.interval_s * 1000));
+        poll(NULL, 0, (int)s_wo.interval_ms);
     }
-    free(args_json);
+    json_decref(args);
     return code;
 }
+
+const cli_cmd_t cli_watch = {
+    .name = "watch",
+    .summary = "follow a batch: progress bar and ETA",
+    .args = "BATCH",
+    .min_args = 1,
+    .max_args = 1,
+    .about = "Follows a batch (submit --batch NAME) until every job of it "
+             "ended: a progress bar with rate and ETA on a terminal, else a "
+             "line every five seconds. Waits for the batch to appear if it "
+             "is not known yet. With --json, prints the batch's counts once "
+             "it ended.\n\n"
+             "Exit 0 every job succeeded; 1 a job ended dead or cancelled; 3 "
+             "the collector cannot be reached; 6 --timeout passed first.",
+    .examples = "  drover submit --batch nightly --jsonl jobs.jsonl && "
+                "drover watch nightly\n"
+                "  drover watch nightly --timeout 1h --json\n",
+    .flags = s_watch_flags,
+    .shared = CLI_JSON | CLI_COLLECTOR,
+    .run = s_watch,
+};

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cli_out.h"
 
@@ -15,11 +16,16 @@
 /* flag if set, else $DROVER_COLLECTOR, else MONITOR_DEFAULT_ENDPOINT. */
 const char *monitor_endpoint(const char *flag);
 
+/* The queue table of status, queues and top: name, state (active or
+ * paused), depth, workers serving it, rate limit and running limit. Names
+ * are cut with an ellipsis unless wide. */
+void monitor_queue_table(FILE *out, const json_t *queues, bool wide);
+
 /* Sends verb (with an optional job id and JSON object of arguments) to the
  * collector at endpoint and waits up to timeout_ms for the answer. On
  * success returns 0 with *body_out a new reference to the answer. Else
- * returns 3 (unreachable), 1 (refused: no such job, bad argument; or an
- * unreadable answer) or 2 (bad endpoint), after printing why to stderr
+ * returns an exit code (cli_exit_t): 3 unreachable, 4 not found, 5 denied,
+ * 1 otherwise refused or an unreadable answer, 2 a bad endpoint, after printing why to stderr
  * as "drover CMD: ..." unless quiet. Blocks. */
 int monitor_query(const char *endpoint, const char *cmd, const char *verb,
                   const char *id, const char *args_json, int timeout_ms,

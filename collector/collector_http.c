@@ -134,6 +134,21 @@ s_metrics(collector_http_t *self, struct MHD_Connection *c)
                   buf, len);
 }
 
+unsigned
+collector_http_status_of(const char *verb, const json_t *body)
+{
+    /* A batch no job of which was seen does not exist (the query socket
+     * answers it with zero counts, which `drover watch` waits on). */
+    if (!strcmp(verb, "batch") &&
+        json_integer_value(json_object_get(body, "total")) == 0)
+        return MHD_HTTP_NOT_FOUND;
+    /* down: for load balancers and probes that read the status only */
+    if (!strcmp(verb, "health") &&
+        json_integer_value(json_object_get(body, "status")) >= 2)
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
+    return MHD_HTTP_OK;
+}
+
 /* Answers /api/VERB[/ARG] from the same code as the query socket. */
 static enum MHD_Result
 s_api(collector_http_t *self, struct MHD_Connection *c, const char *path)
@@ -185,10 +200,22 @@ s_api(collector_http_t *self, struct MHD_Connection *c, const char *path)
     json_t *body = collector_query_run(self->q, run, args, dv_now_ms(), &code,
                                        why, sizeof why);
     json_decref(args);
-    if (!body)
-        return s_send_error(c, (unsigned)collector_query_http_status(code),
-                            why);
-    return s_send_json(c, MHD_HTTP_OK, body);
+    if (!body) {
+        /* /api/jobs/ID with an ID that is no job id names nothing there
+         * is: 404 as for an unknown one. */
+        unsigned status = (unsigned)collector_query_http_status(code);
+        if (!strcmp(run, "job") && code == DV_CODE_INVALID_ARGUMENT)
+            status = MHD_HTTP_NOT_FOUND;
+        return s_send_error(c, status, why);
+    }
+    unsigned status = collector_http_status_of(run, body);
+    if (status == MHD_HTTP_NOT_FOUND) {
+        snprintf(why, sizeof why, "no job of batch '%.200s' seen",
+                 json_string_value(json_object_get(body, "name")));
+        json_decref(body);
+        return s_send_error(c, status, why);
+    }
+    return s_send_json(c, status, body);
 }
 
 /* The peer's numeric address into peer (for the log). */

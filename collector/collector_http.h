@@ -43,6 +43,10 @@ collector_http_t *collector_http_new(const char *addr,
                                      const collector_query_t *q,
                                      const collector_http_access_t *access);
 
+/* The HTTP status of a successful answer to verb: 404 for a batch no job
+ * of which was seen, 503 for health when a broker is down, else 200. */
+unsigned collector_http_status_of(const char *verb, const json_t *body);
+
 /* 1 when addr resolves, as collector_http_new would bind it, to a loopback
  * address (127.0.0.0/8, ::1); 0 when it reaches beyond this host ("*",
  * another address); -1 with the reason in err when it does not resolve. */

@@ -17,6 +17,7 @@
 #include "dv_clock.h"
 #include "dv_err.h"
 #include "dv_flags.h"
+#include "dv_hist.h"
 #include "dv_id.h"
 #include "dv_map.h"
 #include "dv_json.h"
@@ -945,6 +946,35 @@ t_endpoint_is_local(void **state)
         assert_false(dv_endpoint_is_local(open_eps[i]));
 }
 
+/* A quantile is never below the value at its rank: with two values p99
+ * and p95 are the larger, p50 the smaller; one value is every quantile. */
+static void
+t_hist_quantile_rank(void **state)
+{
+    (void)state;
+    dv_hist_t h;
+    dv_hist_reset(&h);
+    assert_int_equal(dv_hist_quantile(&h, 0.99), 0);
+    dv_hist_record(&h, 40);
+    assert_int_equal(dv_hist_quantile(&h, 0.0), 40);
+    assert_int_equal(dv_hist_quantile(&h, 0.99), 40);
+    dv_hist_record(&h, 5000);
+    assert_int_equal(dv_hist_quantile(&h, 0.99), 5000);
+    assert_int_equal(dv_hist_quantile(&h, 0.95), 5000);
+    assert_true(dv_hist_quantile(&h, 0.50) >= 40);
+    assert_true(dv_hist_quantile(&h, 0.50) < 5000);
+    /* 100 values 1..100: p99 is the 99th, p50 the 50th (bucket edges may
+     * round up, never down, never past the max) */
+    dv_hist_reset(&h);
+    for (uint64_t v = 1; v <= 100; v++)
+        dv_hist_record(&h, v);
+    assert_true(dv_hist_quantile(&h, 0.99) >= 99);
+    assert_true(dv_hist_quantile(&h, 0.99) <= 100);
+    assert_true(dv_hist_quantile(&h, 0.50) >= 50);
+    assert_true(dv_hist_quantile(&h, 0.50) < 60);
+    assert_int_equal(dv_hist_quantile(&h, 1.0), 100);
+}
+
 int
 main(void)
 {
@@ -972,6 +1002,7 @@ main(void)
         cmocka_unit_test(t_text_escape),
         cmocka_unit_test(t_text_valid),
         cmocka_unit_test(t_endpoint_is_local),
+        cmocka_unit_test(t_hist_quantile_rank),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 #include "dv_hist.h"
 
+#include <math.h>
 #include <string.h>
 
 void
@@ -52,7 +53,11 @@ dv_hist_quantile(const dv_hist_t *h, double q)
         q = 0;
     if (q > 1)
         q = 1;
-    uint64_t want = (uint64_t)(q * (double)(h->total - 1)), seen = 0;
+    /* The nearest rank: the ceil(q * n)-th smallest value (1-based), so a
+     * quantile is never below the value at its rank (with 2 values, p99
+     * is the larger). */
+    double rank = ceil(q * (double)h->total);
+    uint64_t want = rank > 1 ? (uint64_t)rank - 1 : 0, seen = 0;
     for (unsigned i = 0; i < DV_HIST_BUCKETS; i++) {
         seen += h->counts[i];
         if (seen > want) {

@@ -20,8 +20,10 @@ typedef struct {
 void dv_hist_reset(dv_hist_t *h);
 void dv_hist_record(dv_hist_t *h, uint64_t value);
 
-/* The value at quantile q (0..1): the upper edge of the bucket holding it,
- * never more than the largest value recorded. 0 if empty. */
+/* The value at quantile q (0..1) by nearest rank (the ceil(q * n)-th
+ * smallest): the upper edge of the bucket holding it, never more than the
+ * largest value recorded, never less than the value at that rank. 0 if
+ * empty. */
 uint64_t dv_hist_quantile(const dv_hist_t *h, double q);
 
 #endif

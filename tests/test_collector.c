@@ -823,6 +823,18 @@ t_metrics_and_api(void **state)
     body = s_http_get(fx->http_port, "/api/nope", &status);
     assert_int_equal(status, 404);
     free(body);
+    /* A missing thing is 404: a batch no job of which was seen, a job id
+     * nobody has, and a path that is no job id at all. */
+    static const char *missing[] = {
+        "/api/batches/nope", "/api/jobs/01a20494-0000-7000-8000-000000000000",
+        "/api/jobs/nope", "/api/keys/nope"
+    };
+    for (size_t i = 0; i < 4; i++) {
+        body = s_http_get(fx->http_port, missing[i], &status);
+        if (status != 404)
+            fail_msg("%s: %d, not 404: %s", missing[i], status, body);
+        free(body);
+    }
     body = s_http_get(fx->http_port, "/api/jobs?limit=0", &status);
     assert_int_equal(status, 400);
     assert_non_null(strstr(body, "limit"));
@@ -866,7 +878,8 @@ t_cli_dead_job(void **state)
     assert_string_equal(json_string_value(json_object_get(job, "id")), bad[0]);
     assert_string_equal(json_string_value(json_object_get(job, "state")),
                         "dead");
-    assert_int_equal(s_geti(job, "attempts", NULL), 2);
+    assert_int_equal(s_geti(job, "attempt", NULL), 2); /* a number */
+    assert_null(json_object_get(job, "attempts"));
     assert_string_equal(json_string_value(json_object_get(job, "category")),
                         "timeout");
     json_decref(j);
@@ -921,12 +934,16 @@ t_cli_dead_job(void **state)
                      2);
     assert_int_equal(harness_cli(out, sizeof out, "job",
                                  "01a20494-0000-7000-8000-000000000000",
-                                 "--collector", fx->bind, NULL),
-                     1);
+                                 "--collector", fx->bind, "--broker",
+                                 h->clients, NULL),
+                     4);
+    assert_int_equal(harness_cli(out, sizeof out, "job", "nope", "--collector",
+                                 fx->bind, NULL),
+                     2);
     /* watch: the batch-less jobs are no batch; an unknown batch times out. */
     assert_int_equal(harness_cli(out, sizeof out, "watch", "nope", "--timeout",
                                  "0.5", "--collector", fx->bind, NULL),
-                     1);
+                     6);
 }
 
 static void
@@ -980,6 +997,9 @@ t_health(void **state)
     c.want = 2;
     c.what = "unreachable";
     assert_true(harness_wait_until(s_health_is, &c, 10000));
+    int status;
+    free(s_http_get(fx->http_port, "/api/health", &status));
+    assert_int_equal(status, 503); /* down */
     char out[8192];
     /* status falls back to nothing: the collector still answers. */
     assert_int_equal(
