@@ -7,10 +7,6 @@ int up_main(int argc, char **argv);
 
 #include "cli_cmd.h"
 
-/* The broker's own view for `drover status` (cli/ctl.c): what
- * monitor_status_main falls back to without a collector. */
-int status_main(int argc, char **argv);
-
 /* Control through the broker (cli/ctl.c): `drover cancel`, `retry`,
  * `pause`, `resume`, `purge`, `limit`, `drain`, `check`. */
 extern const cli_cmd_t cli_cancel;

@@ -1,8 +1,6 @@
 /* Control verbs that go through the broker: `drover cancel`, `retry`,
  * `pause`, `resume`, `purge`, `limit`, `drain` and `check` (entries of the
- * command table), and the broker's own view for `drover status`
- * (status_main, which cli/monitor.c falls back to). */
-#include <getopt.h>
+ * command table). */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,246 +19,6 @@
 #include "dv_util.h"
 #include "monitor.h"
 
-#define CLI_EXIT_UNREACHABLE 3
-
-/* Parses --broker and --json, and requires nargs arguments after them (at
- * argv[optind]; -1: one or more). Returns -1 to go on, else an exit code. */
-static int
-s_parse(int argc, char **argv, const char *usage, int nargs,
-        const char **broker, int *json)
-{
-    static const struct option opts[] = {
-        { "broker", required_argument, 0, 'b' },
-        { "json", no_argument, 0, 'j' },
-        { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 },
-    };
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'b':
-            *broker = optarg;
-            break;
-        case 'j':
-            *json = 1;
-            break;
-        case 'h':
-            fputs(usage, stdout);
-            return 0;
-        default:
-            fputs(usage, stderr);
-            return 2;
-        }
-    }
-    if (nargs < 0 ? optind >= argc : optind != argc - nargs) {
-        fputs(usage, stderr);
-        return 2;
-    }
-    return -1;
-}
-
-/* Connects to the broker (CurveZMQ from DROVER_CURVE_*). NULL after
- * printing why: a malformed endpoint, a certificate that cannot be used
- * (exit 2). */
-static drover_client_t *
-s_connect(const char *broker, int timeout_ms, const char *what)
-{
-    drover_client_t *c = drover_connect(broker, timeout_ms);
-    if (!c)
-        fprintf(stderr, "drover %s: %s\n", what, drover_last_error(NULL));
-    return c;
-}
-
-static int
-s_fail(drover_client_t *c, const char *what, int rc)
-{
-    fprintf(stderr, "drover %s: %s\n", what,
-            c ? drover_last_error(c) : drover_strerror(rc));
-    return rc == DROVER_EUNREACHABLE || rc == DROVER_ETIMEOUT
-               ? CLI_EXIT_UNREACHABLE
-               : 1;
-}
-
-static const char *
-s_str(const json_t *o, const char *key)
-{
-    const char *v = json_string_value(json_object_get(o, key));
-    return v ? v : "";
-}
-
-/* status from a broker group: with several endpoints each is asked on its
- * own, the answer shown is the active broker's (a standby's only when no
- * broker is active), and group gets one line per endpoint saying which is
- * which. Returns 0 with *body, or the exit code after saying why. */
-static int
-s_group_status(const char *broker, char **body, char *group, size_t size)
-{
-    char **eps = NULL;
-    int n = dv_strv_split(
-        broker ? broker : dv_env_or("DROVER_BROKER", DROVER_DEFAULT_ENDPOINT),
-        &eps);
-    int code = 0;
-    size_t used = 0;
-    for (int i = 0; i < n && n > 1; i++) {
-        drover_client_t *c = drover_connect(eps[i], 1500);
-        char *text = NULL;
-        int rc = c ? drover_ctrl(c, "status", NULL, NULL, &text) : -1;
-        drover_close(&c);
-        json_t *st = rc == DROVER_OK && text ? json_loads(text, 0, NULL) : NULL;
-        const char *role = !st                                     ? "no answer"
-                           : !strcmp(s_str(st, "role"), "standby") ? "standby"
-                                                                   : "active";
-        if (used < size)
-            used +=
-                (size_t)snprintf(group + used, size - used, "%-8s %s %s\n",
-                                 role, eps[i], st ? s_str(st, "broker") : "");
-        bool active = st && !strcmp(role, "active");
-        if (st && (active || !*body)) { /* a standby's only until then */
-            free(*body);
-            *body = text;
-            text = NULL;
-        }
-        free(text);
-        json_decref(st);
-        if (active)
-            break;
-    }
-    if (n > 1 && used < size)
-        snprintf(group + used, size - used, "\n");
-    if (n > 1 && !*body) {
-        fprintf(stderr, "drover status: no broker of %s answers\n",
-                broker ? broker : dv_env_or("DROVER_BROKER", ""));
-        code = CLI_EXIT_UNREACHABLE;
-    }
-    dv_strv_free(&eps);
-    if (n > 1)
-        return code;
-    group[0] = '\0';
-    drover_client_t *c = s_connect(broker, 3000, "status");
-    if (!c)
-        return 2;
-    int rc = drover_ctrl(c, "status", NULL, NULL, body);
-    if (rc != DROVER_OK)
-        code = s_fail(c, "status", rc);
-    drover_close(&c);
-    return code;
-}
-
-int
-status_main(int argc, char **argv)
-{
-    static const char usage[] =
-        "usage: drover status [--broker EP] [--json]\n"
-        "\n"
-        "Shows the broker's queues (queued, scheduled, running), its workers\n"
-        "and counters. With several endpoints (a group of brokers on one\n"
-        "PostgreSQL store), asks each: says which is active and which are\n"
-        "standbys, and shows the active one. Exit 3 if no broker answers.\n";
-    const char *broker = NULL;
-    int json = 0;
-    int r = s_parse(argc, argv, usage, 0, &broker, &json);
-    if (r >= 0)
-        return r;
-    char *body = NULL;
-    char group[2048] = "";
-    int code = s_group_status(broker, &body, group, sizeof group);
-    if (code != 0)
-        return code;
-    if (json) {
-        printf("%s\n", body);
-        free(body);
-        return 0;
-    }
-    json_error_t err;
-    json_t *st = json_loads(body, 0, &err);
-    free(body);
-    if (!st) {
-        fprintf(stderr, "drover status: unreadable answer: %s\n", err.text);
-        return 1;
-    }
-    json_t *counters = json_object_get(st, "counters");
-    if (group[0])
-        printf("%s", group);
-    if (!strcmp(s_str(st, "role"), "standby")) {
-        printf("broker %s  STANDBY: %s\n", s_str(st, "broker"),
-               s_str(st, "lock"));
-        json_decref(st);
-        return 0;
-    }
-    printf("broker %s  store %s  up %llds\n",
-           json_string_value(json_object_get(st, "broker")),
-           json_string_value(json_object_get(st, "store")),
-           (long long)json_integer_value(json_object_get(st, "uptime_ms")) /
-               1000);
-    const json_t *sf = json_object_get(st, "store_failure");
-    if (sf) {
-        long long since =
-            (long long)json_integer_value(json_object_get(sf, "since_ms"));
-        printf("store FAILING: %s for %llds; %lld jobs refused, %lld writes "
-               "waiting (submits refused, dispatch paused)\n",
-               json_string_value(json_object_get(sf, "error")),
-               since > 0 ? ((long long)dv_now_ms() - since) / 1000 : 0,
-               (long long)json_integer_value(json_object_get(sf, "refused")),
-               (long long)json_integer_value(json_object_get(sf, "waiting")));
-    }
-    printf("\n%-20s %9s %9s %8s  %s\n", "QUEUE", "QUEUED", "SCHEDULED",
-           "RUNNING", "LIMITS");
-    size_t i;
-    json_t *q;
-    json_array_foreach(json_object_get(st, "queues"), i, q)
-    {
-        char limits[64] = "";
-        size_t n = 0;
-        double rate = json_number_value(json_object_get(q, "rate"));
-        long long maxrun =
-            (long long)json_integer_value(json_object_get(q, "max_running"));
-        if (json_is_true(json_object_get(q, "paused")))
-            n += (size_t)snprintf(limits + n, sizeof limits - n, "paused ");
-        if (rate > 0 && n < sizeof limits)
-            n += (size_t)snprintf(limits + n, sizeof limits - n, "%g/s ", rate);
-        if (maxrun > 0 && n < sizeof limits)
-            snprintf(limits + n, sizeof limits - n, "max %lld running", maxrun);
-        printf("%-20.20s %9lld %9lld %8lld  %s\n",
-               json_string_value(json_object_get(q, "name")),
-               (long long)json_integer_value(json_object_get(q, "queued")),
-               (long long)json_integer_value(json_object_get(q, "scheduled")),
-               (long long)json_integer_value(json_object_get(q, "running")),
-               limits);
-    }
-    printf("\n%-30s %6s %7s %10s %8s\n", "WORKER", "SLOTS", "RUNNING",
-           "PROCESSED", "FAILED");
-    json_t *w;
-    json_array_foreach(json_object_get(st, "workers"), i, w)
-    {
-        printf("%-30.30s %6lld %7lld %10lld %8lld\n",
-               json_string_value(json_object_get(w, "name")),
-               (long long)json_integer_value(json_object_get(w, "concurrency")),
-               (long long)json_integer_value(json_object_get(w, "running")),
-               (long long)json_integer_value(json_object_get(w, "processed")),
-               (long long)json_integer_value(json_object_get(w, "failed")));
-    }
-    printf(
-        "\nsubmitted %lld  succeeded %lld  failed attempts %lld  retried %lld  "
-        "dead %lld  cancelled %lld  lost %lld\n",
-        (long long)json_integer_value(json_object_get(counters, "submitted")),
-        (long long)json_integer_value(json_object_get(counters, "succeeded")),
-        (long long)json_integer_value(json_object_get(counters, "failed")),
-        (long long)json_integer_value(json_object_get(counters, "retried")),
-        (long long)json_integer_value(json_object_get(counters, "dead")),
-        (long long)json_integer_value(json_object_get(counters, "cancelled")),
-        (long long)json_integer_value(json_object_get(counters, "lost")));
-    monitor_print_leases(counters);
-    json_decref(st);
-    return 0;
-}
-
-/* ---- queue control ------------------------------------------------------- */
-/* ---- the commands of the table: talking to the broker -------------------- */
-
-/* Connects to the broker (--broker, DROVER_BROKER; CurveZMQ from
- * DROVER_CURVE_*). NULL after saying why in *code: a malformed endpoint,
- * a certificate that cannot be used. */
 static drover_client_t *
 s_open(const cli_t *c, int timeout_ms, int *code)
 {
@@ -519,8 +277,9 @@ const cli_cmd_t cli_retry = {
 
 /* ---- queue settings: pause, resume, limit ---------------------------------- */
 
-/* {"queue", "paused", "rate", "max_running"} from an answer (the broker's
- * to a change, or its status entry of the queue, named "name"). */
+/* {"queue", "paused", "rate_limit", "max_running"} from an answer (the
+ * broker's to a change, or its status entry of the queue, named "name"):
+ * the names `status` and `queues` use. */
 static json_t *
 s_settings(const json_t *q)
 {
@@ -529,7 +288,7 @@ s_settings(const json_t *q)
         name = json_string_value(json_object_get(q, "name"));
     return json_pack(
         "{s:s, s:b, s:f, s:I}", "queue", name ? name : "", "paused",
-        json_is_true(json_object_get(q, "paused")), "rate",
+        json_is_true(json_object_get(q, "paused")), "rate_limit",
         json_number_value(json_object_get(q, "rate")), "max_running",
         (json_int_t)json_number_value(json_object_get(q, "max_running")));
 }
@@ -569,7 +328,7 @@ s_queue_status(const cli_t *c, drover_client_t *d, const char *queue,
 static void
 s_print_settings(const json_t *s)
 {
-    double rate = json_number_value(json_object_get(s, "rate"));
+    double rate = json_number_value(json_object_get(s, "rate_limit"));
     json_int_t maxrun = json_integer_value(json_object_get(s, "max_running"));
     printf("%s: %s; ", json_string_value(json_object_get(s, "queue")),
            json_is_true(json_object_get(s, "paused")) ? "paused" : "running");

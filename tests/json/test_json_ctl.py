@@ -100,7 +100,7 @@ def test_pause_needs_a_known_queue(cluster) -> None:
     assert r.rc == 0, r.err
     doc = r.json()
     validate(doc, "pause")
-    assert doc == {"queue": "ctl-nosuchqueue", "paused": True, "rate": 0,
+    assert doc == {"queue": "ctl-nosuchqueue", "paused": True, "rate_limit": 0,
                    "max_running": 0}
     # Known from now on.
     r = cluster.run("resume", "ctl-nosuchqueue", "--json")
@@ -116,14 +116,14 @@ def test_limit_shows_and_sets(cluster) -> None:
     assert r.rc == 0, r.err
     doc = r.json()
     validate(doc, "limit")
-    assert doc == {"queue": "ctl-limit", "paused": True, "rate": 0,
+    assert doc == {"queue": "ctl-limit", "paused": True, "rate_limit": 0,
                    "max_running": 0}
     r = cluster.run("limit", "ctl-limit", "--rate", "2.5", "--max-running",
                     "3", "--json")
     assert r.rc == 0, r.err
     doc = r.json()
     validate(doc, "limit")
-    assert doc["rate"] == 2.5 and doc["max_running"] == 3
+    assert doc["rate_limit"] == 2.5 and doc["max_running"] == 3
     # Without flags: shows them, as text too.
     r = cluster.run("limit", "ctl-limit")
     assert r.rc == 0

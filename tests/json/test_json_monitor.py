@@ -57,7 +57,7 @@ def jobs(cluster: Cluster) -> Dict[str, str]:
                  "--backoff-base", "0.1", "--no-jitter")
     for _ in range(3):
         submit(cluster, "--type", "echo", "--queue", "default", "--batch", "mon-b")
-    assert cluster.run("pause", "mon-limited-queue-with-a-long-name").rc == 0
+    assert cluster.run("pause", "--create", "mon-limited-queue-with-a-long-name").rc == 0
     assert cluster.run("limit", "mon-limited-queue-with-a-long-name",
                        "--rate", "2.5", "--max-running", "3").rc == 0
     ended(cluster, ok, "succeeded")
