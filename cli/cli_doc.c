@@ -315,7 +315,7 @@ s_man_page(const cli_cmd_t *cmd, FILE *out)
     fputs("\n.SH DESCRIPTION\n", out);
     s_roff_paragraphs(cmd->about ? cmd->about : cmd->summary, out);
     if (cmd->own && !cmd->flags) {
-        fprintf(out, ".PP\n'drover %s \\-\\-help' lists its options.\n",
+        fprintf(out, ".PP\n\\&'drover %s \\-\\-help' lists its options.\n",
                 cmd->name);
     } else {
         fputs(".SH OPTIONS\n", out);
