@@ -20,74 +20,6 @@ static volatile int s_stop;
 static volatile int s_dump;
 static volatile int s_reload;
 
-static void
-s_usage(FILE *out)
-{
-    fprintf(
-        out,
-        "usage: drover broker [OPTIONS]\n"
-        "\n"
-        "Accepts jobs, keeps them durably, hands them to workers.\n"
-        "\n"
-        "  --clients EP         bind for producers and the CLI   "
-        "(tcp://127.0.0.1:7700)\n"
-        "  --workers EP         bind for worker supervisors      "
-        "(tcp://127.0.0.1:7701)\n"
-        "  --events EP          bind for the event PUB socket    "
-        "(tcp://127.0.0.1:7702)\n"
-        "  --curve-secret FILE  CurveZMQ on all three sockets: the broker's\n"
-        "                       secret certificate (NAME.key_secret from\n"
-        "                       `drover keygen`, mode 0600; env\n"
-        "                       DROVER_CURVE_SECRET)\n"
-        "  --curve-clients DIR  public certificates of role client (submit,\n"
-        "                       wait, status, job; env DROVER_CURVE_CLIENTS)\n"
-        "  --curve-operators DIR  role operator (everything, control verbs;\n"
-        "                       env DROVER_CURVE_OPERATORS)\n"
-        "  --curve-workers DIR  role worker (a worker's --name must be its\n"
-        "                       certificate's name; env DROVER_CURVE_WORKERS)\n"
-        "  --curve-observers DIR  role observer (events, status; env\n"
-        "                       DROVER_CURVE_OBSERVERS)\n"
-        "  --insecure-bind      without --curve-secret, allow binding beyond\n"
-        "                       loopback: anyone who reaches the ports may\n"
-        "                       submit, control and pose as a worker\n"
-        "  --store URL          sqlite:PATH or a path            (env "
-        "DROVER_STORE,\n"
-        "                       default ./drover.db)\n"
-        "  --sync MODE          full (default: survives power loss), normal\n"
-        "                       (survives a crash of the broker), off (tests)\n"
-        "  --heartbeat S        heartbeat period, seconds         (1)\n"
-        "  --worker-timeout S   silence before a worker's jobs are requeued "
-        "(5)\n"
-        "  --rejoin-window S    after a start, how long recovered jobs wait "
-        "for\n"
-        "                       the workers that held them to rejoin (3 "
-        "heartbeats,\n"
-        "                       at least 0.5)\n"
-        "  --max-attempts N     default attempts per job          (5)\n"
-        "  --backoff-base S     default first retry delay         (1)\n"
-        "  --backoff-factor F   default growth per attempt        (2)\n"
-        "  --backoff-cap S      default largest retry delay       (300)\n"
-        "  --result-ttl S       keep finished jobs this long      (86400)\n"
-        "  --key-grant-ttl S    life of an API-key grant at a worker (1)\n"
-        "  --key-probe S        probe a disabled API key this often (300;\n"
-        "                       0: never)\n"
-        "  --queue-rate Q=R     start at most R jobs/s of queue Q, fleet-wide\n"
-        "                       (repeatable; 0 = no limit; kept in the store)\n"
-        "  --queue-max-running Q=N  at most N jobs of queue Q running at "
-        "once,\n"
-        "                       fleet-wide (repeatable; 0 = no limit)\n"
-        "  --log-level L        debug|info|warn|error             (info)\n"
-        "  --log-format F       json (default) | text\n"
-        "  -h, --help\n"
-        "\n"
-        "Durations are seconds, fractions allowed (0.5), or with a unit "
-        "(250ms,\n"
-        "2m, 1h). SIGUSR1 writes a state dump to the log; SIGHUP reloads the\n"
-        "CurveZMQ certificate and allow-lists; SIGTERM/SIGINT stop after the\n"
-        "current pass (every acknowledged job is already stored). See\n"
-        "docs/security.md.\n");
-}
-
 /* --queue-rate / --queue-max-running: QUEUE=NUMBER, kept as given. */
 typedef struct {
     const char **list;
@@ -112,64 +44,152 @@ s_limit(const dv_flag_t *f, const char *v, char *err, size_t es)
 
 static const char *const s_syncs[] = { "full", "normal", "off", NULL };
 
+/* What the flags set; broker_main() clears it, then dv_daemon_parse() sets
+ * every flag's default. */
+static broker_config_t s_cfg;
+static struct {
+    int sync; /* s_syncs is in broker_sync_t order */
+    bool insecure_bind;
+} s_o;
+static s_limits_t s_rates = { s_cfg.queue_rates, &s_cfg.nqueue_rates };
+static s_limits_t s_maxrun = { s_cfg.queue_max_running,
+                               &s_cfg.nqueue_max_running };
+
+const char broker_about[] =
+    "Accepts jobs, keeps them durably in its store, hands them to workers "
+    "and publishes what happens to them as events.";
+
+const char broker_notes[] =
+    "Durations are seconds, fractions allowed (0.5), or with a unit (250ms, "
+    "2m, 1h). Without --curve-secret every endpoint must be loopback "
+    "(127.0.0.0/8, ::1, localhost, ipc://, inproc://) unless "
+    "--insecure-bind; the role allow-lists from the environment are ignored "
+    "without a certificate, given as flags they need one.\n\n"
+    "signals: SIGUSR1 writes a state dump to the log; SIGHUP reloads the "
+    "CurveZMQ certificate and allow-lists; SIGTERM or SIGINT stop after the "
+    "current pass (every acknowledged job is already stored). See "
+    "docs/security.md and docs/configuration.md.";
+
+const char broker_exits[] =
+    "exit status: 0 after a clean stop; 1 when it cannot start or fails; 2 "
+    "on a usage error; 75 when a broker that stepped down for another of "
+    "its group cannot start again as a standby.";
+
+const dv_flag_t broker_flags[] = {
+    DV_FLAG_STR("clients", &s_cfg.clients_ep, .arg = "ENDPOINT",
+                .dflt = "tcp://127.0.0.1:7700",
+                .help = "bind for producers and the drover commands (role "
+                        "client or operator)"),
+    DV_FLAG_STR("workers", &s_cfg.workers_ep, .arg = "ENDPOINT",
+                .dflt = "tcp://127.0.0.1:7701",
+                .help = "bind for worker supervisors (role worker)"),
+    DV_FLAG_STR("events", &s_cfg.events_ep, .arg = "ENDPOINT",
+                .dflt = "tcp://127.0.0.1:7702",
+                .help = "bind for the event PUB socket: collectors and "
+                        "monitors (role observer)"),
+    DV_FLAG_STR("store", &s_cfg.store_url, .arg = "URL", .env = "DROVER_STORE",
+                .dflt = "drover.db", .complete = DV_COMPLETE_FILE,
+                .help = "where jobs are kept: sqlite:PATH or a path (SQLite), "
+                        "or postgres://... (PostgreSQL)"),
+    DV_FLAG_ONE_OF("sync", &s_o.sync, s_syncs, .dflt = "full",
+                   .help = "full: a commit survives power loss; normal: it "
+                           "survives a crash of the broker; off: tests only"),
+    DV_FLAG_DUR("heartbeat", &s_cfg.heartbeat_ms, 10, 86400000, .dflt = "1",
+                .help = "heartbeat period, both ways"),
+    DV_FLAG_DUR("worker-timeout", &s_cfg.worker_timeout_ms, 0, 0, .dflt = "5",
+                .help = "a worker silent this long is lost and its jobs are "
+                        "requeued; at least two heartbeats"),
+    DV_FLAG_DUR("rejoin-window", &s_cfg.rejoin_ms, 0, 0,
+                .help = "after a start, how long recovered jobs wait for the "
+                        "workers that held them to rejoin (default and 0: "
+                        "three heartbeats, at least 0.5)"),
+    DV_FLAG_INTEGER("max-attempts", &s_cfg.default_max_attempts, 1, 1000,
+                    .arg = "N", .dflt = "5",
+                    .help = "attempts of a job that gives none"),
+    DV_FLAG_DUR("backoff-base", &s_cfg.default_backoff.base_ms, 0, 0,
+                .dflt = "1",
+                .help = "first retry delay of a job that gives none"),
+    DV_FLAG_NUMBER("backoff-factor", &s_cfg.default_backoff.factor, 1, 1000,
+                   .arg = "F", .dflt = "2",
+                   .help = "growth of the retry delay per attempt, for a job "
+                           "that gives none"),
+    DV_FLAG_DUR("backoff-cap", &s_cfg.default_backoff.cap_ms, 0, 0,
+                .dflt = "300",
+                .help = "largest retry delay of a job that gives none"),
+    DV_FLAG_DUR("result-ttl", &s_cfg.default_result_ttl_ms, 0, 0,
+                .dflt = "86400",
+                .help = "how long a finished job and its result are kept, for "
+                        "a job that gives none"),
+    DV_FLAG_DUR("key-grant-ttl", &s_cfg.key_grant_ttl_ms, 10, 60000,
+                .dflt = "1",
+                .help = "how long a worker may use an API-key grant before it "
+                        "returns what is left (docs/keys.md)"),
+    DV_FLAG_DUR("key-probe", &s_cfg.key_probe_ms, 0, 0, .dflt = "300",
+                .help = "how often a disabled API key is probed with one "
+                        "request (0: never)"),
+    DV_FLAG_CALL("queue-rate", s_limit, &s_rates, .arg = "Q=R",
+                 .help = "start at most R jobs a second of queue Q, "
+                         "fleet-wide (repeatable; 0: no limit; kept in the "
+                         "store)"),
+    DV_FLAG_CALL("queue-max-running", s_limit, &s_maxrun, .arg = "Q=N",
+                 .help = "at most N jobs of queue Q running at once, "
+                         "fleet-wide (repeatable; 0: no limit)"),
+    DV_FLAG_STR("curve-secret", &s_cfg.curve_secret, .arg = "FILE",
+                .env = DV_CURVE_ENV_SECRET, .complete = DV_COMPLETE_FILE,
+                .help = "CurveZMQ on all three sockets: the broker's secret "
+                        "certificate (NAME.key_secret from drover keygen, "
+                        "mode 0600; empty: none)"),
+    DV_FLAG_STR("curve-clients", &s_cfg.curve_dirs[DV_ROLE_CLIENT],
+                .arg = "DIR", .env = "DROVER_CURVE_CLIENTS",
+                .complete = DV_COMPLETE_DIR,
+                .help = "public certificates of role client: submit, wait, "
+                        "status, job"),
+    DV_FLAG_STR("curve-operators", &s_cfg.curve_dirs[DV_ROLE_OPERATOR],
+                .arg = "DIR", .env = "DROVER_CURVE_OPERATORS",
+                .complete = DV_COMPLETE_DIR,
+                .help = "public certificates of role operator: everything, "
+                        "the control verbs too"),
+    DV_FLAG_STR("curve-workers", &s_cfg.curve_dirs[DV_ROLE_WORKER],
+                .arg = "DIR", .env = "DROVER_CURVE_WORKERS",
+                .complete = DV_COMPLETE_DIR,
+                .help = "public certificates of role worker (a worker's "
+                        "--name must be its certificate's name)"),
+    DV_FLAG_STR("curve-observers", &s_cfg.curve_dirs[DV_ROLE_OBSERVER],
+                .arg = "DIR", .env = "DROVER_CURVE_OBSERVERS",
+                .complete = DV_COMPLETE_DIR,
+                .help = "public certificates of role observer: events, "
+                        "status"),
+    DV_FLAG_ON("insecure-bind", &s_o.insecure_bind,
+               .help = "without --curve-secret, allow binding beyond "
+                       "loopback: anyone who reaches the ports may submit, "
+                       "control and pose as a worker"),
+    DV_FLAG_TABLE_END,
+};
+
 int
 broker_main(int argc, char **argv)
 {
-    broker_config_t cfg = {
-        .clients_ep = "tcp://127.0.0.1:7700",
-        .workers_ep = "tcp://127.0.0.1:7701",
-        .events_ep = "tcp://127.0.0.1:7702",
-        .store_url = dv_env_or("DROVER_STORE", "drover.db"),
-        .sync = BROKER_SYNC_FULL,
-        .heartbeat_ms = 1000,
-        .worker_timeout_ms = 5000,
-        .default_max_attempts = 5,
-        .default_result_ttl_ms = 86400000,
-        .default_backoff = DV_BACKOFF_DEFAULT,
-        .batch_max = 2000,
-        .key_probe_ms = BROKER_KEYS_PROBE_DEFAULT_MS,
-    };
-    /* CurveZMQ from the environment where no flag says otherwise (an empty
-     * flag value turns one off). */
-    const char *env_dirs[DV_ROLE_COUNT_] = { NULL };
-    cfg.curve_secret = getenv(DV_CURVE_ENV_SECRET);
-    for (int r = DV_ROLE_CLIENT; r < DV_ROLE_COUNT_; r++)
-        cfg.curve_dirs[r] = env_dirs[r] = getenv(dv_role_env((dv_role_t)r));
-    int sync = 0;
-    bool insecure_bind = false;
-    s_limits_t rates = { cfg.queue_rates, &cfg.nqueue_rates };
-    s_limits_t maxrun = { cfg.queue_max_running, &cfg.nqueue_max_running };
-    const dv_flag_t flags[] = {
-        DV_FLAG_STR("clients", &cfg.clients_ep),
-        DV_FLAG_STR("workers", &cfg.workers_ep),
-        DV_FLAG_STR("events", &cfg.events_ep),
-        DV_FLAG_STR("store", &cfg.store_url),
-        DV_FLAG_ONE_OF("sync", &sync, s_syncs),
-        DV_FLAG_DUR("heartbeat", &cfg.heartbeat_ms, 10, 86400000),
-        DV_FLAG_DUR("worker-timeout", &cfg.worker_timeout_ms, 0, 0),
-        DV_FLAG_DUR("rejoin-window", &cfg.rejoin_ms, 0, 0),
-        DV_FLAG_INTEGER("max-attempts", &cfg.default_max_attempts, 1, 1000),
-        DV_FLAG_DUR("backoff-base", &cfg.default_backoff.base_ms, 0, 0),
-        DV_FLAG_NUMBER("backoff-factor", &cfg.default_backoff.factor, 1, 1000),
-        DV_FLAG_DUR("backoff-cap", &cfg.default_backoff.cap_ms, 0, 0),
-        DV_FLAG_DUR("result-ttl", &cfg.default_result_ttl_ms, 0, 0),
-        DV_FLAG_DUR("key-grant-ttl", &cfg.key_grant_ttl_ms, 10, 60000),
-        DV_FLAG_DUR("key-probe", &cfg.key_probe_ms, 0, 0),
-        DV_FLAG_CALL("queue-rate", s_limit, &rates),
-        DV_FLAG_CALL("queue-max-running", s_limit, &maxrun),
-        DV_FLAG_STR("curve-secret", &cfg.curve_secret),
-        DV_FLAG_STR("curve-clients", &cfg.curve_dirs[DV_ROLE_CLIENT]),
-        DV_FLAG_STR("curve-operators", &cfg.curve_dirs[DV_ROLE_OPERATOR]),
-        DV_FLAG_STR("curve-workers", &cfg.curve_dirs[DV_ROLE_WORKER]),
-        DV_FLAG_STR("curve-observers", &cfg.curve_dirs[DV_ROLE_OBSERVER]),
-        DV_FLAG_ON("insecure-bind", &insecure_bind),
-        DV_FLAG_TABLE_END,
-    };
-    dv_daemon_t d = { .name = "broker", .usage = s_usage, .flags = flags };
+    memset(&s_cfg, 0, sizeof s_cfg);
+    memset(&s_o, 0, sizeof s_o);
+    /* What no flag sets (the backoff's jitter), before the defaults. */
+    s_cfg.default_backoff = DV_BACKOFF_DEFAULT;
+    s_cfg.batch_max = 2000;
+    dv_daemon_t d = { .name = "broker",
+                      .about = broker_about,
+                      .notes = broker_notes,
+                      .exits = broker_exits,
+                      .flags = broker_flags };
     int rc = dv_daemon_parse(&d, argc, argv);
     if (rc >= 0)
         return rc;
-    cfg.sync = (broker_sync_t)sync; /* s_syncs is in broker_sync_t order */
+    broker_config_t cfg = s_cfg;
+    bool insecure_bind = s_o.insecure_bind;
+    cfg.sync = (broker_sync_t)s_o.sync;
+    /* The allow-lists as the environment gives them (an empty flag value
+     * turns one off). */
+    const char *env_dirs[DV_ROLE_COUNT_] = { NULL };
+    for (int r = DV_ROLE_CLIENT; r < DV_ROLE_COUNT_; r++)
+        env_dirs[r] = getenv(dv_role_env((dv_role_t)r));
     if (cfg.curve_secret && !*cfg.curve_secret)
         cfg.curve_secret = NULL;
     /* Lists from the environment without a certificate are ignored (so

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "drover.h"
+#include "dv_daemon.h"
 #include "dv_curve_client.h"
 
 #ifndef DROVER_VERSION
@@ -117,6 +118,8 @@ cli_tables(const cli_cmd_t *cmd, const dv_flag_t *tables[8])
         tables[n++] = s_yes_flags;
     if (cmd->shared & CLI_JSON)
         tables[n++] = s_json_flags;
+    if (cmd->shared & CLI_DAEMON)
+        tables[n++] = dv_daemon_flags;
     tables[n++] = s_help_flags;
     return n;
 }
@@ -249,6 +252,22 @@ static const char s_exits[] =
     "succeed); 2 usage error; 3 the broker or collector did not answer; "
     "4 not found; 5 not allowed; 6 timed out.";
 
+/* Paragraphs split by "\n\n", each wrapped, a blank line between. */
+static void
+s_paragraphs(const char *p, FILE *out)
+{
+    while (p && *p) {
+        const char *e = strstr(p, "\n\n");
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char para[4096];
+        snprintf(para, sizeof para, "%.*s", (int)n, p);
+        dv_flags_wrap(out, para, 0, 0, S_WIDTH);
+        p = e ? e + 2 : NULL;
+        if (p)
+            fputc('\n', out);
+    }
+}
+
 void
 cli_help(const cli_cmd_t *cmd, FILE *out)
 {
@@ -289,7 +308,7 @@ cli_help(const cli_cmd_t *cmd, FILE *out)
             0, 0, S_WIDTH);
         return;
     }
-    if (cmd->own) { /* it words its own help */
+    if (cmd->own && !cmd->flags) { /* it words its own help */
         char *argv[] = { (char *)cmd->name, "--help", NULL };
         fflush(out);
         cmd->own(2, argv);
@@ -297,17 +316,7 @@ cli_help(const cli_cmd_t *cmd, FILE *out)
     }
     cli_usage_line(cmd, out);
     fputc('\n', out);
-    const char *p = cmd->about ? cmd->about : cmd->summary;
-    while (p && *p) { /* paragraphs */
-        const char *e = strstr(p, "\n\n");
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        char para[4096];
-        snprintf(para, sizeof para, "%.*s", (int)n, p);
-        dv_flags_wrap(out, para, 0, 0, S_WIDTH);
-        p = e ? e + 2 : NULL;
-        if (p)
-            fputc('\n', out);
-    }
+    s_paragraphs(cmd->about ? cmd->about : cmd->summary, out);
     fprintf(out, "\noptions:\n");
     const dv_flag_t *tables[8];
     int nt = cli_tables(cmd, tables);
@@ -316,6 +325,10 @@ cli_help(const cli_cmd_t *cmd, FILE *out)
             dv_flag_help(f, out, S_WIDTH);
     if (cmd->examples)
         fprintf(out, "\nexamples:\n%s", cmd->examples);
+    if (cmd->notes) {
+        fputc('\n', out);
+        s_paragraphs(cmd->notes, out);
+    }
     fputc('\n', out);
     dv_flags_wrap(out, cmd->exits ? cmd->exits : s_exits, 0, 0, S_WIDTH);
 }

@@ -56,6 +56,8 @@ enum {
     CLI_COLLECTOR = 1u << 2, /* --collector EP (+ CurveZMQ) */
     CLI_WIDE = 1u << 3,      /* --wide: no column is cut */
     CLI_YES = 1u << 4,       /* --yes: no confirmation asked */
+    CLI_DAEMON = 1u << 5,    /* --log-level, --log-format (dv_daemon_flags):
+                              * a daemon, whose own function parses them */
 };
 
 typedef struct cli cli_t;
@@ -71,14 +73,17 @@ typedef struct cli_cmd {
     const char *about;      /* what it does: paragraphs split by "\n\n", each
                            * wrapped for the terminal and man page */
     const char *examples;   /* lines of examples, or NULL */
+    const char *notes;      /* paragraphs after the options (durations,
+                             * signals), or NULL */
     const dv_flag_t *flags; /* its own flags, or NULL */
     unsigned shared;        /* CLI_* */
     const char *exits;      /* its own exit codes, when the common table does
                         * not say it all (health), or NULL */
     /* Runs the command with its positional arguments (argv[0..argc)). */
     int (*run)(cli_t *c, int argc, char **argv);
-    /* A command that parses its own argv (the daemons, until their flags
-     * move here): called with argv[0] its name. */
+    /* A command that parses its own argv: called with argv[0] its name.
+     * With flags too (the daemons: the same static table it parses), its
+     * help, man page and completion are made from them. */
     int (*own)(int argc, char **argv);
 } cli_cmd_t;
 

@@ -81,9 +81,40 @@ static const cli_cmd_t s_one = {
     .run = s_list_run,
 };
 
-const cli_cmd_t *const cli_commands[] = { &s_list,         &s_one,
-                                          &cli_help_cmd,   &cli_version_cmd,
-                                          &cli_completion, &cli_man };
+/* A daemon: parses its own argv (as dv_daemon does) from the table its
+ * entry carries, and takes the log flags. */
+static const char *s_daemon_store;
+static int s_daemon_calls;
+
+static const dv_flag_t s_daemon_flags[] = {
+    DV_FLAG_STR("store", &s_daemon_store, .arg = "URL", .env = "CLI_TEST_STORE",
+                .dflt = "d.db", .complete = DV_COMPLETE_FILE,
+                .help = "where it keeps things"),
+    DV_FLAG_TABLE_END,
+};
+
+static int
+s_daemon_main(int argc, char **argv)
+{
+    s_daemon_calls++;
+    return CLI_OK;
+}
+
+static const cli_cmd_t s_daemon = {
+    .name = "daemon",
+    .summary = "run a daemon",
+    .about = "Runs.",
+    .notes = "signals: SIGHUP reloads.",
+    .exits = "exit status: 0 after a clean stop.",
+    .flags = s_daemon_flags,
+    .shared = CLI_DAEMON,
+    .own = s_daemon_main,
+};
+
+const cli_cmd_t *const cli_commands[] = {
+    &s_list,          &s_one,          &s_daemon, &cli_help_cmd,
+    &cli_version_cmd, &cli_completion, &cli_man,
+};
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 
 /* ---- running drover with captured output ---------------------------------- */
@@ -330,6 +361,42 @@ t_completion(void **state)
     assert_int_equal(r.rc, CLI_USAGE);
 }
 
+/* A daemon's entry: help, man page and completion from its table, with the
+ * log flags; its own function is not called for them. */
+static void
+t_daemon(void **state)
+{
+    (void)state;
+    static s_run_t r;
+    s_daemon_calls = 0;
+    s_run(&r, "help", "daemon", NULL);
+    assert_int_equal(r.rc, CLI_OK);
+    assert_int_equal(s_daemon_calls, 0);
+    assert_non_null(strstr(r.out, "usage: drover daemon [OPTIONS]\n\nRuns.\n"
+                                  "\noptions:\n  --store URL "));
+    assert_non_null(strstr(r.out, "($CLI_TEST_STORE; else d.db)"));
+    assert_non_null(strstr(r.out, "  --log-level LEVEL "));
+    assert_non_null(strstr(r.out, "  --log-format FORMAT "));
+    assert_non_null(strstr(r.out, "  -h, --help              show this help\n"
+                                  "\nsignals: SIGHUP reloads.\n\n"
+                                  "exit status: 0 after a clean stop.\n"));
+    s_run(&r, "daemon", "--store", "x", NULL); /* runs its own */
+    assert_int_equal(s_daemon_calls, 1);
+    s_run(&r, "man", "daemon", NULL);
+    assert_non_null(strstr(r.out, "\\fB\\-\\-log\\-level\\fR"));
+    assert_non_null(strstr(r.out, ".SH NOTES\nsignals: SIGHUP reloads.\n"));
+    assert_non_null(strstr(r.out, ".SH EXIT STATUS\nexit status: 0"));
+    s_run(&r, "completion", "bash", NULL);
+    char got[1024];
+    s_bash(r.out, "drover daemon --st", 2, got, sizeof got);
+    assert_string_equal(got, "--store\n");
+    s_bash(r.out, "drover daemon --log-f", 2, got, sizeof got);
+    assert_string_equal(got, "--log-format\n");
+    s_bash(r.out, "drover daemon --log-level w", 3, got, sizeof got);
+    assert_string_equal(got, "warn\n");
+    assert_int_equal(s_daemon_calls, 1);
+}
+
 static void
 t_man(void **state)
 {
@@ -388,6 +455,7 @@ main(void)
         cmocka_unit_test(t_help),
         cmocka_unit_test(t_completion),
         cmocka_unit_test(t_man),
+        cmocka_unit_test(t_daemon),
         cmocka_unit_test(t_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

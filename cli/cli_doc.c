@@ -236,6 +236,23 @@ s_roff(const char *s, FILE *out)
     }
 }
 
+/* Paragraphs split by "\n\n", as roff paragraphs. */
+static void
+s_roff_paragraphs(const char *p, FILE *out)
+{
+    while (p && *p) {
+        const char *e = strstr(p, "\n\n");
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char para[4096];
+        snprintf(para, sizeof para, "%.*s", (int)n, p);
+        s_roff(para, out);
+        fputc('\n', out);
+        p = e ? e + 2 : NULL;
+        if (p)
+            fputs(".PP\n", out);
+    }
+}
+
 static void
 s_upper(const char *s, FILE *out)
 {
@@ -296,20 +313,9 @@ s_man_page(const cli_cmd_t *cmd, FILE *out)
         s_roff(cmd->args, out);
     }
     fputs("\n.SH DESCRIPTION\n", out);
-    const char *p = cmd->about ? cmd->about : cmd->summary;
-    while (p && *p) {
-        const char *e = strstr(p, "\n\n");
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        char para[4096];
-        snprintf(para, sizeof para, "%.*s", (int)n, p);
-        s_roff(para, out);
-        fputc('\n', out);
-        p = e ? e + 2 : NULL;
-        if (p)
-            fputs(".PP\n", out);
-    }
+    s_roff_paragraphs(cmd->about ? cmd->about : cmd->summary, out);
     if (cmd->own && !cmd->flags) {
-        fprintf(out, ".PP\n'drover %s \\-\\-help' lists its options.\n",
+        fprintf(out, ".PP\n\\&'drover %s \\-\\-help' lists its options.\n",
                 cmd->name);
     } else {
         fputs(".SH OPTIONS\n", out);
@@ -340,6 +346,10 @@ s_man_page(const cli_cmd_t *cmd, FILE *out)
                 }
                 fputc('\n', out);
             }
+    }
+    if (cmd->notes) {
+        fputs(".SH NOTES\n", out);
+        s_roff_paragraphs(cmd->notes, out);
     }
     if (cmd->examples) {
         fputs(".SH EXAMPLES\n.nf\n", out);

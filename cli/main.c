@@ -1,30 +1,49 @@
 /* drover - one executable, one subcommand per component: the command
  * table (cli/cli_cmd.h describes an entry). A command whose entry has
- * .own still parses its own argv; the rest are parsed from their tables. */
+ * .own still parses its own argv (the daemons from the same .flags table
+ * their entry has); the rest are parsed from their tables. */
 #include <stddef.h>
 
 #include "broker.h"
 #include "cli.h"
 #include "cli_cmd.h"
 #include "collector.h"
+#include "dv_daemon.h"
 #include "submit.h"
 #include "worker.h"
 
+/* The daemons parse their own argv (dv_daemon) against the tables given
+ * here, so help, man page and completion list every flag they take. */
 static const cli_cmd_t s_broker = {
     .name = "broker",
     .summary = "run the broker daemon",
+    .about = broker_about,
+    .notes = broker_notes,
+    .exits = broker_exits,
+    .flags = broker_flags,
+    .shared = CLI_DAEMON,
     .own = broker_main,
 };
 
 static const cli_cmd_t s_worker = {
     .name = "worker",
     .summary = "run a worker supervisor and its process pool",
+    .about = worker_about,
+    .notes = worker_notes,
+    .exits = worker_exits,
+    .flags = worker_flags,
+    .shared = CLI_DAEMON,
     .own = worker_main,
 };
 
 static const cli_cmd_t s_collector = {
     .name = "collector",
     .summary = "run the collector: job history, /metrics",
+    .about = collector_about,
+    .notes = collector_notes,
+    .exits = dv_daemon_exits,
+    .flags = collector_flags,
+    .shared = CLI_DAEMON,
     .own = collector_main,
 };
 

@@ -24,60 +24,6 @@ static volatile int s_stop;
 static volatile int s_dump;
 static volatile int s_reload;
 
-static void
-s_usage(FILE *out)
-{
-    fprintf(
-        out,
-        "usage: drover collector [OPTIONS]\n"
-        "\n"
-        "Subscribes to brokers' events, keeps live state and job history,\n"
-        "answers `drover status`, `jobs`, `job`, `workers`, ... and serves\n"
-        "/metrics (Prometheus) and /api (JSON) over HTTP.\n"
-        "\n"
-        "  --events EP[,EP...]  brokers' event endpoints (env DROVER_EVENTS,\n"
-        "                       default " S_DEFAULT_EVENTS ")\n"
-        "  --broker EP[,EP...]  the same brokers' clients endpoints, in the\n"
-        "                       same order, for snapshots (env DROVER_BROKER,\n"
-        "                       default " S_DEFAULT_BROKER " for one broker;\n"
-        "                       off: events only)\n"
-        "  --bind EP            query socket   (" S_DEFAULT_BIND ")\n"
-        "  --insecure-bind      allow --bind beyond loopback without\n"
-        "                       CurveZMQ (anyone who reaches it can query)\n"
-        "  --curve-secret FILE  our certificate's secret file (env\n"
-        "                       DROVER_CURVE_SECRET): our key as a client of\n"
-        "                       the brokers, and the query socket's server\n"
-        "                       certificate when an allow-list is given\n"
-        "  --curve-server FILE  the brokers' public certificate (env\n"
-        "                       DROVER_CURVE_SERVER): CurveZMQ to the brokers\n"
-        "  --curve-clients DIR, --curve-operators DIR, --curve-observers DIR\n"
-        "                       CurveZMQ on the query socket: public\n"
-        "                       certificates that may query (read-only)\n"
-        "  --curve-workers DIR  worker keys: admitted, every query refused\n"
-        "  --http ADDR:PORT     /metrics and /api     (127.0.0.1:7780; off)\n"
-        "  --http-token FILE    /api needs \"Authorization: Bearer TOKEN\";\n"
-        "                       FILE holds the token, mode 0600\n"
-        "  --metrics-token      /metrics needs the token too\n"
-        "  --insecure-http      serve --http beyond loopback without a token\n"
-        "  --http-cert FILE     HTTPS: certificate (PEM), with --http-key\n"
-        "  --http-key FILE      HTTPS: its private key (PEM), mode 0600\n"
-        "  --store URL          history: a SQLite file (PATH or sqlite:PATH)\n"
-        "                       or postgres://...       (collector.db)\n"
-        "  --retention D        keep history this long       (7d)\n"
-        "  --snapshot S         refresh each broker's snapshot this often (5)\n"
-        "  --timeout S          a broker silent this long to a status\n"
-        "                       request is reported down      (3)\n"
-        "  --log-level L        debug|info|warn|error         (info)\n"
-        "  --log-format F       json (default) | text\n"
-        "  -h, --help\n"
-        "\n"
-        "Durations are seconds, fractions allowed, or with a unit (250ms, 2m,\n"
-        "1h, 7d). SIGUSR1 writes a state dump to the log; SIGHUP reloads the\n"
-        "query socket's certificate and allow-lists; SIGTERM/SIGINT stop\n"
-        "after the current pass (its history is committed). See\n"
-        "docs/security.md.\n");
-}
-
 /* Seconds or a duration, plus "Nd" for days (retention is in days). */
 static int
 s_duration(const dv_flag_t *f, const char *v, char *err, size_t es)
@@ -96,14 +42,6 @@ s_duration(const dv_flag_t *f, const char *v, char *err, size_t es)
     }
     return dv_err_set(err, es, "--%s: '%s' is not a duration in seconds",
                       f->name, v);
-}
-
-/* --http ADDR, or "off". */
-static int
-s_http(const dv_flag_t *f, const char *v, char *err, size_t es)
-{
-    *(const char **)f->ctx = strcmp(v, "off") ? v : NULL;
-    return 0;
 }
 
 /* The access flags, and the secrets read from their files. */
@@ -215,49 +153,128 @@ s_access_warn(const collector_config_t *cfg, const s_access_t *a)
                              "crosses the network in plain HTTP"));
 }
 
+/* What the flags set; collector_main() clears them, then dv_daemon_parse()
+ * sets every flag's default. */
+static collector_config_t s_cfg;
+static s_access_t s_acc;
+static struct {
+    const char *events, *brokers, *curve_secret, *curve_server;
+} s_o;
+
+const char collector_about[] =
+    "Subscribes to brokers' events, keeps live state and job history, "
+    "answers drover status, jobs, job, workers, ... on its query socket and "
+    "serves /metrics (Prometheus) and /api (JSON) over HTTP.";
+
+const char collector_notes[] =
+    "Durations are seconds, fractions allowed, or with a unit (250ms, 2m, "
+    "1h, 7d).\n\n"
+    "signals: SIGUSR1 writes a state dump to the log; SIGHUP reloads the "
+    "query socket's certificate and allow-lists; SIGTERM or SIGINT stop "
+    "after the current pass (its history is committed). See "
+    "docs/collector.md and docs/security.md.";
+
+const dv_flag_t collector_flags[] = {
+    DV_FLAG_STR("events", &s_o.events, .arg = "ENDPOINT[,...]",
+                .env = "DROVER_EVENTS", .dflt = S_DEFAULT_EVENTS,
+                .help = "the brokers' event (PUB) endpoints to subscribe to, "
+                        "1 to 16"),
+    DV_FLAG_STR("broker", &s_o.brokers, .arg = "ENDPOINT[,...]",
+                .env = "DROVER_BROKER",
+                .help = "the same brokers' clients endpoints, in the same "
+                        "order, for snapshots; off: events only; with one "
+                        "broker, " S_DEFAULT_BROKER " by default"),
+    DV_FLAG_STR("bind", &s_cfg.bind, .arg = "ENDPOINT", .dflt = S_DEFAULT_BIND,
+                .help = "bind the query socket, which the drover commands "
+                        "ask; beyond loopback it needs CurveZMQ"),
+    DV_FLAG_ON("insecure-bind", &s_acc.insecure_bind,
+               .help = "allow --bind beyond loopback without CurveZMQ: "
+                       "anyone who reaches it can query every job"),
+    DV_FLAG_STR("http", &s_cfg.http, .arg = "ADDR:PORT",
+                .dflt = "127.0.0.1:7780",
+                .help = "serve /metrics and /api over HTTP here (off: no "
+                        "HTTP; port 0: any free port)"),
+    DV_FLAG_STR("http-token", &s_acc.token_file, .arg = "FILE",
+                .complete = DV_COMPLETE_FILE,
+                .help = "/api needs \"Authorization: Bearer TOKEN\"; FILE "
+                        "holds the token, mode 0600"),
+    DV_FLAG_ON("metrics-token", &s_cfg.http_access.metrics_token,
+               .help = "/metrics needs the token too"),
+    DV_FLAG_ON("insecure-http", &s_acc.insecure_http,
+               .help = "serve --http beyond loopback without a token"),
+    DV_FLAG_STR("http-cert", &s_acc.cert_file, .arg = "FILE",
+                .complete = DV_COMPLETE_FILE,
+                .help = "serve HTTPS: the certificate (PEM, chain allowed), "
+                        "with --http-key"),
+    DV_FLAG_STR("http-key", &s_acc.key_file, .arg = "FILE",
+                .complete = DV_COMPLETE_FILE,
+                .help = "HTTPS: the certificate's private key (PEM), mode "
+                        "0600"),
+    DV_FLAG_STR("store", &s_cfg.store, .arg = "URL", .dflt = "collector.db",
+                .complete = DV_COMPLETE_FILE,
+                .help = "the history: a SQLite file (PATH or sqlite:PATH) or "
+                        "a PostgreSQL database (postgres://...)"),
+    DV_FLAG_CALL("retention", s_duration, &s_cfg.retention_ms,
+                 .arg = "DURATION", .dflt = "7d",
+                 .help = "keep history this long, at least 1m (days "
+                         "allowed: 14d)"),
+    DV_FLAG_CALL("snapshot", s_duration, &s_cfg.snapshot_ms, .arg = "SECONDS",
+                 .dflt = "5",
+                 .help = "ask each broker for a snapshot this often, at "
+                         "least 0.1"),
+    DV_FLAG_CALL("timeout", s_duration, &s_cfg.timeout_ms, .arg = "SECONDS",
+                 .dflt = "3",
+                 .help = "a broker that does not answer a status request for "
+                         "this long is reported down, at least 0.1"),
+    DV_FLAG_INTEGER("events-hwm", &s_cfg.events_hwm, 1, 1 << 30, .arg = "N",
+                    .dflt = "100000",
+                    .help = "events queued from each broker before ZeroMQ "
+                            "drops more"),
+    DV_FLAG_STR("curve-secret", &s_o.curve_secret, .arg = "FILE",
+                .env = DV_CURVE_ENV_SECRET, .complete = DV_COMPLETE_FILE,
+                .help = "our certificate's secret file: our key as a client "
+                        "of the brokers, and the query socket's server "
+                        "certificate when an allow-list is given"),
+    DV_FLAG_STR("curve-server", &s_o.curve_server, .arg = "FILE",
+                .env = DV_CURVE_ENV_SERVER, .complete = DV_COMPLETE_FILE,
+                .help = "the brokers' public certificate: CurveZMQ to the "
+                        "brokers"),
+    DV_FLAG_STR("curve-clients", &s_cfg.query_curve.dirs[DV_ROLE_CLIENT],
+                .arg = "DIR", .complete = DV_COMPLETE_DIR,
+                .help = "CurveZMQ on the query socket: public certificates "
+                        "that may query (read-only), role client"),
+    DV_FLAG_STR("curve-operators", &s_cfg.query_curve.dirs[DV_ROLE_OPERATOR],
+                .arg = "DIR", .complete = DV_COMPLETE_DIR,
+                .help = "the same, role operator"),
+    DV_FLAG_STR("curve-workers", &s_cfg.query_curve.dirs[DV_ROLE_WORKER],
+                .arg = "DIR", .complete = DV_COMPLETE_DIR,
+                .help = "worker keys: admitted, every query refused"),
+    DV_FLAG_STR("curve-observers", &s_cfg.query_curve.dirs[DV_ROLE_OBSERVER],
+                .arg = "DIR", .complete = DV_COMPLETE_DIR,
+                .help = "the same as --curve-clients, role observer"),
+    DV_FLAG_TABLE_END,
+};
+
 int
 collector_main(int argc, char **argv)
 {
-    collector_config_t cfg = {
-        .bind = S_DEFAULT_BIND,
-        .http = "127.0.0.1:7780",
-        .store = "collector.db",
-        .retention_ms = 7LL * 86400 * 1000,
-        .snapshot_ms = 5000,
-        .timeout_ms = 3000,
-    };
-    const char *events = dv_env_or("DROVER_EVENTS", S_DEFAULT_EVENTS);
-    const char *brokers = getenv("DROVER_BROKER");
-    s_access_t acc = { 0 };
-    const char *curve_secret = NULL, *curve_server = NULL;
-    const dv_flag_t flags[] = {
-        DV_FLAG_STR("events", &events),
-        DV_FLAG_STR("broker", &brokers),
-        DV_FLAG_STR("bind", &cfg.bind),
-        DV_FLAG_ON("insecure-bind", &acc.insecure_bind),
-        DV_FLAG_CALL("http", s_http, &cfg.http),
-        DV_FLAG_STR("http-token", &acc.token_file),
-        DV_FLAG_ON("metrics-token", &cfg.http_access.metrics_token),
-        DV_FLAG_ON("insecure-http", &acc.insecure_http),
-        DV_FLAG_STR("http-cert", &acc.cert_file),
-        DV_FLAG_STR("http-key", &acc.key_file),
-        DV_FLAG_STR("store", &cfg.store),
-        DV_FLAG_CALL("retention", s_duration, &cfg.retention_ms),
-        DV_FLAG_CALL("snapshot", s_duration, &cfg.snapshot_ms),
-        DV_FLAG_CALL("timeout", s_duration, &cfg.timeout_ms),
-        DV_FLAG_INTEGER("events-hwm", &cfg.events_hwm, 1, 1 << 30),
-        DV_FLAG_STR("curve-secret", &curve_secret),
-        DV_FLAG_STR("curve-server", &curve_server),
-        DV_FLAG_STR("curve-clients", &cfg.query_curve.dirs[DV_ROLE_CLIENT]),
-        DV_FLAG_STR("curve-operators", &cfg.query_curve.dirs[DV_ROLE_OPERATOR]),
-        DV_FLAG_STR("curve-workers", &cfg.query_curve.dirs[DV_ROLE_WORKER]),
-        DV_FLAG_STR("curve-observers", &cfg.query_curve.dirs[DV_ROLE_OBSERVER]),
-        DV_FLAG_TABLE_END,
-    };
-    dv_daemon_t d = { .name = "collector", .usage = s_usage, .flags = flags };
+    memset(&s_cfg, 0, sizeof s_cfg);
+    memset(&s_acc, 0, sizeof s_acc);
+    memset(&s_o, 0, sizeof s_o);
+    dv_daemon_t d = { .name = "collector",
+                      .about = collector_about,
+                      .notes = collector_notes,
+                      .flags = collector_flags };
     int rc = dv_daemon_parse(&d, argc, argv);
     if (rc >= 0)
         return rc;
+    collector_config_t cfg = s_cfg;
+    s_access_t acc = s_acc;
+    const char *events = s_o.events, *brokers = s_o.brokers;
+    const char *curve_secret = s_o.curve_secret;
+    const char *curve_server = s_o.curve_server;
+    if (cfg.http && !strcmp(cfg.http, "off"))
+        cfg.http = NULL;
     if (cfg.snapshot_ms < 100 || cfg.timeout_ms < 100)
         return dv_daemon_fail(&d, "--snapshot and --timeout must be at least "
                                   "0.1 s");
@@ -267,7 +284,6 @@ collector_main(int argc, char **argv)
      * brokers (with --curve-server; the brokers of one group share one
      * server certificate) and as the server of the query socket (with an
      * allow-list). */
-    dv_curve_client_env(&curve_secret, &curve_server);
     if (curve_secret && !*curve_secret)
         curve_secret = NULL;
     if (curve_server && !*curve_server)

@@ -15,6 +15,7 @@
 
 #include "dv_backoff.h"
 #include "dv_clock.h"
+#include "dv_daemon.h"
 #include "dv_err.h"
 #include "dv_flags.h"
 #include "dv_hist.h"
@@ -975,6 +976,145 @@ t_hist_quantile_rank(void **state)
     assert_int_equal(dv_hist_quantile(&h, 1.0), 100);
 }
 
+/* ---- dv_daemon: defaults, help and usage errors from the table ---------- */
+
+static struct {
+    const char *store;
+    int64_t keep_ms;
+    int workers;
+} s_d;
+
+static int
+t_daemon_keep(const dv_flag_t *f, const char *v, char *err, size_t es)
+{
+    if (strcmp(v, "7d") == 0) {
+        *(int64_t *)f->ctx = 7LL * 86400000;
+        return 0;
+    }
+    if (dv_duration_parse(v, f->ctx) != 0)
+        return dv_err_set(err, es, "--%s: '%s' is not a duration", f->name, v);
+    return 0;
+}
+
+static const dv_flag_t s_daemon_flags[] = {
+    DV_FLAG_STR("store", &s_d.store, .arg = "URL", .env = "COMMON_TEST_STORE",
+                .dflt = "t.db", .complete = DV_COMPLETE_FILE,
+                .help = "where things are kept"),
+    DV_FLAG_CALL("keep", t_daemon_keep, &s_d.keep_ms, .arg = "DURATION",
+                 .dflt = "7d", .help = "keep things this long"),
+    DV_FLAG_INTEGER("workers", &s_d.workers, 1, 9, .arg = "N", .dflt = "2",
+                    .help = "how many"),
+    DV_FLAG_TABLE_END,
+};
+
+/* Runs dv_daemon_parse on the words (NULL-ended) with stdout and stderr
+ * in out and err. */
+static int
+t_daemon_run(dv_daemon_t *d, char *out, char *err, size_t size, ...)
+{
+    char *argv[16] = { "testd" };
+    int argc = 1;
+    va_list ap;
+    va_start(ap, size);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && argc < 15)
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    fflush(stdout);
+    fflush(stderr);
+    FILE *fo = tmpfile(), *fe = tmpfile();
+    int so = dup(1), se = dup(2);
+    dup2(fileno(fo), 1);
+    dup2(fileno(fe), 2);
+    int rc = dv_daemon_parse(d, argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(so, 1);
+    dup2(se, 2);
+    close(so);
+    close(se);
+    FILE *fs[2] = { fo, fe };
+    char *bufs[2] = { out, err };
+    for (int i = 0; i < 2; i++) {
+        rewind(fs[i]);
+        size_t n = fread(bufs[i], 1, size - 1, fs[i]);
+        bufs[i][n] = '\0';
+        fclose(fs[i]);
+    }
+    return rc;
+}
+
+static void
+t_daemon(void **state)
+{
+    (void)state;
+    static char out[8192], err[8192];
+    dv_daemon_t d = { .name = "testd",
+                      .about = "Does things.\n\nSecond paragraph.",
+                      .notes = "signals: SIGHUP does nothing.",
+                      .flags = s_daemon_flags };
+    /* Defaults: .dflt, the variable, an FN flag's through its fn. */
+    unsetenv("COMMON_TEST_STORE");
+    assert_int_equal(t_daemon_run(&d, out, err, sizeof out, NULL), -1);
+    assert_string_equal(s_d.store, "t.db");
+    assert_true(s_d.keep_ms == 7LL * 86400000);
+    assert_int_equal(s_d.workers, 2);
+    assert_int_equal(d.log_level, 1); /* DV_INFO */
+    assert_int_equal(d.log_text, 0);
+    setenv("COMMON_TEST_STORE", "env.db", 1);
+    assert_int_equal(t_daemon_run(&d, out, err, sizeof out, "--keep", "2m",
+                                  "--log-format", "text", NULL),
+                     -1);
+    assert_string_equal(s_d.store, "env.db");
+    assert_true(s_d.keep_ms == 120000);
+    assert_int_equal(d.log_text, 1);
+    assert_int_equal(
+        t_daemon_run(&d, out, err, sizeof out, "--store=x.db", NULL), -1);
+    assert_string_equal(s_d.store, "x.db");
+    unsetenv("COMMON_TEST_STORE");
+
+    /* --help: made from the tables. */
+    assert_int_equal(t_daemon_run(&d, out, err, sizeof out, "--help", NULL), 0);
+    assert_non_null(strstr(out, "usage: drover testd [OPTIONS]\n\nDoes "
+                                "things.\n\nSecond paragraph.\n\noptions:\n"));
+    assert_non_null(strstr(out, "  --store URL             where things are "
+                                "kept ($COMMON_TEST_STORE; else t.db)\n"));
+    assert_non_null(strstr(out, "  --keep DURATION         keep things this "
+                                "long (default 7d)\n"));
+    assert_non_null(strstr(out, "  --workers N             how many (1..9; "
+                                "default 2)\n"));
+    assert_non_null(strstr(out, "  --log-level LEVEL "));
+    assert_non_null(strstr(out, "  --log-format FORMAT "));
+    assert_non_null(strstr(out, "  -h, --help              show this help\n"
+                                "\nsignals: SIGHUP does nothing.\n\n"));
+    assert_non_null(strstr(out, "\n\nexit status: 0 after a clean stop; "));
+    assert_string_equal(err, "");
+
+    /* Usage errors: the reason, the usage line, the flag's help. */
+    assert_int_equal(
+        t_daemon_run(&d, out, err, sizeof out, "--workers", "10", NULL), 2);
+    assert_string_equal(err,
+                        "drover testd: --workers: '10' is not a whole number "
+                        "in 1..9\n"
+                        "usage: drover testd [OPTIONS]\n"
+                        "  --workers N             how many (1..9; default "
+                        "2)\n"
+                        "(drover testd --help: every option)\n");
+    assert_int_equal(
+        t_daemon_run(&d, out, err, sizeof out, "--keep", "x", NULL), 2);
+    assert_non_null(strstr(err, "\n  --keep DURATION "));
+    assert_int_equal(
+        t_daemon_run(&d, out, err, sizeof out, "--log-level", "loud", NULL), 2);
+    assert_non_null(strstr(err, "\n  --log-level LEVEL "));
+    assert_int_equal(
+        t_daemon_run(&d, out, err, sizeof out, "--wokers", "3", NULL), 2);
+    assert_non_null(strstr(err, "unknown option '--wokers'; did you mean "
+                                "--workers?\nusage: drover testd [OPTIONS]\n"
+                                "  --workers N "));
+    assert_int_equal(t_daemon_run(&d, out, err, sizeof out, "extra", NULL), 2);
+    assert_non_null(strstr(err, "unexpected argument 'extra'"));
+}
+
 int
 main(void)
 {
@@ -999,6 +1139,7 @@ main(void)
         cmocka_unit_test(t_env_and_file),
         cmocka_unit_test(t_map),
         cmocka_unit_test(t_flags),
+        cmocka_unit_test(t_daemon),
         cmocka_unit_test(t_text_escape),
         cmocka_unit_test(t_text_valid),
         cmocka_unit_test(t_endpoint_is_local),

@@ -3,6 +3,8 @@
 
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 
@@ -27,62 +29,214 @@ s_on_signal(int sig)
     }
 }
 
-static int
-s_log_level(const dv_flag_t *f, const char *v, char *err, size_t es)
-{
-    int lvl = dv_log_level_parse(v);
-    if (lvl < 0)
-        return dv_err_set(err, es,
-                          "--%s: '%s' is not debug, info, warn, error or off",
-                          f->name, v);
-    *(int *)f->ctx = lvl;
-    return 0;
-}
-
+static const char *const s_levels[] = {
+    "debug", "info", "warn", "error", "off", NULL
+}; /* dv_level_t */
 static const char *const s_formats[] = { "json", "text", NULL };
+
+/* Where the static table points; dv_daemon_parse() parses a copy that
+ * points into the dv_daemon_t. */
+static struct {
+    int level, text;
+} s_log;
+
+const dv_flag_t dv_daemon_flags[] = {
+    DV_FLAG_ONE_OF("log-level", &s_log.level, s_levels, .arg = "LEVEL",
+                   .dflt = "info",
+                   .help = "log messages of this level and above: debug, "
+                           "info, warn, error or off (none); the log goes to "
+                           "stderr"),
+    DV_FLAG_ONE_OF("log-format", &s_log.text, s_formats, .arg = "FORMAT",
+                   .dflt = "json",
+                   .help = "json: one JSON object a line (for the journal "
+                           "and log shippers); text: lines for people"),
+    DV_FLAG_TABLE_END,
+};
+
+const char dv_daemon_exits[] =
+    "exit status: 0 after a clean stop; 1 when it cannot start or fails; "
+    "2 on a usage error.";
+
+/* Documents -h (the parser answers it before any table), as cli_cmd
+ * does. */
+static bool s_help;
+static const dv_flag_t s_help_flags[] = {
+    DV_FLAG_ON("help", &s_help, .alias = 'h', .help = "show this help"),
+    DV_FLAG_TABLE_END,
+};
 
 void
 dv_daemon_log_flags(dv_flag_t out[3], int *level, int *text)
 {
-    const dv_flag_t flags[3] = {
-        DV_FLAG_CALL("log-level", s_log_level, level),
-        DV_FLAG_ONE_OF("log-format", text, s_formats),
-        DV_FLAG_TABLE_END,
-    };
-    memcpy(out, flags, sizeof flags);
+    memcpy(out, dv_daemon_flags, 3 * sizeof *out);
+    out[0].dest = level;
+    out[1].dest = text;
+}
+
+/* Sets the FN flags of table that have a default to it, through their fn
+ * (dv_flags_reset leaves them alone). */
+static int
+s_reset_fn(const dv_flag_t *table, char *err, size_t es)
+{
+    for (const dv_flag_t *f = table; f && f->kind != DV_FLAG_END; f++) {
+        if (f->kind != DV_FLAG_FN)
+            continue;
+        const char *env = f->env ? getenv(f->env) : NULL;
+        const char *v = env && *env ? env : f->dflt;
+        if (v && f->fn(f, v, err, es) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 int
 dv_daemon_parse(dv_daemon_t *d, int argc, char **argv)
 {
-    d->log_level = DV_INFO;
-    d->log_text = 0;
     dv_flag_t common[3];
     dv_daemon_log_flags(common, &d->log_level, &d->log_text);
     const dv_flag_t *tables[] = { d->flags, common };
     char err[512];
-    dv_flags_rc_t rc =
-        dv_flags_parse(tables, 2, argc, argv, false, NULL, err, sizeof err);
+    if (dv_flags_reset(tables, 2, err, sizeof err) != 0 ||
+        s_reset_fn(d->flags, err, sizeof err) != 0)
+        return dv_daemon_usage(d, NULL, "%s", err);
+    const dv_flag_t *bad;
+    dv_flags_rc_t rc = dv_flags_parse_ex(tables, 2, argc, argv, false, NULL,
+                                         &bad, err, sizeof err);
     if (rc == DV_FLAGS_HELP) {
-        d->usage(stdout);
+        dv_daemon_help(d, stdout);
         return 0;
     }
-    if (rc == DV_FLAGS_ERROR)
-        return dv_daemon_fail(d, "%s", err);
+    if (rc == DV_FLAGS_ERROR) {
+        /* the table's own entry for a log flag: same help, real name */
+        if (bad == &common[0] || bad == &common[1])
+            bad = &dv_daemon_flags[bad - common];
+        return dv_daemon_usage(d, bad, "%s", err);
+    }
     return -1;
+}
+
+/* Paragraphs split by "\n\n", each wrapped, a blank line before each. */
+static void
+s_paragraphs(const char *p, FILE *out, bool first_blank)
+{
+    bool blank = first_blank;
+    while (p && *p) {
+        const char *e = strstr(p, "\n\n");
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char para[4096];
+        snprintf(para, sizeof para, "%.*s", (int)n, p);
+        if (blank)
+            fputc('\n', out);
+        dv_flags_wrap(out, para, 0, 0, DV_FLAGS_WIDTH);
+        blank = true;
+        p = e ? e + 2 : NULL;
+    }
+}
+
+static void
+s_usage_line(const dv_daemon_t *d, FILE *out)
+{
+    fprintf(out, "usage: drover %s [OPTIONS]\n", d->name);
+}
+
+void
+dv_daemon_help(const dv_daemon_t *d, FILE *out)
+{
+    s_usage_line(d, out);
+    s_paragraphs(d->about, out, true);
+    fprintf(out, "\noptions:\n");
+    const dv_flag_t *tables[] = { d->flags, dv_daemon_flags, s_help_flags };
+    dv_flags_help(tables, 3, out);
+    s_paragraphs(d->notes, out, true);
+    s_paragraphs(d->exits ? d->exits : dv_daemon_exits, out, true);
+}
+
+/* Edit distance of a (la bytes) and b, for "did you mean" (short names
+ * only). */
+static size_t
+s_distance(const char *a, size_t la, const char *b)
+{
+    size_t lb = strlen(b);
+    if (la > 40 || lb > 40)
+        return 99;
+    size_t d[41][41];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] =
+                sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[la][lb];
+}
+
+/* For "unknown option '--NAME'": the daemon's flag closest to NAME, if
+ * close enough. */
+static const dv_flag_t *
+s_closest(const dv_daemon_t *d, const char *msg)
+{
+    const char *u = strstr(msg, "unknown option '--");
+    if (!u)
+        return NULL;
+    const char *name = u + strlen("unknown option '--");
+    size_t n = strcspn(name, "'=");
+    const dv_flag_t *tables[] = { d->flags, dv_daemon_flags };
+    const dv_flag_t *best = NULL;
+    size_t bd = 3;
+    for (int t = 0; t < 2; t++)
+        for (const dv_flag_t *f = tables[t]; f && f->kind != DV_FLAG_END; f++) {
+            size_t k = s_distance(name, n, f->name);
+            if (k < bd) {
+                bd = k;
+                best = f;
+            }
+        }
+    return best;
+}
+
+int
+dv_daemon_usage(const dv_daemon_t *d, const dv_flag_t *flag, const char *fmt,
+                ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const dv_flag_t *near = flag ? NULL : s_closest(d, msg);
+    if (near) {
+        flag = near;
+        fprintf(stderr, "drover %s: %s; did you mean --%s?\n", d->name, msg,
+                near->name);
+    } else {
+        fprintf(stderr, "drover %s: %s\n", d->name, msg);
+    }
+    s_usage_line(d, stderr);
+    if (flag)
+        dv_flag_help(flag, stderr, DV_FLAGS_WIDTH);
+    fprintf(stderr, "(drover %s --help: every option)\n", d->name);
+    return 2;
 }
 
 int
 dv_daemon_fail(const dv_daemon_t *d, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "drover %s: %s (see drover %s --help)\n", d->name, msg,
-            d->name);
-    return 2;
+    /* The flag the reason starts with: "--http-cert and --http-key ..." */
+    const dv_flag_t *flag = NULL;
+    if (!strncmp(msg, "--", 2)) {
+        const dv_flag_t *tables[] = { d->flags, dv_daemon_flags };
+        flag = dv_flags_find(tables, 2, msg + 2, strcspn(msg + 2, " :=,"));
+    }
+    return dv_daemon_usage(d, flag, "%s", msg);
 }
 
 void

@@ -17,6 +17,7 @@ packages=(
   python3-pytest python3-setuptools python3-venv  # clients/python: tests, install
   python3-jsonschema  # tests/json: every --json output against docs/json/*.schema.json
   zsh         # cli_cmd_test checks the zsh completion script parses
+  groff-base  # cli_install_test renders the man pages (groff -ww)
 )
 missing=()
 for p in "${packages[@]}"; do

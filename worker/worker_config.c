@@ -17,6 +17,7 @@
 #include "dv_proto.h"
 #include "dv_util.h"
 #include "http_config.h"
+#include "worker.h"
 #include "worker_limits.h"
 
 void
@@ -612,6 +613,9 @@ typedef struct {
     const char *config; /* --config, from the first pass */
 } s_pass_t;
 
+/* The pass worker_config_parse() runs (worker_flags' ctx). */
+static s_pass_t s_pass;
+
 static int s_apply_flag(worker_config_t *cfg, s_flag_id_t id, const char *v,
                         char *err, size_t es);
 
@@ -627,38 +631,113 @@ s_on_flag(const dv_flag_t *f, const char *v, char *err, size_t es)
     return s_apply_flag(p->cfg, (s_flag_id_t)f->tag, v, err, es);
 }
 
-#define S_FLAG(name, id) DV_FLAG_CALL_TAG(name, s_on_flag, pass, id)
+#define S_FLAG(name, id, ...)                                                  \
+    DV_FLAG_CALL_TAG(name, s_on_flag, &s_pass, id, __VA_ARGS__)
 
-/* Reads argv against the worker's flags and the log flags. */
+/* Every flag is applied by s_apply_flag; the defaults shown here are
+ * worker_config_defaults()' and worker_config_parse()'s (dv_flags_reset
+ * leaves FN flags alone; worker_test checks that they agree). */
+const dv_flag_t worker_flags[] = {
+    S_FLAG("broker", F_BROKER, .arg = "ENDPOINT[,...]",
+           .env = "DROVER_WORKER_ENDPOINT", .dflt = WORKER_DEFAULT_ENDPOINT,
+           .help = "the broker's workers endpoints, tried in turn"),
+    S_FLAG("queues", F_QUEUES, .arg = "QUEUE[,...]", .dflt = "default",
+           .help = "the queues to serve"),
+    S_FLAG("concurrency", F_CONCURRENCY, .arg = "N",
+           .help = "child processes, each running one job at a time, 1 to "
+                   "1024 (default: the CPUs online, at most 64)"),
+    S_FLAG("prefetch", F_PREFETCH, .arg = "N",
+           .help = "jobs held beyond those running, so children never wait "
+                   "for the broker, 0 to 100000 (default: 3 x concurrency; 0 "
+                   "for long jobs)"),
+    S_FLAG("name", F_NAME, .arg = "NAME",
+           .help = "the worker's name, unique in the fleet; with CurveZMQ, "
+                   "its certificate's name (default: HOST:PID)"),
+    S_FLAG("exec", F_EXEC, .arg = "TYPE=COMMAND",
+           .help = "run jobs of TYPE with /bin/sh -c COMMAND (repeatable; "
+                   "docs/handlers.md)"),
+    S_FLAG("plugin", F_PLUGIN, .arg = "TYPE=PATH", .complete = DV_COMPLETE_FILE,
+           .help = "run jobs of TYPE with the plugin in the shared object "
+                   "PATH (drover_handler.h; repeatable)"),
+    S_FLAG("http", F_HTTP, .arg = "TYPE=URL",
+           .help = "run jobs of TYPE as HTTP requests: POST the payload as "
+                   "JSON to URL, the result is the response (repeatable; "
+                   "templates, API keys: \"http\" in --config)"),
+    S_FLAG("http-concurrency", F_HTTP_CONCURRENCY, .arg = "N", .dflt = "100",
+           .help = "HTTP requests in flight at once, 1 to 10000"),
+    S_FLAG("config", F_CONFIG, .arg = "FILE", .complete = DV_COMPLETE_FILE,
+           .help = "JSON settings, below flags and above the environment: "
+                   "broker, queues, concurrency, prefetch, timeout, "
+                   "kill_grace, grace, heartbeat, name, max_jobs_per_child, "
+                   "max_rss_per_child, soft_timeout, handlers {TYPE: "
+                   "{\"exec\": COMMAND}}, plugins {TYPE: {\"path\": PATH, "
+                   "\"config\": {...}}}, http {TYPE: {\"url\": URL, ...}}, "
+                   "http_concurrency, curve_secret, curve_server"),
+    S_FLAG("timeout", F_TIMEOUT, .arg = "SECONDS",
+           .help = "limit per attempt for jobs that give none (default: "
+                   "none)"),
+    S_FLAG("kill-grace", F_KILL_GRACE, .arg = "SECONDS", .dflt = "5",
+           .help = "from SIGTERM to SIGKILL when a job is stopped"),
+    S_FLAG("grace", F_GRACE, .arg = "SECONDS", .dflt = "30",
+           .help = "on SIGTERM, the time running jobs get to finish"),
+    S_FLAG("max-jobs-per-child", F_MAX_JOBS, .arg = "N", .dflt = "0",
+           .help = "recycle a child after N jobs (0: never)"),
+    S_FLAG("max-rss-per-child", F_MAX_RSS, .arg = "BYTES", .dflt = "0",
+           .help = "recycle a child whose resident memory is above BYTES "
+                   "after a job (suffixes K, M, G; 0: never)"),
+    S_FLAG("soft-timeout", F_SOFT_TIMEOUT, .arg = "SECONDS|P%", .dflt = "80%",
+           .help = "tell a running handler to wrap up at SECONDS, or at P% "
+                   "of its timeout (0: never)"),
+    S_FLAG("heartbeat", F_HEARTBEAT, .arg = "SECONDS", .dflt = "1",
+           .help = "heartbeat period until the broker sets one"),
+    S_FLAG("curve-secret", F_CURVE_SECRET, .arg = "FILE",
+           .env = DV_CURVE_ENV_SECRET, .complete = DV_COMPLETE_FILE,
+           .help = "CurveZMQ: our certificate's secret file (drover keygen; "
+                   "mode 0600); with --curve-server"),
+    S_FLAG("curve-server", F_CURVE_SERVER, .arg = "FILE",
+           .env = DV_CURVE_ENV_SERVER, .complete = DV_COMPLETE_FILE,
+           .help = "CurveZMQ: the broker's public certificate; both or "
+                   "neither"),
+    DV_FLAG_TABLE_END,
+};
+
+const char worker_about[] =
+    "Runs a worker supervisor: it connects to the broker, takes jobs from "
+    "the queues it serves, and runs each in one of a pool of child processes "
+    "(one job at a time per child), in its http lane, or in a plugin.";
+
+const char worker_notes[] =
+    "Durations are seconds, fractions allowed (1.5), or with a unit (250ms, "
+    "2m). Settings apply in this order, later ones winning: defaults, the "
+    "environment, the --config file, flags.\n\n"
+    "builtin job types: noop, echo, sleep, fail (docs/handlers.md).\n\n"
+    "signals: SIGTERM or SIGINT drain (take no new jobs, hand back jobs not "
+    "started, let running ones finish within --grace, then leave); a second "
+    "SIGINT or SIGQUIT stops at once; SIGUSR1 logs a state dump; SIGHUP "
+    "reads the CurveZMQ certificate files again and reconnects with them if "
+    "they changed (running jobs are kept).";
+
+const char worker_exits[] =
+    "exit status: 0 after a drain; 1 on a fatal error; 2 on a usage error; "
+    "128+signal when stopped at once.";
+
+/* Reads argv against the worker's flags and the log flags; *bad as
+ * dv_flags_parse_ex's. */
 static dv_flags_rc_t
-s_read_flags(s_pass_t *pass, int argc, char **argv, char *err, size_t es)
+s_read_flags(s_pass_t *pass, int argc, char **argv, const dv_flag_t **bad,
+             char *err, size_t es)
 {
-    const dv_flag_t flags[] = {
-        S_FLAG("broker", F_BROKER),
-        S_FLAG("queues", F_QUEUES),
-        S_FLAG("concurrency", F_CONCURRENCY),
-        S_FLAG("prefetch", F_PREFETCH),
-        S_FLAG("name", F_NAME),
-        S_FLAG("exec", F_EXEC),
-        S_FLAG("config", F_CONFIG),
-        S_FLAG("timeout", F_TIMEOUT),
-        S_FLAG("kill-grace", F_KILL_GRACE),
-        S_FLAG("grace", F_GRACE),
-        S_FLAG("max-jobs-per-child", F_MAX_JOBS),
-        S_FLAG("max-rss-per-child", F_MAX_RSS),
-        S_FLAG("soft-timeout", F_SOFT_TIMEOUT),
-        S_FLAG("plugin", F_PLUGIN),
-        S_FLAG("http", F_HTTP),
-        S_FLAG("http-concurrency", F_HTTP_CONCURRENCY),
-        S_FLAG("heartbeat", F_HEARTBEAT),
-        S_FLAG("curve-secret", F_CURVE_SECRET),
-        S_FLAG("curve-server", F_CURVE_SERVER),
-        DV_FLAG_TABLE_END,
-    };
     dv_flag_t log[3];
     dv_daemon_log_flags(log, &pass->cfg->log_level, &pass->cfg->log_text);
-    const dv_flag_t *tables[] = { flags, log };
-    return dv_flags_parse(tables, 2, argc, argv, false, NULL, err, es);
+    const dv_flag_t *tables[] = { worker_flags, log };
+    const dv_flag_t *b = NULL;
+    dv_flags_rc_t rc =
+        dv_flags_parse_ex(tables, 2, argc, argv, false, NULL, &b, err, es);
+    if (b == &log[0] || b == &log[1]) /* the table's own entry */
+        b = &dv_daemon_flags[b - log];
+    if (bad)
+        *bad = b;
+    return rc;
 }
 
 /* Splits flag's value "TYPE=VALUE" (what names VALUE in the message):
@@ -774,11 +853,21 @@ int
 worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
                     size_t es)
 {
-    s_pass_t pass = { .cfg = cfg };
-    dv_flags_rc_t rc = s_read_flags(&pass, argc, argv, err, es);
+    return worker_config_parse_ex(cfg, argc, argv, NULL, err, es);
+}
+
+int
+worker_config_parse_ex(worker_config_t *cfg, int argc, char **argv,
+                       const dv_flag_t **bad, char *err, size_t es)
+{
+    if (bad)
+        *bad = NULL;
+    s_pass = (s_pass_t){ .cfg = cfg };
+    s_pass_t *pass = &s_pass;
+    dv_flags_rc_t rc = s_read_flags(pass, argc, argv, bad, err, es);
     if (rc != DV_FLAGS_OK)
         return rc == DV_FLAGS_HELP ? 1 : -1;
-    const char *config = pass.config;
+    const char *config = pass->config;
     if (config) {
         size_t len;
         char *text = dv_read_file(config, &len);
@@ -803,8 +892,8 @@ worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
          s_set_path(&cfg->curve_server, DV_CURVE_ENV_SERVER, server, err, es) !=
              0))
         return -1;
-    pass.apply = true;
-    if (s_read_flags(&pass, argc, argv, err, es) != DV_FLAGS_OK)
+    pass->apply = true;
+    if (s_read_flags(pass, argc, argv, bad, err, es) != DV_FLAGS_OK)
         return -1;
     if (!cfg->endpoints &&
         s_set_endpoints(cfg, WORKER_DEFAULT_ENDPOINT, err, es) != 0)
@@ -833,84 +922,10 @@ worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
 void
 worker_config_usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: drover worker [OPTIONS]\n"
-        "\n"
-        "Runs a worker supervisor: it connects to the broker, takes jobs\n"
-        "from the queues it serves, and runs each in one of a pool of child\n"
-        "processes (one job at a time per child).\n"
-        "\n"
-        "options (durations are seconds, fractions allowed: 1.5, 250ms):\n"
-        "  --broker EP[,EP...]     broker worker endpoints, tried in turn\n"
-        "                          (env DROVER_WORKER_ENDPOINT; default\n"
-        "                          " WORKER_DEFAULT_ENDPOINT ")\n"
-        "  --queues Q1,Q2          queues to serve (default: default)\n"
-        "  --concurrency N         child processes (default: CPUs online)\n"
-        "  --prefetch N            jobs held beyond N running, so children\n"
-        "                          never wait for the broker (default:\n"
-        "                          3 x concurrency; 0 for long jobs)\n"
-        "  --name NAME             worker name, unique in the fleet\n"
-        "                          (default: HOST:PID)\n"
-        "  --exec TYPE=COMMAND     run jobs of TYPE with /bin/sh -c COMMAND;\n"
-        "                          repeatable (see docs/handlers.md)\n"
-        "  --plugin TYPE=PATH      run jobs of TYPE with the plugin in the\n"
-        "                          shared object PATH (drover_handler.h);\n"
-        "                          repeatable\n"
-        "  --http TYPE=URL         run jobs of TYPE as HTTP requests: POST\n"
-        "                          the payload as JSON to URL, the result\n"
-        "                          is the response; repeatable (templates,\n"
-        "                          API keys: \"http\" in --config)\n"
-        "  --http-concurrency N    HTTP requests in flight at once\n"
-        "                          (default: 100)\n"
-        "  --config FILE           JSON settings: broker, queues,\n"
-        "                          concurrency, prefetch, timeout,\n"
-        "                          kill_grace, grace, heartbeat, name,\n"
-        "                          max_jobs_per_child, max_rss_per_child,\n"
-        "                          soft_timeout,\n"
-        "                          handlers {TYPE: {\"exec\": COMMAND}},\n"
-        "                          plugins {TYPE: {\"path\": PATH,\n"
-        "                          \"config\": {...}}},\n"
-        "                          http {TYPE: {\"url\": URL, ...}},\n"
-        "                          http_concurrency, curve_secret,\n"
-        "                          curve_server\n"
-        "  --timeout S             limit per attempt for jobs without one\n"
-        "                          (default: none)\n"
-        "  --kill-grace S          SIGTERM to SIGKILL delay when a job is\n"
-        "                          stopped (default: 5)\n"
-        "  --grace S               on SIGTERM, time running jobs get to\n"
-        "                          finish (default: 30)\n"
-        "  --max-jobs-per-child N  recycle a child after N jobs (default: 0,\n"
-        "                          never)\n"
-        "  --max-rss-per-child B   recycle a child whose resident memory is\n"
-        "                          above B bytes (K, M, G suffixes) after a\n"
-        "                          job (default: 0, never)\n"
-        "  --soft-timeout S|P%%     tell a running handler to wrap up at S\n"
-        "                          seconds, or at P%% of its timeout\n"
-        "                          (default: 80%%; 0: never)\n"
-        "  --heartbeat S           heartbeat interval until the broker sets\n"
-        "                          one (default: 1)\n"
-        "  --curve-secret FILE     CurveZMQ: our certificate's secret file\n"
-        "                          (drover keygen; mode 0600; env\n"
-        "                          DROVER_CURVE_SECRET)\n"
-        "  --curve-server FILE     CurveZMQ: the broker's public certificate\n"
-        "                          (env DROVER_CURVE_SERVER); both or\n"
-        "                          neither\n"
-        "  --log-level LEVEL       debug, info, warn, error (default: info)\n"
-        "  --log-format FORMAT     json or text (default: json)\n"
-        "  -h, --help              show this text\n"
-        "\n"
-        "Settings apply in this order, later ones winning: defaults, the\n"
-        "environment, the --config file, flags.\n"
-        "\n"
-        "builtin job types: noop, echo, sleep, fail (see docs/handlers.md).\n"
-        "\n"
-        "signals: SIGTERM or SIGINT drain (take no new jobs, hand back jobs\n"
-        "not started, let running ones finish within --grace, then leave);\n"
-        "a second SIGINT or SIGQUIT stops at once; SIGUSR1 logs a state dump;\n"
-        "SIGHUP reads the CurveZMQ certificate files again and reconnects\n"
-        "with them if they changed (running jobs are kept).\n"
-        "\n"
-        "exit status: 0 after a drain, 2 on a usage error, 1 on a fatal\n"
-        "error, 128+signal when stopped at once.\n");
+    const dv_daemon_t d = { .name = "worker",
+                            .about = worker_about,
+                            .notes = worker_notes,
+                            .exits = worker_exits,
+                            .flags = worker_flags };
+    dv_daemon_help(&d, out);
 }

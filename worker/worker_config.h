@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "dv_flags.h"
+
 #define WORKER_DEFAULT_ENDPOINT "tcp://127.0.0.1:7701"
 #define WORKER_CONCURRENCY_MAX  1024
 
@@ -69,6 +71,12 @@ void worker_config_clear(worker_config_t *cfg);
 int worker_config_parse(worker_config_t *cfg, int argc, char **argv, char *err,
                         size_t err_size);
 
+/* As worker_config_parse; on an error about a flag given (a bad or missing
+ * value), *bad is that flag's entry in worker_flags or dv_daemon_flags
+ * (else NULL), for the usage message. */
+int worker_config_parse_ex(worker_config_t *cfg, int argc, char **argv,
+                           const dv_flag_t **bad, char *err, size_t err_size);
+
 /* Applies a JSON config document (text of len bytes; source names it in
  * errors, e.g. the path). Returns 0, or -1 with a reason in err that gives
  * the line and column of a syntax error. Unknown keys are errors, so a
@@ -95,7 +103,7 @@ const worker_plugin_t *worker_config_plugin(const worker_config_t *cfg,
 const char *worker_config_handler(const worker_config_t *cfg, const char *type,
                                   size_t type_len);
 
-/* Prints the --help text. */
+/* Prints the --help text, made from worker_flags (worker.h). */
 void worker_config_usage(FILE *out);
 
 #endif

@@ -673,19 +673,24 @@ worker_main(int argc, char **argv)
     w.sigfd = -1;
     worker_config_defaults(&w.cfg);
     char err[512];
-    int rc = worker_config_parse(&w.cfg, argc, argv, err, sizeof err);
+    const dv_flag_t *bad;
+    int rc = worker_config_parse_ex(&w.cfg, argc, argv, &bad, err, sizeof err);
     if (rc == 1) {
         worker_config_usage(stdout);
         worker_config_clear(&w.cfg);
         return 0;
     }
     dv_daemon_t d = { .name = "worker",
-                      .usage = worker_config_usage,
+                      .about = worker_about,
+                      .notes = worker_notes,
+                      .exits = worker_exits,
+                      .flags = worker_flags,
                       .log_level = w.cfg.log_level,
                       .log_text = w.cfg.log_text };
     if (rc != 0) {
         worker_config_clear(&w.cfg);
-        return dv_daemon_fail(&d, "%s", err);
+        return bad ? dv_daemon_usage(&d, bad, "%s", err)
+                   : dv_daemon_fail(&d, "%s", err);
     }
     s_std_fds();
 

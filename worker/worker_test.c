@@ -12,6 +12,7 @@
 
 #include "handler_exec.h"
 #include "oom_inject.h"
+#include "worker.h"
 #include "worker_config.h"
 #include "worker_ipc.h"
 #include "worker_jobs.h"
@@ -656,6 +657,60 @@ test_config_curve(void **state)
     free(text);
 }
 
+/* The defaults worker_flags shows are the ones the worker has: each flag
+ * with a .dflt, given that value, leaves the settings as they were; and
+ * every flag has its help and value name. */
+static void
+test_config_flag_defaults(void **state)
+{
+    (void)state;
+    unsetenv("DROVER_WORKER_ENDPOINT");
+    char err[300];
+    worker_config_t base, c;
+    worker_config_defaults(&base);
+    char *plain[] = { "worker", NULL };
+    assert_int_equal(worker_config_parse(&base, 1, plain, err, sizeof err), 0);
+    int ndflt = 0;
+    for (const dv_flag_t *f = worker_flags; f->kind != DV_FLAG_END; f++) {
+        assert_non_null(f->help);
+        assert_non_null(f->arg);
+        assert_int_equal(f->kind, DV_FLAG_FN);
+        if (!f->dflt)
+            continue;
+        ndflt++;
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", f->name);
+        char *argv[] = { "worker", flag, (char *)f->dflt, NULL };
+        worker_config_defaults(&c);
+        assert_int_equal(worker_config_parse(&c, 3, argv, err, sizeof err), 0);
+        assert_string_equal(c.endpoints[0], base.endpoints[0]);
+        assert_int_equal(c.nendpoints, base.nendpoints);
+        assert_string_equal(c.queues[0], base.queues[0]);
+        assert_int_equal(c.nqueues, base.nqueues);
+        assert_true(c.kill_grace_ms == base.kill_grace_ms);
+        assert_true(c.grace_ms == base.grace_ms);
+        assert_true(c.heartbeat_ms == base.heartbeat_ms);
+        assert_true(c.max_jobs_per_child == base.max_jobs_per_child);
+        assert_true(c.max_rss_per_child == base.max_rss_per_child);
+        assert_true(c.soft_timeout_ms == base.soft_timeout_ms);
+        assert_int_equal(c.soft_timeout_pct, base.soft_timeout_pct);
+        assert_int_equal(c.http_concurrency, base.http_concurrency);
+        worker_config_clear(&c);
+    }
+    assert_true(ndflt >= 8);
+    worker_config_clear(&base);
+
+    /* A bad value names its flag, for the usage message. */
+    const dv_flag_t *bad = NULL;
+    char *argv[] = { "worker", "--grace", "soon", NULL };
+    worker_config_defaults(&c);
+    assert_int_equal(worker_config_parse_ex(&c, 3, argv, &bad, err, sizeof err),
+                     -1);
+    assert_non_null(bad);
+    assert_string_equal(bad->name, "grace");
+    worker_config_clear(&c);
+}
+
 #define S_ID1 "01890a5d-ac96-774b-bcce-b302099a8057"
 #define S_ID2 "01890a5d-ac96-774b-bcce-b302099a8058"
 
@@ -886,6 +941,7 @@ main(void)
         cmocka_unit_test(test_config_json),
         cmocka_unit_test(test_config_flags),
         cmocka_unit_test(test_config_curve),
+        cmocka_unit_test(test_config_flag_defaults),
         cmocka_unit_test(test_outbox_credit),
         cmocka_unit_test(test_jobs_table),
     };
