@@ -761,8 +761,8 @@ typedef struct {
 } s_jobview_ctx_t;
 
 /* The keys of a ctrl "job" answer beside the job's own: "attempts" or
- * "attempts_error". */
-#define S_JOB_EXTRA_KEYS 1
+ * "attempts_error", and "options". */
+#define S_JOB_EXTRA_KEYS 2
 
 static void
 s_on_jobview(void *arg, const broker_jobview_t *v)
@@ -810,6 +810,36 @@ s_pack_live(msgpack_packer *pk, const char *idtext, const broker_job_t *job)
 /* "attempts": the stored attempts the read packed (broker_reads.c), or,
  * when they could not be read, "attempts_error" with why: the job is
  * answered either way. */
+/* "options": what the job was submitted with, from its stored record
+ * (the read's), else a live job's own (key and creation time unknown
+ * then), else nil. */
+static void
+s_pack_job_options(msgpack_packer *pk, const broker_viewed_t *it,
+                   const broker_job_t *job)
+{
+    broker_pack_str(pk, "options");
+    if (it->options && it->options_len) {
+        pk->callback(pk->data, it->options, it->options_len);
+    } else if (job) {
+        broker_options_t o = {
+            .priority = job->priority,
+            .max_attempts = job->max_attempts,
+            .timeout_ms = job->timeout_ms,
+            .backoff = { .base_ms = job->backoff_base_ms,
+                         .factor = job->backoff_factor,
+                         .cap_ms = job->backoff_cap_ms,
+                         .jitter = (job->flags & BROKER_JOB_JITTER) != 0 },
+            .batch = job->batch,
+            .trace = job->trace,
+            .payload = job->payload,
+            .payload_len = job->payload_len,
+        };
+        broker_pack_options(pk, &o);
+    } else {
+        msgpack_pack_nil(pk);
+    }
+}
+
 static void
 s_pack_attempts(msgpack_packer *pk, const broker_viewed_t *it, const char *why)
 {
@@ -851,6 +881,7 @@ s_job_live(broker_t *self, const broker_rid_t *rid, uint64_t req,
     msgpack_pack_map(&pk, S_LIVE_KEYS + S_JOB_EXTRA_KEYS);
     s_pack_live(&pk, idtext, job);
     s_pack_attempts(&pk, it, why);
+    s_pack_job_options(&pk, it, job);
     s_job_reply(self, rid, req, &body, true);
     broker_body_destroy(&body);
 }
@@ -909,8 +940,10 @@ s_job_answer(broker_t *self, broker_views_t *v)
     if (it->rc == 1)
         s_on_jobview(&ctx, it->view);
     bool found = it->rc == 1 && !ctx.hidden;
-    if (found)
+    if (found) {
         s_pack_attempts(&pk, it, NULL);
+        s_pack_job_options(&pk, it, NULL);
+    }
     s_job_reply(self, &v->rid, v->req, &body, found);
     broker_body_destroy(&body);
 }

@@ -643,7 +643,30 @@ typedef struct {
     uint32_t nattempts;
     char *attempts;
     size_t attempts_len;
+    /* With want_attempts, also the options it was submitted with, from
+     * its stored record (broker_store_load), packed by the reader as one
+     * msgpack map (broker_pack_options); NULL when not stored (yet). */
+    char *options;
+    size_t options_len;
 } broker_viewed_t;
+
+/* A job's options as submitted, for ctrl "job". Views; NULL/0 absent. */
+typedef struct {
+    int priority, max_attempts;
+    int64_t timeout_ms;    /* 0: the worker's default */
+    int64_t created_ms;    /* 0: not known */
+    int64_t result_ttl_ms; /* 0: not known */
+    dv_backoff_t backoff;
+    const char *key, *batch, *trace;
+    const void *payload; /* one msgpack value */
+    size_t payload_len;
+} broker_options_t;
+
+/* Packs o as one map: priority, max_attempts, timeout_ms, backoff {base_ms,
+ * factor, cap_ms, jitter}, batch, key, trace, created_at?,
+ * result_ttl_ms?, payload_bytes, payload (the value; nil if it is not
+ * one). */
+void broker_pack_options(msgpack_packer *pk, const broker_options_t *o);
 
 /* The stored attempts a ctrl "job" answer carries, at most (the last). */
 #define BROKER_JOB_ATTEMPTS_MAX 100

@@ -183,6 +183,70 @@ s_read_attempts(broker_store_t *store, broker_viewed_t *it)
     broker_body_destroy(&body);
 }
 
+void
+broker_pack_options(msgpack_packer *pk, const broker_options_t *o)
+{
+    msgpack_pack_map(pk, 9 + (o->created_ms > 0) + (o->result_ttl_ms > 0));
+    broker_pack_kv_int(pk, "priority", o->priority);
+    broker_pack_kv_int(pk, "max_attempts", o->max_attempts);
+    broker_pack_kv_int(pk, "timeout_ms", o->timeout_ms);
+    broker_pack_str(pk, "backoff");
+    msgpack_pack_map(pk, 4);
+    broker_pack_kv_int(pk, "base_ms", o->backoff.base_ms);
+    broker_pack_str(pk, "factor");
+    msgpack_pack_double(pk, o->backoff.factor);
+    broker_pack_kv_int(pk, "cap_ms", o->backoff.cap_ms);
+    broker_pack_str(pk, "jitter");
+    if (o->backoff.jitter)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    broker_pack_kv_str(pk, "batch", o->batch);
+    broker_pack_kv_str(pk, "key", o->key);
+    broker_pack_kv_str(pk, "trace", o->trace);
+    if (o->created_ms > 0)
+        broker_pack_kv_int(pk, "created_at", o->created_ms);
+    if (o->result_ttl_ms > 0)
+        broker_pack_kv_int(pk, "result_ttl_ms", o->result_ttl_ms);
+    broker_pack_kv_int(pk, "payload_bytes", (int64_t)o->payload_len);
+    broker_pack_str(pk, "payload");
+    if (o->payload && o->payload_len &&
+        dv_mp_validate(o->payload, o->payload_len, DV_VALUE_DEPTH_MAX) == DV_OK)
+        pk->callback(pk->data, o->payload, o->payload_len);
+    else
+        msgpack_pack_nil(pk);
+}
+
+/* broker_store_load callback: the record's options, packed. */
+static int
+s_on_rec(void *arg, const broker_jobrec_t *rec)
+{
+    broker_viewed_t *it = arg;
+    broker_options_t o = {
+        .priority = rec->priority,
+        .max_attempts = rec->max_attempts,
+        .timeout_ms = rec->timeout_ms,
+        .created_ms = rec->created_ms,
+        .result_ttl_ms = rec->result_ttl_ms,
+        .backoff = rec->backoff,
+        .key = rec->key,
+        .batch = rec->batch,
+        .trace = rec->trace,
+        .payload = rec->payload,
+        .payload_len = rec->payload_len,
+    };
+    broker_body_t body;
+    msgpack_packer pk;
+    broker_body_init(&body, &pk);
+    broker_pack_options(&pk, &o);
+    if (!body.failed) {
+        it->options_len = body.sb.size;
+        it->options = msgpack_sbuffer_release(&body.sb);
+    }
+    broker_body_destroy(&body);
+    return 0;
+}
+
 /* Reader thread: every id, one get each (and its attempts if asked). */
 static int
 s_views_run(broker_store_t *store, broker_read_t *r)
@@ -193,8 +257,12 @@ s_views_run(broker_store_t *store, broker_read_t *r)
         it->rc = broker_store_get(store, it->id, s_on_view, it);
         if (it->rc == 1 && !it->view)
             it->rc = DV_ENOMEM;
-        if (it->want_attempts)
+        if (it->want_attempts) {
             s_read_attempts(store, it);
+            /* Not found or failed: the answer goes without options, or
+             * with a live job's own. */
+            (void)broker_store_load(store, it->id, s_on_rec, it);
+        }
     }
     return 0;
 }
@@ -242,6 +310,7 @@ broker_views_free(broker_views_t *v)
     for (uint32_t i = 0; i < v->n; i++) {
         free(v->items[i].view);
         free(v->items[i].attempts);
+        free(v->items[i].options);
     }
     free(v);
 }

@@ -177,6 +177,9 @@ typedef struct {
         int nkeys;
     } att[4];
     char attempts_error[128];
+    /* ctrl job: "options" (-1 priority: none or nil) */
+    int64_t opt_priority, opt_payload_bytes, opt_max_attempts;
+    bool opt_key; /* has a string "key" */
 } s_answer_t;
 
 static void
@@ -238,11 +241,35 @@ s_attempts(const msgpack_object *arr, s_answer_t *a)
     }
 }
 
+/* ctrl job's "options" map into a. */
+static void
+s_options(const msgpack_object *o, s_answer_t *a)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key;
+        const msgpack_object *v = &o->via.map.ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR)
+            continue;
+        dv_str_t key = dv_strn(k->via.str.ptr, k->via.str.size);
+        if (dv_str_eq(key, "priority"))
+            a->opt_priority = (int64_t)v->via.u64;
+        else if (dv_str_eq(key, "payload_bytes"))
+            a->opt_payload_bytes = (int64_t)v->via.u64;
+        else if (dv_str_eq(key, "max_attempts"))
+            a->opt_max_attempts = (int64_t)v->via.u64;
+        else if (dv_str_eq(key, "key"))
+            a->opt_key = v->type == MSGPACK_OBJECT_STR;
+    }
+}
+
 /* Reads the body of a reply: state (job) and retried (retry). */
 static void
 s_body(dv_str_t body, s_answer_t *a)
 {
     a->nattempts = -1;
+    a->opt_priority = -1;
     if (!body.len)
         return;
     msgpack_unpacked u;
@@ -266,6 +293,8 @@ s_body(dv_str_t body, s_answer_t *a)
                 s_attempts(v, a);
             else if (dv_str_eq(key, "attempts_error"))
                 s_obj_copy(v, a->attempts_error, sizeof a->attempts_error);
+            else if (dv_str_eq(key, "options"))
+                s_options(v, a);
         }
     }
     msgpack_unpacked_destroy(&u);
@@ -646,7 +675,11 @@ t_job_attempts_keep_details(void **state)
     assert_int_equal(s_collect(a, 8, 2000), 1);
     assert_true(a[1].ok);
     assert_string_equal(a[1].state, "queued");
-    assert_int_equal(a[1].nkeys, 8);
+    assert_int_equal(a[1].nkeys, 9);
+    /* with what it was submitted with */
+    assert_true(a[1].opt_priority >= 0 && a[1].opt_priority <= 9);
+    assert_true(a[1].opt_payload_bytes > 0);
+    assert_true(a[1].opt_max_attempts >= 2);
     assert_int_equal(a[1].nattempts, 0);
 
     /* Attempt 1 fails, retryable, with a traceback and stderr. */
@@ -671,7 +704,7 @@ t_job_attempts_keep_details(void **state)
     assert_int_equal(s_collect(a, 8, 2000), 1);
     assert_true(a[2].ok);
     assert_string_equal(a[2].state, "scheduled");
-    assert_int_equal(a[2].nkeys, 8);
+    assert_int_equal(a[2].nkeys, 9);
     assert_int_equal(a[2].nattempts, 1);
     assert_int_equal(a[2].att[0].attempt, 1);
     assert_string_equal(a[2].att[0].worker, "w1");
@@ -703,7 +736,8 @@ t_job_attempts_keep_details(void **state)
     assert_int_equal(s_collect(a, 8, 2000), 1);
     assert_true(a[3].ok);
     assert_string_equal(a[3].state, "dead");
-    assert_int_equal(a[3].nkeys, 9);
+    assert_int_equal(a[3].nkeys, 10);
+    assert_true(a[3].opt_payload_bytes > 0); /* from the stored record */
     assert_int_equal(a[3].nattempts, 2);
     assert_int_equal(a[3].att[0].attempt, 1);
     assert_string_equal(a[3].att[0].details, s_trace);

@@ -942,6 +942,13 @@ s_broker_job(const char *broker, const char *id, char *note, size_t size,
             job = NULL;
             *code = CLI_FAILED;
             snprintf(note, size, "unknown: unreadable answer from the broker");
+        } else if (json_is_object(json_object_get(job, "options"))) {
+            /* What it was submitted with: beside the rest, as the
+             * collector's view has its keys. */
+            json_t *o = json_incref(json_object_get(job, "options"));
+            json_object_del(job, "options");
+            json_object_update_missing(job, o);
+            json_decref(o);
         }
     } else if (!c) { /* a bad endpoint or CurveZMQ file */
         *code = CLI_USAGE;
@@ -1029,9 +1036,11 @@ s_merge_details(json_t *job, const json_t *bjob)
 static void
 s_merge_options(json_t *job, const json_t *bjob)
 {
-    static const char *const keys[] = { "max_attempts", "priority",
-                                        "timeout_ms",   "key",
-                                        "payload",      "payload_bytes" };
+    static const char *const keys[] = {
+        "max_attempts",  "priority", "timeout_ms",   "backoff",
+        "key",           "batch",    "trace",        "created_at",
+        "result_ttl_ms", "payload",  "payload_bytes"
+    };
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         json_t *v = bjob ? json_object_get(bjob, keys[k]) : NULL;
         if (v && !json_is_null(v))

@@ -160,6 +160,13 @@ def test_job_succeeded(cluster: Cluster, jobs: Dict[str, str]) -> None:
     assert doc["state"] == "succeeded"
     assert doc["result"] is not None and doc["result_note"] is None
     assert doc["retry_note"] is None
+    # what it was submitted with, from the broker's stored record
+    assert doc["payload"] == {"v": 1} and doc["payload_bytes"] > 0
+    assert doc["priority"] == 5 and doc["max_attempts"] >= 1
+    assert doc["backoff"]["factor"] > 0 and doc["created_at"] > 0
+    r = cluster.run("job", jobs["ok"])
+    assert r.rc == 0 and 'payload   7 bytes of JSON: {"v":1}' in r.out, r.out
+    assert "priority 5" in r.out
 
 
 def test_job_errors(cluster: Cluster) -> None:
@@ -177,6 +184,7 @@ def test_job_without_collector(cluster: Cluster, jobs: Dict[str, str]) -> None:
     doc = r.json()
     validate(doc, "job")
     assert doc["source"] == "broker" and doc["note"]
+    assert doc["payload"] == {"v": 1} and doc["priority"] == 5
     r = cluster.run("job", NOBODY, "--json", "--collector", down)
     assert r.rc == 3 and r.error()["code"] == "unreachable"
 

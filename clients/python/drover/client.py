@@ -473,7 +473,9 @@ class Client:
 
     def job(self, id: str) -> Dict[str, Any]:
         """The broker's view of one job: ``{id, queue, type, state,
-        attempt, result?, category?, error?, attempts}``, where
+        attempt, result?, category?, error?, attempts, options}``, where
+        ``options`` is what it was submitted with (priority, max_attempts,
+        timeout_ms, backoff, batch, key, payload, ...) and
         ``attempts`` lists the failed attempts the broker keeps, each with
         its category, message, and ``details`` (a traceback) and
         ``stderr`` (the end of its stderr) when the handler gave them.
