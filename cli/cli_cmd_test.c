@@ -63,7 +63,7 @@ static const cli_cmd_t s_list = {
     .summary = "list things",
     .args = "[ID...]",
     .max_args = -1,
-    .about = "Lists things.\n\nA second paragraph.",
+    .about = "Lists things.\n\nA second paragraph \xe2\x80\x94 with a dash.",
     .examples = "  drover list --limit 5\n",
     .flags = s_flags,
     .shared = CLI_JSON | CLI_COLLECTOR | CLI_WIDE,
@@ -282,7 +282,8 @@ t_help(void **state)
     s_run(&r, "list", "--help", NULL);
     assert_int_equal(r.rc, CLI_OK);
     assert_non_null(strstr(r.out, "usage: drover list [OPTIONS] [ID...]"));
-    assert_non_null(strstr(r.out, "A second paragraph."));
+    assert_non_null(
+        strstr(r.out, "A second paragraph \xe2\x80\x94 with a dash."));
     assert_non_null(strstr(r.out, "at most N jobs (1..1000; $CLI_TEST_LIMIT; "
                                   "else 50)"));
     assert_non_null(strstr(r.out, "--color red|green"));
@@ -407,6 +408,8 @@ t_man(void **state)
     assert_non_null(strstr(r.out, ".TH DROVER-LIST 1"));
     assert_non_null(strstr(r.out, "\\fB\\-\\-limit\\fR \\fIN\\fR\n"));
     assert_non_null(strstr(r.out, ".SH EXIT STATUS"));
+    /* non-ASCII as named glyphs, so groff needs no preprocessor */
+    assert_non_null(strstr(r.out, "paragraph \\[u2014] with"));
     s_run(&r, "man", NULL);
     assert_non_null(strstr(r.out, ".BR drover\\-list (1)"));
     char dir[] = "/tmp/cli_cmd_test_man_XXXXXX";

@@ -227,12 +227,23 @@ s_roff(const char *s, FILE *out)
         if (bol && (*s == '.' || *s == '\''))
             fputs("\\&", out);
         bol = *s == '\n';
-        if (*s == '\\')
+        unsigned char c = (unsigned char)*s;
+        if (c == '\\') {
             fputs("\\e", out);
-        else if (*s == '-')
+        } else if (c == '-') {
             fputs("\\-", out);
-        else
-            fputc(*s, out);
+        } else if (c >= 0xc0) { /* UTF-8: a named glyph, \[u2026] */
+            int n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
+            unsigned cp = c & (0x3fu >> n);
+            int k = 0;
+            while (k < n && ((unsigned char)s[k + 1] & 0xc0) == 0x80)
+                cp = (cp << 6) | ((unsigned char)s[++k] & 0x3f);
+            if (k == n)
+                fprintf(out, "\\[u%04X]", cp);
+            s += k;
+        } else if (c < 0x80) {
+            fputc(c, out);
+        } /* a stray continuation byte: dropped */
     }
 }
 
