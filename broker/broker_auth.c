@@ -104,10 +104,9 @@ broker_auth_client(broker_t *self, const broker_rid_t *rid,
     s_reason(peer, verb, why, sizeof why);
     s_log_once(self, "clients", peer, verb, why);
     if (msg->type == DV_MSG_CTRL)
-        broker_out_reply(self, rid, req, DV_CODE_NOT_ALLOWED, why, NULL, false);
+        broker_out_reply(self, rid, req, DV_CODE_DENIED, why, NULL, false);
     else
-        broker_out_error(self, self->clients, rid, req, DV_CODE_NOT_ALLOWED,
-                         why);
+        broker_out_error(self, self->clients, rid, req, DV_CODE_DENIED, why);
     return false;
 }
 
@@ -156,6 +155,6 @@ broker_auth_worker(broker_t *self, const broker_rid_t *rid,
                  peer->name, (int)strnlen(rtext, DV_NAME_MAX), rtext);
     }
     s_log_once(self, "workers", peer, verb, why);
-    broker_out_error(self, self->workers, rid, 0, DV_CODE_NOT_ALLOWED, why);
+    broker_out_error(self, self->workers, rid, 0, DV_CODE_DENIED, why);
     return false;
 }

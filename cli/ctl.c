@@ -29,21 +29,12 @@ s_open(const cli_t *c, int timeout_ms, int *code)
 }
 
 /* The exit code of a request that failed with rc, and the name scripts
- * see (*what; NULL: the exit code's). As cli_exit_of, except that a
- * refusal for the certificate's role ("role R may not V", a key removed
- * from the allow-lists), which the broker sends as not_allowed like a
- * refusal for a job's state, is "denied" (5). */
+ * see (*what; NULL: the exit code's). */
 static cli_exit_t
 s_exit(drover_client_t *d, int rc, const char **what)
 {
     const char *code = drover_last_code(d);
-    const char *msg = drover_last_error(d);
     *what = code;
-    if (rc == DROVER_EREJECTED && code && !strcmp(code, "not_allowed") && msg &&
-        (!strncmp(msg, "role ", 5) || strstr(msg, "no longer allowed"))) {
-        *what = "denied";
-        return CLI_DENIED;
-    }
     if (rc == DROVER_EUNREACHABLE || rc == DROVER_ETIMEOUT)
         *what = NULL;
     return cli_exit_of(rc, code);

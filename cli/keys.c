@@ -63,9 +63,6 @@ s_ask(const cli_t *c, const char *verb, const char *id, json_t **body)
                         "them by id and hash)",
                         id ? id : "");
     } else if (rc != DROVER_OK) {
-        if (rc == DROVER_EREJECTED && why && !strcmp(why, "not_allowed") &&
-            !strncmp(drover_last_error(d), "role ", 5))
-            e = CLI_DENIED;
         code = cli_fail(c, e, e == CLI_UNREACHABLE ? NULL : why, "%s",
                         drover_last_error(d));
     } else {

@@ -723,7 +723,7 @@ s_may_query(collector_t *self, zmq_msg_t *rid, zmq_msg_t *body)
         dv_log(DV_WARN, "collector.not_allowed",
                DV_STR("role", dv_role_name(role)), DV_STR("name", name),
                DV_STR("key", key), DV_STR("verb", verb), DV_STR("reason", why));
-    s_reply_error(self, rid, req, ctrl, DV_CODE_NOT_ALLOWED, why);
+    s_reply_error(self, rid, req, ctrl, DV_CODE_DENIED, why);
     return false;
 }
 

@@ -122,6 +122,8 @@ typedef enum {
                                * stop that copy of the job */
     DV_CODE_STANDBY = 15,     /* a standby broker: another one is active;
                                * try the next endpoint at once */
+    DV_CODE_DENIED = 16,      /* the sender's certificate (its role, or a key
+                          * no longer in the allow-lists) may not do this */
     DV_CODE_COUNT_
 } dv_code_t;
 

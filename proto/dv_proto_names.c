@@ -71,7 +71,7 @@ static const dv_name_t s_code_names[DV_CODE_COUNT_] = {
     S_N("unknown_verb"), S_N("not_found"),    S_N("invalid_argument"),
     S_N("not_allowed"),  S_N("try_again"),    S_N("store"),
     S_N("no_memory"),    S_N("internal"),     S_N("stale_lease"),
-    S_N("standby"),
+    S_N("standby"),      S_N("denied"),
 };
 
 const dv_enum_t dv_enum_state = { s_state_names, DV_STATE_COUNT_, "state" };

@@ -6,13 +6,13 @@
  * ZeroMQ sockets configured as CURVE clients (keys read with zcert), and
  * messages are built with dv_msg_encode. Checked: a peer without a key and
  * one with an unlisted key get nothing (the handshake fails); each role may
- * send what docs/security.md says and is refused with code not_allowed
+ * send what docs/security.md says and is refused with code denied
  * otherwise; a worker key cannot speak under another worker's name; a key
  * removed and SIGHUP is refused afterwards while other peers go on; keygen
  * makes a 0600 secret and the broker refuses a 0644 one; without CurveZMQ
  * a non-loopback bind needs --insecure-bind. The collector, with one
  * certificate as the brokers' observer and as its query socket's server,
- * answers `drover status` to an observer key, code not_allowed to a worker
+ * answers `drover status` to an observer key, code denied to a worker
  * key, nothing to a peer without a key; SIGHUP after removing a key
  * refuses it; with CurveZMQ it may bind beyond loopback.
  */
@@ -380,7 +380,7 @@ t_handshake_refused(void **state)
         zmq_close(all[i]);
 }
 
-/* What each role may send, and the not_allowed refusals. */
+/* What each role may send, and the denied refusals. */
 static void
 t_roles(void **state)
 {
@@ -397,12 +397,10 @@ t_roles(void **state)
     static const char id[] = "01a2046f-a012-753e-8bb6-41246e880ddf";
 
     /* A worker key: no submit, no cancel, not even status. */
-    assert_int_equal(s_code_of(wk, &submit, why, sizeof why),
-                     DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(wk, &submit, why, sizeof why), DV_CODE_DENIED);
     assert_non_null(strstr(why, "role worker may not submit"));
     dv_msg_t cancel = s_ctrl("cancel", NULL, id);
-    assert_int_equal(s_code_of(wk, &cancel, why, sizeof why),
-                     DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(wk, &cancel, why, sizeof why), DV_CODE_DENIED);
     assert_non_null(strstr(why, "role worker may not cancel"));
 
     /* A client key: submit, status, job; no hello, no check, no pause. */
@@ -413,21 +411,19 @@ t_roles(void **state)
     assert_int_equal(s_code_of(client, &job, NULL, 0), DV_CODE_NOT_FOUND);
     dv_msg_t check = s_ctrl("check", NULL, NULL);
     assert_int_equal(s_code_of(client, &check, why, sizeof why),
-                     DV_CODE_NOT_ALLOWED);
+                     DV_CODE_DENIED);
     assert_non_null(strstr(why, "role client may not check"));
     dv_msg_t pause = s_ctrl("pause", "default", NULL);
-    assert_int_equal(s_code_of(client, &pause, NULL, 0), DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(client, &pause, NULL, 0), DV_CODE_DENIED);
     dv_str_t q = dv_str("default");
     dv_msg_t hello = s_hello("client1", &q);
-    assert_int_equal(s_code_of(cw, &hello, why, sizeof why),
-                     DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(cw, &hello, why, sizeof why), DV_CODE_DENIED);
     assert_non_null(strstr(why, "role client may not hello"));
 
     /* An observer: status only. */
-    assert_int_equal(s_code_of(obs, &cancel, why, sizeof why),
-                     DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(obs, &cancel, why, sizeof why), DV_CODE_DENIED);
     assert_non_null(strstr(why, "role observer may not cancel"));
-    assert_int_equal(s_code_of(obs, &submit, NULL, 0), DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(obs, &submit, NULL, 0), DV_CODE_DENIED);
     assert_int_equal(s_code_of(obs, &st, NULL, 0), 0);
 
     /* An operator: pause, check, resume. */
@@ -437,7 +433,7 @@ t_roles(void **state)
     assert_int_equal(s_code_of(op, &resume, NULL, 0), 0);
 
     /* The observer's cancel, refused twice, is logged once. */
-    assert_int_equal(s_code_of(obs, &cancel, NULL, 0), DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(obs, &cancel, NULL, 0), DV_CODE_DENIED);
     assert_int_equal(harness_count_lines(h, "broker.log", "broker.not_allowed",
                                          "role=observer", "verb=cancel", NULL),
                      1);
@@ -460,7 +456,7 @@ t_worker_name(void **state)
     void *thief = s_socket(h, ZMQ_DEALER, h->workers, "w2", "w1");
     dv_msg_t hello1 = s_hello("w1", &q);
     assert_int_equal(s_code_of(thief, &hello1, why, sizeof why),
-                     DV_CODE_NOT_ALLOWED);
+                     DV_CODE_DENIED);
     assert_non_null(strstr(why, "may not speak as worker 'w1'"));
     zmq_close(thief);
 
@@ -499,8 +495,7 @@ t_reload_removes_key(void **state)
         harness_count_lines(h, "broker.log", "broker.curve_reloaded", NULL), 1);
 
     char why[512];
-    assert_int_equal(s_code_of(client, &st, why, sizeof why),
-                     DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(client, &st, why, sizeof why), DV_CODE_DENIED);
     assert_non_null(strstr(why, "no longer allowed"));
     assert_int_equal(s_code_of(op, &st, NULL, 0), 0);
     void *again = s_socket(h, ZMQ_DEALER, h->clients, "client1", NULL);
@@ -918,7 +913,7 @@ s_start_curve_collector(harness_t *h, char *query, size_t size)
 
 /* `drover status` with an observer key is answered by the collector; a
  * client key gets the totals but no job history (drover job shows its own
- * job from the broker); a worker key gets not_allowed (logged once); no
+ * job from the broker); a worker key gets denied (logged once); no
  * key, or an unlisted one, gets nothing. */
 static void
 t_collector_roles(void **state)
@@ -972,7 +967,7 @@ t_collector_roles(void **state)
             if (!strcmp(histories[v], "batch"))
                 q.u.ctrl.args = dv_strn("\x81\xa4name\xa1x", 8);
             int code = s_code_of(s, &q, why, sizeof why);
-            if (i == 0 && code != DV_CODE_NOT_ALLOWED)
+            if (i == 0 && code != DV_CODE_DENIED)
                 fail_msg("a client asking %s: code %d", histories[v], code);
             if (i > 0 && code != 0)
                 fail_msg("%s asking %s: %s", readers[i], histories[v], why);
@@ -1007,10 +1002,10 @@ t_collector_roles(void **state)
 
     /* A worker key: admitted, every query refused, logged once. */
     void *w = s_socket_to(h, ZMQ_DEALER, query, "w1", NULL, "collector");
-    assert_int_equal(s_code_of(w, &st, why, sizeof why), DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(w, &st, why, sizeof why), DV_CODE_DENIED);
     assert_non_null(strstr(why, "role worker"));
     dv_msg_t jobs = s_ctrl("jobs", NULL, NULL);
-    assert_int_equal(s_code_of(w, &jobs, NULL, 0), DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(w, &jobs, NULL, 0), DV_CODE_DENIED);
     zmq_close(w);
     assert_int_equal(harness_count_lines(h, "collector.log",
                                          "collector.not_allowed", "w1", NULL),
@@ -1019,7 +1014,7 @@ t_collector_roles(void **state)
     assert_int_equal(harness_cli(out, sizeof out, "workers", "--collector",
                                  query, "--curve-secret", secret,
                                  "--curve-server", server, NULL),
-                     1);
+                     5); /* denied */
 
     /* No key, or a key in no list: no answer at all. */
     char buf[4096];
@@ -1058,7 +1053,7 @@ t_collector_reload(void **state)
                                   "collector.curve_reloaded", 10000));
 
     char why[512];
-    assert_int_equal(s_code_of(obs, &st, why, sizeof why), DV_CODE_NOT_ALLOWED);
+    assert_int_equal(s_code_of(obs, &st, why, sizeof why), DV_CODE_DENIED);
     assert_non_null(strstr(why, "no longer allowed"));
     zmq_close(obs);
     char out[4096], secret[512], server[512];
