@@ -392,53 +392,13 @@ cli_find(const char *name)
     return NULL;
 }
 
-/* Edit distance of a and b, for "did you mean" (small strings only). */
-static size_t
-s_distance(const char *a, size_t la, const char *b)
-{
-    size_t lb = strlen(b);
-    if (la > 40 || lb > 40)
-        return 99;
-    size_t d[41][41];
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= la; i++)
-        for (size_t j = 1; j <= lb; j++) {
-            size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
-            d[i][j] =
-                sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-        }
-    return d[la][lb];
-}
-
-/* The flag of the tables closest to name (n bytes), if close enough. */
-static const dv_flag_t *
-s_closest_flag(const dv_flag_t *const *tables, int nt, const char *name,
-               size_t n)
-{
-    const dv_flag_t *best = NULL;
-    size_t bd = 3;
-    for (int t = 0; t < nt; t++)
-        for (const dv_flag_t *f = tables[t]; f->kind != DV_FLAG_END; f++) {
-            size_t d = s_distance(name, n, f->name);
-            if (d < bd) {
-                bd = d;
-                best = f;
-            }
-        }
-    return best;
-}
-
 static const cli_cmd_t *
 s_closest_cmd(const char *name)
 {
     const cli_cmd_t *best = NULL;
     size_t bd = 3;
     for (size_t i = 0; i < cli_ncommands; i++) {
-        size_t d = s_distance(name, strlen(name), cli_commands[i]->name);
+        size_t d = dv_flags_distance(name, strlen(name), cli_commands[i]->name);
         if (d < bd) {
             bd = d;
             best = cli_commands[i];
@@ -554,15 +514,11 @@ s_run(const cli_cmd_t *cmd, int argc, char **argv)
         }
         if (rc == DV_FLAGS_ERROR) {
             free(args);
-            const char *u = strstr(err, "unknown option '--");
-            if (u && !bad) {
-                const char *name = u + strlen("unknown option '--");
-                size_t n = strcspn(name, "'=");
-                const dv_flag_t *near = s_closest_flag(tables, nt, name, n);
-                if (near)
-                    return cli_usage(&c, near, "%s; did you mean --%s?", err,
-                                     near->name);
-            }
+            const dv_flag_t *near =
+                bad ? NULL : dv_flags_suggest(tables, nt, err);
+            if (near)
+                return cli_usage(&c, near, "%s; did you mean --%s?", err,
+                                 near->name);
             return cli_usage(&c, bad, "%s", err);
         }
         first += at;

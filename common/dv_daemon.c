@@ -151,53 +151,6 @@ dv_daemon_help(const dv_daemon_t *d, FILE *out)
     s_paragraphs(d->exits ? d->exits : dv_daemon_exits, out, true);
 }
 
-/* Edit distance of a (la bytes) and b, for "did you mean" (short names
- * only). */
-static size_t
-s_distance(const char *a, size_t la, const char *b)
-{
-    size_t lb = strlen(b);
-    if (la > 40 || lb > 40)
-        return 99;
-    size_t d[41][41];
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= la; i++)
-        for (size_t j = 1; j <= lb; j++) {
-            size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
-            d[i][j] =
-                sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-        }
-    return d[la][lb];
-}
-
-/* For "unknown option '--NAME'": the daemon's flag closest to NAME, if
- * close enough. */
-static const dv_flag_t *
-s_closest(const dv_daemon_t *d, const char *msg)
-{
-    const char *u = strstr(msg, "unknown option '--");
-    if (!u)
-        return NULL;
-    const char *name = u + strlen("unknown option '--");
-    size_t n = strcspn(name, "'=");
-    const dv_flag_t *tables[] = { d->flags, dv_daemon_flags };
-    const dv_flag_t *best = NULL;
-    size_t bd = 3;
-    for (int t = 0; t < 2; t++)
-        for (const dv_flag_t *f = tables[t]; f && f->kind != DV_FLAG_END; f++) {
-            size_t k = s_distance(name, n, f->name);
-            if (k < bd) {
-                bd = k;
-                best = f;
-            }
-        }
-    return best;
-}
-
 int
 dv_daemon_usage(const dv_daemon_t *d, const dv_flag_t *flag, const char *fmt,
                 ...)
@@ -207,7 +160,8 @@ dv_daemon_usage(const dv_daemon_t *d, const dv_flag_t *flag, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    const dv_flag_t *near = flag ? NULL : s_closest(d, msg);
+    const dv_flag_t *tables[] = { d->flags, dv_daemon_flags };
+    const dv_flag_t *near = flag ? NULL : dv_flags_suggest(tables, 2, msg);
     if (near) {
         flag = near;
         fprintf(stderr, "drover %s: %s; did you mean --%s?\n", d->name, msg,

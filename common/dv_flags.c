@@ -385,3 +385,47 @@ dv_flags_help(const dv_flag_t *const *tables, int ntables, FILE *out)
         for (const dv_flag_t *f = tables[t]; f && f->kind != DV_FLAG_END; f++)
             dv_flag_help(f, out, DV_FLAGS_WIDTH);
 }
+
+/* ---- did you mean ------------------------------------------------------------ */
+
+size_t
+dv_flags_distance(const char *a, size_t la, const char *b)
+{
+    size_t lb = strlen(b);
+    if (la > 40 || lb > 40)
+        return 99;
+    size_t d[41][41];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] =
+                sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[la][lb];
+}
+
+const dv_flag_t *
+dv_flags_suggest(const dv_flag_t *const *tables, int ntables, const char *err)
+{
+    const char *u = strstr(err, "unknown option '--");
+    if (!u)
+        return NULL;
+    const char *name = u + strlen("unknown option '--");
+    size_t n = strcspn(name, "'=");
+    const dv_flag_t *best = NULL;
+    size_t bd = 3;
+    for (int t = 0; t < ntables; t++)
+        for (const dv_flag_t *f = tables[t]; f && f->kind != DV_FLAG_END; f++) {
+            size_t k = dv_flags_distance(name, n, f->name);
+            if (k < bd) {
+                bd = k;
+                best = f;
+            }
+        }
+    return best;
+}

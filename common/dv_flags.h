@@ -169,4 +169,13 @@ void dv_flag_help(const dv_flag_t *f, FILE *out, int width);
 /* Every flag's help line, table by table. */
 void dv_flags_help(const dv_flag_t *const *tables, int ntables, FILE *out);
 
+/* Edit distance of a (la bytes) and b, for "did you mean" (names up to 40
+ * bytes; longer: 99). */
+size_t dv_flags_distance(const char *a, size_t la, const char *b);
+
+/* For an "unknown option '--NAME'" reason from dv_flags_parse: the flag of
+ * the tables closest to NAME (at most 2 edits), or NULL. */
+const dv_flag_t *dv_flags_suggest(const dv_flag_t *const *tables, int ntables,
+                                  const char *err);
+
 #endif
