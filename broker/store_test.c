@@ -1315,12 +1315,6 @@ typedef struct {
     broker_attempt_row_t a[8];
 } s_arows_t;
 
-static char *
-s_dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
 static int
 s_collect_attempt(void *arg, const broker_attempt_row_t *a)
 {
@@ -1328,13 +1322,13 @@ s_collect_attempt(void *arg, const broker_attempt_row_t *a)
     assert_true(o->n < 8);
     broker_attempt_row_t *c = &o->a[o->n++];
     *c = *a;
-    c->worker = s_dup_or_null(a->worker);
-    c->outcome = s_dup_or_null(a->outcome);
-    c->category = s_dup_or_null(a->category);
-    c->message = s_dup_or_null(a->message);
-    c->key_id = s_dup_or_null(a->key_id);
-    c->details = s_dup_or_null(a->details);
-    c->stderr_tail = s_dup_or_null(a->stderr_tail);
+    c->worker = s_dup(a->worker);
+    c->outcome = s_dup(a->outcome);
+    c->category = s_dup(a->category);
+    c->message = s_dup(a->message);
+    c->key_id = s_dup(a->key_id);
+    c->details = s_dup(a->details);
+    c->stderr_tail = s_dup(a->stderr_tail);
     return 0;
 }
 
