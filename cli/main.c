@@ -47,13 +47,6 @@ static const cli_cmd_t s_collector = {
     .own = collector_main,
 };
 
-static const cli_cmd_t s_submit = {
-    .name = "submit",
-    .summary = "submit one job, or many from JSON Lines",
-    .own = submit_main,
-    .shared = CLI_BROKER,
-};
-
 static const cli_cmd_t s_up = {
     .name = "up",
     .summary = "run broker + workers in one process tree (dev, demos)",
@@ -61,7 +54,7 @@ static const cli_cmd_t s_up = {
 };
 
 const cli_cmd_t *const cli_commands[] = {
-    &s_broker,     &s_worker,        &s_collector,    &s_submit,
+    &s_broker,     &s_worker,        &s_collector,    &cli_submit,
     &s_up,         &cli_cancel,      &cli_status,     &cli_top,
     &cli_workers,  &cli_queues,      &cli_jobs,       &cli_job,
     &cli_result,   &cli_keys,        &cli_watch,      &cli_health,
