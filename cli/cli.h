@@ -2,10 +2,11 @@
 #ifndef CLI_H
 #define CLI_H
 
-/* `drover up`: broker + N workers in one process tree. */
-int up_main(int argc, char **argv);
-
 #include "cli_cmd.h"
+
+/* `drover up`: broker, collector and N workers in one process tree
+ * (cli/up.c). */
+extern const cli_cmd_t cli_up;
 
 /* Control through the broker (cli/ctl.c): `drover cancel`, `retry`,
  * `pause`, `resume`, `purge`, `limit`, `drain`, `check`. */

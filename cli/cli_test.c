@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,10 @@
 #include "jobline.h"
 #include "scripted_broker.h"
 #include "submit.h"
+
+/* The table cli_main dispatches on: submit alone. */
+const cli_cmd_t *const cli_commands[] = { &cli_submit };
+const size_t cli_ncommands = 1;
 
 /* ---- jobline ----------------------------------------------------------- */
 
@@ -321,12 +326,13 @@ s_write_file(const char *path, const char *text)
     fclose(f);
 }
 
-/* Runs submit_main with stdout and stderr captured into t. NULL ends argv. */
+/* Runs `drover submit ARGS` through cli_main with stdout and stderr
+ * captured into t. NULL ends the arguments. */
 static int
 s_cli_run(s_cli_t *t, ...)
 {
-    const char *argv[40] = { "submit" };
-    int argc = 1;
+    const char *argv[40] = { "drover", "submit" };
+    int argc = 2;
     va_list ap;
     va_start(ap, t);
     const char *a;
@@ -343,7 +349,7 @@ s_cli_run(s_cli_t *t, ...)
     dup2(fe, 2);
     close(fo);
     close(fe);
-    int rc = submit_main(argc, (char **)argv);
+    int rc = cli_main(argc, (char **)argv);
     fflush(stdout);
     fflush(stderr);
     dup2(saved_out, 1);
@@ -371,23 +377,42 @@ test_cli_usage(void **state)
 {
     s_cli_t *t = *state;
     assert_int_equal(s_cli_run(t, "--help", NULL), 0);
-    assert_non_null(strstr(t->stdout_text, "Exit status:"));
+    assert_non_null(strstr(t->stdout_text, "usage: drover submit [OPTIONS] "
+                                           "[TYPE [PAYLOAD]]\n"));
+    assert_non_null(strstr(t->stdout_text, "exit status:"));
     assert_int_equal(s_cli_run(t, "--bogus", NULL), 2);
     assert_non_null(strstr(t->stderr_text, "unknown option '--bogus'"));
     assert_int_equal(s_cli_run(t, "--queue", "q", NULL), 2);
-    assert_non_null(strstr(t->stderr_text, "--type is required"));
+    assert_non_null(strstr(t->stderr_text,
+                           "drover submit: needs TYPE (or --type, or "
+                           "--file)\n"));
     assert_int_equal(s_cli_run(t, "--type", "echo", "--priority", "12", NULL),
                      2);
     assert_non_null(strstr(t->stderr_text, "--priority must be 0..9"));
     assert_int_equal(s_cli_run(t, "--file", t->in, "--payload", "1", NULL), 2);
     assert_int_equal(s_cli_run(t, "--type", "echo", "--payload", "{x", NULL),
                      2);
-    assert_non_null(strstr(t->stderr_text, "--payload is not valid JSON"));
+    assert_non_null(strstr(t->stderr_text, "the payload is not valid JSON"));
     assert_int_equal(s_cli_run(t, "--type", "echo", "--delay", "1", "--at",
                                "@1795000000", NULL),
                      2);
     assert_int_equal(s_cli_run(t, "--type", "echo", "--out", "x", NULL), 2);
     assert_int_equal(s_cli_run(t, "--type", "echo", "extra", NULL), 2);
+    assert_non_null(strstr(t->stderr_text, "as TYPE or --type, not both"));
+    assert_int_equal(s_cli_run(t, "echo", "1", "2", NULL), 2);
+    assert_non_null(strstr(t->stderr_text, "unexpected argument '2'"));
+    assert_int_equal(s_cli_run(t, "echo", "1", "--payload", "2", NULL), 2);
+    assert_int_equal(s_cli_run(t, "echo", "--ids", NULL), 2);
+    assert_int_equal(s_cli_run(t, "echo", "--wait-timeout", "1", NULL), 2);
+    /* Under --json a usage error is one JSON object on stderr. */
+    assert_int_equal(s_cli_run(t, "--json", "--priority", "x", NULL), 2);
+    assert_string_equal(t->stdout_text, "");
+    json_t *e = json_loads(t->stderr_text, 0, NULL);
+    assert_non_null(e);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(e, "error"), "exit")),
+                     2);
+    json_decref(e);
     assert_int_equal(
         s_cli_run(t, "--type", "echo", "--broker", "nope://", NULL), 2);
     assert_int_equal(s_cli_run(t, "--file", "/nonexistent/jobs", NULL), 2);
@@ -407,7 +432,7 @@ test_cli_bad_lines(void **state)
                         "not json\n");
     assert_int_equal(s_cli_run(t, "--broker", f->endpoint, "--file", t->in,
                                "--type", "echo", NULL),
-                     4);
+                     2);
     const char *want =
         "drover submit: line 4: priority must be 0..9\n"
         "drover submit: line 5: unknown field \"bogus\"\n"
@@ -418,6 +443,18 @@ test_cli_bad_lines(void **state)
     assert_non_null(strstr(t->stderr_text, "; nothing was submitted\n"));
     assert_string_equal(t->stdout_text, "");
     assert_int_equal(f->jobs, 0); /* nothing was submitted */
+    /* Under --json: the first bad line and the count, one JSON error. */
+    assert_int_equal(s_cli_run(t, "--broker", f->endpoint, "--file", t->in,
+                               "--type", "echo", "--json", NULL),
+                     2);
+    assert_string_equal(t->stdout_text, "");
+    const char *want_json =
+        "{\"error\": {\"code\": \"bad_line\", \"message\": \"line 4: "
+        "priority must be 0..9; 3 bad lines in ";
+    assert_memory_equal(t->stderr_text, want_json, strlen(want_json));
+    assert_non_null(strstr(t->stderr_text, "nothing was submitted\", "
+                                           "\"exit\": 2}}\n"));
+    assert_int_equal(f->jobs, 0);
     fake_stop(&f);
 }
 
@@ -432,11 +469,33 @@ test_cli_refused(void **state)
                         "{\"payload\": [3]}\n");
     assert_int_equal(s_cli_run(t, "--broker", f->endpoint, "--file", t->in,
                                "--type", "echo", NULL),
-                     4);
+                     1);
     assert_int_equal(s_count_lines(t->stdout_text), 2);
     assert_string_equal(t->stderr_text,
                         "drover submit: line 2: refused: queue is paused\n"
                         "drover submit: 2 of 3 jobs accepted, 1 refused\n");
+    /* --json: the summary on stdout, the refusal in it, exit 1. */
+    assert_int_equal(s_cli_run(t, "--broker", f->endpoint, "--file", t->in,
+                               "--type", "echo", "--json", "--ids", NULL),
+                     1);
+    json_t *doc = json_loads(t->stdout_text, 0, NULL);
+    assert_non_null(doc);
+    assert_int_equal(json_integer_value(json_object_get(doc, "jobs")), 3);
+    assert_int_equal(json_integer_value(json_object_get(doc, "submitted")), 2);
+    assert_int_equal(json_integer_value(json_object_get(doc, "refused")), 1);
+    json_t *r0 = json_array_get(json_object_get(doc, "refusals"), 0);
+    assert_int_equal(json_integer_value(json_object_get(r0, "line")), 2);
+    assert_string_equal(json_string_value(json_object_get(r0, "message")),
+                        "queue is paused");
+    json_t *ids = json_object_get(doc, "ids");
+    assert_int_equal(json_array_size(ids), 3);
+    assert_true(json_is_null(json_array_get(ids, 1)));
+    assert_int_equal(strlen(json_string_value(json_array_get(ids, 0))),
+                     DROVER_ID_LEN);
+    assert_true(json_is_number(json_object_get(doc, "rate")));
+    assert_true(json_is_integer(json_object_get(doc, "elapsed_ms")));
+    json_decref(doc);
+    assert_non_null(strstr(t->stderr_text, "\"code\": \"refused\""));
     fake_stop(&f);
 }
 
@@ -462,6 +521,44 @@ test_cli_one_job(void **state)
     assert_int_equal(
         s_cli_run(t, "--broker", f->endpoint, "--type", "echo", "-q", NULL), 0);
     assert_string_equal(t->stderr_text, "");
+    /* TYPE and PAYLOAD as arguments; a negative number is a payload. */
+    assert_int_equal(
+        s_cli_run(t, "--broker", f->endpoint, "sum", "-5", "-q", NULL), 0);
+    assert_int_equal(strlen(t->stdout_text), DROVER_ID_LEN + 1);
+    /* --json: {"id", "duplicate"} and nothing else on stdout or stderr. */
+    assert_int_equal(
+        s_cli_run(t, "--broker", f->endpoint, "echo", "[1]", "--json", NULL),
+        0);
+    assert_string_equal(t->stderr_text, "");
+    json_t *doc = json_loads(t->stdout_text, 0, NULL);
+    assert_non_null(doc);
+    assert_int_equal(json_object_size(doc), 2);
+    assert_int_equal(strlen(json_string_value(json_object_get(doc, "id"))),
+                     DROVER_ID_LEN);
+    assert_true(json_is_false(json_object_get(doc, "duplicate")));
+    json_decref(doc);
+    fake_stop(&f);
+}
+
+static void
+test_cli_wait_timeout(void **state)
+{
+    s_cli_t *t = *state;
+    fake_t *f = fake_start(FAKE_NORMAL);
+    f->wait_ignore_first = 1; /* no result within the wait timeout */
+    fake_go(f);
+    int64_t t0 = dv_mono_ms();
+    assert_int_equal(s_cli_run(t, "--broker", f->endpoint, "echo", "--wait",
+                               "--wait-timeout", "0.3", "--no-progress",
+                               "--json", NULL),
+                     6);
+    assert_true(dv_mono_ms() - t0 < 4000);
+    json_t *doc = json_loads(t->stdout_text, 0, NULL);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")),
+                        "unfinished");
+    json_decref(doc);
+    assert_non_null(strstr(t->stderr_text, "\"code\": \"timeout\""));
     fake_stop(&f);
 }
 
@@ -510,6 +607,28 @@ test_cli_wait(void **state)
                                 "\"attempts\":1,\"result\":42}\n"));
     free(res);
     fake_stop(&f);
+    /* --json: the counts and failures on stdout, the results in --out. */
+    f = fake_start(FAKE_NORMAL);
+    fake_go(f);
+    assert_int_equal(s_cli_run(t, "--broker", f->endpoint, "--file", t->in,
+                               "--type", "echo", "--wait", "--out", t->res,
+                               "--json", NULL),
+                     1);
+    assert_string_equal(t->stderr_text, "");
+    json_t *doc = json_loads(t->stdout_text, 0, NULL);
+    assert_non_null(doc);
+    assert_int_equal(json_integer_value(json_object_get(doc, "submitted")), 4);
+    assert_int_equal(json_integer_value(json_object_get(doc, "succeeded")), 3);
+    assert_int_equal(json_integer_value(json_object_get(doc, "dead")), 1);
+    json_t *h = json_object_get(json_object_get(doc, "failures"), "handler");
+    assert_int_equal(json_integer_value(json_object_get(h, "count")), 1);
+    assert_string_equal(json_string_value(json_object_get(h, "example")),
+                        "boom");
+    json_decref(doc);
+    res = dv_read_file(t->res, NULL);
+    assert_int_equal(s_count_lines(res), 4);
+    free(res);
+    fake_stop(&f);
 }
 
 int
@@ -538,6 +657,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_cli_unreachable, s_cli_setup,
                                         s_cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_wait, s_cli_setup,
+                                        s_cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_wait_timeout, s_cli_setup,
                                         s_cli_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,22 +47,9 @@ static const cli_cmd_t s_collector = {
     .own = collector_main,
 };
 
-static const cli_cmd_t s_submit = {
-    .name = "submit",
-    .summary = "submit one job, or many from JSON Lines",
-    .own = submit_main,
-    .shared = CLI_BROKER,
-};
-
-static const cli_cmd_t s_up = {
-    .name = "up",
-    .summary = "run broker + workers in one process tree (dev, demos)",
-    .own = up_main,
-};
-
 const cli_cmd_t *const cli_commands[] = {
-    &s_broker,     &s_worker,        &s_collector,    &s_submit,
-    &s_up,         &cli_cancel,      &cli_status,     &cli_top,
+    &s_broker,     &s_worker,        &s_collector,    &cli_submit,
+    &cli_up,       &cli_cancel,      &cli_status,     &cli_top,
     &cli_workers,  &cli_queues,      &cli_jobs,       &cli_job,
     &cli_result,   &cli_keys,        &cli_watch,      &cli_health,
     &cli_retry,    &cli_pause,       &cli_resume,     &cli_purge,

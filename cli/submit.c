@@ -1,10 +1,10 @@
-/* submit - `drover submit`: one job from flags, or many from JSON Lines,
- * optionally waiting for their results. Talks to the broker through
- * libdrover (drover.h), like any other producer. */
+/* submit - `drover submit`: one job from flags and arguments, or many from
+ * JSON Lines, optionally waiting for their results. Talks to the broker
+ * through libdrover (drover.h), like any other producer. An entry of the
+ * command table (cli_cmd.h). */
 #include "submit.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -16,119 +16,137 @@
 
 #include <jansson.h>
 
+#include "cli_out.h"
 #include "drover.h"
 #include "dv_clock.h"
 #include "dv_json.h"
 #include "dv_log.h"
-#include "jobline.h"
 #include "dv_map.h"
-
-/* Exit codes (docs/producer.md). */
-#define S_EXIT_OK          0
-#define S_EXIT_FAILED      1
-#define S_EXIT_USAGE       2
-#define S_EXIT_UNREACHABLE 3
-#define S_EXIT_REJECTED    4
+#include "jobline.h"
 
 #define S_SLICE          65536 /* jobs per drover_submit_many call */
-#define S_REPORT_MAX     50    /* refused/bad lines printed one by one */
+#define S_REPORT_MAX     50    /* refused/bad lines reported one by one */
 #define S_CATEGORIES_MAX 16    /* failure categories tracked for the summary */
-#define S_BAR_WIDTH      24
+#define S_LINE_EVERY_US  5000000 /* progress lines when not a terminal */
 
-static const char s_help[] =
-    "usage: drover submit --type TYPE [--queue Q] [--payload JSON] [OPTIONS]\n"
-    "       drover submit --file FILE|- [OPTIONS]\n"
-    "\n"
-    "Submits one job described by flags, or many from a JSON Lines file (one\n"
-    "job object per line), and prints the job ids, one per line. With --wait\n"
-    "it then waits for the jobs to end and writes their results.\n"
-    "\n"
-    "Job (flags are the defaults for fields a --file line leaves out):\n"
-    "  --queue Q             queue name (default \"default\")\n"
-    "  --type T              job type, i.e. handler name (required unless\n"
-    "                        every line has \"type\")\n"
-    "  --payload JSON        payload, any JSON value (default null); not with\n"
-    "                        --file\n"
-    "  --priority N          0..9, higher runs first (default 5)\n"
-    "  --delay S             run no earlier than S seconds from now\n"
-    "  --at TIME             run no earlier than TIME: ISO 8601 UTC\n"
-    "                        (2026-11-22T17:41:00Z) or @EPOCH_SECONDS\n"
-    "  --max-attempts N      1..1000 (default: the broker's, 5)\n"
-    "  --timeout S           hard limit per attempt, seconds\n"
-    "  --key K               idempotency key: a second submit with the same\n"
-    "                        key returns the first job's id; not with --file\n"
-    "  --backoff-base S      retry delay after the first failure (default 1)\n"
-    "  --backoff-factor F    growth per attempt, >= 1 (default 2)\n"
-    "  --backoff-cap S       largest retry delay (default 300)\n"
-    "  --no-jitter           exact retry delays (default: full jitter)\n"
-    "  --trace TP            W3C traceparent handed to the handler\n"
-    "  --result-ttl S        how long the broker keeps the result\n"
-    "  --batch NAME          batch name (drover watch NAME follows it)\n"
-    "  Durations are seconds, fractions allowed; 250ms, 2m, 1h work too.\n"
-    "\n"
-    "Input:\n"
-    "  --file FILE           JSON Lines, one job per line; - reads stdin.\n"
-    "                        Fields: queue, type, payload, priority, delay,\n"
-    "                        at, max_attempts, timeout, key, batch, trace,\n"
-    "                        result_ttl, backoff {base, factor, cap, jitter}.\n"
-    "                        Blank lines and lines starting with # are\n"
-    "                        skipped. Every line is checked before anything\n"
-    "                        is submitted.\n"
-    "\n"
-    "Broker:\n"
-    "  --broker ENDPOINTS    comma-separated broker endpoints, tried in turn\n"
-    "                        (default $DROVER_BROKER, else\n"
-    "                        " DROVER_DEFAULT_ENDPOINT ")\n"
-    "  --connect-timeout S   how long to wait for an answer from a broker\n"
-    "                        before trying the next one (default 5)\n"
-    "  --curve-secret FILE   CurveZMQ: our certificate's secret file\n"
-    "                        (default $DROVER_CURVE_SECRET)\n"
-    "  --curve-server FILE   CurveZMQ: the broker's public certificate\n"
-    "                        (default $DROVER_CURVE_SERVER)\n"
-    "\n"
-    "Output:\n"
-    "  (default)             job ids on stdout, one per line, in input order\n"
-    "                        (refused lines have none); \"submitted N jobs\"\n"
-    "                        on stderr\n"
-    "  --wait                wait for every accepted job to end; write one\n"
-    "                        JSON line per job as it ends: {\"id\",\n"
-    "                        \"line\" (with --file), \"state\", \"attempts\",\n"
-    "                        \"result\"} or {..., \"error\": {\"category\",\n"
-    "                        \"message\"}}; then a summary on stderr\n"
-    "  --out FILE            write the results there instead of stdout\n"
-    "  --wait-timeout S      stop waiting after S seconds (default: never)\n"
-    "  --progress            show a progress bar on stderr (default when\n"
-    "                        stderr is a terminal)\n"
-    "  --no-progress         never show it\n"
-    "  -q, --quiet           no \"submitted\" line, no summary\n"
-    "  --log-level L         debug, info, warn (default), error, off\n"
-    "  --log-format F        json (default) or text, for log lines; messages\n"
-    "                        for people are always plain text\n"
-    "  -h, --help            this text\n"
-    "\n"
-    "Exit status:\n"
-    "  0  every job was accepted (and, with --wait, succeeded)\n"
-    "  1  with --wait: a job ended dead, cancelled or unknown, or\n"
-    "     --wait-timeout passed first\n"
-    "  2  usage error: unknown flag, bad flag value, conflicting flags\n"
-    "  3  no broker could be reached (jobs whose ids were printed were\n"
-    "     accepted; the others may or may not have been)\n"
-    "  4  rejected input: a bad line (reported with its number; nothing was\n"
-    "     submitted), or jobs the broker refused (the others were submitted\n"
-    "     and, with --wait, waited for)\n";
+/* ---- flags --------------------------------------------------------------- */
 
-/* Everything the command line says. */
+/* The flags as given; checked and turned into s_opts_t by s_check(). The
+ * job's fields are text so that "not given" stays the broker's default. */
+static struct {
+    const char *queue, *type, *payload, *priority, *delay, *at;
+    const char *max_attempts, *timeout, *key, *backoff_base;
+    const char *backoff_factor, *backoff_cap, *trace, *result_ttl, *batch;
+    const char *file, *connect_timeout, *out, *wait_timeout;
+    bool no_jitter, wait, progress, no_progress, quiet, ids;
+    int log_level, log_format;
+} s_f;
+
+static const char *const s_levels[] = { "debug", "info", "warn",
+                                        "error", "off",  NULL };
+static const char *const s_formats[] = { "json", "text", NULL };
+
+static const dv_flag_t s_flags[] = {
+    DV_FLAG_STR("type", &s_f.type, .arg = "TYPE",
+                .help = "the job type, i.e. the handler's name (as the TYPE "
+                        "argument; with --file, for lines without \"type\")"),
+    DV_FLAG_STR("queue", &s_f.queue, .arg = "QUEUE", .dflt = "default",
+                .help = "the queue"),
+    DV_FLAG_STR("payload", &s_f.payload, .arg = "JSON",
+                .help = "the payload, any JSON value (as the PAYLOAD "
+                        "argument; - reads it from stdin); not with --file"),
+    DV_FLAG_STR("priority", &s_f.priority, .arg = "N",
+                .help = "0..9, higher runs first (else the broker's, 5)"),
+    DV_FLAG_STR("delay", &s_f.delay, .arg = "SECONDS",
+                .help = "run no earlier than this long from now"),
+    DV_FLAG_STR("at", &s_f.at, .arg = "TIME",
+                .help = "run no earlier than TIME: ISO 8601 UTC "
+                        "(2026-11-22T17:41:00Z) or @EPOCH_SECONDS"),
+    DV_FLAG_STR("max-attempts", &s_f.max_attempts, .arg = "N",
+                .help = "attempts before the job is dead, 1..1000 (else the "
+                        "broker's, 5)"),
+    DV_FLAG_STR("timeout", &s_f.timeout, .arg = "SECONDS",
+                .help = "hard limit for each attempt"),
+    DV_FLAG_STR("key", &s_f.key, .arg = "KEY",
+                .help = "idempotency key: a second submit with the same key "
+                        "returns the first job's id; not with --file"),
+    DV_FLAG_STR("backoff-base", &s_f.backoff_base, .arg = "SECONDS",
+                .help = "retry delay after the first failure (else the "
+                        "broker's, 1)"),
+    DV_FLAG_STR("backoff-factor", &s_f.backoff_factor, .arg = "F",
+                .help = "growth of the retry delay per attempt, 1..1000 "
+                        "(else the broker's, 2)"),
+    DV_FLAG_STR("backoff-cap", &s_f.backoff_cap, .arg = "SECONDS",
+                .help = "largest retry delay (else the broker's, 300)"),
+    DV_FLAG_ON("no-jitter", &s_f.no_jitter,
+               .help = "exact retry delays (else full jitter)"),
+    DV_FLAG_STR("trace", &s_f.trace, .arg = "TRACEPARENT",
+                .help = "W3C traceparent handed to the handler"),
+    DV_FLAG_STR("result-ttl", &s_f.result_ttl, .arg = "SECONDS",
+                .help = "how long the broker keeps the result"),
+    DV_FLAG_STR("batch", &s_f.batch, .arg = "NAME",
+                .help = "the batch the jobs belong to (drover watch NAME "
+                        "follows it)"),
+    DV_FLAG_STR("file", &s_f.file, .arg = "FILE", .complete = DV_COMPLETE_FILE,
+                .help = "submit the jobs of a JSON Lines file, one per line "
+                        "(- reads stdin); every line is checked before any "
+                        "is submitted"),
+    DV_FLAG_STR("connect-timeout", &s_f.connect_timeout, .arg = "SECONDS",
+                .dflt = "5",
+                .help = "how long to wait for a broker's answer before "
+                        "trying the next one"),
+    DV_FLAG_ON("wait", &s_f.wait,
+               .help = "wait for every accepted job to end and write one "
+                       "JSON line per job as it ends"),
+    DV_FLAG_STR("out", &s_f.out, .arg = "FILE", .complete = DV_COMPLETE_FILE,
+                .help = "with --wait: write the results to FILE instead of "
+                        "stdout"),
+    DV_FLAG_STR("wait-timeout", &s_f.wait_timeout, .arg = "SECONDS",
+                .help = "with --wait: stop waiting after this long (exit 6; "
+                        "else never)"),
+    DV_FLAG_ON("progress", &s_f.progress,
+               .help = "with --wait: show progress on stderr, a bar on a "
+                       "terminal, else a line every 5 s (default on a "
+                       "terminal)"),
+    DV_FLAG_ON("no-progress", &s_f.no_progress, .help = "never show progress"),
+    DV_FLAG_ON("ids", &s_f.ids,
+               .help = "with --json and --file: list every line's job id "
+                       "in \"ids\""),
+    DV_FLAG_ON("quiet", &s_f.quiet, .alias = 'q',
+               .help = "no \"submitted\" line and no summary on stderr"),
+    DV_FLAG_ONE_OF("log-level", &s_f.log_level, s_levels, .dflt = "warn",
+                   .help = "the least severe log line written to stderr"),
+    DV_FLAG_ONE_OF("log-format", &s_f.log_format, s_formats, .dflt = "json",
+                   .help = "how log lines are written (messages for people "
+                           "are always plain text)"),
+    DV_FLAG_TABLE_END,
+};
+
+/* The entry of s_flags named name. */
+static const dv_flag_t *
+s_flag(const char *name)
+{
+    for (const dv_flag_t *f = s_flags; f->name; f++)
+        if (!strcmp(f->name, name))
+            return f;
+    return NULL;
+}
+
+/* Everything the command line says, checked. */
 typedef struct {
-    const char *broker;     /* --broker; NULL = environment / default */
+    const cli_t *c;
+    const char *broker;     /* NULL = libdrover's default */
     int connect_timeout_ms; /* --connect-timeout */
     const char *file;       /* --file; NULL = one job from the flags */
-    const char *payload;    /* --payload (JSON text) */
+    const char *payload;    /* PAYLOAD or --payload (JSON text, "-" stdin) */
     drover_job_t defaults;  /* the job flags describe */
     bool wait;              /* --wait */
     const char *out;        /* --out */
     int progress;           /* --progress 1, --no-progress 0, -1 auto */
     int wait_timeout_ms;    /* --wait-timeout; -1 = never */
-    bool quiet;             /* --quiet */
+    bool quiet;             /* --quiet, or --json */
+    bool json;              /* --json */
+    bool ids;               /* --ids */
 } s_opts_t;
 
 /* One job to submit and what became of it. */
@@ -137,7 +155,15 @@ typedef struct {
     unsigned *lines;    /* line number of each job (1-based), 0 = flags */
     size_t n, cap;
     char (*ids)[DROVER_ID_SIZE]; /* id per job; "" if not accepted */
+    bool *dup;                   /* per job: its key was known */
 } s_input_t;
+
+/* What submitting did. */
+typedef struct {
+    size_t accepted, duplicates, refused, unanswered;
+    json_t *refusals; /* [{"line", "message"}], the first S_REPORT_MAX */
+    int64_t done_us;  /* when submitting ended */
+} s_sent_t;
 
 /* A failure category seen while waiting. */
 typedef struct {
@@ -150,111 +176,21 @@ typedef struct {
 typedef struct {
     const s_opts_t *opts;
     const s_input_t *in;
-    size_t *job_of;    /* waited index -> job index */
-    size_t *next_same; /* waited index -> next with the same id */
-    FILE *out;
-    bool bar;           /* draw the progress bar */
+    size_t *job_of;     /* waited index -> job index */
+    size_t *next_same;  /* waited index -> next with the same id */
+    FILE *out;          /* where results go; NULL: nowhere (--json) */
+    bool bar;           /* draw the progress bar (a terminal) */
+    bool lines;         /* print progress lines (not a terminal) */
     size_t total, done; /* jobs (lines) to wait for, ended */
     size_t succeeded, dead, cancelled, unknown;
     long long retries; /* attempts beyond the first, summed */
     s_category_t cats[S_CATEGORIES_MAX];
     size_t ncats;
     int64_t start_us;     /* when waiting began */
-    int64_t last_draw_us; /* last progress bar redraw */
+    int64_t last_draw_us; /* last progress redraw */
     bool write_error;     /* writing results failed */
+    json_t *one;          /* --json, one job: its outcome */
 } s_wait_t;
-
-static void s_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* A plain message for the user on stderr. */
-static void
-s_err(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("drover submit: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static int s_usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static int
-s_usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("drover submit: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n(drover submit --help for usage)\n", stderr);
-    va_end(ap);
-    return S_EXIT_USAGE;
-}
-
-/* ---- flags ------------------------------------------------------------- */
-
-enum {
-    O_QUEUE = 256,
-    O_TYPE,
-    O_PAYLOAD,
-    O_PRIORITY,
-    O_DELAY,
-    O_AT,
-    O_MAX_ATTEMPTS,
-    O_TIMEOUT,
-    O_KEY,
-    O_BACKOFF_BASE,
-    O_BACKOFF_FACTOR,
-    O_BACKOFF_CAP,
-    O_NO_JITTER,
-    O_TRACE,
-    O_RESULT_TTL,
-    O_BATCH,
-    O_FILE,
-    O_BROKER,
-    O_CONNECT_TIMEOUT,
-    O_WAIT,
-    O_OUT,
-    O_WAIT_TIMEOUT,
-    O_PROGRESS,
-    O_NO_PROGRESS,
-    O_LOG_LEVEL,
-    O_LOG_FORMAT,
-};
-
-static const struct option s_options[] = {
-    { "queue", required_argument, NULL, O_QUEUE },
-    { "type", required_argument, NULL, O_TYPE },
-    { "payload", required_argument, NULL, O_PAYLOAD },
-    { "priority", required_argument, NULL, O_PRIORITY },
-    { "delay", required_argument, NULL, O_DELAY },
-    { "at", required_argument, NULL, O_AT },
-    { "max-attempts", required_argument, NULL, O_MAX_ATTEMPTS },
-    { "timeout", required_argument, NULL, O_TIMEOUT },
-    { "key", required_argument, NULL, O_KEY },
-    { "backoff-base", required_argument, NULL, O_BACKOFF_BASE },
-    { "backoff-factor", required_argument, NULL, O_BACKOFF_FACTOR },
-    { "backoff-cap", required_argument, NULL, O_BACKOFF_CAP },
-    { "no-jitter", no_argument, NULL, O_NO_JITTER },
-    { "trace", required_argument, NULL, O_TRACE },
-    { "result-ttl", required_argument, NULL, O_RESULT_TTL },
-    { "batch", required_argument, NULL, O_BATCH },
-    { "file", required_argument, NULL, O_FILE },
-    { "broker", required_argument, NULL, O_BROKER },
-    { "connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
-    { "wait", no_argument, NULL, O_WAIT },
-    { "out", required_argument, NULL, O_OUT },
-    { "wait-timeout", required_argument, NULL, O_WAIT_TIMEOUT },
-    { "progress", no_argument, NULL, O_PROGRESS },
-    { "no-progress", no_argument, NULL, O_NO_PROGRESS },
-    { "quiet", no_argument, NULL, 'q' },
-    { "log-level", required_argument, NULL, O_LOG_LEVEL },
-    { "log-format", required_argument, NULL, O_LOG_FORMAT },
-    { "help", no_argument, NULL, 'h' },
-    { NULL, 0, NULL, 0 },
-};
 
 static int
 s_parse_int(const char *s, long min, long max, int *out)
@@ -269,208 +205,186 @@ s_parse_int(const char *s, long min, long max, int *out)
 }
 
 static int
-s_parse_name(const char *flag, const char *s, size_t max, const char **out)
+s_parse_name(const cli_t *c, const char *flag, const char *s, size_t max,
+             const char **out)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > max) {
-        s_usage_error("%s must be 1..%zu bytes", flag, max);
-        return -1;
-    }
+    if (n == 0 || n > max)
+        return cli_usage(c, s_flag(flag), "--%s must be 1..%zu bytes", flag,
+                         max);
     *out = s;
-    return 0;
-}
-
-/* Parses argv into *o. Returns -1 to go on, or an exit code (help, usage). */
-static int
-s_parse_args(int argc, char **argv, s_opts_t *o)
-{
-    memset(o, 0, sizeof *o);
-    drover_job_init(&o->defaults);
-    o->connect_timeout_ms = 5000;
-    o->progress = -1;
-    o->wait_timeout_ms = -1;
-    bool has_delay = false, has_at = false;
-    int log_level = DV_WARN, log_text = 0;
-
-    opterr = 0;
-    optind = 0; /* full re-initialisation (glibc), so tests may call twice */
-    int c;
-    while ((c = getopt_long(argc, argv, "+qh", s_options, NULL)) != -1) {
-        double d;
-        const char *arg = optarg;
-        switch (c) {
-        case 'h':
-            fputs(s_help, stdout);
-            return S_EXIT_OK;
-        case 'q':
-            o->quiet = true;
-            break;
-        case O_QUEUE:
-            if (s_parse_name("--queue", arg, 200, &o->defaults.queue))
-                return S_EXIT_USAGE;
-            break;
-        case O_TYPE:
-            if (s_parse_name("--type", arg, 200, &o->defaults.type))
-                return S_EXIT_USAGE;
-            break;
-        case O_PAYLOAD:
-            o->payload = arg;
-            break;
-        case O_PRIORITY:
-            if (s_parse_int(arg, 0, 9, &o->defaults.priority))
-                return s_usage_error("--priority must be 0..9, not '%s'", arg);
-            break;
-        case O_DELAY:
-            if (jobline_seconds(arg, &o->defaults.delay_s))
-                return s_usage_error("--delay must be seconds >= 0, not '%s'",
-                                     arg);
-            has_delay = true;
-            break;
-        case O_AT:
-            if (jobline_time(arg, &o->defaults.run_at_ms))
-                return s_usage_error("--at must be an ISO 8601 UTC time "
-                                     "(2026-11-22T17:41:00Z) or @EPOCH, "
-                                     "not '%s'",
-                                     arg);
-            has_at = true;
-            break;
-        case O_MAX_ATTEMPTS:
-            if (s_parse_int(arg, 1, 1000, &o->defaults.max_attempts))
-                return s_usage_error("--max-attempts must be 1..1000, not "
-                                     "'%s'",
-                                     arg);
-            break;
-        case O_TIMEOUT:
-            if (jobline_seconds(arg, &o->defaults.timeout_s) ||
-                o->defaults.timeout_s <= 0)
-                return s_usage_error("--timeout must be seconds > 0, not "
-                                     "'%s'",
-                                     arg);
-            break;
-        case O_KEY:
-            if (s_parse_name("--key", arg, 512, &o->defaults.key))
-                return S_EXIT_USAGE;
-            break;
-        case O_BACKOFF_BASE:
-            if (jobline_seconds(arg, &o->defaults.backoff_base_s))
-                return s_usage_error("--backoff-base must be seconds >= 0, "
-                                     "not '%s'",
-                                     arg);
-            break;
-        case O_BACKOFF_FACTOR: {
-            char *end;
-            d = strtod(arg, &end);
-            if (end == arg || *end || !(d >= 1 && d <= 1000))
-                return s_usage_error("--backoff-factor must be 1..1000, not "
-                                     "'%s'",
-                                     arg);
-            o->defaults.backoff_factor = d;
-            break;
-        }
-        case O_BACKOFF_CAP:
-            if (jobline_seconds(arg, &o->defaults.backoff_cap_s))
-                return s_usage_error("--backoff-cap must be seconds >= 0, "
-                                     "not '%s'",
-                                     arg);
-            break;
-        case O_NO_JITTER:
-            o->defaults.backoff_jitter = 0;
-            break;
-        case O_TRACE:
-            if (!jobline_trace_ok(arg))
-                return s_usage_error("--trace must be a W3C traceparent "
-                                     "(00-<32 hex>-<16 hex>-<2 hex>)");
-            o->defaults.trace = arg;
-            break;
-        case O_RESULT_TTL:
-            if (jobline_seconds(arg, &o->defaults.result_ttl_s))
-                return s_usage_error("--result-ttl must be seconds >= 0, "
-                                     "not '%s'",
-                                     arg);
-            break;
-        case O_BATCH:
-            if (s_parse_name("--batch", arg, 200, &o->defaults.batch))
-                return S_EXIT_USAGE;
-            break;
-        case O_FILE:
-            if (!*arg)
-                return s_usage_error("--file needs a file name (or -)");
-            o->file = arg;
-            break;
-        case O_BROKER:
-            o->broker = arg;
-            break;
-        case O_CONNECT_TIMEOUT:
-            if (jobline_seconds(arg, &d) || d <= 0 || d > 86400)
-                return s_usage_error("--connect-timeout must be seconds > 0, "
-                                     "not '%s'",
-                                     arg);
-            o->connect_timeout_ms = (int)ceil(d * 1000);
-            break;
-        case O_WAIT:
-            o->wait = true;
-            break;
-        case O_OUT:
-            if (!*arg)
-                return s_usage_error("--out needs a file name");
-            o->out = arg;
-            break;
-        case O_WAIT_TIMEOUT:
-            if (jobline_seconds(arg, &d) || d > 2e6)
-                return s_usage_error("--wait-timeout must be seconds >= 0, "
-                                     "not '%s'",
-                                     arg);
-            o->wait_timeout_ms = (int)ceil(d * 1000);
-            break;
-        case O_PROGRESS:
-            o->progress = 1;
-            break;
-        case O_NO_PROGRESS:
-            o->progress = 0;
-            break;
-        case O_LOG_LEVEL:
-            log_level = dv_log_level_parse(arg);
-            if (log_level < 0)
-                return s_usage_error("--log-level must be debug, info, warn, "
-                                     "error or off, not '%s'",
-                                     arg);
-            break;
-        case O_LOG_FORMAT:
-            if (strcmp(arg, "json") && strcmp(arg, "text"))
-                return s_usage_error("--log-format must be json or text, not "
-                                     "'%s'",
-                                     arg);
-            log_text = !strcmp(arg, "text");
-            break;
-        case ':':
-            return s_usage_error("%s needs a value", argv[optind - 1]);
-        default:
-            if (optopt && optopt < 256)
-                return s_usage_error("unknown option '-%c'", optopt);
-            return s_usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    dv_log_init("submit", (dv_level_t)log_level, log_text);
-    if (optind < argc)
-        return s_usage_error("unexpected argument '%s'", argv[optind]);
-    if (has_delay && has_at)
-        return s_usage_error("give --delay or --at, not both");
-    if (o->file && o->payload)
-        return s_usage_error("--payload is for one job; with --file each "
-                             "line has its own \"payload\"");
-    if (o->file && o->defaults.key)
-        return s_usage_error("--key is for one job; with --file give each "
-                             "line its own \"key\"");
-    if (!o->file && !o->defaults.type)
-        return s_usage_error("--type is required (or --file)");
-    if (o->out && !o->wait)
-        return s_usage_error("--out needs --wait");
-    if (o->wait_timeout_ms >= 0 && !o->wait)
-        return s_usage_error("--wait-timeout needs --wait");
     return -1;
 }
 
-/* ---- input ------------------------------------------------------------- */
+/* Seconds of flag name (text v) into *out: 0 ok, else the usage error's
+ * exit code. positive: must be > 0. */
+static int
+s_seconds(const cli_t *c, const char *name, const char *v, bool positive,
+          double *out)
+{
+    if (jobline_seconds(v, out) || (positive && *out <= 0))
+        return cli_usage(c, s_flag(name), "--%s must be seconds %s, not '%s'",
+                         name, positive ? "> 0" : ">= 0", v);
+    return 0;
+}
+
+/* Checks the flags and arguments into *o. Returns -1 to go on, or an exit
+ * code (a usage error, said). */
+static int
+s_check(const cli_t *c, int argc, char **argv, s_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->c = c;
+    o->json = c->json;
+    o->broker = c->broker;
+    o->file = s_f.file;
+    o->wait = s_f.wait;
+    o->out = s_f.out;
+    o->quiet = s_f.quiet || c->json;
+    o->ids = s_f.ids;
+    o->progress = s_f.no_progress ? 0 : s_f.progress ? 1 : -1;
+    o->wait_timeout_ms = -1;
+    drover_job_t *d = &o->defaults;
+    drover_job_init(d);
+    dv_log_init("submit",
+                (dv_level_t)dv_log_level_parse(s_levels[s_f.log_level]),
+                s_f.log_format == 1);
+    int rc;
+    double v;
+
+    const char *type = s_f.type;
+    if (argc >= 1) {
+        if (type)
+            return cli_usage(c, s_flag("type"),
+                             "give the type as TYPE or --type, not both");
+        type = argv[0];
+    }
+    o->payload = s_f.payload;
+    if (argc >= 2) {
+        if (o->payload)
+            return cli_usage(c, s_flag("payload"),
+                             "give the payload as PAYLOAD or --payload, not "
+                             "both");
+        o->payload = argv[1];
+    }
+    if (type && (rc = s_parse_name(c, "type", type, 200, &d->type)) >= 0)
+        return rc;
+    if ((rc = s_parse_name(c, "queue", s_f.queue, 200, &d->queue)) >= 0)
+        return rc;
+    if (s_f.priority && s_parse_int(s_f.priority, 0, 9, &d->priority))
+        return cli_usage(c, s_flag("priority"),
+                         "--priority must be 0..9, not '%s'", s_f.priority);
+    if (s_f.delay &&
+        (rc = s_seconds(c, "delay", s_f.delay, false, &d->delay_s)) != 0)
+        return rc;
+    if (s_f.at && jobline_time(s_f.at, &d->run_at_ms))
+        return cli_usage(c, s_flag("at"),
+                         "--at must be an ISO 8601 UTC time "
+                         "(2026-11-22T17:41:00Z) or @EPOCH, not '%s'",
+                         s_f.at);
+    if (s_f.max_attempts &&
+        s_parse_int(s_f.max_attempts, 1, 1000, &d->max_attempts))
+        return cli_usage(c, s_flag("max-attempts"),
+                         "--max-attempts must be 1..1000, not '%s'",
+                         s_f.max_attempts);
+    if (s_f.timeout &&
+        (rc = s_seconds(c, "timeout", s_f.timeout, true, &d->timeout_s)) != 0)
+        return rc;
+    if (s_f.key && (rc = s_parse_name(c, "key", s_f.key, 512, &d->key)) >= 0)
+        return rc;
+    if (s_f.backoff_base && (rc = s_seconds(c, "backoff-base", s_f.backoff_base,
+                                            false, &d->backoff_base_s)) != 0)
+        return rc;
+    if (s_f.backoff_factor) {
+        char *end;
+        double f = strtod(s_f.backoff_factor, &end);
+        if (end == s_f.backoff_factor || *end || !(f >= 1 && f <= 1000))
+            return cli_usage(c, s_flag("backoff-factor"),
+                             "--backoff-factor must be 1..1000, not '%s'",
+                             s_f.backoff_factor);
+        d->backoff_factor = f;
+    }
+    if (s_f.backoff_cap && (rc = s_seconds(c, "backoff-cap", s_f.backoff_cap,
+                                           false, &d->backoff_cap_s)) != 0)
+        return rc;
+    if (s_f.no_jitter)
+        d->backoff_jitter = 0;
+    if (s_f.trace) {
+        if (!jobline_trace_ok(s_f.trace))
+            return cli_usage(c, s_flag("trace"),
+                             "--trace must be a W3C traceparent "
+                             "(00-<32 hex>-<16 hex>-<2 hex>)");
+        d->trace = s_f.trace;
+    }
+    if (s_f.result_ttl && (rc = s_seconds(c, "result-ttl", s_f.result_ttl,
+                                          false, &d->result_ttl_s)) != 0)
+        return rc;
+    if (s_f.batch &&
+        (rc = s_parse_name(c, "batch", s_f.batch, 200, &d->batch)) >= 0)
+        return rc;
+    if (o->file && !*o->file)
+        return cli_usage(c, s_flag("file"), "--file needs a file name (or -)");
+    if ((rc = s_seconds(c, "connect-timeout", s_f.connect_timeout, true, &v)) !=
+        0)
+        return rc;
+    if (v > 86400)
+        return cli_usage(c, s_flag("connect-timeout"),
+                         "--connect-timeout must be at most 86400 seconds");
+    o->connect_timeout_ms = (int)ceil(v * 1000);
+    if (o->out && !*o->out)
+        return cli_usage(c, s_flag("out"), "--out needs a file name");
+    if (s_f.wait_timeout) {
+        if ((rc = s_seconds(c, "wait-timeout", s_f.wait_timeout, false, &v)) !=
+            0)
+            return rc;
+        if (v > 2e6)
+            return cli_usage(c, s_flag("wait-timeout"),
+                             "--wait-timeout must be at most 2000000 "
+                             "seconds");
+        o->wait_timeout_ms = (int)ceil(v * 1000);
+    }
+
+    if (s_f.delay && s_f.at)
+        return cli_usage(c, NULL, "give --delay or --at, not both");
+    if (o->file && o->payload)
+        return cli_usage(c, s_flag("payload"),
+                         "a payload is for one job; with --file each line "
+                         "has its own \"payload\"");
+    if (o->file && d->key)
+        return cli_usage(c, s_flag("key"),
+                         "--key is for one job; with --file give each line "
+                         "its own \"key\"");
+    if (!o->file && !d->type)
+        return cli_usage(c, NULL, "needs TYPE (or --type, or --file)");
+    if (o->out && !o->wait)
+        return cli_usage(c, s_flag("out"), "--out needs --wait");
+    if (o->wait_timeout_ms >= 0 && !o->wait)
+        return cli_usage(c, s_flag("wait-timeout"),
+                         "--wait-timeout needs --wait");
+    if (o->ids && !(o->json && o->file))
+        return cli_usage(c, s_flag("ids"), "--ids needs --json and --file");
+    return -1;
+}
+
+/* A message for people on stderr, in the one style ("drover submit: ...");
+ * nothing under --json, where the document or the error says it. */
+static void s_note(const s_opts_t *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+s_note(const s_opts_t *o, const char *fmt, ...)
+{
+    if (o->json)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cli_fail(o->c, CLI_FAILED, NULL, "%s", msg);
+}
+
+/* ---- input --------------------------------------------------------------- */
 
 static char *
 s_read_all(FILE *f, size_t *len)
@@ -522,7 +436,8 @@ s_input_add(s_input_t *in, const drover_job_t *job, unsigned line)
 }
 
 /* Reads and checks every line. Returns -1 when all are good, else an exit
- * code (bad lines are reported). */
+ * code (the bad lines said, each with its number and reason; nothing is
+ * submitted then). */
 static int
 s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
 {
@@ -531,22 +446,21 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
     if (strcmp(o->file, "-") != 0) {
         f = fopen(o->file, "rb");
         name = o->file;
-        if (!f) {
-            s_err("cannot open %s: %s", o->file, strerror(errno));
-            return S_EXIT_USAGE;
-        }
+        if (!f)
+            return cli_fail(o->c, CLI_USAGE, "bad_input", "cannot open %s: %s",
+                            o->file, strerror(errno));
     }
     size_t len = 0;
     char *text = s_read_all(f, &len);
     int err = errno;
     if (f != stdin)
         fclose(f);
-    if (!text) {
-        s_err("cannot read %s: %s", name, strerror(err));
-        return S_EXIT_USAGE;
-    }
+    if (!text)
+        return cli_fail(o->c, CLI_USAGE, "bad_input", "cannot read %s: %s",
+                        name, strerror(err));
     size_t bad = 0, pos = 0;
-    unsigned line = 0;
+    unsigned line = 0, first_bad = 0;
+    char first_why[256] = "";
     if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
         pos = 3; /* a UTF-8 byte order mark, as some editors write */
     while (pos < len) {
@@ -564,100 +478,114 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
         if (rc == JOBLINE_NOMEM ||
             (rc == JOBLINE_JOB && s_input_add(in, &job, line) != 0)) {
             free(text);
-            s_err("out of memory at line %u", line);
-            return S_EXIT_REJECTED;
+            return cli_fail(o->c, CLI_FAILED, "no_memory",
+                            "out of memory at line %u", line);
         }
         if (rc == JOBLINE_BAD) {
+            if (!bad) {
+                first_bad = line;
+                snprintf(first_why, sizeof first_why, "%s", why);
+            }
             if (bad < S_REPORT_MAX)
-                s_err("line %u: %s", line, why);
+                s_note(o, "line %u: %s", line, why);
             bad++;
         }
     }
     free(text);
-    if (bad) {
-        if (bad > S_REPORT_MAX)
-            s_err("... and %zu more bad lines", bad - S_REPORT_MAX);
-        s_err("%zu bad line%s in %s; nothing was submitted", bad,
-              bad == 1 ? "" : "s", name);
-        return S_EXIT_REJECTED;
-    }
-    return -1;
+    if (!bad)
+        return -1;
+    if (bad > S_REPORT_MAX)
+        s_note(o, "... and %zu more bad lines", bad - S_REPORT_MAX);
+    if (o->json)
+        return cli_fail(o->c, CLI_USAGE, "bad_line",
+                        "line %u: %s; %zu bad line%s in %s; nothing was "
+                        "submitted",
+                        first_bad, first_why, bad, bad == 1 ? "" : "s", name);
+    return cli_fail(o->c, CLI_USAGE, "bad_line",
+                    "%zu bad line%s in %s; nothing was submitted", bad,
+                    bad == 1 ? "" : "s", name);
 }
 
-/* The one job the flags describe. Returns -1 to go on, or an exit code. */
+/* The one job the flags and arguments describe. Returns -1 to go on, or an
+ * exit code. */
 static int
 s_flag_job(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
 {
     drover_job_t job = o->defaults;
     if (o->payload) {
+        const char *text = o->payload;
+        char *read = NULL;
+        if (!strcmp(text, "-")) { /* the payload from stdin */
+            size_t len = 0;
+            read = s_read_all(stdin, &len);
+            char *z = read ? realloc(read, len + 1) : NULL;
+            if (!z) {
+                free(read);
+                return cli_fail(o->c, CLI_USAGE, "bad_input",
+                                "cannot read the payload from stdin: %s",
+                                strerror(errno));
+            }
+            read = z;
+            read[len] = '\0';
+            text = read;
+        }
         json_error_t err;
-        json_t *j = json_loads(o->payload, JSON_DECODE_ANY, &err);
+        json_t *j = json_loads(text, JSON_DECODE_ANY, &err);
+        free(read);
         if (!j)
-            return s_usage_error("--payload is not valid JSON: %s (column "
-                                 "%d)",
-                                 err.text, err.column);
+            return cli_usage(o->c, s_flag("payload"),
+                             "the payload is not valid JSON: %s (line %d, "
+                             "column %d)",
+                             err.text, err.line, err.column);
         size_t len = 0;
         char *mp = dv_json_to_msgpack(j, &len);
         json_decref(j);
         if (!mp)
-            return s_usage_error("--payload is nested too deep");
+            return cli_usage(o->c, s_flag("payload"),
+                             "the payload is nested too deep");
         char *copy = jobline_arena_alloc(arena, len ? len : 1);
         if (copy)
             memcpy(copy, mp, len);
         free(mp);
         if (!copy)
-            return S_EXIT_REJECTED;
+            return cli_fail(o->c, CLI_FAILED, "no_memory", "out of memory");
         job.payload_msgpack = copy;
         job.payload_len = len;
     }
     if (s_input_add(in, &job, 0) != 0)
-        return S_EXIT_REJECTED;
+        return cli_fail(o->c, CLI_FAILED, "no_memory", "out of memory");
     return -1;
 }
 
-/* ---- waiting ----------------------------------------------------------- */
+/* ---- waiting ------------------------------------------------------------- */
 
+/* Shows progress: the bar on a terminal, a line now and then elsewhere. */
 static void
-s_fmt_duration(char *buf, size_t size, double s)
+s_draw(s_wait_t *w, bool final)
 {
-    long t = s < 0 || !isfinite(s) ? 0 : (long)(s + 0.5);
-    snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-}
-
-static void
-s_draw_bar(s_wait_t *w, bool final)
-{
-    double elapsed = (double)(dv_mono_us() - w->start_us) / 1e6;
+    int64_t now = dv_mono_us();
+    if (!w->bar &&
+        !(w->lines && (final || now - w->last_draw_us >= S_LINE_EVERY_US)))
+        return;
+    double elapsed = (double)(now - w->start_us) / 1e6;
     double rate = elapsed > 0 ? (double)w->done / elapsed : 0;
-    double frac = w->total ? (double)w->done / (double)w->total : 1;
-    int filled = (int)(frac * S_BAR_WIDTH);
-    char bar[S_BAR_WIDTH + 1];
-    for (int i = 0; i < S_BAR_WIDTH; i++)
-        bar[i] = i < filled ? '#' : '-';
-    bar[S_BAR_WIDTH] = '\0';
-    char eta[32] = "?";
-    if (rate > 0)
-        s_fmt_duration(eta, sizeof eta, (double)(w->total - w->done) / rate);
-    char extra[96] = "";
-    size_t used = 0;
-    if (w->dead)
-        used += (size_t)snprintf(extra + used, sizeof extra - used,
-                                 "  dead %zu", w->dead);
-    if (w->cancelled && used < sizeof extra)
-        used += (size_t)snprintf(extra + used, sizeof extra - used,
-                                 "  cancelled %zu", w->cancelled);
-    if (w->unknown && used < sizeof extra)
-        snprintf(extra + used, sizeof extra - used, "  unknown %zu",
-                 w->unknown);
-    fprintf(stderr,
-            "\r[%s] %zu/%zu %3d%%  succeeded %zu%s  %.0f jobs/s  "
-            "ETA %s\033[K",
-            bar, w->done, w->total, (int)(frac * 100), w->succeeded, extra,
-            rate, eta);
-    if (final)
-        fputs("\r\033[K", stderr);
-    fflush(stderr);
-    w->last_draw_us = dv_mono_us();
+    cli_progress_t p = {
+        .done = (int64_t)w->done,
+        .total = (int64_t)w->total,
+        .succeeded = (int64_t)w->succeeded,
+        .dead = (int64_t)w->dead,
+        .cancelled = (int64_t)w->cancelled,
+        .running = -1,
+        .rate = rate,
+        .eta_s = final      ? 0
+                 : rate > 0 ? (double)(w->total - w->done) / rate
+                            : -1,
+    };
+    if (w->bar)
+        cli_bar(stderr, &p, final);
+    else
+        cli_progress_line(stderr, "submit", &p);
+    w->last_draw_us = now;
 }
 
 /* Counts a failure under its category, keeping one example message. */
@@ -696,6 +624,8 @@ static void
 s_write_result(s_wait_t *w, const drover_result_t *r, unsigned line)
 {
     FILE *out = w->out;
+    if (!out)
+        return;
     fprintf(out, "{\"id\":\"%s\"", r->id);
     if (line)
         fprintf(out, ",\"line\":%u", line);
@@ -717,11 +647,36 @@ s_write_result(s_wait_t *w, const drover_result_t *r, unsigned line)
     fputs("}\n", out);
 }
 
+/* One job's outcome for --json: {"state", "attempts", "result" | "error"}
+ * added to doc. */
+static void
+s_outcome_json(json_t *doc, const drover_result_t *r)
+{
+    json_object_set_new(doc, "state", json_string(r->state));
+    json_object_set_new(doc, "attempts", json_integer(r->attempts));
+    if (!strcmp(r->state, "succeeded")) {
+        json_t *v = r->result_json
+                        ? json_loads(r->result_json, JSON_DECODE_ANY, NULL)
+                        : NULL;
+        json_object_set_new(doc, "result", v ? v : json_null());
+    } else {
+        json_t *e = json_object();
+        json_object_set_new(e, "category",
+                            r->category ? json_string(r->category)
+                                        : json_null());
+        json_object_set_new(e, "message",
+                            json_string(r->error ? r->error : ""));
+        json_object_set_new(doc, "error", e);
+    }
+}
+
 static int
 s_on_result(const drover_result_t *r, void *arg)
 {
     s_wait_t *w = arg;
     bool ok = !strcmp(r->state, "succeeded");
+    if (w->one)
+        s_outcome_json(w->one, r);
     /* Several lines may have led to the same job (a repeated key). */
     for (size_t i = r->index; i != SIZE_MAX; i = w->next_same[i]) {
         unsigned line = w->in->lines[w->job_of[i]];
@@ -741,12 +696,11 @@ s_on_result(const drover_result_t *r, void *arg)
         if (r->attempts > 1)
             w->retries += r->attempts - 1;
     }
-    int64_t now = dv_mono_us();
     if (!r->more) {
-        if (fflush(w->out) != 0)
+        if (w->out && fflush(w->out) != 0)
             w->write_error = true;
-        if (w->bar && now - w->last_draw_us >= 100000)
-            s_draw_bar(w, false);
+        if (dv_mono_us() - w->last_draw_us >= 100000)
+            s_draw(w, false);
     }
     return 0;
 }
@@ -761,32 +715,57 @@ s_cat_cmp(const void *a, const void *b)
 static void
 s_summary(s_wait_t *w, int64_t started_us)
 {
-    double secs = (double)(dv_mono_us() - started_us) / 1e6;
+    int64_t ms = (dv_mono_us() - started_us) / 1000;
+    double rate = ms > 0 ? (double)w->done * 1000.0 / (double)ms : 0.0;
     fprintf(stderr,
-            "%zu job%s in %.1f s (%.0f jobs/s): %zu succeeded, %zu dead, "
-            "%zu cancelled",
-            w->total, w->total == 1 ? "" : "s", secs,
-            secs > 0 ? (double)w->done / secs : 0.0, w->succeeded, w->dead,
-            w->cancelled);
+            "%s job%s in %s (%s jobs/s): %s succeeded, %s dead, %s "
+            "cancelled",
+            cli_num((int64_t)w->total), w->total == 1 ? "" : "s", cli_dur(ms),
+            cli_rate(rate), cli_num((int64_t)w->succeeded),
+            cli_num((int64_t)w->dead), cli_num((int64_t)w->cancelled));
     if (w->unknown)
-        fprintf(stderr, ", %zu unknown", w->unknown);
+        fprintf(stderr, ", %s unknown", cli_num((int64_t)w->unknown));
     if (w->done < w->total)
-        fprintf(stderr, ", %zu unfinished", w->total - w->done);
-    fprintf(stderr, "; %lld retr%s\n", w->retries,
+        fprintf(stderr, ", %s unfinished",
+                cli_num((int64_t)(w->total - w->done)));
+    fprintf(stderr, "; %s retr%s\n", cli_num(w->retries),
             w->retries == 1 ? "y" : "ies");
     if (w->ncats == 0)
         return;
-    qsort(w->cats, w->ncats, sizeof w->cats[0], s_cat_cmp);
     fputs("failures by category:\n", stderr);
     for (size_t i = 0; i < w->ncats && i < 5; i++)
-        fprintf(stderr, "  %-18s %6zu  e.g. %s\n", w->cats[i].name,
-                w->cats[i].count, w->cats[i].example);
+        fprintf(stderr, "  %-18s %6s  e.g. %s\n", w->cats[i].name,
+                cli_num((int64_t)w->cats[i].count), w->cats[i].example);
 }
 
-/* Waits for the accepted jobs. Returns the exit code so far (0 or 1). */
+/* The outcome counts of --file --wait --json, added to doc. */
+static void
+s_counts_json(json_t *doc, const s_wait_t *w)
+{
+    json_object_set_new(doc, "succeeded",
+                        json_integer((json_int_t)w->succeeded));
+    json_object_set_new(doc, "dead", json_integer((json_int_t)w->dead));
+    json_object_set_new(doc, "cancelled",
+                        json_integer((json_int_t)w->cancelled));
+    json_object_set_new(doc, "unknown", json_integer((json_int_t)w->unknown));
+    json_object_set_new(doc, "unfinished",
+                        json_integer((json_int_t)(w->total - w->done)));
+    json_object_set_new(doc, "retries", json_integer(w->retries));
+    json_t *f = json_object();
+    for (size_t i = 0; i < w->ncats; i++)
+        json_object_set_new(f, w->cats[i].name,
+                            json_pack("{s:I, s:s}", "count",
+                                      (json_int_t)w->cats[i].count, "example",
+                                      w->cats[i].example));
+    json_object_set_new(doc, "failures", f);
+}
+
+/* Waits for the accepted jobs; under --json adds what became of them to
+ * doc. Returns the exit code so far: 0, 1 (some job did not succeed, or
+ * the wait failed), 6 (--wait-timeout passed first). */
 static int
 s_wait_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
-           int64_t started_us)
+           int64_t started_us, json_t *doc)
 {
     size_t n = 0;
     for (size_t i = 0; i < in->n; i++)
@@ -797,10 +776,9 @@ s_wait_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
     w.next_same = malloc((n ? n : 1) * sizeof *w.next_same);
     size_t *tail = malloc((n ? n : 1) * sizeof *tail);
     dv_map_t *map = dv_map_new(NULL); /* id -> &ids[its first place] */
-    int rc = S_EXIT_OK;
+    int rc = CLI_OK;
     if (!ids || !w.job_of || !w.next_same || !tail || !map) {
-        s_err("out of memory");
-        rc = S_EXIT_FAILED;
+        rc = cli_fail(o->c, CLI_FAILED, "no_memory", "out of memory");
         goto done;
     }
     size_t k = 0;
@@ -813,8 +791,7 @@ s_wait_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
         const char **seen = dv_map_getn(map, ids[k], DROVER_ID_LEN);
         size_t first = seen ? (size_t)(seen - ids) : k;
         if (!seen && dv_map_putn(map, ids[k], DROVER_ID_LEN, &ids[k])) {
-            s_err("out of memory");
-            rc = S_EXIT_FAILED;
+            rc = cli_fail(o->c, CLI_FAILED, "no_memory", "out of memory");
             goto done;
         }
         if (first == k)
@@ -826,37 +803,50 @@ s_wait_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
         k++;
     }
     w.total = n;
-    w.out = stdout;
+    w.out = o->json ? NULL : stdout;
     if (o->out) {
         w.out = fopen(o->out, "w");
         if (!w.out) {
-            s_err("cannot write %s: %s", o->out, strerror(errno));
-            rc = S_EXIT_FAILED;
+            rc = cli_fail(o->c, CLI_FAILED, NULL, "cannot write %s: %s", o->out,
+                          strerror(errno));
             goto done;
         }
     }
-    w.bar = o->progress == 1 || (o->progress == -1 && isatty(2));
+    if (o->json && !o->file)
+        w.one = doc;
+    bool tty = isatty(STDERR_FILENO);
+    w.bar = tty && (o->progress == 1 || (o->progress == -1 && !o->json));
+    w.lines = !tty && o->progress == 1;
     w.start_us = dv_mono_us();
+    w.last_draw_us = w.start_us;
     if (w.bar)
-        s_draw_bar(&w, false);
+        s_draw(&w, false);
     int wrc = drover_wait(client, ids, n, o->wait_timeout_ms, s_on_result, &w);
-    if (w.bar)
-        s_draw_bar(&w, true);
-    if (fflush(w.out) != 0 || ferror(w.out))
+    s_draw(&w, true);
+    if (w.out && (fflush(w.out) != 0 || ferror(w.out)))
         w.write_error = true;
-    if (w.out != stdout && fclose(w.out) != 0)
+    if (w.out && w.out != stdout && fclose(w.out) != 0)
         w.write_error = true;
+    qsort(w.cats, w.ncats, sizeof w.cats[0], s_cat_cmp);
     if (!o->quiet)
         s_summary(&w, started_us);
-    if (wrc == DROVER_ETIMEOUT)
-        s_err("%zu job%s still unfinished after the wait timeout", n - w.done,
-              n - w.done == 1 ? "" : "s");
-    else if (wrc != DROVER_OK)
-        s_err("waiting failed: %s", drover_last_error(client));
+    if (o->json && o->file)
+        s_counts_json(doc, &w);
+    if (o->json && !o->file && w.done == 0)
+        json_object_set_new(doc, "state", json_string("unfinished"));
     if (w.write_error)
-        s_err("writing results failed: %s", strerror(errno));
-    if (wrc != DROVER_OK || w.write_error || w.succeeded < w.total)
-        rc = S_EXIT_FAILED;
+        rc = cli_fail(o->c, CLI_FAILED, NULL, "writing results failed: %s",
+                      strerror(errno));
+    else if (wrc == DROVER_ETIMEOUT)
+        rc = cli_fail(o->c, CLI_TIMEOUT, NULL,
+                      "%s job%s still unfinished after the wait timeout",
+                      cli_num((int64_t)(n - w.done)),
+                      n - w.done == 1 ? "" : "s");
+    else if (wrc != DROVER_OK)
+        rc = cli_fail(o->c, cli_exit_of(wrc, drover_last_code(client)), NULL,
+                      "waiting failed: %s", drover_last_error(client));
+    else if (w.succeeded < w.total)
+        rc = CLI_FAILED;
 done:
     free(ids);
     free(w.job_of);
@@ -866,7 +856,7 @@ done:
     return rc;
 }
 
-/* ---- submitting -------------------------------------------------------- */
+/* ---- submitting ---------------------------------------------------------- */
 
 /* CPU time this process has used (user + system), in ms. */
 static int64_t
@@ -878,7 +868,7 @@ s_cpu_ms(void)
            (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
 }
 
-/* Shows "line 5" for file input, "the job" for a flag job. */
+/* Shows "line 5" for file input, "job" for the one job. */
 static const char *
 s_where(const s_input_t *in, size_t i, char *buf, size_t size)
 {
@@ -888,20 +878,20 @@ s_where(const s_input_t *in, size_t i, char *buf, size_t size)
     return buf;
 }
 
-/* Submits every job. Returns the exit code so far: 0, 3 (no answer for some
- * jobs: they are reported), 4 (some refused: reported). */
+/* Submits every job into *s. Returns the exit code so far: 0, 3 (no answer
+ * for some jobs), 1 (some refused); each said. */
 static int
 s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
-             size_t *accepted_out)
+             s_sent_t *s)
 {
     in->ids = calloc(in->n ? in->n : 1, sizeof *in->ids);
+    in->dup = calloc(in->n ? in->n : 1, sizeof *in->dup);
     drover_ack_t *acks = malloc(S_SLICE * sizeof *acks);
-    if (!in->ids || !acks) {
+    s->refusals = json_array();
+    if (!in->ids || !in->dup || !acks || !s->refusals) {
         free(acks);
-        s_err("out of memory");
-        return S_EXIT_REJECTED;
+        return cli_fail(o->c, CLI_FAILED, "no_memory", "out of memory");
     }
-    size_t accepted = 0, refused = 0, unanswered = 0, duplicates = 0;
     size_t first_unanswered = 0;
     int lib_rc = DROVER_OK;
     char where[32];
@@ -910,7 +900,9 @@ s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
         if (lib_rc == DROVER_EUNREACHABLE || lib_rc == DROVER_ETIMEOUT ||
             lib_rc == DROVER_EREJECTED || lib_rc == DROVER_ENOMEM) {
             /* Do not send more to a broker that stopped answering. */
-            unanswered += m;
+            if (!s->unanswered)
+                first_unanswered = base;
+            s->unanswered += m;
             continue;
         }
         int rc = drover_submit_many(client, in->jobs + base, m, acks);
@@ -920,31 +912,37 @@ s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
             size_t i = base + k;
             if (!acks[k].error[0]) {
                 memcpy(in->ids[i], acks[k].id, DROVER_ID_SIZE);
-                accepted++;
-                duplicates += acks[k].duplicate != 0;
+                s->accepted++;
+                in->dup[i] = acks[k].duplicate != 0;
+                s->duplicates += acks[k].duplicate != 0;
             } else if (acks[k].unanswered) {
-                if (!unanswered)
+                if (!s->unanswered)
                     first_unanswered = i;
-                unanswered++;
+                s->unanswered++;
             } else {
-                if (refused < S_REPORT_MAX) {
+                if (s->refused < S_REPORT_MAX) {
                     if (in->lines[i])
-                        s_err("%s: refused: %s",
-                              s_where(in, i, where, sizeof where),
-                              acks[k].error);
+                        s_note(o, "%s: refused: %s",
+                               s_where(in, i, where, sizeof where),
+                               acks[k].error);
                     else
-                        s_err("refused: %s", acks[k].error);
+                        s_note(o, "refused: %s", acks[k].error);
+                    json_array_append_new(s->refusals,
+                                          json_pack("{s:I, s:s}", "line",
+                                                    (json_int_t)in->lines[i],
+                                                    "message", acks[k].error));
                 }
-                refused++;
+                s->refused++;
             }
         }
     }
     free(acks);
-    *accepted_out = accepted;
+    s->done_us = dv_mono_us();
 
     /* The ids of accepted jobs, whatever else happened: the caller needs
-     * them to know what exists. With --wait the results say it instead. */
-    if (!o->wait || unanswered) {
+     * them to know what exists. With --wait the results say it instead;
+     * under --json the document. */
+    if (!o->json && (!o->wait || s->unanswered)) {
         for (size_t i = 0; i < in->n; i++)
             if (in->ids[i][0]) {
                 fputs(in->ids[i], stdout);
@@ -952,89 +950,215 @@ s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
             }
         fflush(stdout);
     }
-    if (refused > S_REPORT_MAX)
-        s_err("... and %zu more refused", refused - S_REPORT_MAX);
-    if (unanswered) {
-        if (accepted == 0 && refused == 0)
-            s_err("cannot reach the broker: %s", drover_last_error(client));
-        else
-            s_err("%zu of %zu jobs accepted; no answer from the broker for "
-                  "%zu, from %s on (%s); those may or may not have been "
-                  "stored",
-                  accepted, in->n, unanswered,
-                  s_where(in, first_unanswered, where, sizeof where),
-                  drover_last_error(client));
-        return S_EXIT_UNREACHABLE;
+    if (s->refused > S_REPORT_MAX)
+        s_note(o, "... and %zu more refused", s->refused - S_REPORT_MAX);
+    if (s->unanswered) {
+        if (s->accepted == 0 && s->refused == 0)
+            return cli_fail(o->c, CLI_UNREACHABLE, NULL,
+                            "cannot reach the broker: %s",
+                            drover_last_error(client));
+        return cli_fail(o->c, CLI_UNREACHABLE, NULL,
+                        "%zu of %zu jobs accepted; no answer from the broker "
+                        "for %zu, from %s on (%s); those may or may not have "
+                        "been stored",
+                        s->accepted, in->n, s->unanswered,
+                        s_where(in, first_unanswered, where, sizeof where),
+                        drover_last_error(client));
     }
-    if (lib_rc != DROVER_OK && lib_rc != DROVER_EPROTO) {
-        s_err("%s", drover_last_error(client));
-        return S_EXIT_UNREACHABLE;
-    }
-    if (refused) {
-        s_err("%zu of %zu job%s accepted, %zu refused", accepted, in->n,
-              in->n == 1 ? "" : "s", refused);
-        return S_EXIT_REJECTED;
-    }
-    if (!o->quiet && !o->wait) {
-        if (duplicates)
-            fprintf(stderr, "submitted %zu job%s (%zu already known by key)\n",
-                    accepted, accepted == 1 ? "" : "s", duplicates);
-        else
-            fprintf(stderr, "submitted %zu job%s\n", accepted,
-                    accepted == 1 ? "" : "s");
-    }
-    return S_EXIT_OK;
+    if (lib_rc != DROVER_OK && lib_rc != DROVER_EPROTO)
+        return cli_fail(o->c, CLI_UNREACHABLE, NULL, "%s",
+                        drover_last_error(client));
+    if (s->refused)
+        return cli_fail(o->c, CLI_FAILED, "refused",
+                        "%zu of %zu job%s accepted, %zu refused", s->accepted,
+                        in->n, in->n == 1 ? "" : "s", s->refused);
+    return CLI_OK;
 }
 
-int
-submit_main(int argc, char **argv)
+/* "submitted N jobs" on stderr. */
+static void
+s_submitted(const s_opts_t *o, const s_sent_t *s, int64_t started_us)
+{
+    char tail[160] = "";
+    if (o->file) {
+        int64_t ms = (s->done_us - started_us) / 1000;
+        snprintf(
+            tail, sizeof tail, " in %s (%s jobs/s)", cli_dur(ms),
+            cli_rate(ms > 0 ? (double)s->accepted * 1000.0 / (double)ms : 0));
+    }
+    if (s->duplicates)
+        fprintf(stderr, "submitted %s job%s%s (%s already known by key)\n",
+                cli_num((int64_t)s->accepted), s->accepted == 1 ? "" : "s",
+                tail, cli_num((int64_t)s->duplicates));
+    else
+        fprintf(stderr, "submitted %s job%s%s\n", cli_num((int64_t)s->accepted),
+                s->accepted == 1 ? "" : "s", tail);
+}
+
+/* The --json document before waiting: {"id", "duplicate"} for the one job,
+ * the summary for --file. */
+static json_t *
+s_doc(const s_opts_t *o, const s_input_t *in, const s_sent_t *s)
+{
+    if (!o->file) {
+        bool ok = in->n == 1 && in->ids && in->ids[0][0];
+        return json_pack("{s:o, s:b}", "id",
+                         ok ? json_string(in->ids[0]) : json_null(),
+                         "duplicate", ok && in->dup && in->dup[0]);
+    }
+    json_t *doc = json_object();
+    json_object_set_new(doc, "jobs", json_integer((json_int_t)in->n));
+    json_object_set_new(doc, "submitted",
+                        json_integer((json_int_t)s->accepted));
+    json_object_set_new(doc, "duplicates",
+                        json_integer((json_int_t)s->duplicates));
+    json_object_set_new(doc, "refused", json_integer((json_int_t)s->refused));
+    json_object_set_new(doc, "unanswered",
+                        json_integer((json_int_t)s->unanswered));
+    json_object_set_new(doc, "refusals",
+                        s->refusals ? json_incref(s->refusals) : json_array());
+    if (o->ids) {
+        json_t *ids = json_array();
+        for (size_t i = 0; in->ids && i < in->n; i++)
+            json_array_append_new(ids, in->ids[i][0] ? json_string(in->ids[i])
+                                                     : json_null());
+        json_object_set_new(doc, "ids", ids);
+    }
+    return doc;
+}
+
+/* elapsed_ms and rate of the --file summary: ended jobs per second with
+ * --wait, accepted ones without. */
+static void
+s_doc_time(json_t *doc, const s_opts_t *o, int64_t started_us)
+{
+    int64_t ms = (dv_mono_us() - started_us) / 1000;
+    json_int_t n = json_integer_value(
+        json_object_get(doc, o->wait ? "succeeded" : "submitted"));
+    if (o->wait)
+        n += json_integer_value(json_object_get(doc, "dead")) +
+             json_integer_value(json_object_get(doc, "cancelled")) +
+             json_integer_value(json_object_get(doc, "unknown"));
+    json_object_set_new(doc, "elapsed_ms", json_integer(ms));
+    json_object_set_new(
+        doc, "rate", json_real(ms > 0 ? (double)n * 1000.0 / (double)ms : 0.0));
+}
+
+static int
+s_submit(cli_t *c, int argc, char **argv)
 {
     s_opts_t o;
-    int rc = s_parse_args(argc, argv, &o);
+    int rc = s_check(c, argc, argv, &o);
     if (rc >= 0)
         return rc;
     int64_t started_us = dv_mono_us();
     jobline_arena_t *arena = jobline_arena_new();
     s_input_t in;
     memset(&in, 0, sizeof in);
+    s_sent_t sent;
+    memset(&sent, 0, sizeof sent);
     drover_client_t *client = NULL;
-    if (!arena) {
-        s_err("out of memory");
-        return S_EXIT_REJECTED;
-    }
+    json_t *doc = NULL;
+    if (!arena)
+        return cli_fail(c, CLI_FAILED, "no_memory", "out of memory");
     rc = o.file ? s_read_jobs(&o, arena, &in) : s_flag_job(&o, arena, &in);
     if (rc >= 0)
         goto done;
     if (in.n == 0) {
-        if (!o.quiet)
-            s_err("no jobs in %s", strcmp(o.file, "-") ? o.file : "stdin");
-        rc = S_EXIT_OK;
-        goto done;
+        s_note(&o, "no jobs in %s", strcmp(o.file, "-") ? o.file : "stdin");
+        sent.done_us = dv_mono_us();
+        rc = CLI_OK;
+        goto report;
     }
     client = drover_connect(o.broker, o.connect_timeout_ms);
     if (!client) {
-        rc = s_usage_error("%s", drover_last_error(NULL));
+        rc = cli_usage(c, NULL, "%s", drover_last_error(NULL));
         goto done;
     }
-    size_t accepted = 0;
     int64_t parsed_us = dv_mono_us(), parsed_cpu = s_cpu_ms();
-    rc = s_submit_all(&o, &in, client, &accepted);
+    rc = s_submit_all(&o, &in, client, &sent);
     dv_log(DV_DEBUG, "submit.timing", DV_INT("jobs", in.n),
-           DV_INT("accepted", accepted),
+           DV_INT("accepted", sent.accepted),
            DV_INT("parse_ms", (parsed_us - started_us) / 1000),
            DV_INT("parse_cpu_ms", parsed_cpu),
            DV_INT("submit_ms", (dv_mono_us() - parsed_us) / 1000),
            DV_INT("submit_cpu_ms", s_cpu_ms() - parsed_cpu));
-    if (rc == S_EXIT_UNREACHABLE || !o.wait || accepted == 0)
-        goto done;
-    int wrc = s_wait_all(&o, &in, client, started_us);
-    if (rc == S_EXIT_OK)
-        rc = wrc;
+report:
+    if (rc == CLI_OK && !o.quiet && !o.wait)
+        s_submitted(&o, &sent, started_us);
+    if (o.json && (sent.accepted || rc != CLI_UNREACHABLE))
+        doc = s_doc(&o, &in, &sent);
+    if (rc != CLI_UNREACHABLE && o.wait && sent.accepted) {
+        int wrc = s_wait_all(&o, &in, client, started_us, doc);
+        if (rc == CLI_OK || wrc == CLI_TIMEOUT)
+            rc = wrc;
+    }
+    if (doc) {
+        if (o.file)
+            s_doc_time(doc, &o, started_us);
+        cli_print_json(doc);
+    }
 done:
+    json_decref(doc);
+    json_decref(sent.refusals);
     drover_close(&client);
     free(in.jobs);
     free(in.lines);
     free(in.ids);
+    free(in.dup);
     jobline_arena_destroy(&arena);
     return rc;
 }
+
+const cli_cmd_t cli_submit = {
+    .name = "submit",
+    .summary = "submit one job, or many from JSON Lines",
+    .args = "[TYPE [PAYLOAD]]",
+    .max_args = 2,
+    .about =
+        "Submits one job of type TYPE with the JSON value PAYLOAD (null if "
+        "not given; - reads it from stdin), or with --file many, one JSON "
+        "object per line, and prints the job ids on stdout, one per line in "
+        "input order (a refused line has none), and \"submitted N jobs\" on "
+        "stderr. The job flags are the defaults for the fields a line leaves "
+        "out.\n\n"
+        "A line of --file: {\"queue\", \"type\", \"payload\", \"priority\", "
+        "\"delay\" or \"at\", \"max_attempts\", \"timeout\", \"key\", "
+        "\"batch\", \"trace\", \"result_ttl\", \"backoff\": {\"base\", "
+        "\"factor\", \"cap\", \"jitter\"}}. Blank lines and lines starting "
+        "with # are skipped. Every line is checked before anything is "
+        "submitted: a bad one is reported with its number and the reason, "
+        "and then nothing is submitted (exit 2).\n\n"
+        "With --wait it then waits for every accepted job to end and writes "
+        "one JSON line per job as it ends: {\"id\", \"line\" (with --file), "
+        "\"state\", \"attempts\", \"result\"} or {..., \"error\": "
+        "{\"category\", \"message\"}}, then a summary on stderr: counts, "
+        "rate and the failures by category.\n\n"
+        "With --json, one document on stdout instead (docs/json.md): "
+        "{\"id\", \"duplicate\"} for one job (with --wait also its "
+        "\"state\", \"attempts\" and \"result\" or \"error\"); for --file "
+        "the counts, the refusals, \"elapsed_ms\" and \"rate\" (with --wait "
+        "the outcome counts and failures too). The results of --wait then "
+        "go only to --out.",
+    .examples =
+        "  drover submit echo '{\"n\": 1}'\n"
+        "  drover submit sum -5 --queue math --priority 9\n"
+        "  drover submit llm --delay 2m --key report-42 --wait\n"
+        "  drover submit --file jobs.jsonl --type llm --batch nightly\n"
+        "  generate | drover submit --file - --wait --out results.jsonl\n"
+        "  drover submit --file jobs.jsonl --json --ids | jq -r '.ids[]'\n",
+    .notes = "Durations are seconds, fractions allowed; 250ms, 2m and 1h "
+             "work too.\n\n"
+             "Exit 3 (no broker answered) after some jobs were accepted: "
+             "those whose ids were printed were stored, the others may or "
+             "may not have been.",
+    .exits = "exit status: 0 every job accepted (with --wait: every one "
+             "succeeded); 1 the broker refused a job (the others were "
+             "submitted and, with --wait, waited for), or with --wait a job "
+             "ended dead, cancelled or unknown; 2 usage error, or a bad "
+             "line in --file (nothing was submitted); 3 no broker answered; "
+             "6 --wait-timeout passed first.",
+    .flags = s_flags,
+    .shared = CLI_JSON | CLI_BROKER,
+    .run = s_submit,
+};
