@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "drover.h"
+#include "dv_id.h"
 #include "dv_daemon.h"
 #include "dv_curve_client.h"
 
@@ -205,6 +206,19 @@ cli_usage(const cli_t *c, const dv_flag_t *flag, const char *fmt, ...)
         fprintf(stderr, "(drover --help: every command)\n");
     }
     return CLI_USAGE;
+}
+
+int
+cli_job_id(const cli_t *c, const char *text)
+{
+    dv_id_t id;
+    size_t n = strlen(text);
+    if (n == DV_ID_TEXT_LEN && dv_id_parse(text, (unsigned)n, &id) == 0)
+        return 0;
+    return cli_usage(c, NULL,
+                     "'%s' is not a job id (36 characters, as submit prints: "
+                     "01a20470-abfa-73fc-8402-859771cc63e2)",
+                     text);
 }
 
 cli_exit_t

@@ -120,6 +120,10 @@ int cli_fail(const cli_t *c, cli_exit_t code, const char *what, const char *fmt,
 int cli_usage(const cli_t *c, const dv_flag_t *flag, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* 0 if text is a job id; else a usage error saying what one looks like
+ * (returns CLI_USAGE): the same answer from every command that takes one. */
+int cli_job_id(const cli_t *c, const char *text);
+
 /* The exit code for a libdrover error rc (DROVER_E*), with the broker's
  * code text (drover_last_code) when it gave one: not_found 4,
  * unauthorized/forbidden 5, unreachable/timeout 3, else 1. */

@@ -78,19 +78,6 @@ s_ask(const cli_t *c, drover_client_t *d, const drover_ctrl_t *req,
     return 0;
 }
 
-/* Whether text is a job id; else says so (exit 4: no job has it). */
-static int
-s_job_id(const cli_t *c, const char *text)
-{
-    dv_id_t id;
-    if (dv_id_parse(text, (unsigned)strlen(text), &id) == 0)
-        return 0;
-    return cli_fail(c, CLI_NOT_FOUND, "not_found",
-                    "no job '%s': not a job id (a job id looks like "
-                    "01a20470-abfa-73fc-8402-859771cc63e2)",
-                    text);
-}
-
 /* ---- cancel --------------------------------------------------------------- */
 
 /* What cancel did to one job. */
@@ -118,10 +105,10 @@ s_cancel(cli_t *c, int argc, char **argv)
         dv_id_t parsed;
         if (dv_id_parse(id, (unsigned)strlen(id), &parsed) != 0) {
             if (one || !c->json)
-                s_job_id(c, id);
+                cli_job_id(c, id);
             json_array_append_new(
                 all, s_cancelled(id, "unknown", false, "not a job id"));
-            code = code ? code : CLI_NOT_FOUND;
+            code = code ? code : CLI_USAGE;
             continue;
         }
         int rc = drover_cancel(d, id);
@@ -210,8 +197,8 @@ s_retry(cli_t *c, int argc, char **argv)
                          "--queue goes with --dead (every dead job of it)");
     if (!s_retry_o.dead && argc != 1)
         return cli_usage(c, NULL, "needs a JOB_ID, or --dead --queue QUEUE");
-    if (argc && s_job_id(c, argv[0]))
-        return CLI_NOT_FOUND;
+    if (argc && cli_job_id(c, argv[0]))
+        return CLI_USAGE;
     int code = 0;
     drover_client_t *d = s_open(c, 5000, &code);
     if (!d)

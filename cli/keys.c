@@ -96,7 +96,7 @@ s_list(const cli_t *c)
     if (c->json)
         cli_print_json(body);
     else
-        keys_view_table(stdout, body, s_width());
+        keys_view_table(stdout, body, s_width(), c->wide);
     json_decref(body);
     return 0;
 }
@@ -170,6 +170,6 @@ const cli_cmd_t cli_keys = {
                 "  drover keys enable key-2\n"
                 "  drover keys --json | jq '.keys[] | select(.state != "
                 "\"ok\")'\n",
-    .shared = CLI_BROKER | CLI_COLLECTOR | CLI_JSON,
+    .shared = CLI_BROKER | CLI_COLLECTOR | CLI_JSON | CLI_WIDE,
     .run = s_keys,
 };

@@ -183,7 +183,7 @@ s_table(const json_t *body, int width)
     s_out_t o = { 0 };
     FILE *f = open_memstream(&o.buf, &o.len);
     assert_non_null(f);
-    keys_view_table(f, body, width);
+    keys_view_table(f, body, width, false);
     fclose(f);
     return o.buf;
 }
@@ -297,9 +297,10 @@ test_keys_conflict(void **state)
     json_t *body = s_body(s_fleet, S_NFLEET);
     char *t = s_table(body, 200);
     char *c = s_line(t, "conflict ");
-    assert_string_equal(c, "conflict a-very-long-key-i... (5e6f7a8b): "
-                           "worker-charlie says rpm 60, worker-delta says "
-                           "rpm 600 (the broker uses the lower)");
+    assert_string_equal(c,
+                        "conflict a-very-long-key-ide\xe2\x80\xa6 (5e6f7a8b): "
+                        "worker-charlie says rpm 60, worker-delta says "
+                        "rpm 600 (the broker uses the lower)");
     /* One conflict line: the keys without "conflict" have none. */
     assert_null(strstr(strstr(t, "conflict ") + 1, "conflict "));
     free(c);
@@ -307,7 +308,8 @@ test_keys_conflict(void **state)
     /* Narrow: wrapped between words, never inside one. */
     t = s_table(body, 40);
     c = s_line(t, "conflict ");
-    assert_string_equal(c, "conflict a-very-long-key-i... (5e6f7a8b):");
+    assert_string_equal(c,
+                        "conflict a-very-long-key-ide\xe2\x80\xa6 (5e6f7a8b):");
     assert_non_null(strstr(t, "(5e6f7a8b):\n  worker-charlie says rpm 60,\n"
                               "  worker-delta says rpm 600 (the broker\n"
                               "  uses the lower)\n"));
@@ -321,10 +323,10 @@ test_keys_cut_with_ellipsis(void **state)
 {
     (void)state;
     json_t *body = s_body(s_fleet, S_NFLEET);
-    /* A long id: its first 17 characters and "...", 20 columns. */
+    /* A long id: its first 19 characters and "…", 20 columns. */
     char *t = s_table(body, 200);
     assert_null(strstr(t, "a-very-long-key-identifier-for-azure-west"));
-    char *k4 = s_line(t, "a-very-long-key-i...  5e6f7a8b ");
+    char *k4 = s_line(t, "a-very-long-key-ide\xe2\x80\xa6  5e6f7a8b ");
     free(k4);
     /* Wide: every worker's name. */
     char *k1 = s_line(t, "key-1 ");
@@ -451,7 +453,7 @@ test_keys_command(void **state)
     snprintf(args, sizeof args, "keys --broker %s", f->endpoint);
     assert_int_equal(s_drover(out, sizeof out, args), 0);
     assert_non_null(strstr(out, " 38/60s learned (rpm 600) "));
-    assert_non_null(strstr(out, "\nconflict a-very-long-key-i... "));
+    assert_non_null(strstr(out, "\nconflict a-very-long-key-ide\xe2\x80\xa6 "));
     assert_string_equal(f->last_verb, "keys");
     snprintf(args, sizeof args, "keys --json --broker %s", f->endpoint);
     assert_int_equal(s_drover(out, sizeof out, args), 0);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Widest KEY cell; longer ids are cut to fit, with "...". */
+/* Widest KEY cell; longer ids are cut to fit, with "…" (not with wide). */
 #define S_KEY_MAX 20
 #define S_GAP     2
 
@@ -58,7 +58,7 @@ s_cols(const char *s)
 
 /* A copy of o[key] (dflt when absent) into buf, control characters as
  * '?', at most max display columns: a longer text keeps what fits whole
- * characters before "...". */
+ * characters before "…". */
 static void
 s_text(char *buf, size_t size, const json_t *o, const char *key,
        const char *dflt, size_t max)
@@ -74,14 +74,14 @@ s_text(char *buf, size_t size, const json_t *o, const char *key,
     buf[o_] = '\0';
     if (max == 0 || s_cols(buf) <= max)
         return;
-    /* Keep max - 3 columns, then "...". */
+    /* Keep max - 1 columns, then "…". */
     size_t cols = 0, i = 0;
     for (; buf[i]; i++) {
-        if (((unsigned char)buf[i] & 0xC0) != 0x80 && cols++ == max - 3)
+        if (((unsigned char)buf[i] & 0xC0) != 0x80 && cols++ == max - 1)
             break;
     }
     if (i + 4 <= size)
-        memcpy(buf + i, "...", 4);
+        memcpy(buf + i, "\xe2\x80\xa6", 4);
 }
 
 const char *
@@ -265,7 +265,7 @@ s_wrap(FILE *out, const char *prefix, const char *text, size_t width)
 }
 
 void
-keys_view_table(FILE *out, const json_t *body, int width)
+keys_view_table(FILE *out, const json_t *body, int width, bool wide)
 {
     size_t w = width > 0 ? (size_t)width : 80;
     const json_t *keys = json_object_get(body, "keys");
@@ -287,8 +287,10 @@ keys_view_table(FILE *out, const json_t *body, int width)
     for (size_t i = 0; i < n; i++) {
         const json_t *k = json_array_get(keys, i);
         char(*cell)[128] = rows[i].cell;
-        s_text(cell[C_KEY], sizeof cell[C_KEY], k, "id", "?", S_KEY_MAX);
-        s_text(cell[C_HASH], sizeof cell[C_HASH], k, "hash", "-", 16);
+        s_text(cell[C_KEY], sizeof cell[C_KEY], k, "id", "?",
+               wide ? 0 : S_KEY_MAX);
+        s_text(cell[C_HASH], sizeof cell[C_HASH], k, "hash", "-",
+               wide ? 0 : 16);
         s_state(cell[C_STATE], sizeof cell[C_STATE], k);
         s_limit(cell[C_LIMIT], sizeof cell[C_LIMIT], k);
         keys_view_num(s_int(k, "requests"), cell[C_REQS], sizeof cell[C_REQS]);

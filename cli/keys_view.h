@@ -4,6 +4,7 @@
 #define KEYS_VIEW_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 /* The table of the broker's "keys" answer ({"now", "keys": [...]}, see
@@ -13,7 +14,7 @@
  * worker count and as many whole names as fit; ids longer than the KEY
  * column are cut with "...". Text from the wire is printed with control
  * characters replaced by '?'. */
-void keys_view_table(FILE *out, const json_t *body, int width);
+void keys_view_table(FILE *out, const json_t *body, int width, bool wide);
 
 /* The line for the broker's "keys.enable" answer ({"id", "hash", "was"}):
  * "key-2 (3fa2c0d1) enabled (was disabled)". asked names the key when the

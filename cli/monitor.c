@@ -909,20 +909,6 @@ static const dv_flag_t s_job_flags[] = {
     DV_FLAG_TABLE_END,
 };
 
-/* A job id as the user gave it: 2 (a usage error) unless it is one. */
-static int
-s_check_id(const cli_t *c, const char *id)
-{
-    dv_id_t parsed;
-    if (strlen(id) != DV_ID_TEXT_LEN ||
-        dv_id_parse(id, DV_ID_TEXT_LEN, &parsed) != 0)
-        return cli_usage(c, NULL,
-                         "'%s' is not a job id (36 characters, as submit "
-                         "prints)",
-                         id);
-    return 0;
-}
-
 /* Asks the broker for its view of job id (ctrl job). Returns a new JSON
  * object, or NULL with a note saying why there is none and *code (3 it
  * does not answer, 4 it does not know the job, else 1). */
@@ -1385,7 +1371,7 @@ s_job(cli_t *c, int argc, char **argv)
 {
     (void)argc;
     const char *id = argv[0];
-    int code = s_check_id(c, id);
+    int code = cli_job_id(c, id);
     if (code)
         return code;
     json_t *job;
@@ -1603,7 +1589,7 @@ s_result(cli_t *c, int argc, char **argv)
 {
     (void)argc;
     const char *id = argv[0];
-    int code = s_check_id(c, id);
+    int code = cli_job_id(c, id);
     if (code)
         return code;
     if (s_ro.timeout_ms > 0 && !s_ro.wait)

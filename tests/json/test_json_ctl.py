@@ -53,10 +53,12 @@ def test_cancel(cluster) -> None:
 
 
 def test_cancel_not_found(cluster) -> None:
-    not_found(cluster.run("cancel", "notanid", "--json"))
     not_found(cluster.run("cancel", UNKNOWN_ID, "--json"))
+    # not a job id at all: a usage error, as for every command taking one
+    r = cluster.run("cancel", "notanid", "--json")
+    assert r.rc == 2 and r.error()["code"] == "usage"
     r = cluster.run("cancel", "notanid")
-    assert r.rc == 4 and r.err.startswith("drover cancel: no job 'notanid'")
+    assert r.rc == 2 and r.err.startswith("drover cancel: 'notanid' is not a job id")
 
 
 def test_retry(cluster) -> None:
@@ -79,7 +81,8 @@ def test_retry(cluster) -> None:
     validate(doc, "retry")
     assert doc["queue"] == "ctl-retry" and doc["retried"] >= 0
     not_found(cluster.run("retry", UNKNOWN_ID, "--json"))
-    not_found(cluster.run("retry", "nope", "--json"))
+    r = cluster.run("retry", "nope", "--json")
+    assert r.rc == 2 and r.error()["code"] == "usage"
     r = cluster.run("retry", "--dead", "--json")
     assert r.rc == 2 and r.error()["code"] == "usage"
 
