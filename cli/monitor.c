@@ -1181,10 +1181,14 @@ s_print_block(const char *label, const char *text, const char **prev,
     }
     *prev = text;
     printf("      %s:\n", label);
+    /* Line by line, each escaped as monitor_str would (a terminal escape
+     * in a handler's stderr must not reach the terminal). */
     for (const char *p = text; *p;) {
         const char *nl = strchr(p, '\n');
-        int n = nl ? (int)(nl - p) : (int)strlen(p);
-        printf("        %.*s\n", n, p);
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char *e = dv_text_escape(p, n);
+        printf("        %s\n", e ? e : "?");
+        free(e);
         p += n + (nl ? 1 : 0);
     }
 }
@@ -1249,12 +1253,13 @@ s_print_attempt(const json_t *a, int64_t rounds, const char *job_category,
         printf("      %s\n", monitor_str(a, "retry_note", ""));
     int64_t at = monitor_int(a, "attempt");
     const char *prev = shown->details;
-    s_print_block("details", monitor_str(a, "details", NULL), &shown->details,
-                  shown->details_at);
+    s_print_block("details", json_string_value(json_object_get(a, "details")),
+                  &shown->details, shown->details_at);
     if (shown->details != prev)
         shown->details_at = at;
     prev = shown->stderr_tail;
-    s_print_block("stderr (its end)", monitor_str(a, "stderr", NULL),
+    s_print_block("stderr (its end)",
+                  json_string_value(json_object_get(a, "stderr")),
                   &shown->stderr_tail, shown->stderr_at);
     if (shown->stderr_tail != prev)
         shown->stderr_at = at;
@@ -1305,7 +1310,9 @@ s_print_job_head(const json_t *job, const char *id, bool payload, bool wide)
                               monitor_int(job, "priority"));
     if (json_is_integer(json_object_get(job, "timeout_ms")) && n < sizeof opts)
         n += (size_t)snprintf(opts + n, sizeof opts - n, ", timeout %s",
-                              cli_dur(monitor_int(job, "timeout_ms")));
+                              monitor_int(job, "timeout_ms") > 0
+                                  ? cli_dur(monitor_int(job, "timeout_ms"))
+                                  : "the worker's");
     if (json_is_string(json_object_get(job, "key")) && n < sizeof opts)
         snprintf(opts + n, sizeof opts - n, ", key %s",
                  monitor_str(job, "key", ""));

@@ -151,7 +151,8 @@ def test_value_error_traceback_kept(client: drover.Client, cluster) -> None:
            "--collector", f"tcp://127.0.0.1:{free_port()}", jid]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    assert "Traceback (most recent call last):" in p.stdout, p.stdout
+    assert "\n        Traceback (most recent call last):\n" in p.stdout, p.stdout
+    assert '\n            raise ValueError("bad value " + str(p))\n' in p.stdout
     assert "ValueError: bad value {'x': 2}" in p.stdout
     assert "warming up" in p.stdout
     p = subprocess.run(cmd[:2] + ["--json"] + cmd[2:], capture_output=True, text=True,
