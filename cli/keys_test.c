@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 
 #include "dv_json.h"
+#include "cli_out.h"
 #include "keys_view.h"
 #include "scripted_broker.h"
 
@@ -407,13 +408,13 @@ test_keys_formats(void **state)
     assert_string_equal(keys_view_window(300000, b, sizeof b), "5m");
     assert_string_equal(keys_view_window(3600000, b, sizeof b), "1h");
     assert_string_equal(keys_view_window(86400000, b, sizeof b), "24h");
-    assert_string_equal(keys_view_dur(850, b, sizeof b), "850ms");
-    assert_string_equal(keys_view_dur(12300, b, sizeof b), "12.3s");
-    assert_string_equal(keys_view_dur(245000, b, sizeof b), "4m05s");
-    assert_string_equal(keys_view_dur(7500000, b, sizeof b), "2h05m");
-    assert_string_equal(keys_view_num(1234567, b, sizeof b), "1,234,567");
-    assert_string_equal(keys_view_num(999, b, sizeof b), "999");
-    assert_string_equal(keys_view_num(-1000, b, sizeof b), "-1,000");
+    assert_string_equal(cli_dur(850), "850ms");
+    assert_string_equal(cli_dur(12300), "12.3s");
+    assert_string_equal(cli_dur(245000), "4m05s");
+    assert_string_equal(cli_dur(7500000), "2h05m");
+    assert_string_equal(cli_num(1234567), "1,234,567");
+    assert_string_equal(cli_num(999), "999");
+    assert_string_equal(cli_num(-1000), "-1,000");
 }
 
 /* ---- the command against a scripted broker ----------------------------- */

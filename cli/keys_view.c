@@ -1,6 +1,8 @@
 /* keys_view - the text of `drover keys` (see keys_view.h). */
 #include "keys_view.h"
 
+#include "cli_out.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -85,39 +87,6 @@ s_text(char *buf, size_t size, const json_t *o, const char *key,
 }
 
 const char *
-keys_view_num(long long v, char *buf, size_t size)
-{
-    char digits[32];
-    snprintf(digits, sizeof digits, "%lld", v < 0 ? -v : v);
-    size_t n = strlen(digits), o = 0;
-    if (v < 0 && o + 1 < size)
-        buf[o++] = '-';
-    for (size_t i = 0; i < n && o + 2 < size; i++) {
-        if (i && (n - i) % 3 == 0)
-            buf[o++] = ',';
-        buf[o++] = digits[i];
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
-const char *
-keys_view_dur(long long ms, char *buf, size_t size)
-{
-    if (ms < 0)
-        snprintf(buf, size, "-");
-    else if (ms < 1000)
-        snprintf(buf, size, "%lldms", ms);
-    else if (ms < 60000)
-        snprintf(buf, size, "%.1fs", (double)ms / 1000.0);
-    else if (ms < 3600000)
-        snprintf(buf, size, "%lldm%02llds", ms / 60000, ms / 1000 % 60);
-    else
-        snprintf(buf, size, "%lldh%02lldm", ms / 3600000, ms / 60000 % 60);
-    return buf;
-}
-
-const char *
 keys_view_window(long long ms, char *buf, size_t size)
 {
     if (ms <= 0)
@@ -136,11 +105,11 @@ keys_view_window(long long ms, char *buf, size_t size)
 static void
 s_state(char *buf, size_t size, const json_t *k)
 {
-    char st[32], d[32];
+    char st[32];
     s_text(st, sizeof st, k, "state", "?", 0);
     long long cool = s_int(k, "cool"), dis = s_int(k, "disabled");
     if (!strcmp(st, "cooling") && cool > 0)
-        snprintf(buf, size, "cooling %s", keys_view_dur(cool, d, sizeof d));
+        snprintf(buf, size, "cooling %s", cli_dur(cool));
     else if (!strcmp(st, "disabled") && dis > 0)
         snprintf(buf, size, "disabled %lld", dis);
     else
@@ -152,7 +121,7 @@ s_state(char *buf, size_t size, const json_t *k)
 static void
 s_limit(char *buf, size_t size, const json_t *k)
 {
-    char w[32], t[32];
+    char w[32];
     long long limit = s_int(k, "limit"), learned = s_int(k, "learned");
     long long rpm = s_int(k, "rpm"), tpm = s_int(k, "tpm");
     keys_view_window(s_int(k, "window"), w, sizeof w);
@@ -168,7 +137,7 @@ s_limit(char *buf, size_t size, const json_t *k)
     if (tpm > 0 && n < size)
         n += (size_t)snprintf(buf + n, size - n,
                               limit > 0 ? ", tpm %s" : "tpm %s/%s",
-                              keys_view_num(tpm, t, sizeof t), w);
+                              cli_num(tpm), w);
     if (n == 0)
         snprintf(buf, size, "none");
 }
@@ -293,14 +262,16 @@ keys_view_table(FILE *out, const json_t *body, int width, bool wide)
                wide ? 0 : 16);
         s_state(cell[C_STATE], sizeof cell[C_STATE], k);
         s_limit(cell[C_LIMIT], sizeof cell[C_LIMIT], k);
-        keys_view_num(s_int(k, "requests"), cell[C_REQS], sizeof cell[C_REQS]);
-        keys_view_num(s_int(k, "tokens"), cell[C_TOKENS],
-                      sizeof cell[C_TOKENS]);
+        snprintf(cell[C_REQS], sizeof cell[C_REQS], "%s",
+                 cli_num(s_int(k, "requests")));
+        snprintf(cell[C_TOKENS], sizeof cell[C_TOKENS], "%s",
+                 cli_num(s_int(k, "tokens")));
         s_share(cell[C_SHARE], sizeof cell[C_SHARE],
                 json_number_value(json_object_get(k, "share")));
-        keys_view_num(s_int(k, "limited"), cell[C_429], sizeof cell[C_429]);
-        keys_view_num(s_int(k, "errors"), cell[C_ERRORS],
-                      sizeof cell[C_ERRORS]);
+        snprintf(cell[C_429], sizeof cell[C_429], "%s",
+                 cli_num(s_int(k, "limited")));
+        snprintf(cell[C_ERRORS], sizeof cell[C_ERRORS], "%s",
+                 cli_num(s_int(k, "errors")));
         for (int c = 0; c < C_WORKERS; c++)
             if (s_cols(cell[c]) > widths[c])
                 widths[c] = s_cols(cell[c]);

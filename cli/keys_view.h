@@ -21,11 +21,8 @@ void keys_view_table(FILE *out, const json_t *body, int width, bool wide);
  * answer lacks an id. */
 void keys_view_enabled(FILE *out, const json_t *body, const char *asked);
 
-/* Short forms the table uses, into buf (size >= 32): a duration left
- * ("850ms", "12.3s", "4m05s", "2h05m"); a window ("60s", "5m", "1h",
- * "1.5s"); a count with thousands separators ("81,200"). */
-const char *keys_view_dur(long long ms, char *buf, size_t size);
+/* A key's window in the table's short form, into buf (size >= 32):
+ * "60s", "5m", "1h", "1.5s" (counts and durations: cli_out.h). */
 const char *keys_view_window(long long ms, char *buf, size_t size);
-const char *keys_view_num(long long v, char *buf, size_t size);
 
 #endif
