@@ -670,7 +670,9 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
         .uptime_ms = broker_now_ms(self) - self->started_ms,
         .nqueues = (uint32_t)dv_map_size(self->queues),
         .nworkers = (uint32_t)dv_map_size(self->worker_by_name),
+        .seq = self->event_seq_sent,
     };
+    int64_t now_us = broker_mono_us(self);
     size_t nnames = 0;
     broker_worker_t *w;
     DV_MAP_EACH(w, self->worker_by_name)
@@ -685,6 +687,11 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
     broker_queue_t *q;
     DV_MAP_EACH(q, self->queues)
     {
+        int64_t ready_us = 0;
+        int64_t oldest_ms =
+            broker_queue_oldest(q, &ready_us) && now_us > ready_us
+                ? (now_us - ready_us) / 1000
+                : 0;
         st.queues[i++] = (dv_status_queue_t){
             .name = dv_str(q->name),
             .rate = q->rate,
@@ -693,6 +700,7 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
             .scheduled = (int64_t)q->scheduled,
             .running = (int64_t)q->running,
             .paused = q->paused,
+            .oldest_ms = oldest_ms,
         };
     }
     i = 0;

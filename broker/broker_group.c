@@ -255,6 +255,9 @@ s_flush_sends(broker_t *self, broker_group_t *g)
     }
     g->nsends = 0;
     g->outbuf.size = 0; /* keep the memory for the next group */
+    if (g->event_seq > self->event_seq_sent)
+        self->event_seq_sent = g->event_seq;
+    g->event_seq = 0;
 }
 
 /* Forgets g's replies and events unsent. */
@@ -265,6 +268,7 @@ s_drop_sends(broker_group_t *g)
         free(g->sends[i].rid);
     g->nsends = 0;
     g->outbuf.size = 0;
+    g->event_seq = 0;
 }
 
 /* ---- groups -------------------------------------------------------------------- */

@@ -183,6 +183,7 @@ typedef struct broker_group {
     msgpack_sbuffer outbuf; /* their encoded bytes */
     dv_map_t *results_out;  /* client rid bytes -> broker_results_t (owned) */
     broker_pkey_t *keys;    /* idempotency keys inserted in this group */
+    uint64_t event_seq;     /* of the last event queued in it; 0: none */
 } broker_group_t;
 
 typedef struct {
@@ -260,6 +261,7 @@ struct broker {
     dv_hist_t dispatch_us;  /* ready -> started report, microseconds */
 
     uint64_t event_seq;
+    uint64_t event_seq_sent;   /* of the last event published (status) */
     int64_t next_heartbeat_ms; /* monotonic */
     broker_counters_t counters;
     bool store_failed; /* last commit failed */

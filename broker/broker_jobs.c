@@ -204,6 +204,20 @@ broker_queue_remove(broker_queue_t *q, broker_job_t *job)
     q->ready--;
 }
 
+bool
+broker_queue_oldest(const broker_queue_t *q, int64_t *ready_us)
+{
+    bool any = false;
+    for (int p = 0; p < BROKER_PRIORITIES; p++) {
+        const broker_job_t *h = q->head[p];
+        if (h && (!any || h->ready_us < *ready_us)) {
+            *ready_us = h->ready_us;
+            any = true;
+        }
+    }
+    return any;
+}
+
 broker_job_t *
 broker_queue_pop(broker_queue_t *q)
 {

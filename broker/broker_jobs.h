@@ -125,6 +125,10 @@ void broker_queue_push(broker_queue_t *q, broker_job_t *job, bool front);
 broker_job_t *broker_queue_pop(broker_queue_t *q);
 /* Removes job from its FIFO (it must be in one of q's). */
 void broker_queue_remove(broker_queue_t *q, broker_job_t *job);
+/* The earliest ready_us of q's ready jobs: the least of its FIFOs' heads
+ * (a FIFO is oldest first; a job put back at the front kept its ready
+ * time). False when none is ready. */
+bool broker_queue_oldest(const broker_queue_t *q, int64_t *ready_us);
 
 /* ---- a doubly-linked list (a worker's running jobs) ----------------------- */
 

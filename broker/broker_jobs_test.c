@@ -103,6 +103,37 @@ t_queue_front_and_remove(void **state)
     broker_queue_destroy(&q);
 }
 
+/* The oldest ready job over all priorities, as status reports it. */
+static void
+t_queue_oldest(void **state)
+{
+    (void)state;
+    broker_queue_t *q = broker_queue_new("q");
+    int64_t at = 0;
+    assert_false(broker_queue_oldest(q, &at));
+    broker_job_t *a = s_job(9, 0), *b = s_job(1, 0), *c = s_job(9, 0);
+    a->ready_us = 5000;
+    b->ready_us = 2000; /* lower priority, waiting longer */
+    c->ready_us = 1000; /* put back at the front: its wait goes on */
+    broker_queue_push(q, a, false);
+    broker_queue_push(q, b, false);
+    assert_true(broker_queue_oldest(q, &at));
+    assert_int_equal(at, 2000);
+    broker_queue_push(q, c, true);
+    assert_true(broker_queue_oldest(q, &at));
+    assert_int_equal(at, 1000);
+    assert_ptr_equal(broker_queue_pop(q), c);
+    assert_ptr_equal(broker_queue_pop(q), a);
+    assert_true(broker_queue_oldest(q, &at));
+    assert_int_equal(at, 2000);
+    assert_ptr_equal(broker_queue_pop(q), b);
+    assert_false(broker_queue_oldest(q, &at));
+    broker_job_destroy(&a);
+    broker_job_destroy(&b);
+    broker_job_destroy(&c);
+    broker_queue_destroy(&q);
+}
+
 static void
 t_heap_orders_by_time(void **state)
 {
@@ -167,6 +198,7 @@ main(void)
         cmocka_unit_test(t_index_put_get_del),
         cmocka_unit_test(t_queue_priority_then_fifo),
         cmocka_unit_test(t_queue_front_and_remove),
+        cmocka_unit_test(t_queue_oldest),
         cmocka_unit_test(t_heap_orders_by_time),
         cmocka_unit_test(t_heap_equal_times_fifo),
         cmocka_unit_test(t_job_record_is_small),

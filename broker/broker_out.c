@@ -158,7 +158,9 @@ broker_out_event(broker_t *self, dv_event_t *ev)
     m.u.event = *ev;
     char topic[48];
     dv_str_copy(dv_event_topic(ev), topic, sizeof topic);
-    if (broker_out_send_later(self, self->events, NULL, topic, &m) != 0)
+    if (broker_out_send_later(self, self->events, NULL, topic, &m) == 0)
+        self->cur->event_seq = ev->seq;
+    else
         dv_log(DV_ERROR, "broker.event_dropped", DV_STR("kind", topic),
                DV_INT("seq", (int64_t)ev->seq),
                DV_STR("error", "out of memory"));

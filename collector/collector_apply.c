@@ -29,10 +29,20 @@ s_dec(int64_t *v)
 static void
 s_depth_unwait(collector_depth_t *d)
 {
-    if (d->queued > 0)
-        d->queued--;
-    else
+    if (d->queued > 0) {
+        if (--d->queued == 0)
+            d->oldest_ready_ms = 0;
+    } else {
         s_dec(&d->scheduled);
+    }
+}
+
+/* A job became queued at now_ms; into an empty queue it is the oldest. */
+static void
+s_depth_enqueue(collector_depth_t *d, int64_t now_ms)
+{
+    if (d->queued++ == 0 || !d->oldest_ready_ms)
+        d->oldest_ready_ms = now_ms;
 }
 
 /* Replaces *dst with a copy of v, unless v is empty. Returns 0, or -1 when
@@ -164,7 +174,7 @@ s_on_submitted(collector_state_t *self, const s_job_ctx_t *c,
         if (ev->state == DV_STATE_SCHEDULED)
             c->d->scheduled++;
         else
-            c->d->queued++;
+            s_depth_enqueue(c->d, now_ms);
     }
 }
 
@@ -233,6 +243,11 @@ s_on_attempt_end(collector_state_t *self, int b, const s_job_ctx_t *c,
     s_rate(self, c, now_ms,
            ok ? COLLECTOR_RATE_SUCCEEDED : COLLECTOR_RATE_FAILED);
     s_count(c, ok ? COLLECTOR_OUT_SUCCEEDED : COLLECTOR_OUT_FAILED);
+    if (!ok && c->q) {
+        dv_category_t cat =
+            ev->has_failure ? ev->failure.category : DV_CAT_NONE;
+        c->q->failures[cat < DV_CAT_COUNT_ ? cat : DV_CAT_NONE]++;
+    }
     s_drop_run(self, ev);
     if (c->d) {
         if (ok) {
@@ -317,7 +332,7 @@ s_on_job_event(collector_state_t *self, int b, s_job_ctx_t *c,
     case DV_EV_JOB_RETRIED:
         s_count(c, COLLECTOR_OUT_RETRIED);
         if (c->d)
-            c->d->queued++;
+            s_depth_enqueue(c->d, now_ms);
         break;
     default: /* a job kind this side does not know: its queue, type and
                 series are made, nothing is counted */

@@ -120,6 +120,11 @@ typedef struct {
     bool paused;
     double rate; /* jobs/s limit; 0 none */
     int64_t max_running;
+    /* When the oldest queued job became ready (epoch ms, this side's
+     * clock: the snapshot's time less the age the broker reports); 0 while
+     * none is queued. Between snapshots a job queued into an empty queue
+     * sets it, and the queue emptying clears it. */
+    int64_t oldest_ready_ms;
 } collector_depth_t;
 
 /* Queues, types and series are one allocation each, freed with free(). */
@@ -129,6 +134,7 @@ typedef struct {
     collector_ring_t ring;
     collector_lat_t wait, run;
     uint64_t totals[COLLECTOR_OUT_KINDS];
+    uint64_t failures[DV_CAT_COUNT_]; /* failed attempts by category */
 } collector_queue_t;
 
 typedef struct {
@@ -201,6 +207,14 @@ typedef struct {
     char why[256];    /* why it is down */
     json_t *snapshot; /* {store, uptime_ms, counters, broker} */
     int64_t snapshot_ms;
+    bool standby;       /* its last snapshot said role "standby" */
+    bool store_failing; /* its last snapshot had store_failure */
+    /* Lag: the oldest snapshot whose event sequence number (of lag_instance)
+     * the events received had not reached, and when it came; lag_ms 0 while
+     * caught up (collector_state_lag_ms()). */
+    char lag_instance[DV_NAME_MAX + 1];
+    uint64_t lag_seq;
+    int64_t lag_ms;
 } collector_broker_t;
 
 /* ---- the fleet's API keys (collector_keys.c) ------------------------------ */
@@ -287,6 +301,11 @@ const char *collector_state_worker_state(const collector_worker_t *w);
 /* "up", "unreachable", "connecting", or without a clients endpoint "up"
  * once heard, else "waiting". */
 const char *collector_state_broker_state(const collector_broker_t *br);
+
+/* Online workers of broker b (or any broker, b < 0) that take jobs of
+ * queue. */
+int collector_state_queue_workers(const collector_state_t *self, int b,
+                                  const char *queue);
 
 /* A queue's queued, scheduled and running summed over all brokers. */
 void collector_state_queue_depth(const collector_state_t *self,

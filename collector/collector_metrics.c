@@ -69,7 +69,7 @@ s_prom_hist(FILE *out, const char *name, const collector_series_t *s,
 }
 
 static void
-s_jobs(const collector_state_t *self, FILE *out)
+s_jobs(const collector_state_t *self, FILE *out, int64_t now_ms)
 {
     const collector_series_t *s;
     s_family(out, "drover_jobs_total", "counter",
@@ -96,6 +96,22 @@ s_jobs(const collector_state_t *self, FILE *out)
         s_prom_hist(out, "drover_job_wait_seconds", s, &s->wait);
     }
 
+    s_family(out, "drover_job_failures_total", "counter",
+             "Failed attempts by queue and failure category (none: the "
+             "failure said none); a category appears once it has one.");
+    const collector_queue_t *fq;
+    DV_MAP_EACH(fq, self->queues)
+    {
+        for (int cat = 0; cat < DV_CAT_COUNT_; cat++) {
+            if (!fq->failures[cat])
+                continue;
+            fputs("drover_job_failures_total{queue=\"", out);
+            s_label(out, fq->name);
+            fprintf(out, "\",category=\"%s\"} %" PRIu64 "\n",
+                    dv_category_name((dv_category_t)cat), fq->failures[cat]);
+        }
+    }
+
     s_family(out, "drover_queue_depth", "gauge",
              "Jobs per queue and state, over all brokers.");
     const collector_queue_t *q;
@@ -109,6 +125,33 @@ s_jobs(const collector_state_t *self, FILE *out)
             s_label(out, q->name);
             fprintf(out, "\",state=\"%s\"} %" PRId64 "\n", names[i], v[i]);
         }
+    }
+
+    s_family(out, "drover_queue_oldest_seconds", "gauge",
+             "Age of the oldest queued (ready, not scheduled) job per queue, "
+             "over all brokers; 0 when none is queued.");
+    DV_MAP_EACH(q, self->queues)
+    {
+        int64_t oldest = 0;
+        for (int b = 0; b < self->nbrokers; b++) {
+            const collector_depth_t *d = &q->per[b];
+            if (d->queued > 0 && d->oldest_ready_ms > 0 &&
+                now_ms - d->oldest_ready_ms > oldest)
+                oldest = now_ms - d->oldest_ready_ms;
+        }
+        fputs("drover_queue_oldest_seconds{queue=\"", out);
+        s_label(out, q->name);
+        fprintf(out, "\"} %.3f\n", (double)oldest / 1000.0);
+    }
+
+    s_family(out, "drover_queue_workers", "gauge",
+             "Online workers that take jobs of a queue, over all brokers.");
+    DV_MAP_EACH(q, self->queues)
+    {
+        fputs("drover_queue_workers{queue=\"", out);
+        s_label(out, q->name);
+        fprintf(out, "\"} %d\n",
+                collector_state_queue_workers(self, -1, q->name));
     }
 }
 
@@ -306,8 +349,43 @@ s_fleet_keys(const collector_state_t *self, FILE *out, int64_t now_ms)
     }
 }
 
+/* One gauge family with one sample per broker: value(b). */
 static void
-s_collector(const collector_state_t *self, FILE *out)
+s_broker_gauge(const collector_state_t *self, FILE *out, const char *name,
+               const char *help, int64_t now_ms,
+               double (*value)(const collector_state_t *, int, int64_t))
+{
+    s_family(out, name, "gauge", help);
+    for (int b = 0; b < self->nbrokers; b++) {
+        fprintf(out, "%s{broker=\"", name);
+        s_label(out, self->brokers[b].events_ep);
+        fprintf(out, "\"} %.9g\n", value(self, b, now_ms));
+    }
+}
+
+static double
+s_active(const collector_state_t *self, int b, int64_t now_ms)
+{
+    (void)now_ms;
+    const collector_broker_t *br = &self->brokers[b];
+    return br->reach == COLLECTOR_REACH_UP && br->snapshot && !br->standby;
+}
+
+static double
+s_store_ok(const collector_state_t *self, int b, int64_t now_ms)
+{
+    (void)now_ms;
+    return !self->brokers[b].store_failing;
+}
+
+static double
+s_lag(const collector_state_t *self, int b, int64_t now_ms)
+{
+    return (double)collector_state_lag_ms(self, b, now_ms) / 1000.0;
+}
+
+static void
+s_collector(const collector_state_t *self, FILE *out, int64_t now_ms)
 {
     s_family(out, "drover_broker_up", "gauge",
              "1 when the broker answers status requests.");
@@ -317,6 +395,20 @@ s_collector(const collector_state_t *self, FILE *out)
         fprintf(out, "\"} %d\n",
                 self->brokers[b].reach == COLLECTOR_REACH_UP ? 1 : 0);
     }
+    s_broker_gauge(self, out, "drover_broker_active",
+                   "1 when the broker answers status as the active one (it "
+                   "serves jobs), 0 for a standby of a broker group or a "
+                   "broker that does not answer.",
+                   now_ms, s_active);
+    s_broker_gauge(self, out, "drover_broker_store_ok",
+                   "0 while the broker's last status said it cannot write its "
+                   "store, else 1.",
+                   now_ms, s_store_ok);
+    s_broker_gauge(self, out, "drover_collector_lag_seconds",
+                   "How long the collector has not received an event the "
+                   "broker had published by a status snapshot; 0 when caught "
+                   "up or the broker does not answer.",
+                   now_ms, s_lag);
     s_family(out, "drover_collector_events_total", "counter",
              "Events received from all brokers.");
     fprintf(out, "drover_collector_events_total %" PRIu64 "\n",
@@ -331,10 +423,10 @@ int
 collector_state_metrics(const collector_state_t *self, FILE *out,
                         int64_t now_ms)
 {
-    s_jobs(self, out);
+    s_jobs(self, out, now_ms);
     if (s_workers(self, out, now_ms) != 0 || s_keys(self, out) != 0)
         return -1;
     s_fleet_keys(self, out, now_ms);
-    s_collector(self, out);
+    s_collector(self, out, now_ms);
     return ferror(out) ? -1 : 0;
 }

@@ -179,6 +179,13 @@ void collector_state_broker_answer(collector_state_t *self, int b, bool ok,
  * once stale. Call now and then. */
 void collector_state_tick(collector_state_t *self, int64_t now_ms);
 
+/* How long the collector has lagged behind broker b at now_ms: the time
+ * since the first `status` snapshot that named an event (by the broker's
+ * sequence number) the collector had not received yet, while it still has
+ * not; 0 when caught up, and while b does not answer. */
+int64_t collector_state_lag_ms(const collector_state_t *self, int b,
+                               int64_t now_ms);
+
 /* Totals over all brokers since the collector started. */
 uint64_t collector_state_events_total(const collector_state_t *self);
 uint64_t collector_state_gaps_total(const collector_state_t *self);

@@ -142,13 +142,16 @@ collector_state_gaps_total(const collector_state_t *self)
 /* Queues: the snapshot is the truth for broker b. Returns 0 or -1 (a
  * queue could not be made). */
 static int
-s_snapshot_queues(collector_state_t *self, int b, const dv_status_t *st)
+s_snapshot_queues(collector_state_t *self, int b, const dv_status_t *st,
+                  int64_t now_ms)
 {
     int rc = 0;
     collector_queue_t *q;
     DV_MAP_EACH(q, self->queues)
     {
+        int64_t oldest = q->per[b].oldest_ready_ms; /* for an older broker */
         memset(&q->per[b], 0, sizeof q->per[b]);
+        q->per[b].oldest_ready_ms = oldest;
     }
     for (uint32_t i = 0; i < st->nqueues; i++) {
         const dv_status_queue_t *o = &st->queues[i];
@@ -162,6 +165,7 @@ s_snapshot_queues(collector_state_t *self, int b, const dv_status_t *st)
             continue;
         }
         collector_depth_t *d = &q->per[b];
+        int64_t prev_oldest = d->oldest_ready_ms;
         d->present = true;
         d->queued = o->queued;
         d->scheduled = o->scheduled;
@@ -170,6 +174,11 @@ s_snapshot_queues(collector_state_t *self, int b, const dv_status_t *st)
         d->rate = o->rate;
         d->max_running = o->max_running;
         d->prefetched = d->running;
+        /* An older broker says no age: then from when this side saw it. */
+        d->oldest_ready_ms = d->queued <= 0 ? 0
+                             : o->oldest_ms
+                                 ? now_ms - o->oldest_ms
+                                 : (prev_oldest ? prev_oldest : now_ms);
     }
     /* Leased but not started: running minus the jobs seen starting. */
     collector_run_t *r;
@@ -345,16 +354,56 @@ s_snapshot_broker(const dv_status_t *st)
     return o;
 }
 
+/* Whether the events received from br have reached sequence number seq of
+ * broker instance inst. */
+static bool
+s_lag_reached(const collector_broker_t *br, const char *inst, uint64_t seq)
+{
+    return !strcmp(br->instance, inst) && br->last_seq >= seq;
+}
+
+/* The snapshot says which event the broker published last: the collector
+ * lags from the first snapshot whose event it had not received yet, until
+ * one at least that far comes. */
+static void
+s_snapshot_lag(collector_broker_t *br, const dv_status_t *st, int64_t now_ms)
+{
+    if (br->lag_ms && s_lag_reached(br, br->lag_instance, br->lag_seq))
+        br->lag_ms = 0;
+    if (br->lag_ms || !st->seq || !st->broker.ptr)
+        return; /* behind since an earlier snapshot; or nothing to reach */
+    char inst[DV_NAME_MAX + 1];
+    dv_str_copy(st->broker, inst, sizeof inst);
+    if (s_lag_reached(br, inst, st->seq))
+        return;
+    snprintf(br->lag_instance, sizeof br->lag_instance, "%s", inst);
+    br->lag_seq = st->seq;
+    br->lag_ms = now_ms;
+}
+
+int64_t
+collector_state_lag_ms(const collector_state_t *self, int b, int64_t now_ms)
+{
+    const collector_broker_t *br = &self->brokers[b];
+    if (br->reach != COLLECTOR_REACH_UP || !br->lag_ms ||
+        s_lag_reached(br, br->lag_instance, br->lag_seq))
+        return 0;
+    return now_ms > br->lag_ms ? now_ms - br->lag_ms : 0;
+}
+
 int
 collector_state_snapshot(collector_state_t *self, int b, const dv_status_t *st,
                          int64_t now_ms)
 {
     collector_broker_t *br = &self->brokers[b];
     br->snapshot_ms = now_ms;
+    br->standby = dv_str_eq(st->role, "standby");
+    br->store_failing = st->store_failing;
+    s_snapshot_lag(br, st, now_ms);
     json_decref(br->snapshot);
     br->snapshot = s_snapshot_broker(st);
     int rc = br->snapshot ? 0 : -1;
-    rc |= s_snapshot_queues(self, b, st);
+    rc |= s_snapshot_queues(self, b, st, now_ms);
     rc |= s_snapshot_workers(self, b, st, now_ms);
     rc |= s_prune_running(self, b);
     /* Synced only when all of it was applied; else ask again. */

@@ -74,6 +74,8 @@ s_failed(const char *id, int attempt, dv_state_t state, dv_category_t cat)
     return ev;
 }
 
+static char *s_metrics(collector_state_t *st, int64_t now_ms);
+
 /* ---- sequence numbers ---------------------------------------------------- */
 
 static void
@@ -220,6 +222,11 @@ t_snapshot_and_deltas(void **state)
     assert_int_equal(s_int(json_object_get(q, "totals"), "failed"), 1);
     assert_int_equal(s_int(json_object_get(q, "wait_ms"), "p99"), 40);
     json_decref(q);
+    char *fm = s_metrics(st, 1000000);
+    assert_non_null(strstr(fm, "drover_job_failures_total{queue=\"q\","
+                               "category=\"timeout\"} 1\n"));
+    assert_null(strstr(fm, "category=\"handler\""));
+    free(fm);
 
     /* A snapshot counts leased jobs as running, also those a worker holds
      * ahead of a free child: their job.started is no new departure. */
@@ -1567,6 +1574,114 @@ s_prom_check(const char *text)
     json_decref(series);
 }
 
+/* Broker 0's event ev as the loop takes it: its sequence number, then
+ * what it says. */
+static void
+s_seq_apply(collector_state_t *st, dv_event_t *ev, int64_t now_ms, int64_t *run)
+{
+    uint64_t from, to;
+    collector_state_seq(st, 0, ev, &from, &to);
+    assert_int_equal(collector_state_apply(st, 0, ev, now_ms, run), 0);
+}
+
+/* What the alert rules read: the oldest queued job's age per queue, each
+ * broker's role and store, and how far the collector lags behind it. */
+static void
+t_deploy_metrics(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, "ipc:///tmp/c1");
+    collector_state_add_broker(st, "ipc:///tmp/b2", "ipc:///tmp/c2");
+    collector_state_broker_answer(st, 0, true, 1000000, NULL);
+    collector_state_broker_answer(st, 1, true, 1000000, NULL);
+    s_seq = 0;
+    dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
+    ev.state = DV_STATE_QUEUED;
+    s_seq_apply(st, &ev, 1000000, NULL);
+    /* b1 published seq 3, of which this side has had 1: it lags from now.
+     * Its oldest queued job has waited 90 s. */
+    json_t *snap = json_pack(
+        "{s:s, s:s, s:i, s:[{s:s, s:i, s:i, s:i, s:b, s:f, s:i, s:i}], s:[],"
+        " s:{}, s:i}",
+        "broker", INST, "store", "sqlite", "uptime_ms", 5000, "queues", "name",
+        "q", "queued", 2, "scheduled", 0, "running", 0, "paused", 0, "rate",
+        0.0, "max_running", 0, "oldest_ms", 90000, "workers", "counters", "seq",
+        3);
+    json_array_append_new(json_object_get(snap, "workers"),
+                          json_pack("{s:s, s:i, s:[s]}", "name", "w1",
+                                    "concurrency", 1, "queues", "q"));
+    assert_int_equal(s_snapshot_of(st, 0, snap, 1000000), 0);
+    /* b2: a standby of the group. */
+    json_t *standby =
+        json_pack("{s:s, s:n, s:i, s:[], s:[], s:{}, s:s, s:s}", "broker", "b2",
+                  "store", "uptime_ms", 5000, "queues", "workers", "counters",
+                  "role", "standby", "lock", "waiting");
+    assert_int_equal(s_snapshot_of(st, 1, standby, 1000000), 0);
+
+    char *m = s_metrics(st, 1002500);
+    s_prom_check(m);
+    assert_non_null(strstr(m, "# TYPE drover_queue_oldest_seconds gauge\n"));
+    assert_non_null(strstr(m, "drover_queue_oldest_seconds{queue=\"q\"} "
+                              "92.500\n"));
+    assert_non_null(strstr(m, "drover_queue_workers{queue=\"q\"} 1\n"));
+    assert_non_null(
+        strstr(m, "drover_broker_active{broker=\"" BROKER "\"} 1\n"));
+    assert_non_null(
+        strstr(m, "drover_broker_active{broker=\"ipc:///tmp/b2\"} 0\n"));
+    assert_non_null(
+        strstr(m, "drover_broker_store_ok{broker=\"" BROKER "\"} 1\n"));
+    assert_non_null(
+        strstr(m, "drover_collector_lag_seconds{broker=\"" BROKER "\"} 2.5\n"));
+    assert_non_null(strstr(
+        m, "drover_collector_lag_seconds{broker=\"ipc:///tmp/b2\"} 0\n"));
+    free(m);
+
+    /* Events 2 and 3 come: caught up. Both queued jobs start: none waits. */
+    for (int i = 0; i < 2; i++) {
+        ev = s_ev("job.started", i ? JOB_B : JOB_A, "q", "t");
+        ev.worker = dv_str("w1");
+        ev.attempt = 1;
+        s_seq_apply(st, &ev, 1003000, NULL);
+    }
+    m = s_metrics(st, 1003000);
+    assert_non_null(strstr(m, "drover_queue_oldest_seconds{queue=\"q\"} "
+                              "0.000\n"));
+    assert_non_null(
+        strstr(m, "drover_collector_lag_seconds{broker=\"" BROKER "\"} 0\n"));
+    free(m);
+
+    /* A job queued into the empty queue between snapshots is the oldest
+     * from then. The store fails; the broker stops answering: not active,
+     * and no lag counted while it is down. */
+    ev = s_ev("job.submitted", JOB_A, "q", "t");
+    ev.state = DV_STATE_QUEUED;
+    s_seq_apply(st, &ev, 1004000, NULL);
+    json_object_set_new(snap, "seq", json_integer(9));
+    json_object_set_new(snap, "store_failure",
+                        json_pack("{s:s, s:I, s:i, s:i, s:i}", "error",
+                                  "disk full", "since_ms", (json_int_t)1004000,
+                                  "retries", 1, "refused", 0, "waiting", 0));
+    json_array_clear(json_object_get(snap, "queues"));
+    assert_int_equal(s_snapshot_of(st, 0, snap, 1004000), 0);
+    m = s_metrics(st, 1005000);
+    assert_non_null(
+        strstr(m, "drover_broker_store_ok{broker=\"" BROKER "\"} 0\n"));
+    assert_non_null(
+        strstr(m, "drover_collector_lag_seconds{broker=\"" BROKER "\"} 1\n"));
+    free(m);
+    collector_state_broker_answer(st, 0, false, 1006000, "timeout");
+    m = s_metrics(st, 1006000);
+    assert_non_null(
+        strstr(m, "drover_broker_active{broker=\"" BROKER "\"} 0\n"));
+    assert_non_null(
+        strstr(m, "drover_collector_lag_seconds{broker=\"" BROKER "\"} 0\n"));
+    free(m);
+    json_decref(snap);
+    json_decref(standby);
+    collector_state_destroy(&st);
+}
+
 /* The broker's keys.state: kept, shown by fleet_keys (/api/keys) and in
  * /metrics with the right values; the heartbeat families stay. */
 static void
@@ -1945,6 +2060,7 @@ main(int argc, char **argv)
         cmocka_unit_test(t_standby_health),
         cmocka_unit_test(t_unknown_kinds),
         cmocka_unit_test(t_metrics_text),
+        cmocka_unit_test(t_deploy_metrics),
         cmocka_unit_test(t_store_history),
         cmocka_unit_test(t_query_args),
         cmocka_unit_test(t_store_urls),

@@ -300,9 +300,9 @@ s_serves(const collector_worker_t *w, const char *queue)
     return false;
 }
 
-/* Workers of broker b (or any broker, b < 0) that take jobs of queue. */
-static int
-s_serving(const collector_state_t *self, int b, const char *queue)
+int
+collector_state_queue_workers(const collector_state_t *self, int b,
+                              const char *queue)
 {
     int n = 0;
     const collector_worker_t *w;
@@ -374,7 +374,7 @@ s_queue_json(const collector_state_t *self, const void *item, const void *ctx,
         "queued", (json_int_t)queued, "scheduled", (json_int_t)scheduled,
         "running", (json_int_t)running, "paused", paused, "rate_limit", rate,
         "max_running", (json_int_t)max_running, "workers",
-        s_serving(self, -1, q->name), "brokers", brokers);
+        collector_state_queue_workers(self, -1, q->name), "brokers", brokers);
     rc |= json_object_set_new(
         o, "rates",
         collector_stats_ring_json(&q->ring, self->started_ms, now_ms));
@@ -614,7 +614,7 @@ collector_state_health(const collector_state_t *self, int64_t now_ms)
             const collector_depth_t *d = &q->per[b];
             if (!d->present || d->queued <= 0 || d->paused ||
                 self->brokers[b].reach == COLLECTOR_REACH_DOWN ||
-                s_serving(self, b, q->name) > 0)
+                collector_state_queue_workers(self, b, q->name) > 0)
                 continue;
             if (status < 1)
                 status = 1;

@@ -29,10 +29,15 @@ static const dv_field_t s_name_item = {
 
 #define T dv_status_queue_t
 static const dv_field_t s_st_queue_fields[] = {
-    { DV_F_NAME("name", T, name, DV_FF_NIL) }, { DV_F_DBL("rate", T, rate, 0) },
-    { S_CNT("max_running", T, max_running) },  { S_CNT("queued", T, queued) },
-    { S_CNT("scheduled", T, scheduled) },      { S_CNT("running", T, running) },
+    { DV_F_NAME("name", T, name, DV_FF_NIL) },
+    { DV_F_DBL("rate", T, rate, 0) },
+    { S_CNT("max_running", T, max_running) },
+    { S_CNT("queued", T, queued) },
+    { S_CNT("scheduled", T, scheduled) },
+    { S_CNT("running", T, running) },
     { DV_F_BOOL("paused", T, paused, 0) },
+    /* Only while a job waits, so the body is otherwise as it always was. */
+    { DV_F_I64("oldest_ms", T, oldest_ms, DV_FF_OMIT, 0, INT64_MAX) },
 };
 #undef T
 static const dv_schema_t s_st_queue = {
@@ -108,6 +113,8 @@ static const dv_field_t s_status_fields[] = {
     /* Only from a standby broker. */
     { DV_F_TEXT("role", T, role, 0) },
     { DV_F_TEXT("lock", T, lock, 0) },
+    /* Only once an event was published. */
+    { DV_F_U64("seq", T, seq, DV_FF_OMIT) },
 };
 #undef T
 static const dv_schema_t s_status = {

@@ -34,6 +34,9 @@ typedef struct {
     int64_t scheduled;   /* ["scheduled"] */
     int64_t running;     /* ["running"] */
     bool paused;         /* ["paused"] */
+    int64_t oldest_ms;   /* ["oldest_ms"] how long the oldest queued (ready)
+                          * job has waited, in ms; absent while none waits
+                          * (and from an older broker): 0 */
 } dv_status_queue_t;
 
 typedef struct {
@@ -93,6 +96,9 @@ typedef struct {
                     * (another one holds the store); absent: active */
     dv_str_t lock; /* ["lock"] a standby's view of the group's lock: why
                     * it does not hold it (absent on an active broker) */
+    uint64_t seq;  /* ["seq"] sequence number of the last event published
+                    * (absent before the first one, and from an older
+                    * broker: 0) */
     void *priv_;   /* decoder's allocations */
 } dv_status_t;
 

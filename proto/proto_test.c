@@ -1915,8 +1915,8 @@ t_status_body(void **state)
     (void)state;
     dv_str_t wq[2] = { dv_str("llm"), dv_str("email") };
     dv_status_queue_t qs[2] = {
-        { dv_str("llm"), 2.5, 10, 120, 3, 7, false },
-        { dv_str("email"), 0, 0, 0, 0, 0, true },
+        { dv_str("llm"), 2.5, 10, 120, 3, 7, false, 0 },
+        { dv_str("email"), 0, 0, 0, 0, 0, true, 0 },
     };
     dv_status_worker_t ws[2] = {
         { dv_str("host-a:4242"), false, dv_str("host-a"), 4242, 16, 9, 7,
@@ -2041,6 +2041,63 @@ t_status_body(void **state)
     dv_status_release(&back);
     msgpack_sbuffer_destroy(&want);
     msgpack_sbuffer_destroy(&got);
+}
+
+/* The oldest queued job's age per queue and the last event's sequence
+ * number: round trip, left out while 0, and a body without them (an
+ * older broker's) reads as 0. */
+static void
+t_status_oldest_seq(void **state)
+{
+    (void)state;
+    dv_status_queue_t qs[2] = {
+        { dv_str("llm"), 0, 0, 3, 0, 0, false, 90500 },
+        { dv_str("email"), 0, 0, 0, 0, 0, false, 0 },
+    };
+    dv_status_t st;
+    memset(&st, 0, sizeof st);
+    st.broker = dv_str("b-1");
+    st.queues = qs;
+    st.nqueues = 2;
+    st.seq = 4294967301u; /* past 32 bits */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_status_encode(&st, &sb), DV_OK);
+    dv_status_t back;
+    char why[256], diff[256];
+    assert_int_equal(dv_status_decode(sb.data, sb.size, &back, why, sizeof why),
+                     DV_OK);
+    if (!dv_status_equal(&st, &back, diff, sizeof diff))
+        fail_msg("status round trip changed %s", diff);
+    assert_int_equal(back.queues[0].oldest_ms, 90500);
+    assert_int_equal(back.queues[1].oldest_ms, 0);
+    assert_true(back.seq == 4294967301u);
+    dv_status_release(&back);
+
+    /* left out while 0: the keys are not in the body */
+    st.seq = 0;
+    qs[0].oldest_ms = 0;
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_status_encode(&st, &sb), DV_OK);
+    assert_null(memmem(sb.data, sb.size, "oldest_ms", 9));
+    assert_null(memmem(sb.data, sb.size, "\xa3seq", 4));
+    assert_int_equal(dv_status_decode(sb.data, sb.size, &back, why, sizeof why),
+                     DV_OK);
+    assert_true(dv_status_equal(&st, &back, NULL, 0));
+    assert_int_equal(back.queues[0].oldest_ms, 0);
+    assert_true(back.seq == 0);
+    dv_status_release(&back);
+
+    /* a negative age is refused */
+    qs[0].oldest_ms = -1;
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_status_encode(&st, &sb), DV_OK);
+    assert_int_not_equal(
+        dv_status_decode(sb.data, sb.size, &back, why, sizeof why), DV_OK);
+    dv_status_release(&back);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 /* The heartbeat body as worker/worker_main.c (s_heartbeat) and
@@ -2755,6 +2812,7 @@ main(void)
         cmocka_unit_test(t_codes),
         cmocka_unit_test(t_event_kinds),
         cmocka_unit_test(t_status_body),
+        cmocka_unit_test(t_status_oldest_seq),
         cmocka_unit_test(t_hbmetrics_body),
         cmocka_unit_test(t_workerinfo_body),
         cmocka_unit_test(t_reject_bodies),
