@@ -100,7 +100,8 @@ tar -C "$root" --numeric-owner -cf "$tarball" .
 changes=(
   --change 'USER 10001:10001'
   --change 'WORKDIR /var/lib/drover'
-  --change 'EXPOSE 7700 7701 7702 7703 7780'
+  --change 'EXPOSE 7700' --change 'EXPOSE 7701' --change 'EXPOSE 7702'
+  --change 'EXPOSE 7703' --change 'EXPOSE 7780'
   --change 'ENV DROVER_HEALTH_SELF=broker'
   --change 'ENV DROVER_HEALTH_FILE=/run/drover/health'
   --change 'ENTRYPOINT ["drover"]'
