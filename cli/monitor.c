@@ -1747,8 +1747,8 @@ static const dv_flag_t s_health_flags[] = {
                         "this recently"),
     DV_FLAG_DUR("timeout", &s_ho.timeout_ms, 100, 600 * 1000.0,
                 .arg = "SECONDS", .dflt = "3",
-                .help = "with --self broker or collector: how long to wait "
-                        "for the answer"),
+                .help = "how long to wait for the collector's answer (with "
+                        "--self broker or collector: that process's)"),
     DV_FLAG_TABLE_END,
 };
 
@@ -1910,7 +1910,7 @@ s_health(cli_t *c, int argc, char **argv)
     }
     json_t *h;
     if (monitor_query(monitor_endpoint(c->collector), "health", "health", NULL,
-                      NULL, S_TIMEOUT_MS, &h, true))
+                      NULL, (int)s_ho.timeout_ms, &h, true))
         /* cannot tell: not 1 or 2, which say something */
         return cli_fail(c, CLI_UNREACHABLE, NULL, "%s", monitor_query_error());
     int status = (int)monitor_int(h, "status");
