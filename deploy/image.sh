@@ -81,7 +81,12 @@ in_root sh -c 'cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release \
                  -DCMAKE_INSTALL_PREFIX=/usr/local &&
                cmake --build /build -j"$(nproc)" --target drover libdrover drover_docs &&
                cmake --install /build && ldconfig'
-in_root apt-get purge -y --auto-remove "${build[@]}"
+in_root apt-mark manual ${runtime//,/ } >/dev/null
+in_root apt-get purge -y "${build[@]}"
+# What the build packages pulled in (gcc, the -dev headers), also when only
+# a Recommends of something kept holds it.
+in_root apt-get -o APT::AutoRemove::RecommendsImportant=false \
+  -o APT::AutoRemove::SuggestsImportant=false autoremove --purge -y
 in_root apt-get clean
 rm -rf "$root/src" "$root/build" "$root/var/lib/apt/lists/"*
 in_root groupadd --system --gid 10001 drover
