@@ -7,6 +7,7 @@
  * command table (cli_cmd.h): --json prints a documented shape
  * (docs/json.md, docs/json/), errors go through cli_fail, and the tables
  * cut nothing silently (cli_col; --wide shows everything). */
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1724,14 +1726,191 @@ monitor_keys(const char *collector, bool json, const char *note)
 
 /* ---- health -------------------------------------------------------------- */
 
+static struct {
+    const char *self;        /* --self: broker, collector, worker; NULL */
+    const char *health_file; /* --health-file (worker) */
+    int64_t max_age_ms;      /* --max-age (worker) */
+    int64_t timeout_ms;      /* --timeout (broker, collector) */
+} s_ho;
+
+static const dv_flag_t s_health_flags[] = {
+    DV_FLAG_STR("self", &s_ho.self, .arg = "broker|collector|worker",
+                .help = "is this one process alive (a probe), not the "
+                        "fleet: a broker or collector answers, a worker's "
+                        "--health-file is fresh; 0 alive, 2 not"),
+    DV_FLAG_STR("health-file", &s_ho.health_file, .arg = "FILE",
+                .complete = DV_COMPLETE_FILE,
+                .help = "with --self worker: the worker's --health-file"),
+    DV_FLAG_DUR("max-age", &s_ho.max_age_ms, 10, 86400 * 1000.0,
+                .arg = "SECONDS", .dflt = "10",
+                .help = "with --self worker: alive if the file was touched "
+                        "this recently"),
+    DV_FLAG_DUR("timeout", &s_ho.timeout_ms, 100, 600 * 1000.0,
+                .arg = "SECONDS", .dflt = "3",
+                .help = "how long to wait for the collector's answer (with "
+                        "--self broker or collector: that process's)"),
+    DV_FLAG_TABLE_END,
+};
+
+/* The verdict of --self: printed, and the exit status (0 alive, 2 not). */
+static int
+s_self_verdict(const cli_t *c, json_t *v)
+{
+    bool alive = json_is_true(json_object_get(v, "alive"));
+    json_object_set_new(v, "status", json_integer(alive ? 0 : 2));
+    if (c->json) {
+        cli_print_json(v);
+    } else {
+        const char *what = monitor_str(v, "self", "?");
+        const char *role = monitor_str(v, "role", NULL);
+        const char *at = monitor_str(v, "endpoint", NULL);
+        if (!at)
+            at = monitor_str(v, "health_file", "?");
+        printf("%s: %s at %s%s%s%s\n", alive ? "alive" : "not alive", what, at,
+               role ? " (" : "", role ? role : "", role ? ")" : "");
+        if (!alive)
+            printf("  - %s\n", monitor_str(v, "reason", "?"));
+    }
+    json_decref(v);
+    return alive ? 0 : 2;
+}
+
+/* --self broker: its clients socket answers status (an active broker or a
+ * standby: both are alive). Any answer counts, a refusal too: the process
+ * runs its loop. */
+static int
+s_self_broker(const cli_t *c)
+{
+    const char *ep = c->broker;
+    if (!ep || !*ep) {
+        const char *env = getenv("DROVER_BROKER");
+        ep = env && *env ? env : DROVER_DEFAULT_ENDPOINT;
+    }
+    json_t *v =
+        json_pack("{s:s, s:s, s:b, s:i, s:n, s:n, s:n, s:n, s:n}", "self",
+                  "broker", "endpoint", ep, "alive", false, "status", 2, "role",
+                  "health_file", "age_ms", "max_age_ms", "reason");
+    if (!v)
+        return cli_fail(c, CLI_FAILED, "no_memory", "out of memory");
+    drover_client_t *cl = drover_connect(ep, (int)s_ho.timeout_ms);
+    if (!cl) {
+        json_decref(v);
+        return cli_fail(c, CLI_USAGE, "usage", "%s", drover_last_error(NULL));
+    }
+    char *text = NULL;
+    int rc = drover_ctrl(cl, "status", NULL, NULL, &text);
+    if (rc == DROVER_OK || rc == DROVER_EREJECTED) {
+        json_t *st = text ? json_loads(text, 0, NULL) : NULL;
+        const char *role = monitor_str(st, "role", "active");
+        json_object_set_new(v, "alive", json_true());
+        json_object_set_new(v, "role",
+                            rc == DROVER_OK ? json_string(role) : json_null());
+        if (rc != DROVER_OK)
+            json_object_set_new(v, "reason",
+                                json_sprintf("it answered, refusing status: %s",
+                                             drover_last_error(cl)));
+        json_decref(st);
+    } else {
+        json_object_set_new(v, "reason", json_string(drover_last_error(cl)));
+    }
+    free(text);
+    drover_close(&cl);
+    return s_self_verdict(c, v);
+}
+
+/* --self collector: its query socket answers health (in memory, cheap). A
+ * refusal (a key not allowed) is an answer too. */
+static int
+s_self_collector(const cli_t *c)
+{
+    const char *ep = monitor_endpoint(c->collector);
+    json_t *v =
+        json_pack("{s:s, s:s, s:b, s:i, s:n, s:n, s:n, s:n, s:n}", "self",
+                  "collector", "endpoint", ep, "alive", false, "status", 2,
+                  "role", "health_file", "age_ms", "max_age_ms", "reason");
+    if (!v)
+        return cli_fail(c, CLI_FAILED, "no_memory", "out of memory");
+    json_t *h = NULL;
+    int code = monitor_query(ep, "health", "health", NULL, NULL,
+                             (int)s_ho.timeout_ms, &h, true);
+    json_decref(h);
+    if (code == CLI_USAGE) { /* a malformed endpoint or certificate */
+        json_decref(v);
+        return cli_fail(c, CLI_USAGE, "usage", "%s", monitor_query_error());
+    }
+    if (code != CLI_UNREACHABLE) {
+        json_object_set_new(v, "alive", json_true());
+        if (code)
+            json_object_set_new(v, "reason",
+                                json_sprintf("it answered, refusing health: %s",
+                                             monitor_query_error()));
+    } else {
+        json_object_set_new(v, "reason", json_string(monitor_query_error()));
+    }
+    return s_self_verdict(c, v);
+}
+
+/* --self worker: the worker touches its --health-file at every heartbeat it
+ * sends (so only while the broker knows it) and removes it on exit. */
+static int
+s_self_worker(const cli_t *c)
+{
+    if (!s_ho.health_file || !*s_ho.health_file)
+        return cli_usage(c, &s_health_flags[1],
+                         "--self worker needs --health-file: the file the "
+                         "worker's --health-file touches");
+    json_t *v =
+        json_pack("{s:s, s:n, s:b, s:i, s:n, s:s, s:n, s:I, s:n}", "self",
+                  "worker", "endpoint", "alive", false, "status", 2, "role",
+                  "health_file", s_ho.health_file, "age_ms", "max_age_ms",
+                  (json_int_t)s_ho.max_age_ms, "reason");
+    if (!v)
+        return cli_fail(c, CLI_FAILED, "no_memory", "out of memory");
+    struct stat sb;
+    if (stat(s_ho.health_file, &sb) != 0) {
+        json_object_set_new(
+            v, "reason",
+            json_sprintf("%s: %s (the worker is not running, or has not "
+                         "reached a broker)",
+                         s_ho.health_file, strerror(errno)));
+        return s_self_verdict(c, v);
+    }
+    int64_t mtime = (int64_t)sb.st_mtim.tv_sec * 1000 +
+                    (int64_t)sb.st_mtim.tv_nsec / 1000000;
+    int64_t age = dv_now_ms() - mtime;
+    if (age < 0)
+        age = 0;
+    json_object_set_new(v, "age_ms", json_integer(age));
+    if (age <= s_ho.max_age_ms)
+        json_object_set_new(v, "alive", json_true());
+    else
+        json_object_set_new(
+            v, "reason",
+            json_sprintf("last touched %.1f s ago, more than --max-age %.1f "
+                         "s: the worker is stuck or has lost its broker",
+                         age / 1000.0, s_ho.max_age_ms / 1000.0));
+    return s_self_verdict(c, v);
+}
+
 static int
 s_health(cli_t *c, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
+    if (s_ho.self) {
+        if (!strcmp(s_ho.self, "broker"))
+            return s_self_broker(c);
+        if (!strcmp(s_ho.self, "collector"))
+            return s_self_collector(c);
+        if (!strcmp(s_ho.self, "worker"))
+            return s_self_worker(c);
+        return cli_usage(c, &s_health_flags[0],
+                         "--self: '%s' is not broker, collector or worker",
+                         s_ho.self);
+    }
     json_t *h;
     if (monitor_query(monitor_endpoint(c->collector), "health", "health", NULL,
-                      NULL, S_TIMEOUT_MS, &h, true))
+                      NULL, (int)s_ho.timeout_ms, &h, true))
         /* cannot tell: not 1 or 2, which say something */
         return cli_fail(c, CLI_UNREACHABLE, NULL, "%s", monitor_query_error());
     int status = (int)monitor_int(h, "status");
@@ -1755,11 +1934,26 @@ const cli_cmd_t cli_health = {
              "degraded when a queue has jobs and no worker serving it, every "
              "API key is cooling down or disabled, or a broker cannot write "
              "its store; down when a broker does not answer. Usable as a "
-             "liveness probe.",
-    .examples = "  drover health || page-someone\n",
-    .exits = "0 healthy; 1 degraded; 2 down; 3 the collector cannot be "
-             "reached or answer (usage errors are 2 as well)",
-    .shared = CLI_JSON | CLI_COLLECTOR,
+             "liveness probe of the fleet.\n\n"
+             "With --self, a probe of one process instead, asking neither "
+             "the collector nor any other process: --self broker asks the "
+             "broker (--broker) for its status, and an active broker or a "
+             "standby that answers is alive; --self collector asks the "
+             "collector (--collector) for its health and is alive when it "
+             "answers, whatever the verdict; --self worker checks that the "
+             "file the worker's --health-file touches at every heartbeat is "
+             "at most --max-age old. 0 alive, 2 not; with --json "
+             "{self, endpoint, alive, status, role, health_file, age_ms, "
+             "max_age_ms, reason} (docs/json.md).",
+    .examples = "  drover health || page-someone\n"
+                "  drover health --self broker --broker tcp://127.0.0.1:7700\n"
+                "  drover health --self worker --health-file "
+                "/run/drover/health --max-age 10\n",
+    .exits = "0 healthy (--self: alive); 1 degraded; 2 down (--self: not "
+             "alive); 3 the collector cannot be reached or answer (usage "
+             "errors are 2 as well)",
+    .flags = s_health_flags,
+    .shared = CLI_JSON | CLI_BROKER | CLI_COLLECTOR,
     .run = s_health,
 };
 

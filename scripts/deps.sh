@@ -18,7 +18,13 @@ packages=(
   python3-jsonschema  # tests/json: every --json output against docs/json/*.schema.json
   zsh         # cli_cmd_test checks the zsh completion script parses
   groff-base  # cli_install_test renders the man pages (groff -ww)
+  python3-yaml  # deploy_*_check: scripts/check_compose.py, check_k8s.py
+  shellcheck  # deploy_image_check: deploy/image.sh
 )
+# deploy_k8s_check renders deploy/k8s with `kubectl kustomize`: Debian's
+# kubectl (1.20, kustomize v2), unless a kubectl is installed already
+# (another package's /usr/bin/kubectl would conflict with it).
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

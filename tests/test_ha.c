@@ -555,8 +555,8 @@ t_db_restart(void **state)
     free(body);
 }
 
-/* A standby refuses a submit with code standby, and `drover status` says
- * what it is. */
+/* A standby refuses a submit with code standby, `drover status` says what
+ * it is, and `drover health --self broker` that it is alive. */
 static void
 t_standby_refuses(void **state)
 {
@@ -603,6 +603,16 @@ t_standby_refuses(void **state)
     }
     assert_true(standby);
     json_decref(st);
+    /* A standby that answers is alive for a probe. */
+    assert_int_equal(harness_cli(out, sizeof out, "health", "--self", "broker",
+                                 "--broker", cb, "--json", NULL),
+                     0);
+    json_t *hs = json_loads(out, 0, NULL);
+    assert_non_null(hs);
+    assert_string_equal(json_string_value(json_object_get(hs, "role")),
+                        "standby");
+    assert_true(json_is_true(json_object_get(hs, "alive")));
+    json_decref(hs);
 }
 
 /* ---- setup -------------------------------------------------------------- */

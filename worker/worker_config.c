@@ -43,6 +43,7 @@ worker_config_clear(worker_config_t *cfg)
     free(cfg->name);
     free(cfg->curve_secret);
     free(cfg->curve_server);
+    free(cfg->health_file);
     for (int i = 0; i < cfg->nhandlers; i++) {
         free(cfg->handlers[i].type);
         free(cfg->handlers[i].command);
@@ -534,6 +535,11 @@ worker_config_load_json(worker_config_t *cfg, const char *text, size_t len,
                                       : &cfg->curve_server,
                                   key, json_string_value(v), why, sizeof why)
                      : dv_err_set(why, sizeof why, "%s: must be a path", key);
+        } else if (strcmp(key, "health_file") == 0) {
+            rc = json_is_string(v)
+                     ? s_set_path(&cfg->health_file, key, json_string_value(v),
+                                  why, sizeof why)
+                     : dv_err_set(why, sizeof why, "%s: must be a path", key);
         } else if (strcmp(key, "http") == 0) {
             rc = http_config_load_json(&cfg->http, v, why, sizeof why);
         } else if (strcmp(key, "http_concurrency") == 0) {
@@ -602,6 +608,7 @@ typedef enum {
     F_HTTP_CONCURRENCY,
     F_CURVE_SECRET,
     F_CURVE_SERVER,
+    F_HEALTH_FILE,
 } s_flag_id_t;
 
 /* The flags are read twice (dv_flags): first only to find --help and
@@ -672,7 +679,7 @@ const dv_flag_t worker_flags[] = {
                    "max_rss_per_child, soft_timeout, handlers {TYPE: "
                    "{\"exec\": COMMAND}}, plugins {TYPE: {\"path\": PATH, "
                    "\"config\": {...}}}, http {TYPE: {\"url\": URL, ...}}, "
-                   "http_concurrency, curve_secret, curve_server"),
+                   "http_concurrency, curve_secret, curve_server, health_file"),
     S_FLAG("timeout", F_TIMEOUT, .arg = "SECONDS",
            .help = "limit per attempt for jobs that give none (default: "
                    "none)"),
@@ -698,6 +705,11 @@ const dv_flag_t worker_flags[] = {
            .env = DV_CURVE_ENV_SERVER, .complete = DV_COMPLETE_FILE,
            .help = "CurveZMQ: the broker's public certificate; both or "
                    "neither"),
+    S_FLAG("health-file", F_HEALTH_FILE, .arg = "FILE",
+           .complete = DV_COMPLETE_FILE,
+           .help = "touch FILE at every heartbeat sent to the broker, and "
+                   "remove it on exit (drover health --self worker checks "
+                   "its age)"),
     DV_FLAG_TABLE_END,
 };
 
@@ -843,6 +855,8 @@ s_apply_flag(worker_config_t *cfg, s_flag_id_t id, const char *v, char *err,
         return s_set_path(&cfg->curve_secret, "--curve-secret", v, err, es);
     case F_CURVE_SERVER:
         return s_set_path(&cfg->curve_server, "--curve-server", v, err, es);
+    case F_HEALTH_FILE:
+        return s_set_path(&cfg->health_file, "--health-file", v, err, es);
     case F_CONFIG:
         return 0;
     }

@@ -54,8 +54,10 @@ typedef struct {
     int64_t heartbeat_ms;       /* heartbeat until the broker says otherwise */
     char *curve_secret;         /* CurveZMQ: our secret certificate's path */
     char *curve_server;         /* ... and the broker's public certificate's */
-    int log_level;              /* dv_level_t */
-    int log_text;               /* 1 = text lines, 0 = JSON lines */
+    char *health_file; /* touched at every heartbeat sent (liveness probes:
+                        * drover health --self worker); NULL = none */
+    int log_level;     /* dv_level_t */
+    int log_text;      /* 1 = text lines, 0 = JSON lines */
 } worker_config_t;
 
 /* Fills cfg with the defaults (concurrency = online CPUs). */

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -98,6 +99,8 @@ typedef struct {
     int nlanes;
     int lane_items[S_LANES]; /* poll items per lane this pass */
     msgpack_sbuffer hb_body; /* the heartbeat's body, reused */
+    bool health_warned;      /* the health file could not be touched: said
+                              * once */
 } s_worker_t;
 
 static const char *s_phase_names[] = { "running", "draining", "finishing",
@@ -356,6 +359,29 @@ s_broker_read(s_worker_t *w)
     return true;
 }
 
+/* Touches --health-file (creating it): the worker is alive and the broker
+ * knows it. A probe (drover health --self worker) checks its age. */
+static void
+s_touch_health(s_worker_t *w)
+{
+    const char *path = w->cfg.health_file;
+    if (!path)
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    if (fd >= 0 && futimens(fd, NULL) == 0) {
+        close(fd);
+        w->health_warned = false;
+        return;
+    }
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!w->health_warned)
+        dv_log(DV_WARN, "worker.health_file_failed", DV_STR("path", path),
+               DV_STR("error", strerror(e)));
+    w->health_warned = true;
+}
+
 static void
 s_heartbeat(s_worker_t *w)
 {
@@ -394,7 +420,8 @@ s_heartbeat(s_worker_t *w)
                DV_STR("error", dv_strerror(rc)));
         hb.body = dv_strn(NULL, 0);
     }
-    worker_link_heartbeat(w->link, &hb, w->mono);
+    if (worker_link_heartbeat(w->link, &hb, w->mono) == 0)
+        s_touch_health(w);
 }
 
 /* ---- shutdown --------------------------------------------------------- */
@@ -789,6 +816,9 @@ worker_main(int argc, char **argv)
     }
 
 out:
+    /* Gone with us: a probe sees at once that this worker is not alive. */
+    if (w.cfg.health_file)
+        unlink(w.cfg.health_file);
     dv_curve_client_wipe(&curve);
     worker_link_destroy(&w.link, 0);
     if (w.zctx)

@@ -657,6 +657,42 @@ test_config_curve(void **state)
     free(text);
 }
 
+/* --health-file and health_file: a path, the flag beating the file; none
+ * by default. */
+static void
+test_config_health_file(void **state)
+{
+    (void)state;
+    worker_config_t c;
+    char err[300];
+    worker_config_defaults(&c);
+    char *plain[] = { "worker", NULL };
+    assert_int_equal(worker_config_parse(&c, 1, plain, err, sizeof err), 0);
+    assert_null(c.health_file);
+    worker_config_clear(&c);
+
+    worker_config_defaults(&c);
+    char *flag[] = { "worker", "--health-file", "/run/drover/health", NULL };
+    assert_int_equal(worker_config_parse(&c, 3, flag, err, sizeof err), 0);
+    assert_string_equal(c.health_file, "/run/drover/health");
+    worker_config_clear(&c);
+
+    const char *doc = "{\"health_file\": \"/f/health\"}";
+    worker_config_defaults(&c);
+    assert_int_equal(worker_config_load_json(&c, doc, strlen(doc), "w.json",
+                                             err, sizeof err),
+                     0);
+    assert_string_equal(c.health_file, "/f/health");
+    worker_config_clear(&c);
+    const char *bad = "{\"health_file\": 1}";
+    worker_config_defaults(&c);
+    assert_int_equal(worker_config_load_json(&c, bad, strlen(bad), "w.json",
+                                             err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "health_file"));
+    worker_config_clear(&c);
+}
+
 /* The defaults worker_flags shows are the ones the worker has: each flag
  * with a .dflt, given that value, leaves the settings as they were; and
  * every flag has its help and value name. */
@@ -941,6 +977,7 @@ main(void)
         cmocka_unit_test(test_config_json),
         cmocka_unit_test(test_config_flags),
         cmocka_unit_test(test_config_curve),
+        cmocka_unit_test(test_config_health_file),
         cmocka_unit_test(test_config_flag_defaults),
         cmocka_unit_test(test_outbox_credit),
         cmocka_unit_test(test_jobs_table),
