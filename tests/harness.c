@@ -733,6 +733,8 @@ s_on_result(const drover_result_t *r, void *arg)
         c->unknown++;
     if (r->attempts > c->max_attempts)
         c->max_attempts = r->attempts;
+    if (r->attempts > 1)
+        c->retried++;
     if (r->index < 64) {
         snprintf(c->state[r->index], sizeof c->state[0], "%s", r->state);
         c->attempts[r->index] = r->attempts;
@@ -1101,4 +1103,54 @@ harness_start_stub(harness_t *self, const char *bin, const char *name,
     out->port = text ? atoi(text) : 0;
     free(text);
     return out->port > 0 ? 0 : -1;
+}
+
+int
+harness_submit_keyed(harness_t *self, const char *prefix, const char *type,
+                     const char *payload, int from, int n, int batch_max,
+                     char (*ids)[37], int timeout_ms)
+{
+    if (!self->client)
+        self->client = drover_connect(self->clients, harness_scale(5000));
+    drover_job_t *jobs = calloc((size_t)n, sizeof *jobs);
+    drover_ack_t *acks = calloc((size_t)n, sizeof *acks);
+    char(*keys)[48] = calloc((size_t)n, sizeof *keys);
+    int *left = calloc((size_t)n, sizeof *left);
+    int nleft = n, acked = 0;
+    if (!jobs || !acks || !keys || !left || !self->client)
+        nleft = 0;
+    for (int i = 0; i < nleft; i++)
+        left[i] = i;
+    int64_t deadline = dv_mono_ms() + harness_scale(timeout_ms);
+    while (nleft > 0 && dv_mono_ms() < deadline) {
+        int batch = batch_max > 0 && nleft > batch_max ? batch_max : nleft;
+        for (int k = 0; k < batch; k++) {
+            int i = left[k];
+            drover_job_init(&jobs[k]);
+            jobs[k].type = type;
+            jobs[k].payload_json = payload;
+            jobs[k].max_attempts = 10;
+            snprintf(keys[i], sizeof keys[i], "%s-%d", prefix, from + i);
+            jobs[k].key = keys[i];
+        }
+        drover_submit_many(self->client, jobs, (size_t)batch, acks);
+        int still = 0;
+        for (int k = 0; k < batch; k++) {
+            int i = left[k];
+            if (!acks[k].error[0]) {
+                memcpy(ids[from + i], acks[k].id, 37);
+                acked++;
+            } else {
+                left[still++] = i;
+            }
+        }
+        memmove(left + still, left + batch,
+                (size_t)(nleft - batch) * sizeof *left);
+        nleft -= batch - still;
+    }
+    free(jobs);
+    free(acks);
+    free(keys);
+    free(left);
+    return acked;
 }

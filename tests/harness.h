@@ -228,6 +228,7 @@ int harness_teardown(void **state);
 typedef struct {
     int n, succeeded, dead, cancelled, unknown;
     int max_attempts; /* most attempts any job took */
+    int retried;      /* jobs that took more than one attempt */
     char state[64][16];
     int attempts[64];
     char category[64][32];
@@ -242,5 +243,15 @@ typedef struct {
  * to out (zero it first). Returns the drover_wait code. */
 int harness_wait_ids(harness_t *self, char (*ids)[37], int n,
                      harness_results_t *out, int timeout_ms);
+
+/* Submits jobs [from, from + n) of type with payload (JSON), max_attempts
+ * 10, keyed PREFIX-i, on the harness client, at most batch_max a message
+ * (0: all at once), and sends again what got no answer until timeout_ms (a
+ * failover may come in between; the key makes a resend of a committed job
+ * a duplicate). ids[from..] get the ids. Returns how many were
+ * acknowledged (n unless the deadline passed). */
+int harness_submit_keyed(harness_t *self, const char *prefix, const char *type,
+                         const char *payload, int from, int n, int batch_max,
+                         char (*ids)[37], int timeout_ms);
 
 #endif

@@ -290,77 +290,6 @@ s_succeeded_at_least(void *arg)
            c->want;
 }
 
-/* ---- submitting and waiting (as test_ha does) --------------------------- */
-
-/* Submits jobs [from, from + n), keyed PREFIX-i, and sends again what got
- * no answer (the key makes a resend of a committed job a duplicate).
- * Returns how many were acknowledged. */
-static int
-s_submit_keyed(harness_t *h, const char *prefix, int from, int n,
-               char (*ids)[37], int timeout_ms)
-{
-    drover_job_t *jobs = calloc((size_t)n, sizeof *jobs);
-    drover_ack_t *acks = calloc((size_t)n, sizeof *acks);
-    char(*keys)[48] = calloc((size_t)n, sizeof *keys);
-    int *left = calloc((size_t)n, sizeof *left);
-    assert_true(jobs && acks && keys && left);
-    int nleft = n, acked = 0;
-    for (int i = 0; i < n; i++)
-        left[i] = i;
-    int64_t deadline = dv_mono_ms() + harness_scale(timeout_ms);
-    while (nleft > 0 && dv_mono_ms() < deadline) {
-        int batch = nleft < 1000 ? nleft : 1000;
-        for (int k = 0; k < batch; k++) {
-            int i = left[k];
-            drover_job_init(&jobs[k]);
-            jobs[k].type = "fleet";
-            jobs[k].payload_json = "3"; /* ms */
-            jobs[k].max_attempts = 10;
-            snprintf(keys[i], sizeof keys[i], "%s-%d", prefix, from + i);
-            jobs[k].key = keys[i];
-        }
-        drover_submit_many(h->client, jobs, (size_t)batch, acks);
-        int still = 0;
-        for (int k = 0; k < batch; k++) {
-            int i = left[k];
-            if (!acks[k].error[0]) {
-                memcpy(ids[from + i], acks[k].id, 37);
-                acked++;
-            } else {
-                left[still++] = i;
-            }
-        }
-        memmove(left + still, left + batch,
-                (size_t)(nleft - batch) * sizeof *left);
-        nleft -= batch - still;
-    }
-    free(jobs);
-    free(acks);
-    free(keys);
-    free(left);
-    return acked;
-}
-
-typedef struct {
-    int n, succeeded, other, retried, max_attempts;
-} s_outcome_t;
-
-static int
-s_on_result(const drover_result_t *r, void *arg)
-{
-    s_outcome_t *o = arg;
-    o->n++;
-    if (!strcmp(r->state, "succeeded"))
-        o->succeeded++;
-    else
-        o->other++;
-    if (r->attempts > 1)
-        o->retried++;
-    if (r->attempts > o->max_attempts)
-        o->max_attempts = r->attempts;
-    return 0;
-}
-
 /* ---- the record: who ran what, when ------------------------------------- */
 
 typedef struct {
@@ -659,7 +588,9 @@ t_fleet(void **state)
     enum { N = 20000, FIRST = 14000, CUT_W_AT = 1500, CUT_A_AT = 5000 };
     static char ids[N][37];
     int64_t ts = dv_mono_ms();
-    assert_int_equal(s_submit_keyed(h, "fl", 0, FIRST, ids, 60000), FIRST);
+    assert_int_equal(
+        harness_submit_keyed(h, "fl", "fleet", "3", 0, FIRST, 1000, ids, 60000),
+        FIRST);
     int64_t submit_ms = dv_mono_ms() - ts;
 
     /* 1. h1's link is cut past the worker timeout (1 s), then restored. */
@@ -695,7 +626,8 @@ t_fleet(void **state)
     assert_int_equal(s_link("a", false), 0);
     int64_t cut_a = dv_mono_ms();
     s_cut_a_us = s_wall_us();
-    int acked = s_submit_keyed(h, "fl", FIRST, N - FIRST, ids, 90000);
+    int acked = harness_submit_keyed(h, "fl", "fleet", "3", FIRST, N - FIRST,
+                                     1000, ids, 90000);
     assert_true(s_wait_lines(h, "B.log", "broker.started",
                              "\"role\":\"active\"", NULL, 1, 20000));
     while (!atomic_load(&watch.active_ms))
@@ -746,15 +678,9 @@ t_fleet(void **state)
     assert_non_null(strstr(refusal, "standby"));
 
     /* Every acknowledged job ends succeeded. */
-    const char **p = calloc(N, sizeof *p);
-    assert_non_null(p);
-    for (int i = 0; i < N; i++)
-        p[i] = ids[i];
-    s_outcome_t o = { 0 };
-    int rc =
-        drover_wait(h->client, p, N, harness_scale(150000), s_on_result, &o);
-    free(p);
-    assert_int_equal(rc, DROVER_OK);
+    static harness_results_t o;
+    memset(&o, 0, sizeof o);
+    assert_int_equal(harness_wait_ids(h, ids, N, &o, 150000), DROVER_OK);
     int64_t run_ms = dv_mono_ms() - ts;
 
     /* Who ran what: the record against the store. Workers may still be
@@ -785,8 +711,8 @@ t_fleet(void **state)
                   "executions); %d started after their job finished, %d on "
                   "h1 after it ended elsewhere; %d without a record; run "
                   "%.1f s, all %.1f s\n",
-                  o.succeeded, o.other, o.retried, o.max_attempts, in_store,
-                  t.executions, t.per_worker[0], t.per_worker[1],
+                  o.succeeded, o.n - o.succeeded, o.retried, o.max_attempts,
+                  in_store, t.executions, t.per_worker[0], t.per_worker[1],
                   t.per_worker[2], t.unfinished, t.duplicates, t.extra, t.late,
                   t.after_other, t.no_execution, run_ms / 1000.0,
                   (dv_mono_ms() - t0) / 1000.0);

@@ -186,89 +186,6 @@ s_pg_int(const char *sql)
 
 /* ---- submitting and waiting --------------------------------------------- */
 
-/* Submits jobs [from, from + n) of type with payload, keyed PREFIX-i, on
- * the harness client, and sends again what got no answer (a failover may
- * come in between; the key makes a resend of a committed job a
- * duplicate). ids[from..] get the ids. Returns how many were acknowledged
- * (n unless the deadline passed). */
-static int
-s_submit_keyed(harness_t *h, const char *prefix, const char *type,
-               const char *payload, int from, int n, char (*ids)[37],
-               int timeout_ms)
-{
-    drover_job_t *jobs = calloc((size_t)n, sizeof *jobs);
-    drover_ack_t *acks = calloc((size_t)n, sizeof *acks);
-    char(*keys)[48] = calloc((size_t)n, sizeof *keys);
-    int *left = calloc((size_t)n, sizeof *left);
-    assert_true(jobs && acks && keys && left);
-    int nleft = n, acked = 0;
-    for (int i = 0; i < n; i++)
-        left[i] = i;
-    int64_t deadline = dv_mono_ms() + harness_scale(timeout_ms);
-    while (nleft > 0 && dv_mono_ms() < deadline) {
-        for (int k = 0; k < nleft; k++) {
-            int i = left[k];
-            drover_job_init(&jobs[k]);
-            jobs[k].type = type;
-            jobs[k].payload_json = payload;
-            jobs[k].max_attempts = 10;
-            snprintf(keys[i], sizeof keys[i], "%s-%d", prefix, from + i);
-            jobs[k].key = keys[i];
-        }
-        drover_submit_many(h->client, jobs, (size_t)nleft, acks);
-        int still = 0;
-        for (int k = 0; k < nleft; k++) {
-            int i = left[k];
-            if (!acks[k].error[0]) {
-                memcpy(ids[from + i], acks[k].id, 37);
-                acked++;
-            } else {
-                left[still++] = i;
-            }
-        }
-        nleft = still;
-    }
-    free(jobs);
-    free(acks);
-    free(keys);
-    free(left);
-    return acked;
-}
-
-typedef struct {
-    int n, succeeded, other, retried, max_attempts;
-} s_outcome_t;
-
-static int
-s_on_result(const drover_result_t *r, void *arg)
-{
-    s_outcome_t *o = arg;
-    o->n++;
-    if (!strcmp(r->state, "succeeded"))
-        o->succeeded++;
-    else
-        o->other++;
-    if (r->attempts > 1)
-        o->retried++;
-    if (r->attempts > o->max_attempts)
-        o->max_attempts = r->attempts;
-    return 0;
-}
-
-/* Waits for every one of the n ids on the harness client. */
-static int
-s_wait_all(harness_t *h, char (*ids)[37], int n, s_outcome_t *o, int timeout_ms)
-{
-    const char **p = calloc((size_t)n, sizeof *p);
-    assert_non_null(p);
-    for (int i = 0; i < n; i++)
-        p[i] = ids[i];
-    int rc = drover_wait(h->client, p, (size_t)n, harness_scale(timeout_ms),
-                         s_on_result, o);
-    free(p);
-    return rc;
-}
-
 /* The succeeded counter of the broker the client reaches, or -1. */
 static int64_t
 s_succeeded(drover_client_t *c)
@@ -384,8 +301,8 @@ t_kill_active(void **state)
     int acked = 0, acked_at_kill = 0;
     int64_t done_at_kill = -1;
     for (int from = 0; from < N; from += BATCH) {
-        acked +=
-            s_submit_keyed(h, "k9", "noop", "null", from, BATCH, ids, 60000);
+        acked += harness_submit_keyed(h, "k9", "noop", "null", from, BATCH, 0,
+                                      ids, 60000);
         if (done_at_kill < 0 && s_succeeded(on_a) >= KILL_AT) {
             done_at_kill = s_succeeded(on_a);
             acked_at_kill = acked;
@@ -406,16 +323,16 @@ t_kill_active(void **state)
     atomic_store(&probe.stop, true);
     pthread_join(th, NULL);
 
-    s_outcome_t o = { 0 };
-    assert_int_equal(s_wait_all(h, ids, N, &o, 120000), DROVER_OK);
+    harness_results_t o = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, N, &o, 120000), DROVER_OK);
     int64_t takeover = probe.first_new_ms - probe.last_old_ms;
     print_message("kill -9: %d of %d submitted, %d succeeded when A was "
                   "killed; takeover %" PRId64 " ms (%s -> %s); %d succeeded, "
                   "%d otherwise; %d jobs ran more than once (most attempts "
                   "%d); %.1f s\n",
                   acked_at_kill, N, (int)done_at_kill, takeover, probe.first,
-                  probe.second, o.succeeded, o.other, o.retried, o.max_attempts,
-                  (dv_mono_ms() - t0) / 1000.0);
+                  probe.second, o.succeeded, o.n - o.succeeded, o.retried,
+                  o.max_attempts, (dv_mono_ms() - t0) / 1000.0);
     assert_int_equal(o.n, N);
     assert_int_equal(o.succeeded, N);
     assert_true(done_at_kill < N);
@@ -442,7 +359,8 @@ t_stop_active(void **state)
     enum { N = 3000 };
     static char ids[N][37];
     assert_int_equal(
-        s_submit_keyed(h, "stop", "sleep", "0.005", 0, N, ids, 30000), N);
+        harness_submit_keyed(h, "stop", "sleep", "0.005", 0, N, 0, ids, 30000),
+        N);
     char ca[320];
     drover_client_t *on_a =
         drover_connect(s_ep(h, "A", "c", ca, sizeof ca), 1000);
@@ -457,8 +375,8 @@ t_stop_active(void **state)
     assert_true(s_wait_active(h, "B.log", 1, 8000));
     int64_t takeover = dv_mono_ms() - stopped;
 
-    s_outcome_t o = { 0 };
-    int rc = s_wait_all(h, ids, N, &o, 60000);
+    harness_results_t o = { 0 };
+    int rc = harness_wait_ids(h, ids, N, &o, 60000);
     kill(a, SIGCONT);
     assert_int_equal(rc, DROVER_OK);
     assert_int_equal(o.succeeded, N);
@@ -509,7 +427,8 @@ t_db_restart(void **state)
     enum { N = 3000 };
     static char ids[N][37];
     assert_int_equal(
-        s_submit_keyed(h, "pgr", "sleep", "0.005", 0, N, ids, 30000), N);
+        harness_submit_keyed(h, "pgr", "sleep", "0.005", 0, N, 0, ids, 30000),
+        N);
     char ca[320];
     drover_client_t *on_a =
         drover_connect(s_ep(h, "A", "c", ca, sizeof ca), 1000);
@@ -527,8 +446,8 @@ t_db_restart(void **state)
     assert_int_equal(rc, 0);
     int64_t restart_ms = dv_mono_ms() - r0;
 
-    s_outcome_t o = { 0 };
-    assert_int_equal(s_wait_all(h, ids, N, &o, 90000), DROVER_OK);
+    harness_results_t o = { 0 };
+    assert_int_equal(harness_wait_ids(h, ids, N, &o, 90000), DROVER_OK);
     int starts_a = harness_count_lines(h, "A.log", "broker.started",
                                        "\"role\":\"active\"", NULL);
     int starts_b = harness_count_lines(h, "B.log", "broker.started",
