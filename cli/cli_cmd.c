@@ -425,18 +425,11 @@ typedef struct {
     const char *flag, *env;
 } s_curve_opt_t;
 
-/* Before the command, and after one that talks to a broker. */
+/* CurveZMQ flags given before the command (after it, they are the
+ * command's own flags). */
 static const s_curve_opt_t s_curve_broker[] = {
     { "--curve-secret", DV_CURVE_ENV_SECRET },
     { "--curve-server", DV_CURVE_ENV_SERVER },
-    { "--collector-curve-server", DV_CURVE_ENV_COLLECTOR_SERVER },
-    { NULL, NULL },
-};
-
-/* After one that asks only the collector. */
-static const s_curve_opt_t s_curve_collector[] = {
-    { "--curve-secret", DV_CURVE_ENV_SECRET },
-    { "--curve-server", DV_CURVE_ENV_COLLECTOR_SERVER },
     { "--collector-curve-server", DV_CURVE_ENV_COLLECTOR_SERVER },
     { NULL, NULL },
 };
@@ -465,26 +458,6 @@ s_take_curve(const s_curve_opt_t *opts, int *argc, char **argv, int i)
                 (size_t)(*argc - i - used + 1) * sizeof *argv);
         *argc -= used;
         return 1;
-    }
-    return 0;
-}
-
-/* A command that parses its own flags but talks to a broker or collector
- * takes the CurveZMQ flags after its name too (until it moves to the
- * table). Returns 0 or -1. */
-static int
-s_own_curve(const cli_cmd_t *cmd, int *argc, char **argv)
-{
-    const s_curve_opt_t *opts = (cmd->shared & CLI_BROKER) ? s_curve_broker
-                                : (cmd->shared & CLI_COLLECTOR)
-                                    ? s_curve_collector
-                                    : NULL;
-    for (int i = 2; opts && i < *argc && strcmp(argv[i], "--");) {
-        int took = s_take_curve(opts, argc, argv, i);
-        if (took < 0)
-            return -1;
-        if (took == 0)
-            i++;
     }
     return 0;
 }
@@ -599,10 +572,7 @@ cli_main(int argc, char **argv)
         fprintf(stderr, "(drover --help: every command)\n");
         return CLI_USAGE;
     }
-    if (cmd->own) {
-        if (s_own_curve(cmd, &argc, argv) != 0)
-            return CLI_USAGE;
+    if (cmd->own)
         return cmd->own(argc - 1, argv + 1);
-    }
     return s_run(cmd, argc - 1, argv + 1);
 }

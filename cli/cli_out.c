@@ -65,8 +65,6 @@ cli_rate(double r)
         return cli_num((int64_t)(r + 0.5));
     char *b = s_buf();
     snprintf(b, S_BUF, r < 10 ? "%.2g" : r < 100 ? "%.3g" : "%.0f", r);
-    if (r < 1 && r >= 0.005) /* 0.42, not 0.42 cut to 0.4 */
-        snprintf(b, S_BUF, "%.2f", r);
     return b;
 }
 
