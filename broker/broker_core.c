@@ -450,6 +450,7 @@ broker_destroy(broker_t **self_p)
     free(self->owners);
     dv_map_destroy(&self->pending_keys);
     free(self->outq);
+    free(self->leases);
     if (self->clients)
         zmq_close(self->clients);
     if (self->workers)

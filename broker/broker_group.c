@@ -552,15 +552,19 @@ broker_group_submit(broker_t *self)
 {
     if (self->inflight)
         return;
-    if (self->cur->wb.nops == 0 && !self->cur->wb.expire &&
-        self->cur->wb.rc == 0) {
+    /* The group is sealed here: the leases it still runs get their rows. */
+    bool holding = broker_check_holding(self);
+    if (!holding)
+        broker_sched_write_leases(self);
+    if (self->cur->wb.nops == 0 && self->nleases == 0 &&
+        !self->cur->wb.expire && self->cur->wb.rc == 0) {
         /* Nothing recorded is pending: memory is what the store says. */
         broker_check_synced(self);
         if (!s_group_empty(self->cur))
             s_group_done(self, self->cur);
         return;
     }
-    if (broker_check_holding(self))
+    if (holding)
         return; /* a check scans the store: writes wait for it */
     broker_group_t *next = broker_group_new();
     if (!next)

@@ -186,6 +186,16 @@ typedef struct broker_group {
     uint64_t event_seq;     /* of the last event queued in it; 0: none */
 } broker_group_t;
 
+/* A lease handed out since the current group was last sealed, whose
+ * "running" row write waits for the seal (broker_sched_write_leases): a
+ * job that ends before then is written once, finished, with its lease
+ * folded in. */
+typedef struct {
+    dv_id_t id;
+    uint64_t lease;
+    int64_t at_ms; /* when it was leased (epoch ms) */
+} broker_lease_note_t;
+
 typedef struct {
     uint64_t submitted, succeeded, failed, retried, dead, cancelled, lost;
     uint64_t dispatched;
@@ -255,6 +265,8 @@ struct broker {
 
     broker_worker_t **outq; /* workers with jobs to send this pass */
     size_t noutq, outq_cap;
+    broker_lease_note_t *leases; /* leases not written yet (this group) */
+    size_t nleases, leases_cap;
     bool dispatch_needed;
     int64_t next_token_us;  /* monotonic: a rate-limited queue may go on */
     int64_t next_expire_ms; /* monotonic: next purge of old results */
@@ -441,6 +453,12 @@ void broker_sched_unplace(broker_t *self, broker_job_t *job);
  * that token (the caller set the attempt). */
 void broker_sched_lease(broker_t *self, broker_job_t *job, broker_worker_t *w,
                         uint64_t lease);
+
+/* Writes the "running" row of each job leased since the last call that
+ * still runs under that lease, into the current group; called when the
+ * group is sealed. Jobs that ended meanwhile were written once, by their
+ * outcome. */
+void broker_sched_write_leases(broker_t *self);
 
 /* The job ended: records it, publishes its event, and keeps it (terminal)
  * on the group's ended list until the group is durable. */

@@ -200,7 +200,12 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
     /* It stays in the index, terminal, until its group is durable: a wait
      * that comes in meanwhile still finds it. */
     job->state = (uint8_t)state;
-    if (broker_wbatch_finished(&self->cur->wb, id, state, job->attempt, result,
+    /* Who ran it and when it started go with the outcome: if its lease was
+     * not written yet, this is the job's only write since its insert. */
+    int64_t started =
+        (job->flags & BROKER_JOB_STARTED) && worker_name ? job->started_ms : 0;
+    if (broker_wbatch_finished(&self->cur->wb, id, state, job->attempt,
+                               wname[0] ? wname : NULL, started, result,
                                result_len, failure, now) != 0)
         broker_write_lost(self);
 
@@ -382,11 +387,43 @@ broker_sched_lease(broker_t *self, broker_job_t *job, broker_worker_t *w,
     job->flags &= (uint8_t)~BROKER_JOB_STARTED; /* ready_us stays: wait time */
     job->queue->running++;
     broker_list_add(&w->running, job);
-    char id[DV_ID_TEXT_LEN + 1];
-    broker_id_text(job, id);
-    if (broker_wbatch_running(&self->cur->wb, id, job->attempt, w->name,
-                              broker_now_ms(self)) != 0)
-        broker_write_lost(self);
+    /* The row write waits for the seal of the group: most fast jobs end
+     * before it, and their outcome's write then carries the lease. */
+    if (self->nleases == self->leases_cap) {
+        size_t ncap = self->leases_cap ? self->leases_cap * 2 : 256;
+        broker_lease_note_t *n = realloc(self->leases, ncap * sizeof *n);
+        if (!n) {
+            char id[DV_ID_TEXT_LEN + 1];
+            broker_id_text(job, id);
+            if (broker_wbatch_running(&self->cur->wb, id, job->attempt, w->name,
+                                      broker_now_ms(self)) != 0)
+                broker_write_lost(self);
+            return;
+        }
+        self->leases = n;
+        self->leases_cap = ncap;
+    }
+    self->leases[self->nleases++] = (broker_lease_note_t){
+        .id = job->id, .lease = lease, .at_ms = broker_now_ms(self)
+    };
+}
+
+void
+broker_sched_write_leases(broker_t *self)
+{
+    for (size_t i = 0; i < self->nleases; i++) {
+        const broker_lease_note_t *n = &self->leases[i];
+        broker_job_t *job = broker_index_get(&self->index, &n->id);
+        if (!job || job->state != DV_STATE_RUNNING || job->lease != n->lease ||
+            !job->worker)
+            continue;
+        char id[DV_ID_TEXT_LEN + 1];
+        broker_id_text(job, id);
+        if (broker_wbatch_running(&self->cur->wb, id, job->attempt,
+                                  job->worker->name, n->at_ms) != 0)
+            broker_write_lost(self);
+    }
+    self->nleases = 0;
 }
 
 /* Queues job to be sent to w at the end of the pass; w joins the list of

@@ -181,8 +181,21 @@ broker_store_mark_finished(broker_store_t *self, const char *id,
 {
     assert(self && id);
     assert(!self->in_callback);
-    return self->ops->mark_finished(self->be, id, state, attempt, result,
-                                    result_len, failure, finished_ms);
+    return self->ops->mark_finished(self->be, id, state, attempt, NULL, 0,
+                                    result, result_len, failure, finished_ms);
+}
+
+int
+broker_store_mark_done(broker_store_t *self, const char *id, dv_state_t state,
+                       int attempt, const char *worker, int64_t started_ms,
+                       const void *result, size_t result_len,
+                       const dv_failure_t *failure, int64_t finished_ms)
+{
+    assert(self && id);
+    assert(!self->in_callback);
+    return self->ops->mark_finished(self->be, id, state, attempt, worker,
+                                    started_ms, result, result_len, failure,
+                                    finished_ms);
 }
 
 int

@@ -176,6 +176,16 @@ int broker_store_mark_finished(broker_store_t *self, const char *id,
                                const dv_failure_t *failure,
                                int64_t finished_ms);
 
+/* mark_finished that also records who ran the attempt and when it started
+ * (worker NULL and started_ms 0 keep what the row has): a job that was
+ * leased and ended within one write group gets one row write instead of
+ * mark_running followed by mark_finished. */
+int broker_store_mark_done(broker_store_t *self, const char *id,
+                           dv_state_t state, int attempt, const char *worker,
+                           int64_t started_ms, const void *result,
+                           size_t result_len, const dv_failure_t *failure,
+                           int64_t finished_ms);
+
 /* Records one finished attempt in the history. */
 int broker_store_add_attempt(broker_store_t *self, const broker_attempt_t *a);
 
@@ -301,7 +311,8 @@ typedef struct {
                         int64_t run_at_ms, int attempt,
                         const dv_failure_t *last_failure);
     int (*mark_finished)(void *be, const char *id, dv_state_t state,
-                         int attempt, const void *result, size_t result_len,
+                         int attempt, const char *worker, int64_t started_ms,
+                         const void *result, size_t result_len,
                          const dv_failure_t *failure, int64_t finished_ms);
     int (*add_attempt)(void *be, const broker_attempt_t *a);
     int (*replay)(void *be, int (*cb)(void *arg, const broker_jobrec_t *rec),

@@ -375,6 +375,23 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 /* Reports from a worker that said hello: each is applied only under the
  * job's current lease (or takes over an execution of an earlier start,
  * s_adoptable); anything else is stale. */
+/* The worker began job's attempt at ts_ms (its clock; 0: now). */
+static void
+s_started(broker_t *self, broker_job_t *job, int64_t ts_ms)
+{
+    int64_t now_us = broker_mono_us(self);
+    int64_t wait_us = now_us - job->ready_us;
+    job->started_ms = ts_ms ? ts_ms : broker_now_ms(self);
+    job->flags |= BROKER_JOB_STARTED;
+    if (wait_us < 0)
+        wait_us = 0;
+    dv_hist_record(&self->dispatch_us, (uint64_t)wait_us);
+    dv_event_t ev = { 0 };
+    ev.wait_ms = wait_us / 1000;
+    ev.state = DV_STATE_RUNNING;
+    broker_out_job_event(self, DV_EV_JOB_STARTED, job, &ev);
+}
+
 static void
 s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
 {
@@ -392,21 +409,15 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
             s_stale(self, w, job, u);
             continue;
         }
+        /* An outcome may carry its attempt's start (a fast job). */
+        if (u->kind == DV_UPD_STARTED ||
+            (u->started_ms > 0 && !(job->flags & BROKER_JOB_STARTED) &&
+             (u->kind == DV_UPD_SUCCEEDED || u->kind == DV_UPD_FAILED)))
+            s_started(self, job,
+                      u->kind == DV_UPD_STARTED ? u->ts_ms : u->started_ms);
         switch (u->kind) {
-        case DV_UPD_STARTED: {
-            int64_t now_us = broker_mono_us(self);
-            int64_t wait_us = now_us - job->ready_us;
-            job->started_ms = u->ts_ms ? u->ts_ms : broker_now_ms(self);
-            job->flags |= BROKER_JOB_STARTED;
-            if (wait_us < 0)
-                wait_us = 0;
-            dv_hist_record(&self->dispatch_us, (uint64_t)wait_us);
-            dv_event_t ev = { 0 };
-            ev.wait_ms = wait_us / 1000;
-            ev.state = DV_STATE_RUNNING;
-            broker_out_job_event(self, DV_EV_JOB_STARTED, job, &ev);
+        case DV_UPD_STARTED:
             break;
-        }
         case DV_UPD_PROGRESS: {
             dv_event_t ev = { 0 };
             ev.current = u->current;

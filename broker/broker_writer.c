@@ -245,17 +245,21 @@ broker_wbatch_waiting(broker_wbatch_t *b, const char *id, dv_state_t state,
 
 int
 broker_wbatch_finished(broker_wbatch_t *b, const char *id, dv_state_t state,
-                       int attempt, const void *result, size_t result_len,
+                       int attempt, const char *worker, int64_t started_ms,
+                       const void *result, size_t result_len,
                        const dv_failure_t *failure, int64_t finished_ms)
 {
+    size_t lw = s_len(worker);
     broker_op_t *op = s_op_new(b, OP_FINISHED, id,
-                               result_len + s_failure_len(failure, false));
+                               lw + result_len + s_failure_len(failure, false));
     if (!op)
         return -1;
     char *c = op->data;
     op->state = state;
     op->attempt = attempt;
+    op->worker = s_put(&c, worker, lw);
     op->t1 = finished_ms;
+    op->t2 = started_ms;
     if (result && result_len) {
         memcpy(c, result, result_len);
         op->blob = c;
@@ -333,8 +337,9 @@ s_apply(broker_store_t *store, const broker_op_t *op)
         return broker_store_mark_waiting(store, op->id, op->state, op->t1,
                                          op->attempt, f);
     case OP_FINISHED:
-        return broker_store_mark_finished(store, op->id, op->state, op->attempt,
-                                          op->blob, op->blob_len, f, op->t1);
+        return broker_store_mark_done(store, op->id, op->state, op->attempt,
+                                      op->worker, op->t2, op->blob,
+                                      op->blob_len, f, op->t1);
     case OP_ATTEMPT: {
         broker_attempt_t a = {
             .job_id = op->id,

@@ -88,8 +88,11 @@ int broker_wbatch_running(broker_wbatch_t *b, const char *id, int attempt,
 int broker_wbatch_waiting(broker_wbatch_t *b, const char *id, dv_state_t state,
                           int64_t run_at_ms, int attempt,
                           const dv_failure_t *last_failure);
+/* worker and started_ms (NULL and 0 when unknown) fold the attempt's lease
+ * into the same row write (broker_store_mark_done). */
 int broker_wbatch_finished(broker_wbatch_t *b, const char *id, dv_state_t state,
-                           int attempt, const void *result, size_t result_len,
+                           int attempt, const char *worker, int64_t started_ms,
+                           const void *result, size_t result_len,
                            const dv_failure_t *failure, int64_t finished_ms);
 int broker_wbatch_attempt(broker_wbatch_t *b, const broker_attempt_t *a);
 int broker_wbatch_queue(broker_wbatch_t *b, const broker_queue_settings_t *q);

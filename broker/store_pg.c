@@ -242,10 +242,13 @@ static const char *s_sql[S_COUNT_] = {
         "UPDATE jobs SET state = $2, run_at = $3, attempt = $4, "
         "worker = NULL, finished_at = NULL, expires_at = NULL, " S_FAILURE_SET
         "WHERE id = $1",
-    [S_FINISHED] = "UPDATE jobs SET state = $2, attempt = $3, result = $4, "
-                   "finished_at = $12::bigint, "
-                   "expires_at = $12::bigint + result_ttl_ms, " S_FAILURE_SET
-                   "WHERE id = $1",
+    [S_FINISHED] =
+        "UPDATE jobs SET state = $2, attempt = $3, result = $4, "
+        "finished_at = $12::bigint, "
+        "expires_at = $12::bigint + result_ttl_ms, "
+        "worker = coalesce($13, worker), "
+        "started_at = coalesce($14::bigint, started_at), " S_FAILURE_SET
+        "WHERE id = $1",
     /* A report repeated after a reconnect replaces the row (SQLite's
      * INSERT OR REPLACE). */
     [S_ATTEMPT] = "INSERT INTO attempts (job_id, attempt, worker, "
@@ -1191,8 +1194,9 @@ s_mark_waiting(void *handle, const char *id, dv_state_t state,
 
 static int
 s_mark_finished(void *handle, const char *id, dv_state_t state, int attempt,
-                const void *result, size_t result_len,
-                const dv_failure_t *failure, int64_t finished_ms)
+                const char *worker, int64_t started_ms, const void *result,
+                size_t result_len, const dv_failure_t *failure,
+                int64_t finished_ms)
 {
     /* As in SQLite: a success clears the failure columns; a dead or
      * cancelled job without a failure of its own keeps the last one. */
@@ -1204,6 +1208,11 @@ s_mark_finished(void *handle, const char *id, dv_state_t state, int attempt,
     dv_pg_p_bytes(&p, result, result_len);
     s_p_failure(&p, set, failure);
     dv_pg_p_int(&p, finished_ms);
+    dv_pg_p_text(&p, worker);
+    if (started_ms)
+        dv_pg_p_int(&p, started_ms);
+    else
+        dv_pg_p_null(&p);
     return s_write(handle, S_FINISHED, &p, "mark_finished", id, true);
 }
 

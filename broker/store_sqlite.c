@@ -254,10 +254,10 @@ static const char *s_sql[S_COUNT_] = {
         "worker = NULL, finished_at = NULL, expires_at = NULL, " S_FAILURE_SET
         "WHERE id = ?1",
     /* ?12 is the finish time; the ttl comes from the row itself. */
-    [S_FINISHED] =
-        "UPDATE jobs SET state = ?2, attempt = ?3, result = ?4, "
-        "finished_at = ?12, expires_at = ?12 + result_ttl_ms, " S_FAILURE_SET
-        "WHERE id = ?1",
+    [S_FINISHED] = "UPDATE jobs SET state = ?2, attempt = ?3, result = ?4, "
+                   "finished_at = ?12, expires_at = ?12 + result_ttl_ms, "
+                   "worker = coalesce(?13, worker), started_at = coalesce(?14, "
+                   "started_at), " S_FAILURE_SET "WHERE id = ?1",
     [S_ATTEMPT] = "INSERT OR REPLACE INTO attempts (job_id, attempt, worker, "
                   "started_at, finished_at, outcome, category, message, "
                   "retryable, retry_after_ms, exit_code, signal, "
@@ -880,8 +880,9 @@ s_mark_waiting(void *handle, const char *id, dv_state_t state,
 
 static int
 s_mark_finished(void *handle, const char *id, dv_state_t state, int attempt,
-                const void *result, size_t result_len,
-                const dv_failure_t *failure, int64_t finished_ms)
+                const char *worker, int64_t started_ms, const void *result,
+                size_t result_len, const dv_failure_t *failure,
+                int64_t finished_ms)
 {
     s_sqlite_t *be = handle;
     if (s_poisoned(be))
@@ -898,6 +899,8 @@ s_mark_finished(void *handle, const char *id, dv_state_t state, int attempt,
     rc |= s_bind_blob(st, 4, result, result_len);
     rc |= s_bind_failure(st, set, failure);
     rc |= sqlite3_bind_int64(st, 12, finished_ms);
+    rc |= s_bind_text(st, 13, worker);
+    rc |= s_bind_opt(st, 14, started_ms, 0);
     if (rc != SQLITE_OK)
         return s_bind_failed(be, st, "mark_finished", id);
     int code = s_run(be, st, "mark_finished", id);

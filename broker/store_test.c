@@ -314,6 +314,8 @@ s_assert_rec(const broker_jobrec_t *want, const broker_jobrec_t *got)
     s_assert_str(want->owner, got->owner);
 }
 
+static int s_load_copy(void *arg, const broker_jobrec_t *r);
+
 /* ---- get() into an owned view ----------------------------------------- */
 
 typedef struct {
@@ -1040,6 +1042,21 @@ t_mark_finished(void **state)
                                                 NULL, 3000),
                      0);
     assert_int_equal(broker_store_commit(s), 0);
+
+    /* A job leased and ended within one group: one write, mark_done,
+     * records who ran it with the outcome. */
+    char fast[37];
+    s_new_id(fast);
+    broker_jobrec_t fr = s_rec(fast);
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &fr), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_done(s, fast, DV_STATE_SUCCEEDED, 1,
+                                            "w2", 900, result, sizeof result,
+                                            NULL, 4000),
+                     0);
+    assert_int_equal(broker_store_commit(s), 0);
     broker_store_destroy(&s);
 
     s = s_open(fx);
@@ -1047,6 +1064,15 @@ t_mark_finished(void **state)
     s_replay(s, &c);
     assert_int_equal(c.n, 1);
     assert_string_equal(c.items[0].rec.id, live);
+    s_copies_free(&c);
+    assert_int_equal(broker_store_load(s, fast, s_load_copy, &c), 1);
+    assert_int_equal(c.items[0].rec.state, DV_STATE_SUCCEEDED);
+    assert_int_equal(c.items[0].rec.attempt, 1);
+    assert_string_equal(c.items[0].rec.worker, "w2");
+    s_copies_free(&c);
+    /* Without a worker, mark_done keeps the one the lease wrote. */
+    assert_int_equal(broker_store_load(s, ok, s_load_copy, &c), 1);
+    assert_string_equal(c.items[0].rec.worker, "w1");
     s_copies_free(&c);
 
     s_view_t v;
@@ -1091,7 +1117,11 @@ t_mark_finished(void **state)
                  rows, sizeof rows);
     assert_string_equal(rows, "succeeded|1000|61000|w1||\n"
                               "dead|2000|62000|w1|9|\n"
-                              "cancelled|3000|63000|||1\n");
+                              "cancelled|3000|63000|||1\n"
+                              "succeeded|4000|5000|w2||\n");
+    assert_int_equal(
+        s_shell_int(fx, "SELECT started_at FROM jobs WHERE worker = 'w2'"),
+        900);
 }
 
 static void

@@ -179,7 +179,8 @@ enum {
     UPD_MESSAGE,
     UPD_RESULT,
     UPD_FAILURE,
-    UPD_LEASE
+    UPD_LEASE,
+    UPD_STARTED
 };
 
 static void
@@ -221,6 +222,8 @@ static const dv_field_t s_update_fields[] = {
     [UPD_FAILURE] = { DV_F_MAP("failure", T, failure, 0, &s_failure),
                       .present = s_update_has_failure },
     [UPD_LEASE] = { DV_F_U64("lease", T, lease, DV_FF_OMIT) },
+    [UPD_STARTED] = { DV_F_I64("started", T, started_ms, DV_FF_OMIT, 0,
+                               INT64_MAX) },
 };
 #undef T
 static const dv_schema_t s_update = {

@@ -247,6 +247,10 @@ typedef struct {
     dv_str_t result;      /* ["result"] bin: one msgpack value */
     dv_failure_t failure; /* ["failure"] map */
     uint64_t lease;       /* ["lease"] the lease the job came with */
+    /* ["started"] succeeded/failed only: epoch ms at the worker when the
+     * attempt began, sent instead of a separate "started" item when both
+     * go in one update (a fast job); 0 = absent. */
+    int64_t started_ms;
 } dv_update_t;
 
 /* A terminal outcome told to a waiting client. */

@@ -25,6 +25,9 @@
 
 /* The child's socket always ends up on this descriptor. */
 #define S_FD 3
+/* A child holding several fast jobs sends their reports together, but no
+ * later than this after the first (microseconds). */
+#define S_FLUSH_US 1000
 
 /* A job read from the socket and not yet run: its own copy of the frame,
  * so the read buffer can move while the job waits. */
@@ -37,8 +40,9 @@ typedef struct {
     worker_buf_t in, out;
     s_slot_t *slots; /* FIFO of jobs read, slots[0] next */
     int nslots, cap;
-    bool fresh;   /* slots[0] was read after the last job ran */
-    int64_t done; /* jobs run */
+    bool fresh;        /* slots[0] was read after the last job ran */
+    int64_t out_since; /* monotonic us: when out last went non-empty */
+    int64_t done;      /* jobs run */
     const worker_config_t *cfg;
     const char *name;
     handler_plugin_t **plugins; /* one per cfg->plugins entry, same order */
@@ -471,8 +475,16 @@ worker_child_main(int fd, const worker_config_t *cfg, const char *name,
         s_c.slots[--s_c.nslots] = job; /* keeps its buffer for reuse */
         s_soft = 0;
         s_tag = (sig_atomic_t)job.msg.tag;
+        if (worker_buf_pending(&s_c.out) == 0)
+            s_c.out_since = dv_mono_us();
         s_run(&s_c.slots[s_c.nslots].msg);
         s_tag = -1;
+        /* Reports of fast jobs go out together when the child runs out of
+         * jobs; with a deep queue, at the latest a millisecond after the
+         * first of them. */
+        if (worker_buf_pending(&s_c.out) > 0 &&
+            dv_mono_us() - s_c.out_since >= S_FLUSH_US)
+            s_flush();
         s_c.done++;
         if (max_jobs > 0 && s_c.done >= max_jobs)
             s_leave();

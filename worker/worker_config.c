@@ -655,8 +655,9 @@ const dv_flag_t worker_flags[] = {
                    "1024 (default: the CPUs online, at most 64)"),
     S_FLAG("prefetch", F_PREFETCH, .arg = "N",
            .help = "jobs held beyond those running, so children never wait "
-                   "for the broker, 0 to 100000 (default: 3 x concurrency; 0 "
-                   "for long jobs)"),
+                   "for the broker, 0 to 100000 (default: adapts to the job "
+                   "rate, about 20 ms of work, from concurrency up to 1000; "
+                   "0 for long jobs)"),
     S_FLAG("name", F_NAME, .arg = "NAME",
            .help = "the worker's name, unique in the fleet; with CurveZMQ, "
                    "its certificate's name (default: HOST:PID)"),
@@ -926,10 +927,16 @@ worker_config_parse_ex(worker_config_t *cfg, int argc, char **argv,
                 "plugin handler; give it one",
                 t);
     }
-    /* Like Celery's prefetch multiplier of 4: a worker holds up to four
-     * jobs per child, so short jobs do not stall on round trips. */
-    if (cfg->prefetch < 0)
-        cfg->prefetch = 3 * cfg->concurrency;
+    /* Without --prefetch it adapts to how fast jobs finish (worker_pool.c:
+     * about 20 ms of work held, at least one job per child): short jobs
+     * then never stall on round trips to the broker, and long ones are not
+     * hoarded by one worker. cfg->prefetch is its ceiling. */
+    if (cfg->prefetch < 0) {
+        cfg->prefetch_adaptive = true;
+        cfg->prefetch = WORKER_PREFETCH_MAX > 4 * cfg->concurrency
+                            ? WORKER_PREFETCH_MAX
+                            : 4 * cfg->concurrency;
+    }
     return 0;
 }
 

@@ -29,14 +29,19 @@ typedef struct {
     char *config; /* JSON text for its init(); NULL = null */
 } worker_plugin_t;
 
+/* The most an adaptive prefetch reaches (or 4 x concurrency if more). */
+#define WORKER_PREFETCH_MAX 1000
+
 typedef struct {
     char **endpoints; /* broker endpoints, tried in turn; NULL-ended */
     int nendpoints;
     char **queues; /* queues served; NULL-ended */
     int nqueues;
-    int concurrency; /* child processes */
-    int prefetch;    /* jobs held beyond concurrency; -1 = default */
-    char *name;      /* worker name; NULL = host:pid */
+    int concurrency;        /* child processes */
+    int prefetch;           /* jobs held beyond concurrency; -1 = default, which
+                      * adapts (then the most it may reach after load) */
+    bool prefetch_adaptive; /* no --prefetch: it follows the job rate */
+    char *name;             /* worker name; NULL = host:pid */
     worker_exec_handler_t *handlers; /* exec handlers by job type */
     int nhandlers;
     int64_t timeout_ms;         /* default per-attempt limit; 0 = none */

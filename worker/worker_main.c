@@ -777,7 +777,8 @@ worker_main(int argc, char **argv)
                  "%s%s", i ? "," : "", w.cfg.queues[i]);
     dv_log(DV_INFO, "worker.started", DV_STR("worker", w.name),
            DV_STR("queues", queues), DV_INT("concurrency", w.cfg.concurrency),
-           DV_INT("prefetch", w.cfg.prefetch),
+           w.cfg.prefetch_adaptive ? DV_STR("prefetch", "adaptive")
+                                   : DV_INT("prefetch", w.cfg.prefetch),
            DV_INT("handlers", w.cfg.nhandlers));
     w.mono = dv_mono_ms();
     /* Fork before ZeroMQ starts its threads: the children begin life in

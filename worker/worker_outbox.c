@@ -26,6 +26,7 @@ typedef struct {
     uint64_t lease;
     uint64_t seq; /* the update it went in (sent entries) */
     int64_t ts_ms;
+    int64_t started_ms;     /* outcome: its start folded in, or 0 */
     int64_t current, total; /* progress */
     size_t data_off;        /* result or message bytes in self->data */
     uint32_t data_len;      /* failed: message, details, stderr in a row */
@@ -45,6 +46,7 @@ struct worker_outbox_t {
     size_t items_cap;
     int32_t credit;      /* owed to the broker */
     int32_t credit_sent; /* credit in the last encode */
+    int32_t withheld;    /* outcomes that grant nothing (capacity shrank) */
     bool granting;       /* false while draining */
     int64_t processed, failed;
 };
@@ -108,6 +110,7 @@ s_add(worker_outbox_t *self, dv_update_kind_t kind, worker_exec_t x,
     e->lease = x.lease;
     e->seq = 0;
     e->ts_ms = 0;
+    e->started_ms = 0;
     e->current = e->total = 0;
     e->details_len = e->stderr_len = 0;
     e->has_data = bytes.ptr != NULL;
@@ -118,10 +121,43 @@ s_add(worker_outbox_t *self, dv_update_kind_t kind, worker_exec_t x,
     return e;
 }
 
+/* How far back an outcome looks for its own "started" report. */
+#define S_FOLD_WINDOW 64
+
+/* An outcome is about to be added for x: if x's "started" report has not
+ * gone out yet, it is taken back and its time returned, to travel in the
+ * outcome (one item instead of two for a job that started and ended
+ * between two updates); 0 otherwise. Only the last S_FOLD_WINDOW unsent
+ * entries are looked at: a started report further back is older than the
+ * updates that go out every pass, and goes as it is. */
+static int64_t
+s_take_started(worker_outbox_t *self, worker_exec_t x)
+{
+    size_t lo = self->n - self->nsent > S_FOLD_WINDOW ? self->n - S_FOLD_WINDOW
+                                                      : self->nsent;
+    for (size_t i = self->n; i-- > lo;) {
+        s_entry_t *e = &self->entries[i];
+        if (e->lease != x.lease || e->attempt != x.attempt ||
+            e->idlen != x.id.len || memcmp(e->id, x.id.ptr, e->idlen) != 0)
+            continue;
+        if (e->kind != DV_UPD_STARTED)
+            return 0; /* a progress report came after it: keep the order */
+        int64_t ts = e->ts_ms ? e->ts_ms : 1;
+        memmove(e, e + 1, (self->n - i - 1) * sizeof *e);
+        self->n--;
+        return ts;
+    }
+    return 0;
+}
+
 static void
 s_outcome(worker_outbox_t *self)
 {
-    if (self->granting)
+    if (!self->granting)
+        return;
+    if (self->withheld > 0)
+        self->withheld--;
+    else
         self->credit++;
 }
 
@@ -154,8 +190,10 @@ worker_outbox_succeeded(worker_outbox_t *self, worker_exec_t x, int64_t ts_ms,
 {
     if (s_reserve(self, result) != 0)
         return DV_ENOMEM;
+    int64_t started = s_take_started(self, x);
     s_entry_t *e = s_add(self, DV_UPD_SUCCEEDED, x, result);
     e->ts_ms = ts_ms;
+    e->started_ms = started;
     self->processed++;
     s_outcome(self);
     return 0;
@@ -182,7 +220,9 @@ worker_outbox_failed(worker_outbox_t *self, worker_exec_t x, int64_t ts_ms,
     size_t elen = err.ptr ? err.len - eoff : 0;
     if (s_reserve_n(self, (size_t)msg.len + dlen + elen) != 0)
         return DV_ENOMEM;
+    int64_t started = s_take_started(self, x);
     s_entry_t *e = s_add(self, DV_UPD_FAILED, x, msg);
+    e->started_ms = started;
     /* room reserved: the appends cannot fail */
     if (dlen) {
         char *at = self->data.data + self->data.len;
@@ -221,8 +261,25 @@ worker_outbox_returned(worker_outbox_t *self, worker_exec_t x)
 void
 worker_outbox_grant(worker_outbox_t *self, int n)
 {
-    if (self->granting)
-        self->credit += n;
+    if (!self->granting)
+        return;
+    int32_t paid = self->withheld < n ? self->withheld : n;
+    self->withheld -= paid;
+    self->credit += n - paid;
+}
+
+void
+worker_outbox_withhold(worker_outbox_t *self, int n)
+{
+    if (!self->granting)
+        return;
+    int32_t back = self->credit - self->credit_sent;
+    if (back > n)
+        back = n;
+    if (back < 0)
+        back = 0;
+    self->credit -= back; /* owed but not sent yet: just not sent */
+    self->withheld += n - back;
 }
 
 void
@@ -230,12 +287,14 @@ worker_outbox_stop_credit(worker_outbox_t *self)
 {
     self->granting = false;
     self->credit = 0;
+    self->withheld = 0;
 }
 
 void
 worker_outbox_reset_credit(worker_outbox_t *self)
 {
     self->credit = 0;
+    self->withheld = 0;
 }
 
 int32_t
@@ -349,6 +408,7 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
         u->attempt = e->attempt;
         u->lease = e->lease;
         u->ts_ms = e->ts_ms;
+        u->started_ms = e->started_ms;
         /* An empty text is present but may have no bytes stored at all. */
         dv_str_t data =
             !e->has_data ? dv_strn(NULL, 0)

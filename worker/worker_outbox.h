@@ -65,6 +65,11 @@ void worker_outbox_grant(worker_outbox_t *self, int n);
 /* Draining: owe nothing more, now or later. */
 void worker_outbox_stop_credit(worker_outbox_t *self);
 
+/* The worker takes n jobs fewer from now on (its capacity shrank): credit
+ * owed and not sent yet is cancelled first, then the next outcomes grant
+ * nothing until n is made up. */
+void worker_outbox_withhold(worker_outbox_t *self, int n);
+
 /* Forgets credit owed: a HELLO just told the broker the whole truth. */
 void worker_outbox_reset_credit(worker_outbox_t *self);
 

@@ -117,7 +117,59 @@ static int
 s_capacity(const void *pool)
 {
     const worker_pool_t *self = pool;
-    return self->cfg->concurrency + self->cfg->prefetch;
+    return self->cfg->concurrency + (self->cfg->prefetch_adaptive
+                                         ? self->prefetch_now
+                                         : self->cfg->prefetch);
+}
+
+/* Adaptive prefetch: every S_ADAPT_MS, the outcomes of the window give the
+ * job rate, and the worker aims to hold S_HOLD_MS of work beyond what runs
+ * (at least one job per child, at most cfg->prefetch): fast jobs get a
+ * deep buffer that hides the round trip to the broker, slow ones a
+ * shallow one, so no worker hoards them. It grows at once and shrinks by a
+ * quarter a window, so a short lull does not throw the buffer away. */
+#define S_ADAPT_MS 100
+#define S_HOLD_MS  20
+
+static void
+s_adapt(worker_pool_t *self)
+{
+    if (!self->cfg->prefetch_adaptive)
+        return;
+    int64_t done = worker_outbox_processed(self->outbox);
+    if (!self->adapt_mono || self->mono < self->adapt_mono) {
+        self->adapt_mono = self->mono;
+        self->adapt_processed = done;
+        return;
+    }
+    int64_t span = self->mono - self->adapt_mono;
+    if (span < S_ADAPT_MS)
+        return;
+    int64_t rate_x1000 = (done - self->adapt_processed) * 1000 / span;
+    int64_t target = (rate_x1000 * S_HOLD_MS + 999) / 1000;
+    int lo = self->cfg->concurrency, hi = self->cfg->prefetch;
+    if (target < lo)
+        target = lo;
+    if (target > hi)
+        target = hi;
+    int now = self->prefetch_now;
+    if (target > now) {
+        worker_outbox_grant(self->outbox, (int)target - now);
+        self->prefetch_now = (int)target;
+    } else if (target < now) {
+        int next = now - (now - (int)target + 3) / 4;
+        worker_outbox_withhold(self->outbox, now - next);
+        self->prefetch_now = next;
+    }
+    self->adapt_mono = self->mono;
+    self->adapt_processed = done;
+}
+
+static void
+s_tick(void *pool)
+{
+    pool_tick(pool);
+    s_adapt(pool);
 }
 
 static void
@@ -233,11 +285,24 @@ s_cancel(void *pool, dv_str_t id, uint64_t lease, dv_str_t reason)
     return 0;
 }
 
+/* Jobs each child may hold now: POOL_DEPTH, or with an adaptive prefetch
+ * its share of the prefetch (fast jobs), at most POOL_DEPTH_MAX. */
+static int
+s_depth(const worker_pool_t *self)
+{
+    if (!self->cfg->prefetch_adaptive)
+        return POOL_DEPTH;
+    int d = self->prefetch_now / self->cfg->concurrency;
+    return d < POOL_DEPTH       ? POOL_DEPTH
+           : d > POOL_DEPTH_MAX ? POOL_DEPTH_MAX
+                                : d;
+}
+
 static bool
 s_can_take(const worker_pool_t *self, const pool_child_t *c)
 {
     return c->pid > 0 && c->fd >= 0 && !c->eof && !c->wr_shut && !c->reaped &&
-           c->kill == K_NONE && c->nq < POOL_DEPTH && !c->recycle &&
+           c->kill == K_NONE && c->nq < s_depth(self) && !c->recycle &&
            (self->cfg->max_jobs_per_child <= 0 ||
             c->assigned < self->cfg->max_jobs_per_child);
 }
@@ -268,7 +333,7 @@ s_dispatch(void *pool)
         return;
     /* Idle children first, then a second job each, so work spreads out
      * before it queues up. */
-    for (int depth = 0; depth < POOL_DEPTH; depth++)
+    for (int depth = 0, max = s_depth(self); depth < max; depth++)
         for (int i = 0;
              i < self->nchildren && worker_jobs_queued(self->jobs) > 0; i++) {
             pool_child_t *c = &self->children[i];
@@ -429,7 +494,7 @@ static const worker_lane_ops_t s_ops = {
     .poll_count = s_poll_count,
     .poll_items = s_poll_items,
     .io = s_io,
-    .tick = pool_tick,
+    .tick = s_tick,
     .add = s_add,
     .cancel = s_cancel,
     .dispatch = s_dispatch,
@@ -466,14 +531,16 @@ worker_pool_new(const worker_config_t *cfg, const char *name,
     self->outbox = outbox;
     self->self_pid = getpid();
     self->nchildren = cfg->concurrency;
+    self->prefetch_now =
+        cfg->concurrency < cfg->prefetch ? cfg->concurrency : cfg->prefetch;
     self->children = calloc((size_t)self->nchildren, sizeof *self->children);
     self->poll_map = calloc((size_t)self->nchildren, sizeof *self->poll_map);
     for (int i = 0; self->children && i < self->nchildren; i++)
         pool_child_reset(&self->children[i]); /* fd -1: nothing to close */
     /* Room for the full capacity up front: no growth on the hot path. */
-    self->jobs = worker_jobs_new(sizeof(pool_job_t),
-                                 cfg->concurrency + cfg->prefetch + POOL_DEPTH,
-                                 outbox, s_clear);
+    self->jobs = worker_jobs_new(
+        sizeof(pool_job_t), cfg->concurrency + cfg->prefetch + POOL_DEPTH_MAX,
+        outbox, s_clear);
     if (!self->children || !self->poll_map || !self->jobs) {
         worker_pool_destroy(&self);
         return NULL;

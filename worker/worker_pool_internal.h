@@ -16,8 +16,11 @@
 #include "worker_jobs.h"
 #include "worker_pool.h"
 
-/* Jobs a child holds at once: the one running and the next. */
-#define POOL_DEPTH 2
+/* Jobs a child holds at once: the one running and the next; with an
+ * adaptive prefetch deep enough (fast jobs), up to POOL_DEPTH_MAX, so that
+ * one write to a child and one read of its reports cover several jobs. */
+#define POOL_DEPTH     2
+#define POOL_DEPTH_MAX 16
 /* Delay before retrying what failed for want of memory or a fork. */
 #define POOL_RETRY_MS         100
 #define POOL_RESPAWN_RETRY_MS 1000
@@ -55,14 +58,14 @@ typedef enum {
 extern const char *const pool_kill_names[];
 
 typedef struct {
-    pid_t pid;         /* 0 when no process */
-    int fd;            /* supervisor's end of the socketpair, or -1 */
-    bool eof;          /* no more reading: EOF or corrupt stream */
-    bool wr_shut;      /* told to exit (drain) by closing our side */
-    bool stalled;      /* a report waits for memory: input kept */
-    bool reaped;       /* exited; settled once its input is handled */
-    int reap_status;   /* its wait status */
-    int q[POOL_DEPTH]; /* job indices it holds, q[0] first */
+    pid_t pid;             /* 0 when no process */
+    int fd;                /* supervisor's end of the socketpair, or -1 */
+    bool eof;              /* no more reading: EOF or corrupt stream */
+    bool wr_shut;          /* told to exit (drain) by closing our side */
+    bool stalled;          /* a report waits for memory: input kept */
+    bool reaped;           /* exited; settled once its input is handled */
+    int reap_status;       /* its wait status */
+    int q[POOL_DEPTH_MAX]; /* job indices it holds, q[0] first */
     int nq;
     worker_buf_t in, out;
     int64_t assigned;   /* jobs given since spawn, minus skipped */
@@ -92,6 +95,11 @@ struct worker_pool_t {
     bool draining;
     int64_t mono, wall;
     dv_hb_child_t *hb_children; /* the heartbeat's per_child, reused */
+    /* Adaptive prefetch (no --prefetch): the jobs held beyond concurrency
+     * now, and the window its job rate is measured over. */
+    int prefetch_now;
+    int64_t adapt_mono;      /* window start (0: not started) */
+    int64_t adapt_processed; /* outcomes counted at its start */
 };
 
 static inline pool_job_t *

@@ -563,7 +563,8 @@ test_config_flags(void **state)
     assert_int_equal(worker_config_parse(&c, argc, argv, err, sizeof err), 0);
     assert_int_equal(c.nqueues, 2);
     assert_int_equal(c.concurrency, 3);
-    assert_int_equal(c.prefetch, 9); /* defaults to 3 x concurrency */
+    assert_true(c.prefetch_adaptive);                  /* adapts by default, */
+    assert_int_equal(c.prefetch, WORKER_PREFETCH_MAX); /* up to this */
     assert_string_equal(worker_config_handler(&c, "t", 1), "echo hi=there");
     assert_int_equal(c.timeout_ms, 2500);
     assert_int_equal(c.grace_ms, 250);
@@ -770,9 +771,11 @@ test_outbox_credit(void **state)
     f.message = dv_str("nope");
     worker_outbox_failed(ob, x2, 1002, &f);
     assert_int_equal(worker_outbox_credit(ob), 2);
-    assert_int_equal(worker_outbox_size(ob), 3);
+    /* x1 started and ended before anything was sent: one item, "started"
+     * folded into the outcome. */
+    assert_int_equal(worker_outbox_size(ob), 2);
     assert_int_equal(worker_outbox_encode(ob, &sb, &n), 0);
-    assert_int_equal(n, 3);
+    assert_int_equal(n, 2);
 
     dv_msg_t m;
     char why[200];
@@ -781,11 +784,15 @@ test_outbox_credit(void **state)
         fail_msg("decode: %s", why);
     assert_int_equal(m.type, DV_MSG_UPDATE);
     assert_int_equal(m.u.update.credit, 2);
-    assert_int_equal(m.u.update.nitems, 3);
-    assert_int_equal(m.u.update.items[2].kind, DV_UPD_FAILED);
-    assert_true(dv_str_eq(m.u.update.items[2].failure.message, "nope"));
+    assert_int_equal(m.u.update.nitems, 2);
+    assert_int_equal(m.u.update.items[0].kind, DV_UPD_SUCCEEDED);
+    assert_true(m.u.update.items[0].started_ms == 1000);
+    assert_true(m.u.update.items[0].ts_ms == 1001);
+    assert_int_equal(m.u.update.items[1].kind, DV_UPD_FAILED);
+    assert_true(m.u.update.items[1].started_ms == 0); /* none was queued */
+    assert_true(dv_str_eq(m.u.update.items[1].failure.message, "nope"));
     assert_true(m.u.update.items[0].lease == x1.lease);
-    assert_true(m.u.update.items[2].lease == x2.lease);
+    assert_true(m.u.update.items[1].lease == x2.lease);
     assert_true(m.u.update.seq == 1);
     dv_msg_release(&m);
 
@@ -794,7 +801,7 @@ test_outbox_credit(void **state)
     assert_int_equal(worker_outbox_credit(ob), 0);
     assert_int_equal(worker_outbox_processed(ob), 2);
     assert_int_equal(worker_outbox_failures(ob), 1);
-    /* The two outcomes wait for the broker's ack; "started" does not. */
+    /* The two outcomes wait for the broker's ack. */
     assert_int_equal(worker_outbox_unacked(ob), 2);
 
     /* A new session before the ack: they go again, in order, then a new
@@ -864,6 +871,62 @@ test_outbox_credit(void **state)
     msgpack_sbuffer_destroy(&sb);
     worker_outbox_destroy(&ob);
     assert_null(ob);
+}
+
+/* A start is folded into its outcome only while it is unsent and nothing
+ * about the job came after it; a capacity that shrinks takes back credit
+ * not sent yet, then withholds what outcomes would grant. */
+static void
+test_outbox_fold_and_withhold(void **state)
+{
+    (void)state;
+    worker_outbox_t *ob = worker_outbox_new();
+    assert_non_null(ob);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint32_t n;
+    worker_exec_t x1 = { dv_str(S_ID1), 1, dv_lease_make(3, 1) };
+    worker_exec_t x2 = { dv_str(S_ID2), 1, dv_lease_make(3, 2) };
+    /* x1: progress after the start keeps both (order); x2: its start
+     * already went out, so the outcome carries none. */
+    worker_outbox_started(ob, x1, 10);
+    worker_outbox_progress(ob, x1, 1, 2, dv_str("half"));
+    worker_outbox_started(ob, x2, 11);
+    assert_int_equal(worker_outbox_encode(ob, &sb, &n), 0);
+    worker_outbox_consume(ob, n);
+    worker_outbox_succeeded(ob, x1, 20, dv_strn("\xc0", 1));
+    worker_outbox_succeeded(ob, x2, 21, dv_strn("\xc0", 1));
+    assert_int_equal(worker_outbox_encode(ob, &sb, &n), 0);
+    dv_msg_t m;
+    char why[200];
+    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, why, sizeof why),
+                     DV_OK);
+    assert_int_equal(m.u.update.nitems, 2);
+    assert_true(m.u.update.items[0].started_ms == 0);
+    assert_true(m.u.update.items[1].started_ms == 0);
+    assert_int_equal(m.u.update.credit, 2);
+    dv_msg_release(&m);
+    worker_outbox_consume(ob, n);
+
+    /* Withhold 3 with 1 owed: the owed one is cancelled, the next two
+     * outcomes grant nothing, the third does; a grant pays debt first. */
+    worker_outbox_succeeded(ob, x1, 30, dv_strn("\xc0", 1));
+    assert_int_equal(worker_outbox_credit(ob), 1);
+    worker_outbox_withhold(ob, 3);
+    assert_int_equal(worker_outbox_credit(ob), 0);
+    worker_outbox_succeeded(ob, x2, 31, dv_strn("\xc0", 1));
+    assert_int_equal(worker_outbox_credit(ob), 0);
+    worker_outbox_grant(ob, 3);
+    assert_int_equal(worker_outbox_credit(ob), 2);
+    worker_outbox_succeeded(ob, x1, 32, dv_strn("\xc0", 1));
+    assert_int_equal(worker_outbox_credit(ob), 3);
+    /* A HELLO states the whole truth: debt is forgotten with credit. */
+    worker_outbox_withhold(ob, 5);
+    worker_outbox_reset_credit(ob);
+    worker_outbox_succeeded(ob, x2, 33, dv_strn("\xc0", 1));
+    assert_int_equal(worker_outbox_credit(ob), 1);
+    msgpack_sbuffer_destroy(&sb);
+    worker_outbox_destroy(&ob);
 }
 
 /* ---- job table ----------------------------------------------------------- */
@@ -980,6 +1043,7 @@ main(void)
         cmocka_unit_test(test_config_health_file),
         cmocka_unit_test(test_config_flag_defaults),
         cmocka_unit_test(test_outbox_credit),
+        cmocka_unit_test(test_outbox_fold_and_withhold),
         cmocka_unit_test(test_jobs_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
