@@ -334,8 +334,13 @@ broker_new(const broker_config_t *cfg)
      * A fixed mmap threshold keeps the big ones in their own mappings, which
      * go back to the system when freed, instead of fragmenting the heap the
      * jobs live in (glibc would otherwise raise the threshold as they come
-     * and go). */
+     * and go). The top of the heap is given back only past 32 MiB free
+     * (glibc's default is 128 KiB once the threshold is fixed): under load
+     * each group frees what the next allocates again, and giving it back
+     * in between costs a page fault per page. A big group's end trims the
+     * heap on purpose (broker_group.c). */
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
     broker_t *self = s_alloc(cfg, NULL);
     if (!self)
         return NULL;
@@ -417,16 +422,11 @@ broker_destroy(broker_t **self_p)
         free(k);
     }
     broker_group_destroy(&self->inflight);
+    broker_group_destroy(&self->spare);
     if (self->cur) {
-        /* Not written (the writer never ran): forget its ended jobs here,
-         * they are freed with the index below. */
-        while (self->cur->ended) {
-            broker_ended_t *e = self->cur->ended;
-            self->cur->ended = e->next;
-            free(e->result);
-            free(e->msg);
-            free(e);
-        }
+        /* Not written (the writer never ran): its ended jobs are freed
+         * with the index below, their records with the group. */
+        self->cur->ended = NULL;
         broker_group_destroy(&self->cur);
     }
     /* Free live jobs. */

@@ -51,6 +51,10 @@
 #define S_REMIND_MS 60000
 /* At shutdown, a group that fails is tried this long, then given up. */
 #define S_SHUTDOWN_TRY_MS 3000
+/* Bytes of ended-job records a group keeps for the next round. */
+#define S_ENDED_KEEP (1u << 20)
+/* A durable group is kept for reuse if its output buffer is no bigger. */
+#define S_SPARE_BYTES_MAX (4u << 20)
 
 /* Sends the acks of g's submits. With refused NULL the group is durable:
  * the new jobs are placed (dispatchable from now on) and acknowledged.
@@ -177,11 +181,9 @@ s_free_ended(broker_t *self, broker_group_t *g)
         g->ended = e->next;
         broker_index_del(&self->index, e->job);
         broker_job_destroy(&e->job);
-        free(e->result);
-        free(e->msg);
-        free(e);
     }
     g->ended_tail = &g->ended;
+    dv_arena_reset(&g->ended_arena, S_ENDED_KEEP);
 }
 
 static void
@@ -308,7 +310,8 @@ broker_group_destroy(broker_group_t **g_p)
     broker_group_t *g = *g_p;
     if (!g)
         return;
-    broker_wbatch_clear(&g->wb);
+    broker_wbatch_free(&g->wb);
+    dv_arena_free(&g->ended_arena);
     for (size_t i = 0; i < g->nsends; i++)
         free(g->sends[i].rid);
     free(g->sends);
@@ -539,6 +542,12 @@ broker_group_writer_ready(broker_t *self)
         bool big = g->wb.nops > 50000;
         s_group_done(self, g);
         self->inflight = NULL;
+        /* An ordinary group is kept for the next one, buffers and all
+         * (they stay grown to the working size); a big one goes. */
+        if (!big && !self->spare && g->outbuf.alloc <= S_SPARE_BYTES_MAX) {
+            self->spare = g;
+            continue;
+        }
         broker_group_destroy(&g);
         if (big)
             malloc_trim(0);
@@ -566,9 +575,10 @@ broker_group_submit(broker_t *self)
     }
     if (holding)
         return; /* a check scans the store: writes wait for it */
-    broker_group_t *next = broker_group_new();
+    broker_group_t *next = self->spare ? self->spare : broker_group_new();
     if (!next)
         return; /* try again next pass */
+    self->spare = NULL;
     broker_check_at_submit(self, self->cur);
     self->inflight = self->cur;
     self->cur = next;

@@ -115,12 +115,12 @@ typedef struct broker_ended {
     struct broker_ended *next;
     broker_job_t *job;
     dv_state_t state;
-    void *result; /* owned copy */
+    void *result; /* copy (the group's ended_arena) */
     size_t result_len;
     bool has_failure;
     bool incomplete;      /* a copy failed: no result can be built */
     dv_failure_t failure; /* strings point into msg (owned copy) */
-    char *msg;
+    char *msg;            /* in the group's ended_arena */
     int64_t finished_ms;
 } broker_ended_t;
 
@@ -178,7 +178,8 @@ typedef struct broker_group {
     broker_wbatch_t wb; /* first member: the writer hands it back */
     broker_ack_batch_t *acks, **acks_tail;
     broker_ended_t *ended, **ended_tail;
-    broker_send_t *sends; /* replies and events, in order */
+    dv_arena_t ended_arena; /* the ended records and their copies */
+    broker_send_t *sends;   /* replies and events, in order */
     size_t nsends, sends_cap;
     msgpack_sbuffer outbuf; /* their encoded bytes */
     dv_map_t *results_out;  /* client rid bytes -> broker_results_t (owned) */
@@ -239,6 +240,7 @@ struct broker {
     broker_check_run_t *check;                /* the check under way */
     broker_group_t *cur;                      /* being built by this pass */
     broker_group_t *inflight;                 /* with the writer, or NULL */
+    broker_group_t *spare;  /* a durable group emptied for reuse, or NULL */
     dv_map_t *pending_keys; /* key -> broker_pkey_t (the groups own them) */
     void *zctx;
     void *clients, *workers, *events;

@@ -116,7 +116,7 @@ t_drop_inserts_keeps_the_rest(void **state)
     assert_int_equal(b.nops, 4);
     assert_int_equal(broker_wbatch_drop_inserts(&b), 1);
     assert_int_equal(b.nops, 3);
-    broker_wbatch_clear(&b);
+    broker_wbatch_free(&b);
     assert_int_equal(broker_wbatch_drop_inserts(&b), 0);
     assert_int_equal(b.nops, 0);
 }

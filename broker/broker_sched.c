@@ -228,7 +228,10 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
     else
         self->counters.cancelled++;
 
-    broker_ended_t *e = calloc(1, sizeof *e);
+    dv_arena_t *arena = &self->cur->ended_arena;
+    broker_ended_t *e = dv_arena_alloc(arena, sizeof *e);
+    if (e)
+        memset(e, 0, sizeof *e);
     if (!e) {
         /* Its waiters cannot be told: say so, and forget it now. */
         for (broker_waiter_t *wt = job->waiters; wt; wt = wt->next) {
@@ -244,7 +247,7 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
     e->state = state;
     e->finished_ms = now;
     if (result_len) { /* a late waiter may still ask for it */
-        e->result = malloc(result_len);
+        e->result = dv_arena_alloc(arena, result_len);
         if (e->result) {
             memcpy(e->result, result, result_len);
             e->result_len = result_len;
@@ -256,7 +259,7 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
         e->has_failure = true;
         e->failure = s_public(failure);
         size_t ml = failure->message.len, kl = failure->key_id.len;
-        e->msg = malloc(ml + kl + 2);
+        e->msg = dv_arena_alloc(arena, ml + kl + 2);
         if (e->msg) {
             memcpy(e->msg, failure->message.ptr ? failure->message.ptr : "",
                    ml);

@@ -121,15 +121,25 @@ s_failure_copy(broker_op_t *op, char **cursor, const dv_failure_t *f,
     }
 }
 
+/* Ops are carved out of the batch's arena (common/dv_arena.h), so
+ * recording a write costs no malloc once its chunks have grown to the
+ * working size; clear() keeps S_ARENA_KEEP bytes of them for the next
+ * batch. */
+#define S_ARENA_KEEP (1u << 20)
+
 static broker_op_t *
 s_op_new(broker_wbatch_t *b, s_kind_t kind, const char *id, size_t extra)
 {
-    broker_op_t *op = calloc(1, sizeof *op + extra);
+    broker_op_t *op = dv_arena_alloc(&b->arena, sizeof *op + extra);
     if (!op)
         return NULL;
+    memset(op, 0, sizeof *op);
     op->kind = kind;
-    if (id)
-        snprintf(op->id, sizeof op->id, "%s", id);
+    if (id) {
+        size_t n = strnlen(id, sizeof op->id - 1);
+        memcpy(op->id, id, n);
+        op->id[n] = '\0';
+    }
     *b->tail = op;
     b->tail = &op->next;
     b->nops++;
@@ -146,12 +156,8 @@ broker_wbatch_init(broker_wbatch_t *b)
 void
 broker_wbatch_clear(broker_wbatch_t *b)
 {
-    broker_op_t *op = b->ops;
-    while (op) {
-        broker_op_t *next = op->next;
-        free(op);
-        op = next;
-    }
+    /* A batch of a million inserts gives its memory back. */
+    dv_arena_reset(&b->arena, b->nops < 50000 ? S_ARENA_KEEP : 0);
     b->ops = NULL;
     b->tail = &b->ops;
     b->nops = 0;
@@ -162,6 +168,13 @@ broker_wbatch_clear(broker_wbatch_t *b)
     b->expired = 0;
 }
 
+void
+broker_wbatch_free(broker_wbatch_t *b)
+{
+    broker_wbatch_clear(b);
+    dv_arena_free(&b->arena);
+}
+
 size_t
 broker_wbatch_drop_inserts(broker_wbatch_t *b)
 {
@@ -170,8 +183,7 @@ broker_wbatch_drop_inserts(broker_wbatch_t *b)
     while (*pp) {
         broker_op_t *op = *pp;
         if (op->kind == OP_INSERT) {
-            *pp = op->next;
-            free(op);
+            *pp = op->next; /* its bytes stay in the arena until clear() */
             n++;
         } else {
             pp = &op->next;

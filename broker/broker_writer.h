@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "broker_store.h"
+#include "dv_arena.h"
 
 typedef struct broker_op broker_op_t;
 
@@ -33,7 +34,8 @@ typedef struct broker_wbatch {
     broker_op_t *ops;           /* in order */
     broker_op_t **tail;
     size_t nops;
-    bool expire; /* also delete expired finished jobs */
+    dv_arena_t arena; /* the ops' memory */
+    bool expire;      /* also delete expired finished jobs */
     int64_t expire_now_ms;
     int64_t delay_ms; /* the writer waits this long before applying it */
     int rc;           /* set by the writer: 0 = durable; else the store's
@@ -76,8 +78,12 @@ void broker_writer_fail_next(broker_writer_t *self, int rc, int n);
 
 void broker_wbatch_init(broker_wbatch_t *b);
 
-/* Frees the ops; the batch can be reused. */
+/* Frees the ops; the batch can be reused (keeping some of their memory for
+ * the next ops). */
 void broker_wbatch_clear(broker_wbatch_t *b);
+
+/* Frees the ops and all their memory: the end of the batch. */
+void broker_wbatch_free(broker_wbatch_t *b);
 
 /* Each records one store call, copying everything it needs. They return 0,
  * or -1 on out of memory (the write is then missing: the caller treats the

@@ -1957,7 +1957,7 @@ t_key_state_writer(void **state)
     broker_writer_wait(w);
     assert_ptr_equal(broker_writer_pop_done(w), &b);
     assert_int_equal(b.rc, 0);
-    broker_wbatch_clear(&b);
+    broker_wbatch_free(&b);
     broker_writer_destroy(&w); /* closes the store */
 
     broker_store_t *s = s_open(fx);

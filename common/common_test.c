@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dv_arena.h"
 #include "dv_backoff.h"
 #include "dv_clock.h"
 #include "dv_daemon.h"
@@ -1115,6 +1116,37 @@ t_daemon(void **state)
     assert_non_null(strstr(err, "unexpected argument 'extra'"));
 }
 
+/* The arena hands out aligned, disjoint memory; a reset keeps chunks up to
+ * the bytes asked and reuses them; an allocation bigger than a chunk gets
+ * its own. */
+static void
+t_arena(void **state)
+{
+    (void)state;
+    dv_arena_t a = { 0 };
+    char *p[3000];
+    for (int i = 0; i < 3000; i++) {
+        p[i] = dv_arena_alloc(&a, 1 + (size_t)(i % 61));
+        assert_non_null(p[i]);
+        assert_int_equal((uintptr_t)p[i] % _Alignof(max_align_t), 0);
+        memset(p[i], i & 0xff, 1 + (size_t)(i % 61));
+    }
+    for (int i = 0; i < 3000; i++)
+        assert_int_equal((unsigned char)p[i][i % 61], i & 0xff);
+    char *big = dv_arena_alloc(&a, 3 * DV_ARENA_CHUNK);
+    assert_non_null(big);
+    memset(big, 1, 3 * DV_ARENA_CHUNK);
+    dv_arena_reset(&a, DV_ARENA_CHUNK);
+    char *again = dv_arena_alloc(&a, 100);
+    assert_ptr_equal(again, p[0]); /* the first chunk, kept */
+    for (int i = 0; i < 5000; i++)
+        assert_non_null(dv_arena_alloc(&a, 64));
+    dv_arena_free(&a);
+    assert_null(a.chunks);
+    assert_non_null(dv_arena_alloc(&a, 8)); /* usable after free */
+    dv_arena_free(&a);
+}
+
 int
 main(void)
 {
@@ -1144,6 +1176,7 @@ main(void)
         cmocka_unit_test(t_text_valid),
         cmocka_unit_test(t_endpoint_is_local),
         cmocka_unit_test(t_hist_quantile_rank),
+        cmocka_unit_test(t_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
