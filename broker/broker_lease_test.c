@@ -112,6 +112,36 @@ s_attempt_rows(broker_fx_t *fx, const dv_id_t *id, const char *outcome)
     return n;
 }
 
+/* The jobs row of id: state, worker and started_at ("" / 0 for NULL),
+ * after every write so far is durable. */
+static void
+s_job_row(broker_fx_t *fx, const dv_id_t *id, char *state, size_t ssize,
+          char *worker, size_t wsize, int64_t *started)
+{
+    broker_group_end_pass(fx->b);
+    broker_group_drain_all(fx->b);
+    char idtext[DV_ID_TEXT_LEN + 1];
+    dv_id_format(id, idtext);
+    sqlite3 *db;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/drover.db", fx->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT state, coalesce(worker, ''), "
+                                        "coalesce(started_at, 0) FROM jobs "
+                                        "WHERE id = ?1",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, idtext, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(state, ssize, "%s", (const char *)sqlite3_column_text(st, 0));
+    snprintf(worker, wsize, "%s", (const char *)sqlite3_column_text(st, 1));
+    *started = sqlite3_column_int64(st, 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 /* ---- tests ---------------------------------------------------------------- */
 
 static void
@@ -188,6 +218,59 @@ t_only_the_lease_holder_reports(void **state)
     /* Late, after the job ended: stale too. */
     s_report(fx, "w1", DV_UPD_SUCCEEDED, &id, 1, lease);
     assert_int_equal(fx->b->counters.stale, 5);
+}
+
+/* A lease's row write waits for the group's seal: a job that ended before
+ * it is written once, by its outcome, with the worker and start folded in;
+ * one still running then gets its running row. An outcome that carries
+ * its start counts as the start too. */
+static void
+t_lease_folded_into_outcome(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_job_t *fast = broker_fx_job(fx, "q", 0, 3);
+    broker_job_t *slow = broker_fx_job(fx, "q", 0, 3);
+    dv_id_t fid = fast->id, sid = slow->id;
+    broker_group_end_pass(fx->b); /* the inserts are durable */
+    broker_group_drain_all(fx->b);
+    s_hello(fx, "w1", 2, true, NULL, 0);
+    assert_int_equal(broker_fx_dispatch(fx), 2);
+    uint64_t flease = fast->lease;
+    assert_int_equal(fx->b->nleases, 2); /* no running write recorded yet */
+
+    /* The fast job's outcome comes with its start (the worker folded the
+     * "started" item into it). */
+    char id[DV_ID_TEXT_LEN + 1];
+    dv_id_format(&fid, id);
+    dv_update_t u;
+    memset(&u, 0, sizeof u);
+    dv_failure_init(&u.failure);
+    u.kind = DV_UPD_SUCCEEDED;
+    u.id = dv_str(id);
+    u.attempt = 1;
+    u.lease = flease;
+    u.ts_ms = fx->clock.now_ms;
+    u.started_ms = fx->clock.now_ms - 5;
+    u.result = dv_strn("\xc3", 1);
+    dv_msg_t m = { .type = DV_MSG_UPDATE };
+    m.u.update.items = &u;
+    m.u.update.nitems = 1;
+    uint64_t before = fx->b->dispatch_us.total;
+    broker_rid_t rid = s_rid("w1");
+    broker_worker_on_message(fx->b, &rid, &m);
+    assert_int_equal(fx->b->dispatch_us.total, before + 1); /* a start */
+    assert_int_equal(fast->state, DV_STATE_SUCCEEDED);
+
+    char st[32], w[64];
+    int64_t started;
+    s_job_row(fx, &fid, st, sizeof st, w, sizeof w, &started);
+    assert_string_equal(st, "succeeded");
+    assert_string_equal(w, "w1");
+    assert_true(started == u.started_ms);
+    assert_int_equal(fx->b->nleases, 0);
+    s_job_row(fx, &sid, st, sizeof st, w, sizeof w, &started);
+    assert_string_equal(st, "running");
+    assert_string_equal(w, "w1");
 }
 
 static void
@@ -346,6 +429,8 @@ main(void)
                                         broker_fx_setup, broker_fx_teardown),
         cmocka_unit_test_setup_teardown(t_old_worker_refused, broker_fx_setup,
                                         broker_fx_teardown),
+        cmocka_unit_test_setup_teardown(t_lease_folded_into_outcome,
+                                        broker_fx_setup, broker_fx_teardown),
         cmocka_unit_test_setup_teardown(t_only_the_lease_holder_reports,
                                         broker_fx_setup, broker_fx_teardown),
         cmocka_unit_test_setup_teardown(t_expired_lease_is_revoked,

@@ -47,6 +47,7 @@ struct worker_outbox_t {
     int32_t credit;      /* owed to the broker */
     int32_t credit_sent; /* credit in the last encode */
     int32_t withheld;    /* outcomes that grant nothing (capacity shrank) */
+    size_t folded;       /* unsent entries folded into their outcome */
     bool granting;       /* false while draining */
     int64_t processed, failed;
 };
@@ -121,6 +122,9 @@ s_add(worker_outbox_t *self, dv_update_kind_t kind, worker_exec_t x,
     return e;
 }
 
+/* The kind of a "started" entry folded into its outcome: sent as nothing. */
+#define S_FOLDED ((dv_update_kind_t)0)
+
 /* How far back an outcome looks for its own "started" report. */
 #define S_FOLD_WINDOW 64
 
@@ -142,10 +146,11 @@ s_take_started(worker_outbox_t *self, worker_exec_t x)
             continue;
         if (e->kind != DV_UPD_STARTED)
             return 0; /* a progress report came after it: keep the order */
-        int64_t ts = e->ts_ms ? e->ts_ms : 1;
-        memmove(e, e + 1, (self->n - i - 1) * sizeof *e);
-        self->n--;
-        return ts;
+        /* Taken back: the entry stays, empty, and is skipped when
+         * encoding (moving the ones after it would cost more). */
+        e->kind = S_FOLDED;
+        self->folded++;
+        return e->ts_ms ? e->ts_ms : 1;
     }
     return 0;
 }
@@ -306,7 +311,7 @@ worker_outbox_credit(const worker_outbox_t *self)
 size_t
 worker_outbox_size(const worker_outbox_t *self)
 {
-    return self->n - self->nsent;
+    return self->n - self->nsent - self->folded;
 }
 
 size_t
@@ -396,12 +401,15 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
         self->items_cap = cap;
     }
     size_t bytes = 0, k;
+    size_t nout = 0; /* items encoded: the entries but the folded ones */
     for (k = 0; k < n; k++) {
         const s_entry_t *e = &self->entries[self->nsent + k];
+        if (e->kind == S_FOLDED)
+            continue;
         bytes += 64 + e->idlen + e->data_len;
-        if (k > 0 && bytes > S_FRAME_BUDGET)
+        if (nout > 0 && bytes > S_FRAME_BUDGET)
             break;
-        dv_update_t *u = &self->items[k];
+        dv_update_t *u = &self->items[nout++];
         memset(u, 0, sizeof *u);
         u->kind = e->kind;
         u->id = dv_strn(e->id, e->idlen);
@@ -446,7 +454,7 @@ worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
     msg.type = DV_MSG_UPDATE;
     msg.u.update.credit = self->credit;
     msg.u.update.items = self->items;
-    msg.u.update.nitems = (uint32_t)k;
+    msg.u.update.nitems = (uint32_t)nout;
     msg.u.update.seq = self->seq + 1;
     out->size = 0;
     if (dv_msg_encode(&msg, out) != DV_OK) {
@@ -470,7 +478,10 @@ worker_outbox_consume(worker_outbox_t *self, uint32_t nitems)
     size_t end = self->nsent + nitems, kept = self->nsent;
     for (size_t i = self->nsent; i < end; i++) {
         s_entry_t *e = &self->entries[i];
-        if (e->kind == DV_UPD_STARTED || e->kind == DV_UPD_PROGRESS)
+        if (e->kind == S_FOLDED)
+            self->folded--;
+        if (e->kind == DV_UPD_STARTED || e->kind == DV_UPD_PROGRESS ||
+            e->kind == S_FOLDED)
             continue;
         e->seq = seq;
         if (kept != i)

@@ -95,7 +95,8 @@ int64_t worker_outbox_failures(const worker_outbox_t *self);
 
 /* Encodes an UPDATE with the owed credit and the oldest reports (all of
  * them unless that would make a frame too large) into out, which is reset
- * first. Sets *nitems to the number of reports included. Returns 0, or -1
+ * first. Sets *nitems to the number of reports it covers (a "started"
+ * folded into its outcome counts, though it sends nothing). Returns 0, or -1
  * if there is nothing to send. Nothing is removed until
  * worker_outbox_consume(). */
 int worker_outbox_encode(worker_outbox_t *self, msgpack_sbuffer *out,
