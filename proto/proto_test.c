@@ -1034,6 +1034,209 @@ t_reject_names(void **state)
     }
 }
 
+/* A full job event and a worker event, as items of a batch. */
+static void
+s_sample_events(dv_event_t ev[3])
+{
+    memset(ev, 0, 3 * sizeof *ev);
+    for (int i = 0; i < 3; i++) {
+        dv_failure_init(&ev[i].failure);
+        ev[i].seq = 41 + (uint64_t)i;
+        ev[i].broker = dv_str("b-0190f3a2");
+        ev[i].ts_ms = 1795369260000 + i;
+        ev[i].id = dv_str(ID1);
+        ev[i].queue = dv_str("llm");
+        ev[i].type = dv_str("http");
+    }
+    ev[0].kind = dv_str("job.submitted");
+    ev[0].state = DV_STATE_QUEUED;
+    ev[1].kind = dv_str("job.started");
+    ev[1].worker = dv_str("host-a:4242");
+    ev[1].attempt = 1;
+    ev[1].wait_ms = 12;
+    ev[2].kind = dv_str("job.failed");
+    ev[2].batch = dv_str("batch-7");
+    ev[2].worker = dv_str("host-a:4242");
+    ev[2].attempt = 1;
+    ev[2].state = DV_STATE_SCHEDULED;
+    ev[2].run_at_ms = 1795369290000;
+    ev[2].run_ms = 2400;
+    ev[2].has_failure = true;
+    ev[2].failure = s_full_failure();
+    ev[2].body = S_RESULT;
+}
+
+static void
+t_events(void **state)
+{
+    (void)state;
+    dv_event_t ev[3];
+    s_sample_events(ev);
+    dv_msg_t in = { .type = DV_MSG_EVENTS };
+    in.u.events.events = ev;
+    in.u.events.nevents = 3;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("events", &in, &out, &sb);
+    assert_int_equal(out.u.events.nevents, 3);
+    assert_int_equal(out.u.events.events[1].kind_enum, DV_EV_JOB_STARTED);
+    S_STR_EQ(out.u.events.events[1].kind, dv_str("job.started"));
+    assert_int_equal(out.u.events.events[0].failure.exit_code, -1);
+    assert_true(out.u.events.events[2].has_failure);
+    assert_false(out.u.events.events[0].has_failure);
+    s_done(&out, &sb);
+
+    /* built one event at a time, behind other bytes in the buffer: the
+     * same message, whatever the count's width */
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_sbuffer_write(&b, "junk", 4);
+    dv_events_enc_t e;
+    assert_int_equal(dv_events_begin(&e, &b), DV_OK);
+    assert_int_equal(e.start, 4);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(dv_events_add(&e, &b, &ev[i]), DV_OK);
+        assert_int_equal(e.n, i + 1);
+        char why[256];
+        assert_int_equal(dv_msg_decode(b.data + e.start, b.size - e.start, &out,
+                                       why, sizeof why),
+                         DV_OK);
+        assert_int_equal(out.type, DV_MSG_EVENTS);
+        assert_int_equal(out.u.events.nevents, i + 1);
+        dv_msg_t want = in;
+        want.u.events.nevents = i + 1;
+        char diff[256];
+        if (!dv_msg_equal(&want, &out, diff, sizeof diff))
+            fail_msg("built batch differs: %s", diff);
+        dv_msg_release(&out);
+    }
+    s_write_corpus("events_built", &b);
+    msgpack_sbuffer_destroy(&b);
+
+    /* a kind given as the enum alone goes out as its name */
+    msgpack_sbuffer_init(&b);
+    assert_int_equal(dv_events_begin(&e, &b), DV_OK);
+    dv_event_t one = ev[1];
+    one.kind = (dv_str_t){ 0 };
+    one.kind_enum = DV_EV_JOB_STARTED;
+    assert_int_equal(dv_events_add(&e, &b, &one), DV_OK);
+    assert_int_equal(dv_msg_decode(b.data, b.size, &out, NULL, 0), DV_OK);
+    S_STR_EQ(out.u.events.events[0].kind, dv_str("job.started"));
+    assert_int_equal(out.u.events.events[0].kind_enum, DV_EV_JOB_STARTED);
+    dv_msg_release(&out);
+    msgpack_sbuffer_destroy(&b);
+
+    /* an empty batch is not a message anyone should send */
+    msgpack_sbuffer_init(&b);
+    assert_int_equal(dv_events_begin(&e, &b), DV_OK);
+    s_expect_bytes(b.data, b.size, DV_EPROTO,
+                   "events: events: must hold at least one event", __LINE__);
+    msgpack_sbuffer_destroy(&b);
+
+    assert_true(dv_event_is_job(&ev[0]));
+    assert_true(dv_event_is_job(&ev[1]));
+    dv_event_t w = { .kind_enum = DV_EV_WORKER_JOINED };
+    assert_false(dv_event_is_job(&w));
+    w.kind = dv_str("job.");
+    assert_false(dv_event_is_job(&w));
+    w.kind = dv_str("jobs.x");
+    assert_false(dv_event_is_job(&w));
+    w.kind = dv_str("job.new_kind");
+    assert_true(dv_event_is_job(&w));
+    w = (dv_event_t){ 0 };
+    assert_false(dv_event_is_job(&w));
+}
+
+/* Malformed batches: every item is checked like a lone event, and the
+ * reason names the item. */
+static void
+t_reject_events(void **state)
+{
+    (void)state;
+    const char *ok = "{\"seq\": 1, \"broker\": \"b\", \"kind\": "
+                     "\"job.started\"}";
+    S_EXPECT(DV_OK, NULL, "{\"v\": 1, \"t\": \"events\", \"events\": [%s]}",
+             ok);
+    S_EXPECT(DV_EPROTO, "events: missing key \"events\"",
+             "{\"v\": 1, \"t\": \"events\"}");
+    S_EXPECT(DV_EPROTO, "events: events: must be an array",
+             "{\"v\": 1, \"t\": \"events\", \"events\": %s}", ok);
+    S_EXPECT(DV_EPROTO, "events: events: must hold at least one event",
+             "{\"v\": 1, \"t\": \"events\", \"events\": []}");
+    S_EXPECT(DV_EPROTO, "events: events[1]: must be a map",
+             "{\"v\": 1, \"t\": \"events\", \"events\": [%s, 7]}", ok);
+    S_EXPECT(DV_EPROTO, "events: events[1]: missing key \"seq\"",
+             "{\"v\": 1, \"t\": \"events\", \"events\": [%s, "
+             "{\"broker\": \"b\", \"kind\": \"job.started\"}]}",
+             ok);
+    S_EXPECT(DV_EPROTO, "events: events[0]: missing key \"kind\"",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\"}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].seq: must be >= 1",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 0, \"broker\": \"b\", \"kind\": \"job.x\"}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].seq: must be an unsigned integer",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": \"1\", \"broker\": \"b\", \"kind\": \"job.x\"}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].id: ",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\", \"kind\": \"job.x\", "
+             "\"id\": \"short\"}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].attempt: must be",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\", \"kind\": \"job.x\", "
+             "\"attempt\": -1}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].state: unknown state",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\", \"kind\": \"job.x\", "
+             "\"state\": \"sleepy\"}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].failure: missing key \"category\"",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\", \"kind\": \"job.x\", "
+             "\"failure\": {\"message\": \"m\"}}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].queue: ",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\", \"kind\": \"job.x\", "
+             "\"queue\": \"\"}]}");
+
+    /* a count claimed past the bytes is refused before any allocation,
+     * and a count past DV_ITEMS_MAX is too big */
+    static const unsigned char claim[] = {
+        0x83, 0xa1, 'v',  1,    0xa1, 't',  0xa6, 'e',  'v',
+        'e',  'n',  't',  's',  0xa6, 'e',  'v',  'e',  'n',
+        't',  's',  0xdd, 0xff, 0xff, 0xff, 0xff, 0x80,
+    };
+    s_expect_bytes(claim, sizeof claim, DV_ETRUNC, NULL, __LINE__);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    dv_events_enc_t e;
+    assert_int_equal(dv_events_begin(&e, &sb), DV_OK);
+    dv_event_t ev = { .seq = 1,
+                      .broker = dv_str("b"),
+                      .kind_enum = DV_EV_JOB_STARTED };
+    dv_failure_init(&ev.failure);
+    for (uint32_t i = 0; i < DV_ITEMS_MAX; i++)
+        assert_int_equal(dv_events_add(&e, &sb, &ev), DV_OK);
+    assert_int_equal(dv_events_add(&e, &sb, &ev), DV_ETOOBIG);
+    dv_msg_t m;
+    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, NULL, 0), DV_OK);
+    assert_int_equal(m.u.events.nevents, DV_ITEMS_MAX);
+    dv_msg_release(&m);
+    /* one more item, and the count says so: refused */
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 0);
+    uint32_t n = DV_ITEMS_MAX + 1;
+    unsigned char *c = (unsigned char *)sb.data + 21;
+    c[0] = (unsigned char)(n >> 24);
+    c[1] = (unsigned char)(n >> 16);
+    c[2] = (unsigned char)(n >> 8);
+    c[3] = (unsigned char)n;
+    s_expect_bytes(sb.data, sb.size, DV_ETOOBIG,
+                   "events: events: more than 100000 items", __LINE__);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void
 t_reject_fields(void **state)
 {
@@ -2680,7 +2883,7 @@ t_names(void **state)
     const char *types[] = { "submit", "submitted", "wait",  "result",  "ctrl",
                             "reply",  "error",     "hello", "welcome", "jobs",
                             "update", "heartbeat", "bye",   "kill",    "event",
-                            "drain",  "keys" };
+                            "drain",  "keys",      "events" };
     assert_int_equal(sizeof types / sizeof types[0], DV_MSG_COUNT_ - 1);
     for (int t = DV_MSG_SUBMIT; t < DV_MSG_COUNT_; t++)
         assert_string_equal(dv_msg_type_name((dv_msg_type_t)t), types[t - 1]);
@@ -2790,6 +2993,8 @@ main(void)
         cmocka_unit_test(t_bye),
         cmocka_unit_test(t_kill),
         cmocka_unit_test(t_event),
+        cmocka_unit_test(t_events),
+        cmocka_unit_test(t_reject_events),
         cmocka_unit_test(t_keys),
         cmocka_unit_test(t_encode_invalid_type),
         cmocka_unit_test(t_reject_envelope),
