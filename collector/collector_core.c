@@ -17,8 +17,19 @@
 #include "dv_log.h"
 #include "dv_proto.h"
 
-/* Events read from one broker per pass before the others get a turn. */
+/* Events read from one broker per pass before the others get a turn (a
+ * batch is read whole, so a pass may take a batch's worth more). */
 #define S_EVENTS_PER_PASS 5000
+/* The history's writes of several passes go in one transaction: it is
+ * committed this long after its first write. One commit writes each page
+ * the group touched once (the tables' and indexes' hot pages are the same
+ * from pass to pass), so under load this is what keeps the store's cost
+ * per event low; a query reads the open group's writes all the same. */
+#define S_COMMIT_MS 1000
+/* After a pass that read events, the next read of events waits this long,
+ * so that each wake-up of the loop (a poll, a receive, a pass) serves a
+ * group of broker batches, not each one; queries are served meanwhile. */
+#define S_EVENTS_EVERY_MS 20
 /* Queries answered per pass. */
 #define S_QUERIES_PER_PASS 100
 /* Longest poll sleep. */
@@ -68,6 +79,7 @@ struct collector_t {
     dv_curve_server_t *curve; /* CurveZMQ on the query socket; NULL: plain */
     volatile int *reload;     /* set by SIGHUP */
     int64_t failed_passes;    /* passes in a row whose commit failed */
+    int64_t open_mono;        /* first write of the open group; 0 none */
 };
 
 static void *
@@ -364,25 +376,38 @@ s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now)
     l->dirty = true;
 }
 
+static void
+s_on_events(collector_t *self, int b, const dv_event_t *evs, uint32_t n,
+            int64_t now)
+{
+    for (uint32_t i = 0; i < n; i++)
+        s_on_event(self, b, &evs[i], now);
+}
+
 static int
 s_drain_events(collector_t *self, int b, int64_t now)
 {
     s_link_t *l = &self->links[b];
     int n = 0;
-    for (; n < S_EVENTS_PER_PASS; n++) {
+    while (n < S_EVENTS_PER_PASS) {
         zmq_msg_t body;
         if (!s_recv_last(l->sub, &body))
             break;
+        n++;
         dv_msg_t msg;
         char why[256];
         int rc = dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg,
                                why, sizeof why);
-        if (rc != DV_OK || msg.type != DV_MSG_EVENT)
+        if (rc == DV_OK && msg.type == DV_MSG_EVENTS) {
+            s_on_events(self, b, msg.u.events.events, msg.u.events.nevents,
+                        now);
+            n += (int)msg.u.events.nevents - 1;
+        } else if (rc == DV_OK && msg.type == DV_MSG_EVENT)
+            s_on_events(self, b, &msg.u.event, 1, now);
+        else
             dv_log(DV_WARN, "collector.bad_event",
                    DV_STR("broker", self->cfg.events[b]),
                    DV_STR("error", rc != DV_OK ? why : "not an event"));
-        else
-            s_on_event(self, b, &msg.u.event, now);
         dv_msg_release(&msg);
         zmq_msg_close(&body);
     }
@@ -874,10 +899,39 @@ s_reload(collector_t *self)
            DV_INT("keys", (int64_t)dv_curve_server_keys(self->curve)));
 }
 
+/* Ends the open group of history writes: the brokers' last sequence
+ * numbers go with it, then the commit. */
+static void
+s_commit(collector_t *self)
+{
+    for (int b = 0; b < self->nlinks; b++) {
+        s_link_t *l = &self->links[b];
+        if (!l->dirty)
+            continue;
+        l->dirty = false;
+        collector_store_broker_save(
+            self->store, self->cfg.events[b],
+            collector_state_broker_instance(self->state, b),
+            collector_state_broker_seq(self->state, b));
+    }
+    self->open_mono = 0;
+    /* A store that stays away (a PostgreSQL server down) fails every
+     * commit: one line when it starts, one when it ends. */
+    if (collector_store_commit(self->store) != 0) {
+        dv_log(self->failed_passes++ ? DV_DEBUG : DV_ERROR,
+               "collector.store_commit_failed");
+    } else if (self->failed_passes) {
+        dv_log(DV_INFO, "collector.store_commit_recovered",
+               DV_INT("failed_passes", self->failed_passes));
+        self->failed_passes = 0;
+    }
+}
+
 static int64_t
 s_timers(collector_t *self, int64_t mono)
 {
     if (mono >= self->next_expire_mono) {
+        s_commit(self); /* expiry runs in a transaction of its own */
         int64_t cutoff = dv_now_ms() - self->cfg.retention_ms;
         int n = collector_store_expire(self->store, cutoff, S_EXPIRE_ROWS);
         if (n > 0)
@@ -911,7 +965,13 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
                               0 };
     int nitems = n;
     int64_t timeout = 0;
+    int64_t events_mono = 0; /* no reading of events before this */
     while (!*stop) {
+        int64_t m0 = dv_mono_ms();
+        for (int b = 0; b < self->nlinks; b++)
+            self->items[b].events = m0 >= events_mono ? ZMQ_POLLIN : 0;
+        if (m0 < events_mono && events_mono - m0 < timeout)
+            timeout = events_mono - m0;
         /* Dealers are recreated after a timeout: refresh their slots. */
         for (int b = 0; b < self->nlinks; b++) {
             zmq_pollitem_t *it = &self->items[first_dealer + b];
@@ -933,32 +993,25 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
         }
         int64_t now = dv_now_ms();
         bool more = false;
-        for (int b = 0; b < self->nlinks; b++)
-            if (s_drain_events(self, b, now) == S_EVENTS_PER_PASS)
-                more = true;
+        if (dv_mono_ms() >= events_mono) {
+            int got = 0;
+            for (int b = 0; b < self->nlinks; b++) {
+                int k = s_drain_events(self, b, now);
+                got += k;
+                if (k >= S_EVENTS_PER_PASS)
+                    more = true;
+            }
+            if (got && !more)
+                events_mono = dv_mono_ms() + S_EVENTS_EVERY_MS;
+        }
         for (int b = 0; b < self->nlinks; b++)
             s_flush_gaps(self, b);
-        for (int b = 0; b < self->nlinks; b++) {
-            s_link_t *l = &self->links[b];
-            if (!l->dirty)
-                continue;
-            l->dirty = false;
-            collector_store_broker_save(
-                self->store, self->cfg.events[b],
-                collector_state_broker_instance(self->state, b),
-                collector_state_broker_seq(self->state, b));
-        }
-        /* A store that stays away (a PostgreSQL server down) fails every
-         * pass: one line when it starts, one when it ends. */
-        if (collector_store_commit(self->store) != 0) {
-            dv_log(self->failed_passes++ ? DV_DEBUG : DV_ERROR,
-                   "collector.store_commit_failed");
-        } else if (self->failed_passes) {
-            dv_log(DV_INFO, "collector.store_commit_recovered",
-                   DV_INT("failed_passes", self->failed_passes));
-            self->failed_passes = 0;
-        }
         int64_t mono = dv_mono_ms();
+        for (int b = 0; b < self->nlinks && !self->open_mono; b++)
+            if (self->links[b].dirty)
+                self->open_mono = mono;
+        if (self->open_mono && mono - self->open_mono >= S_COMMIT_MS)
+            s_commit(self);
         for (int b = 0; b < self->nlinks; b++)
             s_drain_snapshots(self, b, mono);
         int64_t next = s_snapshots(self, mono);
@@ -976,11 +1029,13 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
             *self->reload = 0;
             s_reload(self);
         }
+        if (self->open_mono && self->open_mono + S_COMMIT_MS - mono < next)
+            next = self->open_mono + S_COMMIT_MS - mono;
         timeout = more ? 0 : next > S_POLL_MAX_MS ? S_POLL_MAX_MS : next;
         if (timeout < 0)
             timeout = 0;
     }
-    collector_store_commit(self->store);
+    s_commit(self);
     dv_log(DV_INFO, "collector.stopping",
            DV_INT("events", collector_state_events_total(self->state)));
     return 0;

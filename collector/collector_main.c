@@ -1,6 +1,7 @@
 /* `drover collector`: its flags (dv_daemon), then the loop in collector_core. */
 #include "collector.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,6 +343,11 @@ collector_main(int argc, char **argv)
                DV_STR("why", "no --broker endpoints: queue depths and worker "
                              "lists come from events only"));
 
+    /* A batch of events is decoded into one array, large enough for
+     * malloc to map and unmap it each time (and to trim the heap after
+     * it): keep such blocks on the heap, and the heap's top. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     collector_t *collector = collector_new(&cfg);
     rc = 1;
     if (collector) {

@@ -305,10 +305,14 @@ s_open(const char *path)
     collector_store_be_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    /* No allocation statistics: they take a global mutex per malloc.
+     * Refused (harmlessly) once SQLite is initialised. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     self->path = strdup(path);
     if (!self->path ||
         sqlite3_open_v2(path, &self->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                            SQLITE_OPEN_NOMUTEX, /* one thread uses it */
                         NULL) != SQLITE_OK) {
         dv_log(DV_ERROR, "collector.store_open_failed", DV_STR("path", path),
                DV_STR("error",
@@ -325,7 +329,8 @@ s_open(const char *path)
         "PRAGMA journal_mode = WAL",
         "PRAGMA synchronous = NORMAL",
         "PRAGMA journal_size_limit = 67108864",
-        "PRAGMA cache_size = -16384",
+        "PRAGMA cache_size = -65536",
+        "PRAGMA wal_autocheckpoint = 16384",
         "PRAGMA temp_store = MEMORY",
     };
     for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++)
