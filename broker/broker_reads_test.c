@@ -604,26 +604,42 @@ t_check_waits_for_its_scan_only(void **state)
 
 /* ---- ctrl job: the attempts and what each said ------------------------------ */
 
-/* Every event recorded since send number from: none carries a failure's
- * details or stderr. Returns how many carried a failure. */
 static int
-s_failure_events_without_texts(broker_t *b, size_t from)
+s_check_failure_texts(const dv_event_t *ev, uint64_t after_seq)
+{
+    if (ev->seq <= after_seq || !ev->has_failure)
+        return 0;
+    assert_null(ev->failure.details.ptr);
+    assert_null(ev->failure.stderr_tail.ptr);
+    assert_non_null(ev->failure.message.ptr);
+    return 1;
+}
+
+/* Every event the current group holds past sequence number after_seq
+ * (alone or in a batch): none carries a failure's details or stderr.
+ * Returns how many carried a failure. */
+static int
+s_failure_events_without_texts(broker_t *b, uint64_t after_seq)
 {
     int n = 0;
     const broker_group_t *g = b->cur;
-    for (size_t i = from; i < g->nsends; i++) {
+    for (size_t i = 0; i < g->nsends; i++) {
         const broker_send_t *snd = &g->sends[i];
+        if (snd->socket != b->events)
+            continue;
+        const msgpack_sbuffer *buf = snd->batch ? &g->evbuf : &g->outbuf;
         dv_msg_t m;
         char why[128] = "";
-        assert_int_equal(dv_msg_decode(g->outbuf.data + snd->off, snd->len, &m,
-                                       why, sizeof why),
-                         DV_OK);
-        if (m.type == DV_MSG_EVENT && m.u.event.has_failure) {
-            assert_null(m.u.event.failure.details.ptr);
-            assert_null(m.u.event.failure.stderr_tail.ptr);
-            assert_non_null(m.u.event.failure.message.ptr);
-            n++;
-        }
+        assert_int_equal(
+            dv_msg_decode(buf->data + snd->off, snd->len, &m, why, sizeof why),
+            DV_OK);
+        if (m.type == DV_MSG_EVENT)
+            n += s_check_failure_texts(&m.u.event, after_seq);
+        else if (m.type == DV_MSG_EVENTS)
+            for (uint32_t k = 0; k < m.u.events.nevents; k++)
+                n += s_check_failure_texts(&m.u.events.events[k], after_seq);
+        else
+            fail_msg("not an event on the events socket");
         dv_msg_release(&m);
     }
     return n;
@@ -645,7 +661,7 @@ s_run_and_fail(broker_fx_t *fx, broker_worker_t *w, broker_job_t *job,
     job->started_ms = broker_now_ms(b);
     job->flags |= BROKER_JOB_STARTED;
     broker_fx_advance_ms(fx, 1500);
-    size_t from = b->cur->nsends;
+    uint64_t from = b->event_seq;
     broker_sched_fail(b, job, f);
     *events += s_failure_events_without_texts(b, from);
 }
