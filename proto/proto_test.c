@@ -1110,7 +1110,6 @@ t_events(void **state)
             fail_msg("built batch differs: %s", diff);
         dv_msg_release(&out);
     }
-    s_write_corpus("events_built", &b);
     msgpack_sbuffer_destroy(&b);
 
     /* a kind given as the enum alone goes out as its name */
@@ -2608,6 +2607,8 @@ s_expect_body_(int line, s_body_dec_fn *fn, int code, const char *want,
         dv_status_t s;
         dv_hbmetrics_t m;
         dv_workerinfo_t w;
+        dv_finished_args_t fa;
+        dv_finished_t f;
     } out;
     char why[256];
     int rc = fn(sb.data, sb.size, &out, why, sizeof why);
@@ -2621,6 +2622,81 @@ s_expect_body_(int line, s_body_dec_fn *fn, int code, const char *want,
 
 #define S_EXPECT_BODY(fn, code, want, json)                                    \
     s_expect_body_(__LINE__, (fn), (code), (want), (json))
+
+static int
+s_dec_fargs(const void *d, size_t n, void *out, char *why, size_t ws)
+{
+    int rc = dv_finished_args_decode(d, n, out, why, ws);
+    dv_finished_args_release(out);
+    return rc;
+}
+
+static int
+s_dec_finished(const void *d, size_t n, void *out, char *why, size_t ws)
+{
+    int rc = dv_finished_decode(d, n, out, why, ws);
+    dv_finished_release(out);
+    return rc;
+}
+
+static void
+t_finished_bodies(void **state)
+{
+    (void)state;
+    dv_finished_args_t a = { 0 }, a2;
+    a.since_ms = 1795369260000;
+    a.until_ms = 1795369290000;
+    a.after = dv_str(ID1);
+    a.limit = 250;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_finished_args_encode(&a, &sb), DV_OK);
+    char why[256], diff[256];
+    assert_int_equal(
+        dv_finished_args_decode(sb.data, sb.size, &a2, why, sizeof why), DV_OK);
+    if (!dv_finished_args_equal(&a, &a2, diff, sizeof diff))
+        fail_msg("finished args: %s", diff);
+    dv_finished_args_release(&a2);
+    msgpack_sbuffer_destroy(&sb);
+    /* absent limit: the most */
+    S_EXPECT_BODY(s_dec_fargs, DV_OK, NULL, "{\"since\": 1, \"until\": 1}");
+    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_write(&sb, "\x82\xa5since\x01\xa5until\x02", 15);
+    assert_int_equal(
+        dv_finished_args_decode(sb.data, sb.size, &a2, why, sizeof why), DV_OK);
+    assert_int_equal(a2.limit, DV_FINISHED_LIMIT_MAX);
+    dv_finished_args_release(&a2);
+    msgpack_sbuffer_destroy(&sb);
+
+    dv_finished_job_t jobs[2];
+    memset(jobs, 0, sizeof jobs);
+    jobs[0].id = dv_str(ID1);
+    jobs[0].queue = dv_str("llm");
+    jobs[0].type = dv_str("http");
+    jobs[0].batch = dv_str("b7");
+    jobs[0].state = DV_STATE_SUCCEEDED;
+    jobs[0].attempt = 2;
+    jobs[0].worker = dv_str("host-a:1");
+    jobs[0].finished_ms = 1795369260000;
+    jobs[0].run_ms = 2400;
+    jobs[1].id = dv_str(ID1);
+    jobs[1].queue = dv_str("llm");
+    jobs[1].type = dv_str("http");
+    jobs[1].state = DV_STATE_DEAD;
+    jobs[1].finished_ms = 1795369260001;
+    jobs[1].category = DV_CAT_TIMEOUT;
+    jobs[1].message = dv_str("took too long");
+    dv_finished_t f = { .jobs = jobs, .njobs = 2, .more = true }, f2;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_finished_encode(&f, &sb), DV_OK);
+    assert_int_equal(dv_finished_decode(sb.data, sb.size, &f2, why, sizeof why),
+                     DV_OK);
+    if (!dv_finished_equal(&f, &f2, diff, sizeof diff))
+        fail_msg("finished: %s", diff);
+    assert_int_equal(f2.jobs[1].category, DV_CAT_TIMEOUT);
+    dv_finished_release(&f2);
+    msgpack_sbuffer_destroy(&sb);
+}
 
 static void
 t_reject_bodies(void **state)
@@ -2664,6 +2740,42 @@ t_reject_bodies(void **state)
                   "{\"busy\": -1}");
     S_EXPECT_BODY(s_dec_winfo, DV_OK, NULL,
                   "{\"host\": null, \"metrics\": {\"anything\": [1, 2]}}");
+
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO, "finished_args: missing key",
+                  "{\"since\": 1}");
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO,
+                  "finished_args: until: must be >= since",
+                  "{\"since\": 5, \"until\": 4}");
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO, "finished_args: limit: must be",
+                  "{\"since\": 1, \"until\": 2, \"limit\": 1001}");
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO, "finished_args: limit: must be",
+                  "{\"since\": 1, \"until\": 2, \"limit\": 0}");
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO, "finished_args: after: ",
+                  "{\"since\": 1, \"until\": 2, \"after\": \"x\"}");
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO, "finished_args: since: must be",
+                  "{\"since\": -1, \"until\": 2}");
+    S_EXPECT_BODY(s_dec_finished, DV_OK, NULL, "{\"jobs\": []}");
+    S_EXPECT_BODY(s_dec_finished, DV_EPROTO, "finished: missing key \"jobs\"",
+                  "{\"more\": true}");
+    S_EXPECT_BODY(s_dec_finished, DV_EPROTO,
+                  "finished: jobs[0].state: must be succeeded, dead or "
+                  "cancelled",
+                  "{\"jobs\": [{\"id\": \"" ID1 "\", \"queue\": \"q\", "
+                  "\"type\": \"t\", \"state\": \"running\", "
+                  "\"finished\": 1}]}");
+    S_EXPECT_BODY(s_dec_finished, DV_EPROTO,
+                  "finished: jobs[0]: missing key \"finished\"",
+                  "{\"jobs\": [{\"id\": \"" ID1 "\", \"queue\": \"q\", "
+                  "\"type\": \"t\", \"state\": \"dead\"}]}");
+    S_EXPECT_BODY(s_dec_finished, DV_EPROTO,
+                  "finished: jobs[0].category: unknown category",
+                  "{\"jobs\": [{\"id\": \"" ID1 "\", \"queue\": \"q\", "
+                  "\"type\": \"t\", \"state\": \"dead\", \"finished\": "
+                  "1, \"category\": \"gremlins\"}]}");
+    S_EXPECT_BODY(s_dec_finished, DV_EPROTO, "finished: jobs[0].run: must be",
+                  "{\"jobs\": [{\"id\": \"" ID1 "\", \"queue\": \"q\", "
+                  "\"type\": \"t\", \"state\": \"dead\", \"finished\": "
+                  "1, \"run\": -3}]}");
 
     /* not one value, or a lie about a count: refused before allocating */
     const uint8_t claim[] = { 0x81, 0xa6, 'q',  'u',  'e',  'u',  'e',
@@ -3021,6 +3133,7 @@ main(void)
         cmocka_unit_test(t_hbmetrics_body),
         cmocka_unit_test(t_workerinfo_body),
         cmocka_unit_test(t_reject_bodies),
+        cmocka_unit_test(t_finished_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
