@@ -632,6 +632,13 @@ const char *broker_reads_refusal(int rc);
 /* Answers every read the reader has finished (its eventfd fired). */
 void broker_reads_ready(broker_t *self);
 
+/* ctrl "finished": a page of the jobs that finished in a time window
+ * (args: dv_finished_args_t), read by the reader and answered with a
+ * dv_finished_t body. Answers at once when the args do not decode or the
+ * read cannot be pushed. */
+void broker_reads_finished(broker_t *self, const broker_rid_t *rid,
+                           const dv_ctrl_t *c);
+
 /* Keeps the current sender (self->sender) in s. */
 void broker_sender_save(const broker_t *self, broker_sender_t *s);
 
