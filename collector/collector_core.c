@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "collector_backfill.h"
 #include "collector_http.h"
 #include "collector_query.h"
 #include "collector_state.h"
@@ -58,7 +59,8 @@ typedef struct {
     /* Events this pass that could not be applied in full (out of memory),
      * logged as one line after it too, with the first one's number. */
     uint64_t partial, partial_seq;
-    bool down; /* last request failed */
+    bool down;       /* last request failed */
+    int64_t last_ts; /* time of the last event received (broker's clock) */
 } s_link_t;
 
 struct collector_t {
@@ -80,6 +82,7 @@ struct collector_t {
     volatile int *reload;     /* set by SIGHUP */
     int64_t failed_passes;    /* passes in a row whose commit failed */
     int64_t open_mono;        /* first write of the open group; 0 none */
+    collector_backfill_t *backfill; /* lost events' finished jobs */
 };
 
 static void *
@@ -146,7 +149,8 @@ collector_new(const collector_config_t *cfg)
     self->state = collector_state_new(now);
     self->store = collector_store_open(cfg->store);
     self->zctx = zmq_ctx_new();
-    if (!self->state || !self->store || !self->zctx)
+    self->backfill = collector_backfill_new(COLLECTOR_BROKERS_MAX);
+    if (!self->state || !self->store || !self->zctx || !self->backfill)
         goto fail;
 
     if (cfg->query_curve.secret_file) {
@@ -188,7 +192,7 @@ collector_new(const collector_config_t *cfg)
             goto fail;
         self->nlinks++;
         l->sub = s_socket(self, ZMQ_SUB);
-        int hwm = cfg->events_hwm > 0 ? cfg->events_hwm : 100000;
+        int hwm = cfg->events_hwm > 0 ? cfg->events_hwm : 1000;
         if (l->sub)
             zmq_setsockopt(l->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
         if (!l->sub || zmq_setsockopt(l->sub, ZMQ_SUBSCRIBE, "", 0) != 0) {
@@ -205,9 +209,13 @@ collector_new(const collector_config_t *cfg)
         /* What the previous run saw last, to tell what it missed. */
         char inst[DV_NAME_MAX + 1];
         uint64_t seq;
+        int64_t saved_ms = 0;
         if (collector_store_broker_load(self->store, cfg->events[b], inst,
-                                        sizeof inst, &seq) == 1)
+                                        sizeof inst, &seq, &saved_ms) == 1) {
             collector_state_broker_known(self->state, b, inst, seq);
+            /* What finished since then is read back at the first event. */
+            l->last_ts = saved_ms;
+        }
     }
 
     self->query.state = self->state;
@@ -266,6 +274,7 @@ collector_destroy(collector_t **self_p)
         zmq_ctx_term(self->zctx);
     collector_store_close(&self->store);
     collector_state_destroy(&self->state);
+    collector_backfill_destroy(&self->backfill);
     free(self->items);
     dv_curve_client_wipe(&self->cfg.curve);
     free(self);
@@ -368,6 +377,13 @@ s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now)
     }
     if ((r == COLLECTOR_SEQ_GAP || r == COLLECTOR_SEQ_RESTART) && l->req)
         l->again = true; /* the answer in flight may predate the gap */
+    /* Jobs that finished in the gap are read back from the broker's store
+     * (after the collector itself was away too: from its last commit). */
+    if ((r == COLLECTOR_SEQ_GAP || r == COLLECTOR_SEQ_RESTART) && l->last_ts &&
+        l->clients_ep)
+        collector_backfill_gap(self->backfill, b, l->last_ts, ev->ts_ms);
+    if (ev->ts_ms > l->last_ts)
+        l->last_ts = ev->ts_ms;
     int64_t run_ms = 0;
     if (collector_state_apply(self->state, b, ev, now, &run_ms) != 0 &&
         !l->partial++)
@@ -523,6 +539,56 @@ s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
     l->again = false;
 }
 
+/* An answer to a backfill page: what it added goes into the open group. */
+static void
+s_on_backfill_answer(collector_t *self, int b, const dv_msg_t *msg,
+                     int64_t mono)
+{
+    int added = collector_backfill_answer(self->backfill, b, msg, self->store,
+                                          self->state, self->cfg.events[b],
+                                          dv_now_ms(), mono);
+    if (added > 0 && !self->open_mono)
+        self->open_mono = mono;
+}
+
+/* Sends the backfill pages due; returns ms until the next thing to do. */
+static int64_t
+s_backfill_requests(collector_t *self, int64_t mono)
+{
+    int64_t next = S_POLL_MAX_MS;
+    for (int b = 0; b < self->nlinks; b++) {
+        s_link_t *l = &self->links[b];
+        if (!l->dealer)
+            continue;
+        int64_t t = collector_backfill_check(self->backfill, b, mono,
+                                             self->cfg.timeout_ms, next);
+        if (t < next)
+            next = t;
+        msgpack_sbuffer args;
+        msgpack_sbuffer_init(&args);
+        if (collector_backfill_due(self->backfill, b, mono, &args)) {
+            dv_msg_t m = { .type = DV_MSG_CTRL };
+            m.u.ctrl.req = ++self->next_req;
+            m.u.ctrl.verb = dv_str("finished");
+            m.u.ctrl.args = dv_strn(args.data, args.size);
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            bool sent =
+                dv_msg_encode(&m, &sb) == DV_OK &&
+                zmq_send(l->dealer, sb.data, sb.size, ZMQ_DONTWAIT) >= 0;
+            msgpack_sbuffer_destroy(&sb);
+            collector_backfill_sent(self->backfill, b, sent ? m.u.ctrl.req : 0,
+                                    mono);
+            int64_t due = collector_backfill_check(self->backfill, b, mono,
+                                                   self->cfg.timeout_ms, next);
+            if (due < next)
+                next = due;
+        }
+        msgpack_sbuffer_destroy(&args);
+    }
+    return next;
+}
+
 static void
 s_drain_snapshots(collector_t *self, int b, int64_t mono)
 {
@@ -535,9 +601,14 @@ s_drain_snapshots(collector_t *self, int b, int64_t mono)
         char why[256] = "not a reply";
         if (dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg, why,
                           sizeof why) == DV_OK &&
-            (msg.type == DV_MSG_REPLY || msg.type == DV_MSG_ERROR))
-            s_on_snapshot_answer(self, b, &msg, mono);
-        else
+            (msg.type == DV_MSG_REPLY || msg.type == DV_MSG_ERROR)) {
+            uint64_t req =
+                msg.type == DV_MSG_REPLY ? msg.u.reply.req : msg.u.error.req;
+            if (collector_backfill_owns(self->backfill, b, req))
+                s_on_backfill_answer(self, b, &msg, mono);
+            else
+                s_on_snapshot_answer(self, b, &msg, mono);
+        } else
             dv_log(DV_WARN, "collector.bad_answer",
                    DV_STR("broker", l->clients_ep), DV_STR("error", why));
         dv_msg_release(&msg);
@@ -1015,6 +1086,9 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
         for (int b = 0; b < self->nlinks; b++)
             s_drain_snapshots(self, b, mono);
         int64_t next = s_snapshots(self, mono);
+        int64_t bnext = s_backfill_requests(self, mono);
+        if (bnext < next)
+            next = bnext;
         s_drain_queries(self);
         if (self->http)
             collector_http_run(self->http);

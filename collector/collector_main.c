@@ -228,9 +228,10 @@ const dv_flag_t collector_flags[] = {
                  .help = "a broker that does not answer a status request for "
                          "this long is reported down, at least 0.1"),
     DV_FLAG_INTEGER("events-hwm", &s_cfg.events_hwm, 1, 1 << 30, .arg = "N",
-                    .dflt = "100000",
-                    .help = "events queued from each broker before ZeroMQ "
-                            "drops more"),
+                    .dflt = "1000",
+                    .help = "event messages queued from each broker before "
+                            "ZeroMQ drops more (a broker's batch of job "
+                            "events is one)"),
     DV_FLAG_STR("curve-secret", &s_o.curve_secret, .arg = "FILE",
                 .env = DV_CURVE_ENV_SECRET, .complete = DV_COMPLETE_FILE,
                 .help = "our certificate's secret file: our key as a client "

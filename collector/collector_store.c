@@ -101,6 +101,13 @@ collector_store_event(collector_store_t *self, const char *broker,
 }
 
 int
+collector_store_backfill(collector_store_t *self, const char *broker,
+                         const dv_finished_job_t *job)
+{
+    return self->ops->backfill(self->be, broker, job);
+}
+
+int
 collector_store_broker_save(collector_store_t *self, const char *endpoint,
                             const char *instance, uint64_t seq)
 {
@@ -109,9 +116,15 @@ collector_store_broker_save(collector_store_t *self, const char *endpoint,
 
 int
 collector_store_broker_load(collector_store_t *self, const char *endpoint,
-                            char *instance, size_t size, uint64_t *seq)
+                            char *instance, size_t size, uint64_t *seq,
+                            int64_t *saved_ms)
 {
-    return self->ops->broker_load(self->be, endpoint, instance, size, seq);
+    int64_t saved = 0;
+    int rc =
+        self->ops->broker_load(self->be, endpoint, instance, size, seq, &saved);
+    if (saved_ms)
+        *saved_ms = saved;
+    return rc;
 }
 
 int

@@ -165,6 +165,7 @@ enum {
     S_CANCELLED_ATT,
     S_RETRIED,
     S_EVENT,
+    S_BACKFILL,
     S_BROKER_SAVE,
     S_BROKER_LOAD,
     S_STMT_COUNT_
@@ -177,8 +178,8 @@ static const char *s_names[S_STMT_COUNT_] = {
     "collector_failed",        "collector_failed_att",
     "collector_dead",          "collector_cancelled",
     "collector_cancelled_att", "collector_retried",
-    "collector_event",         "collector_broker_save",
-    "collector_broker_load",
+    "collector_event",         "collector_backfill",
+    "collector_broker_save",   "collector_broker_load",
 };
 
 static const char *s_sql[S_STMT_COUNT_] = {
@@ -257,13 +258,28 @@ static const char *s_sql[S_STMT_COUNT_] = {
                 "VALUES ($1::text, $2::text, $3::bigint, $4::bigint, $5::text, "
                 "$6::text, $7::text, $8::text, $9::text, $10::integer, "
                 "$11::text, $12::text, $13::text)",
+    /* As the SQLite one: written unless the history has the job
+     * finished; a row comes back when it was written. */
+    [S_BACKFILL] =
+        "INSERT INTO collector.jobs AS j (id, queue, type, batch, state, "
+        "attempts, finished_at, updated_at, worker, run_ms, category, error, "
+        "broker) VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, "
+        "$6::integer, $7::bigint, $7::bigint, $8::text, $9::bigint, "
+        "$10::text, $11::text, $12::text) ON CONFLICT (id) DO UPDATE SET "
+        "batch = coalesce($4, j.batch), state = $5, "
+        "attempts = greatest(j.attempts, $6), finished_at = $7, "
+        "updated_at = greatest(j.updated_at, $7), "
+        "worker = coalesce($8, j.worker), run_ms = coalesce($9, j.run_ms), "
+        "category = coalesce($10, j.category), error = coalesce($11, j.error), "
+        "broker = $12 WHERE j.state NOT IN ('succeeded', 'dead', 'cancelled') "
+        "RETURNING id",
     [S_BROKER_SAVE] =
         "INSERT INTO collector.brokers(endpoint, instance, last_seq, "
         "updated_at) VALUES ($1::text, $2::text, $3::bigint, $4::bigint) "
         "ON CONFLICT (endpoint) DO UPDATE SET instance = excluded.instance, "
         "last_seq = excluded.last_seq, updated_at = excluded.updated_at",
-    [S_BROKER_LOAD] = "SELECT instance, last_seq FROM collector.brokers "
-                      "WHERE endpoint = $1::text",
+    [S_BROKER_LOAD] = "SELECT instance, last_seq, updated_at "
+                      "FROM collector.brokers WHERE endpoint = $1::text",
 };
 
 struct collector_store_be {
@@ -940,6 +956,41 @@ s_broker_save(collector_store_be_t *self, const char *endpoint,
     return s_send(self, S_BROKER_SAVE, &p);
 }
 
+static PGresult *s_query(collector_store_be_t *self, const char *name,
+                         const char *sql, dv_pg_params_t *p);
+
+static int
+s_backfill(collector_store_be_t *self, const char *broker,
+           const dv_finished_job_t *j)
+{
+    if (s_begin(self) != 0)
+        return -1;
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_str(&p, j->id);
+    dv_pg_p_str(&p, j->queue);
+    dv_pg_p_str(&p, j->type);
+    dv_pg_p_str(&p, j->batch);
+    dv_pg_p_text(&p, dv_state_name(j->state));
+    dv_pg_p_int(&p, j->attempt);
+    dv_pg_p_int(&p, j->finished_ms);
+    dv_pg_p_str(&p, j->worker);
+    if (j->run_ms > 0)
+        dv_pg_p_int(&p, j->run_ms);
+    else
+        dv_pg_p_null(&p);
+    dv_pg_p_text(&p, j->category ? dv_category_name(j->category) : NULL);
+    dv_pg_p_str(&p, j->message);
+    dv_pg_p_text(&p, broker);
+    PGresult *r = s_query(self, s_names[S_BACKFILL], NULL, &p);
+    if (!r) {
+        self->failed = true; /* the group is rolled back at commit */
+        return -1;
+    }
+    int written = PQntuples(r) > 0;
+    PQclear(r);
+    return written;
+}
+
 /* ---- reads --------------------------------------------------------------- */
 
 /* Runs a read, prepared (name) or not (sql), and returns its rows (the
@@ -1007,7 +1058,7 @@ s_int(const PGresult *r, int row, int col)
 
 static int
 s_broker_load(collector_store_be_t *self, const char *endpoint, char *instance,
-              size_t size, uint64_t *seq)
+              size_t size, uint64_t *seq, int64_t *saved_ms)
 {
     dv_pg_params_t p = { 0 };
     s_p_cstr(&p, endpoint);
@@ -1018,6 +1069,7 @@ s_broker_load(collector_store_be_t *self, const char *endpoint, char *instance,
     if (PQntuples(r) > 0) {
         snprintf(instance, size, "%s", PQgetvalue(r, 0, 0));
         *seq = (uint64_t)s_int(r, 0, 1);
+        *saved_ms = s_int(r, 0, 2);
         found = 1;
     }
     PQclear(r);
@@ -1284,6 +1336,7 @@ const collector_store_ops_t collector_store_pg_ops = {
     .close = s_close,
     .path = s_path,
     .event = s_event,
+    .backfill = s_backfill,
     .broker_save = s_broker_save,
     .broker_load = s_broker_load,
     .commit = s_commit,

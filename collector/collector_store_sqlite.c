@@ -123,6 +123,7 @@ enum {
     S_CANCELLED_ATT,
     S_RETRIED,
     S_EVENT,
+    S_BACKFILL,
     S_BROKER_SAVE,
     S_BROKER_LOAD,
     S_STMT_COUNT_
@@ -198,13 +199,25 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "INSERT INTO events(broker, instance, seq, ts, kind, job, queue, type, "
         "worker, attempt, state, category, message) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    /* A finished job the events of which were lost: written unless the
+     * history has it finished; a row comes back when it was written. */
+    [S_BACKFILL] =
+        "INSERT INTO jobs(id, queue, type, batch, state, attempts, "
+        "finished_at, updated_at, worker, run_ms, category, error, broker) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12) "
+        "ON CONFLICT(id) DO UPDATE SET batch = coalesce(?4, batch), "
+        "state = ?5, attempts = max(attempts, ?6), finished_at = ?7, "
+        "updated_at = max(updated_at, ?7), worker = coalesce(?8, worker), "
+        "run_ms = coalesce(?9, run_ms), category = coalesce(?10, category), "
+        "error = coalesce(?11, error), broker = ?12 "
+        "WHERE state NOT IN ('succeeded', 'dead', 'cancelled') RETURNING id",
     [S_BROKER_SAVE] =
         "INSERT INTO brokers(endpoint, instance, last_seq, updated_at) "
         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(endpoint) DO UPDATE SET "
         "instance = excluded.instance, last_seq = excluded.last_seq, "
         "updated_at = excluded.updated_at",
-    [S_BROKER_LOAD] =
-        "SELECT instance, last_seq FROM brokers WHERE endpoint = ?1",
+    [S_BROKER_LOAD] = "SELECT instance, last_seq, updated_at FROM brokers "
+                      "WHERE endpoint = ?1",
 };
 
 struct collector_store_be {
@@ -571,6 +584,38 @@ s_event(collector_store_be_t *self, const char *broker, const dv_event_t *ev,
 }
 
 static int
+s_backfill(collector_store_be_t *self, const char *broker,
+           const dv_finished_job_t *j)
+{
+    if (s_begin(self) != 0)
+        return -1;
+    sqlite3_stmt *st = self->st[S_BACKFILL];
+    s_bind_str(st, 1, j->id);
+    s_bind_str(st, 2, j->queue);
+    s_bind_str(st, 3, j->type);
+    s_bind_str(st, 4, j->batch);
+    s_bind_cstr(st, 5, dv_state_name(j->state));
+    sqlite3_bind_int(st, 6, j->attempt);
+    sqlite3_bind_int64(st, 7, j->finished_ms);
+    s_bind_str(st, 8, j->worker);
+    s_bind_opt(st, 9, j->run_ms);
+    s_bind_cstr(st, 10, j->category ? dv_category_name(j->category) : NULL);
+    s_bind_str(st, 11, j->message);
+    s_bind_cstr(st, 12, broker);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        if (!self->failed)
+            dv_log(DV_ERROR, "collector.store_write_failed",
+                   DV_STR("error", sqlite3_errmsg(self->db)));
+        self->failed = true;
+        return -1;
+    }
+    return rc == SQLITE_ROW;
+}
+
+static int
 s_broker_save(collector_store_be_t *self, const char *endpoint,
               const char *instance, uint64_t seq)
 {
@@ -586,7 +631,7 @@ s_broker_save(collector_store_be_t *self, const char *endpoint,
 
 static int
 s_broker_load(collector_store_be_t *self, const char *endpoint, char *instance,
-              size_t size, uint64_t *seq)
+              size_t size, uint64_t *seq, int64_t *saved_ms)
 {
     sqlite3_stmt *st = self->st[S_BROKER_LOAD];
     s_bind_cstr(st, 1, endpoint);
@@ -596,6 +641,7 @@ s_broker_load(collector_store_be_t *self, const char *endpoint, char *instance,
         const char *in = (const char *)sqlite3_column_text(st, 0);
         snprintf(instance, size, "%s", in ? in : "");
         *seq = (uint64_t)sqlite3_column_int64(st, 1);
+        *saved_ms = sqlite3_column_int64(st, 2);
         found = 1;
     } else if (rc != SQLITE_DONE) {
         found = -1;
@@ -867,6 +913,7 @@ const collector_store_ops_t collector_store_sqlite_ops = {
     .close = s_close,
     .path = s_path,
     .event = s_event,
+    .backfill = s_backfill,
     .broker_save = s_broker_save,
     .broker_load = s_broker_load,
     .commit = s_commit,

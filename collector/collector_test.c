@@ -687,13 +687,14 @@ t_store_history(void **state)
     json_decref(fails);
     char inst[64];
     uint64_t seq = 0;
-    assert_int_equal(
-        collector_store_broker_load(store, BROKER, inst, sizeof inst, &seq), 1);
+    assert_int_equal(collector_store_broker_load(store, BROKER, inst,
+                                                 sizeof inst, &seq, NULL),
+                     1);
     assert_string_equal(inst, INST);
     assert_true(seq > 0);
-    assert_int_equal(
-        collector_store_broker_load(store, "ipc:///x", inst, sizeof inst, &seq),
-        0);
+    assert_int_equal(collector_store_broker_load(store, "ipc:///x", inst,
+                                                 sizeof inst, &seq, NULL),
+                     0);
 
     /* Retention: everything older than the cutoff goes, in chunks. */
     assert_int_equal(collector_store_expire(store, 0, 100), 0);
@@ -1061,7 +1062,8 @@ t_pg_same_json(void **state)
     char in[64];
     uint64_t in_seq = 0;
     assert_int_equal(
-        collector_store_broker_load(pg, BROKER, in, sizeof in, &in_seq), 1);
+        collector_store_broker_load(pg, BROKER, in, sizeof in, &in_seq, NULL),
+        1);
     assert_int_equal(in_seq, 9);
     assert_int_equal(collector_store_commit(lite), 0);
     assert_int_equal(collector_store_commit(pg), 0);
@@ -1118,9 +1120,9 @@ t_pg_same_json(void **state)
     char i1[64], i2[64];
     uint64_t q1 = 0, q2 = 0;
     assert_int_equal(
-        collector_store_broker_load(lite, BROKER, i1, sizeof i1, &q1), 1);
+        collector_store_broker_load(lite, BROKER, i1, sizeof i1, &q1, NULL), 1);
     assert_int_equal(
-        collector_store_broker_load(pg, BROKER, i2, sizeof i2, &q2), 1);
+        collector_store_broker_load(pg, BROKER, i2, sizeof i2, &q2, NULL), 1);
     assert_string_equal(i1, i2);
     assert_int_equal(q1, q2);
     /* Retention takes the same rows, and leaves the same. */
