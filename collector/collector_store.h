@@ -15,9 +15,9 @@
  *   brokers   per broker endpoint: instance id and last sequence number,
  *             so a restarted collector knows what it missed
  *
- * Writes are grouped: the first write of a loop pass opens a transaction,
- * collector_store_commit() ends it, so one commit covers everything a pass
- * received. A SQLite file runs in WAL mode with synchronous=NORMAL: a
+ * Writes are grouped: the first write opens a transaction,
+ * collector_store_commit() ends it; the loop commits once a second, so
+ * one commit covers everything the passes of that second received. A SQLite file runs in WAL mode with synchronous=NORMAL: a
  * commit survives a crash of the collector (not a power cut); losing the
  * last pass of history to a power cut is acceptable for a monitor. On
  * PostgreSQL a group goes out in libpq's pipeline mode and the commit is
