@@ -334,7 +334,8 @@ s_flush_gaps(collector_t *self, int b)
 }
 
 static void
-s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now)
+s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now,
+           const collector_store_fold_t *fold)
 {
     s_link_t *l = &self->links[b];
     const char *ep = self->cfg.events[b];
@@ -388,16 +389,88 @@ s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now)
     if (collector_state_apply(self->state, b, ev, now, &run_ms) != 0 &&
         !l->partial++)
         l->partial_seq = ev->seq;
-    collector_store_event(self->store, ep, ev, run_ms);
+    collector_store_event_fold(self->store, ep, ev, run_ms, fold);
     l->dirty = true;
+}
+
+static bool
+s_same_id(dv_str_t a, dv_str_t b)
+{
+    return a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
+}
+
+static uint32_t
+s_id_hash(dv_str_t id)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < id.len; i++)
+        h = (h ^ (unsigned char)id.ptr[i]) * 16777619u;
+    return h;
+}
+
+/* The folds of a batch (collector_store_fold_t): each job.started whose
+ * attempt ends (job.succeeded or job.failed) later in the batch, with
+ * nothing but progress of that job in between, is written with its end.
+ * Returns an array of n (free it), or NULL when there is nothing to fold
+ * or no memory (then every event is written on its own). */
+static collector_store_fold_t *
+s_folds(const dv_event_t *evs, uint32_t n)
+{
+    uint32_t size = 16;
+    while (size < 2 * n)
+        size *= 2;
+    /* slot: 1 + the index of the job's event that opened it, 0 empty;
+     * open: that event is a job.started still waiting for its end */
+    struct {
+        uint32_t at;
+        bool open;
+    } *slot = calloc(size, sizeof *slot);
+    collector_store_fold_t *fold = calloc(n, sizeof *fold);
+    if (!slot || !fold) {
+        free(slot);
+        free(fold);
+        return NULL;
+    }
+    bool any = false;
+    for (uint32_t i = 0; i < n; i++) {
+        const dv_event_t *ev = &evs[i];
+        if (!ev->id.ptr || ev->id.len == 0 ||
+            ev->kind_enum == DV_EV_JOB_PROGRESS)
+            continue;
+        uint32_t k = s_id_hash(ev->id) & (size - 1);
+        while (slot[k].at && !s_same_id(evs[slot[k].at - 1].id, ev->id))
+            k = (k + 1) & (size - 1);
+        bool end = ev->kind_enum == DV_EV_JOB_SUCCEEDED ||
+                   ev->kind_enum == DV_EV_JOB_FAILED;
+        if (end && slot[k].at && slot[k].open) {
+            const dv_event_t *st = &evs[slot[k].at - 1];
+            if (st->attempt == ev->attempt) {
+                fold[slot[k].at - 1].history_only = true;
+                fold[i].started = true;
+                fold[i].started_ms = st->ts_ms;
+                fold[i].wait_ms = st->wait_ms;
+                any = true;
+            }
+        }
+        slot[k].at = i + 1;
+        slot[k].open = ev->kind_enum == DV_EV_JOB_STARTED;
+    }
+    free(slot);
+    if (!any) {
+        free(fold);
+        return NULL;
+    }
+    return fold;
 }
 
 static void
 s_on_events(collector_t *self, int b, const dv_event_t *evs, uint32_t n,
             int64_t now)
 {
+    collector_store_fold_t *fold = n > 1 ? s_folds(evs, n) : NULL;
     for (uint32_t i = 0; i < n; i++)
-        s_on_event(self, b, &evs[i], now);
+        s_on_event(self, b, &evs[i], now, fold ? &fold[i] : NULL);
+    free(fold);
 }
 
 static int

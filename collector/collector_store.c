@@ -97,7 +97,15 @@ int
 collector_store_event(collector_store_t *self, const char *broker,
                       const dv_event_t *ev, int64_t run_ms)
 {
-    return self->ops->event(self->be, broker, ev, run_ms);
+    return self->ops->event(self->be, broker, ev, run_ms, NULL);
+}
+
+int
+collector_store_event_fold(collector_store_t *self, const char *broker,
+                           const dv_event_t *ev, int64_t run_ms,
+                           const collector_store_fold_t *fold)
+{
+    return self->ops->event(self->be, broker, ev, run_ms, fold);
 }
 
 int

@@ -69,6 +69,23 @@ const char *collector_store_backend(const collector_store_t *self);
 int collector_store_event(collector_store_t *self, const char *broker,
                           const dv_event_t *ev, int64_t run_ms);
 
+/* A job.started and the end of the same attempt (job.succeeded or
+ * job.failed) that came in one batch are written as one: the started
+ * event's row in `events` only (history_only), then the end with the
+ * attempt's start folded in (started, with its time and wait), so the
+ * job's and the attempt's rows are written once, not twice. */
+typedef struct {
+    bool history_only; /* this job.started: its `events` row only */
+    bool started;      /* this end: the attempt's start is below */
+    int64_t started_ms;
+    int64_t wait_ms;
+} collector_store_fold_t;
+
+/* collector_store_event() with a fold (NULL: none). */
+int collector_store_event_fold(collector_store_t *self, const char *broker,
+                               const dv_event_t *ev, int64_t run_ms,
+                               const collector_store_fold_t *fold);
+
 /* A finished job read back from the broker (ctrl "finished") after its
  * events were lost: its jobs row, in the open group (opening one), with
  * the job's final state, unless the history has it finished already.

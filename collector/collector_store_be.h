@@ -26,7 +26,8 @@ typedef struct {
     /* For status and logs: never holds a password. */
     const char *(*path)(const collector_store_be_t *self);
     int (*event)(collector_store_be_t *self, const char *broker,
-                 const dv_event_t *ev, int64_t run_ms);
+                 const dv_event_t *ev, int64_t run_ms,
+                 const collector_store_fold_t *fold);
     int (*backfill)(collector_store_be_t *self, const char *broker,
                     const dv_finished_job_t *job);
     int (*broker_save)(collector_store_be_t *self, const char *endpoint,

@@ -203,32 +203,44 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "progress_current = excluded.progress_current, "
         "progress_total = excluded.progress_total, "
         "progress_message = excluded.progress_message",
-    [S_SUCCEEDED] = S_UPSERT(", attempts, finished_at, run_ms, worker",
-                             ", $8::integer, $6, $9::bigint, $10::text",
-                             ", attempts = greatest(j.attempts, $8), "
-                             "finished_at = $6, run_ms = $9, "
-                             "worker = coalesce($10, j.worker)"),
+    /* $11 and $12: the start of the attempt when its job.started was
+     * folded in (collector_store_fold_t), else NULL. */
+    [S_SUCCEEDED] =
+        S_UPSERT(", attempts, finished_at, run_ms, worker, started_at, wait_ms",
+                 ", $8::integer, $6, $9::bigint, $10::text, $11::bigint, "
+                 "$12::bigint",
+                 ", attempts = greatest(j.attempts, $8), "
+                 "finished_at = $6, run_ms = $9, "
+                 "worker = coalesce($10, j.worker), "
+                 "started_at = coalesce($11, j.started_at), "
+                 "wait_ms = coalesce($12, j.wait_ms)"),
     [S_SUCCEEDED_ATT] =
         "INSERT INTO collector.attempts AS a (job_id, round, attempt, worker, "
-        "finished_at, run_ms, outcome) VALUES ($1::text, " S_ROUND
+        "finished_at, run_ms, outcome, started_at) VALUES ($1::text, " S_ROUND
         ", $2::integer, $3::text, $4::bigint, $5::bigint, "
-        "'succeeded')" S_ATT_CONFLICT
+        "'succeeded', $6::bigint)" S_ATT_CONFLICT
         "worker = coalesce(excluded.worker, a.worker), "
         "finished_at = excluded.finished_at, run_ms = excluded.run_ms, "
-        "outcome = excluded.outcome",
+        "outcome = excluded.outcome, "
+        "started_at = coalesce(excluded.started_at, a.started_at)",
     [S_FAILED] = S_UPSERT(
-        ", attempts, category, error, worker, run_at, finished_at",
+        ", attempts, category, error, worker, run_at, finished_at, "
+        "started_at, wait_ms",
         ", $8::integer, $9::text, $10::text, $11::text, $12::bigint, "
-        "CASE WHEN $5 = 'dead' THEN $6 END",
+        "CASE WHEN $5 = 'dead' THEN $6 END, $13::bigint, $14::bigint",
         ", attempts = greatest(j.attempts, $8), category = $9, error = $10, "
         "worker = coalesce($11, j.worker), run_at = $12, "
-        "finished_at = CASE WHEN $5 = 'dead' THEN $6 END"),
+        "finished_at = CASE WHEN $5 = 'dead' THEN $6 END, "
+        "started_at = coalesce($13, j.started_at), "
+        "wait_ms = coalesce($14, j.wait_ms)"),
     [S_FAILED_ATT] =
         "INSERT INTO collector.attempts AS a (job_id, round, attempt, worker, "
         "finished_at, run_ms, outcome, category, message, exit_code, signal, "
-        "http_status, key_id) VALUES ($1::text, " S_ROUND ", $2::integer, "
-        "$3::text, $4::bigint, $5::bigint, 'failed', $6::text, $7::text, "
-        "$8::integer, $9::integer, $10::integer, $11::text)" S_ATT_CONFLICT
+        "http_status, key_id, started_at) VALUES ($1::text, " S_ROUND
+        ", $2::integer, $3::text, $4::bigint, $5::bigint, 'failed', $6::text, "
+        "$7::text, $8::integer, $9::integer, $10::integer, $11::text, "
+        "$12::bigint)" S_ATT_CONFLICT
+        "started_at = coalesce(excluded.started_at, a.started_at), "
         "worker = coalesce(excluded.worker, a.worker), "
         "finished_at = excluded.finished_at, "
         "run_ms = coalesce(excluded.run_ms, a.run_ms), outcome = 'failed', "
@@ -841,9 +853,27 @@ s_failure(dv_pg_params_t *p, const dv_event_t *ev)
     s_p_str(p, f->key_id);
 }
 
+/* The folded start of the attempt (start, wait) as the next two
+ * parameters, or two NULLs. */
+static void
+s_p_fold(dv_pg_params_t *p, const collector_store_fold_t *fold, bool wait)
+{
+    if (fold && fold->started)
+        dv_pg_p_int(p, fold->started_ms);
+    else
+        dv_pg_p_null(p);
+    if (!wait)
+        return;
+    if (fold && fold->started)
+        dv_pg_p_int(p, fold->wait_ms);
+    else
+        dv_pg_p_null(p);
+}
+
 static int
 s_job_event(collector_store_be_t *self, const char *broker,
-            const dv_event_t *ev, int64_t run_ms)
+            const dv_event_t *ev, int64_t run_ms,
+            const collector_store_fold_t *fold)
 {
     const dv_str_t msg =
         ev->has_failure ? ev->failure.message : (dv_str_t){ 0 };
@@ -876,12 +906,14 @@ s_job_event(collector_store_be_t *self, const char *broker,
         dv_pg_p_int(&p, ev->attempt);
         s_p_opt(&p, run_ms);
         s_p_str(&p, ev->worker);
+        s_p_fold(&p, fold, true);
         rc |= s_send(self, S_SUCCEEDED, &p);
         if (ev->attempt > 0) {
             p = (dv_pg_params_t){ 0 };
             s_att(&p, ev);
             dv_pg_p_int(&p, ev->ts_ms);
             s_p_opt(&p, run_ms);
+            s_p_fold(&p, fold, false);
             rc |= s_send(self, S_SUCCEEDED_ATT, &p);
         }
     } else if (ev->kind_enum == DV_EV_JOB_FAILED) {
@@ -892,6 +924,7 @@ s_job_event(collector_store_be_t *self, const char *broker,
         s_p_str(&p, msg);
         s_p_str(&p, ev->worker);
         s_p_opt(&p, ev->run_at_ms);
+        s_p_fold(&p, fold, true);
         rc |= s_send(self, S_FAILED, &p);
         if (ev->attempt > 0) {
             p = (dv_pg_params_t){ 0 };
@@ -899,6 +932,7 @@ s_job_event(collector_store_be_t *self, const char *broker,
             dv_pg_p_int(&p, ev->ts_ms);
             s_p_opt(&p, run_ms);
             s_failure(&p, ev);
+            s_p_fold(&p, fold, false);
             rc |= s_send(self, S_FAILED_ATT, &p);
         }
     } else if (ev->kind_enum == DV_EV_JOB_DEAD) {
@@ -927,14 +961,14 @@ s_job_event(collector_store_be_t *self, const char *broker,
 
 static int
 s_event(collector_store_be_t *self, const char *broker, const dv_event_t *ev,
-        int64_t run_ms)
+        int64_t run_ms, const collector_store_fold_t *fold)
 {
     if (s_begin(self) != 0)
         return -1;
     int rc = 0;
     bool job = collector_event_family(ev) == COLLECTOR_EV_JOB;
-    if (job && ev->id.ptr && ev->id.len)
-        rc |= s_job_event(self, broker, ev, run_ms);
+    if (job && ev->id.ptr && ev->id.len && !(fold && fold->history_only))
+        rc |= s_job_event(self, broker, ev, run_ms, fold);
     if (collector_event_recorded(ev))
         rc |= s_record_event(self, broker, ev);
     return rc ? -1 : 0;

@@ -149,28 +149,38 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "progress_current = excluded.progress_current, "
         "progress_total = excluded.progress_total, "
         "progress_message = excluded.progress_message",
+    /* ?11 and ?12: the start of the attempt when its job.started was
+     * folded in (collector_store_fold_t), else NULL. */
     [S_SUCCEEDED] =
-        S_UPSERT(", attempts, finished_at, run_ms, worker", ", ?8, ?6, ?9, ?10",
+        S_UPSERT(", attempts, finished_at, run_ms, worker, started_at, wait_ms",
+                 ", ?8, ?6, ?9, ?10, ?11, ?12",
                  ", attempts = max(attempts, ?8), finished_at = ?6, "
-                 "run_ms = ?9, worker = coalesce(?10, worker)"),
+                 "run_ms = ?9, worker = coalesce(?10, worker), "
+                 "started_at = coalesce(?11, started_at), "
+                 "wait_ms = coalesce(?12, wait_ms)"),
     [S_SUCCEEDED_ATT] =
         "INSERT INTO attempts(job_id, round, attempt, worker, finished_at, "
-        "run_ms, outcome) VALUES (?1, " S_ROUND ", ?2, ?3, ?4, ?5, "
-        "'succeeded') ON CONFLICT DO UPDATE SET "
+        "run_ms, outcome, started_at) VALUES (?1, " S_ROUND ", ?2, ?3, ?4, "
+        "?5, 'succeeded', ?6) ON CONFLICT DO UPDATE SET "
         "worker = coalesce(excluded.worker, worker), "
         "finished_at = excluded.finished_at, run_ms = excluded.run_ms, "
-        "outcome = excluded.outcome",
-    [S_FAILED] =
-        S_UPSERT(", attempts, category, error, worker, run_at, finished_at",
-                 ", ?8, ?9, ?10, ?11, ?12, CASE WHEN ?5 = 'dead' THEN ?6 END",
-                 ", attempts = max(attempts, ?8), category = ?9, error = ?10, "
-                 "worker = coalesce(?11, worker), run_at = ?12, "
-                 "finished_at = CASE WHEN ?5 = 'dead' THEN ?6 END"),
+        "outcome = excluded.outcome, "
+        "started_at = coalesce(excluded.started_at, started_at)",
+    [S_FAILED] = S_UPSERT(
+        ", attempts, category, error, worker, run_at, finished_at, "
+        "started_at, wait_ms",
+        ", ?8, ?9, ?10, ?11, ?12, CASE WHEN ?5 = 'dead' THEN ?6 END, ?13, ?14",
+        ", attempts = max(attempts, ?8), category = ?9, error = ?10, "
+        "worker = coalesce(?11, worker), run_at = ?12, "
+        "finished_at = CASE WHEN ?5 = 'dead' THEN ?6 END, "
+        "started_at = coalesce(?13, started_at), "
+        "wait_ms = coalesce(?14, wait_ms)"),
     [S_FAILED_ATT] =
         "INSERT INTO attempts(job_id, round, attempt, worker, finished_at, "
         "run_ms, outcome, category, message, exit_code, signal, http_status, "
-        "key_id) VALUES (?1, " S_ROUND ", ?2, ?3, ?4, ?5, 'failed', ?6, ?7, "
-        "?8, ?9, ?10, ?11) ON CONFLICT DO UPDATE SET "
+        "key_id, started_at) VALUES (?1, " S_ROUND ", ?2, ?3, ?4, ?5, "
+        "'failed', ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO UPDATE SET "
+        "started_at = coalesce(excluded.started_at, started_at), "
         "worker = coalesce(excluded.worker, worker), "
         "finished_at = excluded.finished_at, "
         "run_ms = coalesce(excluded.run_ms, run_ms), outcome = 'failed', "
@@ -475,9 +485,20 @@ s_category(const dv_event_t *ev)
                : NULL;
 }
 
+/* The folded start of the attempt into parameters i and i + 1. */
+static void
+s_bind_fold(sqlite3_stmt *st, int i, const collector_store_fold_t *fold)
+{
+    if (!fold || !fold->started)
+        return;
+    sqlite3_bind_int64(st, i, fold->started_ms);
+    sqlite3_bind_int64(st, i + 1, fold->wait_ms);
+}
+
 static int
 s_job_event(collector_store_be_t *self, const char *broker,
-            const dv_event_t *ev, int64_t run_ms)
+            const dv_event_t *ev, int64_t run_ms,
+            const collector_store_fold_t *fold)
 {
     const dv_str_t msg =
         ev->has_failure ? ev->failure.message : (dv_str_t){ 0 };
@@ -515,6 +536,7 @@ s_job_event(collector_store_be_t *self, const char *broker,
         sqlite3_bind_int(st, 8, ev->attempt);
         s_bind_opt(st, 9, run_ms);
         s_bind_str(st, 10, ev->worker);
+        s_bind_fold(st, 11, fold);
         rc |= s_step(self, S_SUCCEEDED);
         if (ev->attempt > 0) {
             st = self->st[S_SUCCEEDED_ATT];
@@ -523,6 +545,8 @@ s_job_event(collector_store_be_t *self, const char *broker,
             s_bind_str(st, 3, ev->worker);
             sqlite3_bind_int64(st, 4, ev->ts_ms);
             s_bind_opt(st, 5, run_ms);
+            if (fold && fold->started)
+                sqlite3_bind_int64(st, 6, fold->started_ms);
             rc |= s_step(self, S_SUCCEEDED_ATT);
         }
     } else if (ev->kind_enum == DV_EV_JOB_FAILED) {
@@ -533,6 +557,7 @@ s_job_event(collector_store_be_t *self, const char *broker,
         s_bind_str(st, 10, msg);
         s_bind_str(st, 11, ev->worker);
         s_bind_opt(st, 12, ev->run_at_ms);
+        s_bind_fold(st, 13, fold);
         rc |= s_step(self, S_FAILED);
         if (ev->attempt > 0) {
             st = self->st[S_FAILED_ATT];
@@ -542,6 +567,8 @@ s_job_event(collector_store_be_t *self, const char *broker,
             sqlite3_bind_int64(st, 4, ev->ts_ms);
             s_bind_opt(st, 5, run_ms);
             s_bind_failure(st, ev);
+            if (fold && fold->started)
+                sqlite3_bind_int64(st, 12, fold->started_ms);
             rc |= s_step(self, S_FAILED_ATT);
         }
     } else if (ev->kind_enum == DV_EV_JOB_DEAD) {
@@ -570,14 +597,14 @@ s_job_event(collector_store_be_t *self, const char *broker,
 
 static int
 s_event(collector_store_be_t *self, const char *broker, const dv_event_t *ev,
-        int64_t run_ms)
+        int64_t run_ms, const collector_store_fold_t *fold)
 {
     if (s_begin(self) != 0)
         return -1;
     int rc = 0;
     bool job = collector_event_family(ev) == COLLECTOR_EV_JOB;
-    if (job && ev->id.ptr && ev->id.len)
-        rc |= s_job_event(self, broker, ev, run_ms);
+    if (job && ev->id.ptr && ev->id.len && !(fold && fold->history_only))
+        rc |= s_job_event(self, broker, ev, run_ms, fold);
     if (collector_event_recorded(ev))
         rc |= s_record_event(self, broker, ev);
     return rc ? -1 : 0;
