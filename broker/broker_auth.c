@@ -6,7 +6,9 @@
  *   workers socket: role worker only, and a worker's name (its routing id)
  *                   must be its certificate's name;
  *   clients socket: submit and wait: client, operator; ctrl status: client,
- *                   operator, observer; ctrl job: client, operator; every
+ *                   operator, observer; ctrl job: client, operator; ctrl
+ *                   finished (what events said already): operator,
+ *                   observer; every
  *                   other verb (check, cancel, retry, pause, resume, purge,
  *                   rate, max-running, drain): operator.
  *
@@ -63,7 +65,8 @@ s_may_ctrl(dv_role_t role, dv_str_t verb)
     case DV_ROLE_CLIENT:
         return dv_str_eq(verb, "status") || dv_str_eq(verb, "job");
     case DV_ROLE_OBSERVER:
-        return dv_str_eq(verb, "status") || dv_str_eq(verb, "keys");
+        return dv_str_eq(verb, "status") || dv_str_eq(verb, "keys") ||
+               dv_str_eq(verb, "finished");
     default:
         return false;
     }

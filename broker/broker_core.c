@@ -131,6 +131,11 @@ s_bind(broker_t *self, int type, const char *ep, const char *what)
     void *s = zmq_socket(self->zctx, type);
     int hwm = 1000000, linger = 500;
     int64_t maxmsg = DV_MSG_MAX;
+    /* Events: a subscriber that falls this far behind loses messages (the
+     * broker never waits for one); a message is a group's job events, so
+     * the queue stays small in bytes and still spans seconds. */
+    if (type == ZMQ_PUB)
+        hwm = self->cfg.events_hwm > 0 ? self->cfg.events_hwm : 1000;
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);

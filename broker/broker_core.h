@@ -39,7 +39,9 @@ typedef struct {
     int default_max_attempts;
     int64_t default_result_ttl_ms;
     dv_backoff_t default_backoff;
-    int batch_max; /* messages drained per socket per pass */
+    int batch_max;  /* messages drained per socket per pass */
+    int events_hwm; /* messages the PUB socket queues per subscriber before
+                     * it drops (a batch of job events is one); 0 = 1000 */
     /* The fleet's API keys (broker_keys.h): a grant's life at the worker
      * (0 = 1 s), and the interval between probes of a disabled key (0 =
      * never). */

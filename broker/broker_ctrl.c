@@ -776,6 +776,8 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
                                  broker_reads_refusal(rc), NULL, false);
             }
         }
+    } else if (dv_str_eq(c->verb, "finished")) {
+        broker_reads_finished(self, rid, c);
     } else if (dv_str_eq(c->verb, "job")) {
         if (!idtext[0]) {
             broker_out_reply(self, rid, c->req, DV_CODE_INVALID_ARGUMENT,

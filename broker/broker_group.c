@@ -246,6 +246,12 @@ s_flush_sends(broker_t *self, broker_group_t *g)
 {
     for (size_t i = 0; i < g->nsends; i++) {
         broker_send_t *snd = &g->sends[i];
+        if (snd->batch) {
+            zmq_send(snd->socket, snd->topic, strlen(snd->topic), ZMQ_SNDMORE);
+            zmq_send(snd->socket, g->evbuf.data + snd->off, snd->len,
+                     ZMQ_DONTWAIT);
+            continue;
+        }
         const char *data = g->outbuf.data + snd->off;
         if (snd->rid) {
             broker_out_send_raw(snd->socket, snd->rid, data, snd->len);
@@ -257,6 +263,8 @@ s_flush_sends(broker_t *self, broker_group_t *g)
     }
     g->nsends = 0;
     g->outbuf.size = 0; /* keep the memory for the next group */
+    g->evbuf.size = 0;
+    g->batch = SIZE_MAX;
     if (g->event_seq > self->event_seq_sent)
         self->event_seq_sent = g->event_seq;
     g->event_seq = 0;
@@ -270,6 +278,8 @@ s_drop_sends(broker_group_t *g)
         free(g->sends[i].rid);
     g->nsends = 0;
     g->outbuf.size = 0;
+    g->evbuf.size = 0;
+    g->batch = SIZE_MAX;
     g->event_seq = 0;
 }
 
@@ -301,6 +311,8 @@ broker_group_new(void)
     g->acks_tail = &g->acks;
     g->ended_tail = &g->ended;
     msgpack_sbuffer_init(&g->outbuf);
+    msgpack_sbuffer_init(&g->evbuf);
+    g->batch = SIZE_MAX;
     return g;
 }
 
@@ -316,6 +328,7 @@ broker_group_destroy(broker_group_t **g_p)
         free(g->sends[i].rid);
     free(g->sends);
     msgpack_sbuffer_destroy(&g->outbuf);
+    msgpack_sbuffer_destroy(&g->evbuf);
     dv_map_destroy(&g->results_out);
     s_free_keys(g);
     free(g);

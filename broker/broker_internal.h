@@ -126,13 +126,14 @@ typedef struct broker_ended {
 
 /* A message encoded during the pass, sent after its commit. The bytes are
  * in the group's outbuf (one buffer reused pass after pass, so deferring
- * costs no allocation per message); a routing id only for replies, a topic
- * only for events. */
+ * costs no allocation per message), or for a batch of job events in its
+ * evbuf; a routing id only for replies, a topic only for events. */
 typedef struct broker_send {
     void *socket;
-    size_t off, len;
+    size_t off, len; /* len: for a batch, set when it is sent */
     char topic[32];
     broker_rid_t *rid; /* NULL for events */
+    bool batch;        /* an "events" message in evbuf */
 } broker_send_t;
 
 /* A buffer result items point into, owned by their results. */
@@ -182,9 +183,17 @@ typedef struct broker_group {
     broker_send_t *sends;   /* replies and events, in order */
     size_t nsends, sends_cap;
     msgpack_sbuffer outbuf; /* their encoded bytes */
-    dv_map_t *results_out;  /* client rid bytes -> broker_results_t (owned) */
-    broker_pkey_t *keys;    /* idempotency keys inserted in this group */
-    uint64_t event_seq;     /* of the last event queued in it; 0: none */
+    /* The job events go out together: one "events" message (topic "jobs")
+     * per run of them, in evbuf, built in place as they come. A run ends
+     * at another kind of event (so the PUB socket carries every event in
+     * seq order) or when it is full. batch is the index in sends of the
+     * run being built, SIZE_MAX when none. */
+    msgpack_sbuffer evbuf;
+    dv_events_enc_t evenc;
+    size_t batch;
+    dv_map_t *results_out; /* client rid bytes -> broker_results_t (owned) */
+    broker_pkey_t *keys;   /* idempotency keys inserted in this group */
+    uint64_t event_seq;    /* of the last event queued in it; 0: none */
 } broker_group_t;
 
 /* A lease handed out since the current group was last sealed, whose
@@ -642,6 +651,13 @@ const char *broker_reads_refusal(int rc);
 
 /* Answers every read the reader has finished (its eventfd fired). */
 void broker_reads_ready(broker_t *self);
+
+/* ctrl "finished": a page of the jobs that finished in a time window
+ * (args: dv_finished_args_t), read by the reader and answered with a
+ * dv_finished_t body. Answers at once when the args do not decode or the
+ * read cannot be pushed. */
+void broker_reads_finished(broker_t *self, const broker_rid_t *rid,
+                           const dv_ctrl_t *c);
 
 /* Keeps the current sender (self->sender) in s. */
 void broker_sender_save(const broker_t *self, broker_sender_t *s);

@@ -103,6 +103,11 @@ const dv_flag_t broker_flags[] = {
                 .help = "after a start, how long recovered jobs wait for the "
                         "workers that held them to rejoin (default and 0: "
                         "three heartbeats, at least 0.5)"),
+    DV_FLAG_INTEGER("events-hwm", &s_cfg.events_hwm, 1, 1 << 24, .arg = "N",
+                    .dflt = "1000",
+                    .help = "event messages queued for each subscriber before "
+                            "it loses them (a group's job events are one "
+                            "message); a subscriber that falls behind resyncs"),
     DV_FLAG_INTEGER("max-attempts", &s_cfg.default_max_attempts, 1, 1000,
                     .arg = "N", .dflt = "5",
                     .help = "attempts of a job that gives none"),

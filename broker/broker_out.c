@@ -7,6 +7,12 @@
  * the current group's buffer and go out when broker_group.c sees the group
  * durable, in the order they were produced. Events get their sequence
  * number here, one per event, gap-free unless one could not be built.
+ * Job events are not sent one by one: each is encoded straight into the
+ * group's batch (an "events" message, topic "jobs"), which takes the place
+ * of its first event among the group's output. A worker, queue or other
+ * event ends the batch and goes alone under its kind as topic, so the PUB
+ * socket carries the events in seq order; the next job event starts a new
+ * batch. A batch is also ended at S_BATCH_MAX events or S_BATCH_BYTES.
  *
  * Called from every other broker file, on the loop thread. Never blocks:
  * sends use ZMQ_DONTWAIT, and a full or vanished peer loses the message.
@@ -87,22 +93,33 @@ broker_out_send_now(void *socket, const broker_rid_t *rid, const dv_msg_t *msg)
     return rc == DV_OK ? 0 : DV_ENOMEM;
 }
 
+/* The next free slot of g->sends (not yet counted), or NULL when out of
+ * memory. */
+static broker_send_t *
+s_send_slot(broker_group_t *g)
+{
+    if (g->nsends == g->sends_cap) {
+        size_t ncap = g->sends_cap ? g->sends_cap * 2 : 1024;
+        broker_send_t *n = realloc(g->sends, ncap * sizeof *n);
+        if (!n)
+            return NULL;
+        g->sends = n;
+        g->sends_cap = ncap;
+    }
+    broker_send_t *snd = &g->sends[g->nsends];
+    memset(snd, 0, sizeof *snd);
+    return snd;
+}
+
 int
 broker_out_send_later(broker_t *self, void *socket, const broker_rid_t *rid,
                       const char *topic, const dv_msg_t *msg)
 {
     broker_group_t *g = self->cur;
-    if (g->nsends == g->sends_cap) {
-        size_t ncap = g->sends_cap ? g->sends_cap * 2 : 1024;
-        broker_send_t *n = realloc(g->sends, ncap * sizeof *n);
-        if (!n)
-            return DV_ENOMEM;
-        g->sends = n;
-        g->sends_cap = ncap;
-    }
-    broker_send_t *snd = &g->sends[g->nsends];
+    broker_send_t *snd = s_send_slot(g);
+    if (!snd)
+        return DV_ENOMEM;
     snd->socket = socket;
-    snd->rid = NULL;
     if (rid) {
         snd->rid = malloc(sizeof *rid);
         if (!snd->rid)
@@ -148,17 +165,61 @@ broker_out_error(broker_t *self, void *socket, const broker_rid_t *rid,
     (void)self;
 }
 
+/* A batch ends here: subscribers decode it whole, so it stays well under
+ * the frame limit and the item limit. */
+#define S_BATCH_MAX   20000
+#define S_BATCH_BYTES (16u << 20)
+
+/* Adds the job event ev to the current group's batch, starting one if
+ * none is open or the open one is full. Returns 0 or DV_ENOMEM (the
+ * batch is then as it was). */
+static int
+s_batch_add(broker_t *self, const dv_event_t *ev)
+{
+    broker_group_t *g = self->cur;
+    if (g->batch != SIZE_MAX &&
+        (g->evenc.n >= S_BATCH_MAX ||
+         g->evbuf.size - g->evenc.start >= S_BATCH_BYTES))
+        g->batch = SIZE_MAX;
+    if (g->batch == SIZE_MAX) {
+        broker_send_t *snd = s_send_slot(g);
+        if (!snd || dv_events_begin(&g->evenc, &g->evbuf) != DV_OK)
+            return DV_ENOMEM;
+        snd->socket = self->events;
+        snd->batch = true;
+        snd->off = g->evenc.start;
+        memcpy(snd->topic, DV_EVENTS_TOPIC, sizeof DV_EVENTS_TOPIC);
+        if (dv_events_add(&g->evenc, &g->evbuf, ev) != DV_OK) {
+            g->evbuf.size = snd->off;
+            return DV_ENOMEM;
+        }
+        g->batch = g->nsends++;
+    } else if (dv_events_add(&g->evenc, &g->evbuf, ev) != DV_OK) {
+        return DV_ENOMEM;
+    }
+    broker_send_t *snd = &g->sends[g->batch];
+    snd->len = g->evbuf.size - snd->off;
+    return 0;
+}
+
 void
 broker_out_event(broker_t *self, dv_event_t *ev)
 {
     ev->seq = ++self->event_seq;
     ev->broker = dv_str(self->instance);
     ev->ts_ms = broker_now_ms(self);
-    dv_msg_t m = { .type = DV_MSG_EVENT };
-    m.u.event = *ev;
     char topic[48];
     dv_str_copy(dv_event_topic(ev), topic, sizeof topic);
-    if (broker_out_send_later(self, self->events, NULL, topic, &m) == 0)
+    int rc;
+    if (dv_event_is_job(ev)) {
+        rc = s_batch_add(self, ev);
+    } else {
+        self->cur->batch = SIZE_MAX; /* the next job event starts a batch */
+        dv_msg_t m = { .type = DV_MSG_EVENT };
+        m.u.event = *ev;
+        rc = broker_out_send_later(self, self->events, NULL, topic, &m);
+    }
+    if (rc == 0)
         self->cur->event_seq = ev->seq;
     else
         dv_log(DV_ERROR, "broker.event_dropped", DV_STR("kind", topic),

@@ -6,7 +6,9 @@
  * answering of finished reads, the sender kept for a late answer, and the
  * read of stored jobs by id that wait, job and cancel share: the reader
  * copies each view out of the store's callback, the loop answers with the
- * same callbacks as before (broker_client_on_view, ...) on the copy.
+ * same callbacks as before (broker_client_on_view, ...) on the copy. And
+ * ctrl "finished", the page of finished jobs a collector reads back after
+ * it lost events: the reader copies each row, the loop encodes the page.
  *
  * Called by the loop: broker_reads_ready when the reader's eventfd fires,
  * the rest by the verbs that read. Never blocks.
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "dv_body.h"
 #include "dv_log.h"
 
 int
@@ -313,4 +316,182 @@ broker_views_free(broker_views_t *v)
         free(v->items[i].options);
     }
     free(v);
+}
+
+/* ---- finished jobs by time ------------------------------------------------ */
+
+/* One row of the page, its strings in the same allocation. */
+typedef struct {
+    dv_finished_job_t job;
+    char data[];
+} s_frow_t;
+
+typedef struct {
+    broker_read_t base; /* first */
+    broker_rid_t rid;
+    uint64_t req;
+    int64_t since_ms, until_ms;
+    char after[DV_ID_TEXT_LEN + 1]; /* "" none */
+    int limit;
+    s_frow_t **rows; /* limit slots */
+    int nrows;
+    bool oom; /* a row could not be copied */
+} s_finished_read_t;
+
+static dv_str_t
+s_fput(char **cursor, const char *s)
+{
+    const char *c = s_put(cursor, s);
+    return c ? dv_strn(c, strlen(c)) : (dv_str_t){ 0 };
+}
+
+static int
+s_on_finished(void *arg, const broker_finished_t *f)
+{
+    s_finished_read_t *t = arg;
+    if (t->nrows >= t->limit)
+        return 0;
+    size_t n = sizeof(s_frow_t) + s_len(f->id) + s_len(f->queue) +
+               s_len(f->type) + s_len(f->batch) + s_len(f->worker) +
+               s_len(f->error);
+    s_frow_t *row = malloc(n);
+    if (!row) {
+        t->oom = true;
+        return DV_ENOMEM;
+    }
+    memset(&row->job, 0, sizeof row->job);
+    char *cur = row->data;
+    dv_finished_job_t *j = &row->job;
+    j->id = s_fput(&cur, f->id);
+    j->queue = s_fput(&cur, f->queue);
+    j->type = s_fput(&cur, f->type);
+    j->batch = s_fput(&cur, f->batch);
+    j->worker = s_fput(&cur, f->worker);
+    j->message = s_fput(&cur, f->error);
+    j->state = f->state;
+    j->attempt = f->attempt > 0 ? f->attempt : 0;
+    j->finished_ms = f->finished_ms > 0 ? f->finished_ms : 0;
+    if (f->started_ms > 0 && f->finished_ms >= f->started_ms)
+        j->run_ms = f->finished_ms - f->started_ms;
+    j->category = f->category
+                      ? dv_category_parse(f->category, strlen(f->category))
+                      : DV_CAT_NONE;
+    t->rows[t->nrows++] = row;
+    return 0;
+}
+
+static int
+s_finished_run(broker_store_t *store, broker_read_t *r)
+{
+    s_finished_read_t *t = (s_finished_read_t *)r;
+    int rc = broker_store_finished(store, t->since_ms, t->until_ms,
+                                   t->after[0] ? t->after : NULL, t->limit,
+                                   s_on_finished, t);
+    return rc < 0 || t->oom ? (t->oom ? DV_ENOMEM : rc) : 0;
+}
+
+static void
+s_finished_free(s_finished_read_t *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < t->nrows; i++)
+        free(t->rows[i]);
+    free(t->rows);
+    free(t);
+}
+
+static void
+s_finished_free_read(broker_read_t *r)
+{
+    s_finished_free((s_finished_read_t *)r);
+}
+
+static void
+s_finished_done(void *owner, broker_read_t *r)
+{
+    broker_t *self = owner;
+    s_finished_read_t *t = (s_finished_read_t *)r;
+    if (r->stopped) {
+        broker_out_reply(self, &t->rid, t->req, DV_CODE_TRY_AGAIN,
+                         broker_reads_refusal(BROKER_READER_STOPPED), NULL,
+                         false);
+    } else if (r->rc == DV_ENOMEM) {
+        broker_out_reply(self, &t->rid, t->req, DV_CODE_NO_MEMORY,
+                         "broker out of memory", NULL, false);
+    } else if (r->rc != 0) {
+        broker_out_reply(self, &t->rid, t->req, DV_CODE_STORE,
+                         "store read failed", NULL, false);
+    } else {
+        dv_finished_job_t *jobs =
+            t->nrows ? malloc((size_t)t->nrows * sizeof *jobs) : NULL;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        int rc = t->nrows && !jobs ? DV_ENOMEM : DV_OK;
+        if (rc == DV_OK) {
+            for (int i = 0; i < t->nrows; i++)
+                jobs[i] = t->rows[i]->job;
+            dv_finished_t f = { .jobs = jobs,
+                                .njobs = (uint32_t)t->nrows,
+                                .more = t->nrows >= t->limit };
+            rc = dv_finished_encode(&f, &sb);
+        }
+        if (rc == DV_OK)
+            broker_out_reply(self, &t->rid, t->req, DV_CODE_NONE, NULL, &sb,
+                             false);
+        else
+            broker_out_reply(self, &t->rid, t->req, DV_CODE_NO_MEMORY,
+                             "broker out of memory", NULL, false);
+        msgpack_sbuffer_destroy(&sb);
+        free(jobs);
+    }
+    s_finished_free(t);
+}
+
+void
+broker_reads_finished(broker_t *self, const broker_rid_t *rid,
+                      const dv_ctrl_t *c)
+{
+    dv_finished_args_t a;
+    char why[256];
+    int rc = c->args.ptr ? dv_finished_args_decode(c->args.ptr, c->args.len, &a,
+                                                   why, sizeof why)
+                         : DV_EPROTO;
+    if (!c->args.ptr)
+        snprintf(why, sizeof why,
+                 "finished needs args {since, until, after, limit}");
+    if (rc != DV_OK) {
+        broker_out_reply(self, rid, c->req,
+                         rc == DV_ENOMEM ? DV_CODE_NO_MEMORY
+                                         : DV_CODE_INVALID_ARGUMENT,
+                         why, NULL, false);
+        return;
+    }
+    s_finished_read_t *t = calloc(1, sizeof *t);
+    if (t)
+        t->rows = calloc((size_t)a.limit, sizeof *t->rows);
+    if (!t || !t->rows) {
+        dv_finished_args_release(&a);
+        s_finished_free(t);
+        broker_out_reply(self, rid, c->req, DV_CODE_NO_MEMORY,
+                         "broker out of memory", NULL, false);
+        return;
+    }
+    t->base.run = s_finished_run;
+    t->base.done = s_finished_done;
+    t->base.free = s_finished_free_read;
+    t->rid = *rid;
+    t->req = c->req;
+    t->since_ms = a.since_ms;
+    t->until_ms = a.until_ms;
+    t->limit = a.limit;
+    if (a.after.ptr)
+        dv_str_copy(a.after, t->after, sizeof t->after);
+    dv_finished_args_release(&a);
+    rc = broker_reads_push(self, &t->base, true);
+    if (rc != 0) {
+        s_finished_free(t);
+        broker_out_reply(self, rid, c->req, DV_CODE_TRY_AGAIN,
+                         broker_reads_refusal(rc), NULL, false);
+    }
 }

@@ -20,6 +20,7 @@
 
 #include "broker_internal.h"
 #include "broker_test_fx.h"
+#include "dv_body.h"
 #include "dv_log.h"
 
 static void *s_dealer; /* the client */
@@ -604,26 +605,42 @@ t_check_waits_for_its_scan_only(void **state)
 
 /* ---- ctrl job: the attempts and what each said ------------------------------ */
 
-/* Every event recorded since send number from: none carries a failure's
- * details or stderr. Returns how many carried a failure. */
 static int
-s_failure_events_without_texts(broker_t *b, size_t from)
+s_check_failure_texts(const dv_event_t *ev, uint64_t after_seq)
+{
+    if (ev->seq <= after_seq || !ev->has_failure)
+        return 0;
+    assert_null(ev->failure.details.ptr);
+    assert_null(ev->failure.stderr_tail.ptr);
+    assert_non_null(ev->failure.message.ptr);
+    return 1;
+}
+
+/* Every event the current group holds past sequence number after_seq
+ * (alone or in a batch): none carries a failure's details or stderr.
+ * Returns how many carried a failure. */
+static int
+s_failure_events_without_texts(broker_t *b, uint64_t after_seq)
 {
     int n = 0;
     const broker_group_t *g = b->cur;
-    for (size_t i = from; i < g->nsends; i++) {
+    for (size_t i = 0; i < g->nsends; i++) {
         const broker_send_t *snd = &g->sends[i];
+        if (snd->socket != b->events)
+            continue;
+        const msgpack_sbuffer *buf = snd->batch ? &g->evbuf : &g->outbuf;
         dv_msg_t m;
         char why[128] = "";
-        assert_int_equal(dv_msg_decode(g->outbuf.data + snd->off, snd->len, &m,
-                                       why, sizeof why),
-                         DV_OK);
-        if (m.type == DV_MSG_EVENT && m.u.event.has_failure) {
-            assert_null(m.u.event.failure.details.ptr);
-            assert_null(m.u.event.failure.stderr_tail.ptr);
-            assert_non_null(m.u.event.failure.message.ptr);
-            n++;
-        }
+        assert_int_equal(
+            dv_msg_decode(buf->data + snd->off, snd->len, &m, why, sizeof why),
+            DV_OK);
+        if (m.type == DV_MSG_EVENT)
+            n += s_check_failure_texts(&m.u.event, after_seq);
+        else if (m.type == DV_MSG_EVENTS)
+            for (uint32_t k = 0; k < m.u.events.nevents; k++)
+                n += s_check_failure_texts(&m.u.events.events[k], after_seq);
+        else
+            fail_msg("not an event on the events socket");
         dv_msg_release(&m);
     }
     return n;
@@ -645,7 +662,7 @@ s_run_and_fail(broker_fx_t *fx, broker_worker_t *w, broker_job_t *job,
     job->started_ms = broker_now_ms(b);
     job->flags |= BROKER_JOB_STARTED;
     broker_fx_advance_ms(fx, 1500);
-    size_t from = b->cur->nsends;
+    uint64_t from = b->event_seq;
     broker_sched_fail(b, job, f);
     *events += s_failure_events_without_texts(b, from);
 }
@@ -784,6 +801,189 @@ t_job_attempts_read_fails(void **state)
     assert_string_equal(a[2].state, "dead");
 }
 
+/* ---- ctrl finished: finished jobs by time, page by page -------------------- */
+
+/* The body a page's views point into; freed with the page. */
+static char *s_page_body;
+
+static void
+s_page_release(dv_finished_t *p)
+{
+    dv_finished_release(p);
+    free(s_page_body);
+    s_page_body = NULL;
+}
+
+/* Sends ctrl finished with args, answers the read, and decodes the page
+ * into *out (s_page_release it); returns the reply's code. */
+static dv_code_t
+s_finished(broker_t *b, uint64_t req, int64_t since, int64_t until,
+           const char *after, int limit, dv_finished_t *out)
+{
+    dv_finished_args_t a = { .since_ms = since,
+                             .until_ms = until,
+                             .after = dv_str(after),
+                             .limit = limit };
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_finished_args_encode(&a, &sb), DV_OK);
+    dv_msg_t m = { .type = DV_MSG_CTRL };
+    m.u.ctrl.req = req;
+    m.u.ctrl.verb = dv_str("finished");
+    m.u.ctrl.args = dv_strn(sb.data, sb.size);
+    broker_client_on_message(b, &s_rid, &m);
+    msgpack_sbuffer_destroy(&sb);
+    s_answer_reads(b);
+    dv_msg_t r;
+    zmq_msg_t f;
+    assert_true(s_next(2000, &r, &f));
+    assert_int_equal(r.type, DV_MSG_REPLY);
+    assert_int_equal(r.u.reply.req, req);
+    dv_code_t code = r.u.reply.code;
+    memset(out, 0, sizeof *out);
+    if (r.u.reply.ok) {
+        char why[256];
+        assert_non_null(r.u.reply.body.ptr);
+        /* The views must outlive the frame: decode a copy. */
+        char *copy = malloc(r.u.reply.body.len);
+        assert_non_null(copy);
+        memcpy(copy, r.u.reply.body.ptr, r.u.reply.body.len);
+        int rc =
+            dv_finished_decode(copy, r.u.reply.body.len, out, why, sizeof why);
+        if (rc != DV_OK)
+            fail_msg("finished body: %s", why);
+        s_page_body = copy;
+    }
+    s_release(&r, &f);
+    return code;
+}
+
+static void
+t_finished_pages(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    enum { N = 7 };
+    char ids[N][DV_ID_TEXT_LEN + 1];
+    int64_t t0 = broker_now_ms(b);
+    for (int i = 0; i < N; i++) {
+        broker_job_t *job = broker_fx_job(fx, "q", 0, 1);
+        broker_id_text(job, ids[i]);
+        dv_failure_t f;
+        dv_failure_init(&f);
+        f.category = DV_CAT_HANDLER;
+        f.message = dv_str("no");
+        /* two at each time, so a page may end inside one millisecond */
+        if (i % 2 == 0)
+            broker_fx_advance_ms(fx, 10);
+        broker_sched_finish(b, job, i == 3 ? DV_STATE_DEAD : DV_STATE_SUCCEEDED,
+                            NULL, 0, i == 3 ? &f : NULL);
+    }
+    broker_job_t *live = broker_fx_job(fx, "q", 0, 1); /* not finished */
+    (void)live;
+    s_commit(b);
+    int64_t t1 = broker_now_ms(b);
+
+    /* The whole window, three at a time: every job once, in order. */
+    int seen = 0;
+    int64_t since = t0;
+    char after[DV_ID_TEXT_LEN + 1] = "";
+    for (int page = 0; page < 10; page++) {
+        dv_finished_t p;
+        assert_int_equal(s_finished(b, 10 + (uint64_t)page, since, t1,
+                                    after[0] ? after : NULL, 3, &p),
+                         DV_CODE_NONE);
+        for (uint32_t k = 0; k < p.njobs; k++) {
+            const dv_finished_job_t *j = &p.jobs[k];
+            assert_true(seen < N);
+            assert_true(dv_str_eq(j->id, ids[seen]));
+            assert_true(dv_str_eq(j->queue, "q"));
+            assert_true(dv_str_eq(j->type, "noop"));
+            assert_int_equal(j->state,
+                             seen == 3 ? DV_STATE_DEAD : DV_STATE_SUCCEEDED);
+            if (seen == 3) {
+                assert_int_equal(j->category, DV_CAT_HANDLER);
+                assert_true(dv_str_eq(j->message, "no"));
+            }
+            assert_true(j->finished_ms >= t0 && j->finished_ms <= t1);
+            since = j->finished_ms;
+            dv_str_copy(j->id, after, sizeof after);
+            seen++;
+        }
+        bool more = p.more;
+        assert_int_equal(more, p.njobs == 3);
+        s_page_release(&p);
+        if (!more)
+            break;
+    }
+    assert_int_equal(seen, N);
+
+    /* A window before them all: nothing. */
+    dv_finished_t p;
+    assert_int_equal(s_finished(b, 30, 0, t0 - 1, NULL, 5, &p), DV_CODE_NONE);
+    assert_int_equal(p.njobs, 0);
+    assert_false(p.more);
+    s_page_release(&p);
+
+    /* Args that do not decode: refused at once, with the reason. */
+    dv_msg_t m = { .type = DV_MSG_CTRL };
+    m.u.ctrl.req = 31;
+    m.u.ctrl.verb = dv_str("finished");
+    broker_client_on_message(b, &s_rid, &m);
+    s_answer_t a[40] = { 0 };
+    assert_int_equal(s_collect(a, 40, 2000), 1);
+    assert_int_equal(a[31].code, DV_CODE_INVALID_ARGUMENT);
+}
+
+/* The job events of a group are one batch in seq order; a worker event
+ * in between ends it. */
+static void
+t_job_events_batched(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    broker_job_t *jobs[3];
+    for (int i = 0; i < 3; i++)
+        jobs[i] = broker_fx_job(fx, "q", 0, 1);
+    s_commit(b);
+    uint64_t first = b->event_seq;
+    broker_sched_finish(b, jobs[0], DV_STATE_SUCCEEDED, NULL, 0, NULL);
+    broker_sched_finish(b, jobs[1], DV_STATE_SUCCEEDED, NULL, 0, NULL);
+    dv_event_t w = { .kind_enum = DV_EV_WORKER_LEFT, .worker = dv_str("w9") };
+    broker_out_event(b, &w);
+    broker_sched_finish(b, jobs[2], DV_STATE_SUCCEEDED, NULL, 0, NULL);
+    const broker_group_t *g = b->cur;
+    uint64_t seq = first;
+    int batches = 0, lone = 0;
+    for (size_t i = 0; i < g->nsends; i++) {
+        const broker_send_t *snd = &g->sends[i];
+        if (snd->socket != b->events)
+            continue;
+        const msgpack_sbuffer *buf = snd->batch ? &g->evbuf : &g->outbuf;
+        dv_msg_t m;
+        assert_int_equal(
+            dv_msg_decode(buf->data + snd->off, snd->len, &m, NULL, 0), DV_OK);
+        if (snd->batch) {
+            assert_string_equal(snd->topic, "jobs");
+            assert_int_equal(m.type, DV_MSG_EVENTS);
+            for (uint32_t k = 0; k < m.u.events.nevents; k++) {
+                assert_int_equal(m.u.events.events[k].seq, ++seq);
+                assert_true(dv_event_is_job(&m.u.events.events[k]));
+            }
+            batches++;
+        } else {
+            assert_string_equal(snd->topic, "worker.left");
+            assert_int_equal(m.type, DV_MSG_EVENT);
+            assert_int_equal(m.u.event.seq, ++seq);
+            lone++;
+        }
+        dv_msg_release(&m);
+    }
+    assert_int_equal(seq, b->event_seq);
+    assert_int_equal(batches, 2);
+    assert_int_equal(lone, 1);
+}
+
 int
 main(void)
 {
@@ -798,6 +998,8 @@ main(void)
         T(t_check_waits_for_its_scan_only),
         T(t_job_attempts_keep_details),
         T(t_job_attempts_read_fails),
+        T(t_finished_pages),
+        T(t_job_events_batched),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -289,6 +289,21 @@ broker_store_list(broker_store_t *self, const char *queue, dv_state_t state,
 }
 
 int
+broker_store_finished(broker_store_t *self, int64_t since_ms, int64_t until_ms,
+                      const char *after_id, int limit,
+                      int (*cb)(void *arg, const broker_finished_t *f),
+                      void *arg)
+{
+    assert(self && cb && limit > 0);
+    assert(!self->in_callback);
+    self->in_callback = true;
+    int rc = self->ops->finished(self->be, since_ms, until_ms, after_id, limit,
+                                 cb, arg);
+    self->in_callback = false;
+    return rc;
+}
+
+int
 broker_store_set_queue(broker_store_t *self, const broker_queue_settings_t *q)
 {
     assert(self && q && q->name);

@@ -234,6 +234,33 @@ int broker_store_list(broker_store_t *self, const char *queue, dv_state_t state,
                       int limit, int (*cb)(void *arg, const char *id),
                       void *arg);
 
+/* A finished job as listed by finished(). Strings valid only during the
+ * callback; NULL when absent. */
+typedef struct {
+    const char *id;
+    const char *queue;
+    const char *type;
+    const char *batch;
+    dv_state_t state; /* succeeded, dead or cancelled */
+    int attempt;      /* attempts made */
+    const char *worker;
+    int64_t started_ms; /* the last attempt's start; 0 = unknown */
+    int64_t finished_ms;
+    const char *category; /* last failure, or NULL */
+    const char *error;    /* last failure message, or NULL */
+} broker_finished_t;
+
+/* Calls cb for up to limit jobs that finished at since_ms..until_ms (epoch
+ * ms, both included) and are still stored, in (finished_ms, id) order;
+ * with after_id, the jobs that finished at since_ms with an id up to
+ * after_id are left out (they were the page before). Returns how many, or
+ * an error (or cb's non-zero return, which stops the scan). An index on
+ * jobs(finished_at, id) serves it. */
+int broker_store_finished(broker_store_t *self, int64_t since_ms,
+                          int64_t until_ms, const char *after_id, int limit,
+                          int (*cb)(void *arg, const broker_finished_t *f),
+                          void *arg);
+
 /* An operator's settings for one queue. */
 typedef struct {
     const char *name;
@@ -329,6 +356,10 @@ typedef struct {
                 int (*cb)(void *arg, const broker_jobrec_t *rec), void *arg);
     int (*list)(void *be, const char *queue, dv_state_t state, int limit,
                 int (*cb)(void *arg, const char *id), void *arg);
+    int (*finished)(void *be, int64_t since_ms, int64_t until_ms,
+                    const char *after_id, int limit,
+                    int (*cb)(void *arg, const broker_finished_t *f),
+                    void *arg);
     int (*set_queue)(void *be, const broker_queue_settings_t *q);
     int (*load_queues)(void *be,
                        int (*cb)(void *arg, const broker_queue_settings_t *q),

@@ -193,6 +193,7 @@ typedef enum {
     S_EXPIRE,
     S_LOAD,
     S_LIST,
+    S_LIST_FINISHED,
     S_SET_QUEUE,
     S_LOAD_QUEUES,
     S_GENERATION,
@@ -204,13 +205,13 @@ typedef enum {
 } s_stmt_t;
 
 static const char *s_stmt_names[S_COUNT_] = {
-    "drover_insert",    "drover_running",     "drover_waiting",
-    "drover_finished",  "drover_attempt",     "drover_replay",
-    "drover_find_key",  "drover_get",         "drover_attempts",
-    "drover_expire",    "drover_load",        "drover_list",
-    "drover_set_queue", "drover_load_queues", "drover_generation",
-    "drover_probe",     "drover_fence",       "drover_set_key",
-    "drover_load_keys",
+    "drover_insert",        "drover_running",   "drover_waiting",
+    "drover_finished",      "drover_attempt",   "drover_replay",
+    "drover_find_key",      "drover_get",       "drover_attempts",
+    "drover_expire",        "drover_load",      "drover_list",
+    "drover_list_finished", "drover_set_queue", "drover_load_queues",
+    "drover_generation",    "drover_probe",     "drover_fence",
+    "drover_set_key",       "drover_load_keys",
 };
 
 /* As in store_sqlite.c: the failure columns are set from $6..$11 when $5 is
@@ -296,6 +297,11 @@ static const char *s_sql[S_COUNT_] = {
     [S_LOAD] = "SELECT " S_JOBREC_COLUMNS " FROM jobs WHERE id = $1",
     [S_LIST] = "SELECT id FROM jobs WHERE queue = $1 AND state = $2 "
                "AND finished_at IS NOT NULL ORDER BY id LIMIT $3",
+    [S_LIST_FINISHED] =
+        "SELECT id, queue, type, batch, state, attempt, worker, started_at, "
+        "finished_at, category, error FROM jobs WHERE finished_at IS NOT NULL "
+        "AND finished_at >= $1 AND finished_at <= $2 AND (finished_at > $1 "
+        "OR $3::text IS NULL OR id > $3) ORDER BY finished_at, id LIMIT $4",
     [S_SET_QUEUE] = "INSERT INTO queues (name, paused, rate, max_running) "
                     "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET "
                     "paused = EXCLUDED.paused, rate = EXCLUDED.rate, "
@@ -811,6 +817,14 @@ s_schema_setup(s_pg_t *be, char *err, size_t err_size)
         /* Not a table: made again at every start (an older drover's
          * schema at the same version gets it too). */
         rc = s_exec_ok(be, s_fence_function, err, err_size);
+    if (rc == 0)
+        /* Made at every start, not by a version (a store made before it
+         * gets it too): finished jobs by time, for ctrl "finished". Only
+         * finished jobs pay for it, once, when they finish. */
+        rc = s_exec_ok(be,
+                       "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs "
+                       "(finished_at, id) WHERE finished_at IS NOT NULL",
+                       err, err_size);
     if (rc == 0)
         rc = s_exec_ok(be, "COMMIT", err, err_size);
     if (rc == 0)
@@ -1464,6 +1478,46 @@ s_list(void *handle, const char *queue, dv_state_t state, int limit,
 }
 
 static int
+s_finished(void *handle, int64_t since_ms, int64_t until_ms,
+           const char *after_id, int limit,
+           int (*cb)(void *arg, const broker_finished_t *f), void *arg)
+{
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_int(&p, since_ms);
+    dv_pg_p_int(&p, until_ms);
+    dv_pg_p_text(&p, after_id);
+    dv_pg_p_int(&p, limit);
+    int code;
+    PGresult *r = s_read(handle, S_LIST_FINISHED, &p, "finished", NULL, &code);
+    if (!r)
+        return code;
+    int n = 0;
+    code = 0;
+    for (int i = 0; i < PQntuples(r) && code == 0; i++) {
+        broker_finished_t f = {
+            .id = s_text(r, i, 0),
+            .queue = s_text(r, i, 1),
+            .type = s_text(r, i, 2),
+            .batch = s_text(r, i, 3),
+            .state = s_state_parse(s_text(r, i, 4)),
+            .attempt = (int)s_int(r, i, 5),
+            .worker = s_text(r, i, 6),
+            .started_ms = s_int(r, i, 7),
+            .finished_ms = s_int(r, i, 8),
+            .category = s_text(r, i, 9),
+            .error = s_text(r, i, 10),
+        };
+        if (!f.id || !f.queue || !f.type)
+            continue;
+        code = cb(arg, &f);
+        if (code == 0)
+            n++;
+    }
+    PQclear(r);
+    return code != 0 ? code : n;
+}
+
+static int
 s_load_queues(void *handle,
               int (*cb)(void *arg, const broker_queue_settings_t *q), void *arg)
 {
@@ -1671,6 +1725,7 @@ const broker_store_ops_t broker_store_pg_ops = {
     .expire = s_expire,
     .load = s_load,
     .list = s_list,
+    .finished = s_finished,
     .set_queue = s_set_queue,
     .load_queues = s_load_queues,
     .next_generation = s_next_generation,

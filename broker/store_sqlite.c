@@ -85,6 +85,13 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
  * unfinished, and mark_running (which leaves finished_at alone) does not
  * touch the index at all.
  * No mmap: an I/O error on a mapped page is a SIGBUS, not an error code. */
+/* Finished jobs by the time they finished (ctrl "finished": a collector
+ * backfilling what it missed). Partial like the others: only finished jobs
+ * pay for it, once, when they finish. */
+#define S_FINISHED_INDEX                                                       \
+    "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at, id)\n"      \
+    "    WHERE finished_at IS NOT NULL;\n"
+
 /* Idempotency keys are unique per owner: two clients may use the same key
  * and get two jobs, and neither learns of the other's. coalesce() because
  * a unique index treats NULLs as distinct, and jobs without an owner (no
@@ -201,6 +208,7 @@ typedef enum {
     S_ATTEMPTS,
     S_LOAD,
     S_LIST,
+    S_LIST_FINISHED,
     S_SET_QUEUE,
     S_LOAD_QUEUES,
     S_PROBE,
@@ -288,6 +296,12 @@ static const char *s_sql[S_COUNT_] = {
      * index jobs_queue_state covers exactly these. */
     [S_LIST] = "SELECT id FROM jobs WHERE queue = ?1 AND state = ?2 "
                "AND finished_at IS NOT NULL ORDER BY id LIMIT ?3",
+    [S_LIST_FINISHED] =
+        "SELECT id, queue, type, batch, state, attempt, worker, "
+        "started_at, finished_at, category, error FROM jobs "
+        "WHERE finished_at IS NOT NULL AND finished_at >= ?1 "
+        "AND finished_at <= ?2 AND (finished_at > ?1 OR "
+        "?3 IS NULL OR id > ?3) ORDER BY finished_at, id LIMIT ?4",
     [S_SET_QUEUE] = "INSERT INTO queues (name, paused, rate, max_running) "
                     "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET "
                     "paused = ?2, rate = ?3, max_running = ?4",
@@ -641,6 +655,10 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
         rc = sqlite3_exec(be->db,
                           "PRAGMA user_version = " S_STR(S_SCHEMA_VERSION),
                           NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        /* Made at every start, not by a version (a store made before it
+         * gets it too): finished jobs by time, for ctrl "finished". */
+        rc = sqlite3_exec(be->db, S_FINISHED_INDEX, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(be->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -1074,6 +1092,45 @@ s_list(void *handle, const char *queue, dv_state_t state, int limit,
 }
 
 static int
+s_finished(void *handle, int64_t since_ms, int64_t until_ms,
+           const char *after_id, int limit,
+           int (*cb)(void *arg, const broker_finished_t *f), void *arg)
+{
+    s_sqlite_t *be = handle;
+    sqlite3_stmt *st = be->stmt[S_LIST_FINISHED];
+    if (sqlite3_bind_int64(st, 1, since_ms) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, until_ms) != SQLITE_OK ||
+        s_bind_text(st, 3, after_id) != SQLITE_OK ||
+        sqlite3_bind_int(st, 4, limit) != SQLITE_OK)
+        return s_bind_failed(be, st, "finished", NULL);
+    int rc, n = 0, code = 0;
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        broker_finished_t f = { 0 };
+        f.id = s_col_text(st, 0);
+        f.queue = s_col_text(st, 1);
+        f.type = s_col_text(st, 2);
+        f.batch = s_col_text(st, 3);
+        f.state = s_state_parse(sqlite3_column_text(st, 4));
+        f.attempt = sqlite3_column_int(st, 5);
+        f.worker = s_col_text(st, 6);
+        f.started_ms = sqlite3_column_int64(st, 7);
+        f.finished_ms = sqlite3_column_int64(st, 8);
+        f.category = s_col_text(st, 9);
+        f.error = s_col_text(st, 10);
+        if (!f.id || !f.queue || !f.type)
+            continue;
+        code = cb(arg, &f);
+        if (code != 0)
+            break;
+        n++;
+    }
+    if (code == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        code = s_fail(be, "finished", NULL, rc);
+    s_done(st);
+    return code != 0 ? code : n;
+}
+
+static int
 s_set_queue(void *handle, const broker_queue_settings_t *q)
 {
     s_sqlite_t *be = handle;
@@ -1350,6 +1407,7 @@ const broker_store_ops_t broker_store_sqlite_ops = {
     .expire = s_expire,
     .load = s_load,
     .list = s_list,
+    .finished = s_finished,
     .set_queue = s_set_queue,
     .load_queues = s_load_queues,
     .next_generation = s_next_generation,

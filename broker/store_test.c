@@ -1703,6 +1703,97 @@ s_load_copy(void *arg, const broker_jobrec_t *r)
     return s_collect(arg, r);
 }
 
+typedef struct {
+    int n;
+    char ids[8][37];
+    broker_finished_t rows[8];
+    char category[8][32];
+    char worker[8][32];
+} s_fin_t;
+
+static int
+s_collect_finished(void *arg, const broker_finished_t *f)
+{
+    s_fin_t *o = arg;
+    assert_true(o->n < 8);
+    snprintf(o->ids[o->n], sizeof o->ids[0], "%s", f->id);
+    snprintf(o->category[o->n], sizeof o->category[0], "%s",
+             f->category ? f->category : "");
+    snprintf(o->worker[o->n], sizeof o->worker[0], "%s",
+             f->worker ? f->worker : "");
+    o->rows[o->n] = *f;
+    o->rows[o->n].id = o->ids[o->n]; /* the others are not looked at */
+    o->n++;
+    return 0;
+}
+
+/* Finished jobs by the time they finished: the window's bounds included,
+ * paged with the cursor within one millisecond, unfinished jobs left out. */
+static void
+t_finished_by_time(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char ids[6][37];
+    dv_failure_t f = s_failure(DV_CAT_HANDLER, "no");
+    /* finished at 1000, 2000, 2000, 2000, 3000; ids[5] stays queued */
+    const int64_t at[] = { 1000, 2000, 2000, 2000, 3000 };
+    assert_int_equal(broker_store_begin(s), 0);
+    for (int i = 0; i < 6; i++) {
+        s_new_id(ids[i]);
+        broker_jobrec_t r = s_rec(ids[i]);
+        assert_int_equal(broker_store_insert(s, &r), 0);
+        if (i == 1)
+            assert_int_equal(
+                broker_store_mark_running(s, ids[i], 1, "w1", 1500), 0);
+        if (i < 5)
+            assert_int_equal(broker_store_mark_finished(
+                                 s, ids[i],
+                                 i == 2 ? DV_STATE_DEAD : DV_STATE_SUCCEEDED, 1,
+                                 NULL, 0, i == 2 ? &f : NULL, at[i]),
+                             0);
+    }
+    assert_int_equal(broker_store_commit(s), 0);
+
+    s_fin_t o = { 0 };
+    assert_int_equal(
+        broker_store_finished(s, 1000, 3000, NULL, 10, s_collect_finished, &o),
+        5);
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(o.ids[i], ids[i]);
+        assert_int_equal(o.rows[i].finished_ms, at[i]);
+    }
+    assert_int_equal(o.rows[2].state, DV_STATE_DEAD);
+    assert_string_equal(o.category[2], "handler");
+    assert_int_equal(o.rows[0].state, DV_STATE_SUCCEEDED);
+    assert_int_equal(o.rows[1].started_ms, 1500);
+    assert_string_equal(o.worker[1], "w1");
+
+    /* Two at a time from 2000, then on after the second. */
+    memset(&o, 0, sizeof o);
+    assert_int_equal(
+        broker_store_finished(s, 2000, 2500, NULL, 2, s_collect_finished, &o),
+        2);
+    assert_string_equal(o.ids[0], ids[1]);
+    assert_string_equal(o.ids[1], ids[2]);
+    memset(&o, 0, sizeof o);
+    assert_int_equal(
+        broker_store_finished(s, 2000, 2500, ids[2], 2, s_collect_finished, &o),
+        1);
+    assert_string_equal(o.ids[0], ids[3]);
+    memset(&o, 0, sizeof o);
+    assert_int_equal(
+        broker_store_finished(s, 2000, 2500, ids[3], 2, s_collect_finished, &o),
+        0);
+    /* Nothing before, nothing after. */
+    assert_int_equal(
+        broker_store_finished(s, 0, 999, NULL, 2, s_collect_finished, &o), 0);
+    assert_int_equal(
+        broker_store_finished(s, 3001, 9999, NULL, 2, s_collect_finished, &o),
+        0);
+    broker_store_destroy(&s);
+}
+
 static void
 t_list_and_load(void **state)
 {
@@ -2750,8 +2841,8 @@ main(int argc, char **argv)
         T(t_mark_waiting), T(t_mark_finished), T(t_find_key),                  \
         T(t_key_per_owner), T(t_duplicate_key), T(t_expire),                   \
         T(t_retry_finished_job), T(t_attempts_history), T(t_queue_settings),   \
-        T(t_list_and_load), T(t_generation_and_probe), T(t_key_state),         \
-        T(t_key_state_writer), T(t_schema_v3_migrated),                        \
+        T(t_list_and_load), T(t_finished_by_time), T(t_generation_and_probe),  \
+        T(t_key_state), T(t_key_state_writer), T(t_schema_v3_migrated),        \
         T(t_schema_v4_migrated)
     const struct CMUnitTest sqlite_tests[] = {
         S_COMMON_TESTS,           T(t_url_forms),

@@ -376,3 +376,19 @@ collector_state_apply(collector_state_t *self, int b, const dv_event_t *ev,
         *run_ms = run;
     return rc;
 }
+
+int
+collector_state_backfill(collector_state_t *self, int b, const dv_event_t *ev,
+                         int64_t now_ms)
+{
+    char qname[DV_NAME_MAX + 1] = "";
+    if (ev->queue.ptr)
+        dv_str_copy(ev->queue, qname, sizeof qname);
+    s_job_ctx_t c = { 0 }; /* no depth: the snapshot after the gap has it */
+    int rc = 0;
+    if (qname[0] && !(c.q = collector_state_queue(self, qname)))
+        rc = -1;
+    int64_t run = 0;
+    rc |= s_on_job_event(self, b, &c, ev, qname, now_ms, &run);
+    return rc;
+}

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "collector_backfill.h"
 #include "collector_http.h"
 #include "collector_query.h"
 #include "collector_state.h"
@@ -17,8 +18,19 @@
 #include "dv_log.h"
 #include "dv_proto.h"
 
-/* Events read from one broker per pass before the others get a turn. */
+/* Events read from one broker per pass before the others get a turn (a
+ * batch is read whole, so a pass may take a batch's worth more). */
 #define S_EVENTS_PER_PASS 5000
+/* The history's writes of several passes go in one transaction: it is
+ * committed this long after its first write. One commit writes each page
+ * the group touched once (the tables' and indexes' hot pages are the same
+ * from pass to pass), so under load this is what keeps the store's cost
+ * per event low; a query reads the open group's writes all the same. */
+#define S_COMMIT_MS 1000
+/* After a pass that read events, the next read of events waits this long,
+ * so that each wake-up of the loop (a poll, a receive, a pass) serves a
+ * group of broker batches, not each one; queries are served meanwhile. */
+#define S_EVENTS_EVERY_MS 20
 /* Queries answered per pass. */
 #define S_QUERIES_PER_PASS 100
 /* Longest poll sleep. */
@@ -47,7 +59,8 @@ typedef struct {
     /* Events this pass that could not be applied in full (out of memory),
      * logged as one line after it too, with the first one's number. */
     uint64_t partial, partial_seq;
-    bool down; /* last request failed */
+    bool down;       /* last request failed */
+    int64_t last_ts; /* time of the last event received (broker's clock) */
 } s_link_t;
 
 struct collector_t {
@@ -68,6 +81,8 @@ struct collector_t {
     dv_curve_server_t *curve; /* CurveZMQ on the query socket; NULL: plain */
     volatile int *reload;     /* set by SIGHUP */
     int64_t failed_passes;    /* passes in a row whose commit failed */
+    int64_t open_mono;        /* first write of the open group; 0 none */
+    collector_backfill_t *backfill; /* lost events' finished jobs */
 };
 
 static void *
@@ -134,7 +149,8 @@ collector_new(const collector_config_t *cfg)
     self->state = collector_state_new(now);
     self->store = collector_store_open(cfg->store);
     self->zctx = zmq_ctx_new();
-    if (!self->state || !self->store || !self->zctx)
+    self->backfill = collector_backfill_new(COLLECTOR_BROKERS_MAX);
+    if (!self->state || !self->store || !self->zctx || !self->backfill)
         goto fail;
 
     if (cfg->query_curve.secret_file) {
@@ -176,7 +192,7 @@ collector_new(const collector_config_t *cfg)
             goto fail;
         self->nlinks++;
         l->sub = s_socket(self, ZMQ_SUB);
-        int hwm = cfg->events_hwm > 0 ? cfg->events_hwm : 100000;
+        int hwm = cfg->events_hwm > 0 ? cfg->events_hwm : 1000;
         if (l->sub)
             zmq_setsockopt(l->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
         if (!l->sub || zmq_setsockopt(l->sub, ZMQ_SUBSCRIBE, "", 0) != 0) {
@@ -193,9 +209,13 @@ collector_new(const collector_config_t *cfg)
         /* What the previous run saw last, to tell what it missed. */
         char inst[DV_NAME_MAX + 1];
         uint64_t seq;
+        int64_t saved_ms = 0;
         if (collector_store_broker_load(self->store, cfg->events[b], inst,
-                                        sizeof inst, &seq) == 1)
+                                        sizeof inst, &seq, &saved_ms) == 1) {
             collector_state_broker_known(self->state, b, inst, seq);
+            /* What finished since then is read back at the first event. */
+            l->last_ts = saved_ms;
+        }
     }
 
     self->query.state = self->state;
@@ -254,6 +274,7 @@ collector_destroy(collector_t **self_p)
         zmq_ctx_term(self->zctx);
     collector_store_close(&self->store);
     collector_state_destroy(&self->state);
+    collector_backfill_destroy(&self->backfill);
     free(self->items);
     dv_curve_client_wipe(&self->cfg.curve);
     free(self);
@@ -313,7 +334,8 @@ s_flush_gaps(collector_t *self, int b)
 }
 
 static void
-s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now)
+s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now,
+           const collector_store_fold_t *fold)
 {
     s_link_t *l = &self->links[b];
     const char *ep = self->cfg.events[b];
@@ -356,12 +378,99 @@ s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now)
     }
     if ((r == COLLECTOR_SEQ_GAP || r == COLLECTOR_SEQ_RESTART) && l->req)
         l->again = true; /* the answer in flight may predate the gap */
+    /* Jobs that finished in the gap are read back from the broker's store
+     * (after the collector itself was away too: from its last commit). */
+    if ((r == COLLECTOR_SEQ_GAP || r == COLLECTOR_SEQ_RESTART) && l->last_ts &&
+        l->clients_ep)
+        collector_backfill_gap(self->backfill, b, l->last_ts, ev->ts_ms);
+    if (ev->ts_ms > l->last_ts)
+        l->last_ts = ev->ts_ms;
     int64_t run_ms = 0;
     if (collector_state_apply(self->state, b, ev, now, &run_ms) != 0 &&
         !l->partial++)
         l->partial_seq = ev->seq;
-    collector_store_event(self->store, ep, ev, run_ms);
+    collector_store_event_fold(self->store, ep, ev, run_ms, fold);
     l->dirty = true;
+}
+
+static bool
+s_same_id(dv_str_t a, dv_str_t b)
+{
+    return a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
+}
+
+static uint32_t
+s_id_hash(dv_str_t id)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < id.len; i++)
+        h = (h ^ (unsigned char)id.ptr[i]) * 16777619u;
+    return h;
+}
+
+/* The folds of a batch (collector_store_fold_t): each job.started whose
+ * attempt ends (job.succeeded or job.failed) later in the batch, with
+ * nothing but progress of that job in between, is written with its end.
+ * Returns an array of n (free it), or NULL when there is nothing to fold
+ * or no memory (then every event is written on its own). */
+static collector_store_fold_t *
+s_folds(const dv_event_t *evs, uint32_t n)
+{
+    uint32_t size = 16;
+    while (size < 2 * n)
+        size *= 2;
+    /* slot: 1 + the index of the job's event that opened it, 0 empty;
+     * open: that event is a job.started still waiting for its end */
+    struct {
+        uint32_t at;
+        bool open;
+    } *slot = calloc(size, sizeof *slot);
+    collector_store_fold_t *fold = calloc(n, sizeof *fold);
+    if (!slot || !fold) {
+        free(slot);
+        free(fold);
+        return NULL;
+    }
+    bool any = false;
+    for (uint32_t i = 0; i < n; i++) {
+        const dv_event_t *ev = &evs[i];
+        if (!ev->id.ptr || ev->id.len == 0 ||
+            ev->kind_enum == DV_EV_JOB_PROGRESS)
+            continue;
+        uint32_t k = s_id_hash(ev->id) & (size - 1);
+        while (slot[k].at && !s_same_id(evs[slot[k].at - 1].id, ev->id))
+            k = (k + 1) & (size - 1);
+        bool end = ev->kind_enum == DV_EV_JOB_SUCCEEDED ||
+                   ev->kind_enum == DV_EV_JOB_FAILED;
+        if (end && slot[k].at && slot[k].open) {
+            const dv_event_t *st = &evs[slot[k].at - 1];
+            if (st->attempt == ev->attempt) {
+                fold[slot[k].at - 1].history_only = true;
+                fold[i].started = true;
+                fold[i].started_ms = st->ts_ms;
+                fold[i].wait_ms = st->wait_ms;
+                any = true;
+            }
+        }
+        slot[k].at = i + 1;
+        slot[k].open = ev->kind_enum == DV_EV_JOB_STARTED;
+    }
+    free(slot);
+    if (!any) {
+        free(fold);
+        return NULL;
+    }
+    return fold;
+}
+
+static void
+s_on_events(collector_t *self, int b, const dv_event_t *evs, uint32_t n,
+            int64_t now)
+{
+    collector_store_fold_t *fold = n > 1 ? s_folds(evs, n) : NULL;
+    for (uint32_t i = 0; i < n; i++)
+        s_on_event(self, b, &evs[i], now, fold ? &fold[i] : NULL);
+    free(fold);
 }
 
 static int
@@ -369,20 +478,25 @@ s_drain_events(collector_t *self, int b, int64_t now)
 {
     s_link_t *l = &self->links[b];
     int n = 0;
-    for (; n < S_EVENTS_PER_PASS; n++) {
+    while (n < S_EVENTS_PER_PASS) {
         zmq_msg_t body;
         if (!s_recv_last(l->sub, &body))
             break;
+        n++;
         dv_msg_t msg;
         char why[256];
         int rc = dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg,
                                why, sizeof why);
-        if (rc != DV_OK || msg.type != DV_MSG_EVENT)
+        if (rc == DV_OK && msg.type == DV_MSG_EVENTS) {
+            s_on_events(self, b, msg.u.events.events, msg.u.events.nevents,
+                        now);
+            n += (int)msg.u.events.nevents - 1;
+        } else if (rc == DV_OK && msg.type == DV_MSG_EVENT)
+            s_on_events(self, b, &msg.u.event, 1, now);
+        else
             dv_log(DV_WARN, "collector.bad_event",
                    DV_STR("broker", self->cfg.events[b]),
                    DV_STR("error", rc != DV_OK ? why : "not an event"));
-        else
-            s_on_event(self, b, &msg.u.event, now);
         dv_msg_release(&msg);
         zmq_msg_close(&body);
     }
@@ -498,6 +612,56 @@ s_on_snapshot_answer(collector_t *self, int b, const dv_msg_t *msg,
     l->again = false;
 }
 
+/* An answer to a backfill page: what it added goes into the open group. */
+static void
+s_on_backfill_answer(collector_t *self, int b, const dv_msg_t *msg,
+                     int64_t mono)
+{
+    int added = collector_backfill_answer(self->backfill, b, msg, self->store,
+                                          self->state, self->cfg.events[b],
+                                          dv_now_ms(), mono);
+    if (added > 0 && !self->open_mono)
+        self->open_mono = mono;
+}
+
+/* Sends the backfill pages due; returns ms until the next thing to do. */
+static int64_t
+s_backfill_requests(collector_t *self, int64_t mono)
+{
+    int64_t next = S_POLL_MAX_MS;
+    for (int b = 0; b < self->nlinks; b++) {
+        s_link_t *l = &self->links[b];
+        if (!l->dealer)
+            continue;
+        int64_t t = collector_backfill_check(self->backfill, b, mono,
+                                             self->cfg.timeout_ms, next);
+        if (t < next)
+            next = t;
+        msgpack_sbuffer args;
+        msgpack_sbuffer_init(&args);
+        if (collector_backfill_due(self->backfill, b, mono, &args)) {
+            dv_msg_t m = { .type = DV_MSG_CTRL };
+            m.u.ctrl.req = ++self->next_req;
+            m.u.ctrl.verb = dv_str("finished");
+            m.u.ctrl.args = dv_strn(args.data, args.size);
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            bool sent =
+                dv_msg_encode(&m, &sb) == DV_OK &&
+                zmq_send(l->dealer, sb.data, sb.size, ZMQ_DONTWAIT) >= 0;
+            msgpack_sbuffer_destroy(&sb);
+            collector_backfill_sent(self->backfill, b, sent ? m.u.ctrl.req : 0,
+                                    mono);
+            int64_t due = collector_backfill_check(self->backfill, b, mono,
+                                                   self->cfg.timeout_ms, next);
+            if (due < next)
+                next = due;
+        }
+        msgpack_sbuffer_destroy(&args);
+    }
+    return next;
+}
+
 static void
 s_drain_snapshots(collector_t *self, int b, int64_t mono)
 {
@@ -510,9 +674,14 @@ s_drain_snapshots(collector_t *self, int b, int64_t mono)
         char why[256] = "not a reply";
         if (dv_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg, why,
                           sizeof why) == DV_OK &&
-            (msg.type == DV_MSG_REPLY || msg.type == DV_MSG_ERROR))
-            s_on_snapshot_answer(self, b, &msg, mono);
-        else
+            (msg.type == DV_MSG_REPLY || msg.type == DV_MSG_ERROR)) {
+            uint64_t req =
+                msg.type == DV_MSG_REPLY ? msg.u.reply.req : msg.u.error.req;
+            if (collector_backfill_owns(self->backfill, b, req))
+                s_on_backfill_answer(self, b, &msg, mono);
+            else
+                s_on_snapshot_answer(self, b, &msg, mono);
+        } else
             dv_log(DV_WARN, "collector.bad_answer",
                    DV_STR("broker", l->clients_ep), DV_STR("error", why));
         dv_msg_release(&msg);
@@ -874,10 +1043,39 @@ s_reload(collector_t *self)
            DV_INT("keys", (int64_t)dv_curve_server_keys(self->curve)));
 }
 
+/* Ends the open group of history writes: the brokers' last sequence
+ * numbers go with it, then the commit. */
+static void
+s_commit(collector_t *self)
+{
+    for (int b = 0; b < self->nlinks; b++) {
+        s_link_t *l = &self->links[b];
+        if (!l->dirty)
+            continue;
+        l->dirty = false;
+        collector_store_broker_save(
+            self->store, self->cfg.events[b],
+            collector_state_broker_instance(self->state, b),
+            collector_state_broker_seq(self->state, b));
+    }
+    self->open_mono = 0;
+    /* A store that stays away (a PostgreSQL server down) fails every
+     * commit: one line when it starts, one when it ends. */
+    if (collector_store_commit(self->store) != 0) {
+        dv_log(self->failed_passes++ ? DV_DEBUG : DV_ERROR,
+               "collector.store_commit_failed");
+    } else if (self->failed_passes) {
+        dv_log(DV_INFO, "collector.store_commit_recovered",
+               DV_INT("failed_passes", self->failed_passes));
+        self->failed_passes = 0;
+    }
+}
+
 static int64_t
 s_timers(collector_t *self, int64_t mono)
 {
     if (mono >= self->next_expire_mono) {
+        s_commit(self); /* expiry runs in a transaction of its own */
         int64_t cutoff = dv_now_ms() - self->cfg.retention_ms;
         int n = collector_store_expire(self->store, cutoff, S_EXPIRE_ROWS);
         if (n > 0)
@@ -911,7 +1109,13 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
                               0 };
     int nitems = n;
     int64_t timeout = 0;
+    int64_t events_mono = 0; /* no reading of events before this */
     while (!*stop) {
+        int64_t m0 = dv_mono_ms();
+        for (int b = 0; b < self->nlinks; b++)
+            self->items[b].events = m0 >= events_mono ? ZMQ_POLLIN : 0;
+        if (m0 < events_mono && events_mono - m0 < timeout)
+            timeout = events_mono - m0;
         /* Dealers are recreated after a timeout: refresh their slots. */
         for (int b = 0; b < self->nlinks; b++) {
             zmq_pollitem_t *it = &self->items[first_dealer + b];
@@ -933,35 +1137,31 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
         }
         int64_t now = dv_now_ms();
         bool more = false;
-        for (int b = 0; b < self->nlinks; b++)
-            if (s_drain_events(self, b, now) == S_EVENTS_PER_PASS)
-                more = true;
+        if (dv_mono_ms() >= events_mono) {
+            int got = 0;
+            for (int b = 0; b < self->nlinks; b++) {
+                int k = s_drain_events(self, b, now);
+                got += k;
+                if (k >= S_EVENTS_PER_PASS)
+                    more = true;
+            }
+            if (got && !more)
+                events_mono = dv_mono_ms() + S_EVENTS_EVERY_MS;
+        }
         for (int b = 0; b < self->nlinks; b++)
             s_flush_gaps(self, b);
-        for (int b = 0; b < self->nlinks; b++) {
-            s_link_t *l = &self->links[b];
-            if (!l->dirty)
-                continue;
-            l->dirty = false;
-            collector_store_broker_save(
-                self->store, self->cfg.events[b],
-                collector_state_broker_instance(self->state, b),
-                collector_state_broker_seq(self->state, b));
-        }
-        /* A store that stays away (a PostgreSQL server down) fails every
-         * pass: one line when it starts, one when it ends. */
-        if (collector_store_commit(self->store) != 0) {
-            dv_log(self->failed_passes++ ? DV_DEBUG : DV_ERROR,
-                   "collector.store_commit_failed");
-        } else if (self->failed_passes) {
-            dv_log(DV_INFO, "collector.store_commit_recovered",
-                   DV_INT("failed_passes", self->failed_passes));
-            self->failed_passes = 0;
-        }
         int64_t mono = dv_mono_ms();
+        for (int b = 0; b < self->nlinks && !self->open_mono; b++)
+            if (self->links[b].dirty)
+                self->open_mono = mono;
+        if (self->open_mono && mono - self->open_mono >= S_COMMIT_MS)
+            s_commit(self);
         for (int b = 0; b < self->nlinks; b++)
             s_drain_snapshots(self, b, mono);
         int64_t next = s_snapshots(self, mono);
+        int64_t bnext = s_backfill_requests(self, mono);
+        if (bnext < next)
+            next = bnext;
         s_drain_queries(self);
         if (self->http)
             collector_http_run(self->http);
@@ -976,11 +1176,13 @@ collector_run(collector_t *self, volatile int *stop, volatile int *dump)
             *self->reload = 0;
             s_reload(self);
         }
+        if (self->open_mono && self->open_mono + S_COMMIT_MS - mono < next)
+            next = self->open_mono + S_COMMIT_MS - mono;
         timeout = more ? 0 : next > S_POLL_MAX_MS ? S_POLL_MAX_MS : next;
         if (timeout < 0)
             timeout = 0;
     }
-    collector_store_commit(self->store);
+    s_commit(self);
     dv_log(DV_INFO, "collector.stopping",
            DV_INT("events", collector_state_events_total(self->state)));
     return 0;

@@ -1,6 +1,7 @@
 /* `drover collector`: its flags (dv_daemon), then the loop in collector_core. */
 #include "collector.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,9 +228,10 @@ const dv_flag_t collector_flags[] = {
                  .help = "a broker that does not answer a status request for "
                          "this long is reported down, at least 0.1"),
     DV_FLAG_INTEGER("events-hwm", &s_cfg.events_hwm, 1, 1 << 30, .arg = "N",
-                    .dflt = "100000",
-                    .help = "events queued from each broker before ZeroMQ "
-                            "drops more"),
+                    .dflt = "1000",
+                    .help = "event messages queued from each broker before "
+                            "ZeroMQ drops more (a broker's batch of job "
+                            "events is one)"),
     DV_FLAG_STR("curve-secret", &s_o.curve_secret, .arg = "FILE",
                 .env = DV_CURVE_ENV_SECRET, .complete = DV_COMPLETE_FILE,
                 .help = "our certificate's secret file: our key as a client "
@@ -342,6 +344,11 @@ collector_main(int argc, char **argv)
                DV_STR("why", "no --broker endpoints: queue depths and worker "
                              "lists come from events only"));
 
+    /* A batch of events is decoded into one array, large enough for
+     * malloc to map and unmap it each time (and to trim the heap after
+     * it): keep such blocks on the heap, and the heap's top. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     collector_t *collector = collector_new(&cfg);
     rc = 1;
     if (collector) {

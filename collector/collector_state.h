@@ -156,6 +156,16 @@ uint64_t collector_state_broker_seq(const collector_state_t *self, int b);
 int collector_state_apply(collector_state_t *self, int b, const dv_event_t *ev,
                           int64_t now_ms, int64_t *run_ms);
 
+/* Counts a job that ended without its events reaching the collector
+ * (read back from broker b, and not in the history before): its outcome
+ * goes into the totals and rates at now_ms, its run time into the
+ * latencies, and a running job of that id is forgotten; depths and
+ * workers are left to the snapshot. ev is the job's end as an event
+ * (job.succeeded, job.dead or job.cancelled). Returns 0 or -1 (out of
+ * memory: counted as far as it could be). */
+int collector_state_backfill(collector_state_t *self, int b,
+                             const dv_event_t *ev, int64_t now_ms);
+
 /* Applies broker b's `status` answer (decoded with dv_status_decode()):
  * queue depths, limits and pause flags; the worker list (workers of b that
  * it does not list are marked gone); counters. Nothing of status is kept.

@@ -97,7 +97,22 @@ int
 collector_store_event(collector_store_t *self, const char *broker,
                       const dv_event_t *ev, int64_t run_ms)
 {
-    return self->ops->event(self->be, broker, ev, run_ms);
+    return self->ops->event(self->be, broker, ev, run_ms, NULL);
+}
+
+int
+collector_store_event_fold(collector_store_t *self, const char *broker,
+                           const dv_event_t *ev, int64_t run_ms,
+                           const collector_store_fold_t *fold)
+{
+    return self->ops->event(self->be, broker, ev, run_ms, fold);
+}
+
+int
+collector_store_backfill(collector_store_t *self, const char *broker,
+                         const dv_finished_job_t *job)
+{
+    return self->ops->backfill(self->be, broker, job);
 }
 
 int
@@ -109,9 +124,15 @@ collector_store_broker_save(collector_store_t *self, const char *endpoint,
 
 int
 collector_store_broker_load(collector_store_t *self, const char *endpoint,
-                            char *instance, size_t size, uint64_t *seq)
+                            char *instance, size_t size, uint64_t *seq,
+                            int64_t *saved_ms)
 {
-    return self->ops->broker_load(self->be, endpoint, instance, size, seq);
+    int64_t saved = 0;
+    int rc =
+        self->ops->broker_load(self->be, endpoint, instance, size, seq, &saved);
+    if (saved_ms)
+        *saved_ms = saved;
+    return rc;
 }
 
 int

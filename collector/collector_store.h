@@ -15,9 +15,9 @@
  *   brokers   per broker endpoint: instance id and last sequence number,
  *             so a restarted collector knows what it missed
  *
- * Writes are grouped: the first write of a loop pass opens a transaction,
- * collector_store_commit() ends it, so one commit covers everything a pass
- * received. A SQLite file runs in WAL mode with synchronous=NORMAL: a
+ * Writes are grouped: the first write opens a transaction,
+ * collector_store_commit() ends it; the loop commits once a second, so
+ * one commit covers everything the passes of that second received. A SQLite file runs in WAL mode with synchronous=NORMAL: a
  * commit survives a crash of the collector (not a power cut); losing the
  * last pass of history to a power cut is acceptable for a monitor. On
  * PostgreSQL a group goes out in libpq's pipeline mode and the commit is
@@ -34,6 +34,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "dv_body.h"
 #include "dv_proto.h"
 
 typedef struct collector_store_t collector_store_t;
@@ -68,16 +69,43 @@ const char *collector_store_backend(const collector_store_t *self);
 int collector_store_event(collector_store_t *self, const char *broker,
                           const dv_event_t *ev, int64_t run_ms);
 
+/* A job.started and the end of the same attempt (job.succeeded or
+ * job.failed) that came in one batch are written as one: the started
+ * event's row in `events` only (history_only), then the end with the
+ * attempt's start folded in (started, with its time and wait), so the
+ * job's and the attempt's rows are written once, not twice. */
+typedef struct {
+    bool history_only; /* this job.started: its `events` row only */
+    bool started;      /* this end: the attempt's start is below */
+    int64_t started_ms;
+    int64_t wait_ms;
+} collector_store_fold_t;
+
+/* collector_store_event() with a fold (NULL: none). */
+int collector_store_event_fold(collector_store_t *self, const char *broker,
+                               const dv_event_t *ev, int64_t run_ms,
+                               const collector_store_fold_t *fold);
+
+/* A finished job read back from the broker (ctrl "finished") after its
+ * events were lost: its jobs row, in the open group (opening one), with
+ * the job's final state, unless the history has it finished already.
+ * Returns 1 when the row was written (the history lacked the job or its
+ * end: count it), 0 when it was there finished, -1 on error (logged). */
+int collector_store_backfill(collector_store_t *self, const char *broker,
+                             const dv_finished_job_t *job);
+
 /* Remembers, in the open group, the instance id and last sequence number
  * seen from a broker endpoint. Returns 0 or -1. */
 int collector_store_broker_save(collector_store_t *self, const char *endpoint,
                                 const char *instance, uint64_t seq);
 
 /* Reads what collector_store_broker_save() last committed for endpoint:
- * fills instance (NUL-terminated, truncated to size) and *seq. Returns 1
- * when found, 0 when the endpoint is new, -1 on error. */
+ * fills instance (NUL-terminated, truncated to size), *seq and, when not
+ * NULL, *saved_ms (when it was saved, epoch ms). Returns 1 when found, 0
+ * when the endpoint is new, -1 on error. */
 int collector_store_broker_load(collector_store_t *self, const char *endpoint,
-                                char *instance, size_t size, uint64_t *seq);
+                                char *instance, size_t size, uint64_t *seq,
+                                int64_t *saved_ms);
 
 /* Ends the open group: commits it, or rolls it back if a write of the
  * group failed. Returns 0 (also when nothing was open) or -1. */

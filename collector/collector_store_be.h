@@ -26,11 +26,15 @@ typedef struct {
     /* For status and logs: never holds a password. */
     const char *(*path)(const collector_store_be_t *self);
     int (*event)(collector_store_be_t *self, const char *broker,
-                 const dv_event_t *ev, int64_t run_ms);
+                 const dv_event_t *ev, int64_t run_ms,
+                 const collector_store_fold_t *fold);
+    int (*backfill)(collector_store_be_t *self, const char *broker,
+                    const dv_finished_job_t *job);
     int (*broker_save)(collector_store_be_t *self, const char *endpoint,
                        const char *instance, uint64_t seq);
     int (*broker_load)(collector_store_be_t *self, const char *endpoint,
-                       char *instance, size_t size, uint64_t *seq);
+                       char *instance, size_t size, uint64_t *seq,
+                       int64_t *saved_ms);
     int (*commit)(collector_store_be_t *self);
     json_t *(*jobs)(collector_store_be_t *self,
                     const collector_jobs_filter_t *f);

@@ -165,6 +165,7 @@ enum {
     S_CANCELLED_ATT,
     S_RETRIED,
     S_EVENT,
+    S_BACKFILL,
     S_BROKER_SAVE,
     S_BROKER_LOAD,
     S_STMT_COUNT_
@@ -177,8 +178,8 @@ static const char *s_names[S_STMT_COUNT_] = {
     "collector_failed",        "collector_failed_att",
     "collector_dead",          "collector_cancelled",
     "collector_cancelled_att", "collector_retried",
-    "collector_event",         "collector_broker_save",
-    "collector_broker_load",
+    "collector_event",         "collector_backfill",
+    "collector_broker_save",   "collector_broker_load",
 };
 
 static const char *s_sql[S_STMT_COUNT_] = {
@@ -202,32 +203,44 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "progress_current = excluded.progress_current, "
         "progress_total = excluded.progress_total, "
         "progress_message = excluded.progress_message",
-    [S_SUCCEEDED] = S_UPSERT(", attempts, finished_at, run_ms, worker",
-                             ", $8::integer, $6, $9::bigint, $10::text",
-                             ", attempts = greatest(j.attempts, $8), "
-                             "finished_at = $6, run_ms = $9, "
-                             "worker = coalesce($10, j.worker)"),
+    /* $11 and $12: the start of the attempt when its job.started was
+     * folded in (collector_store_fold_t), else NULL. */
+    [S_SUCCEEDED] =
+        S_UPSERT(", attempts, finished_at, run_ms, worker, started_at, wait_ms",
+                 ", $8::integer, $6, $9::bigint, $10::text, $11::bigint, "
+                 "$12::bigint",
+                 ", attempts = greatest(j.attempts, $8), "
+                 "finished_at = $6, run_ms = $9, "
+                 "worker = coalesce($10, j.worker), "
+                 "started_at = coalesce($11, j.started_at), "
+                 "wait_ms = coalesce($12, j.wait_ms)"),
     [S_SUCCEEDED_ATT] =
         "INSERT INTO collector.attempts AS a (job_id, round, attempt, worker, "
-        "finished_at, run_ms, outcome) VALUES ($1::text, " S_ROUND
+        "finished_at, run_ms, outcome, started_at) VALUES ($1::text, " S_ROUND
         ", $2::integer, $3::text, $4::bigint, $5::bigint, "
-        "'succeeded')" S_ATT_CONFLICT
+        "'succeeded', $6::bigint)" S_ATT_CONFLICT
         "worker = coalesce(excluded.worker, a.worker), "
         "finished_at = excluded.finished_at, run_ms = excluded.run_ms, "
-        "outcome = excluded.outcome",
+        "outcome = excluded.outcome, "
+        "started_at = coalesce(excluded.started_at, a.started_at)",
     [S_FAILED] = S_UPSERT(
-        ", attempts, category, error, worker, run_at, finished_at",
+        ", attempts, category, error, worker, run_at, finished_at, "
+        "started_at, wait_ms",
         ", $8::integer, $9::text, $10::text, $11::text, $12::bigint, "
-        "CASE WHEN $5 = 'dead' THEN $6 END",
+        "CASE WHEN $5 = 'dead' THEN $6 END, $13::bigint, $14::bigint",
         ", attempts = greatest(j.attempts, $8), category = $9, error = $10, "
         "worker = coalesce($11, j.worker), run_at = $12, "
-        "finished_at = CASE WHEN $5 = 'dead' THEN $6 END"),
+        "finished_at = CASE WHEN $5 = 'dead' THEN $6 END, "
+        "started_at = coalesce($13, j.started_at), "
+        "wait_ms = coalesce($14, j.wait_ms)"),
     [S_FAILED_ATT] =
         "INSERT INTO collector.attempts AS a (job_id, round, attempt, worker, "
         "finished_at, run_ms, outcome, category, message, exit_code, signal, "
-        "http_status, key_id) VALUES ($1::text, " S_ROUND ", $2::integer, "
-        "$3::text, $4::bigint, $5::bigint, 'failed', $6::text, $7::text, "
-        "$8::integer, $9::integer, $10::integer, $11::text)" S_ATT_CONFLICT
+        "http_status, key_id, started_at) VALUES ($1::text, " S_ROUND
+        ", $2::integer, $3::text, $4::bigint, $5::bigint, 'failed', $6::text, "
+        "$7::text, $8::integer, $9::integer, $10::integer, $11::text, "
+        "$12::bigint)" S_ATT_CONFLICT
+        "started_at = coalesce(excluded.started_at, a.started_at), "
         "worker = coalesce(excluded.worker, a.worker), "
         "finished_at = excluded.finished_at, "
         "run_ms = coalesce(excluded.run_ms, a.run_ms), outcome = 'failed', "
@@ -257,13 +270,28 @@ static const char *s_sql[S_STMT_COUNT_] = {
                 "VALUES ($1::text, $2::text, $3::bigint, $4::bigint, $5::text, "
                 "$6::text, $7::text, $8::text, $9::text, $10::integer, "
                 "$11::text, $12::text, $13::text)",
+    /* As the SQLite one: written unless the history has the job
+     * finished; a row comes back when it was written. */
+    [S_BACKFILL] =
+        "INSERT INTO collector.jobs AS j (id, queue, type, batch, state, "
+        "attempts, finished_at, updated_at, worker, run_ms, category, error, "
+        "broker) VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, "
+        "$6::integer, $7::bigint, $7::bigint, $8::text, $9::bigint, "
+        "$10::text, $11::text, $12::text) ON CONFLICT (id) DO UPDATE SET "
+        "batch = coalesce($4, j.batch), state = $5, "
+        "attempts = greatest(j.attempts, $6), finished_at = $7, "
+        "updated_at = greatest(j.updated_at, $7), "
+        "worker = coalesce($8, j.worker), run_ms = coalesce($9, j.run_ms), "
+        "category = coalesce($10, j.category), error = coalesce($11, j.error), "
+        "broker = $12 WHERE j.state NOT IN ('succeeded', 'dead', 'cancelled') "
+        "RETURNING id",
     [S_BROKER_SAVE] =
         "INSERT INTO collector.brokers(endpoint, instance, last_seq, "
         "updated_at) VALUES ($1::text, $2::text, $3::bigint, $4::bigint) "
         "ON CONFLICT (endpoint) DO UPDATE SET instance = excluded.instance, "
         "last_seq = excluded.last_seq, updated_at = excluded.updated_at",
-    [S_BROKER_LOAD] = "SELECT instance, last_seq FROM collector.brokers "
-                      "WHERE endpoint = $1::text",
+    [S_BROKER_LOAD] = "SELECT instance, last_seq, updated_at "
+                      "FROM collector.brokers WHERE endpoint = $1::text",
 };
 
 struct collector_store_be {
@@ -825,9 +853,27 @@ s_failure(dv_pg_params_t *p, const dv_event_t *ev)
     s_p_str(p, f->key_id);
 }
 
+/* The folded start of the attempt (start, wait) as the next two
+ * parameters, or two NULLs. */
+static void
+s_p_fold(dv_pg_params_t *p, const collector_store_fold_t *fold, bool wait)
+{
+    if (fold && fold->started)
+        dv_pg_p_int(p, fold->started_ms);
+    else
+        dv_pg_p_null(p);
+    if (!wait)
+        return;
+    if (fold && fold->started)
+        dv_pg_p_int(p, fold->wait_ms);
+    else
+        dv_pg_p_null(p);
+}
+
 static int
 s_job_event(collector_store_be_t *self, const char *broker,
-            const dv_event_t *ev, int64_t run_ms)
+            const dv_event_t *ev, int64_t run_ms,
+            const collector_store_fold_t *fold)
 {
     const dv_str_t msg =
         ev->has_failure ? ev->failure.message : (dv_str_t){ 0 };
@@ -860,12 +906,14 @@ s_job_event(collector_store_be_t *self, const char *broker,
         dv_pg_p_int(&p, ev->attempt);
         s_p_opt(&p, run_ms);
         s_p_str(&p, ev->worker);
+        s_p_fold(&p, fold, true);
         rc |= s_send(self, S_SUCCEEDED, &p);
         if (ev->attempt > 0) {
             p = (dv_pg_params_t){ 0 };
             s_att(&p, ev);
             dv_pg_p_int(&p, ev->ts_ms);
             s_p_opt(&p, run_ms);
+            s_p_fold(&p, fold, false);
             rc |= s_send(self, S_SUCCEEDED_ATT, &p);
         }
     } else if (ev->kind_enum == DV_EV_JOB_FAILED) {
@@ -876,6 +924,7 @@ s_job_event(collector_store_be_t *self, const char *broker,
         s_p_str(&p, msg);
         s_p_str(&p, ev->worker);
         s_p_opt(&p, ev->run_at_ms);
+        s_p_fold(&p, fold, true);
         rc |= s_send(self, S_FAILED, &p);
         if (ev->attempt > 0) {
             p = (dv_pg_params_t){ 0 };
@@ -883,6 +932,7 @@ s_job_event(collector_store_be_t *self, const char *broker,
             dv_pg_p_int(&p, ev->ts_ms);
             s_p_opt(&p, run_ms);
             s_failure(&p, ev);
+            s_p_fold(&p, fold, false);
             rc |= s_send(self, S_FAILED_ATT, &p);
         }
     } else if (ev->kind_enum == DV_EV_JOB_DEAD) {
@@ -911,14 +961,14 @@ s_job_event(collector_store_be_t *self, const char *broker,
 
 static int
 s_event(collector_store_be_t *self, const char *broker, const dv_event_t *ev,
-        int64_t run_ms)
+        int64_t run_ms, const collector_store_fold_t *fold)
 {
     if (s_begin(self) != 0)
         return -1;
     int rc = 0;
     bool job = collector_event_family(ev) == COLLECTOR_EV_JOB;
-    if (job && ev->id.ptr && ev->id.len)
-        rc |= s_job_event(self, broker, ev, run_ms);
+    if (job && ev->id.ptr && ev->id.len && !(fold && fold->history_only))
+        rc |= s_job_event(self, broker, ev, run_ms, fold);
     if (collector_event_recorded(ev))
         rc |= s_record_event(self, broker, ev);
     return rc ? -1 : 0;
@@ -938,6 +988,41 @@ s_broker_save(collector_store_be_t *self, const char *endpoint,
     dv_pg_p_int(&p, (int64_t)seq);
     dv_pg_p_int(&p, dv_now_ms());
     return s_send(self, S_BROKER_SAVE, &p);
+}
+
+static PGresult *s_query(collector_store_be_t *self, const char *name,
+                         const char *sql, dv_pg_params_t *p);
+
+static int
+s_backfill(collector_store_be_t *self, const char *broker,
+           const dv_finished_job_t *j)
+{
+    if (s_begin(self) != 0)
+        return -1;
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_str(&p, j->id);
+    dv_pg_p_str(&p, j->queue);
+    dv_pg_p_str(&p, j->type);
+    dv_pg_p_str(&p, j->batch);
+    dv_pg_p_text(&p, dv_state_name(j->state));
+    dv_pg_p_int(&p, j->attempt);
+    dv_pg_p_int(&p, j->finished_ms);
+    dv_pg_p_str(&p, j->worker);
+    if (j->run_ms > 0)
+        dv_pg_p_int(&p, j->run_ms);
+    else
+        dv_pg_p_null(&p);
+    dv_pg_p_text(&p, j->category ? dv_category_name(j->category) : NULL);
+    dv_pg_p_str(&p, j->message);
+    dv_pg_p_text(&p, broker);
+    PGresult *r = s_query(self, s_names[S_BACKFILL], NULL, &p);
+    if (!r) {
+        self->failed = true; /* the group is rolled back at commit */
+        return -1;
+    }
+    int written = PQntuples(r) > 0;
+    PQclear(r);
+    return written;
 }
 
 /* ---- reads --------------------------------------------------------------- */
@@ -1007,7 +1092,7 @@ s_int(const PGresult *r, int row, int col)
 
 static int
 s_broker_load(collector_store_be_t *self, const char *endpoint, char *instance,
-              size_t size, uint64_t *seq)
+              size_t size, uint64_t *seq, int64_t *saved_ms)
 {
     dv_pg_params_t p = { 0 };
     s_p_cstr(&p, endpoint);
@@ -1018,6 +1103,7 @@ s_broker_load(collector_store_be_t *self, const char *endpoint, char *instance,
     if (PQntuples(r) > 0) {
         snprintf(instance, size, "%s", PQgetvalue(r, 0, 0));
         *seq = (uint64_t)s_int(r, 0, 1);
+        *saved_ms = s_int(r, 0, 2);
         found = 1;
     }
     PQclear(r);
@@ -1284,6 +1370,7 @@ const collector_store_ops_t collector_store_pg_ops = {
     .close = s_close,
     .path = s_path,
     .event = s_event,
+    .backfill = s_backfill,
     .broker_save = s_broker_save,
     .broker_load = s_broker_load,
     .commit = s_commit,

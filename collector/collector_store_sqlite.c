@@ -123,6 +123,7 @@ enum {
     S_CANCELLED_ATT,
     S_RETRIED,
     S_EVENT,
+    S_BACKFILL,
     S_BROKER_SAVE,
     S_BROKER_LOAD,
     S_STMT_COUNT_
@@ -148,28 +149,38 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "progress_current = excluded.progress_current, "
         "progress_total = excluded.progress_total, "
         "progress_message = excluded.progress_message",
+    /* ?11 and ?12: the start of the attempt when its job.started was
+     * folded in (collector_store_fold_t), else NULL. */
     [S_SUCCEEDED] =
-        S_UPSERT(", attempts, finished_at, run_ms, worker", ", ?8, ?6, ?9, ?10",
+        S_UPSERT(", attempts, finished_at, run_ms, worker, started_at, wait_ms",
+                 ", ?8, ?6, ?9, ?10, ?11, ?12",
                  ", attempts = max(attempts, ?8), finished_at = ?6, "
-                 "run_ms = ?9, worker = coalesce(?10, worker)"),
+                 "run_ms = ?9, worker = coalesce(?10, worker), "
+                 "started_at = coalesce(?11, started_at), "
+                 "wait_ms = coalesce(?12, wait_ms)"),
     [S_SUCCEEDED_ATT] =
         "INSERT INTO attempts(job_id, round, attempt, worker, finished_at, "
-        "run_ms, outcome) VALUES (?1, " S_ROUND ", ?2, ?3, ?4, ?5, "
-        "'succeeded') ON CONFLICT DO UPDATE SET "
+        "run_ms, outcome, started_at) VALUES (?1, " S_ROUND ", ?2, ?3, ?4, "
+        "?5, 'succeeded', ?6) ON CONFLICT DO UPDATE SET "
         "worker = coalesce(excluded.worker, worker), "
         "finished_at = excluded.finished_at, run_ms = excluded.run_ms, "
-        "outcome = excluded.outcome",
-    [S_FAILED] =
-        S_UPSERT(", attempts, category, error, worker, run_at, finished_at",
-                 ", ?8, ?9, ?10, ?11, ?12, CASE WHEN ?5 = 'dead' THEN ?6 END",
-                 ", attempts = max(attempts, ?8), category = ?9, error = ?10, "
-                 "worker = coalesce(?11, worker), run_at = ?12, "
-                 "finished_at = CASE WHEN ?5 = 'dead' THEN ?6 END"),
+        "outcome = excluded.outcome, "
+        "started_at = coalesce(excluded.started_at, started_at)",
+    [S_FAILED] = S_UPSERT(
+        ", attempts, category, error, worker, run_at, finished_at, "
+        "started_at, wait_ms",
+        ", ?8, ?9, ?10, ?11, ?12, CASE WHEN ?5 = 'dead' THEN ?6 END, ?13, ?14",
+        ", attempts = max(attempts, ?8), category = ?9, error = ?10, "
+        "worker = coalesce(?11, worker), run_at = ?12, "
+        "finished_at = CASE WHEN ?5 = 'dead' THEN ?6 END, "
+        "started_at = coalesce(?13, started_at), "
+        "wait_ms = coalesce(?14, wait_ms)"),
     [S_FAILED_ATT] =
         "INSERT INTO attempts(job_id, round, attempt, worker, finished_at, "
         "run_ms, outcome, category, message, exit_code, signal, http_status, "
-        "key_id) VALUES (?1, " S_ROUND ", ?2, ?3, ?4, ?5, 'failed', ?6, ?7, "
-        "?8, ?9, ?10, ?11) ON CONFLICT DO UPDATE SET "
+        "key_id, started_at) VALUES (?1, " S_ROUND ", ?2, ?3, ?4, ?5, "
+        "'failed', ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO UPDATE SET "
+        "started_at = coalesce(excluded.started_at, started_at), "
         "worker = coalesce(excluded.worker, worker), "
         "finished_at = excluded.finished_at, "
         "run_ms = coalesce(excluded.run_ms, run_ms), outcome = 'failed', "
@@ -198,13 +209,25 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "INSERT INTO events(broker, instance, seq, ts, kind, job, queue, type, "
         "worker, attempt, state, category, message) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    /* A finished job the events of which were lost: written unless the
+     * history has it finished; a row comes back when it was written. */
+    [S_BACKFILL] =
+        "INSERT INTO jobs(id, queue, type, batch, state, attempts, "
+        "finished_at, updated_at, worker, run_ms, category, error, broker) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12) "
+        "ON CONFLICT(id) DO UPDATE SET batch = coalesce(?4, batch), "
+        "state = ?5, attempts = max(attempts, ?6), finished_at = ?7, "
+        "updated_at = max(updated_at, ?7), worker = coalesce(?8, worker), "
+        "run_ms = coalesce(?9, run_ms), category = coalesce(?10, category), "
+        "error = coalesce(?11, error), broker = ?12 "
+        "WHERE state NOT IN ('succeeded', 'dead', 'cancelled') RETURNING id",
     [S_BROKER_SAVE] =
         "INSERT INTO brokers(endpoint, instance, last_seq, updated_at) "
         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(endpoint) DO UPDATE SET "
         "instance = excluded.instance, last_seq = excluded.last_seq, "
         "updated_at = excluded.updated_at",
-    [S_BROKER_LOAD] =
-        "SELECT instance, last_seq FROM brokers WHERE endpoint = ?1",
+    [S_BROKER_LOAD] = "SELECT instance, last_seq, updated_at FROM brokers "
+                      "WHERE endpoint = ?1",
 };
 
 struct collector_store_be {
@@ -305,10 +328,14 @@ s_open(const char *path)
     collector_store_be_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    /* No allocation statistics: they take a global mutex per malloc.
+     * Refused (harmlessly) once SQLite is initialised. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     self->path = strdup(path);
     if (!self->path ||
         sqlite3_open_v2(path, &self->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                            SQLITE_OPEN_NOMUTEX, /* one thread uses it */
                         NULL) != SQLITE_OK) {
         dv_log(DV_ERROR, "collector.store_open_failed", DV_STR("path", path),
                DV_STR("error",
@@ -325,7 +352,8 @@ s_open(const char *path)
         "PRAGMA journal_mode = WAL",
         "PRAGMA synchronous = NORMAL",
         "PRAGMA journal_size_limit = 67108864",
-        "PRAGMA cache_size = -16384",
+        "PRAGMA cache_size = -65536",
+        "PRAGMA wal_autocheckpoint = 16384",
         "PRAGMA temp_store = MEMORY",
     };
     for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++)
@@ -457,9 +485,20 @@ s_category(const dv_event_t *ev)
                : NULL;
 }
 
+/* The folded start of the attempt into parameters i and i + 1. */
+static void
+s_bind_fold(sqlite3_stmt *st, int i, const collector_store_fold_t *fold)
+{
+    if (!fold || !fold->started)
+        return;
+    sqlite3_bind_int64(st, i, fold->started_ms);
+    sqlite3_bind_int64(st, i + 1, fold->wait_ms);
+}
+
 static int
 s_job_event(collector_store_be_t *self, const char *broker,
-            const dv_event_t *ev, int64_t run_ms)
+            const dv_event_t *ev, int64_t run_ms,
+            const collector_store_fold_t *fold)
 {
     const dv_str_t msg =
         ev->has_failure ? ev->failure.message : (dv_str_t){ 0 };
@@ -497,6 +536,7 @@ s_job_event(collector_store_be_t *self, const char *broker,
         sqlite3_bind_int(st, 8, ev->attempt);
         s_bind_opt(st, 9, run_ms);
         s_bind_str(st, 10, ev->worker);
+        s_bind_fold(st, 11, fold);
         rc |= s_step(self, S_SUCCEEDED);
         if (ev->attempt > 0) {
             st = self->st[S_SUCCEEDED_ATT];
@@ -505,6 +545,8 @@ s_job_event(collector_store_be_t *self, const char *broker,
             s_bind_str(st, 3, ev->worker);
             sqlite3_bind_int64(st, 4, ev->ts_ms);
             s_bind_opt(st, 5, run_ms);
+            if (fold && fold->started)
+                sqlite3_bind_int64(st, 6, fold->started_ms);
             rc |= s_step(self, S_SUCCEEDED_ATT);
         }
     } else if (ev->kind_enum == DV_EV_JOB_FAILED) {
@@ -515,6 +557,7 @@ s_job_event(collector_store_be_t *self, const char *broker,
         s_bind_str(st, 10, msg);
         s_bind_str(st, 11, ev->worker);
         s_bind_opt(st, 12, ev->run_at_ms);
+        s_bind_fold(st, 13, fold);
         rc |= s_step(self, S_FAILED);
         if (ev->attempt > 0) {
             st = self->st[S_FAILED_ATT];
@@ -524,6 +567,8 @@ s_job_event(collector_store_be_t *self, const char *broker,
             sqlite3_bind_int64(st, 4, ev->ts_ms);
             s_bind_opt(st, 5, run_ms);
             s_bind_failure(st, ev);
+            if (fold && fold->started)
+                sqlite3_bind_int64(st, 12, fold->started_ms);
             rc |= s_step(self, S_FAILED_ATT);
         }
     } else if (ev->kind_enum == DV_EV_JOB_DEAD) {
@@ -552,17 +597,49 @@ s_job_event(collector_store_be_t *self, const char *broker,
 
 static int
 s_event(collector_store_be_t *self, const char *broker, const dv_event_t *ev,
-        int64_t run_ms)
+        int64_t run_ms, const collector_store_fold_t *fold)
 {
     if (s_begin(self) != 0)
         return -1;
     int rc = 0;
     bool job = collector_event_family(ev) == COLLECTOR_EV_JOB;
-    if (job && ev->id.ptr && ev->id.len)
-        rc |= s_job_event(self, broker, ev, run_ms);
+    if (job && ev->id.ptr && ev->id.len && !(fold && fold->history_only))
+        rc |= s_job_event(self, broker, ev, run_ms, fold);
     if (collector_event_recorded(ev))
         rc |= s_record_event(self, broker, ev);
     return rc ? -1 : 0;
+}
+
+static int
+s_backfill(collector_store_be_t *self, const char *broker,
+           const dv_finished_job_t *j)
+{
+    if (s_begin(self) != 0)
+        return -1;
+    sqlite3_stmt *st = self->st[S_BACKFILL];
+    s_bind_str(st, 1, j->id);
+    s_bind_str(st, 2, j->queue);
+    s_bind_str(st, 3, j->type);
+    s_bind_str(st, 4, j->batch);
+    s_bind_cstr(st, 5, dv_state_name(j->state));
+    sqlite3_bind_int(st, 6, j->attempt);
+    sqlite3_bind_int64(st, 7, j->finished_ms);
+    s_bind_str(st, 8, j->worker);
+    s_bind_opt(st, 9, j->run_ms);
+    s_bind_cstr(st, 10, j->category ? dv_category_name(j->category) : NULL);
+    s_bind_str(st, 11, j->message);
+    s_bind_cstr(st, 12, broker);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        if (!self->failed)
+            dv_log(DV_ERROR, "collector.store_write_failed",
+                   DV_STR("error", sqlite3_errmsg(self->db)));
+        self->failed = true;
+        return -1;
+    }
+    return rc == SQLITE_ROW;
 }
 
 static int
@@ -581,7 +658,7 @@ s_broker_save(collector_store_be_t *self, const char *endpoint,
 
 static int
 s_broker_load(collector_store_be_t *self, const char *endpoint, char *instance,
-              size_t size, uint64_t *seq)
+              size_t size, uint64_t *seq, int64_t *saved_ms)
 {
     sqlite3_stmt *st = self->st[S_BROKER_LOAD];
     s_bind_cstr(st, 1, endpoint);
@@ -591,6 +668,7 @@ s_broker_load(collector_store_be_t *self, const char *endpoint, char *instance,
         const char *in = (const char *)sqlite3_column_text(st, 0);
         snprintf(instance, size, "%s", in ? in : "");
         *seq = (uint64_t)sqlite3_column_int64(st, 1);
+        *saved_ms = sqlite3_column_int64(st, 2);
         found = 1;
     } else if (rc != SQLITE_DONE) {
         found = -1;
@@ -862,6 +940,7 @@ const collector_store_ops_t collector_store_sqlite_ops = {
     .close = s_close,
     .path = s_path,
     .event = s_event,
+    .backfill = s_backfill,
     .broker_save = s_broker_save,
     .broker_load = s_broker_load,
     .commit = s_commit,

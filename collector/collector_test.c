@@ -687,13 +687,14 @@ t_store_history(void **state)
     json_decref(fails);
     char inst[64];
     uint64_t seq = 0;
-    assert_int_equal(
-        collector_store_broker_load(store, BROKER, inst, sizeof inst, &seq), 1);
+    assert_int_equal(collector_store_broker_load(store, BROKER, inst,
+                                                 sizeof inst, &seq, NULL),
+                     1);
     assert_string_equal(inst, INST);
     assert_true(seq > 0);
-    assert_int_equal(
-        collector_store_broker_load(store, "ipc:///x", inst, sizeof inst, &seq),
-        0);
+    assert_int_equal(collector_store_broker_load(store, "ipc:///x", inst,
+                                                 sizeof inst, &seq, NULL),
+                     0);
 
     /* Retention: everything older than the cutoff goes, in chunks. */
     assert_int_equal(collector_store_expire(store, 0, 100), 0);
@@ -710,6 +711,131 @@ t_store_history(void **state)
 }
 
 /* ---- query arguments ----------------------------------------------------- */
+
+/* The job's row and attempts as collector_store_job() gives them, without
+ * the events (their seq and times differ between the two jobs compared),
+ * the id, and the times of the events. */
+static char *
+s_job_rows(collector_store_t *store, const char *id)
+{
+    int found = 0;
+    json_t *j = collector_store_job(store, id, &found);
+    assert_int_equal(found, 1);
+    json_object_del(j, "events");
+    json_object_del(j, "id");
+    char *t = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+    json_decref(j);
+    return t;
+}
+
+/* A job.started folded into the end of its attempt (one batch) leaves the
+ * same rows as the two written one by one; and a finished job read back
+ * (backfill) is written only when the history lacks its end. */
+static void
+t_store_fold_and_backfill(void **state)
+{
+    (void)state;
+    collector_store_t *store = collector_store_open(s_store_new());
+    assert_non_null(store);
+    static const char *ids[2] = { JOB_A, JOB_B };
+    for (int k = 0; k < 2; k++) {
+        for (int ok = 0; ok < 2; ok++) {
+            s_seq = 0; /* the same times for both jobs */
+            char id[37];
+            snprintf(id, sizeof id, "%s", ids[k]);
+            id[35] = ok ? '2' : '3'; /* four jobs */
+            dv_event_t sub = s_ev("job.submitted", id, "q", "t");
+            s_record(store, sub);
+            dv_event_t st = s_ev("job.started", id, "q", "t");
+            st.worker = dv_str("w1");
+            st.attempt = 1;
+            st.wait_ms = 0; /* 0 is a wait too */
+            dv_event_t end =
+                ok ? s_ev("job.succeeded", id, "q", "t")
+                   : s_failed(id, 1, DV_STATE_SCHEDULED, DV_CAT_TIMEOUT);
+            end.worker = dv_str("w1");
+            end.attempt = 1;
+            if (k == 0) { /* one by one */
+                s_record(store, st);
+                s_record(store, end);
+            } else {
+                collector_store_fold_t none = { .history_only = true };
+                collector_store_fold_t f = { .started = true,
+                                             .started_ms = st.ts_ms,
+                                             .wait_ms = st.wait_ms };
+                assert_int_equal(
+                    collector_store_event_fold(store, BROKER, &st, 25, &none),
+                    0);
+                assert_int_equal(
+                    collector_store_event_fold(store, BROKER, &end, 25, &f), 0);
+            }
+        }
+    }
+    assert_int_equal(collector_store_commit(store), 0);
+    for (int ok = 0; ok < 2; ok++) {
+        char a[37], b[37];
+        snprintf(a, sizeof a, "%s", JOB_A);
+        snprintf(b, sizeof b, "%s", JOB_B);
+        a[35] = b[35] = ok ? '2' : '3';
+        char *one = s_job_rows(store, a), *two = s_job_rows(store, b);
+        assert_string_equal(one, two);
+        assert_non_null(strstr(one, "\"wait_ms\":0"));
+        assert_non_null(strstr(one, "\"started_at\":"));
+        free(one);
+        free(two);
+        /* both events of each are in the history */
+        int found = 0;
+        json_t *j = collector_store_job(store, b, &found);
+        assert_int_equal(json_array_size(json_object_get(j, "events")), 3);
+        json_decref(j);
+    }
+
+    /* Backfill: a job the history has finished is left alone; one it has
+     * running, or lacks, is written. */
+    char done[37], running[37], missing[37];
+    snprintf(done, sizeof done, "%s", JOB_A);
+    done[35] = '2'; /* succeeded above */
+    snprintf(running, sizeof running, "%s", JOB_A);
+    running[35] = '4';
+    snprintf(missing, sizeof missing, "%s", JOB_A);
+    missing[35] = '5';
+    dv_event_t st = s_ev("job.started", running, "q", "t");
+    st.worker = dv_str("w1");
+    st.attempt = 1;
+    s_record(store, st);
+    dv_finished_job_t fj = { .queue = dv_str("q"),
+                             .type = dv_str("t"),
+                             .state = DV_STATE_SUCCEEDED,
+                             .attempt = 1,
+                             .worker = dv_str("w1"),
+                             .finished_ms = 2000000,
+                             .run_ms = 40 };
+    fj.id = dv_str(done);
+    assert_int_equal(collector_store_backfill(store, BROKER, &fj), 0);
+    fj.id = dv_str(running);
+    assert_int_equal(collector_store_backfill(store, BROKER, &fj), 1);
+    fj.id = dv_str(missing);
+    fj.state = DV_STATE_DEAD;
+    fj.category = DV_CAT_HANDLER;
+    fj.message = dv_str("no");
+    assert_int_equal(collector_store_backfill(store, BROKER, &fj), 1);
+    assert_int_equal(collector_store_backfill(store, BROKER, &fj), 0);
+    assert_int_equal(collector_store_commit(store), 0);
+    int found = 0;
+    json_t *j = collector_store_job(store, running, &found);
+    assert_string_equal(json_string_value(json_object_get(j, "state")),
+                        "succeeded");
+    assert_int_equal(s_int(j, "run_ms"), 40);
+    json_decref(j);
+    j = collector_store_job(store, missing, &found);
+    assert_int_equal(found, 1);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "dead");
+    assert_string_equal(json_string_value(json_object_get(j, "category")),
+                        "handler");
+    json_decref(j);
+    collector_store_close(&store);
+    s_store_done();
+}
 
 static void
 t_query_args(void **state)
@@ -1061,7 +1187,8 @@ t_pg_same_json(void **state)
     char in[64];
     uint64_t in_seq = 0;
     assert_int_equal(
-        collector_store_broker_load(pg, BROKER, in, sizeof in, &in_seq), 1);
+        collector_store_broker_load(pg, BROKER, in, sizeof in, &in_seq, NULL),
+        1);
     assert_int_equal(in_seq, 9);
     assert_int_equal(collector_store_commit(lite), 0);
     assert_int_equal(collector_store_commit(pg), 0);
@@ -1118,9 +1245,9 @@ t_pg_same_json(void **state)
     char i1[64], i2[64];
     uint64_t q1 = 0, q2 = 0;
     assert_int_equal(
-        collector_store_broker_load(lite, BROKER, i1, sizeof i1, &q1), 1);
+        collector_store_broker_load(lite, BROKER, i1, sizeof i1, &q1, NULL), 1);
     assert_int_equal(
-        collector_store_broker_load(pg, BROKER, i2, sizeof i2, &q2), 1);
+        collector_store_broker_load(pg, BROKER, i2, sizeof i2, &q2, NULL), 1);
     assert_string_equal(i1, i2);
     assert_int_equal(q1, q2);
     /* Retention takes the same rows, and leaves the same. */
@@ -2062,6 +2189,7 @@ main(int argc, char **argv)
         cmocka_unit_test(t_metrics_text),
         cmocka_unit_test(t_deploy_metrics),
         cmocka_unit_test(t_store_history),
+        cmocka_unit_test(t_store_fold_and_backfill),
         cmocka_unit_test(t_query_args),
         cmocka_unit_test(t_store_urls),
         cmocka_unit_test(t_access_checks),
@@ -2074,6 +2202,7 @@ main(int argc, char **argv)
     /* The store and query cases again, and PostgreSQL's own. */
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(t_store_history),
+        cmocka_unit_test(t_store_fold_and_backfill),
         cmocka_unit_test(t_query_args),
         cmocka_unit_test(t_pg_schema),
         cmocka_unit_test(t_pg_same_json),

@@ -1,5 +1,5 @@
 /* dv_body - the tables and codecs of the typed bodies (dv_body.h): status,
- * heartbeat metrics, worker info.
+ * heartbeat metrics, worker info, and the args and answer of "finished".
  *
  * Each table lists the keys in the order the broker and the worker have
  * always packed them, with the same msgpack formats (integers in their
@@ -219,6 +219,78 @@ static const dv_schema_t s_workerinfo = {
     DV_SCHEMA("workerinfo", s_workerinfo_fields, dv_workerinfo_t),
 };
 
+/* ---- finished ------------------------------------------------------------- */
+
+static void
+s_fargs_init(void *obj)
+{
+    ((dv_finished_args_t *)obj)->limit = DV_FINISHED_LIMIT_MAX;
+}
+
+static int
+s_fargs_check(dv_dec_t *d, const void *obj)
+{
+    const dv_finished_args_t *a = obj;
+    if (a->until_ms < a->since_ms)
+        return dv_dec_fail_at(d, "until", DV_EPROTO, "must be >= since");
+    return DV_OK;
+}
+
+#define T dv_finished_args_t
+static const dv_field_t s_fargs_fields[] = {
+    { DV_F_I64("since", T, since_ms, DV_FF_REQ, 0, INT64_MAX) },
+    { DV_F_I64("until", T, until_ms, DV_FF_REQ, 0, INT64_MAX) },
+    { DV_F_ID("after", T, after, 0) },
+    { DV_F_I32("limit", T, limit, DV_FF_OMIT, 1, DV_FINISHED_LIMIT_MAX),
+      .dflt = DV_FINISHED_LIMIT_MAX },
+};
+#undef T
+static const dv_schema_t s_fargs = {
+    DV_SCHEMA("finished_args", s_fargs_fields, dv_finished_args_t),
+    .init = s_fargs_init,
+    .check = s_fargs_check,
+};
+
+static int
+s_fjob_check(dv_dec_t *d, const void *obj)
+{
+    if (!dv_state_terminal(((const dv_finished_job_t *)obj)->state))
+        return dv_dec_fail_at(d, "state", DV_EPROTO,
+                              "must be succeeded, dead or cancelled");
+    return DV_OK;
+}
+
+#define T dv_finished_job_t
+static const dv_field_t s_fjob_fields[] = {
+    { DV_F_ID("id", T, id, DV_FF_REQ) },
+    { DV_F_NAME("queue", T, queue, DV_FF_REQ) },
+    { DV_F_NAME("type", T, type, DV_FF_REQ) },
+    { DV_F_NAME("batch", T, batch, 0) },
+    { DV_F_ENUM("state", T, state, DV_FF_REQ, &dv_enum_state) },
+    { DV_F_I32("attempt", T, attempt, DV_FF_OMIT, 0, INT32_MAX) },
+    { DV_F_NAME("worker", T, worker, 0) },
+    { DV_F_I64("finished", T, finished_ms, DV_FF_REQ, 0, INT64_MAX) },
+    { DV_F_I64("run", T, run_ms, DV_FF_OMIT, 0, INT64_MAX) },
+    { DV_F_ENUM("category", T, category, DV_FF_OMIT, &dv_enum_category) },
+    { DV_F_TEXT("message", T, message, 0) },
+};
+#undef T
+static const dv_schema_t s_fjob = {
+    DV_SCHEMA("job", s_fjob_fields, dv_finished_job_t),
+    .check = s_fjob_check,
+};
+
+#define T dv_finished_t
+static const dv_field_t s_finished_fields[] = {
+    { DV_F_ARRAY("jobs", T, jobs, njobs, DV_FF_REQ, &s_fjob,
+                 DV_FINISHED_LIMIT_MAX) },
+    { DV_F_BOOL("more", T, more, 0) },
+};
+#undef T
+static const dv_schema_t s_finished = {
+    DV_SCHEMA("finished", s_finished_fields, dv_finished_t),
+};
+
 /* ---- the functions -------------------------------------------------------- */
 
 #define S_BODY_FNS(nm, type, schema)                                           \
@@ -252,3 +324,5 @@ static const dv_schema_t s_workerinfo = {
 S_BODY_FNS(status, dv_status_t, s_status)
 S_BODY_FNS(hbmetrics, dv_hbmetrics_t, s_hbmetrics)
 S_BODY_FNS(workerinfo, dv_workerinfo_t, s_workerinfo)
+S_BODY_FNS(finished_args, dv_finished_args_t, s_fargs)
+S_BODY_FNS(finished, dv_finished_t, s_finished)

@@ -193,4 +193,58 @@ void dv_workerinfo_release(dv_workerinfo_t *w);
 bool dv_workerinfo_equal(const dv_workerinfo_t *a, const dv_workerinfo_t *b,
                          char *diff, size_t diff_size);
 
+/* ---- finished: the args and answer of ctrl "finished" --------------------- */
+
+/* The page of finished jobs asked for: those that finished in
+ * [since, until], in (finished, id) order, after the job after (when
+ * set) of the page before. */
+#define DV_FINISHED_LIMIT_MAX 1000
+
+typedef struct {
+    int64_t since_ms; /* ["since"] epoch ms, required */
+    int64_t until_ms; /* ["until"] epoch ms, required, >= since */
+    dv_str_t after;   /* ["after"] a job id: the last one of the page
+                       * before, which finished at since_ms */
+    int32_t limit;    /* ["limit"] 1..DV_FINISHED_LIMIT_MAX; absent: the
+                       * most */
+    void *priv_;
+} dv_finished_args_t;
+
+/* One finished job as the broker's store has it. */
+typedef struct {
+    dv_str_t id;            /* ["id"] required */
+    dv_str_t queue;         /* ["queue"] required */
+    dv_str_t type;          /* ["type"] required */
+    dv_str_t batch;         /* ["batch"] */
+    dv_state_t state;       /* ["state"] succeeded, dead or cancelled */
+    int32_t attempt;        /* ["attempt"] attempts made */
+    dv_str_t worker;        /* ["worker"] the last attempt's */
+    int64_t finished_ms;    /* ["finished"] epoch ms, required */
+    int64_t run_ms;         /* ["run"] the last attempt's; 0 = unknown */
+    dv_category_t category; /* ["category"] the last failure's */
+    dv_str_t message;       /* ["message"] the last failure's */
+} dv_finished_job_t;
+
+typedef struct {
+    dv_finished_job_t *jobs; /* ["jobs"] in (finished, id) order */
+    uint32_t njobs;
+    bool more; /* ["more"] the page is full: ask for the next one */
+    void *priv_;
+} dv_finished_t;
+
+int dv_finished_args_encode(const dv_finished_args_t *a, msgpack_sbuffer *out);
+int dv_finished_args_decode(const void *data, size_t size,
+                            dv_finished_args_t *a, char *why, size_t why_size);
+void dv_finished_args_release(dv_finished_args_t *a);
+bool dv_finished_args_equal(const dv_finished_args_t *a,
+                            const dv_finished_args_t *b, char *diff,
+                            size_t diff_size);
+
+int dv_finished_encode(const dv_finished_t *f, msgpack_sbuffer *out);
+int dv_finished_decode(const void *data, size_t size, dv_finished_t *f,
+                       char *why, size_t why_size);
+void dv_finished_release(dv_finished_t *f);
+bool dv_finished_equal(const dv_finished_t *a, const dv_finished_t *b,
+                       char *diff, size_t diff_size);
+
 #endif

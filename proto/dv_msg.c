@@ -190,6 +190,56 @@ dv_msg_encode(const dv_msg_t *msg, msgpack_sbuffer *out)
     return s_enc_message(&pk, msg) ? DV_ENOMEM : DV_OK;
 }
 
+/* The envelope of an "events" message up to its array's count: a map of
+ * three keys, "v" 1, "t" "events", "events" and an array32 header whose
+ * four count bytes follow. */
+static const unsigned char s_events_head[] = {
+    0x83, 0xa1, 'v',  DV_PROTO_VERSION,
+    0xa1, 't',  0xa6, 'e',
+    'v',  'e',  'n',  't',
+    's',  0xa6, 'e',  'v',
+    'e',  'n',  't',  's',
+    0xdd,
+};
+_Static_assert(DV_PROTO_VERSION < 0x80, "the version is a positive fixint");
+
+int
+dv_events_begin(dv_events_enc_t *e, msgpack_sbuffer *out)
+{
+    static const unsigned char zero[4] = { 0 };
+    e->start = out->size;
+    e->n = 0;
+    if (msgpack_sbuffer_write(out, (const char *)s_events_head,
+                              sizeof s_events_head) != 0 ||
+        msgpack_sbuffer_write(out, (const char *)zero, sizeof zero) != 0) {
+        out->size = e->start;
+        return DV_ENOMEM;
+    }
+    return DV_OK;
+}
+
+int
+dv_events_add(dv_events_enc_t *e, msgpack_sbuffer *out, const dv_event_t *ev)
+{
+    if (e->n >= DV_ITEMS_MAX)
+        return DV_ETOOBIG;
+    size_t before = out->size;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    if (dv_enc_map(&pk, dv_msg_event_schema(), ev) != 0) {
+        out->size = before;
+        return DV_ENOMEM;
+    }
+    uint32_t n = ++e->n;
+    unsigned char *c =
+        (unsigned char *)out->data + e->start + sizeof s_events_head;
+    c[0] = (unsigned char)(n >> 24);
+    c[1] = (unsigned char)(n >> 16);
+    c[2] = (unsigned char)(n >> 8);
+    c[3] = (unsigned char)n;
+    return DV_OK;
+}
+
 bool
 dv_msg_equal(const dv_msg_t *a, const dv_msg_t *b, char *diff, size_t diff_size)
 {

@@ -281,6 +281,48 @@ static const dv_schema_t s_keyitem = {
     DV_SCHEMA("key", s_keyitem_fields, dv_keyitem_t),
 };
 
+/* ---- broker -> PUB ---------------------------------------------------------- */
+
+/* An event's keys, for the "event" message (fields of dv_msg_t under
+ * u.event) and for an item of "events" (a dv_event_t): T is the struct, P
+ * the path to the event's fields in it ("u.event." or nothing). */
+#define S_EVENT_FIELDS(T, P)                                                   \
+    { DV_F_U64("seq", T, P seq, DV_FF_REQ), .min = 1 },                        \
+        { DV_F_NAME("broker", T, P broker, DV_FF_REQ) },                       \
+        { DV_F_I64("ts", T, P ts_ms, DV_FF_OMIT, 0, INT64_MAX) },              \
+        { DV_F_KIND("kind", T, P kind, P kind_enum, DV_FF_REQ,                 \
+                    &dv_enum_event) },                                         \
+        { DV_F_ID("id", T, P id, 0) }, { DV_F_NAME("queue", T, P queue, 0) },  \
+        { DV_F_NAME("type", T, P type, 0) },                                   \
+        { DV_F_NAME("batch", T, P batch, 0) },                                 \
+        { DV_F_NAME("worker", T, P worker, 0) },                               \
+        { DV_F_I32("attempt", T, P attempt, DV_FF_OMIT, 0, INT32_MAX) },       \
+        { DV_F_ENUM("state", T, P state, DV_FF_OMIT, &dv_enum_state) },        \
+        { DV_F_I64("run_at", T, P run_at_ms, DV_FF_OMIT, 0, INT64_MAX) },      \
+        { DV_F_I64("wait", T, P wait_ms, DV_FF_OMIT, 0, INT64_MAX) },          \
+        { DV_F_I64("run", T, P run_ms, DV_FF_OMIT, 0, INT64_MAX) },            \
+        { DV_F_I64("current", T, P current, DV_FF_OMIT, 0, INT64_MAX) },       \
+        { DV_F_I64("total", T, P total, DV_FF_OMIT, 0, INT64_MAX) },           \
+        { DV_F_TEXT("message", T, P message, 0) },                             \
+        { DV_F_MAP("failure", T, P failure, DV_FF_HAS, &s_failure),            \
+          DV_HAS(T, P has_failure) },                                          \
+    {                                                                          \
+        DV_F_VALUE("body", T, P body, 0)                                       \
+    }
+
+static void
+s_event_item_init(void *obj)
+{
+    dv_failure_init(&((dv_event_t *)obj)->failure);
+}
+
+static const dv_field_t s_event_item_fields[] = { S_EVENT_FIELDS(
+    dv_event_t, ) };
+static const dv_schema_t s_event = {
+    DV_SCHEMA("event", s_event_item_fields, dv_event_t),
+    .init = s_event_item_init,
+};
+
 /* Items of arrays of plain values. */
 static const dv_field_t s_id_item = {
     .name = "",
@@ -415,28 +457,12 @@ s_event_init(void *obj)
 
 /* kind is a name, not checked against a list: new kinds need no new
  * version. The enum next to it says which known kind it is, if any. */
-static const dv_field_t s_event_fields[] = {
-    { DV_F_U64("seq", T, u.event.seq, DV_FF_REQ), .min = 1 },
-    { DV_F_NAME("broker", T, u.event.broker, DV_FF_REQ) },
-    { DV_F_I64("ts", T, u.event.ts_ms, DV_FF_OMIT, 0, INT64_MAX) },
-    { DV_F_KIND("kind", T, u.event.kind, u.event.kind_enum, DV_FF_REQ,
-                &dv_enum_event) },
-    { DV_F_ID("id", T, u.event.id, 0) },
-    { DV_F_NAME("queue", T, u.event.queue, 0) },
-    { DV_F_NAME("type", T, u.event.type, 0) },
-    { DV_F_NAME("batch", T, u.event.batch, 0) },
-    { DV_F_NAME("worker", T, u.event.worker, 0) },
-    { DV_F_I32("attempt", T, u.event.attempt, DV_FF_OMIT, 0, INT32_MAX) },
-    { DV_F_ENUM("state", T, u.event.state, DV_FF_OMIT, &dv_enum_state) },
-    { DV_F_I64("run_at", T, u.event.run_at_ms, DV_FF_OMIT, 0, INT64_MAX) },
-    { DV_F_I64("wait", T, u.event.wait_ms, DV_FF_OMIT, 0, INT64_MAX) },
-    { DV_F_I64("run", T, u.event.run_ms, DV_FF_OMIT, 0, INT64_MAX) },
-    { DV_F_I64("current", T, u.event.current, DV_FF_OMIT, 0, INT64_MAX) },
-    { DV_F_I64("total", T, u.event.total, DV_FF_OMIT, 0, INT64_MAX) },
-    { DV_F_TEXT("message", T, u.event.message, 0) },
-    { DV_F_MAP("failure", T, u.event.failure, DV_FF_HAS, &s_failure),
-      DV_HAS(T, u.event.has_failure) },
-    { DV_F_VALUE("body", T, u.event.body, 0) },
+static const dv_field_t s_event_fields[] = { S_EVENT_FIELDS(T, u.event.) };
+
+static const dv_field_t s_events_fields[] = {
+    { DV_F_ARRAY("events", T, u.events.events, u.events.nevents, DV_FF_REQ,
+                 &s_event, DV_ITEMS_MAX),
+      .min = 1, .hint = "must hold at least one event" },
 };
 
 /* worker <-> broker, both ways */
@@ -470,7 +496,14 @@ static const dv_schema_t s_messages[DV_MSG_COUNT_] = {
     S_MSG(DV_MSG_EVENT, s_event_fields, s_event_init),
     [DV_MSG_DRAIN] = { .name = "DV_MSG_DRAIN", .size = sizeof(dv_msg_t) },
     S_MSG(DV_MSG_KEYS, s_keys_fields, NULL),
+    S_MSG(DV_MSG_EVENTS, s_events_fields, NULL),
 };
+
+const dv_schema_t *
+dv_msg_event_schema(void)
+{
+    return &s_event;
+}
 
 const dv_schema_t *
 dv_msg_schema(dv_msg_type_t type)

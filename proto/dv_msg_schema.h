@@ -9,6 +9,9 @@
  * DV_MSG_NONE and values out of range. */
 const dv_schema_t *dv_msg_schema(dv_msg_type_t type);
 
+/* The schema of one event as an item of "events" (a dv_event_t). */
+const dv_schema_t *dv_msg_event_schema(void);
+
 /* Where m (of m->type) keeps its "req", or NULL for types without one. */
 uint64_t *dv_msg_req(dv_msg_t *m);
 

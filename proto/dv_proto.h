@@ -15,8 +15,10 @@
  * the broker stores and forwards them without decoding; the decoder still
  * checks that the bytes are exactly one well-formed value.
  *
- * Events on the PUB socket are two frames: the event kind as topic
- * ("job.succeeded") and the msgpack body (type "event").
+ * Events on the PUB socket are two frames: a topic and the msgpack body.
+ * The job events one group commit produced travel together: topic "jobs",
+ * body type "events" (["events"], an array of event maps). Every other
+ * event travels alone: topic = its kind ("worker.joined"), type "event".
  *
  * The schema is data: each message is one table (dv_msg_schema.c) of key,
  * type, bounds, required and place in the struct, and one engine
@@ -333,6 +335,31 @@ typedef struct {
  * text when set, else the name of kind_enum; absent if neither is set. */
 dv_str_t dv_event_topic(const dv_event_t *ev);
 
+/* The PUB topic of an "events" message (the job events of one group). */
+#define DV_EVENTS_TOPIC "jobs"
+
+/* Whether ev goes in a "jobs" batch: a kind that starts with "job.". */
+bool dv_event_is_job(const dv_event_t *ev);
+
+/* Builds an "events" message one event at a time, straight into one
+ * buffer: dv_events_begin() appends the envelope with an empty events
+ * array, each dv_events_add() appends one event's map and counts it in the
+ * array's header (a fixed-width array32 header, so nothing moves). Between
+ * calls the bytes from start to the end of out are always a complete
+ * message; nothing else may be appended to out while one is being built.
+ * Holds offsets, not pointers, so out may grow. */
+typedef struct {
+    size_t start; /* where the message starts in out */
+    uint32_t n;   /* events added */
+} dv_events_enc_t;
+
+/* DV_OK or DV_ENOMEM (out is then as it was). */
+int dv_events_begin(dv_events_enc_t *e, msgpack_sbuffer *out);
+/* DV_OK, or DV_ENOMEM (out is then as before the call) or DV_ETOOBIG
+ * (already DV_ITEMS_MAX events). */
+int dv_events_add(dv_events_enc_t *e, msgpack_sbuffer *out,
+                  const dv_event_t *ev);
+
 typedef enum {
     DV_MSG_NONE = 0,
     /* client <-> broker (clients ROUTER) */
@@ -358,6 +385,8 @@ typedef enum {
     DV_MSG_DRAIN, /* "drain"   stop taking jobs, finish, say bye */
     /* worker <-> broker, both ways: the fleet's API keys (dv_keyitem_t) */
     DV_MSG_KEYS, /* "keys"    items[] */
+    /* broker -> PUB: the job events of one group commit, topic "jobs" */
+    DV_MSG_EVENTS, /* "events"  events[] */
     DV_MSG_COUNT_
 } dv_msg_type_t;
 
@@ -524,6 +553,10 @@ typedef struct {
         dv_heartbeat_t heartbeat;
         dv_kill_t kill;
         dv_event_t event;
+        struct {
+            dv_event_t *events; /* ["events"] 1..DV_ITEMS_MAX, in seq order */
+            uint32_t nevents;
+        } events;
         struct {
             dv_keyitem_t *items; /* ["items"] 1..DV_ITEMS_MAX */
             uint32_t nitems;

@@ -39,10 +39,11 @@ static const dv_name_t s_category_names[DV_CAT_COUNT_] = {
  * assertion below instead of leaving a hole ({NULL, 0}) that
  * dv_enum_find() would match against an empty name. */
 static const dv_name_t s_msg_names[] = {
-    S_N("none"),  S_N("submit"), S_N("submitted"), S_N("wait"),  S_N("result"),
-    S_N("ctrl"),  S_N("reply"),  S_N("error"),     S_N("hello"), S_N("welcome"),
-    S_N("jobs"),  S_N("update"), S_N("heartbeat"), S_N("bye"),   S_N("kill"),
-    S_N("event"), S_N("drain"),  S_N("keys"),
+    S_N("none"),      S_N("submit"),  S_N("submitted"), S_N("wait"),
+    S_N("result"),    S_N("ctrl"),    S_N("reply"),     S_N("error"),
+    S_N("hello"),     S_N("welcome"), S_N("jobs"),      S_N("update"),
+    S_N("heartbeat"), S_N("bye"),     S_N("kill"),      S_N("event"),
+    S_N("drain"),     S_N("keys"),    S_N("events"),
 };
 _Static_assert(sizeof s_msg_names / sizeof s_msg_names[0] == DV_MSG_COUNT_,
                "one name per message type");
@@ -160,6 +161,13 @@ dv_event_topic(const dv_event_t *ev)
         return ev->kind;
     const dv_name_t *n = dv_enum_name(&dv_enum_event, (int)ev->kind_enum);
     return dv_strn(n->name, n->len);
+}
+
+bool
+dv_event_is_job(const dv_event_t *ev)
+{
+    dv_str_t k = dv_event_topic(ev);
+    return k.ptr && k.len > 4 && memcmp(k.ptr, "job.", 4) == 0;
 }
 
 const char *

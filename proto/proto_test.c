@@ -1034,6 +1034,208 @@ t_reject_names(void **state)
     }
 }
 
+/* A full job event and a worker event, as items of a batch. */
+static void
+s_sample_events(dv_event_t ev[3])
+{
+    memset(ev, 0, 3 * sizeof *ev);
+    for (int i = 0; i < 3; i++) {
+        dv_failure_init(&ev[i].failure);
+        ev[i].seq = 41 + (uint64_t)i;
+        ev[i].broker = dv_str("b-0190f3a2");
+        ev[i].ts_ms = 1795369260000 + i;
+        ev[i].id = dv_str(ID1);
+        ev[i].queue = dv_str("llm");
+        ev[i].type = dv_str("http");
+    }
+    ev[0].kind = dv_str("job.submitted");
+    ev[0].state = DV_STATE_QUEUED;
+    ev[1].kind = dv_str("job.started");
+    ev[1].worker = dv_str("host-a:4242");
+    ev[1].attempt = 1;
+    ev[1].wait_ms = 12;
+    ev[2].kind = dv_str("job.failed");
+    ev[2].batch = dv_str("batch-7");
+    ev[2].worker = dv_str("host-a:4242");
+    ev[2].attempt = 1;
+    ev[2].state = DV_STATE_SCHEDULED;
+    ev[2].run_at_ms = 1795369290000;
+    ev[2].run_ms = 2400;
+    ev[2].has_failure = true;
+    ev[2].failure = s_full_failure();
+    ev[2].body = S_RESULT;
+}
+
+static void
+t_events(void **state)
+{
+    (void)state;
+    dv_event_t ev[3];
+    s_sample_events(ev);
+    dv_msg_t in = { .type = DV_MSG_EVENTS };
+    in.u.events.events = ev;
+    in.u.events.nevents = 3;
+    dv_msg_t out;
+    msgpack_sbuffer sb;
+    s_round_trip("events", &in, &out, &sb);
+    assert_int_equal(out.u.events.nevents, 3);
+    assert_int_equal(out.u.events.events[1].kind_enum, DV_EV_JOB_STARTED);
+    S_STR_EQ(out.u.events.events[1].kind, dv_str("job.started"));
+    assert_int_equal(out.u.events.events[0].failure.exit_code, -1);
+    assert_true(out.u.events.events[2].has_failure);
+    assert_false(out.u.events.events[0].has_failure);
+    s_done(&out, &sb);
+
+    /* built one event at a time, behind other bytes in the buffer: the
+     * same message, whatever the count's width */
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_sbuffer_write(&b, "junk", 4);
+    dv_events_enc_t e;
+    assert_int_equal(dv_events_begin(&e, &b), DV_OK);
+    assert_int_equal(e.start, 4);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(dv_events_add(&e, &b, &ev[i]), DV_OK);
+        assert_int_equal(e.n, i + 1);
+        char why[256];
+        assert_int_equal(dv_msg_decode(b.data + e.start, b.size - e.start, &out,
+                                       why, sizeof why),
+                         DV_OK);
+        assert_int_equal(out.type, DV_MSG_EVENTS);
+        assert_int_equal(out.u.events.nevents, i + 1);
+        dv_msg_t want = in;
+        want.u.events.nevents = i + 1;
+        char diff[256];
+        if (!dv_msg_equal(&want, &out, diff, sizeof diff))
+            fail_msg("built batch differs: %s", diff);
+        dv_msg_release(&out);
+    }
+    msgpack_sbuffer_destroy(&b);
+
+    /* a kind given as the enum alone goes out as its name */
+    msgpack_sbuffer_init(&b);
+    assert_int_equal(dv_events_begin(&e, &b), DV_OK);
+    dv_event_t one = ev[1];
+    one.kind = (dv_str_t){ 0 };
+    one.kind_enum = DV_EV_JOB_STARTED;
+    assert_int_equal(dv_events_add(&e, &b, &one), DV_OK);
+    assert_int_equal(dv_msg_decode(b.data, b.size, &out, NULL, 0), DV_OK);
+    S_STR_EQ(out.u.events.events[0].kind, dv_str("job.started"));
+    assert_int_equal(out.u.events.events[0].kind_enum, DV_EV_JOB_STARTED);
+    dv_msg_release(&out);
+    msgpack_sbuffer_destroy(&b);
+
+    /* an empty batch is not a message anyone should send */
+    msgpack_sbuffer_init(&b);
+    assert_int_equal(dv_events_begin(&e, &b), DV_OK);
+    s_expect_bytes(b.data, b.size, DV_EPROTO,
+                   "events: events: must hold at least one event", __LINE__);
+    msgpack_sbuffer_destroy(&b);
+
+    assert_true(dv_event_is_job(&ev[0]));
+    assert_true(dv_event_is_job(&ev[1]));
+    dv_event_t w = { .kind_enum = DV_EV_WORKER_JOINED };
+    assert_false(dv_event_is_job(&w));
+    w.kind = dv_str("job.");
+    assert_false(dv_event_is_job(&w));
+    w.kind = dv_str("jobs.x");
+    assert_false(dv_event_is_job(&w));
+    w.kind = dv_str("job.new_kind");
+    assert_true(dv_event_is_job(&w));
+    w = (dv_event_t){ 0 };
+    assert_false(dv_event_is_job(&w));
+}
+
+/* Malformed batches: every item is checked like a lone event, and the
+ * reason names the item. */
+static void
+t_reject_events(void **state)
+{
+    (void)state;
+    const char *ok = "{\"seq\": 1, \"broker\": \"b\", \"kind\": "
+                     "\"job.started\"}";
+    S_EXPECT(DV_OK, NULL, "{\"v\": 1, \"t\": \"events\", \"events\": [%s]}",
+             ok);
+    S_EXPECT(DV_EPROTO, "events: missing key \"events\"",
+             "{\"v\": 1, \"t\": \"events\"}");
+    S_EXPECT(DV_EPROTO, "events: events: must be an array",
+             "{\"v\": 1, \"t\": \"events\", \"events\": %s}", ok);
+    S_EXPECT(DV_EPROTO, "events: events: must hold at least one event",
+             "{\"v\": 1, \"t\": \"events\", \"events\": []}");
+    S_EXPECT(DV_EPROTO, "events: events[1]: must be a map",
+             "{\"v\": 1, \"t\": \"events\", \"events\": [%s, 7]}", ok);
+    S_EXPECT(DV_EPROTO, "events: events[1]: missing key \"seq\"",
+             "{\"v\": 1, \"t\": \"events\", \"events\": [%s, "
+             "{\"broker\": \"b\", \"kind\": \"job.started\"}]}",
+             ok);
+    S_EXPECT(DV_EPROTO, "events: events[0]: missing key \"kind\"",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\"}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].seq: must be >= 1",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 0, \"broker\": \"b\", \"kind\": \"job.x\"}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].seq: must be an unsigned integer",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": \"1\", \"broker\": \"b\", \"kind\": \"job.x\"}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].id: ",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\", \"kind\": \"job.x\", "
+             "\"id\": \"short\"}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].attempt: must be",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\", \"kind\": \"job.x\", "
+             "\"attempt\": -1}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].state: unknown state",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\", \"kind\": \"job.x\", "
+             "\"state\": \"sleepy\"}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].failure: missing key \"category\"",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\", \"kind\": \"job.x\", "
+             "\"failure\": {\"message\": \"m\"}}]}");
+    S_EXPECT(DV_EPROTO, "events: events[0].queue: ",
+             "{\"v\": 1, \"t\": \"events\", \"events\": "
+             "[{\"seq\": 1, \"broker\": \"b\", \"kind\": \"job.x\", "
+             "\"queue\": \"\"}]}");
+
+    /* a count claimed past the bytes is refused before any allocation,
+     * and a count past DV_ITEMS_MAX is too big */
+    static const unsigned char claim[] = {
+        0x83, 0xa1, 'v',  1,    0xa1, 't',  0xa6, 'e',  'v',
+        'e',  'n',  't',  's',  0xa6, 'e',  'v',  'e',  'n',
+        't',  's',  0xdd, 0xff, 0xff, 0xff, 0xff, 0x80,
+    };
+    s_expect_bytes(claim, sizeof claim, DV_ETRUNC, NULL, __LINE__);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    dv_events_enc_t e;
+    assert_int_equal(dv_events_begin(&e, &sb), DV_OK);
+    dv_event_t ev = { .seq = 1,
+                      .broker = dv_str("b"),
+                      .kind_enum = DV_EV_JOB_STARTED };
+    dv_failure_init(&ev.failure);
+    for (uint32_t i = 0; i < DV_ITEMS_MAX; i++)
+        assert_int_equal(dv_events_add(&e, &sb, &ev), DV_OK);
+    assert_int_equal(dv_events_add(&e, &sb, &ev), DV_ETOOBIG);
+    dv_msg_t m;
+    assert_int_equal(dv_msg_decode(sb.data, sb.size, &m, NULL, 0), DV_OK);
+    assert_int_equal(m.u.events.nevents, DV_ITEMS_MAX);
+    dv_msg_release(&m);
+    /* one more item, and the count says so: refused */
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 0);
+    uint32_t n = DV_ITEMS_MAX + 1;
+    unsigned char *c = (unsigned char *)sb.data + 21;
+    c[0] = (unsigned char)(n >> 24);
+    c[1] = (unsigned char)(n >> 16);
+    c[2] = (unsigned char)(n >> 8);
+    c[3] = (unsigned char)n;
+    s_expect_bytes(sb.data, sb.size, DV_ETOOBIG,
+                   "events: events: more than 100000 items", __LINE__);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void
 t_reject_fields(void **state)
 {
@@ -2405,6 +2607,8 @@ s_expect_body_(int line, s_body_dec_fn *fn, int code, const char *want,
         dv_status_t s;
         dv_hbmetrics_t m;
         dv_workerinfo_t w;
+        dv_finished_args_t fa;
+        dv_finished_t f;
     } out;
     char why[256];
     int rc = fn(sb.data, sb.size, &out, why, sizeof why);
@@ -2418,6 +2622,81 @@ s_expect_body_(int line, s_body_dec_fn *fn, int code, const char *want,
 
 #define S_EXPECT_BODY(fn, code, want, json)                                    \
     s_expect_body_(__LINE__, (fn), (code), (want), (json))
+
+static int
+s_dec_fargs(const void *d, size_t n, void *out, char *why, size_t ws)
+{
+    int rc = dv_finished_args_decode(d, n, out, why, ws);
+    dv_finished_args_release(out);
+    return rc;
+}
+
+static int
+s_dec_finished(const void *d, size_t n, void *out, char *why, size_t ws)
+{
+    int rc = dv_finished_decode(d, n, out, why, ws);
+    dv_finished_release(out);
+    return rc;
+}
+
+static void
+t_finished_bodies(void **state)
+{
+    (void)state;
+    dv_finished_args_t a = { 0 }, a2;
+    a.since_ms = 1795369260000;
+    a.until_ms = 1795369290000;
+    a.after = dv_str(ID1);
+    a.limit = 250;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_finished_args_encode(&a, &sb), DV_OK);
+    char why[256], diff[256];
+    assert_int_equal(
+        dv_finished_args_decode(sb.data, sb.size, &a2, why, sizeof why), DV_OK);
+    if (!dv_finished_args_equal(&a, &a2, diff, sizeof diff))
+        fail_msg("finished args: %s", diff);
+    dv_finished_args_release(&a2);
+    msgpack_sbuffer_destroy(&sb);
+    /* absent limit: the most */
+    S_EXPECT_BODY(s_dec_fargs, DV_OK, NULL, "{\"since\": 1, \"until\": 1}");
+    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_write(&sb, "\x82\xa5since\x01\xa5until\x02", 15);
+    assert_int_equal(
+        dv_finished_args_decode(sb.data, sb.size, &a2, why, sizeof why), DV_OK);
+    assert_int_equal(a2.limit, DV_FINISHED_LIMIT_MAX);
+    dv_finished_args_release(&a2);
+    msgpack_sbuffer_destroy(&sb);
+
+    dv_finished_job_t jobs[2];
+    memset(jobs, 0, sizeof jobs);
+    jobs[0].id = dv_str(ID1);
+    jobs[0].queue = dv_str("llm");
+    jobs[0].type = dv_str("http");
+    jobs[0].batch = dv_str("b7");
+    jobs[0].state = DV_STATE_SUCCEEDED;
+    jobs[0].attempt = 2;
+    jobs[0].worker = dv_str("host-a:1");
+    jobs[0].finished_ms = 1795369260000;
+    jobs[0].run_ms = 2400;
+    jobs[1].id = dv_str(ID1);
+    jobs[1].queue = dv_str("llm");
+    jobs[1].type = dv_str("http");
+    jobs[1].state = DV_STATE_DEAD;
+    jobs[1].finished_ms = 1795369260001;
+    jobs[1].category = DV_CAT_TIMEOUT;
+    jobs[1].message = dv_str("took too long");
+    dv_finished_t f = { .jobs = jobs, .njobs = 2, .more = true }, f2;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(dv_finished_encode(&f, &sb), DV_OK);
+    assert_int_equal(dv_finished_decode(sb.data, sb.size, &f2, why, sizeof why),
+                     DV_OK);
+    if (!dv_finished_equal(&f, &f2, diff, sizeof diff))
+        fail_msg("finished: %s", diff);
+    assert_int_equal(f2.jobs[1].category, DV_CAT_TIMEOUT);
+    dv_finished_release(&f2);
+    msgpack_sbuffer_destroy(&sb);
+}
 
 static void
 t_reject_bodies(void **state)
@@ -2461,6 +2740,42 @@ t_reject_bodies(void **state)
                   "{\"busy\": -1}");
     S_EXPECT_BODY(s_dec_winfo, DV_OK, NULL,
                   "{\"host\": null, \"metrics\": {\"anything\": [1, 2]}}");
+
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO, "finished_args: missing key",
+                  "{\"since\": 1}");
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO,
+                  "finished_args: until: must be >= since",
+                  "{\"since\": 5, \"until\": 4}");
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO, "finished_args: limit: must be",
+                  "{\"since\": 1, \"until\": 2, \"limit\": 1001}");
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO, "finished_args: limit: must be",
+                  "{\"since\": 1, \"until\": 2, \"limit\": 0}");
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO, "finished_args: after: ",
+                  "{\"since\": 1, \"until\": 2, \"after\": \"x\"}");
+    S_EXPECT_BODY(s_dec_fargs, DV_EPROTO, "finished_args: since: must be",
+                  "{\"since\": -1, \"until\": 2}");
+    S_EXPECT_BODY(s_dec_finished, DV_OK, NULL, "{\"jobs\": []}");
+    S_EXPECT_BODY(s_dec_finished, DV_EPROTO, "finished: missing key \"jobs\"",
+                  "{\"more\": true}");
+    S_EXPECT_BODY(s_dec_finished, DV_EPROTO,
+                  "finished: jobs[0].state: must be succeeded, dead or "
+                  "cancelled",
+                  "{\"jobs\": [{\"id\": \"" ID1 "\", \"queue\": \"q\", "
+                  "\"type\": \"t\", \"state\": \"running\", "
+                  "\"finished\": 1}]}");
+    S_EXPECT_BODY(s_dec_finished, DV_EPROTO,
+                  "finished: jobs[0]: missing key \"finished\"",
+                  "{\"jobs\": [{\"id\": \"" ID1 "\", \"queue\": \"q\", "
+                  "\"type\": \"t\", \"state\": \"dead\"}]}");
+    S_EXPECT_BODY(s_dec_finished, DV_EPROTO,
+                  "finished: jobs[0].category: unknown category",
+                  "{\"jobs\": [{\"id\": \"" ID1 "\", \"queue\": \"q\", "
+                  "\"type\": \"t\", \"state\": \"dead\", \"finished\": "
+                  "1, \"category\": \"gremlins\"}]}");
+    S_EXPECT_BODY(s_dec_finished, DV_EPROTO, "finished: jobs[0].run: must be",
+                  "{\"jobs\": [{\"id\": \"" ID1 "\", \"queue\": \"q\", "
+                  "\"type\": \"t\", \"state\": \"dead\", \"finished\": "
+                  "1, \"run\": -3}]}");
 
     /* not one value, or a lie about a count: refused before allocating */
     const uint8_t claim[] = { 0x81, 0xa6, 'q',  'u',  'e',  'u',  'e',
@@ -2680,7 +2995,7 @@ t_names(void **state)
     const char *types[] = { "submit", "submitted", "wait",  "result",  "ctrl",
                             "reply",  "error",     "hello", "welcome", "jobs",
                             "update", "heartbeat", "bye",   "kill",    "event",
-                            "drain",  "keys" };
+                            "drain",  "keys",      "events" };
     assert_int_equal(sizeof types / sizeof types[0], DV_MSG_COUNT_ - 1);
     for (int t = DV_MSG_SUBMIT; t < DV_MSG_COUNT_; t++)
         assert_string_equal(dv_msg_type_name((dv_msg_type_t)t), types[t - 1]);
@@ -2790,6 +3105,8 @@ main(void)
         cmocka_unit_test(t_bye),
         cmocka_unit_test(t_kill),
         cmocka_unit_test(t_event),
+        cmocka_unit_test(t_events),
+        cmocka_unit_test(t_reject_events),
         cmocka_unit_test(t_keys),
         cmocka_unit_test(t_encode_invalid_type),
         cmocka_unit_test(t_reject_envelope),
@@ -2816,6 +3133,7 @@ main(void)
         cmocka_unit_test(t_hbmetrics_body),
         cmocka_unit_test(t_workerinfo_body),
         cmocka_unit_test(t_reject_bodies),
+        cmocka_unit_test(t_finished_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "dv_clock.h"
 #include "dv_util.h"
@@ -1153,4 +1154,94 @@ harness_submit_keyed(harness_t *self, const char *prefix, const char *type,
     free(keys);
     free(left);
     return acked;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+void
+harness_events_init(harness_events_t *self, void *sub)
+{
+    memset(self, 0, sizeof *self);
+    self->sub = sub;
+}
+
+/* Receives one two-frame event message into self->buf and decodes it.
+ * Returns 1, 0 when nothing came in time, -1 on a bad frame. */
+static int
+s_events_recv(harness_events_t *self, int timeout_ms)
+{
+    zmq_pollitem_t it = { self->sub, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        return 0;
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    int tn = zmq_msg_recv(&part, self->sub, 0);
+    int n = tn < 0 ? -1 : 0;
+    if (tn >= 0) {
+        size_t len = (size_t)tn < sizeof self->topic - 1
+                         ? (size_t)tn
+                         : sizeof self->topic - 1;
+        memcpy(self->topic, zmq_msg_data(&part), len);
+        self->topic[len] = '\0';
+        n = zmq_msg_more(&part) ? zmq_msg_recv(&part, self->sub, 0) : -1;
+    }
+    if (n >= 0 && (size_t)n > self->cap) {
+        char *b = realloc(self->buf, (size_t)n);
+        if (!b)
+            n = -1;
+        else {
+            self->buf = b;
+            self->cap = (size_t)n;
+        }
+    }
+    if (n > 0)
+        memcpy(self->buf, zmq_msg_data(&part), (size_t)n);
+    /* drop any further parts */
+    while (n >= 0 && zmq_msg_more(&part))
+        zmq_msg_recv(&part, self->sub, 0);
+    zmq_msg_close(&part);
+    if (n <= 0) {
+        fprintf(stderr, "harness: events: bad frame on topic %s\n",
+                self->topic);
+        return -1;
+    }
+    char why[256];
+    if (dv_msg_decode(self->buf, (size_t)n, &self->msg, why, sizeof why) !=
+            DV_OK ||
+        (self->msg.type != DV_MSG_EVENT && self->msg.type != DV_MSG_EVENTS)) {
+        fprintf(stderr, "harness: events: topic %s: %s\n", self->topic,
+                self->msg.type ? "not an event" : why);
+        dv_msg_release(&self->msg);
+        return -1;
+    }
+    self->next = 0;
+    self->len = (size_t)n;
+    self->frames++;
+    return 1;
+}
+
+const dv_event_t *
+harness_events_next(harness_events_t *self, int timeout_ms)
+{
+    for (;;) {
+        if (self->msg.type == DV_MSG_EVENT && self->next == 0) {
+            self->next = 1;
+            return &self->msg.u.event;
+        }
+        if (self->msg.type == DV_MSG_EVENTS &&
+            self->next < self->msg.u.events.nevents)
+            return &self->msg.u.events.events[self->next++];
+        dv_msg_release(&self->msg);
+        if (s_events_recv(self, timeout_ms) <= 0)
+            return NULL;
+    }
+}
+
+void
+harness_events_close(harness_events_t *self)
+{
+    dv_msg_release(&self->msg);
+    free(self->buf);
+    self->buf = NULL;
+    self->cap = 0;
 }

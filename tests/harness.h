@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "drover.h"
+#include "dv_proto.h"
 
 #define HARNESS_MAX_PROCS 32
 
@@ -253,5 +254,32 @@ int harness_wait_ids(harness_t *self, char (*ids)[37], int n,
 int harness_submit_keyed(harness_t *self, const char *prefix, const char *type,
                          const char *payload, int from, int n, int batch_max,
                          char (*ids)[37], int timeout_ms);
+
+/* The broker's events as a SUB socket receives them, one event at a time:
+ * a "jobs" batch (type "events") is unpacked into its events, a lone
+ * event (type "event") passes as it is. For tests that subscribe to the
+ * events endpoint (subscribe to "jobs" for job events, to a kind for the
+ * others). */
+typedef struct {
+    void *sub;
+    char *buf; /* the frame the events point into */
+    size_t cap;
+    dv_msg_t msg;    /* decoded frame; its events are handed out in order */
+    uint32_t next;   /* index of the next event of msg */
+    char topic[64];  /* the frame's topic */
+    size_t len;      /* the frame's size in buf */
+    uint64_t frames; /* frames received so far */
+} harness_events_t;
+
+/* Reads events from sub (the caller's, connected and subscribed). */
+void harness_events_init(harness_events_t *self, void *sub);
+
+/* The next event, waiting up to timeout_ms for a frame; NULL when none came
+ * (or on a frame that does not decode, said on stderr). The event (and
+ * self->topic) stays valid until the next call or harness_events_close. */
+const dv_event_t *harness_events_next(harness_events_t *self, int timeout_ms);
+
+/* Frees what the reader holds; the socket stays the caller's. */
+void harness_events_close(harness_events_t *self);
 
 #endif

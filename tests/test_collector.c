@@ -545,7 +545,84 @@ t_gap_resync(void **state)
     json_decref(st);
 }
 
-/* Two brokers, one collector: workers, queues and jobs of both. */
+typedef struct {
+    s_fx_t *fx;
+    const char *batch, *queue;
+    int64_t want;
+} s_bf_t;
+
+/* The history's count of the batch's succeeded jobs reached want, and the
+ * queue's live total of succeeded jobs is exactly want. */
+static bool
+s_all_in_history(void *arg)
+{
+    s_bf_t *c = arg;
+    char args[128];
+    snprintf(args, sizeof args, "{\"name\": \"%s\"}", c->batch);
+    json_t *b = s_query(c->fx, "batch", NULL, args);
+    int64_t done = s_geti(json_object_get(b, "counts"), "succeeded", NULL);
+    json_decref(b);
+    if (done != c->want)
+        return false;
+    json_t *q = s_query(c->fx, "queues", NULL, NULL);
+    json_t *one = s_named(json_object_get(q, "queues"), c->queue);
+    int64_t total = s_geti(json_object_get(one, "totals"), "succeeded", NULL);
+    json_decref(q);
+    return total == c->want;
+}
+
+/* The collector stops reading while 20,000 jobs run, and the broker (a
+ * tiny high-water mark on its events) drops what it cannot take: the run
+ * still completes, and afterwards every job is in the history, counted
+ * once, read back from the broker's store. */
+static void
+t_backfill_lost_events(void **state)
+{
+    s_fx_t *fx = *state;
+    harness_t *h = fx->h;
+    const char *bargs[] = { "--events-hwm", "2", NULL };
+    assert_true(harness_start_broker(h, bargs) > 0);
+    const char *wargs[] = { "--queues", "bf", "--concurrency", "4", NULL };
+    assert_true(harness_start_worker(h, wargs) > 0);
+    assert_true(harness_start_worker(h, wargs) > 0);
+    const char *extra[] = { "--snapshot", "600", "--events-hwm", "2", NULL };
+    pid_t col = s_start_collector(fx, h->events, h->clients, extra);
+    assert_true(col > 0);
+    s_cmp_t c = { .fx = fx, .h = h };
+    assert_true(harness_wait_until(s_broker_synced, &c, 10000));
+    /* One job first, so the collector has seen the queue's events. */
+    char first[1][37];
+    s_submit(h, "bf", "noop", NULL, "bf-batch", 0, 1, first);
+    harness_results_t r = { 0 };
+    assert_int_equal(harness_wait_ids(h, first, 1, &r, 20000), DROVER_OK);
+    s_bf_t want = { fx, "bf-batch", "bf", 1 };
+    assert_true(harness_wait_until(s_all_in_history, &want, 10000));
+
+    assert_int_equal(kill(col, SIGSTOP), 0);
+    enum { N = 20000 };
+    static char ids[N][37];
+    s_submit(h, "bf", "noop", NULL, "bf-batch", 0, N, ids);
+    memset(&r, 0, sizeof r);
+    /* The broker never waits for the stopped subscriber: the run ends. */
+    assert_int_equal(harness_wait_ids(h, ids, N, &r, 120000), DROVER_OK);
+    assert_int_equal(r.succeeded, N);
+    assert_int_equal(kill(col, SIGCONT), 0);
+
+    s_grep_t g = { fx->log, "\"msg\":\"collector.gap\"" };
+    assert_true(harness_wait_until(s_grep, &g, 10000));
+    want.want = N + 1;
+    assert_true(harness_wait_until(s_all_in_history, &want, 60000));
+    s_grep_t b = { fx->log, "\"msg\":\"collector.backfilled\"" };
+    assert_true(harness_wait_until(s_grep, &b, 10000));
+    /* Counted once: no more than the jobs that ran. */
+    json_t *q = s_query(fx, "queues", NULL, NULL);
+    json_t *one = s_named(json_object_get(q, "queues"), "bf");
+    assert_int_equal(s_geti(json_object_get(one, "totals"), "succeeded", NULL),
+                     N + 1);
+    json_decref(q);
+}
+
+/* Two brokers, one collector: workers, queues and jobs of both. */ /* Two brokers, one collector: workers, queues and jobs of both. */
 static void
 t_two_brokers(void **state)
 {
@@ -1206,6 +1283,8 @@ main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(t_late_start, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_gap_resync, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(t_backfill_lost_events, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(t_two_brokers, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(t_restart_keeps_history, s_setup,
                                         s_teardown),

@@ -232,21 +232,26 @@ s_http_get(int port, const char *path, s_text_t *t)
     return status;
 }
 
-/* Every message waiting on the events socket, into t. */
+/* Every event waiting on the events socket (the frames they came in, into
+ * t); returns how many events. */
 static int
 s_drain_events(void *sub, s_text_t *t, int wait_ms)
 {
     int n = 0;
-    static char buf[1 << 20];
-    zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
-    while (zmq_poll(&it, 1, wait_ms) > 0) {
-        int r = zmq_recv(sub, buf, sizeof buf, 0);
-        if (r < 0)
-            break;
-        s_add(t, buf, (size_t)(r < (int)sizeof buf ? r : (int)sizeof buf));
+    harness_events_t rd;
+    harness_events_init(&rd, sub);
+    uint64_t frames = 0;
+    const dv_event_t *ev;
+    while ((ev = harness_events_next(&rd, wait_ms)) != NULL) {
+        if (rd.frames != frames) {
+            frames = rd.frames;
+            s_add(t, rd.topic, strlen(rd.topic));
+            s_add(t, rd.buf, rd.len);
+        }
         n++;
         wait_ms = 0;
     }
+    harness_events_close(&rd);
     return n;
 }
 

@@ -159,6 +159,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                         : NULL;
     if (body && body->ptr)
         s_check_bodies((const uint8_t *)body->ptr, body->len);
+    if (m.type == DV_MSG_EVENTS)
+        for (uint32_t i = 0; i < m.u.events.nevents; i++)
+            if (m.u.events.events[i].body.ptr)
+                s_check_bodies((const uint8_t *)m.u.events.events[i].body.ptr,
+                               m.u.events.events[i].body.len);
     if (dv_msg_encode(&again, &second) != DV_OK)
         s_die("second encode failed", dv_msg_type_name(m.type));
     if (first.size != second.size ||
