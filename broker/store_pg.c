@@ -159,8 +159,6 @@ static const char s_schema[] =
     "    rate DOUBLE PRECISION NOT NULL DEFAULT 0,\n"
     "    max_running INTEGER NOT NULL DEFAULT 0\n"
     ");\n"
-    "CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs (queue, state)\n"
-    "    WHERE finished_at IS NOT NULL;\n"
     "CREATE TABLE IF NOT EXISTS meta (\n"
     "    name TEXT PRIMARY KEY,\n"
     "    value BIGINT NOT NULL\n"
@@ -296,7 +294,8 @@ static const char *s_sql[S_COUNT_] = {
                  "SELECT count(*) FROM gone",
     [S_LOAD] = "SELECT " S_JOBREC_COLUMNS " FROM jobs WHERE id = $1",
     [S_LIST] = "SELECT id FROM jobs WHERE queue = $1 AND state = $2 "
-               "AND finished_at IS NOT NULL ORDER BY id LIMIT $3",
+               "AND finished_at IS NOT NULL AND state <> 'succeeded' "
+               "ORDER BY id LIMIT $3",
     [S_LIST_FINISHED] =
         "SELECT id, queue, type, batch, state, attempt, worker, started_at, "
         "finished_at, category, error FROM jobs WHERE finished_at IS NOT NULL "
@@ -824,6 +823,16 @@ s_schema_setup(s_pg_t *be, char *err, size_t err_size)
         rc = s_exec_ok(be,
                        "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs "
                        "(finished_at, id) WHERE finished_at IS NOT NULL",
+                       err, err_size);
+    if (rc == 0)
+        /* Dead and cancelled jobs of a queue (retry --dead), in place of
+         * jobs_queue_state, which covered succeeded jobs as well and cost
+         * their finish an index entry no query reads. */
+        rc = s_exec_ok(be,
+                       "DROP INDEX IF EXISTS jobs_queue_state;\n"
+                       "CREATE INDEX IF NOT EXISTS jobs_dead ON jobs "
+                       "(queue, state) WHERE finished_at IS NOT NULL "
+                       "AND state <> 'succeeded'",
                        err, err_size);
     if (rc == 0)
         rc = s_exec_ok(be, "COMMIT", err, err_size);

@@ -90,7 +90,16 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
  * pay for it, once, when they finish. */
 #define S_FINISHED_INDEX                                                       \
     "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at, id)\n"      \
-    "    WHERE finished_at IS NOT NULL;\n"
+    "    WHERE finished_at IS NOT NULL;\n" S_DEAD_INDEX
+
+/* Dead and cancelled jobs of a queue (retry --dead). It replaces
+ * jobs_queue_state, which covered succeeded jobs as well: a succeeded
+ * job's finish then wrote one index entry that no query reads. Dropped and
+ * made at every start too, like jobs_finished. */
+#define S_DEAD_INDEX                                                           \
+    "DROP INDEX IF EXISTS jobs_queue_state;\n"                                 \
+    "CREATE INDEX IF NOT EXISTS jobs_dead ON jobs(queue, state)\n"             \
+    "    WHERE finished_at IS NOT NULL AND state <> 'succeeded';\n"
 
 /* Idempotency keys are unique per owner: two clients may use the same key
  * and get two jobs, and neither learns of the other's. coalesce() because
@@ -186,9 +195,7 @@ static const char s_schema[] =
     "    paused INTEGER NOT NULL DEFAULT 0,\n"
     "    rate REAL NOT NULL DEFAULT 0,\n"
     "    max_running INTEGER NOT NULL DEFAULT 0\n"
-    ");\n"
-    "CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs(queue, state)\n"
-    "    WHERE finished_at IS NOT NULL;\n" S_API_KEYS_TABLE;
+    ");\n" S_API_KEYS_TABLE;
 
 /* The prepared statements, by purpose. */
 typedef enum {
@@ -293,9 +300,10 @@ static const char *s_sql[S_COUNT_] = {
                    "ORDER BY attempt DESC LIMIT ?2) ORDER BY attempt",
     [S_LOAD] = "SELECT " S_JOBREC_COLUMNS " FROM jobs WHERE id = ?1",
     /* Finished jobs of one queue in one state (retry --dead); the partial
-     * index jobs_queue_state covers exactly these. */
+     * index jobs_dead covers exactly these (dead or cancelled). */
     [S_LIST] = "SELECT id FROM jobs WHERE queue = ?1 AND state = ?2 "
-               "AND finished_at IS NOT NULL ORDER BY id LIMIT ?3",
+               "AND finished_at IS NOT NULL AND state <> 'succeeded' "
+               "ORDER BY id LIMIT ?3",
     [S_LIST_FINISHED] =
         "SELECT id, queue, type, batch, state, attempt, worker, "
         "started_at, finished_at, category, error FROM jobs "

@@ -659,6 +659,13 @@ t_schema_v1_migrated(void **state)
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM sqlite_master "
                                      "WHERE name = 'jobs_owner_key'"),
                      1);
+    /* jobs_dead in place of jobs_queue_state (succeeded jobs left out). */
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM sqlite_master "
+                                     "WHERE name = 'jobs_queue_state'"),
+                     0);
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM sqlite_master "
+                                     "WHERE name = 'jobs_dead'"),
+                     1);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM "
                                      "pragma_table_info('jobs') "
                                      "WHERE name = 'owner'"),
@@ -2309,8 +2316,12 @@ t_pg_schema_v1_migrated(void **state)
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM pg_indexes "
                                      "WHERE indexname IN ('jobs_owner_key', "
                                      "'jobs_expires', 'jobs_batch', "
-                                     "'jobs_queue_state')"),
+                                     "'jobs_dead')"),
                      4);
+    /* Replaced by jobs_dead, which leaves succeeded jobs out. */
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM pg_indexes "
+                                     "WHERE indexname = 'jobs_queue_state'"),
+                     0);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM jobs "
                                      "WHERE owner IS NULL"),
                      1);
