@@ -29,12 +29,14 @@ struct broker_op {
     dv_state_t state;
     int64_t t1, t2; /* run_at / started / finished, by kind */
     bool has_failure;
-    dv_failure_t failure;          /* strings point into data[] */
-    broker_jobrec_t rec;           /* OP_INSERT; strings point into data[] */
-    const char *worker;            /* into data[] */
-    broker_queue_settings_t queue; /* OP_QUEUE; name into data[] */
-    broker_key_state_t key;        /* OP_KEY; hash and id into data[] */
-    const void *blob;              /* payload or result, into data[] */
+    const char *worker;                /* into data[] */
+    union {                            /* by kind; strings point into data[] */
+        dv_failure_t failure;          /* OP_WAITING, _FINISHED, _ATTEMPT */
+        broker_jobrec_t rec;           /* OP_INSERT */
+        broker_queue_settings_t queue; /* OP_QUEUE */
+        broker_key_state_t key;        /* OP_KEY */
+    };
+    const void *blob; /* payload or result, into data[] */
     size_t blob_len;
     char data[];
 };
