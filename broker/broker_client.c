@@ -134,6 +134,7 @@ s_keys_run(broker_store_t *store, broker_read_t *r)
     return 0;
 }
 
+static int s_add_waiter(broker_job_t *job, const broker_rid_t *rid);
 static void s_submit(broker_t *self, const broker_rid_t *rid,
                      const dv_msg_t *msg, const s_found_t *found);
 
@@ -414,6 +415,10 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
         }
         job->flags |= BROKER_JOB_PENDING;
         job->state = DV_STATE_NONE;
+        /* submit {wait:true}: the sender waits for it from the start, so
+         * its result is pushed without a wait (and a store read) later. */
+        if (msg->u.submit.wait && s_add_waiter(job, rid) != 0)
+            broker_out_dropped(rid, b->req, "result");
         if (k) {
             k->next = self->cur->keys;
             self->cur->keys = k;
@@ -535,7 +540,7 @@ s_add_waiter(broker_job_t *job, const broker_rid_t *rid)
     for (broker_waiter_t *w = job->waiters; w; w = w->next)
         if (w->len == rid->len && !memcmp(w->rid, rid->data, rid->len))
             return 0;
-    broker_waiter_t *w = calloc(1, sizeof *w);
+    broker_waiter_t *w = malloc(sizeof *w + rid->len);
     if (!w)
         return -1;
     w->len = rid->len;
@@ -741,6 +746,7 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
         .adopted = (int64_t)c->adopted,
         .revoked = (int64_t)c->revoked,
         .rejoining = (int64_t)self->limbo.count,
+        .store_reads = (int64_t)self->reads_pushed,
     };
     if (self->store_failed) {
         st.store_failing = true;

@@ -26,7 +26,7 @@ typedef struct broker_job broker_job_t;
 typedef struct broker_waiter {
     struct broker_waiter *next;
     uint8_t len;
-    uint8_t rid[255];
+    uint8_t rid[]; /* len bytes */
 } broker_waiter_t;
 
 #define BROKER_JOB_JITTER  1u /* full jitter on retry delays */

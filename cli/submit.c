@@ -905,7 +905,8 @@ s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
             s->unanswered += m;
             continue;
         }
-        int rc = drover_submit_many(client, in->jobs + base, m, acks);
+        int rc = drover_submit_many_ex(client, in->jobs + base, m, acks,
+                                       o->wait ? DROVER_SUBMIT_WAIT : 0);
         if (rc != DROVER_OK)
             lib_rc = rc;
         for (size_t k = 0; k < m; k++) {

@@ -436,12 +436,42 @@ drover_close(drover_client_t **self_p)
         return;
     drover_client_t *self = *self_p;
     s_close_socket(self);
+    producer_drop_kept(self);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     dv_curve_client_wipe(&self->curve);
     dv_strv_free(&self->endpoints);
     free(self);
     *self_p = NULL;
+}
+
+void
+producer_keep(drover_client_t *self, const zmq_msg_t *frame)
+{
+    size_t len = zmq_msg_size((zmq_msg_t *)frame);
+    if (self->nkept == self->kept_cap) {
+        size_t cap = self->kept_cap ? self->kept_cap * 2 : 64;
+        producer_raw_t *k = realloc(self->kept, cap * sizeof *k);
+        if (!k)
+            return;
+        self->kept = k;
+        self->kept_cap = cap;
+    }
+    void *data = malloc(len ? len : 1);
+    if (!data)
+        return;
+    memcpy(data, zmq_msg_data((zmq_msg_t *)frame), len);
+    self->kept[self->nkept++] = (producer_raw_t){ data, len };
+}
+
+void
+producer_drop_kept(drover_client_t *self)
+{
+    for (size_t i = 0; i < self->nkept; i++)
+        free(self->kept[i].data);
+    free(self->kept);
+    self->kept = NULL;
+    self->nkept = self->kept_cap = 0;
 }
 
 /* ---- jobs -------------------------------------------------------------- */
@@ -652,7 +682,7 @@ s_flight_error(const s_flight_t *f, drover_ack_t *acks, dv_code_t code,
  * (f->njobs may be 0 if every job was invalid), or -2 out of memory. */
 static int
 s_build_chunk(drover_client_t *self, const drover_job_t *jobs, size_t n,
-              size_t *next, drover_ack_t *acks, s_flight_t *f)
+              size_t *next, drover_ack_t *acks, s_flight_t *f, bool wait)
 {
     size_t cap = n - *next < S_CHUNK_JOBS ? n - *next : S_CHUNK_JOBS;
     dv_jobspec_t *specs = malloc(cap * sizeof *specs);
@@ -705,6 +735,7 @@ s_build_chunk(drover_client_t *self, const drover_job_t *jobs, size_t n,
         m.u.submit.req = self->next_req++;
         m.u.submit.jobs = specs;
         m.u.submit.njobs = k;
+        m.u.submit.wait = wait;
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         if (dv_msg_encode(&m, &sb) != DV_OK || sb.size == 0) {
@@ -768,6 +799,13 @@ int
 drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
                    drover_ack_t *acks)
 {
+    return drover_submit_many_ex(self, jobs, n, acks, 0);
+}
+
+int
+drover_submit_many_ex(drover_client_t *self, const drover_job_t *jobs, size_t n,
+                      drover_ack_t *acks, unsigned flags)
+{
     if (!self)
         return DROVER_EINVAL;
     if (n == 0)
@@ -798,7 +836,8 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
             for (int i = 0; i < S_WINDOW && !f; i++)
                 if (!flights[i].req)
                     f = &flights[i];
-            if (s_build_chunk(self, jobs, n, &next, acks, f) != 0) {
+            if (s_build_chunk(self, jobs, n, &next, acks, f,
+                              (flags & DROVER_SUBMIT_WAIT) != 0) != 0) {
                 rc = producer_fail(self, DROVER_ENOMEM, "out of memory");
                 goto give_up;
             }
@@ -846,6 +885,8 @@ drover_submit_many(drover_client_t *self, const drover_job_t *jobs, size_t n,
             for (int i = 0; i < S_WINDOW && req && !f; i++)
                 if (flights[i].req == req)
                     f = &flights[i];
+            if (m->type == DV_MSG_RESULT && (flags & DROVER_SUBMIT_WAIT))
+                producer_keep(self, &in.frame); /* for drover_wait() */
             if (f && m->type == DV_MSG_SUBMIT_REPLY) {
                 if (s_apply_acks(self, f, m, acks) != 0)
                     proto_error = true;

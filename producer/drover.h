@@ -204,6 +204,20 @@ typedef struct {
 int drover_submit_many(drover_client_t *self, const drover_job_t *jobs,
                        size_t n, drover_ack_t *acks);
 
+/* drover_submit_many() with flags:
+ *   DROVER_SUBMIT_WAIT  the caller means to drover_wait() for these jobs:
+ *                       the broker pushes each accepted job's result as it
+ *                       ends, and the client keeps what arrives until the
+ *                       next drover_wait() on this client, which reports
+ *                       it first and asks only for the rest. Without it,
+ *                       a wait that follows a big submit makes the broker
+ *                       look up every job that ended meanwhile in its
+ *                       store. Results kept are dropped by a drover_wait()
+ *                       that does not ask for them. */
+#define DROVER_SUBMIT_WAIT 1u
+int drover_submit_many_ex(drover_client_t *self, const drover_job_t *jobs,
+                          size_t n, drover_ack_t *acks, unsigned flags);
+
 /* ---- waiting for results ----------------------------------------------- */
 
 /* One job's outcome, as given to a drover_result_cb. Strings are valid only

@@ -30,7 +30,23 @@ struct drover_client_t {
                               resets it) */
     dv_zmon_t mon;         /* sock's connection: lost? */
     char standby_why[256]; /* the last standby's reason */
+    /* Results pushed for jobs submitted with DROVER_SUBMIT_WAIT that came
+     * before drover_wait() asked: raw frames, in order, decoded then. */
+    struct producer_raw *kept;
+    size_t nkept, kept_cap;
 };
+
+typedef struct producer_raw {
+    void *data;
+    size_t len;
+} producer_raw_t;
+
+/* Keeps a copy of a result frame for the next drover_wait(); dropped when
+ * out of memory (the wait then asks the broker for it). */
+void producer_keep(drover_client_t *self, const zmq_msg_t *frame);
+
+/* Frees the results kept. */
+void producer_drop_kept(drover_client_t *self);
 
 /* A received, decoded message; data lives in the zmq_msg_t. */
 typedef struct {

@@ -193,6 +193,23 @@ drover_wait(drover_client_t *self, const char *const *ids, size_t n,
         }
     w.remaining = dv_map_size(w.map);
     w.first_req = self->next_req;
+    /* Results pushed since a DROVER_SUBMIT_WAIT submit: reported first,
+     * and not asked for again. */
+    for (size_t i = 0; i < self->nkept && !w.stop; i++) {
+        dv_msg_t m;
+        char why[128];
+        if (dv_msg_decode(self->kept[i].data, self->kept[i].len, &m, why,
+                          sizeof why) != DV_OK)
+            continue;
+        int krc = m.type == DV_MSG_RESULT ? s_wait_results(&w, &m) : 0;
+        dv_msg_release(&m);
+        if (krc != 0) {
+            producer_drop_kept(self);
+            rc = producer_fail(self, DROVER_ENOMEM, "out of memory");
+            goto done;
+        }
+    }
+    producer_drop_kept(self);
 
     int64_t now = dv_mono_ms();
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : now + timeout_ms;

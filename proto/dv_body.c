@@ -80,6 +80,7 @@ static const dv_field_t s_st_counters_fields[] = {
     { DV_F_I64("adopted", T, adopted, DV_FF_OMIT, 0, INT64_MAX) },
     { DV_F_I64("revoked", T, revoked, DV_FF_OMIT, 0, INT64_MAX) },
     { DV_F_I64("rejoining", T, rejoining, DV_FF_OMIT, 0, INT64_MAX) },
+    { DV_F_I64("store_reads", T, store_reads, DV_FF_OMIT, 0, INT64_MAX) },
 };
 #undef T
 static const dv_schema_t s_st_counters = {

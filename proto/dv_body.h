@@ -60,14 +60,16 @@ typedef struct {
     int64_t dispatch_p50_us; /* ["dispatch_p50_us"] */
     int64_t dispatch_p99_us; /* ["dispatch_p99_us"] */
     /* Leases (absent from an older broker: 0). */
-    int64_t stale;     /* ["stale"] reports refused: not under the current
+    int64_t stale;       /* ["stale"] reports refused: not under the current
                       * lease of their job */
-    int64_t adopted;   /* ["adopted"] executions of an earlier start that a
+    int64_t adopted;     /* ["adopted"] executions of an earlier start that a
                       * rejoining worker took back */
-    int64_t revoked;   /* ["revoked"] held jobs rejoining workers were told
+    int64_t revoked;     /* ["revoked"] held jobs rejoining workers were told
                       * to drop or stop */
-    int64_t rejoining; /* ["rejoining"] recovered jobs still waiting for
+    int64_t rejoining;   /* ["rejoining"] recovered jobs still waiting for
                         * the rejoin window to close */
+    int64_t store_reads; /* ["store_reads"] reads handed to the reader thread
+                          * since start (waits on ended jobs, ctrl job, ...) */
 } dv_status_counters_t;
 
 /* While the broker cannot write its store (a full disk): what failed, and

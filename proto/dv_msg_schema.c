@@ -345,6 +345,7 @@ static const dv_field_t s_submit_fields[] = {
     { DV_F_U64("req", T, u.submit.req, DV_FF_REQ) },
     { DV_F_ARRAY("jobs", T, u.submit.jobs, u.submit.njobs, DV_FF_REQ,
                  &s_jobspec, DV_ITEMS_MAX) },
+    { DV_F_BOOL("wait", T, u.submit.wait, DV_FF_OMIT) },
 };
 
 static const dv_field_t s_submitted_fields[] = {

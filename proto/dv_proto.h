@@ -519,6 +519,10 @@ typedef struct {
             uint64_t req;
             dv_jobspec_t *jobs;
             uint32_t njobs;
+            /* ["wait"] the sender waits for these jobs too: each accepted
+             * one pushes its result when it ends, as if "wait" had been
+             * sent for it at once */
+            bool wait;
         } submit;
         struct {
             uint64_t req;

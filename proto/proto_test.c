@@ -2134,9 +2134,10 @@ t_status_body(void **state)
     st.nqueues = 2;
     st.workers = ws;
     st.nworkers = 2;
-    st.counters = (dv_status_counters_t){ 1000000, 999000, 990000, 12000, 11000,
-                                          1000,    5,      3,      1000,  250,
-                                          90000,   0,      0,      0,     0 };
+    st.counters =
+        (dv_status_counters_t){ 1000000, 999000, 990000, 12000, 11000, 1000,
+                                5,       3,      1000,   250,   90000, 0,
+                                0,       0,      0,      0 };
 
     /* by hand, as s_status_body() in broker/broker_core.c */
     msgpack_sbuffer want, got;

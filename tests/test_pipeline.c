@@ -56,6 +56,93 @@ t_ten_thousand_succeed(void **state)
     free(ids);
 }
 
+typedef struct {
+    harness_t *h;
+    const char *name;
+    int64_t at_least;
+} s_counter_ctx_t;
+
+static bool
+s_counter_at_least(void *arg)
+{
+    s_counter_ctx_t *c = arg;
+    return harness_counter(c->h, c->name) >= c->at_least;
+}
+
+/* Every ended job's group is durable: none is left in memory. */
+static bool
+s_none_live(void *arg)
+{
+    return harness_counter(arg, "live_jobs") == 0;
+}
+
+/* The broker's store reads so far (the counter is absent while 0). */
+static int64_t
+s_reads(harness_t *h)
+{
+    int64_t n = harness_counter(h, "store_reads");
+    return n > 0 ? n : 0;
+}
+/* submit {wait:true}: results are pushed as jobs end, so the wait that
+ * follows a big submit reads nothing from the store; without it, the jobs
+ * that ended before the wait are each read back. */
+static void
+t_submit_wait_pushes_results(void **state)
+{
+    const char *wargs[] = { "--concurrency", "2", NULL };
+    harness_t *h = s_up(state, 1, wargs);
+    enum { N = 3000 };
+    drover_job_t *jobs = calloc(N, sizeof *jobs);
+    drover_ack_t *acks = calloc(N, sizeof *acks);
+    char(*ids)[37] = calloc(N, 37);
+    for (int i = 0; i < N; i++) {
+        drover_job_init(&jobs[i]);
+        jobs[i].type = "noop";
+    }
+    drover_client_t *c = drover_connect(h->clients, harness_scale(10000));
+    assert_non_null(c);
+    int64_t reads0 = s_reads(h);
+    assert_int_equal(
+        drover_submit_many_ex(c, jobs, N, acks, DROVER_SUBMIT_WAIT), DROVER_OK);
+    for (int i = 0; i < N; i++) {
+        assert_string_equal(acks[i].error, "");
+        memcpy(ids[i], acks[i].id, 37);
+    }
+    /* Let every job end, durably, before the wait, as a slow caller
+     * would. */
+    s_counter_ctx_t cc = { h, "succeeded", N };
+    assert_true(harness_wait_until(s_counter_at_least, &cc, 60000));
+    assert_true(harness_wait_until(s_none_live, h, 60000));
+    harness_results_t *r = calloc(1, sizeof *r);
+    drover_client_t *keep = h->client;
+    h->client = c;
+    assert_int_equal(harness_wait_ids(h, ids, N, r, 60000), DROVER_OK);
+    h->client = keep;
+    assert_int_equal(r->n, N);
+    assert_int_equal(r->succeeded, N);
+    assert_true(s_reads(h) - reads0 < 3); /* not one per job */
+
+    /* The same without the flag: the ended jobs are read back. */
+    assert_int_equal(drover_submit_many(c, jobs, N, acks), DROVER_OK);
+    for (int i = 0; i < N; i++)
+        memcpy(ids[i], acks[i].id, 37);
+    cc.at_least = 2 * N;
+    assert_true(harness_wait_until(s_counter_at_least, &cc, 60000));
+    assert_true(harness_wait_until(s_none_live, h, 60000));
+    reads0 = s_reads(h);
+    memset(r, 0, sizeof *r);
+    h->client = c;
+    assert_int_equal(harness_wait_ids(h, ids, N, r, 60000), DROVER_OK);
+    h->client = keep;
+    assert_int_equal(r->succeeded, N);
+    assert_true(s_reads(h) - reads0 >= 1);
+    drover_close(&c);
+    free(r);
+    free(ids);
+    free(acks);
+    free(jobs);
+}
+
 static void
 t_echo_result_round_trip(void **state)
 {
@@ -510,6 +597,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(t_submit_wait_pushes_results,
+                                        harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(t_echo_result_round_trip, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(t_retry_then_succeed, harness_setup,
