@@ -22,7 +22,7 @@
 
 #include "drover.h"
 
-#define HARNESS_MAX_PROCS 32
+#define HARNESS_MAX_PROCS 64
 
 struct pg_conn; /* libpq's PGconn */
 
