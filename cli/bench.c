@@ -19,7 +19,7 @@
 #include "dv_clock.h"
 
 #define S_SLICE    65536 /* jobs per drover_submit_many call */
-#define S_MAX_JOBS 10000000
+#define S_MAX_JOBS 1000000
 
 static struct {
     int jobs;
