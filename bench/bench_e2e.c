@@ -1,23 +1,24 @@
 /* bench_e2e - end-to-end figures for the real processes on one machine.
  *
  *   1. throughput: N no-op jobs, batched submit, submit -> succeeded, with W
- *      workers of C children each, on the SQLite store (sync full).
- *   2. dispatch latency (queued -> started) at a steady 1,000 jobs/s: p50,
- *      p99 as the broker measured them.
+ *      workers of C children each, on the SQLite store (sync full); then
+ *      the CPU each process and each broker thread used per job
+ *      (bench_cpu.h).
+ *   2. dispatch latency (queued -> started) at steady rates (--rate R1,R2,
+ *      default 1,000 jobs/s), five seconds each: p50, p99 as the broker
+ *      measured them.
  *   3. memory: broker RSS growth per queued job with M jobs queued and no
  *      workers.
  *
- * Each part runs against a fresh broker and store in a temp dir. Usage:
- *   bench_e2e [--jobs N] [--workers W] [--concurrency C] [--sync MODE]
- *             [--queued M] [--rate R] [--only throughput|latency|memory]
- *             [--curve]   (CurveZMQ on every socket, keys made per run)
- *             [--pg]      (the PostgreSQL store: a throw-away server of the
- *                          bench's own, tests/fixtures/pg_server, a fresh
- *                          database per part; fsync and synchronous_commit
- *                          on, as --sync full on SQLite)
+ * Each part (and each rate) runs against a fresh broker and store in a
+ * temp dir. bench_e2e --help lists the flags; among them --curve
+ * (CurveZMQ on every socket, keys made per run), --pg (the PostgreSQL
+ * store: a throw-away server of the bench's own, tests/fixtures/pg_server,
+ * a fresh database per part; fsync and synchronous_commit on, as --sync
+ * full on SQLite) and --collector (a collector on the broker's events,
+ * whose CPU is counted too).
  * DROVER_BIN names the drover executable (default: drover on PATH).
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,17 +26,65 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_cpu.h"
+#include "bench_flags.h"
 #include "drover.h"
 #include "dv_clock.h"
 #include "harness.h"
 #include "pg_server.h"
 
+#define S_MAX_WORKERS 60 /* the harness runs at most 64 processes */
+#define S_MAX_RATES   16
+
+static const char *const s_parts[] = { "all", "throughput", "latency", "memory",
+                                       NULL };
+
+static struct {
+    int jobs, workers, concurrency, prefetch, queued, only;
+    const char *sync, *rate;
+    bool curve;     /* CurveZMQ on every socket */
+    bool pg;        /* the PostgreSQL store */
+    bool collector; /* run a collector too */
+    int rates[S_MAX_RATES], nrates;
+} s_o;
+
+static const dv_flag_t s_flags[] = {
+    DV_FLAG_INTEGER("jobs", &s_o.jobs, 1, 100000000, .arg = "N",
+                    .dflt = "100000", .help = "jobs of the throughput part"),
+    DV_FLAG_INTEGER("workers", &s_o.workers, 1, S_MAX_WORKERS, .arg = "W",
+                    .dflt = "1", .help = "worker supervisors (throughput)"),
+    DV_FLAG_INTEGER("concurrency", &s_o.concurrency, 1, 4096, .arg = "C",
+                    .dflt = "2", .help = "children per worker"),
+    DV_FLAG_INTEGER("prefetch", &s_o.prefetch, -1, 100000, .arg = "P",
+                    .dflt = "-1",
+                    .help = "the workers' --prefetch (-1: "
+                            "theirs)"),
+    DV_FLAG_STR("sync", &s_o.sync, .arg = "full|normal|off", .dflt = "full",
+                .help = "the broker's --sync"),
+    DV_FLAG_INTEGER("queued", &s_o.queued, 1, 100000000, .arg = "M",
+                    .dflt = "1000000", .help = "jobs queued (memory part)"),
+    DV_FLAG_STR("rate", &s_o.rate, .arg = "R1,R2", .dflt = "1000",
+                .help = "submit rates of the latency part, jobs/s, "
+                        "comma-separated"),
+    DV_FLAG_ONE_OF("only", &s_o.only, s_parts, .dflt = "all",
+                   .help = "run only this part"),
+    DV_FLAG_ON("curve", &s_o.curve, .help = "CurveZMQ on every socket"),
+    DV_FLAG_ON("pg", &s_o.pg,
+               .help = "the PostgreSQL store (a throw-away "
+                       "server)"),
+    DV_FLAG_ON("collector", &s_o.collector,
+               .help = "run a collector on the broker's events and count "
+                       "its CPU"),
+    DV_FLAG_TABLE_END,
+};
+
+/* What s_start started. */
 typedef struct {
-    int jobs, workers, concurrency, prefetch, queued, rate;
-    const char *sync, *only;
-    bool curve; /* CurveZMQ on every socket */
-    bool pg;    /* the PostgreSQL store */
-} s_opts_t;
+    harness_t *h;
+    pid_t workers[S_MAX_WORKERS];
+    int nworkers;
+    pid_t collector; /* 0: none */
+} s_run_t;
 
 static pg_server_t *s_pg;
 
@@ -99,53 +148,77 @@ s_at_exit(void)
     pg_server_stop(&s_pg);
 }
 
-static harness_t *
-s_start(const s_opts_t *o, int workers)
+/* Starts a broker, workers supervisors (of s_o.concurrency children each)
+ * and, with collector, a collector, into *r. Exits when one does not
+ * start. */
+static void
+s_start(s_run_t *r, int workers, bool collector)
 {
+    memset(r, 0, sizeof *r);
     harness_t *h = harness_new();
-    s_live = h;
-    if (h && o->curve) {
+    r->h = s_live = h;
+    if (h && s_o.curve) {
         static const char *const client[] = { "bench", NULL };
-        char names[16][8];
-        const char *ws[17];
-        int n = workers < 16 ? workers : 16;
-        for (int i = 0; i < n; i++) {
+        char names[S_MAX_WORKERS][8];
+        const char *ws[S_MAX_WORKERS + 1];
+        for (int i = 0; i < workers; i++) {
             snprintf(names[i], sizeof names[i], "w%d", i + 1);
             ws[i] = names[i];
         }
-        ws[n] = NULL;
+        ws[workers] = NULL;
         if (harness_curve(h, "bench", client, NULL, ws, NULL) != 0) {
             fprintf(stderr, "bench: cannot make CurveZMQ keys\n");
             exit(1);
         }
     }
-    const char *bargs[] = { "--sync",      o->sync, "--log-level",      "info",
-                            "--heartbeat", "1",     "--worker-timeout", "5",
+    const char *bargs[] = { "--sync",      s_o.sync, "--log-level",      "info",
+                            "--heartbeat", "1",      "--worker-timeout", "5",
                             NULL };
-    if (h && o->pg)
+    if (h && s_o.pg)
         s_pg_store(h);
     if (!h || harness_start_broker(h, bargs) <= 0) {
         fprintf(stderr, "bench: broker did not start\n");
         exit(1);
     }
     char conc[16], pre[16];
-    snprintf(conc, sizeof conc, "%d", o->concurrency);
-    snprintf(pre, sizeof pre, "%d", o->prefetch);
+    snprintf(conc, sizeof conc, "%d", s_o.concurrency);
+    snprintf(pre, sizeof pre, "%d", s_o.prefetch);
     const char *wargs[] = { "--concurrency",
                             conc,
                             "--log-level",
                             "info",
                             "--heartbeat",
                             "1",
-                            o->prefetch >= 0 ? "--prefetch" : NULL,
+                            s_o.prefetch >= 0 ? "--prefetch" : NULL,
                             pre,
                             NULL };
     for (int i = 0; i < workers; i++)
-        if (harness_start_worker(h, wargs) <= 0) {
+        if ((r->workers[r->nworkers++] = harness_start_worker(h, wargs)) <= 0) {
             fprintf(stderr, "bench: worker did not start\n");
             exit(1);
         }
-    return h;
+    if (collector) {
+        char bind[300], store[300];
+        snprintf(bind, sizeof bind, "ipc://%s/collector", h->dir);
+        snprintf(store, sizeof store, "%s/collector.db", h->dir);
+        const char *cargs[] = { "--events",    h->events,     "--broker",
+                                h->clients,    "--bind",      bind,
+                                "--store",     store,         "--http",
+                                "127.0.0.1:0", "--log-level", "warn",
+                                NULL };
+        if ((r->collector = harness_start_collector(
+                 h, bind, cargs, "collector.log", NULL)) <= 0) {
+            fprintf(stderr, "bench: collector did not start\n");
+            exit(1);
+        }
+    }
+}
+
+static void
+s_stop(s_run_t *r)
+{
+    harness_destroy(&r->h);
+    s_live = NULL;
 }
 
 static int
@@ -180,93 +253,138 @@ s_submit(harness_t *h, int n, char (**ids_out)[37], double *secs)
     return accepted;
 }
 
-static void
-s_throughput(const s_opts_t *o)
+/* Waits up to timeout_ms for the n jobs of ids; returns how many
+ * succeeded. */
+static int
+s_wait(harness_t *h, char (*ids)[37], int n, int timeout_ms)
 {
-    harness_t *h = s_start(o, o->workers);
-    char(*ids)[37];
-    int64_t t0 = dv_mono_us();
-    double submit_s;
-    int n = s_submit(h, o->jobs, &ids, &submit_s);
     const char **p = calloc((size_t)n, sizeof *p);
     for (int i = 0; i < n; i++)
         p[i] = ids[i];
     int ok = 0;
-    drover_wait(h->client, p, (size_t)n, 600000, s_count, &ok);
-    double total_s = (double)(dv_mono_us() - t0) / 1e6;
-    char pre[16] = "default";
-    if (o->prefetch >= 0)
-        snprintf(pre, sizeof pre, "%d", o->prefetch);
-    printf(
-        "throughput: %d no-op jobs, %d worker(s) x %d, prefetch %s, sync=%s: "
-        "submit %.0f jobs/s, end-to-end %.0f jobs/s (%.2f s), %d succeeded\n",
-        n, o->workers, o->concurrency, pre, o->sync, n / submit_s, n / total_s,
-        total_s, ok);
+    drover_wait(h->client, p, (size_t)n, timeout_ms, s_count, &ok);
     free(p);
-    free(ids);
-    harness_destroy(&h);
-    s_live = NULL;
+    return ok;
 }
 
 static void
-s_latency(const s_opts_t *o)
+s_throughput(void)
 {
-    harness_t *h = s_start(o, 1);
-    int n = o->rate * 5; /* five seconds */
+    s_run_t r;
+    s_start(&r, s_o.workers, s_o.collector);
+    harness_t *h = r.h;
+    char(*ids)[37];
+    bench_cpu_t *before =
+        bench_cpu_sample(h->broker, r.workers, r.nworkers, r.collector);
+    int64_t t0 = dv_mono_us();
+    double submit_s;
+    int n = s_submit(h, s_o.jobs, &ids, &submit_s);
+    int ok = s_wait(h, ids, n, 600000);
+    double total_s = (double)(dv_mono_us() - t0) / 1e6;
+    bench_cpu_t *after =
+        bench_cpu_sample(h->broker, r.workers, r.nworkers, r.collector);
+    char pre[16] = "default";
+    if (s_o.prefetch >= 0)
+        snprintf(pre, sizeof pre, "%d", s_o.prefetch);
+    printf(
+        "throughput: %d no-op jobs, %d worker(s) x %d, prefetch %s, sync=%s%s: "
+        "submit %.0f jobs/s, end-to-end %.0f jobs/s (%.2f s), %d succeeded\n",
+        n, s_o.workers, s_o.concurrency, pre, s_o.sync,
+        r.collector ? ", collector" : "", n / submit_s, n / total_s, total_s,
+        ok);
+    bench_cpu_print(before, after, n, stdout);
+    fflush(stdout);
+    bench_cpu_free(&before);
+    bench_cpu_free(&after);
+    free(ids);
+    s_stop(&r);
+}
+
+/* The latency part at one rate: jobs due on a schedule of rate a second
+ * for five seconds; each pass submits the ones due by then (one at a time
+ * while the broker keeps up, else those due together in one message, so
+ * a slow commit does not lower the rate). */
+static void
+s_latency(int rate)
+{
+    s_run_t r;
+    s_start(&r, 1, s_o.collector);
+    harness_t *h = r.h;
+    int n = rate * 5, batch = 1000;
     char(*ids)[37] = calloc((size_t)n, 37);
-    h->client = drover_connect(h->clients, 30000);
-    drover_job_t job;
-    drover_job_init(&job);
-    job.type = "noop";
-    int64_t t0 = dv_mono_us(), period = 1000000 / o->rate;
-    for (int i = 0; i < n; i++) {
-        int64_t due = t0 + i * period, now = dv_mono_us();
-        if (due > now) {
-            struct timespec ts = { 0, (long)(due - now) * 1000 };
-            nanosleep(&ts, NULL);
-        }
-        if (drover_submit(h->client, &job, ids[i]) != DROVER_OK) {
-            fprintf(stderr, "bench: submit: %s\n",
-                    drover_last_error(h->client));
-            exit(1);
-        }
+    drover_job_t *jobs = calloc((size_t)batch, sizeof *jobs);
+    drover_ack_t *acks = calloc((size_t)batch, sizeof *acks);
+    for (int i = 0; i < batch; i++) {
+        drover_job_init(&jobs[i]);
+        jobs[i].type = "noop";
     }
-    const char **p = calloc((size_t)n, sizeof *p);
-    for (int i = 0; i < n; i++)
-        p[i] = ids[i];
-    int ok = 0;
-    drover_wait(h->client, p, (size_t)n, 60000, s_count, &ok);
+    h->client = drover_connect(h->clients, 30000);
+    int64_t t0 = dv_mono_us();
+    int sent = 0, rc = DROVER_OK;
+    while (sent < n && rc == DROVER_OK) {
+        int64_t now = dv_mono_us();
+        int64_t due = (now - t0) * rate / 1000000 + 1;
+        if (due > n)
+            due = n;
+        if (due <= sent) {
+            int64_t at = t0 + (int64_t)sent * 1000000 / rate;
+            struct timespec ts = { 0, (long)(at - now) * 1000 };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        int k = (int)(due - sent) < batch ? (int)(due - sent) : batch;
+        if (k == 1) {
+            rc = drover_submit(h->client, &jobs[0], ids[sent]);
+        } else {
+            rc = drover_submit_many(h->client, jobs, (size_t)k, acks);
+            for (int i = 0; i < k && rc == DROVER_OK; i++) {
+                if (acks[i].error[0])
+                    rc = DROVER_EREJECTED;
+                memcpy(ids[sent + i], acks[i].id, 37);
+            }
+        }
+        sent += k;
+    }
+    if (rc != DROVER_OK) {
+        fprintf(stderr, "bench: submit: %s\n", drover_last_error(h->client));
+        exit(1);
+    }
+    double achieved = n / ((double)(dv_mono_us() - t0) / 1e6);
+    int ok = s_wait(h, ids, n, 120000);
     char *body = harness_status(h);
     json_t *st = body ? json_loads(body, 0, NULL) : NULL;
     json_t *c = json_object_get(st, "counters");
     printf(
-        "dispatch latency (queued -> started) at %d jobs/s, %d jobs: "
-        "p50 %lld us, p99 %lld us\n",
-        o->rate, ok,
+        "dispatch latency (queued -> started) at %d jobs/s (%.0f reached), "
+        "%d jobs: p50 %lld us, p99 %lld us\n",
+        rate, achieved, ok,
         (long long)json_integer_value(json_object_get(c, "dispatch_p50_us")),
         (long long)json_integer_value(json_object_get(c, "dispatch_p99_us")));
+    fflush(stdout);
     json_decref(st);
     free(body);
-    free(p);
+    free(jobs);
+    free(acks);
     free(ids);
-    harness_destroy(&h);
-    s_live = NULL;
+    s_stop(&r);
 }
 
 /* Memory per queued job is the slope between two fill levels, so fixed
  * costs (SQLite's page caches, socket buffers) do not count as per-job. */
 static void
-s_memory(const s_opts_t *o)
+s_memory(void)
 {
-    harness_t *h = s_start(o, 0);
+    s_run_t r;
+    s_start(&r, 0, false);
+    harness_t *h = r.h;
     long empty = s_rss_kb(h->broker);
-    int first = o->queued / 10;
+    int first = s_o.queued / 10;
     char(*ids)[37];
     double s1, s2;
     int n1 = s_submit(h, first, &ids, &s1);
     free(ids);
     long at_first = s_rss_kb(h->broker);
-    int n2 = s_submit(h, o->queued - first, &ids, &s2);
+    int n2 = s_submit(h, s_o.queued - first, &ids, &s2);
     free(ids);
     long full = s_rss_kb(h->broker);
     int n = n1 + n2;
@@ -276,84 +394,54 @@ s_memory(const s_opts_t *o)
            n, empty, at_first, n1, full, n,
            (double)(full - at_first) * 1024.0 / n2,
            (double)(full - empty) * 1024.0 / n, n / (s1 + s2));
-    harness_destroy(&h);
-    s_live = NULL;
+    s_stop(&r);
+}
+
+/* --rate's list into s_o.rates; 0, or -1 if it is not one. */
+static int
+s_rates(const char *text)
+{
+    const char *p = text;
+    s_o.nrates = 0;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 1000000 || s_o.nrates == S_MAX_RATES ||
+            (*end && *end != ','))
+            return -1;
+        s_o.rates[s_o.nrates++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return s_o.nrates ? 0 : -1;
 }
 
 int
 main(int argc, char **argv)
 {
-    s_opts_t o = {
-        100000, 1, 2, -1, 1000000, 1000, "full", NULL, false, false
-    };
-    static const struct option opts[] = {
-        { "jobs", required_argument, 0, 'n' },
-        { "workers", required_argument, 0, 'w' },
-        { "concurrency", required_argument, 0, 'c' },
-        { "prefetch", required_argument, 0, 'p' },
-        { "sync", required_argument, 0, 's' },
-        { "queued", required_argument, 0, 'q' },
-        { "rate", required_argument, 0, 'r' },
-        { "only", required_argument, 0, 'o' },
-        { "curve", no_argument, 0, 'z' },
-        { "pg", no_argument, 0, 'g' },
-        { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 },
-    };
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'n':
-            o.jobs = atoi(optarg);
-            break;
-        case 'w':
-            o.workers = atoi(optarg);
-            break;
-        case 'c':
-            o.concurrency = atoi(optarg);
-            break;
-        case 'p':
-            o.prefetch = atoi(optarg);
-            break;
-        case 's':
-            o.sync = optarg;
-            break;
-        case 'q':
-            o.queued = atoi(optarg);
-            break;
-        case 'r':
-            o.rate = atoi(optarg);
-            break;
-        case 'o':
-            o.only = optarg;
-            break;
-        case 'z':
-            o.curve = true;
-            break;
-        case 'g':
-            o.pg = true;
-            break;
-        default:
-            printf(
-                "usage: bench_e2e [--jobs N] [--workers W] [--concurrency C]\n"
-                "       [--prefetch P]\n"
-                "       [--sync full|normal|off] [--queued M] [--rate R]\n"
-                "       [--only throughput|latency|memory] [--curve] [--pg]\n");
-            return c == 'h' ? 0 : 2;
-        }
+    int rc = bench_flags("bench_e2e", s_flags, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (s_rates(s_o.rate) != 0) {
+        fprintf(stderr,
+                "bench_e2e: --rate: '%s' is not a list of rates "
+                "(1..1000000 jobs/s, at most 16)\n",
+                s_o.rate);
+        return 2;
     }
-    if (o.jobs < 1 || o.workers < 1 || o.concurrency < 1 || o.queued < 1 ||
-        o.rate < 1) {
-        fprintf(stderr, "bench_e2e: counts must be positive\n");
+    if (s_o.collector && s_o.curve) {
+        fprintf(stderr, "bench_e2e: --collector does not go with --curve\n");
         return 2;
     }
     atexit(s_at_exit);
-    if (!o.only || !strcmp(o.only, "throughput"))
-        s_throughput(&o);
-    if (!o.only || !strcmp(o.only, "latency"))
-        s_latency(&o);
-    if (!o.only || !strcmp(o.only, "memory"))
-        s_memory(&o);
+    const char *only = s_parts[s_o.only];
+    bool all = !strcmp(only, "all");
+    if (all || !strcmp(only, "throughput"))
+        s_throughput();
+    if (all || !strcmp(only, "latency"))
+        for (int i = 0; i < s_o.nrates; i++)
+            s_latency(s_o.rates[i]);
+    if (all || !strcmp(only, "memory"))
+        s_memory();
     pg_server_stop(&s_pg);
     return 0;
 }

@@ -19,6 +19,10 @@ extern const cli_cmd_t cli_limit;
 extern const cli_cmd_t cli_drain;
 extern const cli_cmd_t cli_check;
 
+/* `drover bench`: N no-op jobs through a running broker, end to end
+ * (cli/bench.c). */
+extern const cli_cmd_t cli_bench;
+
 /* `drover keys [enable KEY]` (cli/keys.c) and `drover keygen NAME`: a
  * CurveZMQ certificate pair (cli/keygen.c). */
 extern const cli_cmd_t cli_keys;

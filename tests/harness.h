@@ -23,7 +23,7 @@
 #include "drover.h"
 #include "dv_proto.h"
 
-#define HARNESS_MAX_PROCS 32
+#define HARNESS_MAX_PROCS 64
 
 struct pg_conn; /* libpq's PGconn */
 
