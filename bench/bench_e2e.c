@@ -222,7 +222,8 @@ s_stop(s_run_t *r)
 }
 
 static int
-s_submit(harness_t *h, int n, char (**ids_out)[37], double *secs)
+s_submit(harness_t *h, int n, char (**ids_out)[37], double *secs,
+         unsigned flags)
 {
     drover_job_t *jobs = calloc((size_t)n, sizeof *jobs);
     drover_ack_t *acks = calloc((size_t)n, sizeof *acks);
@@ -236,7 +237,7 @@ s_submit(harness_t *h, int n, char (**ids_out)[37], double *secs)
     drover_close(&h->client);
     h->client = drover_connect(h->clients, 30000);
     int64_t t0 = dv_mono_us();
-    int rc = drover_submit_many(h->client, jobs, (size_t)n, acks);
+    int rc = drover_submit_many_ex(h->client, jobs, (size_t)n, acks, flags);
     *secs = (double)(dv_mono_us() - t0) / 1e6;
     int accepted = 0;
     for (int i = 0; i < n; i++)
@@ -278,7 +279,7 @@ s_throughput(void)
         bench_cpu_sample(h->broker, r.workers, r.nworkers, r.collector);
     int64_t t0 = dv_mono_us();
     double submit_s;
-    int n = s_submit(h, s_o.jobs, &ids, &submit_s);
+    int n = s_submit(h, s_o.jobs, &ids, &submit_s, DROVER_SUBMIT_WAIT);
     int ok = s_wait(h, ids, n, 600000);
     double total_s = (double)(dv_mono_us() - t0) / 1e6;
     bench_cpu_t *after =
@@ -381,10 +382,10 @@ s_memory(void)
     int first = s_o.queued / 10;
     char(*ids)[37];
     double s1, s2;
-    int n1 = s_submit(h, first, &ids, &s1);
+    int n1 = s_submit(h, first, &ids, &s1, 0);
     free(ids);
     long at_first = s_rss_kb(h->broker);
-    int n2 = s_submit(h, s_o.queued - first, &ids, &s2);
+    int n2 = s_submit(h, s_o.queued - first, &ids, &s2, 0);
     free(ids);
     long full = s_rss_kb(h->broker);
     int n = n1 + n2;

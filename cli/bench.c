@@ -106,7 +106,7 @@ s_submit(const cli_t *c, drover_client_t *d, size_t n, char (*ids)[37])
     int code = 0;
     for (size_t done = 0; done < n && !code;) {
         size_t k = n - done < S_SLICE ? n - done : S_SLICE;
-        int rc = drover_submit_many(d, jobs, k, acks);
+        int rc = drover_submit_many_ex(d, jobs, k, acks, DROVER_SUBMIT_WAIT);
         for (size_t i = 0; i < k && !code; i++) {
             if (!acks[i].error[0]) {
                 memcpy(ids[done + i], acks[i].id, 37);
