@@ -14,8 +14,9 @@
 #   BUILD_DIR         the build with cli/drover, bench/bench_e2e and
 #                     bench/beanstalk_bench (build-release)
 #   DROVER_BIN        the drover executable (BUILD_DIR/cli/drover)
-#   BEANSTALK_FSYNC   beanstalkd's -f MS (0: fsync every binlog write, the
-#                     default here); "never": -F
+#   BEANSTALK_FSYNC   beanstalkd's -f MS (default 50, beanstalkd's own
+#                     default: fsync at most every 50 ms; 0: fsync every
+#                     binlog write); "never": -F
 #   REDIS_FSYNC       Redis's appendfsync: always, everysec (default), no
 #   SYSTEMS           which to run, comma-separated (default all:
 #                     beanstalkd,celery,drover-up,bench_e2e)
@@ -35,7 +36,7 @@ case $build in /*) ;; *) build=$root/$build ;; esac
 drover=${DROVER_BIN:-$build/cli/drover}
 n=${N:-100000}
 rounds=${R:-3}
-bfsync=${BEANSTALK_FSYNC:-0}
+bfsync=${BEANSTALK_FSYNC:-50}
 rfsync=${REDIS_FSYNC:-everysec}
 systems=${SYSTEMS:-beanstalkd,celery,drover-up,bench_e2e}
 python=/usr/bin/python3
@@ -254,7 +255,9 @@ label() {
     beanstalkd)
         local f="-f $bfsync: fsync every binlog write"
         [ "$bfsync" = never ] && f="-F: no fsync"
-        [ "$bfsync" != never ] && [ "$bfsync" != 0 ] && f="-f $bfsync"
+        [ "$bfsync" != never ] && [ "$bfsync" != 0 ] &&
+            f="-f $bfsync: fsync at most every $bfsync ms"
+        [ "$bfsync" = 50 ] && f="$f, its default"
         echo "beanstalkd $(beanstalkd -v | awk '{print $2}') (binlog, $f)" ;;
     celery)
         echo "Celery $("$python" -c 'import celery; print(celery.__version__)')" \
