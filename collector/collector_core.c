@@ -1,4 +1,7 @@
-/* collector_core - sockets, the loop, snapshots and queries. */
+/* collector_core - sockets, the loop, snapshots and queries. Events come
+ * one message per broker batch (a group's job events) or per lone event;
+ * the history is committed once a second; gaps are repaired by snapshots
+ * (live state) and by collector_backfill (history). Loop thread only. */
 #include "collector_core.h"
 
 #include <errno.h>

@@ -274,29 +274,20 @@ s_heartbeat_body(harness_t *h)
     assert_int_equal(zmq_connect(sub, h->events), 0);
     json_t *body = NULL;
     int64_t deadline = dv_mono_ms() + harness_scale(5000);
-    static char buf[1 << 20];
+    harness_events_t rd;
+    harness_events_init(&rd, sub);
     while (!body && dv_mono_ms() < deadline) {
-        zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll(&it, 1, 200) <= 0)
+        const dv_event_t *ev = harness_events_next(&rd, 200);
+        if (!ev || !ev->body.ptr)
             continue;
-        char topic[64];
-        zmq_recv(sub, topic, sizeof topic, 0);
-        int n = zmq_recv(sub, buf, sizeof buf, 0);
-        if (n <= 0 || n > (int)sizeof buf)
-            continue;
-        dv_msg_t m;
-        if (dv_msg_decode(buf, (size_t)n, &m, NULL, 0) == DV_OK &&
-            m.type == DV_MSG_EVENT && m.u.event.body.ptr) {
-            /* The broker passes the worker's body on as "metrics". */
-            json_t *b = dv_msgpack_to_json(m.u.event.body.ptr,
-                                           m.u.event.body.len, NULL, 0);
-            json_t *metrics = json_object_get(b, "metrics");
-            if (metrics && json_object_get(metrics, "keys"))
-                body = json_incref(metrics);
-            json_decref(b);
-        }
-        dv_msg_release(&m);
+        /* The broker passes the worker's body on as "metrics". */
+        json_t *b = dv_msgpack_to_json(ev->body.ptr, ev->body.len, NULL, 0);
+        json_t *metrics = json_object_get(b, "metrics");
+        if (metrics && json_object_get(metrics, "keys"))
+            body = json_incref(metrics);
+        json_decref(b);
     }
+    harness_events_close(&rd);
     zmq_close(sub);
     zmq_ctx_term(ctx);
     return body;

@@ -298,25 +298,18 @@ t_heartbeat_per_child(void **state)
     assert_true(harness_start_worker(h, wargs) > 0);
     char found[8192] = "";
     int64_t deadline = dv_mono_ms() + harness_scale(10000);
-    zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
+    harness_events_t rd;
+    harness_events_init(&rd, sub);
     while (!found[0] && dv_mono_ms() < deadline) {
-        if (zmq_poll(&it, 1, 100) <= 0)
-            continue;
-        char topic[64], buf[8192];
-        int tn = zmq_recv(sub, topic, sizeof topic, 0);
-        int n = zmq_recv(sub, buf, sizeof buf, 0);
-        assert_true(tn > 0 && n > 0);
-        dv_msg_t m;
-        assert_int_equal(dv_msg_decode(buf, (size_t)n, &m, NULL, 0), DV_OK);
-        char *text = m.u.event.body.ptr
-                         ? dv_msgpack_to_json_text(m.u.event.body.ptr,
-                                                   m.u.event.body.len)
+        const dv_event_t *ev = harness_events_next(&rd, 100);
+        char *text = ev && ev->body.ptr
+                         ? dv_msgpack_to_json_text(ev->body.ptr, ev->body.len)
                          : NULL;
         if (text && strstr(text, "\"per_child\""))
             snprintf(found, sizeof found, "%s", text);
         free(text);
-        dv_msg_release(&m);
     }
+    harness_events_close(&rd);
     zmq_close(sub);
     zmq_ctx_term(ctx);
     const char *p = strstr(found, "\"per_child\":[");
