@@ -656,7 +656,7 @@ const dv_flag_t worker_flags[] = {
     S_FLAG("prefetch", F_PREFETCH, .arg = "N",
            .help = "jobs held beyond those running, so children never wait "
                    "for the broker, 0 to 100000 (default: adapts to the job "
-                   "rate, about 20 ms of work, from concurrency up to 1000; "
+                   "rate, about 5 ms of work, from concurrency up to 1000; "
                    "0 for long jobs)"),
     S_FLAG("name", F_NAME, .arg = "NAME",
            .help = "the worker's name, unique in the fleet; with CurveZMQ, "
@@ -928,7 +928,7 @@ worker_config_parse_ex(worker_config_t *cfg, int argc, char **argv,
                 t);
     }
     /* Without --prefetch it adapts to how fast jobs finish (worker_pool.c:
-     * about 20 ms of work held, at least one job per child): short jobs
+     * about 5 ms of work held, at least one job per child): short jobs
      * then never stall on round trips to the broker, and long ones are not
      * hoarded by one worker. cfg->prefetch is its ceiling. */
     if (cfg->prefetch < 0) {

@@ -129,7 +129,7 @@ s_capacity(const void *pool)
  * shallow one, so no worker hoards them. It grows at once and shrinks by a
  * quarter a window, so a short lull does not throw the buffer away. */
 #define S_ADAPT_MS 100
-#define S_HOLD_MS  20
+#define S_HOLD_MS  5
 
 static void
 s_adapt(worker_pool_t *self)
