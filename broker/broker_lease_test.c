@@ -85,25 +85,33 @@ s_report(broker_fx_t *fx, const char *name, dv_update_kind_t kind,
     broker_worker_on_message(fx->b, &rid, &m);
 }
 
-/* Rows of the attempts table for job with this outcome ("failed"...). */
-static int
-s_attempt_rows(broker_fx_t *fx, const dv_id_t *id, const char *outcome)
+/* Every write so far made durable, the store opened and sql prepared
+ * with id's text bound to ?1. */
+static sqlite3_stmt *
+s_query(broker_fx_t *fx, const dv_id_t *id, const char *sql, sqlite3 **db)
 {
     broker_group_end_pass(fx->b);
     broker_group_drain_all(fx->b);
     char idtext[DV_ID_TEXT_LEN + 1];
     dv_id_format(id, idtext);
-    sqlite3 *db;
     char path[1200];
     snprintf(path, sizeof path, "%s/drover.db", fx->dir);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_open(path, db), SQLITE_OK);
     sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT count(*) FROM attempts WHERE "
-                                        "job_id = ?1 AND outcome = ?2",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, idtext, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_prepare_v2(*db, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, idtext, -1, SQLITE_TRANSIENT);
+    return st;
+}
+
+/* Rows of the attempts table for job with this outcome ("failed"...). */
+static int
+s_attempt_rows(broker_fx_t *fx, const dv_id_t *id, const char *outcome)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st = s_query(fx, id,
+                               "SELECT count(*) FROM attempts WHERE "
+                               "job_id = ?1 AND outcome = ?2",
+                               &db);
     sqlite3_bind_text(st, 2, outcome, -1, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     int n = sqlite3_column_int(st, 0);
@@ -118,22 +126,12 @@ static void
 s_job_row(broker_fx_t *fx, const dv_id_t *id, char *state, size_t ssize,
           char *worker, size_t wsize, int64_t *started)
 {
-    broker_group_end_pass(fx->b);
-    broker_group_drain_all(fx->b);
-    char idtext[DV_ID_TEXT_LEN + 1];
-    dv_id_format(id, idtext);
     sqlite3 *db;
-    char path[1200];
-    snprintf(path, sizeof path, "%s/drover.db", fx->dir);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT state, coalesce(worker, ''), "
-                                        "coalesce(started_at, 0) FROM jobs "
-                                        "WHERE id = ?1",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, idtext, -1, SQLITE_STATIC);
+    sqlite3_stmt *st = s_query(fx, id,
+                               "SELECT state, coalesce(worker, ''), "
+                               "coalesce(started_at, 0) FROM jobs "
+                               "WHERE id = ?1",
+                               &db);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     snprintf(state, ssize, "%s", (const char *)sqlite3_column_text(st, 0));
     snprintf(worker, wsize, "%s", (const char *)sqlite3_column_text(st, 1));
