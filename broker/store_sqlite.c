@@ -724,12 +724,6 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
          * the live index hot. */
         "PRAGMA cache_size = -32768",
         "PRAGMA temp_store = MEMORY",
-        /* Checkpoint every 8,192 pages (32 MiB of WAL) rather than 1,000:
-         * a group's pages are mostly the right edges of the b-trees, written
-         * again by the next groups, so a rarer checkpoint copies each of
-         * them to the database once instead of many times (about 15% of
-         * the writer's time, bench_store). */
-        "PRAGMA wal_autocheckpoint = 8192",
     };
     for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
         rc = s_exec_row(be->db, pragmas[i], NULL, 0);
