@@ -122,12 +122,16 @@ s_capacity(const void *pool)
                                          : self->cfg->prefetch);
 }
 
-/* Adaptive prefetch: every S_ADAPT_MS, the outcomes of the window give the
- * job rate, and the worker aims to hold S_HOLD_MS of work beyond what runs
- * (at least one job per child, at most cfg->prefetch): fast jobs get a
- * deep buffer that hides the round trip to the broker, slow ones a
- * shallow one, so no worker hoards them. It grows at once and shrinks by a
- * quarter a window, so a short lull does not throw the buffer away. */
+/* Adaptive prefetch: the outcomes of a window give the job rate, and the
+ * worker aims to hold S_HOLD_MS of work beyond what runs (at least one job
+ * per child, at most cfg->prefetch): fast jobs get a deep buffer that hides
+ * the round trip to the broker, slow ones a shallow one, so no worker
+ * hoards them. It grows as soon as a window of S_GROW_MS asks for more (a
+ * worker starved of credit finishes as many jobs as it holds per round
+ * trip, so each step multiplies what it holds: a burst after a lull is up
+ * to speed in tens of milliseconds), and shrinks by a quarter per window of
+ * S_ADAPT_MS, so a short lull does not throw the buffer away. */
+#define S_GROW_MS  10
 #define S_ADAPT_MS 100
 #define S_HOLD_MS  5
 
@@ -143,7 +147,7 @@ s_adapt(worker_pool_t *self)
         return;
     }
     int64_t span = self->mono - self->adapt_mono;
-    if (span < S_ADAPT_MS)
+    if (span < S_GROW_MS)
         return;
     int64_t rate_x1000 = (done - self->adapt_processed) * 1000 / span;
     int64_t target = (rate_x1000 * S_HOLD_MS + 999) / 1000;
@@ -153,6 +157,8 @@ s_adapt(worker_pool_t *self)
     if (target > hi)
         target = hi;
     int now = self->prefetch_now;
+    if (target <= now && span < S_ADAPT_MS)
+        return; /* no growth: the window goes on, for a shrink */
     if (target > now) {
         worker_outbox_grant(self->outbox, (int)target - now);
         self->prefetch_now = (int)target;
