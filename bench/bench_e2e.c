@@ -159,7 +159,7 @@ s_start(s_run_t *r, int workers, bool collector)
     r->h = s_live = h;
     if (h && s_o.curve) {
         static const char *const client[] = { "bench", NULL };
-        char names[S_MAX_WORKERS][8];
+        char names[S_MAX_WORKERS][16];
         const char *ws[S_MAX_WORKERS + 1];
         for (int i = 0; i < workers; i++) {
             snprintf(names[i], sizeof names[i], "w%d", i + 1);
