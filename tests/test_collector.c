@@ -611,7 +611,8 @@ t_backfill_lost_events(void **state)
     s_grep_t g = { fx->log, "\"msg\":\"collector.gap\"" };
     assert_true(harness_wait_until(s_grep, &g, 10000));
     want.want = N + 1;
-    assert_true(harness_wait_until(s_all_in_history, &want, 60000));
+    assert_true(
+        harness_wait_until(s_all_in_history, &want, harness_scale(180000)));
     s_grep_t b = { fx->log, "\"msg\":\"collector.backfilled\"" };
     assert_true(harness_wait_until(s_grep, &b, 10000));
     /* Counted once: no more than the jobs that ran. */
