@@ -53,7 +53,7 @@
 #define S_SHUTDOWN_TRY_MS 3000
 /* Bytes of ended-job records a group keeps for the next round. */
 #define S_ENDED_KEEP (1u << 20)
-/* A durable group is kept for reuse if its output buffer is no bigger. */
+/* A durable group is kept for reuse if its output buffers are no bigger. */
 #define S_SPARE_BYTES_MAX (4u << 20)
 
 /* Sends the acks of g's submits. With refused NULL the group is durable:
@@ -557,7 +557,8 @@ broker_group_writer_ready(broker_t *self)
         self->inflight = NULL;
         /* An ordinary group is kept for the next one, buffers and all
          * (they stay grown to the working size); a big one goes. */
-        if (!big && !self->spare && g->outbuf.alloc <= S_SPARE_BYTES_MAX) {
+        if (!big && !self->spare && g->outbuf.alloc <= S_SPARE_BYTES_MAX &&
+            g->evbuf.alloc <= S_SPARE_BYTES_MAX) {
             self->spare = g;
             continue;
         }

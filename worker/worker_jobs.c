@@ -24,6 +24,7 @@ struct worker_jobs_t {
     size_t nqueued;
     size_t held;
     size_t unreported; /* slots in WORKER_JOB_REPORTING */
+    int64_t ended;     /* outcomes (succeeded, failed) since start */
     worker_outbox_t *outbox;
     worker_jobs_clear_fn clear;
 };
@@ -347,6 +348,12 @@ worker_jobs_queued(const worker_jobs_t *self)
     return self->nqueued;
 }
 
+int64_t
+worker_jobs_ended(const worker_jobs_t *self)
+{
+    return self->ended;
+}
+
 /* ---- outcomes ------------------------------------------------------- */
 
 /* The job's outcome is known: out of the FIFO, lane fields cleared. */
@@ -400,6 +407,7 @@ worker_jobs_succeeded(worker_jobs_t *self, int idx, int64_t wall_ms,
     worker_job_t *j = s_at(self, idx);
     if (worker_outbox_succeeded(self->outbox, worker_job_exec(j), wall_ms,
                                 result) == 0) {
+        self->ended++;
         if (owned) {
             free(*owned);
             *owned = NULL;
@@ -410,6 +418,7 @@ worker_jobs_succeeded(worker_jobs_t *self, int idx, int64_t wall_ms,
     }
     if (!owned)
         return DV_ENOMEM;
+    self->ended++;
     s_settle(self, idx);
     j->result = *owned;
     j->result_len = result.len;
@@ -425,12 +434,14 @@ worker_jobs_failed(worker_jobs_t *self, int idx, int64_t wall_ms,
     worker_job_t *j = s_at(self, idx);
     if (worker_outbox_failed(self->outbox, worker_job_exec(j), wall_ms, f) ==
         0) {
+        self->ended++;
         s_settle(self, idx);
         s_free(self, idx);
         return 0;
     }
     if (!keep)
         return DV_ENOMEM;
+    self->ended++;
     /* Copy the message first: it may point into the lane's fields. */
     size_t n = 0;
     if (f->message.ptr) {

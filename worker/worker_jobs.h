@@ -124,6 +124,10 @@ void worker_jobs_unlink(worker_jobs_t *self, int idx);
 int worker_jobs_first(const worker_jobs_t *self);
 size_t worker_jobs_queued(const worker_jobs_t *self);
 
+/* Jobs of this table whose outcome (succeeded or failed) was known, since
+ * it was made: the lane's own job rate. */
+int64_t worker_jobs_ended(const worker_jobs_t *self);
+
 /* ---- outcomes: each takes the job out of the FIFO, clears the lane's
  * fields and frees the slot once the report is in the outbox ---- */
 

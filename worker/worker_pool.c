@@ -140,7 +140,9 @@ s_adapt(worker_pool_t *self)
 {
     if (!self->cfg->prefetch_adaptive)
         return;
-    int64_t done = worker_outbox_processed(self->outbox);
+    /* The pool's own outcomes: an http lane's share of the worker's
+     * outbox says nothing about how fast the children's jobs go. */
+    int64_t done = worker_jobs_ended(self->jobs);
     if (!self->adapt_mono || self->mono < self->adapt_mono) {
         self->adapt_mono = self->mono;
         self->adapt_processed = done;
