@@ -1,0 +1,86 @@
+/* dv_cron - cron expressions and time zones, for periodic jobs.
+ *
+ * An expression is the standard five fields "minute hour day-of-month month
+ * day-of-week", or six with a leading seconds field. Each field is "*", a
+ * number, a range "a-b", a list "a,b,c", a step "*" "/n" or "a-b/n" or
+ * "a/n"; months and weekdays also take names (jan..dec, sun..sat, any case);
+ * day-of-week 7 is Sunday too. As in cron, when both day-of-month and
+ * day-of-week are restricted (neither is "*"), a day matches if either
+ * does. The macros @yearly (@annually), @monthly, @weekly, @daily
+ * (@midnight) and @hourly are accepted.
+ *
+ * Firing times are wall-clock times in a time zone, read from the system's
+ * tzfile for that zone (TZDIR, else /usr/share/zoneinfo) by dv_tz, never
+ * through the process-wide TZ and localtime(): any thread may use a dv_tz_t
+ * it owns, and two zones can be used side by side.
+ *
+ * Daylight saving time, as cron does it:
+ *   - a wall-clock time that does not exist (the hour skipped when clocks go
+ *     forward) fires at the first instant after the gap, if the expression
+ *     names fixed hours (its hour field is not "*"); an expression with "*"
+ *     for the hour just has no firings in the gap;
+ *   - a wall-clock time that happens twice (the hour repeated when clocks go
+ *     back) fires once, at its first occurrence, if the expression names
+ *     fixed hours; with "*" for the hour it fires at both.
+ *
+ * Nothing here allocates except dv_tz_load. Thread-safe: no shared state.
+ */
+#ifndef DV_CRON_H
+#define DV_CRON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A time zone: its offsets from UTC over time, from a tzfile. */
+typedef struct dv_tz dv_tz_t;
+
+/* Loads zone name ("UTC", "Europe/Berlin", "America/New_York"). A name with
+ * "..", a leading "/", or characters outside [A-Za-z0-9_+-/] is refused, as
+ * is a file that is not a valid tzfile (version 1, 2 or 3; the footer TZ
+ * string rule is used for times past the last transition). Returns NULL
+ * with a reason in err. Caller owns the result. */
+dv_tz_t *dv_tz_load(const char *name, char *err, size_t err_size);
+
+/* Frees tz; NULL-safe; sets *tz_p to NULL. */
+void dv_tz_free(dv_tz_t **tz_p);
+
+/* The zone's name as loaded. */
+const char *dv_tz_name(const dv_tz_t *tz);
+
+/* Seconds east of UTC in tz at the instant utc_s (epoch seconds); *is_dst
+ * (may be NULL) tells whether daylight saving time is in force. */
+int32_t dv_tz_offset(const dv_tz_t *tz, int64_t utc_s, bool *is_dst);
+
+/* A parsed expression: one bit per allowed value of each field. */
+typedef struct {
+    uint64_t second; /* bits 0..59; only bit 0 when there is no seconds field */
+    uint64_t minute; /* bits 0..59 */
+    uint32_t hour;   /* bits 0..23 */
+    uint32_t mday;   /* bits 1..31 */
+    uint16_t month;  /* bits 1..12 */
+    uint8_t wday;    /* bits 0..6, Sunday = 0 */
+    bool mday_star;  /* day-of-month was "*" (or "?") */
+    bool wday_star;  /* day-of-week was "*" (or "?") */
+    bool hour_star;  /* hour was "*" or "*" "/n": DST rules above */
+    bool has_seconds;
+} dv_cron_t;
+
+/* Parses expr into out. Returns 0, or -1 with a reason naming the field
+ * ("cron: hour: 24 is out of range 0-23"). */
+int dv_cron_parse(const char *expr, dv_cron_t *out, char *err,
+                  size_t err_size);
+
+/* The first firing strictly after after_ms (epoch ms), in epoch ms, with
+ * wall-clock times read in tz (NULL: UTC). Returns -1 when there is none
+ * within the next 8 years (such as "0 0 30 2 *"). Bounded: it steps by
+ * days, hours and minutes, never second by second over a whole year. */
+int64_t dv_cron_next(const dv_cron_t *c, const dv_tz_t *tz, int64_t after_ms);
+
+/* Parses an interval for --every: a positive number with a unit, "30s",
+ * "5m", "2h", "1d" (or a combination such as "1h30m"), into *ms_out.
+ * Returns 0, or -1 with a reason. At least 1 s, at most 366 days. */
+int dv_every_parse(const char *text, int64_t *ms_out, char *err,
+                   size_t err_size);
+
+#endif
