@@ -62,7 +62,9 @@ s_refuse_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
     m.u.submit_reply.req = msg->u.submit.req;
     m.u.submit_reply.acks = acks;
     m.u.submit_reply.nacks = n;
-    if (broker_out_send_now(self->clients, rid, &m) != 0)
+    if (rid->len == 0)
+        broker_self_acked(self, msg->u.submit.req, &acks[0]);
+    else if (broker_out_send_now(self->clients, rid, &m) != 0)
         broker_out_dropped(rid, msg->u.submit.req, "submit reply");
     free(acks);
     if (code == DV_CODE_STORE)
@@ -213,8 +215,9 @@ s_submit_later(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
     }
 }
 
-static void
-s_on_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
+void
+broker_client_submit(broker_t *self, const broker_rid_t *rid,
+                     const dv_msg_t *msg)
 {
     uint32_t n = msg->u.submit.njobs;
     if (self->store_failed) {
@@ -287,6 +290,13 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
         const char *key = NULL;
         if (js->key.ptr && js->key.len) {
             key = dv_str_copy(js->key, keybuf, sizeof keybuf);
+            if (rid->len != 0 && !strncmp(key, BROKER_SELF_KEY_PREFIX,
+                                          sizeof BROKER_SELF_KEY_PREFIX - 1)) {
+                b->errors[i] = "idempotency keys beginning with 'drover:' "
+                               "are the broker's own";
+                b->acks[i].code = DV_CODE_INVALID_ARGUMENT;
+                continue;
+            }
             /* Keys are unique per owner. Those whose insert is not durable
              * yet are only in memory (as owner index + key); the rest are
              * in the store. */
@@ -1004,7 +1014,7 @@ broker_client_on_message(broker_t *self, const broker_rid_t *rid,
 {
     switch (msg->type) {
     case DV_MSG_SUBMIT:
-        s_on_submit(self, rid, msg);
+        broker_client_submit(self, rid, msg);
         break;
     case DV_MSG_WAIT:
         s_on_wait(self, rid, msg);

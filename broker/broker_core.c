@@ -423,6 +423,7 @@ broker_destroy(broker_t **self_p)
     broker_group_drain_all(self);
     broker_writer_destroy(&self->writer);
     broker_reader_destroy(&self->reader);
+    broker_self_free_all(self);
     while (self->settling) {
         broker_pkey_t *k = self->settling;
         self->settling = k->next;

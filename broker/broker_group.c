@@ -101,7 +101,9 @@ s_flush_acks(broker_t *self, broker_group_t *g, const char *refused)
         m.u.submit_reply.req = b->req;
         m.u.submit_reply.acks = b->acks;
         m.u.submit_reply.nacks = b->n;
-        if (broker_out_send_now(self->clients, &b->rid, &m) != 0)
+        if (b->rid.len == 0) /* the broker's own (one job) */
+            broker_self_acked(self, b->req, &b->acks[0]);
+        else if (broker_out_send_now(self->clients, &b->rid, &m) != 0)
             broker_out_dropped(&b->rid, b->req, "submit reply");
         broker_ack_batch_t *next = b->next;
         free(b->acks);

@@ -23,6 +23,7 @@
  *   broker_reads.c    store reads off the loop: the reader's completions,
  *                     copies of stored jobs, the sender of a late answer
  *   broker_auth.c     CurveZMQ roles: who may send each message
+ *   broker_self.c     jobs the broker submits itself (firings, callbacks)
  *
  * Invariants kept across files:
  *   - a live job is in the index and in exactly one of: its queue's FIFO
@@ -172,6 +173,7 @@ typedef struct {
 } broker_sender_t;
 
 typedef struct broker_check_run broker_check_run_t;
+typedef struct broker_self_sub broker_self_sub_t;
 
 /* Everything one group of store writes carries: the writes, and the output
  * that may leave only once they are durable. */
@@ -308,6 +310,11 @@ struct broker {
     int64_t store_retry_max_ms;     /* (tests shorten them) */
     int64_t shutdown_deadline_mono; /* drain_all: a failed group is given
                                      * up after this (0: not stopping) */
+
+    /* Jobs the broker submitted itself, waiting for their acks
+     * (broker_self.c). */
+    broker_self_sub_t *self_subs;
+    uint64_t self_seq;
 };
 
 /* ---- small inline helpers ------------------------------------------------ */
@@ -522,6 +529,39 @@ void broker_worker_on_message(broker_t *self, const broker_rid_t *rid,
 
 void broker_client_on_message(broker_t *self, const broker_rid_t *rid,
                               const dv_msg_t *msg);
+
+/* Handles a submit message as if it had just come from rid (an empty rid:
+ * the broker's own, broker_self.c; its acks go to broker_self_acked). */
+void broker_client_submit(broker_t *self, const broker_rid_t *rid,
+                          const dv_msg_t *msg);
+
+/* Keys beginning with this are the broker's own (a firing's, a callback's):
+ * a client's submit may not use them. */
+#define BROKER_SELF_KEY_PREFIX "drover:"
+
+/* ---- broker_self.c: jobs the broker submits itself ------------------------ */
+
+/* Told how a job the broker submitted itself went: ack->id set and not
+ * duplicate: its insert is durable; duplicate: its key was taken (ack->id
+ * is the job holding it); otherwise refused (ack->error, ack->code). The
+ * ack's strings are valid only during the call. */
+typedef void (*broker_self_cb_t)(broker_t *self, void *arg,
+                                 const dv_submit_ack_t *ack);
+
+/* Submits one job as owner (NULL: none) through the client submit path;
+ * cb is called once with its ack (maybe during this call, when it is
+ * refused at once), or never if the ack is lost (out of memory): the
+ * caller keeps a deadline and submits again, with the same key. Returns
+ * 0, or DV_ENOMEM (cb will not be called). */
+int broker_self_submit(broker_t *self, const dv_jobspec_t *js,
+                       const char *owner, broker_self_cb_t cb, void *arg);
+
+/* The ack of request req of the broker's own (an empty rid). */
+void broker_self_acked(broker_t *self, uint64_t req,
+                       const dv_submit_ack_t *ack);
+
+/* Forgets every submit still waiting (the broker stops). */
+void broker_self_free_all(broker_t *self);
 
 /* This broker of a group lost the store to another (its lock, or its
  * fence): logs why; broker_run stops serving at once and returns

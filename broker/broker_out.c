@@ -155,6 +155,12 @@ void
 broker_out_error(broker_t *self, void *socket, const broker_rid_t *rid,
                  uint64_t req, dv_code_t code, const char *reason)
 {
+    if (self && rid && rid->len == 0 && socket == self->clients) {
+        /* A submit of the broker's own (broker_self.c) refused whole. */
+        dv_submit_ack_t ack = { .error = dv_str(reason), .code = code };
+        broker_self_acked(self, req, &ack);
+        return;
+    }
     dv_msg_t m = { .type = DV_MSG_ERROR };
     m.u.error.req = req;
     m.u.error.code = code;
@@ -162,7 +168,6 @@ broker_out_error(broker_t *self, void *socket, const broker_rid_t *rid,
     m.u.error.version = DV_PROTO_VERSION;
     if (broker_out_send_now(socket, rid, &m) != 0)
         broker_out_dropped(rid, req, "error");
-    (void)self;
 }
 
 /* A batch ends here: subscribers decode it whole, so it stays well under
