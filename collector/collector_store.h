@@ -79,6 +79,12 @@ typedef struct {
     bool started;      /* this end: the attempt's start is below */
     int64_t started_ms;
     int64_t wait_ms;
+    /* This job.succeeded: the job's job.submitted was held back
+     * (collector_store.c) and is written with it, its time and run_at
+     * below. Set by collector_store.c only. */
+    bool submitted;
+    int64_t submitted_ms;
+    int64_t run_at_ms; /* 0: none */
 } collector_store_fold_t;
 
 /* collector_store_event() with a fold (NULL: none). */
