@@ -392,21 +392,32 @@ s_local_to_utc(const dv_tz_t *tz, int64_t l, int64_t inst[2], int *n,
         inst[i] = found[i];
 }
 
-/* The lowest and highest offsets tz uses within two days of t (with a
- * margin: see dv_cron_next). */
+/* Over the stretches of constant offset that meet [from, to) (from < to),
+ * clipped to it: the least local time shown at a stretch's start (*lo_l)
+ * and the greatest shown at its end (*hi_l). Every instant u in [from, to)
+ * shows a local time in [*lo_l, *hi_l]. */
 static void
-s_offset_span(const dv_tz_t *tz, int64_t t, int32_t *lo, int32_t *hi)
+s_local_span(const dv_tz_t *tz, int64_t from, int64_t to, int64_t *lo_l,
+             int64_t *hi_l)
 {
-    int64_t u = t - 3 * DV_DAY_S;
-    *lo = *hi = dv_tz_offset(tz, u, NULL);
-    for (int k = 0; k < 16; k++) {
-        u = dv_tz_next_transition(tz, u);
-        if (u > t + 3 * DV_DAY_S)
-            break;
-        int32_t o = dv_tz_offset(tz, u, NULL);
-        *lo = o < *lo ? o : *lo;
-        *hi = o > *hi ? o : *hi;
+    int64_t a = from;
+    int32_t o = dv_tz_offset(tz, a, NULL);
+    *lo_l = INT64_MAX;
+    *hi_l = INT64_MIN;
+    for (int k = 0; k < 64; k++) {
+        int64_t t = dv_tz_next_transition(tz, a);
+        int64_t b = t < to ? t : to;
+        if (a + o < *lo_l)
+            *lo_l = a + o;
+        if (b - 1 + o > *hi_l)
+            *hi_l = b - 1 + o;
+        if (t >= to)
+            return;
+        a = t;
+        o = dv_tz_offset(tz, a, NULL);
     }
+    *lo_l = from - CRON_OFF_MAX_S; /* that many changes: the widest bounds */
+    *hi_l = to + CRON_OFF_MAX_S;
 }
 
 int64_t
@@ -416,27 +427,20 @@ dv_cron_next(const dv_cron_t *c, const dv_tz_t *tz, int64_t after_ms)
     int64_t t0 = dv_floor_div(after_ms, 1000) + 1;
     if (t0 > CRON_RANGE_S || t0 < -CRON_RANGE_S)
         return -1;
-    int32_t lo, hi;
-    s_offset_span(tz, t0, &lo, &hi);
-    /* No local time before t0 + lo shows an instant at or after t0. */
-    int64_t l = t0 + lo;
+    /* The first local time that can fire at t0 or later: one an instant in
+     * the next 3 days shows (later instants show later local times, offsets
+     * being within 26 h), or one in a gap that ends at t0 (fixed hours). */
+    int64_t l, hi_l;
+    s_local_span(tz, t0, t0 + 3 * DV_DAY_S, &l, &hi_l);
+    if (t0 + dv_tz_offset(tz, t0 - 1, NULL) < l)
+        l = t0 + dv_tz_offset(tz, t0 - 1, NULL);
     int64_t limit = l + CRON_HORIZON_S;
     int64_t best = INT64_MAX;
-    bool span_known = false;
+    int64_t stop_l = INT64_MAX; /* past it, nothing fires before best */
     for (;;) {
         l = s_next_local(c, l, limit);
-        if (l == INT64_MAX)
+        if (l == INT64_MAX || l > stop_l)
             break;
-        /* Once best is known, a local time past best + (the highest offset
-         * near best) shows only later instants. */
-        if (best != INT64_MAX) {
-            if (!span_known) {
-                s_offset_span(tz, best, &lo, &hi);
-                span_known = true;
-            }
-            if (l - hi > best)
-                break;
-        }
         int64_t inst[2], gap_end;
         int n;
         s_local_to_utc(tz, l, inst, &n, &gap_end);
@@ -450,11 +454,22 @@ dv_cron_next(const dv_cron_t *c, const dv_tz_t *tz, int64_t after_ms)
             cands[nc++] = inst[0];
             cands[nc++] = inst[1];
         }
-        for (int i = 0; i < nc; i++)
-            if (cands[i] >= t0 && cands[i] < best) {
-                best = cands[i];
-                span_known = false;
+        for (int i = 0; i < nc; i++) {
+            if (cands[i] < t0 || cands[i] >= best)
+                continue;
+            best = cands[i];
+            /* A firing before best is an instant (or a gap's end) in
+             * [t0, best), whose local time is at most hi_l; instants
+             * before best - 3 days show local times below those near
+             * best. */
+            int64_t lo_l;
+            int64_t from = best - 3 * DV_DAY_S > t0 ? best - 3 * DV_DAY_S : t0;
+            if (best == t0)
+                stop_l = INT64_MIN;
+            else {
+                s_local_span(tz, from, best, &lo_l, &stop_l);
             }
+        }
         l++;
     }
     return best == INT64_MAX ? -1 : best * 1000;
