@@ -9,6 +9,14 @@
  * does. The macros @yearly (@annually), @monthly, @weekly, @daily
  * (@midnight) and @hourly are accepted.
  *
+ * Details: "?" is "*" in the two day fields only. A field counts as
+ * restricted for the OR rule unless it is exactly "*" or "?" ("*" "/2" is
+ * restricted; Vixie cron would treat it as "*"). A step is 1 up to the
+ * field's count of values (60, 24, 31, 12, 7); "*" "/n" and "a/n" in
+ * day-of-week run to 6. Refused: values out of range, reversed ranges
+ * ("fri-mon"; write "fri,sat,sun,mon"), step 0, empty items, names other
+ * than the three-letter ones, @reboot, more than 256 bytes.
+ *
  * Firing times are wall-clock times in a time zone, read from the system's
  * tzfile for that zone (TZDIR, else /usr/share/zoneinfo) by dv_tz, never
  * through the process-wide TZ and localtime(): any thread may use a dv_tz_t
@@ -88,8 +96,9 @@ int dv_cron_parse(const char *expr, dv_cron_t *out, char *err, size_t err_size);
 int64_t dv_cron_next(const dv_cron_t *c, const dv_tz_t *tz, int64_t after_ms);
 
 /* Parses an interval for --every: a positive number with a unit, "30s",
- * "5m", "2h", "1d" (or a combination such as "1h30m"), into *ms_out.
- * Returns 0, or -1 with a reason. At least 1 s, at most 366 days. */
+ * "5m", "2h", "1d" (or a combination such as "1h30m", units from days
+ * down to seconds, each once), into *ms_out. No sign, blanks, fractions or
+ * "ms". Returns 0, or -1 with a reason. At least 1 s, at most 366 days. */
 int dv_every_parse(const char *text, int64_t *ms_out, char *err,
                    size_t err_size);
 
