@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "collector_state.h"
+#include "dv_clock.h"
 #include "dv_log.h"
 #include "dv_map.h"
 #include "dv_util.h"
@@ -21,27 +22,44 @@ struct collector_store_t {
     const collector_store_ops_t *ops; /* the backend's vtable */
     collector_store_be_t *be;         /* the backend's handle */
     dv_map_t *stash; /* job id -> s_stash_t: submits not written yet */
+    int64_t hold_ms; /* S_HOLD_MS, or collector_store_hold's */
 };
 
 /* ---- submits held until their job ends -------------------------------------
- * Most jobs end within the second a group of history is open: a job.submitted
- * is held here (not written) and, when the job's job.succeeded comes before
- * the commit, the two are written as one row write (the end with the submit
- * folded in: collector_store_fold_t.submitted) instead of an insert and an
- * update that moves the row in two indexes. Any other write about a held
- * job writes its submit first, in order; a commit, a read, a backfill or a
- * full stash write them all. Held submits are in no row yet, so a read
- * never misses one: reads write them first. */
+ * A job.submitted is held here (not written) and, when the job's
+ * job.succeeded comes, the two are written as one row write (the end with
+ * the submit folded in: collector_store_fold_t.submitted) instead of an
+ * insert, then an update that moves the row in two indexes. A batch
+ * submitted faster than it runs has its jobs' ends come seconds after
+ * their submits, so a held submit outlives commits: it is written by the
+ * first commit after it is S_HOLD_MS old. Any other write about a held job
+ * writes its submit first, in order; a read, a backfill, closing the store
+ * or a full stash (S_STASH_MAX) write them all, so a read never misses a
+ * job. A collector that stops without closing loses the held submits
+ * (their jobs' rows come with their next events, without submitted_at),
+ * never a finished job. */
 
 #define S_STASH_MAX 100000 /* submits held at most */
+#define S_HOLD_MS   10000  /* written by the first commit after this */
+
+void
+collector_store_hold(collector_store_t *self, int64_t ms)
+{
+    self->hold_ms = ms < 0 ? 0 : ms;
+}
 
 typedef struct {
     const char *broker; /* into data */
-    dv_event_t ev;      /* the job.submitted, strings into data */
+    dv_str_t id, queue, type, batch;
+    int64_t ts_ms, run_at_ms;
+    int64_t held_mono; /* when it was held (monotonic ms) */
+    uint64_t seq;
+    dv_state_t state;
+    bool written; /* by s_flush_old, before it is deleted */
     char data[];
 } s_stash_t;
 
-static char *
+static void
 s_put(char **cursor, dv_str_t v, dv_str_t *out)
 {
     char *at = *cursor;
@@ -50,7 +68,6 @@ s_put(char **cursor, dv_str_t v, dv_str_t *out)
     at[v.len] = '\0';
     *out = v.ptr ? (dv_str_t){ .ptr = at, .len = v.len } : (dv_str_t){ 0 };
     *cursor += v.len + 1;
-    return at;
 }
 
 static s_stash_t *
@@ -66,48 +83,85 @@ s_stash_new(const char *broker, const dv_event_t *ev)
     memcpy(c, broker, bl + 1);
     h->broker = c;
     c += bl + 1;
-    h->ev = (dv_event_t){ 0 };
-    h->ev.kind = dv_str("job.submitted");
-    h->ev.kind_enum = DV_EV_JOB_SUBMITTED;
-    s_put(&c, ev->id, &h->ev.id);
-    s_put(&c, ev->queue, &h->ev.queue);
-    s_put(&c, ev->type, &h->ev.type);
-    s_put(&c, ev->batch, &h->ev.batch);
-    h->ev.state = ev->state;
-    h->ev.ts_ms = ev->ts_ms;
-    h->ev.run_at_ms = ev->run_at_ms;
-    h->ev.seq = ev->seq;
+    s_put(&c, ev->id, &h->id);
+    s_put(&c, ev->queue, &h->queue);
+    s_put(&c, ev->type, &h->type);
+    s_put(&c, ev->batch, &h->batch);
+    h->state = ev->state;
+    h->ts_ms = ev->ts_ms;
+    h->run_at_ms = ev->run_at_ms;
+    h->seq = ev->seq;
+    h->held_mono = dv_mono_ms();
+    h->written = false;
     return h;
 }
 
 static int
 s_write_held(collector_store_t *self, const s_stash_t *h)
 {
-    return self->ops->event(self->be, h->broker, &h->ev, 0, NULL);
+    dv_event_t ev = { 0 };
+    dv_failure_init(&ev.failure);
+    ev.kind = dv_str("job.submitted");
+    ev.kind_enum = DV_EV_JOB_SUBMITTED;
+    ev.id = h->id;
+    ev.queue = h->queue;
+    ev.type = h->type;
+    ev.batch = h->batch;
+    ev.state = h->state;
+    ev.ts_ms = h->ts_ms;
+    ev.run_at_ms = h->run_at_ms;
+    ev.seq = h->seq;
+    return self->ops->event(self->be, h->broker, &ev, 0, NULL);
+}
+
+/* Writes the held submit of job id (len bytes), if any, and forgets it.
+ * Returns 0, or -1 when the write failed. */
+static int
+s_write_one(collector_store_t *self, const char *id, size_t len)
+{
+    s_stash_t *h = id ? dv_map_getn(self->stash, id, len) : NULL;
+    if (!h)
+        return 0;
+    int rc = s_write_held(self, h);
+    dv_map_delete(self->stash, h->id.ptr); /* read before it is freed */
+    return rc;
 }
 
 static bool
-s_all(const void *item, void *ctx)
+s_is_written(const void *item, void *ctx)
 {
-    (void)item;
     (void)ctx;
-    return true;
+    return ((const s_stash_t *)item)->written;
+}
+
+/* Writes the submits held since before cutoff (monotonic ms; INT64_MAX:
+ * all). Returns 0, or -1 when a write failed. */
+static int
+s_flush_old(collector_store_t *self, int64_t cutoff)
+{
+    if (!dv_map_size(self->stash))
+        return 0;
+    int rc = 0;
+    size_t n = 0;
+    s_stash_t *h;
+    DV_MAP_EACH(h, self->stash)
+    {
+        if (h->held_mono < cutoff) {
+            rc |= s_write_held(self, h);
+            h->written = true;
+            n++;
+        }
+    }
+    if (n)
+        dv_map_delete_if(self->stash, s_is_written, NULL);
+    return rc ? -1 : 0;
 }
 
 /* Writes every held submit. Returns 0, or -1 when a write failed. */
 static int
 s_flush_held(collector_store_t *self)
 {
-    if (!dv_map_size(self->stash))
-        return 0;
-    int rc = 0;
-    s_stash_t *h;
-    DV_MAP_EACH(h, self->stash)
-    {
-        rc |= s_write_held(self, h);
-    }
-    dv_map_delete_if(self->stash, s_all, NULL);
-    return rc ? -1 : 0;
+    return s_flush_old(self, INT64_MAX);
 }
 
 collector_store_t *
@@ -154,6 +208,7 @@ collector_store_open(const char *url)
     }
     self->ops = ops;
     self->stash = dv_map_new(free);
+    self->hold_ms = S_HOLD_MS;
     self->be = self->stash ? ops->open(arg) : NULL;
     if (!self->be) {
         if (!self->stash)
@@ -209,15 +264,19 @@ collector_store_event_fold(collector_store_t *self, const char *broker,
         return self->ops->event(self->be, broker, ev, run_ms, fold);
     int rc = 0;
     s_stash_t *held = dv_map_getn(self->stash, ev->id.ptr, ev->id.len);
-    if (ev->kind_enum == DV_EV_JOB_SUBMITTED && !collector_event_recorded(ev)) {
-        if (held || dv_map_size(self->stash) >= S_STASH_MAX)
+    if (ev->kind_enum == DV_EV_JOB_SUBMITTED &&
+        !collector_event_recorded(ev)) {
+        if (held)
+            rc |= s_write_one(self, ev->id.ptr, ev->id.len);
+        if (dv_map_size(self->stash) >= S_STASH_MAX)
             rc |= s_flush_held(self);
         s_stash_t *h = s_stash_new(broker, ev);
         /* The key is the held copy's id (the map keeps the pointer). */
-        if (h && dv_map_putn(self->stash, h->ev.id.ptr, h->ev.id.len, h) == 0)
-            return rc;
+        if (h && dv_map_putn(self->stash, h->id.ptr, h->id.len, h) == 0)
+            return rc ? -1 : 0;
         free(h); /* no memory to hold it: written now */
-        return rc | self->ops->event(self->be, broker, ev, run_ms, fold);
+        rc |= self->ops->event(self->be, broker, ev, run_ms, fold);
+        return rc ? -1 : 0;
     }
     if (!held)
         return self->ops->event(self->be, broker, ev, run_ms, fold);
@@ -226,14 +285,14 @@ collector_store_event_fold(collector_store_t *self, const char *broker,
     if (ev->kind_enum == DV_EV_JOB_SUCCEEDED) {
         collector_store_fold_t f = fold ? *fold : (collector_store_fold_t){ 0 };
         f.submitted = true;
-        f.submitted_ms = held->ev.ts_ms;
-        f.run_at_ms = held->ev.run_at_ms;
+        f.submitted_ms = held->ts_ms;
+        f.run_at_ms = held->run_at_ms;
         rc = self->ops->event(self->be, broker, ev, run_ms, &f);
+        dv_map_delete(self->stash, held->id.ptr); /* read before freed */
     } else {
-        rc = s_write_held(self, held);
+        rc = s_write_one(self, ev->id.ptr, ev->id.len);
         rc |= self->ops->event(self->be, broker, ev, run_ms, fold);
     }
-    dv_map_delete(self->stash, held->ev.id.ptr); /* read before it is freed */
     return rc ? -1 : 0;
 }
 
@@ -241,8 +300,9 @@ int
 collector_store_backfill(collector_store_t *self, const char *broker,
                          const dv_finished_job_t *job)
 {
-    s_flush_held(self);
-    return self->ops->backfill(self->be, broker, job);
+    int rc = s_write_one(self, job->id.ptr, job->id.len); /* it came first */
+    int r = self->ops->backfill(self->be, broker, job);
+    return rc ? -1 : r;
 }
 
 int
@@ -268,7 +328,9 @@ collector_store_broker_load(collector_store_t *self, const char *endpoint,
 int
 collector_store_commit(collector_store_t *self)
 {
-    s_flush_held(self); /* a failed write fails the commit */
+    /* A failed write fails the commit. */
+    s_flush_old(self, self->hold_ms ? dv_mono_ms() - self->hold_ms
+                                    : INT64_MAX);
     return self->ops->commit(self->be);
 }
 

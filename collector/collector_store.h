@@ -100,6 +100,12 @@ int collector_store_event_fold(collector_store_t *self, const char *broker,
 int collector_store_backfill(collector_store_t *self, const char *broker,
                              const dv_finished_job_t *job);
 
+/* How long a job.submitted may be held back, waiting for the job's end to
+ * be written with it (collector_store.c; 10 s by default); 0: the next
+ * commit writes it. Until then its row is not in the store for other
+ * readers (this store's own reads write it first). */
+void collector_store_hold(collector_store_t *self, int64_t ms);
+
 /* Remembers, in the open group, the instance id and last sequence number
  * seen from a broker endpoint. Returns 0 or -1. */
 int collector_store_broker_save(collector_store_t *self, const char *endpoint,
