@@ -24,6 +24,7 @@
  *                     copies of stored jobs, the sender of a late answer
  *   broker_auth.c     CurveZMQ roles: who may send each message
  *   broker_self.c     jobs the broker submits itself (firings, callbacks)
+ *   broker_batch.c    batch records: counts, callbacks, batch.* verbs
  *
  * Invariants kept across files:
  *   - a live job is in the index and in exactly one of: its queue's FIFO
@@ -174,6 +175,7 @@ typedef struct {
 
 typedef struct broker_check_run broker_check_run_t;
 typedef struct broker_self_sub broker_self_sub_t;
+typedef struct broker_batch broker_batch_t;
 
 /* Everything one group of store writes carries: the writes, and the output
  * that may leave only once they are durable. */
@@ -315,6 +317,16 @@ struct broker {
      * (broker_self.c). */
     broker_self_sub_t *self_subs;
     uint64_t self_seq;
+
+    /* Batch records (broker_batch.c): "OWNER\x1fNAME" -> broker_batch_t;
+     * callback job id -> its callback, while it is live; records
+     * forgotten (freed at destroy); whether a tick has work now, and when
+     * the next one looks anyway (monotonic ms). */
+    dv_map_t *batches;
+    dv_map_t *batch_cbs;
+    broker_batch_t *batches_gone;
+    bool batch_due;
+    int64_t batch_next_ms;
 };
 
 /* ---- small inline helpers ------------------------------------------------ */
@@ -562,6 +574,43 @@ void broker_self_acked(broker_t *self, uint64_t req,
 
 /* Forgets every submit still waiting (the broker stops). */
 void broker_self_free_all(broker_t *self);
+
+/* ---- broker_batch.c: batch records -------------------------------------- */
+
+/* Whether a job of owner (NULL: none) in batch must be refused: its record
+ * is closed (or called, done); *why is then the reason (valid while the
+ * broker runs). */
+bool broker_batch_refuses(const broker_t *self, const char *owner,
+                          dv_str_t batch, const char **why);
+
+/* A job was inserted (its insert not durable yet). */
+void broker_batch_inserted(broker_t *self, const broker_job_t *job);
+
+/* Its insert became durable (ok), or was refused. */
+void broker_batch_durable(broker_t *self, const broker_job_t *job, bool ok);
+
+/* A job ended in state (succeeded, dead, cancelled). */
+void broker_batch_ended(broker_t *self, const broker_job_t *job,
+                        dv_state_t state);
+
+/* A finished job (was: dead or cancelled) goes back to waiting. */
+void broker_batch_retried(broker_t *self, const broker_job_t *job,
+                          dv_state_t was);
+
+/* Submits the callbacks that are due (once per loop pass; cheap when
+ * there is nothing to do). */
+void broker_batch_tick(broker_t *self);
+
+/* ctrl batch.open, .close, .show, .jobs, .forget; false for another verb. */
+bool broker_batch_ctrl(broker_t *self, const broker_rid_t *rid,
+                       const dv_ctrl_t *c);
+
+/* Start-up: loads the records, recounts the jobs of those not called.
+ * Returns 0 or -1 (logged). */
+int broker_batch_recover(broker_t *self);
+
+/* Frees every record (the broker stops). */
+void broker_batch_free_all(broker_t *self);
 
 /* This broker of a group lost the store to another (its lock, or its
  * fence): logs why; broker_run stops serving at once and returns
