@@ -25,6 +25,7 @@
  *   broker_auth.c     CurveZMQ roles: who may send each message
  *   broker_self.c     jobs the broker submits itself (firings, callbacks)
  *   broker_batch.c    batch records: counts, callbacks, batch.* verbs
+ *   broker_batch_reads.c  batch.show and batch.jobs, read off the loop
  *
  * Invariants kept across files:
  *   - a live job is in the index and in exactly one of: its queue's FIFO
@@ -600,6 +601,43 @@ void broker_batch_retried(broker_t *self, const broker_job_t *job,
 /* Submits the callbacks that are due (once per loop pass; cheap when
  * there is nothing to do). */
 void broker_batch_tick(broker_t *self);
+
+struct json_t; /* jansson's, for the verbs' args */
+
+/* The callbacks of a record (complete, success, failure), and the room
+ * for its map key ("OWNER\x1fNAME"). */
+#define BROKER_BATCH_CBS     3
+#define BROKER_BATCH_KEY_MAX (2 * DV_NAME_MAX + 2)
+
+/* The record of (owner, name) ("" for no owner), or NULL. */
+broker_batch_t *broker_batch_find(const broker_t *self, const char *owner,
+                                  const char *name);
+/* Its map key; the id after which its jobs are its own; the job id of its
+ * callback i (0..BROKER_BATCH_CBS - 1), "" until acked. */
+const char *broker_batch_key(const broker_batch_t *b);
+const char *broker_batch_since(const broker_batch_t *b);
+const char *broker_batch_cb_id(const broker_batch_t *b, int i);
+
+/* Replies with b's record body (states: its callbacks' job states, or
+ * NULL), after the commit with later. */
+void broker_batch_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
+                        const broker_batch_t *b, const dv_state_t *states,
+                        bool later);
+
+/* Whose batch a verb is about: the sender's own (its certificate name, ""
+ * without CurveZMQ), or args {owner} from an operator. */
+const char *broker_batch_owner(const broker_t *self, const struct json_t *args);
+/* Whose jobs the sender may list: a client's own name under CurveZMQ,
+ * NULL (everyone's) otherwise. */
+const char *broker_batch_reader_owner(const broker_t *self);
+
+/* broker_batch_reads.c: batch.show and batch.jobs, read off the loop. */
+void broker_batch_show(broker_t *self, const broker_rid_t *rid,
+                       const dv_ctrl_t *c, const struct json_t *args,
+                       const char *name);
+void broker_batch_jobs(broker_t *self, const broker_rid_t *rid,
+                       const dv_ctrl_t *c, const struct json_t *args,
+                       const char *name);
 
 /* ctrl batch.open, .close, .show, .jobs, .forget; false for another verb. */
 bool broker_batch_ctrl(broker_t *self, const broker_rid_t *rid,
