@@ -65,10 +65,10 @@ s_worker(harness_t *h, const char *name)
              "%s batch jobs %s --all --json --broker %s > %s/cb-jobs.json "
              "&& echo null'",
              h->dir, h->dir, bin, name, h->clients, h->dir);
-    const char *wargs[] = { "--concurrency", "4",
-                            "--exec",        "work=sh -c 'sleep 0.03; cat'",
-                            "--exec",        cb,
-                            NULL };
+    const char *wargs[] = {
+        "--concurrency", "4", "--exec", "work=sh -c 'sleep 0.03; cat'",
+        "--exec",        cb,  NULL
+    };
     assert_true(harness_start_worker(h, wargs) > 0);
 }
 
@@ -104,9 +104,9 @@ t_callback_once_across_a_kill(void **state)
                "SELECT count(*) FROM jobs WHERE batch = 'b100' "
                "AND state = 'succeeded'",
                10, 30000);
-    assert_true(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE "
-                                   "batch = 'b100' AND state = 'succeeded'") <
-                N);
+    assert_true(harness_sql_int(h,
+                                "SELECT count(*) FROM jobs WHERE "
+                                "batch = 'b100' AND state = 'succeeded'") < N);
     assert_true(harness_signal(h, b, SIGKILL, 5000) >= 0);
     assert_true(harness_start_broker(h, NULL) > 0);
 
@@ -173,9 +173,8 @@ t_one_shot_submit(void **state)
                      0);
     static char out[65536];
     assert_int_equal(harness_cli(out, sizeof out, "submit", "--broker",
-                                 h->clients, "--batch", "once",
-                                 "--on-complete", "cb", "--file", path,
-                                 "--quiet", NULL),
+                                 h->clients, "--batch", "once", "--on-complete",
+                                 "cb", "--file", path, "--quiet", NULL),
                      0);
     s_wait_sql(h,
                "SELECT count(*) FROM batches WHERE name = 'once' "
