@@ -251,6 +251,8 @@ s_pack_callbacks(msgpack_packer *pk, const broker_batch_t *b,
 static void
 s_event(broker_t *self, const broker_batch_t *b, const char *kind)
 {
+    if (!self->events)
+        return; /* start-up, before the sockets: subscribers resync */
     broker_body_t body;
     msgpack_packer pk;
     broker_body_init(&body, &pk);
