@@ -2,7 +2,8 @@
  * broker is killed (SIGKILL) and started again while the jobs run gets its
  * callback exactly once, with the counts of all 100, and the callback
  * reads the 100 results back with `drover batch jobs`; the one-shot
- * `drover submit --batch NAME --on-complete TYPE --file F`. */
+ * `drover submit --batch NAME --on-complete TYPE --file F`; batches and
+ * their jobs per owner under CurveZMQ. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -202,6 +203,87 @@ t_one_shot_submit(void **state)
         3);
 }
 
+/* Runs `drover --curve-secret KEY ARGS...` as certificate name: its exit
+ * code, its stdout in out. */
+static int
+s_cli_as(harness_t *h, const char *name, char *out, size_t size,
+         const char *const *args)
+{
+    char secret[512];
+    snprintf(secret, sizeof secret, "%s/keys/%s.key_secret", h->curve_dir,
+             name);
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = "--curve-secret";
+    argv[n++] = secret;
+    for (int i = 0; args[i] && n < 30; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return harness_cliv(out, size, argv);
+}
+
+/* How many jobs `drover batch jobs NAME --all --json` lists for name. */
+static int
+s_listed(harness_t *h, const char *as, const char *batch)
+{
+    static char out[65536];
+    const char *jobs[] = { "batch",  "jobs",     batch,      "--all",
+                           "--json", "--broker", h->clients, NULL };
+    if (s_cli_as(h, as, out, sizeof out, jobs) != 0)
+        return -1;
+    json_t *doc = json_loads(out, 0, NULL);
+    int n = (int)json_array_size(json_object_get(doc, "jobs"));
+    json_decref(doc);
+    return n;
+}
+
+/* Under CurveZMQ a batch record is its opener's: the same name from
+ * another client is that client's own label, refused nothing; batch jobs
+ * lists a client's own jobs only, an operator's every one; the callback
+ * counts the owner's jobs and is the owner's job. */
+static void
+t_owners(void **state)
+{
+    harness_t *h = *state;
+    const char *clients[] = { "client1", "client2", NULL };
+    const char *operators[] = { "op1", NULL };
+    const char *workers[] = { "w1", NULL };
+    assert_int_equal(
+        harness_curve(h, "client1", clients, operators, workers, NULL), 0);
+    assert_true(harness_start_broker(h, NULL) > 0);
+    s_worker(h, "shared");
+    static char out[65536];
+    const char *open[] = { "batch", "open",     "shared",   "--on-complete",
+                           "cb",    "--broker", h->clients, NULL };
+    assert_int_equal(s_cli_as(h, "client1", out, sizeof out, open), 0);
+    const char *sub[] = { "submit", "work",     "7",        "--batch",
+                          "shared", "--broker", h->clients, NULL };
+    assert_int_equal(s_cli_as(h, "client1", out, sizeof out, sub), 0);
+    assert_int_equal(s_cli_as(h, "client1", out, sizeof out, sub), 0);
+    assert_int_equal(s_cli_as(h, "client2", out, sizeof out, sub), 0);
+    /* client2 has no record of that name: nothing to close. */
+    const char *close[] = { "batch",    "close",    "shared",
+                            "--broker", h->clients, NULL };
+    assert_int_equal(s_cli_as(h, "client2", out, sizeof out, close), 4);
+    assert_int_equal(s_cli_as(h, "client1", out, sizeof out, close), 0);
+    s_wait_sql(h,
+               "SELECT count(*) FROM batches WHERE name = 'shared' "
+               "AND owner = 'client1' AND state = 'done'",
+               1, 60000);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs WHERE "
+                                        "type = 'cb' AND owner = 'client1'"),
+                     1);
+    assert_int_equal(harness_count_lines(h, "cb.jsonl", "\"total\":2", NULL),
+                     1);
+    s_wait_sql(h,
+               "SELECT count(*) FROM jobs WHERE batch = 'shared' "
+               "AND state = 'succeeded'",
+               3, 30000);
+    assert_int_equal(s_listed(h, "client1", "shared"), 2);
+    assert_int_equal(s_listed(h, "client2", "shared"), 1);
+    assert_int_equal(s_listed(h, "op1", "shared"), 3);
+}
+
 int
 main(void)
 {
@@ -209,6 +291,8 @@ main(void)
         cmocka_unit_test_setup_teardown(t_callback_once_across_a_kill,
                                         harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(t_one_shot_submit, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_owners, harness_setup,
                                         harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
