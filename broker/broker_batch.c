@@ -771,8 +771,6 @@ s_open(broker_t *self, const broker_rid_t *rid, const dv_ctrl_t *c,
                              false);
             return;
         }
-        if (types[i] && !types[i][0])
-            types[i] = NULL;
     }
     const char *queue = json_string_value(json_object_get(args, "queue"));
     if (!queue || !queue[0])

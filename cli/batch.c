@@ -206,9 +206,7 @@ s_jobs(const cli_t *c, drover_client_t *d, const char *name)
         snprintf(after, sizeof after, "%s", s_o.after);
     if (s_o.after && cli_job_id(c, s_o.after))
         return CLI_USAGE;
-    if (!c->json)
-        printf("%-36s  %-16s  %-9s  %3s  %s\n", "ID", "TYPE", "STATE", "ATT",
-               "RESULT / ERROR");
+    bool header = !c->json;
     for (;;) {
         json_t *args = json_pack("{s:s, s:i}", "name", name, "limit",
                                  s_o.all ? 1000 : s_o.limit);
@@ -219,6 +217,11 @@ s_jobs(const cli_t *c, drover_client_t *d, const char *name)
         if (code) {
             json_decref(all);
             return code;
+        }
+        if (header) {
+            header = false;
+            printf("%-36s  %-16s  %-9s  %3s  %s\n", "ID", "TYPE", "STATE",
+                   "ATT", "RESULT / ERROR");
         }
         json_t *jobs = json_object_get(body, "jobs");
         bool more = json_is_true(json_object_get(body, "more"));
