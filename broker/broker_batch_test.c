@@ -504,6 +504,28 @@ t_restart_before_called(void **state)
     assert_int_equal(json_integer_value(json_object_get(p, "total")), 2);
     assert_int_equal(json_integer_value(json_object_get(p, "succeeded")), 2);
     json_decref(p);
+
+    /* And when it stopped with the callback submitted, its ack not yet
+     * back: the insert in the group, no commit. */
+    s_open(fx->b, "{\"name\": \"rs3\", \"on_complete\": \"cb.rs3\"}");
+    assert_int_equal(s_submit(fx->b, "rs3", 1, 0, NULL), 1);
+    s_close(fx->b, "rs3");
+    k = 0;
+    for (size_t i = 0; i < fx->b->index.cap && k < 1; i++) {
+        broker_job_t *job = fx->b->index.slots[i];
+        if (job && job->batch && !strcmp(job->batch, "rs3"))
+            two[k++] = job;
+    }
+    assert_int_equal(k, 1);
+    broker_sched_finish(fx->b, two[0], DV_STATE_SUCCEEDED, NULL, 0, NULL);
+    broker_batch_tick(fx->b);
+    s_answer_reads(fx->b); /* the key's read: the insert is recorded */
+    assert_non_null(fx->b->self_subs);
+    s_restart(fx);
+    s_pass(fx->b);
+    s_pass(fx->b);
+    assert_string_equal(s_state(fx->b, "rs3", st, sizeof st), "called");
+    assert_int_equal(s_rows(fx, "type = 'cb.rs3'"), 1);
 }
 
 /* A batch's jobs outlive their result_ttl until its callback ended. */
