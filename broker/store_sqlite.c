@@ -127,6 +127,31 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "    updated_ms INTEGER\n"                                                 \
     ");\n"
 
+/* Batch records (broker_batchrec_t) by (owner, name), owner '' for none;
+ * and a batch's jobs in id order (ctrl "batch.jobs"). Made at every start
+ * (CREATE ... IF NOT EXISTS), not by a schema version. */
+#define S_BATCHES_SCHEMA                                                       \
+    "CREATE TABLE IF NOT EXISTS batches (\n"                                   \
+    "    owner TEXT NOT NULL,\n"                                               \
+    "    name TEXT NOT NULL,\n"                                                \
+    "    state TEXT NOT NULL,\n"                                               \
+    "    on_complete TEXT,\n"                                                  \
+    "    on_success TEXT,\n"                                                   \
+    "    on_failure TEXT,\n"                                                   \
+    "    queue TEXT NOT NULL,\n"                                               \
+    "    payload BLOB,\n"                                                      \
+    "    complete_id TEXT,\n"                                                  \
+    "    success_id TEXT,\n"                                                   \
+    "    failure_id TEXT,\n"                                                   \
+    "    created_at INTEGER NOT NULL,\n"                                       \
+    "    closed_at INTEGER,\n"                                                 \
+    "    done_at INTEGER,\n"                                                   \
+    "    since_id TEXT,\n"                                                     \
+    "    PRIMARY KEY (owner, name)\n"                                          \
+    ");\n"                                                                     \
+    "CREATE INDEX IF NOT EXISTS jobs_batch_id ON jobs(batch, id)\n"            \
+    "    WHERE batch IS NOT NULL;\n"
+
 static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS jobs (\n"
     "    id TEXT PRIMARY KEY,\n"
@@ -251,8 +276,15 @@ typedef enum {
 /* The ORDER BY makes both expire statements pick the same rows; the
  * jobs_expires index entries are (expires_at, rowid), so it costs no sort. */
 #define S_EXPIRED(col)                                                         \
-    "SELECT " col " FROM jobs WHERE expires_at <= ?1 "                         \
+    "SELECT " col " FROM jobs WHERE expires_at <= ?1 " S_BATCH_KEEPS           \
     "ORDER BY expires_at, rowid LIMIT ?2"
+
+/* A job of a batch whose record is not done is kept past its result_ttl
+ * (its results are read until the batch's callbacks ended). */
+#define S_BATCH_KEEPS                                                          \
+    "AND (batch IS NULL OR NOT EXISTS (SELECT 1 FROM batches b "               \
+    "WHERE b.owner = coalesce(jobs.owner, '') AND b.name = jobs.batch "        \
+    "AND b.state <> 'done')) "
 
 static const char *s_sql[S_COUNT_] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -669,6 +701,9 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
         /* Made at every start, not by a version (a store made before it
          * gets it too): finished jobs by time, for ctrl "finished". */
         rc = sqlite3_exec(be->db, S_FINISHED_INDEX, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        /* Batch records and jobs by (batch, id): at every start too. */
+        rc = sqlite3_exec(be->db, S_BATCHES_SCHEMA, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(be->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -1450,6 +1485,230 @@ s_next_generation(void *handle, uint64_t *out)
     return code;
 }
 
+/* ---- batches (broker_batch.c) -------------------------------------------
+ * Rare calls (a batch's open, close, end; a page of its jobs), so their
+ * statements are prepared at each call rather than kept. */
+
+#define S_BATCH_COLUMNS                                                        \
+    "owner, name, state, on_complete, on_success, on_failure, queue, "         \
+    "payload, complete_id, success_id, failure_id, created_at, closed_at, "    \
+    "done_at, since_id"
+
+/* Prepares sql; on failure logs and poisons like a failed step. */
+static sqlite3_stmt *
+s_batch_prepare(s_sqlite_t *be, const char *sql, const char *op, int *code)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(be->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        *code = s_fail(be, op, NULL, rc);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    *code = 0;
+    return st;
+}
+
+static int
+s_set_batch(void *handle, const broker_batchrec_t *b)
+{
+    s_sqlite_t *be = handle;
+    if (s_poisoned(be))
+        return be->group_err;
+    int code;
+    sqlite3_stmt *st = s_batch_prepare(
+        be,
+        "INSERT OR REPLACE INTO batches (" S_BATCH_COLUMNS ") VALUES (?1, ?2, "
+        "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        "set_batch", &code);
+    if (!st)
+        return code;
+    int rc = s_bind_text(st, 1, b->owner);
+    rc |= s_bind_text(st, 2, b->name);
+    rc |= s_bind_text(st, 3, b->state);
+    rc |= s_bind_text(st, 4, b->on_complete);
+    rc |= s_bind_text(st, 5, b->on_success);
+    rc |= s_bind_text(st, 6, b->on_failure);
+    rc |= s_bind_text(st, 7, b->queue ? b->queue : "default");
+    rc |= s_bind_blob(st, 8, b->payload, b->payload_len);
+    rc |= s_bind_text(st, 9, b->complete_id);
+    rc |= s_bind_text(st, 10, b->success_id);
+    rc |= s_bind_text(st, 11, b->failure_id);
+    rc |= sqlite3_bind_int64(st, 12, b->created_ms);
+    rc |= s_bind_opt(st, 13, b->closed_ms, 0);
+    rc |= s_bind_opt(st, 14, b->done_ms, 0);
+    rc |= s_bind_text(st, 15, b->since_id);
+    code = rc != SQLITE_OK ? s_bind_failed(be, st, "set_batch", NULL)
+                           : s_run(be, st, "set_batch", NULL);
+    sqlite3_finalize(st);
+    return code;
+}
+
+static int
+s_del_batch(void *handle, const char *owner, const char *name)
+{
+    s_sqlite_t *be = handle;
+    if (s_poisoned(be))
+        return be->group_err;
+    int code;
+    sqlite3_stmt *st = s_batch_prepare(
+        be, "DELETE FROM batches WHERE owner = ?1 AND name = ?2", "del_batch",
+        &code);
+    if (!st)
+        return code;
+    int rc = s_bind_text(st, 1, owner) | s_bind_text(st, 2, name);
+    code = rc != SQLITE_OK ? s_bind_failed(be, st, "del_batch", NULL)
+                           : s_run(be, st, "del_batch", NULL);
+    sqlite3_finalize(st);
+    return code;
+}
+
+static int
+s_load_batches(void *handle, int (*cb)(void *arg, const broker_batchrec_t *b),
+               void *arg)
+{
+    s_sqlite_t *be = handle;
+    int code;
+    sqlite3_stmt *st = s_batch_prepare(
+        be, "SELECT " S_BATCH_COLUMNS " FROM batches ORDER BY created_at",
+        "load_batches", &code);
+    if (!st)
+        return code;
+    int rc;
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        broker_batchrec_t b = {
+            .owner = s_col_text(st, 0),
+            .name = s_col_text(st, 1),
+            .state = s_col_text(st, 2),
+            .on_complete = s_col_text(st, 3),
+            .on_success = s_col_text(st, 4),
+            .on_failure = s_col_text(st, 5),
+            .queue = s_col_text(st, 6),
+            .payload = sqlite3_column_blob(st, 7),
+            .payload_len = (size_t)sqlite3_column_bytes(st, 7),
+            .complete_id = s_col_text(st, 8),
+            .success_id = s_col_text(st, 9),
+            .failure_id = s_col_text(st, 10),
+            .created_ms = sqlite3_column_int64(st, 11),
+            .closed_ms = sqlite3_column_int64(st, 12),
+            .done_ms = sqlite3_column_int64(st, 13),
+            .since_id = s_col_text(st, 14),
+        };
+        if (!b.owner || !b.name || !b.state)
+            continue;
+        code = cb(arg, &b);
+        if (code != 0)
+            break;
+    }
+    if (code == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        code = s_fail(be, "load_batches", NULL, rc);
+    sqlite3_finalize(st);
+    return code;
+}
+
+/* owner NULL: any owner (?1 NULL). */
+#define S_BATCH_OWNER "(?1 IS NULL OR coalesce(owner, '') = ?1)"
+
+static int
+s_batch_counts(void *handle, const char *owner, const char *batch,
+               const char *since_id, broker_batch_counts_t *out)
+{
+    s_sqlite_t *be = handle;
+    int code;
+    sqlite3_stmt *st = s_batch_prepare(
+        be,
+        "SELECT state, count(*) FROM jobs WHERE batch = ?2 "
+        "AND " S_BATCH_OWNER " AND id > coalesce(?3, '') GROUP BY state",
+        "batch_counts", &code);
+    if (!st)
+        return code;
+    int rc = s_bind_text(st, 1, owner) | s_bind_text(st, 2, batch) |
+             s_bind_text(st, 3, since_id);
+    if (rc != SQLITE_OK) {
+        code = s_bind_failed(be, st, "batch_counts", NULL);
+        sqlite3_finalize(st);
+        return code;
+    }
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        int64_t n = sqlite3_column_int64(st, 1);
+        switch (s_state_parse(sqlite3_column_text(st, 0))) {
+        case DV_STATE_QUEUED:
+            out->queued += n;
+            break;
+        case DV_STATE_SCHEDULED:
+            out->scheduled += n;
+            break;
+        case DV_STATE_RUNNING:
+            out->running += n;
+            break;
+        case DV_STATE_SUCCEEDED:
+            out->succeeded += n;
+            break;
+        case DV_STATE_DEAD:
+            out->dead += n;
+            break;
+        case DV_STATE_CANCELLED:
+            out->cancelled += n;
+            break;
+        default:
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        code = s_fail(be, "batch_counts", NULL, rc);
+    sqlite3_finalize(st);
+    return code;
+}
+
+static int
+s_batch_jobs(void *handle, const char *owner, const char *batch,
+             const char *after_id, int limit,
+             int (*cb)(void *arg, const broker_jobview_t *v), void *arg)
+{
+    s_sqlite_t *be = handle;
+    int code;
+    sqlite3_stmt *st = s_batch_prepare(
+        be,
+        "SELECT id, type, state, attempt, result, category, error, "
+        "finished_at, owner FROM jobs "
+        "WHERE batch = ?2 AND " S_BATCH_OWNER " AND id > coalesce(?3, '') "
+        "ORDER BY batch, id LIMIT ?4",
+        "batch_jobs", &code);
+    if (!st)
+        return code;
+    int rc = s_bind_text(st, 1, owner) | s_bind_text(st, 2, batch) |
+             s_bind_text(st, 3, after_id) | sqlite3_bind_int(st, 4, limit);
+    if (rc != SQLITE_OK) {
+        code = s_bind_failed(be, st, "batch_jobs", NULL);
+        sqlite3_finalize(st);
+        return code;
+    }
+    int n = 0;
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        broker_jobview_t v = { 0 };
+        v.id = s_col_text(st, 0);
+        v.type = s_col_text(st, 1);
+        v.state = s_state_parse(sqlite3_column_text(st, 2));
+        v.attempt = sqlite3_column_int(st, 3);
+        v.result = sqlite3_column_blob(st, 4);
+        v.result_len = (size_t)sqlite3_column_bytes(st, 4);
+        v.category = s_col_text(st, 5);
+        v.error = s_col_text(st, 6);
+        v.finished_ms = sqlite3_column_int64(st, 7);
+        v.owner = s_col_text(st, 8);
+        if (!v.id || !v.type)
+            continue;
+        code = cb(arg, &v);
+        if (code != 0)
+            break;
+        n++;
+    }
+    if (code == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        code = s_fail(be, "batch_jobs", NULL, rc);
+    sqlite3_finalize(st);
+    return code != 0 ? code : n;
+}
+
 const broker_store_ops_t broker_store_sqlite_ops = {
     .name = "sqlite",
     .open = s_open,
@@ -1476,4 +1735,9 @@ const broker_store_ops_t broker_store_sqlite_ops = {
     .probe = s_probe,
     .set_key = s_set_key,
     .load_keys = s_load_keys,
+    .set_batch = s_set_batch,
+    .del_batch = s_del_batch,
+    .load_batches = s_load_batches,
+    .batch_counts = s_batch_counts,
+    .batch_jobs = s_batch_jobs,
 };

@@ -484,6 +484,14 @@ t_unknown_kinds(void **state)
     ev = s_ev("broker.rebalanced", NULL, NULL, NULL);
     assert_int_equal(collector_event_family(&ev), COLLECTOR_EV_NONE);
     assert_int_equal(collector_state_apply(st, 0, &ev, 1000600, NULL), 0);
+    /* A batch's events (batch.closed, batch.completed) change nothing. */
+    const char *batch_kinds[] = { "batch.closed", "batch.completed" };
+    for (int i = 0; i < 2; i++) {
+        ev = s_ev(batch_kinds[i], NULL, NULL, NULL);
+        ev.batch = dv_str("nightly");
+        assert_int_equal(collector_event_family(&ev), COLLECTOR_EV_NONE);
+        assert_int_equal(collector_state_apply(st, 0, &ev, 1000700, NULL), 0);
+    }
     collector_state_destroy(&st);
 }
 
