@@ -264,8 +264,7 @@ collector_store_event_fold(collector_store_t *self, const char *broker,
         return self->ops->event(self->be, broker, ev, run_ms, fold);
     int rc = 0;
     s_stash_t *held = dv_map_getn(self->stash, ev->id.ptr, ev->id.len);
-    if (ev->kind_enum == DV_EV_JOB_SUBMITTED &&
-        !collector_event_recorded(ev)) {
+    if (ev->kind_enum == DV_EV_JOB_SUBMITTED && !collector_event_recorded(ev)) {
         if (held)
             rc |= s_write_one(self, ev->id.ptr, ev->id.len);
         if (dv_map_size(self->stash) >= S_STASH_MAX)
@@ -329,8 +328,7 @@ int
 collector_store_commit(collector_store_t *self)
 {
     /* A failed write fails the commit. */
-    s_flush_old(self, self->hold_ms ? dv_mono_ms() - self->hold_ms
-                                    : INT64_MAX);
+    s_flush_old(self, self->hold_ms ? dv_mono_ms() - self->hold_ms : INT64_MAX);
     return self->ops->commit(self->be);
 }
 
