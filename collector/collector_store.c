@@ -262,6 +262,8 @@ collector_store_event_fold(collector_store_t *self, const char *broker,
                ev->id.len;
     if (!job)
         return self->ops->event(self->be, broker, ev, run_ms, fold);
+    if (fold && fold->history_only) /* a start written with its end */
+        return self->ops->event(self->be, broker, ev, run_ms, fold);
     int rc = 0;
     s_stash_t *held = dv_map_getn(self->stash, ev->id.ptr, ev->id.len);
     if (ev->kind_enum == DV_EV_JOB_SUBMITTED && !collector_event_recorded(ev)) {
@@ -278,8 +280,6 @@ collector_store_event_fold(collector_store_t *self, const char *broker,
         return rc ? -1 : 0;
     }
     if (!held)
-        return self->ops->event(self->be, broker, ev, run_ms, fold);
-    if (fold && fold->history_only) /* a start written with its end */
         return self->ops->event(self->be, broker, ev, run_ms, fold);
     if (ev->kind_enum == DV_EV_JOB_SUCCEEDED) {
         collector_store_fold_t f = fold ? *fold : (collector_store_fold_t){ 0 };
