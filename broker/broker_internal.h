@@ -319,6 +319,13 @@ struct broker {
     broker_self_sub_t *self_subs;
     uint64_t self_seq;
 
+    /* The job whose success is being recorded carries its attempt's start
+     * (one report had both): its job.succeeded says so (started, wait)
+     * and no job.started is published (broker_worker.c sets it around
+     * broker_sched_finish). */
+    const broker_job_t *fold_start;
+    int64_t fold_wait_ms;
+
     /* Batch records (broker_batch.c): "OWNER\x1fNAME" -> broker_batch_t;
      * callback job id -> its callback, while it is live; records
      * forgotten (freed at destroy); whether a tick has work now, and when

@@ -213,6 +213,11 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
     ev.state = state;
     ev.worker = wname[0] ? dv_str(wname) : (dv_str_t){ 0 };
     ev.run_ms = run_ms;
+    if (self->fold_start == job && started) {
+        /* No job.started was published: this event carries the start. */
+        ev.started_ms = started;
+        ev.wait_ms = self->fold_wait_ms;
+    }
     if (failure) {
         ev.has_failure = true;
         ev.failure = s_public(failure);

@@ -375,9 +375,11 @@ s_on_hello(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg)
 /* Reports from a worker that said hello: each is applied only under the
  * job's current lease (or takes over an execution of an earlier start,
  * s_adoptable); anything else is stale. */
-/* The worker began job's attempt at ts_ms (its clock; 0: now). */
-static void
-s_started(broker_t *self, broker_job_t *job, int64_t ts_ms)
+/* The worker began job's attempt at ts_ms (its clock; 0: now). Returns
+ * how long it waited (ms); publishes job.started unless quiet (its outcome
+ * comes in the same report and says it). */
+static int64_t
+s_started(broker_t *self, broker_job_t *job, int64_t ts_ms, bool quiet)
 {
     int64_t now_us = broker_mono_us(self);
     int64_t wait_us = now_us - job->ready_us;
@@ -386,10 +388,13 @@ s_started(broker_t *self, broker_job_t *job, int64_t ts_ms)
     if (wait_us < 0)
         wait_us = 0;
     dv_hist_record(&self->dispatch_us, (uint64_t)wait_us);
-    dv_event_t ev = { 0 };
-    ev.wait_ms = wait_us / 1000;
-    ev.state = DV_STATE_RUNNING;
-    broker_out_job_event(self, DV_EV_JOB_STARTED, job, &ev);
+    if (!quiet) {
+        dv_event_t ev = { 0 };
+        ev.wait_ms = wait_us / 1000;
+        ev.state = DV_STATE_RUNNING;
+        broker_out_job_event(self, DV_EV_JOB_STARTED, job, &ev);
+    }
+    return wait_us / 1000;
 }
 
 static void
@@ -409,12 +414,15 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
             s_stale(self, w, job, u);
             continue;
         }
-        /* An outcome may carry its attempt's start (a fast job). */
-        if (u->kind == DV_UPD_STARTED ||
-            (u->started_ms > 0 && !(job->flags & BROKER_JOB_STARTED) &&
-             (u->kind == DV_UPD_SUCCEEDED || u->kind == DV_UPD_FAILED)))
-            s_started(self, job,
-                      u->kind == DV_UPD_STARTED ? u->ts_ms : u->started_ms);
+        /* An outcome may carry its attempt's start (a fast job); a
+         * success then says it in its own event, without a job.started. */
+        bool folded = u->started_ms > 0 && !(job->flags & BROKER_JOB_STARTED) &&
+                      (u->kind == DV_UPD_SUCCEEDED || u->kind == DV_UPD_FAILED);
+        int64_t wait_ms = 0;
+        if (u->kind == DV_UPD_STARTED || folded)
+            wait_ms = s_started(
+                self, job, u->kind == DV_UPD_STARTED ? u->ts_ms : u->started_ms,
+                folded && u->kind == DV_UPD_SUCCEEDED);
         switch (u->kind) {
         case DV_UPD_STARTED:
             break;
@@ -434,8 +442,13 @@ s_on_update(broker_t *self, broker_worker_t *w, const dv_msg_t *msg)
                 job->started_ms = u->ts_ms;
                 job->flags |= BROKER_JOB_STARTED;
             }
+            if (folded) {
+                self->fold_start = job;
+                self->fold_wait_ms = wait_ms;
+            }
             broker_sched_finish(self, job, DV_STATE_SUCCEEDED, u->result.ptr,
                                 u->result.len, NULL);
+            self->fold_start = NULL;
             break;
         case DV_UPD_FAILED:
             broker_sched_fail(self, job, &u->failure);

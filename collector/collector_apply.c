@@ -178,17 +178,31 @@ s_on_submitted(collector_state_t *self, const s_job_ctx_t *c,
     }
 }
 
-static int
-s_on_started(collector_state_t *self, int b, const s_job_ctx_t *c,
-             const dv_event_t *ev, int64_t now_ms)
+/* An attempt started: its wait in the latencies, the job from waiting to
+ * running in its queue's depth. */
+static void
+s_start_counts(const s_job_ctx_t *c, const dv_event_t *ev, int64_t now_ms)
 {
-    int rc = 0;
     if (c->q)
         collector_stats_lat_record(&c->q->wait, now_ms, ev->wait_ms);
     if (c->t)
         collector_stats_lat_record(&c->t->wait, now_ms, ev->wait_ms);
     if (c->s)
         collector_stats_prom_record(&c->s->wait, ev->wait_ms);
+    if (c->d && c->d->prefetched > 0) {
+        c->d->prefetched--;
+    } else if (c->d) {
+        s_depth_unwait(c->d);
+        c->d->running++;
+    }
+}
+
+static int
+s_on_started(collector_state_t *self, int b, const s_job_ctx_t *c,
+             const dv_event_t *ev, int64_t now_ms)
+{
+    int rc = 0;
+    s_start_counts(c, ev, now_ms);
     collector_run_t *r = collector_state_run(self, b, ev, true);
     if (r) {
         r->attempt = ev->attempt;
@@ -200,12 +214,6 @@ s_on_started(collector_state_t *self, int b, const s_job_ctx_t *c,
         rc |= s_str_set(&r->batch, ev->batch);
     } else {
         rc = -1;
-    }
-    if (c->d && c->d->prefetched > 0) {
-        c->d->prefetched--;
-    } else if (c->d) {
-        s_depth_unwait(c->d);
-        c->d->running++;
     }
     return rc;
 }
@@ -322,6 +330,9 @@ s_on_job_event(collector_state_t *self, int b, s_job_ctx_t *c,
         break;
     case DV_EV_JOB_SUCCEEDED:
     case DV_EV_JOB_FAILED:
+        /* A success that carries its start had no job.started. */
+        if (ev->kind_enum == DV_EV_JOB_SUCCEEDED && ev->started_ms > 0)
+            s_start_counts(c, ev, now_ms);
         *run_ms = s_on_attempt_end(self, b, c, ev, now_ms,
                                    ev->kind_enum == DV_EV_JOB_SUCCEEDED);
         break;

@@ -392,6 +392,16 @@ s_on_event(collector_t *self, int b, const dv_event_t *ev, int64_t now,
     if (collector_state_apply(self->state, b, ev, now, &run_ms) != 0 &&
         !l->partial++)
         l->partial_seq = ev->seq;
+    /* A success that carries its start (no job.started was sent) is
+     * written as a start folded into its end. */
+    collector_store_fold_t own;
+    if (ev->kind_enum == DV_EV_JOB_SUCCEEDED && ev->started_ms > 0 &&
+        !(fold && fold->started)) {
+        own = (collector_store_fold_t){ .started = true,
+                                        .started_ms = ev->started_ms,
+                                        .wait_ms = ev->wait_ms };
+        fold = &own;
+    }
     collector_store_event_fold(self->store, ep, ev, run_ms, fold);
     l->dirty = true;
 }

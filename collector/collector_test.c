@@ -169,6 +169,45 @@ s_snapshot(collector_state_t *st, json_t *snap, int64_t now_ms)
     return s_snapshot_of(st, 0, snap, now_ms);
 }
 
+/* A job.succeeded that carries its start (the broker sent no
+ * job.started): the job goes from queued to done, its wait is counted. */
+static void
+t_success_carries_its_start(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, "ipc:///tmp/c1");
+    json_t *snap = json_loads(
+        "{\"broker\": \"" INST "\", \"store\": \"sqlite\", \"uptime_ms\": 5,"
+        " \"queues\": [{\"name\": \"q\", \"queued\": 0, \"running\": 0}],"
+        " \"workers\": [], \"counters\": {}}",
+        0, NULL);
+    assert_non_null(snap);
+    assert_int_equal(s_snapshot(st, snap, 1000000), 0);
+    dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
+    ev.state = DV_STATE_QUEUED;
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
+    json_t *q = s_queue(st, "q");
+    assert_int_equal(s_int(q, "queued"), 1);
+    json_decref(q);
+    ev = s_ev("job.succeeded", JOB_A, "q", "t");
+    ev.worker = dv_str("w1");
+    ev.attempt = 1;
+    ev.started_ms = ev.ts_ms - 3;
+    ev.run_ms = 3;
+    ev.wait_ms = 7;
+    int64_t run = 0;
+    assert_int_equal(collector_state_apply(st, 0, &ev, 1000000, &run), 0);
+    q = s_queue(st, "q");
+    assert_int_equal(s_int(q, "queued"), 0);
+    assert_int_equal(s_int(q, "running"), 0);
+    assert_int_equal(s_int(json_object_get(q, "totals"), "succeeded"), 1);
+    assert_int_equal(s_int(json_object_get(q, "wait_ms"), "p99"), 7);
+    json_decref(q);
+    json_decref(snap);
+    collector_state_destroy(&st);
+}
+
 static void
 t_snapshot_and_deltas(void **state)
 {
@@ -2213,6 +2252,7 @@ main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_seq),
         cmocka_unit_test(t_snapshot_and_deltas),
+        cmocka_unit_test(t_success_carries_its_start),
         cmocka_unit_test(t_keys_and_health),
         cmocka_unit_test(t_store_failure_health),
         cmocka_unit_test(t_standby_health),

@@ -301,6 +301,7 @@ static const dv_schema_t s_keyitem = {
         { DV_F_I64("run_at", T, P run_at_ms, DV_FF_OMIT, 0, INT64_MAX) },      \
         { DV_F_I64("wait", T, P wait_ms, DV_FF_OMIT, 0, INT64_MAX) },          \
         { DV_F_I64("run", T, P run_ms, DV_FF_OMIT, 0, INT64_MAX) },            \
+        { DV_F_I64("started", T, P started_ms, DV_FF_OMIT, 0, INT64_MAX) },    \
         { DV_F_I64("current", T, P current, DV_FF_OMIT, 0, INT64_MAX) },       \
         { DV_F_I64("total", T, P total, DV_FF_OMIT, 0, INT64_MAX) },           \
         { DV_F_TEXT("message", T, P message, 0) },                             \

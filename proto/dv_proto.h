@@ -324,8 +324,12 @@ typedef struct {
     int64_t run_at_ms;         /* ["run_at"] next attempt, for retries */
     int64_t wait_ms;           /* ["wait"] queued -> started */
     int64_t run_ms;            /* ["run"] started -> finished */
-    int64_t current, total;    /* ["current"], ["total"] */
-    dv_str_t message;          /* ["message"] progress text */
+    /* ["started"] job.succeeded only: the attempt's start (epoch ms) when
+     * no job.started was sent for it (its start and its outcome came in
+     * one report); then "wait" is the start's wait too. */
+    int64_t started_ms;
+    int64_t current, total; /* ["current"], ["total"] */
+    dv_str_t message;       /* ["message"] progress text */
     bool has_failure;
     dv_failure_t failure; /* ["failure"] */
     dv_str_t body;        /* ["body"] bin: extra msgpack map (stats) */
