@@ -287,6 +287,12 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
         const dv_jobspec_t *js = &msg->u.submit.jobs[i];
         char keybuf[DV_KEY_MAX + 1];
         char scoped[DV_KEY_MAX + 16];
+        /* Only the broker's own submits name a schedule. */
+        char schedbuf[DV_NAME_MAX + 1];
+        const char *schedule =
+            rid->len == 0 && js->schedule.len
+                ? dv_str_copy(js->schedule, schedbuf, sizeof schedbuf)
+                : NULL;
         const char *key = NULL;
         if (js->key.ptr && js->key.len) {
             key = dv_str_copy(js->key, keybuf, sizeof keybuf);
@@ -406,6 +412,7 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
                                  ? js->result_ttl_ms
                                  : self->cfg.default_result_ttl_ms,
             .owner = owner,
+            .schedule = schedule,
         };
         if (broker_index_put(&self->index, job) != 0 ||
             broker_wbatch_insert(&self->cur->wb, &rec) != 0) {

@@ -736,12 +736,13 @@ typedef struct {
     int64_t result_ttl_ms; /* 0: not known */
     dv_backoff_t backoff;
     const char *key, *batch, *trace;
-    const void *payload; /* one msgpack value */
+    const char *schedule; /* the schedule that fired it, or NULL */
+    const void *payload;  /* one msgpack value */
     size_t payload_len;
 } broker_options_t;
 
 /* Packs o as one map: priority, max_attempts, timeout_ms, backoff {base_ms,
- * factor, cap_ms, jitter}, batch, key, trace, created_at?,
+ * factor, cap_ms, jitter}, batch, key, trace, schedule?, created_at?,
  * result_ttl_ms?, payload_bytes, payload (the value; nil if it is not
  * one). */
 void broker_pack_options(msgpack_packer *pk, const broker_options_t *o);

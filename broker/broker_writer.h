@@ -14,7 +14,8 @@
  * under the writer, and a batch that failed (rolled back whole) can be
  * pushed again as it is: every op but an insert writes the same row to the
  * same values however often it is applied (updates by id, attempts by
- * (job, attempt), queue settings by name, key states by hash), and the expiry that may ride
+ * (job, attempt), queue settings by name, key states by hash, schedules by
+ * (owner, name): a whole row, or its deletion), and the expiry that may ride
  * along deletes whatever is due when it runs.
  */
 #ifndef BROKER_WRITER_H
@@ -107,6 +108,12 @@ int broker_wbatch_key(broker_wbatch_t *b, const broker_key_state_t *k);
 /* A write that changes no job (broker_store_probe): a batch with nothing
  * else to write tells with it whether the store can be written again. */
 int broker_wbatch_probe(broker_wbatch_t *b);
+
+/* A schedule's whole row (broker_store_set_schedule; copied), and the
+ * deletion of one (broker_store_delete_schedule). */
+int broker_wbatch_schedule(broker_wbatch_t *b, const broker_schedule_rec_t *r);
+int broker_wbatch_schedule_delete(broker_wbatch_t *b, const char *owner,
+                                  const char *name);
 
 /* Takes the inserts (new jobs) out of a batch that failed, keeping the
  * other ops in their order. Returns how many were taken out. */
