@@ -68,7 +68,8 @@ typedef struct {
 
 /* Parses expr into out. Returns 0, or -1 with a reason naming the field
  * ("cron: hour: 24 is out of range 0-23"). */
-int dv_cron_parse(const char *expr, dv_cron_t *out, char *err, size_t err_size);
+int dv_cron_parse(const char *expr, dv_cron_t *out, char *err,
+                  size_t err_size);
 
 /* The first firing strictly after after_ms (epoch ms), in epoch ms, with
  * wall-clock times read in tz (NULL: UTC). Returns -1 when there is none
