@@ -90,6 +90,9 @@ typedef struct {
     bool decoded;
     s_found_t *found; /* per job */
     uint32_t n;
+    /* The broker's own submit of one job: its schedule, which is not on
+     * the wire (dv_jobspec_t.schedule), put back after the decode. */
+    char schedule[DV_NAME_MAX + 1];
 } s_keys_read_t;
 
 static void
@@ -171,6 +174,8 @@ s_keys_done(void *owner, broker_read_t *r)
         s_refuse_submit(self, &k->rid, &k->msg, DV_CODE_STORE,
                         self->store_reason);
     } else {
+        if (k->schedule[0] && k->msg.u.submit.njobs == 1)
+            k->msg.u.submit.jobs[0].schedule = dv_str(k->schedule);
         s_submit(self, &k->rid, &k->msg, k->found);
     }
     self->sender = before;
@@ -202,6 +207,9 @@ s_submit_later(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
     k->rid = *rid;
     k->req = msg->u.submit.req;
     k->n = n;
+    if (rid->len == 0 && n == 1 && msg->u.submit.jobs[0].schedule.len)
+        dv_str_copy(msg->u.submit.jobs[0].schedule, k->schedule,
+                    sizeof k->schedule);
     broker_sender_save(self, &k->sender);
     if (owner) {
         k->has_owner = true;

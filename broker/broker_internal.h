@@ -24,6 +24,8 @@
  *                     copies of stored jobs, the sender of a late answer
  *   broker_auth.c     CurveZMQ roles: who may send each message
  *   broker_self.c     jobs the broker submits itself (firings, callbacks)
+ *   broker_schedule.c periodic jobs: schedules, their heap, firings
+ *   broker_schedule_ctrl.c  the schedule.* verbs
  *
  * Invariants kept across files:
  *   - a live job is in the index and in exactly one of: its queue's FIFO
@@ -174,6 +176,7 @@ typedef struct {
 
 typedef struct broker_check_run broker_check_run_t;
 typedef struct broker_self_sub broker_self_sub_t;
+typedef struct broker_schedule broker_schedule_t; /* broker_schedule.h */
 
 /* Everything one group of store writes carries: the writes, and the output
  * that may leave only once they are durable. */
@@ -315,6 +318,15 @@ struct broker {
      * (broker_self.c). */
     broker_self_sub_t *self_subs;
     uint64_t self_seq;
+
+    /* Periodic jobs (broker_schedule.h): by name, in a min-heap by the
+     * time each needs attention next, the removed ones still waiting for
+     * an ack, and the time zones they use (name -> dv_tz_t, owned). */
+    dv_map_t *schedules;
+    broker_schedule_t **sheap;
+    uint32_t nsheap, sheap_cap;
+    broker_schedule_t *sched_zombies;
+    dv_map_t *tzs;
 };
 
 /* ---- small inline helpers ------------------------------------------------ */

@@ -2382,7 +2382,7 @@ t_pg_schema_refused(void **state)
           "holds no valid version" },
         { "INSERT INTO schema_version VALUES (17)",
           "postgres store: schema version 17 is newer than this drover "
-          "understands (5)" },
+          "understands (6)" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         s_shell_exec(fx, cases[i].sql);
@@ -2393,7 +2393,7 @@ t_pg_schema_refused(void **state)
         /* Refused, nothing changed. */
         s_shell_exec(fx, "DELETE FROM schema_version");
     }
-    s_shell_exec(fx, "INSERT INTO schema_version VALUES (5)");
+    s_shell_exec(fx, "INSERT INTO schema_version VALUES (6)");
     s = s_open(fx);
     broker_store_destroy(&s);
 }
