@@ -115,8 +115,8 @@ s_pack_view(const broker_t *self, msgpack_packer *pk,
     broker_pack_kv_str(pk, "catch_up", s->catch_up_skip ? "skip" : "once");
     s_pack_bool(pk, "paused", s->paused);
     s_pack_opt(pk, "created_at", s->created_ms);
-    s_pack_opt(pk, "next_fire", s->paused ? 0 : s->next_ms);
-    s_pack_opt(pk, "last_fire", s->last_fire_ms);
+    s_pack_opt(pk, "next_fire_at", s->paused ? 0 : s->next_ms);
+    s_pack_opt(pk, "last_fire_at", s->last_fire_ms);
     broker_pack_kv_str(pk, "last_job", s->has_last_job ? job : NULL);
     broker_pack_kv_str(pk, "last_job_state", s_job_state(self, s, viewed));
     broker_pack_kv_int(pk, "firings", s->firings);

@@ -346,7 +346,7 @@ t_pause_resume(void **state)
     s_answer_t a = s_ctrl(fx->b, "schedule.pause", "{\"name\": \"tick\"}");
     assert_true(a.ok);
     assert_true(json_is_true(json_object_get(a.body, "paused")));
-    assert_true(json_is_null(json_object_get(a.body, "next_fire")));
+    assert_true(json_is_null(json_object_get(a.body, "next_fire_at")));
     json_decref(a.body);
     s_run(fx, 5, 1000);
     assert_int_equal(s_jobs(fx, "tick"), 2);
@@ -543,7 +543,7 @@ t_list_show(void **state)
     assert_int_equal(json_integer_value(json_object_get(sb, "firings")), 1);
     assert_int_equal(json_integer_value(json_object_get(sb, "payload_bytes")),
                      4);
-    assert_true(json_integer_value(json_object_get(sb, "next_fire")) >
+    assert_true(json_integer_value(json_object_get(sb, "next_fire_at")) >
                 fx->clock.now_ms);
     json_decref(a.body);
     /* After a restart the job is not in memory... it is (queued jobs are
