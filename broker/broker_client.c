@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "broker_schedule.h"
 
 #include "dv_body.h"
 #include "dv_log.h"
@@ -701,7 +702,13 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
         .nqueues = (uint32_t)dv_map_size(self->queues),
         .nworkers = (uint32_t)dv_map_size(self->worker_by_name),
         .seq = self->event_seq_sent,
+        .schedules = (int64_t)dv_map_size(self->schedules),
     };
+    const broker_schedule_t *soonest = broker_schedule_next(self);
+    if (soonest) {
+        st.next_schedule = dv_str(soonest->name);
+        st.next_schedule_ms = soonest->next_ms;
+    }
     int64_t now_us = broker_mono_us(self);
     size_t nnames = 0;
     broker_worker_t *w;

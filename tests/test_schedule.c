@@ -182,6 +182,20 @@ t_every_second_across_a_kill(void **state)
     json_decref(doc);
     free(t.t);
 
+    /* status: the number of schedules and the next to fire. */
+    static char st[65536];
+    rc = harness_cli(st, sizeof st, "status", "--json", "--broker", h->clients,
+                     "--collector", "ipc:///nonexistent/collector", NULL);
+    assert_int_equal(rc, 0);
+    doc = json_loads(st, 0, NULL);
+    assert_non_null(doc);
+    json_t *b = json_array_get(json_object_get(doc, "brokers"), 0);
+    assert_int_equal(json_integer_value(json_object_get(b, "schedules")), 1);
+    json_t *nx = json_object_get(b, "next_schedule");
+    assert_string_equal(json_string_value(json_object_get(nx, "name")), "tick");
+    assert_true(json_integer_value(json_object_get(nx, "at")) > last);
+    json_decref(doc);
+
     /* pause: no more firings; remove: gone (exit 4 after). */
     rc = harness_cli(out, sizeof out, "schedule", "pause", "tick", "--broker",
                      h->clients, NULL);
