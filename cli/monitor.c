@@ -1049,9 +1049,9 @@ static void
 s_merge_options(json_t *job, const json_t *bjob)
 {
     static const char *const keys[] = {
-        "max_attempts",  "priority", "timeout_ms",   "backoff",
-        "key",           "batch",    "trace",        "created_at",
-        "result_ttl_ms", "payload",  "payload_bytes"
+        "max_attempts",  "priority", "timeout_ms",    "backoff",
+        "key",           "batch",    "trace",         "created_at",
+        "result_ttl_ms", "payload",  "payload_bytes", "schedule"
     };
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         json_t *v = bjob ? json_object_get(bjob, keys[k]) : NULL;
@@ -1326,6 +1326,8 @@ s_print_job_head(const json_t *job, const char *id, bool payload, bool wide)
            monitor_str(job, "type", "?"));
     if (json_string_value(json_object_get(job, "batch")))
         printf("batch     %s\n", monitor_str(job, "batch", ""));
+    if (json_string_value(json_object_get(job, "schedule")))
+        printf("schedule  %s\n", monitor_str(job, "schedule", ""));
     char opts[256] = "";
     size_t n = 0;
     if (max > 0)

@@ -177,7 +177,19 @@ t_every_second_across_a_kill(void **state)
     assert_true(last >= t.t[t.n - 1]);
     assert_true(next > last);
     assert_int_equal((next - anchor) % 1000, 0);
-    assert_non_null(json_string_value(json_object_get(s, "last_job")));
+    const char *last_job = json_string_value(json_object_get(s, "last_job"));
+    assert_non_null(last_job);
+    /* drover job: the job says which schedule fired it. */
+    static char jo[65536];
+    rc = harness_cli(jo, sizeof jo, "job", last_job, "--json", "--broker",
+                     h->clients, "--collector", "ipc:///nonexistent/collector",
+                     NULL);
+    assert_int_equal(rc, 0);
+    json_t *jd = json_loads(jo, 0, NULL);
+    assert_non_null(jd);
+    assert_string_equal(json_string_value(json_object_get(jd, "schedule")),
+                        "tick");
+    json_decref(jd);
     assert_true(json_integer_value(json_object_get(s, "firings")) >= 1);
     json_decref(doc);
     free(t.t);
