@@ -326,6 +326,7 @@ struct broker {
     broker_schedule_t **sheap;
     uint32_t nsheap, sheap_cap;
     broker_schedule_t *sched_zombies;
+    struct broker_sched_token *sched_tokens; /* submits awaiting acks */
     dv_map_t *tzs;
 };
 

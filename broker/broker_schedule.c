@@ -52,12 +52,26 @@
 #define S_FIRES_PER_PASS 1000
 #define S_NOT_IN_HEAP    UINT32_MAX
 
-/* One submit of a firing, waiting for its ack. */
-typedef struct {
+/* One submit of a firing, waiting for its ack; on self->sched_tokens, so
+ * that those whose ack never comes (lost, or the broker stops) are freed
+ * with the schedules. */
+typedef struct broker_sched_token {
+    struct broker_sched_token *next, *prev;
     broker_schedule_t *s;
     int64_t fire_ms;
     int64_t submit_ms;
 } s_token_t;
+
+static void
+s_token_unlink(broker_t *self, s_token_t *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        self->sched_tokens = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+}
 
 /* ---- the times ------------------------------------------------------------ */
 
@@ -82,7 +96,21 @@ s_latest_upto(const broker_schedule_t *s, int64_t from, int64_t now)
         int64_t f = s->anchor_ms + k * s->every_ms;
         return f > from ? f : from;
     }
+    /* Not from `from` second by second after a long outage: from the
+     * start of the smallest window back from now that has a firing. */
+    static const int64_t windows[] = { 3600000LL, 86400000LL, 32 * 86400000LL,
+                                       400 * 86400000LL };
     int64_t f = from;
+    for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+        int64_t start = now - windows[w];
+        if (start <= from)
+            break;
+        int64_t n = dv_cron_next(&s->cron, s->tz, start - 1);
+        if (n >= 0 && n <= now) {
+            f = n;
+            break;
+        }
+    }
     for (int i = 0; i < S_CRON_STEPS_MAX; i++) {
         int64_t n = dv_cron_next(&s->cron, s->tz, f);
         if (n < 0 || n > now)
@@ -285,6 +313,11 @@ broker_schedule_set_paused(broker_t *self, broker_schedule_t *s, bool paused)
 void
 broker_schedule_free_all(broker_t *self)
 {
+    while (self->sched_tokens) {
+        s_token_t *t = self->sched_tokens;
+        self->sched_tokens = t->next;
+        free(t);
+    }
     broker_schedule_t *s;
     DV_MAP_EACH(s, self->schedules)
     {
@@ -442,6 +475,7 @@ s_acked(broker_t *self, void *arg, const dv_submit_ack_t *ack)
     s_token_t *t = arg;
     broker_schedule_t *s = t->s;
     int64_t fire_ms = t->fire_ms, submit_ms = t->submit_ms;
+    s_token_unlink(self, t);
     free(t);
     s->pending--;
     if (s->removed) {
@@ -506,12 +540,17 @@ s_submit(broker_t *self, broker_schedule_t *s, int64_t now)
         return;
     }
     *t = (s_token_t){ .s = s, .fire_ms = s->fire_ms, .submit_ms = now };
+    t->next = self->sched_tokens;
+    if (t->next)
+        t->next->prev = t;
+    self->sched_tokens = t;
     s->phase = BROKER_SCHED_INFLIGHT;
     s_set_due(self, s, now + S_ACK_WAIT_MS);
     s->pending++;
     /* The callback may come during the call (refused at once). */
     if (broker_self_submit(self, &js, s->owner, s_acked, t) != 0) {
         s->pending--;
+        s_token_unlink(self, t);
         free(t);
         s_retry(self, s, now);
     }

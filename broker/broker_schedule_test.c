@@ -336,6 +336,36 @@ t_firing_again_is_a_duplicate(void **state)
     assert_true(s->has_last_job);
 }
 
+/* A six-field cron expression: every 5 s on the wall clock; after two
+ * days down, catch-up once fires the last missed firing once, without
+ * walking every second of the outage. */
+static void
+t_cron_fires_and_catches_up(void **state)
+{
+    broker_fx_t *fx = *state;
+    s_ok(fx->b, "schedule.add",
+         "{\"name\": \"five\", \"cron\": \"*/5 * * * * *\", "
+         "\"tz\": \"Europe/Berlin\", \"type\": \"noop\"}");
+    s_run(fx, 20, 1000);
+    assert_int_equal(s_jobs(fx, "five"), 4);
+    broker_schedule_t *s = s_get(fx, "five");
+    assert_int_equal(s->last_fire_ms % 5000, 0);
+    assert_int_equal(s->next_ms, s->last_fire_ms + 5000);
+    s_restart(fx);
+    broker_fx_advance_ms(fx, 2 * 86400 * 1000 + 2000);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    s_pass(fx);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_int_equal(s_jobs(fx, "five"), 5);
+    s = s_get(fx, "five");
+    assert_int_equal(s->last_fire_ms, fx->clock.now_ms / 5000 * 5000);
+    assert_true(s->next_ms > fx->clock.now_ms);
+    assert_true((t1.tv_sec - t0.tv_sec) * 1000 +
+                    (t1.tv_nsec - t0.tv_nsec) / 1000000 <
+                2000);
+}
+
 static void
 t_pause_resume(void **state)
 {
@@ -635,6 +665,7 @@ main(void)
         T(t_restart_catch_up_once),
         T(t_restart_catch_up_skip),
         T(t_firing_again_is_a_duplicate),
+        T(t_cron_fires_and_catches_up),
         T(t_pause_resume),
         T(t_remove),
         T(t_no_overlap),
