@@ -9,6 +9,14 @@
  * does. The macros @yearly (@annually), @monthly, @weekly, @daily
  * (@midnight) and @hourly are accepted.
  *
+ * Details: "?" is "*" in the two day fields only. A field counts as
+ * restricted for the OR rule unless it is exactly "*" or "?" ("*" "/2" is
+ * restricted; Vixie cron would treat it as "*"). A step is 1 up to the
+ * field's count of values (60, 24, 31, 12, 7); "*" "/n" and "a/n" in
+ * day-of-week run to 6. Refused: values out of range, reversed ranges
+ * ("fri-mon"; write "fri,sat,sun,mon"), step 0, empty items, names other
+ * than the three-letter ones, @reboot, more than 256 bytes.
+ *
  * Firing times are wall-clock times in a time zone, read from the system's
  * tzfile for that zone (TZDIR, else /usr/share/zoneinfo) by dv_tz, never
  * through the process-wide TZ and localtime(): any thread may use a dv_tz_t
@@ -36,10 +44,16 @@
 typedef struct dv_tz dv_tz_t;
 
 /* Loads zone name ("UTC", "Europe/Berlin", "America/New_York"). A name with
- * "..", a leading "/", or characters outside [A-Za-z0-9_+-/] is refused, as
- * is a file that is not a valid tzfile (version 1, 2 or 3; the footer TZ
- * string rule is used for times past the last transition). Returns NULL
- * with a reason in err. Caller owns the result. */
+ * "..", a leading "/", or characters other than letters, digits, '_', '+',
+ * '-' and '/' is refused (so is one of 128 bytes or more), as is a file that
+ * is not a valid tzfile: versions 1, 2 and 3 (and 4, which only differs in
+ * leap seconds) are read, the 64-bit block of a version 2+ file is used,
+ * every count is checked against the file's length (at most 256 KiB), and a
+ * file with leap seconds ("right/" zones) is refused. The footer's POSIX TZ
+ * rule gives the offset for times past the last transition; before the
+ * first transition, the file's type 0 applies (RFC 8536). "UTC" works even
+ * without tzdata installed. Returns NULL with a reason in err. Caller owns
+ * the result. */
 dv_tz_t *dv_tz_load(const char *name, char *err, size_t err_size);
 
 /* Frees tz; NULL-safe; sets *tz_p to NULL. */
@@ -51,6 +65,11 @@ const char *dv_tz_name(const dv_tz_t *tz);
 /* Seconds east of UTC in tz at the instant utc_s (epoch seconds); *is_dst
  * (may be NULL) tells whether daylight saving time is in force. */
 int32_t dv_tz_offset(const dv_tz_t *tz, int64_t utc_s, bool *is_dst);
+
+/* The first instant after utc_s at which tz's offset may change (a
+ * transition in the file, or one of the footer rule's), or INT64_MAX when
+ * there is none. tz NULL is UTC. */
+int64_t dv_tz_next_transition(const dv_tz_t *tz, int64_t utc_s);
 
 /* A parsed expression: one bit per allowed value of each field. */
 typedef struct {
@@ -68,8 +87,7 @@ typedef struct {
 
 /* Parses expr into out. Returns 0, or -1 with a reason naming the field
  * ("cron: hour: 24 is out of range 0-23"). */
-int dv_cron_parse(const char *expr, dv_cron_t *out, char *err,
-                  size_t err_size);
+int dv_cron_parse(const char *expr, dv_cron_t *out, char *err, size_t err_size);
 
 /* The first firing strictly after after_ms (epoch ms), in epoch ms, with
  * wall-clock times read in tz (NULL: UTC). Returns -1 when there is none
@@ -78,8 +96,9 @@ int dv_cron_parse(const char *expr, dv_cron_t *out, char *err,
 int64_t dv_cron_next(const dv_cron_t *c, const dv_tz_t *tz, int64_t after_ms);
 
 /* Parses an interval for --every: a positive number with a unit, "30s",
- * "5m", "2h", "1d" (or a combination such as "1h30m"), into *ms_out.
- * Returns 0, or -1 with a reason. At least 1 s, at most 366 days. */
+ * "5m", "2h", "1d" (or a combination such as "1h30m", units from days
+ * down to seconds, each once), into *ms_out. No sign, blanks, fractions or
+ * "ms". Returns 0, or -1 with a reason. At least 1 s, at most 366 days. */
 int dv_every_parse(const char *text, int64_t *ms_out, char *err,
                    size_t err_size);
 

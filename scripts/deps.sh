@@ -18,6 +18,7 @@ packages=(
   python3-jsonschema  # tests/json: every --json output against docs/json/*.schema.json
   zsh         # cli_cmd_test checks the zsh completion script parses
   groff-base  # cli_install_test renders the man pages (groff -ww)
+  tzdata      # cron_test reads its zones (Europe/Berlin, ...) from the tzfiles
   python3-yaml  # deploy_*_check: scripts/check_compose.py, check_k8s.py
   shellcheck  # deploy_image_check: deploy/image.sh
 )
