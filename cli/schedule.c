@@ -161,7 +161,7 @@ s_print_list(const cli_t *c, json_t *list)
     }
     printf("%-20s %-16s %-8s %-12s %-6s %-20s %-20s %-10s %7s %7s %8s\n",
            "NAME", "SPEC", "QUEUE", "TYPE", "PAUSED", "NEXT", "LAST",
-           "LAST_JOB", "FIRINGS", "SKIPPED", "LAG");
+           "LAST_STATE", "FIRINGS", "SKIPPED", "LAG");
     size_t i;
     json_t *s;
     json_array_foreach(list, i, s)
