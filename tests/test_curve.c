@@ -439,8 +439,7 @@ t_roles(void **state)
     assert_int_equal(s_code_of(obs, &slist, NULL, 0), 0);
     assert_int_equal(s_code_of(wk, &slist, NULL, 0), DV_CODE_DENIED);
     dv_msg_t sadd = s_ctrl("schedule.add", NULL, NULL);
-    assert_int_equal(s_code_of(client, &sadd, why, sizeof why),
-                     DV_CODE_DENIED);
+    assert_int_equal(s_code_of(client, &sadd, why, sizeof why), DV_CODE_DENIED);
     assert_non_null(strstr(why, "role client may not schedule.add"));
     assert_int_equal(s_code_of(obs, &sadd, NULL, 0), DV_CODE_DENIED);
     assert_int_equal(s_code_of(op, &sadd, NULL, 0), DV_CODE_INVALID_ARGUMENT);
