@@ -87,6 +87,16 @@ s_add(bench_cpu_t *s, s_kind_t kind, int id, const char *comm, double us)
     it->us = us;
 }
 
+double
+bench_cpu_process_us(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    double us = 0, reaped = 0;
+    char comm[64];
+    return s_stat(path, &us, &reaped, comm, sizeof comm) ? us : -1;
+}
+
 bench_cpu_t *
 bench_cpu_sample(pid_t broker, const pid_t *workers, int n, pid_t collector)
 {

@@ -24,6 +24,10 @@ typedef struct bench_cpu bench_cpu_t;
 bench_cpu_t *bench_cpu_sample(pid_t broker, const pid_t *workers, int n,
                               pid_t collector);
 
+/* The CPU (user + system, microseconds) process pid has used so far, or
+ * -1 when it cannot be read. */
+double bench_cpu_process_us(pid_t pid);
+
 /* Frees a sample; NULL-safe; sets *self_p to NULL. */
 void bench_cpu_free(bench_cpu_t **self_p);
 

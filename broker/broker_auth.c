@@ -9,7 +9,9 @@
  *                   schedule.list and schedule.show: client, operator,
  *                   observer; ctrl job: client, operator; ctrl
  *                   finished (what events said already): operator,
- *                   observer; every
+ *                   observer; batch.open, .close, .forget: client (its
+ *                   own batches), operator; batch.show, batch.jobs:
+ *                   client (its own), operator, observer; every
  *                   other verb (check, cancel, retry, pause, resume, purge,
  *                   rate, max-running, drain, schedule.add, .remove,
  *                   .pause, .resume): operator.
@@ -65,12 +67,18 @@ s_may_ctrl(dv_role_t role, dv_str_t verb)
     case DV_ROLE_OPERATOR:
         return true;
     case DV_ROLE_CLIENT:
+        /* batch.*: its own batches (broker_batch.c scopes them). */
         return dv_str_eq(verb, "status") || dv_str_eq(verb, "job") ||
+               dv_str_eq(verb, "batch.open") ||
+               dv_str_eq(verb, "batch.close") ||
+               dv_str_eq(verb, "batch.show") || dv_str_eq(verb, "batch.jobs") ||
+               dv_str_eq(verb, "batch.forget") ||
                dv_str_eq(verb, "schedule.list") ||
                dv_str_eq(verb, "schedule.show");
     case DV_ROLE_OBSERVER:
         return dv_str_eq(verb, "status") || dv_str_eq(verb, "keys") ||
-               dv_str_eq(verb, "finished") ||
+               dv_str_eq(verb, "finished") || dv_str_eq(verb, "batch.show") ||
+               dv_str_eq(verb, "batch.jobs") ||
                dv_str_eq(verb, "schedule.list") ||
                dv_str_eq(verb, "schedule.show");
     default:

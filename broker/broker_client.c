@@ -335,6 +335,13 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
                 continue;
             }
         }
+        const char *closed = NULL;
+        if (js->batch.len &&
+            broker_batch_refuses(self, owner, js->batch, &closed)) {
+            b->errors[i] = closed;
+            b->acks[i].code = DV_CODE_NOT_ALLOWED;
+            continue;
+        }
         char qname[DV_NAME_MAX + 1];
         dv_str_copy(js->queue, qname, sizeof qname);
         broker_queue_t *q = broker_sched_queue(self, qname);
@@ -441,6 +448,8 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
         }
         job->flags |= BROKER_JOB_PENDING;
         job->state = DV_STATE_NONE;
+        if (job->batch)
+            broker_batch_inserted(self, job);
         /* submit {wait:true}: the sender waits for it from the start, so
          * its result is pushed without a wait (and a store read) later. */
         if (msg->u.submit.wait && s_add_waiter(job, rid) != 0)

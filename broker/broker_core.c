@@ -320,7 +320,7 @@ s_open_store(broker_t *self)
         return -1;
     }
     if (broker_recover_queues(self) != 0 || broker_recover_keys(self) != 0 ||
-        broker_schedule_load(self) != 0)
+        broker_schedule_load(self) != 0 || broker_batch_recover(self) != 0)
         return -1;
     return 0;
 }
@@ -427,6 +427,7 @@ broker_destroy(broker_t **self_p)
     broker_reader_destroy(&self->reader);
     broker_self_free_all(self);
     broker_schedule_free_all(self);
+    broker_batch_free_all(self);
     while (self->settling) {
         broker_pkey_t *k = self->settling;
         self->settling = k->next;
@@ -728,6 +729,7 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         if (self->dispatch_needed)
             broker_sched_dispatch(self);
         broker_keys_flush(self->keys, broker_now_ms(self));
+        broker_batch_tick(self);
         int64_t now = broker_mono_ms(self);
         if (now >= self->next_expire_ms) {
             self->next_expire_ms = now + 60000;

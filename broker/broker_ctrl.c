@@ -158,6 +158,8 @@ s_retry_rec(void *arg, const broker_jobrec_t *rec)
     job->attempt = 0;
     job->run_at_ms = 0;
     broker_sched_place(c->self, job, false);
+    if (job->batch)
+        broker_batch_retried(c->self, job, rec->state);
     if (broker_wbatch_waiting(&c->self->cur->wb, rec->id, DV_STATE_QUEUED,
                               broker_now_ms(c->self), 0, NULL) != 0)
         broker_write_lost(c->self);
@@ -736,6 +738,8 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
         s_keys_ctrl(self, rid, c);
         return;
     }
+    if (broker_batch_ctrl(self, rid, c))
+        return;
     char idtext[DV_ID_TEXT_LEN + 1] = "";
     broker_job_t *job = NULL;
     if (c->id.ptr) {

@@ -70,6 +70,8 @@ s_flush_acks(broker_t *self, broker_group_t *g, const char *refused)
     while (b) {
         for (uint32_t i = 0; i < b->n; i++) {
             broker_job_t *job = b->jobs[i];
+            if (job && job->batch)
+                broker_batch_durable(self, job, !refused);
             if (job && !refused) {
                 job->flags &= (uint8_t)~BROKER_JOB_PENDING;
                 broker_sched_place(self, job, false);

@@ -26,6 +26,8 @@
  *   broker_self.c     jobs the broker submits itself (firings, callbacks)
  *   broker_schedule.c periodic jobs: schedules, their heap, firings
  *   broker_schedule_ctrl.c  the schedule.* verbs
+ *   broker_batch.c    batch records: counts, callbacks, batch.* verbs
+ *   broker_batch_reads.c  batch.show and batch.jobs, read off the loop
  *
  * Invariants kept across files:
  *   - a live job is in the index and in exactly one of: its queue's FIFO
@@ -177,6 +179,7 @@ typedef struct {
 typedef struct broker_check_run broker_check_run_t;
 typedef struct broker_self_sub broker_self_sub_t;
 typedef struct broker_schedule broker_schedule_t; /* broker_schedule.h */
+typedef struct broker_batch broker_batch_t;
 
 /* Everything one group of store writes carries: the writes, and the output
  * that may leave only once they are durable. */
@@ -328,6 +331,16 @@ struct broker {
     broker_schedule_t *sched_zombies;
     struct broker_sched_token *sched_tokens; /* submits awaiting acks */
     dv_map_t *tzs;
+
+    /* Batch records (broker_batch.c): "OWNER\x1fNAME" -> broker_batch_t;
+     * callback job id -> its callback, while it is live; records
+     * forgotten (freed at destroy); whether a tick has work now, and when
+     * the next one looks anyway (monotonic ms). */
+    dv_map_t *batches;
+    dv_map_t *batch_cbs;
+    broker_batch_t *batches_gone;
+    bool batch_due;
+    int64_t batch_next_ms;
 };
 
 /* ---- small inline helpers ------------------------------------------------ */
@@ -575,6 +588,80 @@ void broker_self_acked(broker_t *self, uint64_t req,
 
 /* Forgets every submit still waiting (the broker stops). */
 void broker_self_free_all(broker_t *self);
+
+/* ---- broker_batch.c: batch records -------------------------------------- */
+
+/* Whether a job of owner (NULL: none) in batch must be refused: its record
+ * is closed (or called, done); *why is then the reason (valid while the
+ * broker runs). */
+bool broker_batch_refuses(const broker_t *self, const char *owner,
+                          dv_str_t batch, const char **why);
+
+/* A job was inserted (its insert not durable yet). */
+void broker_batch_inserted(broker_t *self, const broker_job_t *job);
+
+/* Its insert became durable (ok), or was refused. */
+void broker_batch_durable(broker_t *self, const broker_job_t *job, bool ok);
+
+/* A job ended in state (succeeded, dead, cancelled). */
+void broker_batch_ended(broker_t *self, const broker_job_t *job,
+                        dv_state_t state);
+
+/* A finished job (was: dead or cancelled) goes back to waiting. */
+void broker_batch_retried(broker_t *self, const broker_job_t *job,
+                          dv_state_t was);
+
+/* Submits the callbacks that are due (once per loop pass; cheap when
+ * there is nothing to do). */
+void broker_batch_tick(broker_t *self);
+
+struct json_t; /* jansson's, for the verbs' args */
+
+/* The callbacks of a record (complete, success, failure), and the room
+ * for its map key ("OWNER\x1fNAME"). */
+#define BROKER_BATCH_CBS     3
+#define BROKER_BATCH_KEY_MAX (2 * DV_NAME_MAX + 2)
+
+/* The record of (owner, name) ("" for no owner), or NULL. */
+broker_batch_t *broker_batch_find(const broker_t *self, const char *owner,
+                                  const char *name);
+/* Its map key; the id after which its jobs are its own; the job id of its
+ * callback i (0..BROKER_BATCH_CBS - 1), "" until acked. */
+const char *broker_batch_key(const broker_batch_t *b);
+const char *broker_batch_since(const broker_batch_t *b);
+const char *broker_batch_cb_id(const broker_batch_t *b, int i);
+
+/* Replies with b's record body (states: its callbacks' job states, or
+ * NULL), after the commit with later. */
+void broker_batch_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
+                        const broker_batch_t *b, const dv_state_t *states,
+                        bool later);
+
+/* Whose batch a verb is about: the sender's own (its certificate name, ""
+ * without CurveZMQ), or args {owner} from an operator. */
+const char *broker_batch_owner(const broker_t *self, const struct json_t *args);
+/* Whose jobs the sender may list: a client's own name under CurveZMQ,
+ * NULL (everyone's) otherwise. */
+const char *broker_batch_reader_owner(const broker_t *self);
+
+/* broker_batch_reads.c: batch.show and batch.jobs, read off the loop. */
+void broker_batch_show(broker_t *self, const broker_rid_t *rid,
+                       const dv_ctrl_t *c, const struct json_t *args,
+                       const char *name);
+void broker_batch_jobs(broker_t *self, const broker_rid_t *rid,
+                       const dv_ctrl_t *c, const struct json_t *args,
+                       const char *name);
+
+/* ctrl batch.open, .close, .show, .jobs, .forget; false for another verb. */
+bool broker_batch_ctrl(broker_t *self, const broker_rid_t *rid,
+                       const dv_ctrl_t *c);
+
+/* Start-up: loads the records, recounts the jobs of those not called.
+ * Returns 0 or -1 (logged). */
+int broker_batch_recover(broker_t *self);
+
+/* Frees every record (the broker stops). */
+void broker_batch_free_all(broker_t *self);
 
 /* This broker of a group lost the store to another (its lock, or its
  * fence): logs why; broker_run stops serving at once and returns

@@ -373,6 +373,66 @@ broker_store_probe(broker_store_t *self)
     return self->ops->probe(self->be);
 }
 
+/* ---- batches --------------------------------------------------------------- */
+
+int
+broker_store_set_batch(broker_store_t *self, const broker_batchrec_t *b)
+{
+    assert(self && b && b->owner && b->name && b->state);
+    assert(!self->in_callback);
+    assert(self->in_group && "broker_store_set_batch() outside a write group");
+    return self->ops->set_batch(self->be, b);
+}
+
+int
+broker_store_del_batch(broker_store_t *self, const char *owner,
+                       const char *name)
+{
+    assert(self && owner && name);
+    assert(!self->in_callback);
+    assert(self->in_group && "broker_store_del_batch() outside a write group");
+    return self->ops->del_batch(self->be, owner, name);
+}
+
+int
+broker_store_load_batches(broker_store_t *self,
+                          int (*cb)(void *arg, const broker_batchrec_t *b),
+                          void *arg)
+{
+    assert(self && cb);
+    assert(!self->in_callback);
+    self->in_callback = true;
+    int rc = self->ops->load_batches(self->be, cb, arg);
+    self->in_callback = false;
+    return rc;
+}
+
+int
+broker_store_batch_counts(broker_store_t *self, const char *owner,
+                          const char *batch, const char *since_id,
+                          broker_batch_counts_t *out)
+{
+    assert(self && batch && out);
+    assert(!self->in_callback);
+    memset(out, 0, sizeof *out);
+    return self->ops->batch_counts(self->be, owner, batch, since_id, out);
+}
+
+int
+broker_store_batch_jobs(broker_store_t *self, const char *owner,
+                        const char *batch, const char *after_id, int limit,
+                        int (*cb)(void *arg, const broker_jobview_t *v),
+                        void *arg)
+{
+    assert(self && batch && cb && limit > 0);
+    assert(!self->in_callback);
+    self->in_callback = true;
+    int rc =
+        self->ops->batch_jobs(self->be, owner, batch, after_id, limit, cb, arg);
+    self->in_callback = false;
+    return rc;
+}
+
 /* ---- schedules ------------------------------------------------------------ */
 
 int

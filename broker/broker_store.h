@@ -368,6 +368,59 @@ int broker_store_load_schedules(broker_store_t *self,
                                 int (*cb)(void *arg,
                                           const broker_schedule_rec_t *s),
                                 void *arg);
+/* ---- batches (broker_batch.c, docs/batches.md) ---------------------------
+ * A batch record: a named group of one owner's jobs with callbacks, in
+ * table batches keyed by (owner, name) ("" for no owner). Its jobs are the
+ * jobs of that owner whose batch column is the name. */
+typedef struct {
+    const char *owner; /* "" for none */
+    const char *name;
+    const char *state; /* "open", "closed", "called", "done" */
+    const char *on_complete, *on_success, *on_failure; /* types, or NULL */
+    const char *queue;   /* the callbacks' queue */
+    const void *payload; /* msgpack map merged into theirs, or NULL */
+    size_t payload_len;
+    const char *complete_id, *success_id, *failure_id; /* or NULL */
+    int64_t created_ms, closed_ms, done_ms;            /* 0: not yet */
+    /* Its jobs are those with a greater id (made after the open); NULL:
+     * every job of the name. */
+    const char *since_id;
+} broker_batchrec_t;
+
+/* Jobs of a batch by state (live and finished, as stored). */
+typedef struct {
+    int64_t queued, scheduled, running, succeeded, dead, cancelled;
+} broker_batch_counts_t;
+
+/* Stores a batch record, replacing the one of (owner, name) (a write:
+ * inside a group; the same values however often applied). */
+int broker_store_set_batch(broker_store_t *self, const broker_batchrec_t *b);
+
+/* Deletes the record of (owner, name) (a write: inside a group). */
+int broker_store_del_batch(broker_store_t *self, const char *owner,
+                           const char *name);
+
+/* Calls cb for every batch record. Returns 0 or an error (or cb's non-zero
+ * return). */
+int broker_store_load_batches(broker_store_t *self,
+                              int (*cb)(void *arg, const broker_batchrec_t *b),
+                              void *arg);
+
+/* Counts the stored jobs of batch by state; owner NULL: of any owner, ""
+ * the jobs without one; since_id (or NULL): only the jobs with a greater
+ * id. Returns 0 or an error. */
+int broker_store_batch_counts(broker_store_t *self, const char *owner,
+                              const char *batch, const char *since_id,
+                              broker_batch_counts_t *out);
+
+/* Calls cb for up to limit stored jobs of batch (owner as in
+ * batch_counts) with an id after after_id (NULL: from the first), in id
+ * order; the view's queue is NULL. An index on jobs(batch, id) serves it.
+ * Returns how many, or an error (or cb's non-zero return). */
+int broker_store_batch_jobs(broker_store_t *self, const char *owner,
+                            const char *batch, const char *after_id, int limit,
+                            int (*cb)(void *arg, const broker_jobview_t *v),
+                            void *arg);
 
 /* ---- backend vtable (one per file: store_sqlite.c, store_pg.c) ---------- */
 
@@ -425,6 +478,18 @@ typedef struct {
     int (*load_schedules)(void *be,
                           int (*cb)(void *arg, const broker_schedule_rec_t *s),
                           void *arg);
+    /* batches */
+    int (*set_batch)(void *be, const broker_batchrec_t *b);
+    int (*del_batch)(void *be, const char *owner, const char *name);
+    int (*load_batches)(void *be,
+                        int (*cb)(void *arg, const broker_batchrec_t *b),
+                        void *arg);
+    int (*batch_counts)(void *be, const char *owner, const char *batch,
+                        const char *since_id, broker_batch_counts_t *out);
+    int (*batch_jobs)(void *be, const char *owner, const char *batch,
+                      const char *after_id, int limit,
+                      int (*cb)(void *arg, const broker_jobview_t *v),
+                      void *arg);
 } broker_store_ops_t;
 
 extern const broker_store_ops_t broker_store_sqlite_ops;

@@ -21,6 +21,8 @@ typedef enum {
     OP_PROBE,
     OP_SCHEDULE,
     OP_SCHEDULE_DEL,
+    OP_BATCH,     /* a batch record (set_batch) */
+    OP_BATCH_DEL, /* its removal (del_batch) */
 } s_kind_t;
 
 struct broker_op {
@@ -38,6 +40,7 @@ struct broker_op {
         broker_queue_settings_t queue; /* OP_QUEUE */
         broker_key_state_t key;        /* OP_KEY */
         broker_schedule_rec_t sched;   /* OP_SCHEDULE, _DEL (owner, name) */
+        broker_batchrec_t batch;       /* OP_BATCH, OP_BATCH_DEL */
     };
     const void *blob; /* payload or result, into data[] */
     size_t blob_len;
@@ -340,6 +343,55 @@ broker_wbatch_probe(broker_wbatch_t *b)
     return s_op_new(b, OP_PROBE, NULL, 0) ? 0 : -1;
 }
 
+/* ---- batch records -------------------------------------------------------- */
+
+int
+broker_wbatch_batch(broker_wbatch_t *b, const broker_batchrec_t *r)
+{
+    const char *strs[] = { r->owner,       r->name,        r->state,
+                           r->on_complete, r->on_success,  r->on_failure,
+                           r->queue,       r->complete_id, r->success_id,
+                           r->failure_id,  r->since_id };
+    size_t n = r->payload_len;
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        n += s_len(strs[i]);
+    broker_op_t *op = s_op_new(b, OP_BATCH, NULL, n);
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->batch = *r;
+    op->batch.owner = s_put(&c, r->owner, s_len(r->owner));
+    op->batch.name = s_put(&c, r->name, s_len(r->name));
+    op->batch.state = s_put(&c, r->state, s_len(r->state));
+    op->batch.on_complete = s_put(&c, r->on_complete, s_len(r->on_complete));
+    op->batch.on_success = s_put(&c, r->on_success, s_len(r->on_success));
+    op->batch.on_failure = s_put(&c, r->on_failure, s_len(r->on_failure));
+    op->batch.queue = s_put(&c, r->queue, s_len(r->queue));
+    op->batch.complete_id = s_put(&c, r->complete_id, s_len(r->complete_id));
+    op->batch.success_id = s_put(&c, r->success_id, s_len(r->success_id));
+    op->batch.failure_id = s_put(&c, r->failure_id, s_len(r->failure_id));
+    op->batch.since_id = s_put(&c, r->since_id, s_len(r->since_id));
+    op->batch.payload = NULL;
+    if (r->payload && r->payload_len) {
+        memcpy(c, r->payload, r->payload_len);
+        op->batch.payload = c;
+    }
+    return 0;
+}
+
+int
+broker_wbatch_batch_del(broker_wbatch_t *b, const char *owner, const char *name)
+{
+    size_t lo = s_len(owner), ln = s_len(name);
+    broker_op_t *op = s_op_new(b, OP_BATCH_DEL, NULL, lo + ln);
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->batch.owner = s_put(&c, owner, lo);
+    op->batch.name = s_put(&c, name, ln);
+    return 0;
+}
+
 /* ---- schedules ----------------------------------------------------------- */
 
 int
@@ -428,6 +480,10 @@ s_apply(broker_store_t *store, const broker_op_t *op)
     case OP_SCHEDULE_DEL:
         return broker_store_delete_schedule(store, op->sched.owner,
                                             op->sched.name);
+    case OP_BATCH:
+        return broker_store_set_batch(store, &op->batch);
+    case OP_BATCH_DEL:
+        return broker_store_del_batch(store, op->batch.owner, op->batch.name);
     }
     return DV_EPROTO;
 }

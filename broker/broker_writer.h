@@ -14,8 +14,9 @@
  * under the writer, and a batch that failed (rolled back whole) can be
  * pushed again as it is: every op but an insert writes the same row to the
  * same values however often it is applied (updates by id, attempts by
- * (job, attempt), queue settings by name, key states by hash, schedules by
- * (owner, name): a whole row, or its deletion), and the expiry that may ride
+ * (job, attempt), queue settings by name, key states by hash, batch records
+ * by (owner, name), schedules by (owner, name): a whole row, or its
+ * deletion), and the expiry that may ride
  * along deletes whatever is due when it runs.
  */
 #ifndef BROKER_WRITER_H
@@ -114,6 +115,11 @@ int broker_wbatch_probe(broker_wbatch_t *b);
 int broker_wbatch_schedule(broker_wbatch_t *b, const broker_schedule_rec_t *r);
 int broker_wbatch_schedule_delete(broker_wbatch_t *b, const char *owner,
                                   const char *name);
+/* A batch record (broker_store_set_batch; everything copied), and its
+ * removal (broker_store_del_batch). */
+int broker_wbatch_batch(broker_wbatch_t *b, const broker_batchrec_t *r);
+int broker_wbatch_batch_del(broker_wbatch_t *b, const char *owner,
+                            const char *name);
 
 /* Takes the inserts (new jobs) out of a batch that failed, keeping the
  * other ops in their order. Returns how many were taken out. */

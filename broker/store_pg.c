@@ -120,6 +120,29 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "    last_lag_ms BIGINT,\n"                                                \
     "    PRIMARY KEY (owner, name)\n"                                          \
     ");\n"
+/* Batch records (broker_batchrec_t) by (owner, name), owner '' for none,
+ * and a batch's jobs in id order. Made at every start, not by a version. */
+#define S_BATCHES_SCHEMA                                                       \
+    "CREATE TABLE IF NOT EXISTS batches (\n"                                   \
+    "    owner TEXT NOT NULL,\n"                                               \
+    "    name TEXT NOT NULL,\n"                                                \
+    "    state TEXT NOT NULL,\n"                                               \
+    "    on_complete TEXT,\n"                                                  \
+    "    on_success TEXT,\n"                                                   \
+    "    on_failure TEXT,\n"                                                   \
+    "    queue TEXT NOT NULL,\n"                                               \
+    "    payload BYTEA,\n"                                                     \
+    "    complete_id TEXT,\n"                                                  \
+    "    success_id TEXT,\n"                                                   \
+    "    failure_id TEXT,\n"                                                   \
+    "    created_at BIGINT NOT NULL,\n"                                        \
+    "    closed_at BIGINT,\n"                                                  \
+    "    done_at BIGINT,\n"                                                    \
+    "    since_id TEXT,\n"                                                     \
+    "    PRIMARY KEY (owner, name)\n"                                          \
+    ");\n"                                                                     \
+    "CREATE INDEX IF NOT EXISTS jobs_batch_id ON jobs (batch, id)\n"           \
+    "    WHERE batch IS NOT NULL;\n"
 
 static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS jobs (\n"
@@ -274,6 +297,13 @@ static const char *s_stmt_names[S_COUNT_] = {
     "created_at, next_at, last_fire_at, last_job, firings, skipped, "          \
     "last_lag_ms"
 
+/* A job of a batch whose record is not done is kept past its result_ttl
+ * (its results are read until the batch's callbacks ended). */
+#define S_BATCH_KEEPS                                                          \
+    "AND (batch IS NULL OR NOT EXISTS (SELECT 1 FROM batches b "               \
+    "WHERE b.owner = coalesce(jobs.owner, '') AND b.name = jobs.batch "        \
+    "AND b.state <> 'done')) "
+
 static const char *s_sql[S_COUNT_] = {
     [S_INSERT] = "INSERT INTO jobs (" S_JOBREC_COLUMNS ") VALUES "
                  "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
@@ -330,7 +360,7 @@ static const char *s_sql[S_COUNT_] = {
     /* One statement, so its own transaction: the chunk of expired jobs,
      * oldest first, and their attempts; returns how many jobs went. */
     [S_EXPIRE] = "WITH gone AS (DELETE FROM jobs WHERE id IN ("
-                 "SELECT id FROM jobs WHERE expires_at <= $1 "
+                 "SELECT id FROM jobs WHERE expires_at <= $1 " S_BATCH_KEEPS
                  "ORDER BY expires_at, id LIMIT $2) RETURNING id), "
                  "history AS (DELETE FROM attempts "
                  "WHERE job_id IN (SELECT id FROM gone)) "
@@ -900,6 +930,10 @@ s_schema_setup(s_pg_t *be, char *err, size_t err_size)
                        "(queue, state) WHERE finished_at IS NOT NULL "
                        "AND state <> 'succeeded'",
                        err, err_size);
+    if (rc == 0)
+        /* Batch records and a batch's jobs in id order: at every start
+         * too (ctrl "batch.*", broker_batch.c). */
+        rc = s_exec_ok(be, S_BATCHES_SCHEMA, err, err_size);
     if (rc == 0)
         rc = s_exec_ok(be, "COMMIT", err, err_size);
     if (rc == 0)
@@ -1783,6 +1817,253 @@ s_fence(void *handle, uint64_t generation)
     return 0;
 }
 
+/* ---- batches (broker_batch.c) -------------------------------------------
+ * Rare calls (a batch's open, close, end; a page of its jobs): plain
+ * parameterised statements, not prepared ones. */
+
+#define S_BATCH_COLUMNS                                                        \
+    "owner, name, state, on_complete, on_success, on_failure, queue, "         \
+    "payload, complete_id, success_id, failure_id, created_at, closed_at, "    \
+    "done_at, since_id"
+
+/* A write: queued in the group's pipeline, or its own transaction. */
+static int
+s_batch_write(s_pg_t *be, const char *sql, dv_pg_params_t *p, const char *op)
+{
+    int code = 0;
+    if (p->oom) {
+        code = be->in_group && !be->group_err ? (be->group_err = DV_ENOMEM)
+                                              : DV_ENOMEM;
+    } else if (be->in_group) {
+        if (be->group_err)
+            code = be->group_err;
+        else if (!be->conn)
+            code = be->group_err = DV_ETRANSIENT;
+        else if ((code = s_push_pending(be, op, NULL, false)) != 0)
+            be->group_err = code;
+        else if (!PQsendQueryParams(be->conn, sql, p->n, NULL, p->values,
+                                    p->lengths, p->formats, 1)) {
+            be->npending--;
+            code = s_fail(be, op, NULL, NULL);
+        }
+    } else if ((code = s_ensure(be, op)) == 0) {
+        PGresult *r = PQexecParams(be->conn, sql, p->n, NULL, p->values,
+                                   p->lengths, p->formats, 1);
+        code =
+            PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : s_fail(be, op, NULL, r);
+        PQclear(r);
+    }
+    dv_pg_params_free(p);
+    return code;
+}
+
+/* A read outside a group (the reader's connection, start-up). */
+static PGresult *
+s_batch_read(s_pg_t *be, const char *sql, dv_pg_params_t *p, const char *op,
+             int *code)
+{
+    PGresult *r = NULL;
+    if (p->oom)
+        *code = DV_ENOMEM;
+    else if ((*code = s_ensure(be, op)) == 0) {
+        r = PQexecParams(be->conn, sql, p->n, NULL, p->values, p->lengths,
+                         p->formats, 1);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            *code = s_fail(be, op, NULL, r);
+            PQclear(r);
+            r = NULL;
+        }
+    }
+    dv_pg_params_free(p);
+    return r;
+}
+
+static int
+s_set_batch(void *handle, const broker_batchrec_t *b)
+{
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, b->owner);
+    dv_pg_p_text(&p, b->name);
+    dv_pg_p_text(&p, b->state);
+    dv_pg_p_text(&p, b->on_complete);
+    dv_pg_p_text(&p, b->on_success);
+    dv_pg_p_text(&p, b->on_failure);
+    dv_pg_p_text(&p, b->queue ? b->queue : "default");
+    if (b->payload && b->payload_len)
+        dv_pg_p_bytes(&p, b->payload, b->payload_len);
+    else
+        dv_pg_p_null(&p);
+    dv_pg_p_text(&p, b->complete_id);
+    dv_pg_p_text(&p, b->success_id);
+    dv_pg_p_text(&p, b->failure_id);
+    dv_pg_p_int(&p, b->created_ms);
+    s_p_opt(&p, b->closed_ms, 0);
+    s_p_opt(&p, b->done_ms, 0);
+    dv_pg_p_text(&p, b->since_id);
+    return s_batch_write(
+        handle,
+        "INSERT INTO batches (" S_BATCH_COLUMNS ") VALUES ($1::text, "
+        "$2::text, $3::text, $4::text, $5::text, $6::text, $7::text, "
+        "$8::bytea, $9::text, $10::text, $11::text, $12::bigint, "
+        "$13::bigint, $14::bigint, $15::text) ON CONFLICT (owner, name) DO "
+        "UPDATE SET "
+        "state = EXCLUDED.state, on_complete = EXCLUDED.on_complete, "
+        "on_success = EXCLUDED.on_success, on_failure = EXCLUDED.on_failure, "
+        "queue = EXCLUDED.queue, payload = EXCLUDED.payload, "
+        "complete_id = EXCLUDED.complete_id, success_id = "
+        "EXCLUDED.success_id, failure_id = EXCLUDED.failure_id, created_at = "
+        "EXCLUDED.created_at, closed_at = EXCLUDED.closed_at, done_at = "
+        "EXCLUDED.done_at, since_id = EXCLUDED.since_id",
+        &p, "set_batch");
+}
+
+static int
+s_del_batch(void *handle, const char *owner, const char *name)
+{
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, owner);
+    dv_pg_p_text(&p, name);
+    return s_batch_write(
+        handle,
+        "DELETE FROM batches WHERE owner = $1::text AND name = $2::text", &p,
+        "del_batch");
+}
+
+static int
+s_load_batches(void *handle, int (*cb)(void *arg, const broker_batchrec_t *b),
+               void *arg)
+{
+    dv_pg_params_t p = { 0 };
+    int code;
+    PGresult *r = s_batch_read(
+        handle, "SELECT " S_BATCH_COLUMNS " FROM batches ORDER BY created_at",
+        &p, "load_batches", &code);
+    if (!r)
+        return code;
+    code = 0;
+    for (int i = 0; i < PQntuples(r) && code == 0; i++) {
+        broker_batchrec_t b = {
+            .owner = s_text(r, i, 0),
+            .name = s_text(r, i, 1),
+            .state = s_text(r, i, 2),
+            .on_complete = s_text(r, i, 3),
+            .on_success = s_text(r, i, 4),
+            .on_failure = s_text(r, i, 5),
+            .queue = s_text(r, i, 6),
+            .complete_id = s_text(r, i, 8),
+            .success_id = s_text(r, i, 9),
+            .failure_id = s_text(r, i, 10),
+            .created_ms = s_int(r, i, 11),
+            .closed_ms = s_int(r, i, 12),
+            .done_ms = s_int(r, i, 13),
+            .since_id = s_text(r, i, 14),
+        };
+        if (!PQgetisnull(r, i, 7)) {
+            b.payload = PQgetvalue(r, i, 7);
+            b.payload_len = (size_t)PQgetlength(r, i, 7);
+        }
+        if (b.owner && b.name && b.state)
+            code = cb(arg, &b);
+    }
+    PQclear(r);
+    return code;
+}
+
+/* owner NULL: any owner ($1 NULL). */
+#define S_BATCH_OWNER "($1::text IS NULL OR coalesce(owner, '') = $1::text)"
+
+static int
+s_batch_counts(void *handle, const char *owner, const char *batch,
+               const char *since_id, broker_batch_counts_t *out)
+{
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, owner);
+    dv_pg_p_text(&p, batch);
+    dv_pg_p_text(&p, since_id);
+    int code;
+    PGresult *r = s_batch_read(handle,
+                               "SELECT state, count(*) FROM jobs WHERE batch = "
+                               "$2::text AND " S_BATCH_OWNER
+                               " AND ($3::text IS NULL OR id > $3::text) "
+                               "GROUP BY state",
+                               &p, "batch_counts", &code);
+    if (!r)
+        return code;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t n = s_int(r, i, 1);
+        switch (s_state_parse(s_text(r, i, 0))) {
+        case DV_STATE_QUEUED:
+            out->queued += n;
+            break;
+        case DV_STATE_SCHEDULED:
+            out->scheduled += n;
+            break;
+        case DV_STATE_RUNNING:
+            out->running += n;
+            break;
+        case DV_STATE_SUCCEEDED:
+            out->succeeded += n;
+            break;
+        case DV_STATE_DEAD:
+            out->dead += n;
+            break;
+        case DV_STATE_CANCELLED:
+            out->cancelled += n;
+            break;
+        default:
+            break;
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int
+s_batch_jobs(void *handle, const char *owner, const char *batch,
+             const char *after_id, int limit,
+             int (*cb)(void *arg, const broker_jobview_t *v), void *arg)
+{
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, owner);
+    dv_pg_p_text(&p, batch);
+    dv_pg_p_text(&p, after_id);
+    dv_pg_p_int(&p, limit);
+    int code;
+    PGresult *r = s_batch_read(
+        handle,
+        "SELECT id, type, state, attempt, result, category, error, "
+        "finished_at, owner FROM jobs WHERE batch = $2::text AND " S_BATCH_OWNER
+        " AND ($3::text IS NULL OR id > $3::text) ORDER BY batch, id "
+        "LIMIT $4::int",
+        &p, "batch_jobs", &code);
+    if (!r)
+        return code;
+    int n = 0;
+    code = 0;
+    for (int i = 0; i < PQntuples(r) && code == 0; i++) {
+        broker_jobview_t v = { 0 };
+        v.id = s_text(r, i, 0);
+        v.type = s_text(r, i, 1);
+        v.state = s_state_parse(s_text(r, i, 2));
+        v.attempt = (int)s_int(r, i, 3);
+        if (!PQgetisnull(r, i, 4)) {
+            v.result = PQgetvalue(r, i, 4);
+            v.result_len = (size_t)PQgetlength(r, i, 4);
+        }
+        v.category = s_text(r, i, 5);
+        v.error = s_text(r, i, 6);
+        v.finished_ms = s_int(r, i, 7);
+        v.owner = s_text(r, i, 8);
+        if (!v.id || !v.type)
+            continue;
+        code = cb(arg, &v);
+        if (code == 0)
+            n++;
+    }
+    PQclear(r);
+    return code != 0 ? code : n;
+}
+
 /* ---- schedules (broker_schedule.c) --------------------------------------- */
 
 static int
@@ -1901,4 +2182,9 @@ const broker_store_ops_t broker_store_pg_ops = {
     .set_schedule = s_set_schedule,
     .delete_schedule = s_delete_schedule,
     .load_schedules = s_load_schedules,
+    .set_batch = s_set_batch,
+    .del_batch = s_del_batch,
+    .load_batches = s_load_batches,
+    .batch_counts = s_batch_counts,
+    .batch_jobs = s_batch_jobs,
 };

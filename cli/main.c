@@ -10,6 +10,7 @@
 #include "collector.h"
 #include "dv_daemon.h"
 #include "submit.h"
+#include "batch.h"
 #include "worker.h"
 
 /* The daemons parse their own argv (dv_daemon) against the tables given
@@ -54,6 +55,7 @@ const cli_cmd_t *const cli_commands[] = {
     &cli_health, &cli_retry,    &cli_pause,       &cli_resume,     &cli_purge,
     &cli_limit,  &cli_drain,    &cli_check,       &cli_schedule,   &cli_bench,
     &cli_keygen, &cli_help_cmd, &cli_version_cmd, &cli_completion, &cli_man,
+    &cli_batch,
 };
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 

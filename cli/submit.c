@@ -3,6 +3,7 @@
  * through libdrover (drover.h), like any other producer. An entry of the
  * command table (cli_cmd.h). */
 #include "submit.h"
+#include "batch.h"
 
 #include <errno.h>
 #include <math.h>
@@ -40,6 +41,8 @@ static struct {
     const char *file, *connect_timeout, *out, *wait_timeout;
     bool no_jitter, wait, progress, no_progress, quiet, ids;
     int log_level, log_format;
+    /* The one-shot batch: open with these callbacks, submit, close. */
+    const char *on_complete, *on_success, *on_failure;
 } s_f;
 
 static const char *const s_levels[] = { "debug", "info", "warn",
@@ -87,6 +90,14 @@ static const dv_flag_t s_flags[] = {
     DV_FLAG_STR("batch", &s_f.batch, .arg = "NAME",
                 .help = "the batch the jobs belong to (drover watch NAME "
                         "follows it)"),
+    DV_FLAG_STR("on-complete", &s_f.on_complete, .arg = "TYPE",
+                .help = "with --batch: open it with this callback (once "
+                        "every job ended), submit, close it (drover batch)"),
+    DV_FLAG_STR("on-success", &s_f.on_success, .arg = "TYPE",
+                .help = "with --batch: a callback if every job succeeded"),
+    DV_FLAG_STR("on-failure", &s_f.on_failure, .arg = "TYPE",
+                .help = "with --batch: a callback if any job ended dead or "
+                        "cancelled"),
     DV_FLAG_STR("file", &s_f.file, .arg = "FILE", .complete = DV_COMPLETE_FILE,
                 .help = "submit the jobs of a JSON Lines file, one per line "
                         "(- reads stdin); every line is checked before any "
@@ -1062,6 +1073,14 @@ s_submit(cli_t *c, int argc, char **argv)
     json_t *doc = NULL;
     if (!arena)
         return cli_fail(c, CLI_FAILED, "no_memory", "out of memory");
+    const char *types[3] = { s_f.on_complete, s_f.on_success, s_f.on_failure };
+    bool oneshot = types[0] || types[1] || types[2];
+    if (oneshot && !s_f.batch) {
+        rc = cli_usage(c, NULL,
+                       "--on-complete, --on-success and --on-failure "
+                       "go with --batch NAME");
+        goto done;
+    }
     rc = o.file ? s_read_jobs(&o, arena, &in) : s_flag_job(&o, arena, &in);
     if (rc >= 0)
         goto done;
@@ -1076,8 +1095,16 @@ s_submit(cli_t *c, int argc, char **argv)
         rc = cli_usage(c, NULL, "%s", drover_last_error(NULL));
         goto done;
     }
+    if (oneshot &&
+        (rc = batch_open(c, client, s_f.batch, types, s_f.queue)) != 0)
+        goto done;
     int64_t parsed_us = dv_mono_us(), parsed_cpu = s_cpu_ms();
     rc = s_submit_all(&o, &in, client, &sent);
+    if (oneshot && rc != CLI_UNREACHABLE) {
+        int crc = batch_close(c, client, s_f.batch);
+        if (rc == CLI_OK)
+            rc = crc;
+    }
     dv_log(DV_DEBUG, "submit.timing", DV_INT("jobs", in.n),
            DV_INT("accepted", sent.accepted),
            DV_INT("parse_ms", (parsed_us - started_us) / 1000),

@@ -93,14 +93,21 @@ collector_event_family(const dv_event_t *ev)
  * proto's enum does not know: DV_EV_OTHER with this text). */
 #define COLLECTOR_KIND_KEYS_STATE "keys.state"
 
-/* Whether the history records ev: not the periodic ones (a worker's
- * heartbeat, a job's progress, the broker's keys.state), which say what is
- * now rather than what happened. */
+/* Whether the history records ev as an `events` row: not the periodic
+ * ones (a worker's heartbeat, a job's progress, the broker's keys.state),
+ * which say what is now rather than what happened, and not a job's routine
+ * steps (submitted, started, succeeded): those are already in its `jobs`
+ * and `attempts` rows, and the job view (collector_store_job) puts them
+ * back in its timeline from there. Most jobs have only those three, so
+ * this is most of what the history would write. */
 static inline bool
 collector_event_recorded(const dv_event_t *ev)
 {
     return ev->kind_enum != DV_EV_WORKER_HEARTBEAT &&
            ev->kind_enum != DV_EV_JOB_PROGRESS &&
+           ev->kind_enum != DV_EV_JOB_SUBMITTED &&
+           ev->kind_enum != DV_EV_JOB_STARTED &&
+           ev->kind_enum != DV_EV_JOB_SUCCEEDED &&
            !(ev->kind_enum == DV_EV_OTHER &&
              dv_str_eq(ev->kind, COLLECTOR_KIND_KEYS_STATE));
 }

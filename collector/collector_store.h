@@ -79,6 +79,12 @@ typedef struct {
     bool started;      /* this end: the attempt's start is below */
     int64_t started_ms;
     int64_t wait_ms;
+    /* This job.succeeded: the job's job.submitted was held back
+     * (collector_store.c) and is written with it, its time and run_at
+     * below. Set by collector_store.c only. */
+    bool submitted;
+    int64_t submitted_ms;
+    int64_t run_at_ms; /* 0: none */
 } collector_store_fold_t;
 
 /* collector_store_event() with a fold (NULL: none). */
@@ -93,6 +99,12 @@ int collector_store_event_fold(collector_store_t *self, const char *broker,
  * end: count it), 0 when it was there finished, -1 on error (logged). */
 int collector_store_backfill(collector_store_t *self, const char *broker,
                              const dv_finished_job_t *job);
+
+/* How long a job.submitted may be held back, waiting for the job's end to
+ * be written with it (collector_store.c; 10 s by default); 0: the next
+ * commit writes it. Until then its row is not in the store for other
+ * readers (this store's own reads write it first). */
+void collector_store_hold(collector_store_t *self, int64_t ms);
 
 /* Remembers, in the open group, the instance id and last sequence number
  * seen from a broker endpoint. Returns 0 or -1. */

@@ -205,15 +205,18 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "progress_message = excluded.progress_message",
     /* $11 and $12: the start of the attempt when its job.started was
      * folded in (collector_store_fold_t), else NULL. */
-    [S_SUCCEEDED] =
-        S_UPSERT(", attempts, finished_at, run_ms, worker, started_at, wait_ms",
-                 ", $8::integer, $6, $9::bigint, $10::text, $11::bigint, "
-                 "$12::bigint",
-                 ", attempts = greatest(j.attempts, $8), "
-                 "finished_at = $6, run_ms = $9, "
-                 "worker = coalesce($10, j.worker), "
-                 "started_at = coalesce($11, j.started_at), "
-                 "wait_ms = coalesce($12, j.wait_ms)"),
+    [S_SUCCEEDED] = S_UPSERT(
+        ", attempts, finished_at, run_ms, worker, started_at, wait_ms, "
+        "submitted_at, run_at",
+        ", $8::integer, $6, $9::bigint, $10::text, $11::bigint, "
+        "$12::bigint, $13::bigint, $14::bigint",
+        ", attempts = greatest(j.attempts, $8), "
+        "finished_at = $6, run_ms = $9, "
+        "worker = coalesce($10, j.worker), "
+        "started_at = coalesce($11, j.started_at), "
+        "wait_ms = coalesce($12, j.wait_ms), "
+        "submitted_at = coalesce($13, j.submitted_at), "
+        "run_at = coalesce($14, j.run_at)"),
     [S_SUCCEEDED_ATT] =
         "INSERT INTO collector.attempts AS a (job_id, round, attempt, worker, "
         "finished_at, run_ms, outcome, started_at) VALUES ($1::text, " S_ROUND
@@ -907,6 +910,13 @@ s_job_event(collector_store_be_t *self, const char *broker,
         s_p_opt(&p, run_ms);
         s_p_str(&p, ev->worker);
         s_p_fold(&p, fold, true);
+        if (fold && fold->submitted) { /* the job's submit, held back */
+            dv_pg_p_int(&p, fold->submitted_ms);
+            s_p_opt(&p, fold->run_at_ms);
+        } else {
+            dv_pg_p_null(&p);
+            dv_pg_p_null(&p);
+        }
         rc |= s_send(self, S_SUCCEEDED, &p);
         if (ev->attempt > 0) {
             p = (dv_pg_params_t){ 0 };

@@ -150,14 +150,18 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "progress_total = excluded.progress_total, "
         "progress_message = excluded.progress_message",
     /* ?11 and ?12: the start of the attempt when its job.started was
-     * folded in (collector_store_fold_t), else NULL. */
-    [S_SUCCEEDED] =
-        S_UPSERT(", attempts, finished_at, run_ms, worker, started_at, wait_ms",
-                 ", ?8, ?6, ?9, ?10, ?11, ?12",
-                 ", attempts = max(attempts, ?8), finished_at = ?6, "
-                 "run_ms = ?9, worker = coalesce(?10, worker), "
-                 "started_at = coalesce(?11, started_at), "
-                 "wait_ms = coalesce(?12, wait_ms)"),
+     * folded in (collector_store_fold_t), else NULL; ?13 and ?14 the job's
+     * submit (time, run_at) when its job.submitted was. */
+    [S_SUCCEEDED] = S_UPSERT(
+        ", attempts, finished_at, run_ms, worker, started_at, wait_ms, "
+        "submitted_at, run_at",
+        ", ?8, ?6, ?9, ?10, ?11, ?12, ?13, ?14",
+        ", attempts = max(attempts, ?8), finished_at = ?6, "
+        "run_ms = ?9, worker = coalesce(?10, worker), "
+        "started_at = coalesce(?11, started_at), "
+        "wait_ms = coalesce(?12, wait_ms), "
+        "submitted_at = coalesce(?13, submitted_at), "
+        "run_at = coalesce(?14, run_at)"),
     [S_SUCCEEDED_ATT] =
         "INSERT INTO attempts(job_id, round, attempt, worker, finished_at, "
         "run_ms, outcome, started_at) VALUES (?1, " S_ROUND ", ?2, ?3, ?4, "
@@ -537,6 +541,10 @@ s_job_event(collector_store_be_t *self, const char *broker,
         s_bind_opt(st, 9, run_ms);
         s_bind_str(st, 10, ev->worker);
         s_bind_fold(st, 11, fold);
+        if (fold && fold->submitted) {
+            sqlite3_bind_int64(st, 13, fold->submitted_ms);
+            s_bind_opt(st, 14, fold->run_at_ms);
+        }
         rc |= s_step(self, S_SUCCEEDED);
         if (ev->attempt > 0) {
             st = self->st[S_SUCCEEDED_ATT];

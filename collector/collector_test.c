@@ -484,6 +484,14 @@ t_unknown_kinds(void **state)
     ev = s_ev("broker.rebalanced", NULL, NULL, NULL);
     assert_int_equal(collector_event_family(&ev), COLLECTOR_EV_NONE);
     assert_int_equal(collector_state_apply(st, 0, &ev, 1000600, NULL), 0);
+    /* A batch's events (batch.closed, batch.completed) change nothing. */
+    const char *batch_kinds[] = { "batch.closed", "batch.completed" };
+    for (int i = 0; i < 2; i++) {
+        ev = s_ev(batch_kinds[i], NULL, NULL, NULL);
+        ev.batch = dv_str("nightly");
+        assert_int_equal(collector_event_family(&ev), COLLECTOR_EV_NONE);
+        assert_int_equal(collector_state_apply(st, 0, &ev, 1000700, NULL), 0);
+    }
     collector_state_destroy(&st);
 }
 
@@ -828,7 +836,23 @@ t_store_fold_and_backfill(void **state)
         /* both events of each are in the history */
         int found = 0;
         json_t *j = collector_store_job(store, b, &found);
-        assert_int_equal(json_array_size(json_object_get(j, "events")), 3);
+        json_t *evs = json_object_get(j, "events");
+        assert_int_equal(json_array_size(evs), 3);
+        /* The routine steps come back from the rows, in order. */
+        const char *kinds[3] = { "job.submitted", "job.started",
+                                 ok ? "job.succeeded" : "job.failed" };
+        for (size_t e = 0; e < 3; e++) {
+            json_t *ev = json_array_get(evs, e);
+            assert_string_equal(json_string_value(json_object_get(ev, "kind")),
+                                kinds[e]);
+            if (e > 0)
+                assert_true(json_integer_value(json_object_get(ev, "ts")) >=
+                            json_integer_value(json_object_get(
+                                json_array_get(evs, e - 1), "ts")));
+        }
+        assert_string_equal(json_string_value(json_object_get(
+                                json_array_get(evs, 1), "worker")),
+                            "w1");
         json_decref(j);
     }
 
@@ -1056,6 +1080,7 @@ t_pg_schema(void **state)
     collector_store_t *st = collector_store_open(url);
     assert_non_null(st);
     assert_string_equal(collector_store_backend(st), "postgres");
+    collector_store_hold(st, 0); /* rows read from another connection */
     dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
     s_record(st, ev);
     assert_int_equal(collector_store_commit(st), 0);
@@ -1066,7 +1091,8 @@ t_pg_schema(void **state)
     assert_int_equal(s_pg_long("SELECT count(*) FROM collector.jobs "
                                "WHERE id = '" JOB_A "' AND state = 'queued'"),
                      1);
-    assert_int_equal(s_pg_long("SELECT count(*) FROM collector.events"), 1);
+    /* job.submitted is a routine step: in jobs, not in events. */
+    assert_int_equal(s_pg_long("SELECT count(*) FROM collector.events"), 0);
     collector_store_close(&st);
     /* Opened again: the schema is there, nothing is lost. */
     st = collector_store_open(url);
@@ -1091,8 +1117,8 @@ t_pg_schema(void **state)
     assert_non_null(st);
     s_record(st, s_ev("job.submitted", JOB_B, "q", "t"));
     assert_int_equal(collector_store_commit(st), 0);
-    /* Two jobs and their two events. */
-    assert_int_equal(collector_store_expire(st, INT64_MAX, 10), 4);
+    /* Two jobs (their submits are routine steps: no events rows). */
+    assert_int_equal(collector_store_expire(st, INT64_MAX, 10), 2);
     collector_store_close(&st);
     if (pg_server_exec(s_pg, s_db,
                        "UPDATE collector.schema_version SET version = 99", err,
@@ -1386,6 +1412,7 @@ t_pg_connection_lost(void **state)
     (void)state;
     collector_store_t *st = collector_store_open(s_store_new());
     assert_non_null(st);
+    collector_store_hold(st, 0); /* the submit is written by the commit */
     s_record(st, s_ev("job.submitted", JOB_A, "q", "t"));
     assert_int_equal(collector_store_commit(st), 0);
     s_pg_kill_sessions();
@@ -1437,7 +1464,7 @@ t_pg_bad_write(void **state)
     json_decref(job);
     /* An event without a broker instance breaks events.instance NOT NULL
      * (as in SQLite): the group rolls back, the next one is fine. */
-    ev = s_ev("job.submitted", JOB_B, "q", "t");
+    ev = s_ev("job.cancelled", JOB_B, "q", "t");
     ev.broker = (dv_str_t){ 0 };
     s_log_start();
     collector_store_event(st, BROKER, &ev, 0);
@@ -1474,7 +1501,8 @@ t_pg_big_group(void **state)
     assert_int_equal(collector_store_commit(st), 0);
     assert_int_equal(s_pg_long("SELECT count(*) FROM collector.attempts"),
                      2500);
-    assert_int_equal(s_pg_long("SELECT count(*) FROM collector.events"), 2500);
+    /* Starts are routine steps: attempts rows, no events rows. */
+    assert_int_equal(s_pg_long("SELECT count(*) FROM collector.events"), 0);
     collector_store_close(&st);
     s_store_done();
 }
@@ -2053,8 +2081,11 @@ t_fleet_keys_malformed(void **state)
     /* keys.state is state, not history: the store does not record it. */
     dv_event_t ev = s_ev("keys.state", NULL, NULL, NULL);
     assert_false(collector_event_recorded(&ev));
-    ev = s_ev("job.succeeded", JOB_A, "q", "t");
+    ev = s_ev("job.failed", JOB_A, "q", "t");
     assert_true(collector_event_recorded(&ev));
+    /* A job's routine steps are in its jobs and attempts rows instead. */
+    ev = s_ev("job.succeeded", JOB_A, "q", "t");
+    assert_false(collector_event_recorded(&ev));
     collector_state_destroy(&st);
 }
 

@@ -1159,6 +1159,41 @@ drover_ctrl(drover_client_t *self, const char *verb, const char *id,
 }
 
 int
+drover_batch_jobs(drover_client_t *self, const char *name, const char *after,
+                  int limit, char **page_json_out)
+{
+    if (page_json_out)
+        *page_json_out = NULL;
+    if (!self || !page_json_out)
+        return DROVER_EINVAL;
+    dv_id_t id;
+    if (!name || !*name || strlen(name) > DV_NAME_MAX)
+        return producer_fail(self, DROVER_EINVAL,
+                             "a batch name is 1..200 bytes");
+    if (after && dv_id_parse(after, (unsigned)strlen(after), &id) != 0)
+        return producer_fail(self, DROVER_EINVAL, "after is not a job id");
+    if (limit < 0 || limit > 1000)
+        return producer_fail(self, DROVER_EINVAL, "limit is 1..1000");
+    json_t *args =
+        json_pack("{s:s, s:i}", "name", name, "limit", limit ? limit : 100);
+    if (args && after)
+        json_object_set_new(args, "after", json_string(after));
+    char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
+    json_decref(args);
+    if (!text)
+        return producer_fail(self, DROVER_ENOMEM, "out of memory");
+    drover_ctrl_t req;
+    memset(&req, 0, sizeof req);
+    req.verb = "batch.jobs";
+    req.args_json = text;
+    int rc = drover_ctrl_ex(self, &req, page_json_out);
+    free(text);
+    if (rc == DROVER_OK && !*page_json_out)
+        rc = producer_fail(self, DROVER_EPROTO, "the answer has no page");
+    return rc;
+}
+
+int
 drover_cancel(drover_client_t *self, const char *id)
 {
     if (!self)

@@ -294,6 +294,20 @@ int drover_ctrl_ex(drover_client_t *self, const drover_ctrl_t *req,
 int drover_ctrl(drover_client_t *self, const char *verb, const char *id,
                 const char *queue, char **body_json_out);
 
+/* ---- batches ------------------------------------------------------------ */
+
+/* One page of the jobs of batch name (docs/batches.md), in id order: those
+ * after job id after (NULL: from the first), at most limit (1..1000; 0 =
+ * 100). *page_json_out gets the page as JSON text (caller frees with
+ * free()): {"jobs": [{"id", "type", "state", "attempt", "result"?,
+ * "category"?, "error"?, "finished"?}], "more": true|false, "next"?: the
+ * id to pass as after for the next page}. A client under CurveZMQ sees
+ * only its own jobs. Returns DROVER_OK, DROVER_EINVAL (a bad name, after
+ * or limit: nothing is sent), DROVER_EREJECTED, DROVER_EUNREACHABLE,
+ * DROVER_EPROTO, DROVER_ENOMEM. */
+int drover_batch_jobs(drover_client_t *self, const char *name,
+                      const char *after, int limit, char **page_json_out);
+
 #ifdef __cplusplus
 }
 #endif

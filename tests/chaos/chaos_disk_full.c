@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -50,6 +52,27 @@ s_fill(const char *path)
         total += 512;
     close(fd);
     return total;
+}
+
+/* The store's files and the room left on its filesystem: a store that
+ * stays full after the space came back shows here who holds the disk (its
+ * WAL, when nothing checkpoints it). */
+static void
+s_print_space(const char *mnt, const char *store)
+{
+    char wal[sizeof((harness_t *)0)->store + 8];
+    snprintf(wal, sizeof wal, "%s-wal", store);
+    struct stat db_st, wal_st;
+    struct statvfs fs;
+    long long db = stat(store, &db_st) == 0 ? (long long)db_st.st_size : -1;
+    long long wl = stat(wal, &wal_st) == 0 ? (long long)wal_st.st_size : -1;
+    long long room = statvfs(mnt, &fs) == 0
+                         ? (long long)fs.f_bavail * (long long)fs.f_frsize
+                         : -1;
+    printf("chaos[disk_full] store at the end: database %lld bytes, WAL %lld "
+           "bytes, %lld bytes free\n",
+           db, wl, room);
+    fflush(stdout);
 }
 
 static void
@@ -120,6 +143,7 @@ t_disk_full(void **state)
 
     chaos_account_t a;
     chaos_account(h, "disk_full", &acked, 120000, &a);
+    s_print_space(mnt, h->store);
     chaos_ids_free(&acked);
     /* The same broker, never restarted, caught up by itself. */
     assert_int_equal(kill(broker, 0), 0);

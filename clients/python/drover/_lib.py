@@ -244,6 +244,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     # can be handed back to free().
     lib.drover_ctrl_ex.argtypes = [c_client, ctypes.POINTER(CtrlT), ctypes.POINTER(ctypes.c_void_p)]
     lib.drover_ctrl_ex.restype = ctypes.c_int
+    lib.drover_batch_jobs.argtypes = [c_client, cp, cp, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p)]
+    lib.drover_batch_jobs.restype = ctypes.c_int
 
 
 lib = _load()

@@ -486,6 +486,49 @@ class Client:
         body = self.ctrl("job", id=id)
         return body if isinstance(body, dict) else {}
 
+    def batch_jobs(self, name: str, after: Optional[str] = None,
+                   limit: int = 100) -> Dict[str, Any]:
+        """One page of the jobs of batch ``name`` (docs/batches.md), in id
+        order, after job id ``after``: ``{"jobs": [{id, type, state,
+        attempt, result?, category?, error?, finished?}], "more": bool,
+        "next"?: id}``. While ``more``, pass ``next`` as ``after``. A client
+        under CurveZMQ sees only its own jobs.
+
+        Raises:
+            ValueError: a bad name, ``after`` or ``limit`` (1..1000).
+            Rejected: the broker refused.
+        """
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit is 1..1000")
+        body = ctypes.c_void_p()
+        with self._mu:
+            rc = _lib_.drover_batch_jobs(self._handle(), _b(name), _b(after), int(limit),
+                                         ctypes.byref(body))
+            if rc != _lib.OK:
+                _lib.free(body.value)
+                err = self._error(rc)
+                if rc == _lib.EINVAL:
+                    raise ValueError(str(err))
+                raise err
+        try:
+            text = ctypes.string_at(body.value)
+        finally:
+            _lib.free(body.value)
+        page = json.loads(text)
+        return page if isinstance(page, dict) else {"jobs": [], "more": False}
+
+    def iter_batch_jobs(self, name: str, *, limit: int = 1000) -> Iterator[Dict[str, Any]]:
+        """Every job of batch ``name`` with its result, page after page
+        (``limit`` jobs a page), in id order."""
+        after: Optional[str] = None
+        while True:
+            page = self.batch_jobs(name, after=after, limit=limit)
+            jobs = page.get("jobs") or []
+            yield from jobs
+            if not page.get("more") or not jobs:
+                return
+            after = page.get("next") or jobs[-1]["id"]
+
     def status(self) -> Dict[str, Any]:
         """The broker's ``status`` body (queues, workers, counters)."""
         body = self.ctrl("status")
