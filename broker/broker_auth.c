@@ -5,14 +5,16 @@
  *
  *   workers socket: role worker only, and a worker's name (its routing id)
  *                   must be its certificate's name;
- *   clients socket: submit and wait: client, operator; ctrl status: client,
- *                   operator, observer; ctrl job: client, operator; ctrl
+ *   clients socket: submit and wait: client, operator; ctrl status,
+ *                   schedule.list and schedule.show: client, operator,
+ *                   observer; ctrl job: client, operator; ctrl
  *                   finished (what events said already): operator,
  *                   observer; batch.open, .close, .forget: client (its
  *                   own batches), operator; batch.show, batch.jobs:
  *                   client (its own), operator, observer; every
  *                   other verb (check, cancel, retry, pause, resume, purge,
- *                   rate, max-running, drain): operator.
+ *                   rate, max-running, drain, schedule.add, .remove,
+ *                   .pause, .resume): operator.
  *
  * Jobs have owners: a job remembers the certificate name of the peer that
  * submitted it (broker_auth_owner), and a client may wait on and view only
@@ -70,11 +72,15 @@ s_may_ctrl(dv_role_t role, dv_str_t verb)
                dv_str_eq(verb, "batch.open") ||
                dv_str_eq(verb, "batch.close") ||
                dv_str_eq(verb, "batch.show") || dv_str_eq(verb, "batch.jobs") ||
-               dv_str_eq(verb, "batch.forget");
+               dv_str_eq(verb, "batch.forget") ||
+               dv_str_eq(verb, "schedule.list") ||
+               dv_str_eq(verb, "schedule.show");
     case DV_ROLE_OBSERVER:
         return dv_str_eq(verb, "status") || dv_str_eq(verb, "keys") ||
                dv_str_eq(verb, "finished") || dv_str_eq(verb, "batch.show") ||
-               dv_str_eq(verb, "batch.jobs");
+               dv_str_eq(verb, "batch.jobs") ||
+               dv_str_eq(verb, "schedule.list") ||
+               dv_str_eq(verb, "schedule.show");
     default:
         return false;
     }

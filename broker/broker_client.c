@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "broker_schedule.h"
 
 #include "dv_body.h"
 #include "dv_log.h"
@@ -90,6 +91,9 @@ typedef struct {
     bool decoded;
     s_found_t *found; /* per job */
     uint32_t n;
+    /* The broker's own submit of one job: its schedule, which is not on
+     * the wire (dv_jobspec_t.schedule), put back after the decode. */
+    char schedule[DV_NAME_MAX + 1];
 } s_keys_read_t;
 
 static void
@@ -171,6 +175,8 @@ s_keys_done(void *owner, broker_read_t *r)
         s_refuse_submit(self, &k->rid, &k->msg, DV_CODE_STORE,
                         self->store_reason);
     } else {
+        if (k->schedule[0] && k->msg.u.submit.njobs == 1)
+            k->msg.u.submit.jobs[0].schedule = dv_str(k->schedule);
         s_submit(self, &k->rid, &k->msg, k->found);
     }
     self->sender = before;
@@ -202,6 +208,9 @@ s_submit_later(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
     k->rid = *rid;
     k->req = msg->u.submit.req;
     k->n = n;
+    if (rid->len == 0 && n == 1 && msg->u.submit.jobs[0].schedule.len)
+        dv_str_copy(msg->u.submit.jobs[0].schedule, k->schedule,
+                    sizeof k->schedule);
     broker_sender_save(self, &k->sender);
     if (owner) {
         k->has_owner = true;
@@ -287,6 +296,12 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
         const dv_jobspec_t *js = &msg->u.submit.jobs[i];
         char keybuf[DV_KEY_MAX + 1];
         char scoped[DV_KEY_MAX + 16];
+        /* Only the broker's own submits name a schedule. */
+        char schedbuf[DV_NAME_MAX + 1];
+        const char *schedule =
+            rid->len == 0 && js->schedule.len
+                ? dv_str_copy(js->schedule, schedbuf, sizeof schedbuf)
+                : NULL;
         const char *key = NULL;
         if (js->key.ptr && js->key.len) {
             key = dv_str_copy(js->key, keybuf, sizeof keybuf);
@@ -413,6 +428,7 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
                                  ? js->result_ttl_ms
                                  : self->cfg.default_result_ttl_ms,
             .owner = owner,
+            .schedule = schedule,
         };
         if (broker_index_put(&self->index, job) != 0 ||
             broker_wbatch_insert(&self->cur->wb, &rec) != 0) {
@@ -695,7 +711,13 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
         .nqueues = (uint32_t)dv_map_size(self->queues),
         .nworkers = (uint32_t)dv_map_size(self->worker_by_name),
         .seq = self->event_seq_sent,
+        .schedules = (int64_t)dv_map_size(self->schedules),
     };
+    const broker_schedule_t *soonest = broker_schedule_next(self);
+    if (soonest) {
+        st.next_schedule = dv_str(soonest->name);
+        st.next_schedule_ms = soonest->next_ms;
+    }
     int64_t now_us = broker_mono_us(self);
     size_t nnames = 0;
     broker_worker_t *w;

@@ -30,6 +30,7 @@
 
 #include "broker_ha.h"
 #include "broker_internal.h"
+#include "broker_schedule.h"
 #include "dv_log.h"
 
 /* Reads one ROUTER message: routing id + exactly one body frame. Returns 1
@@ -319,7 +320,7 @@ s_open_store(broker_t *self)
         return -1;
     }
     if (broker_recover_queues(self) != 0 || broker_recover_keys(self) != 0 ||
-        broker_batch_recover(self) != 0)
+        broker_schedule_load(self) != 0 || broker_batch_recover(self) != 0)
         return -1;
     return 0;
 }
@@ -425,6 +426,7 @@ broker_destroy(broker_t **self_p)
     broker_writer_destroy(&self->writer);
     broker_reader_destroy(&self->reader);
     broker_self_free_all(self);
+    broker_schedule_free_all(self);
     broker_batch_free_all(self);
     while (self->settling) {
         broker_pkey_t *k = self->settling;
@@ -682,6 +684,13 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             if (at != INT64_MAX && at - broker_now_ms(self) + 1 < timeout)
                 timeout = (long)(at - broker_now_ms(self) + 1);
         }
+        {
+            int64_t at = broker_schedule_next_due(self);
+            if (at != INT64_MAX && at - broker_now_ms(self) + 1 < timeout)
+                timeout = at - broker_now_ms(self) + 1 < 0
+                              ? 0
+                              : (long)(at - broker_now_ms(self) + 1);
+        }
         if (s_has_ready_work(self))
             timeout = 0;
         int nitems = self->ha && s_ha_item(self, &items[4], &timeout) ? 5 : 4;
@@ -713,6 +722,7 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             s_drain(self, self->clients, broker_auth_client,
                     broker_client_on_message);
         broker_sched_promote_due(self);
+        broker_schedule_run_due(self);
         if (self->limbo.count && broker_mono_ms(self) >= self->rejoin_until_ms)
             broker_recover_end_rejoin(self);
         broker_worker_heartbeats(self);

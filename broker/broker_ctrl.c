@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "broker_schedule.h"
 #include "dv_json.h"
 #include "dv_log.h"
 
@@ -820,6 +821,8 @@ broker_ctrl_on_message(broker_t *self, const broker_rid_t *rid,
             broker_out_reply(self, rid, c->req, DV_CODE_NONE, NULL, NULL,
                              false);
         }
+    } else if (broker_schedule_ctrl(self, rid, c)) {
+        /* schedule.*: broker_schedule_ctrl.c */
     } else if (!s_on_queue_ctrl(self, rid, c)) {
         char why[DV_NAME_MAX + 40];
         char verb[DV_NAME_MAX + 1];

@@ -24,6 +24,8 @@
  *                     copies of stored jobs, the sender of a late answer
  *   broker_auth.c     CurveZMQ roles: who may send each message
  *   broker_self.c     jobs the broker submits itself (firings, callbacks)
+ *   broker_schedule.c periodic jobs: schedules, their heap, firings
+ *   broker_schedule_ctrl.c  the schedule.* verbs
  *   broker_batch.c    batch records: counts, callbacks, batch.* verbs
  *   broker_batch_reads.c  batch.show and batch.jobs, read off the loop
  *
@@ -176,6 +178,7 @@ typedef struct {
 
 typedef struct broker_check_run broker_check_run_t;
 typedef struct broker_self_sub broker_self_sub_t;
+typedef struct broker_schedule broker_schedule_t; /* broker_schedule.h */
 typedef struct broker_batch broker_batch_t;
 
 /* Everything one group of store writes carries: the writes, and the output
@@ -325,6 +328,16 @@ struct broker {
      * broker_sched_finish). */
     const broker_job_t *fold_start;
     int64_t fold_wait_ms;
+
+    /* Periodic jobs (broker_schedule.h): by name, in a min-heap by the
+     * time each needs attention next, the removed ones still waiting for
+     * an ack, and the time zones they use (name -> dv_tz_t, owned). */
+    dv_map_t *schedules;
+    broker_schedule_t **sheap;
+    uint32_t nsheap, sheap_cap;
+    broker_schedule_t *sched_zombies;
+    struct broker_sched_token *sched_tokens; /* submits awaiting acks */
+    dv_map_t *tzs;
 
     /* Batch records (broker_batch.c): "OWNER\x1fNAME" -> broker_batch_t;
      * callback job id -> its callback, while it is live; records
@@ -830,12 +843,13 @@ typedef struct {
     int64_t result_ttl_ms; /* 0: not known */
     dv_backoff_t backoff;
     const char *key, *batch, *trace;
-    const void *payload; /* one msgpack value */
+    const char *schedule; /* the schedule that fired it, or NULL */
+    const void *payload;  /* one msgpack value */
     size_t payload_len;
 } broker_options_t;
 
 /* Packs o as one map: priority, max_attempts, timeout_ms, backoff {base_ms,
- * factor, cap_ms, jitter}, batch, key, trace, created_at?,
+ * factor, cap_ms, jitter}, batch, key, trace, schedule?, created_at?,
  * result_ttl_ms?, payload_bytes, payload (the value; nil if it is not
  * one). */
 void broker_pack_options(msgpack_packer *pk, const broker_options_t *o);

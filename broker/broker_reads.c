@@ -189,7 +189,8 @@ s_read_attempts(broker_store_t *store, broker_viewed_t *it)
 void
 broker_pack_options(msgpack_packer *pk, const broker_options_t *o)
 {
-    msgpack_pack_map(pk, 9 + (o->created_ms > 0) + (o->result_ttl_ms > 0));
+    msgpack_pack_map(pk, 9 + (o->created_ms > 0) + (o->result_ttl_ms > 0) +
+                             (o->schedule != NULL));
     broker_pack_kv_int(pk, "priority", o->priority);
     broker_pack_kv_int(pk, "max_attempts", o->max_attempts);
     broker_pack_kv_int(pk, "timeout_ms", o->timeout_ms);
@@ -207,6 +208,8 @@ broker_pack_options(msgpack_packer *pk, const broker_options_t *o)
     broker_pack_kv_str(pk, "batch", o->batch);
     broker_pack_kv_str(pk, "key", o->key);
     broker_pack_kv_str(pk, "trace", o->trace);
+    if (o->schedule)
+        broker_pack_kv_str(pk, "schedule", o->schedule);
     if (o->created_ms > 0)
         broker_pack_kv_int(pk, "created_at", o->created_ms);
     if (o->result_ttl_ms > 0)
@@ -235,6 +238,7 @@ s_on_rec(void *arg, const broker_jobrec_t *rec)
         .key = rec->key,
         .batch = rec->batch,
         .trace = rec->trace,
+        .schedule = rec->schedule,
         .payload = rec->payload,
         .payload_len = rec->payload_len,
     };

@@ -432,3 +432,42 @@ broker_store_batch_jobs(broker_store_t *self, const char *owner,
     self->in_callback = false;
     return rc;
 }
+
+/* ---- schedules ------------------------------------------------------------ */
+
+int
+broker_store_set_schedule(broker_store_t *self, const broker_schedule_rec_t *s)
+{
+    assert(self && s && s->name);
+    assert(!self->in_callback);
+    assert(self->in_group &&
+           "broker_store_set_schedule() outside a write group");
+    return self->ops->set_schedule(self->be, s);
+}
+
+int
+broker_store_delete_schedule(broker_store_t *self, const char *owner,
+                             const char *name)
+{
+    assert(self && name);
+    assert(!self->in_callback);
+    assert(self->in_group &&
+           "broker_store_delete_schedule() outside a write group");
+    return self->ops->delete_schedule(self->be, owner, name);
+}
+
+int
+broker_store_load_schedules(broker_store_t *self,
+                            int (*cb)(void *arg,
+                                      const broker_schedule_rec_t *s),
+                            void *arg)
+{
+    assert(self && cb);
+    assert(!self->in_callback);
+    assert(!self->in_group &&
+           "broker_store_load_schedules() inside a write group");
+    self->in_callback = true;
+    int rc = self->ops->load_schedules(self->be, cb, arg);
+    self->in_callback = false;
+    return rc;
+}

@@ -66,6 +66,7 @@ typedef struct {
     int64_t result_ttl_ms; /* how long a finished job is kept */
     const char *worker;    /* running on (state running) */
     const char *owner;     /* certificate name of the submitter, or NULL */
+    const char *schedule;  /* the schedule that fired it, or NULL */
 } broker_jobrec_t;
 
 /* A finished attempt, for the attempts history table. */
@@ -321,6 +322,52 @@ int broker_store_probe(broker_store_t *self);
  * run (SQLite: the file's lock). Outside a group. Returns 0 or an error. */
 int broker_store_fence(broker_store_t *self, uint64_t generation);
 
+/* ---- schedules (periodic jobs, broker_schedule.c) ------------------------ */
+
+/* One schedule as stored (table schedules, keyed by (owner, name)). Strings
+ * NUL-terminated, NULL when absent; in a load callback valid only during
+ * the call. */
+typedef struct {
+    const char *owner; /* certificate name of who added it; NULL: none */
+    const char *name;
+    const char *cron;  /* a cron expression, or NULL for an interval */
+    int64_t every_ms;  /* the interval (--every); 0 for cron */
+    const char *tz;    /* cron's time zone; NULL: UTC */
+    int64_t anchor_ms; /* --every fires at anchor + k * every_ms */
+    const char *queue;
+    const char *type;
+    const void *payload; /* one msgpack value, or NULL (nil) */
+    size_t payload_len;
+    int priority;
+    int max_attempts;   /* 0: the broker's default */
+    int64_t timeout_ms; /* 0: the worker's default */
+    bool no_overlap;    /* skip a firing while the last job is live */
+    bool catch_up_skip; /* missed firings: skip (else fire the last once) */
+    bool paused;
+    int64_t created_ms;
+    int64_t next_ms;      /* the next firing's nominal time; 0: none */
+    int64_t last_fire_ms; /* the last firing's nominal time; 0: none */
+    const char *last_job; /* the last firing's job id, or NULL */
+    int64_t firings;      /* jobs submitted (or found submitted) */
+    int64_t skipped;      /* firings skipped (--no-overlap) */
+    int64_t last_lag_ms;  /* the last firing's submit time - nominal */
+} broker_schedule_rec_t;
+
+/* Stores a schedule, replacing the row of the same (owner, name) (a write:
+ * inside a group; the same values however often it is applied). */
+int broker_store_set_schedule(broker_store_t *self,
+                              const broker_schedule_rec_t *s);
+
+/* Deletes the schedule (owner, name), if stored (a write: inside a group). */
+int broker_store_delete_schedule(broker_store_t *self, const char *owner,
+                                 const char *name);
+
+/* Calls cb for every stored schedule. Returns 0 or an error (or cb's
+ * non-zero return). Outside a write group. */
+int broker_store_load_schedules(broker_store_t *self,
+                                int (*cb)(void *arg,
+                                          const broker_schedule_rec_t *s),
+                                void *arg);
 /* ---- batches (broker_batch.c, docs/batches.md) ---------------------------
  * A batch record: a named group of one owner's jobs with callbacks, in
  * table batches keyed by (owner, name) ("" for no owner). Its jobs are the
@@ -425,6 +472,12 @@ typedef struct {
                      int (*cb)(void *arg, const broker_key_state_t *k),
                      void *arg);
     int (*fence)(void *be, uint64_t generation); /* NULL: nothing to fence */
+    /* schedules */
+    int (*set_schedule)(void *be, const broker_schedule_rec_t *s);
+    int (*delete_schedule)(void *be, const char *owner, const char *name);
+    int (*load_schedules)(void *be,
+                          int (*cb)(void *arg, const broker_schedule_rec_t *s),
+                          void *arg);
     /* batches */
     int (*set_batch)(void *be, const broker_batchrec_t *b);
     int (*del_batch)(void *be, const char *owner, const char *name);

@@ -19,6 +19,8 @@ typedef enum {
     OP_QUEUE,
     OP_KEY,
     OP_PROBE,
+    OP_SCHEDULE,
+    OP_SCHEDULE_DEL,
     OP_BATCH,     /* a batch record (set_batch) */
     OP_BATCH_DEL, /* its removal (del_batch) */
 } s_kind_t;
@@ -37,6 +39,7 @@ struct broker_op {
         broker_jobrec_t rec;           /* OP_INSERT */
         broker_queue_settings_t queue; /* OP_QUEUE */
         broker_key_state_t key;        /* OP_KEY */
+        broker_schedule_rec_t sched;   /* OP_SCHEDULE, _DEL (owner, name) */
         broker_batchrec_t batch;       /* OP_BATCH, OP_BATCH_DEL */
     };
     const void *blob; /* payload or result, into data[] */
@@ -204,9 +207,10 @@ broker_wbatch_insert(broker_wbatch_t *b, const broker_jobrec_t *rec)
 {
     size_t lq = s_len(rec->queue), lt = s_len(rec->type), lk = s_len(rec->key),
            lb = s_len(rec->batch), ltr = s_len(rec->trace),
-           lo = s_len(rec->owner);
-    broker_op_t *op = s_op_new(b, OP_INSERT, rec->id,
-                               lq + lt + lk + lb + ltr + lo + rec->payload_len);
+           lo = s_len(rec->owner), ls = s_len(rec->schedule);
+    broker_op_t *op =
+        s_op_new(b, OP_INSERT, rec->id,
+                 lq + lt + lk + lb + ltr + lo + ls + rec->payload_len);
     if (!op)
         return -1;
     char *c = op->data;
@@ -218,6 +222,7 @@ broker_wbatch_insert(broker_wbatch_t *b, const broker_jobrec_t *rec)
     op->rec.batch = s_put(&c, rec->batch, lb);
     op->rec.trace = s_put(&c, rec->trace, ltr);
     op->rec.owner = s_put(&c, rec->owner, lo);
+    op->rec.schedule = s_put(&c, rec->schedule, ls);
     op->rec.worker = NULL;
     if (rec->payload_len) {
         memcpy(c, rec->payload, rec->payload_len);
@@ -387,6 +392,52 @@ broker_wbatch_batch_del(broker_wbatch_t *b, const char *owner, const char *name)
     return 0;
 }
 
+/* ---- schedules ----------------------------------------------------------- */
+
+int
+broker_wbatch_schedule(broker_wbatch_t *b, const broker_schedule_rec_t *r)
+{
+    size_t lo = s_len(r->owner), ln = s_len(r->name), lc = s_len(r->cron),
+           lz = s_len(r->tz), lq = s_len(r->queue), lt = s_len(r->type),
+           lj = s_len(r->last_job);
+    broker_op_t *op =
+        s_op_new(b, OP_SCHEDULE, NULL,
+                 lo + ln + lc + lz + lq + lt + lj + r->payload_len);
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->sched = *r;
+    op->sched.owner = s_put(&c, r->owner, lo);
+    op->sched.name = s_put(&c, r->name, ln);
+    op->sched.cron = s_put(&c, r->cron, lc);
+    op->sched.tz = s_put(&c, r->tz, lz);
+    op->sched.queue = s_put(&c, r->queue, lq);
+    op->sched.type = s_put(&c, r->type, lt);
+    op->sched.last_job = s_put(&c, r->last_job, lj);
+    op->sched.payload = NULL;
+    if (r->payload && r->payload_len) {
+        memcpy(c, r->payload, r->payload_len);
+        op->sched.payload = c;
+    } else {
+        op->sched.payload_len = 0;
+    }
+    return 0;
+}
+
+int
+broker_wbatch_schedule_delete(broker_wbatch_t *b, const char *owner,
+                              const char *name)
+{
+    size_t lo = s_len(owner), ln = s_len(name);
+    broker_op_t *op = s_op_new(b, OP_SCHEDULE_DEL, NULL, lo + ln);
+    if (!op)
+        return -1;
+    char *c = op->data;
+    op->sched.owner = s_put(&c, owner, lo);
+    op->sched.name = s_put(&c, name, ln);
+    return 0;
+}
+
 /* ---- the thread ------------------------------------------------------------ */
 
 static int
@@ -424,6 +475,11 @@ s_apply(broker_store_t *store, const broker_op_t *op)
         return broker_store_set_key(store, &op->key);
     case OP_PROBE:
         return broker_store_probe(store);
+    case OP_SCHEDULE:
+        return broker_store_set_schedule(store, &op->sched);
+    case OP_SCHEDULE_DEL:
+        return broker_store_delete_schedule(store, op->sched.owner,
+                                            op->sched.name);
     case OP_BATCH:
         return broker_store_set_batch(store, &op->batch);
     case OP_BATCH_DEL:

@@ -15,7 +15,8 @@
  * pushed again as it is: every op but an insert writes the same row to the
  * same values however often it is applied (updates by id, attempts by
  * (job, attempt), queue settings by name, key states by hash, batch records
- * by (owner, name)), and the expiry that may ride
+ * by (owner, name), schedules by (owner, name): a whole row, or its
+ * deletion), and the expiry that may ride
  * along deletes whatever is due when it runs.
  */
 #ifndef BROKER_WRITER_H
@@ -109,6 +110,11 @@ int broker_wbatch_key(broker_wbatch_t *b, const broker_key_state_t *k);
  * else to write tells with it whether the store can be written again. */
 int broker_wbatch_probe(broker_wbatch_t *b);
 
+/* A schedule's whole row (broker_store_set_schedule; copied), and the
+ * deletion of one (broker_store_delete_schedule). */
+int broker_wbatch_schedule(broker_wbatch_t *b, const broker_schedule_rec_t *r);
+int broker_wbatch_schedule_delete(broker_wbatch_t *b, const char *owner,
+                                  const char *name);
 /* A batch record (broker_store_set_batch; everything copied), and its
  * removal (broker_store_del_batch). */
 int broker_wbatch_batch(broker_wbatch_t *b, const broker_batchrec_t *r);

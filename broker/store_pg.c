@@ -54,7 +54,7 @@
 #include <string.h>
 #include <time.h>
 
-#define S_SCHEMA_VERSION 5
+#define S_SCHEMA_VERSION 6
 #define S_STR_(x)        #x
 #define S_STR(x)         S_STR_(x)
 /* The advisory lock taken while the schema is created or migrated: "drover"
@@ -86,13 +86,40 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "cancelled",
 };
 
-/* Schema version 5, as store_sqlite.c's, in PostgreSQL types: epoch
+/* Schema version 6, as store_sqlite.c's, in PostgreSQL types: epoch
  * milliseconds are BIGINT, flags stay INTEGER (0/1, so a query written for
  * the SQLite store reads the same here), blobs are BYTEA. */
 #define S_OWNER_KEY_INDEX                                                      \
     "CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_key\n"                       \
     "    ON jobs ((coalesce(owner, '')), key) WHERE key IS NOT NULL;\n"
 
+/* Periodic jobs the broker fires (version 6), as in store_sqlite.c. */
+#define S_SCHEDULES_TABLE                                                      \
+    "CREATE TABLE IF NOT EXISTS schedules (\n"                                 \
+    "    owner TEXT NOT NULL DEFAULT '',\n"                                    \
+    "    name TEXT NOT NULL,\n"                                                \
+    "    cron TEXT,\n"                                                         \
+    "    every_ms BIGINT NOT NULL DEFAULT 0,\n"                                \
+    "    tz TEXT,\n"                                                           \
+    "    anchor_ms BIGINT NOT NULL,\n"                                         \
+    "    queue TEXT NOT NULL,\n"                                               \
+    "    type TEXT NOT NULL,\n"                                                \
+    "    payload BYTEA,\n"                                                     \
+    "    priority INTEGER NOT NULL,\n"                                         \
+    "    max_attempts INTEGER NOT NULL,\n"                                     \
+    "    timeout_ms BIGINT NOT NULL,\n"                                        \
+    "    no_overlap INTEGER NOT NULL,\n"                                       \
+    "    catch_up TEXT NOT NULL,\n"                                            \
+    "    paused INTEGER NOT NULL,\n"                                           \
+    "    created_at BIGINT NOT NULL,\n"                                        \
+    "    next_at BIGINT,\n"                                                    \
+    "    last_fire_at BIGINT,\n"                                               \
+    "    last_job TEXT,\n"                                                     \
+    "    firings BIGINT NOT NULL DEFAULT 0,\n"                                 \
+    "    skipped BIGINT NOT NULL DEFAULT 0,\n"                                 \
+    "    last_lag_ms BIGINT,\n"                                                \
+    "    PRIMARY KEY (owner, name)\n"                                          \
+    ");\n"
 /* Batch records (broker_batchrec_t) by (owner, name), owner '' for none,
  * and a batch's jobs in id order. Made at every start, not by a version. */
 #define S_BATCHES_SCHEMA                                                       \
@@ -149,7 +176,8 @@ static const char s_schema[] =
     "    exit_code INTEGER,\n"
     "    signal INTEGER,\n"
     "    http_status INTEGER,\n"
-    "    owner TEXT\n"
+    "    owner TEXT,\n"
+    "    schedule TEXT\n" /* the schedule that fired it (version 6) */
     ");\n" S_OWNER_KEY_INDEX
     "CREATE INDEX IF NOT EXISTS jobs_live ON jobs (id)\n"
     "    WHERE finished_at IS NULL;\n"
@@ -199,7 +227,7 @@ static const char s_schema[] =
     "    learned_ms BIGINT,\n"
     "    proven INTEGER,\n"
     "    updated_ms BIGINT\n"
-    ");\n";
+    ");\n" S_SCHEDULES_TABLE;
 
 /* The prepared statements, by purpose. */
 typedef enum {
@@ -223,17 +251,25 @@ typedef enum {
     S_FENCE,
     S_SET_KEY,
     S_LOAD_KEYS,
+    S_SET_SCHEDULE,
+    S_DELETE_SCHEDULE,
+    S_LOAD_SCHEDULES,
     S_COUNT_
 } s_stmt_t;
 
 static const char *s_stmt_names[S_COUNT_] = {
-    "drover_insert",        "drover_running",   "drover_waiting",
-    "drover_finished",      "drover_attempt",   "drover_replay",
-    "drover_find_key",      "drover_get",       "drover_attempts",
-    "drover_expire",        "drover_load",      "drover_list",
-    "drover_list_finished", "drover_set_queue", "drover_load_queues",
-    "drover_generation",    "drover_probe",     "drover_fence",
-    "drover_set_key",       "drover_load_keys",
+    "drover_insert",         "drover_running",
+    "drover_waiting",        "drover_finished",
+    "drover_attempt",        "drover_replay",
+    "drover_find_key",       "drover_get",
+    "drover_attempts",       "drover_expire",
+    "drover_load",           "drover_list",
+    "drover_list_finished",  "drover_set_queue",
+    "drover_load_queues",    "drover_generation",
+    "drover_probe",          "drover_fence",
+    "drover_set_key",        "drover_load_keys",
+    "drover_set_schedule",   "drover_delete_schedule",
+    "drover_load_schedules",
 };
 
 /* As in store_sqlite.c: the failure columns are set from $6..$11 when $5 is
@@ -253,7 +289,13 @@ static const char *s_stmt_names[S_COUNT_] = {
     "id, queue, type, key, batch, trace, payload, state, priority, "           \
     "created_at, run_at, attempt, max_attempts, timeout_ms, "                  \
     "backoff_base_ms, backoff_factor, backoff_cap_ms, backoff_jitter, "        \
-    "result_ttl_ms, worker, owner"
+    "result_ttl_ms, worker, owner, schedule"
+
+#define S_SCHEDULE_COLUMNS                                                     \
+    "owner, name, cron, every_ms, tz, anchor_ms, queue, type, payload, "       \
+    "priority, max_attempts, timeout_ms, no_overlap, catch_up, paused, "       \
+    "created_at, next_at, last_fire_at, last_job, firings, skipped, "          \
+    "last_lag_ms"
 
 /* A job of a batch whose record is not done is kept past its result_ttl
  * (its results are read until the batch's callbacks ended). */
@@ -265,7 +307,7 @@ static const char *s_stmt_names[S_COUNT_] = {
 static const char *s_sql[S_COUNT_] = {
     [S_INSERT] = "INSERT INTO jobs (" S_JOBREC_COLUMNS ") VALUES "
                  "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-                 "$14, $15, $16, $17, $18, $19, $20, $21)",
+                 "$14, $15, $16, $17, $18, $19, $20, $21, $22)",
     [S_RUNNING] = "UPDATE jobs SET state = 'running', attempt = $2, "
                   "worker = $3, started_at = $4 WHERE id = $1",
     [S_WAITING] =
@@ -359,6 +401,20 @@ static const char *s_sql[S_COUNT_] = {
     [S_LOAD_KEYS] = "SELECT hash, id, cool_until_ms, disabled_status, "
                     "disabled_ms, learned_limit, learned_ms, proven, "
                     "updated_ms FROM api_keys",
+    /* Schedules (broker_schedule.c). */
+    [S_SET_SCHEDULE] =
+        "INSERT INTO schedules (" S_SCHEDULE_COLUMNS ") VALUES ($1, $2, $3, "
+        "$4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
+        "$19, $20, $21, $22) ON CONFLICT (owner, name) DO UPDATE SET "
+        "cron = $3, every_ms = $4, tz = $5, anchor_ms = $6, queue = $7, "
+        "type = $8, payload = $9, priority = $10, max_attempts = $11, "
+        "timeout_ms = $12, no_overlap = $13, catch_up = $14, paused = $15, "
+        "created_at = $16, next_at = $17, last_fire_at = $18, last_job = $19, "
+        "firings = $20, skipped = $21, last_lag_ms = $22",
+    [S_DELETE_SCHEDULE] =
+        "DELETE FROM schedules WHERE owner = $1 AND name = $2",
+    [S_LOAD_SCHEDULES] =
+        "SELECT " S_SCHEDULE_COLUMNS " FROM schedules ORDER BY owner, name",
 };
 
 /* The fence every group of a broker of a group checks first (see
@@ -404,6 +460,7 @@ enum {
     C_RESULT_TTL,
     C_WORKER,
     C_OWNER,
+    C_SCHEDULE,
 };
 
 /* One statement queued in the pipeline whose result is not read yet. */
@@ -769,8 +826,9 @@ s_exec_ok(s_pg_t *be, const char *sql, char *err, size_t err_size)
 
 /* Creates the schema in an empty database, migrates versions 1 (adds
  * jobs.owner), 2 (idempotency keys per owner), 3 (adds api_keys, which
- * s_schema makes like any missing table) and 4 (adds attempts.details and
- * attempts.stderr), accepts the current
+ * s_schema makes like any missing table), 4 (adds attempts.details and
+ * attempts.stderr) and 5 (adds schedules and jobs.schedule), accepts the
+ * current
  * version, refuses a newer one (a downgrade would misread it) and a
  * version table that holds no version. All in one transaction under an
  * advisory lock: a second broker starting at the same time waits, then
@@ -838,6 +896,13 @@ s_schema_setup(s_pg_t *be, char *err, size_t err_size)
                        "ALTER TABLE attempts ADD COLUMN IF NOT EXISTS details "
                        "TEXT;\nALTER TABLE attempts ADD COLUMN IF NOT EXISTS "
                        "stderr TEXT;\n",
+                       err, err_size);
+    if (rc == 0 && version >= 1 && version < 6)
+        /* Version 5 to 6: the schedule that fired a job (the schema above
+         * made the schedules table). */
+        rc = s_exec_ok(be,
+                       "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS schedule "
+                       "TEXT",
                        err, err_size);
     if (rc == 0 && version < S_SCHEMA_VERSION)
         rc = s_exec_ok(
@@ -1222,6 +1287,7 @@ s_insert(void *handle, const broker_jobrec_t *r)
     dv_pg_p_int(&p, r->result_ttl_ms);
     dv_pg_p_text(&p, r->worker);
     dv_pg_p_text(&p, r->owner);
+    dv_pg_p_text(&p, r->schedule);
     return s_write(be, S_INSERT, &p, "insert", r->id, false);
 }
 
@@ -1427,6 +1493,7 @@ s_row_rec(const PGresult *r, int row, broker_jobrec_t *rec)
     x.result_ttl_ms = s_int(r, row, C_RESULT_TTL);
     x.worker = s_text(r, row, C_WORKER);
     x.owner = s_text(r, row, C_OWNER);
+    x.schedule = s_text(r, row, C_SCHEDULE);
     *rec = x;
     return x.id && x.queue && x.type;
 }
@@ -1997,6 +2064,94 @@ s_batch_jobs(void *handle, const char *owner, const char *batch,
     return code != 0 ? code : n;
 }
 
+/* ---- schedules (broker_schedule.c) --------------------------------------- */
+
+static int
+s_set_schedule(void *handle, const broker_schedule_rec_t *r)
+{
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, r->owner ? r->owner : "");
+    dv_pg_p_text(&p, r->name);
+    dv_pg_p_text(&p, r->cron);
+    dv_pg_p_int(&p, r->every_ms);
+    dv_pg_p_text(&p, r->tz);
+    dv_pg_p_int(&p, r->anchor_ms);
+    dv_pg_p_text(&p, r->queue);
+    dv_pg_p_text(&p, r->type);
+    dv_pg_p_bytes(&p, r->payload, r->payload_len);
+    dv_pg_p_int(&p, r->priority);
+    dv_pg_p_int(&p, r->max_attempts);
+    dv_pg_p_int(&p, r->timeout_ms);
+    dv_pg_p_int(&p, r->no_overlap);
+    dv_pg_p_text(&p, r->catch_up_skip ? "skip" : "once");
+    dv_pg_p_int(&p, r->paused);
+    dv_pg_p_int(&p, r->created_ms);
+    s_p_opt(&p, r->next_ms, 0);
+    s_p_opt(&p, r->last_fire_ms, 0);
+    dv_pg_p_text(&p, r->last_job);
+    dv_pg_p_int(&p, r->firings);
+    dv_pg_p_int(&p, r->skipped);
+    dv_pg_p_int(&p, r->last_lag_ms);
+    return s_write(handle, S_SET_SCHEDULE, &p, "set_schedule", NULL, false);
+}
+
+static int
+s_delete_schedule(void *handle, const char *owner, const char *name)
+{
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, owner ? owner : "");
+    dv_pg_p_text(&p, name);
+    return s_write(handle, S_DELETE_SCHEDULE, &p, "delete_schedule", NULL,
+                   false);
+}
+
+static int
+s_load_schedules(void *handle,
+                 int (*cb)(void *arg, const broker_schedule_rec_t *s),
+                 void *arg)
+{
+    int code;
+    PGresult *r =
+        s_read(handle, S_LOAD_SCHEDULES, NULL, "load_schedules", NULL, &code);
+    if (!r)
+        return code;
+    code = 0;
+    for (int i = 0; i < PQntuples(r) && code == 0; i++) {
+        const char *owner = s_text(r, i, 0);
+        const char *catch_up = s_text(r, i, 13);
+        broker_schedule_rec_t x = {
+            .owner = owner && owner[0] ? owner : NULL,
+            .name = s_text(r, i, 1),
+            .cron = s_text(r, i, 2),
+            .every_ms = s_int(r, i, 3),
+            .tz = s_text(r, i, 4),
+            .anchor_ms = s_int(r, i, 5),
+            .queue = s_text(r, i, 6),
+            .type = s_text(r, i, 7),
+            .payload = PQgetisnull(r, i, 8) ? NULL : PQgetvalue(r, i, 8),
+            .payload_len =
+                PQgetisnull(r, i, 8) ? 0 : (size_t)PQgetlength(r, i, 8),
+            .priority = (int)s_int(r, i, 9),
+            .max_attempts = (int)s_int(r, i, 10),
+            .timeout_ms = s_int(r, i, 11),
+            .no_overlap = s_int(r, i, 12) != 0,
+            .catch_up_skip = catch_up && strcmp(catch_up, "skip") == 0,
+            .paused = s_int(r, i, 14) != 0,
+            .created_ms = s_int(r, i, 15),
+            .next_ms = s_int(r, i, 16),
+            .last_fire_ms = s_int(r, i, 17),
+            .last_job = s_text(r, i, 18),
+            .firings = s_int(r, i, 19),
+            .skipped = s_int(r, i, 20),
+            .last_lag_ms = s_int(r, i, 21),
+        };
+        if (x.name && x.queue && x.type)
+            code = cb(arg, &x);
+    }
+    PQclear(r);
+    return code;
+}
+
 const broker_store_ops_t broker_store_pg_ops = {
     .name = "postgres",
     .open = s_open,
@@ -2024,6 +2179,9 @@ const broker_store_ops_t broker_store_pg_ops = {
     .set_key = s_set_key,
     .load_keys = s_load_keys,
     .fence = s_fence,
+    .set_schedule = s_set_schedule,
+    .delete_schedule = s_delete_schedule,
+    .load_schedules = s_load_schedules,
     .set_batch = s_set_batch,
     .del_batch = s_del_batch,
     .load_batches = s_load_batches,

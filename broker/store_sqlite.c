@@ -31,7 +31,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#define S_SCHEMA_VERSION 5
+#define S_SCHEMA_VERSION 6
 #define S_STR_(x)        #x
 #define S_STR(x)         S_STR_(x)
 
@@ -58,9 +58,10 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "cancelled",
 };
 
-/* Schema version 5 (version 1 had no jobs.owner, version 2 had idempotency
+/* Schema version 6 (version 1 had no jobs.owner, version 2 had idempotency
  * keys unique across owners, version 3 had no api_keys, version 4 had no
- * attempts.details and attempts.stderr; s_schema_setup migrates all four). Kept as plain SQL so an operator can debug with the
+ * attempts.details and attempts.stderr, version 5 had no schedules and no
+ * jobs.schedule; s_schema_setup migrates all five). Kept as plain SQL so an operator can debug with the
  * sqlite3 shell: SELECT state, count(*) FROM jobs GROUP BY 1.
  *
  * jobs is an ordinary rowid table, not WITHOUT ROWID. WITHOUT ROWID would
@@ -127,6 +128,35 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "    updated_ms INTEGER\n"                                                 \
     ");\n"
 
+/* Periodic jobs the broker fires (broker_schedule.c), by (owner, name);
+ * owner '' is none (no CurveZMQ). Times are epoch ms; flags 0/1; catch_up
+ * 'once' or 'skip'. New in version 6. */
+#define S_SCHEDULES_TABLE                                                      \
+    "CREATE TABLE IF NOT EXISTS schedules (\n"                                 \
+    "    owner TEXT NOT NULL DEFAULT '',\n"                                    \
+    "    name TEXT NOT NULL,\n"                                                \
+    "    cron TEXT,\n"                                                         \
+    "    every_ms INTEGER NOT NULL DEFAULT 0,\n"                               \
+    "    tz TEXT,\n"                                                           \
+    "    anchor_ms INTEGER NOT NULL,\n"                                        \
+    "    queue TEXT NOT NULL,\n"                                               \
+    "    type TEXT NOT NULL,\n"                                                \
+    "    payload BLOB,\n"                                                      \
+    "    priority INTEGER NOT NULL,\n"                                         \
+    "    max_attempts INTEGER NOT NULL,\n"                                     \
+    "    timeout_ms INTEGER NOT NULL,\n"                                       \
+    "    no_overlap INTEGER NOT NULL,\n"                                       \
+    "    catch_up TEXT NOT NULL,\n"                                            \
+    "    paused INTEGER NOT NULL,\n"                                           \
+    "    created_at INTEGER NOT NULL,\n"                                       \
+    "    next_at INTEGER,\n"                                                   \
+    "    last_fire_at INTEGER,\n"                                              \
+    "    last_job TEXT,\n"                                                     \
+    "    firings INTEGER NOT NULL DEFAULT 0,\n"                                \
+    "    skipped INTEGER NOT NULL DEFAULT 0,\n"                                \
+    "    last_lag_ms INTEGER,\n"                                               \
+    "    PRIMARY KEY (owner, name)\n"                                          \
+    ");\n"
 /* Batch records (broker_batchrec_t) by (owner, name), owner '' for none;
  * and a batch's jobs in id order (ctrl "batch.jobs"). Made at every start
  * (CREATE ... IF NOT EXISTS), not by a schema version. */
@@ -186,7 +216,10 @@ static const char s_schema[] =
     "    http_status INTEGER,\n"
     /* The certificate name of the peer that submitted the job (CurveZMQ),
      * or NULL. */
-    "    owner TEXT\n"
+    "    owner TEXT,\n"
+    /* The schedule whose firing submitted the job, or NULL. New in
+     * version 6. */
+    "    schedule TEXT\n"
     ");\n" S_OWNER_KEY_INDEX
     "CREATE INDEX IF NOT EXISTS jobs_live ON jobs(id)\n"
     "    WHERE finished_at IS NULL;\n"
@@ -221,7 +254,7 @@ static const char s_schema[] =
     "    paused INTEGER NOT NULL DEFAULT 0,\n"
     "    rate REAL NOT NULL DEFAULT 0,\n"
     "    max_running INTEGER NOT NULL DEFAULT 0\n"
-    ");\n" S_API_KEYS_TABLE;
+    ");\n" S_API_KEYS_TABLE S_SCHEDULES_TABLE;
 
 /* The prepared statements, by purpose. */
 typedef enum {
@@ -265,7 +298,7 @@ typedef enum {
     "id, queue, type, key, batch, trace, payload, state, priority, "           \
     "created_at, run_at, attempt, max_attempts, timeout_ms, "                  \
     "backoff_base_ms, backoff_factor, backoff_cap_ms, backoff_jitter, "        \
-    "result_ttl_ms, worker, owner"
+    "result_ttl_ms, worker, owner, schedule"
 
 /* Every column of attempts but job_id, as broker_attempt_row_t has them. */
 #define S_ATTEMPT_COLUMNS                                                      \
@@ -292,7 +325,7 @@ static const char *s_sql[S_COUNT_] = {
     [S_ROLLBACK] = "ROLLBACK",
     [S_INSERT] = "INSERT INTO jobs (" S_JOBREC_COLUMNS ") VALUES "
                  "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                 "?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                 "?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
     [S_RUNNING] = "UPDATE jobs SET state = 'running', attempt = ?2, "
                   "worker = ?3, started_at = ?4 WHERE id = ?1",
     /* Back to waiting also undoes a finish (a dead job retried by the
@@ -386,6 +419,7 @@ enum {
     C_RESULT_TTL,
     C_WORKER,
     C_OWNER,
+    C_SCHEDULE,
 };
 
 typedef struct {
@@ -649,8 +683,9 @@ s_exec_row(sqlite3 *db, const char *sql, char *out, size_t out_size)
 }
 
 /* Creates the schema on a new file, migrates versions 1 (adds jobs.owner),
- * 2 (idempotency keys per owner), 3 (adds api_keys) and 4 (adds
- * attempts.details and attempts.stderr),
+ * 2 (idempotency keys per owner), 3 (adds api_keys), 4 (adds
+ * attempts.details and attempts.stderr) and 5 (adds schedules and
+ * jobs.schedule),
  * accepts the current version, refuses a newer one (a downgrade would
  * misread it). */
 static int
@@ -693,6 +728,12 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
                           "ALTER TABLE attempts ADD COLUMN details TEXT;\n"
                           "ALTER TABLE attempts ADD COLUMN stderr TEXT;\n",
                           NULL, NULL, NULL);
+    if (rc == SQLITE_OK && version >= 1 && version < 6)
+        /* Version 5 to 6: schedules, and the schedule that fired a job. */
+        rc = sqlite3_exec(
+            be->db,
+            "ALTER TABLE jobs ADD COLUMN schedule TEXT;\n" S_SCHEDULES_TABLE,
+            NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < S_SCHEMA_VERSION)
         rc = sqlite3_exec(be->db,
                           "PRAGMA user_version = " S_STR(S_SCHEMA_VERSION),
@@ -947,6 +988,7 @@ s_insert(void *handle, const broker_jobrec_t *r)
     rc |= sqlite3_bind_int64(st, C_RESULT_TTL + 1, r->result_ttl_ms);
     rc |= s_bind_text(st, C_WORKER + 1, r->worker);
     rc |= s_bind_text(st, C_OWNER + 1, r->owner);
+    rc |= s_bind_text(st, C_SCHEDULE + 1, r->schedule);
     if (rc != SQLITE_OK)
         return s_bind_failed(be, st, "insert", r->id);
     return s_run(be, st, "insert", r->id);
@@ -1107,6 +1149,7 @@ s_row_rec(sqlite3_stmt *st, broker_jobrec_t *rec)
     r.result_ttl_ms = sqlite3_column_int64(st, C_RESULT_TTL);
     r.worker = s_col_text(st, C_WORKER);
     r.owner = s_col_text(st, C_OWNER);
+    r.schedule = s_col_text(st, C_SCHEDULE);
     *rec = r;
 }
 
@@ -1709,6 +1752,140 @@ s_batch_jobs(void *handle, const char *owner, const char *batch,
     return code != 0 ? code : n;
 }
 
+/* ---- schedules (broker_schedule.c) ---------------------------------------
+ * Their statements are prepared when used (a schedule's row is written once
+ * per firing, not once per job), so they stay out of s_sql. */
+
+#define S_SCHEDULE_COLUMNS                                                     \
+    "owner, name, cron, every_ms, tz, anchor_ms, queue, type, payload, "       \
+    "priority, max_attempts, timeout_ms, no_overlap, catch_up, paused, "       \
+    "created_at, next_at, last_fire_at, last_job, firings, skipped, "          \
+    "last_lag_ms"
+
+static int
+s_prepare_once(s_sqlite_t *be, const char *sql, sqlite3_stmt **st,
+               const char *op)
+{
+    int rc = sqlite3_prepare_v2(be->db, sql, -1, st, NULL);
+    return rc == SQLITE_OK ? 0 : s_fail(be, op, NULL, rc);
+}
+
+static int
+s_set_schedule(void *handle, const broker_schedule_rec_t *r)
+{
+    s_sqlite_t *be = handle;
+    if (s_poisoned(be))
+        return be->group_err;
+    sqlite3_stmt *st = NULL;
+    int code = s_prepare_once(
+        be,
+        "INSERT OR REPLACE INTO schedules (" S_SCHEDULE_COLUMNS ") VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+        "?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+        &st, "set_schedule");
+    if (code != 0)
+        return code;
+    int rc = s_bind_text(st, 1, r->owner ? r->owner : "");
+    rc |= s_bind_text(st, 2, r->name);
+    rc |= s_bind_text(st, 3, r->cron);
+    rc |= sqlite3_bind_int64(st, 4, r->every_ms);
+    rc |= s_bind_text(st, 5, r->tz);
+    rc |= sqlite3_bind_int64(st, 6, r->anchor_ms);
+    rc |= s_bind_text(st, 7, r->queue);
+    rc |= s_bind_text(st, 8, r->type);
+    rc |= s_bind_blob(st, 9, r->payload, r->payload_len);
+    rc |= sqlite3_bind_int(st, 10, r->priority);
+    rc |= sqlite3_bind_int(st, 11, r->max_attempts);
+    rc |= sqlite3_bind_int64(st, 12, r->timeout_ms);
+    rc |= sqlite3_bind_int(st, 13, r->no_overlap);
+    rc |= s_bind_text(st, 14, r->catch_up_skip ? "skip" : "once");
+    rc |= sqlite3_bind_int(st, 15, r->paused);
+    rc |= sqlite3_bind_int64(st, 16, r->created_ms);
+    rc |= s_bind_opt(st, 17, r->next_ms, 0);
+    rc |= s_bind_opt(st, 18, r->last_fire_ms, 0);
+    rc |= s_bind_text(st, 19, r->last_job);
+    rc |= sqlite3_bind_int64(st, 20, r->firings);
+    rc |= sqlite3_bind_int64(st, 21, r->skipped);
+    rc |= sqlite3_bind_int64(st, 22, r->last_lag_ms);
+    code = rc != SQLITE_OK ? s_bind_failed(be, st, "set_schedule", NULL)
+                           : s_run(be, st, "set_schedule", NULL);
+    sqlite3_finalize(st);
+    return code;
+}
+
+static int
+s_delete_schedule(void *handle, const char *owner, const char *name)
+{
+    s_sqlite_t *be = handle;
+    if (s_poisoned(be))
+        return be->group_err;
+    sqlite3_stmt *st = NULL;
+    int code = s_prepare_once(
+        be, "DELETE FROM schedules WHERE owner = ?1 AND name = ?2", &st,
+        "delete_schedule");
+    if (code != 0)
+        return code;
+    int rc = s_bind_text(st, 1, owner ? owner : "");
+    rc |= s_bind_text(st, 2, name);
+    code = rc != SQLITE_OK ? s_bind_failed(be, st, "delete_schedule", NULL)
+                           : s_run(be, st, "delete_schedule", NULL);
+    sqlite3_finalize(st);
+    return code;
+}
+
+static int
+s_load_schedules(void *handle,
+                 int (*cb)(void *arg, const broker_schedule_rec_t *s),
+                 void *arg)
+{
+    s_sqlite_t *be = handle;
+    sqlite3_stmt *st = NULL;
+    int code = s_prepare_once(
+        be, "SELECT " S_SCHEDULE_COLUMNS " FROM schedules ORDER BY owner, name",
+        &st, "load_schedules");
+    if (code != 0)
+        return code;
+    int rc;
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        const char *owner = s_col_text(st, 0);
+        const char *catch_up = s_col_text(st, 13);
+        broker_schedule_rec_t r = {
+            .owner = owner && owner[0] ? owner : NULL,
+            .name = s_col_text(st, 1),
+            .cron = s_col_text(st, 2),
+            .every_ms = sqlite3_column_int64(st, 3),
+            .tz = s_col_text(st, 4),
+            .anchor_ms = sqlite3_column_int64(st, 5),
+            .queue = s_col_text(st, 6),
+            .type = s_col_text(st, 7),
+            .payload = sqlite3_column_blob(st, 8),
+            .payload_len = (size_t)sqlite3_column_bytes(st, 8),
+            .priority = sqlite3_column_int(st, 9),
+            .max_attempts = sqlite3_column_int(st, 10),
+            .timeout_ms = sqlite3_column_int64(st, 11),
+            .no_overlap = sqlite3_column_int(st, 12) != 0,
+            .catch_up_skip = catch_up && strcmp(catch_up, "skip") == 0,
+            .paused = sqlite3_column_int(st, 14) != 0,
+            .created_ms = sqlite3_column_int64(st, 15),
+            .next_ms = sqlite3_column_int64(st, 16),
+            .last_fire_ms = sqlite3_column_int64(st, 17),
+            .last_job = s_col_text(st, 18),
+            .firings = sqlite3_column_int64(st, 19),
+            .skipped = sqlite3_column_int64(st, 20),
+            .last_lag_ms = sqlite3_column_int64(st, 21),
+        };
+        if (!r.name || !r.queue || !r.type)
+            continue;
+        code = cb(arg, &r);
+        if (code != 0)
+            break;
+    }
+    if (code == 0 && rc != SQLITE_DONE)
+        code = s_fail(be, "load_schedules", NULL, rc);
+    sqlite3_finalize(st);
+    return code;
+}
+
 const broker_store_ops_t broker_store_sqlite_ops = {
     .name = "sqlite",
     .open = s_open,
@@ -1735,6 +1912,9 @@ const broker_store_ops_t broker_store_sqlite_ops = {
     .probe = s_probe,
     .set_key = s_set_key,
     .load_keys = s_load_keys,
+    .set_schedule = s_set_schedule,
+    .delete_schedule = s_delete_schedule,
+    .load_schedules = s_load_schedules,
     .set_batch = s_set_batch,
     .del_batch = s_del_batch,
     .load_batches = s_load_batches,

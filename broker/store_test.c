@@ -242,6 +242,7 @@ s_collect(void *arg, const broker_jobrec_t *r)
     d->trace = s_dup(r->trace);
     d->worker = s_dup(r->worker);
     d->owner = s_dup(r->owner);
+    d->schedule = s_dup(r->schedule);
     if (r->payload_len) {
         void *p = malloc(r->payload_len);
         assert_non_null(p);
@@ -258,6 +259,7 @@ s_copies_free(s_copies_t *c)
         broker_jobrec_t *r = &c->items[i].rec;
         free((void *)r->id);
         free((void *)r->queue);
+        free((void *)r->schedule);
         free((void *)r->type);
         free((void *)r->key);
         free((void *)r->batch);
@@ -312,6 +314,7 @@ s_assert_rec(const broker_jobrec_t *want, const broker_jobrec_t *got)
     assert_int_equal(want->result_ttl_ms, got->result_ttl_ms);
     s_assert_str(want->worker, got->worker);
     s_assert_str(want->owner, got->owner);
+    s_assert_str(want->schedule, got->schedule);
 }
 
 static int s_load_copy(void *arg, const broker_jobrec_t *r);
@@ -504,7 +507,7 @@ t_url_forms(void **state)
         assert_null(s);
     }
     /* The same file each time: "sqlite://" + absolute path. */
-    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 5);
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 6);
 
     struct {
         const char *url, *want;
@@ -586,11 +589,11 @@ t_schema_newer(void **state)
     s_fx_t *fx = *state;
     broker_store_t *s = s_open(fx);
     broker_store_destroy(&s);
-    s_shell_exec(fx, s_backend == S_PG ? "UPDATE schema_version SET version = 6"
-                                       : "PRAGMA user_version = 6");
+    s_shell_exec(fx, s_backend == S_PG ? "UPDATE schema_version SET version = 7"
+                                       : "PRAGMA user_version = 7");
     char err[512] = "";
     assert_null(broker_store_open(fx->path, NULL, err, sizeof err));
-    if (!strstr(err, "schema version 6 is newer"))
+    if (!strstr(err, "schema version 7 is newer"))
         fail_msg("got '%s'", err);
 }
 
@@ -647,7 +650,7 @@ t_schema_v1_migrated(void **state)
     s_shell_exec(fx, sql);
 
     broker_store_t *s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 5);
+    assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 6);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM "
                                      "pragma_table_info('attempts') "
                                      "WHERE name IN ('details', 'stderr')"),
@@ -2303,10 +2306,14 @@ t_schema_v3_migrated(void **state)
                          ? "DROP TABLE api_keys; "
                            "ALTER TABLE attempts DROP COLUMN details; "
                            "ALTER TABLE attempts DROP COLUMN stderr; "
+                           "DROP TABLE schedules; "
+                           "ALTER TABLE jobs DROP COLUMN schedule; "
                            "UPDATE schema_version SET version = 3"
                          : "DROP TABLE api_keys; "
                            "ALTER TABLE attempts DROP COLUMN details; "
                            "ALTER TABLE attempts DROP COLUMN stderr; "
+                           "DROP TABLE schedules; "
+                           "ALTER TABLE jobs DROP COLUMN schedule; "
                            "PRAGMA user_version = 3");
     const char *version = s_backend == S_PG
                               ? "SELECT version FROM schema_version"
@@ -2314,7 +2321,7 @@ t_schema_v3_migrated(void **state)
     assert_int_equal(s_shell_int(fx, version), 3);
 
     s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, version), 5);
+    assert_int_equal(s_shell_int(fx, version), 6);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM api_keys"), 0);
     s_keys_t o = { 0 };
     assert_int_equal(broker_store_load_keys(s, s_collect_key, &o), 0);
@@ -2372,9 +2379,13 @@ t_schema_v4_migrated(void **state)
     s_shell_exec(fx, s_backend == S_PG
                          ? "ALTER TABLE attempts DROP COLUMN details; "
                            "ALTER TABLE attempts DROP COLUMN stderr; "
+                           "DROP TABLE schedules; "
+                           "ALTER TABLE jobs DROP COLUMN schedule; "
                            "UPDATE schema_version SET version = 4"
                          : "ALTER TABLE attempts DROP COLUMN details; "
                            "ALTER TABLE attempts DROP COLUMN stderr; "
+                           "DROP TABLE schedules; "
+                           "ALTER TABLE jobs DROP COLUMN schedule; "
                            "PRAGMA user_version = 4");
     const char *version = s_backend == S_PG
                               ? "SELECT version FROM schema_version"
@@ -2382,7 +2393,7 @@ t_schema_v4_migrated(void **state)
     assert_int_equal(s_shell_int(fx, version), 4);
 
     s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, version), 5);
+    assert_int_equal(s_shell_int(fx, version), 6);
     s_arows_t o = { 0 };
     assert_int_equal(broker_store_attempts(s, id, 100, s_collect_attempt, &o),
                      1);
@@ -2400,7 +2411,7 @@ t_schema_v4_migrated(void **state)
 
     /* Opened again: already version 5, both attempts as written. */
     s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, version), 5);
+    assert_int_equal(s_shell_int(fx, version), 6);
     assert_int_equal(broker_store_attempts(s, id, 100, s_collect_attempt, &o),
                      2);
     s_assert_attempt(&a1, &o.a[0]);
@@ -2429,7 +2440,7 @@ t_pg_url_forms(void **state)
         assert_string_equal(broker_store_backend(s), "postgres");
         broker_store_destroy(&s);
     }
-    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 5);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 6);
 
     /* The store names itself to the server, unless the URL does. */
     broker_store_t *s = s_open(fx);
@@ -2509,7 +2520,7 @@ t_pg_schema_v1_migrated(void **state)
     s_shell_exec(fx, sql);
 
     broker_store_t *s = s_open(fx);
-    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 5);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 6);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM "
                                      "information_schema.columns WHERE "
                                      "table_name = 'attempts' AND "
@@ -2576,7 +2587,7 @@ t_pg_schema_refused(void **state)
           "holds no valid version" },
         { "INSERT INTO schema_version VALUES (17)",
           "postgres store: schema version 17 is newer than this drover "
-          "understands (5)" },
+          "understands (6)" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         s_shell_exec(fx, cases[i].sql);
@@ -2587,7 +2598,7 @@ t_pg_schema_refused(void **state)
         /* Refused, nothing changed. */
         s_shell_exec(fx, "DELETE FROM schema_version");
     }
-    s_shell_exec(fx, "INSERT INTO schema_version VALUES (5)");
+    s_shell_exec(fx, "INSERT INTO schema_version VALUES (6)");
     s = s_open(fx);
     broker_store_destroy(&s);
 }
@@ -2999,6 +3010,119 @@ t_pg_disk_full(void **state)
     s_shell_exec(fx, "ALTER TABLE jobs SET TABLESPACE pg_default");
 }
 
+/* ---- schedules ------------------------------------------------------------ */
+
+typedef struct {
+    int n;
+    char names[4][32];
+    char owners[4][32];
+    int64_t next_ms[4], firings[4];
+    bool skip[4], paused[4];
+    char last_job[4][40];
+    size_t payload_len[4];
+} s_scheds_t;
+
+static int
+s_collect_sched(void *arg, const broker_schedule_rec_t *r)
+{
+    s_scheds_t *o = arg;
+    if (o->n >= 4)
+        return -1;
+    int i = o->n++;
+    snprintf(o->names[i], sizeof o->names[i], "%s", r->name);
+    snprintf(o->owners[i], sizeof o->owners[i], "%s",
+             r->owner ? r->owner : "(none)");
+    snprintf(o->last_job[i], sizeof o->last_job[i], "%s",
+             r->last_job ? r->last_job : "(none)");
+    o->next_ms[i] = r->next_ms;
+    o->firings[i] = r->firings;
+    o->skip[i] = r->catch_up_skip;
+    o->paused[i] = r->paused;
+    o->payload_len[i] = r->payload_len;
+    return 0;
+}
+
+/* A schedule's row is written whole (again and again: the same values),
+ * read back, replaced and deleted; a job keeps the schedule that fired
+ * it. */
+static void
+t_schedules(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    broker_schedule_rec_t a = {
+        .name = "tick",
+        .every_ms = 1000,
+        .anchor_ms = 1700000000000,
+        .queue = "default",
+        .type = "noop",
+        .payload = "\x81\xa1x\x01",
+        .payload_len = 4,
+        .priority = 5,
+        .created_ms = 1700000000000,
+        .next_ms = 1700000001000,
+    };
+    broker_schedule_rec_t b = {
+        .owner = "alice",
+        .name = "nightly",
+        .cron = "0 3 * * *",
+        .tz = "Europe/Berlin",
+        .queue = "reports",
+        .type = "report",
+        .catch_up_skip = true,
+        .paused = true,
+    };
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_set_schedule(s, &a), 0);
+    assert_int_equal(broker_store_set_schedule(s, &a), 0);
+    assert_int_equal(broker_store_set_schedule(s, &b), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    s_scheds_t o = { 0 };
+    assert_int_equal(broker_store_load_schedules(s, s_collect_sched, &o), 0);
+    assert_int_equal(o.n, 2);
+    /* Ordered by (owner, name): '' before 'alice'. */
+    assert_string_equal(o.names[0], "tick");
+    assert_string_equal(o.owners[0], "(none)");
+    assert_int_equal(o.next_ms[0], 1700000001000);
+    assert_int_equal(o.payload_len[0], 4);
+    assert_false(o.skip[0]);
+    assert_string_equal(o.names[1], "nightly");
+    assert_string_equal(o.owners[1], "alice");
+    assert_true(o.skip[1]);
+    assert_true(o.paused[1]);
+    assert_int_equal(o.payload_len[1], 0);
+
+    /* A firing advances it: the row replaced. */
+    a.next_ms = 1700000002000;
+    a.last_fire_ms = 1700000001000;
+    a.last_job = "01a244d0-f888-7fe4-85e6-7768cb435ea0";
+    a.firings = 1;
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_set_schedule(s, &a), 0);
+    assert_int_equal(broker_store_delete_schedule(s, "alice", "nightly"), 0);
+    assert_int_equal(broker_store_delete_schedule(s, NULL, "nothing"), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+    memset(&o, 0, sizeof o);
+    assert_int_equal(broker_store_load_schedules(s, s_collect_sched, &o), 0);
+    assert_int_equal(o.n, 1);
+    assert_int_equal(o.next_ms[0], 1700000002000);
+    assert_int_equal(o.firings[0], 1);
+    assert_string_equal(o.last_job[0], a.last_job);
+
+    /* jobs.schedule */
+    char id[37];
+    s_new_id(id);
+    broker_jobrec_t r = s_rec(id);
+    r.schedule = "tick";
+    s_insert_committed(s, &r);
+    s_copies_t c = { 0 };
+    s_replay(s, &c);
+    assert_int_equal(c.n, 1);
+    s_assert_rec(&r, &c.items[0].rec);
+    s_copies_free(&c);
+    broker_store_destroy(&s);
+}
+
 typedef struct {
     const char *url;
     int ok;
@@ -3035,7 +3159,7 @@ t_pg_open_race(void **state)
             fail_msg("opener %d: %s", i, o[i].err);
     }
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM schema_version"), 1);
-    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 5);
+    assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 6);
 }
 
 int
@@ -3059,7 +3183,7 @@ main(int argc, char **argv)
         T(t_retry_finished_job), T(t_attempts_history), T(t_queue_settings),   \
         T(t_list_and_load), T(t_finished_by_time), T(t_generation_and_probe),  \
         T(t_key_state), T(t_key_state_writer), T(t_schema_v3_migrated),        \
-        T(t_schema_v4_migrated)
+        T(t_schema_v4_migrated), T(t_schedules)
     const struct CMUnitTest sqlite_tests[] = {
         S_COMMON_TESTS,           T(t_url_forms),
         T(t_open_missing_dir),    T(t_open_not_a_database),

@@ -19,6 +19,9 @@ extern const cli_cmd_t cli_limit;
 extern const cli_cmd_t cli_drain;
 extern const cli_cmd_t cli_check;
 
+/* Periodic jobs the broker keeps (cli/schedule.c): `drover schedule`. */
+extern const cli_cmd_t cli_schedule;
+
 /* `drover bench`: N no-op jobs through a running broker, end to end
  * (cli/bench.c). */
 extern const cli_cmd_t cli_bench;

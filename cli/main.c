@@ -49,12 +49,13 @@ static const cli_cmd_t s_collector = {
 };
 
 const cli_cmd_t *const cli_commands[] = {
-    &s_broker,     &s_worker,        &s_collector,    &cli_submit,  &cli_up,
-    &cli_cancel,   &cli_status,      &cli_top,        &cli_workers, &cli_queues,
-    &cli_jobs,     &cli_job,         &cli_result,     &cli_keys,    &cli_watch,
-    &cli_health,   &cli_retry,       &cli_pause,      &cli_resume,  &cli_purge,
-    &cli_limit,    &cli_drain,       &cli_check,      &cli_bench,   &cli_keygen,
-    &cli_help_cmd, &cli_version_cmd, &cli_completion, &cli_man,     &cli_batch,
+    &s_broker,   &s_worker,     &s_collector,     &cli_submit,     &cli_up,
+    &cli_cancel, &cli_status,   &cli_top,         &cli_workers,    &cli_queues,
+    &cli_jobs,   &cli_job,      &cli_result,      &cli_keys,       &cli_watch,
+    &cli_health, &cli_retry,    &cli_pause,       &cli_resume,     &cli_purge,
+    &cli_limit,  &cli_drain,    &cli_check,       &cli_schedule,   &cli_bench,
+    &cli_keygen, &cli_help_cmd, &cli_version_cmd, &cli_completion, &cli_man,
+    &cli_batch,
 };
 const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 

@@ -366,6 +366,21 @@ s_print_health(const json_t *h)
     json_array_foreach(reasons, i, r) printf("  - %s\n", json_string_value(r));
 }
 
+/* "  schedules 3, next nightly in 2h05m" when the broker has some. */
+static void
+s_print_schedules(const json_t *b, int64_t now)
+{
+    const json_t *n = json_object_get(b, "schedules");
+    if (!json_is_integer(n) || !json_integer_value(n))
+        return;
+    printf("  schedules %s", cli_num(json_integer_value(n)));
+    const json_t *next = json_object_get(b, "next_schedule");
+    if (json_is_object(next))
+        printf(", next %s in %s", monitor_str(next, "name", "?"),
+               cli_dur(monitor_int(next, "at") - now));
+    printf("\n");
+}
+
 static void
 s_print_store_failure(const json_t *b, int64_t now)
 {
@@ -434,6 +449,7 @@ s_print_status(const json_t *st, bool wide)
             printf("  %s\n", monitor_str(b, "error", ""));
         monitor_print_leases(json_object_get(b, "counters"));
         s_print_store_failure(b, now);
+        s_print_schedules(b, now);
     }
     s_print_workers_line(json_object_get(st, "workers"));
     const json_t *r = json_object_get(st, "rates");
@@ -464,12 +480,20 @@ s_status_from_broker(const json_t *bs, const char *endpoint, const char *note)
                   "state", "up", "role", monitor_str(bs, "role", "active"),
                   "store", json_string_value(json_object_get(bs, "store")),
                   "uptime_ms", (json_int_t)monitor_int(bs, "uptime_ms"));
-    static const char *const keep[] = { "counters", "store_failure", "lock" };
-    for (size_t k = 0; b && k < 3; k++) {
+    static const char *const keep[] = { "counters", "store_failure", "lock",
+                                        "schedules" };
+    for (size_t k = 0; b && k < 4; k++) {
         json_t *v = json_object_get(bs, keep[k]);
         if (v && !json_is_null(v))
             json_object_set(b, keep[k], v);
     }
+    /* The next schedule as the collector shows it: {name, at}. */
+    const char *next = json_string_value(json_object_get(bs, "next_schedule"));
+    if (b && next)
+        json_object_set_new(
+            b, "next_schedule",
+            json_pack("{s:s, s:I}", "name", next, "at",
+                      (json_int_t)monitor_int(bs, "next_schedule_at")));
     json_array_append_new(brokers, b);
     int64_t online = 0, busy = 0, idle = 0, draining = 0, slots = 0,
             running = 0;
@@ -1025,9 +1049,9 @@ static void
 s_merge_options(json_t *job, const json_t *bjob)
 {
     static const char *const keys[] = {
-        "max_attempts",  "priority", "timeout_ms",   "backoff",
-        "key",           "batch",    "trace",        "created_at",
-        "result_ttl_ms", "payload",  "payload_bytes"
+        "max_attempts",  "priority", "timeout_ms",    "backoff",
+        "key",           "batch",    "trace",         "created_at",
+        "result_ttl_ms", "payload",  "payload_bytes", "schedule"
     };
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         json_t *v = bjob ? json_object_get(bjob, keys[k]) : NULL;
@@ -1302,6 +1326,8 @@ s_print_job_head(const json_t *job, const char *id, bool payload, bool wide)
            monitor_str(job, "type", "?"));
     if (json_string_value(json_object_get(job, "batch")))
         printf("batch     %s\n", monitor_str(job, "batch", ""));
+    if (json_string_value(json_object_get(job, "schedule")))
+        printf("schedule  %s\n", monitor_str(job, "schedule", ""));
     char opts[256] = "";
     size_t n = 0;
     if (max > 0)

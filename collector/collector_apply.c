@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "collector_internal.h"
+#include "dv_json.h"
 
 static int64_t
 s_dec(int64_t *v)
@@ -352,6 +353,36 @@ s_on_job_event(collector_state_t *self, int b, s_job_ctx_t *c,
     return rc;
 }
 
+void
+collector_schedules_apply(collector_state_t *self, const dv_event_t *ev)
+{
+    if (!dv_str_eq(ev->kind, "schedule.fired") || !ev->body.len)
+        return;
+    json_t *body = dv_msgpack_to_json(ev->body.ptr, ev->body.len, NULL, 0);
+    const char *name = json_string_value(json_object_get(body, "schedule"));
+    json_t *lag = json_object_get(body, "lag_ms");
+    if (name && name[0] && strlen(name) <= DV_NAME_MAX &&
+        json_is_integer(lag)) {
+        collector_schedule_t *s = dv_map_get(self->schedules, name);
+        if (!s && dv_map_size(self->schedules) < COLLECTOR_SCHEDULES_MAX) {
+            size_t n = strlen(name) + 1;
+            s = calloc(1, sizeof *s + n);
+            if (s) {
+                memcpy(s->name, name, n);
+                if (dv_map_put(self->schedules, s->name, s) != 0) {
+                    free(s);
+                    s = NULL;
+                }
+            }
+        }
+        if (s) {
+            s->lag_ms = json_integer_value(lag);
+            s->firings++;
+        }
+    }
+    json_decref(body);
+}
+
 int
 collector_state_apply(collector_state_t *self, int b, const dv_event_t *ev,
                       int64_t now_ms, int64_t *run_ms)
@@ -362,6 +393,7 @@ collector_state_apply(collector_state_t *self, int b, const dv_event_t *ev,
     br->events++;
     br->last_event_ms = now_ms;
     collector_keys_apply(self, b, ev, now_ms);
+    collector_schedules_apply(self, ev);
     collector_ev_family_t fam = collector_event_family(ev);
     if (fam == COLLECTOR_EV_WORKER) {
         rc = s_on_worker_event(self, b, ev, now_ms);

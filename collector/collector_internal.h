@@ -259,7 +259,23 @@ struct collector_state_t {
     dv_map_t *running;      /* job id -> collector_run_t */
     collector_ring_t *ring; /* all queues */
     collector_fleet_keys_t fleet;
+    dv_map_t *schedules; /* name -> collector_schedule_t */
 };
+
+/* A broker's schedule as its schedule.fired events tell (for /metrics):
+ * the last firing's lag and the firings seen. At most
+ * COLLECTOR_SCHEDULES_MAX are kept. */
+typedef struct {
+    int64_t lag_ms;
+    uint64_t firings;
+    char name[];
+} collector_schedule_t;
+
+#define COLLECTOR_SCHEDULES_MAX 10000
+
+/* collector_apply.c: a schedule.fired event (its body: schedule, fire_ms,
+ * lag_ms) counted for its schedule. Other kinds are left alone. */
+void collector_schedules_apply(collector_state_t *self, const dv_event_t *ev);
 
 /* The queue, type or (queue, type) series of that name, made if new.
  * NULL when out of memory, or when a name is longer than DV_NAME_MAX. */

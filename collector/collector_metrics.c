@@ -419,11 +419,36 @@ s_collector(const collector_state_t *self, FILE *out, int64_t now_ms)
             collector_state_gaps_total(self));
 }
 
+/* The brokers' schedules, from their schedule.fired events. */
+static void
+s_schedules(const collector_state_t *self, FILE *out)
+{
+    const collector_schedule_t *s;
+    s_family(out, "drover_schedule_lag_seconds", "gauge",
+             "How late the schedule's last firing was submitted, after its "
+             "nominal time.");
+    DV_MAP_EACH(s, self->schedules)
+    {
+        fputs("drover_schedule_lag_seconds{schedule=\"", out);
+        s_label(out, s->name);
+        fprintf(out, "\"} %.3f\n", (double)s->lag_ms / 1000.0);
+    }
+    s_family(out, "drover_schedule_firings_total", "counter",
+             "Firings of the schedule seen since the collector started.");
+    DV_MAP_EACH(s, self->schedules)
+    {
+        fputs("drover_schedule_firings_total{schedule=\"", out);
+        s_label(out, s->name);
+        fprintf(out, "\"} %" PRIu64 "\n", s->firings);
+    }
+}
+
 int
 collector_state_metrics(const collector_state_t *self, FILE *out,
                         int64_t now_ms)
 {
     s_jobs(self, out, now_ms);
+    s_schedules(self, out);
     if (s_workers(self, out, now_ms) != 0 || s_keys(self, out) != 0)
         return -1;
     s_fleet_keys(self, out, now_ms);

@@ -65,9 +65,10 @@ collector_state_new(int64_t now_ms)
     self->series = dv_map_new(free);
     self->workers = dv_map_new(s_worker_free);
     self->running = dv_map_new(s_run_free);
+    self->schedules = dv_map_new(free);
     self->ring = calloc(1, sizeof *self->ring);
     if (!self->queues || !self->types || !self->series || !self->workers ||
-        !self->running || !self->ring) {
+        !self->running || !self->schedules || !self->ring) {
         collector_state_destroy(&self);
         return NULL;
     }
@@ -85,6 +86,7 @@ collector_state_destroy(collector_state_t **self_p)
     dv_map_destroy(&self->series);
     dv_map_destroy(&self->workers);
     dv_map_destroy(&self->running);
+    dv_map_destroy(&self->schedules);
     json_decref(self->fleet.body);
     for (int b = 0; b < self->nbrokers; b++) {
         free(self->brokers[b].events_ep);

@@ -347,6 +347,16 @@ s_snapshot_broker(const dv_status_t *st)
     if (o && st->lock.ptr)
         rc |= json_object_set_new(o, "lock",
                                   json_stringn(st->lock.ptr, st->lock.len));
+    /* Its periodic jobs: how many, and the next to fire. */
+    if (o && st->schedules)
+        rc |= json_object_set_new(o, "schedules",
+                                  json_integer((json_int_t)st->schedules));
+    if (o && st->next_schedule.ptr)
+        rc |= json_object_set_new(o, "next_schedule",
+                                  json_pack("{s:s%, s:I}", "name",
+                                            st->next_schedule.ptr,
+                                            (size_t)st->next_schedule.len, "at",
+                                            (json_int_t)st->next_schedule_ms));
     if (rc) {
         json_decref(o);
         return NULL;

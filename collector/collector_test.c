@@ -574,6 +574,48 @@ t_metrics_text(void **state)
     collector_state_destroy(&st);
 }
 
+/* schedule.fired events: a lag gauge and a firings counter per schedule;
+ * schedule.skipped is taken without error and counts nothing. */
+static void
+t_schedule_metrics(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, NULL);
+    const int64_t lags[] = { 40, 1250 };
+    for (int i = 0; i < 2; i++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 3);
+        msgpack_pack_str_with_body(&pk, "schedule", 8);
+        msgpack_pack_str_with_body(&pk, "nightly", 7);
+        msgpack_pack_str_with_body(&pk, "fire_ms", 7);
+        msgpack_pack_int64(&pk, 1000000);
+        msgpack_pack_str_with_body(&pk, "lag_ms", 6);
+        msgpack_pack_int64(&pk, lags[i]);
+        dv_event_t ev = s_ev("schedule.fired", JOB_A, "q", "t");
+        ev.body = dv_strn(sb.data, sb.size);
+        assert_int_equal(collector_state_apply(st, 0, &ev, 1000000, NULL), 0);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    dv_event_t skipped = s_ev("schedule.skipped", NULL, "q", "t");
+    assert_int_equal(collector_state_apply(st, 0, &skipped, 1000000, NULL), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_int_equal(collector_state_metrics(st, f, 1000000), 0);
+    fclose(f);
+    assert_non_null(strstr(buf, "# TYPE drover_schedule_lag_seconds gauge\n"));
+    assert_non_null(strstr(
+        buf, "drover_schedule_lag_seconds{schedule=\"nightly\"} 1.250\n"));
+    assert_non_null(
+        strstr(buf, "drover_schedule_firings_total{schedule=\"nightly\"} 2\n"));
+    free(buf);
+    collector_state_destroy(&st);
+}
+
 /* ---- store --------------------------------------------------------------- */
 
 static bool s_pg_run;     /* this run's history is in PostgreSQL */
@@ -2258,6 +2300,7 @@ main(int argc, char **argv)
         cmocka_unit_test(t_standby_health),
         cmocka_unit_test(t_unknown_kinds),
         cmocka_unit_test(t_metrics_text),
+        cmocka_unit_test(t_schedule_metrics),
         cmocka_unit_test(t_deploy_metrics),
         cmocka_unit_test(t_store_history),
         cmocka_unit_test(t_store_fold_and_backfill),

@@ -111,6 +111,10 @@ s_broker_snapshot(json_t *o, const collector_broker_t *br, int64_t now_ms)
         rc |= json_object_set(o, "role", v);
     if ((v = json_object_get(br->snapshot, "lock")))
         rc |= json_object_set(o, "lock", v);
+    if ((v = json_object_get(br->snapshot, "schedules")))
+        rc |= json_object_set(o, "schedules", v);
+    if ((v = json_object_get(br->snapshot, "next_schedule")))
+        rc |= json_object_set(o, "next_schedule", v);
     return rc;
 }
 

@@ -116,6 +116,11 @@ static const dv_field_t s_status_fields[] = {
     { DV_F_TEXT("lock", T, lock, 0) },
     /* Only once an event was published. */
     { DV_F_U64("seq", T, seq, DV_FF_OMIT) },
+    /* Only while the broker has schedules. */
+    { DV_F_I64("schedules", T, schedules, DV_FF_OMIT, 0, INT64_MAX) },
+    { DV_F_NAME("next_schedule", T, next_schedule, 0) },
+    { DV_F_I64("next_schedule_at", T, next_schedule_ms, DV_FF_OMIT, 0,
+               INT64_MAX) },
 };
 #undef T
 static const dv_schema_t s_status = {

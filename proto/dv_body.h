@@ -101,7 +101,12 @@ typedef struct {
     uint64_t seq;  /* ["seq"] sequence number of the last event published
                     * (absent before the first one, and from an older
                     * broker: 0) */
-    void *priv_;   /* decoder's allocations */
+    /* Periodic jobs (absent when the broker has none): how many, and the
+     * one that fires next, with its time (epoch ms). */
+    int64_t schedules;        /* ["schedules"] */
+    dv_str_t next_schedule;   /* ["next_schedule"] */
+    int64_t next_schedule_ms; /* ["next_schedule_at"] */
+    void *priv_;              /* decoder's allocations */
 } dv_status_t;
 
 int dv_status_encode(const dv_status_t *st, msgpack_sbuffer *out);

@@ -156,6 +156,10 @@ typedef struct {
     bool has_backoff;     /* ["backoff"] present */
     dv_backoff_t backoff; /* ["backoff"] map {base, factor, cap, jitter}, ms */
     int64_t result_ttl_ms; /* ["result_ttl"] 0 = broker default */
+    /* Not on the wire (the decoder never fills it): the schedule whose
+     * firing the broker submits itself (broker_schedule.c), stored with
+     * the job (jobs.schedule). */
+    dv_str_t schedule;
 } dv_jobspec_t;
 
 #define DV_PRIORITY_DEFAULT 5

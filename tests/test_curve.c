@@ -432,6 +432,18 @@ t_roles(void **state)
     dv_msg_t resume = s_ctrl("resume", "default", NULL);
     assert_int_equal(s_code_of(op, &resume, NULL, 0), 0);
 
+    /* Schedules: list and show for every role that reads, the changes
+     * for operators only (an add without args gets as far as its check). */
+    dv_msg_t slist = s_ctrl("schedule.list", NULL, NULL);
+    assert_int_equal(s_code_of(client, &slist, NULL, 0), 0);
+    assert_int_equal(s_code_of(obs, &slist, NULL, 0), 0);
+    assert_int_equal(s_code_of(wk, &slist, NULL, 0), DV_CODE_DENIED);
+    dv_msg_t sadd = s_ctrl("schedule.add", NULL, NULL);
+    assert_int_equal(s_code_of(client, &sadd, why, sizeof why), DV_CODE_DENIED);
+    assert_non_null(strstr(why, "role client may not schedule.add"));
+    assert_int_equal(s_code_of(obs, &sadd, NULL, 0), DV_CODE_DENIED);
+    assert_int_equal(s_code_of(op, &sadd, NULL, 0), DV_CODE_INVALID_ARGUMENT);
+
     /* The observer's cancel, refused twice, is logged once. */
     assert_int_equal(s_code_of(obs, &cancel, NULL, 0), DV_CODE_DENIED);
     assert_int_equal(harness_count_lines(h, "broker.log", "broker.not_allowed",

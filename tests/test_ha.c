@@ -3,7 +3,8 @@
  * the test's own (tests/fixtures/pg_server), workers and clients hold both
  * endpoints. The active broker is killed (kill -9), stopped (SIGSTOP) and
  * has its database restarted under it; every acknowledged job must end
- * succeeded. A standby refuses a submit with code standby.
+ * succeeded. A standby refuses a submit with code standby. A schedule
+ * goes on firing across a takeover, each firing time once.
  *
  * Every wait polls a condition against a deadline; every process is started
  * through the harness and killed by PID at teardown, also after a failed
@@ -536,6 +537,55 @@ t_standby_refuses(void **state)
 
 /* ---- setup -------------------------------------------------------------- */
 
+/* A schedule across a takeover: added on A, firing every second; A is
+ * killed (-9) and B, taking over, loads it at its start and goes on.
+ * Each firing time is one job, on the schedule's grid. */
+typedef struct {
+    int64_t want;
+} s_sched_t;
+
+static bool
+s_sched_jobs(void *arg)
+{
+    s_sched_t *c = arg;
+    return s_pg_int("SELECT count(*) FROM jobs WHERE schedule = 'tick'") >=
+           c->want;
+}
+
+static void
+t_schedule_takeover(void **state)
+{
+    harness_t *h = *state;
+    pid_t a, b;
+    s_group(h, &a, &b);
+    assert_true(s_worker(h, 1, "2") > 0);
+    char eps[700], out[4096];
+    s_eps(h, "c", eps, sizeof eps);
+    assert_int_equal(harness_cli(out, sizeof out, "schedule", "add", "tick",
+                                 "--every", "1s", "--type", "noop", "--broker",
+                                 eps, NULL),
+                     0);
+    s_sched_t c = { 3 };
+    assert_true(harness_wait_until(s_sched_jobs, &c, 20000));
+    assert_true(harness_signal(h, a, SIGKILL, 5000) >= 0);
+    assert_true(s_wait_active(h, "B.log", 1, 10000));
+    assert_true(harness_file_has(h, "B.log", "broker.schedules_loaded"));
+    c.want = s_pg_int("SELECT count(*) FROM jobs WHERE schedule = 'tick'") + 3;
+    assert_true(harness_wait_until(s_sched_jobs, &c, 20000));
+    assert_int_equal(
+        s_pg_int("SELECT count(*) FROM jobs WHERE schedule = 'tick'"),
+        s_pg_int("SELECT count(DISTINCT key) FROM jobs WHERE schedule = "
+                 "'tick'"));
+    int64_t anchor = s_pg_int("SELECT anchor_ms FROM schedules");
+    assert_true(anchor > 0);
+    assert_int_equal(
+        s_pg_int("SELECT count(*) FROM jobs WHERE schedule = 'tick' AND "
+                 "(CAST(split_part(key, ':', 4) AS BIGINT) - "
+                 "(SELECT anchor_ms FROM schedules)) % 1000 <> 0"),
+        0);
+    assert_true(s_pg_int("SELECT firings FROM schedules") >= 1);
+}
+
 static int
 s_setup(void **state)
 {
@@ -593,10 +643,8 @@ main(int argc, char **argv)
         cmocka_set_test_filter(argv[1]);
 #define T(f) cmocka_unit_test_setup_teardown(f, s_setup, harness_teardown)
     const struct CMUnitTest tests[] = {
-        T(t_standby_refuses),
-        T(t_kill_active),
-        T(t_stop_active),
-        T(t_db_restart),
+        T(t_standby_refuses), T(t_kill_active),       T(t_stop_active),
+        T(t_db_restart),      T(t_schedule_takeover),
     };
 #undef T
     return cmocka_run_group_tests_name("ha (postgres)", tests, s_group_setup,

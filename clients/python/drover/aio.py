@@ -85,6 +85,30 @@ class AsyncClient:
         """:meth:`drover.Client.ctrl` as a coroutine."""
         return await self._call("ctrl", verb, **kw)
 
+    async def schedule_add(self, name: str, type: str, **kw: Any) -> Dict[str, Any]:
+        """:meth:`drover.Client.schedule_add` as a coroutine."""
+        return await self._call("schedule_add", name, type, **kw)
+
+    async def schedules(self) -> List[Dict[str, Any]]:
+        """:meth:`drover.Client.schedules` as a coroutine."""
+        return await self._call("schedules")
+
+    async def schedule(self, name: str) -> Dict[str, Any]:
+        """:meth:`drover.Client.schedule` as a coroutine."""
+        return await self._call("schedule", name)
+
+    async def schedule_pause(self, name: str) -> Dict[str, Any]:
+        """:meth:`drover.Client.schedule_pause` as a coroutine."""
+        return await self._call("schedule_pause", name)
+
+    async def schedule_resume(self, name: str) -> Dict[str, Any]:
+        """:meth:`drover.Client.schedule_resume` as a coroutine."""
+        return await self._call("schedule_resume", name)
+
+    async def schedule_remove(self, name: str) -> None:
+        """:meth:`drover.Client.schedule_remove` as a coroutine."""
+        await self._call("schedule_remove", name)
+
     async def as_completed(self, ids: Iterable[str], timeout: Optional[float] = None) -> AsyncIterator[Result]:
         """Yields each job's :class:`drover.Result` as it ends (order of
         completion). Raises WaitTimeout when ``timeout`` passes first,

@@ -221,3 +221,30 @@ def test_handler_without_worker(tmp_path) -> None:
     p = subprocess.run([sys.executable, str(script)], input='"retry"', capture_output=True,
                        text=True, env=env)
     assert p.returncode == 75 and "retry after 3" in p.stderr
+
+
+def test_schedules(client: drover.Client) -> None:
+    """A schedule the broker fires every second: its jobs come, it can be
+    paused, shown and removed; bad arguments name their field."""
+    name = "py-" + uuid.uuid4().hex[:8]
+    s = client.schedule_add(name, "echo", every="1s", payload={"n": 1}, no_overlap=True)
+    assert s["name"] == name and s["spec"] == "every 1s" and s["no_overlap"] is True
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        s = client.schedule(name)
+        if s["firings"] >= 2 and s["last_job_state"] == "succeeded":
+            break
+        time.sleep(0.1)
+    assert s["firings"] >= 2, s
+    r = client.wait([s["last_job"]], timeout=10)
+    assert r[s["last_job"]].result == {"n": 1}
+    assert name in [x["name"] for x in client.schedules()]
+    assert client.schedule_pause(name)["paused"] is True
+    assert client.schedule_resume(name)["paused"] is False
+    client.schedule_remove(name)
+    with pytest.raises(drover.Rejected) as ei:
+        client.schedule(name)
+    assert ei.value.code == "not_found"
+    with pytest.raises(drover.Rejected) as ei:
+        client.schedule_add(name, "echo", every="soon")
+    assert ei.value.code == "invalid_argument" and "every" in str(ei.value)
