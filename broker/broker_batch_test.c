@@ -29,22 +29,7 @@ static const broker_rid_t s_rid = { .len = 3, .data = "cli" };
 static void
 s_attach(broker_fx_t *fx)
 {
-    broker_t *b = fx->b;
-    int linger = 0;
-    char ep[64];
-    snprintf(ep, sizeof ep, "inproc://batch-%p", (void *)b);
-    b->zctx = zmq_ctx_new();
-    b->clients = zmq_socket(b->zctx, ZMQ_ROUTER);
-    zmq_setsockopt(b->clients, ZMQ_LINGER, &linger, sizeof linger);
-    assert_int_equal(zmq_bind(b->clients, ep), 0);
-    s_dealer = zmq_socket(b->zctx, ZMQ_DEALER);
-    zmq_setsockopt(s_dealer, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s_dealer, ZMQ_ROUTING_ID, "cli", 3);
-    assert_int_equal(zmq_connect(s_dealer, ep), 0);
-    assert_int_equal(zmq_send(s_dealer, "hi", 2, 0), 2);
-    char buf[16];
-    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 3);
-    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 2);
+    s_dealer = broker_fx_client(fx);
 }
 
 static void
@@ -77,20 +62,13 @@ s_teardown(void **state)
     return broker_fx_teardown(state);
 }
 
-static void
-s_answer_reads(broker_t *b)
-{
-    while (broker_reader_wait(b->reader))
-        broker_reads_ready(b);
-}
-
 /* Answers reads, commits, sends what waited: one pass of the loop. */
 static void
 s_pass(broker_t *b)
 {
-    s_answer_reads(b);
+    broker_fx_answer_reads(b);
     broker_batch_tick(b);
-    s_answer_reads(b);
+    broker_fx_answer_reads(b);
     broker_group_end_pass(b);
     while (b->inflight) {
         broker_writer_wait(b->writer);
@@ -519,7 +497,7 @@ t_restart_before_called(void **state)
     assert_int_equal(k, 1);
     broker_sched_finish(fx->b, two[0], DV_STATE_SUCCEEDED, NULL, 0, NULL);
     broker_batch_tick(fx->b);
-    s_answer_reads(fx->b); /* the key's read: the insert is recorded */
+    broker_fx_answer_reads(fx->b); /* the key's read: the insert is recorded */
     assert_non_null(fx->b->self_subs);
     s_restart(fx);
     s_pass(fx->b);

@@ -27,24 +27,7 @@ static const broker_rid_t s_rid = { .len = 3, .data = "cli" };
 static void
 s_attach(broker_fx_t *fx)
 {
-    broker_t *b = fx->b;
-    int linger = 0;
-    char ep[64];
-    snprintf(ep, sizeof ep, "inproc://ctrl-%p", (void *)b);
-    /* The broker's: closed and ended by broker_destroy. */
-    b->zctx = zmq_ctx_new();
-    b->clients = zmq_socket(b->zctx, ZMQ_ROUTER);
-    zmq_setsockopt(b->clients, ZMQ_LINGER, &linger, sizeof linger);
-    assert_int_equal(zmq_bind(b->clients, ep), 0);
-    s_dealer = zmq_socket(b->zctx, ZMQ_DEALER);
-    zmq_setsockopt(s_dealer, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s_dealer, ZMQ_ROUTING_ID, "cli", 3);
-    assert_int_equal(zmq_connect(s_dealer, ep), 0);
-    /* One message in, so that the ROUTER knows the routing id. */
-    assert_int_equal(zmq_send(s_dealer, "hi", 2, 0), 2);
-    char buf[16];
-    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 3);
-    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 2);
+    s_dealer = broker_fx_client(fx);
 }
 
 static void
@@ -67,18 +50,6 @@ s_teardown(void **state)
 {
     s_detach();
     return broker_fx_teardown(state);
-}
-
-/* Commits what was recorded, sends what waited on it. */
-static void
-s_commit(broker_t *b)
-{
-    broker_group_end_pass(b);
-    while (b->inflight) {
-        broker_writer_wait(b->writer);
-        broker_group_writer_ready(b);
-        broker_group_submit(b);
-    }
 }
 
 /* What the client got for one request. */
@@ -116,7 +87,7 @@ s_ctrl(broker_t *b, const char *verb, const char *queue, double value,
     }
     broker_client_on_message(b, &s_rid, &m);
     msgpack_sbuffer_destroy(&args);
-    s_commit(b);
+    broker_fx_commit(b);
 
     s_answer_t a = { 0 };
     zmq_pollitem_t it = { s_dealer, 0, ZMQ_POLLIN, 0 };
@@ -223,7 +194,7 @@ t_queue_with_jobs_or_worker_is_known(void **state)
     broker_fx_t *fx = *state;
     broker_t *b = fx->b;
     broker_fx_job(fx, "busy", 0, 1);
-    s_commit(b);
+    broker_fx_commit(b);
     s_answer_t a = s_ctrl(b, "purge", "busy", -1, false);
     assert_true(a.ok);
     assert_int_equal(json_integer_value(json_object_get(a.body, "purged")), 1);

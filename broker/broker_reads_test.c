@@ -30,27 +30,7 @@ static int
 s_setup(void **state)
 {
     broker_fx_setup(state);
-    broker_fx_t *fx = *state;
-    broker_t *b = fx->b;
-    int linger = 0, hwm = 0; /* no limit: a test may queue thousands */
-    char ep[64];
-    snprintf(ep, sizeof ep, "inproc://reads-%p", (void *)fx);
-    /* The broker's: closed and ended by broker_destroy. */
-    b->zctx = zmq_ctx_new();
-    b->clients = zmq_socket(b->zctx, ZMQ_ROUTER);
-    zmq_setsockopt(b->clients, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(b->clients, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    assert_int_equal(zmq_bind(b->clients, ep), 0);
-    s_dealer = zmq_socket(b->zctx, ZMQ_DEALER);
-    zmq_setsockopt(s_dealer, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s_dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s_dealer, ZMQ_ROUTING_ID, "cli", 3);
-    assert_int_equal(zmq_connect(s_dealer, ep), 0);
-    /* One message in, so that the ROUTER knows the routing id. */
-    assert_int_equal(zmq_send(s_dealer, "hi", 2, 0), 2);
-    char buf[16];
-    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 3);
-    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 2);
+    s_dealer = broker_fx_client(*state);
     return 0;
 }
 
@@ -84,26 +64,6 @@ s_release(dv_msg_t *m, zmq_msg_t *f)
 {
     dv_msg_release(m);
     zmq_msg_close(f);
-}
-
-/* Commits what was recorded, sends what waited on it. */
-static void
-s_commit(broker_t *b)
-{
-    broker_group_end_pass(b);
-    while (b->inflight) {
-        broker_writer_wait(b->writer);
-        broker_group_writer_ready(b);
-        broker_group_submit(b);
-    }
-}
-
-/* Answers every read out (the reader must not be held). */
-static void
-s_answer_reads(broker_t *b)
-{
-    while (broker_reader_wait(b->reader))
-        broker_reads_ready(b);
 }
 
 /* Answers the oldest read out, once it is back. */
@@ -352,7 +312,7 @@ s_ended_job(broker_fx_t *fx, char id[DV_ID_TEXT_LEN + 1], dv_state_t state)
     f.message = dv_str("failed for good");
     broker_sched_finish(fx->b, job, state, NULL, 0,
                         state == DV_STATE_SUCCEEDED ? NULL : &f);
-    s_commit(fx->b);
+    broker_fx_commit(fx->b);
     assert_null(broker_index_get(&fx->b->index, &jid));
 }
 
@@ -371,7 +331,7 @@ t_slow_read_delays_only_its_request(void **state)
     s_ctrl(b, 2, "job", ended, NULL);    /* ended: needs a read */
     s_submit(b, 3, NULL);                /* unkeyed */
     s_ctrl(b, 4, "status", NULL, NULL);
-    s_commit(b);
+    broker_fx_commit(b);
 
     s_answer_t a[8] = { 0 };
     assert_int_equal(s_collect(a, 8, 2000), 2);
@@ -384,8 +344,8 @@ t_slow_read_delays_only_its_request(void **state)
     assert_null(b->cur->acks); /* the keyed submit built nothing yet */
 
     broker_reader_hold(b->reader, false); /* the store answers */
-    s_answer_reads(b);
-    s_commit(b);
+    broker_fx_answer_reads(b);
+    broker_fx_commit(b);
     assert_int_equal(s_collect(a, 8, 2000), 2);
     assert_true(a[1].got && a[1].ok);
     assert_false(a[1].duplicate);
@@ -395,8 +355,8 @@ t_slow_read_delays_only_its_request(void **state)
 
     /* The same key again: pending or stored, the first job's id. */
     s_submit(b, 5, "order-1");
-    s_answer_reads(b);
-    s_commit(b);
+    broker_fx_answer_reads(b);
+    broker_fx_commit(b);
     assert_int_equal(s_collect(a, 8, 2000), 1);
     assert_true(a[5].duplicate);
     assert_string_equal(a[5].id, a[1].id);
@@ -417,9 +377,9 @@ t_duplicate_key_race_gives_one_job(void **state)
     s_submit(b, 2, "nightly");
     broker_reader_hold(b->reader, false);
     s_answer_one(b);
-    s_commit(b); /* the first job is durable; a read is still out */
+    broker_fx_commit(b); /* the first job is durable; a read is still out */
     s_answer_one(b);
-    s_commit(b);
+    broker_fx_commit(b);
     s_answer_t a[4] = { 0 };
     assert_int_equal(s_collect(a, 4, 2000), 2);
     assert_true(a[1].ok);
@@ -441,8 +401,8 @@ t_duplicate_key_race_gives_one_job(void **state)
     s_submit(b, 3, "weekly");
     s_submit(b, 1, "weekly");
     broker_reader_hold(b->reader, false);
-    s_answer_reads(b);
-    s_commit(b);
+    broker_fx_answer_reads(b);
+    broker_fx_commit(b);
     memset(a, 0, sizeof a);
     assert_int_equal(s_collect(a, 4, 2000), 2);
     assert_false(a[3].duplicate);
@@ -473,7 +433,7 @@ t_full_queue_answers_busy(void **state)
     assert_false(a[2].ok);
     assert_int_equal(a[2].code, DV_CODE_TRY_AGAIN);
     broker_reader_hold(b->reader, false);
-    s_answer_reads(b);
+    broker_fx_answer_reads(b);
     /* The cancels: the job ended already. */
     int n = 0;
     dv_msg_t m;
@@ -544,8 +504,8 @@ t_retry_dead_in_chunks(void **state)
     assert_int_equal(s_collect(a, 4, 2000), 1);
     assert_true(a[3].got);
     broker_reader_hold(b->reader, false);
-    s_answer_reads(b);
-    s_commit(b);
+    broker_fx_answer_reads(b);
+    broker_fx_commit(b);
     assert_int_equal(s_collect(a, 4, 2000), 2);
     assert_true(a[1].ok);
     assert_int_equal(a[1].retried, 1);
@@ -582,7 +542,7 @@ t_check_waits_for_its_scan_only(void **state)
         broker_fx_job(fx, "q", 0, 3);
     broker_reader_hold(b->reader, true);
     s_ctrl(b, 1, "check", NULL, NULL);
-    s_commit(b); /* the copied group commits; the scan waits */
+    broker_fx_commit(b); /* the copied group commits; the scan waits */
     assert_non_null(b->check);
     assert_true(broker_check_holding(b));
     /* Meanwhile: status is answered, a submit is taken (its ack waits
@@ -595,8 +555,8 @@ t_check_waits_for_its_scan_only(void **state)
     assert_int_equal(s_collect(a, 4, 2000), 1);
     assert_true(a[2].ok);
     broker_reader_hold(b->reader, false);
-    s_answer_reads(b);
-    s_commit(b);
+    broker_fx_answer_reads(b);
+    broker_fx_commit(b);
     assert_int_equal(s_collect(a, 4, 2000), 2);
     assert_true(a[1].ok);
     assert_true(a[3].ok);
@@ -683,11 +643,11 @@ t_job_attempts_keep_details(void **state)
     char id[DV_ID_TEXT_LEN + 1];
     broker_id_text(job, id);
     dv_id_t jid = job->id;
-    s_commit(b);
+    broker_fx_commit(b);
 
     /* A live job that never ran: no attempts yet. */
     s_ctrl(b, 1, "job", id, NULL);
-    s_answer_reads(b);
+    broker_fx_answer_reads(b);
     s_answer_t a[8] = { 0 };
     assert_int_equal(s_collect(a, 8, 2000), 1);
     assert_true(a[1].ok);
@@ -712,12 +672,12 @@ t_job_attempts_keep_details(void **state)
     s_run_and_fail(fx, w, job, &f, &events);
     assert_int_equal(events, 1); /* job.failed, retrying */
     assert_int_equal(job->state, DV_STATE_SCHEDULED);
-    s_commit(b);
+    broker_fx_commit(b);
 
     /* Live (retrying): answered from memory, with the stored attempt. */
     s_ctrl(b, 2, "job", id, NULL);
     assert_int_equal(s_collect(a, 8, 100), 0); /* waits for its read */
-    s_answer_reads(b);
+    broker_fx_answer_reads(b);
     assert_int_equal(s_collect(a, 8, 2000), 1);
     assert_true(a[2].ok);
     assert_string_equal(a[2].state, "scheduled");
@@ -744,12 +704,12 @@ t_job_attempts_keep_details(void **state)
     assert_true(b->cur->ended->has_failure);
     assert_null(b->cur->ended->failure.details.ptr);
     assert_null(b->cur->ended->failure.stderr_tail.ptr);
-    s_commit(b);
+    broker_fx_commit(b);
     assert_null(broker_index_get(&b->index, &jid));
 
     /* Ended (dead): answered from the store, with both attempts. */
     s_ctrl(b, 3, "job", id, NULL);
-    s_answer_reads(b);
+    broker_fx_answer_reads(b);
     assert_int_equal(s_collect(a, 8, 2000), 1);
     assert_true(a[3].ok);
     assert_string_equal(a[3].state, "dead");
@@ -778,7 +738,7 @@ t_job_attempts_read_fails(void **state)
     s_ended_job(fx, ended, DV_STATE_DEAD);
     broker_job_t *job = broker_fx_job(fx, "q", 0, 2);
     broker_id_text(job, live);
-    s_commit(b);
+    broker_fx_commit(b);
     char path[1200];
     snprintf(path, sizeof path, "%s/drover.db", fx->dir);
     sqlite3 *db = NULL;
@@ -789,7 +749,7 @@ t_job_attempts_read_fails(void **state)
 
     s_ctrl(b, 1, "job", live, NULL);
     s_ctrl(b, 2, "job", ended, NULL);
-    s_answer_reads(b);
+    broker_fx_answer_reads(b);
     s_answer_t a[4] = { 0 };
     assert_int_equal(s_collect(a, 4, 2000), 2);
     for (int i = 1; i <= 2; i++) {
@@ -833,7 +793,7 @@ s_finished(broker_t *b, uint64_t req, int64_t since, int64_t until,
     m.u.ctrl.args = dv_strn(sb.data, sb.size);
     broker_client_on_message(b, &s_rid, &m);
     msgpack_sbuffer_destroy(&sb);
-    s_answer_reads(b);
+    broker_fx_answer_reads(b);
     dv_msg_t r;
     zmq_msg_t f;
     assert_true(s_next(2000, &r, &f));
@@ -881,7 +841,7 @@ t_finished_pages(void **state)
     }
     broker_job_t *live = broker_fx_job(fx, "q", 0, 1); /* not finished */
     (void)live;
-    s_commit(b);
+    broker_fx_commit(b);
     int64_t t1 = broker_now_ms(b);
 
     /* The whole window, three at a time: every job once, in order. */
@@ -945,7 +905,7 @@ t_job_events_batched(void **state)
     broker_job_t *jobs[3];
     for (int i = 0; i < 3; i++)
         jobs[i] = broker_fx_job(fx, "q", 0, 1);
-    s_commit(b);
+    broker_fx_commit(b);
     uint64_t first = b->event_seq;
     broker_sched_finish(b, jobs[0], DV_STATE_SUCCEEDED, NULL, 0, NULL);
     broker_sched_finish(b, jobs[1], DV_STATE_SUCCEEDED, NULL, 0, NULL);

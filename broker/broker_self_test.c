@@ -36,24 +36,6 @@ s_cb(broker_t *self, void *arg, const dv_submit_ack_t *ack)
     s->code = ack->code;
 }
 
-static void
-s_commit(broker_t *b)
-{
-    broker_group_end_pass(b);
-    while (b->inflight) {
-        broker_writer_wait(b->writer);
-        broker_group_writer_ready(b);
-        broker_group_submit(b);
-    }
-}
-
-static void
-s_answer_reads(broker_t *b)
-{
-    while (broker_reader_wait(b->reader))
-        broker_reads_ready(b);
-}
-
 static dv_jobspec_t
 s_spec(const char *key)
 {
@@ -72,9 +54,9 @@ t_durable_then_duplicate(void **state)
     dv_jobspec_t js = s_spec("drover:schedule:nightly:1");
     s_seen_t a = { 0 };
     assert_int_equal(broker_self_submit(fx->b, &js, NULL, s_cb, &a), 0);
-    s_answer_reads(fx->b);        /* the key was not pending: a store read */
-    assert_int_equal(a.calls, 0); /* not before the insert is durable */
-    s_commit(fx->b);
+    broker_fx_answer_reads(fx->b); /* the key was not pending: a store read */
+    assert_int_equal(a.calls, 0);  /* not before the insert is durable */
+    broker_fx_commit(fx->b);
     assert_int_equal(a.calls, 1);
     assert_false(a.duplicate);
     assert_int_equal(strlen(a.id), DV_ID_TEXT_LEN);
@@ -83,8 +65,8 @@ t_durable_then_duplicate(void **state)
     /* Again, while the key is known: the same job. */
     s_seen_t b = { 0 };
     assert_int_equal(broker_self_submit(fx->b, &js, NULL, s_cb, &b), 0);
-    s_answer_reads(fx->b);
-    s_commit(fx->b);
+    broker_fx_answer_reads(fx->b);
+    broker_fx_commit(fx->b);
     assert_int_equal(b.calls, 1);
     assert_true(b.duplicate);
     assert_string_equal(b.id, a.id);
@@ -93,8 +75,8 @@ t_durable_then_duplicate(void **state)
     broker_fx_restart(fx);
     s_seen_t c = { 0 };
     assert_int_equal(broker_self_submit(fx->b, &js, NULL, s_cb, &c), 0);
-    s_answer_reads(fx->b);
-    s_commit(fx->b);
+    broker_fx_answer_reads(fx->b);
+    broker_fx_commit(fx->b);
     assert_int_equal(c.calls, 1);
     assert_true(c.duplicate);
     assert_string_equal(c.id, a.id);
@@ -108,11 +90,11 @@ t_owner_scopes_the_key(void **state)
     dv_jobspec_t js = s_spec("drover:batch:b1:complete");
     s_seen_t a = { 0 }, b = { 0 };
     assert_int_equal(broker_self_submit(fx->b, &js, "alice", s_cb, &a), 0);
-    s_answer_reads(fx->b);
-    s_commit(fx->b);
+    broker_fx_answer_reads(fx->b);
+    broker_fx_commit(fx->b);
     assert_int_equal(broker_self_submit(fx->b, &js, "bob", s_cb, &b), 0);
-    s_answer_reads(fx->b);
-    s_commit(fx->b);
+    broker_fx_answer_reads(fx->b);
+    broker_fx_commit(fx->b);
     assert_int_equal(a.calls, 1);
     assert_int_equal(b.calls, 1);
     assert_false(b.duplicate);
@@ -153,8 +135,8 @@ t_client_may_not_use_the_prefix(void **state)
     m.u.submit.njobs = 1;
     broker_rid_t rid = { .len = 3, .data = "cli" };
     broker_client_on_message(fx->b, &rid, &m);
-    s_answer_reads(fx->b);
-    s_commit(fx->b);
+    broker_fx_answer_reads(fx->b);
+    broker_fx_commit(fx->b);
     assert_int_equal(fx->b->counters.submitted, 0);
     assert_int_equal(fx->b->index.count, 0);
 }

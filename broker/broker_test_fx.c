@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <zmq.h>
 
 #include "broker_test_fx.h"
 
@@ -170,4 +171,48 @@ broker_fx_teardown(void **state)
     int rc = broker_fx_rmdir(fx->dir);
     free(fx);
     return rc;
+}
+
+void *
+broker_fx_client(broker_fx_t *fx)
+{
+    broker_t *b = fx->b;
+    int linger = 0, hwm = 0; /* no limit: a test may queue thousands */
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://fx-%p", (void *)b);
+    /* The broker's: closed and ended by broker_destroy. */
+    b->zctx = zmq_ctx_new();
+    b->clients = zmq_socket(b->zctx, ZMQ_ROUTER);
+    zmq_setsockopt(b->clients, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(b->clients, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    assert_int_equal(zmq_bind(b->clients, ep), 0);
+    void *dealer = zmq_socket(b->zctx, ZMQ_DEALER);
+    zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "cli", 3);
+    assert_int_equal(zmq_connect(dealer, ep), 0);
+    /* One message in, so that the ROUTER knows the routing id. */
+    assert_int_equal(zmq_send(dealer, "hi", 2, 0), 2);
+    char buf[16];
+    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 3);
+    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 2);
+    return dealer;
+}
+
+void
+broker_fx_commit(broker_t *b)
+{
+    broker_group_end_pass(b);
+    while (b->inflight) {
+        broker_writer_wait(b->writer);
+        broker_group_writer_ready(b);
+        broker_group_submit(b);
+    }
+}
+
+void
+broker_fx_answer_reads(broker_t *b)
+{
+    while (broker_reader_wait(b->reader))
+        broker_reads_ready(b);
 }

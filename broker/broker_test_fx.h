@@ -50,6 +50,21 @@ broker_worker_t *broker_fx_worker(broker_fx_t *fx, const char *name,
  * Returns how many jobs were leased. */
 int broker_fx_dispatch(broker_fx_t *fx);
 
+/* Gives fx->b a clients socket (a ROUTER on inproc://) and returns a
+ * DEALER connected to it with routing id "cli", which the ROUTER knows
+ * already (a first message went through): what the broker sends to that
+ * client arrives there. The DEALER is the caller's to close (zmq_close)
+ * before b is destroyed; b's socket and context go with b. */
+void *broker_fx_client(broker_fx_t *fx);
+
+/* Makes every write recorded so far durable and sends what waited on it,
+ * as passes of the loop would (groups pushed one after another until none
+ * is in flight). */
+void broker_fx_commit(broker_t *b);
+
+/* Answers every store read that is out (the reader must not be held). */
+void broker_fx_answer_reads(broker_t *b);
+
 /* cmocka teardown: destroys b, removes the directory. */
 int broker_fx_teardown(void **state);
 
