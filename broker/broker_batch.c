@@ -73,6 +73,8 @@ struct broker_batch {
     size_t extra_len;
     s_state_t state;
     bool decided; /* complete: the callbacks wanted are known */
+    bool recount; /* loaded open or closed: its jobs are counted from the
+                   * store once every record is loaded */
     int64_t pending, total, succeeded, dead, cancelled;
     dv_id_t since; /* jobs with a greater id are its own */
     s_cb_t cbs[S_NCB];
@@ -592,13 +594,24 @@ s_on_rec(void *arg, const broker_batchrec_t *r)
         s_maybe_done(self, b);
         return 0;
     }
-    /* Open or closed: its jobs as the store has them (the live ones are
-     * in memory too and are counted again when they end). */
+    /* Open or closed: counted once the load is over (no store call
+     * inside another one's callback). */
+    b->recount = true;
+    return 0;
+}
+
+/* Counts the jobs of a batch loaded open or closed as the store has them
+ * (the live ones are in memory too and are counted again when they end),
+ * and submits its callbacks if it is complete. */
+static int
+s_recount(broker_t *self, broker_batch_t *b)
+{
     broker_batch_counts_t c;
     int rc = broker_store_batch_counts(self->store, b->owner, b->name,
                                        b->since_id, &c);
     if (rc != 0)
         return rc;
+    b->recount = false;
     b->total =
         c.queued + c.scheduled + c.running + c.succeeded + c.dead + c.cancelled;
     b->succeeded = c.succeeded;
@@ -621,6 +634,27 @@ broker_batch_recover(broker_t *self)
         return -1;
     }
     int rc = broker_store_load_batches(self->store, s_on_rec, self);
+    /* Collected first: s_check may submit a callback, which does not
+     * change the map but is kept out of the walk anyway. */
+    size_t n = 0, i = 0;
+    broker_batch_t *b;
+    DV_MAP_EACH(b, self->batches)
+    {
+        n += b->recount;
+    }
+    broker_batch_t **todo = n ? calloc(n, sizeof *todo) : NULL;
+    if (n && !todo && rc == 0)
+        rc = DV_ENOMEM;
+    if (todo) {
+        DV_MAP_EACH(b, self->batches)
+        {
+            if (b->recount)
+                todo[i++] = b;
+        }
+        for (i = 0; i < n && rc == 0; i++)
+            rc = s_recount(self, todo[i]);
+        free(todo);
+    }
     if (rc != 0) {
         dv_log(DV_ERROR, "broker.start_failed",
                DV_STR("error", "cannot load the batch records"),

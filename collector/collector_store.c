@@ -401,7 +401,7 @@ s_add_step(json_t *events, const char *kind, json_t *ts, json_t *worker,
     if (!json_is_integer(ts) ||
         s_has_row(events, kind, attempt, json_integer_value(ts)))
         return 0;
-    json_t *e = json_pack("{sOsssOsOsssnsn}", "ts", ts, "kind", kind, "worker",
+    json_t *e = json_pack("{sOsssOsosssnsn}", "ts", ts, "kind", kind, "worker",
                           worker ? worker : json_null(), "attempt",
                           attempt ? json_integer(attempt) : json_null(),
                           "state", state, "category", "message");
