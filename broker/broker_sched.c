@@ -222,6 +222,7 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
                                                        : DV_EV_JOB_CANCELLED;
     broker_out_job_event(self, kind, job, &ev);
     broker_batch_ended(self, job, state);
+    broker_deps_ended(self, job, state);
     if (state == DV_STATE_SUCCEEDED)
         self->counters.succeeded++;
     else if (state == DV_STATE_DEAD)

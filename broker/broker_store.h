@@ -43,6 +43,13 @@ typedef struct {
     broker_sync_t sync;
 } broker_store_opts_t;
 
+/* A job another one waits for (table deps): any: it must only end
+ * ("after_any"), else succeed ("after"). */
+typedef struct {
+    char id[37];
+    bool any;
+} broker_dep_t;
+
 /* One job as stored. Strings are NUL-terminated; NULL = absent. On insert
  * the caller owns every pointer; in replay() callbacks they are valid only
  * during the call. */
@@ -66,6 +73,10 @@ typedef struct {
     int64_t result_ttl_ms; /* how long a finished job is kept */
     const char *worker;    /* running on (state running) */
     const char *owner;     /* certificate name of the submitter, or NULL */
+    /* On insert: the jobs it waits for (state waiting), stored with it as
+     * rows of table deps; replay and load leave them NULL. */
+    const broker_dep_t *deps;
+    uint32_t ndeps;
 } broker_jobrec_t;
 
 /* A finished attempt, for the attempts history table. */
@@ -375,6 +386,30 @@ int broker_store_batch_jobs(broker_store_t *self, const char *owner,
                             int (*cb)(void *arg, const broker_jobview_t *v),
                             void *arg);
 
+/* ---- job dependencies (broker_deps.c, docs/dependencies-between-jobs.md)
+ * Table deps (job_id, after_id, any): made at every start; its rows are
+ * inserted with their job (broker_jobrec_t.deps) and deleted when it
+ * expires. */
+
+/* Calls cb for every dependency of every job in state waiting, with the
+ * state its job has in the store (DV_STATE_NONE: no such job any more).
+ * Start-up (outside a group). Returns 0 or an error (or cb's non-zero
+ * return). */
+int broker_store_deps_replay(broker_store_t *self,
+                             int (*cb)(void *arg, const char *job_id,
+                                       const char *after_id, bool any,
+                                       dv_state_t after_state),
+                             void *arg);
+
+/* Calls cb for up to limit jobs that job id waits for (waited_by false)
+ * or that wait for it (true), in id order, with their stored states
+ * (DV_STATE_NONE: not stored any more). Returns how many, or an error. */
+int broker_store_deps_of(broker_store_t *self, const char *id, bool waited_by,
+                         int limit,
+                         int (*cb)(void *arg, const char *id, bool any,
+                                   dv_state_t state),
+                         void *arg);
+
 /* ---- backend vtable (one per file: store_sqlite.c, store_pg.c) ---------- */
 
 typedef struct {
@@ -437,6 +472,16 @@ typedef struct {
                       const char *after_id, int limit,
                       int (*cb)(void *arg, const broker_jobview_t *v),
                       void *arg);
+    /* job dependencies */
+    int (*deps_replay)(void *be,
+                       int (*cb)(void *arg, const char *job_id,
+                                 const char *after_id, bool any,
+                                 dv_state_t after_state),
+                       void *arg);
+    int (*deps_of)(void *be, const char *id, bool waited_by, int limit,
+                   int (*cb)(void *arg, const char *id, bool any,
+                             dv_state_t state),
+                   void *arg);
 } broker_store_ops_t;
 
 extern const broker_store_ops_t broker_store_sqlite_ops;

@@ -63,6 +63,7 @@ typedef enum {
     DV_STATE_DEAD,      /* terminal: attempts exhausted or not retryable */
     DV_STATE_CANCELLED, /* terminal */
     DV_STATE_UNKNOWN,   /* the broker has no such job */
+    DV_STATE_WAITING,   /* waits for other jobs to end ("after") */
     DV_STATE_COUNT_
 } dv_state_t;
 
@@ -156,7 +157,16 @@ typedef struct {
     bool has_backoff;     /* ["backoff"] present */
     dv_backoff_t backoff; /* ["backoff"] map {base, factor, cap, jitter}, ms */
     int64_t result_ttl_ms; /* ["result_ttl"] 0 = broker default */
+    /* ["after"] ids of jobs that must all have succeeded before it runs;
+     * ["after_any"] ids of jobs that must all have ended, however. At most
+     * DV_AFTER_MAX each; absent = none (docs/dependencies-between-jobs.md). */
+    dv_str_t *after;
+    uint32_t nafter;
+    dv_str_t *after_any;
+    uint32_t nafter_any;
 } dv_jobspec_t;
+
+#define DV_AFTER_MAX 100
 
 #define DV_PRIORITY_DEFAULT 5
 
@@ -297,6 +307,7 @@ typedef enum {
     DV_EV_WORKER_EXPIRED,   /* "worker.expired" */
     DV_EV_WORKER_HEARTBEAT, /* "worker.heartbeat" */
     DV_EV_WORKER_DRAINING,  /* "worker.draining" */
+    DV_EV_JOB_RELEASED,     /* "job.released": left state waiting */
     DV_EV_COUNT_
 } dv_event_kind_t;
 

@@ -2010,7 +2010,7 @@ t_event_kinds(void **state)
         "job.cancelled",   "job.retried",    "queue.paused",
         "queue.resumed",   "queue.limits",   "worker.joined",
         "worker.left",     "worker.expired", "worker.heartbeat",
-        "worker.draining",
+        "worker.draining", "job.released",
     };
     assert_int_equal(sizeof kinds / sizeof kinds[0], DV_EV_COUNT_ - 1);
     for (int k = DV_EV_JOB_SUBMITTED; k < DV_EV_COUNT_; k++) {
@@ -2963,8 +2963,9 @@ static void
 t_names(void **state)
 {
     (void)state;
-    const char *states[] = { "queued", "scheduled", "running",   "succeeded",
-                             "failed", "dead",      "cancelled", "unknown" };
+    const char *states[] = { "queued",    "scheduled", "running",
+                             "succeeded", "failed",    "dead",
+                             "cancelled", "unknown",   "waiting" };
     for (int s = DV_STATE_QUEUED; s < DV_STATE_COUNT_; s++) {
         const char *name = dv_state_name((dv_state_t)s);
         assert_string_equal(name, states[s - 1]);
