@@ -446,6 +446,52 @@ s_input_add(s_input_t *in, const drover_job_t *job, unsigned line)
     return 0;
 }
 
+/* The index of the job read from line (1-based), or SIZE_MAX when that
+ * line held no job (in->lines is in ascending order). */
+static size_t
+s_job_at_line(const s_input_t *in, unsigned line)
+{
+    size_t lo = 0, hi = in->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (in->lines[mid] < line)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < in->n && in->lines[lo] == line ? lo : SIZE_MAX;
+}
+
+/* The i-th id of job's after and after_any, in that order. */
+static const char **
+s_dep_slot(const drover_job_t *job, size_t i)
+{
+    /* The arrays are jobline's, in its arena: ours to rewrite. */
+    return (const char **)(i < job->nafter ? &job->after[i]
+                                           : &job->after_any[i - job->nafter]);
+}
+
+/* Checks the line references of job (read from line, not added yet): each
+ * must name an earlier line that holds a job. Returns 0, or -1 with why. */
+static int
+s_check_refs(const s_input_t *in, const drover_job_t *job, unsigned line,
+             char *why, size_t why_size)
+{
+    for (size_t i = 0; i < job->nafter + job->nafter_any; i++) {
+        unsigned ref = jobline_line_ref(*s_dep_slot(job, i));
+        if (!ref)
+            continue;
+        if (ref >= line || s_job_at_line(in, ref) == SIZE_MAX) {
+            snprintf(why, why_size,
+                     "%s: line %u is not an earlier line with a job (a line "
+                     "may wait only for the jobs of lines before it)",
+                     i < job->nafter ? "after" : "after_any", ref);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Reads and checks every line. Returns -1 when all are good, else an exit
  * code (the bad lines said, each with its number and reason; nothing is
  * submitted then). */
@@ -469,7 +515,7 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
     if (!text)
         return cli_fail(o->c, CLI_USAGE, "bad_input", "cannot read %s: %s",
                         name, strerror(err));
-    size_t bad = 0, pos = 0;
+    size_t bad = 0, pos = 0, bad_refs = 0;
     unsigned line = 0, first_bad = 0;
     char first_why[256] = "";
     if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
@@ -486,6 +532,11 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
             jobline_parse(start, n, &o->defaults, arena, &job, why, sizeof why);
         if (rc == JOBLINE_SKIP)
             continue;
+        if (rc == JOBLINE_JOB &&
+            s_check_refs(in, &job, line, why, sizeof why) != 0) {
+            rc = JOBLINE_BAD;
+            bad_refs++;
+        }
         if (rc == JOBLINE_NOMEM ||
             (rc == JOBLINE_JOB && s_input_add(in, &job, line) != 0)) {
             free(text);
@@ -507,6 +558,13 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
         return -1;
     if (bad > S_REPORT_MAX)
         s_note(o, "... and %zu more bad lines", bad - S_REPORT_MAX);
+    if (bad_refs == bad)
+        /* Only references to no (earlier) job: exit 4, as for a job that
+         * does not exist. */
+        return cli_fail(o->c, CLI_NOT_FOUND, "bad_line",
+                        "line %u: %s; %zu bad line%s in %s; nothing was "
+                        "submitted",
+                        first_bad, first_why, bad, bad == 1 ? "" : "s", name);
     if (o->json)
         return cli_fail(o->c, CLI_USAGE, "bad_line",
                         "line %u: %s; %zu bad line%s in %s; nothing was "
@@ -906,8 +964,57 @@ s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
     size_t first_unanswered = 0;
     int lib_rc = DROVER_OK;
     char where[32];
-    for (size_t base = 0; base < in->n; base += S_SLICE) {
-        size_t m = in->n - base < S_SLICE ? in->n - base : S_SLICE;
+    unsigned dep_refused = 0, dep_on = 0; /* first line not sent, its ref */
+    for (size_t base = 0, m = 0; base < in->n; base += m) {
+        m = in->n - base < S_SLICE ? in->n - base : S_SLICE;
+        /* Line references: a job waiting for a job of this slice ends the
+         * slice (its id comes with the slice's acks); one waiting for a
+         * job that was not accepted is not sent. */
+        size_t unsent = SIZE_MAX;
+        for (size_t k = base; k < base + m && unsent == SIZE_MAX; k++) {
+            drover_job_t *job = &in->jobs[k];
+            for (size_t d = 0; d < job->nafter + job->nafter_any; d++) {
+                const char **slot = s_dep_slot(job, d);
+                unsigned ref = jobline_line_ref(*slot);
+                if (!ref)
+                    continue;
+                size_t at = s_job_at_line(in, ref);
+                if (at >= base) {
+                    m = k - base; /* k > base: at is before k */
+                    break;
+                }
+                if (!in->ids[at][0]) {
+                    unsent = k;
+                    dep_on = ref;
+                    break;
+                }
+                *slot = in->ids[at];
+            }
+        }
+        if (unsent != SIZE_MAX) {
+            if (unsent > base) {
+                m = unsent - base; /* the jobs before it go first */
+            } else {
+                if (!dep_refused)
+                    dep_refused = in->lines[base];
+                if (s->refused < S_REPORT_MAX) {
+                    char msg[128];
+                    snprintf(msg, sizeof msg,
+                             "not sent: it waits for line %u, whose job was "
+                             "not accepted",
+                             dep_on);
+                    s_note(o, "%s: %s", s_where(in, base, where, sizeof where),
+                           msg);
+                    json_array_append_new(s->refusals,
+                                          json_pack("{s:I, s:s}", "line",
+                                                    (json_int_t)in->lines[base],
+                                                    "message", msg));
+                }
+                s->refused++;
+                m = 1;
+                continue;
+            }
+        }
         if (lib_rc == DROVER_EUNREACHABLE || lib_rc == DROVER_ETIMEOUT ||
             lib_rc == DROVER_EREJECTED || lib_rc == DROVER_ENOMEM) {
             /* Do not send more to a broker that stopped answering. */
@@ -980,6 +1087,12 @@ s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
     if (lib_rc != DROVER_OK && lib_rc != DROVER_EPROTO)
         return cli_fail(o->c, CLI_UNREACHABLE, NULL, "%s",
                         drover_last_error(client));
+    if (dep_refused)
+        return cli_fail(o->c, CLI_NOT_FOUND, "refused",
+                        "line %u: not sent: it waits for a line whose job was "
+                        "not accepted; %zu of %zu job%s accepted, %zu refused",
+                        dep_refused, s->accepted, in->n, in->n == 1 ? "" : "s",
+                        s->refused);
     if (s->refused)
         return cli_fail(o->c, CLI_FAILED, "refused",
                         "%zu of %zu job%s accepted, %zu refused", s->accepted,
