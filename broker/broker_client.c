@@ -847,6 +847,7 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
             .queued = (int64_t)q->ready,
             .scheduled = (int64_t)q->scheduled,
             .running = (int64_t)q->running,
+            .waiting = (int64_t)q->waiting,
             .paused = q->paused,
             .oldest_ms = oldest_ms,
         };
@@ -918,8 +919,8 @@ typedef struct {
 } s_jobview_ctx_t;
 
 /* The keys of a ctrl "job" answer beside the job's own: "attempts" or
- * "attempts_error", and "options". */
-#define S_JOB_EXTRA_KEYS 2
+ * "attempts_error", "options", "waits_for" and "waited_by". */
+#define S_JOB_EXTRA_KEYS 4
 
 static void
 s_on_jobview(void *arg, const broker_jobview_t *v)
@@ -1011,6 +1012,38 @@ s_pack_attempts(msgpack_packer *pk, const broker_viewed_t *it, const char *why)
         pk->callback(pk->data, it->attempts, it->attempts_len);
 }
 
+/* "waits_for" and "waited_by": [{id, state, any}] as stored, a job live
+ * in memory with its state there (the store's may lag). */
+static void
+s_pack_deps(const broker_t *self, msgpack_packer *pk, const broker_viewed_t *it)
+{
+    static const char *const keys[] = { "waits_for", "waited_by" };
+    for (int k = 0; k < 2; k++) {
+        uint32_t from = k ? it->nfor : 0, n = k ? it->nby : it->nfor;
+        broker_pack_str(pk, keys[k]);
+        msgpack_pack_array(pk, it->deps ? n : 0);
+        for (uint32_t i = 0; it->deps && i < n; i++) {
+            const broker_dep_row_t *r = &it->deps[from + i];
+            dv_state_t st = r->state;
+            dv_id_t id;
+            const broker_job_t *job =
+                dv_id_parse(r->id, (unsigned)strlen(r->id), &id) == 0
+                    ? broker_index_get(&self->index, &id)
+                    : NULL;
+            if (job && !(job->flags & BROKER_JOB_PENDING))
+                st = (dv_state_t)job->state;
+            msgpack_pack_map(pk, 3);
+            broker_pack_kv_str(pk, "id", r->id);
+            broker_pack_kv_str(pk, "state", dv_state_name(st));
+            broker_pack_str(pk, "any");
+            if (r->any)
+                msgpack_pack_true(pk);
+            else
+                msgpack_pack_false(pk);
+        }
+    }
+}
+
 /* Sends a packed ctrl "job" answer, or not_found / out of memory. */
 static void
 s_job_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
@@ -1039,6 +1072,7 @@ s_job_live(broker_t *self, const broker_rid_t *rid, uint64_t req,
     s_pack_live(&pk, idtext, job);
     s_pack_attempts(&pk, it, why);
     s_pack_job_options(&pk, it, job);
+    s_pack_deps(self, &pk, it);
     s_job_reply(self, rid, req, &body, true);
     broker_body_destroy(&body);
 }
@@ -1100,6 +1134,7 @@ s_job_answer(broker_t *self, broker_views_t *v)
     if (found) {
         s_pack_attempts(&pk, it, NULL);
         s_pack_job_options(&pk, it, NULL);
+        s_pack_deps(self, &pk, it);
     }
     s_job_reply(self, &v->rid, v->req, &body, found);
     broker_body_destroy(&body);

@@ -371,7 +371,7 @@ s_release(broker_t *self, broker_job_t *job)
 {
     char id[DV_ID_TEXT_LEN + 1];
     broker_id_text(job, id);
-    job->state = DV_STATE_NONE;
+    broker_sched_unplace(self, job); /* out of waiting (its count) */
     broker_sched_place(self, job, false);
     if (broker_wbatch_waiting(&self->cur->wb, id, (dv_state_t)job->state,
                               job->state == DV_STATE_SCHEDULED
@@ -382,6 +382,7 @@ s_release(broker_t *self, broker_job_t *job)
     dv_event_t ev = { 0 };
     ev.state = (dv_state_t)job->state;
     ev.run_at_ms = job->state == DV_STATE_SCHEDULED ? job->run_at_ms : 0;
+    ev.was = DV_STATE_WAITING;
     broker_out_job_event(self, DV_EV_JOB_RELEASED, job, &ev);
 }
 
@@ -519,6 +520,7 @@ broker_deps_durable(broker_t *self, broker_job_t *job)
         return true;
     }
     job->state = DV_STATE_WAITING;
+    job->queue->waiting++;
     return true;
 }
 

@@ -802,6 +802,16 @@ void broker_sender_save(const broker_t *self, broker_sender_t *s);
 const broker_peer_t *broker_sender_use(broker_t *self,
                                        const broker_sender_t *s);
 
+/* A job of a ctrl "job" answer's waits_for or waited_by, as stored. */
+typedef struct {
+    char id[DV_ID_TEXT_LEN + 1];
+    dv_state_t state; /* DV_STATE_UNKNOWN: not stored any more */
+    bool any;         /* after_any */
+} broker_dep_row_t;
+
+/* The most of each a ctrl "job" answer lists. */
+#define BROKER_JOB_DEPS_MAX 100
+
 /* One stored job as a read found it. */
 typedef struct {
     char id[DV_ID_TEXT_LEN + 1];
@@ -822,6 +832,12 @@ typedef struct {
      * msgpack map (broker_pack_options); NULL when not stored (yet). */
     char *options;
     size_t options_len;
+    /* With want_attempts, also what it waits for and what waits for it
+     * (table deps): rows[0..nfor) then rows[nfor..nfor + nby); drc: 0 or
+     * the read's error. */
+    broker_dep_row_t *deps;
+    uint32_t nfor, nby;
+    int drc;
 } broker_viewed_t;
 
 /* A job's options as submitted, for ctrl "job". Views; NULL/0 absent. */

@@ -97,6 +97,7 @@ s_on_replay(void *arg, const broker_jobrec_t *rec)
         /* In no container: its edges come from the deps table after the
          * replay (broker_deps_recover). */
         job->state = DV_STATE_WAITING;
+        job->queue->waiting++;
         return 0;
     }
     bool running = rec->state == DV_STATE_RUNNING;

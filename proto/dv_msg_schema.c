@@ -308,6 +308,7 @@ static const dv_schema_t s_keyitem = {
         { DV_F_NAME("worker", T, P worker, 0) },                               \
         { DV_F_I32("attempt", T, P attempt, DV_FF_OMIT, 0, INT32_MAX) },       \
         { DV_F_ENUM("state", T, P state, DV_FF_OMIT, &dv_enum_state) },        \
+        { DV_F_ENUM("was", T, P was, DV_FF_OMIT, &dv_enum_state) },            \
         { DV_F_I64("run_at", T, P run_at_ms, DV_FF_OMIT, 0, INT64_MAX) },      \
         { DV_F_I64("wait", T, P wait_ms, DV_FF_OMIT, 0, INT64_MAX) },          \
         { DV_F_I64("run", T, P run_ms, DV_FF_OMIT, 0, INT64_MAX) },            \

@@ -332,11 +332,13 @@ typedef struct {
     dv_str_t worker;           /* ["worker"] */
     int32_t attempt;           /* ["attempt"] */
     dv_state_t state;          /* ["state"] */
-    int64_t run_at_ms;         /* ["run_at"] next attempt, for retries */
-    int64_t wait_ms;           /* ["wait"] queued -> started */
-    int64_t run_ms;            /* ["run"] started -> finished */
-    int64_t current, total;    /* ["current"], ["total"] */
-    dv_str_t message;          /* ["message"] progress text */
+    dv_state_t was;    /* ["was"] job.cancelled, job.released: the state the
+                     * job left when it was "waiting"; absent otherwise */
+    int64_t run_at_ms; /* ["run_at"] next attempt, for retries */
+    int64_t wait_ms;   /* ["wait"] queued -> started */
+    int64_t run_ms;    /* ["run"] started -> finished */
+    int64_t current, total; /* ["current"], ["total"] */
+    dv_str_t message;       /* ["message"] progress text */
     bool has_failure;
     dv_failure_t failure; /* ["failure"] */
     dv_str_t body;        /* ["body"] bin: extra msgpack map (stats) */

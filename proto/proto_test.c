@@ -2117,8 +2117,8 @@ t_status_body(void **state)
     (void)state;
     dv_str_t wq[2] = { dv_str("llm"), dv_str("email") };
     dv_status_queue_t qs[2] = {
-        { dv_str("llm"), 2.5, 10, 120, 3, 7, false, 0 },
-        { dv_str("email"), 0, 0, 0, 0, 0, true, 0 },
+        { dv_str("llm"), 2.5, 10, 120, 3, 7, false, 0, 0 },
+        { dv_str("email"), 0, 0, 0, 0, 0, true, 0, 0 },
     };
     dv_status_worker_t ws[2] = {
         { dv_str("host-a:4242"), false, dv_str("host-a"), 4242, 16, 9, 7,
@@ -2254,8 +2254,8 @@ t_status_oldest_seq(void **state)
 {
     (void)state;
     dv_status_queue_t qs[2] = {
-        { dv_str("llm"), 0, 0, 3, 0, 0, false, 90500 },
-        { dv_str("email"), 0, 0, 0, 0, 0, false, 0 },
+        { dv_str("llm"), 0, 0, 3, 0, 0, false, 90500, 0 },
+        { dv_str("email"), 0, 0, 0, 0, 0, false, 0, 0 },
     };
     dv_status_t st;
     memset(&st, 0, sizeof st);

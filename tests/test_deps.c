@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "harness.h"
 
@@ -112,6 +113,27 @@ t_chain_by_line(void **state)
     assert_true(s_col_int(h, "started_at", ids[2]) >=
                 s_col_int(h, "finished_at", ids[1]));
     assert_true(s_col_int(h, "finished_at", ids[0]) > 0);
+    /* drover job: what the second waited for, and what waited for it. */
+    static char out[65536];
+    assert_int_equal(harness_cli(out, sizeof out, "job", ids[1], "--json",
+                                 "--broker", h->clients, NULL),
+                     0);
+    json_t *doc = json_loads(out, 0, NULL);
+    assert_non_null(doc);
+    json_t *wf = json_object_get(doc, "waits_for");
+    json_t *wb = json_object_get(doc, "waited_by");
+    assert_int_equal(json_array_size(wf), 1);
+    assert_int_equal(json_array_size(wb), 1);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(wf, 0), "id")),
+        ids[0]);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(wf, 0), "state")),
+        "succeeded");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(wb, 0), "id")),
+        ids[2]);
+    json_decref(doc);
 }
 
 static void
