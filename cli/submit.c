@@ -20,9 +20,11 @@
 #include "cli_out.h"
 #include "drover.h"
 #include "dv_clock.h"
+#include "dv_id.h"
 #include "dv_json.h"
 #include "dv_log.h"
 #include "dv_map.h"
+#include "dv_proto.h"
 #include "jobline.h"
 
 #define S_SLICE          65536 /* jobs per drover_submit_many call */
@@ -39,6 +41,7 @@ static struct {
     const char *max_attempts, *timeout, *key, *backoff_base;
     const char *backoff_factor, *backoff_cap, *trace, *result_ttl, *batch;
     const char *file, *connect_timeout, *out, *wait_timeout;
+    const char *after, *after_any;
     bool no_jitter, wait, progress, no_progress, quiet, ids;
     int log_level, log_format;
     /* The one-shot batch: open with these callbacks, submit, close. */
@@ -87,6 +90,15 @@ static const dv_flag_t s_flags[] = {
                 .help = "W3C traceparent handed to the handler"),
     DV_FLAG_STR("result-ttl", &s_f.result_ttl, .arg = "SECONDS",
                 .help = "how long the broker keeps the result"),
+    DV_FLAG_STR("after", &s_f.after, .arg = "IDS",
+                .help = "job ids (comma-separated, at most 100) that must "
+                        "all succeed before it runs; it waits in state "
+                        "waiting, and is cancelled if one ends dead or "
+                        "cancelled; not with --file (a line's \"after\" "
+                        "may name earlier lines by number)"),
+    DV_FLAG_STR("after-any", &s_f.after_any, .arg = "IDS",
+                .help = "job ids (comma-separated) that must all end, "
+                        "however, before it runs; not with --file"),
     DV_FLAG_STR("batch", &s_f.batch, .arg = "NAME",
                 .help = "the batch the jobs belong to (drover watch NAME "
                         "follows it)"),
@@ -239,6 +251,38 @@ s_seconds(const cli_t *c, const char *name, const char *v, bool positive,
     return 0;
 }
 
+/* --after or --after-any: comma-separated job ids into *ids (kept for the
+ * run). Returns -1 to go on, or an exit code. */
+static int
+s_parse_ids(const cli_t *c, const char *flag, const char *text,
+            const char *const **ids, size_t *n)
+{
+    static const char *slots[2][DV_AFTER_MAX];
+    static char bufs[2][DV_AFTER_MAX * (DV_ID_TEXT_LEN + 1) + 1];
+    int w = strcmp(flag, "after") != 0;
+    size_t len = strlen(text);
+    if (len >= sizeof bufs[w])
+        return cli_usage(c, s_flag(flag), "--%s takes at most %d ids", flag,
+                         DV_AFTER_MAX);
+    memcpy(bufs[w], text, len + 1);
+    size_t k = 0;
+    for (char *save = NULL, *t = strtok_r(bufs[w], ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        if (strlen(t) != DV_ID_TEXT_LEN)
+            return cli_usage(c, s_flag(flag), "--%s: '%s' is not a job id",
+                             flag, t);
+        if (k == DV_AFTER_MAX)
+            return cli_usage(c, s_flag(flag), "--%s takes at most %d ids", flag,
+                             DV_AFTER_MAX);
+        slots[w][k++] = t;
+    }
+    if (!k)
+        return cli_usage(c, s_flag(flag), "--%s needs job ids", flag);
+    *ids = slots[w];
+    *n = k;
+    return -1;
+}
+
 /* Checks the flags and arguments into *o. Returns -1 to go on, or an exit
  * code (a usage error, said). */
 static int
@@ -333,6 +377,12 @@ s_check(const cli_t *c, int argc, char **argv, s_opts_t *o)
     if (s_f.batch &&
         (rc = s_parse_name(c, "batch", s_f.batch, 200, &d->batch)) >= 0)
         return rc;
+    if (s_f.after &&
+        (rc = s_parse_ids(c, "after", s_f.after, &d->after, &d->nafter)) >= 0)
+        return rc;
+    if (s_f.after_any && (rc = s_parse_ids(c, "after-any", s_f.after_any,
+                                           &d->after_any, &d->nafter_any)) >= 0)
+        return rc;
     if (o->file && !*o->file)
         return cli_usage(c, s_flag("file"), "--file needs a file name (or -)");
     if ((rc = s_seconds(c, "connect-timeout", s_f.connect_timeout, true, &v)) !=
@@ -365,6 +415,10 @@ s_check(const cli_t *c, int argc, char **argv, s_opts_t *o)
         return cli_usage(c, s_flag("key"),
                          "--key is for one job; with --file give each line "
                          "its own \"key\"");
+    if (o->file && (d->nafter || d->nafter_any))
+        return cli_usage(c, s_flag(d->nafter ? "after" : "after-any"),
+                         "--after and --after-any are for one job; with "
+                         "--file give each line its own \"after\"");
     if (!o->file && !d->type)
         return cli_usage(c, NULL, "needs TYPE (or --type, or --file)");
     if (o->out && !o->wait)
@@ -1266,10 +1320,18 @@ const cli_cmd_t cli_submit = {
         "A line of --file: {\"queue\", \"type\", \"payload\", \"priority\", "
         "\"delay\" or \"at\", \"max_attempts\", \"timeout\", \"key\", "
         "\"batch\", \"trace\", \"result_ttl\", \"backoff\": {\"base\", "
-        "\"factor\", \"cap\", \"jitter\"}}. Blank lines and lines starting "
-        "with # are skipped. Every line is checked before anything is "
-        "submitted: a bad one is reported with its number and the reason, "
-        "and then nothing is submitted (exit 2).\n\n"
+        "\"factor\", \"cap\", \"jitter\"}, \"after\", \"after_any\"}. Blank "
+        "lines and lines starting with # are skipped. Every line is checked "
+        "before anything is submitted: a bad one is reported with its number "
+        "and the reason, and then nothing is submitted (exit 2).\n\n"
+        "\"after\" (jobs that must succeed first) and \"after_any\" (jobs "
+        "that must end, however) list job ids, or line numbers (1-based) of "
+        "earlier lines of the same file: {\"type\": \"load\", \"after\": [2]} "
+        "waits for line 2's job (docs/dependencies-between-jobs.md). A line "
+        "naming a line that is not an earlier job line stops the run before "
+        "anything is submitted (exit 4, naming the line); a line is sent "
+        "once the ack of the line it names came back, and is not sent (exit "
+        "4) if that line's job was not accepted.\n\n"
         "With --wait it then waits for every accepted job to end and writes "
         "one JSON line per job as it ends: {\"id\", \"line\" (with --file), "
         "\"state\", \"attempts\", \"result\"} or {..., \"error\": "

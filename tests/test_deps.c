@@ -134,6 +134,14 @@ t_chain_by_line(void **state)
         json_string_value(json_object_get(json_array_get(wb, 0), "id")),
         ids[2]);
     json_decref(doc);
+    /* One job from the flags: --after ID. */
+    assert_int_equal(harness_cli(out, sizeof out, "submit", "step", "4",
+                                 "--after", ids[2], "--broker", h->clients,
+                                 "--quiet", NULL),
+                     0);
+    s_wait_sql(h, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", 4,
+               30000);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM deps"), 3);
 }
 
 static void
