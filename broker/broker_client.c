@@ -950,15 +950,17 @@ s_on_jobview(void *arg, const broker_jobview_t *v)
 
 /* The keys of a live job (map header not included). */
 static void
-s_pack_live(msgpack_packer *pk, const char *idtext, const broker_job_t *job)
+s_pack_live(const broker_t *self, msgpack_packer *pk, const char *idtext,
+            const broker_job_t *job)
 {
     broker_pack_kv_str(pk, "id", idtext);
     broker_pack_kv_str(pk, "queue", job->queue->name);
     broker_pack_kv_str(pk, "type", job->type);
     broker_pack_kv_str(pk, "state",
-                       (job->flags & BROKER_JOB_PENDING)
-                           ? "queued"
-                           : dv_state_name(job->state));
+                       !(job->flags & BROKER_JOB_PENDING)
+                           ? dv_state_name(job->state)
+                       : broker_deps_has(self, job) ? "waiting"
+                                                    : "queued");
     broker_pack_kv_int(pk, "attempt", job->attempt);
     broker_pack_kv_int(pk, "max_attempts", job->max_attempts);
     broker_pack_kv_str(pk, "worker", job->worker ? job->worker->name : NULL);
@@ -1069,7 +1071,7 @@ s_job_live(broker_t *self, const broker_rid_t *rid, uint64_t req,
     msgpack_packer pk;
     broker_body_init(&body, &pk);
     msgpack_pack_map(&pk, S_LIVE_KEYS + S_JOB_EXTRA_KEYS);
-    s_pack_live(&pk, idtext, job);
+    s_pack_live(self, &pk, idtext, job);
     s_pack_attempts(&pk, it, why);
     s_pack_job_options(&pk, it, job);
     s_pack_deps(self, &pk, it);

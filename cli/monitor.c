@@ -777,9 +777,9 @@ const cli_cmd_t cli_queues = {
 
 /* ---- jobs ---------------------------------------------------------------- */
 
-static const char *const s_states[] = { "any",       "queued",    "scheduled",
-                                        "running",   "succeeded", "dead",
-                                        "cancelled", NULL };
+static const char *const s_states[] = { "any",     "queued",    "scheduled",
+                                        "waiting", "running",   "succeeded",
+                                        "dead",    "cancelled", NULL };
 
 static struct {
     int state;
