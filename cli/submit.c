@@ -20,12 +20,11 @@
 #include "cli_out.h"
 #include "drover.h"
 #include "dv_clock.h"
-#include "dv_id.h"
 #include "dv_json.h"
 #include "dv_log.h"
 #include "dv_map.h"
-#include "dv_proto.h"
 #include "jobline.h"
+#include "lineref.h"
 
 #define S_SLICE          65536 /* jobs per drover_submit_many call */
 #define S_REPORT_MAX     50    /* refused/bad lines reported one by one */
@@ -251,35 +250,16 @@ s_seconds(const cli_t *c, const char *name, const char *v, bool positive,
     return 0;
 }
 
-/* --after or --after-any: comma-separated job ids into *ids (kept for the
- * run). Returns -1 to go on, or an exit code. */
+/* --after or --after-any (flag) into *ids. Returns -1 to go on, or an
+ * exit code. */
 static int
 s_parse_ids(const cli_t *c, const char *flag, const char *text,
             const char *const **ids, size_t *n)
 {
-    static const char *slots[2][DV_AFTER_MAX];
-    static char bufs[2][DV_AFTER_MAX * (DV_ID_TEXT_LEN + 1) + 1];
-    int w = strcmp(flag, "after") != 0;
-    size_t len = strlen(text);
-    if (len >= sizeof bufs[w])
-        return cli_usage(c, s_flag(flag), "--%s takes at most %d ids", flag,
-                         DV_AFTER_MAX);
-    memcpy(bufs[w], text, len + 1);
-    size_t k = 0;
-    for (char *save = NULL, *t = strtok_r(bufs[w], ",", &save); t;
-         t = strtok_r(NULL, ",", &save)) {
-        if (strlen(t) != DV_ID_TEXT_LEN)
-            return cli_usage(c, s_flag(flag), "--%s: '%s' is not a job id",
-                             flag, t);
-        if (k == DV_AFTER_MAX)
-            return cli_usage(c, s_flag(flag), "--%s takes at most %d ids", flag,
-                             DV_AFTER_MAX);
-        slots[w][k++] = t;
-    }
-    if (!k)
-        return cli_usage(c, s_flag(flag), "--%s needs job ids", flag);
-    *ids = slots[w];
-    *n = k;
+    char why[128];
+    if (lineref_parse_ids(strcmp(flag, "after") != 0, text, ids, n, why,
+                          sizeof why) != 0)
+        return cli_usage(c, s_flag(flag), "--%s %s", flag, why);
     return -1;
 }
 
@@ -500,52 +480,6 @@ s_input_add(s_input_t *in, const drover_job_t *job, unsigned line)
     return 0;
 }
 
-/* The index of the job read from line (1-based), or SIZE_MAX when that
- * line held no job (in->lines is in ascending order). */
-static size_t
-s_job_at_line(const s_input_t *in, unsigned line)
-{
-    size_t lo = 0, hi = in->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (in->lines[mid] < line)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < in->n && in->lines[lo] == line ? lo : SIZE_MAX;
-}
-
-/* The i-th id of job's after and after_any, in that order. */
-static const char **
-s_dep_slot(const drover_job_t *job, size_t i)
-{
-    /* The arrays are jobline's, in its arena: ours to rewrite. */
-    return (const char **)(i < job->nafter ? &job->after[i]
-                                           : &job->after_any[i - job->nafter]);
-}
-
-/* Checks the line references of job (read from line, not added yet): each
- * must name an earlier line that holds a job. Returns 0, or -1 with why. */
-static int
-s_check_refs(const s_input_t *in, const drover_job_t *job, unsigned line,
-             char *why, size_t why_size)
-{
-    for (size_t i = 0; i < job->nafter + job->nafter_any; i++) {
-        unsigned ref = jobline_line_ref(*s_dep_slot(job, i));
-        if (!ref)
-            continue;
-        if (ref >= line || s_job_at_line(in, ref) == SIZE_MAX) {
-            snprintf(why, why_size,
-                     "%s: line %u is not an earlier line with a job (a line "
-                     "may wait only for the jobs of lines before it)",
-                     i < job->nafter ? "after" : "after_any", ref);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Reads and checks every line. Returns -1 when all are good, else an exit
  * code (the bad lines said, each with its number and reason; nothing is
  * submitted then). */
@@ -587,7 +521,7 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
         if (rc == JOBLINE_SKIP)
             continue;
         if (rc == JOBLINE_JOB &&
-            s_check_refs(in, &job, line, why, sizeof why) != 0) {
+            lineref_check(in->lines, in->n, &job, line, why, sizeof why) != 0) {
             rc = JOBLINE_BAD;
             bad_refs++;
         }
@@ -1024,50 +958,27 @@ s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
         /* Line references: a job waiting for a job of this slice ends the
          * slice (its id comes with the slice's acks); one waiting for a
          * job that was not accepted is not sent. */
-        size_t unsent = SIZE_MAX;
-        for (size_t k = base; k < base + m && unsent == SIZE_MAX; k++) {
-            drover_job_t *job = &in->jobs[k];
-            for (size_t d = 0; d < job->nafter + job->nafter_any; d++) {
-                const char **slot = s_dep_slot(job, d);
-                unsigned ref = jobline_line_ref(*slot);
-                if (!ref)
-                    continue;
-                size_t at = s_job_at_line(in, ref);
-                if (at >= base) {
-                    m = k - base; /* k > base: at is before k */
-                    break;
-                }
-                if (!in->ids[at][0]) {
-                    unsent = k;
-                    dep_on = ref;
-                    break;
-                }
-                *slot = in->ids[at];
+        size_t unsent = lineref_resolve(in->jobs, in->lines, in->n, in->ids,
+                                        base, &m, &dep_on);
+        if (unsent == base) {
+            if (!dep_refused)
+                dep_refused = in->lines[base];
+            if (s->refused < S_REPORT_MAX) {
+                char msg[128];
+                snprintf(msg, sizeof msg,
+                         "not sent: it waits for line %u, whose job was "
+                         "not accepted",
+                         dep_on);
+                s_note(o, "%s: %s", s_where(in, base, where, sizeof where),
+                       msg);
+                json_array_append_new(s->refusals,
+                                      json_pack("{s:I, s:s}", "line",
+                                                (json_int_t)in->lines[base],
+                                                "message", msg));
             }
-        }
-        if (unsent != SIZE_MAX) {
-            if (unsent > base) {
-                m = unsent - base; /* the jobs before it go first */
-            } else {
-                if (!dep_refused)
-                    dep_refused = in->lines[base];
-                if (s->refused < S_REPORT_MAX) {
-                    char msg[128];
-                    snprintf(msg, sizeof msg,
-                             "not sent: it waits for line %u, whose job was "
-                             "not accepted",
-                             dep_on);
-                    s_note(o, "%s: %s", s_where(in, base, where, sizeof where),
-                           msg);
-                    json_array_append_new(s->refusals,
-                                          json_pack("{s:I, s:s}", "line",
-                                                    (json_int_t)in->lines[base],
-                                                    "message", msg));
-                }
-                s->refused++;
-                m = 1;
-                continue;
-            }
+            s->refused++;
+            m = 1;
+            continue;
         }
         if (lib_rc == DROVER_EUNREACHABLE || lib_rc == DROVER_ETIMEOUT ||
             lib_rc == DROVER_EREJECTED || lib_rc == DROVER_ENOMEM) {

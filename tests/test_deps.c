@@ -208,6 +208,30 @@ t_later_line_refused(void **state)
     assert_int_equal(WEXITSTATUS(st), 4);
     assert_true(harness_file_has(h, "later.err", "line 2: after: line 3"));
     assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs"), 0);
+
+    /* A line naming a line whose job the broker refused (its own "after"
+     * names no job) is not sent: exit 4 naming it; the rest go. */
+    assert_int_equal(
+        harness_write(h, "refused.jsonl",
+                      "{\"type\": \"step\", \"after\": "
+                      "[\"01a20000-0000-7000-8000-000000000001\"]}\n"
+                      "{\"type\": \"step\", \"after\": [1]}\n"
+                      "{\"type\": \"step\"}\n",
+                      path, sizeof path),
+        0);
+    snprintf(cmd, sizeof cmd,
+             "'%s' submit --broker '%s' --file '%s' > '%s/refused.out' "
+             "2> '%s/refused.err'",
+             bin, h->clients, path, h->dir, h->dir);
+    st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 4);
+    assert_true(harness_file_has(h, "refused.err",
+                                 "line 1: refused: after: "
+                                 "no job 01a20000-"));
+    assert_true(harness_file_has(h, "refused.err",
+                                 "line 2: not sent: it waits for line 1"));
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM jobs"), 1);
 }
 
 int
