@@ -2,7 +2,8 @@
  * in order; a dead dependency cancels its dependants and theirs, with the
  * reason; after_any runs after a failure; dependencies already finished at
  * submit (succeeded, dead); an unknown id refused; a restart with waiting
- * jobs keeps their edges; 100,000 jobs waiting on one are released by its
+ * jobs keeps their edges; cancel of a waiting job cascades, and retry
+ * ignores dependencies; 100,000 jobs waiting on one are released by its
  * end (and the memory each costs is reported). A broker without sockets on
  * a real SQLite store and a fake clock (broker_test_fx.h), with a client
  * socket of its own as in broker_batch_test.c. */
@@ -462,6 +463,60 @@ t_finished_while_down(void **state)
     assert_int_equal(broker_deps_waiting(fx->b), 0);
 }
 
+/* Sends ctrl verb for job id; returns whether it was ok. */
+static bool
+s_ctrl_id(broker_t *b, const char *verb, const char *id)
+{
+    static uint64_t req = 5000;
+    dv_msg_t m = { .type = DV_MSG_CTRL };
+    m.u.ctrl.req = ++req;
+    m.u.ctrl.verb = dv_str(verb);
+    m.u.ctrl.id = dv_str(id);
+    broker_client_on_message(b, &s_rid, &m);
+    s_pass(b);
+    dv_msg_t r;
+    zmq_msg_t f;
+    s_recv(DV_MSG_REPLY, &r, &f);
+    assert_int_equal(r.u.reply.req, req);
+    bool ok = r.u.reply.ok;
+    dv_msg_release(&r);
+    zmq_msg_close(&f);
+    return ok;
+}
+
+static void
+t_cancel_and_retry(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    char buf[160];
+    s_ack_t a = s_submit(b, "a", NULL, NULL);
+    s_ack_t bb = s_submit(b, "b", a.id, NULL);
+    s_ack_t c = s_submit(b, "c", bb.id, NULL);
+    s_ack_t d = s_submit(b, "d", NULL, bb.id);
+    broker_queue_t *q = dv_map_get(b->queues, "q");
+    assert_int_equal(q->waiting, 3);
+    /* Cancelling a waiting job cancels what waits for it (after) and
+     * releases what waits with after_any. */
+    assert_true(s_ctrl_id(b, "cancel", bb.id));
+    s_pass(b);
+    assert_string_equal(s_col(fx, bb.id, "state", buf, sizeof buf),
+                        "cancelled");
+    assert_string_equal(s_col(fx, bb.id, "error", buf, sizeof buf),
+                        "cancelled by request");
+    assert_string_equal(s_col(fx, c.id, "state", buf, sizeof buf), "cancelled");
+    assert_int_equal(s_state(b, d.id), DV_STATE_QUEUED);
+    assert_int_equal(s_state(b, a.id), DV_STATE_QUEUED);
+    assert_int_equal(q->waiting, 0);
+    assert_int_equal(broker_deps_waiting(b), 0);
+    /* Retry ignores dependencies: c runs now, although b did not
+     * succeed. */
+    assert_true(s_ctrl_id(b, "retry", c.id));
+    s_pass(b);
+    assert_int_equal(s_state(b, c.id), DV_STATE_QUEUED);
+    assert_int_equal(s_check(fx), 0);
+}
+
 static void
 t_many_waiting(void **state)
 {
@@ -510,6 +565,8 @@ main(void)
         cmocka_unit_test_setup_teardown(t_restart_keeps_edges, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(t_finished_while_down, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(t_cancel_and_retry, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(t_many_waiting, s_setup, s_teardown),
     };
