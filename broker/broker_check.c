@@ -180,8 +180,9 @@ s_on_row(void *arg, const broker_jobrec_t *rec)
         c->seen[at] = true;
     bool same =
         job && !dv_state_terminal(job->state) && job->attempt == rec->attempt &&
-        (s_waiting(job->state)
-             ? s_waiting(rec->state)
+        (s_waiting(job->state) ? s_waiting(rec->state)
+         : job->state == DV_STATE_WAITING
+             ? rec->state == DV_STATE_WAITING
              : job->state == DV_STATE_RUNNING &&
                    rec->state == DV_STATE_RUNNING && job->worker &&
                    rec->worker && strcmp(job->worker, rec->worker) == 0);
@@ -355,8 +356,10 @@ s_copy(broker_t *self, broker_check_run_t *run)
         j->id = job->id;
         j->attempt = job->attempt;
         /* Inserted by the group being written: queued (or scheduled). */
-        j->state = (job->flags & BROKER_JOB_PENDING) ? DV_STATE_QUEUED
-                                                     : (dv_state_t)job->state;
+        j->state = (job->flags & BROKER_JOB_PENDING)
+                       ? (broker_deps_has(self, job) ? DV_STATE_WAITING
+                                                     : DV_STATE_QUEUED)
+                       : (dv_state_t)job->state;
         if (job->worker && job->state == DV_STATE_RUNNING) {
             const char *name = job->worker->name;
             char *copy = dv_map_get(run->names, name);

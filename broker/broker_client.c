@@ -94,7 +94,57 @@ typedef struct {
     /* The broker's own submit of one job: its schedule, which is not on
      * the wire (dv_jobspec_t.schedule), put back after the decode. */
     char schedule[DV_NAME_MAX + 1];
+    /* Per id of the jobs' after and after_any lists, in order: what the
+     * read found (S_DEP_WANT: to be read; unread: live in memory). */
+    broker_dep_found_t *dfound;
+    uint32_t ndfound;
 } s_keys_read_t;
+
+/* dfound[i].rc of an id the reader is to look up. */
+#define S_DEP_WANT 0xff
+
+/* The number of ids a submit's jobs depend on (after, after_any). */
+static uint32_t
+s_count_deps(const dv_msg_t *msg)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < msg->u.submit.njobs; i++)
+        n += msg->u.submit.jobs[i].nafter + msg->u.submit.jobs[i].nafter_any;
+    return n;
+}
+
+/* The i-th id of js's after and after_any, in that order. */
+static dv_str_t
+s_dep_id(const dv_jobspec_t *js, uint32_t i)
+{
+    return i < js->nafter ? js->after[i] : js->after_any[i - js->nafter];
+}
+
+/* Whether an id of a dependency needs a store read: a job id not live in
+ * memory. */
+static bool
+s_dep_unread(const broker_t *self, dv_str_t sid)
+{
+    dv_id_t id;
+    return sid.len == DV_ID_TEXT_LEN &&
+           dv_id_parse(sid.ptr, sid.len, &id) == 0 &&
+           !broker_index_get(&self->index, &id);
+}
+
+/* broker_store_get callback of a dependency's read. */
+typedef struct {
+    broker_dep_found_t *f;
+    const char *owner; /* the submitter's, or NULL */
+} s_dep_view_t;
+
+static void
+s_on_dep_view(void *arg, const broker_jobview_t *v)
+{
+    s_dep_view_t *c = arg;
+    c->f->state = v->state;
+    c->f->same_owner = c->owner && v->owner ? !strcmp(c->owner, v->owner)
+                                            : !c->owner && !v->owner;
+}
 
 static void
 s_keys_free(s_keys_read_t *k)
@@ -105,6 +155,7 @@ s_keys_free(s_keys_read_t *k)
         dv_msg_release(&k->msg);
     msgpack_sbuffer_destroy(&k->bytes);
     free(k->found);
+    free(k->dfound);
     free(k);
 }
 
@@ -137,12 +188,31 @@ s_keys_run(broker_store_t *store, broker_read_t *r)
         k->found[i].rc =
             broker_store_find_key(store, owner, key, k->found[i].id);
     }
+    /* Dependencies not live when the submit came: stored, or unknown. */
+    uint32_t d = 0;
+    for (uint32_t i = 0; i < k->n; i++) {
+        const dv_jobspec_t *js = &k->msg.u.submit.jobs[i];
+        for (uint32_t j = 0; j < js->nafter + js->nafter_any && d < k->ndfound;
+             j++, d++) {
+            broker_dep_found_t *f = &k->dfound[d];
+            if (f->rc != S_DEP_WANT)
+                continue;
+            char id[DV_ID_TEXT_LEN + 1];
+            dv_str_copy(s_dep_id(js, j), id, sizeof id);
+            s_dep_view_t c = { f, owner };
+            int grc = broker_store_get(store, id, s_on_dep_view, &c);
+            f->rc = grc == 1   ? BROKER_DEP_FOUND
+                    : grc == 0 ? BROKER_DEP_NONE
+                               : BROKER_DEP_FAILED;
+        }
+    }
     return 0;
 }
 
 static int s_add_waiter(broker_job_t *job, const broker_rid_t *rid);
 static void s_submit(broker_t *self, const broker_rid_t *rid,
-                     const dv_msg_t *msg, const s_found_t *found);
+                     const dv_msg_t *msg, const s_found_t *found,
+                     const broker_dep_found_t *dfound);
 
 static void
 s_keys_done(void *owner, broker_read_t *r)
@@ -177,7 +247,7 @@ s_keys_done(void *owner, broker_read_t *r)
     } else {
         if (k->schedule[0] && k->msg.u.submit.njobs == 1)
             k->msg.u.submit.jobs[0].schedule = dv_str(k->schedule);
-        s_submit(self, &k->rid, &k->msg, k->found);
+        s_submit(self, &k->rid, &k->msg, k->found, k->dfound);
     }
     self->sender = before;
     s_keys_free(k);
@@ -191,12 +261,22 @@ s_submit_later(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
 {
     uint32_t n = msg->u.submit.njobs;
     s_keys_read_t *k = calloc(1, sizeof *k);
+    uint32_t nd = s_count_deps(msg);
     if (k) {
         msgpack_sbuffer_init(&k->bytes);
         k->found = calloc(n ? n : 1, sizeof *k->found);
+        k->dfound = calloc(nd ? nd : 1, sizeof *k->dfound);
+        k->ndfound = nd;
     }
-    if (!k || !k->found || dv_msg_encode(msg, &k->bytes) != DV_OK ||
-        !k->bytes.data) {
+    if (k && k->dfound)
+        for (uint32_t i = 0, d = 0; i < n; i++) {
+            const dv_jobspec_t *js = &msg->u.submit.jobs[i];
+            for (uint32_t j = 0; j < js->nafter + js->nafter_any; j++, d++)
+                if (s_dep_unread(self, s_dep_id(js, j)))
+                    k->dfound[d].rc = S_DEP_WANT;
+        }
+    if (!k || !k->found || !k->dfound ||
+        dv_msg_encode(msg, &k->bytes) != DV_OK || !k->bytes.data) {
         s_keys_free(k);
         broker_out_error(self, self->clients, rid, msg->u.submit.req,
                          DV_CODE_NO_MEMORY, s_oom);
@@ -233,6 +313,15 @@ broker_client_submit(broker_t *self, const broker_rid_t *rid,
         s_refuse_submit(self, rid, msg, DV_CODE_STORE, self->store_reason);
         return;
     }
+    /* A dependency not live in memory may be in the store: read first. */
+    for (uint32_t i = 0; i < n; i++) {
+        const dv_jobspec_t *js = &msg->u.submit.jobs[i];
+        for (uint32_t j = 0; j < js->nafter + js->nafter_any; j++)
+            if (s_dep_unread(self, s_dep_id(js, j))) {
+                s_submit_later(self, rid, msg, broker_auth_owner(self));
+                return;
+            }
+    }
     /* A key not pending in memory may be in the store: read first. */
     int owner_ix = -1;
     for (uint32_t i = 0; i < n; i++) {
@@ -253,7 +342,7 @@ broker_client_submit(broker_t *self, const broker_rid_t *rid,
             return;
         }
     }
-    s_submit(self, rid, msg, NULL);
+    s_submit(self, rid, msg, NULL, NULL);
 }
 
 /* Accepts a submit: every job new, refused, or a duplicate of the job
@@ -261,8 +350,10 @@ broker_client_submit(broker_t *self, const broker_rid_t *rid,
  * job; NULL when every key was pending). */
 static void
 s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
-         const s_found_t *found)
+         const s_found_t *found, const broker_dep_found_t *dfound)
 {
+    broker_dplan_t *plan = NULL; /* made for the first job with deps */
+    uint32_t doff = 0;           /* the job's first entry in dfound */
     uint32_t n = msg->u.submit.njobs;
     broker_ack_batch_t *b = calloc(1, sizeof *b);
     if (!b) {
@@ -294,6 +385,8 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
     int owner_ix = broker_sched_owner(self, owner);
     for (uint32_t i = 0; i < n; i++) {
         const dv_jobspec_t *js = &msg->u.submit.jobs[i];
+        const broker_dep_found_t *jdf = dfound ? dfound + doff : NULL;
+        doff += js->nafter + js->nafter_any;
         char keybuf[DV_KEY_MAX + 1];
         char scoped[DV_KEY_MAX + 16];
         /* Only the broker's own submits name a schedule. */
@@ -341,6 +434,28 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
             b->errors[i] = closed;
             b->acks[i].code = DV_CODE_NOT_ALLOWED;
             continue;
+        }
+        /* Its dependencies: every id must name a job (live, or stored). */
+        bool has_deps = js->nafter || js->nafter_any;
+        if (has_deps) {
+            if (!plan && !(plan = malloc(sizeof *plan))) {
+                b->errors[i] = s_oom;
+                b->acks[i].code = DV_CODE_NO_MEMORY;
+                nomem++;
+                continue;
+            }
+            char why[96];
+            dv_code_t code = DV_CODE_NONE;
+            if (broker_deps_plan(self, js, jdf, plan, why, sizeof why, &code) !=
+                0) {
+                if (!b->whys)
+                    b->whys = calloc(n, sizeof *b->whys);
+                b->errors[i] = b->whys ? b->whys[i] : s_oom;
+                if (b->whys)
+                    memcpy(b->whys[i], why, sizeof why);
+                b->acks[i].code = code;
+                continue;
+            }
         }
         char qname[DV_NAME_MAX + 1];
         dv_str_copy(js->queue, qname, sizeof qname);
@@ -415,8 +530,9 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
             .trace = job->trace,
             .payload = job->payload,
             .payload_len = job->payload_len,
-            .state =
-                job->run_at_ms > now ? DV_STATE_SCHEDULED : DV_STATE_QUEUED,
+            .state = has_deps && broker_deps_waits(plan) ? DV_STATE_WAITING
+                     : job->run_at_ms > now              ? DV_STATE_SCHEDULED
+                                                         : DV_STATE_QUEUED,
             .priority = job->priority,
             .created_ms = now,
             .run_at_ms = job->run_at_ms,
@@ -429,9 +545,16 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
                                  : self->cfg.default_result_ttl_ms,
             .owner = owner,
             .schedule = schedule,
+            .deps = has_deps ? plan->deps : NULL,
+            .ndeps = has_deps ? plan->ndeps : 0,
         };
+        bool attached = false;
         if (broker_index_put(&self->index, job) != 0 ||
+            (has_deps && broker_deps_attach(self, job, plan) != 0) ||
+            !(attached = true) ||
             broker_wbatch_insert(&self->cur->wb, &rec) != 0) {
+            if (attached)
+                broker_deps_detach(self, job);
             /* An index entry without its insert (or the reverse) would be
              * half a job: refuse it whole. The index entry goes with the
              * group's failure handling if the insert was recorded. */
@@ -460,6 +583,7 @@ s_submit(broker_t *self, const broker_rid_t *rid, const dv_msg_t *msg,
         }
         b->jobs[i] = job;
     }
+    free(plan);
     if (nomem) {
         char peer[2 * 255 + 1];
         broker_out_rid_hex(rid, peer);
@@ -745,6 +869,7 @@ s_status_body(broker_t *self, msgpack_sbuffer *out)
             .queued = (int64_t)q->ready,
             .scheduled = (int64_t)q->scheduled,
             .running = (int64_t)q->running,
+            .waiting = (int64_t)q->waiting,
             .paused = q->paused,
             .oldest_ms = oldest_ms,
         };
@@ -816,8 +941,8 @@ typedef struct {
 } s_jobview_ctx_t;
 
 /* The keys of a ctrl "job" answer beside the job's own: "attempts" or
- * "attempts_error", and "options". */
-#define S_JOB_EXTRA_KEYS 2
+ * "attempts_error", "options", "waits_for" and "waited_by". */
+#define S_JOB_EXTRA_KEYS 4
 
 static void
 s_on_jobview(void *arg, const broker_jobview_t *v)
@@ -847,15 +972,17 @@ s_on_jobview(void *arg, const broker_jobview_t *v)
 
 /* The keys of a live job (map header not included). */
 static void
-s_pack_live(msgpack_packer *pk, const char *idtext, const broker_job_t *job)
+s_pack_live(const broker_t *self, msgpack_packer *pk, const char *idtext,
+            const broker_job_t *job)
 {
     broker_pack_kv_str(pk, "id", idtext);
     broker_pack_kv_str(pk, "queue", job->queue->name);
     broker_pack_kv_str(pk, "type", job->type);
     broker_pack_kv_str(pk, "state",
-                       (job->flags & BROKER_JOB_PENDING)
-                           ? "queued"
-                           : dv_state_name(job->state));
+                       !(job->flags & BROKER_JOB_PENDING)
+                           ? dv_state_name(job->state)
+                       : broker_deps_has(self, job) ? "waiting"
+                                                    : "queued");
     broker_pack_kv_int(pk, "attempt", job->attempt);
     broker_pack_kv_int(pk, "max_attempts", job->max_attempts);
     broker_pack_kv_str(pk, "worker", job->worker ? job->worker->name : NULL);
@@ -909,6 +1036,38 @@ s_pack_attempts(msgpack_packer *pk, const broker_viewed_t *it, const char *why)
         pk->callback(pk->data, it->attempts, it->attempts_len);
 }
 
+/* "waits_for" and "waited_by": [{id, state, any}] as stored, a job live
+ * in memory with its state there (the store's may lag). */
+static void
+s_pack_deps(const broker_t *self, msgpack_packer *pk, const broker_viewed_t *it)
+{
+    static const char *const keys[] = { "waits_for", "waited_by" };
+    for (int k = 0; k < 2; k++) {
+        uint32_t from = k ? it->nfor : 0, n = k ? it->nby : it->nfor;
+        broker_pack_str(pk, keys[k]);
+        msgpack_pack_array(pk, it->deps ? n : 0);
+        for (uint32_t i = 0; it->deps && i < n; i++) {
+            const broker_dep_row_t *r = &it->deps[from + i];
+            dv_state_t st = r->state;
+            dv_id_t id;
+            const broker_job_t *job =
+                dv_id_parse(r->id, (unsigned)strlen(r->id), &id) == 0
+                    ? broker_index_get(&self->index, &id)
+                    : NULL;
+            if (job && !(job->flags & BROKER_JOB_PENDING))
+                st = (dv_state_t)job->state;
+            msgpack_pack_map(pk, 3);
+            broker_pack_kv_str(pk, "id", r->id);
+            broker_pack_kv_str(pk, "state", dv_state_name(st));
+            broker_pack_str(pk, "any");
+            if (r->any)
+                msgpack_pack_true(pk);
+            else
+                msgpack_pack_false(pk);
+        }
+    }
+}
+
 /* Sends a packed ctrl "job" answer, or not_found / out of memory. */
 static void
 s_job_reply(broker_t *self, const broker_rid_t *rid, uint64_t req,
@@ -934,9 +1093,10 @@ s_job_live(broker_t *self, const broker_rid_t *rid, uint64_t req,
     msgpack_packer pk;
     broker_body_init(&body, &pk);
     msgpack_pack_map(&pk, S_LIVE_KEYS + S_JOB_EXTRA_KEYS);
-    s_pack_live(&pk, idtext, job);
+    s_pack_live(self, &pk, idtext, job);
     s_pack_attempts(&pk, it, why);
     s_pack_job_options(&pk, it, job);
+    s_pack_deps(self, &pk, it);
     s_job_reply(self, rid, req, &body, true);
     broker_body_destroy(&body);
 }
@@ -998,6 +1158,7 @@ s_job_answer(broker_t *self, broker_views_t *v)
     if (found) {
         s_pack_attempts(&pk, it, NULL);
         s_pack_job_options(&pk, it, NULL);
+        s_pack_deps(self, &pk, it);
     }
     s_job_reply(self, &v->rid, v->req, &body, found);
     broker_body_destroy(&body);

@@ -315,6 +315,11 @@ s_open_store(broker_t *self)
         broker_store_destroy(&rstore);
         return -1;
     }
+    if (broker_deps_init(self) != 0) {
+        dv_log(DV_ERROR, "broker.start_failed",
+               DV_STR("error", "out of memory"));
+        return -1;
+    }
     if (broker_recover_jobs(self) != 0) {
         dv_log(DV_ERROR, "broker.recovery_failed", DV_STR("store", safe));
         return -1;
@@ -428,6 +433,7 @@ broker_destroy(broker_t **self_p)
     broker_self_free_all(self);
     broker_schedule_free_all(self);
     broker_batch_free_all(self);
+    broker_deps_free(self);
     while (self->settling) {
         broker_pkey_t *k = self->settling;
         self->settling = k->next;

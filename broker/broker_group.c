@@ -74,14 +74,19 @@ s_flush_acks(broker_t *self, broker_group_t *g, const char *refused)
                 broker_batch_durable(self, job, !refused);
             if (job && !refused) {
                 job->flags &= (uint8_t)~BROKER_JOB_PENDING;
-                broker_sched_place(self, job, false);
+                if (!broker_deps_durable(self, job))
+                    broker_sched_place(self, job, false);
                 self->counters.submitted++;
                 dv_event_t ev = { 0 };
                 ev.state = job->state;
                 ev.run_at_ms =
                     job->state == DV_STATE_SCHEDULED ? job->run_at_ms : 0;
                 broker_out_job_event(self, DV_EV_JOB_SUBMITTED, job, &ev);
+                if (job->state == DV_STATE_WAITING)
+                    broker_deps_submitted(self, job);
             } else if (job) {
+                /* Jobs that wait for it will not see it end: cancelled. */
+                broker_deps_ended(self, job, DV_STATE_CANCELLED);
                 broker_index_del(&self->index, job);
                 broker_job_destroy(&job);
                 b->ids[i][0] = '\0';
@@ -111,6 +116,7 @@ s_flush_acks(broker_t *self, broker_group_t *g, const char *refused)
         free(b->acks);
         free(b->ids);
         free(b->errors);
+        free(b->whys);
         free(b->jobs);
         free(b);
         b = next;

@@ -28,12 +28,16 @@
  *   broker_schedule_ctrl.c  the schedule.* verbs
  *   broker_batch.c    batch records: counts, callbacks, batch.* verbs
  *   broker_batch_reads.c  batch.show and batch.jobs, read off the loop
+ *   broker_deps.c     jobs waiting for other jobs: side tables, release,
+ *                     cascading cancel, start-up edges
  *
  * Invariants kept across files:
  *   - a live job is in the index and in exactly one of: its queue's FIFO
  *     (queued), the timer heap (scheduled), a worker's running list
- *     (running); or in none while its insert is pending (BROKER_JOB_PENDING)
- *     or after it ended (terminal state, in the current group's ended list);
+ *     (running); or in none while its insert is pending (BROKER_JOB_PENDING),
+ *     while it waits for other jobs (waiting: in broker_deps.c's tables
+ *     instead), or after it ended (terminal state, in the current group's
+ *     ended list);
  *   - every state change of a job is recorded in self->cur->wb in the same
  *     call that makes it, and output that depends on it is queued with
  *     broker_out_send_later, so it leaves only once the group is durable;
@@ -111,6 +115,7 @@ typedef struct broker_ack_batch {
     dv_submit_ack_t *acks; /* ids point into ids[] */
     char (*ids)[DV_ID_TEXT_LEN + 1];
     const char **errors; /* static reasons, or NULL */
+    char (*whys)[96];    /* room for reasons made per job, or NULL */
     broker_job_t **jobs; /* the new jobs (NULL for refused/duplicate) */
 } broker_ack_batch_t;
 
@@ -180,6 +185,7 @@ typedef struct broker_check_run broker_check_run_t;
 typedef struct broker_self_sub broker_self_sub_t;
 typedef struct broker_schedule broker_schedule_t; /* broker_schedule.h */
 typedef struct broker_batch broker_batch_t;
+typedef struct broker_deps broker_deps_t;
 
 /* Everything one group of store writes carries: the writes, and the output
  * that may leave only once they are durable. */
@@ -348,6 +354,9 @@ struct broker {
     broker_batch_t *batches_gone;
     bool batch_due;
     int64_t batch_next_ms;
+
+    /* Jobs waiting for other jobs (broker_deps.c). */
+    broker_deps_t *deps;
 };
 
 /* ---- small inline helpers ------------------------------------------------ */
@@ -813,6 +822,16 @@ void broker_sender_save(const broker_t *self, broker_sender_t *s);
 const broker_peer_t *broker_sender_use(broker_t *self,
                                        const broker_sender_t *s);
 
+/* A job of a ctrl "job" answer's waits_for or waited_by, as stored. */
+typedef struct {
+    char id[DV_ID_TEXT_LEN + 1];
+    dv_state_t state; /* DV_STATE_UNKNOWN: not stored any more */
+    bool any;         /* after_any */
+} broker_dep_row_t;
+
+/* The most of each a ctrl "job" answer lists. */
+#define BROKER_JOB_DEPS_MAX 100
+
 /* One stored job as a read found it. */
 typedef struct {
     char id[DV_ID_TEXT_LEN + 1];
@@ -833,6 +852,12 @@ typedef struct {
      * msgpack map (broker_pack_options); NULL when not stored (yet). */
     char *options;
     size_t options_len;
+    /* With want_attempts, also what it waits for and what waits for it
+     * (table deps): rows[0..nfor) then rows[nfor..nfor + nby); drc: 0 or
+     * the read's error. */
+    broker_dep_row_t *deps;
+    uint32_t nfor, nby;
+    int drc;
 } broker_viewed_t;
 
 /* A job's options as submitted, for ctrl "job". Views; NULL/0 absent. */
@@ -920,6 +945,83 @@ const char *broker_auth_owner(const broker_t *self);
  * certificate name, or NULL for none): a client only the jobs it owns;
  * every other role, and any sender without CurveZMQ, every job. */
 bool broker_auth_may_read(const broker_t *self, const char *owner);
+
+/* ---- broker_deps.c: jobs waiting for other jobs -------------------------- */
+
+/* What a submit's read found for one id of a job's after/after_any (in
+ * that order, after first). */
+enum {
+    BROKER_DEP_UNREAD = 0, /* not read: it was live when the submit came */
+    BROKER_DEP_FOUND,      /* stored: state, same_owner */
+    BROKER_DEP_NONE,       /* no such job stored */
+    BROKER_DEP_FAILED,     /* the read failed */
+};
+typedef struct {
+    uint8_t rc;
+    bool same_owner; /* stored with the submitter's owner */
+    dv_state_t state;
+} broker_dep_found_t;
+
+/* What a new job's dependencies say, worked out before it is made. */
+typedef struct {
+    broker_dep_t deps[2 * DV_AFTER_MAX]; /* to store (no duplicates) */
+    dv_id_t ids[2 * DV_AFTER_MAX];
+    broker_job_t *live[2 * DV_AFTER_MAX]; /* NULL: ended (states[i]) */
+    dv_state_t states[2 * DV_AFTER_MAX];
+    uint32_t ndeps;
+    uint32_t outstanding; /* live ones: it waits */
+    bool doomed;          /* an "after" one ended badly: cancelled at once */
+    dv_id_t doomed_by;
+    dv_state_t doom_st;
+} broker_dplan_t;
+
+/* Makes and frees the tables. init returns 0 or -1 (out of memory). */
+int broker_deps_init(broker_t *self);
+void broker_deps_free(broker_t *self);
+
+/* Works out js's dependencies (found: the store read's answers, NULL when
+ * nothing was read). Returns 0, or -1 with the reason and code (not_found:
+ * an unknown id; try_again; store). */
+int broker_deps_plan(broker_t *self, const dv_jobspec_t *js,
+                     const broker_dep_found_t *found, broker_dplan_t *p,
+                     char *why, size_t why_size, dv_code_t *code);
+
+/* Whether a planned job waits (state waiting on insert). */
+static inline bool
+broker_deps_waits(const broker_dplan_t *p)
+{
+    return p->outstanding || p->doomed;
+}
+
+/* Records what the new job (pending) waits for. Returns 0 or -1 (out of
+ * memory: nothing recorded). detach undoes it (the job is refused). */
+int broker_deps_attach(broker_t *self, const broker_job_t *job,
+                       const broker_dplan_t *p);
+void broker_deps_detach(broker_t *self, const broker_job_t *job);
+
+/* The insert of a pending job is durable: false if it waits for nothing
+ * (the caller places it); true when handled: state waiting, or released
+ * meanwhile (placed, its row written). */
+bool broker_deps_durable(broker_t *self, broker_job_t *job);
+/* After its job.submitted event: a job doomed while pending is cancelled. */
+void broker_deps_submitted(broker_t *self, broker_job_t *job);
+
+/* A job ended in state (or its insert was refused: cancelled): the jobs
+ * waiting for it count it, are released or cancelled (cascading). */
+void broker_deps_ended(broker_t *self, const broker_job_t *job,
+                       dv_state_t state);
+
+/* Whether job has a waiting record (waits, or waited while pending). */
+bool broker_deps_has(const broker_t *self, const broker_job_t *job);
+
+/* Jobs waiting, and the bytes the tables allocated for them. */
+size_t broker_deps_waiting(const broker_t *self);
+size_t broker_deps_bytes(const broker_t *self);
+
+/* Start-up, after the jobs are replayed: rebuilds the edges of waiting
+ * jobs; those whose dependencies ended meanwhile are released or
+ * cancelled. Returns 0 or an error. */
+int broker_deps_recover(broker_t *self);
 
 /* ---- broker_core.c: the loop --------------------------------------------- */
 

@@ -110,6 +110,7 @@ struct broker_queue {
     size_t ready;         /* jobs in the FIFOs */
     size_t scheduled;     /* jobs of this queue in the timer heap */
     size_t running;       /* jobs of this queue leased to workers */
+    size_t waiting;       /* jobs waiting for other jobs (broker_deps.c) */
     bool paused;          /* no dispatch while set */
     uint32_t max_running; /* fleet-wide concurrency limit; 0 = none */
     double rate;          /* fleet-wide starts per second; 0 = none */

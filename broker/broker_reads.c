@@ -254,6 +254,44 @@ s_on_rec(void *arg, const broker_jobrec_t *rec)
     return 0;
 }
 
+/* broker_store_deps_of callback: one more row. */
+typedef struct {
+    broker_viewed_t *it;
+    uint32_t *n;
+} s_deps_ctx_t;
+
+static int
+s_on_dep_row(void *arg, const char *id, bool any, dv_state_t state)
+{
+    s_deps_ctx_t *c = arg;
+    broker_dep_row_t *r = &c->it->deps[c->it->nfor + c->it->nby];
+    snprintf(r->id, sizeof r->id, "%s", id ? id : "");
+    r->state = state;
+    r->any = any;
+    (*c->n)++;
+    return 0;
+}
+
+/* Reader thread: what job it->id waits for, and what waits for it. */
+static void
+s_read_deps(broker_store_t *store, broker_viewed_t *it)
+{
+    it->deps = calloc(2 * BROKER_JOB_DEPS_MAX, sizeof *it->deps);
+    if (!it->deps) {
+        it->drc = DV_ENOMEM;
+        return;
+    }
+    s_deps_ctx_t c = { it, &it->nfor };
+    int rc = broker_store_deps_of(store, it->id, false, BROKER_JOB_DEPS_MAX,
+                                  s_on_dep_row, &c);
+    if (rc >= 0) {
+        c.n = &it->nby;
+        rc = broker_store_deps_of(store, it->id, true, BROKER_JOB_DEPS_MAX,
+                                  s_on_dep_row, &c);
+    }
+    it->drc = rc < 0 ? rc : 0;
+}
+
 /* Reader thread: every id, one get each (and its attempts if asked). */
 static int
 s_views_run(broker_store_t *store, broker_read_t *r)
@@ -269,6 +307,7 @@ s_views_run(broker_store_t *store, broker_read_t *r)
             /* Not found or failed: the answer goes without options, or
              * with a live job's own. */
             (void)broker_store_load(store, it->id, s_on_rec, it);
+            s_read_deps(store, it);
         }
     }
     return 0;
@@ -318,6 +357,7 @@ broker_views_free(broker_views_t *v)
         free(v->items[i].view);
         free(v->items[i].attempts);
         free(v->items[i].options);
+        free(v->items[i].deps);
     }
     free(v);
 }

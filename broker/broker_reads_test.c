@@ -651,8 +651,10 @@ t_job_attempts_keep_details(void **state)
     s_answer_t a[8] = { 0 };
     assert_int_equal(s_collect(a, 8, 2000), 1);
     assert_true(a[1].ok);
+    /* id, queue, type, state, attempt, max_attempts, worker, attempts,
+     * options, waits_for, waited_by */
     assert_string_equal(a[1].state, "queued");
-    assert_int_equal(a[1].nkeys, 9);
+    assert_int_equal(a[1].nkeys, 11);
     /* with what it was submitted with */
     assert_true(a[1].opt_priority >= 0 && a[1].opt_priority <= 9);
     assert_true(a[1].opt_payload_bytes > 0);
@@ -681,7 +683,7 @@ t_job_attempts_keep_details(void **state)
     assert_int_equal(s_collect(a, 8, 2000), 1);
     assert_true(a[2].ok);
     assert_string_equal(a[2].state, "scheduled");
-    assert_int_equal(a[2].nkeys, 9);
+    assert_int_equal(a[2].nkeys, 11);
     assert_int_equal(a[2].nattempts, 1);
     assert_int_equal(a[2].att[0].attempt, 1);
     assert_string_equal(a[2].att[0].worker, "w1");
@@ -713,7 +715,7 @@ t_job_attempts_keep_details(void **state)
     assert_int_equal(s_collect(a, 8, 2000), 1);
     assert_true(a[3].ok);
     assert_string_equal(a[3].state, "dead");
-    assert_int_equal(a[3].nkeys, 10);
+    assert_int_equal(a[3].nkeys, 12);
     assert_true(a[3].opt_payload_bytes > 0); /* from the stored record */
     assert_int_equal(a[3].nattempts, 2);
     assert_int_equal(a[3].att[0].attempt, 1);

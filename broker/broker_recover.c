@@ -93,6 +93,13 @@ s_on_replay(void *arg, const broker_jobrec_t *rec)
      * they are durable). Either way a rejoining worker may hold it, so it
      * waits in limbo for the rejoin window. Not due yet: it cannot have
      * been dispatched. */
+    if (rec->state == DV_STATE_WAITING) {
+        /* In no container: its edges come from the deps table after the
+         * replay (broker_deps_recover). */
+        job->state = DV_STATE_WAITING;
+        job->queue->waiting++;
+        return 0;
+    }
     bool running = rec->state == DV_STATE_RUNNING;
     if (running || rec->run_at_ms <= broker_now_ms(self)) {
         job->state = running ? DV_STATE_RUNNING : DV_STATE_QUEUED;
@@ -114,6 +121,8 @@ broker_recover_jobs(broker_t *self)
 {
     s_replay_ctx_t c = { self, 0, 0, 0 };
     int rc = broker_store_replay(self->store, s_on_replay, &c);
+    if (rc == 0)
+        rc = broker_deps_recover(self);
     if (rc != 0)
         return rc;
     if (self->limbo.count)

@@ -154,6 +154,9 @@ broker_sched_unplace(broker_t *self, broker_job_t *job)
         broker_heap_remove(&self->timers, job);
         job->queue->scheduled--;
         break;
+    case DV_STATE_WAITING:
+        job->queue->waiting--;
+        break;
     case DV_STATE_RUNNING:
         if (job->worker) {
             broker_list_remove(&job->worker->running, job);
@@ -196,6 +199,7 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
         job->state == DV_STATE_RUNNING && (job->flags & BROKER_JOB_STARTED)
             ? now - job->started_ms
             : 0;
+    bool waited = job->state == DV_STATE_WAITING;
     broker_sched_unplace(self, job);
     /* It stays in the index, terminal, until its group is durable: a wait
      * that comes in meanwhile still finds it. */
@@ -218,6 +222,8 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
         ev.started_ms = started;
         ev.wait_ms = self->fold_wait_ms;
     }
+    if (waited)
+        ev.was = DV_STATE_WAITING; /* the collector's depths */
     if (failure) {
         ev.has_failure = true;
         ev.failure = s_public(failure);
@@ -227,6 +233,7 @@ broker_sched_finish(broker_t *self, broker_job_t *job, dv_state_t state,
                                                        : DV_EV_JOB_CANCELLED;
     broker_out_job_event(self, kind, job, &ev);
     broker_batch_ended(self, job, state);
+    broker_deps_ended(self, job, state);
     if (state == DV_STATE_SUCCEEDED)
         self->counters.succeeded++;
     else if (state == DV_STATE_DEAD)

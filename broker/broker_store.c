@@ -471,3 +471,33 @@ broker_store_load_schedules(broker_store_t *self,
     self->in_callback = false;
     return rc;
 }
+
+/* ---- job dependencies ---------------------------------------------------- */
+
+int
+broker_store_deps_replay(broker_store_t *self,
+                         int (*cb)(void *arg, const char *job_id,
+                                   const char *after_id, bool any,
+                                   dv_state_t after_state),
+                         void *arg)
+{
+    assert(self && cb);
+    assert(!self->in_callback);
+    self->in_callback = true;
+    int rc = self->ops->deps_replay(self->be, cb, arg);
+    self->in_callback = false;
+    return rc;
+}
+
+int
+broker_store_deps_of(
+    broker_store_t *self, const char *id, bool waited_by, int limit,
+    int (*cb)(void *arg, const char *id, bool any, dv_state_t state), void *arg)
+{
+    assert(self && id && cb && limit > 0);
+    assert(!self->in_callback);
+    self->in_callback = true;
+    int rc = self->ops->deps_of(self->be, id, waited_by, limit, cb, arg);
+    self->in_callback = false;
+    return rc;
+}

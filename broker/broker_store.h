@@ -43,6 +43,13 @@ typedef struct {
     broker_sync_t sync;
 } broker_store_opts_t;
 
+/* A job another one waits for (table deps): any: it must only end
+ * ("after_any"), else succeed ("after"). */
+typedef struct {
+    char id[37];
+    bool any;
+} broker_dep_t;
+
 /* One job as stored. Strings are NUL-terminated; NULL = absent. On insert
  * the caller owns every pointer; in replay() callbacks they are valid only
  * during the call. */
@@ -67,6 +74,10 @@ typedef struct {
     const char *worker;    /* running on (state running) */
     const char *owner;     /* certificate name of the submitter, or NULL */
     const char *schedule;  /* the schedule that fired it, or NULL */
+    /* On insert: the jobs it waits for (state waiting), stored with it as
+     * rows of table deps; replay and load leave them NULL. */
+    const broker_dep_t *deps;
+    uint32_t ndeps;
 } broker_jobrec_t;
 
 /* A finished attempt, for the attempts history table. */
@@ -422,6 +433,30 @@ int broker_store_batch_jobs(broker_store_t *self, const char *owner,
                             int (*cb)(void *arg, const broker_jobview_t *v),
                             void *arg);
 
+/* ---- job dependencies (broker_deps.c, docs/dependencies-between-jobs.md)
+ * Table deps (job_id, after_id, any): made at every start; its rows are
+ * inserted with their job (broker_jobrec_t.deps) and deleted when it
+ * expires. */
+
+/* Calls cb for every dependency of every job in state waiting, with the
+ * state its job has in the store (DV_STATE_NONE: no such job any more).
+ * Start-up (outside a group). Returns 0 or an error (or cb's non-zero
+ * return). */
+int broker_store_deps_replay(broker_store_t *self,
+                             int (*cb)(void *arg, const char *job_id,
+                                       const char *after_id, bool any,
+                                       dv_state_t after_state),
+                             void *arg);
+
+/* Calls cb for up to limit jobs that job id waits for (waited_by false)
+ * or that wait for it (true), in id order, with their stored states
+ * (DV_STATE_NONE: not stored any more). Returns how many, or an error. */
+int broker_store_deps_of(broker_store_t *self, const char *id, bool waited_by,
+                         int limit,
+                         int (*cb)(void *arg, const char *id, bool any,
+                                   dv_state_t state),
+                         void *arg);
+
 /* ---- backend vtable (one per file: store_sqlite.c, store_pg.c) ---------- */
 
 typedef struct {
@@ -490,6 +525,16 @@ typedef struct {
                       const char *after_id, int limit,
                       int (*cb)(void *arg, const broker_jobview_t *v),
                       void *arg);
+    /* job dependencies */
+    int (*deps_replay)(void *be,
+                       int (*cb)(void *arg, const char *job_id,
+                                 const char *after_id, bool any,
+                                 dv_state_t after_state),
+                       void *arg);
+    int (*deps_of)(void *be, const char *id, bool waited_by, int limit,
+                   int (*cb)(void *arg, const char *id, bool any,
+                             dv_state_t state),
+                   void *arg);
 } broker_store_ops_t;
 
 extern const broker_store_ops_t broker_store_sqlite_ops;

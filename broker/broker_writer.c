@@ -208,9 +208,10 @@ broker_wbatch_insert(broker_wbatch_t *b, const broker_jobrec_t *rec)
     size_t lq = s_len(rec->queue), lt = s_len(rec->type), lk = s_len(rec->key),
            lb = s_len(rec->batch), ltr = s_len(rec->trace),
            lo = s_len(rec->owner), ls = s_len(rec->schedule);
+    size_t ld = (size_t)rec->ndeps * sizeof *rec->deps;
     broker_op_t *op =
         s_op_new(b, OP_INSERT, rec->id,
-                 lq + lt + lk + lb + ltr + lo + ls + rec->payload_len);
+                 lq + lt + lk + lb + ltr + lo + ls + rec->payload_len + ld);
     if (!op)
         return -1;
     char *c = op->data;
@@ -227,8 +228,16 @@ broker_wbatch_insert(broker_wbatch_t *b, const broker_jobrec_t *rec)
     if (rec->payload_len) {
         memcpy(c, rec->payload, rec->payload_len);
         op->rec.payload = c;
+        c += rec->payload_len;
     } else {
         op->rec.payload = NULL;
+    }
+    if (ld) { /* byte copies: char arrays and a bool need no alignment */
+        memcpy(c, rec->deps, ld);
+        op->rec.deps = (const broker_dep_t *)(void *)c;
+    } else {
+        op->rec.deps = NULL;
+        op->rec.ndeps = 0;
     }
     return 0;
 }

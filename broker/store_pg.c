@@ -68,7 +68,7 @@
  * store_sqlite.c). */
 static const char *s_state_names[DV_STATE_COUNT_] = {
     NULL,     "queued", "scheduled", "running", "succeeded",
-    "failed", "dead",   "cancelled", "unknown",
+    "failed", "dead",   "cancelled", "unknown", "waiting",
 };
 
 static const char *s_category_names[DV_CAT_COUNT_] = {
@@ -229,6 +229,17 @@ static const char s_schema[] =
     "    updated_ms BIGINT\n"
     ");\n" S_SCHEDULES_TABLE;
 
+/* Job dependencies: table deps (the block at the end of this file). The
+ * column "any" is quoted: ANY is a keyword in PostgreSQL. */
+#define S_DEPS_SCHEMA                                                          \
+    "CREATE TABLE IF NOT EXISTS deps (\n"                                      \
+    "    job_id TEXT NOT NULL,\n"                                              \
+    "    after_id TEXT NOT NULL,\n"                                            \
+    "    \"any\" BOOLEAN NOT NULL,\n"                                          \
+    "    PRIMARY KEY (job_id, after_id)\n"                                     \
+    ");\n"                                                                     \
+    "CREATE INDEX IF NOT EXISTS deps_after ON deps(after_id);\n"
+
 /* The prepared statements, by purpose. */
 typedef enum {
     S_INSERT,
@@ -345,7 +356,7 @@ static const char *s_sql[S_COUNT_] = {
                   "stderr = EXCLUDED.stderr",
     [S_REPLAY] = "SELECT " S_JOBREC_COLUMNS " FROM jobs "
                  "WHERE finished_at IS NULL "
-                 "AND state IN ('queued', 'scheduled', 'running') "
+                 "AND state IN ('queued', 'scheduled', 'running', 'waiting') "
                  "ORDER BY id",
     [S_FIND_KEY] = "SELECT id FROM jobs WHERE coalesce(owner, '') = $2 "
                    "AND key = $1",
@@ -363,6 +374,8 @@ static const char *s_sql[S_COUNT_] = {
                  "SELECT id FROM jobs WHERE expires_at <= $1 " S_BATCH_KEEPS
                  "ORDER BY expires_at, id LIMIT $2) RETURNING id), "
                  "history AS (DELETE FROM attempts "
+                 "WHERE job_id IN (SELECT id FROM gone)), "
+                 "deps_gone AS (DELETE FROM deps "
                  "WHERE job_id IN (SELECT id FROM gone)) "
                  "SELECT count(*) FROM gone",
     [S_LOAD] = "SELECT " S_JOBREC_COLUMNS " FROM jobs WHERE id = $1",
@@ -935,6 +948,9 @@ s_schema_setup(s_pg_t *be, char *err, size_t err_size)
          * too (ctrl "batch.*", broker_batch.c). */
         rc = s_exec_ok(be, S_BATCHES_SCHEMA, err, err_size);
     if (rc == 0)
+        /* Job dependencies: at every start too (broker_deps.c). */
+        rc = s_exec_ok(be, S_DEPS_SCHEMA, err, err_size);
+    if (rc == 0)
         rc = s_exec_ok(be, "COMMIT", err, err_size);
     if (rc == 0)
         return 0;
@@ -1261,6 +1277,8 @@ s_write(s_pg_t *be, s_stmt_t stmt, dv_pg_params_t *p, const char *op,
     return code;
 }
 
+static int s_deps_insert(s_pg_t *be, const broker_jobrec_t *r);
+
 static int
 s_insert(void *handle, const broker_jobrec_t *r)
 {
@@ -1288,7 +1306,8 @@ s_insert(void *handle, const broker_jobrec_t *r)
     dv_pg_p_text(&p, r->worker);
     dv_pg_p_text(&p, r->owner);
     dv_pg_p_text(&p, r->schedule);
-    return s_write(be, S_INSERT, &p, "insert", r->id, false);
+    int code = s_write(be, S_INSERT, &p, "insert", r->id, false);
+    return code == 0 && r->ndeps ? s_deps_insert(be, r) : code;
 }
 
 static int
@@ -1993,6 +2012,7 @@ s_batch_counts(void *handle, const char *owner, const char *batch,
         int64_t n = s_int(r, i, 1);
         switch (s_state_parse(s_text(r, i, 0))) {
         case DV_STATE_QUEUED:
+        case DV_STATE_WAITING: /* live: counted with the queued */
             out->queued += n;
             break;
         case DV_STATE_SCHEDULED:
@@ -2152,6 +2172,84 @@ s_load_schedules(void *handle,
     return code;
 }
 
+/* ---- job dependencies (broker_deps.c) ------------------------------------
+ * As in store_sqlite.c: a row per job and a job it waits for, inserted with
+ * the job (queued in the group's pipeline like the batch writes), read at
+ * start-up and by ctrl "job", deleted with the job by S_EXPIRE. Plain
+ * parameterised statements. */
+
+static int
+s_deps_insert(s_pg_t *be, const broker_jobrec_t *r)
+{
+    for (uint32_t i = 0; i < r->ndeps; i++) {
+        dv_pg_params_t p = { 0 };
+        dv_pg_p_text(&p, r->id);
+        dv_pg_p_text(&p, r->deps[i].id);
+        s_p_bool(&p, r->deps[i].any);
+        int code = s_batch_write(be,
+                                 "INSERT INTO deps (job_id, after_id, \"any\") "
+                                 "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                                 &p, "insert_deps");
+        if (code != 0)
+            return code;
+    }
+    return 0;
+}
+
+static int
+s_deps_replay(void *handle,
+              int (*cb)(void *arg, const char *job_id, const char *after_id,
+                        bool any, dv_state_t after_state),
+              void *arg)
+{
+    dv_pg_params_t p = { 0 };
+    int code;
+    PGresult *r = s_batch_read(
+        handle,
+        "SELECT d.job_id, d.after_id, d.\"any\"::int, a.state FROM deps d "
+        "JOIN jobs j ON j.id = d.job_id LEFT JOIN jobs a ON a.id = d.after_id "
+        "WHERE j.finished_at IS NULL AND j.state = 'waiting' "
+        "ORDER BY d.job_id",
+        &p, "deps_replay", &code);
+    if (!r)
+        return code;
+    code = 0;
+    for (int i = 0; i < PQntuples(r) && code == 0; i++)
+        code = cb(arg, s_text(r, i, 0), s_text(r, i, 1), s_int(r, i, 2) != 0,
+                  s_state_parse(s_text(r, i, 3)));
+    PQclear(r);
+    return code;
+}
+
+static int
+s_deps_of(void *handle, const char *id, bool waited_by, int limit,
+          int (*cb)(void *arg, const char *id, bool any, dv_state_t state),
+          void *arg)
+{
+    dv_pg_params_t p = { 0 };
+    dv_pg_p_text(&p, id);
+    dv_pg_p_int(&p, limit);
+    int code;
+    PGresult *r = s_batch_read(
+        handle,
+        waited_by ? "SELECT d.job_id, d.\"any\"::int, j.state FROM deps d "
+                    "LEFT JOIN jobs j ON j.id = d.job_id "
+                    "WHERE d.after_id = $1 ORDER BY d.job_id LIMIT $2"
+                  : "SELECT d.after_id, d.\"any\"::int, a.state FROM deps d "
+                    "LEFT JOIN jobs a ON a.id = d.after_id "
+                    "WHERE d.job_id = $1 ORDER BY d.after_id LIMIT $2",
+        &p, "deps_of", &code);
+    if (!r)
+        return code;
+    code = 0;
+    int n = 0;
+    for (int i = 0; i < PQntuples(r) && code == 0; i++, n++)
+        code = cb(arg, s_text(r, i, 0), s_int(r, i, 1) != 0,
+                  s_state_parse(s_text(r, i, 2)));
+    PQclear(r);
+    return code != 0 ? code : n;
+}
+
 const broker_store_ops_t broker_store_pg_ops = {
     .name = "postgres",
     .open = s_open,
@@ -2187,4 +2285,6 @@ const broker_store_ops_t broker_store_pg_ops = {
     .load_batches = s_load_batches,
     .batch_counts = s_batch_counts,
     .batch_jobs = s_batch_jobs,
+    .deps_replay = s_deps_replay,
+    .deps_of = s_deps_of,
 };

@@ -40,7 +40,7 @@
  * match dv_state_name() and dv_category_name(). */
 static const char *s_state_names[DV_STATE_COUNT_] = {
     NULL,     "queued", "scheduled", "running", "succeeded",
-    "failed", "dead",   "cancelled", "unknown",
+    "failed", "dead",   "cancelled", "unknown", "waiting",
 };
 
 static const char *s_category_names[DV_CAT_COUNT_] = {
@@ -349,7 +349,7 @@ static const char *s_sql[S_COUNT_] = {
      * against a row someone edited by hand. */
     [S_REPLAY] = "SELECT " S_JOBREC_COLUMNS " FROM jobs "
                  "WHERE finished_at IS NULL "
-                 "AND state IN ('queued', 'scheduled', 'running') "
+                 "AND state IN ('queued', 'scheduled', 'running', 'waiting') "
                  "ORDER BY id",
     [S_FIND_KEY] = "SELECT id FROM jobs WHERE coalesce(owner, '') = ?2 "
                    "AND key = ?1",
@@ -434,8 +434,14 @@ typedef struct {
      * broker retries) logs it once, not once per try; cleared by the next
      * commit that succeeds. */
     int logged_rc, logged_sys;
-    int64_t frame_bytes; /* one WAL frame: a page and its header */
+    int64_t frame_bytes;      /* one WAL frame: a page and its header */
+    sqlite3_stmt *dep_insert; /* job dependencies: prepared at first use */
 } s_sqlite_t;
+
+/* Job dependencies (the block at the end of this file). */
+static int s_deps_setup(s_sqlite_t *be);
+static int s_deps_insert(s_sqlite_t *be, const broker_jobrec_t *r);
+static int s_deps_expire(s_sqlite_t *be, int64_t now_ms, int limit);
 
 /* Maps an SQLite result code (and the errno behind it, sys) to ours: busy
  * and locked may clear up if the broker retries the group at once; a full
@@ -624,6 +630,7 @@ s_close(void *handle)
         sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
     for (int i = 0; i < S_COUNT_; i++)
         sqlite3_finalize(be->stmt[i]);
+    sqlite3_finalize(be->dep_insert);
     if (be->db && sqlite3_close(be->db) != SQLITE_OK)
         dv_log(DV_ERROR, "store.sqlite_close", DV_STR("path", be->path),
                DV_STR("error", sqlite3_errmsg(be->db)));
@@ -745,6 +752,9 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
     if (rc == SQLITE_OK)
         /* Batch records and jobs by (batch, id): at every start too. */
         rc = sqlite3_exec(be->db, S_BATCHES_SCHEMA, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        /* Job dependencies: at every start too. */
+        rc = s_deps_setup(be);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(be->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -991,7 +1001,8 @@ s_insert(void *handle, const broker_jobrec_t *r)
     rc |= s_bind_text(st, C_SCHEDULE + 1, r->schedule);
     if (rc != SQLITE_OK)
         return s_bind_failed(be, st, "insert", r->id);
-    return s_run(be, st, "insert", r->id);
+    int code = s_run(be, st, "insert", r->id);
+    return code == 0 && r->ndeps ? s_deps_insert(be, r) : code;
 }
 
 static int
@@ -1467,11 +1478,14 @@ s_expire(void *handle, int64_t now_ms, int limit)
     int code = s_begin(be);
     if (code != 0)
         return code;
-    /* Attempts first: the jobs rows are what select the chunk. */
+    /* Attempts and dependencies first: the jobs rows are what select the
+     * chunk. */
     sqlite3_stmt *st = be->stmt[S_EXPIRE_ATTEMPTS];
     int rc = sqlite3_bind_int64(st, 1, now_ms) | sqlite3_bind_int(st, 2, limit);
     code = rc != SQLITE_OK ? s_bind_failed(be, st, "expire", NULL)
                            : s_run(be, st, "expire", NULL);
+    if (code == 0)
+        code = s_deps_expire(be, now_ms, limit);
     int deleted = 0;
     if (code == 0) {
         st = be->stmt[S_EXPIRE_JOBS];
@@ -1676,6 +1690,7 @@ s_batch_counts(void *handle, const char *owner, const char *batch,
         int64_t n = sqlite3_column_int64(st, 1);
         switch (s_state_parse(sqlite3_column_text(st, 0))) {
         case DV_STATE_QUEUED:
+        case DV_STATE_WAITING: /* live: counted with the queued */
             out->queued += n;
             break;
         case DV_STATE_SCHEDULED:
@@ -1886,6 +1901,139 @@ s_load_schedules(void *handle,
     return code;
 }
 
+/* ---- job dependencies (broker_deps.c) ------------------------------------
+ * Table deps: one row per job and a job it waits for ("any": after_any),
+ * inserted with the job, read at start-up (the waiting jobs' edges) and by
+ * ctrl "job" (waits_for, waited_by through the after_id index), deleted
+ * with the job when it expires. Made at every start, not by a schema
+ * version. */
+
+#define S_DEPS_SCHEMA                                                          \
+    "CREATE TABLE IF NOT EXISTS deps (\n"                                      \
+    "    job_id TEXT NOT NULL,\n"                                              \
+    "    after_id TEXT NOT NULL,\n"                                            \
+    "    \"any\" BOOLEAN NOT NULL,\n"                                          \
+    "    PRIMARY KEY (job_id, after_id)\n"                                     \
+    ");\n"                                                                     \
+    "CREATE INDEX IF NOT EXISTS deps_after ON deps(after_id);\n"
+
+static int
+s_deps_setup(s_sqlite_t *be)
+{
+    return sqlite3_exec(be->db, S_DEPS_SCHEMA, NULL, NULL, NULL);
+}
+
+static int
+s_deps_insert(s_sqlite_t *be, const broker_jobrec_t *r)
+{
+    if (!be->dep_insert) {
+        int rc = sqlite3_prepare_v3(
+            be->db,
+            "INSERT OR IGNORE INTO deps (job_id, after_id, \"any\") "
+            "VALUES (?1, ?2, ?3)",
+            -1, SQLITE_PREPARE_PERSISTENT, &be->dep_insert, NULL);
+        if (rc != SQLITE_OK)
+            return s_fail(be, "insert_deps", r->id, rc);
+    }
+    sqlite3_stmt *st = be->dep_insert;
+    for (uint32_t i = 0; i < r->ndeps; i++) {
+        int rc = s_bind_text(st, 1, r->id);
+        rc |= s_bind_text(st, 2, r->deps[i].id);
+        rc |= sqlite3_bind_int(st, 3, r->deps[i].any);
+        if (rc != SQLITE_OK)
+            return s_bind_failed(be, st, "insert_deps", r->id);
+        int code = s_run(be, st, "insert_deps", r->id);
+        if (code != 0)
+            return code;
+    }
+    return 0;
+}
+
+static int
+s_deps_expire(s_sqlite_t *be, int64_t now_ms, int limit)
+{
+    int code;
+    sqlite3_stmt *st = s_batch_prepare(
+        be, "DELETE FROM deps WHERE job_id IN (" S_EXPIRED("id") ")",
+        "expire_deps", &code);
+    if (!st)
+        return code;
+    int rc = sqlite3_bind_int64(st, 1, now_ms) | sqlite3_bind_int(st, 2, limit);
+    code = rc != SQLITE_OK ? s_bind_failed(be, st, "expire_deps", NULL)
+                           : s_run(be, st, "expire_deps", NULL);
+    sqlite3_finalize(st);
+    return code;
+}
+
+static int
+s_deps_replay(void *handle,
+              int (*cb)(void *arg, const char *job_id, const char *after_id,
+                        bool any, dv_state_t after_state),
+              void *arg)
+{
+    s_sqlite_t *be = handle;
+    int code;
+    sqlite3_stmt *st = s_batch_prepare(
+        be,
+        "SELECT d.job_id, d.after_id, d.\"any\", a.state FROM deps d "
+        "JOIN jobs j ON j.id = d.job_id LEFT JOIN jobs a ON a.id = d.after_id "
+        "WHERE j.finished_at IS NULL AND j.state = 'waiting' "
+        "ORDER BY d.job_id",
+        "deps_replay", &code);
+    if (!st)
+        return code;
+    int rc;
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        code = cb(arg, s_col_text(st, 0), s_col_text(st, 1),
+                  sqlite3_column_int(st, 2) != 0,
+                  s_state_parse(sqlite3_column_text(st, 3)));
+        if (code != 0)
+            break;
+    }
+    if (code == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        code = s_fail(be, "deps_replay", NULL, rc);
+    sqlite3_finalize(st);
+    return code;
+}
+
+static int
+s_deps_of(void *handle, const char *id, bool waited_by, int limit,
+          int (*cb)(void *arg, const char *id, bool any, dv_state_t state),
+          void *arg)
+{
+    s_sqlite_t *be = handle;
+    int code;
+    sqlite3_stmt *st = s_batch_prepare(
+        be,
+        waited_by ? "SELECT d.job_id, d.\"any\", j.state FROM deps d "
+                    "LEFT JOIN jobs j ON j.id = d.job_id "
+                    "WHERE d.after_id = ?1 ORDER BY d.job_id LIMIT ?2"
+                  : "SELECT d.after_id, d.\"any\", a.state FROM deps d "
+                    "LEFT JOIN jobs a ON a.id = d.after_id "
+                    "WHERE d.job_id = ?1 ORDER BY d.after_id LIMIT ?2",
+        "deps_of", &code);
+    if (!st)
+        return code;
+    int rc = s_bind_text(st, 1, id) | sqlite3_bind_int(st, 2, limit);
+    if (rc != SQLITE_OK) {
+        code = s_bind_failed(be, st, "deps_of", id);
+        sqlite3_finalize(st);
+        return code;
+    }
+    int n = 0;
+    while ((rc = s_step(be, st)) == SQLITE_ROW) {
+        code = cb(arg, s_col_text(st, 0), sqlite3_column_int(st, 1) != 0,
+                  s_state_parse(sqlite3_column_text(st, 2)));
+        if (code != 0)
+            break;
+        n++;
+    }
+    if (code == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        code = s_fail(be, "deps_of", id, rc);
+    sqlite3_finalize(st);
+    return code != 0 ? code : n;
+}
+
 const broker_store_ops_t broker_store_sqlite_ops = {
     .name = "sqlite",
     .open = s_open,
@@ -1920,4 +2068,6 @@ const broker_store_ops_t broker_store_sqlite_ops = {
     .load_batches = s_load_batches,
     .batch_counts = s_batch_counts,
     .batch_jobs = s_batch_jobs,
+    .deps_replay = s_deps_replay,
+    .deps_of = s_deps_of,
 };

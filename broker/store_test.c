@@ -3162,6 +3162,119 @@ t_pg_open_race(void **state)
     assert_int_equal(s_shell_int(fx, "SELECT version FROM schema_version"), 6);
 }
 
+/* ---- job dependencies: table deps --------------------------------------- */
+
+typedef struct {
+    int n;
+    char job[4][37], after[4][37];
+    bool any[4];
+    dv_state_t state[4];
+} s_deps_seen_t;
+
+static int
+s_deps_replay_cb(void *arg, const char *job_id, const char *after_id, bool any,
+                 dv_state_t after_state)
+{
+    s_deps_seen_t *c = arg;
+    if (c->n < 4) {
+        snprintf(c->job[c->n], 37, "%s", job_id);
+        snprintf(c->after[c->n], 37, "%s", after_id);
+        c->any[c->n] = any;
+        c->state[c->n] = after_state;
+    }
+    c->n++;
+    return 0;
+}
+
+static int
+s_deps_of_cb(void *arg, const char *id, bool any, dv_state_t state)
+{
+    s_deps_seen_t *c = arg;
+    if (c->n < 4) {
+        snprintf(c->after[c->n], 37, "%s", id);
+        c->any[c->n] = any;
+        c->state[c->n] = state;
+    }
+    c->n++;
+    return 0;
+}
+
+static int
+s_count_replayed(void *arg, const broker_jobrec_t *rec)
+{
+    int *n = arg;
+    if (rec->state == DV_STATE_WAITING)
+        (*n)++;
+    return 0;
+}
+
+static void
+t_deps(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *s = s_open(fx);
+    char a[37], b[37], gone[37];
+    s_new_id(a);
+    s_new_id(b);
+    s_new_id(gone);
+    broker_jobrec_t ra = s_rec(a), rb = s_rec(b);
+    broker_dep_t deps[2] = { { "", false }, { "", true } };
+    memcpy(deps[0].id, a, 37);
+    memcpy(deps[1].id, gone, 37);
+    rb.state = DV_STATE_WAITING;
+    rb.deps = deps;
+    rb.ndeps = 2;
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_insert(s, &ra), 0);
+    assert_int_equal(broker_store_insert(s, &rb), 0);
+    assert_int_equal(broker_store_commit(s), 0);
+
+    /* Replayed as waiting, with its two edges and their states. */
+    int waiting = 0;
+    assert_int_equal(broker_store_replay(s, s_count_replayed, &waiting), 0);
+    assert_int_equal(waiting, 1);
+    s_deps_seen_t r = { 0 };
+    assert_int_equal(broker_store_deps_replay(s, s_deps_replay_cb, &r), 0);
+    assert_int_equal(r.n, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(r.job[i], b);
+        bool is_a = !strcmp(r.after[i], a);
+        assert_true(is_a || !strcmp(r.after[i], gone));
+        assert_int_equal(r.any[i], !is_a);
+        assert_int_equal(r.state[i], is_a ? DV_STATE_QUEUED : DV_STATE_UNKNOWN);
+    }
+    s_deps_seen_t f = { 0 }, w = { 0 };
+    assert_int_equal(broker_store_deps_of(s, b, false, 100, s_deps_of_cb, &f),
+                     2);
+    assert_int_equal(broker_store_deps_of(s, a, true, 100, s_deps_of_cb, &w),
+                     1);
+    assert_string_equal(w.after[0], b);
+    assert_int_equal(w.state[0], DV_STATE_WAITING);
+    assert_false(w.any[0]);
+    memset(&f, 0, sizeof f);
+    assert_int_equal(broker_store_deps_of(s, b, false, 1, s_deps_of_cb, &f), 1);
+
+    /* Released, then finished and expired: its rows go with it. */
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_waiting(s, b, DV_STATE_QUEUED,
+                                               1700000000000, 0, NULL),
+                     0);
+    assert_int_equal(broker_store_commit(s), 0);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(broker_store_deps_replay(s, s_deps_replay_cb, &r), 0);
+    assert_int_equal(r.n, 0); /* not waiting any more */
+    assert_int_equal(broker_store_begin(s), 0);
+    assert_int_equal(broker_store_mark_finished(s, b, DV_STATE_SUCCEEDED, 1,
+                                                NULL, 0, NULL, 1000),
+                     0);
+    assert_int_equal(broker_store_commit(s), 0);
+    assert_int_equal(broker_store_expire(s, 5000, 100), 1);
+    memset(&w, 0, sizeof w);
+    assert_int_equal(broker_store_deps_of(s, a, true, 100, s_deps_of_cb, &w),
+                     0);
+    broker_store_destroy(&s);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -3183,7 +3296,7 @@ main(int argc, char **argv)
         T(t_retry_finished_job), T(t_attempts_history), T(t_queue_settings),   \
         T(t_list_and_load), T(t_finished_by_time), T(t_generation_and_probe),  \
         T(t_key_state), T(t_key_state_writer), T(t_schema_v3_migrated),        \
-        T(t_schema_v4_migrated), T(t_schedules)
+        T(t_schema_v4_migrated), T(t_schedules), T(t_deps)
     const struct CMUnitTest sqlite_tests[] = {
         S_COMMON_TESTS,           T(t_url_forms),
         T(t_open_missing_dir),    T(t_open_not_a_database),

@@ -14,6 +14,7 @@
 
 #include "dv_clock.h"
 #include "dv_json.h"
+#include "dv_id.h"
 #include "dv_proto.h"
 
 #define S_BLOCK_SIZE  (1u << 20)
@@ -265,6 +266,61 @@ s_payload(const json_t *v, jobline_arena_t *arena, drover_job_t *job, char *why,
     return 0;
 }
 
+unsigned
+jobline_line_ref(const char *s)
+{
+    if (!s || s[0] != JOBLINE_REF_MARK)
+        return 0;
+    char *end = NULL;
+    unsigned long n = strtoul(s + 1, &end, 10);
+    return end && !*end && n > 0 && n <= UINT32_MAX ? (unsigned)n : 0;
+}
+
+/* "after" or "after_any": an array of job ids and line numbers (kept as
+ * "#N", jobline_line_ref). */
+static int
+s_after(const json_t *v, const char *name, jobline_arena_t *arena,
+        const char *const **out, size_t *n_out, char *why, size_t size)
+{
+    if (!json_is_array(v))
+        return s_bad(why, size,
+                     "%s must be an array of job ids and line numbers", name);
+    size_t n = json_array_size(v);
+    if (n > DV_AFTER_MAX)
+        return s_bad(why, size, "%s takes at most %d ids", name, DV_AFTER_MAX);
+    const char **ids = jobline_arena_alloc(arena, (n ? n : 1) * sizeof *ids);
+    if (!ids)
+        return JOBLINE_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(v, i);
+        char buf[32];
+        const char *s;
+        size_t len;
+        if (json_is_integer(e)) {
+            json_int_t line = json_integer_value(e);
+            if (line < 1 || line > UINT32_MAX)
+                return s_bad(why, size, "%s: line numbers start at 1", name);
+            len = (size_t)snprintf(buf, sizeof buf, "%c%lld", JOBLINE_REF_MARK,
+                                   (long long)line);
+            s = buf;
+        } else if (json_is_string(e) &&
+                   json_string_length(e) == DV_ID_TEXT_LEN) {
+            s = json_string_value(e);
+            len = DV_ID_TEXT_LEN;
+        } else {
+            return s_bad(why, size,
+                         "%s: each item must be a job id (36 characters) or "
+                         "a line number",
+                         name);
+        }
+        if (!(ids[i] = jobline_arena_strndup(arena, s, len)))
+            return JOBLINE_NOMEM;
+    }
+    *out = ids;
+    *n_out = n;
+    return 0;
+}
+
 /* Applies one field of the line to *job. */
 static int
 s_field(const char *k, const json_t *v, jobline_arena_t *arena,
@@ -344,6 +400,11 @@ s_field(const char *k, const json_t *v, jobline_arena_t *arena,
         return s_duration(v, "result_ttl", &job->result_ttl_s, why, size);
     if (!strcmp(k, "backoff"))
         return s_backoff(v, job, why, size);
+    if (!strcmp(k, "after"))
+        return s_after(v, "after", arena, &job->after, &job->nafter, why, size);
+    if (!strcmp(k, "after_any"))
+        return s_after(v, "after_any", arena, &job->after_any, &job->nafter_any,
+                       why, size);
     return s_bad(why, size, "unknown field \"%s\"", k);
 }
 

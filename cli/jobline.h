@@ -9,6 +9,7 @@
  *    "max_attempts": 1..1000, "timeout": seconds, "key": "...",
  *    "batch": "...", "trace": "00-<32 hex>-<16 hex>-<2 hex>",
  *    "result_ttl": seconds,
+ *    "after": [id | line, ...], "after_any": [id | line, ...],
  *    "backoff": {"base": seconds, "factor": >= 1, "cap": seconds,
  *                "jitter": true|false}}
  *
@@ -57,6 +58,14 @@ typedef enum {
 int jobline_parse(const char *line, size_t len, const drover_job_t *defaults,
                   jobline_arena_t *arena, drover_job_t *job, char *why,
                   size_t why_size);
+
+/* In "after" and "after_any" a string is a job id and an integer the
+ * 1-based number of a line of the same file, whose job it names.
+ * jobline_parse keeps such a reference as the string "#N", which the
+ * caller replaces with that line's job id (drover submit --file);
+ * jobline_line_ref() returns N for it, 0 for an id. */
+#define JOBLINE_REF_MARK '#'
+unsigned jobline_line_ref(const char *s);
 
 /* Parses a duration given as text ("1.5", "250ms", "2m") into seconds.
  * Returns 0, or -1 if it is not a duration of 0 to 10 years. */

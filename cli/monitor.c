@@ -269,20 +269,21 @@ s_max_running(const json_t *q)
 void
 monitor_queue_table(FILE *out, const json_t *queues, bool wide)
 {
-    fprintf(out, "%-16s %-6s %7s %9s %7s %7s %10s %11s\n", "QUEUE", "STATE",
-            "QUEUED", "SCHEDULED", "RUNNING", "WORKERS", "RATE LIMIT",
-            "MAX RUNNING");
+    fprintf(out, "%-16s %-6s %7s %9s %7s %7s %7s %10s %11s\n", "QUEUE", "STATE",
+            "QUEUED", "SCHEDULED", "WAITING", "RUNNING", "WORKERS",
+            "RATE LIMIT", "MAX RUNNING");
     size_t i;
     json_t *q;
     json_array_foreach(queues, i, q)
     {
         cli_col(out, monitor_str(q, "name", "?"), 16, wide, " ");
         const json_t *w = json_object_get(q, "workers");
-        fprintf(out, "%-6s %7s %9s %7s %7s %10s %11s\n",
+        fprintf(out, "%-6s %7s %9s %7s %7s %7s %10s %11s\n",
                 json_is_true(json_object_get(q, "paused")) ? "paused"
                                                            : "active",
                 cli_num(monitor_int(q, "queued")),
                 cli_num(monitor_int(q, "scheduled")),
+                cli_num(monitor_int(q, "waiting")),
                 cli_num(monitor_int(q, "running")),
                 json_is_number(w) ? cli_num(monitor_int(q, "workers")) : "?",
                 s_rate_limit(q), s_max_running(q));
@@ -519,10 +520,11 @@ s_status_from_broker(const json_t *bs, const char *endpoint, const char *note)
         double rate = json_number_value(json_object_get(q, "rate"));
         json_array_append_new(
             queues,
-            json_pack("{s:s, s:I, s:I, s:I, s:b, s:f, s:I}", "name",
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:f, s:I}", "name",
                       monitor_str(q, "name", "?"), "queued",
                       (json_int_t)monitor_int(q, "queued"), "scheduled",
-                      (json_int_t)monitor_int(q, "scheduled"), "running",
+                      (json_int_t)monitor_int(q, "scheduled"), "waiting",
+                      (json_int_t)monitor_int(q, "waiting"), "running",
                       (json_int_t)monitor_int(q, "running"), "paused",
                       json_is_true(json_object_get(q, "paused")), "rate_limit",
                       rate > 0 ? rate : 0.0, "max_running",
@@ -799,9 +801,9 @@ const cli_cmd_t cli_queues = {
 
 /* ---- jobs ---------------------------------------------------------------- */
 
-static const char *const s_states[] = { "any",       "queued",    "scheduled",
-                                        "running",   "succeeded", "dead",
-                                        "cancelled", NULL };
+static const char *const s_states[] = { "any",     "queued",    "scheduled",
+                                        "waiting", "running",   "succeeded",
+                                        "dead",    "cancelled", NULL };
 
 static struct {
     int state;
@@ -1049,9 +1051,9 @@ static void
 s_merge_options(json_t *job, const json_t *bjob)
 {
     static const char *const keys[] = {
-        "max_attempts",  "priority", "timeout_ms",    "backoff",
-        "key",           "batch",    "trace",         "created_at",
-        "result_ttl_ms", "payload",  "payload_bytes", "schedule"
+        "max_attempts",  "priority", "timeout_ms", "backoff",       "key",
+        "batch",         "trace",    "created_at", "result_ttl_ms", "payload",
+        "payload_bytes", "schedule", "waits_for",  "waited_by"
     };
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         json_t *v = bjob ? json_object_get(bjob, keys[k]) : NULL;
@@ -1155,6 +1157,28 @@ s_add_retry_notes(json_t *job)
     }
     json_object_set_new(job, "retry_note",
                         n && note[0] ? json_string(note) : json_null());
+}
+
+/* The jobs it waits for and that wait for it (job dependencies), one per
+ * line: "waits for ID (succeeded)", "waited by ID (waiting, any)". */
+static void
+s_print_deps(const json_t *job)
+{
+    static const char *const keys[] = { "waits_for", "waited_by" };
+    static const char *const labels[] = { "waits for", "waited by" };
+    for (int k = 0; k < 2; k++) {
+        const json_t *arr = json_object_get(job, keys[k]);
+        size_t i;
+        json_t *d;
+        json_array_foreach(arr, i, d)
+        {
+            printf("%-9s %s (%s%s)\n", i ? "" : labels[k],
+                   monitor_str(d, "id", "?"), monitor_str(d, "state", "?"),
+                   json_is_true(json_object_get(d, "any")) ? ", any end" : "");
+        }
+        if (json_array_size(arr) >= 100)
+            printf("%-9s (the first 100)\n", "");
+    }
 }
 
 /* The payload line: its size and start (all of it with --payload). */
@@ -1373,6 +1397,7 @@ s_print_job_head(const json_t *job, const char *id, bool payload, bool wide)
     }
     if (json_is_string(json_object_get(job, "retry_note")))
         printf("retries   %s\n", monitor_str(job, "retry_note", ""));
+    s_print_deps(job);
     s_print_payload(job, payload);
     const json_t *result = json_object_get(job, "result");
     s_print_result(json_is_null(result) ? NULL : result,

@@ -24,6 +24,7 @@
 #include "dv_log.h"
 #include "dv_map.h"
 #include "jobline.h"
+#include "lineref.h"
 
 #define S_SLICE          65536 /* jobs per drover_submit_many call */
 #define S_REPORT_MAX     50    /* refused/bad lines reported one by one */
@@ -39,6 +40,7 @@ static struct {
     const char *max_attempts, *timeout, *key, *backoff_base;
     const char *backoff_factor, *backoff_cap, *trace, *result_ttl, *batch;
     const char *file, *connect_timeout, *out, *wait_timeout;
+    const char *after, *after_any;
     bool no_jitter, wait, progress, no_progress, quiet, ids;
     int log_level, log_format;
     /* The one-shot batch: open with these callbacks, submit, close. */
@@ -87,6 +89,15 @@ static const dv_flag_t s_flags[] = {
                 .help = "W3C traceparent handed to the handler"),
     DV_FLAG_STR("result-ttl", &s_f.result_ttl, .arg = "SECONDS",
                 .help = "how long the broker keeps the result"),
+    DV_FLAG_STR("after", &s_f.after, .arg = "IDS",
+                .help = "job ids (comma-separated, at most 100) that must "
+                        "all succeed before it runs; it waits in state "
+                        "waiting, and is cancelled if one ends dead or "
+                        "cancelled; not with --file (a line's \"after\" "
+                        "may name earlier lines by number)"),
+    DV_FLAG_STR("after-any", &s_f.after_any, .arg = "IDS",
+                .help = "job ids (comma-separated) that must all end, "
+                        "however, before it runs; not with --file"),
     DV_FLAG_STR("batch", &s_f.batch, .arg = "NAME",
                 .help = "the batch the jobs belong to (drover watch NAME "
                         "follows it)"),
@@ -239,6 +250,19 @@ s_seconds(const cli_t *c, const char *name, const char *v, bool positive,
     return 0;
 }
 
+/* --after or --after-any (flag) into *ids. Returns -1 to go on, or an
+ * exit code. */
+static int
+s_parse_ids(const cli_t *c, const char *flag, const char *text,
+            const char *const **ids, size_t *n)
+{
+    char why[128];
+    if (lineref_parse_ids(strcmp(flag, "after") != 0, text, ids, n, why,
+                          sizeof why) != 0)
+        return cli_usage(c, s_flag(flag), "--%s %s", flag, why);
+    return -1;
+}
+
 /* Checks the flags and arguments into *o. Returns -1 to go on, or an exit
  * code (a usage error, said). */
 static int
@@ -333,6 +357,12 @@ s_check(const cli_t *c, int argc, char **argv, s_opts_t *o)
     if (s_f.batch &&
         (rc = s_parse_name(c, "batch", s_f.batch, 200, &d->batch)) >= 0)
         return rc;
+    if (s_f.after &&
+        (rc = s_parse_ids(c, "after", s_f.after, &d->after, &d->nafter)) >= 0)
+        return rc;
+    if (s_f.after_any && (rc = s_parse_ids(c, "after-any", s_f.after_any,
+                                           &d->after_any, &d->nafter_any)) >= 0)
+        return rc;
     if (o->file && !*o->file)
         return cli_usage(c, s_flag("file"), "--file needs a file name (or -)");
     if ((rc = s_seconds(c, "connect-timeout", s_f.connect_timeout, true, &v)) !=
@@ -365,6 +395,10 @@ s_check(const cli_t *c, int argc, char **argv, s_opts_t *o)
         return cli_usage(c, s_flag("key"),
                          "--key is for one job; with --file give each line "
                          "its own \"key\"");
+    if (o->file && (d->nafter || d->nafter_any))
+        return cli_usage(c, s_flag(d->nafter ? "after" : "after-any"),
+                         "--after and --after-any are for one job; with "
+                         "--file give each line its own \"after\"");
     if (!o->file && !d->type)
         return cli_usage(c, NULL, "needs TYPE (or --type, or --file)");
     if (o->out && !o->wait)
@@ -469,7 +503,7 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
     if (!text)
         return cli_fail(o->c, CLI_USAGE, "bad_input", "cannot read %s: %s",
                         name, strerror(err));
-    size_t bad = 0, pos = 0;
+    size_t bad = 0, pos = 0, bad_refs = 0;
     unsigned line = 0, first_bad = 0;
     char first_why[256] = "";
     if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
@@ -486,6 +520,11 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
             jobline_parse(start, n, &o->defaults, arena, &job, why, sizeof why);
         if (rc == JOBLINE_SKIP)
             continue;
+        if (rc == JOBLINE_JOB &&
+            lineref_check(in->lines, in->n, &job, line, why, sizeof why) != 0) {
+            rc = JOBLINE_BAD;
+            bad_refs++;
+        }
         if (rc == JOBLINE_NOMEM ||
             (rc == JOBLINE_JOB && s_input_add(in, &job, line) != 0)) {
             free(text);
@@ -507,6 +546,13 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
         return -1;
     if (bad > S_REPORT_MAX)
         s_note(o, "... and %zu more bad lines", bad - S_REPORT_MAX);
+    if (bad_refs == bad)
+        /* Only references to no (earlier) job: exit 4, as for a job that
+         * does not exist. */
+        return cli_fail(o->c, CLI_NOT_FOUND, "bad_line",
+                        "line %u: %s; %zu bad line%s in %s; nothing was "
+                        "submitted",
+                        first_bad, first_why, bad, bad == 1 ? "" : "s", name);
     if (o->json)
         return cli_fail(o->c, CLI_USAGE, "bad_line",
                         "line %u: %s; %zu bad line%s in %s; nothing was "
@@ -906,8 +952,34 @@ s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
     size_t first_unanswered = 0;
     int lib_rc = DROVER_OK;
     char where[32];
-    for (size_t base = 0; base < in->n; base += S_SLICE) {
-        size_t m = in->n - base < S_SLICE ? in->n - base : S_SLICE;
+    unsigned dep_refused = 0, dep_on = 0; /* first line not sent, its ref */
+    for (size_t base = 0, m = 0; base < in->n; base += m) {
+        m = in->n - base < S_SLICE ? in->n - base : S_SLICE;
+        /* Line references: a job waiting for a job of this slice ends the
+         * slice (its id comes with the slice's acks); one waiting for a
+         * job that was not accepted is not sent. */
+        size_t unsent = lineref_resolve(in->jobs, in->lines, in->n, in->ids,
+                                        base, &m, &dep_on);
+        if (unsent == base) {
+            if (!dep_refused)
+                dep_refused = in->lines[base];
+            if (s->refused < S_REPORT_MAX) {
+                char msg[128];
+                snprintf(msg, sizeof msg,
+                         "not sent: it waits for line %u, whose job was "
+                         "not accepted",
+                         dep_on);
+                s_note(o, "%s: %s", s_where(in, base, where, sizeof where),
+                       msg);
+                json_array_append_new(s->refusals,
+                                      json_pack("{s:I, s:s}", "line",
+                                                (json_int_t)in->lines[base],
+                                                "message", msg));
+            }
+            s->refused++;
+            m = 1;
+            continue;
+        }
         if (lib_rc == DROVER_EUNREACHABLE || lib_rc == DROVER_ETIMEOUT ||
             lib_rc == DROVER_EREJECTED || lib_rc == DROVER_ENOMEM) {
             /* Do not send more to a broker that stopped answering. */
@@ -980,6 +1052,12 @@ s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
     if (lib_rc != DROVER_OK && lib_rc != DROVER_EPROTO)
         return cli_fail(o->c, CLI_UNREACHABLE, NULL, "%s",
                         drover_last_error(client));
+    if (dep_refused)
+        return cli_fail(o->c, CLI_NOT_FOUND, "refused",
+                        "line %u: not sent: it waits for a line whose job was "
+                        "not accepted; %zu of %zu job%s accepted, %zu refused",
+                        dep_refused, s->accepted, in->n, in->n == 1 ? "" : "s",
+                        s->refused);
     if (s->refused)
         return cli_fail(o->c, CLI_FAILED, "refused",
                         "%zu of %zu job%s accepted, %zu refused", s->accepted,
@@ -1153,10 +1231,18 @@ const cli_cmd_t cli_submit = {
         "A line of --file: {\"queue\", \"type\", \"payload\", \"priority\", "
         "\"delay\" or \"at\", \"max_attempts\", \"timeout\", \"key\", "
         "\"batch\", \"trace\", \"result_ttl\", \"backoff\": {\"base\", "
-        "\"factor\", \"cap\", \"jitter\"}}. Blank lines and lines starting "
-        "with # are skipped. Every line is checked before anything is "
-        "submitted: a bad one is reported with its number and the reason, "
-        "and then nothing is submitted (exit 2).\n\n"
+        "\"factor\", \"cap\", \"jitter\"}, \"after\", \"after_any\"}. Blank "
+        "lines and lines starting with # are skipped. Every line is checked "
+        "before anything is submitted: a bad one is reported with its number "
+        "and the reason, and then nothing is submitted (exit 2).\n\n"
+        "\"after\" (jobs that must succeed first) and \"after_any\" (jobs "
+        "that must end, however) list job ids, or line numbers (1-based) of "
+        "earlier lines of the same file: {\"type\": \"load\", \"after\": [2]} "
+        "waits for line 2's job (docs/dependencies-between-jobs.md). A line "
+        "naming a line that is not an earlier job line stops the run before "
+        "anything is submitted (exit 4, naming the line); a line is sent "
+        "once the ack of the line it names came back, and is not sent (exit "
+        "4) if that line's job was not accepted.\n\n"
         "With --wait it then waits for every accepted job to end and writes "
         "one JSON line per job as it ends: {\"id\", \"line\" (with --file), "
         "\"state\", \"attempts\", \"result\"} or {..., \"error\": "

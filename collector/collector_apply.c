@@ -174,9 +174,24 @@ s_on_submitted(collector_state_t *self, const s_job_ctx_t *c,
     if (c->d) {
         if (ev->state == DV_STATE_SCHEDULED)
             c->d->scheduled++;
+        else if (ev->state == DV_STATE_WAITING)
+            c->d->waiting++; /* not queued until job.released */
         else
             s_depth_enqueue(c->d, now_ms);
     }
+}
+
+/* job.released: a waiting job became queued or scheduled. */
+static void
+s_on_released(const s_job_ctx_t *c, const dv_event_t *ev, int64_t now_ms)
+{
+    if (!c->d)
+        return;
+    s_dec(&c->d->waiting);
+    if (ev->state == DV_STATE_SCHEDULED)
+        c->d->scheduled++;
+    else
+        s_depth_enqueue(c->d, now_ms);
 }
 
 /* An attempt started: its wait in the latencies, the job from waiting to
@@ -282,6 +297,8 @@ s_on_job_end(collector_state_t *self, const s_job_ctx_t *c,
     if (c->d) {
         if (ev->worker.ptr && ev->worker.len)
             s_dec(&c->d->running);
+        else if (ev->was == DV_STATE_WAITING)
+            s_dec(&c->d->waiting);
         else
             s_depth_unwait(c->d);
     }
@@ -345,6 +362,9 @@ s_on_job_event(collector_state_t *self, int b, s_job_ctx_t *c,
         s_count(c, COLLECTOR_OUT_RETRIED);
         if (c->d)
             s_depth_enqueue(c->d, now_ms);
+        break;
+    case DV_EV_JOB_RELEASED:
+        s_on_released(c, ev, now_ms);
         break;
     default: /* a job kind this side does not know: its queue, type and
                 series are made, nothing is counted */

@@ -112,6 +112,7 @@ extern const char *const collector_state_outcome_names[COLLECTOR_OUT_KINDS];
 typedef struct {
     bool present; /* the broker has this queue */
     int64_t queued, scheduled, running;
+    int64_t waiting; /* waiting for other jobs (job dependencies) */
     /* Of running (leased, as the broker counts), how many had not started
      * at the last snapshot: a worker holds jobs ahead of its free children
      * (prefetch), and their job.started must not be counted as leaving

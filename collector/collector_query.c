@@ -150,7 +150,8 @@ s_jobs(const collector_query_t *q, const json_t *args, int64_t now_ms,
             st == DV_STATE_UNKNOWN)
             return s_fail(code, DV_CODE_INVALID_ARGUMENT, why, size,
                           "jobs: state: '%s' is not one of queued, "
-                          "scheduled, running, succeeded, dead, cancelled",
+                          "scheduled, waiting, running, succeeded, dead, "
+                          "cancelled",
                           f.state);
     }
     double limit;

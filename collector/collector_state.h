@@ -65,6 +65,7 @@ collector_event_family(const dv_event_t *ev)
     case DV_EV_JOB_DEAD:
     case DV_EV_JOB_CANCELLED:
     case DV_EV_JOB_RETRIED:
+    case DV_EV_JOB_RELEASED:
         return COLLECTOR_EV_JOB;
     case DV_EV_QUEUE_PAUSED:
     case DV_EV_QUEUE_RESUMED:

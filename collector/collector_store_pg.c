@@ -164,6 +164,7 @@ enum {
     S_CANCELLED,
     S_CANCELLED_ATT,
     S_RETRIED,
+    S_RELEASED,
     S_EVENT,
     S_BACKFILL,
     S_BROKER_SAVE,
@@ -178,8 +179,9 @@ static const char *s_names[S_STMT_COUNT_] = {
     "collector_failed",        "collector_failed_att",
     "collector_dead",          "collector_cancelled",
     "collector_cancelled_att", "collector_retried",
-    "collector_event",         "collector_backfill",
-    "collector_broker_save",   "collector_broker_load",
+    "collector_released",      "collector_event",
+    "collector_backfill",      "collector_broker_save",
+    "collector_broker_load",
 };
 
 static const char *s_sql[S_STMT_COUNT_] = {
@@ -263,6 +265,8 @@ static const char *s_sql[S_STMT_COUNT_] = {
                         "finished_at = $2::bigint, category = 'cancelled' "
                         "WHERE job_id = $1::text AND round = " S_ROUND
                         " AND attempt = $3::integer AND outcome IS NULL",
+    /* job.released: left state waiting (job dependencies). */
+    [S_RELEASED] = S_UPSERT("", "", ""),
     [S_RETRIED] = S_UPSERT("", "",
                            ", round = j.round + 1, attempts = 0, "
                            "started_at = NULL, finished_at = NULL, "
@@ -965,6 +969,10 @@ s_job_event(collector_store_be_t *self, const char *broker,
     } else if (ev->kind_enum == DV_EV_JOB_RETRIED) {
         s_upsert(&p, broker, ev, "queued");
         rc |= s_send(self, S_RETRIED, &p);
+    } else if (ev->kind_enum == DV_EV_JOB_RELEASED) {
+        s_upsert(&p, broker, ev,
+                 ev->state ? dv_state_name(ev->state) : "queued");
+        rc |= s_send(self, S_RELEASED, &p);
     }
     return rc ? -1 : 0;
 }

@@ -122,6 +122,7 @@ enum {
     S_CANCELLED,
     S_CANCELLED_ATT,
     S_RETRIED,
+    S_RELEASED,
     S_EVENT,
     S_BACKFILL,
     S_BROKER_SAVE,
@@ -204,6 +205,8 @@ static const char *s_sql[S_STMT_COUNT_] = {
         "UPDATE attempts SET outcome = 'cancelled', finished_at = ?2, "
         "category = 'cancelled' WHERE job_id = ?1 AND round = " S_ROUND
         " AND attempt = ?3 AND outcome IS NULL",
+    /* job.released: left state waiting (job dependencies). */
+    [S_RELEASED] = S_UPSERT("", "", ""),
     [S_RETRIED] = S_UPSERT("", "",
                            ", round = round + 1, attempts = 0, "
                            "started_at = NULL, finished_at = NULL, "
@@ -599,6 +602,10 @@ s_job_event(collector_store_be_t *self, const char *broker,
     } else if (ev->kind_enum == DV_EV_JOB_RETRIED) {
         s_upsert(self, S_RETRIED, broker, ev, "queued");
         rc |= s_step(self, S_RETRIED);
+    } else if (ev->kind_enum == DV_EV_JOB_RELEASED) {
+        s_upsert(self, S_RELEASED, broker, ev,
+                 ev->state ? dv_state_name(ev->state) : "queued");
+        rc |= s_step(self, S_RELEASED);
     }
     return rc ? -1 : 0;
 }

@@ -170,6 +170,7 @@ s_snapshot_queues(collector_state_t *self, int b, const dv_status_t *st,
         d->queued = o->queued;
         d->scheduled = o->scheduled;
         d->running = o->running;
+        d->waiting = o->waiting;
         d->paused = o->paused;
         d->rate = o->rate;
         d->max_running = o->max_running;

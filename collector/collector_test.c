@@ -324,6 +324,57 @@ t_snapshot_and_deltas(void **state)
     collector_state_destroy(&st);
 }
 
+/* Job dependencies: a waiting job is in no depth but waiting; released,
+ * it is queued (or scheduled); cancelled while waiting, it leaves waiting
+ * (not queued); a snapshot's waiting count is the truth. */
+static void
+t_waiting_depths(void **state)
+{
+    (void)state;
+    collector_state_t *st = collector_state_new(0);
+    collector_state_add_broker(st, BROKER, "ipc:///tmp/c1");
+    json_t *snap = json_loads(
+        "{\"broker\": \"" INST "\", \"store\": \"sqlite\", \"uptime_ms\": 5,"
+        " \"queues\": [{\"name\": \"q\", \"queued\": 0, \"scheduled\": 0,"
+        "  \"running\": 0, \"paused\": false, \"rate\": 0,"
+        "  \"max_running\": 0}], \"workers\": [], \"counters\": {}}",
+        0, NULL);
+    assert_non_null(snap);
+    assert_int_equal(s_snapshot(st, snap, 1000000), 0);
+    dv_event_t ev = s_ev("job.submitted", JOB_A, "q", "t");
+    ev.state = DV_STATE_WAITING;
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
+    ev = s_ev("job.submitted", JOB_B, "q", "t");
+    ev.state = DV_STATE_WAITING;
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
+    json_t *q = s_queue(st, "q");
+    assert_int_equal(s_int(q, "waiting"), 2);
+    assert_int_equal(s_int(q, "queued"), 0);
+    json_decref(q);
+    ev = s_ev("job.released", JOB_A, "q", "t");
+    ev.state = DV_STATE_QUEUED;
+    ev.was = DV_STATE_WAITING;
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
+    ev = s_ev("job.cancelled", JOB_B, "q", "t");
+    ev.state = DV_STATE_CANCELLED;
+    ev.was = DV_STATE_WAITING;
+    collector_state_apply(st, 0, &ev, 1000000, NULL);
+    q = s_queue(st, "q");
+    assert_null(json_object_get(q, "waiting")); /* none waits */
+    assert_int_equal(s_int(q, "queued"), 1);
+    json_decref(q);
+    json_t *qs = json_loads("[{\"name\": \"q\", \"queued\": 1, "
+                            "\"waiting\": 7}]",
+                            0, NULL);
+    json_object_set_new(snap, "queues", qs);
+    assert_int_equal(s_snapshot(st, snap, 1000100), 0);
+    q = s_queue(st, "q");
+    assert_int_equal(s_int(q, "waiting"), 7);
+    json_decref(q);
+    json_decref(snap);
+    collector_state_destroy(&st);
+}
+
 /* ---- keys and health ----------------------------------------------------- */
 
 /* A heartbeat of worker whose body is JSON written with ' for ". */
@@ -2295,6 +2346,7 @@ main(int argc, char **argv)
         cmocka_unit_test(t_seq),
         cmocka_unit_test(t_snapshot_and_deltas),
         cmocka_unit_test(t_success_carries_its_start),
+        cmocka_unit_test(t_waiting_depths),
         cmocka_unit_test(t_keys_and_health),
         cmocka_unit_test(t_store_failure_health),
         cmocka_unit_test(t_standby_health),

@@ -352,6 +352,7 @@ s_queue_json(const collector_state_t *self, const void *item, const void *ctx,
     (void)ctx;
     const collector_queue_t *q = item;
     int64_t queued = 0, scheduled = 0, running = 0, max_running = 0;
+    int64_t waiting = 0;
     double rate = 0;
     bool paused = false;
     json_t *brokers = json_array();
@@ -363,6 +364,7 @@ s_queue_json(const collector_state_t *self, const void *item, const void *ctx,
         queued += d->queued;
         scheduled += d->scheduled;
         running += d->running;
+        waiting += d->waiting;
         paused |= d->paused;
         rate += d->rate;
         max_running += d->max_running;
@@ -379,6 +381,8 @@ s_queue_json(const collector_state_t *self, const void *item, const void *ctx,
         "running", (json_int_t)running, "paused", paused, "rate_limit", rate,
         "max_running", (json_int_t)max_running, "workers",
         collector_state_queue_workers(self, -1, q->name), "brokers", brokers);
+    if (o && waiting > 0) /* only while some wait (job dependencies) */
+        rc |= json_object_set_new(o, "waiting", json_integer(waiting));
     rc |= json_object_set_new(
         o, "rates",
         collector_stats_ring_json(&q->ring, self->started_ms, now_ms));

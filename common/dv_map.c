@@ -160,7 +160,12 @@ dv_map_put(dv_map_t *self, const char *key, void *item)
 void
 dv_map_delete(dv_map_t *self, const char *key)
 {
-    size_t len = strlen(key);
+    dv_map_deleten(self, key, strlen(key));
+}
+
+void
+dv_map_deleten(dv_map_t *self, const char *key, size_t len)
+{
     s_slot_t *s = s_find(self, key, len, s_hash(key, len));
     if (!s->key)
         return;

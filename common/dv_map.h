@@ -52,6 +52,9 @@ int dv_map_putn(dv_map_t *self, const char *key, size_t len, void *item);
  * (it moves items): collect first, or use dv_map_delete_if(). */
 void dv_map_delete(dv_map_t *self, const char *key);
 
+/* The same for a key of len bytes (need not be NUL-terminated). */
+void dv_map_deleten(dv_map_t *self, const char *key, size_t len);
+
 /* Removes and frees every item for which drop(item, ctx) is true. drop
  * may be asked more than once about an item, so it must only look. */
 void dv_map_delete_if(dv_map_t *self, bool (*drop)(const void *item, void *ctx),

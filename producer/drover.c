@@ -508,6 +508,51 @@ s_check_name(const char *what, const char *s, size_t min, size_t max, char *why,
     return 0;
 }
 
+/* Checks job's after and after_any and points spec's at them: one block
+ * holds both arrays, then the payload, which moves there if *owned held it
+ * (*owned is the block then). Returns 0, -1 (reason in why) or -2. */
+static int
+s_job_after(const drover_job_t *job, dv_jobspec_t *spec, char **owned,
+            char *why, size_t why_size)
+{
+    size_t na = job->after ? job->nafter : 0;
+    size_t ny = job->after_any ? job->nafter_any : 0;
+    if (!na && !ny)
+        return 0;
+    if (na > DV_AFTER_MAX || ny > DV_AFTER_MAX) {
+        snprintf(why, why_size, "after and after_any take at most %d ids each",
+                 DV_AFTER_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < na + ny; i++) {
+        const char *id = i < na ? job->after[i] : job->after_any[i - na];
+        if (!id || strlen(id) != DV_ID_TEXT_LEN) {
+            snprintf(why, why_size, "%s: not a job id: '%.40s'",
+                     i < na ? "after" : "after_any", id ? id : "(null)");
+            return -1;
+        }
+    }
+    size_t arr = (na + ny) * sizeof(dv_str_t);
+    size_t plen = *owned ? spec->payload.len : 0;
+    char *block = malloc(arr + plen + 1);
+    if (!block)
+        return -2;
+    dv_str_t *a = (dv_str_t *)(void *)block;
+    for (size_t i = 0; i < na + ny; i++)
+        a[i] = dv_str(i < na ? job->after[i] : job->after_any[i - na]);
+    if (*owned) {
+        memcpy(block + arr, *owned, plen);
+        free(*owned);
+        spec->payload = dv_strn(block + arr, plen);
+    }
+    *owned = block;
+    spec->after = na ? a : NULL;
+    spec->nafter = (uint32_t)na;
+    spec->after_any = ny ? a + na : NULL;
+    spec->nafter_any = (uint32_t)ny;
+    return 0;
+}
+
 /* Checks a job and fills the wire form. Strings point into the job; a payload
  * converted from JSON is a new buffer returned in *owned (caller frees).
  * Returns 0, -1 (not valid: reason in why) or -2 (out of memory). */
@@ -605,6 +650,11 @@ s_job_spec(const drover_job_t *job, int64_t now_ms, dv_jobspec_t *spec,
     }
     if (s_seconds_ms(job->result_ttl_s, &spec->result_ttl_ms) != 0) {
         snprintf(why, why_size, "result_ttl must be 0 to 10 years in seconds");
+        goto bad;
+    }
+    int arc = s_job_after(job, spec, owned, why, why_size);
+    if (arc != 0) {
+        rc = arc;
         goto bad;
     }
     if (job->backoff_base_s >= 0 || job->backoff_factor >= 0 ||
@@ -715,7 +765,8 @@ s_build_chunk(drover_client_t *self, const drover_job_t *jobs, size_t n,
         }
         size_t size = S_JOB_OVERHEAD + spec.queue.len + spec.type.len +
                       spec.payload.len + spec.key.len + spec.batch.len +
-                      spec.trace.len;
+                      spec.trace.len +
+                      (spec.nafter + spec.nafter_any) * (DV_ID_TEXT_LEN + 4);
         if (k > 0 && bytes + size > S_CHUNK_BYTES) {
             free(mine);
             break;

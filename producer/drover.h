@@ -154,6 +154,16 @@ typedef struct {
     double backoff_cap_s;        /* largest retry delay; <0 = default */
     int backoff_jitter;          /* 1 full jitter, 0 none; -1 = default */
     double result_ttl_s;         /* keep the result this long; 0 = default */
+    /* Jobs it waits for (docs/dependencies-between-jobs.md), by id: it
+     * runs once all of after have succeeded and all of after_any have
+     * ended (however); until then its state is "waiting". If one of after
+     * ends dead or cancelled, it is cancelled. At most 100 ids each;
+     * NULL/0 = none. Every id must name an existing job (else the broker
+     * refuses the job with code not_found). */
+    const char *const *after;
+    size_t nafter;
+    const char *const *after_any;
+    size_t nafter_any;
 } drover_job_t;
 
 /* Sets every field to "default": NULL strings, zero times, -1 for priority

@@ -38,6 +38,8 @@ static const dv_field_t s_st_queue_fields[] = {
     { DV_F_BOOL("paused", T, paused, 0) },
     /* Only while a job waits, so the body is otherwise as it always was. */
     { DV_F_I64("oldest_ms", T, oldest_ms, DV_FF_OMIT, 0, INT64_MAX) },
+    /* Only while a job waits for other jobs (job dependencies). */
+    { DV_F_I64("waiting", T, waiting, DV_FF_OMIT, 0, INT64_MAX) },
 };
 #undef T
 static const dv_schema_t s_st_queue = {

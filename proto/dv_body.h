@@ -37,6 +37,8 @@ typedef struct {
     int64_t oldest_ms;   /* ["oldest_ms"] how long the oldest queued (ready)
                           * job has waited, in ms; absent while none waits
                           * (and from an older broker): 0 */
+    int64_t waiting;     /* ["waiting"] waiting for other jobs; absent
+                          * while none does (and from an older broker): 0 */
 } dv_status_queue_t;
 
 typedef struct {

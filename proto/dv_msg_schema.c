@@ -80,6 +80,12 @@ s_jobspec_init(void *obj)
     ((dv_jobspec_t *)obj)->priority = DV_PRIORITY_DEFAULT;
 }
 
+/* An item of a job's "after" and "after_any": a job id. */
+static const dv_field_t s_after_item = {
+    .name = "",
+    .type = DV_FT_ID,
+};
+
 #define T dv_jobspec_t
 static const dv_field_t s_jobspec_fields[] = {
     { DV_F_NAME("queue", T, queue, DV_FF_REQ) },
@@ -96,6 +102,10 @@ static const dv_field_t s_jobspec_fields[] = {
     { DV_F_MAP("backoff", T, backoff, DV_FF_HAS, &s_backoff),
       DV_HAS(T, has_backoff) },
     { DV_F_I64("result_ttl", T, result_ttl_ms, DV_FF_OMIT, 0, INT64_MAX) },
+    { DV_F_ARRAY_OF("after", T, after, nafter, DV_FF_OMIT, &s_after_item,
+                    DV_AFTER_MAX) },
+    { DV_F_ARRAY_OF("after_any", T, after_any, nafter_any, DV_FF_OMIT,
+                    &s_after_item, DV_AFTER_MAX) },
 };
 #undef T
 static const dv_schema_t s_jobspec = {
@@ -298,6 +308,7 @@ static const dv_schema_t s_keyitem = {
         { DV_F_NAME("worker", T, P worker, 0) },                               \
         { DV_F_I32("attempt", T, P attempt, DV_FF_OMIT, 0, INT32_MAX) },       \
         { DV_F_ENUM("state", T, P state, DV_FF_OMIT, &dv_enum_state) },        \
+        { DV_F_ENUM("was", T, P was, DV_FF_OMIT, &dv_enum_state) },            \
         { DV_F_I64("run_at", T, P run_at_ms, DV_FF_OMIT, 0, INT64_MAX) },      \
         { DV_F_I64("wait", T, P wait_ms, DV_FF_OMIT, 0, INT64_MAX) },          \
         { DV_F_I64("run", T, P run_ms, DV_FF_OMIT, 0, INT64_MAX) },            \

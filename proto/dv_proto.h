@@ -63,6 +63,7 @@ typedef enum {
     DV_STATE_DEAD,      /* terminal: attempts exhausted or not retryable */
     DV_STATE_CANCELLED, /* terminal */
     DV_STATE_UNKNOWN,   /* the broker has no such job */
+    DV_STATE_WAITING,   /* waits for other jobs to end ("after") */
     DV_STATE_COUNT_
 } dv_state_t;
 
@@ -160,7 +161,16 @@ typedef struct {
      * firing the broker submits itself (broker_schedule.c), stored with
      * the job (jobs.schedule). */
     dv_str_t schedule;
+    /* ["after"] ids of jobs that must all have succeeded before it runs;
+     * ["after_any"] ids of jobs that must all have ended, however. At most
+     * DV_AFTER_MAX each; absent = none (docs/dependencies-between-jobs.md). */
+    dv_str_t *after;
+    uint32_t nafter;
+    dv_str_t *after_any;
+    uint32_t nafter_any;
 } dv_jobspec_t;
+
+#define DV_AFTER_MAX 100
 
 #define DV_PRIORITY_DEFAULT 5
 
@@ -301,6 +311,7 @@ typedef enum {
     DV_EV_WORKER_EXPIRED,   /* "worker.expired" */
     DV_EV_WORKER_HEARTBEAT, /* "worker.heartbeat" */
     DV_EV_WORKER_DRAINING,  /* "worker.draining" */
+    DV_EV_JOB_RELEASED,     /* "job.released": left state waiting */
     DV_EV_COUNT_
 } dv_event_kind_t;
 
@@ -325,9 +336,11 @@ typedef struct {
     dv_str_t worker;           /* ["worker"] */
     int32_t attempt;           /* ["attempt"] */
     dv_state_t state;          /* ["state"] */
-    int64_t run_at_ms;         /* ["run_at"] next attempt, for retries */
-    int64_t wait_ms;           /* ["wait"] queued -> started */
-    int64_t run_ms;            /* ["run"] started -> finished */
+    dv_state_t was;    /* ["was"] job.cancelled, job.released: the state the
+                     * job left when it was "waiting"; absent otherwise */
+    int64_t run_at_ms; /* ["run_at"] next attempt, for retries */
+    int64_t wait_ms;   /* ["wait"] queued -> started */
+    int64_t run_ms;    /* ["run"] started -> finished */
     /* ["started"] job.succeeded only: the attempt's start (epoch ms) when
      * no job.started was sent for it (its start and its outcome came in
      * one report); then "wait" is the start's wait too. */

@@ -15,9 +15,9 @@
     }
 
 static const dv_name_t s_state_names[DV_STATE_COUNT_] = {
-    S_N("none"),    S_N("queued"),    S_N("scheduled"),
-    S_N("running"), S_N("succeeded"), S_N("failed"),
-    S_N("dead"),    S_N("cancelled"), S_N("unknown"),
+    S_N("none"),      S_N("queued"),  S_N("scheduled"), S_N("running"),
+    S_N("succeeded"), S_N("failed"),  S_N("dead"),      S_N("cancelled"),
+    S_N("unknown"),   S_N("waiting"),
 };
 
 static const dv_name_t s_category_names[DV_CAT_COUNT_] = {
@@ -63,7 +63,7 @@ static const dv_name_t s_event_names[DV_EV_COUNT_] = {
     S_N("queue.resumed"),   S_N("queue.limits"),
     S_N("worker.joined"),   S_N("worker.left"),
     S_N("worker.expired"),  S_N("worker.heartbeat"),
-    S_N("worker.draining"),
+    S_N("worker.draining"), S_N("job.released"),
 };
 
 static const dv_name_t s_code_names[DV_CODE_COUNT_] = {

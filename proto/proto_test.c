@@ -2010,7 +2010,7 @@ t_event_kinds(void **state)
         "job.cancelled",   "job.retried",    "queue.paused",
         "queue.resumed",   "queue.limits",   "worker.joined",
         "worker.left",     "worker.expired", "worker.heartbeat",
-        "worker.draining",
+        "worker.draining", "job.released",
     };
     assert_int_equal(sizeof kinds / sizeof kinds[0], DV_EV_COUNT_ - 1);
     for (int k = DV_EV_JOB_SUBMITTED; k < DV_EV_COUNT_; k++) {
@@ -2117,8 +2117,8 @@ t_status_body(void **state)
     (void)state;
     dv_str_t wq[2] = { dv_str("llm"), dv_str("email") };
     dv_status_queue_t qs[2] = {
-        { dv_str("llm"), 2.5, 10, 120, 3, 7, false, 0 },
-        { dv_str("email"), 0, 0, 0, 0, 0, true, 0 },
+        { dv_str("llm"), 2.5, 10, 120, 3, 7, false, 0, 0 },
+        { dv_str("email"), 0, 0, 0, 0, 0, true, 0, 0 },
     };
     dv_status_worker_t ws[2] = {
         { dv_str("host-a:4242"), false, dv_str("host-a"), 4242, 16, 9, 7,
@@ -2254,8 +2254,8 @@ t_status_oldest_seq(void **state)
 {
     (void)state;
     dv_status_queue_t qs[2] = {
-        { dv_str("llm"), 0, 0, 3, 0, 0, false, 90500 },
-        { dv_str("email"), 0, 0, 0, 0, 0, false, 0 },
+        { dv_str("llm"), 0, 0, 3, 0, 0, false, 90500, 0 },
+        { dv_str("email"), 0, 0, 0, 0, 0, false, 0, 0 },
     };
     dv_status_t st;
     memset(&st, 0, sizeof st);
@@ -2963,8 +2963,9 @@ static void
 t_names(void **state)
 {
     (void)state;
-    const char *states[] = { "queued", "scheduled", "running",   "succeeded",
-                             "failed", "dead",      "cancelled", "unknown" };
+    const char *states[] = { "queued",    "scheduled", "running",
+                             "succeeded", "failed",    "dead",
+                             "cancelled", "unknown",   "waiting" };
     for (int s = DV_STATE_QUEUED; s < DV_STATE_COUNT_; s++) {
         const char *name = dv_state_name((dv_state_t)s);
         assert_string_equal(name, states[s - 1]);

@@ -64,6 +64,10 @@ class JobT(ctypes.Structure):
         ("backoff_cap_s", ctypes.c_double),
         ("backoff_jitter", ctypes.c_int),
         ("result_ttl_s", ctypes.c_double),
+        ("after", ctypes.POINTER(ctypes.c_char_p)),
+        ("nafter", ctypes.c_size_t),
+        ("after_any", ctypes.POINTER(ctypes.c_char_p)),
+        ("nafter_any", ctypes.c_size_t),
     ]
 
 

@@ -26,7 +26,7 @@ CHUNK = 10_000
 
 _JOB_KEYS = frozenset(
     ("type", "payload", "queue", "priority", "delay", "max_attempts", "timeout",
-     "key", "batch", "backoff", "result_ttl")
+     "key", "batch", "backoff", "result_ttl", "after", "after_any")
 )
 
 
@@ -118,6 +118,16 @@ def _fill(j: _lib.JobT, spec: Mapping[str, Any], keep: List[Any]) -> None:
     j.max_attempts = int(spec.get("max_attempts") or 0)
     j.timeout_s = float(spec.get("timeout") or 0)
     j.result_ttl_s = float(spec.get("result_ttl") or 0)
+    for field in ("after", "after_any"):
+        ids = spec.get(field)
+        if ids is None:
+            continue
+        if isinstance(ids, (str, bytes)):
+            raise InvalidJob(field + " must be a list of job ids", _lib.EINVAL)
+        arr = (ctypes.c_char_p * max(len(ids), 1))(*[_b(i) for i in ids])
+        keep.append(arr)
+        setattr(j, field, ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p)))
+        setattr(j, "n" + field, len(ids))
     bo = spec.get("backoff")
     if bo:
         unknown = set(bo) - {"base", "factor", "cap", "jitter"}
@@ -226,7 +236,9 @@ class Client:
                max_attempts: Optional[int] = None, timeout: Optional[float] = None,
                key: Optional[str] = None, batch: Optional[str] = None,
                backoff: Optional[Mapping[str, Any]] = None,
-               result_ttl: Optional[float] = None) -> str:
+               result_ttl: Optional[float] = None,
+               after: Optional[Sequence[str]] = None,
+               after_any: Optional[Sequence[str]] = None) -> str:
         """Submits one job and returns its id once the broker has stored it.
 
         Args:
@@ -243,6 +255,13 @@ class Client:
             backoff: retry policy, a dict of ``base``, ``factor``, ``cap``
                 (seconds) and ``jitter`` (bool); missing ones are defaults.
             result_ttl: seconds the broker keeps the result.
+            after: ids of jobs that must all succeed before this one runs
+                (until then its state is ``"waiting"``; if one of them
+                ends dead or cancelled, this one is cancelled).
+            after_any: ids of jobs that must all end, however, before
+                this one runs. At most 100 ids each; every id must name
+                an existing job (else :class:`Rejected`, code
+                ``not_found``).
 
         Raises:
             InvalidJob, Rejected, BrokerUnreachable, DroverError.
@@ -250,7 +269,8 @@ class Client:
         spec = {k: v for k, v in dict(
             type=type, payload=payload, queue=queue, priority=priority, delay=delay,
             max_attempts=max_attempts, timeout=timeout, key=key, batch=batch,
-            backoff=backoff, result_ttl=result_ttl).items() if v is not None}
+            backoff=backoff, result_ttl=result_ttl, after=after,
+            after_any=after_any).items() if v is not None}
         j = _lib.JobT()
         keep: List[Any] = []
         _fill(j, spec, keep)
