@@ -69,32 +69,14 @@ s_pass(broker_t *b)
     broker_fx_answer_reads(b);
     broker_batch_tick(b);
     broker_fx_answer_reads(b);
-    broker_group_end_pass(b);
-    while (b->inflight) {
-        broker_writer_wait(b->writer);
-        broker_group_writer_ready(b);
-        broker_group_submit(b);
-    }
+    broker_fx_commit(b);
 }
 
 /* The next message of type the client got (others skipped). */
 static void
 s_recv(dv_msg_type_t type, dv_msg_t *out, zmq_msg_t *f)
 {
-    for (;;) {
-        zmq_pollitem_t it = { s_dealer, 0, ZMQ_POLLIN, 0 };
-        assert_int_equal(zmq_poll(&it, 1, 2000), 1);
-        zmq_msg_init(f);
-        assert_true(zmq_msg_recv(f, s_dealer, 0) >= 0);
-        char why[128] = "";
-        assert_int_equal(dv_msg_decode(zmq_msg_data(f), zmq_msg_size(f), out,
-                                       why, sizeof why),
-                         DV_OK);
-        if (out->type == type)
-            return;
-        dv_msg_release(out);
-        zmq_msg_close(f);
-    }
+    broker_fx_recv(s_dealer, type, 2000, out, f);
 }
 
 typedef struct {

@@ -28,22 +28,7 @@ static const broker_rid_t s_rid = { .len = 3, .data = "cli" };
 static void
 s_attach(broker_fx_t *fx)
 {
-    broker_t *b = fx->b;
-    int linger = 0;
-    char ep[64];
-    snprintf(ep, sizeof ep, "inproc://deps-%p", (void *)b);
-    b->zctx = zmq_ctx_new();
-    b->clients = zmq_socket(b->zctx, ZMQ_ROUTER);
-    zmq_setsockopt(b->clients, ZMQ_LINGER, &linger, sizeof linger);
-    assert_int_equal(zmq_bind(b->clients, ep), 0);
-    s_dealer = zmq_socket(b->zctx, ZMQ_DEALER);
-    zmq_setsockopt(s_dealer, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s_dealer, ZMQ_ROUTING_ID, "cli", 3);
-    assert_int_equal(zmq_connect(s_dealer, ep), 0);
-    assert_int_equal(zmq_send(s_dealer, "hi", 2, 0), 2);
-    char buf[16];
-    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 3);
-    assert_int_equal(zmq_recv(b->clients, buf, sizeof buf, 0), 2);
+    s_dealer = broker_fx_client(fx);
 }
 
 static void
@@ -81,14 +66,8 @@ static void
 s_pass(broker_t *b)
 {
     for (int i = 0; i < 2; i++) {
-        while (broker_reader_wait(b->reader))
-            broker_reads_ready(b);
-        broker_group_end_pass(b);
-        while (b->inflight) {
-            broker_writer_wait(b->writer);
-            broker_group_writer_ready(b);
-            broker_group_submit(b);
-        }
+        broker_fx_answer_reads(b);
+        broker_fx_commit(b);
     }
 }
 
@@ -96,20 +75,7 @@ s_pass(broker_t *b)
 static void
 s_recv(dv_msg_type_t type, dv_msg_t *out, zmq_msg_t *f)
 {
-    for (;;) {
-        zmq_pollitem_t it = { s_dealer, 0, ZMQ_POLLIN, 0 };
-        assert_int_equal(zmq_poll(&it, 1, 5000), 1);
-        zmq_msg_init(f);
-        assert_true(zmq_msg_recv(f, s_dealer, 0) >= 0);
-        char why[128] = "";
-        assert_int_equal(dv_msg_decode(zmq_msg_data(f), zmq_msg_size(f), out,
-                                       why, sizeof why),
-                         DV_OK);
-        if (out->type == type)
-            return;
-        dv_msg_release(out);
-        zmq_msg_close(f);
-    }
+    broker_fx_recv(s_dealer, type, 5000, out, f);
 }
 
 /* One answer of a submit. */
@@ -190,8 +156,7 @@ s_state(broker_t *b, const char *id)
     if (job)
         return (dv_state_t)job->state;
     dv_state_t st = DV_STATE_NONE;
-    while (broker_reader_wait(b->reader))
-        broker_reads_ready(b);
+    broker_fx_answer_reads(b);
     return st;
 }
 

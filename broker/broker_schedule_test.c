@@ -74,14 +74,8 @@ static void
 s_settle(broker_t *b)
 {
     for (int round = 0; round < 4; round++) {
-        while (broker_reader_wait(b->reader))
-            broker_reads_ready(b);
-        broker_group_end_pass(b);
-        while (b->inflight) {
-            broker_writer_wait(b->writer);
-            broker_group_writer_ready(b);
-            broker_group_submit(b);
-        }
+        broker_fx_answer_reads(b);
+        broker_fx_commit(b);
     }
 }
 

@@ -216,3 +216,23 @@ broker_fx_answer_reads(broker_t *b)
     while (broker_reader_wait(b->reader))
         broker_reads_ready(b);
 }
+
+void
+broker_fx_recv(void *dealer, dv_msg_type_t type, int timeout_ms, dv_msg_t *out,
+               zmq_msg_t *f)
+{
+    for (;;) {
+        zmq_pollitem_t it = { dealer, 0, ZMQ_POLLIN, 0 };
+        assert_int_equal(zmq_poll(&it, 1, timeout_ms), 1);
+        zmq_msg_init(f);
+        assert_true(zmq_msg_recv(f, dealer, 0) >= 0);
+        char why[128] = "";
+        assert_int_equal(dv_msg_decode(zmq_msg_data(f), zmq_msg_size(f), out,
+                                       why, sizeof why),
+                         DV_OK);
+        if (out->type == type)
+            return;
+        dv_msg_release(out);
+        zmq_msg_close(f);
+    }
+}

@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include <zmq.h>
+
 #include "broker_internal.h"
 
 typedef struct {
@@ -56,6 +58,13 @@ int broker_fx_dispatch(broker_fx_t *fx);
  * client arrives there. The DEALER is the caller's to close (zmq_close)
  * before b is destroyed; b's socket and context go with b. */
 void *broker_fx_client(broker_fx_t *fx);
+
+/* Receives on dealer, within timeout_ms per message, until a message of
+ * type comes (others are skipped); it is decoded into *out, its frame in
+ * *f (release both: dv_msg_release, zmq_msg_close). Fails the test if
+ * none comes in time or one does not decode. */
+void broker_fx_recv(void *dealer, dv_msg_type_t type, int timeout_ms,
+                    dv_msg_t *out, zmq_msg_t *f);
 
 /* Makes every write recorded so far durable and sends what waited on it,
  * as passes of the loop would (groups pushed one after another until none
