@@ -85,8 +85,9 @@ broker_ctrl_set_rate(broker_t *self, broker_queue_t *q, double rate)
     q->tokens_us = broker_mono_us(self);
 }
 
-/* Cancels every job of q that waits (ready or scheduled). Returns how
- * many, or -1 when out of memory (then nothing was cancelled). */
+/* Cancels every job of q that waits (ready, scheduled, or waiting for
+ * its dependencies). Returns how many, or -1 when out of memory (then
+ * nothing was cancelled). */
 static int
 s_purge(broker_t *self, broker_queue_t *q)
 {
@@ -106,6 +107,12 @@ s_purge(broker_t *self, broker_queue_t *q)
             if (self->timers.items[i]->queue == q)
                 later[nlater++] = self->timers.items[i];
     }
+    size_t nwait = 0;
+    broker_job_t **waiting = broker_deps_of_queue(self, q, &nwait);
+    if (nwait == SIZE_MAX) {
+        free(later);
+        return -1;
+    }
     char why[DV_NAME_MAX + 32];
     snprintf(why, sizeof why, "purged from queue %s", q->name);
     dv_failure_t f;
@@ -123,6 +130,17 @@ s_purge(broker_t *self, broker_queue_t *q)
         broker_sched_finish(self, later[i], DV_STATE_CANCELLED, NULL, 0, &f);
         n++;
     }
+    /* Waiting ones: each may cancel others that wait on it (cascading),
+     * so each is looked up again before it goes. */
+    for (size_t i = 0; i < nwait; i++) {
+        broker_job_t *w = waiting[i]; /* ended ones stay until durable */
+        if (broker_index_get(&self->index, &w->id) != w ||
+            w->state != DV_STATE_WAITING)
+            continue;
+        broker_sched_finish(self, w, DV_STATE_CANCELLED, NULL, 0, &f);
+        n++;
+    }
+    free(waiting);
     free(later);
     return n;
 }

@@ -125,6 +125,36 @@ broker_deps_free(broker_t *self)
     self->deps = NULL;
 }
 
+broker_job_t **
+broker_deps_of_queue(broker_t *self, const broker_queue_t *q, size_t *n)
+{
+    *n = 0;
+    if (!self->deps)
+        return NULL;
+    size_t count = 0;
+    broker_dwait_t *w;
+    DV_MAP_EACH(w, self->deps->waits)
+    {
+        broker_job_t *job = broker_index_get(&self->index, &w->id);
+        count += job && job->queue == q && job->state == DV_STATE_WAITING;
+    }
+    if (!count)
+        return NULL;
+    broker_job_t **out = malloc(count * sizeof *out);
+    if (!out) {
+        *n = SIZE_MAX;
+        return NULL;
+    }
+    DV_MAP_EACH(w, self->deps->waits)
+    {
+        broker_job_t *job = broker_index_get(&self->index, &w->id);
+        if (job && job->queue == q && job->state == DV_STATE_WAITING &&
+            *n < count)
+            out[(*n)++] = job;
+    }
+    return out;
+}
+
 size_t
 broker_deps_waiting(const broker_t *self)
 {

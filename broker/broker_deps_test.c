@@ -482,6 +482,46 @@ t_cancel_and_retry(void **state)
     assert_int_equal(s_check(fx), 0);
 }
 
+/* purge cancels the queue's waiting jobs too (and what waits on them,
+ * wherever it is). */
+static void
+t_purge_takes_waiting_jobs(void **state)
+{
+    broker_fx_t *fx = *state;
+    broker_t *b = fx->b;
+    char buf[160];
+    s_ack_t a = s_submit(b, "a", NULL, NULL);
+    s_ack_t bb = s_submit(b, "b", a.id, NULL);
+    s_ack_t c = s_submit(b, "c", bb.id, NULL);
+    broker_queue_t *q = dv_map_get(b->queues, "q");
+    assert_int_equal(q->waiting, 2);
+    /* a runs: purge leaves it alone, so b and c go as waiting jobs. */
+    broker_fx_worker(fx, "w1", "q", 1);
+    assert_int_equal(broker_fx_dispatch(fx), 1);
+    assert_int_equal(s_state(b, a.id), DV_STATE_RUNNING);
+    dv_msg_t m = { .type = DV_MSG_CTRL };
+    m.u.ctrl.req = 7001;
+    m.u.ctrl.verb = dv_str("purge");
+    m.u.ctrl.queue = dv_str("q");
+    broker_client_on_message(b, &s_rid, &m);
+    s_pass(b);
+    dv_msg_t r;
+    zmq_msg_t f;
+    s_recv(DV_MSG_REPLY, &r, &f);
+    assert_true(r.u.reply.ok);
+    dv_msg_release(&r);
+    zmq_msg_close(&f);
+    const char *ids[2] = { bb.id, c.id };
+    for (int i = 0; i < 2; i++)
+        assert_string_equal(s_col(fx, ids[i], "state", buf, sizeof buf),
+                            "cancelled");
+    assert_int_equal(s_state(b, a.id), DV_STATE_RUNNING);
+    assert_int_equal(q->waiting, 0);
+    assert_int_equal(q->ready, 0);
+    assert_int_equal(broker_deps_waiting(b), 0);
+    assert_int_equal(s_check(fx), 0);
+}
+
 static void
 t_many_waiting(void **state)
 {
@@ -532,6 +572,8 @@ main(void)
         cmocka_unit_test_setup_teardown(t_finished_while_down, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(t_cancel_and_retry, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(t_purge_takes_waiting_jobs, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(t_many_waiting, s_setup, s_teardown),
     };

@@ -1014,6 +1014,13 @@ void broker_deps_ended(broker_t *self, const broker_job_t *job,
 /* Whether job has a waiting record (waits, or waited while pending). */
 bool broker_deps_has(const broker_t *self, const broker_job_t *job);
 
+/* The waiting jobs of queue q, in a new array (the caller frees it) of
+ * *n; NULL with *n = 0 when there are none, NULL with *n = SIZE_MAX when
+ * out of memory. For purge: cancelling them (broker_sched_finish) goes
+ * through broker_deps_ended like any end. */
+broker_job_t **broker_deps_of_queue(broker_t *self, const broker_queue_t *q,
+                                    size_t *n);
+
 /* Jobs waiting, and the bytes the tables allocated for them. */
 size_t broker_deps_waiting(const broker_t *self);
 size_t broker_deps_bytes(const broker_t *self);
