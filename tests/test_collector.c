@@ -477,7 +477,10 @@ s_start_forwarder(harness_t *h, const char *out_ep)
         void *ctx = zmq_ctx_new();
         void *in = zmq_socket(ctx, ZMQ_XSUB);
         void *out = zmq_socket(ctx, ZMQ_XPUB);
-        int hwm = 20, buf = 4096;
+        /* Room for two messages and a few KiB: a burst of job events
+         * overflows it however the broker groups them (a busy broker
+         * sends fewer, bigger "events" messages). */
+        int hwm = 2, buf = 4096;
         zmq_setsockopt(out, ZMQ_SNDHWM, &hwm, sizeof hwm);
         zmq_setsockopt(out, ZMQ_SNDBUF, &buf, sizeof buf);
         if (zmq_connect(in, h->events) != 0 || zmq_bind(out, out_ep) != 0)
