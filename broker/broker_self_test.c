@@ -123,11 +123,24 @@ t_refused_while_the_store_fails(void **state)
     fx->b->store_failed = false;
 }
 
+/* The client of the prefix test; closed by its teardown even when the
+ * test fails (an open socket would hang the context's end). */
+static void *s_dealer;
+
+static int
+s_teardown_client(void **state)
+{
+    zmq_close(s_dealer);
+    s_dealer = NULL;
+    return broker_fx_teardown(state);
+}
+
 /* A client may not take the broker's own keys (it could block a firing). */
 static void
 t_client_may_not_use_the_prefix(void **state)
 {
     broker_fx_t *fx = *state;
+    s_dealer = broker_fx_client(fx);
     dv_jobspec_t js = s_spec("drover:schedule:nightly:1");
     dv_msg_t m = { .type = DV_MSG_SUBMIT };
     m.u.submit.req = 7;
@@ -137,6 +150,15 @@ t_client_may_not_use_the_prefix(void **state)
     broker_client_on_message(fx->b, &rid, &m);
     broker_fx_answer_reads(fx->b);
     broker_fx_commit(fx->b);
+    dv_msg_t r;
+    zmq_msg_t f;
+    broker_fx_recv(s_dealer, DV_MSG_SUBMIT_REPLY, 2000, &r, &f);
+    assert_int_equal(r.u.submit_reply.req, 7);
+    assert_int_equal(r.u.submit_reply.nacks, 1);
+    assert_int_equal(r.u.submit_reply.acks[0].code, DV_CODE_INVALID_ARGUMENT);
+    assert_int_equal(r.u.submit_reply.acks[0].id.len, 0);
+    dv_msg_release(&r);
+    zmq_msg_close(&f);
     assert_int_equal(fx->b->counters.submitted, 0);
     assert_int_equal(fx->b->index.count, 0);
 }
@@ -152,7 +174,7 @@ main(void)
         cmocka_unit_test_setup_teardown(t_refused_while_the_store_fails,
                                         broker_fx_setup, broker_fx_teardown),
         cmocka_unit_test_setup_teardown(t_client_may_not_use_the_prefix,
-                                        broker_fx_setup, broker_fx_teardown),
+                                        broker_fx_setup, s_teardown_client),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

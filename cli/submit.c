@@ -148,10 +148,8 @@ static const dv_flag_t s_flags[] = {
 static const dv_flag_t *
 s_flag(const char *name)
 {
-    for (const dv_flag_t *f = s_flags; f->name; f++)
-        if (!strcmp(f->name, name))
-            return f;
-    return NULL;
+    const dv_flag_t *tables[] = { s_flags };
+    return dv_flags_find(tables, 1, name, strlen(name));
 }
 
 /* Everything the command line says, checked. */
