@@ -463,12 +463,72 @@ s_timeline(json_t *job)
     return rc ? -1 : 0;
 }
 
+/* Sets key in o to v (taken) unless o has a non-null value there. */
+static int
+s_default(json_t *o, const char *key, json_t *v)
+{
+    json_t *cur = json_object_get(o, key);
+    if (cur && !json_is_null(cur)) {
+        json_decref(v);
+        return 0;
+    }
+    return json_object_set_new(o, key, v ? v : json_null());
+}
+
+/* A success that carried its start has no attempts row (the jobs row says
+ * it all, which saves two index writes a job): the last attempt of a
+ * succeeded job is made from the jobs row, or completed from it when only
+ * its progress was written. */
+static int
+s_success_attempt(json_t *job)
+{
+    const char *state = json_string_value(json_object_get(job, "state"));
+    json_t *attempts = json_object_get(job, "attempts");
+    json_int_t n = json_integer_value(json_object_get(job, "attempt"));
+    json_int_t round = json_integer_value(json_object_get(job, "round"));
+    if (!state || strcmp(state, "succeeded") || !json_is_array(attempts) ||
+        n < 1)
+        return 0;
+    json_t *a = NULL, *x;
+    size_t i;
+    json_array_foreach(attempts, i, x)
+    {
+        if (json_integer_value(json_object_get(x, "round")) == round &&
+            json_integer_value(json_object_get(x, "attempt")) == n)
+            a = x;
+    }
+    if (a && json_is_string(json_object_get(a, "outcome")))
+        return 0;
+    int rc = 0;
+    if (!a) {
+        /* The rest of an attempt's columns, as both stores' job() list
+         * them. */
+        static const char *const cols[] = {
+            "category",         "exit_code",      "http_status",
+            "key_id",           "message",        "progress_current",
+            "progress_message", "progress_total", "signal"
+        };
+        a = json_pack("{s:I, s:I}", "round", round, "attempt", n);
+        if (!a || json_array_append_new(attempts, a) != 0)
+            return -1;
+        for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++)
+            rc |= json_object_set_new(a, cols[k], json_null());
+    }
+    static const char *const from_job[] = { "worker", "started_at",
+                                            "finished_at", "run_ms" };
+    for (size_t k = 0; k < sizeof from_job / sizeof from_job[0]; k++)
+        rc |= s_default(a, from_job[k],
+                        json_incref(json_object_get(job, from_job[k])));
+    rc |= json_object_set_new(a, "outcome", json_string("succeeded"));
+    return rc ? -1 : 0;
+}
+
 json_t *
 collector_store_job(collector_store_t *self, const char *id, int *found)
 {
     s_flush_held(self);
     json_t *job = self->ops->job(self->be, id, found);
-    if (job && s_timeline(job) != 0) {
+    if (job && (s_success_attempt(job) != 0 || s_timeline(job) != 0)) {
         json_decref(job);
         *found = -1; /* out of memory */
         return NULL;

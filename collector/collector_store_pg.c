@@ -107,8 +107,11 @@ static const char s_schema[] =
     "    progress_message TEXT,\n"
     "    PRIMARY KEY (job_id, round, attempt)\n"
     ");\n"
-    "CREATE INDEX IF NOT EXISTS attempts_finished "
-    "ON collector.attempts(finished_at);\n"
+    /* Failed attempts by time (the failures view); a success stays out of
+     * it. It replaced attempts_finished, which took every attempt. */
+    "DROP INDEX IF EXISTS collector.attempts_finished;\n"
+    "CREATE INDEX IF NOT EXISTS attempts_failed "
+    "ON collector.attempts(finished_at) WHERE outcome = 'failed';\n"
     "CREATE TABLE IF NOT EXISTS collector.events (\n"
     "    broker TEXT NOT NULL,\n"
     "    instance TEXT NOT NULL,\n"
@@ -922,7 +925,9 @@ s_job_event(collector_store_be_t *self, const char *broker,
             dv_pg_p_null(&p);
         }
         rc |= s_send(self, S_SUCCEEDED, &p);
-        if (ev->attempt > 0) {
+        /* A success that carries its start had no attempts row: the jobs
+         * row says it all (see collector_store_sqlite.c). */
+        if (ev->attempt > 0 && !(fold && fold->started)) {
             p = (dv_pg_params_t){ 0 };
             s_att(&p, ev);
             dv_pg_p_int(&p, ev->ts_ms);

@@ -69,7 +69,11 @@ static const char s_schema[] =
     "    progress_message TEXT,\n"
     "    PRIMARY KEY (job_id, round, attempt)\n"
     ") WITHOUT ROWID;\n"
-    "CREATE INDEX IF NOT EXISTS attempts_finished ON attempts(finished_at);\n"
+    /* Failed attempts by time (the failures view); a success stays out of
+     * it. It replaced attempts_finished, which took every attempt. */
+    "DROP INDEX IF EXISTS attempts_finished;\n"
+    "CREATE INDEX IF NOT EXISTS attempts_failed ON attempts(finished_at) "
+    "WHERE outcome = 'failed';\n"
     "CREATE TABLE IF NOT EXISTS events (\n"
     "    broker TEXT NOT NULL,\n"
     "    instance TEXT NOT NULL,\n"
@@ -549,7 +553,10 @@ s_job_event(collector_store_be_t *self, const char *broker,
             s_bind_opt(st, 14, fold->run_at_ms);
         }
         rc |= s_step(self, S_SUCCEEDED);
-        if (ev->attempt > 0) {
+        /* A success that carries its start had no attempts row: the jobs
+         * row says it all, and the job view shows it as its last attempt
+         * (collector_store.c). */
+        if (ev->attempt > 0 && !(fold && fold->started)) {
             st = self->st[S_SUCCEEDED_ATT];
             s_bind_str(st, 1, ev->id);
             sqlite3_bind_int(st, 2, ev->attempt);

@@ -993,6 +993,73 @@ t_store_fold_and_backfill(void **state)
     s_store_done();
 }
 
+/* A success that carries its start writes no attempts row: the job view
+ * makes the attempt from the jobs row, and completes one of which only the
+ * progress was written (a progress report before the folded success). */
+static void
+t_store_success_without_attempt_row(void **state)
+{
+    (void)state;
+    collector_store_t *store = collector_store_open(s_store_new());
+    assert_non_null(store);
+    s_record(store, s_ev("job.submitted", JOB_A, "q", "t"));
+    s_record(store, s_ev("job.submitted", JOB_B, "q", "t"));
+    dv_event_t p = s_ev("job.progress", JOB_B, "q", "t");
+    p.attempt = 1;
+    p.current = 3;
+    p.total = 10;
+    p.message = dv_str("three");
+    s_record(store, p);
+    const char *ids[2] = { JOB_A, JOB_B };
+    for (int k = 0; k < 2; k++) {
+        dv_event_t end = s_ev("job.succeeded", ids[k], "q", "t");
+        end.worker = dv_str("w1");
+        end.attempt = 1;
+        collector_store_fold_t f = { .started = true,
+                                     .started_ms = end.ts_ms - 5,
+                                     .wait_ms = 2 };
+        assert_int_equal(collector_store_event_fold(store, BROKER, &end, 5, &f),
+                         0);
+    }
+    assert_int_equal(collector_store_commit(store), 0);
+    for (int k = 0; k < 2; k++) {
+        int found = 0;
+        json_t *j = collector_store_job(store, ids[k], &found);
+        assert_int_equal(found, 1);
+        json_t *atts = json_object_get(j, "attempts");
+        assert_int_equal(json_array_size(atts), 1);
+        json_t *a = json_array_get(atts, 0);
+        assert_string_equal(json_string_value(json_object_get(a, "outcome")),
+                            "succeeded");
+        assert_string_equal(json_string_value(json_object_get(a, "worker")),
+                            "w1");
+        assert_int_equal(json_integer_value(json_object_get(a, "run_ms")), 5);
+        assert_int_equal(json_integer_value(json_object_get(a, "started_at")),
+                         json_integer_value(json_object_get(j, "started_at")));
+        assert_int_equal(json_integer_value(json_object_get(a, "finished_at")),
+                         json_integer_value(json_object_get(j, "finished_at")));
+        assert_int_equal(
+            json_integer_value(json_object_get(a, "progress_current")),
+            k ? 3 : 0);
+        assert_true(json_is_null(json_object_get(a, "category")));
+        /* The timeline has the attempt's start and end once each. */
+        json_t *evs = json_object_get(j, "events");
+        int started = 0, ended = 0;
+        size_t i;
+        json_t *e;
+        json_array_foreach(evs, i, e)
+        {
+            const char *kind = json_string_value(json_object_get(e, "kind"));
+            started += !strcmp(kind, "job.started");
+            ended += !strcmp(kind, "job.succeeded");
+        }
+        assert_int_equal(started, 1);
+        assert_int_equal(ended, 1);
+        json_decref(j);
+    }
+    collector_store_close(&store);
+}
+
 static void
 t_query_args(void **state)
 {
@@ -2356,6 +2423,7 @@ main(int argc, char **argv)
         cmocka_unit_test(t_deploy_metrics),
         cmocka_unit_test(t_store_history),
         cmocka_unit_test(t_store_fold_and_backfill),
+        cmocka_unit_test(t_store_success_without_attempt_row),
         cmocka_unit_test(t_query_args),
         cmocka_unit_test(t_store_urls),
         cmocka_unit_test(t_access_checks),
@@ -2369,6 +2437,7 @@ main(int argc, char **argv)
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(t_store_history),
         cmocka_unit_test(t_store_fold_and_backfill),
+        cmocka_unit_test(t_store_success_without_attempt_row),
         cmocka_unit_test(t_query_args),
         cmocka_unit_test(t_pg_schema),
         cmocka_unit_test(t_pg_same_json),
