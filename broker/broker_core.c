@@ -342,18 +342,18 @@ broker_core_open_at(const broker_config_t *cfg, const broker_clock_t *clock)
 broker_t *
 broker_new(const broker_config_t *cfg)
 {
-    /* Jobs live long and are small; a pass's buffers are big and short-lived.
-     * A fixed mmap threshold keeps the biggest (over 1 MiB) in their own
-     * mappings, which go back to the system when freed, instead of
-     * fragmenting the heap the jobs live in (glibc would otherwise raise the
-     * threshold as they come and go); below it, the messages of a group
-     * (ZeroMQ's copies of an events batch, of acks) reuse heap memory
-     * instead of faulting in fresh pages every time. The top of the heap is given back only past 32 MiB free
-     * (glibc's default is 128 KiB once the threshold is fixed): under load
-     * each group frees what the next allocates again, and giving it back
-     * in between costs a page fault per page. A big group's end trims the
-     * heap on purpose (broker_group.c). */
-    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+    /* Jobs live long and are small; a group's buffers are big and
+     * short-lived: at full rate its events batch, ZeroMQ's copy of it and
+     * its results pass 1 MiB. In mappings of their own (the threshold was
+     * 1 MiB) every group faulted all their pages in afresh, a fifth of the
+     * loop's time; from the heap they reuse the pages the group before
+     * freed. A fixed threshold (glibc would otherwise move it as they come
+     * and go) still keeps the exceptional ones, over 32 MiB, apart. The top
+     * of the heap is given back only past 32 MiB free (glibc's default is
+     * 128 KiB once the threshold is fixed): under load each group frees
+     * what the next allocates again. A big group's end trims the heap on
+     * purpose (broker_group.c). */
+    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
     broker_t *self = s_alloc(cfg, NULL);
     if (!self)
