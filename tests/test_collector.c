@@ -552,6 +552,7 @@ typedef struct {
     s_fx_t *fx;
     const char *batch, *queue;
     int64_t want;
+    int64_t history, live; /* what the last look saw, for a failure */
 } s_bf_t;
 
 /* The history's count of the batch's succeeded jobs reached want, and the
@@ -565,13 +566,13 @@ s_all_in_history(void *arg)
     json_t *b = s_query(c->fx, "batch", NULL, args);
     int64_t done = s_geti(json_object_get(b, "counts"), "succeeded", NULL);
     json_decref(b);
-    if (done != c->want)
-        return false;
     json_t *q = s_query(c->fx, "queues", NULL, NULL);
     json_t *one = s_named(json_object_get(q, "queues"), c->queue);
     int64_t total = s_geti(json_object_get(one, "totals"), "succeeded", NULL);
     json_decref(q);
-    return total == c->want;
+    c->history = done;
+    c->live = total;
+    return done == c->want && total == c->want;
 }
 
 /* The collector stops reading while 20,000 jobs run, and the broker (a
@@ -598,7 +599,7 @@ t_backfill_lost_events(void **state)
     s_submit(h, "bf", "noop", NULL, "bf-batch", 0, 1, first);
     harness_results_t r = { 0 };
     assert_int_equal(harness_wait_ids(h, first, 1, &r, 20000), DROVER_OK);
-    s_bf_t want = { fx, "bf-batch", "bf", 1 };
+    s_bf_t want = { .fx = fx, .batch = "bf-batch", .queue = "bf", .want = 1 };
     assert_true(harness_wait_until(s_all_in_history, &want, 10000));
 
     assert_int_equal(kill(col, SIGSTOP), 0);
@@ -614,8 +615,10 @@ t_backfill_lost_events(void **state)
     s_grep_t g = { fx->log, "\"msg\":\"collector.gap\"" };
     assert_true(harness_wait_until(s_grep, &g, 10000));
     want.want = N + 1;
-    assert_true(
-        harness_wait_until(s_all_in_history, &want, harness_scale(180000)));
+    if (!harness_wait_until(s_all_in_history, &want, harness_scale(180000)))
+        fail_msg("history %lld and live count %lld succeeded, not %lld",
+                 (long long)want.history, (long long)want.live,
+                 (long long)want.want);
     s_grep_t b = { fx->log, "\"msg\":\"collector.backfilled\"" };
     assert_true(harness_wait_until(s_grep, &b, 10000));
     /* Counted once: no more than the jobs that ran. */
