@@ -703,6 +703,12 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         int rc = zmq_poll(items, nitems, timeout);
         if (rc < 0 && errno != EINTR)
             break;
+        if (rc == 0 && timeout > 0 && self->trim_when_idle) {
+            /* Nothing came for a while: give back what the last big group
+             * freed, rather than keep the peak as resident memory. */
+            self->trim_when_idle = false;
+            malloc_trim(0);
+        }
         if (self->ha &&
             broker_ha_step(self->ha, dv_mono_ms()) == BROKER_HA_LOST) {
             broker_step_down(self, "lost the group's lock (its session "

@@ -560,8 +560,8 @@ broker_group_writer_ready(broker_t *self)
         broker_check_written(self, g, g->wb.store_rc == 0);
         if (g->wb.store_rc != 0 && s_group_failed(self, g))
             continue; /* with the writer again, still inflight */
-        /* A big group's ops (copies of whole jobs) are freed below; give
-         * the pages back rather than keep the peak as resident memory. */
+        /* A big group's ops (copies of whole jobs) are freed below; the
+         * loop gives the pages back once idle (trim_when_idle). */
         bool big = g->wb.nops > 50000;
         s_group_done(self, g);
         self->inflight = NULL;
@@ -574,7 +574,7 @@ broker_group_writer_ready(broker_t *self)
         }
         broker_group_destroy(&g);
         if (big)
-            malloc_trim(0);
+            self->trim_when_idle = true;
     }
 }
 
