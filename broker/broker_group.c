@@ -56,6 +56,26 @@
 /* A durable group is kept for reuse if its output buffers are no bigger. */
 #define S_SPARE_BYTES_MAX (4u << 20)
 
+/* About what a job event takes in an events batch. */
+#define S_EVENT_BYTES 200
+
+/* Gives sb room for n bytes (at most S_RESERVE_MAX), if memory allows:
+ * without it, it grows as it is written. */
+#define S_RESERVE_MAX (64u << 20)
+static void
+s_reserve(msgpack_sbuffer *sb, size_t n)
+{
+    if (n > S_RESERVE_MAX)
+        n = S_RESERVE_MAX;
+    if (n <= sb->alloc)
+        return;
+    char *d = realloc(sb->data, n);
+    if (d) {
+        sb->data = d;
+        sb->alloc = n;
+    }
+}
+
 /* Sends the acks of g's submits. With refused NULL the group is durable:
  * the new jobs are placed (dispatchable from now on) and acknowledged.
  * Otherwise every ack not refused already is refused with that reason and
@@ -67,6 +87,15 @@ s_flush_acks(broker_t *self, broker_group_t *g, const char *refused)
 {
     uint32_t nrefused = 0;
     broker_ack_batch_t *b = g->acks;
+    if (!refused) {
+        /* Their job.submitted events go into the current group's batch:
+         * room for all at once, rather than doubling it as they come (each
+         * doubling copied the batch so far). */
+        size_t n = 0;
+        for (broker_ack_batch_t *x = b; x; x = x->next)
+            n += x->n;
+        s_reserve(&self->cur->evbuf, self->cur->evbuf.size + n * S_EVENT_BYTES);
+    }
     while (b) {
         for (uint32_t i = 0; i < b->n; i++) {
             broker_job_t *job = b->jobs[i];
@@ -572,9 +601,11 @@ broker_group_writer_ready(broker_t *self)
             self->spare = g;
             continue;
         }
-        broker_group_destroy(&g);
+        self->outbuf_hint = g->outbuf.alloc;
+        self->evbuf_hint = g->evbuf.alloc;
         if (big)
             self->trim_when_idle = true;
+        broker_group_destroy(&g);
     }
 }
 
@@ -599,7 +630,11 @@ broker_group_submit(broker_t *self)
     }
     if (holding)
         return; /* a check scans the store: writes wait for it */
-    broker_group_t *next = self->spare ? self->spare : broker_group_new();
+    broker_group_t *next = self->spare;
+    if (!next && (next = broker_group_new())) {
+        s_reserve(&next->outbuf, self->outbuf_hint);
+        s_reserve(&next->evbuf, self->evbuf_hint);
+    }
     if (!next)
         return; /* try again next pass */
     self->spare = NULL;

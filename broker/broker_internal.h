@@ -268,6 +268,11 @@ struct broker {
      * idle (trimming under load cost a quarter of the loop: the pages came
      * straight back as page faults). */
     bool trim_when_idle;
+    /* The output buffers' sizes of the last group not kept for reuse,
+     * which a new group starts with: grown from nothing by doubling, each
+     * such group copied its buffers over and over (reallocs were a tenth
+     * of the loop on the drover up path). */
+    size_t outbuf_hint, evbuf_hint;
     dv_map_t *pending_keys; /* key -> broker_pkey_t (the groups own them) */
     void *zctx;
     void *clients, *workers, *events;
