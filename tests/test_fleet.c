@@ -630,10 +630,13 @@ t_fleet(void **state)
                                      1000, ids, 90000);
     assert_true(s_wait_lines(h, "B.log", "broker.started",
                              "\"role\":\"active\"", NULL, 1, 20000));
-    while (!atomic_load(&watch.active_ms))
+    /* The watcher polls every 10 ms and B's log has the line already. */
+    int64_t seen_by = dv_mono_ms() + 5000;
+    while (!atomic_load(&watch.active_ms) && dv_mono_ms() < seen_by)
         usleep(5000);
     atomic_store(&watch.stop, true);
     pthread_join(th, NULL);
+    assert_true(atomic_load(&watch.active_ms) != 0);
     int64_t takeover_ms = (int64_t)atomic_load(&watch.active_ms) - cut_a;
     assert_int_equal(acked, N - FIRST);
 
