@@ -351,8 +351,8 @@ broker_new(const broker_config_t *cfg)
      * and go) still keeps the exceptional ones, over 32 MiB, apart. The top
      * of the heap is given back only past 32 MiB free (glibc's default is
      * 128 KiB once the threshold is fixed): under load each group frees
-     * what the next allocates again. A big group's end trims the heap on
-     * purpose (broker_group.c). */
+     * what the next allocates again. After a big group the loop trims the
+     * heap on purpose once it is idle (trim_when_idle). */
     mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
     broker_t *self = s_alloc(cfg, NULL);
@@ -634,6 +634,15 @@ s_standby(broker_t *self, volatile int *stop, volatile int *dump)
     return false;
 }
 
+/* Lowers *timeout (ms) to until when that is sooner; a time already past
+ * gives 0 (a negative timeout would make zmq_poll wait for ever). */
+static void
+s_sooner(long *timeout, int64_t until)
+{
+    if (until < *timeout)
+        *timeout = until < 0 ? 0 : (long)until;
+}
+
 int
 broker_run(broker_t *self, volatile int *stop, volatile int *dump)
 {
@@ -667,36 +676,22 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
     };
     while (!*stop && !self->step_down[0]) {
         long timeout = self->cfg.heartbeat_ms;
+        int64_t now = broker_now_ms(self);
         broker_job_t *next = broker_heap_peek(&self->timers);
-        if (next) {
-            int64_t until = next->run_at_ms - broker_now_ms(self);
-            if (until < timeout)
-                timeout = until < 0 ? 0 : (long)until;
-        }
-        if (self->next_token_us) {
-            int64_t until =
-                (self->next_token_us - broker_mono_us(self)) / 1000 + 1;
-            if (until < timeout)
-                timeout = until < 0 ? 0 : (long)until;
-        }
-        if (self->limbo.count) {
-            int64_t until = self->rejoin_until_ms - broker_mono_ms(self) + 1;
-            if (until < timeout)
-                timeout = until < 0 ? 0 : (long)until;
-        }
-        {
-            int64_t at =
-                broker_keys_next_deadline(self->keys, broker_now_ms(self));
-            if (at != INT64_MAX && at - broker_now_ms(self) + 1 < timeout)
-                timeout = (long)(at - broker_now_ms(self) + 1);
-        }
-        {
-            int64_t at = broker_schedule_next_due(self);
-            if (at != INT64_MAX && at - broker_now_ms(self) + 1 < timeout)
-                timeout = at - broker_now_ms(self) + 1 < 0
-                              ? 0
-                              : (long)(at - broker_now_ms(self) + 1);
-        }
+        if (next)
+            s_sooner(&timeout, next->run_at_ms - now);
+        if (self->next_token_us)
+            s_sooner(&timeout,
+                     (self->next_token_us - broker_mono_us(self)) / 1000 + 1);
+        if (self->limbo.count)
+            s_sooner(&timeout,
+                     self->rejoin_until_ms - broker_mono_ms(self) + 1);
+        int64_t at = broker_keys_next_deadline(self->keys, now);
+        if (at != INT64_MAX)
+            s_sooner(&timeout, at - now + 1);
+        at = broker_schedule_next_due(self);
+        if (at != INT64_MAX)
+            s_sooner(&timeout, at - now + 1);
         if (s_has_ready_work(self))
             timeout = 0;
         int nitems = self->ha && s_ha_item(self, &items[4], &timeout) ? 5 : 4;
@@ -742,9 +737,9 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             broker_sched_dispatch(self);
         broker_keys_flush(self->keys, broker_now_ms(self));
         broker_batch_tick(self);
-        int64_t now = broker_mono_ms(self);
-        if (now >= self->next_expire_ms) {
-            self->next_expire_ms = now + 60000;
+        int64_t mono = broker_mono_ms(self);
+        if (mono >= self->next_expire_ms) {
+            self->next_expire_ms = mono + 60000;
             self->cur->wb.expire = true;
             self->cur->wb.expire_now_ms = broker_now_ms(self);
         }
