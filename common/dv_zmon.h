@@ -24,9 +24,10 @@ typedef struct {
     unsigned seq;   /* names each monitor endpoint apart */
 } dv_zmon_t;
 
-/* Starts watching sock (before or after its zmq_connect) with a PAIR in
- * ctx. Replaces nothing: call dv_zmon_stop() for the previous socket
- * first. */
+/* Starts watching sock with a PAIR in ctx. Call it before sock's
+ * zmq_connect: an event raised before the monitor is set up is lost, and a
+ * lost handshake makes the connection's end look like a failed attempt.
+ * Replaces nothing: call dv_zmon_stop() for the previous socket first. */
 void dv_zmon_start(dv_zmon_t *m, void *ctx, void *sock);
 
 /* Stops watching sock (call before closing it) and closes the PAIR. sock

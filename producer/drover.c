@@ -201,14 +201,16 @@ s_open_socket(drover_client_t *self)
         zmq_close(s);
         return -1;
     }
+    /* The monitor is watching before the connection starts: a handshake
+     * it missed would make the later loss look like a failed attempt. */
+    dv_zmon_start(&self->mon, self->ctx, s);
+    self->sock = s;
     if (zmq_connect(s, self->endpoints[self->cur]) != 0) {
         producer_fail(self, DROVER_EINVAL, "cannot connect to '%s': %s",
                       self->endpoints[self->cur], zmq_strerror(errno));
-        zmq_close(s);
+        s_close_socket(self);
         return -1;
     }
-    self->sock = s;
-    dv_zmon_start(&self->mon, self->ctx, s);
     return 0;
 }
 
