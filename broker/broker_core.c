@@ -79,11 +79,14 @@ typedef bool(s_auth_fn)(broker_t *self, const broker_rid_t *rid,
 
 /* Reads up to batch_max messages from a ROUTER socket, rejects malformed
  * ones with a reason, and those its sender's role may not send (auth), and
- * hands the rest to handler. */
+ * hands the rest to handler. Stops early once the current group holds
+ * max_writes store writes (SIZE_MAX: no such limit). */
 static void
-s_drain(broker_t *self, void *socket, s_auth_fn *auth, s_handler_fn *handler)
+s_drain(broker_t *self, void *socket, s_auth_fn *auth, s_handler_fn *handler,
+        size_t max_writes)
 {
-    for (int n = 0; n < self->cfg.batch_max; n++) {
+    for (int n = 0; n < self->cfg.batch_max && self->cur->wb.nops < max_writes;
+         n++) {
         broker_rid_t rid;
         zmq_msg_t body;
         int r = s_recv(socket, &rid, &body);
@@ -562,6 +565,32 @@ s_has_ready_work(broker_t *self)
  * bounded. */
 #define BROKER_GROUP_MAX_WRITES 200000
 
+/* A writer with nothing to do is given a group at once, however small: the
+ * submits read in one pass stop at this many writes (a message or so). */
+#define S_GROUP_START_WRITES 1000
+
+/* How many store writes the current group may hold before this pass stops
+ * reading submits (the rest wait in ZeroMQ for the next pass). Jobs are
+ * dispatched once their group is durable, so a burst (a client with 32
+ * messages of 1,000 jobs in flight) read whole into one group would leave
+ * the workers idle while all of it commits: about a quarter of a second
+ * for 32,000 jobs. Instead the first group is small, and each next one may
+ * grow to twice the group being committed, up to BROKER_GROUP_MAX_WRITES:
+ * the workers run the jobs of one group while the next, at most twice as
+ * big, commits. */
+static size_t
+s_submit_room(const broker_t *self)
+{
+    if (broker_check_holding(self))
+        return BROKER_GROUP_MAX_WRITES; /* the group waits for a scan */
+    if (!self->inflight)
+        return S_GROUP_START_WRITES;
+    size_t room = 2 * self->inflight->wb.nops;
+    if (room < S_GROUP_START_WRITES)
+        room = S_GROUP_START_WRITES;
+    return room < BROKER_GROUP_MAX_WRITES ? room : BROKER_GROUP_MAX_WRITES;
+}
+
 void
 broker_step_down(broker_t *self, const char *why)
 {
@@ -621,9 +650,9 @@ s_standby(broker_t *self, volatile int *stop, volatile int *dump)
             s_reload(self);
         }
         s_drain(self, self->clients, broker_auth_client,
-                broker_standby_on_client);
+                broker_standby_on_client, SIZE_MAX);
         s_drain(self, self->workers, broker_auth_worker,
-                broker_standby_on_worker);
+                broker_standby_on_worker, SIZE_MAX);
         if (*dump) {
             *dump = 0;
             dv_log(DV_INFO, "broker.dump", DV_STR("broker", self->instance),
@@ -694,6 +723,10 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             s_sooner(&timeout, at - now + 1);
         if (s_has_ready_work(self))
             timeout = 0;
+        /* Submits beyond the group's room wait in ZeroMQ: polling for them
+         * would only spin until the writer is done (its fd wakes us). */
+        items[0].events =
+            self->cur->wb.nops < s_submit_room(self) ? ZMQ_POLLIN : 0;
         int nitems = self->ha && s_ha_item(self, &items[4], &timeout) ? 5 : 4;
         int rc = zmq_poll(items, nitems, timeout);
         if (rc < 0 && errno != EINTR)
@@ -721,13 +754,9 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             s_reload(self);
         }
         s_drain(self, self->workers, broker_auth_worker,
-                broker_worker_on_message);
-        /* A group held back while a check scans counts as one with the
-         * writer. */
-        if ((!self->inflight && !broker_check_holding(self)) ||
-            self->cur->wb.nops < BROKER_GROUP_MAX_WRITES)
-            s_drain(self, self->clients, broker_auth_client,
-                    broker_client_on_message);
+                broker_worker_on_message, SIZE_MAX);
+        s_drain(self, self->clients, broker_auth_client,
+                broker_client_on_message, s_submit_room(self));
         broker_sched_promote_due(self);
         broker_schedule_run_due(self);
         if (self->limbo.count && broker_mono_ms(self) >= self->rejoin_until_ms)
