@@ -324,6 +324,39 @@ collector_store_broker_load(collector_store_t *self, const char *endpoint,
     return rc;
 }
 
+/* Appends text to sql[*n...]; false when it does not fit. */
+static bool
+s_append(char *sql, size_t size, size_t *n, const char *text)
+{
+    size_t len = strlen(text);
+    if (*n + len >= size)
+        return false;
+    memcpy(sql + *n, text, len + 1);
+    *n += len;
+    return true;
+}
+
+int
+collector_store_all_states(char *sql, size_t size, const char *branch,
+                           const char *head, const char *open,
+                           const char *close, const char *tail)
+{
+    size_t n = 0;
+    if (size == 0 || (sql[0] = '\0', !s_append(sql, size, &n, head)))
+        return -1;
+    for (int s = DV_STATE_QUEUED; s < DV_STATE_COUNT_; s++) {
+        char name[32], one[1024];
+        snprintf(name, sizeof name, "'%s'", dv_state_name((dv_state_t)s));
+        int w = snprintf(one, sizeof one, branch, name);
+        if (w < 0 || (size_t)w >= sizeof one ||
+            (s > DV_STATE_QUEUED && !s_append(sql, size, &n, " UNION ALL ")) ||
+            !s_append(sql, size, &n, open) || !s_append(sql, size, &n, one) ||
+            !s_append(sql, size, &n, close))
+            return -1;
+    }
+    return s_append(sql, size, &n, tail) ? 0 : -1;
+}
+
 int
 collector_store_commit(collector_store_t *self)
 {

@@ -45,6 +45,28 @@ typedef struct {
     int (*expire)(collector_store_be_t *self, int64_t cutoff_ms, int max_rows);
 } collector_store_ops_t;
 
+/* Every state a jobs row may hold (dv_state_name of DV_STATE_QUEUED up to
+ * DV_STATE_WAITING), as an SQL list, for "state IN (...)": jobs_state
+ * (state, updated_at) is the only index on updated_at, and with the states
+ * named the store reads one range of it per state. collector_test checks
+ * it against dv_state_name. */
+#define COLLECTOR_STORE_STATES                                                 \
+    "'queued', 'scheduled', 'running', 'succeeded', 'failed', 'dead', "        \
+    "'cancelled', 'unknown', 'waiting'"
+
+/* Room for collector_store_all_states()'s statement. */
+#define COLLECTOR_STORE_ALL_STATES_SQL 8192
+
+/* Writes into sql a listing of all states, newest first, over jobs_state:
+ * head, then branch once per state (its one "%s" replaced with the
+ * state's name quoted) wrapped in open and close and joined by UNION ALL,
+ * then tail. branch is the listing of one state with ORDER BY and LIMIT,
+ * so each reads only its newest rows, and tail orders their union and
+ * limits it again. Returns 0, or -1 when it does not fit. */
+int collector_store_all_states(char *sql, size_t size, const char *branch,
+                               const char *head, const char *open,
+                               const char *close, const char *tail);
+
 extern const collector_store_ops_t collector_store_sqlite_ops;
 extern const collector_store_ops_t collector_store_pg_ops;
 

@@ -82,7 +82,7 @@ static const char s_schema[] =
     "    error TEXT,\n"
     "    broker TEXT\n"
     ");\n"
-    "CREATE INDEX IF NOT EXISTS jobs_updated ON collector.jobs(updated_at);\n"
+    "DROP INDEX IF EXISTS collector.jobs_updated;\n"
     "CREATE INDEX IF NOT EXISTS jobs_state "
     "ON collector.jobs(state, updated_at);\n"
     "CREATE INDEX IF NOT EXISTS jobs_batch ON collector.jobs(batch, state) "
@@ -1194,32 +1194,52 @@ s_rows(PGresult *r)
 static json_t *
 s_jobs(collector_store_be_t *self, const collector_jobs_filter_t *f)
 {
-    char sql[640];
+    /* The filters but the state, the same in each state's branch. */
+    char where[200];
+    size_t w = 0;
+    where[0] = '\0';
     dv_pg_params_t p = { 0 };
-    size_t n = (size_t)snprintf(sql, sizeof sql,
-                                "SELECT " S_JOB_COLUMNS
-                                " FROM collector.jobs WHERE true");
-    const char *strs[4] = { f->state, f->queue, f->type, f->batch };
-    const char *cols[4] = { "state", "queue", "type", "batch" };
-    for (int i = 0; i < 4; i++) {
+    int state_param = 0;
+    if (f->state) {
+        s_p_cstr(&p, f->state);
+        state_param = p.n;
+    }
+    const char *strs[3] = { f->queue, f->type, f->batch };
+    const char *cols[3] = { "queue", "type", "batch" };
+    for (int i = 0; i < 3; i++) {
         if (!strs[i])
             continue;
         s_p_cstr(&p, strs[i]);
         /* An empty filter matches nothing, as "= ''" does in SQLite
          * (the empty string binds as NULL here). */
-        n +=
-            (size_t)snprintf(sql + n, sizeof sql - n,
+        w +=
+            (size_t)snprintf(where + w, sizeof where - w,
                              " AND %s = coalesce($%d::text, '')", cols[i], p.n);
     }
     if (f->since_ms > 0) {
         dv_pg_p_int(&p, f->since_ms);
-        n += (size_t)snprintf(sql + n, sizeof sql - n,
-                              " AND updated_at >= $%d::bigint", p.n);
+        snprintf(where + w, sizeof where - w, " AND updated_at >= $%d::bigint",
+                 p.n);
     }
     dv_pg_p_int(&p, f->limit);
-    snprintf(sql + n, sizeof sql - n,
-             " ORDER BY updated_at DESC, id" S_BYTES " DESC LIMIT $%d::bigint",
+    char branch[480], tail[96], one[32];
+    snprintf(branch, sizeof branch,
+             "SELECT " S_JOB_COLUMNS " FROM collector.jobs WHERE state = %%s%s "
+             "ORDER BY updated_at DESC, id" S_BYTES " DESC LIMIT $%d::bigint",
+             where, p.n);
+    snprintf(tail, sizeof tail,
+             ") AS j ORDER BY updated_at DESC, id" S_BYTES
+             " DESC LIMIT $%d::bigint",
              p.n);
+    char sql[COLLECTOR_STORE_ALL_STATES_SQL];
+    if (f->state) {
+        snprintf(one, sizeof one, "coalesce($%d::text, '')", state_param);
+        snprintf(sql, sizeof sql, branch, one);
+    } else if (collector_store_all_states(sql, sizeof sql, branch,
+                                          "SELECT * FROM (", "(", ")",
+                                          tail) != 0) {
+        return NULL;
+    }
     PGresult *r = s_query(self, NULL, sql, &p);
     return r ? s_rows(r) : NULL;
 }
@@ -1356,8 +1376,8 @@ s_expire(collector_store_be_t *self, int64_t cutoff_ms, int max_rows)
 {
     static const char sql[] =
         "WITH j AS (DELETE FROM collector.jobs WHERE id IN "
-        "(SELECT id FROM collector.jobs WHERE updated_at < $1::bigint "
-        "LIMIT $2::bigint) RETURNING id), "
+        "(SELECT id FROM collector.jobs WHERE state IN (" COLLECTOR_STORE_STATES
+        ") AND updated_at < $1::bigint LIMIT $2::bigint) RETURNING id), "
         "a AS (DELETE FROM collector.attempts WHERE job_id IN "
         "(SELECT id FROM j)), "
         "e AS (DELETE FROM collector.events WHERE ctid = ANY(ARRAY("

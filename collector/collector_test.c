@@ -29,6 +29,7 @@
 #include "collector_query.h"
 #include "collector_state.h"
 #include "collector_store.h"
+#include "collector_store_be.h"
 #include "dv_body.h"
 #include "dv_clock.h"
 #include "dv_json.h"
@@ -989,6 +990,89 @@ t_store_fold_and_backfill(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "category")),
                         "handler");
     json_decref(j);
+    collector_store_close(&store);
+    s_store_done();
+}
+
+/* The ids listed, in order, as "i,j,..." of the jobs' last two digits. */
+static void
+s_listed(collector_store_t *store, collector_jobs_filter_t f, const char *want)
+{
+    json_t *jobs = collector_store_jobs(store, &f);
+    assert_non_null(jobs);
+    char got[64] = "";
+    size_t n = 0, i;
+    json_t *j;
+    json_array_foreach(jobs, i, j)
+    {
+        const char *id = json_string_value(json_object_get(j, "id"));
+        n += (size_t)snprintf(got + n, sizeof got - n, "%s%s", i ? "," : "",
+                              id + strlen(id) - 1);
+    }
+    json_decref(jobs);
+    assert_string_equal(got, want);
+}
+
+/* With no index on updated_at alone, a listing of all states merges each
+ * state's newest rows (jobs_state) and retention reads each state's
+ * oldest: newest first across states, with the limit and the filters. */
+static void
+t_store_newest_across_states(void **state)
+{
+    (void)state;
+    /* The stores' list of states is every state there is. */
+    char want[256] = "";
+    size_t n = 0;
+    for (int s = DV_STATE_QUEUED; s < DV_STATE_COUNT_; s++)
+        n += (size_t)snprintf(want + n, sizeof want - n, "%s'%s'",
+                              s > DV_STATE_QUEUED ? ", " : "",
+                              dv_state_name((dv_state_t)s));
+    assert_string_equal(want, COLLECTOR_STORE_STATES);
+
+    collector_store_t *store = collector_store_open(s_store_new());
+    assert_non_null(store);
+    /* Job i was last updated before job i + 1, each in another state
+     * (0 stays queued, 5 succeeds like 2). */
+    static const char *const kinds[] = {
+        NULL,       "job.started",   "job.succeeded",
+        "job.dead", "job.cancelled", "job.succeeded"
+    };
+    static const dv_state_t states[] = {
+        DV_STATE_QUEUED, DV_STATE_RUNNING,   DV_STATE_SUCCEEDED,
+        DV_STATE_DEAD,   DV_STATE_CANCELLED, DV_STATE_SUCCEEDED
+    };
+    char ids[6][40];
+    int64_t at[6];
+    for (int i = 0; i < 6; i++) {
+        snprintf(ids[i], sizeof ids[i], "01a20000-0000-7000-8000-00000000010%d",
+                 i);
+        dv_event_t ev = s_ev("job.submitted", ids[i], i % 2 ? "q2" : "q", "t");
+        at[i] = ev.ts_ms;
+        s_record(store, ev);
+    }
+    for (int i = 1; i < 6; i++) {
+        dv_event_t ev = s_ev(kinds[i], ids[i], i % 2 ? "q2" : "q", "t");
+        ev.worker = dv_str("w1");
+        ev.attempt = 1;
+        ev.state = states[i];
+        at[i] = ev.ts_ms;
+        s_record(store, ev);
+    }
+    assert_int_equal(collector_store_commit(store), 0);
+    s_listed(store, (collector_jobs_filter_t){ .limit = 10 }, "5,4,3,2,1,0");
+    s_listed(store, (collector_jobs_filter_t){ .limit = 3 }, "5,4,3");
+    s_listed(store, (collector_jobs_filter_t){ .queue = "q2", .limit = 2 },
+             "5,3");
+    s_listed(store, (collector_jobs_filter_t){ .since_ms = at[3], .limit = 10 },
+             "5,4,3");
+    s_listed(store,
+             (collector_jobs_filter_t){ .state = "succeeded", .limit = 10 },
+             "5,2");
+    s_listed(store, (collector_jobs_filter_t){ .state = "queued", .limit = 10 },
+             "0");
+    /* Retention takes the jobs updated before the cutoff, in any state. */
+    assert_true(collector_store_expire(store, at[3], 100) >= 3);
+    s_listed(store, (collector_jobs_filter_t){ .limit = 10 }, "5,4,3");
     collector_store_close(&store);
     s_store_done();
 }
@@ -2424,6 +2508,7 @@ main(int argc, char **argv)
         cmocka_unit_test(t_store_history),
         cmocka_unit_test(t_store_fold_and_backfill),
         cmocka_unit_test(t_store_success_without_attempt_row),
+        cmocka_unit_test(t_store_newest_across_states),
         cmocka_unit_test(t_query_args),
         cmocka_unit_test(t_store_urls),
         cmocka_unit_test(t_access_checks),
@@ -2438,6 +2523,7 @@ main(int argc, char **argv)
         cmocka_unit_test(t_store_history),
         cmocka_unit_test(t_store_fold_and_backfill),
         cmocka_unit_test(t_store_success_without_attempt_row),
+        cmocka_unit_test(t_store_newest_across_states),
         cmocka_unit_test(t_query_args),
         cmocka_unit_test(t_pg_schema),
         cmocka_unit_test(t_pg_same_json),
