@@ -5,8 +5,9 @@
  *      the CPU each process and each broker thread used per job
  *      (bench_cpu.h).
  *   2. dispatch latency (queued -> started) at steady rates (--rate R1,R2,
- *      default 1,000 jobs/s), five seconds each: p50, p99 as the broker
- *      measured them.
+ *      default 1,000 jobs/s), five seconds each, with the same W workers:
+ *      p50, p99 as the broker measured them, and the CPU per job (which,
+ *      at one rate, compares 10 worker slots with 1,000).
  *   3. memory: broker RSS growth per queued job with M jobs queued and no
  *      workers.
  *
@@ -52,7 +53,8 @@ static const dv_flag_t s_flags[] = {
     DV_FLAG_INTEGER("jobs", &s_o.jobs, 1, 100000000, .arg = "N",
                     .dflt = "100000", .help = "jobs of the throughput part"),
     DV_FLAG_INTEGER("workers", &s_o.workers, 1, S_MAX_WORKERS, .arg = "W",
-                    .dflt = "1", .help = "worker supervisors (throughput)"),
+                    .dflt = "1",
+                    .help = "worker supervisors (throughput, latency)"),
     DV_FLAG_INTEGER("concurrency", &s_o.concurrency, 1, 4096, .arg = "C",
                     .dflt = "2", .help = "children per worker"),
     DV_FLAG_INTEGER("prefetch", &s_o.prefetch, -1, 100000, .arg = "P",
@@ -322,7 +324,7 @@ static void
 s_latency(int rate)
 {
     s_run_t r;
-    s_start(&r, 1, s_o.collector);
+    s_start(&r, s_o.workers, s_o.collector);
     harness_t *h = r.h;
     int n = rate * 5, batch = 1000;
     char(*ids)[37] = calloc((size_t)n, 37);
@@ -333,6 +335,8 @@ s_latency(int rate)
         jobs[i].type = "noop";
     }
     h->client = drover_connect(h->clients, 30000);
+    bench_cpu_t *before =
+        bench_cpu_sample(h->broker, r.workers, r.nworkers, r.collector);
     int64_t t0 = dv_mono_us();
     int sent = 0, rc = DROVER_OK;
     while (sent < n && rc == DROVER_OK) {
@@ -365,16 +369,23 @@ s_latency(int rate)
     }
     double achieved = n / ((double)(dv_mono_us() - t0) / 1e6);
     int ok = s_wait(h, ids, n, 120000);
+    bench_cpu_t *after =
+        bench_cpu_sample(h->broker, r.workers, r.nworkers, r.collector);
     char *body = harness_status(h);
     json_t *st = body ? json_loads(body, 0, NULL) : NULL;
     json_t *c = json_object_get(st, "counters");
     printf(
         "dispatch latency (queued -> started) at %d jobs/s (%.0f reached), "
-        "%d jobs: p50 %lld us, p99 %lld us\n",
-        rate, achieved, ok,
+        "%d jobs, %d worker(s) x %d: p50 %lld us, p99 %lld us\n",
+        rate, achieved, ok, s_o.workers, s_o.concurrency,
         (long long)json_integer_value(json_object_get(c, "dispatch_p50_us")),
         (long long)json_integer_value(json_object_get(c, "dispatch_p99_us")));
+    /* At a fixed rate, the CPU per job compares set-ups of different
+     * sizes (10 slots against 1,000) doing the same work. */
+    bench_cpu_print(before, after, n, stdout);
     fflush(stdout);
+    bench_cpu_free(&before);
+    bench_cpu_free(&after);
     json_decref(st);
     free(body);
     free(jobs);
