@@ -648,6 +648,9 @@ t_schema_v1_migrated(void **state)
              "1, 1, 1, 5, 0, 1000, 2)",
              live, done);
     s_shell_exec(fx, sql);
+    /* As a store of version 6 had it, before jobs_batch_id covered it. */
+    s_shell_exec(fx, "CREATE INDEX jobs_batch ON jobs(batch) "
+                     "WHERE batch IS NOT NULL");
 
     broker_store_t *s = s_open(fx);
     assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 6);
@@ -668,6 +671,11 @@ t_schema_v1_migrated(void **state)
                      0);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM sqlite_master "
                                      "WHERE name = 'jobs_dead'"),
+                     1);
+    /* jobs_batch_id in place of jobs_batch (its first column). */
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM sqlite_master "
+                                     "WHERE name IN ('jobs_batch', "
+                                     "'jobs_batch_id')"),
                      1);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM "
                                      "pragma_table_info('jobs') "
@@ -2531,9 +2539,13 @@ t_pg_schema_v1_migrated(void **state)
                      0);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM pg_indexes "
                                      "WHERE indexname IN ('jobs_owner_key', "
-                                     "'jobs_expires', 'jobs_batch', "
+                                     "'jobs_expires', 'jobs_batch_id', "
                                      "'jobs_dead')"),
                      4);
+    /* Covered by jobs_batch_id, whose first column it was. */
+    assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM pg_indexes "
+                                     "WHERE indexname = 'jobs_batch'"),
+                     0);
     /* Replaced by jobs_dead, which leaves succeeded jobs out. */
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM pg_indexes "
                                      "WHERE indexname = 'jobs_queue_state'"),
