@@ -92,12 +92,11 @@ s_find(const dv_map_t *self, const char *key, size_t len, uint64_t h)
     }
 }
 
-/* Doubles the table. Returns 0, or -1 when out of memory (nothing
- * changed). */
+/* Moves the table to cap slots (a power of two, more than twice the
+ * size). Returns 0, or -1 when out of memory (nothing changed). */
 static int
-s_grow(dv_map_t *self)
+s_resize(dv_map_t *self, size_t cap)
 {
-    size_t cap = self->capacity * 2;
     s_slot_t *old = self->slots, *slots = calloc(cap, sizeof *slots);
     if (!slots)
         return -1;
@@ -132,7 +131,8 @@ dv_map_putn(dv_map_t *self, const char *key, size_t len, void *item)
     uint64_t h = s_hash(key, len);
     if (s_find(self, key, len, h)->key)
         return -1;
-    if ((self->size + 1) * 2 > self->capacity && s_grow(self) != 0)
+    if ((self->size + 1) * 2 > self->capacity &&
+        s_resize(self, self->capacity * 2) != 0)
         return -1;
     s_slot_t *s = s_find(self, key, len, h);
     s->key = key;
@@ -160,6 +160,18 @@ s_remove_at(dv_map_t *self, size_t i)
     }
     memset(&self->slots[i], 0, sizeof self->slots[i]);
     self->size--;
+}
+
+int
+dv_map_reserve(dv_map_t *self, size_t n)
+{
+    size_t cap = self->capacity;
+    while (cap / 2 < n) {
+        if (cap > SIZE_MAX / 2 / sizeof(s_slot_t))
+            return -1;
+        cap *= 2;
+    }
+    return cap == self->capacity ? 0 : s_resize(self, cap);
 }
 
 int

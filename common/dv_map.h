@@ -48,6 +48,11 @@ int dv_map_put(dv_map_t *self, const char *key, void *item);
 /* The same for a key of len bytes (need not be NUL-terminated). */
 int dv_map_putn(dv_map_t *self, const char *key, size_t len, void *item);
 
+/* Makes room for n items in all, so that putting them moves nothing (a
+ * table grown by doubling moves every item each time). Returns 0, or -1
+ * when out of memory (the map is unchanged). */
+int dv_map_reserve(dv_map_t *self, size_t n);
+
 /* Removes key's item, if any, and frees it. Not while walking the map
  * (it moves items): collect first, or use dv_map_delete_if(). */
 void dv_map_delete(dv_map_t *self, const char *key);

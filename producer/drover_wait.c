@@ -181,7 +181,7 @@ drover_wait(drover_client_t *self, const char *const *ids, size_t n,
     w.map = dv_map_new(NULL);
     w.done = calloc(n, 1);
     int rc = DROVER_OK;
-    if (!w.map || !w.done) {
+    if (!w.map || !w.done || dv_map_reserve(w.map, n) != 0) {
         rc = producer_fail(self, DROVER_ENOMEM, "out of memory");
         goto done;
     }
