@@ -458,6 +458,60 @@ test_cli_bad_lines(void **state)
     fake_stop(&f);
 }
 
+/* A file of many lines is parsed in two halves at once: bad lines of both
+ * are said in line order, and references to lines may cross the middle
+ * (a good one to the first half, and one to a line that had no job). */
+static void
+test_cli_bad_lines_big(void **state)
+{
+    s_cli_t *t = *state;
+    fake_t *f = fake_start(FAKE_NORMAL);
+    fake_go(f);
+    enum { S_LINES = 20000 };
+    size_t cap = (size_t)S_LINES * 32, n = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    for (int line = 1; line <= S_LINES; line++) {
+        const char *l = "{\"payload\": 1}";
+        if (line == 3)
+            l = "{\"priority\": 12}";
+        else if (line == 15000)
+            l = "{\"after\": [2]}";
+        else if (line == 15001)
+            l = "{\"after\": [3]}";
+        else if (line == 19000)
+            l = "{\"bogus\": 1}";
+        n += (size_t)snprintf(text + n, cap - n, "%s\n", l);
+    }
+    s_write_file(t->in, text);
+    assert_int_equal(s_cli_run(t, "--broker", f->endpoint, "--file", t->in,
+                               "--type", "echo", NULL),
+                     2);
+    const char *want =
+        "drover submit: line 3: priority must be 0..9\n"
+        "drover submit: line 15001: after: line 3 is not an earlier line "
+        "with a job (a line may wait only for the jobs of lines before it)\n"
+        "drover submit: line 19000: unknown field \"bogus\"\n"
+        "drover submit: 3 bad lines in ";
+    assert_memory_equal(t->stderr_text, want, strlen(want));
+    assert_int_equal(f->jobs, 0);
+
+    /* The same file, good: every job goes, the reference across the
+     * middle resolved. */
+    n = 0;
+    for (int line = 1; line <= S_LINES; line++)
+        n += (size_t)snprintf(text + n, cap - n, "%s\n",
+                              line == 15000 ? "{\"after\": [2]}"
+                                            : "{\"payload\": 1}");
+    s_write_file(t->in, text);
+    free(text);
+    assert_int_equal(s_cli_run(t, "--broker", f->endpoint, "--file", t->in,
+                               "--type", "echo", "--quiet", NULL),
+                     0);
+    assert_int_equal(f->jobs, S_LINES);
+    fake_stop(&f);
+}
+
 static void
 test_cli_refused(void **state)
 {
@@ -649,6 +703,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_cli_usage, s_cli_setup,
                                         s_cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_bad_lines, s_cli_setup,
+                                        s_cli_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_bad_lines_big, s_cli_setup,
                                         s_cli_teardown),
         cmocka_unit_test_setup_teardown(test_cli_refused, s_cli_setup,
                                         s_cli_teardown),

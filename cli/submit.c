@@ -25,10 +25,11 @@
 #include "dv_map.h"
 #include "jobline.h"
 #include "lineref.h"
+#include "submit_input.h"
 
 #define S_SLICE          65536 /* jobs per drover_submit_many call */
-#define S_REPORT_MAX     50    /* refused/bad lines reported one by one */
-#define S_CATEGORIES_MAX 16    /* failure categories tracked for the summary */
+#define S_REPORT_MAX     SUBMIT_BAD_LISTED /* refused/bad lines said one by one */
+#define S_CATEGORIES_MAX 16 /* failure categories tracked for the summary */
 #define S_LINE_EVERY_US  5000000 /* progress lines when not a terminal */
 
 /* ---- flags --------------------------------------------------------------- */
@@ -169,15 +170,6 @@ typedef struct {
     bool ids;               /* --ids */
 } s_opts_t;
 
-/* One job to submit and what became of it. */
-typedef struct {
-    drover_job_t *jobs; /* parsed jobs, input order */
-    unsigned *lines;    /* line number of each job (1-based), 0 = flags */
-    size_t n, cap;
-    char (*ids)[DROVER_ID_SIZE]; /* id per job; "" if not accepted */
-    bool *dup;                   /* per job: its key was known */
-} s_input_t;
-
 /* What submitting did. */
 typedef struct {
     size_t accepted, duplicates, refused, unanswered;
@@ -195,7 +187,7 @@ typedef struct {
 /* State of --wait. */
 typedef struct {
     const s_opts_t *opts;
-    const s_input_t *in;
+    const submit_input_t *in;
     size_t *job_of;     /* waited index -> job index */
     size_t *next_same;  /* waited index -> next with the same id */
     FILE *out;          /* where results go; NULL: nowhere (--json) */
@@ -429,122 +421,45 @@ s_note(const s_opts_t *o, const char *fmt, ...)
 
 /* ---- input --------------------------------------------------------------- */
 
-static char *
-s_read_all(FILE *f, size_t *len)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return NULL;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    if (!buf || ferror(f)) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
-static int
-s_input_add(s_input_t *in, const drover_job_t *job, unsigned line)
-{
-    if (in->n == in->cap) {
-        size_t cap = in->cap ? in->cap * 2 : 1024;
-        drover_job_t *jobs = realloc(in->jobs, cap * sizeof *jobs);
-        if (!jobs)
-            return -1;
-        in->jobs = jobs;
-        unsigned *lines = realloc(in->lines, cap * sizeof *lines);
-        if (!lines)
-            return -1;
-        in->lines = lines;
-        in->cap = cap;
-    }
-    in->jobs[in->n] = *job;
-    in->lines[in->n] = line;
-    in->n++;
-    return 0;
-}
-
 /* Reads and checks every line. Returns -1 when all are good, else an exit
  * code (the bad lines said, each with its number and reason; nothing is
  * submitted then). */
 static int
-s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
+s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, submit_input_t *in)
 {
-    FILE *f = stdin;
-    const char *name = "stdin";
-    if (strcmp(o->file, "-") != 0) {
-        f = fopen(o->file, "rb");
-        name = o->file;
-        if (!f)
-            return cli_fail(o->c, CLI_USAGE, "bad_input", "cannot open %s: %s",
-                            o->file, strerror(errno));
+    const char *name = strcmp(o->file, "-") ? o->file : "stdin";
+    submit_bads_t *bads = calloc(1, sizeof *bads);
+    if (!bads)
+        return cli_fail(o->c, CLI_FAILED, "no_memory", "out of memory");
+    unsigned line = 0;
+    int rc = submit_input_read(o->file, &o->defaults, arena, in, bads, &line);
+    if (rc == SUBMIT_INPUT_NO_OPEN || rc == SUBMIT_INPUT_NO_READ) {
+        int err = errno;
+        free(bads);
+        return cli_fail(o->c, CLI_USAGE, "bad_input", "cannot %s %s: %s",
+                        rc == SUBMIT_INPUT_NO_OPEN ? "open" : "read", name,
+                        strerror(err));
     }
-    size_t len = 0;
-    char *text = s_read_all(f, &len);
-    int err = errno;
-    if (f != stdin)
-        fclose(f);
-    if (!text)
-        return cli_fail(o->c, CLI_USAGE, "bad_input", "cannot read %s: %s",
-                        name, strerror(err));
-    size_t bad = 0, pos = 0, bad_refs = 0;
-    unsigned line = 0, first_bad = 0;
-    char first_why[256] = "";
-    if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
-        pos = 3; /* a UTF-8 byte order mark, as some editors write */
-    while (pos < len) {
-        const char *start = text + pos;
-        const char *nl = memchr(start, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - start) : len - pos;
-        pos += n + 1;
-        line++;
-        drover_job_t job;
-        char why[256];
-        int rc =
-            jobline_parse(start, n, &o->defaults, arena, &job, why, sizeof why);
-        if (rc == JOBLINE_SKIP)
-            continue;
-        if (rc == JOBLINE_JOB &&
-            lineref_check(in->lines, in->n, &job, line, why, sizeof why) != 0) {
-            rc = JOBLINE_BAD;
-            bad_refs++;
-        }
-        if (rc == JOBLINE_NOMEM ||
-            (rc == JOBLINE_JOB && s_input_add(in, &job, line) != 0)) {
-            free(text);
-            return cli_fail(o->c, CLI_FAILED, "no_memory",
-                            "out of memory at line %u", line);
-        }
-        if (rc == JOBLINE_BAD) {
-            if (!bad) {
-                first_bad = line;
-                snprintf(first_why, sizeof first_why, "%s", why);
-            }
-            if (bad < S_REPORT_MAX)
-                s_note(o, "line %u: %s", line, why);
-            bad++;
-        }
+    if (rc == SUBMIT_INPUT_NOMEM) {
+        free(bads);
+        return cli_fail(o->c, CLI_FAILED, "no_memory",
+                        "out of memory at line %u", line);
     }
-    free(text);
-    if (!bad)
+    size_t bad = bads->count;
+    if (!bad) {
+        free(bads);
         return -1;
+    }
+    for (size_t i = 0; i < bads->n; i++)
+        s_note(o, "line %u: %s", bads->list[i].line, bads->list[i].why);
     if (bad > S_REPORT_MAX)
         s_note(o, "... and %zu more bad lines", bad - S_REPORT_MAX);
-    if (bad_refs == bad)
+    unsigned first_bad = bads->list[0].line;
+    char first_why[256];
+    snprintf(first_why, sizeof first_why, "%s", bads->list[0].why);
+    bool only_refs = bads->refs == bad;
+    free(bads);
+    if (only_refs)
         /* Only references to no (earlier) job: exit 4, as for a job that
          * does not exist. */
         return cli_fail(o->c, CLI_NOT_FOUND, "bad_line",
@@ -564,7 +479,7 @@ s_read_jobs(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
 /* The one job the flags and arguments describe. Returns -1 to go on, or an
  * exit code. */
 static int
-s_flag_job(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
+s_flag_job(const s_opts_t *o, jobline_arena_t *arena, submit_input_t *in)
 {
     drover_job_t job = o->defaults;
     if (o->payload) {
@@ -572,7 +487,7 @@ s_flag_job(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
         char *read = NULL;
         if (!strcmp(text, "-")) { /* the payload from stdin */
             size_t len = 0;
-            read = s_read_all(stdin, &len);
+            read = submit_input_read_all(stdin, &len);
             char *z = read ? realloc(read, len + 1) : NULL;
             if (!z) {
                 free(read);
@@ -607,7 +522,7 @@ s_flag_job(const s_opts_t *o, jobline_arena_t *arena, s_input_t *in)
         job.payload_msgpack = copy;
         job.payload_len = len;
     }
-    if (s_input_add(in, &job, 0) != 0)
+    if (submit_input_add(in, &job, 0) != 0)
         return cli_fail(o->c, CLI_FAILED, "no_memory", "out of memory");
     return -1;
 }
@@ -819,7 +734,7 @@ s_counts_json(json_t *doc, const s_wait_t *w)
  * doc. Returns the exit code so far: 0, 1 (some job did not succeed, or
  * the wait failed), 6 (--wait-timeout passed first). */
 static int
-s_wait_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
+s_wait_all(const s_opts_t *o, submit_input_t *in, drover_client_t *client,
            int64_t started_us, json_t *doc)
 {
     size_t n = 0;
@@ -830,9 +745,15 @@ s_wait_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
     w.job_of = malloc((n ? n : 1) * sizeof *w.job_of);
     w.next_same = malloc((n ? n : 1) * sizeof *w.next_same);
     size_t *tail = malloc((n ? n : 1) * sizeof *tail);
-    dv_map_t *map = dv_map_new(NULL); /* id -> &ids[its first place] */
+    /* Lines share an id only when the broker said a key made one a
+     * duplicate: without that every id is new, and none is looked up. */
+    bool dups = false;
+    for (size_t i = 0; i < in->n && !dups; i++)
+        dups = in->ids[i][0] && in->dup[i];
+    dv_map_t *map = dups ? dv_map_new(NULL) : NULL; /* id -> &ids[first] */
     int rc = CLI_OK;
-    if (!ids || !w.job_of || !w.next_same || !tail || !map) {
+    if (!ids || !w.job_of || !w.next_same || !tail ||
+        (dups && (!map || dv_map_reserve(map, n) != 0))) {
         rc = cli_fail(o->c, CLI_FAILED, "no_memory", "out of memory");
         goto done;
     }
@@ -843,9 +764,10 @@ s_wait_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
         ids[k] = in->ids[i];
         w.job_of[k] = i;
         w.next_same[k] = SIZE_MAX;
-        const char **seen = dv_map_getn(map, ids[k], DROVER_ID_LEN);
+        const char **seen =
+            dups ? dv_map_getn(map, ids[k], DROVER_ID_LEN) : NULL;
         size_t first = seen ? (size_t)(seen - ids) : k;
-        if (!seen && dv_map_putn(map, ids[k], DROVER_ID_LEN, &ids[k])) {
+        if (dups && !seen && dv_map_putn(map, ids[k], DROVER_ID_LEN, &ids[k])) {
             rc = cli_fail(o->c, CLI_FAILED, "no_memory", "out of memory");
             goto done;
         }
@@ -925,7 +847,7 @@ s_cpu_ms(void)
 
 /* Shows "line 5" for file input, "job" for the one job. */
 static const char *
-s_where(const s_input_t *in, size_t i, char *buf, size_t size)
+s_where(const submit_input_t *in, size_t i, char *buf, size_t size)
 {
     if (in->lines[i] == 0)
         return "job";
@@ -936,17 +858,18 @@ s_where(const s_input_t *in, size_t i, char *buf, size_t size)
 /* Submits every job into *s. Returns the exit code so far: 0, 3 (no answer
  * for some jobs), 1 (some refused); each said. */
 static int
-s_submit_all(const s_opts_t *o, s_input_t *in, drover_client_t *client,
+s_submit_all(const s_opts_t *o, submit_input_t *in, drover_client_t *client,
              s_sent_t *s)
 {
-    in->ids = calloc(in->n ? in->n : 1, sizeof *in->ids);
+    in->ids = submit_big_alloc((in->n ? in->n : 1) * sizeof *in->ids);
     in->dup = calloc(in->n ? in->n : 1, sizeof *in->dup);
-    drover_ack_t *acks = malloc(S_SLICE * sizeof *acks);
+    drover_ack_t *acks = submit_big_alloc(S_SLICE * sizeof *acks);
     s->refusals = json_array();
     if (!in->ids || !in->dup || !acks || !s->refusals) {
         free(acks);
         return cli_fail(o->c, CLI_FAILED, "no_memory", "out of memory");
     }
+    memset(in->ids, 0, (in->n ? in->n : 1) * sizeof *in->ids);
     size_t first_unanswered = 0;
     int lib_rc = DROVER_OK;
     char where[32];
@@ -1086,7 +1009,7 @@ s_submitted(const s_opts_t *o, const s_sent_t *s, int64_t started_us)
 /* The --json document before waiting: {"id", "duplicate"} for the one job,
  * the summary for --file. */
 static json_t *
-s_doc(const s_opts_t *o, const s_input_t *in, const s_sent_t *s)
+s_doc(const s_opts_t *o, const submit_input_t *in, const s_sent_t *s)
 {
     if (!o->file) {
         bool ok = in->n == 1 && in->ids && in->ids[0][0];
@@ -1141,7 +1064,7 @@ s_submit(cli_t *c, int argc, char **argv)
         return rc;
     int64_t started_us = dv_mono_us();
     jobline_arena_t *arena = jobline_arena_new();
-    s_input_t in;
+    submit_input_t in;
     memset(&in, 0, sizeof in);
     s_sent_t sent;
     memset(&sent, 0, sizeof sent);
@@ -1206,10 +1129,7 @@ done:
     json_decref(doc);
     json_decref(sent.refusals);
     drover_close(&client);
-    free(in.jobs);
-    free(in.lines);
-    free(in.ids);
-    free(in.dup);
+    submit_input_free(&in);
     jobline_arena_destroy(&arena);
     return rc;
 }

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <zmq.h>
 
 #include "dv_clock.h"
@@ -158,6 +159,48 @@ t_echo_result_round_trip(void **state)
     assert_int_equal(r.succeeded, 1);
     assert_non_null(strstr(r.result[0], "\"prompt\":\"hello\""));
     assert_non_null(strstr(r.result[0], "\"tags\":[\"a\",\"b\"]"));
+}
+
+/* `drover submit --file --wait` with two lines of one idempotency key:
+ * both lines name the one job, and each line gets its result. */
+static void
+t_cli_wait_same_key(void **state)
+{
+    harness_t *h = s_up(state, 1, NULL);
+    char path[512];
+    assert_int_equal(harness_write(h, "keys.jsonl",
+                                   "{\"type\": \"echo\", \"payload\": 1, "
+                                   "\"key\": \"k\"}\n"
+                                   "{\"type\": \"echo\", \"payload\": 2}\n"
+                                   "{\"type\": \"echo\", \"payload\": 3, "
+                                   "\"key\": \"k\"}\n",
+                                   path, sizeof path),
+                     0);
+    char out[4096];
+    assert_int_equal(harness_cli(out, sizeof out, "submit", "--broker",
+                                 h->clients, "--file", path, "--wait",
+                                 "--quiet", "--no-progress", NULL),
+                     0);
+    char id_of[4][37] = { "", "", "", "" };
+    int lines = 0;
+    for (char *p = out; *p; lines++) {
+        char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        json_t *r = json_loads(p, 0, NULL);
+        assert_non_null(r);
+        int line = (int)json_integer_value(json_object_get(r, "line"));
+        assert_true(line >= 1 && line <= 3);
+        assert_string_equal(json_string_value(json_object_get(r, "state")),
+                            "succeeded");
+        snprintf(id_of[line], sizeof id_of[line], "%s",
+                 json_string_value(json_object_get(r, "id")));
+        json_decref(r);
+        p = nl + 1;
+    }
+    assert_int_equal(lines, 3);
+    assert_string_equal(id_of[1], id_of[3]);
+    assert_string_not_equal(id_of[1], id_of[2]);
 }
 
 static void
@@ -605,6 +648,8 @@ main(void)
         cmocka_unit_test_setup_teardown(t_submit_wait_pushes_results,
                                         harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(t_echo_result_round_trip, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_cli_wait_same_key, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(t_retry_then_succeed, harness_setup,
                                         harness_teardown),
