@@ -203,6 +203,54 @@ s_broker_answers(const char *endpoint)
     return rc == DROVER_OK;
 }
 
+/* How many workers the broker at endpoint has joined, or -1 when it does
+ * not answer. */
+static int
+s_broker_workers(const char *endpoint)
+{
+    drover_client_t *c = drover_connect(endpoint, 500);
+    if (!c)
+        return -1;
+    char *body = NULL;
+    int rc = drover_ctrl(c, "status", NULL, NULL, &body);
+    drover_close(&c);
+    json_t *st = rc == DROVER_OK && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    int n = st ? (int)json_array_size(json_object_get(st, "workers")) : -1;
+    json_decref(st);
+    return n;
+}
+
+/* Waits until the broker has all n workers joined: "up" means jobs
+ * submitted now start at once. Returns 0, 1 when one exited first (its
+ * index in *which, its status in *status), -1 when the time passed (*which
+ * a worker that may not have joined), -2 signalled. */
+static int
+s_wait_workers(s_part_t *workers, int n, const char *endpoint, int *which,
+               int *status)
+{
+    int64_t deadline = dv_mono_ms() + UP_READY_MS;
+    for (;;) {
+        for (int w = 0; w < n; w++)
+            if (workers[w].pid > 0 &&
+                waitpid(workers[w].pid, status, WNOHANG) == workers[w].pid) {
+                workers[w].pid = -1;
+                *which = w;
+                return 1;
+            }
+        if (s_signalled)
+            return -2;
+        int joined = s_broker_workers(endpoint);
+        if (joined >= n)
+            return 0;
+        if (dv_mono_ms() > deadline) {
+            *which = joined > 0 ? joined : 0;
+            return -1;
+        }
+        s_sleep_ms(20);
+    }
+}
+
 /* The collector answers `status`. */
 static bool
 s_collector_answers(const char *endpoint)
@@ -302,7 +350,7 @@ s_not_up(const cli_t *c, s_part_t *p, int rc, int status)
                  s_how(status, how, sizeof how), p->log);
     else
         cli_fail(c, CLI_FAILED, "not_started",
-                 "the %s did not answer within %d s; see %s", p->what,
+                 "the %s was not ready within %d s; see %s", p->what,
                  UP_READY_MS / 1000, p->log);
     if (!c->json && n) {
         fprintf(stderr, "drover up: the last lines of %s:\n", p->log);
@@ -508,6 +556,15 @@ s_up(cli_t *c, int argc, char **argv)
     }
     for (int w = 0; w < nworkers; w++)
         s_spawn(&workers[w]);
+    int which = 0;
+    rc = s_wait_workers(workers, nworkers, ep_c, &which, &status);
+    if (rc == -2)
+        goto stop;
+    if (rc != 0) {
+        exit_code =
+            s_not_up(c, &workers[which < nworkers ? which : 0], rc, status);
+        goto stop;
+    }
 
     if (c->json) {
         json_t *j = json_pack(
@@ -637,6 +694,8 @@ const cli_cmd_t cli_up = {
         "A part that dies is started again after 0.5 s, then 1, 2, ... up "
         "to 30 s, starting over once it has run a minute; a worker that "
         "stopped with status 0 (drained on purpose) is not.\n\n"
+        "Up means the broker and the collector answer and every worker "
+        "has joined the broker, so jobs submitted then start at once.\n\n"
         "With a COMMAND (after --), runs it once everything is up, with "
         "DROVER_BROKER, DROVER_COLLECTOR and DROVER_EVENTS pointing at the "
         "tree, then stops the tree and exits with the command's status.\n\n"

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 
 #include <jansson.h>
@@ -201,6 +205,74 @@ t_cli_wait_same_key(void **state)
     assert_int_equal(lines, 3);
     assert_string_equal(id_of[1], id_of[3]);
     assert_string_not_equal(id_of[1], id_of[2]);
+}
+
+/* Whether 127.0.0.1:port can be bound now. */
+static bool
+s_port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* A port P with P..P+n-1 free on 127.0.0.1 (the system picks P). */
+static int
+s_free_ports(int n)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof a;
+        int port = 0;
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+            port = ntohs(a.sin_port);
+        if (fd >= 0)
+            close(fd);
+        bool ok = port > 0 && port + n <= 65400;
+        for (int i = 0; ok && i < n; i++)
+            ok = s_port_free(port + i);
+        if (ok)
+            return port;
+    }
+    fail_msg("no %d free ports in a row", n);
+    return -1;
+}
+
+/* `drover up` says it is up (--json) once every worker has joined the
+ * broker: jobs submitted then start at once. */
+static void
+t_up_waits_for_workers(void **state)
+{
+    harness_t *h = *state;
+    char port[16], dir[600], ep[64];
+    int p = s_free_ports(3);
+    snprintf(port, sizeof port, "%d", p);
+    snprintf(dir, sizeof dir, "%s/up", h->dir);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", p);
+    const char *args[] = { "up",     "--dir",  dir,
+                           "--port", port,     "--workers",
+                           "3",      "--json", "--no-collector",
+                           NULL };
+    assert_true(harness_spawn(h, args, "up.json", "up.log") > 0);
+    assert_true(harness_wait_line(h, "up.json", "\"worker_count\"", 30000));
+    drover_client_t *c = drover_connect(ep, 5000);
+    assert_non_null(c);
+    char *body = NULL;
+    assert_int_equal(drover_ctrl(c, "status", NULL, NULL, &body), DROVER_OK);
+    json_t *st = json_loads(body, 0, NULL);
+    assert_non_null(st);
+    assert_int_equal(json_array_size(json_object_get(st, "workers")), 3);
+    json_decref(st);
+    free(body);
+    drover_close(&c);
 }
 
 static void
@@ -650,6 +722,8 @@ main(void)
         cmocka_unit_test_setup_teardown(t_echo_result_round_trip, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(t_cli_wait_same_key, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(t_up_waits_for_workers, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(t_retry_then_succeed, harness_setup,
                                         harness_teardown),
