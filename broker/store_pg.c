@@ -121,29 +121,30 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     "    PRIMARY KEY (owner, name)\n"                                          \
     ");\n"
 /* Batch records (broker_batchrec_t) by (owner, name), owner '' for none,
- * and a batch's jobs in id order. Made at every start, not by a version. */
-#define S_BATCHES_SCHEMA                                                                                      \
-    "CREATE TABLE IF NOT EXISTS batches (\n"                                                                  \
-    "    owner TEXT NOT NULL,\n"                                                                              \
-    "    name TEXT NOT NULL,\n"                                                                               \
-    "    state TEXT NOT NULL,\n"                                                                              \
-    "    on_complete TEXT,\n"                                                                                 \
-    "    on_success TEXT,\n"                                                                                  \
-    "    on_failure TEXT,\n"                                                                                  \
-    "    queue TEXT NOT NULL,\n"                                                                              \
-    "    payload BYTEA,\n"                                                                                    \
-    "    complete_id TEXT,\n"                                                                                 \
-    "    success_id TEXT,\n"                                                                                  \
-    "    failure_id TEXT,\n"                                                                                  \
-    "    created_at BIGINT NOT NULL,\n"                                                                       \
-    "    closed_at BIGINT,\n"                                                                                 \
-    "    done_at BIGINT,\n"                                                                                   \
-    "    since_id TEXT,\n"                                                                                    \
-    "    PRIMARY KEY (owner, name)\n"                                                                         \
-    ");\n"                                                                                                    \
-    "CREATE INDEX IF NOT EXISTS jobs_batch_id ON jobs (batch, id)\n"                                          \
-    "    WHERE batch IS NOT NULL;\n" /* jobs(batch, id) serves "batch = ?" too: jobs_batch (on batch alone) \
-     * only cost each write of a batch's job an entry. */ \
+ * and a batch's jobs in id order. Made at every start, not by a version.
+ * jobs_batch (on batch alone) is dropped: jobs_batch_id serves
+ * "batch = ?" as well, and it cost each write of a batch's job an entry. */
+#define S_BATCHES_SCHEMA                                                       \
+    "CREATE TABLE IF NOT EXISTS batches (\n"                                   \
+    "    owner TEXT NOT NULL,\n"                                               \
+    "    name TEXT NOT NULL,\n"                                                \
+    "    state TEXT NOT NULL,\n"                                               \
+    "    on_complete TEXT,\n"                                                  \
+    "    on_success TEXT,\n"                                                   \
+    "    on_failure TEXT,\n"                                                   \
+    "    queue TEXT NOT NULL,\n"                                               \
+    "    payload BYTEA,\n"                                                     \
+    "    complete_id TEXT,\n"                                                  \
+    "    success_id TEXT,\n"                                                   \
+    "    failure_id TEXT,\n"                                                   \
+    "    created_at BIGINT NOT NULL,\n"                                        \
+    "    closed_at BIGINT,\n"                                                  \
+    "    done_at BIGINT,\n"                                                    \
+    "    since_id TEXT,\n"                                                     \
+    "    PRIMARY KEY (owner, name)\n"                                          \
+    ");\n"                                                                     \
+    "CREATE INDEX IF NOT EXISTS jobs_batch_id ON jobs (batch, id)\n"           \
+    "    WHERE batch IS NOT NULL;\n"                                           \
     "DROP INDEX IF EXISTS jobs_batch;\n"
 
 static const char s_schema[] =

@@ -61,8 +61,9 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
 /* Schema version 6 (version 1 had no jobs.owner, version 2 had idempotency
  * keys unique across owners, version 3 had no api_keys, version 4 had no
  * attempts.details and attempts.stderr, version 5 had no schedules and no
- * jobs.schedule; s_schema_setup migrates all five). Kept as plain SQL so an operator can debug with the
- * sqlite3 shell: SELECT state, count(*) FROM jobs GROUP BY 1.
+ * jobs.schedule; s_schema_setup migrates all five). Kept as plain SQL so
+ * an operator can debug with the sqlite3 shell: SELECT state, count(*)
+ * FROM jobs GROUP BY 1.
  *
  * jobs is an ordinary rowid table, not WITHOUT ROWID. WITHOUT ROWID would
  * save the automatic index on id, but it keeps whole rows in the interior
@@ -159,29 +160,30 @@ static const char *s_category_names[DV_CAT_COUNT_] = {
     ");\n"
 /* Batch records (broker_batchrec_t) by (owner, name), owner '' for none;
  * and a batch's jobs in id order (ctrl "batch.jobs"). Made at every start
- * (CREATE ... IF NOT EXISTS), not by a schema version. */
-#define S_BATCHES_SCHEMA                                                                                      \
-    "CREATE TABLE IF NOT EXISTS batches (\n"                                                                  \
-    "    owner TEXT NOT NULL,\n"                                                                              \
-    "    name TEXT NOT NULL,\n"                                                                               \
-    "    state TEXT NOT NULL,\n"                                                                              \
-    "    on_complete TEXT,\n"                                                                                 \
-    "    on_success TEXT,\n"                                                                                  \
-    "    on_failure TEXT,\n"                                                                                  \
-    "    queue TEXT NOT NULL,\n"                                                                              \
-    "    payload BLOB,\n"                                                                                     \
-    "    complete_id TEXT,\n"                                                                                 \
-    "    success_id TEXT,\n"                                                                                  \
-    "    failure_id TEXT,\n"                                                                                  \
-    "    created_at INTEGER NOT NULL,\n"                                                                      \
-    "    closed_at INTEGER,\n"                                                                                \
-    "    done_at INTEGER,\n"                                                                                  \
-    "    since_id TEXT,\n"                                                                                    \
-    "    PRIMARY KEY (owner, name)\n"                                                                         \
-    ");\n"                                                                                                    \
-    "CREATE INDEX IF NOT EXISTS jobs_batch_id ON jobs(batch, id)\n"                                           \
-    "    WHERE batch IS NOT NULL;\n" /* jobs(batch, id) serves "batch = ?" too: jobs_batch (on batch alone) \
-     * only cost each write of a batch's job an entry. */ \
+ * (CREATE ... IF NOT EXISTS), not by a schema version.
+ * jobs_batch (on batch alone) is dropped: jobs_batch_id serves
+ * "batch = ?" as well, and it cost each write of a batch's job an entry. */
+#define S_BATCHES_SCHEMA                                                       \
+    "CREATE TABLE IF NOT EXISTS batches (\n"                                   \
+    "    owner TEXT NOT NULL,\n"                                               \
+    "    name TEXT NOT NULL,\n"                                                \
+    "    state TEXT NOT NULL,\n"                                               \
+    "    on_complete TEXT,\n"                                                  \
+    "    on_success TEXT,\n"                                                   \
+    "    on_failure TEXT,\n"                                                   \
+    "    queue TEXT NOT NULL,\n"                                               \
+    "    payload BLOB,\n"                                                      \
+    "    complete_id TEXT,\n"                                                  \
+    "    success_id TEXT,\n"                                                   \
+    "    failure_id TEXT,\n"                                                   \
+    "    created_at INTEGER NOT NULL,\n"                                       \
+    "    closed_at INTEGER,\n"                                                 \
+    "    done_at INTEGER,\n"                                                   \
+    "    since_id TEXT,\n"                                                     \
+    "    PRIMARY KEY (owner, name)\n"                                          \
+    ");\n"                                                                     \
+    "CREATE INDEX IF NOT EXISTS jobs_batch_id ON jobs(batch, id)\n"            \
+    "    WHERE batch IS NOT NULL;\n"                                           \
     "DROP INDEX IF EXISTS jobs_batch;\n"
 
 static const char s_schema[] =
