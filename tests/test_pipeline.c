@@ -1,6 +1,7 @@
 /* End-to-end behaviour through real broker and worker processes: outcomes,
  * retries, delays, priorities, idempotency, cancel, handlers. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -261,7 +263,8 @@ t_up_waits_for_workers(void **state)
                            "--port", port,     "--workers",
                            "3",      "--json", "--no-collector",
                            NULL };
-    assert_true(harness_spawn(h, args, "up.json", "up.log") > 0);
+    pid_t up = harness_spawn(h, args, "up.json", "up.log");
+    assert_true(up > 0);
     assert_true(harness_wait_line(h, "up.json", "\"worker_count\"", 30000));
     drover_client_t *c = drover_connect(ep, 5000);
     assert_non_null(c);
@@ -273,6 +276,15 @@ t_up_waits_for_workers(void **state)
     json_decref(st);
     free(body);
     drover_close(&c);
+    /* Stopped as a user stops it, so it stops its parts (the teardown's
+     * SIGKILL would leave them running). */
+    pid_t parts[8];
+    int nparts = harness_children(up, parts, 8);
+    assert_int_equal(nparts, 4); /* the broker and three workers */
+    int status = harness_signal(h, up, SIGTERM, 60000);
+    assert_true(status >= 0 && WIFEXITED(status));
+    for (int i = 0; i < nparts; i++)
+        assert_true(kill(parts[i], 0) != 0);
 }
 
 static void
