@@ -210,22 +210,8 @@ s_huge_pages(void)
         setenv("GLIBC_TUNABLES", v, 1);
 }
 
-/* The broker answers `status`. */
-static bool
-s_broker_answers(const char *endpoint)
-{
-    drover_client_t *c = drover_connect(endpoint, 500);
-    if (!c)
-        return false;
-    char *body = NULL;
-    int rc = drover_ctrl(c, "status", NULL, NULL, &body);
-    free(body);
-    drover_close(&c);
-    return rc == DROVER_OK;
-}
-
 /* How many workers the broker at endpoint has joined, or -1 when it does
- * not answer. */
+ * not answer `status`. */
 static int
 s_broker_workers(const char *endpoint)
 {
@@ -242,10 +228,17 @@ s_broker_workers(const char *endpoint)
     return n;
 }
 
+/* The broker answers `status`. */
+static bool
+s_broker_answers(const char *endpoint)
+{
+    return s_broker_workers(endpoint) >= 0;
+}
+
 /* Waits until the broker has all n workers joined: "up" means jobs
  * submitted now start at once. Returns 0, 1 when one exited first (its
- * index in *which, its status in *status), -1 when the time passed (*which
- * a worker that may not have joined), -2 signalled. */
+ * index in *which, its status in *status), -1 when the time passed (how
+ * many had joined in *which), -2 signalled. */
 static int
 s_wait_workers(s_part_t *workers, int n, const char *endpoint, int *which,
                int *status)
@@ -582,9 +575,15 @@ s_up(cli_t *c, int argc, char **argv)
     rc = s_wait_workers(workers, nworkers, ep_c, &which, &status);
     if (rc == -2)
         goto stop;
+    if (rc == 1) {
+        exit_code = s_not_up(c, &workers[which], rc, status);
+        goto stop;
+    }
     if (rc != 0) {
-        exit_code =
-            s_not_up(c, &workers[which < nworkers ? which : 0], rc, status);
+        exit_code = cli_fail(c, CLI_FAILED, "not_started",
+                             "%d of %d workers joined the broker within %d s; "
+                             "their logs are in %s",
+                             which, nworkers, UP_READY_MS / 1000, dir);
         goto stop;
     }
 
