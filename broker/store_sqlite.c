@@ -769,22 +769,33 @@ s_schema_setup(s_sqlite_t *be, char *err, size_t err_size)
     return 0;
 }
 
-/* The WAL is checkpointed after a commit that leaves it at this many
- * frames (pages), as PRAGMA wal_autocheckpoint = 8192 would (SQLite's
- * default is 1,000): a group's pages are mostly the right edges of the
+/* The WAL is checkpointed after a commit that leaves it this big (4,096
+ * frames of 8 KiB pages; SQLite's own default is 1,000 frames): a group's pages are mostly the right edges of the
  * b-trees, written again by the next groups, so a rarer checkpoint copies
  * each of them to the database once instead of many times, and fsyncs the
- * database file (sync=full) an eighth as often. Its first measurement
- * (bench_store) said about 15% of the writer thread's CPU time; bench_e2e
- * (Release, 100,000 jobs, 9 runs each, alternating, on a shared machine)
- * later gave 9.6 us of writer CPU a job against 9.7 with 1,000 pages,
- * within the noise. It costs up to 32 MiB of WAL on disk, bounded by the
- * free space (s_wal_hook). */
-#define S_WAL_CHECKPOINT_PAGES 8192
+ * database file (sync=full) less often. Its first measurement (bench_store)
+ * said about 15% of the writer thread's CPU time; bench_e2e (Release,
+ * 100,000 jobs, 9 runs each, alternating, on a shared machine) later gave
+ * 9.6 us of writer CPU a job against 9.7 with 1,000 pages, within the
+ * noise; bench_store -s with 16 KiB pages, 2,048 frames against 8,192:
+ * within the noise too. It costs up to 32 MiB of WAL on disk, bounded by
+ * the free space (s_wal_hook). */
+#define S_WAL_CHECKPOINT_BYTES (32 << 20)
+
+/* The page size of a new store. Each page a commit changed is written to
+ * the WAL, then copied into the database file by a checkpoint, two system
+ * calls and more for each, and a group of no-op jobs changes about as
+ * many pages of 8 KiB as of 4 KiB: bench_store -s (insert and finish in
+ * groups of 1,000, synchronous=FULL), 5 alternating runs, gave 6.75 us of
+ * CPU a job against 7.97 with SQLite's 4 KiB (16 KiB: 6.45). A commit of
+ * one job writes more bytes, so the slowest rate, one job a group, falls:
+ * 4,100 commits/s against 4,800 (16 KiB: 3,190). A store made with
+ * another page size keeps it (SQLite fixes it when it makes the file). */
+#define S_PAGE_SIZE 8192
 
 /* SQLite checkpoints the WAL only after a commit, and the pages of the WAL
  * go to the database file, which may have to grow to take them. On a
- * filesystem with less room than S_WAL_CHECKPOINT_PAGES frames (or the 1,000
+ * filesystem with less room than S_WAL_CHECKPOINT_BYTES (or the 1,000
  * of SQLite's own hook), the WAL would grow into the last free byte before
  * its first checkpoint; from then on no commit could succeed (the WAL cannot
  * grow) and no checkpoint could run (the database file cannot grow), so the
@@ -799,7 +810,7 @@ static int
 s_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
     s_sqlite_t *be = arg;
-    bool due = frames >= S_WAL_CHECKPOINT_PAGES;
+    bool due = (int64_t)frames * be->frame_bytes >= S_WAL_CHECKPOINT_BYTES;
     struct statvfs fs;
     if (!due && statvfs(be->path, &fs) == 0) {
         int64_t room = (int64_t)fs.f_bavail * (int64_t)fs.f_frsize;
@@ -830,8 +841,16 @@ s_setup(s_sqlite_t *be, const broker_store_opts_t *opts, char *err,
      * sqlite3 shell someone left open may hold for a moment. */
     sqlite3_busy_timeout(be->db, 5000);
 
+    /* Before WAL: it applies only to a file with no pages yet. */
+    int rc =
+        s_exec_row(be->db, "PRAGMA page_size = " S_STR(S_PAGE_SIZE), NULL, 0);
+    if (rc != SQLITE_OK) {
+        dv_err_set(err, err_size, "sqlite store '%s': %s", be->path,
+                   sqlite3_errmsg(be->db));
+        return -1;
+    }
     char mode[16];
-    int rc = s_exec_row(be->db, "PRAGMA journal_mode = WAL", mode, sizeof mode);
+    rc = s_exec_row(be->db, "PRAGMA journal_mode = WAL", mode, sizeof mode);
     if (rc != SQLITE_OK) {
         dv_err_set(err, err_size, "sqlite store '%s': %s", be->path,
                    sqlite3_errmsg(be->db));

@@ -654,6 +654,8 @@ t_schema_v1_migrated(void **state)
 
     broker_store_t *s = s_open(fx);
     assert_int_equal(s_shell_int(fx, "PRAGMA user_version"), 6);
+    /* An existing file keeps the page size it was made with. */
+    assert_int_equal(s_shell_int(fx, "PRAGMA page_size"), 4096);
     assert_int_equal(s_shell_int(fx, "SELECT count(*) FROM "
                                      "pragma_table_info('attempts') "
                                      "WHERE name IN ('details', 'stderr')"),
@@ -749,6 +751,8 @@ t_sync_modes(void **state)
     char rows[64];
     s_shell_rows(fx, "PRAGMA journal_mode", rows, sizeof rows);
     assert_string_equal(rows, "wal\n");
+    /* A new file gets the store's page size (S_PAGE_SIZE). */
+    assert_int_equal(s_shell_int(fx, "PRAGMA page_size"), 8192);
 }
 
 static void

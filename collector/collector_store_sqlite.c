@@ -361,13 +361,18 @@ s_open(const char *path)
     }
     sqlite3_busy_timeout(self->db, 5000);
     /* NORMAL: history may lose its last pass to a power cut, never its
-     * consistency (WAL); the collector then resyncs from the brokers. */
+     * consistency (WAL); the collector then resyncs from the brokers.
+     * 16 KiB pages (before WAL: they apply only to a new file): fewer
+     * pages to write to the WAL and checkpoint for each pass, and the
+     * history commits a pass at a time, never one job, so the bigger
+     * commit of a small change costs nothing that matters here.
+     * bench_collector -n 200000 -l 50000, 3 alternating runs: 3.41 us of
+     * CPU a job against 3.73 with 4 KiB pages. The checkpoint stays at
+     * 64 MiB of WAL (4,096 frames). */
     const char *pragmas[] = {
-        "PRAGMA journal_mode = WAL",
-        "PRAGMA synchronous = NORMAL",
-        "PRAGMA journal_size_limit = 67108864",
-        "PRAGMA cache_size = -65536",
-        "PRAGMA wal_autocheckpoint = 16384",
+        "PRAGMA page_size = 16384",    "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL", "PRAGMA journal_size_limit = 67108864",
+        "PRAGMA cache_size = -65536",  "PRAGMA wal_autocheckpoint = 4096",
         "PRAGMA temp_store = MEMORY",
     };
     for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++)

@@ -725,9 +725,12 @@ t_events_carry_sequence_numbers(void **state)
     zmq_ctx_term(ctx);
 }
 
+/* An argument picks the cases by name (a cmocka filter: t_cancel). */
 int
-main(void)
+main(int argc, char **argv)
 {
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(t_submit_wait_pushes_results,
                                         harness_setup, harness_teardown),
