@@ -370,9 +370,12 @@ s_open(const char *path)
      * CPU a job against 3.73 with 4 KiB pages. The checkpoint stays at
      * 64 MiB of WAL (4,096 frames). */
     const char *pragmas[] = {
-        "PRAGMA page_size = 16384",    "PRAGMA journal_mode = WAL",
-        "PRAGMA synchronous = NORMAL", "PRAGMA journal_size_limit = 67108864",
-        "PRAGMA cache_size = -65536",  "PRAGMA wal_autocheckpoint = 4096",
+        "PRAGMA page_size = 16384", /* first: see above */
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA journal_size_limit = 67108864",
+        "PRAGMA cache_size = -65536",
+        "PRAGMA wal_autocheckpoint = 4096",
         "PRAGMA temp_store = MEMORY",
     };
     for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++)
