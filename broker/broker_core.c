@@ -92,6 +92,8 @@ s_drain(broker_t *self, void *socket, s_auth_fn *auth, s_handler_fn *handler,
         int r = s_recv(socket, &rid, &body);
         if (r == 0)
             return;
+        if (self->clock_on)
+            broker_clock_tick(self);
         if (r < 0) {
             broker_out_bad_message(
                 self, socket, &rid, DV_CODE_MALFORMED,
@@ -704,6 +706,7 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         { NULL, -1, 0, 0 }, /* the group's lock, when there is one */
     };
     while (!*stop && !self->step_down[0]) {
+        broker_clock_tick(self);
         long timeout = self->cfg.heartbeat_ms;
         int64_t now = broker_now_ms(self);
         broker_job_t *next = broker_heap_peek(&self->timers);
@@ -731,6 +734,7 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
         int rc = zmq_poll(items, nitems, timeout);
         if (rc < 0 && errno != EINTR)
             break;
+        broker_clock_tick(self);
         if (rc == 0 && timeout > 0 && self->trim_when_idle) {
             /* Nothing came for a while: give back what the last big group
              * freed, rather than keep the peak as resident memory. */
@@ -779,6 +783,7 @@ broker_run(broker_t *self, volatile int *stop, volatile int *dump)
             broker_dump(self);
         }
     }
+    self->clock_on = false; /* what follows (the drain) reads the system's */
     if (self->step_down[0])
         return BROKER_STEP_DOWN;
     dv_log(DV_INFO, "broker.stopping",

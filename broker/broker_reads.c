@@ -297,6 +297,8 @@ static int
 s_views_run(broker_store_t *store, broker_read_t *r)
 {
     broker_views_t *v = (broker_views_t *)r;
+    if (v->n > 1)
+        broker_store_read_begin(store);
     for (uint32_t i = 0; i < v->n; i++) {
         broker_viewed_t *it = &v->items[i];
         it->rc = broker_store_get(store, it->id, s_on_view, it);
@@ -310,6 +312,8 @@ s_views_run(broker_store_t *store, broker_read_t *r)
             s_read_deps(store, it);
         }
     }
+    if (v->n > 1)
+        broker_store_read_end(store);
     return 0;
 }
 

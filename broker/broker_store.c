@@ -138,6 +138,22 @@ broker_store_rollback(broker_store_t *self)
     return self->ops->rollback(self->be);
 }
 
+void
+broker_store_read_begin(broker_store_t *self)
+{
+    assert(self && !self->in_group && !self->in_callback);
+    if (self->ops->read_snapshot)
+        self->ops->read_snapshot(self->be, true);
+}
+
+void
+broker_store_read_end(broker_store_t *self)
+{
+    assert(self && !self->in_group && !self->in_callback);
+    if (self->ops->read_snapshot)
+        self->ops->read_snapshot(self->be, false);
+}
+
 bool
 broker_store_in_group(const broker_store_t *self)
 {

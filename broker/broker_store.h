@@ -164,6 +164,14 @@ int broker_store_rollback(broker_store_t *self);
 /* True between begin() and commit()/rollback(). */
 bool broker_store_in_group(const broker_store_t *self);
 
+/* Reads between read_begin() and read_end() see one snapshot of the store
+ * and pay for it once (SQLite: one read transaction, not one a query; on
+ * PostgreSQL each query reads on its own, as without them). For a reader
+ * that looks up many jobs at once; not inside a write group. A failed
+ * read_begin() leaves each read to take its own, as without it. */
+void broker_store_read_begin(broker_store_t *self);
+void broker_store_read_end(broker_store_t *self);
+
 /* Adds a new job (state queued or scheduled). A duplicate idempotency key is
  * the caller's job to prevent (find_key); the store's unique index makes the
  * commit fail if it is not. */
@@ -467,6 +475,7 @@ typedef struct {
     int (*begin)(void *be);
     int (*commit)(void *be);
     int (*rollback)(void *be);
+    void (*read_snapshot)(void *be, bool on); /* NULL: none */
     int (*insert)(void *be, const broker_jobrec_t *rec);
     int (*mark_running)(void *be, const char *id, int attempt,
                         const char *worker, int64_t started_ms);

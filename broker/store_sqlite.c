@@ -971,6 +971,20 @@ s_rollback(void *handle)
     return code;
 }
 
+/* A deferred BEGIN takes no lock until the first read, which takes the
+ * WAL's read mark once for all the reads up to COMMIT (in autocommit each
+ * statement takes and drops it: two fcntl locks and the WAL index header
+ * every time). */
+static void
+s_read_snapshot(void *handle, bool on)
+{
+    s_sqlite_t *be = handle;
+    if (on && sqlite3_get_autocommit(be->db))
+        sqlite3_exec(be->db, "BEGIN", NULL, NULL, NULL);
+    else if (!on && !sqlite3_get_autocommit(be->db) && !be->in_txn)
+        sqlite3_exec(be->db, "COMMIT", NULL, NULL, NULL);
+}
+
 static int
 s_commit(void *handle)
 {
@@ -2066,6 +2080,7 @@ const broker_store_ops_t broker_store_sqlite_ops = {
     .begin = s_begin,
     .commit = s_commit,
     .rollback = s_rollback,
+    .read_snapshot = s_read_snapshot,
     .insert = s_insert,
     .mark_running = s_mark_running,
     .mark_waiting = s_mark_waiting,

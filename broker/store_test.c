@@ -1835,6 +1835,43 @@ t_disk_full_wal(void **state)
     broker_store_destroy(&s);
 }
 
+/* Reads between read_begin() and read_end() see the store as it was at
+ * the first of them (SQLite; on PostgreSQL each read sees the latest),
+ * and the next read after read_end() sees what was written meanwhile. */
+static void
+t_read_snapshot(void **state)
+{
+    s_fx_t *fx = *state;
+    broker_store_t *w = s_open(fx), *r = s_open(fx);
+    char a[37], b[37];
+    s_new_id(a);
+    s_new_id(b);
+    broker_jobrec_t ra = s_rec(a), rb = s_rec(b);
+    s_insert_committed(w, &ra);
+    s_view_t v;
+    broker_store_read_begin(r);
+    assert_int_equal(broker_store_get(r, a, s_view_cb, &v), 1);
+    s_insert_committed(w, &rb);
+    assert_int_equal(broker_store_get(r, b, s_view_cb, &v),
+                     s_backend == S_SQLITE ? 0 : 1);
+    broker_store_read_end(r);
+    assert_int_equal(broker_store_get(r, b, s_view_cb, &v), 1);
+    assert_int_equal(v.state, DV_STATE_QUEUED);
+    /* An empty snapshot, and one around a failed lookup, end cleanly. */
+    broker_store_read_begin(r);
+    broker_store_read_end(r);
+    broker_store_read_begin(r);
+    assert_int_equal(broker_store_get(r, "nope", s_view_cb, &v), 0);
+    broker_store_read_end(r);
+    /* The writer still commits: the reader holds no lock. */
+    char c[37];
+    s_new_id(c);
+    broker_jobrec_t rc = s_rec(c);
+    s_insert_committed(w, &rc);
+    broker_store_destroy(&r);
+    broker_store_destroy(&w);
+}
+
 static void
 t_memory_store(void **state)
 {
@@ -3312,7 +3349,7 @@ main(int argc, char **argv)
         T(t_retry_finished_job), T(t_attempts_history), T(t_queue_settings),   \
         T(t_list_and_load), T(t_finished_by_time), T(t_generation_and_probe),  \
         T(t_key_state), T(t_key_state_writer), T(t_schema_v3_migrated),        \
-        T(t_schema_v4_migrated), T(t_schedules), T(t_deps)
+        T(t_schema_v4_migrated), T(t_schedules), T(t_deps), T(t_read_snapshot)
     const struct CMUnitTest sqlite_tests[] = {
         S_COMMON_TESTS,           T(t_url_forms),
         T(t_open_missing_dir),    T(t_open_not_a_database),

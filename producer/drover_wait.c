@@ -34,7 +34,8 @@ typedef struct {
                               verdict on the wait */
     drover_result_cb cb;
     void *arg;
-    bool stop; /* cb asked to stop */
+    bool stop;  /* cb asked to stop */
+    bool asked; /* the ids went out at least once */
 } s_wait_t;
 
 /* Index of the first place of id in w->ids, or SIZE_MAX if not asked. */
@@ -54,6 +55,7 @@ s_wait_send(s_wait_t *w)
     dv_str_t *chunk = malloc(S_WAIT_CHUNK * sizeof *chunk);
     if (!chunk)
         return -2;
+    w->asked = true;
     uint32_t k = 0;
     int rc = 0;
     for (size_t i = 0; i <= w->n && rc == 0; i++) {
@@ -215,17 +217,27 @@ drover_wait(drover_client_t *self, const char *const *ids, size_t n,
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : now + timeout_ms;
     int64_t next_resend = now + S_WAIT_RESEND_MS;
     int64_t probe_sent = 0;
-    if (s_wait_send(&w) != 0) {
-        rc = producer_fail(self, DROVER_ENOMEM, "out of memory");
-        goto done;
-    }
+    /* The ids go out once what already waits in the socket is read:
+     * results pushed since a DROVER_SUBMIT_WAIT submit that arrived after
+     * it returned would otherwise be asked for again, and the broker,
+     * which no longer holds those jobs, would read each from its store. */
     while (w.remaining > 0 && !w.stop) {
         now = dv_mono_ms();
         int64_t until = next_resend < deadline ? next_resend : deadline;
         if (w.probe_req && probe_sent + self->timeout_ms < until)
             until = probe_sent + self->timeout_ms;
+        if (!w.asked)
+            until = now;
         producer_in_t in;
-        int r = until > now ? producer_recv(self, until - now, &in) : 0;
+        int r =
+            until > now || !w.asked ? producer_recv(self, until - now, &in) : 0;
+        if (r == 0 && !w.asked) {
+            if (s_wait_send(&w) != 0) {
+                rc = producer_fail(self, DROVER_ENOMEM, "out of memory");
+                goto done;
+            }
+            continue;
+        }
         if (r < 0) {
             rc = producer_fail(self, DROVER_EUNREACHABLE, "socket closed");
             goto done;
