@@ -166,18 +166,20 @@ dv_msg_release(dv_msg_t *msg)
 
 /* Writes "v", "t", then the fields of the type. */
 static int
-s_enc_message(msgpack_packer *pk, const dv_msg_t *m)
+s_enc_message(msgpack_sbuffer *out, const dv_msg_t *m)
 {
     const dv_schema_t *s = dv_msg_schema(m->type);
     const dv_name_t *t = dv_enum_name(&dv_enum_msg, (int)m->type);
     uint32_t n = 0;
     uint32_t mask = dv_enc_mask(s, m, &n);
-    int rc = msgpack_pack_map(pk, n + 2);
-    rc |= msgpack_pack_str_with_body(pk, "v", 1);
-    rc |= msgpack_pack_uint64(pk, DV_PROTO_VERSION);
-    rc |= msgpack_pack_str_with_body(pk, "t", 1);
-    rc |= msgpack_pack_str_with_body(pk, t->name, t->len);
-    return rc | dv_enc_fields(pk, s, m, mask);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    int rc = msgpack_pack_map(&pk, n + 2);
+    rc |= msgpack_pack_str_with_body(&pk, "v", 1);
+    rc |= msgpack_pack_uint64(&pk, DV_PROTO_VERSION);
+    rc |= msgpack_pack_str_with_body(&pk, "t", 1);
+    rc |= msgpack_pack_str_with_body(&pk, t->name, t->len);
+    return rc | dv_enc_fields(out, s, m, mask);
 }
 
 int
@@ -185,9 +187,7 @@ dv_msg_encode(const dv_msg_t *msg, msgpack_sbuffer *out)
 {
     if (!msg || !out || !dv_msg_schema(msg->type))
         return DV_EPROTO;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    return s_enc_message(&pk, msg) ? DV_ENOMEM : DV_OK;
+    return s_enc_message(out, msg) ? DV_ENOMEM : DV_OK;
 }
 
 /* The envelope of an "events" message up to its array's count: a map of
@@ -224,9 +224,7 @@ dv_events_add(dv_events_enc_t *e, msgpack_sbuffer *out, const dv_event_t *ev)
     if (e->n >= DV_ITEMS_MAX)
         return DV_ETOOBIG;
     size_t before = out->size;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    if (dv_enc_map(&pk, dv_msg_event_schema(), ev) != 0) {
+    if (dv_enc_map(out, dv_msg_event_schema(), ev) != 0) {
         out->size = before;
         return DV_ENOMEM;
     }

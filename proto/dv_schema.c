@@ -614,100 +614,236 @@ s_present(const dv_field_t *f, const void *obj)
 }
 
 /* A string; a short one (fixstr) in one append, header and body. */
-static int
-s_pack_str(msgpack_packer *pk, const char *p, size_t len)
+/* The encoder writes straight into the buffer: it makes room once for a
+ * key and a scalar value (or a string's header and bytes) and stores the
+ * bytes, where msgpack_pack_*() made a call through the packer for each
+ * header and each body, each with its own check for room. The bytes are
+ * the ones msgpack-c writes: the smallest form of each number, str8 for
+ * strings of 32 to 255 bytes. */
+
+/* Makes room for n more bytes at the end of out (growing it as
+ * msgpack_sbuffer_write does) and returns where they go; NULL when out of
+ * memory. */
+static char *
+s_room(msgpack_sbuffer *out, size_t n)
 {
-    if (len > 31 || !p)
-        return msgpack_pack_str_with_body(pk, p ? p : "", len);
-    char buf[32];
-    buf[0] = (char)(0xa0 | len);
-    memcpy(buf + 1, p, len);
-    return pk->callback(pk->data, buf, len + 1);
+    if (out->alloc - out->size >= n)
+        return out->data + out->size;
+    size_t cap = out->alloc ? out->alloc : MSGPACK_SBUFFER_INIT_SIZE;
+    while (cap < out->size + n) {
+        if (cap > SIZE_MAX / 2)
+            return NULL;
+        cap *= 2;
+    }
+    char *data = realloc(out->data, cap);
+    if (!data)
+        return NULL;
+    out->data = data;
+    out->alloc = cap;
+    return data + out->size;
 }
 
-static int s_enc_value(msgpack_packer *pk, const dv_field_t *f,
+static inline char *
+s_put_be(char *p, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--) {
+        p[i] = (char)(v & 0xff);
+        v >>= 8;
+    }
+    return p + bytes;
+}
+
+/* A tag byte and v in bytes big-endian bytes. */
+static inline char *
+s_put_tagged(char *p, unsigned char tag, uint64_t v, int bytes)
+{
+    *p++ = (char)tag;
+    return s_put_be(p, v, bytes);
+}
+
+static inline char *
+s_put_uint(char *p, uint64_t v)
+{
+    if (v < 128) {
+        *p++ = (char)v;
+        return p;
+    }
+    if (v < 256)
+        return s_put_tagged(p, 0xcc, v, 1);
+    if (v < 65536)
+        return s_put_tagged(p, 0xcd, v, 2);
+    if (v <= UINT32_MAX)
+        return s_put_tagged(p, 0xce, v, 4);
+    return s_put_tagged(p, 0xcf, v, 8);
+}
+
+static inline char *
+s_put_int(char *p, int64_t v)
+{
+    if (v >= 0)
+        return s_put_uint(p, (uint64_t)v);
+    if (v >= -32) {
+        *p++ = (char)(int8_t)v;
+        return p;
+    }
+    if (v >= INT8_MIN)
+        return s_put_tagged(p, 0xd0, (uint64_t)v, 1);
+    if (v >= INT16_MIN)
+        return s_put_tagged(p, 0xd1, (uint64_t)v, 2);
+    if (v >= INT32_MIN)
+        return s_put_tagged(p, 0xd2, (uint64_t)v, 4);
+    return s_put_tagged(p, 0xd3, (uint64_t)v, 8);
+}
+
+/* A str, bin, map or array header for n (fix forms where msgpack has
+ * them: fix is their tag, 0 for bin; small: the max of the fix form). */
+static inline char *
+s_put_head(char *p, size_t n, unsigned char fix, uint32_t small,
+           unsigned char t8, unsigned char t16, unsigned char t32)
+{
+    if (fix && n < small) {
+        *p++ = (char)(fix | n);
+        return p;
+    }
+    if (t8 && n < 256)
+        return s_put_tagged(p, t8, n, 1);
+    if (n < 65536)
+        return s_put_tagged(p, t16, n, 2);
+    return s_put_tagged(p, t32, n, 4);
+}
+
+#define S_STR_HEAD(p, n) s_put_head(p, n, 0xa0, 32, 0xd9, 0xda, 0xdb)
+#define S_BIN_HEAD(p, n) s_put_head(p, n, 0, 0, 0xc4, 0xc5, 0xc6)
+#define S_MAP_HEAD(p, n) s_put_head(p, n, 0x80, 16, 0, 0xde, 0xdf)
+#define S_ARR_HEAD(p, n) s_put_head(p, n, 0x90, 16, 0, 0xdc, 0xdd)
+#define S_HEAD_MAX       5 /* the most a header takes */
+#define S_SCALAR_MAX     9 /* the most a number takes */
+
+/* Appends len bytes at p under a header made by head (S_STR_HEAD...). */
+#define S_APPEND(out, head, ptr, len)                                          \
+    do {                                                                       \
+        char *w_ = s_room(out, (len) + S_HEAD_MAX);                            \
+        if (!w_)                                                               \
+            return -1;                                                         \
+        w_ = head(w_, len);                                                    \
+        if (len)                                                               \
+            memcpy(w_, ptr, len);                                              \
+        (out)->size = (size_t)(w_ + (len) - (out)->data);                      \
+    } while (0)
+
+static int
+s_put_str(msgpack_sbuffer *out, const char *p, size_t len)
+{
+    S_APPEND(out, S_STR_HEAD, p ? p : "", len);
+    return 0;
+}
+
+/* Writes f's value at p if it is a number or a bool (at most S_SCALAR_MAX
+ * bytes) and returns the end; NULL for the other types. */
+static inline char *
+s_put_scalar(char *p, const dv_field_t *f, const void *obj)
+{
+    switch ((dv_ftype_t)f->type) {
+    case DV_FT_U64:
+        return s_put_uint(p, *S_CAT(obj, f->off, uint64_t));
+    case DV_FT_I64:
+        return s_put_int(p, *S_CAT(obj, f->off, int64_t));
+    case DV_FT_I32:
+        return s_put_int(p, *S_CAT(obj, f->off, int32_t));
+    case DV_FT_U32:
+        return s_put_uint(p, *S_CAT(obj, f->off, uint32_t));
+    case DV_FT_DOUBLE: {
+        uint64_t bits;
+        memcpy(&bits, S_CAT(obj, f->off, double), sizeof bits);
+        return s_put_tagged(p, 0xcb, bits, 8);
+    }
+    case DV_FT_BOOL:
+        *p++ = *S_CAT(obj, f->off, bool) ? (char)0xc3 : (char)0xc2;
+        return p;
+    default:
+        return NULL;
+    }
+}
+
+static int s_enc_value(msgpack_sbuffer *out, const dv_field_t *f,
                        const void *obj);
 
 static int
-s_enc_items(msgpack_packer *pk, const dv_field_t *f, const void *obj)
+s_enc_items(msgpack_sbuffer *out, const dv_field_t *f, const void *obj)
 {
     uint32_t n = *S_CAT(obj, f->aux, uint32_t);
     const char *base;
     memcpy(&base, S_CAT(obj, f->off, void *), sizeof base);
-    int rc = msgpack_pack_array(pk, n);
+    char *p = s_room(out, S_HEAD_MAX);
+    if (!p)
+        return -1;
+    out->size = (size_t)(S_ARR_HEAD(p, n) - out->data);
+    int rc = 0;
     if (f->flags & DV_FF_SCALAR) {
         for (uint32_t i = 0; i < n; i++)
-            rc |= s_enc_value(pk, f->ref, base + (size_t)i * sizeof(dv_str_t));
+            rc |= s_enc_value(out, f->ref, base + (size_t)i * sizeof(dv_str_t));
     } else {
         const dv_schema_t *es = f->ref;
         for (uint32_t i = 0; i < n; i++)
-            rc |= dv_enc_map(pk, es, base + (size_t)i * es->size);
+            rc |= dv_enc_map(out, es, base + (size_t)i * es->size);
     }
     return rc;
 }
 
 static int
-s_enc_value(msgpack_packer *pk, const dv_field_t *f, const void *obj)
+s_enc_value(msgpack_sbuffer *out, const dv_field_t *f, const void *obj)
 {
+    char *p = s_room(out, S_SCALAR_MAX);
+    if (!p)
+        return -1;
+    char *end = s_put_scalar(p, f, obj);
+    if (end) {
+        out->size = (size_t)(end - out->data);
+        return 0;
+    }
     const dv_str_t *s;
     switch ((dv_ftype_t)f->type) {
-    case DV_FT_U64:
-        return msgpack_pack_uint64(pk, *S_CAT(obj, f->off, uint64_t));
-    case DV_FT_I64:
-        return msgpack_pack_int64(pk, *S_CAT(obj, f->off, int64_t));
-    case DV_FT_I32:
-        return msgpack_pack_int64(pk, *S_CAT(obj, f->off, int32_t));
-    case DV_FT_U32:
-        return msgpack_pack_int64(pk, *S_CAT(obj, f->off, uint32_t));
-    case DV_FT_DOUBLE:
-        return msgpack_pack_double(pk, *S_CAT(obj, f->off, double));
-    case DV_FT_BOOL:
-        return *S_CAT(obj, f->off, bool) ? msgpack_pack_true(pk)
-                                         : msgpack_pack_false(pk);
     case DV_FT_STR:
     case DV_FT_ID:
         s = S_CAT(obj, f->off, dv_str_t);
-        if (!s->ptr && (f->flags & DV_FF_NIL))
-            return msgpack_pack_nil(pk);
-        return s_pack_str(pk, s->ptr, s->len);
+        if (!s->ptr && (f->flags & DV_FF_NIL)) {
+            *p = (char)0xc0;
+            out->size++;
+            return 0;
+        }
+        return s_put_str(out, s->ptr, s->len);
     case DV_FT_VALUE:
         s = S_CAT(obj, f->off, dv_str_t);
-        return msgpack_pack_bin_with_body(pk, s->ptr ? s->ptr : "", s->len);
+        S_APPEND(out, S_BIN_HEAD, s->ptr ? s->ptr : "", s->len);
+        return 0;
     case DV_FT_ENUM: {
         const dv_name_t *n = dv_enum_name(f->ref, *S_CAT(obj, f->off, int));
-        return msgpack_pack_str_with_body(pk, n->name, n->len);
+        return s_put_str(out, n->name, n->len);
     }
     case DV_FT_KIND:
         s = S_CAT(obj, f->off, dv_str_t);
         if (s->ptr)
-            return s_pack_str(pk, s->ptr, s->len);
+            return s_put_str(out, s->ptr, s->len);
         {
             const dv_name_t *n = dv_enum_name(f->ref, *S_CAT(obj, f->aux, int));
-            return msgpack_pack_str_with_body(pk, n->name, n->len);
+            return s_put_str(out, n->name, n->len);
         }
     case DV_FT_RAW:
         s = S_CAT(obj, f->off, dv_str_t);
-        return pk->callback(pk->data, s->ptr, s->len);
+        p = s_room(out, s->len);
+        if (!p)
+            return -1;
+        if (s->len)
+            memcpy(p, s->ptr, s->len);
+        out->size += s->len;
+        return 0;
     case DV_FT_MAP:
-        return dv_enc_map(pk, f->ref, S_CAT(obj, f->off, void));
+        return dv_enc_map(out, f->ref, S_CAT(obj, f->off, void));
     case DV_FT_ARRAY:
-        return s_enc_items(pk, f, obj);
+        return s_enc_items(out, f, obj);
+    default:
+        return -1;
     }
-    return -1;
-}
-
-/* Writes f's key: a fixstr header and the name in one append (the bytes
- * msgpack_pack_str_with_body() writes in two). */
-static inline int
-s_pack_key(msgpack_packer *pk, const dv_field_t *f)
-{
-    if (f->len > 31)
-        return msgpack_pack_str_with_body(pk, f->name, f->len);
-    char buf[32];
-    buf[0] = (char)(0xa0 | f->len);
-    for (uint32_t i = 0; i < f->len; i++)
-        buf[1 + i] = f->name[i];
-    return pk->callback(pk->data, buf, (size_t)f->len + 1);
 }
 
 uint32_t
@@ -724,26 +860,37 @@ dv_enc_mask(const dv_schema_t *s, const void *obj, uint32_t *n)
 }
 
 int
-dv_enc_fields(msgpack_packer *pk, const dv_schema_t *s, const void *obj,
+dv_enc_fields(msgpack_sbuffer *out, const dv_schema_t *s, const void *obj,
               uint32_t mask)
 {
-    int rc = 0;
     while (mask) {
         const dv_field_t *f = &s->fields[__builtin_ctz(mask)];
         mask &= mask - 1;
-        rc |= s_pack_key(pk, f);
-        rc |= s_enc_value(pk, f, obj);
+        /* The key and, for a number, its value: one room check. */
+        char *p = s_room(out, S_HEAD_MAX + f->len + S_SCALAR_MAX);
+        if (!p)
+            return -1;
+        p = S_STR_HEAD(p, f->len);
+        memcpy(p, f->name, f->len);
+        p += f->len;
+        char *end = s_put_scalar(p, f, obj);
+        out->size = (size_t)((end ? end : p) - out->data);
+        if (!end && s_enc_value(out, f, obj) != 0)
+            return -1;
     }
-    return rc;
+    return 0;
 }
 
 int
-dv_enc_map(msgpack_packer *pk, const dv_schema_t *s, const void *obj)
+dv_enc_map(msgpack_sbuffer *out, const dv_schema_t *s, const void *obj)
 {
     uint32_t n = 0;
     uint32_t mask = dv_enc_mask(s, obj, &n);
-    int rc = msgpack_pack_map(pk, n);
-    return rc | dv_enc_fields(pk, s, obj, mask);
+    char *p = s_room(out, S_HEAD_MAX);
+    if (!p)
+        return -1;
+    out->size = (size_t)(S_MAP_HEAD(p, n) - out->data);
+    return dv_enc_fields(out, s, obj, mask);
 }
 
 /* ---- comparing ------------------------------------------------------------ */
@@ -1015,7 +1162,5 @@ dv_body_decode(const dv_schema_t *s, const void *data, size_t size, void *obj,
 int
 dv_body_encode(const dv_schema_t *s, const void *obj, msgpack_sbuffer *out)
 {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    return dv_enc_map(&pk, s, obj) ? DV_ENOMEM : DV_OK;
+    return dv_enc_map(out, s, obj) ? DV_ENOMEM : DV_OK;
 }

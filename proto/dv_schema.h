@@ -204,13 +204,14 @@ int dv_dec_keys(dv_dec_t *d, const dv_schema_t *s, const msgpack_object *o,
 /* Frees a chain of blocks left in dv_dec_t.blocks. */
 void dv_dec_free(void *blocks);
 
-/* Appends the map of obj by s. Returns 0, or non-zero if a write failed. */
-int dv_enc_map(msgpack_packer *pk, const dv_schema_t *s, const void *obj);
+/* Appends the map of obj by s to out. Returns 0, or non-zero when out of
+ * memory (out may then hold part of the map: callers put its size back). */
+int dv_enc_map(msgpack_sbuffer *out, const dv_schema_t *s, const void *obj);
 /* The fields of obj the encoder writes, as a mask (bit i = fields[i]),
  * and how many through *n; then dv_enc_fields() writes them (no map
  * header). For the envelope, which adds "v" and "t". */
 uint32_t dv_enc_mask(const dv_schema_t *s, const void *obj, uint32_t *n);
-int dv_enc_fields(msgpack_packer *pk, const dv_schema_t *s, const void *obj,
+int dv_enc_fields(msgpack_sbuffer *out, const dv_schema_t *s, const void *obj,
                   uint32_t mask);
 
 /* True if a and b agree on every field of s; else the first difference,

@@ -689,6 +689,108 @@ t_event(void **state)
     s_done(&out, &sb);
 }
 
+/* Appends the bytes msgpack-c writes for key k with value v (an int64 or
+ * a uint64 by is_signed, or a string of n bytes when str). */
+static void
+s_msgpack_kv(msgpack_sbuffer *sb, const char *k, bool is_signed, int64_t v,
+             const char *str, size_t n)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_str_with_body(&pk, k, strlen(k));
+    if (str)
+        msgpack_pack_str_with_body(&pk, str, n);
+    else if (is_signed)
+        msgpack_pack_int64(&pk, v);
+    else
+        msgpack_pack_uint64(&pk, (uint64_t)v);
+}
+
+/* The encoder writes numbers, strings and headers in the forms msgpack-c
+ * writes them (the smallest that holds the value), at each boundary, and
+ * they decode back to the same values. "ts" takes the numbers (decoded
+ * when in its range, 0 and up), a failure's "exit_code" the int32 ones,
+ * "message" the strings. */
+static void
+t_encoded_forms(void **state)
+{
+    (void)state;
+    static const int64_t ints[] = {
+        1,
+        127,
+        128,
+        255,
+        256,
+        65535,
+        65536,
+        4294967295LL,
+        4294967296LL,
+        INT64_MAX,
+        -1,
+        -32,
+        -33,
+        -128,
+        -129,
+        -32768,
+        -32769,
+        INT32_MIN,
+        (int64_t)INT32_MIN - 1,
+        INT64_MIN,
+    };
+    static const size_t lens[] = { 0, 1, 31, 32, 255, 256, 65535, 65536 };
+    static char text[65536];
+    memset(text, 'x', sizeof text);
+    msgpack_sbuffer sb, want;
+    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_init(&want);
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+            int64_t v = ints[i];
+            bool in_i32 = v >= INT32_MIN && v <= INT32_MAX && v != -1;
+            dv_msg_t in = { .type = DV_MSG_EVENT };
+            dv_event_t *e = &in.u.event;
+            dv_failure_init(&e->failure);
+            e->seq = v > 0 ? (uint64_t)v : 1;
+            e->broker = dv_str("b");
+            e->kind = dv_str("job.progress");
+            e->ts_ms = v;
+            e->message = dv_strn(text, lens[l]);
+            e->has_failure = true;
+            e->failure.category = DV_CAT_HANDLER;
+            e->failure.exit_code = in_i32 ? (int32_t)v : 0;
+            sb.size = 0;
+            assert_int_equal(dv_msg_encode(&in, &sb), DV_OK);
+            want.size = 0;
+            s_msgpack_kv(&want, "seq", false, (int64_t)e->seq, NULL, 0);
+            assert_non_null(memmem(sb.data, sb.size, want.data, want.size));
+            want.size = 0;
+            s_msgpack_kv(&want, "ts", true, v, NULL, 0);
+            assert_non_null(memmem(sb.data, sb.size, want.data, want.size));
+            want.size = 0;
+            s_msgpack_kv(&want, "exit_code", true, e->failure.exit_code, NULL,
+                         0);
+            assert_non_null(memmem(sb.data, sb.size, want.data, want.size));
+            want.size = 0;
+            s_msgpack_kv(&want, "message", false, 0, text, lens[l]);
+            assert_non_null(memmem(sb.data, sb.size, want.data, want.size));
+            if (v < 0 || lens[l] > DV_TEXT_MAX)
+                continue; /* out of the fields' ranges: encoded only */
+            dv_msg_t out;
+            char why[256];
+            assert_int_equal(
+                dv_msg_decode(sb.data, sb.size, &out, why, sizeof why), DV_OK);
+            assert_int_equal(out.u.event.ts_ms, v);
+            assert_int_equal(out.u.event.seq, e->seq);
+            assert_int_equal(out.u.event.failure.exit_code,
+                             e->failure.exit_code);
+            assert_int_equal(out.u.event.message.len, lens[l]);
+            dv_msg_release(&out);
+        }
+    }
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_destroy(&want);
+}
+
 static void
 t_keys(void **state)
 {
@@ -3092,6 +3194,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_submit),
+        cmocka_unit_test(t_encoded_forms),
         cmocka_unit_test(t_reject_names),
         cmocka_unit_test(t_submitted),
         cmocka_unit_test(t_wait),

@@ -1,5 +1,6 @@
-/* proto_bench - decode and encode speed of the two hot messages: a submit
- * of 1,000 jobs and an update of 1,000 items. Prints the median of several
+/* proto_bench - decode and encode speed of the three hot messages: a
+ * submit of 1,000 jobs, an update of 1,000 items and a batch of 1,000 job
+ * events (built one event at a time, as the broker does). Prints the median of several
  * rounds, in CPU microseconds per message. Not a test: run it by hand,
  *     build/proto/proto_bench [rounds]
  * before and after a change to the codec. */
@@ -44,6 +45,44 @@ s_time(const dv_msg_t *m, const msgpack_sbuffer *frame, int encode, int rounds)
                 sb.size = 0;
                 if (dv_msg_encode(m, &sb) != DV_OK)
                     abort();
+            } else {
+                dv_msg_t out;
+                if (dv_msg_decode(frame->data, frame->size, &out, NULL, 0) !=
+                    DV_OK)
+                    abort();
+                dv_msg_release(&out);
+            }
+        }
+        t[r] = (s_now_us() - t0) / PER_ROUND;
+    }
+    qsort(t, (size_t)rounds, sizeof *t, s_cmp);
+    double med = t[rounds / 2];
+    free(t);
+    msgpack_sbuffer_destroy(&sb);
+    return med;
+}
+
+/* The same for a batch of n job events: encode builds it with
+ * dv_events_begin/add, decode reads it back. */
+static double
+s_time_events(const dv_event_t *evs, int n, const msgpack_sbuffer *frame,
+              int encode, int rounds)
+{
+    enum { PER_ROUND = 200 };
+    double *t = calloc((size_t)rounds, sizeof *t);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    for (int r = 0; r < rounds; r++) {
+        double t0 = s_now_us();
+        for (int i = 0; i < PER_ROUND; i++) {
+            if (encode) {
+                sb.size = 0;
+                dv_events_enc_t e;
+                if (dv_events_begin(&e, &sb) != DV_OK)
+                    abort();
+                for (int k = 0; k < n; k++)
+                    if (dv_events_add(&e, &sb, &evs[k]) != DV_OK)
+                        abort();
             } else {
                 dv_msg_t out;
                 if (dv_msg_decode(frame->data, frame->size, &out, NULL, 0) !=
@@ -110,17 +149,49 @@ main(int argc, char **argv)
     upd.u.update.items = items;
     upd.u.update.nitems = S_ITEMS;
 
-    msgpack_sbuffer fs, fu;
+    /* job.succeeded as the broker publishes a fast job's end: its start
+     * folded in. */
+    dv_event_t *evs = calloc(S_ITEMS, sizeof *evs);
+    for (int i = 0; i < S_ITEMS; i++) {
+        dv_event_t *ev = &evs[i];
+        dv_failure_init(&ev->failure);
+        ev->seq = 1000000 + (uint64_t)i;
+        ev->broker = dv_str("broker-7f3a");
+        ev->ts_ms = 1795369260000 + i;
+        ev->kind_enum = DV_EV_JOB_SUCCEEDED;
+        ev->id = dv_str(ids[i]);
+        ev->queue = dv_str("llm");
+        ev->type = dv_str("http");
+        ev->worker = dv_str("host-3:4711");
+        ev->attempt = 1;
+        ev->state = DV_STATE_SUCCEEDED;
+        ev->started_ms = 1795369259990 + i;
+        ev->wait_ms = 3;
+        ev->run_ms = 10;
+    }
+
+    msgpack_sbuffer fs, fu, fe;
     msgpack_sbuffer_init(&fs);
     msgpack_sbuffer_init(&fu);
-    if (dv_msg_encode(&sub, &fs) != DV_OK || dv_msg_encode(&upd, &fu) != DV_OK)
+    msgpack_sbuffer_init(&fe);
+    dv_events_enc_t ee;
+    if (dv_msg_encode(&sub, &fs) != DV_OK ||
+        dv_msg_encode(&upd, &fu) != DV_OK || dv_events_begin(&ee, &fe) != DV_OK)
         return 1;
+    for (int i = 0; i < S_ITEMS; i++)
+        if (dv_events_add(&ee, &fe, &evs[i]) != DV_OK)
+            return 1;
     printf("submit 1000 jobs (%zu bytes): decode %.1f us, encode %.1f us\n",
            fs.size, s_time(&sub, &fs, 0, rounds), s_time(&sub, &fs, 1, rounds));
     printf("update 1000 items (%zu bytes): decode %.1f us, encode %.1f us\n",
            fu.size, s_time(&upd, &fu, 0, rounds), s_time(&upd, &fu, 1, rounds));
+    printf("events 1000 jobs (%zu bytes): decode %.1f us, encode %.1f us\n",
+           fe.size, s_time_events(evs, S_ITEMS, &fe, 0, rounds),
+           s_time_events(evs, S_ITEMS, &fe, 1, rounds));
     msgpack_sbuffer_destroy(&fs);
     msgpack_sbuffer_destroy(&fu);
+    msgpack_sbuffer_destroy(&fe);
+    free(evs);
     free(jobs);
     free(items);
     return 0;
