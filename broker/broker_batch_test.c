@@ -189,7 +189,7 @@ s_end(broker_t *b, const char *type, const char *batch, dv_state_t state, int n)
     broker_job_t **jobs = calloc(b->index.cap, sizeof *jobs);
     int k = 0;
     for (size_t i = 0; i < b->index.cap && k < n; i++) {
-        broker_job_t *job = b->index.slots[i];
+        broker_job_t *job = broker_index_at(&b->index, i);
         if (!job || strcmp(job->type, type) != 0 ||
             (batch && (!job->batch || strcmp(job->batch, batch) != 0)) ||
             job->state == DV_STATE_SUCCEEDED || job->state == DV_STATE_DEAD ||
@@ -255,7 +255,7 @@ static json_t *
 s_payload_of(broker_t *b, const char *type)
 {
     for (size_t i = 0; i < b->index.cap; i++) {
-        broker_job_t *job = b->index.slots[i];
+        broker_job_t *job = broker_index_at(&b->index, i);
         if (job && !strcmp(job->type, type))
             return dv_msgpack_to_json(job->payload, job->payload_len, NULL, 0);
     }
@@ -448,7 +448,7 @@ t_restart_before_called(void **state)
     broker_job_t *two[2];
     int k = 0;
     for (size_t i = 0; i < fx->b->index.cap && k < 2; i++) {
-        broker_job_t *job = fx->b->index.slots[i];
+        broker_job_t *job = broker_index_at(&fx->b->index, i);
         if (job && job->batch && !strcmp(job->batch, "rs2"))
             two[k++] = job;
     }
@@ -472,7 +472,7 @@ t_restart_before_called(void **state)
     s_close(fx->b, "rs3");
     k = 0;
     for (size_t i = 0; i < fx->b->index.cap && k < 1; i++) {
-        broker_job_t *job = fx->b->index.slots[i];
+        broker_job_t *job = broker_index_at(&fx->b->index, i);
         if (job && job->batch && !strcmp(job->batch, "rs3"))
             two[k++] = job;
     }

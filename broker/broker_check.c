@@ -349,7 +349,7 @@ s_copy(broker_t *self, broker_check_run_t *run)
     if (!c->jobs || !c->seen || !run->names)
         return DV_ENOMEM;
     for (size_t i = 0; i < self->index.cap && c->njobs < cap; i++) {
-        const broker_job_t *job = self->index.slots[i];
+        const broker_job_t *job = broker_index_at(&self->index, i);
         if (!job)
             continue;
         s_job_t *j = &c->jobs[c->njobs++];

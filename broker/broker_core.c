@@ -454,7 +454,7 @@ broker_destroy(broker_t **self_p)
     }
     /* Free live jobs. */
     for (size_t i = 0; i < self->index.cap; i++) {
-        broker_job_t *job = self->index.slots ? self->index.slots[i] : NULL;
+        broker_job_t *job = broker_index_at(&self->index, i);
         if (job)
             broker_job_destroy(&job);
     }

@@ -613,7 +613,7 @@ broker_deps_recover(broker_t *self)
     broker_job_t **todo = NULL;
     size_t ntodo = 0;
     for (size_t i = 0; i < self->index.cap; i++) {
-        broker_job_t *job = self->index.slots[i];
+        broker_job_t *job = broker_index_at(&self->index, i);
         if (!job || job->state != DV_STATE_WAITING)
             continue;
         broker_dwait_t *w = s_wait_of(self, job);

@@ -1,6 +1,8 @@
 #include "broker_jobs.h"
 
 #include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +55,26 @@ s_hash(const dv_id_t *id)
     return (size_t)h;
 }
 
+/* A slot holds the job's pointer with 4 bits of its hash in the low bits,
+ * which malloc's 16-byte alignment leaves zero: a probe reads the job (a
+ * cache miss on a big index) only when those bits match, 1 in 16 of the
+ * others. The index's position comes from the low bits of the hash, the
+ * tag from the top ones. */
+_Static_assert(_Alignof(max_align_t) >= 16, "job tags need 16-byte malloc");
+#define S_TAG_MASK ((uintptr_t)15)
+
+static inline uintptr_t
+s_tag(size_t h)
+{
+    return (uintptr_t)(h >> 60) & S_TAG_MASK;
+}
+
+static inline broker_job_t *
+s_untag(const broker_job_t *slot)
+{
+    return (broker_job_t *)((uintptr_t)slot & ~S_TAG_MASK);
+}
+
 int
 broker_index_init(broker_index_t *ix)
 {
@@ -70,13 +92,21 @@ broker_index_free(broker_index_t *ix)
     ix->cap = ix->count = 0;
 }
 
+broker_job_t *
+broker_index_at(const broker_index_t *ix, size_t i)
+{
+    return ix->slots && i < ix->cap ? s_untag(ix->slots[i]) : NULL;
+}
+
 static void
 s_index_insert(broker_job_t **slots, size_t cap, broker_job_t *job)
 {
-    size_t i = s_hash(&job->id) & (cap - 1);
+    assert(((uintptr_t)job & S_TAG_MASK) == 0);
+    size_t h = s_hash(&job->id);
+    size_t i = h & (cap - 1);
     while (slots[i])
         i = (i + 1) & (cap - 1);
-    slots[i] = job;
+    slots[i] = (broker_job_t *)((uintptr_t)job | s_tag(h));
 }
 
 int
@@ -90,7 +120,7 @@ broker_index_put(broker_index_t *ix, broker_job_t *job)
             return -1;
         for (size_t i = 0; i < ix->cap; i++)
             if (ix->slots[i])
-                s_index_insert(ns, ncap, ix->slots[i]);
+                s_index_insert(ns, ncap, s_untag(ix->slots[i]));
         free(ix->slots);
         ix->slots = ns;
         ix->cap = ncap;
@@ -103,10 +133,15 @@ broker_index_put(broker_index_t *ix, broker_job_t *job)
 broker_job_t *
 broker_index_get(const broker_index_t *ix, const dv_id_t *id)
 {
-    size_t i = s_hash(id) & (ix->cap - 1);
+    size_t h = s_hash(id);
+    uintptr_t tag = s_tag(h);
+    size_t i = h & (ix->cap - 1);
     while (ix->slots[i]) {
-        if (dv_id_eq(&ix->slots[i]->id, id))
-            return ix->slots[i];
+        if (((uintptr_t)ix->slots[i] & S_TAG_MASK) == tag) {
+            broker_job_t *job = s_untag(ix->slots[i]);
+            if (dv_id_eq(&job->id, id))
+                return job;
+        }
         i = (i + 1) & (ix->cap - 1);
     }
     return NULL;
@@ -117,7 +152,7 @@ broker_index_del(broker_index_t *ix, const broker_job_t *job)
 {
     size_t mask = ix->cap - 1;
     size_t i = s_hash(&job->id) & mask;
-    while (ix->slots[i] && ix->slots[i] != job)
+    while (ix->slots[i] && s_untag(ix->slots[i]) != job)
         i = (i + 1) & mask;
     if (!ix->slots[i])
         return;
@@ -127,7 +162,7 @@ broker_index_del(broker_index_t *ix, const broker_job_t *job)
      * lookup stops early at the hole. */
     size_t j = (i + 1) & mask;
     while (ix->slots[j]) {
-        broker_job_t *moved = ix->slots[j];
+        broker_job_t *moved = s_untag(ix->slots[j]);
         ix->slots[j] = NULL;
         s_index_insert(ix->slots, ix->cap, moved);
         j = (j + 1) & mask;

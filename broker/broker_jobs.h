@@ -87,12 +87,15 @@ void broker_job_destroy(broker_job_t **job_p);
 /* ---- index by id --------------------------------------------------------- */
 
 typedef struct {
-    broker_job_t **slots; /* open addressing, linear probing; NULL = empty */
+    broker_job_t **slots; /* open addressing, linear probing; NULL = empty;
+                           * tagged: read them with broker_index_at() */
     size_t cap;           /* power of two */
     size_t count;
 } broker_index_t;
 
 int broker_index_init(broker_index_t *ix);
+/* The job in slot i (0 <= i < cap), or NULL: for a walk over every job. */
+broker_job_t *broker_index_at(const broker_index_t *ix, size_t i);
 void broker_index_free(broker_index_t *ix);
 /* Adds job (its id must not be present). Returns 0 or -1 (out of memory). */
 int broker_index_put(broker_index_t *ix, broker_job_t *job);

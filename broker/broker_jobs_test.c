@@ -53,6 +53,18 @@ t_index_put_get_del(void **state)
     dv_id_t absent;
     dv_id_new(&absent);
     assert_null(broker_index_get(&ix, &absent));
+    /* A walk over the slots gives back each job left, as it was put (the
+     * slots themselves carry hash bits). */
+    size_t walked = 0;
+    for (size_t k = 0; k < ix.cap; k++) {
+        broker_job_t *job = broker_index_at(&ix, k);
+        if (!job)
+            continue;
+        walked++;
+        assert_ptr_equal(broker_index_get(&ix, &job->id), job);
+    }
+    assert_int_equal(walked, N / 2);
+    assert_null(broker_index_at(&ix, ix.cap));
     for (int i = 0; i < N; i++)
         broker_job_destroy(&jobs[i]);
     free(jobs);

@@ -214,11 +214,11 @@ broker_out_event(broker_t *self, dv_event_t *ev)
     ev->broker = dv_str(self->instance);
     ev->ts_ms = broker_now_ms(self);
     char topic[48];
-    dv_str_copy(dv_event_topic(ev), topic, sizeof topic);
     int rc;
     if (dv_event_is_job(ev)) {
         rc = s_batch_add(self, ev);
     } else {
+        dv_str_copy(dv_event_topic(ev), topic, sizeof topic);
         self->cur->batch = SIZE_MAX; /* the next job event starts a batch */
         dv_msg_t m = { .type = DV_MSG_EVENT };
         m.u.event = *ev;
@@ -227,7 +227,9 @@ broker_out_event(broker_t *self, dv_event_t *ev)
     if (rc == 0)
         self->cur->event_seq = ev->seq;
     else
-        dv_log(DV_ERROR, "broker.event_dropped", DV_STR("kind", topic),
+        dv_log(DV_ERROR, "broker.event_dropped",
+               DV_STR("kind",
+                      dv_str_copy(dv_event_topic(ev), topic, sizeof topic)),
                DV_INT("seq", (int64_t)ev->seq),
                DV_STR("error", "out of memory"));
 }
