@@ -230,26 +230,25 @@ s_flush_results(broker_t *self, broker_group_t *g)
 {
     /* Outcomes of jobs that ended in this group, to their waiters. */
     for (broker_ended_t *e = g->ended; e; e = e->next) {
+        /* The id's text lives as long as the group's ended jobs: until
+         * s_free_ended, after the results went. */
+        char *id = e->job->waiters
+                       ? dv_arena_alloc(&g->ended_arena, DV_ID_TEXT_LEN + 1)
+                       : NULL;
+        if (id)
+            dv_id_format(&e->job->id, id);
         for (broker_waiter_t *wt = e->job->waiters; wt; wt = wt->next) {
             broker_rid_t rid;
             rid.len = wt->len;
             memcpy(rid.data, wt->rid, wt->len);
             broker_results_t *r =
                 e->incomplete ? NULL : broker_client_results_for(g, &rid);
-            dv_result_t *it = r ? broker_client_results_add(r) : NULL;
+            dv_result_t *it = r && id ? broker_client_results_add(r) : NULL;
             if (!it) {
                 broker_out_dropped(&rid, 0, "result");
                 continue;
             }
-            char id[DV_ID_TEXT_LEN + 1];
-            dv_id_format(&e->job->id, id);
-            bool failed = false;
-            it->id = broker_client_results_own(r, id, DV_ID_TEXT_LEN, &failed);
-            if (failed) { /* the last item: take it back */
-                r->n--;
-                broker_out_dropped(&rid, 0, "result");
-                continue;
-            }
+            it->id = dv_strn(id, DV_ID_TEXT_LEN);
             it->state = e->state;
             it->attempts = e->job->attempt;
             it->finished_ms = e->finished_ms;
