@@ -629,7 +629,7 @@ t_backfill_lost_events(void **state)
     json_decref(q);
 }
 
-/* Two brokers, one collector: workers, queues and jobs of both. */ /* Two brokers, one collector: workers, queues and jobs of both. */
+/* Two brokers, one collector: workers, queues and jobs of both. */
 static void
 t_two_brokers(void **state)
 {
