@@ -99,6 +99,29 @@ s_open(const s_bench_t *b, const char *name, broker_sync_t sync, bool fresh)
     return s;
 }
 
+/* Inserts job j of b, a queued no-op made at now. */
+static void
+s_insert_one(const s_bench_t *b, broker_store_t *s, int j, int64_t now)
+{
+    broker_jobrec_t r = {
+        .id = b->ids[j],
+        .queue = "default",
+        .type = "noop",
+        .payload = b->payload,
+        .payload_len = b->payload_len,
+        .state = DV_STATE_QUEUED,
+        .priority = 5,
+        .created_ms = now,
+        .run_at_ms = now,
+        .max_attempts = 5,
+        .backoff = DV_BACKOFF_DEFAULT,
+        .result_ttl_ms = 86400000,
+    };
+    int rc = broker_store_insert(s, &r);
+    if (rc)
+        s_die("insert", rc);
+}
+
 static void
 s_insert(const s_bench_t *b, broker_store_t *s, int group)
 {
@@ -108,22 +131,7 @@ s_insert(const s_bench_t *b, broker_store_t *s, int group)
         if (rc)
             s_die("begin", rc);
         for (int j = i; j < i + group && j < b->jobs; j++) {
-            broker_jobrec_t r = {
-                .id = b->ids[j],
-                .queue = "default",
-                .type = "noop",
-                .payload = b->payload,
-                .payload_len = b->payload_len,
-                .state = DV_STATE_QUEUED,
-                .priority = 5,
-                .created_ms = now,
-                .run_at_ms = now,
-                .max_attempts = 5,
-                .backoff = DV_BACKOFF_DEFAULT,
-                .result_ttl_ms = 86400000,
-            };
-            if ((rc = broker_store_insert(s, &r)))
-                s_die("insert", rc);
+            s_insert_one(b, s, j, now);
         }
         if ((rc = broker_store_commit(s)))
             s_die("commit", rc);
@@ -167,22 +175,7 @@ s_steady(const s_bench_t *b, broker_store_t *s)
         if (rc)
             s_die("begin", rc);
         for (int j = i; j < i + group && j < b->jobs; j++) {
-            broker_jobrec_t r = {
-                .id = b->ids[j],
-                .queue = "default",
-                .type = "noop",
-                .payload = b->payload,
-                .payload_len = b->payload_len,
-                .state = DV_STATE_QUEUED,
-                .priority = 5,
-                .created_ms = now,
-                .run_at_ms = now,
-                .max_attempts = 5,
-                .backoff = DV_BACKOFF_DEFAULT,
-                .result_ttl_ms = 86400000,
-            };
-            if ((rc = broker_store_insert(s, &r)))
-                s_die("insert", rc);
+            s_insert_one(b, s, j, now);
         }
         for (int j = i - S_LAG; j >= 0 && j < i - S_LAG + group && j < b->jobs;
              j++)

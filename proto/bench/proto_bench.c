@@ -4,6 +4,7 @@
  * rounds, in CPU microseconds per message. Not a test: run it by hand,
  *     build/proto/proto_bench [rounds]
  * before and after a change to the codec. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +31,44 @@ s_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* One call of what is timed: encode m into sb (or build the events batch
+ * of evs), or decode frame. */
+typedef struct {
+    const dv_msg_t *m;     /* a message, or NULL for the events batch */
+    const dv_event_t *evs; /* the batch's events */
+    int nevs;
+    const msgpack_sbuffer *frame;
+    int encode;
+} s_case_t;
+
+static void
+s_once(const s_case_t *c, msgpack_sbuffer *sb)
+{
+    if (!c->encode) {
+        dv_msg_t out;
+        if (dv_msg_decode(c->frame->data, c->frame->size, &out, NULL, 0) !=
+            DV_OK)
+            abort();
+        dv_msg_release(&out);
+        return;
+    }
+    sb->size = 0;
+    if (c->m) {
+        if (dv_msg_encode(c->m, sb) != DV_OK)
+            abort();
+        return;
+    }
+    dv_events_enc_t e;
+    if (dv_events_begin(&e, sb) != DV_OK)
+        abort();
+    for (int k = 0; k < c->nevs; k++)
+        if (dv_events_add(&e, sb, &c->evs[k]) != DV_OK)
+            abort();
+}
+
 /* Median over rounds of the time per call, in microseconds. */
 static double
-s_time(const dv_msg_t *m, const msgpack_sbuffer *frame, int encode, int rounds)
+s_time(const s_case_t *c, int rounds)
 {
     enum { PER_ROUND = 200 };
     double *t = calloc((size_t)rounds, sizeof *t);
@@ -40,19 +76,8 @@ s_time(const dv_msg_t *m, const msgpack_sbuffer *frame, int encode, int rounds)
     msgpack_sbuffer_init(&sb);
     for (int r = 0; r < rounds; r++) {
         double t0 = s_now_us();
-        for (int i = 0; i < PER_ROUND; i++) {
-            if (encode) {
-                sb.size = 0;
-                if (dv_msg_encode(m, &sb) != DV_OK)
-                    abort();
-            } else {
-                dv_msg_t out;
-                if (dv_msg_decode(frame->data, frame->size, &out, NULL, 0) !=
-                    DV_OK)
-                    abort();
-                dv_msg_release(&out);
-            }
-        }
+        for (int i = 0; i < PER_ROUND; i++)
+            s_once(c, &sb);
         t[r] = (s_now_us() - t0) / PER_ROUND;
     }
     qsort(t, (size_t)rounds, sizeof *t, s_cmp);
@@ -62,47 +87,27 @@ s_time(const dv_msg_t *m, const msgpack_sbuffer *frame, int encode, int rounds)
     return med;
 }
 
-/* The same for a batch of n job events: encode builds it with
- * dv_events_begin/add, decode reads it back. */
-static double
-s_time_events(const dv_event_t *evs, int n, const msgpack_sbuffer *frame,
-              int encode, int rounds)
+/* Decode and encode times of one case, as "decode X us, encode Y us". */
+static void
+s_report(const char *what, size_t bytes, s_case_t c, int rounds)
 {
-    enum { PER_ROUND = 200 };
-    double *t = calloc((size_t)rounds, sizeof *t);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    for (int r = 0; r < rounds; r++) {
-        double t0 = s_now_us();
-        for (int i = 0; i < PER_ROUND; i++) {
-            if (encode) {
-                sb.size = 0;
-                dv_events_enc_t e;
-                if (dv_events_begin(&e, &sb) != DV_OK)
-                    abort();
-                for (int k = 0; k < n; k++)
-                    if (dv_events_add(&e, &sb, &evs[k]) != DV_OK)
-                        abort();
-            } else {
-                dv_msg_t out;
-                if (dv_msg_decode(frame->data, frame->size, &out, NULL, 0) !=
-                    DV_OK)
-                    abort();
-                dv_msg_release(&out);
-            }
-        }
-        t[r] = (s_now_us() - t0) / PER_ROUND;
-    }
-    qsort(t, (size_t)rounds, sizeof *t, s_cmp);
-    double med = t[rounds / 2];
-    free(t);
-    msgpack_sbuffer_destroy(&sb);
-    return med;
+    c.encode = 0;
+    double dec = s_time(&c, rounds);
+    c.encode = 1;
+    double enc = s_time(&c, rounds);
+    printf("%s (%zu bytes): decode %.1f us, encode %.1f us\n", what, bytes, dec,
+           enc);
 }
 
 int
 main(int argc, char **argv)
 {
+    /* A decode's arrays for 1,000 items are a few hundred KB: glibc would
+     * map and unmap them at each call (its threshold is 128 KB until a
+     * free raises it, and a trim gives the pages back), and the page
+     * faults would dwarf the codec. The daemons reuse their heap. */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     int rounds = argc > 1 ? atoi(argv[1]) : 15;
     if (rounds < 1)
         rounds = 1;
@@ -181,13 +186,12 @@ main(int argc, char **argv)
     for (int i = 0; i < S_ITEMS; i++)
         if (dv_events_add(&ee, &fe, &evs[i]) != DV_OK)
             return 1;
-    printf("submit 1000 jobs (%zu bytes): decode %.1f us, encode %.1f us\n",
-           fs.size, s_time(&sub, &fs, 0, rounds), s_time(&sub, &fs, 1, rounds));
-    printf("update 1000 items (%zu bytes): decode %.1f us, encode %.1f us\n",
-           fu.size, s_time(&upd, &fu, 0, rounds), s_time(&upd, &fu, 1, rounds));
-    printf("events 1000 jobs (%zu bytes): decode %.1f us, encode %.1f us\n",
-           fe.size, s_time_events(evs, S_ITEMS, &fe, 0, rounds),
-           s_time_events(evs, S_ITEMS, &fe, 1, rounds));
+    s_report("submit 1000 jobs", fs.size, (s_case_t){ .m = &sub, .frame = &fs },
+             rounds);
+    s_report("update 1000 items", fu.size,
+             (s_case_t){ .m = &upd, .frame = &fu }, rounds);
+    s_report("events 1000 jobs", fe.size,
+             (s_case_t){ .evs = evs, .nevs = S_ITEMS, .frame = &fe }, rounds);
     msgpack_sbuffer_destroy(&fs);
     msgpack_sbuffer_destroy(&fu);
     msgpack_sbuffer_destroy(&fe);
