@@ -122,6 +122,19 @@ s_insert_one(const s_bench_t *b, broker_store_t *s, int j, int64_t now)
         s_die("insert", rc);
 }
 
+/* Ends job j of b as succeeded: as the broker writes a job leased and
+ * ended in one group, one row write with the lease folded in. */
+static void
+s_finish_one(const s_bench_t *b, broker_store_t *s, int j, int64_t now,
+             const void *result, size_t result_len)
+{
+    int rc = broker_store_mark_done(s, b->ids[j], DV_STATE_SUCCEEDED, 1,
+                                    "bench-host:1", now, result, result_len,
+                                    NULL, now);
+    if (rc)
+        s_die("mark_done", rc);
+}
+
 static void
 s_insert(const s_bench_t *b, broker_store_t *s, int group)
 {
@@ -147,14 +160,8 @@ s_run_finish(const s_bench_t *b, broker_store_t *s, int group)
         int rc = broker_store_begin(s);
         if (rc)
             s_die("begin", rc);
-        for (int j = i; j < i + group && j < b->jobs; j++) {
-            /* As the broker writes a job leased and ended in one group:
-             * one row write with the lease folded in. */
-            if ((rc = broker_store_mark_done(s, b->ids[j], DV_STATE_SUCCEEDED,
-                                             1, "bench-host:1", now, result,
-                                             sizeof result, NULL, now)))
-                s_die("mark_done", rc);
-        }
+        for (int j = i; j < i + group && j < b->jobs; j++)
+            s_finish_one(b, s, j, now, result, sizeof result);
         if ((rc = broker_store_commit(s)))
             s_die("commit", rc);
     }
@@ -174,15 +181,11 @@ s_steady(const s_bench_t *b, broker_store_t *s)
         int rc = broker_store_begin(s);
         if (rc)
             s_die("begin", rc);
-        for (int j = i; j < i + group && j < b->jobs; j++) {
+        for (int j = i; j < i + group && j < b->jobs; j++)
             s_insert_one(b, s, j, now);
-        }
         for (int j = i - S_LAG; j >= 0 && j < i - S_LAG + group && j < b->jobs;
              j++)
-            if ((rc = broker_store_mark_done(s, b->ids[j], DV_STATE_SUCCEEDED,
-                                             1, "bench-host:1", now, result,
-                                             sizeof result, NULL, now)))
-                s_die("mark_done", rc);
+            s_finish_one(b, s, j, now, result, sizeof result);
         if ((rc = broker_store_commit(s)))
             s_die("commit", rc);
     }
