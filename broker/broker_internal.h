@@ -14,7 +14,8 @@
  *   broker_sched.c    scheduling: place/unplace, lease, fail, finish,
  *                     dispatch against credit, queue limits, due timers
  *   broker_worker.c   worker protocol: hello, update, heartbeat, bye, expiry
- *   broker_client.c   client API: submit, wait, status and job views
+ *   broker_client.c   client API: submit, wait
+ *   broker_views.c    the status and job views
  *   broker_ctrl.c     control verbs: cancel, retry, pause, resume, purge,
  *                     limits, drain
  *   broker_group.c    group commit: what waits on a group, and flushing it
@@ -747,12 +748,12 @@ typedef struct {
 
 void broker_client_on_view(void *arg, const broker_jobview_t *v);
 
-/* Replies to the status verb with the broker's state. */
+/* Replies to the status verb with the broker's state (broker_views.c). */
 void broker_client_status(broker_t *self, const broker_rid_t *rid,
                           uint64_t req);
 
 /* Replies to the job verb: the live job at once, the stored one once the
- * reader has read it. */
+ * reader has read it (broker_views.c). */
 void broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
                        const char *idtext, const broker_job_t *job);
 
