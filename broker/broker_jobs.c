@@ -70,9 +70,9 @@ s_tag(size_t h)
 }
 
 static inline broker_job_t *
-s_untag(const broker_job_t *slot)
+s_untag(uintptr_t slot)
 {
-    return (broker_job_t *)((uintptr_t)slot & ~S_TAG_MASK);
+    return (broker_job_t *)(slot & ~S_TAG_MASK);
 }
 
 int
@@ -99,14 +99,15 @@ broker_index_at(const broker_index_t *ix, size_t i)
 }
 
 static void
-s_index_insert(broker_job_t **slots, size_t cap, broker_job_t *job)
+s_index_insert(uintptr_t *slots, size_t cap, broker_job_t *job)
 {
-    assert(((uintptr_t)job & S_TAG_MASK) == 0);
+    uintptr_t addr = (uintptr_t)job;
+    assert((addr & S_TAG_MASK) == 0);
     size_t h = s_hash(&job->id);
     size_t i = h & (cap - 1);
     while (slots[i])
         i = (i + 1) & (cap - 1);
-    slots[i] = (broker_job_t *)((uintptr_t)job | s_tag(h));
+    slots[i] = addr | s_tag(h);
 }
 
 int
@@ -115,7 +116,7 @@ broker_index_put(broker_index_t *ix, broker_job_t *job)
     /* Keep the load under 1/2 so probes stay short. */
     if ((ix->count + 1) * 2 > ix->cap) {
         size_t ncap = ix->cap * 2;
-        broker_job_t **ns = calloc(ncap, sizeof *ns);
+        uintptr_t *ns = calloc(ncap, sizeof *ns);
         if (!ns)
             return -1;
         for (size_t i = 0; i < ix->cap; i++)
@@ -137,7 +138,7 @@ broker_index_get(const broker_index_t *ix, const dv_id_t *id)
     uintptr_t tag = s_tag(h);
     size_t i = h & (ix->cap - 1);
     while (ix->slots[i]) {
-        if (((uintptr_t)ix->slots[i] & S_TAG_MASK) == tag) {
+        if ((ix->slots[i] & S_TAG_MASK) == tag) {
             broker_job_t *job = s_untag(ix->slots[i]);
             if (dv_id_eq(&job->id, id))
                 return job;
@@ -156,14 +157,14 @@ broker_index_del(broker_index_t *ix, const broker_job_t *job)
         i = (i + 1) & mask;
     if (!ix->slots[i])
         return;
-    ix->slots[i] = NULL;
+    ix->slots[i] = 0;
     ix->count--;
     /* Backward-shift deletion: re-place the rest of the probe run so no
      * lookup stops early at the hole. */
     size_t j = (i + 1) & mask;
     while (ix->slots[j]) {
         broker_job_t *moved = s_untag(ix->slots[j]);
-        ix->slots[j] = NULL;
+        ix->slots[j] = 0;
         s_index_insert(ix->slots, ix->cap, moved);
         j = (j + 1) & mask;
     }

@@ -87,9 +87,10 @@ void broker_job_destroy(broker_job_t **job_p);
 /* ---- index by id --------------------------------------------------------- */
 
 typedef struct {
-    broker_job_t **slots; /* open addressing, linear probing; NULL = empty;
-                           * tagged: read them with broker_index_at() */
-    size_t cap;           /* power of two */
+    uintptr_t *slots; /* open addressing, linear probing; 0 = empty; a
+                       * job's address with hash bits in its low bits:
+                       * read them with broker_index_at() */
+    size_t cap;       /* power of two */
     size_t count;
 } broker_index_t;
 

@@ -399,4 +399,3 @@ broker_client_job(broker_t *self, const broker_rid_t *rid, uint64_t req,
                          broker_reads_refusal(rc), NULL, false);
     }
 }
-
