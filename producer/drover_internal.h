@@ -98,6 +98,14 @@ int producer_move_on(drover_client_t *self, int r, producer_in_t *in,
 /* Encodes msg and sends it. Returns 0, -1 (not sent) or -2 (no memory). */
 int producer_send_msg(drover_client_t *self, const dv_msg_t *msg, int flags);
 
+/* Sends one encoded message. Returns 0, or -1 if it could not be queued
+ * (the socket stayed full for the timeout, or flags had ZMQ_DONTWAIT). */
+int producer_send(drover_client_t *self, const void *buf, size_t len,
+                  int flags);
+
+/* The name of a code for the public interface: NULL for none. */
+const char *producer_code_name(dv_code_t code);
+
 /* Waits up to timeout_ms (< 0: for ever) for one message. Returns 1 with
  * *in filled (release it with producer_in_release), 0 when the time passed
  * (or a signal came), 2 when the broker's connection was lost (it died or
