@@ -18,10 +18,11 @@
  *
  * Jobs have owners: a job remembers the certificate name of the peer that
  * submitted it (broker_auth_owner), and a client may wait on and view only
- * its own jobs (broker_auth_may_read, asked by broker_client.c). Another's
- * job, or one without an owner, is answered as if it did not exist (wait:
- * state unknown; job: not_found), so a client learns nothing of the jobs
- * of others, not even that they exist. Operators read every job.
+ * its own jobs (broker_auth_may_read, asked by broker_client.c and
+ * broker_views.c). Another's job, or one without an owner, is answered as
+ * if it did not exist (wait: state unknown; job: not_found), so a client
+ * learns nothing of the jobs of others, not even that they exist.
+ * Operators read every job.
  *
  * A refused message is answered with code not_allowed and a reason naming
  * the role ("role observer may not cancel"), and logged once per key and

@@ -1,5 +1,5 @@
 /* broker_ctrl - the control verbs: cancel, retry, pause, resume, rate,
- * max-running, purge, drain (and, handed on to broker_client.c, status and
+ * max-running, purge, drain (and, handed on to broker_views.c, status and
  * job, and to broker_check.c, check).
  *
  * Owns the queue settings' changes (each a store write of the current

@@ -870,7 +870,7 @@ typedef struct {
     broker_jobview_t *view; /* rc 1: a copy, its strings after it */
     /* With want_attempts, the job's last BROKER_JOB_ATTEMPTS_MAX stored
      * attempts too (ctrl "job"), packed by the reader: nattempts msgpack
-     * maps one after another (no array header), as broker_client.c
+     * maps one after another (no array header), as broker_views.c
      * answers them. arc: broker_store_attempts' count, or an error. */
     bool want_attempts;
     int arc;

@@ -630,4 +630,3 @@ drover_submit(drover_client_t *self, const drover_job_t *job,
     memcpy(id_out, ack.id, DROVER_ID_SIZE);
     return DROVER_OK;
 }
-
