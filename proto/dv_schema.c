@@ -719,23 +719,24 @@ s_put_head(char *p, size_t n, unsigned char fix, uint32_t small,
 #define S_HEAD_MAX       5 /* the most a header takes */
 #define S_SCALAR_MAX     9 /* the most a number takes */
 
-/* Appends len bytes at p under a header made by head (S_STR_HEAD...). */
-#define S_APPEND(out, head, ptr, len)                                          \
-    do {                                                                       \
-        char *w_ = s_room(out, (len) + S_HEAD_MAX);                            \
-        if (!w_)                                                               \
-            return -1;                                                         \
-        w_ = head(w_, len);                                                    \
-        if (len)                                                               \
-            memcpy(w_, ptr, len);                                              \
-        (out)->size = (size_t)(w_ + (len) - (out)->data);                      \
-    } while (0)
+/* Appends len bytes of p (NULL: none) as a str, or with bin as a bin. */
+static int
+s_put_body(msgpack_sbuffer *out, bool bin, const char *p, size_t len)
+{
+    char *w = s_room(out, len + S_HEAD_MAX);
+    if (!w)
+        return -1;
+    w = bin ? S_BIN_HEAD(w, len) : S_STR_HEAD(w, len);
+    if (len)
+        memcpy(w, p, len);
+    out->size = (size_t)(w + len - out->data);
+    return 0;
+}
 
 static int
 s_put_str(msgpack_sbuffer *out, const char *p, size_t len)
 {
-    S_APPEND(out, S_STR_HEAD, p ? p : "", len);
-    return 0;
+    return s_put_body(out, false, p, len);
 }
 
 /* Writes f's value at p if it is a number or a bool (at most S_SCALAR_MAX
@@ -790,23 +791,19 @@ s_enc_items(msgpack_sbuffer *out, const dv_field_t *f, const void *obj)
     return rc;
 }
 
+/* Writes f's value when it is not a number or a bool (s_put_scalar). */
 static int
-s_enc_value(msgpack_sbuffer *out, const dv_field_t *f, const void *obj)
+s_enc_other(msgpack_sbuffer *out, const dv_field_t *f, const void *obj)
 {
-    char *p = s_room(out, S_SCALAR_MAX);
-    if (!p)
-        return -1;
-    char *end = s_put_scalar(p, f, obj);
-    if (end) {
-        out->size = (size_t)(end - out->data);
-        return 0;
-    }
     const dv_str_t *s;
+    char *p;
     switch ((dv_ftype_t)f->type) {
     case DV_FT_STR:
     case DV_FT_ID:
         s = S_CAT(obj, f->off, dv_str_t);
         if (!s->ptr && (f->flags & DV_FF_NIL)) {
+            if (!(p = s_room(out, 1)))
+                return -1;
             *p = (char)0xc0;
             out->size++;
             return 0;
@@ -814,8 +811,7 @@ s_enc_value(msgpack_sbuffer *out, const dv_field_t *f, const void *obj)
         return s_put_str(out, s->ptr, s->len);
     case DV_FT_VALUE:
         s = S_CAT(obj, f->off, dv_str_t);
-        S_APPEND(out, S_BIN_HEAD, s->ptr ? s->ptr : "", s->len);
-        return 0;
+        return s_put_body(out, true, s->ptr, s->len);
     case DV_FT_ENUM: {
         const dv_name_t *n = dv_enum_name(f->ref, *S_CAT(obj, f->off, int));
         return s_put_str(out, n->name, n->len);
@@ -844,6 +840,19 @@ s_enc_value(msgpack_sbuffer *out, const dv_field_t *f, const void *obj)
     default:
         return -1;
     }
+}
+
+static int
+s_enc_value(msgpack_sbuffer *out, const dv_field_t *f, const void *obj)
+{
+    char *p = s_room(out, S_SCALAR_MAX);
+    if (!p)
+        return -1;
+    char *end = s_put_scalar(p, f, obj);
+    if (!end)
+        return s_enc_other(out, f, obj);
+    out->size = (size_t)(end - out->data);
+    return 0;
 }
 
 uint32_t
@@ -875,7 +884,7 @@ dv_enc_fields(msgpack_sbuffer *out, const dv_schema_t *s, const void *obj,
         p += f->len;
         char *end = s_put_scalar(p, f, obj);
         out->size = (size_t)((end ? end : p) - out->data);
-        if (!end && s_enc_value(out, f, obj) != 0)
+        if (!end && s_enc_other(out, f, obj) != 0)
             return -1;
     }
     return 0;
